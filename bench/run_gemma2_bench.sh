@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Gemma-2-2B-shaped prefill benchmark, reprshift vs transformers in the same run.
+# Needs: a built tree (build/), the reference venv (REFENV, default /work/refenv), and a
+# random bf16 checkpoint (made on first use with tools/reference/make_bench_checkpoint.py).
+# usage: bench/run_gemma2_bench.sh [CHECKPOINT_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REFENV=${REFENV:-/work/refenv}
+CKPT=${1:-${RS_BENCH_MODEL:-/work/benchmodels/gemma2-2b-rand}}
+TOKJSON=${RS_TOKENIZER_JSON:-../shared/data/tokenizer/tokenizer.json}
+BUILD=${RS_BUILD_DIR:-build}
+OUT=bench/out; mkdir -p "$OUT"
+[ -f "$CKPT/config.json" ] || "$REFENV/bin/python" tools/reference/make_bench_checkpoint.py "$CKPT"
+# Workloads: (a) 64 real COCO captions, (b) one 512-token text (captions joined), real tokenizer.
+head -n 64 ../shared/data/text/coco_val2017_captions.txt > "$OUT/captions64.txt"
+"$BUILD/reprshift" tokenize --tokenizer "$TOKJSON" --texts "$OUT/captions64.txt" | tr -d '[] ' > "$OUT/captions64.ids"
+head -n 400 ../shared/data/text/coco_val2017_captions.txt | tr '\n' ' ' > "$OUT/long.txt"
+"$BUILD/reprshift" tokenize --tokenizer "$TOKJSON" --texts "$OUT/long.txt" | tr -d '[] ' | cut -d, -f1-512 > "$OUT/long512.ids"
+export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
+"$BUILD/bench_gemma2" --sgemm | tee "$OUT/results.jsonl"
+for w in captions64 long512; do
+  for L in 13 26; do
+    hook=$([ $L = 26 ] && echo blocks.25.hook_resid_post || echo blocks.12.hook_resid_post)
+    "$BUILD/bench_gemma2" --model "$CKPT" --ids-file "$OUT/$w.ids" --hook "$hook" | sed "s/^{/{\"workload\": \"$w\", /" | tee -a "$OUT/results.jsonl"
+    "$REFENV/bin/python" bench/bench_gemma2_ref.py --model "$CKPT" --ids-file "$OUT/$w.ids" --layers $L | sed "s/^{/{\"workload\": \"$w\", /" | tee -a "$OUT/results.jsonl"
+  done
+done
+"$REFENV/bin/python" - "$OUT/results.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("\n| workload | through | reprshift tok/s | transformers tok/s | ratio | reprshift RSS GB | transformers RSS GB |")
+print("|---|---|---|---|---|---|---|")
+ours = [r for r in rows if r.get("impl") == "reprshift"]
+refs = [r for r in rows if r.get("impl") == "transformers"]
+for o, r in zip(ours, refs):
+    depth = "layer 12" if "12" in o["hook"] else "all 26"
+    print(f"| {o['workload']} | {depth} | {o['tokens_per_s']:.1f} | {r['tokens_per_s']:.1f} | {o['tokens_per_s']/r['tokens_per_s']:.2f}x | {o['peak_rss_gb']:.2f} | {r['peak_rss_gb']:.2f} |")
+PY

@@ -1,0 +1,35 @@
+/* Dense f32 kernels used by the model forward passes. Shapes in the names: T rows
+ * (tokens), D/IN/OUT columns. Row-major throughout; a linear layer y = x·Wᵀ (+ b) takes W
+ * stored [OUT, IN] as in PyTorch nn.Linear. */
+#ifndef REPRSHIFT_OPS_H
+#define REPRSHIFT_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "reprshift/safetensors.h"
+
+/* y[T,OUT] = x[T,IN] · W[OUT,IN]ᵀ (+ bias[OUT] if non-NULL). */
+void op_linear(float *y, const float *x, const float *W, const float *bias, int T, int IN, int OUT);
+/* Gemma RMSNorm: y = x / sqrt(mean(x²) + eps) · (1 + w); w NULL means gain 1 (no weight). y may alias x. */
+void op_rmsnorm_gemma(float *y, const float *x, const float *w, float eps, int T, int D);
+/* LayerNorm with biased variance: y = (x − μ)/sqrt(σ² + eps)·γ + β. y may alias x. */
+void op_layernorm(float *y, const float *x, const float *gamma, const float *beta, float eps, int T, int D);
+/* tanh-approximated GELU (PyTorch approximate="tanh"), in place over n values. */
+void op_gelu_tanh(float *x, size_t n);
+/* x[i] = gelu_tanh(gate[i]) * up[i] over n values, written into gate. */
+void op_geglu(float *gate, const float *up, size_t n);
+/* Half-split RoPE on one head vector x[dim] at integer position pos with precomputed
+ * inv_freq[dim/2] (fp32 angle = inv_freq·pos, as HF computes it). */
+void op_rope(float *x, int dim, const float *inv_freq, int pos);
+/* inv_freq[i] = 1 / theta^(2i/dim) in fp32, i < dim/2. */
+void op_rope_inv_freq(float *inv_freq, int dim, double theta);
+/* In-place row softmax over n entries (max-subtracted; entries equal to -INFINITY give 0). */
+void op_softmax(float *x, int n);
+/* dst += src over n floats. */
+void op_add(float *dst, const float *src, size_t n);
+
+/* A weight matrix as f32: points into the mapped file when it is already aligned f32,
+ * otherwise into `scratch` (which must hold numel floats) after conversion. */
+const float *op_weight_f32(const st_tensor *t, float *scratch);
+
+#endif

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install the Debian build dependencies if any is missing (needs root for apt-get).
+set -euo pipefail
+PKGS="build-essential cmake pkg-config libopenblas-dev libcjson-dev libcmocka-dev
+      libjpeg62-turbo-dev libpng-dev zlib1g-dev libzip-dev"
+missing=""
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "missing Debian packages:$missing (run: sudo apt-get install$missing)" >&2
+  exit 1
+fi
+echo "installing:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

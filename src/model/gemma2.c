@@ -1,0 +1,365 @@
+/* Gemma-2 forward pass, read top to bottom like spec/models.md §1.3:
+ * embed ×√D → per layer [RMSNorm → q,k,v → RoPE → softcapped masked attention → o_proj →
+ * post-attn RMSNorm → residual → pre-ffw RMSNorm → GeGLU MLP → post-ffw RMSNorm →
+ * residual] → final RMSNorm. All sequences of a batch share one token matrix so the
+ * projections run as single BLAS calls; attention runs per sequence and head. */
+#include "reprshift/gemma2.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "reprshift/fileio.h"
+#include "reprshift/ops.h"
+
+/* ---- loading ---- */
+
+static int load_norm(st_set *st, const char *name, int D, float **out, rs_err *err) {
+    const st_tensor *t;
+    int64_t shape[1] = {D};
+    if (st_expect(st, name, 1, shape, &t, err)) return -1;
+    *out = st_to_f32_new(t);
+    return *out ? 0 : rs_errf(err, "out of memory");
+}
+
+static int load_mat(st_set *st, const char *name, int rows, int cols, const st_tensor **out,
+                    size_t *max_numel, rs_err *err) {
+    int64_t shape[2] = {rows, cols};
+    if (st_expect(st, name, 2, shape, out, err)) return -1;
+    const st_tensor *t = *out;
+    if (t->dtype != RS_DT_F32 && t->dtype != RS_DT_BF16 && t->dtype != RS_DT_F16)
+        return rs_errf(err, "%s: tensor \"%s\" has dtype %s; weights must be F32, BF16 or F16",
+                       st->paths[t->shard], name, rs_dtype_name(t->dtype));
+    if ((size_t)t->numel > *max_numel) *max_numel = (size_t)t->numel;
+    return 0;
+}
+
+int gemma2_from_weights(gemma2_model **out, const gemma2_config *cfg, st_set *st, const char *prefix, rs_err *err) {
+    *out = NULL;
+    gemma2_model *m = calloc(1, sizeof *m);
+    if (!m) return rs_errf(err, "out of memory");
+    m->cfg = *cfg;
+    m->st = st;
+    const gemma2_config *c = &m->cfg;
+    int D = c->hidden_size, QD = c->n_heads * c->head_dim, KD = c->n_kv_heads * c->head_dim;
+    char name[256];
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    m->inv_freq = malloc((size_t)c->head_dim / 2 * sizeof(float));
+    if (!m->layers || !m->inv_freq) goto oom;
+    op_rope_inv_freq(m->inv_freq, c->head_dim, c->rope_theta);
+    snprintf(name, sizeof name, "%sembed_tokens.weight", prefix);
+    if (load_mat(st, name, c->vocab_size, D, &m->embed_tokens, &m->max_weight, err)) goto fail;
+    m->max_weight = 0; /* the embedding is read a row at a time, never converted whole */
+    for (int l = 0; l < c->n_layers; l++) {
+        gemma2_layer *L = &m->layers[l];
+#define MAT(field, sub, r, cc)                                                            \
+    snprintf(name, sizeof name, "%slayers.%d.%s.weight", prefix, l, sub);                 \
+    if (load_mat(st, name, r, cc, &L->field, &m->max_weight, err)) goto fail;
+#define NORM(field)                                                                       \
+    snprintf(name, sizeof name, "%slayers.%d." #field ".weight", prefix, l);              \
+    if (load_norm(st, name, D, &L->field, err)) goto fail;
+        MAT(q_proj, "self_attn.q_proj", QD, D)
+        MAT(k_proj, "self_attn.k_proj", KD, D)
+        MAT(v_proj, "self_attn.v_proj", KD, D)
+        MAT(o_proj, "self_attn.o_proj", D, QD)
+        MAT(gate_proj, "mlp.gate_proj", c->intermediate_size, D)
+        MAT(up_proj, "mlp.up_proj", c->intermediate_size, D)
+        MAT(down_proj, "mlp.down_proj", D, c->intermediate_size)
+        NORM(input_layernorm)
+        NORM(post_attention_layernorm)
+        NORM(pre_feedforward_layernorm)
+        NORM(post_feedforward_layernorm)
+#undef MAT
+#undef NORM
+    }
+    snprintf(name, sizeof name, "%snorm.weight", prefix);
+    if (load_norm(st, name, D, &m->norm, err)) goto fail;
+    *out = m;
+    return 0;
+oom:
+    rs_errf(err, "out of memory");
+fail:
+    gemma2_close(m);
+    return -1;
+}
+
+int gemma2_open(gemma2_model **out, const char *dir, rs_err *err) {
+    *out = NULL;
+    gemma2_config cfg;
+    if (gemma2_config_load(dir, &cfg, err)) return -1;
+    st_set *st;
+    if (st_open(&st, dir, err)) return -1;
+    if (gemma2_from_weights(out, &cfg, st, "model.", err)) {
+        st_close(st);
+        return -1;
+    }
+    (*out)->owns_st = 1;
+    return 0;
+}
+
+void gemma2_close(gemma2_model *m) {
+    if (!m) return;
+    if (m->layers)
+        for (int l = 0; l < m->cfg.n_layers; l++) {
+            free(m->layers[l].input_layernorm);
+            free(m->layers[l].post_attention_layernorm);
+            free(m->layers[l].pre_feedforward_layernorm);
+            free(m->layers[l].post_feedforward_layernorm);
+        }
+    free(m->layers);
+    free(m->norm);
+    free(m->inv_freq);
+    if (m->owns_st) st_close(m->st);
+    free(m);
+}
+
+/* ---- forward ---- */
+
+int gemma2_hooks_depth(const gemma2_model *m, const hook_request *hooks, int n_hooks) {
+    int depth = -1;
+    for (int i = 0; i < n_hooks; i++) {
+        int d;
+        switch (hooks[i].kind) {
+        case HK_RESID_PRE: d = hooks[i].layer - 1; break; /* ready before layer L runs */
+        case HK_LN_FINAL_NORMALIZED:
+        case HK_LN_FINAL_OUT: d = m->cfg.n_layers; break;
+        default: d = hooks[i].layer; break;
+        }
+        if (d > depth) depth = d;
+    }
+    return depth;
+}
+
+/* Capture then splice every request matching (kind, layer) on activation x [T, width]. */
+static int run_hooks(hook_request *hooks, int n, hook_kind kind, int layer, float *x, int T, rs_err *err) {
+    for (int i = 0; i < n; i++) {
+        hook_request *h = &hooks[i];
+        if (h->kind != kind || h->layer != layer) continue;
+        size_t bytes = (size_t)T * h->width * sizeof(float);
+        if (h->capture) {
+            free(h->out);
+            h->out = malloc(bytes ? bytes : 1);
+            if (!h->out) return rs_errf(err, "out of memory capturing %s", h->name);
+            memcpy(h->out, x, bytes);
+        }
+        if (h->splice) h->splice(h->splice_ctx, x, T, h->width);
+    }
+    return 0;
+}
+
+typedef struct {
+    float *h, *x, *q, *k, *v, *z, *a, *gate, *up, *scores, *wscratch;
+} workspace;
+
+static void ws_free(workspace *w) {
+    free(w->h); free(w->x); free(w->q); free(w->k); free(w->v); free(w->z);
+    free(w->a); free(w->gate); free(w->up); free(w->scores); free(w->wscratch);
+}
+
+/* Softcapped, masked attention for one sequence of L tokens starting at row a. */
+static void attention_seq(const gemma2_model *m, const workspace *w, int a, int L, int prefix, int sliding) {
+    const gemma2_config *c = &m->cfg;
+    int hd = c->head_dim, QD = c->n_heads * hd, KD = c->n_kv_heads * hd, group = c->n_heads / c->n_kv_heads;
+    float scale = (float)pow(c->query_pre_attn_scalar, -0.5);
+    float cap = (float)c->attn_softcap;
+    int W = c->sliding_window;
+    float *S = w->scores;
+    for (int h = 0; h < c->n_heads; h++) {
+        int kvh = h / group; /* repeat_kv: consecutive q heads share a kv head */
+        const float *Q = w->q + (size_t)a * QD + (size_t)h * hd;
+        const float *K = w->k + (size_t)a * KD + (size_t)kvh * hd;
+        const float *V = w->v + (size_t)a * KD + (size_t)kvh * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hd, 1.0f, Q, QD, K, KD, 0.0f, S, L);
+        for (int i = 0; i < L; i++) {
+            float *row = S + (size_t)i * L;
+            for (int j = 0; j < L; j++) {
+                int allowed = j <= i && (!sliding || i - j < W);
+                if (i < prefix && j < prefix) allowed = 1;
+                if (!allowed) { row[j] = -INFINITY; continue; }
+                float s = row[j] * scale;
+                if (cap > 0) s = tanhf(s / cap) * cap;
+                row[j] = s;
+            }
+            op_softmax(row, L);
+        }
+        float *Z = w->z + (size_t)a * QD + (size_t)h * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, 1.0f, S, L, V, KD, 0.0f, Z, QD);
+    }
+}
+
+static void linear_w(const workspace *w, float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
+    op_linear(y, x, op_weight_f32(W, w->wscratch), NULL, T, IN, OUT);
+}
+
+static int check_batch(const gemma2_model *m, const gemma2_batch *b, rs_err *err) {
+    if (b->n_seqs < 1) return rs_errf(err, "empty batch: no input sequences");
+    if (b->offsets[0] != 0) return rs_errf(err, "batch offsets must start at 0");
+    for (int s = 0; s < b->n_seqs; s++)
+        if (b->offsets[s + 1] <= b->offsets[s]) return rs_errf(err, "input %d has no tokens", s);
+    int64_t T = b->offsets[b->n_seqs];
+    if (T > (1 << 24)) return rs_errf(err, "batch of %lld tokens is too large", (long long)T);
+    for (int64_t i = 0; i < T; i++) {
+        if (b->embeds_mask && b->embeds_mask[i]) continue;
+        if (b->ids[i] < 0 || b->ids[i] >= m->cfg.vocab_size)
+            return rs_errf(err, "token id %d at position %lld is outside the vocabulary (size %d)",
+                           b->ids[i], (long long)i, m->cfg.vocab_size);
+    }
+    return 0;
+}
+
+int gemma2_forward(const gemma2_model *m, const gemma2_batch *b, hook_request *hooks, int n_hooks,
+                   float *final_hidden, rs_err *err) {
+    const gemma2_config *c = &m->cfg;
+    if (check_batch(m, b, err)) return -1;
+    int T = (int)b->offsets[b->n_seqs];
+    int D = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
+    int QD = c->n_heads * hd, KD = c->n_kv_heads * hd;
+    int depth = gemma2_hooks_depth(m, hooks, n_hooks);
+    if (final_hidden) depth = c->n_layers;
+    int last_layer = depth >= c->n_layers ? c->n_layers - 1 : depth;
+    int maxL = 0;
+    for (int s = 0; s < b->n_seqs; s++) {
+        int L = (int)(b->offsets[s + 1] - b->offsets[s]);
+        if (L > maxL) maxL = L;
+    }
+    workspace w = {0};
+    size_t TD = (size_t)T * D;
+    w.h = malloc(TD * sizeof(float));
+    w.x = malloc(TD * sizeof(float));
+    w.a = malloc(TD * sizeof(float));
+    if (last_layer >= 0) {
+        w.q = malloc((size_t)T * QD * sizeof(float));
+        w.k = malloc((size_t)T * KD * sizeof(float));
+        w.v = malloc((size_t)T * KD * sizeof(float));
+        w.z = malloc((size_t)T * QD * sizeof(float));
+        w.gate = malloc((size_t)T * F * sizeof(float));
+        w.up = malloc((size_t)T * F * sizeof(float));
+        w.scores = malloc((size_t)maxL * maxL * sizeof(float));
+        w.wscratch = malloc((m->max_weight ? m->max_weight : 1) * sizeof(float));
+        if (!w.q || !w.k || !w.v || !w.z || !w.gate || !w.up || !w.scores || !w.wscratch) goto oom;
+    }
+    if (!w.h || !w.x || !w.a) goto oom;
+
+    /* 1. Embedding × √D (normalizer rounded to fp32 as HF does). */
+    const float normalizer = (float)sqrt((double)D);
+    for (int i = 0; i < T; i++) {
+        float *row = w.h + (size_t)i * D;
+        if (b->embeds_mask && b->embeds_mask[i]) memcpy(row, b->embeds + (size_t)i * D, (size_t)D * sizeof(float));
+        else {
+            st_tensor r = *m->embed_tokens;
+            r.numel = D;
+            r.data = (const char *)r.data + (size_t)b->ids[i] * D * rs_dtype_size(r.dtype);
+            st_to_f32(&r, row);
+        }
+        for (int d = 0; d < D; d++) row[d] *= normalizer;
+    }
+
+    /* 2. Decoder layers. */
+    for (int l = 0; l <= last_layer; l++) {
+        const gemma2_layer *L = &m->layers[l];
+        if (run_hooks(hooks, n_hooks, HK_RESID_PRE, l, w.h, T, err)) goto fail;
+        op_rmsnorm_gemma(w.x, w.h, L->input_layernorm, (float)c->rms_norm_eps, T, D);
+        linear_w(&w, w.q, w.x, L->q_proj, T, D, QD);
+        linear_w(&w, w.k, w.x, L->k_proj, T, D, KD);
+        linear_w(&w, w.v, w.x, L->v_proj, T, D, KD);
+        for (int s = 0; s < b->n_seqs; s++)
+            for (int64_t i = b->offsets[s]; i < b->offsets[s + 1]; i++) {
+                int pos = (int)(i - b->offsets[s]) + b->pos_offset;
+                for (int h = 0; h < c->n_heads; h++) op_rope(w.q + (size_t)i * QD + (size_t)h * hd, hd, m->inv_freq, pos);
+                for (int h = 0; h < c->n_kv_heads; h++) op_rope(w.k + (size_t)i * KD + (size_t)h * hd, hd, m->inv_freq, pos);
+            }
+        for (int s = 0; s < b->n_seqs; s++) {
+            int a = (int)b->offsets[s], len = (int)(b->offsets[s + 1] - b->offsets[s]);
+            attention_seq(m, &w, a, len, b->prefix_len ? b->prefix_len[s] : 0, c->layer_sliding[l]);
+        }
+        if (run_hooks(hooks, n_hooks, HK_ATTN_Z, l, w.z, T, err)) goto fail;
+        linear_w(&w, w.a, w.z, L->o_proj, T, QD, D);
+        op_rmsnorm_gemma(w.a, w.a, L->post_attention_layernorm, (float)c->rms_norm_eps, T, D);
+        if (run_hooks(hooks, n_hooks, HK_ATTN_OUT, l, w.a, T, err)) goto fail;
+        op_add(w.h, w.a, TD);
+        if (run_hooks(hooks, n_hooks, HK_RESID_MID, l, w.h, T, err)) goto fail;
+        op_rmsnorm_gemma(w.x, w.h, L->pre_feedforward_layernorm, (float)c->rms_norm_eps, T, D);
+        linear_w(&w, w.gate, w.x, L->gate_proj, T, D, F);
+        linear_w(&w, w.up, w.x, L->up_proj, T, D, F);
+        op_geglu(w.gate, w.up, (size_t)T * F);
+        linear_w(&w, w.a, w.gate, L->down_proj, T, F, D);
+        op_rmsnorm_gemma(w.a, w.a, L->post_feedforward_layernorm, (float)c->rms_norm_eps, T, D);
+        if (run_hooks(hooks, n_hooks, HK_MLP_OUT, l, w.a, T, err)) goto fail;
+        op_add(w.h, w.a, TD);
+        if (run_hooks(hooks, n_hooks, HK_RESID_POST, l, w.h, T, err)) goto fail;
+    }
+    /* resid_pre of a layer past the last one run (only layer 0 when last_layer = -1). */
+    if (last_layer < 0 && run_hooks(hooks, n_hooks, HK_RESID_PRE, 0, w.h, T, err)) goto fail;
+
+    /* 3. Final norm. */
+    if (depth >= c->n_layers) {
+        op_rmsnorm_gemma(w.x, w.h, NULL, (float)c->rms_norm_eps, T, D);
+        if (run_hooks(hooks, n_hooks, HK_LN_FINAL_NORMALIZED, -1, w.x, T, err)) goto fail;
+        op_rmsnorm_gemma(w.x, w.h, m->norm, (float)c->rms_norm_eps, T, D);
+        if (run_hooks(hooks, n_hooks, HK_LN_FINAL_OUT, -1, w.x, T, err)) goto fail;
+        if (final_hidden) memcpy(final_hidden, w.x, TD * sizeof(float));
+    }
+    ws_free(&w);
+    return 0;
+oom:
+    rs_errf(err, "out of memory for a batch of %d tokens", T);
+fail:
+    ws_free(&w);
+    return -1;
+}
+
+void gemma2_logits(const gemma2_model *m, const float *h, int T, float *logits) {
+    const gemma2_config *c = &m->cfg;
+    int V = c->vocab_size, D = c->hidden_size;
+    const st_tensor *E = m->embed_tokens;
+    /* Convert the tied embedding in row blocks so bf16 weights never need a full f32 copy. */
+    const int BLK = 4096;
+    float *buf = E->dtype == RS_DT_F32 ? NULL : malloc((size_t)BLK * D * sizeof(float));
+    for (int v0 = 0; v0 < V; v0 += BLK) {
+        int nv = V - v0 < BLK ? V - v0 : BLK;
+        const float *Eb;
+        if (!buf) Eb = (const float *)E->data + (size_t)v0 * D;
+        else {
+            st_tensor r = *E;
+            r.numel = (int64_t)nv * D;
+            r.data = (const char *)E->data + (size_t)v0 * D * rs_dtype_size(E->dtype);
+            st_to_f32(&r, buf);
+            Eb = buf;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nv, D, 1.0f, h, D, Eb, D, 0.0f, logits + v0, V);
+    }
+    free(buf);
+    if (c->final_softcap > 0) {
+        float cap = (float)c->final_softcap;
+        for (size_t i = 0; i < (size_t)T * V; i++) logits[i] = tanhf(logits[i] / cap) * cap;
+    }
+}
+
+int gemma2_next_token_ce(const gemma2_model *m, const gemma2_batch *b, const float *final_hidden,
+                         double *ce, rs_err *err) {
+    int V = m->cfg.vocab_size, D = m->cfg.hidden_size;
+    const int ROWS = 64;
+    float *logits = malloc((size_t)ROWS * V * sizeof(float));
+    if (!logits) return rs_errf(err, "out of memory for logits");
+    for (int s = 0; s < b->n_seqs; s++) {
+        int64_t a = b->offsets[s], e = b->offsets[s + 1];
+        if (e - a < 2) { ce[s] = NAN; continue; }
+        double sum = 0;
+        for (int64_t r0 = a; r0 < e - 1; r0 += ROWS) {
+            int nr = (int)((e - 1 - r0) < ROWS ? (e - 1 - r0) : ROWS);
+            gemma2_logits(m, final_hidden + (size_t)r0 * D, nr, logits);
+            for (int r = 0; r < nr; r++) {
+                const float *lr = logits + (size_t)r * V;
+                double mx = -INFINITY, z = 0;
+                for (int v = 0; v < V; v++) if (lr[v] > mx) mx = lr[v];
+                for (int v = 0; v < V; v++) z += exp((double)lr[v] - mx);
+                int tgt = b->ids[r0 + r + 1];
+                sum += (mx + log(z)) - lr[tgt];
+            }
+        }
+        ce[s] = sum / (double)(e - a - 1);
+    }
+    free(logits);
+    return 0;
+}

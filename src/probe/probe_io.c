@@ -1,0 +1,325 @@
+/* Probe files (safetensors + JSON card), activation loading and label files. The
+ * safetensors file alone is enough to use a probe; the card repeats its facts for
+ * people and adds metrics and provenance. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reprshift/fileio.h"
+#include "reprshift/probe_io.h"
+#include "reprshift/safetensors.h"
+#include "reprshift/version.h"
+
+#define PROBE_FORMAT "reprshift-probe-logreg-v1"
+
+void rs_probe_data_hash(const float *X, size_t nx, const int *y, size_t ny, char out[17]) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    const unsigned char *p = (const unsigned char *)X;
+    for (size_t i = 0; i < nx * sizeof(float); i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    for (size_t i = 0; i < ny; i++) {
+        int32_t v = y[i];
+        const unsigned char *q = (const unsigned char *)&v;
+        for (int k = 0; k < 4; k++) h = (h ^ q[k]) * 0x100000001b3ull;
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+static char *card_path(const char *path) {
+    size_t n = strlen(path);
+    const char *ext = ".safetensors";
+    size_t e = strlen(ext);
+    char *c = malloc(n + 8);
+    if (!c) return NULL;
+    if (n > e && !strcmp(path + n - e, ext)) {
+        memcpy(c, path, n - e);
+        strcpy(c + n - e, ".json");
+    } else {
+        strcpy(c, path);
+        strcat(c, ".json");
+    }
+    return c;
+}
+
+static cJSON *classes_json(const rs_probe *p) {
+    cJSON *a = cJSON_CreateArray();
+    for (int k = 0; a && k < p->n_classes; k++) cJSON_AddItemToArray(a, cJSON_CreateString(p->classes[k]));
+    return a;
+}
+
+int rs_probe_save(const rs_probe *p, const char *path, rs_err *err) {
+    const rs_logreg *m = &p->model;
+    st_writer *w = st_writer_new();
+    char *cls = NULL, *card = NULL, *cpath = card_path(path), num[64];
+    cJSON *cj = classes_json(p), *root = cJSON_CreateObject();
+    int rc = -1;
+    if (!w || !cj || !root || !cpath) { rs_errf(err, "probe save: out of memory"); goto done; }
+    cls = cJSON_PrintUnformatted(cj);
+    int64_t sw[2] = {m->n_rows, m->d}, sb[1] = {m->n_rows}, sd[1] = {m->d};
+    if (st_writer_add(w, "coef", RS_DT_F64, 2, sw, m->W, err) ||
+        st_writer_add(w, "intercept", RS_DT_F64, 1, sb, m->b, err)) goto done;
+    if (p->standardized &&
+        (st_writer_add(w, "scaler_mean", RS_DT_F64, 1, sd, p->scaler.mean, err) ||
+         st_writer_add(w, "scaler_scale", RS_DT_F64, 1, sd, p->scaler.scale, err))) goto done;
+    snprintf(num, sizeof num, "%.17g", m->C);
+    if (st_writer_meta(w, "format", PROBE_FORMAT, err) || st_writer_meta(w, "hook", p->hook, err) ||
+        st_writer_meta(w, "classes", cls, err) || st_writer_meta(w, "C", num, err) ||
+        st_writer_meta(w, "standardized", p->standardized ? "1" : "0", err) ||
+        st_writer_meta(w, "balanced", m->balanced ? "1" : "0", err) ||
+        st_writer_meta(w, "data_hash", p->data_hash, err) ||
+        st_writer_meta(w, "reprshift_version", RS_VERSION, err)) goto done;
+    if (st_writer_save(w, path, err)) goto done;
+
+    cJSON_AddStringToObject(root, "format", PROBE_FORMAT);
+    cJSON_AddStringToObject(root, "weights", path);
+    cJSON_AddStringToObject(root, "hook", p->hook);
+    cJSON_AddNumberToObject(root, "features", m->d);
+    cJSON_AddItemToObject(root, "classes", cj);
+    cj = NULL;
+    cJSON_AddStringToObject(root, "model", m->n_rows == 1 ? "binary logistic regression (sklearn convention)"
+                                                          : "multinomial logistic regression (sklearn convention)");
+    cJSON_AddNumberToObject(root, "C", m->C);
+    cJSON_AddStringToObject(root, "class_weight", m->balanced ? "balanced" : "none");
+    cJSON *sc = cJSON_AddObjectToObject(root, "scaler");
+    cJSON_AddBoolToObject(sc, "standardized", p->standardized);
+    if (p->standardized) {
+        cJSON_AddStringToObject(sc, "kind", "StandardScaler (population std, constant features scale 1), fit on training rows");
+        cJSON_AddStringToObject(sc, "tensors", "scaler_mean, scaler_scale");
+    }
+    cJSON_AddNumberToObject(root, "objective", m->objective);
+    cJSON_AddNumberToObject(root, "n_iter", m->n_iter);
+    cJSON_AddBoolToObject(root, "converged", m->converged != 0);
+    cJSON_AddStringToObject(root, "data_hash_fnv1a64", p->data_hash);
+    cJSON_AddStringToObject(root, "reprshift_version", RS_VERSION);
+    if (p->metrics_json) {
+        cJSON *mj = cJSON_Parse(p->metrics_json);
+        if (mj) cJSON_AddItemToObject(root, "metrics", mj);
+    }
+    card = cJSON_Print(root);
+    if (!card) { rs_errf(err, "probe save: out of memory"); goto done; }
+    rs_atomic_file f;
+    if (rs_atomic_open(&f, cpath, err)) goto done;
+    if (rs_atomic_write(&f, card, strlen(card), err) || rs_atomic_write(&f, "\n", 1, err)) {
+        rs_atomic_abort(&f);
+        goto done;
+    }
+    if (rs_atomic_commit(&f, err)) goto done;
+    rc = 0;
+done:
+    st_writer_free(w);
+    cJSON_Delete(cj);
+    cJSON_Delete(root);
+    free(cls); free(card); free(cpath);
+    return rc;
+}
+
+void rs_probe_free(rs_probe *p) {
+    free(p->hook);
+    if (p->classes)
+        for (int k = 0; k < p->n_classes; k++) free(p->classes[k]);
+    free(p->classes);
+    rs_scaler_free(&p->scaler);
+    rs_logreg_free(&p->model);
+    free(p->metrics_json);
+    memset(p, 0, sizeof *p);
+}
+
+static int copy_f64(const st_set *s, const char *name, int64_t numel, double **out, const char *path, rs_err *err) {
+    const st_tensor *t = st_get(s, name);
+    if (!t) return rs_errf(err, "%s: probe file lacks tensor '%s'", path, name);
+    if (t->dtype != RS_DT_F64 || t->numel != numel)
+        return rs_errf(err, "%s: tensor '%s' is %s with %lld values, expected F64 with %lld", path, name,
+                       rs_dtype_name(t->dtype), (long long)t->numel, (long long)numel);
+    *out = malloc(sizeof(double) * (size_t)numel);
+    if (!*out) return rs_errf(err, "%s: out of memory", path);
+    memcpy(*out, t->data, sizeof(double) * (size_t)numel);
+    return 0;
+}
+
+int rs_probe_load(rs_probe *p, const char *path, rs_err *err) {
+    memset(p, 0, sizeof *p);
+    st_set *s = NULL;
+    if (st_open(&s, path, err)) return -1;
+    int rc = -1;
+    cJSON *cls = NULL;
+    const char *fmt = st_meta(s, "format"), *hook = st_meta(s, "hook"), *cj = st_meta(s, "classes");
+    const char *C = st_meta(s, "C"), *std = st_meta(s, "standardized"), *bal = st_meta(s, "balanced");
+    const char *hash = st_meta(s, "data_hash");
+    if (!fmt || strcmp(fmt, PROBE_FORMAT)) { rs_errf(err, "%s: not a reprshift probe (format '%s')", path, fmt ? fmt : "missing"); goto done; }
+    if (!hook || !cj || !C || !std) { rs_errf(err, "%s: probe metadata incomplete (hook/classes/C/standardized)", path); goto done; }
+    cls = cJSON_Parse(cj);
+    int K = cls && cJSON_IsArray(cls) ? cJSON_GetArraySize(cls) : 0;
+    if (K < 2) { rs_errf(err, "%s: probe 'classes' metadata is not an array of >= 2 labels", path); goto done; }
+    const st_tensor *tw = st_get(s, "coef");
+    if (!tw || tw->ndim != 2) { rs_errf(err, "%s: probe lacks a 2-D 'coef' tensor", path); goto done; }
+    int R = (int)tw->shape[0], d = (int)tw->shape[1];
+    if (R != (K == 2 ? 1 : K) || d < 1) { rs_errf(err, "%s: coef shape [%d, %d] does not fit %d classes", path, R, d, K); goto done; }
+    p->hook = strdup(hook);
+    p->classes = calloc(K, sizeof(char *));
+    if (!p->hook || !p->classes) { rs_errf(err, "%s: out of memory", path); goto done; }
+    p->n_classes = K;
+    for (int k = 0; k < K; k++) {
+        cJSON *it = cJSON_GetArrayItem(cls, k);
+        if (!cJSON_IsString(it) || !(p->classes[k] = strdup(it->valuestring))) {
+            rs_errf(err, "%s: class %d is not a string", path, k);
+            goto done;
+        }
+    }
+    rs_logreg *m = &p->model;
+    m->d = d; m->n_classes = K; m->n_rows = R;
+    m->C = atof(C); m->balanced = bal && !strcmp(bal, "1");
+    if (copy_f64(s, "coef", (int64_t)R * d, &m->W, path, err) || copy_f64(s, "intercept", R, &m->b, path, err)) goto done;
+    p->standardized = !strcmp(std, "1");
+    if (p->standardized) {
+        p->scaler.d = d;
+        if (copy_f64(s, "scaler_mean", d, &p->scaler.mean, path, err) ||
+            copy_f64(s, "scaler_scale", d, &p->scaler.scale, path, err)) goto done;
+    }
+    snprintf(p->data_hash, sizeof p->data_hash, "%s", hash ? hash : "");
+    rc = 0;
+done:
+    cJSON_Delete(cls);
+    st_close(s);
+    if (rc) rs_probe_free(p);
+    return rc;
+}
+
+int rs_probe_predict(const rs_probe *p, const float *X, int n, int d, int *pred, rs_err *err) {
+    if (d != p->model.d)
+        return rs_errf(err, "feature width %d does not match the probe's %d (hook %s)", d, p->model.d, p->hook);
+    if (rs_check_finite(X, n, d, err)) return -1;
+    const float *use = X;
+    float *tmp = NULL;
+    if (p->standardized) {
+        tmp = malloc(sizeof(float) * (size_t)n * d + 1);
+        if (!tmp) return rs_errf(err, "out of memory for %d x %d features", n, d);
+        rs_scaler_apply(&p->scaler, X, n, tmp);
+        use = tmp;
+    }
+    rs_logreg_predict(&p->model, use, n, pred);
+    free(tmp);
+    return 0;
+}
+
+int rs_acts_load(const char *path, const char *hook, float **X, int *n, int *d, rs_err *err) {
+    st_set *s = NULL;
+    *X = NULL;
+    if (st_open(&s, path, err)) return -1;
+    const st_tensor *t = st_get(s, hook);
+    if (!t) {
+        char names[512] = "";
+        size_t used = 0;
+        for (int i = 0; i < s->n_tensors && used + 4 < sizeof names; i++)
+            used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "", s->tensors[i].name);
+        rs_errf(err, "%s: no activations for hook '%s' (available: %s)", path, hook, names);
+        st_close(s);
+        return -1;
+    }
+    if (t->ndim != 2 || t->shape[0] < 1 || t->shape[1] < 1 || t->shape[0] > INT32_MAX || t->shape[1] > INT32_MAX) {
+        rs_errf(err, "%s: tensor '%s' must be pooled activations [rows, width], got %d dims", path, hook, t->ndim);
+        st_close(s);
+        return -1;
+    }
+    if (t->dtype != RS_DT_F32 && t->dtype != RS_DT_F16 && t->dtype != RS_DT_BF16 && t->dtype != RS_DT_F64) {
+        rs_errf(err, "%s: tensor '%s' has non-float dtype %s", path, hook, rs_dtype_name(t->dtype));
+        st_close(s);
+        return -1;
+    }
+    *X = st_to_f32_new(t);
+    if (!*X) { st_close(s); return rs_errf(err, "%s: out of memory for '%s'", path, hook); }
+    *n = (int)t->shape[0];
+    *d = (int)t->shape[1];
+    st_close(s);
+    if (rs_check_finite(*X, *n, *d, err)) {
+        free(*X);
+        *X = NULL;
+        return rs_err_prefix(err, "%s: hook %s", path, hook);
+    }
+    return 0;
+}
+
+void rs_labels_free(char **labels, int n) {
+    if (!labels) return;
+    for (int i = 0; i < n; i++) free(labels[i]);
+    free(labels);
+}
+
+/* Field `col` of a comma-separated line (no quoting), copied; NULL if absent. */
+static char *csv_field(const char *line, int col) {
+    const char *s = line;
+    for (int c = 0; c < col; c++) {
+        s = strchr(s, ',');
+        if (!s) return NULL;
+        s++;
+    }
+    size_t len = strcspn(s, ",");
+    return strndup(s, len);
+}
+
+int rs_labels_read(const char *path, const char *column, char ***labels, int *n, rs_err *err) {
+    char *buf;
+    size_t len;
+    *labels = NULL;
+    *n = 0;
+    if (rs_read_file(path, (size_t)1 << 30, &buf, &len, err)) return -1;
+    size_t cap = 1;
+    for (size_t i = 0; i < len; i++) cap += buf[i] == '\n';
+    char **out = calloc(cap, sizeof(char *));
+    if (!out) { free(buf); return rs_errf(err, "%s: out of memory", path); }
+    int col = -1, count = 0, lineno = 0, rc = 0;
+    for (char *line = buf; line && rc == 0; lineno++) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        size_t l = strlen(line);
+        if (l && line[l - 1] == '\r') line[--l] = 0;
+        if (!nl && l == 0) break; /* trailing newline at EOF */
+        if (column && col < 0) { /* header */
+            for (int c = 0;; c++) {
+                char *f = csv_field(line, c);
+                if (!f) break;
+                int hit = !strcmp(f, column);
+                free(f);
+                if (hit) { col = c; break; }
+            }
+            if (col < 0) rc = rs_errf(err, "%s: header has no column '%s'", path, column);
+        } else {
+            char *f = column ? csv_field(line, col) : strdup(line);
+            if (!f || !*f) {
+                free(f);
+                rc = rs_errf(err, "%s: line %d: missing label", path, lineno + 1);
+            } else out[count++] = f;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(buf);
+    if (rc) { rs_labels_free(out, count); return -1; }
+    if (count == 0) { free(out); return rs_errf(err, "%s: no labels", path); }
+    *labels = out;
+    *n = count;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int rs_labels_encode(char **labels, int n, int **y, char ***classes, int *K, rs_err *err) {
+    char **sorted = malloc(sizeof(char *) * n);
+    *y = malloc(sizeof(int) * n);
+    if (!sorted || !*y) { free(sorted); free(*y); *y = NULL; return rs_errf(err, "out of memory for %d labels", n); }
+    memcpy(sorted, labels, sizeof(char *) * n);
+    qsort(sorted, n, sizeof(char *), cmp_str);
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (i == 0 || strcmp(sorted[i], sorted[i - 1])) sorted[k++] = sorted[i];
+    char **cls = calloc(k, sizeof(char *));
+    if (!cls) { free(sorted); free(*y); *y = NULL; return rs_errf(err, "out of memory"); }
+    for (int i = 0; i < k; i++) cls[i] = strdup(sorted[i]);
+    for (int i = 0; i < n; i++) {
+        char **hit = bsearch(&labels[i], sorted, k, sizeof(char *), cmp_str);
+        (*y)[i] = (int)(hit - sorted);
+    }
+    free(sorted);
+    *classes = cls;
+    *K = k;
+    return 0;
+}

@@ -1,0 +1,102 @@
+/* Dense kernels. Big products go to BLAS; reductions accumulate in double so results
+ * stay within rounding of PyTorch's fp32 reductions regardless of summation order. */
+#include "reprshift/ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+void op_linear(float *y, const float *x, const float *W, const float *bias, int T, int IN, int OUT) {
+    if (T <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OUT, IN, 1.0f, x, IN, W, IN, 0.0f, y, OUT);
+    if (bias)
+        for (int t = 0; t < T; t++) {
+            float *r = y + (size_t)t * OUT;
+            for (int o = 0; o < OUT; o++) r[o] += bias[o];
+        }
+}
+
+void op_rmsnorm_gemma(float *y, const float *x, const float *w, float eps, int T, int D) {
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (size_t)t * D;
+        float *yr = y + (size_t)t * D;
+        double ss = 0;
+        for (int d = 0; d < D; d++) ss += (double)xr[d] * xr[d];
+        float r = 1.0f / sqrtf((float)(ss / D) + eps);
+        for (int d = 0; d < D; d++) {
+            float v = xr[d] * r;
+            yr[d] = w ? v * (1.0f + w[d]) : v;
+        }
+    }
+}
+
+void op_layernorm(float *y, const float *x, const float *gamma, const float *beta, float eps, int T, int D) {
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (size_t)t * D;
+        float *yr = y + (size_t)t * D;
+        double mu = 0, var = 0;
+        for (int d = 0; d < D; d++) mu += xr[d];
+        mu /= D;
+        for (int d = 0; d < D; d++) var += ((double)xr[d] - mu) * ((double)xr[d] - mu);
+        var /= D;
+        float r = 1.0f / sqrtf((float)var + eps), m = (float)mu;
+        for (int d = 0; d < D; d++) yr[d] = (xr[d] - m) * r * gamma[d] + beta[d];
+    }
+}
+
+static inline float gelu_tanh1(float x) {
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+
+void op_gelu_tanh(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = gelu_tanh1(x[i]);
+}
+
+void op_geglu(float *gate, const float *up, size_t n) {
+    for (size_t i = 0; i < n; i++) gate[i] = gelu_tanh1(gate[i]) * up[i];
+}
+
+void op_rope_inv_freq(float *inv_freq, int dim, double theta) {
+    for (int i = 0; i < dim / 2; i++) {
+        float e = (float)(2 * i) / (float)dim;
+        inv_freq[i] = 1.0f / powf((float)theta, e);
+    }
+}
+
+void op_rope(float *x, int dim, const float *inv_freq, int pos) {
+    int half = dim / 2;
+    for (int i = 0; i < half; i++) {
+        float ang = inv_freq[i] * (float)pos;
+        float c = cosf(ang), s = sinf(ang);
+        float a = x[i], b = x[i + half];
+        x[i] = a * c - b * s;
+        x[i + half] = b * c + a * s;
+    }
+}
+
+void op_softmax(float *x, int n) {
+    float m = -INFINITY;
+    for (int i = 0; i < n; i++) if (x[i] > m) m = x[i];
+    if (m == -INFINITY) { /* fully masked row: cannot happen with a causal mask */
+        for (int i = 0; i < n; i++) x[i] = 0;
+        return;
+    }
+    double s = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        s += x[i];
+    }
+    float inv = (float)(1.0 / s);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void op_add(float *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+
+const float *op_weight_f32(const st_tensor *t, float *scratch) {
+    if (t->dtype == RS_DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) return t->data;
+    st_to_f32(t, scratch);
+    return scratch;
+}

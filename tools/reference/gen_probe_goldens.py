@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Parity goldens for the probe module (tests/test_probe_logreg.c), from scikit-learn.
+
+Writes tests/fixtures/probe/*.safetensors. Each fixture holds sklearn's outputs
+(coef, intercept, objective, test predictions, scaler) and, for the small real datasets
+that ship in sklearn, the data itself (as f32). Synthetic high-dimensional data is NOT
+stored: it is regenerated bit-for-bit in C from the counter-based generator below
+(splitmix64 + Box-Muller, mirrored by src/probe/synth.c), so only sklearn's results are
+committed. Every fixture records the sklearn/numpy versions in __metadata__.
+
+Conventions shared with the C tests:
+  * features are rounded to f32 before sklearn sees them (the C side works on f32);
+  * standardised cases use StandardScaler fitted on the train rows, and the standardised
+    matrix is rounded to f32 again, exactly what rs_scaler_apply produces;
+  * objective = 0.5*||W||^2 + C * sum_i s_i * loss_i (float64, from sklearn's coef).
+
+Run: /work/refenv/bin/python tools/reference/gen_probe_goldens.py
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import sklearn
+from safetensors.numpy import save_file
+from sklearn import datasets
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix,
+                             f1_score)
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.class_weight import compute_class_weight
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "probe")
+GAMMA = np.uint64(0x9E3779B97F4A7C15)
+M64 = (1 << 64) - 1
+
+
+# ---- generator (mirror of src/probe/synth.c) ----
+def splitmix64_at(seed, idx):
+    idx = np.asarray(idx, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed & M64) + (idx + np.uint64(1)) * GAMMA
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def uniform_at(seed, idx):
+    return (splitmix64_at(seed, idx) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def normal_at(seed, idx):
+    idx = np.asarray(idx, dtype=np.uint64)
+    u1 = uniform_at(seed, np.uint64(2) * idx)
+    u2 = uniform_at(seed, np.uint64(2) * idx + np.uint64(1))
+    return np.sqrt(-2.0 * np.log(1.0 - u1)) * np.cos(2.0 * np.pi * u2)
+
+
+def synth_classification(seed, n, d, K, sep, aniso, imbalanced):
+    w = np.arange(1, K + 1, dtype=np.float64) if imbalanced else np.ones(K)
+    u = uniform_at(seed + 2, np.arange(n)) * w.sum()
+    cum = np.cumsum(w)[:-1]
+    y = np.searchsorted(cum, u, side="right").astype(np.int32)  # first k with u < cum[k]
+    j = np.arange(d, dtype=np.uint64)
+    m = sep * normal_at(seed + 1, y.astype(np.uint64)[:, None] * np.uint64(d) + j[None, :])
+    s = np.exp(aniso * normal_at(seed + 4, j))
+    z = normal_at(seed + 3, np.arange(n, dtype=np.uint64)[:, None] * np.uint64(d) + j[None, :])
+    X = ((m + z) * s[None, :]).astype(np.float32)
+    return X, y
+
+
+# ---- reference computations ----
+def objective(coef, intercept, X, y, C, sw):
+    coef = np.atleast_2d(coef).astype(np.float64)
+    Z = X @ coef.T + intercept
+    if coef.shape[0] == 1:
+        z = Z[:, 0]
+        loss = np.logaddexp(0.0, z) - (y == 1) * z
+    else:
+        mx = Z.max(axis=1, keepdims=True)
+        lse = (mx + np.log(np.exp(Z - mx).sum(axis=1, keepdims=True)))[:, 0]
+        loss = lse - Z[np.arange(len(y)), y]
+    return 0.5 * float((coef**2).sum()) + C * float((sw * loss).sum())
+
+
+def fit_case(name, Xtr32, ytr, Xte32, yte, K, C, standardize, balanced, store_data):
+    Xtr = Xtr32.astype(np.float64)
+    Xte = Xte32.astype(np.float64)
+    t = {}
+    if standardize:
+        sc = StandardScaler().fit(Xtr)
+        Xtr = ((Xtr - sc.mean_) / sc.scale_).astype(np.float32).astype(np.float64)
+        Xte = ((Xte - sc.mean_) / sc.scale_).astype(np.float32).astype(np.float64)
+        t["scaler_mean"] = sc.mean_.astype(np.float64)
+        t["scaler_scale"] = sc.scale_.astype(np.float64)
+    cw = "balanced" if balanced else None
+    lr = LogisticRegression(C=C, tol=1e-10, max_iter=100000, class_weight=cw)
+    lr.fit(Xtr, ytr)
+    sw = np.ones(len(ytr))
+    if balanced:
+        sw = compute_class_weight("balanced", classes=np.arange(K), y=ytr)[ytr]
+    obj = objective(lr.coef_, lr.intercept_, Xtr, ytr, C, sw)
+    t["coef"] = lr.coef_.astype(np.float64)
+    t["intercept"] = lr.intercept_.astype(np.float64)
+    t["objective"] = np.array([obj], dtype=np.float64)
+    t["pred_test"] = lr.predict(Xte).astype(np.int32)
+    t["proba_test"] = lr.predict_proba(Xte).astype(np.float64)
+    if store_data:
+        t["X_train"] = Xtr32
+        t["y_train"] = ytr.astype(np.int32)
+        t["X_test"] = Xte32
+        t["y_test"] = yte.astype(np.int32)
+    meta = {
+        "sklearn_version": sklearn.__version__,
+        "numpy_version": np.__version__,
+        "case": name,
+        "C": repr(float(C)),
+        "standardize": str(int(standardize)),
+        "balanced": str(int(balanced)),
+        "n_classes": str(K),
+        "sklearn_n_iter": str(int(np.max(lr.n_iter_))),
+        "tol": "1e-10",
+    }
+    return t, meta
+
+
+def save(name, t, meta):
+    path = os.path.join(OUT, name + ".safetensors")
+    save_file({k: np.ascontiguousarray(v) for k, v in t.items()}, path, metadata=meta)
+    obj = t["objective"][0] if "objective" in t else float("nan")
+    print(f"{name}: obj={obj:.10g} n_iter={meta.get('sklearn_n_iter')} "
+          f"{os.path.getsize(path)} bytes", flush=True)
+
+
+def real_datasets():
+    loaders = {"iris": datasets.load_iris, "wine": datasets.load_wine,
+               "breast_cancer": datasets.load_breast_cancer, "digits": datasets.load_digits}
+    # (dataset, C, standardize, balanced, store data)
+    cases = [("iris", 1.0, True, False), ("iris", 100.0, False, False),
+             ("wine", 1.0, True, True), ("wine", 0.05, False, False),
+             ("breast_cancer", 1.0, True, False), ("breast_cancer", 0.1, False, True),
+             ("digits", 1.0, True, False), ("digits", 0.01, False, False)]
+    for ds, C, st, bal in cases:
+        X, y = loaders[ds](return_X_y=True)
+        X = X.astype(np.float32)
+        test = np.arange(len(y)) % 4 == 0  # deterministic 75/25 split, shared with C
+        K = int(y.max()) + 1
+        name = f"lr_{ds}_{'std' if st else 'raw'}_C{C:g}{'_bal' if bal else ''}"
+        t, meta = fit_case(name, X[~test], y[~test], X[test], y[test], K, C, st, bal, False)
+        meta["dataset"] = ds
+        save(name, t, meta)
+        # the data itself, once per dataset (digits are integers 0..16: stored as U8)
+        Xs = X.astype(np.uint8) if ds == "digits" else X
+        if ds == "digits":
+            assert np.array_equal(Xs.astype(np.float32), X)
+        save(f"data_{ds}", {"X": Xs, "y": y.astype(np.int32)},
+             {"sklearn_version": sklearn.__version__, "dataset": ds,
+              "split": "test rows: index % 4 == 0"})
+
+
+SYNTH = [
+    # name, seed, n_train, n_test, d, K, sep, aniso, imbalanced, C, standardize, balanced
+    ("lr_syn_bin_sep", 11, 1000, 500, 2304, 2, 0.05, 0.0, 0, 1.0, True, False),
+    ("lr_syn_k4_noisy_bal", 21, 3000, 1000, 2304, 4, 0.02, 0.0, 1, 0.1, True, True),
+    ("lr_syn_k10_aniso_raw", 31, 2000, 500, 2304, 10, 0.05, 1.0, 0, 0.01, False, False),
+]
+
+
+def synthetic():
+    for (name, seed, ntr, nte, d, K, sep, aniso, imb, C, st, bal) in SYNTH:
+        X, y = synth_classification(seed, ntr + nte, d, K, sep, aniso, imb)
+        t, meta = fit_case(name, X[:ntr], y[:ntr], X[ntr:], y[ntr:], K, C, st, bal, False)
+        meta.update(seed=str(seed), n_train=str(ntr), n_test=str(nte), d=str(d), sep=repr(sep),
+                    aniso=repr(aniso), imbalanced=str(imb))
+        t["checksum_X"] = np.array([X.astype(np.float64).sum(), (X.astype(np.float64) ** 2).sum()])
+        t["y_all"] = y
+        t["coef"] = t["coef"].astype(np.float32)  # 1e-3 parity needs no more; keeps files small
+        t.pop("proba_test")
+        save(name, t, meta)
+
+
+def prng_and_folds():
+    t = {"normal_s42": normal_at(42, np.arange(16)),
+         "uniform_s42": uniform_at(42, np.arange(16)),
+         "u64_s42_hi": (splitmix64_at(42, np.arange(4)) >> np.uint64(32)).astype(np.uint32),
+         "u64_s42_lo": (splitmix64_at(42, np.arange(4)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)}
+    # StratifiedKFold(5, shuffle=False) fold index per row on the digits training labels
+    _, y = datasets.load_digits(return_X_y=True)
+    y = y[np.arange(len(y)) % 4 != 0]
+    fold = np.full(len(y), -1, dtype=np.int32)
+    for f, (_, te) in enumerate(StratifiedKFold(5).split(np.zeros(len(y)), y)):
+        fold[te] = f
+    t["skf5_digits_fold"] = fold
+    # metrics on a fixed (y, pred) pair drawn from the generator (class 4 never predicted,
+    # class 5 predicted but absent from y: exercises sklearn's macro-F1 label set)
+    yy = (uniform_at(7, np.arange(300)) * 5).astype(np.int32)
+    pp = np.where(uniform_at(8, np.arange(300)) < 0.6, yy,
+                  (uniform_at(9, np.arange(300)) * 6).astype(np.int32)).astype(np.int32)
+    pp[pp == 4] = 3
+    t["metrics_y"], t["metrics_pred"] = yy, pp
+    t["metrics_acc_bal_f1"] = np.array([accuracy_score(yy, pp), balanced_accuracy_score(yy, pp),
+                                        f1_score(yy, pp, average="macro")])
+    t["metrics_confusion"] = confusion_matrix(yy, pp, labels=np.arange(6)).astype(np.int32)
+    # LogisticRegressionCV over a C grid on standardised breast_cancer training rows
+    X, y = datasets.load_breast_cancer(return_X_y=True)
+    X = X.astype(np.float32)
+    tr = np.arange(len(y)) % 4 != 0
+    Xtr = X[tr].astype(np.float64)
+    sc = StandardScaler().fit(Xtr)
+    Xs = ((Xtr - sc.mean_) / sc.scale_).astype(np.float32).astype(np.float64)
+    Cs = np.array([1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0])
+    cv = LogisticRegressionCV(Cs=Cs, cv=StratifiedKFold(5), tol=1e-10, max_iter=100000,
+                              scoring="accuracy").fit(Xs, y[tr])
+    t["cv_Cs"] = Cs
+    t["cv_mean_acc"] = np.asarray(list(cv.scores_.values())[0]).mean(axis=0)
+    t["cv_best_C"] = np.array([float(np.atleast_1d(cv.C_)[0])])
+    save("prng_folds", t, {"sklearn_version": sklearn.__version__,
+                           "numpy_version": np.__version__})
+
+
+def cli_inputs():
+    """Small activation file + label files for tests/cli_probe.sh (iris as fake activations),
+    and sklearn's predictions for the probe the CLI trains on them (C=1, standardised)."""
+    X, y = datasets.load_iris(return_X_y=True)
+    X = X.astype(np.float32)
+    names = np.array(["setosa", "versicolor", "virginica"])
+    bad = X.copy()
+    bad[7, 2] = np.nan
+    save_file({"blocks.1.hook_resid_post": X, "blocks.2.hook_resid_post": np.ascontiguousarray(X[:, :3]),
+               "blocks.3.hook_resid_post": bad},
+              os.path.join(OUT, "cli_acts.safetensors"), metadata={"sklearn_version": sklearn.__version__})
+    with open(os.path.join(OUT, "cli_labels.txt"), "w") as f:
+        f.write("".join(n + "\n" for n in names[y]))
+    with open(os.path.join(OUT, "cli_labels.csv"), "w") as f:
+        f.write("id,species,split\n" + "".join(f"{i},{n},x\n" for i, n in enumerate(names[y])))
+    with open(os.path.join(OUT, "cli_labels_one_class.txt"), "w") as f:
+        f.write("same\n" * len(y))
+    with open(os.path.join(OUT, "cli_labels_missing.txt"), "w") as f:
+        f.write("".join(("" if i == 20 else n) + "\n" for i, n in enumerate(names[y])))
+    Xd = X.astype(np.float64)
+    sc = StandardScaler().fit(Xd)
+    Xs = ((Xd - sc.mean_) / sc.scale_).astype(np.float32).astype(np.float64)
+    pred = LogisticRegression(C=1.0, tol=1e-10, max_iter=100000).fit(Xs, y).predict(Xs)
+    with open(os.path.join(OUT, "cli_sklearn_pred.txt"), "w") as f:
+        f.write("".join(n + "\n" for n in names[pred]))
+    print("cli inputs written")
+
+
+if __name__ == "__main__":
+    os.makedirs(OUT, exist_ok=True)
+    what = sys.argv[1:] or ["prng", "real", "synth", "cli"]
+    if "cli" in what:
+        cli_inputs()
+    if "prng" in what:
+        prng_and_folds()
+    if "real" in what:
+        real_datasets()
+    if "synth" in what:
+        synthetic()
