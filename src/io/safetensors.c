@@ -374,10 +374,12 @@ void st_to_f32(const st_tensor *t, float *dst) {
     /* memcpy per element: the mapping gives no alignment guarantee for every dtype. */
     switch (t->dtype) {
     case RS_DT_F32: memcpy(dst, p, n * 4); break;
-    case RS_DT_BF16:
+    case RS_DT_BF16: /* the hot path: bf16 weights widened per layer */
+#pragma omp parallel for schedule(static) if (n > (1u << 16))
         for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = rs_bf16_to_f32(h); }
         break;
     case RS_DT_F16:
+#pragma omp parallel for schedule(static) if (n > (1u << 16))
         for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = rs_f16_to_f32(h); }
         break;
     case RS_DT_F64:

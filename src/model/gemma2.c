@@ -13,6 +13,8 @@
 #include "reprshift/fileio.h"
 #include "reprshift/ops.h"
 
+#include <omp.h>
+
 /* ---- loading ---- */
 
 static int load_norm(st_set *st, const char *name, int D, float **out, rs_err *err) {
@@ -158,14 +160,16 @@ static void ws_free(workspace *w) {
 }
 
 /* Softcapped, masked attention for one sequence of L tokens starting at row a. */
-static void attention_seq(const gemma2_model *m, const workspace *w, int a, int L, int prefix, int sliding) {
+static void attention_seq(const gemma2_model *m, const workspace *w, int a, int L, int maxL, int prefix, int sliding) {
     const gemma2_config *c = &m->cfg;
     int hd = c->head_dim, QD = c->n_heads * hd, KD = c->n_kv_heads * hd, group = c->n_heads / c->n_kv_heads;
     float scale = (float)pow(c->query_pre_attn_scalar, -0.5);
     float cap = (float)c->attn_softcap;
     int W = c->sliding_window;
-    float *S = w->scores;
+    /* heads in parallel, each thread with its own score matrix; BLAS runs single-threaded inside */
+#pragma omp parallel for schedule(static) if (L > 8)
     for (int h = 0; h < c->n_heads; h++) {
+        float *S = w->scores + (size_t)omp_get_thread_num() * maxL * maxL;
         int kvh = h / group; /* repeat_kv: consecutive q heads share a kv head */
         const float *Q = w->q + (size_t)a * QD + (size_t)h * hd;
         const float *K = w->k + (size_t)a * KD + (size_t)kvh * hd;
@@ -235,7 +239,7 @@ int gemma2_forward(const gemma2_model *m, const gemma2_batch *b, hook_request *h
         w.z = malloc((size_t)T * QD * sizeof(float));
         w.gate = malloc((size_t)T * F * sizeof(float));
         w.up = malloc((size_t)T * F * sizeof(float));
-        w.scores = malloc((size_t)maxL * maxL * sizeof(float));
+        w.scores = malloc((size_t)maxL * maxL * omp_get_max_threads() * sizeof(float));
         w.wscratch = malloc((m->max_weight ? m->max_weight : 1) * sizeof(float));
         if (!w.q || !w.k || !w.v || !w.z || !w.gate || !w.up || !w.scores || !w.wscratch) goto oom;
     }
@@ -243,6 +247,7 @@ int gemma2_forward(const gemma2_model *m, const gemma2_batch *b, hook_request *h
 
     /* 1. Embedding × √D (normalizer rounded to fp32 as HF does). */
     const float normalizer = (float)sqrt((double)D);
+#pragma omp parallel for schedule(static) if (T > 16)
     for (int i = 0; i < T; i++) {
         float *row = w.h + (size_t)i * D;
         if (b->embeds_mask && b->embeds_mask[i]) memcpy(row, b->embeds + (size_t)i * D, (size_t)D * sizeof(float));
@@ -263,6 +268,7 @@ int gemma2_forward(const gemma2_model *m, const gemma2_batch *b, hook_request *h
         linear_w(&w, w.q, w.x, L->q_proj, T, D, QD);
         linear_w(&w, w.k, w.x, L->k_proj, T, D, KD);
         linear_w(&w, w.v, w.x, L->v_proj, T, D, KD);
+#pragma omp parallel for schedule(dynamic, 1) if (b->n_seqs > 1)
         for (int s = 0; s < b->n_seqs; s++)
             for (int64_t i = b->offsets[s]; i < b->offsets[s + 1]; i++) {
                 int pos = (int)(i - b->offsets[s]) + b->pos_offset;
@@ -271,7 +277,7 @@ int gemma2_forward(const gemma2_model *m, const gemma2_batch *b, hook_request *h
             }
         for (int s = 0; s < b->n_seqs; s++) {
             int a = (int)b->offsets[s], len = (int)(b->offsets[s + 1] - b->offsets[s]);
-            attention_seq(m, &w, a, len, b->prefix_len ? b->prefix_len[s] : 0, c->layer_sliding[l]);
+            attention_seq(m, &w, a, len, maxL, b->prefix_len ? b->prefix_len[s] : 0, c->layer_sliding[l]);
         }
         if (run_hooks(hooks, n_hooks, HK_ATTN_Z, l, w.z, T, err)) goto fail;
         linear_w(&w, w.a, w.z, L->o_proj, T, QD, D);

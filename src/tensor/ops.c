@@ -10,6 +10,7 @@ void op_linear(float *y, const float *x, const float *W, const float *bias, int 
     if (T <= 0) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OUT, IN, 1.0f, x, IN, W, IN, 0.0f, y, OUT);
     if (bias)
+#pragma omp parallel for schedule(static) if (T > 16)
         for (int t = 0; t < T; t++) {
             float *r = y + (size_t)t * OUT;
             for (int o = 0; o < OUT; o++) r[o] += bias[o];
@@ -17,6 +18,7 @@ void op_linear(float *y, const float *x, const float *W, const float *bias, int 
 }
 
 void op_rmsnorm_gemma(float *y, const float *x, const float *w, float eps, int T, int D) {
+#pragma omp parallel for schedule(static) if (T > 16)
     for (int t = 0; t < T; t++) {
         const float *xr = x + (size_t)t * D;
         float *yr = y + (size_t)t * D;
@@ -31,6 +33,7 @@ void op_rmsnorm_gemma(float *y, const float *x, const float *w, float eps, int T
 }
 
 void op_layernorm(float *y, const float *x, const float *gamma, const float *beta, float eps, int T, int D) {
+#pragma omp parallel for schedule(static) if (T > 16)
     for (int t = 0; t < T; t++) {
         const float *xr = x + (size_t)t * D;
         float *yr = y + (size_t)t * D;
@@ -50,10 +53,12 @@ static inline float gelu_tanh1(float x) {
 }
 
 void op_gelu_tanh(float *x, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) x[i] = gelu_tanh1(x[i]);
 }
 
 void op_geglu(float *gate, const float *up, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) gate[i] = gelu_tanh1(gate[i]) * up[i];
 }
 
@@ -92,6 +97,7 @@ void op_softmax(float *x, int n) {
 }
 
 void op_add(float *dst, const float *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
