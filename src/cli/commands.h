@@ -8,5 +8,6 @@ int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
+int cmd_preprocess(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ typedef struct {
 static const command COMMANDS[] = {
     {"inspect", cmd_inspect, "show a checkpoint's config and tensor table"},
     {"tokenize", cmd_tokenize, "text -> token ids (one JSON array per line)"},
+    {"preprocess", cmd_preprocess, "image -> SigLIP pixels_u8 / pixel_values (for checking)"},
     {"extract", cmd_extract, "run a model and save activations at named hooks"},
     {"probe", cmd_probe, "train / evaluate / apply linear probes on extracted activations"},
 };

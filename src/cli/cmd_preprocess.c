@@ -1,0 +1,126 @@
+/* reprshift preprocess: one image -> SigLIP model input, for checking and debugging.
+ * Decode (as Pillow's convert("RGB")), apply --edit operations in order, then SigLIP
+ * preprocessing; writes pixels_u8 U8 [S,S,3] and pixel_values F32 [3,S,S] atomically. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "reprshift/image.h"
+#include "reprshift/image_edit.h"
+#include "reprshift/safetensors.h"
+#include "reprshift/version.h"
+
+#define MAX_EDITS 32
+
+static const char USAGE[] =
+    "usage: reprshift preprocess --image PATH --size S [--edit NAME=VALUE ...] --out F.safetensors\n"
+    "\n"
+    "Decode a JPEG/PNG as Pillow's Image.open(p).convert(\"RGB\") does, apply the edits in\n"
+    "order, then SigLIP preprocessing (transformers SiglipImageProcessor): Pillow bicubic\n"
+    "resize to SxS, x/255, (x-0.5)/0.5, CHW. Writes pixels_u8 U8 [S,S,3] (the resized\n"
+    "image) and pixel_values F32 [3,S,S].\n"
+    "\n"
+    "  --image PATH        input image (JPEG or PNG)\n"
+    "  --size S            output side in pixels (224, 448, 896 for PaliGemma-2)\n"
+    "  --edit NAME=VALUE   before resizing; repeatable, applied in order:\n"
+    "                        brightness=F contrast=F saturation=F (Pillow ImageEnhance factors)\n"
+    "                        redness=F redness_luma=F (scale R; _luma keeps BT.601 luma)\n"
+    "                        blur=R (Pillow GaussianBlur radius) rotate=DEG (Pillow rotate,\n"
+    "                        bicubic, counter-clockwise, same size, black fill)\n"
+    "  --out FILE          output .safetensors (written atomically)\n"
+    "  -h, --help          this help\n";
+
+int cmd_preprocess(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"image", required_argument, 0, 'i'}, {"size", required_argument, 0, 's'},
+        {"edit", required_argument, 0, 'e'},  {"out", required_argument, 0, 'o'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+    const char *image = NULL, *out = NULL, *size_s = NULL;
+    rs_edit edits[MAX_EDITS];
+    const char *edit_specs[MAX_EDITS];
+    int n_edits = 0, c;
+    rs_err err = {{0}};
+    optind = 1;
+    opterr = 0; /* our own one-line message instead of getopt's */
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'i': image = optarg; break;
+        case 's': size_s = optarg; break;
+        case 'o': out = optarg; break;
+        case 'e':
+            if (n_edits == MAX_EDITS) {
+                fprintf(stderr, "reprshift preprocess: at most %d --edit options\n", MAX_EDITS);
+                return 2;
+            }
+            if (rs_edit_parse(optarg, &edits[n_edits], &err)) {
+                fprintf(stderr, "reprshift preprocess: %s\n", err.msg);
+                return 2;
+            }
+            edit_specs[n_edits++] = optarg;
+            break;
+        case 'h': fputs(USAGE, stdout); return 0;
+        default:
+            fprintf(stderr, "reprshift preprocess: bad option '%s' (see --help)\n", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind != argc || !image || !size_s || !out) {
+        fprintf(stderr, "reprshift preprocess: %s (see --help)\n",
+                optind != argc ? "unexpected argument" : !image ? "--image is required"
+                : !size_s ? "--size is required" : "--out is required");
+        return 2;
+    }
+    char *end = NULL;
+    long size = strtol(size_s, &end, 10);
+    if (end == size_s || *end || size < 1 || size > 8192) {
+        fprintf(stderr, "reprshift preprocess: --size must be an integer in 1..8192 (got \"%s\")\n", size_s);
+        return 2;
+    }
+
+    int status = 1;
+    rs_image img = {0, 0, NULL};
+    uint8_t *u8 = NULL;
+    float *pv = NULL;
+    st_writer *w = NULL;
+    char meta[4096], dims[64];
+    const int64_t shp_u8[3] = {size, size, 3}, shp_pv[3] = {3, size, size};
+    size_t np = (size_t)size * size, k = 0;
+    if (rs_image_load(image, &img, &err)) goto done;
+    snprintf(dims, sizeof dims, "%dx%d", img.w, img.h);
+    if (rs_edits_apply(&img, edits, n_edits, &err)) {
+        rs_err_prefix(&err, "%s", image);
+        goto done;
+    }
+    u8 = malloc(np * 3);
+    pv = malloc(np * 3 * sizeof *pv);
+    if (!u8 || !pv) {
+        rs_errf(&err, "out of memory for a %ldx%ld output", size, size);
+        goto done;
+    }
+    if (rs_siglip_preprocess(&img, (int)size, u8, pv, &err)) goto done;
+    w = st_writer_new();
+    if (!w) {
+        rs_errf(&err, "out of memory");
+        goto done;
+    }
+    meta[0] = 0;
+    for (int i = 0; i < n_edits && k < sizeof meta; i++)
+        k += (size_t)snprintf(meta + k, sizeof meta - k, "%s%s", i ? "," : "", edit_specs[i]);
+    if (st_writer_add(w, "pixels_u8", RS_DT_U8, 3, shp_u8, u8, &err) ||
+        st_writer_add(w, "pixel_values", RS_DT_F32, 3, shp_pv, pv, &err) ||
+        st_writer_meta(w, "source", image, &err) || st_writer_meta(w, "source_size", dims, &err) ||
+        st_writer_meta(w, "edits", meta, &err) ||
+        st_writer_meta(w, "preprocess", "SigLIP: Pillow bicubic resize, /255, (x-0.5)/0.5, CHW", &err) ||
+        st_writer_meta(w, "reprshift_version", RS_VERSION, &err) || st_writer_save(w, out, &err))
+        goto done;
+    status = 0;
+done:
+    if (status) fprintf(stderr, "reprshift preprocess: %s\n", err.msg);
+    st_writer_free(w);
+    free(u8);
+    free(pv);
+    rs_image_free(&img);
+    return status;
+}
