@@ -1,7 +1,7 @@
 /* Gemma-2 prefill benchmark: tokens/s and peak RSS for one workload, plus the machine's
  * sgemm GFLOP/s. Run by bench/run_gemma2_bench.sh beside the transformers reference.
  *
- * usage: bench_gemma2 --model DIR --ids-file F --hook HOOK [--repeat N]
+ * usage: bench_gemma2 --model DIR --ids-file F --hook HOOK [--repeat N] [--save OUT.safetensors]
  *        bench_gemma2 --sgemm
  */
 #include <cblas.h>
@@ -35,7 +35,7 @@ static int sgemm_bench(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *ids_file = NULL, *hook = NULL;
+    const char *model = NULL, *ids_file = NULL, *hook = NULL, *save = NULL;
     int repeat = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--sgemm")) return sgemm_bench();
@@ -44,6 +44,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--ids-file")) ids_file = argv[++i];
         else if (!strcmp(argv[i], "--hook")) hook = argv[++i];
         else if (!strcmp(argv[i], "--repeat")) repeat = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--save")) save = argv[++i];
     }
     if (!model || !ids_file || !hook) {
         fprintf(stderr, "usage: bench_gemma2 --model DIR --ids-file F --hook HOOK [--repeat N] | --sgemm\n");
@@ -76,6 +77,8 @@ int main(int argc, char **argv) {
         if (extract_gemma2(m, &in, &o, &res, NULL, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
         double dt = rs_now() - t0;
         if (dt < best) best = dt;
+        /* the last repetition's activations, for a parity check against the reference */
+        if (save && r == repeat - 1 && extract_save(&res, &in, save, NULL, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
         extract_result_free(&res);
     }
     printf("{\"impl\": \"reprshift\", \"hook\": \"%s\", \"inputs\": %d, \"tokens\": %lld, \"seconds\": %.3f, "

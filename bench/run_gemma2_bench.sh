@@ -21,12 +21,22 @@ export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 for w in captions64 long512; do
   for L in 13 26; do
     hook=$([ $L = 26 ] && echo blocks.25.hook_resid_post || echo blocks.12.hook_resid_post)
-    "$BUILD/bench_gemma2" --model "$CKPT" --ids-file "$OUT/$w.ids" --hook "$hook" | sed "s/^{/{\"workload\": \"$w\", /" | tee -a "$OUT/results.jsonl"
-    "$REFENV/bin/python" bench/bench_gemma2_ref.py --model "$CKPT" --ids-file "$OUT/$w.ids" --layers $L | sed "s/^{/{\"workload\": \"$w\", /" | tee -a "$OUT/results.jsonl"
+    "$BUILD/bench_gemma2" --model "$CKPT" --ids-file "$OUT/$w.ids" --hook "$hook" --save "$OUT/c_${w}_$L.safetensors" | sed "s/^{/{\"workload\": \"$w\", /" | tee -a "$OUT/results.jsonl"
+    "$REFENV/bin/python" bench/bench_gemma2_ref.py --model "$CKPT" --ids-file "$OUT/$w.ids" --layers $L --save "$OUT/ref_${w}_$L.safetensors" | sed "s/^{/{\"workload\": \"$w\", /" | tee -a "$OUT/results.jsonl"
   done
 done
-"$REFENV/bin/python" - "$OUT/results.jsonl" <<'PY'
-import json, sys
+"$REFENV/bin/python" - "$OUT" <<'PY'
+import json, sys, glob, os
+import numpy as np
+from safetensors.numpy import load_file
+out = sys.argv[1]
+print("\nparity on the benchmark checkpoint (max|diff| / max|ref|, hook output of the last layer run):")
+for c in sorted(glob.glob(os.path.join(out, "c_*.safetensors"))):
+    r = c.replace("/c_", "/ref_")
+    a = load_file(c); b = load_file(r)["resid_post"]
+    x = [v for k, v in a.items() if k.startswith("blocks.")][0]
+    print(f"  {os.path.basename(c)[2:-12]}: {np.abs(x - b).max() / np.abs(b).max():.2e}")
+sys.argv = [sys.argv[0], os.path.join(out, "results.jsonl")]
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print("\n| workload | through | reprshift tok/s | transformers tok/s | ratio | reprshift RSS GB | transformers RSS GB |")
 print("|---|---|---|---|---|---|---|")

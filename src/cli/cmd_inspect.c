@@ -1,9 +1,52 @@
 /* reprshift inspect MODEL_DIR: config summary and tensor table. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
+#include "reprshift/fileio.h"
+#include "reprshift/model_config.h"
 #include "reprshift/safetensors.h"
+
+static void print_gemma2(const char *indent, const gemma2_config *c) {
+    printf("%svocab %d, hidden %d, layers %d, heads %d (kv %d, head_dim %d), intermediate %d\n", indent,
+           c->vocab_size, c->hidden_size, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->intermediate_size);
+    printf("%srope_theta %g, rms_norm_eps %g, query_pre_attn_scalar %g, softcaps attn %g / final %g, sliding_window %d\n",
+           indent, c->rope_theta, c->rms_norm_eps, c->query_pre_attn_scalar, c->attn_softcap, c->final_softcap,
+           c->sliding_window);
+    printf("%ssliding layers:", indent);
+    for (int l = 0; l < c->n_layers; l++)
+        if (c->layer_sliding[l]) printf(" %d", l);
+    printf("\n");
+}
+
+/* Config summary of a model folder; a folder without config.json only gets the table. */
+static int print_config(const char *dir, rs_err *err) {
+    char *cp = rs_path_join(dir, "config.json");
+    int has = cp && rs_path_exists(cp);
+    free(cp);
+    if (!has) return 0;
+    rs_model_type type;
+    if (model_config_type(dir, &type, err)) return -1;
+    if (type == RS_MODEL_GEMMA2) {
+        gemma2_config c;
+        if (gemma2_config_load(dir, &c, err)) return -1;
+        printf("model_type gemma2\n");
+        print_gemma2("  ", &c);
+    } else {
+        paligemma_config c;
+        if (paligemma_config_load(dir, &c, err)) return -1;
+        printf("model_type paligemma (image_token_index %d, projection_dim %d)\n", c.image_token_index, c.projection_dim);
+        printf("  vision: hidden %d, layers %d, heads %d, intermediate %d, image %d px / patch %d (%d tokens), ln eps %g\n",
+               c.vision.hidden_size, c.vision.n_layers, c.vision.n_heads, c.vision.intermediate_size,
+               c.vision.image_size, c.vision.patch_size,
+               (c.vision.image_size / c.vision.patch_size) * (c.vision.image_size / c.vision.patch_size),
+               c.vision.layer_norm_eps);
+        printf("  text:\n");
+        print_gemma2("    ", &c.text);
+    }
+    return 0;
+}
 
 int cmd_inspect(int argc, char **argv) {
     if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -14,6 +57,10 @@ int cmd_inspect(int argc, char **argv) {
         return argc == 2 ? 0 : 2;
     }
     rs_err err = {{0}};
+    if (rs_is_dir(argv[1]) && print_config(argv[1], &err)) {
+        fprintf(stderr, "reprshift inspect: %s\n", err.msg);
+        return 1;
+    }
     st_set *s;
     if (st_open(&s, argv[1], &err)) {
         fprintf(stderr, "reprshift inspect: %s\n", err.msg);

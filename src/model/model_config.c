@@ -127,6 +127,11 @@ int gemma2_config_load(const char *path, gemma2_config *c, rs_err *err) {
     int rc = rs_json_load(p, MAX_CONFIG_BYTES, &j, err);
     if (rc == 0) {
         rc = gemma2_config_from_json(j, p, c, err);
+        /* A standalone bidirectional Gemma-2 is a different model (PaliGemma's text_config
+         * may set the flag, but PaliGemma builds its own masks, so only check here). */
+        const cJSON *bi = cJSON_GetObjectItemCaseSensitive(j, "use_bidirectional_attention");
+        if (rc == 0 && cJSON_IsTrue(bi))
+            rc = rs_errf(err, "%s: use_bidirectional_attention=true is not supported for a Gemma-2 LM", p);
         cJSON_Delete(j);
     }
     free(p);
