@@ -21,8 +21,8 @@ export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 for w in captions64 long512; do
   for L in 13 26; do
     hook=$([ $L = 26 ] && echo blocks.25.hook_resid_post || echo blocks.12.hook_resid_post)
-    "$BUILD/bench_gemma2" --model "$CKPT" --ids-file "$OUT/$w.ids" --hook "$hook" --save "$OUT/c_${w}_$L.safetensors" | sed "s/^{/{\"workload\": \"$w\", /" | tee -a "$OUT/results.jsonl"
-    "$REFENV/bin/python" bench/bench_gemma2_ref.py --model "$CKPT" --ids-file "$OUT/$w.ids" --layers $L --save "$OUT/ref_${w}_$L.safetensors" | sed "s/^{/{\"workload\": \"$w\", /" | tee -a "$OUT/results.jsonl"
+    "$BUILD/bench_gemma2" --model "$CKPT" --ids-file "$OUT/$w.ids" --hook "$hook" --repeat 2 --save "$OUT/c_${w}_$L.safetensors" | sed "s/^{/{\"workload\": \"$w\", /" | tee -a "$OUT/results.jsonl"
+    "$REFENV/bin/python" bench/bench_gemma2_ref.py --model "$CKPT" --ids-file "$OUT/$w.ids" --layers $L --repeat 2 --save "$OUT/ref_${w}_$L.safetensors" | sed "s/^{/{\"workload\": \"$w\", /" | tee -a "$OUT/results.jsonl"
   done
 done
 "$REFENV/bin/python" - "$OUT" <<'PY'
