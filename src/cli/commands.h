@@ -9,5 +9,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
+int cmd_dataset(int argc, char **argv);
+int cmd_config(int argc, char **argv);
 
 #endif

@@ -15,6 +15,8 @@ typedef struct {
 static const command COMMANDS[] = {
     {"inspect", cmd_inspect, "show a checkpoint's config and tensor table"},
     {"tokenize", cmd_tokenize, "text -> token ids (one JSON array per line)"},
+    {"config", cmd_config, "validate an experiment config and print it resolved"},
+    {"dataset", cmd_dataset, "COCO -> balanced manifest; dataset stats; manifest check"},
     {"preprocess", cmd_preprocess, "image -> SigLIP pixels_u8 / pixel_values (for checking)"},
     {"extract", cmd_extract, "run a model and save activations at named hooks"},
     {"probe", cmd_probe, "train / evaluate / apply linear probes on extracted activations"},

@@ -1,0 +1,96 @@
+/* Experiment configuration: one JSON file describing a whole `reprshift run` (models,
+ * hooks/layers, SAEs, dataset + sampling, image edits, probes, output). The schema is a
+ * table in src/data/config.c (one place for each fact); docs/config.md documents it.
+ * Loading validates against the table: unknown keys and wrong types are errors naming the
+ * key path (e.g. "dataset.n_per_grup") with the nearest valid key suggested; defaults
+ * are filled in so the resolved config can be dumped and stored with a run. Relative paths
+ * resolve against the directory of the config file. */
+#ifndef REPRSHIFT_CONFIG_H
+#define REPRSHIFT_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <cjson/cJSON.h>
+#include "reprshift/coco.h"
+#include "reprshift/error.h"
+
+typedef struct {
+    char *name;      /* an rs_edit name: brightness, contrast, saturation, redness, redness_luma, blur, rotate */
+    double *values;  /* [n_values] factors / radii / degrees */
+    int n_values;
+} rs_config_edit;
+
+typedef struct {
+    char *path;         /* the config file */
+    char *name;         /* experiment name */
+    char *output_dir;
+    char *prompt;       /* PaliGemma prompt after the image */
+
+    char *llm, *vlm;    /* model directories (Hugging Face layout) */
+    char *tokenizer;    /* NULL: each model's own tokenizer.json */
+    int64_t batch_tokens;
+
+    int n_layers;
+    int *layers;
+    int n_hooks;
+    char **hooks;       /* expanded: every "{layer}" template once per layer, in order */
+    char *pool;         /* none | mean | last */
+
+    int has_saes;
+    char *sae_path;     /* may contain {layer} */
+    char *sae_hook;     /* may contain {layer}; NULL: the SAE's own hook name */
+
+    struct {
+        char *manifest; /* prebuilt manifest (then no COCO files) or NULL */
+        int n_instances;
+        char **instances, **captions, **images; /* [n_instances] each (parallel lists) */
+        int n_groups;
+        coco_group groups[COCO_MAX_GROUPS]; /* owned strings, NULL-terminated supercategory lists */
+        char **exclude; /* NULL-terminated */
+        int64_t n_per_group;
+        int allow_fewer;
+        uint64_t seed;
+        double frac_train, frac_val, frac_test;
+        int captions_per_image;
+        int use_text, use_images;
+    } dataset;
+
+    int n_edits;
+    rs_config_edit *edits;
+
+    struct {
+        int n_which;
+        char **which;   /* probe families to run (see docs/config.md) */
+        int n_C;
+        double *C;      /* regularisation grid */
+        int folds, seeds, bootstrap;
+        double test_frac;
+    } probes;
+
+    cJSON *resolved;    /* the validated tree with defaults filled and paths resolved */
+} rs_config;
+
+/* Load, validate and resolve a config file. */
+int rs_config_load(const char *path, rs_config **out, rs_err *err);
+/* Same from a JSON string; relative paths resolve against base_dir; `what` names it. */
+int rs_config_parse(const char *json, const char *base_dir, const char *what, rs_config **out, rs_err *err);
+/* Free (NULL is fine). */
+void rs_config_free(rs_config *c);
+/* Print the resolved config (all defaults filled) as JSON to fp. */
+void rs_config_dump(const rs_config *c, FILE *fp);
+/* The SAE path for a layer ({layer} replaced); new string or NULL on OOM / no SAEs. */
+char *rs_config_sae_path(const rs_config *c, int layer);
+/* The SAE hook override for a layer ({layer} replaced); NULL if none set or on OOM. */
+char *rs_config_sae_hook(const rs_config *c, int layer);
+/* Sampling options from the dataset section (pointers into c; valid while c lives).
+ * images_dir is left NULL: call coco_set_images_dir per instances file. */
+void rs_config_sample_opts(const rs_config *c, coco_sample_opts *o);
+/* Write the schema as Markdown (the key table of docs/config.md) to fp. */
+void rs_config_schema_markdown(FILE *fp);
+
+/* Levenshtein distance between two strings (for "did you mean" suggestions). */
+int rs_edit_distance(const char *a, const char *b);
+/* The candidate nearest to s if close enough to be a plausible typo, else NULL. */
+const char *rs_nearest(const char *s, const char *const *cands, int n);
+
+#endif

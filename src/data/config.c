@@ -1,0 +1,767 @@
+/* Experiment config: the schema is the SCHEMA table below (key, type, default, bounds,
+ * doc). Loading is two passes: validate() walks the JSON against the table (unknown keys
+ * with suggestions, types, bounds, required keys), fills defaults and resolves relative
+ * paths in place; extract() then copies the now-complete tree into the plain rs_config
+ * struct and does the cross-key checks. The resolved tree is kept for dumping. */
+#include "reprshift/config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reprshift/fileio.h"
+#include "reprshift/image_edit.h"
+#include "reprshift/jsonutil.h"
+
+#define CONFIG_MAX_BYTES ((size_t)4 << 20)
+
+typedef enum { K_OBJ, K_STR, K_INT, K_NUM, K_BOOL, K_STRS, K_INTS, K_NUMS, K_OBJS, K_GROUPS } kind;
+
+typedef struct field {
+    const char *key;
+    kind k;
+    int required;
+    const char *def;            /* default as JSON text; NULL: an optional key stays absent */
+    double lo, hi;              /* bounds of numbers (and of list elements) */
+    int min_items;              /* lists: minimum length */
+    const char *const *choices; /* allowed strings (K_STR, K_STRS elements) */
+    int is_path;                /* resolve relative to the config file's directory */
+    const struct field *sub;    /* K_OBJ / K_OBJS element fields, ended by key NULL */
+    const char *doc;
+} field;
+
+static const char *const POOLS[] = {"none", "mean", "last", NULL};
+static const char *const MODALITIES[] = {"text", "image", NULL};
+static const char *const PROBE_KINDS[] = {"concept", "cross_modal", "modality", "brightness", "redness", "saturation",
+                                          "contrast", "blur", "rotation", NULL};
+
+static const field MODELS[] = {
+    {"llm", K_STR, 1, NULL, 0, 0, 0, NULL, 1, NULL, "Gemma-2 model directory (Hugging Face layout)"},
+    {"vlm", K_STR, 1, NULL, 0, 0, 0, NULL, 1, NULL, "PaliGemma-2 model directory (Hugging Face layout)"},
+    {"tokenizer", K_STR, 0, NULL, 0, 0, 0, NULL, 1, NULL, "tokenizer.json for both (default: each model's own)"},
+    {"batch_tokens", K_INT, 0, "2048", 1, 1e9, 0, NULL, 0, NULL, "tokens per forward batch"},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
+static const field SAES[] = {
+    {"path", K_STR, 1, NULL, 0, 0, 0, NULL, 1, NULL,
+     "SAE file or directory (Gemma Scope params.npz or sae-lens folder); {layer} is replaced by each layer"},
+    {"hook", K_STR, 0, NULL, 0, 0, 0, NULL, 0, NULL, "hook the SAE reads, {layer} expanded (default: the SAE's own hook_name)"},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
+static const field SPLIT[] = {
+    {"train", K_NUM, 0, "0.7", 0, 1, 0, NULL, 0, NULL, "fraction of each group's images for training"},
+    {"val", K_NUM, 0, "0.15", 0, 1, 0, NULL, 0, NULL, "fraction for validation"},
+    {"test", K_NUM, 0, "0.15", 0, 1, 0, NULL, 0, NULL, "fraction for testing (the three must sum to 1)"},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
+static const field DATASET[] = {
+    {"manifest", K_STR, 0, NULL, 0, 0, 0, NULL, 1, NULL, "prebuilt manifest CSV (instead of the COCO keys)"},
+    {"instances", K_STRS, 0, NULL, 0, 0, 1, NULL, 1, NULL, "COCO instances_*.json file(s)"},
+    {"captions", K_STRS, 0, NULL, 0, 0, 1, NULL, 1, NULL, "COCO captions_*.json, one per instances file"},
+    {"images", K_STRS, 0, NULL, 0, 0, 1, NULL, 1, NULL, "image directory, one per instances file"},
+    {"groups", K_GROUPS, 0,
+     "{\"animals\":[\"animal\"],\"vehicles\":[\"vehicle\"],\"food\":[\"food\"],"
+     "\"indoor\":[\"furniture\",\"kitchen\",\"appliance\",\"electronic\",\"indoor\"]}",
+     0, 0, 1, NULL, 0, NULL, "label -> list of COCO supercategories (exclusive membership)"},
+    {"exclude_supercategories", K_STRS, 0, "[]", 0, 0, 0, NULL, 0, NULL,
+     "images with any of these supercategories are dropped"},
+    {"n_per_group", K_INT, 0, "50", 1, 1e9, 0, NULL, 0, NULL, "images per group"},
+    {"allow_fewer", K_BOOL, 0, "false", 0, 0, 0, NULL, 0, NULL,
+     "if a group has fewer than n_per_group images, take the smallest group's count for all"},
+    {"seed", K_INT, 0, "0", 0, 9007199254740991.0, 0, NULL, 0, NULL, "sampling seed (SplitMix64)"},
+    {"split", K_OBJ, 0, "{}", 0, 0, 0, NULL, 0, SPLIT, "train/val/test fractions, per group, by image"},
+    {"captions_per_image", K_INT, 0, "1", 0, 1000, 0, NULL, 0, NULL, "the k lowest-id captions per image; 0: all"},
+    {"modalities", K_STRS, 0, "[\"text\",\"image\"]", 0, 0, 1, MODALITIES, 0, NULL, "row kinds to include"},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
+static const field EDIT[] = {
+    {"name", K_STR, 1, NULL, 0, 0, 0, NULL, 0, NULL,
+     "brightness, contrast, saturation, redness, redness_luma, blur or rotate"},
+    {"values", K_NUMS, 1, NULL, -1e6, 1e6, 1, NULL, 0, NULL, "factors (blur: radius in px; rotate: degrees)"},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
+static const field PROBES[] = {
+    {"which", K_STRS, 0,
+     "[\"concept\",\"cross_modal\",\"modality\",\"brightness\",\"redness\",\"saturation\",\"contrast\",\"blur\","
+     "\"rotation\"]",
+     0, 0, 1, PROBE_KINDS, 0, NULL, "probe families to run"},
+    {"C", K_NUMS, 0, "[0.0001,0.001,0.01,0.1,1,10,100,1000,10000]", 1e-12, 1e12, 1, NULL, 0, NULL,
+     "inverse L2 strength grid for logistic regression (chosen by CV)"},
+    {"folds", K_INT, 0, "5", 2, 100, 0, NULL, 0, NULL, "cross-validation folds for choosing C"},
+    {"seeds", K_INT, 0, "5", 1, 1000, 0, NULL, 0, NULL, "repeated splits (seeds 0..seeds-1)"},
+    {"test_frac", K_NUM, 0, "0.2", 0.01, 0.99, 0, NULL, 0, NULL, "held-out fraction when no split column is used"},
+    {"bootstrap", K_INT, 0, "1000", 0, 1000000, 0, NULL, 0, NULL, "bootstrap resamples for confidence intervals"},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
+static const field SCHEMA[] = {
+    {"name", K_STR, 0, "\"experiment\"", 0, 0, 0, NULL, 0, NULL, "experiment name (report title)"},
+    {"output_dir", K_STR, 1, NULL, 0, 0, 0, NULL, 1, NULL, "run directory (created; re-runs resume there)"},
+    {"prompt", K_STR, 0, "\"caption en\"", 0, 0, 0, NULL, 0, NULL, "PaliGemma prompt after the image"},
+    {"models", K_OBJ, 1, NULL, 0, 0, 0, NULL, 0, MODELS, "the two checkpoints"},
+    {"layers", K_INTS, 0, "[12]", 0, 1000, 1, NULL, 0, NULL, "decoder layers; fills {layer} in hooks and saes.path"},
+    {"hooks", K_STRS, 0, "[\"blocks.{layer}.hook_resid_post\"]", 0, 0, 1, NULL, 0, NULL,
+     "capture points (TransformerLens names); {layer} expands over layers"},
+    {"pool", K_STR, 0, "\"mean\"", 0, 0, 0, POOLS, 0, NULL, "per-input pooling of token activations"},
+    {"saes", K_OBJ, 0, NULL, 0, 0, 0, NULL, 0, SAES, "SAEs for the shift analysis (omit to skip it)"},
+    {"dataset", K_OBJ, 1, NULL, 0, 0, 0, NULL, 0, DATASET, "inputs: COCO sampling or a manifest"},
+    {"edits", K_OBJS, 0, "[]", 0, 0, 0, NULL, 0, EDIT, "image edits for the attribute probes"},
+    {"probes", K_OBJ, 0, "{}", 0, 0, 0, NULL, 0, PROBES, "probe settings"},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
+/* ---------------- suggestions ---------------- */
+
+/* Optimal-string-alignment distance: Levenshtein plus adjacent transpositions ("flods"
+ * -> "folds" is one edit), the common typo. */
+int rs_edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 128 || lb > 128) return (int)(la > lb ? la : lb);
+    int prev2[129], prev[129], cur[129];
+    for (size_t j = 0; j <= lb; j++) prev[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int best = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            if (prev[j] + 1 < best) best = prev[j] + 1;
+            if (cur[j - 1] + 1 < best) best = cur[j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && prev2[j - 2] + 1 < best)
+                best = prev2[j - 2] + 1;
+            cur[j] = best;
+        }
+        memcpy(prev2, prev, sizeof prev);
+        memcpy(prev, cur, sizeof cur);
+    }
+    return prev[lb];
+}
+
+const char *rs_nearest(const char *s, const char *const *cands, int n) {
+    const char *best = NULL;
+    int bd = 1 << 30;
+    for (int i = 0; i < n; i++) {
+        int d = rs_edit_distance(s, cands[i]);
+        if (d < bd) {
+            bd = d;
+            best = cands[i];
+        }
+    }
+    /* a typo: at most a third of the longer word changed (and at least 1 edit allowed) */
+    size_t len = best ? strlen(best) : 0;
+    if (strlen(s) > len) len = strlen(s);
+    int limit = (int)(len / 3) > 1 ? (int)(len / 3) : 1;
+    return best && bd <= limit ? best : NULL;
+}
+
+/* ---------------- validation ---------------- */
+
+typedef struct {
+    const char *what;
+    const char *base_dir;
+    rs_err *err;
+} ctx;
+
+static const char *type_name(const cJSON *x) {
+    if (cJSON_IsString(x)) return "a string";
+    if (cJSON_IsNumber(x)) return "a number";
+    if (cJSON_IsBool(x)) return "a boolean";
+    if (cJSON_IsNull(x)) return "null";
+    if (cJSON_IsArray(x)) return "an array";
+    return "an object";
+}
+
+static const char *kind_name(kind k) {
+    switch (k) {
+    case K_OBJ: return "an object";
+    case K_STR: return "a string";
+    case K_INT: return "an integer";
+    case K_NUM: return "a number";
+    case K_BOOL: return "true or false";
+    case K_STRS: return "a string or a list of strings";
+    case K_INTS: return "a list of integers";
+    case K_NUMS: return "a list of numbers";
+    case K_OBJS: return "a list of objects";
+    case K_GROUPS: return "an object mapping each label to a list of supercategories";
+    }
+    return "?";
+}
+
+/* "prefix.key" (or "key" at the top); long paths are cut, which only shortens messages. */
+static void join_path(char *out, size_t n, const char *prefix, const char *key) {
+    if (snprintf(out, n, "%s%s%s", prefix, *prefix ? "." : "", key) >= (int)n) out[n - 1] = 0;
+}
+
+static int check_choice(ctx *c, const char *path, const char *s, const char *const *choices) {
+    if (!choices) return 0;
+    int n = 0;
+    for (; choices[n]; n++)
+        if (!strcmp(choices[n], s)) return 0;
+    char list[400] = "";
+    size_t k = 0;
+    for (int i = 0; i < n && k < sizeof list; i++) k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", choices[i]);
+    const char *near = rs_nearest(s, choices, n);
+    if (near) return rs_errf(c->err, "%s: '%s': unknown value \"%s\" (did you mean \"%s\"?)", c->what, path, s, near);
+    return rs_errf(c->err, "%s: '%s': unknown value \"%s\" (valid: %s)", c->what, path, s, list);
+}
+
+/* Replace item by n inside parent, keeping item's key when parent is an object. */
+static int replace(cJSON *parent, cJSON *item, cJSON *n) {
+    if (item->string) {
+        n->string = strdup(item->string);
+        if (!n->string) return 0;
+        n->type &= ~cJSON_StringIsConst;
+    }
+    return cJSON_ReplaceItemViaPointer(parent, item, n);
+}
+
+/* Replace a string item's value by the path resolved against base_dir. */
+static int resolve_path(ctx *c, cJSON *parent, cJSON *item) {
+    const char *s = item->valuestring;
+    if (!c->base_dir || !*s || s[0] == '/') return 0;
+    char *full = rs_path_join(c->base_dir, s);
+    cJSON *n = full ? cJSON_CreateString(full) : NULL;
+    free(full);
+    if (!n || !replace(parent, item, n)) {
+        cJSON_Delete(n);
+        return rs_errf(c->err, "%s: out of memory", c->what);
+    }
+    return 0;
+}
+
+static int validate_obj(ctx *c, cJSON *obj, const field *fields, const char *prefix);
+
+static int wrong_type(ctx *c, const char *path, const field *f, const cJSON *x, const char *extra) {
+    return rs_errf(c->err, "%s: '%s' must be %s%s, got %s", c->what, path, kind_name(f->k), extra ? extra : "",
+                   type_name(x));
+}
+
+/* Wrap a scalar list item into a one-element array (so "a" == ["a"]). */
+static cJSON *wrap_scalar(ctx *c, cJSON *parent, cJSON *item) {
+    cJSON *arr = cJSON_CreateArray(), *dup = cJSON_Duplicate(item, 1);
+    if (!arr || !dup) {
+        cJSON_Delete(arr);
+        cJSON_Delete(dup);
+        rs_errf(c->err, "%s: out of memory", c->what);
+        return NULL;
+    }
+    cJSON_AddItemToArray(arr, dup); /* cannot fail with both non-NULL */
+    if (!replace(parent, item, arr)) {
+        cJSON_Delete(arr);
+        rs_errf(c->err, "%s: out of memory", c->what);
+        return NULL;
+    }
+    return arr;
+}
+
+static int check_list(ctx *c, cJSON *parent, cJSON *item, const field *f, const char *path) {
+    int scalar_ok = (f->k == K_STRS && cJSON_IsString(item)) || (f->k != K_STRS && f->k != K_OBJS && cJSON_IsNumber(item));
+    if (scalar_ok && !(item = wrap_scalar(c, parent, item))) return -1;
+    if (!cJSON_IsArray(item)) return wrong_type(c, path, f, item, NULL);
+    int n = cJSON_GetArraySize(item);
+    if (n < f->min_items)
+        return rs_errf(c->err, "%s: '%s' must have at least %d item%s", c->what, path, f->min_items,
+                       f->min_items == 1 ? "" : "s");
+    int i = 0;
+    for (cJSON *x = item->child, *next; x; x = next, i++) {
+        next = x->next;
+        char ep[300];
+        snprintf(ep, sizeof ep, "%s[%d]", path, i);
+        if (f->k == K_STRS) {
+            if (!cJSON_IsString(x)) return rs_errf(c->err, "%s: '%s' must be a string, got %s", c->what, ep, type_name(x));
+            if (check_choice(c, ep, x->valuestring, f->choices)) return -1;
+            for (cJSON *y = item->child; y != x; y = y->next)
+                if (!strcmp(y->valuestring, x->valuestring))
+                    return rs_errf(c->err, "%s: '%s': \"%s\" is listed twice", c->what, path, x->valuestring);
+            if (f->is_path && resolve_path(c, item, x)) return -1;
+        } else if (f->k == K_INTS) {
+            if (!rs_json_is_int(x, (int64_t)f->lo, (int64_t)f->hi))
+                return rs_errf(c->err, "%s: '%s' must be an integer in [%.0f, %.0f], got %s", c->what, ep, f->lo, f->hi,
+                               cJSON_IsNumber(x) ? "a value outside that range" : type_name(x));
+        } else if (f->k == K_NUMS) {
+            if (!cJSON_IsNumber(x) || !(x->valuedouble >= f->lo && x->valuedouble <= f->hi))
+                return rs_errf(c->err, "%s: '%s' must be a number in [%g, %g], got %s", c->what, ep, f->lo, f->hi,
+                               cJSON_IsNumber(x) ? "a value outside that range" : type_name(x));
+        } else { /* K_OBJS */
+            if (!cJSON_IsObject(x)) return rs_errf(c->err, "%s: '%s' must be an object, got %s", c->what, ep, type_name(x));
+            if (validate_obj(c, x, f->sub, ep)) return -1;
+        }
+    }
+    return 0;
+}
+
+static int check_groups(ctx *c, cJSON *item, const char *path) {
+    if (!cJSON_IsObject(item))
+        return rs_errf(c->err, "%s: '%s' must be %s, got %s", c->what, path, kind_name(K_GROUPS), type_name(item));
+    int n = cJSON_GetArraySize(item);
+    if (n < 1 || n > COCO_MAX_GROUPS)
+        return rs_errf(c->err, "%s: '%s' must have 1 to %d groups, has %d", c->what, path, COCO_MAX_GROUPS, n);
+    static const field list = {"", K_STRS, 0, NULL, 0, 0, 1, NULL, 0, NULL, NULL};
+    for (cJSON *g = item->child, *next; g; g = next) {
+        next = g->next;
+        char gp[300];
+        join_path(gp, sizeof gp, path, g->string);
+        if (!*g->string) return rs_errf(c->err, "%s: '%s' has a group with an empty name", c->what, path);
+        for (cJSON *h = item->child; h != g; h = h->next)
+            if (!strcmp(h->string, g->string))
+                return rs_errf(c->err, "%s: '%s': group \"%s\" is defined twice", c->what, path, g->string);
+        if (check_list(c, item, g, &list, gp)) return -1;
+    }
+    return 0;
+}
+
+static int check_value(ctx *c, cJSON *parent, cJSON *item, const field *f, const char *path) {
+    switch (f->k) {
+    case K_OBJ:
+        if (!cJSON_IsObject(item)) return wrong_type(c, path, f, item, NULL);
+        return validate_obj(c, item, f->sub, path);
+    case K_STR:
+        if (!cJSON_IsString(item)) return wrong_type(c, path, f, item, NULL);
+        if (check_choice(c, path, item->valuestring, f->choices)) return -1;
+        if (f->is_path && !*item->valuestring) return rs_errf(c->err, "%s: '%s' is an empty path", c->what, path);
+        return f->is_path ? resolve_path(c, parent, item) : 0;
+    case K_INT:
+        if (!rs_json_is_int(item, (int64_t)f->lo, (int64_t)f->hi)) {
+            char extra[96];
+            snprintf(extra, sizeof extra, " in [%.0f, %.0f]", f->lo, f->hi);
+            if (cJSON_IsNumber(item))
+                return rs_errf(c->err, "%s: '%s' must be an integer%s, got %g", c->what, path, extra, item->valuedouble);
+            return wrong_type(c, path, f, item, extra);
+        }
+        return 0;
+    case K_NUM:
+        if (!cJSON_IsNumber(item) || !(item->valuedouble >= f->lo && item->valuedouble <= f->hi)) {
+            char extra[96];
+            snprintf(extra, sizeof extra, " in [%g, %g]", f->lo, f->hi);
+            if (cJSON_IsNumber(item))
+                return rs_errf(c->err, "%s: '%s' must be a number%s, got %g", c->what, path, extra, item->valuedouble);
+            return wrong_type(c, path, f, item, extra);
+        }
+        return 0;
+    case K_BOOL:
+        return cJSON_IsBool(item) ? 0 : wrong_type(c, path, f, item, NULL);
+    case K_GROUPS:
+        return check_groups(c, item, path);
+    default:
+        return check_list(c, parent, item, f, path);
+    }
+}
+
+static int validate_obj(ctx *c, cJSON *obj, const field *fields, const char *prefix) {
+    const char *keys[32];
+    int nk = 0;
+    for (const field *f = fields; f->key && nk < 32; f++) keys[nk++] = f->key;
+    for (cJSON *x = obj->child; x; x = x->next) {
+        if (x->string[0] == '_') continue; /* "_comment" etc. */
+        for (cJSON *y = obj->child; y != x; y = y->next)
+            if (!strcmp(y->string, x->string)) {
+                char p[300];
+                join_path(p, sizeof p, prefix, x->string);
+                return rs_errf(c->err, "%s: duplicate key '%s'", c->what, p);
+            }
+        int known = 0;
+        for (int i = 0; i < nk && !known; i++) known = !strcmp(keys[i], x->string);
+        if (known) continue;
+        char p[300];
+        join_path(p, sizeof p, prefix, x->string);
+        const char *near = rs_nearest(x->string, keys, nk);
+        if (near) {
+            char q[300];
+            join_path(q, sizeof q, prefix, near);
+            return rs_errf(c->err, "%s: unknown key '%s' (did you mean '%s'?)", c->what, p, q);
+        }
+        char list[400] = "";
+        size_t k = 0;
+        for (int i = 0; i < nk && k < sizeof list; i++) k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", keys[i]);
+        return rs_errf(c->err, "%s: unknown key '%s' (valid keys%s%s: %s)", c->what, p, *prefix ? " in " : "", prefix,
+                       list);
+    }
+    for (const field *f = fields; f->key; f++) {
+        char p[300];
+        join_path(p, sizeof p, prefix, f->key);
+        cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, f->key);
+        if (!item) {
+            if (f->required) return rs_errf(c->err, "%s: missing required key '%s' (%s)", c->what, p, f->doc);
+            if (!f->def) continue;
+            item = cJSON_Parse(f->def);
+            if (!item || !cJSON_AddItemToObject(obj, f->key, item)) {
+                cJSON_Delete(item);
+                return rs_errf(c->err, "%s: out of memory", c->what);
+            }
+        }
+        if (check_value(c, obj, item, f, p)) return -1;
+    }
+    return 0;
+}
+
+/* ---------------- extraction ---------------- */
+
+static const cJSON *get(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
+
+static char *sdup(const cJSON *o, const char *k) {
+    const cJSON *x = get(o, k);
+    return x && cJSON_IsString(x) ? strdup(x->valuestring) : NULL;
+}
+
+/* Copy a validated string list into a new NULL-terminated array; *n gets its length. */
+static char **strs(const cJSON *arr, int *n) {
+    int m = arr ? cJSON_GetArraySize(arr) : 0;
+    char **v = calloc((size_t)m + 1, sizeof *v);
+    if (!v) return NULL;
+    int i = 0;
+    for (const cJSON *x = arr ? arr->child : NULL; x; x = x->next) v[i++] = strdup(x->valuestring);
+    if (n) *n = m;
+    return v;
+}
+
+static void free_strs(char **v) {
+    if (!v) return;
+    for (char **p = v; *p; p++) free(*p);
+    free(v);
+}
+
+static double *nums(const cJSON *arr, int *n) {
+    int m = cJSON_GetArraySize(arr);
+    double *v = malloc(((size_t)m + 1) * sizeof *v);
+    if (!v) return NULL;
+    int i = 0;
+    for (const cJSON *x = arr->child; x; x = x->next) v[i++] = x->valuedouble;
+    *n = m;
+    return v;
+}
+
+void rs_config_free(rs_config *c) {
+    if (!c) return;
+    free(c->path);
+    free(c->name);
+    free(c->output_dir);
+    free(c->prompt);
+    free(c->llm);
+    free(c->vlm);
+    free(c->tokenizer);
+    free(c->layers);
+    for (int i = 0; i < c->n_hooks; i++) free(c->hooks[i]);
+    free(c->hooks);
+    free(c->pool);
+    free(c->sae_path);
+    free(c->sae_hook);
+    free(c->dataset.manifest);
+    free_strs(c->dataset.instances);
+    free_strs(c->dataset.captions);
+    free_strs(c->dataset.images);
+    for (int g = 0; g < c->dataset.n_groups; g++) {
+        free((char *)c->dataset.groups[g].name);
+        free_strs((char **)c->dataset.groups[g].supercategories);
+    }
+    free_strs(c->dataset.exclude);
+    for (int i = 0; i < c->n_edits; i++) {
+        free(c->edits[i].name);
+        free(c->edits[i].values);
+    }
+    free(c->edits);
+    free_strs(c->probes.which);
+    free(c->probes.C);
+    cJSON_Delete(c->resolved);
+    free(c);
+}
+
+/* Replace every "{layer}" in tmpl by layer (new string). */
+static char *expand_layer(const char *tmpl, int layer) {
+    char num[16];
+    snprintf(num, sizeof num, "%d", layer);
+    size_t n = 0;
+    for (const char *p = strstr(tmpl, "{layer}"); p; p = strstr(p + 7, "{layer}")) n++;
+    char *out = malloc(strlen(tmpl) + n * strlen(num) + 1);
+    if (!out) return NULL;
+    char *o = out;
+    for (const char *p = tmpl; *p;) {
+        if (!strncmp(p, "{layer}", 7)) {
+            o = stpcpy(o, num);
+            p += 7;
+        } else
+            *o++ = *p++;
+    }
+    *o = 0;
+    return out;
+}
+
+static int extract(rs_config *c, const cJSON *r, ctx *cx) {
+    rs_err *err = cx->err;
+    const char *what = cx->what;
+    c->name = sdup(r, "name");
+    c->output_dir = sdup(r, "output_dir");
+    c->prompt = sdup(r, "prompt");
+    c->pool = sdup(r, "pool");
+    const cJSON *m = get(r, "models");
+    c->llm = sdup(m, "llm");
+    c->vlm = sdup(m, "vlm");
+    c->tokenizer = sdup(m, "tokenizer");
+    c->batch_tokens = (int64_t)get(m, "batch_tokens")->valuedouble;
+
+    const cJSON *layers = get(r, "layers");
+    c->n_layers = cJSON_GetArraySize(layers);
+    c->layers = malloc((size_t)c->n_layers * sizeof *c->layers);
+    if (!c->layers) return rs_errf(err, "%s: out of memory", what);
+    int i = 0;
+    for (const cJSON *x = layers->child; x; x = x->next, i++) {
+        c->layers[i] = (int)x->valuedouble;
+        for (int j = 0; j < i; j++)
+            if (c->layers[j] == c->layers[i]) return rs_errf(err, "%s: 'layers' lists %d twice", what, c->layers[i]);
+    }
+    const cJSON *hooks = get(r, "hooks");
+    c->hooks = calloc((size_t)cJSON_GetArraySize(hooks) * (size_t)c->n_layers + 1, sizeof *c->hooks);
+    if (!c->hooks) return rs_errf(err, "%s: out of memory", what);
+    for (const cJSON *x = hooks->child; x; x = x->next) {
+        int templ = strstr(x->valuestring, "{layer}") != NULL;
+        for (int l = 0; l < (templ ? c->n_layers : 1); l++) {
+            char *h = expand_layer(x->valuestring, templ ? c->layers[l] : 0);
+            if (!h) return rs_errf(err, "%s: out of memory", what);
+            int dup = 0;
+            for (int j = 0; j < c->n_hooks && !dup; j++) dup = !strcmp(c->hooks[j], h);
+            if (dup) free(h);
+            else c->hooks[c->n_hooks++] = h;
+        }
+    }
+
+    const cJSON *s = get(r, "saes");
+    if (s) {
+        c->has_saes = 1;
+        c->sae_path = sdup(s, "path");
+        c->sae_hook = sdup(s, "hook");
+        if (!strstr(c->sae_path, "{layer}") && c->n_layers > 1)
+            return rs_errf(err, "%s: 'saes.path' has no {layer} but 'layers' lists %d layers (one SAE per layer)",
+                           what, c->n_layers);
+    }
+
+    const cJSON *d = get(r, "dataset");
+    c->dataset.manifest = sdup(d, "manifest");
+    const cJSON *inst = get(d, "instances"), *caps = get(d, "captions"), *imgs = get(d, "images");
+    const cJSON *mods = get(d, "modalities");
+    for (const cJSON *x = mods->child; x; x = x->next) {
+        if (!strcmp(x->valuestring, "text")) c->dataset.use_text = 1;
+        if (!strcmp(x->valuestring, "image")) c->dataset.use_images = 1;
+    }
+    if (c->dataset.manifest && (inst || caps || imgs))
+        return rs_errf(err, "%s: 'dataset.manifest' replaces 'dataset.instances'/'captions'/'images': give one or the "
+                            "other", what);
+    if (!c->dataset.manifest) {
+        if (!inst)
+            return rs_errf(err, "%s: 'dataset' needs 'instances' (COCO instances_*.json) or 'manifest'", what);
+        int ni = cJSON_GetArraySize(inst);
+        if (c->dataset.use_text && !caps)
+            return rs_errf(err, "%s: 'dataset.captions' is required when 'dataset.modalities' includes \"text\"",
+                           what);
+        if (c->dataset.use_images && !imgs)
+            return rs_errf(err, "%s: 'dataset.images' is required when 'dataset.modalities' includes \"image\"",
+                           what);
+        if (caps && cJSON_GetArraySize(caps) != ni)
+            return rs_errf(err, "%s: 'dataset.captions' has %d entries but 'dataset.instances' has %d (one each)",
+                           what, cJSON_GetArraySize(caps), ni);
+        if (imgs && cJSON_GetArraySize(imgs) != ni)
+            return rs_errf(err, "%s: 'dataset.images' has %d entries but 'dataset.instances' has %d (one each)", what,
+                           cJSON_GetArraySize(imgs), ni);
+        c->dataset.n_instances = ni;
+    }
+    c->dataset.instances = strs(inst, NULL);
+    c->dataset.captions = strs(caps, NULL);
+    c->dataset.images = strs(imgs, NULL);
+    c->dataset.exclude = strs(get(d, "exclude_supercategories"), NULL);
+    const cJSON *groups = get(d, "groups");
+    for (const cJSON *g = groups->child; g; g = g->next) {
+        coco_group *cg = &c->dataset.groups[c->dataset.n_groups++];
+        cg->name = strdup(g->string);
+        cg->supercategories = (const char *const *)strs(g, NULL);
+        if (!cg->name || !cg->supercategories) return rs_errf(err, "%s: out of memory", what);
+        for (const char *const *sc = cg->supercategories; *sc; sc++) {
+            for (const char *const *ex = (const char *const *)c->dataset.exclude; ex && *ex; ex++)
+                if (!strcmp(*ex, *sc))
+                    return rs_errf(err, "%s: supercategory \"%s\" is both in 'dataset.groups.%s' and in "
+                                        "'dataset.exclude_supercategories'", what, *sc, cg->name);
+            for (int h = 0; h + 1 < c->dataset.n_groups; h++)
+                for (const char *const *o = c->dataset.groups[h].supercategories; *o; o++)
+                    if (!strcmp(*o, *sc))
+                        return rs_errf(err, "%s: supercategory \"%s\" is in both 'dataset.groups.%s' and "
+                                            "'dataset.groups.%s' (groups must not overlap)",
+                                       what, *sc, c->dataset.groups[h].name, cg->name);
+        }
+    }
+    c->dataset.n_per_group = (int64_t)get(d, "n_per_group")->valuedouble;
+    c->dataset.allow_fewer = cJSON_IsTrue(get(d, "allow_fewer"));
+    c->dataset.seed = (uint64_t)get(d, "seed")->valuedouble;
+    c->dataset.captions_per_image = (int)get(d, "captions_per_image")->valuedouble;
+    const cJSON *sp = get(d, "split");
+    c->dataset.frac_train = get(sp, "train")->valuedouble;
+    c->dataset.frac_val = get(sp, "val")->valuedouble;
+    c->dataset.frac_test = get(sp, "test")->valuedouble;
+    double sum = c->dataset.frac_train + c->dataset.frac_val + c->dataset.frac_test;
+    if (fabs(sum - 1) > 1e-6)
+        return rs_errf(err, "%s: 'dataset.split' fractions must sum to 1 (train %g + val %g + test %g = %g)", what,
+                       c->dataset.frac_train, c->dataset.frac_val, c->dataset.frac_test, sum);
+
+    const cJSON *edits = get(r, "edits");
+    c->edits = calloc((size_t)cJSON_GetArraySize(edits) + 1, sizeof *c->edits);
+    if (!c->edits) return rs_errf(err, "%s: out of memory", what);
+    const char *edit_names[RS_EDIT_COUNT];
+    for (int k = 0; k < RS_EDIT_COUNT; k++) edit_names[k] = rs_edit_name((rs_edit_kind)k);
+    i = 0;
+    for (const cJSON *e = edits->child; e; e = e->next, i++) {
+        rs_config_edit *ce = &c->edits[c->n_edits++];
+        ce->name = sdup(e, "name");
+        ce->values = nums(get(e, "values"), &ce->n_values);
+        if (!ce->name || !ce->values) return rs_errf(err, "%s: out of memory", what);
+        int known = 0;
+        for (int k = 0; k < RS_EDIT_COUNT && !known; k++) known = !strcmp(edit_names[k], ce->name);
+        if (!known) {
+            const char *near = rs_nearest(ce->name, edit_names, RS_EDIT_COUNT);
+            char list[300] = "";
+            size_t k2 = 0;
+            for (int k = 0; k < RS_EDIT_COUNT && k2 < sizeof list; k++)
+                k2 += (size_t)snprintf(list + k2, sizeof list - k2, "%s%s", k ? ", " : "", edit_names[k]);
+            if (near)
+                return rs_errf(err, "%s: 'edits[%d].name': unknown edit \"%s\" (did you mean \"%s\"?)", what, i,
+                               ce->name, near);
+            return rs_errf(err, "%s: 'edits[%d].name': unknown edit \"%s\" (valid: %s)", what, i, ce->name, list);
+        }
+        for (int j = 0; j < i; j++)
+            if (!strcmp(c->edits[j].name, ce->name))
+                return rs_errf(err, "%s: 'edits[%d]': edit \"%s\" is listed twice (put all values in one list)", what,
+                               i, ce->name);
+        for (int v = 0; v < ce->n_values; v++) {
+            char spec[96];
+            snprintf(spec, sizeof spec, "%s=%.17g", ce->name, ce->values[v]);
+            rs_edit parsed;
+            rs_err e2 = {{0}};
+            if (rs_edit_parse(spec, &parsed, &e2))
+                return rs_errf(err, "%s: 'edits[%d].values[%d]': %s", what, i, v, e2.msg);
+        }
+    }
+
+    const cJSON *p = get(r, "probes");
+    c->probes.which = strs(get(p, "which"), &c->probes.n_which);
+    c->probes.C = nums(get(p, "C"), &c->probes.n_C);
+    c->probes.folds = (int)get(p, "folds")->valuedouble;
+    c->probes.seeds = (int)get(p, "seeds")->valuedouble;
+    c->probes.bootstrap = (int)get(p, "bootstrap")->valuedouble;
+    c->probes.test_frac = get(p, "test_frac")->valuedouble;
+    if (!c->name || !c->output_dir || !c->prompt || !c->pool || !c->llm || !c->vlm || !c->dataset.exclude ||
+        !c->probes.which || !c->probes.C)
+        return rs_errf(err, "%s: out of memory", what);
+    return 0;
+}
+
+int rs_config_parse(const char *json, const char *base_dir, const char *what, rs_config **out, rs_err *err) {
+    *out = NULL;
+    cJSON *root;
+    if (rs_json_parse(json, strlen(json), what, &root, err)) return -1;
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return rs_errf(err, "%s: a config must be a JSON object, got %s", what, type_name(root));
+    }
+    ctx cx = {what, base_dir, err};
+    rs_config *c = calloc(1, sizeof *c);
+    if (!c) {
+        cJSON_Delete(root);
+        return rs_errf(err, "%s: out of memory", what);
+    }
+    c->resolved = root;
+    if (validate_obj(&cx, root, SCHEMA, "") || extract(c, root, &cx)) {
+        rs_config_free(c);
+        return -1;
+    }
+    *out = c;
+    return 0;
+}
+
+int rs_config_load(const char *path, rs_config **out, rs_err *err) {
+    char *buf;
+    size_t len;
+    *out = NULL;
+    if (rs_read_file(path, CONFIG_MAX_BYTES, &buf, &len, err)) return -1;
+    if (strlen(buf) != len) {
+        free(buf);
+        return rs_errf(err, "%s: contains a NUL byte (not a JSON text file)", path);
+    }
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
+    int rc = dir ? rs_config_parse(buf, dir, path, out, err) : rs_errf(err, "%s: out of memory", path);
+    free(dir);
+    free(buf);
+    if (!rc && !((*out)->path = strdup(path))) {
+        rs_config_free(*out);
+        *out = NULL;
+        return rs_errf(err, "%s: out of memory", path);
+    }
+    return rc;
+}
+
+void rs_config_dump(const rs_config *c, FILE *fp) {
+    char *s = cJSON_Print(c->resolved);
+    if (s) fprintf(fp, "%s\n", s);
+    free(s);
+}
+
+char *rs_config_sae_path(const rs_config *c, int layer) {
+    return c->has_saes ? expand_layer(c->sae_path, layer) : NULL;
+}
+
+char *rs_config_sae_hook(const rs_config *c, int layer) {
+    return c->has_saes && c->sae_hook ? expand_layer(c->sae_hook, layer) : NULL;
+}
+
+void rs_config_sample_opts(const rs_config *c, coco_sample_opts *o) {
+    coco_sample_defaults(o);
+    o->groups = c->dataset.groups;
+    o->n_groups = c->dataset.n_groups;
+    o->exclude = (const char *const *)c->dataset.exclude;
+    o->n_per_group = (size_t)c->dataset.n_per_group;
+    o->allow_fewer = c->dataset.allow_fewer;
+    o->seed = c->dataset.seed;
+    o->frac_train = c->dataset.frac_train;
+    o->frac_val = c->dataset.frac_val;
+    o->captions_per_image = c->dataset.captions_per_image;
+    o->include_images = c->dataset.use_images;
+    o->include_captions = c->dataset.use_text;
+    o->images_dir = NULL;
+}
+
+static void schema_rows(FILE *fp, const field *fields, const char *prefix) {
+    for (const field *f = fields; f->key; f++) {
+        char p[300];
+        join_path(p, sizeof p, prefix, f->key);
+        if (f->k == K_OBJS) {
+            char q[310];
+            if (snprintf(q, sizeof q, "%s[]", p) >= (int)sizeof q) q[sizeof q - 1] = 0;
+            fprintf(fp, "| `%s` | list of objects | %s%s%s | %s. |\n", p, f->def ? "`" : "",
+                    f->def ? f->def : (f->required ? "**required**" : "—"), f->def ? "`" : "", f->doc);
+            schema_rows(fp, f->sub, q);
+            continue;
+        }
+        const char *type = f->k == K_OBJ ? "object" : f->k == K_STR ? "string" : f->k == K_INT ? "integer"
+                           : f->k == K_NUM ? "number" : f->k == K_BOOL ? "boolean" : f->k == K_STRS ? "string list"
+                           : f->k == K_INTS ? "integer list" : f->k == K_NUMS ? "number list" : "object of string lists";
+        char def[400];
+        if (f->required) snprintf(def, sizeof def, "**required**");
+        else if (f->def && f->k != K_OBJ) snprintf(def, sizeof def, "`%s`", f->def);
+        else snprintf(def, sizeof def, "—");
+        char range[160] = "";
+        if (f->k == K_INT || f->k == K_INTS) snprintf(range, sizeof range, " Range [%.0f, %.0f].", f->lo, f->hi);
+        else if (f->k == K_NUM || f->k == K_NUMS) snprintf(range, sizeof range, " Range [%g, %g].", f->lo, f->hi);
+        if (f->choices) {
+            size_t k = strlen(range);
+            k += (size_t)snprintf(range + k, sizeof range - k, " One of:");
+            for (const char *const *ch = f->choices; *ch && k < sizeof range; ch++)
+                k += (size_t)snprintf(range + k, sizeof range - k, " `%s`", *ch);
+            if (k < sizeof range) snprintf(range + k, sizeof range - k, ".");
+        }
+        fprintf(fp, "| `%s` | %s%s | %s | %s.%s |\n", p, type, f->is_path ? " (path)" : "", def, f->doc, range);
+        if (f->k == K_OBJ) schema_rows(fp, f->sub, p);
+    }
+}
+
+void rs_config_schema_markdown(FILE *fp) {
+    fprintf(fp, "| key | type | default | meaning |\n|---|---|---|---|\n");
+    schema_rows(fp, SCHEMA, "");
+}
