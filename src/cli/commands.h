@@ -11,5 +11,8 @@ int cmd_probe(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
 int cmd_dataset(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_shift(int argc, char **argv);
+int cmd_sae(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 #endif

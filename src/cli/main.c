@@ -19,6 +19,9 @@ static const command COMMANDS[] = {
     {"dataset", cmd_dataset, "COCO -> balanced manifest; dataset stats; manifest check"},
     {"preprocess", cmd_preprocess, "image -> SigLIP pixels_u8 / pixel_values (for checking)"},
     {"extract", cmd_extract, "run a model and save activations at named hooks"},
+    {"shift", cmd_shift, "representation shift between two models' activations (SAE features, CKA, CIs)"},
+    {"sae", cmd_sae, "SAE fit quality / spliced CE / train a TopK SAE on stored activations"},
+    {"report", cmd_report, "write one self-contained HTML report from a results directory"},
     {"probe", cmd_probe, "train / evaluate / apply linear probes on extracted activations"},
 };
 

@@ -456,6 +456,9 @@ st_writer *st_writer_new(void) { return calloc(1, sizeof(st_writer)); }
 int st_writer_add(st_writer *w, const char *name, rs_dtype dt, int ndim, const int64_t *shape,
                   const void *data, rs_err *err) {
     if (ndim < 0 || ndim > ST_MAX_DIMS) return rs_errf(err, "tensor \"%s\": %d dims", name, ndim);
+    /* Names land in the JSON header: readers (ours and the Rust one) reject non-UTF-8. */
+    if (!rs_utf8_valid(name, strlen(name))) return rs_errf(err, "tensor name is not valid UTF-8");
+    if (!strcmp(name, "__metadata__")) return rs_errf(err, "\"__metadata__\" is reserved, not a tensor name");
     for (int i = 0; i < w->n; i++)
         if (!strcmp(w->t[i].name, name)) return rs_errf(err, "duplicate tensor name \"%s\"", name);
     if (w->n == w->cap) {
@@ -470,6 +473,8 @@ int st_writer_add(st_writer *w, const char *name, rs_dtype dt, int ndim, const i
     size_t numel = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) return rs_errf(err, "tensor \"%s\": negative dimension", name);
+        if (shape[i] && numel > SIZE_MAX / 8 / (size_t)shape[i])
+            return rs_errf(err, "tensor \"%s\": shape product overflows", name);
         t->shape[i] = shape[i];
         numel *= (size_t)shape[i];
     }
@@ -484,13 +489,22 @@ int st_writer_add(st_writer *w, const char *name, rs_dtype dt, int ndim, const i
 }
 
 int st_writer_meta(st_writer *w, const char *key, const char *val, rs_err *err) {
+    /* The header must stay valid UTF-8 JSON (e.g. labels read from a user's file). */
+    if (!rs_utf8_valid(key, strlen(key)) || !rs_utf8_valid(val, strlen(val)))
+        return rs_errf(err, "__metadata__[\"%.60s\"]: key or value is not valid UTF-8", key);
     char **nk = realloc(w->mk, (size_t)(w->nm + 1) * sizeof *nk);
     if (nk) w->mk = nk;
     char **nv = realloc(w->mv, (size_t)(w->nm + 1) * sizeof *nv);
     if (nv) w->mv = nv;
     if (!nk || !nv) return rs_errf(err, "out of memory");
-    w->mk[w->nm] = strdup(key);
-    w->mv[w->nm] = strdup(val);
+    char *k = strdup(key), *v = strdup(val);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return rs_errf(err, "out of memory");
+    }
+    w->mk[w->nm] = k;
+    w->mv[w->nm] = v;
     w->nm++;
     return 0;
 }

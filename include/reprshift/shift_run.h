@@ -1,0 +1,34 @@
+/* The `reprshift shift` pipeline as a library call: read two activation files written by
+ * `reprshift extract` (one f32 tensor per hook, token_ids, offsets), optionally an SAE per
+ * layer, compute fit and shift metrics per layer, and write DIR/results.json,
+ * DIR/summary.csv, DIR/features_<hook>.csv, DIR/tokens_<hook>.csv. */
+#ifndef REPRSHIFT_SHIFT_RUN_H
+#define REPRSHIFT_SHIFT_RUN_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include "reprshift/error.h"
+
+typedef struct {
+    const char *acts_a, *acts_b;  /* activation safetensors of model A and model B */
+    const char *sae;              /* SAE path (may contain "{layer}"), or NULL for raw-only */
+    const char *hook;             /* activation tensor (may contain "{layer}"); NULL: the only one */
+    const char *sae_hook;         /* override of the SAE's hook name (e.g. for a bare npz) */
+    const int *layers;            /* layers substituted for {layer}; NULL/0 → one run */
+    int n_layers;
+    int allow_hook_mismatch;
+    int keep_special;             /* include BOS/EOS/pad rows (default: excluded) */
+    int force_pooled;             /* compare per-input means even when token ids agree */
+    int n_boot;
+    uint64_t seed;
+    int top_k;                    /* rows in ranking lists (default 20) */
+    const char *tokenizer;        /* tokenizer.json for token strings + categories (optional) */
+    const char *categories;       /* CSV word,category (optional; default built-in lists) */
+    const char *out_dir;
+    FILE *log;                    /* progress lines (may be NULL) */
+} shift_run_opts;
+
+/* Run; on error nothing is left in out_dir except files already complete. */
+int shift_run(const shift_run_opts *o, rs_err *err);
+
+#endif

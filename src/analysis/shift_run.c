@@ -1,0 +1,672 @@
+/* `reprshift shift` pipeline (see shift_run.h and docs/metrics.md).
+ * Row selection: rows whose token id is pad (0), eos (1) or bos (2) are excluded unless
+ * keep_special — BOS has a norm orders of magnitude above other tokens and would dominate
+ * every mean. Excluded rows still get fit metrics, reported separately. */
+#include "reprshift/shift_run.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <cjson/cJSON.h>
+#include "reprshift/categories.h"
+#include "reprshift/fileio.h"
+#include "reprshift/jsonutil.h"
+#include "reprshift/sae.h"
+#include "reprshift/sae_fit.h"
+#include "reprshift/safetensors.h"
+#include "reprshift/shift.h"
+#include "reprshift/tokenizer.h"
+#include "reprshift/version.h"
+
+typedef struct {
+    const char *path;
+    st_set *st;
+    const int32_t *ids;
+    const int64_t *off;
+    int64_t n_tok, n_in;
+} acts_file;
+
+static int open_acts(acts_file *f, const char *path, rs_err *err) {
+    memset(f, 0, sizeof *f);
+    f->path = path;
+    if (st_open(&f->st, path, err)) return -1;
+    const char *pool = st_meta(f->st, "pool");
+    if (pool && strcmp(pool, "none"))
+        return rs_errf(err, "%s: activations are pooled ('%s'); shift needs per-token activations (extract --pool none)", path, pool);
+    const st_tensor *ti = st_get(f->st, "token_ids"), *to = st_get(f->st, "offsets");
+    if (!ti || ti->dtype != RS_DT_I32 || ti->ndim != 1)
+        return rs_errf(err, "%s: missing int32 tensor 'token_ids' (written by reprshift extract)", path);
+    if (!to || to->dtype != RS_DT_I64 || to->ndim != 1 || to->numel < 2)
+        return rs_errf(err, "%s: missing int64 tensor 'offsets' [n_inputs+1]", path);
+    f->ids = ti->data;
+    f->off = to->data;
+    f->n_tok = ti->numel;
+    f->n_in = to->numel - 1;
+    if (f->off[0] != 0 || f->off[f->n_in] != f->n_tok)
+        return rs_errf(err, "%s: offsets must run from 0 to the token count %lld", path, (long long)f->n_tok);
+    for (int64_t i = 0; i < f->n_in; i++)
+        if (f->off[i + 1] < f->off[i]) return rs_errf(err, "%s: offsets decrease at input %lld", path, (long long)i);
+    return 0;
+}
+
+static char *subst_layer(const char *pat, int layer) {
+    if (!pat) return NULL;
+    const char *p = strstr(pat, "{layer}");
+    size_t n = strlen(pat) + 16;
+    char *s = malloc(n);
+    if (!s) return NULL;
+    if (!p || layer < 0) snprintf(s, n, "%s", pat);
+    else snprintf(s, n, "%.*s%d%s", (int)(p - pat), pat, layer, p + 7);
+    return s;
+}
+
+/* The activation tensor: named, or the only float 2-D tensor of the file. */
+static int get_acts(const acts_file *f, const char *hook, const float **data, float **owned, int *width,
+                    const char **name_out, rs_err *err) {
+    const st_tensor *t = NULL;
+    if (hook) {
+        t = st_get(f->st, hook);
+        if (!t) {
+            char list[512] = "";
+            size_t L = 0;
+            for (int i = 0; i < f->st->n_tensors && L < 400; i++)
+                if (f->st->tensors[i].ndim == 2)
+                    L += (size_t)snprintf(list + L, sizeof list - L, "%s%s", L ? ", " : "", f->st->tensors[i].name);
+            return rs_errf(err, "%s: no activations for hook '%s' (present: %s)", f->path, hook, L ? list : "none");
+        }
+    } else {
+        for (int i = 0; i < f->st->n_tensors; i++) {
+            const st_tensor *c = &f->st->tensors[i];
+            if (c->ndim != 2 || (c->dtype != RS_DT_F32 && c->dtype != RS_DT_BF16 && c->dtype != RS_DT_F16)) continue;
+            if (t) return rs_errf(err, "%s: several hooks in the file; choose one with --hook", f->path);
+            t = c;
+        }
+        if (!t) return rs_errf(err, "%s: no 2-D activation tensor", f->path);
+    }
+    if (t->ndim != 2 || t->shape[0] != f->n_tok)
+        return rs_errf(err, "%s: tensor '%s' must be [tokens=%lld, d]", f->path, t->name, (long long)f->n_tok);
+    *width = (int)t->shape[1];
+    *name_out = t->name;
+    *owned = NULL;
+    if (t->dtype == RS_DT_F32) *data = t->data;
+    else {
+        *owned = st_to_f32_new(t);
+        if (!*owned) return rs_errf(err, "%s: out of memory converting '%s'", f->path, t->name);
+        *data = *owned;
+    }
+    for (int64_t r = 0; r < f->n_tok; r++)
+        for (int i = 0; i < *width; i++)
+            if (!isfinite((*data)[(size_t)r * *width + i]))
+                return rs_errf(err, "%s: '%s' row %lld column %d is not finite (NaN/Inf)", f->path, t->name, (long long)r, i);
+    return 0;
+}
+
+static void json_num(cJSON *o, const char *k, double v) {
+    if (isfinite(v)) cJSON_AddNumberToObject(o, k, v);
+    else cJSON_AddNullToObject(o, k);
+}
+
+static cJSON *json_stat(const rs_stat *s) {
+    cJSON *o = cJSON_CreateObject();
+    json_num(o, "value", s->value);
+    json_num(o, "ci_lo", s->lo);
+    json_num(o, "ci_hi", s->hi);
+    return o;
+}
+
+static cJSON *json_fit(const sae_fit_metrics *m) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "n_rows", (double)m->n_rows);
+    json_num(o, "mse", m->mse);
+    json_num(o, "relative_mse", m->relative_mse);
+    json_num(o, "explained_variance", m->explained_variance);
+    json_num(o, "cossim", m->cossim);
+    json_num(o, "l0", m->l0);
+    json_num(o, "l1", m->l1);
+    json_num(o, "frac_alive", m->frac_alive);
+    json_num(o, "frac_dead", m->frac_dead);
+    json_num(o, "mean_max_act", m->mean_max_act);
+    return o;
+}
+
+static void csv_str(FILE *fp, const char *s) {
+    fputc('"', fp);
+    for (; s && *s; s++) {
+        if (*s == '"') fputc('"', fp);
+        fputc(*s, fp);
+    }
+    fputc('"', fp);
+}
+
+static void csv_num(FILE *fp, double v) {
+    if (isfinite(v)) fprintf(fp, "%.9g", v);
+}
+
+typedef struct {
+    const double *key;
+    int desc;
+} sort_ctx;
+static sort_ctx SORT; /* qsort has no context argument in C11; used single-threaded only */
+
+static int cmp_idx(const void *a, const void *b) {
+    double x = SORT.key[*(const int64_t *)a], y = SORT.key[*(const int64_t *)b];
+    if (x == y) return (*(const int64_t *)a > *(const int64_t *)b) - (*(const int64_t *)a < *(const int64_t *)b);
+    return SORT.desc ? (x < y) - (x > y) : (x > y) - (x < y);
+}
+
+static void sort_by(int64_t *idx, int64_t n, const double *key, int desc) {
+    SORT.key = key;
+    SORT.desc = desc;
+    qsort(idx, (size_t)n, sizeof *idx, cmp_idx);
+}
+
+static int safe_name(char *dst, size_t cap, const char *hook) {
+    size_t j = 0;
+    for (size_t i = 0; hook[i] && j + 1 < cap; i++) {
+        char c = hook[i];
+        dst[j++] = (c == '/' || c == ' ' || c == '{' || c == '}') ? '_' : c;
+    }
+    dst[j] = 0;
+    return 0;
+}
+
+/* Per-layer work. Rows of the compared matrices are "units": included tokens (aligned) or
+ * inputs (pooled); unit_tok[u] is the token row in file A of an aligned unit (or -1). */
+static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_file *fb, int layer,
+                     const rs_tokenizer *tok, const rs_categories *cats, int aligned, cJSON *layers_json,
+                     FILE *summary, rs_err *err) {
+    char *hook = subst_layer(o->hook, layer), *sae_path = subst_layer(o->sae, layer);
+    const float *A = NULL, *B = NULL;
+    float *ownA = NULL, *ownB = NULL, *ca = NULL, *cb = NULL, *xa = NULL, *xb = NULL;
+    int wa = 0, wb = 0, rc = -1;
+    const char *hname = NULL, *hname_b = NULL;
+    rs_sae *sae = NULL;
+    sae_sparse sa = {0}, sb = {0}, ta = {0}, tb = {0};
+    shift_result r = {0};
+    int64_t *uoff = NULL, *unit_tok = NULL, *idx = NULL;
+    uint8_t *inc_a = NULL, *inc_b = NULL;
+    double *key = NULL;
+    rs_atomic_file ff = {0}, tf = {0};
+    cJSON *L = cJSON_CreateObject();
+    if ((o->hook && !hook) || (o->sae && !sae_path) || !L) {
+        rs_errf(err, "out of memory");
+        goto done;
+    }
+    if (get_acts(fa, hook, &A, &ownA, &wa, &hname, err) || get_acts(fb, hook ? hook : hname, &B, &ownB, &wb, &hname_b, err))
+        goto done;
+    if (wa != wb) {
+        rs_errf(err, "hook '%s': width %d in %s but %d in %s", hname, wa, fa->path, wb, fb->path);
+        goto done;
+    }
+    int d = wa;
+    if (layer >= 0) cJSON_AddNumberToObject(L, "layer", layer);
+    cJSON_AddStringToObject(L, "hook", hname);
+    if (o->log) fprintf(o->log, "shift: %s (%s)\n", hname, aligned ? "token-aligned" : "pooled per input");
+
+    /* row masks */
+    inc_a = malloc((size_t)fa->n_tok + 1);
+    inc_b = malloc((size_t)fb->n_tok + 1);
+    if (!inc_a || !inc_b) goto oom;
+    for (int64_t t = 0; t < fa->n_tok; t++) inc_a[t] = o->keep_special || fa->ids[t] > 2;
+    for (int64_t t = 0; t < fb->n_tok; t++) inc_b[t] = o->keep_special || fb->ids[t] > 2;
+
+    if (sae_path) {
+        if (sae_load(&sae, sae_path, o->sae_hook, err)) goto done;
+        if (sae_check_hook(sae, hname, o->allow_hook_mismatch, err)) goto done;
+        if (sae->d_in != d) {
+            rs_errf(err, "%s: SAE d_in %d does not match the activation width %d of '%s' in %s", sae_path, sae->d_in, d,
+                    hname, fa->path);
+            goto done;
+        }
+        cJSON *sj = cJSON_AddObjectToObject(L, "sae");
+        cJSON_AddStringToObject(sj, "path", sae_path);
+        cJSON_AddStringToObject(sj, "format", sae->format == SAE_FORMAT_GEMMA_SCOPE_NPZ ? "gemma_scope_npz" : "sae_lens");
+        cJSON_AddStringToObject(sj, "architecture", sae_arch_name(sae->arch));
+        cJSON_AddNumberToObject(sj, "d_in", sae->d_in);
+        cJSON_AddNumberToObject(sj, "d_sae", sae->d_sae);
+        if (sae->arch == SAE_ARCH_TOPK) cJSON_AddNumberToObject(sj, "k", sae->k);
+        if (sae->hook_name) cJSON_AddStringToObject(sj, "hook_name", sae->hook_name);
+        cJSON_AddStringToObject(sj, "hook_source", o->sae_hook ? "command line" : sae->hook_from_path ? "derived from path" : "SAE config");
+        cJSON_AddBoolToObject(sj, "hook_mismatch_allowed", o->allow_hook_mismatch);
+        /* fit quality per model, special rows separately */
+        sae_fit_metrics fi, fo;
+        cJSON *fit = cJSON_AddObjectToObject(L, "fit");
+        if (sae_fit_eval(sae, A, fa->n_tok, inc_a, &fi, &fo, NULL, err)) {
+            rs_err_prefix(err, "%s '%s'", fa->path, hname);
+            goto done;
+        }
+        cJSON_AddItemToObject(fit, "a", json_fit(&fi));
+        cJSON_AddItemToObject(fit, "a_special_tokens", json_fit(&fo));
+        fprintf(summary, "%d,", layer);
+        csv_str(summary, hname);
+        fprintf(summary, ",fit_a_explained_variance,%.9g,,\n", fi.explained_variance);
+        if (sae_fit_eval(sae, B, fb->n_tok, inc_b, &fi, &fo, NULL, err)) {
+            rs_err_prefix(err, "%s '%s'", fb->path, hname);
+            goto done;
+        }
+        cJSON_AddItemToObject(fit, "b", json_fit(&fi));
+        cJSON_AddItemToObject(fit, "b_special_tokens", json_fit(&fo));
+        fprintf(summary, "%d,", layer);
+        csv_str(summary, hname);
+        fprintf(summary, ",fit_b_explained_variance,%.9g,,\n", fi.explained_variance);
+    }
+
+    /* units */
+    int64_t U = 0, G = 0;
+    uoff = malloc((size_t)(fa->n_in + 1) * sizeof *uoff);
+    if (!uoff) goto oom;
+    if (aligned) {
+        unit_tok = malloc((size_t)fa->n_tok * sizeof *unit_tok);
+        if (!unit_tok) goto oom;
+        uoff[0] = 0;
+        for (int64_t i = 0; i < fa->n_in; i++) {
+            int64_t before = U;
+            for (int64_t t = fa->off[i]; t < fa->off[i + 1]; t++)
+                if (inc_a[t]) unit_tok[U++] = t;
+            if (U > before) uoff[++G] = U;
+        }
+        if (U == 0) {
+            rs_errf(err, "%s: no rows left after excluding special tokens", fa->path);
+            goto done;
+        }
+        ca = malloc((size_t)U * d * sizeof *ca);
+        cb = malloc((size_t)U * d * sizeof *cb);
+        if (!ca || !cb) goto oom;
+        for (int64_t u = 0; u < U; u++) {
+            memcpy(ca + (size_t)u * d, A + (size_t)unit_tok[u] * d, (size_t)d * sizeof *ca);
+            memcpy(cb + (size_t)u * d, B + (size_t)unit_tok[u] * d, (size_t)d * sizeof *cb);
+        }
+        if (sae && (sae_encode_sparse(sae, ca, U, &sa, err) || sae_encode_sparse(sae, cb, U, &sb, err))) goto done;
+    } else {
+        /* per-input means over included tokens; inputs empty in either model are dropped */
+        int64_t na = 0, nb = 0;
+        for (int64_t t = 0; t < fa->n_tok; t++) na += inc_a[t];
+        for (int64_t t = 0; t < fb->n_tok; t++) nb += inc_b[t];
+        xa = malloc((size_t)(na ? na : 1) * d * sizeof *xa);
+        xb = malloc((size_t)(nb ? nb : 1) * d * sizeof *xb);
+        int64_t *oa = malloc((size_t)(fa->n_in + 1) * sizeof *oa), *ob = malloc((size_t)(fb->n_in + 1) * sizeof *ob);
+        ca = malloc((size_t)fa->n_in * d * sizeof *ca);
+        cb = malloc((size_t)fa->n_in * d * sizeof *cb);
+        unit_tok = malloc((size_t)fa->n_in * sizeof *unit_tok);
+        if (!xa || !xb || !oa || !ob || !ca || !cb || !unit_tok) {
+            free(oa);
+            free(ob);
+            goto oom;
+        }
+        int64_t ra = 0, rb = 0;
+        oa[0] = ob[0] = 0;
+        for (int64_t i = 0; i < fa->n_in; i++) {
+            for (int64_t t = fa->off[i]; t < fa->off[i + 1]; t++)
+                if (inc_a[t]) memcpy(xa + (size_t)ra++ * d, A + (size_t)t * d, (size_t)d * sizeof *xa);
+            for (int64_t t = fb->off[i]; t < fb->off[i + 1]; t++)
+                if (inc_b[t]) memcpy(xb + (size_t)rb++ * d, B + (size_t)t * d, (size_t)d * sizeof *xb);
+            oa[i + 1] = ra;
+            ob[i + 1] = rb;
+        }
+        if (sae && (sae_encode_sparse(sae, xa, ra, &ta, err) || sae_encode_sparse(sae, xb, rb, &tb, err))) {
+            free(oa);
+            free(ob);
+            goto done;
+        }
+        /* keep inputs with tokens in both models */
+        for (int64_t i = 0; i < fa->n_in; i++) {
+            if (oa[i + 1] == oa[i] || ob[i + 1] == ob[i]) continue;
+            shift_pool_mean(xa, d, oa + i, 1, ca + (size_t)U * d);
+            shift_pool_mean(xb, d, ob + i, 1, cb + (size_t)U * d);
+            unit_tok[U++] = i;
+        }
+        if (sae && U > 0) {
+            /* pooled features = mean of token features (pool each kept input's range) */
+            sae_sparse pa = {0}, pb = {0};
+            int64_t *sel = malloc((size_t)(U + 1) * sizeof *sel);
+            int bad = !sel;
+            if (!bad) {
+                /* pool all inputs, then pick the kept ones */
+                if (sae_sparse_pool_mean(&ta, oa, fa->n_in, &pa, err) || sae_sparse_pool_mean(&tb, ob, fa->n_in, &pb, err))
+                    bad = 2;
+            }
+            if (!bad) {
+                for (int64_t u = 0; u < U; u++) sel[u] = unit_tok[u];
+                sa.d_sae = sb.d_sae = sae->d_sae;
+                sa.row_ptr = calloc((size_t)U + 1, sizeof(int64_t));
+                sb.row_ptr = calloc((size_t)U + 1, sizeof(int64_t));
+                size_t za = (size_t)pa.row_ptr[pa.n] + 1, zb = (size_t)pb.row_ptr[pb.n] + 1;
+                sa.idx = malloc(za * sizeof(int32_t));
+                sa.val = malloc(za * sizeof(float));
+                sb.idx = malloc(zb * sizeof(int32_t));
+                sb.val = malloc(zb * sizeof(float));
+                if (!sa.row_ptr || !sb.row_ptr || !sa.idx || !sa.val || !sb.idx || !sb.val) bad = 1;
+                for (int64_t u = 0; u < U && !bad; u++) {
+                    int64_t i = sel[u];
+                    for (int side = 0; side < 2; side++) {
+                        const sae_sparse *src = side ? &pb : &pa;
+                        sae_sparse *dst = side ? &sb : &sa;
+                        int64_t z0 = dst->row_ptr[u];
+                        for (int64_t z = src->row_ptr[i]; z < src->row_ptr[i + 1]; z++, z0++) {
+                            dst->idx[z0] = src->idx[z];
+                            dst->val[z0] = src->val[z];
+                        }
+                        dst->row_ptr[u + 1] = z0;
+                        dst->n = u + 1;
+                    }
+                }
+            }
+            sae_sparse_free(&pa);
+            sae_sparse_free(&pb);
+            free(sel);
+            if (bad) {
+                free(oa);
+                free(ob);
+                if (bad == 1) goto oom;
+                goto done;
+            }
+        }
+        free(oa);
+        free(ob);
+        if (U == 0) {
+            rs_errf(err, "%s / %s: no input has non-special tokens in both files", fa->path, fb->path);
+            goto done;
+        }
+        for (int64_t u = 0; u <= U; u++) uoff[u] = u;
+        G = U;
+    }
+
+    shift_opts so;
+    shift_opts_default(&so);
+    so.n_boot = o->n_boot;
+    so.seed = o->seed;
+    shift_input in = {.n_rows = U, .d = d, .a = ca, .b = cb, .fa = sae ? &sa : NULL, .fb = sae ? &sb : NULL,
+                      .n_groups = G, .offsets = uoff};
+    if (shift_compare(&in, &so, &r, err)) goto done;
+
+    cJSON_AddStringToObject(L, "mode", aligned ? "token_aligned" : "pooled_per_input");
+    cJSON_AddNumberToObject(L, "n_rows", (double)U);
+    cJSON_AddNumberToObject(L, "n_groups", (double)G);
+    cJSON *sh = cJSON_AddObjectToObject(L, "shift");
+    const char *names[] = {"cos_raw", "l2_raw", "cka_linear", "cos_feat", "l2_feat", "jaccard_token",
+                           "jaccard_feature", "js_token_bits", "js_mass_bits", "pearson_mean_feat"};
+    const rs_stat *vals[] = {&r.cos_raw, &r.l2_raw, &r.cka_linear, &r.cos_feat, &r.l2_feat, &r.jaccard_token,
+                             &r.jaccard_feature, &r.js_token_bits, &r.js_mass_bits, &r.pearson_mean_feat};
+    int nstat = sae ? 10 : 3;
+    for (int k = 0; k < nstat; k++) {
+        cJSON_AddItemToObject(sh, names[k], json_stat(vals[k]));
+        fprintf(summary, "%d,", layer);
+        csv_str(summary, hname);
+        fprintf(summary, ",%s,", names[k]);
+        csv_num(summary, vals[k]->value);
+        fputc(',', summary);
+        csv_num(summary, vals[k]->lo);
+        fputc(',', summary);
+        csv_num(summary, vals[k]->hi);
+        fputc('\n', summary);
+    }
+    if (sae) {
+        cJSON_AddNumberToObject(sh, "n_features_alive_a", (double)r.n_alive_a);
+        cJSON_AddNumberToObject(sh, "n_features_alive_b", (double)r.n_alive_b);
+        cJSON_AddNumberToObject(sh, "n_features_alive_either", (double)r.n_alive_either);
+    }
+
+    char sname[256], path[1024];
+    safe_name(sname, sizeof sname, hname);
+    int top = o->top_k > 0 ? o->top_k : 20;
+
+    /* features: frequency and mean activation per model, ranked by the shift */
+    if (sae) {
+        int m = sae->d_sae;
+        idx = malloc((size_t)m * sizeof *idx);
+        key = malloc((size_t)m * 2 * sizeof *key);
+        if (!idx || !key) goto oom;
+        double *dfreq = key, *dmean = key + m;
+        int64_t na = 0;
+        for (int f = 0; f < m; f++) {
+            dfreq[f] = ((double)r.count_b[f] - r.count_a[f]) / (double)U;
+            dmean[f] = (r.sum_b[f] - r.sum_a[f]) / (double)U;
+            if (r.count_a[f] || r.count_b[f]) idx[na++] = f;
+        }
+        cJSON *tf_json = cJSON_AddObjectToObject(L, "top_features");
+        const char *lists[4] = {"gained_frequency", "lost_frequency", "gained_mean_activation", "lost_mean_activation"};
+        for (int q = 0; q < 4; q++) {
+            sort_by(idx, na, q < 2 ? dfreq : dmean, q % 2 == 0);
+            cJSON *arr = cJSON_AddArrayToObject(tf_json, lists[q]);
+            for (int64_t j = 0; j < na && j < top; j++) {
+                int f = (int)idx[j];
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddNumberToObject(e, "feature", f);
+                json_num(e, "freq_a", (double)r.count_a[f] / U);
+                json_num(e, "freq_b", (double)r.count_b[f] / U);
+                json_num(e, "mean_a", r.sum_a[f] / U);
+                json_num(e, "mean_b", r.sum_b[f] / U);
+                cJSON_AddItemToArray(arr, e);
+            }
+        }
+        snprintf(path, sizeof path, "%s/features_%s.csv", o->out_dir, sname);
+        if (rs_atomic_open(&ff, path, err)) goto done;
+        fputs("feature,count_a,count_b,count_both,freq_a,freq_b,delta_freq,mean_a,mean_b,delta_mean\n", ff.fp);
+        sort_by(idx, na, dfreq, 1);
+        for (int64_t j = 0; j < na; j++) {
+            int f = (int)idx[j];
+            fprintf(ff.fp, "%d,%lld,%lld,%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", f, (long long)r.count_a[f],
+                    (long long)r.count_b[f], (long long)r.count_both[f], (double)r.count_a[f] / U,
+                    (double)r.count_b[f] / U, dfreq[f], r.sum_a[f] / U, r.sum_b[f] / U, dmean[f]);
+        }
+        if (rs_atomic_commit(&ff, err)) goto done;
+        free(idx);
+        free(key);
+        idx = NULL;
+        key = NULL;
+    }
+
+    /* units (tokens or inputs): per-row metrics, most shifted first */
+    idx = malloc((size_t)U * sizeof *idx);
+    key = malloc((size_t)U * sizeof *key);
+    if (!idx || !key) goto oom;
+    for (int64_t u = 0; u < U; u++) {
+        idx[u] = u;
+        key[u] = r.row_cos_raw[u];
+    }
+    sort_by(idx, U, key, 0);
+    snprintf(path, sizeof path, "%s/%s_%s.csv", o->out_dir, aligned ? "tokens" : "inputs", sname);
+    if (rs_atomic_open(&tf, path, err)) goto done;
+    fputs(aligned ? "row,input,position,token_id,token,category,cos_raw,l2_raw,cos_feat,l2_feat,jaccard,js_bits\n"
+                  : "input,cos_raw,l2_raw,cos_feat,l2_feat,jaccard,js_bits\n",
+          tf.fp);
+    cJSON *tt = cJSON_AddArrayToObject(L, aligned ? "top_shifted_tokens" : "top_shifted_inputs");
+    /* category aggregation */
+    int ncat = cats ? categories_count(cats) + 1 : 0;
+    double (*cagg)[6] = ncat ? calloc((size_t)ncat, sizeof *cagg) : NULL;
+    if (ncat && !cagg) goto oom;
+    for (int64_t j = 0; j < U; j++) {
+        int64_t u = idx[j];
+        double fv[4] = {NAN, NAN, NAN, NAN};
+        if (sae) {
+            fv[0] = r.row_cos_feat[u];
+            fv[1] = r.row_l2_feat[u];
+            fv[2] = r.row_jaccard[u];
+            fv[3] = r.row_js[u];
+        }
+        const char *piece = NULL, *cat = NULL;
+        int64_t t = unit_tok[u], input = 0;
+        if (aligned) {
+            while (input + 1 < fa->n_in && fa->off[input + 1] <= t) input++;
+            if (tok) piece = tok_piece(tok, fa->ids[t]);
+            if (cats) {
+                cat = categories_lookup(cats, piece);
+                int ci = ncat - 1;
+                for (int c = 0; cat && c < ncat - 1; c++)
+                    if (!strcmp(categories_name(cats, c), cat)) ci = c;
+                double v6[6] = {1, r.row_cos_raw[u], r.row_l2_raw[u], fv[0], fv[2], fv[3]};
+                for (int k = 0; k < 6; k++) cagg[ci][k] += v6[k];
+            }
+            fprintf(tf.fp, "%lld,%lld,%lld,%d,", (long long)t, (long long)input, (long long)(t - fa->off[input]), fa->ids[t]);
+            csv_str(tf.fp, piece ? piece : "");
+            fputc(',', tf.fp);
+            csv_str(tf.fp, cat ? cat : (cats ? "other" : ""));
+            fputc(',', tf.fp);
+        } else {
+            fprintf(tf.fp, "%lld,", (long long)t);
+        }
+        fprintf(tf.fp, "%.9g,%.9g,", (double)r.row_cos_raw[u], (double)r.row_l2_raw[u]);
+        for (int k = 0; k < 4; k++) {
+            csv_num(tf.fp, fv[k]);
+            fputc(k < 3 ? ',' : '\n', tf.fp);
+        }
+        if (j < top) {
+            cJSON *e = cJSON_CreateObject();
+            if (aligned) {
+                cJSON_AddNumberToObject(e, "row", (double)t);
+                cJSON_AddNumberToObject(e, "input", (double)input);
+                cJSON_AddNumberToObject(e, "position", (double)(t - fa->off[input]));
+                cJSON_AddNumberToObject(e, "token_id", fa->ids[t]);
+                if (piece) cJSON_AddStringToObject(e, "token", piece);
+            } else {
+                cJSON_AddNumberToObject(e, "input", (double)t);
+            }
+            json_num(e, "cos_raw", r.row_cos_raw[u]);
+            json_num(e, "l2_raw", r.row_l2_raw[u]);
+            if (sae) {
+                json_num(e, "cos_feat", fv[0]);
+                json_num(e, "jaccard", fv[2]);
+            }
+            cJSON_AddItemToArray(tt, e);
+        }
+    }
+    if (rs_atomic_commit(&tf, err)) {
+        free(cagg);
+        goto done;
+    }
+    if (cagg) {
+        cJSON *cj = cJSON_AddObjectToObject(L, "categories");
+        for (int c = 0; c < ncat; c++) {
+            if (cagg[c][0] == 0) continue;
+            cJSON *e = cJSON_AddObjectToObject(cj, c < ncat - 1 ? categories_name(cats, c) : "other");
+            double nn = cagg[c][0];
+            cJSON_AddNumberToObject(e, "n_tokens", nn);
+            json_num(e, "cos_raw", cagg[c][1] / nn);
+            json_num(e, "l2_raw", cagg[c][2] / nn);
+            if (sae) {
+                json_num(e, "cos_feat", cagg[c][3] / nn);
+                json_num(e, "jaccard", cagg[c][4] / nn);
+                json_num(e, "js_bits", cagg[c][5] / nn);
+            }
+        }
+        free(cagg);
+    }
+    cJSON_AddItemToArray(layers_json, L);
+    L = NULL;
+    rc = 0;
+    goto done;
+oom:
+    rs_errf(err, "out of memory (layer hook '%s')", hname ? hname : "?");
+done:
+    rs_atomic_abort(&ff);
+    rs_atomic_abort(&tf);
+    cJSON_Delete(L);
+    free(hook);
+    free(sae_path);
+    free(ownA);
+    free(ownB);
+    free(ca);
+    free(cb);
+    free(xa);
+    free(xb);
+    sae_free(sae);
+    sae_sparse_free(&sa);
+    sae_sparse_free(&sb);
+    sae_sparse_free(&ta);
+    sae_sparse_free(&tb);
+    shift_result_free(&r);
+    free(uoff);
+    free(unit_tok);
+    free(idx);
+    free(key);
+    free(inc_a);
+    free(inc_b);
+    return rc;
+}
+
+int shift_run(const shift_run_opts *o, rs_err *err) {
+    acts_file fa = {0}, fb = {0};
+    rs_tokenizer *tok = NULL;
+    rs_categories *cats = NULL;
+    cJSON *root = NULL;
+    char *summ_buf = NULL;
+    size_t summ_len = 0;
+    FILE *summary = NULL;
+    rs_atomic_file rf = {0}, sf = {0};
+    char *js = NULL;
+    int rc = -1;
+    if (!o->acts_a || !o->acts_b || !o->out_dir) return rs_errf(err, "shift: --a, --b and --out are required");
+    shift_run_opts oo = *o;
+    if (o->n_layers > 0) {
+        /* a layer sweep: hook defaults to the Gemma Scope residual site */
+        if (!oo.hook) oo.hook = "blocks.{layer}.hook_resid_post";
+        if (!strstr(oo.hook, "{layer}") && !(oo.sae && strstr(oo.sae, "{layer}")))
+            return rs_errf(err, "shift: --layers needs --hook or --sae containing {layer}");
+    }
+    o = &oo;
+    if (mkdir(o->out_dir, 0777) && errno != EEXIST) return rs_errf(err, "%s: cannot create folder: %s", o->out_dir, strerror(errno));
+    if (open_acts(&fa, o->acts_a, err) || open_acts(&fb, o->acts_b, err)) goto done;
+    int aligned = !o->force_pooled && fa.n_tok == fb.n_tok && fa.n_in == fb.n_in &&
+                  !memcmp(fa.ids, fb.ids, (size_t)fa.n_tok * sizeof *fa.ids) &&
+                  !memcmp(fa.off, fb.off, (size_t)(fa.n_in + 1) * sizeof *fa.off);
+    if (!aligned && fa.n_in != fb.n_in) {
+        rs_errf(err, "%s has %lld inputs but %s has %lld: the files must cover the same inputs", fa.path,
+                (long long)fa.n_in, fb.path, (long long)fb.n_in);
+        goto done;
+    }
+    if (o->tokenizer && tok_load(&tok, o->tokenizer, err)) goto done;
+    if (tok) {
+        if (o->categories ? categories_load(&cats, o->categories, err) : categories_builtin(&cats, err)) goto done;
+    } else if (o->categories) {
+        rs_errf(err, "--categories needs --tokenizer (token strings are matched against the word lists)");
+        goto done;
+    }
+    summary = open_memstream(&summ_buf, &summ_len);
+    root = cJSON_CreateObject();
+    if (!summary || !root) {
+        rs_errf(err, "out of memory");
+        goto done;
+    }
+    fputs("layer,hook,metric,value,ci_lo,ci_hi\n", summary);
+    cJSON_AddStringToObject(root, "reprshift_version", RS_VERSION);
+    cJSON_AddStringToObject(root, "acts_a", o->acts_a);
+    cJSON_AddStringToObject(root, "acts_b", o->acts_b);
+    if (o->sae) cJSON_AddStringToObject(root, "sae", o->sae);
+    cJSON_AddStringToObject(root, "mode", aligned ? "token_aligned" : "pooled_per_input");
+    cJSON_AddBoolToObject(root, "special_tokens_excluded", !o->keep_special);
+    cJSON_AddNumberToObject(root, "bootstrap_replicates", o->n_boot);
+    cJSON_AddNumberToObject(root, "seed", (double)o->seed);
+    cJSON_AddStringToObject(root, "ci", "95% percentile bootstrap over inputs");
+    cJSON *layers = cJSON_AddArrayToObject(root, "layers");
+    int nl = o->n_layers > 0 ? o->n_layers : 1;
+    for (int i = 0; i < nl; i++) {
+        int layer = o->n_layers > 0 ? o->layers[i] : -1;
+        if (run_layer(o, &fa, &fb, layer, tok, cats, aligned, layers, summary, err)) goto done;
+    }
+    fflush(summary);
+    js = cJSON_Print(root);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/summary.csv", o->out_dir);
+    if (!js || rs_atomic_open(&sf, path, err) || rs_atomic_write(&sf, summ_buf, summ_len, err) || rs_atomic_commit(&sf, err))
+        goto done;
+    snprintf(path, sizeof path, "%s/results.json", o->out_dir);
+    if (rs_atomic_open(&rf, path, err) || rs_atomic_write(&rf, js, strlen(js), err) || rs_atomic_write(&rf, "\n", 1, err) ||
+        rs_atomic_commit(&rf, err))
+        goto done;
+    rc = 0;
+done:
+    if (rc && err && !err->msg[0]) rs_errf(err, "shift failed");
+    rs_atomic_abort(&rf);
+    rs_atomic_abort(&sf);
+    if (summary) fclose(summary);
+    free(summ_buf);
+    free(js);
+    cJSON_Delete(root);
+    st_close(fa.st);
+    st_close(fb.st);
+    tok_free(tok);
+    categories_free(cats);
+    return rc;
+}

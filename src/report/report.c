@@ -1,0 +1,847 @@
+/* HTML report writer: reads the results directory (docs/report.md), draws SVG figures with
+ * src/report/svg.c and wraps them in one HTML page. Every string from data goes through
+ * sb_escape; every figure caption states n and the CI method taken from the file. */
+#include "reprshift/report.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reprshift/csv.h"
+#include "reprshift/fileio.h"
+#include "reprshift/jsonutil.h"
+#include "reprshift/svg.h"
+#include "reprshift/version.h"
+
+#define MAX_LAYER_FIGS 4   /* histograms / rankings drawn for at most this many layers */
+#define TOP_N 12           /* bars per ranking */
+
+typedef struct {
+    rs_sbuf *b;            /* page body */
+    rs_sbuf notes;         /* skipped sections */
+    int figs;
+    const char *dir;
+    char path[4096];       /* file being read, for errors */
+} ctx;
+
+typedef struct {
+    double v, lo, hi;
+} rstat;
+
+/* A number, null, {"value"|"mean", "ci_lo", "ci_hi"} or {"mean", "ci95": [lo, hi]}.
+ * Absent → 0; bad shape → error naming file and field. */
+static int get_stat(ctx *c, const cJSON *obj, const char *key, const char *where, rstat *s, rs_err *err) {
+    s->v = s->lo = s->hi = NAN;
+    const cJSON *x = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+    if (!x || cJSON_IsNull(x)) return 0;
+    if (cJSON_IsNumber(x)) {
+        s->v = x->valuedouble;
+        return 1;
+    }
+    if (cJSON_IsObject(x)) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(x, "value");
+        if (!v) v = cJSON_GetObjectItemCaseSensitive(x, "mean");
+        const cJSON *lo = cJSON_GetObjectItemCaseSensitive(x, "ci_lo"), *hi = cJSON_GetObjectItemCaseSensitive(x, "ci_hi");
+        const cJSON *ci = cJSON_GetObjectItemCaseSensitive(x, "ci95");
+        if (cJSON_IsArray(ci) && cJSON_GetArraySize(ci) == 2) lo = cJSON_GetArrayItem(ci, 0), hi = cJSON_GetArrayItem(ci, 1);
+        int ok = (!v || cJSON_IsNumber(v) || cJSON_IsNull(v)) && (!lo || cJSON_IsNumber(lo) || cJSON_IsNull(lo)) &&
+                 (!hi || cJSON_IsNumber(hi) || cJSON_IsNull(hi));
+        if (ok) {
+            if (cJSON_IsNumber(v)) s->v = v->valuedouble;
+            if (cJSON_IsNumber(lo)) s->lo = lo->valuedouble;
+            if (cJSON_IsNumber(hi)) s->hi = hi->valuedouble;
+            return 1;
+        }
+    }
+    return rs_errf(err, "%s: %s.%s: expected a number or {\"value\", \"ci_lo\", \"ci_hi\"}", c->path, where, key);
+}
+
+static const char *get_str(const cJSON *o, const char *key) {
+    const cJSON *x = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
+    return cJSON_IsString(x) ? x->valuestring : NULL;
+}
+
+/* Required non-negative integer count. */
+static int get_n(ctx *c, const cJSON *o, const char *key, const char *where, int64_t *n, rs_err *err) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!rs_json_is_int(x, 0, INT64_C(1) << 53))
+        return rs_errf(err, "%s: %s: \"%s\" (a count, needed to state n) is missing or not an integer", c->path, where, key);
+    *n = (int64_t)x->valuedouble;
+    return 0;
+}
+
+/* The file's CI method: "ci" as a string, or {"method", "level"?, "n_boot"?}. Required. */
+static int get_ci(ctx *c, const cJSON *o, char *buf, size_t n, rs_err *err) {
+    const cJSON *ci = cJSON_GetObjectItemCaseSensitive(o, "ci");
+    if (cJSON_IsString(ci)) {
+        snprintf(buf, n, "%s", ci->valuestring);
+    } else if (cJSON_IsObject(ci) && get_str(ci, "method")) {
+        const cJSON *lv = cJSON_GetObjectItemCaseSensitive(ci, "level"), *nb = cJSON_GetObjectItemCaseSensitive(ci, "n_boot");
+        int k = snprintf(buf, n, "%s", get_str(ci, "method"));
+        if (cJSON_IsNumber(lv) && k > 0 && (size_t)k < n) k += snprintf(buf + k, n - (size_t)k, ", level %g", lv->valuedouble);
+        if (cJSON_IsNumber(nb) && k > 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, ", %g resamples", nb->valuedouble);
+    } else {
+        return rs_errf(err, "%s: missing \"ci\" (the confidence-interval method, a string or {\"method\": ...})", c->path);
+    }
+    const cJSON *nb = cJSON_GetObjectItemCaseSensitive(o, "bootstrap_replicates");
+    size_t k = strlen(buf);
+    if (cJSON_IsNumber(nb) && k < n) snprintf(buf + k, n - k, ", %g resamples", nb->valuedouble);
+    return 0;
+}
+
+/* Load DIR/name; 1 = absent (note added), 0 = loaded, -1 = error. */
+static int load(ctx *c, const char *name, const char *section, cJSON **out, rs_err *err) {
+    *out = NULL;
+    snprintf(c->path, sizeof c->path, "%s/%s", c->dir, name);
+    if (!rs_path_exists(c->path)) {
+        sb_puts(&c->notes, "<li>");
+        sb_escape(&c->notes, section);
+        sb_puts(&c->notes, ": skipped, no <code>");
+        sb_escape(&c->notes, name);
+        sb_puts(&c->notes, "</code> in the results directory.</li>\n");
+        return 1;
+    }
+    if (rs_json_load(c->path, REPORT_MAX_FILE_BYTES, out, err)) return -1;
+    if (!cJSON_IsObject(*out)) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        return rs_errf(err, "%s: expected a JSON object at the top level", c->path);
+    }
+    return 0;
+}
+
+static void fig_open(ctx *c) { sb_puts(c->b, "<figure>\n"); }
+
+/* Caption: text pieces are escaped; n and CI are mandatory arguments. */
+static void fig_close(ctx *c, const char *what, const char *n_text, const char *ci_text) {
+    c->figs++;
+    sb_printf(c->b, "<figcaption><b>Figure %d.</b> ", c->figs);
+    sb_escape(c->b, what);
+    sb_puts(c->b, " <span class=\"n\">n = ");
+    sb_escape(c->b, n_text);
+    sb_puts(c->b, ".</span> <span class=\"ci\">CI: ");
+    sb_escape(c->b, ci_text);
+    sb_puts(c->b, ".</span></figcaption>\n</figure>\n");
+}
+
+static void n_range(char *buf, size_t n, int64_t lo, int64_t hi, const char *unit) {
+    if (lo == hi) snprintf(buf, n, "%lld %s", (long long)lo, unit);
+    else snprintf(buf, n, "%lld\xE2\x80\x93%lld %s", (long long)lo, (long long)hi, unit);
+}
+
+static void h2(ctx *c, const char *id, const char *title) {
+    sb_printf(c->b, "<section id=\"%s\">\n<h2>", id);
+    sb_escape(c->b, title);
+    sb_puts(c->b, "</h2>\n");
+}
+
+/* ---- shift.json ---- */
+
+static const char *base_name(const char *p) {
+    const char *s = p ? strrchr(p, '/') : NULL;
+    return s ? s + 1 : p;
+}
+
+/* Histogram of the cos_raw column of DIR/tokens_<hook>.csv (or inputs_<hook>.csv). */
+static int shift_histogram(ctx *c, const char *hook, const char *label_a, const char *label_b, rs_err *err) {
+    char safe[256];
+    size_t j = 0;
+    for (size_t i = 0; hook[i] && j + 1 < sizeof safe; i++)
+        safe[j++] = (hook[i] == '/' || hook[i] == ' ' || hook[i] == '{' || hook[i] == '}') ? '_' : hook[i];
+    safe[j] = '\0';
+    char path[4096];
+    const char *unit = "tokens";
+    snprintf(path, sizeof path, "%s/tokens_%s.csv", c->dir, safe);
+    if (!rs_path_exists(path)) {
+        snprintf(path, sizeof path, "%s/inputs_%s.csv", c->dir, safe);
+        unit = "inputs";
+        if (!rs_path_exists(path)) return 0;
+    }
+    rs_csv *t;
+    if (rs_csv_load(path, REPORT_MAX_FILE_BYTES, &t, err)) return -1;
+    int col = rs_csv_col(t, "cos_raw");
+    if (col < 0) {
+        rs_csv_free(t);
+        return rs_errf(err, "%s: no \"cos_raw\" column", path);
+    }
+    int64_t n = 0;
+    double lo = INFINITY, hi = -INFINITY;
+    double *v = malloc(((size_t)t->n_rows + 1) * sizeof *v);
+    if (!v) {
+        rs_csv_free(t);
+        return rs_errf(err, "%s: out of memory", path);
+    }
+    for (size_t r = 0; r < t->n_rows; r++) {
+        const char *s = rs_csv_cell(t, r, col);
+        char *end;
+        double x = s && *s ? strtod(s, &end) : NAN;
+        if (s && *s && (*end || !isfinite(x))) {
+            free(v);
+            rs_csv_free(t);
+            return rs_errf(err, "%s: line %lld: cos_raw \"%.40s\" is not a number", path, (long long)t->row_line[r], s);
+        }
+        if (!isfinite(x)) continue;
+        v[n++] = x;
+        lo = fmin(lo, x), hi = fmax(hi, x);
+    }
+    rs_csv_free(t);
+    if (n == 0) {
+        free(v);
+        return 0;
+    }
+    enum { NB = 30 };
+    double edges[NB + 1], counts[NB] = {0};
+    if (hi - lo < 1e-9) lo -= 0.01, hi += 0.01;
+    for (int i = 0; i <= NB; i++) edges[i] = lo + (hi - lo) * i / NB;
+    for (int64_t i = 0; i < n; i++) {
+        int k = (int)((v[i] - lo) / (hi - lo) * NB);
+        counts[k < 0 ? 0 : k >= NB ? NB - 1 : k]++;
+    }
+    free(v);
+    char title[400], ntext[64], what[4800];
+    snprintf(title, sizeof title, "Per-%s cosine, %s", unit[0] == 't' ? "token" : "input", hook);
+    fig_open(c);
+    svg_histogram(c->b, title, "cos(A, B) of raw activations", unit, edges, counts, NB, 460, 280);
+    snprintf(ntext, sizeof ntext, "%lld %s", (long long)n, unit);
+    snprintf(what, sizeof what, "Distribution of the cosine between %s and %s activations of the same %s (from %s).",
+             label_a, label_b, unit[0] == 't' ? "token" : "input", base_name(path));
+    fig_close(c, what, ntext, "none (a distribution of single rows)");
+    return 0;
+}
+
+static int shift_rankings(ctx *c, const cJSON *L, const char *hook, int64_t n_rows, const char *label_a,
+                          const char *label_b, rs_err *err) {
+    /* features whose activation frequency changed most: gained (B more often) and lost */
+    const cJSON *tf = cJSON_GetObjectItemCaseSensitive(L, "top_features");
+    if (cJSON_IsObject(tf)) {
+        const char *lists[2] = {"gained_frequency", "lost_frequency"};
+        char *labels[2 * TOP_N];
+        double vals[2 * TOP_N];
+        int grp[2 * TOP_N], n = 0;
+        for (int q = 0; q < 2; q++) {
+            const cJSON *arr = cJSON_GetObjectItemCaseSensitive(tf, lists[q]);
+            if (!arr) continue;
+            if (!cJSON_IsArray(arr)) return rs_errf(err, "%s: top_features.%s: expected an array", c->path, lists[q]);
+            int k = 0;
+            for (const cJSON *e = arr->child; e && k < TOP_N / 2; e = e->next, k++) {
+                rstat fa, fb;
+                if (get_stat(c, e, "freq_a", "top_features entry", &fa, err) < 0 ||
+                    get_stat(c, e, "freq_b", "top_features entry", &fb, err) < 0)
+                    goto fail;
+                const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "feature");
+                const char *name = get_str(e, "label");
+                char lab[256];
+                if (!rs_json_is_int(id, 0, INT64_C(1) << 40)) {
+                    rs_errf(err, "%s: top_features.%s[%d]: \"feature\" must be an integer", c->path, lists[q], k);
+                    goto fail;
+                }
+                snprintf(lab, sizeof lab, "#%lld%s%s", (long long)id->valuedouble, name ? " " : "", name ? name : "");
+                labels[n] = strdup(lab);
+                vals[n] = fb.v - fa.v;
+                grp[n] = q ? 1 : 2;
+                n++;
+            }
+        }
+        if (n) {
+            char title[400], ntext[64], what[4800];
+            snprintf(title, sizeof title, "Top shifted SAE features, %s", hook);
+            svg_bar_opts o = {.title = title, .xlabel = "activation frequency B \xE2\x88\x92 A", .n = n,
+                              .labels = (const char *const *)labels, .values = vals, .group = grp};
+            fig_open(c);
+            svg_bar_chart(c->b, &o);
+            snprintf(ntext, sizeof ntext, "%lld rows per model", (long long)n_rows);
+            snprintf(what, sizeof what,
+                     "Features that fire more often in %s (green) or in %s (orange) than in the other; frequency = "
+                     "share of rows where the feature is active.",
+                     label_b, label_a);
+            fig_close(c, what, ntext, "none (frequencies over all rows)");
+        }
+        for (int i = 0; i < n; i++) free(labels[i]);
+        return 0;
+    fail:
+        for (int i = 0; i < n; i++) free(labels[i]);
+        return -1;
+    }
+    (void)label_a, (void)label_b;
+    return 0;
+}
+
+static int shift_tokens(ctx *c, const cJSON *L, const char *hook, int64_t n_rows, rs_err *err) {
+    const char *key = "top_shifted_tokens";
+    const cJSON *tt = cJSON_GetObjectItemCaseSensitive(L, key);
+    if (!tt) tt = cJSON_GetObjectItemCaseSensitive(L, key = "top_shifted_inputs");
+    if (!tt) return 0;
+    if (!cJSON_IsArray(tt)) return rs_errf(err, "%s: %s: expected an array", c->path, key);
+    char *labels[TOP_N];
+    double vals[TOP_N];
+    int n = 0;
+    for (const cJSON *e = tt->child; e && n < TOP_N; e = e->next) {
+        rstat cs;
+        if (get_stat(c, e, "cos_raw", key, &cs, err) < 0) {
+            for (int i = 0; i < n; i++) free(labels[i]);
+            return -1;
+        }
+        const char *tok = get_str(e, "token");
+        const cJSON *in = cJSON_GetObjectItemCaseSensitive(e, "input"), *pos = cJSON_GetObjectItemCaseSensitive(e, "position");
+        char lab[300];
+        if (tok)
+            snprintf(lab, sizeof lab, "\"%.200s\" (input %g, pos %g)", tok, cJSON_IsNumber(in) ? in->valuedouble : NAN,
+                     cJSON_IsNumber(pos) ? pos->valuedouble : NAN);
+        else
+            snprintf(lab, sizeof lab, "input %g", cJSON_IsNumber(in) ? in->valuedouble : NAN);
+        labels[n] = strdup(lab);
+        vals[n++] = cs.v;
+    }
+    if (n) {
+        char title[400], ntext[64];
+        snprintf(title, sizeof title, "Most shifted %s, %s", strcmp(key, "top_shifted_tokens") ? "inputs" : "tokens", hook);
+        svg_bar_opts o = {.title = title, .xlabel = "cos(A, B) of raw activations (lowest first)", .n = n,
+                          .labels = (const char *const *)labels, .values = vals};
+        fig_open(c);
+        svg_bar_chart(c->b, &o);
+        snprintf(ntext, sizeof ntext, "%d shown of %lld ranked rows", n, (long long)n_rows);
+        fig_close(c, "Rows whose activation direction changed most between the two models.", ntext,
+                  "none (single rows)");
+    }
+    for (int i = 0; i < n; i++) free(labels[i]);
+    return 0;
+}
+
+static int sec_shift(ctx *c, rs_err *err) {
+    cJSON *j;
+    int r = load(c, "shift.json", "Representation shift", &j, err);
+    if (r) return r > 0 ? 0 : -1;
+    int rc = -1;
+    char ci[512], where[64];
+    double *x = NULL, *y = NULL, *lo = NULL, *hi = NULL;
+    if (get_ci(c, j, ci, sizeof ci, err)) goto out;
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(j, "layers");
+    int nl = cJSON_IsArray(layers) ? cJSON_GetArraySize(layers) : 0;
+    if (nl < 1) {
+        rs_errf(err, "%s: \"layers\" must be a non-empty array", c->path);
+        goto out;
+    }
+    const char *la = get_str(j, "model_a"), *lb = get_str(j, "model_b");
+    if (!la) la = get_str(j, "acts_a") ? base_name(get_str(j, "acts_a")) : "model A";
+    if (!lb) lb = get_str(j, "acts_b") ? base_name(get_str(j, "acts_b")) : "model B";
+    h2(c, "shift", "Representation shift");
+    sb_puts(c->b, "<p>Model A: <b>");
+    sb_escape(c->b, la);
+    sb_puts(c->b, "</b>; model B: <b>");
+    sb_escape(c->b, lb);
+    sb_puts(c->b, "</b>. Source: <code>shift.json</code>.</p>\n<div class=\"grid\">\n");
+    /* metrics in order of first appearance */
+    const char *metrics[64];
+    int nm = 0;
+    int64_t nmin = INT64_MAX, nmax = 0, gmin = INT64_MAX, gmax = 0;
+    x = calloc((size_t)nl, sizeof *x), y = calloc((size_t)nl, sizeof *y);
+    lo = calloc((size_t)nl, sizeof *lo), hi = calloc((size_t)nl, sizeof *hi);
+    if (!x || !y || !lo || !hi) {
+        rs_errf(err, "out of memory");
+        goto out;
+    }
+    int li = 0;
+    for (const cJSON *L = layers->child; L; L = L->next, li++) {
+        snprintf(where, sizeof where, "layers[%d]", li);
+        if (!cJSON_IsObject(L)) {
+            rs_errf(err, "%s: %s: expected an object", c->path, where);
+            goto out;
+        }
+        int64_t nr = 0, ng = 0;
+        if (get_n(c, L, "n_rows", where, &nr, err)) goto out;
+        if (cJSON_GetObjectItemCaseSensitive(L, "n_groups") && get_n(c, L, "n_groups", where, &ng, err)) goto out;
+        nmin = nr < nmin ? nr : nmin, nmax = nr > nmax ? nr : nmax;
+        gmin = ng < gmin ? ng : gmin, gmax = ng > gmax ? ng : gmax;
+        const cJSON *sh = cJSON_GetObjectItemCaseSensitive(L, "shift");
+        if (sh && !cJSON_IsObject(sh)) {
+            rs_errf(err, "%s: %s.shift: expected an object", c->path, where);
+            goto out;
+        }
+        for (const cJSON *m = sh ? sh->child : NULL; m; m = m->next) {
+            if (!cJSON_IsObject(m) || !m->string) continue; /* counts like n_features_alive_a */
+            int seen = 0;
+            for (int k = 0; k < nm; k++) seen |= !strcmp(metrics[k], m->string);
+            if (!seen && nm < 64) metrics[nm++] = m->string;
+        }
+    }
+    char ntext[128], gtext[64];
+    n_range(ntext, sizeof ntext, nmin, nmax, "rows");
+    if (gmax > 0) {
+        n_range(gtext, sizeof gtext, gmin, gmax, "inputs");
+        size_t k = strlen(ntext);
+        snprintf(ntext + k, sizeof ntext - k, " (%s) per layer", gtext);
+    }
+    for (int m = 0; m < nm; m++) {
+        li = 0;
+        for (const cJSON *L = layers->child; L; L = L->next, li++) {
+            snprintf(where, sizeof where, "layers[%d].shift", li);
+            rstat s;
+            if (get_stat(c, cJSON_GetObjectItemCaseSensitive(L, "shift"), metrics[m], where, &s, err) < 0) goto out;
+            const cJSON *lx = cJSON_GetObjectItemCaseSensitive(L, "layer");
+            x[li] = cJSON_IsNumber(lx) ? lx->valuedouble : li;
+            y[li] = s.v, lo[li] = s.lo, hi[li] = s.hi;
+        }
+        svg_series S = {.name = metrics[m], .n = nl, .x = x, .y = y, .lo = lo, .hi = hi};
+        svg_line_opts o = {.title = metrics[m], .xlabel = "layer", .ylabel = metrics[m], .n_series = 1,
+                           .series = &S, .integer_x = 1, .width = 400, .height = 260};
+        fig_open(c);
+        svg_line_plot(c->b, &o);
+        char what[400];
+        snprintf(what, sizeof what, "%s between A and B by layer; band and bars: CI.", metrics[m]);
+        fig_close(c, what, ntext, ci);
+    }
+    sb_puts(c->b, "</div>\n<div class=\"grid\">\n");
+    li = 0;
+    for (const cJSON *L = layers->child; L && li < MAX_LAYER_FIGS; L = L->next, li++) {
+        const char *hook = get_str(L, "hook");
+        if (!hook) hook = "activations";
+        if (shift_histogram(c, hook, la, lb, err)) goto out;
+    }
+    sb_puts(c->b, "</div>\n<div class=\"grid\">\n");
+    li = 0;
+    for (const cJSON *L = layers->child; L && li < MAX_LAYER_FIGS; L = L->next, li++) {
+        const char *hook = get_str(L, "hook");
+        if (!hook) hook = "activations";
+        int64_t nr = 0;
+        get_n(c, L, "n_rows", "layer", &nr, err);
+        if (shift_rankings(c, L, hook, nr, la, lb, err) || shift_tokens(c, L, hook, nr, err)) goto out;
+    }
+    sb_puts(c->b, "</div>\n");
+    if (nl > MAX_LAYER_FIGS)
+        sb_printf(c->b, "<p class=\"note\">Histograms and rankings are shown for the first %d of %d layers.</p>\n",
+                  MAX_LAYER_FIGS, nl);
+    sb_puts(c->b, "</section>\n");
+    rc = 0;
+out:
+    free(x), free(y), free(lo), free(hi);
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* ---- sae_fit.json ---- */
+
+static int sec_sae(ctx *c, rs_err *err) {
+    cJSON *j;
+    int r = load(c, "sae_fit.json", "SAE fit", &j, err);
+    if (r) return r > 0 ? 0 : -1;
+    int rc = -1;
+    char ci[512], where[64];
+    const char *metrics[64];
+    int nm = 0;
+    char *labels[256] = {0};
+    double *v = NULL, *lo = NULL, *hi = NULL;
+    if (get_ci(c, j, ci, sizeof ci, err)) goto out;
+    const cJSON *models = cJSON_GetObjectItemCaseSensitive(j, "models");
+    int n = cJSON_IsArray(models) ? cJSON_GetArraySize(models) : 0;
+    if (n < 1 || n > 256) {
+        rs_errf(err, "%s: \"models\" must be an array of 1..256 entries", c->path);
+        goto out;
+    }
+    v = calloc((size_t)n, sizeof *v), lo = calloc((size_t)n, sizeof *lo), hi = calloc((size_t)n, sizeof *hi);
+    if (!v || !lo || !hi) {
+        rs_errf(err, "out of memory");
+        goto out;
+    }
+    char ntext[512] = "";
+    size_t nt = 0;
+    int i = 0;
+    /* CE-loss recovered first: it is the headline number */
+    metrics[nm++] = "ce_loss_recovered";
+    for (const cJSON *M = models->child; M; M = M->next, i++) {
+        snprintf(where, sizeof where, "models[%d]", i);
+        const char *name = get_str(M, "model");
+        const cJSON *mm = cJSON_GetObjectItemCaseSensitive(M, "metrics");
+        int64_t nr = 0;
+        if (!name || !cJSON_IsObject(mm)) {
+            rs_errf(err, "%s: %s: needs \"model\" (string) and \"metrics\" (object)", c->path, where);
+            goto out;
+        }
+        if (get_n(c, M, "n_rows", where, &nr, err)) goto out;
+        const char *sae = get_str(M, "sae");
+        char lab[300];
+        snprintf(lab, sizeof lab, "%s", name);
+        labels[i] = strdup(lab);
+        if (nt < sizeof ntext)
+            nt += (size_t)snprintf(ntext + nt, sizeof ntext - nt, "%s%s: %lld rows%s%s", i ? "; " : "", name,
+                                   (long long)nr, sae ? ", SAE " : "", sae ? sae : "");
+        for (const cJSON *m = mm->child; m; m = m->next) {
+            if (!m->string) continue;
+            int seen = 0;
+            for (int k = 0; k < nm; k++) seen |= !strcmp(metrics[k], m->string);
+            if (!seen && nm < 64) metrics[nm++] = m->string;
+        }
+    }
+    h2(c, "sae", "SAE fit per model");
+    sb_puts(c->b, "<p>How well the SAE reconstructs each model's activations. Source: <code>sae_fit.json</code>.</p>\n"
+                  "<div class=\"grid\">\n");
+    for (int m = 0; m < nm; m++) {
+        int any = 0;
+        i = 0;
+        for (const cJSON *M = models->child; M; M = M->next, i++) {
+            snprintf(where, sizeof where, "models[%d].metrics", i);
+            rstat s;
+            int got = get_stat(c, cJSON_GetObjectItemCaseSensitive(M, "metrics"), metrics[m], where, &s, err);
+            if (got < 0) goto out;
+            any |= got;
+            v[i] = s.v, lo[i] = s.lo, hi[i] = s.hi;
+        }
+        if (!any) continue;
+        svg_bar_opts o = {.title = metrics[m], .xlabel = metrics[m], .n = n, .labels = (const char *const *)labels,
+                          .values = v, .lo = lo, .hi = hi, .width = 460};
+        fig_open(c);
+        svg_bar_chart(c->b, &o);
+        char what[300];
+        snprintf(what, sizeof what, "%s per model%s.", metrics[m],
+                 !strcmp(metrics[m], "ce_loss_recovered") ? " (1 = splicing in the SAE reconstruction costs no loss, 0 = "
+                                                          "as bad as zero-ablation)"
+                                                        : "");
+        fig_close(c, what, ntext, ci);
+    }
+    sb_puts(c->b, "</div>\n</section>\n");
+    rc = 0;
+out:
+    for (int k = 0; k < 256; k++) free(labels[k]);
+    free(v), free(lo), free(hi);
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* ---- probes.json ---- */
+
+static int probe_group(ctx *c, const cJSON *tasks, int attribute, const char *ci, rs_err *err) {
+    /* distinct task names of this group, in order */
+    const char *names[128];
+    int nn = 0;
+    for (const cJSON *T = tasks->child; T; T = T->next) {
+        const char *kind = get_str(T, "kind");
+        if ((kind && !strcmp(kind, "attribute")) != attribute) continue;
+        const char *name = get_str(T, "task");
+        int seen = 0;
+        for (int k = 0; k < nn; k++) seen |= !strcmp(names[k], name);
+        if (!seen && nn < 128) names[nn++] = name;
+    }
+    if (!nn) return 0;
+    h2(c, attribute ? "attributes" : "probes", attribute ? "Attribute probes by layer" : "Probe accuracy by layer");
+    sb_puts(c->b, attribute ? "<p>Can a linear probe read an image attribute (brightness, redness, ...) from the "
+                              "representation? Source: <code>probes.json</code>.</p>\n"
+                            : "<p>Linear probe accuracy on held-out rows, per layer and model. Source: "
+                              "<code>probes.json</code>.</p>\n");
+    sb_puts(c->b, "<div class=\"grid\">\n");
+    int rc = -1;
+    for (int t = 0; t < nn; t++) {
+        svg_series S[16];
+        double *buf[16 * 4] = {0};
+        int ns = 0;
+        int64_t nmin = INT64_MAX, nmax = 0;
+        double chance = NAN;
+        int ti = 0;
+        for (const cJSON *T = tasks->child; T; T = T->next, ti++) {
+            if (strcmp(get_str(T, "task"), names[t]) || ns == 16) continue;
+            const char *kind = get_str(T, "kind");
+            if ((kind && !strcmp(kind, "attribute")) != attribute) continue;
+            const cJSON *layers = cJSON_GetObjectItemCaseSensitive(T, "layers");
+            int nl = cJSON_IsArray(layers) ? cJSON_GetArraySize(layers) : 0;
+            if (nl < 1) {
+                rs_errf(err, "%s: tasks[%d]: \"layers\" must be a non-empty array", c->path, ti);
+                goto fail;
+            }
+            rstat ch;
+            char where[64];
+            snprintf(where, sizeof where, "tasks[%d]", ti);
+            if (get_stat(c, T, "chance", where, &ch, err) < 0) goto fail;
+            if (isfinite(ch.v)) chance = ch.v;
+            for (int k = 0; k < 4; k++) buf[ns * 4 + k] = calloc((size_t)nl, sizeof(double));
+            double *x = buf[ns * 4], *y = buf[ns * 4 + 1], *lo = buf[ns * 4 + 2], *hi = buf[ns * 4 + 3];
+            if (!x || !y || !lo || !hi) {
+                ns++;
+                rs_errf(err, "out of memory");
+                goto fail;
+            }
+            int li = 0;
+            for (const cJSON *L = layers->child; L; L = L->next, li++) {
+                snprintf(where, sizeof where, "tasks[%d].layers[%d]", ti, li);
+                int64_t n = 0;
+                rstat a;
+                if (get_n(c, L, "n_test", where, &n, err) || get_stat(c, L, "accuracy", where, &a, err) < 0) {
+                    ns++;
+                    goto fail;
+                }
+                nmin = n < nmin ? n : nmin, nmax = n > nmax ? n : nmax;
+                const cJSON *lx = cJSON_GetObjectItemCaseSensitive(L, "layer");
+                x[li] = cJSON_IsNumber(lx) ? lx->valuedouble : li;
+                y[li] = a.v, lo[li] = a.lo, hi[li] = a.hi;
+            }
+            const char *model = get_str(T, "model");
+            S[ns] = (svg_series){.name = model ? model : "model", .n = nl, .x = x, .y = y, .lo = lo, .hi = hi};
+            ns++;
+        }
+        svg_line_opts o = {.title = names[t], .xlabel = "layer", .ylabel = "accuracy", .n_series = ns, .series = S,
+                           .fixed_y = 1, .ymin = 0, .ymax = 1, .has_hline = isfinite(chance), .hline = chance,
+                           .hline_label = "chance", .integer_x = 1, .width = 400, .height = 260};
+        fig_open(c);
+        svg_line_plot(c->b, &o);
+        char ntext[96], what[300];
+        n_range(ntext, sizeof ntext, nmin, nmax, "test rows per point");
+        snprintf(what, sizeof what, "Probe accuracy for \xE2\x80\x9C%s\xE2\x80\x9D by layer, one line per model; band and bars: CI; dashed: chance.",
+                 names[t]);
+        fig_close(c, what, ntext, ci);
+        for (int k = 0; k < ns * 4; k++) free(buf[k]);
+        continue;
+    fail:
+        for (int k = 0; k < ns * 4; k++) free(buf[k]);
+        return rc;
+    }
+    sb_puts(c->b, "</div>\n</section>\n");
+    return 0;
+}
+
+static int sec_probes(ctx *c, rs_err *err) {
+    cJSON *j;
+    int r = load(c, "probes.json", "Probes", &j, err);
+    if (r) return r > 0 ? 0 : -1;
+    int rc = -1;
+    char ci[512];
+    if (get_ci(c, j, ci, sizeof ci, err)) goto out;
+    const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(j, "tasks");
+    if (!cJSON_IsArray(tasks) || cJSON_GetArraySize(tasks) < 1) {
+        rs_errf(err, "%s: \"tasks\" must be a non-empty array", c->path);
+        goto out;
+    }
+    int ti = 0;
+    for (const cJSON *T = tasks->child; T; T = T->next, ti++)
+        if (!cJSON_IsObject(T) || !get_str(T, "task")) {
+            rs_errf(err, "%s: tasks[%d]: needs \"task\" (string)", c->path, ti);
+            goto out;
+        }
+    if (probe_group(c, tasks, 0, ci, err) || probe_group(c, tasks, 1, ci, err)) goto out;
+    rc = 0;
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* ---- transfer.json ---- */
+
+static int str_array(ctx *c, const cJSON *o, const char *key, const char *where, int max, char ***out, int *n,
+                     rs_err *err) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, key);
+    *n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
+    if (*n < 1 || *n > max) return rs_errf(err, "%s: %s.%s: expected an array of 1..%d strings", c->path, where, key, max);
+    *out = calloc((size_t)*n, sizeof **out);
+    if (!*out) return rs_errf(err, "out of memory");
+    int i = 0;
+    for (const cJSON *e = a->child; e; e = e->next, i++) {
+        if (!cJSON_IsString(e)) return rs_errf(err, "%s: %s.%s[%d]: expected a string", c->path, where, key, i);
+        (*out)[i] = e->valuestring; /* borrowed from the JSON tree */
+    }
+    return 0;
+}
+
+static int transfer_matrix(ctx *c, const cJSON *M, const char *where, const char *root_ci, rs_err *err) {
+    char **rows = NULL, **cols = NULL;
+    int nr, nc, rc = -1;
+    double *v = NULL, *lo = NULL, *hi = NULL;
+    char ci[512];
+    if (cJSON_GetObjectItemCaseSensitive(M, "ci")) {
+        if (get_ci(c, M, ci, sizeof ci, err)) return -1;
+    } else if (root_ci) {
+        snprintf(ci, sizeof ci, "%s", root_ci);
+    } else {
+        return rs_errf(err, "%s: %s: missing \"ci\"", c->path, where);
+    }
+    if (str_array(c, M, "rows", where, 64, &rows, &nr, err) || str_array(c, M, "cols", where, 64, &cols, &nc, err))
+        goto out;
+    const cJSON *vals = cJSON_GetObjectItemCaseSensitive(M, "values");
+    if (!cJSON_IsArray(vals) || cJSON_GetArraySize(vals) != nr) {
+        rs_errf(err, "%s: %s.values: expected %d rows", c->path, where, nr);
+        goto out;
+    }
+    v = calloc((size_t)(nr * nc), sizeof *v), lo = calloc((size_t)(nr * nc), sizeof *lo), hi = calloc((size_t)(nr * nc), sizeof *hi);
+    if (!v || !lo || !hi) {
+        rs_errf(err, "out of memory");
+        goto out;
+    }
+    int r = 0;
+    for (const cJSON *R = vals->child; R; R = R->next, r++) {
+        if (!cJSON_IsArray(R) || cJSON_GetArraySize(R) != nc) {
+            rs_errf(err, "%s: %s.values[%d]: expected %d columns", c->path, where, r, nc);
+            goto out;
+        }
+        int k = 0;
+        for (const cJSON *e = R->child; e; e = e->next, k++) {
+            /* wrap the cell so get_stat can read it */
+            cJSON tmp = *e;
+            tmp.string = (char *)"cell";
+            tmp.next = tmp.prev = NULL;
+            cJSON holder;
+            memset(&holder, 0, sizeof holder);
+            holder.type = cJSON_Object;
+            holder.child = &tmp;
+            char w2[96];
+            snprintf(w2, sizeof w2, "%s.values[%d][%d]", where, r, k);
+            rstat s;
+            if (get_stat(c, &holder, "cell", w2, &s, err) < 0) goto out;
+            v[r * nc + k] = s.v, lo[r * nc + k] = s.lo, hi[r * nc + k] = s.hi;
+        }
+    }
+    int64_t n = 0;
+    if (get_n(c, M, "n", where, &n, err)) goto out;
+    const char *title = get_str(M, "title"), *metric = get_str(M, "metric");
+    const cJSON *range = cJSON_GetObjectItemCaseSensitive(M, "range");
+    svg_heatmap_opts o = {.title = title ? title : "Transfer", .row_title = get_str(M, "row_title"),
+                          .col_title = get_str(M, "col_title"), .n_rows = nr, .n_cols = nc,
+                          .row_labels = (const char *const *)rows, .col_labels = (const char *const *)cols,
+                          .values = v, .lo = lo, .hi = hi};
+    if (cJSON_IsArray(range) && cJSON_GetArraySize(range) == 2 && cJSON_IsNumber(cJSON_GetArrayItem(range, 0)) &&
+        cJSON_IsNumber(cJSON_GetArrayItem(range, 1))) {
+        o.fixed_range = 1;
+        o.vmin = cJSON_GetArrayItem(range, 0)->valuedouble;
+        o.vmax = cJSON_GetArrayItem(range, 1)->valuedouble;
+    }
+    fig_open(c);
+    svg_heatmap(c->b, &o);
+    char ntext[64], what[400];
+    snprintf(ntext, sizeof ntext, "%lld test rows per cell", (long long)n);
+    snprintf(what, sizeof what, "%s of a probe trained on the row condition and tested on the column condition; "
+                                "cells show the value and [CI].",
+             metric ? metric : "Score");
+    fig_close(c, what, ntext, ci);
+    rc = 0;
+out:
+    free(rows), free(cols), free(v), free(lo), free(hi);
+    return rc;
+}
+
+static int sec_transfer(ctx *c, rs_err *err) {
+    cJSON *j;
+    int r = load(c, "transfer.json", "Transfer matrix", &j, err);
+    if (r) return r > 0 ? 0 : -1;
+    int rc = -1;
+    char ci[512];
+    const char *root_ci = NULL;
+    if (cJSON_GetObjectItemCaseSensitive(j, "ci")) {
+        if (get_ci(c, j, ci, sizeof ci, err)) goto out;
+        root_ci = ci;
+    }
+    h2(c, "transfer", "Cross-condition transfer");
+    sb_puts(c->b, "<p>Probes trained in one condition and tested in another. Source: <code>transfer.json</code>.</p>\n");
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "matrices");
+    if (ms) {
+        if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) < 1) {
+            rs_errf(err, "%s: \"matrices\" must be a non-empty array", c->path);
+            goto out;
+        }
+        int i = 0;
+        for (const cJSON *M = ms->child; M; M = M->next, i++) {
+            char where[32];
+            snprintf(where, sizeof where, "matrices[%d]", i);
+            if (!cJSON_IsObject(M)) {
+                rs_errf(err, "%s: %s: expected an object", c->path, where);
+                goto out;
+            }
+            if (transfer_matrix(c, M, where, root_ci, err)) goto out;
+        }
+    } else if (transfer_matrix(c, j, "(top level)", root_ci, err)) {
+        goto out;
+    }
+    sb_puts(c->b, "</section>\n");
+    rc = 0;
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* ---- page ---- */
+
+static const char *CSS =
+    "body{font-family:Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;color:#222;background:#fff;"
+    "line-height:1.4}\n"
+    "h1{font-size:24px;margin-bottom:4px}h2{font-size:19px;border-bottom:1px solid #ccc;padding-bottom:4px;"
+    "margin-top:32px}\n"
+    ".grid{display:flex;flex-wrap:wrap;gap:14px}figure{margin:0;border:1px solid #ddd;padding:8px;"
+    "background:#fff;max-width:560px}\n"
+    "figcaption{font-size:12px;color:#444;margin-top:4px}code{background:#f3f3f3;padding:0 3px}"
+    ".note{color:#666;font-size:13px}nav a{margin-right:14px}footer{margin-top:36px;font-size:12px;color:#666;"
+    "border-top:1px solid #ccc;padding-top:8px}\n";
+
+int report_render(const char *results_dir, char **html, size_t *len, int *n_figures, rs_err *err) {
+    *html = NULL;
+    if (len) *len = 0;
+    if (!rs_is_dir(results_dir)) return rs_errf(err, "%s: results directory not found", results_dir);
+    rs_sbuf body = {0}, page = {0};
+    ctx c = {.b = &body, .dir = results_dir};
+    /* optional run.json: title and description */
+    cJSON *run = NULL;
+    char title[512] = "reprshift report";
+    snprintf(c.path, sizeof c.path, "%s/run.json", results_dir);
+    if (rs_path_exists(c.path)) {
+        if (rs_json_load(c.path, REPORT_MAX_FILE_BYTES, &run, err)) return -1;
+        if (get_str(run, "title")) snprintf(title, sizeof title, "%s", get_str(run, "title"));
+    }
+    int rc = sec_shift(&c, err);
+    if (!rc) rc = sec_sae(&c, err);
+    if (!rc) rc = sec_probes(&c, err);
+    if (!rc) rc = sec_transfer(&c, err);
+    if (rc) {
+        cJSON_Delete(run);
+        sb_free(&body);
+        sb_free(&c.notes);
+        return -1;
+    }
+    sb_puts(&page, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>");
+    sb_escape(&page, title);
+    sb_printf(&page, "</title>\n<style>\n%s</style>\n</head>\n<body>\n<header>\n<h1>", CSS);
+    sb_escape(&page, title);
+    sb_puts(&page, "</h1>\n");
+    if (get_str(run, "description")) {
+        sb_puts(&page, "<p>");
+        sb_escape(&page, get_str(run, "description"));
+        sb_puts(&page, "</p>\n");
+    }
+    sb_puts(&page, "<p class=\"note\">Results directory: <code>");
+    sb_escape(&page, results_dir);
+    sb_printf(&page, "</code>. %d figures. Every caption states n and the confidence-interval method.</p>\n</header>\n", c.figs);
+    sb_puts(&page, "<nav>");
+    const char *secs[][2] = {{"shift", "Shift"}, {"sae", "SAE fit"}, {"probes", "Probes"}, {"attributes", "Attribute probes"}, {"transfer", "Transfer"}};
+    for (int i = 0; i < 5; i++) {
+        char needle[64];
+        snprintf(needle, sizeof needle, "<section id=\"%s\">", secs[i][0]);
+        if (body.buf && strstr(body.buf, needle)) sb_printf(&page, "<a href=\"#%s\">%s</a>", secs[i][0], secs[i][1]);
+    }
+    sb_puts(&page, "</nav>\n");
+    if (body.buf) sb_puts(&page, body.buf);
+    if (c.notes.len) {
+        sb_puts(&page, "<section id=\"notes\">\n<h2>Skipped sections</h2>\n<ul class=\"note\">\n");
+        sb_puts(&page, c.notes.buf);
+        sb_puts(&page, "</ul>\n</section>\n");
+    }
+    if (c.figs == 0) sb_puts(&page, "<p class=\"note\">No results to show.</p>\n");
+    sb_printf(&page, "<footer id=\"report-end\">Generated by reprshift %s.</footer>\n</body>\n</html>\n", RS_VERSION);
+    cJSON_Delete(run);
+    sb_free(&body);
+    sb_free(&c.notes);
+    if (page.oom) {
+        sb_free(&page);
+        return rs_errf(err, "out of memory rendering the report");
+    }
+    *html = page.buf;
+    if (len) *len = page.len;
+    if (n_figures) *n_figures = c.figs;
+    return 0;
+}
+
+int report_write(const char *results_dir, const char *out_path, int *n_figures, rs_err *err) {
+    char *html;
+    size_t len;
+    if (report_render(results_dir, &html, &len, n_figures, err)) return -1;
+    rs_atomic_file f;
+    int rc = rs_atomic_open(&f, out_path, err);
+    if (!rc) {
+        rc = rs_atomic_write(&f, html, len, err);
+        if (rc) rs_atomic_abort(&f);
+        else rc = rs_atomic_commit(&f, err);
+    }
+    free(html);
+    return rc;
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# reprshift shift / sae: exit codes and messages on good and bad input (fixtures from
+# tools/reference/gen_sae_goldens.py: extract-layout activation files, sae-lens and Gemma
+# Scope SAEs). Metric values themselves are checked in test_shift / test_shift_run.
+set -u
+CLI=${RS_CLI:?RS_CLI not set}
+F=tests/fixtures/sae
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+expect() {
+  local code=$1 needle=$2; shift 3
+  "$@" >"$T/out" 2>"$T/err"; local rc=$?
+  [ $rc -eq "$code" ] || { cat "$T/err"; fail "exit $rc (want $code): $*"; }
+  grep -qF -- "$needle" "$T/err" "$T/out" || { cat "$T/err"; fail "no '$needle' in output of: $*"; }
+}
+GS=$F/gemma-scope-2b-pt-res/layer_3/width_128/average_l0_5
+A=$F/acts_a.safetensors
+B=$F/acts_b.safetensors
+
+expect 0 "results" -- "$CLI" shift --a $A --b $B --sae $F/saelens_jumprelu --bootstrap 50 --out "$T/o1"
+for f in results.json summary.csv features_blocks.3.hook_resid_post.csv tokens_blocks.3.hook_resid_post.csv; do
+  [ -s "$T/o1/$f" ] || fail "missing $f"
+done
+grep -q '"special_tokens_excluded":	true' "$T/o1/results.json" || fail "BOS not excluded by default"
+grep -q '"n_rows":	32' "$T/o1/results.json" || fail "want 40 tokens - 8 BOS = 32 rows"
+# Gemma Scope npz with the hook derived from layer_3, a {layer} sweep
+expect 0 "results" -- "$CLI" shift --a $A --b $B --sae "$F/gemma-scope-2b-pt-res/layer_{layer}/width_128/average_l0_5" \
+  --layers 3 --bootstrap 0 --out "$T/o2"
+grep -q '"hook_source":	"derived from path"' "$T/o2/results.json" || fail "hook not derived from path"
+# raw-only (no SAE)
+expect 0 "results" -- "$CLI" shift --a $A --b $B --bootstrap 10 --out "$T/o3"
+
+# bad input: clear message, exit 1
+expect 2 "required" -- "$CLI" shift --a $A --out "$T/x"
+expect 1 "nope.safetensors" -- "$CLI" shift --a $F/nope.safetensors --b $B --out "$T/x"
+expect 1 "unknown SAE architecture 'gated_mystery'" -- "$CLI" shift --a $A --b $B --sae $F/bad_arch --out "$T/x"
+expect 1 "missing array 'threshold'" -- "$CLI" shift --a $A --b $B --sae $F/bad_missing --sae-hook blocks.3.hook_resid_post --out "$T/x"
+expect 1 "has shape" -- "$CLI" shift --a $A --b $B --sae $F/bad_shape --sae-hook blocks.3.hook_resid_post --out "$T/x"
+expect 1 "NaN" -- "$CLI" shift --a $A --b $F/acts_nan.safetensors --sae $GS --out "$T/x"
+expect 1 "does not match the activation width 128" -- "$CLI" shift --a $F/acts_wide.safetensors --b $F/acts_wide.safetensors --sae $GS --out "$T/x"
+expect 1 "trained on hook 'blocks.3.hook_resid_post'" -- "$CLI" shift --a $F/acts_l4.safetensors --b $F/acts_l4.safetensors --sae $GS --out "$T/x"
+expect 0 "results" -- "$CLI" shift --a $F/acts_l4.safetensors --b $F/acts_l4.safetensors --sae $GS --allow-hook-mismatch --bootstrap 0 --out "$T/o4"
+[ ! -e "$T/x/results.json" ] || fail "results written despite errors"
+
+# sae fit / train
+expect 0 '"explained_variance"' -- "$CLI" sae fit --acts $A --sae $GS
+expect 1 "NaN" -- "$CLI" sae fit --acts $F/acts_nan.safetensors --sae $GS
+expect 0 "sae train" -- "$CLI" sae train --acts $A --hook blocks.3.hook_resid_post --d-sae 32 --k 4 --steps 50 --batch 16 --out "$T/sae"
+[ -s "$T/sae/cfg.json" ] && [ -s "$T/sae/sae_weights.safetensors" ] || fail "trained SAE not saved"
+expect 0 '"fit"' -- "$CLI" sae fit --acts $A --sae "$T/sae"
+echo ok

@@ -1,0 +1,191 @@
+/* HTML report: the fixture results directory renders every section with n and CI in each
+ * caption; hostile strings from data (script tags, attribute breakouts) come out escaped —
+ * checked by scanning every tag of the output against an allow-list; missing files are
+ * skipped with a note; malformed files are errors naming the file; output is atomic and
+ * deterministic. */
+#include "testutil.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reprshift/fileio.h"
+#include "reprshift/report.h"
+
+#define FULL "tests/fixtures/report/full"
+#define HOSTILE "tests/fixtures/report/hostile"
+
+static int count(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++) n++;
+    return n;
+}
+
+static void test_full_fixture(void **state) {
+    (void)state;
+    char *html, *html2;
+    size_t len, len2;
+    int figs;
+    rs_err err;
+    if (report_render(FULL, &html, &len, &figs, &err)) fail_msg("%s", err.msg);
+    /* 4 shift metrics + 2 histograms + 2×2 rankings, 4 SAE metrics, 3 probe tasks,
+     * 6 attribute probes, 1 transfer matrix */
+    assert_int_equal(figs, 4 + 2 + 4 + 4 + 3 + 6 + 1);
+    assert_int_equal(count(html, "<figure>"), figs);
+    assert_int_equal(count(html, "<svg "), figs);
+    assert_int_equal(count(html, "<span class=\"n\">n = "), figs);
+    assert_int_equal(count(html, "<span class=\"ci\">CI: "), figs);
+    assert_non_null(strstr(html, "n = 412 rows (40 inputs) per layer."));
+    assert_non_null(strstr(html, "CI: 95% percentile bootstrap over inputs, 1000 resamples."));
+    assert_non_null(strstr(html, "CI: percentile bootstrap over inputs, level 0.95, 1000 resamples."));
+    assert_non_null(strstr(html, "n = 160 tokens."));
+    assert_non_null(strstr(html, "n = 40 test rows per point."));
+    for (const char *s = "brightness\0redness\0saturation\0contrast\0blur\0rotation\0"; *s; s += strlen(s) + 1)
+        assert_non_null(strstr(html, s));
+    assert_non_null(strstr(html, "ce_loss_recovered"));
+    assert_non_null(strstr(html, "[0.87, 0.95]")); /* heatmap cell CI label */
+    assert_null(strstr(html, "Skipped sections"));
+    assert_null(strstr(html, "<script"));
+    assert_null(strstr(html, "src=")); /* self-contained: nothing to load */
+    assert_non_null(strstr(html, "<footer id=\"report-end\">"));
+    /* deterministic */
+    if (report_render(FULL, &html2, &len2, NULL, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(len, len2);
+    assert_memory_equal(html, html2, len);
+    free(html);
+    free(html2);
+}
+
+static const char *ALLOWED_TAGS[] = {"html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "p",
+                                     "code", "nav", "a", "section", "div", "figure", "figcaption", "svg", "rect",
+                                     "text", "line", "path", "polygon", "circle", "b", "span", "ul", "li", "footer",
+                                     NULL};
+
+/* Every tag in html must be on the allow-list and carry no event-handler attribute. */
+static void check_tags(const char *html) {
+    int n_tags = 0;
+    for (const char *p = html; (p = strchr(p, '<')); p++) {
+        const char *q = p + 1;
+        if (!strncmp(q, "!DOCTYPE", 8)) continue;
+        if (*q == '/') q++;
+        char name[32];
+        int k = 0;
+        while (isalnum((unsigned char)q[k]) && k < 31) name[k] = (char)tolower((unsigned char)q[k]), k++;
+        name[k] = '\0';
+        int ok = 0;
+        for (int i = 0; ALLOWED_TAGS[i]; i++) ok |= !strcmp(name, ALLOWED_TAGS[i]);
+        if (!ok) fail_msg("unexpected tag <%s> at byte %ld: %.60s", name, (long)(p - html), p);
+        const char *end = strchr(p, '>');
+        assert_non_null(end);
+        /* attribute names: a space followed by letters then '=' outside quotes */
+        int inq = 0;
+        for (const char *a = p; a < end; a++) {
+            if (*a == '"') inq = !inq;
+            if (!inq && *a == ' ' && tolower((unsigned char)a[1]) == 'o' && tolower((unsigned char)a[2]) == 'n')
+                fail_msg("event-handler-like attribute in tag: %.80s", p);
+        }
+        assert_false(inq);
+        n_tags++;
+    }
+    assert_true(n_tags > 50);
+}
+
+static void test_hostile_strings_escaped(void **state) {
+    (void)state;
+    char *html;
+    size_t len;
+    int figs;
+    rs_err err;
+    if (report_render(HOSTILE, &html, &len, &figs, &err)) fail_msg("%s", err.msg);
+    assert_true(figs >= 5);
+    check_tags(html);
+    assert_null(strstr(html, "<script"));
+    assert_null(strstr(html, "<img"));
+    assert_null(strstr(html, "\"><"));
+    assert_non_null(strstr(html, "&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert_non_null(strstr(html, "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"));
+    assert_non_null(strstr(html, "&amp;amp;"));            /* a literal "&amp;" in a token stays text */
+    assert_non_null(strstr(html, "\xC3\xA9\xE4\xB8\xAD&#39;&quot;")); /* UTF-8 kept, quotes escaped */
+    check_tags(html);
+    /* the full fixture passes the same scan */
+    free(html);
+    if (report_render(FULL, &html, &len, &figs, &err)) fail_msg("%s", err.msg);
+    check_tags(html);
+    free(html);
+}
+
+static void write_file(const char *dir, const char *name, const char *text) {
+    char *p = rs_path_join(dir, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    free(p);
+}
+
+static void test_missing_and_malformed(void **state) {
+    (void)state;
+    rs_err err;
+    char *html;
+    size_t len;
+    int figs;
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    /* empty directory: a page that says so */
+    if (report_render(dir, &html, &len, &figs, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(figs, 0);
+    assert_non_null(strstr(html, "No results to show"));
+    assert_int_equal(count(html, ": skipped, no <code>"), 4);
+    free(html);
+    /* only probes.json: other sections skipped with a note */
+    assert_int_equal(tu_system("cp " FULL "/probes.json '%s/'", dir), 0);
+    if (report_render(dir, &html, &len, &figs, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(figs, 9);
+    assert_non_null(strstr(html, "Representation shift: skipped, no <code>shift.json</code>"));
+    assert_non_null(strstr(html, "Transfer matrix: skipped, no <code>transfer.json</code>"));
+    free(html);
+    /* malformed JSON names the file */
+    char out[300];
+    snprintf(out, sizeof out, "%s/report.html", dir);
+    write_file(dir, "shift.json", "{\"layers\": [1, 2");
+    assert_int_equal(report_write(dir, out, &figs, &err), -1);
+    assert_non_null(strstr(err.msg, "/shift.json: malformed JSON"));
+    assert_false(rs_path_exists(out)); /* nothing written on error */
+    /* schema errors name the file and the field */
+    write_file(dir, "shift.json", "{\"ci\": \"x\", \"layers\": [{\"layer\": 0, \"shift\": {}}]}");
+    assert_int_equal(report_render(dir, &html, &len, &figs, &err), -1);
+    assert_non_null(strstr(err.msg, "shift.json: layers[0]: \"n_rows\""));
+    write_file(dir, "shift.json", "{\"layers\": [{\"layer\": 0, \"n_rows\": 3}]}");
+    assert_int_equal(report_render(dir, &html, &len, &figs, &err), -1);
+    assert_non_null(strstr(err.msg, "shift.json: missing \"ci\""));
+    write_file(dir, "shift.json",
+               "{\"ci\": \"x\", \"layers\": [{\"layer\": 0, \"n_rows\": 3, \"shift\": {\"cos_raw\": {\"value\": \"high\"}}}]}");
+    assert_int_equal(report_render(dir, &html, &len, &figs, &err), -1);
+    assert_non_null(strstr(err.msg, "shift.json: layers[0].shift.cos_raw: expected a number"));
+    write_file(dir, "shift.json", "[]");
+    assert_int_equal(report_render(dir, &html, &len, &figs, &err), -1);
+    assert_non_null(strstr(err.msg, "shift.json: expected a JSON object"));
+    char shift[300];
+    snprintf(shift, sizeof shift, "%s/shift.json", dir);
+    remove(shift);
+    write_file(dir, "transfer.json", "{\"ci\": \"x\", \"rows\": [\"a\"], \"cols\": [\"b\"], \"n\": 3, \"values\": [[1, 2]]}");
+    assert_int_equal(report_render(dir, &html, &len, &figs, &err), -1);
+    assert_non_null(strstr(err.msg, "transfer.json: (top level).values[0]: expected 1 columns"));
+    write_file(dir, "transfer.json", "{\"ci\": \"x\", \"rows\": [\"a\"], \"cols\": [\"b\"], \"values\": [[0.5]]}");
+    assert_int_equal(report_render(dir, &html, &len, &figs, &err), -1);
+    assert_non_null(strstr(err.msg, "\"n\""));
+    /* not a directory */
+    assert_int_equal(report_render("tests/fixtures/report/nope", &html, &len, &figs, &err), -1);
+    assert_non_null(strstr(err.msg, "results directory not found"));
+    tu_system("rm -rf '%s'", dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_fixture),
+        cmocka_unit_test(test_hostile_strings_escaped),
+        cmocka_unit_test(test_missing_and_malformed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,218 @@
+/* The shift pipeline end to end (shift_run, used by `reprshift shift`): activation files in
+ * the `reprshift extract` layout built from the numpy shift golden, the sae-lens jumprelu
+ * fixture SAE; results.json values must equal the numpy statistics (features recomputed by
+ * our encoder, checked against sae-lens in test_sae). Bad inputs: hook mismatch, d_in
+ * mismatch, NaN activations, missing hook, unknown architecture. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+#include "reprshift/jsonutil.h"
+#include "reprshift/safetensors.h"
+#include "reprshift/shift_run.h"
+
+#define FX "tests/fixtures/sae/"
+#define HOOK "blocks.3.hook_resid_post"
+
+static st_set *G;
+static char DIR_[256];
+
+static int setup(void **st) {
+    (void)st;
+    rs_err err;
+    if (st_open(&G, FX "shift_golden.safetensors", &err)) return -1;
+    snprintf(DIR_, sizeof DIR_, "%s", tu_tmpdir());
+    return 0;
+}
+
+static int teardown(void **st) {
+    (void)st;
+    st_close(G);
+    return 0;
+}
+
+/* Write an extract-style file: hook tensor, token_ids, offsets. */
+static void write_acts(const char *path, const char *hook, const float *x, int64_t n, int64_t d, const int32_t *ids,
+                       const int64_t *off, int64_t n_in) {
+    rs_err err;
+    st_writer *w = st_writer_new();
+    int64_t sh[2] = {n, d}, nn = n, no = n_in + 1;
+    assert_int_equal(st_writer_add(w, hook, RS_DT_F32, 2, sh, x, &err), 0);
+    assert_int_equal(st_writer_add(w, "token_ids", RS_DT_I32, 1, &nn, ids, &err), 0);
+    assert_int_equal(st_writer_add(w, "offsets", RS_DT_I64, 1, &no, off, &err), 0);
+    assert_int_equal(st_writer_meta(w, "pool", "none", &err), 0);
+    if (st_writer_save(w, path, &err)) fail_msg("%s", err.msg);
+    st_writer_free(w);
+}
+
+static void make_files(const char *pa, const char *pb, int differ_ids, const char *hook_b, float poison) {
+    const st_tensor *a = st_get(G, "a"), *b = st_get(G, "b"), *off = st_get(G, "offsets");
+    int64_t n = a->shape[0], d = a->shape[1], n_in = off->numel - 1;
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    for (int64_t t = 0; t < n; t++) ids[t] = 100 + (int32_t)t;
+    write_acts(pa, HOOK, a->data, n, d, ids, off->data, n_in);
+    if (differ_ids) ids[1] = 99999;
+    float *bb = malloc((size_t)(n * d) * sizeof *bb);
+    memcpy(bb, b->data, (size_t)(n * d) * sizeof *bb);
+    bb[7] = poison;
+    if (poison == 0) bb[7] = ((const float *)b->data)[7];
+    write_acts(pb, hook_b ? hook_b : HOOK, bb, n, d, ids, off->data, n_in);
+    free(bb);
+    free(ids);
+}
+
+static cJSON *load_results(const char *out) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/results.json", out);
+    cJSON *j;
+    rs_err err;
+    if (rs_json_load(p, 1 << 24, &j, &err)) fail_msg("%s", err.msg);
+    return j;
+}
+
+static void test_aligned_vs_numpy(void **st) {
+    (void)st;
+    char pa[512], pb[512], out[512];
+    snprintf(pa, sizeof pa, "%s/a.safetensors", DIR_);
+    snprintf(pb, sizeof pb, "%s/b.safetensors", DIR_);
+    snprintf(out, sizeof out, "%s/out1", DIR_);
+    make_files(pa, pb, 0, NULL, 0);
+    shift_run_opts o = {.acts_a = pa, .acts_b = pb, .sae = FX "saelens_jumprelu", .n_boot = 50, .seed = 3, .out_dir = out};
+    rs_err err = {{0}};
+    if (shift_run(&o, &err)) fail_msg("%s", err.msg);
+    cJSON *j = load_results(out);
+    cJSON *L = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "layers"), 0);
+    assert_string_equal(cJSON_GetObjectItem(L, "mode")->valuestring, "token_aligned");
+    cJSON *sh = cJSON_GetObjectItem(L, "shift");
+    const double *val = st_get(G, "value")->data;
+    /* raw metrics and those features FA[3], FA[4], FB[4] zeroing did not touch are compared
+     * where the golden applies: raw cos/l2/CKA exactly (same rows, no zeroed features). */
+    const char *raw[3] = {"cos_raw", "l2_raw", "cka_linear"};
+    const int ri[3] = {0, 1, 9};
+    for (int k = 0; k < 3; k++) {
+        cJSON *s = cJSON_GetObjectItem(sh, raw[k]);
+        double v = cJSON_GetObjectItem(s, "value")->valuedouble;
+        if (fabs(v - val[ri[k]]) > 2e-5 * fmax(1, fabs(val[ri[k]]))) fail_msg("%s: %.9g vs numpy %.9g", raw[k], v, val[ri[k]]);
+        /* percentile intervals of biased statistics (l2, CKA) need not contain the estimate */
+        assert_true(cJSON_GetObjectItem(s, "ci_lo")->valuedouble <= cJSON_GetObjectItem(s, "ci_hi")->valuedouble);
+    }
+    const char *feat[5] = {"cos_feat", "jaccard_token", "jaccard_feature", "js_mass_bits", "pearson_mean_feat"};
+    for (int k = 0; k < 5; k++) assert_true(cJSON_IsObject(cJSON_GetObjectItem(sh, feat[k])));
+    double js = cJSON_GetObjectItem(cJSON_GetObjectItem(sh, "js_mass_bits"), "value")->valuedouble;
+    assert_true(js >= 0 && js <= 1);
+    cJSON *fit = cJSON_GetObjectItem(L, "fit");
+    assert_non_null(cJSON_GetObjectItem(fit, "a"));
+    assert_non_null(cJSON_GetObjectItem(fit, "b_special_tokens"));
+    cJSON_Delete(j);
+    char p[600];
+    snprintf(p, sizeof p, "%s/summary.csv", out);
+    assert_int_equal(tu_system("grep -q '^-1,\"%s\",cka_linear,' %s", HOOK, p), 0);
+    snprintf(p, sizeof p, "%s/features_%s.csv", out, HOOK);
+    assert_int_equal(tu_system("test -s %s", p), 0);
+    snprintf(p, sizeof p, "%s/tokens_%s.csv", out, HOOK);
+    assert_int_equal(tu_system("test $(wc -l < %s) -eq %d", p, (int)st_get(G, "a")->shape[0] + 1), 0);
+}
+
+static void test_pooled_when_tokens_differ(void **st) {
+    (void)st;
+    char pa[512], pb[512], out[512];
+    snprintf(pa, sizeof pa, "%s/pa.safetensors", DIR_);
+    snprintf(pb, sizeof pb, "%s/pb.safetensors", DIR_);
+    snprintf(out, sizeof out, "%s/out2", DIR_);
+    make_files(pa, pb, 1, NULL, 0);
+    shift_run_opts o = {.acts_a = pa, .acts_b = pb, .sae = FX "saelens_jumprelu", .n_boot = 20, .out_dir = out};
+    rs_err err = {{0}};
+    if (shift_run(&o, &err)) fail_msg("%s", err.msg);
+    cJSON *j = load_results(out);
+    cJSON *L = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "layers"), 0);
+    assert_string_equal(cJSON_GetObjectItem(L, "mode")->valuestring, "pooled_per_input");
+    assert_int_equal((int)cJSON_GetObjectItem(L, "n_rows")->valuedouble, (int)(st_get(G, "offsets")->numel - 1));
+    cJSON_Delete(j);
+}
+
+static void expect_fail(shift_run_opts *o, const char *needle) {
+    rs_err err = {{0}};
+    if (shift_run(o, &err) == 0) fail_msg("expected failure containing '%s'", needle);
+    if (!strstr(err.msg, needle)) fail_msg("message '%s' lacks '%s'", err.msg, needle);
+}
+
+static void test_bad_inputs(void **st) {
+    (void)st;
+    char pa[512], pb[512], pn[512], out[512];
+    snprintf(pa, sizeof pa, "%s/ba.safetensors", DIR_);
+    snprintf(pb, sizeof pb, "%s/bb.safetensors", DIR_);
+    snprintf(pn, sizeof pn, "%s/bn.safetensors", DIR_);
+    snprintf(out, sizeof out, "%s/out3", DIR_);
+    make_files(pa, pb, 0, "blocks.4.hook_resid_post", 0);
+    /* hook mismatch: SAE for blocks.3 applied to blocks.4 activations */
+    shift_run_opts o = {.acts_a = pa, .acts_b = pa, .sae = FX "saelens_jumprelu", .hook = HOOK, .out_dir = out};
+    make_files(pa, pb, 0, NULL, 0);
+    char p4[512];
+    snprintf(p4, sizeof p4, "%s/b4.safetensors", DIR_);
+    {
+        const st_tensor *a = st_get(G, "a"), *off = st_get(G, "offsets");
+        int64_t n = a->shape[0];
+        int32_t *ids = malloc((size_t)n * sizeof *ids);
+        for (int64_t t = 0; t < n; t++) ids[t] = 100 + (int32_t)t;
+        write_acts(p4, "blocks.4.hook_resid_post", a->data, n, a->shape[1], ids, off->data, off->numel - 1);
+        free(ids);
+    }
+    o.acts_a = p4;
+    o.acts_b = p4;
+    o.hook = "blocks.4.hook_resid_post";
+    expect_fail(&o, "blocks.3.hook_resid_post");
+    o.allow_hook_mismatch = 1;
+    rs_err err = {{0}};
+    if (shift_run(&o, &err)) fail_msg("override should succeed: %s", err.msg);
+    o.allow_hook_mismatch = 0;
+    /* missing hook in file names the file and lists what is there */
+    o.hook = "blocks.9.hook_resid_post";
+    expect_fail(&o, "b4.safetensors");
+    /* unknown architecture */
+    o.acts_a = pa;
+    o.acts_b = pb;
+    o.hook = HOOK;
+    o.sae = FX "bad_arch";
+    expect_fail(&o, "unknown SAE architecture");
+    /* NaN in B */
+    make_files(pa, pn, 0, NULL, NAN);
+    o.acts_b = pn;
+    o.sae = FX "saelens_jumprelu";
+    expect_fail(&o, "NaN");
+    expect_fail(&o, "bn.safetensors");
+    /* missing SAE key */
+    o.acts_b = pb;
+    o.sae = FX "bad_missing";
+    o.sae_hook = HOOK;
+    expect_fail(&o, "threshold");
+}
+
+static void test_width_mismatch(void **st) {
+    (void)st;
+    const st_tensor *a = st_get(G, "a");
+    int64_t n = 4, d = 128;
+    float *x = calloc((size_t)(n * d), sizeof *x);
+    for (int64_t i = 0; i < n * d; i++) x[i] = ((const float *)a->data)[i % (a->numel)];
+    int32_t ids[4] = {2, 10, 11, 12};
+    int64_t off[2] = {0, 4};
+    char p[512], out[512];
+    snprintf(p, sizeof p, "%s/wide.safetensors", DIR_);
+    snprintf(out, sizeof out, "%s/out4", DIR_);
+    write_acts(p, HOOK, x, n, d, ids, off, 1);
+    shift_run_opts o = {.acts_a = p, .acts_b = p, .sae = FX "saelens_jumprelu", .out_dir = out};
+    expect_fail(&o, "d_in 64 does not match the activation width 128");
+    free(x);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_aligned_vs_numpy),
+        cmocka_unit_test(test_pooled_when_tokens_differ),
+        cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_width_mismatch),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
