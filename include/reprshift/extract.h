@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include "reprshift/error.h"
 #include "reprshift/gemma2.h"
+#include "reprshift/paligemma.h"
 #include "reprshift/progress.h"
 
 typedef enum { POOL_NONE, POOL_MEAN, POOL_LAST } rs_pool;
@@ -56,5 +57,63 @@ void extract_result_free(extract_result *r);
 /* Name of a pooling mode ("none", "mean", "last"); parse returns -1 if unknown. */
 const char *rs_pool_name(rs_pool p);
 int rs_pool_parse(const char *s, rs_pool *out);
+
+/* ---- PaliGemma: image inputs (image tokens + <bos> + prompt + "\n") and text-only inputs ---- */
+
+/* Inputs for PaliGemma; an entry with image_path runs its image through the tower. */
+typedef struct {
+    int n;
+    int32_t **ids;       /* [n] full token sequences (<image> tokens included) */
+    int64_t *lens;
+    uint8_t **kinds;     /* [n] pg_token_kind per token */
+    int *prefix_len;     /* [n] 0 for text-only inputs (plain causal) */
+    char **image_paths;  /* [n] NULL for text-only inputs */
+    char **texts;        /* [n] caption / prompt (row index), may be NULL */
+    char **labels;       /* [n] label (row index), may be NULL */
+} pg_inputs;
+
+/* One saved tensor of a PaliGemma extraction. */
+typedef struct {
+    char name[112];      /* hook name, or "<hook>@image" / "<hook>@text" for pooled variants */
+    int width;
+    int64_t rows;
+    float *data;         /* [rows, width] */
+} pg_tensor;
+
+typedef struct {
+    int n_tensors;
+    pg_tensor *t;
+    int64_t n_inputs;
+    int32_t *token_ids;      /* [tokens] */
+    uint8_t *token_kind;     /* [tokens] pg_token_kind */
+    int64_t *offsets;        /* [n_inputs + 1] decoder token offsets */
+    int64_t *vision_offsets; /* [n_inputs + 1] rows of the unpooled vision tensors (N per image input) */
+    rs_pool pool;
+} pg_extract_result;
+
+/* Free a pg_inputs. */
+void pg_inputs_free(pg_inputs *in);
+/* Append one input (arrays and strings copied; image_path/text/label may be NULL). */
+int pg_inputs_add(pg_inputs *in, const int32_t *ids, const uint8_t *kinds, int64_t len, int prefix_len,
+                  const char *image_path, const char *text, const char *label, rs_err *err);
+
+/* Run PaliGemma over all inputs (images decoded and preprocessed a batch at a time).
+ * Output tensors, for each hook H:
+ *   pool none: H [tokens, d] for decoder hooks; H [image inputs × N, d] for vision.* /
+ *              projector.* hooks (rows of input i: vision_offsets[i]..[i+1]).
+ *   pool mean: H [n, d] = mean over the input's content tokens (image tokens of an image
+ *              input, text tokens of a text-only input; never BOS, "\n", EOS, pad unless
+ *              pool_special, which averages every token); H@image and H@text [n, d] = mean
+ *              over image tokens / prompt or text tokens (NaN rows where an input has none).
+ *              Vision hooks: H [n, d] mean over the patches (NaN rows for text inputs).
+ *   pool last: decoder hooks only, H [n, d] = last token (the "\n" of an image input). */
+int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extract_opts *o, pg_extract_result *r,
+                      rs_progress *prog, rs_err *err);
+/* Write the tensors + token_ids, token_kind (U8), offsets, vision_offsets atomically, and
+ * FILE.rows.jsonl (one line per input: modality, image/text, label, rows). */
+int extract_paligemma_save(const pg_extract_result *r, const pg_inputs *in, const char *path,
+                           const char *const *meta, rs_err *err);
+/* Free a result. */
+void pg_extract_result_free(pg_extract_result *r);
 
 #endif

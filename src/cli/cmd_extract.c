@@ -7,37 +7,59 @@
 #include "cli/commands.h"
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
+#include "reprshift/manifest.h"
+#include "reprshift/paligemma.h"
 #include "reprshift/tokenizer.h"
 
 static const char USAGE[] =
-    "usage: reprshift extract --model DIR --hook H[,H...] INPUT --out FILE.safetensors [options]\n"
+    "usage: reprshift extract --model DIR --hook H[,H...] INPUT... --out FILE.safetensors [options]\n"
     "\n"
-    "Run a Gemma-2 checkpoint (Hugging Face folder: config.json + safetensors) and save the\n"
-    "activations at the named hooks: one f32 tensor per hook, named exactly by the hook name.\n"
+    "Run a Gemma-2 or PaliGemma-2 checkpoint (Hugging Face folder: config.json + safetensors)\n"
+    "and save the activations at the named hooks: one f32 tensor per hook, named by the hook.\n"
     "\n"
-    "INPUT (one of):\n"
+    "INPUT (Gemma-2: exactly one; PaliGemma: any mix, in the order manifest, images, texts):\n"
     "  --text S           one text (may be repeated)\n"
     "  --texts FILE       one text per line (blank lines are errors)\n"
     "  --ids 2,651,...    one pre-tokenized sequence (for checkpoints without a tokenizer)\n"
     "  --ids-file FILE    one comma/space-separated id sequence per line\n"
+    "  --image PATH       PaliGemma: one image (JPEG/PNG; may be repeated)\n"
+    "  --manifest FILE    PaliGemma: CSV with columns modality,input,label (modality text|image;\n"
+    "                     input = caption, or image path relative to the manifest's folder)\n"
     "\n"
     "options:\n"
     "  --hook H[,H...]    hooks, e.g. blocks.12.hook_resid_post, blocks.3.hook_mlp_out,\n"
-    "                     blocks.0.attn.hook_z, ln_final.hook_normalized (TransformerLens names)\n"
+    "                     blocks.0.attn.hook_z, ln_final.hook_normalized (TransformerLens names);\n"
+    "                     PaliGemma also: vision.hook_embed, vision.blocks.L.{hook_resid_pre,\n"
+    "                     hook_attn_out, hook_resid_mid, hook_mlp_out, hook_resid_post},\n"
+    "                     vision.ln_post, projector.hook_out\n"
     "  --pool MODE        none (default): [tokens, d] plus token_ids [tokens] and offsets [n+1];\n"
     "                     mean: [n, d], excluding BOS/EOS/pad tokens; last: [n, d] last token\n"
-    "  --pool-special     let mean pooling include BOS/EOS/pad tokens\n"
+    "  --pool-special     let mean pooling include BOS/EOS/pad (PaliGemma: every token)\n"
     "  --no-bos           do not prepend <bos> when tokenizing text\n"
     "  --tokenizer FILE   tokenizer.json (default: MODEL/tokenizer.json)\n"
     "  --batch-tokens N   tokens per forward batch (default 2048)\n"
+    "\n"
+    "PaliGemma image inputs are <image>xN, <bos>, PROMPT, \"\\n\" (the processor's format) with\n"
+    "prefix-LM attention; text inputs (--text, manifest text rows) run through the decoder\n"
+    "alone, causally, as <bos> + text: a different input distribution from image + prompt.\n"
+    "  --prompt S         prompt after the image (default \"caption en\"; \"\" for none)\n"
+    "  --prompt-ids IDS   the prompt as token ids, for checkpoints without a tokenizer (the\n"
+    "                     \"\\n\" separator, id 108, is appended)\n"
+    "PaliGemma outputs: token_kind U8 [tokens] (0 text, 1 image, 2 bos, 3 prompt, 4 sep \"\\n\",\n"
+    "5 suffix, 6 eos/pad) and vision_offsets I64 [n+1]. vision.*/projector.* tensors have N rows\n"
+    "per image input (pool none) or one row per input (pool mean; NaN for text inputs). With\n"
+    "--pool mean each decoder hook H gives H (the input's own content: its image tokens, or a\n"
+    "text input's text tokens), H@image (image tokens) and H@text (prompt / text tokens); BOS,\n"
+    "\"\\n\", EOS and pad are never averaged; NaN rows where an input has no such tokens.\n"
     "\n"
     "Writes FILE.safetensors and FILE.safetensors.rows.jsonl (one line per input: its rows and\n"
     "text). Both are written atomically: on any error nothing is left behind.\n";
 
 typedef struct {
     const char *model, *hooks, *texts_file, *ids, *ids_file, *tokenizer, *out;
-    const char **texts;
-    int n_texts, no_bos, pool_special;
+    const char **texts, **images;
+    const char *prompt, *prompt_ids, *manifest;
+    int n_texts, n_images, no_bos, pool_special;
     rs_pool pool;
     long batch_tokens;
 } extract_args;
@@ -78,9 +100,215 @@ static int read_lines_inputs(const char *path, int as_ids, const rs_tokenizer *t
     return rc;
 }
 
+/* ---- PaliGemma ---- */
+
+#define PG_NEWLINE_ID 108 /* "\n" in the Gemma / PaliGemma vocabulary */
+
+typedef struct {
+    const paligemma_model *m;
+    rs_tokenizer *tok;
+    int32_t *prompt;      /* prompt + "\n" tokens */
+    size_t n_prompt;
+    int no_bos;
+    pg_inputs in;
+} pg_ctx;
+
+static int pg_add_image(pg_ctx *c, const char *path, const char *prompt_text, const char *label, rs_err *err) {
+    int32_t *ids;
+    uint8_t *kinds;
+    int64_t len;
+    int P;
+    if (paligemma_build_input(c->m, 1, c->prompt, (int)c->n_prompt, NULL, 0, &ids, &kinds, &len, &P, err)) return -1;
+    int rc = pg_inputs_add(&c->in, ids, kinds, len, P, path, prompt_text, label, err);
+    free(ids);
+    free(kinds);
+    return rc;
+}
+
+static int pg_add_ids(pg_ctx *c, const int32_t *ids, int64_t n, const char *text, const char *label, rs_err *err) {
+    uint8_t *kinds = malloc((size_t)(n ? n : 1));
+    if (!kinds) return rs_errf(err, "out of memory");
+    paligemma_text_kinds(c->m, ids, n, kinds);
+    for (int64_t i = 0; i < n; i++)
+        if (kinds[i] == PG_TOK_IMAGE) {
+            free(kinds);
+            return rs_errf(err, "a text input contains the <image> token (id %d); give images with --image", ids[i]);
+        }
+    int rc = pg_inputs_add(&c->in, ids, kinds, n, 0, NULL, text, label, err);
+    free(kinds);
+    return rc;
+}
+
+static int pg_add_text(pg_ctx *c, const char *text, const char *label, rs_err *err) {
+    int32_t *ids;
+    size_t n;
+    if (!text[0]) return rs_errf(err, "empty text input");
+    if (tok_encode(c->tok, text, strlen(text), !c->no_bos, &ids, &n, err)) return -1;
+    int rc = n ? pg_add_ids(c, ids, (int64_t)n, text, label, err) : rs_errf(err, "text \"%.40s\" gives no tokens", text);
+    free(ids);
+    return rc;
+}
+
+static int pg_lines(pg_ctx *c, const char *path, int as_ids, rs_err *err) {
+    char *buf;
+    size_t n;
+    if (rs_read_file(path, (size_t)1 << 31, &buf, &n, err)) return -1;
+    int lineno = 0, rc = 0, before = c->in.n;
+    for (char *line = buf; line && *line && !rc;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = '\0';
+        lineno++;
+        size_t L = strlen(line);
+        if (L && line[L - 1] == '\r') line[--L] = '\0';
+        if (L == 0) { rc = rs_errf(err, "%s:%d: empty line (every line must hold one input)", path, lineno); break; }
+        if (as_ids) {
+            int32_t *ids;
+            int64_t ni;
+            rc = rs_parse_ids(line, &ids, &ni, err);
+            if (!rc) { rc = pg_add_ids(c, ids, ni, NULL, NULL, err); free(ids); }
+        } else {
+            rc = pg_add_text(c, line, NULL, err);
+        }
+        if (rc) rs_err_prefix(err, "%s:%d", path, lineno);
+        line = nl ? nl + 1 : NULL;
+    }
+    free(buf);
+    if (!rc && c->in.n == before) rc = rs_errf(err, "%s: no inputs in file", path);
+    return rc;
+}
+
+static int run_paligemma(const extract_args *a, rs_err *err) {
+    pg_ctx c = {.no_bos = a->no_bos};
+    paligemma_model *m = NULL;
+    hook_request *hooks = NULL;
+    rs_manifest *man = NULL;
+    pg_extract_result res = {0};
+    int n_hooks = 0, rc = -1;
+    if (paligemma_open(&m, a->model, err)) goto done;
+    c.m = m;
+    /* hooks */
+    {
+        char *list = strdup(a->hooks);
+        hooks = calloc(strlen(a->hooks) / 2 + 2, sizeof *hooks);
+        if (!list || !hooks) { free(list); rs_errf(err, "out of memory"); goto done; }
+        for (char *save = NULL, *h = strtok_r(list, ",", &save); h; h = strtok_r(NULL, ",", &save)) {
+            if (paligemma_hook_parse(m, h, &hooks[n_hooks], err)) { free(list); goto done; }
+            for (int j = 0; j < n_hooks; j++)
+                if (!strcmp(hooks[j].name, hooks[n_hooks].name)) {
+                    rs_errf(err, "hook \"%s\" requested twice", h);
+                    free(list);
+                    goto done;
+                }
+            n_hooks++;
+        }
+        free(list);
+        if (!n_hooks) { rs_errf(err, "--hook lists no hooks"); goto done; }
+    }
+    if (a->manifest && rs_manifest_load(a->manifest, &man, err)) goto done;
+    int has_images = a->n_images > 0, has_texts = a->n_texts > 0 || a->texts_file;
+    for (size_t i = 0; man && i < man->n_rows; i++) {
+        if (man->rows[i].modality == RS_MODALITY_IMAGE) has_images = 1;
+        else has_texts = 1;
+    }
+    /* tokenizer: for text inputs, and for the prompt unless given as ids */
+    if (has_texts || (has_images && !a->prompt_ids)) {
+        char *tp = a->tokenizer ? strdup(a->tokenizer) : rs_path_join(a->model, "tokenizer.json");
+        if (!tp) { rs_errf(err, "out of memory"); goto done; }
+        if (!a->tokenizer && !rs_path_exists(tp)) {
+            rs_errf(err, "%s has no tokenizer.json: pass --tokenizer FILE, or give the prompt as --prompt-ids and "
+                         "texts as --ids/--ids-file", a->model);
+            free(tp);
+            goto done;
+        }
+        int r = tok_load(&c.tok, tp, err);
+        free(tp);
+        if (r) goto done;
+        if (tok_id(c.tok, "<image>") < 0 && tok_add_paligemma_tokens(c.tok, err)) goto done;
+    }
+    /* the prompt: tokens of prompt + "\n" (one segment, no BOS), as the processor does */
+    if (a->prompt_ids) {
+        int64_t n;
+        if (rs_parse_ids(a->prompt_ids, &c.prompt, &n, err)) { rs_err_prefix(err, "--prompt-ids"); goto done; }
+        int32_t *p = realloc(c.prompt, (size_t)(n + 1) * sizeof *p);
+        if (!p) { rs_errf(err, "out of memory"); goto done; }
+        c.prompt = p;
+        c.prompt[n] = PG_NEWLINE_ID;
+        c.n_prompt = (size_t)n + 1;
+    } else if (c.tok) {
+        size_t L = strlen(a->prompt);
+        char *pt = malloc(L + 2);
+        if (!pt) { rs_errf(err, "out of memory"); goto done; }
+        memcpy(pt, a->prompt, L);
+        pt[L] = '\n';
+        pt[L + 1] = '\0';
+        int r = tok_encode(c.tok, pt, L + 1, 0, &c.prompt, &c.n_prompt, err);
+        free(pt);
+        if (r) { rs_err_prefix(err, "--prompt"); goto done; }
+    }
+    for (size_t i = 0; c.prompt && i < c.n_prompt; i++)
+        if (c.prompt[i] < 0 || c.prompt[i] >= m->cfg.text.vocab_size || c.prompt[i] == m->cfg.image_token_index) {
+            rs_errf(err, "prompt token id %d is not a text token of this model (vocabulary %d, <image> = %d)",
+                    c.prompt[i], m->cfg.text.vocab_size, m->cfg.image_token_index);
+            goto done;
+        }
+    const char *ptext = a->prompt_ids ? NULL : a->prompt;
+    /* inputs: manifest rows, then --image, then texts and ids */
+    if (man) {
+        size_t missing;
+        if (rs_manifest_check_images(man, &missing, err)) goto done;
+        for (size_t i = 0; i < man->n_rows; i++) {
+            const rs_manifest_row *row = &man->rows[i];
+            int r = row->modality == RS_MODALITY_IMAGE ? pg_add_image(&c, row->path, ptext, row->label, err)
+                                                        : pg_add_text(&c, row->input, row->label, err);
+            if (r) { rs_err_prefix(err, "%s:%zu", a->manifest, row->line); goto done; }
+        }
+    }
+    for (int i = 0; i < a->n_images; i++) {
+        if (!rs_path_exists(a->images[i]) || rs_is_dir(a->images[i])) {
+            rs_errf(err, "%s: image file not found", a->images[i]);
+            goto done;
+        }
+        if (pg_add_image(&c, a->images[i], ptext, NULL, err)) goto done;
+    }
+    for (int i = 0; i < a->n_texts; i++)
+        if (pg_add_text(&c, a->texts[i], NULL, err)) { rs_err_prefix(err, "--text %d", i + 1); goto done; }
+    if (a->texts_file && pg_lines(&c, a->texts_file, 0, err)) goto done;
+    if (a->ids_file && pg_lines(&c, a->ids_file, 1, err)) goto done;
+    if (a->ids) {
+        int32_t *ids;
+        int64_t n;
+        if (rs_parse_ids(a->ids, &ids, &n, err)) { rs_err_prefix(err, "--ids"); goto done; }
+        int r = pg_add_ids(&c, ids, n, NULL, NULL, err);
+        free(ids);
+        if (r) goto done;
+    }
+    extract_opts o = {.n_hooks = n_hooks, .hooks = hooks, .pool = a->pool, .pool_special = a->pool_special,
+                      .batch_tokens = a->batch_tokens};
+    rs_progress prog;
+    if (extract_paligemma(m, &c.in, &o, &res, &prog, err)) goto done;
+    const char *meta[] = {"model", a->model, "hooks", a->hooks, "prompt", ptext ? ptext : a->prompt_ids,
+                          "bos", a->no_bos ? "no" : "yes", NULL};
+    if (extract_paligemma_save(&res, &c.in, a->out, meta, err)) goto done;
+    fprintf(stderr, "wrote %s: %d tensor(s), %lld input(s), %lld token(s)\n", a->out, res.n_tensors,
+            (long long)res.n_inputs, (long long)res.offsets[res.n_inputs]);
+    rc = 0;
+done:
+    pg_extract_result_free(&res);
+    if (hooks) hook_requests_free(hooks, n_hooks);
+    free(hooks);
+    rs_manifest_free(man);
+    pg_inputs_free(&c.in);
+    free(c.prompt);
+    tok_free(c.tok);
+    paligemma_close(m);
+    return rc ? 1 : 0;
+}
+
 int cmd_extract(int argc, char **argv) {
     extract_args a = {.pool = POOL_NONE, .batch_tokens = 2048};
     a.texts = calloc((size_t)argc, sizeof *a.texts);
+    a.images = calloc((size_t)argc, sizeof *a.images);
+    a.prompt = "caption en";
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},     {"hook", required_argument, 0, 'k'},
         {"text", required_argument, 0, 't'},      {"texts", required_argument, 0, 'T'},
@@ -88,6 +316,8 @@ int cmd_extract(int argc, char **argv) {
         {"tokenizer", required_argument, 0, 'z'}, {"pool", required_argument, 0, 'p'},
         {"pool-special", no_argument, 0, 'S'},    {"no-bos", no_argument, 0, 'B'},
         {"batch-tokens", required_argument, 0, 'b'}, {"out", required_argument, 0, 'o'},
+        {"image", required_argument, 0, 'g'},     {"prompt", required_argument, 0, 'P'},
+        {"prompt-ids", required_argument, 0, 'Q'}, {"manifest", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     int c, status = 1;
     optind = 1;
@@ -104,6 +334,7 @@ int cmd_extract(int argc, char **argv) {
             if (rs_pool_parse(optarg, &a.pool)) {
                 fprintf(stderr, "reprshift extract: --pool must be none, mean or last (got \"%s\")\n", optarg);
                 free(a.texts);
+                free(a.images);
                 return 2;
             }
             break;
@@ -111,18 +342,24 @@ int cmd_extract(int argc, char **argv) {
         case 'B': a.no_bos = 1; break;
         case 'b': a.batch_tokens = atol(optarg); break;
         case 'o': a.out = optarg; break;
-        case 'h': fputs(USAGE, stdout); free(a.texts); return 0;
-        default: fputs(USAGE, stderr); free(a.texts); return 2;
+        case 'g': a.images[a.n_images++] = optarg; break;
+        case 'P': a.prompt = optarg; break;
+        case 'Q': a.prompt_ids = optarg; break;
+        case 'M': a.manifest = optarg; break;
+        case 'h': fputs(USAGE, stdout); free(a.texts); free(a.images); return 0;
+        default: fputs(USAGE, stderr); free(a.texts); free(a.images); return 2;
         }
     }
     int n_sources = (a.n_texts > 0) + !!a.texts_file + !!a.ids + !!a.ids_file;
-    if (optind != argc || !a.model || !a.hooks || !a.out || n_sources != 1 || a.batch_tokens < 1) {
+    int n_vl = (a.n_images > 0) + !!a.manifest;
+    if (optind != argc || !a.model || !a.hooks || !a.out || n_sources + n_vl < 1 || a.batch_tokens < 1) {
         fprintf(stderr, "reprshift extract: %s\n%s",
                 optind != argc ? "unexpected argument" :
                 !a.model ? "--model is required" : !a.hooks ? "--hook is required" : !a.out ? "--out is required" :
                 a.batch_tokens < 1 ? "--batch-tokens must be >= 1" :
-                "give exactly one of --text, --texts, --ids, --ids-file", USAGE);
+                "give an input: --text, --texts, --ids, --ids-file (or --image, --manifest for PaliGemma)", USAGE);
         free(a.texts);
+        free(a.images);
         return 2;
     }
     rs_err err = {{0}};
@@ -134,9 +371,19 @@ int cmd_extract(int argc, char **argv) {
     int n_hooks = 0;
     rs_model_type type;
     if (model_config_type(a.model, &type, &err)) goto done;
-    if (type != RS_MODEL_GEMMA2) {
-        rs_errf(&err, "%s: PaliGemma checkpoints are not supported by extract yet (Gemma-2 only)", a.model);
+    if (type == RS_MODEL_PALIGEMMA) {
+        status = run_paligemma(&a, &err);
         goto done;
+    }
+    if (n_vl || a.prompt_ids) {
+        rs_errf(&err, "%s is a Gemma-2 checkpoint: --image, --manifest and --prompt-ids need PaliGemma", a.model);
+        goto done;
+    }
+    if (n_sources != 1) {
+        fprintf(stderr, "reprshift extract: give exactly one of --text, --texts, --ids, --ids-file\n%s", USAGE);
+        free(a.texts);
+        free(a.images);
+        return 2;
     }
     if (gemma2_open(&m, a.model, &err)) goto done;
     /* hooks */
@@ -205,5 +452,6 @@ done:
     tok_free(tok);
     gemma2_close(m);
     free(a.texts);
+    free(a.images);
     return status;
 }

@@ -15,6 +15,8 @@ static const char USAGE[] =
     "usage: reprshift sae train --acts FILE.safetensors --hook H --out DIR [--d-sae M] [--k K]\n"
     "                           [--steps N] [--batch B] [--lr LR] [--seed S] [--keep-special]\n"
     "       reprshift sae fit --acts FILE.safetensors --sae PATH [--hook H] [--sae-hook H]\n"
+    "       reprshift sae splice --model DIR --sae PATH (--texts FILE | --ids-file FILE) [...]\n"
+    "                            (spliced CE: reprshift sae splice --help)\n"
     "                         [--allow-hook-mismatch] [--keep-special]\n"
     "\n"
     "train: TopK SAE (Adam, AuxK for dead features, unit-norm decoder) on the rows of tensor H,\n"
@@ -63,9 +65,10 @@ int cmd_sae(int argc, char **argv) {
         fputs(USAGE, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "splice")) return cmd_sae_splice(argc - 1, argv + 1);
     int train = !strcmp(argv[1], "train"), fit = !strcmp(argv[1], "fit");
     if (!train && !fit) {
-        fprintf(stderr, "reprshift sae: unknown action '%s' (train, fit)\n", argv[1]);
+        fprintf(stderr, "reprshift sae: unknown action '%s' (train, fit, splice)\n", argv[1]);
         return 2;
     }
     static const struct option LONG[] = {

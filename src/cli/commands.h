@@ -13,6 +13,8 @@ int cmd_dataset(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_shift(int argc, char **argv);
 int cmd_sae(int argc, char **argv);
+/* `sae splice`, dispatched from cmd_sae (argv[0] = "splice"). */
+int cmd_sae_splice(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 
 #endif

@@ -4,10 +4,12 @@
 #include "reprshift/extract.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "reprshift/fileio.h"
+#include "reprshift/image.h"
 #include "reprshift/jsonutil.h"
 #include "reprshift/safetensors.h"
 #include "reprshift/version.h"
@@ -227,6 +229,299 @@ int extract_save(const extract_result *r, const rs_inputs *in, const char *path,
     if (!rc) {
         sprintf(ipath, "%s.rows.jsonl", path);
         rc = write_index(r, in, ipath, err);
+    }
+    if (!rc) {
+        rc = st_writer_save(w, path, err);
+        if (rc) remove(ipath);
+    }
+    free(ipath);
+    st_writer_free(w);
+    return rc;
+}
+
+/* ---- PaliGemma ---- */
+
+void pg_inputs_free(pg_inputs *in) {
+    for (int i = 0; i < in->n; i++) {
+        free(in->ids[i]);
+        free(in->kinds[i]);
+        free(in->image_paths[i]);
+        free(in->texts[i]);
+        free(in->labels[i]);
+    }
+    free(in->ids); free(in->lens); free(in->kinds); free(in->prefix_len);
+    free(in->image_paths); free(in->texts); free(in->labels);
+    memset(in, 0, sizeof *in);
+}
+
+static int grow(void **p, size_t elem, int n) {
+    void *q = realloc(*p, (size_t)(n + 1) * elem);
+    if (!q) return -1;
+    *p = q;
+    return 0;
+}
+
+static char *dup_or_null(const char *s, int *fail) {
+    if (!s) return NULL;
+    char *d = strdup(s);
+    if (!d) *fail = 1;
+    return d;
+}
+
+int pg_inputs_add(pg_inputs *in, const int32_t *ids, const uint8_t *kinds, int64_t len, int prefix_len,
+                  const char *image_path, const char *text, const char *label, rs_err *err) {
+    if (grow((void **)&in->ids, sizeof *in->ids, in->n) || grow((void **)&in->lens, sizeof *in->lens, in->n) ||
+        grow((void **)&in->kinds, sizeof *in->kinds, in->n) ||
+        grow((void **)&in->prefix_len, sizeof *in->prefix_len, in->n) ||
+        grow((void **)&in->image_paths, sizeof *in->image_paths, in->n) ||
+        grow((void **)&in->texts, sizeof *in->texts, in->n) || grow((void **)&in->labels, sizeof *in->labels, in->n))
+        return rs_errf(err, "out of memory");
+    int i = in->n, fail = 0;
+    in->ids[i] = malloc((size_t)(len ? len : 1) * sizeof(int32_t));
+    in->kinds[i] = malloc((size_t)(len ? len : 1));
+    in->image_paths[i] = dup_or_null(image_path, &fail);
+    in->texts[i] = dup_or_null(text, &fail);
+    in->labels[i] = dup_or_null(label, &fail);
+    in->lens[i] = len;
+    in->prefix_len[i] = prefix_len;
+    in->n++; /* counted even on failure so pg_inputs_free releases the parts */
+    if (!in->ids[i] || !in->kinds[i] || fail) return rs_errf(err, "out of memory");
+    memcpy(in->ids[i], ids, (size_t)len * sizeof(int32_t));
+    memcpy(in->kinds[i], kinds, (size_t)len);
+    return 0;
+}
+
+void pg_extract_result_free(pg_extract_result *r) {
+    for (int i = 0; r->t && i < r->n_tensors; i++) free(r->t[i].data);
+    free(r->t);
+    free(r->token_ids);
+    free(r->token_kind);
+    free(r->offsets);
+    free(r->vision_offsets);
+    memset(r, 0, sizeof *r);
+}
+
+/* Where hook h's pooled/unpooled outputs go: index of its first tensor in r->t. */
+typedef struct {
+    int first, n;   /* tensors for this hook: base (+ @image, @text for pooled decoder hooks) */
+    int vision;     /* vision.* or projector.* hook */
+} pg_slot;
+
+/* Mean of the rows of seq [L, W] selected by mode (0: every row, kinds may be NULL;
+ * 1: image tokens; 2: prompt/text/suffix tokens) into dst; NaN row if none. Returns the
+ * count, -1 when out of memory. */
+static int64_t mean_rows(const float *seq, const uint8_t *kinds, int64_t L, int W, int mode, float *dst) {
+    double *acc = calloc((size_t)W, sizeof(double));
+    if (!acc) return -1;
+    int64_t cnt = 0;
+    for (int64_t t = 0; t < L; t++) {
+        int k = kinds ? kinds[t] : 0;
+        int take = mode == 0 || (mode == 1 && k == PG_TOK_IMAGE) ||
+                   (mode == 2 && (k == PG_TOK_PROMPT || k == PG_TOK_TEXT || k == PG_TOK_SUFFIX));
+        if (!take) continue;
+        for (int d = 0; d < W; d++) acc[d] += seq[(size_t)t * W + d];
+        cnt++;
+    }
+    for (int d = 0; d < W; d++) dst[d] = cnt ? (float)(acc[d] / cnt) : NAN;
+    free(acc);
+    return cnt;
+}
+
+/* Decode and preprocess the images of inputs [i0, i1) into pix [n, 3, S, S]. */
+static int load_images(const paligemma_model *m, const pg_inputs *in, int i0, int i1, float *pix, rs_err *err) {
+    int S = m->cfg.vision.image_size;
+    size_t npix = (size_t)3 * S * S;
+    int k = 0;
+    for (int i = i0; i < i1; i++) {
+        if (!in->image_paths[i]) continue;
+        rs_image img = {0};
+        if (rs_image_load(in->image_paths[i], &img, err) ||
+            rs_siglip_preprocess(&img, S, NULL, pix + (size_t)k * npix, err)) {
+            rs_image_free(&img);
+            return rs_err_prefix(err, "input %d", i + 1);
+        }
+        rs_image_free(&img);
+        k++;
+    }
+    return 0;
+}
+
+int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extract_opts *o, pg_extract_result *r,
+                      rs_progress *prog, rs_err *err) {
+    memset(r, 0, sizeof *r);
+    if (in->n < 1) return rs_errf(err, "no inputs");
+    int N = m->vision->n_patches, S = m->cfg.vision.image_size;
+    size_t npix = (size_t)3 * S * S;
+    int64_t total = 0, n_img = 0;
+    for (int i = 0; i < in->n; i++) {
+        if (in->lens[i] < 1) return rs_errf(err, "input %d is empty (no tokens)", i + 1);
+        total += in->lens[i];
+        n_img += in->image_paths[i] != NULL;
+    }
+    r->pool = o->pool;
+    r->n_inputs = in->n;
+    pg_slot *slot = calloc((size_t)o->n_hooks, sizeof *slot);
+    r->t = calloc((size_t)o->n_hooks * 3, sizeof *r->t);
+    r->token_ids = malloc((size_t)total * sizeof(int32_t));
+    r->token_kind = malloc((size_t)total);
+    r->offsets = malloc((size_t)(in->n + 1) * sizeof(int64_t));
+    r->vision_offsets = malloc((size_t)(in->n + 1) * sizeof(int64_t));
+    int64_t *boff = malloc((size_t)(in->n + 1) * sizeof *boff);
+    int32_t *bids = malloc((size_t)total * sizeof *bids);
+    float *pix = NULL;
+    if (!slot || !r->t || !r->token_ids || !r->token_kind || !r->offsets || !r->vision_offsets || !boff || !bids) goto oom;
+    r->offsets[0] = r->vision_offsets[0] = 0;
+    for (int i = 0; i < in->n; i++) {
+        r->offsets[i + 1] = r->offsets[i] + in->lens[i];
+        r->vision_offsets[i + 1] = r->vision_offsets[i] + (in->image_paths[i] ? N : 0);
+        memcpy(r->token_ids + r->offsets[i], in->ids[i], (size_t)in->lens[i] * sizeof(int32_t));
+        memcpy(r->token_kind + r->offsets[i], in->kinds[i], (size_t)in->lens[i]);
+    }
+    /* output tensors */
+    for (int h = 0; h < o->n_hooks; h++) {
+        const hook_request *hk = &o->hooks[h];
+        slot[h].vision = hook_is_vision(hk->name);
+        slot[h].first = r->n_tensors;
+        slot[h].n = (o->pool == POOL_MEAN && !slot[h].vision) ? 3 : 1;
+        if (slot[h].vision && o->pool == POOL_LAST) {
+            free(slot); free(boff); free(bids);
+            pg_extract_result_free(r);
+            return rs_errf(err, "--pool last is not defined for the vision hook %s (use mean or none)", hk->name);
+        }
+        int64_t rows = o->pool != POOL_NONE ? in->n : slot[h].vision ? n_img * N : total;
+        static const char *SUF[3] = {"", "@image", "@text"};
+        for (int v = 0; v < slot[h].n; v++) {
+            pg_tensor *t = &r->t[r->n_tensors++];
+            snprintf(t->name, sizeof t->name, "%s%s", hk->name, SUF[v]);
+            t->width = hk->width;
+            t->rows = rows;
+            t->data = malloc((size_t)(rows ? rows : 1) * hk->width * sizeof(float));
+            if (!t->data) goto oom;
+            /* NaN until filled: rows of inputs without such tokens stay NaN */
+            for (size_t k = 0; k < (size_t)rows * hk->width; k++) t->data[k] = NAN;
+        }
+    }
+    if (n_img && !(pix = malloc((size_t)(n_img < 64 ? n_img : 64) * npix * sizeof(float)))) goto oom;
+    int pix_cap = n_img < 64 ? (int)n_img : 64;
+    if (prog) rs_progress_start(prog, "extract (inputs)", in->n);
+    for (int i0 = 0; i0 < in->n;) {
+        /* greedy batch [i0, i1): bounded by tokens and by the image buffer */
+        int i1 = i0, nb_img = 0;
+        int64_t bt = 0;
+        while (i1 < in->n && (i1 == i0 || (bt + in->lens[i1] <= o->batch_tokens &&
+                                           nb_img + (in->image_paths[i1] != NULL) <= pix_cap))) {
+            bt += in->lens[i1];
+            nb_img += in->image_paths[i1] != NULL;
+            i1++;
+        }
+        boff[0] = 0;
+        for (int i = i0; i < i1; i++) {
+            boff[i - i0 + 1] = boff[i - i0] + in->lens[i];
+            memcpy(bids + boff[i - i0], in->ids[i], (size_t)in->lens[i] * sizeof(int32_t));
+        }
+        if (nb_img && load_images(m, in, i0, i1, pix, err)) goto fail;
+        paligemma_batch b = {.n_seqs = i1 - i0, .offsets = boff, .ids = bids, .prefix_len = in->prefix_len + i0,
+                             .n_images = nb_img, .pixel_values = pix};
+        if (paligemma_forward(m, &b, o->hooks, o->n_hooks, NULL, err)) goto fail;
+        for (int h = 0; h < o->n_hooks; h++) {
+            const hook_request *hk = &o->hooks[h];
+            int W = hk->width;
+            pg_tensor *t = &r->t[slot[h].first];
+            for (int i = i0, img = 0; i < i1; i++) {
+                if (slot[h].vision) {
+                    if (!in->image_paths[i]) continue;
+                    const float *src = hk->out + (size_t)img++ * N * W;
+                    if (o->pool == POOL_NONE)
+                        memcpy(t->data + (size_t)r->vision_offsets[i] * W, src, (size_t)N * W * sizeof(float));
+                    else if (mean_rows(src, NULL, N, W, 0, t->data + (size_t)i * W) < 0) goto oom;
+                    continue;
+                }
+                if (!hk->out) continue; /* decoder hook of a batch that did not reach it */
+                const float *seq = hk->out + (size_t)boff[i - i0] * W;
+                const uint8_t *kinds = in->kinds[i];
+                int64_t L = in->lens[i];
+                if (o->pool == POOL_NONE) {
+                    memcpy(t->data + (size_t)r->offsets[i] * W, seq, (size_t)L * W * sizeof(float));
+                } else if (o->pool == POOL_LAST) {
+                    memcpy(t->data + (size_t)i * W, seq + (size_t)(L - 1) * W, (size_t)W * sizeof(float));
+                } else {
+                    int content = o->pool_special ? 0 : in->image_paths[i] ? 1 : 2;
+                    int64_t c0 = mean_rows(seq, kinds, L, W, content, t[0].data + (size_t)i * W);
+                    if (c0 < 0 || mean_rows(seq, kinds, L, W, 1, t[1].data + (size_t)i * W) < 0 ||
+                        mean_rows(seq, kinds, L, W, 2, t[2].data + (size_t)i * W) < 0)
+                        goto oom;
+                    if (c0 == 0) {
+                        rs_errf(err, "input %d has only special tokens (BOS/EOS/pad): nothing to mean-pool "
+                                     "(use --pool-special to include them)", i + 1);
+                        goto fail;
+                    }
+                }
+            }
+        }
+        hook_requests_free(o->hooks, o->n_hooks);
+        if (prog) rs_progress_update(prog, i1);
+        i0 = i1;
+    }
+    if (prog) rs_progress_finish(prog);
+    free(slot); free(boff); free(bids); free(pix);
+    return 0;
+oom:
+    rs_errf(err, "out of memory for %lld tokens of activations", (long long)total);
+fail:
+    hook_requests_free(o->hooks, o->n_hooks);
+    free(slot); free(boff); free(bids); free(pix);
+    pg_extract_result_free(r);
+    return -1;
+}
+
+static int write_pg_index(const pg_extract_result *r, const pg_inputs *in, const char *path, rs_err *err) {
+    rs_atomic_file f;
+    if (rs_atomic_open(&f, path, err)) return -1;
+    for (int64_t i = 0; i < r->n_inputs; i++) {
+        int64_t rs0 = r->pool == POOL_NONE ? r->offsets[i] : i, rs1 = r->pool == POOL_NONE ? r->offsets[i + 1] : i + 1;
+        fprintf(f.fp, "{\"input\":%lld,\"modality\":\"%s\",\"row_start\":%lld,\"row_end\":%lld,\"token_start\":%lld,"
+                      "\"n_tokens\":%lld,\"prefix_len\":%d",
+                (long long)i, in->image_paths[i] ? "image" : "text", (long long)rs0, (long long)rs1,
+                (long long)r->offsets[i], (long long)(r->offsets[i + 1] - r->offsets[i]), in->prefix_len[i]);
+        if (r->pool == POOL_NONE)
+            fprintf(f.fp, ",\"vision_row_start\":%lld,\"vision_row_end\":%lld", (long long)r->vision_offsets[i],
+                    (long long)r->vision_offsets[i + 1]);
+        if (in->image_paths[i]) { fputs(",\"image\":", f.fp); rs_json_write_string(f.fp, in->image_paths[i]); }
+        if (in->texts[i]) { fputs(in->image_paths[i] ? ",\"prompt\":" : ",\"text\":", f.fp); rs_json_write_string(f.fp, in->texts[i]); }
+        if (in->labels[i]) { fputs(",\"label\":", f.fp); rs_json_write_string(f.fp, in->labels[i]); }
+        fputs("}\n", f.fp);
+    }
+    if (ferror(f.fp)) {
+        rs_atomic_abort(&f);
+        return rs_errf(err, "%s: write failed", path);
+    }
+    return rs_atomic_commit(&f, err);
+}
+
+int extract_paligemma_save(const pg_extract_result *r, const pg_inputs *in, const char *path,
+                           const char *const *meta, rs_err *err) {
+    st_writer *w = st_writer_new();
+    if (!w) return rs_errf(err, "out of memory");
+    int rc = 0;
+    for (int i = 0; i < r->n_tensors && !rc; i++) {
+        int64_t shape[2] = {r->t[i].rows, r->t[i].width};
+        rc = st_writer_add(w, r->t[i].name, RS_DT_F32, 2, shape, r->t[i].data, err);
+    }
+    int64_t ntok = r->offsets[r->n_inputs], noff = r->n_inputs + 1;
+    if (!rc) rc = st_writer_add(w, "token_ids", RS_DT_I32, 1, &ntok, r->token_ids, err);
+    if (!rc) rc = st_writer_add(w, "token_kind", RS_DT_U8, 1, &ntok, r->token_kind, err);
+    if (!rc) rc = st_writer_add(w, "offsets", RS_DT_I64, 1, &noff, r->offsets, err);
+    if (!rc) rc = st_writer_add(w, "vision_offsets", RS_DT_I64, 1, &noff, r->vision_offsets, err);
+    if (!rc) rc = st_writer_meta(w, "pool", rs_pool_name(r->pool), err);
+    if (!rc) rc = st_writer_meta(w, "token_kind", "0 text (text-only input), 1 image, 2 bos, 3 prompt, 4 sep (\\n), "
+                                                  "5 suffix, 6 eos/pad", err);
+    if (!rc) rc = st_writer_meta(w, "reprshift_version", RS_VERSION, err);
+    for (int i = 0; meta && meta[i] && !rc; i += 2) rc = st_writer_meta(w, meta[i], meta[i + 1], err);
+    char *ipath = malloc(strlen(path) + 16);
+    if (!ipath && !rc) rc = rs_errf(err, "out of memory");
+    if (!rc) {
+        sprintf(ipath, "%s.rows.jsonl", path);
+        rc = write_pg_index(r, in, ipath, err);
     }
     if (!rc) {
         rc = st_writer_save(w, path, err);

@@ -191,6 +191,11 @@ int paligemma_config_load(const char *path, paligemma_config *c, rs_err *err) {
                 goto done;
             }
             c->vision.image_size = g * c->vision.patch_size;
+            if (c->vision.image_size > 1 << 14) { /* the cap an explicit image_size has */
+                rc = rs_errf(err, "%s: num_image_tokens %g x patch_size %d implies image_size %d (max %d)", p,
+                             nt->valuedouble, c->vision.patch_size, c->vision.image_size, 1 << 14);
+                goto done;
+            }
         }
     }
     rc = geti(j, "image_token_index", 0, 1 << 24, 1, 257152, &c->image_token_index, p, err);

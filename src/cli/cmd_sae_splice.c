@@ -1,0 +1,194 @@
+/* reprshift sae splice: next-token CE with the SAE reconstruction substituted at its hook,
+ * vs clean and zero-ablated runs ("CE loss recovered"), for a Gemma-2 model or the
+ * decoder of a PaliGemma model (text-only input, positions from 1 as transformers does). */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "reprshift/extract.h"
+#include "reprshift/fileio.h"
+#include "reprshift/jsonutil.h"
+#include "reprshift/paligemma.h"
+#include "reprshift/splice.h"
+#include "reprshift/tokenizer.h"
+
+static const char USAGE[] =
+    "usage: reprshift sae splice --model DIR --sae PATH (--texts FILE | --ids-file FILE) [options]\n"
+    "\n"
+    "Spliced evaluation of an SAE: run the model three times over the same text -- clean, with\n"
+    "the SAE's reconstruction substituted at its hook, and with that activation zeroed -- and\n"
+    "report next-token cross-entropy (nats, token-weighted mean) and\n"
+    "  CE loss recovered = (CE_zero - CE_spliced) / (CE_zero - CE_clean).\n"
+    "MODEL may be Gemma-2 or PaliGemma (its decoder, text-only input: a different input\n"
+    "distribution from image+prompt). BOS rows are left untouched unless --splice-bos.\n"
+    "\n"
+    "options:\n"
+    "  --sae PATH            sae-lens folder or Gemma Scope params.npz\n"
+    "  --hook H              hook to splice at (default: the SAE's hook_name)\n"
+    "  --allow-hook-mismatch splice an SAE trained on another hook\n"
+    "  --texts FILE          one text per line (tokenized with MODEL/tokenizer.json or --tokenizer)\n"
+    "  --ids-file FILE       one comma-separated token id sequence per line\n"
+    "  --tokenizer FILE      tokenizer.json to use with --texts\n"
+    "  --splice-bos          also replace the BOS rows\n"
+    "  --batch-tokens N      tokens per forward batch (default 2048)\n"
+    "Output: one JSON object on stdout.\n";
+
+/* Read one input per line (ids or text) into in. */
+static int read_inputs(const char *path, int as_ids, const rs_tokenizer *tok, rs_inputs *in, rs_err *err) {
+    char *buf;
+    if (rs_read_file(path, (size_t)1 << 30, &buf, NULL, err)) return -1;
+    int rc = 0, lineno = 0;
+    for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line && !rc; line = strtok_r(NULL, "\n", &save)) {
+        lineno++;
+        size_t L = strlen(line);
+        if (L && line[L - 1] == '\r') line[--L] = '\0';
+        if (!L) continue;
+        int32_t *ids = NULL;
+        int64_t n = 0;
+        size_t nz = 0;
+        rc = as_ids ? rs_parse_ids(line, &ids, &n, err) : tok_encode(tok, line, L, 1, &ids, &nz, err);
+        if (!as_ids) n = (int64_t)nz;
+        if (rc) rs_err_prefix(err, "%s:%d", path, lineno);
+        else rc = rs_inputs_add(in, ids, n, NULL, err);
+        free(ids);
+    }
+    free(buf);
+    if (!rc && in->n == 0) rc = rs_errf(err, "%s: no inputs", path);
+    return rc;
+}
+
+int cmd_sae_splice(int argc, char **argv) {
+    static const struct option LONG[] = {
+        {"model", required_argument, 0, 'm'}, {"sae", required_argument, 0, 's'},
+        {"hook", required_argument, 0, 'H'},  {"texts", required_argument, 0, 't'},
+        {"ids-file", required_argument, 0, 'i'}, {"tokenizer", required_argument, 0, 'z'},
+        {"splice-bos", no_argument, 0, 'B'},  {"allow-hook-mismatch", no_argument, 0, 'M'},
+        {"batch-tokens", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *model = NULL, *sae_path = NULL, *hook = NULL, *texts = NULL, *ids_file = NULL, *tokp = NULL;
+    int splice_bos = 0, allow = 0, c;
+    long batch_tokens = 2048;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", LONG, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 's': sae_path = optarg; break;
+        case 'H': hook = optarg; break;
+        case 't': texts = optarg; break;
+        case 'i': ids_file = optarg; break;
+        case 'z': tokp = optarg; break;
+        case 'B': splice_bos = 1; break;
+        case 'M': allow = 1; break;
+        case 'b': batch_tokens = atol(optarg); break;
+        case 'h': fputs(USAGE, stdout); return 0;
+        default: fprintf(stderr, "reprshift sae splice: unknown option or missing value\n%s", USAGE); return 2;
+        }
+    }
+    if (!model || !sae_path || !!texts == !!ids_file || batch_tokens < 1 || optind != argc) {
+        fprintf(stderr, "reprshift sae splice: need --model, --sae and exactly one of --texts/--ids-file\n%s", USAGE);
+        return 2;
+    }
+    rs_err err = {{0}};
+    rs_model_type type;
+    gemma2_model *g = NULL;
+    paligemma_model *pg = NULL;
+    const gemma2_model *dec;
+    rs_sae *sae = NULL;
+    rs_tokenizer *tok = NULL;
+    rs_inputs in = {0};
+    splice_ce total = {0};
+    double *seq[3] = {NULL, NULL, NULL};
+    int status = 1, pos_offset = 0;
+    if (model_config_type(model, &type, &err)) goto done;
+    if (type == RS_MODEL_GEMMA2) {
+        if (gemma2_open(&g, model, &err)) goto done;
+        dec = g;
+    } else {
+        if (paligemma_open(&pg, model, &err)) goto done;
+        dec = pg->text;
+        pos_offset = 1; /* transformers' PaliGemma positions start at 1, text-only too */
+    }
+    if (sae_load(&sae, sae_path, NULL, &err)) goto done;
+    if (!hook) hook = sae->hook_name;
+    if (!hook) { rs_errf(&err, "%s: the SAE names no hook; pass --hook", sae_path); goto done; }
+    if (sae_check_hook(sae, hook, allow, &err)) goto done;
+    if (texts) {
+        char *tp = tokp ? strdup(tokp) : rs_path_join(model, "tokenizer.json");
+        int r = tok_load(&tok, tp, &err);
+        free(tp);
+        if (r || read_inputs(texts, 0, tok, &in, &err)) goto done;
+    } else if (read_inputs(ids_file, 1, NULL, &in, &err)) goto done;
+    /* Batches of whole inputs; totals are token-weighted across batches. */
+    double sum[3] = {0, 0, 0};
+    int64_t npred = 0;
+    for (int k = 0; k < 3; k++) seq[k] = calloc((size_t)in.n, sizeof(double));
+    if (!seq[0] || !seq[1] || !seq[2]) { rs_errf(&err, "out of memory"); goto done; }
+    rs_progress prog;
+    int64_t all = 0;
+    for (int i = 0; i < in.n; i++) all += in.lens[i];
+    rs_progress_start(&prog, "sae splice (tokens)", all);
+    int64_t doneTok = 0;
+    for (int i0 = 0; i0 < in.n;) {
+        int i1 = i0;
+        int64_t bt = 0;
+        while (i1 < in.n && (i1 == i0 || bt + in.lens[i1] <= batch_tokens)) bt += in.lens[i1++];
+        int64_t *off = malloc((size_t)(i1 - i0 + 1) * sizeof *off);
+        int32_t *ids = malloc((size_t)bt * sizeof *ids);
+        if (!off || !ids) { free(off); free(ids); rs_errf(&err, "out of memory"); goto done; }
+        off[0] = 0;
+        for (int i = i0; i < i1; i++) {
+            memcpy(ids + off[i - i0], in.ids[i], (size_t)in.lens[i] * sizeof *ids);
+            off[i - i0 + 1] = off[i - i0] + in.lens[i];
+        }
+        gemma2_batch b = {.n_seqs = i1 - i0, .offsets = off, .ids = ids, .pos_offset = pos_offset};
+        splice_ce r;
+        int rc = splice_ce_eval(dec, sae, hook, &b, splice_bos, &r, &err);
+        free(off);
+        free(ids);
+        if (rc) goto done;
+        sum[0] += r.ce_clean * (double)r.n_predictions;
+        sum[1] += r.ce_spliced * (double)r.n_predictions;
+        sum[2] += r.ce_zero * (double)r.n_predictions;
+        npred += r.n_predictions;
+        for (int i = i0; i < i1; i++) {
+            seq[0][i] = r.seq_clean[i - i0];
+            seq[1][i] = r.seq_spliced[i - i0];
+            seq[2][i] = r.seq_zero[i - i0];
+        }
+        splice_ce_free(&r);
+        doneTok += bt;
+        rs_progress_update(&prog, doneTok);
+        i0 = i1;
+    }
+    rs_progress_finish(&prog);
+    if (npred == 0) { rs_errf(&err, "no next-token predictions: every input has a single token"); goto done; }
+    total.ce_clean = sum[0] / npred;
+    total.ce_spliced = sum[1] / npred;
+    total.ce_zero = sum[2] / npred;
+    double denom = total.ce_zero - total.ce_clean;
+    total.ce_recovered = denom != 0 ? (total.ce_zero - total.ce_spliced) / denom : NAN;
+    printf("{\"model\": ");
+    rs_json_write_string(stdout, model);
+    printf(", \"sae\": ");
+    rs_json_write_string(stdout, sae_path);
+    printf(", \"hook\": ");
+    rs_json_write_string(stdout, hook);
+    printf(", \"splice_bos\": %s, \"n_inputs\": %d, \"n_predictions\": %lld, \"ce_clean\": %.6f, "
+           "\"ce_spliced\": %.6f, \"ce_zero\": %.6f, \"ce_loss_recovered\": ",
+           splice_bos ? "true" : "false", in.n, (long long)npred, total.ce_clean, total.ce_spliced, total.ce_zero);
+    if (isnan(total.ce_recovered)) printf("null}\n");
+    else printf("%.6f}\n", total.ce_recovered);
+    status = 0;
+done:
+    if (status) fprintf(stderr, "reprshift sae splice: %s\n", err.msg);
+    for (int k = 0; k < 3; k++) free(seq[k]);
+    rs_inputs_free(&in);
+    tok_free(tok);
+    sae_free(sae);
+    gemma2_close(g);
+    paligemma_close(pg);
+    return status;
+}

@@ -1,0 +1,278 @@
+/* SigLIP vision tower vs transformers 5.24 goldens (tools/reference/gen_model_fixtures.py):
+ * every vision hook from the golden pixel_values, one image at a time and all images packed
+ * into one call; the C preprocessing (decode + Pillow bicubic + rescale/normalise) vs the
+ * processor's pixels; tensor-name layout detection; config/tensor shape mismatches.
+ * Tolerance: max|diff| <= 1e-4 * max|ref| per hook. */
+#include "testutil.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "reprshift/image.h"
+#include "reprshift/siglip.h"
+
+static const char *MODELS[] = {"paligemma-tiny-f32", "paligemma-tiny-bf16", "paligemma-tiny-model-prefix"};
+static const char *LAYOUT_PREFIX[] = {"vision_tower.", "vision_tower.vision_model.", "model.vision_tower.vision_model."};
+static const char *BLOCK_HOOKS[] = {"hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out", "hook_resid_post"};
+#define TOL 1e-4
+
+typedef struct {
+    paligemma_config cfg;
+    st_set *w, *g;
+    siglip_model *m;
+    int n_runs;
+} fixture;
+
+static void open_fixture(fixture *f, int idx) {
+    char dir[512], gpath[600];
+    rs_err err = {{0}};
+    snprintf(dir, sizeof dir, "tests/fixtures/models/%s", MODELS[idx]);
+    snprintf(gpath, sizeof gpath, "%s/golden.safetensors", dir);
+    if (paligemma_config_load(dir, &f->cfg, &err)) fail_msg("%s", err.msg);
+    if (st_open(&f->w, dir, &err)) fail_msg("%s", err.msg);
+    if (st_open(&f->g, gpath, &err)) fail_msg("%s", err.msg);
+    char prefix[64];
+    if (siglip_find_prefix(f->w, prefix, sizeof prefix, &err)) fail_msg("%s", err.msg);
+    assert_string_equal(prefix, LAYOUT_PREFIX[idx]);
+    if (siglip_from_weights(&f->m, &f->cfg.vision, f->w, prefix, &err)) fail_msg("%s", err.msg);
+    f->n_runs = atoi(st_meta(f->g, "n_prompts"));
+    assert_true(f->n_runs >= 2);
+}
+
+static void close_fixture(fixture *f) {
+    siglip_close(f->m);
+    st_close(f->w);
+    st_close(f->g);
+}
+
+static const st_tensor *golden(const fixture *f, int k, const char *what) {
+    char name[200];
+    snprintf(name, sizeof name, "p%d.%s", k, what);
+    const st_tensor *t = st_get(f->g, name);
+    if (!t) fail_msg("golden tensor %s missing", name);
+    return t;
+}
+
+static int all_vision_hooks(const fixture *f, hook_request *h) {
+    rs_err err = {{0}};
+    char name[96];
+    int n = 0;
+    if (siglip_hook_parse_all(&f->cfg.vision, f->cfg.projection_dim, "vision.hook_embed", &h[n++], &err))
+        fail_msg("%s", err.msg);
+    for (int l = 0; l < f->cfg.vision.n_layers; l++)
+        for (int s = 0; s < 5; s++) {
+            snprintf(name, sizeof name, "vision.blocks.%d.%s", l, BLOCK_HOOKS[s]);
+            if (siglip_hook_parse_all(&f->cfg.vision, f->cfg.projection_dim, name, &h[n++], &err)) fail_msg("%s", err.msg);
+        }
+    if (siglip_hook_parse_all(&f->cfg.vision, f->cfg.projection_dim, "vision.ln_post", &h[n++], &err))
+        fail_msg("%s", err.msg);
+    return n;
+}
+
+/* Relative error of rows [row0, row0+N) of a capture against golden p{k}.<what>. */
+static double compare(const fixture *f, int k, const char *what, const float *got, const char *model) {
+    const st_tensor *g = golden(f, k, what);
+    float *ref = st_to_f32_new(g);
+    double d = tu_max_abs_diff(ref, got, (size_t)g->numel), mx = tu_max_abs(ref, (size_t)g->numel);
+    char label[300];
+    snprintf(label, sizeof label, "%s p%d %s", model, k, what);
+    tu_assert_close_rel(ref, got, (size_t)g->numel, TOL, label);
+    free(ref);
+    return mx > 0 ? d / mx : d;
+}
+
+static void test_vision_hooks(void **s) {
+    (void)s;
+    for (int mi = 0; mi < 3; mi++) {
+        fixture f;
+        open_fixture(&f, mi);
+        int N = f.m->n_patches, D = f.cfg.vision.hidden_size;
+        size_t npix = (size_t)3 * f.cfg.vision.image_size * f.cfg.vision.image_size;
+        hook_request h[64];
+        int nh = all_vision_hooks(&f, h);
+        rs_err err = {{0}};
+        double worst = 0;
+        /* one image at a time */
+        for (int k = 0; k < f.n_runs; k++) {
+            const st_tensor *px = golden(&f, k, "pixel_values");
+            assert_int_equal(px->numel, (int64_t)npix);
+            float *pv = st_to_f32_new(px);
+            float *out = malloc((size_t)N * D * sizeof(float));
+            if (siglip_forward(f.m, pv, 1, h, nh, out, &err)) fail_msg("%s", err.msg);
+            free(pv);
+            for (int i = 0; i < nh; i++) {
+                double r = compare(&f, k, h[i].name, h[i].out, MODELS[mi]);
+                if (r > worst) worst = r;
+            }
+            /* out == the vision.ln_post capture */
+            assert_memory_equal(out, h[nh - 1].out, (size_t)N * D * sizeof(float));
+            free(out);
+            hook_requests_free(h, nh);
+        }
+        /* all images packed into one call */
+        float *pix = malloc(npix * f.n_runs * sizeof(float));
+        for (int k = 0; k < f.n_runs; k++) st_to_f32(golden(&f, k, "pixel_values"), pix + k * npix);
+        if (siglip_forward(f.m, pix, f.n_runs, h, nh, NULL, &err)) fail_msg("%s", err.msg);
+        for (int k = 0; k < f.n_runs; k++)
+            for (int i = 0; i < nh; i++) {
+                double r = compare(&f, k, h[i].name, h[i].out + (size_t)k * N * h[i].width, MODELS[mi]);
+                if (r > worst) worst = r;
+            }
+        hook_requests_free(h, nh);
+        free(pix);
+        printf("# %s: worst vision hook error %.3g x max|ref| (%d hooks x %d images, single + packed)\n",
+               MODELS[mi], worst, nh, f.n_runs);
+        close_fixture(&f);
+    }
+}
+
+/* Decode + resize + normalise in C vs the processor's golden pixels, then the tower on the
+ * C pixels vs the golden post-LN output. */
+static void test_preprocess_vs_processor(void **s) {
+    (void)s;
+    for (int mi = 0; mi < 3; mi++) {
+        fixture f;
+        open_fixture(&f, mi);
+        cJSON *runs = cJSON_Parse(st_meta(f.g, "runs"));
+        assert_non_null(runs);
+        int S = f.cfg.vision.image_size, N = f.m->n_patches, D = f.cfg.vision.hidden_size;
+        for (int k = 0; k < f.n_runs; k++) {
+            const cJSON *run = cJSON_GetArrayItem(runs, k);
+            const char *rel = cJSON_GetObjectItem(run, "image")->valuestring;
+            rs_image img = {0};
+            rs_err err = {{0}};
+            char path[600];
+            snprintf(path, sizeof path, "data/%s", rel); /* runs[] paths are relative to ../shared/data */
+            if (rs_image_load(tu_shared(path), &img, &err)) fail_msg("%s", err.msg);
+            uint8_t *u8 = malloc((size_t)S * S * 3);
+            float *pv = malloc((size_t)3 * S * S * sizeof(float));
+            if (rs_siglip_preprocess(&img, S, u8, pv, &err)) fail_msg("%s", err.msg);
+            const st_tensor *gu = golden(&f, k, "pixels_u8");
+            assert_int_equal(gu->numel, (int64_t)S * S * 3);
+            const uint8_t *ref = gu->data;
+            int maxd = 0;
+            long ndiff = 0;
+            for (long i = 0; i < (long)S * S * 3; i++) {
+                int d = abs((int)ref[i] - (int)u8[i]);
+                if (d > maxd) maxd = d;
+                ndiff += d != 0;
+            }
+            assert_true(maxd <= 1);
+            /* pixel_values: at most one 8-bit level (2/255 after normalisation) */
+            float *gpv = st_to_f32_new(golden(&f, k, "pixel_values"));
+            double pd = tu_max_abs_diff(gpv, pv, (size_t)3 * S * S);
+            assert_true(pd <= 2.0 / 255 + 1e-6);
+            /* identical pixels must give identical processor values */
+            if (ndiff == 0) assert_memory_equal(gpv, pv, (size_t)3 * S * S * sizeof(float));
+            float *out = malloc((size_t)N * D * sizeof(float));
+            if (siglip_forward(f.m, pv, 1, NULL, 0, out, &err)) fail_msg("%s", err.msg);
+            float *gl = st_to_f32_new(golden(&f, k, "vision.ln_post"));
+            double vd = tu_max_abs_diff(gl, out, (size_t)N * D) / tu_max_abs(gl, (size_t)N * D);
+            if (ndiff == 0) tu_assert_close_rel(gl, out, (size_t)N * D, TOL, "ln_post from C pixels");
+            printf("# %s p%d %s: %ld/%d resized values differ (max %d level), pixel_values max|diff| %.3g, "
+                   "ln_post from C pixels %.3g x max|ref|\n",
+                   MODELS[mi], k, rel, ndiff, S * S * 3, maxd, pd, vd);
+            free(gl);
+            free(out);
+            free(gpv);
+            free(u8);
+            free(pv);
+            rs_image_free(&img);
+        }
+        cJSON_Delete(runs);
+        close_fixture(&f);
+    }
+}
+
+static void test_early_exit(void **s) {
+    (void)s;
+    fixture f;
+    open_fixture(&f, 2); /* 3 vision layers */
+    rs_err err = {{0}};
+    hook_request h;
+    assert_int_equal(siglip_hook_parse_all(&f.cfg.vision, f.cfg.projection_dim, "vision.blocks.1.hook_mlp_out", &h, &err), 0);
+    assert_int_equal(siglip_hooks_depth(f.m, &h, 1), 1);
+    float *pv = st_to_f32_new(golden(&f, 1, "pixel_values"));
+    assert_int_equal(siglip_forward(f.m, pv, 1, &h, 1, NULL, &err), 0);
+    free(pv);
+    compare(&f, 1, "vision.blocks.1.hook_mlp_out", h.out, MODELS[2]);
+    free(h.out);
+    /* only the embedding: no layer runs */
+    assert_int_equal(siglip_hook_parse_all(&f.cfg.vision, f.cfg.projection_dim, "vision.hook_embed", &h, &err), 0);
+    assert_int_equal(siglip_hooks_depth(f.m, &h, 1), -1);
+    pv = st_to_f32_new(golden(&f, 0, "pixel_values"));
+    assert_int_equal(siglip_forward(f.m, pv, 1, &h, 1, NULL, &err), 0);
+    free(pv);
+    compare(&f, 0, "vision.hook_embed", h.out, MODELS[2]);
+    free(h.out);
+    close_fixture(&f);
+}
+
+static void test_hook_names(void **s) {
+    (void)s;
+    fixture f;
+    open_fixture(&f, 0);
+    rs_err err = {{0}};
+    hook_request h;
+    assert_int_equal(siglip_hook_parse_all(&f.cfg.vision, 64, "vision.blocks.2.hook_resid_post", &h, &err), -1);
+    assert_non_null(strstr(err.msg, "vision.blocks.{0..1}"));
+    assert_int_equal(siglip_hook_parse_all(&f.cfg.vision, 64, "vision.blocks.1.attn.hook_q", &h, &err), -1);
+    assert_int_equal(siglip_hook_parse_all(&f.cfg.vision, 64, "vision.blocks.01.hook_mlp_out", &h, &err), -1);
+    assert_int_equal(siglip_hook_parse_all(&f.cfg.vision, 64, "projector.hook_out", &h, &err), 0);
+    assert_int_equal(h.width, 64);
+    assert_int_equal(siglip_hook_parse_all(&f.cfg.vision, 64, "vision.blocks.1.hook_resid_post", &h, &err), 0);
+    assert_int_equal(h.kind, HK_VISION_RESID_POST);
+    assert_int_equal(h.width, 32);
+    close_fixture(&f);
+}
+
+/* A config that disagrees with the tensors is an error naming the tensor, never a crash. */
+static void test_shape_mismatch(void **s) {
+    (void)s;
+    fixture f;
+    open_fixture(&f, 0);
+    rs_err err = {{0}};
+    siglip_model *m = NULL;
+    siglip_config c = f.cfg.vision;
+    c.image_size = 42; /* 9 patches, the file has 4 position embeddings */
+    assert_int_equal(siglip_from_weights(&m, &c, f.w, "vision_tower.", &err), -1);
+    assert_null(m);
+    assert_non_null(strstr(err.msg, "position_embedding"));
+    c = f.cfg.vision;
+    c.hidden_size = 48;
+    assert_int_equal(siglip_from_weights(&m, &c, f.w, "vision_tower.", &err), -1);
+    assert_non_null(strstr(err.msg, "patch_embedding.weight"));
+    c = f.cfg.vision;
+    c.intermediate_size = 65;
+    assert_int_equal(siglip_from_weights(&m, &c, f.w, "vision_tower.", &err), -1);
+    assert_non_null(strstr(err.msg, "mlp.fc1.weight"));
+    c = f.cfg.vision;
+    c.n_layers = 3;
+    assert_int_equal(siglip_from_weights(&m, &c, f.w, "vision_tower.", &err), -1);
+    assert_non_null(strstr(err.msg, "encoder.layers.2."));
+    c = f.cfg.vision;
+    c.n_layers = 1;
+    assert_int_equal(siglip_from_weights(&m, &c, f.w, "vision_tower.", &err), -1);
+    assert_non_null(strstr(err.msg, "more vision layers"));
+    assert_int_equal(siglip_from_weights(&m, &f.cfg.vision, f.w, "vision_tower.vision_model.", &err), -1);
+    assert_non_null(strstr(err.msg, "vision_tower.vision_model.embeddings.patch_embedding.weight"));
+    close_fixture(&f);
+    /* a weight set with no tower at all */
+    st_set *g;
+    assert_int_equal(st_open(&g, "tests/fixtures/models/gemma2-tiny-f32", &err), 0);
+    char prefix[64];
+    assert_int_equal(siglip_find_prefix(g, prefix, sizeof prefix, &err), -1);
+    assert_non_null(strstr(err.msg, "no vision tower"));
+    st_close(g);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_vision_hooks), cmocka_unit_test(test_preprocess_vs_processor),
+        cmocka_unit_test(test_early_exit),   cmocka_unit_test(test_hook_names),
+        cmocka_unit_test(test_shape_mismatch),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
