@@ -48,6 +48,16 @@ expect_fail "shape" --model "$T/mism" --hook blocks.0.hook_resid_post --ids 2,3
 # malformed config.json
 mkdir "$T/badcfg"; cp $M/model.safetensors "$T/badcfg/"; printf '{"model_type": "gemma2", ' > "$T/badcfg/config.json"
 expect_fail "malformed JSON" --model "$T/badcfg" --hook blocks.0.hook_resid_post --ids 2,3
+# a tensor missing from the checkpoint (same-length rename inside the header)
+mkdir "$T/miss"; cp $M/config.json "$T/miss/"; sed 's/model\.norm\.weight/model.norX.weight/' $M/model.safetensors > "$T/miss/model.safetensors"
+expect_fail 'missing tensor "model.norm.weight"' --model "$T/miss" --hook ln_final.hook_out --ids 2,3
+# a weight stored with a non-float dtype
+mkdir "$T/dt"; cp $M/config.json "$T/dt/"; sed '0,/"F32"/s//"I32"/' $M/model.safetensors > "$T/dt/model.safetensors"
+expect_fail "dtype I32" --model "$T/dt" --hook blocks.0.hook_resid_post --ids 2,3
+# empty text, malformed tokenizer.json
+printf '{"model": {"type": "BPE", "vocab": ' > "$T/tok.json"
+expect_fail "tok.json" --model $M --tokenizer "$T/tok.json" --hook blocks.0.hook_resid_post --text "a cat"
+expect_fail "empty" --model $M --tokenizer "${RS_TOKENIZER_JSON:-${RS_SHARED_DIR:-../shared}/data/tokenizer/tokenizer.json}" --hook blocks.0.hook_resid_post --text ""
 # usage errors exit 2
 "$CLI" extract --model $M --ids 2 --out "$T/x.safetensors" 2>/dev/null; [ $? = 2 ] || fail "missing --hook should exit 2"
 "$CLI" extract --help | grep -q "usage: reprshift extract" || fail "--help"

@@ -21,6 +21,9 @@ static int load_norm(st_set *st, const char *name, int D, float **out, rs_err *e
     const st_tensor *t;
     int64_t shape[1] = {D};
     if (st_expect(st, name, 1, shape, &t, err)) return -1;
+    if (t->dtype != RS_DT_F32 && t->dtype != RS_DT_BF16 && t->dtype != RS_DT_F16)
+        return rs_errf(err, "%s: tensor \"%s\" has dtype %s; weights must be F32, BF16 or F16",
+                       st->paths[t->shard], name, rs_dtype_name(t->dtype));
     *out = st_to_f32_new(t);
     return *out ? 0 : rs_errf(err, "out of memory");
 }
