@@ -42,6 +42,9 @@ int gemma2_hook_parse(const gemma2_config *c, const char *name, hook_request *r,
 int siglip_hook_parse(const siglip_config *c, int projection_dim, const char *name, hook_request *r, rs_err *err);
 /* Is this a vision-side hook name (vision.* or projector.*)? */
 int hook_is_vision(const char *name);
+/* Fire every request matching (kind, layer) whose name is a vision hook iff `vision`:
+ * capture a copy of x [T, width] (allocating out) and then apply its splice. */
+int hook_fire(hook_request *hooks, int n, int vision, hook_kind kind, int layer, float *x, int T, rs_err *err);
 /* Free every captured output and zero the pointers. */
 void hook_requests_free(hook_request *h, int n);
 

@@ -136,22 +136,6 @@ int gemma2_hooks_depth(const gemma2_model *m, const hook_request *hooks, int n_h
     return depth;
 }
 
-/* Capture then splice every request matching (kind, layer) on activation x [T, width]. */
-static int run_hooks(hook_request *hooks, int n, hook_kind kind, int layer, float *x, int T, rs_err *err) {
-    for (int i = 0; i < n; i++) {
-        hook_request *h = &hooks[i];
-        if (h->kind != kind || h->layer != layer) continue;
-        size_t bytes = (size_t)T * h->width * sizeof(float);
-        if (h->capture) {
-            free(h->out);
-            h->out = malloc(bytes ? bytes : 1);
-            if (!h->out) return rs_errf(err, "out of memory capturing %s", h->name);
-            memcpy(h->out, x, bytes);
-        }
-        if (h->splice) h->splice(h->splice_ctx, x, T, h->width);
-    }
-    return 0;
-}
 
 typedef struct {
     float *h, *x, *q, *k, *v, *z, *a, *gate, *up, *scores, *wscratch;
@@ -266,7 +250,7 @@ int gemma2_forward(const gemma2_model *m, const gemma2_batch *b, hook_request *h
     /* 2. Decoder layers. */
     for (int l = 0; l <= last_layer; l++) {
         const gemma2_layer *L = &m->layers[l];
-        if (run_hooks(hooks, n_hooks, HK_RESID_PRE, l, w.h, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, 0, HK_RESID_PRE, l, w.h, T, err)) goto fail;
         op_rmsnorm_gemma(w.x, w.h, L->input_layernorm, (float)c->rms_norm_eps, T, D);
         linear_w(&w, w.q, w.x, L->q_proj, T, D, QD);
         linear_w(&w, w.k, w.x, L->k_proj, T, D, KD);
@@ -282,31 +266,31 @@ int gemma2_forward(const gemma2_model *m, const gemma2_batch *b, hook_request *h
             int a = (int)b->offsets[s], len = (int)(b->offsets[s + 1] - b->offsets[s]);
             attention_seq(m, &w, a, len, maxL, b->prefix_len ? b->prefix_len[s] : 0, c->layer_sliding[l]);
         }
-        if (run_hooks(hooks, n_hooks, HK_ATTN_Z, l, w.z, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, 0, HK_ATTN_Z, l, w.z, T, err)) goto fail;
         linear_w(&w, w.a, w.z, L->o_proj, T, QD, D);
         op_rmsnorm_gemma(w.a, w.a, L->post_attention_layernorm, (float)c->rms_norm_eps, T, D);
-        if (run_hooks(hooks, n_hooks, HK_ATTN_OUT, l, w.a, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, 0, HK_ATTN_OUT, l, w.a, T, err)) goto fail;
         op_add(w.h, w.a, TD);
-        if (run_hooks(hooks, n_hooks, HK_RESID_MID, l, w.h, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, 0, HK_RESID_MID, l, w.h, T, err)) goto fail;
         op_rmsnorm_gemma(w.x, w.h, L->pre_feedforward_layernorm, (float)c->rms_norm_eps, T, D);
         linear_w(&w, w.gate, w.x, L->gate_proj, T, D, F);
         linear_w(&w, w.up, w.x, L->up_proj, T, D, F);
         op_geglu(w.gate, w.up, (size_t)T * F);
         linear_w(&w, w.a, w.gate, L->down_proj, T, F, D);
         op_rmsnorm_gemma(w.a, w.a, L->post_feedforward_layernorm, (float)c->rms_norm_eps, T, D);
-        if (run_hooks(hooks, n_hooks, HK_MLP_OUT, l, w.a, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, 0, HK_MLP_OUT, l, w.a, T, err)) goto fail;
         op_add(w.h, w.a, TD);
-        if (run_hooks(hooks, n_hooks, HK_RESID_POST, l, w.h, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, 0, HK_RESID_POST, l, w.h, T, err)) goto fail;
     }
     /* resid_pre of a layer past the last one run (only layer 0 when last_layer = -1). */
-    if (last_layer < 0 && run_hooks(hooks, n_hooks, HK_RESID_PRE, 0, w.h, T, err)) goto fail;
+    if (last_layer < 0 && hook_fire(hooks, n_hooks, 0, HK_RESID_PRE, 0, w.h, T, err)) goto fail;
 
     /* 3. Final norm. */
     if (depth >= c->n_layers) {
         op_rmsnorm_gemma(w.x, w.h, NULL, (float)c->rms_norm_eps, T, D);
-        if (run_hooks(hooks, n_hooks, HK_LN_FINAL_NORMALIZED, -1, w.x, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, 0, HK_LN_FINAL_NORMALIZED, -1, w.x, T, err)) goto fail;
         op_rmsnorm_gemma(w.x, w.h, m->norm, (float)c->rms_norm_eps, T, D);
-        if (run_hooks(hooks, n_hooks, HK_LN_FINAL_OUT, -1, w.x, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, 0, HK_LN_FINAL_OUT, -1, w.x, T, err)) goto fail;
         if (final_hidden) memcpy(final_hidden, w.x, TD * sizeof(float));
     }
     ws_free(&w);

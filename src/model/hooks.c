@@ -88,6 +88,22 @@ int hook_is_vision(const char *name) {
     return !strncmp(name, "vision.", 7) || !strncmp(name, "projector.", 10);
 }
 
+int hook_fire(hook_request *hooks, int n, int vision, hook_kind kind, int layer, float *x, int T, rs_err *err) {
+    for (int i = 0; i < n; i++) {
+        hook_request *h = &hooks[i];
+        if (h->kind != kind || h->layer != layer || hook_is_vision(h->name) != vision) continue;
+        size_t bytes = (size_t)T * h->width * sizeof(float);
+        if (h->capture) {
+            free(h->out);
+            h->out = malloc(bytes ? bytes : 1);
+            if (!h->out) return rs_errf(err, "out of memory capturing %s", h->name);
+            memcpy(h->out, x, bytes);
+        }
+        if (h->splice) h->splice(h->splice_ctx, x, T, h->width);
+    }
+    return 0;
+}
+
 void hook_requests_free(hook_request *h, int n) {
     for (int i = 0; i < n; i++) {
         free(h[i].out);

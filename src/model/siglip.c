@@ -214,36 +214,9 @@ int siglip_hooks_depth(const siglip_model *m, const hook_request *hooks, int n_h
     return depth;
 }
 
-/* Capture then splice every vision.* request matching (kind, layer) on x [T, width]. */
-static int run_hooks(hook_request *hooks, int n, hook_kind kind, int layer, float *x, int T, rs_err *err) {
-    for (int i = 0; i < n; i++) {
-        hook_request *h = &hooks[i];
-        if (h->kind != kind || h->layer != layer || !is_vision_hook(h)) continue;
-        size_t bytes = (size_t)T * h->width * sizeof(float);
-        if (h->capture) {
-            free(h->out);
-            h->out = malloc(bytes ? bytes : 1);
-            if (!h->out) return rs_errf(err, "out of memory capturing %s", h->name);
-            memcpy(h->out, x, bytes);
-        }
-        if (h->splice) h->splice(h->splice_ctx, x, T, h->width);
-    }
-    return 0;
-}
 
 /* ---- forward ---- */
 
-/* tanh-GELU written as x·sigmoid(2u) = 0.5x(1 + tanh u), u = √(2/π)(x + 0.044715x³):
- * the same function, but one expf instead of tanhf (glibc's tanhf goes through expm1f and
- * was 15% of the tower's time), and no cancellation in 1 + tanh u for negative x. */
-static void gelu_tanh_fast(float *x, size_t n) {
-    const float k = 0.7978845608028654f;
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i], u = k * (v + 0.044715f * v * v * v);
-        x[i] = v / (1.0f + expf(-2.0f * u));
-    }
-}
 
 typedef struct {
     float *h, *x, *q, *k, *v, *z, *a, *mlp, *scores, *wscratch;
@@ -349,30 +322,30 @@ int siglip_forward(const siglip_model *m, const float *pixel_values, int n_image
     float eps = (float)c->layer_norm_eps;
     for (int l = 0; l <= last_layer; l++) {
         const siglip_layer *L = &m->layers[l];
-        if (run_hooks(hooks, n_hooks, HK_RESID_PRE, l, w.h, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, 1, HK_RESID_PRE, l, w.h, T, err)) goto fail;
         op_layernorm(w.x, w.h, L->ln1_w, L->ln1_b, eps, T, D);
         linear_w(&w, w.q, w.x, L->q_proj, L->q_bias, T, D, D);
         linear_w(&w, w.k, w.x, L->k_proj, L->k_bias, T, D, D);
         linear_w(&w, w.v, w.x, L->v_proj, L->v_bias, T, D, D);
         attention(m, &w, n_images);
         linear_w(&w, w.a, w.z, L->out_proj, L->out_bias, T, D, D);
-        if (run_hooks(hooks, n_hooks, HK_ATTN_OUT, l, w.a, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, 1, HK_ATTN_OUT, l, w.a, T, err)) goto fail;
         op_add(w.h, w.a, TD);
-        if (run_hooks(hooks, n_hooks, HK_RESID_MID, l, w.h, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, 1, HK_RESID_MID, l, w.h, T, err)) goto fail;
         op_layernorm(w.x, w.h, L->ln2_w, L->ln2_b, eps, T, D);
         linear_w(&w, w.mlp, w.x, L->fc1, L->fc1_bias, T, D, F);
-        gelu_tanh_fast(w.mlp, (size_t)T * F);
+        op_gelu_tanh(w.mlp, (size_t)T * F);
         linear_w(&w, w.a, w.mlp, L->fc2, L->fc2_bias, T, F, D);
-        if (run_hooks(hooks, n_hooks, HK_MLP_OUT, l, w.a, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, 1, HK_MLP_OUT, l, w.a, T, err)) goto fail;
         op_add(w.h, w.a, TD);
-        if (run_hooks(hooks, n_hooks, HK_VISION_RESID_POST, l, w.h, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, 1, HK_VISION_RESID_POST, l, w.h, T, err)) goto fail;
     }
-    if (last_layer < 0 && run_hooks(hooks, n_hooks, HK_RESID_PRE, 0, w.h, T, err)) goto fail;
+    if (last_layer < 0 && hook_fire(hooks, n_hooks, 1, HK_RESID_PRE, 0, w.h, T, err)) goto fail;
 
     /* 3. Post-LayerNorm (PaliGemma's image features). */
     if (depth >= c->n_layers) {
         op_layernorm(w.x, w.h, m->post_w, m->post_b, eps, T, D);
-        if (run_hooks(hooks, n_hooks, HK_VISION_LN_POST, -1, w.x, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, 1, HK_VISION_LN_POST, -1, w.x, T, err)) goto fail;
         if (out) memcpy(out, w.x, TD * sizeof(float));
     }
     ws_free(&w);
