@@ -15,7 +15,10 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 n, d, K = 4000, 2304, 4
 reps = int(os.environ.get("REPS", "1"))
+only = os.environ.get("CASE")
 for name, aniso in (("standardised", 0.0), ("unstandardised_aniso", 1.0)):
+    if only and name != only:
+        continue
     X, y = synth_classification(101, n, d, K, 0.02, aniso, 0)
     if aniso == 0.0:
         sc = StandardScaler().fit(X.astype(np.float64))

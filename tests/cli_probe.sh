@@ -53,6 +53,39 @@ expect_fail "width mismatch" "does not match the probe" "$CLI" probe predict --p
     --acts $F/cli_acts.safetensors
 expect_fail "not a probe" "not a reprshift probe" "$CLI" probe predict --probe $F/cli_acts.safetensors \
     --acts $F/cli_acts.safetensors
+# cross-modal transfer: B is a rotated, rescaled copy of A's signal with shuffled rows paired
+# by id files (sklearn's fixed-split accuracies in transfer_rot: direct ~0.34, procrustes 1.0)
+TA="--a $F/cli_transfer_a.safetensors --b $F/cli_transfer_b.safetensors --hook $H"
+"$CLI" probe transfer $TA --labels $F/cli_transfer_labels_a.txt --ids-a $F/cli_transfer_ids_a.txt \
+    --ids-b $F/cli_transfer_ids_b.txt --Cs 0.1,1,10 --cv 3 --boot 200 --json "$T/t.json" >"$T/t.txt" 2>"$T/err" \
+    || bad "transfer: $(cat "$T/err")"
+acc() { awk -v c="$1" 'index($0, c " ") == 1 { $0 = substr($0, length(c) + 1); print $1 + 0 }' "$T/t.txt"; }
+awk -v a="$(acc 'A->B procrustes')" -v d="$(acc 'A->B direct')" -v i="$(acc 'B->B')" \
+    'BEGIN { exit !(a > 0.95 && d < 0.5 && i > 0.95) }' && ok "transfer matrix" || bad "transfer matrix: $(cat "$T/t.txt")"
+grep -q 'A->B: present but not aligned' "$T/t.txt" && ok "transfer diagnosis" || bad "transfer diagnosis"
+grep -q '"map_r2_heldout"' "$T/t.json" && grep -q '"paired_items": 300' "$T/t.json" && ok "transfer json" || bad "transfer json"
+"$CLI" probe transfer $TA --labels $F/cli_transfer_labels_a.txt --ids-a $F/cli_transfer_ids_a.txt \
+    --ids-b $F/cli_transfer_ids_b.txt --model mlp --hidden 32 --seeds 2 --boot 50 --json "$T/tm.json" >/dev/null 2>"$T/err" \
+    && grep -q '"kind": "mlp"' "$T/tm.json" && ok "transfer with mlp probes" || bad "transfer mlp: $(cat "$T/err")"
+expect_fail "transfer unpaired rows" "pair them with --ids-a" "$CLI" probe transfer $TA \
+    --labels $F/cli_transfer_labels_a.txt
+expect_fail "transfer duplicate id" "occurs twice" "$CLI" probe transfer $TA --labels $F/cli_transfer_labels_a.txt \
+    --ids-a $F/cli_transfer_ids_a.txt --ids-b $F/cli_transfer_ids_b_dup.txt
+expect_fail "transfer label count" "has 150 labels" "$CLI" probe transfer --a $F/cli_transfer_a.safetensors \
+    --b $F/cli_transfer_a.safetensors --hook $H --labels $F/cli_labels.txt
+expect_fail "transfer needs labels" "required" "$CLI" probe transfer $TA
+
+# MLP probe through the CLI: train/predict round trip, eval JSON, bad model name
+"$CLI" probe train --acts $F/cli_acts.safetensors --hook $H --labels $F/cli_labels.txt --model mlp --hidden 32 \
+    --epochs 50 --out "$T/mlp.safetensors" 2>"$T/err" || bad "mlp train: $(cat "$T/err")"
+grep -q 'reprshift-probe-mlp-v1' "$T/mlp.json" && ok "mlp card" || bad "mlp card"
+"$CLI" probe predict --probe "$T/mlp.safetensors" --acts $F/cli_acts.safetensors --labels $F/cli_labels.txt \
+    --out "$T/mpred.txt" 2>"$T/err" && [ "$(wc -l <"$T/mpred.txt")" -eq 150 ] && ok "mlp predict" || bad "mlp predict: $(cat "$T/err")"
+"$CLI" probe eval --acts $F/cli_acts.safetensors --hook $H --labels $F/cli_labels.txt --model mlp --seeds 2 \
+    --boot 50 --json "$T/me.json" 2>"$T/err" && grep -q '"kind": "mlp"' "$T/me.json" && ok "mlp eval" || bad "mlp eval: $(cat "$T/err")"
+expect_fail "bad model" "bad value for --model" "$CLI" probe train --acts $F/cli_acts.safetensors --hook $H \
+    --labels $F/cli_labels.txt --model svm --out "$T/x.safetensors"
+
 [ ! -e "$T/x.safetensors" ] && ok "no output after failures" || bad "partial output left behind"
 expect_fail "bad option" "unknown option" "$CLI" probe train --bogus
 echo "$fails failure(s)"

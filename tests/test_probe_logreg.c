@@ -176,6 +176,53 @@ static void test_syn_bin_sep(void **s) { (void)s; run_synth("lr_syn_bin_sep"); }
 static void test_syn_k4_noisy_bal(void **s) { (void)s; run_synth("lr_syn_k4_noisy_bal"); }
 static void test_syn_k10_aniso_raw(void **s) { (void)s; run_synth("lr_syn_k10_aniso_raw"); }
 
+/* The f32 fast path (tol >= 1e-5): the objective stays within 1e-4 relative of sklearn's
+ * tight optimum (never below it beyond rounding), the reported objective is the exact f64
+ * value, and ≥ 99.5% of test predictions equal sklearn's. */
+static void check_loose(const char *case_name) {
+    st_set *g = open_fix(case_name);
+    int ntr = (int)meta_num(g, "n_train"), nte = (int)meta_num(g, "n_test");
+    int d = (int)meta_num(g, "d"), K = (int)meta_num(g, "n_classes"), n = ntr + nte;
+    float *X = malloc(sizeof(float) * n * d);
+    int *y = malloc(sizeof(int) * n);
+    rs_synth_classification((uint64_t)meta_num(g, "seed"), n, d, K, meta_num(g, "sep"),
+                            meta_num(g, "aniso"), (int)meta_num(g, "imbalanced"), X, y);
+    rs_err err;
+    if ((int)meta_num(g, "standardize")) {
+        rs_scaler sc;
+        assert_int_equal(rs_scaler_fit(&sc, X, ntr, d, &err), 0);
+        rs_scaler_apply(&sc, X, n, X);
+        rs_scaler_free(&sc);
+    }
+    rs_logreg_opts o = rs_logreg_defaults();
+    o.C = meta_num(g, "C");
+    o.balanced = (int)meta_num(g, "balanced");
+    o.tol = 1e-5;
+    rs_logreg m;
+    if (rs_logreg_fit(&m, X, y, ntr, d, K, &o, &err)) fail_msg("%s: %s", case_name, err.msg);
+    double oref = *(const double *)need(g, "objective", RS_DT_F64)->data;
+    double orecomp = rs_logreg_objective(&m, X, y, ntr), rel = (m.objective - oref) / oref;
+    const int32_t *pref = need(g, "pred_test", RS_DT_I32)->data;
+    int *pred = malloc(sizeof(int) * nte), same = 0;
+    rs_logreg_predict(&m, X + (size_t)ntr * d, nte, pred);
+    for (int i = 0; i < nte; i++) same += pred[i] == pref[i];
+    print_message("  %-24s f32 path tol 1e-5: obj %.10g vs sklearn optimum %.10g (rel %+.2e), pred %d/%d, iters %d\n",
+                  case_name, m.objective, oref, rel, same, nte, m.n_iter);
+    if (!(rel <= 1e-4 && rel >= -1e-9)) fail_msg("%s: f32 path objective rel %.3g", case_name, rel);
+    if (!(fabs(orecomp - m.objective) <= 1e-9 * fabs(oref))) fail_msg("%s: reported objective not exact", case_name);
+    if (!(same >= 0.995 * nte)) fail_msg("%s: f32 path: %d/%d predictions agree", case_name, same, nte);
+    free(pred); free(X); free(y);
+    rs_logreg_free(&m);
+    st_close(g);
+}
+
+static void test_f32_path(void **s) {
+    (void)s;
+    check_loose("lr_syn_k4_noisy_bal");
+    check_loose("lr_syn_k10_aniso_raw");
+    check_loose("lr_syn_bin_sep");
+}
+
 static void test_bad_input(void **state) {
     (void)state;
     float X[8] = {0, 1, 2, 3, 4, 5, 6, 7};
@@ -207,7 +254,7 @@ int main(void) {
         cmocka_unit_test(test_bc_std),             cmocka_unit_test(test_bc_raw_bal),
         cmocka_unit_test(test_digits_std),         cmocka_unit_test(test_digits_raw),
         cmocka_unit_test(test_syn_bin_sep),        cmocka_unit_test(test_syn_k4_noisy_bal),
-        cmocka_unit_test(test_syn_k10_aniso_raw),
+        cmocka_unit_test(test_syn_k10_aniso_raw), cmocka_unit_test(test_f32_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -79,6 +79,9 @@ typedef struct {
     double tol;        /* gtol on sklearn's scaled objective (mean loss + ‖W‖²/(2C·Σs)), default 1e-4 */
     int max_iter;      /* default 1000 */
     int precondition;  /* 1 (default): solve in centred, Jacobi-scaled coordinates; same objective */
+    int warm_intercept; /* 1 (default): start from b = log class priors instead of 0 */
+    int precision;     /* 0 (default): f32 products when tol >= 1e-5 (as sklearn on f32 input), else
+                          f64; 64: always f64; 32: same as 0. The reported objective is f64. */
 } rs_logreg_opts;
 
 /* Defaults above. */

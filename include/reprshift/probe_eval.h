@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include "reprshift/error.h"
 #include "reprshift/probe.h"
+#include "reprshift/probe_mlp.h"
 
 /* sklearn StratifiedKFold(k, shuffle=False) fold of every row (fold[i] in 0..k-1), the
  * same assignment row for row; errors if k < 2 or k exceeds every class's count. */
@@ -42,6 +43,8 @@ typedef struct {
     const int *control_type; /* rows with equal type get the same control label (NULL → per row/group) */
     uint64_t seed;         /* base seed (default 0) */
     double tol;            /* solver tolerance (default 1e-4) */
+    const rs_mlp_opts *mlp; /* non-NULL: evaluate this MLP probe instead of logistic regression
+                               (no C search; the MLP seed is offset per split) */
 } rs_eval_opts;
 
 /* Defaults above. */

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include "reprshift/error.h"
 #include "reprshift/probe.h"
+#include "reprshift/probe_mlp.h"
 
 typedef struct {
     char *hook;         /* activation tensor name the probe was trained on */
@@ -16,7 +17,9 @@ typedef struct {
     char **classes;     /* [n_classes] label strings, index = class id */
     int standardized;
     rs_scaler scaler;   /* valid if standardized */
+    int is_mlp;         /* 0: logistic regression in model; 1: MLP in mlp */
     rs_logreg model;
+    rs_mlp mlp;         /* tensors W1 [d,h], b1, W2 [h,R], b2 (F32); format reprshift-probe-mlp-v1 */
     char data_hash[17]; /* FNV-1a 64 of the training features and labels (hex) */
     char *metrics_json; /* optional JSON object text written into the card */
 } rs_probe;
@@ -42,7 +45,9 @@ int rs_acts_load(const char *path, const char *hook, float **X, int *n, int *d, 
 int rs_labels_read(const char *path, const char *column, char ***labels, int *n, rs_err *err);
 /* Free labels from rs_labels_read. */
 void rs_labels_free(char **labels, int n);
-/* Map label strings to class ids with classes sorted by strcmp (new array of new strings). */
+/* Map label strings to class ids (new array of new strings). Classes are sorted numerically
+ * when every label is a decimal integer ("2" before "10"; like sklearn on integer labels),
+ * else by strcmp (byte order, like sklearn on strings). */
 int rs_labels_encode(char **labels, int n, int **y, char ***classes, int *K, rs_err *err);
 
 #endif

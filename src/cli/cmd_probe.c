@@ -8,26 +8,51 @@
 #include "cli/commands.h"
 #include "reprshift/probe.h"
 #include "reprshift/probe_eval.h"
+#include "reprshift/probe_mlp.h"
 #include "reprshift/probe_io.h"
+#include "reprshift/probe_transfer.h"
 
 static void probe_usage(FILE *f) {
     fprintf(f,
         "usage: reprshift probe train   --acts A.safetensors --hook NAME --labels FILE --out P.safetensors\n"
         "                               [--label-column COL] [--C X | --Cs X,Y,.. --cv K] [--balanced]\n"
-        "                               [--no-standardize] [--tol T]\n"
+        "                               [--no-standardize] [--tol T] [MLP options]\n"
         "       reprshift probe eval    --acts A.safetensors --hook NAME --labels FILE [--groups FILE]\n"
         "                               [--control-types FILE] [--seeds N] [--test-frac F] [--C X | --Cs ..]\n"
         "                               [--cv K] [--balanced] [--no-standardize] [--boot B] [--json OUT]\n"
+        "                               [MLP options]\n"
         "       reprshift probe predict --probe P.safetensors --acts A.safetensors [--hook NAME]\n"
         "                               [--labels FILE] [--out FILE]\n"
+        "       reprshift probe transfer --a A.safetensors --b B.safetensors --hook NAME [--hook-b NAME]\n"
+        "                               (--labels FILE | --labels-a FILE --labels-b FILE)\n"
+        "                               [--ids-a FILE --ids-b FILE] [--groups FILE] [--seeds N]\n"
+        "                               [--test-frac F] [--C X | --Cs ..] [--cv K] [--ridge-alpha A]\n"
+        "                               [--no-procrustes-scale] [--balanced] [--no-standardize]\n"
+        "                               [--boot B] [--json OUT] [MLP options]\n"
+        "--seed S: base seed of the splits (eval, transfer) and of the MLP (default 0).\n"
+        "MLP options: --model mlp [--hidden H (100)] [--alpha A (1e-4)] [--epochs N (200)]:\n"
+        "one hidden ReLU layer, Adam (lr 1e-3), early stopping on a stratified 10%% validation split\n"
+        "(sklearn MLPClassifier defaults); the default model is L2 logistic regression.\n"
         "Labels: one per line, or a CSV column (--label-column, header row). Classes are the\n"
-        "distinct labels sorted by byte order. The probe writes P.safetensors + P.json (card).\n");
+        "distinct labels, sorted numerically when all are integers, else by byte order.\n"
+        "The probe writes P.safetensors + P.json (card).\n"
+        "transfer: A and B are two modalities of the same items (e.g. caption and image\n"
+        "activations). Rows pair by --ids-a/--ids-b (one item id per row; ids seen in both\n"
+        "files are used) or else by row index. --labels gives one label per A row (used for\n"
+        "both); --labels-a/--labels-b label each file's rows. --groups is per A row. Per seed\n"
+        "the paired items are split (stratified by A's label, groups kept together), probes are\n"
+        "fitted on each modality's training items, and scored on both modalities' test items:\n"
+        "directly, after per-feature mean/std matching, after an orthogonal Procrustes map\n"
+        "(with global scale) and after a ridge map (lambda = ridge-alpha x mean feature sum of\n"
+        "squares), all maps fitted on the paired training items. Prints the matrix with 95%%\n"
+        "bootstrap CIs and a diagnosis per direction; --json writes it all.\n");
 }
 
 typedef struct {
     const char *acts, *hook, *labels, *column, *out, *probe, *groups, *ctypes, *json;
-    double C, test_frac, tol;
-    int have_C, cv, seeds, balanced, standardize, boot;
+    const char *acts_b, *hook_b, *labels_a, *labels_b, *ids_a, *ids_b;
+    double C, test_frac, tol, ridge_alpha, alpha;
+    int have_C, cv, seeds, balanced, standardize, boot, no_pscale, mlp, hidden, epochs, seed;
     double Cs[32];
     int n_Cs;
 } probe_args;
@@ -48,6 +73,8 @@ static int parse_Cs(const char *s, probe_args *a) {
 static int parse_args(int argc, char **argv, probe_args *a) {
     memset(a, 0, sizeof *a);
     a->C = 1; a->cv = 5; a->seeds = 5; a->test_frac = 0.2; a->standardize = 1; a->boot = 1000; a->tol = 1e-4;
+    a->ridge_alpha = 0.1;
+    a->hidden = 100; a->alpha = 1e-4; a->epochs = 200;
     const double grid[] = {1e-4, 1e-3, 1e-2, 1e-1, 1, 1e1, 1e2, 1e3, 1e4};
     memcpy(a->Cs, grid, sizeof grid);
     a->n_Cs = 9;
@@ -57,7 +84,19 @@ static int parse_args(int argc, char **argv, probe_args *a) {
 #define NUM(flag, field, conv) if (!strcmp(o, flag)) { if (!v) goto missing; char *e; a->field = conv; if (*e) goto bad; i++; continue; }
         STR("--acts", acts) STR("--hook", hook) STR("--labels", labels) STR("--label-column", column)
         STR("--out", out) STR("--probe", probe) STR("--groups", groups) STR("--control-types", ctypes)
-        STR("--json", json)
+        STR("--json", json) STR("--a", acts) STR("--b", acts_b) STR("--hook-b", hook_b)
+        STR("--labels-a", labels_a) STR("--labels-b", labels_b) STR("--ids-a", ids_a) STR("--ids-b", ids_b)
+        NUM("--ridge-alpha", ridge_alpha, strtod(v, &e)) NUM("--alpha", alpha, strtod(v, &e))
+        NUM("--hidden", hidden, (int)strtol(v, &e, 10)) NUM("--epochs", epochs, (int)strtol(v, &e, 10))
+        NUM("--seed", seed, (int)strtol(v, &e, 10))
+        if (!strcmp(o, "--model")) {
+            if (!v) goto missing;
+            if (!strcmp(v, "mlp")) a->mlp = 1;
+            else if (!strcmp(v, "logreg")) a->mlp = 0;
+            else goto bad;
+            i++;
+            continue;
+        }
         NUM("--cv", cv, (int)strtol(v, &e, 10)) NUM("--seeds", seeds, (int)strtol(v, &e, 10))
         NUM("--boot", boot, (int)strtol(v, &e, 10)) NUM("--test-frac", test_frac, strtod(v, &e))
         NUM("--tol", tol, strtod(v, &e))
@@ -77,6 +116,7 @@ static int parse_args(int argc, char **argv, probe_args *a) {
         }
         if (!strcmp(o, "--balanced")) { a->balanced = 1; continue; }
         if (!strcmp(o, "--no-standardize")) { a->standardize = 0; continue; }
+        if (!strcmp(o, "--no-procrustes-scale")) { a->no_pscale = 1; continue; }
         fprintf(stderr, "reprshift probe: unknown option '%s'\n", o);
         return -1;
     missing:
@@ -115,6 +155,15 @@ fail:
 
 static void free_classes(char **c, int K) { rs_labels_free(c, K); }
 
+static rs_mlp_opts mlp_opts(const probe_args *a) {
+    rs_mlp_opts mo = rs_mlp_defaults();
+    mo.hidden = a->hidden;
+    mo.alpha = a->alpha;
+    mo.max_epochs = a->epochs;
+    mo.seed = (uint64_t)a->seed;
+    return mo;
+}
+
 static int probe_train(const probe_args *a) {
     rs_err err;
     float *X;
@@ -135,7 +184,7 @@ static int probe_train(const probe_args *a) {
     o.balanced = a->balanced;
     o.tol = a->tol;
     double C = a->C, cv_acc[32];
-    int did_cv = !a->have_C && a->cv >= 2 && a->n_Cs > 1;
+    int did_cv = !a->mlp && !a->have_C && a->cv >= 2 && a->n_Cs > 1;
     if (did_cv && rs_logreg_cv(X, y, n, d, K, a->Cs, a->n_Cs, a->cv, a->standardize, &o, cv_acc, &C, &err)) goto out;
     o.C = C;
     rs_probe_data_hash(X, (size_t)n * d, y, n, p.data_hash);
@@ -145,10 +194,15 @@ static int probe_train(const probe_args *a) {
         rs_scaler_apply(&p.scaler, X, n, X); /* X is ours: standardise in place */
         p.standardized = 1;
     }
-    if (rs_logreg_fit(&p.model, Xs, y, n, d, K, &o, &err)) goto out;
-    int *pred = malloc(sizeof(int) * n);
-    if (!pred) { rs_errf(&err, "out of memory"); goto out; }
-    rs_logreg_predict(&p.model, Xs, n, pred);
+    int *pred = NULL;
+    if (a->mlp) {
+        rs_mlp_opts mo = mlp_opts(a);
+        p.is_mlp = 1;
+        if (rs_mlp_fit(&p.mlp, Xs, y, n, d, K, &mo, &err)) goto out;
+    } else if (rs_logreg_fit(&p.model, Xs, y, n, d, K, &o, &err)) goto out;
+    if (!(pred = malloc(sizeof(int) * n))) { rs_errf(&err, "out of memory"); goto out; }
+    if (p.is_mlp) rs_mlp_predict(&p.mlp, Xs, n, pred, NULL);
+    else rs_logreg_predict(&p.model, Xs, n, pred);
     rs_metrics m;
     rs_metrics_compute(y, pred, n, K, &m, NULL);
     free(pred);
@@ -169,8 +223,12 @@ static int probe_train(const probe_args *a) {
     p.metrics_json = strdup(mj);
     if (!p.hook || !p.metrics_json) { rs_errf(&err, "out of memory"); goto out; }
     if (rs_probe_save(&p, a->out, &err)) goto out;
-    fprintf(stderr, "probe: %d rows x %d features, %d classes, C=%g%s, train accuracy %.4f, %d iterations -> %s\n",
-            n, d, K, C, did_cv ? " (CV)" : "", m.accuracy, p.model.n_iter, a->out);
+    if (p.is_mlp)
+        fprintf(stderr, "probe: %d rows x %d features, %d classes, MLP %d hidden, %d epochs, train accuracy %.4f -> %s\n",
+                n, d, K, p.mlp.hidden, p.mlp.n_epochs, m.accuracy, a->out);
+    else
+        fprintf(stderr, "probe: %d rows x %d features, %d classes, C=%g%s, train accuracy %.4f, %d iterations -> %s\n",
+                n, d, K, C, did_cv ? " (CV)" : "", m.accuracy, p.model.n_iter, a->out);
     rc = 0;
 out:
     if (rc) fprintf(stderr, "reprshift probe train: %s\n", err.msg);
@@ -224,6 +282,9 @@ static int probe_eval(const probe_args *a) {
     o.n_boot = a->boot;
     o.control_type = ct;
     o.tol = a->tol;
+    o.seed = (uint64_t)a->seed;
+    rs_mlp_opts mo = mlp_opts(a);
+    if (a->mlp) o.mlp = &mo;
     if (rs_probe_evaluate(X, y, grp, n, d, K, &o, &r, &err)) goto out;
     FILE *f = a->json ? fopen(a->json, "w") : stdout;
     if (!f) { rs_errf(&err, "cannot write %s", a->json); goto out; }
@@ -237,6 +298,8 @@ static int probe_eval(const probe_args *a) {
         fputc('"', f);
     }
     fprintf(f, "],\n  \"seeds\": %d, \"test_frac\": %g, \"grouped\": %s,\n", a->seeds, a->test_frac, grp ? "true" : "false");
+    if (a->mlp) fprintf(f, "  \"model\": {\"kind\": \"mlp\", \"hidden\": %d, \"alpha\": %g, \"max_epochs\": %d},\n", a->hidden, a->alpha, a->epochs);
+    else fprintf(f, "  \"model\": {\"kind\": \"logreg\"},\n");
     fprintf(f, "  \"accuracy\": {\"mean\": %.6f, \"ci95\": [%.6f, %.6f], \"sd_over_seeds\": %.6f},\n",
             r.mean.accuracy, r.ci_lo.accuracy, r.ci_hi.accuracy, r.acc_sd);
     fprintf(f, "  \"balanced_accuracy\": {\"mean\": %.6f, \"ci95\": [%.6f, %.6f]},\n",
@@ -244,7 +307,7 @@ static int probe_eval(const probe_args *a) {
     fprintf(f, "  \"macro_f1\": {\"mean\": %.6f, \"ci95\": [%.6f, %.6f]},\n", r.mean.macro_f1, r.ci_lo.macro_f1, r.ci_hi.macro_f1);
     fprintf(f, "  \"majority_baseline\": %.6f, \"permuted_label_accuracy\": %.6f,\n", r.chance, r.perm_accuracy);
     fprintf(f, "  \"control_task_accuracy\": %.6f, \"selectivity\": %.6f,\n  \"C_chosen\": [", r.control_accuracy, r.selectivity);
-    for (int s = 0; s < r.n_seeds; s++) fprintf(f, "%s%g", s ? ", " : "", r.C_chosen[s]);
+    for (int s = 0; !a->mlp && s < r.n_seeds; s++) fprintf(f, "%s%g", s ? ", " : "", r.C_chosen[s]);
     fprintf(f, "],\n  \"confusion_summed_over_seeds\": [");
     for (int i = 0; i < K; i++) {
         fprintf(f, "%s[", i ? ", " : "");
@@ -306,6 +369,205 @@ out:
     return rc;
 }
 
+static int cmp_idx_str(const void *a, const void *b, void *ctx) {
+    char **ids = ctx;
+    return strcmp(ids[*(const int *)a], ids[*(const int *)b]);
+}
+
+/* Pair rows of A and B: by item id (ids seen in both files, in A's order) or by index.
+ * pa[k], pb[k] are the rows of pair k. */
+static int pair_rows(const probe_args *a, int nA, int nB, int **pa, int **pb, int *np, rs_err *err) {
+    *pa = *pb = NULL;
+    *np = 0;
+    if (!a->ids_a != !a->ids_b) return rs_errf(err, "give both --ids-a and --ids-b, or neither");
+    if (!a->ids_a) {
+        if (nA != nB)
+            return rs_errf(err, "%s has %d rows but %s has %d; pair them with --ids-a/--ids-b", a->acts, nA, a->acts_b, nB);
+        *pa = malloc(sizeof(int) * nA);
+        *pb = malloc(sizeof(int) * nA);
+        if (!*pa || !*pb) return rs_errf(err, "out of memory");
+        for (int i = 0; i < nA; i++) (*pa)[i] = (*pb)[i] = i;
+        *np = nA;
+        return 0;
+    }
+    char **ia = NULL, **ib = NULL;
+    int na = 0, nb = 0, rc = -1, *ord = NULL;
+    char *used = NULL;
+    if (rs_labels_read(a->ids_a, NULL, &ia, &na, err) || rs_labels_read(a->ids_b, NULL, &ib, &nb, err)) goto done;
+    if (na != nA) { rs_errf(err, "%s has %d ids but %s has %d rows", a->ids_a, na, a->acts, nA); goto done; }
+    if (nb != nB) { rs_errf(err, "%s has %d ids but %s has %d rows", a->ids_b, nb, a->acts_b, nB); goto done; }
+    ord = malloc(sizeof(int) * nb);
+    used = calloc(nb, 1);
+    *pa = malloc(sizeof(int) * na);
+    *pb = malloc(sizeof(int) * na);
+    if (!ord || !used || !*pa || !*pb) { rs_errf(err, "out of memory"); goto done; }
+    for (int i = 0; i < nb; i++) ord[i] = i;
+    qsort_r(ord, nb, sizeof(int), cmp_idx_str, ib);
+    for (int i = 1; i < nb; i++)
+        if (!strcmp(ib[ord[i]], ib[ord[i - 1]])) {
+            rs_errf(err, "%s: id '%s' occurs twice (lines %d and %d)", a->ids_b, ib[ord[i]], ord[i - 1] + 1, ord[i] + 1);
+            goto done;
+        }
+    for (int i = 0; i < na; i++) {
+        int lo = 0, hi = nb - 1, hit = -1;
+        while (lo <= hi) {
+            int mid = (lo + hi) / 2, c = strcmp(ia[i], ib[ord[mid]]);
+            if (!c) { hit = ord[mid]; break; }
+            if (c < 0) hi = mid - 1; else lo = mid + 1;
+        }
+        if (hit < 0) continue;
+        if (used[hit]) { rs_errf(err, "%s: id '%s' occurs twice (line %d)", a->ids_a, ia[i], i + 1); goto done; }
+        used[hit] = 1;
+        (*pa)[*np] = i;
+        (*pb)[*np] = hit;
+        (*np)++;
+    }
+    if (*np < 10) { rs_errf(err, "only %d items have ids in both %s and %s (need at least 10)", *np, a->ids_a, a->ids_b); goto done; }
+    if (*np < na || *np < nb) fprintf(stderr, "transfer: paired %d items (%d A rows, %d B rows)\n", *np, na, nb);
+    rc = 0;
+done:
+    rs_labels_free(ia, na);
+    rs_labels_free(ib, nb);
+    free(ord);
+    free(used);
+    if (rc) { free(*pa); free(*pb); *pa = *pb = NULL; }
+    return rc;
+}
+
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        if ((unsigned char)*s >= 0x20) fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static int probe_transfer(const probe_args *a) {
+    rs_err err;
+    if (!a->acts || !a->acts_b || !a->hook || (!a->labels && !(a->labels_a && a->labels_b))) {
+        fprintf(stderr, "reprshift probe transfer: --a, --b, --hook and --labels (or --labels-a and --labels-b) are required\n");
+        return 2;
+    }
+    const char *hook_b = a->hook_b ? a->hook_b : a->hook;
+    float *XA = NULL, *XB = NULL, *PA = NULL, *PB = NULL;
+    char **la = NULL, **lb = NULL, **both = NULL, **classes = NULL;
+    int nA, dA, nB, dB, nla = 0, nlb = 0, *pa = NULL, *pb = NULL, np = 0, K = 0, *y = NULL, *grp = NULL, *gall = NULL;
+    int rc = 1;
+    rs_transfer_result r;
+    if (rs_acts_load(a->acts, a->hook, &XA, &nA, &dA, &err) || rs_acts_load(a->acts_b, hook_b, &XB, &nB, &dB, &err)) goto out;
+    if (pair_rows(a, nA, nB, &pa, &pb, &np, &err)) goto out;
+    const char *fa = a->labels ? a->labels : a->labels_a;
+    if (rs_labels_read(fa, a->column, &la, &nla, &err)) goto out;
+    if (nla != nA) { rs_errf(&err, "%s has %d labels but %s:%s has %d rows", fa, nla, a->acts, a->hook, nA); goto out; }
+    if (!a->labels) {
+        if (rs_labels_read(a->labels_b, a->column, &lb, &nlb, &err)) goto out;
+        if (nlb != nB) { rs_errf(&err, "%s has %d labels but %s:%s has %d rows", a->labels_b, nlb, a->acts_b, hook_b, nB); goto out; }
+    }
+    /* one class set for both modalities: encode A's then B's labels of the pairs together */
+    if (!(both = malloc(sizeof(char *) * 2 * np))) { rs_errf(&err, "out of memory"); goto out; }
+    for (int k = 0; k < np; k++) {
+        both[k] = la[pa[k]];
+        both[np + k] = lb ? lb[pb[k]] : la[pa[k]];
+    }
+    if (rs_labels_encode(both, 2 * np, &y, &classes, &K, &err)) goto out;
+    if (K < 2) { rs_errf(&err, "only one class ('%s'); a probe needs at least two", classes[0]); goto out; }
+    if (a->groups) {
+        if (read_ids(a->groups, nA, &gall, &err)) goto out;
+        if (!(grp = malloc(sizeof(int) * np))) { rs_errf(&err, "out of memory"); goto out; }
+        for (int k = 0; k < np; k++) grp[k] = gall[pa[k]];
+    }
+    PA = malloc(sizeof(float) * (size_t)np * dA);
+    PB = malloc(sizeof(float) * (size_t)np * dB);
+    if (!PA || !PB) { rs_errf(&err, "out of memory for %d paired items", np); goto out; }
+    for (int k = 0; k < np; k++) {
+        memcpy(PA + (size_t)k * dA, XA + (size_t)pa[k] * dA, sizeof(float) * dA);
+        memcpy(PB + (size_t)k * dB, XB + (size_t)pb[k] * dB, sizeof(float) * dB);
+    }
+    rs_transfer_opts o = rs_transfer_defaults();
+    o.n_seeds = a->seeds;
+    o.test_frac = a->test_frac;
+    o.cv_folds = a->cv;
+    o.Cs = a->have_C ? &a->C : a->Cs;
+    o.n_Cs = a->have_C ? 1 : a->n_Cs;
+    o.standardize = a->standardize;
+    o.balanced = a->balanced;
+    o.n_boot = a->boot;
+    o.tol = a->tol;
+    o.ridge_alpha = a->ridge_alpha;
+    o.procrustes_scale = !a->no_pscale;
+    o.seed = (uint64_t)a->seed;
+    rs_mlp_opts mo = mlp_opts(a);
+    if (a->mlp) o.mlp = &mo;
+    if (!(a->ridge_alpha > 0)) { rs_errf(&err, "--ridge-alpha must be positive"); goto out; }
+    if (rs_transfer_evaluate(PA, dA, PB, dB, y, y + np, grp, np, K, &o, &r, &err)) goto out;
+    const rs_transfer_cell_def *cd = rs_transfer_cells();
+    printf("transfer: %d paired items, A = %s:%s (%d), B = %s:%s (%d), %d classes, %d seeds\n", np, a->acts, a->hook,
+           dA, a->acts_b, hook_b, dB, K, a->seeds);
+    printf("%-17s %9s %17s %9s %9s\n", "probe -> test", "accuracy", "95% CI", "bal.acc", "map R2");
+    for (int c = 0; c < RS_TRANSFER_CELLS; c++) {
+        const rs_transfer_cell *x = &r.cell[c];
+        if (!x->available) { printf("%-17s %9s   (needs equal widths)\n", cd[c].name, "-"); continue; }
+        printf("%-17s %9.4f  [%.4f, %.4f] %9.4f", cd[c].name, x->mean.accuracy, x->ci_lo.accuracy, x->ci_hi.accuracy,
+               x->mean.balanced_accuracy);
+        if (isnan(x->map_r2)) printf("\n"); else printf(" %9.4f\n", x->map_r2);
+    }
+    printf("majority baseline: A %.4f, B %.4f\n", r.chance[0], r.chance[1]);
+    printf("A->B: %s\nB->A: %s\n", rs_transfer_diagnosis(&r, 0), rs_transfer_diagnosis(&r, 1));
+    if (a->json) {
+        FILE *f = fopen(a->json, "w");
+        if (!f) { rs_errf(&err, "cannot write %s", a->json); goto out; }
+        fprintf(f, "{\n  \"a\": {\"acts\": ");
+        json_str(f, a->acts);
+        fprintf(f, ", \"hook\": ");
+        json_str(f, a->hook);
+        fprintf(f, ", \"features\": %d},\n  \"b\": {\"acts\": ", dA);
+        json_str(f, a->acts_b);
+        fprintf(f, ", \"hook\": ");
+        json_str(f, hook_b);
+        fprintf(f, ", \"features\": %d},\n  \"paired_items\": %d, \"seeds\": %d, \"test_frac\": %g, \"grouped\": %s,\n", dB, np,
+                a->seeds, a->test_frac, grp ? "true" : "false");
+        fprintf(f, "  \"ridge_alpha\": %g, \"procrustes_scale\": %s, \"standardized\": %s,\n", a->ridge_alpha,
+                a->no_pscale ? "false" : "true", a->standardize ? "true" : "false");
+        if (a->mlp) fprintf(f, "  \"model\": {\"kind\": \"mlp\", \"hidden\": %d, \"alpha\": %g},\n", a->hidden, a->alpha);
+        else fprintf(f, "  \"model\": {\"kind\": \"logreg\"},\n");
+        fprintf(f, "  \"classes\": [");
+        for (int k = 0; k < K; k++) {
+            if (k) fputs(", ", f);
+            json_str(f, classes[k]);
+        }
+        fprintf(f, "],\n  \"majority_baseline\": {\"A\": %.6f, \"B\": %.6f},\n", r.chance[0], r.chance[1]);
+        fprintf(f, "  \"C_geomean\": {\"A\": %g, \"B\": %g},\n  \"cells\": [\n", r.C[0], r.C[1]);
+        static const char *mapn[] = {"none", "moments", "procrustes", "ridge"};
+        for (int c = 0; c < RS_TRANSFER_CELLS; c++) {
+            const rs_transfer_cell *x = &r.cell[c];
+            fprintf(f, "    {\"name\": \"%s\", \"train\": \"%c\", \"test\": \"%c\", \"map\": \"%s\", \"available\": %s",
+                    cd[c].name, "AB"[cd[c].train], "AB"[cd[c].test], mapn[cd[c].map], x->available ? "true" : "false");
+            if (x->available) {
+                fprintf(f, ",\n     \"accuracy\": {\"mean\": %.6f, \"ci95\": [%.6f, %.6f]}", x->mean.accuracy,
+                        x->ci_lo.accuracy, x->ci_hi.accuracy);
+                fprintf(f, ", \"balanced_accuracy\": {\"mean\": %.6f, \"ci95\": [%.6f, %.6f]}",
+                        x->mean.balanced_accuracy, x->ci_lo.balanced_accuracy, x->ci_hi.balanced_accuracy);
+                fprintf(f, ", \"macro_f1\": {\"mean\": %.6f, \"ci95\": [%.6f, %.6f]}", x->mean.macro_f1,
+                        x->ci_lo.macro_f1, x->ci_hi.macro_f1);
+                if (!isnan(x->map_r2)) fprintf(f, ", \"map_r2_heldout\": %.6f", x->map_r2);
+            }
+            fprintf(f, "}%s\n", c + 1 < RS_TRANSFER_CELLS ? "," : "");
+        }
+        fprintf(f, "  ],\n  \"diagnosis\": {\"A->B\": \"%s\", \"B->A\": \"%s\"}\n}\n", rs_transfer_diagnosis(&r, 0),
+                rs_transfer_diagnosis(&r, 1));
+        fclose(f);
+    }
+    rc = 0;
+out:
+    if (rc) fprintf(stderr, "reprshift probe transfer: %s\n", err.msg);
+    free(XA); free(XB); free(PA); free(PB); free(pa); free(pb); free(both); free(y); free(grp); free(gall);
+    rs_labels_free(la, nla);
+    rs_labels_free(lb, nlb);
+    if (classes) rs_labels_free(classes, K);
+    return rc;
+}
+
 int cmd_probe(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         probe_usage(argc < 2 ? stderr : stdout);
@@ -316,7 +578,8 @@ int cmd_probe(int argc, char **argv) {
     if (!strcmp(argv[1], "train")) return probe_train(&a);
     if (!strcmp(argv[1], "eval")) return probe_eval(&a);
     if (!strcmp(argv[1], "predict")) return probe_predict(&a);
-    fprintf(stderr, "reprshift probe: unknown action '%s' (train, eval, predict)\n", argv[1]);
+    if (!strcmp(argv[1], "transfer")) return probe_transfer(&a);
+    fprintf(stderr, "reprshift probe: unknown action '%s' (train, eval, predict, transfer)\n", argv[1]);
     probe_usage(stderr);
     return 2;
 }

@@ -274,6 +274,18 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* The probe the protocol evaluates: logistic regression (C in lo) or the MLP in o->mlp. */
+static int probe_fit_predict(const rs_eval_opts *o, const rs_logreg_opts *lo, uint64_t seed,
+                             const float *Xtr, const int *ytr, int ntr, const float *Xte, int nte,
+                             int d, int K, int *pred, rs_err *err) {
+    if (o->mlp) {
+        rs_mlp_opts mo = *o->mlp;
+        mo.seed += seed;
+        return rs_mlp_fit_predict(Xtr, ytr, ntr, Xte, nte, d, K, o->standardize, &mo, pred, err);
+    }
+    return rs_logreg_fit_predict(Xtr, ytr, ntr, Xte, nte, d, K, o->standardize, lo, pred, err);
+}
+
 int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int d, int K,
                       const rs_eval_opts *opts, rs_eval_result *res, rs_err *err) {
     rs_eval_opts o = opts ? *opts : rs_eval_defaults();
@@ -309,12 +321,12 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
             gather(X, y, is_test, 1, n, d, &Xb, &yb, &nb)) { rc = rs_errf(err, "evaluate: out of memory"); break; }
         if (!all_classes(ya, na, K)) rc = rs_errf(err, "evaluate: seed %d: a class has no training rows", s);
         double C = o.n_Cs > 0 ? o.Cs[0] : 1.0;
-        if (rc == 0 && o.cv_folds >= 2 && o.n_Cs > 1)
+        if (rc == 0 && !o.mlp && o.cv_folds >= 2 && o.n_Cs > 1)
             rc = rs_logreg_cv(Xa, ya, na, d, K, o.Cs, o.n_Cs, o.cv_folds, o.standardize, &lo, NULL, &C, err);
         res->C_chosen[s] = C;
         lo.C = C;
         int *pred = tests_p + (size_t)n * s;
-        if (rc == 0) rc = rs_logreg_fit_predict(Xa, ya, na, Xb, nb, d, K, o.standardize, &lo, pred, err);
+        if (rc == 0) rc = probe_fit_predict(&o, &lo, seed, Xa, ya, na, Xb, nb, d, K, pred, err);
         if (rc == 0) {
             memcpy(tests_y + (size_t)n * s, yb, sizeof(int) * nb);
             nte_s[s] = nb;
@@ -341,7 +353,7 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
             else {
                 memcpy(yp, ya, sizeof(int) * na);
                 shuffle_ints(yp, na, seed ^ 0xA5A5A5A5ull);
-                if (rs_logreg_fit_predict(Xa, yp, na, Xb, nb, d, K, o.standardize, &lo, pp, err) == 0) {
+                if (probe_fit_predict(&o, &lo, seed, Xa, yp, na, Xb, nb, d, K, pp, err) == 0) {
                     int ok = 0;
                     for (int i = 0; i < nb; i++) ok += pp[i] == yb[i];
                     res->perm_accuracy += (double)ok / nb / S;
@@ -368,7 +380,7 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
                 if (!distinct) ok = 0; /* degenerate control labelling: predict the one class */
                 if (!distinct) {
                     for (int i = 0; i < ncb; i++) ok += cb[i] == ca[0];
-                } else if (rs_logreg_fit_predict(Xc, ca, nca, Xd, ncb, d, K, o.standardize, &lo, pp, err) == 0) {
+                } else if (probe_fit_predict(&o, &lo, seed, Xc, ca, nca, Xd, ncb, d, K, pp, err) == 0) {
                     for (int i = 0; i < ncb; i++) ok += pp[i] == cb[i];
                 } else {
                     /* a control class absent from training is fine: remap is not needed for

@@ -7,16 +7,30 @@
  * diagonal at the start (h = curvature of the loss there). Anisotropic, uncentred
  * activations then converge in about as many iterations as standardised ones. The
  * stopping test is taken on the gradient in the original (W, b) coordinates, like
- * sklearn's gtol, so "converged" means the same thing in both. */
-#include <cblas.h>
+ * sklearn's gtol, so "converged" means the same thing in both.
+ *
+ * Each evaluation of F, ∇F is one blocked pass over the caller's f32 X (never copied);
+ * at loose tolerances (≥ 1e-5) the products run in f32, as sklearn's do on f32 input,
+ * and the final objective is recomputed in f64. See docs/probes.md. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "reprshift/probe.h"
 
+/* Hot loops are built for AVX-512, AVX2+FMA and baseline x86-64 and picked at load time
+ * (GCC/clang ifunc); GCC may also fuse multiply-adds there (rounding-level differences). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define RS_HOT_KERNEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
+#elif defined(__x86_64__) && defined(__clang__)
+#define RS_HOT_KERNEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define RS_HOT_KERNEL
+#endif
+
 rs_logreg_opts rs_logreg_defaults(void) {
-    rs_logreg_opts o = {1.0, 0, 1e-4, 1000, 1};
+    rs_logreg_opts o = {1.0, 0, 1e-4, 1000, 1, 1, 0};
     return o;
 }
 
@@ -24,10 +38,15 @@ typedef struct {
     int n, d, R, K;
     const int *y;
     const double *sw;   /* [n] sample weights / Σs */
-    double *Xt;         /* [n, d] transformed features */
+    const float *X;     /* [n, d] original features (never copied) */
     const double *mu, *r; /* [d] */
     double l2;          /* 1 / (C Σs) */
-    double *Z;          /* [n, R] scratch: logits, then residuals */
+    int nthreads;
+    double *scratch;    /* per thread: G [R·d] | gb [R] | xt [BR·d] | z [BR·R] | loss [1] */
+    size_t per_thread;
+    int f32;            /* products in f32 (loose tolerances), sums across blocks in double */
+    float *fscratch;    /* Vf [R·d], muf [d], rf [d], then per thread: Gf [R·d] | xtf [BR·d] */
+    size_t fper_thread, fhead;
 } lr_ctx;
 
 /* log(1 + e^z) without overflow */
@@ -56,29 +75,269 @@ static double loss_and_residual(int n, int R, const int *y, const double *sw, do
     return loss;
 }
 
+/* Rows per block: the transformed block (BR·d doubles) stays in L2 between the forward
+ * and the backward product, so X is read from memory once per evaluation. */
+#define BR 8
+
+/* One block of rows i0..i0+nb: xt = (x − μ) ⊙ r, z = xt Vᵀ + b̃, residuals, then
+ * G += residualsᵀ xt, gb += Σ residuals. Returns the block's weighted loss. */
+RS_HOT_KERNEL
+static double block_fg(const lr_ctx *c, int i0, int nb, const double *V, const double *bt,
+                       double *G, double *gb, double *xt, double *z, const float *next) {
+    int d = c->d, R = c->R;
+    const double *mu = c->mu, *r = c->r;
+    if (next) /* ask for the next block now; it arrives while this one computes */
+        for (size_t o = 0; o < (size_t)BR * d * sizeof(float); o += 64) __builtin_prefetch((const char *)next + o, 0, 3);
+    for (int i = 0; i < nb; i++) {
+        const float *x = c->X + (size_t)(i0 + i) * d;
+        double *t = xt + (size_t)i * d;
+#pragma omp simd
+        for (int j = 0; j < d; j++) t[j] = ((double)x[j] - mu[j]) * r[j];
+    }
+    for (int k = 0; k < R; k++) {
+        const double *v = V + (size_t)k * d;
+        if (nb == BR) { /* eight independent sums: one v load feeds eight FMAs, no latency chain */
+            const double *t0 = xt, *t1 = t0 + d, *t2 = t1 + d, *t3 = t2 + d, *t4 = t3 + d, *t5 = t4 + d;
+            const double *t6 = t5 + d, *t7 = t6 + d;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3, s4, s5, s6, s7)
+            for (int j = 0; j < d; j++) {
+                double vj = v[j];
+                s0 += t0[j] * vj; s1 += t1[j] * vj; s2 += t2[j] * vj; s3 += t3[j] * vj;
+                s4 += t4[j] * vj; s5 += t5[j] * vj; s6 += t6[j] * vj; s7 += t7[j] * vj;
+            }
+            z[0 * R + k] = s0 + bt[k]; z[1 * R + k] = s1 + bt[k]; z[2 * R + k] = s2 + bt[k];
+            z[3 * R + k] = s3 + bt[k]; z[4 * R + k] = s4 + bt[k]; z[5 * R + k] = s5 + bt[k];
+            z[6 * R + k] = s6 + bt[k]; z[7 * R + k] = s7 + bt[k];
+        } else {
+            for (int i = 0; i < nb; i++) {
+                const double *t = xt + (size_t)i * d;
+                double s = 0;
+#pragma omp simd reduction(+ : s)
+                for (int j = 0; j < d; j++) s += t[j] * v[j];
+                z[i * R + k] = s + bt[k];
+            }
+        }
+    }
+    double loss = loss_and_residual(nb, R, c->y + i0, c->sw + i0, z);
+    for (int k = 0; k < R; k++) {
+        double *g = G + (size_t)k * d;
+        for (int i = 0; i < nb; i++) gb[k] += z[i * R + k];
+        if (nb == BR) {
+            const double a0 = z[0 * R + k], a1 = z[1 * R + k], a2 = z[2 * R + k], a3 = z[3 * R + k];
+            const double a4 = z[4 * R + k], a5 = z[5 * R + k], a6 = z[6 * R + k], a7 = z[7 * R + k];
+            const double *t0 = xt, *t1 = t0 + d, *t2 = t1 + d, *t3 = t2 + d, *t4 = t3 + d, *t5 = t4 + d;
+            const double *t6 = t5 + d, *t7 = t6 + d;
+#pragma omp simd
+            for (int j = 0; j < d; j++)
+                g[j] += ((a0 * t0[j] + a1 * t1[j]) + (a2 * t2[j] + a3 * t3[j])) +
+                        ((a4 * t4[j] + a5 * t5[j]) + (a6 * t6[j] + a7 * t7[j]));
+        } else {
+            for (int i = 0; i < nb; i++) {
+                const double a = z[i * R + k], *t = xt + (size_t)i * d;
+#pragma omp simd
+                for (int j = 0; j < d; j++) g[j] += a * t[j];
+            }
+        }
+    }
+    return loss;
+}
+
+/* block_fg in single precision: the same steps on f32 copies of x, V, μ, r (what sklearn
+ * does for f32 input); the caller flushes Gf into the double accumulator every few blocks. */
+RS_HOT_KERNEL
+static double block_fg_f32(const lr_ctx *c, int i0, int nb, const float *V, const double *bt,
+                           float *G, double *gb, float *xt, double *z, const float *next) {
+    int d = c->d, R = c->R;
+    const float *mu = c->fscratch + (size_t)R * d, *r = mu + d;
+    if (next)
+        for (size_t o = 0; o < (size_t)BR * d * sizeof(float); o += 64) __builtin_prefetch((const char *)next + o, 0, 3);
+    const float *t0 = xt, *t1 = t0 + d, *t2 = t1 + d, *t3 = t2 + d, *t4 = t3 + d, *t5 = t4 + d;
+    const float *t6 = t5 + d, *t7 = t6 + d;
+    /* Full blocks are register-tiled: 8 rows x 2 classes per sweep over j, so each loaded
+     * x̃ element feeds two FMAs (and μ_j, r_j one load for eight rows). */
+    if (nb == BR) {
+        const float *x0 = c->X + (size_t)i0 * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
+        const float *x4 = x3 + d, *x5 = x4 + d, *x6 = x5 + d, *x7 = x6 + d;
+        float *u0 = xt, *u1 = u0 + d, *u2 = u1 + d, *u3 = u2 + d, *u4 = u3 + d, *u5 = u4 + d;
+        float *u6 = u5 + d, *u7 = u6 + d;
+#pragma omp simd
+        for (int j = 0; j < d; j++) {
+            float m = mu[j], q = r[j];
+            u0[j] = (x0[j] - m) * q; u1[j] = (x1[j] - m) * q; u2[j] = (x2[j] - m) * q; u3[j] = (x3[j] - m) * q;
+            u4[j] = (x4[j] - m) * q; u5[j] = (x5[j] - m) * q; u6[j] = (x6[j] - m) * q; u7[j] = (x7[j] - m) * q;
+        }
+    } else {
+        for (int i = 0; i < nb; i++) {
+            const float *x = c->X + (size_t)(i0 + i) * d;
+            float *t = xt + (size_t)i * d;
+#pragma omp simd
+            for (int j = 0; j < d; j++) t[j] = (x[j] - mu[j]) * r[j];
+        }
+    }
+    int k = 0;
+    if (nb == BR)
+        for (; k + 2 <= R; k += 2) {
+            const float *v = V + (size_t)k * d, *w = v + d;
+            float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+            float b0 = 0, b1 = 0, b2 = 0, b3 = 0, b4 = 0, b5 = 0, b6 = 0, b7 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7)
+            for (int j = 0; j < d; j++) {
+                float vj = v[j], wj = w[j], e;
+                e = t0[j]; a0 += e * vj; b0 += e * wj;
+                e = t1[j]; a1 += e * vj; b1 += e * wj;
+                e = t2[j]; a2 += e * vj; b2 += e * wj;
+                e = t3[j]; a3 += e * vj; b3 += e * wj;
+                e = t4[j]; a4 += e * vj; b4 += e * wj;
+                e = t5[j]; a5 += e * vj; b5 += e * wj;
+                e = t6[j]; a6 += e * vj; b6 += e * wj;
+                e = t7[j]; a7 += e * vj; b7 += e * wj;
+            }
+            const float sa[BR] = {a0, a1, a2, a3, a4, a5, a6, a7}, sb[BR] = {b0, b1, b2, b3, b4, b5, b6, b7};
+            for (int i = 0; i < BR; i++) {
+                z[i * R + k] = sa[i] + bt[k];
+                z[i * R + k + 1] = sb[i] + bt[k + 1];
+            }
+        }
+    for (; k < R; k++) {
+        const float *v = V + (size_t)k * d;
+        for (int i = 0; i < nb; i++) {
+            const float *t = xt + (size_t)i * d;
+            float s = 0;
+#pragma omp simd reduction(+ : s)
+            for (int j = 0; j < d; j++) s += t[j] * v[j];
+            z[i * R + k] = s + bt[k];
+        }
+    }
+    double loss = loss_and_residual(nb, R, c->y + i0, c->sw + i0, z);
+    for (int kk = 0; kk < R; kk++)
+        for (int i = 0; i < nb; i++) gb[kk] += z[i * R + kk];
+    k = 0;
+    if (nb == BR)
+        for (; k + 2 <= R; k += 2) {
+            float *g = G + (size_t)k * d, *h = g + d;
+            const float p0 = (float)z[0 * R + k], p1 = (float)z[1 * R + k], p2 = (float)z[2 * R + k];
+            const float p3 = (float)z[3 * R + k], p4 = (float)z[4 * R + k], p5 = (float)z[5 * R + k];
+            const float p6 = (float)z[6 * R + k], p7 = (float)z[7 * R + k];
+            const float q0 = (float)z[0 * R + k + 1], q1 = (float)z[1 * R + k + 1], q2 = (float)z[2 * R + k + 1];
+            const float q3 = (float)z[3 * R + k + 1], q4 = (float)z[4 * R + k + 1], q5 = (float)z[5 * R + k + 1];
+            const float q6 = (float)z[6 * R + k + 1], q7 = (float)z[7 * R + k + 1];
+#pragma omp simd
+            for (int j = 0; j < d; j++) {
+                float e0 = t0[j], e1 = t1[j], e2 = t2[j], e3 = t3[j], e4 = t4[j], e5 = t5[j], e6 = t6[j], e7 = t7[j];
+                g[j] += ((p0 * e0 + p1 * e1) + (p2 * e2 + p3 * e3)) + ((p4 * e4 + p5 * e5) + (p6 * e6 + p7 * e7));
+                h[j] += ((q0 * e0 + q1 * e1) + (q2 * e2 + q3 * e3)) + ((q4 * e4 + q5 * e5) + (q6 * e6 + q7 * e7));
+            }
+        }
+    for (; k < R; k++) {
+        float *g = G + (size_t)k * d;
+        for (int i = 0; i < nb; i++) {
+            const float a = (float)z[i * R + k], *t = xt + (size_t)i * d;
+#pragma omp simd
+            for (int j = 0; j < d; j++) g[j] += a * t[j];
+        }
+    }
+    return loss;
+}
+
+/* Blocks per flush of the f32 gradient accumulator into double. */
+#define FLUSH 8
+
+/* F and ∇F in the preconditioned coordinates (V, b̃): one fused pass over X, split over
+ * threads by contiguous row ranges; per-thread partial sums are added in thread order. */
 static double lr_fg(const double *th, double *g, void *vctx) {
     lr_ctx *c = vctx;
-    int n = c->n, d = c->d, R = c->R;
+    int n = c->n, d = c->d, R = c->R, T = c->nthreads;
     const double *V = th, *bt = th + (size_t)R * d;
-    for (int i = 0; i < n; i++) memcpy(c->Z + (size_t)i * R, bt, sizeof(double) * R);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, R, d, 1.0, c->Xt, d, V, d, 1.0,
-                c->Z, R);
-    double f = loss_and_residual(n, R, c->y, c->sw, c->Z);
+    int nblocks = (n + BR - 1) / BR;
+    if (c->f32)
+        for (size_t i = 0; i < (size_t)R * d; i++) c->fscratch[i] = (float)V[i];
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int t = T > 1 ? omp_get_thread_num() : 0;
+        double *G = c->scratch + c->per_thread * t, *gb = G + (size_t)R * d, *xt = gb + R;
+        double *z = xt + (size_t)BR * d, *loss = z + BR * R;
+        memset(G, 0, sizeof(double) * ((size_t)R * d + R));
+        *loss = 0;
+        int b0 = (int)((long long)nblocks * t / T), b1 = (int)((long long)nblocks * (t + 1) / T);
+#define NEXT_OF(b) ((b) + 1 < b1 && ((b) + 2) * BR <= n ? c->X + (size_t)((b) + 1) * BR * d : NULL)
+        if (!c->f32) {
+            for (int b = b0; b < b1; b++) {
+                int i0 = b * BR, nb = n - i0 < BR ? n - i0 : BR;
+                *loss += block_fg(c, i0, nb, V, bt, G, gb, xt, z, NEXT_OF(b));
+            }
+        } else {
+            float *Gf = c->fscratch + c->fhead + c->fper_thread * t, *xf = Gf + (size_t)R * d;
+            memset(Gf, 0, sizeof(float) * R * d);
+            for (int b = b0; b < b1; b++) {
+                int i0 = b * BR, nb = n - i0 < BR ? n - i0 : BR;
+                *loss += block_fg_f32(c, i0, nb, c->fscratch, bt, Gf, gb, xf, z, NEXT_OF(b));
+                if ((b - b0) % FLUSH == FLUSH - 1 || b == b1 - 1) {
+                    for (size_t i = 0; i < (size_t)R * d; i++) G[i] += Gf[i];
+                    memset(Gf, 0, sizeof(float) * R * d);
+                }
+            }
+        }
+#undef NEXT_OF
+    }
+    double f = 0;
+    double *G0 = c->scratch;
+    for (int t = 0; t < T; t++) {
+        const double *G = c->scratch + c->per_thread * t;
+        f += G[(size_t)R * d + R + (size_t)BR * d + BR * R];
+        if (t > 0)
+            for (size_t i = 0; i < (size_t)R * d + R; i++) G0[i] += G[i];
+    }
     double pen = 0;
     for (int k = 0; k < R; k++)
         for (int j = 0; j < d; j++) {
             double rv = c->r[j] * V[(size_t)k * d + j];
             pen += rv * rv;
-            g[(size_t)k * d + j] = c->l2 * c->r[j] * rv;
+            g[(size_t)k * d + j] = G0[(size_t)k * d + j] + c->l2 * c->r[j] * rv;
         }
-    f += 0.5 * c->l2 * pen;
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, d, n, 1.0, c->Z, R, c->Xt, d, 1.0,
-                g, d);
-    double *gb = g + (size_t)R * d;
-    memset(gb, 0, sizeof(double) * R);
-    for (int i = 0; i < n; i++)
-        for (int k = 0; k < R; k++) gb[k] += c->Z[(size_t)i * R + k];
-    return f;
+    memcpy(g + (size_t)R * d, G0 + (size_t)R * d, sizeof(double) * R);
+    return f + 0.5 * c->l2 * pen;
+}
+
+/* Column means and population variances of X [n, d] in one pass (shifted by the first row
+ * against cancellation), rows split over T threads; partial sums added in thread order. */
+static void column_moments(const float *X, int n, int d, int T, double *mu, double *var) {
+    double *acc = calloc((size_t)2 * d * T, sizeof(double));
+    if (!acc) { /* no room for per-thread sums: two plain passes */
+        memset(mu, 0, sizeof(double) * d);
+        memset(var, 0, sizeof(double) * d);
+        for (size_t i = 0; i < (size_t)n; i++)
+            for (size_t j = 0; j < (size_t)d; j++) mu[j] += X[i * d + j];
+        for (int j = 0; j < d; j++) mu[j] /= n;
+        for (size_t i = 0; i < (size_t)n; i++)
+            for (size_t j = 0; j < (size_t)d; j++) var[j] += (X[i * d + j] - mu[j]) * (X[i * d + j] - mu[j]);
+        for (int j = 0; j < d; j++) var[j] /= n;
+        return;
+    }
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int t = T > 1 ? omp_get_thread_num() : 0;
+        double *s1 = acc + (size_t)2 * d * t, *s2 = s1 + d;
+        int i0 = (int)((long long)n * t / T), i1 = (int)((long long)n * (t + 1) / T);
+        for (int i = i0; i < i1; i++) {
+            const float *x = X + (size_t)i * d;
+#pragma omp simd
+            for (int j = 0; j < d; j++) {
+                double v = (double)x[j] - X[j];
+                s1[j] += v;
+                s2[j] += v * v;
+            }
+        }
+    }
+    for (int j = 0; j < d; j++) {
+        double a = 0, b = 0;
+        for (int t = 0; t < T; t++) { a += acc[(size_t)2 * d * t + j]; b += acc[(size_t)2 * d * t + d + j]; }
+        double m = a / n;
+        mu[j] = X[j] + m;
+        var[j] = b / n - m * m;
+        if (var[j] < 0) var[j] = 0;
+    }
+    free(acc);
 }
 
 /* max |∂F/∂W|, |∂F/∂b| in the original coordinates (chain rule through V, b̃). */
@@ -123,16 +382,30 @@ int rs_logreg_fit(rs_logreg *m, const float *X, const int *y, int n, int d, int 
     free(cnt);
 
     int R = K == 2 ? 1 : K;
-    size_t nd = (size_t)n * d, np = (size_t)R * d + R;
-    lr_ctx c = {n, d, R, K, y, NULL, NULL, NULL, NULL, 0, NULL};
+    size_t np = (size_t)R * d + R;
+    lr_ctx c;
+    memset(&c, 0, sizeof c);
+    c.n = n; c.d = d; c.R = R; c.K = K; c.y = y; c.X = X;
+    /* threads only pay off on large problems (a parallel region costs microseconds) */
+    int nblocks = (n + BR - 1) / BR;
+    c.nthreads = (double)n * d * R >= 262144.0 ? omp_get_max_threads() : 1;
+    if (c.nthreads > nblocks) c.nthreads = nblocks;
+    if (c.nthreads < 1) c.nthreads = 1;
+    c.per_thread = ((size_t)R * d + R + (size_t)BR * d + BR * R + 1 + 7) & ~(size_t)7; /* 64-byte strides */
     double *sw = malloc(sizeof(double) * n), *mu = calloc(d, sizeof(double));
     double *r = malloc(sizeof(double) * d), *th = calloc(np, sizeof(double));
-    c.Xt = malloc(sizeof(double) * nd);
-    c.Z = malloc(sizeof(double) * (size_t)n * R);
+    c.scratch = aligned_alloc(64, sizeof(double) * c.per_thread * c.nthreads);
+    c.f32 = o.tol >= 1e-5 && o.precision != 64;
+    if (c.f32) {
+        c.fper_thread = ((size_t)R * d + (size_t)BR * d + 15) & ~(size_t)15;
+        c.fhead = ((size_t)R * d + 2 * (size_t)d + 15) & ~(size_t)15;
+        c.fscratch = aligned_alloc(64, sizeof(float) * (c.fhead + c.fper_thread * c.nthreads));
+        if (!c.fscratch) c.f32 = 0;
+    }
     m->W = calloc((size_t)R * d, sizeof(double));
     m->b = calloc(R, sizeof(double));
-    if (!sw || !mu || !r || !th || !c.Xt || !c.Z || !m->W || !m->b) {
-        free(sw); free(mu); free(r); free(th); free(c.Xt); free(c.Z);
+    if (!sw || !mu || !r || !th || !c.scratch || !m->W || !m->b) {
+        free(sw); free(mu); free(r); free(th); free(c.scratch);
         rs_logreg_free(m);
         return rs_errf(err, "logreg: out of memory for %d x %d features", n, d);
     }
@@ -143,25 +416,44 @@ int rs_logreg_fit(rs_logreg *m, const float *X, const int *y, int n, int d, int 
     c.l2 = 1.0 / (o.C * S);
     if (o.precondition) {
         double h = R == 1 ? 0.25 : (1.0 / K) * (1 - 1.0 / K);
-        for (size_t i = 0; i < (size_t)n; i++)
-            for (size_t j = 0; j < (size_t)d; j++) mu[j] += X[i * d + j];
-        for (int j = 0; j < d; j++) { mu[j] /= n; r[j] = 0; }
-        for (size_t i = 0; i < (size_t)n; i++)
-            for (size_t j = 0; j < (size_t)d; j++) {
-                double t = X[i * d + j] - mu[j];
-                r[j] += t * t;
-            }
-        for (int j = 0; j < d; j++) r[j] = 1.0 / sqrt(h * r[j] / n + c.l2);
+        column_moments(X, n, d, c.nthreads, mu, r);
+        for (int j = 0; j < d; j++) r[j] = 1.0 / sqrt(h * r[j] + c.l2);
     } else {
         for (int j = 0; j < d; j++) r[j] = 1.0;
     }
-    for (size_t i = 0; i < (size_t)n; i++)
-        for (size_t j = 0; j < (size_t)d; j++) c.Xt[i * d + j] = (X[i * d + j] - mu[j]) * r[j];
     c.sw = sw; c.mu = mu; c.r = r;
+    if (c.f32)
+        for (int j = 0; j < d; j++) {
+            c.fscratch[(size_t)R * d + j] = (float)mu[j];
+            c.fscratch[(size_t)R * d + d + j] = (float)r[j];
+        }
+    /* start at the intercept-only optimum (W = 0, b = log weighted class priors): saves the
+     * first iterations that would otherwise only learn the class balance */
+    if (o.warm_intercept) {
+        double *pi = calloc(K, sizeof(double));
+        if (pi) {
+            for (int i = 0; i < n; i++) pi[y[i]] += sw[i];
+            if (R == 1) th[(size_t)R * d] = log(pi[1] / pi[0]);
+            else {
+                double mean = 0;
+                for (int k = 0; k < K; k++) mean += log(pi[k]) / K;
+                for (int k = 0; k < K; k++) th[(size_t)R * d + k] = log(pi[k]) - mean;
+            }
+            free(pi);
+        }
+    }
 
     rs_lbfgs_opts lo = {10, o.max_iter, o.tol, 64 * 2.220446049250313e-16, 50};
     rs_lbfgs_result res;
     int rc = rs_lbfgs((int)np, th, lr_fg, lr_gmeasure, &c, &lo, &res, err);
+    if (rc == 0 && c.f32) { /* report the objective of the solution exactly (one f64 pass) */
+        double *gt = malloc(sizeof(double) * np);
+        if (gt) {
+            c.f32 = 0;
+            res.f = lr_fg(th, gt, &c);
+            free(gt);
+        }
+    }
     if (rc == 0) {
         m->d = d; m->n_classes = K; m->n_rows = R; m->C = o.C; m->balanced = o.balanced;
         for (int k = 0; k < R; k++) {
@@ -179,7 +471,7 @@ int rs_logreg_fit(rs_logreg *m, const float *X, const int *y, int n, int d, int 
     } else {
         rs_logreg_free(m);
     }
-    free(sw); free(mu); free(r); free(th); free(c.Xt); free(c.Z);
+    free(sw); free(mu); free(r); free(th); free(c.scratch); free(c.fscratch);
     return rc;
 }
 

@@ -2,6 +2,8 @@
  * safetensors file alone is enough to use a probe; the card repeats its facts for
  * people and adds metrics and provenance. */
 #include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include "reprshift/version.h"
 
 #define PROBE_FORMAT "reprshift-probe-logreg-v1"
+#define PROBE_FORMAT_MLP "reprshift-probe-mlp-v1"
 
 void rs_probe_data_hash(const float *X, size_t nx, const int *y, size_t ny, char out[17]) {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -50,46 +53,67 @@ static cJSON *classes_json(const rs_probe *p) {
 
 int rs_probe_save(const rs_probe *p, const char *path, rs_err *err) {
     const rs_logreg *m = &p->model;
+    const rs_mlp *q = &p->mlp;
+    int d = p->is_mlp ? q->d : m->d;
     st_writer *w = st_writer_new();
     char *cls = NULL, *card = NULL, *cpath = card_path(path), num[64];
     cJSON *cj = classes_json(p), *root = cJSON_CreateObject();
+    const char *fmt = p->is_mlp ? PROBE_FORMAT_MLP : PROBE_FORMAT;
     int rc = -1;
     if (!w || !cj || !root || !cpath) { rs_errf(err, "probe save: out of memory"); goto done; }
     cls = cJSON_PrintUnformatted(cj);
-    int64_t sw[2] = {m->n_rows, m->d}, sb[1] = {m->n_rows}, sd[1] = {m->d};
-    if (st_writer_add(w, "coef", RS_DT_F64, 2, sw, m->W, err) ||
-        st_writer_add(w, "intercept", RS_DT_F64, 1, sb, m->b, err)) goto done;
+    int64_t sd[1] = {d};
+    if (p->is_mlp) {
+        int64_t s1[2] = {q->d, q->hidden}, s2[1] = {q->hidden}, s3[2] = {q->hidden, q->n_out}, s4[1] = {q->n_out};
+        if (st_writer_add(w, "W1", RS_DT_F32, 2, s1, q->W1, err) || st_writer_add(w, "b1", RS_DT_F32, 1, s2, q->b1, err) ||
+            st_writer_add(w, "W2", RS_DT_F32, 2, s3, q->W2, err) || st_writer_add(w, "b2", RS_DT_F32, 1, s4, q->b2, err))
+            goto done;
+    } else {
+        int64_t sw[2] = {m->n_rows, m->d}, sb[1] = {m->n_rows};
+        if (st_writer_add(w, "coef", RS_DT_F64, 2, sw, m->W, err) ||
+            st_writer_add(w, "intercept", RS_DT_F64, 1, sb, m->b, err)) goto done;
+    }
     if (p->standardized &&
         (st_writer_add(w, "scaler_mean", RS_DT_F64, 1, sd, p->scaler.mean, err) ||
          st_writer_add(w, "scaler_scale", RS_DT_F64, 1, sd, p->scaler.scale, err))) goto done;
-    snprintf(num, sizeof num, "%.17g", m->C);
-    if (st_writer_meta(w, "format", PROBE_FORMAT, err) || st_writer_meta(w, "hook", p->hook, err) ||
-        st_writer_meta(w, "classes", cls, err) || st_writer_meta(w, "C", num, err) ||
+    snprintf(num, sizeof num, "%.17g", p->is_mlp ? 0.0 : m->C);
+    if (st_writer_meta(w, "format", fmt, err) || st_writer_meta(w, "hook", p->hook, err) ||
+        st_writer_meta(w, "classes", cls, err) || (!p->is_mlp && st_writer_meta(w, "C", num, err)) ||
         st_writer_meta(w, "standardized", p->standardized ? "1" : "0", err) ||
-        st_writer_meta(w, "balanced", m->balanced ? "1" : "0", err) ||
+        (!p->is_mlp && st_writer_meta(w, "balanced", m->balanced ? "1" : "0", err)) ||
         st_writer_meta(w, "data_hash", p->data_hash, err) ||
         st_writer_meta(w, "reprshift_version", RS_VERSION, err)) goto done;
     if (st_writer_save(w, path, err)) goto done;
 
-    cJSON_AddStringToObject(root, "format", PROBE_FORMAT);
+    cJSON_AddStringToObject(root, "format", fmt);
     cJSON_AddStringToObject(root, "weights", path);
     cJSON_AddStringToObject(root, "hook", p->hook);
-    cJSON_AddNumberToObject(root, "features", m->d);
+    cJSON_AddNumberToObject(root, "features", d);
     cJSON_AddItemToObject(root, "classes", cj);
     cj = NULL;
-    cJSON_AddStringToObject(root, "model", m->n_rows == 1 ? "binary logistic regression (sklearn convention)"
-                                                          : "multinomial logistic regression (sklearn convention)");
-    cJSON_AddNumberToObject(root, "C", m->C);
-    cJSON_AddStringToObject(root, "class_weight", m->balanced ? "balanced" : "none");
+    if (p->is_mlp) {
+        cJSON_AddStringToObject(root, "model", "MLP: one hidden ReLU layer, Adam, L2, early stopping (sklearn MLPClassifier convention)");
+        cJSON_AddNumberToObject(root, "hidden", q->hidden);
+        cJSON_AddNumberToObject(root, "epochs", q->n_epochs);
+        if (!isnan(q->best_val_accuracy)) cJSON_AddNumberToObject(root, "best_validation_accuracy", q->best_val_accuracy);
+        cJSON_AddNumberToObject(root, "final_train_loss", q->train_loss);
+    } else {
+        cJSON_AddStringToObject(root, "model", m->n_rows == 1 ? "binary logistic regression (sklearn convention)"
+                                                              : "multinomial logistic regression (sklearn convention)");
+        cJSON_AddNumberToObject(root, "C", m->C);
+        cJSON_AddStringToObject(root, "class_weight", m->balanced ? "balanced" : "none");
+    }
     cJSON *sc = cJSON_AddObjectToObject(root, "scaler");
     cJSON_AddBoolToObject(sc, "standardized", p->standardized);
     if (p->standardized) {
         cJSON_AddStringToObject(sc, "kind", "StandardScaler (population std, constant features scale 1), fit on training rows");
         cJSON_AddStringToObject(sc, "tensors", "scaler_mean, scaler_scale");
     }
-    cJSON_AddNumberToObject(root, "objective", m->objective);
-    cJSON_AddNumberToObject(root, "n_iter", m->n_iter);
-    cJSON_AddBoolToObject(root, "converged", m->converged != 0);
+    if (!p->is_mlp) {
+        cJSON_AddNumberToObject(root, "objective", m->objective);
+        cJSON_AddNumberToObject(root, "n_iter", m->n_iter);
+        cJSON_AddBoolToObject(root, "converged", m->converged != 0);
+    }
     cJSON_AddStringToObject(root, "data_hash_fnv1a64", p->data_hash);
     cJSON_AddStringToObject(root, "reprshift_version", RS_VERSION);
     if (p->metrics_json) {
@@ -121,6 +145,7 @@ void rs_probe_free(rs_probe *p) {
     free(p->classes);
     rs_scaler_free(&p->scaler);
     rs_logreg_free(&p->model);
+    rs_mlp_free(&p->mlp);
     free(p->metrics_json);
     memset(p, 0, sizeof *p);
 }
@@ -146,15 +171,30 @@ int rs_probe_load(rs_probe *p, const char *path, rs_err *err) {
     const char *fmt = st_meta(s, "format"), *hook = st_meta(s, "hook"), *cj = st_meta(s, "classes");
     const char *C = st_meta(s, "C"), *std = st_meta(s, "standardized"), *bal = st_meta(s, "balanced");
     const char *hash = st_meta(s, "data_hash");
-    if (!fmt || strcmp(fmt, PROBE_FORMAT)) { rs_errf(err, "%s: not a reprshift probe (format '%s')", path, fmt ? fmt : "missing"); goto done; }
-    if (!hook || !cj || !C || !std) { rs_errf(err, "%s: probe metadata incomplete (hook/classes/C/standardized)", path); goto done; }
+    int is_mlp = fmt && !strcmp(fmt, PROBE_FORMAT_MLP);
+    if (!fmt || (strcmp(fmt, PROBE_FORMAT) && !is_mlp)) { rs_errf(err, "%s: not a reprshift probe (format '%s')", path, fmt ? fmt : "missing"); goto done; }
+    if (!hook || !cj || (!C && !is_mlp) || !std) { rs_errf(err, "%s: probe metadata incomplete (hook/classes/C/standardized)", path); goto done; }
     cls = cJSON_Parse(cj);
     int K = cls && cJSON_IsArray(cls) ? cJSON_GetArraySize(cls) : 0;
     if (K < 2) { rs_errf(err, "%s: probe 'classes' metadata is not an array of >= 2 labels", path); goto done; }
-    const st_tensor *tw = st_get(s, "coef");
-    if (!tw || tw->ndim != 2) { rs_errf(err, "%s: probe lacks a 2-D 'coef' tensor", path); goto done; }
-    int R = (int)tw->shape[0], d = (int)tw->shape[1];
-    if (R != (K == 2 ? 1 : K) || d < 1) { rs_errf(err, "%s: coef shape [%d, %d] does not fit %d classes", path, R, d, K); goto done; }
+    int R = K == 2 ? 1 : K, d;
+    if (is_mlp) {
+        const st_tensor *w1 = st_get(s, "W1"), *w2 = st_get(s, "W2");
+        if (!w1 || w1->ndim != 2 || !w2 || w2->ndim != 2) { rs_errf(err, "%s: MLP probe lacks 2-D 'W1'/'W2' tensors", path); goto done; }
+        d = (int)w1->shape[0];
+        int h = (int)w1->shape[1];
+        if (d < 1 || h < 1 || w2->shape[0] != h || w2->shape[1] != R) {
+            rs_errf(err, "%s: MLP shapes W1 [%d, %d], W2 [%lld, %lld] do not fit %d classes", path, d, h,
+                    (long long)w2->shape[0], (long long)w2->shape[1], K);
+            goto done;
+        }
+    } else {
+        const st_tensor *tw = st_get(s, "coef");
+        if (!tw || tw->ndim != 2) { rs_errf(err, "%s: probe lacks a 2-D 'coef' tensor", path); goto done; }
+        R = (int)tw->shape[0];
+        d = (int)tw->shape[1];
+        if (R != (K == 2 ? 1 : K) || d < 1) { rs_errf(err, "%s: coef shape [%d, %d] does not fit %d classes", path, R, d, K); goto done; }
+    }
     p->hook = strdup(hook);
     p->classes = calloc(K, sizeof(char *));
     if (!p->hook || !p->classes) { rs_errf(err, "%s: out of memory", path); goto done; }
@@ -166,10 +206,32 @@ int rs_probe_load(rs_probe *p, const char *path, rs_err *err) {
             goto done;
         }
     }
-    rs_logreg *m = &p->model;
-    m->d = d; m->n_classes = K; m->n_rows = R;
-    m->C = atof(C); m->balanced = bal && !strcmp(bal, "1");
-    if (copy_f64(s, "coef", (int64_t)R * d, &m->W, path, err) || copy_f64(s, "intercept", R, &m->b, path, err)) goto done;
+    p->is_mlp = is_mlp;
+    if (is_mlp) {
+        rs_mlp *q = &p->mlp;
+        const st_tensor *w1 = st_get(s, "W1"), *b1 = st_get(s, "b1"), *w2 = st_get(s, "W2"), *b2 = st_get(s, "b2");
+        int h = (int)w1->shape[1];
+        if (!b1 || !b2 || b1->numel != h || b2->numel != R || w1->dtype != RS_DT_F32 || w2->dtype != RS_DT_F32 ||
+            b1->dtype != RS_DT_F32 || b2->dtype != RS_DT_F32) {
+            rs_errf(err, "%s: MLP probe tensors b1/b2 missing, or not F32 with %d/%d values", path, h, R);
+            goto done;
+        }
+        size_t np = (size_t)d * h + h + (size_t)h * R + R;
+        float *P = malloc(sizeof(float) * np);
+        if (!P) { rs_errf(err, "%s: out of memory", path); goto done; }
+        q->d = d; q->hidden = h; q->n_classes = K; q->n_out = R;
+        q->W1 = P; q->b1 = P + (size_t)d * h; q->W2 = q->b1 + h; q->b2 = q->W2 + (size_t)h * R;
+        memcpy(q->W1, w1->data, sizeof(float) * (size_t)d * h);
+        memcpy(q->b1, b1->data, sizeof(float) * h);
+        memcpy(q->W2, w2->data, sizeof(float) * (size_t)h * R);
+        memcpy(q->b2, b2->data, sizeof(float) * R);
+        q->best_val_accuracy = NAN;
+    } else {
+        rs_logreg *m = &p->model;
+        m->d = d; m->n_classes = K; m->n_rows = R;
+        m->C = atof(C); m->balanced = bal && !strcmp(bal, "1");
+        if (copy_f64(s, "coef", (int64_t)R * d, &m->W, path, err) || copy_f64(s, "intercept", R, &m->b, path, err)) goto done;
+    }
     p->standardized = !strcmp(std, "1");
     if (p->standardized) {
         p->scaler.d = d;
@@ -186,8 +248,8 @@ done:
 }
 
 int rs_probe_predict(const rs_probe *p, const float *X, int n, int d, int *pred, rs_err *err) {
-    if (d != p->model.d)
-        return rs_errf(err, "feature width %d does not match the probe's %d (hook %s)", d, p->model.d, p->hook);
+    int pd = p->is_mlp ? p->mlp.d : p->model.d;
+    if (d != pd) return rs_errf(err, "feature width %d does not match the probe's %d (hook %s)", d, pd, p->hook);
     if (rs_check_finite(X, n, d, err)) return -1;
     const float *use = X;
     float *tmp = NULL;
@@ -197,9 +259,11 @@ int rs_probe_predict(const rs_probe *p, const float *X, int n, int d, int *pred,
         rs_scaler_apply(&p->scaler, X, n, tmp);
         use = tmp;
     }
-    rs_logreg_predict(&p->model, use, n, pred);
+    int rc = 0;
+    if (p->is_mlp) rc = rs_mlp_predict(&p->mlp, use, n, pred, err);
+    else rs_logreg_predict(&p->model, use, n, pred);
     free(tmp);
-    return 0;
+    return rc;
 }
 
 int rs_acts_load(const char *path, const char *hook, float **X, int *n, int *d, rs_err *err) {
@@ -302,20 +366,44 @@ int rs_labels_read(const char *path, const char *column, char ***labels, int *n,
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* Is s a whole decimal integer ("-3", "+7", "10"; no spaces, fits in long long)? */
+static int is_integer(const char *s) {
+    char *end;
+    if (!*s || isspace((unsigned char)*s)) return 0;
+    errno = 0;
+    (void)strtoll(s, &end, 10);
+    return *end == 0 && errno == 0;
+}
+
+/* Numeric order for integer labels ("2" < "10"); equal values ("1", "01") by bytes. */
+static int cmp_num(const void *a, const void *b) {
+    const char *x = *(char *const *)a, *y = *(char *const *)b;
+    long long u = strtoll(x, NULL, 10), v = strtoll(y, NULL, 10);
+    return u < v ? -1 : u > v ? 1 : strcmp(x, y);
+}
+
 int rs_labels_encode(char **labels, int n, int **y, char ***classes, int *K, rs_err *err) {
     char **sorted = malloc(sizeof(char *) * n);
     *y = malloc(sizeof(int) * n);
     if (!sorted || !*y) { free(sorted); free(*y); *y = NULL; return rs_errf(err, "out of memory for %d labels", n); }
     memcpy(sorted, labels, sizeof(char *) * n);
-    qsort(sorted, n, sizeof(char *), cmp_str);
+    int numeric = 1;
+    for (int i = 0; i < n && numeric; i++) numeric = is_integer(labels[i]);
+    int (*cmp)(const void *, const void *) = numeric ? cmp_num : cmp_str;
+    qsort(sorted, n, sizeof(char *), cmp);
     int k = 0;
     for (int i = 0; i < n; i++)
         if (i == 0 || strcmp(sorted[i], sorted[i - 1])) sorted[k++] = sorted[i];
     char **cls = calloc(k, sizeof(char *));
     if (!cls) { free(sorted); free(*y); *y = NULL; return rs_errf(err, "out of memory"); }
-    for (int i = 0; i < k; i++) cls[i] = strdup(sorted[i]);
+    for (int i = 0; i < k; i++)
+        if (!(cls[i] = strdup(sorted[i]))) {
+            rs_labels_free(cls, k);
+            free(sorted); free(*y); *y = NULL;
+            return rs_errf(err, "out of memory");
+        }
     for (int i = 0; i < n; i++) {
-        char **hit = bsearch(&labels[i], sorted, k, sizeof(char *), cmp_str);
+        char **hit = bsearch(&labels[i], sorted, k, sizeof(char *), cmp);
         (*y)[i] = (int)(hit - sorted);
     }
     free(sorted);

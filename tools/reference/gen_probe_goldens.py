@@ -246,10 +246,153 @@ def cli_inputs():
         f.write("".join(n + "\n" for n in names[pred]))
     print("cli inputs written")
 
+    # CLI transfer inputs: the first 300 items of transfer(); B's rows shuffled, 5 extra
+    # unpaired B rows, paired through id files (written by transfer(), see below)
+
+
+def cli_transfer_inputs(A, B, y):
+    rng = np.random.default_rng(9)
+    n = 300
+    A, B, y = A[:n], B[:n], y[:n]
+    perm = rng.permutation(n)
+    Bx = np.concatenate([B[perm], rng.normal(size=(5, B.shape[1])).astype(np.float32)])
+    ids_b = [f"item{p}" for p in perm] + [f"extra{i}" for i in range(5)]
+    save_file({"blocks.1.hook_resid_post": np.ascontiguousarray(A)},
+              os.path.join(OUT, "cli_transfer_a.safetensors"), metadata={"sklearn_version": sklearn.__version__})
+    save_file({"blocks.1.hook_resid_post": np.ascontiguousarray(Bx)},
+              os.path.join(OUT, "cli_transfer_b.safetensors"), metadata={"sklearn_version": sklearn.__version__})
+    names = np.array(["cat", "dog", "bird"])
+    with open(os.path.join(OUT, "cli_transfer_labels_a.txt"), "w") as f:
+        f.write("".join(names[v] + "\n" for v in y))
+    with open(os.path.join(OUT, "cli_transfer_ids_a.txt"), "w") as f:
+        f.write("".join(f"item{i}\n" for i in range(n)))
+    with open(os.path.join(OUT, "cli_transfer_ids_b.txt"), "w") as f:
+        f.write("".join(i + "\n" for i in ids_b))
+    with open(os.path.join(OUT, "cli_transfer_ids_b_dup.txt"), "w") as f:
+        f.write("".join(i + "\n" for i in ids_b[:-1] + [ids_b[0]]))
+    print("cli transfer inputs written")
+
+
+def transfer():
+    """Cross-modal transfer goldens (tests/test_probe_transfer.c): paired synthetic items
+    whose modality B is a rotated, rescaled, shifted and noisier copy of A's class signal;
+    sklearn/scipy give the alignment maps (orthogonal_procrustes, Ridge), their held-out
+    R^2 and every cell's predictions on the split test = index % 4 == 0."""
+    import scipy
+    from scipy.linalg import orthogonal_procrustes
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
+    rng = np.random.default_rng(5)
+    n, d, K = 800, 16, 3
+    y = rng.integers(0, K, n)
+    mu = rng.normal(size=(K, d)) * 0.8
+    A = mu[y] + rng.normal(size=(n, d))
+    Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    B = 3.0 * (mu[y] + 0.3 * rng.normal(size=(n, d))) @ Q + 5.0 + 0.8 * rng.normal(size=(n, d))
+    A = A.astype(np.float32)
+    B = B.astype(np.float32)
+    test = np.arange(n) % 4 == 0
+    t = {"XA": A, "XB": B, "y": y.astype(np.int32)}
+    cli_transfer_inputs(A, B, y)
+    X = {0: A.astype(np.float64), 1: B.astype(np.float64)}
+    alpha = 0.1
+    probes = {}
+    for m in (0, 1):
+        Xtr = X[m][~test]
+        sc = StandardScaler().fit(Xtr)
+        Xs = ((Xtr - sc.mean_) / sc.scale_).astype(np.float32).astype(np.float64)
+        probes[m] = (sc, LogisticRegression(C=1.0, tol=1e-10, max_iter=100000).fit(Xs, y[~test]))
+
+    def predict(m, Z):
+        sc, lr = probes[m]
+        return lr.predict(((Z - sc.mean_) / sc.scale_).astype(np.float32).astype(np.float64))
+
+    cells = [(0, 0, None), (1, 1, None), (0, 1, None), (1, 0, None), (0, 1, "moments"),
+             (1, 0, "moments"), (0, 1, "procrustes"), (1, 0, "procrustes"), (0, 1, "ridge"),
+             (1, 0, "ridge")]
+    preds, r2s = [], []
+    for (tr, te, mp) in cells:
+        if mp is None:
+            preds.append(predict(tr, X[te][test]))
+            r2s.append(np.nan)
+            continue
+        S, T = X[te][~test], X[tr][~test]          # map test modality -> probe's space
+        ms, mt = S.mean(0), T.mean(0)
+        if mp == "moments":
+            M = np.diag(T.std(0) / S.std(0))
+            s = 1.0
+        elif mp == "procrustes":
+            R, w = orthogonal_procrustes(S - ms, T - mt)
+            M, s = R, w / ((S - ms) ** 2).sum()
+        else:
+            lam = alpha * ((S - ms) ** 2).sum() / S.shape[1]
+            rg = Ridge(alpha=lam).fit(S, T)
+            M, s = rg.coef_.T, 1.0
+            np.testing.assert_allclose(rg.intercept_, mt - ms @ M, rtol=1e-8, atol=1e-8)
+        if mp != "moments":
+            t[f"map_{'AB'[te]}to{'AB'[tr]}_{mp}"] = (s * M).astype(np.float64)
+        Z = (mt + s * (X[te][test] - ms) @ M).astype(np.float32).astype(np.float64)
+        r2s.append(r2_score(X[tr][test], Z, multioutput="variance_weighted"))
+        preds.append(predict(tr, Z))
+    t["pred_cells"] = np.array(preds, dtype=np.int32)
+    t["r2_cells"] = np.array(r2s, dtype=np.float64)
+    t["acc_cells"] = np.array([(p == y[test]).mean() for p in preds])
+    meta = {"sklearn_version": sklearn.__version__, "numpy_version": np.__version__,
+            "scipy_version": scipy.__version__, "ridge_alpha": repr(alpha), "C": "1.0",
+            "split": "test rows: index % 4 == 0",
+            "cells": json.dumps([f"{'AB'[a]}->{'AB'[b]} {m or ''}".strip() for a, b, m in cells])}
+    save("transfer_rot", t, meta)
+    # ridge in its dual form (fewer pairs than source features) and unequal widths
+    S = rng.normal(size=(30, 40)).astype(np.float32)
+    T = (S.astype(np.float64) @ rng.normal(size=(40, 12)) + rng.normal(size=(30, 12))).astype(np.float32)
+    rg = Ridge(alpha=0.5).fit(S.astype(np.float64), T.astype(np.float64))
+    save("transfer_ridge_dual", {"S": S, "T": T, "M": rg.coef_.T.copy(), "intercept": rg.intercept_,
+                                 "r2_train": np.array([r2_score(T, rg.predict(S), multioutput="variance_weighted")])},
+         {"sklearn_version": sklearn.__version__, "lambda": "0.5"})
+
+
+def mlp():
+    """MLP probe goldens (tests/test_probe_mlp.c): sklearn MLPClassifier test accuracies
+    over 10 seeds (one hidden ReLU layer, Adam, L2 alpha, early stopping on a stratified
+    10% validation split). The C side uses its own random numbers, so the comparison is
+    of the seed-mean accuracy (issue: within 1 percentage point)."""
+    from sklearn.neural_network import MLPClassifier
+    seeds = list(range(10))
+    cases = []
+    # digits, standardised on the train rows (test = index % 4 == 0), as f32
+    X, y = datasets.load_digits(return_X_y=True)
+    X = X.astype(np.float32).astype(np.float64)
+    te = np.arange(len(y)) % 4 == 0
+    sc = StandardScaler().fit(X[~te])
+    Xs = ((X - sc.mean_) / sc.scale_).astype(np.float32).astype(np.float64)
+    cases.append(("mlp_digits", Xs[~te], y[~te], Xs[te], y[te], 100, 1e-4, {"dataset": "digits", "standardize": "1"}))
+    # XOR in 2 of 10 dimensions (logistic regression is at chance): x_ij = normal(77, i*d+j)
+    n, d = 3000, 10
+    Z = normal_at(77, np.arange(n * d, dtype=np.uint64)).reshape(n, d).astype(np.float32).astype(np.float64)
+    yx = (Z[:, 0] * Z[:, 1] > 0).astype(np.int32)
+    cases.append(("mlp_xor", Z[:2000], yx[:2000], Z[2000:], yx[2000:], 64, 1e-4,
+                  {"generator": "x_ij = normal_at(77, i*10+j) as f32, y = x_i0*x_i1 > 0", "n": str(n), "d": str(d),
+                   "n_train": "2000"}))
+    for name, Xtr, ytr, Xte, yte, h, alpha, extra in cases:
+        accs, iters = [], []
+        for s in seeds:
+            m = MLPClassifier(hidden_layer_sizes=(h,), alpha=alpha, early_stopping=True, random_state=s,
+                              max_iter=200).fit(Xtr, ytr)
+            accs.append(float((m.predict(Xte) == yte).mean()))
+            iters.append(m.n_iter_)
+        lin = float((LogisticRegression(max_iter=10000).fit(Xtr, ytr).predict(Xte) == yte).mean())
+        meta = {"sklearn_version": sklearn.__version__, "numpy_version": np.__version__, "hidden": str(h),
+                "alpha": repr(alpha), "early_stopping": "1", "validation_fraction": "0.1", "n_iter_no_change": "10",
+                "tol": "1e-4", "learning_rate_init": "0.001", "batch_size": "min(200, n)", "max_iter": "200"}
+        meta.update(extra)
+        save(name, {"acc_seeds": np.array(accs), "n_iter_seeds": np.array(iters, dtype=np.int32),
+                    "logreg_acc": np.array([lin])}, meta)
+        print(f"  {name}: mean acc {np.mean(accs):.4f} sd {np.std(accs):.4f} iters {np.mean(iters):.1f} logreg {lin:.4f}")
+
 
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
-    what = sys.argv[1:] or ["prng", "real", "synth", "cli"]
+    what = sys.argv[1:] or ["prng", "real", "synth", "cli", "transfer", "mlp"]
     if "cli" in what:
         cli_inputs()
     if "prng" in what:
@@ -258,3 +401,7 @@ if __name__ == "__main__":
         real_datasets()
     if "synth" in what:
         synthetic()
+    if "transfer" in what:
+        transfer()
+    if "mlp" in what:
+        mlp()
