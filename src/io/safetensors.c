@@ -274,10 +274,11 @@ static int open_index(st_set *s, const char *index_path, tensor_list *l, rs_err 
         if (r) goto done;
     }
     /* Every mapped name must be in the shard the index says. */
-    qsort(l->v, (size_t)l->n, sizeof *l->v, cmp_name);
+    /* (qsort/bsearch take no NULL base even for 0 elements: shards may hold no tensors.) */
+    if (l->n > 1) qsort(l->v, (size_t)l->n, sizeof *l->v, cmp_name);
     for (cJSON *e = wm->child; e; e = e->next) {
         st_tensor key = {.name = e->string};
-        st_tensor *t = bsearch(&key, l->v, (size_t)l->n, sizeof *l->v, cmp_name);
+        st_tensor *t = l->n ? bsearch(&key, l->v, (size_t)l->n, sizeof *l->v, cmp_name) : NULL;
         if (!t) { rs_errf(err, "%s: tensor \"%s\" is listed in weight_map but absent from %s", index_path, e->string, e->valuestring); goto done; }
         const char *b = strrchr(s->paths[t->shard], '/');
         if (strcmp(b ? b + 1 : s->paths[t->shard], e->valuestring)) {
@@ -318,7 +319,7 @@ int st_open(st_set **out, const char *path, rs_err *err) {
         if (rc == 0) rc = parse_shard(s, 0, &l, err);
     }
     if (rc) goto done;
-    qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_name);
+    if (l.n > 1) qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_name); /* a file may hold no tensors (v NULL) */
     for (int i = 1; i < l.n; i++)
         if (!strcmp(l.v[i].name, l.v[i - 1].name)) {
             rc = rs_errf(err, "%s: duplicate tensor name \"%s\"", s->paths[l.v[i].shard], l.v[i].name);
