@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# The main job on the bundled tiny models: build, then extract activations from the tiny
-# Gemma-2 checkpoint for a few token sequences and show where the results are.
+# The whole reprshift pipeline on the bundled tiny demo models (examples/quickstart/models:
+# toy stand-ins, NOT Gemma 2 / PaliGemma 2) and the real COCO mini sample
+# (../shared/data/coco/mini; RS_SHARED_DIR overrides): build, then
+#   reprshift run examples/quickstart.json
+# (dataset -> activation stores -> SAE shift -> probes -> HTML report), and print the
+# report's path. Re-running skips what is done; an interrupted run resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 BUILD=${RS_BUILD_DIR:-build}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" >/dev/null
-OUT=${RS_OUT:-out/quickstart}
-mkdir -p "$OUT"
-M=tests/fixtures/models/gemma2-tiny-f32
-printf '2,17,300,4,9\n2,45,46,47\n2,100,101,102,103,104,105\n' > "$OUT/ids.txt"
-"$BUILD/reprshift" extract --model "$M" --hook blocks.1.hook_resid_post,blocks.3.hook_resid_post \
-    --ids-file "$OUT/ids.txt" --pool mean --out "$OUT/acts.safetensors"
-"$BUILD/reprshift" inspect "$OUT/acts.safetensors"
-echo "results: $OUT/acts.safetensors (+ $OUT/acts.safetensors.rows.jsonl)"
+cmake --build "$BUILD" -j"$(nproc)" --target reprshift_cli >/dev/null
+OUT=${RS_OUT:-runs/quickstart}
+CONFIG=examples/quickstart.json
+if [ -n "${RS_SHARED_DIR:-}" ]; then
+  # the shared data folder is elsewhere: a copy of the config with absolute paths
+  mkdir -p "$OUT"
+  sed -e "s|\"../../shared/|\"$(cd "$RS_SHARED_DIR" && pwd)/|g" \
+      -e "s|\"quickstart/models/|\"$PWD/examples/quickstart/models/|g" "$CONFIG" > "$OUT/quickstart.json"
+  CONFIG="$OUT/quickstart.json"
+fi
+REPORT=$("$BUILD/reprshift" run "$CONFIG" --out "$OUT")
+echo "report: $REPORT"

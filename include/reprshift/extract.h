@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include "reprshift/error.h"
 #include "reprshift/gemma2.h"
+#include "reprshift/image.h"
 #include "reprshift/paligemma.h"
 #include "reprshift/progress.h"
 
@@ -26,6 +27,10 @@ typedef struct {
     rs_pool pool;
     int pool_special;         /* 1: mean pooling also averages BOS/EOS/pad tokens */
     int64_t batch_tokens;     /* max tokens per forward call */
+    /* PaliGemma only, optional: decodes input `input`'s image (path = its image_path) into
+     * img instead of rs_image_load, e.g. to apply edits in memory. NULL: decode the file. */
+    int (*load_image)(void *ctx, int input, const char *path, rs_image *img, rs_err *err);
+    void *load_image_ctx;
 } extract_opts;
 
 typedef struct {

@@ -16,5 +16,6 @@ int cmd_sae(int argc, char **argv);
 /* `sae splice`, dispatched from cmd_sae (argv[0] = "splice"). */
 int cmd_sae_splice(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #endif

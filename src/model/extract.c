@@ -328,14 +328,16 @@ static int64_t mean_rows(const float *seq, const uint8_t *kinds, int64_t L, int 
 }
 
 /* Decode and preprocess the images of inputs [i0, i1) into pix [n, 3, S, S]. */
-static int load_images(const paligemma_model *m, const pg_inputs *in, int i0, int i1, float *pix, rs_err *err) {
+static int load_images(const paligemma_model *m, const pg_inputs *in, const extract_opts *o, int i0, int i1,
+                       float *pix, rs_err *err) {
     int S = m->cfg.vision.image_size;
     size_t npix = (size_t)3 * S * S;
     int k = 0;
     for (int i = i0; i < i1; i++) {
         if (!in->image_paths[i]) continue;
         rs_image img = {0};
-        if (rs_image_load(in->image_paths[i], &img, err) ||
+        if ((o->load_image ? o->load_image(o->load_image_ctx, i, in->image_paths[i], &img, err)
+                           : rs_image_load(in->image_paths[i], &img, err)) ||
             rs_siglip_preprocess(&img, S, NULL, pix + (size_t)k * npix, err)) {
             rs_image_free(&img);
             return rs_err_prefix(err, "input %d", i + 1);
@@ -419,7 +421,7 @@ int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extra
             boff[i - i0 + 1] = boff[i - i0] + in->lens[i];
             memcpy(bids + boff[i - i0], in->ids[i], (size_t)in->lens[i] * sizeof(int32_t));
         }
-        if (nb_img && load_images(m, in, i0, i1, pix, err)) goto fail;
+        if (nb_img && load_images(m, in, o, i0, i1, pix, err)) goto fail;
         paligemma_batch b = {.n_seqs = i1 - i0, .offsets = boff, .ids = bids, .prefix_len = in->prefix_len + i0,
                              .n_images = nb_img, .pixel_values = pix};
         if (paligemma_forward(m, &b, o->hooks, o->n_hooks, NULL, err)) goto fail;

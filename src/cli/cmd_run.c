@@ -1,0 +1,96 @@
+/* reprshift run: a whole experiment from a config (src/pipeline/, docs/pipeline.md). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli/commands.h"
+#include "reprshift/pipeline.h"
+
+static const char USAGE[] =
+    "usage: reprshift run CONFIG [--out DIR] [--shard-inputs N] [--threads N] [--force] [--quiet]\n"
+    "\n"
+    "Run a whole experiment from a config file (docs/config.md):\n"
+    "  1 dataset  COCO annotations -> balanced manifest with group-aware train/val/test splits\n"
+    "             (or dataset.manifest as given)                       -> DIR/dataset/manifest.csv\n"
+    "  2 extract  captions through the LLM and through the VLM decoder (the same token ids),\n"
+    "             images + prompt through the VLM, every edited image variant through the VLM\n"
+    "             -> resumable sharded activation stores DIR/acts/{llm_text,vlm_text,vlm_image,vlm_edits}\n"
+    "  3 shift    LLM vs VLM decoder on the same caption tokens, per hook; SAE metrics where a\n"
+    "             layer's SAE reads the hook; SAE fit + spliced CE loss recovered per model\n"
+    "             -> DIR/results/shift.json, sae_fit.json, *.csv\n"
+    "  4 probes   concept (group label), modality (captions vs images), cross-modal transfer\n"
+    "             (train on captions, test on images and back, with Procrustes/ridge baselines),\n"
+    "             attribute probes (original vs edited) -> DIR/results/probes.json, transfer.json\n"
+    "  5 report   -> DIR/report.html (path printed on stdout)\n"
+    "\n"
+    "Every stage is skipped when complete (its done-marker in DIR/stages/ matches the\n"
+    "fingerprint of its inputs) and redone when its inputs changed. Stores resume shard by\n"
+    "shard: a run killed at any point continues where it stopped when started again, and ends\n"
+    "byte-identical to an uninterrupted run.\n"
+    "DIR also holds config.resolved.json, provenance.json (tool version, config sha256, sha256\n"
+    "and size of every model/SAE file) and run.log (every stage's messages, timestamped).\n"
+    "\n"
+    "options:\n"
+    "  --out DIR          run directory (default: the config's output_dir)\n"
+    "  --shard-inputs N   inputs per store shard (default: about models.batch_tokens tokens)\n"
+    "  --threads N        OpenMP/BLAS threads (default: OMP_NUM_THREADS if set; 1 for tiny models\n"
+    "                     (hidden size < 512), whose matmuls are too small for threads to pay off;\n"
+    "                     else all cores)\n"
+    "  --force            redo every stage\n"
+    "  --quiet            no progress or messages on stderr (run.log is still written)\n";
+
+int cmd_run(int argc, char **argv) {
+    static const struct option opts[] = {{"out", required_argument, 0, 'o'},
+                                         {"shard-inputs", required_argument, 0, 's'},
+                                         {"force", no_argument, 0, 'f'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    rs_pipeline_opts o = rs_pipeline_defaults();
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': o.output_dir = optarg; break;
+        case 's': {
+            char *end;
+            long long v = strtoll(optarg, &end, 10);
+            if (*end || v < 1 || v > 1000000) {
+                fprintf(stderr, "reprshift run: --shard-inputs must be an integer in [1, 1000000] (got \"%s\")\n", optarg);
+                return 2;
+            }
+            o.shard_inputs = v;
+            break;
+        }
+        case 'f': o.force = 1; break;
+        case 't': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 4096) {
+                fprintf(stderr, "reprshift run: --threads must be an integer in [1, 4096] (got \"%s\")\n", optarg);
+                return 2;
+            }
+            o.threads = (int)v;
+            break;
+        }
+        case 'q': o.quiet = 1; break;
+        case 'h': fputs(USAGE, stdout); return 0;
+        default: fputs(USAGE, stderr); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "reprshift run: %s\n%s", optind == argc ? "missing CONFIG" : "more than one CONFIG", USAGE);
+        return 2;
+    }
+    o.config_path = argv[optind];
+    rs_err err = {{0}};
+    char *report = NULL;
+    if (rs_pipeline_run(&o, &report, &err)) {
+        fprintf(stderr, "reprshift run: %s\n", err.msg);
+        return 1;
+    }
+    printf("%s\n", report);
+    free(report);
+    return 0;
+}

@@ -1,0 +1,546 @@
+/* Extract stage: four resumable activation stores (src/store/) under RUN/acts/
+ *   llm_text   captions through the LLM, per token           (pool none)
+ *   vlm_text   the same token ids through the VLM decoder     (pool none; text-only input)
+ *   vlm_image  images + prompt through the VLM, per input     (pool mean or last)
+ *   vlm_edits  every edited variant of every image, variant-major (same pooling)
+ * Captions are tokenized once and the identical ids go to both models, so the shift
+ * stage compares them token by token. Each store is written shard by shard; a store
+ * whose fingerprint (spec.manifest_hash) differs from the current inputs is rebuilt, an
+ * unfinished one with the same fingerprint resumes at its first missing shard. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+
+#include "pipeline/pipeline_internal.h"
+#include "reprshift/extract.h"
+#include "reprshift/fileio.h"
+#include "reprshift/gemma2.h"
+#include "reprshift/jsonutil.h"
+#include "reprshift/model_config.h"
+#include "reprshift/paligemma.h"
+#include "reprshift/progress.h"
+#include "reprshift/sae.h"
+#include "reprshift/store.h"
+#include "reprshift/tokenizer.h"
+#include "reprshift/version.h"
+
+const char *const PL_STORE_NAME[PL_N_STORES] = {"llm_text", "vlm_text", "vlm_image", "vlm_edits"};
+
+int pl_store_used(const pl_ctx *c, int s) {
+    switch (s) {
+    case PL_LLM_TEXT:
+    case PL_VLM_TEXT: return c->n_text > 0;
+    case PL_VLM_IMAGE: return c->n_image > 0;
+    default: return c->n_image > 0 && c->n_variants > 0;
+    }
+}
+
+static int64_t store_inputs(const pl_ctx *c, int s) {
+    return s <= PL_VLM_TEXT ? c->n_text : s == PL_VLM_IMAGE ? c->n_image : (int64_t)c->n_image * c->n_variants;
+}
+
+static rs_pool store_pool(const pl_ctx *c, int s) {
+    if (s <= PL_VLM_TEXT) return POOL_NONE;
+    return !strcmp(c->cfg->pool, "last") ? POOL_LAST : POOL_MEAN;
+}
+
+static char *hooks_csv(const rs_config *cfg) {
+    size_t n = 1;
+    for (int i = 0; i < cfg->n_hooks; i++) n += strlen(cfg->hooks[i]) + 1;
+    char *s = calloc(n, 1);
+    for (int i = 0; s && i < cfg->n_hooks; i++) {
+        if (i) strcat(s, ",");
+        strcat(s, cfg->hooks[i]);
+    }
+    return s;
+}
+
+/* ---- threads ---- */
+
+void pl_set_threads(pl_ctx *c) {
+    int t = c->opt->threads;
+    if (t <= 0) {
+        if (getenv("OMP_NUM_THREADS")) return;
+        /* a tiny model's matmuls take microseconds: thread barriers would dominate, and on a
+           busy machine each waits for a descheduled thread (measured: quickstart 46 s with
+           2 threads on a loaded 2-core VM, 8 s with 1) */
+        gemma2_config lc;
+        rs_err e = {{0}};
+        if (gemma2_config_load(c->cfg->llm, &lc, &e) || lc.hidden_size >= 512) return;
+        t = 1;
+    }
+    omp_set_num_threads(t);
+    pl_log(c, "run", "%d thread%s", t, t == 1 ? "" : "s");
+}
+
+/* ---- validation ---- */
+
+int pl_validate_models(pl_ctx *c, rs_err *err) {
+    const rs_config *cfg = c->cfg;
+    rs_model_type t;
+    gemma2_config lc;
+    paligemma_config pc;
+    if (model_config_type(cfg->llm, &t, err)) return rs_err_prefix(err, "models.llm");
+    if (t != RS_MODEL_GEMMA2) return rs_errf(err, "models.llm: %s is not a Gemma-2 checkpoint", cfg->llm);
+    if (model_config_type(cfg->vlm, &t, err)) return rs_err_prefix(err, "models.vlm");
+    if (t != RS_MODEL_PALIGEMMA) return rs_errf(err, "models.vlm: %s is not a PaliGemma checkpoint", cfg->vlm);
+    if (gemma2_config_load(cfg->llm, &lc, err)) return rs_err_prefix(err, "models.llm");
+    if (paligemma_config_load(cfg->vlm, &pc, err)) return rs_err_prefix(err, "models.vlm");
+    if (lc.hidden_size != pc.text.hidden_size)
+        return rs_errf(err, "the LLM (%s, hidden size %d) and the VLM decoder (%s, hidden size %d) differ in width: "
+                            "the shift analysis compares the same hook in both",
+                       cfg->llm, lc.hidden_size, cfg->vlm, pc.text.hidden_size);
+    for (int i = 0; i < cfg->n_hooks; i++) {
+        hook_request r;
+        memset(&r, 0, sizeof r);
+        if (gemma2_hook_parse(&lc, cfg->hooks[i], &r, err))
+            return rs_err_prefix(err, "hooks: %s (models.llm %s)", cfg->hooks[i], cfg->llm);
+        memset(&r, 0, sizeof r);
+        if (gemma2_hook_parse(&pc.text, cfg->hooks[i], &r, err))
+            return rs_err_prefix(err, "hooks: %s (models.vlm %s)", cfg->hooks[i], cfg->vlm);
+    }
+    for (int i = 0; cfg->has_saes && i < cfg->n_layers; i++) {
+        int L = cfg->layers[i];
+        char *sp = rs_config_sae_path(cfg, L), *sh = rs_config_sae_hook(cfg, L);
+        rs_sae *s = NULL;
+        int rc = !sp ? rs_errf(err, "out of memory") : sae_load(&s, sp, sh, err);
+        if (!rc && !s->hook_name)
+            rc = rs_errf(err, "saes: %s names no hook: set saes.hook (e.g. \"blocks.{layer}.hook_resid_post\")", sp);
+        int found = 0;
+        for (int h = 0; !rc && h < cfg->n_hooks; h++) found |= !strcmp(cfg->hooks[h], s->hook_name);
+        if (!rc && !found) {
+            char *hl = hooks_csv(cfg);
+            rc = rs_errf(err, "saes: the SAE for layer %d (%s) reads '%s', which is not among the captured hooks (%s)", L,
+                         sp, s->hook_name, hl ? hl : "?");
+            free(hl);
+        }
+        if (!rc && s->d_in != lc.hidden_size)
+            rc = rs_errf(err, "saes: %s has d_in %d but the models' hidden size is %d", sp, s->d_in, lc.hidden_size);
+        sae_free(s);
+        free(sp);
+        free(sh);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+/* ---- inputs ---- */
+
+static int load_tokenizer(const char *model_dir, const char *override, rs_tokenizer **tok, rs_err *err) {
+    char *tp = override ? strdup(override) : rs_path_join(model_dir, "tokenizer.json");
+    if (!tp) return rs_errf(err, "out of memory");
+    if (!rs_path_exists(tp)) {
+        rs_errf(err, "%s: no tokenizer.json; set models.tokenizer in the config", override ? tp : model_dir);
+        free(tp);
+        return -1;
+    }
+    int rc = tok_load(tok, tp, err);
+    free(tp);
+    return rc;
+}
+
+/* Tokenize every caption once (<bos> + text), checking that the ids are text tokens of
+ * the VLM too. */
+static int tokenize_captions(pl_ctx *c, rs_err *err) {
+    if (c->text_ids || !c->n_text) return 0;
+    rs_tokenizer *tok = NULL;
+    paligemma_config pc;
+    if (paligemma_config_load(c->cfg->vlm, &pc, err) || load_tokenizer(c->cfg->llm, c->cfg->tokenizer, &tok, err))
+        return -1;
+    c->text_ids = calloc((size_t)c->n_text, sizeof *c->text_ids);
+    c->text_len = calloc((size_t)c->n_text, sizeof *c->text_len);
+    int rc = (!c->text_ids || !c->text_len) ? rs_errf(err, "out of memory") : 0;
+    for (int i = 0; i < c->n_text && !rc; i++) {
+        const rs_manifest_row *row = &c->man->rows[c->text_row[i]];
+        size_t n;
+        if (!row->input[0]) {
+            rc = rs_errf(err, "%s:%zu: empty caption", c->man->path, row->line);
+            break;
+        }
+        rc = tok_encode(tok, row->input, strlen(row->input), 1, &c->text_ids[i], &n, err);
+        if (rc) {
+            rs_err_prefix(err, "%s:%zu", c->man->path, row->line);
+            break;
+        }
+        c->text_len[i] = (int64_t)n;
+        for (size_t k = 0; k < n; k++)
+            if (c->text_ids[i][k] >= pc.text.vocab_size || c->text_ids[i][k] == pc.image_token_index) {
+                rc = rs_errf(err, "%s:%zu: caption token id %d is not a text token of the VLM (vocabulary %d, <image> = %d): "
+                                  "the two models need the same tokenizer",
+                             c->man->path, row->line, c->text_ids[i][k], pc.text.vocab_size, pc.image_token_index);
+                break;
+            }
+    }
+    tok_free(tok);
+    return rc;
+}
+
+/* prompt + "\n" as token ids (no <bos>), as PaliGemmaProcessor builds it */
+static int prompt_ids(pl_ctx *c, int32_t **ids, size_t *n, rs_err *err) {
+    rs_tokenizer *tok = NULL;
+    if (load_tokenizer(c->cfg->vlm, c->cfg->tokenizer, &tok, err)) return -1;
+    int rc = 0;
+    if (tok_id(tok, "<image>") < 0) rc = tok_add_paligemma_tokens(tok, err);
+    char *pt = NULL;
+    if (!rc && asprintf(&pt, "%s\n", c->cfg->prompt) < 0) rc = rs_errf(err, "out of memory");
+    if (!rc) rc = tok_encode(tok, pt, strlen(pt), 0, ids, n, err);
+    if (rc) rs_err_prefix(err, "prompt");
+    free(pt);
+    tok_free(tok);
+    return rc;
+}
+
+/* ---- one store ---- */
+
+typedef struct {
+    pl_ctx *c;
+    int64_t first; /* global index of the shard's first input */
+} edit_ctx;
+
+static int load_edited(void *vctx, int input, const char *path, rs_image *img, rs_err *err) {
+    edit_ctx *e = vctx;
+    int64_t g = e->first + input;
+    const pl_variant *v = &e->c->variants[g / e->c->n_image];
+    if (rs_image_load(path, img, err)) return -1;
+    if (rs_edit_apply(img, &v->edit, err)) return rs_err_prefix(err, "%s: edit %s", path, v->label);
+    return 0;
+}
+
+typedef struct {
+    gemma2_model *llm;
+    paligemma_model *vlm;
+    int32_t *prompt;
+    size_t n_prompt;
+} models;
+
+/* Row index line of input g of store s. */
+static void row_line(FILE *f, const pl_ctx *c, int s, int64_t g, int64_t n_tokens) {
+    int img = s >= PL_VLM_IMAGE;
+    int64_t k = s == PL_VLM_EDITS ? g % c->n_image : g;
+    const rs_manifest_row *r = &c->man->rows[img ? c->image_row[k] : c->text_row[k]];
+    fprintf(f, "{\"input\":%lld,\"modality\":\"%s\",\"label\":", (long long)g, img ? "image" : "text");
+    rs_json_write_string(f, r->label);
+    fprintf(f, ",\"image_id\":%lld,\"caption_id\":%lld,\"split\":", (long long)r->image_id, (long long)r->caption_id);
+    rs_json_write_string(f, r->split);
+    fputs(",\"file_name\":", f);
+    rs_json_write_string(f, r->file_name);
+    if (s == PL_VLM_EDITS) {
+        const pl_variant *v = &c->variants[g / c->n_image];
+        fputs(",\"edit\":", f);
+        rs_json_write_string(f, v->name);
+        fprintf(f, ",\"value\":%.17g", v->edit.value);
+    }
+    if (!img) {
+        fputs(",\"text\":", f);
+        rs_json_write_string(f, r->input);
+    }
+    fprintf(f, ",\"n_tokens\":%lld}\n", (long long)n_tokens);
+}
+
+static int hooks_parse(pl_ctx *c, const models *m, int vlm, hook_request *h, rs_err *err) {
+    for (int i = 0; i < c->cfg->n_hooks; i++) {
+        memset(&h[i], 0, sizeof h[i]);
+        int r = vlm ? paligemma_hook_parse(m->vlm, c->cfg->hooks[i], &h[i], err)
+                    : gemma2_hook_parse(&m->llm->cfg, c->cfg->hooks[i], &h[i], err);
+        if (r) return -1;
+    }
+    return 0;
+}
+
+/* Extract shard [first, first+count) of store s and append it. */
+static int do_shard(pl_ctx *c, int s, const models *m, rs_store *st, int64_t k, int64_t first, int64_t count,
+                    hook_request *hooks, rs_err *err) {
+    const rs_config *cfg = c->cfg;
+    extract_opts o = {.n_hooks = cfg->n_hooks, .hooks = hooks, .pool = store_pool(c, s),
+                      .batch_tokens = cfg->batch_tokens};
+    store_tensor t[STORE_MAX_TENSORS > 64 ? 64 : STORE_MAX_TENSORS];
+    int nt = 0, rc = -1;
+    char *rows = NULL;
+    size_t rows_n = 0;
+    FILE *rf = NULL;
+    extract_result lr = {0};
+    pg_extract_result pr = {0};
+    rs_inputs li = {0};
+    pg_inputs pi = {0};
+    edit_ctx ec = {c, first};
+    if (s == PL_LLM_TEXT) {
+        for (int64_t i = first; i < first + count; i++)
+            if (rs_inputs_add(&li, c->text_ids[i], c->text_len[i], NULL, err)) goto done;
+        if (extract_gemma2(m->llm, &li, &o, &lr, NULL, err)) goto done;
+        for (int h = 0; h < lr.n_hooks; h++)
+            t[nt++] = (store_tensor){lr.names[h], RS_DT_F32, 2, {lr.rows, lr.widths[h]}, lr.data[h]};
+        t[nt++] = (store_tensor){"offsets", RS_DT_I64, 1, {count + 1}, lr.offsets};
+        t[nt++] = (store_tensor){"token_ids", RS_DT_I32, 1, {lr.offsets[count]}, lr.token_ids};
+    } else {
+        for (int64_t i = first; i < first + count; i++) {
+            int32_t *ids = NULL;
+            uint8_t *kinds = NULL;
+            int64_t len;
+            int P = 0, r;
+            const char *path = NULL;
+            if (s == PL_VLM_TEXT) {
+                len = c->text_len[i];
+                kinds = malloc((size_t)len);
+                if (!kinds) { rs_errf(err, "out of memory"); goto done; }
+                paligemma_text_kinds(m->vlm, c->text_ids[i], len, kinds);
+                r = pg_inputs_add(&pi, c->text_ids[i], kinds, len, 0, NULL, NULL, NULL, err);
+            } else {
+                int64_t j = s == PL_VLM_EDITS ? i % c->n_image : i;
+                path = c->man->rows[c->image_row[j]].path;
+                if (paligemma_build_input(m->vlm, 1, m->prompt, (int)m->n_prompt, NULL, 0, &ids, &kinds, &len, &P, err))
+                    goto done;
+                r = pg_inputs_add(&pi, ids, kinds, len, P, path, NULL, NULL, err);
+            }
+            free(ids);
+            free(kinds);
+            if (r) goto done;
+        }
+        if (s == PL_VLM_EDITS) {
+            o.load_image = load_edited;
+            o.load_image_ctx = &ec;
+        }
+        if (extract_paligemma(m->vlm, &pi, &o, &pr, NULL, err)) goto done;
+        for (int q = 0; q < pr.n_tensors; q++)
+            t[nt++] = (store_tensor){pr.t[q].name, RS_DT_F32, 2, {pr.t[q].rows, pr.t[q].width}, pr.t[q].data};
+        t[nt++] = (store_tensor){"offsets", RS_DT_I64, 1, {count + 1}, pr.offsets};
+        t[nt++] = (store_tensor){"token_ids", RS_DT_I32, 1, {pr.offsets[count]}, pr.token_ids};
+        t[nt++] = (store_tensor){"token_kind", RS_DT_U8, 1, {pr.offsets[count]}, pr.token_kind};
+    }
+    rf = open_memstream(&rows, &rows_n);
+    if (!rf) { rs_errf(err, "out of memory"); goto done; }
+    const int64_t *off = s == PL_LLM_TEXT ? lr.offsets : pr.offsets;
+    for (int64_t i = 0; i < count; i++) row_line(rf, c, s, first + i, off[i + 1] - off[i]);
+    fclose(rf);
+    rf = NULL;
+    if (store_append_shard(st, k, t, nt, rows, err)) goto done;
+    rc = 0;
+done:
+    if (rf) fclose(rf);
+    free(rows);
+    extract_result_free(&lr);
+    pg_extract_result_free(&pr);
+    rs_inputs_free(&li);
+    pg_inputs_free(&pi);
+    return rc;
+}
+
+/* spec.manifest_hash of an existing store, or "" */
+static void existing_fp(const char *dir, char out[80]) {
+    out[0] = 0;
+    char *p = pl_join(dir, "index.json");
+    cJSON *j = NULL;
+    rs_err e = {{0}};
+    if (p && rs_path_exists(p) && rs_json_load(p, STORE_INDEX_MAX_BYTES, &j, &e) == 0) {
+        const cJSON *sp = cJSON_GetObjectItemCaseSensitive(j, "spec");
+        const cJSON *h = sp ? cJSON_GetObjectItemCaseSensitive(sp, "manifest_hash") : NULL;
+        if (cJSON_IsString(h)) snprintf(out, 80, "%s", h->valuestring);
+        else snprintf(out, 80, "?");
+    }
+    cJSON_Delete(j);
+    free(p);
+}
+
+static int64_t auto_shard(const pl_ctx *c, int s, int n_prompt, int n_patches) {
+    if (c->opt->shard_inputs > 0) return c->opt->shard_inputs;
+    double per = 1;
+    if (s <= PL_VLM_TEXT) {
+        double tot = 0;
+        for (int i = 0; i < c->n_text; i++) tot += (double)c->text_len[i];
+        per = c->n_text ? tot / c->n_text : 1;
+    } else {
+        per = n_patches + n_prompt + 1;
+    }
+    int64_t k = (int64_t)(c->cfg->batch_tokens / (per > 1 ? per : 1));
+    return k < 1 ? 1 : k > 4096 ? 4096 : k;
+}
+
+static int store_fingerprint(pl_ctx *c, int s, int64_t shard, const char *prompt_fp, char fp[65]) {
+    char *hl = hooks_csv(c->cfg);
+    char *vars = NULL;
+    size_t vn = 0;
+    FILE *f = open_memstream(&vars, &vn);
+    if (!hl || !f) {
+        free(hl);
+        if (f) fclose(f);
+        free(vars);
+        return -1;
+    }
+    if (s == PL_VLM_EDITS)
+        for (int v = 0; v < c->n_variants; v++)
+            fprintf(f, "%s=%.17g;", rs_edit_name(c->variants[v].edit.kind), c->variants[v].edit.value);
+    fclose(f);
+    pl_fp(fp, "store v1 %s %s dataset=%s llm=%s vlm=%s hooks=%s pool=%s prompt=%s shard=%lld edits=%s", RS_VERSION,
+          PL_STORE_NAME[s], c->dataset_fp, c->llm_fp, s == PL_LLM_TEXT ? "-" : c->vlm_fp, hl,
+          rs_pool_name(store_pool(c, s)), s >= PL_VLM_IMAGE ? prompt_fp : "-", (long long)shard, vars ? vars : "");
+    free(hl);
+    free(vars);
+    return 0;
+}
+
+int pl_store_fp(pl_ctx *c, int s, char fp[65], rs_err *err) {
+    char *dir = pl_join(c->acts, PL_STORE_NAME[s]), *p = dir ? pl_join(dir, "index.json") : NULL;
+    int rc = -1;
+    if (p) {
+        int64_t b;
+        rc = rs_sha256_file(p, fp, &b, err);
+    } else {
+        rs_errf(err, "out of memory");
+    }
+    free(dir);
+    free(p);
+    return rc;
+}
+
+int pl_stage_extract(pl_ctx *c, rs_err *err) {
+    const rs_config *cfg = c->cfg;
+    models m = {0};
+    hook_request *hooks = calloc((size_t)cfg->n_hooks + 1, sizeof *hooks);
+    char *hl = hooks_csv(cfg), *dir = NULL;
+    rs_store *st = NULL;
+    int rc = -1;
+    char prompt_fp[65] = "-";
+    if (!hooks || !hl) { rs_errf(err, "out of memory"); goto done; }
+    if (tokenize_captions(c, err)) goto done;
+    paligemma_config pc;
+    if (paligemma_config_load(cfg->vlm, &pc, err)) goto done;
+    int n_patches = (pc.vision.image_size / pc.vision.patch_size) * (pc.vision.image_size / pc.vision.patch_size);
+    if (c->n_image) {
+        if (prompt_ids(c, &m.prompt, &m.n_prompt, err)) goto done;
+        rs_sha256_hex(m.prompt, m.n_prompt * sizeof *m.prompt, prompt_fp);
+    }
+    for (int s = 0; s < PL_N_STORES; s++) {
+        char name[64];
+        snprintf(name, sizeof name, "store_%s", PL_STORE_NAME[s]);
+        free(dir);
+        dir = pl_join(c->acts, PL_STORE_NAME[s]);
+        if (!dir) { rs_errf(err, "out of memory"); goto done; }
+        if (!pl_store_used(c, s)) {
+            pl_stage_reset(c, name);
+            pl_remove_store(dir);
+            continue;
+        }
+        int64_t shard = auto_shard(c, s, (int)m.n_prompt, n_patches);
+        char fp[65], have[80];
+        if (store_fingerprint(c, s, shard, prompt_fp, fp)) { rs_errf(err, "out of memory"); goto done; }
+        existing_fp(dir, have);
+        if (pl_stage_done(c, name, fp) && !strcmp(have, fp)) {
+            pl_log(c, "extract", "%s: complete (skipped)", PL_STORE_NAME[s]);
+            continue;
+        }
+        pl_stage_reset(c, name);
+        if (have[0] && (strcmp(have, fp) || c->opt->force)) {
+            pl_log(c, "extract", "%s: inputs changed since it was written; rebuilding", PL_STORE_NAME[s]);
+            pl_remove_store(dir);
+        }
+        if (pl_mkdir(dir, err)) goto done;
+        int vlm = s != PL_LLM_TEXT;
+        if (!vlm && !m.llm && gemma2_open(&m.llm, cfg->llm, err)) goto done;
+        if (vlm && !m.vlm && paligemma_open(&m.vlm, cfg->vlm, err)) goto done;
+        if (hooks_parse(c, &m, vlm, hooks, err)) goto done;
+        int64_t n = store_inputs(c, s);
+        store_spec spec = {.model = vlm ? c->vlm_name : c->llm_name, .hooks = hl,
+                           .pooling = rs_pool_name(store_pool(c, s)), .manifest_hash = fp, .n_inputs = n,
+                           .shard_inputs = shard};
+        if (store_open(&st, dir, &spec, err)) goto done;
+        int64_t n_shards = (n + shard - 1) / shard, k0 = store_next_shard(st);
+        if (k0 > 0 && k0 < n_shards)
+            pl_log(c, "extract", "%s: resuming at shard %lld of %lld", PL_STORE_NAME[s], (long long)k0 + 1,
+                   (long long)n_shards);
+        else if (k0 == 0)
+            pl_log(c, "extract", "%s: %lld inputs in %lld shards of %lld (%s)", PL_STORE_NAME[s], (long long)n,
+                   (long long)n_shards, (long long)shard, vlm ? c->vlm_name : c->llm_name);
+        rs_progress prog;
+        char label[64];
+        snprintf(label, sizeof label, "extract %s (inputs)", PL_STORE_NAME[s]);
+        rs_progress_start(&prog, label, n);
+        prog.quiet = c->opt->quiet;
+        for (int64_t k = k0; k < n_shards; k++) {
+            int64_t first, count;
+            store_shard_range(&spec, k, &first, &count);
+            if (do_shard(c, s, &m, st, k, first, count, hooks, err)) {
+                rs_err_prefix(err, "extract %s shard %lld", PL_STORE_NAME[s], (long long)k);
+                goto done;
+            }
+            rs_progress_update(&prog, first + count);
+        }
+        rs_progress_finish(&prog);
+        if (!store_is_complete(st) && store_finalize(st, err)) goto done;
+        store_close(st);
+        st = NULL;
+        if (pl_stage_mark(c, name, fp, err)) goto done;
+        pl_log(c, "extract", "%s: complete (%s)", PL_STORE_NAME[s], dir);
+    }
+    rc = 0;
+done:
+    store_close(st);
+    if (hooks) hook_requests_free(hooks, cfg->n_hooks);
+    free(hooks);
+    free(hl);
+    free(dir);
+    free(m.prompt);
+    gemma2_close(m.llm);
+    paligemma_close(m.vlm);
+    return rc;
+}
+
+/* ---- features for the analyses ---- */
+
+int pl_store_features(pl_ctx *c, int s, const char *hook, float **X, int *n, int *d, rs_err *err) {
+    char *dir = pl_join(c->acts, PL_STORE_NAME[s]);
+    store_reader *r = NULL;
+    float *A = NULL;
+    int32_t *ids = NULL;
+    int64_t *off = NULL, rows, w, n_in, rr, ww;
+    int rc = -1;
+    *X = NULL;
+    if (!dir) return rs_errf(err, "out of memory");
+    if (store_reader_open(&r, dir, err) || store_read_f32(r, hook, &A, &rows, &w, err)) goto done;
+    if (s >= PL_VLM_IMAGE) {
+        *X = A;
+        A = NULL;
+        *n = (int)rows;
+        *d = (int)w;
+        rc = 0;
+        goto done;
+    }
+    if (store_read_raw(r, "token_ids", RS_DT_I32, (void **)&ids, &rr, &ww, err) ||
+        store_read_offsets(r, "offsets", &off, &n_in, err))
+        goto done;
+    float *out = calloc((size_t)(n_in ? n_in : 1) * (size_t)w, sizeof *out);
+    if (!out) { rs_errf(err, "out of memory"); goto done; }
+    int last = !strcmp(c->cfg->pool, "last");
+    for (int64_t i = 0; i < n_in; i++) {
+        int64_t t0 = off[i], t1 = off[i + 1], cnt = 0;
+        float *o = out + (size_t)i * w;
+        if (last && t1 > t0) {
+            memcpy(o, A + (size_t)(t1 - 1) * w, (size_t)w * sizeof *o);
+            continue;
+        }
+        /* mean over non-special tokens (not pad 0, eos 1, bos 2), as extract --pool mean */
+        double *acc = calloc((size_t)w, sizeof *acc);
+        if (!acc) { free(out); rs_errf(err, "out of memory"); goto done; }
+        for (int pass = 0; pass < 2 && cnt == 0; pass++)
+            for (int64_t t = t0; t < t1; t++) {
+                if (pass == 0 && ids[t] <= 2) continue; /* second pass: a caption of special tokens only */
+                for (int64_t k = 0; k < w; k++) acc[k] += A[(size_t)t * w + k];
+                cnt++;
+            }
+        for (int64_t k = 0; k < w; k++) o[k] = cnt ? (float)(acc[k] / cnt) : 0.0f;
+        free(acc);
+    }
+    *X = out;
+    *n = (int)n_in;
+    *d = (int)w;
+    rc = 0;
+done:
+    free(A);
+    free(ids);
+    free(off);
+    store_reader_close(r);
+    free(dir);
+    return rc;
+}

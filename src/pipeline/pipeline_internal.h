@@ -1,0 +1,99 @@
+/* Shared state of one `reprshift run` (src/pipeline/). Each stage file reads what the
+ * previous stages wrote into the run directory; this struct only carries the config, the
+ * run paths, the log and the dataset as loaded from the manifest. */
+#ifndef RS_PIPELINE_INTERNAL_H
+#define RS_PIPELINE_INTERNAL_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include "reprshift/config.h"
+#include "reprshift/error.h"
+#include "reprshift/image_edit.h"
+#include "reprshift/manifest.h"
+#include "reprshift/pipeline.h"
+
+/* One edited image variant kind (an entry of config edits × values). */
+typedef struct {
+    rs_edit edit;
+    const char *name;     /* config edit name */
+    char label[48];       /* "brightness 0.6" */
+} pl_variant;
+
+typedef struct {
+    const rs_pipeline_opts *opt;
+    rs_config *cfg;
+    char *out, *results, *stages, *acts, *work; /* run directory and its folders */
+    FILE *log;                                  /* run.log (append) */
+    char models_fp[65];                         /* checksums of model + SAE files (provenance) */
+    char llm_fp[65], vlm_fp[65], sae_fp[65];
+    char llm_name[128], vlm_name[128];          /* short model labels (directory names) */
+
+    /* dataset (after the dataset stage) */
+    char dataset_fp[65];
+    rs_manifest *man;
+    int n_labels;
+    char **labels;            /* sorted distinct labels (class names) */
+    int n_text, n_image;
+    int *text_row, *image_row;/* manifest rows of the text / image inputs */
+    int *text_label, *image_label;
+    int *text_group, *image_group; /* group = base image (an image, its captions and edits) */
+    int *image_caption;       /* first text input of each image, or -1 */
+    int n_variants;
+    pl_variant *variants;
+
+    /* token ids of the captions (extract stage) */
+    int32_t **text_ids;
+    int64_t *text_len;
+} pl_ctx;
+
+/* Log a line to run.log (with a UTC timestamp) and, unless quiet, to stderr. */
+void pl_log(pl_ctx *c, const char *stage, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* SHA-256 hex of a formatted string (stage fingerprints). */
+void pl_fp(char out[65], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Is stage `name` complete with fingerprint fp? */
+int pl_stage_done(pl_ctx *c, const char *name, const char *fp);
+/* Forget stage `name` (remove its done-marker) before redoing it. */
+void pl_stage_reset(pl_ctx *c, const char *name);
+/* Mark stage `name` complete (atomic write of the marker, last). */
+int pl_stage_mark(pl_ctx *c, const char *name, const char *fp, rs_err *err);
+/* Same with a note line after the fingerprint (e.g. "no tasks"). */
+int pl_stage_mark_note(pl_ctx *c, const char *name, const char *fp, const char *note, rs_err *err);
+/* The marker's content (new string) or NULL. */
+char *pl_stage_read(pl_ctx *c, const char *name);
+/* mkdir -p of one level (existing is fine). */
+int pl_mkdir(const char *path, rs_err *err);
+/* Remove a store directory written by this pipeline (its files, then the folder). */
+void pl_remove_store(const char *dir);
+/* Write text to path atomically. */
+int pl_write_text(const char *path, const char *text, rs_err *err);
+/* Path of a file/folder inside dir (new string). */
+char *pl_join(const char *dir, const char *name);
+
+/* Stages (each logs, skips itself when complete, returns 0 / -1). */
+int pl_stage_dataset(pl_ctx *c, rs_err *err);
+int pl_stage_extract(pl_ctx *c, rs_err *err);
+int pl_stage_shift(pl_ctx *c, rs_err *err);
+int pl_stage_probes(pl_ctx *c, rs_err *err);
+
+/* Validation before any work: hooks exist in both models, SAEs load and read a captured
+ * hook, model widths agree. */
+int pl_validate_models(pl_ctx *c, rs_err *err);
+/* Thread count for this run (option, OMP_NUM_THREADS, or 1 for tiny models). */
+void pl_set_threads(pl_ctx *c);
+
+/* Stores (src/pipeline/extract.c). */
+enum { PL_LLM_TEXT, PL_VLM_TEXT, PL_VLM_IMAGE, PL_VLM_EDITS, PL_N_STORES };
+extern const char *const PL_STORE_NAME[PL_N_STORES];
+/* Fingerprint of a finished store (sha256 of its index.json), for downstream stages. */
+int pl_store_fp(pl_ctx *c, int store, char fp[65], rs_err *err);
+/* Per-input feature rows of one hook from a store: token stores are mean-pooled over
+ * non-special tokens (or the last token for pool "last"); pooled stores are read as is.
+ * New array [*n, *d]. */
+int pl_store_features(pl_ctx *c, int store, const char *hook, float **X, int *n, int *d, rs_err *err);
+/* Is this store used by the config (text / image / edits present)? */
+int pl_store_used(const pl_ctx *c, int store);
+
+/* Free the dataset part of the context. */
+void pl_dataset_free(pl_ctx *c);
+
+#endif

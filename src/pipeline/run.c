@@ -1,0 +1,570 @@
+/* `reprshift run`: run directory, log, provenance, stage markers and the stage sequence.
+ *
+ * Run directory (docs/pipeline.md):
+ *   config.resolved.json   the config with every default filled in
+ *   provenance.json        tool version, config checksum, model / SAE file checksums
+ *   run.log                every stage's messages with UTC timestamps (appended)
+ *   stages/NAME.done       done-markers: the fingerprint of the inputs the stage read
+ *   dataset/manifest.csv   acts/<store>/   results/ (json, csv)   report.html
+ * Invariant: a marker is written (atomically) only after all of its stage's outputs are in
+ * place, and removed before the stage is redone, so a killed or failed stage never looks
+ * complete. Fingerprints chain: each stage's includes those of the stages it reads. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+
+#include "pipeline/pipeline_internal.h"
+#include "reprshift/fileio.h"
+#include "reprshift/jsonutil.h"
+#include "reprshift/report.h"
+#include "reprshift/version.h"
+
+rs_pipeline_opts rs_pipeline_defaults(void) {
+    rs_pipeline_opts o;
+    memset(&o, 0, sizeof o);
+    return o;
+}
+
+char *pl_join(const char *dir, const char *name) { return rs_path_join(dir, name); }
+
+void pl_log(pl_ctx *c, const char *stage, const char *fmt, ...) {
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (c->log) {
+        time_t t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        char ts[32];
+        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        fprintf(c->log, "%s [%s] %s\n", ts, stage, msg);
+        fflush(c->log);
+    }
+    if (!c->opt->quiet) fprintf(stderr, "[%s] %s\n", stage, msg);
+}
+
+void pl_fp(char out[65], const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        memset(out, '0', 64); /* OOM: a fingerprint that never matches a marker */
+        out[64] = 0;
+        return;
+    }
+    rs_sha256_hex(s, (size_t)n, out);
+    free(s);
+}
+
+static char *marker_path(pl_ctx *c, const char *name) {
+    char f[160];
+    snprintf(f, sizeof f, "%s.done", name);
+    return pl_join(c->stages, f);
+}
+
+int pl_stage_done(pl_ctx *c, const char *name, const char *fp) {
+    if (c->opt->force) return 0;
+    char *p = marker_path(c, name), *buf = NULL;
+    size_t n;
+    rs_err e = {{0}};
+    int ok = p && rs_read_file(p, 4096, &buf, &n, &e) == 0 && n >= 64 && !memcmp(buf, fp, 64);
+    free(p);
+    free(buf);
+    return ok;
+}
+
+void pl_stage_reset(pl_ctx *c, const char *name) {
+    char *p = marker_path(c, name);
+    if (p) unlink(p);
+    free(p);
+}
+
+int pl_write_text(const char *path, const char *text, rs_err *err) {
+    rs_atomic_file f = {0};
+    if (rs_atomic_open(&f, path, err) || rs_atomic_write(&f, text, strlen(text), err) || rs_atomic_commit(&f, err)) {
+        rs_atomic_abort(&f);
+        return -1;
+    }
+    return 0;
+}
+
+char *pl_stage_read(pl_ctx *c, const char *name) {
+    char *p = marker_path(c, name), *buf = NULL;
+    size_t n;
+    rs_err e = {{0}};
+    if (p && rs_read_file(p, 4096, &buf, &n, &e)) buf = NULL;
+    free(p);
+    return buf;
+}
+
+int pl_stage_mark(pl_ctx *c, const char *name, const char *fp, rs_err *err) {
+    return pl_stage_mark_note(c, name, fp, NULL, err);
+}
+
+int pl_stage_mark_note(pl_ctx *c, const char *name, const char *fp, const char *note, rs_err *err) {
+    char *p = marker_path(c, name);
+    char line[400];
+    snprintf(line, sizeof line, "%.64s\n%.300s%s", fp, note ? note : "", note ? "\n" : "");
+    int rc = p ? pl_write_text(p, line, err) : rs_errf(err, "out of memory");
+    free(p);
+    return rc;
+}
+
+int pl_mkdir(const char *path, rs_err *err) {
+    if (mkdir(path, 0777) && errno != EEXIST) return rs_errf(err, "%s: cannot create folder: %s", path, strerror(errno));
+    if (!rs_is_dir(path)) return rs_errf(err, "%s: exists and is not a folder", path);
+    return 0;
+}
+
+/* mkdir -p */
+static int mkdir_p(const char *path, rs_err *err) {
+    char *p = strdup(path);
+    if (!p) return rs_errf(err, "out of memory");
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            if (mkdir(p, 0777) && errno != EEXIST) {
+                int e = errno;
+                rs_errf(err, "%s: cannot create folder: %s", p, strerror(e));
+                free(p);
+                return -1;
+            }
+            *s = '/';
+        }
+    free(p);
+    return pl_mkdir(path, err);
+}
+
+/* Files a store writes: index.json, shard-*, .lock and temp files of those. */
+static int store_file(const char *n) {
+    return !strncmp(n, "index.json", 10) || !strncmp(n, "shard-", 6) || !strcmp(n, ".lock");
+}
+
+void pl_remove_store(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!store_file(e->d_name)) continue;
+        char *p = pl_join(dir, e->d_name);
+        if (p) unlink(p);
+        free(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* Leftovers of a killed run: temp files of atomic writes (NAME.tmp.PID) in a folder, and
+ * the whole scratch folder work/. Safe because the run holds RUN/.lock. */
+static void remove_tmp_files(const char *dir, int everything) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (!everything && !strstr(e->d_name, ".tmp.")) continue;
+        char *p = pl_join(dir, e->d_name);
+        if (!p) continue;
+        if (everything && rs_is_dir(p)) remove_tmp_files(p, 1), rmdir(p);
+        else unlink(p);
+        free(p);
+    }
+    closedir(d);
+}
+
+/* ---- provenance ---- */
+
+typedef struct {
+    char *role, *path;
+    int64_t bytes;
+    int64_t mtime_ns;
+    char sha[65];
+} prov_file;
+
+typedef struct {
+    prov_file *f;
+    int n, cap;
+} prov_list;
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int prov_add(prov_list *l, const char *role, const char *path, rs_err *err) {
+    for (int i = 0; i < l->n; i++)
+        if (!strcmp(l->f[i].path, path)) return 0;
+    if (l->n == l->cap) {
+        int nc = l->cap ? 2 * l->cap : 16;
+        prov_file *nf = realloc(l->f, (size_t)nc * sizeof *nf);
+        if (!nf) return rs_errf(err, "out of memory");
+        l->f = nf;
+        l->cap = nc;
+    }
+    struct stat st;
+    if (stat(path, &st)) return rs_errf(err, "%s: %s", path, strerror(errno));
+    prov_file *f = &l->f[l->n];
+    memset(f, 0, sizeof *f);
+    f->role = strdup(role);
+    f->path = strdup(path);
+    if (!f->role || !f->path) {
+        free(f->role);
+        free(f->path);
+        return rs_errf(err, "out of memory");
+    }
+    f->bytes = (int64_t)st.st_size;
+    f->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    l->n++;
+    return 0;
+}
+
+static int want_model_file(const char *n) {
+    size_t L = strlen(n);
+    return !strcmp(n, "config.json") || !strcmp(n, "tokenizer.json") || !strcmp(n, "preprocessor_config.json") ||
+           (L > 12 && !strcmp(n + L - 12, ".safetensors")) || (L > 11 && !strcmp(n + L - 11, ".index.json")) ||
+           (L > 4 && !strcmp(n + L - 4, ".npz")) || !strcmp(n, "cfg.json");
+}
+
+/* Add the files of a model or SAE directory (sorted), or the file itself. */
+static int prov_add_dir(prov_list *l, const char *role, const char *path, int all_files, rs_err *err) {
+    if (!rs_is_dir(path)) return prov_add(l, role, path, err);
+    DIR *d = opendir(path);
+    if (!d) return rs_errf(err, "%s: cannot open folder: %s", path, strerror(errno));
+    char **names = NULL;
+    int n = 0, cap = 0, rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && !rc) {
+        if (e->d_name[0] == '.' || !(all_files ? 1 : want_model_file(e->d_name))) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **nn = realloc(names, (size_t)cap * sizeof *nn);
+            if (!nn) { rc = rs_errf(err, "out of memory"); break; }
+            names = nn;
+        }
+        if (!(names[n++] = strdup(e->d_name))) rc = rs_errf(err, "out of memory");
+    }
+    closedir(d);
+    if (!rc) qsort(names, (size_t)n, sizeof *names, cmp_str);
+    for (int i = 0; i < n && !rc; i++) {
+        char *p = pl_join(path, names[i]);
+        if (!p) rc = rs_errf(err, "out of memory");
+        else if (!rs_is_dir(p)) rc = prov_add(l, role, p, err);
+        free(p);
+    }
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    if (!rc && n == 0) rc = rs_errf(err, "%s: folder holds no model files", path);
+    return rc;
+}
+
+/* Checksums, reusing those of an earlier provenance.json for files whose size and mtime
+ * are unchanged (hashing ~10 GB of real checkpoints on every run would cost a minute). */
+static int prov_hash(pl_ctx *c, prov_list *l, const char *prov_path, rs_err *err) {
+    cJSON *old = NULL;
+    rs_err ignore = {{0}};
+    if (rs_path_exists(prov_path)) rs_json_load(prov_path, 64u << 20, &old, &ignore);
+    const cJSON *files = old ? cJSON_GetObjectItemCaseSensitive(old, "files") : NULL;
+    for (int i = 0; i < l->n; i++) {
+        prov_file *f = &l->f[i];
+        const cJSON *e;
+        int reused = 0;
+        cJSON_ArrayForEach(e, files) {
+            const cJSON *p = cJSON_GetObjectItemCaseSensitive(e, "path"), *b = cJSON_GetObjectItemCaseSensitive(e, "bytes"),
+                        *m = cJSON_GetObjectItemCaseSensitive(e, "mtime_ns"), *s = cJSON_GetObjectItemCaseSensitive(e, "sha256");
+            if (cJSON_IsString(p) && !strcmp(p->valuestring, f->path) && cJSON_IsNumber(b) &&
+                (int64_t)b->valuedouble == f->bytes && cJSON_IsString(m) &&
+                strtoll(m->valuestring, NULL, 10) == f->mtime_ns && cJSON_IsString(s) && strlen(s->valuestring) == 64) {
+                memcpy(f->sha, s->valuestring, 65);
+                reused = 1;
+                break;
+            }
+        }
+        if (!reused) {
+            if (f->bytes > (1 << 26)) pl_log(c, "provenance", "sha256 of %s (%.1f MB)", f->path, f->bytes / 1e6);
+            int64_t b;
+            if (rs_sha256_file(f->path, f->sha, &b, err)) {
+                cJSON_Delete(old);
+                return -1;
+            }
+        }
+    }
+    cJSON_Delete(old);
+    return 0;
+}
+
+static void prov_free(prov_list *l) {
+    for (int i = 0; i < l->n; i++) {
+        free(l->f[i].role);
+        free(l->f[i].path);
+    }
+    free(l->f);
+}
+
+static const char *base_name(const char *p, char *buf, size_t cap) {
+    size_t L = strlen(p);
+    while (L > 1 && p[L - 1] == '/') L--;
+    size_t s = L;
+    while (s > 0 && p[s - 1] != '/') s--;
+    snprintf(buf, cap, "%.*s", (int)(L - s), p + s);
+    return buf;
+}
+
+static int write_provenance(pl_ctx *c, const char *config_sha, rs_err *err) {
+    prov_list l = {0};
+    int rc = -1;
+    cJSON *root = NULL;
+    char *js = NULL, *path = pl_join(c->out, "provenance.json");
+    const rs_config *cfg = c->cfg;
+    if (!path) { rs_errf(err, "out of memory"); goto done; }
+    if (prov_add_dir(&l, "llm", cfg->llm, 0, err) || prov_add_dir(&l, "vlm", cfg->vlm, 0, err)) goto done;
+    int n_model_files = l.n;
+    if (cfg->tokenizer && prov_add(&l, "tokenizer", cfg->tokenizer, err)) goto done;
+    for (int i = 0; cfg->has_saes && i < cfg->n_layers; i++) {
+        char *sp = rs_config_sae_path(cfg, cfg->layers[i]);
+        if (!sp) { rs_errf(err, "out of memory"); goto done; }
+        int r = rs_path_exists(sp) ? prov_add_dir(&l, "sae", sp, 1, err)
+                                   : rs_errf(err, "saes.path: no SAE for layer %d at %s", cfg->layers[i], sp);
+        free(sp);
+        if (r) goto done;
+    }
+    if (prov_hash(c, &l, path, err)) goto done;
+    /* fingerprints: per model, SAEs, all */
+    char *acc[3] = {NULL, NULL, NULL};
+    size_t accn[3] = {0, 0, 0};
+    FILE *fa[3];
+    for (int k = 0; k < 3; k++) fa[k] = open_memstream(&acc[k], &accn[k]);
+    for (int i = 0; i < l.n; i++) {
+        int k = !strcmp(l.f[i].role, "llm") ? 0 : !strcmp(l.f[i].role, "vlm") ? 1 : 2;
+        if (!strcmp(l.f[i].role, "tokenizer")) k = 0; /* the caption tokenizer feeds both */
+        if (fa[k]) fprintf(fa[k], "%s %s %lld\n", l.f[i].role, l.f[i].sha, (long long)l.f[i].bytes);
+    }
+    for (int k = 0; k < 3; k++)
+        if (fa[k]) fclose(fa[k]);
+    rs_sha256_hex(acc[0] ? acc[0] : "", accn[0], c->llm_fp);
+    rs_sha256_hex(acc[1] ? acc[1] : "", accn[1], c->vlm_fp);
+    rs_sha256_hex(acc[2] ? acc[2] : "", accn[2], c->sae_fp);
+    for (int k = 0; k < 3; k++) free(acc[k]);
+    pl_fp(c->models_fp, "%s %s %s", c->llm_fp, c->vlm_fp, c->sae_fp);
+    (void)n_model_files;
+
+    root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "tool", "reprshift");
+    cJSON_AddStringToObject(root, "version", RS_VERSION);
+    cJSON *cj = cJSON_AddObjectToObject(root, "config");
+    cJSON_AddStringToObject(cj, "path", cfg->path);
+    cJSON_AddStringToObject(cj, "sha256", config_sha);
+    cJSON_AddStringToObject(root, "models_fingerprint", c->models_fp);
+    cJSON *files = cJSON_AddArrayToObject(root, "files");
+    for (int i = 0; i < l.n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        char mt[32];
+        snprintf(mt, sizeof mt, "%lld", (long long)l.f[i].mtime_ns);
+        cJSON_AddStringToObject(e, "role", l.f[i].role);
+        cJSON_AddStringToObject(e, "path", l.f[i].path);
+        cJSON_AddNumberToObject(e, "bytes", (double)l.f[i].bytes);
+        cJSON_AddStringToObject(e, "sha256", l.f[i].sha);
+        cJSON_AddStringToObject(e, "mtime_ns", mt);
+        cJSON_AddItemToArray(files, e);
+    }
+    js = cJSON_Print(root);
+    if (!js) { rs_errf(err, "out of memory"); goto done; }
+    size_t L = strlen(js);
+    char *js2 = realloc(js, L + 2);
+    if (!js2) { rs_errf(err, "out of memory"); goto done; }
+    js = js2;
+    js[L] = '\n';
+    js[L + 1] = 0;
+    if (pl_write_text(path, js, err)) goto done;
+    pl_log(c, "provenance", "%d model/SAE files checksummed (sha256) -> %s", l.n, path);
+    rc = 0;
+done:
+    free(path);
+    free(js);
+    cJSON_Delete(root);
+    prov_free(&l);
+    return rc;
+}
+
+/* ---- report ---- */
+
+static int stage_report(pl_ctx *c, const char *upstream_fp, char **report_path, rs_err *err) {
+    char fp[65];
+    pl_fp(fp, "report v1 %s name=%s", upstream_fp, c->cfg->name);
+    char *out = pl_join(c->out, "report.html"), *runj = pl_join(c->results, "run.json");
+    int rc = -1;
+    if (!out || !runj) { rs_errf(err, "out of memory"); goto done; }
+    if (pl_stage_done(c, "report", fp) && rs_path_exists(out)) {
+        pl_log(c, "report", "complete (skipped): %s", out);
+    } else {
+        pl_stage_reset(c, "report");
+        unlink(out);
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddStringToObject(r, "title", c->cfg->name);
+        char desc[1024];
+        snprintf(desc, sizeof desc,
+                 "%s (LLM) vs %s (VLM): %d captions, %d images, %d edited variants per image; reprshift %s.",
+                 c->llm_name, c->vlm_name, c->n_text, c->n_image, c->n_variants, RS_VERSION);
+        cJSON_AddStringToObject(r, "description", desc);
+        char *js = cJSON_Print(r);
+        cJSON_Delete(r);
+        if (!js) { rs_errf(err, "out of memory"); goto done; }
+        int w = pl_write_text(runj, js, err);
+        free(js);
+        if (w) goto done;
+        int nfig = 0;
+        if (report_write(c->results, out, &nfig, err)) goto done;
+        if (pl_stage_mark(c, "report", fp, err)) goto done;
+        pl_log(c, "report", "%d figures -> %s", nfig, out);
+    }
+    if (report_path) *report_path = out, out = NULL;
+    rc = 0;
+done:
+    free(out);
+    free(runj);
+    return rc;
+}
+
+static int upstream_fp_of(pl_ctx *c, const char *name, char fp[65]) {
+    char *p = marker_path(c, name), *buf = NULL;
+    size_t n;
+    rs_err e = {{0}};
+    int ok = p && rs_read_file(p, 4096, &buf, &n, &e) == 0 && n >= 64;
+    if (ok) {
+        memcpy(fp, buf, 64);
+        fp[64] = 0;
+    }
+    free(p);
+    free(buf);
+    return ok ? 0 : -1;
+}
+
+int rs_pipeline_run(const rs_pipeline_opts *o, char **report_path, rs_err *err) {
+    pl_ctx c;
+    memset(&c, 0, sizeof c);
+    c.opt = o;
+    int rc = -1, lock_fd = -1;
+    char *resolved = NULL, *cfgbuf = NULL;
+    if (report_path) *report_path = NULL;
+    if (!o->config_path) return rs_errf(err, "run: no config file given");
+    if (rs_config_load(o->config_path, &c.cfg, err)) return -1;
+    rs_config *cfg = c.cfg;
+    const char *outdir = o->output_dir ? o->output_dir : cfg->output_dir;
+    c.out = strdup(outdir);
+    c.results = pl_join(outdir, "results");
+    c.stages = pl_join(outdir, "stages");
+    c.acts = pl_join(outdir, "acts");
+    c.work = pl_join(outdir, "work");
+    if (!c.out || !c.results || !c.stages || !c.acts || !c.work) { rs_errf(err, "out of memory"); goto done; }
+    if (mkdir_p(c.out, err) || pl_mkdir(c.results, err) || pl_mkdir(c.stages, err) || pl_mkdir(c.acts, err) ||
+        pl_mkdir(c.work, err))
+        goto done;
+    {
+        /* one run per folder at a time */
+        char *kp = pl_join(c.out, ".lock");
+        lock_fd = kp ? open(kp, O_RDWR | O_CREAT | O_CLOEXEC, 0666) : -1;
+        if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB)) {
+            rs_errf(err, "%s: %s", c.out,
+                    lock_fd < 0 ? "cannot create the lock file" : "another `reprshift run` is using this run folder");
+            free(kp);
+            goto done;
+        }
+        free(kp);
+        remove_tmp_files(c.out, 0);
+        remove_tmp_files(c.results, 0);
+        remove_tmp_files(c.stages, 0);
+        remove_tmp_files(c.work, 1);
+        char *dd = pl_join(c.out, "dataset");
+        if (dd) remove_tmp_files(dd, 0);
+        free(dd);
+    }
+    {
+        char *lp = pl_join(c.out, "run.log");
+        c.log = lp ? fopen(lp, "a") : NULL;
+        if (!c.log) {
+            rs_errf(err, "%s: cannot open for appending: %s", lp ? lp : "run.log", strerror(errno));
+            free(lp);
+            goto done;
+        }
+        free(lp);
+    }
+    base_name(cfg->llm, c.llm_name, sizeof c.llm_name);
+    base_name(cfg->vlm, c.vlm_name, sizeof c.vlm_name);
+    pl_log(&c, "run", "reprshift %s: %s -> %s", RS_VERSION, o->config_path, c.out);
+    /* config.resolved.json (output_dir as actually used) */
+    {
+        cJSON *od = cJSON_CreateString(c.out);
+        if (!od || !cJSON_ReplaceItemInObjectCaseSensitive(cfg->resolved, "output_dir", od)) {
+            cJSON_Delete(od);
+            rs_errf(err, "out of memory");
+            goto done;
+        }
+        char *js = cJSON_Print(cfg->resolved);
+        char *p = pl_join(c.out, "config.resolved.json");
+        size_t L = js ? strlen(js) : 0;
+        resolved = js ? malloc(L + 2) : NULL;
+        if (resolved) {
+            memcpy(resolved, js, L);
+            resolved[L] = '\n';
+            resolved[L + 1] = 0;
+        }
+        free(js);
+        int w = !resolved || !p ? rs_errf(err, "out of memory") : pl_write_text(p, resolved, err);
+        free(p);
+        if (w) goto done;
+    }
+    {
+        size_t n;
+        char sha[65];
+        if (rs_read_file(o->config_path, 64u << 20, &cfgbuf, &n, err)) goto done;
+        rs_sha256_hex(cfgbuf, n, sha);
+        if (write_provenance(&c, sha, err)) goto done;
+    }
+    if (pl_validate_models(&c, err)) goto done;
+    pl_set_threads(&c);
+    if (pl_stage_dataset(&c, err) || pl_stage_extract(&c, err) || pl_stage_shift(&c, err) || pl_stage_probes(&c, err))
+        goto done;
+    {
+        char up[3][65];
+        const char *names[3] = {"shift", "probes", "dataset"};
+        char all[65 * 3 + 1] = "";
+        for (int k = 0; k < 3; k++) {
+            if (upstream_fp_of(&c, names[k], up[k])) strcpy(up[k], "none");
+            strcat(all, up[k]);
+        }
+        if (stage_report(&c, all, report_path, err)) goto done;
+    }
+    pl_log(&c, "run", "done");
+    rc = 0;
+done:
+    if (rc && c.log) {
+        /* to the log only: the CLI prints the message on stderr */
+        time_t t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        char ts[32];
+        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        fprintf(c.log, "%s [error] %s\n", ts, err->msg);
+    }
+    if (c.log) fclose(c.log);
+    if (lock_fd >= 0) close(lock_fd); /* releases the lock */
+    pl_dataset_free(&c);
+    free(resolved);
+    free(cfgbuf);
+    free(c.out);
+    free(c.results);
+    free(c.stages);
+    free(c.acts);
+    free(c.work);
+    rs_config_free(c.cfg);
+    return rc;
+}

@@ -1,0 +1,463 @@
+/* `reprshift run` (src/pipeline/) on a small variant of the quickstart config (bundled
+ * tiny models + real COCO mini sample):
+ *  - SHA-256 against the FIPS 180-4 / NIST example vectors;
+ *  - a complete run writes every stage's outputs with the documented schemas, and a second
+ *    run skips every stage and changes nothing;
+ *  - resumability: the run is SIGKILLed at pseudo-random points (seed RS_KILL_SEED) and
+ *    started again, several times; the finished run directory (stores, manifest, results,
+ *    report, done-markers) is byte-identical to an uninterrupted run's;
+ *  - disk full (RLIMIT_FSIZE in a child, SIGXFSZ ignored) during the extract and during the
+ *    report: a clear error, no done-marker for the failed stage, and the re-run without the
+ *    limit finishes byte-identical to the uninterrupted run.
+ * Every run happens in a forked child so the test process itself never starts OpenMP
+ * threads (fork after OpenMP is unsafe). */
+#include "testutil.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+
+#include "reprshift/fileio.h"
+#include "reprshift/jsonutil.h"
+#include "reprshift/pipeline.h"
+#include "reprshift/store.h"
+
+#define KILLS 12
+
+static char CFG[4096];   /* the small config */
+static char REF[4096];   /* uninterrupted run directory */
+static double REF_SECONDS;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Write the small config (absolute paths) into dir/small.json. */
+static void write_config(const char *dir, const char *path) {
+    char cwd[2048];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    char coco[PATH_MAX];
+    assert_non_null(realpath(tu_shared("data/coco/mini"), coco));
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "{\"name\": \"pipeline test\", \"output_dir\": \"%s/unused\",\n"
+            " \"models\": {\"llm\": \"%s/examples/quickstart/models/gemma2-tiny\",\n"
+            "            \"vlm\": \"%s/examples/quickstart/models/paligemma-tiny\", \"batch_tokens\": 256},\n"
+            " \"layers\": [1, 3], \"hooks\": [\"blocks.{layer}.hook_resid_post\"],\n"
+            " \"saes\": {\"path\": \"%s/examples/quickstart/models/sae/blocks.{layer}.hook_resid_post\"},\n"
+            " \"dataset\": {\"instances\": [\"%s/annotations/instances_val2017.json\"],\n"
+            "             \"captions\": [\"%s/annotations/captions_val2017.json\"],\n"
+            "             \"images\": [\"%s/val2017\"],\n"
+            "             \"groups\": {\"animals\": [\"animal\"], \"vehicles\": [\"vehicle\"], \"food\": [\"food\"]},\n"
+            "             \"n_per_group\": 6, \"seed\": 3},\n"
+            " \"edits\": [{\"name\": \"brightness\", \"values\": [0.6]}, {\"name\": \"blur\", \"values\": [2]}],\n"
+            " \"probes\": {\"seeds\": 2, \"folds\": 2, \"bootstrap\": 50}}\n",
+            dir, cwd, cwd, cwd, coco, coco, coco);
+    fclose(f);
+}
+
+/* Run the pipeline in a child; fsize_limit > 0 sets RLIMIT_FSIZE. Returns the child's
+ * exit status (0 ok, 1 error); the error message goes to errfile. */
+static int run_child(const char *out, long fsize_limit, const char *errfile) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (fsize_limit > 0) {
+            signal(SIGXFSZ, SIG_IGN);
+            struct rlimit rl = {(rlim_t)fsize_limit, (rlim_t)fsize_limit};
+            setrlimit(RLIMIT_FSIZE, &rl);
+        }
+        rs_pipeline_opts o = rs_pipeline_defaults();
+        o.config_path = CFG;
+        o.output_dir = out;
+        o.quiet = 1;
+        o.shard_inputs = 4;
+        o.threads = 1;
+        rs_err err = {{0}};
+        char *rep = NULL;
+        int rc = rs_pipeline_run(&o, &rep, &err);
+        if (rc && errfile) {
+            FILE *f = fopen(errfile, "w");
+            if (f) {
+                fputs(err.msg, f);
+                fclose(f);
+            }
+        }
+        free(rep);
+        _exit(rc ? 1 : 0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Files under dir (recursive, relative paths, sorted), skipping run.log,
+ * provenance.json and config.resolved.json (they hold times and the run folder). */
+static void list_rec(const char *root, const char *rel, char ***names, int *n) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s%s%s", root, rel[0] ? "/" : "", rel);
+    DIR *d = opendir(path);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char r2[4096];
+        snprintf(r2, sizeof r2, "%s%s%s", rel, rel[0] ? "/" : "", e->d_name);
+        if (!strcmp(r2, "run.log") || !strcmp(r2, "provenance.json") || !strcmp(r2, "config.resolved.json")) continue;
+        char full[8192];
+        snprintf(full, sizeof full, "%s/%s", root, r2);
+        if (rs_is_dir(full)) {
+            list_rec(root, r2, names, n);
+            continue;
+        }
+        *names = realloc(*names, (size_t)(*n + 1) * sizeof **names);
+        (*names)[(*n)++] = strdup(r2);
+    }
+    closedir(d);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Remove every occurrence of s from buf[n]; returns the new length. */
+static size_t cut_all(char *buf, size_t n, const char *s) {
+    size_t L = strlen(s), w = 0;
+    for (size_t r = 0; r < n;) {
+        if (r + L <= n && !memcmp(buf + r, s, L)) {
+            r += L;
+            continue;
+        }
+        buf[w++] = buf[r++];
+    }
+    return w;
+}
+
+/* Same file names and same bytes under both run folders. */
+static void assert_same_tree(const char *a, const char *b) {
+    char **na = NULL, **nb = NULL;
+    int ca = 0, cb = 0;
+    list_rec(a, "", &na, &ca);
+    list_rec(b, "", &nb, &cb);
+    qsort(na, (size_t)ca, sizeof *na, cmp_str);
+    qsort(nb, (size_t)cb, sizeof *nb, cmp_str);
+    for (int i = 0; i < ca || i < cb; i++) {
+        if (i >= ca || i >= cb || strcmp(na[i], nb[i]))
+            fail_msg("file lists differ at %d: %s vs %s", i, i < ca ? na[i] : "(end)", i < cb ? nb[i] : "(end)");
+    }
+    int n_store = 0;
+    for (int i = 0; i < ca; i++) {
+        char pa[8192], pb[8192];
+        snprintf(pa, sizeof pa, "%s/%s", a, na[i]);
+        snprintf(pb, sizeof pb, "%s/%s", b, nb[i]);
+        char *ba, *bb;
+        size_t la, lb;
+        rs_err err;
+        if (rs_read_file(pa, 1u << 30, &ba, &la, &err) || rs_read_file(pb, 1u << 30, &bb, &lb, &err))
+            fail_msg("%s", err.msg);
+        if (!strcmp(na[i], "report.html")) {
+            /* the report names its results folder: compare with the run folders cut out */
+            la = cut_all(ba, la, a);
+            lb = cut_all(bb, lb, b);
+        }
+        if (la != lb || memcmp(ba, bb, la)) fail_msg("%s differs (%zu vs %zu bytes)", na[i], la, lb);
+        n_store += strstr(na[i], ".safetensors") != NULL;
+        free(ba);
+        free(bb);
+        free(na[i]);
+        free(nb[i]);
+    }
+    free(na);
+    free(nb);
+    assert_true(ca > 20);
+    assert_true(n_store >= 20); /* 4 stores of 5-9 shards each */
+    printf("  %d files identical (%d store shards)\n", ca, n_store);
+}
+
+static char *path_in(const char *dir, const char *rel) {
+    static char buf[8192];
+    snprintf(buf, sizeof buf, "%s/%s", dir, rel);
+    return buf;
+}
+
+static int setup(void **state) {
+    (void)state;
+    char *dir = strdup(tu_tmpdir());
+    snprintf(CFG, sizeof CFG, "%s/small.json", dir);
+    write_config(dir, CFG);
+    snprintf(REF, sizeof REF, "%s/ref", dir);
+    free(dir);
+    double t0 = now_s();
+    char ef[4200];
+    snprintf(ef, sizeof ef, "%s.err", REF);
+    int rc = run_child(REF, 0, ef);
+    REF_SECONDS = now_s() - t0;
+    if (rc) {
+        char *m = NULL;
+        size_t n;
+        rs_err e;
+        rs_read_file(ef, 1 << 20, &m, &n, &e);
+        fprintf(stderr, "uninterrupted run failed: %s\n", m ? m : "?");
+        free(m);
+        return -1;
+    }
+    printf("uninterrupted run: %.2f s\n", REF_SECONDS);
+    return 0;
+}
+
+static void test_sha256_nist_vectors(void **state) {
+    (void)state;
+    char h[65];
+    rs_sha256_hex("abc", 3, h);
+    assert_string_equal(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    rs_sha256_hex("", 0, h);
+    assert_string_equal(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    rs_sha256_hex(m, strlen(m), h);
+    assert_string_equal(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    /* one million 'a' through the file reader (several read() calls) */
+    char path[4200];
+    snprintf(path, sizeof path, "%s/a.bin", tu_tmpdir());
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (int i = 0; i < 1000000; i++) fputc('a', f);
+    fclose(f);
+    int64_t bytes;
+    rs_err err;
+    assert_int_equal(rs_sha256_file(path, h, &bytes, &err), 0);
+    assert_int_equal(bytes, 1000000);
+    assert_string_equal(h, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    assert_int_not_equal(rs_sha256_file("/nonexistent/x", h, &bytes, &err), 0);
+    assert_non_null(strstr(err.msg, "/nonexistent/x"));
+}
+
+/* Outputs and their schemas; the second run skips everything. */
+static void test_run_outputs_and_skip(void **state) {
+    (void)state;
+    const char *must[] = {"config.resolved.json", "provenance.json", "run.log", "dataset/manifest.csv",
+                          "acts/llm_text/index.json", "acts/vlm_text/index.json", "acts/vlm_image/index.json",
+                          "acts/vlm_edits/index.json", "results/shift.json", "results/sae_fit.json",
+                          "results/probes.json", "results/transfer.json", "report.html", "stages/report.done"};
+    for (size_t i = 0; i < sizeof must / sizeof *must; i++)
+        if (!rs_path_exists(path_in(REF, must[i]))) fail_msg("missing %s", must[i]);
+    rs_err err;
+    cJSON *j;
+    /* provenance: version, config checksum, a sha256 + size per model / SAE file */
+    if (rs_json_load(path_in(REF, "provenance.json"), 1 << 24, &j, &err)) fail_msg("%s", err.msg);
+    assert_string_equal(cJSON_GetObjectItem(j, "version")->valuestring, "0.1.0");
+    assert_int_equal(strlen(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "config"), "sha256")->valuestring), 64);
+    int n_files = 0, n_sae = 0;
+    cJSON *f;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItem(j, "files")) {
+        n_files++;
+        n_sae += !strcmp(cJSON_GetObjectItem(f, "role")->valuestring, "sae");
+        const char *p = cJSON_GetObjectItem(f, "path")->valuestring;
+        char h[65];
+        int64_t b;
+        if (rs_sha256_file(p, h, &b, &err)) fail_msg("%s", err.msg);
+        assert_string_equal(h, cJSON_GetObjectItem(f, "sha256")->valuestring);
+        assert_int_equal(b, (int64_t)cJSON_GetObjectItem(f, "bytes")->valuedouble);
+    }
+    assert_true(n_files >= 7);
+    assert_int_equal(n_sae, 4); /* cfg.json + sae_weights.safetensors for layers 1 and 3 */
+    cJSON_Delete(j);
+    /* stores: finished, one input per caption / image / (edit, image) */
+    const char *stores[4] = {"acts/llm_text", "acts/vlm_text", "acts/vlm_image", "acts/vlm_edits"};
+    int64_t want[4] = {18, 18, 18, 36};
+    for (int s = 0; s < 4; s++) {
+        store_reader *r;
+        int64_t *off, n;
+        if (store_reader_open(&r, path_in(REF, stores[s]), &err) || store_read_offsets(r, "offsets", &off, &n, &err))
+            fail_msg("%s", err.msg);
+        assert_int_equal(n, want[s]);
+        free(off);
+        store_reader_close(r);
+    }
+    /* shift.json: one entry per layer with SAE metrics; sae_fit.json: 2 models x 2 layers */
+    if (rs_json_load(path_in(REF, "results/shift.json"), 1 << 26, &j, &err)) fail_msg("%s", err.msg);
+    cJSON *layers = cJSON_GetObjectItem(j, "layers");
+    assert_int_equal(cJSON_GetArraySize(layers), 2);
+    assert_int_equal((int)cJSON_GetObjectItem(cJSON_GetArrayItem(layers, 1), "layer")->valuedouble, 3);
+    assert_string_equal(cJSON_GetObjectItem(j, "mode")->valuestring, "token_aligned");
+    assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(layers, 0), "shift"), "jaccard_token"));
+    cJSON_Delete(j);
+    if (rs_json_load(path_in(REF, "results/sae_fit.json"), 1 << 26, &j, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "models")), 4);
+    cJSON *m0 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "models"), 0);
+    double ce = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(m0, "metrics"), "ce_loss_recovered"), "value")
+                    ->valuedouble;
+    /* bundle_info.json (sae-lens + transformers on held-out captions): 0.984-0.990 */
+    assert_true(ce > 0.95 && ce <= 1.0);
+    cJSON_Delete(j);
+    /* probes.json: concept x3 models, modality, cross-modal, 2 attribute families */
+    if (rs_json_load(path_in(REF, "results/probes.json"), 1 << 26, &j, &err)) fail_msg("%s", err.msg);
+    int kinds[5] = {0};
+    cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(j, "tasks")) {
+        const char *k = cJSON_GetObjectItem(t, "kind")->valuestring;
+        kinds[!strcmp(k, "concept") ? 0 : !strcmp(k, "modality") ? 1 : !strcmp(k, "cross-modal") ? 2 : !strcmp(k, "attribute") ? 3 : 4]++;
+        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(t, "layers")), 2);
+    }
+    assert_int_equal(kinds[0], 3);
+    assert_int_equal(kinds[1], 1);
+    assert_true(kinds[2] >= 2);
+    assert_int_equal(kinds[3], 2);
+    assert_int_equal(kinds[4], 0);
+    cJSON_Delete(j);
+    /* second run: every stage skipped, nothing rewritten */
+    struct stat before, after;
+    assert_int_equal(stat(path_in(REF, "acts/vlm_edits/index.json"), &before), 0);
+    assert_int_equal(run_child(REF, 0, NULL), 0);
+    assert_int_equal(stat(path_in(REF, "acts/vlm_edits/index.json"), &after), 0);
+    assert_true(before.st_mtim.tv_sec == after.st_mtim.tv_sec && before.st_mtim.tv_nsec == after.st_mtim.tv_nsec);
+    char *log;
+    size_t n;
+    if (rs_read_file(path_in(REF, "run.log"), 1 << 24, &log, &n, &err)) fail_msg("%s", err.msg);
+    assert_non_null(strstr(log, "[probes] complete (skipped)"));
+    assert_non_null(strstr(log, "[extract] vlm_edits: complete (skipped)"));
+    free(log);
+}
+
+/* Number of done-markers in dir/stages (how far a run got). */
+static int n_markers(const char *dir) {
+    char p[4400];
+    snprintf(p, sizeof p, "%s/stages", dir);
+    DIR *d = opendir(p);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) n += strstr(e->d_name, ".done") != NULL;
+    if (d) closedir(d);
+    return n;
+}
+
+/* Chains of runs over one folder, each SIGKILLed after a pseudo-random delay (a fraction
+ * of the uninterrupted time, so a resumed run is usually killed again before it ends).
+ * When a run finishes before its kill, the chain's folder must equal the uninterrupted
+ * run's, and a new chain starts in a fresh folder. Ends after KILLS kills; the last chain
+ * is then finished and compared too. */
+static void test_kill_and_resume(void **state) {
+    (void)state;
+    const char *seed_env = getenv("RS_KILL_SEED");
+    unsigned seed = seed_env ? (unsigned)strtoul(seed_env, NULL, 10) : 2026u;
+    srand(seed);
+    int killed = 0, chains = 0, compared = 0, at_stage[16] = {0};
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/chain0", tu_tmpdir());
+    for (int attempt = 0; killed < KILLS && attempt < 10 * KILLS; attempt++) {
+        double delay = REF_SECONDS * (0.03 + 0.3 * (double)rand() / RAND_MAX);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            rs_pipeline_opts o = rs_pipeline_defaults();
+            o.config_path = CFG;
+            o.output_dir = dir;
+            o.quiet = 1;
+            o.shard_inputs = 4;
+            o.threads = 1;
+            rs_err err = {{0}};
+            char *rep = NULL;
+            _exit(rs_pipeline_run(&o, &rep, &err) ? 1 : 0);
+        }
+        struct timespec ts = {(time_t)delay, (long)((delay - (double)(time_t)delay) * 1e9)};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        int st;
+        waitpid(pid, &st, 0);
+        /* nothing killed may look finished: no report.html without its done-marker */
+        if (!rs_path_exists(path_in(dir, "stages/report.done")) && rs_path_exists(path_in(dir, "report.html")))
+            fail_msg("report.html exists without its done-marker after a kill");
+        if (WIFSIGNALED(st)) {
+            int m = n_markers(dir);
+            at_stage[m < 15 ? m : 15]++;
+            killed++;
+            continue;
+        }
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail_msg("run failed (status %d) before it was killed", st);
+        assert_same_tree(REF, dir); /* a chain that finished on its own */
+        compared++;
+        snprintf(dir, sizeof dir, "%s/chain%d", tu_tmpdir(), ++chains);
+    }
+    assert_int_equal(killed, KILLS);
+    assert_int_equal(run_child(dir, 0, NULL), 0);
+    assert_same_tree(REF, dir);
+    compared++;
+    printf("seed %u: %d kills over %d chains, %d finished folders identical to the uninterrupted run\n", seed, killed,
+           chains + 1, compared);
+    printf("  kills by done-markers present (0 = before the dataset, 8 = after the probes):");
+    for (int i = 0; i < 16; i++)
+        if (at_stage[i]) printf(" %d:%d", i, at_stage[i]);
+    printf("\n");
+}
+
+static char *read_err(const char *path) {
+    char *m = NULL;
+    size_t n;
+    rs_err e;
+    if (rs_read_file(path, 1 << 20, &m, &n, &e)) return strdup("(no message)");
+    return m;
+}
+
+static void test_disk_full_then_recover(void **state) {
+    (void)state;
+    char dir[4200], ef[4300];
+    snprintf(dir, sizeof dir, "%s/full", tu_tmpdir());
+    snprintf(ef, sizeof ef, "%s.err", dir);
+    /* 1: 12 KiB per file -> the first store shard that large fails */
+    assert_int_equal(run_child(dir, 12 * 1024, ef), 1);
+    char *m = read_err(ef);
+    printf("  12 KiB limit: %s\n", m);
+    assert_non_null(strstr(m, "extract"));
+    free(m);
+    int n_store_done = 0;
+    const char *sd[4] = {"stages/store_llm_text.done", "stages/store_vlm_text.done", "stages/store_vlm_image.done",
+                         "stages/store_vlm_edits.done"};
+    for (int s = 0; s < 4; s++) n_store_done += rs_path_exists(path_in(dir, sd[s]));
+    assert_true(n_store_done < 4);
+    assert_false(rs_path_exists(path_in(dir, "stages/shift.done")));
+    assert_false(rs_path_exists(path_in(dir, "report.html")));
+    /* the unfinished store does not open as a finished one */
+    store_reader *r = NULL;
+    rs_err err;
+    int unfinished = 0;
+    for (int s = 0; s < 4; s++) {
+        char p[4400];
+        snprintf(p, sizeof p, "%s/acts/%s", dir, (const char *[]){"llm_text", "vlm_text", "vlm_image", "vlm_edits"}[s]);
+        if (!rs_path_exists(path_in(dir, sd[s])) && rs_path_exists(p)) {
+            assert_int_not_equal(store_reader_open(&r, p, &err), 0);
+            unfinished++;
+        }
+    }
+    assert_true(unfinished >= 1);
+    /* 2: 120 KiB: the store shards fit, a later stage's file does not */
+    assert_int_equal(run_child(dir, 120 * 1024, ef), 1);
+    m = read_err(ef);
+    printf("  120 KiB limit: %s\n", m);
+    assert_non_null(strstr(m, "File too large"));
+    free(m);
+    for (int s = 0; s < 4; s++) assert_true(rs_path_exists(path_in(dir, sd[s])));
+    assert_false(rs_path_exists(path_in(dir, "stages/report.done")));
+    assert_false(rs_path_exists(path_in(dir, "report.html")));
+    /* 3: no limit: finishes, byte-identical to the uninterrupted run */
+    assert_int_equal(run_child(dir, 0, ef), 0);
+    assert_same_tree(REF, dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sha256_nist_vectors),
+        cmocka_unit_test(test_run_outputs_and_skip),
+        cmocka_unit_test(test_kill_and_resume),
+        cmocka_unit_test(test_disk_full_then_recover),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}

@@ -1,0 +1,121 @@
+"""Goldens for tests/test_pipeline_golden.c: what `reprshift run` must put into its stores.
+
+For three COCO-mini val2017 images and their first captions (from image_table.jsonl), with the
+quickstart bundle (examples/quickstart/models), computed with the reference stack only:
+  * caption token ids: `tokenizers` (gemma2-tiny/tokenizer.json, its <bos> post-processor);
+  * llm_text:  Gemma2ForCausalLM decoder layer L output (blocks.L.hook_resid_post; forward hook), mean over
+               the caption's non-special tokens (ids > 2);
+  * vlm_text:  PaliGemmaForConditionalGeneration on the same ids, text only (no image, no
+               token_type_ids: plain causal, positions from 1), same pooling;
+  * vlm_image: Pillow open + convert("RGB"), SiglipImageProcessor (backend pil), input
+               [<image>]x16 <bos> tok("caption en\n"), token_type_ids 0 (prefix-LM),
+               layer L output averaged over the 16 image-token rows;
+  * vlm_edits: the same after ImageEnhance.Brightness(0.6) and after GaussianBlur(2), in that
+               order (variant-major, as the pipeline stores them).
+Layers 1 and 3. Writes tests/fixtures/pipeline/golden.json (versions recorded inside).
+
+    /work/refenv/bin/python tools/reference/gen_pipeline_golden.py
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import PIL
+import tokenizers
+import torch
+import transformers
+from PIL import Image, ImageEnhance, ImageFilter
+from transformers import AutoImageProcessor, Gemma2ForCausalLM, PaliGemmaForConditionalGeneration
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHARED = os.environ.get("RS_SHARED_DIR", os.path.join(ROOT, "..", "shared"))
+MODELS = os.path.join(ROOT, "examples", "quickstart", "models")
+OUT = os.path.join(ROOT, "tests", "fixtures", "pipeline", "golden.json")
+LAYERS = [1, 3]
+IMAGE_TOKEN = 1024
+
+
+def pooled(hs, mask):
+    return [float(v) for v in hs[mask].double().mean(0).float().numpy()]
+
+
+def resid_post_hooks(model):
+    """Forward hooks on the decoder layers: out[L] = blocks.L.hook_resid_post [T, D] of the last
+    call. (hidden_states[L+1] is the same except for the last layer, where transformers
+    returns the final-norm output instead.)"""
+    out = {}
+    for name, mod in model.named_modules():
+        parts = name.split(".")
+        if len(parts) >= 2 and parts[-2] == "layers" and parts[-1].isdigit() and "vision" not in name:
+            L = int(parts[-1])
+
+            def hook(m, a, o, L=L):
+                out[L] = (o[0] if isinstance(o, tuple) else o)[0].detach()
+            mod.register_forward_hook(hook)
+    return out
+
+
+def main():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    rows = [json.loads(l) for l in open(os.path.join(SHARED, "data", "coco", "mini", "image_table.jsonl"))]
+    picked = [r for r in rows if r["split"] == "val2017"][:3]
+    tok = tokenizers.Tokenizer.from_file(os.path.join(MODELS, "gemma2-tiny", "tokenizer.json"))
+    ptok = tokenizers.Tokenizer.from_file(os.path.join(MODELS, "paligemma-tiny", "tokenizer.json"))
+    llm = Gemma2ForCausalLM.from_pretrained(os.path.join(MODELS, "gemma2-tiny"), dtype=torch.float32,
+                                            attn_implementation="eager").eval()
+    vlm = PaliGemmaForConditionalGeneration.from_pretrained(os.path.join(MODELS, "paligemma-tiny"),
+                                                            dtype=torch.float32, attn_implementation="eager").eval()
+    hl_out, hv_out = resid_post_hooks(llm), resid_post_hooks(vlm)
+    proc = AutoImageProcessor.from_pretrained(os.path.join(MODELS, "paligemma-tiny"), backend="pil")
+    prompt = ptok.encode("caption en\n", add_special_tokens=False).ids
+    prefix = [IMAGE_TOKEN] * 16 + [2] + prompt
+    out = {"versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                        "tokenizers": tokenizers.__version__, "pillow": PIL.__version__, "numpy": np.__version__},
+           "layers": LAYERS, "prompt_ids": prompt, "inputs": [], "edits": ["brightness=0.6", "blur=2"]}
+    feats = {k: {str(L): [] for L in LAYERS} for k in ("llm_text", "vlm_text", "vlm_image", "vlm_edits")}
+    images = []
+    for i, r in enumerate(picked):
+        cap = r["captions"][0] if "captions" in r else r["caption0"]
+        ids = tok.encode(cap).ids
+        assert ids[0] == 2
+        out["inputs"].append({"file": os.path.basename(r["file"]), "caption": cap, "label": "abc"[i], "ids": ids})
+        with torch.no_grad():
+            hl = llm(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+            assert torch.equal(hl[2][0], hl_out[1])  # the hook agrees with hidden_states
+            vlm(input_ids=torch.tensor([ids]), use_cache=False)
+        m = torch.tensor(ids) > 2
+        for L in LAYERS:
+            feats["llm_text"][str(L)].append(pooled(hl_out[L], m))
+            feats["vlm_text"][str(L)].append(pooled(hv_out[L], m))
+        with Image.open(os.path.join(SHARED, "data", "coco", r["file"])) as im:
+            images.append(im.convert("RGB"))
+
+    def vlm_image_feats(img):
+        pv = proc(images=img, return_tensors="pt")["pixel_values"]
+        ids = torch.tensor([prefix])
+        with torch.no_grad():
+            vlm(input_ids=ids, pixel_values=pv, token_type_ids=torch.zeros_like(ids), use_cache=False)
+        m = ids[0] == IMAGE_TOKEN
+        return {str(L): pooled(hv_out[L], m) for L in LAYERS}
+
+    for img in images:
+        f = vlm_image_feats(img)
+        for L in LAYERS:
+            feats["vlm_image"][str(L)].append(f[str(L)])
+    for edit in (lambda im: ImageEnhance.Brightness(im).enhance(0.6), lambda im: im.filter(ImageFilter.GaussianBlur(2))):
+        for img in images:
+            f = vlm_image_feats(edit(img))
+            for L in LAYERS:
+                feats["vlm_edits"][str(L)].append(f[str(L)])
+    out["features"] = feats
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    with open(OUT, "w") as fp:
+        json.dump(out, fp, indent=1, sort_keys=True)
+        fp.write("\n")
+    print(f"wrote {OUT}: {len(picked)} inputs, layers {LAYERS}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
