@@ -48,7 +48,7 @@ expect 2 "unknown option '--nn'" -- "$CLI" dataset sample "${ok3[@]}" --nn 3 --o
 expect 2 "--split wants three fractions" -- "$CLI" dataset sample "${ok3[@]}" --split 0.5,0.5,0.5 --out "$T/z.csv"
 
 # config check: resolved defaults; typo suggestion
-expect 0 "ok (2 hook(s)" -- "$CLI" config check examples/quickstart.json
+expect 0 "ok (4 hook(s), 4 layer(s)" -- "$CLI" config check examples/quickstart.json
 grep -q '"n_per_group":	20' "$T/out" || fail "resolved config lacks n_per_group"
 grep -q '"bootstrap":	200' "$T/out" || fail "resolved config lacks probes.bootstrap"
 sed 's/"n_per_group"/"n_per_grup"/' examples/quickstart.json >"$T/typo.json"

@@ -1,0 +1,34 @@
+/* NumPy .npy: npy_parse_header on the buffer and npy_load on the same bytes as a file;
+ * an accepted array is converted to f32 and int64 (reads every element). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "fuzz_util.h"
+#include "reprshift/npz.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    rs_err err;
+    npy_array a;
+    size_t off = 0;
+    memset(&a, 0, sizeof a);
+    if (npy_parse_header(data, size, &a, &off, "fuzz.npy", &err) == 0 && off > size) abort();
+    const char *p = fz_write(0, "x.npy", data, size);
+    memset(&a, 0, sizeof a);
+    if (npy_load(p, (size_t)64 << 20, &a, &err) == 0) {
+        if (a.nbytes != (size_t)a.numel * npy_itemsize(a.dtype)) abort();
+        float *f = malloc(sizeof(float) * (size_t)(a.numel + 1));
+        int64_t *q = malloc(sizeof(int64_t) * (size_t)(a.numel + 1));
+        npy_to_f32(&a, f);
+        /* KNOWN BUG (reported; tests/malformed/pending/npy_f8_huge.npy): npy_to_i64 casts
+         * floats outside the int64 range (or NaN) with undefined behaviour. Until npz.c
+         * checks, only convert float arrays whose values fit. */
+        int fits = 1;
+        for (int64_t i = 0; fits && i < a.numel && (a.dtype == NPY_F4 || a.dtype == NPY_F8); i++)
+            fits = f[i] > -9.2e18f && f[i] < 9.2e18f;
+        if (fits) npy_to_i64(&a, q);
+        free(f);
+        free(q);
+    }
+    npy_array_clear(&a);
+    return 0;
+}
