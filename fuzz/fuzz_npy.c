@@ -19,13 +19,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         float *f = malloc(sizeof(float) * (size_t)(a.numel + 1));
         int64_t *q = malloc(sizeof(int64_t) * (size_t)(a.numel + 1));
         npy_to_f32(&a, f);
-        /* KNOWN BUG (reported; tests/malformed/pending/npy_f8_huge.npy): npy_to_i64 casts
-         * floats outside the int64 range (or NaN) with undefined behaviour. Until npz.c
-         * checks, only convert float arrays whose values fit. */
-        int fits = 1;
-        for (int64_t i = 0; fits && i < a.numel && (a.dtype == NPY_F4 || a.dtype == NPY_F8); i++)
-            fits = f[i] > -9.2e18f && f[i] < 9.2e18f;
-        if (fits) npy_to_i64(&a, q);
+        /* floats that are NaN, fractional or out of range must be refused, not cast */
+        if (npy_to_i64(&a, q) == 0 && (a.dtype == NPY_F4 || a.dtype == NPY_F8))
+            for (int64_t i = 0; i < a.numel; i++)
+                if ((double)q[i] != (a.dtype == NPY_F4 ? (double)((const float *)a.data)[i]
+                                                       : ((const double *)a.data)[i])) abort();
         free(f);
         free(q);
     }

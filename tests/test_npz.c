@@ -3,6 +3,7 @@
  * malformed files that must fail with a message naming the file. */
 #include "testutil.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "reprshift/npz.h"
@@ -52,7 +53,7 @@ static void test_stored_and_deflated(void **st) {
         st_to_f32(st_get(exp, "b"), ref);
         tu_assert_close_rel(ref, b32, 7, 1e-7, "f8->f32");
         int64_t e64[4];
-        npy_to_i64(npz_get(z, "e"), e64);
+        assert_int_equal(npy_to_i64(npz_get(z, "e"), e64), 0);
         assert_true(e64[0] == -2000000000000LL && e64[3] == 1000000000000LL);
         assert_null(npz_get(z, "nope"));
         npz_close(z);
@@ -122,12 +123,32 @@ static void test_header_parser(void **st) {
     assert_non_null(strstr(err.msg, "version"));
 }
 
+/* floats become int64 only when whole and in range; NaN, 1e300, 2^63 and 0.5 are refused
+ * (casting them is undefined behaviour in C) */
+static void test_to_i64_range(void **st) {
+    (void)st;
+    double ok[4] = {-9223372036854775808.0, -3.0, 0.0, 4503599627370496.0};
+    int64_t out[4];
+    npy_array a = {.dtype = NPY_F8, .ndim = 1, .shape = {4}, .numel = 4, .nbytes = sizeof ok, .data = ok};
+    assert_int_equal(npy_to_i64(&a, out), 0);
+    assert_true(out[0] == INT64_MIN && out[1] == -3 && out[2] == 0 && out[3] == 4503599627370496LL);
+    double bad[4] = {NAN, 1e300, 9223372036854775808.0, 0.5};
+    for (int i = 0; i < 4; i++) {
+        npy_array b = {.dtype = NPY_F8, .ndim = 1, .shape = {1}, .numel = 1, .nbytes = 8, .data = &bad[i]};
+        assert_int_equal(npy_to_i64(&b, out), -1);
+    }
+    float fb = -INFINITY;
+    npy_array c = {.dtype = NPY_F4, .ndim = 1, .shape = {1}, .numel = 1, .nbytes = 4, .data = &fb};
+    assert_int_equal(npy_to_i64(&c, out), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stored_and_deflated),
         cmocka_unit_test(test_zip64_v2_v3),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_header_parser),
+        cmocka_unit_test(test_to_i64_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

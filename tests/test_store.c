@@ -54,9 +54,11 @@ static void check_contents(const char *path, int expect_shards) {
     void *bad;
     assert_int_equal(store_read_raw(r, "token_ids", RS_DT_I64, &bad, &rid, &reid, &err), -1);
     assert_non_null(strstr(err.msg, "token_ids"));
-    assert_int_equal(store_read_f32(r, "nope", &h0, &rows, &re, &err) == -1 && strstr(err.msg, "nope") != NULL, 1);
     free(h1), free(ids), free(off);
     free(h0);
+    h0 = NULL;
+    assert_int_equal(store_read_f32(r, "nope", &h0, &rows, &re, &err) == -1 && strstr(err.msg, "nope") != NULL, 1);
+    assert_null(h0);
     store_reader_close(r);
 }
 

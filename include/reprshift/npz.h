@@ -57,7 +57,8 @@ void npz_close(npz_file *z);
 
 /* Convert any accepted dtype to f32 into dst (numel floats). */
 void npy_to_f32(const npy_array *a, float *dst);
-/* Convert an integer or float array to int64 into dst. */
-void npy_to_i64(const npy_array *a, int64_t *dst);
+/* Convert an integer or float array to int64 into dst; -1 if a float is NaN, fractional
+ * or outside the int64 range (dst is then partly written). */
+int npy_to_i64(const npy_array *a, int64_t *dst);
 
 #endif

@@ -23,10 +23,17 @@
 typedef struct {
     const char *path;
     st_set *st;
-    const int32_t *ids;
-    const int64_t *off;
+    int32_t *ids; /* owned copies: tensor data in the mapping need not be aligned */
+    int64_t *off;
     int64_t n_tok, n_in;
 } acts_file;
+
+static void close_acts(acts_file *f) {
+    st_close(f->st);
+    free(f->ids);
+    free(f->off);
+    memset(f, 0, sizeof *f);
+}
 
 static int open_acts(acts_file *f, const char *path, rs_err *err) {
     memset(f, 0, sizeof *f);
@@ -40,10 +47,13 @@ static int open_acts(acts_file *f, const char *path, rs_err *err) {
         return rs_errf(err, "%s: missing int32 tensor 'token_ids' (written by reprshift extract)", path);
     if (!to || to->dtype != RS_DT_I64 || to->ndim != 1 || to->numel < 2)
         return rs_errf(err, "%s: missing int64 tensor 'offsets' [n_inputs+1]", path);
-    f->ids = ti->data;
-    f->off = to->data;
     f->n_tok = ti->numel;
     f->n_in = to->numel - 1;
+    f->ids = malloc((size_t)f->n_tok * sizeof *f->ids + 1);
+    f->off = malloc((size_t)to->numel * sizeof *f->off);
+    if (!f->ids || !f->off) return rs_errf(err, "%s: out of memory", path);
+    memcpy(f->ids, ti->data, (size_t)f->n_tok * sizeof *f->ids);
+    memcpy(f->off, to->data, (size_t)to->numel * sizeof *f->off);
     if (f->off[0] != 0 || f->off[f->n_in] != f->n_tok)
         return rs_errf(err, "%s: offsets must run from 0 to the token count %lld", path, (long long)f->n_tok);
     for (int64_t i = 0; i < f->n_in; i++)
@@ -664,8 +674,8 @@ done:
     free(summ_buf);
     free(js);
     cJSON_Delete(root);
-    st_close(fa.st);
-    st_close(fb.st);
+    close_acts(&fa);
+    close_acts(&fb);
     tok_free(tok);
     categories_free(cats);
     return rc;

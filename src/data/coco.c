@@ -1,8 +1,8 @@
 /* Streaming parser for COCO annotation JSON. A DOM parser (cJSON) would build a tree of
  * ~100 M nodes for instances_train2017.json (450 MB, mostly segmentation polygons); this
  * reader walks the memory-mapped file once, keeps only the fields coco.h lists, and skips
- * every other value with a recursive validating skipper (JSON syntax is fully checked,
- * only the contents of skipped strings are not UTF-8-validated). Consumed pages of the
+ * every other value with a recursive validating skipper (JSON syntax and UTF-8 are fully
+ * checked, skipped strings included). Consumed pages of the
  * mapping are dropped as it goes (MADV_DONTNEED) so resident memory stays small.
  * Strings are copied into a chunked arena (one free for a million captions/file names). */
 #include "reprshift/coco.h"
@@ -244,13 +244,19 @@ static int parse_string(parser *p) {
 static int skip_string(parser *p) {
     p->pos++;
     const char *b = p->buf;
-    size_t i = p->pos, n = p->n;
+    size_t i = p->pos, n = p->n, start = p->pos;
+    unsigned high = 0; /* any non-ASCII byte: only then is the UTF-8 check needed */
     while (i < n) {
         unsigned char c = (unsigned char)b[i];
         if (c == '"') {
+            if (high && !rs_utf8_valid(b + start, i - start)) {
+                p->pos = start;
+                return fail(p, "string is not valid UTF-8");
+            }
             p->pos = i + 1;
             return 0;
         }
+        high |= c & 0x80;
         if (c == '\\') {
             if (i + 1 >= n) break;
             char e = b[i + 1];

@@ -258,7 +258,9 @@ void rs_csv_write_field(FILE *fp, const char *s) {
 }
 
 int rs_csv_write_row(FILE *fp, const char *const *fields, int n) {
-    for (int i = 0; i < n; i++) {
+    /* a row of one empty field would be a blank line, which readers skip: quote it */
+    if (n == 1 && (!fields[0] || !fields[0][0])) fputs("\"\"", fp);
+    else for (int i = 0; i < n; i++) {
         if (i) fputc(',', fp);
         rs_csv_write_field(fp, fields[i]);
     }

@@ -374,13 +374,24 @@ void npy_to_f32(const npy_array *a, float *dst) {
     }
 }
 
-void npy_to_i64(const npy_array *a, int64_t *dst) {
+/* Floats must be whole numbers inside int64's range: casting NaN or an out-of-range value
+ * is undefined behaviour in C, and a fractional id is a bug in the file, not something to
+ * truncate silently. 2^63 is exact as a double; the range is [-2^63, 2^63). */
+static int f64_to_i64(double v, int64_t *out) {
+    if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0) || v != (double)(int64_t)v)
+        return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+int npy_to_i64(const npy_array *a, int64_t *dst) {
     for (int64_t i = 0; i < a->numel; i++) {
         switch (a->dtype) {
-        case NPY_F4: dst[i] = (int64_t)((const float *)a->data)[i]; break;
-        case NPY_F8: dst[i] = (int64_t)((const double *)a->data)[i]; break;
+        case NPY_F4: if (f64_to_i64(((const float *)a->data)[i], &dst[i])) return -1; break;
+        case NPY_F8: if (f64_to_i64(((const double *)a->data)[i], &dst[i])) return -1; break;
         case NPY_I4: dst[i] = ((const int32_t *)a->data)[i]; break;
         case NPY_I8: dst[i] = ((const int64_t *)a->data)[i]; break;
         }
     }
+    return 0;
 }

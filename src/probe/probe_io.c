@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reprshift/jsonutil.h"
 #include "reprshift/fileio.h"
 #include "reprshift/probe_io.h"
 #include "reprshift/safetensors.h"
@@ -352,6 +353,9 @@ int rs_labels_read(const char *path, const char *column, char ***labels, int *n,
             if (!f || !*f) {
                 free(f);
                 rc = rs_errf(err, "%s: line %d: missing label", path, lineno + 1);
+            } else if (!rs_utf8_valid(f, strlen(f))) { /* labels end up as JSON/safetensors strings */
+                free(f);
+                rc = rs_errf(err, "%s: line %d: label is not valid UTF-8", path, lineno + 1);
             } else out[count++] = f;
         }
         line = nl ? nl + 1 : NULL;

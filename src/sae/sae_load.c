@@ -260,6 +260,14 @@ static int load_sae_lens(rs_sae **out, const char *dir, rs_err *err) {
     }
     if (parse_cfg(cfg, cfg_path, &tmp, &d_in, &d_sae, err)) goto done;
     if (st_open(&st, w_path, err)) goto done;
+    /* check the weights agree with cfg.json before allocating from its dimensions: a tiny
+     * cfg.json must not be able to request terabytes */
+    int64_t se[2] = {d_in, d_sae}, sd[2] = {d_sae, d_in}, vs = d_sae, vi = d_in;
+    const st_tensor *chk;
+    if (st_expect(st, "W_enc", 2, se, &chk, err) || st_expect(st, "W_dec", 2, sd, &chk, err)) {
+        rs_err_prefix(err, "%s", w_path);
+        goto done;
+    }
     s = alloc_sae(tmp.arch, d_in, d_sae);
     if (!s) {
         rs_errf(err, "%s: out of memory", w_path);
@@ -273,7 +281,6 @@ static int load_sae_lens(rs_sae **out, const char *dir, rs_err *err) {
     s->hook_name = tmp.hook_name;
     s->model_name = tmp.model_name;
     tmp.hook_name = tmp.model_name = NULL;
-    int64_t se[2] = {d_in, d_sae}, sd[2] = {d_sae, d_in}, vs = d_sae, vi = d_in;
     if (load_tensor(st, w_path, "W_enc", 2, se, s->W_enc, err) || load_tensor(st, w_path, "W_dec", 2, sd, s->W_dec, err) ||
         load_tensor(st, w_path, "b_enc", 1, &vs, s->b_enc, err) || load_tensor(st, w_path, "b_dec", 1, &vi, s->b_dec, err))
         goto done;

@@ -26,8 +26,10 @@ static int sl_reserve(strlist *l, size_t more) {
     return 0;
 }
 
-/* Start a new string. */
+/* Start a new string. Reserves the byte buffer too, so buf is never NULL while a string
+ * exists (buf + off on a NULL buf is undefined even for off 0, e.g. all pieces empty). */
 static int sl_begin(strlist *l) {
+    if (sl_reserve(l, 1)) return -1;
     if (l->n + 2 > l->ncap) {
         size_t nc = 2 * (l->n + 2);
         size_t *no = realloc(l->off, nc * sizeof *no);

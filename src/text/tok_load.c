@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "reprshift/jsonutil.h"
 #include "reprshift/fileio.h"
 #include "text/tok_internal.h"
 
@@ -425,8 +426,11 @@ static int parse_decoder(rs_tokenizer *tok, const cJSON *d, rs_err *err) {
         const char *c = jstr(d, "content");
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(d, "start");
         const cJSON *sp = cJSON_GetObjectItemCaseSensitive(d, "stop");
-        if (!c || !cJSON_IsNumber(st) || !cJSON_IsNumber(sp) || st->valuedouble < 0 || sp->valuedouble < 0)
-            return rs_errf(err, "%s: decoder Strip needs \"content\", \"start\" and \"stop\"", tok->path);
+        /* bounded before the cast: a double outside int's range is undefined behaviour */
+        if (!c || !cJSON_IsNumber(st) || !cJSON_IsNumber(sp) || !(st->valuedouble >= 0 && st->valuedouble <= 1e6) ||
+            !(sp->valuedouble >= 0 && sp->valuedouble <= 1e6))
+            return rs_errf(err, "%s: decoder Strip needs \"content\" and integer \"start\", \"stop\" in [0, 1e6]",
+                           tok->path);
         s.kind = TOK_DEC_STRIP;
         s.pattern = strdup(c);
         s.start = (int)st->valuedouble;
@@ -670,7 +674,7 @@ static void resolve_special_ids(rs_tokenizer *tok) {
         char *text = NULL;
         size_t len;
         if (cfg_path && rs_path_exists(cfg_path) && rs_read_file(cfg_path, 64u << 20, &text, &len, NULL) == 0)
-            cfg = cJSON_ParseWithLength(text, len);
+            rs_json_parse(text, len, cfg_path, &cfg, NULL); /* optional file: unreadable = absent */
         free(text);
         free(cfg_path);
         free(dir);
@@ -690,14 +694,10 @@ int tok_load(rs_tokenizer **out, const char *path, rs_err *err) {
     char *text = NULL;
     size_t len = 0;
     if (rs_read_file(path, TOK_MAX_FILE_BYTES, &text, &len, err)) return -1;
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (!root) {
-        size_t off = end && end >= text ? (size_t)(end - text) : 0;
-        free(text);
-        return rs_errf(err, "%s: malformed JSON near byte %zu", path, off);
-    }
+    cJSON *root = NULL;
+    int prc = rs_json_parse(text, len, path, &root, err); /* UTF-8, depth and syntax checks */
     free(text);
+    if (prc) return -1;
     rs_tokenizer *tok = calloc(1, sizeof *tok);
     if (!tok || !(tok->path = strdup(path))) {
         free(tok);

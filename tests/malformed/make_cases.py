@@ -10,7 +10,6 @@ import numpy as np
 from PIL import Image
 
 D = os.path.dirname(os.path.abspath(__file__))
-os.makedirs(os.path.join(D, "pending"), exist_ok=True)
 
 
 def w(name, data):
@@ -93,7 +92,7 @@ tiny = json.load(open(os.path.join(D, "..", "fixtures", "tokenizer", "tiny_bpe.j
 def tok(name, mutate):
     t = json.loads(json.dumps(tiny)); mutate(t)
     w(name, json.dumps(t, ensure_ascii=False))
-tok("pending/tok_strip_huge.json", lambda t: t.update(decoder={"type": "Strip", "content": " ", "start": 1e20, "stop": 0}))
+tok("tok_strip_huge.json", lambda t: t.update(decoder={"type": "Strip", "content": " ", "start": 1e20, "stop": 0}))
 w("tok_truncated.json", json.dumps(tiny)[:300])
 tok("tok_not_bpe.json", lambda t: t["model"].update(type="Unigram"))
 tok("tok_vocab_negative_id.json", lambda t: t["model"]["vocab"].update({"zz": -3}))
@@ -102,7 +101,7 @@ tok("tok_vocab_sparse_ids.json", lambda t: t["model"]["vocab"].update({"zz": 600
 tok("tok_dropout.json", lambda t: t["model"].update(dropout=0.1))
 tok("tok_no_vocab.json", lambda t: t["model"].pop("vocab"))
 w("tok_deep_nesting.json", b'{"model":' + b"{\"a\":" * 5000 + b"1" + b"}" * 5000 + b"}")
-w("pending/tok_non_utf8.json", json.dumps(tiny, ensure_ascii=False).encode().replace(b'"<unk>"', b'"<unk\xff>"', 1))
+w("tok_non_utf8.json", json.dumps(tiny, ensure_ascii=False).encode().replace(b'"<unk>"', b'"<unk\xff>"', 1))
 
 # ---- probes and activations (reprshift probe ...) ----
 f32 = lambda *s: np.ones(s, np.float32).tobytes()
@@ -117,9 +116,9 @@ w("acts_int.safetensors", st({"h": T("I32", [3, 2], 0, 24)}, b"\0" * 24))
 w("acts_wrong_hook.safetensors", st({"other": T("F32", [3, 2], 0, 24)}, f32(3, 2)))
 w("labels_blank_line.txt", "a\nb\n\nb\n")
 w("labels_count_mismatch.txt", "a\nb\n")
-# pending (reported): invalid UTF-8 labels are accepted and written into the probe's JSON card
+# invalid UTF-8 labels must be refused naming the labels file (they end up in the probe's JSON card)
 lab = open(os.path.join(D, "..", "fixtures", "probe", "cli_labels.txt"), "rb").read()
-w("pending/labels_non_utf8.txt", lab.replace(b"setosa", b"set\xffosa"))
+w("labels_non_utf8.txt", lab.replace(b"setosa", b"set\xffosa"))
 
 # ---- npy / npz (library: npy_load / npz_open) ----
 def npy_bytes(a, **kw):
@@ -195,7 +194,7 @@ cc("coco_duplicate_image.json", lambda c: c["images"].append(dict(c["images"][0]
 cc("coco_unknown_image.json", lambda c: c["annotations"][0].update(image_id=99))
 cc("coco_bad_width.json", lambda c: c["images"][0].update(width=-5))
 w("coco_deep_nesting.json", b'{"info":' + b"[" * 3000 + b"]" * 3000 + b"}")
-w("pending/coco_non_utf8.json", json.dumps(coco)[:-1].encode() + b', "x": "\xc3\x28"}')
+w("coco_non_utf8.json", json.dumps(coco)[:-1].encode() + b', "x": "\xc3\x28"}')
 
 # ---- sae-lens folders (library: sae_load DIR) ----
 def sae_dir(name, cfg_obj):
@@ -203,7 +202,7 @@ def sae_dir(name, cfg_obj):
     w(os.path.join(name, "cfg.json"), json.dumps(cfg_obj) if not isinstance(cfg_obj, (bytes, str)) else cfg_obj)
     w(os.path.join(name, "sae_weights.safetensors"), st({"W_enc": T("F32", [2, 3], 0, 24), "W_dec": T("F32", [3, 2], 24, 48),
         "b_enc": T("F32", [3], 48, 60), "b_dec": T("F32", [2], 60, 68)}, b"\0" * 68))
-sae_dir("pending/sae_huge_dims", {"d_in": 1 << 20, "d_sae": 1 << 24, "architecture": "standard"})
+sae_dir("sae_huge_dims", {"d_in": 1 << 20, "d_sae": 1 << 24, "architecture": "standard"})
 sae_dir("sae_unknown_arch", {"d_in": 2, "d_sae": 3, "architecture": "gated"})
 sae_dir("sae_missing_d_in", {"d_sae": 3})
 sae_dir("sae_shape_mismatch", {"d_in": 4, "d_sae": 3})
