@@ -2,7 +2,7 @@
 # Install the Debian build dependencies if any is missing (needs root for apt-get).
 set -euo pipefail
 PKGS="build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libcjson-dev libcmocka-dev
-      libjpeg62-turbo-dev libpng-dev zlib1g-dev libzip-dev
+      libjpeg62-turbo-dev libpng-dev zlib1g-dev libzip-dev libssl-dev
       chromium"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

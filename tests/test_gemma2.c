@@ -87,7 +87,7 @@ static void run_model(const char *model, int packed) {
         ids = realloc(ids, (size_t)off[p + 1] * sizeof *ids);
         memcpy(ids + off[p], t->data, (size_t)t->numel * 4);
     }
-    double worst = 0;
+    double worst = 0, worst_kind[HK_PROJECTOR_OUT + 1] = {0}; /* per hook type, for the log */
     rs_err err = {{0}};
     int npass = packed ? 1 : f.n_prompts;
     for (int pass = 0; pass < npass; pass++) {
@@ -103,6 +103,7 @@ static void run_model(const char *model, int packed) {
             for (int k = 0; k < nh; k++) {
                 double r = compare(&f, p, &h[k], row0, Tp);
                 if (r > worst) worst = r;
+                if (r > worst_kind[h[k].kind]) worst_kind[h[k].kind] = r;
             }
             /* logits and CE */
             int V = f.m->cfg.vocab_size;
@@ -132,6 +133,10 @@ static void run_model(const char *model, int packed) {
     }
     printf("# %s (%s): worst hook error %.3g x max|ref| over %d hooks x %d prompts\n", model,
            packed ? "packed batch" : "one at a time", worst, nh, f.n_prompts);
+    static const char *kn[] = {"resid_pre", "attn.hook_z", "attn_out", "resid_mid", "mlp_out", "resid_post",
+                               "ln_final.hook_normalized", "ln_final.hook_out"};
+    printf("#   by hook type:");
+    for (int k = 0; k <= HK_LN_FINAL_OUT; k++) printf(" %s %.2g%s", kn[k], worst_kind[k], k < HK_LN_FINAL_OUT ? "," : "\n");
     free(ids);
     free(off);
     free(h);

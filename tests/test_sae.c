@@ -68,6 +68,10 @@ static void check_case(const char *path, const char *golden, sae_arch arch) {
     snprintf(name, sizeof name, "%s.recon", golden);
     snprintf(label, sizeof label, "%s reconstruction", golden);
     tu_assert_close_rel(st_get(G, name)->data, rec, (size_t)N * D, 1e-5, label);
+    printf("# %s: features %.2g, reconstruction %.2g x max|ref|; active sets identical (%d of %d)\n", golden,
+           tu_max_abs_diff(ref, acts, (size_t)N * M) / tu_max_abs(ref, (size_t)N * M),
+           tu_max_abs_diff(st_get(G, name)->data, rec, (size_t)N * D) / tu_max_abs(st_get(G, name)->data, (size_t)N * D),
+           active, N * M);
     /* sae_forward (chunked, in place) equals encode+decode */
     float *buf = malloc((size_t)N * D * sizeof *buf);
     memcpy(buf, X, (size_t)N * D * sizeof *buf);

@@ -1,102 +1,34 @@
-/* SHA-256 (FIPS 180-4), for provenance checksums and stage fingerprints. The Hugging Face
- * Hub lists the SHA-256 of every LFS file, so recorded model checksums can be compared
- * with the Hub's directly. */
+/* SHA-256 for provenance checksums and stage fingerprints, by OpenSSL's libcrypto (it uses
+ * the CPU's SHA extensions where present: a 5 GB checkpoint hashes in seconds). The Hugging
+ * Face Hub lists the SHA-256 of every LFS file, so recorded checksums compare directly. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 #include "reprshift/pipeline.h"
 
-typedef struct {
-    uint32_t h[8];
-    uint64_t len;
-    uint8_t buf[64];
-    size_t nbuf;
-} sha256_ctx;
-
-static const uint32_t K[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
-#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-
-static void block(sha256_ctx *c, const uint8_t *p) {
-    uint32_t w[64];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    uint32_t a = c->h[0], b = c->h[1], cc = c->h[2], d = c->h[3], e = c->h[4], f = c->h[5], g = c->h[6], h = c->h[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t S1 = ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25);
-        uint32_t ch = (e & f) ^ (~e & g);
-        uint32_t t1 = h + S1 + ch + K[i] + w[i];
-        uint32_t S0 = ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22);
-        uint32_t mj = (a & b) ^ (a & cc) ^ (b & cc);
-        uint32_t t2 = S0 + mj;
-        h = g; g = f; f = e; e = d + t1; d = cc; cc = b; b = a; a = t1 + t2;
-    }
-    c->h[0] += a; c->h[1] += b; c->h[2] += cc; c->h[3] += d;
-    c->h[4] += e; c->h[5] += f; c->h[6] += g; c->h[7] += h;
-}
-
-static void sha_init(sha256_ctx *c) {
-    static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    memcpy(c->h, H0, sizeof H0);
-    c->len = 0;
-    c->nbuf = 0;
-}
-
-static void sha_update(sha256_ctx *c, const uint8_t *p, size_t n) {
-    c->len += n;
-    if (c->nbuf) {
-        size_t k = 64 - c->nbuf < n ? 64 - c->nbuf : n;
-        memcpy(c->buf + c->nbuf, p, k);
-        c->nbuf += k;
-        p += k;
-        n -= k;
-        if (c->nbuf < 64) return;
-        block(c, c->buf);
-        c->nbuf = 0;
-    }
-    for (; n >= 64; p += 64, n -= 64) block(c, p);
-    memcpy(c->buf, p, n);
-    c->nbuf = n;
-}
-
-static void sha_final(sha256_ctx *c, char hex[65]) {
-    uint64_t bits = c->len * 8;
-    uint8_t pad[72] = {0x80};
-    size_t np = (c->nbuf < 56 ? 56 : 120) - c->nbuf;
-    for (int i = 0; i < 8; i++) pad[np + i] = (uint8_t)(bits >> (56 - 8 * i));
-    sha_update(c, pad, np + 8);
+static void to_hex(const unsigned char *md, char hex[65]) {
+    static const char digits[] = "0123456789abcdef";
     for (int i = 0; i < 32; i++) {
-        static const char X[] = "0123456789abcdef";
-        uint8_t b = (uint8_t)(c->h[i / 4] >> (24 - 8 * (i % 4)));
-        hex[2 * i] = X[b >> 4];
-        hex[2 * i + 1] = X[b & 15];
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
     }
-    hex[64] = 0;
+    hex[64] = '\0';
 }
 
 void rs_sha256_hex(const void *data, size_t n, char hex[65]) {
-    sha256_ctx c;
-    sha_init(&c);
-    sha_update(&c, data, n);
-    sha_final(&c, hex);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    /* EVP_Digest fails only on allocation failure; an empty hex string then never matches */
+    if (!EVP_Digest(data, n, md, &len, EVP_sha256(), NULL) || len != 32) {
+        hex[0] = '\0';
+        return;
+    }
+    to_hex(md, hex);
 }
 
 int rs_sha256_file(const char *path, char hex[65], int64_t *bytes, rs_err *err) {
@@ -104,29 +36,38 @@ int rs_sha256_file(const char *path, char hex[65], int64_t *bytes, rs_err *err) 
     if (fd < 0) return rs_errf(err, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = (size_t)1 << 20;
     uint8_t *buf = malloc(cap);
-    if (!buf) {
-        close(fd);
-        return rs_errf(err, "out of memory");
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int rc = 0;
+    if (!buf || !ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+        rc = rs_errf(err, "%s: cannot start SHA-256 (out of memory)", path);
+        goto done;
     }
-    sha256_ctx c;
-    sha_init(&c);
     int64_t total = 0;
     for (;;) {
         ssize_t r = read(fd, buf, cap);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
-            int e = errno;
-            free(buf);
-            close(fd);
-            return rs_errf(err, "%s: read error: %s", path, strerror(e));
+            rc = rs_errf(err, "%s: read error: %s", path, strerror(errno));
+            goto done;
         }
         if (r == 0) break;
-        sha_update(&c, buf, (size_t)r);
+        if (!EVP_DigestUpdate(ctx, buf, (size_t)r)) {
+            rc = rs_errf(err, "%s: SHA-256 update failed", path);
+            goto done;
+        }
         total += r;
     }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (!EVP_DigestFinal_ex(ctx, md, &len) || len != 32) {
+        rc = rs_errf(err, "%s: SHA-256 final failed", path);
+        goto done;
+    }
+    to_hex(md, hex);
+    if (bytes) *bytes = total;
+done:
+    EVP_MD_CTX_free(ctx);
     free(buf);
     close(fd);
-    sha_final(&c, hex);
-    if (bytes) *bytes = total;
-    return 0;
+    return rc;
 }
