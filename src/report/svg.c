@@ -359,14 +359,15 @@ void svg_bar_chart(rs_sbuf *b, const svg_bar_opts *o) {
         if (isfinite(lo) && isfinite(hi))
             sb_printf(b, "<path d=\"M%.1f %.1fH%.1fM%.1f %.1fv8M%.1f %.1fv8\" stroke=\"#222\" fill=\"none\"/>", fx(&f, lo),
                       yc, fx(&f, hi), fx(&f, lo), yc - 4, fx(&f, hi), yc - 4);
-        /* value label outside the bar end (left of negative bars) */
+        /* value label right of the bar end; a negative bar's label goes right of the zero line
+         * (left of its end it would run into the row labels when the bar is long) */
+        const char *vt = svg_fmt(v, t, sizeof t);
         if (isfinite(v) && v < 0) {
-            double tx = fx(&f, fmin(v, isfinite(lo) ? lo : INFINITY));
-            sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" fill=\"#333\" text-anchor=\"end\">%s</text>\n", tx - 4, yc + 4,
-                      svg_fmt(v, t, sizeof t));
+            double tx = fx(&f, fmax(0, isfinite(hi) ? hi : 0));
+            sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" fill=\"#333\">%s</text>\n", tx + 4, yc + 4, vt);
         } else {
             double tx = fx(&f, fmax(isfinite(v) ? v : 0, isfinite(hi) ? hi : -INFINITY));
-            sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" fill=\"#333\">%s</text>\n", tx + 4, yc + 4, svg_fmt(v, t, sizeof t));
+            sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" fill=\"#333\">%s</text>\n", tx + 4, yc + 4, vt);
         }
     }
     sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n", f.px, f.py + f.ph,
