@@ -24,4 +24,11 @@ grep -q "d_in" "$T/e" || fail "width message: $(cat "$T/e")"
 "$CLI" sae splice --model $M --sae "$T/none" --ids-file "$T/ids.txt" 2> "$T/e" && fail "missing SAE accepted"
 grep -q "$T/none" "$T/e" || fail "missing SAE message: $(cat "$T/e")"
 "$CLI" sae splice --model $M --ids-file "$T/ids.txt" 2>/dev/null; [ $? = 2 ] || fail "usage exit code"
+# a params.npz outside a layer_N folder records no hook: --hook names it, and is required
+cp tests/fixtures/sae/gemma-scope-2b-pt-res/layer_3/width_128/average_l0_5/params.npz "$T/params.npz"
+"$CLI" sae splice --model $M --sae "$T/params.npz" --ids-file "$T/ids.txt" 2> "$T/e" && fail "hookless SAE without --hook accepted"
+grep -q "pass --hook" "$T/e" || fail "hookless SAE message: $(cat "$T/e")"
+out=$("$CLI" sae splice --model $M --sae "$T/params.npz" --hook blocks.1.hook_resid_post --ids-file "$T/ids.txt") ||
+  fail "hookless SAE with --hook"
+echo "$out" | grep -q '"hook": "blocks.1.hook_resid_post"' || fail "hook not reported: $out"
 echo "cli_splice: all checks passed"

@@ -112,6 +112,9 @@ int cmd_sae_splice(int argc, char **argv) {
         pos_offset = 1; /* transformers' PaliGemma positions start at 1, text-only too */
     }
     if (sae_load(&sae, sae_path, NULL, &err)) goto done;
+    /* an SAE that records no hook (e.g. a params.npz outside a layer_N folder) reads the
+     * hook the user names; one that records a hook must match it (or --allow-hook-mismatch) */
+    if (!sae->hook_name && hook && !(sae->hook_name = strdup(hook))) { rs_errf(&err, "out of memory"); goto done; }
     if (!hook) hook = sae->hook_name;
     if (!hook) { rs_errf(&err, "%s: the SAE names no hook; pass --hook", sae_path); goto done; }
     if (sae_check_hook(sae, hook, allow, &err)) goto done;

@@ -329,30 +329,52 @@ void gemma2_logits(const gemma2_model *m, const float *h, int T, float *logits) 
     }
 }
 
+/* CE of nr gathered prediction rows: logits, then log-sum-exp in double per row. */
+static void ce_rows(const gemma2_model *m, const float *hb, const int *tgt, int nr, float *logits, double *row_ce) {
+    int V = m->cfg.vocab_size;
+    gemma2_logits(m, hb, nr, logits);
+#pragma omp parallel for schedule(static) if (nr > 1)
+    for (int k = 0; k < nr; k++) {
+        const float *lr = logits + (size_t)k * V;
+        double mx = -INFINITY, z = 0;
+        for (int v = 0; v < V; v++) if (lr[v] > mx) mx = lr[v];
+        for (int v = 0; v < V; v++) z += exp((double)lr[v] - mx);
+        row_ce[k] = (mx + log(z)) - lr[tgt[k]];
+    }
+}
+
 int gemma2_next_token_ce(const gemma2_model *m, const gemma2_batch *b, const float *final_hidden,
                          double *ce, rs_err *err) {
     int V = m->cfg.vocab_size, D = m->cfg.hidden_size;
-    const int ROWS = 64;
-    float *logits = malloc((size_t)ROWS * V * sizeof(float));
-    if (!logits) return rs_errf(err, "out of memory for logits");
-    for (int s = 0; s < b->n_seqs; s++) {
-        int64_t a = b->offsets[s], e = b->offsets[s + 1];
-        if (e - a < 2) { ce[s] = NAN; continue; }
-        double sum = 0;
-        for (int64_t r0 = a; r0 < e - 1; r0 += ROWS) {
-            int nr = (int)((e - 1 - r0) < ROWS ? (e - 1 - r0) : ROWS);
-            gemma2_logits(m, final_hidden + (size_t)r0 * D, nr, logits);
-            for (int r = 0; r < nr; r++) {
-                const float *lr = logits + (size_t)r * V;
-                double mx = -INFINITY, z = 0;
-                for (int v = 0; v < V; v++) if (lr[v] > mx) mx = lr[v];
-                for (int v = 0; v < V; v++) z += exp((double)lr[v] - mx);
-                int tgt = b->ids[r0 + r + 1];
-                sum += (mx + log(z)) - lr[tgt];
-            }
-        }
-        ce[s] = sum / (double)(e - a - 1);
+    /* Prediction rows (every row but the last of each sequence) are gathered across
+     * sequences into blocks of ROWS: each gemma2_logits call widens the whole tied
+     * embedding (256k x 2304 for Gemma-2 2B), so one call per short caption would spend
+     * nearly all its time converting weights. */
+    enum { ROWS = 128 };
+    float *logits = malloc((size_t)ROWS * V * sizeof(float)), *hb = malloc((size_t)ROWS * D * sizeof(float));
+    if (!logits || !hb) {
+        free(logits); free(hb);
+        return rs_errf(err, "out of memory for logits");
     }
-    free(logits);
+    int tgt[ROWS], seq[ROWS], nr = 0;
+    double row_ce[ROWS];
+    for (int s = 0; s < b->n_seqs; s++) ce[s] = b->offsets[s + 1] - b->offsets[s] < 2 ? NAN : 0.0;
+    for (int s = 0; s < b->n_seqs; s++)
+        for (int64_t r = b->offsets[s]; r + 1 < b->offsets[s + 1]; r++) {
+            memcpy(hb + (size_t)nr * D, final_hidden + (size_t)r * D, (size_t)D * sizeof(float));
+            tgt[nr] = b->ids[r + 1];
+            seq[nr++] = s;
+            if (nr < ROWS) continue;
+            ce_rows(m, hb, tgt, nr, logits, row_ce);
+            for (int k = 0; k < nr; k++) ce[seq[k]] += row_ce[k];
+            nr = 0;
+        }
+    if (nr) {
+        ce_rows(m, hb, tgt, nr, logits, row_ce);
+        for (int k = 0; k < nr; k++) ce[seq[k]] += row_ce[k];
+    }
+    for (int s = 0; s < b->n_seqs; s++)
+        if (!isnan(ce[s])) ce[s] /= (double)(b->offsets[s + 1] - b->offsets[s] - 1);
+    free(logits); free(hb);
     return 0;
 }
