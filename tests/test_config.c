@@ -125,6 +125,30 @@ static void test_unknown_keys_suggest(void **st) {
     rs_config_free(c);
 }
 
+static void test_vision_hooks(void **st) {
+    (void)st;
+    rs_config *c = parse_ok(BASE DS "}");
+    assert_int_equal(c->n_vision_hooks, 0); /* default: none */
+    assert_non_null(c->vision_hooks);
+    assert_null(c->vision_hooks[0]);
+    char *dump = cJSON_PrintUnformatted(c->resolved);
+    assert_non_null(strstr(dump, "\"vision_hooks\":[]"));
+    free(dump);
+    rs_config_free(c);
+    c = parse_ok(BASE DS ", \"vision_hooks\": [\"vision.ln_post\", \"projector.hook_out\"]}");
+    assert_int_equal(c->n_vision_hooks, 2);
+    assert_string_equal(c->vision_hooks[0], "vision.ln_post");
+    assert_string_equal(c->vision_hooks[1], "projector.hook_out");
+    assert_int_equal(c->n_hooks, 1); /* the decoder hooks are unchanged */
+    rs_config_free(c);
+    c = parse_ok(BASE DS ", \"vision_hooks\": \"vision.ln_post\"}"); /* a single value is a list of one */
+    assert_int_equal(c->n_vision_hooks, 1);
+    rs_config_free(c);
+    expect_error(BASE DS ", \"vision_hook\": [\"vision.ln_post\"]}", "unknown key 'vision_hook'",
+                 "did you mean 'vision_hooks'?");
+    expect_error(BASE DS ", \"vision_hooks\": [\"vision.ln_post\", 3]}", "'vision_hooks[1]' must be a string", NULL);
+}
+
 static void test_wrong_types(void **st) {
     (void)st;
     expect_error(BASE "\"dataset\": {\"manifest\": \"m.csv\", \"n_per_group\": \"50\"}}",
@@ -225,6 +249,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_resolution),
         cmocka_unit_test(test_layers_hooks_saes_edits),
+        cmocka_unit_test(test_vision_hooks),
         cmocka_unit_test(test_unknown_keys_suggest),
         cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_missing_and_cross_checks),

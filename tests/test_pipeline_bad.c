@@ -48,51 +48,9 @@ static void write_cfg(const char *path, const char *layers, const char *dataset,
     fclose(f);
 }
 
-/* Run in a child; returns the exit status, *msg the error message (caller frees). */
-static int run(const char *cfg, const char *out, char **msg) {
-    char ef[PATH_MAX + 8];
-    snprintf(ef, sizeof ef, "%s.err", out);
-    unlink(ef);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        rs_pipeline_opts o = rs_pipeline_defaults();
-        o.config_path = cfg;
-        o.output_dir = out;
-        o.quiet = 1;
-        o.threads = 1;
-        rs_err err = {{0}};
-        char *rep = NULL;
-        int rc = rs_pipeline_run(&o, &rep, &err);
-        if (rc) {
-            FILE *f = fopen(ef, "w");
-            if (f) fputs(err.msg, f), fclose(f);
-        }
-        free(rep);
-        _exit(rc ? 1 : 0);
-    }
-    int st;
-    waitpid(pid, &st, 0);
-    if (msg) {
-        size_t n;
-        rs_err e;
-        *msg = NULL;
-        if (rs_read_file(ef, 1 << 20, msg, &n, &e)) *msg = strdup("");
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
+static int run(const char *cfg, const char *out, char **msg) { return tu_run_pipeline(cfg, out, 0, msg); }
 
-/* Done-markers in out/stages. */
-static int n_done(const char *out) {
-    char p[PATH_MAX + 16];
-    snprintf(p, sizeof p, "%s/stages", out);
-    DIR *d = opendir(p);
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d))) n += strstr(e->d_name, ".done") != NULL;
-    if (d) closedir(d);
-    return n;
-}
+static int n_done(const char *out) { return tu_count_done(out); }
 
 static int exists_in(const char *out, const char *rel) {
     char p[PATH_MAX + 256];

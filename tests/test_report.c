@@ -181,11 +181,68 @@ static void test_missing_and_malformed(void **state) {
     tu_system("rm -rf '%s'", dir);
 }
 
+/* probes.json "vision" (reprshift run with vision_hooks): one bar chart per entry with its
+ * vision hooks and the matching decoder task's layers; data strings escaped; n and CI in
+ * every caption; a point without n_test is an error naming the field. */
+static void test_vision_probes(void **state) {
+    (void)state;
+    rs_err err;
+    char *html;
+    size_t len;
+    int figs;
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    const char *acc = "\"accuracy\": {\"value\": 0.9, \"ci_lo\": 0.8, \"ci_hi\": 1}";
+    char json[4096];
+    snprintf(json, sizeof json,
+             "{\"ci\": \"<b>boot</b>\", \"tasks\": [{\"task\": \"concept\", \"kind\": \"concept\", "
+             "\"model\": \"VLM images\", \"layers\": [{\"layer\": 3, \"hook\": \"blocks.3.hook_resid_post\", "
+             "\"n_test\": 7, %s}]}],\n"
+             " \"vision\": [{\"task\": \"concept\", \"kind\": \"concept\", \"model\": \"VLM images\", \"chance\": 0.25, "
+             "\"hooks\": [{\"hook\": \"vision.ln_post\", \"n_test\": 5, %s}, "
+             "{\"hook\": \"<script>alert(1)</script>\", \"n_test\": 5, %s}]},\n"
+             "  {\"task\": \"\\\"><img src=x onerror=alert(1)>\", \"kind\": \"attribute\", \"model\": \"<i>m</i>\", "
+             "\"hooks\": [{\"hook\": \"projector.hook_out\", \"n_test\": 9, %s}]}]}",
+             acc, acc, acc, acc);
+    write_file(dir, "probes.json", json);
+    if (report_render(dir, &html, &len, &figs, &err)) fail_msg("%s", err.msg);
+    check_tags(html);
+    assert_null(strstr(html, "<script"));
+    assert_null(strstr(html, "<img"));
+    assert_null(strstr(html, "<i>"));
+    const char *sec = strstr(html, "<section id=\"vision\">");
+    assert_non_null(sec);
+    assert_non_null(strstr(html, "<a href=\"#vision\">"));
+    assert_int_equal(count(sec, "<figcaption>"), 2);
+    /* vision bars n 5, the decoder bar n 7 */
+    assert_int_equal(count(sec, "<span class=\"n\">n = 5\xE2\x80\x93" "7 test rows per bar"), 1);
+    assert_int_equal(count(sec, "<span class=\"n\">n = 9 test rows per bar"), 1);
+    assert_int_equal(count(sec, "CI: &lt;b&gt;boot&lt;/b&gt;"), 2);
+    assert_non_null(strstr(sec, "decoder layer 3"));
+    assert_non_null(strstr(sec, "Chance 0.250"));
+    free(html);
+    /* vision entries only: "tasks" may be empty */
+    snprintf(json, sizeof json,
+             "{\"ci\": \"x\", \"tasks\": [], \"vision\": [{\"task\": \"blur\", \"model\": \"blur 2\", "
+             "\"hooks\": [{\"hook\": \"vision.ln_post\", \"n_test\": 4, %s}]}]}", acc);
+    write_file(dir, "probes.json", json);
+    if (report_render(dir, &html, &len, &figs, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(figs, 1);
+    free(html);
+    /* a point without n_test */
+    write_file(dir, "probes.json", "{\"ci\": \"x\", \"tasks\": [], \"vision\": [{\"task\": \"blur\", "
+                                   "\"hooks\": [{\"hook\": \"vision.ln_post\", \"accuracy\": 0.5}]}]}");
+    assert_int_equal(report_render(dir, &html, &len, &figs, &err), -1);
+    assert_non_null(strstr(err.msg, "probes.json: vision[0].hooks[0]: \"n_test\""));
+    tu_system("rm -rf '%s'", dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_fixture),
         cmocka_unit_test(test_hostile_strings_escaped),
         cmocka_unit_test(test_missing_and_malformed),
+        cmocka_unit_test(test_vision_probes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <limits.h>
+#include <unistd.h>
 #include <sys/wait.h>
+#include "reprshift/fileio.h"
+#include "reprshift/pipeline.h"
 
 const char *tu_shared(const char *rel) {
     static char buf[4096];
@@ -51,4 +56,49 @@ int tu_system(const char *fmt, ...) {
     int rc = system(cmd);
     if (rc == -1 || !WIFEXITED(rc)) return -1;
     return WEXITSTATUS(rc);
+}
+
+int tu_run_pipeline(const char *cfg, const char *out, int shard_inputs, char **msg) {
+    char ef[PATH_MAX + 8];
+    snprintf(ef, sizeof ef, "%s.err", out);
+    unlink(ef);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* a child, so a crash or exit() in the pipeline cannot end the test */
+        rs_pipeline_opts o = rs_pipeline_defaults();
+        o.config_path = cfg;
+        o.output_dir = out;
+        o.quiet = 1;
+        o.threads = 1;
+        if (shard_inputs > 0) o.shard_inputs = shard_inputs;
+        rs_err err = {{0}};
+        char *rep = NULL;
+        int rc = rs_pipeline_run(&o, &rep, &err);
+        if (rc) {
+            FILE *f = fopen(ef, "w");
+            if (f) fputs(err.msg, f), fclose(f);
+        }
+        free(rep);
+        _exit(rc ? 1 : 0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    if (msg) {
+        size_t n;
+        rs_err e;
+        *msg = NULL;
+        if (rs_read_file(ef, 1 << 20, msg, &n, &e)) *msg = strdup("");
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+int tu_count_done(const char *out) {
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/stages", out);
+    DIR *d = opendir(p);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) n += strstr(e->d_name, ".done") != NULL;
+    if (d) closedir(d);
+    return n;
 }

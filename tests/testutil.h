@@ -20,5 +20,11 @@ double tu_max_abs(const float *a, size_t n);
 void tu_assert_close_rel(const float *ref, const float *got, size_t n, double rel, const char *label);
 /* Run a shell command, return its exit status (or -1). */
 int tu_system(const char *fmt, ...);
+/* Run `reprshift run` (rs_pipeline_run: quiet, 1 thread, shard_inputs if > 0) on cfg into
+ * out in a forked child; returns its exit status (128 if it did not exit). When msg is
+ * non-NULL *msg receives the error message ("" on success; caller frees). */
+int tu_run_pipeline(const char *cfg, const char *out, int shard_inputs, char **msg);
+/* Number of done-markers (stages/NAME.done) in the run folder out. */
+int tu_count_done(const char *out);
 
 #endif

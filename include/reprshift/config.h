@@ -34,6 +34,8 @@ typedef struct {
     int *layers;
     int n_hooks;
     char **hooks;       /* expanded: every "{layer}" template once per layer, in order */
+    int n_vision_hooks;
+    char **vision_hooks; /* VLM vision.* / projector.* hooks for the image stores (NULL-terminated; may be empty) */
     char *pool;         /* none | mean | last */
 
     int has_saes;

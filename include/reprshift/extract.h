@@ -27,6 +27,8 @@ typedef struct {
     rs_pool pool;
     int pool_special;         /* 1: mean pooling also averages BOS/EOS/pad tokens */
     int64_t batch_tokens;     /* max tokens per forward call */
+    int vision_mean;          /* PaliGemma, pool last: vision.* / projector.* hooks are mean-pooled over the
+                                 patches instead of being an error (the pipeline's image stores) */
     /* PaliGemma only, optional: decodes input `input`'s image (path = its image_path) into
      * img instead of rs_image_load, e.g. to apply edits in memory. NULL: decode the file. */
     int (*load_image)(void *ctx, int input, const char *path, rs_image *img, rs_err *err);
@@ -111,7 +113,8 @@ int pg_inputs_add(pg_inputs *in, const int32_t *ids, const uint8_t *kinds, int64
  *              pool_special, which averages every token); H@image and H@text [n, d] = mean
  *              over image tokens / prompt or text tokens (NaN rows where an input has none).
  *              Vision hooks: H [n, d] mean over the patches (NaN rows for text inputs).
- *   pool last: decoder hooks only, H [n, d] = last token (the "\n" of an image input). */
+ *   pool last: decoder hooks only, H [n, d] = last token (the "\n" of an image input);
+ *              with vision_mean, vision hooks are mean-pooled as for pool mean. */
 int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extract_opts *o, pg_extract_result *r,
                       rs_progress *prog, rs_err *err);
 /* Write the tensors + token_ids, token_kind (U8), offsets, vision_offsets atomically, and

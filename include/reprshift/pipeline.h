@@ -4,7 +4,8 @@
  *            their edited variants through the VLM -> sharded activation stores
  *   shift    LLM vs VLM on the same captions, per hook (SAE metrics where configured)
  *            -> results/shift.json + CSVs; SAE fit and spliced CE -> results/sae_fit.json
- *   probes   concept, modality, cross-modal transfer, attribute probes
+ *   probes   concept, modality, cross-modal transfer, attribute probes; with vision_hooks
+ *            also the image-only ones at each vision hook (stored in the image stores)
  *            -> results/probes.json, results/transfer.json
  *   report   -> report.html
  * A stage is complete iff its outputs exist and its done-marker (stages/NAME.done, written

@@ -30,8 +30,10 @@ int cmd_config(int argc, char **argv) {
         return 1;
     }
     rs_config_dump(c, stdout);
-    fprintf(stderr, "%s: ok (%d hook(s), %d layer(s), %d edit(s), %d probe famil%s)\n", argv[2], c->n_hooks,
-            c->n_layers, c->n_edits, c->probes.n_which, c->probes.n_which == 1 ? "y" : "ies");
+    char vis[48] = ""; /* only when set, so the line for configs without vision hooks is unchanged */
+    if (c->n_vision_hooks) snprintf(vis, sizeof vis, ", %d vision hook(s)", c->n_vision_hooks);
+    fprintf(stderr, "%s: ok (%d hook(s), %d layer(s), %d edit(s), %d probe famil%s%s)\n", argv[2], c->n_hooks,
+            c->n_layers, c->n_edits, c->probes.n_which, c->probes.n_which == 1 ? "y" : "ies", vis);
     rs_config_free(c);
     return 0;
 }

@@ -107,6 +107,9 @@ static const field SCHEMA[] = {
     {"layers", K_INTS, 0, "[12]", 0, 1000, 1, NULL, 0, NULL, "decoder layers; fills {layer} in hooks and saes.path"},
     {"hooks", K_STRS, 0, "[\"blocks.{layer}.hook_resid_post\"]", 0, 0, 1, NULL, 0, NULL,
      "capture points (TransformerLens names); {layer} expands over layers"},
+    {"vision_hooks", K_STRS, 0, "[]", 0, 0, 0, NULL, 0, NULL,
+     "VLM vision-side hooks (vision.*, projector.hook_out) captured in the image stores, mean over the patches, "
+     "for the image-only probes; no {layer}"},
     {"pool", K_STR, 0, "\"mean\"", 0, 0, 0, POOLS, 0, NULL, "per-input pooling of token activations"},
     {"saes", K_OBJ, 0, NULL, 0, 0, 0, NULL, 0, SAES, "SAEs for the shift analysis (omit to skip it)"},
     {"dataset", K_OBJ, 1, NULL, 0, 0, 0, NULL, 0, DATASET, "inputs: COCO sampling or a manifest"},
@@ -445,6 +448,7 @@ void rs_config_free(rs_config *c) {
     free(c->layers);
     for (int i = 0; i < c->n_hooks; i++) free(c->hooks[i]);
     free(c->hooks);
+    free_strs(c->vision_hooks);
     free(c->pool);
     free(c->sae_path);
     free(c->sae_hook);
@@ -525,6 +529,9 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
             else c->hooks[c->n_hooks++] = h;
         }
     }
+
+    c->vision_hooks = strs(get(r, "vision_hooks"), &c->n_vision_hooks);
+    if (!c->vision_hooks) return rs_errf(err, "%s: out of memory", what);
 
     const cJSON *s = get(r, "saes");
     if (s) {

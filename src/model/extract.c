@@ -385,7 +385,7 @@ int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extra
         slot[h].vision = hook_is_vision(hk->name);
         slot[h].first = r->n_tensors;
         slot[h].n = (o->pool == POOL_MEAN && !slot[h].vision) ? 3 : 1;
-        if (slot[h].vision && o->pool == POOL_LAST) {
+        if (slot[h].vision && o->pool == POOL_LAST && !o->vision_mean) {
             free(slot); free(boff); free(bids);
             pg_extract_result_free(r);
             return rs_errf(err, "--pool last is not defined for the vision hook %s (use mean or none)", hk->name);

@@ -4,9 +4,11 @@
  *   vlm_image  images + prompt through the VLM, per input     (pool mean or last)
  *   vlm_edits  every edited variant of every image, variant-major (same pooling)
  * Captions are tokenized once and the identical ids go to both models, so the shift
- * stage compares them token by token. Each store is written shard by shard; a store
- * whose fingerprint (spec.manifest_hash) differs from the current inputs is rebuilt, an
- * unfinished one with the same fingerprint resumes at its first missing shard. */
+ * stage compares them token by token. The image stores also hold the config's
+ * vision_hooks (SigLIP tower / projector), mean over the patches, for the image-only
+ * probes. Each store is written shard by shard; a store whose fingerprint
+ * (spec.manifest_hash) differs from the current inputs is rebuilt, an unfinished one with
+ * the same fingerprint resumes at its first missing shard. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 #include "reprshift/paligemma.h"
 #include "reprshift/progress.h"
 #include "reprshift/sae.h"
+#include "reprshift/siglip.h"
 #include "reprshift/store.h"
 #include "reprshift/tokenizer.h"
 #include "reprshift/version.h"
@@ -48,16 +51,35 @@ static rs_pool store_pool(const pl_ctx *c, int s) {
     return !strcmp(c->cfg->pool, "last") ? POOL_LAST : POOL_MEAN;
 }
 
-static char *hooks_csv(const rs_config *cfg) {
+/* Does store s hold the vision hooks too? (only image inputs have patches) */
+static int store_has_vision(const pl_ctx *c, int s) {
+    return s >= PL_VLM_IMAGE && c->cfg->n_vision_hooks > 0;
+}
+
+/* Number of hooks store s captures: the decoder hooks, then its vision hooks. */
+static int store_n_hooks(const pl_ctx *c, int s) {
+    return c->cfg->n_hooks + (store_has_vision(c, s) ? c->cfg->n_vision_hooks : 0);
+}
+
+/* Name of hook i of a store (i < store_n_hooks). */
+static const char *store_hook(const rs_config *cfg, int i) {
+    return i < cfg->n_hooks ? cfg->hooks[i] : cfg->vision_hooks[i - cfg->n_hooks];
+}
+
+/* The first n hooks (decoder hooks, then vision hooks) comma-separated: the store spec's
+ * hook list and part of its fingerprint. New string or NULL. */
+static char *hooks_csv_n(const rs_config *cfg, int n_hooks) {
     size_t n = 1;
-    for (int i = 0; i < cfg->n_hooks; i++) n += strlen(cfg->hooks[i]) + 1;
+    for (int i = 0; i < n_hooks; i++) n += strlen(store_hook(cfg, i)) + 1;
     char *s = calloc(n, 1);
-    for (int i = 0; s && i < cfg->n_hooks; i++) {
+    for (int i = 0; s && i < n_hooks; i++) {
         if (i) strcat(s, ",");
-        strcat(s, cfg->hooks[i]);
+        strcat(s, store_hook(cfg, i));
     }
     return s;
 }
+
+static char *hooks_csv(const rs_config *cfg) { return hooks_csv_n(cfg, cfg->n_hooks); }
 
 /* ---- threads ---- */
 
@@ -78,6 +100,30 @@ void pl_set_threads(pl_ctx *c) {
 }
 
 /* ---- validation ---- */
+
+/* vision_hooks must be vision-side hooks of the VLM. They are parsed by the parser that
+ * paligemma_hook_parse uses for vision.* / projector.* names (it needs only the config, not
+ * the weights); its error lists the valid names. A decoder name is refused (it belongs in
+ * `hooks`) with the same list. */
+static int validate_vision_hooks(const rs_config *cfg, rs_err *err) {
+    if (!cfg->n_vision_hooks) return 0;
+    paligemma_config pc;
+    if (paligemma_config_load(cfg->vlm, &pc, err)) return rs_err_prefix(err, "models.vlm");
+    for (int i = 0; i < cfg->n_vision_hooks; i++) {
+        const char *h = cfg->vision_hooks[i];
+        hook_request r;
+        if (siglip_hook_parse_all(&pc.vision, pc.projection_dim, h, &r, err) == 0) continue;
+        if (!hook_is_vision(h)) {
+            const char *valid = strstr(err->msg, "valid: ");
+            char list[RS_ERR_MAX];
+            snprintf(list, sizeof list, "%s", valid ? valid : "");
+            return rs_errf(err, "vision_hooks: %s (models.vlm %s) is a decoder hook, not a vision hook: put it in "
+                                "'hooks'; %s", h, cfg->vlm, list);
+        }
+        return rs_err_prefix(err, "vision_hooks: %s (models.vlm %s)", h, cfg->vlm);
+    }
+    return 0;
+}
 
 int pl_validate_models(pl_ctx *c, rs_err *err) {
     const rs_config *cfg = c->cfg;
@@ -103,6 +149,7 @@ int pl_validate_models(pl_ctx *c, rs_err *err) {
         if (gemma2_hook_parse(&pc.text, cfg->hooks[i], &r, err))
             return rs_err_prefix(err, "hooks: %s (models.vlm %s)", cfg->hooks[i], cfg->vlm);
     }
+    if (validate_vision_hooks(cfg, err)) return -1;
     for (int i = 0; cfg->has_saes && i < cfg->n_layers; i++) {
         int L = cfg->layers[i];
         char *sp = rs_config_sae_path(cfg, L), *sh = rs_config_sae_hook(cfg, L);
@@ -241,11 +288,13 @@ static void row_line(FILE *f, const pl_ctx *c, int s, int64_t g, int64_t n_token
     fprintf(f, ",\"n_tokens\":%lld}\n", (long long)n_tokens);
 }
 
-static int hooks_parse(pl_ctx *c, const models *m, int vlm, hook_request *h, rs_err *err) {
-    for (int i = 0; i < c->cfg->n_hooks; i++) {
+/* Parse the hooks of store s into h[store_n_hooks]. */
+static int hooks_parse(pl_ctx *c, const models *m, int s, hook_request *h, rs_err *err) {
+    for (int i = 0; i < store_n_hooks(c, s); i++) {
         memset(&h[i], 0, sizeof h[i]);
-        int r = vlm ? paligemma_hook_parse(m->vlm, c->cfg->hooks[i], &h[i], err)
-                    : gemma2_hook_parse(&m->llm->cfg, c->cfg->hooks[i], &h[i], err);
+        const char *name = store_hook(c->cfg, i);
+        int r = s != PL_LLM_TEXT ? paligemma_hook_parse(m->vlm, name, &h[i], err)
+                                 : gemma2_hook_parse(&m->llm->cfg, name, &h[i], err);
         if (r) return -1;
     }
     return 0;
@@ -255,8 +304,9 @@ static int hooks_parse(pl_ctx *c, const models *m, int vlm, hook_request *h, rs_
 static int do_shard(pl_ctx *c, int s, const models *m, rs_store *st, int64_t k, int64_t first, int64_t count,
                     hook_request *hooks, rs_err *err) {
     const rs_config *cfg = c->cfg;
-    extract_opts o = {.n_hooks = cfg->n_hooks, .hooks = hooks, .pool = store_pool(c, s),
-                      .batch_tokens = cfg->batch_tokens};
+    /* vision hooks are mean-pooled over the patches even when the decoder hooks take the last token */
+    extract_opts o = {.n_hooks = store_n_hooks(c, s), .hooks = hooks, .pool = store_pool(c, s),
+                      .batch_tokens = cfg->batch_tokens, .vision_mean = 1};
     store_tensor t[STORE_MAX_TENSORS > 64 ? 64 : STORE_MAX_TENSORS];
     int nt = 0, rc = -1;
     char *rows = NULL;
@@ -359,7 +409,7 @@ static int64_t auto_shard(const pl_ctx *c, int s, int n_prompt, int n_patches) {
 }
 
 static int store_fingerprint(pl_ctx *c, int s, int64_t shard, const char *prompt_fp, char fp[65]) {
-    char *hl = hooks_csv(c->cfg);
+    char *hl = hooks_csv_n(c->cfg, store_n_hooks(c, s)); /* vision hooks only where stored */
     char *vars = NULL;
     size_t vn = 0;
     FILE *f = open_memstream(&vars, &vn);
@@ -398,12 +448,13 @@ int pl_store_fp(pl_ctx *c, int s, char fp[65], rs_err *err) {
 int pl_stage_extract(pl_ctx *c, rs_err *err) {
     const rs_config *cfg = c->cfg;
     models m = {0};
-    hook_request *hooks = calloc((size_t)cfg->n_hooks + 1, sizeof *hooks);
-    char *hl = hooks_csv(cfg), *dir = NULL;
+    int max_hooks = cfg->n_hooks + cfg->n_vision_hooks;
+    hook_request *hooks = calloc((size_t)max_hooks + 1, sizeof *hooks);
+    char *hl = NULL, *dir = NULL;
     rs_store *st = NULL;
     int rc = -1;
     char prompt_fp[65] = "-";
-    if (!hooks || !hl) { rs_errf(err, "out of memory"); goto done; }
+    if (!hooks) { rs_errf(err, "out of memory"); goto done; }
     if (tokenize_captions(c, err)) goto done;
     paligemma_config pc;
     if (paligemma_config_load(cfg->vlm, &pc, err)) goto done;
@@ -440,7 +491,9 @@ int pl_stage_extract(pl_ctx *c, rs_err *err) {
         int vlm = s != PL_LLM_TEXT;
         if (!vlm && !m.llm && gemma2_open(&m.llm, cfg->llm, err)) goto done;
         if (vlm && !m.vlm && paligemma_open(&m.vlm, cfg->vlm, err)) goto done;
-        if (hooks_parse(c, &m, vlm, hooks, err)) goto done;
+        if (hooks_parse(c, &m, s, hooks, err)) goto done;
+        free(hl);
+        if (!(hl = hooks_csv_n(cfg, store_n_hooks(c, s)))) { rs_errf(err, "out of memory"); goto done; }
         int64_t n = store_inputs(c, s);
         store_spec spec = {.model = vlm ? c->vlm_name : c->llm_name, .hooks = hl,
                            .pooling = rs_pool_name(store_pool(c, s)), .manifest_hash = fp, .n_inputs = n,
@@ -477,7 +530,7 @@ int pl_stage_extract(pl_ctx *c, rs_err *err) {
     rc = 0;
 done:
     store_close(st);
-    if (hooks) hook_requests_free(hooks, cfg->n_hooks);
+    if (hooks) hook_requests_free(hooks, max_hooks);
     free(hooks);
     free(hl);
     free(dir);

@@ -5,6 +5,9 @@
  *                features and back, with in-modality baselines and moments / Procrustes /
  *                ridge alignment baselines (rs_transfer_evaluate) -> results/transfer.json
  *   attributes   original vs edited image, one probe per edit value
+ * and per vision hook (config vision_hooks: SigLIP tower / projector, patch mean) the
+ * image-only ones: concept on VLM images and the attribute probes, listed apart under
+ * "vision" (points per hook instead of per layer)
  * -> results/probes.json. Every split is group-aware: an image, its captions and its edited
  * variants are always on the same side (groups = base images). Features per input are
  * the mean over non-special tokens (caption stores) or the pooled image-token mean. */
@@ -53,20 +56,25 @@ static cJSON *stat_json(double v, double lo, double hi) {
     return o;
 }
 
-/* The task entry (task, model) in tasks, created on first use. */
-static cJSON *task_layers(cJSON *tasks, const char *task, const char *kind, const char *model) {
+/* The point list `key` ("layers", or "hooks" for vision entries) of the task entry
+ * (task, model) in tasks, created on first use. */
+static cJSON *task_points(cJSON *tasks, const char *task, const char *kind, const char *model, const char *key) {
     cJSON *t;
     cJSON_ArrayForEach(t, tasks) {
         if (!strcmp(cJSON_GetObjectItemCaseSensitive(t, "task")->valuestring, task) &&
             !strcmp(cJSON_GetObjectItemCaseSensitive(t, "model")->valuestring, model))
-            return cJSON_GetObjectItemCaseSensitive(t, "layers");
+            return cJSON_GetObjectItemCaseSensitive(t, key);
     }
     t = cJSON_CreateObject();
     cJSON_AddStringToObject(t, "task", task);
     cJSON_AddStringToObject(t, "kind", kind);
     cJSON_AddStringToObject(t, "model", model);
     cJSON_AddItemToArray(tasks, t);
-    return cJSON_AddArrayToObject(t, "layers");
+    return cJSON_AddArrayToObject(t, key);
+}
+
+static cJSON *task_layers(cJSON *tasks, const char *task, const char *kind, const char *model) {
+    return task_points(tasks, task, kind, model, "layers");
 }
 
 typedef struct {
@@ -76,6 +84,7 @@ typedef struct {
     int hook_i;
     const char *hook;
     int layer;
+    int vision;     /* 1: a vision hook: entries go to "vision" with points under "hooks", no layer */
 } probe_run;
 
 /* Evaluate one probe and append its layer entry; a probe the data cannot support (e.g. a
@@ -106,9 +115,9 @@ static int eval_one(probe_run *p, const char *task, const char *kind, const char
     if (rs_split_stratified_groups(y, group, n, K, p->eo.test_frac, p->eo.seed + 7919u, is_test, &e) == 0)
         for (int i = 0; i < n; i++) n_test += is_test[i];
     free(is_test);
-    cJSON *layers = task_layers(p->tasks, task, kind, model);
+    cJSON *layers = task_points(p->tasks, task, kind, model, p->vision ? "hooks" : "layers");
     cJSON *L = cJSON_CreateObject();
-    cJSON_AddNumberToObject(L, "layer", p->layer);
+    if (!p->vision) cJSON_AddNumberToObject(L, "layer", p->layer);
     cJSON_AddStringToObject(L, "hook", p->hook);
     cJSON_AddNumberToObject(L, "n", n);
     cJSON_AddNumberToObject(L, "n_test", n_test);
@@ -125,7 +134,8 @@ static int eval_one(probe_run *p, const char *task, const char *kind, const char
     /* the task's chance line: majority share (the same for every layer) */
     cJSON *t;
     cJSON_ArrayForEach(t, p->tasks) {
-        if (cJSON_GetObjectItemCaseSensitive(t, "layers") == layers && !cJSON_GetObjectItemCaseSensitive(t, "chance"))
+        if (cJSON_GetObjectItemCaseSensitive(t, p->vision ? "hooks" : "layers") == layers &&
+            !cJSON_GetObjectItemCaseSensitive(t, "chance"))
             add_num(t, "chance", r.chance);
     }
     pl_log(p->c, "probes", "%-12s %-28s %s: accuracy %.3f [%.3f, %.3f] (chance %.3f)", task, model, p->hook,
@@ -196,6 +206,55 @@ static int write_json(const char *path, cJSON *j, rs_err *err) {
     t[L + 1] = 0;
     int rc = pl_write_text(path, t, err);
     free(t);
+    return rc;
+}
+
+/* Attribute probes at the current hook: original images XI [n_image, d] vs each edited
+ * variant in XE [n_variants · n_image, d], one probe per edit value. X, y, g are scratch
+ * of at least 2 · n_image rows. */
+static int attribute_probes(probe_run *p, const float *XI, const float *XE, int d, float *X, int *y, int *g,
+                            rs_err *err) {
+    const pl_ctx *c = p->c;
+    int ni = c->n_image;
+    for (int v = 0; v < c->n_variants; v++) {
+        const char *fam = edit_family(c->variants[v].name);
+        if (!wants(c->cfg, fam)) continue;
+        memcpy(X, XI, (size_t)ni * d * sizeof *X);
+        memcpy(X + (size_t)ni * d, XE + (size_t)v * ni * d, (size_t)ni * d * sizeof *X);
+        for (int i = 0; i < ni; i++) {
+            y[i] = 0, y[ni + i] = 1;
+            g[i] = g[ni + i] = c->image_group[i];
+        }
+        if (eval_one(p, fam, "attribute", c->variants[v].label, X, y, g, 2 * ni, d, 2, err)) return -1;
+    }
+    return 0;
+}
+
+/* One vision hook: the image-only probes (concept on VLM images, attributes). Modality and
+ * cross-modal transfer need caption rows, which have no vision activations. */
+static int probe_vision_hook(probe_run *p, rs_err *err) {
+    pl_ctx *c = p->c;
+    int ni = c->n_image, K = c->n_labels, n, d = 0, rc = -1;
+    float *XI = NULL, *XE = NULL, *X = NULL;
+    int *y = NULL, *g = NULL;
+    if (!ni) return 0;
+    if (pl_store_features(c, PL_VLM_IMAGE, p->hook, &XI, &n, &d, err)) goto done;
+    if (c->n_variants && pl_store_features(c, PL_VLM_EDITS, p->hook, &XE, &n, &d, err)) goto done;
+    X = malloc((size_t)(2 * ni) * (size_t)d * sizeof *X);
+    y = malloc((size_t)(2 * ni) * sizeof *y);
+    g = malloc((size_t)(2 * ni) * sizeof *g);
+    if (!X || !y || !g) { rs_errf(err, "out of memory"); goto done; }
+    if (wants(c->cfg, "concept") && K >= 2 &&
+        eval_one(p, "concept", "concept", "VLM images", XI, c->image_label, c->image_group, ni, d, K, err))
+        goto done;
+    if (attribute_probes(p, XI, XE, d, X, y, g, err)) goto done;
+    rc = 0;
+done:
+    free(XI);
+    free(XE);
+    free(X);
+    free(y);
+    free(g);
     return rc;
 }
 
@@ -292,17 +351,7 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
                    rs_transfer_diagnosis(&tr, 1));
         }
     }
-    for (int v = 0; v < c->n_variants && ni; v++) {
-        const char *fam = edit_family(c->variants[v].name);
-        if (!wants(cfg, fam)) continue;
-        memcpy(X, XI, (size_t)ni * d * sizeof *X);
-        memcpy(X + (size_t)ni * d, XE + (size_t)v * ni * d, (size_t)ni * d * sizeof *X);
-        for (int i = 0; i < ni; i++) {
-            y[i] = 0, y[ni + i] = 1;
-            g[i] = g[ni + i] = c->image_group[i];
-        }
-        if (eval_one(p, fam, "attribute", c->variants[v].label, X, y, g, 2 * ni, d, 2, err)) goto done;
-    }
+    if (ni && attribute_probes(p, XI, XE, d, X, y, g, err)) goto done;
     rc = 0;
 done:
     free(XL);
@@ -369,8 +418,22 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
             goto done;
         }
     }
-    if (cJSON_GetArraySize(matrices) > 0 && write_json(tp, transfer, err)) goto done;
+    /* vision hooks: a separate list, absent without vision_hooks (then probes.json is as before) */
+    cJSON *vision = cfg->n_vision_hooks && c->n_image ? cJSON_AddArrayToObject(probes, "vision") : NULL;
     int n_tasks = cJSON_GetArraySize(p.tasks);
+    p.tasks = vision;
+    p.vision = 1;
+    for (int h = 0; vision && h < cfg->n_vision_hooks; h++) {
+        p.hook_i = h;
+        p.hook = cfg->vision_hooks[h];
+        p.layer = -1;
+        if (probe_vision_hook(&p, err)) {
+            rs_err_prefix(err, "probes at %s", p.hook);
+            goto done;
+        }
+    }
+    n_tasks += cJSON_GetArraySize(vision);
+    if (cJSON_GetArraySize(matrices) > 0 && write_json(tp, transfer, err)) goto done;
     /* the report needs at least one task in probes.json: with none, the file is not written */
     if (n_tasks > 0 && write_json(pp, probes, err)) goto done;
     if (pl_stage_mark_note(c, "probes", fp, n_tasks ? NULL : "no probe could be evaluated", err)) goto done;

@@ -596,6 +596,126 @@ static int probe_group(ctx *c, const cJSON *tasks, int attribute, const char *ci
     return 0;
 }
 
+/* ---- probes.json "vision": probes at vision-tower / projector hooks ---- */
+
+/* The decoder entry of tasks with the same task and model as a vision entry, or NULL. */
+static const cJSON *decoder_twin(const cJSON *tasks, const char *task, const char *model) {
+    for (const cJSON *T = tasks ? tasks->child : NULL; T; T = T->next) {
+        const char *tt = get_str(T, "task"), *tm = get_str(T, "model");
+        if (tt && tm && model && !strcmp(tt, task) && !strcmp(tm, model)) return T;
+    }
+    return NULL;
+}
+
+typedef struct {
+    int n, cap;             /* bars, room */
+    char **labels;          /* owned */
+    double *v, *lo, *hi;
+    int *group;             /* 0: vision hook, 1: decoder layer */
+    int64_t nmin, nmax;     /* test rows over the bars */
+} vbars;
+
+static void vbars_free(vbars *b) {
+    for (int i = 0; i < b->n; i++) free(b->labels[i]);
+    free(b->labels), free(b->v), free(b->lo), free(b->hi), free(b->group);
+    memset(b, 0, sizeof *b);
+}
+
+/* Room for n bars (all arrays zeroed). */
+static int vbars_init(vbars *b, int n, rs_err *err) {
+    memset(b, 0, sizeof *b);
+    b->nmin = INT64_MAX;
+    b->cap = n;
+    b->labels = calloc((size_t)n, sizeof *b->labels);
+    b->v = calloc((size_t)n, sizeof *b->v), b->lo = calloc((size_t)n, sizeof *b->lo);
+    b->hi = calloc((size_t)n, sizeof *b->hi), b->group = calloc((size_t)n, sizeof *b->group);
+    return b->labels && b->v && b->lo && b->hi && b->group ? 0 : rs_errf(err, "out of memory");
+}
+
+static int n_points(const cJSON *T, const char *key) {
+    const cJSON *pts = T ? cJSON_GetObjectItemCaseSensitive(T, key) : NULL;
+    return cJSON_IsArray(pts) ? cJSON_GetArraySize(pts) : 0;
+}
+
+/* Append one bar per point of the array `key` of entry T (where names it for errors). */
+static int vbars_add(ctx *c, vbars *b, const cJSON *T, const char *key, int group, const char *where, rs_err *err) {
+    const cJSON *pts = cJSON_GetObjectItemCaseSensitive(T, key);
+    int np = n_points(T, key);
+    if (np < 1) return rs_errf(err, "%s: %s: \"%s\" must be a non-empty array", c->path, where, key);
+    if (b->n + np > b->cap) return rs_errf(err, "%s: %s: more bars than counted", c->path, where);
+    int pi = 0;
+    for (const cJSON *P = pts->child; P; P = P->next, pi++) {
+        char w[96];
+        snprintf(w, sizeof w, "%s.%s[%d]", where, key, pi);
+        int64_t n = 0;
+        rstat a;
+        if (get_n(c, P, "n_test", w, &n, err) || get_stat(c, P, "accuracy", w, &a, err) < 0) return -1;
+        const char *hook = get_str(P, "hook");
+        const cJSON *lx = cJSON_GetObjectItemCaseSensitive(P, "layer");
+        char lab[160];
+        /* decoder bars by layer number: hook names are long and the bar labels are cut */
+        if (group == 0) snprintf(lab, sizeof lab, "%s", hook ? hook : "vision hook");
+        else if (cJSON_IsNumber(lx)) snprintf(lab, sizeof lab, "decoder layer %g", lx->valuedouble);
+        else snprintf(lab, sizeof lab, "decoder %s", hook ? hook : "layer");
+        if (!(b->labels[b->n] = strdup(lab))) return rs_errf(err, "out of memory");
+        b->v[b->n] = a.v, b->lo[b->n] = a.lo, b->hi[b->n] = a.hi, b->group[b->n] = group;
+        b->nmin = n < b->nmin ? n : b->nmin, b->nmax = n > b->nmax ? n : b->nmax;
+        b->n++;
+    }
+    return 0;
+}
+
+/* One bar chart per vision entry (task, model): its vision hooks, then the same probe's
+ * decoder layers from "tasks" for comparison. */
+static int sec_vision(ctx *c, const cJSON *vision, const cJSON *tasks, const char *ci, rs_err *err) {
+    if (!cJSON_IsArray(vision)) return rs_errf(err, "%s: \"vision\" must be an array", c->path);
+    if (cJSON_GetArraySize(vision) < 1) return 0;
+    h2(c, "vision", "Vision tower probes");
+    sb_puts(c->b, "<p>Is the information already in the SigLIP tower or the projector output (mean over the image "
+                  "patches), and is it kept in the decoder? Image-only probes at each vision hook, next to the same "
+                  "probe at each decoder layer. Source: <code>probes.json</code> (<code>vision</code>).</p>\n"
+                  "<div class=\"grid\">\n");
+    int vi = 0;
+    for (const cJSON *T = vision->child; T; T = T->next, vi++) {
+        char where[64];
+        snprintf(where, sizeof where, "vision[%d]", vi);
+        const char *task = get_str(T, "task"), *model = get_str(T, "model");
+        if (!cJSON_IsObject(T) || !task) return rs_errf(err, "%s: %s: needs \"task\" (string)", c->path, where);
+        const cJSON *twin = decoder_twin(tasks, task, model);
+        vbars b;
+        if (vbars_init(&b, n_points(T, "hooks") + n_points(twin, "layers") + 1, err)) {
+            vbars_free(&b);
+            return -1;
+        }
+        char twhere[64];
+        int ti = 0;
+        for (const cJSON *x = tasks ? tasks->child : NULL; x && x != twin; x = x->next) ti++;
+        snprintf(twhere, sizeof twhere, "tasks[%d]", ti);
+        rstat ch;
+        if (vbars_add(c, &b, T, "hooks", 0, where, err) || (twin && vbars_add(c, &b, twin, "layers", 1, twhere, err)) ||
+            get_stat(c, T, "chance", where, &ch, err) < 0) {
+            vbars_free(&b);
+            return -1;
+        }
+        char title[300], what[600], ntext[96], chance[64] = "";
+        snprintf(title, sizeof title, "%s (%s)", task, model ? model : "model");
+        svg_bar_opts o = {.title = title, .xlabel = "accuracy", .n = b.n, .labels = (const char *const *)b.labels,
+                          .values = b.v, .lo = b.lo, .hi = b.hi, .group = b.group, .width = 460};
+        fig_open(c);
+        svg_bar_chart(c->b, &o);
+        if (isfinite(ch.v)) snprintf(chance, sizeof chance, " Chance %.3f.", ch.v);
+        snprintf(what, sizeof what,
+                 "Probe accuracy for \xE2\x80\x9C%s\xE2\x80\x9D (%s) at each vision hook, then at each decoder "
+                 "layer (second colour); error bars: CI.%s",
+                 task, model ? model : "model", chance);
+        n_range(ntext, sizeof ntext, b.nmin, b.nmax, "test rows per bar");
+        fig_close(c, what, ntext, ci);
+        vbars_free(&b);
+    }
+    sb_puts(c->b, "</div>\n</section>\n");
+    return 0;
+}
+
 static int sec_probes(ctx *c, rs_err *err) {
     cJSON *j;
     int r = load(c, "probes.json", "Probes", &j, err);
@@ -604,7 +724,10 @@ static int sec_probes(ctx *c, rs_err *err) {
     char ci[512];
     if (get_ci(c, j, ci, sizeof ci, err)) goto out;
     const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(j, "tasks");
-    if (!cJSON_IsArray(tasks) || cJSON_GetArraySize(tasks) < 1) {
+    const cJSON *vision = cJSON_GetObjectItemCaseSensitive(j, "vision");
+    int n_vision = cJSON_IsArray(vision) ? cJSON_GetArraySize(vision) : 0;
+    /* "tasks" may be empty only when vision-hook probes are there to show */
+    if (!cJSON_IsArray(tasks) || cJSON_GetArraySize(tasks) < (n_vision ? 0 : 1)) {
         rs_errf(err, "%s: \"tasks\" must be a non-empty array", c->path);
         goto out;
     }
@@ -615,6 +738,7 @@ static int sec_probes(ctx *c, rs_err *err) {
             goto out;
         }
     if (probe_group(c, tasks, 0, ci, err) || probe_group(c, tasks, 1, ci, err)) goto out;
+    if (vision && sec_vision(c, vision, tasks, ci, err)) goto out;
     rc = 0;
 out:
     cJSON_Delete(j);
@@ -803,8 +927,9 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     sb_escape(&page, results_dir);
     sb_printf(&page, "</code>. %d figures. Every caption states n and the confidence-interval method.</p>\n</header>\n", c.figs);
     sb_puts(&page, "<nav>");
-    const char *secs[][2] = {{"shift", "Shift"}, {"sae", "SAE fit"}, {"probes", "Probes"}, {"attributes", "Attribute probes"}, {"transfer", "Transfer"}};
-    for (int i = 0; i < 5; i++) {
+    const char *secs[][2] = {{"shift", "Shift"}, {"sae", "SAE fit"}, {"probes", "Probes"}, {"attributes", "Attribute probes"},
+                             {"vision", "Vision tower"}, {"transfer", "Transfer"}};
+    for (int i = 0; i < 6; i++) {
         char needle[64];
         snprintf(needle, sizeof needle, "<section id=\"%s\">", secs[i][0]);
         if (body.buf && strstr(body.buf, needle)) sb_printf(&page, "<a href=\"#%s\">%s</a>", secs[i][0], secs[i][1]);
