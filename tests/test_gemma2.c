@@ -171,6 +171,36 @@ static void test_early_exit_matches(void **s) {
     close_fixture(&f);
 }
 
+/* gemma2_forward_from(k, resid_pre of block k) reproduces the full pass bit for bit, at
+ * every k including n_layers (after the last block). */
+static void test_forward_from_is_exact(void **s) {
+    (void)s;
+    fixture f;
+    open_fixture(&f, "gemma2-tiny-bf16");
+    rs_err err = {{0}};
+    int64_t off[2] = {0, 0};
+    const st_tensor *ids = golden(&f, 2, "ids");
+    off[1] = ids->numel;
+    gemma2_batch b = {.n_seqs = 1, .offsets = off, .ids = ids->data};
+    int T = (int)ids->numel, D = f.m->cfg.hidden_size, NL = f.m->cfg.n_layers;
+    float *ref = malloc((size_t)T * D * sizeof(float)), *got = malloc((size_t)T * D * sizeof(float));
+    for (int k = 0; k <= NL; k++) {
+        hook_request h;
+        char name[64];
+        if (k < NL) snprintf(name, sizeof name, "blocks.%d.hook_resid_pre", k);
+        else snprintf(name, sizeof name, "blocks.%d.hook_resid_post", NL - 1);
+        assert_int_equal(gemma2_hook_parse(&f.m->cfg, name, &h, &err), 0);
+        assert_int_equal(gemma2_forward(f.m, &b, &h, 1, ref, &err), 0);
+        assert_int_equal(gemma2_forward_from(f.m, &b, k, h.out, NULL, 0, got, &err), 0);
+        assert_memory_equal(ref, got, (size_t)T * D * sizeof(float));
+        free(h.out);
+    }
+    assert_int_equal(gemma2_forward_from(f.m, &b, NL + 1, ref, NULL, 0, got, &err), -1);
+    free(ref);
+    free(got);
+    close_fixture(&f);
+}
+
 static void test_resid_identity(void **s) {
     (void)s;
     /* resid_post == resid_pre + attn_out + mlp_out (spec §2), on our own outputs. */
@@ -228,6 +258,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_model_one_at_a_time), cmocka_unit_test(test_each_model_packed_batch),
         cmocka_unit_test(test_early_exit_matches),       cmocka_unit_test(test_resid_identity),
+        cmocka_unit_test(test_forward_from_is_exact),
         cmocka_unit_test(test_unknown_hook_lists_valid), cmocka_unit_test(test_bad_token_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -50,6 +50,11 @@ void gemma2_close(gemma2_model *m);
  * forward runs to the end and writes the final-norm output [T, D] there (for logits). */
 int gemma2_forward(const gemma2_model *m, const gemma2_batch *b, hook_request *hooks, int n_hooks,
                    float *final_hidden, rs_err *err);
+/* Same, continuing from resid [T, D] = the residual stream entering block `layer`
+ * (blocks.layer.hook_resid_pre; layer = n_layers: after the last block); no embedding, and
+ * hooks of earlier blocks never fire. Bit-identical to the full pass with that residual. */
+int gemma2_forward_from(const gemma2_model *m, const gemma2_batch *b, int layer, const float *resid,
+                        hook_request *hooks, int n_hooks, float *final_hidden, rs_err *err);
 /* logits[T, vocab] = h·Eᵀ with the final soft-cap (if configured). */
 void gemma2_logits(const gemma2_model *m, const float *h, int T, float *logits);
 /* Mean next-token cross-entropy of each sequence from final hidden states (logits computed

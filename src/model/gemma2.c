@@ -199,8 +199,9 @@ static int check_batch(const gemma2_model *m, const gemma2_batch *b, rs_err *err
     return 0;
 }
 
-int gemma2_forward(const gemma2_model *m, const gemma2_batch *b, hook_request *hooks, int n_hooks,
-                   float *final_hidden, rs_err *err) {
+/* The forward pass from block `first` on; resid (if non-NULL) replaces the embedding. */
+static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first, const float *resid,
+                        hook_request *hooks, int n_hooks, float *final_hidden, rs_err *err) {
     const gemma2_config *c = &m->cfg;
     if (check_batch(m, b, err)) return -1;
     int T = (int)b->offsets[b->n_seqs];
@@ -232,10 +233,11 @@ int gemma2_forward(const gemma2_model *m, const gemma2_batch *b, hook_request *h
     }
     if (!w.h || !w.x || !w.a) goto oom;
 
-    /* 1. Embedding × √D (normalizer rounded to fp32 as HF does). */
+    /* 1. Embedding × √D (normalizer rounded to fp32 as HF does), or the given residual. */
     const float normalizer = (float)sqrt((double)D);
-#pragma omp parallel for schedule(static) if (T > 16)
-    for (int i = 0; i < T; i++) {
+    if (resid) memcpy(w.h, resid, TD * sizeof(float));
+#pragma omp parallel for schedule(static) if (T > 16 && !resid)
+    for (int i = 0; i < (resid ? 0 : T); i++) {
         float *row = w.h + (size_t)i * D;
         if (b->embeds_mask && b->embeds_mask[i]) memcpy(row, b->embeds + (size_t)i * D, (size_t)D * sizeof(float));
         else {
@@ -248,7 +250,7 @@ int gemma2_forward(const gemma2_model *m, const gemma2_batch *b, hook_request *h
     }
 
     /* 2. Decoder layers. */
-    for (int l = 0; l <= last_layer; l++) {
+    for (int l = first; l <= last_layer; l++) {
         const gemma2_layer *L = &m->layers[l];
         if (hook_fire(hooks, n_hooks, 0, HK_RESID_PRE, l, w.h, T, err)) goto fail;
         op_rmsnorm_gemma(w.x, w.h, L->input_layernorm, (float)c->rms_norm_eps, T, D);
@@ -300,6 +302,18 @@ oom:
 fail:
     ws_free(&w);
     return -1;
+}
+
+int gemma2_forward(const gemma2_model *m, const gemma2_batch *b, hook_request *hooks, int n_hooks,
+                   float *final_hidden, rs_err *err) {
+    return forward_impl(m, b, 0, NULL, hooks, n_hooks, final_hidden, err);
+}
+
+int gemma2_forward_from(const gemma2_model *m, const gemma2_batch *b, int layer, const float *resid,
+                        hook_request *hooks, int n_hooks, float *final_hidden, rs_err *err) {
+    if (layer < 0 || layer > m->cfg.n_layers || !resid)
+        return rs_errf(err, "forward from block %d: need a residual and 0 <= block <= %d", layer, m->cfg.n_layers);
+    return forward_impl(m, b, layer, resid, hooks, n_hooks, final_hidden, err);
 }
 
 void gemma2_logits(const gemma2_model *m, const float *h, int T, float *logits) {
