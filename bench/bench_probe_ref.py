@@ -12,6 +12,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools", "refer
 from gen_probe_goldens import objective, synth_classification  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
+from threadpoolctl import threadpool_info  # noqa: E402
+
+# which BLAS kernels the reference really runs (stderr: stdout is parsed by the harness)
+print("sklearn BLAS: " + ", ".join(f"{i['internal_api']} {i.get('version')} {i.get('architecture')} x{i['num_threads']}"
+                                   for i in threadpool_info() if i["internal_api"] != "openmp"), file=sys.stderr)
 
 n, d, K = 4000, 2304, 4
 reps = int(os.environ.get("REPS", "1"))

@@ -5,6 +5,10 @@
 # usage: bench/run_gemma2_bench.sh [CHECKPOINT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The reference's numpy/scipy bundle a current OpenBLAS: run it with the machine's
+# OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE overrides removed (they exist for older OpenBLAS
+# builds, like the Debian one reprshift links, and would force slower kernels on it).
+REF_ENV="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
 REFENV=${REFENV:-/work/refenv}
 CKPT=${1:-${RS_BENCH_MODEL:-/work/benchmodels/gemma2-2b-rand}}
 TOKJSON=${RS_TOKENIZER_JSON:-../shared/data/tokenizer/tokenizer.json}
@@ -22,7 +26,7 @@ for w in captions64 long512; do
   for L in 13 26; do
     hook=$([ $L = 26 ] && echo blocks.25.hook_resid_post || echo blocks.12.hook_resid_post)
     "$BUILD/bench_gemma2" --model "$CKPT" --ids-file "$OUT/$w.ids" --hook "$hook" --repeat 2 --save "$OUT/c_${w}_$L.safetensors" | sed "s/^{/{\"workload\": \"$w\", /" | tee -a "$OUT/results.jsonl"
-    "$REFENV/bin/python" bench/bench_gemma2_ref.py --model "$CKPT" --ids-file "$OUT/$w.ids" --layers $L --repeat 2 --save "$OUT/ref_${w}_$L.safetensors" | sed "s/^{/{\"workload\": \"$w\", /" | tee -a "$OUT/results.jsonl"
+    $REF_ENV "$REFENV/bin/python" bench/bench_gemma2_ref.py --model "$CKPT" --ids-file "$OUT/$w.ids" --layers $L --repeat 2 --save "$OUT/ref_${w}_$L.safetensors" | sed "s/^{/{\"workload\": \"$w\", /" | tee -a "$OUT/results.jsonl"
   done
 done
 "$REFENV/bin/python" - "$OUT" <<'PY'

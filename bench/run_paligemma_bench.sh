@@ -7,6 +7,10 @@
 # usage: bench/run_paligemma_bench.sh [CHECKPOINT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The reference's numpy/scipy bundle a current OpenBLAS: run it with the machine's
+# OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE overrides removed (they exist for older OpenBLAS
+# builds, like the Debian one reprshift links, and would force slower kernels on it).
+REF_ENV="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
 REFENV=${REFENV:-/work/refenv}
 CKPT=${1:-${RS_BENCH_PALIGEMMA:-/work/benchmodels/paligemma2-3b-224-rand}}
 BUILD=${RS_BUILD_DIR:-build}
@@ -18,9 +22,9 @@ mapfile -t IMGS < <(ls ../shared/data/coco/mini/val2017/*.jpg | head -n "$NV")
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 : > "$OUT/paligemma.jsonl"
 "$BUILD/bench_paligemma" --model "$CKPT" --hook vision.ln_post --batch 8 "${IMGS[@]:0:$NV}" | tee -a "$OUT/paligemma.jsonl"
-"$REFENV/bin/python" bench/bench_paligemma_ref.py --model "$CKPT" --through vision --batch 8 "${IMGS[@]:0:$NV}" | tee -a "$OUT/paligemma.jsonl"
+$REF_ENV "$REFENV/bin/python" bench/bench_paligemma_ref.py --model "$CKPT" --through vision --batch 8 "${IMGS[@]:0:$NV}" | tee -a "$OUT/paligemma.jsonl"
 "$BUILD/bench_paligemma" --model "$CKPT" --hook blocks.12.hook_resid_post --batch 4 "${IMGS[@]:0:$ND}" | tee -a "$OUT/paligemma.jsonl"
-"$REFENV/bin/python" bench/bench_paligemma_ref.py --model "$CKPT" --through 13 --batch 4 "${IMGS[@]:0:$ND}" | tee -a "$OUT/paligemma.jsonl"
+$REF_ENV "$REFENV/bin/python" bench/bench_paligemma_ref.py --model "$CKPT" --through 13 --batch 4 "${IMGS[@]:0:$ND}" | tee -a "$OUT/paligemma.jsonl"
 "$REFENV/bin/python" - "$OUT/paligemma.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

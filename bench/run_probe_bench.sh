@@ -15,6 +15,10 @@ CASES=${CASES:-"standardised unstandardised_aniso"}
 TOLS=${TOLS:-"1e-4 1e-5"}
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 cd "$(dirname "$0")/.."
+# The reference's numpy/scipy bundle a current OpenBLAS: run it with the machine's
+# OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE overrides removed (they exist for older OpenBLAS
+# builds, like the Debian one reprshift links, and would force slower kernels on it).
+REF_ENV="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 for c in $CASES; do : >"$T/ratios_$c"; done
@@ -25,7 +29,7 @@ for r in $(seq "$RUNS"); do
     # best of 3 sklearn fits (the first fit in a process pays one-off start-up costs); the
     # anisotropic case takes 15-100 s per fit, where start-up is negligible: one fit
     reps=3; [ "$c" = unstandardised_aniso ] && reps=1
-    CASE=$c REPS=$reps "$PY" bench/bench_probe_ref.py | tee "$T/py.txt"
+    CASE=$c REPS=$reps $REF_ENV "$PY" bench/bench_probe_ref.py | tee "$T/py.txt"
     b=$(awk '{print $3}' "$T/py.txt"); bo=$(awk '{print $6}' "$T/py.txt")
     line=$(awk -v bo="$bo" '$6 <= bo * (1 + 1e-9) { print; exit }' "$T/c.txt")
     if [ -z "$line" ]; then echo "run $r $c: no tolerance in '$TOLS' reached sklearn's objective $bo"; continue; fi

@@ -6,5 +6,9 @@ B=${1:?build dir}
 PY=${2:-/work/refenv/bin/python}
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 cd "$(dirname "$0")/.."
+# The reference's numpy/scipy bundle a current OpenBLAS: run it with the machine's
+# OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE overrides removed (they exist for older OpenBLAS
+# builds, like the Debian one reprshift links, and would force slower kernels on it).
+REF_ENV="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
 "$B/bench_sae" --n 2048
-"$PY" bench/bench_sae_ref.py 2048
+$REF_ENV "$PY" bench/bench_sae_ref.py 2048

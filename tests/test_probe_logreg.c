@@ -247,6 +247,9 @@ static void test_bad_input(void **state) {
 }
 
 int main(void) {
+    /* every fit below also checks that the warm start's F and ∇F (computed from class sums,
+     * without a pass over X) equal a real evaluation: binary, multiclass, balanced, raw, f32 */
+    setenv("RS_LOGREG_VERIFY_WARM_START", "1", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prng_matches_numpy), cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_iris_std),           cmocka_unit_test(test_iris_raw),

@@ -47,6 +47,9 @@ typedef struct {
     int f32;            /* products in f32 (loose tolerances), sums across blocks in double */
     float *fscratch;    /* Vf [R·d], muf [d], rf [d], then per thread: Gf [R·d] | xtf [BR·d] */
     size_t fper_thread, fhead;
+    int no_grad;        /* 1: objective only (the final exact f64 evaluation) */
+    const double *g0;   /* non-NULL: F and ∇F at the starting point, known without a pass */
+    double f0;
 } lr_ctx;
 
 /* log(1 + e^z) without overflow */
@@ -74,6 +77,9 @@ static double loss_and_residual(int n, int R, const int *y, const double *sw, do
     }
     return loss;
 }
+
+/* Class probabilities kept on the stack up to this many classes. */
+#define RS_LOGREG_MAX_CLASSES_STACK 64
 
 /* Rows per block: the transformed block (BR·d doubles) stays in L2 between the forward
  * and the backward product, so X is read from memory once per evaluation. */
@@ -120,6 +126,7 @@ static double block_fg(const lr_ctx *c, int i0, int nb, const double *V, const d
         }
     }
     double loss = loss_and_residual(nb, R, c->y + i0, c->sw + i0, z);
+    if (c->no_grad) return loss;
     for (int k = 0; k < R; k++) {
         double *g = G + (size_t)k * d;
         for (int i = 0; i < nb; i++) gb[k] += z[i * R + k];
@@ -156,7 +163,9 @@ static double block_fg_f32(const lr_ctx *c, int i0, int nb, const float *V, cons
     const float *t6 = t5 + d, *t7 = t6 + d;
     /* Full blocks are register-tiled: 8 rows x 2 classes per sweep over j, so each loaded
      * x̃ element feeds two FMAs (and μ_j, r_j one load for eight rows). */
-    if (nb == BR) {
+    if (nb == BR && R >= 2) {
+        /* standardised inside the first class pair's dot-product sweep below */
+    } else if (nb == BR) {
         const float *x0 = c->X + (size_t)i0 * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
         const float *x4 = x3 + d, *x5 = x4 + d, *x6 = x5 + d, *x7 = x6 + d;
         float *u0 = xt, *u1 = u0 + d, *u2 = u1 + d, *u3 = u2 + d, *u4 = u3 + d, *u5 = u4 + d;
@@ -181,17 +190,36 @@ static double block_fg_f32(const lr_ctx *c, int i0, int nb, const float *V, cons
             const float *v = V + (size_t)k * d, *w = v + d;
             float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
             float b0 = 0, b1 = 0, b2 = 0, b3 = 0, b4 = 0, b5 = 0, b6 = 0, b7 = 0;
+            if (k == 0) { /* first class pair: standardise while taking the dot products */
+                const float *x0 = c->X + (size_t)i0 * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
+                const float *x4 = x3 + d, *x5 = x4 + d, *x6 = x5 + d, *x7 = x6 + d;
+                float *u0 = xt, *u1 = u0 + d, *u2 = u1 + d, *u3 = u2 + d, *u4 = u3 + d, *u5 = u4 + d;
+                float *u6 = u5 + d, *u7 = u6 + d;
 #pragma omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7)
-            for (int j = 0; j < d; j++) {
-                float vj = v[j], wj = w[j], e;
-                e = t0[j]; a0 += e * vj; b0 += e * wj;
-                e = t1[j]; a1 += e * vj; b1 += e * wj;
-                e = t2[j]; a2 += e * vj; b2 += e * wj;
-                e = t3[j]; a3 += e * vj; b3 += e * wj;
-                e = t4[j]; a4 += e * vj; b4 += e * wj;
-                e = t5[j]; a5 += e * vj; b5 += e * wj;
-                e = t6[j]; a6 += e * vj; b6 += e * wj;
-                e = t7[j]; a7 += e * vj; b7 += e * wj;
+                for (int j = 0; j < d; j++) {
+                    float m = mu[j], q = r[j], vj = v[j], wj = w[j], e;
+                    e = (x0[j] - m) * q; u0[j] = e; a0 += e * vj; b0 += e * wj;
+                    e = (x1[j] - m) * q; u1[j] = e; a1 += e * vj; b1 += e * wj;
+                    e = (x2[j] - m) * q; u2[j] = e; a2 += e * vj; b2 += e * wj;
+                    e = (x3[j] - m) * q; u3[j] = e; a3 += e * vj; b3 += e * wj;
+                    e = (x4[j] - m) * q; u4[j] = e; a4 += e * vj; b4 += e * wj;
+                    e = (x5[j] - m) * q; u5[j] = e; a5 += e * vj; b5 += e * wj;
+                    e = (x6[j] - m) * q; u6[j] = e; a6 += e * vj; b6 += e * wj;
+                    e = (x7[j] - m) * q; u7[j] = e; a7 += e * vj; b7 += e * wj;
+                }
+            } else {
+#pragma omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7)
+                for (int j = 0; j < d; j++) {
+                    float vj = v[j], wj = w[j], e;
+                    e = t0[j]; a0 += e * vj; b0 += e * wj;
+                    e = t1[j]; a1 += e * vj; b1 += e * wj;
+                    e = t2[j]; a2 += e * vj; b2 += e * wj;
+                    e = t3[j]; a3 += e * vj; b3 += e * wj;
+                    e = t4[j]; a4 += e * vj; b4 += e * wj;
+                    e = t5[j]; a5 += e * vj; b5 += e * wj;
+                    e = t6[j]; a6 += e * vj; b6 += e * wj;
+                    e = t7[j]; a7 += e * vj; b7 += e * wj;
+                }
             }
             const float sa[BR] = {a0, a1, a2, a3, a4, a5, a6, a7}, sb[BR] = {b0, b1, b2, b3, b4, b5, b6, b7};
             for (int i = 0; i < BR; i++) {
@@ -247,6 +275,11 @@ static double block_fg_f32(const lr_ctx *c, int i0, int nb, const float *V, cons
  * threads by contiguous row ranges; per-thread partial sums are added in thread order. */
 static double lr_fg(const double *th, double *g, void *vctx) {
     lr_ctx *c = vctx;
+    if (c->g0) { /* the L-BFGS's first call is at the warm start, computed from the moments */
+        memcpy(g, c->g0, sizeof(double) * ((size_t)c->R * c->d + c->R));
+        c->g0 = NULL;
+        return c->f0;
+    }
     int n = c->n, d = c->d, R = c->R, T = c->nthreads;
     const double *V = th, *bt = th + (size_t)R * d;
     int nblocks = (n + BR - 1) / BR;
@@ -300,10 +333,18 @@ static double lr_fg(const double *th, double *g, void *vctx) {
 }
 
 /* Column means and population variances of X [n, d] in one pass (shifted by the first row
- * against cancellation), rows split over T threads; partial sums added in thread order. */
-static void column_moments(const float *X, int n, int d, int T, double *mu, double *var) {
-    double *acc = calloc((size_t)2 * d * T, sizeof(double));
+ * against cancellation), rows split over T threads; partial sums added in thread order.
+ * If A is non-NULL it also receives A[k, j] = Σ_{i: y_i = k} sw_i (x_ij − x_0j) (K rows), from
+ * which the gradient at the warm start follows without another pass (see warm_start). */
+static void column_moments(const float *X, int n, int d, int T, const int *y, const double *sw, int K,
+                           double *A, double *mu, double *var) {
+    int KA = A ? K : 0;
+    size_t per = (size_t)(2 + KA) * d;
+    double *acc = calloc(per * T, sizeof(double));
     if (!acc) { /* no room for per-thread sums: two plain passes */
+        if (A) memset(A, 0, sizeof(double) * K * d);
+        for (size_t i = 0; A && i < (size_t)n; i++)
+            for (size_t j = 0; j < (size_t)d; j++) A[(size_t)y[i] * d + j] += sw[i] * ((double)X[i * d + j] - X[j]);
         memset(mu, 0, sizeof(double) * d);
         memset(var, 0, sizeof(double) * d);
         for (size_t i = 0; i < (size_t)n; i++)
@@ -317,27 +358,103 @@ static void column_moments(const float *X, int n, int d, int T, double *mu, doub
 #pragma omp parallel num_threads(T) if (T > 1)
     {
         int t = T > 1 ? omp_get_thread_num() : 0;
-        double *s1 = acc + (size_t)2 * d * t, *s2 = s1 + d;
+        double *s1 = acc + per * t, *s2 = s1 + d;
         int i0 = (int)((long long)n * t / T), i1 = (int)((long long)n * (t + 1) / T);
         for (int i = i0; i < i1; i++) {
             const float *x = X + (size_t)i * d;
+            if (KA) {
+                double *sk = s2 + d + (size_t)y[i] * d, w = sw[i];
 #pragma omp simd
-            for (int j = 0; j < d; j++) {
-                double v = (double)x[j] - X[j];
-                s1[j] += v;
-                s2[j] += v * v;
+                for (int j = 0; j < d; j++) {
+                    double v = (double)x[j] - X[j];
+                    s1[j] += v;
+                    s2[j] += v * v;
+                    sk[j] += w * v;
+                }
+            } else {
+#pragma omp simd
+                for (int j = 0; j < d; j++) {
+                    double v = (double)x[j] - X[j];
+                    s1[j] += v;
+                    s2[j] += v * v;
+                }
             }
         }
     }
+    for (size_t e = 0; e < (size_t)KA * d; e++) {
+        double a = 0;
+        for (int t = 0; t < T; t++) a += acc[per * t + 2 * (size_t)d + e];
+        A[e] = a;
+    }
     for (int j = 0; j < d; j++) {
         double a = 0, b = 0;
-        for (int t = 0; t < T; t++) { a += acc[(size_t)2 * d * t + j]; b += acc[(size_t)2 * d * t + d + j]; }
+        for (int t = 0; t < T; t++) { a += acc[per * t + j]; b += acc[per * t + d + j]; }
         double m = a / n;
         mu[j] = X[j] + m;
         var[j] = b / n - m * m;
         if (var[j] < 0) var[j] = 0;
     }
     free(acc);
+}
+
+/* F and ∇F at V = 0 with intercepts bt (the warm start), from the class sums A of
+ * column_moments (shift x0 = first row of X) and the class weights W (Σ W = 1): every row
+ * of class k has the same residual s_i (p − e_k), so ∇_V is a combination of class sums
+ * G_kj = r_j (p_k T_j − C_kj), C_kj = Σ_{y_i=k} s_i (x_ij − μ_j) = A_kj − W_k (μ_j − x0_j),
+ * T_j = Σ_k C_kj; ∇_b = p − W. Equal to an lr_fg pass up to rounding. */
+static double warm_start_fg(const lr_ctx *c, const double *A, const float *X, const double *W, const double *bt,
+                            double *g) {
+    int d = c->d, R = c->R, K = c->K;
+    double p[RS_LOGREG_MAX_CLASSES_STACK], f = 0;
+    double *pk = K <= RS_LOGREG_MAX_CLASSES_STACK ? p : malloc(sizeof(double) * K);
+    if (!pk) return NAN;
+    if (R == 1) { /* binary: one logit z = bt[0] for class 1 */
+        double z = bt[0];
+        pk[1] = z >= 0 ? 1 / (1 + exp(-z)) : exp(z) / (1 + exp(z));
+        pk[0] = 1 - pk[1];
+        f = W[1] * (log1pexp(z) - z) + W[0] * log1pexp(z);
+    } else {
+        double mx = bt[0], se = 0;
+        for (int k = 1; k < K; k++) mx = fmax(mx, bt[k]);
+        for (int k = 0; k < K; k++) se += exp(bt[k] - mx);
+        double lse = mx + log(se);
+        for (int k = 0; k < K; k++) {
+            pk[k] = exp(bt[k] - lse);
+            f += W[k] * (lse - bt[k]);
+        }
+    }
+    for (int j = 0; j < d; j++) {
+        double shift = c->mu[j] - (double)X[j], T = 0;
+        for (int k = 0; k < K; k++) T += A[(size_t)k * d + j] - W[k] * shift;
+        for (int k = 0; k < R; k++) {
+            int cls = R == 1 ? 1 : k;
+            double C = A[(size_t)cls * d + j] - W[cls] * shift;
+            g[(size_t)k * d + j] = c->r[j] * (pk[cls] * T - C);
+        }
+    }
+    for (int k = 0; k < R; k++) g[(size_t)R * d + k] = R == 1 ? pk[1] - W[1] : pk[k] - W[k];
+    if (pk != p) free(pk);
+    return f;
+}
+
+/* Test hook (env RS_LOGREG_VERIFY_WARM_START, set by test_probe_logreg): compare the
+ * warm start's F and ∇F with a real pass; the gradient's scale is max|∇F|. */
+static int verify_warm_start(lr_ctx *c, const double *th, size_t np, rs_err *err) {
+    const double *g0 = c->g0;
+    double f0 = c->f0, *g = malloc(sizeof(double) * np);
+    if (!g) return rs_errf(err, "logreg: out of memory");
+    c->g0 = NULL;
+    double f = lr_fg(th, g, c), dg = 0, sg = 0;
+    c->g0 = g0;
+    for (size_t i = 0; i < np; i++) {
+        dg = fmax(dg, fabs(g[i] - g0[i]));
+        sg = fmax(sg, fabs(g[i]));
+    }
+    free(g);
+    double tol = c->f32 ? 1e-5 : 1e-10;
+    if (!(fabs(f - f0) <= tol * fabs(f) && dg <= tol * sg))
+        return rs_errf(err, "logreg: warm start F %.17g vs pass %.17g, max|dG| %.3g vs max|G| %.3g", f0, f, dg, sg);
+    return 0;
 }
 
 /* max |∂F/∂W|, |∂F/∂b| in the original coordinates (chain rule through V, b̃). */
@@ -370,7 +487,9 @@ int rs_logreg_fit(rs_logreg *m, const float *X, const int *y, int n, int d, int 
     if (n < 2 || d < 1) return rs_errf(err, "logreg: need at least 2 rows and 1 feature (got %d x %d)", n, d);
     if (!(o.C > 0) || !isfinite(o.C)) return rs_errf(err, "logreg: C must be positive and finite (got %g)", o.C);
     if (rs_check_labels(y, n, K, err)) return rs_err_prefix(err, "logreg");
-    if (rs_check_finite(X, n, d, err)) return rs_err_prefix(err, "logreg");
+    /* with preconditioning the moments pass below doubles as the finiteness check (a
+     * NaN/Inf makes its column sums non-finite); otherwise check here */
+    if (!o.precondition && rs_check_finite(X, n, d, err)) return rs_err_prefix(err, "logreg");
     int *cnt = calloc((size_t)K, sizeof(int));
     if (!cnt) return rs_errf(err, "logreg: out of memory");
     for (int i = 0; i < n; i++) cnt[y[i]]++;
@@ -393,7 +512,7 @@ int rs_logreg_fit(rs_logreg *m, const float *X, const int *y, int n, int d, int 
     if (c.nthreads < 1) c.nthreads = 1;
     c.per_thread = ((size_t)R * d + R + (size_t)BR * d + BR * R + 1 + 7) & ~(size_t)7; /* 64-byte strides */
     double *sw = malloc(sizeof(double) * n), *mu = calloc(d, sizeof(double));
-    double *r = malloc(sizeof(double) * d), *th = calloc(np, sizeof(double));
+    double *r = malloc(sizeof(double) * d), *th = calloc(np, sizeof(double)), *A = NULL, *g0 = NULL;
     c.scratch = aligned_alloc(64, sizeof(double) * c.per_thread * c.nthreads);
     c.f32 = o.tol >= 1e-5 && o.precision != 64;
     if (c.f32) {
@@ -416,7 +535,17 @@ int rs_logreg_fit(rs_logreg *m, const float *X, const int *y, int n, int d, int 
     c.l2 = 1.0 / (o.C * S);
     if (o.precondition) {
         double h = R == 1 ? 0.25 : (1.0 / K) * (1 - 1.0 / K);
-        column_moments(X, n, d, c.nthreads, mu, r);
+        /* class sums for the warm start's gradient (K x d doubles; optional) */
+        A = o.warm_intercept ? malloc(sizeof(double) * K * (size_t)d) : NULL;
+        column_moments(X, n, d, c.nthreads, y, sw, K, A, mu, r);
+        int finite = 1;
+        for (int j = 0; j < d; j++) finite &= isfinite(mu[j]) && isfinite(r[j]);
+        if (!finite) { /* find the offending value for the message */
+            rs_check_finite(X, n, d, err);
+            free(sw); free(mu); free(r); free(th); free(c.scratch); free(c.fscratch); free(A);
+            rs_logreg_free(m);
+            return rs_err_prefix(err, "logreg");
+        }
         for (int j = 0; j < d; j++) r[j] = 1.0 / sqrt(h * r[j] + c.l2);
     } else {
         for (int j = 0; j < d; j++) r[j] = 1.0;
@@ -439,6 +568,17 @@ int rs_logreg_fit(rs_logreg *m, const float *X, const int *y, int n, int d, int 
                 for (int k = 0; k < K; k++) mean += log(pi[k]) / K;
                 for (int k = 0; k < K; k++) th[(size_t)R * d + k] = log(pi[k]) - mean;
             }
+            /* F and ∇F at this start come from the class sums (saves the first pass) */
+            if (A && (g0 = malloc(sizeof(double) * np)) != NULL) {
+                c.f0 = warm_start_fg(&c, A, X, pi, th + (size_t)R * d, g0);
+                c.g0 = g0;
+                if (getenv("RS_LOGREG_VERIFY_WARM_START") && verify_warm_start(&c, th, np, err)) {
+                    free(pi);
+                    free(sw); free(mu); free(r); free(th); free(c.scratch); free(c.fscratch); free(A); free(g0);
+                    rs_logreg_free(m);
+                    return -1;
+                }
+            }
             free(pi);
         }
     }
@@ -450,6 +590,7 @@ int rs_logreg_fit(rs_logreg *m, const float *X, const int *y, int n, int d, int 
         double *gt = malloc(sizeof(double) * np);
         if (gt) {
             c.f32 = 0;
+            c.no_grad = 1;
             res.f = lr_fg(th, gt, &c);
             free(gt);
         }
@@ -471,7 +612,7 @@ int rs_logreg_fit(rs_logreg *m, const float *X, const int *y, int n, int d, int 
     } else {
         rs_logreg_free(m);
     }
-    free(sw); free(mu); free(r); free(th); free(c.scratch); free(c.fscratch);
+    free(sw); free(mu); free(r); free(th); free(c.scratch); free(c.fscratch); free(A); free(g0);
     return rc;
 }
 
