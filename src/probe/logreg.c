@@ -48,6 +48,8 @@ typedef struct {
     float *fscratch;    /* Vf [R·d], muf [d], rf [d], then per thread: Gf [R·d] | xtf [BR·d] */
     size_t fper_thread, fhead;
     int no_grad;        /* 1: objective only (the final exact f64 evaluation) */
+    int centred;        /* f32 only: columns already centred (μ = 0): the f32 pass reads X rows
+                           directly, with r folded into V and applied to ∇ after the pass */
     const double *g0;   /* non-NULL: F and ∇F at the starting point, known without a pass */
     double f0;
 } lr_ctx;
@@ -159,11 +161,15 @@ static double block_fg_f32(const lr_ctx *c, int i0, int nb, const float *V, cons
     const float *mu = c->fscratch + (size_t)R * d, *r = mu + d;
     if (next)
         for (size_t o = 0; o < (size_t)BR * d * sizeof(float); o += 64) __builtin_prefetch((const char *)next + o, 0, 3);
-    const float *t0 = xt, *t1 = t0 + d, *t2 = t1 + d, *t3 = t2 + d, *t4 = t3 + d, *t5 = t4 + d;
+    /* centred: the rows of X themselves (contiguous), else their standardised copies in xt */
+    const float *tb = c->centred ? c->X + (size_t)i0 * d : xt;
+    const float *t0 = tb, *t1 = t0 + d, *t2 = t1 + d, *t3 = t2 + d, *t4 = t3 + d, *t5 = t4 + d;
     const float *t6 = t5 + d, *t7 = t6 + d;
     /* Full blocks are register-tiled: 8 rows x 2 classes per sweep over j, so each loaded
      * x̃ element feeds two FMAs (and μ_j, r_j one load for eight rows). */
-    if (nb == BR && R >= 2) {
+    if (c->centred) {
+        /* nothing to transform: r is folded into V (see lr_fg) */
+    } else if (nb == BR && R >= 2) {
         /* standardised inside the first class pair's dot-product sweep below */
     } else if (nb == BR) {
         const float *x0 = c->X + (size_t)i0 * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
@@ -190,7 +196,7 @@ static double block_fg_f32(const lr_ctx *c, int i0, int nb, const float *V, cons
             const float *v = V + (size_t)k * d, *w = v + d;
             float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
             float b0 = 0, b1 = 0, b2 = 0, b3 = 0, b4 = 0, b5 = 0, b6 = 0, b7 = 0;
-            if (k == 0) { /* first class pair: standardise while taking the dot products */
+            if (k == 0 && !c->centred) { /* first class pair: standardise while taking the dot products */
                 const float *x0 = c->X + (size_t)i0 * d, *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
                 const float *x4 = x3 + d, *x5 = x4 + d, *x6 = x5 + d, *x7 = x6 + d;
                 float *u0 = xt, *u1 = u0 + d, *u2 = u1 + d, *u3 = u2 + d, *u4 = u3 + d, *u5 = u4 + d;
@@ -230,7 +236,7 @@ static double block_fg_f32(const lr_ctx *c, int i0, int nb, const float *V, cons
     for (; k < R; k++) {
         const float *v = V + (size_t)k * d;
         for (int i = 0; i < nb; i++) {
-            const float *t = xt + (size_t)i * d;
+            const float *t = tb + (size_t)i * d;
             float s = 0;
 #pragma omp simd reduction(+ : s)
             for (int j = 0; j < d; j++) s += t[j] * v[j];
@@ -260,7 +266,7 @@ static double block_fg_f32(const lr_ctx *c, int i0, int nb, const float *V, cons
     for (; k < R; k++) {
         float *g = G + (size_t)k * d;
         for (int i = 0; i < nb; i++) {
-            const float a = (float)z[i * R + k], *t = xt + (size_t)i * d;
+            const float a = (float)z[i * R + k], *t = tb + (size_t)i * d;
 #pragma omp simd
             for (int j = 0; j < d; j++) g[j] += a * t[j];
         }
@@ -284,7 +290,9 @@ static double lr_fg(const double *th, double *g, void *vctx) {
     const double *V = th, *bt = th + (size_t)R * d;
     int nblocks = (n + BR - 1) / BR;
     if (c->f32)
-        for (size_t i = 0; i < (size_t)R * d; i++) c->fscratch[i] = (float)V[i];
+        for (int k = 0; k < R; k++)
+            for (int j = 0; j < d; j++)
+                c->fscratch[(size_t)k * d + j] = (float)(c->centred ? V[(size_t)k * d + j] * c->r[j] : V[(size_t)k * d + j]);
 #pragma omp parallel num_threads(T) if (T > 1)
     {
         int t = T > 1 ? omp_get_thread_num() : 0;
@@ -322,11 +330,12 @@ static double lr_fg(const double *th, double *g, void *vctx) {
             for (size_t i = 0; i < (size_t)R * d + R; i++) G0[i] += G[i];
     }
     double pen = 0;
+    int scale = c->f32 && c->centred; /* the pass summed s·x, not s·x r */
     for (int k = 0; k < R; k++)
         for (int j = 0; j < d; j++) {
             double rv = c->r[j] * V[(size_t)k * d + j];
             pen += rv * rv;
-            g[(size_t)k * d + j] = G0[(size_t)k * d + j] + c->l2 * c->r[j] * rv;
+            g[(size_t)k * d + j] = (scale ? G0[(size_t)k * d + j] * c->r[j] : G0[(size_t)k * d + j]) + c->l2 * c->r[j] * rv;
         }
     memcpy(g + (size_t)R * d, G0 + (size_t)R * d, sizeof(double) * R);
     return f + 0.5 * c->l2 * pen;
@@ -538,6 +547,16 @@ int rs_logreg_fit(rs_logreg *m, const float *X, const int *y, int n, int d, int 
         /* class sums for the warm start's gradient (K x d doubles; optional) */
         A = o.warm_intercept ? malloc(sizeof(double) * K * (size_t)d) : NULL;
         column_moments(X, n, d, c.nthreads, y, sw, K, A, mu, r);
+        /* Already-centred columns (e.g. after StandardScaler): take μ = 0, which the
+         * objective does not depend on, so the f32 pass can skip standardising X. */
+        if (c.f32) {
+            int centred = 1;
+            for (int j = 0; j < d && centred; j++) centred = fabs(mu[j]) <= 1e-3 * sqrt(r[j]);
+            if (centred) {
+                memset(mu, 0, sizeof(double) * d);
+                c.centred = 1;
+            }
+        }
         int finite = 1;
         for (int j = 0; j < d; j++) finite &= isfinite(mu[j]) && isfinite(r[j]);
         if (!finite) { /* find the offending value for the message */
