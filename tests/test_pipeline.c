@@ -329,16 +329,7 @@ static void test_run_outputs_and_skip(void **state) {
 }
 
 /* Number of done-markers in dir/stages (how far a run got). */
-static int n_markers(const char *dir) {
-    char p[4400];
-    snprintf(p, sizeof p, "%s/stages", dir);
-    DIR *d = opendir(p);
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d))) n += strstr(e->d_name, ".done") != NULL;
-    if (d) closedir(d);
-    return n;
-}
+static int n_markers(const char *dir) { return tu_count_done(dir); }
 
 /* Chains of runs over one folder, each SIGKILLed after a pseudo-random delay (a fraction
  * of the uninterrupted time, so a resumed run is usually killed again before it ends).
