@@ -237,12 +237,46 @@ static void test_vision_probes(void **state) {
     tu_system("rm -rf '%s'", dir);
 }
 
+/* A sweep of more layers than are drawn in detail: histograms for 4 layers spread from the
+ * first to the last (7 layers: 0, 2, 4, 6), every layer still on the curves, and a note. */
+static void test_layer_sweep_selection(void **state) {
+    (void)state;
+    rs_err err = {{0}};
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    char js[8192] = "{\"ci\": \"test CI\", \"layers\": [";
+    for (int l = 0; l < 7; l++) {
+        char one[256], name[64];
+        snprintf(one, sizeof one,
+                 "%s{\"layer\": %d, \"hook\": \"blocks.%d.hook_resid_post\", \"n_rows\": 3, "
+                 "\"shift\": {\"cos_raw\": {\"value\": 0.%d, \"ci_lo\": 0.1, \"ci_hi\": 0.9}}}",
+                 l ? ", " : "", l, l, l + 1);
+        strcat(js, one);
+        snprintf(name, sizeof name, "tokens_blocks.%d.hook_resid_post.csv", l);
+        write_file(dir, name, "token,cos_raw\na,0.5\nb,0.7\nc,0.9\n");
+    }
+    strcat(js, "]}");
+    write_file(dir, "shift.json", js);
+    char *html;
+    size_t len;
+    int figs;
+    if (report_render(dir, &html, &len, &figs, &err)) fail_msg("%s", err.msg);
+    for (int l = 0; l < 7; l++) {
+        char title[96];
+        snprintf(title, sizeof title, "Per-token cosine, blocks.%d.hook_resid_post", l);
+        if ((strstr(html, title) != NULL) != (l % 2 == 0)) fail_msg("layer %d histogram shown: %d", l, l % 2 == 0);
+    }
+    assert_non_null(strstr(html, "shown for 4 of the 7 layers"));
+    free(html);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_fixture),
         cmocka_unit_test(test_hostile_strings_escaped),
         cmocka_unit_test(test_missing_and_malformed),
         cmocka_unit_test(test_vision_probes),
+        cmocka_unit_test(test_layer_sweep_selection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -144,6 +144,15 @@ static const char *base_name(const char *p) {
 }
 
 /* Histogram of the cos_raw column of DIR/tokens_<hook>.csv (or inputs_<hook>.csv). */
+/* Is entry li of nl sweep layers one of the MAX_LAYER_FIGS drawn in detail? All when they
+ * fit, else evenly spread from the first to the last (a 26-layer sweep shows 0, 8, 17, 25). */
+static int layer_shown(int li, int nl) {
+    if (nl <= MAX_LAYER_FIGS) return 1;
+    for (int i = 0; i < MAX_LAYER_FIGS; i++)
+        if (li == (int)(((long long)i * (nl - 1) * 2 + (MAX_LAYER_FIGS - 1)) / (2 * (MAX_LAYER_FIGS - 1)))) return 1;
+    return 0;
+}
+
 static int shift_histogram(ctx *c, const char *hook, const char *label_a, const char *label_b, rs_err *err) {
     char safe[256];
     size_t j = 0;
@@ -393,14 +402,16 @@ static int sec_shift(ctx *c, rs_err *err) {
     }
     sb_puts(c->b, "</div>\n<div class=\"grid\">\n");
     li = 0;
-    for (const cJSON *L = layers->child; L && li < MAX_LAYER_FIGS; L = L->next, li++) {
+    for (const cJSON *L = layers->child; L; L = L->next, li++) {
+        if (!layer_shown(li, nl)) continue;
         const char *hook = get_str(L, "hook");
         if (!hook) hook = "activations";
         if (shift_histogram(c, hook, la, lb, err)) goto out;
     }
     sb_puts(c->b, "</div>\n<div class=\"grid\">\n");
     li = 0;
-    for (const cJSON *L = layers->child; L && li < MAX_LAYER_FIGS; L = L->next, li++) {
+    for (const cJSON *L = layers->child; L; L = L->next, li++) {
+        if (!layer_shown(li, nl)) continue;
         const char *hook = get_str(L, "hook");
         if (!hook) hook = "activations";
         int64_t nr = 0;
@@ -409,8 +420,8 @@ static int sec_shift(ctx *c, rs_err *err) {
     }
     sb_puts(c->b, "</div>\n");
     if (nl > MAX_LAYER_FIGS)
-        sb_printf(c->b, "<p class=\"note\">Histograms and rankings are shown for the first %d of %d layers.</p>\n",
-                  MAX_LAYER_FIGS, nl);
+        sb_printf(c->b, "<p class=\"note\">Histograms and rankings are shown for %d of the %d layers, spread "
+                        "evenly from the first to the last.</p>\n", MAX_LAYER_FIGS, nl);
     sb_puts(c->b, "</section>\n");
     rc = 0;
 out:
