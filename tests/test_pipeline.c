@@ -160,7 +160,7 @@ static void assert_same_tree(const char *a, const char *b) {
         char pa[8192], pb[8192];
         snprintf(pa, sizeof pa, "%s/%s", a, na[i]);
         snprintf(pb, sizeof pb, "%s/%s", b, nb[i]);
-        char *ba, *bb;
+        char *ba = NULL, *bb = NULL;
         size_t la, lb;
         rs_err err;
         if (rs_read_file(pa, 1u << 30, &ba, &la, &err) || rs_read_file(pb, 1u << 30, &bb, &lb, &err))
@@ -276,7 +276,7 @@ static void test_run_outputs_and_skip(void **state) {
     int64_t want[4] = {18, 18, 18, 36};
     for (int s = 0; s < 4; s++) {
         store_reader *r;
-        int64_t *off, n;
+        int64_t *off = NULL, n = 0;
         if (store_reader_open(&r, path_in(REF, stores[s]), &err) || store_read_offsets(r, "offsets", &off, &n, &err))
             fail_msg("%s", err.msg);
         assert_int_equal(n, want[s]);

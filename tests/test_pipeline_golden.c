@@ -118,7 +118,7 @@ static void check_text_store(const char *name) {
     store_reader *r = open_store(name);
     rs_err err;
     int32_t *ids;
-    int64_t *off, n_in, rows, w, rr, ww;
+    int64_t *off = NULL, n_in = 0, rows, w, rr, ww;
     if (store_read_raw(r, "token_ids", RS_DT_I32, (void **)&ids, &rr, &ww, &err) ||
         store_read_offsets(r, "offsets", &off, &n_in, &err))
         fail_msg("%s", err.msg);

@@ -101,18 +101,15 @@ void pl_set_threads(pl_ctx *c) {
 
 /* ---- validation ---- */
 
-/* vision_hooks must be vision-side hooks of the VLM. They are parsed by the parser that
- * paligemma_hook_parse uses for vision.* / projector.* names (it needs only the config, not
- * the weights); its error lists the valid names. A decoder name is refused (it belongs in
+/* vision_hooks must be vision-side hooks of the VLM (config pc, already loaded). They are
+ * parsed by the parser that paligemma_hook_parse uses for vision.* / projector.* names (it
+ * needs only the config, not the weights); its error lists the valid names. A decoder name is refused (it belongs in
  * `hooks`) with the same list. */
-static int validate_vision_hooks(const rs_config *cfg, rs_err *err) {
-    if (!cfg->n_vision_hooks) return 0;
-    paligemma_config pc;
-    if (paligemma_config_load(cfg->vlm, &pc, err)) return rs_err_prefix(err, "models.vlm");
+static int validate_vision_hooks(const rs_config *cfg, const paligemma_config *pc, rs_err *err) {
     for (int i = 0; i < cfg->n_vision_hooks; i++) {
         const char *h = cfg->vision_hooks[i];
         hook_request r;
-        if (siglip_hook_parse_all(&pc.vision, pc.projection_dim, h, &r, err) == 0) continue;
+        if (siglip_hook_parse_all(&pc->vision, pc->projection_dim, h, &r, err) == 0) continue;
         if (!hook_is_vision(h)) {
             const char *valid = strstr(err->msg, "valid: ");
             char list[RS_ERR_MAX];
@@ -149,7 +146,7 @@ int pl_validate_models(pl_ctx *c, rs_err *err) {
         if (gemma2_hook_parse(&pc.text, cfg->hooks[i], &r, err))
             return rs_err_prefix(err, "hooks: %s (models.vlm %s)", cfg->hooks[i], cfg->vlm);
     }
-    if (validate_vision_hooks(cfg, err)) return -1;
+    if (validate_vision_hooks(cfg, &pc, err)) return -1;
     for (int i = 0; cfg->has_saes && i < cfg->n_layers; i++) {
         int L = cfg->layers[i];
         char *sp = rs_config_sae_path(cfg, L), *sh = rs_config_sae_hook(cfg, L);
