@@ -235,18 +235,21 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
 
     /* 1. Embedding × √D (normalizer rounded to fp32 as HF does), or the given residual. */
     const float normalizer = (float)sqrt((double)D);
-    if (resid) memcpy(w.h, resid, TD * sizeof(float));
-#pragma omp parallel for schedule(static) if (T > 16 && !resid)
-    for (int i = 0; i < (resid ? 0 : T); i++) {
-        float *row = w.h + (size_t)i * D;
-        if (b->embeds_mask && b->embeds_mask[i]) memcpy(row, b->embeds + (size_t)i * D, (size_t)D * sizeof(float));
-        else {
-            st_tensor r = *m->embed_tokens;
-            r.numel = D;
-            r.data = (const char *)r.data + (size_t)b->ids[i] * D * rs_dtype_size(r.dtype);
-            st_to_f32(&r, row);
+    if (resid) {
+        memcpy(w.h, resid, TD * sizeof(float));
+    } else {
+#pragma omp parallel for schedule(static) if (T > 16)
+        for (int i = 0; i < T; i++) {
+            float *row = w.h + (size_t)i * D;
+            if (b->embeds_mask && b->embeds_mask[i]) memcpy(row, b->embeds + (size_t)i * D, (size_t)D * sizeof(float));
+            else {
+                st_tensor r = *m->embed_tokens;
+                r.numel = D;
+                r.data = (const char *)r.data + (size_t)b->ids[i] * D * rs_dtype_size(r.dtype);
+                st_to_f32(&r, row);
+            }
+            for (int d = 0; d < D; d++) row[d] *= normalizer;
         }
-        for (int d = 0; d < D; d++) row[d] *= normalizer;
     }
 
     /* 2. Decoder layers. */
