@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Install the Debian build dependencies if any is missing (needs root for apt-get).
+# Install the Debian packages reprshift needs, if any is missing (needs root for apt-get).
+# usage: scripts/install-deps.sh [--tests]
+#   build: compiler, CMake, OpenBLAS, cJSON, cmocka, libjpeg-turbo, libpng, zlib, libzip, OpenSSL
+#   --tests: also chromium (test_report_chromium renders the report; only the tests need it)
 set -euo pipefail
 PKGS="build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libcjson-dev libcmocka-dev
-      libjpeg62-turbo-dev libpng-dev zlib1g-dev libzip-dev libssl-dev
-      chromium"
+      libjpeg62-turbo-dev libpng-dev zlib1g-dev libzip-dev libssl-dev"
+case "${1:-}" in
+  --tests) PKGS="$PKGS chromium" ;;
+  "") ;;
+  *) echo "usage: scripts/install-deps.sh [--tests]" >&2; exit 2 ;;
+esac
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 [ -z "$missing" ] && exit 0

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# reprshift dataset / config: exit codes, messages and no partial output on bad input,
-# on the real COCO mini sample (counts from ../shared/data/PROVENANCE.md).
+# reprshift config / dataset: exit codes, messages and no partial output on bad input;
+# the dataset part on the real COCO mini set (counts from ../shared/data/PROVENANCE.md).
 set -u
 CLI=${RS_CLI:?RS_CLI not set}
-S=${RS_SHARED_DIR:-../shared}/data/coco/mini
+. "$(dirname "$0")/shared.sh"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
@@ -14,6 +14,16 @@ expect() {
   [ $rc -eq "$code" ] || { cat "$T/err"; fail "exit $rc (want $code): $*"; }
   grep -qF -- "$needle" "$T/err" "$T/out" || { cat "$T/err"; fail "no '$needle' in output of: $*"; }
 }
+# config check: resolved defaults; typo suggestion
+expect 0 "ok (4 hook(s), 4 layer(s)" -- "$CLI" config check examples/quickstart.json
+grep -q '"n_per_group":	8' "$T/out" || fail "resolved config lacks n_per_group"
+grep -q '"bootstrap":	200' "$T/out" || fail "resolved config lacks probes.bootstrap"
+sed 's/"n_per_group"/"n_per_grup"/' examples/quickstart.json >"$T/typo.json"
+expect 1 "unknown key 'dataset.n_per_grup' (did you mean 'dataset.n_per_group'?)" -- "$CLI" config check "$T/typo.json"
+
+# the rest counts on the COCO mini set of the shared data folder
+need_shared data/coco/mini "the 159-image COCO mini set"
+S=$SHARED/data/coco/mini
 A="$S/annotations"
 ok3=(--instances "$A/instances_train2017.json" --captions "$A/captions_train2017.json" --images "$S/train2017"
      --instances "$A/instances_val2017.json" --captions "$A/captions_val2017.json" --images "$S/val2017"
@@ -47,10 +57,4 @@ expect 1 "line 2: $T/nope.jpg" -- "$CLI" dataset check "$T/miss.csv"
 expect 2 "unknown option '--nn'" -- "$CLI" dataset sample "${ok3[@]}" --nn 3 --out "$T/z.csv"
 expect 2 "--split wants three fractions" -- "$CLI" dataset sample "${ok3[@]}" --split 0.5,0.5,0.5 --out "$T/z.csv"
 
-# config check: resolved defaults; typo suggestion
-expect 0 "ok (4 hook(s), 4 layer(s)" -- "$CLI" config check examples/quickstart.json
-grep -q '"n_per_group":	20' "$T/out" || fail "resolved config lacks n_per_group"
-grep -q '"bootstrap":	200' "$T/out" || fail "resolved config lacks probes.bootstrap"
-sed 's/"n_per_group"/"n_per_grup"/' examples/quickstart.json >"$T/typo.json"
-expect 1 "unknown key 'dataset.n_per_grup' (did you mean 'dataset.n_per_group'?)" -- "$CLI" config check "$T/typo.json"
 echo "cli_dataset: all checks passed"

@@ -5,7 +5,6 @@
 # (against transformers/Pillow) and test_pipeline (kill chains, disk full, schemas).
 set -u
 CLI=${RS_CLI:?RS_CLI not set}
-SHARED=$(cd "${RS_SHARED_DIR:-../shared}" && pwd)
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
@@ -28,19 +27,28 @@ printf '{"output_dir": "o", "modles": {}}' >"$T/typo.json"
 expect 1 "did you mean 'models'" -- "$CLI" run "$T/typo.json"
 one_line_err
 [ -e "$T/o" ] && fail "a config error created the run folder"
-
-# a small experiment: 2 groups x 4 images, layer 1, one edit
+# a missing dataset input is refused before the run folder is made
 M=$PWD/examples/quickstart/models
-C=$SHARED/data/coco/mini
+cat >"$T/nodata.json" <<JSON
+{"output_dir": "unused", "models": {"llm": "$M/gemma2-tiny", "vlm": "$M/paligemma-tiny"}, "layers": [1],
+ "dataset": {"instances": "$T/none/instances.json", "captions": "$T/none/captions.json", "images": "$T/none"}}
+JSON
+expect 1 "$T/none/instances.json: No such file" -- "$CLI" run "$T/nodata.json" --out "$T/o2"
+one_line_err
+[ -e "$T/o2" ] && fail "a missing dataset input created the run folder"
+
+# a small experiment on the bundled COCO sample: 2 groups x 5 images, layers 1-2, one edit
+C=$PWD/examples/data/coco-sample
 cat >"$T/small.json" <<JSON
 {"output_dir": "unused",
  "models": {"llm": "$M/gemma2-tiny", "vlm": "$M/paligemma-tiny"},
  "layers": [1, 2],
  "saes": {"path": "$M/sae/blocks.{layer}.hook_resid_post"},
- "dataset": {"instances": "$C/annotations/instances_val2017.json", "captions": "$C/annotations/captions_val2017.json",
-             "images": "$C/val2017", "groups": {"animals": ["animal"], "vehicles": ["vehicle"]}, "n_per_group": 5},
+ "dataset": {"instances": ["$C/annotations/instances_train2017.json", "$C/annotations/instances_val2017.json"],
+             "captions": ["$C/annotations/captions_train2017.json", "$C/annotations/captions_val2017.json"],
+             "images": ["$C/train2017", "$C/val2017"], "groups": {"animals": ["animal"], "vehicles": ["vehicle"]}, "n_per_group": 5},
  "edits": [{"name": "contrast", "values": [0.5]}],
- "probes": {"seeds": 2, "folds": 2, "bootstrap": 20}}
+ "probes": {"seeds": 2, "folds": 2, "bootstrap": 20, "min_test_groups": 1, "permutations": 10}}
 JSON
 expect 0 "report.html" -- "$CLI" run "$T/small.json" --out "$T/ref" --shard-inputs 2 --threads 1 --quiet
 [ "$(cat "$T/out")" = "$T/ref/report.html" ] || fail "stdout is not the report path: $(cat "$T/out")"

@@ -3,7 +3,9 @@
 # (tests/fixtures/tokenizer/coco_ids.txt.gz, from tools/reference/gen_tokenizer_goldens.py).
 set -u
 CLI=${RS_CLI:?set RS_CLI to the reprshift binary}
-SHARED=${RS_SHARED_DIR:-../shared}
+. "$(dirname "$0")/shared.sh"
+[ -n "${RS_TOKENIZER_JSON:-}" ] || need_shared data/tokenizer/tokenizer.json "the 17 MB Gemma tokenizer; or set RS_TOKENIZER_JSON"
+need_shared data/text/coco_val2017_captions.txt "the 25,014 COCO val2017 captions"
 TOK=${RS_TOKENIZER_JSON:-$SHARED/data/tokenizer/tokenizer.json}
 CAPS=$SHARED/data/text/coco_val2017_captions.txt
 GOLD=tests/fixtures/tokenizer/coco_ids.txt.gz

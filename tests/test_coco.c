@@ -17,11 +17,16 @@
 
 static char *dupshared(const char *rel) { return strdup(tu_shared(rel)); }
 
-static coco_data *load_ok(const char *rel) {
-    char *p = dupshared(rel);
+static coco_data *load_path(const char *p) {
     coco_data *d = NULL;
     rs_err err = {{0}};
     if (coco_load(p, &d, &err)) fail_msg("coco_load %s: %s", p, err.msg);
+    return d;
+}
+
+static coco_data *load_ok(const char *rel) {
+    char *p = dupshared(rel);
+    coco_data *d = load_path(p);
     free(p);
     return d;
 }
@@ -55,10 +60,9 @@ static const char *jstr(const cJSON *o, const char *k) {
     return x->valuestring;
 }
 
-/* Compare the streaming parser with cJSON on one file, field by field. */
-static void compare_with_cjson(const char *rel) {
-    char *p = dupshared(rel);
-    coco_data *d = load_ok(rel);
+/* Compare the streaming parser with cJSON on one file (path p), field by field. */
+static void compare_with_cjson_at(const char *p) {
+    coco_data *d = load_path(p);
     cJSON *root = NULL;
     rs_err err = {{0}};
     if (rs_json_load(p, 64u << 20, &root, &err)) fail_msg("%s", err.msg);
@@ -106,17 +110,32 @@ static void compare_with_cjson(const char *rel) {
                     found = 1;
                 }
         }
-        if (!found) fail_msg("%s: annotation %lld not found by the streaming parser", rel, (long long)id);
+        if (!found) fail_msg("%s: annotation %lld not found by the streaming parser", p, (long long)id);
     }
     assert_int_equal(n_cap, d->n_captions);
     assert_int_equal(n_ins, d->n_instances);
     cJSON_Delete(root);
     coco_free(d);
+}
+
+static void compare_with_cjson(const char *rel) {
+    char *p = dupshared(rel);
+    compare_with_cjson_at(p);
     free(p);
+}
+
+/* The COCO sample that ships with the repository (runs without the shared data folder). */
+static void test_stream_parser_matches_cjson_on_bundled_sample(void **st) {
+    (void)st;
+    compare_with_cjson_at("examples/data/coco-sample/annotations/instances_train2017.json");
+    compare_with_cjson_at("examples/data/coco-sample/annotations/instances_val2017.json");
+    compare_with_cjson_at("examples/data/coco-sample/annotations/captions_train2017.json");
+    compare_with_cjson_at("examples/data/coco-sample/annotations/captions_val2017.json");
 }
 
 static void test_stream_parser_matches_cjson(void **st) {
     (void)st;
+    TU_NEED_SHARED("data/coco/captions_val2017_full.json", "the full COCO val2017 caption file");
     compare_with_cjson("data/coco/mini/annotations/instances_train2017.json");
     compare_with_cjson("data/coco/mini/annotations/instances_val2017.json");
     compare_with_cjson("data/coco/mini/annotations/captions_train2017.json");
@@ -127,6 +146,7 @@ static void test_stream_parser_matches_cjson(void **st) {
 
 static void test_mini_totals(void **st) {
     (void)st;
+    TU_NEED_SHARED("data/coco/mini", "the 159-image COCO mini set");
     coco_data *d = load_mini();
     /* PROVENANCE.md: 159 images, 795 captions, 1,363 instances, 80 categories */
     assert_int_equal(d->n_images, 159);
@@ -208,6 +228,7 @@ static const char *const G_ANIMAL[] = {"animal", NULL}, *const G_VEHICLE[] = {"v
 
 static void test_group_counts(void **st) {
     (void)st;
+    TU_NEED_SHARED("data/coco/mini", "the 159-image COCO mini set");
     coco_data *d = load_mini();
     rs_err err = {{0}};
     /* three groups: PROVENANCE.md counts 24 only-animal, 29 only-vehicle, 25 only-food */
@@ -276,6 +297,7 @@ static char *manifest_text(const coco_data *d, const coco_sample_opts *o, coco_s
 
 static void test_sampling(void **st) {
     (void)st;
+    TU_NEED_SHARED("data/coco/mini", "the 159-image COCO mini set");
     coco_data *d = load_mini();
     rs_err err = {{0}};
     coco_group three[3] = {{"animals", G_ANIMAL}, {"vehicles", G_VEHICLE}, {"food", G_FOOD}};
@@ -435,6 +457,7 @@ static void test_escapes_decoded(void **st) {
 
 static void test_captions_for_other_images(void **st) {
     (void)st;
+    TU_NEED_SHARED("data/coco/mini", "the 159-image COCO mini set");
     rs_err err = {{0}};
     /* train instances + val captions: no image in common */
     coco_data *tr = load_ok("data/coco/mini/annotations/instances_train2017.json");
@@ -461,6 +484,7 @@ static void test_captions_for_other_images(void **st) {
  * random byte corruption never crashes (run under ASan in CI). */
 static void test_truncation_and_corruption(void **st) {
     (void)st;
+    TU_NEED_SHARED("data/coco/mini", "the 159-image COCO mini set");
     char *buf;
     size_t n;
     rs_err err = {{0}};
@@ -486,6 +510,7 @@ static void test_truncation_and_corruption(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stream_parser_matches_cjson_on_bundled_sample),
         cmocka_unit_test(test_stream_parser_matches_cjson),
         cmocka_unit_test(test_mini_totals),
         cmocka_unit_test(test_group_counts),
@@ -496,5 +521,5 @@ int main(void) {
         cmocka_unit_test(test_captions_for_other_images),
         cmocka_unit_test(test_truncation_and_corruption),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -54,6 +54,7 @@ static void load_shared(const char *rel, rs_image *img) {
  * the files Pillow cannot open fail here too, naming the file. */
 static void test_decode_real_images_match_pillow(void **state) {
     (void)state;
+    TU_NEED_SHARED("data/images", "the real test images of the shared data folder");
     cJSON *j = load_json(FIX "decode.json");
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, "images"), *it;
     int n = 0, bad = 0, errors = 0;
@@ -171,6 +172,7 @@ static void test_bad_inputs_fail_cleanly(void **state) {
             fail_msg("%s: unexpected message: %s", cases[i].path, err.msg);
     }
     /* The two truncated files in the shared data (Pillow: "image file is truncated"). */
+    TU_NEED_SHARED("data/images", "the real test images of the shared data folder");
     const char *shared[] = {"data/images/skimage/truncated.jpg",
                             "data/images/cameratrapai/african_elephants_truncated_file.jpg"};
     for (int i = 0; i < 2; i++) {
@@ -199,6 +201,7 @@ static void test_bad_inputs_fail_cleanly(void **state) {
  * equals Pillow's Image.resize(BICUBIC) byte for byte. */
 static void test_resize_matches_pillow(void **state) {
     (void)state;
+    TU_NEED_SHARED("data/images", "the real test images of the shared data folder");
     cJSON *j = load_json(FIX "resize.json");
     const cJSON *it;
     int n = 0, bad = 0;
@@ -242,6 +245,7 @@ static void test_resize_matches_pillow(void **state) {
 /* Two resized images stored in full: count differing values (expected 0). */
 static void test_resize_full_images(void **state) {
     (void)state;
+    TU_NEED_SHARED("data/images", "the real test images of the shared data folder");
     static const char *cases[][2] = {
         {"images/skimage/chelsea.png", FIX "resize_chelsea_224.png"},
         {"coco/mini/train2017/000000069468.jpg", FIX "resize_000000069468_224.png"},
@@ -275,6 +279,7 @@ static void test_resize_full_images(void **state) {
  * float32 CHW buffer), from the raw file (RGB, L, RGBA, CMYK inputs). */
 static void test_preprocess_matches_transformers(void **state) {
     (void)state;
+    TU_NEED_SHARED("data/images", "the real test images of the shared data folder");
     cJSON *j = load_json(FIX "preprocess.json");
     const cJSON *it;
     int n = 0;
@@ -320,5 +325,5 @@ int main(void) {
         cmocka_unit_test(test_resize_full_images),
         cmocka_unit_test(test_preprocess_matches_transformers),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

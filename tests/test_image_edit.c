@@ -35,6 +35,7 @@ static double now_s(void) {
 /* Every (image, edit, value) golden: the edited bytes' CRC-32 equals the reference's. */
 static void test_edits_match_pillow(void **state) {
     (void)state;
+    TU_NEED_SHARED("data/images", "the real test images of the shared data folder");
     cJSON *j = load_json("tests/fixtures/images/edits.json");
     const cJSON *it;
     char cur[1024] = "";
@@ -141,5 +142,5 @@ int main(void) {
         cmocka_unit_test(test_edit_parse),
         cmocka_unit_test(test_redness_luma_keeps_luma),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

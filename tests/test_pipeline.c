@@ -1,5 +1,5 @@
 /* `reprshift run` (src/pipeline/) on a small variant of the quickstart config (bundled
- * tiny models + real COCO mini sample):
+ * tiny models + the bundled real COCO sample, examples/data/coco-sample):
  *  - SHA-256 against the FIPS 180-4 / NIST example vectors;
  *  - a complete run writes every stage's outputs with the documented schemas, and a second
  *    run skips every stage and changes nothing;
@@ -47,8 +47,7 @@ static double now_s(void) {
 static void write_config(const char *dir, const char *path) {
     char cwd[2048];
     assert_non_null(getcwd(cwd, sizeof cwd));
-    char coco[PATH_MAX];
-    assert_non_null(realpath(tu_shared("data/coco/mini"), coco));
+    const char *coco = "examples/data/coco-sample"; /* relative to cwd, the repository root */
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fprintf(f,
@@ -57,14 +56,16 @@ static void write_config(const char *dir, const char *path) {
             "            \"vlm\": \"%s/examples/quickstart/models/paligemma-tiny\", \"batch_tokens\": 256},\n"
             " \"layers\": [1, 3], \"hooks\": [\"blocks.{layer}.hook_resid_post\"],\n"
             " \"saes\": {\"path\": \"%s/examples/quickstart/models/sae/blocks.{layer}.hook_resid_post\"},\n"
-            " \"dataset\": {\"instances\": [\"%s/annotations/instances_val2017.json\"],\n"
-            "             \"captions\": [\"%s/annotations/captions_val2017.json\"],\n"
-            "             \"images\": [\"%s/val2017\"],\n"
+            " \"dataset\": {\"instances\": [\"%s/%s/annotations/instances_train2017.json\",\n"
+            "                           \"%s/%s/annotations/instances_val2017.json\"],\n"
+            "             \"captions\": [\"%s/%s/annotations/captions_train2017.json\",\n"
+            "                          \"%s/%s/annotations/captions_val2017.json\"],\n"
+            "             \"images\": [\"%s/%s/train2017\", \"%s/%s/val2017\"],\n"
             "             \"groups\": {\"animals\": [\"animal\"], \"vehicles\": [\"vehicle\"], \"food\": [\"food\"]},\n"
             "             \"n_per_group\": 6, \"seed\": 3},\n"
             " \"edits\": [{\"name\": \"brightness\", \"values\": [0.6]}, {\"name\": \"blur\", \"values\": [2]}],\n"
-            " \"probes\": {\"seeds\": 2, \"folds\": 2, \"bootstrap\": 50}}\n",
-            dir, cwd, cwd, cwd, coco, coco, coco);
+            " \"probes\": {\"seeds\": 2, \"folds\": 2, \"bootstrap\": 50, \"min_test_groups\": 1, \"permutations\": 20}}\n",
+            dir, cwd, cwd, cwd, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco);
     fclose(f);
 }
 

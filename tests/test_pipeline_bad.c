@@ -7,7 +7,7 @@
  *  - an SAE that reads a hook which is not captured;
  *  - a second run on a folder that a run is using (lock).
  * Runs happen in forked children (no OpenMP in the test process). Data: bundled tiny
- * models + the COCO mini sample. */
+ * models + the bundled COCO sample (examples/data/coco-sample). */
 #include "testutil.h"
 
 #include <dirent.h>
@@ -28,7 +28,7 @@ static char CWD[PATH_MAX], COCO[PATH_MAX];
 
 static int setup(void **state) {
     (void)state;
-    if (!getcwd(CWD, sizeof CWD) || !realpath(tu_shared("data/coco/mini"), COCO)) return -1;
+    if (!getcwd(CWD, sizeof CWD) || !realpath("examples/data/coco-sample", COCO)) return -1;
     return 0;
 }
 
@@ -43,7 +43,7 @@ static void write_cfg(const char *path, const char *layers, const char *dataset,
             "            \"vlm\": \"%s/examples/quickstart/models/paligemma-tiny\"},\n"
             " \"layers\": %s, %s\n"
             " \"dataset\": %s,\n"
-            " \"probes\": {\"seeds\": 1, \"folds\": 2, \"bootstrap\": 20, \"which\": [\"concept\", \"modality\"]}}\n",
+            " \"probes\": {\"seeds\": 1, \"folds\": 2, \"bootstrap\": 20, \"min_test_groups\": 1, \"permutations\": 10, \"which\": [\"concept\", \"modality\"]}}\n",
             CWD, CWD, layers, extra ? extra : "", dataset);
     fclose(f);
 }

@@ -1,5 +1,5 @@
 /* `reprshift run` with `vision_hooks` (src/pipeline/) on the small test config (bundled
- * tiny models + COCO mini sample):
+ * tiny models + the bundled COCO sample, examples/data/coco-sample, both splits):
  *  - the image stores hold vision.ln_post (vision width) and projector.hook_out (text
  *    width), one row per input, and the caption stores hold no vision tensor;
  *  - the pooled vision.ln_post / projector.hook_out rows of an image equal the mean over the
@@ -45,15 +45,17 @@ static void write_cfg_pool(const char *path, const char *vision_hooks, const cha
             "            \"vlm\": \"%s/" VLM_REL "\", \"batch_tokens\": 256},\n"
             " \"layers\": [1, 3], \"hooks\": [\"blocks.{layer}.hook_resid_post\"], \"pool\": \"%s\",\n"
             " %s%s%s\n"
-            " \"dataset\": {\"instances\": [\"%s/annotations/instances_val2017.json\"],\n"
-            "             \"captions\": [\"%s/annotations/captions_val2017.json\"],\n"
-            "             \"images\": [\"%s/val2017\"],\n"
+            " \"dataset\": {\"instances\": [\"%s/annotations/instances_train2017.json\",\n"
+            "                           \"%s/annotations/instances_val2017.json\"],\n"
+            "             \"captions\": [\"%s/annotations/captions_train2017.json\",\n"
+            "                          \"%s/annotations/captions_val2017.json\"],\n"
+            "             \"images\": [\"%s/train2017\", \"%s/val2017\"],\n"
             "             \"groups\": {\"animals\": [\"animal\"], \"vehicles\": [\"vehicle\"], \"food\": [\"food\"]},\n"
             "             \"n_per_group\": 6, \"seed\": 3},\n"
             " \"edits\": [{\"name\": \"brightness\", \"values\": [0.6]}, {\"name\": \"blur\", \"values\": [2]}],\n"
-            " \"probes\": {\"seeds\": 2, \"folds\": 2, \"bootstrap\": 50}}\n",
+            " \"probes\": {\"seeds\": 2, \"folds\": 2, \"bootstrap\": 50, \"min_test_groups\": 1, \"permutations\": 20}}\n",
             CWD, CWD, pool, vision_hooks ? "\"vision_hooks\": " : "", vision_hooks ? vision_hooks : "",
-            vision_hooks ? "," : "", COCO, COCO, COCO);
+            vision_hooks ? "," : "", COCO, COCO, COCO, COCO, COCO, COCO);
     fclose(f);
 }
 
@@ -91,7 +93,7 @@ static float *store_tensor_f32(const char *store, const char *hook, int64_t *row
 
 static int setup(void **state) {
     (void)state;
-    if (!getcwd(CWD, sizeof CWD) || !realpath(tu_shared("data/coco/mini"), COCO)) return -1;
+    if (!getcwd(CWD, sizeof CWD) || !realpath("examples/data/coco-sample", COCO)) return -1;
     snprintf(DIR_, sizeof DIR_, "%s", tu_tmpdir());
     snprintf(RUN, sizeof RUN, "%s/run", DIR_);
     char cfg[PATH_MAX + 16];
@@ -161,6 +163,7 @@ static void test_pooled_rows_match_extract(void **state) {
     assert_true(cJSON_IsString(fn));
     char img[2 * PATH_MAX], out[PATH_MAX + 32];
     snprintf(img, sizeof img, "%s/val2017/%s", COCO, fn->valuestring);
+    if (access(img, R_OK)) snprintf(img, sizeof img, "%s/train2017/%s", COCO, fn->valuestring);
     cJSON_Delete(row);
     snprintf(out, sizeof out, "%s/img0.safetensors", DIR_);
     const char *cli = getenv("RS_CLI");

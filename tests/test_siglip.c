@@ -132,6 +132,7 @@ static void test_vision_hooks(void **s) {
  * C pixels vs the golden post-LN output. */
 static void test_preprocess_vs_processor(void **s) {
     (void)s;
+    TU_NEED_SHARED("data/images", "the real test images of the shared data folder");
     for (int mi = 0; mi < 3; mi++) {
         fixture f;
         open_fixture(&f, mi);
@@ -274,5 +275,5 @@ int main(void) {
         cmocka_unit_test(test_early_exit),   cmocka_unit_test(test_hook_names),
         cmocka_unit_test(test_shape_mismatch),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

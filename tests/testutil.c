@@ -5,19 +5,39 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <unistd.h>
 #include <sys/wait.h>
 #include "reprshift/fileio.h"
 #include "reprshift/pipeline.h"
 
+static const char *shared_base(void) {
+    const char *base = getenv("RS_SHARED_DIR");
+    if (!base || !*base) base = getenv("RS_SHARED_DIR_DEFAULT");
+    return base && *base ? base : "../shared";
+}
+
 const char *tu_shared(const char *rel) {
     static char buf[4096];
-    const char *base = getenv("RS_SHARED_DIR");
-    if (!base) base = "../shared";
-    snprintf(buf, sizeof buf, "%s/%s", base, rel);
+    snprintf(buf, sizeof buf, "%s/%s", shared_base(), rel);
     return buf;
 }
+
+static int g_skipped;
+
+int tu_have_shared(const char *rel, const char *what) {
+    const char *p = tu_shared(rel);
+    if (access(p, R_OK) == 0) return 1;
+    g_skipped = 1;
+    printf("RS-SKIP: %s: needs %s (%s), not found; to run it: put the shared data folder at "
+           "../shared beside the repository or set RS_SHARED_DIR=/path/to/shared\n",
+           program_invocation_short_name, p, what);
+    fflush(stdout);
+    return 0;
+}
+
+int tu_exit(int failed) { return failed ? failed : g_skipped ? TU_SKIP_CODE : 0; }
 
 const char *tu_tmpdir(void) {
     static char buf[256];

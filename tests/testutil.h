@@ -8,8 +8,24 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-/* Path under ../shared (env RS_SHARED_DIR overrides); static buffer, copy if kept. */
+/* Path under the shared data folder (large real assets that are not in the repository: the
+ * 17 MB Gemma tokenizer, the COCO mini set, the full caption file, real images). Where it is:
+ * env RS_SHARED_DIR when set at test time, else the folder CMake was configured with
+ * (RS_SHARED_DIR_DEFAULT, -DRS_SHARED_DIR=..., default ../shared beside the repository).
+ * Static buffer, copy if kept. */
 const char *tu_shared(const char *rel);
+/* Exit status CTest counts as "skipped" (SKIP_RETURN_CODE in tests/CMakeLists.txt). */
+#define TU_SKIP_CODE 77
+/* 1 when tu_shared(rel) exists. Otherwise 0, after printing one line to stdout,
+ *   RS-SKIP: <test program>: needs <path> (<what>); to run it: ...
+ * (scripts/test.sh collects these lines into its summary) and remembering that something
+ * was skipped, so that tu_exit() reports the program as skipped, never as passed. */
+int tu_have_shared(const char *rel, const char *what);
+/* In a cmocka test: skip the rest of it (cmocka skip()) unless tu_have_shared(rel, what). */
+#define TU_NEED_SHARED(rel, what) do { if (!tu_have_shared(rel, what)) { skip(); return; } } while (0)
+/* What main returns: cmocka's failure count when something failed, else TU_SKIP_CODE when
+ * any test was skipped for missing shared data, else 0. */
+int tu_exit(int failed);
 /* A fresh temporary directory (created); static buffer. */
 const char *tu_tmpdir(void);
 /* max |a-b| over n floats. */

@@ -1,4 +1,4 @@
-/* SigLIP vision tower (PaliGemma's So400m/14, spec/models.md §3): patch embedding as one
+/* SigLIP vision tower (PaliGemma's So400m/14, docs/model-spec.md §3): patch embedding as one
  * GEMM over im2col patches, learned position embeddings, pre-LN encoder layers (MHA with
  * biases, bidirectional; tanh-GELU MLP), post-LayerNorm. fp32 math on f32/bf16/f16
  * weights kept memory-mapped. Several images run as one packed token matrix. */

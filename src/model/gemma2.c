@@ -1,4 +1,4 @@
-/* Gemma-2 forward pass, read top to bottom like spec/models.md §1.3:
+/* Gemma-2 forward pass, read top to bottom like docs/model-spec.md §1.3:
  * embed ×√D → per layer [RMSNorm → q,k,v → RoPE → softcapped masked attention → o_proj →
  * post-attn RMSNorm → residual → pre-ffw RMSNorm → GeGLU MLP → post-ffw RMSNorm →
  * residual] → final RMSNorm. All sequences of a batch share one token matrix so the

@@ -1,4 +1,4 @@
-/* SigLIP vision tower, read top to bottom like spec/models.md §3.2:
+/* SigLIP vision tower, read top to bottom like docs/model-spec.md §3.2:
  * im2col patches · W_convᵀ + b → + position embedding → per layer [LN1 → q,k,v (+bias) →
  * softmax(q·kᵀ/√hd)·v per head → out_proj → residual → LN2 → fc1 → gelu_tanh → fc2 →
  * residual] → post-LN. All images of a call share one token matrix so the projections run
@@ -33,18 +33,18 @@ int siglip_find_prefix(const st_set *st, char *prefix, size_t n, rs_err *err) {
                    st->n_shards ? st->paths[0] : "weights");
 }
 
-static int load_vec(st_set *st, const char *name, int64_t D, float **out, rs_err *err) {
-    const st_tensor *t;
-    if (st_expect(st, name, 1, &D, &t, err)) return -1;
-    *out = st_to_f32_new(t);
-    return *out ? 0 : rs_errf(err, "out of memory");
-}
-
 static int check_dtype(const st_set *st, const st_tensor *t, const char *name, rs_err *err) {
     if (t->dtype != RS_DT_F32 && t->dtype != RS_DT_BF16 && t->dtype != RS_DT_F16)
         return rs_errf(err, "%s: tensor \"%s\" has dtype %s; weights must be F32, BF16 or F16",
                        st->paths[t->shard], name, rs_dtype_name(t->dtype));
     return 0;
+}
+
+static int load_vec(st_set *st, const char *name, int64_t D, float **out, rs_err *err) {
+    const st_tensor *t;
+    if (st_expect(st, name, 1, &D, &t, err) || check_dtype(st, t, name, err)) return -1;
+    *out = st_to_f32_new(t);
+    return *out ? 0 : rs_errf(err, "out of memory");
 }
 
 static int load_mat(st_set *st, const char *name, int rows, int cols, const st_tensor **out, size_t *max_numel,
@@ -83,7 +83,7 @@ int siglip_from_weights(siglip_model **out, const siglip_config *cfg, st_set *st
     {
         const st_tensor *t;
         int64_t shape[2] = {m->n_patches, D};
-        if (st_expect(st, name, 2, shape, &t, err)) goto shape;
+        if (st_expect(st, name, 2, shape, &t, err) || check_dtype(st, t, name, err)) goto shape;
         if (!(m->pos_emb = st_to_f32_new(t))) goto oom;
     }
     for (int l = 0; l < c->n_layers; l++) {

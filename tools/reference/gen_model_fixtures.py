@@ -3,7 +3,7 @@
 
 Every expected value comes from Hugging Face transformers (eager attention, fp32 math),
 captured with PyTorch forward hooks and named with TransformerLens hook names
-(see /work/shared/spec/models.md section 2). Checkpoints are written with
+(see docs/model-spec.md section 2). Checkpoints are written with
 save_pretrained and re-loaded from disk with from_pretrained(dtype=float32) before
 the goldens are recorded, so the reference runs on exactly the stored (possibly
 bf16/f16-rounded) weights.
@@ -537,7 +537,8 @@ def main():
 # --------------------------------------------------------------------------------------
 # PaliGemma-2
 # --------------------------------------------------------------------------------------
-DATA = "/work/shared/data"
+# the shared data folder (RS_SHARED_DIR, default ../shared beside the repository)
+DATA = os.path.join(os.environ.get("RS_SHARED_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared"), "data")
 NEWLINE_ID = 108  # "\n" in the real Gemma vocab; tiny models have no tokenizer
 
 PALIGEMMA_SPECS = [

@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 GENERATOR = "tools/reference/gen_quickstart_bundle.py"
-DATA = "/work/shared/data"
+# the shared data folder (RS_SHARED_DIR, default ../shared beside the repository)
+DATA = os.path.join(os.environ.get("RS_SHARED_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared"), "data")
 CAPTIONS_TXT = os.path.join(DATA, "text/coco_val2017_captions.txt")
 COCO_MINI = os.path.join(DATA, "coco/mini")
 SEED = 20240611

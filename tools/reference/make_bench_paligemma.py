@@ -19,7 +19,7 @@ p.add_argument("--seed", type=int, default=0)
 a = p.parse_args()
 os.makedirs(a.out, exist_ok=True)
 torch.manual_seed(a.seed)
-# SigLIP So400m/14 and Gemma-2 2B numbers (spec/models.md §3.1, §4.1)
+# SigLIP So400m/14 and Gemma-2 2B numbers (docs/model-spec.md §3.1, §4.1)
 VD, VF, VL, VH, PATCH = 1152, 4304, 27, 16, 14
 D, F, H, KV, HD, V = 2304, 9216, 8, 4, 256, 257216
 N = (a.image_size // PATCH) ** 2
