@@ -37,6 +37,8 @@ typedef struct {
     int hook_from_path;  /* 1 when hook_name was derived from a Gemma Scope path (layer_N) */
     char *model_name;    /* may be NULL */
     char *path;          /* what was loaded (for messages) */
+    char *sae_name;      /* "RELEASE/SAE_ID" when loaded by registry name (sae_registry.h), else NULL */
+    const char *neuronpedia; /* Neuronpedia SAE id from the registry (static string), or NULL */
     float *W_enc;        /* [d_in, d_sae] */
     float *W_dec;        /* [d_sae, d_in]; row f is feature f's decoder direction */
     float *b_enc;        /* [d_sae] */
@@ -50,7 +52,8 @@ const char *sae_arch_name(sae_arch a);
 const char *sae_norm_name(sae_norm n);
 
 /* Load an SAE from: a sae-lens folder (cfg.json + sae_weights.safetensors), a Gemma Scope
- * params.npz, or a folder holding params.npz. hook_name (may be NULL) overrides the hook
+ * params.npz, a folder holding params.npz, or a registry name "RELEASE/SAE_ID" found in the
+ * Hugging Face cache (sae_registry.h; then sae_name, neuronpedia and the hook are set). hook_name (may be NULL) overrides the hook
  * recorded in the files; a Gemma Scope npz records none, so it is then derived from a
  * "layer_N" path component (…-res… → blocks.N.hook_resid_post, …-mlp… → blocks.N.hook_mlp_out,
  * …-att… → blocks.N.attn.hook_z, "embedding" → hook_embed, else resid_post). Caller frees. */

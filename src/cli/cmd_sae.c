@@ -6,8 +6,10 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "reprshift/jsonutil.h"
 #include "reprshift/sae.h"
 #include "reprshift/sae_fit.h"
+#include "reprshift/sae_registry.h"
 #include "reprshift/sae_train.h"
 #include "reprshift/safetensors.h"
 
@@ -15,15 +17,80 @@ static const char USAGE[] =
     "usage: reprshift sae train --acts FILE.safetensors --hook H --out DIR [--d-sae M] [--k K]\n"
     "                           [--steps N] [--batch B] [--lr LR] [--seed S] [--keep-special]\n"
     "       reprshift sae fit --acts FILE.safetensors --sae PATH [--hook H] [--sae-hook H]\n"
+    "                         [--allow-hook-mismatch] [--keep-special]\n"
     "       reprshift sae splice --model DIR --sae PATH (--texts FILE | --ids-file FILE) [...]\n"
     "                            (spliced CE: reprshift sae splice --help)\n"
-    "                         [--allow-hook-mismatch] [--keep-special]\n"
+    "       reprshift sae list [--release R] [--layer L] [--width 16k|65k]\n"
+    "\n"
+    "--sae takes a path (sae-lens folder, Gemma Scope params.npz or its folder) or a name\n"
+    "RELEASE/SAE_ID from `sae list`, e.g. gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical,\n"
+    "found in the Hugging Face cache (HF_HUB_CACHE / HF_HOME / ~/.cache/huggingface/hub).\n"
     "\n"
     "train: TopK SAE (Adam, AuxK for dead features, unit-norm decoder) on the rows of tensor H,\n"
     "       saved as a sae-lens folder (cfg.json + sae_weights.safetensors). Defaults: d_sae 4·d_in,\n"
     "       k 32, 2000 steps of 256 rows, lr 1e-3.\n"
     "fit:   MSE, relative MSE, explained variance, cosine, L0, L1, alive/dead fraction, mean max\n"
-    "       activation, as JSON on stdout; BOS/EOS/pad rows (ids 0-2) reported separately.\n";
+    "       activation, as JSON on stdout; BOS/EOS/pad rows (ids 0-2) reported separately.\n"
+    "list:  the SAE names reprshift knows (Gemma Scope residual SAEs of Gemma-2 2B, widths 16k and\n"
+    "       65k, canonical and per-L0 ids, from the sae-lens registry) as a tab-separated table:\n"
+    "       name, hook, d_sae, l0, Hub repo, file in the repo, Neuronpedia id (- if none), cached\n"
+    "       (yes/no in the local Hugging Face cache).\n";
+
+static int sae_list(int argc, char **argv) {
+    const char *release = NULL, *width = NULL;
+    int layer = -1;
+    for (int i = 2; i < argc; i++) {
+        const char *o = argv[i];
+        if (i + 1 >= argc || (strcmp(o, "--release") && strcmp(o, "--layer") && strcmp(o, "--width"))) {
+            fprintf(stderr, "reprshift sae list: unknown or incomplete option '%s' (--release R, --layer L, --width W)\n",
+                    o);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(o, "--release")) release = v;
+        else if (!strcmp(o, "--width")) width = v;
+        else {
+            char *end;
+            long L = strtol(v, &end, 10);
+            if (*end || end == v || L < 0 || L > 1000) {
+                fprintf(stderr, "reprshift sae list: --layer: not a layer number: '%s'\n", v);
+                return 2;
+            }
+            layer = (int)L;
+        }
+    }
+    if (release && !rs_sae_registry_has_release(release)) {
+        fprintf(stderr, "reprshift sae list: unknown release '%s' (known: gemma-scope-2b-pt-res-canonical, "
+                        "gemma-scope-2b-pt-res)\n", release);
+        return 1;
+    }
+    int want_w = 0;
+    if (width) {
+        if (!strcmp(width, "16k") || !strcmp(width, "16384")) want_w = 16384;
+        else if (!strcmp(width, "65k") || !strcmp(width, "65536")) want_w = 65536;
+        else {
+            fprintf(stderr, "reprshift sae list: --width: '%s' is not 16k or 65k\n", width);
+            return 2;
+        }
+    }
+    printf("name\thook\td_sae\tl0\trepo\tfile\tneuronpedia\tcached\n");
+    for (int i = 0; i < rs_sae_registry_count(); i++) {
+        const rs_sae_entry *e = rs_sae_registry_at(i);
+        if ((release && strcmp(e->release, release)) || (layer >= 0 && e->layer != layer) ||
+            (want_w && e->d_sae != want_w))
+            continue;
+        char name[400];
+        snprintf(name, sizeof name, "%s/%s", e->release, e->sae_id);
+        char *path = NULL;
+        const rs_sae_entry *got = NULL;
+        rs_err err = {{0}};
+        int cached = rs_sae_resolve(name, &path, &got, &err) == 0 && got;
+        free(path);
+        printf("%s\t%s\t%d\t%d\t%s\t%s/params.npz\t%s\t%s\n", name, e->hook_name, e->d_sae, e->l0, e->repo_id,
+               e->path, e->neuronpedia ? e->neuronpedia : "-", cached ? "yes" : "no");
+    }
+    return 0;
+}
 
 typedef struct {
     const char *acts, *hook, *out, *sae, *sae_hook;
@@ -53,22 +120,26 @@ static int load_rows(const sae_args *a, st_set **st, float **x, int64_t *n, int 
 }
 
 static void print_fit(const char *name, const sae_fit_metrics *m, int last) {
-    printf("  \"%s\": {\"n_rows\": %lld, \"mse\": %.9g, \"relative_mse\": %.9g, \"explained_variance\": %.9g, "
-           "\"cossim\": %.9g, \"l0\": %.9g, \"l1\": %.9g, \"frac_alive\": %.9g, \"frac_dead\": %.9g, "
-           "\"mean_max_act\": %.9g}%s\n",
-           name, (long long)m->n_rows, m->mse, m->relative_mse, m->explained_variance, m->cossim, m->l0, m->l1,
-           m->frac_alive, m->frac_dead, m->mean_max_act, last ? "" : ",");
+    /* an empty subset (e.g. no special-token rows) has NaN metrics: written as null */
+#define N9(x) RS_JSON_NUM("%.9g", x)
+    printf("  \"%s\": {\"n_rows\": %lld, \"mse\": %s, \"relative_mse\": %s, \"explained_variance\": %s, "
+           "\"cossim\": %s, \"l0\": %s, \"l1\": %s, \"frac_alive\": %s, \"frac_dead\": %s, "
+           "\"mean_max_act\": %s}%s\n",
+           name, (long long)m->n_rows, N9(m->mse), N9(m->relative_mse), N9(m->explained_variance), N9(m->cossim),
+           N9(m->l0), N9(m->l1), N9(m->frac_alive), N9(m->frac_dead), N9(m->mean_max_act), last ? "" : ",");
+#undef N9
 }
 
 int cmd_sae(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    if (argc >= 2 && !strcmp(argv[1], "splice")) return cmd_sae_splice(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "list") && !cli_wants_help(argc, argv, 2)) return sae_list(argc, argv);
+    if (argc < 2 || cli_wants_help(argc, argv, 1)) {
         fputs(USAGE, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (!strcmp(argv[1], "splice")) return cmd_sae_splice(argc - 1, argv + 1);
     int train = !strcmp(argv[1], "train"), fit = !strcmp(argv[1], "fit");
     if (!train && !fit) {
-        fprintf(stderr, "reprshift sae: unknown action '%s' (train, fit, splice)\n", argv[1]);
+        fprintf(stderr, "reprshift sae: unknown action '%s' (train, fit, splice, list)\n", argv[1]);
         return 2;
     }
     static const struct option LONG[] = {
@@ -128,7 +199,8 @@ int cmd_sae(int argc, char **argv) {
         if (sae_load(&sae, a.sae, a.sae_hook, &err)) goto done;
         if (!a.hook) a.hook = sae->hook_name;
         if (!a.hook) {
-            rs_errf(&err, "%s: SAE records no hook; pass --hook", a.sae);
+            rs_errf(&err, "%s: the SAE records no hook; pass --sae-hook NAME (the hook it was trained on, also the "
+                         "activation tensor read unless --hook names another)", a.sae);
             goto done;
         }
         if (sae_check_hook(sae, a.hook, a.allow_mismatch, &err)) goto done;
@@ -142,7 +214,11 @@ int cmd_sae(int argc, char **argv) {
             rs_err_prefix(&err, "%s", a.acts);
             goto done;
         }
-        printf("{\n  \"sae\": \"%s\", \"hook\": \"%s\", \"architecture\": \"%s\",\n", a.sae, a.hook, sae_arch_name(sae->arch));
+        printf("{\n  \"sae\": ");
+        rs_json_write_string(stdout, a.sae);
+        printf(", \"hook\": ");
+        rs_json_write_string(stdout, a.hook);
+        printf(", \"architecture\": \"%s\",\n", sae_arch_name(sae->arch));
         print_fit("fit", &in, 0);
         print_fit("special_tokens", &out, 1);
         printf("}\n");

@@ -10,13 +10,14 @@
 #include "cli/commands.h"
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
+#include "reprshift/hf_cache.h"
 #include "reprshift/jsonutil.h"
 #include "reprshift/paligemma.h"
 #include "reprshift/splice.h"
 #include "reprshift/tokenizer.h"
 
 static const char USAGE[] =
-    "usage: reprshift sae splice --model DIR --sae PATH (--texts FILE | --ids-file FILE) [options]\n"
+    "usage: reprshift sae splice --model MODEL --sae SAE (--texts FILE | --ids-file FILE) [options]\n"
     "\n"
     "Spliced evaluation of an SAE: run the model three times over the same text -- clean, with\n"
     "the SAE's reconstruction substituted at its hook, and with that activation zeroed -- and\n"
@@ -26,7 +27,10 @@ static const char USAGE[] =
     "distribution from image+prompt). BOS rows are left untouched unless --splice-bos.\n"
     "\n"
     "options:\n"
-    "  --sae PATH            sae-lens folder or Gemma Scope params.npz\n"
+    "MODEL is a folder or a Hub name (google/gemma-2-2b) in the local Hugging Face cache.\n"
+    "  --revision REV        branch, tag or commit of a Hub-named MODEL (default main)\n"
+    "  --sae PATH            sae-lens folder or Gemma Scope params.npz, or an SAE name from\n"
+    "                        `reprshift sae list` (found in the Hugging Face cache)\n"
     "  --hook H              hook to splice at (default: the SAE's hook_name)\n"
     "  --allow-hook-mismatch splice an SAE trained on another hook\n"
     "  --texts FILE          one text per line (tokenized with MODEL/tokenizer.json or --tokenizer)\n"
@@ -66,7 +70,10 @@ int cmd_sae_splice(int argc, char **argv) {
         {"hook", required_argument, 0, 'H'},  {"texts", required_argument, 0, 't'},
         {"ids-file", required_argument, 0, 'i'}, {"tokenizer", required_argument, 0, 'z'},
         {"splice-bos", no_argument, 0, 'B'},  {"allow-hook-mismatch", no_argument, 0, 'M'},
-        {"batch-tokens", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"batch-tokens", required_argument, 0, 'b'}, {"revision", required_argument, 0, 'R'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *revision = NULL, *model_name = NULL;
+    char *model_dir = NULL;
     const char *model = NULL, *sae_path = NULL, *hook = NULL, *texts = NULL, *ids_file = NULL, *tokp = NULL;
     int splice_bos = 0, allow = 0, c;
     long batch_tokens = 2048;
@@ -83,6 +90,7 @@ int cmd_sae_splice(int argc, char **argv) {
         case 'B': splice_bos = 1; break;
         case 'M': allow = 1; break;
         case 'b': batch_tokens = atol(optarg); break;
+        case 'R': revision = optarg; break;
         case 'h': fputs(USAGE, stdout); return 0;
         default: fprintf(stderr, "reprshift sae splice: unknown option or missing value\n%s", USAGE); return 2;
         }
@@ -102,6 +110,9 @@ int cmd_sae_splice(int argc, char **argv) {
     splice_ce total = {0};
     double *seq[3] = {NULL, NULL, NULL};
     int status = 1, pos_offset = 0;
+    model_name = model;
+    if (rs_hf_resolve_model(model_name, revision, &model_dir, &err)) goto done;
+    model = model_dir;
     if (model_config_type(model, &type, &err)) goto done;
     if (type == RS_MODEL_GEMMA2) {
         if (gemma2_open(&g, model, &err)) goto done;
@@ -174,16 +185,16 @@ int cmd_sae_splice(int argc, char **argv) {
     double denom = total.ce_zero - total.ce_clean;
     total.ce_recovered = denom != 0 ? (total.ce_zero - total.ce_spliced) / denom : NAN;
     printf("{\"model\": ");
-    rs_json_write_string(stdout, model);
+    rs_json_write_string(stdout, model_name);
     printf(", \"sae\": ");
     rs_json_write_string(stdout, sae_path);
     printf(", \"hook\": ");
     rs_json_write_string(stdout, hook);
-    printf(", \"splice_bos\": %s, \"n_inputs\": %d, \"n_predictions\": %lld, \"ce_clean\": %.6f, "
-           "\"ce_spliced\": %.6f, \"ce_zero\": %.6f, \"ce_loss_recovered\": ",
-           splice_bos ? "true" : "false", in.n, (long long)npred, total.ce_clean, total.ce_spliced, total.ce_zero);
-    if (isnan(total.ce_recovered)) printf("null}\n");
-    else printf("%.6f}\n", total.ce_recovered);
+    printf(", \"splice_bos\": %s, \"n_inputs\": %d, \"n_predictions\": %lld, \"ce_clean\": %s, "
+           "\"ce_spliced\": %s, \"ce_zero\": %s, \"ce_loss_recovered\": %s}\n",
+           splice_bos ? "true" : "false", in.n, (long long)npred, RS_JSON_NUM("%.6f", total.ce_clean),
+           RS_JSON_NUM("%.6f", total.ce_spliced), RS_JSON_NUM("%.6f", total.ce_zero),
+           RS_JSON_NUM("%.6f", total.ce_recovered));
     status = 0;
 done:
     if (status) fprintf(stderr, "reprshift sae splice: %s\n", err.msg);
@@ -193,5 +204,6 @@ done:
     sae_free(sae);
     gemma2_close(g);
     paligemma_close(pg);
+    free(model_dir);
     return status;
 }

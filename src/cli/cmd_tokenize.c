@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "reprshift/fileio.h"
+#include "reprshift/hf_cache.h"
 #include "reprshift/tokenizer.h"
 
 static const char *USAGE =
@@ -21,7 +22,9 @@ static void help(void) {
            "Tokenize text with the Gemma tokenizer (Hugging Face tokenizer.json, BPE with byte\n"
            "fallback; ids identical to the `tokenizers` library) and print one JSON array of ids\n"
            "per input on stdout.\n\n"
-           "  --model DIR       checkpoint folder; uses DIR/tokenizer.json\n"
+           "  --model DIR       checkpoint folder, or a Hub name (google/gemma-2-2b) in the local\n"
+           "                    Hugging Face cache; uses its tokenizer.json\n"
+           "  --revision REV    branch, tag or commit of a Hub-named --model (default main)\n"
            "  --tokenizer FILE  a tokenizer.json file\n"
            "  --text S          one input string (may contain newlines; it is one input)\n"
            "  --texts FILE      one input per line (the \\n is removed, a \\r is kept); - = stdin\n"
@@ -138,7 +141,7 @@ static int process(const rs_tokenizer *tok, const char *s, size_t len, int add_b
 }
 
 int cmd_tokenize(int argc, char **argv) {
-    const char *model_dir = NULL, *tok_file = NULL, *text = NULL, *texts = NULL;
+    const char *model_dir = NULL, *tok_file = NULL, *text = NULL, *texts = NULL, *revision = NULL;
     int add_bos = 1, decode = 0, skip_special = 0, paligemma = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -146,6 +149,7 @@ int cmd_tokenize(int argc, char **argv) {
                            : !strcmp(a, "--tokenizer") ? &tok_file
                            : !strcmp(a, "--text")      ? &text
                            : !strcmp(a, "--texts")     ? &texts
+                           : !strcmp(a, "--revision")  ? &revision
                                                        : NULL;
         if (dst) {
             if (i + 1 >= argc) return usage_error("missing value after", a);
@@ -170,18 +174,20 @@ int cmd_tokenize(int argc, char **argv) {
     if (!!text + !!texts != 1) return usage_error("give exactly one of --text S or --texts FILE", NULL);
     if (skip_special && !decode) return usage_error("--skip-special only applies with --decode", NULL);
 
-    char *path = model_dir ? rs_path_join(model_dir, "tokenizer.json") : strdup(tok_file);
+    if (revision && !model_dir) return usage_error("--revision applies to --model", NULL);
+    rs_err err = {{0}};
+    char *resolved = NULL; /* --model as a folder or a Hub name in the Hugging Face cache */
+    if (model_dir && rs_hf_resolve_model(model_dir, revision, &resolved, &err)) {
+        fprintf(stderr, "reprshift tokenize: %s\n", err.msg);
+        return 1;
+    }
+    char *path = model_dir ? rs_path_join(resolved, "tokenizer.json") : strdup(tok_file);
+    free(resolved);
     if (!path) {
         fprintf(stderr, "reprshift tokenize: out of memory\n");
         return 1;
     }
-    rs_err err = {{0}};
     rs_tokenizer *tok = NULL;
-    if (model_dir && !rs_is_dir(model_dir)) {
-        fprintf(stderr, "reprshift tokenize: %s: not a directory\n", model_dir);
-        free(path);
-        return 1;
-    }
     if (tok_load(&tok, path, &err) || (paligemma && tok_add_paligemma_tokens(tok, &err))) {
         fprintf(stderr, "reprshift tokenize: %s\n", err.msg);
         tok_free(tok);

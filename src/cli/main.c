@@ -1,6 +1,8 @@
 /* reprshift CLI entry point: dispatch to one subcommand. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "reprshift/version.h"
@@ -21,7 +23,7 @@ static const command COMMANDS[] = {
     {"preprocess", cmd_preprocess, "image -> SigLIP pixels_u8 / pixel_values (for checking)"},
     {"extract", cmd_extract, "run a model and save activations at named hooks"},
     {"shift", cmd_shift, "representation shift between two models' activations (SAE features, CKA, CIs)"},
-    {"sae", cmd_sae, "SAE fit quality / spliced CE / train a TopK SAE on stored activations"},
+    {"sae", cmd_sae, "SAE fit quality / spliced CE / train a TopK SAE on stored activations / list SAE names"},
     {"report", cmd_report, "write one self-contained HTML report from a results directory"},
     {"probe", cmd_probe, "train / evaluate / apply linear probes on extracted activations"},
 };
@@ -34,7 +36,25 @@ static void usage(FILE *f) {
         fprintf(f, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
 }
 
+/* OpenMP threads must not spin while they wait. libgomp's default is to busy-wait up to
+ * GOMP_SPINCOUNT (300000 iterations) after every parallel region; on a loaded machine the
+ * spinning thread takes the core that the other thread needs, and `probe train` ran
+ * several times slower than with passive waits (docs/pipeline.md, "Threads"). libgomp reads
+ * OMP_WAIT_POLICY only once, from the environment it finds when it is loaded, before main() runs
+ * (and before any constructor of the executable: setenv from a .preinit_array function is
+ * undone by libc's own start-up), so setting it here would be too late. Instead the CLI
+ * re-executes itself once with OMP_WAIT_POLICY=PASSIVE when neither it nor GOMP_SPINCOUNT
+ * is set; a value the user set always wins. OpenBLAS (the OpenMP build) runs its threads
+ * through libgomp too. If the re-exec fails the run simply goes on with the default. */
+static void passive_openmp(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1)) return;
+    execv("/proc/self/exe", argv);
+    /* exec failed (no /proc): carry on; children still inherit the passive policy */
+}
+
 int main(int argc, char **argv) {
+    passive_openmp(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

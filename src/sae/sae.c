@@ -34,6 +34,7 @@ void sae_free(rs_sae *s) {
     free(s->hook_name);
     free(s->model_name);
     free(s->path);
+    free(s->sae_name);
     free(s->W_enc);
     free(s->W_dec);
     free(s->b_enc);
@@ -92,7 +93,8 @@ void sae_update_dec_norm(rs_sae *s) {
 int sae_check_hook(const rs_sae *s, const char *act_hook, int allow_mismatch, rs_err *err) {
     if (allow_mismatch) return 0;
     if (!s->hook_name)
-        return rs_errf(err, "%s: SAE records no hook name; pass the hook explicitly or allow a mismatch",
+        return rs_errf(err, "%s: SAE records no hook name; name the hook it was trained on (--sae-hook NAME) or allow a "
+                       "mismatch (--allow-hook-mismatch)",
                        s->path ? s->path : "SAE");
     if (!act_hook || strcmp(s->hook_name, act_hook))
         return rs_errf(err, "%s: SAE was trained on hook '%s' but the activations are from '%s' "

@@ -3,6 +3,7 @@
  * configs without sae_lens_version (top level or metadata) or older than 6.0 get the
  * pre-6 renames (hook_point → hook_name, activation_fn_str → activation_fn) and defaults. */
 #include "reprshift/sae.h"
+#include "reprshift/sae_registry.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -323,6 +324,25 @@ done:
 
 int sae_load(rs_sae **out, const char *path, const char *hook_name, rs_err *err) {
     *out = NULL;
+    if (!rs_path_exists(path)) {
+        /* a registry name: load the cached params.npz with the registry's hook and ids */
+        char *file = NULL;
+        const rs_sae_entry *e = NULL;
+        if (rs_sae_resolve(path, &file, &e, err)) return -1;
+        if (e) {
+            int rc = sae_load(out, file, hook_name ? hook_name : e->hook_name, err);
+            free(file);
+            if (rc) return -1;
+            (*out)->neuronpedia = e->neuronpedia;
+            if (!((*out)->sae_name = strdup(path))) {
+                sae_free(*out);
+                *out = NULL;
+                return rs_errf(err, "out of memory");
+            }
+            return 0;
+        }
+        free(file);
+    }
     rs_sae *s = NULL;
     int rc;
     if (rs_is_dir(path)) {
@@ -369,8 +389,8 @@ int sae_save_sae_lens(const rs_sae *s, const char *dir, rs_err *err) {
         cJSON_Delete(meta);
         return rs_errf(err, "out of memory");
     }
-    cJSON_AddNumberToObject(cfg, "d_in", s->d_in);
-    cJSON_AddNumberToObject(cfg, "d_sae", s->d_sae);
+    rs_json_add_num(cfg, "d_in", s->d_in);
+    rs_json_add_num(cfg, "d_sae", s->d_sae);
     cJSON_AddStringToObject(cfg, "dtype", "float32");
     cJSON_AddStringToObject(cfg, "device", "cpu");
     cJSON_AddBoolToObject(cfg, "apply_b_dec_to_input", s->apply_b_dec_to_input);
@@ -378,7 +398,7 @@ int sae_save_sae_lens(const rs_sae *s, const char *dir, rs_err *err) {
     cJSON_AddStringToObject(cfg, "reshape_activations", "none");
     cJSON_AddStringToObject(cfg, "architecture", sae_arch_name(s->arch));
     if (s->arch == SAE_ARCH_TOPK) {
-        cJSON_AddNumberToObject(cfg, "k", s->k);
+        rs_json_add_num(cfg, "k", s->k);
         cJSON_AddBoolToObject(cfg, "rescale_acts_by_decoder_norm", s->rescale_acts_by_decoder_norm);
     }
     /* sae-lens 6 reads metadata; the version gate decides whether pre-6 handling runs. */
