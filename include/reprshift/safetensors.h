@@ -49,6 +49,7 @@ typedef struct {
     int n_meta;
     char **meta_keys;   /* __metadata__ of the first shard */
     char **meta_vals;
+    unsigned char *claimed; /* [n_tensors]: 1 once st_expect has checked that tensor (a loader used it) */
 } st_set;
 
 /* Open a .safetensors file, a model.safetensors.index.json, or a directory holding either.
@@ -65,7 +66,8 @@ const char *st_meta(const st_set *s, const char *key);
 void st_to_f32(const st_tensor *t, float *dst);
 /* New f32 copy of a tensor (caller frees); NULL on allocation failure. */
 float *st_to_f32_new(const st_tensor *t);
-/* Check name exists with the given shape (ndim entries); error names tensor and file. */
+/* Check name exists with the given shape (ndim entries); error names tensor and file.
+ * Marks the tensor in s->claimed, so a caller can find tensors no loader asked for. */
 int st_expect(const st_set *s, const char *name, int ndim, const int64_t *shape,
               const st_tensor **out, rs_err *err);
 

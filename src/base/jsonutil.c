@@ -162,3 +162,32 @@ void rs_json_write_string(FILE *fp, const char *s) {
     if (rs_json_append_string(&b, &len, &cap, s) == 0) fwrite(b, 1, len, fp);
     free(b);
 }
+
+const char *rs_json_fmt_num(char *buf, size_t size, const char *fmt, double x) {
+    if (!isfinite(x)) snprintf(buf, size, "null");
+    else snprintf(buf, size, fmt, x);
+    return buf;
+}
+
+void rs_json_write_num(FILE *fp, const char *fmt, double x) {
+    char b[RS_JSON_NUM_SIZE];
+    fputs(rs_json_fmt_num(b, sizeof b, fmt, x), fp);
+}
+
+int rs_json_append_num(char **buf, size_t *len, size_t *cap, const char *fmt, double x) {
+    char b[RS_JSON_NUM_SIZE];
+    return rs_json_append_raw(buf, len, cap, rs_json_fmt_num(b, sizeof b, fmt, x));
+}
+
+cJSON *rs_json_number(double x) {
+    return isfinite(x) ? cJSON_CreateNumber(x) : cJSON_CreateNull();
+}
+
+cJSON *rs_json_add_num(cJSON *obj, const char *key, double x) {
+    cJSON *v = rs_json_number(x);
+    if (v && !cJSON_AddItemToObject(obj, key, v)) {
+        cJSON_Delete(v);
+        v = NULL;
+    }
+    return v;
+}

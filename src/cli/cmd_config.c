@@ -9,7 +9,7 @@
 int cmd_config(int argc, char **argv);
 
 int cmd_config(int argc, char **argv) {
-    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+    if (cli_wants_help(argc, argv, 1)) {
         printf("usage: reprshift config check CONFIG.json   validate; print the resolved config as JSON\n"
                "       reprshift config schema              print the schema (Markdown table)\n"
                "Unknown keys and wrong types are errors naming the key path, with the nearest valid key.\n");

@@ -375,7 +375,7 @@ static int do_check(const char *path) {
 }
 
 int cmd_dataset(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    if (argc < 2 || cli_wants_help(argc, argv, 1)) {
         fputs(USAGE, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }

@@ -5,6 +5,8 @@
 
 #include "cli/commands.h"
 #include "reprshift/fileio.h"
+#include "reprshift/hf_cache.h"
+#include "reprshift/model_check.h"
 #include "reprshift/model_config.h"
 #include "reprshift/safetensors.h"
 
@@ -48,22 +50,42 @@ static int print_config(const char *dir, rs_err *err) {
     return 0;
 }
 
-int cmd_inspect(int argc, char **argv) {
+static int inspect_main(int argc, char **argv) {
     if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         FILE *f = argc == 2 ? stdout : stderr;
-        fprintf(f, "usage: reprshift inspect MODEL_DIR|FILE.safetensors\n\n"
+        fprintf(f, "usage: reprshift inspect MODEL_DIR|FILE.safetensors|ORG/NAME [--revision REV]\n\n"
+                   "ORG/NAME is a Hub name (google/gemma-2-2b) found in the local Hugging Face cache\n"
+                   "(HF_HUB_CACHE / HF_HOME / ~/.cache/huggingface/hub) at REV (default main).\n"
                    "Print the model config (if MODEL_DIR has a config.json) and a table of every\n"
-                   "tensor: name, dtype, shape, shard file. Validates all headers.\n");
+                   "tensor: name, dtype, shape, shard file. Validates all headers, and for a model\n"
+                   "folder the whole checkpoint against its config, with the loaders' own checks:\n"
+                   "every tensor the model needs present with the shape the config implies and an\n"
+                   "F32/BF16/F16 dtype, and no tensor the loader would ignore (an lm_head.weight\n"
+                   "equal to the tied embedding is allowed). Exit 1 with one line naming the\n"
+                   "file and tensor otherwise.\n");
         return argc == 2 ? 0 : 2;
     }
     rs_err err = {{0}};
-    if (rs_is_dir(argv[1]) && print_config(argv[1], &err)) {
+    int has_config = 0;
+    model_check_info info;
+    if (rs_is_dir(argv[1])) {
+        char *cp = rs_path_join(argv[1], "config.json");
+        has_config = cp && rs_path_exists(cp);
+        free(cp);
+    }
+    /* Validate everything before printing anything. */
+    if (has_config && model_check(argv[1], &info, &err)) {
         fprintf(stderr, "reprshift inspect: %s\n", err.msg);
         return 1;
     }
     st_set *s;
     if (st_open(&s, argv[1], &err)) {
         fprintf(stderr, "reprshift inspect: %s\n", err.msg);
+        return 1;
+    }
+    if (has_config && print_config(argv[1], &err)) {
+        fprintf(stderr, "reprshift inspect: %s\n", err.msg);
+        st_close(s);
         return 1;
     }
     printf("%d tensors in %d shard(s)\n", s->n_tensors, s->n_shards);
@@ -77,6 +99,33 @@ int cmd_inspect(int argc, char **argv) {
         const char *file = strrchr(s->paths[t->shard], '/');
         printf("%-60s %-5s %-22s %s\n", t->name, rs_dtype_name(t->dtype), shape, file ? file + 1 : s->paths[t->shard]);
     }
+    if (has_config)
+        printf("checkpoint matches its config: %d tensors, all read by the %s loader (prefixes %s)%s\n",
+               info.n_tensors, info.type == RS_MODEL_GEMMA2 ? "Gemma-2" : "PaliGemma", info.layout,
+               info.n_tied_head ? "; its lm_head.weight is a copy of the tied embedding (not read)" : "");
+    else
+        printf("no config.json: headers validated, tensors not checked against a model\n");
     st_close(s);
     return 0;
+}
+
+/* A Hub name (or --revision) is resolved to its cached snapshot folder first. */
+int cmd_inspect(int argc, char **argv) {
+    const char *revision = NULL;
+    if (argc == 4 && !strcmp(argv[2], "--revision")) {
+        revision = argv[3];
+        argc = 2;
+    }
+    if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || (!revision && rs_path_exists(argv[1])))
+        return inspect_main(argc, argv);
+    rs_err err = {{0}};
+    char *dir = NULL;
+    if (rs_hf_resolve_model(argv[1], revision, &dir, &err)) {
+        fprintf(stderr, "reprshift inspect: %s\n", err.msg);
+        return 1;
+    }
+    char *av[3] = {argv[0], dir, NULL};
+    int rc = inspect_main(2, av);
+    free(dir);
+    return rc;
 }

@@ -4,6 +4,16 @@
 #ifndef RS_CLI_COMMANDS_H
 #define RS_CLI_COMMANDS_H
 
+#include <string.h>
+
+/* Is "--help" or "-h" among argv[from..argc)? Every command and subcommand answers it by
+ * printing its help on stdout and exiting 0 (tests/cli_help.sh checks them all). */
+static inline int cli_wants_help(int argc, char **argv, int from) {
+    for (int i = from; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
+    return 0;
+}
+
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_extract(int argc, char **argv);

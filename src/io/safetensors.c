@@ -325,6 +325,7 @@ int st_open(st_set **out, const char *path, rs_err *err) {
             rc = rs_errf(err, "%s: duplicate tensor name \"%s\"", s->paths[l.v[i].shard], l.v[i].name);
             goto done;
         }
+    if (!(s->claimed = calloc((size_t)(l.n ? l.n : 1), 1))) rc = rs_errf(err, "out of memory");
 done:
     free(idx);
     free(single);
@@ -354,6 +355,7 @@ void st_close(st_set *s) {
     }
     free(s->meta_keys);
     free(s->meta_vals);
+    free(s->claimed);
     free(s);
 }
 
@@ -422,6 +424,7 @@ int st_expect(const st_set *s, const char *name, int ndim, const int64_t *shape,
     const st_tensor *t = st_get(s, name);
     if (out) *out = t;
     if (!t) return rs_errf(err, "%s: missing tensor \"%s\"", s->n_shards ? s->paths[0] : "?", name);
+    if (s->claimed) s->claimed[t - s->tensors] = 1;
     int ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
     if (!ok) {

@@ -196,6 +196,75 @@ cc("coco_bad_width.json", lambda c: c["images"][0].update(width=-5))
 w("coco_deep_nesting.json", b'{"info":' + b"[" * 3000 + b"]" * 3000 + b"}")
 w("coco_non_utf8.json", json.dumps(coco)[:-1].encode() + b', "x": "\xc3\x28"}')
 
+# ---- whole checkpoints (reprshift inspect DIR): config.json + weights that contradict it ----
+# Tiny zero-weight checkpoints in the Hugging Face tensor layouts; each breaks one rule.
+gcfg = {"model_type": "gemma2", "vocab_size": 16, "hidden_size": 8, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 4, "intermediate_size": 16}
+def gemma_tensors(c, p="model."):
+    D, F, hd = c["hidden_size"], c["intermediate_size"], c["head_dim"]
+    q, kv = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
+    t = {p + "embed_tokens.weight": [c["vocab_size"], D], p + "norm.weight": [D]}
+    for l in range(c["num_hidden_layers"]):
+        a = "%slayers.%d." % (p, l)
+        t.update({a + "self_attn.q_proj.weight": [q, D], a + "self_attn.k_proj.weight": [kv, D],
+                  a + "self_attn.v_proj.weight": [kv, D], a + "self_attn.o_proj.weight": [D, q],
+                  a + "mlp.gate_proj.weight": [F, D], a + "mlp.up_proj.weight": [F, D], a + "mlp.down_proj.weight": [D, F]})
+        for n in ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"):
+            t[a + n + ".weight"] = [D]
+    return t
+vcfg = {"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16,
+        "image_size": 4, "patch_size": 2}
+pcfg = {"model_type": "paligemma", "image_token_index": 15, "projection_dim": 8, "text_config": gcfg, "vision_config": vcfg}
+def pali_tensors(vp, mp, tp):
+    V, F, P = vcfg["hidden_size"], vcfg["intermediate_size"], vcfg["patch_size"]
+    n = (vcfg["image_size"] // P) ** 2
+    t = {vp + "embeddings.patch_embedding.weight": [V, 3, P, P], vp + "embeddings.patch_embedding.bias": [V],
+         vp + "embeddings.position_embedding.weight": [n, V], vp + "post_layernorm.weight": [V], vp + "post_layernorm.bias": [V],
+         mp + "linear.weight": [pcfg["projection_dim"], V], mp + "linear.bias": [pcfg["projection_dim"]]}
+    for l in range(vcfg["num_hidden_layers"]):
+        a = "%sencoder.layers.%d." % (vp, l)
+        for m, shp in (("self_attn.q_proj", [V, V]), ("self_attn.k_proj", [V, V]), ("self_attn.v_proj", [V, V]),
+                       ("self_attn.out_proj", [V, V]), ("mlp.fc1", [F, V]), ("mlp.fc2", [V, F])):
+            t[a + m + ".weight"] = shp; t[a + m + ".bias"] = [shp[0]]
+        for m in ("layer_norm1", "layer_norm2"):
+            t[a + m + ".weight"] = [V]; t[a + m + ".bias"] = [V]
+    t.update(gemma_tensors(gcfg, tp))
+    return t
+def ckpt_dir(name, config, tensors, dtypes={}, ones=()):
+    """Zero-filled BF16 weights (tensors in `ones` are all 1.0); name is relative to D."""
+    os.makedirs(os.path.join(D, name), exist_ok=True)
+    w(os.path.join(name, "config.json"), json.dumps(config))
+    hdr, off, data = {}, 0, b""
+    for k, shp in sorted(tensors.items()):
+        dt = dtypes.get(k, "BF16")
+        n = int(np.prod(shp))
+        nb = n * (4 if dt in ("F32", "I32") else 2)
+        hdr[k] = T(dt, shp, off, off + nb); off += nb
+        data += (b"\x80\x3f" * n) if k in ones else b"\0" * nb
+    w(os.path.join(name, "model.safetensors"), st(hdr, data))
+g = gemma_tensors(gcfg)
+ckpt_dir("model_missing_tensor", gcfg, {k: v for k, v in g.items() if k != "model.layers.0.mlp.up_proj.weight"})
+ckpt_dir("model_hidden_contradicts", dict(gcfg, hidden_size=12), g)
+ckpt_dir("model_extra_layer", gcfg, gemma_tensors(dict(gcfg, num_hidden_layers=2)))
+ckpt_dir("model_int_weight", gcfg, g, {"model.layers.0.self_attn.o_proj.weight": "I32"})
+ckpt_dir("model_int_norm", gcfg, g, {"model.norm.weight": "I32"})
+ckpt_dir("model_head_untied_shape", gcfg, dict(g, **{"lm_head.weight": [15, 8]}))
+hub = pali_tensors("vision_tower.vision_model.", "multi_modal_projector.", "language_model.model.")
+pre = pali_tensors("model.vision_tower.vision_model.", "model.multi_modal_projector.", "model.language_model.")
+ckpt_dir("pali_missing_vision_bias", pcfg, {k: v for k, v in hub.items() if not k.endswith("layers.0.mlp.fc2.bias")})
+ckpt_dir("pali_vision_head", pcfg, dict(hub, **{"vision_tower.vision_model.head.probe": [1, 1, 8]}))
+ckpt_dir("pali_prefix_missing_decoder", pcfg, {k: v for k, v in pre.items() if k != "model.language_model.layers.0.self_attn.k_proj.weight"})
+ckpt_dir("pali_prefix_projector_shape", dict(pcfg, vision_config=dict(vcfg, hidden_size=6)), pre)
+ckpt_dir("pali_prefix_int_bias", pcfg, pre, {"model.multi_modal_projector.linear.bias": "I32"})
+ckpt_dir("pali_text_only", pcfg, gemma_tensors(gcfg, "language_model.model."))
+ckpt_dir("pali_mixed_layouts", pcfg, dict(hub, **{"model.language_model.norm.weight": [8]}))
+ckpt_dir("model_head_untied", gcfg, dict(g, **{"lm_head.weight": [16, 8]}), ones=("lm_head.weight",))
+# valid counterparts (tests/cli_inspect.sh: exit 0), so each case above fails only for its own reason
+for name, c, t in (("gemma_ok", gcfg, g), ("gemma_tied_head", gcfg, dict(g, **{"lm_head.weight": [16, 8]})),
+                   ("pali_hub_ok", pcfg, hub), ("pali_prefix_ok", pcfg, pre),
+                   ("pali_tied_head", pcfg, dict(hub, **{"language_model.lm_head.weight": [16, 8]}))):
+    ckpt_dir(os.path.join("..", "fixtures", "inspect", name), c, t)
+
 # ---- sae-lens folders (library: sae_load DIR) ----
 def sae_dir(name, cfg_obj):
     os.makedirs(os.path.join(D, name), exist_ok=True)
