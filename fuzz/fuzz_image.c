@@ -34,6 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         static float pv[3 * 16 * 16];
         static uint8_t u8[16 * 16 * 3];
         rs_siglip_preprocess(&img, 16, u8, pv, &err);
+        rs_siglip_preprocess_with(&img, 16, RS_IMAGE_PROCESSOR_TORCHVISION, u8, pv, &err);
     }
     rs_image_free(&img);
     return 0;

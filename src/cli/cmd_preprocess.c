@@ -1,6 +1,7 @@
 /* reprshift preprocess: one image -> SigLIP model input, for checking and debugging.
  * Decode (as Pillow's convert("RGB")), apply --edit operations in order, then SigLIP
- * preprocessing; writes pixels_u8 U8 [S,S,3] and pixel_values F32 [3,S,S] atomically. */
+ * preprocessing as the chosen transformers processor (--image-processor pil|torchvision);
+ * writes pixels_u8 U8 [S,S,3] and pixel_values F32 [3,S,S] atomically. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,15 +16,25 @@
 #define MAX_EDITS 32
 
 static const char USAGE[] =
-    "usage: reprshift preprocess --image PATH --size S [--edit NAME=VALUE ...] --out F.safetensors\n"
+    "usage: reprshift preprocess --image PATH --size S [--image-processor pil|torchvision]\n"
+    "                            [--edit NAME=VALUE ...] --out F.safetensors\n"
     "\n"
     "Decode a JPEG/PNG as Pillow's Image.open(p).convert(\"RGB\") does, apply the edits in\n"
-    "order, then SigLIP preprocessing (transformers SiglipImageProcessor): Pillow bicubic\n"
-    "resize to SxS, x/255, (x-0.5)/0.5, CHW. Writes pixels_u8 U8 [S,S,3] (the resized\n"
-    "image) and pixel_values F32 [3,S,S].\n"
+    "order, then SigLIP preprocessing exactly as one of transformers 5's processors does it:\n"
+    "resize to SxS, rescale and normalise to [-1, 1], CHW. Writes pixels_u8 U8 [S,S,3] (the\n"
+    "resized image) and pixel_values F32 [3,S,S].\n"
     "\n"
     "  --image PATH        input image (JPEG or PNG)\n"
     "  --size S            output side in pixels (224, 448, 896 for PaliGemma-2)\n"
+    "  --image-processor P which transformers processor to reproduce (default pil):\n"
+    "                        pil          SiglipImageProcessorPil: Pillow bicubic resize,\n"
+    "                                     float32(x * (1/255)), (x - 0.5) / 0.5\n"
+    "                        torchvision  SiglipImageProcessor (the torchvision backend that\n"
+    "                                     transformers picks when torchvision is installed),\n"
+    "                                     CPU: torch's uint8 antialiased bicubic resize,\n"
+    "                                     (x - 127.5) / 127.5\n"
+    "                      they differ by 1-2 levels on ~0.3% of the resized values, more on\n"
+    "                      portrait images (Pillow 13 filters vertically first); docs/images.md\n"
     "  --edit NAME=VALUE   before resizing; repeatable, applied in order:\n"
     "                        brightness=F contrast=F saturation=F (Pillow ImageEnhance factors)\n"
     "                        redness=F redness_luma=F (scale R; _luma keeps BT.601 luma)\n"
@@ -36,12 +47,14 @@ int cmd_preprocess(int argc, char **argv) {
     static const struct option opts[] = {
         {"image", required_argument, 0, 'i'}, {"size", required_argument, 0, 's'},
         {"edit", required_argument, 0, 'e'},  {"out", required_argument, 0, 'o'},
+        {"image-processor", required_argument, 0, 'p'},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
     const char *image = NULL, *out = NULL, *size_s = NULL;
     rs_edit edits[MAX_EDITS];
     const char *edit_specs[MAX_EDITS];
     int n_edits = 0, c;
     rs_err err = {{0}};
+    rs_image_processor proc = RS_IMAGE_PROCESSOR_PIL;
     optind = 1;
     opterr = 0; /* our own one-line message instead of getopt's */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -49,6 +62,13 @@ int cmd_preprocess(int argc, char **argv) {
         case 'i': image = optarg; break;
         case 's': size_s = optarg; break;
         case 'o': out = optarg; break;
+        case 'p':
+            if (rs_image_processor_parse(optarg, &proc)) {
+                fprintf(stderr, "reprshift preprocess: --image-processor must be pil or torchvision (got \"%s\")\n",
+                        optarg);
+                return 2;
+            }
+            break;
         case 'e':
             if (n_edits == MAX_EDITS) {
                 fprintf(stderr, "reprshift preprocess: at most %d --edit options\n", MAX_EDITS);
@@ -99,7 +119,7 @@ int cmd_preprocess(int argc, char **argv) {
         rs_errf(&err, "out of memory for a %ldx%ld output", size, size);
         goto done;
     }
-    if (rs_siglip_preprocess(&img, (int)size, u8, pv, &err)) goto done;
+    if (rs_siglip_preprocess_with(&img, (int)size, proc, u8, pv, &err)) goto done;
     w = st_writer_new();
     if (!w) {
         rs_errf(&err, "out of memory");
@@ -112,7 +132,13 @@ int cmd_preprocess(int argc, char **argv) {
         st_writer_add(w, "pixel_values", RS_DT_F32, 3, shp_pv, pv, &err) ||
         st_writer_meta(w, "source", image, &err) || st_writer_meta(w, "source_size", dims, &err) ||
         st_writer_meta(w, "edits", meta, &err) ||
-        st_writer_meta(w, "preprocess", "SigLIP: Pillow bicubic resize, /255, (x-0.5)/0.5, CHW", &err) ||
+        st_writer_meta(w, "image_processor", rs_image_processor_name(proc), &err) ||
+        st_writer_meta(w, "preprocess",
+                       proc == RS_IMAGE_PROCESSOR_TORCHVISION
+                           ? "transformers SiglipImageProcessor (torchvision backend, CPU): torch uint8 antialiased "
+                             "bicubic resize, (x-127.5)/127.5, CHW"
+                           : "transformers SiglipImageProcessorPil: Pillow bicubic resize, x*(1/255), (x-0.5)/0.5, CHW",
+                       &err) ||
         st_writer_meta(w, "reprshift_version", RS_VERSION, &err) || st_writer_save(w, out, &err))
         goto done;
     status = 0;
