@@ -4,13 +4,15 @@
 # exit, nothing left behind). Parity of the values is tested in test_paligemma.
 set -u
 CLI=${RS_CLI:?}
-D=${RS_SHARED_DIR:-../shared}/data
+. "$(dirname "$0")/shared.sh"
+D=$SHARED/data
 M=tests/fixtures/models/paligemma-tiny-f32
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 export RS_QUIET=1
-IMG1=$D/images/skimage/chelsea.png
-IMG2=$D/coco/mini/val2017/000000000139.jpg
+# committed images: a PNG (Pillow's 224 px resize of skimage's chelsea.png) and a COCO JPEG
+IMG1=tests/fixtures/images/resize_chelsea_224.png
+IMG2=examples/data/coco-sample/val2017/000000397133.jpg
 
 # images + a text-only input, unpooled: N=4 image tokens, prompt 3 ids + "\n"
 "$CLI" extract --model $M --hook vision.ln_post,projector.hook_out,blocks.1.hook_resid_post \
@@ -54,9 +56,11 @@ expect_fail() {  # expect_fail NEEDLE ARGS...
   return 0
 }
 H=blocks.0.hook_resid_post
-expect_fail "truncated" --model $M --hook $H --image "$D/images/skimage/truncated.jpg" --prompt-ids 207
-expect_fail "truncated.jpg" --model $M --hook vision.ln_post --image "$D/images/skimage/truncated.jpg" --prompt-ids 207
-expect_fail "african_elephants_truncated_file.jpg" --model $M --hook $H --image "$D/images/cameratrapai/african_elephants_truncated_file.jpg" --prompt-ids 207
+if have_shared data/images "the real truncated JPEGs of the shared data folder"; then
+  expect_fail "truncated" --model $M --hook $H --image "$D/images/skimage/truncated.jpg" --prompt-ids 207
+  expect_fail "truncated.jpg" --model $M --hook vision.ln_post --image "$D/images/skimage/truncated.jpg" --prompt-ids 207
+  expect_fail "african_elephants_truncated_file.jpg" --model $M --hook $H --image "$D/images/cameratrapai/african_elephants_truncated_file.jpg" --prompt-ids 207
+fi
 printf 'GIF89a not really' > "$T/x.gif"
 expect_fail "x.gif" --model $M --hook $H --image "$T/x.gif" --prompt-ids 207
 expect_fail "not found" --model $M --hook $H --image "$T/nope.jpg" --prompt-ids 207
@@ -68,7 +72,9 @@ expect_fail "vision.blocks.{0..1}" --model $M --hook vision.blocks.7.hook_resid_
 expect_fail "<image> token" --model $M --hook $H --ids 2,256,5
 expect_fail "not a text token" --model $M --hook $H --image "$IMG1" --prompt-ids 256
 # the prompt through a real tokenizer ("caption en\n" = 21209 659 108): ids beyond the tiny vocabulary
-expect_fail "not a text token" --model $M --hook $H --image "$IMG1" --tokenizer "$D/tokenizer/tokenizer.json"
+if have_shared data/tokenizer/tokenizer.json "the 17 MB Gemma tokenizer"; then
+  expect_fail "not a text token" --model $M --hook $H --image "$IMG1" --tokenizer "$D/tokenizer/tokenizer.json"
+fi
 expect_fail "need PaliGemma" --model tests/fixtures/models/gemma2-tiny-f32 --hook $H --image "$IMG1"
 # config whose projector width disagrees with the tensors
 mkdir "$T/mism"; cp $M/model.safetensors "$T/mism/"
@@ -77,4 +83,5 @@ expect_fail "patch_embedding.weight" --model "$T/mism" --hook $H --image "$IMG1"
 sed 's/"projection_dim": 64/"projection_dim": 48/g' $M/config.json > "$T/mism/config.json"
 expect_fail "projection_dim 48" --model "$T/mism" --hook $H --image "$IMG1" --prompt-ids 207
 "$CLI" extract --help | grep -q -- "--manifest" || fail "--help lists --manifest"
+skip_exit
 echo "cli_paligemma: all checks passed"

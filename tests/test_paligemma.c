@@ -274,7 +274,8 @@ static void test_build_input(void **s) {
             assert_memory_equal(ids, r.ids, (size_t)r.T * 4);
             for (int i = 0; i < r.T; i++) {
                 int want = i < N ? PG_TOK_IMAGE : i == N ? PG_TOK_BOS : i < r.P - 1 ? PG_TOK_PROMPT
-                         : i == r.P - 1 ? PG_TOK_SEP : PG_TOK_SUFFIX;
+                         : i == r.P - 1 ? PG_TOK_SEP : i == r.T - 1 ? PG_TOK_SPECIAL /* the closing <eos> */
+                         : PG_TOK_SUFFIX;
                 assert_int_equal(kinds[i], want);
             }
             assert_int_equal(r.ids[r.P - 1], 108); /* the "\n" separator */
@@ -426,6 +427,7 @@ static const pg_tensor *result_tensor(const pg_extract_result *r, const char *na
  * input: unpooled rows and the pooled variants against the goldens. */
 static void test_extract(void **s) {
     (void)s;
+    TU_NEED_SHARED("data/images", "the real test images of the shared data folder");
     fixture f;
     open_fixture(&f, "paligemma-tiny-model-prefix");
     int N = f.m->vision->n_patches, D = f.m->cfg.text.hidden_size, Dv = f.m->cfg.vision.hidden_size;
@@ -533,5 +535,5 @@ int main(void) {
         cmocka_unit_test(test_config_mismatch), cmocka_unit_test(test_extract),
         cmocka_unit_test(test_sparse_config),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -33,6 +33,8 @@ typedef struct {
      * img instead of rs_image_load, e.g. to apply edits in memory. NULL: decode the file. */
     int (*load_image)(void *ctx, int input, const char *path, rs_image *img, rs_err *err);
     void *load_image_ctx;
+    /* PaliGemma only: which transformers SigLIP image processor to reproduce (0 = PIL). */
+    rs_image_processor image_processor;
 } extract_opts;
 
 typedef struct {
@@ -77,6 +79,7 @@ typedef struct {
     char **image_paths;  /* [n] NULL for text-only inputs */
     char **texts;        /* [n] caption / prompt (row index), may be NULL */
     char **labels;       /* [n] label (row index), may be NULL */
+    char **suffixes;     /* [n] suffix caption text (row index), NULL entries if none or given as ids */
 } pg_inputs;
 
 /* One saved tensor of a PaliGemma extraction. */
@@ -103,6 +106,8 @@ void pg_inputs_free(pg_inputs *in);
 /* Append one input (arrays and strings copied; image_path/text/label may be NULL). */
 int pg_inputs_add(pg_inputs *in, const int32_t *ids, const uint8_t *kinds, int64_t len, int prefix_len,
                   const char *image_path, const char *text, const char *label, rs_err *err);
+/* Record the suffix caption of input i (copied) for the row index. */
+int pg_inputs_set_suffix(pg_inputs *in, int i, const char *suffix, rs_err *err);
 
 /* Run PaliGemma over all inputs (images decoded and preprocessed a batch at a time).
  * Output tensors, for each hook H:
@@ -111,14 +116,19 @@ int pg_inputs_add(pg_inputs *in, const int32_t *ids, const uint8_t *kinds, int64
  *   pool mean: H [n, d] = mean over the input's content tokens (image tokens of an image
  *              input, text tokens of a text-only input; never BOS, "\n", EOS, pad unless
  *              pool_special, which averages every token); H@image and H@text [n, d] = mean
- *              over image tokens / prompt or text tokens (NaN rows where an input has none).
+ *              over image tokens / prompt or text tokens (NaN rows where an input has none);
+ *              when some input has a suffix, also H@suffix [n, d] = mean over its suffix
+ *              (caption) tokens, the closing <eos> excluded (NaN rows for inputs without).
  *              Vision hooks: H [n, d] mean over the patches (NaN rows for text inputs).
- *   pool last: decoder hooks only, H [n, d] = last token (the "\n" of an image input);
- *              with vision_mean, vision hooks are mean-pooled as for pool mean. */
+ *   pool last: decoder hooks only, H [n, d] = last token (the "\n" of an image input, the
+ *              <eos> of one with a suffix); with vision_mean, vision hooks are mean-pooled
+ *              as for pool mean. */
 int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extract_opts *o, pg_extract_result *r,
                       rs_progress *prog, rs_err *err);
 /* Write the tensors + token_ids, token_kind (U8), offsets, vision_offsets atomically, and
- * FILE.rows.jsonl (one line per input: modality, image/text, label, rows). */
+ * FILE.rows.jsonl (one line per input: modality, image/text, label, rows, and for an input
+ * with a suffix suffix_len (its tokens after the prefix_len prefix, <eos> included) and the
+ * suffix text). */
 int extract_paligemma_save(const pg_extract_result *r, const pg_inputs *in, const char *path,
                            const char *const *meta, rs_err *err);
 /* Free a result. */

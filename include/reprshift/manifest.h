@@ -5,7 +5,8 @@
  *   file_name  COCO file name the row belongs to                   (optional)
  *   image_id, caption_id   integer ids, empty if not applicable    (optional)
  *   split      "train", "val", "test" or empty                     (optional)
- * Any other column is kept as an extra column (e.g. edit, edit_value). A relative image
+ * Any other column is kept as an extra column (e.g. edit, edit_value; `reprshift extract`
+ * reads an optional "suffix" column: a caption after an image row's image + prompt). A relative image
  * path is resolved against the directory that holds the manifest, so a manifest and its
  * images can be moved together. See docs/datasets.md. */
 #ifndef REPRSHIFT_MANIFEST_H

@@ -1,4 +1,4 @@
-/* PaliGemma-2 (spec/models.md §4): SigLIP tower → linear projector (+bias) → image
+/* PaliGemma-2 (docs/model-spec.md §4): SigLIP tower → linear projector (+bias) → image
  * features placed at the <image> token positions → Gemma-2 decoder with 1-based positions
  * and prefix-LM attention (bidirectional over image + <bos> + prompt + "\n", causal after).
  * Matches transformers 5.24 (image rows enter the decoder as the projector output itself;
@@ -13,6 +13,7 @@
 #include "reprshift/model_config.h"
 #include "reprshift/safetensors.h"
 #include "reprshift/siglip.h"
+#include "reprshift/tokenizer.h"
 
 /* What each decoder token is (saved per row as `token_kind`, uint8). */
 typedef enum {
@@ -21,8 +22,9 @@ typedef enum {
     PG_TOK_BOS = 2,     /* <bos> */
     PG_TOK_PROMPT = 3,  /* prompt text after <bos> (e.g. "caption en") */
     PG_TOK_SEP = 4,     /* the "\n" that ends the prefix */
-    PG_TOK_SUFFIX = 5,  /* suffix tokens after the prefix (causal) */
-    PG_TOK_SPECIAL = 6, /* EOS / pad inside a text-only input */
+    PG_TOK_SUFFIX = 5,  /* suffix (caption) tokens after the prefix (causal) */
+    PG_TOK_SPECIAL = 6, /* EOS / pad of a text-only input; the <eos> ending a suffix (and any
+                           <bos>/<eos>/<pad> id inside a suffix) */
 } pg_token_kind;
 
 /* Name of a token kind ("text", "image", "bos", "prompt", "sep", "suffix", "special"). */
@@ -60,11 +62,33 @@ void paligemma_close(paligemma_model *m);
 int paligemma_hook_parse(const paligemma_model *m, const char *name, hook_request *r, rs_err *err);
 
 /* Build a PaliGemma input: [<image>]×(n_images·N), <bos>, prompt_ids (the tokens of
- * prompt + "\n", the last one being the separator), then suffix ids (may be NULL).
- * Writes new arrays ids/kinds (caller frees) of *len entries and the prefix length. */
+ * prompt + "\n", the last one being the separator), then suffix ids (may be NULL; as
+ * given, e.g. from paligemma_suffix_ids, so normally ending in <eos>). Suffix tokens get
+ * kind PG_TOK_SUFFIX, except <bos>/<eos>/<pad> ids (PG_TOK_SPECIAL); a suffix id outside
+ * the vocabulary or equal to <image> is an error. Writes new arrays ids/kinds (caller
+ * frees) of *len entries and the prefix length (image + <bos> + prompt + "\n": the
+ * bidirectional part, token_type_ids 0 in transformers; the suffix is causal). */
 int paligemma_build_input(const paligemma_model *m, int n_images, const int32_t *prompt_ids, int n_prompt,
                           const int32_t *suffix_ids, int n_suffix, int32_t **ids, uint8_t **kinds, int64_t *len,
                           int *prefix_len, rs_err *err);
+/* The suffix ids PaliGemmaProcessor(images, text, suffix=caption) builds (transformers
+ * 5.24): the tokenizer's encoding of caption + "<eos>" as one segment, without <bos>; the
+ * caption is not stripped or edited first (leading/trailing spaces and "\n" stay tokens;
+ * the tokenizer's own normalizer applies as always). The <eos> must be the model's
+ * eos_token_id. New array (caller frees). */
+int paligemma_suffix_ids(const paligemma_model *m, const rs_tokenizer *tok, const char *caption, size_t len,
+                         int32_t **ids, size_t *n, rs_err *err);
+
+/* The suffix (caption) tokens of a built input (ids/kinds of len tokens, as from
+ * paligemma_build_input): their positions in the input (0-based, image tokens included)
+ * and ids, in order: every token after the prefix's "\n" (PG_TOK_SEP) except a final
+ * <eos> (PG_TOK_SPECIAL), so a literal "<eos>" inside the caption stays in. These are the
+ * tokens to align with a Gemma-2 run on "<bos>" + caption (its tokens 1..n; see
+ * docs/paligemma.md for when the ids agree). *n = 0 for an input without a suffix (or a
+ * text-only input). New arrays (caller frees; NULL when *n is 0). */
+int paligemma_suffix_tokens(const int32_t *ids, const uint8_t *kinds, int64_t len, int64_t **pos, int32_t **sids,
+                            int64_t *n, rs_err *err);
+
 /* Token kinds of a text-only input (BOS, text, EOS/pad) into kinds[len]. */
 void paligemma_text_kinds(const paligemma_model *m, const int32_t *ids, int64_t len, uint8_t *kinds);
 

@@ -7,15 +7,19 @@
 #include "cli/commands.h"
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
+#include "reprshift/hf_cache.h"
 #include "reprshift/manifest.h"
 #include "reprshift/paligemma.h"
 #include "reprshift/tokenizer.h"
 
 static const char USAGE[] =
-    "usage: reprshift extract --model DIR --hook H[,H...] INPUT... --out FILE.safetensors [options]\n"
+    "usage: reprshift extract --model MODEL --hook H[,H...] INPUT... --out FILE.safetensors [options]\n"
     "\n"
     "Run a Gemma-2 or PaliGemma-2 checkpoint (Hugging Face folder: config.json + safetensors)\n"
     "and save the activations at the named hooks: one f32 tensor per hook, named by the hook.\n"
+    "MODEL is a folder or a Hub name (google/gemma-2-2b) found in the local Hugging Face cache\n"
+    "(HF_HUB_CACHE / HF_HOME / ~/.cache/huggingface/hub); --revision REV picks a branch, tag\n"
+    "or commit of a Hub name (default main).\n"
     "\n"
     "INPUT (Gemma-2: exactly one; PaliGemma: any mix, in the order manifest, images, texts):\n"
     "  --text S           one text (may be repeated)\n"
@@ -43,25 +47,39 @@ static const char USAGE[] =
     "prefix-LM attention; text inputs (--text, manifest text rows) run through the decoder\n"
     "alone, causally, as <bos> + text: a different input distribution from image + prompt.\n"
     "  --prompt S         prompt after the image (default \"caption en\"; \"\" for none)\n"
+    "  --image-processor P  which transformers SigLIP image processor to reproduce exactly:\n"
+    "                     pil (default; SiglipImageProcessorPil) or torchvision\n"
+    "                     (SiglipImageProcessor, the torchvision backend transformers picks\n"
+    "                     when torchvision is installed); see docs/images.md\n"
     "  --prompt-ids IDS   the prompt as token ids, for checkpoints without a tokenizer (the\n"
     "                     \"\\n\" separator, id 108, is appended)\n"
+    "  --suffix TEXT      a caption read as the suffix after an image + prompt (the processor's\n"
+    "                     suffix: TEXT as is, not stripped, + <eos>; causal attention); one per\n"
+    "                     --image, given in the same order (repeat it)\n"
+    "  --suffix-ids IDS   a suffix as token ids (<eos> is appended); counts as one --suffix\n"
+    "  A manifest's optional \"suffix\" column does the same for its image rows.\n"
     "PaliGemma outputs: token_kind U8 [tokens] (0 text, 1 image, 2 bos, 3 prompt, 4 sep \"\\n\",\n"
     "5 suffix, 6 eos/pad) and vision_offsets I64 [n+1]. vision.*/projector.* tensors have N rows\n"
     "per image input (pool none) or one row per input (pool mean; NaN for text inputs). With\n"
     "--pool mean each decoder hook H gives H (the input's own content: its image tokens, or a\n"
-    "text input's text tokens), H@image (image tokens) and H@text (prompt / text tokens); BOS,\n"
-    "\"\\n\", EOS and pad are never averaged; NaN rows where an input has no such tokens.\n"
+    "text input's text tokens), H@image (image tokens) and H@text (prompt / text tokens), and\n"
+    "H@suffix (suffix tokens) when some input has a suffix; BOS, \"\\n\", EOS and pad are never\n"
+    "averaged; NaN rows where an input has no such tokens.\n"
     "\n"
     "Writes FILE.safetensors and FILE.safetensors.rows.jsonl (one line per input: its rows and\n"
-    "text). Both are written atomically: on any error nothing is left behind.\n";
+    "text). Both are written atomically: on any error nothing is left behind. Inputs are\n"
+    "numbered from 0, in rows.jsonl (\"input\") and in error messages alike.\n";
 
 typedef struct {
     const char *model, *hooks, *texts_file, *ids, *ids_file, *tokenizer, *out;
+    const char *model_name, *revision; /* as given (folder or Hub name); model is the resolved folder */
     const char **texts, **images;
     const char *prompt, *prompt_ids, *manifest;
-    int n_texts, n_images, no_bos, pool_special;
+    struct { const char *s; int is_ids; } *suffixes; /* --suffix / --suffix-ids, in order: one per --image */
+    int n_texts, n_images, no_bos, pool_special, n_suffixes;
     rs_pool pool;
     long batch_tokens;
+    rs_image_processor image_processor; /* PaliGemma images (default PIL) */
 } extract_args;
 
 static int read_lines_inputs(const char *path, int as_ids, const rs_tokenizer *tok, int add_bos, rs_inputs *in,
@@ -113,13 +131,39 @@ typedef struct {
     pg_inputs in;
 } pg_ctx;
 
-static int pg_add_image(pg_ctx *c, const char *path, const char *prompt_text, const char *label, rs_err *err) {
-    int32_t *ids;
+/* Suffix ids of one image input: a caption, tokenized as PaliGemmaProcessor(suffix=...)
+ * does (paligemma_suffix_ids), or an id list; both end in <eos>. */
+static int pg_suffix(pg_ctx *c, const char *s, int is_ids, int32_t **ids, size_t *n, rs_err *err) {
+    *ids = NULL;
+    *n = 0;
+    if (is_ids) {
+        int64_t k;
+        if (rs_parse_ids(s, ids, &k, err)) return rs_err_prefix(err, "--suffix-ids");
+        int32_t *p = realloc(*ids, (size_t)(k + 1) * sizeof *p);
+        if (!p) { free(*ids); *ids = NULL; return rs_errf(err, "out of memory"); }
+        *ids = p;
+        (*ids)[k] = c->m->cfg.text.eos_id;
+        *n = (size_t)k + 1;
+        return 0;
+    }
+    if (!s[0]) return rs_errf(err, "empty suffix: a suffix is a caption (leave it out for image + prompt alone)");
+    return paligemma_suffix_ids(c->m, c->tok, s, strlen(s), ids, n, err);
+}
+
+/* One image input: <image>s, <bos>, prompt + "\n", then the suffix if sfx is non-NULL. */
+static int pg_add_image(pg_ctx *c, const char *path, const char *prompt_text, const char *label, const char *sfx,
+                        int sfx_is_ids, rs_err *err) {
+    int32_t *ids, *sids = NULL;
     uint8_t *kinds;
     int64_t len;
+    size_t ns = 0;
     int P;
-    if (paligemma_build_input(c->m, 1, c->prompt, (int)c->n_prompt, NULL, 0, &ids, &kinds, &len, &P, err)) return -1;
-    int rc = pg_inputs_add(&c->in, ids, kinds, len, P, path, prompt_text, label, err);
+    if (sfx && pg_suffix(c, sfx, sfx_is_ids, &sids, &ns, err)) return -1;
+    int rc = paligemma_build_input(c->m, 1, c->prompt, (int)c->n_prompt, sids, (int)ns, &ids, &kinds, &len, &P, err);
+    free(sids);
+    if (rc) return -1;
+    rc = pg_inputs_add(&c->in, ids, kinds, len, P, path, prompt_text, label, err);
+    if (!rc && sfx) rc = pg_inputs_set_suffix(&c->in, c->in.n - 1, sfx_is_ids ? NULL : sfx, err);
     free(ids);
     free(kinds);
     return rc;
@@ -184,7 +228,20 @@ static int run_paligemma(const extract_args *a, rs_err *err) {
     rs_manifest *man = NULL;
     pg_extract_result res = {0};
     int n_hooks = 0, rc = -1;
-    if (paligemma_open(&m, a->model, err)) goto done;
+    if (a->n_suffixes && a->n_suffixes != a->n_images) {
+        rs_errf(err, !a->n_images ? "--suffix needs --image: a suffix (caption) follows an image + prompt prefix; "
+                                    "text-only inputs take none"
+                : a->n_suffixes > a->n_images ? "more --suffix/--suffix-ids (%d) than --image (%d): give one suffix "
+                                                "per image, in the same order"
+                                              : "fewer --suffix/--suffix-ids (%d) than --image (%d): give one suffix "
+                                                "per image, in the same order (or none)",
+                a->n_suffixes, a->n_images);
+        goto done;
+    }
+    if (paligemma_open(&m, a->model, err)) {
+        if (a->n_suffixes) rs_err_prefix(err, "--suffix needs a PaliGemma checkpoint with its image tower");
+        goto done;
+    }
     c.m = m;
     /* hooks */
     {
@@ -205,18 +262,28 @@ static int run_paligemma(const extract_args *a, rs_err *err) {
         if (!n_hooks) { rs_errf(err, "--hook lists no hooks"); goto done; }
     }
     if (a->manifest && rs_manifest_load(a->manifest, &man, err)) goto done;
-    int has_images = a->n_images > 0, has_texts = a->n_texts > 0 || a->texts_file;
+    int has_images = a->n_images > 0, has_texts = a->n_texts > 0 || a->texts_file, has_text_suffix = 0;
+    int scol = man ? rs_manifest_extra_col(man, "suffix") : -1;
     for (size_t i = 0; man && i < man->n_rows; i++) {
-        if (man->rows[i].modality == RS_MODALITY_IMAGE) has_images = 1;
+        const rs_manifest_row *row = &man->rows[i];
+        int sfx = scol >= 0 && row->extra[scol][0];
+        if (row->modality == RS_MODALITY_IMAGE) has_images = 1;
         else has_texts = 1;
+        if (sfx && row->modality != RS_MODALITY_IMAGE) {
+            rs_errf(err, "%s:%zu: a text row has a suffix; the suffix column is for image rows (a caption after the "
+                         "image + prompt)", a->manifest, row->line);
+            goto done;
+        }
+        has_text_suffix |= sfx;
     }
-    /* tokenizer: for text inputs, and for the prompt unless given as ids */
-    if (has_texts || (has_images && !a->prompt_ids)) {
+    for (int i = 0; i < a->n_suffixes; i++) has_text_suffix |= !a->suffixes[i].is_ids;
+    /* tokenizer: for text inputs and text suffixes, and for the prompt unless given as ids */
+    if (has_texts || has_text_suffix || (has_images && !a->prompt_ids)) {
         char *tp = a->tokenizer ? strdup(a->tokenizer) : rs_path_join(a->model, "tokenizer.json");
         if (!tp) { rs_errf(err, "out of memory"); goto done; }
         if (!a->tokenizer && !rs_path_exists(tp)) {
-            rs_errf(err, "%s has no tokenizer.json: pass --tokenizer FILE, or give the prompt as --prompt-ids and "
-                         "texts as --ids/--ids-file", a->model);
+            rs_errf(err, "%s has no tokenizer.json: pass --tokenizer FILE, or give the prompt as --prompt-ids%s and "
+                         "texts as --ids/--ids-file", a->model, has_text_suffix ? ", suffixes as --suffix-ids" : "");
             free(tp);
             goto done;
         }
@@ -258,7 +325,8 @@ static int run_paligemma(const extract_args *a, rs_err *err) {
         if (rs_manifest_check_images(man, &missing, err)) goto done;
         for (size_t i = 0; i < man->n_rows; i++) {
             const rs_manifest_row *row = &man->rows[i];
-            int r = row->modality == RS_MODALITY_IMAGE ? pg_add_image(&c, row->path, ptext, row->label, err)
+            const char *sfx = scol >= 0 && row->extra[scol][0] ? row->extra[scol] : NULL;
+            int r = row->modality == RS_MODALITY_IMAGE ? pg_add_image(&c, row->path, ptext, row->label, sfx, 0, err)
                                                         : pg_add_text(&c, row->input, row->label, err);
             if (r) { rs_err_prefix(err, "%s:%zu", a->manifest, row->line); goto done; }
         }
@@ -268,7 +336,11 @@ static int run_paligemma(const extract_args *a, rs_err *err) {
             rs_errf(err, "%s: image file not found", a->images[i]);
             goto done;
         }
-        if (pg_add_image(&c, a->images[i], ptext, NULL, err)) goto done;
+        if (pg_add_image(&c, a->images[i], ptext, NULL, a->n_suffixes ? a->suffixes[i].s : NULL,
+                         a->n_suffixes ? a->suffixes[i].is_ids : 0, err)) {
+            if (a->n_suffixes) rs_err_prefix(err, "input %d (%s)", c.in.n, a->images[i]);
+            goto done;
+        }
     }
     for (int i = 0; i < a->n_texts; i++)
         if (pg_add_text(&c, a->texts[i], NULL, err)) { rs_err_prefix(err, "--text %d", i + 1); goto done; }
@@ -283,11 +355,13 @@ static int run_paligemma(const extract_args *a, rs_err *err) {
         if (r) goto done;
     }
     extract_opts o = {.n_hooks = n_hooks, .hooks = hooks, .pool = a->pool, .pool_special = a->pool_special,
-                      .batch_tokens = a->batch_tokens};
+                      .batch_tokens = a->batch_tokens, .image_processor = a->image_processor};
     rs_progress prog;
     if (extract_paligemma(m, &c.in, &o, &res, &prog, err)) goto done;
-    const char *meta[] = {"model", a->model, "hooks", a->hooks, "prompt", ptext ? ptext : a->prompt_ids,
-                          "bos", a->no_bos ? "no" : "yes", NULL};
+    const char *meta[] = {"model", a->model_name, "hooks", a->hooks, "prompt", ptext ? ptext : a->prompt_ids,
+                          "bos", a->no_bos ? "no" : "yes", "image_processor",
+                          rs_image_processor_name(a->image_processor), "image_processor_class",
+                          rs_image_processor_class(a->image_processor), NULL};
     if (extract_paligemma_save(&res, &c.in, a->out, meta, err)) goto done;
     fprintf(stderr, "wrote %s: %d tensor(s), %lld input(s), %lld token(s)\n", a->out, res.n_tensors,
             (long long)res.n_inputs, (long long)res.offsets[res.n_inputs]);
@@ -308,6 +382,7 @@ int cmd_extract(int argc, char **argv) {
     extract_args a = {.pool = POOL_NONE, .batch_tokens = 2048};
     a.texts = calloc((size_t)argc, sizeof *a.texts);
     a.images = calloc((size_t)argc, sizeof *a.images);
+    a.suffixes = calloc((size_t)argc, sizeof *a.suffixes);
     a.prompt = "caption en";
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},     {"hook", required_argument, 0, 'k'},
@@ -318,8 +393,12 @@ int cmd_extract(int argc, char **argv) {
         {"batch-tokens", required_argument, 0, 'b'}, {"out", required_argument, 0, 'o'},
         {"image", required_argument, 0, 'g'},     {"prompt", required_argument, 0, 'P'},
         {"prompt-ids", required_argument, 0, 'Q'}, {"manifest", required_argument, 0, 'M'},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+        {"revision", required_argument, 0, 'R'},  {"suffix", required_argument, 0, 'X'},
+        {"suffix-ids", required_argument, 0, 'Y'},  {"help", no_argument, 0, 'h'},
+        {"image-processor", required_argument, 0, 'G'},
+        {0, 0, 0, 0}};
     int c, status = 1;
+    char *model_dir = NULL;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -334,7 +413,7 @@ int cmd_extract(int argc, char **argv) {
             if (rs_pool_parse(optarg, &a.pool)) {
                 fprintf(stderr, "reprshift extract: --pool must be none, mean or last (got \"%s\")\n", optarg);
                 free(a.texts);
-                free(a.images);
+                free(a.images); free(a.suffixes);
                 return 2;
             }
             break;
@@ -346,8 +425,24 @@ int cmd_extract(int argc, char **argv) {
         case 'P': a.prompt = optarg; break;
         case 'Q': a.prompt_ids = optarg; break;
         case 'M': a.manifest = optarg; break;
-        case 'h': fputs(USAGE, stdout); free(a.texts); free(a.images); return 0;
-        default: fputs(USAGE, stderr); free(a.texts); free(a.images); return 2;
+        case 'R': a.revision = optarg; break;
+        case 'G':
+            if (rs_image_processor_parse(optarg, &a.image_processor)) {
+                fprintf(stderr, "reprshift extract: --image-processor must be pil or torchvision (got \"%s\")\n",
+                        optarg);
+                free(a.texts);
+                free(a.images);
+                free(a.suffixes);
+                return 2;
+            }
+            break;
+        case 'X':
+        case 'Y':
+            a.suffixes[a.n_suffixes].s = optarg;
+            a.suffixes[a.n_suffixes++].is_ids = c == 'Y';
+            break;
+        case 'h': fputs(USAGE, stdout); free(a.texts); free(a.images); free(a.suffixes); return 0;
+        default: fputs(USAGE, stderr); free(a.texts); free(a.images); free(a.suffixes); return 2;
         }
     }
     int n_sources = (a.n_texts > 0) + !!a.texts_file + !!a.ids + !!a.ids_file;
@@ -359,7 +454,7 @@ int cmd_extract(int argc, char **argv) {
                 a.batch_tokens < 1 ? "--batch-tokens must be >= 1" :
                 "give an input: --text, --texts, --ids, --ids-file (or --image, --manifest for PaliGemma)", USAGE);
         free(a.texts);
-        free(a.images);
+        free(a.images); free(a.suffixes);
         return 2;
     }
     rs_err err = {{0}};
@@ -370,19 +465,22 @@ int cmd_extract(int argc, char **argv) {
     extract_result res = {0};
     int n_hooks = 0;
     rs_model_type type;
+    a.model_name = a.model;
+    if (rs_hf_resolve_model(a.model_name, a.revision, &model_dir, &err)) goto done;
+    a.model = model_dir;
     if (model_config_type(a.model, &type, &err)) goto done;
     if (type == RS_MODEL_PALIGEMMA) {
         status = run_paligemma(&a, &err);
         goto done;
     }
-    if (n_vl || a.prompt_ids) {
-        rs_errf(&err, "%s is a Gemma-2 checkpoint: --image, --manifest and --prompt-ids need PaliGemma", a.model);
+    if (n_vl || a.prompt_ids || a.n_suffixes) {
+        rs_errf(&err, "%s is a Gemma-2 checkpoint: --image, --manifest, --prompt-ids and --suffix need PaliGemma", a.model);
         goto done;
     }
     if (n_sources != 1) {
         fprintf(stderr, "reprshift extract: give exactly one of --text, --texts, --ids, --ids-file\n%s", USAGE);
         free(a.texts);
-        free(a.images);
+        free(a.images); free(a.suffixes);
         return 2;
     }
     if (gemma2_open(&m, a.model, &err)) goto done;
@@ -438,7 +536,7 @@ int cmd_extract(int argc, char **argv) {
                       .batch_tokens = a.batch_tokens};
     rs_progress prog;
     if (extract_gemma2(m, &in, &o, &res, &prog, &err)) goto done;
-    const char *meta[] = {"model", a.model, "hooks", a.hooks, "bos", a.no_bos ? "no" : "yes", NULL};
+    const char *meta[] = {"model", a.model_name, "hooks", a.hooks, "bos", a.no_bos ? "no" : "yes", NULL};
     if (extract_save(&res, &in, a.out, meta, &err)) goto done;
     fprintf(stderr, "wrote %s: %d hook(s), %lld row(s), %lld input(s), %lld token(s)\n", a.out, n_hooks,
             (long long)res.rows, (long long)res.n_inputs, (long long)res.offsets[res.n_inputs]);
@@ -451,7 +549,8 @@ done:
     rs_inputs_free(&in);
     tok_free(tok);
     gemma2_close(m);
+    free(model_dir);
     free(a.texts);
-    free(a.images);
+    free(a.images); free(a.suffixes);
     return status;
 }

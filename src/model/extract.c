@@ -101,7 +101,7 @@ int extract_gemma2(const gemma2_model *m, const rs_inputs *in, const extract_opt
     if (in->n < 1) return rs_errf(err, "no inputs");
     int64_t total = 0;
     for (int i = 0; i < in->n; i++) {
-        if (in->lens[i] < 1) return rs_errf(err, "input %d is empty (no tokens)", i + 1);
+        if (in->lens[i] < 1) return rs_errf(err, "input %d is empty (no tokens)", i);
         total += in->lens[i];
     }
     r->n_hooks = o->n_hooks;
@@ -166,8 +166,8 @@ int extract_gemma2(const gemma2_model *m, const rs_inputs *in, const extract_opt
                         free(boff);
                         hook_requests_free(o->hooks, o->n_hooks);
                         extract_result_free(r);
-                        return rs_errf(err, "input %d has only special tokens (BOS/EOS/pad): nothing to mean-pool "
-                                            "(use --pool-special to include them)", i + 1);
+                        return rs_errf(err, "input %d (0-based, as in rows.jsonl) has only special tokens "
+                                            "(BOS/EOS/pad): nothing to mean-pool (use --pool-special to include them)", i);
                     }
                     for (int d = 0; d < W; d++) r->data[h][(size_t)i * W + d] = (float)(acc[d] / cnt);
                     free(acc);
@@ -248,9 +248,10 @@ void pg_inputs_free(pg_inputs *in) {
         free(in->image_paths[i]);
         free(in->texts[i]);
         free(in->labels[i]);
+        if (in->suffixes) free(in->suffixes[i]);
     }
     free(in->ids); free(in->lens); free(in->kinds); free(in->prefix_len);
-    free(in->image_paths); free(in->texts); free(in->labels);
+    free(in->image_paths); free(in->texts); free(in->labels); free(in->suffixes);
     memset(in, 0, sizeof *in);
 }
 
@@ -274,9 +275,11 @@ int pg_inputs_add(pg_inputs *in, const int32_t *ids, const uint8_t *kinds, int64
         grow((void **)&in->kinds, sizeof *in->kinds, in->n) ||
         grow((void **)&in->prefix_len, sizeof *in->prefix_len, in->n) ||
         grow((void **)&in->image_paths, sizeof *in->image_paths, in->n) ||
-        grow((void **)&in->texts, sizeof *in->texts, in->n) || grow((void **)&in->labels, sizeof *in->labels, in->n))
+        grow((void **)&in->texts, sizeof *in->texts, in->n) || grow((void **)&in->labels, sizeof *in->labels, in->n) ||
+        grow((void **)&in->suffixes, sizeof *in->suffixes, in->n))
         return rs_errf(err, "out of memory");
     int i = in->n, fail = 0;
+    in->suffixes[i] = NULL;
     in->ids[i] = malloc((size_t)(len ? len : 1) * sizeof(int32_t));
     in->kinds[i] = malloc((size_t)(len ? len : 1));
     in->image_paths[i] = dup_or_null(image_path, &fail);
@@ -288,6 +291,14 @@ int pg_inputs_add(pg_inputs *in, const int32_t *ids, const uint8_t *kinds, int64
     if (!in->ids[i] || !in->kinds[i] || fail) return rs_errf(err, "out of memory");
     memcpy(in->ids[i], ids, (size_t)len * sizeof(int32_t));
     memcpy(in->kinds[i], kinds, (size_t)len);
+    return 0;
+}
+
+int pg_inputs_set_suffix(pg_inputs *in, int i, const char *suffix, rs_err *err) {
+    if (i < 0 || i >= in->n) return rs_errf(err, "no input %d", i);
+    free(in->suffixes[i]);
+    in->suffixes[i] = suffix ? strdup(suffix) : NULL;
+    if (suffix && !in->suffixes[i]) return rs_errf(err, "out of memory");
     return 0;
 }
 
@@ -303,13 +314,13 @@ void pg_extract_result_free(pg_extract_result *r) {
 
 /* Where hook h's pooled/unpooled outputs go: index of its first tensor in r->t. */
 typedef struct {
-    int first, n;   /* tensors for this hook: base (+ @image, @text for pooled decoder hooks) */
+    int first, n;   /* tensors for this hook: base (+ @image, @text [, @suffix] for pooled decoder hooks) */
     int vision;     /* vision.* or projector.* hook */
 } pg_slot;
 
 /* Mean of the rows of seq [L, W] selected by mode (0: every row, kinds may be NULL;
- * 1: image tokens; 2: prompt/text/suffix tokens) into dst; NaN row if none. Returns the
- * count, -1 when out of memory. */
+ * 1: image tokens; 2: prompt/text tokens; 3: suffix tokens) into dst; NaN row if none.
+ * Returns the count, -1 when out of memory. */
 static int64_t mean_rows(const float *seq, const uint8_t *kinds, int64_t L, int W, int mode, float *dst) {
     double *acc = calloc((size_t)W, sizeof(double));
     if (!acc) return -1;
@@ -317,7 +328,7 @@ static int64_t mean_rows(const float *seq, const uint8_t *kinds, int64_t L, int 
     for (int64_t t = 0; t < L; t++) {
         int k = kinds ? kinds[t] : 0;
         int take = mode == 0 || (mode == 1 && k == PG_TOK_IMAGE) ||
-                   (mode == 2 && (k == PG_TOK_PROMPT || k == PG_TOK_TEXT || k == PG_TOK_SUFFIX));
+                   (mode == 2 && (k == PG_TOK_PROMPT || k == PG_TOK_TEXT)) || (mode == 3 && k == PG_TOK_SUFFIX);
         if (!take) continue;
         for (int d = 0; d < W; d++) acc[d] += seq[(size_t)t * W + d];
         cnt++;
@@ -338,9 +349,9 @@ static int load_images(const paligemma_model *m, const pg_inputs *in, const extr
         rs_image img = {0};
         if ((o->load_image ? o->load_image(o->load_image_ctx, i, in->image_paths[i], &img, err)
                            : rs_image_load(in->image_paths[i], &img, err)) ||
-            rs_siglip_preprocess(&img, S, NULL, pix + (size_t)k * npix, err)) {
+            rs_siglip_preprocess_with(&img, S, o->image_processor, NULL, pix + (size_t)k * npix, err)) {
             rs_image_free(&img);
-            return rs_err_prefix(err, "input %d", i + 1);
+            return rs_err_prefix(err, "input %d", i);
         }
         rs_image_free(&img);
         k++;
@@ -355,15 +366,18 @@ int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extra
     int N = m->vision->n_patches, S = m->cfg.vision.image_size;
     size_t npix = (size_t)3 * S * S;
     int64_t total = 0, n_img = 0;
+    int any_suffix = 0;
+    for (int i = 0; i < in->n; i++)
+        for (int64_t t = 0; t < in->lens[i] && !any_suffix; t++) any_suffix = in->kinds[i][t] == PG_TOK_SUFFIX;
     for (int i = 0; i < in->n; i++) {
-        if (in->lens[i] < 1) return rs_errf(err, "input %d is empty (no tokens)", i + 1);
+        if (in->lens[i] < 1) return rs_errf(err, "input %d is empty (no tokens)", i);
         total += in->lens[i];
         n_img += in->image_paths[i] != NULL;
     }
     r->pool = o->pool;
     r->n_inputs = in->n;
     pg_slot *slot = calloc((size_t)o->n_hooks, sizeof *slot);
-    r->t = calloc((size_t)o->n_hooks * 3, sizeof *r->t);
+    r->t = calloc((size_t)o->n_hooks * 4, sizeof *r->t);
     r->token_ids = malloc((size_t)total * sizeof(int32_t));
     r->token_kind = malloc((size_t)total);
     r->offsets = malloc((size_t)(in->n + 1) * sizeof(int64_t));
@@ -384,14 +398,14 @@ int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extra
         const hook_request *hk = &o->hooks[h];
         slot[h].vision = hook_is_vision(hk->name);
         slot[h].first = r->n_tensors;
-        slot[h].n = (o->pool == POOL_MEAN && !slot[h].vision) ? 3 : 1;
+        slot[h].n = (o->pool == POOL_MEAN && !slot[h].vision) ? 3 + any_suffix : 1;
         if (slot[h].vision && o->pool == POOL_LAST && !o->vision_mean) {
             free(slot); free(boff); free(bids);
             pg_extract_result_free(r);
             return rs_errf(err, "--pool last is not defined for the vision hook %s (use mean or none)", hk->name);
         }
         int64_t rows = o->pool != POOL_NONE ? in->n : slot[h].vision ? n_img * N : total;
-        static const char *SUF[3] = {"", "@image", "@text"};
+        static const char *SUF[4] = {"", "@image", "@text", "@suffix"};
         for (int v = 0; v < slot[h].n; v++) {
             pg_tensor *t = &r->t[r->n_tensors++];
             snprintf(t->name, sizeof t->name, "%s%s", hk->name, SUF[v]);
@@ -450,11 +464,12 @@ int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extra
                     int content = o->pool_special ? 0 : in->image_paths[i] ? 1 : 2;
                     int64_t c0 = mean_rows(seq, kinds, L, W, content, t[0].data + (size_t)i * W);
                     if (c0 < 0 || mean_rows(seq, kinds, L, W, 1, t[1].data + (size_t)i * W) < 0 ||
-                        mean_rows(seq, kinds, L, W, 2, t[2].data + (size_t)i * W) < 0)
+                        mean_rows(seq, kinds, L, W, 2, t[2].data + (size_t)i * W) < 0 ||
+                        (any_suffix && mean_rows(seq, kinds, L, W, 3, t[3].data + (size_t)i * W) < 0))
                         goto oom;
                     if (c0 == 0) {
-                        rs_errf(err, "input %d has only special tokens (BOS/EOS/pad): nothing to mean-pool "
-                                     "(use --pool-special to include them)", i + 1);
+                        rs_errf(err, "input %d (0-based, as in rows.jsonl) has only special tokens "
+                                     "(BOS/EOS/pad): nothing to mean-pool (use --pool-special to include them)", i);
                         goto fail;
                     }
                 }
@@ -491,6 +506,9 @@ static int write_pg_index(const pg_extract_result *r, const pg_inputs *in, const
         if (in->image_paths[i]) { fputs(",\"image\":", f.fp); rs_json_write_string(f.fp, in->image_paths[i]); }
         if (in->texts[i]) { fputs(in->image_paths[i] ? ",\"prompt\":" : ",\"text\":", f.fp); rs_json_write_string(f.fp, in->texts[i]); }
         if (in->labels[i]) { fputs(",\"label\":", f.fp); rs_json_write_string(f.fp, in->labels[i]); }
+        int64_t n_after = r->offsets[i + 1] - r->offsets[i] - in->prefix_len[i];
+        if (in->image_paths[i] && n_after > 0) fprintf(f.fp, ",\"suffix_len\":%lld", (long long)n_after);
+        if (in->suffixes && in->suffixes[i]) { fputs(",\"suffix\":", f.fp); rs_json_write_string(f.fp, in->suffixes[i]); }
         fputs("}\n", f.fp);
     }
     if (ferror(f.fp)) {
@@ -516,7 +534,7 @@ int extract_paligemma_save(const pg_extract_result *r, const pg_inputs *in, cons
     if (!rc) rc = st_writer_add(w, "vision_offsets", RS_DT_I64, 1, &noff, r->vision_offsets, err);
     if (!rc) rc = st_writer_meta(w, "pool", rs_pool_name(r->pool), err);
     if (!rc) rc = st_writer_meta(w, "token_kind", "0 text (text-only input), 1 image, 2 bos, 3 prompt, 4 sep (\\n), "
-                                                  "5 suffix, 6 eos/pad", err);
+                                                  "5 suffix, 6 eos/pad (incl. the <eos> ending a suffix)", err);
     if (!rc) rc = st_writer_meta(w, "reprshift_version", RS_VERSION, err);
     for (int i = 0; meta && meta[i] && !rc; i += 2) rc = st_writer_meta(w, meta[i], meta[i + 1], err);
     char *ipath = malloc(strlen(path) + 16);

@@ -1,4 +1,4 @@
-/* PaliGemma-2 forward pass (spec/models.md §4.2–4.4, transformers 5.24 semantics as
+/* PaliGemma-2 forward pass (docs/model-spec.md §4.2–4.4, transformers 5.24 semantics as
  * recorded in the fixtures): SigLIP → projector → merge at <image> positions → Gemma-2
  * decoder with positions i+1 and the prefix-LM mask. */
 #include "reprshift/paligemma.h"
@@ -68,6 +68,11 @@ int paligemma_open(paligemma_model **out, const char *dir, rs_err *err) {
     }
     snprintf(name, sizeof name, "%slinear.bias", m->proj_prefix);
     if (st_expect(m->st, name, 1, &bshape, &b, err)) goto proj_shape;
+    if (b->dtype != RS_DT_F32 && b->dtype != RS_DT_BF16 && b->dtype != RS_DT_F16) {
+        rs_errf(err, "%s: tensor \"%s\" has dtype %s; weights must be F32, BF16 or F16", m->st->paths[b->shard], name,
+                rs_dtype_name(b->dtype));
+        goto fail;
+    }
     if (!(m->proj_b = st_to_f32_new(b))) {
         rs_errf(err, "out of memory");
         goto fail;
@@ -105,6 +110,10 @@ int paligemma_build_input(const paligemma_model *m, int n_images, const int32_t 
         return rs_errf(err, "a PaliGemma prompt needs at least the \"\\n\" separator token");
     int64_t ni = (int64_t)n_images * N, P = ni + 1 + n_prompt, T = P + n_suffix;
     if (T > (1 << 24)) return rs_errf(err, "input of %lld tokens is too long", (long long)T);
+    for (int i = 0; i < n_suffix; i++)
+        if (suffix_ids[i] < 0 || suffix_ids[i] >= m->cfg.text.vocab_size || suffix_ids[i] == m->cfg.image_token_index)
+            return rs_errf(err, "suffix token %d (id %d) is not a text token of this model (vocabulary %d, <image> = %d)",
+                           i + 1, suffix_ids[i], m->cfg.text.vocab_size, m->cfg.image_token_index);
     *ids = malloc((size_t)T * sizeof **ids);
     *kinds = malloc((size_t)T);
     if (!*ids || !*kinds) {
@@ -122,12 +131,69 @@ int paligemma_build_input(const paligemma_model *m, int n_images, const int32_t 
         (*ids)[t] = prompt_ids[i];
         (*kinds)[t] = i == n_prompt - 1 ? PG_TOK_SEP : PG_TOK_PROMPT;
     }
+    const gemma2_config *tc = &m->cfg.text;
     for (int i = 0; i < n_suffix; i++, t++) {
-        (*ids)[t] = suffix_ids[i];
-        (*kinds)[t] = PG_TOK_SUFFIX;
+        int32_t id = suffix_ids[i];
+        (*ids)[t] = id;
+        (*kinds)[t] = id == tc->eos_id || id == tc->bos_id || id == tc->pad_id ? PG_TOK_SPECIAL : PG_TOK_SUFFIX;
     }
     *len = T;
     *prefix_len = (int)P;
+    return 0;
+}
+
+int paligemma_suffix_ids(const paligemma_model *m, const rs_tokenizer *tok, const char *caption, size_t len,
+                         int32_t **ids, size_t *n, rs_err *err) {
+    *ids = NULL;
+    *n = 0;
+    int32_t eos = m->cfg.text.eos_id;
+    const char *piece = tok_piece(tok, eos);
+    if (!piece || (tok_eos_id(tok) >= 0 && tok_eos_id(tok) != eos))
+        return rs_errf(err, "the tokenizer's <eos> (id %d) is not the model's eos_token_id %d: cannot end a suffix",
+                       (int)tok_eos_id(tok), (int)eos);
+    size_t pl = strlen(piece);
+    char *s = malloc(len + pl + 1);
+    if (!s) return rs_errf(err, "out of memory");
+    memcpy(s, caption, len);
+    memcpy(s + len, piece, pl + 1);
+    /* the processor's text_pair segment: caption + eos_token, no template (add_bos off) */
+    int rc = tok_encode(tok, s, len + pl, 0, ids, n, err);
+    free(s);
+    if (rc) return -1;
+    if (*n < 1 || (*ids)[*n - 1] != eos) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+        return rs_errf(err, "the tokenizer does not encode \"%s\" as the <eos> token (id %d)", piece, (int)eos);
+    }
+    return 0;
+}
+
+int paligemma_suffix_tokens(const int32_t *ids, const uint8_t *kinds, int64_t len, int64_t **pos, int32_t **sids,
+                            int64_t *n, rs_err *err) {
+    *pos = NULL;
+    *sids = NULL;
+    *n = 0;
+    int64_t a = len, e = len;
+    for (int64_t i = len - 1; i >= 0 && a == len; i--)
+        if (kinds[i] == PG_TOK_SEP) a = i + 1;
+    if (e > a && kinds[e - 1] == PG_TOK_SPECIAL) e--; /* the closing <eos> */
+    int64_t cnt = e - a;
+    if (cnt <= 0) return 0;
+    *pos = malloc((size_t)cnt * sizeof **pos);
+    *sids = malloc((size_t)cnt * sizeof **sids);
+    if (!*pos || !*sids) {
+        free(*pos);
+        free(*sids);
+        *pos = NULL;
+        *sids = NULL;
+        return rs_errf(err, "out of memory");
+    }
+    for (int64_t i = a; i < e; i++) {
+        (*pos)[i - a] = i;
+        (*sids)[i - a] = ids[i];
+    }
+    *n = cnt;
     return 0;
 }
 
@@ -147,18 +213,18 @@ static int check_images(const paligemma_model *m, const paligemma_batch *b, rs_e
     if (b->offsets[0] != 0) return rs_errf(err, "batch offsets must start at 0");
     for (int s = 0; s < b->n_seqs; s++) {
         int64_t a = b->offsets[s], e = b->offsets[s + 1], cnt = 0, last = -1;
-        if (e <= a) return rs_errf(err, "input %d has no tokens", s + 1);
+        if (e <= a) return rs_errf(err, "input %d has no tokens", s);
         int P = b->prefix_len ? b->prefix_len[s] : 0;
         if (P < 0 || P > e - a)
-            return rs_errf(err, "input %d: prefix length %d outside [0, %lld]", s + 1, P, (long long)(e - a));
+            return rs_errf(err, "input %d: prefix length %d outside [0, %lld]", s, P, (long long)(e - a));
         for (int64_t i = a; i < e; i++)
             if (b->ids[i] == img) { cnt++; last = i - a; }
         if (cnt % N)
             return rs_errf(err, "input %d has %lld <image> tokens, not a multiple of the %d tokens of one image",
-                           s + 1, (long long)cnt, N);
+                           s, (long long)cnt, N);
         if (cnt && last >= P)
             return rs_errf(err, "input %d: <image> token at position %lld lies outside the prefix (length %d)",
-                           s + 1, (long long)last, P);
+                           s, (long long)last, P);
         total += cnt;
     }
     if (total != (int64_t)b->n_images * N)
