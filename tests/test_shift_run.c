@@ -13,6 +13,7 @@
 #include "reprshift/jsonutil.h"
 #include "reprshift/safetensors.h"
 #include "reprshift/shift_run.h"
+#include "reprshift/stats.h"
 
 #define FX "tests/fixtures/sae/"
 #define HOOK "blocks.3.hook_resid_post"
@@ -73,6 +74,12 @@ static cJSON *load_results(const char *out) {
     return j;
 }
 
+static double jnum(cJSON *o, const char *k) {
+    cJSON *x = cJSON_GetObjectItem(o, k);
+    if (!x) fail_msg("missing key '%s'", k);
+    return cJSON_IsNumber(x) ? x->valuedouble : NAN;
+}
+
 static void test_aligned_vs_numpy(void **st) {
     (void)st;
     char pa[512], pb[512], out[512];
@@ -130,7 +137,136 @@ static void test_pooled_when_tokens_differ(void **st) {
     cJSON *L = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "layers"), 0);
     assert_string_equal(cJSON_GetObjectItem(L, "mode")->valuestring, "pooled_per_input");
     assert_int_equal((int)cJSON_GetObjectItem(L, "n_rows")->valuedouble, (int)(st_get(G, "offsets")->numel - 1));
+    /* floors per input: the SAE-misfit floor over the same inputs; no permutations asked → no p */
+    cJSON *fl = cJSON_GetObjectItem(L, "floors");
+    cJSON *ma = cJSON_GetObjectItem(fl, "sae_misfit_a");
+    assert_int_equal((int)jnum(ma, "n_units"), (int)(st_get(G, "offsets")->numel - 1));
+    double cf = jnum(cJSON_GetObjectItem(ma, "cos_feat"), "value");
+    assert_true(cf > 0 && cf < 1);
+    assert_true(jnum(cJSON_GetObjectItem(cJSON_GetObjectItem(fl, "split_half_b"), "cka_linear"), "value") > 0);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(L, "shift"), "cos_raw"), "p_value")));
     cJSON_Delete(j);
+}
+
+/* Permutation p-values, BH q-values over the file, floors; same seed → same p; 0
+ * permutations → null p-values and the output says so. */
+static void test_nulls_qvalues_floors(void **st) {
+    (void)st;
+    char pa[512], pb[512], out[512], out2[512], out0[512];
+    snprintf(pa, sizeof pa, "%s/na.safetensors", DIR_);
+    snprintf(pb, sizeof pb, "%s/nb.safetensors", DIR_);
+    snprintf(out, sizeof out, "%s/outn1", DIR_);
+    snprintf(out2, sizeof out2, "%s/outn2", DIR_);
+    snprintf(out0, sizeof out0, "%s/outn0", DIR_);
+    make_files(pa, pb, 0, NULL, 0);
+    shift_run_opts o = {.acts_a = pa, .acts_b = pb, .sae = FX "saelens_jumprelu", .n_boot = 30, .n_perm = 99,
+                        .seed = 5, .out_dir = out};
+    rs_err err = {{0}};
+    if (shift_run(&o, &err)) fail_msg("%s", err.msg);
+    o.out_dir = out2;
+    if (shift_run(&o, &err)) fail_msg("%s", err.msg);
+    o.out_dir = out0;
+    o.n_perm = 0;
+    if (shift_run(&o, &err)) fail_msg("%s", err.msg);
+    cJSON *j = load_results(out), *j2 = load_results(out2), *j0 = load_results(out0);
+    cJSON *L = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "layers"), 0);
+    cJSON *sh = cJSON_GetObjectItem(L, "shift"), *sh2 = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j2, "layers"), 0), "shift");
+    cJSON *sh0 = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j0, "layers"), 0), "shift");
+    const char *tested[] = {"cos_raw", "cos_centred", "l2_raw", "cka_linear", "cka_debiased", "cos_feat", "l2_feat",
+                            "jaccard_token", "jaccard_feature", "js_token_bits"};
+    double p[12], q[12];
+    int n = 0;
+    for (int k = 0; k < 10; k++) {
+        cJSON *m = cJSON_GetObjectItem(sh, tested[k]);
+        p[n] = jnum(m, "p_value");
+        q[n] = jnum(m, "q_value");
+        /* B is a noisy rotation of A: every pairing-dependent metric beats every permutation */
+        if (!(p[n] == 0.01)) fail_msg("%s: p %.9g, want 1/100", tested[k], p[n]);
+        assert_true(jnum(m, "null_lo") <= jnum(m, "null_mean") && jnum(m, "null_mean") <= jnum(m, "null_hi"));
+        assert_int_equal((int)jnum(m, "n_perm"), 99);
+        /* same seed → the same p-value and band */
+        cJSON *m2 = cJSON_GetObjectItem(sh2, tested[k]);
+        assert_true(jnum(m2, "p_value") == p[n] && jnum(m2, "null_lo") == jnum(m, "null_lo"));
+        /* 0 permutations: value unchanged, p null, and said so */
+        cJSON *m0 = cJSON_GetObjectItem(sh0, tested[k]);
+        assert_true(jnum(m0, "value") == jnum(m, "value"));
+        assert_true(cJSON_IsNull(cJSON_GetObjectItem(m0, "p_value")) && cJSON_IsNull(cJSON_GetObjectItem(m0, "q_value")));
+        assert_non_null(strstr(cJSON_GetObjectItem(m0, "test")->valuestring, "0 permutations"));
+        n++;
+    }
+    /* pairing-invariant metrics: no test, reason given */
+    cJSON *jm = cJSON_GetObjectItem(sh, "js_mass_bits");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(jm, "p_value")));
+    assert_non_null(strstr(cJSON_GetObjectItem(jm, "test")->valuestring, "pairing-invariant"));
+    /* q-values = BH over the file's p-values (all equal here: q = p) */
+    assert_int_equal((int)jnum(j, "n_tests"), 10);
+    double qq[12];
+    assert_int_equal(stats_bh_qvalues(p, n, qq), 0);
+    for (int k = 0; k < n; k++) assert_true(fabs(q[k] - qq[k]) < 1e-12);
+    assert_non_null(strstr(cJSON_GetObjectItem(j0, "permutation_test")->valuestring, "not run"));
+    /* debiased CKA below biased; centred cosine present */
+    assert_true(jnum(cJSON_GetObjectItem(sh, "cka_debiased"), "value") < jnum(cJSON_GetObjectItem(sh, "cka_linear"), "value"));
+    /* floors: the SAE-misfit floor's raw cosine is the fit's cossim on the same rows */
+    cJSON *fl = cJSON_GetObjectItem(L, "floors");
+    cJSON *ma = cJSON_GetObjectItem(fl, "sae_misfit_a"), *mb = cJSON_GetObjectItem(fl, "sae_misfit_b");
+    cJSON *fit = cJSON_GetObjectItem(L, "fit");
+    assert_true(fabs(jnum(cJSON_GetObjectItem(ma, "cos_raw"), "value") - jnum(cJSON_GetObjectItem(fit, "a"), "cossim")) < 1e-6);
+    assert_true(fabs(jnum(cJSON_GetObjectItem(mb, "cos_raw"), "value") - jnum(cJSON_GetObjectItem(fit, "b"), "cossim")) < 1e-6);
+    assert_int_equal((int)jnum(ma, "n_units"), (int)jnum(L, "n_rows"));
+    double cf = jnum(cJSON_GetObjectItem(ma, "cos_feat"), "value");
+    assert_true(cf > 0 && cf < 1);
+    cJSON *sa = cJSON_GetObjectItem(fl, "split_half_a");
+    assert_true(jnum(sa, "n_units") >= 2 && isfinite(jnum(cJSON_GetObjectItem(sa, "cos_raw"), "value")));
+    assert_null(cJSON_GetObjectItem(sa, "cos_feat"));
+    /* feature rankings: minimum count, intervals of the deltas, frequency-matched lists */
+    cJSON *tfj = cJSON_GetObjectItem(L, "top_features");
+    assert_int_equal((int)jnum(tfj, "min_count"), 5);
+    const char *fl6[6] = {"gained_frequency", "lost_frequency", "gained_mean_activation", "lost_mean_activation",
+                          "gained_frequency_freq_matched", "lost_frequency_freq_matched"};
+    for (int q = 0; q < 6; q++) {
+        cJSON *arr = cJSON_GetObjectItem(tfj, fl6[q]), *e;
+        assert_true(cJSON_GetArraySize(arr) > 0);
+        double prev = q % 2 ? -INFINITY : INFINITY;
+        cJSON_ArrayForEach(e, arr) {
+            double fa_ = jnum(e, "freq_a"), fb_ = jnum(e, "freq_b");
+            assert_true((fa_ + fb_) * jnum(L, "n_rows") >= 5 - 1e-9);
+            assert_true(fabs(jnum(e, "delta_freq") - (fb_ - fa_)) < 1e-12);
+            assert_true(jnum(e, "delta_freq_ci_lo") <= jnum(e, "delta_freq_ci_hi"));
+            assert_true(jnum(e, "delta_mean_ci_lo") <= jnum(e, "delta_mean_ci_hi"));
+            double k = q < 2 ? jnum(e, "delta_freq") : q < 4 ? jnum(e, "delta_mean") : jnum(e, "delta_freq_excess");
+            assert_true(q % 2 ? k >= prev : k <= prev); /* sorted */
+            prev = k;
+        }
+    }
+    /* token types: the fixture's ids are all distinct (one row each): min_count 1 ranks all
+     * rows, each its own type with mean = its cos_raw; default 5 ranks none */
+    cJSON *tt = cJSON_GetObjectItem(L, "token_types");
+    assert_int_equal((int)jnum(tt, "min_count"), 5);
+    assert_int_equal((int)jnum(tt, "n_ranked"), 0);
+    cJSON_Delete(j);
+    cJSON_Delete(j2);
+    cJSON_Delete(j0);
+    o.min_count = 1;
+    o.n_perm = 0;
+    o.out_dir = out0;
+    if (shift_run(&o, &err)) fail_msg("%s", err.msg);
+    j0 = load_results(out0);
+    L = cJSON_GetArrayItem(cJSON_GetObjectItem(j0, "layers"), 0);
+    tt = cJSON_GetObjectItem(L, "token_types");
+    assert_int_equal((int)jnum(tt, "n_ranked"), (int)jnum(L, "n_rows"));
+    cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(tt, "most_shifted"), 0);
+    cJSON *tok0 = cJSON_GetArrayItem(cJSON_GetObjectItem(L, "top_shifted_tokens"), 0);
+    assert_int_equal((int)jnum(first, "token_id"), (int)jnum(tok0, "token_id"));
+    assert_true(fabs(jnum(first, "mean") - jnum(tok0, "cos_raw")) < 1e-6);
+    assert_int_equal((int)jnum(first, "count"), 1);
+    cJSON_Delete(j0);
+    /* summary.csv: the new columns */
+    char pth[600];
+    snprintf(pth, sizeof pth, "%s/summary.csv", out);
+    assert_int_equal(tu_system("head -1 %s | grep -qx 'layer,hook,metric,value,ci_lo,ci_hi,p_value,null_lo,null_hi,q_value'", pth), 0);
+    assert_int_equal(tu_system("grep -q '^-1,\"%s\",cka_debiased,[^,]*,[^,]*,[^,]*,0.01,[^,]*,[^,]*,0.01$' %s", HOOK, pth), 0);
+    assert_int_equal(tu_system("grep -q '^-1,\"%s\",sae_misfit_b:jaccard_feature,' %s", HOOK, pth), 0);
+    assert_int_equal(tu_system("awk -F, 'NF != 10 { exit 1 }' %s", pth), 0);
 }
 
 static void expect_fail(shift_run_opts *o, const char *needle) {
@@ -211,6 +347,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_aligned_vs_numpy),
         cmocka_unit_test(test_pooled_when_tokens_differ),
+        cmocka_unit_test(test_nulls_qvalues_floors),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_width_mismatch),
     };

@@ -1,6 +1,8 @@
 /* The `reprshift shift` pipeline as a library call: read two activation files written by
  * `reprshift extract` (one f32 tensor per hook, token_ids, offsets), optionally an SAE per
- * layer, compute fit and shift metrics per layer, and write DIR/results.json,
+ * layer, compute fit and shift metrics per layer (with permutation nulls, BH q-values over
+ * every p-value of the run, an SAE-misfit floor per model and a split-half noise floor per
+ * model; docs/metrics.md), and write DIR/results.json,
  * DIR/summary.csv, DIR/features_<hook>.csv, DIR/tokens_<hook>.csv. */
 #ifndef REPRSHIFT_SHIFT_RUN_H
 #define REPRSHIFT_SHIFT_RUN_H
@@ -20,8 +22,10 @@ typedef struct {
     int keep_special;             /* include BOS/EOS/pad rows (default: excluded) */
     int force_pooled;             /* compare per-input means even when token ids agree */
     int n_boot;
-    uint64_t seed;
+    uint64_t seed;                /* bootstrap and permutation seed */
+    int n_perm;                   /* permutations of the pairing per metric (0: no p-values; the CLI default is 200) */
     int top_k;                    /* rows in ranking lists (default 20) */
+    int min_count;                /* token types with fewer rows are not ranked (0 → 5) */
     const char *tokenizer;        /* tokenizer.json for token strings + categories (optional) */
     const char *categories;       /* CSV word,category (optional; default built-in lists) */
     const char *out_dir;

@@ -6,8 +6,13 @@
  *   - feature statistics (JS, Pearson, per-feature Jaccard): per-group sparse sums over the
  *     features alive in either model;
  *   - linear CKA: the weighted-HSIC identity HSIC_w = T1 − 2W·T2 + W²κλ (see docs), from
- *     group-pair sums of K∘L, K∘K, L∘L and token-by-group sums of K and L. */
+ *     group-pair sums of K∘L, K∘K, L∘L and token-by-group sums of K and L (debiased CKA:
+ *     the unbiased-HSIC terms from the same sums plus the Gram diagonals).
+ * Permutation nulls (perm_nulls): each permutation re-pairs rows and recomputes every
+ * pairing-dependent statistic, O(n) per permutation for the raw per-row metrics and O(n²)
+ * for CKA from the kept n×n Gram / cross-product matrices, O(nonzeros) for features. */
 #include "reprshift/shift.h"
+#include "reprshift/stats.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -19,6 +24,40 @@ void shift_opts_default(shift_opts *o) {
     o->n_boot = 1000;
     o->seed = 0x5eed;
     o->cka_max_rows = 20000;
+    o->n_perm = 200;
+    o->perm_cka_max_rows = 5000;
+}
+
+static const char *const METRIC_NAMES[SHIFT_N_METRICS] = {
+    "cos_raw", "l2_raw", "cos_feat", "l2_feat", "jaccard_token", "js_token_bits", "jaccard_feature",
+    "js_mass_bits", "pearson_mean_feat", "cka_linear", "cos_centred", "cka_debiased"};
+
+const char *shift_metric_name(int k) { return k >= 0 && k < SHIFT_N_METRICS ? METRIC_NAMES[k] : "?"; }
+
+int shift_metric_direction(int k) {
+    return (k == SHIFT_L2_RAW || k == SHIFT_L2_FEAT || k == SHIFT_JS_TOKEN || k == SHIFT_JS_MASS) ? STATS_DIST : STATS_SIM;
+}
+
+int shift_metric_is_feature(int k) { return k >= SHIFT_COS_FEAT && k <= SHIFT_PEARSON_MEAN_FEAT; }
+
+int shift_metric_permutable(int k) { return k != SHIFT_JS_MASS && k != SHIFT_PEARSON_MEAN_FEAT; }
+
+const rs_stat *shift_metric_stat(const shift_result *r, int k) {
+    switch (k) {
+    case SHIFT_COS_RAW: return &r->cos_raw;
+    case SHIFT_L2_RAW: return &r->l2_raw;
+    case SHIFT_COS_FEAT: return &r->cos_feat;
+    case SHIFT_L2_FEAT: return &r->l2_feat;
+    case SHIFT_JACCARD_TOKEN: return &r->jaccard_token;
+    case SHIFT_JS_TOKEN: return &r->js_token_bits;
+    case SHIFT_JACCARD_FEATURE: return &r->jaccard_feature;
+    case SHIFT_JS_MASS: return &r->js_mass_bits;
+    case SHIFT_PEARSON_MEAN_FEAT: return &r->pearson_mean_feat;
+    case SHIFT_CKA_LINEAR: return &r->cka_linear;
+    case SHIFT_COS_CENTRED: return &r->cos_centred;
+    case SHIFT_CKA_DEBIASED: return &r->cka_debiased;
+    default: return NULL;
+    }
 }
 
 double shift_cosine(const float *x, const float *y, int d) {
@@ -117,6 +156,43 @@ done:
     return r;
 }
 
+static void col_means(const float *x, int64_t n, int d, double *mu) {
+    for (int i = 0; i < d; i++) mu[i] = 0;
+    for (int64_t t = 0; t < n; t++)
+        for (int i = 0; i < d; i++) mu[i] += x[(size_t)t * d + i];
+    for (int i = 0; i < d; i++) mu[i] /= (double)n;
+}
+
+/* cos(x − mx, y − my) with the cosine's zero conventions. */
+static double cos_centred_row(const float *x, const float *y, const double *mx, const double *my, int d) {
+    double xy = 0, xx = 0, yy = 0;
+    for (int i = 0; i < d; i++) {
+        double u = x[i] - mx[i], v = y[i] - my[i];
+        xy += u * v;
+        xx += u * u;
+        yy += v * v;
+    }
+    if (xx == 0 && yy == 0) return 1.0;
+    if (xx == 0 || yy == 0) return 0.0;
+    return xy / (sqrt(xx) * sqrt(yy));
+}
+
+double shift_cos_centred(const float *a, const float *b, int64_t n, int d) {
+    if (n < 1) return NAN;
+    double *ma = malloc((size_t)d * sizeof *ma), *mb = malloc((size_t)d * sizeof *mb), s = 0;
+    if (!ma || !mb) {
+        free(ma);
+        free(mb);
+        return NAN;
+    }
+    col_means(a, n, d, ma);
+    col_means(b, n, d, mb);
+    for (int64_t t = 0; t < n; t++) s += cos_centred_row(a + (size_t)t * d, b + (size_t)t * d, ma, mb, d);
+    free(ma);
+    free(mb);
+    return s / (double)n;
+}
+
 void shift_result_free(shift_result *r) {
     if (!r) return;
     free(r->row_cos_raw);
@@ -139,8 +215,11 @@ typedef struct {
     double cos, l2, jac, js;
 } feat_row;
 
-static feat_row compare_feat_rows(const sae_sparse *fa, const sae_sparse *fb, int64_t t) {
-    int64_t i = fa->row_ptr[t], ie = fa->row_ptr[t + 1], j = fb->row_ptr[t], je = fb->row_ptr[t + 1];
+/* Row t of fa against row u of fb; when both != NULL, both[compact[f]]++ for every feature f
+ * active in both rows. */
+static feat_row compare_feat_pair(const sae_sparse *fa, int64_t t, const sae_sparse *fb, int64_t u, int32_t *both,
+                                  const int32_t *compact) {
+    int64_t i = fa->row_ptr[t], ie = fa->row_ptr[t + 1], j = fb->row_ptr[u], je = fb->row_ptr[u + 1];
     double xy = 0, xx = 0, yy = 0, d2 = 0, sa = 0, sb = 0;
     int64_t inter = 0, uni = 0;
     for (int64_t z = i; z < ie; z++) sa += fa->val[z];
@@ -151,6 +230,7 @@ static feat_row compare_feat_rows(const sae_sparse *fa, const sae_sparse *fb, in
         if (j >= je || (i < ie && fa->idx[i] < fb->idx[j])) x = fa->val[i++];
         else if (i >= ie || fb->idx[j] < fa->idx[i]) y = fb->val[j++];
         else {
+            if (both) both[compact[fa->idx[i]]]++;
             x = fa->val[i++];
             y = fb->val[j++];
         }
@@ -176,34 +256,22 @@ static feat_row compare_feat_rows(const sae_sparse *fa, const sae_sparse *fb, in
     return r;
 }
 
+static feat_row compare_feat_rows(const sae_sparse *fa, const sae_sparse *fb, int64_t t) {
+    return compare_feat_pair(fa, t, fb, t, NULL, NULL);
+}
+
 /* ---- bootstrap machinery ---- */
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+#define splitmix stats_splitmix
+#define percentile stats_percentile
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* numpy.percentile (linear) over the finite values; NaN if none. */
-static double percentile(double *v, int n, double q) {
-    int m = 0;
-    for (int i = 0; i < n; i++)
-        if (isfinite(v[i])) v[m++] = v[i];
-    if (m == 0) return NAN;
-    qsort(v, (size_t)m, sizeof *v, cmp_double);
-    double pos = q * (m - 1);
-    int lo = (int)floor(pos);
-    int hi = lo + 1 < m ? lo + 1 : lo;
-    return v[lo] + (pos - lo) * (v[hi] - v[lo]);
-}
-
-enum { S_COS_RAW, S_L2_RAW, S_COS_FEAT, S_L2_FEAT, S_JAC_TOK, S_JS_TOK, S_JAC_FEAT, S_JS_MASS, S_PEARSON, S_CKA, S_N };
+enum {
+    S_COS_RAW = SHIFT_COS_RAW, S_L2_RAW = SHIFT_L2_RAW, S_COS_FEAT = SHIFT_COS_FEAT, S_L2_FEAT = SHIFT_L2_FEAT,
+    S_JAC_TOK = SHIFT_JACCARD_TOKEN, S_JS_TOK = SHIFT_JS_TOKEN, S_JAC_FEAT = SHIFT_JACCARD_FEATURE,
+    S_JS_MASS = SHIFT_JS_MASS, S_PEARSON = SHIFT_PEARSON_MEAN_FEAT, S_CKA = SHIFT_CKA_LINEAR,
+    S_COS_CEN = SHIFT_COS_CENTRED, S_CKA_DEB = SHIFT_CKA_DEBIASED, S_N = SHIFT_N_METRICS
+};
+#define NG 7 /* per-group sums: cos_raw, l2_raw, cos_feat, l2_feat, jaccard, js, cos_centred */
 
 /* Per-group sparse feature sums over the alive-either features (compact ids). */
 typedef struct {
@@ -218,28 +286,38 @@ typedef struct {
     int64_t n, G;
     double *P[3];      /* [G×G] Σ K∘L, K∘K, L∘L over token pairs of groups (g,h) */
     double *RK, *RL;   /* [n×G] Σ_{t∈h} K_st, Σ_{t∈h} L_st */
+    double *dK, *dL;   /* [n] K_ss, L_ss (for the debiased estimator) */
+    float *Kf, *Lf;    /* [n×n] the whole centred Gram matrices when kept (for the permutation null) */
 } cka_stats;
 
 static void cka_free(cka_stats *c) {
     for (int k = 0; k < 3; k++) free(c->P[k]);
     free(c->RK);
     free(c->RL);
+    free(c->dK);
+    free(c->dL);
+    free(c->Kf);
+    free(c->Lf);
 }
 
 /* Build CKA sufficient statistics from globally centred rows (translation invariance keeps
  * the weighted re-centring below well conditioned). */
-static int cka_build(cka_stats *c, const float *a, const float *b, int64_t n, int d, int64_t G, const int64_t *grp) {
+static int cka_build(cka_stats *c, const float *a, const float *b, int64_t n, int d, int64_t G, const int64_t *grp,
+                     int keep) {
     memset(c, 0, sizeof *c);
     c->n = n;
     c->G = G;
-    const int BL = 256;
+    /* keep: one block of all n rows, kept as Kf/Lf */
+    const int BL = keep ? (int)n : 256;
     float *xa = malloc((size_t)n * d * sizeof *xa), *xb = malloc((size_t)n * d * sizeof *xb);
     float *ka = malloc((size_t)BL * n * sizeof *ka), *kb = malloc((size_t)BL * n * sizeof *kb);
     for (int k = 0; k < 3; k++) c->P[k] = calloc((size_t)(G * G), sizeof(double));
     c->RK = calloc((size_t)(n * G), sizeof(double));
     c->RL = calloc((size_t)(n * G), sizeof(double));
+    c->dK = calloc((size_t)n, sizeof(double));
+    c->dL = calloc((size_t)n, sizeof(double));
     int rc = -1;
-    if (!xa || !xb || !ka || !kb || !c->P[0] || !c->P[1] || !c->P[2] || !c->RK || !c->RL) goto done;
+    if (!xa || !xb || !ka || !kb || !c->P[0] || !c->P[1] || !c->P[2] || !c->RK || !c->RL || !c->dK || !c->dL) goto done;
     for (int i = 0; i < d; i++) {
         double ma = 0, mb = 0;
         for (int64_t t = 0; t < n; t++) {
@@ -262,6 +340,8 @@ static int cka_build(cka_stats *c, const float *a, const float *b, int64_t n, in
             const float *kr = ka + (size_t)r * n, *lr = kb + (size_t)r * n;
             double *pkl = c->P[0] + gs * G, *pkk = c->P[1] + gs * G, *pll = c->P[2] + gs * G;
             double *rk = c->RK + s * G, *rl = c->RL + s * G;
+            c->dK[s] = kr[s];
+            c->dL[s] = lr[s];
             for (int64_t t = 0; t < n; t++) {
                 int64_t h = grp[t];
                 double K = kr[t], L = lr[t];
@@ -278,16 +358,33 @@ static int cka_build(cka_stats *c, const float *a, const float *b, int64_t n, in
 done:
     free(xa);
     free(xb);
+    if (!rc && keep) {
+        c->Kf = ka;
+        c->Lf = kb;
+        ka = kb = NULL;
+    }
     free(ka);
     free(kb);
     if (rc) cka_free(c);
     return rc;
 }
 
-/* Weighted linear CKA for group multiplicities w (double[G]). */
-static double cka_weighted(const cka_stats *c, const double *w, const int64_t *grp, double *kbuf, double *lbuf) {
+static double hsic_u(double trKL, double sK, double sL, double sKL, double n) {
+    return (trKL + sK * sL / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * sKL) / (n * (n - 3));
+}
+
+/* Weighted linear CKA for group multiplicities w (double[G]): the biased one is returned, the
+ * debiased one stored in *deb: the unbiased HSIC on the N = W resampled rows where, as for
+ * the diagonal, every pair of copies of the same original row is excluded (K̃ zero there;
+ * counting such pairs as distinct rows would bring the bias back: ≈0.8 on independent data).
+ * With w_s the multiplicity of row s:
+ *   tr(K̃L̃) = Σ_st w_s w_t K_st L_st − Σ_s w_s² K_ss L_ss,  1ᵀK̃1 = W²κ − Σ_s w_s² K_ss,
+ *   1ᵀK̃L̃1 = Σ_s w_s (W k_s − w_s K_ss)(W l_s − w_s L_ss). */
+static double cka_weighted(const cka_stats *c, const double *w, const int64_t *grp, double *kbuf, double *lbuf,
+                           double *deb) {
     int64_t G = c->G, n = c->n;
     double W = 0;
+    *deb = NAN;
     for (int64_t t = 0; t < n; t++) W += w[grp[t]];
     if (W <= 1) return NAN;
     double T1[3] = {0, 0, 0};
@@ -322,11 +419,296 @@ static double cka_weighted(const cka_stats *c, const double *w, const int64_t *g
     }
     kap /= W;
     lam /= W;
+    if (W > 3) {
+        double dkl = 0, dkk = 0, dll = 0, tk = 0, tl = 0, xkl = 0, xkk = 0, xll = 0;
+        for (int64_t s = 0; s < n; s++) {
+            double ws = w[grp[s]];
+            if (ws == 0) continue;
+            double K = c->dK[s], L = c->dL[s], rk = W * kbuf[s] - ws * K, rl = W * lbuf[s] - ws * L;
+            dkl += ws * ws * K * L;
+            dkk += ws * ws * K * K;
+            dll += ws * ws * L * L;
+            tk += ws * ws * K;
+            tl += ws * ws * L;
+            xkl += ws * rk * rl;
+            xkk += ws * rk * rk;
+            xll += ws * rl * rl;
+        }
+        double sK = W * W * kap - tk, sL = W * W * lam - tl;
+        double ukl = hsic_u(T1[0] - dkl, sK, sL, xkl, W);
+        double ukk = hsic_u(T1[1] - dkk, sK, sK, xkk, W);
+        double ull = hsic_u(T1[2] - dll, sL, sL, xll, W);
+        if (ukk > 0 && ull > 0) *deb = ukl / sqrt(ukk * ull);
+    }
     double hkl = T1[0] - 2 * W * T2[0] + W * W * kap * lam;
     double hkk = T1[1] - 2 * W * T2[1] + W * W * kap * kap;
     double hll = T1[2] - 2 * W * T2[2] + W * W * lam * lam;
     if (hkk <= 0 || hll <= 0) return NAN;
     return hkl / sqrt(hkk * hll);
+}
+
+/* ---- permutation nulls ----
+ * Permutation π pairs row t of A with row π(t) of B; every pairing-dependent statistic is
+ * recomputed exactly as for the data (same formulas, same conventions). Per-row metrics cost
+ * O(n·d + nonzeros) per permutation; CKA uses the two centred n×n Gram matrices:
+ *   S = Σ_st K_st L_π(s)π(t), D = Σ_s K_ss L_π(s)π(s), X = Σ_s r^K_s r^L_π(s) (row sums r),
+ *   biased HSIC = S − 2X/n + ΣK·ΣL/n², debiased: tr(K̃L̃) = S − D, 1ᵀK̃L̃1 = Σ_s (r^K_s − K_ss)(r^L_π(s) − L_π(s)π(s)). */
+typedef struct {
+    const shift_input *in;
+    int64_t n;
+    int d, feats, do_cka;
+    const double *mu_a, *mu_b;
+    double *na2, *nb2, *ca2, *cb2;      /* squared norms of raw and centred rows */
+    const int32_t *compact;
+    int64_t n_alive;
+    int64_t *cnt_a, *cnt_b;             /* [n_alive] rows where the feature is active, per model */
+    float *K, *L;                       /* [n×n] centred Gram matrices */
+    float *C;                           /* [n×n] centred cross products (a_s − ā)·(b_t − b̄), or NULL */
+    double *ua, *vb, mm;                /* a_s·b̄, ā·b_t, ā·b̄: raw a_s·b_t = C_st + ua_s + vb_t − mm */
+    double *rK, *rL, sumK, sumL, trK, trL, hkk, hll, ukk, ull;
+} perm_ctx;
+
+static void perm_stats(const perm_ctx *c, const int64_t *pi, int32_t *both, double *st) {
+    const shift_input *in = c->in;
+    int64_t n = c->n;
+    int d = c->d;
+    double scos = 0, sl2 = 0, scen = 0;
+    for (int64_t t = 0; c->C && t < n; t++) {
+        /* from the cross products: O(1) per row (rounding ~1e-7 of the norms, float Gram) */
+        int64_t u = pi[t];
+        double cc = c->C[(size_t)t * n + u], xy = cc + c->ua[t] + c->vb[u] - c->mm;
+        double xx = c->na2[t], yy = c->nb2[u], d2 = xx + yy - 2 * xy;
+        scos += (xx == 0 && yy == 0) ? 1.0 : (xx == 0 || yy == 0) ? 0.0 : xy / (sqrt(xx) * sqrt(yy));
+        sl2 += sqrt(d2 > 0 ? d2 : 0);
+        xx = c->ca2[t];
+        yy = c->cb2[u];
+        scen += (xx == 0 && yy == 0) ? 1.0 : (xx == 0 || yy == 0) ? 0.0 : cc / (sqrt(xx) * sqrt(yy));
+    }
+    for (int64_t t = 0; !c->C && t < n; t++) {
+        int64_t u = pi[t];
+        const float *x = in->a + (size_t)t * d, *y = in->b + (size_t)u * d;
+        double xy = 0, d2 = 0, cc = 0;
+        for (int i = 0; i < d; i++) {
+            double xv = x[i], yv = y[i];
+            xy += xv * yv;
+            d2 += (xv - yv) * (xv - yv);
+            cc += (xv - c->mu_a[i]) * (yv - c->mu_b[i]);
+        }
+        double xx = c->na2[t], yy = c->nb2[u];
+        scos += (xx == 0 && yy == 0) ? 1.0 : (xx == 0 || yy == 0) ? 0.0 : xy / (sqrt(xx) * sqrt(yy));
+        sl2 += sqrt(d2);
+        xx = c->ca2[t];
+        yy = c->cb2[u];
+        scen += (xx == 0 && yy == 0) ? 1.0 : (xx == 0 || yy == 0) ? 0.0 : cc / (sqrt(xx) * sqrt(yy));
+    }
+    for (int k = 0; k < S_N; k++) st[k] = NAN;
+    st[S_COS_RAW] = scos / n;
+    st[S_L2_RAW] = sl2 / n;
+    st[S_COS_CEN] = scen / n;
+    if (c->feats) {
+        double f4[4] = {0, 0, 0, 0};
+        memset(both, 0, (size_t)(c->n_alive + 1) * sizeof *both);
+        for (int64_t t = 0; t < n; t++) {
+            feat_row fr = compare_feat_pair(in->fa, t, in->fb, pi[t], both, c->compact);
+            f4[0] += fr.cos;
+            f4[1] += fr.l2;
+            f4[2] += fr.jac;
+            f4[3] += fr.js;
+        }
+        st[S_COS_FEAT] = f4[0] / n;
+        st[S_L2_FEAT] = f4[1] / n;
+        st[S_JAC_TOK] = f4[2] / n;
+        st[S_JS_TOK] = f4[3] / n;
+        double js = 0;
+        int64_t nf = 0;
+        for (int64_t q = 0; q < c->n_alive; q++) {
+            int64_t uni = c->cnt_a[q] + c->cnt_b[q] - both[q];
+            if (uni > 0) {
+                js += (double)both[q] / (double)uni;
+                nf++;
+            }
+        }
+        st[S_JAC_FEAT] = nf ? js / nf : NAN;
+    }
+    if (c->do_cka) {
+        double S = 0, D = 0, X = 0, Xu = 0;
+        for (int64_t s = 0; s < n; s++) {
+            const float *kr = c->K + (size_t)s * n, *lr = c->L + (size_t)pi[s] * n;
+            double rs = 0;
+            for (int64_t t = 0; t < n; t++) rs += (double)kr[t] * lr[pi[t]];
+            S += rs;
+            double Ks = kr[s], Ls = lr[pi[s]];
+            D += Ks * Ls;
+            X += c->rK[s] * c->rL[pi[s]];
+            Xu += (c->rK[s] - Ks) * (c->rL[pi[s]] - Ls);
+        }
+        double nn = (double)n;
+        double hkl = S - 2 * X / nn + c->sumK * c->sumL / (nn * nn);
+        st[S_CKA] = (c->hkk > 0 && c->hll > 0) ? hkl / sqrt(c->hkk * c->hll) : NAN;
+        if (n > 3 && c->ukk > 0 && c->ull > 0)
+            st[S_CKA_DEB] = hsic_u(S - D, c->sumK - c->trK, c->sumL - c->trL, Xu, nn) / sqrt(c->ukk * c->ull);
+    }
+}
+
+/* Fill r->null[]; obs = point estimates [S_N]. */
+static int perm_nulls(const shift_input *in, const shift_opts *opt, const float *Kf, const float *Lf,
+                      const double *mu_a, const double *mu_b,
+                      const int32_t *compact, const int32_t *alive_ids, int64_t n_alive, const double *obs,
+                      shift_result *r) {
+    int64_t n = in->n_rows;
+    int d = in->d, P = opt->n_perm;
+    for (int k = 0; k < S_N; k++) r->null[k] = (stats_null){0, NAN, NAN, NAN, NAN};
+    if (P <= 0 || n < 2) return 0;
+    perm_ctx c = {.in = in, .n = n, .d = d, .feats = r->has_feats, .mu_a = mu_a, .mu_b = mu_b, .compact = compact,
+                  .n_alive = n_alive};
+    c.do_cka = n <= opt->perm_cka_max_rows;
+    int rc = -1;
+    double *nullv = malloc((size_t)P * S_N * sizeof *nullv), *col = malloc((size_t)P * sizeof *col);
+    float *xa = NULL, *xb = NULL;
+    c.na2 = malloc((size_t)n * sizeof(double));
+    c.nb2 = malloc((size_t)n * sizeof(double));
+    c.ca2 = malloc((size_t)n * sizeof(double));
+    c.cb2 = malloc((size_t)n * sizeof(double));
+    if (!nullv || !col || !c.na2 || !c.nb2 || !c.ca2 || !c.cb2) goto done;
+    for (int64_t t = 0; t < n; t++) {
+        const float *x = in->a + (size_t)t * d, *y = in->b + (size_t)t * d;
+        double s[4] = {0, 0, 0, 0};
+        for (int i = 0; i < d; i++) {
+            s[0] += (double)x[i] * x[i];
+            s[1] += (double)y[i] * y[i];
+            s[2] += (x[i] - mu_a[i]) * (x[i] - mu_a[i]);
+            s[3] += (y[i] - mu_b[i]) * (y[i] - mu_b[i]);
+        }
+        c.na2[t] = s[0];
+        c.nb2[t] = s[1];
+        c.ca2[t] = s[2];
+        c.cb2[t] = s[3];
+    }
+    if (c.feats) {
+        c.cnt_a = malloc((size_t)(n_alive + 1) * sizeof *c.cnt_a);
+        c.cnt_b = malloc((size_t)(n_alive + 1) * sizeof *c.cnt_b);
+        if (!c.cnt_a || !c.cnt_b) goto done;
+        for (int64_t q = 0; q < n_alive; q++) {
+            c.cnt_a[q] = r->count_a[alive_ids[q]];
+            c.cnt_b[q] = r->count_b[alive_ids[q]];
+        }
+    }
+    if (c.do_cka) {
+        xa = malloc((size_t)n * d * sizeof *xa);
+        xb = malloc((size_t)n * d * sizeof *xb);
+        c.K = Kf ? NULL : malloc((size_t)n * n * sizeof *c.K);
+        c.L = Lf ? NULL : malloc((size_t)n * n * sizeof *c.L);
+        c.rK = calloc((size_t)n, sizeof *c.rK);
+        c.rL = calloc((size_t)n, sizeof *c.rL);
+        if (!xa || !xb || (!Kf && !c.K) || (!Lf && !c.L) || !c.rK || !c.rL) goto done;
+        for (int64_t t = 0; t < n; t++)
+            for (int i = 0; i < d; i++) {
+                xa[(size_t)t * d + i] = (float)(in->a[(size_t)t * d + i] - mu_a[i]);
+                xb[(size_t)t * d + i] = (float)(in->b[(size_t)t * d + i] - mu_b[i]);
+            }
+        if (!Kf) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, d, 1.0f, xa, d, xa, d, 0.0f, c.K, (int)n);
+        if (!Lf) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, d, 1.0f, xb, d, xb, d, 0.0f, c.L, (int)n);
+        if (Kf) c.K = (float *)Kf; /* borrowed: not freed below */
+        if (Lf) c.L = (float *)Lf;
+        /* cross products for the per-row raw metrics (optional: without memory, the O(n·d) path) */
+        c.C = malloc((size_t)n * n * sizeof *c.C);
+        c.ua = malloc((size_t)n * sizeof *c.ua);
+        c.vb = malloc((size_t)n * sizeof *c.vb);
+        if (c.C && c.ua && c.vb) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, d, 1.0f, xa, d, xb, d, 0.0f, c.C, (int)n);
+            c.mm = 0;
+            for (int i = 0; i < d; i++) c.mm += mu_a[i] * mu_b[i];
+            for (int64_t t = 0; t < n; t++) {
+                double u = 0, v = 0;
+                for (int i = 0; i < d; i++) {
+                    u += (double)in->a[(size_t)t * d + i] * mu_b[i];
+                    v += mu_a[i] * (double)in->b[(size_t)t * d + i];
+                }
+                c.ua[t] = u;
+                c.vb[t] = v;
+            }
+        } else {
+            free(c.C);
+            c.C = NULL;
+        }
+        double kk = 0, ll = 0, rkk = 0, rll = 0, dkk = 0, dll = 0, xkk = 0, xll = 0;
+        for (int64_t s = 0; s < n; s++) {
+            for (int64_t t = 0; t < n; t++) {
+                double K = c.K[(size_t)s * n + t], L = c.L[(size_t)s * n + t];
+                c.rK[s] += K;
+                c.rL[s] += L;
+                kk += K * K;
+                ll += L * L;
+            }
+            double Ks = c.K[(size_t)s * n + s], Ls = c.L[(size_t)s * n + s];
+            c.sumK += c.rK[s];
+            c.sumL += c.rL[s];
+            c.trK += Ks;
+            c.trL += Ls;
+            rkk += c.rK[s] * c.rK[s];
+            rll += c.rL[s] * c.rL[s];
+            dkk += Ks * Ks;
+            dll += Ls * Ls;
+            xkk += (c.rK[s] - Ks) * (c.rK[s] - Ks);
+            xll += (c.rL[s] - Ls) * (c.rL[s] - Ls);
+        }
+        double nn = (double)n;
+        c.hkk = kk - 2 * rkk / nn + c.sumK * c.sumK / (nn * nn);
+        c.hll = ll - 2 * rll / nn + c.sumL * c.sumL / (nn * nn);
+        if (n > 3) {
+            c.ukk = hsic_u(kk - dkk, c.sumK - c.trK, c.sumK - c.trK, xkk, nn);
+            c.ull = hsic_u(ll - dll, c.sumL - c.trL, c.sumL - c.trL, xll, nn);
+        }
+        free(xa);
+        free(xb);
+        xa = xb = NULL;
+    }
+    int bad = 0;
+#pragma omp parallel
+    {
+        int64_t *pi = malloc((size_t)n * sizeof *pi);
+        int32_t *both = malloc((size_t)(n_alive + 1) * sizeof *both);
+        if (!pi || !both) {
+#pragma omp atomic write
+            bad = 1;
+        }
+#pragma omp for schedule(dynamic)
+        for (int rep = 0; rep < P; rep++) {
+            if (!pi || !both) continue;
+            if (opt->perm_idx) memcpy(pi, opt->perm_idx + (size_t)rep * n, (size_t)n * sizeof *pi);
+            else stats_permutation(opt->seed, rep, n, pi);
+            perm_stats(&c, pi, both, nullv + (size_t)rep * S_N);
+        }
+        free(pi);
+        free(both);
+    }
+    if (bad) goto done;
+    for (int k = 0; k < S_N; k++) {
+        if (!shift_metric_permutable(k) || (shift_metric_is_feature(k) && !c.feats)) continue;
+        if ((k == S_CKA || k == S_CKA_DEB) && !c.do_cka) continue;
+        for (int rep = 0; rep < P; rep++) col[rep] = nullv[(size_t)rep * S_N + k];
+        r->null[k] = stats_null_summary(obs[k], col, P, shift_metric_direction(k));
+    }
+    rc = 0;
+done:
+    free(nullv);
+    free(col);
+    free(xa);
+    free(xb);
+    free(c.na2);
+    free(c.nb2);
+    free(c.ca2);
+    free(c.cb2);
+    free(c.cnt_a);
+    free(c.cnt_b);
+    if (c.K != Kf) free(c.K);
+    if (c.L != Lf) free(c.L);
+    free(c.C);
+    free(c.ua);
+    free(c.vb);
+    free(c.rK);
+    free(c.rL);
+    return rc;
 }
 
 int shift_compare(const shift_input *in, const shift_opts *opt, shift_result *r, rs_err *err) {
@@ -353,7 +735,8 @@ int shift_compare(const shift_input *in, const shift_opts *opt, shift_result *r,
     r->d_sae = m;
 
     int64_t *grp = malloc((size_t)n * sizeof *grp);
-    double *gsum = calloc((size_t)(G * 6), sizeof *gsum); /* per-group sums of the 6 per-row metrics */
+    double *gsum = calloc((size_t)(G * NG), sizeof *gsum); /* per-group sums of the NG per-row metrics */
+    double *mu_a = malloc((size_t)d * sizeof *mu_a), *mu_b = malloc((size_t)d * sizeof *mu_b);
     int64_t *gcount = calloc((size_t)G, sizeof *gcount);
     r->row_cos_raw = malloc((size_t)n * sizeof(float));
     r->row_l2_raw = malloc((size_t)n * sizeof(float));
@@ -362,7 +745,9 @@ int shift_compare(const shift_input *in, const shift_opts *opt, shift_result *r,
     cka_stats cs = {0};
     double *boot = NULL, *w = NULL, *kbuf = NULL, *lbuf = NULL, *ta = NULL, *tb = NULL, *tboth = NULL, *tuni = NULL;
     int rc = -1;
-    if (!grp || !gsum || !gcount || !r->row_cos_raw || !r->row_l2_raw) goto oom;
+    if (!grp || !gsum || !gcount || !r->row_cos_raw || !r->row_l2_raw || !mu_a || !mu_b) goto oom;
+    col_means(in->a, n, d, mu_a);
+    col_means(in->b, n, d, mu_b);
     for (int64_t g = 0; g < G; g++)
         for (int64_t t = in->offsets[g]; t < in->offsets[g + 1]; t++) grp[t] = g;
     for (int64_t g = 0; g < G; g++) gcount[g] = in->offsets[g + 1] - in->offsets[g];
@@ -374,8 +759,9 @@ int shift_compare(const shift_input *in, const shift_opts *opt, shift_result *r,
         double cs0 = shift_cosine(x, y, d);
         r->row_cos_raw[t] = (float)cs0;
         r->row_l2_raw[t] = (float)sqrt(d2);
-        gsum[grp[t] * 6 + 0] += cs0;
-        gsum[grp[t] * 6 + 1] += sqrt(d2);
+        gsum[grp[t] * NG + 0] += cs0;
+        gsum[grp[t] * NG + 1] += sqrt(d2);
+        gsum[grp[t] * NG + 6] += cos_centred_row(x, y, mu_a, mu_b, d);
     }
 
     int64_t n_alive = 0;
@@ -400,7 +786,7 @@ int shift_compare(const shift_input *in, const shift_opts *opt, shift_result *r,
             r->row_l2_feat[t] = (float)fr.l2;
             r->row_jaccard[t] = (float)fr.jac;
             r->row_js[t] = (float)fr.js;
-            double *gs = gsum + grp[t] * 6;
+            double *gs = gsum + grp[t] * NG;
             gs[2] += fr.cos;
             gs[3] += fr.l2;
             gs[4] += fr.jac;
@@ -495,7 +881,8 @@ int shift_compare(const shift_input *in, const shift_opts *opt, shift_result *r,
     }
 
     int do_cka = n <= opt->cka_max_rows;
-    if (do_cka && cka_build(&cs, in->a, in->b, n, d, G, grp)) goto oom;
+    int keep_gram = opt->n_perm > 0 && n <= opt->perm_cka_max_rows; /* the null reuses the Gram matrices */
+    if (do_cka && cka_build(&cs, in->a, in->b, n, d, G, grp, keep_gram)) goto oom;
 
     /* ---- statistics for a weight vector (all ones = point estimate) ---- */
     int B = opt->n_boot > 0 ? opt->n_boot : 0;
@@ -523,12 +910,13 @@ int shift_compare(const shift_input *in, const shift_opts *opt, shift_result *r,
             memset(w, 0, (size_t)G * sizeof *w);
             for (int64_t k = 0; k < G; k++) w[splitmix(&rng) % (uint64_t)G] += 1;
         }
-        double W = 0, s6[6] = {0};
+        double W = 0, s6[NG] = {0};
         for (int64_t g = 0; g < G; g++) {
             if (w[g] == 0) continue;
             W += w[g] * gcount[g];
-            for (int k = 0; k < 6; k++) s6[k] += w[g] * gsum[g * 6 + k];
+            for (int k = 0; k < NG; k++) s6[k] += w[g] * gsum[g * NG + k];
         }
+        st[S_COS_CEN] = W > 0 ? s6[6] / W : NAN;
         st[S_COS_RAW] = W > 0 ? s6[0] / W : NAN;
         st[S_L2_RAW] = W > 0 ? s6[1] / W : NAN;
         st[S_COS_FEAT] = W > 0 ? s6[2] / W : NAN;
@@ -561,26 +949,27 @@ int shift_compare(const shift_input *in, const shift_opts *opt, shift_result *r,
             st[S_JS_MASS] = shift_js_bits(ta, tb, n_alive);
             st[S_PEARSON] = shift_pearson(ta, tb, n_alive);
         }
-        st[S_CKA] = do_cka ? cka_weighted(&cs, w, grp, kbuf, lbuf) : NAN;
+        st[S_CKA] = st[S_CKA_DEB] = NAN;
+        if (do_cka) st[S_CKA] = cka_weighted(&cs, w, grp, kbuf, lbuf, &st[S_CKA_DEB]);
     }
-    if (!do_cka) boot[S_CKA] = shift_cka_linear(in->a, in->b, n, d);
+    if (!do_cka) boot[S_CKA_DEB] = stats_cka_debiased(in->a, in->b, n, d, &boot[S_CKA]);
 
     double *col = malloc((size_t)(B > 0 ? B : 1) * sizeof *col);
     if (!col) goto oom;
-    rs_stat *dst[S_N] = {&r->cos_raw, &r->l2_raw, &r->cos_feat, &r->l2_feat, &r->jaccard_token, &r->js_token_bits,
-                         &r->jaccard_feature, &r->js_mass_bits, &r->pearson_mean_feat, &r->cka_linear};
     for (int k = 0; k < S_N; k++) {
-        dst[k]->value = boot[k];
-        dst[k]->lo = dst[k]->hi = NAN;
-        if (B > 0 && isfinite(boot[k]) && !(k == S_CKA && !do_cka)) {
+        rs_stat *dk = (rs_stat *)shift_metric_stat(r, k);
+        dk->value = boot[k];
+        dk->lo = dk->hi = NAN;
+        if (B > 0 && isfinite(boot[k]) && !((k == S_CKA || k == S_CKA_DEB) && !do_cka)) {
             for (int rep = 0; rep < B; rep++) col[rep] = boot[(size_t)(rep + 1) * S_N + k];
-            dst[k]->lo = percentile(col, B, 0.025);
+            dk->lo = percentile(col, B, 0.025);
             for (int rep = 0; rep < B; rep++) col[rep] = boot[(size_t)(rep + 1) * S_N + k];
-            dst[k]->hi = percentile(col, B, 0.975);
+            dk->hi = percentile(col, B, 0.975);
         }
-        if (!feats && k >= S_COS_FEAT && k <= S_PEARSON) dst[k]->value = dst[k]->lo = dst[k]->hi = NAN;
+        if (!feats && k >= S_COS_FEAT && k <= S_PEARSON) dk->value = dk->lo = dk->hi = NAN;
     }
     free(col);
+    if (perm_nulls(in, opt, cs.Kf, cs.Lf, mu_a, mu_b, compact, alive_ids, n_alive, boot, r)) goto oom;
     rc = 0;
     goto done;
 oom:
@@ -588,6 +977,8 @@ oom:
 done:
     free(grp);
     free(gsum);
+    free(mu_a);
+    free(mu_b);
     free(gcount);
     free(compact);
     free(alive_ids);

@@ -4,19 +4,24 @@
  * every mean. Excluded rows still get fit metrics, reported separately. */
 #include "reprshift/shift_run.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <cjson/cJSON.h>
 #include "reprshift/categories.h"
 #include "reprshift/fileio.h"
 #include "reprshift/jsonutil.h"
 #include "reprshift/sae.h"
+#include "reprshift/sae_registry.h"
 #include "reprshift/sae_fit.h"
 #include "reprshift/safetensors.h"
 #include "reprshift/shift.h"
+#include "reprshift/stats.h"
 #include "reprshift/tokenizer.h"
 #include "reprshift/version.h"
 
@@ -113,8 +118,40 @@ static int get_acts(const acts_file *f, const char *hook, const float **data, fl
     return 0;
 }
 
+/* summary.csv rows, kept until every p-value of the run is known (BH q-values over all). */
+typedef struct {
+    int layer;
+    char hook[256], metric[64];
+    double v[7]; /* value, ci_lo, ci_hi, p_value, null_lo, null_hi, q_value */
+    cJSON *obj;  /* the metric's results.json object (gets q_value), or NULL */
+} sum_row;
+
+typedef struct {
+    sum_row *r;
+    int n, cap;
+} sum_rows;
+
+static int add_row(sum_rows *R, int layer, const char *hook, const char *prefix, const char *metric, const rs_stat *s,
+                   const stats_null *z, cJSON *obj) {
+    if (R->n == R->cap) {
+        int cap = R->cap ? 2 * R->cap : 64;
+        sum_row *nr = realloc(R->r, (size_t)cap * sizeof *nr);
+        if (!nr) return -1;
+        R->r = nr;
+        R->cap = cap;
+    }
+    sum_row *w = &R->r[R->n++];
+    w->layer = layer;
+    snprintf(w->hook, sizeof w->hook, "%s", hook);
+    snprintf(w->metric, sizeof w->metric, "%s%s", prefix, metric);
+    double v[7] = {s->value, s->lo, s->hi, z ? z->p : NAN, z ? z->lo : NAN, z ? z->hi : NAN, NAN};
+    memcpy(w->v, v, sizeof v);
+    w->obj = obj;
+    return 0;
+}
+
 static void json_num(cJSON *o, const char *k, double v) {
-    if (isfinite(v)) cJSON_AddNumberToObject(o, k, v);
+    if (isfinite(v)) rs_json_add_num(o, k, v);
     else cJSON_AddNullToObject(o, k);
 }
 
@@ -126,9 +163,59 @@ static cJSON *json_stat(const rs_stat *s) {
     return o;
 }
 
+/* A metric with its permutation test: value, ci_lo, ci_hi, p_value, null_lo, null_hi,
+ * null_mean, n_perm, test (what was done, or why there is no p-value). */
+static cJSON *json_metric(const rs_stat *s, const stats_null *z, const char *test) {
+    cJSON *o = json_stat(s);
+    json_num(o, "p_value", z->p);
+    json_num(o, "null_lo", z->lo);
+    json_num(o, "null_hi", z->hi);
+    json_num(o, "null_mean", z->mean);
+    rs_json_add_num(o, "n_perm", z->n_perm);
+    cJSON_AddStringToObject(o, "test", test);
+    return o;
+}
+
+/* Why metric k has (or lacks) a p-value. */
+static const char *test_text(int k, const shift_result *r, const shift_opts *so, char *buf, size_t cap) {
+    if (so->n_perm <= 0) return "none: 0 permutations requested";
+    if (!shift_metric_permutable(k)) return "none: pairing-invariant (compares per-model totals)";
+    if (!isfinite(shift_metric_stat(r, k)->value)) return "none: value undefined";
+    if ((k == SHIFT_CKA_LINEAR || k == SHIFT_CKA_DEBIASED) && r->n_rows > so->perm_cka_max_rows) {
+        snprintf(buf, cap, "none: more than %lld rows (the CKA null needs two n*n Gram matrices)",
+                 (long long)so->perm_cka_max_rows);
+        return buf;
+    }
+    if (r->null[k].n_perm == 0) return "none: every permuted value undefined";
+    snprintf(buf, cap, "permutation of the row pairing (%d permutations; one-sided: %s)", r->null[k].n_perm,
+             shift_metric_direction(k) == STATS_SIM ? "null >= observed" : "null <= observed");
+    return buf;
+}
+
+/* Floor results as {n_units, unit, <metric>: {value, ci_lo, ci_hi}} + summary rows. */
+static int add_floor(cJSON *floors, sum_rows *R, int layer, const char *hook, const char *name, const char *unit,
+                     const shift_result *fr, int with_feats) {
+    cJSON *o = cJSON_AddObjectToObject(floors, name);
+    if (!o) return -1;
+    cJSON_AddStringToObject(o, "unit", unit);
+    rs_json_add_num(o, "n_units", (double)fr->n_rows);
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s:", name);
+    static const int ORDER[] = {SHIFT_COS_RAW, SHIFT_COS_CENTRED, SHIFT_L2_RAW, SHIFT_CKA_LINEAR, SHIFT_CKA_DEBIASED,
+                                SHIFT_COS_FEAT, SHIFT_L2_FEAT, SHIFT_JACCARD_TOKEN, SHIFT_JACCARD_FEATURE,
+                                SHIFT_JS_TOKEN, SHIFT_JS_MASS, SHIFT_PEARSON_MEAN_FEAT};
+    for (size_t i = 0; i < sizeof ORDER / sizeof *ORDER; i++) {
+        int k = ORDER[i];
+        if (shift_metric_is_feature(k) && !with_feats) continue;
+        cJSON_AddItemToObject(o, shift_metric_name(k), json_stat(shift_metric_stat(fr, k)));
+        if (add_row(R, layer, hook, prefix, shift_metric_name(k), shift_metric_stat(fr, k), NULL, NULL)) return -1;
+    }
+    return 0;
+}
+
 static cJSON *json_fit(const sae_fit_metrics *m) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "n_rows", (double)m->n_rows);
+    rs_json_add_num(o, "n_rows", (double)m->n_rows);
     json_num(o, "mse", m->mse);
     json_num(o, "relative_mse", m->relative_mse);
     json_num(o, "explained_variance", m->explained_variance);
@@ -182,11 +269,47 @@ static int safe_name(char *dst, size_t cap, const char *hook) {
     return 0;
 }
 
+/* Frequency-matched excess of Δfreq: features alive and active on ≥ minc rows, sorted by
+ * count_a + count_b (ties by id), cut into n_bins equal bins (the first ones one larger);
+ * excess_f = dfreq_f − mean dfreq of its bin. Others: NaN. */
+typedef struct {
+    int64_t count, id;
+} fm_item;
+
+static int cmp_fm(const void *a, const void *b) {
+    const fm_item *x = a, *y = b;
+    if (x->count != y->count) return (x->count > y->count) - (x->count < y->count);
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static void freq_matched_excess(const int64_t *alive, int64_t na, const int64_t *ca, const int64_t *cb, int minc,
+                                int n_bins, const double *dfreq, double *excess) {
+    for (int64_t j = 0; j < na; j++) excess[alive[j]] = NAN;
+    fm_item *e = malloc((size_t)(na + 1) * sizeof *e);
+    if (!e) return;
+    int64_t ne = 0;
+    for (int64_t j = 0; j < na; j++) {
+        int64_t f = alive[j];
+        if (ca[f] + cb[f] >= minc) e[ne++] = (fm_item){ca[f] + cb[f], f};
+    }
+    qsort(e, (size_t)ne, sizeof *e, cmp_fm);
+    int64_t nb = ne / 5 < n_bins ? ne / 5 : n_bins, start = 0; /* at least 5 features per bin */
+    if (nb < 1) nb = ne ? 1 : 0;
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t size = ne / nb + (b < ne % nb);
+        double s = 0;
+        for (int64_t q = start; q < start + size; q++) s += dfreq[e[q].id];
+        for (int64_t q = start; q < start + size; q++) excess[e[q].id] = dfreq[e[q].id] - s / size;
+        start += size;
+    }
+    free(e);
+}
+
 /* Per-layer work. Rows of the compared matrices are "units": included tokens (aligned) or
  * inputs (pooled); unit_tok[u] is the token row in file A of an aligned unit (or -1). */
 static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_file *fb, int layer,
                      const rs_tokenizer *tok, const rs_categories *cats, int aligned, cJSON *layers_json,
-                     FILE *summary, rs_err *err) {
+                     sum_rows *rows, rs_err *err) {
     char *hook = subst_layer(o->hook, layer), *sae_path = subst_layer(o->sae, layer);
     const float *A = NULL, *B = NULL;
     float *ownA = NULL, *ownB = NULL, *ca = NULL, *cb = NULL, *xa = NULL, *xb = NULL;
@@ -198,7 +321,9 @@ static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_fi
     int64_t *uoff = NULL, *unit_tok = NULL, *idx = NULL;
     uint8_t *inc_a = NULL, *inc_b = NULL;
     double *key = NULL;
-    rs_atomic_file ff = {0}, tf = {0};
+    rs_atomic_file ff = {0}, tf = {0}, kf = {0};
+    shift_rank_entry *rk = NULL;
+    int32_t *ukey = NULL;
     cJSON *L = cJSON_CreateObject();
     if ((o->hook && !hook) || (o->sae && !sae_path) || !L) {
         rs_errf(err, "out of memory");
@@ -211,7 +336,7 @@ static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_fi
         goto done;
     }
     int d = wa;
-    if (layer >= 0) cJSON_AddNumberToObject(L, "layer", layer);
+    if (layer >= 0) rs_json_add_num(L, "layer", layer);
     cJSON_AddStringToObject(L, "hook", hname);
     if (o->log) fprintf(o->log, "shift: %s (%s)\n", hname, aligned ? "token-aligned" : "pooled per input");
 
@@ -234,11 +359,16 @@ static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_fi
         cJSON_AddStringToObject(sj, "path", sae_path);
         cJSON_AddStringToObject(sj, "format", sae->format == SAE_FORMAT_GEMMA_SCOPE_NPZ ? "gemma_scope_npz" : "sae_lens");
         cJSON_AddStringToObject(sj, "architecture", sae_arch_name(sae->arch));
-        cJSON_AddNumberToObject(sj, "d_in", sae->d_in);
-        cJSON_AddNumberToObject(sj, "d_sae", sae->d_sae);
-        if (sae->arch == SAE_ARCH_TOPK) cJSON_AddNumberToObject(sj, "k", sae->k);
+        rs_json_add_num(sj, "d_in", sae->d_in);
+        rs_json_add_num(sj, "d_sae", sae->d_sae);
+        if (sae->arch == SAE_ARCH_TOPK) rs_json_add_num(sj, "k", sae->k);
         if (sae->hook_name) cJSON_AddStringToObject(sj, "hook_name", sae->hook_name);
-        cJSON_AddStringToObject(sj, "hook_source", o->sae_hook ? "command line" : sae->hook_from_path ? "derived from path" : "SAE config");
+        cJSON_AddStringToObject(sj, "hook_source", o->sae_hook          ? "command line"
+                                                   : sae->sae_name        ? "SAE registry (sae-lens)"
+                                                   : sae->hook_from_path  ? "derived from path"
+                                                                          : "SAE config");
+        if (sae->sae_name) cJSON_AddStringToObject(sj, "name", sae->sae_name);
+        if (sae->neuronpedia) cJSON_AddStringToObject(sj, "neuronpedia", sae->neuronpedia);
         cJSON_AddBoolToObject(sj, "hook_mismatch_allowed", o->allow_hook_mismatch);
         /* fit quality per model, special rows separately */
         sae_fit_metrics fi, fo;
@@ -249,18 +379,16 @@ static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_fi
         }
         cJSON_AddItemToObject(fit, "a", json_fit(&fi));
         cJSON_AddItemToObject(fit, "a_special_tokens", json_fit(&fo));
-        fprintf(summary, "%d,", layer);
-        csv_str(summary, hname);
-        fprintf(summary, ",fit_a_explained_variance,%.9g,,\n", fi.explained_variance);
+        rs_stat ev = {fi.explained_variance, NAN, NAN};
+        if (add_row(rows, layer, hname, "", "fit_a_explained_variance", &ev, NULL, NULL)) goto oom;
         if (sae_fit_eval(sae, B, fb->n_tok, inc_b, &fi, &fo, NULL, err)) {
             rs_err_prefix(err, "%s '%s'", fb->path, hname);
             goto done;
         }
         cJSON_AddItemToObject(fit, "b", json_fit(&fi));
         cJSON_AddItemToObject(fit, "b_special_tokens", json_fit(&fo));
-        fprintf(summary, "%d,", layer);
-        csv_str(summary, hname);
-        fprintf(summary, ",fit_b_explained_variance,%.9g,,\n", fi.explained_variance);
+        ev.value = fi.explained_variance;
+        if (add_row(rows, layer, hname, "", "fit_b_explained_variance", &ev, NULL, NULL)) goto oom;
     }
 
     /* units */
@@ -387,42 +515,128 @@ static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_fi
     shift_opts_default(&so);
     so.n_boot = o->n_boot;
     so.seed = o->seed;
+    so.n_perm = o->n_perm;
     shift_input in = {.n_rows = U, .d = d, .a = ca, .b = cb, .fa = sae ? &sa : NULL, .fb = sae ? &sb : NULL,
                       .n_groups = G, .offsets = uoff};
     if (shift_compare(&in, &so, &r, err)) goto done;
 
     cJSON_AddStringToObject(L, "mode", aligned ? "token_aligned" : "pooled_per_input");
-    cJSON_AddNumberToObject(L, "n_rows", (double)U);
-    cJSON_AddNumberToObject(L, "n_groups", (double)G);
+    rs_json_add_num(L, "n_rows", (double)U);
+    rs_json_add_num(L, "n_groups", (double)G);
     cJSON *sh = cJSON_AddObjectToObject(L, "shift");
-    const char *names[] = {"cos_raw", "l2_raw", "cka_linear", "cos_feat", "l2_feat", "jaccard_token",
-                           "jaccard_feature", "js_token_bits", "js_mass_bits", "pearson_mean_feat"};
-    const rs_stat *vals[] = {&r.cos_raw, &r.l2_raw, &r.cka_linear, &r.cos_feat, &r.l2_feat, &r.jaccard_token,
-                             &r.jaccard_feature, &r.js_token_bits, &r.js_mass_bits, &r.pearson_mean_feat};
-    int nstat = sae ? 10 : 3;
-    for (int k = 0; k < nstat; k++) {
-        cJSON_AddItemToObject(sh, names[k], json_stat(vals[k]));
-        fprintf(summary, "%d,", layer);
-        csv_str(summary, hname);
-        fprintf(summary, ",%s,", names[k]);
-        csv_num(summary, vals[k]->value);
-        fputc(',', summary);
-        csv_num(summary, vals[k]->lo);
-        fputc(',', summary);
-        csv_num(summary, vals[k]->hi);
-        fputc('\n', summary);
+    static const int ORDER[] = {SHIFT_COS_RAW, SHIFT_COS_CENTRED, SHIFT_L2_RAW, SHIFT_CKA_LINEAR, SHIFT_CKA_DEBIASED,
+                                SHIFT_COS_FEAT, SHIFT_L2_FEAT, SHIFT_JACCARD_TOKEN, SHIFT_JACCARD_FEATURE,
+                                SHIFT_JS_TOKEN, SHIFT_JS_MASS, SHIFT_PEARSON_MEAN_FEAT};
+    for (size_t i = 0; i < sizeof ORDER / sizeof *ORDER; i++) {
+        int k = ORDER[i];
+        if (shift_metric_is_feature(k) && !sae) continue;
+        char tbuf[160];
+        cJSON *mo = json_metric(shift_metric_stat(&r, k), &r.null[k], test_text(k, &r, &so, tbuf, sizeof tbuf));
+        cJSON_AddItemToObject(sh, shift_metric_name(k), mo);
+        if (add_row(rows, layer, hname, "", shift_metric_name(k), shift_metric_stat(&r, k), &r.null[k], mo)) goto oom;
     }
     if (sae) {
-        cJSON_AddNumberToObject(sh, "n_features_alive_a", (double)r.n_alive_a);
-        cJSON_AddNumberToObject(sh, "n_features_alive_b", (double)r.n_alive_b);
-        cJSON_AddNumberToObject(sh, "n_features_alive_either", (double)r.n_alive_either);
+        rs_json_add_num(sh, "n_features_alive_a", (double)r.n_alive_a);
+        rs_json_add_num(sh, "n_features_alive_b", (double)r.n_alive_b);
+        rs_json_add_num(sh, "n_features_alive_either", (double)r.n_alive_either);
+    }
+
+    /* floors: split-half within each model; SAE misfit per model (docs/metrics.md) */
+    {
+        cJSON *floors = cJSON_AddObjectToObject(L, "floors");
+        shift_result fr = {0};
+        int64_t *poff = NULL, *keep_off = NULL;
+        float *keep = NULL;
+        int ferr = 0;
+        for (int side = 0; side < 2 && !ferr; side++) {
+            const acts_file *fx = side ? fb : fa;
+            const uint8_t *inc = side ? inc_b : inc_a;
+            /* token rows of the included tokens, by input: aligned → (ca|cb, uoff); pooled →
+             * (xa|xb, offsets recomputed from the masks) */
+            const float *xt = aligned ? (side ? cb : ca) : (side ? xb : xa);
+            const int64_t *toff = uoff;
+            int64_t ng = G;
+            if (!aligned) {
+                poff = malloc((size_t)(fx->n_in + 1) * sizeof *poff);
+                if (!poff) {
+                    ferr = 1;
+                    break;
+                }
+                poff[0] = 0;
+                for (int64_t i = 0; i < fx->n_in; i++) {
+                    poff[i + 1] = poff[i];
+                    for (int64_t t = fx->off[i]; t < fx->off[i + 1]; t++) poff[i + 1] += inc[t];
+                }
+                toff = poff;
+                ng = fx->n_in;
+            }
+            int64_t used = 0;
+            rs_err ferr_msg = {{0}};
+            char name[32];
+            snprintf(name, sizeof name, "split_half_%c", side ? 'b' : 'a');
+            if (shift_split_half(xt, d, toff, ng, &so, &fr, &used, &ferr_msg) == 0) {
+                if (add_floor(floors, rows, layer, hname, name,
+                              "input: mean of its even-position vs odd-position included tokens, same model", &fr, 0))
+                    ferr = 1;
+                shift_result_free(&fr);
+            } else {
+                cJSON *fo = cJSON_AddObjectToObject(floors, name);
+                cJSON_AddStringToObject(fo, "unavailable", ferr_msg.msg);
+            }
+            if (sae && !ferr) {
+                snprintf(name, sizeof name, "sae_misfit_%c", side ? 'b' : 'a');
+                int frc;
+                if (aligned) {
+                    frc = shift_sae_misfit(sae, xt, U, d, NULL, U, uoff, G, &so, &fr, err);
+                } else {
+                    /* the kept inputs' token rows, contiguous */
+                    int64_t nt = 0;
+                    for (int64_t u = 0; u < U; u++) nt += poff[unit_tok[u] + 1] - poff[unit_tok[u]];
+                    keep = malloc((size_t)(nt ? nt : 1) * d * sizeof *keep);
+                    keep_off = malloc((size_t)(U + 1) * sizeof *keep_off);
+                    if (!keep || !keep_off) {
+                        ferr = 1;
+                        break;
+                    }
+                    keep_off[0] = 0;
+                    for (int64_t u = 0; u < U; u++) {
+                        int64_t a0 = poff[unit_tok[u]], a1 = poff[unit_tok[u] + 1];
+                        memcpy(keep + (size_t)keep_off[u] * d, xt + (size_t)a0 * d, (size_t)(a1 - a0) * d * sizeof *keep);
+                        keep_off[u + 1] = keep_off[u] + (a1 - a0);
+                    }
+                    frc = shift_sae_misfit(sae, keep, nt, d, keep_off, U, uoff, G, &so, &fr, err);
+                    free(keep);
+                    free(keep_off);
+                    keep = NULL;
+                    keep_off = NULL;
+                }
+                if (frc) {
+                    free(poff);
+                    goto done;
+                }
+                if (add_floor(floors, rows, layer, hname, name,
+                              aligned ? "token: x vs its SAE reconstruction, same model"
+                                      : "input: mean of x vs mean of its SAE reconstructions, same model",
+                              &fr, 1))
+                    ferr = 1;
+                shift_result_free(&fr);
+            }
+            free(poff);
+            poff = NULL;
+        }
+        free(poff);
+        free(keep);
+        free(keep_off);
+        if (ferr) goto oom;
     }
 
     char sname[256], path[1024];
     safe_name(sname, sizeof sname, hname);
     int top = o->top_k > 0 ? o->top_k : 20;
 
-    /* features: frequency and mean activation per model, ranked by the shift */
+    /* features: frequency and mean activation per model, ranked by the shift; each with its
+     * Neuronpedia page when the SAE was named from the registry and Neuronpedia hosts it */
+    char url[512];
     if (sae) {
         int m = sae->d_sae;
         idx = malloc((size_t)m * sizeof *idx);
@@ -436,30 +650,69 @@ static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_fi
             if (r.count_a[f] || r.count_b[f]) idx[na++] = f;
         }
         cJSON *tf_json = cJSON_AddObjectToObject(L, "top_features");
-        const char *lists[4] = {"gained_frequency", "lost_frequency", "gained_mean_activation", "lost_mean_activation"};
-        for (int q = 0; q < 4; q++) {
-            sort_by(idx, na, q < 2 ? dfreq : dmean, q % 2 == 0);
+        /* rankings: features active on at least min_count rows (either model), each with
+         * group-bootstrap intervals of Δfreq and Δmean; the *_freq_matched lists rank the
+         * frequency-matched excess of Δfreq (docs/metrics.md "Rankings") */
+        int minc = o->min_count > 0 ? o->min_count : 5;
+        double *excess = malloc((size_t)m * sizeof *excess);
+        int *shown = malloc((size_t)(top + 1) * sizeof *shown);
+        double *fci = malloc((size_t)(top + 1) * 4 * sizeof *fci);
+        if (!excess || !shown || !fci) {
+            free(excess);
+            free(shown);
+            free(fci);
+            goto oom;
+        }
+        freq_matched_excess(idx, na, r.count_a, r.count_b, minc, 10, dfreq, excess);
+        cJSON_AddNumberToObject(tf_json, "min_count", minc);
+        const char *lists[6] = {"gained_frequency", "lost_frequency", "gained_mean_activation", "lost_mean_activation",
+                                "gained_frequency_freq_matched", "lost_frequency_freq_matched"};
+        for (int q = 0; q < 6; q++) {
+            sort_by(idx, na, q < 2 ? dfreq : q < 4 ? dmean : excess, q % 2 == 0);
             cJSON *arr = cJSON_AddArrayToObject(tf_json, lists[q]);
-            for (int64_t j = 0; j < na && j < top; j++) {
-                int f = (int)idx[j];
+            int ns = 0;
+            for (int64_t j = 0; j < na && ns < top; j++)
+                if (r.count_a[idx[j]] + r.count_b[idx[j]] >= minc) shown[ns++] = (int)idx[j];
+            if (shift_feature_ci(&sa, &sb, uoff, G, shown, ns, o->n_boot, o->seed, NULL, fci, err)) {
+                free(excess);
+                free(shown);
+                free(fci);
+                goto done;
+            }
+            for (int j = 0; j < ns; j++) {
+                int f = shown[j];
                 cJSON *e = cJSON_CreateObject();
-                cJSON_AddNumberToObject(e, "feature", f);
+                rs_json_add_num(e, "feature", f);
+                if (sae->neuronpedia)
+                    cJSON_AddStringToObject(e, "neuronpedia_url", rs_neuronpedia_url(sae->neuronpedia, f, url, sizeof url));
                 json_num(e, "freq_a", (double)r.count_a[f] / U);
                 json_num(e, "freq_b", (double)r.count_b[f] / U);
                 json_num(e, "mean_a", r.sum_a[f] / U);
                 json_num(e, "mean_b", r.sum_b[f] / U);
+                json_num(e, "delta_freq", dfreq[f]);
+                json_num(e, "delta_freq_ci_lo", fci[j * 4 + 0]);
+                json_num(e, "delta_freq_ci_hi", fci[j * 4 + 1]);
+                json_num(e, "delta_mean", dmean[f]);
+                json_num(e, "delta_mean_ci_lo", fci[j * 4 + 2]);
+                json_num(e, "delta_mean_ci_hi", fci[j * 4 + 3]);
+                json_num(e, "delta_freq_excess", excess[f]);
                 cJSON_AddItemToArray(arr, e);
             }
         }
+        free(excess);
+        free(shown);
+        free(fci);
         snprintf(path, sizeof path, "%s/features_%s.csv", o->out_dir, sname);
         if (rs_atomic_open(&ff, path, err)) goto done;
-        fputs("feature,count_a,count_b,count_both,freq_a,freq_b,delta_freq,mean_a,mean_b,delta_mean\n", ff.fp);
+        fputs("feature,count_a,count_b,count_both,freq_a,freq_b,delta_freq,mean_a,mean_b,delta_mean,neuronpedia_url\n",
+              ff.fp);
         sort_by(idx, na, dfreq, 1);
         for (int64_t j = 0; j < na; j++) {
             int f = (int)idx[j];
-            fprintf(ff.fp, "%d,%lld,%lld,%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n", f, (long long)r.count_a[f],
+            fprintf(ff.fp, "%d,%lld,%lld,%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%s\n", f, (long long)r.count_a[f],
                     (long long)r.count_b[f], (long long)r.count_both[f], (double)r.count_a[f] / U,
-                    (double)r.count_b[f] / U, dfreq[f], r.sum_a[f] / U, r.sum_b[f] / U, dmean[f]);
+                    (double)r.count_b[f] / U, dfreq[f], r.sum_a[f] / U, r.sum_b[f] / U, dmean[f],
+                    rs_neuronpedia_url(sae->neuronpedia, f, url, sizeof url));
         }
         if (rs_atomic_commit(&ff, err)) goto done;
         free(idx);
@@ -525,13 +778,13 @@ static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_fi
         if (j < top) {
             cJSON *e = cJSON_CreateObject();
             if (aligned) {
-                cJSON_AddNumberToObject(e, "row", (double)t);
-                cJSON_AddNumberToObject(e, "input", (double)input);
-                cJSON_AddNumberToObject(e, "position", (double)(t - fa->off[input]));
-                cJSON_AddNumberToObject(e, "token_id", fa->ids[t]);
+                rs_json_add_num(e, "row", (double)t);
+                rs_json_add_num(e, "input", (double)input);
+                rs_json_add_num(e, "position", (double)(t - fa->off[input]));
+                rs_json_add_num(e, "token_id", fa->ids[t]);
                 if (piece) cJSON_AddStringToObject(e, "token", piece);
             } else {
-                cJSON_AddNumberToObject(e, "input", (double)t);
+                rs_json_add_num(e, "input", (double)t);
             }
             json_num(e, "cos_raw", r.row_cos_raw[u]);
             json_num(e, "l2_raw", r.row_l2_raw[u]);
@@ -552,7 +805,7 @@ static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_fi
             if (cagg[c][0] == 0) continue;
             cJSON *e = cJSON_AddObjectToObject(cj, c < ncat - 1 ? categories_name(cats, c) : "other");
             double nn = cagg[c][0];
-            cJSON_AddNumberToObject(e, "n_tokens", nn);
+            rs_json_add_num(e, "n_tokens", nn);
             json_num(e, "cos_raw", cagg[c][1] / nn);
             json_num(e, "l2_raw", cagg[c][2] / nn);
             if (sae) {
@@ -563,6 +816,69 @@ static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_fi
         }
         free(cagg);
     }
+    /* token types (aligned): mean cos_raw per token id with a group-bootstrap interval, a
+     * minimum count and the frequency-matched excess (docs/metrics.md "Rankings") */
+    if (aligned) {
+        int64_t nk = 0;
+        int minc = o->min_count > 0 ? o->min_count : 5, nbins = 10;
+        ukey = malloc((size_t)U * sizeof *ukey);
+        if (!ukey) goto oom;
+        for (int64_t u = 0; u < U; u++) ukey[u] = fa->ids[unit_tok[u]];
+        if (shift_rank_keys(ukey, r.row_cos_raw, U, uoff, G, minc, nbins, o->n_boot, o->seed, NULL, &rk, &nk, err))
+            goto done;
+        cJSON *tj = cJSON_AddObjectToObject(L, "token_types");
+        cJSON_AddStringToObject(tj, "metric", "cos_raw");
+        cJSON_AddNumberToObject(tj, "min_count", minc);
+        cJSON_AddNumberToObject(tj, "n_bins", nbins);
+        cJSON_AddNumberToObject(tj, "n_ranked", (double)nk);
+        free(idx);
+        free(key);
+        idx = malloc((size_t)(nk + 1) * sizeof *idx);
+        key = malloc((size_t)(nk + 1) * 2 * sizeof *key);
+        if (!idx || !key) goto oom;
+        for (int64_t k = 0; k < nk; k++) {
+            key[k] = rk[k].mean;
+            key[nk + k] = rk[k].excess;
+        }
+        for (int q = 0; q < 2; q++) {
+            for (int64_t k = 0; k < nk; k++) idx[k] = k;
+            sort_by(idx, nk, key + q * nk, 0);
+            cJSON *arr = cJSON_AddArrayToObject(tj, q ? "most_shifted_freq_matched" : "most_shifted");
+            for (int64_t j = 0; j < nk && j < top; j++) {
+                const shift_rank_entry *x = &rk[idx[j]];
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddNumberToObject(e, "token_id", x->key);
+                const char *pc = tok ? tok_piece(tok, x->key) : NULL;
+                if (pc) cJSON_AddStringToObject(e, "token", pc);
+                cJSON_AddNumberToObject(e, "count", (double)x->count);
+                json_num(e, "mean", x->mean);
+                json_num(e, "ci_lo", x->lo);
+                json_num(e, "ci_hi", x->hi);
+                json_num(e, "excess", x->excess);
+                cJSON_AddNumberToObject(e, "freq_bin", x->bin);
+                cJSON_AddItemToArray(arr, e);
+            }
+        }
+        snprintf(path, sizeof path, "%s/token_types_%s.csv", o->out_dir, sname);
+        if (rs_atomic_open(&kf, path, err)) goto done;
+        fputs("token_id,token,count,mean_cos_raw,ci_lo,ci_hi,freq_bin,excess\n", kf.fp);
+        for (int64_t j = 0; j < nk; j++) { /* idx: by excess, most shifted first */
+            const shift_rank_entry *x = &rk[idx[j]];
+            const char *pc = tok ? tok_piece(tok, x->key) : NULL;
+            fprintf(kf.fp, "%d,", x->key);
+            csv_str(kf.fp, pc ? pc : "");
+            fprintf(kf.fp, ",%lld,", (long long)x->count);
+            csv_num(kf.fp, x->mean);
+            fputc(',', kf.fp);
+            csv_num(kf.fp, x->lo);
+            fputc(',', kf.fp);
+            csv_num(kf.fp, x->hi);
+            fprintf(kf.fp, ",%d,", x->bin);
+            csv_num(kf.fp, x->excess);
+            fputc('\n', kf.fp);
+        }
+        if (rs_atomic_commit(&kf, err)) goto done;
+    }
     cJSON_AddItemToArray(layers_json, L);
     L = NULL;
     rc = 0;
@@ -572,6 +888,9 @@ oom:
 done:
     rs_atomic_abort(&ff);
     rs_atomic_abort(&tf);
+    rs_atomic_abort(&kf);
+    free(rk);
+    free(ukey);
     cJSON_Delete(L);
     free(hook);
     free(sae_path);
@@ -596,6 +915,22 @@ done:
     return rc;
 }
 
+
+/* Remove a folder this run created, with what it wrote there (per-layer CSVs committed
+ * before a later layer failed): a refused shift leaves nothing behind. */
+static void remove_folder(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        char path[4096];
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+                (size_t)snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < sizeof path)
+                unlink(path);
+        closedir(d);
+    }
+    rmdir(dir);
+}
 int shift_run(const shift_run_opts *o, rs_err *err) {
     acts_file fa = {0}, fb = {0};
     rs_tokenizer *tok = NULL;
@@ -604,6 +939,8 @@ int shift_run(const shift_run_opts *o, rs_err *err) {
     char *summ_buf = NULL;
     size_t summ_len = 0;
     FILE *summary = NULL;
+    sum_rows rows = {0};
+    double *pv = NULL, *qv = NULL;
     rs_atomic_file rf = {0}, sf = {0};
     char *js = NULL;
     int rc = -1;
@@ -616,6 +953,8 @@ int shift_run(const shift_run_opts *o, rs_err *err) {
             return rs_errf(err, "shift: --layers needs --hook or --sae containing {layer}");
     }
     o = &oo;
+    struct stat out_st;
+    int created = stat(o->out_dir, &out_st) != 0; /* a folder made here is removed again on failure */
     if (mkdir(o->out_dir, 0777) && errno != EEXIST) return rs_errf(err, "%s: cannot create folder: %s", o->out_dir, strerror(errno));
     if (open_acts(&fa, o->acts_a, err) || open_acts(&fb, o->acts_b, err)) goto done;
     int aligned = !o->force_pooled && fa.n_tok == fb.n_tok && fa.n_in == fb.n_in &&
@@ -639,21 +978,58 @@ int shift_run(const shift_run_opts *o, rs_err *err) {
         rs_errf(err, "out of memory");
         goto done;
     }
-    fputs("layer,hook,metric,value,ci_lo,ci_hi\n", summary);
+    fputs("layer,hook,metric,value,ci_lo,ci_hi,p_value,null_lo,null_hi,q_value\n", summary);
     cJSON_AddStringToObject(root, "reprshift_version", RS_VERSION);
     cJSON_AddStringToObject(root, "acts_a", o->acts_a);
     cJSON_AddStringToObject(root, "acts_b", o->acts_b);
     if (o->sae) cJSON_AddStringToObject(root, "sae", o->sae);
     cJSON_AddStringToObject(root, "mode", aligned ? "token_aligned" : "pooled_per_input");
     cJSON_AddBoolToObject(root, "special_tokens_excluded", !o->keep_special);
-    cJSON_AddNumberToObject(root, "bootstrap_replicates", o->n_boot);
-    cJSON_AddNumberToObject(root, "seed", (double)o->seed);
+    rs_json_add_num(root, "bootstrap_replicates", o->n_boot);
+    rs_json_add_num(root, "seed", (double)o->seed);
     cJSON_AddStringToObject(root, "ci", "95% percentile bootstrap over inputs");
+    rs_json_add_num(root, "permutations", o->n_perm);
+    cJSON_AddStringToObject(root, "permutation_test",
+                            o->n_perm > 0 ? "p_value per metric: pairing of rows shuffled, (1 + #extreme)/(1 + n_perm); "
+                                            "null_lo/null_hi = 2.5/97.5 percentiles of the null"
+                                          : "not run (0 permutations): metrics are reported without p-values (null)");
     cJSON *layers = cJSON_AddArrayToObject(root, "layers");
     int nl = o->n_layers > 0 ? o->n_layers : 1;
     for (int i = 0; i < nl; i++) {
         int layer = o->n_layers > 0 ? o->layers[i] : -1;
-        if (run_layer(o, &fa, &fb, layer, tok, cats, aligned, layers, summary, err)) goto done;
+        if (run_layer(o, &fa, &fb, layer, tok, cats, aligned, layers, &rows, err)) goto done;
+    }
+    /* Benjamini–Hochberg over every p-value of this run (metric × layer) */
+    pv = malloc((size_t)(rows.n + 1) * sizeof *pv);
+    qv = malloc((size_t)(rows.n + 1) * sizeof *qv);
+    if (!pv || !qv) {
+        rs_errf(err, "out of memory");
+        goto done;
+    }
+    int n_tests = 0;
+    for (int i = 0; i < rows.n; i++) {
+        pv[i] = rows.r[i].v[3];
+        n_tests += isfinite(pv[i]) != 0;
+    }
+    if (stats_bh_qvalues(pv, rows.n, qv)) {
+        rs_errf(err, "out of memory");
+        goto done;
+    }
+    rs_json_add_num(root, "n_tests", n_tests);
+    cJSON_AddStringToObject(root, "multiple_comparisons",
+                            "q_value: Benjamini-Hochberg over the n_tests p-values of this file (metric x layer)");
+    for (int i = 0; i < rows.n; i++) {
+        sum_row *w = &rows.r[i];
+        w->v[6] = qv[i];
+        if (w->obj) json_num(w->obj, "q_value", qv[i]);
+        fprintf(summary, "%d,", w->layer);
+        csv_str(summary, w->hook);
+        fprintf(summary, ",%s", w->metric);
+        for (int k = 0; k < 7; k++) {
+            fputc(',', summary);
+            csv_num(summary, w->v[k]);
+        }
+        fputc('\n', summary);
     }
     fflush(summary);
     js = cJSON_Print(root);
@@ -670,7 +1046,11 @@ done:
     if (rc && err && !err->msg[0]) rs_errf(err, "shift failed");
     rs_atomic_abort(&rf);
     rs_atomic_abort(&sf);
+    if (rc && created) remove_folder(o->out_dir);
     if (summary) fclose(summary);
+    free(rows.r);
+    free(pv);
+    free(qv);
     free(summ_buf);
     free(js);
     cJSON_Delete(root);

@@ -16,7 +16,11 @@ static const char USAGE[] =
     "\n"
     "options:\n"
     "  --sae PATH             SAE: sae-lens folder (cfg.json + sae_weights.safetensors), Gemma Scope\n"
-    "                         params.npz or its folder; may contain {layer}. Without it: raw metrics only\n"
+    "                         params.npz or its folder, or a name from `reprshift sae list`\n"
+    "                         (gemma-scope-2b-pt-res-canonical/layer_{layer}/width_16k/canonical) found in\n"
+    "                         the Hugging Face cache, whose features then link to Neuronpedia\n"
+    "                         (neuronpedia_url in features_<hook>.csv); may contain {layer}.\n"
+    "                         Without it: raw metrics only\n"
     "  --hook NAME            activation tensor (default: the file's only one; with --layers\n"
     "                         blocks.{layer}.hook_resid_post); may contain {layer}\n"
     "  --layers 0,6,12        run each layer, substituting {layer}\n"
@@ -25,13 +29,19 @@ static const char USAGE[] =
     "  --keep-special         keep BOS/EOS/pad rows\n"
     "  --pooled               compare per-input means even when tokens align\n"
     "  --bootstrap N          bootstrap replicates for the 95% intervals (default 1000; 0 = none)\n"
-    "  --seed S               bootstrap seed (default 24301)\n"
+    "  --permutations N       permutations of the row pairing for each metric's null: p-value and\n"
+    "                         the null's 95% band (default 200; 0 = no tests, p-values null)\n"
+    "  --seed S               bootstrap and permutation seed (default 24301)\n"
     "  --top-k K              entries in ranking lists (default 20)\n"
+    "  --min-count N          token types seen fewer times are not ranked (default 5)\n"
     "  --tokenizer FILE       tokenizer.json: token strings and category aggregation\n"
     "  --categories FILE      CSV word,category replacing the built-in lists\n"
     "\n"
-    "Writes DIR/results.json, DIR/summary.csv, DIR/features_<hook>.csv, DIR/tokens_<hook>.csv\n"
-    "(or inputs_<hook>.csv when pooled). Metric definitions: docs/metrics.md.\n";
+    "Writes DIR/results.json, DIR/summary.csv, DIR/features_<hook>.csv, DIR/tokens_<hook>.csv and\n"
+    "DIR/token_types_<hook>.csv (or inputs_<hook>.csv when pooled). Each metric comes with a\n"
+    "bootstrap interval, a permutation p-value and null band, a Benjamini-Hochberg q-value over\n"
+    "the file, and floors (split-half within each model; SAE misfit per model). Definitions:\n"
+    "docs/metrics.md.\n";
 
 static int parse_layers(const char *s, int **out, int *n) {
     int cap = 16, k = 0;
@@ -79,11 +89,13 @@ int cmd_shift(int argc, char **argv) {
         {"allow-hook-mismatch", no_argument, 0, 'M'}, {"keep-special", no_argument, 0, 'K'},
         {"pooled", no_argument, 0, 'P'},           {"bootstrap", required_argument, 0, 'n'},
         {"seed", required_argument, 0, 'r'},       {"top-k", required_argument, 0, 't'},
+        {"permutations", required_argument, 0, 'p'}, {"min-count", required_argument, 0, 'm'},
         {"tokenizer", required_argument, 0, 'T'},  {"categories", required_argument, 0, 'C'},
         {"out", required_argument, 0, 'o'},        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     shift_run_opts o = {0};
     o.n_boot = 1000;
+    o.n_perm = 200;
     o.seed = 24301;
     o.top_k = 20;
     o.log = stderr;
@@ -91,7 +103,8 @@ int cmd_shift(int argc, char **argv) {
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "", LONG, NULL)) != -1) {
+    int li = -1;
+    while ((c = getopt_long(argc, argv, "h", LONG, &li)) != -1) {
         char *end = NULL;
         switch (c) {
         case 'a': o.acts_a = optarg; break;
@@ -118,6 +131,14 @@ int cmd_shift(int argc, char **argv) {
             o.n_boot = (int)strtol(optarg, &end, 10);
             if (*end || o.n_boot < 0 || o.n_boot > 1000000) goto bad_value;
             break;
+        case 'm':
+            o.min_count = (int)strtol(optarg, &end, 10);
+            if (*end || o.min_count < 1) goto bad_value;
+            break;
+        case 'p':
+            o.n_perm = (int)strtol(optarg, &end, 10);
+            if (*end || o.n_perm < 0 || o.n_perm > 1000000) goto bad_value;
+            break;
         case 'r':
             o.seed = strtoull(optarg, &end, 10);
             if (*end) goto bad_value;
@@ -137,7 +158,7 @@ int cmd_shift(int argc, char **argv) {
         }
         continue;
     bad_value:
-        fprintf(stderr, "reprshift shift: bad value '%s' for %s\n", optarg, argv[optind - 1]);
+        fprintf(stderr, "reprshift shift: bad value '%s' for --%s\n", optarg, li >= 0 ? LONG[li].name : "?");
         free(layers);
         return 2;
     }
@@ -153,6 +174,8 @@ int cmd_shift(int argc, char **argv) {
         fprintf(stderr, "reprshift shift: %s\n", err.msg);
         return 1;
     }
+    if (o.n_perm == 0)
+        fprintf(stderr, "shift: 0 permutations: metrics reported without p-values (null in results.json)\n");
     fprintf(stderr, "shift: results in %s/results.json\n", o.out_dir);
     return 0;
 }
