@@ -7,7 +7,11 @@
  *  - llm_text / vlm_text: per-caption mean over non-special tokens of hook_resid_post at
  *    layers 1 and 3 = Gemma2ForCausalLM / PaliGemma text-only hidden_states[L+1];
  *  - vlm_image: image-token mean = PaliGemma with the image + "caption en\n" prefix;
- *  - vlm_edits: the same after brightness 0.6 and blur radius 2, variant-major.
+ *  - vlm_edits: the same after brightness 0.6 and blur radius 2, variant-major;
+ *  - vlm_caption / vlm_mismatch / vlm_blank: every kept row (the prefix <bos>, then the
+ *    caption's suffix tokens) = PaliGemmaProcessor(images, "caption en", suffix=caption)
+ *    through the model, for the own image, the mismatched image named in rows.jsonl, and
+ *    a mid-grey image; ids = the LLM's <bos> + caption ids.
  * Tolerance: 1e-4 relative to the largest |value| (the model parity tests reach ~2e-5). */
 #include "testutil.h"
 
@@ -61,7 +65,7 @@ static int setup(void **state) {
             "            \"vlm\": \"%s/examples/quickstart/models/paligemma-tiny\"},\n"
             " \"layers\": [1, 3], \"dataset\": {\"manifest\": \"%s\"},\n"
             " \"edits\": [{\"name\": \"brightness\", \"values\": [0.6]}, {\"name\": \"blur\", \"values\": [2]}],\n"
-            " \"probes\": {\"which\": [\"concept\"], \"seeds\": 1, \"bootstrap\": 10}}\n",
+            " \"probes\": {\"which\": [\"concept\"], \"seeds\": 1, \"bootstrap\": 10, \"min_test_groups\": 1, \"permutations\": 10}}\n",
             cwd, cwd, man);
     fclose(f);
     pid_t pid = fork();
@@ -199,6 +203,138 @@ static void check_image_store(const char *name) {
     store_reader_close(r);
 }
 
+/* Condition store: ids as llm_text, rows = the reference's rows for the image it names. */
+static void check_condition_store(const char *name) {
+    store_reader *r = open_store(name);
+    rs_err err;
+    int32_t *ids;
+    int64_t *off = NULL, n_in = 0, rr, ww;
+    if (store_read_raw(r, "token_ids", RS_DT_I32, (void **)&ids, &rr, &ww, &err) ||
+        store_read_offsets(r, "offsets", &off, &n_in, &err))
+        fail_msg("%s", err.msg);
+    cJSON *inputs = cJSON_GetObjectItem(G, "inputs");
+    int n = cJSON_GetArraySize(inputs);
+    assert_int_equal(n_in, n);
+    /* which image each caption was read with (rows.jsonl of the single shard) */
+    assert_int_equal(store_reader_n_shards(r), 1);
+    FILE *f = fopen(store_reader_rows_path(r, 0), "r");
+    assert_non_null(f);
+    int img_of[16];
+    char line[4096];
+    for (int i = 0; i < n; i++) {
+        assert_non_null(fgets(line, sizeof line, f));
+        cJSON *row = cJSON_Parse(line);
+        assert_non_null(row);
+        assert_string_equal(cJSON_GetObjectItem(row, "condition")->valuestring, name);
+        const cJSON *with = cJSON_GetObjectItem(row, "read_with_image");
+        img_of[i] = -1;
+        if (!strcmp(name, "vlm_blank")) {
+            assert_true(cJSON_IsString(with) && !strcmp(with->valuestring, "blank"));
+        } else {
+            const char *fn = cJSON_GetObjectItem(with, "file_name")->valuestring;
+            for (int j = 0; j < n; j++)
+                if (!strcmp(cJSON_GetObjectItem(cJSON_GetArrayItem(inputs, j), "file")->valuestring, fn)) img_of[i] = j;
+            assert_true(img_of[i] >= 0);
+            if (!strcmp(name, "vlm_caption")) assert_int_equal(img_of[i], i);
+            else assert_int_not_equal(img_of[i], i); /* another group (labels a, b, c differ) */
+        }
+        cJSON_Delete(row);
+    }
+    fclose(f);
+    int64_t t = 0;
+    for (int i = 0; i < n; i++) {
+        cJSON *gid = cJSON_GetObjectItem(cJSON_GetArrayItem(inputs, i), "ids");
+        assert_int_equal(off[i + 1] - off[i], cJSON_GetArraySize(gid));
+        for (int k = 0; k < cJSON_GetArraySize(gid); k++, t++)
+            assert_int_equal(ids[t], (int)cJSON_GetArrayItem(gid, k)->valuedouble);
+    }
+    cJSON *cond = cJSON_GetObjectItem(G, "conditions"), *lv;
+    cJSON_ArrayForEach(lv, cJSON_GetObjectItem(G, "layers")) {
+        int L = (int)lv->valuedouble;
+        char hook[64], key[16];
+        snprintf(hook, sizeof hook, "blocks.%d.hook_resid_post", L);
+        snprintf(key, sizeof key, "%d", L);
+        float *A;
+        int64_t rows, w;
+        if (store_read_f32(r, hook, &A, &rows, &w, &err)) fail_msg("%s", err.msg);
+        assert_int_equal(rows, off[n]);
+        float *g = malloc((size_t)rows * w * sizeof *g);
+        size_t q = 0;
+        for (int i = 0; i < n; i++) {
+            cJSON *ci = cJSON_GetArrayItem(cJSON_GetObjectItem(cond, img_of[i] < 0 ? "blank" : "with_image"), i);
+            cJSON *ref = cJSON_GetObjectItem(img_of[i] < 0 ? ci : cJSON_GetArrayItem(ci, img_of[i]), key), *rw, *v;
+            assert_int_equal(cJSON_GetArraySize(ref), off[i + 1] - off[i]);
+            cJSON_ArrayForEach(rw, ref) {
+                assert_int_equal(cJSON_GetArraySize(rw), w);
+                cJSON_ArrayForEach(v, rw) g[q++] = (float)v->valuedouble;
+            }
+        }
+        char label[96];
+        snprintf(label, sizeof label, "%s %s (per token)", name, hook);
+        tu_assert_close_rel(g, A, q, 1e-4, label);
+        printf("  %s: max |diff| %.3g (max |ref| %.3g)\n", label, tu_max_abs_diff(g, A, q), tu_max_abs(g, q));
+        free(g);
+        free(A);
+    }
+    free(ids);
+    free(off);
+    store_reader_close(r);
+}
+
+static void test_condition_stores_match_transformers(void **state) {
+    (void)state;
+    check_condition_store("vlm_caption");
+    check_condition_store("vlm_mismatch");
+    check_condition_store("vlm_blank");
+}
+
+/* results/conditions.json: the five pairs in order, and the c-e cos_raw at each layer =
+ * the mean over caption tokens (ids > 2) of the cosine between the reference's rows for the
+ * own image and for the blank image. */
+static void test_conditions_json_pairs(void **state) {
+    (void)state;
+    char p[PATH_MAX + 64];
+    snprintf(p, sizeof p, "%s/results/conditions.json", OUT);
+    cJSON *j;
+    rs_err err;
+    if (rs_json_load(p, 1 << 26, &j, &err)) fail_msg("%s", err.msg);
+    const char *want[] = {"a-b", "b-c", "a-c", "c-d", "c-e"};
+    cJSON *pairs = cJSON_GetObjectItem(j, "pairs");
+    assert_int_equal(cJSON_GetArraySize(pairs), 5);
+    for (int q = 0; q < 5; q++) assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(pairs, q), "id")->valuestring, want[q]);
+    cJSON *ce = cJSON_GetArrayItem(pairs, 4), *cond = cJSON_GetObjectItem(G, "conditions"), *inputs = cJSON_GetObjectItem(G, "inputs");
+    int li = 0;
+    cJSON *lv;
+    cJSON_ArrayForEach(lv, cJSON_GetObjectItem(G, "layers")) {
+        char key[16];
+        snprintf(key, sizeof key, "%d", (int)lv->valuedouble);
+        double sum = 0;
+        int cnt = 0;
+        for (int i = 0; i < cJSON_GetArraySize(inputs); i++) {
+            cJSON *ids = cJSON_GetObjectItem(cJSON_GetArrayItem(inputs, i), "ids");
+            cJSON *a = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetArrayItem(cJSON_GetObjectItem(cond, "with_image"), i), i), key);
+            cJSON *b = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(cond, "blank"), i), key);
+            for (int t = 0; t < cJSON_GetArraySize(ids); t++) {
+                if (cJSON_GetArrayItem(ids, t)->valuedouble <= 2) continue;
+                cJSON *ra = cJSON_GetArrayItem(a, t), *rb = cJSON_GetArrayItem(b, t);
+                double ab = 0, aa = 0, bb = 0;
+                for (int k = 0; k < cJSON_GetArraySize(ra); k++) {
+                    double x = cJSON_GetArrayItem(ra, k)->valuedouble, y = cJSON_GetArrayItem(rb, k)->valuedouble;
+                    ab += x * y, aa += x * x, bb += y * y;
+                }
+                sum += ab / sqrt(aa * bb);
+                cnt++;
+            }
+        }
+        cJSON *L = cJSON_GetArrayItem(cJSON_GetObjectItem(ce, "layers"), li++);
+        assert_int_equal((int)cJSON_GetObjectItem(L, "layer")->valuedouble, (int)lv->valuedouble);
+        double got = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(L, "shift"), "cos_raw"), "value")->valuedouble;
+        printf("  c-e layer %s cos_raw: %.7f (reference rows %.7f, %d tokens)\n", key, got, sum / cnt, cnt);
+        assert_true(fabs(got - sum / cnt) < 1e-5);
+    }
+    cJSON_Delete(j);
+}
+
 static void test_image_stores_match_transformers(void **state) {
     (void)state;
     check_image_store("vlm_image");
@@ -206,9 +342,12 @@ static void test_image_stores_match_transformers(void **state) {
 }
 
 int main(void) {
+    if (!tu_have_shared("data/coco/mini", "the 159-image COCO mini set")) return TU_SKIP_CODE;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_caption_stores_match_transformers),
         cmocka_unit_test(test_image_stores_match_transformers),
+        cmocka_unit_test(test_condition_stores_match_transformers),
+        cmocka_unit_test(test_conditions_json_pairs),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return tu_exit(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -29,9 +29,14 @@ static void test_full_fixture(void **state) {
     int figs;
     rs_err err;
     if (report_render(FULL, &html, &len, &figs, &err)) fail_msg("%s", err.msg);
-    /* 4 shift metrics + 2 histograms + 2×2 rankings, 4 SAE metrics, 3 probe tasks,
-     * 6 attribute probes, 1 transfer matrix */
-    assert_int_equal(figs, 4 + 2 + 4 + 4 + 3 + 6 + 1);
+    /* 2 condition metrics + 2 by-position, 4 shift metrics + 2 histograms + 2×2 rankings,
+     * 4 SAE metrics, 3 probe tasks, 6 attribute probes, 1 transfer matrix */
+    assert_int_equal(figs, 2 + 2 + 4 + 2 + 4 + 4 + 3 + 6 + 1);
+    assert_non_null(strstr(html, "<section id=\"conditions\">"));
+    assert_non_null(strstr(html, "<td>what the image and prompt add</td>"));
+    assert_non_null(strstr(html, "cos_raw by caption position, blocks.12.hook_resid_post"));
+    assert_non_null(strstr(html, "n = 38\xE2\x80\x93" "40 captions per position."));
+    assert_non_null(strstr(html, "n = 40 captions per condition."));
     assert_int_equal(count(html, "<figure>"), figs);
     assert_int_equal(count(html, "<svg "), figs);
     assert_int_equal(count(html, "<span class=\"n\">n = "), figs);
@@ -60,7 +65,7 @@ static void test_full_fixture(void **state) {
 static const char *ALLOWED_TAGS[] = {"html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "p",
                                      "code", "nav", "a", "section", "div", "figure", "figcaption", "svg", "rect",
                                      "text", "line", "path", "polygon", "circle", "b", "span", "ul", "li", "footer",
-                                     NULL};
+                                     "table", "tr", "th", "td", NULL};
 
 /* Every tag in html must be on the allow-list and carry no event-handler attribute. */
 static void check_tags(const char *html) {
@@ -136,7 +141,7 @@ static void test_missing_and_malformed(void **state) {
     if (report_render(dir, &html, &len, &figs, &err)) fail_msg("%s", err.msg);
     assert_int_equal(figs, 0);
     assert_non_null(strstr(html, "No results to show"));
-    assert_int_equal(count(html, ": skipped, no <code>"), 4);
+    assert_int_equal(count(html, ": skipped, no <code>"), 5);
     free(html);
     /* only probes.json: other sections skipped with a note */
     assert_int_equal(tu_system("cp " FULL "/probes.json '%s/'", dir), 0);

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 #include "reprshift/coco.h"
 #include "reprshift/error.h"
+#include "reprshift/image.h"
 
 typedef struct {
     char *name;      /* an rs_edit name: brightness, contrast, saturation, redness, redness_luma, blur, rotate */
@@ -37,6 +38,10 @@ typedef struct {
     int n_vision_hooks;
     char **vision_hooks; /* VLM vision.* / projector.* hooks for the image stores (NULL-terminated; may be empty) */
     char *pool;         /* none | mean | last */
+    rs_image_processor image_processor; /* "image_processor": pil (default) | torchvision */
+    int shift_permutations; /* "permutations": pairing permutations per shift metric (0: no p-values) */
+    int n_conditions;
+    char **conditions;  /* caption conditions (docs/pipeline.md): llm, vlm_text, vlm_caption, vlm_mismatch, vlm_blank */
 
     int has_saes;
     char *sae_path;     /* may contain {layer} */
@@ -67,6 +72,7 @@ typedef struct {
         double *C;      /* regularisation grid */
         int folds, seeds, bootstrap;
         double test_frac;
+        int permutations, min_test_groups;
     } probes;
 
     cJSON *resolved;    /* the validated tree with defaults filled and paths resolved */
@@ -84,6 +90,8 @@ void rs_config_dump(const rs_config *c, FILE *fp);
 char *rs_config_sae_path(const rs_config *c, int layer);
 /* The SAE hook override for a layer ({layer} replaced); NULL if none set or on OOM. */
 char *rs_config_sae_hook(const rs_config *c, int layer);
+/* Does the config's `conditions` list include name? */
+int rs_config_has_condition(const rs_config *c, const char *name);
 /* Sampling options from the dataset section (pointers into c; valid while c lives).
  * images_dir is left NULL: call coco_set_images_dir per instances file. */
 void rs_config_sample_opts(const rs_config *c, coco_sample_opts *o);

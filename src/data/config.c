@@ -10,8 +10,10 @@
 #include <string.h>
 
 #include "reprshift/fileio.h"
+#include "reprshift/hf_cache.h"
 #include "reprshift/image_edit.h"
 #include "reprshift/jsonutil.h"
+#include "reprshift/sae_registry.h"
 
 #define CONFIG_MAX_BYTES ((size_t)4 << 20)
 
@@ -30,22 +32,38 @@ typedef struct field {
     const char *doc;
 } field;
 
+/* is_path value of keys that also take a Hugging Face Hub name (models) or an SAE registry
+ * name (saes.path): such a name is kept as written unless it names an existing path beside
+ * the config; the pipeline resolves it in the Hugging Face cache. */
+#define PATH_OR_NAME 2
+
 static const char *const POOLS[] = {"none", "mean", "last", NULL};
+static const char *const IMAGE_PROCESSORS[] = {"pil", "torchvision", NULL};
 static const char *const MODALITIES[] = {"text", "image", NULL};
+static const char *const CONDITIONS[] = {"llm", "vlm_text", "vlm_caption", "vlm_mismatch", "vlm_blank", NULL};
 static const char *const PROBE_KINDS[] = {"concept", "cross_modal", "modality", "brightness", "redness", "saturation",
                                           "contrast", "blur", "rotation", NULL};
 
 static const field MODELS[] = {
-    {"llm", K_STR, 1, NULL, 0, 0, 0, NULL, 1, NULL, "Gemma-2 model directory (Hugging Face layout)"},
-    {"vlm", K_STR, 1, NULL, 0, 0, 0, NULL, 1, NULL, "PaliGemma-2 model directory (Hugging Face layout)"},
+    {"llm", K_STR, 1, NULL, 0, 0, 0, NULL, PATH_OR_NAME, NULL,
+     "Gemma-2 model: a directory (Hugging Face layout) or a Hub name such as google/gemma-2-2b, found in the local "
+     "Hugging Face cache (docs/models.md)"},
+    {"vlm", K_STR, 1, NULL, 0, 0, 0, NULL, PATH_OR_NAME, NULL,
+     "PaliGemma-2 model: a directory or a Hub name such as google/paligemma2-3b-pt-224"},
+    {"llm_revision", K_STR, 0, NULL, 0, 0, 0, NULL, 0, NULL,
+     "branch, tag or commit of a Hub-named llm (default: main)"},
+    {"vlm_revision", K_STR, 0, NULL, 0, 0, 0, NULL, 0, NULL,
+     "branch, tag or commit of a Hub-named vlm (default: main)"},
     {"tokenizer", K_STR, 0, NULL, 0, 0, 0, NULL, 1, NULL, "tokenizer.json for both (default: each model's own)"},
     {"batch_tokens", K_INT, 0, "2048", 1, 1e9, 0, NULL, 0, NULL, "tokens per forward batch"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
 static const field SAES[] = {
-    {"path", K_STR, 1, NULL, 0, 0, 0, NULL, 1, NULL,
-     "SAE file or directory (Gemma Scope params.npz or sae-lens folder); {layer} is replaced by each layer"},
+    {"path", K_STR, 1, NULL, 0, 0, 0, NULL, PATH_OR_NAME, NULL,
+     "SAE file or directory (Gemma Scope params.npz or sae-lens folder), or an SAE name RELEASE/SAE_ID from "
+     "`reprshift sae list` (e.g. gemma-scope-2b-pt-res-canonical/layer_{layer}/width_16k/canonical) found in the "
+     "Hugging Face cache; {layer} is replaced by each layer"},
     {"hook", K_STR, 0, NULL, 0, 0, 0, NULL, 0, NULL, "hook the SAE reads, {layer} expanded (default: the SAE's own hook_name)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
@@ -96,6 +114,10 @@ static const field PROBES[] = {
     {"seeds", K_INT, 0, "5", 1, 1000, 0, NULL, 0, NULL, "repeated splits (seeds 0..seeds-1)"},
     {"test_frac", K_NUM, 0, "0.2", 0.01, 0.99, 0, NULL, 0, NULL, "held-out fraction when no split column is used"},
     {"bootstrap", K_INT, 0, "1000", 0, 1000000, 0, NULL, 0, NULL, "bootstrap resamples for confidence intervals"},
+    {"permutations", K_INT, 0, "100", 0, 1000000, 0, NULL, 0, NULL,
+     "label permutations per seed for the permutation test (group level; 0 = none)"},
+    {"min_test_groups", K_INT, 0, "50", 1, 1000000000, 0, NULL, 0, NULL,
+     "fewest test groups (images) a split may leave; fewer is an error"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -111,6 +133,18 @@ static const field SCHEMA[] = {
      "VLM vision-side hooks (vision.*, projector.hook_out) captured in the image stores, mean over the patches, "
      "for the image-only probes; no {layer}"},
     {"pool", K_STR, 0, "\"mean\"", 0, 0, 0, POOLS, 0, NULL, "per-input pooling of token activations"},
+    {"image_processor", K_STR, 0, "\"pil\"", 0, 0, 0, IMAGE_PROCESSORS, 0, NULL,
+     "which transformers SigLIP image processor the VLM's images are preprocessed as, exactly: pil = "
+     "SiglipImageProcessorPil (Pillow resize), torchvision = SiglipImageProcessor (torchvision backend, what "
+     "transformers picks when torchvision is installed); docs/images.md"},
+    {"permutations", K_INT, 0, "200", 0, 1000000, 0, NULL, 0, NULL,
+     "permutations of the input pairing per shift metric (shift and conditions stages: p-values, null bands, BH "
+     "q-values); 0: metrics without p-values"},
+    {"conditions", K_STRS, 0, "[\"llm\",\"vlm_text\",\"vlm_caption\",\"vlm_mismatch\",\"vlm_blank\"]", 0, 0, 1,
+     CONDITIONS, 0, NULL,
+     "how each caption is read (docs/pipeline.md): llm = Gemma-2 <bos> caption; vlm_text = PaliGemma decoder, caption "
+     "alone; vlm_caption = PaliGemma, its own image + prompt, caption as suffix; vlm_mismatch = an image of another "
+     "group; vlm_blank = a mid-grey image. llm and vlm_text are required"},
     {"saes", K_OBJ, 0, NULL, 0, 0, 0, NULL, 0, SAES, "SAEs for the shift analysis (omit to skip it)"},
     {"dataset", K_OBJ, 1, NULL, 0, 0, 0, NULL, 0, DATASET, "inputs: COCO sampling or a manifest"},
     {"edits", K_OBJS, 0, "[]", 0, 0, 0, NULL, 0, EDIT, "image edits for the attribute probes"},
@@ -221,6 +255,24 @@ static int replace(cJSON *parent, cJSON *item, cJSON *n) {
     return cJSON_ReplaceItemViaPointer(parent, item, n);
 }
 
+/* A Hub repo id ("google/gemma-2-2b") or SAE registry name ("gemma-scope-2b-pt-res/...")
+ * that is not a path relative to the config's folder. */
+static int is_hub_name(const ctx *c, const char *s) {
+    char rel[256];
+    size_t k = strcspn(s, "/");
+    if (k >= sizeof rel) return 0;
+    memcpy(rel, s, k);
+    rel[k] = 0;
+    int repo = rs_hf_is_repo_id(s);
+    if (!repo && !rs_sae_registry_has_release(rel)) return 0;
+    /* a repo id is a path when that folder exists; an SAE name ({layer} unexpanded) when its release folder does */
+    const char *as_path = repo ? s : rel;
+    char *full = c->base_dir ? rs_path_join(c->base_dir, as_path) : strdup(as_path);
+    int exists = full && rs_path_exists(full);
+    free(full);
+    return !exists;
+}
+
 /* Replace a string item's value by the path resolved against base_dir. */
 static int resolve_path(ctx *c, cJSON *parent, cJSON *item) {
     const char *s = item->valuestring;
@@ -325,6 +377,7 @@ static int check_value(ctx *c, cJSON *parent, cJSON *item, const field *f, const
         if (!cJSON_IsString(item)) return wrong_type(c, path, f, item, NULL);
         if (check_choice(c, path, item->valuestring, f->choices)) return -1;
         if (f->is_path && !*item->valuestring) return rs_errf(c->err, "%s: '%s' is an empty path", c->what, path);
+        if (f->is_path == PATH_OR_NAME && is_hub_name(c, item->valuestring)) return 0;
         return f->is_path ? resolve_path(c, parent, item) : 0;
     case K_INT:
         if (!rs_json_is_int(item, (int64_t)f->lo, (int64_t)f->hi)) {
@@ -449,6 +502,7 @@ void rs_config_free(rs_config *c) {
     for (int i = 0; i < c->n_hooks; i++) free(c->hooks[i]);
     free(c->hooks);
     free_strs(c->vision_hooks);
+    free_strs(c->conditions);
     free(c->pool);
     free(c->sae_path);
     free(c->sae_hook);
@@ -499,6 +553,9 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     c->output_dir = sdup(r, "output_dir");
     c->prompt = sdup(r, "prompt");
     c->pool = sdup(r, "pool");
+    c->image_processor = RS_IMAGE_PROCESSOR_PIL; /* the value was validated against IMAGE_PROCESSORS */
+    rs_image_processor_parse(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "image_processor")),
+                             &c->image_processor);
     const cJSON *m = get(r, "models");
     c->llm = sdup(m, "llm");
     c->vlm = sdup(m, "vlm");
@@ -531,6 +588,16 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     }
 
     c->vision_hooks = strs(get(r, "vision_hooks"), &c->n_vision_hooks);
+    c->shift_permutations = (int)get(r, "permutations")->valuedouble;
+    c->conditions = strs(get(r, "conditions"), &c->n_conditions);
+    if (!c->conditions) return rs_errf(err, "%s: out of memory", what);
+    if (!rs_config_has_condition(c, "llm") || !rs_config_has_condition(c, "vlm_text"))
+        return rs_errf(err, "%s: 'conditions' must include \"llm\" and \"vlm_text\" (the shift and probe stages compare "
+                            "them); add the image conditions after them", what);
+    if ((rs_config_has_condition(c, "vlm_mismatch") || rs_config_has_condition(c, "vlm_blank")) &&
+        !rs_config_has_condition(c, "vlm_caption"))
+        return rs_errf(err, "%s: 'conditions': vlm_mismatch and vlm_blank are compared with vlm_caption (the caption after "
+                            "its own image): add \"vlm_caption\"", what);
     if (!c->vision_hooks) return rs_errf(err, "%s: out of memory", what);
 
     const cJSON *s = get(r, "saes");
@@ -653,6 +720,8 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     c->probes.seeds = (int)get(p, "seeds")->valuedouble;
     c->probes.bootstrap = (int)get(p, "bootstrap")->valuedouble;
     c->probes.test_frac = get(p, "test_frac")->valuedouble;
+    c->probes.permutations = (int)get(p, "permutations")->valuedouble;
+    c->probes.min_test_groups = (int)get(p, "min_test_groups")->valuedouble;
     if (!c->name || !c->output_dir || !c->prompt || !c->pool || !c->llm || !c->vlm || !c->dataset.exclude ||
         !c->probes.which || !c->probes.C)
         return rs_errf(err, "%s: out of memory", what);
@@ -763,7 +832,7 @@ static void schema_rows(FILE *fp, const field *fields, const char *prefix) {
                 k += (size_t)snprintf(range + k, sizeof range - k, " `%s`", *ch);
             if (k < sizeof range) snprintf(range + k, sizeof range - k, ".");
         }
-        fprintf(fp, "| `%s` | %s%s | %s | %s.%s |\n", p, type, f->is_path ? " (path)" : "", def, f->doc, range);
+        fprintf(fp, "| `%s` | %s%s | %s | %s.%s |\n", p, type, f->is_path == PATH_OR_NAME ? " (path or name)" : f->is_path ? " (path)" : "", def, f->doc, range);
         if (f->k == K_OBJ) schema_rows(fp, f->sub, p);
     }
 }
@@ -771,4 +840,10 @@ static void schema_rows(FILE *fp, const field *fields, const char *prefix) {
 void rs_config_schema_markdown(FILE *fp) {
     fprintf(fp, "| key | type | default | meaning |\n|---|---|---|---|\n");
     schema_rows(fp, SCHEMA, "");
+}
+
+int rs_config_has_condition(const rs_config *c, const char *name) {
+    for (int i = 0; i < c->n_conditions; i++)
+        if (!strcmp(c->conditions[i], name)) return 1;
+    return 0;
 }

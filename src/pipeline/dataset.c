@@ -194,6 +194,9 @@ void pl_dataset_free(pl_ctx *c) {
     for (int i = 0; c->text_ids && i < c->n_text; i++) free(c->text_ids[i]);
     free(c->text_ids);
     free(c->text_len);
+    free(c->text_image);
+    free(c->text_mismatch);
+    c->text_image = c->text_mismatch = NULL;
     c->man = NULL;
     c->labels = NULL;
     c->n_labels = 0;

@@ -1,8 +1,13 @@
-/* Extract stage: four resumable activation stores (src/store/) under RUN/acts/
- *   llm_text   captions through the LLM, per token           (pool none)
- *   vlm_text   the same token ids through the VLM decoder     (pool none; text-only input)
- *   vlm_image  images + prompt through the VLM, per input     (pool mean or last)
- *   vlm_edits  every edited variant of every image, variant-major (same pooling)
+/* Extract stage: resumable activation stores (src/store/) under RUN/acts/
+ *   llm_text     captions through the LLM, per token           (pool none)            condition a
+ *   vlm_text     the same token ids through the VLM decoder     (pool none; text-only) condition b
+ *   vlm_image    images + prompt through the VLM, per input     (pool mean or last)
+ *   vlm_edits    every edited variant of every image, variant-major (same pooling)
+ *   vlm_caption  each caption as the suffix after its own image + prompt            condition c
+ *   vlm_mismatch the same after an image of another group                            condition d
+ *   vlm_blank    the same after a mid-grey image                                     condition e
+ * The condition stores keep only the caption's rows (the prefix <bos>, then the caption
+ * tokens), so their rows and ids equal llm_text's.
  * Captions are tokenized once and the identical ids go to both models, so the shift
  * stage compares them token by token. The image stores also hold the config's
  * vision_hooks (SigLIP tower / projector), mean over the patches, for the image-only
@@ -24,6 +29,7 @@
 #include "reprshift/jsonutil.h"
 #include "reprshift/model_config.h"
 #include "reprshift/paligemma.h"
+#include "reprshift/probe.h"
 #include "reprshift/progress.h"
 #include "reprshift/sae.h"
 #include "reprshift/siglip.h"
@@ -31,29 +37,41 @@
 #include "reprshift/tokenizer.h"
 #include "reprshift/version.h"
 
-const char *const PL_STORE_NAME[PL_N_STORES] = {"llm_text", "vlm_text", "vlm_image", "vlm_edits"};
+const char *const PL_STORE_NAME[PL_N_STORES] = {"llm_text",    "vlm_text",     "vlm_image", "vlm_edits",
+                                                "vlm_caption", "vlm_mismatch", "vlm_blank"};
+
+/* Does the dataset have at least two labels among the images (a mismatched image exists)? */
+static int has_two_labels(const pl_ctx *c) {
+    for (int j = 1; j < c->n_image; j++)
+        if (c->image_label[j] != c->image_label[0]) return 1;
+    return 0;
+}
 
 int pl_store_used(const pl_ctx *c, int s) {
     switch (s) {
     case PL_LLM_TEXT:
     case PL_VLM_TEXT: return c->n_text > 0;
     case PL_VLM_IMAGE: return c->n_image > 0;
-    default: return c->n_image > 0 && c->n_variants > 0;
+    case PL_VLM_EDITS: return c->n_image > 0 && c->n_variants > 0;
+    case PL_VLM_CAPTION: return c->n_text > 0 && c->n_image > 0 && rs_config_has_condition(c->cfg, "vlm_caption");
+    case PL_VLM_MISMATCH:
+        return c->n_text > 0 && c->n_image > 0 && has_two_labels(c) && rs_config_has_condition(c->cfg, "vlm_mismatch");
+    default: return c->n_text > 0 && c->n_image > 0 && rs_config_has_condition(c->cfg, "vlm_blank");
     }
 }
 
 static int64_t store_inputs(const pl_ctx *c, int s) {
-    return s <= PL_VLM_TEXT ? c->n_text : s == PL_VLM_IMAGE ? c->n_image : (int64_t)c->n_image * c->n_variants;
+    return PL_IS_CAPTION_STORE(s) ? c->n_text : s == PL_VLM_IMAGE ? c->n_image : (int64_t)c->n_image * c->n_variants;
 }
 
 static rs_pool store_pool(const pl_ctx *c, int s) {
-    if (s <= PL_VLM_TEXT) return POOL_NONE;
+    if (PL_IS_CAPTION_STORE(s)) return POOL_NONE;
     return !strcmp(c->cfg->pool, "last") ? POOL_LAST : POOL_MEAN;
 }
 
-/* Does store s hold the vision hooks too? (only image inputs have patches) */
+/* Does store s hold the vision hooks too? (only the pooled image stores) */
 static int store_has_vision(const pl_ctx *c, int s) {
-    return s >= PL_VLM_IMAGE && c->cfg->n_vision_hooks > 0;
+    return (s == PL_VLM_IMAGE || s == PL_VLM_EDITS) && c->cfg->n_vision_hooks > 0;
 }
 
 /* Number of hooks store s captures: the decoder hooks, then its vision hooks. */
@@ -223,6 +241,86 @@ static int tokenize_captions(pl_ctx *c, rs_err *err) {
     return rc;
 }
 
+/* The image each caption is read with in the conditions: its own (the image input of its
+ * group) and a mismatched one, an image input of another label chosen by a seeded draw
+ * (SplitMix64 stream of the dataset seed; the same on every run). */
+static int condition_images(pl_ctx *c, rs_err *err) {
+    if (c->text_image || !c->n_text || !c->n_image) return 0;
+    c->text_image = malloc((size_t)c->n_text * sizeof *c->text_image);
+    c->text_mismatch = malloc((size_t)c->n_text * sizeof *c->text_mismatch);
+    int *cand = malloc((size_t)c->n_image * sizeof *cand);
+    int rc = 0;
+    if (!c->text_image || !c->text_mismatch || !cand) rc = rs_errf(err, "out of memory");
+    for (int i = 0; !rc && i < c->n_text; i++) {
+        c->text_image[i] = -1;
+        for (int j = 0; j < c->n_image; j++)
+            if (c->image_group[j] == c->text_group[i]) {
+                c->text_image[i] = j;
+                break;
+            }
+        const rs_manifest_row *row = &c->man->rows[c->text_row[i]];
+        if (c->text_image[i] < 0)
+            rc = rs_errf(err, "%s:%zu: caption of image %lld has no image row in the manifest: the conditions "
+                              "vlm_caption/vlm_mismatch/vlm_blank read each caption after its image (remove them from "
+                              "'conditions' to run without)",
+                         c->man->path, row->line, (long long)row->image_id);
+        int n = 0;
+        for (int j = 0; j < c->n_image; j++)
+            if (c->image_label[j] != c->text_label[i]) cand[n++] = j;
+        if (n == 0) {
+            c->text_mismatch[i] = -1;
+        } else {
+            int k = (int)(rs_uniform_at(c->cfg->dataset.seed ^ 0x6d69736d61746368ULL, (uint64_t)i) * n);
+            c->text_mismatch[i] = cand[k < n ? k : n - 1];
+        }
+    }
+    free(cand);
+    return rc;
+}
+
+/* The caption conditions read a caption as PaliGemmaProcessor's suffix: the caption
+ * tokenized alone (no <bos>) + <eos>. Check that these are the LLM's ids after its <bos>,
+ * so every condition has the same caption token rows. */
+static int check_suffix_alignment(pl_ctx *c, rs_err *err) {
+    rs_tokenizer *tok = NULL;
+    if (load_tokenizer(c->cfg->vlm, c->cfg->tokenizer, &tok, err)) return rs_err_prefix(err, "caption conditions");
+    int rc = 0;
+    for (int i = 0; i < c->n_text && !rc; i++) {
+        const rs_manifest_row *row = &c->man->rows[c->text_row[i]];
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (tok_encode(tok, row->input, strlen(row->input), 0, &ids, &n, err)) {
+            rc = rs_err_prefix(err, "%s:%zu", c->man->path, row->line);
+            break;
+        }
+        int64_t nl = c->text_len[i] - 1, k = 0;
+        while (k < (int64_t)n && k < nl && ids[k] == c->text_ids[i][k + 1]) k++;
+        if (k < (int64_t)n || k < nl) {
+            char got[32] = "(end)", want[32] = "(end)";
+            if (k < (int64_t)n) snprintf(got, sizeof got, "%d", ids[k]);
+            if (k < nl) snprintf(want, sizeof want, "%d", c->text_ids[i][k + 1]);
+            rc = rs_errf(err, "%s:%zu: the caption's token %lld is %s as a PaliGemma suffix (VLM tokenizer, no <bos>) but "
+                              "%s after <bos> (LLM tokenizer): the conditions must read the same caption tokens, so they "
+                              "cannot be aligned (use one tokenizer for both: models.tokenizer)",
+                         c->man->path, row->line, (long long)k, got, want);
+        }
+        free(ids);
+    }
+    tok_free(tok);
+    return rc;
+}
+
+/* The VLM tokenizer's <eos> (PaliGemmaProcessor appends it to the suffix). */
+static int eos_id(pl_ctx *c, int32_t *eos, rs_err *err) {
+    rs_tokenizer *tok = NULL;
+    if (load_tokenizer(c->cfg->vlm, c->cfg->tokenizer, &tok, err)) return -1;
+    int id = tok_id(tok, "<eos>");
+    tok_free(tok);
+    if (id < 0) return rs_errf(err, "%s: the tokenizer has no <eos> token (the PaliGemma suffix ends with it)", c->cfg->vlm);
+    *eos = id;
+    return 0;
+}
+
 /* prompt + "\n" as token ids (no <bos>), as PaliGemmaProcessor builds it */
 static int prompt_ids(pl_ctx *c, int32_t **ids, size_t *n, rs_err *err) {
     rs_tokenizer *tok = NULL;
@@ -254,19 +352,51 @@ static int load_edited(void *vctx, int input, const char *path, rs_image *img, r
     return 0;
 }
 
+/* The blank condition's image: uniform mid-grey (128, 128, 128), 224×224 (any size
+ * resizes to the same constant pixels). */
+#define PL_BLANK_GREY 128
+static int load_blank(void *vctx, int input, const char *path, rs_image *img, rs_err *err) {
+    (void)vctx;
+    (void)input;
+    (void)path;
+    if (rs_image_alloc(img, 224, 224, err)) return -1;
+    memset(img->rgb, PL_BLANK_GREY, (size_t)img->w * (size_t)img->h * 3);
+    return 0;
+}
+
 typedef struct {
     gemma2_model *llm;
     paligemma_model *vlm;
     int32_t *prompt;
     size_t n_prompt;
+    int32_t eos;
 } models;
+
+/* Image input read with caption i in condition store s (-1: none). */
+static int cond_image(const pl_ctx *c, int s, int64_t i) {
+    return s == PL_VLM_MISMATCH ? c->text_mismatch[i] : c->text_image[i];
+}
 
 /* Row index line of input g of store s. */
 static void row_line(FILE *f, const pl_ctx *c, int s, int64_t g, int64_t n_tokens) {
-    int img = s >= PL_VLM_IMAGE;
+    int img = !PL_IS_CAPTION_STORE(s);
     int64_t k = s == PL_VLM_EDITS ? g % c->n_image : g;
     const rs_manifest_row *r = &c->man->rows[img ? c->image_row[k] : c->text_row[k]];
-    fprintf(f, "{\"input\":%lld,\"modality\":\"%s\",\"label\":", (long long)g, img ? "image" : "text");
+    fprintf(f, "{\"input\":%lld,\"modality\":\"%s\",", (long long)g, img ? "image" : "text");
+    if (PL_IS_COND(s)) {
+        fprintf(f, "\"condition\":\"%s\",\"read_with_image\":", PL_STORE_NAME[s]);
+        if (s == PL_VLM_BLANK) {
+            fputs("\"blank\",", f);
+        } else {
+            const rs_manifest_row *ir = &c->man->rows[c->image_row[cond_image(c, s, g)]];
+            fprintf(f, "{\"image_id\":%lld,\"label\":", (long long)ir->image_id);
+            rs_json_write_string(f, ir->label);
+            fputs(",\"file_name\":", f);
+            rs_json_write_string(f, ir->file_name);
+            fputs("},", f);
+        }
+    }
+    fputs("\"label\":", f);
     rs_json_write_string(f, r->label);
     fprintf(f, ",\"image_id\":%lld,\"caption_id\":%lld,\"split\":", (long long)r->image_id, (long long)r->caption_id);
     rs_json_write_string(f, r->split);
@@ -276,7 +406,8 @@ static void row_line(FILE *f, const pl_ctx *c, int s, int64_t g, int64_t n_token
         const pl_variant *v = &c->variants[g / c->n_image];
         fputs(",\"edit\":", f);
         rs_json_write_string(f, v->name);
-        fprintf(f, ",\"value\":%.17g", v->edit.value);
+        fputs(",\"value\":", f);
+        rs_json_write_num(f, "%.17g", v->edit.value);
     }
     if (!img) {
         fputs(",\"text\":", f);
@@ -297,13 +428,67 @@ static int hooks_parse(pl_ctx *c, const models *m, int s, hook_request *h, rs_er
     return 0;
 }
 
+/* A condition store keeps, of each input, the rows of the caption as llm_text has them:
+ * the prefix's <bos> (row 0; excluded from the metrics like the LLM's <bos>) and the
+ * caption's suffix tokens, without the image tokens, the prompt, "\n" and the final <eos>.
+ * The kept ids must equal the LLM's ids of the caption. Rewrites r in place. */
+static int cond_rows(const pl_ctx *c, int64_t first, int64_t count, pg_extract_result *r, rs_err *err) {
+    int64_t kept = 0;
+    for (int64_t i = 0; i < count; i++) kept += c->text_len[first + i];
+    int64_t *src = malloc((size_t)(kept ? kept : 1) * sizeof *src);
+    if (!src) return rs_errf(err, "out of memory");
+    int64_t k = 0;
+    for (int64_t i = 0; i < count; i++) {
+        int64_t t0 = r->offsets[i], t1 = r->offsets[i + 1], bos = -1;
+        for (int64_t t = t0; t < t1 && bos < 0; t++)
+            if (r->token_kind[t] == PG_TOK_BOS) bos = t;
+        int64_t sfx0 = -1;
+        for (int64_t t = t0; t < t1 && sfx0 < 0; t++)
+            if (r->token_kind[t] == PG_TOK_SUFFIX) sfx0 = t;
+        const int32_t *want = c->text_ids[first + i];
+        int64_t n = c->text_len[first + i];
+        if (bos < 0 || (n > 1 && (sfx0 < 0 || sfx0 + n - 1 > t1))) {
+            free(src);
+            return rs_errf(err, "caption input %lld: no <bos> / suffix rows in the PaliGemma input", (long long)(first + i));
+        }
+        src[k++] = bos;
+        for (int64_t j = 1; j < n; j++) src[k++] = sfx0 + j - 1;
+        for (int64_t j = 0; j < n; j++)
+            if (r->token_ids[src[k - n + j]] != want[j]) {
+                int got = r->token_ids[src[k - n + j]];
+                free(src);
+                return rs_errf(err, "caption input %lld: token %lld is %d in the PaliGemma input but %d for the LLM",
+                               (long long)(first + i), (long long)j, got, want[j]);
+            }
+    }
+    for (int q = 0; q < r->n_tensors; q++) {
+        pg_tensor *t = &r->t[q];
+        float *d = malloc((size_t)(kept ? kept : 1) * (size_t)t->width * sizeof *d);
+        if (!d) { free(src); return rs_errf(err, "out of memory"); }
+        for (int64_t j = 0; j < kept; j++)
+            memcpy(d + (size_t)j * t->width, t->data + (size_t)src[j] * t->width, (size_t)t->width * sizeof *d);
+        free(t->data);
+        t->data = d;
+        t->rows = kept;
+    }
+    for (int64_t j = 0; j < kept; j++) {
+        r->token_ids[j] = r->token_ids[src[j]]; /* src is increasing and src[j] >= j */
+        r->token_kind[j] = r->token_kind[src[j]];
+    }
+    r->offsets[0] = 0;
+    for (int64_t i = 0; i < count; i++) r->offsets[i + 1] = r->offsets[i] + c->text_len[first + i];
+    free(src);
+    return 0;
+}
+
 /* Extract shard [first, first+count) of store s and append it. */
 static int do_shard(pl_ctx *c, int s, const models *m, rs_store *st, int64_t k, int64_t first, int64_t count,
                     hook_request *hooks, rs_err *err) {
     const rs_config *cfg = c->cfg;
     /* vision hooks are mean-pooled over the patches even when the decoder hooks take the last token */
     extract_opts o = {.n_hooks = store_n_hooks(c, s), .hooks = hooks, .pool = store_pool(c, s),
-                      .batch_tokens = cfg->batch_tokens, .vision_mean = 1};
+                      .batch_tokens = cfg->batch_tokens, .vision_mean = 1,
+                      .image_processor = cfg->image_processor};
     store_tensor t[STORE_MAX_TENSORS > 64 ? 64 : STORE_MAX_TENSORS];
     int nt = 0, rc = -1;
     char *rows = NULL;
@@ -335,6 +520,18 @@ static int do_shard(pl_ctx *c, int s, const models *m, rs_store *st, int64_t k, 
                 if (!kinds) { rs_errf(err, "out of memory"); goto done; }
                 paligemma_text_kinds(m->vlm, c->text_ids[i], len, kinds);
                 r = pg_inputs_add(&pi, c->text_ids[i], kinds, len, 0, NULL, NULL, NULL, err);
+            } else if (PL_IS_COND(s)) {
+                /* image + <bos> prompt "\n" (prefix, bidirectional), then caption <eos> (suffix, causal) */
+                int64_t ns = c->text_len[i]; /* caption ids after <bos>, then <eos> */
+                int32_t *sfx = malloc((size_t)ns * sizeof *sfx);
+                if (!sfx) { rs_errf(err, "out of memory"); goto done; }
+                memcpy(sfx, c->text_ids[i] + 1, (size_t)(ns - 1) * sizeof *sfx);
+                sfx[ns - 1] = m->eos;
+                path = c->man->rows[c->image_row[s == PL_VLM_BLANK ? c->text_image[i] : cond_image(c, s, i)]].path;
+                r = paligemma_build_input(m->vlm, 1, m->prompt, (int)m->n_prompt, sfx, (int)ns, &ids, &kinds, &len, &P, err);
+                free(sfx);
+                if (r) goto done;
+                r = pg_inputs_add(&pi, ids, kinds, len, P, path, NULL, NULL, err);
             } else {
                 int64_t j = s == PL_VLM_EDITS ? i % c->n_image : i;
                 path = c->man->rows[c->image_row[j]].path;
@@ -350,7 +547,11 @@ static int do_shard(pl_ctx *c, int s, const models *m, rs_store *st, int64_t k, 
             o.load_image = load_edited;
             o.load_image_ctx = &ec;
         }
+        if (s == PL_VLM_BLANK) o.load_image = load_blank;
         if (extract_paligemma(m->vlm, &pi, &o, &pr, NULL, err)) goto done;
+        if (PL_IS_COND(s)) {
+            if (cond_rows(c, first, count, &pr, err)) goto done;
+        }
         for (int q = 0; q < pr.n_tensors; q++)
             t[nt++] = (store_tensor){pr.t[q].name, RS_DT_F32, 2, {pr.t[q].rows, pr.t[q].width}, pr.t[q].data};
         t[nt++] = (store_tensor){"offsets", RS_DT_I64, 1, {count + 1}, pr.offsets};
@@ -394,10 +595,11 @@ static void existing_fp(const char *dir, char out[80]) {
 static int64_t auto_shard(const pl_ctx *c, int s, int n_prompt, int n_patches) {
     if (c->opt->shard_inputs > 0) return c->opt->shard_inputs;
     double per = 1;
-    if (s <= PL_VLM_TEXT) {
+    if (PL_IS_CAPTION_STORE(s)) {
         double tot = 0;
         for (int i = 0; i < c->n_text; i++) tot += (double)c->text_len[i];
         per = c->n_text ? tot / c->n_text : 1;
+        if (PL_IS_COND(s)) per += n_patches + n_prompt + 1;
     } else {
         per = n_patches + n_prompt + 1;
     }
@@ -419,6 +621,12 @@ static int store_fingerprint(pl_ctx *c, int s, int64_t shard, const char *prompt
     if (s == PL_VLM_EDITS)
         for (int v = 0; v < c->n_variants; v++)
             fprintf(f, "%s=%.17g;", rs_edit_name(c->variants[v].edit.kind), c->variants[v].edit.value);
+    if (PL_IS_COND(s)) fprintf(f, "suffix=caption+eos grey=%d seed=%llu", PL_BLANK_GREY,
+                               (unsigned long long)c->cfg->dataset.seed);
+    /* Stores with images: a non-default image processor changes the pixels. (The default
+     * adds nothing, so stores written before the option existed stay valid.) */
+    if (s >= PL_VLM_IMAGE && c->cfg->image_processor != RS_IMAGE_PROCESSOR_PIL)
+        fprintf(f, " image_processor=%s", rs_image_processor_name(c->cfg->image_processor));
     fclose(f);
     pl_fp(fp, "store v1 %s %s dataset=%s llm=%s vlm=%s hooks=%s pool=%s prompt=%s shard=%lld edits=%s", RS_VERSION,
           PL_STORE_NAME[s], c->dataset_fp, c->llm_fp, s == PL_LLM_TEXT ? "-" : c->vlm_fp, hl,
@@ -459,6 +667,12 @@ int pl_stage_extract(pl_ctx *c, rs_err *err) {
     if (c->n_image) {
         if (prompt_ids(c, &m.prompt, &m.n_prompt, err)) goto done;
         rs_sha256_hex(m.prompt, m.n_prompt * sizeof *m.prompt, prompt_fp);
+    }
+    if (pl_store_used(c, PL_VLM_CAPTION) && rs_config_has_condition(cfg, "vlm_mismatch") &&
+        !pl_store_used(c, PL_VLM_MISMATCH))
+        pl_log(c, "extract", "vlm_mismatch: skipped, every image has the same label (no image of another group)");
+    if (pl_store_used(c, PL_VLM_CAPTION) || pl_store_used(c, PL_VLM_MISMATCH) || pl_store_used(c, PL_VLM_BLANK)) {
+        if (condition_images(c, err) || check_suffix_alignment(c, err) || eos_id(c, &m.eos, err)) goto done;
     }
     for (int s = 0; s < PL_N_STORES; s++) {
         char name[64];
@@ -549,7 +763,7 @@ int pl_store_features(pl_ctx *c, int s, const char *hook, float **X, int *n, int
     *X = NULL;
     if (!dir) return rs_errf(err, "out of memory");
     if (store_reader_open(&r, dir, err) || store_read_f32(r, hook, &A, &rows, &w, err)) goto done;
-    if (s >= PL_VLM_IMAGE) {
+    if (!PL_IS_CAPTION_STORE(s)) {
         *X = A;
         A = NULL;
         *n = (int)rows;

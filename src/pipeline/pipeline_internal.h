@@ -44,6 +44,9 @@ typedef struct {
     /* token ids of the captions (extract stage) */
     int32_t **text_ids;
     int64_t *text_len;
+    /* image input read with each caption in the vlm_caption / vlm_mismatch conditions
+       ([n_text] image-input indices; NULL until the extract stage builds them) */
+    int *text_image, *text_mismatch;
 } pl_ctx;
 
 /* Log a line to run.log (with a UTC timestamp) and, unless quiet, to stderr. */
@@ -66,6 +69,13 @@ int pl_mkdir(const char *path, rs_err *err);
 void pl_remove_store(const char *dir);
 /* Write text to path atomically. */
 int pl_write_text(const char *path, const char *text, rs_err *err);
+/* Layer L of a "blocks.L.…" hook name, else -1. */
+int pl_hook_layer(const char *hook);
+/* Remove a flat folder of scratch files (its files, then the folder; missing is fine). */
+void pl_remove_flat_dir(const char *dir);
+/* Write a cJSON tree, pretty-printed + newline, atomically. */
+struct cJSON;
+int pl_write_json(const char *path, const struct cJSON *j, rs_err *err);
 /* Path of a file/folder inside dir (new string). */
 char *pl_join(const char *dir, const char *name);
 
@@ -74,6 +84,18 @@ int pl_stage_dataset(pl_ctx *c, rs_err *err);
 int pl_stage_extract(pl_ctx *c, rs_err *err);
 int pl_stage_shift(pl_ctx *c, rs_err *err);
 int pl_stage_probes(pl_ctx *c, rs_err *err);
+/* Error unless each probe split leaves at least probes.min_test_groups test groups (images);
+ * the message gives the numbers and how to raise them. Needs the dataset stage. */
+int pl_probes_check(pl_ctx *c, rs_err *err);
+int pl_stage_conditions(pl_ctx *c, rs_err *err);
+
+/* Benjamini–Hochberg over one family: every `shift.<metric>.p_value` in the given
+ * `layers` arrays (each entry's `shift` object) gets its `q_value` replaced by the
+ * family-wide one; *n_tests = the number of finite p-values. */
+int pl_bh_family(struct cJSON *const *layer_arrays, int n_arrays, int *n_tests, rs_err *err);
+
+/* A per-token store as one extract-format safetensors file (what shift_run reads). */
+int pl_materialise(pl_ctx *c, int store, const char *path, rs_err *err);
 
 /* Validation before any work: hooks exist in both models, SAEs load and read a captured
  * hook, model widths agree. */
@@ -81,8 +103,13 @@ int pl_validate_models(pl_ctx *c, rs_err *err);
 /* Thread count for this run (option, OMP_NUM_THREADS, or 1 for tiny models). */
 void pl_set_threads(pl_ctx *c);
 
-/* Stores (src/pipeline/extract.c). */
-enum { PL_LLM_TEXT, PL_VLM_TEXT, PL_VLM_IMAGE, PL_VLM_EDITS, PL_N_STORES };
+/* Stores (src/pipeline/extract.c). The last three are the caption conditions read with an
+ * image (docs/pipeline.md): per caption token, rows aligned with llm_text (same ids). */
+enum { PL_LLM_TEXT, PL_VLM_TEXT, PL_VLM_IMAGE, PL_VLM_EDITS, PL_VLM_CAPTION, PL_VLM_MISMATCH, PL_VLM_BLANK, PL_N_STORES };
+/* Is store s one of the captions-with-an-image conditions (vlm_caption/mismatch/blank)? */
+#define PL_IS_COND(s) ((s) >= PL_VLM_CAPTION)
+/* Is store s a per-token caption store (llm_text, vlm_text or a condition)? */
+#define PL_IS_CAPTION_STORE(s) ((s) <= PL_VLM_TEXT || PL_IS_COND(s))
 extern const char *const PL_STORE_NAME[PL_N_STORES];
 /* Fingerprint of a finished store (sha256 of its index.json), for downstream stages. */
 int pl_store_fp(pl_ctx *c, int store, char fp[65], rs_err *err);

@@ -11,6 +11,7 @@
  * complete. Fingerprints chain: each stage's includes those of the stages it reads. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <math.h>
 #include <sys/file.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -24,8 +25,11 @@
 
 #include "pipeline/pipeline_internal.h"
 #include "reprshift/fileio.h"
+#include "reprshift/hf_cache.h"
 #include "reprshift/jsonutil.h"
 #include "reprshift/report.h"
+#include "reprshift/sae_registry.h"
+#include "reprshift/stats.h"
 #include "reprshift/version.h"
 
 rs_pipeline_opts rs_pipeline_defaults(void) {
@@ -332,8 +336,12 @@ static int write_provenance(pl_ctx *c, const char *config_sha, rs_err *err) {
     for (int i = 0; cfg->has_saes && i < cfg->n_layers; i++) {
         char *sp = rs_config_sae_path(cfg, cfg->layers[i]);
         if (!sp) { rs_errf(err, "out of memory"); goto done; }
-        int r = rs_path_exists(sp) ? prov_add_dir(&l, "sae", sp, 1, err)
-                                   : rs_errf(err, "saes.path: no SAE for layer %d at %s", cfg->layers[i], sp);
+        char *file = NULL; /* an SAE name → its params.npz in the Hugging Face cache */
+        const rs_sae_entry *named;
+        int r = rs_sae_resolve(sp, &file, &named, err) ? rs_err_prefix(err, "saes.path")
+                : rs_path_exists(file) ? prov_add_dir(&l, "sae", file, 1, err)
+                                       : rs_errf(err, "saes.path: no SAE for layer %d at %s", cfg->layers[i], sp);
+        free(file);
         free(sp);
         if (r) goto done;
     }
@@ -364,6 +372,10 @@ static int write_provenance(pl_ctx *c, const char *config_sha, rs_err *err) {
     cJSON_AddStringToObject(cj, "path", cfg->path);
     cJSON_AddStringToObject(cj, "sha256", config_sha);
     cJSON_AddStringToObject(root, "models_fingerprint", c->models_fp);
+    /* How the VLM's images were preprocessed: which transformers processor is reproduced. */
+    cJSON *ip = cJSON_AddObjectToObject(root, "image_processor");
+    cJSON_AddStringToObject(ip, "name", rs_image_processor_name(cfg->image_processor));
+    cJSON_AddStringToObject(ip, "transformers_class", rs_image_processor_class(cfg->image_processor));
     cJSON *files = cJSON_AddArrayToObject(root, "files");
     for (int i = 0; i < l.n; i++) {
         cJSON *e = cJSON_CreateObject();
@@ -371,7 +383,7 @@ static int write_provenance(pl_ctx *c, const char *config_sha, rs_err *err) {
         snprintf(mt, sizeof mt, "%lld", (long long)l.f[i].mtime_ns);
         cJSON_AddStringToObject(e, "role", l.f[i].role);
         cJSON_AddStringToObject(e, "path", l.f[i].path);
-        cJSON_AddNumberToObject(e, "bytes", (double)l.f[i].bytes);
+        rs_json_add_num(e, "bytes", (double)l.f[i].bytes);
         cJSON_AddStringToObject(e, "sha256", l.f[i].sha);
         cJSON_AddStringToObject(e, "mtime_ns", mt);
         cJSON_AddItemToArray(files, e);
@@ -448,6 +460,40 @@ static int upstream_fp_of(pl_ctx *c, const char *name, char fp[65]) {
     return ok ? 0 : -1;
 }
 
+/* The dataset inputs must exist before the run folder is made, so that a run refused for a
+ * missing input leaves nothing behind (models and SAEs are opened, and checked, later). */
+static int check_dataset_inputs(const rs_config *cfg, rs_err *err) {
+    if (cfg->dataset.manifest && access(cfg->dataset.manifest, R_OK))
+        return rs_errf(err, "%s: %s", cfg->dataset.manifest, strerror(errno));
+    for (int i = 0; i < cfg->dataset.n_instances; i++) {
+        const char *p[3] = {cfg->dataset.instances[i], cfg->dataset.captions[i], cfg->dataset.images[i]};
+        for (int k = 0; k < 3; k++)
+            if (p[k] && access(p[k], R_OK)) return rs_errf(err, "%s: %s", p[k], strerror(errno));
+    }
+    return 0;
+}
+
+/* models.llm / models.vlm as given (a folder or a Hub name, docs/models.md) → the folder
+ * to read; the labels keep the given name's last component ("gemma-2-2b"). SAE names are
+ * resolved where the SAEs are loaded (sae_load). */
+static int resolve_models(pl_ctx *c, rs_err *err) {
+    rs_config *cfg = c->cfg;
+    base_name(cfg->llm, c->llm_name, sizeof c->llm_name);
+    base_name(cfg->vlm, c->vlm_name, sizeof c->vlm_name);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(cfg->resolved, "models");
+    char **slot[2] = {&cfg->llm, &cfg->vlm};
+    const char *key[2] = {"llm", "vlm"}, *rkey[2] = {"llm_revision", "vlm_revision"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *rv = cJSON_GetObjectItemCaseSensitive(m, rkey[i]);
+        char *dir = NULL;
+        if (rs_hf_resolve_model(*slot[i], cJSON_IsString(rv) ? rv->valuestring : NULL, &dir, err))
+            return rs_err_prefix(err, "models.%s", key[i]);
+        free(*slot[i]);
+        *slot[i] = dir;
+    }
+    return 0;
+}
+
 int rs_pipeline_run(const rs_pipeline_opts *o, char **report_path, rs_err *err) {
     pl_ctx c;
     memset(&c, 0, sizeof c);
@@ -458,6 +504,8 @@ int rs_pipeline_run(const rs_pipeline_opts *o, char **report_path, rs_err *err) 
     if (!o->config_path) return rs_errf(err, "run: no config file given");
     if (rs_config_load(o->config_path, &c.cfg, err)) return -1;
     rs_config *cfg = c.cfg;
+    if (resolve_models(&c, err)) goto done;
+    if (check_dataset_inputs(cfg, err)) goto done;
     const char *outdir = o->output_dir ? o->output_dir : cfg->output_dir;
     c.out = strdup(outdir);
     c.results = pl_join(outdir, "results");
@@ -497,8 +545,6 @@ int rs_pipeline_run(const rs_pipeline_opts *o, char **report_path, rs_err *err) 
         }
         free(lp);
     }
-    base_name(cfg->llm, c.llm_name, sizeof c.llm_name);
-    base_name(cfg->vlm, c.vlm_name, sizeof c.vlm_name);
     pl_log(&c, "run", "reprshift %s: %s -> %s", RS_VERSION, o->config_path, c.out);
     /* config.resolved.json (output_dir as actually used) */
     {
@@ -531,13 +577,15 @@ int rs_pipeline_run(const rs_pipeline_opts *o, char **report_path, rs_err *err) 
     }
     if (pl_validate_models(&c, err)) goto done;
     pl_set_threads(&c);
-    if (pl_stage_dataset(&c, err) || pl_stage_extract(&c, err) || pl_stage_shift(&c, err) || pl_stage_probes(&c, err))
+    /* pl_probes_check: the probes' minimum test-set size, checked before any extraction */
+    if (pl_stage_dataset(&c, err) || pl_probes_check(&c, err) || pl_stage_extract(&c, err) || pl_stage_shift(&c, err) ||
+        pl_stage_conditions(&c, err) || pl_stage_probes(&c, err))
         goto done;
     {
-        char up[3][65];
-        const char *names[3] = {"shift", "probes", "dataset"};
-        char all[65 * 3 + 1] = "";
-        for (int k = 0; k < 3; k++) {
+        char up[4][65];
+        const char *names[4] = {"shift", "probes", "dataset", "conditions"};
+        char all[65 * 4 + 1] = "";
+        for (int k = 0; k < 4; k++) {
             if (upstream_fp_of(&c, names[k], up[k])) strcpy(up[k], "none");
             strcat(all, up[k]);
         }
@@ -566,5 +614,74 @@ done:
     free(c.acts);
     free(c.work);
     rs_config_free(c.cfg);
+    return rc;
+}
+
+/* Every `shift.<metric>.p_value` under the given layer arrays, in order. */
+static int family_walk(cJSON *const *layer_arrays, int n_arrays, double *p, cJSON **items, int cap) {
+    int n = 0;
+    for (int a = 0; a < n_arrays; a++) {
+        const cJSON *L;
+        cJSON_ArrayForEach(L, layer_arrays[a]) {
+            cJSON *m;
+            cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(L, "shift")) {
+                const cJSON *pv = cJSON_GetObjectItemCaseSensitive(m, "p_value");
+                if (!cJSON_IsObject(m) || !pv) continue;
+                if (n < cap) {
+                    p[n] = cJSON_IsNumber(pv) ? pv->valuedouble : NAN;
+                    items[n] = m;
+                }
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
+int pl_bh_family(cJSON *const *layer_arrays, int n_arrays, int *n_tests, rs_err *err) {
+    int n = family_walk(layer_arrays, n_arrays, NULL, NULL, 0);
+    double *p = malloc(((size_t)n + 1) * sizeof *p), *q = malloc(((size_t)n + 1) * sizeof *q);
+    cJSON **items = malloc(((size_t)n + 1) * sizeof *items);
+    int rc = 0;
+    if (!p || !q || !items || (family_walk(layer_arrays, n_arrays, p, items, n), stats_bh_qvalues(p, n, q))) {
+        rc = rs_errf(err, "out of memory");
+    } else {
+        *n_tests = 0;
+        for (int i = 0; i < n; i++) {
+            *n_tests += isfinite(p[i]) != 0;
+            cJSON_DeleteItemFromObjectCaseSensitive(items[i], "q_value");
+            rs_json_add_num(items[i], "q_value", q[i]);
+        }
+    }
+    free(p);
+    free(q);
+    free(items);
+    return rc;
+}
+
+int pl_hook_layer(const char *hook) {
+    int L;
+    return sscanf(hook, "blocks.%d.", &L) == 1 ? L : -1;
+}
+
+void pl_remove_flat_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
+        char *p = pl_join(dir, e->d_name);
+        if (p) unlink(p);
+        free(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+int pl_write_json(const char *path, const cJSON *j, rs_err *err) {
+    char *s = cJSON_Print(j), *t = NULL;
+    int rc = !s || asprintf(&t, "%s\n", s) < 0 ? rs_errf(err, "out of memory") : pl_write_text(path, t, err);
+    free(s);
+    free(t);
     return rc;
 }

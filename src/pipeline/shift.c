@@ -26,14 +26,8 @@
 #include "reprshift/store.h"
 #include "reprshift/version.h"
 
-/* Layer number of a "blocks.N...." hook, else -1. */
-static int hook_layer(const char *h) {
-    int L;
-    return sscanf(h, "blocks.%d.", &L) == 1 ? L : -1;
-}
-
 /* A token store as one extract-format safetensors file (what shift_run reads). */
-static int materialise(pl_ctx *c, int s, const char *path, rs_err *err) {
+int pl_materialise(pl_ctx *c, int s, const char *path, rs_err *err) {
     char *dir = pl_join(c->acts, PL_STORE_NAME[s]);
     store_reader *r = NULL;
     st_writer *w = st_writer_new();
@@ -66,21 +60,6 @@ done:
     store_reader_close(r);
     free(dir);
     return rc;
-}
-
-/* Remove a work folder of shift_run outputs (flat). */
-static void remove_flat_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
-        char *p = pl_join(dir, e->d_name);
-        if (p) unlink(p);
-        free(p);
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 /* Move every CSV but summary.csv from src into dst; append summary rows (layer fixed). */
@@ -117,6 +96,52 @@ static int move_csvs(const char *src, const char *dst, int layer, FILE *summary,
     }
     closedir(d);
     return rc;
+}
+
+/* summary.csv text with the q_value column (the last) of every shift-metric row replaced
+ * by the family-wide q in the merged layers (rows are "layer,hook,metric,...,q_value";
+ * floor and fit rows have no test and keep their empty q). New string or NULL. */
+static char *summary_family_q(const char *summ, const cJSON *layers) {
+    char *out = NULL;
+    size_t on = 0;
+    FILE *f = open_memstream(&out, &on);
+    if (!f) return NULL;
+    const char *line = summ;
+    int first = 1;
+    while (line && *line) {
+        const char *nl = strchr(line, '\n'), *end = nl ? nl : line + strlen(line);
+        const char *c1 = memchr(line, ',', (size_t)(end - line)), *c2 = c1 ? memchr(c1 + 1, ',', (size_t)(end - c1 - 1)) : NULL;
+        const char *c3 = c2 ? memchr(c2 + 1, ',', (size_t)(end - c2 - 1)) : NULL, *last = end;
+        while (last > line && last[-1] != ',') last--;
+        const cJSON *q = NULL;
+        if (!first && c3 && last > line) {
+            int L = atoi(line);
+            const char *h0 = c1 + 1, *h1 = c2; /* the hook field, without the CSV quotes */
+            if (h1 - h0 >= 2 && *h0 == '"' && h1[-1] == '"') h0++, h1--;
+            const cJSON *e;
+            cJSON_ArrayForEach(e, layers) {
+                const cJSON *lj = cJSON_GetObjectItemCaseSensitive(e, "layer"), *hj = cJSON_GetObjectItemCaseSensitive(e, "hook");
+                if (!cJSON_IsNumber(lj) || (int)lj->valuedouble != L || !cJSON_IsString(hj) ||
+                    strlen(hj->valuestring) != (size_t)(h1 - h0) || strncmp(hj->valuestring, h0, (size_t)(h1 - h0)))
+                    continue;
+                char metric[96];
+                snprintf(metric, sizeof metric, "%.*s", (int)(c3 - c2 - 1), c2 + 1);
+                const cJSON *m = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "shift"), metric);
+                q = cJSON_GetObjectItemCaseSensitive(m, "q_value");
+            }
+        }
+        if (q) {
+            fprintf(f, "%.*s", (int)(last - line), line);
+            if (cJSON_IsNumber(q)) fprintf(f, "%.9g", q->valuedouble);
+            fputc('\n', f);
+        } else {
+            fprintf(f, "%.*s\n", (int)(end - line), line);
+        }
+        first = 0;
+        line = nl ? nl + 1 : NULL;
+    }
+    fclose(f);
+    return out;
 }
 
 /* numpy-style linear-interpolated percentile of sorted v[n] */
@@ -213,7 +238,7 @@ done:
 }
 
 static void add_num(cJSON *o, const char *k, double v) {
-    if (isfinite(v)) cJSON_AddNumberToObject(o, k, v);
+    if (isfinite(v)) rs_json_add_num(o, k, v);
     else cJSON_AddNullToObject(o, k);
 }
 
@@ -223,22 +248,6 @@ static cJSON *stat_json(double v, double lo, double hi) {
     add_num(o, "ci_lo", lo);
     add_num(o, "ci_hi", hi);
     return o;
-}
-
-static int write_json(const char *path, cJSON *j, rs_err *err) {
-    char *s = cJSON_Print(j);
-    if (!s) return rs_errf(err, "out of memory");
-    size_t L = strlen(s);
-    char *t = realloc(s, L + 2);
-    if (!t) {
-        free(s);
-        return rs_errf(err, "out of memory");
-    }
-    t[L] = '\n';
-    t[L + 1] = 0;
-    int rc = pl_write_text(path, t, err);
-    free(t);
-    return rc;
 }
 
 int pl_stage_shift(pl_ctx *c, rs_err *err) {
@@ -266,8 +275,9 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
     }
     char fa_fp[65], fb_fp[65], fp[65];
     if (pl_store_fp(c, PL_LLM_TEXT, fa_fp, err) || pl_store_fp(c, PL_VLM_TEXT, fb_fp, err)) goto done;
-    pl_fp(fp, "shift v1 %s a=%s b=%s sae=%s path=%s hook=%s boot=%d", RS_VERSION, fa_fp, fb_fp, c->sae_fp,
-          cfg->has_saes ? cfg->sae_path : "-", cfg->sae_hook ? cfg->sae_hook : "-", cfg->probes.bootstrap);
+    pl_fp(fp, "shift v2 %s a=%s b=%s sae=%s path=%s hook=%s boot=%d perm=%d", RS_VERSION, fa_fp, fb_fp, c->sae_fp,
+          cfg->has_saes ? cfg->sae_path : "-", cfg->sae_hook ? cfg->sae_hook : "-", cfg->probes.bootstrap,
+          cfg->shift_permutations);
     if (pl_stage_done(c, "shift", fp) && rs_path_exists(shift_path)) {
         pl_log(c, "shift", "complete (skipped)");
         rc = 0;
@@ -277,17 +287,17 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
     unlink(shift_path);
     unlink(fit_path);
     unlink(summ_path);
-    if (materialise(c, PL_LLM_TEXT, fa, err) || materialise(c, PL_VLM_TEXT, fb, err)) goto done;
+    if (pl_materialise(c, PL_LLM_TEXT, fa, err) || pl_materialise(c, PL_VLM_TEXT, fb, err)) goto done;
     merged = cJSON_CreateObject();
     fit = cJSON_CreateObject();
     summary = open_memstream(&summ, &summ_n);
     if (!merged || !fit || !summary) { rs_errf(err, "out of memory"); goto done; }
-    fputs("layer,hook,metric,value,ci_lo,ci_hi\n", summary);
+    fputs("layer,hook,metric,value,ci_lo,ci_hi,p_value,null_lo,null_hi,q_value\n", summary);
     cJSON *layers = NULL;
     cJSON *fit_models = cJSON_AddArrayToObject(fit, "models");
     for (int h = 0; h < cfg->n_hooks; h++) {
         const char *hook = cfg->hooks[h];
-        int L = hook_layer(hook);
+        int L = pl_hook_layer(hook);
         char *sp = NULL, *sh = NULL;
         int use_sae = 0;
         for (int i = 0; cfg->has_saes && L >= 0 && i < cfg->n_layers; i++)
@@ -302,9 +312,10 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
         snprintf(sub, sizeof sub, "shift_%d", h);
         char *wd = pl_join(c->work, sub);
         if (!wd) { free(sp); free(sh); rs_errf(err, "out of memory"); goto done; }
-        remove_flat_dir(wd);
+        pl_remove_flat_dir(wd);
         shift_run_opts so = {.acts_a = fa, .acts_b = fb, .sae = use_sae ? sp : NULL, .hook = hook,
                              .sae_hook = use_sae ? sh : NULL, .n_boot = cfg->probes.bootstrap, .seed = 0,
+                             .n_perm = cfg->shift_permutations,
                              .top_k = 20, .tokenizer = rs_path_exists(tokp) ? tokp : NULL, .out_dir = wd};
         pl_log(c, "shift", "%s: LLM vs VLM decoder on %d captions%s", hook, c->n_text, use_sae ? " (with SAE)" : "");
         int r = shift_run(&so, err);
@@ -313,7 +324,7 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
         if (!r) r = rp ? rs_json_load(rp, 1u << 30, &res, err) : rs_errf(err, "out of memory");
         free(rp);
         if (!r) r = move_csvs(wd, c->results, L, summary, err);
-        remove_flat_dir(wd);
+        pl_remove_flat_dir(wd);
         free(wd);
         if (r) {
             free(sp);
@@ -336,12 +347,12 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
             snprintf(lb, sizeof lb, "%s (VLM decoder, captions only)", c->vlm_name);
             cJSON_AddStringToObject(merged, "model_a", la);
             cJSON_AddStringToObject(merged, "model_b", lb);
-            cJSON_AddNumberToObject(merged, "n_inputs", c->n_text);
+            rs_json_add_num(merged, "n_inputs", c->n_text);
             layers = cJSON_AddArrayToObject(merged, "layers");
         }
         cJSON *lcopy = cJSON_Duplicate(lj, 1);
         cJSON_DeleteItemFromObjectCaseSensitive(lcopy, "layer");
-        cJSON_AddNumberToObject(lcopy, "layer", L >= 0 ? L : h);
+        rs_json_add_num(lcopy, "layer", L >= 0 ? L : h);
         cJSON_AddItemToArray(layers, lcopy);
         /* SAE fit + spliced CE per model */
         if (use_sae) {
@@ -364,12 +375,12 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
                 snprintf(label, sizeof label, "%s L%d", side ? c->vlm_name : c->llm_name, L);
                 cJSON_AddStringToObject(e, "model", label);
                 const char *sb = strrchr(sp, '/');
-                cJSON_AddStringToObject(e, "sae", sb && sb[1] ? sb + 1 : sp);
-                cJSON_AddStringToObject(e, "sae_path", sp);
+                cJSON_AddStringToObject(e, "sae", sae->sae_name ? sae->sae_name : sb && sb[1] ? sb + 1 : sp);
+                cJSON_AddStringToObject(e, "sae_path", sae->path);
                 cJSON_AddStringToObject(e, "hook", hook);
-                cJSON_AddNumberToObject(e, "layer", L);
+                rs_json_add_num(e, "layer", L);
                 const cJSON *nr = cJSON_GetObjectItemCaseSensitive(fm, "n_rows");
-                cJSON_AddNumberToObject(e, "n_rows", cJSON_IsNumber(nr) ? nr->valuedouble : 0);
+                rs_json_add_num(e, "n_rows", cJSON_IsNumber(nr) ? nr->valuedouble : 0);
                 cJSON *met = cJSON_AddObjectToObject(e, "metrics");
                 cJSON_AddItemToObject(met, "ce_loss_recovered", stat_json(ce.recovered, ce.lo, ce.hi));
                 static const char *keep[] = {"explained_variance", "l0", "cossim", "relative_mse", "frac_dead"};
@@ -381,8 +392,8 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
                 add_num(cj, "clean", ce.clean);
                 add_num(cj, "spliced", ce.spliced);
                 add_num(cj, "zero_ablated", ce.zero);
-                cJSON_AddNumberToObject(cj, "n_predictions", (double)ce.n_pred);
-                cJSON_AddNumberToObject(cj, "n_sequences", c->n_text);
+                rs_json_add_num(cj, "n_predictions", (double)ce.n_pred);
+                rs_json_add_num(cj, "n_sequences", c->n_text);
                 cJSON_AddItemToArray(fit_models, e);
             }
         }
@@ -403,9 +414,22 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
         cJSON_AddStringToObject(fit, "ce_definition",
                                 "(CE_zero_ablation - CE_spliced) / (CE_zero_ablation - CE_clean), next-token CE on the "
                                 "captions, BOS row not spliced");
-        if (write_json(fit_path, fit, err)) goto done;
+        if (pl_write_json(fit_path, fit, err)) goto done;
     }
-    if (pl_write_text(summ_path, summ ? summ : "", err) || write_json(shift_path, merged, err)) goto done;
+    /* Benjamini–Hochberg over the whole file's family (metric × layer), not per hook run */
+    int n_tests = 0;
+    cJSON *all_layers = cJSON_GetObjectItemCaseSensitive(merged, "layers");
+    if (all_layers && pl_bh_family(&all_layers, 1, &n_tests, err)) goto done;
+    cJSON_DeleteItemFromObjectCaseSensitive(merged, "n_tests");
+    cJSON_DeleteItemFromObjectCaseSensitive(merged, "multiple_comparisons");
+    rs_json_add_num(merged, "n_tests", n_tests);
+    cJSON_AddStringToObject(merged, "multiple_comparisons",
+                            "q_value: Benjamini-Hochberg over the n_tests p-values of this file (metric x layer)");
+    char *summ_q = summary_family_q(summ ? summ : "", all_layers);
+    if (!summ_q) { rs_errf(err, "out of memory"); goto done; }
+    int wr = pl_write_text(summ_path, summ_q, err);
+    free(summ_q);
+    if (wr || pl_write_json(shift_path, merged, err)) goto done;
     unlink(fa);
     unlink(fb);
     if (pl_stage_mark(c, "shift", fp, err)) goto done;

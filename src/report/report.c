@@ -3,6 +3,7 @@
  * sb_escape; every figure caption states n and the CI method taken from the file. */
 #include "reprshift/report.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,6 +220,17 @@ static int shift_histogram(ctx *c, const char *hook, const char *label_a, const 
     return 0;
 }
 
+/* A feature's Neuronpedia page from the results, or NULL unless it is a plain
+ * https://www.neuronpedia.org/ address (path characters only), so data cannot smuggle another
+ * scheme or site into a link. */
+static const char *neuronpedia_url(const char *u) {
+    static const char prefix[] = "https://www.neuronpedia.org/";
+    if (!u || strncmp(u, prefix, sizeof prefix - 1) || strlen(u) > 400) return NULL;
+    for (const char *p = u + sizeof prefix - 1; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("/._-", *p)) return NULL;
+    return u;
+}
+
 static int shift_rankings(ctx *c, const cJSON *L, const char *hook, int64_t n_rows, const char *label_a,
                           const char *label_b, rs_err *err) {
     /* features whose activation frequency changed most: gained (B more often) and lost */
@@ -226,8 +238,10 @@ static int shift_rankings(ctx *c, const cJSON *L, const char *hook, int64_t n_ro
     if (cJSON_IsObject(tf)) {
         const char *lists[2] = {"gained_frequency", "lost_frequency"};
         char *labels[2 * TOP_N];
+        const char *np_urls[2 * TOP_N]; /* Neuronpedia page per bar (NULL: none) */
+        int64_t ids[2 * TOP_N];
         double vals[2 * TOP_N];
-        int grp[2 * TOP_N], n = 0;
+        int grp[2 * TOP_N], n = 0, n_np = 0;
         for (int q = 0; q < 2; q++) {
             const cJSON *arr = cJSON_GetObjectItemCaseSensitive(tf, lists[q]);
             if (!arr) continue;
@@ -247,6 +261,9 @@ static int shift_rankings(ctx *c, const cJSON *L, const char *hook, int64_t n_ro
                 }
                 snprintf(lab, sizeof lab, "#%lld%s%s", (long long)id->valuedouble, name ? " " : "", name ? name : "");
                 labels[n] = strdup(lab);
+                ids[n] = (int64_t)id->valuedouble;
+                np_urls[n] = neuronpedia_url(get_str(e, "neuronpedia_url"));
+                n_np += np_urls[n] != NULL;
                 vals[n] = fb.v - fa.v;
                 grp[n] = q ? 1 : 2;
                 n++;
@@ -259,6 +276,17 @@ static int shift_rankings(ctx *c, const cJSON *L, const char *hook, int64_t n_ro
                               .labels = (const char *const *)labels, .values = vals, .group = grp};
             fig_open(c);
             svg_bar_chart(c->b, &o);
+            if (n_np) {
+                /* plain links: the page stays self-contained and renders offline */
+                sb_puts(c->b, "<p class=\"np\">On Neuronpedia:");
+                for (int i = 0; i < n; i++) {
+                    if (!np_urls[i]) continue;
+                    sb_puts(c->b, " <a href=\"");
+                    sb_escape(c->b, np_urls[i]);
+                    sb_printf(c->b, "\">#%lld</a>", (long long)ids[i]);
+                }
+                sb_puts(c->b, "</p>\n");
+            }
             snprintf(ntext, sizeof ntext, "%lld rows per model", (long long)n_rows);
             snprintf(what, sizeof what,
                      "Features that fire more often in %s (green) or in %s (orange) than in the other; frequency = "
@@ -317,13 +345,119 @@ static int shift_tokens(ctx *c, const cJSON *L, const char *hook, int64_t n_rows
     return 0;
 }
 
+/* Null band of metric m in one layer entry: null_mean with [null_lo, null_hi]; 0 if absent. */
+static int null_band(const cJSON *L, const char *m, double *y, double *lo, double *hi) {
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(L, "shift"), m);
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(s, "null_lo"), *b = cJSON_GetObjectItemCaseSensitive(s, "null_hi"),
+                *mu = cJSON_GetObjectItemCaseSensitive(s, "null_mean");
+    *y = *lo = *hi = NAN;
+    if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b)) return 0;
+    *lo = a->valuedouble, *hi = b->valuedouble;
+    *y = cJSON_IsNumber(mu) ? mu->valuedouble : (*lo + *hi) / 2;
+    return 1;
+}
+
+/* The floor drawn beside a metric: model B's SAE-misfit floor for feature-space metrics
+ * (what the SAE's reconstruction alone does there), B's split-half floor for raw ones. */
+static const char *floor_of(const char *m, const char **label) {
+    int feat = strstr(m, "_feat") || strstr(m, "jaccard") || strstr(m, "js_") || strstr(m, "pearson");
+    *label = feat ? "floor: SAE misfit (B)" : "floor: split-half (B)";
+    return feat ? "sae_misfit_b" : "split_half_b";
+}
+
+static int floor_stat(const cJSON *L, const char *floor, const char *m, double *y, double *lo, double *hi) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(L, "floors"), floor);
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(f, m);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, "value"), *a = cJSON_GetObjectItemCaseSensitive(s, "ci_lo"),
+                *b = cJSON_GetObjectItemCaseSensitive(s, "ci_hi");
+    *y = *lo = *hi = NAN;
+    if (!cJSON_IsNumber(v)) return 0;
+    *y = v->valuedouble;
+    if (cJSON_IsNumber(a)) *lo = a->valuedouble;
+    if (cJSON_IsNumber(b)) *hi = b->valuedouble;
+    return 1;
+}
+
+static double num_or_nan(const cJSON *o, const char *k) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(x) ? x->valuedouble : NAN;
+}
+
+/* Table of the comparisons with q < 0.05 over the layers arrays (one per pair; ids NULL
+ * for a single unnamed set): one row per (pair, metric) listing the layers that survive,
+ * the largest q among them and the range of values. Says how many tests the family has
+ * and how many survive. */
+static void fdr_table(ctx *c, const cJSON *const *layers, const char *const *ids, int n_sets, const char *family) {
+    int n_tests = 0, n_sig = 0;
+    rs_sbuf rows = {0};
+    char b1[32], b2[32];
+    for (int q = 0; q < n_sets; q++) {
+        const cJSON *L0 = cJSON_GetArrayItem(layers[q], 0), *m0;
+        cJSON_ArrayForEach(m0, cJSON_GetObjectItemCaseSensitive(L0, "shift")) {
+            if (!cJSON_IsObject(m0) || !m0->string) continue;
+            rs_sbuf lay = {0};
+            int nt = 0, ns = 0;
+            double qmax = NAN, vmin = NAN, vmax = NAN;
+            const cJSON *L;
+            cJSON_ArrayForEach(L, layers[q]) {
+                const cJSON *m = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(L, "shift"), m0->string);
+                double p = num_or_nan(m, "p_value"), qv = num_or_nan(m, "q_value"), v = num_or_nan(m, "value");
+                if (!isfinite(p)) continue;
+                nt++;
+                if (!(qv < 0.05)) continue;
+                sb_printf(&lay, "%s%s", ns ? ", " : "", svg_fmt(num_or_nan(L, "layer"), b1, sizeof b1));
+                ns++;
+                qmax = isnan(qmax) || qv > qmax ? qv : qmax;
+                vmin = isnan(vmin) || v < vmin ? v : vmin;
+                vmax = isnan(vmax) || v > vmax ? v : vmax;
+            }
+            n_tests += nt, n_sig += ns;
+            if (ns) {
+                sb_puts(&rows, "<tr>");
+                if (ids) {
+                    sb_puts(&rows, "<td>");
+                    sb_escape(&rows, ids[q]);
+                    sb_puts(&rows, "</td>");
+                }
+                sb_puts(&rows, "<td>");
+                sb_escape(&rows, m0->string);
+                sb_printf(&rows, "</td><td>%d of %d</td><td>", ns, nt);
+                if (lay.buf) sb_puts(&rows, lay.buf);
+                sb_printf(&rows, "</td><td>%s", svg_fmt(vmin, b1, sizeof b1));
+                if (vmax != vmin) sb_printf(&rows, " to %s", svg_fmt(vmax, b2, sizeof b2));
+                sb_printf(&rows, "</td><td>%.3g</td></tr>\n", qmax);
+            }
+            sb_free(&lay);
+        }
+    }
+    sb_puts(c->b, "<p>");
+    if (!n_tests) {
+        sb_puts(c->b, "No permutation p-values in this file (0 permutations): no comparison is tested.</p>\n");
+        sb_free(&rows);
+        return;
+    }
+    sb_printf(c->b, "Comparisons that survive Benjamini&ndash;Hochberg at q &lt; 0.05: <b>%d of %d</b> tests (", n_sig, n_tests);
+    sb_escape(c->b, family);
+    sb_puts(c->b, "; one-sided permutation p-values of the input pairing; the smallest possible p is "
+                  "1/(1 + permutations)). Each metric's value, CI and null band per layer are in the figures "
+                  "and in the summary CSV.</p>\n");
+    if (n_sig) {
+        sb_puts(c->b, "<table class=\"fdr\"><tr>");
+        if (ids) sb_puts(c->b, "<th>pair</th>");
+        sb_puts(c->b, "<th>metric</th><th>layers significant</th><th>which</th><th>values there</th><th>largest q</th></tr>\n");
+        if (rows.buf) sb_puts(c->b, rows.buf);
+        sb_puts(c->b, "</table>\n");
+    }
+    sb_free(&rows);
+}
+
 static int sec_shift(ctx *c, rs_err *err) {
     cJSON *j;
     int r = load(c, "shift.json", "Representation shift", &j, err);
     if (r) return r > 0 ? 0 : -1;
     int rc = -1;
     char ci[512], where[64];
-    double *x = NULL, *y = NULL, *lo = NULL, *hi = NULL;
+    double *x = NULL, *y = NULL, *lo = NULL, *hi = NULL, *buf = NULL;
     if (get_ci(c, j, ci, sizeof ci, err)) goto out;
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(j, "layers");
     int nl = cJSON_IsArray(layers) ? cJSON_GetArraySize(layers) : 0;
@@ -346,7 +480,8 @@ static int sec_shift(ctx *c, rs_err *err) {
     int64_t nmin = INT64_MAX, nmax = 0, gmin = INT64_MAX, gmax = 0;
     x = calloc((size_t)nl, sizeof *x), y = calloc((size_t)nl, sizeof *y);
     lo = calloc((size_t)nl, sizeof *lo), hi = calloc((size_t)nl, sizeof *hi);
-    if (!x || !y || !lo || !hi) {
+    buf = calloc((size_t)nl * 6, sizeof *buf);
+    if (!x || !y || !lo || !hi || !buf) {
         rs_errf(err, "out of memory");
         goto out;
     }
@@ -391,16 +526,36 @@ static int sec_shift(ctx *c, rs_err *err) {
             x[li] = cJSON_IsNumber(lx) ? lx->valuedouble : li;
             y[li] = s.v, lo[li] = s.lo, hi[li] = s.hi;
         }
-        svg_series S = {.name = metrics[m], .n = nl, .x = x, .y = y, .lo = lo, .hi = hi};
-        svg_line_opts o = {.title = metrics[m], .xlabel = "layer", .ylabel = metrics[m], .n_series = 1,
-                           .series = &S, .integer_x = 1, .width = 400, .height = 260};
+        /* beside the estimate: the permutation null's band and the floor */
+        const char *flabel, *fname = floor_of(metrics[m], &flabel);
+        double *ny = buf, *nlo = buf + nl, *nhi = buf + 2 * nl, *fy = buf + 3 * nl, *flo = buf + 4 * nl, *fhi = buf + 5 * nl;
+        int has_null = 0, has_floor = 0;
+        li = 0;
+        for (const cJSON *L = layers->child; L; L = L->next, li++) {
+            has_null |= null_band(L, metrics[m], &ny[li], &nlo[li], &nhi[li]);
+            has_floor |= floor_stat(L, fname, metrics[m], &fy[li], &flo[li], &fhi[li]);
+        }
+        svg_series S[3] = {{.name = metrics[m], .n = nl, .x = x, .y = y, .lo = lo, .hi = hi}};
+        int ns = 1;
+        if (has_null) S[ns++] = (svg_series){.name = "permutation null (95%)", .n = nl, .x = x, .y = ny, .lo = nlo, .hi = nhi};
+        if (has_floor) S[ns++] = (svg_series){.name = flabel, .n = nl, .x = x, .y = fy, .lo = flo, .hi = fhi};
+        svg_line_opts o = {.title = metrics[m], .xlabel = "layer", .ylabel = metrics[m], .n_series = ns,
+                           .series = S, .integer_x = 1, .width = 400, .height = 260};
         fig_open(c);
         svg_line_plot(c->b, &o);
-        char what[400];
-        snprintf(what, sizeof what, "%s between A and B by layer; band and bars: CI.", metrics[m]);
+        char what[600];
+        snprintf(what, sizeof what, "%s between A and B by layer; band and bars: CI.%s%s", metrics[m],
+                 has_null ? " The permutation null (inputs re-paired) shows its mean and 95% band." : "",
+                 has_floor ? (strstr(flabel, "SAE") ? " Floor: the same metric between model B's activations and "
+                                                      "its SAE reconstruction (the SAE's misfit alone)."
+                                                    : " Floor: model B against itself, even vs odd token halves of "
+                                                      "each input (within-model variation).")
+                           : "");
         fig_close(c, what, ntext, ci);
     }
-    sb_puts(c->b, "</div>\n<div class=\"grid\">\n");
+    sb_puts(c->b, "</div>\n");
+    fdr_table(c, &layers, NULL, 1, "family: metric \xC3\x97 layer of shift.json");
+    sb_puts(c->b, "<div class=\"grid\">\n");
     li = 0;
     for (const cJSON *L = layers->child; L; L = L->next, li++) {
         if (!layer_shown(li, nl)) continue;
@@ -425,7 +580,7 @@ static int sec_shift(ctx *c, rs_err *err) {
     sb_puts(c->b, "</section>\n");
     rc = 0;
 out:
-    free(x), free(y), free(lo), free(hi);
+    free(x), free(y), free(lo), free(hi), free(buf);
     cJSON_Delete(j);
     return rc;
 }
@@ -900,6 +1055,177 @@ static const char *CSS =
     ".note{color:#666;font-size:13px}nav a{margin-right:14px}footer{margin-top:36px;font-size:12px;color:#666;"
     "border-top:1px solid #ccc;padding-top:8px}\n";
 
+/* ---- conditions.json ---- */
+
+#define COND_MAX_PAIRS 8
+
+/* One figure per shift metric (a line per condition pair over the layers, CI bands), then
+ * the raw cosine by caption token position for up to MAX_LAYER_FIGS layers. */
+static int sec_conditions(ctx *c, rs_err *err) {
+    cJSON *j;
+    int r = load(c, "conditions.json", "Conditions (captions read with their image)", &j, err);
+    if (r) return r > 0 ? 0 : -1;
+    int rc = -1;
+    char ci[512], ntext[128];
+    double *buf = NULL;
+    if (get_ci(c, j, ci, sizeof ci, err)) goto out;
+    int64_t n_in = 0;
+    if (get_n(c, j, "n_inputs", "top level", &n_in, err)) goto out;
+    const cJSON *conds = cJSON_GetObjectItemCaseSensitive(j, "conditions");
+    const cJSON *pairs = cJSON_GetObjectItemCaseSensitive(j, "pairs");
+    int np = cJSON_IsArray(pairs) ? cJSON_GetArraySize(pairs) : 0;
+    if (np < 1 || np > COND_MAX_PAIRS || !cJSON_IsArray(conds)) {
+        rs_errf(err, "%s: \"pairs\" must be an array of 1..%d entries and \"conditions\" an array", c->path, COND_MAX_PAIRS);
+        goto out;
+    }
+    h2(c, "conditions", "Conditions: the same caption tokens read with and without an image");
+    sb_puts(c->b, "<p>Every condition reads the same caption token ids; metrics compare them row by row "
+                  "(the &lt;bos&gt; row and special tokens excluded). Source: <code>conditions.json</code>.</p>\n"
+                  "<table><tr><th>condition</th><th>store</th><th>the model reads</th></tr>\n");
+    for (const cJSON *e = conds->child; e; e = e->next) {
+        sb_puts(c->b, "<tr><td>");
+        sb_escape(c->b, get_str(e, "letter") ? get_str(e, "letter") : "?");
+        sb_puts(c->b, "</td><td><code>");
+        sb_escape(c->b, get_str(e, "store") ? get_str(e, "store") : "?");
+        sb_puts(c->b, "</code></td><td>");
+        sb_escape(c->b, get_str(e, "reads") ? get_str(e, "reads") : "");
+        sb_puts(c->b, "</td></tr>\n");
+    }
+    sb_puts(c->b, "</table>\n<table><tr><th>pair</th><th>what the comparison isolates</th></tr>\n");
+    const char *ids[COND_MAX_PAIRS];
+    const cJSON *pl[COND_MAX_PAIRS], *pp[COND_MAX_PAIRS];
+    int nl_max = 0, pi = 0;
+    for (const cJSON *p = pairs->child; p; p = p->next, pi++) {
+        ids[pi] = get_str(p, "id") ? get_str(p, "id") : "?";
+        pl[pi] = cJSON_GetObjectItemCaseSensitive(p, "layers");
+        pp[pi] = cJSON_GetObjectItemCaseSensitive(p, "by_position");
+        if (!cJSON_IsArray(pl[pi])) {
+            rs_errf(err, "%s: pairs[%d].layers: expected an array", c->path, pi);
+            goto out;
+        }
+        int nl = cJSON_GetArraySize(pl[pi]);
+        if (nl > nl_max) nl_max = nl;
+        sb_puts(c->b, "<tr><td>");
+        sb_escape(c->b, ids[pi]);
+        sb_puts(c->b, "</td><td>");
+        sb_escape(c->b, get_str(p, "isolates") ? get_str(p, "isolates") : "");
+        sb_puts(c->b, "</td></tr>\n");
+    }
+    sb_puts(c->b, "</table>\n<div class=\"grid\">\n");
+    int maxpos = 512;
+    buf = calloc((size_t)(np + 1) * (size_t)(nl_max > maxpos ? nl_max : maxpos) * 4 + 4, sizeof *buf);
+    if (!buf) { rs_errf(err, "out of memory"); goto out; }
+    snprintf(ntext, sizeof ntext, "%lld captions per condition", (long long)n_in);
+    static const char *METRICS[] = {"cos_raw", "l2_raw", "cka_linear", "cos_feat", "jaccard_feature", "js_mass_bits"};
+    for (int m = 0; m < 6; m++) {
+        svg_series S[COND_MAX_PAIRS + 1];
+        int ns = 0, any = 0;
+        size_t stride = (size_t)(nl_max > maxpos ? nl_max : maxpos);
+        for (int q = 0; q < np; q++) {
+            double *x = buf + ((size_t)q * 4 + 0) * stride, *y = buf + ((size_t)q * 4 + 1) * stride;
+            double *lo = buf + ((size_t)q * 4 + 2) * stride, *hi = buf + ((size_t)q * 4 + 3) * stride;
+            int li = 0;
+            for (const cJSON *L = pl[q]->child; L; L = L->next, li++) {
+                char where[64];
+                snprintf(where, sizeof where, "pairs[%d].layers[%d].shift", q, li);
+                rstat st;
+                int g = get_stat(c, cJSON_GetObjectItemCaseSensitive(L, "shift"), METRICS[m], where, &st, err);
+                if (g < 0) goto out;
+                any |= g > 0;
+                const cJSON *lx = cJSON_GetObjectItemCaseSensitive(L, "layer");
+                x[li] = cJSON_IsNumber(lx) ? lx->valuedouble : li;
+                y[li] = st.v, lo[li] = st.lo, hi[li] = st.hi;
+            }
+            S[ns++] = (svg_series){.name = ids[q], .n = li, .x = x, .y = y, .lo = lo, .hi = hi};
+        }
+        if (!any) continue;
+        /* the permutation nulls of all pairs as one band: their lowest 2.5% to highest 97.5% per layer */
+        double *nx = buf + ((size_t)np * 4 + 0) * stride, *ny = buf + ((size_t)np * 4 + 1) * stride;
+        double *nlo = buf + ((size_t)np * 4 + 2) * stride, *nhi = buf + ((size_t)np * 4 + 3) * stride;
+        int has_null = 0, nn = 0;
+        for (const cJSON *L = pl[0]->child; L; L = L->next, nn++) {
+            const cJSON *lx = cJSON_GetObjectItemCaseSensitive(L, "layer");
+            nx[nn] = cJSON_IsNumber(lx) ? lx->valuedouble : nn;
+            ny[nn] = nlo[nn] = nhi[nn] = NAN;
+            double sum = 0;
+            int cnt = 0;
+            for (int q = 0; q < np; q++) {
+                double yy, a, b;
+                if (!null_band(cJSON_GetArrayItem(pl[q], nn), METRICS[m], &yy, &a, &b)) continue;
+                nlo[nn] = isnan(nlo[nn]) || a < nlo[nn] ? a : nlo[nn];
+                nhi[nn] = isnan(nhi[nn]) || b > nhi[nn] ? b : nhi[nn];
+                sum += yy, cnt++;
+            }
+            if (cnt) ny[nn] = sum / cnt, has_null = 1;
+        }
+        if (has_null && ns < COND_MAX_PAIRS + 1)
+            S[ns++] = (svg_series){.name = "permutation null (95%, all pairs)", .n = nn, .x = nx, .y = ny, .lo = nlo, .hi = nhi};
+        svg_line_opts o = {.title = METRICS[m], .xlabel = "layer", .ylabel = METRICS[m], .n_series = ns, .series = S,
+                           .integer_x = 1, .width = 440, .height = 280};
+        fig_open(c);
+        svg_line_plot(c->b, &o);
+        char what[300];
+        snprintf(what, sizeof what,
+                 "%s between the two conditions of each pair, by layer; bands: CI. The band labelled permutation "
+                 "null spans the 95%% null bands (caption tokens re-paired) of all pairs.", METRICS[m]);
+        fig_close(c, what, ntext, ci);
+    }
+    sb_puts(c->b, "</div>\n");
+    fdr_table(c, pl, ids, np, "family: metric \xC3\x97 layer \xC3\x97 pair of conditions.json");
+    sb_puts(c->b, "<div class=\"grid\">\n");
+    /* by position: hooks of the first pair, spread as the detailed layer figures are */
+    int nh = cJSON_IsArray(pp[0]) ? cJSON_GetArraySize(pp[0]) : 0;
+    for (int h = 0; h < nh; h++) {
+        if (!layer_shown(h, nh)) continue;
+        svg_series S[COND_MAX_PAIRS];
+        int ns = 0;
+        const char *hook = get_str(cJSON_GetArrayItem(pp[0], h), "hook");
+        size_t stride = (size_t)(nl_max > maxpos ? nl_max : maxpos);
+        int64_t nmin = INT64_MAX, nmax = 0;
+        for (int q = 0; q < np; q++) {
+            const cJSON *e = cJSON_IsArray(pp[q]) ? cJSON_GetArrayItem(pp[q], h) : NULL;
+            const cJSON *pos = e ? cJSON_GetObjectItemCaseSensitive(e, "positions") : NULL;
+            if (!cJSON_IsArray(pos)) continue;
+            double *x = buf + ((size_t)q * 4 + 0) * stride, *y = buf + ((size_t)q * 4 + 1) * stride;
+            double *lo = buf + ((size_t)q * 4 + 2) * stride, *hi = buf + ((size_t)q * 4 + 3) * stride;
+            int k = 0;
+            for (const cJSON *p = pos->child; p && k < maxpos; p = p->next, k++) {
+                char where[64];
+                snprintf(where, sizeof where, "pairs[%d].by_position[%d]", q, h);
+                rstat st;
+                if (get_stat(c, p, "cos_raw", where, &st, err) < 0) goto out;
+                const cJSON *px = cJSON_GetObjectItemCaseSensitive(p, "position");
+                int64_t nn = 0;
+                if (get_n(c, p, "n_captions", where, &nn, err)) goto out;
+                nmin = nn < nmin ? nn : nmin, nmax = nn > nmax ? nn : nmax;
+                x[k] = cJSON_IsNumber(px) ? px->valuedouble : k;
+                y[k] = st.v, lo[k] = st.lo, hi[k] = st.hi;
+            }
+            if (k) S[ns++] = (svg_series){.name = ids[q], .n = k, .x = x, .y = y, .lo = lo, .hi = hi};
+        }
+        if (!ns) continue;
+        char title[160], what[400], nt[128];
+        snprintf(title, sizeof title, "cos_raw by caption position, %s", hook ? hook : "?");
+        svg_line_opts o = {.title = title, .xlabel = "caption token position (1 = first token after <bos>)",
+                           .ylabel = "cos_raw", .n_series = ns, .series = S, .integer_x = 1, .width = 440, .height = 280};
+        fig_open(c);
+        svg_line_plot(c->b, &o);
+        snprintf(what, sizeof what,
+                 "Raw cosine between the two conditions of each pair at each caption token position (%s); in the image "
+                 "conditions position 1 is the first token after the prefix (image, <bos>, prompt, \\n); positions "
+                 "with fewer than 5 captions are left out; bands: CI.",
+                 hook ? hook : "?");
+        n_range(nt, sizeof nt, nmin, nmax, "captions per position");
+        fig_close(c, what, nt, ci);
+    }
+    sb_puts(c->b, "</div>\n</section>\n");
+    rc = 0;
+out:
+    free(buf);
+    cJSON_Delete(j);
+    return rc;
+}
+
 int report_render(const char *results_dir, char **html, size_t *len, int *n_figures, rs_err *err) {
     *html = NULL;
     if (len) *len = 0;
@@ -914,7 +1240,8 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
         if (rs_json_load(c.path, REPORT_MAX_FILE_BYTES, &run, err)) return -1;
         if (get_str(run, "title")) snprintf(title, sizeof title, "%s", get_str(run, "title"));
     }
-    int rc = sec_shift(&c, err);
+    int rc = sec_conditions(&c, err);
+    if (!rc) rc = sec_shift(&c, err);
     if (!rc) rc = sec_sae(&c, err);
     if (!rc) rc = sec_probes(&c, err);
     if (!rc) rc = sec_transfer(&c, err);
@@ -938,9 +1265,9 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     sb_escape(&page, results_dir);
     sb_printf(&page, "</code>. %d figures. Every caption states n and the confidence-interval method.</p>\n</header>\n", c.figs);
     sb_puts(&page, "<nav>");
-    const char *secs[][2] = {{"shift", "Shift"}, {"sae", "SAE fit"}, {"probes", "Probes"}, {"attributes", "Attribute probes"},
-                             {"vision", "Vision tower"}, {"transfer", "Transfer"}};
-    for (int i = 0; i < 6; i++) {
+    const char *secs[][2] = {{"conditions", "Conditions"}, {"shift", "Shift"}, {"sae", "SAE fit"}, {"probes", "Probes"},
+                             {"attributes", "Attribute probes"}, {"vision", "Vision tower"}, {"transfer", "Transfer"}};
+    for (int i = 0; i < 7; i++) {
         char needle[64];
         snprintf(needle, sizeof needle, "<section id=\"%s\">", secs[i][0]);
         if (body.buf && strstr(body.buf, needle)) sb_printf(&page, "<a href=\"#%s\">%s</a>", secs[i][0], secs[i][1]);

@@ -12,6 +12,14 @@ quickstart bundle (examples/quickstart/models), computed with the reference stac
                layer L output averaged over the 16 image-token rows;
   * vlm_edits: the same after ImageEnhance.Brightness(0.6) and after GaussianBlur(2), in that
                order (variant-major, as the pipeline stores them).
+  * conditions (captions read with an image): PaliGemmaProcessor (image processor backend
+               pil) with images=IMG, text="caption en", suffix=caption, and the model called with
+               the processor's input_ids / token_type_ids / pixel_values (prefix bidirectional,
+               suffix causal). For every caption i and every image j (the own image, j = i, is
+               condition vlm_caption; the pipeline's mismatched image is one of the others) and
+               for a mid-grey 224x224 (128,128,128) image (vlm_blank): layer L output at the
+               rows the pipeline keeps, the prefix <bos> then the caption's suffix tokens
+               (not the final <eos>), per token; plus the processor's ids at those rows.
 Layers 1 and 3. Writes tests/fixtures/pipeline/golden.json (versions recorded inside).
 
     /work/refenv/bin/python tools/reference/gen_pipeline_golden.py
@@ -26,7 +34,8 @@ import tokenizers
 import torch
 import transformers
 from PIL import Image, ImageEnhance, ImageFilter
-from transformers import AutoImageProcessor, Gemma2ForCausalLM, PaliGemmaForConditionalGeneration
+from transformers import (AutoImageProcessor, AutoTokenizer, Gemma2ForCausalLM, PaliGemmaForConditionalGeneration,
+                          PaliGemmaProcessor)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED = os.environ.get("RS_SHARED_DIR", os.path.join(ROOT, "..", "shared"))
@@ -110,6 +119,35 @@ def main():
             for L in LAYERS:
                 feats["vlm_edits"][str(L)].append(f[str(L)])
     out["features"] = feats
+
+    # captions read with an image (the run's condition stores)
+    pproc = PaliGemmaProcessor(image_processor=proc, tokenizer=AutoTokenizer.from_pretrained(
+        os.path.join(MODELS, "paligemma-tiny")))
+
+    def suffix_rows(img, cap):
+        enc = pproc(images=img, text="caption en", suffix=cap, return_tensors="pt")
+        ids, tt = enc["input_ids"], enc["token_type_ids"]
+        with torch.no_grad():
+            vlm(input_ids=ids, pixel_values=enc["pixel_values"], token_type_ids=tt, use_cache=False)
+        bos = int((ids[0] == 2).nonzero()[0])
+        first_sfx = int((tt[0] == 1).nonzero()[0])
+        keep = [bos] + list(range(first_sfx, ids.shape[1] - 1))  # <bos>, caption, not the final <eos>
+        assert int(ids[0, -1]) == 1
+        return ([int(ids[0, k]) for k in keep],
+                {str(L): [[round(float(v), 6) for v in hv_out[L][k].numpy()] for k in keep] for L in LAYERS})
+
+    grey = Image.new("RGB", (224, 224), (128, 128, 128))
+    cond = {"with_image": [], "blank": []}
+    for i, inp in enumerate(out["inputs"]):
+        row = []
+        for j, img in enumerate(images):
+            kept_ids, f = suffix_rows(img, inp["caption"])
+            assert kept_ids == inp["ids"], (kept_ids, inp["ids"])  # same caption ids as the LLM's <bos> + caption
+            row.append(f)
+        cond["with_image"].append(row)
+        kept_ids, f = suffix_rows(grey, inp["caption"])
+        cond["blank"].append(f)
+    out["conditions"] = cond
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as fp:
         json.dump(out, fp, indent=1, sort_keys=True)

@@ -1,0 +1,372 @@
+/* Conditions stage: how each caption's representation depends on what PaliGemma reads it
+ * with. The same caption token rows (identical ids, enforced by the extract stage) in up
+ * to five conditions
+ *   a llm           Gemma-2, <bos> caption
+ *   b vlm_text      PaliGemma decoder, the caption alone (causal, no image)
+ *   c vlm_caption   PaliGemma, its own image + prompt (prefix), caption as the suffix
+ *   d vlm_mismatch  the same with an image of another group
+ *   e vlm_blank     the same with a mid-grey image
+ * are compared pairwise with `shift_run` per captured hook (SAE metrics where the layer's
+ * SAE reads the hook): a-b (weights only), b-c (what the image adds), a-c (the whole
+ * adaptation), c-d (this image or any image), c-e (image content or an image at all).
+ * Per pair and hook also the raw cosine by caption token position (the first caption
+ * tokens sit next to the prefix), with a percentile bootstrap over captions.
+ * Writes results/conditions.json and results/conditions_summary.csv. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+
+#include "pipeline/pipeline_internal.h"
+#include "reprshift/fileio.h"
+#include "reprshift/jsonutil.h"
+#include "reprshift/probe.h"
+#include "reprshift/sae.h"
+#include "reprshift/shift.h"
+#include "reprshift/shift_run.h"
+#include "reprshift/stats.h"
+#include "reprshift/store.h"
+#include "reprshift/version.h"
+
+typedef struct {
+    const char *id;       /* "a-c" */
+    int a, b;             /* stores */
+    const char *isolates; /* what the comparison isolates, in words */
+} pair_def;
+
+static const struct {
+    int store;
+    const char *letter, *name, *what;
+} CONDS[] = {
+    {PL_LLM_TEXT, "a", "llm", "Gemma-2 reads <bos> + caption"},
+    {PL_VLM_TEXT, "b", "vlm_text", "PaliGemma's decoder reads the caption alone (no image, no prompt, causal)"},
+    {PL_VLM_CAPTION, "c", "vlm_caption",
+     "PaliGemma reads its own image + <bos> + prompt + \"\\n\" (prefix, bidirectional), then the caption + <eos> "
+     "(suffix, causal), as in training"},
+    {PL_VLM_MISMATCH, "d", "vlm_mismatch", "as c, with the image of another group (seeded draw)"},
+    {PL_VLM_BLANK, "e", "vlm_blank", "as c, with a uniform mid-grey image (128, 128, 128)"},
+};
+#define N_CONDS 5
+
+static const pair_def PAIRS[] = {
+    {"a-b", PL_LLM_TEXT, PL_VLM_TEXT,
+     "weights only: the same caption, alone, through Gemma-2 and through PaliGemma's decoder (an input PaliGemma "
+     "never sees in training)"},
+    {"b-c", PL_VLM_TEXT, PL_VLM_CAPTION,
+     "what the image and prompt add: the same PaliGemma weights, caption alone vs after its image"},
+    {"a-c", PL_LLM_TEXT, PL_VLM_CAPTION,
+     "the whole adaptation: Gemma-2 on the caption vs PaliGemma reading it after its image, as trained"},
+    {"c-d", PL_VLM_CAPTION, PL_VLM_MISMATCH,
+     "this image or any image: the caption after its own image vs after an image of another group"},
+    {"c-e", PL_VLM_CAPTION, PL_VLM_BLANK,
+     "image content or the presence of an image: the caption after its own image vs after a blank one"},
+};
+#define N_PAIRS 5
+
+static const char *cond_letter(int s) {
+    for (int i = 0; i < N_CONDS; i++)
+        if (CONDS[i].store == s) return CONDS[i].letter;
+    return "?";
+}
+
+static void add_num(cJSON *o, const char *k, double v) {
+    if (isfinite(v)) rs_json_add_num(o, k, v);
+    else cJSON_AddNullToObject(o, k);
+}
+
+
+/* Raw cosine between the two stores' rows by caption token position p = 1.. (the <bos>
+ * row 0 and special tokens are excluded): mean over the captions that have position p,
+ * with a percentile bootstrap over captions (B replicates, the same resampled captions
+ * for every position). Positions with fewer than min_n captions are left out. */
+static int by_position(pl_ctx *c, int sa, int sb, const char *hook, int B, cJSON **out, rs_err *err) {
+    char *da = pl_join(c->acts, PL_STORE_NAME[sa]), *db = pl_join(c->acts, PL_STORE_NAME[sb]);
+    store_reader *ra = NULL, *rb = NULL;
+    float *A = NULL, *Bm = NULL;
+    int32_t *ids = NULL;
+    int64_t *off = NULL, n_in = 0, rows, w, rows_b, w_b, rr, ww;
+    double *cs = NULL, *boot = NULL, *acc = NULL;
+    int64_t *cnt = NULL;
+    int rc = -1;
+    *out = NULL;
+    if (!da || !db) { rs_errf(err, "out of memory"); goto done; }
+    if (store_reader_open(&ra, da, err) || store_reader_open(&rb, db, err) ||
+        store_read_f32(ra, hook, &A, &rows, &w, err) || store_read_f32(rb, hook, &Bm, &rows_b, &w_b, err) ||
+        store_read_raw(ra, "token_ids", RS_DT_I32, (void **)&ids, &rr, &ww, err) ||
+        store_read_offsets(ra, "offsets", &off, &n_in, err))
+        goto done;
+    if (rows != rows_b || w != w_b) {
+        rs_errf(err, "%s: %s has %lld×%lld rows but %s %lld×%lld", hook, PL_STORE_NAME[sa], (long long)rows, (long long)w,
+                PL_STORE_NAME[sb], (long long)rows_b, (long long)w_b);
+        goto done;
+    }
+    int64_t P = 0;
+    for (int64_t i = 0; i < n_in; i++)
+        if (off[i + 1] - off[i] > P) P = off[i + 1] - off[i];
+    /* cs[i*P + p]: cosine of caption i at position p, NaN where absent or special */
+    cs = malloc((size_t)(n_in * P + 1) * sizeof *cs);
+    acc = calloc((size_t)P + 1, sizeof *acc);
+    cnt = calloc((size_t)P + 1, sizeof *cnt);
+    if (!cs || !acc || !cnt) { rs_errf(err, "out of memory"); goto done; }
+    for (int64_t i = 0; i < n_in; i++)
+        for (int64_t p = 0; p < P; p++) {
+            int64_t t = off[i] + p;
+            cs[i * P + p] = (t < off[i + 1] && p > 0 && ids[t] > 2)
+                                ? shift_cosine(A + (size_t)t * w, Bm + (size_t)t * w, (int)w)
+                                : NAN;
+        }
+    const int min_n = 5;
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr) { rs_errf(err, "out of memory"); goto done; }
+    boot = malloc((size_t)(B > 0 ? B : 1) * (size_t)(P + 1) * sizeof *boot);
+    if (!boot) { cJSON_Delete(arr); rs_errf(err, "out of memory"); goto done; }
+    /* bootstrap: replicate b draws n_in captions with replacement */
+    for (int b = 0; b < B; b++) {
+        for (int64_t p = 0; p < P; p++) acc[p] = 0, cnt[p] = 0;
+        for (int64_t j = 0; j < n_in; j++) {
+            int64_t i = (int64_t)(rs_uniform_at(0xc0d1, (uint64_t)b * (uint64_t)n_in + (uint64_t)j) * (double)n_in);
+            if (i >= n_in) i = n_in - 1;
+            for (int64_t p = 0; p < P; p++)
+                if (!isnan(cs[i * P + p])) acc[p] += cs[i * P + p], cnt[p]++;
+        }
+        for (int64_t p = 0; p < P; p++) boot[(size_t)p * B + b] = cnt[p] ? acc[p] / (double)cnt[p] : NAN;
+    }
+    for (int64_t p = 1; p < P; p++) {
+        double s = 0;
+        int64_t n = 0;
+        for (int64_t i = 0; i < n_in; i++)
+            if (!isnan(cs[i * P + p])) s += cs[i * P + p], n++;
+        if (n < min_n) continue;
+        double lo = NAN, hi = NAN;
+        if (B > 0) {
+            double *v = boot + (size_t)p * B;
+            lo = stats_percentile(v, B, 0.025); /* reorders v; NaN replicates are skipped */
+            hi = stats_percentile(v, B, 0.975);
+        }
+        cJSON *e = cJSON_CreateObject();
+        rs_json_add_num(e, "position", (double)p);
+        rs_json_add_num(e, "n_captions", (double)n);
+        cJSON *st = cJSON_AddObjectToObject(e, "cos_raw");
+        add_num(st, "value", s / (double)n);
+        add_num(st, "ci_lo", lo);
+        add_num(st, "ci_hi", hi);
+        cJSON_AddItemToArray(arr, e);
+    }
+    *out = arr;
+    rc = 0;
+done:
+    free(da), free(db), free(A), free(Bm), free(ids), free(off), free(cs), free(boot), free(acc), free(cnt);
+    store_reader_close(ra);
+    store_reader_close(rb);
+    return rc;
+}
+
+/* The SAE of the hook's layer, if the config has one that reads this hook. */
+static int hook_sae(pl_ctx *c, const char *hook, char **sp, char **sh, int *use, rs_err *err) {
+    const rs_config *cfg = c->cfg;
+    int L = pl_hook_layer(hook);
+    *sp = *sh = NULL;
+    *use = 0;
+    for (int i = 0; cfg->has_saes && L >= 0 && i < cfg->n_layers; i++)
+        if (cfg->layers[i] == L) {
+            *sp = rs_config_sae_path(cfg, L);
+            *sh = rs_config_sae_hook(cfg, L);
+            if (!*sp) return rs_errf(err, "out of memory");
+            rs_sae *sae = NULL;
+            if (sae_load(&sae, *sp, *sh, err)) return -1;
+            *use = sae->hook_name && !strcmp(sae->hook_name, hook);
+            sae_free(sae);
+        }
+    return 0;
+}
+
+/* Summary rows of one shift_run layer object:
+ * pair,layer,hook,metric,value,ci_lo,ci_hi,p_value,null_lo,null_hi,q_value. */
+static void summary_rows(FILE *f, const char *pair, int layer, const char *hook, const cJSON *L) {
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(L, "shift");
+    for (const cJSON *m = sh ? sh->child : NULL; m; m = m->next) {
+        if (!cJSON_IsObject(m)) continue;
+        fprintf(f, "%s,%d,%s,%s", pair, layer, hook, m->string);
+        static const char *K[] = {"value", "ci_lo", "ci_hi", "p_value", "null_lo", "null_hi", "q_value"};
+        for (int k = 0; k < 7; k++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, K[k]);
+            if (cJSON_IsNumber(v)) fprintf(f, ",%.9g", v->valuedouble);
+            else fputs(",", f);
+        }
+        fputc('\n', f);
+    }
+}
+
+int pl_stage_conditions(pl_ctx *c, rs_err *err) {
+    const rs_config *cfg = c->cfg;
+    char *jp = pl_join(c->results, "conditions.json"), *cp = pl_join(c->results, "conditions_summary.csv");
+    char *tokp = cfg->tokenizer ? strdup(cfg->tokenizer) : rs_path_join(cfg->llm, "tokenizer.json");
+    char *files[PL_N_STORES] = {0};
+    cJSON *root = NULL;
+    char *summ = NULL;
+    size_t summ_n = 0;
+    FILE *summary = NULL;
+    int rc = -1;
+    if (!jp || !cp || !tokp) { rs_errf(err, "out of memory"); goto done; }
+    int any = 0;
+    for (int q = 0; q < N_PAIRS; q++) any |= PAIRS[q].b >= PL_VLM_CAPTION && pl_store_used(c, PAIRS[q].b);
+    if (!any) {
+        pl_log(c, "conditions", "skipped: no caption is read with an image (needs captions, images and a vlm_* "
+                                "image condition in 'conditions')");
+        pl_stage_reset(c, "conditions");
+        unlink(jp);
+        unlink(cp);
+        rc = 0;
+        goto done;
+    }
+    char fps[PL_N_STORES][65], fp[65];
+    for (int i = 0; i < N_CONDS; i++) {
+        int s = CONDS[i].store;
+        if (!pl_store_used(c, s)) strcpy(fps[s], "-");
+        else if (pl_store_fp(c, s, fps[s], err)) goto done;
+    }
+    pl_fp(fp, "conditions v2 %s %s %s %s %s %s sae=%s path=%s hook=%s boot=%d perm=%d", RS_VERSION, fps[PL_LLM_TEXT],
+          fps[PL_VLM_TEXT], fps[PL_VLM_CAPTION], fps[PL_VLM_MISMATCH], fps[PL_VLM_BLANK], c->sae_fp,
+          cfg->has_saes ? cfg->sae_path : "-", cfg->sae_hook ? cfg->sae_hook : "-", cfg->probes.bootstrap,
+          cfg->shift_permutations);
+    if (pl_stage_done(c, "conditions", fp) && rs_path_exists(jp)) {
+        pl_log(c, "conditions", "complete (skipped)");
+        rc = 0;
+        goto done;
+    }
+    pl_stage_reset(c, "conditions");
+    unlink(jp);
+    unlink(cp);
+    root = cJSON_CreateObject();
+    summary = open_memstream(&summ, &summ_n);
+    if (!root || !summary) { rs_errf(err, "out of memory"); goto done; }
+    fputs("pair,layer,hook,metric,value,ci_lo,ci_hi,p_value,null_lo,null_hi,q_value\n", summary);
+    rs_json_add_num(root, "n_inputs", c->n_text);
+    char ci[256];
+    snprintf(ci, sizeof ci, "95%% percentile bootstrap over captions (%d replicates)", cfg->probes.bootstrap);
+    cJSON_AddStringToObject(root, "ci", ci);
+    cJSON_AddStringToObject(root, "rows",
+                            "the caption's tokens, identical ids in every condition (the <bos> row and special tokens "
+                            "excluded from every metric)");
+    cJSON *conds = cJSON_AddArrayToObject(root, "conditions");
+    for (int i = 0; i < N_CONDS; i++) {
+        if (!pl_store_used(c, CONDS[i].store)) continue;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "letter", CONDS[i].letter);
+        cJSON_AddStringToObject(e, "name", CONDS[i].name);
+        cJSON_AddStringToObject(e, "store", PL_STORE_NAME[CONDS[i].store]);
+        cJSON_AddStringToObject(e, "reads", CONDS[i].what);
+        cJSON_AddItemToArray(conds, e);
+    }
+    cJSON *pairs = cJSON_AddArrayToObject(root, "pairs");
+    for (int q = 0; q < N_PAIRS; q++) {
+        const pair_def *pd = &PAIRS[q];
+        if (!pl_store_used(c, pd->a) || !pl_store_used(c, pd->b)) continue;
+        for (int k = 0; k < 2; k++) {
+            int s = k ? pd->b : pd->a;
+            if (files[s]) continue;
+            char name[96];
+            snprintf(name, sizeof name, "cond_%s.safetensors", PL_STORE_NAME[s]);
+            if (!(files[s] = pl_join(c->work, name))) { rs_errf(err, "out of memory"); goto done; }
+            if (pl_materialise(c, s, files[s], err)) goto done;
+        }
+        cJSON *pj = cJSON_CreateObject();
+        cJSON_AddItemToArray(pairs, pj);
+        cJSON_AddStringToObject(pj, "id", pd->id);
+        cJSON_AddStringToObject(pj, "a", PL_STORE_NAME[pd->a]);
+        cJSON_AddStringToObject(pj, "b", PL_STORE_NAME[pd->b]);
+        cJSON_AddStringToObject(pj, "isolates", pd->isolates);
+        cJSON *layers = cJSON_AddArrayToObject(pj, "layers");
+        cJSON *bypos = cJSON_AddArrayToObject(pj, "by_position");
+        for (int h = 0; h < cfg->n_hooks; h++) {
+            const char *hook = cfg->hooks[h];
+            int L = pl_hook_layer(hook);
+            char *sp = NULL, *sh = NULL, *wd = NULL, *rp = NULL;
+            int use_sae = 0;
+            cJSON *res = NULL;
+            int r = hook_sae(c, hook, &sp, &sh, &use_sae, err);
+            char sub[48];
+            snprintf(sub, sizeof sub, "cond_%s_%d", pd->id, h);
+            if (!r && !(wd = pl_join(c->work, sub))) r = rs_errf(err, "out of memory");
+            if (!r) {
+                pl_remove_flat_dir(wd);
+                shift_run_opts so = {.acts_a = files[pd->a], .acts_b = files[pd->b], .sae = use_sae ? sp : NULL,
+                                     .hook = hook, .sae_hook = use_sae ? sh : NULL, .n_boot = cfg->probes.bootstrap,
+                                     .n_perm = cfg->shift_permutations,
+                                     .seed = 0, .top_k = 20, .tokenizer = rs_path_exists(tokp) ? tokp : NULL,
+                                     .out_dir = wd};
+                pl_log(c, "conditions", "%s: %s (%s) vs %s (%s)%s", hook, cond_letter(pd->a), PL_STORE_NAME[pd->a],
+                       cond_letter(pd->b), PL_STORE_NAME[pd->b], use_sae ? " with SAE" : "");
+                r = shift_run(&so, err);
+            }
+            if (!r) r = (rp = pl_join(wd, "results.json")) ? rs_json_load(rp, 1u << 30, &res, err) : rs_errf(err, "out of memory");
+            if (wd) pl_remove_flat_dir(wd);
+            free(wd), free(rp), free(sp), free(sh);
+            if (r) {
+                cJSON_Delete(res);
+                rs_err_prefix(err, "conditions %s, %s", pd->id, hook);
+                goto done;
+            }
+            cJSON *lj = cJSON_Duplicate(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res, "layers"), 0), 1);
+            cJSON_Delete(res);
+            if (!lj) { rs_errf(err, "conditions %s, %s: shift results without a layer", pd->id, hook); goto done; }
+            cJSON_DeleteItemFromObjectCaseSensitive(lj, "layer");
+            rs_json_add_num(lj, "layer", L >= 0 ? L : h);
+            cJSON_DeleteItemFromObjectCaseSensitive(lj, "top_shifted_tokens");
+            cJSON_AddItemToArray(layers, lj);
+            cJSON *pos = NULL;
+            if (by_position(c, pd->a, pd->b, hook, cfg->probes.bootstrap, &pos, err)) {
+                rs_err_prefix(err, "conditions %s, %s, by position", pd->id, hook);
+                goto done;
+            }
+            cJSON *pe = cJSON_CreateObject();
+            rs_json_add_num(pe, "layer", L >= 0 ? L : h);
+            cJSON_AddStringToObject(pe, "hook", hook);
+            cJSON_AddItemToObject(pe, "positions", pos);
+            cJSON_AddItemToArray(bypos, pe);
+        }
+    }
+    /* one family for Benjamini–Hochberg: metric × layer × pair */
+    {
+        cJSON *arrs[N_PAIRS];
+        int na = 0, n_tests = 0;
+        const cJSON *pj;
+        cJSON_ArrayForEach(pj, pairs) arrs[na++] = cJSON_GetObjectItemCaseSensitive(pj, "layers");
+        if (pl_bh_family(arrs, na, &n_tests, err)) goto done;
+        rs_json_add_num(root, "permutations", cfg->shift_permutations);
+        rs_json_add_num(root, "n_tests", n_tests);
+        cJSON_AddStringToObject(root, "multiple_comparisons",
+                                "q_value: Benjamini-Hochberg over the n_tests permutation p-values of this file "
+                                "(metric x layer x pair)");
+        cJSON_ArrayForEach(pj, pairs) {
+            const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(pj, "id"));
+            const cJSON *L;
+            cJSON_ArrayForEach(L, cJSON_GetObjectItemCaseSensitive(pj, "layers")) {
+                const cJSON *lv = cJSON_GetObjectItemCaseSensitive(L, "layer");
+                summary_rows(summary, id, cJSON_IsNumber(lv) ? (int)lv->valuedouble : -1,
+                             cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(L, "hook")), L);
+            }
+        }
+    }
+    fclose(summary);
+    summary = NULL;
+    if (pl_write_text(cp, summ ? summ : "", err) || pl_write_json(jp, root, err)) goto done;
+    if (pl_stage_mark(c, "conditions", fp, err)) goto done;
+    pl_log(c, "conditions", "wrote %s", jp);
+    rc = 0;
+done:
+    if (summary) fclose(summary);
+    free(summ);
+    for (int s = 0; s < PL_N_STORES; s++) {
+        if (files[s]) unlink(files[s]);
+        free(files[s]);
+    }
+    cJSON_Delete(root);
+    free(jp);
+    free(cp);
+    free(tokp);
+    return rc;
+}
