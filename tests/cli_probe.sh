@@ -31,9 +31,14 @@ cmp -s "$T/pred.txt" $F/cli_sklearn_pred.txt && ok "predictions equal sklearn's"
 "$CLI" probe train --acts $F/cli_acts.safetensors --hook $H --labels $F/cli_labels.csv \
     --label-column species --Cs 0.1,1,10 --cv 3 --out "$T/q.safetensors" 2>"$T/err" || bad "train csv+cv: $(cat "$T/err")"
 grep -q cv_grid "$T/q.json" && ok "cv grid in card" || bad "cv grid missing"
+# iris has 150 rows (each its own group): 30 test groups per split, below the default minimum of 50
 "$CLI" probe eval --acts $F/cli_acts.safetensors --hook $H --labels $F/cli_labels.txt --seeds 5 \
-    --boot 200 --json "$T/e.json" 2>"$T/err" || bad "eval: $(cat "$T/err")"
-grep -q '"selectivity"' "$T/e.json" && grep -q '"ci95"' "$T/e.json" && ok "eval json" || bad "eval json"
+    --boot 200 --permutations 20 --min-test-groups 30 --json "$T/e.json" 2>"$T/err" || bad "eval: $(cat "$T/err")"
+grep -q '"selectivity"' "$T/e.json" && grep -q '"ci95"' "$T/e.json" && grep -q '"p_value": 0.047619' "$T/e.json" \
+    && grep -q '"test_groups_per_split": 30' "$T/e.json" && ok "eval json" || bad "eval json: $(cat "$T/e.json")"
+expect_fail "too few test groups" "leaves 30 test groups (150 groups, test fraction 0.2), fewer than the minimum of 50" \
+    "$CLI" probe eval --acts $F/cli_acts.safetensors --hook $H --labels $F/cli_labels.txt --json "$T/x.json"
+[ ! -e "$T/x.json" ] && ok "no eval json after failure" || bad "eval json written after failure"
 
 expect_fail "unknown hook" "no activations for hook" "$CLI" probe train --acts $F/cli_acts.safetensors \
     --hook blocks.9.hook_resid_post --labels $F/cli_labels.txt --out "$T/x.safetensors"
@@ -82,7 +87,7 @@ grep -q 'reprshift-probe-mlp-v1' "$T/mlp.json" && ok "mlp card" || bad "mlp card
 "$CLI" probe predict --probe "$T/mlp.safetensors" --acts $F/cli_acts.safetensors --labels $F/cli_labels.txt \
     --out "$T/mpred.txt" 2>"$T/err" && [ "$(wc -l <"$T/mpred.txt")" -eq 150 ] && ok "mlp predict" || bad "mlp predict: $(cat "$T/err")"
 "$CLI" probe eval --acts $F/cli_acts.safetensors --hook $H --labels $F/cli_labels.txt --model mlp --seeds 2 \
-    --boot 50 --json "$T/me.json" 2>"$T/err" && grep -q '"kind": "mlp"' "$T/me.json" && ok "mlp eval" || bad "mlp eval: $(cat "$T/err")"
+    --boot 50 --permutations 5 --min-test-groups 30 --json "$T/me.json" 2>"$T/err" && grep -q '"kind": "mlp"' "$T/me.json" && ok "mlp eval" || bad "mlp eval: $(cat "$T/err")"
 expect_fail "bad model" "bad value for --model" "$CLI" probe train --acts $F/cli_acts.safetensors --hook $H \
     --labels $F/cli_labels.txt --model svm --out "$T/x.safetensors"
 

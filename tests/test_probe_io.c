@@ -159,6 +159,61 @@ static void check_encode(char **lab, int n, const char *const *want, int K) {
     free(y);
 }
 
+/* The saved raw-space direction reproduces the standardised logits: coef_raw · x +
+ * intercept_raw = coef · ((x − mean) / scale) + intercept for every iris row (and for the
+ * model's own decision function on the standardised f32 rows); coef_space is recorded. */
+static void test_raw_direction(void **state) {
+    (void)state;
+    rs_probe p;
+    float *X;
+    int n, d;
+    rs_err err;
+    fit_iris_probe(&p, &X, &n, &d);
+    char path[600];
+    snprintf(path, sizeof path, "%s/raw.safetensors", tu_tmpdir());
+    if (rs_probe_save(&p, path, &err)) fail_msg("save: %s", err.msg);
+    st_set *s;
+    if (st_open(&s, path, &err)) fail_msg("%s", err.msg);
+    assert_string_equal(st_meta(s, "coef_space"), "standardized");
+    const st_tensor *tw = st_get(s, "coef_raw"), *tb = st_get(s, "intercept_raw");
+    assert_non_null(tw); assert_non_null(tb);
+    assert_int_equal(tw->shape[0], 3); assert_int_equal(tw->shape[1], d);
+    const double *Wr = tw->data, *br = tb->data;
+    float *Xs = malloc(sizeof(float) * n * d);
+    double *Z = malloc(sizeof(double) * n * 3);
+    rs_scaler_apply(&p.scaler, X, n, Xs);
+    rs_logreg_decision(&p.model, Xs, n, Z);
+    double worst = 0, worst_f32 = 0;
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < 3; r++) {
+            double raw = br[r], std = p.model.b[r];
+            for (int j = 0; j < d; j++) {
+                raw += Wr[r * d + j] * X[i * d + j];
+                std += p.model.W[r * d + j] * (((double)X[i * d + j] - p.scaler.mean[j]) / p.scaler.scale[j]);
+            }
+            double e = fabs(raw - std) / (1 + fabs(std)), e2 = fabs(raw - Z[i * 3 + r]) / (1 + fabs(std));
+            worst = e > worst ? e : worst;
+            worst_f32 = e2 > worst_f32 ? e2 : worst_f32;
+        }
+    print_message("  raw direction vs standardised logit: max rel diff %.3g (f64), %.3g (vs f32 standardised rows)\n",
+                  worst, worst_f32);
+    assert_true(worst < 1e-12);
+    assert_true(worst_f32 < 1e-5);
+    st_close(s);
+    /* unstandardised probe: coef_raw == coef, coef_space raw */
+    p.standardized = 0;
+    if (rs_probe_save(&p, path, &err)) fail_msg("save: %s", err.msg);
+    if (st_open(&s, path, &err)) fail_msg("%s", err.msg);
+    assert_string_equal(st_meta(s, "coef_space"), "raw");
+    const double *W2 = st_get(s, "coef_raw")->data, *b2 = st_get(s, "intercept_raw")->data;
+    for (int k = 0; k < 3 * d; k++) assert_true(W2[k] == p.model.W[k]);
+    for (int r = 0; r < 3; r++) assert_true(b2[r] == p.model.b[r]);
+    st_close(s);
+    p.standardized = 1;
+    free(Xs); free(Z); free(X);
+    rs_probe_free(&p);
+}
+
 static void test_label_order(void **state) {
     (void)state;
     char *ints[] = {"10", "2", "-1", "2", "100", "01", "1"};
@@ -177,6 +232,7 @@ int main(void) {
         cmocka_unit_test(test_save_load_round_trip),
         cmocka_unit_test(test_mlp_round_trip),
         cmocka_unit_test(test_label_order),
+        cmocka_unit_test(test_raw_direction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

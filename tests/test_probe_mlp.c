@@ -122,6 +122,10 @@ static void test_mlp_in_protocol(void **state) {
     o.n_seeds = 2;
     o.n_boot = 100;
     o.cv_folds = 0;
+    o.n_perm = 10; /* 10 MLP fits per seed keep the test short */
+    int *ct = malloc(sizeof(int) * n);
+    for (int i = 0; i < n; i++) ct[i] = i % 30; /* control types recurring in train and test */
+    o.control_type = ct;
     rs_mlp_opts mo = rs_mlp_defaults();
     mo.hidden = 64;
     rs_eval_result r, q;
@@ -136,7 +140,7 @@ static void test_mlp_in_protocol(void **state) {
     assert_true(r.perm_accuracy < 0.65 && r.selectivity > 0.2);
     rs_eval_result_free(&r);
     rs_eval_result_free(&q);
-    free(X); free(y);
+    free(X); free(y); free(ct);
 }
 
 static void test_mlp_bad_input(void **state) {

@@ -1,6 +1,7 @@
 /* Saved probes and their inputs. A probe is PATH.safetensors (tensors "coef" [R, d] and
- * "intercept" [R] as F64, "scaler_mean"/"scaler_scale" [d] when standardised; metadata
- * keys format, hook, classes (JSON array), C, ...) plus a human-readable JSON card
+ * "intercept" [R] as F64 in the units of coef_space, "coef_raw"/"intercept_raw" in raw
+ * activation units, "scaler_mean"/"scaler_scale" [d] when standardised; metadata
+ * keys format, hook, classes (JSON array), C, coef_space, ...) plus a human-readable JSON card
  * PATH.json (hook, classes, scaler, C, metrics, data hash). Activations come from
  * `reprshift extract`: one f32 tensor [n, d] per hook, named by the hook. */
 #ifndef REPRSHIFT_PROBE_IO_H
@@ -23,6 +24,13 @@ typedef struct {
     char data_hash[17]; /* FNV-1a 64 of the training features and labels (hex) */
     char *metrics_json; /* optional JSON object text written into the card */
 } rs_probe;
+
+/* The logistic-regression probe as a direction in raw activation space: W [R, d], b [R] with
+ * W·x + b equal to the model's logit on standardised features (W = coef / scale,
+ * b = intercept − Σ_j coef_j·mean_j / scale_j; coef itself when not standardised). Saved
+ * as "coef_raw"/"intercept_raw"; metadata "coef_space" says whether "coef" is in
+ * "standardized" or "raw" units. Returns -1 for an MLP probe. */
+int rs_probe_raw_direction(const rs_probe *p, double *W, double *b);
 
 /* Write PATH (safetensors) and the card (PATH with .safetensors replaced by .json), atomically. */
 int rs_probe_save(const rs_probe *p, const char *path, rs_err *err);

@@ -70,6 +70,9 @@ typedef struct {
     double ridge_alpha;     /* λ = ridge_alpha · ‖S_c‖²_F / d_s (scale-free; default 0.1) */
     int procrustes_scale;   /* default 1 */
     const rs_mlp_opts *mlp; /* non-NULL: the probes are this MLP (no C search) */
+    const int *cv_group;    /* item groups [n] for rs_transfer_split's inner CV: non-NULL → group-aware
+                               folds (rs_group_kfold), NULL → StratifiedKFold (rs_logreg_cv);
+                               rs_transfer_evaluate sets it to its group argument */
 } rs_transfer_opts;
 
 /* Defaults above. */

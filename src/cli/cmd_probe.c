@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "reprshift/jsonutil.h"
 #include "reprshift/probe.h"
 #include "reprshift/probe_eval.h"
 #include "reprshift/probe_mlp.h"
@@ -20,7 +21,7 @@ static void probe_usage(FILE *f) {
         "       reprshift probe eval    --acts A.safetensors --hook NAME --labels FILE [--groups FILE]\n"
         "                               [--control-types FILE] [--seeds N] [--test-frac F] [--C X | --Cs ..]\n"
         "                               [--cv K] [--balanced] [--no-standardize] [--boot B] [--json OUT]\n"
-        "                               [MLP options]\n"
+        "                               [--permutations N] [--min-test-groups M] [MLP options]\n"
         "       reprshift probe predict --probe P.safetensors --acts A.safetensors [--hook NAME]\n"
         "                               [--labels FILE] [--out FILE]\n"
         "       reprshift probe transfer --a A.safetensors --b B.safetensors --hook NAME [--hook-b NAME]\n"
@@ -30,6 +31,10 @@ static void probe_usage(FILE *f) {
         "                               [--no-procrustes-scale] [--balanced] [--no-standardize]\n"
         "                               [--boot B] [--json OUT] [MLP options]\n"
         "--seed S: base seed of the splits (eval, transfer) and of the MLP (default 0).\n"
+        "eval: C by group-aware inner CV; CIs by a nested bootstrap (seeds, then test groups);\n"
+        "permutation test with N (100) group-level label permutations per seed; control task\n"
+        "only with --control-types (types must recur between train and test); fewer test groups\n"
+        "per split than M (50) is an error. See docs/probes.md.\n"
         "MLP options: --model mlp [--hidden H (100)] [--alpha A (1e-4)] [--epochs N (200)]:\n"
         "one hidden ReLU layer, Adam (lr 1e-3), early stopping on a stratified 10%% validation split\n"
         "(sklearn MLPClassifier defaults); the default model is L2 logistic regression.\n"
@@ -53,6 +58,7 @@ typedef struct {
     const char *acts_b, *hook_b, *labels_a, *labels_b, *ids_a, *ids_b;
     double C, test_frac, tol, ridge_alpha, alpha;
     int have_C, cv, seeds, balanced, standardize, boot, no_pscale, mlp, hidden, epochs, seed;
+    int perms, min_test_groups;
     double Cs[32];
     int n_Cs;
 } probe_args;
@@ -74,6 +80,7 @@ static int parse_args(int argc, char **argv, probe_args *a) {
     memset(a, 0, sizeof *a);
     a->C = 1; a->cv = 5; a->seeds = 5; a->test_frac = 0.2; a->standardize = 1; a->boot = 1000; a->tol = 1e-4;
     a->ridge_alpha = 0.1;
+    a->perms = 100; a->min_test_groups = 50;
     a->hidden = 100; a->alpha = 1e-4; a->epochs = 200;
     const double grid[] = {1e-4, 1e-3, 1e-2, 1e-1, 1, 1e1, 1e2, 1e3, 1e4};
     memcpy(a->Cs, grid, sizeof grid);
@@ -100,6 +107,8 @@ static int parse_args(int argc, char **argv, probe_args *a) {
         NUM("--cv", cv, (int)strtol(v, &e, 10)) NUM("--seeds", seeds, (int)strtol(v, &e, 10))
         NUM("--boot", boot, (int)strtol(v, &e, 10)) NUM("--test-frac", test_frac, strtod(v, &e))
         NUM("--tol", tol, strtod(v, &e))
+        NUM("--permutations", perms, (int)strtol(v, &e, 10))
+        NUM("--min-test-groups", min_test_groups, (int)strtol(v, &e, 10))
         if (!strcmp(o, "--C")) {
             if (!v) goto missing;
             char *e;
@@ -207,12 +216,14 @@ static int probe_train(const probe_args *a) {
     rs_metrics_compute(y, pred, n, K, &m, NULL);
     free(pred);
     char mj[4096];
-    size_t used = (size_t)snprintf(mj, sizeof mj, "{\"train_accuracy\": %.6f, \"train_balanced_accuracy\": %.6f, "
-                                   "\"n_train\": %d", m.accuracy, m.balanced_accuracy, n);
+    size_t used = (size_t)snprintf(mj, sizeof mj, "{\"train_accuracy\": %s, \"train_balanced_accuracy\": %s, "
+                                   "\"n_train\": %d", RS_JSON_NUM("%.6f", m.accuracy),
+                                   RS_JSON_NUM("%.6f", m.balanced_accuracy), n);
     if (did_cv) {
         used += (size_t)snprintf(mj + used, sizeof mj - used, ", \"cv_folds\": %d, \"cv_grid\": [", a->cv);
         for (int c = 0; c < a->n_Cs; c++)
-            used += (size_t)snprintf(mj + used, sizeof mj - used, "%s{\"C\": %g, \"accuracy\": %.6f}", c ? ", " : "", a->Cs[c], cv_acc[c]);
+            used += (size_t)snprintf(mj + used, sizeof mj - used, "%s{\"C\": %s, \"accuracy\": %s}", c ? ", " : "",
+                                     RS_JSON_NUM("%g", a->Cs[c]), RS_JSON_NUM("%.6f", cv_acc[c]));
         used += (size_t)snprintf(mj + used, sizeof mj - used, "]");
     }
     snprintf(mj + used, sizeof mj - used, "}");
@@ -283,31 +294,45 @@ static int probe_eval(const probe_args *a) {
     o.control_type = ct;
     o.tol = a->tol;
     o.seed = (uint64_t)a->seed;
+    o.n_perm = a->perms;
+    o.min_test_groups = a->min_test_groups;
+    if (a->perms < 0 || a->min_test_groups < 0) {
+        rs_errf(&err, "--permutations and --min-test-groups must be >= 0");
+        goto out;
+    }
     rs_mlp_opts mo = mlp_opts(a);
     if (a->mlp) o.mlp = &mo;
     if (rs_probe_evaluate(X, y, grp, n, d, K, &o, &r, &err)) goto out;
     FILE *f = a->json ? fopen(a->json, "w") : stdout;
     if (!f) { rs_errf(&err, "cannot write %s", a->json); goto out; }
-    fprintf(f, "{\n  \"hook\": \"%s\", \"rows\": %d, \"features\": %d, \"classes\": [", a->hook, n, d);
+    fprintf(f, "{\n  \"hook\": ");
+    rs_json_write_string(f, a->hook);
+    fprintf(f, ", \"rows\": %d, \"features\": %d, \"classes\": [", n, d);
     for (int k = 0; k < K; k++) {
-        fputs(k ? ", \"" : "\"", f);
-        for (const char *c = classes[k]; *c; c++) {
-            if (*c == '"' || *c == '\\') fputc('\\', f);
-            if ((unsigned char)*c >= 0x20) fputc(*c, f);
-        }
-        fputc('"', f);
+        if (k) fputs(", ", f);
+        rs_json_write_string(f, classes[k]);
     }
-    fprintf(f, "],\n  \"seeds\": %d, \"test_frac\": %g, \"grouped\": %s,\n", a->seeds, a->test_frac, grp ? "true" : "false");
-    if (a->mlp) fprintf(f, "  \"model\": {\"kind\": \"mlp\", \"hidden\": %d, \"alpha\": %g, \"max_epochs\": %d},\n", a->hidden, a->alpha, a->epochs);
+    fprintf(f, "],\n  \"seeds\": %d, \"test_frac\": %s, \"grouped\": %s,\n", a->seeds, RS_JSON_NUM("%g", a->test_frac),
+            grp ? "true" : "false");
+    if (a->mlp)
+        fprintf(f, "  \"model\": {\"kind\": \"mlp\", \"hidden\": %d, \"alpha\": %s, \"max_epochs\": %d},\n", a->hidden,
+                RS_JSON_NUM("%g", a->alpha), a->epochs);
     else fprintf(f, "  \"model\": {\"kind\": \"logreg\"},\n");
-    fprintf(f, "  \"accuracy\": {\"mean\": %.6f, \"ci95\": [%.6f, %.6f], \"sd_over_seeds\": %.6f},\n",
-            r.mean.accuracy, r.ci_lo.accuracy, r.ci_hi.accuracy, r.acc_sd);
-    fprintf(f, "  \"balanced_accuracy\": {\"mean\": %.6f, \"ci95\": [%.6f, %.6f]},\n",
-            r.mean.balanced_accuracy, r.ci_lo.balanced_accuracy, r.ci_hi.balanced_accuracy);
-    fprintf(f, "  \"macro_f1\": {\"mean\": %.6f, \"ci95\": [%.6f, %.6f]},\n", r.mean.macro_f1, r.ci_lo.macro_f1, r.ci_hi.macro_f1);
-    fprintf(f, "  \"majority_baseline\": %.6f, \"permuted_label_accuracy\": %.6f,\n", r.chance, r.perm_accuracy);
-    fprintf(f, "  \"control_task_accuracy\": %.6f, \"selectivity\": %.6f,\n  \"C_chosen\": [", r.control_accuracy, r.selectivity);
-    for (int s = 0; !a->mlp && s < r.n_seeds; s++) fprintf(f, "%s%g", s ? ", " : "", r.C_chosen[s]);
+#define N6(x) RS_JSON_NUM("%.6f", x)
+    fprintf(f, "  \"accuracy\": {\"mean\": %s, \"ci95\": [%s, %s], \"sd_over_seeds\": %s},\n",
+            N6(r.mean.accuracy), N6(r.ci_lo.accuracy), N6(r.ci_hi.accuracy), N6(r.acc_sd));
+    fprintf(f, "  \"balanced_accuracy\": {\"mean\": %s, \"ci95\": [%s, %s]},\n",
+            N6(r.mean.balanced_accuracy), N6(r.ci_lo.balanced_accuracy), N6(r.ci_hi.balanced_accuracy));
+    fprintf(f, "  \"macro_f1\": {\"mean\": %s, \"ci95\": [%s, %s]},\n", N6(r.mean.macro_f1), N6(r.ci_lo.macro_f1),
+            N6(r.ci_hi.macro_f1));
+    fprintf(f, "  \"groups\": %d, \"test_groups_per_split\": %d,\n", r.n_groups, r.n_test_groups);
+    fprintf(f, "  \"majority_baseline\": %s, \"permuted_label_accuracy\": %s,\n", N6(r.chance), N6(r.perm_accuracy));
+    fprintf(f, "  \"permutation_test\": {\"permutations_per_seed\": %d, \"p_value\": %s, \"seconds\": %s},\n",
+            r.n_perm, N6(r.perm_p), RS_JSON_NUM("%.3f", r.perm_seconds));
+    fprintf(f, "  \"control_task_accuracy\": %s, \"control_type_overlap\": %s, \"selectivity\": %s,\n  \"C_chosen\": [",
+            N6(r.control_accuracy), N6(r.control_overlap), N6(r.selectivity));
+#undef N6
+    for (int s = 0; !a->mlp && s < r.n_seeds; s++) fprintf(f, "%s%s", s ? ", " : "", RS_JSON_NUM("%g", r.C_chosen[s]));
     fprintf(f, "],\n  \"confusion_summed_over_seeds\": [");
     for (int i = 0; i < K; i++) {
         fprintf(f, "%s[", i ? ", " : "");
@@ -434,14 +459,7 @@ done:
     return rc;
 }
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', f);
-        if ((unsigned char)*s >= 0x20) fputc(*s, f);
-    }
-    fputc('"', f);
-}
+static void json_str(FILE *f, const char *s) { rs_json_write_string(f, s); }
 
 static int probe_transfer(const probe_args *a) {
     rs_err err;
@@ -525,35 +543,39 @@ static int probe_transfer(const probe_args *a) {
         json_str(f, a->acts_b);
         fprintf(f, ", \"hook\": ");
         json_str(f, hook_b);
-        fprintf(f, ", \"features\": %d},\n  \"paired_items\": %d, \"seeds\": %d, \"test_frac\": %g, \"grouped\": %s,\n", dB, np,
-                a->seeds, a->test_frac, grp ? "true" : "false");
-        fprintf(f, "  \"ridge_alpha\": %g, \"procrustes_scale\": %s, \"standardized\": %s,\n", a->ridge_alpha,
+#define N6(x) RS_JSON_NUM("%.6f", x)
+#define NG(x) RS_JSON_NUM("%g", x)
+        fprintf(f, ", \"features\": %d},\n  \"paired_items\": %d, \"seeds\": %d, \"test_frac\": %s, \"grouped\": %s,\n", dB, np,
+                a->seeds, NG(a->test_frac), grp ? "true" : "false");
+        fprintf(f, "  \"ridge_alpha\": %s, \"procrustes_scale\": %s, \"standardized\": %s,\n", NG(a->ridge_alpha),
                 a->no_pscale ? "false" : "true", a->standardize ? "true" : "false");
-        if (a->mlp) fprintf(f, "  \"model\": {\"kind\": \"mlp\", \"hidden\": %d, \"alpha\": %g},\n", a->hidden, a->alpha);
+        if (a->mlp) fprintf(f, "  \"model\": {\"kind\": \"mlp\", \"hidden\": %d, \"alpha\": %s},\n", a->hidden, NG(a->alpha));
         else fprintf(f, "  \"model\": {\"kind\": \"logreg\"},\n");
         fprintf(f, "  \"classes\": [");
         for (int k = 0; k < K; k++) {
             if (k) fputs(", ", f);
             json_str(f, classes[k]);
         }
-        fprintf(f, "],\n  \"majority_baseline\": {\"A\": %.6f, \"B\": %.6f},\n", r.chance[0], r.chance[1]);
-        fprintf(f, "  \"C_geomean\": {\"A\": %g, \"B\": %g},\n  \"cells\": [\n", r.C[0], r.C[1]);
+        fprintf(f, "],\n  \"majority_baseline\": {\"A\": %s, \"B\": %s},\n", N6(r.chance[0]), N6(r.chance[1]));
+        fprintf(f, "  \"C_geomean\": {\"A\": %s, \"B\": %s},\n  \"cells\": [\n", NG(r.C[0]), NG(r.C[1]));
         static const char *mapn[] = {"none", "moments", "procrustes", "ridge"};
         for (int c = 0; c < RS_TRANSFER_CELLS; c++) {
             const rs_transfer_cell *x = &r.cell[c];
             fprintf(f, "    {\"name\": \"%s\", \"train\": \"%c\", \"test\": \"%c\", \"map\": \"%s\", \"available\": %s",
                     cd[c].name, "AB"[cd[c].train], "AB"[cd[c].test], mapn[cd[c].map], x->available ? "true" : "false");
             if (x->available) {
-                fprintf(f, ",\n     \"accuracy\": {\"mean\": %.6f, \"ci95\": [%.6f, %.6f]}", x->mean.accuracy,
-                        x->ci_lo.accuracy, x->ci_hi.accuracy);
-                fprintf(f, ", \"balanced_accuracy\": {\"mean\": %.6f, \"ci95\": [%.6f, %.6f]}",
-                        x->mean.balanced_accuracy, x->ci_lo.balanced_accuracy, x->ci_hi.balanced_accuracy);
-                fprintf(f, ", \"macro_f1\": {\"mean\": %.6f, \"ci95\": [%.6f, %.6f]}", x->mean.macro_f1,
-                        x->ci_lo.macro_f1, x->ci_hi.macro_f1);
-                if (!isnan(x->map_r2)) fprintf(f, ", \"map_r2_heldout\": %.6f", x->map_r2);
+                fprintf(f, ",\n     \"accuracy\": {\"mean\": %s, \"ci95\": [%s, %s]}", N6(x->mean.accuracy),
+                        N6(x->ci_lo.accuracy), N6(x->ci_hi.accuracy));
+                fprintf(f, ", \"balanced_accuracy\": {\"mean\": %s, \"ci95\": [%s, %s]}",
+                        N6(x->mean.balanced_accuracy), N6(x->ci_lo.balanced_accuracy), N6(x->ci_hi.balanced_accuracy));
+                fprintf(f, ", \"macro_f1\": {\"mean\": %s, \"ci95\": [%s, %s]}", N6(x->mean.macro_f1),
+                        N6(x->ci_lo.macro_f1), N6(x->ci_hi.macro_f1));
+                if (!isnan(x->map_r2)) fprintf(f, ", \"map_r2_heldout\": %s", N6(x->map_r2));
             }
             fprintf(f, "}%s\n", c + 1 < RS_TRANSFER_CELLS ? "," : "");
         }
+#undef N6
+#undef NG
         fprintf(f, "  ],\n  \"diagnosis\": {\"A->B\": \"%s\", \"B->A\": \"%s\"}\n}\n", rs_transfer_diagnosis(&r, 0),
                 rs_transfer_diagnosis(&r, 1));
         fclose(f);
@@ -569,7 +591,7 @@ out:
 }
 
 int cmd_probe(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    if (argc < 2 || cli_wants_help(argc, argv, 1)) {
         probe_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }

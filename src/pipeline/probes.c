@@ -20,6 +20,7 @@
 
 #include "pipeline/pipeline_internal.h"
 #include "reprshift/fileio.h"
+#include "reprshift/jsonutil.h"
 #include "reprshift/probe.h"
 #include "reprshift/probe_eval.h"
 #include "reprshift/probe_transfer.h"
@@ -44,7 +45,7 @@ static const char *edit_family(const char *name) {
 }
 
 static void add_num(cJSON *o, const char *k, double v) {
-    if (isfinite(v)) cJSON_AddNumberToObject(o, k, v);
+    if (isfinite(v)) rs_json_add_num(o, k, v);
     else cJSON_AddNullToObject(o, k);
 }
 
@@ -85,17 +86,26 @@ typedef struct {
     const char *hook;
     int layer;
     int vision;     /* 1: a vision hook: entries go to "vision" with points under "hooks", no layer */
+    cJSON *edit_matrices; /* attribute_transfer.json: one edit-transfer matrix per hook */
+    double *C_dst;        /* non-NULL: eval_one stores the chosen C per seed there (NaN if skipped) */
+    double *attr_C;       /* [n_variants × seeds]: the attribute probes' C at the current hook */
 } probe_run;
 
 /* Evaluate one probe and append its layer entry; a probe the data cannot support (e.g. a
  * class with too few images for the folds) is logged and listed under "skipped". */
 static int eval_one(probe_run *p, const char *task, const char *kind, const char *model, const float *X, const int *y,
-                    const int *group, int n, int d, int K, rs_err *err) {
+                    const int *group, const int *ctype, int n, int d, int K, rs_err *err) {
     rs_eval_result r;
     memset(&r, 0, sizeof r);
     rs_err e = {{0}};
-    if (rs_probe_evaluate(X, y, group, n, d, K, &p->eo, &r, &e)) {
+    rs_eval_opts eo = p->eo;
+    eo.control_type = ctype;
+    if (p->C_dst)
+        for (int s = 0; s < eo.n_seeds; s++) p->C_dst[s] = NAN;
+    if (rs_probe_evaluate(X, y, group, n, d, K, &eo, &r, &e)) {
         if (strstr(e.msg, "out of memory")) return rs_errf(err, "%s", e.msg);
+        if (strstr(e.msg, "fewer than the minimum"))
+            return rs_errf(err, "%s / %s: %s (probes.min_test_groups)", task, model, e.msg);
         pl_log(p->c, "probes", "%s / %s at %s: skipped (%s)", task, model, p->hook, e.msg);
         cJSON *s = cJSON_CreateObject();
         cJSON_AddStringToObject(s, "task", task);
@@ -106,6 +116,7 @@ static int eval_one(probe_run *p, const char *task, const char *kind, const char
         rs_eval_result_free(&r);
         return 0;
     }
+    if (p->C_dst) memcpy(p->C_dst, r.C_chosen, sizeof(double) * (size_t)eo.n_seeds);
     /* test rows of the first split (the evaluation's seed rule: seed + 7919·(s+1)) */
     int *is_test = malloc((size_t)n * sizeof *is_test), n_test = 0;
     if (!is_test) {
@@ -117,10 +128,11 @@ static int eval_one(probe_run *p, const char *task, const char *kind, const char
     free(is_test);
     cJSON *layers = task_points(p->tasks, task, kind, model, p->vision ? "hooks" : "layers");
     cJSON *L = cJSON_CreateObject();
-    if (!p->vision) cJSON_AddNumberToObject(L, "layer", p->layer);
+    if (!p->vision) rs_json_add_num(L, "layer", p->layer);
     cJSON_AddStringToObject(L, "hook", p->hook);
-    cJSON_AddNumberToObject(L, "n", n);
-    cJSON_AddNumberToObject(L, "n_test", n_test);
+    rs_json_add_num(L, "n", n);
+    rs_json_add_num(L, "n_test", n_test);
+    rs_json_add_num(L, "n_test_groups", r.n_test_groups);
     cJSON_AddItemToObject(L, "accuracy", stat_json(r.mean.accuracy, r.ci_lo.accuracy, r.ci_hi.accuracy));
     cJSON_AddItemToObject(L, "balanced_accuracy",
                           stat_json(r.mean.balanced_accuracy, r.ci_lo.balanced_accuracy, r.ci_hi.balanced_accuracy));
@@ -128,7 +140,11 @@ static int eval_one(probe_run *p, const char *task, const char *kind, const char
     add_num(L, "accuracy_sd", r.acc_sd);
     add_num(L, "chance", r.chance);
     add_num(L, "permuted_label_accuracy", r.perm_accuracy);
+    add_num(L, "permutation_p", r.perm_p);
+    rs_json_add_num(L, "permutations", r.n_perm);
+    /* the permutation test's wall time goes to run.log only: results must be byte-reproducible */
     add_num(L, "control_accuracy", r.control_accuracy);
+    add_num(L, "control_type_overlap", r.control_overlap);
     add_num(L, "selectivity", r.selectivity);
     cJSON_AddItemToArray(layers, L);
     /* the task's chance line: majority share (the same for every layer) */
@@ -138,8 +154,9 @@ static int eval_one(probe_run *p, const char *task, const char *kind, const char
             !cJSON_GetObjectItemCaseSensitive(t, "chance"))
             add_num(t, "chance", r.chance);
     }
-    pl_log(p->c, "probes", "%-12s %-28s %s: accuracy %.3f [%.3f, %.3f] (chance %.3f)", task, model, p->hook,
-           r.mean.accuracy, r.ci_lo.accuracy, r.ci_hi.accuracy, r.chance);
+    pl_log(p->c, "probes", "%-12s %-28s %s: accuracy %.3f [%.3f, %.3f] (chance %.3f, permutation p %.3g: %d x %d fits in %.2f s)",
+           task, model, p->hook, r.mean.accuracy, r.ci_lo.accuracy, r.ci_hi.accuracy, r.chance, r.perm_p, r.n_perm,
+           r.n_seeds, r.perm_seconds);
     rs_eval_result_free(&r);
     return 0;
 }
@@ -157,7 +174,7 @@ static cJSON *transfer_matrix(const probe_run *p, const rs_transfer_result *r, i
     cJSON_AddStringToObject(m, "row_title", "probe trained on");
     cJSON_AddStringToObject(m, "col_title", "tested on: same / other modality (+ map)");
     cJSON_AddStringToObject(m, "hook", p->hook);
-    cJSON_AddNumberToObject(m, "layer", p->layer);
+    rs_json_add_num(m, "layer", p->layer);
     cJSON *rows = cJSON_AddArrayToObject(m, "rows");
     cJSON_AddItemToArray(rows, cJSON_CreateString("captions"));
     cJSON_AddItemToArray(rows, cJSON_CreateString("images"));
@@ -175,16 +192,16 @@ static cJSON *transfer_matrix(const probe_run *p, const rs_transfer_result *r, i
             const rs_transfer_cell *c = cell >= 0 ? &r->cell[cell] : NULL;
             if (!c || !c->available) cJSON_AddItemToArray(row, cJSON_CreateNull());
             else cJSON_AddItemToArray(row, stat_json(c->mean.accuracy, c->ci_lo.accuracy, c->ci_hi.accuracy));
-            if (c && c->available && isfinite(c->map_r2)) cJSON_AddItemToArray(rr, cJSON_CreateNumber(c->map_r2));
+            if (c && c->available && isfinite(c->map_r2)) cJSON_AddItemToArray(rr, rs_json_number(c->map_r2));
             else cJSON_AddItemToArray(rr, cJSON_CreateNull());
         }
         cJSON_AddItemToArray(vals, row);
         cJSON_AddItemToArray(r2, rr);
     }
-    cJSON_AddNumberToObject(m, "n", n_test);
+    rs_json_add_num(m, "n", n_test);
     cJSON *range = cJSON_AddArrayToObject(m, "range");
-    cJSON_AddItemToArray(range, cJSON_CreateNumber(0));
-    cJSON_AddItemToArray(range, cJSON_CreateNumber(1));
+    cJSON_AddItemToArray(range, rs_json_number(0));
+    cJSON_AddItemToArray(range, rs_json_number(1));
     cJSON *dg = cJSON_AddObjectToObject(m, "diagnosis");
     cJSON_AddStringToObject(dg, "captions_to_images", rs_transfer_diagnosis(r, 0));
     cJSON_AddStringToObject(dg, "images_to_captions", rs_transfer_diagnosis(r, 1));
@@ -216,6 +233,10 @@ static int attribute_probes(probe_run *p, const float *XI, const float *XE, int 
                             rs_err *err) {
     const pl_ctx *c = p->c;
     int ni = c->n_image;
+    int *ct = malloc((size_t)(2 * ni + 1) * sizeof *ct); /* control type: the image's concept label */
+    if (!ct) return rs_errf(err, "out of memory");
+    for (int i = 0; i < ni; i++) ct[i] = ct[ni + i] = c->image_label[i];
+    for (int k = 0; k < c->n_variants * p->eo.n_seeds; k++) p->attr_C[k] = NAN;
     for (int v = 0; v < c->n_variants; v++) {
         const char *fam = edit_family(c->variants[v].name);
         if (!wants(c->cfg, fam)) continue;
@@ -225,9 +246,75 @@ static int attribute_probes(probe_run *p, const float *XI, const float *XE, int 
             y[i] = 0, y[ni + i] = 1;
             g[i] = g[ni + i] = c->image_group[i];
         }
-        if (eval_one(p, fam, "attribute", c->variants[v].label, X, y, g, 2 * ni, d, 2, err)) return -1;
+        p->C_dst = p->attr_C + (size_t)v * p->eo.n_seeds;
+        int erc = eval_one(p, fam, "attribute", c->variants[v].label, X, y, g, ct, 2 * ni, d, 2, err);
+        p->C_dst = NULL;
+        if (erc) {
+            free(ct);
+            return -1;
+        }
     }
+    free(ct);
     return 0;
+}
+
+/* Edit-transfer matrix at the current hook (rs_edit_transfer_evaluate): the probe "original
+ * vs edit v" scored on "original vs edit w" for every pair of wanted variants. The diagonal
+ * is the attribute probe; off the diagonal, the same family at another strength is the
+ * dose-response, another family the cross-edit control. */
+static int edit_transfer(probe_run *p, const float *XI, const float *XE, int d, rs_err *err) {
+    const pl_ctx *c = p->c;
+    int ni = c->n_image, V = 0, rc = 0;
+    if (!XE || c->n_variants < 2) return 0;
+    int *vi = malloc((size_t)c->n_variants * sizeof *vi);
+    if (!vi) return rs_errf(err, "out of memory");
+    for (int v = 0; v < c->n_variants; v++)
+        if (wants(c->cfg, edit_family(c->variants[v].name))) vi[V++] = v;
+    if (V < 2) { free(vi); return 0; }
+    int S = p->eo.n_seeds;
+    float *XS = malloc((size_t)V * ni * d * sizeof *XS);
+    double *acc = malloc(sizeof(double) * V * V), *lo = malloc(sizeof(double) * V * V), *hi = malloc(sizeof(double) * V * V);
+    double *Cg = malloc(sizeof(double) * V * S);
+    if (!XS || !acc || !lo || !hi || !Cg) { rc = rs_errf(err, "out of memory"); goto done; }
+    for (int k = 0; k < V; k++) {
+        memcpy(XS + (size_t)k * ni * d, XE + (size_t)vi[k] * ni * d, (size_t)ni * d * sizeof *XS);
+        memcpy(Cg + (size_t)k * S, p->attr_C + (size_t)vi[k] * S, sizeof(double) * S); /* the attribute probes' C */
+    }
+    rs_err e = {{0}};
+    if (rs_edit_transfer_evaluate(XI, XS, V, ni, d, c->image_group, &p->eo, Cg, acc, lo, hi, &e)) {
+        if (strstr(e.msg, "out of memory")) { rc = rs_errf(err, "%s", e.msg); goto done; }
+        pl_log(p->c, "probes", "edit transfer at %s: skipped (%s)", p->hook, e.msg);
+        goto done;
+    }
+    cJSON *m = cJSON_CreateObject();
+    char title[300];
+    snprintf(title, sizeof title, "Attribute probes across edits, %s (VLM images)", p->hook);
+    cJSON_AddStringToObject(m, "title", title);
+    cJSON_AddStringToObject(m, "metric", "accuracy");
+    cJSON_AddStringToObject(m, "row_title", "probe trained on original vs");
+    cJSON_AddStringToObject(m, "col_title", "tested on original vs");
+    cJSON_AddStringToObject(m, "hook", p->hook);
+    if (!p->vision) rs_json_add_num(m, "layer", p->layer);
+    cJSON *rows = cJSON_AddArrayToObject(m, "rows"), *cols = cJSON_AddArrayToObject(m, "cols");
+    for (int k = 0; k < V; k++) {
+        cJSON_AddItemToArray(rows, cJSON_CreateString(c->variants[vi[k]].label));
+        cJSON_AddItemToArray(cols, cJSON_CreateString(c->variants[vi[k]].label));
+    }
+    cJSON *vals = cJSON_AddArrayToObject(m, "values");
+    for (int a = 0; a < V; a++) {
+        cJSON *row = cJSON_CreateArray();
+        for (int b = 0; b < V; b++)
+            cJSON_AddItemToArray(row, stat_json(acc[a * V + b], lo[a * V + b], hi[a * V + b]));
+        cJSON_AddItemToArray(vals, row);
+    }
+    rs_json_add_num(m, "n_images", ni);
+    cJSON *range = cJSON_AddArrayToObject(m, "range");
+    cJSON_AddItemToArray(range, rs_json_number(0));
+    cJSON_AddItemToArray(range, rs_json_number(1));
+    cJSON_AddItemToArray(p->edit_matrices, m);
+done:
+    free(vi); free(XS); free(acc); free(lo); free(hi); free(Cg);
+    return rc;
 }
 
 /* One vision hook: the image-only probes (concept on VLM images, attributes). Modality and
@@ -245,9 +332,9 @@ static int probe_vision_hook(probe_run *p, rs_err *err) {
     g = malloc((size_t)(2 * ni) * sizeof *g);
     if (!X || !y || !g) { rs_errf(err, "out of memory"); goto done; }
     if (wants(c->cfg, "concept") && K >= 2 &&
-        eval_one(p, "concept", "concept", "VLM images", XI, c->image_label, c->image_group, ni, d, K, err))
+        eval_one(p, "concept", "concept", "VLM images", XI, c->image_label, c->image_group, NULL, ni, d, K, err))
         goto done;
-    if (attribute_probes(p, XI, XE, d, X, y, g, err)) goto done;
+    if (attribute_probes(p, XI, XE, d, X, y, g, err) || edit_transfer(p, XI, XE, d, err)) goto done;
     rc = 0;
 done:
     free(XI);
@@ -280,22 +367,26 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
     if (wants(cfg, "concept") && K >= 2) {
         if (nt) {
             snprintf(label, sizeof label, "LLM captions");
-            if (eval_one(p, "concept", "concept", label, XL, c->text_label, c->text_group, nt, d, K, err)) goto done;
+            if (eval_one(p, "concept", "concept", label, XL, c->text_label, c->text_group, NULL, nt, d, K, err)) goto done;
             snprintf(label, sizeof label, "VLM captions");
-            if (eval_one(p, "concept", "concept", label, XV, c->text_label, c->text_group, nt, d, K, err)) goto done;
+            if (eval_one(p, "concept", "concept", label, XV, c->text_label, c->text_group, NULL, nt, d, K, err)) goto done;
         }
         if (ni) {
             snprintf(label, sizeof label, "VLM images");
-            if (eval_one(p, "concept", "concept", label, XI, c->image_label, c->image_group, ni, d, K, err)) goto done;
+            if (eval_one(p, "concept", "concept", label, XI, c->image_label, c->image_group, NULL, ni, d, K, err)) goto done;
         }
     }
     if (wants(cfg, "modality") && nt && ni) {
         memcpy(X, XV, (size_t)nt * d * sizeof *X);
         memcpy(X + (size_t)nt * d, XI, (size_t)ni * d * sizeof *X);
-        for (int i = 0; i < nt; i++) y[i] = 0, g[i] = c->text_group[i];
-        for (int i = 0; i < ni; i++) y[nt + i] = 1, g[nt + i] = c->image_group[i];
+        int *ct = malloc((size_t)(nt + ni + 1) * sizeof *ct); /* control type: the concept label */
+        if (!ct) { rs_errf(err, "out of memory"); goto done; }
+        for (int i = 0; i < nt; i++) y[i] = 0, g[i] = c->text_group[i], ct[i] = c->text_label[i];
+        for (int i = 0; i < ni; i++) y[nt + i] = 1, g[nt + i] = c->image_group[i], ct[nt + i] = c->image_label[i];
         snprintf(label, sizeof label, "VLM");
-        if (eval_one(p, "modality", "modality", label, X, y, g, nt + ni, d, 2, err)) goto done;
+        int erc = eval_one(p, "modality", "modality", label, X, y, g, ct, nt + ni, d, 2, err);
+        free(ct);
+        if (erc) goto done;
     }
     if (wants(cfg, "cross_modal") && nt && ni && K >= 2) {
         int np = 0;
@@ -338,10 +429,10 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
                          defs[q].map == RS_MAP_NONE ? "" : " Procrustes");
                 cJSON *layers = task_layers(p->tasks, "cross-modal transfer", "cross-modal", label);
                 cJSON *L = cJSON_CreateObject();
-                cJSON_AddNumberToObject(L, "layer", p->layer);
+                rs_json_add_num(L, "layer", p->layer);
                 cJSON_AddStringToObject(L, "hook", p->hook);
-                cJSON_AddNumberToObject(L, "n", np);
-                cJSON_AddNumberToObject(L, "n_test", n_test);
+                rs_json_add_num(L, "n", np);
+                rs_json_add_num(L, "n_test", n_test);
                 cJSON_AddItemToObject(L, "accuracy", stat_json(cl->mean.accuracy, cl->ci_lo.accuracy, cl->ci_hi.accuracy));
                 add_num(L, "chance", tr.chance[defs[q].test]);
                 cJSON_AddItemToArray(layers, L);
@@ -351,7 +442,7 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
                    rs_transfer_diagnosis(&tr, 1));
         }
     }
-    if (ni && attribute_probes(p, XI, XE, d, X, y, g, err)) goto done;
+    if (ni && (attribute_probes(p, XI, XE, d, X, y, g, err) || edit_transfer(p, XI, XE, d, err))) goto done;
     rc = 0;
 done:
     free(XL);
@@ -364,12 +455,58 @@ done:
     return rc;
 }
 
+/* Test groups (images) one split leaves for the concept probe (stratified by concept) and for
+ * the attribute/modality probes (every group holds both labels: groups unstratified). */
+static int test_groups(const pl_ctx *c, const int *label, int K, int *out, rs_err *err) {
+    int ni = c->n_image, *t = malloc((size_t)(ni + 1) * sizeof *t), *seen = calloc((size_t)ni + 1, sizeof *seen);
+    int *gid = malloc((size_t)(ni + 1) * sizeof *gid);
+    if (!t || !seen || !gid) { free(t); free(seen); free(gid); return rs_errf(err, "out of memory"); }
+    int rc = rs_split_stratified_groups(label, c->image_group, ni, K, c->cfg->probes.test_frac, 7919u, t, err);
+    *out = 0;
+    if (rc == 0 && rs_group_dense(c->image_group, ni, gid) >= 0)
+        for (int i = 0; i < ni; i++)
+            if (t[i] && !seen[gid[i]]) seen[gid[i]] = 1, (*out)++;
+    free(t); free(seen); free(gid);
+    return rc;
+}
+
+int pl_probes_check(pl_ctx *c, rs_err *err) {
+    const rs_config *cfg = c->cfg;
+    int ni = c->n_image, min = cfg->probes.min_test_groups, ng = 0, a = ni, b = ni;
+    if (ni < 2 || cfg->probes.n_which == 0) return 0;
+    int *zero = calloc((size_t)ni, sizeof *zero), *gid = malloc((size_t)ni * sizeof *gid);
+    if (!zero || !gid) { free(zero); free(gid); return rs_errf(err, "out of memory"); }
+    ng = rs_group_dense(c->image_group, ni, gid);
+    rs_err e = {{0}};
+    if (c->n_labels >= 2 && test_groups(c, c->image_label, c->n_labels, &a, &e)) a = ni; /* the probe will report it */
+    if (test_groups(c, zero, 1, &b, &e)) b = ni;
+    free(zero); free(gid);
+    int t = a < b ? a : b;
+    if (t >= min) return 0;
+    /* images needed per class so that round(test_frac · n) per class reaches the minimum */
+    int K = c->n_labels >= 1 ? c->n_labels : 1;
+    double tf = cfg->probes.test_frac;
+    int need = (int)ceil((ceil((double)min / K) - 0.5) / tf);
+    double tf_need = ((double)min - 0.5) / ng;
+    char frac[160] = "";
+    if (tf_need <= 0.5)
+        snprintf(frac, sizeof frac, ", raise probes.test_frac (about %.2f would do with %d images)", tf_need, ng);
+    return rs_errf(err,
+                   "probes: each split leaves %d test groups (images) of %d images in %d classes at probes.test_frac "
+                   "%g, fewer than probes.min_test_groups = %d. Raise dataset.n_per_group (about %d images per class "
+                   "are needed at this test fraction)%s, or lower probes.min_test_groups (a small demo only: its "
+                   "CIs and p-values are then very coarse)",
+                   t, ng, K, tf, min, need, frac);
+}
+
 int pl_stage_probes(pl_ctx *c, rs_err *err) {
     const rs_config *cfg = c->cfg;
     char *pp = pl_join(c->results, "probes.json"), *tp = pl_join(c->results, "transfer.json");
-    cJSON *probes = NULL, *transfer = NULL;
+    char *ap = pl_join(c->results, "attribute_transfer.json");
+    cJSON *probes = NULL, *transfer = NULL, *attr = NULL;
+    double *attr_C = NULL;
     int rc = -1;
-    if (!pp || !tp) { rs_errf(err, "out of memory"); goto done; }
+    if (!pp || !tp || !ap) { rs_errf(err, "out of memory"); goto done; }
     char fps[PL_N_STORES][65], fp[65];
     for (int s = 0; s < PL_N_STORES; s++) {
         if (!pl_store_used(c, s)) strcpy(fps[s], "-");
@@ -389,18 +526,36 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
     pl_stage_reset(c, "probes");
     unlink(pp);
     unlink(tp);
+    unlink(ap);
     probes = cJSON_CreateObject();
     transfer = cJSON_CreateObject();
     char ci[256];
     snprintf(ci, sizeof ci,
-             "95%% percentile bootstrap of the mean accuracy over %d group-aware splits (test rows resampled, %d "
-             "replicates)",
+             "95%% nested bootstrap of the mean accuracy over %d group-aware splits (splits, then test images "
+             "resampled with replacement; %d replicates; the same resamples for every cell)",
+             cfg->probes.seeds, cfg->probes.bootstrap);
+    cJSON_AddStringToObject(transfer, "ci", ci);
+    snprintf(ci, sizeof ci,
+             "95%% nested bootstrap of the mean accuracy over %d group-aware splits (splits, then test images "
+             "resampled with replacement; %d replicates; docs/probes.md)",
              cfg->probes.seeds, cfg->probes.bootstrap);
     cJSON_AddStringToObject(probes, "ci", ci);
-    cJSON_AddStringToObject(transfer, "ci", ci);
+    snprintf(ci, sizeof ci,
+             "%d group-level label permutations per split; p = (1 + #{null >= observed}) / (1 + n); control task "
+             "types: the image's concept label (attribute and modality probes; none for concept probes)",
+             cfg->probes.permutations);
+    cJSON_AddStringToObject(probes, "permutation_test", ci);
     cJSON_AddStringToObject(probes, "split", "group-aware: an image, its captions and its edited variants are on one side");
     probe_run p = {.c = c, .tasks = cJSON_AddArrayToObject(probes, "tasks"), .skipped = cJSON_AddArrayToObject(probes, "skipped")};
     cJSON *matrices = cJSON_AddArrayToObject(transfer, "matrices");
+    attr = cJSON_CreateObject();
+    cJSON_AddStringToObject(attr, "ci", "95% nested bootstrap over splits and test images, the same resamples for every cell");
+    cJSON_AddStringToObject(attr, "reading",
+                            "diagonal: the attribute probe; same family at another strength: dose-response; another "
+                            "family: cross-edit control (near 0.5 unless the edits share a direction)");
+    p.edit_matrices = cJSON_AddArrayToObject(attr, "matrices");
+    p.attr_C = attr_C = malloc(sizeof(double) * ((size_t)(c->n_variants + 1) * (size_t)cfg->probes.seeds));
+    if (!attr_C) { rs_errf(err, "out of memory"); goto done; }
     p.eo = rs_eval_defaults();
     p.eo.n_seeds = cfg->probes.seeds;
     p.eo.test_frac = cfg->probes.test_frac;
@@ -408,7 +563,10 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
     p.eo.Cs = cfg->probes.C;
     p.eo.n_Cs = cfg->probes.n_C;
     p.eo.n_boot = cfg->probes.bootstrap;
+    p.eo.n_perm = cfg->probes.permutations;
+    p.eo.min_test_groups = cfg->probes.min_test_groups;
     p.eo.seed = 0;
+    if (pl_probes_check(c, err)) goto done;
     for (int h = 0; h < cfg->n_hooks; h++) {
         p.hook_i = h;
         p.hook = cfg->hooks[h];
@@ -434,6 +592,7 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
     }
     n_tasks += cJSON_GetArraySize(vision);
     if (cJSON_GetArraySize(matrices) > 0 && write_json(tp, transfer, err)) goto done;
+    if (cJSON_GetArraySize(p.edit_matrices) > 0 && write_json(ap, attr, err)) goto done;
     /* the report needs at least one task in probes.json: with none, the file is not written */
     if (n_tasks > 0 && write_json(pp, probes, err)) goto done;
     if (pl_stage_mark_note(c, "probes", fp, n_tasks ? NULL : "no probe could be evaluated", err)) goto done;
@@ -443,7 +602,10 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
 done:
     cJSON_Delete(probes);
     cJSON_Delete(transfer);
+    cJSON_Delete(attr);
+    free(attr_C);
     free(pp);
     free(tp);
+    free(ap);
     return rc;
 }

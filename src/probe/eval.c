@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "reprshift/probe_eval.h"
+#include "reprshift/progress.h"
 
 static const double DEFAULT_CS[] = {1e-4, 1e-3, 1e-2, 1e-1, 1, 1e1, 1e2, 1e3, 1e4};
 
@@ -21,7 +22,9 @@ rs_eval_opts rs_eval_defaults(void) {
     o.standardize = 1;
     o.n_boot = 1000;
     o.permutation = 1;
+    o.n_perm = 100;
     o.control = 1;
+    o.min_test_groups = 50;
     o.tol = 1e-4;
     return o;
 }
@@ -141,6 +144,210 @@ int rs_split_stratified_groups(const int *y, const int *group, int n, int K, dou
     return 0;
 }
 
+typedef struct { int v, row; } vr_pair;
+
+static int cmp_vr(const void *a, const void *b) {
+    const vr_pair *x = a, *y = b;
+    if (x->v != y->v) return (x->v > y->v) - (x->v < y->v);
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+int rs_group_dense(const int *group, int n, int *gid) {
+    if (!group) {
+        for (int i = 0; i < n; i++) gid[i] = i;
+        return n;
+    }
+    vr_pair *p = malloc(sizeof *p * (n + 1)), *runs = malloc(sizeof *runs * (n + 1));
+    int *rank = malloc(sizeof(int) * (n + 1));
+    if (!p || !runs || !rank) { free(p); free(runs); free(rank); return -1; }
+    for (int i = 0; i < n; i++) p[i] = (vr_pair){group[i], i};
+    qsort(p, n, sizeof *p, cmp_vr);
+    int R = 0;
+    for (int k = 0; k < n; k++) {
+        if (k == 0 || p[k].v != p[k - 1].v) runs[R] = (vr_pair){p[k].row, R}, R++; /* (first row, run) */
+        gid[p[k].row] = R - 1; /* run index for now */
+    }
+    qsort(runs, R, sizeof *runs, cmp_vr); /* by first row */
+    for (int r = 0; r < R; r++) rank[runs[r].row] = r;
+    for (int i = 0; i < n; i++) gid[i] = rank[gid[i]];
+    free(p); free(runs); free(rank);
+    return R;
+}
+
+int rs_group_kfold(const int *y, const int *group, int n, int K, int k, uint64_t seed, int *fold,
+                   rs_err *err) {
+    int *gid = malloc(sizeof(int) * (n + 1));
+    if (!gid) return rs_errf(err, "group k-fold: out of memory");
+    int G = rs_group_dense(group, n, gid);
+    if (G < 0) { free(gid); return rs_errf(err, "group k-fold: out of memory"); }
+    if (k < 2 || k > G) {
+        free(gid);
+        return rs_errf(err, "group k-fold: need 2 <= folds <= number of groups (folds=%d, groups=%d)", k, G);
+    }
+    int *gclass = malloc(sizeof(int) * G), *gfold = malloc(sizeof(int) * G), *mem = malloc(sizeof(int) * G);
+    if (!gclass || !gfold || !mem) {
+        free(gid); free(gclass); free(gfold); free(mem);
+        return rs_errf(err, "group k-fold: out of memory");
+    }
+    for (int g = 0; g < G; g++) gclass[g] = -1;
+    for (int i = 0; i < n; i++)
+        if (gclass[gid[i]] < 0) gclass[gid[i]] = y[i];
+    int next = 0;
+    for (int c = 0; c < K; c++) {
+        int m = 0;
+        for (int g = 0; g < G; g++)
+            if (gclass[g] == c) mem[m++] = g;
+        shuffle_ints(mem, m, seed * 1000003u + 0x5EEDu + (uint64_t)c);
+        for (int t = 0; t < m; t++) { gfold[mem[t]] = next; next = (next + 1) % k; }
+    }
+    for (int i = 0; i < n; i++) fold[i] = gfold[gid[i]];
+    free(gid); free(gclass); free(gfold); free(mem);
+    return 0;
+}
+
+int rs_permute_labels_grouped(const int *y, const int *group, int n, uint64_t seed, int *out) {
+    int *gid = malloc(sizeof(int) * (n + 1));
+    if (!gid) return -1;
+    int G = rs_group_dense(group, n, gid);
+    int *glab = G >= 0 ? malloc(sizeof(int) * (G + 1)) : NULL;
+    if (!glab) { free(gid); return -1; }
+    int homogeneous = 1;
+    for (int g = 0; g < G; g++) glab[g] = -1;
+    for (int i = 0; i < n; i++) {
+        if (glab[gid[i]] < 0) glab[gid[i]] = y[i];
+        else if (glab[gid[i]] != y[i]) homogeneous = 0;
+    }
+    if (homogeneous) {
+        shuffle_ints(glab, G, seed);
+        for (int i = 0; i < n; i++) out[i] = glab[gid[i]];
+    } else {
+        /* within each group: gather its rows (CSR by group), shuffle their labels */
+        int *start = calloc((size_t)G + 1, sizeof(int)), *rows = malloc(sizeof(int) * (n + 1));
+        int *lab = malloc(sizeof(int) * (n + 1));
+        if (!start || !rows || !lab) { free(start); free(rows); free(lab); free(gid); free(glab); return -1; }
+        for (int i = 0; i < n; i++) start[gid[i] + 1]++;
+        for (int g = 0; g < G; g++) start[g + 1] += start[g];
+        for (int g = 0; g < G; g++) glab[g] = start[g];
+        for (int i = 0; i < n; i++) rows[glab[gid[i]]++] = i;
+        /* label vectors move between groups of equal size (π within each size block)... */
+        vr_pair *bysz = malloc(sizeof *bysz * (G + 1));
+        int *src = malloc(sizeof(int) * (G + 1));
+        if (!bysz || !src) { free(bysz); free(src); free(start); free(rows); free(lab); free(gid); free(glab); return -1; }
+        for (int g = 0; g < G; g++) bysz[g] = (vr_pair){start[g + 1] - start[g], g};
+        qsort(bysz, G, sizeof *bysz, cmp_vr);
+        for (int a = 0; a < G;) {
+            int b = a;
+            while (b < G && bysz[b].v == bysz[a].v) b++;
+            for (int k = a; k < b; k++) src[k] = bysz[k].row;
+            shuffle_ints(src + a, b - a, seed ^ (0x51u + (uint64_t)bysz[a].v));
+            for (int k = a; k < b; k++) { /* group bysz[k].row takes the labels of group src[k] */
+                int gd = bysz[k].row, gs = src[k];
+                for (int r = 0; r < bysz[k].v; r++) lab[start[gd] + r] = y[rows[start[gs] + r]];
+            }
+            a = b;
+        }
+        free(bysz); free(src);
+        /* ...then are shuffled within each group (e.g. an image and its edit swap labels) */
+        for (int g = 0; g < G; g++) shuffle_ints(lab + start[g], start[g + 1] - start[g], seed + 0x9E37u * (uint64_t)g);
+        for (int k = 0; k < n; k++) out[rows[k]] = lab[k];
+        free(start); free(rows); free(lab);
+    }
+    free(gid); free(glab);
+    return 0;
+}
+
+double rs_permutation_pvalue(double observed, const double *null_stat, int n_null) {
+    int ge = 0;
+    for (int i = 0; i < n_null; i++) ge += null_stat[i] >= observed;
+    return (1.0 + ge) / (1.0 + n_null);
+}
+
+/* numpy.percentile's default (linear) on sorted v[0..B-1] */
+static double pct_linear(const double *v, int B, double q) {
+    double pos = q / 100.0 * (B - 1);
+    int lo = (int)floor(pos);
+    if (lo >= B - 1) return v[B - 1];
+    double fr = pos - lo;
+    return v[lo] + fr * (v[lo + 1] - v[lo]);
+}
+
+static int cmp_double_asc(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int rs_nested_group_bootstrap(const int *y, const int *pred, const int *gid, const int *n_rows, int S,
+                              int K, int B, uint64_t seed, rs_metrics *lo, rs_metrics *hi,
+                              double *rep_acc, rs_err *err) {
+    if (S < 1 || B < 1) return rs_errf(err, "bootstrap: need at least one seed and one replicate");
+    int *off = malloc(sizeof(int) * (S + 1)), *G = malloc(sizeof(int) * S), *gstart = malloc(sizeof(int) * (S + 1));
+    int ntot = 0;
+    if (!off || !G || !gstart) { free(off); free(G); free(gstart); return rs_errf(err, "bootstrap: out of memory"); }
+    off[0] = 0;
+    for (int s = 0; s < S; s++) off[s + 1] = off[s] + n_rows[s];
+    ntot = off[S];
+    gstart[0] = 0;
+    for (int s = 0; s < S; s++) {
+        int m = -1;
+        for (int i = off[s]; i < off[s + 1]; i++) {
+            if (gid[i] < 0) { free(off); free(G); free(gstart); return rs_errf(err, "bootstrap: negative group id"); }
+            m = gid[i] > m ? gid[i] : m;
+        }
+        if (m < 0) { free(off); free(G); free(gstart); return rs_errf(err, "bootstrap: seed %d has no test rows", s); }
+        G[s] = m + 1;
+        gstart[s + 1] = gstart[s] + G[s];
+    }
+    /* rows of each (seed, group): CSR over all groups of all seeds */
+    int NG = gstart[S];
+    int *rs = calloc((size_t)NG + 1, sizeof(int)), *rows = malloc(sizeof(int) * (ntot + 1)), *fill = malloc(sizeof(int) * (NG + 1));
+    int *by = malloc(sizeof(int) * (ntot + 1)), *bp = malloc(sizeof(int) * (ntot + 1));
+    double *rep = malloc(sizeof(double) * 3 * B);
+    int *cm = malloc(sizeof(int) * K * K);
+    int rc = 0;
+    if (!rs || !rows || !fill || !by || !bp || !rep || !cm) { rc = rs_errf(err, "bootstrap: out of memory"); goto out; }
+    for (int s = 0; s < S; s++)
+        for (int i = off[s]; i < off[s + 1]; i++) rs[gstart[s] + gid[i] + 1]++;
+    for (int g = 0; g < NG; g++)
+        if (rs[g + 1] == 0) { rc = rs_errf(err, "bootstrap: group ids must be dense (0..G-1) within each seed"); goto out; }
+    for (int g = 0; g < NG; g++) rs[g + 1] += rs[g];
+    memcpy(fill, rs, sizeof(int) * NG);
+    for (int s = 0; s < S; s++)
+        for (int i = off[s]; i < off[s + 1]; i++) rows[fill[gstart[s] + gid[i]]++] = i;
+    for (int b = 0; b < B; b++) {
+        double a = 0, ba = 0, f = 0;
+        for (int j = 0; j < S; j++) {
+            int s = (int)(rs_uniform_at(seed, (uint64_t)b * S + j) * S);
+            if (s >= S) s = S - 1;
+            int m = 0;
+            uint64_t st = seed + 1 + (uint64_t)b * S + j;
+            for (int k = 0; k < G[s]; k++) {
+                int g = (int)(rs_uniform_at(st, (uint64_t)k) * G[s]);
+                if (g >= G[s]) g = G[s] - 1;
+                for (int q = rs[gstart[s] + g]; q < rs[gstart[s] + g + 1]; q++) {
+                    by[m] = y[rows[q]];
+                    bp[m++] = pred[rows[q]];
+                }
+                /* a group of this seed with no rows cannot occur (G = max id + 1 may skip ids: empty groups add nothing) */
+            }
+            rs_metrics mm;
+            rs_metrics_compute(by, bp, m, K, &mm, cm);
+            a += mm.accuracy; ba += mm.balanced_accuracy; f += mm.macro_f1;
+        }
+        rep[b] = a / S; rep[B + b] = ba / S; rep[2 * B + b] = f / S;
+    }
+    if (rep_acc) memcpy(rep_acc, rep, sizeof(double) * B);
+    for (int k = 0; k < 3; k++) qsort(rep + (size_t)k * B, B, sizeof(double), cmp_double_asc);
+    lo->accuracy = pct_linear(rep, B, 2.5);
+    hi->accuracy = pct_linear(rep, B, 97.5);
+    lo->balanced_accuracy = pct_linear(rep + B, B, 2.5);
+    hi->balanced_accuracy = pct_linear(rep + B, B, 97.5);
+    lo->macro_f1 = pct_linear(rep + 2 * B, B, 2.5);
+    hi->macro_f1 = pct_linear(rep + 2 * B, B, 97.5);
+out:
+    free(off); free(G); free(gstart); free(rs); free(rows); free(fill); free(by); free(bp); free(rep); free(cm);
+    return rc;
+}
+
 void rs_metrics_compute(const int *y, const int *pred, int n, int K, rs_metrics *m, int *confusion) {
     int *cm = confusion ? confusion : calloc((size_t)K * K, sizeof(int));
     if (!cm) { m->accuracy = m->balanced_accuracy = m->macro_f1 = NAN; return; }
@@ -220,26 +427,36 @@ static int all_classes(const int *y, int n, int K) {
 int rs_logreg_cv(const float *X, const int *y, int n, int d, int K, const double *Cs, int n_Cs,
                  int folds, int standardize, const rs_logreg_opts *base, double *mean_acc,
                  double *best_C, rs_err *err) {
-    if (n_Cs < 1) return rs_errf(err, "cv: empty C grid");
-    int *fold = malloc(sizeof(int) * n), *pred = malloc(sizeof(int) * n);
-    double *acc = calloc(n_Cs, sizeof(double));
-    if (!fold || !pred || !acc) { free(fold); free(pred); free(acc); return rs_errf(err, "cv: out of memory"); }
+    int *fold = malloc(sizeof(int) * (n + 1));
+    if (!fold) return rs_errf(err, "cv: out of memory");
     int rc = rs_stratified_kfold(y, n, K, folds, fold, err);
+    if (rc == 0) rc = rs_logreg_cv_folds(X, y, n, d, K, fold, folds, Cs, n_Cs, standardize, base, mean_acc, best_C, err);
+    free(fold);
+    return rc;
+}
+
+int rs_logreg_cv_folds(const float *X, const int *y, int n, int d, int K, const int *fold, int folds,
+                       const double *Cs, int n_Cs, int standardize, const rs_logreg_opts *base,
+                       double *mean_acc, double *best_C, rs_err *err) {
+    if (n_Cs < 1) return rs_errf(err, "cv: empty C grid");
+    if (folds < 2) return rs_errf(err, "cv: need at least 2 folds (got %d)", folds);
+    for (int i = 0; i < n; i++)
+        if (fold[i] < 0 || fold[i] >= folds) return rs_errf(err, "cv: row %d has fold %d outside 0..%d", i, fold[i], folds - 1);
+    int *pred = malloc(sizeof(int) * (n + 1)), *other = malloc(sizeof(int) * (n + 1));
+    double *acc = calloc(n_Cs, sizeof(double));
+    if (!pred || !acc || !other) { free(pred); free(acc); free(other); return rs_errf(err, "cv: out of memory"); }
+    int rc = 0;
     for (int f = 0; rc == 0 && f < folds; f++) {
         float *Xa, *Xb;
         int *ya, *yb, na, nb;
         if (gather(X, y, fold, f, n, d, &Xb, &yb, &nb)) { rc = rs_errf(err, "cv: out of memory"); break; }
-        /* training side = every other fold: select by "fold != f" via a flag array */
-        int *other = malloc(sizeof(int) * n);
-        if (!other) { free(Xb); free(yb); rc = rs_errf(err, "cv: out of memory"); break; }
         for (int i = 0; i < n; i++) other[i] = fold[i] != f;
         if (gather(X, y, other, 1, n, d, &Xa, &ya, &na)) {
-            free(other); free(Xb); free(yb); rc = rs_errf(err, "cv: out of memory"); break;
+            free(Xb); free(yb); rc = rs_errf(err, "cv: out of memory"); break;
         }
-        free(other);
-        if (!all_classes(ya, na, K)) {
+        if (nb == 0) rc = rs_errf(err, "cv: fold %d is empty; use fewer folds", f);
+        else if (!all_classes(ya, na, K))
             rc = rs_errf(err, "cv: fold %d leaves a class without training rows; use fewer folds", f);
-        }
         for (int c = 0; rc == 0 && c < n_Cs; c++) {
             rs_logreg_opts o = *base;
             o.C = Cs[c];
@@ -247,18 +464,19 @@ int rs_logreg_cv(const float *X, const int *y, int n, int d, int K, const double
             if (rc) break;
             int ok = 0;
             for (int i = 0; i < nb; i++) ok += pred[i] == yb[i];
-            acc[c] += (double)ok / nb / folds;
+            acc[c] += (double)ok / nb;
         }
         free(Xa); free(ya); free(Xb); free(yb);
     }
     if (rc == 0) {
+        for (int c = 0; c < n_Cs; c++) acc[c] /= folds;
         int best = 0;
         for (int c = 1; c < n_Cs; c++)
             if (acc[c] > acc[best]) best = c;
         *best_C = Cs[best];
         if (mean_acc) memcpy(mean_acc, acc, sizeof(double) * n_Cs);
     }
-    free(fold); free(pred); free(acc);
+    free(pred); free(acc); free(other);
     return rc;
 }
 
@@ -269,10 +487,6 @@ void rs_eval_result_free(rs_eval_result *res) {
     res->confusion = NULL;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* The probe the protocol evaluates: logistic regression (C in lo) or the MLP in o->mlp. */
 static int probe_fit_predict(const rs_eval_opts *o, const rs_logreg_opts *lo, uint64_t seed,
@@ -286,28 +500,49 @@ static int probe_fit_predict(const rs_eval_opts *o, const rs_logreg_opts *lo, ui
     return rs_logreg_fit_predict(Xtr, ytr, ntr, Xte, nte, d, K, o->standardize, lo, pred, err);
 }
 
+/* Values of v at rows with sel[i] == want (v NULL → the row index). */
+static int *gather_ints(const int *v, const int *sel, int want, int n) {
+    int m = 0;
+    for (int i = 0; i < n; i++) m += sel[i] == want;
+    int *o = malloc(sizeof(int) * (m + 1));
+    if (!o) return NULL;
+    for (int i = 0, k = 0; i < n; i++)
+        if (sel[i] == want) o[k++] = v ? v[i] : i;
+    return o;
+}
+
 int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int d, int K,
                       const rs_eval_opts *opts, rs_eval_result *res, rs_err *err) {
     rs_eval_opts o = opts ? *opts : rs_eval_defaults();
     memset(res, 0, sizeof *res);
     if (o.n_seeds < 1) return rs_errf(err, "evaluate: need at least one seed");
     if (rs_check_labels(y, n, K, err) || rs_check_finite(X, n, d, err)) return rs_err_prefix(err, "evaluate");
-    int S = o.n_seeds;
+    int S = o.n_seeds, NP = o.permutation && o.n_perm > 0 ? o.n_perm : 0;
     res->K = K;
     res->n_seeds = S;
+    res->perm_p = res->perm_accuracy = NAN;
+    res->control_accuracy = res->control_overlap = res->selectivity = NAN;
     res->C_chosen = calloc(S, sizeof(double));
     res->confusion = calloc((size_t)K * K, sizeof(int));
-    int *is_test = malloc(sizeof(int) * n);
+    int *is_test = malloc(sizeof(int) * n), *gid = malloc(sizeof(int) * n);
     int *tests_y = malloc(sizeof(int) * (size_t)n * S), *tests_p = malloc(sizeof(int) * (size_t)n * S);
-    int *nte_s = calloc(S, sizeof(int)), *ctrl = malloc(sizeof(int) * n);
-    int *cm = malloc(sizeof(int) * K * K);
-    double *accs = calloc(S, sizeof(double));
-    if (!res->C_chosen || !res->confusion || !is_test || !tests_y || !tests_p || !nte_s || !ctrl || !cm || !accs) {
-        free(is_test); free(tests_y); free(tests_p); free(nte_s); free(ctrl); free(cm); free(accs);
+    int *tests_g = malloc(sizeof(int) * (size_t)n * S);
+    int *nte_s = calloc(S, sizeof(int)), *ctrl = malloc(sizeof(int) * n), *seen = malloc(sizeof(int) * n);
+    int *cm = malloc(sizeof(int) * K * K), *fold = malloc(sizeof(int) * n), *yp = malloc(sizeof(int) * n);
+    int *pp = malloc(sizeof(int) * n);
+    double *accs = calloc(S, sizeof(double)), *null_acc = calloc((size_t)NP + 1, sizeof(double));
+    if (!res->C_chosen || !res->confusion || !is_test || !gid || !tests_y || !tests_p || !tests_g || !nte_s || !ctrl ||
+        !seen || !cm || !fold || !yp || !pp || !accs || !null_acc) {
+        free(is_test); free(gid); free(tests_y); free(tests_p); free(tests_g); free(nte_s); free(ctrl); free(seen);
+        free(cm); free(fold); free(yp); free(pp); free(accs); free(null_acc);
         rs_eval_result_free(res);
         return rs_errf(err, "evaluate: out of memory");
     }
-    int rc = 0;
+    int G = rs_group_dense(group, n, gid), rc = 0, pos = 0;
+    if (G < 0) rc = rs_errf(err, "evaluate: out of memory");
+    res->n_groups = G;
+    double ctrl_sum = 0, overlap_sum = 0, t_perm = 0;
+    int ctrl_runs = 0;
     rs_logreg_opts lo = rs_logreg_defaults();
     lo.balanced = o.balanced;
     lo.tol = o.tol;
@@ -315,21 +550,46 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
         uint64_t seed = o.seed + 7919u * (uint64_t)(s + 1);
         rc = rs_split_stratified_groups(y, group, n, K, o.test_frac, seed, is_test, err);
         if (rc) break;
+        /* test groups: the count is fixed by the class sizes, so every seed has the same */
+        memset(seen, 0, sizeof(int) * n);
+        int ntg = 0;
+        for (int i = 0; i < n; i++)
+            if (is_test[i] && !seen[gid[i]]) seen[gid[i]] = 1, ntg++;
+        if (s == 0) res->n_test_groups = ntg;
+        if (ntg < o.min_test_groups) {
+            rc = rs_errf(err,
+                         "evaluate: the split leaves %d test group%s (%d groups, test fraction %g), fewer than the "
+                         "minimum of %d; use more groups (e.g. more images per class), a larger test fraction, or "
+                         "lower the minimum test groups",
+                         ntg, ntg == 1 ? "" : "s", G, o.test_frac, o.min_test_groups);
+            break;
+        }
         float *Xa, *Xb;
         int *ya, *yb, na, nb;
-        if (gather(X, y, is_test, 0, n, d, &Xa, &ya, &na) ||
-            gather(X, y, is_test, 1, n, d, &Xb, &yb, &nb)) { rc = rs_errf(err, "evaluate: out of memory"); break; }
-        if (!all_classes(ya, na, K)) rc = rs_errf(err, "evaluate: seed %d: a class has no training rows", s);
+        if (gather(X, y, is_test, 0, n, d, &Xa, &ya, &na)) { rc = rs_errf(err, "evaluate: out of memory"); break; }
+        if (gather(X, y, is_test, 1, n, d, &Xb, &yb, &nb)) {
+            free(Xa); free(ya); rc = rs_errf(err, "evaluate: out of memory"); break;
+        }
+        int *ga = gather_ints(gid, is_test, 0, n), *gb = gather_ints(gid, is_test, 1, n);
+        if (!ga || !gb) rc = rs_errf(err, "evaluate: out of memory");
+        if (rc == 0 && !all_classes(ya, na, K)) rc = rs_errf(err, "evaluate: seed %d: a class has no training rows", s);
         double C = o.n_Cs > 0 ? o.Cs[0] : 1.0;
-        if (rc == 0 && !o.mlp && o.cv_folds >= 2 && o.n_Cs > 1)
-            rc = rs_logreg_cv(Xa, ya, na, d, K, o.Cs, o.n_Cs, o.cv_folds, o.standardize, &lo, NULL, &C, err);
+        if (rc == 0 && !o.mlp && o.cv_folds >= 2 && o.n_Cs > 1) {
+            /* inner CV on the training side, group-aware: no group on both sides of a fold */
+            rc = rs_group_kfold(ya, ga, na, K, o.cv_folds, seed, fold, err);
+            if (rc == 0)
+                rc = rs_logreg_cv_folds(Xa, ya, na, d, K, fold, o.cv_folds, o.Cs, o.n_Cs, o.standardize, &lo, NULL, &C, err);
+            if (rc) rs_err_prefix(err, "evaluate: seed %d: inner CV", s);
+        }
         res->C_chosen[s] = C;
         lo.C = C;
-        int *pred = tests_p + (size_t)n * s;
+        int *pred = tests_p + pos;
         if (rc == 0) rc = probe_fit_predict(&o, &lo, seed, Xa, ya, na, Xb, nb, d, K, pred, err);
         if (rc == 0) {
-            memcpy(tests_y + (size_t)n * s, yb, sizeof(int) * nb);
+            memcpy(tests_y + pos, yb, sizeof(int) * nb);
+            if (rs_group_dense(gb, nb, tests_g + pos) < 0) rc = rs_errf(err, "evaluate: out of memory");
             nte_s[s] = nb;
+            pos += nb;
             rs_metrics m;
             rs_metrics_compute(yb, pred, nb, K, &m, cm);
             for (int i = 0; i < K * K; i++) res->confusion[i] += cm[i];
@@ -345,98 +605,214 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
             }
             res->chance += (double)mx / nb / S;
         }
-        int *pp = malloc(sizeof(int) * (nb + 1));
-        if (!pp && rc == 0) rc = rs_errf(err, "evaluate: out of memory");
-        if (rc == 0 && o.permutation) { /* same C, training labels shuffled */
-            int *yp = malloc(sizeof(int) * (na + 1));
-            if (!yp) rc = rs_errf(err, "evaluate: out of memory");
-            else {
-                memcpy(yp, ya, sizeof(int) * na);
-                shuffle_ints(yp, na, seed ^ 0xA5A5A5A5ull);
-                if (probe_fit_predict(&o, &lo, seed, Xa, yp, na, Xb, nb, d, K, pp, err) == 0) {
-                    int ok = 0;
-                    for (int i = 0; i < nb; i++) ok += pp[i] == yb[i];
-                    res->perm_accuracy += (double)ok / nb / S;
-                } else rc = -1;
-                free(yp);
+        /* permutation test: training labels permuted at group level, same C, scored on the
+           true test labels; null statistic q = seed-mean accuracy under permutation q */
+        double t0 = rs_now();
+        for (int q = 0; rc == 0 && q < NP; q++) {
+            if (rs_permute_labels_grouped(ya, ga, na, rs_splitmix64_at(seed ^ 0xA5A5A5A5ull, (uint64_t)q), yp)) {
+                rc = rs_errf(err, "evaluate: out of memory");
+                break;
             }
+            if (probe_fit_predict(&o, &lo, seed + 1 + (uint64_t)q, Xa, yp, na, Xb, nb, d, K, pp, err)) {
+                rs_err_prefix(err, "evaluate: seed %d: permutation %d", s, q);
+                rc = -1;
+                break;
+            }
+            int ok = 0;
+            for (int i = 0; i < nb; i++) ok += pp[i] == yb[i];
+            null_acc[q] += (double)ok / nb / S;
         }
-        if (rc == 0 && o.control) {
-            /* Hewitt & Liang: each type (control_type, else group, else row) gets a label drawn
-             * from the empirical label distribution; the probe is fitted and scored on it. */
-            const int *type = o.control_type ? o.control_type : group;
+        t_perm += rs_now() - t0;
+        if (rc == 0 && o.control && o.control_type) {
+            /* Hewitt & Liang: each control type gets a label drawn from the empirical label
+             * distribution (the same for every seed); types recur between train and test */
+            const int *type = o.control_type;
             for (int i = 0; i < n; i++) {
-                uint64_t t = type ? (uint64_t)(int64_t)type[i] : (uint64_t)i;
-                int src = (int)(rs_uniform_at(seed ^ 0xC0C0C0C0ull, t) * n);
+                int src = (int)(rs_uniform_at(o.seed ^ 0xC0C0C0C0ull, (uint64_t)(uint32_t)type[i]) * n);
                 ctrl[i] = y[src < n ? src : n - 1];
             }
-            int *ca, *cb, nca, ncb;
-            float *Xc, *Xd;
-            if (gather(X, ctrl, is_test, 0, n, d, &Xc, &ca, &nca) || gather(X, ctrl, is_test, 1, n, d, &Xd, &cb, &ncb)) {
-                rc = rs_errf(err, "evaluate: out of memory");
-            } else {
-                int ok = 0, distinct = 0;
-                for (int i = 1; i < nca; i++) distinct |= ca[i] != ca[0];
-                if (!distinct) ok = 0; /* degenerate control labelling: predict the one class */
-                if (!distinct) {
-                    for (int i = 0; i < ncb; i++) ok += cb[i] == ca[0];
-                } else if (probe_fit_predict(&o, &lo, seed, Xc, ca, nca, Xd, ncb, d, K, pp, err) == 0) {
-                    for (int i = 0; i < ncb; i++) ok += pp[i] == cb[i];
-                } else {
-                    /* a control class absent from training is fine: remap is not needed for
-                     * logreg (labels index classes), but fitting needs every class present */
-                    rs_err_clear(err);
-                    ok = 0;
-                    int *cnt = calloc(K, sizeof(int)), best = 0;
-                    if (cnt) {
-                        for (int i = 0; i < nca; i++) cnt[ca[i]]++;
-                        for (int c = 1; c < K; c++) if (cnt[c] > cnt[best]) best = c;
-                        free(cnt);
+            /* share of test rows whose type occurs among the training rows */
+            int *ttr = gather_ints(type, is_test, 0, n), *tte = gather_ints(type, is_test, 1, n);
+            int *cca = gather_ints(ctrl, is_test, 0, n), *ccb = gather_ints(ctrl, is_test, 1, n);
+            if (!ttr || !tte || !cca || !ccb) rc = rs_errf(err, "evaluate: out of memory");
+            if (rc == 0) {
+                vr_pair *tp = malloc(sizeof *tp * (na + 1));
+                if (!tp) rc = rs_errf(err, "evaluate: out of memory");
+                else {
+                    for (int i = 0; i < na; i++) tp[i] = (vr_pair){ttr[i], 0};
+                    qsort(tp, na, sizeof *tp, cmp_vr);
+                    int hit = 0;
+                    for (int i = 0; i < nb; i++) {
+                        vr_pair key = {tte[i], 0};
+                        hit += bsearch(&key, tp, na, sizeof *tp, cmp_vr) != NULL;
                     }
-                    for (int i = 0; i < ncb; i++) ok += cb[i] == best;
+                    overlap_sum += nb ? (double)hit / nb : 0;
+                    free(tp);
                 }
-                res->control_accuracy += (double)ok / (ncb ? ncb : 1) / S;
-                free(Xc); free(ca); free(Xd); free(cb);
             }
+            if (rc == 0) {
+                int *cnt = calloc(K, sizeof(int)), present = 0, best = 0, ok = 0;
+                if (!cnt) rc = rs_errf(err, "evaluate: out of memory");
+                else {
+                    for (int i = 0; i < na; i++) cnt[cca[i]]++;
+                    for (int c = 0; c < K; c++) {
+                        present += cnt[c] > 0;
+                        if (cnt[c] > cnt[best]) best = c;
+                    }
+                    free(cnt);
+                }
+                if (rc == 0 && present == K) {
+                    if (probe_fit_predict(&o, &lo, seed, Xa, cca, na, Xb, nb, d, K, pp, err)) {
+                        rs_err_prefix(err, "evaluate: seed %d: control task", s);
+                        rc = -1;
+                    }
+                    for (int i = 0; rc == 0 && i < nb; i++) ok += pp[i] == ccb[i];
+                } else if (rc == 0) {
+                    /* a control class absent from training: the probe can only predict the
+                       majority training control label */
+                    for (int i = 0; i < nb; i++) ok += ccb[i] == best;
+                }
+                ctrl_sum += nb ? (double)ok / nb : 0;
+                ctrl_runs++;
+            }
+            free(ttr); free(tte); free(cca); free(ccb);
         }
-        free(pp);
+        free(ga); free(gb);
         free(Xa); free(ya); free(Xb); free(yb);
     }
     if (rc == 0) {
         double m = res->mean.accuracy, v = 0;
         for (int s = 0; s < S; s++) v += (accs[s] - m) * (accs[s] - m);
         res->acc_sd = S > 1 ? sqrt(v / (S - 1)) : 0;
-        res->selectivity = res->mean.accuracy - res->control_accuracy;
-        /* bootstrap: resample each seed's test rows, average the metric over seeds */
-        int B = o.n_boot > 0 ? o.n_boot : 1;
-        double *ba = malloc(sizeof(double) * B * 3);
-        int *by = malloc(sizeof(int) * (n + 1)), *bp = malloc(sizeof(int) * (n + 1));
-        if (!ba || !by || !bp) rc = rs_errf(err, "evaluate: out of memory");
-        for (int b = 0; rc == 0 && b < B; b++) {
-            double a = 0, ba2 = 0, f = 0;
-            for (int s = 0; s < S; s++) {
-                int nb = nte_s[s];
-                for (int i = 0; i < nb; i++) {
-                    int j = (int)(rs_uniform_at(o.seed + 0xB00Bu + (uint64_t)b * S + s, (uint64_t)i) * nb);
-                    by[i] = tests_y[(size_t)n * s + j];
-                    bp[i] = tests_p[(size_t)n * s + j];
-                }
-                rs_metrics m;
-                rs_metrics_compute(by, bp, nb, K, &m, cm);
-                a += m.accuracy / S; ba2 += m.balanced_accuracy / S; f += m.macro_f1 / S;
-            }
-            ba[b] = a; ba[B + b] = ba2; ba[2 * B + b] = f;
+        res->n_perm = NP;
+        res->perm_seconds = t_perm;
+        if (NP > 0) {
+            double mu = 0;
+            for (int q = 0; q < NP; q++) mu += null_acc[q];
+            res->perm_accuracy = mu / NP;
+            res->perm_p = rs_permutation_pvalue(res->mean.accuracy, null_acc, NP);
         }
-        if (rc == 0) {
-            for (int k = 0; k < 3; k++) qsort(ba + (size_t)k * B, B, sizeof(double), cmp_double);
-            int lo_i = (int)floor(0.025 * (B - 1)), hi_i = (int)ceil(0.975 * (B - 1));
-            res->ci_lo.accuracy = ba[lo_i]; res->ci_hi.accuracy = ba[hi_i];
-            res->ci_lo.balanced_accuracy = ba[B + lo_i]; res->ci_hi.balanced_accuracy = ba[B + hi_i];
-            res->ci_lo.macro_f1 = ba[2 * B + lo_i]; res->ci_hi.macro_f1 = ba[2 * B + hi_i];
+        if (ctrl_runs == S) {
+            res->control_accuracy = ctrl_sum / S;
+            res->control_overlap = overlap_sum / S;
+            res->selectivity = res->mean.accuracy - res->control_accuracy;
         }
-        free(ba); free(by); free(bp);
+        rc = rs_nested_group_bootstrap(tests_y, tests_p, tests_g, nte_s, S, K, o.n_boot > 0 ? o.n_boot : 1,
+                                       o.seed + 0xB00Bu, &res->ci_lo, &res->ci_hi, NULL, err);
+        if (rc) rs_err_prefix(err, "evaluate");
     }
-    free(is_test); free(tests_y); free(tests_p); free(nte_s); free(ctrl); free(cm); free(accs);
+    free(is_test); free(gid); free(tests_y); free(tests_p); free(tests_g); free(nte_s); free(ctrl); free(seen);
+    free(cm); free(fold); free(yp); free(pp); free(accs); free(null_acc);
     if (rc) rs_eval_result_free(res);
+    return rc;
+}
+
+int rs_edit_transfer_evaluate(const float *XI, const float *XE, int V, int n, int d, const int *group,
+                              const rs_eval_opts *opts, const double *C_given, double *acc, double *lo, double *hi,
+                              rs_err *err) {
+    rs_eval_opts o = opts ? *opts : rs_eval_defaults();
+    if (o.mlp) return rs_errf(err, "edit transfer: only logistic-regression probes are supported");
+    if (V < 1 || n < 2 || o.n_seeds < 1) return rs_errf(err, "edit transfer: need >= 1 variant, >= 2 images, >= 1 seed");
+    if (rs_check_finite(XI, n, d, err) || rs_check_finite(XE, V * n, d, err)) return rs_err_prefix(err, "edit transfer");
+    int S = o.n_seeds, N = 2 * n, rc = 0;
+    int *y = malloc(sizeof(int) * N), *g = malloc(sizeof(int) * N), *is_test = malloc(sizeof(int) * N);
+    int *gid = malloc(sizeof(int) * N), *seen = calloc((size_t)N, sizeof(int)), *fold = malloc(sizeof(int) * N);
+    int *trow = malloc(sizeof(int) * N), *pred = malloc(sizeof(int) * N);
+    /* per (v, w): concatenated test labels / predictions / dense test groups over seeds */
+    size_t VV = (size_t)V * V;
+    int *ty = malloc(sizeof(int) * (size_t)N * S), *tg = malloc(sizeof(int) * (size_t)N * S);
+    int *tp = malloc(sizeof(int) * (size_t)N * S * VV), *nte = malloc(sizeof(int) * S);
+    float *Xa = malloc(sizeof(float) * ((size_t)N * d + 1)), *Xb = malloc(sizeof(float) * ((size_t)N * d + 1));
+    int *ya = malloc(sizeof(int) * N), *ga = malloc(sizeof(int) * N), *gb = malloc(sizeof(int) * N);
+    if (!y || !g || !is_test || !gid || !seen || !fold || !trow || !pred || !ty || !tg || !tp || !nte || !Xa || !Xb ||
+        !ya || !ga || !gb) {
+        rc = rs_errf(err, "edit transfer: out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        y[i] = 0, y[n + i] = 1;
+        g[i] = g[n + i] = group ? group[i] : i;
+    }
+    for (size_t k = 0; k < VV; k++) acc[k] = 0;
+    int G = rs_group_dense(g, N, gid), pos = 0;
+    if (G < 0) { rc = rs_errf(err, "edit transfer: out of memory"); goto out; }
+    rs_logreg_opts lo_ = rs_logreg_defaults();
+    lo_.balanced = o.balanced;
+    lo_.tol = o.tol;
+    for (int s = 0; rc == 0 && s < S; s++) {
+        uint64_t seed = o.seed + 7919u * (uint64_t)(s + 1);
+        if ((rc = rs_split_stratified_groups(y, g, N, 2, o.test_frac, seed, is_test, err))) break;
+        memset(seen, 0, sizeof(int) * N);
+        int ntg = 0, na = 0, nb = 0;
+        for (int i = 0; i < N; i++)
+            if (is_test[i] && !seen[gid[i]]) seen[gid[i]] = 1, ntg++;
+        if (ntg < o.min_test_groups) {
+            rc = rs_errf(err,
+                         "edit transfer: the split leaves %d test group%s (%d groups, test fraction %g), fewer than the "
+                         "minimum of %d; use more groups (e.g. more images per class), a larger test fraction, or "
+                         "lower the minimum test groups",
+                         ntg, ntg == 1 ? "" : "s", G, o.test_frac, o.min_test_groups);
+            break;
+        }
+        for (int i = 0; i < N; i++) {
+            if (is_test[i]) { trow[nb] = i; ty[pos + nb] = y[i]; gb[nb++] = gid[i]; }
+            else { ya[na] = y[i]; ga[na++] = gid[i]; }
+        }
+        if (rs_group_dense(gb, nb, tg + pos) < 0) { rc = rs_errf(err, "edit transfer: out of memory"); break; }
+        nte[s] = nb;
+        for (int v = 0; rc == 0 && v < V; v++) {
+            /* probe v: training rows = XI / XE_v rows not in test */
+            for (int i = 0, k = 0; i < N; i++)
+                if (!is_test[i]) {
+                    const float *src = i < n ? XI + (size_t)i * d : XE + ((size_t)v * n + (i - n)) * d;
+                    memcpy(Xa + (size_t)k++ * d, src, sizeof(float) * d);
+                }
+            double C = o.n_Cs > 0 ? o.Cs[0] : 1.0;
+            if (C_given && isfinite(C_given[(size_t)v * S + s]) && C_given[(size_t)v * S + s] > 0) {
+                C = C_given[(size_t)v * S + s];
+            } else if (o.cv_folds >= 2 && o.n_Cs > 1) {
+                rc = rs_group_kfold(ya, ga, na, 2, o.cv_folds, seed, fold, err);
+                if (rc == 0)
+                    rc = rs_logreg_cv_folds(Xa, ya, na, d, 2, fold, o.cv_folds, o.Cs, o.n_Cs, o.standardize, &lo_, NULL, &C, err);
+                if (rc) { rs_err_prefix(err, "edit transfer: seed %d, variant %d: inner CV", s, v); break; }
+            }
+            rs_logreg_opts fo = lo_;
+            fo.C = C;
+            rs_scaler sc;
+            memset(&sc, 0, sizeof sc);
+            if (o.standardize) {
+                if ((rc = rs_scaler_fit(&sc, Xa, na, d, err))) break;
+                rs_scaler_apply(&sc, Xa, na, Xa);
+            }
+            rs_logreg m;
+            if ((rc = rs_logreg_fit(&m, Xa, ya, na, d, 2, &fo, err))) { rs_scaler_free(&sc); break; }
+            for (int w = 0; w < V; w++) {
+                for (int k = 0; k < nb; k++) {
+                    int i = trow[k];
+                    const float *src = i < n ? XI + (size_t)i * d : XE + ((size_t)w * n + (i - n)) * d;
+                    memcpy(Xb + (size_t)k * d, src, sizeof(float) * d);
+                }
+                if (o.standardize) rs_scaler_apply(&sc, Xb, nb, Xb);
+                int *pp = tp + ((size_t)v * V + w) * (size_t)N * S + pos;
+                rs_logreg_predict(&m, Xb, nb, pp);
+                int ok = 0;
+                for (int k = 0; k < nb; k++) ok += pp[k] == ty[pos + k];
+                acc[(size_t)v * V + w] += (double)ok / nb / S;
+            }
+            rs_logreg_free(&m);
+            rs_scaler_free(&sc);
+        }
+        pos += nb;
+    }
+    for (size_t k = 0; rc == 0 && k < VV && (lo || hi); k++) {
+        rs_metrics l, h;
+        rc = rs_nested_group_bootstrap(ty, tp + k * (size_t)N * S, tg, nte, S, 2, o.n_boot > 0 ? o.n_boot : 1,
+                                       o.seed + 0xB00Bu, &l, &h, NULL, err);
+        if (lo) lo[k] = l.accuracy;
+        if (hi) hi[k] = h.accuracy;
+    }
+out:
+    free(y); free(g); free(is_test); free(gid); free(seen); free(fold); free(trow); free(pred);
+    free(ty); free(tg); free(tp); free(nte); free(Xa); free(Xb); free(ya); free(ga); free(gb);
     return rc;
 }

@@ -52,6 +52,24 @@ static cJSON *classes_json(const rs_probe *p) {
     return a;
 }
 
+int rs_probe_raw_direction(const rs_probe *p, double *W, double *b) {
+    if (p->is_mlp) return -1;
+    const rs_logreg *m = &p->model;
+    int d = m->d;
+    for (int r = 0; r < m->n_rows; r++) {
+        double c = m->b[r];
+        for (int j = 0; j < d; j++) {
+            double w = m->W[(size_t)r * d + j];
+            if (p->standardized) {
+                W[(size_t)r * d + j] = w / p->scaler.scale[j];
+                c -= w * p->scaler.mean[j] / p->scaler.scale[j];
+            } else W[(size_t)r * d + j] = w;
+        }
+        b[r] = c;
+    }
+    return 0;
+}
+
 int rs_probe_save(const rs_probe *p, const char *path, rs_err *err) {
     const rs_logreg *m = &p->model;
     const rs_mlp *q = &p->mlp;
@@ -61,6 +79,7 @@ int rs_probe_save(const rs_probe *p, const char *path, rs_err *err) {
     cJSON *cj = classes_json(p), *root = cJSON_CreateObject();
     const char *fmt = p->is_mlp ? PROBE_FORMAT_MLP : PROBE_FORMAT;
     int rc = -1;
+    double *Wraw = NULL, *braw = NULL;
     if (!w || !cj || !root || !cpath) { rs_errf(err, "probe save: out of memory"); goto done; }
     cls = cJSON_PrintUnformatted(cj);
     int64_t sd[1] = {d};
@@ -71,8 +90,16 @@ int rs_probe_save(const rs_probe *p, const char *path, rs_err *err) {
             goto done;
     } else {
         int64_t sw[2] = {m->n_rows, m->d}, sb[1] = {m->n_rows};
+        /* coef is in the units the model was fitted in (coef_space); coef_raw/intercept_raw
+           act on raw activations: coef_raw · x + intercept_raw = the standardised logit */
+        Wraw = malloc(sizeof(double) * ((size_t)m->n_rows * m->d + 1));
+        braw = malloc(sizeof(double) * (m->n_rows + 1));
+        if (!Wraw || !braw) { rs_errf(err, "probe save: out of memory"); goto done; }
+        rs_probe_raw_direction(p, Wraw, braw);
         if (st_writer_add(w, "coef", RS_DT_F64, 2, sw, m->W, err) ||
-            st_writer_add(w, "intercept", RS_DT_F64, 1, sb, m->b, err)) goto done;
+            st_writer_add(w, "intercept", RS_DT_F64, 1, sb, m->b, err) ||
+            st_writer_add(w, "coef_raw", RS_DT_F64, 2, sw, Wraw, err) ||
+            st_writer_add(w, "intercept_raw", RS_DT_F64, 1, sb, braw, err)) goto done;
     }
     if (p->standardized &&
         (st_writer_add(w, "scaler_mean", RS_DT_F64, 1, sd, p->scaler.mean, err) ||
@@ -81,6 +108,7 @@ int rs_probe_save(const rs_probe *p, const char *path, rs_err *err) {
     if (st_writer_meta(w, "format", fmt, err) || st_writer_meta(w, "hook", p->hook, err) ||
         st_writer_meta(w, "classes", cls, err) || (!p->is_mlp && st_writer_meta(w, "C", num, err)) ||
         st_writer_meta(w, "standardized", p->standardized ? "1" : "0", err) ||
+        (!p->is_mlp && st_writer_meta(w, "coef_space", p->standardized ? "standardized" : "raw", err)) ||
         (!p->is_mlp && st_writer_meta(w, "balanced", m->balanced ? "1" : "0", err)) ||
         st_writer_meta(w, "data_hash", p->data_hash, err) ||
         st_writer_meta(w, "reprshift_version", RS_VERSION, err)) goto done;
@@ -89,20 +117,26 @@ int rs_probe_save(const rs_probe *p, const char *path, rs_err *err) {
     cJSON_AddStringToObject(root, "format", fmt);
     cJSON_AddStringToObject(root, "weights", path);
     cJSON_AddStringToObject(root, "hook", p->hook);
-    cJSON_AddNumberToObject(root, "features", d);
+    rs_json_add_num(root, "features", d);
     cJSON_AddItemToObject(root, "classes", cj);
     cj = NULL;
     if (p->is_mlp) {
         cJSON_AddStringToObject(root, "model", "MLP: one hidden ReLU layer, Adam, L2, early stopping (sklearn MLPClassifier convention)");
-        cJSON_AddNumberToObject(root, "hidden", q->hidden);
-        cJSON_AddNumberToObject(root, "epochs", q->n_epochs);
-        if (!isnan(q->best_val_accuracy)) cJSON_AddNumberToObject(root, "best_validation_accuracy", q->best_val_accuracy);
-        cJSON_AddNumberToObject(root, "final_train_loss", q->train_loss);
+        rs_json_add_num(root, "hidden", q->hidden);
+        rs_json_add_num(root, "epochs", q->n_epochs);
+        if (!isnan(q->best_val_accuracy)) rs_json_add_num(root, "best_validation_accuracy", q->best_val_accuracy);
+        rs_json_add_num(root, "final_train_loss", q->train_loss);
     } else {
         cJSON_AddStringToObject(root, "model", m->n_rows == 1 ? "binary logistic regression (sklearn convention)"
                                                               : "multinomial logistic regression (sklearn convention)");
-        cJSON_AddNumberToObject(root, "C", m->C);
+        rs_json_add_num(root, "C", m->C);
         cJSON_AddStringToObject(root, "class_weight", m->balanced ? "balanced" : "none");
+        cJSON_AddStringToObject(root, "coef_space", p->standardized ? "standardized" : "raw");
+        cJSON_AddStringToObject(root, "coef_note",
+                                p->standardized ? "coef/intercept act on standardised features (x - scaler_mean) / "
+                                                  "scaler_scale; coef_raw/intercept_raw act on raw activations and "
+                                                  "give the same logits"
+                                                : "coef/intercept act on raw activations (coef_raw = coef)");
     }
     cJSON *sc = cJSON_AddObjectToObject(root, "scaler");
     cJSON_AddBoolToObject(sc, "standardized", p->standardized);
@@ -111,8 +145,8 @@ int rs_probe_save(const rs_probe *p, const char *path, rs_err *err) {
         cJSON_AddStringToObject(sc, "tensors", "scaler_mean, scaler_scale");
     }
     if (!p->is_mlp) {
-        cJSON_AddNumberToObject(root, "objective", m->objective);
-        cJSON_AddNumberToObject(root, "n_iter", m->n_iter);
+        rs_json_add_num(root, "objective", m->objective);
+        rs_json_add_num(root, "n_iter", m->n_iter);
         cJSON_AddBoolToObject(root, "converged", m->converged != 0);
     }
     cJSON_AddStringToObject(root, "data_hash_fnv1a64", p->data_hash);
@@ -136,6 +170,7 @@ done:
     cJSON_Delete(cj);
     cJSON_Delete(root);
     free(cls); free(card); free(cpath);
+    free(Wraw); free(braw);
     return rc;
 }
 

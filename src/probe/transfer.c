@@ -235,7 +235,7 @@ static void pipe_free(pipe_t *p) {
     rs_mlp_free(&p->mlp);
 }
 
-static int pipe_fit(pipe_t *p, const float *X, const int *y, int n, int d, int K,
+static int pipe_fit(pipe_t *p, const float *X, const int *y, const int *grp, int n, int d, int K,
                     const rs_transfer_opts *o, double *C_out, rs_err *err) {
     memset(p, 0, sizeof *p);
     p->d = d;
@@ -244,9 +244,19 @@ static int pipe_fit(pipe_t *p, const float *X, const int *y, int n, int d, int K
     lo.tol = o->tol;
     lo.C = o->n_Cs > 0 ? o->Cs[0] : 1.0;
     p->is_mlp = o->mlp != NULL;
-    if (!p->is_mlp && o->cv_folds >= 2 && o->n_Cs > 1 &&
-        rs_logreg_cv(X, y, n, d, K, o->Cs, o->n_Cs, o->cv_folds, o->standardize, &lo, NULL, &lo.C, err))
-        return -1;
+    if (!p->is_mlp && o->cv_folds >= 2 && o->n_Cs > 1) {
+        if (grp) { /* group-aware inner CV: no group on both sides of a fold */
+            int *fold = malloc(sizeof(int) * ((size_t)n + 1)), rc;
+            if (!fold) return rs_errf(err, "out of memory");
+            rc = rs_group_kfold(y, grp, n, K, o->cv_folds, o->seed, fold, err);
+            if (rc == 0)
+                rc = rs_logreg_cv_folds(X, y, n, d, K, fold, o->cv_folds, o->Cs, o->n_Cs, o->standardize, &lo, NULL,
+                                        &lo.C, err);
+            free(fold);
+            if (rc) return -1;
+        } else if (rs_logreg_cv(X, y, n, d, K, o->Cs, o->n_Cs, o->cv_folds, o->standardize, &lo, NULL, &lo.C, err))
+            return -1;
+    }
     *C_out = lo.C;
     const float *use = X;
     float *tmp = NULL;
@@ -319,7 +329,7 @@ int rs_transfer_split(const float *XA, int dA, const float *XB, int dB, const in
     const float *X[2] = {XA, XB};
     const int *Y[2] = {yA, yB}, dim[2] = {dA, dB};
     float *tr[2] = {NULL, NULL}, *te[2] = {NULL, NULL}, *mapped = NULL;
-    int *ytr[2] = {NULL, NULL}, ntr = 0, nte = 0, rc = 0;
+    int *ytr[2] = {NULL, NULL}, *gtr = NULL, ntr = 0, nte = 0, rc = 0;
     pipe_t P[2];
     memset(P, 0, sizeof P);
     double Cs[2] = {0, 0};
@@ -330,8 +340,9 @@ int rs_transfer_split(const float *XA, int dA, const float *XB, int dB, const in
         if (!tr[m] || !te[m] || !ytr[m]) { rc = rs_errf(err, "transfer: out of memory"); goto done; }
     }
     if (ntr < 2 || nte < 1) { rc = rs_errf(err, "transfer: split leaves %d training and %d test items", ntr, nte); goto done; }
+    if (o.cv_group && !(gtr = labels_where(o.cv_group, n, is_test, 0))) { rc = rs_errf(err, "transfer: out of memory"); goto done; }
     for (int m = 0; m < 2; m++)
-        if (pipe_fit(&P[m], tr[m], ytr[m], ntr, dim[m], K, &o, &Cs[m], err)) {
+        if (pipe_fit(&P[m], tr[m], ytr[m], gtr, ntr, dim[m], K, &o, &Cs[m], err)) {
             rc = rs_err_prefix(err, "transfer: probe on modality %c", "AB"[m]);
             goto done;
         }
@@ -372,18 +383,15 @@ int rs_transfer_split(const float *XA, int dA, const float *XB, int dB, const in
 done:
     for (int m = 0; m < 2; m++) { free(tr[m]); free(te[m]); free(ytr[m]); pipe_free(&P[m]); }
     free(mapped);
+    free(gtr);
     return rc;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int rs_transfer_evaluate(const float *XA, int dA, const float *XB, int dB, const int *yA,
                          const int *yB, const int *group, int n, int K,
                          const rs_transfer_opts *opts, rs_transfer_result *res, rs_err *err) {
     rs_transfer_opts o = opts ? *opts : rs_transfer_defaults();
+    o.cv_group = group; /* group-aware inner CV when items are grouped */
     memset(res, 0, sizeof *res);
     if (o.n_seeds < 1) return rs_errf(err, "transfer: need at least one seed");
     if (rs_check_labels(yA, n, K, err) || rs_check_labels(yB, n, K, err)) return rs_err_prefix(err, "transfer");
@@ -394,10 +402,11 @@ int rs_transfer_evaluate(const float *XA, int dA, const float *XB, int dB, const
     res->K = K;
     int *is_test = malloc(sizeof(int) * n), *nte = calloc(S, sizeof(int));
     int *pred = malloc(sizeof(int) * (size_t)S * C * n), *yt = malloc(sizeof(int) * (size_t)S * 2 * n);
-    double *r2 = malloc(sizeof(double) * C), *boot = malloc(sizeof(double) * (size_t)(o.n_boot > 0 ? o.n_boot : 1) * 3);
-    int *by = malloc(sizeof(int) * (n + 1)), *bp = malloc(sizeof(int) * (n + 1)), *cnt = malloc(sizeof(int) * K);
+    double *r2 = malloc(sizeof(double) * C);
+    int *by = malloc(sizeof(int) * ((size_t)S * n + 1)), *bp = malloc(sizeof(int) * ((size_t)S * n + 1)), *cnt = malloc(sizeof(int) * K);
+    int *tg = malloc(sizeof(int) * ((size_t)S * n + 1)), *gtmp = malloc(sizeof(int) * (n + 1)), pos = 0;
     int rc = 0;
-    if (!is_test || !nte || !pred || !yt || !r2 || !boot || !by || !bp || !cnt) {
+    if (!is_test || !nte || !pred || !yt || !r2 || !by || !bp || !cnt || !tg || !gtmp) {
         rc = rs_errf(err, "transfer: out of memory (%d items, %d seeds)", n, S);
         goto done;
     }
@@ -410,7 +419,14 @@ int rs_transfer_evaluate(const float *XA, int dA, const float *XB, int dB, const
         for (int i = 0; i < n; i++) m += is_test[i];
         nte[s] = m;
         for (int i = 0, k = 0; i < n; i++)
-            if (is_test[i]) { yt[((size_t)s * 2) * n + k] = yA[i]; yt[((size_t)s * 2 + 1) * n + k] = yB[i]; k++; }
+            if (is_test[i]) {
+                yt[((size_t)s * 2) * n + k] = yA[i];
+                yt[((size_t)s * 2 + 1) * n + k] = yB[i];
+                gtmp[k++] = group ? group[i] : i;
+            }
+        /* test groups of this seed, dense in order of first appearance (for the group bootstrap) */
+        if (rs_group_dense(gtmp, m, tg + pos) < 0) { rc = rs_errf(err, "transfer: out of memory"); goto done; }
+        pos += m;
         int *ps = malloc(sizeof(int) * ((size_t)C * m + 1));
         double Cc[2];
         if (!ps) { rc = rs_errf(err, "transfer: out of memory"); goto done; }
@@ -454,30 +470,22 @@ int rs_transfer_evaluate(const float *XA, int dA, const float *XB, int dB, const
             cell->mean.balanced_accuracy += mt.balanced_accuracy / S;
             cell->mean.macro_f1 += mt.macro_f1 / S;
         }
-        /* paired bootstrap: the same resampled test items for every cell (seeded by b, s) */
-        for (int b = 0; b < B; b++) {
-            double a = 0, ba = 0, f = 0;
-            for (int s = 0; s < S; s++) {
-                const int *ys = yt + ((size_t)s * 2 + u) * n, *ps = pred + ((size_t)s * C + c) * n;
-                for (int i = 0; i < nte[s]; i++) {
-                    int j = (int)(rs_uniform_at(o.seed + 0xB00Bu + (uint64_t)b * S + s, (uint64_t)i) * nte[s]);
-                    by[i] = ys[j];
-                    bp[i] = ps[j];
-                }
-                rs_metrics mt;
-                rs_metrics_compute(by, bp, nte[s], K, &mt, NULL);
-                a += mt.accuracy / S; ba += mt.balanced_accuracy / S; f += mt.macro_f1 / S;
+        /* nested group bootstrap (seeds, then test groups; rs_nested_group_bootstrap): the
+           draws depend only on the seed and the group counts, so every cell gets the same
+           resamples (paired) */
+        for (int s = 0, q = 0; s < S; s++)
+            for (int i = 0; i < nte[s]; i++, q++) {
+                by[q] = yt[((size_t)s * 2 + u) * n + i];
+                bp[q] = pred[((size_t)s * C + c) * n + i];
             }
-            boot[b] = a; boot[B + b] = ba; boot[2 * B + b] = f;
+        if (rs_nested_group_bootstrap(by, bp, tg, nte, S, K, B, o.seed + 0xB00Bu, &cell->ci_lo, &cell->ci_hi, NULL, err)) {
+            rc = rs_err_prefix(err, "transfer");
+            goto done;
         }
-        for (int k = 0; k < 3; k++) qsort(boot + (size_t)k * B, B, sizeof(double), cmp_double);
-        int lo = (int)floor(0.025 * (B - 1)), hi = (int)ceil(0.975 * (B - 1));
-        cell->ci_lo.accuracy = boot[lo]; cell->ci_hi.accuracy = boot[hi];
-        cell->ci_lo.balanced_accuracy = boot[B + lo]; cell->ci_hi.balanced_accuracy = boot[B + hi];
-        cell->ci_lo.macro_f1 = boot[2 * B + lo]; cell->ci_hi.macro_f1 = boot[2 * B + hi];
     }
 done:
-    free(is_test); free(nte); free(pred); free(yt); free(r2); free(boot); free(by); free(bp); free(cnt);
+    free(is_test); free(nte); free(pred); free(yt); free(r2); free(by); free(bp); free(cnt);
+    free(tg); free(gtmp);
     return rc;
 }
 

@@ -219,6 +219,76 @@ def prng_and_folds():
                            "numpy_version": np.__version__})
 
 
+def protocol():
+    """Goldens for the evaluation protocol (tests/test_probe_eval.c): the nested group
+    bootstrap with the resample indices drawn by the shared generator (the draw rule of
+    rs_nested_group_bootstrap, see probe_eval.h), sklearn metrics on each replicate and
+    numpy's percentile; GridSearchCV(LogisticRegression) with GroupKFold(5) folds; the
+    permutation p-value (1 + #{null >= observed}) / (1 + n)."""
+    t = {}
+    # ---- nested group bootstrap: 3 seeds of test predictions, groups of 1-4 rows ----
+    S, K, B, bseed = 3, 3, 500, 99
+    ys, ps, gs, nr = [], [], [], []
+    for s in range(S):
+        G = 20 + 7 * s
+        sizes = 1 + (uniform_at(300 + s, np.arange(G)) * 4).astype(np.int64)
+        gid = np.repeat(np.arange(G), sizes)
+        n = len(gid)
+        y = (uniform_at(310 + s, np.arange(n)) * K).astype(np.int64)
+        wrong = (uniform_at(320 + s, np.arange(n)) * K).astype(np.int64)
+        pred = np.where(uniform_at(330 + s, np.arange(n)) < 0.7, y, wrong)
+        ys.append(y); ps.append(pred); gs.append(gid); nr.append(n)
+    rep = np.zeros((3, B))
+    for b in range(B):
+        acc = bal = f1 = 0.0
+        for j in range(S):
+            s = min(int(uniform_at(bseed, b * S + j) * S), S - 1)
+            G = int(gs[s].max()) + 1
+            draw = np.minimum((uniform_at(bseed + 1 + b * S + j, np.arange(G)) * G).astype(np.int64), G - 1)
+            rows = np.concatenate([np.flatnonzero(gs[s] == g) for g in draw])
+            yt, yp = ys[s][rows], ps[s][rows]
+            acc += accuracy_score(yt, yp)
+            bal += balanced_accuracy_score(yt, yp)
+            f1 += f1_score(yt, yp, average="macro")
+        rep[:, b] = [acc / S, bal / S, f1 / S]
+    t["boot_y"] = np.concatenate(ys).astype(np.int32)
+    t["boot_pred"] = np.concatenate(ps).astype(np.int32)
+    t["boot_gid"] = np.concatenate(gs).astype(np.int32)
+    t["boot_n_rows"] = np.array(nr, dtype=np.int32)
+    t["boot_rep_acc"] = rep[0]
+    t["boot_lo_hi"] = np.array([np.percentile(r, q) for r in rep for q in (2.5, 97.5)])
+    t["boot_params"] = np.array([S, K, B, bseed], dtype=np.int32)
+    # ---- group-aware inner CV: GridSearchCV with GroupKFold(5) on standardised breast_cancer ----
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+    X, y = datasets.load_breast_cancer(return_X_y=True)
+    X = X.astype(np.float32)
+    tr = np.arange(len(y)) % 4 != 0
+    Xtr = X[tr].astype(np.float64)
+    sc = StandardScaler().fit(Xtr)
+    Xs = ((Xtr - sc.mean_) / sc.scale_).astype(np.float32).astype(np.float64)
+    ytr = y[tr]
+    groups = (uniform_at(21, np.arange(len(ytr))) * 90).astype(np.int64)
+    gkf = GroupKFold(5)
+    fold = np.full(len(ytr), -1, dtype=np.int32)
+    for f, (_, te) in enumerate(gkf.split(Xs, ytr, groups)):
+        fold[te] = f
+    Cs = np.array([1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0])
+    gs_cv = GridSearchCV(LogisticRegression(tol=1e-10, max_iter=100000), {"C": list(Cs)},
+                         cv=list(gkf.split(Xs, ytr, groups)), scoring="accuracy").fit(Xs, ytr)
+    t["gcv_groups"] = groups.astype(np.int32)
+    t["gcv_fold"] = fold
+    t["gcv_Cs"] = Cs
+    t["gcv_mean_acc"] = gs_cv.cv_results_["mean_test_score"]
+    t["gcv_best_C"] = np.array([float(gs_cv.best_params_["C"])])
+    # ---- permutation p-value ----
+    null = np.round(uniform_at(5, np.arange(100)), 2)
+    t["perm_null"] = null
+    t["perm_obs_p"] = np.array([[o, (1 + np.sum(null >= o)) / (1 + len(null))] for o in (0.5, 0.9, 0.99, 1.0)])
+    save("protocol", t, {"sklearn_version": sklearn.__version__, "numpy_version": np.__version__})
+    print("gcv mean acc", gs_cv.cv_results_["mean_test_score"], "best", gs_cv.best_params_)
+    print("boot lo/hi", t["boot_lo_hi"])
+
+
 def cli_inputs():
     """Small activation file + label files for tests/cli_probe.sh (iris as fake activations),
     and sklearn's predictions for the probe the CLI trains on them (C=1, standardised)."""
@@ -392,7 +462,7 @@ def mlp():
 
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
-    what = sys.argv[1:] or ["prng", "real", "synth", "cli", "transfer", "mlp"]
+    what = sys.argv[1:] or ["prng", "real", "synth", "cli", "transfer", "mlp", "protocol"]
     if "cli" in what:
         cli_inputs()
     if "prng" in what:
@@ -405,3 +475,5 @@ if __name__ == "__main__":
         transfer()
     if "mlp" in what:
         mlp()
+    if "protocol" in what:
+        protocol()
