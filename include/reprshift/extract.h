@@ -25,7 +25,9 @@ typedef struct {
     int n_hooks;
     hook_request *hooks;      /* parsed requests; outputs are collected into the result */
     rs_pool pool;
-    int pool_special;         /* 1: mean pooling also averages BOS/EOS/pad tokens */
+    int pool_special;         /* 1: mean pooling also averages BOS/EOS/pad (and whitespace-only) tokens */
+    const struct rs_tokenizer *blank_tok; /* if set (and not pool_special), mean pooling of text also skips
+                                             whitespace-only pieces ("\n", "▁", ...): tok_is_blank */
     int64_t batch_tokens;     /* max tokens per forward call */
     int vision_mean;          /* PaliGemma, pool last: vision.* / projector.* hooks are mean-pooled over the
                                  patches instead of being an error (the pipeline's image stores) */

@@ -57,6 +57,12 @@ int32_t tok_eos_id(const rs_tokenizer *tok);
 int32_t tok_pad_id(const rs_tokenizer *tok);
 int32_t tok_unk_id(const rs_tokenizer *tok);
 
+/* 1 when the piece of id is whitespace only ("▁", "\n", "▁▁", <0x0A>, ...), else 0. */
+int tok_is_blank(const rs_tokenizer *tok, int32_t id);
+/* 1 for the ids that pooling and the shift metrics leave out by default: <bos>, <eos>,
+ * <pad> and whitespace-only pieces (docs/metrics.md, "Excluded tokens"). */
+int tok_is_excluded(const rs_tokenizer *tok, int32_t id);
+
 /* Add n tokens matched atomically in text, like tokenizers' add_tokens (special = 0,
  * normalized) or add_special_tokens (special = 1, not normalized): a piece already known
  * keeps its id, a new one gets the next free id; *n_added (if non-NULL) counts the tokens

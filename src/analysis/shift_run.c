@@ -344,8 +344,11 @@ static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_fi
     inc_a = malloc((size_t)fa->n_tok + 1);
     inc_b = malloc((size_t)fb->n_tok + 1);
     if (!inc_a || !inc_b) goto oom;
-    for (int64_t t = 0; t < fa->n_tok; t++) inc_a[t] = o->keep_special || fa->ids[t] > 2;
-    for (int64_t t = 0; t < fb->n_tok; t++) inc_b[t] = o->keep_special || fb->ids[t] > 2;
+    /* excluded: <pad>/<eos>/<bos> (ids 0-2) and, with a tokenizer, whitespace-only pieces */
+    for (int64_t t = 0; t < fa->n_tok; t++)
+        inc_a[t] = o->keep_special || (fa->ids[t] > 2 && !(tok && tok_is_blank(tok, fa->ids[t])));
+    for (int64_t t = 0; t < fb->n_tok; t++)
+        inc_b[t] = o->keep_special || (fb->ids[t] > 2 && !(tok && tok_is_blank(tok, fb->ids[t])));
 
     if (sae_path) {
         if (sae_load(&sae, sae_path, o->sae_hook, err)) goto done;
@@ -985,6 +988,10 @@ int shift_run(const shift_run_opts *o, rs_err *err) {
     if (o->sae) cJSON_AddStringToObject(root, "sae", o->sae);
     cJSON_AddStringToObject(root, "mode", aligned ? "token_aligned" : "pooled_per_input");
     cJSON_AddBoolToObject(root, "special_tokens_excluded", !o->keep_special);
+    cJSON_AddStringToObject(root, "excluded_tokens",
+                            o->keep_special ? "none (--keep-special)"
+                            : tok ? "<pad>, <eos>, <bos> (ids 0-2) and whitespace-only pieces (tokenizer given)"
+                                  : "<pad>, <eos>, <bos> (ids 0-2); whitespace-only pieces are kept (no tokenizer given)");
     rs_json_add_num(root, "bootstrap_replicates", o->n_boot);
     rs_json_add_num(root, "seed", (double)o->seed);
     cJSON_AddStringToObject(root, "ci", "95% percentile bootstrap over inputs");

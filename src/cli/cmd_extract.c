@@ -37,8 +37,9 @@ static const char USAGE[] =
     "                     hook_attn_out, hook_resid_mid, hook_mlp_out, hook_resid_post},\n"
     "                     vision.ln_post, projector.hook_out\n"
     "  --pool MODE        none (default): [tokens, d] plus token_ids [tokens] and offsets [n+1];\n"
-    "                     mean: [n, d], excluding BOS/EOS/pad tokens; last: [n, d] last token\n"
-    "  --pool-special     let mean pooling include BOS/EOS/pad (PaliGemma: every token)\n"
+    "                     mean: [n, d], excluding BOS/EOS/pad (and whitespace-only) tokens; last: [n, d] last token\n"
+    "  --pool-special     let mean pooling include BOS/EOS/pad and whitespace-only tokens (\"\\n\", \"▁\";\n"
+    "                     skipped by default when a tokenizer is loaded; PaliGemma: every token)\n"
     "  --no-bos           do not prepend <bos> when tokenizing text\n"
     "  --tokenizer FILE   tokenizer.json (default: MODEL/tokenizer.json)\n"
     "  --batch-tokens N   tokens per forward batch (default 2048)\n"
@@ -355,7 +356,7 @@ static int run_paligemma(const extract_args *a, rs_err *err) {
         if (r) goto done;
     }
     extract_opts o = {.n_hooks = n_hooks, .hooks = hooks, .pool = a->pool, .pool_special = a->pool_special,
-                      .batch_tokens = a->batch_tokens, .image_processor = a->image_processor};
+                      .batch_tokens = a->batch_tokens, .image_processor = a->image_processor, .blank_tok = c.tok};
     rs_progress prog;
     if (extract_paligemma(m, &c.in, &o, &res, &prog, err)) goto done;
     const char *meta[] = {"model", a->model_name, "hooks", a->hooks, "prompt", ptext ? ptext : a->prompt_ids,
@@ -533,7 +534,7 @@ int cmd_extract(int argc, char **argv) {
         if (r) goto done;
     }
     extract_opts o = {.n_hooks = n_hooks, .hooks = hooks, .pool = a.pool, .pool_special = a.pool_special,
-                      .batch_tokens = a.batch_tokens};
+                      .batch_tokens = a.batch_tokens, .blank_tok = tok};
     rs_progress prog;
     if (extract_gemma2(m, &in, &o, &res, &prog, &err)) goto done;
     const char *meta[] = {"model", a.model_name, "hooks", a.hooks, "bos", a.no_bos ? "no" : "yes", NULL};

@@ -12,6 +12,7 @@
 #include "reprshift/image.h"
 #include "reprshift/jsonutil.h"
 #include "reprshift/safetensors.h"
+#include "reprshift/tokenizer.h"
 #include "reprshift/version.h"
 
 void rs_inputs_free(rs_inputs *in) {
@@ -157,7 +158,9 @@ int extract_gemma2(const gemma2_model *m, const rs_inputs *in, const extract_opt
                     if (!acc) { free(boff); goto oom; }
                     int64_t cnt = 0;
                     for (int64_t t = 0; t < L; t++) {
-                        if (!o->pool_special && is_special(&m->cfg, in->ids[i][t])) continue;
+                        if (!o->pool_special && (is_special(&m->cfg, in->ids[i][t]) ||
+                                                 (o->blank_tok && tok_is_blank(o->blank_tok, in->ids[i][t]))))
+                            continue;
                         for (int d = 0; d < W; d++) acc[d] += seq[(size_t)t * W + d];
                         cnt++;
                     }
@@ -321,7 +324,8 @@ typedef struct {
 /* Mean of the rows of seq [L, W] selected by mode (0: every row, kinds may be NULL;
  * 1: image tokens; 2: prompt/text tokens; 3: suffix tokens) into dst; NaN row if none.
  * Returns the count, -1 when out of memory. */
-static int64_t mean_rows(const float *seq, const uint8_t *kinds, int64_t L, int W, int mode, float *dst) {
+static int64_t mean_rows(const float *seq, const uint8_t *kinds, const int32_t *ids, const rs_tokenizer *blank,
+                         int64_t L, int W, int mode, float *dst) {
     double *acc = calloc((size_t)W, sizeof(double));
     if (!acc) return -1;
     int64_t cnt = 0;
@@ -329,7 +333,7 @@ static int64_t mean_rows(const float *seq, const uint8_t *kinds, int64_t L, int 
         int k = kinds ? kinds[t] : 0;
         int take = mode == 0 || (mode == 1 && k == PG_TOK_IMAGE) ||
                    (mode == 2 && (k == PG_TOK_PROMPT || k == PG_TOK_TEXT)) || (mode == 3 && k == PG_TOK_SUFFIX);
-        if (!take) continue;
+        if (!take || (mode >= 2 && blank && ids && tok_is_blank(blank, ids[t]))) continue;
         for (int d = 0; d < W; d++) acc[d] += seq[(size_t)t * W + d];
         cnt++;
     }
@@ -449,7 +453,7 @@ int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extra
                     const float *src = hk->out + (size_t)img++ * N * W;
                     if (o->pool == POOL_NONE)
                         memcpy(t->data + (size_t)r->vision_offsets[i] * W, src, (size_t)N * W * sizeof(float));
-                    else if (mean_rows(src, NULL, N, W, 0, t->data + (size_t)i * W) < 0) goto oom;
+                    else if (mean_rows(src, NULL, NULL, NULL, N, W, 0, t->data + (size_t)i * W) < 0) goto oom;
                     continue;
                 }
                 if (!hk->out) continue; /* decoder hook of a batch that did not reach it */
@@ -462,10 +466,12 @@ int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extra
                     memcpy(t->data + (size_t)i * W, seq + (size_t)(L - 1) * W, (size_t)W * sizeof(float));
                 } else {
                     int content = o->pool_special ? 0 : in->image_paths[i] ? 1 : 2;
-                    int64_t c0 = mean_rows(seq, kinds, L, W, content, t[0].data + (size_t)i * W);
-                    if (c0 < 0 || mean_rows(seq, kinds, L, W, 1, t[1].data + (size_t)i * W) < 0 ||
-                        mean_rows(seq, kinds, L, W, 2, t[2].data + (size_t)i * W) < 0 ||
-                        (any_suffix && mean_rows(seq, kinds, L, W, 3, t[3].data + (size_t)i * W) < 0))
+                    const int32_t *ids = in->ids[i];
+                    const rs_tokenizer *bt = o->pool_special ? NULL : o->blank_tok;
+                    int64_t c0 = mean_rows(seq, kinds, ids, bt, L, W, content, t[0].data + (size_t)i * W);
+                    if (c0 < 0 || mean_rows(seq, kinds, ids, bt, L, W, 1, t[1].data + (size_t)i * W) < 0 ||
+                        mean_rows(seq, kinds, ids, bt, L, W, 2, t[2].data + (size_t)i * W) < 0 ||
+                        (any_suffix && mean_rows(seq, kinds, ids, bt, L, W, 3, t[3].data + (size_t)i * W) < 0))
                         goto oom;
                     if (c0 == 0) {
                         rs_errf(err, "input %d (0-based, as in rows.jsonl) has only special tokens "

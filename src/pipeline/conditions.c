@@ -114,7 +114,7 @@ static int by_position(pl_ctx *c, int sa, int sb, const char *hook, int B, cJSON
     for (int64_t i = 0; i < n_in; i++)
         for (int64_t p = 0; p < P; p++) {
             int64_t t = off[i] + p;
-            cs[i * P + p] = (t < off[i + 1] && p > 0 && ids[t] > 2)
+            cs[i * P + p] = (t < off[i + 1] && p > 0 && pl_token_included(c, ids[t]))
                                 ? shift_cosine(A + (size_t)t * w, Bm + (size_t)t * w, (int)w)
                                 : NAN;
         }

@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "pipeline/pipeline_internal.h"
+#include "reprshift/tokenizer.h"
 #include "reprshift/coco.h"
 #include "reprshift/fileio.h"
 
@@ -196,6 +197,8 @@ void pl_dataset_free(pl_ctx *c) {
     free(c->text_len);
     free(c->text_image);
     free(c->text_mismatch);
+    tok_free(c->caption_tok);
+    c->caption_tok = NULL;
     c->text_image = c->text_mismatch = NULL;
     c->man = NULL;
     c->labels = NULL;

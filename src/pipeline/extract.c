@@ -237,8 +237,13 @@ static int tokenize_captions(pl_ctx *c, rs_err *err) {
                 break;
             }
     }
-    tok_free(tok);
+    if (rc) tok_free(tok);
+    else c->caption_tok = tok;
     return rc;
+}
+
+int pl_token_included(const pl_ctx *c, int32_t id) {
+    return id > 2 && !(c->caption_tok && tok_is_blank(c->caption_tok, id));
 }
 
 /* The image each caption is read with in the conditions: its own (the image input of its
@@ -784,12 +789,12 @@ int pl_store_features(pl_ctx *c, int s, const char *hook, float **X, int *n, int
             memcpy(o, A + (size_t)(t1 - 1) * w, (size_t)w * sizeof *o);
             continue;
         }
-        /* mean over non-special tokens (not pad 0, eos 1, bos 2), as extract --pool mean */
+        /* mean over the included tokens (not pad 0, eos 1, bos 2, nor whitespace-only pieces) */
         double *acc = calloc((size_t)w, sizeof *acc);
         if (!acc) { free(out); rs_errf(err, "out of memory"); goto done; }
         for (int pass = 0; pass < 2 && cnt == 0; pass++)
             for (int64_t t = t0; t < t1; t++) {
-                if (pass == 0 && ids[t] <= 2) continue; /* second pass: a caption of special tokens only */
+                if (pass == 0 && !pl_token_included(c, ids[t])) continue; /* second pass: no content token */
                 for (int64_t k = 0; k < w; k++) acc[k] += A[(size_t)t * w + k];
                 cnt++;
             }

@@ -41,9 +41,10 @@ typedef struct {
     int n_variants;
     pl_variant *variants;
 
-    /* token ids of the captions (extract stage) */
+    /* token ids of the captions (extract stage) and the tokenizer that made them */
     int32_t **text_ids;
     int64_t *text_len;
+    struct rs_tokenizer *caption_tok;
     /* image input read with each caption in the vlm_caption / vlm_mismatch conditions
        ([n_text] image-input indices; NULL until the extract stage builds them) */
     int *text_image, *text_mismatch;
@@ -119,6 +120,10 @@ int pl_store_fp(pl_ctx *c, int store, char fp[65], rs_err *err);
 int pl_store_features(pl_ctx *c, int store, const char *hook, float **X, int *n, int *d, rs_err *err);
 /* Is this store used by the config (text / image / edits present)? */
 int pl_store_used(const pl_ctx *c, int store);
+
+/* Is caption token id counted by the metrics and pooling (not <pad>/<eos>/<bos>, ids 0-2,
+ * nor a whitespace-only piece of the caption tokenizer)? docs/metrics.md "Excluded tokens". */
+int pl_token_included(const pl_ctx *c, int32_t id);
 
 /* Free the dataset part of the context. */
 void pl_dataset_free(pl_ctx *c);
