@@ -300,7 +300,9 @@ static void test_run_outputs_and_skip(void **state) {
     /* bundle_info.json (sae-lens + transformers on held-out captions): 0.984-0.990 */
     assert_true(ce > 0.95 && ce <= 1.0);
     cJSON_Delete(j);
-    /* probes.json: concept x3 models, modality, cross-modal, 2 attribute families */
+    /* probes.json: concept x6 models (LLM / VLM captions, VLM images, and the captions read
+       after their own, another group's and a blank image), modality, cross-modal, 2 attribute
+       families */
     if (rs_json_load(path_in(REF, "results/probes.json"), 1 << 26, &j, &err)) fail_msg("%s", err.msg);
     int kinds[5] = {0};
     cJSON *t;
@@ -309,7 +311,7 @@ static void test_run_outputs_and_skip(void **state) {
         kinds[!strcmp(k, "concept") ? 0 : !strcmp(k, "modality") ? 1 : !strcmp(k, "cross-modal") ? 2 : !strcmp(k, "attribute") ? 3 : 4]++;
         assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(t, "layers")), 2);
     }
-    assert_int_equal(kinds[0], 3);
+    assert_int_equal(kinds[0], 6);
     assert_int_equal(kinds[1], 1);
     assert_true(kinds[2] >= 2);
     assert_int_equal(kinds[3], 2);

@@ -375,6 +375,23 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
             snprintf(label, sizeof label, "VLM images");
             if (eval_one(p, "concept", "concept", label, XI, c->image_label, c->image_group, NULL, ni, d, K, err)) goto done;
         }
+        /* the caption conditions (docs/pipeline.md): the same captions read after their own
+           image, another group's image, a blank image; same labels, groups and splits */
+        static const struct {
+            int store;
+            const char *model;
+        } COND[] = {{PL_VLM_CAPTION, "VLM captions after own image (c)"},
+                    {PL_VLM_MISMATCH, "VLM captions after other image (d)"},
+                    {PL_VLM_BLANK, "VLM captions after blank image (e)"}};
+        for (int k = 0; k < 3 && nt; k++) {
+            if (!pl_store_used(c, COND[k].store)) continue;
+            float *XC = NULL;
+            int nc, dc;
+            if (pl_store_features(c, COND[k].store, p->hook, &XC, &nc, &dc, err)) goto done;
+            int erc = eval_one(p, "concept", "concept", COND[k].model, XC, c->text_label, c->text_group, NULL, nt, d, K, err);
+            free(XC);
+            if (erc) goto done;
+        }
     }
     if (wants(cfg, "modality") && nt && ni) {
         memcpy(X, XV, (size_t)nt * d * sizeof *X);
@@ -513,7 +530,8 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
         else if (pl_store_fp(c, s, fps[s], err)) goto done;
     }
     char *pj = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(cfg->resolved, "probes"));
-    pl_fp(fp, "probes v1 %s %s %s %s %s %s pool=%s", RS_VERSION, fps[0], fps[1], fps[2], fps[3], pj ? pj : "-", cfg->pool);
+    pl_fp(fp, "probes v2 %s %s %s %s %s %s %s %s %s pool=%s", RS_VERSION, fps[0], fps[1], fps[2], fps[3], fps[4], fps[5],
+          fps[6], pj ? pj : "-", cfg->pool);
     free(pj);
     char *note = pl_stage_read(c, "probes");
     int none_before = note && strstr(note, "\nno probe could be evaluated");
