@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# reprshift sae splice: JSON output, and bad input (SAE width / hook mismatch, missing SAE).
+# reprshift sae splice: JSON output, the two CE conventions, batching, and bad input (SAE
+# width / hook mismatch, missing SAE, unknown convention).
 # The CE values themselves are checked against transformers + sae-lens in test_splice.c.
 set -u
 CLI=${RS_CLI:?}
@@ -13,7 +14,24 @@ out=$("$CLI" sae splice --model $M --sae $S --ids-file "$T/ids.txt") || fail "sp
 for k in ce_clean ce_spliced ce_zero ce_loss_recovered n_predictions; do
   echo "$out" | grep -q "\"$k\": [0-9.-]" || fail "missing $k in $out"
 done
-echo "$out" | grep -q '"n_predictions": 8' || fail "prediction count: $out"
+# default: the sae-lens convention, predictions made at <bos> not counted (4 + 2)
+echo "$out" | grep -q '"ce_convention": "sae-lens"' || fail "convention not reported: $out"
+echo "$out" | grep -q '"n_predictions": 6' || fail "prediction count: $out"
+echo "$out" | grep -q '"delta_lm_loss": [0-9.-]' || fail "missing delta_lm_loss in $out"
+out=$("$CLI" sae splice --model $M --sae $S --ids-file "$T/ids.txt" --ce-convention reprshift-v1) || fail "v1 run"
+echo "$out" | grep -q '"ce_convention": "reprshift-v1"' || fail "v1 convention not reported: $out"
+echo "$out" | grep -q '"n_predictions": 8' || fail "v1 prediction count: $out"
+out=$("$CLI" sae splice --model $M --sae $S --ids-file "$T/ids.txt" --splice-bos) || fail "splice-bos run"
+echo "$out" | grep -q '"n_predictions": 8' || fail "splice-bos prediction count: $out"
+"$CLI" sae splice --model $M --sae $S --ids-file "$T/ids.txt" --ce-convention gemma 2> "$T/e"; [ $? = 2 ] || fail "bad convention exit code"
+grep -q "reprshift-v1" "$T/e" || fail "bad convention message: $(cat "$T/e")"
+# one batch per input, one of which counts no prediction (<bos> x): same totals as one batch
+printf '2,17,300,4,9,33\n2,45\n2,45,46,47\n' > "$T/ids3.txt"
+a=$("$CLI" sae splice --model $M --sae $S --ids-file "$T/ids3.txt" | sed 's/.*"n_predictions"//') || fail "one batch"
+b=$("$CLI" sae splice --model $M --sae $S --ids-file "$T/ids3.txt" --batch-tokens 1 | sed 's/.*"n_predictions"//') ||
+  fail "batches of one input"
+[ "$a" = "$b" ] || fail "batching changes the totals: $a vs $b"
+echo "$a" | grep -q '^: 6, "ce_clean": [0-9]' || fail "totals with an input that counts nothing: $a"
 # splicing at another hook needs --allow-hook-mismatch
 "$CLI" sae splice --model $M --sae $S --hook blocks.2.hook_resid_post --ids-file "$T/ids.txt" 2> "$T/e" && fail "hook mismatch accepted"
 grep -q "hook" "$T/e" || fail "hook mismatch message: $(cat "$T/e")"

@@ -92,6 +92,7 @@ static void test_layers_hooks_saes_edits(void **st) {
     p = rs_config_sae_hook(c, 6);
     assert_string_equal(p, "blocks.6.hook_resid_post");
     free(p);
+    assert_int_equal(c->sae_ce_convention, 0); /* saes.ce_convention default: sae-lens */
     assert_int_equal(c->n_edits, 1);
     assert_int_equal(c->edits[0].n_values, 1);
     assert_true(c->edits[0].values[0] == 2.0);
@@ -193,6 +194,10 @@ static void test_missing_and_cross_checks(void **st) {
                  "\"food\" is both in 'dataset.groups.food'", NULL);
     expect_error(BASE DS ", \"layers\": [3, 4], \"saes\": {\"path\": \"sae.npz\"}}", "'saes.path' has no {layer}", NULL);
     expect_error(BASE DS ", \"saes\": {\"hook\": \"x\"}}", "missing required key 'saes.path'", NULL);
+    expect_error(BASE DS ", \"saes\": {\"path\": \"sae.npz\", \"ce_convention\": \"gemma-scope\"}}", "reprshift-v1", NULL);
+    rs_config *v1 = parse_ok(BASE DS ", \"saes\": {\"path\": \"sae.npz\", \"ce_convention\": \"reprshift-v1\"}}");
+    assert_int_equal(v1->sae_ce_convention, 1);
+    rs_config_free(v1);
     expect_error(BASE DS ", \"edits\": [{\"name\": \"blur\", \"values\": [-1]}]}", "'edits[0].values[0]'", ">= 0");
     expect_error(BASE DS ", \"edits\": [{\"name\": \"blur\", \"values\": [1]}, {\"name\": \"blur\", \"values\": [2]}]}",
                  "listed twice", NULL);

@@ -299,6 +299,9 @@ static void test_run_outputs_and_skip(void **state) {
                     ->valuedouble;
     /* bundle_info.json (sae-lens + transformers on held-out captions): 0.984-0.990 */
     assert_true(ce > 0.95 && ce <= 1.0);
+    /* the sae-lens CE convention by default, recorded (docs/metrics.md, Spliced CE) */
+    assert_string_equal(cJSON_GetObjectItem(j, "ce_convention")->valuestring, "sae-lens");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(m0, "ce"), "convention")->valuestring, "sae-lens");
     cJSON_Delete(j);
     /* probes.json: concept x6 models (LLM / VLM captions, VLM images, and the captions read
        after their own, another group's and a blank image), modality, cross-modal, 2 attribute

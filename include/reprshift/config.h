@@ -46,6 +46,7 @@ typedef struct {
     int has_saes;
     char *sae_path;     /* may contain {layer} */
     char *sae_hook;     /* may contain {layer}; NULL: the SAE's own hook name */
+    int sae_ce_convention; /* "saes.ce_convention": splice_ce_convention (0 sae-lens, 1 reprshift-v1) */
 
     struct {
         char *manifest; /* prebuilt manifest (then no COCO files) or NULL */

@@ -1,5 +1,6 @@
 /* Spliced evaluation: three forward passes (clean, SAE reconstruction, zeros) with the
- * replacement applied through the decoder's hook splice callback. */
+ * replacement applied through the decoder's hook splice callback. Which rows are exempt
+ * from the replacement and which predictions are counted is the convention (splice.h). */
 #include "reprshift/splice.h"
 
 #include <math.h>
@@ -8,20 +9,30 @@
 
 typedef struct {
     const rs_sae *sae;        /* NULL: zero ablation */
-    const gemma2_batch *b;
-    int splice_bos, bos_id;
+    const uint8_t *keep;      /* [T]: 1 = row keeps its activation in this pass (NULL: none) */
     int failed;
     rs_err *err;
 } splice_ctx;
 
-/* Replace every row (except BOS rows unless asked) by its reconstruction / zeros. */
+const char *splice_ce_convention_name(splice_ce_convention c) {
+    return c == SPLICE_CE_REPRSHIFT_V1 ? "reprshift-v1" : "sae-lens";
+}
+
+int splice_ce_convention_parse(const char *name, splice_ce_convention *out, rs_err *err) {
+    if (name && !strcmp(name, "sae-lens")) *out = SPLICE_CE_SAE_LENS;
+    else if (name && !strcmp(name, "reprshift-v1")) *out = SPLICE_CE_REPRSHIFT_V1;
+    else return rs_errf(err, "unknown CE convention '%s' (use sae-lens or reprshift-v1)", name ? name : "");
+    return 0;
+}
+
+/* Replace every row not kept by its reconstruction / zeros. */
 static void splice_rows(void *vctx, float *x, int T, int width) {
     splice_ctx *c = vctx;
     /* contiguous runs of rows to replace, so the SAE runs batched */
     for (int i = 0; i < T;) {
-        if (!c->splice_bos && c->b->ids[i] == c->bos_id && !(c->b->embeds_mask && c->b->embeds_mask[i])) { i++; continue; }
+        if (c->keep && c->keep[i]) { i++; continue; }
         int j = i;
-        while (j < T && (c->splice_bos || c->b->ids[j] != c->bos_id || (c->b->embeds_mask && c->b->embeds_mask[j]))) j++;
+        while (j < T && !(c->keep && c->keep[j])) j++;
         float *rows = x + (size_t)i * width;
         if (!c->sae) memset(rows, 0, (size_t)(j - i) * width * sizeof(float));
         else if (sae_reconstruct(c->sae, rows, j - i, rows, c->err)) { c->failed = 1; break; }
@@ -29,34 +40,87 @@ static void splice_rows(void *vctx, float *x, int T, int width) {
     }
 }
 
-/* One pass and its CE: the full forward with hook h (may be NULL), or, when resid is given,
- * the forward continued from block `from` with that residual. */
-static int run_ce(const gemma2_model *m, const gemma2_batch *b, hook_request *h, int from, const float *resid,
-                  double *seq_ce, double *mean, int64_t *npred, rs_err *err) {
-    int T = (int)b->offsets[b->n_seqs];
-    float *final = malloc((size_t)T * m->cfg.hidden_size * sizeof(float));
-    if (!final) return rs_errf(err, "out of memory");
-    int rc = resid ? gemma2_forward_from(m, b, from, resid, NULL, 0, final, err)
-                   : gemma2_forward(m, b, h, h ? 1 : 0, final, err);
-    if (!rc) rc = gemma2_next_token_ce(m, b, final, seq_ce, err);
-    free(final);
-    if (rc) return -1;
-    double sum = 0;
-    int64_t n = 0;
+/* Per-prediction CE of the rows that predict (every row but a sequence's last), in row
+ * order: each becomes a two-row sequence [its hidden row, a filler row] with the target as
+ * the second id, so gemma2_next_token_ce scores exactly that one prediction. */
+static int prediction_ce(const gemma2_model *m, const gemma2_batch *b, const float *final, double *ce,
+                         rs_err *err) {
+    int D = m->cfg.hidden_size;
+    int64_t np = 0;
     for (int s = 0; s < b->n_seqs; s++) {
         int64_t L = b->offsets[s + 1] - b->offsets[s];
-        if (L < 2) continue;
-        sum += seq_ce[s] * (double)(L - 1);
-        n += L - 1;
+        if (L > 1) np += L - 1;
     }
+    if (np == 0) return 0;
+    float *h = malloc((size_t)np * 2 * D * sizeof(float));
+    int32_t *ids = malloc((size_t)np * 2 * sizeof *ids);
+    int64_t *off = malloc(((size_t)np + 1) * sizeof *off);
+    int rc = 0;
+    if (!h || !ids || !off) rc = rs_errf(err, "out of memory");
+    else {
+        int64_t k = 0;
+        off[0] = 0;
+        for (int s = 0; s < b->n_seqs; s++)
+            for (int64_t r = b->offsets[s]; r + 1 < b->offsets[s + 1]; r++, k++) {
+                memcpy(h + (size_t)(2 * k) * D, final + (size_t)r * D, (size_t)D * sizeof(float));
+                memcpy(h + (size_t)(2 * k + 1) * D, final + (size_t)r * D, (size_t)D * sizeof(float));
+                ids[2 * k] = b->ids[r];
+                ids[2 * k + 1] = b->ids[r + 1];
+                off[k + 1] = 2 * (k + 1);
+            }
+        gemma2_batch pb = {.n_seqs = (int)np, .offsets = off, .ids = ids, .pos_offset = b->pos_offset};
+        rc = gemma2_next_token_ce(m, &pb, h, ce, err);
+    }
+    free(h);
+    free(ids);
+    free(off);
+    return rc;
+}
+
+/* One pass and its CE over the counted predictions (count[r] for the prediction made at row
+ * r): the full forward with hook h (may be NULL), or, when resid is given, the forward
+ * continued from block `from` with that residual. */
+static int run_ce(const gemma2_model *m, const gemma2_batch *b, hook_request *h, int from, const float *resid,
+                  const uint8_t *count, double *seq_ce, double *mean, rs_err *err) {
+    int T = (int)b->offsets[b->n_seqs];
+    float *final = malloc((size_t)T * m->cfg.hidden_size * sizeof(float));
+    double *pc = malloc(((size_t)T + 1) * sizeof(double));
+    if (!final || !pc) {
+        free(final);
+        free(pc);
+        return rs_errf(err, "out of memory");
+    }
+    int rc = resid ? gemma2_forward_from(m, b, from, resid, NULL, 0, final, err)
+                   : gemma2_forward(m, b, h, h ? 1 : 0, final, err);
+    if (!rc) rc = prediction_ce(m, b, final, pc, err);
+    free(final);
+    if (rc) {
+        free(pc);
+        return -1;
+    }
+    double sum = 0;
+    int64_t n = 0, k = 0;
+    for (int s = 0; s < b->n_seqs; s++) {
+        double ss = 0;
+        int64_t ns = 0;
+        for (int64_t r = b->offsets[s]; r + 1 < b->offsets[s + 1]; r++, k++)
+            if (count[r]) {
+                ss += pc[k];
+                ns++;
+            }
+        seq_ce[s] = ns ? ss / (double)ns : NAN;
+        sum += ss;
+        n += ns;
+    }
+    free(pc);
     *mean = n ? sum / (double)n : NAN;
-    *npred = n;
     return 0;
 }
 
 int splice_ce_eval(const gemma2_model *m, const rs_sae *sae, const char *hook, const gemma2_batch *b,
-                   int splice_bos, splice_ce *out, rs_err *err) {
+                   splice_ce_convention conv, int splice_all, splice_ce *out, rs_err *err) {
     memset(out, 0, sizeof *out);
+    if (conv != SPLICE_CE_SAE_LENS && conv != SPLICE_CE_REPRSHIFT_V1) return rs_errf(err, "unknown CE convention %d", (int)conv);
     hook_request h;
     if (gemma2_hook_parse(&m->cfg, hook, &h, err)) return -1;
     if (h.kind == HK_ATTN_Z || h.kind == HK_LN_FINAL_NORMALIZED || h.kind == HK_LN_FINAL_OUT)
@@ -66,43 +130,68 @@ int splice_ce_eval(const gemma2_model *m, const rs_sae *sae, const char *hook, c
                        sae->d_in, h.width, hook);
     h.capture = 0;
     h.out = NULL;
+    int T = (int)b->offsets[b->n_seqs];
     out->seq_clean = calloc((size_t)b->n_seqs, sizeof(double));
     out->seq_spliced = calloc((size_t)b->n_seqs, sizeof(double));
     out->seq_zero = calloc((size_t)b->n_seqs, sizeof(double));
-    if (!out->seq_clean || !out->seq_spliced || !out->seq_zero) {
+    out->seq_predictions = calloc((size_t)b->n_seqs, sizeof(int64_t));
+    /* special[r]: row r is exempt (keeps its activation in the spliced pass; under sae-lens
+     * its prediction is not counted). count[r]: the prediction made at row r is counted. */
+    uint8_t *special = calloc((size_t)T + 1, 1), *count = calloc((size_t)T + 1, 1);
+    if (!out->seq_clean || !out->seq_spliced || !out->seq_zero || !out->seq_predictions || !special || !count) {
+        free(special);
+        free(count);
         splice_ce_free(out);
         return rs_errf(err, "out of memory");
     }
-    splice_ctx ctx = {.sae = sae, .b = b, .splice_bos = splice_bos, .bos_id = m->cfg.bos_id, .err = err};
+    const gemma2_config *c = &m->cfg;
+    for (int r = 0; r < T && !splice_all; r++) {
+        if (b->embeds_mask && b->embeds_mask[r]) continue;
+        int32_t id = b->ids[r];
+        special[r] = conv == SPLICE_CE_SAE_LENS ? (id == c->bos_id || id == c->eos_id || id == c->pad_id) : id == c->bos_id;
+    }
+    for (int s = 0; s < b->n_seqs; s++)
+        for (int64_t r = b->offsets[s]; r + 1 < b->offsets[s + 1]; r++) {
+            count[r] = conv == SPLICE_CE_SAE_LENS ? !special[r] : 1;
+            out->seq_predictions[s] += count[r];
+            out->n_predictions += count[r];
+        }
+    /* zero-ablated pass: sae-lens zeroes every row; reprshift-v1 keeps the special rows */
+    const uint8_t *keep_zero = conv == SPLICE_CE_SAE_LENS ? NULL : special;
+    splice_ctx ctx = {.sae = sae, .keep = special, .err = err};
     int rc;
     if (h.kind == HK_RESID_POST || h.kind == HK_RESID_PRE) {
         /* The three passes agree up to the hook: capture the residual there once in the
          * clean pass and continue the other two from its spliced copies (a third less work
          * at layer 12 of 26, and bit-identical to splicing inside full passes). */
-        int from = h.kind == HK_RESID_POST ? h.layer + 1 : h.layer, T = (int)b->offsets[b->n_seqs];
+        int from = h.kind == HK_RESID_POST ? h.layer + 1 : h.layer;
         h.capture = 1;
-        rc = run_ce(m, b, &h, 0, NULL, out->seq_clean, &out->ce_clean, &out->n_predictions, err);
+        rc = run_ce(m, b, &h, 0, NULL, count, out->seq_clean, &out->ce_clean, err);
         float *x = rc ? NULL : malloc((size_t)T * h.width * sizeof(float));
         if (!rc && !x) rc = rs_errf(err, "out of memory");
         for (int pass = 0; !rc && pass < 2; pass++) {
             memcpy(x, h.out, (size_t)T * h.width * sizeof(float));
             ctx.sae = pass == 0 ? sae : NULL;
+            ctx.keep = pass == 0 ? special : keep_zero;
             splice_rows(&ctx, x, T, h.width);
             if (ctx.failed) rc = -1;
-            else rc = run_ce(m, b, NULL, from, x, pass == 0 ? out->seq_spliced : out->seq_zero,
-                             pass == 0 ? &out->ce_spliced : &out->ce_zero, &out->n_predictions, err);
+            else rc = run_ce(m, b, NULL, from, x, count, pass == 0 ? out->seq_spliced : out->seq_zero,
+                             pass == 0 ? &out->ce_spliced : &out->ce_zero, err);
         }
         free(x);
         free(h.out);
     } else {
         h.splice = splice_rows;
         h.splice_ctx = &ctx;
-        rc = run_ce(m, b, NULL, 0, NULL, out->seq_clean, &out->ce_clean, &out->n_predictions, err);
-        if (!rc) rc = run_ce(m, b, &h, 0, NULL, out->seq_spliced, &out->ce_spliced, &out->n_predictions, err);
+        rc = run_ce(m, b, NULL, 0, NULL, count, out->seq_clean, &out->ce_clean, err);
+        if (!rc) rc = run_ce(m, b, &h, 0, NULL, count, out->seq_spliced, &out->ce_spliced, err);
         if (!rc && ctx.failed) rc = -1;
         ctx.sae = NULL;
-        if (!rc) rc = run_ce(m, b, &h, 0, NULL, out->seq_zero, &out->ce_zero, &out->n_predictions, err);
+        ctx.keep = keep_zero;
+        if (!rc) rc = run_ce(m, b, &h, 0, NULL, count, out->seq_zero, &out->ce_zero, err);
     }
+    free(special);
+    free(count);
     if (rc) {
         splice_ce_free(out);
         return -1;
@@ -116,5 +205,7 @@ void splice_ce_free(splice_ce *r) {
     free(r->seq_clean);
     free(r->seq_spliced);
     free(r->seq_zero);
+    free(r->seq_predictions);
     r->seq_clean = r->seq_spliced = r->seq_zero = NULL;
+    r->seq_predictions = NULL;
 }

@@ -24,7 +24,15 @@ static const char USAGE[] =
     "report next-token cross-entropy (nats, token-weighted mean) and\n"
     "  CE loss recovered = (CE_zero - CE_spliced) / (CE_zero - CE_clean).\n"
     "MODEL may be Gemma-2 or PaliGemma (its decoder, text-only input: a different input\n"
-    "distribution from image+prompt). BOS rows are left untouched unless --splice-bos.\n"
+    "distribution from image+prompt).\n"
+    "Which rows are replaced and which predictions count is --ce-convention:\n"
+    "  sae-lens (default): as sae-lens's run_evals and published \"CE loss recovered\" numbers:\n"
+    "      rows of special tokens (BOS, EOS, PAD) keep their activation in the spliced pass,\n"
+    "      the zero-ablated pass zeroes every row, and predictions made at a special-token\n"
+    "      row (e.g. BOS -> first word) are not counted\n"
+    "  reprshift-v1: BOS rows keep their activation in both the spliced and the zero-ablated\n"
+    "      pass; every prediction counted (reprshift's earlier default)\n"
+    "See docs/metrics.md, \"Spliced CE\".\n"
     "\n"
     "options:\n"
     "MODEL is a folder or a Hub name (google/gemma-2-2b) in the local Hugging Face cache.\n"
@@ -36,7 +44,9 @@ static const char USAGE[] =
     "  --texts FILE          one text per line (tokenized with MODEL/tokenizer.json or --tokenizer)\n"
     "  --ids-file FILE       one comma-separated token id sequence per line\n"
     "  --tokenizer FILE      tokenizer.json to use with --texts\n"
-    "  --splice-bos          also replace the BOS rows\n"
+    "  --ce-convention C     sae-lens (default) or reprshift-v1\n"
+    "  --splice-bos          exempt no row: replace (and zero) every row, count every\n"
+    "                        prediction (sae-lens with exclude_special_tokens=False)\n"
     "  --batch-tokens N      tokens per forward batch (default 2048)\n"
     "Output: one JSON object on stdout.\n";
 
@@ -71,11 +81,13 @@ int cmd_sae_splice(int argc, char **argv) {
         {"ids-file", required_argument, 0, 'i'}, {"tokenizer", required_argument, 0, 'z'},
         {"splice-bos", no_argument, 0, 'B'},  {"allow-hook-mismatch", no_argument, 0, 'M'},
         {"batch-tokens", required_argument, 0, 'b'}, {"revision", required_argument, 0, 'R'},
+        {"ce-convention", required_argument, 0, 'C'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *revision = NULL, *model_name = NULL;
     char *model_dir = NULL;
     const char *model = NULL, *sae_path = NULL, *hook = NULL, *texts = NULL, *ids_file = NULL, *tokp = NULL;
     int splice_bos = 0, allow = 0, c;
+    const char *conv_name = "sae-lens";
     long batch_tokens = 2048;
     optind = 1;
     opterr = 0;
@@ -91,6 +103,7 @@ int cmd_sae_splice(int argc, char **argv) {
         case 'M': allow = 1; break;
         case 'b': batch_tokens = atol(optarg); break;
         case 'R': revision = optarg; break;
+        case 'C': conv_name = optarg; break;
         case 'h': fputs(USAGE, stdout); return 0;
         default: fprintf(stderr, "reprshift sae splice: unknown option or missing value\n%s", USAGE); return 2;
         }
@@ -100,6 +113,11 @@ int cmd_sae_splice(int argc, char **argv) {
         return 2;
     }
     rs_err err = {{0}};
+    splice_ce_convention conv;
+    if (splice_ce_convention_parse(conv_name, &conv, &err)) {
+        fprintf(stderr, "reprshift sae splice: %s\n%s", err.msg, USAGE);
+        return 2;
+    }
     rs_model_type type;
     gemma2_model *g = NULL;
     paligemma_model *pg = NULL;
@@ -159,14 +177,16 @@ int cmd_sae_splice(int argc, char **argv) {
         }
         gemma2_batch b = {.n_seqs = i1 - i0, .offsets = off, .ids = ids, .pos_offset = pos_offset};
         splice_ce r;
-        int rc = splice_ce_eval(dec, sae, hook, &b, splice_bos, &r, &err);
+        int rc = splice_ce_eval(dec, sae, hook, &b, conv, splice_bos, &r, &err);
         free(off);
         free(ids);
         if (rc) goto done;
-        sum[0] += r.ce_clean * (double)r.n_predictions;
-        sum[1] += r.ce_spliced * (double)r.n_predictions;
-        sum[2] += r.ce_zero * (double)r.n_predictions;
-        npred += r.n_predictions;
+        if (r.n_predictions > 0) { /* a batch may count none (NAN means) */
+            sum[0] += r.ce_clean * (double)r.n_predictions;
+            sum[1] += r.ce_spliced * (double)r.n_predictions;
+            sum[2] += r.ce_zero * (double)r.n_predictions;
+            npred += r.n_predictions;
+        }
         for (int i = i0; i < i1; i++) {
             seq[0][i] = r.seq_clean[i - i0];
             seq[1][i] = r.seq_spliced[i - i0];
@@ -178,7 +198,11 @@ int cmd_sae_splice(int argc, char **argv) {
         i0 = i1;
     }
     rs_progress_finish(&prog);
-    if (npred == 0) { rs_errf(&err, "no next-token predictions: every input has a single token"); goto done; }
+    if (npred == 0) {
+        rs_errf(&err, "no counted next-token predictions: every input has a single token%s",
+                conv == SPLICE_CE_SAE_LENS && !splice_bos ? " or only special tokens before its last" : "");
+        goto done;
+    }
     total.ce_clean = sum[0] / npred;
     total.ce_spliced = sum[1] / npred;
     total.ce_zero = sum[2] / npred;
@@ -190,11 +214,13 @@ int cmd_sae_splice(int argc, char **argv) {
     rs_json_write_string(stdout, sae_path);
     printf(", \"hook\": ");
     rs_json_write_string(stdout, hook);
-    printf(", \"splice_bos\": %s, \"n_inputs\": %d, \"n_predictions\": %lld, \"ce_clean\": %s, "
-           "\"ce_spliced\": %s, \"ce_zero\": %s, \"ce_loss_recovered\": %s}\n",
-           splice_bos ? "true" : "false", in.n, (long long)npred, RS_JSON_NUM("%.6f", total.ce_clean),
-           RS_JSON_NUM("%.6f", total.ce_spliced), RS_JSON_NUM("%.6f", total.ce_zero),
-           RS_JSON_NUM("%.6f", total.ce_recovered));
+    printf(", \"ce_convention\": \"%s\", \"splice_bos\": %s, \"n_inputs\": %d, \"n_predictions\": %lld, "
+           "\"ce_clean\": %s, \"ce_spliced\": %s, \"ce_zero\": %s, \"ce_loss_recovered\": %s, "
+           "\"delta_lm_loss\": %s}\n",
+           splice_ce_convention_name(conv), splice_bos ? "true" : "false", in.n, (long long)npred,
+           RS_JSON_NUM("%.6f", total.ce_clean), RS_JSON_NUM("%.6f", total.ce_spliced),
+           RS_JSON_NUM("%.6f", total.ce_zero), RS_JSON_NUM("%.6f", total.ce_recovered),
+           RS_JSON_NUM("%.6f", total.ce_spliced - total.ce_clean));
     status = 0;
 done:
     if (status) fprintf(stderr, "reprshift sae splice: %s\n", err.msg);

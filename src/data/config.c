@@ -40,6 +40,7 @@ typedef struct field {
 static const char *const POOLS[] = {"none", "mean", "last", NULL};
 static const char *const IMAGE_PROCESSORS[] = {"pil", "torchvision", NULL};
 static const char *const MODALITIES[] = {"text", "image", NULL};
+static const char *const CE_CONVENTIONS[] = {"sae-lens", "reprshift-v1", NULL};
 static const char *const CONDITIONS[] = {"llm", "vlm_text", "vlm_caption", "vlm_mismatch", "vlm_blank", NULL};
 static const char *const PROBE_KINDS[] = {"concept", "cross_modal", "modality", "brightness", "redness", "saturation",
                                           "contrast", "blur", "rotation", NULL};
@@ -65,6 +66,10 @@ static const field SAES[] = {
      "`reprshift sae list` (e.g. gemma-scope-2b-pt-res-canonical/layer_{layer}/width_16k/canonical) found in the "
      "Hugging Face cache; {layer} is replaced by each layer"},
     {"hook", K_STR, 0, NULL, 0, 0, 0, NULL, 0, NULL, "hook the SAE reads, {layer} expanded (default: the SAE's own hook_name)"},
+    {"ce_convention", K_STR, 0, "\"sae-lens\"", 0, 0, 0, CE_CONVENTIONS, 0, NULL,
+     "spliced CE convention of results/sae_fit.json, as `sae splice --ce-convention` (docs/metrics.md, Spliced CE): "
+     "sae-lens (special-token rows not spliced, every row zeroed, predictions at special-token rows not counted) or "
+     "reprshift-v1 (BOS rows kept in both passes, every prediction counted)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -605,6 +610,8 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
         c->has_saes = 1;
         c->sae_path = sdup(s, "path");
         c->sae_hook = sdup(s, "hook");
+        const cJSON *cc = cJSON_GetObjectItemCaseSensitive(s, "ce_convention");
+        c->sae_ce_convention = cJSON_IsString(cc) && !strcmp(cc->valuestring, "reprshift-v1");
         if (!strstr(c->sae_path, "{layer}") && c->n_layers > 1)
             return rs_errf(err, "%s: 'saes.path' has no {layer} but 'layers' lists %d layers (one SAE per layer)",
                            what, c->n_layers);

@@ -163,6 +163,12 @@ typedef struct {
     int64_t n_pred;
 } ce_stat;
 
+/* The convention of the pipeline's spliced CE: saes.ce_convention (default sae-lens, as
+ * `sae splice`). */
+static splice_ce_convention pl_ce_convention(const pl_ctx *c) {
+    return c->cfg->sae_ce_convention == SPLICE_CE_REPRSHIFT_V1 ? SPLICE_CE_REPRSHIFT_V1 : SPLICE_CE_SAE_LENS;
+}
+
 /* Spliced CE over all captions, batches of whole captions; bootstrap over captions. */
 static int ce_eval(pl_ctx *c, const gemma2_model *dec, int pos_offset, const rs_sae *sae, const char *hook,
                    ce_stat *out, rs_err *err) {
@@ -186,12 +192,12 @@ static int ce_eval(pl_ctx *c, const gemma2_model *dec, int pos_offset, const rs_
         }
         gemma2_batch b = {.n_seqs = i1 - i0, .offsets = off, .ids = ids, .pos_offset = pos_offset};
         splice_ce r;
-        if (splice_ce_eval(dec, sae, hook, &b, 0, &r, err)) goto done;
+        if (splice_ce_eval(dec, sae, hook, &b, pl_ce_convention(c), 0, &r, err)) goto done;
         for (int i = i0; i < i1; i++) {
             seq[0][i] = r.seq_clean[i - i0];
             seq[1][i] = r.seq_spliced[i - i0];
             seq[2][i] = r.seq_zero[i - i0];
-            w[i] = c->text_len[i] >= 2 ? (double)(c->text_len[i] - 1) : 0;
+            w[i] = (double)r.seq_predictions[i - i0]; /* counted predictions (0: none, NAN means) */
         }
         splice_ce_free(&r);
         i0 = i1;
@@ -202,7 +208,7 @@ static int ce_eval(pl_ctx *c, const gemma2_model *dec, int pos_offset, const rs_
             for (int k = 0; k < 3; k++) S[k] += w[i] * seq[k][i];
             W += w[i];
         }
-    if (W == 0) { rs_errf(err, "spliced CE: no caption has two or more tokens"); goto done; }
+    if (W == 0) { rs_errf(err, "spliced CE: no caption has a counted next-token prediction"); goto done; }
     out->clean = S[0] / W;
     out->spliced = S[1] / W;
     out->zero = S[2] / W;
@@ -275,9 +281,12 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
     }
     char fa_fp[65], fb_fp[65], fp[65];
     if (pl_store_fp(c, PL_LLM_TEXT, fa_fp, err) || pl_store_fp(c, PL_VLM_TEXT, fb_fp, err)) goto done;
-    pl_fp(fp, "shift v2 %s a=%s b=%s sae=%s path=%s hook=%s boot=%d perm=%d", RS_VERSION, fa_fp, fb_fp, c->sae_fp,
-          cfg->has_saes ? cfg->sae_path : "-", cfg->sae_hook ? cfg->sae_hook : "-", cfg->probes.bootstrap,
-          cfg->shift_permutations);
+    /* with SAEs, the spliced CE convention too (a run made before it existed, under what is
+     * now reprshift-v1, is redone); without, the fingerprint is unchanged */
+    pl_fp(fp, "shift v2 %s a=%s b=%s sae=%s path=%s hook=%s boot=%d perm=%d%s%s", RS_VERSION, fa_fp, fb_fp,
+          c->sae_fp, cfg->has_saes ? cfg->sae_path : "-", cfg->sae_hook ? cfg->sae_hook : "-", cfg->probes.bootstrap,
+          cfg->shift_permutations, cfg->has_saes ? " ce=" : "",
+          cfg->has_saes ? splice_ce_convention_name(pl_ce_convention(c)) : "");
     if (pl_stage_done(c, "shift", fp) && rs_path_exists(shift_path)) {
         pl_log(c, "shift", "complete (skipped)");
         rc = 0;
@@ -394,6 +403,8 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
                 add_num(cj, "zero_ablated", ce.zero);
                 rs_json_add_num(cj, "n_predictions", (double)ce.n_pred);
                 rs_json_add_num(cj, "n_sequences", c->n_text);
+                cJSON_AddStringToObject(cj, "convention", splice_ce_convention_name(pl_ce_convention(c)));
+                add_num(cj, "delta_lm_loss", ce.spliced - ce.clean);
                 cJSON_AddItemToArray(fit_models, e);
             }
         }
@@ -411,9 +422,18 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
                  "ce_loss_recovered: 95%% percentile bootstrap over captions (%d replicates); other metrics: point values",
                  cfg->probes.bootstrap);
         cJSON_AddStringToObject(fit, "ci", ci);
+        cJSON_AddStringToObject(fit, "ce_convention", splice_ce_convention_name(pl_ce_convention(c)));
         cJSON_AddStringToObject(fit, "ce_definition",
-                                "(CE_zero_ablation - CE_spliced) / (CE_zero_ablation - CE_clean), next-token CE on the "
-                                "captions, BOS row not spliced");
+                                pl_ce_convention(c) == SPLICE_CE_SAE_LENS
+                                    ? "(CE_zero_ablation - CE_spliced) / (CE_zero_ablation - CE_clean), next-token CE "
+                                      "on the captions, sae-lens convention: BOS/EOS/PAD rows keep their activation in "
+                                      "the spliced pass, every row is zeroed in the zero-ablated pass, predictions made "
+                                      "at BOS/EOS/PAD rows are not counted (docs/metrics.md, Spliced CE); delta_lm_loss "
+                                      "= CE_spliced - CE_clean"
+                                    : "(CE_zero_ablation - CE_spliced) / (CE_zero_ablation - CE_clean), next-token CE "
+                                      "on the captions, reprshift-v1 convention: BOS rows keep their activation in the "
+                                      "spliced and zero-ablated passes, every prediction counted (docs/metrics.md, "
+                                      "Spliced CE); delta_lm_loss = CE_spliced - CE_clean");
         if (pl_write_json(fit_path, fit, err)) goto done;
     }
     /* Benjamini–Hochberg over the whole file's family (metric × layer), not per hook run */

@@ -565,7 +565,7 @@ def sae_stats(sae, x):
 def ce_with_splice(model, tok, caps, layer, fn):
     """Mean next-token CE over <bos> caption <eos> with blocks.L.hook_resid_post replaced by fn(x)
     (None = clean). The <bos> row (position 0) is left untouched, as the SAEs never saw it
-    (same convention as `reprshift sae splice` without --splice-bos)."""
+    (the convention of `reprshift sae splice --ce-convention reprshift-v1`; the default is now sae-lens')."""
     h = None
     if fn is not None:
         def splice(x):
