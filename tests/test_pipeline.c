@@ -316,6 +316,26 @@ static void test_run_outputs_and_skip(void **state) {
     }
     assert_int_equal(kinds[0], 6);
     assert_int_equal(kinds[1], 1);
+    /* BH over every permutation p-value of the file: p <= q <= 1, n_tests = the finite p's,
+       and the smallest p keeps q = p * n_tests / (its rank 1 .. ties) at most */
+    {
+        int n_p = 0;
+        cJSON *T2, *L2;
+        cJSON_ArrayForEach(T2, cJSON_GetObjectItem(j, "tasks")) {
+            cJSON_ArrayForEach(L2, cJSON_GetObjectItem(T2, "layers")) {
+                cJSON *pv = cJSON_GetObjectItem(L2, "permutation_p"), *qv = cJSON_GetObjectItem(L2, "permutation_q");
+                if (!cJSON_IsNumber(pv)) continue;
+                n_p++;
+                assert_true(cJSON_IsNumber(qv));
+                assert_true(qv->valuedouble >= pv->valuedouble - 1e-12 && qv->valuedouble <= 1.0);
+            }
+        }
+        cJSON_ArrayForEach(T2, cJSON_GetObjectItem(j, "vision")) {
+            cJSON_ArrayForEach(L2, cJSON_GetObjectItem(T2, "hooks")) n_p += cJSON_IsNumber(cJSON_GetObjectItem(L2, "permutation_p"));
+        }
+        assert_true(n_p > 0);
+        assert_int_equal((int)cJSON_GetObjectItem(j, "n_tests")->valuedouble, n_p);
+    }
     assert_true(kinds[2] >= 2);
     assert_int_equal(kinds[3], 2);
     assert_int_equal(kinds[4], 0);

@@ -24,6 +24,7 @@
 #include "reprshift/probe.h"
 #include "reprshift/probe_eval.h"
 #include "reprshift/probe_transfer.h"
+#include "reprshift/stats.h"
 #include "reprshift/version.h"
 
 static int hook_layer(const char *h, int fallback) {
@@ -516,6 +517,58 @@ int pl_probes_check(pl_ctx *c, rs_err *err) {
                    t, ng, K, tf, min, need, frac);
 }
 
+/* Benjamini–Hochberg over every probe permutation p-value of probes.json (task × model ×
+ * layer, and the vision hooks): each point gets `permutation_q`; the top level gets
+ * `n_tests` and `multiple_comparisons`. */
+static int probes_bh(cJSON *probes, rs_err *err) {
+    static const char *LISTS[2][2] = {{"tasks", "layers"}, {"vision", "hooks"}};
+    int n = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        double *p = NULL, *q = NULL;
+        cJSON **at = NULL;
+        if (pass == 1) {
+            p = malloc(((size_t)n + 1) * sizeof *p), q = malloc(((size_t)n + 1) * sizeof *q);
+            at = malloc(((size_t)n + 1) * sizeof *at);
+            if (!p || !q || !at) {
+                free(p), free(q), free(at);
+                return rs_errf(err, "out of memory");
+            }
+        }
+        int k = 0;
+        for (int l = 0; l < 2; l++) {
+            const cJSON *T;
+            cJSON_ArrayForEach(T, cJSON_GetObjectItemCaseSensitive(probes, LISTS[l][0])) {
+                cJSON *L;
+                cJSON_ArrayForEach(L, cJSON_GetObjectItemCaseSensitive(T, LISTS[l][1])) {
+                    const cJSON *pv = cJSON_GetObjectItemCaseSensitive(L, "permutation_p");
+                    if (!pv) continue;
+                    if (pass == 1) {
+                        p[k] = cJSON_IsNumber(pv) ? pv->valuedouble : NAN;
+                        at[k] = L;
+                    }
+                    k++;
+                }
+            }
+        }
+        if (pass == 0) {
+            n = k;
+            continue;
+        }
+        int bad = stats_bh_qvalues(p, n, q), m = 0;
+        for (int i = 0; !bad && i < n; i++) {
+            m += isfinite(p[i]) != 0;
+            rs_json_add_num(at[i], "permutation_q", q[i]);
+        }
+        free(p), free(q), free(at);
+        if (bad) return rs_errf(err, "out of memory");
+        rs_json_add_num(probes, "n_tests", m);
+        cJSON_AddStringToObject(probes, "multiple_comparisons",
+                                "permutation_q: Benjamini-Hochberg over the n_tests permutation p-values of this file "
+                                "(task x model x layer, and the vision hooks)");
+    }
+    return 0;
+}
+
 int pl_stage_probes(pl_ctx *c, rs_err *err) {
     const rs_config *cfg = c->cfg;
     char *pp = pl_join(c->results, "probes.json"), *tp = pl_join(c->results, "transfer.json");
@@ -612,7 +665,7 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
     if (cJSON_GetArraySize(matrices) > 0 && write_json(tp, transfer, err)) goto done;
     if (cJSON_GetArraySize(p.edit_matrices) > 0 && write_json(ap, attr, err)) goto done;
     /* the report needs at least one task in probes.json: with none, the file is not written */
-    if (n_tasks > 0 && write_json(pp, probes, err)) goto done;
+    if (n_tasks > 0 && (probes_bh(probes, err) || write_json(pp, probes, err))) goto done;
     if (pl_stage_mark_note(c, "probes", fp, n_tasks ? NULL : "no probe could be evaluated", err)) goto done;
     if (n_tasks) pl_log(c, "probes", "wrote %s%s", pp, cJSON_GetArraySize(matrices) > 0 ? " and transfer.json" : "");
     else pl_log(c, "probes", "no probe could be evaluated on this dataset (see the messages above)");

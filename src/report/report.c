@@ -675,6 +675,60 @@ out:
 
 /* ---- probes.json ---- */
 
+/* Probes whose permutation test survives Benjamini–Hochberg (permutation_q < 0.05; the
+ * family is the whole probes.json): one row per task and model of this group. */
+static void probe_fdr_table(ctx *c, const cJSON *tasks, int attribute) {
+    int n_tests = 0, n_sig = 0;
+    rs_sbuf rows = {0};
+    char b1[32], b2[32];
+    const cJSON *T;
+    cJSON_ArrayForEach(T, tasks) {
+        const char *kind = get_str(T, "kind");
+        if ((kind && !strcmp(kind, "attribute")) != attribute) continue;
+        rs_sbuf lay = {0};
+        int nt = 0, ns = 0;
+        double qmax = NAN, vmin = NAN, vmax = NAN;
+        const cJSON *L;
+        cJSON_ArrayForEach(L, cJSON_GetObjectItemCaseSensitive(T, "layers")) {
+            double p = num_or_nan(L, "permutation_p"), q = num_or_nan(L, "permutation_q");
+            double v = num_or_nan(cJSON_GetObjectItemCaseSensitive(L, "accuracy"), "value");
+            if (!isfinite(p)) continue;
+            nt++;
+            if (!(q < 0.05)) continue;
+            sb_printf(&lay, "%s%s", ns ? ", " : "", svg_fmt(num_or_nan(L, "layer"), b1, sizeof b1));
+            ns++;
+            qmax = isnan(qmax) || q > qmax ? q : qmax;
+            vmin = isnan(vmin) || v < vmin ? v : vmin;
+            vmax = isnan(vmax) || v > vmax ? v : vmax;
+        }
+        n_tests += nt, n_sig += ns;
+        if (ns) {
+            sb_puts(&rows, "<tr><td>");
+            sb_escape(&rows, get_str(T, "task") ? get_str(T, "task") : "?");
+            sb_puts(&rows, "</td><td>");
+            sb_escape(&rows, get_str(T, "model") ? get_str(T, "model") : "?");
+            sb_printf(&rows, "</td><td>%d of %d</td><td>", ns, nt);
+            if (lay.buf) sb_puts(&rows, lay.buf);
+            sb_printf(&rows, "</td><td>%s", svg_fmt(vmin, b1, sizeof b1));
+            if (vmax != vmin) sb_printf(&rows, " to %s", svg_fmt(vmax, b2, sizeof b2));
+            sb_printf(&rows, "</td><td>%.3g</td></tr>\n", qmax);
+        }
+        sb_free(&lay);
+    }
+    if (n_tests) {
+        sb_printf(c->b, "<p>Probes whose label-permutation test survives Benjamini&ndash;Hochberg at q &lt; 0.05 "
+                        "(family: every permutation p-value in probes.json): <b>%d of %d</b> tests here.</p>\n",
+                  n_sig, n_tests);
+        if (n_sig) {
+            sb_puts(c->b, "<table class=\"fdr\"><tr><th>task</th><th>model</th><th>layers significant</th><th>which</th>"
+                          "<th>accuracy there</th><th>largest q</th></tr>\n");
+            if (rows.buf) sb_puts(c->b, rows.buf);
+            sb_puts(c->b, "</table>\n");
+        }
+    }
+    sb_free(&rows);
+}
+
 static int probe_group(ctx *c, const cJSON *tasks, int attribute, const char *ci, rs_err *err) {
     /* distinct task names of this group, in order */
     const char *names[128];
@@ -758,7 +812,9 @@ static int probe_group(ctx *c, const cJSON *tasks, int attribute, const char *ci
         for (int k = 0; k < ns * 4; k++) free(buf[k]);
         return rc;
     }
-    sb_puts(c->b, "</div>\n</section>\n");
+    sb_puts(c->b, "</div>\n");
+    probe_fdr_table(c, tasks, attribute);
+    sb_puts(c->b, "</section>\n");
     return 0;
 }
 
