@@ -26,6 +26,8 @@ typedef struct {
     int n_perm;                   /* permutations of the pairing per metric (0: no p-values; the CLI default is 200) */
     int top_k;                    /* rows in ranking lists (default 20) */
     int min_count;                /* token types with fewer rows are not ranked (0 → 5) */
+    int no_floors;                /* 1: skip the split-half and SAE-misfit floors (they are per-model facts; the
+                                     pipeline's conditions stage reads them from the shift stage) */
     const char *tokenizer;        /* tokenizer.json for token strings + categories (optional) */
     const char *categories;       /* CSV word,category (optional; default built-in lists) */
     const char *out_dir;

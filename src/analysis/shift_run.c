@@ -545,7 +545,7 @@ static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_fi
     }
 
     /* floors: split-half within each model; SAE misfit per model (docs/metrics.md) */
-    {
+    if (!o->no_floors) {
         cJSON *floors = cJSON_AddObjectToObject(L, "floors");
         shift_result fr = {0};
         int64_t *poff = NULL, *keep_off = NULL;
