@@ -20,7 +20,7 @@ expect_fail() {
 out=$("$CLI" report --results $F/full --out "$T/r.html" 2>"$T/err") || bad "render: $(cat "$T/err")"
 [ "$out" = "$T/r.html" ] && ok "prints the report path" || bad "stdout was '$out'"
 grep -q '<footer id="report-end">' "$T/r.html" && ok "report written" || bad "report incomplete"
-grep -q 'report: 28 figures' "$T/err" && ok "figure count" || bad "figure count: $(cat "$T/err")"
+grep -q 'report: 29 figures' "$T/err" && ok "figure count" || bad "figure count: $(cat "$T/err")"
 "$CLI" report --help | grep -q -- '--results' && ok "--help" || bad "--help"
 
 expect_fail "no args" 2 "required" "$CLI" report

@@ -11,7 +11,10 @@
  *  - vlm_caption / vlm_mismatch / vlm_blank: every kept row (the prefix <bos>, then the
  *    caption's suffix tokens) = PaliGemmaProcessor(images, "caption en", suffix=caption)
  *    through the model, for the own image, the mismatched image named in rows.jsonl, and
- *    a mid-grey image; ids = the LLM's <bos> + caption ids.
+ *    a mid-grey image; ids = the LLM's <bos> + caption ids;
+ *  - conditions.json "ce": per layer and condition, CE clean / spliced / zero-ablated with
+ *    the quickstart SAE spliced on the caption rows only = transformers + sae-lens on the
+ *    same rows and predictions (summed over the captions, the image the store names). 
  * Tolerance: 1e-4 relative to the largest |value| (the model parity tests reach ~2e-5). */
 #include "testutil.h"
 
@@ -64,9 +67,10 @@ static int setup(void **state) {
             " \"models\": {\"llm\": \"%s/examples/quickstart/models/gemma2-tiny\",\n"
             "            \"vlm\": \"%s/examples/quickstart/models/paligemma-tiny\"},\n"
             " \"layers\": [1, 3], \"dataset\": {\"manifest\": \"%s\"},\n"
+            " \"saes\": {\"path\": \"%s/examples/quickstart/models/sae/blocks.{layer}.hook_resid_post\"},\n"
             " \"edits\": [{\"name\": \"brightness\", \"values\": [0.6]}, {\"name\": \"blur\", \"values\": [2]}],\n"
             " \"probes\": {\"which\": [\"concept\"], \"seeds\": 1, \"bootstrap\": 10, \"min_test_groups\": 1, \"permutations\": 10}}\n",
-            cwd, cwd, man);
+            cwd, cwd, man, cwd);
     fclose(f);
     pid_t pid = fork();
     if (pid == 0) {
@@ -341,6 +345,78 @@ static void test_image_stores_match_transformers(void **state) {
     check_image_store("vlm_edits");
 }
 
+/* Image each caption of a condition store was read with (-1: the blank image). */
+static void store_images(const char *name, int n, int *img_of) {
+    store_reader *r = open_store(name);
+    FILE *f = fopen(store_reader_rows_path(r, 0), "r");
+    assert_non_null(f);
+    cJSON *inputs = cJSON_GetObjectItem(G, "inputs");
+    char line[4096];
+    for (int i = 0; i < n; i++) {
+        assert_non_null(fgets(line, sizeof line, f));
+        cJSON *row = cJSON_Parse(line);
+        const cJSON *with = cJSON_GetObjectItem(row, "read_with_image");
+        img_of[i] = -1;
+        for (int j = 0; cJSON_IsObject(with) && j < n; j++)
+            if (!strcmp(cJSON_GetObjectItem(cJSON_GetArrayItem(inputs, j), "file")->valuestring,
+                        cJSON_GetObjectItem(with, "file_name")->valuestring))
+                img_of[i] = j;
+        cJSON_Delete(row);
+    }
+    fclose(f);
+    store_reader_close(r);
+}
+
+static void test_conditions_ce_matches_reference(void **state) {
+    (void)state;
+    char p[PATH_MAX + 64];
+    snprintf(p, sizeof p, "%s/results/conditions.json", OUT);
+    cJSON *j;
+    rs_err err;
+    if (rs_json_load(p, 1 << 26, &j, &err)) fail_msg("%s", err.msg);
+    cJSON *gce = cJSON_GetObjectItem(G, "conditions_ce"), *inputs = cJSON_GetObjectItem(G, "inputs");
+    int n = cJSON_GetArraySize(inputs), img_mis[16];
+    store_images("vlm_mismatch", n, img_mis);
+    cJSON *ces = cJSON_GetObjectItem(j, "ce"), *e;
+    assert_int_equal(cJSON_GetArraySize(ces), cJSON_GetArraySize(cJSON_GetObjectItem(G, "layers")));
+    int checked = 0;
+    cJSON_ArrayForEach(e, ces) {
+        char key[16];
+        snprintf(key, sizeof key, "%d", (int)cJSON_GetObjectItem(e, "layer")->valuedouble);
+        cJSON *cc;
+        cJSON_ArrayForEach(cc, cJSON_GetObjectItem(e, "conditions")) {
+            const char *cond = cJSON_GetObjectItem(cc, "condition")->valuestring;
+            double sum[3] = {0, 0, 0}, cnt = 0;
+            for (int i = 0; i < n; i++) {
+                const cJSON *g;
+                if (!strcmp(cond, "llm_text")) g = cJSON_GetArrayItem(cJSON_GetObjectItem(gce, "llm"), i);
+                else if (!strcmp(cond, "vlm_text")) g = cJSON_GetArrayItem(cJSON_GetObjectItem(gce, "vlm_text"), i);
+                else if (!strcmp(cond, "vlm_blank")) g = cJSON_GetArrayItem(cJSON_GetObjectItem(gce, "blank"), i);
+                else g = cJSON_GetArrayItem(cJSON_GetArrayItem(cJSON_GetObjectItem(gce, "with_image"), i),
+                                            !strcmp(cond, "vlm_caption") ? i : img_mis[i]);
+                const cJSON *gl = cJSON_GetObjectItem(g, key);
+                assert_non_null(gl);
+                sum[0] += cJSON_GetObjectItem(gl, "clean")->valuedouble;
+                sum[1] += cJSON_GetObjectItem(gl, "spliced")->valuedouble;
+                sum[2] += cJSON_GetObjectItem(gl, "zero")->valuedouble;
+                cnt += cJSON_GetObjectItem(gl, "n")->valuedouble;
+            }
+            static const char *K[3] = {"ce_clean", "ce_spliced", "ce_zero_ablated"};
+            assert_int_equal((int)cJSON_GetObjectItem(cc, "n_predictions")->valuedouble, (int)cnt);
+            for (int k = 0; k < 3; k++) {
+                double got = cJSON_GetObjectItem(cc, K[k])->valuedouble, want = sum[k] / cnt;
+                printf("  layer %s %-12s %-15s %.6f (reference %.6f)\n", key, cond, K[k], got, want);
+                assert_true(fabs(got - want) < 1e-4 * fabs(want));
+            }
+            double rec = cJSON_GetObjectItem(cJSON_GetObjectItem(cc, "ce_loss_recovered"), "value")->valuedouble;
+            assert_true(fabs(rec - (sum[2] - sum[1]) / (sum[2] - sum[0])) < 1e-3);
+            checked++;
+        }
+    }
+    assert_int_equal(checked, 2 * 5);
+    cJSON_Delete(j);
+}
+
 int main(void) {
     if (!tu_have_shared("data/coco/mini", "the 159-image COCO mini set")) return TU_SKIP_CODE;
     const struct CMUnitTest tests[] = {
@@ -348,6 +424,7 @@ int main(void) {
         cmocka_unit_test(test_image_stores_match_transformers),
         cmocka_unit_test(test_condition_stores_match_transformers),
         cmocka_unit_test(test_conditions_json_pairs),
+        cmocka_unit_test(test_conditions_ce_matches_reference),
     };
     return tu_exit(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -29,9 +29,10 @@ static void test_full_fixture(void **state) {
     int figs;
     rs_err err;
     if (report_render(FULL, &html, &len, &figs, &err)) fail_msg("%s", err.msg);
-    /* 2 condition metrics + 2 by-position, 4 shift metrics + 2 histograms + 2×2 rankings,
-     * 4 SAE metrics, 3 probe tasks, 6 attribute probes, 1 transfer matrix */
-    assert_int_equal(figs, 2 + 2 + 4 + 2 + 4 + 4 + 3 + 6 + 1);
+    /* 2 condition metrics + 1 CE by condition + 2 by-position, 4 shift metrics + 2 histograms +
+     * 2×2 rankings, 4 SAE metrics, 3 probe tasks, 6 attribute probes, 1 transfer matrix */
+    assert_int_equal(figs, 2 + 1 + 2 + 4 + 2 + 4 + 4 + 3 + 6 + 1);
+    assert_non_null(strstr(html, "CE loss recovered by condition"));
     assert_non_null(strstr(html, "<section id=\"conditions\">"));
     assert_non_null(strstr(html, "<td>what the image and prompt add</td>"));
     assert_non_null(strstr(html, "cos_raw by caption position, blocks.12.hook_resid_post"));

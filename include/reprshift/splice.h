@@ -41,6 +41,13 @@ typedef struct {
  * (b->embeds_mask) are never special. Caller frees with splice_ce_free. */
 int splice_ce_eval(const gemma2_model *m, const rs_sae *sae, const char *hook, const gemma2_batch *b,
                    splice_ce_convention conv, int splice_all, splice_ce *out, rs_err *err);
+/* The same three passes with explicit rows: splice[r] = 1 → row r is replaced by its
+ * reconstruction in the spliced pass and zeroed in the zero-ablated pass (every other row
+ * keeps its activation in both); count[r] = 1 → the prediction made at row r (of the next
+ * token of its sequence) enters the means. The pipeline's caption conditions use it to
+ * splice only the caption and count only its own next-token predictions. */
+int splice_ce_eval_masked(const gemma2_model *m, const rs_sae *sae, const char *hook, const gemma2_batch *b,
+                          const uint8_t *splice, const uint8_t *count, splice_ce *out, rs_err *err);
 /* Free the per-sequence arrays. */
 void splice_ce_free(splice_ce *r);
 

@@ -117,31 +117,73 @@ static int run_ce(const gemma2_model *m, const gemma2_batch *b, hook_request *h,
     return 0;
 }
 
+static int splice_core(const gemma2_model *m, const rs_sae *sae, hook_request *hp, const gemma2_batch *b,
+                       const uint8_t *keep_splice, const uint8_t *keep_zero, const uint8_t *count, splice_ce *out,
+                       rs_err *err);
+
+/* Parse and check the hook for splicing (a decoder hook whose width is the SAE's d_in). */
+static int splice_hook(const gemma2_model *m, const rs_sae *sae, const char *hook, hook_request *h, rs_err *err) {
+    if (gemma2_hook_parse(&m->cfg, hook, h, err)) return -1;
+    if (h->kind == HK_ATTN_Z || h->kind == HK_LN_FINAL_NORMALIZED || h->kind == HK_LN_FINAL_OUT)
+        return rs_errf(err, "splicing at %s is not supported (use a residual, attn_out or mlp_out hook)", hook);
+    if (sae->d_in != h->width)
+        return rs_errf(err, "%s: SAE d_in %d does not match the width %d of %s", sae->path ? sae->path : "SAE",
+                       sae->d_in, h->width, hook);
+    h->capture = 0;
+    h->out = NULL;
+    return 0;
+}
+
+/* Per-sequence result arrays of out (zeroed); -1 when out of memory. */
+static int ce_alloc(splice_ce *out, int n_seqs) {
+    memset(out, 0, sizeof *out);
+    out->seq_clean = calloc((size_t)n_seqs, sizeof(double));
+    out->seq_spliced = calloc((size_t)n_seqs, sizeof(double));
+    out->seq_zero = calloc((size_t)n_seqs, sizeof(double));
+    out->seq_predictions = calloc((size_t)n_seqs, sizeof(int64_t));
+    if (out->seq_clean && out->seq_spliced && out->seq_zero && out->seq_predictions) return 0;
+    splice_ce_free(out);
+    return -1;
+}
+
+int splice_ce_eval_masked(const gemma2_model *m, const rs_sae *sae, const char *hook, const gemma2_batch *b,
+                          const uint8_t *splice, const uint8_t *count, splice_ce *out, rs_err *err) {
+    memset(out, 0, sizeof *out);
+    hook_request h;
+    if (splice_hook(m, sae, hook, &h, err)) return -1;
+    int T = (int)b->offsets[b->n_seqs];
+    uint8_t *keep = malloc((size_t)T + 1), *cnt = calloc((size_t)T + 1, 1);
+    if (!keep || !cnt || ce_alloc(out, b->n_seqs)) {
+        free(keep);
+        free(cnt);
+        return rs_errf(err, "out of memory");
+    }
+    for (int r = 0; r < T; r++) keep[r] = !splice[r];
+    for (int s = 0; s < b->n_seqs; s++)
+        for (int64_t r = b->offsets[s]; r + 1 < b->offsets[s + 1]; r++) {
+            cnt[r] = count[r] != 0;
+            out->seq_predictions[s] += cnt[r];
+            out->n_predictions += cnt[r];
+        }
+    int rc = splice_core(m, sae, &h, b, keep, keep, cnt, out, err);
+    free(keep);
+    free(cnt);
+    return rc;
+}
+
 int splice_ce_eval(const gemma2_model *m, const rs_sae *sae, const char *hook, const gemma2_batch *b,
                    splice_ce_convention conv, int splice_all, splice_ce *out, rs_err *err) {
     memset(out, 0, sizeof *out);
     if (conv != SPLICE_CE_SAE_LENS && conv != SPLICE_CE_REPRSHIFT_V1) return rs_errf(err, "unknown CE convention %d", (int)conv);
     hook_request h;
-    if (gemma2_hook_parse(&m->cfg, hook, &h, err)) return -1;
-    if (h.kind == HK_ATTN_Z || h.kind == HK_LN_FINAL_NORMALIZED || h.kind == HK_LN_FINAL_OUT)
-        return rs_errf(err, "splicing at %s is not supported (use a residual, attn_out or mlp_out hook)", hook);
-    if (sae->d_in != h.width)
-        return rs_errf(err, "%s: SAE d_in %d does not match the width %d of %s", sae->path ? sae->path : "SAE",
-                       sae->d_in, h.width, hook);
-    h.capture = 0;
-    h.out = NULL;
+    if (splice_hook(m, sae, hook, &h, err)) return -1;
     int T = (int)b->offsets[b->n_seqs];
-    out->seq_clean = calloc((size_t)b->n_seqs, sizeof(double));
-    out->seq_spliced = calloc((size_t)b->n_seqs, sizeof(double));
-    out->seq_zero = calloc((size_t)b->n_seqs, sizeof(double));
-    out->seq_predictions = calloc((size_t)b->n_seqs, sizeof(int64_t));
     /* special[r]: row r is exempt (keeps its activation in the spliced pass; under sae-lens
      * its prediction is not counted). count[r]: the prediction made at row r is counted. */
     uint8_t *special = calloc((size_t)T + 1, 1), *count = calloc((size_t)T + 1, 1);
-    if (!out->seq_clean || !out->seq_spliced || !out->seq_zero || !out->seq_predictions || !special || !count) {
+    if (!special || !count || ce_alloc(out, b->n_seqs)) {
         free(special);
         free(count);
-        splice_ce_free(out);
         return rs_errf(err, "out of memory");
     }
     const gemma2_config *c = &m->cfg;
@@ -158,6 +200,21 @@ int splice_ce_eval(const gemma2_model *m, const rs_sae *sae, const char *hook, c
         }
     /* zero-ablated pass: sae-lens zeroes every row; reprshift-v1 keeps the special rows */
     const uint8_t *keep_zero = conv == SPLICE_CE_SAE_LENS ? NULL : special;
+    int rc = splice_core(m, sae, &h, b, special, keep_zero, count, out, err);
+    free(special);
+    free(count);
+    return rc;
+}
+
+/* The three passes for hook h: rows with keep_splice[r] keep their activation in the
+ * spliced pass, rows with keep_zero[r] in the zero-ablated one (NULL: none kept); the
+ * predictions made at rows with count[r] enter the means. Frees out's arrays on error. */
+static int splice_core(const gemma2_model *m, const rs_sae *sae, hook_request *hp, const gemma2_batch *b,
+                       const uint8_t *keep_splice, const uint8_t *keep_zero, const uint8_t *count, splice_ce *out,
+                       rs_err *err) {
+    hook_request h = *hp;
+    int T = (int)b->offsets[b->n_seqs];
+    const uint8_t *special = keep_splice;
     splice_ctx ctx = {.sae = sae, .keep = special, .err = err};
     int rc;
     if (h.kind == HK_RESID_POST || h.kind == HK_RESID_PRE) {
@@ -190,8 +247,6 @@ int splice_ce_eval(const gemma2_model *m, const rs_sae *sae, const char *hook, c
         ctx.keep = keep_zero;
         if (!rc) rc = run_ce(m, b, &h, 0, NULL, count, out->seq_zero, &out->ce_zero, err);
     }
-    free(special);
-    free(count);
     if (rc) {
         splice_ce_free(out);
         return -1;

@@ -22,6 +22,10 @@
 
 #include "pipeline/pipeline_internal.h"
 #include "reprshift/fileio.h"
+#include "reprshift/gemma2.h"
+#include "reprshift/image.h"
+#include "reprshift/paligemma.h"
+#include "reprshift/splice.h"
 #include "reprshift/jsonutil.h"
 #include "reprshift/probe.h"
 #include "reprshift/sae.h"
@@ -164,6 +168,173 @@ done:
     return rc;
 }
 
+/* ---- spliced CE of the layer's SAE over the caption, in each condition ---- */
+
+typedef struct {
+    gemma2_model *llm;
+    paligemma_model *vlm;
+    int32_t *prompt;
+    size_t n_prompt;
+    int32_t eos;
+} cond_models;
+
+/* Pixel values [3, S, S] of the image caption i is read with in condition store s. */
+static int cond_pixels(pl_ctx *c, const paligemma_model *vlm, int s, int i, float *pix, rs_err *err) {
+    int S = vlm->cfg.vision.image_size;
+    rs_image img = {0};
+    int rc;
+    if (s == PL_VLM_BLANK) {
+        rc = rs_image_alloc(&img, 224, 224, err);
+        if (!rc) memset(img.rgb, 128, (size_t)224 * 224 * 3); /* the extract stage's blank image */
+    } else {
+        int j = s == PL_VLM_MISMATCH ? c->text_mismatch[i] : c->text_image[i];
+        rc = rs_image_load(c->man->rows[c->image_row[j]].path, &img, err);
+    }
+    if (!rc) rc = rs_siglip_preprocess_with(&img, S, c->cfg->image_processor, NULL, pix, err);
+    rs_image_free(&img);
+    return rc;
+}
+
+/* CE with the SAE spliced at `hook` over captions [i0, i1) in condition store s: the rows of
+ * the caption's tokens are replaced (spliced pass) or zeroed (zero-ablated pass), and the
+ * predictions the caption makes of its own next tokens (at caption token j of tokens
+ * 1..n-1, predicting token j+1; so not the <bos> → first token and not the last token →
+ * <eos> prediction) are counted. For the LLM and the caption-alone decoder this is the
+ * sae-lens convention; in the image conditions the prefix (image, <bos>, prompt, "\n")
+ * keeps its activations. Per-caption means and counts into seq[3][i], w[i]. */
+static int cond_ce_chunk(pl_ctx *c, const cond_models *m, int s, const rs_sae *sae, const char *hook, int i0, int i1,
+                         double *seq[3], double *w, rs_err *err) {
+    int img = PL_IS_COND(s), n = i1 - i0, rc = -1;
+    const gemma2_model *dec = s == PL_LLM_TEXT ? m->llm : m->vlm->text;
+    int N = img ? m->vlm->vision->n_patches : 0, P = img ? N + 1 + (int)m->n_prompt : 0;
+    int64_t T = 0;
+    for (int i = i0; i < i1; i++) T += img ? P + c->text_len[i] : c->text_len[i]; /* caption + <eos> replaces <bos> */
+    int32_t *ids = malloc((size_t)T * sizeof *ids);
+    int64_t *off = malloc(((size_t)n + 1) * sizeof *off);
+    int *plen = calloc((size_t)n, sizeof *plen);
+    uint8_t *splice = calloc((size_t)T, 1), *count = calloc((size_t)T, 1), *emask = img ? calloc((size_t)T, 1) : NULL;
+    float *embeds = NULL, *pix = NULL;
+    hook_request ph;
+    memset(&ph, 0, sizeof ph);
+    splice_ce r = {0};
+    if (!ids || !off || !plen || !splice || !count || (img && !emask)) { rs_errf(err, "out of memory"); goto done; }
+    off[0] = 0;
+    for (int i = i0; i < i1; i++) {
+        int64_t t = off[i - i0], nc = c->text_len[i] - 1; /* caption tokens after <bos> */
+        int64_t cap0 = img ? t + P : t + 1;              /* row of caption token 1 */
+        if (img) {
+            for (int k = 0; k < N; k++) ids[t + k] = m->vlm->cfg.image_token_index;
+            ids[t + N] = c->text_ids[i][0];
+            memcpy(ids + t + N + 1, m->prompt, m->n_prompt * sizeof *ids);
+            memcpy(ids + cap0, c->text_ids[i] + 1, (size_t)nc * sizeof *ids);
+            ids[cap0 + nc] = m->eos;
+            plen[i - i0] = P;
+            off[i - i0 + 1] = t + P + nc + 1;
+        } else {
+            memcpy(ids + t, c->text_ids[i], (size_t)c->text_len[i] * sizeof *ids);
+            off[i - i0 + 1] = t + c->text_len[i];
+        }
+        for (int64_t j = 0; j < nc; j++) splice[cap0 + j] = 1;
+        for (int64_t j = 0; j + 1 < nc; j++) count[cap0 + j] = 1;
+    }
+    if (img) {
+        /* the projector output of every image: the tower + projector only (no decoder hook) */
+        int S = m->vlm->cfg.vision.image_size, D = m->vlm->cfg.text.hidden_size;
+        size_t npix = (size_t)3 * S * S;
+        pix = malloc((size_t)n * npix * sizeof *pix);
+        embeds = calloc((size_t)T * D, sizeof *embeds);
+        if (!pix || !embeds) { rs_errf(err, "out of memory"); goto done; }
+        for (int i = i0; i < i1; i++)
+            if (cond_pixels(c, m->vlm, s, i, pix + (size_t)(i - i0) * npix, err)) goto done;
+        if (paligemma_hook_parse(m->vlm, "projector.hook_out", &ph, err)) goto done;
+        ph.capture = 1;
+        paligemma_batch pb = {.n_seqs = n, .offsets = off, .ids = ids, .prefix_len = plen, .n_images = n,
+                              .pixel_values = pix};
+        if (paligemma_forward(m->vlm, &pb, &ph, 1, NULL, err)) goto done;
+        /* image rows enter the decoder as the projector output (gemma2_forward scales by √D) */
+        const float norm = (float)sqrt((double)D);
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < N; k++) {
+                int64_t t = off[i] + k;
+                emask[t] = 1;
+                const float *src = ph.out + ((size_t)i * N + k) * D;
+                for (int d = 0; d < D; d++) embeds[(size_t)t * D + d] = src[d] / norm;
+            }
+    }
+    gemma2_batch b = {.n_seqs = n, .offsets = off, .ids = ids, .embeds = embeds, .embeds_mask = emask,
+                      .prefix_len = img ? plen : NULL, .pos_offset = s == PL_LLM_TEXT ? 0 : 1};
+    if (splice_ce_eval_masked(dec, sae, hook, &b, splice, count, &r, err)) goto done;
+    for (int i = 0; i < n; i++) {
+        seq[0][i0 + i] = r.seq_clean[i];
+        seq[1][i0 + i] = r.seq_spliced[i];
+        seq[2][i0 + i] = r.seq_zero[i];
+        w[i0 + i] = (double)r.seq_predictions[i];
+    }
+    rc = 0;
+done:
+    splice_ce_free(&r);
+    free(ph.out);
+    free(ids), free(off), free(plen), free(splice), free(count), free(emask), free(embeds), free(pix);
+    return rc;
+}
+
+/* CE loss recovered of the SAE at `hook` in condition store s, over all captions, with a
+ * percentile bootstrap over captions (the ratio recomputed from resampled sums). */
+static int cond_ce(pl_ctx *c, const cond_models *m, int s, const rs_sae *sae, const char *hook, cJSON *out,
+                   rs_err *err) {
+    int n = c->n_text, rc = -1, B = c->cfg->probes.bootstrap;
+    double *seq[3] = {calloc((size_t)n, sizeof(double)), calloc((size_t)n, sizeof(double)),
+                      calloc((size_t)n, sizeof(double))};
+    double *w = calloc((size_t)n, sizeof(double)), *boot = malloc(((size_t)B + 1) * sizeof(double));
+    if (!seq[0] || !seq[1] || !seq[2] || !w || !boot) { rs_errf(err, "out of memory"); goto done; }
+    int per_img = PL_IS_COND(s) ? 300 : 1; /* rough tokens of an image prefix, for the batch size */
+    for (int i0 = 0; i0 < n;) {
+        int i1 = i0;
+        int64_t bt = 0;
+        while (i1 < n && (i1 == i0 || bt + per_img + c->text_len[i1] <= c->cfg->batch_tokens)) bt += per_img + c->text_len[i1++];
+        if (cond_ce_chunk(c, m, s, sae, hook, i0, i1, seq, w, err)) goto done;
+        i0 = i1;
+    }
+    double S[3] = {0, 0, 0}, W = 0;
+    for (int i = 0; i < n; i++)
+        if (w[i] > 0) {
+            for (int k = 0; k < 3; k++) S[k] += w[i] * seq[k][i];
+            W += w[i];
+        }
+    double rec = W > 0 && S[2] != S[0] ? (S[2] - S[1]) / (S[2] - S[0]) : NAN, lo = NAN, hi = NAN;
+    if (B > 0 && W > 0) {
+        int nb = 0;
+        for (int b = 0; b < B; b++) {
+            double t[3] = {0, 0, 0};
+            for (int j = 0; j < n; j++) {
+                int i = (int)(rs_uniform_at(0x5eedce, (uint64_t)b * (uint64_t)n + (uint64_t)j) * n);
+                if (i >= n) i = n - 1;
+                for (int k = 0; k < 3; k++) t[k] += w[i] > 0 ? w[i] * seq[k][i] : 0;
+            }
+            if (t[2] != t[0]) boot[nb++] = (t[2] - t[1]) / (t[2] - t[0]);
+        }
+        lo = stats_percentile(boot, nb, 0.025);
+        hi = stats_percentile(boot, nb, 0.975);
+    }
+    cJSON_AddStringToObject(out, "condition", PL_STORE_NAME[s]);
+    cJSON *st = cJSON_AddObjectToObject(out, "ce_loss_recovered");
+    add_num(st, "value", rec);
+    add_num(st, "ci_lo", lo);
+    add_num(st, "ci_hi", hi);
+    add_num(out, "ce_clean", W > 0 ? S[0] / W : NAN);
+    add_num(out, "ce_spliced", W > 0 ? S[1] / W : NAN);
+    add_num(out, "ce_zero_ablated", W > 0 ? S[2] / W : NAN);
+    add_num(out, "delta_lm_loss", W > 0 ? (S[1] - S[0]) / W : NAN);
+    rs_json_add_num(out, "n_predictions", W);
+    rs_json_add_num(out, "n_captions", n);
+    rc = 0;
+done:
+    for (int k = 0; k < 3; k++) free(seq[k]);
+    free(w);
+    free(boot);
+    return rc;
+}
+
 /* The SAE of the hook's layer, if the config has one that reads this hook. */
 static int hook_sae(pl_ctx *c, const char *hook, char **sp, char **sh, int *use, rs_err *err) {
     const rs_config *cfg = c->cfg;
@@ -205,6 +376,7 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
     char *jp = pl_join(c->results, "conditions.json"), *cp = pl_join(c->results, "conditions_summary.csv");
     char *tokp = cfg->tokenizer ? strdup(cfg->tokenizer) : rs_path_join(cfg->llm, "tokenizer.json");
     char *files[PL_N_STORES] = {0};
+    cond_models cm = {0};
     cJSON *root = NULL;
     char *summ = NULL;
     size_t summ_n = 0;
@@ -228,7 +400,7 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
         if (!pl_store_used(c, s)) strcpy(fps[s], "-");
         else if (pl_store_fp(c, s, fps[s], err)) goto done;
     }
-    pl_fp(fp, "conditions v2 %s %s %s %s %s %s sae=%s path=%s hook=%s boot=%d perm=%d", RS_VERSION, fps[PL_LLM_TEXT],
+    pl_fp(fp, "conditions v3 %s %s %s %s %s %s sae=%s path=%s hook=%s boot=%d perm=%d", RS_VERSION, fps[PL_LLM_TEXT],
           fps[PL_VLM_TEXT], fps[PL_VLM_CAPTION], fps[PL_VLM_MISMATCH], fps[PL_VLM_BLANK], c->sae_fp,
           cfg->has_saes ? cfg->sae_path : "-", cfg->sae_hook ? cfg->sae_hook : "-", cfg->probes.bootstrap,
           cfg->shift_permutations);
@@ -329,6 +501,51 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
             cJSON_AddItemToArray(bypos, pe);
         }
     }
+    /* spliced CE of each layer's SAE over the caption, per condition */
+    cJSON *ces = NULL;
+    for (int h = 0; h < cfg->n_hooks; h++) {
+        const char *hook = cfg->hooks[h];
+        char *sp = NULL, *sh = NULL;
+        int use_sae = 0;
+        rs_sae *sae = NULL;
+        int r = hook_sae(c, hook, &sp, &sh, &use_sae, err);
+        if (!r && use_sae) r = sae_load(&sae, sp, sh, err);
+        if (!r && use_sae) {
+            if (!ces) {
+                ces = cJSON_AddArrayToObject(root, "ce");
+                cJSON_AddStringToObject(root, "ce_definition",
+                                        "(CE_zero - CE_spliced) / (CE_zero - CE_clean); the SAE reconstruction replaces "
+                                        "(zeros: zero-ablation) the caption's token rows only, and the caption's own "
+                                        "next-token predictions are counted (token j predicting j+1 within the caption): "
+                                        "the sae-lens convention for llm and vlm_text; in the image conditions the "
+                                        "prefix keeps its activations; 95% percentile bootstrap over captions");
+            }
+            if (!cm.llm && !(r = gemma2_open(&cm.llm, cfg->llm, err)) && !(r = paligemma_open(&cm.vlm, cfg->vlm, err)) &&
+                pl_store_used(c, PL_VLM_CAPTION))
+                r = pl_prompt_ids(c, &cm.prompt, &cm.n_prompt, err) || pl_eos_id(c, &cm.eos, err) ? -1 : 0;
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddItemToArray(ces, e);
+            rs_json_add_num(e, "layer", pl_hook_layer(hook) >= 0 ? pl_hook_layer(hook) : h);
+            cJSON_AddStringToObject(e, "hook", hook);
+            cJSON_AddStringToObject(e, "sae_path", sp);
+            cJSON *arr = cJSON_AddArrayToObject(e, "conditions");
+            for (int i = 0; !r && i < N_CONDS; i++) {
+                int st = CONDS[i].store;
+                if (!pl_store_used(c, st)) continue;
+                pl_log(c, "conditions", "%s: spliced CE in %s (%s)", hook, CONDS[i].letter, PL_STORE_NAME[st]);
+                cJSON *ce = cJSON_CreateObject();
+                cJSON_AddItemToArray(arr, ce);
+                r = cond_ce(c, &cm, st, sae, hook, ce, err);
+            }
+        }
+        sae_free(sae);
+        free(sp);
+        free(sh);
+        if (r) {
+            rs_err_prefix(err, "conditions, spliced CE at %s", hook);
+            goto done;
+        }
+    }
     /* one family for Benjamini–Hochberg: metric × layer × pair */
     {
         cJSON *arrs[N_PAIRS];
@@ -358,6 +575,9 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
     pl_log(c, "conditions", "wrote %s", jp);
     rc = 0;
 done:
+    gemma2_close(cm.llm);
+    paligemma_close(cm.vlm);
+    free(cm.prompt);
     if (summary) fclose(summary);
     free(summ);
     for (int s = 0; s < PL_N_STORES; s++) {

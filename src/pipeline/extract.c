@@ -316,7 +316,7 @@ static int check_suffix_alignment(pl_ctx *c, rs_err *err) {
 }
 
 /* The VLM tokenizer's <eos> (PaliGemmaProcessor appends it to the suffix). */
-static int eos_id(pl_ctx *c, int32_t *eos, rs_err *err) {
+int pl_eos_id(pl_ctx *c, int32_t *eos, rs_err *err) {
     rs_tokenizer *tok = NULL;
     if (load_tokenizer(c->cfg->vlm, c->cfg->tokenizer, &tok, err)) return -1;
     int id = tok_id(tok, "<eos>");
@@ -327,7 +327,7 @@ static int eos_id(pl_ctx *c, int32_t *eos, rs_err *err) {
 }
 
 /* prompt + "\n" as token ids (no <bos>), as PaliGemmaProcessor builds it */
-static int prompt_ids(pl_ctx *c, int32_t **ids, size_t *n, rs_err *err) {
+int pl_prompt_ids(pl_ctx *c, int32_t **ids, size_t *n, rs_err *err) {
     rs_tokenizer *tok = NULL;
     if (load_tokenizer(c->cfg->vlm, c->cfg->tokenizer, &tok, err)) return -1;
     int rc = 0;
@@ -670,14 +670,14 @@ int pl_stage_extract(pl_ctx *c, rs_err *err) {
     if (paligemma_config_load(cfg->vlm, &pc, err)) goto done;
     int n_patches = (pc.vision.image_size / pc.vision.patch_size) * (pc.vision.image_size / pc.vision.patch_size);
     if (c->n_image) {
-        if (prompt_ids(c, &m.prompt, &m.n_prompt, err)) goto done;
+        if (pl_prompt_ids(c, &m.prompt, &m.n_prompt, err)) goto done;
         rs_sha256_hex(m.prompt, m.n_prompt * sizeof *m.prompt, prompt_fp);
     }
     if (pl_store_used(c, PL_VLM_CAPTION) && rs_config_has_condition(cfg, "vlm_mismatch") &&
         !pl_store_used(c, PL_VLM_MISMATCH))
         pl_log(c, "extract", "vlm_mismatch: skipped, every image has the same label (no image of another group)");
     if (pl_store_used(c, PL_VLM_CAPTION) || pl_store_used(c, PL_VLM_MISMATCH) || pl_store_used(c, PL_VLM_BLANK)) {
-        if (condition_images(c, err) || check_suffix_alignment(c, err) || eos_id(c, &m.eos, err)) goto done;
+        if (condition_images(c, err) || check_suffix_alignment(c, err) || pl_eos_id(c, &m.eos, err)) goto done;
     }
     for (int s = 0; s < PL_N_STORES; s++) {
         char name[64];

@@ -121,6 +121,11 @@ int pl_store_features(pl_ctx *c, int store, const char *hook, float **X, int *n,
 /* Is this store used by the config (text / image / edits present)? */
 int pl_store_used(const pl_ctx *c, int store);
 
+/* prompt + "\n" as token ids (no <bos>), as PaliGemmaProcessor builds it (new array). */
+int pl_prompt_ids(pl_ctx *c, int32_t **ids, size_t *n, rs_err *err);
+/* The VLM tokenizer's <eos> id. */
+int pl_eos_id(pl_ctx *c, int32_t *eos, rs_err *err);
+
 /* Is caption token id counted by the metrics and pooling (not <pad>/<eos>/<bos>, ids 0-2,
  * nor a whitespace-only piece of the caption tokenizer)? docs/metrics.md "Excluded tokens". */
 int pl_token_included(const pl_ctx *c, int32_t id);

@@ -1226,6 +1226,44 @@ static int sec_conditions(ctx *c, rs_err *err) {
                  "null spans the 95%% null bands (caption tokens re-paired) of all pairs.", METRICS[m]);
         fig_close(c, what, ntext, ci);
     }
+    /* spliced CE of the layer SAEs in every condition: a line per condition over the layers */
+    const cJSON *ces = cJSON_GetObjectItemCaseSensitive(j, "ce");
+    int nce = cJSON_IsArray(ces) ? cJSON_GetArraySize(ces) : 0;
+    if (nce > 0 && nce <= maxpos) {
+        const cJSON *first = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ces, 0), "conditions");
+        int nc = cJSON_IsArray(first) ? cJSON_GetArraySize(first) : 0;
+        if (nc > np + 1) nc = np + 1; /* the buffer holds np + 1 series */
+        svg_series S[COND_MAX_PAIRS + 1];
+        size_t stride = (size_t)(nl_max > maxpos ? nl_max : maxpos);
+        for (int q = 0; q < nc; q++) {
+            double *x = buf + ((size_t)q * 4 + 0) * stride, *y = buf + ((size_t)q * 4 + 1) * stride;
+            double *lo = buf + ((size_t)q * 4 + 2) * stride, *hi = buf + ((size_t)q * 4 + 3) * stride;
+            const char *name = get_str(cJSON_GetArrayItem(first, q), "condition");
+            int li = 0;
+            for (const cJSON *E = ces->child; E; E = E->next, li++) {
+                const cJSON *cc = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(E, "conditions"), q);
+                rstat st;
+                char where[64];
+                snprintf(where, sizeof where, "ce[%d].conditions[%d]", li, q);
+                if (get_stat(c, cc, "ce_loss_recovered", where, &st, err) < 0) goto out;
+                x[li] = num_or_nan(E, "layer");
+                y[li] = st.v, lo[li] = st.lo, hi[li] = st.hi;
+            }
+            S[q] = (svg_series){.name = name ? name : "?", .n = li, .x = x, .y = y, .lo = lo, .hi = hi};
+        }
+        if (nc > 0) {
+            svg_line_opts o = {.title = "CE loss recovered by condition", .xlabel = "layer",
+                               .ylabel = "ce_loss_recovered", .n_series = nc, .series = S, .integer_x = 1,
+                               .width = 440, .height = 280};
+            fig_open(c);
+            svg_line_plot(c->b, &o);
+            fig_close(c,
+                      "CE loss recovered when the layer's SAE reconstruction replaces the caption's token rows, "
+                      "one line per condition (the caption's own next-token predictions; the image prefix keeps its "
+                      "activations); bands: CI.",
+                      ntext, ci);
+        }
+    }
     sb_puts(c->b, "</div>\n");
     fdr_table(c, pl, ids, np, "family: metric \xC3\x97 layer \xC3\x97 pair of conditions.json");
     sb_puts(c->b, "<div class=\"grid\">\n");

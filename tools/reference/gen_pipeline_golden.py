@@ -20,6 +20,12 @@ quickstart bundle (examples/quickstart/models), computed with the reference stac
                for a mid-grey 224x224 (128,128,128) image (vlm_blank): layer L output at the
                rows the pipeline keeps, the prefix <bos> then the caption's suffix tokens
                (not the final <eos>), per token; plus the processor's ids at those rows.
+  * conditions CE: with the quickstart SAE of layer L (sae_lens.SAE.load_from_disk) spliced into the
+               decoder layer L output (blocks.L.hook_resid_post) on the caption's token rows only
+               (reconstruction sae.decode(sae.encode(x)); zeros for the zero-ablation), the summed
+               next-token CE of the caption's own predictions (caption token j predicting j+1,
+               j = 1..n-2 in <bos>-caption numbering) for the LLM, the decoder alone, every image
+               and the grey image; clean / spliced / zero sums and the count per caption.
 Layers 1 and 3. Writes tests/fixtures/pipeline/golden.json (versions recorded inside).
 
     /work/refenv/bin/python tools/reference/gen_pipeline_golden.py
@@ -148,6 +154,70 @@ def main():
         kept_ids, f = suffix_rows(grey, inp["caption"])
         cond["blank"].append(f)
     out["conditions"] = cond
+
+    # spliced CE over the caption in every condition
+    import torch.nn.functional as F
+    from sae_lens import SAE
+    saes = {L: SAE.load_from_disk(os.path.join(MODELS, "sae", f"blocks.{L}.hook_resid_post"), device="cpu")
+            for L in LAYERS}
+    state = {"L": None, "rows": None, "mode": None}
+
+    def splice_hooks(model):
+        for name, mod in model.named_modules():
+            parts = name.split(".")
+            if len(parts) >= 2 and parts[-2] == "layers" and parts[-1].isdigit() and "vision" not in name:
+                L = int(parts[-1])
+
+                def hook(m, a, o, L=L):
+                    if state["L"] != L or state["mode"] is None:
+                        return None
+                    h = (o[0] if isinstance(o, tuple) else o).clone()
+                    r = state["rows"]
+                    if state["mode"] == "zero":
+                        h[0, r] = 0
+                    else:
+                        sae = saes[L]
+                        h[0, r] = sae.decode(sae.encode(h[0, r]))
+                    return (h,) + tuple(o[1:]) if isinstance(o, tuple) else h
+                mod.register_forward_hook(hook)
+    splice_hooks(llm)
+    splice_hooks(vlm)
+
+    def ce_sums(run, ids, cap0, n_cap):
+        """run(): logits [1, T, V]; caption token 1 at row cap0, n_cap caption tokens."""
+        rows = list(range(cap0, cap0 + n_cap))
+        counted = list(range(cap0, cap0 + n_cap - 1))
+        res = {}
+        for L in LAYERS:
+            for mode in ("clean", "spliced", "zero"):
+                state.update(L=L, rows=rows, mode=None if mode == "clean" else mode)
+                with torch.no_grad():
+                    lp = F.log_softmax(run().double()[0], dim=-1)
+                state.update(mode=None)
+                s = float(sum(-lp[r, ids[r + 1]] for r in counted))
+                res.setdefault(str(L), {})[mode] = s
+            res[str(L)]["n"] = len(counted)
+        return res
+
+    ce = {"llm": [], "vlm_text": [], "with_image": [], "blank": []}
+    for i, inp in enumerate(out["inputs"]):
+        ids = inp["ids"]
+        n_cap = len(ids) - 1
+        t = torch.tensor([ids])
+        ce["llm"].append(ce_sums(lambda: llm(input_ids=t).logits, ids, 1, n_cap))
+        ce["vlm_text"].append(ce_sums(lambda: vlm(input_ids=t, use_cache=False).logits, ids, 1, n_cap))
+        row = []
+        for img in images + [grey]:
+            enc = pproc(images=img, text="caption en", suffix=inp["caption"], return_tensors="pt")
+            eids = enc["input_ids"][0].tolist()
+            cap0 = int((enc["token_type_ids"][0] == 1).nonzero()[0])
+            assert eids[cap0:cap0 + n_cap] == ids[1:]
+            row.append(ce_sums(lambda: vlm(input_ids=enc["input_ids"], pixel_values=enc["pixel_values"],
+                                           token_type_ids=enc["token_type_ids"], use_cache=False).logits,
+                               eids, cap0, n_cap))
+        ce["with_image"].append(row[:-1])
+        ce["blank"].append(row[-1])
+    out["conditions_ce"] = ce
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as fp:
         json.dump(out, fp, indent=1, sort_keys=True)
