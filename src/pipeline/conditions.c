@@ -201,9 +201,14 @@ static int cond_pixels(pl_ctx *c, const paligemma_model *vlm, int s, int i, floa
  * 1..n-1, predicting token j+1; so not the <bos> → first token and not the last token →
  * <eos> prediction) are counted. For the LLM and the caption-alone decoder this is the
  * sae-lens convention; in the image conditions the prefix (image, <bos>, prompt, "\n")
- * keeps its activations. Per-caption means and counts into seq[3][i], w[i]. */
-static int cond_ce_chunk(pl_ctx *c, const cond_models *m, int s, const rs_sae *sae, const char *hook, int i0, int i1,
-                         double *seq[3], double *w, rs_err *err) {
+ * keeps its activations. The inputs and the image prefix are built once for the nh SAEs
+ * (hooks[k], saes[k]); per-caption means and counts into acc[k].seq[3][i], acc[k].w[i]. */
+typedef struct {
+    double *seq[3], *w;
+} ce_acc;
+
+static int cond_ce_chunk(pl_ctx *c, const cond_models *m, int s, int nh, rs_sae *const *saes, const char *const *hooks,
+                         int i0, int i1, ce_acc *acc, rs_err *err) {
     int img = PL_IS_COND(s), n = i1 - i0, rc = -1;
     const gemma2_model *dec = s == PL_LLM_TEXT ? m->llm : m->vlm->text;
     int N = img ? m->vlm->vision->n_patches : 0, P = img ? N + 1 + (int)m->n_prompt : 0;
@@ -263,12 +268,15 @@ static int cond_ce_chunk(pl_ctx *c, const cond_models *m, int s, const rs_sae *s
     }
     gemma2_batch b = {.n_seqs = n, .offsets = off, .ids = ids, .embeds = embeds, .embeds_mask = emask,
                       .prefix_len = img ? plen : NULL, .pos_offset = s == PL_LLM_TEXT ? 0 : 1};
-    if (splice_ce_eval_masked(dec, sae, hook, &b, splice, count, &r, err)) goto done;
-    for (int i = 0; i < n; i++) {
-        seq[0][i0 + i] = r.seq_clean[i];
-        seq[1][i0 + i] = r.seq_spliced[i];
-        seq[2][i0 + i] = r.seq_zero[i];
-        w[i0 + i] = (double)r.seq_predictions[i];
+    for (int k = 0; k < nh; k++) {
+        if (splice_ce_eval_masked(dec, saes[k], hooks[k], &b, splice, count, &r, err)) goto done;
+        for (int i = 0; i < n; i++) {
+            acc[k].seq[0][i0 + i] = r.seq_clean[i];
+            acc[k].seq[1][i0 + i] = r.seq_spliced[i];
+            acc[k].seq[2][i0 + i] = r.seq_zero[i];
+            acc[k].w[i0 + i] = (double)r.seq_predictions[i];
+        }
+        splice_ce_free(&r);
     }
     rc = 0;
 done:
@@ -278,59 +286,70 @@ done:
     return rc;
 }
 
-/* CE loss recovered of the SAE at `hook` in condition store s, over all captions, with a
- * percentile bootstrap over captions (the ratio recomputed from resampled sums). */
-static int cond_ce(pl_ctx *c, const cond_models *m, int s, const rs_sae *sae, const char *hook, cJSON *out,
-                   rs_err *err) {
+/* CE loss recovered of the nh SAEs (hooks[k]) in condition store s, over all captions, each
+ * with a percentile bootstrap over captions (the ratio recomputed from resampled sums), into
+ * outs[k]. */
+static int cond_ce(pl_ctx *c, const cond_models *m, int s, int nh, rs_sae *const *saes, const char *const *hooks,
+                   cJSON *const *outs, rs_err *err) {
     int n = c->n_text, rc = -1, B = c->cfg->probes.bootstrap;
-    double *seq[3] = {calloc((size_t)n, sizeof(double)), calloc((size_t)n, sizeof(double)),
-                      calloc((size_t)n, sizeof(double))};
-    double *w = calloc((size_t)n, sizeof(double)), *boot = malloc(((size_t)B + 1) * sizeof(double));
-    if (!seq[0] || !seq[1] || !seq[2] || !w || !boot) { rs_errf(err, "out of memory"); goto done; }
+    ce_acc *acc = calloc((size_t)nh, sizeof *acc);
+    double *boot = malloc(((size_t)B + 1) * sizeof(double));
+    if (!acc || !boot) { rs_errf(err, "out of memory"); goto done; }
+    for (int k = 0; k < nh; k++) {
+        for (int q = 0; q < 3; q++) acc[k].seq[q] = calloc((size_t)n, sizeof(double));
+        acc[k].w = calloc((size_t)n, sizeof(double));
+        if (!acc[k].seq[0] || !acc[k].seq[1] || !acc[k].seq[2] || !acc[k].w) { rs_errf(err, "out of memory"); goto done; }
+    }
     int per_img = PL_IS_COND(s) ? 300 : 1; /* rough tokens of an image prefix, for the batch size */
     for (int i0 = 0; i0 < n;) {
         int i1 = i0;
         int64_t bt = 0;
         while (i1 < n && (i1 == i0 || bt + per_img + c->text_len[i1] <= c->cfg->batch_tokens)) bt += per_img + c->text_len[i1++];
-        if (cond_ce_chunk(c, m, s, sae, hook, i0, i1, seq, w, err)) goto done;
+        if (cond_ce_chunk(c, m, s, nh, saes, hooks, i0, i1, acc, err)) goto done;
         i0 = i1;
     }
-    double S[3] = {0, 0, 0}, W = 0;
-    for (int i = 0; i < n; i++)
-        if (w[i] > 0) {
-            for (int k = 0; k < 3; k++) S[k] += w[i] * seq[k][i];
-            W += w[i];
-        }
-    double rec = W > 0 && S[2] != S[0] ? (S[2] - S[1]) / (S[2] - S[0]) : NAN, lo = NAN, hi = NAN;
-    if (B > 0 && W > 0) {
-        int nb = 0;
-        for (int b = 0; b < B; b++) {
-            double t[3] = {0, 0, 0};
-            for (int j = 0; j < n; j++) {
-                int i = (int)(rs_uniform_at(0x5eedce, (uint64_t)b * (uint64_t)n + (uint64_t)j) * n);
-                if (i >= n) i = n - 1;
-                for (int k = 0; k < 3; k++) t[k] += w[i] > 0 ? w[i] * seq[k][i] : 0;
+    for (int k = 0; k < nh; k++) {
+        double **seq = acc[k].seq, *w = acc[k].w, S[3] = {0, 0, 0}, W = 0;
+        cJSON *out = outs[k];
+        for (int i = 0; i < n; i++)
+            if (w[i] > 0) {
+                for (int q = 0; q < 3; q++) S[q] += w[i] * seq[q][i];
+                W += w[i];
             }
-            if (t[2] != t[0]) boot[nb++] = (t[2] - t[1]) / (t[2] - t[0]);
+        double rec = W > 0 && S[2] != S[0] ? (S[2] - S[1]) / (S[2] - S[0]) : NAN, lo = NAN, hi = NAN;
+        if (B > 0 && W > 0) {
+            int nb = 0;
+            for (int b = 0; b < B; b++) {
+                double t[3] = {0, 0, 0};
+                for (int j = 0; j < n; j++) {
+                    int i = (int)(rs_uniform_at(0x5eedce, (uint64_t)b * (uint64_t)n + (uint64_t)j) * n);
+                    if (i >= n) i = n - 1;
+                    for (int q = 0; q < 3; q++) t[q] += w[i] > 0 ? w[i] * seq[q][i] : 0;
+                }
+                if (t[2] != t[0]) boot[nb++] = (t[2] - t[1]) / (t[2] - t[0]);
+            }
+            lo = stats_percentile(boot, nb, 0.025);
+            hi = stats_percentile(boot, nb, 0.975);
         }
-        lo = stats_percentile(boot, nb, 0.025);
-        hi = stats_percentile(boot, nb, 0.975);
+        cJSON_AddStringToObject(out, "condition", PL_STORE_NAME[s]);
+        cJSON *st = cJSON_AddObjectToObject(out, "ce_loss_recovered");
+        add_num(st, "value", rec);
+        add_num(st, "ci_lo", lo);
+        add_num(st, "ci_hi", hi);
+        add_num(out, "ce_clean", W > 0 ? S[0] / W : NAN);
+        add_num(out, "ce_spliced", W > 0 ? S[1] / W : NAN);
+        add_num(out, "ce_zero_ablated", W > 0 ? S[2] / W : NAN);
+        add_num(out, "delta_lm_loss", W > 0 ? (S[1] - S[0]) / W : NAN);
+        rs_json_add_num(out, "n_predictions", W);
+        rs_json_add_num(out, "n_captions", n);
     }
-    cJSON_AddStringToObject(out, "condition", PL_STORE_NAME[s]);
-    cJSON *st = cJSON_AddObjectToObject(out, "ce_loss_recovered");
-    add_num(st, "value", rec);
-    add_num(st, "ci_lo", lo);
-    add_num(st, "ci_hi", hi);
-    add_num(out, "ce_clean", W > 0 ? S[0] / W : NAN);
-    add_num(out, "ce_spliced", W > 0 ? S[1] / W : NAN);
-    add_num(out, "ce_zero_ablated", W > 0 ? S[2] / W : NAN);
-    add_num(out, "delta_lm_loss", W > 0 ? (S[1] - S[0]) / W : NAN);
-    rs_json_add_num(out, "n_predictions", W);
-    rs_json_add_num(out, "n_captions", n);
     rc = 0;
 done:
-    for (int k = 0; k < 3; k++) free(seq[k]);
-    free(w);
+    for (int k = 0; acc && k < nh; k++) {
+        for (int q = 0; q < 3; q++) free(acc[k].seq[q]);
+        free(acc[k].w);
+    }
+    free(acc);
     free(boot);
     return rc;
 }
@@ -501,49 +520,65 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
             cJSON_AddItemToArray(bypos, pe);
         }
     }
-    /* spliced CE of each layer's SAE over the caption, per condition */
-    cJSON *ces = NULL;
-    for (int h = 0; h < cfg->n_hooks; h++) {
-        const char *hook = cfg->hooks[h];
-        char *sp = NULL, *sh = NULL;
-        int use_sae = 0;
-        rs_sae *sae = NULL;
-        int r = hook_sae(c, hook, &sp, &sh, &use_sae, err);
-        if (!r && use_sae) r = sae_load(&sae, sp, sh, err);
-        if (!r && use_sae) {
-            if (!ces) {
-                ces = cJSON_AddArrayToObject(root, "ce");
-                cJSON_AddStringToObject(root, "ce_definition",
-                                        "(CE_zero - CE_spliced) / (CE_zero - CE_clean); the SAE reconstruction replaces "
-                                        "(zeros: zero-ablation) the caption's token rows only, and the caption's own "
-                                        "next-token predictions are counted (token j predicting j+1 within the caption): "
-                                        "the sae-lens convention for llm and vlm_text; in the image conditions the "
-                                        "prefix keeps its activations; 95% percentile bootstrap over captions");
+    /* spliced CE of each layer's SAE over the caption, per condition; SAEs in groups of
+       CE_GROUP so that a condition's image prefixes are computed once per group */
+    {
+        enum { CE_GROUP = 4 };
+        cJSON *ces = NULL;
+        for (int h0 = 0; h0 < cfg->n_hooks;) {
+            rs_sae *saes[CE_GROUP] = {0};
+            const char *hooks[CE_GROUP];
+            cJSON *ents[CE_GROUP];
+            int ng = 0, r = 0, h = h0;
+            for (; h < cfg->n_hooks && ng < CE_GROUP && !r; h++) {
+                char *sp = NULL, *sh = NULL;
+                int use_sae = 0;
+                r = hook_sae(c, cfg->hooks[h], &sp, &sh, &use_sae, err);
+                if (!r && use_sae && !(r = sae_load(&saes[ng], sp, sh, err))) {
+                    if (!ces) {
+                        ces = cJSON_AddArrayToObject(root, "ce");
+                        cJSON_AddStringToObject(root, "ce_definition",
+                                                "(CE_zero - CE_spliced) / (CE_zero - CE_clean); the SAE reconstruction "
+                                                "replaces (zeros: zero-ablation) the caption's token rows only, and the "
+                                                "caption's own next-token predictions are counted (token j predicting "
+                                                "j+1 within the caption): the sae-lens convention for llm and vlm_text; "
+                                                "in the image conditions the prefix keeps its activations; 95% "
+                                                "percentile bootstrap over captions");
+                    }
+                    hooks[ng] = cfg->hooks[h];
+                    ents[ng] = cJSON_CreateObject();
+                    cJSON_AddItemToArray(ces, ents[ng]);
+                    int L = pl_hook_layer(cfg->hooks[h]);
+                    rs_json_add_num(ents[ng], "layer", L >= 0 ? L : h);
+                    cJSON_AddStringToObject(ents[ng], "hook", cfg->hooks[h]);
+                    cJSON_AddStringToObject(ents[ng], "sae_path", sp);
+                    cJSON_AddArrayToObject(ents[ng], "conditions");
+                    ng++;
+                }
+                free(sp);
+                free(sh);
             }
-            if (!cm.llm && !(r = gemma2_open(&cm.llm, cfg->llm, err)) && !(r = paligemma_open(&cm.vlm, cfg->vlm, err)) &&
-                pl_store_used(c, PL_VLM_CAPTION))
+            if (!r && ng && !cm.llm && !(r = gemma2_open(&cm.llm, cfg->llm, err)) &&
+                !(r = paligemma_open(&cm.vlm, cfg->vlm, err)) && pl_store_used(c, PL_VLM_CAPTION))
                 r = pl_prompt_ids(c, &cm.prompt, &cm.n_prompt, err) || pl_eos_id(c, &cm.eos, err) ? -1 : 0;
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddItemToArray(ces, e);
-            rs_json_add_num(e, "layer", pl_hook_layer(hook) >= 0 ? pl_hook_layer(hook) : h);
-            cJSON_AddStringToObject(e, "hook", hook);
-            cJSON_AddStringToObject(e, "sae_path", sp);
-            cJSON *arr = cJSON_AddArrayToObject(e, "conditions");
-            for (int i = 0; !r && i < N_CONDS; i++) {
+            for (int i = 0; !r && ng && i < N_CONDS; i++) {
                 int st = CONDS[i].store;
                 if (!pl_store_used(c, st)) continue;
-                pl_log(c, "conditions", "%s: spliced CE in %s (%s)", hook, CONDS[i].letter, PL_STORE_NAME[st]);
-                cJSON *ce = cJSON_CreateObject();
-                cJSON_AddItemToArray(arr, ce);
-                r = cond_ce(c, &cm, st, sae, hook, ce, err);
+                pl_log(c, "conditions", "spliced CE in %s (%s) at %d hook%s", CONDS[i].letter, PL_STORE_NAME[st], ng,
+                       ng == 1 ? "" : "s");
+                cJSON *outs[CE_GROUP];
+                for (int k = 0; k < ng; k++) {
+                    outs[k] = cJSON_CreateObject();
+                    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(ents[k], "conditions"), outs[k]);
+                }
+                r = cond_ce(c, &cm, st, ng, saes, hooks, outs, err);
             }
-        }
-        sae_free(sae);
-        free(sp);
-        free(sh);
-        if (r) {
-            rs_err_prefix(err, "conditions, spliced CE at %s", hook);
-            goto done;
+            for (int k = 0; k < CE_GROUP; k++) sae_free(saes[k]);
+            if (r) {
+                rs_err_prefix(err, "conditions, spliced CE");
+                goto done;
+            }
+            h0 = h;
         }
     }
     /* one family for Benjamini–Hochberg: metric × layer × pair */
