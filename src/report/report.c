@@ -383,6 +383,42 @@ static double num_or_nan(const cJSON *o, const char *k) {
     return cJSON_IsNumber(x) ? x->valuedouble : NAN;
 }
 
+/* The layers of one series that survive q < 0.05: for a shift metric (metric != NULL) its
+ * `shift.<metric>` p_value / q_value / value, for a probe (metric NULL) the layer's
+ * permutation_p / permutation_q / accuracy.value. Appends "0, 3, ..." to lay and the cells
+ * "k of n</td><td>layers</td><td>values</td><td>largest q" to row when any survives;
+ * returns the number surviving and adds the tested ones to *n_tests. */
+static int sig_cells(rs_sbuf *row, const cJSON *layers, const char *metric, int *n_tests) {
+    rs_sbuf lay = {0};
+    int nt = 0, ns = 0;
+    double qmax = NAN, vmin = NAN, vmax = NAN;
+    char b1[32], b2[32];
+    const cJSON *L;
+    cJSON_ArrayForEach(L, layers) {
+        const cJSON *m = metric ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(L, "shift"), metric) : L;
+        double p = num_or_nan(m, metric ? "p_value" : "permutation_p"), q = num_or_nan(m, metric ? "q_value" : "permutation_q");
+        double v = num_or_nan(metric ? m : cJSON_GetObjectItemCaseSensitive(L, "accuracy"), "value");
+        if (!isfinite(p)) continue;
+        nt++;
+        if (!(q < 0.05)) continue;
+        sb_printf(&lay, "%s%s", ns ? ", " : "", svg_fmt(num_or_nan(L, "layer"), b1, sizeof b1));
+        ns++;
+        qmax = isnan(qmax) || q > qmax ? q : qmax;
+        vmin = isnan(vmin) || v < vmin ? v : vmin;
+        vmax = isnan(vmax) || v > vmax ? v : vmax;
+    }
+    *n_tests += nt;
+    if (ns) {
+        sb_printf(row, "%d of %d</td><td>", ns, nt);
+        if (lay.buf) sb_puts(row, lay.buf);
+        sb_printf(row, "</td><td>%s", svg_fmt(vmin, b1, sizeof b1));
+        if (vmax != vmin) sb_printf(row, " to %s", svg_fmt(vmax, b2, sizeof b2));
+        sb_printf(row, "</td><td>%.3g", qmax);
+    }
+    sb_free(&lay);
+    return ns;
+}
+
 /* Table of the comparisons with q < 0.05 over the layers arrays (one per pair; ids NULL
  * for a single unnamed set): one row per (pair, metric) listing the layers that survive,
  * the largest q among them and the range of values. Says how many tests the family has
@@ -390,28 +426,13 @@ static double num_or_nan(const cJSON *o, const char *k) {
 static void fdr_table(ctx *c, const cJSON *const *layers, const char *const *ids, int n_sets, const char *family) {
     int n_tests = 0, n_sig = 0;
     rs_sbuf rows = {0};
-    char b1[32], b2[32];
     for (int q = 0; q < n_sets; q++) {
-        const cJSON *L0 = cJSON_GetArrayItem(layers[q], 0), *m0;
-        cJSON_ArrayForEach(m0, cJSON_GetObjectItemCaseSensitive(L0, "shift")) {
+        const cJSON *m0;
+        cJSON_ArrayForEach(m0, cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(layers[q], 0), "shift")) {
             if (!cJSON_IsObject(m0) || !m0->string) continue;
-            rs_sbuf lay = {0};
-            int nt = 0, ns = 0;
-            double qmax = NAN, vmin = NAN, vmax = NAN;
-            const cJSON *L;
-            cJSON_ArrayForEach(L, layers[q]) {
-                const cJSON *m = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(L, "shift"), m0->string);
-                double p = num_or_nan(m, "p_value"), qv = num_or_nan(m, "q_value"), v = num_or_nan(m, "value");
-                if (!isfinite(p)) continue;
-                nt++;
-                if (!(qv < 0.05)) continue;
-                sb_printf(&lay, "%s%s", ns ? ", " : "", svg_fmt(num_or_nan(L, "layer"), b1, sizeof b1));
-                ns++;
-                qmax = isnan(qmax) || qv > qmax ? qv : qmax;
-                vmin = isnan(vmin) || v < vmin ? v : vmin;
-                vmax = isnan(vmax) || v > vmax ? v : vmax;
-            }
-            n_tests += nt, n_sig += ns;
+            rs_sbuf cells = {0};
+            int ns = sig_cells(&cells, layers[q], m0->string, &n_tests);
+            n_sig += ns;
             if (ns) {
                 sb_puts(&rows, "<tr>");
                 if (ids) {
@@ -421,13 +442,9 @@ static void fdr_table(ctx *c, const cJSON *const *layers, const char *const *ids
                 }
                 sb_puts(&rows, "<td>");
                 sb_escape(&rows, m0->string);
-                sb_printf(&rows, "</td><td>%d of %d</td><td>", ns, nt);
-                if (lay.buf) sb_puts(&rows, lay.buf);
-                sb_printf(&rows, "</td><td>%s", svg_fmt(vmin, b1, sizeof b1));
-                if (vmax != vmin) sb_printf(&rows, " to %s", svg_fmt(vmax, b2, sizeof b2));
-                sb_printf(&rows, "</td><td>%.3g</td></tr>\n", qmax);
+                sb_printf(&rows, "</td><td>%s</td></tr>\n", cells.buf);
             }
-            sb_free(&lay);
+            sb_free(&cells);
         }
     }
     sb_puts(c->b, "<p>");
@@ -680,40 +697,21 @@ out:
 static void probe_fdr_table(ctx *c, const cJSON *tasks, int attribute) {
     int n_tests = 0, n_sig = 0;
     rs_sbuf rows = {0};
-    char b1[32], b2[32];
     const cJSON *T;
     cJSON_ArrayForEach(T, tasks) {
         const char *kind = get_str(T, "kind");
         if ((kind && !strcmp(kind, "attribute")) != attribute) continue;
-        rs_sbuf lay = {0};
-        int nt = 0, ns = 0;
-        double qmax = NAN, vmin = NAN, vmax = NAN;
-        const cJSON *L;
-        cJSON_ArrayForEach(L, cJSON_GetObjectItemCaseSensitive(T, "layers")) {
-            double p = num_or_nan(L, "permutation_p"), q = num_or_nan(L, "permutation_q");
-            double v = num_or_nan(cJSON_GetObjectItemCaseSensitive(L, "accuracy"), "value");
-            if (!isfinite(p)) continue;
-            nt++;
-            if (!(q < 0.05)) continue;
-            sb_printf(&lay, "%s%s", ns ? ", " : "", svg_fmt(num_or_nan(L, "layer"), b1, sizeof b1));
-            ns++;
-            qmax = isnan(qmax) || q > qmax ? q : qmax;
-            vmin = isnan(vmin) || v < vmin ? v : vmin;
-            vmax = isnan(vmax) || v > vmax ? v : vmax;
-        }
-        n_tests += nt, n_sig += ns;
+        rs_sbuf cells = {0};
+        int ns = sig_cells(&cells, cJSON_GetObjectItemCaseSensitive(T, "layers"), NULL, &n_tests);
+        n_sig += ns;
         if (ns) {
             sb_puts(&rows, "<tr><td>");
             sb_escape(&rows, get_str(T, "task") ? get_str(T, "task") : "?");
             sb_puts(&rows, "</td><td>");
             sb_escape(&rows, get_str(T, "model") ? get_str(T, "model") : "?");
-            sb_printf(&rows, "</td><td>%d of %d</td><td>", ns, nt);
-            if (lay.buf) sb_puts(&rows, lay.buf);
-            sb_printf(&rows, "</td><td>%s", svg_fmt(vmin, b1, sizeof b1));
-            if (vmax != vmin) sb_printf(&rows, " to %s", svg_fmt(vmax, b2, sizeof b2));
-            sb_printf(&rows, "</td><td>%.3g</td></tr>\n", qmax);
+            sb_printf(&rows, "</td><td>%s</td></tr>\n", cells.buf);
         }
-        sb_free(&lay);
+        sb_free(&cells);
     }
     if (n_tests) {
         sb_printf(c->b, "<p>Probes whose label-permutation test survives Benjamini&ndash;Hochberg at q &lt; 0.05 "
