@@ -276,6 +276,30 @@ static void test_layer_sweep_selection(void **state) {
     free(html);
 }
 
+/* The FDR table counts and lists every tested metric, also one that the first layer lacks
+ * (a hook without an SAE has no feature metrics): 3 tests, 2 of them with q < 0.05. */
+static void test_fdr_table_all_metrics(void **state) {
+    (void)state;
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    write_file(dir, "shift.json",
+               "{\"ci\": \"95% percentile bootstrap over inputs\", \"layers\": [\n"
+               " {\"layer\": 0, \"hook\": \"blocks.0.hook_mlp_out\", \"n_rows\": 50, \"shift\": {\n"
+               "   \"cos_raw\": {\"value\": 0.9, \"ci_lo\": 0.8, \"ci_hi\": 0.95, \"p_value\": 0.01, \"q_value\": 0.02}}},\n"
+               " {\"layer\": 1, \"hook\": \"blocks.1.hook_resid_post\", \"n_rows\": 50, \"shift\": {\n"
+               "   \"cos_raw\": {\"value\": 0.7, \"ci_lo\": 0.6, \"ci_hi\": 0.8, \"p_value\": 0.2, \"q_value\": 0.3},\n"
+               "   \"cos_feat\": {\"value\": 0.5, \"ci_lo\": 0.4, \"ci_hi\": 0.6, \"p_value\": 0.001, \"q_value\": 0.003}}}]}\n");
+    char *html;
+    size_t len;
+    int figs;
+    rs_err err;
+    if (report_render(dir, &html, &len, &figs, &err)) fail_msg("%s", err.msg);
+    assert_non_null(strstr(html, "<b>2 of 3</b> tests"));
+    assert_non_null(strstr(html, "<td>cos_feat</td><td>1 of 1</td><td>1</td>"));
+    assert_non_null(strstr(html, "<td>cos_raw</td><td>1 of 2</td><td>0</td>"));
+    free(html);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_fixture),
@@ -283,6 +307,7 @@ int main(void) {
         cmocka_unit_test(test_missing_and_malformed),
         cmocka_unit_test(test_vision_probes),
         cmocka_unit_test(test_layer_sweep_selection),
+        cmocka_unit_test(test_fdr_table_all_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

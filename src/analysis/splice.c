@@ -40,17 +40,16 @@ static void splice_rows(void *vctx, float *x, int T, int width) {
     }
 }
 
-/* Per-prediction CE of the rows that predict (every row but a sequence's last), in row
- * order: each becomes a two-row sequence [its hidden row, a filler row] with the target as
- * the second id, so gemma2_next_token_ce scores exactly that one prediction. */
-static int prediction_ce(const gemma2_model *m, const gemma2_batch *b, const float *final, double *ce,
-                         rs_err *err) {
+/* Per-prediction CE of the counted rows (count[r]: the prediction row r makes of row r+1 of
+ * its sequence), in row order: each becomes a two-row sequence [its hidden row, a filler row]
+ * with the target as the second id, so gemma2_next_token_ce scores exactly that one
+ * prediction (the LM head runs on the counted rows only). */
+static int prediction_ce(const gemma2_model *m, const gemma2_batch *b, const float *final, const uint8_t *count,
+                         double *ce, rs_err *err) {
     int D = m->cfg.hidden_size;
     int64_t np = 0;
-    for (int s = 0; s < b->n_seqs; s++) {
-        int64_t L = b->offsets[s + 1] - b->offsets[s];
-        if (L > 1) np += L - 1;
-    }
+    for (int s = 0; s < b->n_seqs; s++)
+        for (int64_t r = b->offsets[s]; r + 1 < b->offsets[s + 1]; r++) np += count[r] != 0;
     if (np == 0) return 0;
     float *h = malloc((size_t)np * 2 * D * sizeof(float));
     int32_t *ids = malloc((size_t)np * 2 * sizeof *ids);
@@ -61,12 +60,14 @@ static int prediction_ce(const gemma2_model *m, const gemma2_batch *b, const flo
         int64_t k = 0;
         off[0] = 0;
         for (int s = 0; s < b->n_seqs; s++)
-            for (int64_t r = b->offsets[s]; r + 1 < b->offsets[s + 1]; r++, k++) {
+            for (int64_t r = b->offsets[s]; r + 1 < b->offsets[s + 1]; r++) {
+                if (!count[r]) continue;
                 memcpy(h + (size_t)(2 * k) * D, final + (size_t)r * D, (size_t)D * sizeof(float));
                 memcpy(h + (size_t)(2 * k + 1) * D, final + (size_t)r * D, (size_t)D * sizeof(float));
                 ids[2 * k] = b->ids[r];
                 ids[2 * k + 1] = b->ids[r + 1];
                 off[k + 1] = 2 * (k + 1);
+                k++;
             }
         gemma2_batch pb = {.n_seqs = (int)np, .offsets = off, .ids = ids, .pos_offset = b->pos_offset};
         rc = gemma2_next_token_ce(m, &pb, h, ce, err);
@@ -92,7 +93,7 @@ static int run_ce(const gemma2_model *m, const gemma2_batch *b, hook_request *h,
     }
     int rc = resid ? gemma2_forward_from(m, b, from, resid, NULL, 0, final, err)
                    : gemma2_forward(m, b, h, h ? 1 : 0, final, err);
-    if (!rc) rc = prediction_ce(m, b, final, pc, err);
+    if (!rc) rc = prediction_ce(m, b, final, count, pc, err);
     free(final);
     if (rc) {
         free(pc);
@@ -103,9 +104,9 @@ static int run_ce(const gemma2_model *m, const gemma2_batch *b, hook_request *h,
     for (int s = 0; s < b->n_seqs; s++) {
         double ss = 0;
         int64_t ns = 0;
-        for (int64_t r = b->offsets[s]; r + 1 < b->offsets[s + 1]; r++, k++)
+        for (int64_t r = b->offsets[s]; r + 1 < b->offsets[s + 1]; r++)
             if (count[r]) {
-                ss += pc[k];
+                ss += pc[k++];
                 ns++;
             }
         seq_ce[s] = ns ? ss / (double)ns : NAN;

@@ -396,6 +396,8 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
     char *tokp = cfg->tokenizer ? strdup(cfg->tokenizer) : rs_path_join(cfg->llm, "tokenizer.json");
     char *files[PL_N_STORES] = {0};
     cond_models cm = {0};
+    char **hs_path = NULL, **hs_hook = NULL;
+    int *hs_use = NULL;
     cJSON *root = NULL;
     char *summ = NULL;
     size_t summ_n = 0;
@@ -431,6 +433,13 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
     pl_stage_reset(c, "conditions");
     unlink(jp);
     unlink(cp);
+    /* the SAE of each hook's layer, if it reads that hook (loaded once here to learn its hook) */
+    hs_path = calloc((size_t)cfg->n_hooks + 1, sizeof *hs_path);
+    hs_hook = calloc((size_t)cfg->n_hooks + 1, sizeof *hs_hook);
+    hs_use = calloc((size_t)cfg->n_hooks + 1, sizeof *hs_use);
+    if (!hs_path || !hs_hook || !hs_use) { rs_errf(err, "out of memory"); goto done; }
+    for (int h = 0; h < cfg->n_hooks; h++)
+        if (hook_sae(c, cfg->hooks[h], &hs_path[h], &hs_hook[h], &hs_use[h], err)) goto done;
     root = cJSON_CreateObject();
     summary = open_memstream(&summ, &summ_n);
     if (!root || !summary) { rs_errf(err, "out of memory"); goto done; }
@@ -475,10 +484,9 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
         for (int h = 0; h < cfg->n_hooks; h++) {
             const char *hook = cfg->hooks[h];
             int L = pl_hook_layer(hook);
-            char *sp = NULL, *sh = NULL, *wd = NULL, *rp = NULL;
-            int use_sae = 0;
+            char *sp = hs_path[h], *sh = hs_hook[h], *wd = NULL, *rp = NULL;
+            int use_sae = hs_use[h], r = 0;
             cJSON *res = NULL;
-            int r = hook_sae(c, hook, &sp, &sh, &use_sae, err);
             char sub[48];
             snprintf(sub, sizeof sub, "cond_%s_%d", pd->id, h);
             if (!r && !(wd = pl_join(c->work, sub))) r = rs_errf(err, "out of memory");
@@ -495,7 +503,7 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
             }
             if (!r) r = (rp = pl_join(wd, "results.json")) ? rs_json_load(rp, 1u << 30, &res, err) : rs_errf(err, "out of memory");
             if (wd) pl_remove_flat_dir(wd);
-            free(wd), free(rp), free(sp), free(sh);
+            free(wd), free(rp);
             if (r) {
                 cJSON_Delete(res);
                 rs_err_prefix(err, "conditions %s, %s", pd->id, hook);
@@ -531,10 +539,8 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
             cJSON *ents[CE_GROUP];
             int ng = 0, r = 0, h = h0;
             for (; h < cfg->n_hooks && ng < CE_GROUP && !r; h++) {
-                char *sp = NULL, *sh = NULL;
-                int use_sae = 0;
-                r = hook_sae(c, cfg->hooks[h], &sp, &sh, &use_sae, err);
-                if (!r && use_sae && !(r = sae_load(&saes[ng], sp, sh, err))) {
+                char *sp = hs_path[h], *sh = hs_hook[h];
+                if (hs_use[h] && !(r = sae_load(&saes[ng], sp, sh, err))) {
                     if (!ces) {
                         ces = cJSON_AddArrayToObject(root, "ce");
                         cJSON_AddStringToObject(root, "ce_definition",
@@ -555,8 +561,6 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
                     cJSON_AddArrayToObject(ents[ng], "conditions");
                     ng++;
                 }
-                free(sp);
-                free(sh);
             }
             if (!r && ng && !cm.llm && !(r = gemma2_open(&cm.llm, cfg->llm, err)) &&
                 !(r = paligemma_open(&cm.vlm, cfg->vlm, err)) && pl_store_used(c, PL_VLM_CAPTION))
@@ -610,6 +614,11 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
     pl_log(c, "conditions", "wrote %s", jp);
     rc = 0;
 done:
+    for (int h = 0; hs_path && h < cfg->n_hooks; h++) free(hs_path[h]);
+    for (int h = 0; hs_hook && h < cfg->n_hooks; h++) free(hs_hook[h]);
+    free(hs_path);
+    free(hs_hook);
+    free(hs_use);
     gemma2_close(cm.llm);
     paligemma_close(cm.vlm);
     free(cm.prompt);

@@ -427,11 +427,23 @@ static void fdr_table(ctx *c, const cJSON *const *layers, const char *const *ids
     int n_tests = 0, n_sig = 0;
     rs_sbuf rows = {0};
     for (int q = 0; q < n_sets; q++) {
-        const cJSON *m0;
-        cJSON_ArrayForEach(m0, cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(layers[q], 0), "shift")) {
-            if (!cJSON_IsObject(m0) || !m0->string) continue;
+        /* every metric of any layer (a layer without an SAE has no feature metrics) */
+        const char *names[64];
+        int nm = 0;
+        const cJSON *L;
+        cJSON_ArrayForEach(L, layers[q]) {
+            const cJSON *m;
+            cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(L, "shift")) {
+                if (!cJSON_IsObject(m) || !m->string) continue;
+                int seen = 0;
+                for (int k = 0; k < nm; k++) seen |= !strcmp(names[k], m->string);
+                if (!seen && nm < 64) names[nm++] = m->string;
+            }
+        }
+        for (int k = 0; k < nm; k++) {
+            const char *metric = names[k];
             rs_sbuf cells = {0};
-            int ns = sig_cells(&cells, layers[q], m0->string, &n_tests);
+            int ns = sig_cells(&cells, layers[q], metric, &n_tests);
             n_sig += ns;
             if (ns) {
                 sb_puts(&rows, "<tr>");
@@ -441,7 +453,7 @@ static void fdr_table(ctx *c, const cJSON *const *layers, const char *const *ids
                     sb_puts(&rows, "</td>");
                 }
                 sb_puts(&rows, "<td>");
-                sb_escape(&rows, m0->string);
+                sb_escape(&rows, metric);
                 sb_printf(&rows, "</td><td>%s</td></tr>\n", cells.buf);
             }
             sb_free(&cells);
