@@ -397,6 +397,7 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
     char *files[PL_N_STORES] = {0};
     cond_models cm = {0};
     char **hs_path = NULL, **hs_hook = NULL;
+    cJSON *shift_j = NULL;
     int *hs_use = NULL;
     cJSON *root = NULL;
     char *summ = NULL;
@@ -461,6 +462,14 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
         cJSON_AddStringToObject(e, "reads", CONDS[i].what);
         cJSON_AddItemToArray(conds, e);
     }
+    /* a-b is the shift stage's comparison (same stores, SAEs, seed, bootstrap and
+       permutations): its layer entries are taken from results/shift.json, not recomputed */
+    {
+        char *sp = pl_join(c->results, "shift.json");
+        if (!sp) { rs_errf(err, "out of memory"); goto done; }
+        if (rs_path_exists(sp) && rs_json_load(sp, 1u << 30, &shift_j, err)) { free(sp); goto done; }
+        free(sp);
+    }
     cJSON *pairs = cJSON_AddArrayToObject(root, "pairs");
     for (int q = 0; q < N_PAIRS; q++) {
         const pair_def *pd = &PAIRS[q];
@@ -486,11 +495,18 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
             int L = pl_hook_layer(hook);
             char *sp = hs_path[h], *sh = hs_hook[h], *wd = NULL, *rp = NULL;
             int use_sae = hs_use[h], r = 0;
-            cJSON *res = NULL;
+            cJSON *res = NULL, *lj = NULL;
+            if (pd->a == PL_LLM_TEXT && pd->b == PL_VLM_TEXT && shift_j) {
+                const cJSON *e;
+                cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(shift_j, "layers")) {
+                    const char *eh = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "hook"));
+                    if (eh && !strcmp(eh, hook)) lj = cJSON_Duplicate(e, 1);
+                }
+            }
             char sub[48];
             snprintf(sub, sizeof sub, "cond_%s_%d", pd->id, h);
-            if (!r && !(wd = pl_join(c->work, sub))) r = rs_errf(err, "out of memory");
-            if (!r) {
+            if (!lj && !(wd = pl_join(c->work, sub))) r = rs_errf(err, "out of memory");
+            if (!lj && !r) {
                 pl_remove_flat_dir(wd);
                 shift_run_opts so = {.acts_a = files[pd->a], .acts_b = files[pd->b], .sae = use_sae ? sp : NULL,
                                      .hook = hook, .sae_hook = use_sae ? sh : NULL, .n_boot = cfg->probes.bootstrap,
@@ -501,7 +517,8 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
                        cond_letter(pd->b), PL_STORE_NAME[pd->b], use_sae ? " with SAE" : "");
                 r = shift_run(&so, err);
             }
-            if (!r) r = (rp = pl_join(wd, "results.json")) ? rs_json_load(rp, 1u << 30, &res, err) : rs_errf(err, "out of memory");
+            if (!lj && !r)
+                r = (rp = pl_join(wd, "results.json")) ? rs_json_load(rp, 1u << 30, &res, err) : rs_errf(err, "out of memory");
             if (wd) pl_remove_flat_dir(wd);
             free(wd), free(rp);
             if (r) {
@@ -509,12 +526,13 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
                 rs_err_prefix(err, "conditions %s, %s", pd->id, hook);
                 goto done;
             }
-            cJSON *lj = cJSON_Duplicate(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res, "layers"), 0), 1);
+            if (!lj) lj = cJSON_Duplicate(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res, "layers"), 0), 1);
             cJSON_Delete(res);
             if (!lj) { rs_errf(err, "conditions %s, %s: shift results without a layer", pd->id, hook); goto done; }
             cJSON_DeleteItemFromObjectCaseSensitive(lj, "layer");
             rs_json_add_num(lj, "layer", L >= 0 ? L : h);
             cJSON_DeleteItemFromObjectCaseSensitive(lj, "top_shifted_tokens");
+            cJSON_DeleteItemFromObjectCaseSensitive(lj, "floors"); /* per-model facts, in shift.json */
             cJSON_AddItemToArray(layers, lj);
             cJSON *pos = NULL;
             if (by_position(c, pd->a, pd->b, hook, cfg->probes.bootstrap, &pos, err)) {
@@ -619,6 +637,7 @@ done:
     free(hs_path);
     free(hs_hook);
     free(hs_use);
+    cJSON_Delete(shift_j);
     gemma2_close(cm.llm);
     paligemma_close(cm.vlm);
     free(cm.prompt);
