@@ -124,4 +124,20 @@ grep -qF "$HF_HUB_CACHE/models--tiny-org--quickstart-gemma2/snapshots/" "$T/run/
 grep -qF "models--google--gemma-scope-2b-pt-res/snapshots/98c76cffabad28879b07d54a0e9f30263f2516df/layer_2/width_16k/average_l0_141/params.npz" \
   "$T/run/provenance.json" || fail "provenance lacks the SAE file"
 grep -q '"sae":	"gemma-scope-2b-pt-res-canonical/layer_2/width_16k/canonical"' "$R/sae_fit.json" || fail "sae_fit.json lacks the SAE name"
+# checksums of files the cache keeps as blobs/<sha256> are read from that name (not hashed),
+# and equal sha256sum's; small files (blobs named by their 40-hex git id) are hashed
+command -v python3 >/dev/null || { echo "RS-SKIP: cli_hub: needs python3 (to read provenance.json)"; exit 77; }
+python3 - "$T/run/provenance.json" <<'PYEOF' || fail "provenance sha256 sources"
+import json, hashlib, os, sys
+n = {"hf-cache-blob": 0, "computed": 0}
+for f in json.load(open(sys.argv[1]))["files"]:
+    h = hashlib.sha256(open(f["path"], "rb").read()).hexdigest()
+    assert f["sha256"] == h, (f["path"], f["sha256"], h)
+    blob = os.path.basename(os.path.realpath(f["path"]))
+    want = "hf-cache-blob" if len(blob) == 64 and os.path.basename(os.path.dirname(os.path.realpath(f["path"]))) == "blobs" else "computed"
+    assert f["sha256_source"] == want, (f["path"], f["sha256_source"], want)
+    n[want] += 1
+assert n["hf-cache-blob"] >= 3 and n["computed"] >= 1, n
+print("provenance sources:", n)
+PYEOF
 echo ok

@@ -27,4 +27,11 @@ int rs_hf_snapshot_dir(const char *repo_id, const char *revision, const char *ca
  * otherwise a repo id is resolved in the cache. New string in *dir. */
 int rs_hf_resolve_model(const char *name, const char *revision, char **dir, rs_err *err);
 
+/* The SHA-256 the cache already records for a file: huggingface_hub stores every LFS file
+ * (weights) as <repo>/blobs/<sha256 of its content> and links snapshots/<commit>/<name> to
+ * it. If path (after resolving links) is a regular file named by 64 lowercase hex digits in
+ * a folder named "blobs", copies that name to hex[65] and returns 1; else returns 0 (small
+ * non-LFS files are named by their 40-hex git blob id, which is not a SHA-256). */
+int rs_hf_blob_sha256(const char *path, char hex[65]);
+
 #endif

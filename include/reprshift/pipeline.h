@@ -27,6 +27,9 @@ typedef struct {
     int force;                 /* 1: redo every stage (stores are rebuilt) */
     int threads;               /* OpenMP/BLAS threads (0: OMP_NUM_THREADS, else 1 for tiny models
                                   (hidden size < 512), else the default) */
+    const char *digest_cache;  /* file of SHA-256s shared by runs (docs/pipeline.md, "Provenance");
+                                  NULL: none (files not named by the Hugging Face cache are hashed
+                                  unless an earlier provenance.json of this run folder has them) */
 } rs_pipeline_opts;
 
 /* Defaults: everything zero / NULL. */

@@ -2,12 +2,14 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/commands.h"
 #include "reprshift/pipeline.h"
 
 static const char USAGE[] =
     "usage: reprshift run CONFIG [--out DIR] [--shard-inputs N] [--threads N] [--force] [--quiet]\n"
+    "                     [--no-digest-cache]\n"
     "\n"
     "Run a whole experiment from a config file (docs/config.md):\n"
     "  1 dataset  COCO annotations -> balanced manifest with group-aware train/val/test splits\n"
@@ -30,6 +32,9 @@ static const char USAGE[] =
     "byte-identical to an uninterrupted run.\n"
     "DIR also holds config.resolved.json, provenance.json (tool version, config sha256, sha256\n"
     "and size of every model/SAE file) and run.log (every stage's messages, timestamped).\n"
+    "A file's sha256 is taken, in this order, from an earlier provenance.json of DIR (same size\n"
+    "and mtime), from its name in the Hugging Face cache (blobs/<sha256>), from the digest cache\n"
+    "shared by runs (same path, size, mtime and inode), or computed and added to that cache.\n"
     "\n"
     "options:\n"
     "  --out DIR          run directory (default: the config's output_dir)\n"
@@ -38,7 +43,27 @@ static const char USAGE[] =
     "                     (hidden size < 512), whose matmuls are too small for threads to pay off;\n"
     "                     else all cores)\n"
     "  --force            redo every stage\n"
-    "  --quiet            no progress or messages on stderr (run.log is still written)\n";
+    "  --quiet            no progress or messages on stderr (run.log is still written)\n"
+    "  --no-digest-cache  neither read nor write the digest cache\n"
+    "\n"
+    "environment:\n"
+    "  RS_DIGEST_CACHE    the digest cache file (default ${XDG_CACHE_HOME:-~/.cache}/reprshift/\n"
+    "                     sha256.tsv; empty or \"off\": none)\n";
+
+/* The digest cache file: $RS_DIGEST_CACHE, else ${XDG_CACHE_HOME:-$HOME/.cache}/reprshift/sha256.tsv
+ * (NULL: none). *buf receives a new string to free. */
+static const char *digest_cache_path(char **buf) {
+    *buf = NULL;
+    const char *e = getenv("RS_DIGEST_CACHE");
+    if (e) return (!*e || !strcmp(e, "off")) ? NULL : e;
+    const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    if (x && *x && x[0] == '/') {
+        if (asprintf(buf, "%s/reprshift/sha256.tsv", x) < 0) *buf = NULL;
+    } else if (h && *h) {
+        if (asprintf(buf, "%s/.cache/reprshift/sha256.tsv", h) < 0) *buf = NULL;
+    }
+    return *buf;
+}
 
 int cmd_run(int argc, char **argv) {
     static const struct option opts[] = {{"out", required_argument, 0, 'o'},
@@ -46,10 +71,11 @@ int cmd_run(int argc, char **argv) {
                                          {"force", no_argument, 0, 'f'},
                                          {"threads", required_argument, 0, 't'},
                                          {"quiet", no_argument, 0, 'q'},
+                                         {"no-digest-cache", no_argument, 0, 'D'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     rs_pipeline_opts o = rs_pipeline_defaults();
-    int c;
+    int c, no_digest = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -76,6 +102,7 @@ int cmd_run(int argc, char **argv) {
             break;
         }
         case 'q': o.quiet = 1; break;
+        case 'D': no_digest = 1; break;
         case 'h': fputs(USAGE, stdout); return 0;
         default: fputs(USAGE, stderr); return 2;
         }
@@ -85,9 +112,13 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     o.config_path = argv[optind];
+    char *dc_buf = NULL;
+    o.digest_cache = no_digest ? NULL : digest_cache_path(&dc_buf);
     rs_err err = {{0}};
     char *report = NULL;
-    if (rs_pipeline_run(&o, &report, &err)) {
+    int rc = rs_pipeline_run(&o, &report, &err);
+    free(dc_buf);
+    if (rc) {
         fprintf(stderr, "reprshift run: %s\n", err.msg);
         return 1;
     }

@@ -315,3 +315,26 @@ int rs_hf_resolve_model(const char *name, const char *revision, char **dir, rs_e
     }
     return rs_hf_snapshot_dir(name, revision, NULL, dir, err);
 }
+
+int rs_hf_blob_sha256(const char *path, char hex[65]) {
+    char *real = realpath(path, NULL);
+    if (!real) return 0;
+    int ok = 0;
+    size_t L = strlen(real);
+    char *slash = strrchr(real, '/');
+    if (slash && L - (size_t)(slash + 1 - real) == 64) {
+        const char *name = slash + 1;
+        int hexname = 1;
+        for (int i = 0; i < 64 && hexname; i++) hexname = isdigit((unsigned char)name[i]) || (name[i] >= 'a' && name[i] <= 'f');
+        *slash = '\0';
+        const char *dir = strrchr(real, '/');
+        struct stat st;
+        if (hexname && dir && !strcmp(dir + 1, "blobs") && stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+            memcpy(hex, name, 64);
+            hex[64] = '\0';
+            ok = 1;
+        }
+    }
+    free(real);
+    return ok;
+}

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include "reprshift/config.h"
 #include "reprshift/error.h"
 #include "reprshift/image_edit.h"
@@ -132,5 +133,25 @@ int pl_token_included(const pl_ctx *c, int32_t id);
 
 /* Free the dataset part of the context. */
 void pl_dataset_free(pl_ctx *c);
+
+/* ---- digest cache (digest.c): SHA-256 of files by (real path, size, mtime, dev, inode) ---- */
+typedef struct {
+    char *path; /* real path */
+    int64_t bytes, mtime_ns;
+    uint64_t dev, ino;
+    char sha[65];
+} pl_digest;
+typedef struct {
+    pl_digest *d;
+    int n, cap, added;
+} pl_digest_cache;
+/* A missing file is an empty cache; *n_bad counts skipped unreadable lines. */
+int pl_digest_load(const char *file, pl_digest_cache *dc, int *n_bad, rs_err *err);
+/* The cached SHA-256 of real path with stat st, or NULL. */
+const char *pl_digest_find(const pl_digest_cache *dc, const char *real, const struct stat *st);
+int pl_digest_put(pl_digest_cache *dc, const char *real, const struct stat *st, const char *sha, rs_err *err);
+/* Merge with the file's current lines and replace it atomically (its folder is created). */
+int pl_digest_save(const char *file, const pl_digest_cache *dc, rs_err *err);
+void pl_digest_free(pl_digest_cache *dc);
 
 #endif

@@ -196,6 +196,7 @@ typedef struct {
     int64_t bytes;
     int64_t mtime_ns;
     char sha[65];
+    const char *sha_source; /* where sha came from (provenance.json "sha256_source") */
 } prov_file;
 
 typedef struct {
@@ -271,17 +272,31 @@ static int prov_add_dir(prov_list *l, const char *role, const char *path, int al
     return rc;
 }
 
-/* Checksums, reusing those of an earlier provenance.json for files whose size and mtime
- * are unchanged (hashing ~10 GB of real checkpoints on every run would cost a minute). */
+/* Checksums, cheapest source first (docs/pipeline.md, "Provenance"):
+ *   "provenance.json"  an earlier provenance.json of this run folder, same size and mtime;
+ *   "hf-cache-blob"    the Hugging Face cache names every LFS file by its SHA-256;
+ *   "digest-cache"     the shared digest cache (o->digest_cache), same path/size/mtime/inode;
+ *   "computed"         hashed now (and added to the digest cache).
+ * Hashing ~10 GB of real checkpoints on every run would cost a minute. */
 static int prov_hash(pl_ctx *c, prov_list *l, const char *prov_path, rs_err *err) {
     cJSON *old = NULL;
     rs_err ignore = {{0}};
     if (rs_path_exists(prov_path)) rs_json_load(prov_path, 64u << 20, &old, &ignore);
     const cJSON *files = old ? cJSON_GetObjectItemCaseSensitive(old, "files") : NULL;
-    for (int i = 0; i < l->n; i++) {
+    const char *cache_file = c->opt->digest_cache;
+    pl_digest_cache dc = {0};
+    int n_bad = 0, n_src[4] = {0, 0, 0, 0}, rc = 0;
+    if (cache_file && pl_digest_load(cache_file, &dc, &n_bad, &ignore)) {
+        pl_log(c, "provenance", "note: digest cache %s not used (%s)", cache_file, ignore.msg);
+        cache_file = NULL;
+    } else if (n_bad) {
+        pl_log(c, "provenance", "note: digest cache %s: %d unreadable line%s skipped", cache_file, n_bad,
+               n_bad == 1 ? "" : "s");
+    }
+    for (int i = 0; i < l->n && !rc; i++) {
         prov_file *f = &l->f[i];
         const cJSON *e;
-        int reused = 0;
+        f->sha_source = NULL;
         cJSON_ArrayForEach(e, files) {
             const cJSON *p = cJSON_GetObjectItemCaseSensitive(e, "path"), *b = cJSON_GetObjectItemCaseSensitive(e, "bytes"),
                         *m = cJSON_GetObjectItemCaseSensitive(e, "mtime_ns"), *s = cJSON_GetObjectItemCaseSensitive(e, "sha256");
@@ -289,21 +304,49 @@ static int prov_hash(pl_ctx *c, prov_list *l, const char *prov_path, rs_err *err
                 (int64_t)b->valuedouble == f->bytes && cJSON_IsString(m) &&
                 strtoll(m->valuestring, NULL, 10) == f->mtime_ns && cJSON_IsString(s) && strlen(s->valuestring) == 64) {
                 memcpy(f->sha, s->valuestring, 65);
-                reused = 1;
+                f->sha_source = "provenance.json";
+                n_src[0]++;
                 break;
             }
         }
-        if (!reused) {
+        if (f->sha_source) continue;
+        if (rs_hf_blob_sha256(f->path, f->sha)) {
+            f->sha_source = "hf-cache-blob";
+            n_src[1]++;
+            continue;
+        }
+        char *real = cache_file ? realpath(f->path, NULL) : NULL;
+        struct stat st;
+        int have_st = real && stat(real, &st) == 0;
+        const char *hit = have_st ? pl_digest_find(&dc, real, &st) : NULL;
+        if (hit) {
+            memcpy(f->sha, hit, 65);
+            f->sha_source = "digest-cache";
+            n_src[2]++;
+        } else {
             if (f->bytes > (1 << 26)) pl_log(c, "provenance", "sha256 of %s (%.1f MB)", f->path, f->bytes / 1e6);
             int64_t b;
-            if (rs_sha256_file(f->path, f->sha, &b, err)) {
-                cJSON_Delete(old);
-                return -1;
-            }
+            rc = rs_sha256_file(f->path, f->sha, &b, err);
+            f->sha_source = "computed";
+            n_src[3]++;
+            /* the file's identity after hashing: a file changed meanwhile is not cached */
+            struct stat st2;
+            if (!rc && have_st && stat(real, &st2) == 0 && st2.st_mtim.tv_sec == st.st_mtim.tv_sec &&
+                st2.st_mtim.tv_nsec == st.st_mtim.tv_nsec && st2.st_size == b)
+                rc = pl_digest_put(&dc, real, &st2, f->sha, err);
         }
+        free(real);
     }
+    if (!rc && cache_file && dc.added) {
+        if (pl_digest_save(cache_file, &dc, &ignore))
+            pl_log(c, "provenance", "note: digest cache not updated (%s)", ignore.msg);
+    }
+    if (!rc)
+        pl_log(c, "provenance", "sha256 of %d files: %d from this folder's provenance.json, %d from Hugging Face cache "
+               "names, %d from the digest cache, %d computed", l->n, n_src[0], n_src[1], n_src[2], n_src[3]);
+    pl_digest_free(&dc);
     cJSON_Delete(old);
-    return 0;
+    return rc;
 }
 
 static void prov_free(prov_list *l) {
@@ -385,6 +428,7 @@ static int write_provenance(pl_ctx *c, const char *config_sha, rs_err *err) {
         cJSON_AddStringToObject(e, "path", l.f[i].path);
         rs_json_add_num(e, "bytes", (double)l.f[i].bytes);
         cJSON_AddStringToObject(e, "sha256", l.f[i].sha);
+        cJSON_AddStringToObject(e, "sha256_source", l.f[i].sha_source ? l.f[i].sha_source : "computed");
         cJSON_AddStringToObject(e, "mtime_ns", mt);
         cJSON_AddItemToArray(files, e);
     }
