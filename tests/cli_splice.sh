@@ -30,7 +30,16 @@ printf '2,17,300,4,9,33\n2,45\n2,45,46,47\n' > "$T/ids3.txt"
 a=$("$CLI" sae splice --model $M --sae $S --ids-file "$T/ids3.txt" | sed 's/.*"n_predictions"//') || fail "one batch"
 b=$("$CLI" sae splice --model $M --sae $S --ids-file "$T/ids3.txt" --batch-tokens 1 | sed 's/.*"n_predictions"//') ||
   fail "batches of one input"
-[ "$a" = "$b" ] || fail "batching changes the totals: $a vs $b"
+# the same predictions are counted; the CEs agree to rounding (a GEMM kernel may block a
+# 6-row batch differently from a 12-row one: last-digit differences, not a wrong count)
+same=$(awk -v a="$a" -v b="$b" 'BEGIN {
+  na = split(a, x, /[^0-9.eE+-]+/); nb = split(b, y, /[^0-9.eE+-]+/); ok = (na == nb)
+  for (i = 1; ok && i <= na; i++) if (x[i] != y[i]) {
+    d = x[i] - y[i]; if (d < 0) d = -d; m = (x[i] < 0 ? -x[i] : x[i]); if (d > 1e-5 * (m > 1 ? m : 1) + 1e-6) ok = 0 }
+  print ok }')
+[ "$same" = 1 ] || fail "batching changes the totals: $a vs $b"
+[ "$(echo "$a" | sed 's/^[^0-9]*\([0-9]*\).*/\1/')" = "$(echo "$b" | sed 's/^[^0-9]*\([0-9]*\).*/\1/')" ] \
+  || fail "batching changes the prediction count: $a vs $b"
 echo "$a" | grep -q '^: 6, "ce_clean": [0-9]' || fail "totals with an input that counts nothing: $a"
 # splicing at another hook needs --allow-hook-mismatch
 "$CLI" sae splice --model $M --sae $S --hook blocks.2.hook_resid_post --ids-file "$T/ids.txt" 2> "$T/e" && fail "hook mismatch accepted"

@@ -1,10 +1,12 @@
 /* reprshift CLI entry point: dispatch to one subcommand. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "reprshift/blas.h"
 #include "reprshift/version.h"
 
 typedef struct {
@@ -36,25 +38,79 @@ static void usage(FILE *f) {
         fprintf(f, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
 }
 
-/* OpenMP threads must not spin while they wait. libgomp's default is to busy-wait up to
- * GOMP_SPINCOUNT (300000 iterations) after every parallel region; on a loaded machine the
- * spinning thread takes the core that the other thread needs, and `probe train` ran
- * several times slower than with passive waits (docs/pipeline.md, "Threads"). libgomp reads
- * OMP_WAIT_POLICY only once, from the environment it finds when it is loaded, before main() runs
- * (and before any constructor of the executable: setenv from a .preinit_array function is
- * undone by libc's own start-up), so setting it here would be too late. Instead the CLI
- * re-executes itself once with OMP_WAIT_POLICY=PASSIVE when neither it nor GOMP_SPINCOUNT
- * is set; a value the user set always wins. OpenBLAS (the OpenMP build) runs its threads
- * through libgomp too. If the re-exec fails the run simply goes on with the default. */
-static void passive_openmp(char **argv) {
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1)) return;
-    execv("/proc/self/exe", argv);
-    /* exec failed (no /proc): carry on; children still inherit the passive policy */
+/* Two settings must be in the environment before the program starts, because the libraries
+ * read them once when they are loaded (before main() and before any constructor of the
+ * executable: setenv from a .preinit_array function is undone by libc's own start-up):
+ *
+ * 1. OpenMP threads must not spin while they wait. libgomp's default is to busy-wait up to
+ *    GOMP_SPINCOUNT (300000 iterations) after every parallel region; on a loaded machine the
+ *    spinning thread takes the core the other thread needs, and `probe train` ran several
+ *    times slower than with passive waits (docs/pipeline.md, "Threads"). So OMP_WAIT_POLICY=
+ *    PASSIVE unless the user set it or GOMP_SPINCOUNT. OpenBLAS (OpenMP build) uses libgomp too.
+ * 2. OpenBLAS picks its kernel from the CPU model; a model newer than the library (Debian's
+ *    0.3.21 on recent Xeons) falls back to a generic SSE kernel ("Prescott") at a fraction of
+ *    the speed (bench/run_gemm_survey.sh: 6x slower sgemm on the dev VM). When that happens and
+ *    the user pinned nothing (OPENBLAS_CORETYPE unset, RS_BLAS_KERNEL not "auto"), the kernel
+ *    the CPU's instructions support (rs_blas_preferred_kernel) is set in OPENBLAS_CORETYPE.
+ *    The re-executed process checks that kernel's sgemm against a double reference before it
+ *    does anything else (rs_blas_check, a few ms); a kernel that fails goes back to OpenBLAS's
+ *    own choice (one more re-exec). `reprshift --version` says which kernel runs and why.
+ * Both are done with one re-exec of the binary; if exec fails the run goes on unchanged. */
+#define CHOSEN_ENV "RS_BLAS_CHOSEN" /* "KERNEL DETECTED" from the parent; "refused ..." after a failed check */
+
+static double g_check_worst = -1;
+static int g_check_cases;
+
+static void reexec_env(char **argv) {
+    int changed = 0;
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT") && !setenv("OMP_WAIT_POLICY", "PASSIVE", 1)) changed = 1;
+    const char *chosen = getenv(CHOSEN_ENV), *user = getenv("RS_BLAS_KERNEL"), *ct = getenv("OPENBLAS_CORETYPE");
+    rs_blas_info bi;
+    rs_blas_info_get(&bi);
+    if (chosen && ct && !strncmp(chosen, ct, strlen(ct)) && chosen[strlen(ct)] == ' ') {
+        /* we chose this kernel in the parent: check it before trusting it */
+        g_check_worst = rs_blas_check(&g_check_cases);
+        if (getenv("RS_TEST_BLAS_CHECK_FAIL")) g_check_worst = INFINITY; /* fault injection (tests/cli_blas.sh) */
+        if (!(g_check_worst <= rs_blas_check_bound())) {
+            char buf[256];
+            snprintf(buf, sizeof buf, "refused %s (sgemm check: worst error %.3g x the rounding unit, bound %g)", ct,
+                     g_check_worst, rs_blas_check_bound());
+            const char *detected = strchr(chosen, ' ') + 1;
+            if (!setenv(CHOSEN_ENV, buf, 1) && !setenv("OPENBLAS_CORETYPE", detected, 1)) changed = 1;
+        }
+    } else if (!chosen && !ct && !(user && !strcmp(user, "auto")) && !strcmp(bi.library, "OpenBLAS")) {
+        const char *k = rs_blas_preferred_kernel(bi.kernel);
+        char buf[160];
+        snprintf(buf, sizeof buf, "%s %s", k ? k : "", bi.kernel);
+        if (k && !setenv(CHOSEN_ENV, buf, 1) && !setenv("OPENBLAS_CORETYPE", k, 1)) changed = 1;
+    }
+    if (changed) execv("/proc/self/exe", argv);
+    /* exec failed (no /proc): carry on; children still inherit the settings */
+}
+
+/* `reprshift --version`: the tool, and the BLAS its products run on. */
+static void print_version(void) {
+    rs_blas_info bi;
+    rs_blas_info_get(&bi);
+    printf("reprshift %s\n", RS_VERSION);
+    printf("BLAS: %s%s%s\n", bi.library, bi.config[0] ? " - " : "", bi.config);
+    if (!bi.kernel[0]) return;
+    const char *chosen = getenv(CHOSEN_ENV), *ct = getenv("OPENBLAS_CORETYPE");
+    printf("BLAS kernel: %s ", bi.kernel);
+    if (chosen && !strncmp(chosen, "refused ", 8))
+        printf("(OpenBLAS's own choice; reprshift %s)\n", chosen);
+    else if (chosen && g_check_worst >= 0)
+        printf("(chosen by reprshift: OpenBLAS detected %s on this CPU, a generic fallback; sgemm check passed: worst "
+               "error %.3g x the rounding unit over %d products, bound %g; RS_BLAS_KERNEL=auto keeps OpenBLAS's choice)\n",
+               strchr(chosen, ' ') + 1, g_check_worst, g_check_cases, rs_blas_check_bound());
+    else if (ct)
+        printf("(pinned by OPENBLAS_CORETYPE=%s in the environment)\n", ct);
+    else
+        printf("(OpenBLAS's own choice for this CPU)\n");
 }
 
 int main(int argc, char **argv) {
-    passive_openmp(argv);
+    reexec_env(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -64,7 +120,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("reprshift %s\n", RS_VERSION);
+        print_version();
         return 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)

@@ -24,6 +24,7 @@
 #include <cjson/cJSON.h>
 
 #include "pipeline/pipeline_internal.h"
+#include "reprshift/blas.h"
 #include "reprshift/fileio.h"
 #include "reprshift/hf_cache.h"
 #include "reprshift/jsonutil.h"
@@ -419,6 +420,13 @@ static int write_provenance(pl_ctx *c, const char *config_sha, rs_err *err) {
     cJSON *ip = cJSON_AddObjectToObject(root, "image_processor");
     cJSON_AddStringToObject(ip, "name", rs_image_processor_name(cfg->image_processor));
     cJSON_AddStringToObject(ip, "transformers_class", rs_image_processor_class(cfg->image_processor));
+    /* the BLAS the products ran on (src/cli/main.c may have chosen the kernel) */
+    rs_blas_info bi;
+    rs_blas_info_get(&bi);
+    cJSON *bj = cJSON_AddObjectToObject(root, "blas");
+    cJSON_AddStringToObject(bj, "library", bi.library);
+    cJSON_AddStringToObject(bj, "kernel", bi.kernel);
+    cJSON_AddStringToObject(bj, "config", bi.config);
     cJSON *files = cJSON_AddArrayToObject(root, "files");
     for (int i = 0; i < l.n; i++) {
         cJSON *e = cJSON_CreateObject();
