@@ -21,6 +21,10 @@ head -n 64 ../shared/data/text/coco_val2017_captions.txt > "$OUT/captions64.txt"
 head -n 400 ../shared/data/text/coco_val2017_captions.txt | tr '\n' ' ' > "$OUT/long.txt"
 "$BUILD/reprshift" tokenize --tokenizer "$TOKJSON" --texts "$OUT/long.txt" | tr -d '[] ' | cut -d, -f1-512 > "$OUT/long512.ids"
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
+# reprshift's side runs the OpenBLAS kernel the CLI would run (docs/pipeline.md, "BLAS kernel";
+# the bench programs link the library directly and would get OpenBLAS's own choice)
+RS_KERNEL=$("$BUILD/reprshift" --version | sed -n 's/^BLAS kernel: \([^ ]*\) .*/\1/p')
+[ -n "$RS_KERNEL" ] && export OPENBLAS_CORETYPE=$RS_KERNEL && echo "# reprshift BLAS kernel: $RS_KERNEL" >&2
 "$BUILD/bench_gemma2" --sgemm | tee "$OUT/results.jsonl"
 for w in captions64 long512; do
   for L in 13 26; do

@@ -20,6 +20,10 @@ OUT=bench/out; mkdir -p "$OUT"
 [ -f "$CKPT/config.json" ] || "$REFENV/bin/python" tools/reference/make_bench_paligemma.py "$CKPT"
 mapfile -t IMGS < <(ls ../shared/data/coco/mini/val2017/*.jpg | head -n "$NV")
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
+# reprshift's side runs the OpenBLAS kernel the CLI would run (docs/pipeline.md, "BLAS kernel";
+# the bench programs link the library directly and would get OpenBLAS's own choice)
+RS_KERNEL=$("$BUILD/reprshift" --version | sed -n 's/^BLAS kernel: \([^ ]*\) .*/\1/p')
+[ -n "$RS_KERNEL" ] && export OPENBLAS_CORETYPE=$RS_KERNEL && echo "# reprshift BLAS kernel: $RS_KERNEL" >&2
 : > "$OUT/paligemma.jsonl"
 "$BUILD/bench_paligemma" --model "$CKPT" --hook vision.ln_post --batch 8 "${IMGS[@]:0:$NV}" | tee -a "$OUT/paligemma.jsonl"
 $REF_ENV "$REFENV/bin/python" bench/bench_paligemma_ref.py --model "$CKPT" --through vision --batch 8 "${IMGS[@]:0:$NV}" | tee -a "$OUT/paligemma.jsonl"

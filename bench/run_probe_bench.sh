@@ -14,6 +14,10 @@ RUNS=${RUNS:-3}
 CASES=${CASES:-"standardised unstandardised_aniso"}
 TOLS=${TOLS:-"1e-4 1e-5"}
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
+# reprshift's side runs the OpenBLAS kernel the CLI would run (docs/pipeline.md, "BLAS kernel";
+# the bench programs link the library directly and would get OpenBLAS's own choice)
+RS_KERNEL=$("$B/reprshift" --version | sed -n 's/^BLAS kernel: \([^ ]*\) .*/\1/p')
+[ -n "$RS_KERNEL" ] && export OPENBLAS_CORETYPE=$RS_KERNEL && echo "# reprshift BLAS kernel: $RS_KERNEL" >&2
 cd "$(dirname "$0")/.."
 # The reference's numpy/scipy bundle a current OpenBLAS: run it with the machine's
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE overrides removed (they exist for older OpenBLAS
