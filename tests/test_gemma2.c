@@ -108,7 +108,7 @@ static void run_model(const char *model, int packed) {
             /* logits and CE */
             int V = f.m->cfg.vocab_size;
             float *logits = malloc((size_t)Tp * V * sizeof(float));
-            gemma2_logits(f.m, final + (size_t)row0 * f.m->cfg.hidden_size, Tp, logits);
+            assert_int_equal(gemma2_logits(f.m, final + (size_t)row0 * f.m->cfg.hidden_size, Tp, logits, NULL), 0);
             float *ref = st_to_f32_new(golden(&f, p, "logits"));
             tu_assert_close_rel(ref, logits, (size_t)Tp * V, TOL, "logits");
             free(ref);

@@ -87,7 +87,7 @@ static double ce_range(const paligemma_model *m, const float *hid, const int32_t
     float *lg = malloc((size_t)V * sizeof(float));
     double sum = 0;
     for (int i = i0; i < i1; i++) {
-        gemma2_logits(m->text, hid + (size_t)i * D, 1, lg);
+        assert_int_equal(gemma2_logits(m->text, hid + (size_t)i * D, 1, lg, NULL), 0);
         double mx = -INFINITY, z = 0;
         for (int v = 0; v < V; v++) if (lg[v] > mx) mx = lg[v];
         for (int v = 0; v < V; v++) z += exp(lg[v] - mx);
@@ -149,7 +149,7 @@ static void check_run(const fixture *f, const run_in *r, const hook_request *h, 
     /* logits and CE (image runs: suffix targets only, as HF's loss with prefix labels -100) */
     int V = f->m->cfg.text.vocab_size;
     float *lg = malloc((size_t)r->T * V * sizeof(float));
-    gemma2_logits(f->m->text, hid + (size_t)row0 * D, r->T, lg);
+    assert_int_equal(gemma2_logits(f->m->text, hid + (size_t)row0 * D, r->T, lg, NULL), 0);
     snprintf(label, sizeof label, "%s %c%d logits", model, r->kind, r->k);
     upd(&W_LOGITS, compare_rows(golden(f, r->kind, r->k, "logits"), lg, 0, r->T, V, label));
     free(lg);

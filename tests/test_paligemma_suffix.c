@@ -249,7 +249,7 @@ static double suffix_ce(const paligemma_model *m, const float *hid, const int32_
     float *lg = malloc((size_t)V * sizeof(float));
     double sum = 0;
     for (int i = P - 1; i < T - 1; i++) {
-        gemma2_logits(m->text, hid + (size_t)i * D, 1, lg);
+        assert_int_equal(gemma2_logits(m->text, hid + (size_t)i * D, 1, lg, NULL), 0);
         double mx = -INFINITY, z = 0;
         for (int v = 0; v < V; v++) if (lg[v] > mx) mx = lg[v];
         for (int v = 0; v < V; v++) z += exp(lg[v] - mx);

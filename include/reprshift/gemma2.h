@@ -55,8 +55,10 @@ int gemma2_forward(const gemma2_model *m, const gemma2_batch *b, hook_request *h
  * hooks of earlier blocks never fire. Bit-identical to the full pass with that residual. */
 int gemma2_forward_from(const gemma2_model *m, const gemma2_batch *b, int layer, const float *resid,
                         hook_request *hooks, int n_hooks, float *final_hidden, rs_err *err);
-/* logits[T, vocab] = h·Eᵀ with the final soft-cap (if configured). */
-void gemma2_logits(const gemma2_model *m, const float *h, int T, float *logits);
+/* logits[T, vocab] = h·Eᵀ with the final soft-cap (if configured). Non-f32 embeddings are
+ * widened a 4096-row block at a time; −1 (err set, logits unspecified) when that block
+ * cannot be allocated. */
+int gemma2_logits(const gemma2_model *m, const float *h, int T, float *logits, rs_err *err);
 /* Mean next-token cross-entropy of each sequence from final hidden states (logits computed
  * a row block at a time, never the whole [T, vocab] matrix); ce[s] = NAN for length < 2. */
 int gemma2_next_token_ce(const gemma2_model *m, const gemma2_batch *b, const float *final_hidden,

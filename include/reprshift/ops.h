@@ -25,6 +25,28 @@ void op_rope(float *x, int dim, const float *inv_freq, int pos);
 void op_rope_inv_freq(float *inv_freq, int dim, double theta);
 /* In-place row softmax over n entries (max-subtracted; entries equal to -INFINITY give 0). */
 void op_softmax(float *x, int n);
+
+/* Multi-head scaled-dot-product attention over a batch of packed sequences (sequence s =
+ * rows offsets[s] … offsets[s+1]−1 of Q, K, V and Z), the one kernel both towers use:
+ *   Gemma-2 decoder  causal, sliding window on alternate layers, query_pre_attn_scalar^−½
+ *                    scale, tanh soft-cap, grouped-query heads, PaliGemma's prefix-LM block;
+ *   SigLIP encoder   bidirectional, head_dim^−½ scale, no cap.
+ * Per (sequence, head): S = scale·Q_h K_gᵀ (g = h / (n_heads/n_kv_heads), as transformers'
+ * repeat_kv), s → tanh(s/cap)·cap when cap > 0, masked entries −∞, row softmax (op_softmax),
+ * Z_h = S V_g. Entry (i, j) of a sequence is kept when
+ *   !causal, or j ≤ i and (window ≤ 0 or i − j < window), or i, j < prefix[s].
+ * Rows of Q/Z hold n_heads·head_dim values at stride q_stride/z_stride, rows of K/V
+ * n_kv_heads·head_dim at kv_stride. scores: workspace of omp_get_max_threads() blocks of
+ * scores_per_thread ≥ Lmax² floats (Lmax the longest sequence). (Sequence, head) pairs run
+ * in parallel; the products inside run on one BLAS thread. */
+typedef struct {
+    int n_heads, n_kv_heads, head_dim;
+    int q_stride, kv_stride, z_stride;
+    float scale, softcap; /* softcap ≤ 0: none */
+    int causal, window;   /* window ≤ 0: none (only with causal) */
+} op_attn_params;
+void op_attention(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets, int n_seqs,
+                  const int *prefix, const op_attn_params *p, float *scores, size_t scores_per_thread);
 /* dst += src over n floats. */
 void op_add(float *dst, const float *src, size_t n);
 

@@ -146,39 +146,6 @@ static void ws_free(workspace *w) {
     free(w->a); free(w->gate); free(w->up); free(w->scores); free(w->wscratch);
 }
 
-/* Softcapped, masked attention for one sequence of L tokens starting at row a. */
-static void attention_seq(const gemma2_model *m, const workspace *w, int a, int L, int maxL, int prefix, int sliding) {
-    const gemma2_config *c = &m->cfg;
-    int hd = c->head_dim, QD = c->n_heads * hd, KD = c->n_kv_heads * hd, group = c->n_heads / c->n_kv_heads;
-    float scale = (float)pow(c->query_pre_attn_scalar, -0.5);
-    float cap = (float)c->attn_softcap;
-    int W = c->sliding_window;
-    /* heads in parallel, each thread with its own score matrix; BLAS runs single-threaded inside */
-#pragma omp parallel for schedule(static) if (L > 8)
-    for (int h = 0; h < c->n_heads; h++) {
-        float *S = w->scores + (size_t)omp_get_thread_num() * maxL * maxL;
-        int kvh = h / group; /* repeat_kv: consecutive q heads share a kv head */
-        const float *Q = w->q + (size_t)a * QD + (size_t)h * hd;
-        const float *K = w->k + (size_t)a * KD + (size_t)kvh * hd;
-        const float *V = w->v + (size_t)a * KD + (size_t)kvh * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hd, 1.0f, Q, QD, K, KD, 0.0f, S, L);
-        for (int i = 0; i < L; i++) {
-            float *row = S + (size_t)i * L;
-            for (int j = 0; j < L; j++) {
-                int allowed = j <= i && (!sliding || i - j < W);
-                if (i < prefix && j < prefix) allowed = 1;
-                if (!allowed) { row[j] = -INFINITY; continue; }
-                float s = row[j] * scale;
-                if (cap > 0) s = tanhf(s / cap) * cap;
-                row[j] = s;
-            }
-            op_softmax(row, L);
-        }
-        float *Z = w->z + (size_t)a * QD + (size_t)h * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, 1.0f, S, L, V, KD, 0.0f, Z, QD);
-    }
-}
-
 static void linear_w(const workspace *w, float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
     op_linear(y, x, op_weight_f32(W, w->wscratch), NULL, T, IN, OUT);
 }
@@ -253,6 +220,9 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
     }
 
     /* 2. Decoder layers. */
+    op_attn_params attn = {.n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = hd, .q_stride = QD,
+                           .kv_stride = KD, .z_stride = QD, .scale = (float)pow(c->query_pre_attn_scalar, -0.5),
+                           .softcap = (float)c->attn_softcap, .causal = 1};
     for (int l = first; l <= last_layer; l++) {
         const gemma2_layer *L = &m->layers[l];
         if (hook_fire(hooks, n_hooks, 0, HK_RESID_PRE, l, w.h, T, err)) goto fail;
@@ -267,10 +237,8 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
                 for (int h = 0; h < c->n_heads; h++) op_rope(w.q + (size_t)i * QD + (size_t)h * hd, hd, m->inv_freq, pos);
                 for (int h = 0; h < c->n_kv_heads; h++) op_rope(w.k + (size_t)i * KD + (size_t)h * hd, hd, m->inv_freq, pos);
             }
-        for (int s = 0; s < b->n_seqs; s++) {
-            int a = (int)b->offsets[s], len = (int)(b->offsets[s + 1] - b->offsets[s]);
-            attention_seq(m, &w, a, len, maxL, b->prefix_len ? b->prefix_len[s] : 0, c->layer_sliding[l]);
-        }
+        attn.window = c->layer_sliding[l] ? c->sliding_window : 0;
+        op_attention(w.z, w.q, w.k, w.v, b->offsets, b->n_seqs, b->prefix_len, &attn, w.scores, (size_t)maxL * maxL);
         if (hook_fire(hooks, n_hooks, 0, HK_ATTN_Z, l, w.z, T, err)) goto fail;
         linear_w(&w, w.a, w.z, L->o_proj, T, QD, D);
         op_rmsnorm_gemma(w.a, w.a, L->post_attention_layernorm, (float)c->rms_norm_eps, T, D);
@@ -319,13 +287,15 @@ int gemma2_forward_from(const gemma2_model *m, const gemma2_batch *b, int layer,
     return forward_impl(m, b, layer, resid, hooks, n_hooks, final_hidden, err);
 }
 
-void gemma2_logits(const gemma2_model *m, const float *h, int T, float *logits) {
+int gemma2_logits(const gemma2_model *m, const float *h, int T, float *logits, rs_err *err) {
     const gemma2_config *c = &m->cfg;
     int V = c->vocab_size, D = c->hidden_size;
     const st_tensor *E = m->embed_tokens;
     /* Convert the tied embedding in row blocks so bf16 weights never need a full f32 copy. */
     const int BLK = 4096;
-    float *buf = E->dtype == RS_DT_F32 ? NULL : malloc((size_t)BLK * D * sizeof(float));
+    float *buf = NULL;
+    if (E->dtype != RS_DT_F32 && !(buf = malloc((size_t)BLK * D * sizeof(float))))
+        return rs_errf(err, "out of memory for the LM head (%d x %d block of the embedding as f32)", BLK, D);
     for (int v0 = 0; v0 < V; v0 += BLK) {
         int nv = V - v0 < BLK ? V - v0 : BLK;
         const float *Eb;
@@ -344,12 +314,14 @@ void gemma2_logits(const gemma2_model *m, const float *h, int T, float *logits) 
         float cap = (float)c->final_softcap;
         for (size_t i = 0; i < (size_t)T * V; i++) logits[i] = tanhf(logits[i] / cap) * cap;
     }
+    return 0;
 }
 
 /* CE of nr gathered prediction rows: logits, then log-sum-exp in double per row. */
-static void ce_rows(const gemma2_model *m, const float *hb, const int *tgt, int nr, float *logits, double *row_ce) {
+static int ce_rows(const gemma2_model *m, const float *hb, const int *tgt, int nr, float *logits, double *row_ce,
+                   rs_err *err) {
     int V = m->cfg.vocab_size;
-    gemma2_logits(m, hb, nr, logits);
+    if (gemma2_logits(m, hb, nr, logits, err)) return -1;
 #pragma omp parallel for schedule(static) if (nr > 1)
     for (int k = 0; k < nr; k++) {
         const float *lr = logits + (size_t)k * V;
@@ -358,6 +330,7 @@ static void ce_rows(const gemma2_model *m, const float *hb, const int *tgt, int 
         for (int v = 0; v < V; v++) z += exp((double)lr[v] - mx);
         row_ce[k] = (mx + log(z)) - lr[tgt[k]];
     }
+    return 0;
 }
 
 int gemma2_next_token_ce(const gemma2_model *m, const gemma2_batch *b, const float *final_hidden,
@@ -382,16 +355,19 @@ int gemma2_next_token_ce(const gemma2_model *m, const gemma2_batch *b, const flo
             tgt[nr] = b->ids[r + 1];
             seq[nr++] = s;
             if (nr < ROWS) continue;
-            ce_rows(m, hb, tgt, nr, logits, row_ce);
+            if (ce_rows(m, hb, tgt, nr, logits, row_ce, err)) goto fail;
             for (int k = 0; k < nr; k++) ce[seq[k]] += row_ce[k];
             nr = 0;
         }
     if (nr) {
-        ce_rows(m, hb, tgt, nr, logits, row_ce);
+        if (ce_rows(m, hb, tgt, nr, logits, row_ce, err)) goto fail;
         for (int k = 0; k < nr; k++) ce[seq[k]] += row_ce[k];
     }
     for (int s = 0; s < b->n_seqs; s++)
         if (!isnan(ce[s])) ce[s] /= (double)(b->offsets[s + 1] - b->offsets[s] - 1);
     free(logits); free(hb);
     return 0;
+fail:
+    free(logits); free(hb);
+    return -1;
 }

@@ -220,56 +220,17 @@ int siglip_hooks_depth(const siglip_model *m, const hook_request *hooks, int n_h
 
 typedef struct {
     float *h, *x, *q, *k, *v, *z, *a, *mlp, *scores, *wscratch;
+    int64_t *img_off; /* [n_images+1] row offsets of the images (attention) */
 } workspace;
 
 static void ws_free(workspace *w) {
     free(w->h); free(w->x); free(w->q); free(w->k); free(w->v); free(w->z);
-    free(w->a); free(w->mlp); free(w->scores); free(w->wscratch);
-}
-
-/* W as f32: mapped f32 data as is, otherwise converted into scratch in parallel chunks. */
-static const float *weight_f32(const st_tensor *t, float *scratch) {
-    if (t->dtype == RS_DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) return t->data;
-    const int64_t CH = 1 << 16;
-    int64_t nch = (t->numel + CH - 1) / CH;
-    size_t es = rs_dtype_size(t->dtype);
-#pragma omp parallel for schedule(static) if (nch > 4)
-    for (int64_t c = 0; c < nch; c++) {
-        st_tensor v = *t;
-        v.numel = t->numel - c * CH < CH ? t->numel - c * CH : CH;
-        v.data = (const char *)t->data + (size_t)(c * CH) * es;
-        st_to_f32(&v, scratch + c * CH);
-    }
-    return scratch;
+    free(w->a); free(w->mlp); free(w->scores); free(w->wscratch); free(w->img_off);
 }
 
 static void linear_w(const workspace *w, float *y, const float *x, const st_tensor *W, const float *b, int T,
                      int IN, int OUT) {
-    op_linear(y, x, weight_f32(W, w->wscratch), b, T, IN, OUT);
-}
-
-/* Bidirectional multi-head attention within each image, (image, head) pairs in parallel:
- * each thread has its own score matrix and BLAS runs single-threaded inside. */
-static void attention(const siglip_model *m, const workspace *w, int n_images) {
-    int D = m->cfg.hidden_size, H = m->cfg.n_heads, hd = D / H, N = m->n_patches;
-    float scale = (float)pow((double)hd, -0.5);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int p = 0; p < n_images * H; p++) {
-        int a = (p / H) * N, h = p % H;
-        float *S = w->scores + (size_t)omp_get_thread_num() * N * N;
-        const float *Q = w->q + (size_t)a * D + (size_t)h * hd;
-        const float *K = w->k + (size_t)a * D + (size_t)h * hd;
-        const float *V = w->v + (size_t)a * D + (size_t)h * hd;
-        /* HF eager: (q·kᵀ)·scale, then softmax in fp32 */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, hd, 1.0f, Q, D, K, D, 0.0f, S, N);
-        for (int i = 0; i < N; i++) {
-            float *row = S + (size_t)i * N;
-            for (int j = 0; j < N; j++) row[j] *= scale;
-            op_softmax(row, N);
-        }
-        float *Z = w->z + (size_t)a * D + (size_t)h * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, hd, N, 1.0f, S, N, V, D, 0.0f, Z, D);
-    }
+    op_linear(y, x, op_weight_f32(W, w->wscratch), b, T, IN, OUT);
 }
 
 int siglip_forward(const siglip_model *m, const float *pixel_values, int n_images, hook_request *hooks,
@@ -298,8 +259,14 @@ int siglip_forward(const siglip_model *m, const float *pixel_values, int n_image
         w.a = malloc(TD * sizeof(float));
         w.mlp = malloc((size_t)T * F * sizeof(float));
         w.scores = malloc((size_t)omp_get_max_threads() * N * N * sizeof(float));
-        if (!w.q || !w.k || !w.v || !w.z || !w.a || !w.mlp || !w.scores) goto oom;
+        w.img_off = malloc((size_t)(n_images + 1) * sizeof *w.img_off);
+        if (!w.q || !w.k || !w.v || !w.z || !w.a || !w.mlp || !w.scores || !w.img_off) goto oom;
+        for (int n = 0; n <= n_images; n++) w.img_off[n] = (int64_t)n * N;
     }
+    /* bidirectional within each image; HF eager: (q·kᵀ)·scale, then softmax in fp32 */
+    int hd = D / c->n_heads;
+    op_attn_params attn = {.n_heads = c->n_heads, .n_kv_heads = c->n_heads, .head_dim = hd, .q_stride = D,
+                           .kv_stride = D, .z_stride = D, .scale = (float)pow((double)hd, -0.5)};
 
     /* 1. Patch embedding: im2col rows ordered (channel, ky, kx) to match W_conv [D, C, P, P]. */
     for (int n = 0; n < n_images; n++) {
@@ -327,7 +294,7 @@ int siglip_forward(const siglip_model *m, const float *pixel_values, int n_image
         linear_w(&w, w.q, w.x, L->q_proj, L->q_bias, T, D, D);
         linear_w(&w, w.k, w.x, L->k_proj, L->k_bias, T, D, D);
         linear_w(&w, w.v, w.x, L->v_proj, L->v_bias, T, D, D);
-        attention(m, &w, n_images);
+        op_attention(w.z, w.q, w.k, w.v, w.img_off, n_images, NULL, &attn, w.scores, (size_t)N * N);
         linear_w(&w, w.a, w.z, L->out_proj, L->out_bias, T, D, D);
         if (hook_fire(hooks, n_hooks, 1, HK_ATTN_OUT, l, w.a, T, err)) goto fail;
         op_add(w.h, w.a, TD);

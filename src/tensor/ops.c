@@ -4,6 +4,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 void op_linear(float *y, const float *x, const float *W, const float *bias, int T, int IN, int OUT) {
@@ -106,6 +107,54 @@ void op_add(float *dst, const float *src, size_t n) {
 
 const float *op_weight_f32(const st_tensor *t, float *scratch) {
     if (t->dtype == RS_DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) return t->data;
-    st_to_f32(t, scratch);
+    /* converted in parallel chunks of 64k values (an elementwise widening: any split gives the same bits) */
+    const int64_t CH = 1 << 16;
+    int64_t nch = (t->numel + CH - 1) / CH;
+    size_t es = rs_dtype_size(t->dtype);
+#pragma omp parallel for schedule(static) if (nch > 4)
+    for (int64_t c = 0; c < nch; c++) {
+        st_tensor v = *t;
+        v.numel = t->numel - c * CH < CH ? t->numel - c * CH : CH;
+        v.data = (const char *)t->data + (size_t)(c * CH) * es;
+        st_to_f32(&v, scratch + c * CH);
+    }
     return scratch;
+}
+
+void op_attention(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets, int n_seqs,
+                  const int *prefix, const op_attn_params *p, float *scores, size_t scores_per_thread) {
+    int H = p->n_heads, hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
+    int64_t maxL = 0;
+    for (int s = 0; s < n_seqs; s++)
+        if (offsets[s + 1] - offsets[s] > maxL) maxL = offsets[s + 1] - offsets[s];
+    int n_items = n_seqs * H;
+#pragma omp parallel for schedule(dynamic, 1) if (n_items > 1 && maxL > 8)
+    for (int it = 0; it < n_items; it++) {
+        int s = it / H, h = it % H, kvh = h / group;
+        int64_t a = offsets[s];
+        int L = (int)(offsets[s + 1] - a), pre = prefix ? prefix[s] : 0;
+        float *S = scores + (size_t)omp_get_thread_num() * scores_per_thread;
+        const float *Qh = Q + (size_t)a * p->q_stride + (size_t)h * hd;
+        const float *Kh = K + (size_t)a * p->kv_stride + (size_t)kvh * hd;
+        const float *Vh = V + (size_t)a * p->kv_stride + (size_t)kvh * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hd, 1.0f, Qh, p->q_stride, Kh, p->kv_stride, 0.0f,
+                    S, L);
+        for (int i = 0; i < L; i++) {
+            float *row = S + (size_t)i * L;
+            for (int j = 0; j < L; j++) {
+                int keep = !p->causal || (j <= i && (p->window <= 0 || i - j < p->window)) || (i < pre && j < pre);
+                if (!keep) {
+                    row[j] = -INFINITY;
+                    continue;
+                }
+                float x = row[j] * p->scale;
+                if (p->softcap > 0) x = tanhf(x / p->softcap) * p->softcap;
+                row[j] = x;
+            }
+            op_softmax(row, L);
+        }
+        float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, 1.0f, S, L, Vh, p->kv_stride, 0.0f, Zh,
+                    p->z_stride);
+    }
 }
