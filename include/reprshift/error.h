@@ -1,6 +1,7 @@
 /* Error reporting: library calls return 0 on success and -1 on failure, with a
  * human-readable message in an rs_err the caller owns (SQLite-style: the library never
- * prints or exits; only the CLI does). */
+ * prints or exits; only the CLI does — messages and progress go to the sink of
+ * reprshift/log.h, which the CLI points at stderr). */
 #ifndef REPRSHIFT_ERROR_H
 #define REPRSHIFT_ERROR_H
 

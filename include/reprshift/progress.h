@@ -1,5 +1,6 @@
-/* Progress with ETA on stderr for long work. Silent for work that finishes within a
- * second; redraws in place on a terminal, prints a line every few seconds otherwise. */
+/* Progress with ETA for long work, sent to the library's message sink (reprshift/log.h) as
+ * RS_LOG_PROGRESS lines at most 4 times a second, then one RS_LOG_PROGRESS_END line. Silent
+ * for work that finishes within a second. */
 #ifndef REPRSHIFT_PROGRESS_H
 #define REPRSHIFT_PROGRESS_H
 
@@ -9,7 +10,7 @@ typedef struct {
     const char *label;
     int64_t total;
     double t0, last;
-    int tty, shown, quiet;
+    int shown, quiet; /* quiet: send nothing (set it after rs_progress_start) */
 } rs_progress;
 
 /* Start timing `total` units of work named label. */

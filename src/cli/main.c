@@ -3,10 +3,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/commands.h"
 #include "reprshift/blas.h"
+#include "reprshift/log.h"
 #include "reprshift/version.h"
 
 typedef struct {
@@ -88,6 +90,39 @@ static void reexec_env(char **argv) {
     /* exec failed (no /proc): carry on; children still inherit the settings */
 }
 
+/* The library's messages (reprshift/log.h) go to stderr: message lines as they come;
+ * progress lines redrawn in place on a terminal, otherwise one line every 5 s at most;
+ * progress silenced by RS_QUIET=1 (tests). */
+typedef struct {
+    int tty, quiet, open; /* open: a redrawn progress line is on the terminal */
+    double last;
+} stderr_sink;
+
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void sink_stderr(void *ctx, rs_log_kind kind, const char *text) {
+    stderr_sink *s = ctx;
+    if (kind == RS_LOG_MESSAGE) {
+        fprintf(stderr, "%s%s\n", s->open ? "\n" : "", text);
+        s->open = 0;
+    } else if (!s->quiet) {
+        if (s->tty) {
+            fprintf(stderr, "\r%s%s", text, kind == RS_LOG_PROGRESS_END ? "\n" : "   ");
+            s->open = kind == RS_LOG_PROGRESS;
+        } else {
+            double now = mono_now();
+            if (kind == RS_LOG_PROGRESS && now - s->last < 5.0) return;
+            s->last = now;
+            fprintf(stderr, "%s\n", text);
+        }
+    }
+    fflush(stderr);
+}
+
 /* `reprshift --version`: the tool, and the BLAS its products run on. */
 static void print_version(void) {
     rs_blas_info bi;
@@ -111,6 +146,11 @@ static void print_version(void) {
 
 int main(int argc, char **argv) {
     reexec_env(argv);
+    static stderr_sink sink;
+    const char *q = getenv("RS_QUIET");
+    sink.tty = isatty(2);
+    sink.quiet = q && *q && *q != '0';
+    rs_log_set(sink_stderr, &sink);
     if (argc < 2) {
         usage(stderr);
         return 2;

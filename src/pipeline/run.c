@@ -28,6 +28,7 @@
 #include "reprshift/fileio.h"
 #include "reprshift/hf_cache.h"
 #include "reprshift/jsonutil.h"
+#include "reprshift/log.h"
 #include "reprshift/report.h"
 #include "reprshift/sae_registry.h"
 #include "reprshift/stats.h"
@@ -56,7 +57,7 @@ void pl_log(pl_ctx *c, const char *stage, const char *fmt, ...) {
         fprintf(c->log, "%s [%s] %s\n", ts, stage, msg);
         fflush(c->log);
     }
-    if (!c->opt->quiet) fprintf(stderr, "[%s] %s\n", stage, msg);
+    if (!c->opt->quiet) rs_log_emit(RS_LOG_MESSAGE, "[%s] %s", stage, msg);
 }
 
 void pl_fp(char out[65], const char *fmt, ...) {
