@@ -291,7 +291,25 @@ static void test_run_outputs_and_skip(void **state) {
     assert_int_equal((int)cJSON_GetObjectItem(cJSON_GetArrayItem(layers, 1), "layer")->valuedouble, 3);
     assert_string_equal(cJSON_GetObjectItem(j, "mode")->valuestring, "token_aligned");
     assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(layers, 0), "shift"), "jaccard_token"));
+    /* one caption per image: the caption-to-caption floor says why it is missing and how to
+       get it, in shift.json and in the report (test_pipeline_captions.c: 2 per image) */
+    for (int side = 0; side < 2; side++) {
+        cJSON *cp = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(layers, 0), "floors"),
+                                        side ? "caption_pair_b" : "caption_pair_a");
+        assert_non_null(cp);
+        assert_true(cJSON_IsString(cJSON_GetObjectItem(cp, "unavailable")));
+        assert_non_null(strstr(cJSON_GetObjectItem(cp, "unavailable")->valuestring, "dataset.captions_per_image >= 2"));
+        assert_null(cJSON_GetObjectItem(cp, "cos_raw"));
+    }
     cJSON_Delete(j);
+    {
+        char *html;
+        size_t hn;
+        if (rs_read_file(path_in(REF, "report.html"), 1 << 26, &html, &hn, &err)) fail_msg("%s", err.msg);
+        assert_non_null(strstr(html, "Caption-to-caption floor not available: "));
+        assert_null(strstr(html, "floor: caption pair (B)"));
+        free(html);
+    }
     if (rs_json_load(path_in(REF, "results/sae_fit.json"), 1 << 26, &j, &err)) fail_msg("%s", err.msg);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "models")), 4);
     cJSON *m0 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "models"), 0);

@@ -509,7 +509,7 @@ static int sec_shift(ctx *c, rs_err *err) {
     int64_t nmin = INT64_MAX, nmax = 0, gmin = INT64_MAX, gmax = 0;
     x = calloc((size_t)nl, sizeof *x), y = calloc((size_t)nl, sizeof *y);
     lo = calloc((size_t)nl, sizeof *lo), hi = calloc((size_t)nl, sizeof *hi);
-    buf = calloc((size_t)nl * 6, sizeof *buf);
+    buf = calloc((size_t)nl * 9, sizeof *buf);
     if (!x || !y || !lo || !hi || !buf) {
         rs_errf(err, "out of memory");
         goto out;
@@ -538,6 +538,22 @@ static int sec_shift(ctx *c, rs_err *err) {
             if (!seen && nm < 64) metrics[nm++] = m->string;
         }
     }
+    /* model B's caption-to-caption floor (dataset.captions_per_image >= 2): drawn beside the
+     * split-half floor with its n; unavailable: why, in one line below the figures */
+    int64_t cp_img = -1, cp_pairs = -1;
+    const char *cp_why = NULL;
+    for (const cJSON *L = layers->child; L; L = L->next) {
+        const cJSON *cp = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(L, "floors"), "caption_pair_b");
+        if (!cp) continue;
+        const cJSON *why = cJSON_GetObjectItemCaseSensitive(cp, "unavailable");
+        if (cJSON_IsString(why)) {
+            if (!cp_why) cp_why = why->valuestring;
+        } else if (cp_img < 0) {
+            cp_img = (int64_t)num_or_nan(cp, "n_images");
+            cp_pairs = (int64_t)num_or_nan(cp, "n_pairs");
+        }
+    }
+    const char *cp_label = "floor: caption pair (B)"; /* its n is in the caption (legends are short) */
     char ntext[128], gtext[64];
     n_range(ntext, sizeof ntext, nmin, nmax, "rows");
     if (gmax > 0) {
@@ -558,31 +574,45 @@ static int sec_shift(ctx *c, rs_err *err) {
         /* beside the estimate: the permutation null's band and the floor */
         const char *flabel, *fname = floor_of(metrics[m], &flabel);
         double *ny = buf, *nlo = buf + nl, *nhi = buf + 2 * nl, *fy = buf + 3 * nl, *flo = buf + 4 * nl, *fhi = buf + 5 * nl;
-        int has_null = 0, has_floor = 0;
+        double *cy = buf + 6 * nl, *clo = buf + 7 * nl, *chi = buf + 8 * nl;
+        int has_null = 0, has_floor = 0, has_cp = 0;
         li = 0;
         for (const cJSON *L = layers->child; L; L = L->next, li++) {
             has_null |= null_band(L, metrics[m], &ny[li], &nlo[li], &nhi[li]);
             has_floor |= floor_stat(L, fname, metrics[m], &fy[li], &flo[li], &fhi[li]);
+            if (!strcmp(fname, "split_half_b")) has_cp |= floor_stat(L, "caption_pair_b", metrics[m], &cy[li], &clo[li], &chi[li]);
         }
-        svg_series S[3] = {{.name = metrics[m], .n = nl, .x = x, .y = y, .lo = lo, .hi = hi}};
+        svg_series S[4] = {{.name = metrics[m], .n = nl, .x = x, .y = y, .lo = lo, .hi = hi}};
         int ns = 1;
         if (has_null) S[ns++] = (svg_series){.name = "permutation null (95%)", .n = nl, .x = x, .y = ny, .lo = nlo, .hi = nhi};
         if (has_floor) S[ns++] = (svg_series){.name = flabel, .n = nl, .x = x, .y = fy, .lo = flo, .hi = fhi};
+        if (has_cp) S[ns++] = (svg_series){.name = cp_label, .n = nl, .x = x, .y = cy, .lo = clo, .hi = chi};
         svg_line_opts o = {.title = metrics[m], .xlabel = "layer", .ylabel = metrics[m], .n_series = ns,
                            .series = S, .integer_x = 1, .width = 400, .height = 260};
         fig_open(c);
         svg_line_plot(c->b, &o);
-        char what[600];
-        snprintf(what, sizeof what, "%s between A and B by layer; band and bars: CI.%s%s", metrics[m],
+        char what[900], cpw[200] = "";
+        if (has_cp)
+            snprintf(cpw, sizeof cpw,
+                     " Caption-pair floor: model B, each caption's mean vs the next caption of the same image "
+                     "(%lld images, %lld pairs; bootstrap over images).",
+                     (long long)cp_img, (long long)cp_pairs);
+        snprintf(what, sizeof what, "%s between A and B by layer; band and bars: CI.%s%s%s", metrics[m],
                  has_null ? " The permutation null (inputs re-paired) shows its mean and 95% band." : "",
                  has_floor ? (strstr(flabel, "SAE") ? " Floor: the same metric between model B's activations and "
                                                       "its SAE reconstruction (the SAE's misfit alone)."
                                                     : " Floor: model B against itself, even vs odd token halves of "
                                                       "each input (within-model variation).")
-                           : "");
+                           : "",
+                 cpw);
         fig_close(c, what, ntext, ci);
     }
     sb_puts(c->b, "</div>\n");
+    if (cp_why) {
+        sb_puts(c->b, "<p class=\"note\">Caption-to-caption floor not available: ");
+        sb_escape(c->b, cp_why);
+        sb_puts(c->b, ".</p>\n");
+    }
     fdr_table(c, &layers, NULL, 1, "family: metric \xC3\x97 layer of shift.json");
     sb_puts(c->b, "<div class=\"grid\">\n");
     li = 0;
