@@ -15,6 +15,7 @@
 
 #include <dirent.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 #include "reprshift/jsonutil.h"
 #include "reprshift/pipeline.h"
 #include "reprshift/store.h"
+#include "reprshift/svg.h"
 
 #define KILLS 12
 
@@ -291,7 +293,64 @@ static void test_run_outputs_and_skip(void **state) {
     assert_int_equal((int)cJSON_GetObjectItem(cJSON_GetArrayItem(layers, 1), "layer")->valuedouble, 3);
     assert_string_equal(cJSON_GetObjectItem(j, "mode")->valuestring, "token_aligned");
     assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(layers, 0), "shift"), "jaccard_token"));
+    /* one caption per image: the caption-to-caption floor says why it is missing and how to
+       get it, in shift.json and in the report (test_pipeline_captions.c: 2 per image) */
+    for (int side = 0; side < 2; side++) {
+        cJSON *cp = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(layers, 0), "floors"),
+                                        side ? "caption_pair_b" : "caption_pair_a");
+        assert_non_null(cp);
+        assert_true(cJSON_IsString(cJSON_GetObjectItem(cp, "unavailable")));
+        assert_non_null(strstr(cJSON_GetObjectItem(cp, "unavailable")->valuestring, "dataset.captions_per_image >= 2"));
+        assert_null(cJSON_GetObjectItem(cp, "cos_raw"));
+    }
     cJSON_Delete(j);
+    {
+        char *html;
+        size_t hn;
+        if (rs_read_file(path_in(REF, "report.html"), 1 << 26, &html, &hn, &err)) fail_msg("%s", err.msg);
+        assert_non_null(strstr(html, "Caption-to-caption floor not available: "));
+        assert_null(strstr(html, "floor: caption pair (B)"));
+        /* attribute_transfer.json in the report: a table per hook with the file's cells
+           (brightness 0.6 and blur 2: one strength each, so no dose-response figure) */
+        cJSON *at;
+        if (rs_json_load(path_in(REF, "results/attribute_transfer.json"), 1 << 26, &at, &err)) fail_msg("%s", err.msg);
+        const char *sec = strstr(html, "<h3>Attribute probes across edits</h3>");
+        assert_non_null(sec);
+        assert_null(strstr(sec, "Dose-response:"));
+        int n_tab = 0;
+        cJSON *M;
+        cJSON_ArrayForEach(M, cJSON_GetObjectItem(at, "matrices")) {
+            char cap[300], cell[200], b1[32], b2[32], b3[32];
+            snprintf(cap, sizeof cap, "<caption>%s (n = %d images)</caption>", cJSON_GetObjectItem(M, "hook")->valuestring,
+                     (int)cJSON_GetObjectItem(M, "n_images")->valuedouble);
+            const char *t = strstr(sec, cap);
+            if (!t) fail_msg("no table %s", cap);
+            n_tab++;
+            int r = 0;
+            cJSON *R;
+            cJSON_ArrayForEach(R, cJSON_GetObjectItem(M, "values")) {
+                int k = 0;
+                cJSON *e;
+                cJSON_ArrayForEach(e, R) {
+                    cJSON *v = cJSON_GetObjectItem(e, "value"), *lo = cJSON_GetObjectItem(e, "ci_lo"),
+                          *hi = cJSON_GetObjectItem(e, "ci_hi");
+                    snprintf(cell, sizeof cell, "<td>%s%s [%s, %s]%s</td>", r == k ? "<b>" : "",
+                             svg_fmt(cJSON_IsNumber(v) ? v->valuedouble : NAN, b1, sizeof b1),
+                             svg_fmt(cJSON_IsNumber(lo) ? lo->valuedouble : NAN, b2, sizeof b2),
+                             svg_fmt(cJSON_IsNumber(hi) ? hi->valuedouble : NAN, b3, sizeof b3), r == k ? "</b>" : "");
+                    const char *end = strstr(t, "</table>");
+                    const char *hit = strstr(t, cell);
+                    if (!hit || hit > end) fail_msg("%s: cell %d,%d %s not in its table", cap, r, k, cell);
+                    k++;
+                }
+                r++;
+            }
+        }
+        assert_int_equal(n_tab, cJSON_GetArraySize(cJSON_GetObjectItem(at, "matrices")));
+        assert_true(n_tab >= 2);
+        cJSON_Delete(at);
+        free(html);
+    }
     if (rs_json_load(path_in(REF, "results/sae_fit.json"), 1 << 26, &j, &err)) fail_msg("%s", err.msg);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "models")), 4);
     cJSON *m0 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "models"), 0);

@@ -12,6 +12,7 @@
 
 #include "reprshift/fileio.h"
 #include "reprshift/report.h"
+#include "reprshift/svg.h"
 
 #define FULL "tests/fixtures/report/full"
 #define HOSTILE "tests/fixtures/report/hostile"
@@ -66,7 +67,7 @@ static void test_full_fixture(void **state) {
 static const char *ALLOWED_TAGS[] = {"html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "p",
                                      "code", "nav", "a", "section", "div", "figure", "figcaption", "svg", "rect",
                                      "text", "line", "path", "polygon", "circle", "b", "span", "ul", "li", "footer",
-                                     "table", "tr", "th", "td", NULL};
+                                     "table", "tr", "th", "td", "h3", "i", "caption", NULL};
 
 /* Every tag in html must be on the allow-list and carry no event-handler attribute. */
 static void check_tags(const char *html) {
@@ -243,6 +244,83 @@ static void test_vision_probes(void **state) {
     tu_system("rm -rf '%s'", dir);
 }
 
+/* attribute_transfer.json (reprshift run): beside the attribute probes, a dose-response figure
+ * per edit with >= 2 strengths (diagonal accuracy by strength, a line per hook, chance line)
+ * and each hook's transfer matrix as a table with the file's numbers; redness and
+ * redness_luma explained; absent file: no such part and no note. */
+static void test_attribute_transfer(void **state) {
+    (void)state;
+    rs_err err;
+    char *html;
+    size_t len;
+    int figs, figs0;
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    write_file(dir, "probes.json",
+               "{\"ci\": \"boot\", \"tasks\": [{\"task\": \"brightness\", \"kind\": \"attribute\", \"model\": "
+               "\"brightness 0.6\", \"chance\": 0.5, \"layers\": [{\"layer\": 1, \"n_test\": 10, \"accuracy\": 0.8}]}]}");
+    if (report_render(dir, &html, &len, &figs0, &err)) fail_msg("%s", err.msg);
+    assert_null(strstr(html, "Attribute probes across edits"));
+    assert_null(strstr(html, "attribute_transfer.json"));
+    free(html);
+    /* 2 hooks x 4 variants; cell (r, c) of hook h = 0.5 + 0.01 * (10 h + 4 r + c) - the diagonal higher */
+    rs_sbuf j = {0};
+    sb_puts(&j, "{\"ci\": \"nested <boot>\", \"matrices\": [");
+    const char *labs = "[\"brightness 0.6\", \"brightness 1.4\", \"redness 1.3\", \"redness_luma 1.3\"]";
+    for (int h = 0; h < 2; h++) {
+        sb_printf(&j, "%s{\"hook\": \"%s\", \"n_images\": 24, \"rows\": %s, \"cols\": %s, \"values\": [", h ? ", " : "",
+                  h ? "vision.ln_post" : "blocks.1.hook_resid_post", labs, labs);
+        for (int r = 0; r < 4; r++) {
+            sb_puts(&j, r ? ", [" : "[");
+            for (int c = 0; c < 4; c++) {
+                double v = 0.5 + 0.01 * (10 * h + 4 * r + c) + (r == c ? 0.2 : 0);
+                sb_printf(&j, "%s{\"value\": %.4f, \"ci_lo\": %.4f, \"ci_hi\": %.4f}", c ? ", " : "", v, v - 0.1, v + 0.05);
+            }
+            sb_puts(&j, "]");
+        }
+        sb_puts(&j, "]}");
+    }
+    sb_puts(&j, "]}");
+    write_file(dir, "attribute_transfer.json", j.buf);
+    sb_free(&j);
+    if (report_render(dir, &html, &len, &figs, &err)) fail_msg("%s", err.msg);
+    check_tags(html);
+    assert_int_equal(figs, figs0 + 1); /* brightness has 2 strengths; redness and redness_luma 1 each */
+    const char *sec = strstr(html, "<h3>Attribute probes across edits</h3>");
+    assert_non_null(sec);
+    assert_true(sec > strstr(html, "<section id=\"attributes\">"));
+    assert_non_null(strstr(sec, "aria-label=\"Dose-response: brightness\""));
+    assert_null(strstr(sec, "Dose-response: redness"));
+    assert_non_null(strstr(sec, "original vs brightness, by edit strength"));
+    assert_non_null(strstr(sec, "dashed: chance (0.5)"));
+    assert_non_null(strstr(sec, "n = 24 images (each original and edited)."));
+    assert_non_null(strstr(sec, "CI: nested &lt;boot&gt;."));
+    assert_non_null(strstr(sec, "<b>redness_luma</b>: the red channel scaled and green and blue shifted to keep BT.601 luma"));
+    /* the x axis runs over the strengths 0.6 .. 1.4 */
+    assert_non_null(strstr(sec, "text-anchor=\"middle\">0.6</text>"));
+    assert_non_null(strstr(sec, "text-anchor=\"middle\">1.4</text>"));
+    /* tables: one per hook, cells = the file's numbers; diagonal bold, same edit italic */
+    assert_int_equal(count(sec, "<table class=\"fdr\"><caption>"), 2);
+    assert_non_null(strstr(sec, "<caption>vision.ln_post (n = 24 images)</caption>"));
+    assert_non_null(strstr(sec, "<tr><th>trained on \\ tested on</th><th>brightness 0.6</th><th>brightness 1.4</th>"
+                                "<th>redness 1.3</th><th>redness_luma 1.3</th></tr>"));
+    /* hook 0, row 0: diag 0.7 [0.6, 0.75]; (0,1) same edit 0.51 [0.41, 0.56]; (0,2) 0.52 [0.42, 0.57] */
+    assert_non_null(strstr(sec, "<tr><th>brightness 0.6</th><td><b>0.7 [0.6, 0.75]</b></td><td><i>0.51 [0.41, 0.56]</i>"
+                                "</td><td>0.52 [0.42, 0.57]</td><td>0.53 [0.43, 0.58]</td></tr>"));
+    /* hook 1 (vision.ln_post), row 3: 0.5 + 0.01 (10 + 12 + c), diagonal + 0.2 */
+    const char *t1 = strstr(sec, "<caption>vision.ln_post");
+    assert_non_null(strstr(t1, "<tr><th>redness_luma 1.3</th><td>0.72 [0.62, 0.77]</td><td>0.73 [0.63, 0.78]</td>"
+                               "<td>0.74 [0.64, 0.79]</td><td><b>0.95 [0.85, 1]</b></td></tr>"));
+    free(html);
+    /* malformed: cols differ from rows */
+    write_file(dir, "attribute_transfer.json",
+               "{\"ci\": \"x\", \"matrices\": [{\"hook\": \"h\", \"n_images\": 3, \"rows\": [\"a 1\", \"a 2\"], "
+               "\"cols\": [\"a 2\", \"a 1\"], \"values\": [[0.5, 0.5], [0.5, 0.5]]}]}");
+    assert_int_equal(report_render(dir, &html, &len, &figs, &err), -1);
+    assert_non_null(strstr(err.msg, "attribute_transfer.json: matrices[0]: rows and cols"));
+    tu_system("rm -rf '%s'", dir);
+}
+
 /* A sweep of more layers than are drawn in detail: histograms for 4 layers spread from the
  * first to the last (7 layers: 0, 2, 4, 6), every layer still on the curves, and a note. */
 static void test_layer_sweep_selection(void **state) {
@@ -306,6 +384,7 @@ int main(void) {
         cmocka_unit_test(test_hostile_strings_escaped),
         cmocka_unit_test(test_missing_and_malformed),
         cmocka_unit_test(test_vision_probes),
+        cmocka_unit_test(test_attribute_transfer),
         cmocka_unit_test(test_layer_sweep_selection),
         cmocka_unit_test(test_fdr_table_all_metrics),
     };

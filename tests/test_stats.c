@@ -282,7 +282,7 @@ static void test_split_half_vs_numpy(void **st) {
     /* replicate (caption-to-caption) floor on given pairs */
     const st_tensor *tpi = st_get(G, "pair_i");
     const double *pref = st_get(G, "pair_floor")->data;
-    if (shift_pair_floor(IN.a, IN.d, tpi->data, st_get(G, "pair_j")->data, tpi->numel, &o, &r, &err)) fail_msg("%s", err.msg);
+    if (shift_pair_floor(IN.a, IN.d, tpi->data, st_get(G, "pair_j")->data, tpi->numel, NULL, 0, &o, &r, &err)) fail_msg("%s", err.msg);
     assert_int_equal(r.n_rows, tpi->numel);
     for (int i = 0; i < 5; i++) {
         double v = shift_metric_stat(&r, ks[i])->value;
@@ -290,7 +290,48 @@ static void test_split_half_vs_numpy(void **st) {
             fail_msg("pair floor %s: %.9g vs numpy %.9g", shift_metric_name(ks[i]), v, pref[i]);
     }
     shift_result_free(&r);
-    assert_int_equal(shift_pair_floor(IN.a, IN.d, tpi->data, st_get(G, "pair_j")->data, 1, &o, &r, &err), -1);
+    /* grouped pairs (one image giving several pairs): the bootstrap resamples the groups; the
+     * result is shift_compare on the gathered rows with those groups (its resampling is checked
+     * against numpy above), values as the ungrouped floor */
+    {
+        const int64_t *pi = tpi->data, *pj = st_get(G, "pair_j")->data;
+        int64_t np = tpi->numel, goff[5] = {0, 2, 3, 6, 8};
+        assert_int_equal(np, 8);
+        shift_result rg, rc0, ru;
+        if (shift_pair_floor(IN.a, IN.d, pi, pj, np, goff, 4, &o, &rg, &err)) fail_msg("%s", err.msg);
+        if (shift_pair_floor(IN.a, IN.d, pi, pj, np, NULL, 0, &o, &ru, &err)) fail_msg("%s", err.msg);
+        float *ga = malloc((size_t)np * IN.d * sizeof *ga), *gb = malloc((size_t)np * IN.d * sizeof *gb);
+        assert_non_null(ga);
+        assert_non_null(gb);
+        for (int64_t k = 0; k < np; k++) {
+            memcpy(ga + k * IN.d, IN.a + pi[k] * IN.d, (size_t)IN.d * sizeof *ga);
+            memcpy(gb + k * IN.d, IN.a + pj[k] * IN.d, (size_t)IN.d * sizeof *gb);
+        }
+        shift_opts o0 = o;
+        o0.n_perm = 0;
+        shift_input gin = {.n_rows = np, .d = IN.d, .a = ga, .b = gb, .n_groups = 4, .offsets = goff};
+        if (shift_compare(&gin, &o0, &rc0, &err)) fail_msg("%s", err.msg);
+        assert_int_equal(rg.n_groups, 4);
+        int differs = 0;
+        for (int i = 0; i < 5; i++) {
+            const rs_stat *g = shift_metric_stat(&rg, ks[i]), *c0 = shift_metric_stat(&rc0, ks[i]),
+                          *u = shift_metric_stat(&ru, ks[i]);
+            if (!(g->value == c0->value && fabs(g->value - u->value) <= 1e-12 * fmax(1, fabs(u->value)))) fail_msg("%s: %.17g %.17g %.17g", shift_metric_name(ks[i]), g->value, c0->value, u->value);
+            assert_true(g->lo == c0->lo && g->hi == c0->hi);
+            differs |= g->lo != u->lo || g->hi != u->hi;
+        }
+        assert_true(differs); /* another resampling unit, other intervals */
+        shift_result_free(&rg);
+        shift_result_free(&rc0);
+        shift_result_free(&ru);
+        free(ga);
+        free(gb);
+        int64_t bad1[3] = {0, 3, 7}, bad2[3] = {0, 0, 8};
+        assert_int_equal(shift_pair_floor(IN.a, IN.d, pi, pj, np, bad1, 2, &o, &r, &err), -1);
+        assert_int_equal(shift_pair_floor(IN.a, IN.d, pi, pj, np, bad2, 2, &o, &r, &err), -1);
+        assert_non_null(strstr(err.msg, "no pair"));
+    }
+    assert_int_equal(shift_pair_floor(IN.a, IN.d, tpi->data, st_get(G, "pair_j")->data, 1, NULL, 0, &o, &r, &err), -1);
     /* too few usable groups */
     int64_t off1[3] = {0, 1, 2};
     assert_int_equal(shift_split_half(IN.a, IN.d, off1, 2, &o, &r, &used, &err), -1);

@@ -100,10 +100,12 @@ int shift_split_half(const float *x, int d, const int64_t *offsets, int64_t n_gr
 
 /* Replicate noise floor (e.g. caption-to-caption: two captions of the same image in the same
  * model): x [rows, d] one model's rows (e.g. per-input means), pairs (pi[k], pj[k]) of
- * replicate rows; r = every raw metric between x[pi] and x[pj] (each pair its own bootstrap
- * group). At least 2 pairs. */
-int shift_pair_floor(const float *x, int d, const int64_t *pi, const int64_t *pj, int64_t n_pairs, const shift_opts *o,
-                     shift_result *r, rs_err *err);
+ * replicate rows; r = every raw metric between x[pi] and x[pj]. Bootstrap unit:
+ * group_off NULL → each pair its own group; else the pairs of group g (e.g. one image that
+ * gives several pairs) are group_off[g]..group_off[g+1]−1 (n_groups groups, each with at
+ * least one pair, from 0 to n_pairs) and are resampled together. At least 2 pairs. */
+int shift_pair_floor(const float *x, int d, const int64_t *pi, const int64_t *pj, int64_t n_pairs,
+                     const int64_t *group_off, int64_t n_groups, const shift_opts *o, shift_result *r, rs_err *err);
 
 /* SAE-misfit floor of one model: x [n, d] token rows; x̂ = decode(encode(x)); every metric
  * between (x, f(x)) and (x̂, f(x̂)), i.e. what the feature metrics read when the only

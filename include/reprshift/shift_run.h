@@ -28,6 +28,10 @@ typedef struct {
     int min_count;                /* token types with fewer rows are not ranked (0 → 5) */
     int no_floors;                /* 1: skip the split-half and SAE-misfit floors (they are per-model facts; the
                                      pipeline's conditions stage reads them from the shift stage) */
+    const int64_t *input_image;   /* optional [n_input_image]: the stimulus (image) of each input of acts_a/acts_b,
+                                     < 0 none; given, floors get caption_pair_a/b: per-input means of caption i vs
+                                     the next caption of the same image (docs/metrics.md, Floors), or a note why not */
+    int64_t n_input_image;
     const char *tokenizer;        /* tokenizer.json for token strings + categories (optional) */
     const char *categories;       /* CSV word,category (optional; default built-in lists) */
     const char *out_dir;

@@ -49,14 +49,21 @@ int shift_split_half(const float *x, int d, const int64_t *offsets, int64_t n_gr
     return rc;
 }
 
-int shift_pair_floor(const float *x, int d, const int64_t *pi, const int64_t *pj, int64_t n_pairs, const shift_opts *o,
-                     shift_result *r, rs_err *err) {
+int shift_pair_floor(const float *x, int d, const int64_t *pi, const int64_t *pj, int64_t n_pairs,
+                     const int64_t *group_off, int64_t n_groups, const shift_opts *o, shift_result *r, rs_err *err) {
     memset(r, 0, sizeof *r);
     if (n_pairs < 2) return rs_errf(err, "replicate floor: fewer than 2 pairs");
+    if (group_off) {
+        if (n_groups < 1 || group_off[0] != 0 || group_off[n_groups] != n_pairs)
+            return rs_errf(err, "replicate floor: group offsets must run from 0 to the pair count %lld", (long long)n_pairs);
+        for (int64_t g = 0; g < n_groups; g++)
+            if (group_off[g + 1] <= group_off[g])
+                return rs_errf(err, "replicate floor: group %lld has no pair (offsets must increase)", (long long)g);
+    }
     float *a = malloc((size_t)n_pairs * d * sizeof *a), *b = malloc((size_t)n_pairs * d * sizeof *b);
-    int64_t *off = malloc((size_t)(n_pairs + 1) * sizeof *off);
+    int64_t *off = group_off ? NULL : malloc((size_t)(n_pairs + 1) * sizeof *off);
     int rc = -1;
-    if (!a || !b || !off) {
+    if (!a || !b || (!group_off && !off)) {
         rs_errf(err, "replicate floor: out of memory");
         goto done;
     }
@@ -64,11 +71,15 @@ int shift_pair_floor(const float *x, int d, const int64_t *pi, const int64_t *pj
         memcpy(a + (size_t)k * d, x + (size_t)pi[k] * d, (size_t)d * sizeof *a);
         memcpy(b + (size_t)k * d, x + (size_t)pj[k] * d, (size_t)d * sizeof *b);
     }
-    for (int64_t k = 0; k <= n_pairs; k++) off[k] = k;
+    if (!group_off) {
+        for (int64_t k = 0; k <= n_pairs; k++) off[k] = k;
+        n_groups = n_pairs;
+    }
     shift_opts so = *o;
     so.n_perm = 0;
     so.boot_counts = NULL;
-    shift_input in = {.n_rows = n_pairs, .d = d, .a = a, .b = b, .n_groups = n_pairs, .offsets = off};
+    shift_input in = {.n_rows = n_pairs, .d = d, .a = a, .b = b, .n_groups = n_groups,
+                      .offsets = group_off ? group_off : off};
     rc = shift_compare(&in, &so, r, err);
 done:
     free(a);

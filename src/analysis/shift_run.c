@@ -305,6 +305,126 @@ static void freq_matched_excess(const int64_t *alive, int64_t na, const int64_t 
     free(e);
 }
 
+typedef struct {
+    int64_t image, input;
+} img_input;
+
+static int cmp_img_input(const void *a, const void *b) {
+    const img_input *x = a, *y = b;
+    if (x->image != y->image) return (x->image > y->image) - (x->image < y->image);
+    return (x->input > y->input) - (x->input < y->input);
+}
+
+/* Caption-to-caption floor of each model (docs/metrics.md, Floors): the inputs with
+ * o->input_image[i] >= 0 and included tokens in both models, by image (input order within
+ * an image); pairs = consecutive inputs of one image (c1-c2, c2-c3, ...); bootstrap unit =
+ * image; rows = per-input mean of the included tokens. Fewer than 2 images with a pair:
+ * {"unavailable": why}. Returns 0, or -1 out of memory / a failed comparison (err set). */
+static int caption_pair_floors(const shift_run_opts *o, const acts_file *fa, const acts_file *fb, const float *A,
+                               const float *B, const uint8_t *inc_a, const uint8_t *inc_b, int d, const shift_opts *so,
+                               cJSON *floors, sum_rows *rows, int layer, const char *hname, rs_err *err) {
+    int64_t n = fa->n_in, n_items = 0, n_pairs = 0, n_img = 0;
+    img_input *it = malloc((size_t)(n + 1) * sizeof *it);
+    int64_t *pi = malloc((size_t)(n + 1) * sizeof *pi), *pj = malloc((size_t)(n + 1) * sizeof *pj);
+    int64_t *goff = malloc((size_t)(n + 2) * sizeof *goff), *toff = malloc((size_t)(n + 1) * sizeof *toff);
+    float *rowsbuf = NULL, *pooled = NULL;
+    shift_result fr = {0};
+    int rc = -1;
+    if (!it || !pi || !pj || !goff || !toff) goto oom;
+    if (o->n_input_image != fa->n_in || fb->n_in != fa->n_in) {
+        for (int side = 0; side < 2; side++) {
+            cJSON *fo = cJSON_AddObjectToObject(floors, side ? "caption_pair_b" : "caption_pair_a");
+            char msg[160];
+            snprintf(msg, sizeof msg, "image ids given for %lld inputs, the activation files have %lld and %lld",
+                     (long long)o->n_input_image, (long long)fa->n_in, (long long)fb->n_in);
+            cJSON_AddStringToObject(fo, "unavailable", msg);
+        }
+        rc = 0;
+        goto done;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (o->input_image[i] < 0) continue;
+        int ok_a = 0, ok_b = 0;
+        for (int64_t t = fa->off[i]; t < fa->off[i + 1] && !ok_a; t++) ok_a = inc_a[t];
+        for (int64_t t = fb->off[i]; t < fb->off[i + 1] && !ok_b; t++) ok_b = inc_b[t];
+        if (ok_a && ok_b) it[n_items++] = (img_input){o->input_image[i], i};
+    }
+    qsort(it, (size_t)n_items, sizeof *it, cmp_img_input);
+    goff[0] = 0;
+    for (int64_t k = 1; k < n_items; k++) {
+        if (it[k].image != it[k - 1].image) continue;
+        /* a new image's first pair closes the previous image's group */
+        if (n_pairs > 0 && o->input_image[pi[n_pairs - 1]] != it[k].image) goff[++n_img] = n_pairs;
+        pi[n_pairs] = it[k - 1].input;
+        pj[n_pairs++] = it[k].input;
+    }
+    if (n_pairs > 0) goff[++n_img] = n_pairs;
+    if (n_img < 2) {
+        int64_t with2 = n_img;
+        for (int side = 0; side < 2; side++) {
+            cJSON *fo = cJSON_AddObjectToObject(floors, side ? "caption_pair_b" : "caption_pair_a");
+            char msg[400];
+            snprintf(msg, sizeof msg,
+                     "needs at least 2 images with 2 or more captions, found %lld: each image contributes one caption; "
+                     "in `reprshift run` set dataset.captions_per_image >= 2 (COCO has 5 per image)",
+                     (long long)with2);
+            cJSON_AddStringToObject(fo, "unavailable", msg);
+            rs_json_add_num(fo, "n_images", (double)with2);
+            rs_json_add_num(fo, "n_pairs", (double)n_pairs);
+        }
+        rc = 0;
+        goto done;
+    }
+    pooled = calloc((size_t)n * d + 1, sizeof *pooled);
+    if (!pooled) goto oom;
+    for (int side = 0; side < 2; side++) {
+        const acts_file *fx = side ? fb : fa;
+        const uint8_t *inc = side ? inc_b : inc_a;
+        const float *X = side ? B : A;
+        int64_t nt = 0;
+        for (int64_t t = 0; t < fx->n_tok; t++) nt += inc[t];
+        free(rowsbuf);
+        rowsbuf = malloc((size_t)(nt ? nt : 1) * d * sizeof *rowsbuf);
+        if (!rowsbuf) goto oom;
+        int64_t r = 0;
+        toff[0] = 0;
+        for (int64_t i = 0; i < n; i++) {
+            for (int64_t t = fx->off[i]; t < fx->off[i + 1]; t++)
+                if (inc[t]) memcpy(rowsbuf + (size_t)r++ * d, X + (size_t)t * d, (size_t)d * sizeof *rowsbuf);
+            toff[i + 1] = r;
+        }
+        shift_pool_mean(rowsbuf, d, toff, n, pooled);
+        const char *name = side ? "caption_pair_b" : "caption_pair_a";
+        if (shift_pair_floor(pooled, d, pi, pj, n_pairs, goff, n_img, so, &fr, err)) {
+            rs_err_prefix(err, "caption-pair floor, %s '%s'", fx->path, hname);
+            goto done;
+        }
+        if (add_floor(floors, rows, layer, hname, name,
+                      "caption pair: mean of the included tokens of caption i vs of the next caption of the same "
+                      "image, same model; bootstrap over images",
+                      &fr, 0))
+            goto oom;
+        cJSON *fo = cJSON_GetObjectItemCaseSensitive(floors, name);
+        rs_json_add_num(fo, "n_images", (double)n_img);
+        rs_json_add_num(fo, "n_pairs", (double)n_pairs);
+        shift_result_free(&fr);
+    }
+    rc = 0;
+    goto done;
+oom:
+    rs_errf(err, "caption-pair floor: out of memory");
+done:
+    shift_result_free(&fr);
+    free(it);
+    free(pi);
+    free(pj);
+    free(goff);
+    free(toff);
+    free(rowsbuf);
+    free(pooled);
+    return rc;
+}
+
 /* Per-layer work. Rows of the compared matrices are "units": included tokens (aligned) or
  * inputs (pooled); unit_tok[u] is the token row in file A of an aligned unit (or -1). */
 static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_file *fb, int layer,
@@ -631,6 +751,9 @@ static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_fi
         free(keep);
         free(keep_off);
         if (ferr) goto oom;
+        if (o->input_image &&
+            caption_pair_floors(o, fa, fb, A, B, inc_a, inc_b, d, &so, floors, rows, layer, hname, err))
+            goto done;
     }
 
     char sname[256], path[1024];

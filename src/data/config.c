@@ -96,7 +96,7 @@ static const field DATASET[] = {
      "if a group has fewer than n_per_group images, take the smallest group's count for all"},
     {"seed", K_INT, 0, "0", 0, 9007199254740991.0, 0, NULL, 0, NULL, "sampling seed (SplitMix64)"},
     {"split", K_OBJ, 0, "{}", 0, 0, 0, NULL, 0, SPLIT, "train/val/test fractions, per group, by image"},
-    {"captions_per_image", K_INT, 0, "1", 0, 1000, 0, NULL, 0, NULL, "the k lowest-id captions per image; 0: all"},
+    {"captions_per_image", K_INT, 0, "1", 0, 1000, 0, NULL, 0, NULL, "the k lowest-id captions per image; 0: all. 2 or more also gives the caption-to-caption noise floor in shift.json (docs/metrics.md, Floors)"},
     {"modalities", K_STRS, 0, "[\"text\",\"image\"]", 0, 0, 1, MODALITIES, 0, NULL, "row kinds to include"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };

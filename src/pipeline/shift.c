@@ -263,6 +263,7 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
     char *fa = pl_join(c->work, "llm_text.safetensors"), *fb = pl_join(c->work, "vlm_text.safetensors");
     char *tokp = cfg->tokenizer ? strdup(cfg->tokenizer) : rs_path_join(cfg->llm, "tokenizer.json");
     cJSON *merged = NULL, *fit = NULL;
+    int64_t *text_image = NULL;
     char *summ = NULL;
     size_t summ_n = 0;
     FILE *summary = NULL;
@@ -283,7 +284,7 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
     if (pl_store_fp(c, PL_LLM_TEXT, fa_fp, err) || pl_store_fp(c, PL_VLM_TEXT, fb_fp, err)) goto done;
     /* with SAEs, the spliced CE convention too (a run made before it existed, under what is
      * now reprshift-v1, is redone); without, the fingerprint is unchanged */
-    pl_fp(fp, "shift v2 %s a=%s b=%s sae=%s path=%s hook=%s boot=%d perm=%d%s%s", RS_VERSION, fa_fp, fb_fp,
+    pl_fp(fp, "shift v3 %s a=%s b=%s sae=%s path=%s hook=%s boot=%d perm=%d%s%s", RS_VERSION, fa_fp, fb_fp,
           c->sae_fp, cfg->has_saes ? cfg->sae_path : "-", cfg->sae_hook ? cfg->sae_hook : "-", cfg->probes.bootstrap,
           cfg->shift_permutations, cfg->has_saes ? " ce=" : "",
           cfg->has_saes ? splice_ce_convention_name(pl_ce_convention(c)) : "");
@@ -297,6 +298,21 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
     unlink(fit_path);
     unlink(summ_path);
     if (pl_materialise(c, PL_LLM_TEXT, fa, err) || pl_materialise(c, PL_VLM_TEXT, fb, err)) goto done;
+    /* the base image of each caption, numbered by its first caption in the manifest: the
+     * caption-to-caption floor pairs captions of one image, images in that order */
+    {
+        int gmax = 0;
+        for (int t = 0; t < c->n_text; t++) gmax = c->text_group[t] > gmax ? c->text_group[t] : gmax;
+        int64_t *img_of = malloc(((size_t)gmax + 1) * sizeof *img_of), n_img = 0;
+        text_image = malloc(((size_t)c->n_text + 1) * sizeof *text_image);
+        if (!text_image || !img_of) { free(img_of); rs_errf(err, "out of memory"); goto done; }
+        for (int g = 0; g <= gmax; g++) img_of[g] = -1;
+        for (int t = 0; t < c->n_text; t++) {
+            if (img_of[c->text_group[t]] < 0) img_of[c->text_group[t]] = n_img++;
+            text_image[t] = img_of[c->text_group[t]];
+        }
+        free(img_of);
+    }
     merged = cJSON_CreateObject();
     fit = cJSON_CreateObject();
     summary = open_memstream(&summ, &summ_n);
@@ -325,7 +341,8 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
         shift_run_opts so = {.acts_a = fa, .acts_b = fb, .sae = use_sae ? sp : NULL, .hook = hook,
                              .sae_hook = use_sae ? sh : NULL, .n_boot = cfg->probes.bootstrap, .seed = 0,
                              .n_perm = cfg->shift_permutations,
-                             .top_k = 20, .tokenizer = rs_path_exists(tokp) ? tokp : NULL, .out_dir = wd};
+                             .top_k = 20, .tokenizer = rs_path_exists(tokp) ? tokp : NULL, .out_dir = wd,
+                             .input_image = text_image, .n_input_image = c->n_text};
         pl_log(c, "shift", "%s: LLM vs VLM decoder on %d captions%s", hook, c->n_text, use_sae ? " (with SAE)" : "");
         int r = shift_run(&so, err);
         cJSON *res = NULL;
@@ -469,5 +486,6 @@ done:
     free(fa);
     free(fb);
     free(tokp);
+    free(text_image);
     return rc;
 }

@@ -509,7 +509,7 @@ static int sec_shift(ctx *c, rs_err *err) {
     int64_t nmin = INT64_MAX, nmax = 0, gmin = INT64_MAX, gmax = 0;
     x = calloc((size_t)nl, sizeof *x), y = calloc((size_t)nl, sizeof *y);
     lo = calloc((size_t)nl, sizeof *lo), hi = calloc((size_t)nl, sizeof *hi);
-    buf = calloc((size_t)nl * 6, sizeof *buf);
+    buf = calloc((size_t)nl * 9, sizeof *buf);
     if (!x || !y || !lo || !hi || !buf) {
         rs_errf(err, "out of memory");
         goto out;
@@ -538,6 +538,22 @@ static int sec_shift(ctx *c, rs_err *err) {
             if (!seen && nm < 64) metrics[nm++] = m->string;
         }
     }
+    /* model B's caption-to-caption floor (dataset.captions_per_image >= 2): drawn beside the
+     * split-half floor with its n; unavailable: why, in one line below the figures */
+    int64_t cp_img = -1, cp_pairs = -1;
+    const char *cp_why = NULL;
+    for (const cJSON *L = layers->child; L; L = L->next) {
+        const cJSON *cp = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(L, "floors"), "caption_pair_b");
+        if (!cp) continue;
+        const cJSON *why = cJSON_GetObjectItemCaseSensitive(cp, "unavailable");
+        if (cJSON_IsString(why)) {
+            if (!cp_why) cp_why = why->valuestring;
+        } else if (cp_img < 0) {
+            cp_img = (int64_t)num_or_nan(cp, "n_images");
+            cp_pairs = (int64_t)num_or_nan(cp, "n_pairs");
+        }
+    }
+    const char *cp_label = "floor: caption pair (B)"; /* its n is in the caption (legends are short) */
     char ntext[128], gtext[64];
     n_range(ntext, sizeof ntext, nmin, nmax, "rows");
     if (gmax > 0) {
@@ -558,31 +574,45 @@ static int sec_shift(ctx *c, rs_err *err) {
         /* beside the estimate: the permutation null's band and the floor */
         const char *flabel, *fname = floor_of(metrics[m], &flabel);
         double *ny = buf, *nlo = buf + nl, *nhi = buf + 2 * nl, *fy = buf + 3 * nl, *flo = buf + 4 * nl, *fhi = buf + 5 * nl;
-        int has_null = 0, has_floor = 0;
+        double *cy = buf + 6 * nl, *clo = buf + 7 * nl, *chi = buf + 8 * nl;
+        int has_null = 0, has_floor = 0, has_cp = 0;
         li = 0;
         for (const cJSON *L = layers->child; L; L = L->next, li++) {
             has_null |= null_band(L, metrics[m], &ny[li], &nlo[li], &nhi[li]);
             has_floor |= floor_stat(L, fname, metrics[m], &fy[li], &flo[li], &fhi[li]);
+            if (!strcmp(fname, "split_half_b")) has_cp |= floor_stat(L, "caption_pair_b", metrics[m], &cy[li], &clo[li], &chi[li]);
         }
-        svg_series S[3] = {{.name = metrics[m], .n = nl, .x = x, .y = y, .lo = lo, .hi = hi}};
+        svg_series S[4] = {{.name = metrics[m], .n = nl, .x = x, .y = y, .lo = lo, .hi = hi}};
         int ns = 1;
         if (has_null) S[ns++] = (svg_series){.name = "permutation null (95%)", .n = nl, .x = x, .y = ny, .lo = nlo, .hi = nhi};
         if (has_floor) S[ns++] = (svg_series){.name = flabel, .n = nl, .x = x, .y = fy, .lo = flo, .hi = fhi};
+        if (has_cp) S[ns++] = (svg_series){.name = cp_label, .n = nl, .x = x, .y = cy, .lo = clo, .hi = chi};
         svg_line_opts o = {.title = metrics[m], .xlabel = "layer", .ylabel = metrics[m], .n_series = ns,
                            .series = S, .integer_x = 1, .width = 400, .height = 260};
         fig_open(c);
         svg_line_plot(c->b, &o);
-        char what[600];
-        snprintf(what, sizeof what, "%s between A and B by layer; band and bars: CI.%s%s", metrics[m],
+        char what[900], cpw[200] = "";
+        if (has_cp)
+            snprintf(cpw, sizeof cpw,
+                     " Caption-pair floor: model B, each caption's mean vs the next caption of the same image "
+                     "(%lld images, %lld pairs; bootstrap over images).",
+                     (long long)cp_img, (long long)cp_pairs);
+        snprintf(what, sizeof what, "%s between A and B by layer; band and bars: CI.%s%s%s", metrics[m],
                  has_null ? " The permutation null (inputs re-paired) shows its mean and 95% band." : "",
                  has_floor ? (strstr(flabel, "SAE") ? " Floor: the same metric between model B's activations and "
                                                       "its SAE reconstruction (the SAE's misfit alone)."
                                                     : " Floor: model B against itself, even vs odd token halves of "
                                                       "each input (within-model variation).")
-                           : "");
+                           : "",
+                 cpw);
         fig_close(c, what, ntext, ci);
     }
     sb_puts(c->b, "</div>\n");
+    if (cp_why) {
+        sb_puts(c->b, "<p class=\"note\">Caption-to-caption floor not available: ");
+        sb_escape(c->b, cp_why);
+        sb_puts(c->b, ".</p>\n");
+    }
     fdr_table(c, &layers, NULL, 1, "family: metric \xC3\x97 layer of shift.json");
     sb_puts(c->b, "<div class=\"grid\">\n");
     li = 0;
@@ -739,6 +769,8 @@ static void probe_fdr_table(ctx *c, const cJSON *tasks, int attribute) {
     sb_free(&rows);
 }
 
+static int attr_transfer(ctx *c, rs_err *err);
+
 static int probe_group(ctx *c, const cJSON *tasks, int attribute, const char *ci, rs_err *err) {
     /* distinct task names of this group, in order */
     const char *names[128];
@@ -824,8 +856,241 @@ static int probe_group(ctx *c, const cJSON *tasks, int attribute, const char *ci
     }
     sb_puts(c->b, "</div>\n");
     probe_fdr_table(c, tasks, attribute);
+    if (attribute) {
+        char saved[sizeof c->path];
+        memcpy(saved, c->path, sizeof saved);
+        if (attr_transfer(c, err)) return -1;
+        memcpy(c->path, saved, sizeof saved); /* errors after this point name probes.json */
+    }
     sb_puts(c->b, "</section>\n");
     return 0;
+}
+
+static int str_array(ctx *c, const cJSON *o, const char *key, const char *where, int max, char ***out, int *n,
+                     rs_err *err);
+/* ---- attribute_transfer.json (reprshift run): the attribute probes across edits ---- */
+
+/* Cell (r, k) of a matrix's "values" as a stat (null → NaN). */
+static int matrix_cell(ctx *c, const cJSON *vals, int r, int k, const char *where, rstat *s, rs_err *err) {
+    const cJSON *R = cJSON_GetArrayItem(vals, r), *e = cJSON_IsArray(R) ? cJSON_GetArrayItem(R, k) : NULL;
+    if (!e) return rs_errf(err, "%s: %s.values[%d][%d]: missing", c->path, where, r, k);
+    cJSON tmp = *e, holder;
+    tmp.string = (char *)"cell";
+    tmp.next = tmp.prev = NULL;
+    memset(&holder, 0, sizeof holder);
+    holder.type = cJSON_Object;
+    holder.child = &tmp;
+    char w2[96];
+    snprintf(w2, sizeof w2, "%s.values[%d]", where, r);
+    return get_stat(c, &holder, "cell", w2, s, err) < 0 ? -1 : 0;
+}
+
+/* "brightness 0.6" → name length 10, strength 0.6; 0 if the label has no trailing number. */
+static int edit_label(const char *lab, size_t *name_len, double *strength) {
+    const char *sp = strrchr(lab, ' ');
+    if (!sp || sp == lab) return 0;
+    char *end;
+    *strength = strtod(sp + 1, &end);
+    if (end == sp + 1 || *end) return 0;
+    *name_len = (size_t)(sp - lab);
+    return 1;
+}
+
+static int same_edit(const char *a, const char *b) {
+    size_t la, lb;
+    double sa, sb;
+    return edit_label(a, &la, &sa) && edit_label(b, &lb, &sb) && la == lb && !strncmp(a, b, la);
+}
+
+typedef struct {
+    double s;
+    int i;
+} strength_ix;
+
+static int cmp_strength(const void *a, const void *b) {
+    double x = ((const strength_ix *)a)->s, y = ((const strength_ix *)b)->s;
+    return (x > y) - (x < y);
+}
+
+#define ATTR_MAX_LINES 8 /* hooks drawn per dose-response figure (spread evenly when more) */
+
+/* Dose-response figures (each edit with >= 2 strengths: the diagonal accuracy, original vs
+ * that edit, by strength, one line per hook) and the transfer matrix of each hook as a table. */
+static int attr_transfer(ctx *c, rs_err *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/attribute_transfer.json", c->dir);
+    if (!rs_path_exists(path)) return 0; /* written by `reprshift run` with >= 2 edit variants */
+    cJSON *j;
+    int r = load(c, "attribute_transfer.json", "Attribute probes across edits", &j, err);
+    if (r) return r > 0 ? 0 : -1;
+    int rc = -1, nm = 0;
+    char ci[512];
+    char **rows0 = NULL, **cols0 = NULL;
+    double *buf = NULL;
+    if (get_ci(c, j, ci, sizeof ci, err)) goto out;
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "matrices");
+    nm = cJSON_IsArray(ms) ? cJSON_GetArraySize(ms) : 0;
+    if (nm < 1) {
+        rs_errf(err, "%s: \"matrices\" must be a non-empty array", c->path);
+        goto out;
+    }
+    /* every matrix: square, the same labels as the first, values [n][n] of stats, n_images */
+    int nv = 0;
+    int64_t nimg_min = INT64_MAX, nimg_max = 0;
+    int mi = 0;
+    for (const cJSON *M = ms->child; M; M = M->next, mi++) {
+        char where[32];
+        snprintf(where, sizeof where, "matrices[%d]", mi);
+        char **rr = NULL, **cc = NULL;
+        int nr = 0, nc = 0;
+        int64_t ni = 0;
+        if (!cJSON_IsObject(M) || str_array(c, M, "rows", where, 64, &rr, &nr, err) ||
+            str_array(c, M, "cols", where, 64, &cc, &nc, err) || get_n(c, M, "n_images", where, &ni, err)) {
+            if (!cJSON_IsObject(M)) rs_errf(err, "%s: %s: expected an object", c->path, where);
+            free(rr), free(cc);
+            goto out;
+        }
+        int bad = nr != nc || (mi > 0 && nr != nv);
+        for (int k = 0; k < nr && !bad; k++) bad = strcmp(rr[k], cc[k]) || (mi > 0 && strcmp(rr[k], rows0[k]));
+        const cJSON *vals = cJSON_GetObjectItemCaseSensitive(M, "values");
+        if (!bad && (!cJSON_IsArray(vals) || cJSON_GetArraySize(vals) != nr)) bad = 1;
+        if (bad) {
+            rs_errf(err, "%s: %s: rows and cols must be the same edit labels in every matrix, values [rows][cols]",
+                    c->path, where);
+            free(rr), free(cc);
+            goto out;
+        }
+        if (mi == 0) rows0 = rr, cols0 = cc, nv = nr;
+        else free(rr), free(cc);
+        nimg_min = ni < nimg_min ? ni : nimg_min, nimg_max = ni > nimg_max ? ni : nimg_max;
+    }
+    sb_puts(c->b, "<h3>Attribute probes across edits</h3>\n<p>Source: <code>attribute_transfer.json</code>. Each "
+                  "probe separates the original images from one edited variant; the same probe is then tested on "
+                  "every other variant.");
+    int has_red = 0, has_luma = 0;
+    for (int k = 0; k < nv; k++) {
+        has_red |= !strncmp(rows0[k], "redness ", 8);
+        has_luma |= !strncmp(rows0[k], "redness_luma ", 13);
+    }
+    if (has_red || has_luma)
+        sb_puts(c->b, " <b>redness</b>: the red channel scaled (plain; brightness changes with it). "
+                      "<b>redness_luma</b>: the red channel scaled and green and blue shifted to keep BT.601 luma "
+                      "0.299R + 0.587G + 0.114B (luminance-controlled, on the gamma-encoded 8-bit values; "
+                      "linear-light luminance is not controlled or reported).");
+    sb_puts(c->b, "</p>\n<div class=\"grid\">\n");
+    char ntext[96];
+    n_range(ntext, sizeof ntext, nimg_min, nimg_max, "images (each original and edited)");
+    /* dose-response: edits with >= 2 strengths */
+    strength_ix *sx = calloc((size_t)nv + 1, sizeof *sx);
+    buf = calloc((size_t)ATTR_MAX_LINES * 4 * (size_t)(nv + 1), sizeof *buf);
+    if (!sx || !buf) {
+        free(sx);
+        rs_errf(err, "out of memory");
+        goto out;
+    }
+    for (int k = 0; k < nv; k++) {
+        size_t ln;
+        double st;
+        if (!edit_label(rows0[k], &ln, &st)) continue;
+        int first = 1;
+        for (int q = 0; q < k && first; q++) first = !same_edit(rows0[q], rows0[k]);
+        if (!first) continue;
+        int ns = 0;
+        for (int q = k; q < nv; q++)
+            if (same_edit(rows0[q], rows0[k])) {
+                edit_label(rows0[q], &ln, &sx[ns].s);
+                sx[ns++].i = q;
+            }
+        if (ns < 2) continue;
+        qsort(sx, (size_t)ns, sizeof *sx, cmp_strength);
+        svg_series S[ATTR_MAX_LINES];
+        int nl = 0, shown = 0;
+        mi = 0;
+        for (const cJSON *M = ms->child; M; M = M->next, mi++) {
+            /* at most ATTR_MAX_LINES hooks, spread evenly from the first to the last */
+            int keep = nm <= ATTR_MAX_LINES;
+            for (int t = 0; t < ATTR_MAX_LINES && !keep; t++)
+                keep = mi == (int)((double)t * (nm - 1) / (ATTR_MAX_LINES - 1) + 0.5);
+            if (!keep || nl == ATTR_MAX_LINES) continue;
+            double *x = buf + (size_t)(nl * 4) * (nv + 1), *y = x + nv + 1, *lo = y + nv + 1, *hi = lo + nv + 1;
+            char where[32];
+            snprintf(where, sizeof where, "matrices[%d]", mi);
+            const cJSON *vals = cJSON_GetObjectItemCaseSensitive(M, "values");
+            for (int q = 0; q < ns; q++) {
+                rstat a;
+                if (matrix_cell(c, vals, sx[q].i, sx[q].i, where, &a, err)) {
+                    free(sx);
+                    goto out;
+                }
+                x[q] = sx[q].s, y[q] = a.v, lo[q] = a.lo, hi[q] = a.hi;
+            }
+            const char *hook = get_str(M, "hook");
+            S[nl++] = (svg_series){.name = hook ? hook : "hook", .n = ns, .x = x, .y = y, .lo = lo, .hi = hi};
+            shown++;
+        }
+        char name[128], title[200], what[600];
+        snprintf(name, sizeof name, "%.*s", (int)ln, rows0[k]);
+        snprintf(title, sizeof title, "Dose-response: %s", name);
+        svg_line_opts o = {.title = title, .xlabel = "edit strength", .ylabel = "accuracy", .n_series = nl,
+                           .series = S, .fixed_y = 1, .ymin = 0, .ymax = 1, .has_hline = 1, .hline = 0.5,
+                           .hline_label = "chance", .width = 400, .height = 260};
+        fig_open(c);
+        svg_line_plot(c->b, &o);
+        snprintf(what, sizeof what,
+                 "Attribute probe accuracy, original vs %s, by edit strength (the diagonal of the transfer "
+                 "matrix), one line per hook%s; band and bars: CI; dashed: chance (0.5).",
+                 name, shown < nm ? " (a spread of the hooks)" : "");
+        fig_close(c, what, ntext, ci);
+    }
+    free(sx);
+    sb_puts(c->b, "</div>\n");
+    /* the matrices as tables */
+    sb_printf(c->b, "<p>Transfer tables: rows = the probe trained on original vs that edit, columns = tested on "
+                    "original vs that edit; accuracy [95%% CI]. <b>Bold</b>: the diagonal (the attribute probe "
+                    "itself); <i>italic</i>: the same edit at another strength (dose-response); other cells: "
+                    "cross-edit control, near 0.5 unless the two edits share a direction. n = ");
+    sb_escape(c->b, ntext);
+    sb_puts(c->b, " per table; CI: ");
+    sb_escape(c->b, ci);
+    sb_puts(c->b, ".</p>\n");
+    mi = 0;
+    for (const cJSON *M = ms->child; M; M = M->next, mi++) {
+        char where[32], b1[32], b2[32], b3[32];
+        snprintf(where, sizeof where, "matrices[%d]", mi);
+        const cJSON *vals = cJSON_GetObjectItemCaseSensitive(M, "values");
+        const char *hook = get_str(M, "hook");
+        int64_t ni = 0;
+        get_n(c, M, "n_images", where, &ni, err);
+        sb_puts(c->b, "<table class=\"fdr\"><caption>");
+        sb_escape(c->b, hook ? hook : where);
+        sb_printf(c->b, " (n = %lld images)</caption>\n<tr><th>trained on \\ tested on</th>", (long long)ni);
+        for (int k = 0; k < nv; k++) {
+            sb_puts(c->b, "<th>");
+            sb_escape(c->b, cols0[k]);
+            sb_puts(c->b, "</th>");
+        }
+        sb_puts(c->b, "</tr>\n");
+        for (int a = 0; a < nv; a++) {
+            sb_puts(c->b, "<tr><th>");
+            sb_escape(c->b, rows0[a]);
+            sb_puts(c->b, "</th>");
+            for (int b = 0; b < nv; b++) {
+                rstat s;
+                if (matrix_cell(c, vals, a, b, where, &s, err)) goto out;
+                const char *o = a == b ? "<b>" : same_edit(rows0[a], cols0[b]) ? "<i>" : "",
+                           *e = a == b ? "</b>" : same_edit(rows0[a], cols0[b]) ? "</i>" : "";
+                sb_printf(c->b, "<td>%s%s [%s, %s]%s</td>", o, svg_fmt(s.v, b1, sizeof b1), svg_fmt(s.lo, b2, sizeof b2),
+                          svg_fmt(s.hi, b3, sizeof b3), e);
+            }
+            sb_puts(c->b, "</tr>\n");
+        }
+        sb_puts(c->b, "</table>\n");
+    }
+    rc = 0;
+out:
+    free(rows0), free(cols0), free(buf);
+    cJSON_Delete(j);
+    return rc;
 }
 
 /* ---- probes.json "vision": probes at vision-tower / projector hooks ---- */
