@@ -319,6 +319,9 @@ static int check_tensors(rs_store *s, const store_tensor **sorted, int n, rs_err
         if (!t->data && t->shape[0] > 0) return rs_errf(err, "%s: tensor \"%s\": no data", s->dir, t->name);
     }
     if (x->n_schema == 0) {
+        /* an index written before the first shard (a run stopped there) loads with an empty
+           schema array: replace it, do not leak it */
+        free(x->schema);
         x->schema = calloc((size_t)n, sizeof *x->schema);
         if (!x->schema) return rs_errf(err, "%s: out of memory", s->dir);
         for (int i = 0; i < n; i++) {
