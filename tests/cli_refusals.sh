@@ -57,5 +57,15 @@ printf '2,17,300\n2,45,46\n' > "$T/ok.txt"
 run 0 "$CLI" extract --model $M --hook blocks.0.hook_resid_post --ids-file "$T/ok.txt" --pool mean --out "$T/y.safetensors"
 head -1 "$T/y.safetensors.rows.jsonl" | grep -q '"input":0' || bad "rows.jsonl does not start at input 0: $(head -1 "$T/y.safetensors.rows.jsonl")"
 
+# integer options are parsed whole and range-checked (atol took "12abc" as 12, "x" as 0)
+for v in 12abc x "" 0 -5 99999999999999999999 16777217; do
+  run 2 "$CLI" extract --model $M --hook blocks.0.hook_resid_post --ids-file "$T/ok.txt" --batch-tokens "$v" --out "$T/z.safetensors"
+  grep -qF -- "--batch-tokens must be an integer in [1, 16777216] (got \"$v\")" "$T/err" || bad "extract --batch-tokens $v: $(cat "$T/err")"
+  [ -e "$T/z.safetensors" ] && bad "refused --batch-tokens $v wrote output"
+  run 2 "$CLI" sae splice --model $M --sae $GS --ids-file "$T/ok.txt" --batch-tokens "$v"
+  grep -qF -- "--batch-tokens must be an integer in [1, 16777216] (got \"$v\")" "$T/err" || bad "sae splice --batch-tokens $v: $(cat "$T/err")"
+done
+run 0 "$CLI" extract --model $M --hook blocks.0.hook_resid_post --ids-file "$T/ok.txt" --batch-tokens 16777216 --out "$T/z.safetensors"
+
 echo "cli_refusals: $fails failure(s)"
 [ $fails -eq 0 ]

@@ -420,7 +420,13 @@ int cmd_extract(int argc, char **argv) {
             break;
         case 'S': a.pool_special = 1; break;
         case 'B': a.no_bos = 1; break;
-        case 'b': a.batch_tokens = atol(optarg); break;
+        case 'b':
+            if (cli_parse_long("extract", "--batch-tokens", optarg, 1, 1L << 24, &a.batch_tokens)) {
+                free(a.texts);
+                free(a.images); free(a.suffixes);
+                return 2;
+            }
+            break;
         case 'o': a.out = optarg; break;
         case 'g': a.images[a.n_images++] = optarg; break;
         case 'P': a.prompt = optarg; break;

@@ -101,7 +101,9 @@ int cmd_sae_splice(int argc, char **argv) {
         case 'z': tokp = optarg; break;
         case 'B': splice_bos = 1; break;
         case 'M': allow = 1; break;
-        case 'b': batch_tokens = atol(optarg); break;
+        case 'b':
+            if (cli_parse_long("sae splice", "--batch-tokens", optarg, 1, 1L << 24, &batch_tokens)) return 2;
+            break;
         case 'R': revision = optarg; break;
         case 'C': conv_name = optarg; break;
         case 'h': fputs(USAGE, stdout); return 0;

@@ -14,6 +14,11 @@ static inline int cli_wants_help(int argc, char **argv, int from) {
     return 0;
 }
 
+/* Whole-string integer in [lo, hi] ("12abc", "", overflow and out-of-range refused): 0 and
+ * *out set, or −1 after one line "reprshift CMD: OPT must be an integer in [lo, hi] (got
+ * "S")" on stderr. */
+int cli_parse_long(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
+
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_extract(int argc, char **argv);

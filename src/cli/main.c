@@ -1,4 +1,5 @@
 /* reprshift CLI entry point: dispatch to one subcommand. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +122,18 @@ static void sink_stderr(void *ctx, rs_log_kind kind, const char *text) {
         }
     }
     fflush(stderr);
+}
+
+int cli_parse_long(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno == ERANGE || v < lo || v > hi) {
+        fprintf(stderr, "reprshift %s: %s must be an integer in [%ld, %ld] (got \"%s\")\n", cmd, opt, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 /* `reprshift --version`: the tool, and the BLAS its products run on. */
