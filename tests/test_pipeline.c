@@ -340,6 +340,26 @@ static void test_run_outputs_and_skip(void **state) {
     assert_true(kinds[2] >= 2);
     assert_int_equal(kinds[3], 2);
     assert_int_equal(kinds[4], 0);
+    /* concept probes' control task: the image's COCO category (manifest column category)
+       as the recurring type; selectivity = accuracy - control accuracy, with the overlap */
+    {
+        int n_ctrl = 0;
+        cJSON *L2;
+        cJSON_ArrayForEach(t, cJSON_GetObjectItem(j, "tasks")) {
+            if (strcmp(cJSON_GetObjectItem(t, "kind")->valuestring, "concept")) continue;
+            cJSON_ArrayForEach(L2, cJSON_GetObjectItem(t, "layers")) {
+                cJSON *ca = cJSON_GetObjectItem(L2, "control_accuracy"), *ov = cJSON_GetObjectItem(L2, "control_type_overlap");
+                cJSON *se = cJSON_GetObjectItem(L2, "selectivity");
+                assert_true(cJSON_IsNumber(ca) && cJSON_IsNumber(ov) && cJSON_IsNumber(se));
+                double acc = cJSON_GetObjectItem(cJSON_GetObjectItem(L2, "accuracy"), "value")->valuedouble;
+                assert_true(fabs(se->valuedouble - (acc - ca->valuedouble)) < 1e-12);
+                assert_true(ov->valuedouble >= 0 && ov->valuedouble <= 1);
+                n_ctrl++;
+            }
+        }
+        assert_int_equal(n_ctrl, 12); /* 6 concept models x 2 layers */
+        assert_non_null(strstr(cJSON_GetObjectItem(j, "permutation_test")->valuestring, "COCO category"));
+    }
     /* paired concept tests on identical splits: a-b, b-c, c-d, c-e per layer, the difference
        equal to the two probes' accuracies subtracted, BH q over the list */
     {

@@ -172,6 +172,19 @@ static int eval_one(probe_run *p, const char *task, const char *kind, const char
     return 0;
 }
 
+/* Control-task types of the concept probes (Hewitt & Liang with a type that recurs between
+ * train and test): the image's COCO category (pl_ctx text_ctype / image_ctype, from the
+ * manifest's category column); NULL (no control task) without the column or when a row has
+ * none. */
+static const int *concept_ctype(const pl_ctx *c, int images) {
+    const int *t = images ? c->image_ctype : c->text_ctype;
+    int n = images ? c->n_image : c->n_text;
+    if (!t) return NULL;
+    for (int i = 0; i < n; i++)
+        if (t[i] < 0) return NULL;
+    return t;
+}
+
 /* The transfer matrix of one hook: rows = training modality, cols = test condition. */
 static cJSON *transfer_matrix(const probe_run *p, const rs_transfer_result *r, int n_test) {
     static const char *cols[5] = {"same", "direct", "moments", "Procrustes", "ridge"};
@@ -343,7 +356,8 @@ static int probe_vision_hook(probe_run *p, rs_err *err) {
     g = malloc((size_t)(2 * ni) * sizeof *g);
     if (!X || !y || !g) { rs_errf(err, "out of memory"); goto done; }
     if (wants(c->cfg, "concept") && K >= 2 &&
-        eval_one(p, "concept", "concept", "VLM images", XI, c->image_label, c->image_group, NULL, ni, d, K, err))
+        eval_one(p, "concept", "concept", "VLM images", XI, c->image_label, c->image_group, concept_ctype(c, 1), ni, d, K,
+                 err))
         goto done;
     if (attribute_probes(p, XI, XE, d, X, y, g, err) || edit_transfer(p, XI, XE, d, err)) goto done;
     rc = 0;
@@ -449,19 +463,19 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
         if (nt) {
             snprintf(label, sizeof label, "LLM captions");
             p->keep = &kept[0];
-            int erc = eval_one(p, "concept", "concept", label, XL, c->text_label, c->text_group, NULL, nt, d, K,
+            int erc = eval_one(p, "concept", "concept", label, XL, c->text_label, c->text_group, concept_ctype(c, 0), nt, d, K,
                                err);
             snprintf(label, sizeof label, "VLM captions");
             p->keep = &kept[1];
             if (!erc)
-                erc = eval_one(p, "concept", "concept", label, XV, c->text_label, c->text_group, NULL, nt, d, K,
+                erc = eval_one(p, "concept", "concept", label, XV, c->text_label, c->text_group, concept_ctype(c, 0), nt, d, K,
                                err);
             p->keep = NULL;
             if (erc) goto done;
         }
         if (ni) {
             snprintf(label, sizeof label, "VLM images");
-            if (eval_one(p, "concept", "concept", label, XI, c->image_label, c->image_group, NULL, ni, d, K, err))
+            if (eval_one(p, "concept", "concept", label, XI, c->image_label, c->image_group, concept_ctype(c, 1), ni, d, K, err))
                 goto done;
         }
         /* the caption conditions (docs/pipeline.md): the same captions read after their own
@@ -478,7 +492,8 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
             int nc, dc;
             if (pl_store_features(c, COND[k].store, p->hook, &XC, &nc, &dc, err)) goto done;
             p->keep = &kept[2 + k];
-            int erc = eval_one(p, "concept", "concept", COND[k].model, XC, c->text_label, c->text_group, NULL, nt, d, K, err);
+            int erc = eval_one(p, "concept", "concept", COND[k].model, XC, c->text_label, c->text_group, concept_ctype(c, 0),
+                               nt, d, K, err);
             p->keep = NULL;
             free(XC);
             if (erc) goto done;
@@ -746,7 +761,7 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
     unlink(ap);
     probes = cJSON_CreateObject();
     transfer = cJSON_CreateObject();
-    char ci[256];
+    char ci[1024];
     snprintf(ci, sizeof ci,
              "95%% nested bootstrap of the mean accuracy over %d group-aware splits (splits, then test images "
              "resampled with replacement; %d replicates; the same resamples for every cell)",
@@ -759,7 +774,9 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
     cJSON_AddStringToObject(probes, "ci", ci);
     snprintf(ci, sizeof ci,
              "%d group-level label permutations per split; p = (1 + #{null >= observed}) / (1 + n); control task "
-             "types: the image's concept label (attribute and modality probes; none for concept probes)",
+             "types: the image's concept label (attribute and modality probes), the image's COCO category (concept "
+             "probes: manifest column category, the most frequent instance category of the image's concept group, ties "
+             "to the smallest category id; null without that column); selectivity = accuracy - control accuracy",
              cfg->probes.permutations);
     cJSON_AddStringToObject(probes, "permutation_test", ci);
     cJSON_AddStringToObject(probes, "split", "group-aware: an image, its captions and its edited variants are on one side");
