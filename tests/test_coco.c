@@ -295,6 +295,60 @@ static char *manifest_text(const coco_data *d, const coco_sample_opts *o, coco_s
     return buf;
 }
 
+/* The concept probes' control-task type (coco_image_type) on the bundled sample: the rule of
+ * docs/probes.md, checked image by image against tools/reference/gen_coco_types.py
+ * (tests/fixtures/coco/sample_types.json, 24 images, 2 decided by the tie rule); coco_sample
+ * with type_column writes it as a manifest column on every row of the image. */
+static void test_image_types(void **st) {
+    (void)st;
+    rs_err err = {{0}};
+    coco_data *d = load_path("examples/data/coco-sample/annotations/instances_train2017.json");
+    if (coco_merge(d, load_path("examples/data/coco-sample/annotations/instances_val2017.json"), &err))
+        fail_msg("merge: %s", err.msg);
+    assert_int_equal(coco_set_images_dir(d, "examples/data/coco-sample/train2017", &err), 0);
+    coco_group three[3] = {{"animals", G_ANIMAL}, {"vehicles", G_VEHICLE}, {"food", G_FOOD}};
+    coco_sample_opts o;
+    coco_sample_defaults(&o);
+    o.groups = three;
+    o.n_groups = 3;
+    o.n_per_group = 8;
+    o.include_captions = 0;
+    cJSON *j;
+    if (rs_json_load("tests/fixtures/coco/sample_types.json", 1 << 20, &j, &err)) fail_msg("%s", err.msg);
+    const cJSON *im;
+    int n = 0;
+    cJSON_ArrayForEach(im, cJSON_GetObjectItemCaseSensitive(j, "images")) {
+        int64_t id = jint(im, "image_id");
+        int g = (int)jint(im, "group");
+        assert_int_equal(coco_image_group(d, id, &o), g);
+        long t = coco_image_type(d, id, &o, g);
+        assert_true(t >= 0);
+        if (strcmp(d->categories[t].name, jstr(im, "category")))
+            fail_msg("image %lld: type %s, reference %s", (long long)id, d->categories[t].name, jstr(im, "category"));
+        n++;
+    }
+    assert_int_equal(n, 24);
+    /* no group filter: every annotation counts; an unknown image has no type */
+    assert_int_equal(coco_image_type(d, -5, &o, -1), -1);
+    /* the manifest column */
+    rs_manifest *m = rs_manifest_new(".");
+    o.type_column = "category";
+    if (coco_sample(d, &o, m, NULL, &err)) fail_msg("%s", err.msg);
+    int col = rs_manifest_extra_col(m, "category");
+    assert_true(col >= 0);
+    assert_int_equal((int)m->n_rows, 24);
+    for (size_t r = 0; r < m->n_rows; r++) {
+        const char *want = NULL;
+        cJSON_ArrayForEach(im, cJSON_GetObjectItemCaseSensitive(j, "images"))
+            if (jint(im, "image_id") == m->rows[r].image_id) want = jstr(im, "category");
+        assert_non_null(want);
+        assert_string_equal(m->rows[r].extra[col], want);
+    }
+    rs_manifest_free(m);
+    cJSON_Delete(j);
+    coco_free(d);
+}
+
 static void test_sampling(void **st) {
     (void)st;
     TU_NEED_SHARED("data/coco/mini", "the 159-image COCO mini set");
@@ -520,6 +574,7 @@ int main(void) {
         cmocka_unit_test(test_escapes_decoded),
         cmocka_unit_test(test_captions_for_other_images),
         cmocka_unit_test(test_truncation_and_corruption),
+        cmocka_unit_test(test_image_types),
     };
     return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -398,6 +398,74 @@ static void test_run_outputs_and_skip(void **state) {
     assert_true(kinds[2] >= 2);
     assert_int_equal(kinds[3], 2);
     assert_int_equal(kinds[4], 0);
+    /* concept probes' control task: the image's COCO category (manifest column category)
+       as the recurring type; selectivity = accuracy - control accuracy, with the overlap */
+    {
+        int n_ctrl = 0;
+        cJSON *L2;
+        cJSON_ArrayForEach(t, cJSON_GetObjectItem(j, "tasks")) {
+            if (strcmp(cJSON_GetObjectItem(t, "kind")->valuestring, "concept")) continue;
+            cJSON_ArrayForEach(L2, cJSON_GetObjectItem(t, "layers")) {
+                cJSON *ca = cJSON_GetObjectItem(L2, "control_accuracy"), *ov = cJSON_GetObjectItem(L2, "control_type_overlap");
+                cJSON *se = cJSON_GetObjectItem(L2, "selectivity");
+                assert_true(cJSON_IsNumber(ca) && cJSON_IsNumber(ov) && cJSON_IsNumber(se));
+                double acc = cJSON_GetObjectItem(cJSON_GetObjectItem(L2, "accuracy"), "value")->valuedouble;
+                assert_true(fabs(se->valuedouble - (acc - ca->valuedouble)) < 1e-12);
+                assert_true(ov->valuedouble >= 0 && ov->valuedouble <= 1);
+                n_ctrl++;
+            }
+        }
+        assert_int_equal(n_ctrl, 12); /* 6 concept models x 2 layers */
+        assert_non_null(strstr(cJSON_GetObjectItem(j, "permutation_test")->valuestring, "COCO category"));
+    }
+    /* paired concept tests on identical splits: a-b, b-c, c-d, c-e per layer, the difference
+       equal to the two probes' accuracies subtracted, BH q over the list */
+    {
+        static const char *PAIRS[4][3] = {{"a-b", "LLM captions", "VLM captions"},
+                                          {"b-c", "VLM captions", "VLM captions after own image (c)"},
+                                          {"c-d", "VLM captions after own image (c)", "VLM captions after other image (d)"},
+                                          {"c-e", "VLM captions after own image (c)", "VLM captions after blank image (e)"}};
+        cJSON *P = cJSON_GetObjectItem(j, "paired"), *E;
+        assert_int_equal(cJSON_GetArraySize(P), 8);
+        assert_non_null(cJSON_GetObjectItem(j, "paired_test"));
+        int k = 0, n_p = 0;
+        cJSON_ArrayForEach(E, P) {
+            assert_string_equal(cJSON_GetObjectItem(E, "pair")->valuestring, PAIRS[k % 4][0]);
+            assert_string_equal(cJSON_GetObjectItem(E, "model_a")->valuestring, PAIRS[k % 4][1]);
+            assert_string_equal(cJSON_GetObjectItem(E, "model_b")->valuestring, PAIRS[k % 4][2]);
+            double dv = cJSON_GetObjectItem(cJSON_GetObjectItem(E, "difference"), "value")->valuedouble;
+            double lo = cJSON_GetObjectItem(cJSON_GetObjectItem(E, "difference"), "ci_lo")->valuedouble;
+            double hi = cJSON_GetObjectItem(cJSON_GetObjectItem(E, "difference"), "ci_hi")->valuedouble;
+            double aa = cJSON_GetObjectItem(E, "accuracy_a")->valuedouble, ab = cJSON_GetObjectItem(E, "accuracy_b")->valuedouble;
+            assert_true(fabs(dv - (ab - aa)) < 1e-12 && lo <= dv + 1e-12 && dv <= hi + 1e-12);
+            /* the accuracies are the concept probes' own (same splits) */
+            for (int side = 0; side < 2; side++) {
+                const char *model = PAIRS[k % 4][1 + side];
+                double want = NAN;
+                cJSON_ArrayForEach(t, cJSON_GetObjectItem(j, "tasks")) {
+                    if (strcmp(cJSON_GetObjectItem(t, "task")->valuestring, "concept") ||
+                        strcmp(cJSON_GetObjectItem(t, "model")->valuestring, model))
+                        continue;
+                    cJSON *L2;
+                    cJSON_ArrayForEach(L2, cJSON_GetObjectItem(t, "layers")) {
+                        if (!strcmp(cJSON_GetObjectItem(L2, "hook")->valuestring, cJSON_GetObjectItem(E, "hook")->valuestring))
+                            want = cJSON_GetObjectItem(cJSON_GetObjectItem(L2, "accuracy"), "value")->valuedouble;
+                    }
+                }
+                assert_true(fabs((side ? ab : aa) - want) < 1e-12);
+            }
+            assert_int_equal((int)cJSON_GetObjectItem(E, "permutations")->valuedouble, 1000);
+            double pv = cJSON_GetObjectItem(E, "p")->valuedouble, qv = cJSON_GetObjectItem(E, "q")->valuedouble;
+            assert_true(pv >= 1.0 / 1001 && pv <= 1 && qv >= pv - 1e-12 && qv <= 1);
+            assert_true(cJSON_GetObjectItem(E, "n_test_groups")->valuedouble >= 1);
+            assert_true(cJSON_GetObjectItem(E, "n_test_items")->valuedouble >= cJSON_GetObjectItem(E, "n_test_groups")->valuedouble);
+            assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(E, "seed_differences")),
+                             (int)cJSON_GetObjectItem(E, "n_seeds")->valuedouble);
+            n_p++;
+            k++;
+        }
+        assert_int_equal((int)cJSON_GetObjectItem(j, "paired_n_tests")->valuedouble, n_p);
+    }
     cJSON_Delete(j);
     /* second run: every stage skipped, nothing rewritten */
     struct stat before, after;

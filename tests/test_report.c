@@ -188,6 +188,52 @@ static void test_missing_and_malformed(void **state) {
     tu_system("rm -rf '%s'", dir);
 }
 
+/* probes.json "paired": one table row per pair and layer (Δaccuracy [CI], p, q, n), q < 0.05
+ * marked, p null shown as not computed; data strings escaped; a row without n is an error. */
+static void test_paired_probes(void **state) {
+    (void)state;
+    rs_err err;
+    char *html;
+    size_t len;
+    int figs;
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    const char *acc = "\"accuracy\": {\"value\": 0.9, \"ci_lo\": 0.8, \"ci_hi\": 1}";
+    char json[4096];
+    snprintf(json, sizeof json,
+             "{\"ci\": \"boot\", \"tasks\": [{\"task\": \"concept\", \"kind\": \"concept\", "
+             "\"model\": \"LLM captions\", \"layers\": [{\"layer\": 3, \"hook\": \"blocks.3.hook_resid_post\", "
+             "\"n_test\": 7, %s}]}],\n"
+             " \"paired\": [{\"task\": \"concept\", \"pair\": \"a-b\", \"model_a\": \"LLM captions\", "
+             "\"model_b\": \"<script>alert(1)</script>\", \"layer\": 3, \"hook\": \"blocks.3.hook_resid_post\", "
+             "\"n_seeds\": 5, \"n_test_groups\": 60, \"n_test_items\": 61, \"difference\": {\"value\": 0.125, "
+             "\"ci_lo\": 0.05, \"ci_hi\": 0.2}, \"p\": 0.001, \"q\": 0.002},\n"
+             "  {\"task\": \"concept\", \"pair\": \"<img src=x>\", \"model_a\": \"c\", \"model_b\": \"d\", \"layer\": 3, "
+             "\"n_seeds\": 5, \"n_test_groups\": 60, \"n_test_items\": 61, \"difference\": {\"value\": -0.01, "
+             "\"ci_lo\": -0.1, \"ci_hi\": 0.08}, \"p\": null, \"q\": null}]}",
+             acc);
+    write_file(dir, "probes.json", json);
+    if (report_render(dir, &html, &len, &figs, &err)) fail_msg("%s", err.msg);
+    check_tags(html);
+    assert_null(strstr(html, "<script"));
+    assert_null(strstr(html, "<img"));
+    const char *sec = strstr(html, "<section id=\"paired\">");
+    assert_non_null(sec);
+    assert_non_null(strstr(html, "<a href=\"#paired\">"));
+    assert_non_null(strstr(sec, "<b>1 of 1</b> tests"));
+    assert_non_null(strstr(sec, "<b>+0.125 [+0.050, +0.200]</b>"));
+    assert_non_null(strstr(sec, "<td>0.001</td><td><b>0.002 *</b></td><td>5 / 60 / 61</td>"));
+    assert_non_null(strstr(sec, "<td>-0.010 [-0.100, +0.080]</td><td>not computed</td><td>&ndash;</td>"));
+    assert_non_null(strstr(sec, "&lt;script&gt;"));
+    free(html);
+    write_file(dir, "probes.json", "{\"ci\": \"x\", \"tasks\": [{\"task\": \"concept\", \"model\": \"m\", \"layers\": "
+                                   "[{\"n_test\": 3, \"accuracy\": 0.5}]}], \"paired\": [{\"pair\": \"a-b\", "
+                                   "\"n_seeds\": 2, \"difference\": 0.1}]}");
+    assert_int_equal(report_render(dir, &html, &len, &figs, &err), -1);
+    assert_non_null(strstr(err.msg, "probes.json: paired[0]: \"n_test_groups\""));
+    tu_system("rm -rf '%s'", dir);
+}
+
 /* probes.json "vision" (reprshift run with vision_hooks): one bar chart per entry with its
  * vision hooks and the matching decoder task's layers; data strings escaped; n and CI in
  * every caption; a point without n_test is an error naming the field. */
@@ -385,6 +431,7 @@ int main(void) {
         cmocka_unit_test(test_missing_and_malformed),
         cmocka_unit_test(test_vision_probes),
         cmocka_unit_test(test_attribute_transfer),
+        cmocka_unit_test(test_paired_probes),
         cmocka_unit_test(test_layer_sweep_selection),
         cmocka_unit_test(test_fdr_table_all_metrics),
     };

@@ -105,6 +105,9 @@ typedef struct {
     int include_images;          /* rows with modality=image */
     int include_captions;        /* rows with modality=text */
     const char *images_dir;      /* where file_name lives, for images without their own dir */
+    const char *type_column;     /* non-NULL: an extra manifest column of that name holding each
+                                    row's image type (coco_image_type: its COCO category name),
+                                    e.g. "category" (the concept probes' control-task type) */
 } coco_sample_opts;
 
 /* Fill opts with defaults (4 default groups, n 50, seed 0, 0.7/0.15/0.15, 1 caption). */
@@ -122,6 +125,13 @@ typedef struct {
 /* Group of an image under the exclusive-membership rule: the index of the one group its
  * annotated supercategories fall in, -1 if none, -2 if more than one, -3 if excluded. */
 int coco_image_group(const coco_data *d, int64_t image_id, const coco_sample_opts *o);
+
+/* Type of an image in group `group` (the concept probes' recurring control-task type,
+ * docs/probes.md): among the image's instance annotations whose category's supercategory
+ * belongs to that group (group < 0: every annotation), the category with the most
+ * annotations (a crowd annotation counts once, like any other); ties go to the smallest
+ * category id. Returns the index into d->categories, or -1 when no annotation qualifies. */
+long coco_image_type(const coco_data *d, int64_t image_id, const coco_sample_opts *o, int group);
 
 /* Count eligible images per group without sampling. */
 int coco_group_counts(const coco_data *d, const coco_sample_opts *o, coco_sample_stats *st, rs_err *err);

@@ -71,6 +71,9 @@ typedef struct {
     double tol;            /* solver tolerance (default 1e-4) */
     const rs_mlp_opts *mlp; /* non-NULL: evaluate this MLP probe instead of logistic regression
                                (no C search; the MLP seed is offset per split) */
+    int keep_tests;        /* 1: return every seed's test rows and predictions in the result
+                              (test_n / test_row / test_pred; default 0: NULL), e.g. for
+                              rs_paired_probe_test */
 } rs_eval_opts;
 
 /* Defaults above. */
@@ -93,6 +96,11 @@ typedef struct {
     int *confusion;           /* [K×K] summed over seeds */
     int K, n_seeds;
     double chance;            /* majority-class test share, mean over seeds */
+    /* only with rs_eval_opts.keep_tests (else NULL): seed s's test rows are entries
+     * off_s .. off_s + test_n[s] − 1 (off_s = Σ_{t<s} test_n[t]) of test_row (row index into
+     * X, ascending) and test_pred (the probe's prediction for that row) */
+    int *test_n;              /* [n_seeds] */
+    int *test_row, *test_pred;
 } rs_eval_result;
 
 /* Nested percentile bootstrap of the seed-mean metrics. The S seeds' test predictions are
@@ -106,6 +114,41 @@ typedef struct {
 int rs_nested_group_bootstrap(const int *y, const int *pred, const int *gid, const int *n_rows, int S,
                               int K, int B, uint64_t seed, rs_metrics *lo, rs_metrics *hi,
                               double *rep_acc, rs_err *err);
+
+/* Paired comparison of two probes A and B evaluated on IDENTICAL splits (the same seeds and
+ * test rows, e.g. two rs_probe_evaluate runs with the same labels, groups and options).
+ * The S seeds' test rows are concatenated: seed s has n_rows[s] rows; for row i,
+ * correct_a[i] / correct_b[i] (0/1) say whether probe A / B predicted it right and group[i]
+ * is its group (any int id; the same id in two seeds is the same group, e.g. the image).
+ *   diff       = (1/S) Σ_s (acc_B,s − acc_A,s)          (seed_diff[s] = acc_B,s − acc_A,s)
+ *   CI         nested bootstrap as rs_nested_group_bootstrap (seed, then seed s's test groups
+ *              numbered by first appearance within the seed, drawn with replacement, stream
+ *              boot_seed): the SAME drawn rows for A and B, replicate = mean over slots of
+ *              acc_B − acc_A on the drawn rows; numpy's linear 2.5 / 97.5 percentiles.
+ *   p          paired permutation (sign-flip) test: groups numbered 0..G−1 by first
+ *              appearance over all rows; in flip q (0..n_perm−1) group g swaps A and B
+ *              (negates its rows' differences, in every seed it is tested in) when
+ *              rs_uniform_at(perm_seed, q·G + g) < 0.5; null_q = (1/S) Σ_s (1/n_s) Σ_i ±(b_i − a_i);
+ *              p = (1 + #{|null_q| ≥ |diff| − 1e-12}) / (1 + n_perm), two-sided (the 1e-12
+ *              makes ties that rounding would split count). n_perm = 0: p = NaN.
+ * Every sum runs in row / seed / slot order, so a reimplementation in that order
+ * (tools/reference/gen_paired_goldens.py) gives the same doubles. */
+typedef struct {
+    double diff, ci_lo, ci_hi; /* B − A, seed-mean accuracy difference, and its 95% CI */
+    double acc_a, acc_b;       /* seed-mean accuracies */
+    double p;                  /* two-sided paired permutation p (NaN when n_perm = 0) */
+    int n_perm;
+    int n_seeds;
+    int n_test_groups;         /* test groups per split (seed 0; equal for stratified group splits) */
+    int n_test_items;          /* test rows per split (seed 0) */
+    int n_groups_tested;       /* distinct groups tested in any seed (the units that are flipped) */
+    double *seed_diff;         /* [n_seeds], owned (rs_paired_result_free) */
+} rs_paired_result;
+
+int rs_paired_probe_test(const int *correct_a, const int *correct_b, const int *group, const int *n_rows, int S,
+                         int n_boot, uint64_t boot_seed, int n_perm, uint64_t perm_seed, rs_paired_result *res,
+                         rs_err *err);
+void rs_paired_result_free(rs_paired_result *res);
 
 /* Full protocol over n_seeds splits; result owns C_chosen/confusion (rs_eval_result_free). */
 int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int d, int K,

@@ -85,6 +85,25 @@ int coco_image_group(const coco_data *d, int64_t image_id, const coco_sample_opt
     return ambiguous ? -2 : g;
 }
 
+long coco_image_type(const coco_data *d, int64_t image_id, const coco_sample_opts *o, int group) {
+    size_t b, e;
+    coco_image_instances(d, image_id, &b, &e);
+    long best = -1;
+    size_t best_n = 0;
+    /* instances are sorted by (image_id, id), not by category: count each candidate category
+       over the image's instances (a handful per image) */
+    for (size_t i = b; i < e; i++) {
+        long c = coco_find_category(d, d->instances[i].category_id);
+        if (c < 0) continue;
+        if (group >= 0 && (group >= o->n_groups || !in_list(o->groups[group].supercategories, d->categories[c].supercategory)))
+            continue;
+        size_t n = 0;
+        for (size_t j = b; j < e; j++) n += d->instances[j].category_id == d->instances[i].category_id;
+        if (best < 0 || n > best_n || (n == best_n && d->categories[c].id < d->categories[best].id)) best = c, best_n = n;
+    }
+    return best;
+}
+
 static int check_opts(const coco_data *d, const coco_sample_opts *o, rs_err *err) {
     if (o->n_groups < 1 || o->n_groups > COCO_MAX_GROUPS)
         return rs_errf(err, "sampling: need 1 to %d groups, got %d", COCO_MAX_GROUPS, o->n_groups);
@@ -183,6 +202,7 @@ int coco_sample(const coco_data *d, const coco_sample_opts *o, rs_manifest *m, c
     if (!st) st = &local;
     if (check_opts(d, o, err)) return -1;
     size_t *lists[COCO_MAX_GROUPS] = {0};
+    const char **extra = NULL; /* the row's extra columns (only the type column is set) */
     int rc = -1;
     if (collect(d, o, lists, st, err)) goto done;
     size_t take = o->n_per_group;
@@ -205,6 +225,28 @@ int coco_sample(const coco_data *d, const coco_sample_opts *o, rs_manifest *m, c
         rs_errf(err, "sampling: some group has no eligible images");
         goto done;
     }
+    int tcol = -1;
+    if (o->type_column) {
+        tcol = rs_manifest_extra_col(m, o->type_column);
+        if (tcol < 0 && m->n_rows) {
+            rs_errf(err, "sampling: the manifest already has rows without a '%s' column", o->type_column);
+            goto done;
+        }
+        if (tcol < 0) {
+            char **nn = realloc(m->extra_names, (size_t)(m->n_extra + 1) * sizeof *nn);
+            if (nn) m->extra_names = nn;
+            if (!nn || !(nn[m->n_extra] = strdup(o->type_column))) {
+                rs_errf(err, "sampling: out of memory");
+                goto done;
+            }
+            tcol = m->n_extra++;
+        }
+    }
+    if (tcol >= 0) extra = calloc((size_t)m->n_extra, sizeof *extra);
+    if (tcol >= 0 && !extra) {
+        rs_errf(err, "sampling: out of memory");
+        goto done;
+    }
     uint64_t state = o->seed;
     for (int g = 0; g < o->n_groups; g++) {
         size_t *l = lists[g], n = st->available[g];
@@ -224,6 +266,10 @@ int coco_sample(const coco_data *d, const coco_sample_opts *o, rs_manifest *m, c
         st->split_count[g][2] = take - n_train - n_val;
         for (size_t i = 0; i < take; i++) {
             const coco_image *im = &d->images[l[i]];
+            if (extra) {
+                long ty = coco_image_type(d, im->id, o, g);
+                extra[tcol] = ty >= 0 ? d->categories[ty].name : "";
+            }
             const char *split = SPLIT_NAMES[i < n_train ? 0 : i < n_train + n_val ? 1 : 2];
             if (o->include_images) {
                 const char *dir = im->dir ? im->dir : o->images_dir;
@@ -231,7 +277,7 @@ int coco_sample(const coco_data *d, const coco_sample_opts *o, rs_manifest *m, c
                 char *input = full && dir[0] != '/' ? rs_path_relative(full, m->dir) : NULL;
                 int bad = !full || (dir[0] != '/' && !input);
                 if (!bad && rs_manifest_add(m, RS_MODALITY_IMAGE, input ? input : full, o->groups[g].name,
-                                            im->file_name, im->id, -1, split, NULL, err))
+                                            im->file_name, im->id, -1, split, extra, err))
                     bad = 2;
                 free(full);
                 free(input);
@@ -247,13 +293,14 @@ int coco_sample(const coco_data *d, const coco_sample_opts *o, rs_manifest *m, c
                     e = b + (size_t)o->captions_per_image;
                 for (size_t c = b; c < e; c++)
                     if (rs_manifest_add(m, RS_MODALITY_TEXT, d->captions[c].caption, o->groups[g].name, im->file_name,
-                                        im->id, d->captions[c].id, split, NULL, err))
+                                        im->id, d->captions[c].id, split, extra, err))
                         goto done;
             }
         }
     }
     rc = 0;
 done:
+    free(extra);
     for (int g = 0; g < o->n_groups; g++) free(lists[g]);
     return rc;
 }

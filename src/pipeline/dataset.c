@@ -34,7 +34,7 @@ static int dataset_fingerprint(pl_ctx *c, char fp[65], rs_err *err) {
     if (!f) return rs_errf(err, "out of memory");
     int rc = 0;
     char *ds = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(cfg->resolved, "dataset"));
-    fprintf(f, "dataset v1\n%s\n", ds ? ds : "");
+    fprintf(f, "dataset v2\n%s\n", ds ? ds : ""); /* v2: the manifest's category column */
     free(ds);
     if (cfg->dataset.manifest) {
         char sha[65];
@@ -155,6 +155,7 @@ static int build_manifest(pl_ctx *c, const char *path, const char *dir, rs_err *
         if (load_coco(c, &d, err)) goto done;
         coco_sample_opts so;
         rs_config_sample_opts(c->cfg, &so);
+        so.type_column = "category"; /* the concept probes' control-task type (docs/probes.md) */
         coco_sample_stats st;
         if (coco_sample(d, &so, m, &st, err)) goto done;
         for (int g = 0; g < so.n_groups; g++)
@@ -191,6 +192,10 @@ void pl_dataset_free(pl_ctx *c) {
     free(c->text_group);
     free(c->image_group);
     free(c->image_caption);
+    free(c->text_ctype);
+    free(c->image_ctype);
+    c->text_ctype = c->image_ctype = NULL;
+    c->n_ctypes = 0;
     free(c->variants);
     for (int i = 0; c->text_ids && i < c->n_text; i++) free(c->text_ids[i]);
     free(c->text_ids);
@@ -286,6 +291,29 @@ static int load_dataset(pl_ctx *c, const char *path, rs_err *err) {
             c->image_label[c->n_image] = row_label[i];
             c->image_group[c->n_image++] = row_group[i];
         }
+    }
+    /* control-task types of the concept probes: the manifest's category column (COCO sampling
+       writes the image's category, coco_image_type), as dense ids over the sorted names; a row
+       without one leaves its probe without a control task (pl_ctx.n_ctypes = 0: no column) */
+    int tcol = rs_manifest_extra_col(m, "category");
+    if (tcol >= 0) {
+        c->text_ctype = malloc((n + 1) * sizeof(int));
+        c->image_ctype = malloc((n + 1) * sizeof(int));
+        if (!c->text_ctype || !c->image_ctype) { rs_errf(err, "out of memory"); goto done; }
+        for (size_t i = 0; i < n; i++) {
+            k[i].key = m->rows[i].extra[tcol];
+            k[i].row = (int)i;
+        }
+        qsort(k, n, sizeof *k, cmp_keyed);
+        int *rt = row_label; /* reused: labels are copied above */
+        for (size_t i = 0, t = 0; i < n; i++) {
+            if (i > 0 && strcmp(k[i].key, k[i - 1].key) && k[i - 1].key[0]) t++;
+            rt[k[i].row] = k[i].key[0] ? (int)t : -1;
+            if (k[i].key[0]) c->n_ctypes = (int)t + 1;
+        }
+        for (int t = 0; t < c->n_text; t++) c->text_ctype[t] = rt[c->text_row[t]];
+        for (int j = 0; j < c->n_image; j++) c->image_ctype[j] = rt[c->image_row[j]];
+        for (size_t i = 0; i < n; i++) k[i].key = NULL;
     }
     for (int j = 0; j < c->n_image; j++) {
         c->image_caption[j] = -1;

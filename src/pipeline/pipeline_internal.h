@@ -39,6 +39,9 @@ typedef struct {
     int *text_label, *image_label;
     int *text_group, *image_group; /* group = base image (an image, its captions and edits) */
     int *image_caption;       /* first text input of each image, or -1 */
+    int *text_ctype, *image_ctype; /* concept control-task type (manifest column "category", dense
+                                      ids, -1 where empty); NULL without that column */
+    int n_ctypes;             /* distinct types */
     int n_variants;
     pl_variant *variants;
 

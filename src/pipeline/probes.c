@@ -90,6 +90,9 @@ typedef struct {
     cJSON *edit_matrices; /* attribute_transfer.json: one edit-transfer matrix per hook */
     double *C_dst;        /* non-NULL: eval_one stores the chosen C per seed there (NaN if skipped) */
     double *attr_C;       /* [n_variants × seeds]: the attribute probes' C at the current hook */
+    rs_eval_result *keep; /* non-NULL: eval_one keeps the seeds' test rows and predictions there */
+    cJSON *root;          /* probes.json (the "paired" list is added on first use) */
+    int paired_flips;     /* sign flips of the paired test (0: no p-value) */
 } probe_run;
 
 /* Evaluate one probe and append its layer entry; a probe the data cannot support (e.g. a
@@ -101,6 +104,7 @@ static int eval_one(probe_run *p, const char *task, const char *kind, const char
     rs_err e = {{0}};
     rs_eval_opts eo = p->eo;
     eo.control_type = ctype;
+    eo.keep_tests = p->keep != NULL;
     if (p->C_dst)
         for (int s = 0; s < eo.n_seeds; s++) p->C_dst[s] = NAN;
     if (rs_probe_evaluate(X, y, group, n, d, K, &eo, &r, &e)) {
@@ -118,6 +122,12 @@ static int eval_one(probe_run *p, const char *task, const char *kind, const char
         return 0;
     }
     if (p->C_dst) memcpy(p->C_dst, r.C_chosen, sizeof(double) * (size_t)eo.n_seeds);
+    if (p->keep) { /* hand the test rows and predictions over (freed with the kept result) */
+        memset(p->keep, 0, sizeof *p->keep);
+        p->keep->n_seeds = r.n_seeds;
+        p->keep->test_n = r.test_n, p->keep->test_row = r.test_row, p->keep->test_pred = r.test_pred;
+        r.test_n = r.test_row = r.test_pred = NULL;
+    }
     /* test rows of the first split (the evaluation's seed rule: seed + 7919·(s+1)) */
     int *is_test = malloc((size_t)n * sizeof *is_test), n_test = 0;
     if (!is_test) {
@@ -160,6 +170,19 @@ static int eval_one(probe_run *p, const char *task, const char *kind, const char
            r.n_seeds, r.perm_seconds);
     rs_eval_result_free(&r);
     return 0;
+}
+
+/* Control-task types of the concept probes (Hewitt & Liang with a type that recurs between
+ * train and test): the image's COCO category (pl_ctx text_ctype / image_ctype, from the
+ * manifest's category column); NULL (no control task) without the column or when a row has
+ * none. */
+static const int *concept_ctype(const pl_ctx *c, int images) {
+    const int *t = images ? c->image_ctype : c->text_ctype;
+    int n = images ? c->n_image : c->n_text;
+    if (!t) return NULL;
+    for (int i = 0; i < n; i++)
+        if (t[i] < 0) return NULL;
+    return t;
 }
 
 /* The transfer matrix of one hook: rows = training modality, cols = test condition. */
@@ -333,7 +356,8 @@ static int probe_vision_hook(probe_run *p, rs_err *err) {
     g = malloc((size_t)(2 * ni) * sizeof *g);
     if (!X || !y || !g) { rs_errf(err, "out of memory"); goto done; }
     if (wants(c->cfg, "concept") && K >= 2 &&
-        eval_one(p, "concept", "concept", "VLM images", XI, c->image_label, c->image_group, NULL, ni, d, K, err))
+        eval_one(p, "concept", "concept", "VLM images", XI, c->image_label, c->image_group, concept_ctype(c, 1), ni, d, K,
+                 err))
         goto done;
     if (attribute_probes(p, XI, XE, d, X, y, g, err) || edit_transfer(p, XI, XE, d, err)) goto done;
     rc = 0;
@@ -346,6 +370,73 @@ done:
     return rc;
 }
 
+/* Paired comparison of concept probes A and B at the current hook (rs_paired_probe_test):
+ * kept test rows and predictions of both (eval_one with p->keep); a probe that was skipped
+ * leaves nothing to compare. The two must have been evaluated on identical splits (same
+ * labels, groups, seeds): a difference in any seed's test rows is an error. */
+static int paired_concept(probe_run *p, const char *pair, const char *ma, const char *mb, const rs_eval_result *A,
+                          const rs_eval_result *B, const int *label, const int *group, rs_err *err) {
+    if (!A->test_n || !B->test_n) {
+        pl_log(p->c, "probes", "paired %s (%s vs %s) at %s: skipped (a probe was not evaluated)", pair, ma, mb, p->hook);
+        return 0;
+    }
+    int S = A->n_seeds, tot = 0;
+    if (B->n_seeds != S)
+        return rs_errf(err, "paired probe test %s (%s vs %s): %d vs %d seeds; the two probes must be evaluated on "
+                            "identical splits", pair, ma, mb, S, B->n_seeds);
+    for (int s = 0; s < S; s++) {
+        if (A->test_n[s] != B->test_n[s] ||
+            memcmp(A->test_row + tot, B->test_row + tot, sizeof(int) * (size_t)A->test_n[s]))
+            return rs_errf(err, "paired probe test %s (%s vs %s): split %d has different test rows (%d vs %d rows); the "
+                                "two probes must be evaluated on identical splits", pair, ma, mb, s, A->test_n[s],
+                           B->test_n[s]);
+        tot += A->test_n[s];
+    }
+    int *ca = malloc(sizeof(int) * ((size_t)tot + 1)), *cb = malloc(sizeof(int) * ((size_t)tot + 1));
+    int *g = malloc(sizeof(int) * ((size_t)tot + 1));
+    if (!ca || !cb || !g) {
+        free(ca), free(cb), free(g);
+        return rs_errf(err, "out of memory");
+    }
+    for (int k = 0; k < tot; k++) {
+        int i = A->test_row[k];
+        ca[k] = A->test_pred[k] == label[i];
+        cb[k] = B->test_pred[k] == label[i];
+        g[k] = group[i];
+    }
+    rs_paired_result r;
+    rs_err e = {{0}};
+    int rc = rs_paired_probe_test(ca, cb, g, A->test_n, S, p->eo.n_boot > 0 ? p->eo.n_boot : 1, p->eo.seed + 0xB00Bu,
+                                  p->paired_flips, p->eo.seed + 0x5A1F1Bu, &r, &e);
+    free(ca), free(cb), free(g);
+    if (rc) return rs_errf(err, "paired probe test %s: %s", pair, e.msg);
+    cJSON *list = cJSON_GetObjectItemCaseSensitive(p->root, "paired");
+    if (!list) list = cJSON_AddArrayToObject(p->root, "paired");
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "task", "concept");
+    cJSON_AddStringToObject(o, "pair", pair);
+    cJSON_AddStringToObject(o, "model_a", ma);
+    cJSON_AddStringToObject(o, "model_b", mb);
+    if (!p->vision) rs_json_add_num(o, "layer", p->layer);
+    cJSON_AddStringToObject(o, "hook", p->hook);
+    rs_json_add_num(o, "n_seeds", r.n_seeds);
+    rs_json_add_num(o, "n_test_groups", r.n_test_groups);
+    rs_json_add_num(o, "n_test_items", r.n_test_items);
+    rs_json_add_num(o, "n_groups_tested", r.n_groups_tested);
+    add_num(o, "accuracy_a", r.acc_a);
+    add_num(o, "accuracy_b", r.acc_b);
+    cJSON_AddItemToObject(o, "difference", stat_json(r.diff, r.ci_lo, r.ci_hi));
+    cJSON *sd = cJSON_AddArrayToObject(o, "seed_differences");
+    for (int s = 0; s < S; s++) cJSON_AddItemToArray(sd, isfinite(r.seed_diff[s]) ? rs_json_number(r.seed_diff[s]) : cJSON_CreateNull());
+    add_num(o, "p", r.p);
+    rs_json_add_num(o, "permutations", r.n_perm);
+    cJSON_AddItemToArray(list, o);
+    pl_log(p->c, "probes", "paired %-4s %s: accuracy %s - %s = %+.3f [%+.3f, %+.3f], sign-flip p %.3g (%d flips)", pair,
+           p->hook, mb, ma, r.diff, r.ci_lo, r.ci_hi, r.p, r.n_perm);
+    rs_paired_result_free(&r);
+    return 0;
+}
+
 /* One hook: load the features of every store and run every probe family asked for. */
 static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
     pl_ctx *c = p->c;
@@ -355,6 +446,9 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
     int K = c->n_labels;
     int nt = c->n_text, ni = c->n_image;
     char label[300];
+    /* concept probes on caption rows, kept for the paired tests: a LLM, b VLM, c/d/e conditions */
+    rs_eval_result kept[5];
+    memset(kept, 0, sizeof kept);
     if (nt && (pl_store_features(c, PL_LLM_TEXT, p->hook, &XL, &n, &d, err) ||
                pl_store_features(c, PL_VLM_TEXT, p->hook, &XV, &n, &dd, err)))
         goto done;
@@ -368,13 +462,21 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
     if (wants(cfg, "concept") && K >= 2) {
         if (nt) {
             snprintf(label, sizeof label, "LLM captions");
-            if (eval_one(p, "concept", "concept", label, XL, c->text_label, c->text_group, NULL, nt, d, K, err)) goto done;
+            p->keep = &kept[0];
+            int erc = eval_one(p, "concept", "concept", label, XL, c->text_label, c->text_group, concept_ctype(c, 0), nt, d, K,
+                               err);
             snprintf(label, sizeof label, "VLM captions");
-            if (eval_one(p, "concept", "concept", label, XV, c->text_label, c->text_group, NULL, nt, d, K, err)) goto done;
+            p->keep = &kept[1];
+            if (!erc)
+                erc = eval_one(p, "concept", "concept", label, XV, c->text_label, c->text_group, concept_ctype(c, 0), nt, d, K,
+                               err);
+            p->keep = NULL;
+            if (erc) goto done;
         }
         if (ni) {
             snprintf(label, sizeof label, "VLM images");
-            if (eval_one(p, "concept", "concept", label, XI, c->image_label, c->image_group, NULL, ni, d, K, err)) goto done;
+            if (eval_one(p, "concept", "concept", label, XI, c->image_label, c->image_group, concept_ctype(c, 1), ni, d, K, err))
+                goto done;
         }
         /* the caption conditions (docs/pipeline.md): the same captions read after their own
            image, another group's image, a blank image; same labels, groups and splits */
@@ -389,9 +491,26 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
             float *XC = NULL;
             int nc, dc;
             if (pl_store_features(c, COND[k].store, p->hook, &XC, &nc, &dc, err)) goto done;
-            int erc = eval_one(p, "concept", "concept", COND[k].model, XC, c->text_label, c->text_group, NULL, nt, d, K, err);
+            p->keep = &kept[2 + k];
+            int erc = eval_one(p, "concept", "concept", COND[k].model, XC, c->text_label, c->text_group, concept_ctype(c, 0),
+                               nt, d, K, err);
+            p->keep = NULL;
             free(XC);
             if (erc) goto done;
+        }
+        /* paired LLM-vs-VLM and condition comparisons on the identical splits (the pairs of the
+           conditions stage); a pair needs both probes (the condition stores may be absent) */
+        static const struct {
+            const char *pair;
+            int a, b;
+        } PAIRS[] = {{"a-b", 0, 1}, {"b-c", 1, 2}, {"c-d", 2, 3}, {"c-e", 2, 4}};
+        const char *NAMES[5] = {"LLM captions", "VLM captions", COND[0].model, COND[1].model, COND[2].model};
+        for (int k = 0; k < 4 && nt; k++) {
+            int a = PAIRS[k].a, b = PAIRS[k].b;
+            if ((a >= 2 && !pl_store_used(c, COND[a - 2].store)) || (b >= 2 && !pl_store_used(c, COND[b - 2].store)))
+                continue;
+            if (paired_concept(p, PAIRS[k].pair, NAMES[a], NAMES[b], &kept[a], &kept[b], c->text_label, c->text_group, err))
+                goto done;
         }
     }
     if (wants(cfg, "modality") && nt && ni) {
@@ -463,6 +582,8 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
     if (ni && (attribute_probes(p, XI, XE, d, X, y, g, err) || edit_transfer(p, XI, XE, d, err))) goto done;
     rc = 0;
 done:
+    p->keep = NULL;
+    for (int k = 0; k < 5; k++) rs_eval_result_free(&kept[k]);
     free(XL);
     free(XV);
     free(XI);
@@ -569,6 +690,46 @@ static int probes_bh(cJSON *probes, rs_err *err) {
     return 0;
 }
 
+/* Benjamini–Hochberg over the paired tests of probes.json ("paired": pair × layer): each
+ * entry gets `q`; the top level describes the test and the family (`paired_n_tests`). */
+static int paired_bh(cJSON *probes, int flips, rs_err *err) {
+    cJSON *list = cJSON_GetObjectItemCaseSensitive(probes, "paired");
+    int n = cJSON_GetArraySize(list), m = 0, k = 0;
+    if (!list || n == 0) return 0;
+    double *p = malloc(sizeof(double) * ((size_t)n + 1)), *q = malloc(sizeof(double) * ((size_t)n + 1));
+    if (!p || !q) {
+        free(p), free(q);
+        return rs_errf(err, "out of memory");
+    }
+    cJSON *e;
+    cJSON_ArrayForEach(e, list) {
+        const cJSON *pv = cJSON_GetObjectItemCaseSensitive(e, "p");
+        p[k++] = cJSON_IsNumber(pv) ? pv->valuedouble : NAN;
+    }
+    int bad = stats_bh_qvalues(p, n, q);
+    k = 0;
+    cJSON_ArrayForEach(e, list) {
+        if (!bad) add_num(e, "q", q[k]);
+        m += isfinite(p[k]) != 0;
+        k++;
+    }
+    free(p), free(q);
+    if (bad) return rs_errf(err, "out of memory");
+    char desc[900];
+    snprintf(desc, sizeof desc,
+             "concept probes compared on identical splits (same seeds, same test captions): a-b = VLM captions minus "
+             "LLM captions, b-c = after own image minus VLM captions, c-d = after other image minus after own image, "
+             "c-e = after blank image minus after own image; difference = mean over splits of accuracy B - A, 95%% "
+             "paired nested bootstrap (splits, then test images, the same draws for A and B); p: two-sided paired "
+             "permutation test with %d random sign-flip patterns (each test image's A and B correctness swapped with "
+             "probability 1/2 on all of its captions, the same flip in every split that tests the image), p = (1 + #{|null| >= |observed|}) "
+             "/ (1 + flips)%s; q: Benjamini-Hochberg over the paired_n_tests p-values of this list (docs/probes.md)",
+             flips, flips ? "" : " (probes.permutations = 0: not computed, p null)");
+    cJSON_AddStringToObject(probes, "paired_test", desc);
+    rs_json_add_num(probes, "paired_n_tests", m);
+    return 0;
+}
+
 int pl_stage_probes(pl_ctx *c, rs_err *err) {
     const rs_config *cfg = c->cfg;
     char *pp = pl_join(c->results, "probes.json"), *tp = pl_join(c->results, "transfer.json");
@@ -583,7 +744,7 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
         else if (pl_store_fp(c, s, fps[s], err)) goto done;
     }
     char *pj = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(cfg->resolved, "probes"));
-    pl_fp(fp, "probes v2 %s %s %s %s %s %s %s %s %s pool=%s", RS_VERSION, fps[0], fps[1], fps[2], fps[3], fps[4], fps[5],
+    pl_fp(fp, "probes v3 %s %s %s %s %s %s %s %s %s pool=%s", RS_VERSION, fps[0], fps[1], fps[2], fps[3], fps[4], fps[5],
           fps[6], pj ? pj : "-", cfg->pool);
     free(pj);
     char *note = pl_stage_read(c, "probes");
@@ -600,7 +761,7 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
     unlink(ap);
     probes = cJSON_CreateObject();
     transfer = cJSON_CreateObject();
-    char ci[256];
+    char ci[1024];
     snprintf(ci, sizeof ci,
              "95%% nested bootstrap of the mean accuracy over %d group-aware splits (splits, then test images "
              "resampled with replacement; %d replicates; the same resamples for every cell)",
@@ -613,7 +774,9 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
     cJSON_AddStringToObject(probes, "ci", ci);
     snprintf(ci, sizeof ci,
              "%d group-level label permutations per split; p = (1 + #{null >= observed}) / (1 + n); control task "
-             "types: the image's concept label (attribute and modality probes; none for concept probes)",
+             "types: the image's concept label (attribute and modality probes), the image's COCO category (concept "
+             "probes: manifest column category, the most frequent instance category of the image's concept group, ties "
+             "to the smallest category id; null without that column); selectivity = accuracy - control accuracy",
              cfg->probes.permutations);
     cJSON_AddStringToObject(probes, "permutation_test", ci);
     cJSON_AddStringToObject(probes, "split", "group-aware: an image, its captions and its edited variants are on one side");
@@ -637,6 +800,8 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
     p.eo.n_perm = cfg->probes.permutations;
     p.eo.min_test_groups = cfg->probes.min_test_groups;
     p.eo.seed = 0;
+    p.root = probes;
+    p.paired_flips = cfg->probes.permutations > 0 ? 1000 : 0;
     if (pl_probes_check(c, err)) goto done;
     for (int h = 0; h < cfg->n_hooks; h++) {
         p.hook_i = h;
@@ -665,7 +830,8 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
     if (cJSON_GetArraySize(matrices) > 0 && write_json(tp, transfer, err)) goto done;
     if (cJSON_GetArraySize(p.edit_matrices) > 0 && write_json(ap, attr, err)) goto done;
     /* the report needs at least one task in probes.json: with none, the file is not written */
-    if (n_tasks > 0 && (probes_bh(probes, err) || write_json(pp, probes, err))) goto done;
+    if (n_tasks > 0 && (probes_bh(probes, err) || paired_bh(probes, p.paired_flips, err) || write_json(pp, probes, err)))
+        goto done;
     if (pl_stage_mark_note(c, "probes", fp, n_tasks ? NULL : "no probe could be evaluated", err)) goto done;
     if (n_tasks) pl_log(c, "probes", "wrote %s%s", pp, cJSON_GetArraySize(matrices) > 0 ? " and transfer.json" : "");
     else pl_log(c, "probes", "no probe could be evaluated on this dataset (see the messages above)");

@@ -485,6 +485,10 @@ void rs_eval_result_free(rs_eval_result *res) {
     free(res->confusion);
     res->C_chosen = NULL;
     res->confusion = NULL;
+    free(res->test_n);
+    free(res->test_row);
+    free(res->test_pred);
+    res->test_n = res->test_row = res->test_pred = NULL;
 }
 
 
@@ -524,6 +528,15 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
     res->control_accuracy = res->control_overlap = res->selectivity = NAN;
     res->C_chosen = calloc(S, sizeof(double));
     res->confusion = calloc((size_t)K * K, sizeof(int));
+    if (o.keep_tests) {
+        res->test_n = calloc(S, sizeof(int));
+        res->test_row = malloc(sizeof(int) * ((size_t)n * S + 1));
+        res->test_pred = malloc(sizeof(int) * ((size_t)n * S + 1));
+        if (!res->test_n || !res->test_row || !res->test_pred) {
+            rs_eval_result_free(res);
+            return rs_errf(err, "evaluate: out of memory");
+        }
+    }
     int *is_test = malloc(sizeof(int) * n), *gid = malloc(sizeof(int) * n);
     int *tests_y = malloc(sizeof(int) * (size_t)n * S), *tests_p = malloc(sizeof(int) * (size_t)n * S);
     int *tests_g = malloc(sizeof(int) * (size_t)n * S);
@@ -586,6 +599,12 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
         int *pred = tests_p + pos;
         if (rc == 0) rc = probe_fit_predict(&o, &lo, seed, Xa, ya, na, Xb, nb, d, K, pred, err);
         if (rc == 0) {
+            if (o.keep_tests) {
+                for (int i = 0, k = 0; i < n; i++)
+                    if (is_test[i]) res->test_row[pos + k++] = i;
+                memcpy(res->test_pred + pos, pred, sizeof(int) * nb);
+                res->test_n[s] = nb;
+            }
             memcpy(tests_y + pos, yb, sizeof(int) * nb);
             if (rs_group_dense(gb, nb, tests_g + pos) < 0) rc = rs_errf(err, "evaluate: out of memory");
             nte_s[s] = nb;

@@ -1213,6 +1213,67 @@ static int sec_vision(ctx *c, const cJSON *vision, const cJSON *tasks, const cha
     return 0;
 }
 
+/* probes.json "paired": concept probes of two models compared on identical splits, one row
+ * per pair and layer (Δaccuracy = B − A with its paired CI, sign-flip p, BH q over the list). */
+static int sec_paired(ctx *c, const cJSON *paired, rs_err *err) {
+    if (!cJSON_IsArray(paired)) return rs_errf(err, "%s: \"paired\" must be an array", c->path);
+    if (cJSON_GetArraySize(paired) < 1) return 0;
+    h2(c, "paired", "Paired probe comparison (concept)");
+    sb_puts(c->b, "<p>Is the concept probe better or worse on one model's (or condition's) captions than on the "
+                  "other's? Both probes are trained and tested on identical splits; &Delta;accuracy = B &minus; A, "
+                  "mean over splits, with a paired 95% nested bootstrap CI (splits, then test images, the same draws for "
+                  "A and B) and a two-sided paired permutation p (test images' A/B correctness swapped at random); q: "
+                  "Benjamini&ndash;Hochberg over this table. Pairs: a&ndash;b VLM vs LLM captions, b&ndash;c own image "
+                  "vs no image, c&ndash;d other vs own image, c&ndash;e blank vs own image. Source: "
+                  "<code>probes.json</code> (<code>paired</code>).</p>\n");
+    rs_sbuf rows = {0};
+    int i = 0, n_sig = 0, n_tests = 0;
+    for (const cJSON *E = paired->child; E; E = E->next, i++) {
+        char where[64];
+        snprintf(where, sizeof where, "paired[%d]", i);
+        const char *pair = get_str(E, "pair"), *ma = get_str(E, "model_a"), *mb = get_str(E, "model_b");
+        const char *hook = get_str(E, "hook");
+        int64_t ns = 0, ng = 0, nit = 0;
+        rstat dlt;
+        if (!cJSON_IsObject(E) || !pair) {
+            sb_free(&rows);
+            return rs_errf(err, "%s: %s: needs \"pair\" (string)", c->path, where);
+        }
+        if (get_n(c, E, "n_seeds", where, &ns, err) || get_n(c, E, "n_test_groups", where, &ng, err) ||
+            get_n(c, E, "n_test_items", where, &nit, err) || get_stat(c, E, "difference", where, &dlt, err) < 0) {
+            sb_free(&rows);
+            return -1;
+        }
+        double pv = num_or_nan(E, "p"), qv = num_or_nan(E, "q");
+        int sig = isfinite(qv) && qv < 0.05;
+        n_sig += sig, n_tests += isfinite(pv) != 0;
+        const cJSON *lx = cJSON_GetObjectItemCaseSensitive(E, "layer");
+        sb_puts(&rows, sig ? "<tr class=\"sig\"><td>" : "<tr><td>");
+        if (cJSON_IsNumber(lx)) sb_printf(&rows, "%g", lx->valuedouble);
+        else sb_escape(&rows, hook ? hook : "?");
+        sb_puts(&rows, "</td><td>");
+        sb_escape(&rows, pair);
+        sb_puts(&rows, "</td><td>");
+        sb_escape(&rows, mb ? mb : "B");
+        sb_puts(&rows, " &minus; ");
+        sb_escape(&rows, ma ? ma : "A");
+        sb_printf(&rows, "</td><td>%s%+.3f [%+.3f, %+.3f]%s</td>", sig ? "<b>" : "", dlt.v, dlt.lo, dlt.hi, sig ? "</b>" : "");
+        if (isfinite(pv)) sb_printf(&rows, "<td>%.3g</td>", pv);
+        else sb_puts(&rows, "<td>not computed</td>");
+        if (isfinite(qv)) sb_printf(&rows, "<td>%s%.3g%s</td>", sig ? "<b>" : "", qv, sig ? " *</b>" : "");
+        else sb_puts(&rows, "<td>&ndash;</td>");
+        sb_printf(&rows, "<td>%lld / %lld / %lld</td></tr>\n", (long long)ns, (long long)ng, (long long)nit);
+    }
+    sb_printf(c->b, "<p>Paired differences that survive Benjamini&ndash;Hochberg at q &lt; 0.05 (marked *): <b>%d of %d</b> "
+                    "tests.</p>\n", n_sig, n_tests);
+    sb_puts(c->b, "<table class=\"fdr\"><tr><th>layer</th><th>pair</th><th>B &minus; A</th><th>&Delta;accuracy [95% CI]</th>"
+                  "<th>p</th><th>q</th><th>n (splits / test images / test captions per split)</th></tr>\n");
+    if (rows.buf) sb_puts(c->b, rows.buf);
+    sb_puts(c->b, "</table>\n</section>\n");
+    sb_free(&rows);
+    return 0;
+}
+
 static int sec_probes(ctx *c, rs_err *err) {
     cJSON *j;
     int r = load(c, "probes.json", "Probes", &j, err);
@@ -1234,7 +1295,9 @@ static int sec_probes(ctx *c, rs_err *err) {
             rs_errf(err, "%s: tasks[%d]: needs \"task\" (string)", c->path, ti);
             goto out;
         }
-    if (probe_group(c, tasks, 0, ci, err) || probe_group(c, tasks, 1, ci, err)) goto out;
+    const cJSON *paired = cJSON_GetObjectItemCaseSensitive(j, "paired");
+    if (probe_group(c, tasks, 0, ci, err) || (paired && sec_paired(c, paired, err)) || probe_group(c, tasks, 1, ci, err))
+        goto out;
     if (vision && sec_vision(c, vision, tasks, ci, err)) goto out;
     rc = 0;
 out:
@@ -1635,8 +1698,9 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     sb_printf(&page, "</code>. %d figures. Every caption states n and the confidence-interval method.</p>\n</header>\n", c.figs);
     sb_puts(&page, "<nav>");
     const char *secs[][2] = {{"conditions", "Conditions"}, {"shift", "Shift"}, {"sae", "SAE fit"}, {"probes", "Probes"},
-                             {"attributes", "Attribute probes"}, {"vision", "Vision tower"}, {"transfer", "Transfer"}};
-    for (int i = 0; i < 7; i++) {
+                             {"paired", "Paired probes"}, {"attributes", "Attribute probes"}, {"vision", "Vision tower"},
+                             {"transfer", "Transfer"}};
+    for (int i = 0; i < 8; i++) {
         char needle[64];
         snprintf(needle, sizeof needle, "<section id=\"%s\">", secs[i][0]);
         if (body.buf && strstr(body.buf, needle)) sb_printf(&page, "<a href=\"#%s\">%s</a>", secs[i][0], secs[i][1]);
