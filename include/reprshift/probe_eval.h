@@ -71,6 +71,10 @@ typedef struct {
     double tol;            /* solver tolerance (default 1e-4) */
     const rs_mlp_opts *mlp; /* non-NULL: evaluate this MLP probe instead of logistic regression
                                (no C search; the MLP seed is offset per split) */
+    int threads;           /* threads for the permutation refits (independent fits, one per
+                              permutation; default 0 = 1: serial). Used for logistic probes small
+                              enough to be fitted on one thread (rs_logreg_fit_threads); results
+                              are identical for any value */
 } rs_eval_opts;
 
 /* Defaults above. */

@@ -510,7 +510,7 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
                 pl_remove_flat_dir(wd);
                 shift_run_opts so = {.acts_a = files[pd->a], .acts_b = files[pd->b], .sae = use_sae ? sp : NULL,
                                      .hook = hook, .sae_hook = use_sae ? sh : NULL, .n_boot = cfg->probes.bootstrap,
-                                     .n_perm = cfg->shift_permutations, .no_floors = 1,
+                                     .n_perm = cfg->shift_permutations, .threads = c->coarse_threads, .no_floors = 1,
                                      .seed = 0, .top_k = 20, .tokenizer = rs_path_exists(tokp) ? tokp : NULL,
                                      .out_dir = wd};
                 pl_log(c, "conditions", "%s: %s (%s) vs %s (%s)%s", hook, cond_letter(pd->a), PL_STORE_NAME[pd->a],

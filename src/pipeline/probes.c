@@ -637,6 +637,7 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
     p.eo.n_perm = cfg->probes.permutations;
     p.eo.min_test_groups = cfg->probes.min_test_groups;
     p.eo.seed = 0;
+    p.eo.threads = c->coarse_threads;
     if (pl_probes_check(c, err)) goto done;
     for (int h = 0; h < cfg->n_hooks; h++) {
         p.hook_i = h;

@@ -511,6 +511,83 @@ static int *gather_ints(const int *v, const int *sel, int want, int n) {
     return o;
 }
 
+/* One permutation refit: training labels ya permuted at group level (permutation q of the
+ * seed), the probe refitted with the same C and scored on the true test labels yb.
+ * *acc = test accuracy. yp, pp: scratch [na], [nb]. */
+static int perm_refit_one(const rs_eval_opts *o, const rs_logreg_opts *lo, uint64_t seed, int s, int q,
+                          const float *Xa, const int *ya, const int *ga, int na, const float *Xb, const int *yb,
+                          int nb, int d, int K, int *yp, int *pp, double *acc, rs_err *err) {
+    if (rs_permute_labels_grouped(ya, ga, na, rs_splitmix64_at(seed ^ 0xA5A5A5A5ull, (uint64_t)q), yp))
+        return rs_errf(err, "evaluate: out of memory");
+    if (probe_fit_predict(o, lo, seed + 1 + (uint64_t)q, Xa, yp, na, Xb, nb, d, K, pp, err)) {
+        rs_err_prefix(err, "evaluate: seed %d: permutation %d", s, q);
+        return -1;
+    }
+    int ok = 0;
+    for (int i = 0; i < nb; i++) ok += pp[i] == yb[i];
+    *acc = (double)ok / nb;
+    return 0;
+}
+
+/* The NP permutation refits of seed s: null_acc[q] += accuracy_q / S. The fits are
+ * independent, so with o->threads > 1 (and logistic fits that run on one thread anyway) they
+ * are spread over threads, each permutation's accuracy in its own slot and added in q order:
+ * the same numbers as a serial run. On failure the error of the lowest failing q. */
+static int perm_refits(const rs_eval_opts *o, const rs_logreg_opts *lo, uint64_t seed, int s, const float *Xa,
+                       const int *ya, const int *ga, int na, const float *Xb, const int *yb, int nb, int d, int K,
+                       int NP, int S, double *null_acc, rs_err *err) {
+    int T = o->threads > 1 ? o->threads : 1;
+    if (T > NP) T = NP;
+    if (o->mlp || rs_logreg_fit_threads(na, d, K, lo) > 1) T = 1;
+    double *acc = malloc(sizeof(double) * NP);
+    int *qrc = calloc(NP, sizeof(int));
+    rs_err *qerr = T > 1 ? calloc(NP, sizeof(rs_err)) : NULL;
+    if (!acc || !qrc || (T > 1 && !qerr)) {
+        free(acc); free(qrc); free(qerr);
+        return rs_errf(err, "evaluate: out of memory");
+    }
+    if (T == 1) {
+        int *yp = malloc(sizeof(int) * (na + 1)), *pp = malloc(sizeof(int) * (nb + 1));
+        int rc = !yp || !pp ? rs_errf(err, "evaluate: out of memory") : 0;
+        for (int q = 0; rc == 0 && q < NP; q++) {
+            rc = perm_refit_one(o, lo, seed, s, q, Xa, ya, ga, na, Xb, yb, nb, d, K, yp, pp, &acc[q], err);
+            if (rc == 0) null_acc[q] += acc[q] / S;
+        }
+        free(yp); free(pp); free(acc); free(qrc);
+        return rc;
+    }
+    rs_logreg_opts lo1 = *lo;
+    lo1.threads = 1; /* no nested parallel region inside a fit */
+    int stop = 0;
+#pragma omp parallel num_threads(T)
+    {
+        int *yp = malloc(sizeof(int) * (na + 1)), *pp = malloc(sizeof(int) * (nb + 1));
+#pragma omp for schedule(dynamic)
+        for (int q = 0; q < NP; q++) {
+            int halt;
+#pragma omp atomic read
+            halt = stop;
+            if (halt) { qrc[q] = -2; continue; } /* not run: a lower q failed (or will be reported) */
+            if (!yp || !pp) qrc[q] = rs_errf(&qerr[q], "evaluate: out of memory");
+            else qrc[q] = perm_refit_one(o, &lo1, seed, s, q, Xa, ya, ga, na, Xb, yb, nb, d, K, yp, pp, &acc[q], &qerr[q]);
+            if (qrc[q]) {
+#pragma omp atomic write
+                stop = 1;
+            }
+        }
+        free(yp); free(pp);
+    }
+    int rc = 0;
+    for (int q = 0; q < NP; q++) {
+        if (qrc[q] == -2) continue;
+        if (qrc[q]) { *err = qerr[q]; rc = -1; break; }
+    }
+    if (rc == 0)
+        for (int q = 0; q < NP; q++) null_acc[q] += acc[q] / S;
+    free(acc); free(qrc); free(qerr);
+    return rc;
+}
+
 int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int d, int K,
                       const rs_eval_opts *opts, rs_eval_result *res, rs_err *err) {
     rs_eval_opts o = opts ? *opts : rs_eval_defaults();
@@ -608,20 +685,7 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
         /* permutation test: training labels permuted at group level, same C, scored on the
            true test labels; null statistic q = seed-mean accuracy under permutation q */
         double t0 = rs_now();
-        for (int q = 0; rc == 0 && q < NP; q++) {
-            if (rs_permute_labels_grouped(ya, ga, na, rs_splitmix64_at(seed ^ 0xA5A5A5A5ull, (uint64_t)q), yp)) {
-                rc = rs_errf(err, "evaluate: out of memory");
-                break;
-            }
-            if (probe_fit_predict(&o, &lo, seed + 1 + (uint64_t)q, Xa, yp, na, Xb, nb, d, K, pp, err)) {
-                rs_err_prefix(err, "evaluate: seed %d: permutation %d", s, q);
-                rc = -1;
-                break;
-            }
-            int ok = 0;
-            for (int i = 0; i < nb; i++) ok += pp[i] == yb[i];
-            null_acc[q] += (double)ok / nb / S;
-        }
+        if (rc == 0 && NP > 0) rc = perm_refits(&o, &lo, seed, s, Xa, ya, ga, na, Xb, yb, nb, d, K, NP, S, null_acc, err);
         t_perm += rs_now() - t0;
         if (rc == 0 && o.control && o.control_type) {
             /* Hewitt & Liang: each control type gets a label drawn from the empirical label
