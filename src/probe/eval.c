@@ -435,9 +435,9 @@ int rs_logreg_cv(const float *X, const int *y, int n, int d, int K, const double
     return rc;
 }
 
-int rs_logreg_cv_folds(const float *X, const int *y, int n, int d, int K, const int *fold, int folds,
-                       const double *Cs, int n_Cs, int standardize, const rs_logreg_opts *base,
-                       double *mean_acc, double *best_C, rs_err *err) {
+static int cv_folds_serial(const float *X, const int *y, int n, int d, int K, const int *fold, int folds,
+                           const double *Cs, int n_Cs, int standardize, const rs_logreg_opts *base,
+                           double *mean_acc, double *best_C, rs_err *err) {
     if (n_Cs < 1) return rs_errf(err, "cv: empty C grid");
     if (folds < 2) return rs_errf(err, "cv: need at least 2 folds (got %d)", folds);
     for (int i = 0; i < n; i++)
@@ -478,6 +478,86 @@ int rs_logreg_cv_folds(const float *X, const int *y, int n, int d, int K, const 
     }
     free(pred); free(acc); free(other);
     return rc;
+}
+
+/* rs_logreg_cv_folds over T threads: the folds × Cs fits are independent; each fit's
+ * accuracy has its own slot and the per-C means add the folds in order, as the serial loop.
+ * Folds that the serial loop would refuse, fits that would use threads of their own, or
+ * T ≤ 1: the serial loop itself. On a failed fit, the error of the first in (fold, C) order. */
+static int cv_folds_threads(const float *X, const int *y, int n, int d, int K, const int *fold, int folds,
+                            const double *Cs, int n_Cs, int standardize, const rs_logreg_opts *base,
+                            double *mean_acc, double *best_C, int threads, rs_err *err) {
+    int J = folds * n_Cs, T = threads < J ? threads : J;
+    if (T <= 1 || n_Cs < 1 || folds < 2 || rs_logreg_fit_threads(n, d, K, base) > 1)
+        return cv_folds_serial(X, y, n, d, K, fold, folds, Cs, n_Cs, standardize, base, mean_acc, best_C, err);
+    for (int i = 0; i < n; i++)
+        if (fold[i] < 0 || fold[i] >= folds)
+            return cv_folds_serial(X, y, n, d, K, fold, folds, Cs, n_Cs, standardize, base, mean_acc, best_C, err);
+    float **Xa = calloc(folds, sizeof *Xa), **Xb = calloc(folds, sizeof *Xb);
+    int **ya = calloc(folds, sizeof *ya), **yb = calloc(folds, sizeof *yb);
+    int *na = calloc(folds, sizeof(int)), *nb = calloc(folds, sizeof(int)), *other = malloc(sizeof(int) * (n + 1));
+    int *jrc = calloc(J, sizeof(int));
+    double *jacc = calloc(J, sizeof(double));
+    rs_err *jerr = calloc(J, sizeof(rs_err));
+    int rc = 0, serial = 0;
+    if (!Xa || !Xb || !ya || !yb || !na || !nb || !other || !jrc || !jacc || !jerr) rc = rs_errf(err, "cv: out of memory");
+    for (int f = 0; rc == 0 && f < folds; f++) {
+        if (gather(X, y, fold, f, n, d, &Xb[f], &yb[f], &nb[f])) { rc = rs_errf(err, "cv: out of memory"); break; }
+        for (int i = 0; i < n; i++) other[i] = fold[i] != f;
+        if (gather(X, y, other, 1, n, d, &Xa[f], &ya[f], &na[f])) { rc = rs_errf(err, "cv: out of memory"); break; }
+        if (nb[f] == 0 || !all_classes(ya[f], na[f], K)) serial = 1; /* refused: the serial loop words it */
+    }
+    if (rc == 0 && !serial) {
+        rs_logreg_opts o1 = *base;
+        o1.threads = 1; /* no nested parallel region inside a fit */
+#pragma omp parallel num_threads(T)
+        {
+            int *pred = malloc(sizeof(int) * (n + 1));
+#pragma omp for schedule(dynamic)
+            for (int j = 0; j < J; j++) {
+                int f = j / n_Cs, c = j % n_Cs;
+                if (!pred) { jrc[j] = rs_errf(&jerr[j], "cv: out of memory"); continue; }
+                rs_logreg_opts o = o1;
+                o.C = Cs[c];
+                jrc[j] = rs_logreg_fit_predict(Xa[f], ya[f], na[f], Xb[f], nb[f], d, K, standardize, &o, pred, &jerr[j]);
+                if (jrc[j]) continue;
+                int ok = 0;
+                for (int i = 0; i < nb[f]; i++) ok += pred[i] == yb[f][i];
+                jacc[j] = (double)ok / nb[f];
+            }
+            free(pred);
+        }
+        for (int j = 0; j < J; j++)
+            if (jrc[j]) { *err = jerr[j]; rc = -1; break; }
+        if (rc == 0) {
+            double *acc = calloc(n_Cs, sizeof(double));
+            if (!acc) rc = rs_errf(err, "cv: out of memory");
+            for (int f = 0; rc == 0 && f < folds; f++)
+                for (int c = 0; c < n_Cs; c++) acc[c] += jacc[f * n_Cs + c];
+            if (rc == 0) {
+                for (int c = 0; c < n_Cs; c++) acc[c] /= folds;
+                int best = 0;
+                for (int c = 1; c < n_Cs; c++)
+                    if (acc[c] > acc[best]) best = c;
+                *best_C = Cs[best];
+                if (mean_acc) memcpy(mean_acc, acc, sizeof(double) * n_Cs);
+            }
+            free(acc);
+        }
+    }
+    for (int f = 0; f < folds && Xa; f++) {
+        free(Xa[f]); free(Xb[f]); free(ya[f]); free(yb[f]);
+    }
+    free(Xa); free(Xb); free(ya); free(yb); free(na); free(nb); free(other); free(jrc); free(jacc); free(jerr);
+    if (rc == 0 && serial)
+        return cv_folds_serial(X, y, n, d, K, fold, folds, Cs, n_Cs, standardize, base, mean_acc, best_C, err);
+    return rc;
+}
+
+int rs_logreg_cv_folds(const float *X, const int *y, int n, int d, int K, const int *fold, int folds,
+                       const double *Cs, int n_Cs, int standardize, const rs_logreg_opts *base,
+                       double *mean_acc, double *best_C, rs_err *err) {
+    return cv_folds_serial(X, y, n, d, K, fold, folds, Cs, n_Cs, standardize, base, mean_acc, best_C, err);
 }
 
 void rs_eval_result_free(rs_eval_result *res) {
@@ -655,7 +735,8 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
             /* inner CV on the training side, group-aware: no group on both sides of a fold */
             rc = rs_group_kfold(ya, ga, na, K, o.cv_folds, seed, fold, err);
             if (rc == 0)
-                rc = rs_logreg_cv_folds(Xa, ya, na, d, K, fold, o.cv_folds, o.Cs, o.n_Cs, o.standardize, &lo, NULL, &C, err);
+                rc = cv_folds_threads(Xa, ya, na, d, K, fold, o.cv_folds, o.Cs, o.n_Cs, o.standardize, &lo, NULL, &C,
+                                      o.threads, err);
             if (rc) rs_err_prefix(err, "evaluate: seed %d: inner CV", s);
         }
         res->C_chosen[s] = C;
@@ -837,7 +918,7 @@ int rs_edit_transfer_evaluate(const float *XI, const float *XE, int V, int n, in
             } else if (o.cv_folds >= 2 && o.n_Cs > 1) {
                 rc = rs_group_kfold(ya, ga, na, 2, o.cv_folds, seed, fold, err);
                 if (rc == 0)
-                    rc = rs_logreg_cv_folds(Xa, ya, na, d, 2, fold, o.cv_folds, o.Cs, o.n_Cs, o.standardize, &lo_, NULL, &C, err);
+                    rc = cv_folds_threads(Xa, ya, na, d, 2, fold, o.cv_folds, o.Cs, o.n_Cs, o.standardize, &lo_, NULL, &C, o.threads, err);
                 if (rc) { rs_err_prefix(err, "edit transfer: seed %d, variant %d: inner CV", s, v); break; }
             }
             rs_logreg_opts fo = lo_;
