@@ -36,7 +36,9 @@ static const char USAGE[] =
     "  --shard-inputs N   inputs per store shard (default: about models.batch_tokens tokens)\n"
     "  --threads N        OpenMP/BLAS threads (default: OMP_NUM_THREADS if set; 1 for tiny models\n"
     "                     (hidden size < 512), whose matmuls are too small for threads to pay off;\n"
-    "                     else all cores)\n"
+    "                     else all cores). Loops of independent items (permutation refits and\n"
+    "                     nulls, image decoding) use N, else OMP_NUM_THREADS, else all cores;\n"
+    "                     the results do not depend on it\n"
     "  --force            redo every stage\n"
     "  --quiet            no progress or messages on stderr (run.log is still written)\n";
 
