@@ -323,6 +323,52 @@ static void test_permutation_test(void **state) {
     free(X); free(y); free(grp); free(type);
 }
 
+/* The permutation refits spread over threads (rs_eval_opts.threads) give the same numbers as
+ * a serial run, bit for bit: each permutation's accuracy has its own slot, added in order.
+ * Three classes, a logistic probe small enough for one thread per fit, and an MLP probe (run
+ * serially whatever threads says). */
+static void test_permutation_threads_identical(void **state) {
+    (void)state;
+    int G = 60, n = 2 * G, d = 16, T = 6;
+    float *X = malloc(sizeof(float) * n * d);
+    int *y = malloc(sizeof(int) * n), *grp = malloc(sizeof(int) * n), *type = malloc(sizeof(int) * n);
+    make_typed(G, d, T, 0.8, 77, X, y, grp, type);
+    for (int g = 0; g < G; g += 3) y[2 * g] = y[2 * g + 1] = 2; /* a third class, whole groups */
+    rs_eval_opts o = rs_eval_defaults();
+    o.n_seeds = 3;
+    o.n_boot = 50;
+    o.cv_folds = 3;
+    o.n_perm = 40;
+    o.min_test_groups = 5;
+    o.control_type = type;
+    rs_mlp_opts mo = rs_mlp_defaults();
+    mo.max_epochs = 20;
+    for (int mlp = 0; mlp < 2; mlp++) {
+        o.mlp = mlp ? &mo : NULL;
+        rs_eval_result r[3];
+        rs_err err;
+        int threads[3] = {1, 2, 5};
+        for (int k = 0; k < 3; k++) {
+            o.threads = threads[k];
+            if (rs_probe_evaluate(X, y, grp, n, d, 3, &o, &r[k], &err)) fail_msg("%s", err.msg);
+        }
+        for (int k = 1; k < 3; k++) {
+            assert_int_equal(r[k].n_perm, 40);
+            assert_memory_equal(&r[k].perm_p, &r[0].perm_p, sizeof(double));
+            assert_memory_equal(&r[k].perm_accuracy, &r[0].perm_accuracy, sizeof(double));
+            assert_memory_equal(&r[k].mean, &r[0].mean, sizeof(rs_metrics));
+            assert_memory_equal(&r[k].ci_lo, &r[0].ci_lo, sizeof(rs_metrics));
+            assert_memory_equal(&r[k].ci_hi, &r[0].ci_hi, sizeof(rs_metrics));
+            assert_memory_equal(&r[k].control_accuracy, &r[0].control_accuracy, sizeof(double));
+            assert_memory_equal(r[k].C_chosen, r[0].C_chosen, sizeof(double) * 3);
+            assert_memory_equal(r[k].confusion, r[0].confusion, sizeof(int) * 9);
+        }
+        assert_true(r[0].perm_p > 0 && r[0].perm_p <= 1);
+        for (int k = 0; k < 3; k++) rs_eval_result_free(&r[k]);
+    }
+    free(X); free(y); free(grp); free(type);
+}
+
 /* Control task per Hewitt & Liang with types that recur between train and test: the type is
  * decodable from X, so the probe memorises type → control label and the control accuracy is
  * far above chance; with types = groups (never on both sides) the overlap is 0. */
@@ -445,6 +491,7 @@ int main(void) {
         cmocka_unit_test(test_group_cv_matches_gridsearch),
         cmocka_unit_test(test_permutation_pvalue),
         cmocka_unit_test(test_permutation_test),
+        cmocka_unit_test(test_permutation_threads_identical),
         cmocka_unit_test(test_control_types_recur),
         cmocka_unit_test(test_min_test_groups),
         cmocka_unit_test(test_edit_transfer),

@@ -137,11 +137,54 @@ static void test_vs_numpy(void **st) {
     st_close(g);
 }
 
+/* The permutation nulls with 1 and 2 threads (shift_opts.threads) are identical bit for bit
+ * (each permutation's statistics in their own slot), with features and CKA. */
+static void test_perm_threads_identical(void **st) {
+    (void)st;
+    rs_err err;
+    st_set *g;
+    if (st_open(&g, FX "shift_golden.safetensors", &err)) fail_msg("%s", err.msg);
+    const st_tensor *ta = st_get(g, "a"), *toff = st_get(g, "offsets");
+    int64_t n = ta->shape[0];
+    int d = (int)ta->shape[1];
+    int m = (int)st_get(g, "fa")->shape[1];
+    sae_sparse fa, fb;
+    assert_int_equal(sae_sparse_from_dense(st_get(g, "fa")->data, n, m, &fa, &err), 0);
+    assert_int_equal(sae_sparse_from_dense(st_get(g, "fb")->data, n, m, &fb, &err), 0);
+    shift_input in = {.n_rows = n, .d = d, .a = ta->data, .b = st_get(g, "b")->data, .fa = &fa, .fb = &fb,
+                      .n_groups = toff->numel - 1, .offsets = toff->data};
+    shift_opts o;
+    shift_opts_default(&o);
+    o.n_boot = 20;
+    o.n_perm = 57;
+    shift_result r1, r2;
+    o.threads = 1;
+    if (shift_compare(&in, &o, &r1, &err)) fail_msg("%s", err.msg);
+    o.threads = 2;
+    if (shift_compare(&in, &o, &r2, &err)) fail_msg("%s", err.msg);
+    int tested = 0;
+    for (int k = 0; k < SHIFT_N_METRICS; k++) {
+        assert_int_equal(r1.null[k].n_perm, r2.null[k].n_perm);
+        assert_memory_equal(&r1.null[k].p, &r2.null[k].p, sizeof(double));
+        assert_memory_equal(&r1.null[k].lo, &r2.null[k].lo, sizeof(double));
+        assert_memory_equal(&r1.null[k].hi, &r2.null[k].hi, sizeof(double));
+        assert_memory_equal(&r1.null[k].mean, &r2.null[k].mean, sizeof(double));
+        tested += r1.null[k].n_perm > 0;
+    }
+    assert_true(tested >= 9); /* every permutable metric, features and CKA included */
+    shift_result_free(&r1);
+    shift_result_free(&r2);
+    sae_sparse_free(&fa);
+    sae_sparse_free(&fb);
+    st_close(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hand_cases),
         cmocka_unit_test(test_hand_features),
         cmocka_unit_test(test_vs_numpy),
+        cmocka_unit_test(test_perm_threads_identical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,9 +32,13 @@ typedef struct {
     int vision_mean;          /* PaliGemma, pool last: vision.* / projector.* hooks are mean-pooled over the
                                  patches instead of being an error (the pipeline's image stores) */
     /* PaliGemma only, optional: decodes input `input`'s image (path = its image_path) into
-     * img instead of rs_image_load, e.g. to apply edits in memory. NULL: decode the file. */
+     * img instead of rs_image_load, e.g. to apply edits in memory. NULL: decode the file.
+     * With image_threads > 1 it is called from several threads at once. */
     int (*load_image)(void *ctx, int input, const char *path, rs_image *img, rs_err *err);
     void *load_image_ctx;
+    /* PaliGemma only: threads that decode, edit and preprocess the images of a batch, one
+     * image each (0 or 1: one); the pixels do not depend on it */
+    int image_threads;
     /* PaliGemma only: which transformers SigLIP image processor to reproduce (0 = PIL). */
     rs_image_processor image_processor;
 } extract_opts;

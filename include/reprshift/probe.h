@@ -82,10 +82,17 @@ typedef struct {
     int warm_intercept; /* 1 (default): start from b = log class priors instead of 0 */
     int precision;     /* 0 (default): f32 products when tol >= 1e-5 (as sklearn on f32 input), else
                           f64; 64: always f64; 32: same as 0. The reported objective is f64. */
+    int threads;       /* 0 (default): OpenMP threads (omp_get_max_threads) on large problems, one on
+                          small ones; k ≥ 1: at most k (still one on small problems). The thread
+                          count fixes the order of the gradient's partial sums */
 } rs_logreg_opts;
 
 /* Defaults above. */
 rs_logreg_opts rs_logreg_defaults(void);
+
+/* Threads rs_logreg_fit would use for n rows, d features and K classes under o (NULL →
+ * defaults): 1 on small problems, where a parallel region costs more than it saves. */
+int rs_logreg_fit_threads(int n, int d, int K, const rs_logreg_opts *o);
 
 typedef struct {
     int d;

@@ -74,6 +74,10 @@ typedef struct {
     int keep_tests;        /* 1: return every seed's test rows and predictions in the result
                               (test_n / test_row / test_pred; default 0: NULL), e.g. for
                               rs_paired_probe_test */
+    int threads;           /* threads for the permutation refits (independent fits, one per
+                              permutation; default 0 = 1: serial). Used for logistic probes small
+                              enough to be fitted on one thread (rs_logreg_fit_threads); results
+                              are identical for any value */
 } rs_eval_opts;
 
 /* Defaults above. */

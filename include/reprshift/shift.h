@@ -34,6 +34,8 @@ typedef struct {
     int n_perm;                 /* permutations of the row pairing for the nulls (0: no test); default 200 */
     const int64_t *perm_idx;    /* optional [n_perm × n_rows] permutations (overrides the RNG: stats_permutation(seed, rep, n)) */
     int64_t perm_cka_max_rows;  /* above this many rows CKA gets no permutation null (two n×n float Gram matrices) */
+    int threads;                /* threads over permutations (0: OpenMP's default team size); results are
+                                   identical for any value */
 } shift_opts;
 
 /* Defaults: n_boot 1000, seed 0x5eed, cka_max_rows 20000, n_perm 200, perm_cka_max_rows 5000. */

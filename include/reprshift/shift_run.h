@@ -24,6 +24,7 @@ typedef struct {
     int n_boot;
     uint64_t seed;                /* bootstrap and permutation seed */
     int n_perm;                   /* permutations of the pairing per metric (0: no p-values; the CLI default is 200) */
+    int threads;                  /* threads for the permutation nulls (shift_opts.threads; 0: OpenMP's default) */
     int top_k;                    /* rows in ranking lists (default 20) */
     int min_count;                /* token types with fewer rows are not ranked (0 → 5) */
     int no_floors;                /* 1: skip the split-half and SAE-misfit floors (they are per-model facts; the

@@ -15,6 +15,7 @@
 #include "reprshift/stats.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,35 +216,64 @@ typedef struct {
     double cos, l2, jac, js;
 } feat_row;
 
-/* Row t of fa against row u of fb; when both != NULL, both[compact[f]]++ for every feature f
- * active in both rows. */
-static feat_row compare_feat_pair(const sae_sparse *fa, int64_t t, const sae_sparse *fb, int64_t u, int32_t *both,
-                                  const int32_t *compact) {
+/* Sum of the values of row t of a sparse matrix, in stored order. */
+static double feat_row_sum(const sae_sparse *f, int64_t t) {
+    double s = 0;
+    for (int64_t z = f->row_ptr[t]; z < f->row_ptr[t + 1]; z++) s += f->val[z];
+    return s;
+}
+
+/* Row t of fa against row u of fb, sa and sb their sums (feat_row_sum); when both != NULL,
+ * both[compact[f]]++ for every feature f active in both rows.
+ * JS: with p = x/sa, q = y/sb and m = (p+q)/2, a feature active on one side only (q = 0)
+ * contributes ½·p·log2(p/m) = ½·p exactly (m = p/2 exactly, p/m = 2, log2 2 = 1), so the
+ * logarithms are taken on the intersection only; the terms are added in the same order. */
+static feat_row compare_feat_pair_s(const sae_sparse *fa, int64_t t, const sae_sparse *fb, int64_t u, double sa,
+                                    double sb, int32_t *both, const int32_t *compact) {
     int64_t i = fa->row_ptr[t], ie = fa->row_ptr[t + 1], j = fb->row_ptr[u], je = fb->row_ptr[u + 1];
-    double xy = 0, xx = 0, yy = 0, d2 = 0, sa = 0, sb = 0;
+    double xy = 0, xx = 0, yy = 0, d2 = 0;
     int64_t inter = 0, uni = 0;
-    for (int64_t z = i; z < ie; z++) sa += fa->val[z];
-    for (int64_t z = j; z < je; z++) sb += fb->val[z];
+    int dojs = sa > 0 && sb > 0;
     double js = 0;
     while (i < ie || j < je) {
         double x = 0, y = 0;
-        if (j >= je || (i < ie && fa->idx[i] < fb->idx[j])) x = fa->val[i++];
-        else if (i >= ie || fb->idx[j] < fa->idx[i]) y = fb->val[j++];
-        else {
+        if (j >= je || (i < ie && fa->idx[i] < fb->idx[j])) {
+            x = fa->val[i++];
+            xx += x * x;
+            d2 += x * x;
+            if (x != 0) {
+                uni++;
+                if (dojs) {
+                    double p = x / sa;
+                    if (p > 0) js += 0.5 * p;
+                }
+            }
+        } else if (i >= ie || fb->idx[j] < fa->idx[i]) {
+            y = fb->val[j++];
+            yy += y * y;
+            d2 += y * y;
+            if (y != 0) {
+                uni++;
+                if (dojs) {
+                    double q = y / sb;
+                    if (q > 0) js += 0.5 * q;
+                }
+            }
+        } else {
             if (both) both[compact[fa->idx[i]]]++;
             x = fa->val[i++];
             y = fb->val[j++];
-        }
-        xy += x * y;
-        xx += x * x;
-        yy += y * y;
-        d2 += (x - y) * (x - y);
-        uni += (x != 0) || (y != 0);
-        inter += (x != 0) && (y != 0);
-        if (sa > 0 && sb > 0) {
-            double p = x / sa, q = y / sb, m = 0.5 * (p + q);
-            if (p > 0) js += 0.5 * p * log2(p / m);
-            if (q > 0) js += 0.5 * q * log2(q / m);
+            xy += x * y;
+            xx += x * x;
+            yy += y * y;
+            d2 += (x - y) * (x - y);
+            uni += (x != 0) || (y != 0);
+            inter += (x != 0) && (y != 0);
+            if (dojs) {
+                double p = x / sa, q = y / sb, m = 0.5 * (p + q);
+                if (p > 0) js += 0.5 * p * log2(p / m);
+                if (q > 0) js += 0.5 * q * log2(q / m);
+            }
         }
     }
     feat_row r;
@@ -257,7 +287,7 @@ static feat_row compare_feat_pair(const sae_sparse *fa, int64_t t, const sae_spa
 }
 
 static feat_row compare_feat_rows(const sae_sparse *fa, const sae_sparse *fb, int64_t t) {
-    return compare_feat_pair(fa, t, fb, t, NULL, NULL);
+    return compare_feat_pair_s(fa, t, fb, t, feat_row_sum(fa, t), feat_row_sum(fb, t), NULL, NULL);
 }
 
 /* ---- bootstrap machinery ---- */
@@ -462,11 +492,15 @@ typedef struct {
     const int32_t *compact;
     int64_t n_alive;
     int64_t *cnt_a, *cnt_b;             /* [n_alive] rows where the feature is active, per model */
+    double *fsum_a, *fsum_b;            /* [n] feature row sums (feat_row_sum) */
     float *K, *L;                       /* [n×n] centred Gram matrices */
     float *C;                           /* [n×n] centred cross products (a_s − ā)·(b_t − b̄), or NULL */
     double *ua, *vb, mm;                /* a_s·b̄, ā·b_t, ā·b̄: raw a_s·b_t = C_st + ua_s + vb_t − mm */
     double *rK, *rL, sumK, sumL, trK, trL, hkk, hll, ukk, ull;
 } perm_ctx;
+
+/* Is row s of an n-row loop inside a full block of four (s − s mod 4 + 4 ≤ n)? */
+static int s4_valid(int64_t s, int64_t n) { return s - s % 4 + 4 <= n; }
 
 static void perm_stats(const perm_ctx *c, const int64_t *pi, int32_t *both, double *st) {
     const shift_input *in = c->in;
@@ -509,7 +543,7 @@ static void perm_stats(const perm_ctx *c, const int64_t *pi, int32_t *both, doub
         double f4[4] = {0, 0, 0, 0};
         memset(both, 0, (size_t)(c->n_alive + 1) * sizeof *both);
         for (int64_t t = 0; t < n; t++) {
-            feat_row fr = compare_feat_pair(in->fa, t, in->fb, pi[t], both, c->compact);
+            feat_row fr = compare_feat_pair_s(in->fa, t, in->fb, pi[t], c->fsum_a[t], c->fsum_b[pi[t]], both, c->compact);
             f4[0] += fr.cos;
             f4[1] += fr.l2;
             f4[2] += fr.jac;
@@ -531,11 +565,31 @@ static void perm_stats(const perm_ctx *c, const int64_t *pi, int32_t *both, doub
         st[S_JAC_FEAT] = nf ? js / nf : NAN;
     }
     if (c->do_cka) {
-        double S = 0, D = 0, X = 0, Xu = 0;
+        double S = 0, D = 0, X = 0, Xu = 0, rs4[4] = {0, 0, 0, 0};
         for (int64_t s = 0; s < n; s++) {
             const float *kr = c->K + (size_t)s * n, *lr = c->L + (size_t)pi[s] * n;
-            double rs = 0;
-            for (int64_t t = 0; t < n; t++) rs += (double)kr[t] * lr[pi[t]];
+            double rs;
+            if (s % 4 == 0 && s + 4 <= n) {
+                /* rows s..s+3 summed side by side (four independent addition chains, each in t
+                   order: the same sums as one row at a time, without waiting on one chain) */
+                const float *k1 = kr + n, *k2 = kr + 2 * n, *k3 = kr + 3 * n;
+                const float *l1 = c->L + (size_t)pi[s + 1] * n, *l2 = c->L + (size_t)pi[s + 2] * n,
+                            *l3 = c->L + (size_t)pi[s + 3] * n;
+                double r0 = 0, r1 = 0, r2 = 0, r3 = 0;
+                for (int64_t t = 0; t < n; t++) {
+                    int64_t u = pi[t];
+                    r0 += (double)kr[t] * lr[u];
+                    r1 += (double)k1[t] * l1[u];
+                    r2 += (double)k2[t] * l2[u];
+                    r3 += (double)k3[t] * l3[u];
+                }
+                rs4[0] = r0; rs4[1] = r1; rs4[2] = r2; rs4[3] = r3;
+            }
+            if (s4_valid(s, n)) rs = rs4[s % 4];
+            else {
+                rs = 0;
+                for (int64_t t = 0; t < n; t++) rs += (double)kr[t] * lr[pi[t]];
+            }
             S += rs;
             double Ks = kr[s], Ls = lr[pi[s]];
             D += Ks * Ls;
@@ -587,7 +641,13 @@ static int perm_nulls(const shift_input *in, const shift_opts *opt, const float 
     if (c.feats) {
         c.cnt_a = malloc((size_t)(n_alive + 1) * sizeof *c.cnt_a);
         c.cnt_b = malloc((size_t)(n_alive + 1) * sizeof *c.cnt_b);
-        if (!c.cnt_a || !c.cnt_b) goto done;
+        c.fsum_a = malloc((size_t)n * sizeof *c.fsum_a);
+        c.fsum_b = malloc((size_t)n * sizeof *c.fsum_b);
+        if (!c.cnt_a || !c.cnt_b || !c.fsum_a || !c.fsum_b) goto done;
+        for (int64_t t = 0; t < n; t++) {
+            c.fsum_a[t] = feat_row_sum(in->fa, t);
+            c.fsum_b[t] = feat_row_sum(in->fb, t);
+        }
         for (int64_t q = 0; q < n_alive; q++) {
             c.cnt_a[q] = r->count_a[alive_ids[q]];
             c.cnt_b[q] = r->count_b[alive_ids[q]];
@@ -663,8 +723,9 @@ static int perm_nulls(const shift_input *in, const shift_opts *opt, const float 
         free(xb);
         xa = xb = NULL;
     }
-    int bad = 0;
-#pragma omp parallel
+    int bad = 0, T = opt->threads > 0 ? opt->threads : omp_get_max_threads();
+    if (T > P) T = P;
+#pragma omp parallel num_threads(T)
     {
         int64_t *pi = malloc((size_t)n * sizeof *pi);
         int32_t *both = malloc((size_t)(n_alive + 1) * sizeof *both);
@@ -701,6 +762,8 @@ done:
     free(c.cb2);
     free(c.cnt_a);
     free(c.cnt_b);
+    free(c.fsum_a);
+    free(c.fsum_b);
     if (c.K != Kf) free(c.K);
     if (c.L != Lf) free(c.L);
     free(c.C);

@@ -639,6 +639,7 @@ static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_fi
     so.n_boot = o->n_boot;
     so.seed = o->seed;
     so.n_perm = o->n_perm;
+    so.threads = o->threads;
     shift_input in = {.n_rows = U, .d = d, .a = ca, .b = cb, .fa = sae ? &sa : NULL, .fb = sae ? &sb : NULL,
                       .n_groups = G, .offsets = uoff};
     if (shift_compare(&in, &so, &r, err)) goto done;

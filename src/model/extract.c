@@ -342,25 +342,55 @@ static int64_t mean_rows(const float *seq, const uint8_t *kinds, const int32_t *
     return cnt;
 }
 
-/* Decode and preprocess the images of inputs [i0, i1) into pix [n, 3, S, S]. */
+/* Decode and preprocess input i's image into px. */
+static int load_image_one(const paligemma_model *m, const pg_inputs *in, const extract_opts *o, int i, float *px,
+                          rs_err *err) {
+    rs_image img = {0};
+    int rc = 0;
+    if ((o->load_image ? o->load_image(o->load_image_ctx, i, in->image_paths[i], &img, err)
+                       : rs_image_load(in->image_paths[i], &img, err)) ||
+        rs_siglip_preprocess_with(&img, m->cfg.vision.image_size, o->image_processor, NULL, px, err))
+        rc = rs_err_prefix(err, "input %d", i);
+    rs_image_free(&img);
+    return rc;
+}
+
+/* Decode and preprocess the images of inputs [i0, i1) into pix [n, 3, S, S], over
+ * o->image_threads threads (each image its own slot; on failure the error of the first
+ * failing input). */
 static int load_images(const paligemma_model *m, const pg_inputs *in, const extract_opts *o, int i0, int i1,
                        float *pix, rs_err *err) {
     int S = m->cfg.vision.image_size;
     size_t npix = (size_t)3 * S * S;
-    int k = 0;
-    for (int i = i0; i < i1; i++) {
-        if (!in->image_paths[i]) continue;
-        rs_image img = {0};
-        if ((o->load_image ? o->load_image(o->load_image_ctx, i, in->image_paths[i], &img, err)
-                           : rs_image_load(in->image_paths[i], &img, err)) ||
-            rs_siglip_preprocess_with(&img, S, o->image_processor, NULL, pix + (size_t)k * npix, err)) {
-            rs_image_free(&img);
-            return rs_err_prefix(err, "input %d", i);
-        }
-        rs_image_free(&img);
-        k++;
+    int n = i1 - i0, T = o->image_threads > 1 ? o->image_threads : 1;
+    int *slot = malloc(sizeof(int) * (n + 1)), k = 0;
+    if (!slot) return rs_errf(err, "out of memory");
+    for (int i = i0; i < i1; i++) slot[i - i0] = in->image_paths[i] ? k++ : -1;
+    if (T > k) T = k;
+    int rc = 0;
+    if (T <= 1) {
+        for (int i = i0; rc == 0 && i < i1; i++)
+            if (slot[i - i0] >= 0) rc = load_image_one(m, in, o, i, pix + (size_t)slot[i - i0] * npix, err);
+        free(slot);
+        return rc;
     }
-    return 0;
+    int *irc = calloc((size_t)n + 1, sizeof(int));
+    rs_err *ierr = calloc((size_t)n + 1, sizeof(rs_err));
+    if (!irc || !ierr) {
+        free(slot); free(irc); free(ierr);
+        return rs_errf(err, "out of memory");
+    }
+#pragma omp parallel for num_threads(T) schedule(dynamic)
+    for (int i = i0; i < i1; i++)
+        if (slot[i - i0] >= 0) irc[i - i0] = load_image_one(m, in, o, i, pix + (size_t)slot[i - i0] * npix, &ierr[i - i0]);
+    for (int j = 0; j < n; j++)
+        if (irc[j]) {
+            *err = ierr[j];
+            rc = -1;
+            break;
+        }
+    free(slot); free(irc); free(ierr);
+    return rc;
 }
 
 int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extract_opts *o, pg_extract_result *r,

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <omp.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
 
@@ -268,6 +269,37 @@ static int cond_ce_chunk(pl_ctx *c, const cond_models *m, int s, int nh, rs_sae 
     }
     gemma2_batch b = {.n_seqs = n, .offsets = off, .ids = ids, .embeds = embeds, .embeds_mask = emask,
                       .prefix_len = img ? plen : NULL, .pos_offset = s == PL_LLM_TEXT ? 0 : 1};
+    /* the SAEs' passes are independent: with one thread per forward pass (tiny models) they
+       run side by side on the coarse threads, each into its own acc[k] (the same numbers) */
+    int TK = omp_get_max_threads() == 1 && c->coarse_threads > 1 ? (c->coarse_threads < nh ? c->coarse_threads : nh) : 1;
+    if (TK > 1) {
+        int *krc = calloc((size_t)nh, sizeof *krc);
+        rs_err *kerr = calloc((size_t)nh, sizeof *kerr);
+        if (!krc || !kerr) {
+            free(krc), free(kerr);
+            rs_errf(err, "out of memory");
+            goto done;
+        }
+#pragma omp parallel for num_threads(TK) schedule(dynamic)
+        for (int k = 0; k < nh; k++) {
+            splice_ce rk = {0};
+            krc[k] = splice_ce_eval_masked(dec, saes[k], hooks[k], &b, splice, count, &rk, &kerr[k]);
+            if (krc[k]) continue;
+            for (int i = 0; i < n; i++) {
+                acc[k].seq[0][i0 + i] = rk.seq_clean[i];
+                acc[k].seq[1][i0 + i] = rk.seq_spliced[i];
+                acc[k].seq[2][i0 + i] = rk.seq_zero[i];
+                acc[k].w[i0 + i] = (double)rk.seq_predictions[i];
+            }
+            splice_ce_free(&rk);
+        }
+        int bad = 0;
+        for (int k = 0; k < nh && !bad; k++)
+            if (krc[k]) *err = kerr[k], bad = 1;
+        free(krc), free(kerr);
+        if (bad) goto done;
+        nh = 0; /* done */
+    }
     for (int k = 0; k < nh; k++) {
         if (splice_ce_eval_masked(dec, saes[k], hooks[k], &b, splice, count, &r, err)) goto done;
         for (int i = 0; i < n; i++) {
@@ -510,7 +542,7 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
                 pl_remove_flat_dir(wd);
                 shift_run_opts so = {.acts_a = files[pd->a], .acts_b = files[pd->b], .sae = use_sae ? sp : NULL,
                                      .hook = hook, .sae_hook = use_sae ? sh : NULL, .n_boot = cfg->probes.bootstrap,
-                                     .n_perm = cfg->shift_permutations, .no_floors = 1,
+                                     .n_perm = cfg->shift_permutations, .threads = c->coarse_threads, .no_floors = 1,
                                      .seed = 0, .top_k = 20, .tokenizer = rs_path_exists(tokp) ? tokp : NULL,
                                      .out_dir = wd};
                 pl_log(c, "conditions", "%s: %s (%s) vs %s (%s)%s", hook, cond_letter(pd->a), PL_STORE_NAME[pd->a],

@@ -101,8 +101,15 @@ static char *hooks_csv(const rs_config *cfg) { return hooks_csv_n(cfg, cfg->n_ho
 
 /* ---- threads ---- */
 
+/* Two counts: the OpenMP threads of fine-grained loops (matmuls, attention heads) and
+ * c->coarse_threads for loops over independent items that each take milliseconds
+ * (permutation refits and nulls, scheduled dynamically: a descheduled thread delays only its
+ * own item, not a barrier). The coarse count is --threads N when given, else OMP_NUM_THREADS,
+ * else every core available to the process; results do not depend on it. */
 void pl_set_threads(pl_ctx *c) {
     int t = c->opt->threads;
+    c->coarse_threads = t > 0 ? t : getenv("OMP_NUM_THREADS") ? omp_get_max_threads() : omp_get_num_procs();
+    if (c->coarse_threads < 1) c->coarse_threads = 1;
     if (t <= 0) {
         if (getenv("OMP_NUM_THREADS")) return;
         /* a tiny model's matmuls take microseconds: thread barriers would dominate, and on a
@@ -114,7 +121,7 @@ void pl_set_threads(pl_ctx *c) {
         t = 1;
     }
     omp_set_num_threads(t);
-    pl_log(c, "run", "%d thread%s", t, t == 1 ? "" : "s");
+    pl_log(c, "run", "%d thread%s (%d for permutation loops)", t, t == 1 ? "" : "s", c->coarse_threads);
 }
 
 /* ---- validation ---- */
@@ -493,7 +500,7 @@ static int do_shard(pl_ctx *c, int s, const models *m, rs_store *st, int64_t k, 
     /* vision hooks are mean-pooled over the patches even when the decoder hooks take the last token */
     extract_opts o = {.n_hooks = store_n_hooks(c, s), .hooks = hooks, .pool = store_pool(c, s),
                       .batch_tokens = cfg->batch_tokens, .vision_mean = 1,
-                      .image_processor = cfg->image_processor};
+                      .image_processor = cfg->image_processor, .image_threads = c->coarse_threads};
     store_tensor t[STORE_MAX_TENSORS > 64 ? 64 : STORE_MAX_TENSORS];
     int nt = 0, rc = -1;
     char *rows = NULL;

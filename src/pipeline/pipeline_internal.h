@@ -52,6 +52,9 @@ typedef struct {
     /* image input read with each caption in the vlm_caption / vlm_mismatch conditions
        ([n_text] image-input indices; NULL until the extract stage builds them) */
     int *text_image, *text_mismatch;
+    /* threads for coarse loops of independent work items (permutation refits, permutation
+       nulls): --threads N, else OMP_NUM_THREADS, else every available core (pl_set_threads) */
+    int coarse_threads;
 } pl_ctx;
 
 /* Log a line to run.log (with a UTC timestamp) and, unless quiet, to stderr. */

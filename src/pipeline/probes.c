@@ -802,6 +802,7 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
     p.eo.seed = 0;
     p.root = probes;
     p.paired_flips = cfg->probes.permutations > 0 ? 1000 : 0;
+    p.eo.threads = c->coarse_threads;
     if (pl_probes_check(c, err)) goto done;
     for (int h = 0; h < cfg->n_hooks; h++) {
         p.hook_i = h;

@@ -340,7 +340,7 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
         pl_remove_flat_dir(wd);
         shift_run_opts so = {.acts_a = fa, .acts_b = fb, .sae = use_sae ? sp : NULL, .hook = hook,
                              .sae_hook = use_sae ? sh : NULL, .n_boot = cfg->probes.bootstrap, .seed = 0,
-                             .n_perm = cfg->shift_permutations,
+                             .n_perm = cfg->shift_permutations, .threads = c->coarse_threads,
                              .top_k = 20, .tokenizer = rs_path_exists(tokp) ? tokp : NULL, .out_dir = wd,
                              .input_image = text_image, .n_input_image = c->n_text};
         pl_log(c, "shift", "%s: LLM vs VLM decoder on %d captions%s", hook, c->n_text, use_sae ? " (with SAE)" : "");

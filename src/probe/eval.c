@@ -435,9 +435,9 @@ int rs_logreg_cv(const float *X, const int *y, int n, int d, int K, const double
     return rc;
 }
 
-int rs_logreg_cv_folds(const float *X, const int *y, int n, int d, int K, const int *fold, int folds,
-                       const double *Cs, int n_Cs, int standardize, const rs_logreg_opts *base,
-                       double *mean_acc, double *best_C, rs_err *err) {
+static int cv_folds_serial(const float *X, const int *y, int n, int d, int K, const int *fold, int folds,
+                           const double *Cs, int n_Cs, int standardize, const rs_logreg_opts *base,
+                           double *mean_acc, double *best_C, rs_err *err) {
     if (n_Cs < 1) return rs_errf(err, "cv: empty C grid");
     if (folds < 2) return rs_errf(err, "cv: need at least 2 folds (got %d)", folds);
     for (int i = 0; i < n; i++)
@@ -480,6 +480,86 @@ int rs_logreg_cv_folds(const float *X, const int *y, int n, int d, int K, const 
     return rc;
 }
 
+/* rs_logreg_cv_folds over T threads: the folds × Cs fits are independent; each fit's
+ * accuracy has its own slot and the per-C means add the folds in order, as the serial loop.
+ * Folds that the serial loop would refuse, fits that would use threads of their own, or
+ * T ≤ 1: the serial loop itself. On a failed fit, the error of the first in (fold, C) order. */
+static int cv_folds_threads(const float *X, const int *y, int n, int d, int K, const int *fold, int folds,
+                            const double *Cs, int n_Cs, int standardize, const rs_logreg_opts *base,
+                            double *mean_acc, double *best_C, int threads, rs_err *err) {
+    int J = folds * n_Cs, T = threads < J ? threads : J;
+    if (T <= 1 || n_Cs < 1 || folds < 2 || rs_logreg_fit_threads(n, d, K, base) > 1)
+        return cv_folds_serial(X, y, n, d, K, fold, folds, Cs, n_Cs, standardize, base, mean_acc, best_C, err);
+    for (int i = 0; i < n; i++)
+        if (fold[i] < 0 || fold[i] >= folds)
+            return cv_folds_serial(X, y, n, d, K, fold, folds, Cs, n_Cs, standardize, base, mean_acc, best_C, err);
+    float **Xa = calloc(folds, sizeof *Xa), **Xb = calloc(folds, sizeof *Xb);
+    int **ya = calloc(folds, sizeof *ya), **yb = calloc(folds, sizeof *yb);
+    int *na = calloc(folds, sizeof(int)), *nb = calloc(folds, sizeof(int)), *other = malloc(sizeof(int) * (n + 1));
+    int *jrc = calloc(J, sizeof(int));
+    double *jacc = calloc(J, sizeof(double));
+    rs_err *jerr = calloc(J, sizeof(rs_err));
+    int rc = 0, serial = 0;
+    if (!Xa || !Xb || !ya || !yb || !na || !nb || !other || !jrc || !jacc || !jerr) rc = rs_errf(err, "cv: out of memory");
+    for (int f = 0; rc == 0 && f < folds; f++) {
+        if (gather(X, y, fold, f, n, d, &Xb[f], &yb[f], &nb[f])) { rc = rs_errf(err, "cv: out of memory"); break; }
+        for (int i = 0; i < n; i++) other[i] = fold[i] != f;
+        if (gather(X, y, other, 1, n, d, &Xa[f], &ya[f], &na[f])) { rc = rs_errf(err, "cv: out of memory"); break; }
+        if (nb[f] == 0 || !all_classes(ya[f], na[f], K)) serial = 1; /* refused: the serial loop words it */
+    }
+    if (rc == 0 && !serial) {
+        rs_logreg_opts o1 = *base;
+        o1.threads = 1; /* no nested parallel region inside a fit */
+#pragma omp parallel num_threads(T)
+        {
+            int *pred = malloc(sizeof(int) * (n + 1));
+#pragma omp for schedule(dynamic)
+            for (int j = 0; j < J; j++) {
+                int f = j / n_Cs, c = j % n_Cs;
+                if (!pred) { jrc[j] = rs_errf(&jerr[j], "cv: out of memory"); continue; }
+                rs_logreg_opts o = o1;
+                o.C = Cs[c];
+                jrc[j] = rs_logreg_fit_predict(Xa[f], ya[f], na[f], Xb[f], nb[f], d, K, standardize, &o, pred, &jerr[j]);
+                if (jrc[j]) continue;
+                int ok = 0;
+                for (int i = 0; i < nb[f]; i++) ok += pred[i] == yb[f][i];
+                jacc[j] = (double)ok / nb[f];
+            }
+            free(pred);
+        }
+        for (int j = 0; j < J; j++)
+            if (jrc[j]) { *err = jerr[j]; rc = -1; break; }
+        if (rc == 0) {
+            double *acc = calloc(n_Cs, sizeof(double));
+            if (!acc) rc = rs_errf(err, "cv: out of memory");
+            for (int f = 0; rc == 0 && f < folds; f++)
+                for (int c = 0; c < n_Cs; c++) acc[c] += jacc[f * n_Cs + c];
+            if (rc == 0) {
+                for (int c = 0; c < n_Cs; c++) acc[c] /= folds;
+                int best = 0;
+                for (int c = 1; c < n_Cs; c++)
+                    if (acc[c] > acc[best]) best = c;
+                *best_C = Cs[best];
+                if (mean_acc) memcpy(mean_acc, acc, sizeof(double) * n_Cs);
+            }
+            free(acc);
+        }
+    }
+    for (int f = 0; f < folds && Xa; f++) {
+        free(Xa[f]); free(Xb[f]); free(ya[f]); free(yb[f]);
+    }
+    free(Xa); free(Xb); free(ya); free(yb); free(na); free(nb); free(other); free(jrc); free(jacc); free(jerr);
+    if (rc == 0 && serial)
+        return cv_folds_serial(X, y, n, d, K, fold, folds, Cs, n_Cs, standardize, base, mean_acc, best_C, err);
+    return rc;
+}
+
+int rs_logreg_cv_folds(const float *X, const int *y, int n, int d, int K, const int *fold, int folds,
+                       const double *Cs, int n_Cs, int standardize, const rs_logreg_opts *base,
+                       double *mean_acc, double *best_C, rs_err *err) {
+    return cv_folds_serial(X, y, n, d, K, fold, folds, Cs, n_Cs, standardize, base, mean_acc, best_C, err);
+}
+
 void rs_eval_result_free(rs_eval_result *res) {
     free(res->C_chosen);
     free(res->confusion);
@@ -513,6 +593,83 @@ static int *gather_ints(const int *v, const int *sel, int want, int n) {
     for (int i = 0, k = 0; i < n; i++)
         if (sel[i] == want) o[k++] = v ? v[i] : i;
     return o;
+}
+
+/* One permutation refit: training labels ya permuted at group level (permutation q of the
+ * seed), the probe refitted with the same C and scored on the true test labels yb.
+ * *acc = test accuracy. yp, pp: scratch [na], [nb]. */
+static int perm_refit_one(const rs_eval_opts *o, const rs_logreg_opts *lo, uint64_t seed, int s, int q,
+                          const float *Xa, const int *ya, const int *ga, int na, const float *Xb, const int *yb,
+                          int nb, int d, int K, int *yp, int *pp, double *acc, rs_err *err) {
+    if (rs_permute_labels_grouped(ya, ga, na, rs_splitmix64_at(seed ^ 0xA5A5A5A5ull, (uint64_t)q), yp))
+        return rs_errf(err, "evaluate: out of memory");
+    if (probe_fit_predict(o, lo, seed + 1 + (uint64_t)q, Xa, yp, na, Xb, nb, d, K, pp, err)) {
+        rs_err_prefix(err, "evaluate: seed %d: permutation %d", s, q);
+        return -1;
+    }
+    int ok = 0;
+    for (int i = 0; i < nb; i++) ok += pp[i] == yb[i];
+    *acc = (double)ok / nb;
+    return 0;
+}
+
+/* The NP permutation refits of seed s: null_acc[q] += accuracy_q / S. The fits are
+ * independent, so with o->threads > 1 (and logistic fits that run on one thread anyway) they
+ * are spread over threads, each permutation's accuracy in its own slot and added in q order:
+ * the same numbers as a serial run. On failure the error of the lowest failing q. */
+static int perm_refits(const rs_eval_opts *o, const rs_logreg_opts *lo, uint64_t seed, int s, const float *Xa,
+                       const int *ya, const int *ga, int na, const float *Xb, const int *yb, int nb, int d, int K,
+                       int NP, int S, double *null_acc, rs_err *err) {
+    int T = o->threads > 1 ? o->threads : 1;
+    if (T > NP) T = NP;
+    if (o->mlp || rs_logreg_fit_threads(na, d, K, lo) > 1) T = 1;
+    double *acc = malloc(sizeof(double) * NP);
+    int *qrc = calloc(NP, sizeof(int));
+    rs_err *qerr = T > 1 ? calloc(NP, sizeof(rs_err)) : NULL;
+    if (!acc || !qrc || (T > 1 && !qerr)) {
+        free(acc); free(qrc); free(qerr);
+        return rs_errf(err, "evaluate: out of memory");
+    }
+    if (T == 1) {
+        int *yp = malloc(sizeof(int) * (na + 1)), *pp = malloc(sizeof(int) * (nb + 1));
+        int rc = !yp || !pp ? rs_errf(err, "evaluate: out of memory") : 0;
+        for (int q = 0; rc == 0 && q < NP; q++) {
+            rc = perm_refit_one(o, lo, seed, s, q, Xa, ya, ga, na, Xb, yb, nb, d, K, yp, pp, &acc[q], err);
+            if (rc == 0) null_acc[q] += acc[q] / S;
+        }
+        free(yp); free(pp); free(acc); free(qrc);
+        return rc;
+    }
+    rs_logreg_opts lo1 = *lo;
+    lo1.threads = 1; /* no nested parallel region inside a fit */
+    int stop = 0;
+#pragma omp parallel num_threads(T)
+    {
+        int *yp = malloc(sizeof(int) * (na + 1)), *pp = malloc(sizeof(int) * (nb + 1));
+#pragma omp for schedule(dynamic)
+        for (int q = 0; q < NP; q++) {
+            int halt;
+#pragma omp atomic read
+            halt = stop;
+            if (halt) { qrc[q] = -2; continue; } /* not run: a lower q failed (or will be reported) */
+            if (!yp || !pp) qrc[q] = rs_errf(&qerr[q], "evaluate: out of memory");
+            else qrc[q] = perm_refit_one(o, &lo1, seed, s, q, Xa, ya, ga, na, Xb, yb, nb, d, K, yp, pp, &acc[q], &qerr[q]);
+            if (qrc[q]) {
+#pragma omp atomic write
+                stop = 1;
+            }
+        }
+        free(yp); free(pp);
+    }
+    int rc = 0;
+    for (int q = 0; q < NP; q++) {
+        if (qrc[q] == -2) continue;
+        if (qrc[q]) { *err = qerr[q]; rc = -1; break; }
+    }
+    if (rc == 0)
+        for (int q = 0; q < NP; q++) null_acc[q] += acc[q] / S;
+    free(acc); free(qrc); free(qerr);
+    return rc;
 }
 
 int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int d, int K,
@@ -591,7 +748,8 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
             /* inner CV on the training side, group-aware: no group on both sides of a fold */
             rc = rs_group_kfold(ya, ga, na, K, o.cv_folds, seed, fold, err);
             if (rc == 0)
-                rc = rs_logreg_cv_folds(Xa, ya, na, d, K, fold, o.cv_folds, o.Cs, o.n_Cs, o.standardize, &lo, NULL, &C, err);
+                rc = cv_folds_threads(Xa, ya, na, d, K, fold, o.cv_folds, o.Cs, o.n_Cs, o.standardize, &lo, NULL, &C,
+                                      o.threads, err);
             if (rc) rs_err_prefix(err, "evaluate: seed %d: inner CV", s);
         }
         res->C_chosen[s] = C;
@@ -627,20 +785,7 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
         /* permutation test: training labels permuted at group level, same C, scored on the
            true test labels; null statistic q = seed-mean accuracy under permutation q */
         double t0 = rs_now();
-        for (int q = 0; rc == 0 && q < NP; q++) {
-            if (rs_permute_labels_grouped(ya, ga, na, rs_splitmix64_at(seed ^ 0xA5A5A5A5ull, (uint64_t)q), yp)) {
-                rc = rs_errf(err, "evaluate: out of memory");
-                break;
-            }
-            if (probe_fit_predict(&o, &lo, seed + 1 + (uint64_t)q, Xa, yp, na, Xb, nb, d, K, pp, err)) {
-                rs_err_prefix(err, "evaluate: seed %d: permutation %d", s, q);
-                rc = -1;
-                break;
-            }
-            int ok = 0;
-            for (int i = 0; i < nb; i++) ok += pp[i] == yb[i];
-            null_acc[q] += (double)ok / nb / S;
-        }
+        if (rc == 0 && NP > 0) rc = perm_refits(&o, &lo, seed, s, Xa, ya, ga, na, Xb, yb, nb, d, K, NP, S, null_acc, err);
         t_perm += rs_now() - t0;
         if (rc == 0 && o.control && o.control_type) {
             /* Hewitt & Liang: each control type gets a label drawn from the empirical label
@@ -792,7 +937,7 @@ int rs_edit_transfer_evaluate(const float *XI, const float *XE, int V, int n, in
             } else if (o.cv_folds >= 2 && o.n_Cs > 1) {
                 rc = rs_group_kfold(ya, ga, na, 2, o.cv_folds, seed, fold, err);
                 if (rc == 0)
-                    rc = rs_logreg_cv_folds(Xa, ya, na, d, 2, fold, o.cv_folds, o.Cs, o.n_Cs, o.standardize, &lo_, NULL, &C, err);
+                    rc = cv_folds_threads(Xa, ya, na, d, 2, fold, o.cv_folds, o.Cs, o.n_Cs, o.standardize, &lo_, NULL, &C, o.threads, err);
                 if (rc) { rs_err_prefix(err, "edit transfer: seed %d, variant %d: inner CV", s, v); break; }
             }
             rs_logreg_opts fo = lo_;

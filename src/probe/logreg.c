@@ -30,7 +30,7 @@
 #endif
 
 rs_logreg_opts rs_logreg_defaults(void) {
-    rs_logreg_opts o = {1.0, 0, 1e-4, 1000, 1, 1, 0};
+    rs_logreg_opts o = {1.0, 0, 1e-4, 1000, 1, 1, 0, 0};
     return o;
 }
 
@@ -279,6 +279,17 @@ static double block_fg_f32(const lr_ctx *c, int i0, int nb, const float *V, cons
 
 /* F and ∇F in the preconditioned coordinates (V, b̃): one fused pass over X, split over
  * threads by contiguous row ranges; per-thread partial sums are added in thread order. */
+int rs_logreg_fit_threads(int n, int d, int K, const rs_logreg_opts *opts) {
+    int R = K == 2 ? 1 : K, nblocks = (n + BR - 1) / BR;
+    int t = 1;
+    if ((double)n * d * R >= 262144.0) {
+        t = omp_get_max_threads();
+        if (opts && opts->threads > 0 && opts->threads < t) t = opts->threads;
+    }
+    if (t > nblocks) t = nblocks;
+    return t < 1 ? 1 : t;
+}
+
 static double lr_fg(const double *th, double *g, void *vctx) {
     lr_ctx *c = vctx;
     if (c->g0) { /* the L-BFGS's first call is at the warm start, computed from the moments */
@@ -515,10 +526,7 @@ int rs_logreg_fit(rs_logreg *m, const float *X, const int *y, int n, int d, int 
     memset(&c, 0, sizeof c);
     c.n = n; c.d = d; c.R = R; c.K = K; c.y = y; c.X = X;
     /* threads only pay off on large problems (a parallel region costs microseconds) */
-    int nblocks = (n + BR - 1) / BR;
-    c.nthreads = (double)n * d * R >= 262144.0 ? omp_get_max_threads() : 1;
-    if (c.nthreads > nblocks) c.nthreads = nblocks;
-    if (c.nthreads < 1) c.nthreads = 1;
+    c.nthreads = rs_logreg_fit_threads(n, d, K, &o);
     c.per_thread = ((size_t)R * d + R + (size_t)BR * d + BR * R + 1 + 7) & ~(size_t)7; /* 64-byte strides */
     double *sw = malloc(sizeof(double) * n), *mu = calloc(d, sizeof(double));
     double *r = malloc(sizeof(double) * d), *th = calloc(np, sizeof(double)), *A = NULL, *g0 = NULL;
