@@ -65,7 +65,9 @@ static int run(const char *cfg, const char *out, char **msg) { return tu_run_pip
 
 static int n_done(const char *out) { return tu_count_done(out); }
 
-static char *slurp(const char *dir, const char *rel) {
+/* noinline: inlined, GCC 12 -O3 takes the returned buffer for the address of the local `buf`
+ * (a false -Wdangling-pointer) */
+__attribute__((noinline)) static char *slurp(const char *dir, const char *rel) {
     char p[2 * PATH_MAX];
     snprintf(p, sizeof p, "%s/%s", dir, rel);
     char *buf = NULL;

@@ -5,6 +5,7 @@
  * mismatch, NaN activations, missing hook, unknown architecture. */
 #include "testutil.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +67,7 @@ static void make_files(const char *pa, const char *pb, int differ_ids, const cha
 }
 
 static cJSON *load_results(const char *out) {
-    char p[512];
+    char p[PATH_MAX + 32];
     snprintf(p, sizeof p, "%s/results.json", out);
     cJSON *j;
     rs_err err;

@@ -324,6 +324,7 @@ done:
 static int cond_ce(pl_ctx *c, const cond_models *m, int s, int nh, rs_sae *const *saes, const char *const *hooks,
                    cJSON *const *outs, rs_err *err) {
     int n = c->n_text, rc = -1, B = c->cfg->probes.bootstrap;
+    if (nh < 1 || B < 0) return rs_errf(err, "spliced CE: %d SAEs, %d bootstrap replicates", nh, B);
     ce_acc *acc = calloc((size_t)nh, sizeof *acc);
     double *boot = malloc(((size_t)B + 1) * sizeof(double));
     if (!acc || !boot) { rs_errf(err, "out of memory"); goto done; }

@@ -117,9 +117,10 @@ int rs_split_stratified_groups(const int *y, const int *group, int n, int K, dou
         }
         free(ord);
     }
-    /* groups per class (class of a group = label of its first row) */
-    int *gclass = malloc(sizeof(int) * G), *gtest = calloc(G, sizeof(int));
-    int *members = malloc(sizeof(int) * G);
+    /* groups per class (class of a group = label of its first row); G ≥ 1 as n ≥ 1 */
+    size_t nG = G > 0 ? (size_t)G : 1;
+    int *gclass = malloc(sizeof(int) * nG), *gtest = calloc(nG, sizeof(int));
+    int *members = malloc(sizeof(int) * nG);
     if (!gclass || !gtest || !members) {
         free(gid); free(first); free(gclass); free(gtest); free(members);
         return rs_errf(err, "split: out of memory");
@@ -969,11 +970,11 @@ int rs_edit_transfer_evaluate(const float *XI, const float *XE, int V, int n, in
         pos += nb;
     }
     for (size_t k = 0; rc == 0 && k < VV && (lo || hi); k++) {
-        rs_metrics l, h;
+        rs_metrics l = {0}, h = {0};
         rc = rs_nested_group_bootstrap(ty, tp + k * (size_t)N * S, tg, nte, S, 2, o.n_boot > 0 ? o.n_boot : 1,
                                        o.seed + 0xB00Bu, &l, &h, NULL, err);
-        if (lo) lo[k] = l.accuracy;
-        if (hi) hi[k] = h.accuracy;
+        if (rc == 0 && lo) lo[k] = l.accuracy;
+        if (rc == 0 && hi) hi[k] = h.accuracy;
     }
 out:
     free(y); free(g); free(is_test); free(gid); free(seen); free(fold); free(trow); free(pred);
