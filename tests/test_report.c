@@ -188,6 +188,38 @@ static void test_missing_and_malformed(void **state) {
     tu_system("rm -rf '%s'", dir);
 }
 
+/* Control tasks: a row per task and model that ran one, the selectivity per layer with its
+ * accuracy and control accuracy, the type overlap; tasks without a control task get no row;
+ * strings escaped. */
+static void test_control_table(void **state) {
+    (void)state;
+    rs_err err;
+    char *html;
+    size_t len;
+    int figs;
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    write_file(dir, "probes.json",
+               "{\"ci\": \"boot\", \"tasks\": ["
+               "{\"task\": \"concept\", \"kind\": \"concept\", \"model\": \"<b>LLM</b>\", \"layers\": ["
+               "{\"layer\": 1, \"n_test\": 7, \"accuracy\": {\"value\": 0.75, \"ci_lo\": 0.5, \"ci_hi\": 1}, "
+               "\"control_accuracy\": 0.25, \"selectivity\": 0.5, \"control_type_overlap\": 0.8},"
+               "{\"layer\": 3, \"n_test\": 7, \"accuracy\": {\"value\": 0.6, \"ci_lo\": 0.5, \"ci_hi\": 1}, "
+               "\"control_accuracy\": 0.7, \"selectivity\": -0.1, \"control_type_overlap\": 0.8}]},"
+               "{\"task\": \"concept\", \"kind\": \"concept\", \"model\": \"no control\", \"layers\": ["
+               "{\"layer\": 1, \"n_test\": 7, \"accuracy\": {\"value\": 0.75, \"ci_lo\": 0.5, \"ci_hi\": 1}, "
+               "\"control_accuracy\": null, \"selectivity\": null}]}]}");
+    if (report_render(dir, &html, &len, &figs, &err)) fail_msg("%s", err.msg);
+    check_tags(html);
+    const char *t = strstr(html, "Control tasks (Hewitt &amp; Liang)");
+    assert_non_null(t);
+    assert_non_null(strstr(t, "<tr><td>concept</td><td>&lt;b&gt;LLM&lt;/b&gt;</td><td>0.80</td>"
+                              "<td>1: <b>+0.50</b> (0.75 &minus; 0.25)</td><td>3: <b>-0.10</b> (0.60 &minus; 0.70)</td></tr>"));
+    assert_null(strstr(t, "no control"));
+    free(html);
+    tu_system("rm -rf '%s'", dir);
+}
+
 /* probes.json "paired": one table row per pair and layer (Δaccuracy [CI], p, q, n), q < 0.05
  * marked, p null shown as not computed; data strings escaped; a row without n is an error. */
 static void test_paired_probes(void **state) {
@@ -432,6 +464,7 @@ int main(void) {
         cmocka_unit_test(test_vision_probes),
         cmocka_unit_test(test_attribute_transfer),
         cmocka_unit_test(test_paired_probes),
+        cmocka_unit_test(test_control_table),
         cmocka_unit_test(test_layer_sweep_selection),
         cmocka_unit_test(test_fdr_table_all_metrics),
     };

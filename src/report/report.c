@@ -769,6 +769,62 @@ static void probe_fdr_table(ctx *c, const cJSON *tasks, int attribute) {
     sb_free(&rows);
 }
 
+/* Hewitt & Liang control tasks of this group: per task, model and layer the selectivity
+ * (accuracy − control-task accuracy) with the control accuracy, and the share of test rows
+ * whose control type also occurs in training (a control task is informative only when types
+ * recur). Rows only for tasks that ran a control task. */
+static void probe_control_table(ctx *c, const cJSON *tasks, int attribute) {
+    rs_sbuf rows = {0};
+    int n_rows = 0, max_layers = 0;
+    const cJSON *T;
+    cJSON_ArrayForEach(T, tasks) {
+        const char *kind = get_str(T, "kind");
+        if ((kind && !strcmp(kind, "attribute")) != attribute) continue;
+        const cJSON *layers = cJSON_GetObjectItemCaseSensitive(T, "layers"), *L;
+        rs_sbuf cells = {0};
+        int nl = 0, any = 0;
+        double ov = NAN;
+        cJSON_ArrayForEach(L, layers) {
+            double sel = num_or_nan(L, "selectivity"), ctl = num_or_nan(L, "control_accuracy");
+            double acc = num_or_nan(cJSON_GetObjectItemCaseSensitive(L, "accuracy"), "value");
+            const cJSON *lx = cJSON_GetObjectItemCaseSensitive(L, "layer");
+            if (isfinite(num_or_nan(L, "control_type_overlap"))) ov = num_or_nan(L, "control_type_overlap");
+            if (isfinite(sel)) {
+                any = 1;
+                sb_printf(&cells, "<td>%s%d: <b>%+.2f</b> (%.2f &minus; %.2f)</td>", cJSON_IsNumber(lx) ? "" : "#",
+                          cJSON_IsNumber(lx) ? (int)lx->valuedouble : nl, sel, acc, ctl);
+            } else {
+                sb_puts(&cells, "<td>&ndash;</td>");
+            }
+            nl++;
+        }
+        if (any) {
+            sb_puts(&rows, "<tr><td>");
+            sb_escape(&rows, get_str(T, "task") ? get_str(T, "task") : "?");
+            sb_puts(&rows, "</td><td>");
+            sb_escape(&rows, get_str(T, "model") ? get_str(T, "model") : "?");
+            sb_printf(&rows, "</td><td>%.2f</td>%s</tr>\n", ov, cells.buf ? cells.buf : "");
+            n_rows++;
+            if (nl > max_layers) max_layers = nl;
+        }
+        sb_free(&cells);
+    }
+    if (n_rows) {
+        sb_puts(c->b, "<p>Control tasks (Hewitt &amp; Liang): each control type (concept probes: the image&rsquo;s "
+                      "COCO category; attribute and modality probes: the image&rsquo;s concept) gets a random label, "
+                      "the same for every row of that type, and the probe is trained on those labels with the same "
+                      "protocol. <b>Selectivity</b> = accuracy &minus; control-task accuracy (layer: selectivity "
+                      "(accuracy &minus; control)); a probe that only memorises types scores high on both. "
+                      "Overlap: share of test rows whose type also occurs in training (low overlap makes the "
+                      "control task uninformative). Source: <code>probes.json</code>.</p>\n"
+                      "<table class=\"fdr\"><tr><th>task</th><th>model</th><th>type overlap</th>");
+        sb_printf(c->b, "<th colspan=\"%d\">layer: selectivity (accuracy &minus; control)</th></tr>\n", max_layers);
+        if (rows.buf) sb_puts(c->b, rows.buf);
+        sb_puts(c->b, "</table>\n");
+    }
+    sb_free(&rows);
+}
+
 static int attr_transfer(ctx *c, rs_err *err);
 
 static int probe_group(ctx *c, const cJSON *tasks, int attribute, const char *ci, rs_err *err) {
@@ -856,6 +912,7 @@ static int probe_group(ctx *c, const cJSON *tasks, int attribute, const char *ci
     }
     sb_puts(c->b, "</div>\n");
     probe_fdr_table(c, tasks, attribute);
+    probe_control_table(c, tasks, attribute);
     if (attribute) {
         char saved[sizeof c->path];
         memcpy(saved, c->path, sizeof saved);
