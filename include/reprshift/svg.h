@@ -26,6 +26,9 @@ void sb_escape(rs_sbuf *b, const char *s);
 void sb_escape_trunc(rs_sbuf *b, const char *s, int max_chars);
 /* Free the buffer and zero it. */
 void sb_free(rs_sbuf *b);
+/* Number of appends that failed for lack of memory so far in this thread, in any buffer
+ * (compare before and after assembling a document from several buffers). */
+unsigned long sb_oom_events(void);
 
 /* Format v with 3 significant digits ("–" for NaN) into buf. */
 const char *svg_fmt(double v, char *buf, size_t n);

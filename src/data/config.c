@@ -205,6 +205,7 @@ typedef struct {
     const char *what;
     const char *base_dir;
     rs_err *err;
+    int oom; /* a string copy failed during extraction (checked before extract returns) */
 } ctx;
 
 static const char *type_name(const cJSON *x) {
@@ -462,18 +463,33 @@ static int validate_obj(ctx *c, cJSON *obj, const field *fields, const char *pre
 
 static const cJSON *get(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
 
-static char *sdup(const cJSON *o, const char *k) {
+/* Copy of string field k (NULL when absent); a failed copy sets cx->oom, so an optional
+ * field is never taken as absent because memory ran out. */
+static char *sdup(ctx *cx, const cJSON *o, const char *k) {
     const cJSON *x = get(o, k);
-    return x && cJSON_IsString(x) ? strdup(x->valuestring) : NULL;
+    if (!x || !cJSON_IsString(x)) return NULL;
+    char *s = strdup(x->valuestring);
+    if (!s) cx->oom = 1;
+    return s;
 }
 
 /* Copy a validated string list into a new NULL-terminated array; *n gets its length. */
-static char **strs(const cJSON *arr, int *n) {
+static void free_strs(char **v);
+/* NULL (and cx->oom set) when any copy fails: never a list with holes. */
+static char **strs(ctx *cx, const cJSON *arr, int *n) {
     int m = arr ? cJSON_GetArraySize(arr) : 0;
     char **v = calloc((size_t)m + 1, sizeof *v);
-    if (!v) return NULL;
+    if (!v) {
+        cx->oom = 1;
+        return NULL;
+    }
     int i = 0;
-    for (const cJSON *x = arr ? arr->child : NULL; x; x = x->next) v[i++] = strdup(x->valuestring);
+    for (const cJSON *x = arr ? arr->child : NULL; x; x = x->next)
+        if (!(v[i++] = strdup(x->valuestring))) {
+            free_strs(v);
+            cx->oom = 1;
+            return NULL;
+        }
     if (n) *n = m;
     return v;
 }
@@ -554,17 +570,18 @@ static char *expand_layer(const char *tmpl, int layer) {
 static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     rs_err *err = cx->err;
     const char *what = cx->what;
-    c->name = sdup(r, "name");
-    c->output_dir = sdup(r, "output_dir");
-    c->prompt = sdup(r, "prompt");
-    c->pool = sdup(r, "pool");
+    c->name = sdup(cx, r, "name");
+    c->output_dir = sdup(cx, r, "output_dir");
+    c->prompt = sdup(cx, r, "prompt");
+    c->pool = sdup(cx, r, "pool");
     c->image_processor = RS_IMAGE_PROCESSOR_PIL; /* the value was validated against IMAGE_PROCESSORS */
     rs_image_processor_parse(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "image_processor")),
                              &c->image_processor);
     const cJSON *m = get(r, "models");
-    c->llm = sdup(m, "llm");
-    c->vlm = sdup(m, "vlm");
-    c->tokenizer = sdup(m, "tokenizer");
+    c->llm = sdup(cx, m, "llm");
+    c->vlm = sdup(cx, m, "vlm");
+    c->tokenizer = sdup(cx, m, "tokenizer");
+    if (cx->oom) return rs_errf(err, "%s: out of memory", what);
     c->batch_tokens = (int64_t)get(m, "batch_tokens")->valuedouble;
 
     const cJSON *layers = get(r, "layers");
@@ -592,9 +609,9 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
         }
     }
 
-    c->vision_hooks = strs(get(r, "vision_hooks"), &c->n_vision_hooks);
+    c->vision_hooks = strs(cx, get(r, "vision_hooks"), &c->n_vision_hooks);
     c->shift_permutations = (int)get(r, "permutations")->valuedouble;
-    c->conditions = strs(get(r, "conditions"), &c->n_conditions);
+    c->conditions = strs(cx, get(r, "conditions"), &c->n_conditions);
     if (!c->conditions) return rs_errf(err, "%s: out of memory", what);
     if (!rs_config_has_condition(c, "llm") || !rs_config_has_condition(c, "vlm_text"))
         return rs_errf(err, "%s: 'conditions' must include \"llm\" and \"vlm_text\" (the shift and probe stages compare "
@@ -608,8 +625,9 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     const cJSON *s = get(r, "saes");
     if (s) {
         c->has_saes = 1;
-        c->sae_path = sdup(s, "path");
-        c->sae_hook = sdup(s, "hook");
+        c->sae_path = sdup(cx, s, "path");
+        c->sae_hook = sdup(cx, s, "hook");
+        if (cx->oom) return rs_errf(err, "%s: out of memory", what);
         const cJSON *cc = cJSON_GetObjectItemCaseSensitive(s, "ce_convention");
         c->sae_ce_convention = cJSON_IsString(cc) && !strcmp(cc->valuestring, "reprshift-v1");
         if (!strstr(c->sae_path, "{layer}") && c->n_layers > 1)
@@ -618,7 +636,8 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     }
 
     const cJSON *d = get(r, "dataset");
-    c->dataset.manifest = sdup(d, "manifest");
+    c->dataset.manifest = sdup(cx, d, "manifest");
+    if (cx->oom) return rs_errf(err, "%s: out of memory", what);
     const cJSON *inst = get(d, "instances"), *caps = get(d, "captions"), *imgs = get(d, "images");
     const cJSON *mods = get(d, "modalities");
     for (const cJSON *x = mods->child; x; x = x->next) {
@@ -646,15 +665,16 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
                            cJSON_GetArraySize(imgs), ni);
         c->dataset.n_instances = ni;
     }
-    c->dataset.instances = strs(inst, NULL);
-    c->dataset.captions = strs(caps, NULL);
-    c->dataset.images = strs(imgs, NULL);
-    c->dataset.exclude = strs(get(d, "exclude_supercategories"), NULL);
+    c->dataset.instances = strs(cx, inst, NULL);
+    c->dataset.captions = strs(cx, caps, NULL);
+    c->dataset.images = strs(cx, imgs, NULL);
+    c->dataset.exclude = strs(cx, get(d, "exclude_supercategories"), NULL);
+    if (cx->oom) return rs_errf(err, "%s: out of memory", what);
     const cJSON *groups = get(d, "groups");
     for (const cJSON *g = groups->child; g; g = g->next) {
         coco_group *cg = &c->dataset.groups[c->dataset.n_groups++];
         cg->name = strdup(g->string);
-        cg->supercategories = (const char *const *)strs(g, NULL);
+        cg->supercategories = (const char *const *)strs(cx, g, NULL);
         if (!cg->name || !cg->supercategories) return rs_errf(err, "%s: out of memory", what);
         for (const char *const *sc = cg->supercategories; *sc; sc++) {
             for (const char *const *ex = (const char *const *)c->dataset.exclude; ex && *ex; ex++)
@@ -690,7 +710,7 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     i = 0;
     for (const cJSON *e = edits->child; e; e = e->next, i++) {
         rs_config_edit *ce = &c->edits[c->n_edits++];
-        ce->name = sdup(e, "name");
+        ce->name = sdup(cx, e, "name");
         ce->values = nums(get(e, "values"), &ce->n_values);
         if (!ce->name || !ce->values) return rs_errf(err, "%s: out of memory", what);
         int known = 0;
@@ -721,7 +741,7 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     }
 
     const cJSON *p = get(r, "probes");
-    c->probes.which = strs(get(p, "which"), &c->probes.n_which);
+    c->probes.which = strs(cx, get(p, "which"), &c->probes.n_which);
     c->probes.C = nums(get(p, "C"), &c->probes.n_C);
     c->probes.folds = (int)get(p, "folds")->valuedouble;
     c->probes.seeds = (int)get(p, "seeds")->valuedouble;
@@ -729,7 +749,7 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     c->probes.test_frac = get(p, "test_frac")->valuedouble;
     c->probes.permutations = (int)get(p, "permutations")->valuedouble;
     c->probes.min_test_groups = (int)get(p, "min_test_groups")->valuedouble;
-    if (!c->name || !c->output_dir || !c->prompt || !c->pool || !c->llm || !c->vlm || !c->dataset.exclude ||
+    if (cx->oom || !c->name || !c->output_dir || !c->prompt || !c->pool || !c->llm || !c->vlm || !c->dataset.exclude ||
         !c->probes.which || !c->probes.C)
         return rs_errf(err, "%s: out of memory", what);
     return 0;
@@ -743,7 +763,7 @@ int rs_config_parse(const char *json, const char *base_dir, const char *what, rs
         cJSON_Delete(root);
         return rs_errf(err, "%s: a config must be a JSON object, got %s", what, type_name(root));
     }
-    ctx cx = {what, base_dir, err};
+    ctx cx = {what, base_dir, err, 0};
     rs_config *c = calloc(1, sizeof *c);
     if (!c) {
         cJSON_Delete(root);

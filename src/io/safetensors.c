@@ -135,7 +135,11 @@ static int parse_shard(st_set *s, int shard, tensor_list *l, rs_err *err) {
                 if (!nk || !nv) { rs_errf(err, "%s: out of memory", path); goto done; }
                 s->meta_keys[s->n_meta] = strdup(m->string);
                 s->meta_vals[s->n_meta] = strdup(m->valuestring);
-                s->n_meta++;
+                s->n_meta++; /* counted before the check: st_close frees what was copied */
+                if (!s->meta_keys[s->n_meta - 1] || !s->meta_vals[s->n_meta - 1]) {
+                    rs_errf(err, "%s: out of memory", path);
+                    goto done;
+                }
             }
             continue;
         }

@@ -260,7 +260,10 @@ static int shift_rankings(ctx *c, const cJSON *L, const char *hook, int64_t n_ro
                     goto fail;
                 }
                 snprintf(lab, sizeof lab, "#%lld%s%s", (long long)id->valuedouble, name ? " " : "", name ? name : "");
-                labels[n] = strdup(lab);
+                if (!(labels[n] = strdup(lab))) {
+                    rs_errf(err, "out of memory");
+                    goto fail;
+                }
                 ids[n] = (int64_t)id->valuedouble;
                 np_urls[n] = neuronpedia_url(get_str(e, "neuronpedia_url"));
                 n_np += np_urls[n] != NULL;
@@ -327,7 +330,10 @@ static int shift_tokens(ctx *c, const cJSON *L, const char *hook, int64_t n_rows
                      cJSON_IsNumber(pos) ? pos->valuedouble : NAN);
         else
             snprintf(lab, sizeof lab, "input %g", cJSON_IsNumber(in) ? in->valuedouble : NAN);
-        labels[n] = strdup(lab);
+        if (!(labels[n] = strdup(lab))) {
+            for (int i = 0; i < n; i++) free(labels[i]);
+            return rs_errf(err, "out of memory");
+        }
         vals[n++] = cs.v;
     }
     if (n) {
@@ -686,7 +692,10 @@ static int sec_sae(ctx *c, rs_err *err) {
         const char *sae = get_str(M, "sae");
         char lab[300];
         snprintf(lab, sizeof lab, "%s", name);
-        labels[i] = strdup(lab);
+        if (!(labels[i] = strdup(lab))) {
+            rs_errf(err, "out of memory");
+            goto out;
+        }
         if (nt < sizeof ntext)
             nt += (size_t)snprintf(ntext + nt, sizeof ntext - nt, "%s%s: %lld rows%s%s", i ? "; " : "", name,
                                    (long long)nr, sae ? ", SAE " : "", sae ? sae : "");
@@ -1720,6 +1729,7 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     if (len) *len = 0;
     if (!rs_is_dir(results_dir)) return rs_errf(err, "%s: results directory not found", results_dir);
     rs_sbuf body = {0}, page = {0};
+    unsigned long oom0 = sb_oom_events();
     ctx c = {.b = &body, .dir = results_dir};
     /* optional run.json: title and description */
     cJSON *run = NULL;
@@ -1774,7 +1784,7 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     cJSON_Delete(run);
     sb_free(&body);
     sb_free(&c.notes);
-    if (page.oom) {
+    if (page.oom || sb_oom_events() != oom0) { /* also a piece built in another buffer */
         sb_free(&page);
         return rs_errf(err, "out of memory rendering the report");
     }

@@ -11,6 +11,17 @@
 
 /* ---- buffer ---- */
 
+/* Failed appends in this thread, over every buffer (sb_oom_events): a page assembled from
+ * several buffers cannot lose a piece silently when one of them ran out of memory. */
+static _Thread_local unsigned long g_oom_events;
+
+unsigned long sb_oom_events(void) { return g_oom_events; }
+
+static void set_oom(rs_sbuf *b) {
+    b->oom = 1;
+    g_oom_events++;
+}
+
 static void sb_put(rs_sbuf *b, const char *s, size_t n) {
     if (b->oom) return;
     if (b->len + n + 1 > b->cap) {
@@ -18,7 +29,7 @@ static void sb_put(rs_sbuf *b, const char *s, size_t n) {
         while (nc < b->len + n + 1) nc *= 2;
         char *p = realloc(b->buf, nc);
         if (!p) {
-            b->oom = 1;
+            set_oom(b);
             return;
         }
         b->buf = p;
@@ -44,7 +55,7 @@ void sb_printf(rs_sbuf *b, const char *fmt, ...) {
     }
     char *big = malloc((size_t)n + 1);
     if (!big) {
-        b->oom = 1;
+        set_oom(b);
         return;
     }
     va_start(ap, fmt);

@@ -225,11 +225,11 @@ static int parse_cfg(const cJSON *cfg, const char *what, rs_sae *s, int *d_in, i
         return rs_errf(err, "%s: unsupported reshape_activations '%s'", what, rs->valuestring);
     /* hook_z reshape flattens [.., heads, d_head] → heads·d_head, which is how we store it. */
     const cJSON *hk = field(cfg, meta, pre6 && field(cfg, meta, "hook_point") ? "hook_point" : "hook_name");
-    if (cJSON_IsString(hk)) s->hook_name = strdup(hk->valuestring);
+    if (cJSON_IsString(hk) && !(s->hook_name = strdup(hk->valuestring))) return rs_errf(err, "%s: out of memory", what);
     const cJSON *hi = field(cfg, meta, pre6 && field(cfg, meta, "hook_point_head_index") ? "hook_point_head_index" : "hook_head_index");
     if (hi) return rs_errf(err, "%s: hook_head_index SAEs are not supported", what);
     const cJSON *mn = field(cfg, meta, "model_name");
-    if (cJSON_IsString(mn)) s->model_name = strdup(mn->valuestring);
+    if (cJSON_IsString(mn) && !(s->model_name = strdup(mn->valuestring))) return rs_errf(err, "%s: out of memory", what);
     return 0;
 }
 
@@ -365,14 +365,21 @@ int sae_load(rs_sae **out, const char *path, const char *hook_name, rs_err *err)
         rc = rs_errf(err, "%s: not an SAE (expected a sae-lens folder or a params.npz)", path);
     }
     if (rc) return -1;
-    s->path = strdup(path);
+    int oom = !(s->path = strdup(path));
     if (hook_name) {
         free(s->hook_name);
-        s->hook_name = strdup(hook_name);
+        oom |= !(s->hook_name = strdup(hook_name));
         s->hook_from_path = 0;
     } else if (!s->hook_name && s->format == SAE_FORMAT_GEMMA_SCOPE_NPZ) {
+        /* NULL: the path names no layer, or no memory (told apart: a layer_N path always gives a name) */
         s->hook_name = hook_from_path(path);
         s->hook_from_path = s->hook_name != NULL;
+        const char *lp = strstr(path, "layer_");
+        oom |= !s->hook_name && (strstr(path, "embedding") || (lp && isdigit((unsigned char)lp[6])));
+    }
+    if (oom) {
+        sae_free(s);
+        return rs_errf(err, "%s: out of memory", path);
     }
     sae_update_dec_norm(s);
     *out = s;

@@ -305,7 +305,8 @@ int tok_add_tokens(rs_tokenizer *tok, const char *const *pieces, size_t n, int s
 
 int tok_add_paligemma_tokens(rs_tokenizer *tok, rs_err *err) {
     enum { N_EXTRA = 1024 + 128 };
-    char *names = malloc(N_EXTRA * 10);
+    enum { W = 16 }; /* "<loc0000>" / "<seg000>" + NUL fit in 10; 16 leaves the compiler no doubt */
+    char *names = malloc(N_EXTRA * W);
     const char **ptrs = malloc(N_EXTRA * sizeof *ptrs);
     if (!names || !ptrs) {
         free(names);
@@ -313,11 +314,11 @@ int tok_add_paligemma_tokens(rs_tokenizer *tok, rs_err *err) {
         return rs_errf(err, "out of memory");
     }
     for (int i = 0; i < N_EXTRA; i++) {
-        char *p = names + 10 * i;
+        char *p = names + W * i;
         if (i < 1024)
-            snprintf(p, 10, "<loc%04d>", i);
+            snprintf(p, W, "<loc%04d>", i & 1023); /* masks: identities here, bounds for the compiler */
         else
-            snprintf(p, 10, "<seg%03d>", i - 1024);
+            snprintf(p, W, "<seg%03d>", (i - 1024) & 127);
         ptrs[i] = p;
     }
     int rc = tok_add_tokens(tok, ptrs, N_EXTRA, 0, NULL, err);
@@ -417,7 +418,10 @@ static int parse_decoder(rs_tokenizer *tok, const cJSON *d, rs_err *err) {
         if (parse_pattern(tok, d, "decoder", &s.pattern, err)) return -1;
         s.kind = TOK_DEC_REPLACE;
         s.content = strdup(content);
-        if (!s.content) return rs_errf(err, "out of memory");
+        if (!s.content) {
+            free(s.pattern);
+            return rs_errf(err, "out of memory");
+        }
     } else if (!strcmp(type, "ByteFallback")) {
         s.kind = TOK_DEC_BYTE_FALLBACK;
     } else if (!strcmp(type, "Fuse")) {
@@ -661,16 +665,22 @@ static int parse_added_tokens(rs_tokenizer *tok, const cJSON *list, rs_err *err)
 }
 
 /* Special token names: tokenizer_config.json beside tokenizer.json if present, else Gemma's. */
-static void resolve_special_ids(rs_tokenizer *tok) {
+/* −1 only when memory runs out (an unreadable tokenizer_config.json counts as absent). */
+static int resolve_special_ids(rs_tokenizer *tok, rs_err *err) {
     const char *names[3] = {"<bos>", "<eos>", "<pad>"};
     const char *keys[3] = {"bos_token", "eos_token", "pad_token"};
     int32_t *dst[3] = {&tok->bos_id, &tok->eos_id, &tok->pad_id};
     cJSON *cfg = NULL;
     char *dir = strdup(tok->path);
-    if (dir) {
+    if (!dir) return rs_errf(err, "out of memory");
+    {
         char *slash = strrchr(dir, '/');
         char *cfg_path = slash ? (*slash = '\0', rs_path_join(dir, "tokenizer_config.json"))
                                : strdup("tokenizer_config.json");
+        if (!cfg_path) {
+            free(dir);
+            return rs_errf(err, "out of memory");
+        }
         char *text = NULL;
         size_t len;
         if (cfg_path && rs_path_exists(cfg_path) && rs_read_file(cfg_path, 64u << 20, &text, &len, NULL) == 0)
@@ -687,6 +697,7 @@ static void resolve_special_ids(rs_tokenizer *tok) {
         *dst[k] = tok_id(tok, name);
     }
     cJSON_Delete(cfg);
+    return 0;
 }
 
 int tok_load(rs_tokenizer **out, const char *path, rs_err *err) {
@@ -725,7 +736,10 @@ int tok_load(rs_tokenizer **out, const char *path, rs_err *err) {
         tok_free(tok);
         return -1;
     }
-    resolve_special_ids(tok);
+    if (resolve_special_ids(tok, err)) {
+        tok_free(tok);
+        return -1;
+    }
     *out = tok;
     return 0;
 }
