@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "reprshift/config.h"
+#include "reprshift/image_edit.h"
 #include "reprshift/fileio.h"
 
 #define BASE "{\"output_dir\": \"out\", \"models\": {\"llm\": \"m/llm\", \"vlm\": \"/abs/vlm\"}, "
@@ -120,6 +121,16 @@ static void test_unknown_keys_suggest(void **st) {
     expect_error(BASE DS ", \"pool\": \"maen\"}", "'pool': unknown value \"maen\"", "did you mean \"mean\"?");
     expect_error(BASE DS ", \"edits\": [{\"name\": \"brigthness\", \"values\": [1.2]}]}",
                  "'edits[0].name': unknown edit \"brigthness\"", "did you mean \"brightness\"?");
+    /* edit names: redness_luma is an alias of redness (so both together are one edit twice);
+       an unknown name far from all lists the valid ones, redness_plain and the alias included */
+    expect_error(BASE DS ", \"edits\": [{\"name\": \"redness\", \"values\": [1.2]}, {\"name\": \"redness_luma\", "
+                 "\"values\": [1.3]}]}",
+                 "'edits[1]': edit \"redness_luma\" is listed twice", NULL);
+    expect_error(BASE DS ", \"edits\": [{\"name\": \"qqqqqqqqqqqq\", \"values\": [1.2]}]}",
+                 "unknown edit \"qqqqqqqqqqqq\" (valid: brightness, contrast, saturation, redness, redness_plain, blur, "
+                 "rotate, redness_luma (old name of redness))", NULL);
+    expect_error(BASE DS ", \"edits\": [{\"name\": \"redness_plain\", \"values\": [-1]}]}",
+                 "'edits[0].values[0]'", ">= 0");
     expect_error(BASE DS ", \"probes\": {\"which\": [\"concept\", \"redness\", \"rednes\"]}}",
                  "'probes.which[2]'", "did you mean \"redness\"?");
     expect_error(BASE DS ", \"name\": \"a\", \"name\": \"b\"}", "duplicate key 'name'", NULL);
@@ -254,10 +265,32 @@ static void test_docs_match_schema(void **st) {
     free(gen);
 }
 
+/* redness_luma (the old name of the luminance-controlled redness) and redness_plain parse;
+ * the alias is the same edit kind as redness. */
+static void test_redness_names(void **st) {
+    (void)st;
+    rs_config *c = parse_ok(BASE DS ", \"edits\": [{\"name\": \"redness_luma\", \"values\": [1.3]}, "
+                                    "{\"name\": \"redness_plain\", \"values\": [1.3]}]}");
+    assert_int_equal(c->n_edits, 2);
+    rs_edit a, b, r;
+    rs_err err;
+    char spec[64];
+    snprintf(spec, sizeof spec, "%s=1.3", c->edits[0].name);
+    assert_int_equal(rs_edit_parse(spec, &a, &err), 0);
+    snprintf(spec, sizeof spec, "%s=1.3", c->edits[1].name);
+    assert_int_equal(rs_edit_parse(spec, &b, &err), 0);
+    assert_int_equal(rs_edit_parse("redness=1.3", &r, &err), 0);
+    assert_int_equal(a.kind, r.kind);
+    assert_int_equal(a.kind, RS_EDIT_REDNESS);
+    assert_int_equal(b.kind, RS_EDIT_REDNESS_PLAIN);
+    rs_config_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_resolution),
         cmocka_unit_test(test_layers_hooks_saes_edits),
+        cmocka_unit_test(test_redness_names),
         cmocka_unit_test(test_vision_hooks),
         cmocka_unit_test(test_unknown_keys_suggest),
         cmocka_unit_test(test_wrong_types),

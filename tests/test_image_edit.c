@@ -1,5 +1,5 @@
 /* Image edits against goldens from Pillow 13 (ImageEnhance, GaussianBlur, rotate BICUBIC)
- * and the numpy definition of redness / redness_luma (tools/reference/gen_image_goldens.py,
+ * and the numpy definition of redness (luminance-controlled) / redness_plain (tools/reference/gen_image_goldens.py,
  * tests/fixtures/images/edits.json), on real images from ../shared/data. */
 #include <math.h>
 #include <stdio.h>
@@ -92,13 +92,24 @@ static void test_edit_parse(void **state) {
     assert_int_equal(rs_edit_parse("blur=2.5", &e, &err), 0);
     assert_int_equal(e.kind, RS_EDIT_BLUR);
     assert_true(e.value == 2.5);
+    /* redness is the luminance-controlled edit; redness_luma (its old name) is an alias */
+    assert_int_equal(rs_edit_parse("redness=1.2", &e, &err), 0);
+    assert_int_equal(e.kind, RS_EDIT_REDNESS);
     assert_int_equal(rs_edit_parse("redness_luma=1.2", &e, &err), 0);
-    assert_int_equal(e.kind, RS_EDIT_REDNESS_LUMA);
+    assert_int_equal(e.kind, RS_EDIT_REDNESS);
+    assert_true(e.value == 1.2);
+    assert_string_equal(rs_edit_name(e.kind), "redness");
+    assert_int_equal(rs_edit_parse("redness_plain=1.2", &e, &err), 0);
+    assert_int_equal(e.kind, RS_EDIT_REDNESS_PLAIN);
+    assert_string_equal(rs_edit_name(e.kind), "redness_plain");
+    assert_int_equal(rs_edit_parse("redness_plain=-1", &e, &err), -1);
     assert_int_equal(rs_edit_parse("rotate=-15", &e, &err), 0);
     assert_true(e.value == -15);
     /* unknown name lists the valid ones */
     assert_int_equal(rs_edit_parse("brightnes=1.2", &e, &err), -1);
     assert_non_null(strstr(err.msg, "brightness"));
+    assert_non_null(strstr(err.msg, "redness_plain"));
+    assert_non_null(strstr(err.msg, "redness_luma"));
     assert_int_equal(rs_edit_parse("blur", &e, &err), -1);
     assert_int_equal(rs_edit_parse("blur=abc", &e, &err), -1);
     assert_int_equal(rs_edit_parse("blur=1x", &e, &err), -1);
@@ -107,7 +118,8 @@ static void test_edit_parse(void **state) {
     assert_int_equal(rs_edit_parse("redness=inf", &e, &err), -1);
 }
 
-/* redness_luma keeps BT.601 luma within rounding where nothing clips; plain redness does not. */
+/* redness (luminance-controlled) keeps BT.601 luma within rounding where nothing clips;
+ * redness_plain does not. */
 static void test_redness_luma_keeps_luma(void **state) {
     (void)state;
     rs_image img;
@@ -118,7 +130,7 @@ static void test_redness_luma_keeps_luma(void **state) {
     assert_int_equal(rs_image_copy(&a, &img, &err), 0);
     assert_int_equal(rs_image_copy(&b, &img, &err), 0);
     rs_image_redness_luma(&a, 1.3);
-    rs_image_redness(&b, 1.3);
+    rs_image_redness_plain(&b, 1.3);
     double max_luma = 0, max_luma_plain = 0;
     for (int i = 0; i < 64 * 64; i++) {
         const uint8_t *p = img.rgb + 3 * i, *q = a.rgb + 3 * i, *r = b.rgb + 3 * i;
@@ -136,11 +148,48 @@ static void test_redness_luma_keeps_luma(void **state) {
     rs_image_free(&b);
 }
 
+/* rs_image_luminance against numpy (tools/reference/gen_luminance.py): mean BT.601 luma and
+ * mean linear-light Y of real images and of their redness / redness_plain / brightness
+ * variants, within 1e-9. */
+static void test_luminance_matches_numpy(void **state) {
+    (void)state;
+    cJSON *j = load_json("tests/fixtures/images/luminance.json");
+    const cJSON *it;
+    int n = 0;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(j, "cases")) {
+        const char *rel = cJSON_GetObjectItemCaseSensitive(it, "file")->valuestring;
+        const char *name = cJSON_GetObjectItemCaseSensitive(it, "edit")->valuestring;
+        double v = cJSON_GetObjectItemCaseSensitive(it, "value")->valuedouble;
+        double want_l = cJSON_GetObjectItemCaseSensitive(it, "luma_bt601")->valuedouble;
+        double want_y = cJSON_GetObjectItemCaseSensitive(it, "linear_y")->valuedouble;
+        rs_err err;
+        rs_image img;
+        if (rs_image_load(rel, &img, &err)) fail_msg("%s", err.msg);
+        if (strcmp(name, "none")) {
+            char spec[128];
+            snprintf(spec, sizeof spec, "%s=%.17g", name, v);
+            rs_edit e;
+            if (rs_edit_parse(spec, &e, &err)) fail_msg("%s", err.msg);
+            if (rs_edit_apply(&img, &e, &err)) fail_msg("%s", err.msg);
+        }
+        rs_luminance l;
+        assert_int_equal(rs_image_luminance(&img, &l, &err), 0);
+        if (fabs(l.luma_bt601 - want_l) > 1e-9 || fabs(l.linear_y - want_y) > 1e-9)
+            fail_msg("%s %s=%g: luma %.17g (numpy %.17g), Y %.17g (numpy %.17g)", rel, name, v, l.luma_bt601,
+                     want_l, l.linear_y, want_y);
+        rs_image_free(&img);
+        n++;
+    }
+    assert_int_equal(n, 12);
+    cJSON_Delete(j);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_edits_match_pillow),
         cmocka_unit_test(test_edit_parse),
         cmocka_unit_test(test_redness_luma_keeps_luma),
+        cmocka_unit_test(test_luminance_matches_numpy),
     };
     return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

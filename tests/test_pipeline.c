@@ -348,6 +348,25 @@ static void test_run_outputs_and_skip(void **state) {
         }
         assert_int_equal(n_tab, cJSON_GetArraySize(cJSON_GetObjectItem(at, "matrices")));
         assert_true(n_tab >= 2);
+        /* luminance: one entry per edit variant (brightness 0.6, blur 2) over the 18 base
+           images; brightness 0.6 darkens in both measures, its CI brackets the mean */
+        cJSON *lum = cJSON_GetObjectItem(at, "luminance");
+        assert_int_equal(cJSON_GetArraySize(lum), 2);
+        const char *names[2] = {"brightness", "blur"};
+        for (int k = 0; k < 2; k++) {
+            cJSON *e = cJSON_GetArrayItem(lum, k);
+            assert_string_equal(cJSON_GetObjectItem(e, "edit")->valuestring, names[k]);
+            assert_int_equal((int)cJSON_GetObjectItem(e, "n_images")->valuedouble, 18);
+            assert_true(cJSON_IsString(cJSON_GetObjectItem(e, "definition")));
+            for (int m = 0; m < 2; m++) {
+                cJSON *d = cJSON_GetObjectItem(e, m ? "d_linear_Y" : "d_luma_bt601");
+                double v = cJSON_GetObjectItem(d, "value")->valuedouble, lo = cJSON_GetObjectItem(d, "ci_lo")->valuedouble,
+                       hi = cJSON_GetObjectItem(d, "ci_hi")->valuedouble;
+                assert_true(lo <= v && v <= hi);
+                if (k == 0) assert_true(hi < 0);
+            }
+        }
+        assert_non_null(strstr(sec, "<th>Edit</th><th>&Delta;luma BT.601 [95% CI]</th><th>&Delta;Y linear [95% CI]</th>"));
         cJSON_Delete(at);
         free(html);
     }

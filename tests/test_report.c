@@ -324,8 +324,9 @@ static void test_vision_probes(void **state) {
 
 /* attribute_transfer.json (reprshift run): beside the attribute probes, a dose-response figure
  * per edit with >= 2 strengths (diagonal accuracy by strength, a line per hook, chance line)
- * and each hook's transfer matrix as a table with the file's numbers; redness and
- * redness_luma explained; absent file: no such part and no note. */
+ * and each hook's transfer matrix as a table with the file's numbers; redness (luminance-
+ * controlled, the default) and redness_plain explained; the luminance table (Δluma BT.601,
+ * ΔY linear, n) with one sentence on the redness; absent file: no such part and no note. */
 static void test_attribute_transfer(void **state) {
     (void)state;
     rs_err err;
@@ -344,7 +345,7 @@ static void test_attribute_transfer(void **state) {
     /* 2 hooks x 4 variants; cell (r, c) of hook h = 0.5 + 0.01 * (10 h + 4 r + c) - the diagonal higher */
     rs_sbuf j = {0};
     sb_puts(&j, "{\"ci\": \"nested <boot>\", \"matrices\": [");
-    const char *labs = "[\"brightness 0.6\", \"brightness 1.4\", \"redness 1.3\", \"redness_luma 1.3\"]";
+    const char *labs = "[\"brightness 0.6\", \"brightness 1.4\", \"redness 1.3\", \"redness_plain 1.3\"]";
     for (int h = 0; h < 2; h++) {
         sb_printf(&j, "%s{\"hook\": \"%s\", \"n_images\": 24, \"rows\": %s, \"cols\": %s, \"values\": [", h ? ", " : "",
                   h ? "vision.ln_post" : "blocks.1.hook_resid_post", labs, labs);
@@ -358,12 +359,21 @@ static void test_attribute_transfer(void **state) {
         }
         sb_puts(&j, "]}");
     }
+    sb_puts(&j, "], \"luminance\": [");
+    const char *lum[3][2] = {{"brightness", "0.6"}, {"redness", "1.3"}, {"redness_plain", "1.3"}};
+    const double dl[3] = {-0.2, 0.00002, 0.0312}, dy[3] = {-0.15, -0.0123, 0.0456};
+    for (int k = 0; k < 3; k++)
+        sb_printf(&j, "%s{\"edit\": \"%s\", \"value\": %s, \"d_luma_bt601\": {\"value\": %g, \"ci_lo\": %g, "
+                  "\"ci_hi\": %g}, \"d_linear_Y\": {\"value\": %g, \"ci_lo\": %g, \"ci_hi\": %g}, \"n_images\": 24, "
+                  "\"definition\": \"d\"}",
+                  k ? ", " : "", lum[k][0], lum[k][1], dl[k], dl[k] - 0.001, dl[k] + 0.001, dy[k], dy[k] - 0.002,
+                  dy[k] + 0.002);
     sb_puts(&j, "]}");
     write_file(dir, "attribute_transfer.json", j.buf);
     sb_free(&j);
     if (report_render(dir, &html, &len, &figs, &err)) fail_msg("%s", err.msg);
     check_tags(html);
-    assert_int_equal(figs, figs0 + 1); /* brightness has 2 strengths; redness and redness_luma 1 each */
+    assert_int_equal(figs, figs0 + 1); /* brightness has 2 strengths; redness and redness_plain 1 each */
     const char *sec = strstr(html, "<h3>Attribute probes across edits</h3>");
     assert_non_null(sec);
     assert_true(sec > strstr(html, "<section id=\"attributes\">"));
@@ -373,21 +383,35 @@ static void test_attribute_transfer(void **state) {
     assert_non_null(strstr(sec, "dashed: chance (0.5)"));
     assert_non_null(strstr(sec, "n = 24 images (each original and edited)."));
     assert_non_null(strstr(sec, "CI: nested &lt;boot&gt;."));
-    assert_non_null(strstr(sec, "<b>redness_luma</b>: the red channel scaled and green and blue shifted to keep BT.601 luma"));
+    assert_non_null(strstr(sec, "<b>redness</b> (the default; <b>redness_luma</b> in runs made before the rename): the red "
+                                "channel scaled and green and blue shifted to keep BT.601 luma"));
+    assert_non_null(strstr(sec, "<b>redness_plain</b>: the red channel scaled only"));
+    /* the luminance table: one row per edit variant with the file's numbers, n, and the sentence */
+    const char *lt = strstr(sec, "<caption>Luminance change by edit</caption>");
+    assert_non_null(lt);
+    assert_non_null(strstr(lt, "<tr><th>Edit</th><th>&Delta;luma BT.601 [95% CI]</th><th>&Delta;Y linear [95% CI]</th>"
+                               "<th>n</th></tr>"));
+    assert_non_null(strstr(lt, "<tr><th>brightness 0.6</th><td>-0.2000 [-0.2010, -0.1990]</td><td>-0.1500 [-0.1520, "
+                               "-0.1480]</td><td>24</td></tr>"));
+    assert_non_null(strstr(lt, "<tr><th>redness 1.3</th><td>+0.0000 [-0.0010, +0.0010]</td><td>-0.0123 [-0.0143, "
+                               "-0.0103]</td><td>24</td></tr>"));
+    assert_non_null(strstr(lt, "<tr><th>redness_plain 1.3</th><td>+0.0312 [+0.0302, +0.0322]</td>"));
+    assert_non_null(strstr(lt, "The luminance-controlled redness 1.3 keeps BT.601 luma (&Delta; +0.0000) but not "
+                               "linear-light luminance (&Delta;Y -0.0123)."));
     /* the x axis runs over the strengths 0.6 .. 1.4 */
     assert_non_null(strstr(sec, "text-anchor=\"middle\">0.6</text>"));
     assert_non_null(strstr(sec, "text-anchor=\"middle\">1.4</text>"));
     /* tables: one per hook, cells = the file's numbers; diagonal bold, same edit italic */
-    assert_int_equal(count(sec, "<table class=\"fdr\"><caption>"), 2);
+    assert_int_equal(count(sec, "<table class=\"fdr\"><caption>"), 3); /* 2 hooks + luminance */
     assert_non_null(strstr(sec, "<caption>vision.ln_post (n = 24 images)</caption>"));
     assert_non_null(strstr(sec, "<tr><th>trained on \\ tested on</th><th>brightness 0.6</th><th>brightness 1.4</th>"
-                                "<th>redness 1.3</th><th>redness_luma 1.3</th></tr>"));
+                                "<th>redness 1.3</th><th>redness_plain 1.3</th></tr>"));
     /* hook 0, row 0: diag 0.7 [0.6, 0.75]; (0,1) same edit 0.51 [0.41, 0.56]; (0,2) 0.52 [0.42, 0.57] */
     assert_non_null(strstr(sec, "<tr><th>brightness 0.6</th><td><b>0.7 [0.6, 0.75]</b></td><td><i>0.51 [0.41, 0.56]</i>"
                                 "</td><td>0.52 [0.42, 0.57]</td><td>0.53 [0.43, 0.58]</td></tr>"));
     /* hook 1 (vision.ln_post), row 3: 0.5 + 0.01 (10 + 12 + c), diagonal + 0.2 */
     const char *t1 = strstr(sec, "<caption>vision.ln_post");
-    assert_non_null(strstr(t1, "<tr><th>redness_luma 1.3</th><td>0.72 [0.62, 0.77]</td><td>0.73 [0.63, 0.78]</td>"
+    assert_non_null(strstr(t1, "<tr><th>redness_plain 1.3</th><td>0.72 [0.62, 0.77]</td><td>0.73 [0.63, 0.78]</td>"
                                "<td>0.74 [0.64, 0.79]</td><td><b>0.95 [0.85, 1]</b></td></tr>"));
     free(html);
     /* malformed: cols differ from rows */

@@ -16,7 +16,8 @@
 #include "reprshift/image.h"
 
 typedef struct {
-    char *name;      /* an rs_edit name: brightness, contrast, saturation, redness, redness_luma, blur, rotate */
+    char *name;      /* an rs_edit name: brightness, contrast, saturation, redness, redness_plain, blur, rotate
+                        (or redness_luma, the old name of redness) */
     double *values;  /* [n_values] factors / radii / degrees */
     int n_values;
 } rs_config_edit;

@@ -103,7 +103,8 @@ static const field DATASET[] = {
 
 static const field EDIT[] = {
     {"name", K_STR, 1, NULL, 0, 0, 0, NULL, 0, NULL,
-     "brightness, contrast, saturation, redness, redness_luma, blur or rotate"},
+     "brightness, contrast, saturation, redness (luminance-controlled; old name redness_luma), redness_plain, blur "
+     "or rotate"},
     {"values", K_NUMS, 1, NULL, -1e6, 1e6, 1, NULL, 0, NULL, "factors (blur: radius in px; rotate: degrees)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
@@ -713,23 +714,31 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
         ce->name = sdup(cx, e, "name");
         ce->values = nums(get(e, "values"), &ce->n_values);
         if (!ce->name || !ce->values) return rs_errf(err, "%s: out of memory", what);
-        int known = 0;
-        for (int k = 0; k < RS_EDIT_COUNT && !known; k++) known = !strcmp(edit_names[k], ce->name);
+        /* known: a canonical name or the alias redness_luma (rs_edit_parse decides) */
+        char probe[160];
+        rs_edit kind_i;
+        rs_err e0 = {{0}};
+        snprintf(probe, sizeof probe, "%.100s=1", ce->name);
+        int known = !strchr(ce->name, '=') && rs_edit_parse(probe, &kind_i, &e0) == 0;
         if (!known) {
             const char *near = rs_nearest(ce->name, edit_names, RS_EDIT_COUNT);
             char list[300] = "";
             size_t k2 = 0;
             for (int k = 0; k < RS_EDIT_COUNT && k2 < sizeof list; k++)
                 k2 += (size_t)snprintf(list + k2, sizeof list - k2, "%s%s", k ? ", " : "", edit_names[k]);
+            if (k2 < sizeof list) snprintf(list + k2, sizeof list - k2, ", redness_luma (old name of redness)");
             if (near)
                 return rs_errf(err, "%s: 'edits[%d].name': unknown edit \"%s\" (did you mean \"%s\"?)", what, i,
                                ce->name, near);
             return rs_errf(err, "%s: 'edits[%d].name': unknown edit \"%s\" (valid: %s)", what, i, ce->name, list);
         }
-        for (int j = 0; j < i; j++)
-            if (!strcmp(c->edits[j].name, ce->name))
+        for (int j = 0; j < i; j++) {
+            rs_edit kind_j;
+            snprintf(probe, sizeof probe, "%.100s=1", c->edits[j].name);
+            if (rs_edit_parse(probe, &kind_j, &e0) == 0 && kind_j.kind == kind_i.kind)
                 return rs_errf(err, "%s: 'edits[%d]': edit \"%s\" is listed twice (put all values in one list)", what,
                                i, ce->name);
+        }
         for (int v = 0; v < ce->n_values; v++) {
             char spec[96];
             snprintf(spec, sizeof spec, "%s=%.17g", ce->name, ce->values[v]);

@@ -12,8 +12,10 @@
 #include <string.h>
 
 static const char *const EDIT_NAMES[RS_EDIT_COUNT] = {
-    "brightness", "contrast", "saturation", "redness", "redness_luma", "blur", "rotate",
+    "brightness", "contrast", "saturation", "redness", "redness_plain", "blur", "rotate",
 };
+/* Old name of the luminance-controlled redness (before it became the default "redness"). */
+#define EDIT_ALIAS_REDNESS_LUMA "redness_luma"
 
 const char *rs_edit_name(rs_edit_kind kind) {
     return (unsigned)kind < RS_EDIT_COUNT ? EDIT_NAMES[kind] : "?";
@@ -69,7 +71,7 @@ static inline uint8_t round_clamp(double v) {
     return (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
 }
 
-void rs_image_redness(rs_image *img, double factor) {
+void rs_image_redness_plain(rs_image *img, double factor) {
     size_t np = (size_t)img->w * img->h;
     for (size_t i = 0; i < np; i++) img->rgb[3 * i] = round_clamp(img->rgb[3 * i] * factor);
 }
@@ -257,19 +259,21 @@ int rs_edit_parse(const char *spec, rs_edit *out, rs_err *err) {
     char valid[200] = "";
     for (int k = 0; k < RS_EDIT_COUNT; k++) {
         strcat(valid, EDIT_NAMES[k]);
-        if (k + 1 < RS_EDIT_COUNT) strcat(valid, ", ");
+        strcat(valid, ", ");
     }
+    strcat(valid, EDIT_ALIAS_REDNESS_LUMA " (old name of redness)");
     if (!eq) return rs_errf(err, "edit '%s': expected name=value (names: %s)", spec, valid);
     size_t nlen = (size_t)(eq - spec);
     int kind = -1;
     for (int k = 0; k < RS_EDIT_COUNT; k++)
         if (strlen(EDIT_NAMES[k]) == nlen && !strncmp(spec, EDIT_NAMES[k], nlen)) kind = k;
+    if (nlen == strlen(EDIT_ALIAS_REDNESS_LUMA) && !strncmp(spec, EDIT_ALIAS_REDNESS_LUMA, nlen)) kind = RS_EDIT_REDNESS;
     if (kind < 0) return rs_errf(err, "edit '%s': unknown edit '%.*s' (valid: %s)", spec, (int)nlen, spec, valid);
     char *end = NULL;
     double v = strtod(eq + 1, &end);
     if (end == eq + 1 || *end != '\0' || !isfinite(v))
         return rs_errf(err, "edit '%s': value '%s' is not a finite number", spec, eq + 1);
-    if ((kind == RS_EDIT_BLUR || kind == RS_EDIT_REDNESS || kind == RS_EDIT_REDNESS_LUMA) && v < 0)
+    if ((kind == RS_EDIT_BLUR || kind == RS_EDIT_REDNESS || kind == RS_EDIT_REDNESS_PLAIN) && v < 0)
         return rs_errf(err, "edit '%s': %s must be >= 0", spec, EDIT_NAMES[kind]);
     if (kind == RS_EDIT_BLUR && v > 1000) return rs_errf(err, "edit '%s': blur radius above 1000", spec);
     out->kind = (rs_edit_kind)kind;
@@ -282,8 +286,8 @@ int rs_edit_apply(rs_image *img, const rs_edit *e, rs_err *err) {
     case RS_EDIT_BRIGHTNESS: rs_image_brightness(img, e->value); return 0;
     case RS_EDIT_CONTRAST: rs_image_contrast(img, e->value); return 0;
     case RS_EDIT_SATURATION: rs_image_saturation(img, e->value); return 0;
-    case RS_EDIT_REDNESS: rs_image_redness(img, e->value); return 0;
-    case RS_EDIT_REDNESS_LUMA: rs_image_redness_luma(img, e->value); return 0;
+    case RS_EDIT_REDNESS: rs_image_redness_luma(img, e->value); return 0;
+    case RS_EDIT_REDNESS_PLAIN: rs_image_redness_plain(img, e->value); return 0;
     case RS_EDIT_BLUR: return rs_image_gaussian_blur(img, e->value, err);
     case RS_EDIT_ROTATE: {
         rs_image r;
@@ -299,5 +303,29 @@ int rs_edit_apply(rs_image *img, const rs_edit *e, rs_err *err) {
 int rs_edits_apply(rs_image *img, const rs_edit *edits, int n, rs_err *err) {
     for (int i = 0; i < n; i++)
         if (rs_edit_apply(img, &edits[i], err)) return -1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- luminance */
+
+/* sRGB EOTF (IEC 61966-2-1) of an 8-bit code value, as a fraction of white. */
+static double srgb_to_linear(int c) {
+    double v = c / 255.0;
+    return v <= 0.04045 ? v / 12.92 : pow((v + 0.055) / 1.055, 2.4);
+}
+
+int rs_image_luminance(const rs_image *img, rs_luminance *out, rs_err *err) {
+    size_t np = (size_t)img->w * img->h;
+    if (!img->rgb || img->w <= 0 || img->h <= 0) return rs_errf(err, "luminance: empty image");
+    double lin[256];
+    for (int c = 0; c < 256; c++) lin[c] = srgb_to_linear(c);
+    double sl = 0, sy = 0;
+    for (size_t i = 0; i < np; i++) {
+        const uint8_t *p = img->rgb + 3 * i;
+        sl += 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+        sy += 0.2126 * lin[p[0]] + 0.7152 * lin[p[1]] + 0.0722 * lin[p[2]];
+    }
+    out->luma_bt601 = sl / (double)np / 255.0;
+    out->linear_y = sy / (double)np;
     return 0;
 }

@@ -337,8 +337,8 @@ static int load_dataset(pl_ctx *c, const char *path, rs_err *err) {
                 rs_err_prefix(err, "edits");
                 goto done;
             }
-            pv->name = c->cfg->edits[e].name;
-            snprintf(pv->label, sizeof pv->label, "%s %g", c->cfg->edits[e].name, c->cfg->edits[e].values[v]);
+            pv->name = rs_edit_name(pv->edit.kind); /* canonical: the alias redness_luma is "redness" */
+            snprintf(pv->label, sizeof pv->label, "%s %g", pv->name, c->cfg->edits[e].values[v]);
             c->n_variants++;
         }
     if (c->n_image && rs_manifest_check_images(m, NULL, err)) goto done;

@@ -355,13 +355,19 @@ typedef struct {
     int64_t first; /* global index of the shard's first input */
 } edit_ctx;
 
+int pl_load_variant(const pl_variant *v, const char *path, rs_image *img, rs_err *err) {
+    if (rs_image_load(path, img, err)) return -1;
+    if (v && rs_edit_apply(img, &v->edit, err)) {
+        rs_image_free(img);
+        return rs_err_prefix(err, "%s: edit %s", path, v->label);
+    }
+    return 0;
+}
+
 static int load_edited(void *vctx, int input, const char *path, rs_image *img, rs_err *err) {
     edit_ctx *e = vctx;
     int64_t g = e->first + input;
-    const pl_variant *v = &e->c->variants[g / e->c->n_image];
-    if (rs_image_load(path, img, err)) return -1;
-    if (rs_edit_apply(img, &v->edit, err)) return rs_err_prefix(err, "%s: edit %s", path, v->label);
-    return 0;
+    return pl_load_variant(&e->c->variants[g / e->c->n_image], path, img, err);
 }
 
 /* The blank condition's image: uniform mid-grey (128, 128, 128), 224×224 (any size
@@ -630,6 +636,9 @@ static int store_fingerprint(pl_ctx *c, int s, int64_t shard, const char *prompt
         free(vars);
         return -1;
     }
+    /* "names=v2": "redness" became the luminance-controlled edit (the plain one is now
+     * redness_plain), so stores written under the old names must not be reused. */
+    if (s == PL_VLM_EDITS) fputs("names=v2;", f);
     if (s == PL_VLM_EDITS)
         for (int v = 0; v < c->n_variants; v++)
             fprintf(f, "%s=%.17g;", rs_edit_name(c->variants[v].edit.kind), c->variants[v].edit.value);

@@ -16,7 +16,7 @@
 /* One edited image variant kind (an entry of config edits × values). */
 typedef struct {
     rs_edit edit;
-    const char *name;     /* config edit name */
+    const char *name;     /* canonical edit name (rs_edit_name; the alias redness_luma is "redness") */
     char label[48];       /* "brightness 0.6" */
 } pl_variant;
 
@@ -90,6 +90,9 @@ char *pl_join(const char *dir, const char *name);
 /* Stages (each logs, skips itself when complete, returns 0 / -1). */
 int pl_stage_dataset(pl_ctx *c, rs_err *err);
 int pl_stage_extract(pl_ctx *c, rs_err *err);
+/* Decode the image at path and apply variant v's edit (v NULL: the original), exactly as
+ * the extract stage builds the edited store's images. */
+int pl_load_variant(const pl_variant *v, const char *path, rs_image *img, rs_err *err);
 int pl_stage_shift(pl_ctx *c, rs_err *err);
 int pl_stage_probes(pl_ctx *c, rs_err *err);
 /* Error unless each probe split leaves at least probes.min_test_groups test groups (images);

@@ -40,7 +40,7 @@ static int wants(const rs_config *cfg, const char *family) {
 
 /* Probe family of an edit name. */
 static const char *edit_family(const char *name) {
-    if (!strcmp(name, "redness") || !strcmp(name, "redness_luma")) return "redness";
+    if (!strcmp(name, "redness") || !strcmp(name, "redness_plain") || !strcmp(name, "redness_luma")) return "redness";
     if (!strcmp(name, "rotate")) return "rotation";
     return name; /* brightness, contrast, saturation, blur */
 }
@@ -730,6 +730,90 @@ static int paired_bh(cJSON *probes, int flips, rs_err *err) {
     return 0;
 }
 
+/* Mean of v[idx[i]] over i < n (idx NULL: identity). */
+static double mean_of(const double *v, const int64_t *idx, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += v[idx ? idx[i] : i];
+    return s / n;
+}
+
+/* {value, ci_lo, ci_hi}: the mean of d over n images with a 95% percentile bootstrap over
+ * images (n_boot resamples with replacement, splitmix64 from seed; index = next % n). */
+static cJSON *boot_mean_json(const double *d, int n, int n_boot, uint64_t seed, double *bm, int64_t *idx) {
+    double lo = NAN, hi = NAN;
+    if (n_boot > 0 && n > 1) {
+        uint64_t st = seed;
+        for (int b = 0; b < n_boot; b++) {
+            for (int i = 0; i < n; i++) idx[i] = (int64_t)(stats_splitmix(&st) % (uint64_t)n);
+            bm[b] = mean_of(d, idx, n);
+        }
+        lo = stats_percentile(bm, n_boot, 0.025);
+        hi = stats_percentile(bm, n_boot, 0.975);
+    }
+    return stat_json(mean_of(d, NULL, n), lo, hi);
+}
+
+/* attribute_transfer.json "luminance": per edit variant, the mean change (edited - original)
+ * over the base images of BT.601 luma and of linear-light luminance Y, with bootstrap CIs.
+ * Images are decoded and edited by pl_load_variant, the extract stage's own path. */
+static int luminance_json(pl_ctx *c, cJSON *attr, rs_err *err) {
+    int n = c->n_image, V = c->n_variants, B = c->cfg->probes.bootstrap;
+    if (n < 1 || V < 1) return 0;
+    double *L = malloc(sizeof(double) * (size_t)n * (size_t)(V + 1) * 2);
+    double *dl = malloc(sizeof(double) * (size_t)n), *dy = malloc(sizeof(double) * (size_t)n);
+    double *bm = malloc(sizeof(double) * (size_t)(B > 0 ? B : 1));
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)n);
+    int rc = -1;
+    if (!L || !dl || !dy || !bm || !idx) {
+        rs_errf(err, "out of memory");
+        goto done;
+    }
+    /* L[(v·n + j)·2 + {0: luma, 1: Y}], v = 0 the original, v = 1.. the variants */
+    for (int j = 0; j < n; j++) {
+        const char *path = c->man->rows[c->image_row[j]].path;
+        for (int v = 0; v <= V; v++) {
+            rs_image img = {0, 0, NULL};
+            rs_luminance lu;
+            if (pl_load_variant(v ? &c->variants[v - 1] : NULL, path, &img, err)) goto done;
+            int r = rs_image_luminance(&img, &lu, err);
+            rs_image_free(&img);
+            if (r) goto done;
+            L[((size_t)v * n + j) * 2] = lu.luma_bt601;
+            L[((size_t)v * n + j) * 2 + 1] = lu.linear_y;
+        }
+    }
+    char def[512];
+    snprintf(def, sizeof def,
+             "per edit variant, mean over the %d base images of (edited - original) image-mean luminance on a 0..1 "
+             "scale: d_luma_bt601 of 0.299R+0.587G+0.114B on the gamma-encoded 8-bit values / 255; d_linear_Y of "
+             "0.2126R+0.7152G+0.0722B on linear light (sRGB EOTF); 95%% percentile bootstrap over images (%d "
+             "resamples, seed 0x1D5)",
+             n, B);
+    cJSON *arr = cJSON_AddArrayToObject(attr, "luminance");
+    for (int v = 1; v <= V; v++) {
+        for (int j = 0; j < n; j++) {
+            dl[j] = L[((size_t)v * n + j) * 2] - L[(size_t)j * 2];
+            dy[j] = L[((size_t)v * n + j) * 2 + 1] - L[(size_t)j * 2 + 1];
+        }
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "edit", c->variants[v - 1].name);
+        rs_json_add_num(o, "value", c->variants[v - 1].edit.value);
+        cJSON_AddItemToObject(o, "d_luma_bt601", boot_mean_json(dl, n, B, 0x1D5u, bm, idx));
+        cJSON_AddItemToObject(o, "d_linear_Y", boot_mean_json(dy, n, B, 0x1D5u, bm, idx));
+        rs_json_add_num(o, "n_images", n);
+        cJSON_AddStringToObject(o, "definition", def);
+        cJSON_AddItemToArray(arr, o);
+    }
+    rc = 0;
+done:
+    free(L);
+    free(dl);
+    free(dy);
+    free(bm);
+    free(idx);
+    return rc;
+}
+
 int pl_stage_probes(pl_ctx *c, rs_err *err) {
     const rs_config *cfg = c->cfg;
     char *pp = pl_join(c->results, "probes.json"), *tp = pl_join(c->results, "transfer.json");
@@ -829,7 +913,8 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
     }
     n_tasks += cJSON_GetArraySize(vision);
     if (cJSON_GetArraySize(matrices) > 0 && write_json(tp, transfer, err)) goto done;
-    if (cJSON_GetArraySize(p.edit_matrices) > 0 && write_json(ap, attr, err)) goto done;
+    if (cJSON_GetArraySize(p.edit_matrices) > 0 && (luminance_json(c, attr, err) || write_json(ap, attr, err)))
+        goto done;
     /* the report needs at least one task in probes.json: with none, the file is not written */
     if (n_tasks > 0 && (probes_bh(probes, err) || paired_bh(probes, p.paired_flips, err) || write_json(pp, probes, err)))
         goto done;

@@ -982,6 +982,75 @@ static int cmp_strength(const void *a, const void *b) {
 
 /* Dose-response figures (each edit with >= 2 strengths: the diagonal accuracy, original vs
  * that edit, by strength, one line per hook) and the transfer matrix of each hook as a table. */
+/* "luminance" of attribute_transfer.json (absent in runs made before it existed): per edit
+ * variant, the mean change of BT.601 luma and of linear-light Y over the base images, and
+ * one sentence on what the luminance-controlled redness keeps. */
+#define LUM_KEPT 0.005 /* |mean change| below this (on the 0..1 scale) reads as kept */
+static int attr_luminance(ctx *c, const cJSON *arr, rs_err *err) {
+    if (!arr) return 0;
+    if (!cJSON_IsArray(arr)) return rs_errf(err, "%s: \"luminance\" must be an array", c->path);
+    int64_t n_min = INT64_MAX, n_max = 0;
+    int i = 0;
+    for (const cJSON *e = arr->child; e; e = e->next, i++) {
+        char where[32];
+        int64_t n = 0;
+        snprintf(where, sizeof where, "luminance[%d]", i);
+        if (!get_str(e, "edit")) return rs_errf(err, "%s: %s: \"edit\" must be a string", c->path, where);
+        if (get_n(c, e, "n_images", where, &n, err)) return -1;
+        n_min = n < n_min ? n : n_min, n_max = n > n_max ? n : n_max;
+    }
+    if (i == 0) return 0;
+    char ntext[96];
+    n_range(ntext, sizeof ntext, n_min, n_max, "images");
+    sb_puts(c->b, "<p>Luminance of the edited images: mean change (edited &minus; original) over the base images of "
+                  "BT.601 luma 0.299R + 0.587G + 0.114B on the gamma-encoded values and of linear-light relative "
+                  "luminance Y = 0.2126R + 0.7152G + 0.0722B (sRGB decoded to linear light), both on a 0 to 1 scale; "
+                  "95% percentile bootstrap CI over images. n = ");
+    sb_escape(c->b, ntext);
+    sb_puts(c->b, ".</p>\n<table class=\"fdr\"><caption>Luminance change by edit</caption>\n<tr><th>Edit</th>"
+                  "<th>&Delta;luma BT.601 [95% CI]</th><th>&Delta;Y linear [95% CI]</th><th>n</th></tr>\n");
+    rs_sbuf said = {0};
+    i = 0;
+    for (const cJSON *e = arr->child; e; e = e->next, i++) {
+        char where[32];
+        snprintf(where, sizeof where, "luminance[%d]", i);
+        rstat l, y;
+        int64_t n = 0;
+        if (get_stat(c, e, "d_luma_bt601", where, &l, err) < 0 || get_stat(c, e, "d_linear_Y", where, &y, err) < 0 ||
+            get_n(c, e, "n_images", where, &n, err)) {
+            sb_free(&said);
+            return -1;
+        }
+        const char *name = get_str(e, "edit");
+        double v = num_or_nan(e, "value");
+        char lab[160];
+        snprintf(lab, sizeof lab, "%s %g", name, v);
+        sb_puts(c->b, "<tr><th>");
+        sb_escape(c->b, lab);
+        char f[6][24];
+        const double fv[6] = {l.v, l.lo, l.hi, y.v, y.lo, y.hi};
+        for (int q = 0; q < 6; q++) {
+            if (isfinite(fv[q])) snprintf(f[q], sizeof f[q], "%+.4f", fv[q]);
+            else snprintf(f[q], sizeof f[q], "&ndash;");
+        }
+        sb_printf(c->b, "</th><td>%s [%s, %s]</td><td>%s [%s, %s]</td><td>%lld</td></tr>\n", f[0], f[1], f[2], f[3],
+                  f[4], f[5], (long long)n);
+        if ((!strcmp(name, "redness") || !strcmp(name, "redness_luma")) && isfinite(l.v) && isfinite(y.v)) {
+            int kl = fabs(l.v) < LUM_KEPT, ky = fabs(y.v) < LUM_KEPT;
+            sb_printf(&said, " The luminance-controlled %s %s BT.601 luma (&Delta; %+.4f) %s linear-light luminance "
+                             "(&Delta;Y %+.4f).",
+                      lab, kl ? "keeps" : "does not keep", l.v, kl == ky ? (ky ? "and" : "nor") : (ky ? "but keeps" : "but not"),
+                      y.v);
+        }
+    }
+    sb_puts(c->b, "</table>\n");
+    sb_printf(c->b, "<p>Kept: |&Delta;| below %.3f.", LUM_KEPT);
+    if (said.len) sb_puts(c->b, said.buf);
+    sb_puts(c->b, "</p>\n");
+    sb_free(&said);
+    return 0;
+}
+
 static int attr_transfer(ctx *c, rs_err *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/attribute_transfer.json", c->dir);
@@ -1033,16 +1102,17 @@ static int attr_transfer(ctx *c, rs_err *err) {
     sb_puts(c->b, "<h3>Attribute probes across edits</h3>\n<p>Source: <code>attribute_transfer.json</code>. Each "
                   "probe separates the original images from one edited variant; the same probe is then tested on "
                   "every other variant.");
-    int has_red = 0, has_luma = 0;
+    int has_red = 0, has_plain = 0;
     for (int k = 0; k < nv; k++) {
-        has_red |= !strncmp(rows0[k], "redness ", 8);
-        has_luma |= !strncmp(rows0[k], "redness_luma ", 13);
+        has_red |= !strncmp(rows0[k], "redness ", 8) || !strncmp(rows0[k], "redness_luma ", 13);
+        has_plain |= !strncmp(rows0[k], "redness_plain ", 14);
     }
-    if (has_red || has_luma)
-        sb_puts(c->b, " <b>redness</b>: the red channel scaled (plain; brightness changes with it). "
-                      "<b>redness_luma</b>: the red channel scaled and green and blue shifted to keep BT.601 luma "
-                      "0.299R + 0.587G + 0.114B (luminance-controlled, on the gamma-encoded 8-bit values; "
-                      "linear-light luminance is not controlled or reported).");
+    if (has_red || has_plain)
+        sb_puts(c->b, " <b>redness</b> (the default; <b>redness_luma</b> in runs made before the rename): the red "
+                      "channel scaled and green and blue shifted to keep BT.601 luma 0.299R + 0.587G + 0.114B "
+                      "(luminance-controlled on the gamma-encoded 8-bit values; linear-light luminance is not "
+                      "controlled, see the luminance table below). <b>redness_plain</b>: the red channel scaled only "
+                      "(brightness changes with it).");
     sb_puts(c->b, "</p>\n<div class=\"grid\">\n");
     char ntext[96];
     n_range(ntext, sizeof ntext, nimg_min, nimg_max, "images (each original and edited)");
@@ -1152,6 +1222,7 @@ static int attr_transfer(ctx *c, rs_err *err) {
         }
         sb_puts(c->b, "</table>\n");
     }
+    if (attr_luminance(c, cJSON_GetObjectItemCaseSensitive(j, "luminance"), err)) goto out;
     rc = 0;
 out:
     free(rows0), free(cols0), free(buf);

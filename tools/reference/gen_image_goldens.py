@@ -12,7 +12,7 @@ Writes tests/fixtures/images/:
                    224/448/896 and two non-square sizes that exercise both pass orders
   resize_*.png     two resized images stored in full (lossless) for mismatch counts
   preprocess.json  CRC-32 of transformers' pixel_values (float32 bytes, CHW) + samples
-  edits.json       CRC-32 of each edit (ImageEnhance, GaussianBlur, rotate, numpy redness)
+  edits.json       CRC-32 of each edit (ImageEnhance, GaussianBlur, rotate, numpy redness / redness_plain)
 Library versions are recorded in every JSON ("versions").
 
 Usage: /work/refenv/bin/python tools/reference/gen_image_goldens.py [--shared ../shared]
@@ -205,7 +205,7 @@ def bad_inputs(shared_data):
 
 # ---------------------------------------------------------------- main
 
-def redness(a, f):
+def redness_plain(a, f):
     a = a.copy()
     a[..., 0] = np.clip(np.floor(a[..., 0] * f + 0.5), 0, 255)
     return a
@@ -231,9 +231,9 @@ def edit_ref(im, name, v):
         return np.asarray(im.filter(ImageFilter.GaussianBlur(v)))
     if name == "rotate":
         return np.asarray(im.rotate(v, resample=Image.BICUBIC))
-    if name == "redness":
-        return redness(np.asarray(im), v)
-    if name == "redness_luma":
+    if name == "redness_plain":
+        return redness_plain(np.asarray(im), v)
+    if name == "redness":  # luminance-controlled (old name redness_luma)
         return redness_luma(np.asarray(im), v)
     raise ValueError(name)
 
@@ -242,8 +242,8 @@ EDITS = [
     ("brightness", [0.0, 0.6, 1.0, 1.4]),
     ("contrast", [0.0, 0.5, 1.6]),
     ("saturation", [0.0, 0.4, 2.0]),
+    ("redness_plain", [0.7, 1.3]),
     ("redness", [0.7, 1.3]),
-    ("redness_luma", [0.7, 1.3]),
     ("blur", [0.6, 2.0, 5.5]),
     ("rotate", [90.0, 180.0, 12.5, -30.0]),
 ]
@@ -322,7 +322,8 @@ def main():
             for v in vals:
                 edits.append({"file": rel, "edit": name, "value": v, "crc32": crc(edit_ref(im, name, v))})
     json.dump({"versions": ver,
-               "redness_definition": "R'=clip(floor(R*f+0.5)); redness_luma: d=0.299*(R'-R)/0.701, "
+               "redness_definition": "redness_plain: R'=clip(floor(R*f+0.5)); redness (luminance-controlled; "
+                                     "old name redness_luma): R' likewise, d=0.299*(R'-R)/0.701, "
                                      "G'=clip(floor(G-d+0.5)), B'=clip(floor(B-d+0.5))",
                "cases": edits}, open(os.path.join(OUT, "edits.json"), "w"), indent=0)
     print(f"wrote {OUT}: {len(decode)} decode, {len(resize)} resize, {len(pre)} preprocess, "
