@@ -1,5 +1,6 @@
 /* Permutation nulls, percentiles, BH q-values, debiased linear CKA (see stats.h and
  * docs/metrics.md). */
+#include "reprshift/util.h"
 #include "reprshift/stats.h"
 
 #include <cblas.h>
@@ -25,17 +26,12 @@ void stats_permutation(uint64_t seed, int rep, int64_t n, int64_t *out) {
     }
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 double stats_percentile(double *v, int n, double q) {
     int m = 0;
     for (int i = 0; i < n; i++)
         if (isfinite(v[i])) v[m++] = v[i];
     if (m == 0) return NAN;
-    qsort(v, (size_t)m, sizeof *v, cmp_double);
+    qsort(v, (size_t)m, sizeof *v, rs_cmp_double);
     double pos = q * (m - 1);
     int lo = (int)floor(pos);
     int hi = lo + 1 < m ? lo + 1 : lo;

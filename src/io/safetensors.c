@@ -2,6 +2,7 @@
  * Invariants after st_open: every tensor's bytes lie inside its shard's data section, no two
  * tensors of a shard overlap, nbytes == numel * dtype size, names are unique across shards,
  * and the tensor array is sorted by name (binary search in st_get). */
+#include "reprshift/util.h"
 #include "reprshift/safetensors.h"
 
 #include <limits.h>
@@ -297,11 +298,6 @@ done:
     return rc;
 }
 
-static int ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
 int st_open(st_set **out, const char *path, rs_err *err) {
     *out = NULL;
     st_set *s = calloc(1, sizeof *s);
@@ -316,7 +312,7 @@ int st_open(st_set **out, const char *path, rs_err *err) {
         if (rs_path_exists(idx)) rc = open_index(s, idx, &l, err);
         else if (rs_path_exists(single)) rc = add_shard(s, single, err) || parse_shard(s, 0, &l, err);
         else rs_errf(err, "%s: no model.safetensors or model.safetensors.index.json in this directory", path);
-    } else if (ends_with(path, ".json")) {
+    } else if (rs_ends_with(path, ".json")) {
         rc = open_index(s, path, &l, err);
     } else {
         rc = add_shard(s, path, err);

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "pipeline/pipeline_internal.h"
+#include "reprshift/util.h"
 #include "reprshift/fileio.h"
 #include "reprshift/gemma2.h"
 #include "reprshift/jsonutil.h"
@@ -153,11 +154,6 @@ static double percentile(const double *v, int n, double q) {
     return v[i] + (pos - i) * (v[i + 1] - v[i]);
 }
 
-static int cmp_dbl(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 typedef struct {
     double clean, spliced, zero, recovered, lo, hi;
     int64_t n_pred;
@@ -229,7 +225,7 @@ static int ce_eval(pl_ctx *c, const gemma2_model *dec, int pos_offset, const rs_
             }
             if (s[2] != s[0]) boot[nb++] = (s[2] - s[1]) / (s[2] - s[0]);
         }
-        qsort(boot, (size_t)nb, sizeof *boot, cmp_dbl);
+        qsort(boot, (size_t)nb, sizeof *boot, rs_cmp_double);
         out->lo = percentile(boot, nb, 0.025);
         out->hi = percentile(boot, nb, 0.975);
     }

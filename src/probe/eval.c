@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reprshift/util.h"
 #include "reprshift/probe_eval.h"
 #include "reprshift/progress.h"
 
@@ -272,11 +273,6 @@ static double pct_linear(const double *v, int B, double q) {
     return v[lo] + fr * (v[lo + 1] - v[lo]);
 }
 
-static int cmp_double_asc(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 int rs_nested_group_bootstrap(const int *y, const int *pred, const int *gid, const int *n_rows, int S,
                               int K, int B, uint64_t seed, rs_metrics *lo, rs_metrics *hi,
                               double *rep_acc, rs_err *err) {
@@ -337,7 +333,7 @@ int rs_nested_group_bootstrap(const int *y, const int *pred, const int *gid, con
         rep[b] = a / S; rep[B + b] = ba / S; rep[2 * B + b] = f / S;
     }
     if (rep_acc) memcpy(rep_acc, rep, sizeof(double) * B);
-    for (int k = 0; k < 3; k++) qsort(rep + (size_t)k * B, B, sizeof(double), cmp_double_asc);
+    for (int k = 0; k < 3; k++) qsort(rep + (size_t)k * B, B, sizeof(double), rs_cmp_double);
     lo->accuracy = pct_linear(rep, B, 2.5);
     hi->accuracy = pct_linear(rep, B, 97.5);
     lo->balanced_accuracy = pct_linear(rep + B, B, 2.5);

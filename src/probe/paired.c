@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "reprshift/util.h"
 #include "reprshift/probe_eval.h"
 
 /* numpy.percentile's default (linear) on sorted v[0..B-1] */
@@ -14,11 +15,6 @@ static double pct_linear(const double *v, int B, double q) {
     if (lo >= B - 1) return v[B - 1];
     double fr = pos - lo;
     return v[lo] + fr * (v[lo + 1] - v[lo]);
-}
-
-static int cmp_double_asc(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 void rs_paired_result_free(rs_paired_result *res) {
@@ -113,7 +109,7 @@ int rs_paired_probe_test(const int *correct_a, const int *correct_b, const int *
         }
         rep[b] = r / S;
     }
-    qsort(rep, n_boot, sizeof(double), cmp_double_asc);
+    qsort(rep, n_boot, sizeof(double), rs_cmp_double);
     res->ci_lo = pct_linear(rep, n_boot, 2.5);
     res->ci_hi = pct_linear(rep, n_boot, 97.5);
     /* paired sign-flip test: one flip per group, shared by every seed that tests it */

@@ -2,6 +2,7 @@
  * Config handling follows sae-lens handle_config_defaulting / handle_pre_6_0_config:
  * configs without sae_lens_version (top level or metadata) or older than 6.0 get the
  * pre-6 renames (hook_point → hook_name, activation_fn_str → activation_fn) and defaults. */
+#include "reprshift/util.h"
 #include "reprshift/sae.h"
 #include "reprshift/sae_registry.h"
 
@@ -18,11 +19,6 @@
 #include "reprshift/npz.h"
 #include "reprshift/safetensors.h"
 #include "reprshift/version.h"
-
-static int ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
 
 /* Gemma Scope paths carry the layer ("layer_12") and the site in the release name. */
 static char *hook_from_path(const char *path) {
@@ -357,7 +353,7 @@ int sae_load(rs_sae **out, const char *path, const char *hook_name, rs_err *err)
         else rc = rs_errf(err, "%s: neither cfg.json (sae-lens) nor params.npz (Gemma Scope) found", path);
         free(cfg);
         free(npz);
-    } else if (ends_with(path, ".npz")) {
+    } else if (rs_ends_with(path, ".npz")) {
         rc = load_npz(&s, path, err);
     } else if (!rs_path_exists(path)) {
         rc = rs_errf(err, "%s: no such SAE file or folder", path);

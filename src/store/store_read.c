@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "reprshift/util.h"
 #include "reprshift/fileio.h"
 
 struct store_reader {
@@ -29,11 +30,6 @@ void store_reader_close(store_reader *r) {
     free(r->sets);
     free(r->where);
     free(r);
-}
-
-static int ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
 }
 
 static int alloc_shards(store_reader *r, int n, rs_err *err) {
@@ -113,7 +109,7 @@ int store_reader_open(store_reader **out, const char *path, rs_err *err) {
         else if (!rs_path_exists(ip)) rc = rs_errf(err, "%s: not an activation store (no %s)", path, STORE_INDEX_NAME);
         else rc = open_dir(r, path, ip, err);
         free(ip);
-    } else if (ends_with(path, ".json")) {
+    } else if (rs_ends_with(path, ".json")) {
         char *dir = strdup(path);
         if (!dir) rc = rs_errf(err, "%s: out of memory", path);
         else {
