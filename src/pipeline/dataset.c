@@ -6,6 +6,7 @@
  * edited variants asked for by the config. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +198,8 @@ void pl_dataset_free(pl_ctx *c) {
     c->text_ctype = c->image_ctype = NULL;
     c->n_ctypes = 0;
     free(c->variants);
+    free(c->image_lum);
+    c->image_lum = NULL;
     for (int i = 0; c->text_ids && i < c->n_text; i++) free(c->text_ids[i]);
     free(c->text_ids);
     free(c->text_len);
@@ -374,6 +377,13 @@ int pl_stage_dataset(pl_ctx *c, rs_err *err) {
     }
     pl_log(c, "dataset", "%d captions, %d images, %d classes, %d edited variants per image", c->n_text, c->n_image,
            c->n_labels, c->n_variants);
+    free(c->image_lum); /* luminance noted by the extract stage (pipeline_internal.h) */
+    size_t nl = (size_t)c->n_image * (size_t)(c->n_variants + 1) * 2;
+    if (!(c->image_lum = malloc((nl ? nl : 1) * sizeof *c->image_lum))) {
+        rs_errf(err, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < nl; i++) c->image_lum[i] = NAN;
     rc = 0;
 done:
     free(dir);

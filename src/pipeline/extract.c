@@ -364,10 +364,29 @@ int pl_load_variant(const pl_variant *v, const char *path, rs_image *img, rs_err
     return 0;
 }
 
+/* Note the image's luminance in c->image_lum (slot v·n_image + j; each image its own slot,
+ * so the parallel loaders never share one). */
+static void note_luminance(pl_ctx *c, int64_t slot, const rs_image *img) {
+    rs_luminance lu;
+    rs_err ignore = {{0}};
+    if (!c->image_lum || rs_image_luminance(img, &lu, &ignore)) return;
+    c->image_lum[slot * 2] = lu.luma_bt601;
+    c->image_lum[slot * 2 + 1] = lu.linear_y;
+}
+
 static int load_edited(void *vctx, int input, const char *path, rs_image *img, rs_err *err) {
     edit_ctx *e = vctx;
     int64_t g = e->first + input;
-    return pl_load_variant(&e->c->variants[g / e->c->n_image], path, img, err);
+    if (pl_load_variant(&e->c->variants[g / e->c->n_image], path, img, err)) return -1;
+    note_luminance(e->c, (int64_t)e->c->n_image + g, img); /* variant g / n_image + 1, image g % n_image */
+    return 0;
+}
+
+static int load_original(void *vctx, int input, const char *path, rs_image *img, rs_err *err) {
+    edit_ctx *e = vctx;
+    if (pl_load_variant(NULL, path, img, err)) return -1;
+    note_luminance(e->c, e->first + input, img);
+    return 0;
 }
 
 /* The blank condition's image: uniform mid-grey (128, 128, 128), 224×224 (any size
@@ -563,6 +582,10 @@ static int do_shard(pl_ctx *c, int s, const models *m, rs_store *st, int64_t k, 
         }
         if (s == PL_VLM_EDITS) {
             o.load_image = load_edited;
+            o.load_image_ctx = &ec;
+        }
+        if (s == PL_VLM_IMAGE) { /* the same decode as the default loader, noting the luminance */
+            o.load_image = load_original;
             o.load_image_ctx = &ec;
         }
         if (s == PL_VLM_BLANK) o.load_image = load_blank;

@@ -55,6 +55,11 @@ typedef struct {
     /* threads for coarse loops of independent work items (permutation refits, permutation
        nulls): --threads N, else OMP_NUM_THREADS, else every available core (pl_set_threads) */
     int coarse_threads;
+    /* image-mean luminance of every image the extract stage decoded in this process
+       ([(v·n_image + j)·2 + {0: BT.601 luma, 1: linear Y}], v = 0 the original, 1.. the
+       variants; NaN where not seen, e.g. a store complete from an earlier run): the probes
+       stage's luminance table reads it instead of decoding and editing every image again */
+    double *image_lum;
 } pl_ctx;
 
 /* Log a line to run.log (with a UTC timestamp) and, unless quiet, to stderr. */

@@ -768,19 +768,51 @@ static int luminance_json(pl_ctx *c, cJSON *attr, rs_err *err) {
         rs_errf(err, "out of memory");
         goto done;
     }
-    /* L[(v·n + j)·2 + {0: luma, 1: Y}], v = 0 the original, v = 1.. the variants */
+    /* L[(v·n + j)·2 + {0: luma, 1: Y}], v = 0 the original, v = 1.. the variants; images
+       in parallel on the coarse threads (each writes its own slots; the error reported is
+       that of the first failing image, as a serial loop would report) */
+    int first_bad = n, noted = c->image_lum != NULL;
+    rs_err bad_err = {{0}};
+    for (size_t i = 0; noted && i < (size_t)n * (size_t)(V + 1) * 2; i++) noted = isfinite(c->image_lum[i]);
+    if (noted) /* every image was decoded by this process's extract stage: same functions, same values */
+        memcpy(L, c->image_lum, sizeof(double) * (size_t)n * (size_t)(V + 1) * 2);
+    else
+#pragma omp parallel for schedule(dynamic) num_threads(c->coarse_threads > 0 ? c->coarse_threads : 1)
     for (int j = 0; j < n; j++) {
         const char *path = c->man->rows[c->image_row[j]].path;
-        for (int v = 0; v <= V; v++) {
+        rs_err le = {{0}};
+        /* decoded once (pl_load_variant without an edit); each variant = the same edit
+           function the extract stage applies (rs_edit_apply) on a copy */
+        rs_image orig = {0, 0, NULL};
+        int failed = pl_load_variant(NULL, path, &orig, &le) != 0;
+        for (int v = 0; v <= V && !failed; v++) {
             rs_image img = {0, 0, NULL};
             rs_luminance lu;
-            if (pl_load_variant(v ? &c->variants[v - 1] : NULL, path, &img, err)) goto done;
-            int r = rs_image_luminance(&img, &lu, err);
+            if (rs_image_copy(&img, &orig, &le) ||
+                (v && rs_edit_apply(&img, &c->variants[v - 1].edit, &le) &&
+                 rs_err_prefix(&le, "%s: edit %s", path, c->variants[v - 1].label))) {
+                rs_image_free(&img);
+                failed = 1;
+                break;
+            }
+            failed = rs_image_luminance(&img, &lu, &le) != 0;
             rs_image_free(&img);
-            if (r) goto done;
+            if (failed) break;
             L[((size_t)v * n + j) * 2] = lu.luma_bt601;
             L[((size_t)v * n + j) * 2 + 1] = lu.linear_y;
         }
+        rs_image_free(&orig);
+        if (failed) {
+#pragma omp critical(rs_luminance_error)
+            if (j < first_bad) {
+                first_bad = j;
+                bad_err = le;
+            }
+        }
+    }
+    if (first_bad < n) {
+        if (err) *err = bad_err;
+        goto done;
     }
     char def[512];
     snprintf(def, sizeof def,
