@@ -264,15 +264,6 @@ double rs_permutation_pvalue(double observed, const double *null_stat, int n_nul
     return (1.0 + ge) / (1.0 + n_null);
 }
 
-/* numpy.percentile's default (linear) on sorted v[0..B-1] */
-static double pct_linear(const double *v, int B, double q) {
-    double pos = q / 100.0 * (B - 1);
-    int lo = (int)floor(pos);
-    if (lo >= B - 1) return v[B - 1];
-    double fr = pos - lo;
-    return v[lo] + fr * (v[lo + 1] - v[lo]);
-}
-
 int rs_nested_group_bootstrap(const int *y, const int *pred, const int *gid, const int *n_rows, int S,
                               int K, int B, uint64_t seed, rs_metrics *lo, rs_metrics *hi,
                               double *rep_acc, rs_err *err) {
@@ -334,12 +325,12 @@ int rs_nested_group_bootstrap(const int *y, const int *pred, const int *gid, con
     }
     if (rep_acc) memcpy(rep_acc, rep, sizeof(double) * B);
     for (int k = 0; k < 3; k++) qsort(rep + (size_t)k * B, B, sizeof(double), rs_cmp_double);
-    lo->accuracy = pct_linear(rep, B, 2.5);
-    hi->accuracy = pct_linear(rep, B, 97.5);
-    lo->balanced_accuracy = pct_linear(rep + B, B, 2.5);
-    hi->balanced_accuracy = pct_linear(rep + B, B, 97.5);
-    lo->macro_f1 = pct_linear(rep + 2 * B, B, 2.5);
-    hi->macro_f1 = pct_linear(rep + 2 * B, B, 97.5);
+    lo->accuracy = rs_percentile_sorted(rep, B, 2.5);
+    hi->accuracy = rs_percentile_sorted(rep, B, 97.5);
+    lo->balanced_accuracy = rs_percentile_sorted(rep + B, B, 2.5);
+    hi->balanced_accuracy = rs_percentile_sorted(rep + B, B, 97.5);
+    lo->macro_f1 = rs_percentile_sorted(rep + 2 * B, B, 2.5);
+    hi->macro_f1 = rs_percentile_sorted(rep + 2 * B, B, 97.5);
 out:
     free(off); free(G); free(gstart); free(rs); free(rows); free(fill); free(by); free(bp); free(rep); free(cm);
     return rc;
@@ -421,6 +412,17 @@ static int all_classes(const int *y, int n, int K) {
     return ok;
 }
 
+/* Mean accuracy over folds per C (acc[] summed over folds, divided here), the first best C
+ * (ties to the smaller index, as sklearn's argmax), and the per-C means if wanted. */
+static void pick_best_C(double *acc, int n_Cs, int folds, const double *Cs, double *best_C, double *mean_acc) {
+    for (int c = 0; c < n_Cs; c++) acc[c] /= folds;
+    int best = 0;
+    for (int c = 1; c < n_Cs; c++)
+        if (acc[c] > acc[best]) best = c;
+    *best_C = Cs[best];
+    if (mean_acc) memcpy(mean_acc, acc, sizeof(double) * n_Cs);
+}
+
 int rs_logreg_cv(const float *X, const int *y, int n, int d, int K, const double *Cs, int n_Cs,
                  int folds, int standardize, const rs_logreg_opts *base, double *mean_acc,
                  double *best_C, rs_err *err) {
@@ -465,14 +467,7 @@ static int cv_folds_serial(const float *X, const int *y, int n, int d, int K, co
         }
         free(Xa); free(ya); free(Xb); free(yb);
     }
-    if (rc == 0) {
-        for (int c = 0; c < n_Cs; c++) acc[c] /= folds;
-        int best = 0;
-        for (int c = 1; c < n_Cs; c++)
-            if (acc[c] > acc[best]) best = c;
-        *best_C = Cs[best];
-        if (mean_acc) memcpy(mean_acc, acc, sizeof(double) * n_Cs);
-    }
+    if (rc == 0) pick_best_C(acc, n_Cs, folds, Cs, best_C, mean_acc);
     free(pred); free(acc); free(other);
     return rc;
 }
@@ -531,14 +526,7 @@ static int cv_folds_threads(const float *X, const int *y, int n, int d, int K, c
             if (!acc) rc = rs_errf(err, "cv: out of memory");
             for (int f = 0; rc == 0 && f < folds; f++)
                 for (int c = 0; c < n_Cs; c++) acc[c] += jacc[f * n_Cs + c];
-            if (rc == 0) {
-                for (int c = 0; c < n_Cs; c++) acc[c] /= folds;
-                int best = 0;
-                for (int c = 1; c < n_Cs; c++)
-                    if (acc[c] > acc[best]) best = c;
-                *best_C = Cs[best];
-                if (mean_acc) memcpy(mean_acc, acc, sizeof(double) * n_Cs);
-            }
+            if (rc == 0) pick_best_C(acc, n_Cs, folds, Cs, best_C, mean_acc);
             free(acc);
         }
     }

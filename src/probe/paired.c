@@ -8,15 +8,6 @@
 #include "reprshift/util.h"
 #include "reprshift/probe_eval.h"
 
-/* numpy.percentile's default (linear) on sorted v[0..B-1] */
-static double pct_linear(const double *v, int B, double q) {
-    double pos = q / 100.0 * (B - 1);
-    int lo = (int)floor(pos);
-    if (lo >= B - 1) return v[B - 1];
-    double fr = pos - lo;
-    return v[lo] + fr * (v[lo + 1] - v[lo]);
-}
-
 void rs_paired_result_free(rs_paired_result *res) {
     if (!res) return;
     free(res->seed_diff);
@@ -110,8 +101,8 @@ int rs_paired_probe_test(const int *correct_a, const int *correct_b, const int *
         rep[b] = r / S;
     }
     qsort(rep, n_boot, sizeof(double), rs_cmp_double);
-    res->ci_lo = pct_linear(rep, n_boot, 2.5);
-    res->ci_hi = pct_linear(rep, n_boot, 97.5);
+    res->ci_lo = rs_percentile_sorted(rep, n_boot, 2.5);
+    res->ci_hi = rs_percentile_sorted(rep, n_boot, 97.5);
     /* paired sign-flip test: one flip per group, shared by every seed that tests it */
     res->n_perm = n_perm;
     if (n_perm > 0) {
