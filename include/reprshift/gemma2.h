@@ -4,11 +4,14 @@
 #define REPRSHIFT_GEMMA2_H
 
 #include <stdint.h>
+#include "reprshift/backend.h"
 #include "reprshift/error.h"
 #include "reprshift/hooks.h"
 #include "reprshift/model_config.h"
 #include "reprshift/safetensors.h"
 
+/* One decoder layer's weights; the table GEMMA2_LAYER_WEIGHTS in gemma2.c names each
+ * field's tensor, shape and kind (loading, validation and free follow it). */
 typedef struct {
     const st_tensor *q_proj, *k_proj, *v_proj, *o_proj;
     const st_tensor *gate_proj, *up_proj, *down_proj;
@@ -25,6 +28,7 @@ typedef struct {
     float *norm;           /* final norm offset weight */
     float *inv_freq;       /* RoPE inverse frequencies [head_dim/2] */
     size_t max_weight;     /* largest matrix numel (size of the conversion scratch) */
+    const rs_backend *be;  /* the kernels the forward pass calls (rs_backend_cpu() after loading) */
 } gemma2_model;
 
 /* One packed batch. Sequence s covers rows offsets[s]..offsets[s+1]-1. */

@@ -2,7 +2,7 @@
  * and the weights are exactly what the model loaders (gemma2.c, siglip.c, paligemma.c) read
  * for that config — every tensor they need is present with the shape the config implies and
  * a float dtype, and no tensor is left over that they would silently ignore. The check IS
- * the loader (gemma2_open / paligemma_open over the same name tables), followed by a scan
+ * the loader (gemma2_open / paligemma_open over the weight tables of weights.h), followed by a scan
  * for tensors it never asked for; there is no second list of names. */
 #ifndef REPRSHIFT_MODEL_CHECK_H
 #define REPRSHIFT_MODEL_CHECK_H

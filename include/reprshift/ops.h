@@ -21,6 +21,11 @@ void op_geglu(float *gate, const float *up, size_t n);
 /* Half-split RoPE on one head vector x[dim] at integer position pos with precomputed
  * inv_freq[dim/2] (fp32 angle = inv_freq·pos, as HF computes it). */
 void op_rope(float *x, int dim, const float *inv_freq, int pos);
+/* op_rope on every head of every row of packed sequences: row i of sequence s (rows
+ * offsets[s] … offsets[s+1]−1) sits at position i − offsets[s] + pos_offset; its n_heads
+ * head vectors of head_dim values start at x + i·stride. Sequences run in parallel. */
+void op_rope_seqs(float *x, int stride, int n_heads, int head_dim, const int64_t *offsets, int n_seqs, int pos_offset,
+                  const float *inv_freq);
 /* inv_freq[i] = 1 / theta^(2i/dim) in fp32, i < dim/2. */
 void op_rope_inv_freq(float *inv_freq, int dim, double theta);
 /* In-place row softmax over n entries (max-subtracted; entries equal to -INFINITY give 0). */

@@ -37,7 +37,9 @@ typedef struct {
     gemma2_model *text;
     const st_tensor *proj_w;    /* multi_modal_projector.linear.weight [D, Dv] */
     float *proj_b;              /* [D] */
+    size_t proj_numel;          /* proj_w's numel (its conversion scratch) */
     char vision_prefix[64], text_prefix[64], proj_prefix[64];
+    const rs_backend *be;       /* the projector's kernels; paligemma_set_backend sets all three */
 } paligemma_model;
 
 /* One packed batch of sequences (no padding). Sequence s covers rows
@@ -56,6 +58,8 @@ typedef struct {
 int paligemma_open(paligemma_model **out, const char *dir, rs_err *err);
 /* Free the model and its weights. */
 void paligemma_close(paligemma_model *m);
+/* Run the tower, projector and decoder on backend be (rs_backend_cpu() after opening). */
+void paligemma_set_backend(paligemma_model *m, const rs_backend *be);
 
 /* Parse a hook name: vision-side names (see siglip_hook_parse_all) or decoder names
  * (see gemma2_hook_parse). */

@@ -5,11 +5,14 @@
 #ifndef REPRSHIFT_SIGLIP_H
 #define REPRSHIFT_SIGLIP_H
 
+#include "reprshift/backend.h"
 #include "reprshift/error.h"
 #include "reprshift/hooks.h"
 #include "reprshift/model_config.h"
 #include "reprshift/safetensors.h"
 
+/* One encoder layer's weights; the table SIGLIP_LAYER_WEIGHTS in siglip.c names each
+ * field's tensor, shape and kind. */
 typedef struct {
     const st_tensor *q_proj, *k_proj, *v_proj, *out_proj, *fc1, *fc2;  /* [out, in] */
     float *q_bias, *k_bias, *v_bias, *out_bias, *fc1_bias, *fc2_bias;  /* f32 copies */
@@ -29,6 +32,7 @@ typedef struct {
     siglip_layer *layers;
     float *post_w, *post_b;     /* post_layernorm */
     size_t max_weight;          /* largest matrix numel (conversion scratch size) */
+    const rs_backend *be;       /* the kernels the forward pass calls (rs_backend_cpu() after loading) */
 } siglip_model;
 
 /* Find the vision tower's tensor-name prefix in a weight set: "vision_tower.vision_model."

@@ -7,38 +7,56 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "reprshift/fileio.h"
 #include "reprshift/ops.h"
+#include "reprshift/weights.h"
 
 #include <omp.h>
 
-/* ---- loading ---- */
+/* ---- weights ---- */
 
-static int load_norm(st_set *st, const char *name, int D, float **out, rs_err *err) {
-    const st_tensor *t;
-    int64_t shape[1] = {D};
-    if (st_expect(st, name, 1, shape, &t, err)) return -1;
-    if (t->dtype != RS_DT_F32 && t->dtype != RS_DT_BF16 && t->dtype != RS_DT_F16)
-        return rs_errf(err, "%s: tensor \"%s\" has dtype %s; weights must be F32, BF16 or F16",
-                       st->paths[t->shard], name, rs_dtype_name(t->dtype));
-    *out = st_to_f32_new(t);
-    return *out ? 0 : rs_errf(err, "out of memory");
+/* Sizes a tensor shape can name (indices into the array gemma2_dims fills). */
+enum { G_D, G_QD, G_KD, G_F, G_V, G_NDIMS };
+
+static void gemma2_dims(const gemma2_config *c, int64_t d[G_NDIMS]) {
+    d[G_D] = c->hidden_size;
+    d[G_QD] = (int64_t)c->n_heads * c->head_dim;
+    d[G_KD] = (int64_t)c->n_kv_heads * c->head_dim;
+    d[G_F] = c->intermediate_size;
+    d[G_V] = c->vocab_size;
 }
 
-static int load_mat(st_set *st, const char *name, int rows, int cols, const st_tensor **out,
-                    size_t *max_numel, rs_err *err) {
-    int64_t shape[2] = {rows, cols};
-    if (st_expect(st, name, 2, shape, out, err)) return -1;
-    const st_tensor *t = *out;
-    if (t->dtype != RS_DT_F32 && t->dtype != RS_DT_BF16 && t->dtype != RS_DT_F16)
-        return rs_errf(err, "%s: tensor \"%s\" has dtype %s; weights must be F32, BF16 or F16",
-                       st->paths[t->shard], name, rs_dtype_name(t->dtype));
-    if ((size_t)t->numel > *max_numel) *max_numel = (size_t)t->numel;
-    return 0;
-}
+#define MAT(name, field, r, c) {name, offsetof(gemma2_layer, field), RS_W_MATRIX, 2, {r, c}}
+#define NORM(name, field) {name, offsetof(gemma2_layer, field), RS_W_F32, 1, {G_D}}
+/* Under PREFIX "layers.L." (norms: offset weights w, gain 1 + w). */
+static const rs_wspec GEMMA2_LAYER_WEIGHTS[] = {
+    MAT("self_attn.q_proj.weight", q_proj, G_QD, G_D),
+    MAT("self_attn.k_proj.weight", k_proj, G_KD, G_D),
+    MAT("self_attn.v_proj.weight", v_proj, G_KD, G_D),
+    MAT("self_attn.o_proj.weight", o_proj, G_D, G_QD),
+    MAT("mlp.gate_proj.weight", gate_proj, G_F, G_D),
+    MAT("mlp.up_proj.weight", up_proj, G_F, G_D),
+    MAT("mlp.down_proj.weight", down_proj, G_D, G_F),
+    NORM("input_layernorm.weight", input_layernorm),
+    NORM("post_attention_layernorm.weight", post_attention_layernorm),
+    NORM("pre_feedforward_layernorm.weight", pre_feedforward_layernorm),
+    NORM("post_feedforward_layernorm.weight", post_feedforward_layernorm),
+};
+#undef MAT
+#undef NORM
+/* Under PREFIX, before the layers: the tied embedding, read a row at a time (and a 4096-row
+ * block at a time by gemma2_logits), never widened whole. */
+static const rs_wspec GEMMA2_EMBED_WEIGHTS[] = {
+    {"embed_tokens.weight", offsetof(gemma2_model, embed_tokens), RS_W_ROWS, 2, {G_V, G_D}},
+};
+/* Under PREFIX, after the layers. */
+static const rs_wspec GEMMA2_FINAL_WEIGHTS[] = {
+    {"norm.weight", offsetof(gemma2_model, norm), RS_W_F32, 1, {G_D}},
+};
 
 int gemma2_from_weights(gemma2_model **out, const gemma2_config *cfg, st_set *st, const char *prefix, rs_err *err) {
     *out = NULL;
@@ -46,44 +64,30 @@ int gemma2_from_weights(gemma2_model **out, const gemma2_config *cfg, st_set *st
     if (!m) return rs_errf(err, "out of memory");
     m->cfg = *cfg;
     m->st = st;
+    m->be = rs_backend_cpu();
     const gemma2_config *c = &m->cfg;
-    int D = c->hidden_size, QD = c->n_heads * c->head_dim, KD = c->n_kv_heads * c->head_dim;
-    char name[256];
+    int64_t dims[G_NDIMS];
+    gemma2_dims(c, dims);
+    char lp[256];
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     m->inv_freq = malloc((size_t)c->head_dim / 2 * sizeof(float));
-    if (!m->layers || !m->inv_freq) goto oom;
-    op_rope_inv_freq(m->inv_freq, c->head_dim, c->rope_theta);
-    snprintf(name, sizeof name, "%sembed_tokens.weight", prefix);
-    if (load_mat(st, name, c->vocab_size, D, &m->embed_tokens, &m->max_weight, err)) goto fail;
-    m->max_weight = 0; /* the embedding is read a row at a time, never converted whole */
-    for (int l = 0; l < c->n_layers; l++) {
-        gemma2_layer *L = &m->layers[l];
-#define MAT(field, sub, r, cc)                                                            \
-    snprintf(name, sizeof name, "%slayers.%d.%s.weight", prefix, l, sub);                 \
-    if (load_mat(st, name, r, cc, &L->field, &m->max_weight, err)) goto fail;
-#define NORM(field)                                                                       \
-    snprintf(name, sizeof name, "%slayers.%d." #field ".weight", prefix, l);              \
-    if (load_norm(st, name, D, &L->field, err)) goto fail;
-        MAT(q_proj, "self_attn.q_proj", QD, D)
-        MAT(k_proj, "self_attn.k_proj", KD, D)
-        MAT(v_proj, "self_attn.v_proj", KD, D)
-        MAT(o_proj, "self_attn.o_proj", D, QD)
-        MAT(gate_proj, "mlp.gate_proj", c->intermediate_size, D)
-        MAT(up_proj, "mlp.up_proj", c->intermediate_size, D)
-        MAT(down_proj, "mlp.down_proj", D, c->intermediate_size)
-        NORM(input_layernorm)
-        NORM(post_attention_layernorm)
-        NORM(pre_feedforward_layernorm)
-        NORM(post_feedforward_layernorm)
-#undef MAT
-#undef NORM
+    if (!m->layers || !m->inv_freq) {
+        rs_errf(err, "out of memory");
+        goto fail;
     }
-    snprintf(name, sizeof name, "%snorm.weight", prefix);
-    if (load_norm(st, name, D, &m->norm, err)) goto fail;
+    op_rope_inv_freq(m->inv_freq, c->head_dim, c->rope_theta);
+    if (rs_weights_load(st, prefix, GEMMA2_EMBED_WEIGHTS, RS_W_COUNT(GEMMA2_EMBED_WEIGHTS), dims, m, NULL, err))
+        goto fail;
+    for (int l = 0; l < c->n_layers; l++) {
+        snprintf(lp, sizeof lp, "%slayers.%d.", prefix, l);
+        if (rs_weights_load(st, lp, GEMMA2_LAYER_WEIGHTS, RS_W_COUNT(GEMMA2_LAYER_WEIGHTS), dims, &m->layers[l],
+                            &m->max_weight, err))
+            goto fail;
+    }
+    if (rs_weights_load(st, prefix, GEMMA2_FINAL_WEIGHTS, RS_W_COUNT(GEMMA2_FINAL_WEIGHTS), dims, m, NULL, err))
+        goto fail;
     *out = m;
     return 0;
-oom:
-    rs_errf(err, "out of memory");
 fail:
     gemma2_close(m);
     return -1;
@@ -106,14 +110,10 @@ int gemma2_open(gemma2_model **out, const char *dir, rs_err *err) {
 void gemma2_close(gemma2_model *m) {
     if (!m) return;
     if (m->layers)
-        for (int l = 0; l < m->cfg.n_layers; l++) {
-            free(m->layers[l].input_layernorm);
-            free(m->layers[l].post_attention_layernorm);
-            free(m->layers[l].pre_feedforward_layernorm);
-            free(m->layers[l].post_feedforward_layernorm);
-        }
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            rs_weights_free(GEMMA2_LAYER_WEIGHTS, RS_W_COUNT(GEMMA2_LAYER_WEIGHTS), &m->layers[l]);
+    rs_weights_free(GEMMA2_FINAL_WEIGHTS, RS_W_COUNT(GEMMA2_FINAL_WEIGHTS), m);
     free(m->layers);
-    free(m->norm);
     free(m->inv_freq);
     if (m->owns_st) st_close(m->st);
     free(m);
@@ -137,17 +137,50 @@ int gemma2_hooks_depth(const gemma2_model *m, const hook_request *hooks, int n_h
 }
 
 
+/* Everything one forward pass writes, allocated and freed in one place. */
 typedef struct {
-    float *h, *x, *q, *k, *v, *z, *a, *gate, *up, *scores, *wscratch;
-} workspace;
+    float *h, *x, *a;          /* [T, D]: residual stream, normed input, sublayer output */
+    float *q, *z;              /* [T, n_heads·head_dim] */
+    float *k, *v;              /* [T, n_kv_heads·head_dim] */
+    float *gate, *up;          /* [T, intermediate_size] */
+    float *scores;             /* attention scores: omp_get_max_threads() blocks of scores_per_thread */
+    size_t scores_per_thread;  /* maxL² (maxL: the longest sequence) */
+    float *wscratch;           /* one weight matrix widened to f32 (max_weight floats) */
+} gemma2_workspace;
 
-static void ws_free(workspace *w) {
+static void ws_free(gemma2_workspace *w) {
     free(w->h); free(w->x); free(w->q); free(w->k); free(w->v); free(w->z);
     free(w->a); free(w->gate); free(w->up); free(w->scores); free(w->wscratch);
+    memset(w, 0, sizeof *w);
 }
 
-static void linear_w(const workspace *w, float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
-    op_linear(y, x, op_weight_f32(W, w->wscratch), NULL, T, IN, OUT);
+/* The buffers for T tokens (longest sequence maxL); the per-layer ones only when layers
+ * run. −1 (all freed) when out of memory. */
+static int ws_alloc(gemma2_workspace *w, const gemma2_model *m, int T, int maxL, int layers) {
+    const gemma2_config *c = &m->cfg;
+    size_t TD = (size_t)T * c->hidden_size, TQ = (size_t)T * c->n_heads * c->head_dim;
+    size_t TK = (size_t)T * c->n_kv_heads * c->head_dim, TF = (size_t)T * c->intermediate_size;
+    memset(w, 0, sizeof *w);
+    w->h = malloc(TD * sizeof(float));
+    w->x = malloc(TD * sizeof(float));
+    w->a = malloc(TD * sizeof(float));
+    if (layers) {
+        w->q = malloc(TQ * sizeof(float));
+        w->k = malloc(TK * sizeof(float));
+        w->v = malloc(TK * sizeof(float));
+        w->z = malloc(TQ * sizeof(float));
+        w->gate = malloc(TF * sizeof(float));
+        w->up = malloc(TF * sizeof(float));
+        w->scores_per_thread = (size_t)maxL * maxL;
+        w->scores = malloc(w->scores_per_thread * omp_get_max_threads() * sizeof(float));
+        w->wscratch = malloc((m->max_weight ? m->max_weight : 1) * sizeof(float));
+        if (!w->q || !w->k || !w->v || !w->z || !w->gate || !w->up || !w->scores || !w->wscratch) goto oom;
+    }
+    if (!w->h || !w->x || !w->a) goto oom;
+    return 0;
+oom:
+    ws_free(w);
+    return -1;
 }
 
 static int check_batch(const gemma2_model *m, const gemma2_batch *b, rs_err *err) {
@@ -182,23 +215,10 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
         int L = (int)(b->offsets[s + 1] - b->offsets[s]);
         if (L > maxL) maxL = L;
     }
-    workspace w = {0};
+    const rs_backend *be = m->be;
+    gemma2_workspace w;
     size_t TD = (size_t)T * D;
-    w.h = malloc(TD * sizeof(float));
-    w.x = malloc(TD * sizeof(float));
-    w.a = malloc(TD * sizeof(float));
-    if (last_layer >= 0) {
-        w.q = malloc((size_t)T * QD * sizeof(float));
-        w.k = malloc((size_t)T * KD * sizeof(float));
-        w.v = malloc((size_t)T * KD * sizeof(float));
-        w.z = malloc((size_t)T * QD * sizeof(float));
-        w.gate = malloc((size_t)T * F * sizeof(float));
-        w.up = malloc((size_t)T * F * sizeof(float));
-        w.scores = malloc((size_t)maxL * maxL * omp_get_max_threads() * sizeof(float));
-        w.wscratch = malloc((m->max_weight ? m->max_weight : 1) * sizeof(float));
-        if (!w.q || !w.k || !w.v || !w.z || !w.gate || !w.up || !w.scores || !w.wscratch) goto oom;
-    }
-    if (!w.h || !w.x || !w.a) goto oom;
+    if (ws_alloc(&w, m, T, maxL, last_layer >= 0)) return rs_errf(err, "out of memory for a batch of %d tokens", T);
 
     /* 1. Embedding × √D (normalizer rounded to fp32 as HF does), or the given residual. */
     const float normalizer = (float)sqrt((double)D);
@@ -223,36 +243,32 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
     op_attn_params attn = {.n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = hd, .q_stride = QD,
                            .kv_stride = KD, .z_stride = QD, .scale = (float)pow(c->query_pre_attn_scalar, -0.5),
                            .softcap = (float)c->attn_softcap, .causal = 1};
+    const float eps = (float)c->rms_norm_eps;
     for (int l = first; l <= last_layer; l++) {
         const gemma2_layer *L = &m->layers[l];
         if (hook_fire(hooks, n_hooks, 0, HK_RESID_PRE, l, w.h, T, err)) goto fail;
-        op_rmsnorm_gemma(w.x, w.h, L->input_layernorm, (float)c->rms_norm_eps, T, D);
-        linear_w(&w, w.q, w.x, L->q_proj, T, D, QD);
-        linear_w(&w, w.k, w.x, L->k_proj, T, D, KD);
-        linear_w(&w, w.v, w.x, L->v_proj, T, D, KD);
-#pragma omp parallel for schedule(dynamic, 1) if (b->n_seqs > 1)
-        for (int s = 0; s < b->n_seqs; s++)
-            for (int64_t i = b->offsets[s]; i < b->offsets[s + 1]; i++) {
-                int pos = (int)(i - b->offsets[s]) + b->pos_offset;
-                for (int h = 0; h < c->n_heads; h++) op_rope(w.q + (size_t)i * QD + (size_t)h * hd, hd, m->inv_freq, pos);
-                for (int h = 0; h < c->n_kv_heads; h++) op_rope(w.k + (size_t)i * KD + (size_t)h * hd, hd, m->inv_freq, pos);
-            }
+        be->rms_norm(w.x, w.h, L->input_layernorm, eps, T, D);
+        be->linear(w.q, w.x, L->q_proj, NULL, T, D, QD, w.wscratch);
+        be->linear(w.k, w.x, L->k_proj, NULL, T, D, KD, w.wscratch);
+        be->linear(w.v, w.x, L->v_proj, NULL, T, D, KD, w.wscratch);
+        be->rope(w.q, QD, c->n_heads, hd, b->offsets, b->n_seqs, b->pos_offset, m->inv_freq);
+        be->rope(w.k, KD, c->n_kv_heads, hd, b->offsets, b->n_seqs, b->pos_offset, m->inv_freq);
         attn.window = c->layer_sliding[l] ? c->sliding_window : 0;
-        op_attention(w.z, w.q, w.k, w.v, b->offsets, b->n_seqs, b->prefix_len, &attn, w.scores, (size_t)maxL * maxL);
+        be->attention(w.z, w.q, w.k, w.v, b->offsets, b->n_seqs, b->prefix_len, &attn, w.scores, w.scores_per_thread);
         if (hook_fire(hooks, n_hooks, 0, HK_ATTN_Z, l, w.z, T, err)) goto fail;
-        linear_w(&w, w.a, w.z, L->o_proj, T, QD, D);
-        op_rmsnorm_gemma(w.a, w.a, L->post_attention_layernorm, (float)c->rms_norm_eps, T, D);
+        be->linear(w.a, w.z, L->o_proj, NULL, T, QD, D, w.wscratch);
+        be->rms_norm(w.a, w.a, L->post_attention_layernorm, eps, T, D);
         if (hook_fire(hooks, n_hooks, 0, HK_ATTN_OUT, l, w.a, T, err)) goto fail;
-        op_add(w.h, w.a, TD);
+        be->add(w.h, w.a, TD);
         if (hook_fire(hooks, n_hooks, 0, HK_RESID_MID, l, w.h, T, err)) goto fail;
-        op_rmsnorm_gemma(w.x, w.h, L->pre_feedforward_layernorm, (float)c->rms_norm_eps, T, D);
-        linear_w(&w, w.gate, w.x, L->gate_proj, T, D, F);
-        linear_w(&w, w.up, w.x, L->up_proj, T, D, F);
-        op_geglu(w.gate, w.up, (size_t)T * F);
-        linear_w(&w, w.a, w.gate, L->down_proj, T, F, D);
-        op_rmsnorm_gemma(w.a, w.a, L->post_feedforward_layernorm, (float)c->rms_norm_eps, T, D);
+        be->rms_norm(w.x, w.h, L->pre_feedforward_layernorm, eps, T, D);
+        be->linear(w.gate, w.x, L->gate_proj, NULL, T, D, F, w.wscratch);
+        be->linear(w.up, w.x, L->up_proj, NULL, T, D, F, w.wscratch);
+        be->geglu(w.gate, w.up, (size_t)T * F);
+        be->linear(w.a, w.gate, L->down_proj, NULL, T, F, D, w.wscratch);
+        be->rms_norm(w.a, w.a, L->post_feedforward_layernorm, eps, T, D);
         if (hook_fire(hooks, n_hooks, 0, HK_MLP_OUT, l, w.a, T, err)) goto fail;
-        op_add(w.h, w.a, TD);
+        be->add(w.h, w.a, TD);
         if (hook_fire(hooks, n_hooks, 0, HK_RESID_POST, l, w.h, T, err)) goto fail;
     }
     /* resid_pre of a layer past the last one run (only layer 0 when last_layer = -1). */
@@ -260,16 +276,14 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
 
     /* 3. Final norm. */
     if (depth >= c->n_layers) {
-        op_rmsnorm_gemma(w.x, w.h, NULL, (float)c->rms_norm_eps, T, D);
+        be->rms_norm(w.x, w.h, NULL, eps, T, D);
         if (hook_fire(hooks, n_hooks, 0, HK_LN_FINAL_NORMALIZED, -1, w.x, T, err)) goto fail;
-        op_rmsnorm_gemma(w.x, w.h, m->norm, (float)c->rms_norm_eps, T, D);
+        be->rms_norm(w.x, w.h, m->norm, eps, T, D);
         if (hook_fire(hooks, n_hooks, 0, HK_LN_FINAL_OUT, -1, w.x, T, err)) goto fail;
         if (final_hidden) memcpy(final_hidden, w.x, TD * sizeof(float));
     }
     ws_free(&w);
     return 0;
-oom:
-    rs_errf(err, "out of memory for a batch of %d tokens", T);
 fail:
     ws_free(&w);
     return -1;

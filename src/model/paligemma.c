@@ -4,10 +4,11 @@
 #include "reprshift/paligemma.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "reprshift/ops.h"
+#include "reprshift/weights.h"
 
 const char *pg_token_kind_name(int kind) {
     static const char *NAMES[] = {"text", "image", "bos", "prompt", "sep", "suffix", "special"};
@@ -27,10 +28,18 @@ static int find_prefix(const st_set *st, const char *const *cands, int n, const 
     return -1;
 }
 
+/* The projector's weights, under the projector prefix (e.g. "multi_modal_projector."). */
+enum { PJ_D, PJ_DV, PJ_NDIMS };
+static const rs_wspec PROJ_WEIGHTS[] = {
+    {"linear.weight", offsetof(paligemma_model, proj_w), RS_W_MATRIX, 2, {PJ_D, PJ_DV}},
+    {"linear.bias", offsetof(paligemma_model, proj_b), RS_W_F32, 1, {PJ_D}},
+};
+
 int paligemma_open(paligemma_model **out, const char *dir, rs_err *err) {
     *out = NULL;
     paligemma_model *m = calloc(1, sizeof *m);
     if (!m) return rs_errf(err, "out of memory");
+    m->be = rs_backend_cpu();
     if (paligemma_config_load(dir, &m->cfg, err)) goto fail;
     const paligemma_config *c = &m->cfg;
     if (c->projection_dim != c->text.hidden_size) {
@@ -56,30 +65,12 @@ int paligemma_open(paligemma_model **out, const char *dir, rs_err *err) {
         rs_err_prefix(err, "PaliGemma decoder (text_config)");
         goto fail;
     }
-    char name[256];
-    int64_t wshape[2] = {c->projection_dim, c->vision.hidden_size}, bshape = c->projection_dim;
-    const st_tensor *b;
-    snprintf(name, sizeof name, "%slinear.weight", m->proj_prefix);
-    if (st_expect(m->st, name, 2, wshape, &m->proj_w, err)) goto proj_shape;
-    if (m->proj_w->dtype != RS_DT_F32 && m->proj_w->dtype != RS_DT_BF16 && m->proj_w->dtype != RS_DT_F16) {
-        rs_errf(err, "%s: tensor \"%s\" has dtype %s; weights must be F32, BF16 or F16", m->st->paths[m->proj_w->shard],
-                name, rs_dtype_name(m->proj_w->dtype));
-        goto fail;
-    }
-    snprintf(name, sizeof name, "%slinear.bias", m->proj_prefix);
-    if (st_expect(m->st, name, 1, &bshape, &b, err)) goto proj_shape;
-    if (b->dtype != RS_DT_F32 && b->dtype != RS_DT_BF16 && b->dtype != RS_DT_F16) {
-        rs_errf(err, "%s: tensor \"%s\" has dtype %s; weights must be F32, BF16 or F16", m->st->paths[b->shard], name,
-                rs_dtype_name(b->dtype));
-        goto fail;
-    }
-    if (!(m->proj_b = st_to_f32_new(b))) {
-        rs_errf(err, "out of memory");
-        goto fail;
-    }
+    int64_t dims[PJ_NDIMS] = {[PJ_D] = c->projection_dim, [PJ_DV] = c->vision.hidden_size};
+    if (rs_weights_load(m->st, m->proj_prefix, PROJ_WEIGHTS, RS_W_COUNT(PROJ_WEIGHTS), dims, m, &m->proj_numel, err))
+        goto proj_err;
     *out = m;
     return 0;
-proj_shape:
+proj_err:
     rs_err_prefix(err, "projector (projection_dim %d, vision hidden_size %d)", c->projection_dim, c->vision.hidden_size);
 fail:
     paligemma_close(m);
@@ -90,9 +81,15 @@ void paligemma_close(paligemma_model *m) {
     if (!m) return;
     siglip_close(m->vision);
     gemma2_close(m->text);
-    free(m->proj_b);
+    rs_weights_free(PROJ_WEIGHTS, RS_W_COUNT(PROJ_WEIGHTS), m);
     st_close(m->st);
     free(m);
+}
+
+void paligemma_set_backend(paligemma_model *m, const rs_backend *be) {
+    m->be = be;
+    m->vision->be = be;
+    m->text->be = be;
 }
 
 int paligemma_hook_parse(const paligemma_model *m, const char *name, hook_request *r, rs_err *err) {
@@ -263,9 +260,9 @@ int paligemma_forward(const paligemma_model *m, const paligemma_batch *b, hook_r
     /* 2. Projector: z = y·Wpᵀ + b (projector.hook_out, no 1/√D). */
     if (run_proj) {
         z = malloc((size_t)nI * N * D * sizeof(float));
-        wscratch = malloc((size_t)m->proj_w->numel * sizeof(float));
+        wscratch = malloc(m->proj_numel * sizeof(float));
         if (!z || !wscratch) goto oom;
-        op_linear(z, feats, op_weight_f32(m->proj_w, wscratch), m->proj_b, nI * N, Dv, D);
+        m->be->linear(z, feats, m->proj_w, m->proj_b, nI * N, Dv, D, wscratch);
         for (int i = 0; i < n_hooks; i++) {
             hook_request *h = &hooks[i];
             if (h->kind != HK_PROJECTOR_OUT || strncmp(h->name, "projector.", 10)) continue;

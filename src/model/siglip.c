@@ -8,11 +8,13 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "reprshift/ops.h"
+#include "reprshift/weights.h"
 
 /* ---- loading ---- */
 
@@ -33,28 +35,52 @@ int siglip_find_prefix(const st_set *st, char *prefix, size_t n, rs_err *err) {
                    st->n_shards ? st->paths[0] : "weights");
 }
 
-static int check_dtype(const st_set *st, const st_tensor *t, const char *name, rs_err *err) {
-    if (t->dtype != RS_DT_F32 && t->dtype != RS_DT_BF16 && t->dtype != RS_DT_F16)
-        return rs_errf(err, "%s: tensor \"%s\" has dtype %s; weights must be F32, BF16 or F16",
-                       st->paths[t->shard], name, rs_dtype_name(t->dtype));
-    return 0;
+/* Sizes a tensor shape can name (indices into the array siglip_dims fills). */
+enum { S_D, S_F, S_C, S_P, S_N, S_NDIMS };
+
+static void siglip_dims(const siglip_config *c, int64_t d[S_NDIMS]) {
+    int G = c->image_size / c->patch_size;
+    d[S_D] = c->hidden_size;
+    d[S_F] = c->intermediate_size;
+    d[S_C] = c->num_channels;
+    d[S_P] = c->patch_size;
+    d[S_N] = (int64_t)G * G;
 }
 
-static int load_vec(st_set *st, const char *name, int64_t D, float **out, rs_err *err) {
-    const st_tensor *t;
-    if (st_expect(st, name, 1, &D, &t, err) || check_dtype(st, t, name, err)) return -1;
-    *out = st_to_f32_new(t);
-    return *out ? 0 : rs_errf(err, "out of memory");
-}
-
-static int load_mat(st_set *st, const char *name, int rows, int cols, const st_tensor **out, size_t *max_numel,
-                    rs_err *err) {
-    int64_t shape[2] = {rows, cols};
-    if (st_expect(st, name, 2, shape, out, err)) return -1;
-    if (check_dtype(st, *out, name, err)) return -1;
-    if ((size_t)(*out)->numel > *max_numel) *max_numel = (size_t)(*out)->numel;
-    return 0;
-}
+/* Under PREFIX, before the layers. The conv weight [D, C, P, P] is used as [D, C·P·P]. */
+static const rs_wspec SIGLIP_EMBED_WEIGHTS[] = {
+    {"embeddings.patch_embedding.weight", offsetof(siglip_model, patch_w), RS_W_MATRIX, 4, {S_D, S_C, S_P, S_P}},
+    {"embeddings.patch_embedding.bias", offsetof(siglip_model, patch_b), RS_W_F32, 1, {S_D}},
+    {"embeddings.position_embedding.weight", offsetof(siglip_model, pos_emb), RS_W_F32, 2, {S_N, S_D}},
+};
+#define MAT(name, field, r, c) {name, offsetof(siglip_layer, field), RS_W_MATRIX, 2, {r, c}}
+#define VEC(name, field, n) {name, offsetof(siglip_layer, field), RS_W_F32, 1, {n}}
+/* Under PREFIX "encoder.layers.L.". */
+static const rs_wspec SIGLIP_LAYER_WEIGHTS[] = {
+    MAT("self_attn.q_proj.weight", q_proj, S_D, S_D),
+    MAT("self_attn.k_proj.weight", k_proj, S_D, S_D),
+    MAT("self_attn.v_proj.weight", v_proj, S_D, S_D),
+    MAT("self_attn.out_proj.weight", out_proj, S_D, S_D),
+    MAT("mlp.fc1.weight", fc1, S_F, S_D),
+    MAT("mlp.fc2.weight", fc2, S_D, S_F),
+    VEC("self_attn.q_proj.bias", q_bias, S_D),
+    VEC("self_attn.k_proj.bias", k_bias, S_D),
+    VEC("self_attn.v_proj.bias", v_bias, S_D),
+    VEC("self_attn.out_proj.bias", out_bias, S_D),
+    VEC("mlp.fc1.bias", fc1_bias, S_F),
+    VEC("mlp.fc2.bias", fc2_bias, S_D),
+    VEC("layer_norm1.weight", ln1_w, S_D),
+    VEC("layer_norm1.bias", ln1_b, S_D),
+    VEC("layer_norm2.weight", ln2_w, S_D),
+    VEC("layer_norm2.bias", ln2_b, S_D),
+};
+#undef MAT
+#undef VEC
+/* Under PREFIX, after the layers. */
+static const rs_wspec SIGLIP_FINAL_WEIGHTS[] = {
+    {"post_layernorm.weight", offsetof(siglip_model, post_w), RS_W_F32, 1, {S_D}},
+    {"post_layernorm.bias", offsetof(siglip_model, post_b), RS_W_F32, 1, {S_D}},
+};
 
 int siglip_from_weights(siglip_model **out, const siglip_config *cfg, st_set *st, const char *prefix, rs_err *err) {
     *out = NULL;
@@ -63,55 +89,29 @@ int siglip_from_weights(siglip_model **out, const siglip_config *cfg, st_set *st
     if (!m) return rs_errf(err, "out of memory");
     m->cfg = *cfg;
     m->st = st;
+    m->be = rs_backend_cpu();
     snprintf(m->prefix, sizeof m->prefix, "%s", prefix);
     const siglip_config *c = &m->cfg;
-    int D = c->hidden_size, F = c->intermediate_size, P = c->patch_size, C = c->num_channels;
+    int P = c->patch_size, C = c->num_channels;
     m->grid = c->image_size / P;
     m->n_patches = m->grid * m->grid;
     m->patch_dim = C * P * P;
+    int64_t dims[S_NDIMS];
+    siglip_dims(c, dims);
     char name[256];
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    if (!m->layers) goto oom;
-
-    snprintf(name, sizeof name, "%sembeddings.patch_embedding.weight", prefix);
-    int64_t pshape[4] = {D, C, P, P};
-    if (st_expect(st, name, 4, pshape, &m->patch_w, err) || check_dtype(st, m->patch_w, name, err)) goto shape;
-    m->max_weight = (size_t)m->patch_w->numel;
-    snprintf(name, sizeof name, "%sembeddings.patch_embedding.bias", prefix);
-    if (load_vec(st, name, D, &m->patch_b, err)) goto shape;
-    snprintf(name, sizeof name, "%sembeddings.position_embedding.weight", prefix);
-    {
-        const st_tensor *t;
-        int64_t shape[2] = {m->n_patches, D};
-        if (st_expect(st, name, 2, shape, &t, err) || check_dtype(st, t, name, err)) goto shape;
-        if (!(m->pos_emb = st_to_f32_new(t))) goto oom;
+    if (!m->layers) {
+        rs_errf(err, "out of memory");
+        goto fail;
     }
+    if (rs_weights_load(st, prefix, SIGLIP_EMBED_WEIGHTS, RS_W_COUNT(SIGLIP_EMBED_WEIGHTS), dims, m, &m->max_weight,
+                        err))
+        goto shape;
     for (int l = 0; l < c->n_layers; l++) {
-        siglip_layer *L = &m->layers[l];
-#define MAT(field, sub, r, cc)                                                                   \
-    snprintf(name, sizeof name, "%sencoder.layers.%d.%s.weight", prefix, l, sub);                \
-    if (load_mat(st, name, r, cc, &L->field, &m->max_weight, err)) goto shape;
-#define VEC(field, sub, what, n)                                                                 \
-    snprintf(name, sizeof name, "%sencoder.layers.%d.%s.%s", prefix, l, sub, what);              \
-    if (load_vec(st, name, n, &L->field, err)) goto shape;
-        MAT(q_proj, "self_attn.q_proj", D, D)
-        MAT(k_proj, "self_attn.k_proj", D, D)
-        MAT(v_proj, "self_attn.v_proj", D, D)
-        MAT(out_proj, "self_attn.out_proj", D, D)
-        MAT(fc1, "mlp.fc1", F, D)
-        MAT(fc2, "mlp.fc2", D, F)
-        VEC(q_bias, "self_attn.q_proj", "bias", D)
-        VEC(k_bias, "self_attn.k_proj", "bias", D)
-        VEC(v_bias, "self_attn.v_proj", "bias", D)
-        VEC(out_bias, "self_attn.out_proj", "bias", D)
-        VEC(fc1_bias, "mlp.fc1", "bias", F)
-        VEC(fc2_bias, "mlp.fc2", "bias", D)
-        VEC(ln1_w, "layer_norm1", "weight", D)
-        VEC(ln1_b, "layer_norm1", "bias", D)
-        VEC(ln2_w, "layer_norm2", "weight", D)
-        VEC(ln2_b, "layer_norm2", "bias", D)
-#undef MAT
-#undef VEC
+        snprintf(name, sizeof name, "%sencoder.layers.%d.", prefix, l);
+        if (rs_weights_load(st, name, SIGLIP_LAYER_WEIGHTS, RS_W_COUNT(SIGLIP_LAYER_WEIGHTS), dims, &m->layers[l],
+                            &m->max_weight, err))
+            goto shape;
     }
     snprintf(name, sizeof name, "%sencoder.layers.%d.layer_norm1.weight", prefix, c->n_layers);
     if (st_get(st, name)) {
@@ -119,18 +119,13 @@ int siglip_from_weights(siglip_model **out, const siglip_config *cfg, st_set *st
                 st->paths[0], c->n_layers, name);
         goto fail;
     }
-    snprintf(name, sizeof name, "%spost_layernorm.weight", prefix);
-    if (load_vec(st, name, D, &m->post_w, err)) goto shape;
-    snprintf(name, sizeof name, "%spost_layernorm.bias", prefix);
-    if (load_vec(st, name, D, &m->post_b, err)) goto shape;
+    if (rs_weights_load(st, prefix, SIGLIP_FINAL_WEIGHTS, RS_W_COUNT(SIGLIP_FINAL_WEIGHTS), dims, m, NULL, err))
+        goto shape;
     *out = m;
     return 0;
 shape:
     rs_err_prefix(err, "vision tower (vision_config: hidden_size %d, %d layers, intermediate_size %d, image_size %d, "
-                       "patch_size %d)", D, c->n_layers, F, c->image_size, P);
-    goto fail;
-oom:
-    rs_errf(err, "out of memory");
+                       "patch_size %d)", c->hidden_size, c->n_layers, c->intermediate_size, c->image_size, P);
 fail:
     siglip_close(m);
     return -1;
@@ -139,17 +134,11 @@ fail:
 void siglip_close(siglip_model *m) {
     if (!m) return;
     if (m->layers)
-        for (int l = 0; l < m->cfg.n_layers; l++) {
-            siglip_layer *L = &m->layers[l];
-            free(L->q_bias); free(L->k_bias); free(L->v_bias); free(L->out_bias);
-            free(L->fc1_bias); free(L->fc2_bias);
-            free(L->ln1_w); free(L->ln1_b); free(L->ln2_w); free(L->ln2_b);
-        }
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            rs_weights_free(SIGLIP_LAYER_WEIGHTS, RS_W_COUNT(SIGLIP_LAYER_WEIGHTS), &m->layers[l]);
+    rs_weights_free(SIGLIP_EMBED_WEIGHTS, RS_W_COUNT(SIGLIP_EMBED_WEIGHTS), m);
+    rs_weights_free(SIGLIP_FINAL_WEIGHTS, RS_W_COUNT(SIGLIP_FINAL_WEIGHTS), m);
     free(m->layers);
-    free(m->patch_b);
-    free(m->pos_emb);
-    free(m->post_w);
-    free(m->post_b);
     free(m);
 }
 
@@ -218,19 +207,49 @@ int siglip_hooks_depth(const siglip_model *m, const hook_request *hooks, int n_h
 /* ---- forward ---- */
 
 
+/* Everything one forward pass writes, allocated and freed in one place. */
 typedef struct {
-    float *h, *x, *q, *k, *v, *z, *a, *mlp, *scores, *wscratch;
-    int64_t *img_off; /* [n_images+1] row offsets of the images (attention) */
-} workspace;
+    float *h;                  /* [T, D] residual stream */
+    float *x;                  /* [T, max(C·P·P, D)]: im2col patches, then the normed input */
+    float *q, *k, *v, *z, *a;  /* [T, D] */
+    float *mlp;                /* [T, intermediate_size] */
+    float *scores;             /* attention scores: omp_get_max_threads() blocks of N² */
+    float *wscratch;           /* one weight matrix widened to f32 (max_weight floats) */
+    int64_t *img_off;          /* [n_images+1] row offsets of the images (attention) */
+} siglip_workspace;
 
-static void ws_free(workspace *w) {
+static void ws_free(siglip_workspace *w) {
     free(w->h); free(w->x); free(w->q); free(w->k); free(w->v); free(w->z);
     free(w->a); free(w->mlp); free(w->scores); free(w->wscratch); free(w->img_off);
+    memset(w, 0, sizeof *w);
 }
 
-static void linear_w(const workspace *w, float *y, const float *x, const st_tensor *W, const float *b, int T,
-                     int IN, int OUT) {
-    op_linear(y, x, op_weight_f32(W, w->wscratch), b, T, IN, OUT);
+/* The buffers for n_images images; the per-layer ones only when layers run. −1 (all
+ * freed) when out of memory. */
+static int ws_alloc(siglip_workspace *w, const siglip_model *m, int n_images, int layers) {
+    int D = m->cfg.hidden_size, N = m->n_patches, K = m->patch_dim;
+    size_t T = (size_t)n_images * N, TD = T * D;
+    memset(w, 0, sizeof *w);
+    w->h = malloc(TD * sizeof(float));
+    w->x = malloc(T * (K > D ? K : D) * sizeof(float));
+    w->wscratch = malloc(m->max_weight * sizeof(float));
+    if (!w->h || !w->x || !w->wscratch) goto oom;
+    if (layers) {
+        w->q = malloc(TD * sizeof(float));
+        w->k = malloc(TD * sizeof(float));
+        w->v = malloc(TD * sizeof(float));
+        w->z = malloc(TD * sizeof(float));
+        w->a = malloc(TD * sizeof(float));
+        w->mlp = malloc(T * m->cfg.intermediate_size * sizeof(float));
+        w->scores = malloc((size_t)omp_get_max_threads() * N * N * sizeof(float));
+        w->img_off = malloc((size_t)(n_images + 1) * sizeof *w->img_off);
+        if (!w->q || !w->k || !w->v || !w->z || !w->a || !w->mlp || !w->scores || !w->img_off) goto oom;
+        for (int n = 0; n <= n_images; n++) w->img_off[n] = (int64_t)n * N;
+    }
+    return 0;
+oom:
+    ws_free(w);
+    return -1;
 }
 
 int siglip_forward(const siglip_model *m, const float *pixel_values, int n_images, hook_request *hooks,
@@ -246,23 +265,10 @@ int siglip_forward(const siglip_model *m, const float *pixel_values, int n_image
     if (depth == -2) return 0; /* nothing asked of the tower */
     int last_layer = depth >= c->n_layers ? c->n_layers - 1 : depth;
     size_t TD = (size_t)T * D;
-    workspace w = {0};
-    w.h = malloc(TD * sizeof(float));
-    w.x = malloc((size_t)T * (K > D ? K : D) * sizeof(float));
-    w.wscratch = malloc(m->max_weight * sizeof(float));
-    if (!w.h || !w.x || !w.wscratch) goto oom;
-    if (last_layer >= 0) {
-        w.q = malloc(TD * sizeof(float));
-        w.k = malloc(TD * sizeof(float));
-        w.v = malloc(TD * sizeof(float));
-        w.z = malloc(TD * sizeof(float));
-        w.a = malloc(TD * sizeof(float));
-        w.mlp = malloc((size_t)T * F * sizeof(float));
-        w.scores = malloc((size_t)omp_get_max_threads() * N * N * sizeof(float));
-        w.img_off = malloc((size_t)(n_images + 1) * sizeof *w.img_off);
-        if (!w.q || !w.k || !w.v || !w.z || !w.a || !w.mlp || !w.scores || !w.img_off) goto oom;
-        for (int n = 0; n <= n_images; n++) w.img_off[n] = (int64_t)n * N;
-    }
+    const rs_backend *be = m->be;
+    siglip_workspace w;
+    if (ws_alloc(&w, m, n_images, last_layer >= 0))
+        return rs_errf(err, "out of memory for %d image(s) in the vision tower", n_images);
     /* bidirectional within each image; HF eager: (q·kᵀ)·scale, then softmax in fp32 */
     int hd = D / c->n_heads;
     op_attn_params attn = {.n_heads = c->n_heads, .n_kv_heads = c->n_heads, .head_dim = hd, .q_stride = D,
@@ -280,7 +286,7 @@ int siglip_forward(const siglip_model *m, const float *pixel_values, int n_image
                            img + ((size_t)ch * S + (size_t)r * P + ky) * S + (size_t)cc * P, (size_t)P * sizeof(float));
         }
     }
-    linear_w(&w, w.h, w.x, m->patch_w, m->patch_b, T, K, D);
+    be->linear(w.h, w.x, m->patch_w, m->patch_b, T, K, D, w.wscratch);
 #pragma omp parallel for schedule(static) if (T > 64)
     for (int t = 0; t < T; t++)
         for (int d = 0; d < D; d++) w.h[(size_t)t * D + d] += m->pos_emb[(size_t)(t % N) * D + d];
@@ -290,35 +296,33 @@ int siglip_forward(const siglip_model *m, const float *pixel_values, int n_image
     for (int l = 0; l <= last_layer; l++) {
         const siglip_layer *L = &m->layers[l];
         if (hook_fire(hooks, n_hooks, 1, HK_RESID_PRE, l, w.h, T, err)) goto fail;
-        op_layernorm(w.x, w.h, L->ln1_w, L->ln1_b, eps, T, D);
-        linear_w(&w, w.q, w.x, L->q_proj, L->q_bias, T, D, D);
-        linear_w(&w, w.k, w.x, L->k_proj, L->k_bias, T, D, D);
-        linear_w(&w, w.v, w.x, L->v_proj, L->v_bias, T, D, D);
-        op_attention(w.z, w.q, w.k, w.v, w.img_off, n_images, NULL, &attn, w.scores, (size_t)N * N);
-        linear_w(&w, w.a, w.z, L->out_proj, L->out_bias, T, D, D);
+        be->layer_norm(w.x, w.h, L->ln1_w, L->ln1_b, eps, T, D);
+        be->linear(w.q, w.x, L->q_proj, L->q_bias, T, D, D, w.wscratch);
+        be->linear(w.k, w.x, L->k_proj, L->k_bias, T, D, D, w.wscratch);
+        be->linear(w.v, w.x, L->v_proj, L->v_bias, T, D, D, w.wscratch);
+        be->attention(w.z, w.q, w.k, w.v, w.img_off, n_images, NULL, &attn, w.scores, (size_t)N * N);
+        be->linear(w.a, w.z, L->out_proj, L->out_bias, T, D, D, w.wscratch);
         if (hook_fire(hooks, n_hooks, 1, HK_ATTN_OUT, l, w.a, T, err)) goto fail;
-        op_add(w.h, w.a, TD);
+        be->add(w.h, w.a, TD);
         if (hook_fire(hooks, n_hooks, 1, HK_RESID_MID, l, w.h, T, err)) goto fail;
-        op_layernorm(w.x, w.h, L->ln2_w, L->ln2_b, eps, T, D);
-        linear_w(&w, w.mlp, w.x, L->fc1, L->fc1_bias, T, D, F);
-        op_gelu_tanh(w.mlp, (size_t)T * F);
-        linear_w(&w, w.a, w.mlp, L->fc2, L->fc2_bias, T, F, D);
+        be->layer_norm(w.x, w.h, L->ln2_w, L->ln2_b, eps, T, D);
+        be->linear(w.mlp, w.x, L->fc1, L->fc1_bias, T, D, F, w.wscratch);
+        be->gelu(w.mlp, (size_t)T * F);
+        be->linear(w.a, w.mlp, L->fc2, L->fc2_bias, T, F, D, w.wscratch);
         if (hook_fire(hooks, n_hooks, 1, HK_MLP_OUT, l, w.a, T, err)) goto fail;
-        op_add(w.h, w.a, TD);
+        be->add(w.h, w.a, TD);
         if (hook_fire(hooks, n_hooks, 1, HK_VISION_RESID_POST, l, w.h, T, err)) goto fail;
     }
     if (last_layer < 0 && hook_fire(hooks, n_hooks, 1, HK_RESID_PRE, 0, w.h, T, err)) goto fail;
 
     /* 3. Post-LayerNorm (PaliGemma's image features). */
     if (depth >= c->n_layers) {
-        op_layernorm(w.x, w.h, m->post_w, m->post_b, eps, T, D);
+        be->layer_norm(w.x, w.h, m->post_w, m->post_b, eps, T, D);
         if (hook_fire(hooks, n_hooks, 1, HK_VISION_LN_POST, -1, w.x, T, err)) goto fail;
         if (out) memcpy(out, w.x, TD * sizeof(float));
     }
     ws_free(&w);
     return 0;
-oom:
-    rs_errf(err, "out of memory for %d image(s) in the vision tower", n_images);
 fail:
     ws_free(&w);
     return -1;

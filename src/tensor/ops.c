@@ -84,6 +84,16 @@ void op_rope(float *x, int dim, const float *inv_freq, int pos) {
     }
 }
 
+void op_rope_seqs(float *x, int stride, int n_heads, int head_dim, const int64_t *offsets, int n_seqs, int pos_offset,
+                  const float *inv_freq) {
+#pragma omp parallel for schedule(dynamic, 1) if (n_seqs > 1)
+    for (int s = 0; s < n_seqs; s++)
+        for (int64_t i = offsets[s]; i < offsets[s + 1]; i++) {
+            int pos = (int)(i - offsets[s]) + pos_offset;
+            for (int h = 0; h < n_heads; h++) op_rope(x + (size_t)i * stride + (size_t)h * head_dim, head_dim, inv_freq, pos);
+        }
+}
+
 void op_softmax(float *x, int n) {
     float m = -INFINITY;
     for (int i = 0; i < n; i++) if (x[i] > m) m = x[i];

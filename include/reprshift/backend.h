@@ -1,0 +1,44 @@
+/* The kernel seam: a model's forward pass reaches every kernel through one table of
+ * function pointers, so a second backend (a GPU) replaces kernels, not models. The CPU
+ * backend (rs_backend_cpu) wraps the op_* kernels of ops.h unchanged; a model holds a
+ * backend pointer (gemma2_model.be, siglip_model.be, paligemma_model.be), the CPU one by
+ * default. Shapes and semantics of each entry are those of the op_* kernel it names. */
+#ifndef REPRSHIFT_BACKEND_H
+#define REPRSHIFT_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "reprshift/ops.h"
+#include "reprshift/safetensors.h"
+
+typedef struct rs_backend {
+    const char *name;
+    /* y[T,OUT] = x[T,IN]·Wᵀ (+ bias[OUT] if non-NULL) with W a weight tensor as loaded
+     * (mapped F32/BF16/F16, [OUT, IN] or [OUT, …] flattened); scratch holds W->numel floats
+     * for the widening (op_weight_f32, then op_linear). */
+    void (*linear)(float *y, const float *x, const st_tensor *W, const float *bias, int T, int IN, int OUT,
+                   float *scratch);
+    /* op_rmsnorm_gemma */
+    void (*rms_norm)(float *y, const float *x, const float *w, float eps, int T, int D);
+    /* op_layernorm */
+    void (*layer_norm)(float *y, const float *x, const float *gamma, const float *beta, float eps, int T, int D);
+    /* op_rope_seqs: RoPE on every head of every row of packed sequences */
+    void (*rope)(float *x, int stride, int n_heads, int head_dim, const int64_t *offsets, int n_seqs,
+                 int pos_offset, const float *inv_freq);
+    /* op_attention */
+    void (*attention)(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets, int n_seqs,
+                      const int *prefix, const op_attn_params *p, float *scores, size_t scores_per_thread);
+    /* op_softmax (one row) */
+    void (*softmax)(float *x, int n);
+    /* op_gelu_tanh, in place */
+    void (*gelu)(float *x, size_t n);
+    /* op_geglu: gate = gelu_tanh(gate)·up */
+    void (*geglu)(float *gate, const float *up, size_t n);
+    /* op_add: dst += src */
+    void (*add)(float *dst, const float *src, size_t n);
+} rs_backend;
+
+/* The CPU backend: BLAS products and OpenMP loops (ops.c). */
+const rs_backend *rs_backend_cpu(void);
+
+#endif

@@ -1,0 +1,23 @@
+/* The CPU backend: each entry is the op_* kernel of ops.c (linear widens a non-f32 weight
+ * into the caller's scratch first). */
+#include "reprshift/backend.h"
+
+static void cpu_linear(float *y, const float *x, const st_tensor *W, const float *bias, int T, int IN, int OUT,
+                       float *scratch) {
+    op_linear(y, x, op_weight_f32(W, scratch), bias, T, IN, OUT);
+}
+
+static const rs_backend CPU = {
+    .name = "cpu",
+    .linear = cpu_linear,
+    .rms_norm = op_rmsnorm_gemma,
+    .layer_norm = op_layernorm,
+    .rope = op_rope_seqs,
+    .attention = op_attention,
+    .softmax = op_softmax,
+    .gelu = op_gelu_tanh,
+    .geglu = op_geglu,
+    .add = op_add,
+};
+
+const rs_backend *rs_backend_cpu(void) { return &CPU; }

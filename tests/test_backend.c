@@ -1,0 +1,260 @@
+/* The kernel seam (backend.h). (1) Each entry of the CPU backend gives exactly (bit for bit)
+ * what the op_* kernel it names gives on random inputs (linear on f32 and bf16 weights,
+ * RoPE over packed sequences against op_rope per head). (2) The models reach every kernel
+ * through the table: a backend whose entries count their calls and delegate to the CPU
+ * ones gives a bit-identical forward with the expected number of calls per kernel, and a
+ * backend with one kernel replaced changes the output (Gemma-2, SigLIP, the PaliGemma
+ * projector). */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "reprshift/backend.h"
+#include "reprshift/gemma2.h"
+#include "reprshift/paligemma.h"
+
+static unsigned g_seed = 12345;
+static float frand(void) {
+    g_seed = g_seed * 1103515245u + 12345u;
+    return (float)((g_seed >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+static float *rnd(size_t n) {
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    for (size_t i = 0; i < n; i++) x[i] = frand();
+    return x;
+}
+static float *dup(const float *x, size_t n) {
+    float *y = malloc(n * sizeof *y);
+    assert_non_null(y);
+    memcpy(y, x, n * sizeof *y);
+    return y;
+}
+#define SAME(a, b, n) assert_memory_equal(a, b, (n) * sizeof(float))
+
+static void test_cpu_entries_are_the_ops(void **state) {
+    (void)state;
+    const rs_backend *be = rs_backend_cpu();
+    assert_string_equal(be->name, "cpu");
+    enum { T = 7, IN = 12, OUT = 5 };
+    float *x = rnd(T * IN), *W = rnd(OUT * IN), *bias = rnd(OUT), *scratch = rnd(OUT * IN);
+    float y1[T * OUT], y2[T * OUT];
+    /* linear, f32 weight (used in place) */
+    st_tensor tw = {.name = "w", .dtype = RS_DT_F32, .ndim = 2, .shape = {OUT, IN}, .numel = OUT * IN, .data = W,
+                    .nbytes = sizeof(float) * OUT * IN};
+    be->linear(y1, x, &tw, bias, T, IN, OUT, scratch);
+    op_linear(y2, x, W, bias, T, IN, OUT);
+    SAME(y1, y2, T * OUT);
+    /* linear, bf16 weight (widened into scratch) */
+    uint16_t Wb[OUT * IN];
+    float Wbf[OUT * IN];
+    for (int i = 0; i < OUT * IN; i++) Wbf[i] = rs_bf16_to_f32(Wb[i] = rs_f32_to_bf16(W[i]));
+    st_tensor tb = tw;
+    tb.dtype = RS_DT_BF16;
+    tb.data = Wb;
+    tb.nbytes = sizeof Wb;
+    be->linear(y1, x, &tb, NULL, T, IN, OUT, scratch);
+    op_linear(y2, x, Wbf, NULL, T, IN, OUT);
+    SAME(y1, y2, T * OUT);
+    SAME(scratch, Wbf, OUT * IN);
+
+    /* norms */
+    enum { D = 16 };
+    float *h = rnd(T * D), *g = rnd(D), *bb = rnd(D), a1[T * D], a2[T * D];
+    be->rms_norm(a1, h, g, 1e-6f, T, D);
+    op_rmsnorm_gemma(a2, h, g, 1e-6f, T, D);
+    SAME(a1, a2, T * D);
+    be->rms_norm(a1, h, NULL, 1e-6f, T, D);
+    op_rmsnorm_gemma(a2, h, NULL, 1e-6f, T, D);
+    SAME(a1, a2, T * D);
+    be->layer_norm(a1, h, g, bb, 1e-6f, T, D);
+    op_layernorm(a2, h, g, bb, 1e-6f, T, D);
+    SAME(a1, a2, T * D);
+
+    /* elementwise */
+    float *e1 = dup(h, T * D), *e2 = dup(h, T * D);
+    be->gelu(e1, T * D);
+    op_gelu_tanh(e2, T * D);
+    SAME(e1, e2, T * D);
+    be->geglu(e1, h, T * D);
+    op_geglu(e2, h, T * D);
+    SAME(e1, e2, T * D);
+    be->add(e1, h, T * D);
+    op_add(e2, h, T * D);
+    SAME(e1, e2, T * D);
+    be->softmax(e1, D);
+    op_softmax(e2, D);
+    SAME(e1, e2, D);
+
+    /* RoPE over two packed sequences (rows 0..2, 3..6) at offset 1, vs op_rope per head */
+    enum { H = 2, HD = 8, ST = H * HD };
+    int64_t off[3] = {0, 3, 7};
+    float inv[HD / 2];
+    op_rope_inv_freq(inv, HD, 10000.0);
+    float *r1 = rnd(T * ST), *r2 = dup(r1, T * ST);
+    be->rope(r1, ST, H, HD, off, 2, 1, inv);
+    for (int s = 0; s < 2; s++)
+        for (int64_t i = off[s]; i < off[s + 1]; i++)
+            for (int hh = 0; hh < H; hh++) op_rope(r2 + i * ST + hh * HD, HD, inv, (int)(i - off[s]) + 1);
+    SAME(r1, r2, T * ST);
+
+    /* attention: causal, grouped heads, softcap, prefix block */
+    float *Q = rnd(T * ST), *K = rnd(T * HD), *V = rnd(T * HD), z1[T * ST], z2[T * ST];
+    int prefix[2] = {2, 0};
+    op_attn_params p = {.n_heads = H, .n_kv_heads = 1, .head_dim = HD, .q_stride = ST, .kv_stride = HD,
+                        .z_stride = ST, .scale = 0.3f, .softcap = 5.0f, .causal = 1, .window = 3};
+    size_t spt = 16;
+    float *sc = malloc(spt * 64 * sizeof(float));
+    assert_non_null(sc);
+    be->attention(z1, Q, K, V, off, 2, prefix, &p, sc, spt);
+    op_attention(z2, Q, K, V, off, 2, prefix, &p, sc, spt);
+    SAME(z1, z2, T * ST);
+
+    free(x); free(W); free(bias); free(scratch); free(h); free(g); free(bb); free(e1); free(e2);
+    free(r1); free(r2); free(Q); free(K); free(V); free(sc);
+}
+
+/* ---- a backend that counts its calls and delegates to the CPU one ---- */
+
+enum { K_LINEAR, K_RMS, K_LN, K_ROPE, K_ATTN, K_SOFTMAX, K_GELU, K_GEGLU, K_ADD, K_N };
+static int g_calls[K_N];
+static int g_zero_geglu, g_zero_gelu;
+
+static void c_linear(float *y, const float *x, const st_tensor *W, const float *b, int T, int IN, int OUT, float *s) {
+    g_calls[K_LINEAR]++;
+    rs_backend_cpu()->linear(y, x, W, b, T, IN, OUT, s);
+}
+static void c_rms(float *y, const float *x, const float *w, float eps, int T, int D) {
+    g_calls[K_RMS]++;
+    rs_backend_cpu()->rms_norm(y, x, w, eps, T, D);
+}
+static void c_ln(float *y, const float *x, const float *g, const float *b, float eps, int T, int D) {
+    g_calls[K_LN]++;
+    rs_backend_cpu()->layer_norm(y, x, g, b, eps, T, D);
+}
+static void c_rope(float *x, int stride, int nh, int hd, const int64_t *off, int ns, int po, const float *inv) {
+    g_calls[K_ROPE]++;
+    rs_backend_cpu()->rope(x, stride, nh, hd, off, ns, po, inv);
+}
+static void c_attn(float *Z, const float *Q, const float *K, const float *V, const int64_t *off, int ns, const int *pre,
+                   const op_attn_params *p, float *sc, size_t spt) {
+    g_calls[K_ATTN]++;
+    rs_backend_cpu()->attention(Z, Q, K, V, off, ns, pre, p, sc, spt);
+}
+static void c_softmax(float *x, int n) {
+    g_calls[K_SOFTMAX]++;
+    rs_backend_cpu()->softmax(x, n);
+}
+static void c_gelu(float *x, size_t n) {
+    g_calls[K_GELU]++;
+    if (g_zero_gelu) memset(x, 0, n * sizeof *x);
+    else rs_backend_cpu()->gelu(x, n);
+}
+static void c_geglu(float *gate, const float *up, size_t n) {
+    g_calls[K_GEGLU]++;
+    if (g_zero_geglu) memset(gate, 0, n * sizeof *gate);
+    else rs_backend_cpu()->geglu(gate, up, n);
+}
+static void c_add(float *d, const float *s, size_t n) {
+    g_calls[K_ADD]++;
+    rs_backend_cpu()->add(d, s, n);
+}
+static const rs_backend COUNTING = {"counting", c_linear, c_rms, c_ln, c_rope, c_attn, c_softmax, c_gelu, c_geglu, c_add};
+
+static void run_gemma2(gemma2_model *m, float *out) {
+    int32_t ids[7] = {2, 651, 432, 9, 2, 17, 300};
+    int64_t off[3] = {0, 4, 7};
+    gemma2_batch b = {.n_seqs = 2, .ids = ids, .offsets = off};
+    rs_err err = {{0}};
+    if (gemma2_forward(m, &b, NULL, 0, out, &err)) fail_msg("%s", err.msg);
+}
+
+static void test_gemma2_goes_through_the_table(void **state) {
+    (void)state;
+    rs_err err = {{0}};
+    gemma2_model *m;
+    if (gemma2_open(&m, "examples/quickstart/models/gemma2-tiny", &err)) fail_msg("%s", err.msg);
+    assert_ptr_equal(m->be, rs_backend_cpu());
+    int L = m->cfg.n_layers, D = m->cfg.hidden_size;
+    float *ref = calloc((size_t)7 * D, sizeof(float)), *got = calloc((size_t)7 * D, sizeof(float));
+    assert_true(ref && got);
+    run_gemma2(m, ref);
+    memset(g_calls, 0, sizeof g_calls);
+    m->be = &COUNTING;
+    run_gemma2(m, got);
+    SAME(ref, got, (size_t)7 * D);
+    assert_int_equal(g_calls[K_LINEAR], 7 * L);
+    assert_int_equal(g_calls[K_RMS], 4 * L + 2);
+    assert_int_equal(g_calls[K_ROPE], 2 * L);
+    assert_int_equal(g_calls[K_ATTN], L);
+    assert_int_equal(g_calls[K_GEGLU], L);
+    assert_int_equal(g_calls[K_ADD], 2 * L);
+    assert_int_equal(g_calls[K_LN] + g_calls[K_GELU], 0);
+    g_zero_geglu = 1; /* a different MLP kernel gives a different forward */
+    run_gemma2(m, got);
+    g_zero_geglu = 0;
+    assert_true(memcmp(ref, got, (size_t)7 * D * sizeof(float)) != 0);
+    free(ref);
+    free(got);
+    gemma2_close(m);
+}
+
+static void run_paligemma(paligemma_model *m, const float *pix, float *out) {
+    rs_err err = {{0}};
+    int32_t prompt[2] = {10, 11}, *ids;
+    uint8_t *kinds;
+    int64_t len;
+    int P;
+    if (paligemma_build_input(m, 1, prompt, 2, NULL, 0, &ids, &kinds, &len, &P, &err)) fail_msg("%s", err.msg);
+    int64_t off[2] = {0, len};
+    paligemma_batch b = {.n_seqs = 1, .offsets = off, .ids = ids, .prefix_len = &P, .n_images = 1, .pixel_values = pix};
+    if (paligemma_forward(m, &b, NULL, 0, out, &err)) fail_msg("%s", err.msg);
+    free(ids);
+    free(kinds);
+}
+
+static void test_paligemma_goes_through_the_table(void **state) {
+    (void)state;
+    rs_err err = {{0}};
+    paligemma_model *m;
+    if (paligemma_open(&m, "examples/quickstart/models/paligemma-tiny", &err)) fail_msg("%s", err.msg);
+    assert_ptr_equal(m->be, rs_backend_cpu());
+    const siglip_config *vc = &m->cfg.vision;
+    size_t npix = (size_t)vc->num_channels * vc->image_size * vc->image_size;
+    float *pix = rnd(npix);
+    int Lv = vc->n_layers, Lt = m->cfg.text.n_layers, D = m->cfg.text.hidden_size;
+    int T = m->vision->n_patches + 1 + 2;
+    float *ref = calloc((size_t)T * D, sizeof(float)), *got = calloc((size_t)T * D, sizeof(float));
+    assert_true(ref && got);
+    run_paligemma(m, pix, ref);
+    memset(g_calls, 0, sizeof g_calls);
+    paligemma_set_backend(m, &COUNTING);
+    run_paligemma(m, pix, got);
+    SAME(ref, got, (size_t)T * D);
+    /* tower: patch embedding + 6 per layer; projector: 1; decoder: 7 per layer */
+    assert_int_equal(g_calls[K_LINEAR], 1 + 6 * Lv + 1 + 7 * Lt);
+    assert_int_equal(g_calls[K_LN], 2 * Lv + 1);
+    assert_int_equal(g_calls[K_GELU], Lv);
+    assert_int_equal(g_calls[K_ATTN], Lv + Lt);
+    assert_int_equal(g_calls[K_ADD], 2 * Lv + 2 * Lt);
+    assert_int_equal(g_calls[K_RMS], 4 * Lt + 2);
+    g_zero_gelu = 1; /* a different vision MLP kernel changes what reaches the decoder */
+    run_paligemma(m, pix, got);
+    g_zero_gelu = 0;
+    assert_true(memcmp(ref, got, (size_t)T * D * sizeof(float)) != 0);
+    free(ref);
+    free(got);
+    free(pix);
+    paligemma_close(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cpu_entries_are_the_ops),
+        cmocka_unit_test(test_gemma2_goes_through_the_table),
+        cmocka_unit_test(test_paligemma_goes_through_the_table),
+    };
+    return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
+}
