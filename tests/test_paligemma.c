@@ -128,7 +128,7 @@ static void check_run(const fixture *f, const run_in *r, const hook_request *h, 
     char label[300];
     for (int i = 0; i < nh; i++) {
         const st_tensor *g = golden(f, r->kind, r->k, h[i].name);
-        if (h[i].kind == HK_PROJECTOR_OUT) {
+        if (h[i].id.kind == HK_PROJECTOR_OUT) {
             snprintf(label, sizeof label, "%s %c%d %s", model, r->kind, r->k, h[i].name);
             assert_int_equal(g->numel, (int64_t)N * D);
             upd(&W_PROJ, compare_rows(g, h[i].out + (size_t)img0 * N * D, 0, N, D, label));

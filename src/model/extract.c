@@ -430,7 +430,7 @@ int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extra
     /* output tensors */
     for (int h = 0; h < o->n_hooks; h++) {
         const hook_request *hk = &o->hooks[h];
-        slot[h].vision = hook_is_vision(hk->name);
+        slot[h].vision = hk->id.tower != RS_TOWER_DECODER;
         slot[h].first = r->n_tensors;
         slot[h].n = (o->pool == POOL_MEAN && !slot[h].vision) ? 3 + any_suffix : 1;
         if (slot[h].vision && o->pool == POOL_LAST && !o->vision_mean) {

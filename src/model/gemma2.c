@@ -122,18 +122,8 @@ void gemma2_close(gemma2_model *m) {
 /* ---- forward ---- */
 
 int gemma2_hooks_depth(const gemma2_model *m, const hook_request *hooks, int n_hooks) {
-    int depth = -1;
-    for (int i = 0; i < n_hooks; i++) {
-        int d;
-        switch (hooks[i].kind) {
-        case HK_RESID_PRE: d = hooks[i].layer - 1; break; /* ready before layer L runs */
-        case HK_LN_FINAL_NORMALIZED:
-        case HK_LN_FINAL_OUT: d = m->cfg.n_layers; break;
-        default: d = hooks[i].layer; break;
-        }
-        if (d > depth) depth = d;
-    }
-    return depth;
+    int depth = hook_depth(hooks, n_hooks, RS_TOWER_DECODER, m->cfg.n_layers);
+    return depth < -1 ? -1 : depth;
 }
 
 

@@ -126,22 +126,22 @@ void pl_set_threads(pl_ctx *c) {
 
 /* ---- validation ---- */
 
-/* vision_hooks must be vision-side hooks of the VLM (config pc, already loaded). They are
- * parsed by the parser that paligemma_hook_parse uses for vision.* / projector.* names (it
- * needs only the config, not the weights); its error lists the valid names. A decoder name is refused (it belongs in
+/* vision_hooks must be vision-side hooks of the VLM (config pc, already loaded): vision.* or
+ * projector.hook_out, parsed by the one hook parser (it needs only the config, not the
+ * weights). The error lists the valid names; a decoder name is refused (it belongs in
  * `hooks`) with the same list. */
 static int validate_vision_hooks(const rs_config *cfg, const paligemma_config *pc, rs_err *err) {
+    rs_hook_space vs = rs_hook_space_siglip(&pc->vision, pc->projection_dim);
     for (int i = 0; i < cfg->n_vision_hooks; i++) {
         const char *h = cfg->vision_hooks[i];
         hook_request r;
-        if (siglip_hook_parse_all(&pc->vision, pc->projection_dim, h, &r, err) == 0) continue;
-        if (!hook_is_vision(h)) {
-            const char *valid = strstr(err->msg, "valid: ");
-            char list[RS_ERR_MAX];
-            snprintf(list, sizeof list, "%s", valid ? valid : "");
+        if (hook_request_parse(&vs, h, &r, err) == 0) continue;
+        rs_hook id;
+        char list[RS_ERR_MAX];
+        rs_hook_valid_list(&vs, list, sizeof list);
+        if (rs_hook_parse(NULL, h, &id, NULL) == 0 && id.tower == RS_TOWER_DECODER)
             return rs_errf(err, "vision_hooks: %s (models.vlm %s) is a decoder hook, not a vision hook: put it in "
-                                "'hooks'; %s", h, cfg->vlm, list);
-        }
+                                "'hooks'; valid vision hooks: %s", h, cfg->vlm, list);
         return rs_err_prefix(err, "vision_hooks: %s (models.vlm %s)", h, cfg->vlm);
     }
     return 0;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include "reprshift/config.h"
 #include "reprshift/error.h"
+#include "reprshift/hooks.h" /* rs_hook_block_index: the layer of a "blocks.L.…" name */
 #include "reprshift/image_edit.h"
 #include "reprshift/manifest.h"
 #include "reprshift/pipeline.h"
@@ -82,8 +83,6 @@ int pl_mkdir(const char *path, rs_err *err);
 void pl_remove_store(const char *dir);
 /* Write text to path atomically. */
 int pl_write_text(const char *path, const char *text, rs_err *err);
-/* Layer L of a "blocks.L.…" hook name, else -1. */
-int pl_hook_layer(const char *hook);
 /* Remove a flat folder of scratch files (its files, then the folder; missing is fine). */
 void pl_remove_flat_dir(const char *dir);
 /* Write a cJSON tree, pretty-printed + newline, atomically. */
