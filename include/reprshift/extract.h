@@ -69,6 +69,12 @@ int extract_gemma2(const gemma2_model *m, const rs_inputs *in, const extract_opt
 int extract_save(const extract_result *r, const rs_inputs *in, const char *path, const char *const *meta, rs_err *err);
 /* Free a result. */
 void extract_result_free(extract_result *r);
+/* The model's special tokens as extract writes them to an activations file's metadata
+ * (key "special_token_ids"): "<bos>,<eos>,<pad>" from config.json. */
+#define RS_GEMMA_SPECIAL_IDS "2,1,0" /* Gemma's <bos>, <eos>, <pad>: files written before the key */
+void rs_special_ids_format(const gemma2_config *c, char *buf, size_t n);
+/* Parse that value (NULL: RS_GEMMA_SPECIAL_IDS) into ids[3]. */
+int rs_special_ids_parse(const char *s, int32_t ids[3], rs_err *err);
 /* Name of a pooling mode ("none", "mean", "last"); parse returns -1 if unknown. */
 const char *rs_pool_name(rs_pool p);
 int rs_pool_parse(const char *s, rs_pool *out);
@@ -114,6 +120,24 @@ int pg_inputs_add(pg_inputs *in, const int32_t *ids, const uint8_t *kinds, int64
                   const char *image_path, const char *text, const char *label, rs_err *err);
 /* Record the suffix caption of input i (copied) for the row index. */
 int pg_inputs_set_suffix(pg_inputs *in, int i, const char *suffix, rs_err *err);
+
+/* The prompt segment PaliGemmaProcessor builds: the tokens of prompt + "\n" encoded as one
+ * segment (no <bos>) by tok; or, when given is non-NULL, those n_given ids followed by the
+ * "\n" token (tok's encoding of "\n"; with tok NULL, Gemma's id 108). Every id must be a
+ * text token of the model (inside the vocabulary, not <image>). New array (caller frees). */
+int pg_prompt_ids(const paligemma_config *c, const rs_tokenizer *tok, const char *prompt, const int32_t *given,
+                  size_t n_given, int32_t **ids, size_t *n, rs_err *err);
+/* The one way an image input is built: <image>×N, <bos>, the prompt segment (from
+ * pg_prompt_ids), then the suffix ids if any (normally ending in <eos>), with the token kinds
+ * and the prefix length (paligemma_build_input); appended to in with its image path, prompt
+ * text, label and suffix text (each may be NULL). */
+int pg_inputs_add_image(pg_inputs *in, const paligemma_model *m, const char *image_path, const int32_t *prompt,
+                        size_t n_prompt, const int32_t *suffix, size_t n_suffix, const char *text, const char *label,
+                        const char *suffix_text, rs_err *err);
+/* A text-only input (plain causal; kinds from paligemma_text_kinds). The <image> token is
+ * refused: image inputs come from pg_inputs_add_image. */
+int pg_inputs_add_text(pg_inputs *in, const paligemma_model *m, const int32_t *ids, int64_t n, const char *text,
+                       const char *label, rs_err *err);
 
 /* Run PaliGemma over all inputs (images decoded and preprocessed a batch at a time).
  * Output tensors, for each hook H:

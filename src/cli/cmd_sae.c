@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "reprshift/extract.h"
 #include "reprshift/jsonutil.h"
 #include "reprshift/sae.h"
 #include "reprshift/sae_fit.h"
@@ -111,8 +112,12 @@ static int load_rows(const sae_args *a, st_set **st, float **x, int64_t *n, int 
     *inc = malloc((size_t)*n + 1);
     if (!*inc) return rs_errf(err, "out of memory");
     const st_tensor *ids = st_get(*st, "token_ids");
-    for (int64_t r = 0; r < *n; r++)
-        (*inc)[r] = a->keep_special || !ids || ids->numel != *n || ((const int32_t *)ids->data)[r] > 2;
+    int32_t sp[3]; /* <bos>, <eos>, <pad> as extract recorded them (Gemma's for older files) */
+    if (rs_special_ids_parse(st_meta(*st, "special_token_ids"), sp, err)) return rs_err_prefix(err, "%s", a->acts);
+    for (int64_t r = 0; r < *n; r++) {
+        int32_t id = ids && ids->numel == *n ? ((const int32_t *)ids->data)[r] : -1;
+        (*inc)[r] = a->keep_special || id < 0 || (id != sp[0] && id != sp[1] && id != sp[2]);
+    }
     for (int64_t i = 0; i < *n * *d; i++)
         if (!isfinite((*x)[i]))
             return rs_errf(err, "%s: '%s' row %lld is not finite (NaN/Inf)", a->acts, a->hook, (long long)(i / *d));

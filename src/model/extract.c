@@ -242,6 +242,20 @@ int extract_save(const extract_result *r, const rs_inputs *in, const char *path,
     return rc;
 }
 
+void rs_special_ids_format(const gemma2_config *c, char *buf, size_t n) {
+    snprintf(buf, n, "%d,%d,%d", c->bos_id, c->eos_id, c->pad_id);
+}
+
+int rs_special_ids_parse(const char *s, int32_t ids[3], rs_err *err) {
+    int32_t *v;
+    int64_t n;
+    if (rs_parse_ids(s ? s : RS_GEMMA_SPECIAL_IDS, &v, &n, err)) return rs_err_prefix(err, "special_token_ids");
+    int ok = n == 3;
+    if (ok) memcpy(ids, v, 3 * sizeof *ids);
+    free(v);
+    return ok ? 0 : rs_errf(err, "special_token_ids \"%.40s\": expected <bos>,<eos>,<pad>", s);
+}
+
 /* ---- PaliGemma ---- */
 
 void pg_inputs_free(pg_inputs *in) {
@@ -303,6 +317,86 @@ int pg_inputs_set_suffix(pg_inputs *in, int i, const char *suffix, rs_err *err) 
     in->suffixes[i] = suffix ? strdup(suffix) : NULL;
     if (suffix && !in->suffixes[i]) return rs_errf(err, "out of memory");
     return 0;
+}
+
+/* "\n" in the Gemma / PaliGemma vocabulary: the prompt separator when the prompt is given
+ * as ids and no tokenizer is at hand (the HF configs do not name it). */
+#define GEMMA_NEWLINE_ID 108
+
+int pg_prompt_ids(const paligemma_config *c, const rs_tokenizer *tok, const char *prompt, const int32_t *given,
+                  size_t n_given, int32_t **ids, size_t *n, rs_err *err) {
+    *ids = NULL;
+    *n = 0;
+    if (given) {
+        int32_t nl = GEMMA_NEWLINE_ID;
+        if (tok) {
+            int32_t *t;
+            size_t nt;
+            if (tok_encode(tok, "\n", 1, 0, &t, &nt, err)) return -1;
+            int one = nt == 1;
+            if (one) nl = t[0];
+            free(t);
+            if (!one) return rs_errf(err, "the tokenizer encodes \"\\n\" as %zu tokens, not one separator", nt);
+        }
+        if (!(*ids = malloc((n_given + 1) * sizeof **ids))) return rs_errf(err, "out of memory");
+        if (n_given) memcpy(*ids, given, n_given * sizeof **ids);
+        (*ids)[n_given] = nl;
+        *n = n_given + 1;
+    } else {
+        if (!tok || !prompt) return rs_errf(err, "a prompt needs a tokenizer (or give its token ids)");
+        size_t L = strlen(prompt);
+        char *pt = malloc(L + 2);
+        if (!pt) return rs_errf(err, "out of memory");
+        memcpy(pt, prompt, L);
+        pt[L] = '\n';
+        pt[L + 1] = '\0';
+        int r = tok_encode(tok, pt, L + 1, 0, ids, n, err);
+        free(pt);
+        if (r) return -1;
+    }
+    for (size_t i = 0; i < *n; i++)
+        if ((*ids)[i] < 0 || (*ids)[i] >= c->text.vocab_size || (*ids)[i] == c->image_token_index) {
+            int32_t bad = (*ids)[i];
+            free(*ids);
+            *ids = NULL;
+            *n = 0;
+            return rs_errf(err, "prompt token id %d is not a text token of this model (vocabulary %d, <image> = %d)", bad,
+                           c->text.vocab_size, c->image_token_index);
+        }
+    return 0;
+}
+
+int pg_inputs_add_image(pg_inputs *in, const paligemma_model *m, const char *image_path, const int32_t *prompt,
+                        size_t n_prompt, const int32_t *suffix, size_t n_suffix, const char *text, const char *label,
+                        const char *suffix_text, rs_err *err) {
+    int32_t *ids;
+    uint8_t *kinds;
+    int64_t len;
+    int P;
+    if (n_prompt > (1u << 24) || n_suffix > (1u << 24))
+        return rs_errf(err, "input of %zu prompt and %zu suffix tokens is too long", n_prompt, n_suffix);
+    if (paligemma_build_input(m, 1, prompt, (int)n_prompt, suffix, (int)n_suffix, &ids, &kinds, &len, &P, err))
+        return -1;
+    int rc = pg_inputs_add(in, ids, kinds, len, P, image_path, text, label, err);
+    if (!rc && suffix_text) rc = pg_inputs_set_suffix(in, in->n - 1, suffix_text, err);
+    free(ids);
+    free(kinds);
+    return rc;
+}
+
+int pg_inputs_add_text(pg_inputs *in, const paligemma_model *m, const int32_t *ids, int64_t n, const char *text,
+                       const char *label, rs_err *err) {
+    uint8_t *kinds = malloc((size_t)(n > 0 ? n : 1));
+    if (!kinds) return rs_errf(err, "out of memory");
+    paligemma_text_kinds(m, ids, n, kinds);
+    for (int64_t i = 0; i < n; i++)
+        if (kinds[i] == PG_TOK_IMAGE) {
+            free(kinds);
+            return rs_errf(err, "a text input contains the <image> token (id %d); give images as image inputs (--image)", ids[i]);
+        }
+    int rc = pg_inputs_add(in, ids, kinds, n, 0, NULL, text, label, err);
+    free(kinds);
+    return rc;
 }
 
 void pg_extract_result_free(pg_extract_result *r) {

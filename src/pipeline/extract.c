@@ -158,6 +158,8 @@ int pl_validate_models(pl_ctx *c, rs_err *err) {
     if (t != RS_MODEL_PALIGEMMA) return rs_errf(err, "models.vlm: %s is not a PaliGemma checkpoint", cfg->vlm);
     if (gemma2_config_load(cfg->llm, &lc, err)) return rs_err_prefix(err, "models.llm");
     if (paligemma_config_load(cfg->vlm, &pc, err)) return rs_err_prefix(err, "models.vlm");
+    const int32_t special[6] = {lc.bos_id, lc.eos_id, lc.pad_id, pc.text.bos_id, pc.text.eos_id, pc.text.pad_id};
+    memcpy(c->special_ids, special, sizeof special);
     if (lc.hidden_size != pc.text.hidden_size)
         return rs_errf(err, "the LLM (%s, hidden size %d) and the VLM decoder (%s, hidden size %d) differ in width: "
                             "the shift analysis compares the same hook in both",
@@ -250,7 +252,9 @@ static int tokenize_captions(pl_ctx *c, rs_err *err) {
 }
 
 int pl_token_included(const pl_ctx *c, int32_t id) {
-    return id > 2 && !(c->caption_tok && tok_is_blank(c->caption_tok, id));
+    for (int k = 0; k < 6; k++)
+        if (id == c->special_ids[k]) return 0;
+    return !(c->caption_tok && tok_is_blank(c->caption_tok, id));
 }
 
 /* The image each caption is read with in the conditions: its own (the image input of its
@@ -333,17 +337,16 @@ int pl_eos_id(pl_ctx *c, int32_t *eos, rs_err *err) {
     return 0;
 }
 
-/* prompt + "\n" as token ids (no <bos>), as PaliGemmaProcessor builds it */
+/* prompt + "\n" as token ids (no <bos>), as PaliGemmaProcessor builds it (pg_prompt_ids) */
 int pl_prompt_ids(pl_ctx *c, int32_t **ids, size_t *n, rs_err *err) {
     rs_tokenizer *tok = NULL;
-    if (load_tokenizer(c->cfg->vlm, c->cfg->tokenizer, &tok, err)) return -1;
+    paligemma_config pc;
+    if (paligemma_config_load(c->cfg->vlm, &pc, err) || load_tokenizer(c->cfg->vlm, c->cfg->tokenizer, &tok, err))
+        return -1;
     int rc = 0;
     if (tok_id(tok, "<image>") < 0) rc = tok_add_paligemma_tokens(tok, err);
-    char *pt = NULL;
-    if (!rc && asprintf(&pt, "%s\n", c->cfg->prompt) < 0) rc = rs_errf(err, "out of memory");
-    if (!rc) rc = tok_encode(tok, pt, strlen(pt), 0, ids, n, err);
+    if (!rc) rc = pg_prompt_ids(&pc, tok, c->cfg->prompt, NULL, 0, ids, n, err);
     if (rc) rs_err_prefix(err, "prompt");
-    free(pt);
     tok_free(tok);
     return rc;
 }
@@ -546,17 +549,10 @@ static int do_shard(pl_ctx *c, int s, const models *m, rs_store *st, int64_t k, 
         t[nt++] = (store_tensor){"token_ids", RS_DT_I32, 1, {lr.offsets[count]}, lr.token_ids};
     } else {
         for (int64_t i = first; i < first + count; i++) {
-            int32_t *ids = NULL;
-            uint8_t *kinds = NULL;
-            int64_t len;
-            int P = 0, r;
+            int r;
             const char *path = NULL;
             if (s == PL_VLM_TEXT) {
-                len = c->text_len[i];
-                kinds = malloc((size_t)len);
-                if (!kinds) { rs_errf(err, "out of memory"); goto done; }
-                paligemma_text_kinds(m->vlm, c->text_ids[i], len, kinds);
-                r = pg_inputs_add(&pi, c->text_ids[i], kinds, len, 0, NULL, NULL, NULL, err);
+                r = pg_inputs_add_text(&pi, m->vlm, c->text_ids[i], c->text_len[i], NULL, NULL, err);
             } else if (PL_IS_COND(s)) {
                 /* image + <bos> prompt "\n" (prefix, bidirectional), then caption <eos> (suffix, causal) */
                 int64_t ns = c->text_len[i]; /* caption ids after <bos>, then <eos> */
@@ -565,19 +561,13 @@ static int do_shard(pl_ctx *c, int s, const models *m, rs_store *st, int64_t k, 
                 memcpy(sfx, c->text_ids[i] + 1, (size_t)(ns - 1) * sizeof *sfx);
                 sfx[ns - 1] = m->eos;
                 path = c->man->rows[c->image_row[s == PL_VLM_BLANK ? c->text_image[i] : cond_image(c, s, i)]].path;
-                r = paligemma_build_input(m->vlm, 1, m->prompt, (int)m->n_prompt, sfx, (int)ns, &ids, &kinds, &len, &P, err);
+                r = pg_inputs_add_image(&pi, m->vlm, path, m->prompt, m->n_prompt, sfx, (size_t)ns, NULL, NULL, NULL, err);
                 free(sfx);
-                if (r) goto done;
-                r = pg_inputs_add(&pi, ids, kinds, len, P, path, NULL, NULL, err);
             } else {
                 int64_t j = s == PL_VLM_EDITS ? i % c->n_image : i;
                 path = c->man->rows[c->image_row[j]].path;
-                if (paligemma_build_input(m->vlm, 1, m->prompt, (int)m->n_prompt, NULL, 0, &ids, &kinds, &len, &P, err))
-                    goto done;
-                r = pg_inputs_add(&pi, ids, kinds, len, P, path, NULL, NULL, err);
+                r = pg_inputs_add_image(&pi, m->vlm, path, m->prompt, m->n_prompt, NULL, 0, NULL, NULL, NULL, err);
             }
-            free(ids);
-            free(kinds);
             if (r) goto done;
         }
         if (s == PL_VLM_EDITS) {

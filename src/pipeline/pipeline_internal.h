@@ -50,6 +50,9 @@ typedef struct {
     int32_t **text_ids;
     int64_t *text_len;
     struct rs_tokenizer *caption_tok;
+    /* <bos>, <eos>, <pad> of the LLM and of the VLM decoder, from their config.json
+       (pl_validate_models): never content tokens (pl_token_included) */
+    int32_t special_ids[6];
     /* image input read with each caption in the vlm_caption / vlm_mismatch conditions
        ([n_text] image-input indices; NULL until the extract stage builds them) */
     int *text_image, *text_mismatch;
@@ -140,7 +143,7 @@ int pl_prompt_ids(pl_ctx *c, int32_t **ids, size_t *n, rs_err *err);
 /* The VLM tokenizer's <eos> id. */
 int pl_eos_id(pl_ctx *c, int32_t *eos, rs_err *err);
 
-/* Is caption token id counted by the metrics and pooling (not <pad>/<eos>/<bos>, ids 0-2,
+/* Is caption token id counted by the metrics and pooling (not the models' <pad>/<eos>/<bos>,
  * nor a whitespace-only piece of the caption tokenizer)? docs/metrics.md "Excluded tokens". */
 int pl_token_included(const pl_ctx *c, int32_t id);
 
