@@ -326,15 +326,24 @@ static int check_suffix_alignment(pl_ctx *c, rs_err *err) {
     return rc;
 }
 
-/* The VLM tokenizer's <eos> (PaliGemmaProcessor appends it to the suffix). */
+/* The VLM's <eos> (PaliGemmaProcessor appends it to the suffix): eos_token_id of its
+ * config.json, which must be the tokenizer's <eos> too (as paligemma_suffix_ids checks). */
 int pl_eos_id(pl_ctx *c, int32_t *eos, rs_err *err) {
     rs_tokenizer *tok = NULL;
-    if (load_tokenizer(c->cfg->vlm, c->cfg->tokenizer, &tok, err)) return -1;
-    int id = tok_id(tok, "<eos>");
+    paligemma_config pc;
+    if (paligemma_config_load(c->cfg->vlm, &pc, err) || load_tokenizer(c->cfg->vlm, c->cfg->tokenizer, &tok, err))
+        return -1;
+    int32_t id = pc.text.eos_id, te = tok_eos_id(tok);
+    int rc = 0;
+    if (te >= 0 && te != id)
+        rc = rs_errf(err, "%s: the tokenizer's <eos> (id %d) is not the model's eos_token_id %d (config.json)",
+                     c->cfg->vlm, (int)te, (int)id);
+    else if (!tok_piece(tok, id))
+        rc = rs_errf(err, "%s: the tokenizer has no token %d, the model's eos_token_id (the PaliGemma suffix ends with it)",
+                     c->cfg->vlm, (int)id);
     tok_free(tok);
-    if (id < 0) return rs_errf(err, "%s: the tokenizer has no <eos> token (the PaliGemma suffix ends with it)", c->cfg->vlm);
-    *eos = id;
-    return 0;
+    if (!rc) *eos = id;
+    return rc;
 }
 
 /* prompt + "\n" as token ids (no <bos>), as PaliGemmaProcessor builds it (pg_prompt_ids) */
