@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include "reprshift/act_file.h"
 #include "reprshift/extract.h"
 #include "reprshift/tokenizer.h"
 

@@ -1,6 +1,7 @@
 /* Activation extraction: run a model over many inputs in token-bounded batches, capture
- * the requested hooks, pool per input, and save one f32 tensor per hook (named exactly by
- * the hook name) to safetensors with a JSON-lines row index beside it. */
+ * the requested hooks and pool per input. Writing the results to files (one f32 tensor per
+ * hook, named exactly by the hook name, with a JSON-lines row index) is
+ * reprshift/act_file.h. */
 #ifndef REPRSHIFT_EXTRACT_H
 #define REPRSHIFT_EXTRACT_H
 
@@ -65,16 +66,8 @@ int rs_parse_ids(const char *s, int32_t **ids, int64_t *len, rs_err *err);
 /* Run a Gemma-2 model over all inputs. */
 int extract_gemma2(const gemma2_model *m, const rs_inputs *in, const extract_opts *o, extract_result *r,
                    rs_progress *prog, rs_err *err);
-/* Write result tensors (+ token_ids, offsets) atomically; meta is NULL-terminated key/value pairs. */
-int extract_save(const extract_result *r, const rs_inputs *in, const char *path, const char *const *meta, rs_err *err);
 /* Free a result. */
 void extract_result_free(extract_result *r);
-/* The model's special tokens as extract writes them to an activations file's metadata
- * (key "special_token_ids"): "<bos>,<eos>,<pad>" from config.json. */
-#define RS_GEMMA_SPECIAL_IDS "2,1,0" /* Gemma's <bos>, <eos>, <pad>: files written before the key */
-void rs_special_ids_format(const gemma2_config *c, char *buf, size_t n);
-/* Parse that value (NULL: RS_GEMMA_SPECIAL_IDS) into ids[3]. */
-int rs_special_ids_parse(const char *s, int32_t ids[3], rs_err *err);
 /* Name of a pooling mode ("none", "mean", "last"); parse returns -1 if unknown. */
 const char *rs_pool_name(rs_pool p);
 int rs_pool_parse(const char *s, rs_pool *out);
@@ -155,12 +148,6 @@ int pg_inputs_add_text(pg_inputs *in, const paligemma_model *m, const int32_t *i
  *              as for pool mean. */
 int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extract_opts *o, pg_extract_result *r,
                       rs_progress *prog, rs_err *err);
-/* Write the tensors + token_ids, token_kind (U8), offsets, vision_offsets atomically, and
- * FILE.rows.jsonl (one line per input: modality, image/text, label, rows, and for an input
- * with a suffix suffix_len (its tokens after the prefix_len prefix, <eos> included) and the
- * suffix text). */
-int extract_paligemma_save(const pg_extract_result *r, const pg_inputs *in, const char *path,
-                           const char *const *meta, rs_err *err);
 /* Free a result. */
 void pg_extract_result_free(pg_extract_result *r);
 

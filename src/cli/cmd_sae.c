@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "reprshift/act_file.h"
 #include "reprshift/extract.h"
 #include "reprshift/jsonutil.h"
 #include "reprshift/sae.h"
