@@ -87,7 +87,7 @@ int main(int argc, char **argv) {
     printf("{\"impl\": \"reprshift\", \"hook\": \"%s\", \"images\": %d, \"batch\": %d, \"image_size\": %d, "
            "\"tokens_per_image\": %lld, \"seconds\": %.3f, \"images_per_s\": %.3f, \"peak_rss_gb\": %.2f, "
            "\"load_s\": %.2f, \"preprocess_s\": %.3f}\n",
-           hook, n_img, batch, S, (long long)(hook_is_vision(hook) ? N : len), best, n_img / best, peak_rss_gb(),
+           hook, n_img, batch, S, (long long)(h.id.tower != RS_TOWER_DECODER ? N : len), best, n_img / best, peak_rss_gb(),
            load_s, prep_s);
     free(one); free(kinds); free(ids); free(off); free(pl); free(pix); free(paths);
     paligemma_close(m);

@@ -67,5 +67,24 @@ for v in 12abc x "" 0 -5 99999999999999999999 16777217; do
 done
 run 0 "$CLI" extract --model $M --hook blocks.0.hook_resid_post --ids-file "$T/ok.txt" --batch-tokens 16777216 --out "$T/z.safetensors"
 
+# every subcommand's numeric options go through the same helpers (src/cli/main.c): the whole
+# string, no overflow, the range in the message, exit 2 before any work
+# numopt EXPECTED-MESSAGE CMD...
+numopt() { local want=$1; shift; run 2 "$@"; grep -qF -- "$want" "$T/err" || bad "$*: $(head -c 300 "$T/err")"; }
+numopt '--k must be an integer in [1, 2147483647] (got "4x")' "$CLI" sae train --acts $A --hook x --out "$T/t" --k 4x
+numopt '--steps must be an integer in [1, ' "$CLI" sae train --acts $A --hook x --out "$T/t" --steps 0
+numopt '--seed must be an integer in [0, 18446744073709551615] (got "-1")' "$CLI" sae train --acts $A --hook x --out "$T/t" --seed -1
+numopt '--lr must be a number in (0, inf) (got "0")' "$CLI" sae train --acts $A --hook x --out "$T/t" --lr 0
+numopt '--layer must be an integer in [0, 1000] (got "3.5")' "$CLI" sae list --layer 3.5
+numopt '--seed must be an integer in [0, 18446744073709551615] (got "")' "$CLI" shift --a $A --b $B --seed "" --out "$T/x"
+numopt '--bootstrap must be an integer in [0, 1000000] (got "99999999999")' "$CLI" shift --a $A --b $B --bootstrap 99999999999 --out "$T/x"
+numopt '--cv must be an integer in [0, 2147483647] (got "5 folds")' "$CLI" probe train --acts $A --hook x --labels x --cv "5 folds" --out "$T/p"
+numopt '--C must be a number in (0, inf) (got "nan")' "$CLI" probe train --acts $A --hook x --labels x --C nan --out "$T/p"
+numopt '--test-frac must be a number in (0, 1] (got "1e400")' "$CLI" probe eval --acts $A --hook x --labels x --test-frac 1e400
+numopt '--seed must be an integer in [0, ' "$CLI" dataset sample --config examples/quickstart.json --seed 1x --out "$T/d"
+numopt '--size must be an integer in [1, 8192] (got "0")' "$CLI" preprocess --image x.png --size 0 --out "$T/pp"
+numopt '--threads must be an integer in [1, 4096] (got "0")' "$CLI" run examples/quickstart.json --threads 0 --out "$T/r"
+[ -e "$T/t" ] || [ -e "$T/x" ] || [ -e "$T/p" ] || [ -e "$T/d" ] || [ -e "$T/pp" ] || [ -e "$T/r" ] && bad "a refused numeric option left output"
+
 echo "cli_refusals: $fails failure(s)"
 [ $fails -eq 0 ]

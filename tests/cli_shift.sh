@@ -38,13 +38,13 @@ head -1 "$T/o1/summary.csv" | grep -qx 'layer,hook,metric,value,ci_lo,ci_hi,p_va
 grep -q ',cka_debiased,' "$T/o1/summary.csv" && grep -q ',cos_centred,' "$T/o1/summary.csv" || fail "new metrics missing from summary.csv"
 [ -s "$T/o1/token_types_blocks.3.hook_resid_post.csv" ] || fail "missing token_types csv"
 head -1 "$T/o1/token_types_blocks.3.hook_resid_post.csv" | grep -qx 'token_id,token,count,mean_cos_raw,ci_lo,ci_hi,freq_bin,excess' || fail "token_types header"
-expect 2 "bad value '0' for --min-count" -- "$CLI" shift --a $A --b $B --min-count 0 --out "$T/x"
+expect 2 "--min-count must be an integer in [1, 2147483647] (got \"0\")" -- "$CLI" shift --a $A --b $B --min-count 0 --out "$T/x"
 # zero permutations: metrics without p-values, and the output says so
 expect 0 "without p-values" -- "$CLI" shift --a $A --b $B --bootstrap 0 --permutations 0 --out "$T/o5"
 grep -q '"p_value":	null' "$T/o5/results.json" || fail "p-value not null with 0 permutations"
 grep -q '"permutation_test":	"not run' "$T/o5/results.json" || fail "results.json does not say the test was not run"
-expect 2 "bad value '-1' for --permutations" -- "$CLI" shift --a $A --b $B --permutations -1 --out "$T/x"
-expect 2 "bad value 'x' for --permutations" -- "$CLI" shift --a $A --b $B --permutations x --out "$T/x"
+expect 2 "--permutations must be an integer in [0, 1000000] (got \"-1\")" -- "$CLI" shift --a $A --b $B --permutations -1 --out "$T/x"
+expect 2 "--permutations must be an integer in [0, 1000000] (got \"x\")" -- "$CLI" shift --a $A --b $B --permutations x --out "$T/x"
 
 # bad input: clear message, exit 1
 expect 2 "required" -- "$CLI" shift --a $A --out "$T/x"

@@ -103,7 +103,7 @@ static void run_model(const char *model, int packed) {
             for (int k = 0; k < nh; k++) {
                 double r = compare(&f, p, &h[k], row0, Tp);
                 if (r > worst) worst = r;
-                if (r > worst_kind[h[k].kind]) worst_kind[h[k].kind] = r;
+                if (r > worst_kind[h[k].id.kind]) worst_kind[h[k].id.kind] = r;
             }
             /* logits and CE */
             int V = f.m->cfg.vocab_size;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "reprshift/act_file.h"
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "reprshift/paligemma.h"
@@ -128,7 +129,7 @@ static void check_run(const fixture *f, const run_in *r, const hook_request *h, 
     char label[300];
     for (int i = 0; i < nh; i++) {
         const st_tensor *g = golden(f, r->kind, r->k, h[i].name);
-        if (h[i].kind == HK_PROJECTOR_OUT) {
+        if (h[i].id.kind == HK_PROJECTOR_OUT) {
             snprintf(label, sizeof label, "%s %c%d %s", model, r->kind, r->k, h[i].name);
             assert_int_equal(g->numel, (int64_t)N * D);
             upd(&W_PROJ, compare_rows(g, h[i].out + (size_t)img0 * N * D, 0, N, D, label));

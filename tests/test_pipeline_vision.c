@@ -341,8 +341,8 @@ static void expect_bad_vision_hooks(const char *hooks_json, const char *want1, c
 
 static void test_unknown_vision_hook(void **state) {
     (void)state;
-    expect_bad_vision_hooks("[\"vision.ln_post\", \"vision.ln_pots\"]", "vision.ln_pots", "valid:");
-    expect_bad_vision_hooks("[\"vision.blocks.7.hook_resid_post\"]", "vision.blocks.7.hook_resid_post", "valid:");
+    expect_bad_vision_hooks("[\"vision.ln_post\", \"vision.ln_pots\"]", "vision.ln_pots", "valid hooks");
+    expect_bad_vision_hooks("[\"vision.blocks.7.hook_resid_post\"]", "vision.blocks.7.hook_resid_post", "out of range");
 }
 
 static void test_decoder_hook_in_vision_hooks(void **state) {

@@ -59,14 +59,14 @@ static int all_vision_hooks(const fixture *f, hook_request *h) {
     rs_err err = {{0}};
     char name[96];
     int n = 0;
-    if (siglip_hook_parse_all(&f->cfg.vision, f->cfg.projection_dim, "vision.hook_embed", &h[n++], &err))
+    if (siglip_hook_parse(&f->cfg.vision, f->cfg.projection_dim, "vision.hook_embed", &h[n++], &err))
         fail_msg("%s", err.msg);
     for (int l = 0; l < f->cfg.vision.n_layers; l++)
         for (int s = 0; s < 5; s++) {
             snprintf(name, sizeof name, "vision.blocks.%d.%s", l, BLOCK_HOOKS[s]);
-            if (siglip_hook_parse_all(&f->cfg.vision, f->cfg.projection_dim, name, &h[n++], &err)) fail_msg("%s", err.msg);
+            if (siglip_hook_parse(&f->cfg.vision, f->cfg.projection_dim, name, &h[n++], &err)) fail_msg("%s", err.msg);
         }
-    if (siglip_hook_parse_all(&f->cfg.vision, f->cfg.projection_dim, "vision.ln_post", &h[n++], &err))
+    if (siglip_hook_parse(&f->cfg.vision, f->cfg.projection_dim, "vision.ln_post", &h[n++], &err))
         fail_msg("%s", err.msg);
     return n;
 }
@@ -193,7 +193,7 @@ static void test_early_exit(void **s) {
     open_fixture(&f, 2); /* 3 vision layers */
     rs_err err = {{0}};
     hook_request h;
-    assert_int_equal(siglip_hook_parse_all(&f.cfg.vision, f.cfg.projection_dim, "vision.blocks.1.hook_mlp_out", &h, &err), 0);
+    assert_int_equal(siglip_hook_parse(&f.cfg.vision, f.cfg.projection_dim, "vision.blocks.1.hook_mlp_out", &h, &err), 0);
     assert_int_equal(siglip_hooks_depth(f.m, &h, 1), 1);
     float *pv = st_to_f32_new(golden(&f, 1, "pixel_values"));
     assert_int_equal(siglip_forward(f.m, pv, 1, &h, 1, NULL, &err), 0);
@@ -201,7 +201,7 @@ static void test_early_exit(void **s) {
     compare(&f, 1, "vision.blocks.1.hook_mlp_out", h.out, MODELS[2]);
     free(h.out);
     /* only the embedding: no layer runs */
-    assert_int_equal(siglip_hook_parse_all(&f.cfg.vision, f.cfg.projection_dim, "vision.hook_embed", &h, &err), 0);
+    assert_int_equal(siglip_hook_parse(&f.cfg.vision, f.cfg.projection_dim, "vision.hook_embed", &h, &err), 0);
     assert_int_equal(siglip_hooks_depth(f.m, &h, 1), -1);
     pv = st_to_f32_new(golden(&f, 0, "pixel_values"));
     assert_int_equal(siglip_forward(f.m, pv, 1, &h, 1, NULL, &err), 0);
@@ -217,14 +217,15 @@ static void test_hook_names(void **s) {
     open_fixture(&f, 0);
     rs_err err = {{0}};
     hook_request h;
-    assert_int_equal(siglip_hook_parse_all(&f.cfg.vision, 64, "vision.blocks.2.hook_resid_post", &h, &err), -1);
+    assert_int_equal(siglip_hook_parse(&f.cfg.vision, 64, "vision.blocks.2.hook_resid_post", &h, &err), -1);
     assert_non_null(strstr(err.msg, "vision.blocks.{0..1}"));
-    assert_int_equal(siglip_hook_parse_all(&f.cfg.vision, 64, "vision.blocks.1.attn.hook_q", &h, &err), -1);
-    assert_int_equal(siglip_hook_parse_all(&f.cfg.vision, 64, "vision.blocks.01.hook_mlp_out", &h, &err), -1);
-    assert_int_equal(siglip_hook_parse_all(&f.cfg.vision, 64, "projector.hook_out", &h, &err), 0);
+    assert_int_equal(siglip_hook_parse(&f.cfg.vision, 64, "vision.blocks.1.attn.hook_q", &h, &err), -1);
+    assert_int_equal(siglip_hook_parse(&f.cfg.vision, 64, "vision.blocks.01.hook_mlp_out", &h, &err), -1);
+    assert_int_equal(siglip_hook_parse(&f.cfg.vision, 64, "projector.hook_out", &h, &err), 0);
     assert_int_equal(h.width, 64);
-    assert_int_equal(siglip_hook_parse_all(&f.cfg.vision, 64, "vision.blocks.1.hook_resid_post", &h, &err), 0);
-    assert_int_equal(h.kind, HK_VISION_RESID_POST);
+    assert_int_equal(siglip_hook_parse(&f.cfg.vision, 64, "vision.blocks.1.hook_resid_post", &h, &err), 0);
+    assert_int_equal(h.id.tower, RS_TOWER_VISION);
+    assert_int_equal(h.id.kind, HK_RESID_POST);
     assert_int_equal(h.width, 32);
     close_fixture(&f);
 }

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "reprshift/act_file.h"
 #include "reprshift/extract.h"
 #include "reprshift/jsonutil.h"
 

@@ -1,6 +1,7 @@
 /* Activation extraction: run a model over many inputs in token-bounded batches, capture
- * the requested hooks, pool per input, and save one f32 tensor per hook (named exactly by
- * the hook name) to safetensors with a JSON-lines row index beside it. */
+ * the requested hooks and pool per input. Writing the results to files (one f32 tensor per
+ * hook, named exactly by the hook name, with a JSON-lines row index) is
+ * reprshift/act_file.h. */
 #ifndef REPRSHIFT_EXTRACT_H
 #define REPRSHIFT_EXTRACT_H
 
@@ -65,8 +66,6 @@ int rs_parse_ids(const char *s, int32_t **ids, int64_t *len, rs_err *err);
 /* Run a Gemma-2 model over all inputs. */
 int extract_gemma2(const gemma2_model *m, const rs_inputs *in, const extract_opts *o, extract_result *r,
                    rs_progress *prog, rs_err *err);
-/* Write result tensors (+ token_ids, offsets) atomically; meta is NULL-terminated key/value pairs. */
-int extract_save(const extract_result *r, const rs_inputs *in, const char *path, const char *const *meta, rs_err *err);
 /* Free a result. */
 void extract_result_free(extract_result *r);
 /* Name of a pooling mode ("none", "mean", "last"); parse returns -1 if unknown. */
@@ -115,6 +114,24 @@ int pg_inputs_add(pg_inputs *in, const int32_t *ids, const uint8_t *kinds, int64
 /* Record the suffix caption of input i (copied) for the row index. */
 int pg_inputs_set_suffix(pg_inputs *in, int i, const char *suffix, rs_err *err);
 
+/* The prompt segment PaliGemmaProcessor builds: the tokens of prompt + "\n" encoded as one
+ * segment (no <bos>) by tok; or, when given is non-NULL, those n_given ids followed by the
+ * "\n" token (tok's encoding of "\n"; with tok NULL, Gemma's id 108). Every id must be a
+ * text token of the model (inside the vocabulary, not <image>). New array (caller frees). */
+int pg_prompt_ids(const paligemma_config *c, const rs_tokenizer *tok, const char *prompt, const int32_t *given,
+                  size_t n_given, int32_t **ids, size_t *n, rs_err *err);
+/* The one way an image input is built: <image>×N, <bos>, the prompt segment (from
+ * pg_prompt_ids), then the suffix ids if any (normally ending in <eos>), with the token kinds
+ * and the prefix length (paligemma_build_input); appended to in with its image path, prompt
+ * text, label and suffix text (each may be NULL). */
+int pg_inputs_add_image(pg_inputs *in, const paligemma_model *m, const char *image_path, const int32_t *prompt,
+                        size_t n_prompt, const int32_t *suffix, size_t n_suffix, const char *text, const char *label,
+                        const char *suffix_text, rs_err *err);
+/* A text-only input (plain causal; kinds from paligemma_text_kinds). The <image> token is
+ * refused: image inputs come from pg_inputs_add_image. */
+int pg_inputs_add_text(pg_inputs *in, const paligemma_model *m, const int32_t *ids, int64_t n, const char *text,
+                       const char *label, rs_err *err);
+
 /* Run PaliGemma over all inputs (images decoded and preprocessed a batch at a time).
  * Output tensors, for each hook H:
  *   pool none: H [tokens, d] for decoder hooks; H [image inputs × N, d] for vision.* /
@@ -131,12 +148,6 @@ int pg_inputs_set_suffix(pg_inputs *in, int i, const char *suffix, rs_err *err);
  *              as for pool mean. */
 int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extract_opts *o, pg_extract_result *r,
                       rs_progress *prog, rs_err *err);
-/* Write the tensors + token_ids, token_kind (U8), offsets, vision_offsets atomically, and
- * FILE.rows.jsonl (one line per input: modality, image/text, label, rows, and for an input
- * with a suffix suffix_len (its tokens after the prefix_len prefix, <eos> included) and the
- * suffix text). */
-int extract_paligemma_save(const pg_extract_result *r, const pg_inputs *in, const char *path,
-                           const char *const *meta, rs_err *err);
 /* Free a result. */
 void pg_extract_result_free(pg_extract_result *r);
 

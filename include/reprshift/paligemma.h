@@ -61,8 +61,8 @@ void paligemma_close(paligemma_model *m);
 /* Run the tower, projector and decoder on backend be (rs_backend_cpu() after opening). */
 void paligemma_set_backend(paligemma_model *m, const rs_backend *be);
 
-/* Parse a hook name: vision-side names (see siglip_hook_parse_all) or decoder names
- * (see gemma2_hook_parse). */
+/* Parse a hook name of any of the three towers (decoder, vision.*, projector.hook_out; see
+ * reprshift/hooks.h). Errors list the valid names. */
 int paligemma_hook_parse(const paligemma_model *m, const char *name, hook_request *r, rs_err *err);
 
 /* Build a PaliGemma input: [<image>]×(n_images·N), <bos>, prompt_ids (the tokens of

@@ -45,13 +45,11 @@ int siglip_from_weights(siglip_model **out, const siglip_config *cfg, st_set *st
 /* Free the tower (not the weight set). */
 void siglip_close(siglip_model *m);
 
-/* Parse any vision-side hook name: vision.hook_embed (patch + position embedding),
- * vision.blocks.L.{hook_resid_pre, hook_attn_out, hook_resid_mid, hook_mlp_out,
- * hook_resid_post}, vision.ln_post, projector.hook_out (width projection_dim). Errors list
- * the valid names. (A superset of siglip_hook_parse in hooks.h.) */
-int siglip_hook_parse_all(const siglip_config *c, int projection_dim, const char *name, hook_request *r, rs_err *err);
-/* Deepest layer the vision.* hooks in the list need (-1: embedding only, n_layers:
- * post-LN); hooks not named vision.* are ignored. Returns -2 when there is none. */
+/* Parse a vision-side hook name (vision.*, projector.hook_out of width projection_dim; see
+ * reprshift/hooks.h). Errors list the valid names. */
+int siglip_hook_parse(const siglip_config *c, int projection_dim, const char *name, hook_request *r, rs_err *err);
+/* Deepest layer the vision-tower hooks in the list need (-1: embedding only, n_layers:
+ * post-LN); hooks on other towers are ignored. Returns -2 when there is none. */
 int siglip_hooks_depth(const siglip_model *m, const hook_request *hooks, int n_hooks);
 
 /* Run n_images images (pixel_values [n_images, C, S, S], normalised as the SigLIP processor

@@ -125,7 +125,7 @@ static int splice_core(const gemma2_model *m, const rs_sae *sae, hook_request *h
 /* Parse and check the hook for splicing (a decoder hook whose width is the SAE's d_in). */
 static int splice_hook(const gemma2_model *m, const rs_sae *sae, const char *hook, hook_request *h, rs_err *err) {
     if (gemma2_hook_parse(&m->cfg, hook, h, err)) return -1;
-    if (h->kind == HK_ATTN_Z || h->kind == HK_LN_FINAL_NORMALIZED || h->kind == HK_LN_FINAL_OUT)
+    if (h->id.kind == HK_ATTN_Z || h->id.kind == HK_LN_FINAL_NORMALIZED || h->id.kind == HK_LN_FINAL_OUT)
         return rs_errf(err, "splicing at %s is not supported (use a residual, attn_out or mlp_out hook)", hook);
     if (sae->d_in != h->width)
         return rs_errf(err, "%s: SAE d_in %d does not match the width %d of %s", sae->path ? sae->path : "SAE",
@@ -218,11 +218,11 @@ static int splice_core(const gemma2_model *m, const rs_sae *sae, hook_request *h
     const uint8_t *special = keep_splice;
     splice_ctx ctx = {.sae = sae, .keep = special, .err = err};
     int rc;
-    if (h.kind == HK_RESID_POST || h.kind == HK_RESID_PRE) {
+    if (h.id.kind == HK_RESID_POST || h.id.kind == HK_RESID_PRE) {
         /* The three passes agree up to the hook: capture the residual there once in the
          * clean pass and continue the other two from its spliced copies (a third less work
          * at layer 12 of 26, and bit-identical to splicing inside full passes). */
-        int from = h.kind == HK_RESID_POST ? h.layer + 1 : h.layer;
+        int from = h.id.kind == HK_RESID_POST ? h.id.layer + 1 : h.id.layer;
         h.capture = 1;
         rc = run_ce(m, b, &h, 0, NULL, count, out->seq_clean, &out->ce_clean, err);
         float *x = rc ? NULL : malloc((size_t)T * h.width * sizeof(float));

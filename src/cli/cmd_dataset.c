@@ -1,5 +1,6 @@
 /* reprshift dataset {sample,stats,check}: COCO → balanced manifest, COCO group counts,
  * and manifest validation (columns, values, image files). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +83,7 @@ static void dargs_free(dargs *a) {
 static int parse_double(const char *s, double *out) {
     char *end;
     *out = strtod(s, &end);
-    return end != s && !*end ? 0 : -1;
+    return end != s && !*end && isfinite(*out) ? 0 : -1;
 }
 
 static int parse_args(int argc, char **argv, int first, dargs *a, const char *sub) {
@@ -125,15 +126,13 @@ static int parse_args(int argc, char **argv, int first, dargs *a, const char *su
             a->exclude = a->exclude_storage ? split_commas(a->exclude_storage) : NULL;
             if (!a->exclude) return 1;
         } else if (!strcmp(o, "--n") || !strcmp(o, "--seed") || !strcmp(o, "--captions-per-image")) {
-            char *end;
-            unsigned long long x = strtoull(v, &end, 10);
-            if (end == v || *end || v[0] == '-') {
-                fprintf(stderr, "reprshift dataset %s: %s wants a non-negative integer (got '%s')\n", sub, o, v);
-                return 2;
-            }
+            char cmd[48];
+            snprintf(cmd, sizeof cmd, "dataset %s", sub);
+            unsigned long long x;
+            if (cli_parse_u64(cmd, o, v, &x)) return 2;
             if (!strcmp(o, "--n")) a->o.n_per_group = (size_t)x;
             else if (!strcmp(o, "--seed")) a->o.seed = x;
-            else a->o.captions_per_image = (int)(x > 1000 ? 1000 : x);
+            else a->o.captions_per_image = (int)(x > 1000 ? 1000 : x); /* more than any COCO image has */
         } else if (!strcmp(o, "--split")) {
             char buf[128];
             snprintf(buf, sizeof buf, "%s", v);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "reprshift/act_file.h"
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "reprshift/hf_cache.h"
@@ -121,8 +122,6 @@ static int read_lines_inputs(const char *path, int as_ids, const rs_tokenizer *t
 
 /* ---- PaliGemma ---- */
 
-#define PG_NEWLINE_ID 108 /* "\n" in the Gemma / PaliGemma vocabulary */
-
 typedef struct {
     const paligemma_model *m;
     rs_tokenizer *tok;
@@ -154,34 +153,17 @@ static int pg_suffix(pg_ctx *c, const char *s, int is_ids, int32_t **ids, size_t
 /* One image input: <image>s, <bos>, prompt + "\n", then the suffix if sfx is non-NULL. */
 static int pg_add_image(pg_ctx *c, const char *path, const char *prompt_text, const char *label, const char *sfx,
                         int sfx_is_ids, rs_err *err) {
-    int32_t *ids, *sids = NULL;
-    uint8_t *kinds;
-    int64_t len;
+    int32_t *sids = NULL;
     size_t ns = 0;
-    int P;
     if (sfx && pg_suffix(c, sfx, sfx_is_ids, &sids, &ns, err)) return -1;
-    int rc = paligemma_build_input(c->m, 1, c->prompt, (int)c->n_prompt, sids, (int)ns, &ids, &kinds, &len, &P, err);
+    int rc = pg_inputs_add_image(&c->in, c->m, path, c->prompt, c->n_prompt, sids, ns, prompt_text, label,
+                                 sfx && !sfx_is_ids ? sfx : NULL, err);
     free(sids);
-    if (rc) return -1;
-    rc = pg_inputs_add(&c->in, ids, kinds, len, P, path, prompt_text, label, err);
-    if (!rc && sfx) rc = pg_inputs_set_suffix(&c->in, c->in.n - 1, sfx_is_ids ? NULL : sfx, err);
-    free(ids);
-    free(kinds);
     return rc;
 }
 
 static int pg_add_ids(pg_ctx *c, const int32_t *ids, int64_t n, const char *text, const char *label, rs_err *err) {
-    uint8_t *kinds = malloc((size_t)(n ? n : 1));
-    if (!kinds) return rs_errf(err, "out of memory");
-    paligemma_text_kinds(c->m, ids, n, kinds);
-    for (int64_t i = 0; i < n; i++)
-        if (kinds[i] == PG_TOK_IMAGE) {
-            free(kinds);
-            return rs_errf(err, "a text input contains the <image> token (id %d); give images with --image", ids[i]);
-        }
-    int rc = pg_inputs_add(&c->in, ids, kinds, n, 0, NULL, text, label, err);
-    free(kinds);
-    return rc;
+    return pg_inputs_add_text(&c->in, c->m, ids, n, text, label, err);
 }
 
 static int pg_add_text(pg_ctx *c, const char *text, const char *label, rs_err *err) {
@@ -295,30 +277,16 @@ static int run_paligemma(const extract_args *a, rs_err *err) {
     }
     /* the prompt: tokens of prompt + "\n" (one segment, no BOS), as the processor does */
     if (a->prompt_ids) {
+        int32_t *given;
         int64_t n;
-        if (rs_parse_ids(a->prompt_ids, &c.prompt, &n, err)) { rs_err_prefix(err, "--prompt-ids"); goto done; }
-        int32_t *p = realloc(c.prompt, (size_t)(n + 1) * sizeof *p);
-        if (!p) { rs_errf(err, "out of memory"); goto done; }
-        c.prompt = p;
-        c.prompt[n] = PG_NEWLINE_ID;
-        c.n_prompt = (size_t)n + 1;
-    } else if (c.tok) {
-        size_t L = strlen(a->prompt);
-        char *pt = malloc(L + 2);
-        if (!pt) { rs_errf(err, "out of memory"); goto done; }
-        memcpy(pt, a->prompt, L);
-        pt[L] = '\n';
-        pt[L + 1] = '\0';
-        int r = tok_encode(c.tok, pt, L + 1, 0, &c.prompt, &c.n_prompt, err);
-        free(pt);
-        if (r) { rs_err_prefix(err, "--prompt"); goto done; }
+        if (rs_parse_ids(a->prompt_ids, &given, &n, err)) { rs_err_prefix(err, "--prompt-ids"); goto done; }
+        int r = pg_prompt_ids(&m->cfg, c.tok, NULL, given, (size_t)n, &c.prompt, &c.n_prompt, err);
+        free(given);
+        if (r) { rs_err_prefix(err, "--prompt-ids"); goto done; }
+    } else if (c.tok && pg_prompt_ids(&m->cfg, c.tok, a->prompt, NULL, 0, &c.prompt, &c.n_prompt, err)) {
+        rs_err_prefix(err, "--prompt");
+        goto done;
     }
-    for (size_t i = 0; c.prompt && i < c.n_prompt; i++)
-        if (c.prompt[i] < 0 || c.prompt[i] >= m->cfg.text.vocab_size || c.prompt[i] == m->cfg.image_token_index) {
-            rs_errf(err, "prompt token id %d is not a text token of this model (vocabulary %d, <image> = %d)",
-                    c.prompt[i], m->cfg.text.vocab_size, m->cfg.image_token_index);
-            goto done;
-        }
     const char *ptext = a->prompt_ids ? NULL : a->prompt;
     /* inputs: manifest rows, then --image, then texts and ids */
     if (man) {
@@ -359,8 +327,10 @@ static int run_paligemma(const extract_args *a, rs_err *err) {
                       .batch_tokens = a->batch_tokens, .image_processor = a->image_processor, .blank_tok = c.tok};
     rs_progress prog;
     if (extract_paligemma(m, &c.in, &o, &res, &prog, err)) goto done;
+    char special[48];
+    rs_special_ids_format(&m->cfg.text, special, sizeof special);
     const char *meta[] = {"model", a->model_name, "hooks", a->hooks, "prompt", ptext ? ptext : a->prompt_ids,
-                          "bos", a->no_bos ? "no" : "yes", "image_processor",
+                          "bos", a->no_bos ? "no" : "yes", "special_token_ids", special, "image_processor",
                           rs_image_processor_name(a->image_processor), "image_processor_class",
                           rs_image_processor_class(a->image_processor), NULL};
     if (extract_paligemma_save(&res, &c.in, a->out, meta, err)) goto done;
@@ -543,7 +513,10 @@ int cmd_extract(int argc, char **argv) {
                       .batch_tokens = a.batch_tokens, .blank_tok = tok};
     rs_progress prog;
     if (extract_gemma2(m, &in, &o, &res, &prog, &err)) goto done;
-    const char *meta[] = {"model", a.model_name, "hooks", a.hooks, "bos", a.no_bos ? "no" : "yes", NULL};
+    char special[48];
+    rs_special_ids_format(&m->cfg, special, sizeof special);
+    const char *meta[] = {"model", a.model_name, "hooks", a.hooks, "bos", a.no_bos ? "no" : "yes",
+                          "special_token_ids", special, NULL};
     if (extract_save(&res, &in, a.out, meta, &err)) goto done;
     fprintf(stderr, "wrote %s: %d hook(s), %lld row(s), %lld input(s), %lld token(s)\n", a.out, n_hooks,
             (long long)res.rows, (long long)res.n_inputs, (long long)res.offsets[res.n_inputs]);

@@ -93,12 +93,8 @@ int cmd_preprocess(int argc, char **argv) {
                 : !size_s ? "--size is required" : "--out is required");
         return 2;
     }
-    char *end = NULL;
-    long size = strtol(size_s, &end, 10);
-    if (end == size_s || *end || size < 1 || size > 8192) {
-        fprintf(stderr, "reprshift preprocess: --size must be an integer in 1..8192 (got \"%s\")\n", size_s);
-        return 2;
-    }
+    long size;
+    if (cli_parse_long("preprocess", "--size", size_s, 1, 8192, &size)) return 2;
 
     int status = 1;
     rs_image img = {0, 0, NULL};

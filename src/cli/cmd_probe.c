@@ -1,5 +1,6 @@
 /* reprshift probe train|eval|predict: logistic-regression probes on activation files
  * written by `reprshift extract` (one f32 tensor [rows, width] per hook). */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,14 +89,17 @@ static int parse_args(int argc, char **argv, probe_args *a) {
     for (int i = 2; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define STR(flag, field) if (!strcmp(o, flag)) { if (!v) goto missing; a->field = v; i++; continue; }
-#define NUM(flag, field, conv) if (!strcmp(o, flag)) { if (!v) goto missing; char *e; a->field = conv; if (*e) goto bad; i++; continue; }
+#define INT(flag, field, lo, hi) if (!strcmp(o, flag)) { if (!v) goto missing; \
+            if (cli_parse_int("probe", flag, v, lo, hi, &a->field)) { return -1; } i++; continue; }
+#define NUM(flag, field, lo, hi, lo_open) if (!strcmp(o, flag)) { if (!v) goto missing; \
+            if (cli_parse_double("probe", flag, v, lo, hi, lo_open, &a->field)) { return -1; } i++; continue; }
         STR("--acts", acts) STR("--hook", hook) STR("--labels", labels) STR("--label-column", column)
         STR("--out", out) STR("--probe", probe) STR("--groups", groups) STR("--control-types", ctypes)
         STR("--json", json) STR("--a", acts) STR("--b", acts_b) STR("--hook-b", hook_b)
         STR("--labels-a", labels_a) STR("--labels-b", labels_b) STR("--ids-a", ids_a) STR("--ids-b", ids_b)
-        NUM("--ridge-alpha", ridge_alpha, strtod(v, &e)) NUM("--alpha", alpha, strtod(v, &e))
-        NUM("--hidden", hidden, (int)strtol(v, &e, 10)) NUM("--epochs", epochs, (int)strtol(v, &e, 10))
-        NUM("--seed", seed, (int)strtol(v, &e, 10))
+        NUM("--ridge-alpha", ridge_alpha, 0, INFINITY, 0) NUM("--alpha", alpha, 0, INFINITY, 0)
+        INT("--hidden", hidden, 1, INT_MAX) INT("--epochs", epochs, 1, INT_MAX)
+        INT("--seed", seed, 0, INT_MAX)
         if (!strcmp(o, "--model")) {
             if (!v) goto missing;
             if (!strcmp(v, "mlp")) a->mlp = 1;
@@ -104,16 +108,14 @@ static int parse_args(int argc, char **argv, probe_args *a) {
             i++;
             continue;
         }
-        NUM("--cv", cv, (int)strtol(v, &e, 10)) NUM("--seeds", seeds, (int)strtol(v, &e, 10))
-        NUM("--boot", boot, (int)strtol(v, &e, 10)) NUM("--test-frac", test_frac, strtod(v, &e))
-        NUM("--tol", tol, strtod(v, &e))
-        NUM("--permutations", perms, (int)strtol(v, &e, 10))
-        NUM("--min-test-groups", min_test_groups, (int)strtol(v, &e, 10))
+        INT("--cv", cv, 0, INT_MAX) INT("--seeds", seeds, 0, INT_MAX)
+        INT("--boot", boot, 0, INT_MAX) NUM("--test-frac", test_frac, 0, 1, 1)
+        NUM("--tol", tol, 0, INFINITY, 1)
+        INT("--permutations", perms, 0, INT_MAX)
+        INT("--min-test-groups", min_test_groups, 0, INT_MAX)
         if (!strcmp(o, "--C")) {
             if (!v) goto missing;
-            char *e;
-            a->C = strtod(v, &e);
-            if (*e || !(a->C > 0)) goto bad;
+            if (cli_parse_double("probe", "--C", v, 0, INFINITY, 1, &a->C)) return -1;
             a->have_C = 1;
             i++;
             continue;
@@ -135,6 +137,7 @@ static int parse_args(int argc, char **argv, probe_args *a) {
         fprintf(stderr, "reprshift probe: bad value for %s: '%s'\n", o, v ? v : "");
         return -1;
 #undef STR
+#undef INT
 #undef NUM
     }
     return 0;

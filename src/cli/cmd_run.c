@@ -83,26 +83,15 @@ int cmd_run(int argc, char **argv) {
         switch (c) {
         case 'o': o.output_dir = optarg; break;
         case 's': {
-            char *end;
-            long long v = strtoll(optarg, &end, 10);
-            if (*end || v < 1 || v > 1000000) {
-                fprintf(stderr, "reprshift run: --shard-inputs must be an integer in [1, 1000000] (got \"%s\")\n", optarg);
-                return 2;
-            }
+            long v;
+            if (cli_parse_long("run", "--shard-inputs", optarg, 1, 1000000, &v)) return 2;
             o.shard_inputs = v;
             break;
         }
         case 'f': o.force = 1; break;
-        case 't': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 4096) {
-                fprintf(stderr, "reprshift run: --threads must be an integer in [1, 4096] (got \"%s\")\n", optarg);
-                return 2;
-            }
-            o.threads = (int)v;
+        case 't':
+            if (cli_parse_int("run", "--threads", optarg, 1, 4096, &o.threads)) return 2;
             break;
-        }
         case 'q': o.quiet = 1; break;
         case 'D': no_digest = 1; break;
         case 'h': fputs(USAGE, stdout); return 0;

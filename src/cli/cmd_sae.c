@@ -1,11 +1,14 @@
 /* reprshift sae: train a TopK SAE on stored activations, or report an SAE's fit quality. */
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
+#include "reprshift/act_file.h"
+#include "reprshift/extract.h"
 #include "reprshift/jsonutil.h"
 #include "reprshift/sae.h"
 #include "reprshift/sae_fit.h"
@@ -50,13 +53,7 @@ static int sae_list(int argc, char **argv) {
         if (!strcmp(o, "--release")) release = v;
         else if (!strcmp(o, "--width")) width = v;
         else {
-            char *end;
-            long L = strtol(v, &end, 10);
-            if (*end || end == v || L < 0 || L > 1000) {
-                fprintf(stderr, "reprshift sae list: --layer: not a layer number: '%s'\n", v);
-                return 2;
-            }
-            layer = (int)L;
+            if (cli_parse_int("sae list", "--layer", v, 0, 1000, &layer)) return 2;
         }
     }
     if (release && !rs_sae_registry_has_release(release)) {
@@ -111,8 +108,12 @@ static int load_rows(const sae_args *a, st_set **st, float **x, int64_t *n, int 
     *inc = malloc((size_t)*n + 1);
     if (!*inc) return rs_errf(err, "out of memory");
     const st_tensor *ids = st_get(*st, "token_ids");
-    for (int64_t r = 0; r < *n; r++)
-        (*inc)[r] = a->keep_special || !ids || ids->numel != *n || ((const int32_t *)ids->data)[r] > 2;
+    int32_t sp[3]; /* <bos>, <eos>, <pad> as extract recorded them (Gemma's for older files) */
+    if (rs_special_ids_parse(st_meta(*st, "special_token_ids"), sp, err)) return rs_err_prefix(err, "%s", a->acts);
+    for (int64_t r = 0; r < *n; r++) {
+        int32_t id = ids && ids->numel == *n ? ((const int32_t *)ids->data)[r] : -1;
+        (*inc)[r] = a->keep_special || id < 0 || (id != sp[0] && id != sp[1] && id != sp[2]);
+    }
     for (int64_t i = 0; i < *n * *d; i++)
         if (!isfinite((*x)[i]))
             return rs_errf(err, "%s: '%s' row %lld is not finite (NaN/Inf)", a->acts, a->hook, (long long)(i / *d));
@@ -159,8 +160,9 @@ int cmd_sae(int argc, char **argv) {
     optind = 1;
     opterr = 0;
     int c;
+    char sub[32];
+    snprintf(sub, sizeof sub, "sae %s", argv[1]);
     while ((c = getopt_long(argc - 1, argv + 1, "", LONG, NULL)) != -1) {
-        char *end = NULL;
         switch (c) {
         case 'a': a.acts = optarg; break;
         case 'H': a.hook = optarg; break;
@@ -169,20 +171,16 @@ int cmd_sae(int argc, char **argv) {
         case 'S': a.sae_hook = optarg; break;
         case 'K': a.keep_special = 1; break;
         case 'M': a.allow_mismatch = 1; break;
-        case 'm': a.d_sae = (int)strtol(optarg, &end, 10); if (*end || a.d_sae < 1) goto bad; break;
-        case 'k': a.k = (int)strtol(optarg, &end, 10); if (*end || a.k < 1) goto bad; break;
-        case 'n': a.steps = strtol(optarg, &end, 10); if (*end || a.steps < 1) goto bad; break;
-        case 'b': a.batch = (int)strtol(optarg, &end, 10); if (*end || a.batch < 1) goto bad; break;
-        case 'l': a.lr = strtod(optarg, &end); if (*end || !(a.lr > 0)) goto bad; break;
-        case 'r': a.seed = strtoull(optarg, &end, 10); if (*end) goto bad; break;
+        case 'm': if (cli_parse_int(sub, "--d-sae", optarg, 1, INT_MAX, &a.d_sae)) return 2; break;
+        case 'k': if (cli_parse_int(sub, "--k", optarg, 1, INT_MAX, &a.k)) return 2; break;
+        case 'n': if (cli_parse_long(sub, "--steps", optarg, 1, LONG_MAX, &a.steps)) return 2; break;
+        case 'b': if (cli_parse_int(sub, "--batch", optarg, 1, INT_MAX, &a.batch)) return 2; break;
+        case 'l': if (cli_parse_double(sub, "--lr", optarg, 0, INFINITY, 1, &a.lr)) return 2; break;
+        case 'r': if (cli_parse_u64(sub, "--seed", optarg, &a.seed)) return 2; break;
         default:
             fprintf(stderr, "reprshift sae %s: unknown option or missing value\n%s", argv[1], USAGE);
             return 2;
         }
-        continue;
-    bad:
-        fprintf(stderr, "reprshift sae %s: bad value '%s'\n", argv[1], optarg);
-        return 2;
     }
     if (!a.acts || (train && (!a.hook || !a.out)) || (fit && !a.sae)) {
         fprintf(stderr, "reprshift sae %s: missing required options\n%s", argv[1], USAGE);

@@ -1,5 +1,6 @@
 /* reprshift shift: representation shift between two models' activations, with SAE features. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,9 +105,7 @@ int cmd_shift(int argc, char **argv) {
     optind = 1;
     opterr = 0;
     int c;
-    int li = -1;
-    while ((c = getopt_long(argc, argv, "h", LONG, &li)) != -1) {
-        char *end = NULL;
+    while ((c = getopt_long(argc, argv, "h", LONG, NULL)) != -1) {
         switch (c) {
         case 'a': o.acts_a = optarg; break;
         case 'b': o.acts_b = optarg; break;
@@ -129,24 +128,22 @@ int cmd_shift(int argc, char **argv) {
             o.layers = layers;
             break;
         case 'n':
-            o.n_boot = (int)strtol(optarg, &end, 10);
-            if (*end || o.n_boot < 0 || o.n_boot > 1000000) goto bad_value;
+            if (cli_parse_int("shift", "--bootstrap", optarg, 0, 1000000, &o.n_boot)) goto bad_value;
             break;
         case 'm':
-            o.min_count = (int)strtol(optarg, &end, 10);
-            if (*end || o.min_count < 1) goto bad_value;
+            if (cli_parse_int("shift", "--min-count", optarg, 1, INT_MAX, &o.min_count)) goto bad_value;
             break;
         case 'p':
-            o.n_perm = (int)strtol(optarg, &end, 10);
-            if (*end || o.n_perm < 0 || o.n_perm > 1000000) goto bad_value;
+            if (cli_parse_int("shift", "--permutations", optarg, 0, 1000000, &o.n_perm)) goto bad_value;
             break;
-        case 'r':
-            o.seed = strtoull(optarg, &end, 10);
-            if (*end) goto bad_value;
+        case 'r': {
+            unsigned long long seed;
+            if (cli_parse_u64("shift", "--seed", optarg, &seed)) goto bad_value;
+            o.seed = seed;
             break;
+        }
         case 't':
-            o.top_k = (int)strtol(optarg, &end, 10);
-            if (*end || o.top_k < 1) goto bad_value;
+            if (cli_parse_int("shift", "--top-k", optarg, 1, INT_MAX, &o.top_k)) goto bad_value;
             break;
         case 'h':
             fputs(USAGE, stdout);
@@ -158,8 +155,7 @@ int cmd_shift(int argc, char **argv) {
             return 2;
         }
         continue;
-    bad_value:
-        fprintf(stderr, "reprshift shift: bad value '%s' for --%s\n", optarg, li >= 0 ? LONG[li].name : "?");
+    bad_value: /* the helper printed the message */
         free(layers);
         return 2;
     }

@@ -18,6 +18,14 @@ static inline int cli_wants_help(int argc, char **argv, int from) {
  * *out set, or −1 after one line "reprshift CMD: OPT must be an integer in [lo, hi] (got
  * "S")" on stderr. */
 int cli_parse_long(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
+/* The same for an int. */
+int cli_parse_int(const char *cmd, const char *opt, const char *s, int lo, int hi, int *out);
+/* Whole-string unsigned decimal (seeds): no sign, no overflow; the same message on failure. */
+int cli_parse_u64(const char *cmd, const char *opt, const char *s, unsigned long long *out);
+/* Whole-string finite number in [lo, hi] ((lo, hi] with lo_open; hi may be INFINITY):
+ * 0 and *out set, or −1 after one line "reprshift CMD: OPT must be a number in [lo, hi]
+ * (got "S")" on stderr. Every subcommand's numeric options go through these helpers. */
+int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi, int lo_open, double *out);
 
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

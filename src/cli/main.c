@@ -1,5 +1,6 @@
 /* reprshift CLI entry point: dispatch to one subcommand. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,37 @@ int cli_parse_long(const char *cmd, const char *opt, const char *s, long lo, lon
     long v = strtol(s, &end, 10);
     if (!*s || *end || errno == ERANGE || v < lo || v > hi) {
         fprintf(stderr, "reprshift %s: %s must be an integer in [%ld, %ld] (got \"%s\")\n", cmd, opt, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_int(const char *cmd, const char *opt, const char *s, int lo, int hi, int *out) {
+    long v;
+    if (cli_parse_long(cmd, opt, s, lo, hi, &v)) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int cli_parse_u64(const char *cmd, const char *opt, const char *s, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = *s >= '0' && *s <= '9' ? strtoull(s, &end, 10) : 0;
+    if (*s < '0' || *s > '9' || *end || errno == ERANGE) {
+        fprintf(stderr, "reprshift %s: %s must be an integer in [0, %llu] (got \"%s\")\n", cmd, opt, ULLONG_MAX, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi, int lo_open, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !isfinite(v) || (lo_open ? !(v > lo) : !(v >= lo)) || v > hi) {
+        fprintf(stderr, "reprshift %s: %s must be a number in %c%g, %g%c (got \"%s\")\n", cmd, opt, lo_open ? '(' : '[',
+                lo, hi, isinf(hi) ? ')' : ']', s);
         return -1;
     }
     *out = v;

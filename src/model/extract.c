@@ -8,12 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "reprshift/fileio.h"
 #include "reprshift/image.h"
-#include "reprshift/jsonutil.h"
-#include "reprshift/safetensors.h"
 #include "reprshift/tokenizer.h"
-#include "reprshift/version.h"
 
 void rs_inputs_free(rs_inputs *in) {
     for (int i = 0; i < in->n; i++) {
@@ -189,59 +185,6 @@ oom:
     return rs_errf(err, "out of memory for %lld tokens of activations", (long long)total);
 }
 
-/* The row index: one JSON line per input linking it to its rows (and text). */
-static int write_index(const extract_result *r, const rs_inputs *in, const char *path, rs_err *err) {
-    rs_atomic_file f;
-    if (rs_atomic_open(&f, path, err)) return -1;
-    for (int64_t i = 0; i < r->n_inputs; i++) {
-        int64_t rs0 = r->pool == POOL_NONE ? r->offsets[i] : i;
-        int64_t rs1 = r->pool == POOL_NONE ? r->offsets[i + 1] : i + 1;
-        fprintf(f.fp, "{\"input\":%lld,\"row_start\":%lld,\"row_end\":%lld,\"token_start\":%lld,\"n_tokens\":%lld",
-                (long long)i, (long long)rs0, (long long)rs1, (long long)r->offsets[i],
-                (long long)(r->offsets[i + 1] - r->offsets[i]));
-        if (in->texts && in->texts[i]) {
-            fputs(",\"text\":", f.fp);
-            rs_json_write_string(f.fp, in->texts[i]);
-        }
-        fputs("}\n", f.fp);
-    }
-    if (ferror(f.fp)) {
-        rs_atomic_abort(&f);
-        return rs_errf(err, "%s: write failed", path);
-    }
-    return rs_atomic_commit(&f, err);
-}
-
-int extract_save(const extract_result *r, const rs_inputs *in, const char *path, const char *const *meta, rs_err *err) {
-    st_writer *w = st_writer_new();
-    if (!w) return rs_errf(err, "out of memory");
-    int rc = 0;
-    for (int h = 0; h < r->n_hooks && !rc; h++) {
-        int64_t shape[2] = {r->rows, r->widths[h]};
-        rc = st_writer_add(w, r->names[h], RS_DT_F32, 2, shape, r->data[h], err);
-    }
-    int64_t ntok = r->offsets[r->n_inputs], noff = r->n_inputs + 1;
-    if (!rc) rc = st_writer_add(w, "token_ids", RS_DT_I32, 1, &ntok, r->token_ids, err);
-    if (!rc) rc = st_writer_add(w, "offsets", RS_DT_I64, 1, &noff, r->offsets, err);
-    if (!rc) rc = st_writer_meta(w, "pool", rs_pool_name(r->pool), err);
-    if (!rc) rc = st_writer_meta(w, "reprshift_version", RS_VERSION, err);
-    for (int i = 0; meta && meta[i] && !rc; i += 2) rc = st_writer_meta(w, meta[i], meta[i + 1], err);
-    /* index first: a complete-looking .safetensors without its index never exists */
-    char *ipath = malloc(strlen(path) + 16);
-    if (!ipath) rc = rs_errf(err, "out of memory");
-    if (!rc) {
-        sprintf(ipath, "%s.rows.jsonl", path);
-        rc = write_index(r, in, ipath, err);
-    }
-    if (!rc) {
-        rc = st_writer_save(w, path, err);
-        if (rc) remove(ipath);
-    }
-    free(ipath);
-    st_writer_free(w);
-    return rc;
-}
-
 /* ---- PaliGemma ---- */
 
 void pg_inputs_free(pg_inputs *in) {
@@ -303,6 +246,86 @@ int pg_inputs_set_suffix(pg_inputs *in, int i, const char *suffix, rs_err *err) 
     in->suffixes[i] = suffix ? strdup(suffix) : NULL;
     if (suffix && !in->suffixes[i]) return rs_errf(err, "out of memory");
     return 0;
+}
+
+/* "\n" in the Gemma / PaliGemma vocabulary: the prompt separator when the prompt is given
+ * as ids and no tokenizer is at hand (the HF configs do not name it). */
+#define GEMMA_NEWLINE_ID 108
+
+int pg_prompt_ids(const paligemma_config *c, const rs_tokenizer *tok, const char *prompt, const int32_t *given,
+                  size_t n_given, int32_t **ids, size_t *n, rs_err *err) {
+    *ids = NULL;
+    *n = 0;
+    if (given) {
+        int32_t nl = GEMMA_NEWLINE_ID;
+        if (tok) {
+            int32_t *t;
+            size_t nt;
+            if (tok_encode(tok, "\n", 1, 0, &t, &nt, err)) return -1;
+            int one = nt == 1;
+            if (one) nl = t[0];
+            free(t);
+            if (!one) return rs_errf(err, "the tokenizer encodes \"\\n\" as %zu tokens, not one separator", nt);
+        }
+        if (!(*ids = malloc((n_given + 1) * sizeof **ids))) return rs_errf(err, "out of memory");
+        if (n_given) memcpy(*ids, given, n_given * sizeof **ids);
+        (*ids)[n_given] = nl;
+        *n = n_given + 1;
+    } else {
+        if (!tok || !prompt) return rs_errf(err, "a prompt needs a tokenizer (or give its token ids)");
+        size_t L = strlen(prompt);
+        char *pt = malloc(L + 2);
+        if (!pt) return rs_errf(err, "out of memory");
+        memcpy(pt, prompt, L);
+        pt[L] = '\n';
+        pt[L + 1] = '\0';
+        int r = tok_encode(tok, pt, L + 1, 0, ids, n, err);
+        free(pt);
+        if (r) return -1;
+    }
+    for (size_t i = 0; i < *n; i++)
+        if ((*ids)[i] < 0 || (*ids)[i] >= c->text.vocab_size || (*ids)[i] == c->image_token_index) {
+            int32_t bad = (*ids)[i];
+            free(*ids);
+            *ids = NULL;
+            *n = 0;
+            return rs_errf(err, "prompt token id %d is not a text token of this model (vocabulary %d, <image> = %d)", bad,
+                           c->text.vocab_size, c->image_token_index);
+        }
+    return 0;
+}
+
+int pg_inputs_add_image(pg_inputs *in, const paligemma_model *m, const char *image_path, const int32_t *prompt,
+                        size_t n_prompt, const int32_t *suffix, size_t n_suffix, const char *text, const char *label,
+                        const char *suffix_text, rs_err *err) {
+    int32_t *ids;
+    uint8_t *kinds;
+    int64_t len;
+    int P;
+    if (n_prompt > (1u << 24) || n_suffix > (1u << 24))
+        return rs_errf(err, "input of %zu prompt and %zu suffix tokens is too long", n_prompt, n_suffix);
+    if (paligemma_build_input(m, 1, prompt, (int)n_prompt, suffix, (int)n_suffix, &ids, &kinds, &len, &P, err))
+        return -1;
+    int rc = pg_inputs_add(in, ids, kinds, len, P, image_path, text, label, err);
+    if (!rc && suffix_text) rc = pg_inputs_set_suffix(in, in->n - 1, suffix_text, err);
+    free(ids);
+    free(kinds);
+    return rc;
+}
+
+int pg_inputs_add_text(pg_inputs *in, const paligemma_model *m, const int32_t *ids, int64_t n, const char *text,
+                       const char *label, rs_err *err) {
+    uint8_t *kinds = malloc((size_t)(n > 0 ? n : 1));
+    if (!kinds) return rs_errf(err, "out of memory");
+    paligemma_text_kinds(m, ids, n, kinds);
+    for (int64_t i = 0; i < n; i++)
+        if (kinds[i] == PG_TOK_IMAGE) {
+            free(kinds);
+            return rs_errf(err, "a text input contains the <image> token (id %d); give images as image inputs (--image)", ids[i]);
+        }
+    int rc = pg_inputs_add(in, ids, kinds, n, 0, NULL, text, label, err);
+    free(kinds);
+    return rc;
 }
 
 void pg_extract_result_free(pg_extract_result *r) {
@@ -430,7 +453,7 @@ int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extra
     /* output tensors */
     for (int h = 0; h < o->n_hooks; h++) {
         const hook_request *hk = &o->hooks[h];
-        slot[h].vision = hook_is_vision(hk->name);
+        slot[h].vision = hk->id.tower != RS_TOWER_DECODER;
         slot[h].first = r->n_tensors;
         slot[h].n = (o->pool == POOL_MEAN && !slot[h].vision) ? 3 + any_suffix : 1;
         if (slot[h].vision && o->pool == POOL_LAST && !o->vision_mean) {
@@ -525,65 +548,4 @@ fail:
     free(slot); free(boff); free(bids); free(pix);
     pg_extract_result_free(r);
     return -1;
-}
-
-static int write_pg_index(const pg_extract_result *r, const pg_inputs *in, const char *path, rs_err *err) {
-    rs_atomic_file f;
-    if (rs_atomic_open(&f, path, err)) return -1;
-    for (int64_t i = 0; i < r->n_inputs; i++) {
-        int64_t rs0 = r->pool == POOL_NONE ? r->offsets[i] : i, rs1 = r->pool == POOL_NONE ? r->offsets[i + 1] : i + 1;
-        fprintf(f.fp, "{\"input\":%lld,\"modality\":\"%s\",\"row_start\":%lld,\"row_end\":%lld,\"token_start\":%lld,"
-                      "\"n_tokens\":%lld,\"prefix_len\":%d",
-                (long long)i, in->image_paths[i] ? "image" : "text", (long long)rs0, (long long)rs1,
-                (long long)r->offsets[i], (long long)(r->offsets[i + 1] - r->offsets[i]), in->prefix_len[i]);
-        if (r->pool == POOL_NONE)
-            fprintf(f.fp, ",\"vision_row_start\":%lld,\"vision_row_end\":%lld", (long long)r->vision_offsets[i],
-                    (long long)r->vision_offsets[i + 1]);
-        if (in->image_paths[i]) { fputs(",\"image\":", f.fp); rs_json_write_string(f.fp, in->image_paths[i]); }
-        if (in->texts[i]) { fputs(in->image_paths[i] ? ",\"prompt\":" : ",\"text\":", f.fp); rs_json_write_string(f.fp, in->texts[i]); }
-        if (in->labels[i]) { fputs(",\"label\":", f.fp); rs_json_write_string(f.fp, in->labels[i]); }
-        int64_t n_after = r->offsets[i + 1] - r->offsets[i] - in->prefix_len[i];
-        if (in->image_paths[i] && n_after > 0) fprintf(f.fp, ",\"suffix_len\":%lld", (long long)n_after);
-        if (in->suffixes && in->suffixes[i]) { fputs(",\"suffix\":", f.fp); rs_json_write_string(f.fp, in->suffixes[i]); }
-        fputs("}\n", f.fp);
-    }
-    if (ferror(f.fp)) {
-        rs_atomic_abort(&f);
-        return rs_errf(err, "%s: write failed", path);
-    }
-    return rs_atomic_commit(&f, err);
-}
-
-int extract_paligemma_save(const pg_extract_result *r, const pg_inputs *in, const char *path,
-                           const char *const *meta, rs_err *err) {
-    st_writer *w = st_writer_new();
-    if (!w) return rs_errf(err, "out of memory");
-    int rc = 0;
-    for (int i = 0; i < r->n_tensors && !rc; i++) {
-        int64_t shape[2] = {r->t[i].rows, r->t[i].width};
-        rc = st_writer_add(w, r->t[i].name, RS_DT_F32, 2, shape, r->t[i].data, err);
-    }
-    int64_t ntok = r->offsets[r->n_inputs], noff = r->n_inputs + 1;
-    if (!rc) rc = st_writer_add(w, "token_ids", RS_DT_I32, 1, &ntok, r->token_ids, err);
-    if (!rc) rc = st_writer_add(w, "token_kind", RS_DT_U8, 1, &ntok, r->token_kind, err);
-    if (!rc) rc = st_writer_add(w, "offsets", RS_DT_I64, 1, &noff, r->offsets, err);
-    if (!rc) rc = st_writer_add(w, "vision_offsets", RS_DT_I64, 1, &noff, r->vision_offsets, err);
-    if (!rc) rc = st_writer_meta(w, "pool", rs_pool_name(r->pool), err);
-    if (!rc) rc = st_writer_meta(w, "token_kind", "0 text (text-only input), 1 image, 2 bos, 3 prompt, 4 sep (\\n), "
-                                                  "5 suffix, 6 eos/pad (incl. the <eos> ending a suffix)", err);
-    if (!rc) rc = st_writer_meta(w, "reprshift_version", RS_VERSION, err);
-    for (int i = 0; meta && meta[i] && !rc; i += 2) rc = st_writer_meta(w, meta[i], meta[i + 1], err);
-    char *ipath = malloc(strlen(path) + 16);
-    if (!ipath && !rc) rc = rs_errf(err, "out of memory");
-    if (!rc) {
-        sprintf(ipath, "%s.rows.jsonl", path);
-        rc = write_pg_index(r, in, ipath, err);
-    }
-    if (!rc) {
-        rc = st_writer_save(w, path, err);
-        if (rc) remove(ipath);
-    }
-    free(ipath);
-    st_writer_free(w);
-    return rc;
 }

@@ -122,18 +122,8 @@ void gemma2_close(gemma2_model *m) {
 /* ---- forward ---- */
 
 int gemma2_hooks_depth(const gemma2_model *m, const hook_request *hooks, int n_hooks) {
-    int depth = -1;
-    for (int i = 0; i < n_hooks; i++) {
-        int d;
-        switch (hooks[i].kind) {
-        case HK_RESID_PRE: d = hooks[i].layer - 1; break; /* ready before layer L runs */
-        case HK_LN_FINAL_NORMALIZED:
-        case HK_LN_FINAL_OUT: d = m->cfg.n_layers; break;
-        default: d = hooks[i].layer; break;
-        }
-        if (d > depth) depth = d;
-    }
-    return depth;
+    int depth = hook_depth(hooks, n_hooks, RS_TOWER_DECODER, m->cfg.n_layers);
+    return depth < -1 ? -1 : depth;
 }
 
 
@@ -246,7 +236,7 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
     const float eps = (float)c->rms_norm_eps;
     for (int l = first; l <= last_layer; l++) {
         const gemma2_layer *L = &m->layers[l];
-        if (hook_fire(hooks, n_hooks, 0, HK_RESID_PRE, l, w.h, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_RESID_PRE, l, w.h, T, err)) goto fail;
         be->rms_norm(w.x, w.h, L->input_layernorm, eps, T, D);
         be->linear(w.q, w.x, L->q_proj, NULL, T, D, QD, w.wscratch);
         be->linear(w.k, w.x, L->k_proj, NULL, T, D, KD, w.wscratch);
@@ -255,31 +245,31 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
         be->rope(w.k, KD, c->n_kv_heads, hd, b->offsets, b->n_seqs, b->pos_offset, m->inv_freq);
         attn.window = c->layer_sliding[l] ? c->sliding_window : 0;
         be->attention(w.z, w.q, w.k, w.v, b->offsets, b->n_seqs, b->prefix_len, &attn, w.scores, w.scores_per_thread);
-        if (hook_fire(hooks, n_hooks, 0, HK_ATTN_Z, l, w.z, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_ATTN_Z, l, w.z, T, err)) goto fail;
         be->linear(w.a, w.z, L->o_proj, NULL, T, QD, D, w.wscratch);
         be->rms_norm(w.a, w.a, L->post_attention_layernorm, eps, T, D);
-        if (hook_fire(hooks, n_hooks, 0, HK_ATTN_OUT, l, w.a, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_ATTN_OUT, l, w.a, T, err)) goto fail;
         be->add(w.h, w.a, TD);
-        if (hook_fire(hooks, n_hooks, 0, HK_RESID_MID, l, w.h, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_RESID_MID, l, w.h, T, err)) goto fail;
         be->rms_norm(w.x, w.h, L->pre_feedforward_layernorm, eps, T, D);
         be->linear(w.gate, w.x, L->gate_proj, NULL, T, D, F, w.wscratch);
         be->linear(w.up, w.x, L->up_proj, NULL, T, D, F, w.wscratch);
         be->geglu(w.gate, w.up, (size_t)T * F);
         be->linear(w.a, w.gate, L->down_proj, NULL, T, F, D, w.wscratch);
         be->rms_norm(w.a, w.a, L->post_feedforward_layernorm, eps, T, D);
-        if (hook_fire(hooks, n_hooks, 0, HK_MLP_OUT, l, w.a, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_MLP_OUT, l, w.a, T, err)) goto fail;
         be->add(w.h, w.a, TD);
-        if (hook_fire(hooks, n_hooks, 0, HK_RESID_POST, l, w.h, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_RESID_POST, l, w.h, T, err)) goto fail;
     }
     /* resid_pre of a layer past the last one run (only layer 0 when last_layer = -1). */
-    if (last_layer < 0 && hook_fire(hooks, n_hooks, 0, HK_RESID_PRE, 0, w.h, T, err)) goto fail;
+    if (last_layer < 0 && hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_RESID_PRE, 0, w.h, T, err)) goto fail;
 
     /* 3. Final norm. */
     if (depth >= c->n_layers) {
         be->rms_norm(w.x, w.h, NULL, eps, T, D);
-        if (hook_fire(hooks, n_hooks, 0, HK_LN_FINAL_NORMALIZED, -1, w.x, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_LN_FINAL_NORMALIZED, -1, w.x, T, err)) goto fail;
         be->rms_norm(w.x, w.h, m->norm, eps, T, D);
-        if (hook_fire(hooks, n_hooks, 0, HK_LN_FINAL_OUT, -1, w.x, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_LN_FINAL_OUT, -1, w.x, T, err)) goto fail;
         if (final_hidden) memcpy(final_hidden, w.x, TD * sizeof(float));
     }
     ws_free(&w);

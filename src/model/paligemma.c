@@ -93,8 +93,8 @@ void paligemma_set_backend(paligemma_model *m, const rs_backend *be) {
 }
 
 int paligemma_hook_parse(const paligemma_model *m, const char *name, hook_request *r, rs_err *err) {
-    if (hook_is_vision(name)) return siglip_hook_parse_all(&m->cfg.vision, m->cfg.projection_dim, name, r, err);
-    return gemma2_hook_parse(&m->cfg.text, name, r, err);
+    rs_hook_space s = rs_hook_space_paligemma(&m->cfg);
+    return hook_request_parse(&s, name, r, err);
 }
 
 int paligemma_build_input(const paligemma_model *m, int n_images, const int32_t *prompt_ids, int n_prompt,
@@ -233,7 +233,7 @@ static int check_images(const paligemma_model *m, const paligemma_batch *b, rs_e
 
 static int needs_projector(const hook_request *hooks, int n) {
     for (int i = 0; i < n; i++)
-        if (hooks[i].kind == HK_PROJECTOR_OUT && !strncmp(hooks[i].name, "projector.", 10)) return 1;
+        if (hooks[i].id.tower == RS_TOWER_PROJECTOR) return 1;
     return 0;
 }
 
@@ -244,7 +244,7 @@ int paligemma_forward(const paligemma_model *m, const paligemma_batch *b, hook_r
     int T = (int)b->offsets[b->n_seqs], D = c->text.hidden_size, Dv = c->vision.hidden_size;
     int N = m->vision->n_patches, nI = b->n_images;
     int n_dec = 0;
-    for (int i = 0; i < n_hooks; i++) n_dec += !hook_is_vision(hooks[i].name);
+    for (int i = 0; i < n_hooks; i++) n_dec += hooks[i].id.tower == RS_TOWER_DECODER;
     int run_decoder = n_dec > 0 || final_hidden;
     int run_proj = nI > 0 && (run_decoder || needs_projector(hooks, n_hooks));
     float *feats = NULL, *z = NULL, *embeds = NULL, *wscratch = NULL;
@@ -263,16 +263,7 @@ int paligemma_forward(const paligemma_model *m, const paligemma_batch *b, hook_r
         wscratch = malloc(m->proj_numel * sizeof(float));
         if (!z || !wscratch) goto oom;
         m->be->linear(z, feats, m->proj_w, m->proj_b, nI * N, Dv, D, wscratch);
-        for (int i = 0; i < n_hooks; i++) {
-            hook_request *h = &hooks[i];
-            if (h->kind != HK_PROJECTOR_OUT || strncmp(h->name, "projector.", 10)) continue;
-            if (h->capture) {
-                free(h->out);
-                if (!(h->out = malloc((size_t)nI * N * D * sizeof(float)))) goto oom;
-                memcpy(h->out, z, (size_t)nI * N * D * sizeof(float));
-            }
-            if (h->splice) h->splice(h->splice_ctx, z, nI * N, D);
-        }
+        if (hook_fire(hooks, n_hooks, RS_TOWER_PROJECTOR, HK_PROJECTOR_OUT, -1, z, nI * N, err)) goto done;
     }
     if (!run_decoder) { rc = 0; goto done; }
 
@@ -295,12 +286,12 @@ int paligemma_forward(const paligemma_model *m, const paligemma_batch *b, hook_r
     /* 4. Decoder over the decoder hooks only (their kinds overlap the vision ones). */
     if (n_dec && !(dec = malloc((size_t)n_dec * sizeof *dec))) goto oom;
     for (int i = 0, j = 0; i < n_hooks; i++)
-        if (!hook_is_vision(hooks[i].name)) dec[j++] = hooks[i];
+        if (hooks[i].id.tower == RS_TOWER_DECODER) dec[j++] = hooks[i];
     gemma2_batch gb = {.n_seqs = b->n_seqs, .offsets = b->offsets, .ids = b->ids, .embeds = embeds,
                        .embeds_mask = mask, .prefix_len = b->prefix_len, .pos_offset = 1};
     rc = gemma2_forward(m->text, &gb, dec, n_dec, final_hidden, err);
     for (int i = 0, j = 0; i < n_hooks; i++)
-        if (!hook_is_vision(hooks[i].name)) hooks[i] = dec[j++];
+        if (hooks[i].id.tower == RS_TOWER_DECODER) hooks[i] = dec[j++];
     goto done;
 oom:
     rs_errf(err, "out of memory for a PaliGemma batch of %d tokens and %d image(s)", T, nI);

@@ -144,63 +144,13 @@ void siglip_close(siglip_model *m) {
 
 /* ---- hooks ---- */
 
-static const struct {
-    const char *suffix;
-    hook_kind kind;
-} VISION_BLOCK_HOOKS[] = {
-    {"hook_resid_pre", HK_RESID_PRE}, {"hook_attn_out", HK_ATTN_OUT},
-    {"hook_resid_mid", HK_RESID_MID}, {"hook_mlp_out", HK_MLP_OUT},
-    {"hook_resid_post", HK_VISION_RESID_POST},
-};
-
-int siglip_hook_parse_all(const siglip_config *c, int projection_dim, const char *name, hook_request *r, rs_err *err) {
-    memset(r, 0, sizeof *r);
-    r->capture = 1;
-    r->layer = -1;
-    r->width = c->hidden_size;
-    if (strlen(name) >= sizeof r->name) goto bad;
-    snprintf(r->name, sizeof r->name, "%s", name);
-    if (!strcmp(name, "vision.hook_embed")) { r->kind = HK_RESID_PRE; r->layer = 0; return 0; }
-    if (!strcmp(name, "vision.ln_post")) { r->kind = HK_VISION_LN_POST; return 0; }
-    if (!strcmp(name, "projector.hook_out")) { r->kind = HK_PROJECTOR_OUT; r->width = projection_dim; return 0; }
-    if (!strncmp(name, "vision.blocks.", 14)) {
-        const char *p = name + 14;
-        if (*p < '0' || *p > '9' || (*p == '0' && p[1] != '.')) goto bad;
-        long L = 0;
-        while (*p >= '0' && *p <= '9') {
-            L = L * 10 + (*p++ - '0');
-            if (L >= c->n_layers) goto bad;
-        }
-        if (*p++ != '.') goto bad;
-        for (size_t i = 0; i < sizeof VISION_BLOCK_HOOKS / sizeof VISION_BLOCK_HOOKS[0]; i++)
-            if (!strcmp(p, VISION_BLOCK_HOOKS[i].suffix)) {
-                r->kind = VISION_BLOCK_HOOKS[i].kind;
-                r->layer = (int)L;
-                return 0;
-            }
-    }
-bad:
-    return rs_errf(err, "unknown vision hook \"%.100s\"; valid: vision.hook_embed, vision.blocks.{0..%d}."
-                        "{hook_resid_pre, hook_attn_out, hook_resid_mid, hook_mlp_out, hook_resid_post}, "
-                        "vision.ln_post, projector.hook_out",
-                   name, c->n_layers - 1);
+int siglip_hook_parse(const siglip_config *c, int projection_dim, const char *name, hook_request *r, rs_err *err) {
+    rs_hook_space s = rs_hook_space_siglip(c, projection_dim);
+    return hook_request_parse(&s, name, r, err);
 }
 
-static int is_vision_hook(const hook_request *h) { return !strncmp(h->name, "vision.", 7); }
-
 int siglip_hooks_depth(const siglip_model *m, const hook_request *hooks, int n_hooks) {
-    int depth = -2;
-    for (int i = 0; i < n_hooks; i++) {
-        if (!is_vision_hook(&hooks[i])) continue;
-        int d;
-        switch (hooks[i].kind) {
-        case HK_RESID_PRE: d = hooks[i].layer - 1; break;
-        case HK_VISION_LN_POST: d = m->cfg.n_layers; break;
-        default: d = hooks[i].layer; break;
-        }
-        if (d > depth) depth = d;
-    }
-    return depth;
+    return hook_depth(hooks, n_hooks, RS_TOWER_VISION, m->cfg.n_layers);
 }
 
 
@@ -295,30 +245,30 @@ int siglip_forward(const siglip_model *m, const float *pixel_values, int n_image
     float eps = (float)c->layer_norm_eps;
     for (int l = 0; l <= last_layer; l++) {
         const siglip_layer *L = &m->layers[l];
-        if (hook_fire(hooks, n_hooks, 1, HK_RESID_PRE, l, w.h, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_RESID_PRE, l, w.h, T, err)) goto fail;
         be->layer_norm(w.x, w.h, L->ln1_w, L->ln1_b, eps, T, D);
         be->linear(w.q, w.x, L->q_proj, L->q_bias, T, D, D, w.wscratch);
         be->linear(w.k, w.x, L->k_proj, L->k_bias, T, D, D, w.wscratch);
         be->linear(w.v, w.x, L->v_proj, L->v_bias, T, D, D, w.wscratch);
         be->attention(w.z, w.q, w.k, w.v, w.img_off, n_images, NULL, &attn, w.scores, (size_t)N * N);
         be->linear(w.a, w.z, L->out_proj, L->out_bias, T, D, D, w.wscratch);
-        if (hook_fire(hooks, n_hooks, 1, HK_ATTN_OUT, l, w.a, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_ATTN_OUT, l, w.a, T, err)) goto fail;
         be->add(w.h, w.a, TD);
-        if (hook_fire(hooks, n_hooks, 1, HK_RESID_MID, l, w.h, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_RESID_MID, l, w.h, T, err)) goto fail;
         be->layer_norm(w.x, w.h, L->ln2_w, L->ln2_b, eps, T, D);
         be->linear(w.mlp, w.x, L->fc1, L->fc1_bias, T, D, F, w.wscratch);
         be->gelu(w.mlp, (size_t)T * F);
         be->linear(w.a, w.mlp, L->fc2, L->fc2_bias, T, F, D, w.wscratch);
-        if (hook_fire(hooks, n_hooks, 1, HK_MLP_OUT, l, w.a, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_MLP_OUT, l, w.a, T, err)) goto fail;
         be->add(w.h, w.a, TD);
-        if (hook_fire(hooks, n_hooks, 1, HK_VISION_RESID_POST, l, w.h, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_RESID_POST, l, w.h, T, err)) goto fail;
     }
-    if (last_layer < 0 && hook_fire(hooks, n_hooks, 1, HK_RESID_PRE, 0, w.h, T, err)) goto fail;
+    if (last_layer < 0 && hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_RESID_PRE, 0, w.h, T, err)) goto fail;
 
     /* 3. Post-LayerNorm (PaliGemma's image features). */
     if (depth >= c->n_layers) {
         be->layer_norm(w.x, w.h, m->post_w, m->post_b, eps, T, D);
-        if (hook_fire(hooks, n_hooks, 1, HK_VISION_LN_POST, -1, w.x, T, err)) goto fail;
+        if (hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_VISION_LN_POST, -1, w.x, T, err)) goto fail;
         if (out) memcpy(out, w.x, TD * sizeof(float));
     }
     ws_free(&w);

@@ -390,7 +390,7 @@ done:
 /* The SAE of the hook's layer, if the config has one that reads this hook. */
 static int hook_sae(pl_ctx *c, const char *hook, char **sp, char **sh, int *use, rs_err *err) {
     const rs_config *cfg = c->cfg;
-    int L = pl_hook_layer(hook);
+    int L = rs_hook_block_index(hook);
     *sp = *sh = NULL;
     *use = 0;
     for (int i = 0; cfg->has_saes && L >= 0 && i < cfg->n_layers; i++)
@@ -525,7 +525,7 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
         cJSON *bypos = cJSON_AddArrayToObject(pj, "by_position");
         for (int h = 0; h < cfg->n_hooks; h++) {
             const char *hook = cfg->hooks[h];
-            int L = pl_hook_layer(hook);
+            int L = rs_hook_block_index(hook);
             char *sp = hs_path[h], *sh = hs_hook[h], *wd = NULL, *rp = NULL;
             int use_sae = hs_use[h], r = 0;
             cJSON *res = NULL, *lj = NULL;
@@ -605,7 +605,7 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
                     hooks[ng] = cfg->hooks[h];
                     ents[ng] = cJSON_CreateObject();
                     cJSON_AddItemToArray(ces, ents[ng]);
-                    int L = pl_hook_layer(cfg->hooks[h]);
+                    int L = rs_hook_block_index(cfg->hooks[h]);
                     rs_json_add_num(ents[ng], "layer", L >= 0 ? L : h);
                     cJSON_AddStringToObject(ents[ng], "hook", cfg->hooks[h]);
                     cJSON_AddStringToObject(ents[ng], "sae_path", sp);

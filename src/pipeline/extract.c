@@ -126,22 +126,22 @@ void pl_set_threads(pl_ctx *c) {
 
 /* ---- validation ---- */
 
-/* vision_hooks must be vision-side hooks of the VLM (config pc, already loaded). They are
- * parsed by the parser that paligemma_hook_parse uses for vision.* / projector.* names (it
- * needs only the config, not the weights); its error lists the valid names. A decoder name is refused (it belongs in
+/* vision_hooks must be vision-side hooks of the VLM (config pc, already loaded): vision.* or
+ * projector.hook_out, parsed by the one hook parser (it needs only the config, not the
+ * weights). The error lists the valid names; a decoder name is refused (it belongs in
  * `hooks`) with the same list. */
 static int validate_vision_hooks(const rs_config *cfg, const paligemma_config *pc, rs_err *err) {
+    rs_hook_space vs = rs_hook_space_siglip(&pc->vision, pc->projection_dim);
     for (int i = 0; i < cfg->n_vision_hooks; i++) {
         const char *h = cfg->vision_hooks[i];
         hook_request r;
-        if (siglip_hook_parse_all(&pc->vision, pc->projection_dim, h, &r, err) == 0) continue;
-        if (!hook_is_vision(h)) {
-            const char *valid = strstr(err->msg, "valid: ");
-            char list[RS_ERR_MAX];
-            snprintf(list, sizeof list, "%s", valid ? valid : "");
+        if (hook_request_parse(&vs, h, &r, err) == 0) continue;
+        rs_hook id;
+        char list[RS_ERR_MAX];
+        rs_hook_valid_list(&vs, list, sizeof list);
+        if (rs_hook_parse(NULL, h, &id, NULL) == 0 && id.tower == RS_TOWER_DECODER)
             return rs_errf(err, "vision_hooks: %s (models.vlm %s) is a decoder hook, not a vision hook: put it in "
-                                "'hooks'; %s", h, cfg->vlm, list);
-        }
+                                "'hooks'; valid vision hooks: %s", h, cfg->vlm, list);
         return rs_err_prefix(err, "vision_hooks: %s (models.vlm %s)", h, cfg->vlm);
     }
     return 0;
@@ -158,6 +158,8 @@ int pl_validate_models(pl_ctx *c, rs_err *err) {
     if (t != RS_MODEL_PALIGEMMA) return rs_errf(err, "models.vlm: %s is not a PaliGemma checkpoint", cfg->vlm);
     if (gemma2_config_load(cfg->llm, &lc, err)) return rs_err_prefix(err, "models.llm");
     if (paligemma_config_load(cfg->vlm, &pc, err)) return rs_err_prefix(err, "models.vlm");
+    const int32_t special[6] = {lc.bos_id, lc.eos_id, lc.pad_id, pc.text.bos_id, pc.text.eos_id, pc.text.pad_id};
+    memcpy(c->special_ids, special, sizeof special);
     if (lc.hidden_size != pc.text.hidden_size)
         return rs_errf(err, "the LLM (%s, hidden size %d) and the VLM decoder (%s, hidden size %d) differ in width: "
                             "the shift analysis compares the same hook in both",
@@ -250,7 +252,9 @@ static int tokenize_captions(pl_ctx *c, rs_err *err) {
 }
 
 int pl_token_included(const pl_ctx *c, int32_t id) {
-    return id > 2 && !(c->caption_tok && tok_is_blank(c->caption_tok, id));
+    for (int k = 0; k < 6; k++)
+        if (id == c->special_ids[k]) return 0;
+    return !(c->caption_tok && tok_is_blank(c->caption_tok, id));
 }
 
 /* The image each caption is read with in the conditions: its own (the image input of its
@@ -322,28 +326,36 @@ static int check_suffix_alignment(pl_ctx *c, rs_err *err) {
     return rc;
 }
 
-/* The VLM tokenizer's <eos> (PaliGemmaProcessor appends it to the suffix). */
+/* The VLM's <eos> (PaliGemmaProcessor appends it to the suffix): eos_token_id of its
+ * config.json, which must be the tokenizer's <eos> too (as paligemma_suffix_ids checks). */
 int pl_eos_id(pl_ctx *c, int32_t *eos, rs_err *err) {
     rs_tokenizer *tok = NULL;
-    if (load_tokenizer(c->cfg->vlm, c->cfg->tokenizer, &tok, err)) return -1;
-    int id = tok_id(tok, "<eos>");
+    paligemma_config pc;
+    if (paligemma_config_load(c->cfg->vlm, &pc, err) || load_tokenizer(c->cfg->vlm, c->cfg->tokenizer, &tok, err))
+        return -1;
+    int32_t id = pc.text.eos_id, te = tok_eos_id(tok);
+    int rc = 0;
+    if (te >= 0 && te != id)
+        rc = rs_errf(err, "%s: the tokenizer's <eos> (id %d) is not the model's eos_token_id %d (config.json)",
+                     c->cfg->vlm, (int)te, (int)id);
+    else if (!tok_piece(tok, id))
+        rc = rs_errf(err, "%s: the tokenizer has no token %d, the model's eos_token_id (the PaliGemma suffix ends with it)",
+                     c->cfg->vlm, (int)id);
     tok_free(tok);
-    if (id < 0) return rs_errf(err, "%s: the tokenizer has no <eos> token (the PaliGemma suffix ends with it)", c->cfg->vlm);
-    *eos = id;
-    return 0;
+    if (!rc) *eos = id;
+    return rc;
 }
 
-/* prompt + "\n" as token ids (no <bos>), as PaliGemmaProcessor builds it */
+/* prompt + "\n" as token ids (no <bos>), as PaliGemmaProcessor builds it (pg_prompt_ids) */
 int pl_prompt_ids(pl_ctx *c, int32_t **ids, size_t *n, rs_err *err) {
     rs_tokenizer *tok = NULL;
-    if (load_tokenizer(c->cfg->vlm, c->cfg->tokenizer, &tok, err)) return -1;
+    paligemma_config pc;
+    if (paligemma_config_load(c->cfg->vlm, &pc, err) || load_tokenizer(c->cfg->vlm, c->cfg->tokenizer, &tok, err))
+        return -1;
     int rc = 0;
     if (tok_id(tok, "<image>") < 0) rc = tok_add_paligemma_tokens(tok, err);
-    char *pt = NULL;
-    if (!rc && asprintf(&pt, "%s\n", c->cfg->prompt) < 0) rc = rs_errf(err, "out of memory");
-    if (!rc) rc = tok_encode(tok, pt, strlen(pt), 0, ids, n, err);
+    if (!rc) rc = pg_prompt_ids(&pc, tok, c->cfg->prompt, NULL, 0, ids, n, err);
     if (rc) rs_err_prefix(err, "prompt");
-    free(pt);
     tok_free(tok);
     return rc;
 }
@@ -546,17 +558,10 @@ static int do_shard(pl_ctx *c, int s, const models *m, rs_store *st, int64_t k, 
         t[nt++] = (store_tensor){"token_ids", RS_DT_I32, 1, {lr.offsets[count]}, lr.token_ids};
     } else {
         for (int64_t i = first; i < first + count; i++) {
-            int32_t *ids = NULL;
-            uint8_t *kinds = NULL;
-            int64_t len;
-            int P = 0, r;
+            int r;
             const char *path = NULL;
             if (s == PL_VLM_TEXT) {
-                len = c->text_len[i];
-                kinds = malloc((size_t)len);
-                if (!kinds) { rs_errf(err, "out of memory"); goto done; }
-                paligemma_text_kinds(m->vlm, c->text_ids[i], len, kinds);
-                r = pg_inputs_add(&pi, c->text_ids[i], kinds, len, 0, NULL, NULL, NULL, err);
+                r = pg_inputs_add_text(&pi, m->vlm, c->text_ids[i], c->text_len[i], NULL, NULL, err);
             } else if (PL_IS_COND(s)) {
                 /* image + <bos> prompt "\n" (prefix, bidirectional), then caption <eos> (suffix, causal) */
                 int64_t ns = c->text_len[i]; /* caption ids after <bos>, then <eos> */
@@ -565,19 +570,13 @@ static int do_shard(pl_ctx *c, int s, const models *m, rs_store *st, int64_t k, 
                 memcpy(sfx, c->text_ids[i] + 1, (size_t)(ns - 1) * sizeof *sfx);
                 sfx[ns - 1] = m->eos;
                 path = c->man->rows[c->image_row[s == PL_VLM_BLANK ? c->text_image[i] : cond_image(c, s, i)]].path;
-                r = paligemma_build_input(m->vlm, 1, m->prompt, (int)m->n_prompt, sfx, (int)ns, &ids, &kinds, &len, &P, err);
+                r = pg_inputs_add_image(&pi, m->vlm, path, m->prompt, m->n_prompt, sfx, (size_t)ns, NULL, NULL, NULL, err);
                 free(sfx);
-                if (r) goto done;
-                r = pg_inputs_add(&pi, ids, kinds, len, P, path, NULL, NULL, err);
             } else {
                 int64_t j = s == PL_VLM_EDITS ? i % c->n_image : i;
                 path = c->man->rows[c->image_row[j]].path;
-                if (paligemma_build_input(m->vlm, 1, m->prompt, (int)m->n_prompt, NULL, 0, &ids, &kinds, &len, &P, err))
-                    goto done;
-                r = pg_inputs_add(&pi, ids, kinds, len, P, path, NULL, NULL, err);
+                r = pg_inputs_add_image(&pi, m->vlm, path, m->prompt, m->n_prompt, NULL, 0, NULL, NULL, NULL, err);
             }
-            free(ids);
-            free(kinds);
             if (r) goto done;
         }
         if (s == PL_VLM_EDITS) {

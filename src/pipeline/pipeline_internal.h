@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include "reprshift/config.h"
 #include "reprshift/error.h"
+#include "reprshift/hooks.h" /* rs_hook_block_index: the layer of a "blocks.L.…" name */
 #include "reprshift/image_edit.h"
 #include "reprshift/manifest.h"
 #include "reprshift/pipeline.h"
@@ -49,6 +50,9 @@ typedef struct {
     int32_t **text_ids;
     int64_t *text_len;
     struct rs_tokenizer *caption_tok;
+    /* <bos>, <eos>, <pad> of the LLM and of the VLM decoder, from their config.json
+       (pl_validate_models): never content tokens (pl_token_included) */
+    int32_t special_ids[6];
     /* image input read with each caption in the vlm_caption / vlm_mismatch conditions
        ([n_text] image-input indices; NULL until the extract stage builds them) */
     int *text_image, *text_mismatch;
@@ -82,8 +86,6 @@ int pl_mkdir(const char *path, rs_err *err);
 void pl_remove_store(const char *dir);
 /* Write text to path atomically. */
 int pl_write_text(const char *path, const char *text, rs_err *err);
-/* Layer L of a "blocks.L.…" hook name, else -1. */
-int pl_hook_layer(const char *hook);
 /* Remove a flat folder of scratch files (its files, then the folder; missing is fine). */
 void pl_remove_flat_dir(const char *dir);
 /* Write a cJSON tree, pretty-printed + newline, atomically. */
@@ -141,7 +143,7 @@ int pl_prompt_ids(pl_ctx *c, int32_t **ids, size_t *n, rs_err *err);
 /* The VLM tokenizer's <eos> id. */
 int pl_eos_id(pl_ctx *c, int32_t *eos, rs_err *err);
 
-/* Is caption token id counted by the metrics and pooling (not <pad>/<eos>/<bos>, ids 0-2,
+/* Is caption token id counted by the metrics and pooling (not the models' <pad>/<eos>/<bos>,
  * nor a whitespace-only piece of the caption tokenizer)? docs/metrics.md "Excluded tokens". */
 int pl_token_included(const pl_ctx *c, int32_t id);
 

@@ -28,8 +28,8 @@
 #include "reprshift/version.h"
 
 static int hook_layer(const char *h, int fallback) {
-    int L;
-    return sscanf(h, "blocks.%d.", &L) == 1 ? L : fallback;
+    int L = rs_hook_block_index(h);
+    return L >= 0 ? L : fallback;
 }
 
 static int wants(const rs_config *cfg, const char *family) {

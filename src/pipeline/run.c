@@ -712,11 +712,6 @@ int pl_bh_family(cJSON *const *layer_arrays, int n_arrays, int *n_tests, rs_err 
     return rc;
 }
 
-int pl_hook_layer(const char *hook) {
-    int L;
-    return sscanf(hook, "blocks.%d.", &L) == 1 ? L : -1;
-}
-
 void pl_remove_flat_dir(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return;

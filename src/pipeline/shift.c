@@ -318,7 +318,7 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
     cJSON *fit_models = cJSON_AddArrayToObject(fit, "models");
     for (int h = 0; h < cfg->n_hooks; h++) {
         const char *hook = cfg->hooks[h];
-        int L = pl_hook_layer(hook);
+        int L = rs_hook_block_index(hook);
         char *sp = NULL, *sh = NULL;
         int use_sae = 0;
         for (int i = 0; cfg->has_saes && L >= 0 && i < cfg->n_layers; i++)
