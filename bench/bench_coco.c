@@ -20,7 +20,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_coco FILE.json [--group-counts]\n");
         return 2;
     }
-    rs_err err = {{0}};
+    rs_err err = {0};
     coco_data *d;
     double t0 = now();
     if (coco_load(argv[1], &d, &err)) {

@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_gemma2 --model DIR --ids-file F --hook HOOK [--repeat N] | --sgemm\n");
         return 2;
     }
-    rs_err err = {{0}};
+    rs_err err = {0};
     gemma2_model *m;
     double t_load = rs_now();
     if (gemma2_open(&m, model, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }

@@ -32,7 +32,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_paligemma --model DIR --hook H [--batch B] [--repeat R] IMAGE...\n");
         return 2;
     }
-    rs_err err = {{0}};
+    rs_err err = {0};
     double t0 = rs_now();
     paligemma_model *m;
     if (paligemma_open(&m, model, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }

@@ -167,13 +167,13 @@ static void run_gemma2(gemma2_model *m, float *out) {
     int32_t ids[7] = {2, 651, 432, 9, 2, 17, 300};
     int64_t off[3] = {0, 4, 7};
     gemma2_batch b = {.n_seqs = 2, .ids = ids, .offsets = off};
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (gemma2_forward(m, &b, NULL, 0, out, &err)) fail_msg("%s", err.msg);
 }
 
 static void test_gemma2_goes_through_the_table(void **state) {
     (void)state;
-    rs_err err = {{0}};
+    rs_err err = {0};
     gemma2_model *m;
     if (gemma2_open(&m, "examples/quickstart/models/gemma2-tiny", &err)) fail_msg("%s", err.msg);
     assert_ptr_equal(m->be, rs_backend_cpu());
@@ -202,7 +202,7 @@ static void test_gemma2_goes_through_the_table(void **state) {
 }
 
 static void run_paligemma(paligemma_model *m, const float *pix, float *out) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     int32_t prompt[2] = {10, 11}, *ids;
     uint8_t *kinds;
     int64_t len;
@@ -217,7 +217,7 @@ static void run_paligemma(paligemma_model *m, const float *pix, float *out) {
 
 static void test_paligemma_goes_through_the_table(void **state) {
     (void)state;
-    rs_err err = {{0}};
+    rs_err err = {0};
     paligemma_model *m;
     if (paligemma_open(&m, "examples/quickstart/models/paligemma-tiny", &err)) fail_msg("%s", err.msg);
     assert_ptr_equal(m->be, rs_backend_cpu());

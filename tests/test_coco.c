@@ -19,7 +19,7 @@ static char *dupshared(const char *rel) { return strdup(tu_shared(rel)); }
 
 static coco_data *load_path(const char *p) {
     coco_data *d = NULL;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (coco_load(p, &d, &err)) fail_msg("coco_load %s: %s", p, err.msg);
     return d;
 }
@@ -33,7 +33,7 @@ static coco_data *load_ok(const char *rel) {
 
 /* All 159 annotated mini images with captions, each with its split's images dir. */
 static coco_data *load_mini(void) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     coco_data *tr = load_ok("data/coco/mini/annotations/instances_train2017.json");
     coco_data *va = load_ok("data/coco/mini/annotations/instances_val2017.json");
     assert_int_equal(coco_set_images_dir(tr, tu_shared("data/coco/mini/train2017"), &err), 0);
@@ -64,7 +64,7 @@ static const char *jstr(const cJSON *o, const char *k) {
 static void compare_with_cjson_at(const char *p) {
     coco_data *d = load_path(p);
     cJSON *root = NULL;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (rs_json_load(p, 64u << 20, &root, &err)) fail_msg("%s", err.msg);
     const cJSON *imgs = cJSON_GetObjectItemCaseSensitive(root, "images");
     const cJSON *anns = cJSON_GetObjectItemCaseSensitive(root, "annotations");
@@ -191,7 +191,7 @@ typedef struct {
 static size_t tsv_groups(const char *const *const *groups, int n_groups, tsv_row *rows) {
     char *buf;
     size_t len;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (rs_read_file(tu_shared("data/coco/mini/image_table.tsv"), 1 << 20, &buf, &len, &err)) fail_msg("%s", err.msg);
     char *save = NULL, *line = strtok_r(buf, "\n", &save);
     char *cols[64];
@@ -230,7 +230,7 @@ static void test_group_counts(void **st) {
     (void)st;
     TU_NEED_SHARED("data/coco/mini", "the 159-image COCO mini set");
     coco_data *d = load_mini();
-    rs_err err = {{0}};
+    rs_err err = {0};
     /* three groups: PROVENANCE.md counts 24 only-animal, 29 only-vehicle, 25 only-food */
     coco_group three[3] = {{"animals", G_ANIMAL}, {"vehicles", G_VEHICLE}, {"food", G_FOOD}};
     coco_sample_opts o;
@@ -285,7 +285,7 @@ static char *manifest_text(const coco_data *d, const coco_sample_opts *o, coco_s
     char path[600];
     snprintf(path, sizeof path, "%s/%s", g_tmp, name);
     rs_manifest *m = rs_manifest_new(g_tmp);
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (coco_sample(d, o, m, s, &err)) fail_msg("%s", err.msg);
     if (rs_manifest_write(m, path, &err)) fail_msg("%s", err.msg);
     rs_manifest_free(m);
@@ -301,7 +301,7 @@ static char *manifest_text(const coco_data *d, const coco_sample_opts *o, coco_s
  * with type_column writes it as a manifest column on every row of the image. */
 static void test_image_types(void **st) {
     (void)st;
-    rs_err err = {{0}};
+    rs_err err = {0};
     coco_data *d = load_path("examples/data/coco-sample/annotations/instances_train2017.json");
     if (coco_merge(d, load_path("examples/data/coco-sample/annotations/instances_val2017.json"), &err))
         fail_msg("merge: %s", err.msg);
@@ -353,7 +353,7 @@ static void test_sampling(void **st) {
     (void)st;
     TU_NEED_SHARED("data/coco/mini", "the 159-image COCO mini set");
     coco_data *d = load_mini();
-    rs_err err = {{0}};
+    rs_err err = {0};
     coco_group three[3] = {{"animals", G_ANIMAL}, {"vehicles", G_VEHICLE}, {"food", G_FOOD}};
     coco_sample_opts o;
     coco_sample_defaults(&o);
@@ -455,7 +455,7 @@ static void expect_parse_error(const char *json, const char *needle) {
     fputs(json, f);
     fclose(f);
     coco_data *d = NULL;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(coco_load(path, &d, &err), -1);
     assert_null(d);
     if (!strstr(err.msg, needle) || !strstr(err.msg, "bad_coco.json"))
@@ -502,7 +502,7 @@ static void test_escapes_decoded(void **st) {
                     " \"height\": 5, \"extra\": {\"x\": [true, false, null, -1e-3]}}],"
                     " \"annotations\": [{\"id\": 1, \"image_id\": 3, \"caption\": \" A  cat\\t\"}]}";
     coco_data *d;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (coco_parse(j, strlen(j), "inline", &d, &err)) fail_msg("%s", err.msg);
     assert_string_equal(d->images[0].file_name, "a\xc3\xa9\xf0\x9f\x98\x80\"\n.jpg");
     assert_string_equal(d->captions[0].caption, " A  cat\t");
@@ -512,7 +512,7 @@ static void test_escapes_decoded(void **st) {
 static void test_captions_for_other_images(void **st) {
     (void)st;
     TU_NEED_SHARED("data/coco/mini", "the 159-image COCO mini set");
-    rs_err err = {{0}};
+    rs_err err = {0};
     /* train instances + val captions: no image in common */
     coco_data *tr = load_ok("data/coco/mini/annotations/instances_train2017.json");
     assert_int_equal(coco_add_captions(tr, load_ok("data/coco/mini/annotations/captions_val2017.json"), NULL, &err),
@@ -541,7 +541,7 @@ static void test_truncation_and_corruption(void **st) {
     TU_NEED_SHARED("data/coco/mini", "the 159-image COCO mini set");
     char *buf;
     size_t n;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (rs_read_file(tu_shared("data/coco/mini/annotations/instances_val2017.json"), 1 << 20, &buf, &n, &err))
         fail_msg("%s", err.msg);
     uint64_t s = 42;

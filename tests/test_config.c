@@ -16,14 +16,14 @@
 
 static rs_config *parse_ok(const char *json) {
     rs_config *c = NULL;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (rs_config_parse(json, "/base/dir", "cfg.json", &c, &err)) fail_msg("%s", err.msg);
     return c;
 }
 
 static void expect_error(const char *json, const char *needle1, const char *needle2) {
     rs_config *c = (rs_config *)1;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(rs_config_parse(json, "/base/dir", "cfg.json", &c, &err), -1);
     assert_null(c);
     if (!strstr(err.msg, "cfg.json") || !strstr(err.msg, needle1) || (needle2 && !strstr(err.msg, needle2)))
@@ -220,7 +220,7 @@ static void test_examples_load(void **st) {
     const char *files[] = {"examples/quickstart.json", "examples/gemma2-2b_vs_paligemma2-3b.json"};
     for (int i = 0; i < 2; i++) {
         rs_config *c = NULL;
-        rs_err err = {{0}};
+        rs_err err = {0};
         if (rs_config_load(files[i], &c, &err)) fail_msg("%s", err.msg);
         assert_string_equal(c->path, files[i]);
         /* the real-weights example names its models by Hub name (docs/config.md) */
@@ -229,7 +229,7 @@ static void test_examples_load(void **st) {
         rs_config_free(c);
     }
     rs_config *c = NULL;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(rs_config_load("examples/nope.json", &c, &err), -1);
     assert_non_null(strstr(err.msg, "nope.json"));
 }
@@ -257,7 +257,7 @@ static void test_docs_match_schema(void **st) {
     fclose(f);
     char *doc;
     size_t dlen;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (rs_read_file("docs/config.md", 1 << 20, &doc, &dlen, &err)) fail_msg("%s", err.msg);
     if (!strstr(doc, gen))
         fail_msg("docs/config.md is out of date: regenerate its key table with `reprshift config schema`");

@@ -16,7 +16,7 @@
 static void test_reader_matches_python(void **st) {
     (void)st;
     rs_csv *t;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (rs_csv_load(CASES "tricky.csv", 1 << 20, &t, &err)) fail_msg("%s", err.msg);
     cJSON *ref;
     if (rs_json_load(CASES "tricky.expected.json", 1 << 20, &ref, &err)) fail_msg("%s", err.msg);
@@ -78,7 +78,7 @@ static void test_reader_matches_python(void **st) {
 
 static void expect_error(const char *text, size_t len, const char *needle) {
     rs_csv *t = (rs_csv *)1;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(rs_csv_parse(text, len, "m.csv", &t, &err), -1);
     assert_null(t);
     if (!strstr(err.msg, needle) || !strstr(err.msg, "m.csv"))
@@ -104,7 +104,7 @@ static void test_malformed(void **st) {
 static void test_edge_cases(void **st) {
     (void)st;
     rs_csv *t;
-    rs_err err = {{0}};
+    rs_err err = {0};
     /* header only; BOM stripped; CRLF; trailing empty field */
     const char *s = "\xEF\xBB\xBFx,y\r\n";
     assert_int_equal(rs_csv_parse(s, strlen(s), "h", &t, &err), 0);

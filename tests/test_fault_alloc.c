@@ -2,7 +2,8 @@
  * malloc/calloc/realloc/strdup/strndup, which this test binary wraps at link time
  * (-Wl,--wrap=…, tests/CMakeLists.txt). For each operation below the test first counts the
  * allocations of one successful call, then runs the call again once per allocation k = 1 … N
- * with the k-th allocation failing, and asserts a clean failure: return −1 with a message
+ * with the k-th allocation failing, and asserts a clean failure: return −1 with a message of
+ * kind RS_ENOMEM
  * (or success, when the failed allocation had a fallback), no crash, and — under ASan, as
  * scripts/ci-sanitize.sh runs the suite — no leak. It prints the number of allocation calls
  * exercised per operation. Allocations made inside other libraries (cJSON, libc's own,
@@ -157,6 +158,10 @@ static void run_op(const char *name, op_fn op, long max_recovered) {
             continue;
         }
         if (rc != -1 || !err.msg[0]) fail_msg("%s: allocation %ld of %ld failed: rc %d, message \"%s\"", name, k, n, rc, err.msg);
+        /* the error must say what happened: out of memory, not some other failure it caused */
+        if (err.kind != RS_ENOMEM)
+            fail_msg("%s: allocation %ld of %ld failed but the error has kind %s: \"%s\"", name, k, n,
+                     rs_err_kind_name(err.kind), err.msg);
         clean++;
     }
     printf("%-28s %5ld allocation calls, each failed once: %ld clean errors, %ld recovered\n", name, n, clean, recovered);

@@ -22,7 +22,7 @@ typedef struct {
 
 static void open_fixture(fixture *f, const char *name) {
     char dir[512], gpath[600];
-    rs_err err = {{0}};
+    rs_err err = {0};
     snprintf(dir, sizeof dir, "tests/fixtures/models/%s", name);
     snprintf(gpath, sizeof gpath, "%s/golden.safetensors", dir);
     if (gemma2_open(&f->m, dir, &err)) fail_msg("%s", err.msg);
@@ -46,7 +46,7 @@ static const st_tensor *golden(const fixture *f, int p, const char *hook) {
 
 /* All hook names of the model, in one request array. */
 static int all_hooks(const gemma2_model *m, hook_request *h) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     int n = 0;
     char name[96];
     for (int l = 0; l < m->cfg.n_layers; l++)
@@ -88,7 +88,7 @@ static void run_model(const char *model, int packed) {
         memcpy(ids + off[p], t->data, (size_t)t->numel * 4);
     }
     double worst = 0, worst_kind[HK_PROJECTOR_OUT + 1] = {0}; /* per hook type, for the log */
-    rs_err err = {{0}};
+    rs_err err = {0};
     int npass = packed ? 1 : f.n_prompts;
     for (int pass = 0; pass < npass; pass++) {
         int64_t boff[2] = {0, off[pass + 1] - off[pass]};
@@ -158,7 +158,7 @@ static void test_early_exit_matches(void **s) {
     (void)s;
     fixture f;
     open_fixture(&f, "gemma2-tiny-f32");
-    rs_err err = {{0}};
+    rs_err err = {0};
     hook_request h;
     assert_int_equal(gemma2_hook_parse(&f.m->cfg, "blocks.1.hook_resid_post", &h, &err), 0);
     assert_int_equal(gemma2_hooks_depth(f.m, &h, 1), 1);
@@ -177,7 +177,7 @@ static void test_forward_from_is_exact(void **s) {
     (void)s;
     fixture f;
     open_fixture(&f, "gemma2-tiny-bf16");
-    rs_err err = {{0}};
+    rs_err err = {0};
     int64_t off[2] = {0, 0};
     const st_tensor *ids = golden(&f, 2, "ids");
     off[1] = ids->numel;
@@ -206,7 +206,7 @@ static void test_resid_identity(void **s) {
     /* resid_post == resid_pre + attn_out + mlp_out (spec §2), on our own outputs. */
     fixture f;
     open_fixture(&f, "gemma2-tiny-bf16");
-    rs_err err = {{0}};
+    rs_err err = {0};
     hook_request h[4];
     const char *names[4] = {"blocks.2.hook_resid_pre", "blocks.2.hook_attn_out", "blocks.2.hook_mlp_out",
                             "blocks.2.hook_resid_post"};
@@ -227,7 +227,7 @@ static void test_resid_identity(void **s) {
 static void test_unknown_hook_lists_valid(void **s) {
     (void)s;
     gemma2_config c;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(gemma2_config_load("tests/fixtures/models/gemma2-tiny-f32", &c, &err), 0);
     hook_request h;
     assert_int_equal(gemma2_hook_parse(&c, "blocks.4.hook_resid_post", &h, &err), -1); /* 4 layers: 0..3 */
@@ -246,7 +246,7 @@ static void test_bad_token_id(void **s) {
     int64_t off[2] = {0, 3};
     gemma2_batch b = {.n_seqs = 1, .offsets = off, .ids = ids};
     hook_request h;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(gemma2_hook_parse(&f.m->cfg, "blocks.0.hook_resid_post", &h, &err), 0);
     assert_int_equal(gemma2_forward(f.m, &b, &h, 1, NULL, &err), -1);
     assert_non_null(strstr(err.msg, "99999"));

@@ -70,7 +70,7 @@ static void test_snapshot_revisions(void **st) {
     (void)st;
     char commit[64], want[512];
     char *got = NULL;
-    rs_err err = {{0}};
+    rs_err err = {0};
     /* default revision = main (refs/main), the sharded checkpoint */
     expected_path("tiny-org/gemma2-tiny@main", commit, want, sizeof want);
     if (rs_hf_snapshot_dir(REPO, NULL, CACHE, &got, &err)) fail_msg("%s", err.msg);
@@ -105,7 +105,7 @@ static void test_sharded_snapshot_is_symlinks_and_loads(void **st) {
     clear_env();
     setenv("HF_HUB_CACHE", CACHE, 1);
     char *got = NULL;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (rs_hf_resolve_model(REPO, NULL, &got, &err)) fail_msg("%s", err.msg);
     assert_string_equal(got, dir);
     st_set *s = NULL;
@@ -139,7 +139,7 @@ static void expect_err(int rc, const rs_err *err, const char *needle) {
 static void test_errors(void **st) {
     (void)st;
     char *got = NULL;
-    rs_err err = {{0}};
+    rs_err err = {0};
     clear_env();
     setenv("HF_HUB_CACHE", CACHE, 1);
     expect_err(rs_hf_resolve_model("tiny-org/not-there", NULL, &got, &err), &err,
@@ -208,7 +208,7 @@ static void test_sae_by_name(void **st) {
     setenv("HF_HUB_CACHE", CACHE, 1);
     char *path = NULL;
     const rs_sae_entry *e = NULL;
-    rs_err err = {{0}};
+    rs_err err = {0};
     const char *name = "gemma-scope-2b-pt-res-canonical/layer_3/width_16k/canonical";
     if (rs_sae_resolve(name, &path, &e, &err)) fail_msg("%s", err.msg);
     assert_string_equal(path, want);
@@ -241,7 +241,7 @@ static void test_sae_by_name(void **st) {
 
 int main(void) {
     char *txt;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (rs_read_file("tests/fixtures/hf_cache_expected.json", 1 << 20, &txt, NULL, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;

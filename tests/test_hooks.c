@@ -17,7 +17,7 @@ static const char *VIS_SITES[] = {"hook_resid_pre", "hook_attn_out", "hook_resid
 
 static paligemma_config load_cfg(void) {
     paligemma_config c;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (paligemma_config_load("tests/fixtures/models/paligemma-tiny-f32", &c, &err)) fail_msg("%s", err.msg);
     assert_int_equal(c.text.n_layers, 2);
     assert_int_equal(c.vision.n_layers, 2);
@@ -57,7 +57,7 @@ static void test_round_trip_every_name(void **state) {
         if (j == n_want) fail_msg("unexpected name %s", buf);
         assert_int_equal(seen[j]++, 0);
         rs_hook back;
-        rs_err err = {{0}};
+        rs_err err = {0};
         if (rs_hook_parse(&s, buf, &back, &err)) fail_msg("%s: %s", buf, err.msg);
         assert_int_equal(back.tower, all[i].tower);
         assert_int_equal(back.kind, all[i].kind);
@@ -79,7 +79,7 @@ static void test_identities(void **state) {
     (void)state;
     paligemma_config c = load_cfg();
     rs_hook_space s = rs_hook_space_paligemma(&c);
-    rs_err err = {{0}};
+    rs_err err = {0};
     rs_hook h;
     assert_int_equal(rs_hook_parse(&s, "blocks.1.hook_resid_post", &h, &err), 0);
     assert_int_equal(h.tower, RS_TOWER_DECODER);
@@ -116,12 +116,13 @@ static void test_identities(void **state) {
 }
 
 static void expect_bad(const rs_hook_space *s, const char *name, const char *why, const char *listed) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     rs_hook h;
     hook_request r;
     assert_int_equal(rs_hook_parse(s, name, &h, &err), -1);
     printf("  %s\n", err.msg);
     assert_non_null(strstr(err.msg, "unknown hook"));
+    assert_int_equal(err.kind, RS_EINVAL);
     assert_non_null(strstr(err.msg, name));
     if (why) assert_non_null(strstr(err.msg, why));
     assert_non_null(strstr(err.msg, "valid hooks for this model: "));
@@ -165,7 +166,7 @@ static void test_bad_names_list_valid(void **state) {
     expect_bad(&dec, "projector.hook_out", "no projector", DEC_LIST);
     expect_bad(&vis, "blocks.0.hook_resid_post", "no decoder", VIS_LIST);
     expect_bad(&vis, "hook_embed", "no decoder", VIS_LIST);
-    rs_err err = {{0}};
+    rs_err err = {0};
     rs_hook h;
     assert_int_equal(rs_hook_parse(&dec, "vision.ln_post", &h, &err), -1);
     assert_null(strstr(err.msg, "vision.blocks")); /* lists only what the model has */
@@ -181,7 +182,7 @@ static void test_bad_names_list_valid(void **state) {
 static void test_names_only(void **state) {
     (void)state;
     rs_hook h;
-    rs_err err = {{0}};
+    rs_err err = {0};
     /* without a model: any layer, any tower */
     assert_int_equal(rs_hook_parse(NULL, "blocks.25.hook_resid_post", &h, &err), 0);
     assert_int_equal(h.layer, 25);
@@ -202,7 +203,7 @@ static void test_depth_and_fire(void **state) {
     (void)state;
     paligemma_config c = load_cfg();
     rs_hook_space s = rs_hook_space_paligemma(&c);
-    rs_err err = {{0}};
+    rs_err err = {0};
     hook_request h[3];
     assert_int_equal(hook_request_parse(&s, "blocks.1.hook_resid_pre", &h[0], &err), 0);
     assert_int_equal(hook_request_parse(&s, "vision.blocks.1.hook_resid_post", &h[1], &err), 0);

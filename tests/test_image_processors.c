@@ -262,7 +262,7 @@ static void test_config_key(void **state) {
 #define CFG_BASE "{\"output_dir\": \"out\", \"models\": {\"llm\": \"/m/llm\", \"vlm\": \"/m/vlm\"}, " \
                  "\"dataset\": {\"manifest\": \"/d/m.csv\"}"
     rs_config *c = NULL;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (rs_config_parse(CFG_BASE "}", "/base", "cfg.json", &c, &err)) fail_msg("%s", err.msg);
     assert_int_equal(c->image_processor, RS_IMAGE_PROCESSOR_PIL);
     assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c->resolved, "image_processor")), "pil");
@@ -292,7 +292,7 @@ static void test_extract_vision_per_processor(void **state) {
     const double tol = 1e-4;
     paligemma_model *m = NULL;
     st_set *g = NULL;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (paligemma_open(&m, "tests/fixtures/models/paligemma-tiny-f32", &err)) fail_msg("%s", err.msg);
     if (st_open(&g, FIX "processors/vision_ln_post.safetensors", &err)) fail_msg("%s", err.msg);
     int N = m->vision->n_patches, Dv = m->cfg.vision.hidden_size;

@@ -25,7 +25,7 @@ static const char *CLI;
 /* Parse one file: a whole JSON document (*.json) or one per non-empty line (*.jsonl).
  * Returns 0 when valid; else prints why and returns -1. */
 static int check_file(const char *path, int lines) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (!lines) {
         cJSON *j;
         if (rs_json_load(path, (size_t)1 << 30, &j, &err)) {
@@ -165,7 +165,7 @@ static void test_cli_outputs(void **state) {
 
     /* the empty subset's undefined metrics are null, the defined ones numbers */
     cJSON *j;
-    rs_err err = {{0}};
+    rs_err err = {0};
     char p[PATH_MAX + 32];
     snprintf(p, sizeof p, "%s/fit_keep.json", T);
     assert_int_equal(rs_json_load(p, 1 << 20, &j, &err), 0);

@@ -1,7 +1,7 @@
 /* Malformed-input suite, library half: every row of tests/malformed/cases.tsv whose
  * command is "lib:<loader>" is loaded with that library call, which must fail (-1), leave
  * its output empty, and give a one-line message naming the file and containing the row's
- * keyword. (Rows with a CLI command are run by tests/cli_malformed.sh.) */
+ * keyword, with error kind RS_EFORMAT. (Rows with a CLI command are run by tests/cli_malformed.sh.) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,17 +99,18 @@ static void test_malformed_files_fail_cleanly(void **state) {
         char path[512];
         snprintf(path, sizeof path, "tests/malformed/%s", file);
         rs_err err;
-        err.msg[0] = 0;
+        rs_err_clear(&err);
         int rc = load(cmd + 4, path, &err);
         const char *why = rc == 0                       ? "was accepted"
                           : !err.msg[0]                 ? "gave no message"
                           : strchr(err.msg, '\n')       ? "message is not one line"
                           : !strstr(err.msg, file)      ? "message does not name the file"
                           : !strcasestr(err.msg, kw)    ? "message lacks the keyword"
+                          : err.kind != RS_EFORMAT      ? "error kind is not EFORMAT"
                                                         : NULL;
         if (why) {
             n_bad++;
-            printf("FAIL %s (%s, keyword '%s'): %s: %s\n", file, cmd, kw, why, err.msg);
+            printf("FAIL %s (%s, keyword '%s'): %s: [%s] %s\n", file, cmd, kw, why, rs_err_kind_name(err.kind), err.msg);
         } else if (getenv("RS_MALFORMED_VERBOSE")) {
             printf("ok   %-36s %s\n", file, err.msg);
         }

@@ -39,7 +39,7 @@ static void test_seed_format_and_paths(void **st) {
                                            "image,imgs/a.jpg,animals\r\n"
                                            "image,/nonexistent/abs.jpg,vehicles\r\n");
     rs_manifest *m;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (rs_manifest_load(p, &m, &err)) fail_msg("%s", err.msg);
     assert_int_equal(m->n_rows, 3);
     assert_int_equal(m->rows[0].modality, RS_MODALITY_TEXT);
@@ -71,7 +71,7 @@ static void test_round_trip_with_extras(void **st) {
                                "test,text,\"He said \"\"hi\"\"\nthen left\",food,a.jpg,42,7,,\n"
                                "val,image,imgs/b.jpg,food,b.jpg,43,,,\n");
     rs_manifest *m;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (rs_manifest_load(p, &m, &err)) fail_msg("%s", err.msg);
     assert_int_equal(m->n_rows, 3);
     assert_int_equal(m->n_extra, 2);
@@ -105,7 +105,7 @@ static void test_round_trip_with_extras(void **st) {
 static void expect_error(const char *text, const char *needle) {
     const char *p = write_file("bad.csv", text);
     rs_manifest *m = (rs_manifest *)1;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(rs_manifest_load(p, &m, &err), -1);
     assert_null(m);
     if (!strstr(err.msg, needle) || !strstr(err.msg, "bad.csv"))
@@ -123,7 +123,7 @@ static void test_bad_manifests(void **st) {
     expect_error("modality,input,label,split\ntext,a,b,training\n", "split 'training'");
     expect_error("modality,input,label\ntext,\"a,b\n", "unterminated quoted field");
     rs_manifest *m;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(rs_manifest_load("no/such/manifest.csv", &m, &err), -1);
     assert_non_null(strstr(err.msg, "no/such/manifest.csv"));
 }

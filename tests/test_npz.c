@@ -79,7 +79,7 @@ static void test_zip64_v2_v3(void **st) {
 }
 
 static void expect_fail(const char *path, const char *needle, size_t cap) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     npz_file *z = NULL;
     int rc = npz_open(&z, path, cap, &err);
     if (rc == 0) fail_msg("%s: expected failure", path);

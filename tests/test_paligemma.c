@@ -32,7 +32,7 @@ static double W_PROJ, W_IMG, W_TXT, W_TONLY, W_LOGITS;
 
 static void open_fixture(fixture *f, const char *name) {
     char dir[512], gpath[600];
-    rs_err err = {{0}};
+    rs_err err = {0};
     snprintf(dir, sizeof dir, "tests/fixtures/models/%s", name);
     snprintf(gpath, sizeof gpath, "%s/golden.safetensors", dir);
     if (paligemma_open(&f->m, dir, &err)) fail_msg("%s", err.msg);
@@ -56,7 +56,7 @@ static const st_tensor *golden(const fixture *f, char kind, int k, const char *w
 }
 
 static int decoder_hooks(const paligemma_model *m, hook_request *h) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     int n = 0;
     char name[96];
     for (int l = 0; l < m->cfg.text.n_layers; l++)
@@ -173,7 +173,7 @@ static void check_run(const fixture *f, const run_in *r, const hook_request *h, 
 static void run_batch(const fixture *f, run_in *runs, int n, const char *model) {
     hook_request *h = calloc(512, sizeof *h);
     int nh = decoder_hooks(f->m, h);
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(paligemma_hook_parse(f->m, "projector.hook_out", &h[nh++], &err), 0);
     int64_t *off = calloc((size_t)n + 1, sizeof *off);
     int *pl = calloc((size_t)n, sizeof *pl);
@@ -266,7 +266,7 @@ static void test_build_input(void **s) {
             uint8_t *kinds;
             int64_t len;
             int P;
-            rs_err err = {{0}};
+            rs_err err = {0};
             int np = r.P - N - 1;
             assert_int_equal(paligemma_build_input(f.m, 1, r.ids + N + 1, np, r.ids + r.P, r.T - r.P, &ids, &kinds,
                                                    &len, &P, &err), 0);
@@ -302,7 +302,7 @@ static void test_bad_image_count(void **s) {
     open_fixture(&f, "paligemma-tiny-f32");
     run_in r = load_run(&f, 'p', 0);
     hook_request h;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(paligemma_hook_parse(f.m, "blocks.0.hook_resid_post", &h, &err), 0);
     int64_t off[2] = {0, r.T};
     int P = r.P;
@@ -342,7 +342,7 @@ static const char *copy_fixture(const char *name, void (*edit)(cJSON *)) {
     snprintf(src, sizeof src, "tests/fixtures/models/%s/config.json", name);
     char *buf;
     size_t n;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(rs_read_file(src, 1 << 20, &buf, &n, &err), 0);
     cJSON *j = cJSON_Parse(buf);
     free(buf);
@@ -368,7 +368,7 @@ static void edit_text_width(cJSON *j) {
 
 static void expect_open_error(const char *dir, const char *needle) {
     paligemma_model *m = NULL;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (paligemma_open(&m, dir, &err) != -1) fail_msg("%s: opened despite the mismatch", dir);
     assert_null(m);
     if (!strstr(err.msg, needle)) fail_msg("error \"%s\" does not mention \"%s\"", err.msg, needle);
@@ -385,7 +385,7 @@ static void test_config_mismatch(void **s) {
     /* projector tensor shape that disagrees with the (consistent) config: rewrite the weights
      * with multi_modal_projector.linear.weight transposed-shaped */
     st_set *w;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(st_open(&w, "tests/fixtures/models/paligemma-tiny-f32", &err), 0);
     st_writer *wr = st_writer_new();
     for (int i = 0; i < w->n_tensors; i++) {
@@ -438,7 +438,7 @@ static void test_extract(void **s) {
     cJSON_Delete(runs);
     run_in p1 = load_run(&f, 'p', 1), t0 = load_run(&f, 't', 0);
     assert_int_equal(p1.T, p1.P); /* prefix-only run */
-    rs_err err = {{0}};
+    rs_err err = {0};
     for (int pool = 0; pool < 2; pool++) {
         pg_inputs in = {0};
         int32_t *ids;
@@ -522,7 +522,7 @@ static void edit_sparse(cJSON *j) { cJSON_DeleteItemFromObject(cJSON_GetObjectIt
 static void test_sparse_config(void **s) {
     (void)s;
     paligemma_model *m = NULL;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (paligemma_open(&m, copy_fixture("paligemma-tiny-bf16", edit_sparse), &err)) fail_msg("%s", err.msg);
     assert_int_equal(m->cfg.vision.image_size, 42);
     assert_int_equal(m->vision->n_patches, 9);

@@ -41,7 +41,7 @@ typedef struct {
 
 static void open_sfx(sfx_fixture *f, const char *name) {
     char dir[300], gpath[400];
-    rs_err err = {{0}};
+    rs_err err = {0};
     snprintf(dir, sizeof dir, "tests/fixtures/models/%s", name);
     snprintf(gpath, sizeof gpath, "tests/fixtures/suffix/%s.safetensors", name);
     if (paligemma_open(&f->m, dir, &err)) fail_msg("%s", err.msg);
@@ -79,14 +79,14 @@ static int32_t *prompt_ids(const sfx_fixture *f, size_t *n) {
     char buf[64];
     snprintf(buf, sizeof buf, "%s\n", f->prompt);
     int32_t *ids;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (tok_encode(f->tok, buf, strlen(buf), 0, &ids, n, &err)) fail_msg("%s", err.msg);
     return ids;
 }
 
 /* Build run k's input in C from its caption; it must be the processor's, id for id. */
 static void build_run(const sfx_fixture *f, int k, int32_t **ids, uint8_t **kinds, int64_t *len, int *P) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     size_t np, ns;
     int32_t *pids = prompt_ids(f, &np), *sids;
     const char *cap = run_str(f, k, "caption");
@@ -140,7 +140,7 @@ static void test_processor_ids(void **s) {
             /* positions and ids of the caption tokens (the closing <eos> excluded) */
             int64_t *pos, n;
             int32_t *sid;
-            rs_err err = {{0}};
+            rs_err err = {0};
             assert_int_equal(paligemma_suffix_tokens(ids, kinds, len, &pos, &sid, &n, &err), 0);
             assert_int_equal(n, len - P - 1);
             for (int64_t i = 0; i < n; i++) {
@@ -170,7 +170,7 @@ static void test_suffix_tokens_none(void **s) {
     uint8_t kinds[4] = {PG_TOK_IMAGE, PG_TOK_BOS, PG_TOK_PROMPT, PG_TOK_SEP};
     int64_t *pos = (int64_t *)1, n = 7;
     int32_t *sid = (int32_t *)1;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(paligemma_suffix_tokens(ids, kinds, 4, &pos, &sid, &n, &err), 0);
     assert_int_equal(n, 0);
     assert_null(pos);
@@ -186,7 +186,7 @@ static void test_bad_suffix(void **s) {
     uint8_t *kinds;
     int64_t len;
     int P;
-    rs_err err = {{0}};
+    rs_err err = {0};
     int32_t img[2] = {5, 256}, big[2] = {5, 320};
     assert_int_equal(paligemma_build_input(f.m, 1, pids, (int)np, img, 2, &ids, &kinds, &len, &P, &err), -1);
     assert_non_null(strstr(err.msg, "suffix token 2 (id 256)"));
@@ -261,7 +261,7 @@ static double suffix_ce(const paligemma_model *m, const float *hid, const int32_
 }
 
 static int all_decoder_hooks(const paligemma_model *m, hook_request *h) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     int n = 0;
     char name[96];
     for (int l = 0; l < m->cfg.text.n_layers; l++)
@@ -280,7 +280,7 @@ static void check_model(const char *model, int64_t batch_tokens) {
     sfx_fixture f;
     open_sfx(&f, model);
     int N = f.m->vision->n_patches, D = f.m->cfg.text.hidden_size;
-    rs_err err = {{0}};
+    rs_err err = {0};
     pg_inputs in = {0};
     int Ps[8];
     for (int k = 0; k < f.n_runs; k++) {
@@ -348,7 +348,7 @@ static void test_suffix_pooled(void **s) {
     sfx_fixture f;
     open_sfx(&f, "paligemma-tiny-f32");
     int N = f.m->vision->n_patches, D = f.m->cfg.text.hidden_size;
-    rs_err err = {{0}};
+    rs_err err = {0};
     pg_inputs in = {0};
     int P;
     int32_t *ids;
@@ -432,7 +432,7 @@ static void test_real_tokenizer(void **s) {
     TU_NEED_SHARED("data/text/coco_val2017_captions.txt", "the 25,014 COCO val2017 captions");
     paligemma_model *m;
     rs_tokenizer *tok;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (paligemma_open(&m, "tests/fixtures/models/paligemma-tiny-f32", &err)) fail_msg("%s", err.msg); /* eos 1 */
     if (tok_load(&tok, tu_shared("data/tokenizer/tokenizer.json"), &err)) fail_msg("%s", err.msg);
     char *buf;

@@ -18,7 +18,7 @@
 static void test_image_input_layout(void **state) {
     (void)state;
     paligemma_model *m;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (paligemma_open(&m, FIX, &err)) fail_msg("%s", err.msg);
     assert_int_equal(m->vision->n_patches, 4);
     int32_t *prompt;
@@ -82,7 +82,7 @@ static void test_prompt_from_tokenizer(void **state) {
     (void)state;
     paligemma_config c;
     rs_tokenizer *tok;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (paligemma_config_load("examples/quickstart/models/paligemma-tiny", &c, &err)) fail_msg("%s", err.msg);
     if (tok_load(&tok, "examples/quickstart/models/paligemma-tiny/tokenizer.json", &err)) fail_msg("%s", err.msg);
     int32_t *ids;
@@ -105,7 +105,7 @@ static void test_prompt_from_tokenizer(void **state) {
 static void test_special_ids(void **state) {
     (void)state;
     gemma2_config c;
-    rs_err err = {{0}};
+    rs_err err = {0};
     memset(&c, 0, sizeof c);
     c.bos_id = 2;
     c.eos_id = 1;

@@ -88,7 +88,7 @@ static int run_child(const char *out, long fsize_limit, const char *errfile) {
         o.quiet = 1;
         o.shard_inputs = 4;
         o.threads = 1;
-        rs_err err = {{0}};
+        rs_err err = {0};
         char *rep = NULL;
         int rc = rs_pipeline_run(&o, &rep, &err);
         if (rc && errfile) {
@@ -527,7 +527,7 @@ static void test_kill_and_resume(void **state) {
             o.quiet = 1;
             o.shard_inputs = 4;
             o.threads = 1;
-            rs_err err = {{0}};
+            rs_err err = {0};
             char *rep = NULL;
             _exit(rs_pipeline_run(&o, &rep, &err) ? 1 : 0);
         }

@@ -79,7 +79,7 @@ static int setup(void **state) {
         o.output_dir = OUT;
         o.quiet = 1;
         o.threads = 1;
-        rs_err e = {{0}};
+        rs_err e = {0};
         char *rep = NULL;
         int rc = rs_pipeline_run(&o, &rep, &e);
         if (rc) fprintf(stderr, "run failed: %s\n", e.msg);

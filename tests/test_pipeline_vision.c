@@ -82,7 +82,7 @@ static float *store_tensor_f32(const char *store, const char *hook, int64_t *row
     char p[2 * PATH_MAX];
     snprintf(p, sizeof p, "%s/acts/%s", RUN, store);
     store_reader *r = NULL;
-    rs_err e = {{0}};
+    rs_err e = {0};
     float *x = NULL;
     if (store_reader_open(&r, p, &e) || store_read_f32(r, hook, &x, rows, w, &e)) {
         store_reader_close(r);
@@ -111,7 +111,7 @@ static int setup(void **state) {
 static void test_stores_hold_the_vision_hooks(void **state) {
     (void)state;
     paligemma_config pc;
-    rs_err e = {{0}};
+    rs_err e = {0};
     char vlm[PATH_MAX + 64];
     snprintf(vlm, sizeof vlm, "%s/" VLM_REL, CWD);
     assert_int_equal(paligemma_config_load(vlm, &pc, &e), 0);
@@ -175,7 +175,7 @@ static void test_pooled_rows_match_extract(void **state) {
                                cli, CWD, img, out),
                      0);
     st_set *st = NULL;
-    rs_err e = {{0}};
+    rs_err e = {0};
     assert_int_equal(st_open(&st, out, &e), 0);
     const char *hooks[2] = {"vision.ln_post", "projector.hook_out"};
     for (int h = 0; h < 2; h++) {

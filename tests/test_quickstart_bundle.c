@@ -16,7 +16,7 @@
 
 static void test_tokenizer_ids_match_reference(void **state) {
     (void)state;
-    rs_err err = {{0}};
+    rs_err err = {0};
     char *buf;
     assert_int_equal(rs_read_file(DIR "tokenizer_check.jsonl", 1 << 24, &buf, NULL, &err), 0);
     int n = 0;
@@ -47,7 +47,7 @@ static void test_tokenizer_ids_match_reference(void **state) {
 
 static void test_models_open(void **state) {
     (void)state;
-    rs_err err = {{0}};
+    rs_err err = {0};
     gemma2_model *g;
     paligemma_model *p;
     if (gemma2_open(&g, DIR "gemma2-tiny", &err)) fail_msg("%s", err.msg);

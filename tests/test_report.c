@@ -427,7 +427,7 @@ static void test_attribute_transfer(void **state) {
  * first to the last (7 layers: 0, 2, 4, 6), every layer still on the curves, and a note. */
 static void test_layer_sweep_selection(void **state) {
     (void)state;
-    rs_err err = {{0}};
+    rs_err err = {0};
     char dir[256];
     snprintf(dir, sizeof dir, "%s", tu_tmpdir());
     char js[8192] = "{\"ci\": \"test CI\", \"layers\": [";

@@ -142,7 +142,7 @@ static void test_gemma_scope_npz(void **st) {
 }
 
 static void expect_load_fail(const char *path, const char *needle) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     rs_sae *s = NULL;
     if (sae_load(&s, path, NULL, &err) == 0) fail_msg("%s: expected failure", path);
     assert_null(s);

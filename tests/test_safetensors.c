@@ -26,7 +26,7 @@ static const char *write_raw(const char *header, size_t data_len, long long hlen
 static void expect_error(const char *header, size_t data_len, long long hlen, const char *needle) {
     const char *p = write_raw(header, data_len, hlen);
     st_set *s = NULL;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(st_open(&s, p, &err), -1);
     assert_null(s);
     if (!strstr(err.msg, needle) || !strstr(err.msg, "bad.safetensors"))
@@ -59,7 +59,7 @@ static void test_malformed_headers(void **st) {
     fwrite("abc", 1, 3, f);
     fclose(f);
     st_set *s;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(st_open(&s, path_buf, &err), -1);
     assert_non_null(strstr(err.msg, "truncated"));
     assert_int_equal(st_open(&s, "/nonexistent/x.safetensors", &err), -1);
@@ -74,7 +74,7 @@ static void test_write_read_round_trip(void **st) {
     int32_t ids[3] = {2, 651, 9};
     uint16_t bf[2] = {rs_f32_to_bf16(1.5f), rs_f32_to_bf16(-0.25f)};
     int64_t sa[2] = {2, 3}, si[1] = {3}, sb[1] = {2};
-    rs_err err = {{0}};
+    rs_err err = {0};
     st_writer *w = st_writer_new();
     assert_int_equal(st_writer_add(w, "blocks.0.hook_resid_post", RS_DT_F32, 2, sa, a, &err), 0);
     assert_int_equal(st_writer_add(w, "token_ids", RS_DT_I32, 1, si, ids, &err), 0);
@@ -103,7 +103,7 @@ static void test_write_read_round_trip(void **st) {
 static void test_sharded_fixture(void **st) {
     (void)st;
     st_set *s;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(st_open(&s, "tests/fixtures/models/gemma2-tiny-bf16", &err), 0);
     assert_true(s->n_shards > 1);
     const st_tensor *t = st_get(s, "model.embed_tokens.weight");

@@ -89,7 +89,7 @@ static void test_aligned_vs_numpy(void **st) {
     snprintf(out, sizeof out, "%s/out1", DIR_);
     make_files(pa, pb, 0, NULL, 0);
     shift_run_opts o = {.acts_a = pa, .acts_b = pb, .sae = FX "saelens_jumprelu", .n_boot = 50, .seed = 3, .out_dir = out};
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (shift_run(&o, &err)) fail_msg("%s", err.msg);
     cJSON *j = load_results(out);
     cJSON *L = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "layers"), 0);
@@ -132,7 +132,7 @@ static void test_pooled_when_tokens_differ(void **st) {
     snprintf(out, sizeof out, "%s/out2", DIR_);
     make_files(pa, pb, 1, NULL, 0);
     shift_run_opts o = {.acts_a = pa, .acts_b = pb, .sae = FX "saelens_jumprelu", .n_boot = 20, .out_dir = out};
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (shift_run(&o, &err)) fail_msg("%s", err.msg);
     cJSON *j = load_results(out);
     cJSON *L = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "layers"), 0);
@@ -162,7 +162,7 @@ static void test_nulls_qvalues_floors(void **st) {
     make_files(pa, pb, 0, NULL, 0);
     shift_run_opts o = {.acts_a = pa, .acts_b = pb, .sae = FX "saelens_jumprelu", .n_boot = 30, .n_perm = 99,
                         .seed = 5, .out_dir = out};
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (shift_run(&o, &err)) fail_msg("%s", err.msg);
     o.out_dir = out2;
     if (shift_run(&o, &err)) fail_msg("%s", err.msg);
@@ -271,7 +271,7 @@ static void test_nulls_qvalues_floors(void **st) {
 }
 
 static void expect_fail(shift_run_opts *o, const char *needle) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (shift_run(o, &err) == 0) fail_msg("expected failure containing '%s'", needle);
     if (!strstr(err.msg, needle)) fail_msg("message '%s' lacks '%s'", err.msg, needle);
 }
@@ -302,7 +302,7 @@ static void test_bad_inputs(void **st) {
     o.hook = "blocks.4.hook_resid_post";
     expect_fail(&o, "blocks.3.hook_resid_post");
     o.allow_hook_mismatch = 1;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (shift_run(&o, &err)) fail_msg("override should succeed: %s", err.msg);
     o.allow_hook_mismatch = 0;
     /* missing hook in file names the file and lists what is there */

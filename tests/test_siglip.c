@@ -27,7 +27,7 @@ typedef struct {
 
 static void open_fixture(fixture *f, int idx) {
     char dir[512], gpath[600];
-    rs_err err = {{0}};
+    rs_err err = {0};
     snprintf(dir, sizeof dir, "tests/fixtures/models/%s", MODELS[idx]);
     snprintf(gpath, sizeof gpath, "%s/golden.safetensors", dir);
     if (paligemma_config_load(dir, &f->cfg, &err)) fail_msg("%s", err.msg);
@@ -56,7 +56,7 @@ static const st_tensor *golden(const fixture *f, int k, const char *what) {
 }
 
 static int all_vision_hooks(const fixture *f, hook_request *h) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     char name[96];
     int n = 0;
     if (siglip_hook_parse(&f->cfg.vision, f->cfg.projection_dim, "vision.hook_embed", &h[n++], &err))
@@ -92,7 +92,7 @@ static void test_vision_hooks(void **s) {
         size_t npix = (size_t)3 * f.cfg.vision.image_size * f.cfg.vision.image_size;
         hook_request h[64];
         int nh = all_vision_hooks(&f, h);
-        rs_err err = {{0}};
+        rs_err err = {0};
         double worst = 0;
         /* one image at a time */
         for (int k = 0; k < f.n_runs; k++) {
@@ -143,7 +143,7 @@ static void test_preprocess_vs_processor(void **s) {
             const cJSON *run = cJSON_GetArrayItem(runs, k);
             const char *rel = cJSON_GetObjectItem(run, "image")->valuestring;
             rs_image img = {0};
-            rs_err err = {{0}};
+            rs_err err = {0};
             char path[600];
             snprintf(path, sizeof path, "data/%s", rel); /* runs[] paths are relative to ../shared/data */
             if (rs_image_load(tu_shared(path), &img, &err)) fail_msg("%s", err.msg);
@@ -191,7 +191,7 @@ static void test_early_exit(void **s) {
     (void)s;
     fixture f;
     open_fixture(&f, 2); /* 3 vision layers */
-    rs_err err = {{0}};
+    rs_err err = {0};
     hook_request h;
     assert_int_equal(siglip_hook_parse(&f.cfg.vision, f.cfg.projection_dim, "vision.blocks.1.hook_mlp_out", &h, &err), 0);
     assert_int_equal(siglip_hooks_depth(f.m, &h, 1), 1);
@@ -215,7 +215,7 @@ static void test_hook_names(void **s) {
     (void)s;
     fixture f;
     open_fixture(&f, 0);
-    rs_err err = {{0}};
+    rs_err err = {0};
     hook_request h;
     assert_int_equal(siglip_hook_parse(&f.cfg.vision, 64, "vision.blocks.2.hook_resid_post", &h, &err), -1);
     assert_non_null(strstr(err.msg, "vision.blocks.{0..1}"));
@@ -235,7 +235,7 @@ static void test_shape_mismatch(void **s) {
     (void)s;
     fixture f;
     open_fixture(&f, 0);
-    rs_err err = {{0}};
+    rs_err err = {0};
     siglip_model *m = NULL;
     siglip_config c = f.cfg.vision;
     c.image_size = 42; /* 9 patches, the file has 4 position embeddings */

@@ -26,7 +26,7 @@ static void check(double got, double want, const char *what) {
 /* reprshift-v1: BOS rows kept in both passes (or, "all", no row kept), every prediction. */
 static void test_ce_clean_spliced_zero(void **state) {
     (void)state;
-    rs_err err = {{0}};
+    rs_err err = {0};
     gemma2_model *m;
     rs_sae *sae;
     st_set *g;
@@ -71,7 +71,7 @@ static const int64_t SAELENS_COUNTED[5] = {0, 3, 12, 19, 8}; /* predictions not 
  * conventions coincide. */
 static void test_saelens_convention(void **state) {
     (void)state;
-    rs_err err = {{0}};
+    rs_err err = {0};
     gemma2_model *m;
     rs_sae *sae;
     st_set *g;
@@ -117,7 +117,7 @@ static void test_saelens_convention(void **state) {
  * as sae-lens averages over its batches; per-sequence means and counts. */
 static void test_saelens_batch(void **state) {
     (void)state;
-    rs_err err = {{0}};
+    rs_err err = {0};
     gemma2_model *m;
     rs_sae *sae;
     st_set *g;
@@ -189,7 +189,7 @@ static void test_saelens_batch(void **state) {
 
 static void test_width_mismatch_is_error(void **state) {
     (void)state;
-    rs_err err = {{0}};
+    rs_err err = {0};
     gemma2_model *m;
     rs_sae *sae;
     assert_int_equal(gemma2_open(&m, "tests/fixtures/models/gemma2-tiny-f16", &err), 0); /* D = 32 */

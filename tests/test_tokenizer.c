@@ -34,7 +34,7 @@ static rs_tokenizer *g_tok;
 
 static int setup(void **state) {
     (void)state;
-    rs_err err = {{0}};
+    rs_err err = {0};
     double t0 = now_s();
     if (tok_load(&g_tok, tok_path(), &err)) {
         fprintf(stderr, "tok_load failed: %s\n", err.msg);
@@ -56,7 +56,7 @@ static cJSON *read_jsonl_line(char *line) { return cJSON_Parse(line); }
 static size_t load_jsonl(const char *path, cJSON ***out) {
     char *text = NULL;
     size_t len = 0;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (rs_read_file(path, 64u << 20, &text, &len, &err)) fail_msg("%s", err.msg);
     size_t n = 0, cap = 0;
     cJSON **v = NULL;
@@ -114,7 +114,7 @@ static int check_encode(const rs_tokenizer *tok, const char *name, const char *t
                         const cJSON *golden) {
     int32_t *want, *got = NULL;
     size_t nw = json_ids(golden, &want), ng = 0;
-    rs_err err = {{0}};
+    rs_err err = {0};
     int ok = tok_encode(tok, text, len, bos, &got, &ng, &err) == 0 && ids_equal(want, nw, got, ng);
     if (!ok) {
         printf("MISMATCH %s (bos=%d): %s\n", name, bos, err.msg);
@@ -131,7 +131,7 @@ static int check_decode(const rs_tokenizer *tok, const char *name, const cJSON *
     int32_t *ids;
     size_t n = json_ids(ids_json, &ids), len = 0;
     char *got = NULL;
-    rs_err err = {{0}};
+    rs_err err = {0};
     int ok = tok_decode_ex(tok, ids, n, skip, &got, &len, &err) == 0 && strlen(want) == len && !strcmp(got, want);
     /* cJSON strings stop at NUL: compare up to it when the reference decodes a NUL byte. */
     if (!ok && got && memchr(got, 0, len) && !strcmp(got, want)) ok = 1;
@@ -169,7 +169,7 @@ static void test_coco_captions_match_tokenizers(void **state) {
     TU_NEED_SHARED("data/text/coco_val2017_captions.txt", "the 25,014 COCO val2017 captions");
     char *text = NULL;
     size_t len = 0;
-    rs_err err = {{0}};
+    rs_err err = {0};
     const char *cap_path = tu_shared("data/text/coco_val2017_captions.txt");
     if (rs_read_file(cap_path, 64u << 20, &text, &len, &err)) fail_msg("%s", err.msg);
     gzFile gz = gzopen(FIX "coco_ids.txt.gz", "rb");
@@ -309,7 +309,7 @@ static void test_decode_cases_match_tokenizers(void **state) {
 static void test_paligemma_added_tokens(void **state) {
     (void)state;
     rs_tokenizer *tok;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (tok_load(&tok, tok_path(), &err)) fail_msg("%s", err.msg);
     if (tok_add_paligemma_tokens(tok, &err)) fail_msg("%s", err.msg);
     cJSON **cases;
@@ -350,7 +350,7 @@ static void test_paligemma_added_tokens(void **state) {
 static void test_added_token_flags_match_tokenizers(void **state) {
     (void)state;
     rs_tokenizer *tok;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (tok_load(&tok, tok_path(), &err)) fail_msg("%s", err.msg);
     cJSON **cases;
     size_t n = load_jsonl(FIX "flag_cases.jsonl", &cases), ok = 0;
@@ -393,7 +393,7 @@ static void write_file(const char *path, const char *content) {
 /* Loading must fail with a message naming the file and containing `needle`. */
 static void expect_load_error(const char *path, const char *needle) {
     rs_tokenizer *tok = (rs_tokenizer *)0x1;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(tok_load(&tok, path, &err), -1);
     assert_null(tok);
     printf("  error: %s\n", err.msg);
@@ -467,7 +467,7 @@ static void test_bad_input_errors(void **state) {
     /* Encode/decode errors on a good tokenizer. */
     int32_t *ids = NULL;
     size_t n = 0;
-    rs_err err = {{0}};
+    rs_err err = {0};
     assert_int_equal(tok_encode(g_tok, "ok \xC3\x28 bad", 9, 1, &ids, &n, &err), -1);
     printf("  error: %s\n", err.msg);
     assert_non_null(strstr(err.msg, "UTF-8"));
@@ -485,7 +485,7 @@ static void test_bad_input_errors(void **state) {
 static void test_tiny_tokenizer_json_matches_tokenizers(void **state) {
     (void)state;
     rs_tokenizer *tok;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (tok_load(&tok, FIX "tiny_bpe.json", &err)) fail_msg("%s", err.msg);
     assert_int_equal(tok_unk_id(tok), 0);
     cJSON **cases;

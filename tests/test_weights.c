@@ -41,7 +41,7 @@ static int setup(void **state) {
     vec[0] = rs_f32_to_bf16(1.5f); vec[1] = rs_f32_to_bf16(-2.0f); vec[2] = rs_f32_to_bf16(0.25f);
     for (int i = 0; i < 12; i++) emb[i] = 0x3c00; /* f16 1.0 */
     int64_t s23[2] = {2, 3}, s3[1] = {3}, s43[2] = {4, 3}, s32[2] = {3, 2};
-    rs_err err = {{0}};
+    rs_err err = {0};
     st_writer *w = st_writer_new();
     assert_non_null(w);
     if (st_writer_add(w, "p.mat.weight", RS_DT_F32, 2, s23, mat, &err) ||
@@ -59,7 +59,7 @@ static int setup(void **state) {
 
 static void test_table_loads(void **state) {
     (void)state;
-    rs_err err = {{0}};
+    rs_err err = {0};
     st_set *st;
     if (st_open(&st, g_path, &err)) fail_msg("%s", err.msg);
     toy t = {0};
@@ -83,7 +83,7 @@ static void test_table_loads(void **state) {
 
 /* Load a one-row table {name, kind, shape dims} and return the error message. */
 static void expect_error(const char *name, rs_wkind kind, int ndim, int d0, int d1, const char *want_tail) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     st_set *st;
     if (st_open(&st, g_path, &err)) fail_msg("%s", err.msg);
     rs_wspec row = {name, kind == RS_W_F32 ? offsetof(toy, vec) : offsetof(toy, mat), kind, ndim, {d0, d1}};
@@ -112,7 +112,7 @@ static void test_table_errors(void **state) {
 }
 
 static void expect_gemma2(const char *dir, const char *want) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     gemma2_model *m = (gemma2_model *)1;
     assert_int_equal(gemma2_open(&m, dir, &err), -1);
     assert_null(m);
@@ -120,7 +120,7 @@ static void expect_gemma2(const char *dir, const char *want) {
 }
 
 static void expect_paligemma(const char *dir, const char *want) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     paligemma_model *m = (paligemma_model *)1;
     assert_int_equal(paligemma_open(&m, dir, &err), -1);
     assert_null(m);

@@ -91,7 +91,7 @@ int tu_run_pipeline(const char *cfg, const char *out, int shard_inputs, char **m
         o.quiet = 1;
         o.threads = 1;
         if (shard_inputs > 0) o.shard_inputs = shard_inputs;
-        rs_err err = {{0}};
+        rs_err err = {0};
         char *rep = NULL;
         int rc = rs_pipeline_run(&o, &rep, &err);
         if (rc) {

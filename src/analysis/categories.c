@@ -58,7 +58,7 @@ static int add_word(rs_categories *c, const char *w, size_t len, int cat) {
 
 int categories_builtin(rs_categories **out, rs_err *err) {
     rs_categories *c = calloc(1, sizeof *c);
-    if (!c) return rs_errf(err, "out of memory");
+    if (!c) return rs_errk(err, RS_ENOMEM, "out of memory");
     for (size_t k = 0; k < sizeof BUILTIN / sizeof BUILTIN[0]; k++) {
         int cat = add_cat(c, BUILTIN[k][0]);
         const char *p = BUILTIN[k][1];
@@ -71,7 +71,7 @@ int categories_builtin(rs_categories **out, rs_err *err) {
         }
         if (cat < 0) {
             categories_free(c);
-            return rs_errf(err, "out of memory");
+            return rs_errk(err, RS_ENOMEM, "out of memory");
         }
     }
     *out = c;
@@ -83,7 +83,7 @@ int categories_load(rs_categories **out, const char *path, rs_err *err) {
     size_t n;
     if (rs_read_file(path, 16u << 20, &buf, &n, err)) return -1;
     rs_categories *c = calloc(1, sizeof *c);
-    int rc = c ? 0 : rs_errf(err, "out of memory");
+    int rc = c ? 0 : rs_errk(err, RS_ENOMEM, "out of memory");
     int lineno = 0;
     for (char *line = buf; line && *line && !rc;) {
         char *nl = strchr(line, '\n');
@@ -99,7 +99,7 @@ int categories_load(rs_categories **out, const char *path, rs_err *err) {
                 *comma = 0;
                 int cat = add_cat(c, comma + 1);
                 if (cat < 0) rc = rs_errf(err, "%s:%d: too many categories (max 64)", path, lineno);
-                else if (add_word(c, line, strlen(line), cat)) rc = rs_errf(err, "out of memory");
+                else if (add_word(c, line, strlen(line), cat)) rc = rs_errk(err, RS_ENOMEM, "out of memory");
             }
         }
         line = nl ? nl + 1 : NULL;

@@ -99,7 +99,7 @@ int sae_fit_eval(const rs_sae *s, const float *x, int64_t n, const uint8_t *incl
     int rc = -1;
     int ok_i = acc_init(&ai, d, m), ok_o = acc_init(&ao, d, m);
     if (!f || !xh || ok_i || ok_o) {
-        rs_errf(err, "SAE fit: out of memory");
+        rs_errk(err, RS_ENOMEM, "SAE fit: out of memory");
         goto done;
     }
     for (int64_t r0 = 0; r0 < n; r0 += FIT_CHUNK) {

@@ -1036,7 +1036,7 @@ int shift_compare(const shift_input *in, const shift_opts *opt, shift_result *r,
     rc = 0;
     goto done;
 oom:
-    rs_errf(err, "shift: out of memory (%lld rows, %lld groups)", (long long)n, (long long)G);
+    rs_errk(err, RS_ENOMEM, "shift: out of memory (%lld rows, %lld groups)", (long long)n, (long long)G);
 done:
     free(grp);
     free(gsum);

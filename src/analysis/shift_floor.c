@@ -18,7 +18,7 @@ int shift_split_half(const float *x, int d, const int64_t *offsets, int64_t n_gr
         free(h1);
         free(h2);
         free(off);
-        return rs_errf(err, "split-half floor: out of memory");
+        return rs_errk(err, RS_ENOMEM, "split-half floor: out of memory");
     }
     int64_t u = 0;
     for (int64_t g = 0; g < n_groups; g++) {
@@ -64,7 +64,7 @@ int shift_pair_floor(const float *x, int d, const int64_t *pi, const int64_t *pj
     int64_t *off = group_off ? NULL : malloc((size_t)(n_pairs + 1) * sizeof *off);
     int rc = -1;
     if (!a || !b || (!group_off && !off)) {
-        rs_errf(err, "replicate floor: out of memory");
+        rs_errk(err, RS_ENOMEM, "replicate floor: out of memory");
         goto done;
     }
     for (int64_t k = 0; k < n_pairs; k++) {
@@ -96,7 +96,7 @@ int shift_sae_misfit(const rs_sae *sae, const float *x, int64_t n, int d, const 
     sae_sparse f = {0}, fh = {0}, fu = {0}, fhu = {0};
     int rc = -1;
     if (!xh) {
-        rs_errf(err, "SAE-misfit floor: out of memory");
+        rs_errk(err, RS_ENOMEM, "SAE-misfit floor: out of memory");
         goto done;
     }
     if (sae_reconstruct(sae, x, n, xh, err) || sae_encode_sparse(sae, x, n, &f, err) ||
@@ -108,7 +108,7 @@ int shift_sae_misfit(const rs_sae *sae, const float *x, int64_t n, int d, const 
         xu = malloc((size_t)n_units * d * sizeof *xu);
         xhu = malloc((size_t)n_units * d * sizeof *xhu);
         if (!xu || !xhu) {
-            rs_errf(err, "SAE-misfit floor: out of memory");
+            rs_errk(err, RS_ENOMEM, "SAE-misfit floor: out of memory");
             goto done;
         }
         shift_pool_mean(x, d, pool_off, n_units, xu);

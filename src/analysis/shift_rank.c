@@ -118,7 +118,7 @@ int shift_rank_keys(const int32_t *key, const float *val, int64_t n, const int64
     rc = 0;
     goto done;
 oom:
-    rs_errf(err, "rank: out of memory (%lld rows)", (long long)n);
+    rs_errk(err, RS_ENOMEM, "rank: out of memory (%lld rows)", (long long)n);
 done:
     free(keys);
     free(slot);
@@ -146,7 +146,7 @@ int shift_feature_ci(const sae_sparse *fa, const sae_sparse *fb, const int64_t *
            *rm = malloc((size_t)n_boot * nf * sizeof *rm), *col = malloc((size_t)n_boot * sizeof *col);
     int rc = -1;
     if (!slot || !dc || !ds || !w || !rf || !rm || !col) {
-        rs_errf(err, "feature intervals: out of memory");
+        rs_errk(err, RS_ENOMEM, "feature intervals: out of memory");
         goto done;
     }
     for (int j = 0; j < m; j++) slot[j] = -1;

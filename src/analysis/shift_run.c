@@ -56,7 +56,7 @@ static int open_acts(acts_file *f, const char *path, rs_err *err) {
     f->n_in = to->numel - 1;
     f->ids = malloc((size_t)f->n_tok * sizeof *f->ids + 1);
     f->off = malloc((size_t)to->numel * sizeof *f->off);
-    if (!f->ids || !f->off) return rs_errf(err, "%s: out of memory", path);
+    if (!f->ids || !f->off) return rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
     memcpy(f->ids, ti->data, (size_t)f->n_tok * sizeof *f->ids);
     memcpy(f->off, to->data, (size_t)to->numel * sizeof *f->off);
     if (f->off[0] != 0 || f->off[f->n_in] != f->n_tok)
@@ -108,7 +108,7 @@ static int get_acts(const acts_file *f, const char *hook, const float **data, fl
     if (t->dtype == RS_DT_F32) *data = t->data;
     else {
         *owned = st_to_f32_new(t);
-        if (!*owned) return rs_errf(err, "%s: out of memory converting '%s'", f->path, t->name);
+        if (!*owned) return rs_errk(err, RS_ENOMEM, "%s: out of memory converting '%s'", f->path, t->name);
         *data = *owned;
     }
     for (int64_t r = 0; r < f->n_tok; r++)
@@ -412,7 +412,7 @@ static int caption_pair_floors(const shift_run_opts *o, const acts_file *fa, con
     rc = 0;
     goto done;
 oom:
-    rs_errf(err, "caption-pair floor: out of memory");
+    rs_errk(err, RS_ENOMEM, "caption-pair floor: out of memory");
 done:
     shift_result_free(&fr);
     free(it);
@@ -446,7 +446,7 @@ static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_fi
     int32_t *ukey = NULL;
     cJSON *L = cJSON_CreateObject();
     if ((o->hook && !hook) || (o->sae && !sae_path) || !L) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
     }
     if (get_acts(fa, hook, &A, &ownA, &wa, &hname, err) || get_acts(fb, hook ? hook : hname, &B, &ownB, &wb, &hname_b, err))
@@ -695,7 +695,7 @@ static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_fi
                 ng = fx->n_in;
             }
             int64_t used = 0;
-            rs_err ferr_msg = {{0}};
+            rs_err ferr_msg = {0};
             char name[32];
             snprintf(name, sizeof name, "split_half_%c", side ? 'b' : 'a');
             if (shift_split_half(xt, d, toff, ng, &so, &fr, &used, &ferr_msg) == 0) {
@@ -1011,7 +1011,7 @@ static int run_layer(const shift_run_opts *o, const acts_file *fa, const acts_fi
     rc = 0;
     goto done;
 oom:
-    rs_errf(err, "out of memory (layer hook '%s')", hname ? hname : "?");
+    rs_errk(err, RS_ENOMEM, "out of memory (layer hook '%s')", hname ? hname : "?");
 done:
     rs_atomic_abort(&ff);
     rs_atomic_abort(&tf);
@@ -1082,7 +1082,7 @@ int shift_run(const shift_run_opts *o, rs_err *err) {
     o = &oo;
     struct stat out_st;
     int created = stat(o->out_dir, &out_st) != 0; /* a folder made here is removed again on failure */
-    if (mkdir(o->out_dir, 0777) && errno != EEXIST) return rs_errf(err, "%s: cannot create folder: %s", o->out_dir, strerror(errno));
+    if (mkdir(o->out_dir, 0777) && errno != EEXIST) return rs_errk(err, RS_EIO, "%s: cannot create folder: %s", o->out_dir, strerror(errno));
     if (open_acts(&fa, o->acts_a, err) || open_acts(&fb, o->acts_b, err)) goto done;
     int aligned = !o->force_pooled && fa.n_tok == fb.n_tok && fa.n_in == fb.n_in &&
                   !memcmp(fa.ids, fb.ids, (size_t)fa.n_tok * sizeof *fa.ids) &&
@@ -1102,7 +1102,7 @@ int shift_run(const shift_run_opts *o, rs_err *err) {
     summary = open_memstream(&summ_buf, &summ_len);
     root = cJSON_CreateObject();
     if (!summary || !root) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
     }
     fputs("layer,hook,metric,value,ci_lo,ci_hi,p_value,null_lo,null_hi,q_value\n", summary);
@@ -1134,7 +1134,7 @@ int shift_run(const shift_run_opts *o, rs_err *err) {
     pv = malloc((size_t)(rows.n + 1) * sizeof *pv);
     qv = malloc((size_t)(rows.n + 1) * sizeof *qv);
     if (!pv || !qv) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
     }
     int n_tests = 0;
@@ -1143,7 +1143,7 @@ int shift_run(const shift_run_opts *o, rs_err *err) {
         n_tests += isfinite(pv[i]) != 0;
     }
     if (stats_bh_qvalues(pv, rows.n, qv)) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
     }
     rs_json_add_num(root, "n_tests", n_tests);

@@ -55,7 +55,7 @@ static int prediction_ce(const gemma2_model *m, const gemma2_batch *b, const flo
     int32_t *ids = malloc((size_t)np * 2 * sizeof *ids);
     int64_t *off = malloc(((size_t)np + 1) * sizeof *off);
     int rc = 0;
-    if (!h || !ids || !off) rc = rs_errf(err, "out of memory");
+    if (!h || !ids || !off) rc = rs_errk(err, RS_ENOMEM, "out of memory");
     else {
         int64_t k = 0;
         off[0] = 0;
@@ -89,7 +89,7 @@ static int run_ce(const gemma2_model *m, const gemma2_batch *b, hook_request *h,
     if (!final || !pc) {
         free(final);
         free(pc);
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     int rc = resid ? gemma2_forward_from(m, b, from, resid, NULL, 0, final, err)
                    : gemma2_forward(m, b, h, h ? 1 : 0, final, err);
@@ -157,7 +157,7 @@ int splice_ce_eval_masked(const gemma2_model *m, const rs_sae *sae, const char *
     if (!keep || !cnt || ce_alloc(out, b->n_seqs)) {
         free(keep);
         free(cnt);
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     for (int r = 0; r < T; r++) keep[r] = !splice[r];
     for (int s = 0; s < b->n_seqs; s++)
@@ -185,7 +185,7 @@ int splice_ce_eval(const gemma2_model *m, const rs_sae *sae, const char *hook, c
     if (!special || !count || ce_alloc(out, b->n_seqs)) {
         free(special);
         free(count);
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     const gemma2_config *c = &m->cfg;
     for (int r = 0; r < T && !splice_all; r++) {
@@ -226,7 +226,7 @@ static int splice_core(const gemma2_model *m, const rs_sae *sae, hook_request *h
         h.capture = 1;
         rc = run_ce(m, b, &h, 0, NULL, count, out->seq_clean, &out->ce_clean, err);
         float *x = rc ? NULL : malloc((size_t)T * h.width * sizeof(float));
-        if (!rc && !x) rc = rs_errf(err, "out of memory");
+        if (!rc && !x) rc = rs_errk(err, RS_ENOMEM, "out of memory");
         for (int pass = 0; !rc && pass < 2; pass++) {
             memcpy(x, h.out, (size_t)T * h.width * sizeof(float));
             ctx.sae = pass == 0 ? sae : NULL;

@@ -13,11 +13,11 @@ int rs_read_file(const char *path, size_t max_bytes, char **out, size_t *len, rs
     *out = NULL;
     if (len) *len = 0;
     FILE *fp = fopen(path, "rb");
-    if (!fp) return rs_errf(err, "%s: cannot open: %s", path, strerror(errno));
+    if (!fp) return rs_errk(err, RS_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(fp);
-        return rs_errf(err, "%s: not a regular file", path);
+        return rs_errk(err, RS_EIO, "%s: not a regular file", path);
     }
     if ((size_t)st.st_size > max_bytes) {
         fclose(fp);
@@ -28,7 +28,7 @@ int rs_read_file(const char *path, size_t max_bytes, char **out, size_t *len, rs
     char *buf = malloc(n + 1);
     if (!buf) {
         fclose(fp);
-        return rs_errf(err, "%s: out of memory reading %zu bytes", path, n);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory reading %zu bytes", path, n);
     }
     if (n && fread(buf, 1, n, fp) != n) {
         free(buf);
@@ -46,11 +46,11 @@ int rs_mmap_open(rs_mmap *m, const char *path, rs_err *err) {
     m->data = NULL;
     m->size = 0;
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return rs_errf(err, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return rs_errk(err, RS_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return rs_errf(err, "%s: not a regular file", path);
+        return rs_errk(err, RS_EIO, "%s: not a regular file", path);
     }
     if (st.st_size == 0) {
         close(fd);
@@ -58,7 +58,7 @@ int rs_mmap_open(rs_mmap *m, const char *path, rs_err *err) {
     }
     void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (p == MAP_FAILED) return rs_errf(err, "%s: mmap failed: %s", path, strerror(errno));
+    if (p == MAP_FAILED) return rs_errk(err, RS_EIO, "%s: mmap failed: %s", path, strerror(errno));
     m->data = p;
     m->size = (size_t)st.st_size;
     return 0;
@@ -77,33 +77,33 @@ int rs_atomic_open(rs_atomic_file *f, const char *path, rs_err *err) {
     f->tmp_path = malloc(n);
     if (!f->final_path || !f->tmp_path) {
         rs_atomic_abort(f);
-        return rs_errf(err, "%s: out of memory", path);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
     }
     snprintf(f->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
     f->fp = fopen(f->tmp_path, "wb");
     if (!f->fp) {
         int e = errno;
         rs_atomic_abort(f);
-        return rs_errf(err, "%s: cannot create: %s", path, strerror(e));
+        return rs_errk(err, RS_EIO, "%s: cannot create: %s", path, strerror(e));
     }
     return 0;
 }
 
 int rs_atomic_write(rs_atomic_file *f, const void *buf, size_t n, rs_err *err) {
     if (n && fwrite(buf, 1, n, f->fp) != n)
-        return rs_errf(err, "%s: write failed: %s", f->final_path, strerror(errno));
+        return rs_errk(err, RS_EIO, "%s: write failed: %s", f->final_path, strerror(errno));
     return 0;
 }
 
 int rs_atomic_commit(rs_atomic_file *f, rs_err *err) {
     int rc = 0;
     if (fflush(f->fp) != 0 || fsync(fileno(f->fp)) != 0)
-        rc = rs_errf(err, "%s: write failed: %s", f->final_path, strerror(errno));
+        rc = rs_errk(err, RS_EIO, "%s: write failed: %s", f->final_path, strerror(errno));
     if (fclose(f->fp) != 0 && rc == 0)
-        rc = rs_errf(err, "%s: close failed: %s", f->final_path, strerror(errno));
+        rc = rs_errk(err, RS_EIO, "%s: close failed: %s", f->final_path, strerror(errno));
     f->fp = NULL;
     if (rc == 0 && rename(f->tmp_path, f->final_path) != 0)
-        rc = rs_errf(err, "%s: rename failed: %s", f->final_path, strerror(errno));
+        rc = rs_errk(err, RS_EIO, "%s: rename failed: %s", f->final_path, strerror(errno));
     if (rc != 0) unlink(f->tmp_path);
     free(f->tmp_path);
     free(f->final_path);

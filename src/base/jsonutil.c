@@ -49,21 +49,21 @@ static int json_depth_ok(const char *buf, size_t n, int max_depth) {
 
 int rs_json_parse(const char *buf, size_t n, const char *what, cJSON **out, rs_err *err) {
     *out = NULL;
-    if (!rs_utf8_valid(buf, n)) return rs_errf(err, "%s: not valid UTF-8", what);
-    if (memchr(buf, '\0', n)) return rs_errf(err, "%s: contains a NUL byte", what);
+    if (!rs_utf8_valid(buf, n)) return rs_errk(err, RS_EFORMAT, "%s: not valid UTF-8", what);
+    if (memchr(buf, '\0', n)) return rs_errk(err, RS_EFORMAT, "%s: contains a NUL byte", what);
     if (!json_depth_ok(buf, n, RS_JSON_MAX_DEPTH))
-        return rs_errf(err, "%s: JSON nested deeper than %d levels", what, RS_JSON_MAX_DEPTH);
+        return rs_errk(err, RS_EFORMAT, "%s: JSON nested deeper than %d levels", what, RS_JSON_MAX_DEPTH);
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(buf, n, &end, 0);
     if (!j) {
         size_t off = end ? (size_t)(end - buf) : 0;
-        return rs_errf(err, "%s: malformed JSON near byte %zu", what, off);
+        return rs_errk(err, RS_EFORMAT, "%s: malformed JSON near byte %zu", what, off);
     }
     /* Only whitespace may follow the value. */
     for (const char *p = end; p && p < buf + n; p++)
         if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t') {
             cJSON_Delete(j);
-            return rs_errf(err, "%s: trailing data after JSON value at byte %zu", what,
+            return rs_errk(err, RS_EFORMAT, "%s: trailing data after JSON value at byte %zu", what,
                            (size_t)(p - buf));
         }
     *out = j;
@@ -92,10 +92,10 @@ int rs_json_int(const cJSON *obj, const char *key, int64_t lo, int64_t hi, int h
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!x || cJSON_IsNull(x)) {
         if (has_default) { *out = def; return 0; }
-        return rs_errf(err, "%s: missing required field \"%s\"", what, key);
+        return rs_errk(err, RS_EFORMAT, "%s: missing required field \"%s\"", what, key);
     }
     if (!rs_json_is_int(x, lo, hi))
-        return rs_errf(err, "%s: field \"%s\" must be an integer in [%lld, %lld]", what, key,
+        return rs_errk(err, RS_EFORMAT, "%s: field \"%s\" must be an integer in [%lld, %lld]", what, key,
                        (long long)lo, (long long)hi);
     *out = (int64_t)x->valuedouble;
     return 0;
@@ -106,10 +106,10 @@ int rs_json_num(const cJSON *obj, const char *key, int has_default, double def, 
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!x || cJSON_IsNull(x)) {
         if (has_default) { *out = def; return 0; }
-        return rs_errf(err, "%s: missing required field \"%s\"", what, key);
+        return rs_errk(err, RS_EFORMAT, "%s: missing required field \"%s\"", what, key);
     }
     if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble))
-        return rs_errf(err, "%s: field \"%s\" must be a finite number", what, key);
+        return rs_errk(err, RS_EFORMAT, "%s: field \"%s\" must be a finite number", what, key);
     *out = x->valuedouble;
     return 0;
 }

@@ -24,7 +24,7 @@ int cmd_config(int argc, char **argv) {
         return 2;
     }
     rs_config *c;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (rs_config_load(argv[2], &c, &err)) {
         fprintf(stderr, "reprshift config: %s\n", err.msg);
         return 1;

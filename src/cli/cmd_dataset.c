@@ -173,7 +173,7 @@ static int parse_args(int argc, char **argv, int first, dargs *a, const char *su
             fprintf(stderr, "reprshift dataset %s: --config replaces --instances/--captions/--images/--group\n", sub);
             return 2;
         }
-        rs_err err = {{0}};
+        rs_err err = {0};
         if (rs_config_load(a->config, &a->cfg, &err)) {
             fprintf(stderr, "reprshift dataset %s: %s\n", sub, err.msg);
             return 1;
@@ -204,7 +204,7 @@ static int parse_args(int argc, char **argv, int first, dargs *a, const char *su
 
 /* Load and merge every split: instances[i] + captions[i], images under images[i]. */
 static coco_data *load_all(const dargs *a, const char *sub) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     coco_data *all = NULL;
     for (int i = 0; i < a->n_inst; i++) {
         coco_data *d;
@@ -277,7 +277,7 @@ static int do_sample(dargs *a) {
     char *dir = slash ? strndup(a->out, (size_t)(slash - a->out) + (slash == a->out)) : strdup(".");
     rs_manifest *m = dir ? rs_manifest_new(dir) : NULL;
     free(dir);
-    rs_err err = {{0}};
+    rs_err err = {0};
     coco_sample_stats st;
     int rc = 1;
     if (!m) fprintf(stderr, "reprshift dataset sample: out of memory\n");
@@ -325,7 +325,7 @@ static int do_stats(dargs *a) {
     printf("images per supercategory:");
     for (int k = 0; k < ns; k++) printf(" %s %zu%s", names[k], counts[k], k + 1 < ns ? "," : "\n");
     coco_sample_stats st;
-    rs_err err = {{0}};
+    rs_err err = {0};
     int rc = 0;
     if (coco_group_counts(d, &a->o, &st, &err)) {
         fprintf(stderr, "reprshift dataset stats: %s\n", err.msg);
@@ -342,7 +342,7 @@ static int do_stats(dargs *a) {
 
 static int do_check(const char *path) {
     rs_manifest *m;
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (rs_manifest_load(path, &m, &err)) {
         fprintf(stderr, "reprshift dataset check: %s\n", err.msg);
         return 1;

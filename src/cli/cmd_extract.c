@@ -140,7 +140,7 @@ static int pg_suffix(pg_ctx *c, const char *s, int is_ids, int32_t **ids, size_t
         int64_t k;
         if (rs_parse_ids(s, ids, &k, err)) return rs_err_prefix(err, "--suffix-ids");
         int32_t *p = realloc(*ids, (size_t)(k + 1) * sizeof *p);
-        if (!p) { free(*ids); *ids = NULL; return rs_errf(err, "out of memory"); }
+        if (!p) { free(*ids); *ids = NULL; return rs_errk(err, RS_ENOMEM, "out of memory"); }
         *ids = p;
         (*ids)[k] = c->m->cfg.text.eos_id;
         *n = (size_t)k + 1;
@@ -230,7 +230,7 @@ static int run_paligemma(const extract_args *a, rs_err *err) {
     {
         char *list = strdup(a->hooks);
         hooks = calloc(strlen(a->hooks) / 2 + 2, sizeof *hooks);
-        if (!list || !hooks) { free(list); rs_errf(err, "out of memory"); goto done; }
+        if (!list || !hooks) { free(list); rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         for (char *save = NULL, *h = strtok_r(list, ",", &save); h; h = strtok_r(NULL, ",", &save)) {
             if (paligemma_hook_parse(m, h, &hooks[n_hooks], err)) { free(list); goto done; }
             for (int j = 0; j < n_hooks; j++)
@@ -263,7 +263,7 @@ static int run_paligemma(const extract_args *a, rs_err *err) {
     /* tokenizer: for text inputs and text suffixes, and for the prompt unless given as ids */
     if (has_texts || has_text_suffix || (has_images && !a->prompt_ids)) {
         char *tp = a->tokenizer ? strdup(a->tokenizer) : rs_path_join(a->model, "tokenizer.json");
-        if (!tp) { rs_errf(err, "out of memory"); goto done; }
+        if (!tp) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         if (!a->tokenizer && !rs_path_exists(tp)) {
             rs_errf(err, "%s has no tokenizer.json: pass --tokenizer FILE, or give the prompt as --prompt-ids%s and "
                          "texts as --ids/--ids-file", a->model, has_text_suffix ? ", suffixes as --suffix-ids" : "");
@@ -434,7 +434,7 @@ int cmd_extract(int argc, char **argv) {
         free(a.images); free(a.suffixes);
         return 2;
     }
-    rs_err err = {{0}};
+    rs_err err = {0};
     gemma2_model *m = NULL;
     rs_tokenizer *tok = NULL;
     rs_inputs in = {0};

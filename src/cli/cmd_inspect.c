@@ -65,7 +65,7 @@ static int inspect_main(int argc, char **argv) {
                    "file and tensor otherwise.\n");
         return argc == 2 ? 0 : 2;
     }
-    rs_err err = {{0}};
+    rs_err err = {0};
     int has_config = 0;
     model_check_info info;
     if (rs_is_dir(argv[1])) {
@@ -118,7 +118,7 @@ int cmd_inspect(int argc, char **argv) {
     }
     if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || (!revision && rs_path_exists(argv[1])))
         return inspect_main(argc, argv);
-    rs_err err = {{0}};
+    rs_err err = {0};
     char *dir = NULL;
     if (rs_hf_resolve_model(argv[1], revision, &dir, &err)) {
         fprintf(stderr, "reprshift inspect: %s\n", err.msg);

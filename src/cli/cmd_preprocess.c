@@ -54,7 +54,7 @@ int cmd_preprocess(int argc, char **argv) {
     rs_edit edits[MAX_EDITS];
     const char *edit_specs[MAX_EDITS];
     int n_edits = 0, c;
-    rs_err err = {{0}};
+    rs_err err = {0};
     rs_image_processor proc = RS_IMAGE_PROCESSOR_PIL;
     optind = 1;
     opterr = 0; /* our own one-line message instead of getopt's */
@@ -113,13 +113,13 @@ int cmd_preprocess(int argc, char **argv) {
     u8 = malloc(np * 3);
     pv = malloc(np * 3 * sizeof *pv);
     if (!u8 || !pv) {
-        rs_errf(&err, "out of memory for a %ldx%ld output", size, size);
+        rs_errk(&err, RS_ENOMEM, "out of memory for a %ldx%ld output", size, size);
         goto done;
     }
     if (rs_siglip_preprocess_with(&img, (int)size, proc, u8, pv, &err)) goto done;
     w = st_writer_new();
     if (!w) {
-        rs_errf(&err, "out of memory");
+        rs_errk(&err, RS_ENOMEM, "out of memory");
         goto done;
     }
     meta[0] = 0;

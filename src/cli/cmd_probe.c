@@ -212,7 +212,7 @@ static int probe_train(const probe_args *a) {
         p.is_mlp = 1;
         if (rs_mlp_fit(&p.mlp, Xs, y, n, d, K, &mo, &err)) goto out;
     } else if (rs_logreg_fit(&p.model, Xs, y, n, d, K, &o, &err)) goto out;
-    if (!(pred = malloc(sizeof(int) * n))) { rs_errf(&err, "out of memory"); goto out; }
+    if (!(pred = malloc(sizeof(int) * n))) { rs_errk(&err, RS_ENOMEM, "out of memory"); goto out; }
     if (p.is_mlp) rs_mlp_predict(&p.mlp, Xs, n, pred, NULL);
     else rs_logreg_predict(&p.model, Xs, n, pred);
     rs_metrics m;
@@ -235,7 +235,7 @@ static int probe_train(const probe_args *a) {
     p.n_classes = K;
     classes = NULL;
     p.metrics_json = strdup(mj);
-    if (!p.hook || !p.metrics_json) { rs_errf(&err, "out of memory"); goto out; }
+    if (!p.hook || !p.metrics_json) { rs_errk(&err, RS_ENOMEM, "out of memory"); goto out; }
     if (rs_probe_save(&p, a->out, &err)) goto out;
     if (p.is_mlp)
         fprintf(stderr, "probe: %d rows x %d features, %d classes, MLP %d hidden, %d epochs, train accuracy %.4f -> %s\n",
@@ -373,7 +373,7 @@ static int probe_predict(const probe_args *a) {
         goto out;
     }
     if (rs_acts_load(a->acts, p.hook, &X, &n, &d, &err)) goto out;
-    if (!(pred = malloc(sizeof(int) * n))) { rs_errf(&err, "out of memory"); goto out; }
+    if (!(pred = malloc(sizeof(int) * n))) { rs_errk(&err, RS_ENOMEM, "out of memory"); goto out; }
     if (rs_probe_predict(&p, X, n, d, pred, &err)) { rs_err_prefix(&err, "%s", a->acts); goto out; }
     if (a->labels) {
         if (rs_labels_read(a->labels, a->column, &lab, &nl, &err)) goto out;
@@ -413,7 +413,7 @@ static int pair_rows(const probe_args *a, int nA, int nB, int **pa, int **pb, in
             return rs_errf(err, "%s has %d rows but %s has %d; pair them with --ids-a/--ids-b", a->acts, nA, a->acts_b, nB);
         *pa = malloc(sizeof(int) * nA);
         *pb = malloc(sizeof(int) * nA);
-        if (!*pa || !*pb) return rs_errf(err, "out of memory");
+        if (!*pa || !*pb) return rs_errk(err, RS_ENOMEM, "out of memory");
         for (int i = 0; i < nA; i++) (*pa)[i] = (*pb)[i] = i;
         *np = nA;
         return 0;
@@ -428,7 +428,7 @@ static int pair_rows(const probe_args *a, int nA, int nB, int **pa, int **pb, in
     used = calloc(nb, 1);
     *pa = malloc(sizeof(int) * na);
     *pb = malloc(sizeof(int) * na);
-    if (!ord || !used || !*pa || !*pb) { rs_errf(err, "out of memory"); goto done; }
+    if (!ord || !used || !*pa || !*pb) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     for (int i = 0; i < nb; i++) ord[i] = i;
     qsort_r(ord, nb, sizeof(int), cmp_idx_str, ib);
     for (int i = 1; i < nb; i++)
@@ -486,7 +486,7 @@ static int probe_transfer(const probe_args *a) {
         if (nlb != nB) { rs_errf(&err, "%s has %d labels but %s:%s has %d rows", a->labels_b, nlb, a->acts_b, hook_b, nB); goto out; }
     }
     /* one class set for both modalities: encode A's then B's labels of the pairs together */
-    if (!(both = malloc(sizeof(char *) * 2 * np))) { rs_errf(&err, "out of memory"); goto out; }
+    if (!(both = malloc(sizeof(char *) * 2 * np))) { rs_errk(&err, RS_ENOMEM, "out of memory"); goto out; }
     for (int k = 0; k < np; k++) {
         both[k] = la[pa[k]];
         both[np + k] = lb ? lb[pb[k]] : la[pa[k]];
@@ -495,12 +495,12 @@ static int probe_transfer(const probe_args *a) {
     if (K < 2) { rs_errf(&err, "only one class ('%s'); a probe needs at least two", classes[0]); goto out; }
     if (a->groups) {
         if (read_ids(a->groups, nA, &gall, &err)) goto out;
-        if (!(grp = malloc(sizeof(int) * np))) { rs_errf(&err, "out of memory"); goto out; }
+        if (!(grp = malloc(sizeof(int) * np))) { rs_errk(&err, RS_ENOMEM, "out of memory"); goto out; }
         for (int k = 0; k < np; k++) grp[k] = gall[pa[k]];
     }
     PA = malloc(sizeof(float) * (size_t)np * dA);
     PB = malloc(sizeof(float) * (size_t)np * dB);
-    if (!PA || !PB) { rs_errf(&err, "out of memory for %d paired items", np); goto out; }
+    if (!PA || !PB) { rs_errk(&err, RS_ENOMEM, "out of memory for %d paired items", np); goto out; }
     for (int k = 0; k < np; k++) {
         memcpy(PA + (size_t)k * dA, XA + (size_t)pa[k] * dA, sizeof(float) * dA);
         memcpy(PB + (size_t)k * dB, XB + (size_t)pb[k] * dB, sizeof(float) * dB);

@@ -105,7 +105,7 @@ int cmd_run(int argc, char **argv) {
     o.config_path = argv[optind];
     char *dc_buf = NULL;
     o.digest_cache = no_digest ? NULL : digest_cache_path(&dc_buf);
-    rs_err err = {{0}};
+    rs_err err = {0};
     char *report = NULL;
     int rc = rs_pipeline_run(&o, &report, &err);
     free(dc_buf);

@@ -80,7 +80,7 @@ static int sae_list(int argc, char **argv) {
         snprintf(name, sizeof name, "%s/%s", e->release, e->sae_id);
         char *path = NULL;
         const rs_sae_entry *got = NULL;
-        rs_err err = {{0}};
+        rs_err err = {0};
         int cached = rs_sae_resolve(name, &path, &got, &err) == 0 && got;
         free(path);
         printf("%s\t%s\t%d\t%d\t%s\t%s/params.npz\t%s\t%s\n", name, e->hook_name, e->d_sae, e->l0, e->repo_id,
@@ -104,9 +104,9 @@ static int load_rows(const sae_args *a, st_set **st, float **x, int64_t *n, int 
     *n = t->shape[0];
     *d = (int)t->shape[1];
     *x = st_to_f32_new(t);
-    if (!*x) return rs_errf(err, "%s: out of memory", a->acts);
+    if (!*x) return rs_errk(err, RS_ENOMEM, "%s: out of memory", a->acts);
     *inc = malloc((size_t)*n + 1);
-    if (!*inc) return rs_errf(err, "out of memory");
+    if (!*inc) return rs_errk(err, RS_ENOMEM, "out of memory");
     const st_tensor *ids = st_get(*st, "token_ids");
     int32_t sp[3]; /* <bos>, <eos>, <pad> as extract recorded them (Gemma's for older files) */
     if (rs_special_ids_parse(st_meta(*st, "special_token_ids"), sp, err)) return rs_err_prefix(err, "%s", a->acts);
@@ -186,7 +186,7 @@ int cmd_sae(int argc, char **argv) {
         fprintf(stderr, "reprshift sae %s: missing required options\n%s", argv[1], USAGE);
         return 2;
     }
-    rs_err err = {{0}};
+    rs_err err = {0};
     st_set *st = NULL;
     float *x = NULL;
     uint8_t *inc = NULL;

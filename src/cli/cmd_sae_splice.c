@@ -114,7 +114,7 @@ int cmd_sae_splice(int argc, char **argv) {
         fprintf(stderr, "reprshift sae splice: need --model, --sae and exactly one of --texts/--ids-file\n%s", USAGE);
         return 2;
     }
-    rs_err err = {{0}};
+    rs_err err = {0};
     splice_ce_convention conv;
     if (splice_ce_convention_parse(conv_name, &conv, &err)) {
         fprintf(stderr, "reprshift sae splice: %s\n%s", err.msg, USAGE);
@@ -145,7 +145,7 @@ int cmd_sae_splice(int argc, char **argv) {
     if (sae_load(&sae, sae_path, NULL, &err)) goto done;
     /* an SAE that records no hook (e.g. a params.npz outside a layer_N folder) reads the
      * hook the user names; one that records a hook must match it (or --allow-hook-mismatch) */
-    if (!sae->hook_name && hook && !(sae->hook_name = strdup(hook))) { rs_errf(&err, "out of memory"); goto done; }
+    if (!sae->hook_name && hook && !(sae->hook_name = strdup(hook))) { rs_errk(&err, RS_ENOMEM, "out of memory"); goto done; }
     if (!hook) hook = sae->hook_name;
     if (!hook) { rs_errf(&err, "%s: the SAE names no hook; pass --hook", sae_path); goto done; }
     if (sae_check_hook(sae, hook, allow, &err)) goto done;
@@ -159,7 +159,7 @@ int cmd_sae_splice(int argc, char **argv) {
     double sum[3] = {0, 0, 0};
     int64_t npred = 0;
     for (int k = 0; k < 3; k++) seq[k] = calloc((size_t)in.n, sizeof(double));
-    if (!seq[0] || !seq[1] || !seq[2]) { rs_errf(&err, "out of memory"); goto done; }
+    if (!seq[0] || !seq[1] || !seq[2]) { rs_errk(&err, RS_ENOMEM, "out of memory"); goto done; }
     rs_progress prog;
     int64_t all = 0;
     for (int i = 0; i < in.n; i++) all += in.lens[i];
@@ -171,7 +171,7 @@ int cmd_sae_splice(int argc, char **argv) {
         while (i1 < in.n && (i1 == i0 || bt + in.lens[i1] <= batch_tokens)) bt += in.lens[i1++];
         int64_t *off = malloc((size_t)(i1 - i0 + 1) * sizeof *off);
         int32_t *ids = malloc((size_t)bt * sizeof *ids);
-        if (!off || !ids) { free(off); free(ids); rs_errf(&err, "out of memory"); goto done; }
+        if (!off || !ids) { free(off); free(ids); rs_errk(&err, RS_ENOMEM, "out of memory"); goto done; }
         off[0] = 0;
         for (int i = i0; i < i1; i++) {
             memcpy(ids + off[i - i0], in.ids[i], (size_t)in.lens[i] * sizeof *ids);

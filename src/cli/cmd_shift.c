@@ -164,7 +164,7 @@ int cmd_shift(int argc, char **argv) {
         free(layers);
         return 2;
     }
-    rs_err err = {{0}};
+    rs_err err = {0};
     int rc = shift_run(&o, &err);
     free(layers);
     if (rc) {

@@ -108,7 +108,7 @@ static int parse_id_array(const char *s, size_t len, int32_t **ids, size_t *n, c
 /* Tokenize or decode one input; prints its output line. Returns 0, or 1 after printing an error. */
 static int process(const rs_tokenizer *tok, const char *s, size_t len, int add_bos, int decode, int skip_special,
                    const char *where) {
-    rs_err err = {{0}};
+    rs_err err = {0};
     if (decode) {
         int32_t *ids;
         size_t n;
@@ -175,7 +175,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (skip_special && !decode) return usage_error("--skip-special only applies with --decode", NULL);
 
     if (revision && !model_dir) return usage_error("--revision applies to --model", NULL);
-    rs_err err = {{0}};
+    rs_err err = {0};
     char *resolved = NULL; /* --model as a folder or a Hub name in the Hugging Face cache */
     if (model_dir && rs_hf_resolve_model(model_dir, revision, &resolved, &err)) {
         fprintf(stderr, "reprshift tokenize: %s\n", err.msg);

@@ -97,8 +97,10 @@ typedef struct {
     int failed;
 } parser;
 
-static int fail(parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(parser *p, const char *fmt, ...) {
+static int failk(parser *p, rs_err_kind kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Malformed content (or, for RS_ENOMEM, an allocation that failed while parsing). */
+#define fail(p, ...) failk(p, RS_EFORMAT, __VA_ARGS__)
+static int failk(parser *p, rs_err_kind kind, const char *fmt, ...) {
     if (p->failed) return -1; /* keep the innermost message */
     p->failed = 1;
     size_t line = 1, col = 1, end = p->pos < p->n ? p->pos : p->n;
@@ -114,7 +116,7 @@ static int fail(parser *p, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return rs_errf(p->err, "%s: line %zu column %zu: %s", p->what, line, col, msg);
+    return rs_errk(p->err, kind, "%s: line %zu column %zu: %s", p->what, line, col, msg);
 }
 
 static void drop_consumed(parser *p) {
@@ -146,7 +148,7 @@ static int sb_put(parser *p, const char *s, size_t n) {
         size_t nc = p->sb_cap ? p->sb_cap : 256;
         while (nc < p->sb_len + n + 1) nc *= 2;
         char *q = realloc(p->sb, nc);
-        if (!q) return fail(p, "out of memory");
+        if (!q) return failk(p, RS_ENOMEM, "out of memory");
         p->sb = q;
         p->sb_cap = nc;
     }
@@ -460,7 +462,7 @@ typedef struct {
 static char *keep_string(parser *p, const char *field) {
     if (parse_string(p)) return NULL;
     char *s = arena_strndup(p->d->arena, p->sb, p->sb_len);
-    if (!s) fail(p, "%s: out of memory", field);
+    if (!s) failk(p, RS_ENOMEM, "%s: out of memory", field);
     return s;
 }
 
@@ -501,7 +503,7 @@ static int image_elem(parser *p, void *ctx, size_t i) {
                     (long long)e.height);
     }
     coco_data *d = p->d;
-    if (grow((void **)&d->images, &p->cap_img, d->n_images, sizeof *d->images)) return fail(p, "out of memory");
+    if (grow((void **)&d->images, &p->cap_img, d->n_images, sizeof *d->images)) return failk(p, RS_ENOMEM, "out of memory");
     d->images[d->n_images++] = (coco_image){e.id, e.s1, (int)e.width, (int)e.height, NULL};
     return 0;
 }
@@ -536,7 +538,7 @@ static int ann_elem(parser *p, void *ctx, size_t i) {
     }
     if (e.seen & HAS_CAP) {
         if (grow((void **)&d->captions, &p->cap_cap, d->n_captions, sizeof *d->captions))
-            return fail(p, "out of memory");
+            return failk(p, RS_ENOMEM, "out of memory");
         d->captions[d->n_captions++] = (coco_caption){e.id, e.image_id, e.s1};
     } else {
         if (e.iscrowd != 0 && e.iscrowd != 1) {
@@ -544,7 +546,7 @@ static int ann_elem(parser *p, void *ctx, size_t i) {
             return fail(p, "annotations[%zu]: iscrowd must be 0 or 1", i);
         }
         if (grow((void **)&d->instances, &p->cap_ins, d->n_instances, sizeof *d->instances))
-            return fail(p, "out of memory");
+            return failk(p, RS_ENOMEM, "out of memory");
         d->instances[d->n_instances++] = (coco_instance){e.id, e.image_id, e.category_id, (int)e.iscrowd};
     }
     return 0;
@@ -577,7 +579,7 @@ static int cat_elem(parser *p, void *ctx, size_t i) {
     }
     coco_data *d = p->d;
     if (grow((void **)&d->categories, &p->cap_cat, d->n_categories, sizeof *d->categories))
-        return fail(p, "out of memory");
+        return failk(p, RS_ENOMEM, "out of memory");
     d->categories[d->n_categories++] = (coco_category){e.id, e.s1, e.s2};
     return 0;
 }
@@ -633,36 +635,36 @@ static int finish(coco_data *d, const char *what, rs_err *err) {
     if (d->n_captions) qsort(d->captions, d->n_captions, sizeof *d->captions, cmp_cap);
     for (size_t i = 1; i < d->n_images; i++)
         if (d->images[i].id == d->images[i - 1].id)
-            return rs_errf(err, "%s: duplicate image id %lld", what, (long long)d->images[i].id);
+            return rs_errk(err, RS_EFORMAT, "%s: duplicate image id %lld", what, (long long)d->images[i].id);
     for (size_t i = 1; i < d->n_categories; i++)
         if (d->categories[i].id == d->categories[i - 1].id)
-            return rs_errf(err, "%s: duplicate category id %lld", what, (long long)d->categories[i].id);
+            return rs_errk(err, RS_EFORMAT, "%s: duplicate category id %lld", what, (long long)d->categories[i].id);
     size_t n_ann = d->n_instances + d->n_captions;
     if (n_ann) {
         int64_t *ids = malloc(n_ann * sizeof *ids), dup;
-        if (!ids) return rs_errf(err, "%s: out of memory", what);
+        if (!ids) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
         for (size_t i = 0; i < d->n_instances; i++) ids[i] = d->instances[i].id;
         for (size_t i = 0; i < d->n_captions; i++) ids[d->n_instances + i] = d->captions[i].id;
         int has = find_dup(ids, n_ann, &dup);
         free(ids);
-        if (has) return rs_errf(err, "%s: duplicate annotation id %lld", what, (long long)dup);
+        if (has) return rs_errk(err, RS_EFORMAT, "%s: duplicate annotation id %lld", what, (long long)dup);
     }
     if (d->n_instances && !d->n_categories)
-        return rs_errf(err, "%s: has instance annotations but no \"categories\" list", what);
+        return rs_errk(err, RS_EFORMAT, "%s: has instance annotations but no \"categories\" list", what);
     if ((d->n_instances || d->n_captions) && !d->n_images)
-        return rs_errf(err, "%s: has annotations but no \"images\" list", what);
+        return rs_errk(err, RS_EFORMAT, "%s: has annotations but no \"images\" list", what);
     for (size_t i = 0; i < d->n_instances; i++) {
         const coco_instance *a = &d->instances[i];
         if (coco_find_image(d, a->image_id) < 0)
-            return rs_errf(err, "%s: annotation %lld refers to image_id %lld, which is not in \"images\"", what,
+            return rs_errk(err, RS_EFORMAT, "%s: annotation %lld refers to image_id %lld, which is not in \"images\"", what,
                            (long long)a->id, (long long)a->image_id);
         if (coco_find_category(d, a->category_id) < 0)
-            return rs_errf(err, "%s: annotation %lld refers to category_id %lld, which is not in \"categories\"",
+            return rs_errk(err, RS_EFORMAT, "%s: annotation %lld refers to category_id %lld, which is not in \"categories\"",
                            what, (long long)a->id, (long long)a->category_id);
     }
     for (size_t i = 0; i < d->n_captions; i++)
         if (coco_find_image(d, d->captions[i].image_id) < 0)
-            return rs_errf(err, "%s: caption %lld refers to image_id %lld, which is not in \"images\"", what,
+            return rs_errk(err, RS_EFORMAT, "%s: caption %lld refers to image_id %lld, which is not in \"images\"", what,
                            (long long)d->captions[i].id, (long long)d->captions[i].image_id);
     return 0;
 }
@@ -672,7 +674,7 @@ static int parse_buf(const char *buf, size_t n, char *map_base, const char *what
     coco_data *d = calloc(1, sizeof *d);
     if (!d || !(d->arena = calloc(1, sizeof *d->arena))) {
         free(d);
-        return rs_errf(err, "%s: out of memory", what);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
     }
     parser p = {.buf = buf, .n = n, .what = what, .err = err, .map_base = map_base, .d = d};
     unsigned seen = 0;
@@ -680,7 +682,7 @@ static int parse_buf(const char *buf, size_t n, char *map_base, const char *what
     if (n >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3)) p.pos = 3;
     ws(&p);
     if (p.pos >= n) {
-        rs_errf(err, "%s: empty file (expected a COCO JSON object)", what);
+        rs_errk(err, RS_EFORMAT, "%s: empty file (expected a COCO JSON object)", what);
         goto done;
     }
     if (buf[p.pos] != '{') {
@@ -694,7 +696,7 @@ static int parse_buf(const char *buf, size_t n, char *map_base, const char *what
         goto done;
     }
     if (!seen) {
-        rs_errf(err, "%s: no \"images\", \"annotations\" or \"categories\" key (not a COCO annotation file)", what);
+        rs_errk(err, RS_EFORMAT, "%s: no \"images\", \"annotations\" or \"categories\" key (not a COCO annotation file)", what);
         goto done;
     }
     if (finish(d, what, err)) goto done;
@@ -716,7 +718,7 @@ int coco_load(const char *path, coco_data **out, rs_err *err) {
     if (rs_mmap_open(&m, path, err)) return -1;
     if (!m.data) {
         rs_mmap_close(&m);
-        return rs_errf(err, "%s: empty file (expected a COCO JSON object)", path);
+        return rs_errk(err, RS_EFORMAT, "%s: empty file (expected a COCO JSON object)", path);
     }
     madvise(m.data, m.size, MADV_SEQUENTIAL);
     int rc = parse_buf(m.data, m.size, m.data, path, out, err);
@@ -781,7 +783,7 @@ int coco_add_captions(coco_data *dst, coco_data *src, size_t *n_dropped, rs_err 
     }
     if (n_dropped) *n_dropped = dropped;
     if (src->n_captions && !keep) {
-        int rc = rs_errf(err, "captions file covers none of the %zu annotated images (its %zu captions are for other "
+        int rc = rs_errk(err, RS_EFORMAT, "captions file covers none of the %zu annotated images (its %zu captions are for other "
                               "image ids, e.g. %lld): wrong captions file for this instances file?",
                          dst->n_images, src->n_captions, (long long)src->captions[0].image_id);
         coco_free(src);
@@ -789,13 +791,13 @@ int coco_add_captions(coco_data *dst, coco_data *src, size_t *n_dropped, rs_err 
     }
     if (!src->n_captions) {
         coco_free(src);
-        return rs_errf(err, "captions file has no captions");
+        return rs_errk(err, RS_EFORMAT, "captions file has no captions");
     }
     /* move captions and the arena blocks holding their strings into dst */
     coco_caption *merged = realloc(dst->captions, (dst->n_captions + keep) * sizeof *merged);
     if (!merged) {
         coco_free(src);
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     memcpy(merged + dst->n_captions, src->captions, keep * sizeof *merged);
     dst->captions = merged;
@@ -835,7 +837,7 @@ int coco_merge(coco_data *dst, coco_data *src, rs_err *err) {
                    !strcmp(dst->categories[i].name, src->categories[i].name) &&
                    !strcmp(dst->categories[i].supercategory, src->categories[i].supercategory);
         if (!same) {
-            rs_errf(err, "merging COCO files: the two files have different category lists");
+            rs_errk(err, RS_EFORMAT, "merging COCO files: the two files have different category lists");
             goto done;
         }
     } else if (src->n_categories) {
@@ -853,7 +855,7 @@ int coco_merge(coco_data *dst, coco_data *src, rs_err *err) {
     rc = 0;
     goto done;
 oom:
-    rs_errf(err, "merging COCO files: out of memory");
+    rs_errk(err, RS_ENOMEM, "merging COCO files: out of memory");
 done:
     coco_free(src);
     return rc;
@@ -861,7 +863,7 @@ done:
 
 int coco_set_images_dir(coco_data *d, const char *dir, rs_err *err) {
     char *s = arena_strndup(d->arena, dir, strlen(dir));
-    if (!s) return rs_errf(err, "out of memory");
+    if (!s) return rs_errk(err, RS_ENOMEM, "out of memory");
     for (size_t i = 0; i < d->n_images; i++)
         if (!d->images[i].dir) d->images[i].dir = s;
     return 0;

@@ -248,8 +248,8 @@ static int check_choice(ctx *c, const char *path, const char *s, const char *con
     size_t k = 0;
     for (int i = 0; i < n && k < sizeof list; i++) k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", choices[i]);
     const char *near = rs_nearest(s, choices, n);
-    if (near) return rs_errf(c->err, "%s: '%s': unknown value \"%s\" (did you mean \"%s\"?)", c->what, path, s, near);
-    return rs_errf(c->err, "%s: '%s': unknown value \"%s\" (valid: %s)", c->what, path, s, list);
+    if (near) return rs_errk(c->err, RS_EINVAL, "%s: '%s': unknown value \"%s\" (did you mean \"%s\"?)", c->what, path, s, near);
+    return rs_errk(c->err, RS_EINVAL, "%s: '%s': unknown value \"%s\" (valid: %s)", c->what, path, s, list);
 }
 
 /* Replace item by n inside parent, keeping item's key when parent is an object. */
@@ -289,7 +289,7 @@ static int resolve_path(ctx *c, cJSON *parent, cJSON *item) {
     free(full);
     if (!n || !replace(parent, item, n)) {
         cJSON_Delete(n);
-        return rs_errf(c->err, "%s: out of memory", c->what);
+        return rs_errk(c->err, RS_ENOMEM, "%s: out of memory", c->what);
     }
     return 0;
 }
@@ -297,7 +297,7 @@ static int resolve_path(ctx *c, cJSON *parent, cJSON *item) {
 static int validate_obj(ctx *c, cJSON *obj, const field *fields, const char *prefix);
 
 static int wrong_type(ctx *c, const char *path, const field *f, const cJSON *x, const char *extra) {
-    return rs_errf(c->err, "%s: '%s' must be %s%s, got %s", c->what, path, kind_name(f->k), extra ? extra : "",
+    return rs_errk(c->err, RS_EINVAL, "%s: '%s' must be %s%s, got %s", c->what, path, kind_name(f->k), extra ? extra : "",
                    type_name(x));
 }
 
@@ -307,13 +307,13 @@ static cJSON *wrap_scalar(ctx *c, cJSON *parent, cJSON *item) {
     if (!arr || !dup) {
         cJSON_Delete(arr);
         cJSON_Delete(dup);
-        rs_errf(c->err, "%s: out of memory", c->what);
+        rs_errk(c->err, RS_ENOMEM, "%s: out of memory", c->what);
         return NULL;
     }
     cJSON_AddItemToArray(arr, dup); /* cannot fail with both non-NULL */
     if (!replace(parent, item, arr)) {
         cJSON_Delete(arr);
-        rs_errf(c->err, "%s: out of memory", c->what);
+        rs_errk(c->err, RS_ENOMEM, "%s: out of memory", c->what);
         return NULL;
     }
     return arr;
@@ -325,7 +325,7 @@ static int check_list(ctx *c, cJSON *parent, cJSON *item, const field *f, const 
     if (!cJSON_IsArray(item)) return wrong_type(c, path, f, item, NULL);
     int n = cJSON_GetArraySize(item);
     if (n < f->min_items)
-        return rs_errf(c->err, "%s: '%s' must have at least %d item%s", c->what, path, f->min_items,
+        return rs_errk(c->err, RS_EINVAL, "%s: '%s' must have at least %d item%s", c->what, path, f->min_items,
                        f->min_items == 1 ? "" : "s");
     int i = 0;
     for (cJSON *x = item->child, *next; x; x = next, i++) {
@@ -333,22 +333,22 @@ static int check_list(ctx *c, cJSON *parent, cJSON *item, const field *f, const 
         char ep[300];
         snprintf(ep, sizeof ep, "%s[%d]", path, i);
         if (f->k == K_STRS) {
-            if (!cJSON_IsString(x)) return rs_errf(c->err, "%s: '%s' must be a string, got %s", c->what, ep, type_name(x));
+            if (!cJSON_IsString(x)) return rs_errk(c->err, RS_EINVAL, "%s: '%s' must be a string, got %s", c->what, ep, type_name(x));
             if (check_choice(c, ep, x->valuestring, f->choices)) return -1;
             for (cJSON *y = item->child; y != x; y = y->next)
                 if (!strcmp(y->valuestring, x->valuestring))
-                    return rs_errf(c->err, "%s: '%s': \"%s\" is listed twice", c->what, path, x->valuestring);
+                    return rs_errk(c->err, RS_EINVAL, "%s: '%s': \"%s\" is listed twice", c->what, path, x->valuestring);
             if (f->is_path && resolve_path(c, item, x)) return -1;
         } else if (f->k == K_INTS) {
             if (!rs_json_is_int(x, (int64_t)f->lo, (int64_t)f->hi))
-                return rs_errf(c->err, "%s: '%s' must be an integer in [%.0f, %.0f], got %s", c->what, ep, f->lo, f->hi,
+                return rs_errk(c->err, RS_EINVAL, "%s: '%s' must be an integer in [%.0f, %.0f], got %s", c->what, ep, f->lo, f->hi,
                                cJSON_IsNumber(x) ? "a value outside that range" : type_name(x));
         } else if (f->k == K_NUMS) {
             if (!cJSON_IsNumber(x) || !(x->valuedouble >= f->lo && x->valuedouble <= f->hi))
-                return rs_errf(c->err, "%s: '%s' must be a number in [%g, %g], got %s", c->what, ep, f->lo, f->hi,
+                return rs_errk(c->err, RS_EINVAL, "%s: '%s' must be a number in [%g, %g], got %s", c->what, ep, f->lo, f->hi,
                                cJSON_IsNumber(x) ? "a value outside that range" : type_name(x));
         } else { /* K_OBJS */
-            if (!cJSON_IsObject(x)) return rs_errf(c->err, "%s: '%s' must be an object, got %s", c->what, ep, type_name(x));
+            if (!cJSON_IsObject(x)) return rs_errk(c->err, RS_EINVAL, "%s: '%s' must be an object, got %s", c->what, ep, type_name(x));
             if (validate_obj(c, x, f->sub, ep)) return -1;
         }
     }
@@ -357,19 +357,19 @@ static int check_list(ctx *c, cJSON *parent, cJSON *item, const field *f, const 
 
 static int check_groups(ctx *c, cJSON *item, const char *path) {
     if (!cJSON_IsObject(item))
-        return rs_errf(c->err, "%s: '%s' must be %s, got %s", c->what, path, kind_name(K_GROUPS), type_name(item));
+        return rs_errk(c->err, RS_EINVAL, "%s: '%s' must be %s, got %s", c->what, path, kind_name(K_GROUPS), type_name(item));
     int n = cJSON_GetArraySize(item);
     if (n < 1 || n > COCO_MAX_GROUPS)
-        return rs_errf(c->err, "%s: '%s' must have 1 to %d groups, has %d", c->what, path, COCO_MAX_GROUPS, n);
+        return rs_errk(c->err, RS_EINVAL, "%s: '%s' must have 1 to %d groups, has %d", c->what, path, COCO_MAX_GROUPS, n);
     static const field list = {"", K_STRS, 0, NULL, 0, 0, 1, NULL, 0, NULL, NULL};
     for (cJSON *g = item->child, *next; g; g = next) {
         next = g->next;
         char gp[300];
         join_path(gp, sizeof gp, path, g->string);
-        if (!*g->string) return rs_errf(c->err, "%s: '%s' has a group with an empty name", c->what, path);
+        if (!*g->string) return rs_errk(c->err, RS_EINVAL, "%s: '%s' has a group with an empty name", c->what, path);
         for (cJSON *h = item->child; h != g; h = h->next)
             if (!strcmp(h->string, g->string))
-                return rs_errf(c->err, "%s: '%s': group \"%s\" is defined twice", c->what, path, g->string);
+                return rs_errk(c->err, RS_EINVAL, "%s: '%s': group \"%s\" is defined twice", c->what, path, g->string);
         if (check_list(c, item, g, &list, gp)) return -1;
     }
     return 0;
@@ -383,7 +383,7 @@ static int check_value(ctx *c, cJSON *parent, cJSON *item, const field *f, const
     case K_STR:
         if (!cJSON_IsString(item)) return wrong_type(c, path, f, item, NULL);
         if (check_choice(c, path, item->valuestring, f->choices)) return -1;
-        if (f->is_path && !*item->valuestring) return rs_errf(c->err, "%s: '%s' is an empty path", c->what, path);
+        if (f->is_path && !*item->valuestring) return rs_errk(c->err, RS_EINVAL, "%s: '%s' is an empty path", c->what, path);
         if (f->is_path == PATH_OR_NAME && is_hub_name(c, item->valuestring)) return 0;
         return f->is_path ? resolve_path(c, parent, item) : 0;
     case K_INT:
@@ -391,7 +391,7 @@ static int check_value(ctx *c, cJSON *parent, cJSON *item, const field *f, const
             char extra[96];
             snprintf(extra, sizeof extra, " in [%.0f, %.0f]", f->lo, f->hi);
             if (cJSON_IsNumber(item))
-                return rs_errf(c->err, "%s: '%s' must be an integer%s, got %g", c->what, path, extra, item->valuedouble);
+                return rs_errk(c->err, RS_EINVAL, "%s: '%s' must be an integer%s, got %g", c->what, path, extra, item->valuedouble);
             return wrong_type(c, path, f, item, extra);
         }
         return 0;
@@ -400,7 +400,7 @@ static int check_value(ctx *c, cJSON *parent, cJSON *item, const field *f, const
             char extra[96];
             snprintf(extra, sizeof extra, " in [%g, %g]", f->lo, f->hi);
             if (cJSON_IsNumber(item))
-                return rs_errf(c->err, "%s: '%s' must be a number%s, got %g", c->what, path, extra, item->valuedouble);
+                return rs_errk(c->err, RS_EINVAL, "%s: '%s' must be a number%s, got %g", c->what, path, extra, item->valuedouble);
             return wrong_type(c, path, f, item, extra);
         }
         return 0;
@@ -423,7 +423,7 @@ static int validate_obj(ctx *c, cJSON *obj, const field *fields, const char *pre
             if (!strcmp(y->string, x->string)) {
                 char p[300];
                 join_path(p, sizeof p, prefix, x->string);
-                return rs_errf(c->err, "%s: duplicate key '%s'", c->what, p);
+                return rs_errk(c->err, RS_EINVAL, "%s: duplicate key '%s'", c->what, p);
             }
         int known = 0;
         for (int i = 0; i < nk && !known; i++) known = !strcmp(keys[i], x->string);
@@ -434,12 +434,12 @@ static int validate_obj(ctx *c, cJSON *obj, const field *fields, const char *pre
         if (near) {
             char q[300];
             join_path(q, sizeof q, prefix, near);
-            return rs_errf(c->err, "%s: unknown key '%s' (did you mean '%s'?)", c->what, p, q);
+            return rs_errk(c->err, RS_EINVAL, "%s: unknown key '%s' (did you mean '%s'?)", c->what, p, q);
         }
         char list[400] = "";
         size_t k = 0;
         for (int i = 0; i < nk && k < sizeof list; i++) k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", keys[i]);
-        return rs_errf(c->err, "%s: unknown key '%s' (valid keys%s%s: %s)", c->what, p, *prefix ? " in " : "", prefix,
+        return rs_errk(c->err, RS_EINVAL, "%s: unknown key '%s' (valid keys%s%s: %s)", c->what, p, *prefix ? " in " : "", prefix,
                        list);
     }
     for (const field *f = fields; f->key; f++) {
@@ -447,12 +447,12 @@ static int validate_obj(ctx *c, cJSON *obj, const field *fields, const char *pre
         join_path(p, sizeof p, prefix, f->key);
         cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, f->key);
         if (!item) {
-            if (f->required) return rs_errf(c->err, "%s: missing required key '%s' (%s)", c->what, p, f->doc);
+            if (f->required) return rs_errk(c->err, RS_EINVAL, "%s: missing required key '%s' (%s)", c->what, p, f->doc);
             if (!f->def) continue;
             item = cJSON_Parse(f->def);
             if (!item || !cJSON_AddItemToObject(obj, f->key, item)) {
                 cJSON_Delete(item);
-                return rs_errf(c->err, "%s: out of memory", c->what);
+                return rs_errk(c->err, RS_ENOMEM, "%s: out of memory", c->what);
             }
         }
         if (check_value(c, obj, item, f, p)) return -1;
@@ -582,27 +582,27 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     c->llm = sdup(cx, m, "llm");
     c->vlm = sdup(cx, m, "vlm");
     c->tokenizer = sdup(cx, m, "tokenizer");
-    if (cx->oom) return rs_errf(err, "%s: out of memory", what);
+    if (cx->oom) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
     c->batch_tokens = (int64_t)get(m, "batch_tokens")->valuedouble;
 
     const cJSON *layers = get(r, "layers");
     c->n_layers = cJSON_GetArraySize(layers);
     c->layers = malloc((size_t)c->n_layers * sizeof *c->layers);
-    if (!c->layers) return rs_errf(err, "%s: out of memory", what);
+    if (!c->layers) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
     int i = 0;
     for (const cJSON *x = layers->child; x; x = x->next, i++) {
         c->layers[i] = (int)x->valuedouble;
         for (int j = 0; j < i; j++)
-            if (c->layers[j] == c->layers[i]) return rs_errf(err, "%s: 'layers' lists %d twice", what, c->layers[i]);
+            if (c->layers[j] == c->layers[i]) return rs_errk(err, RS_EINVAL, "%s: 'layers' lists %d twice", what, c->layers[i]);
     }
     const cJSON *hooks = get(r, "hooks");
     c->hooks = calloc((size_t)cJSON_GetArraySize(hooks) * (size_t)c->n_layers + 1, sizeof *c->hooks);
-    if (!c->hooks) return rs_errf(err, "%s: out of memory", what);
+    if (!c->hooks) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
     for (const cJSON *x = hooks->child; x; x = x->next) {
         int templ = strstr(x->valuestring, "{layer}") != NULL;
         for (int l = 0; l < (templ ? c->n_layers : 1); l++) {
             char *h = expand_layer(x->valuestring, templ ? c->layers[l] : 0);
-            if (!h) return rs_errf(err, "%s: out of memory", what);
+            if (!h) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
             int dup = 0;
             for (int j = 0; j < c->n_hooks && !dup; j++) dup = !strcmp(c->hooks[j], h);
             if (dup) free(h);
@@ -613,32 +613,32 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     c->vision_hooks = strs(cx, get(r, "vision_hooks"), &c->n_vision_hooks);
     c->shift_permutations = (int)get(r, "permutations")->valuedouble;
     c->conditions = strs(cx, get(r, "conditions"), &c->n_conditions);
-    if (!c->conditions) return rs_errf(err, "%s: out of memory", what);
+    if (!c->conditions) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
     if (!rs_config_has_condition(c, "llm") || !rs_config_has_condition(c, "vlm_text"))
-        return rs_errf(err, "%s: 'conditions' must include \"llm\" and \"vlm_text\" (the shift and probe stages compare "
+        return rs_errk(err, RS_EINVAL, "%s: 'conditions' must include \"llm\" and \"vlm_text\" (the shift and probe stages compare "
                             "them); add the image conditions after them", what);
     if ((rs_config_has_condition(c, "vlm_mismatch") || rs_config_has_condition(c, "vlm_blank")) &&
         !rs_config_has_condition(c, "vlm_caption"))
-        return rs_errf(err, "%s: 'conditions': vlm_mismatch and vlm_blank are compared with vlm_caption (the caption after "
+        return rs_errk(err, RS_EINVAL, "%s: 'conditions': vlm_mismatch and vlm_blank are compared with vlm_caption (the caption after "
                             "its own image): add \"vlm_caption\"", what);
-    if (!c->vision_hooks) return rs_errf(err, "%s: out of memory", what);
+    if (!c->vision_hooks) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
 
     const cJSON *s = get(r, "saes");
     if (s) {
         c->has_saes = 1;
         c->sae_path = sdup(cx, s, "path");
         c->sae_hook = sdup(cx, s, "hook");
-        if (cx->oom) return rs_errf(err, "%s: out of memory", what);
+        if (cx->oom) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
         const cJSON *cc = cJSON_GetObjectItemCaseSensitive(s, "ce_convention");
         c->sae_ce_convention = cJSON_IsString(cc) && !strcmp(cc->valuestring, "reprshift-v1");
         if (!strstr(c->sae_path, "{layer}") && c->n_layers > 1)
-            return rs_errf(err, "%s: 'saes.path' has no {layer} but 'layers' lists %d layers (one SAE per layer)",
+            return rs_errk(err, RS_EINVAL, "%s: 'saes.path' has no {layer} but 'layers' lists %d layers (one SAE per layer)",
                            what, c->n_layers);
     }
 
     const cJSON *d = get(r, "dataset");
     c->dataset.manifest = sdup(cx, d, "manifest");
-    if (cx->oom) return rs_errf(err, "%s: out of memory", what);
+    if (cx->oom) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
     const cJSON *inst = get(d, "instances"), *caps = get(d, "captions"), *imgs = get(d, "images");
     const cJSON *mods = get(d, "modalities");
     for (const cJSON *x = mods->child; x; x = x->next) {
@@ -646,23 +646,23 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
         if (!strcmp(x->valuestring, "image")) c->dataset.use_images = 1;
     }
     if (c->dataset.manifest && (inst || caps || imgs))
-        return rs_errf(err, "%s: 'dataset.manifest' replaces 'dataset.instances'/'captions'/'images': give one or the "
+        return rs_errk(err, RS_EINVAL, "%s: 'dataset.manifest' replaces 'dataset.instances'/'captions'/'images': give one or the "
                             "other", what);
     if (!c->dataset.manifest) {
         if (!inst)
-            return rs_errf(err, "%s: 'dataset' needs 'instances' (COCO instances_*.json) or 'manifest'", what);
+            return rs_errk(err, RS_EINVAL, "%s: 'dataset' needs 'instances' (COCO instances_*.json) or 'manifest'", what);
         int ni = cJSON_GetArraySize(inst);
         if (c->dataset.use_text && !caps)
-            return rs_errf(err, "%s: 'dataset.captions' is required when 'dataset.modalities' includes \"text\"",
+            return rs_errk(err, RS_EINVAL, "%s: 'dataset.captions' is required when 'dataset.modalities' includes \"text\"",
                            what);
         if (c->dataset.use_images && !imgs)
-            return rs_errf(err, "%s: 'dataset.images' is required when 'dataset.modalities' includes \"image\"",
+            return rs_errk(err, RS_EINVAL, "%s: 'dataset.images' is required when 'dataset.modalities' includes \"image\"",
                            what);
         if (caps && cJSON_GetArraySize(caps) != ni)
-            return rs_errf(err, "%s: 'dataset.captions' has %d entries but 'dataset.instances' has %d (one each)",
+            return rs_errk(err, RS_EINVAL, "%s: 'dataset.captions' has %d entries but 'dataset.instances' has %d (one each)",
                            what, cJSON_GetArraySize(caps), ni);
         if (imgs && cJSON_GetArraySize(imgs) != ni)
-            return rs_errf(err, "%s: 'dataset.images' has %d entries but 'dataset.instances' has %d (one each)", what,
+            return rs_errk(err, RS_EINVAL, "%s: 'dataset.images' has %d entries but 'dataset.instances' has %d (one each)", what,
                            cJSON_GetArraySize(imgs), ni);
         c->dataset.n_instances = ni;
     }
@@ -670,22 +670,22 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     c->dataset.captions = strs(cx, caps, NULL);
     c->dataset.images = strs(cx, imgs, NULL);
     c->dataset.exclude = strs(cx, get(d, "exclude_supercategories"), NULL);
-    if (cx->oom) return rs_errf(err, "%s: out of memory", what);
+    if (cx->oom) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
     const cJSON *groups = get(d, "groups");
     for (const cJSON *g = groups->child; g; g = g->next) {
         coco_group *cg = &c->dataset.groups[c->dataset.n_groups++];
         cg->name = strdup(g->string);
         cg->supercategories = (const char *const *)strs(cx, g, NULL);
-        if (!cg->name || !cg->supercategories) return rs_errf(err, "%s: out of memory", what);
+        if (!cg->name || !cg->supercategories) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
         for (const char *const *sc = cg->supercategories; *sc; sc++) {
             for (const char *const *ex = (const char *const *)c->dataset.exclude; ex && *ex; ex++)
                 if (!strcmp(*ex, *sc))
-                    return rs_errf(err, "%s: supercategory \"%s\" is both in 'dataset.groups.%s' and in "
+                    return rs_errk(err, RS_EINVAL, "%s: supercategory \"%s\" is both in 'dataset.groups.%s' and in "
                                         "'dataset.exclude_supercategories'", what, *sc, cg->name);
             for (int h = 0; h + 1 < c->dataset.n_groups; h++)
                 for (const char *const *o = c->dataset.groups[h].supercategories; *o; o++)
                     if (!strcmp(*o, *sc))
-                        return rs_errf(err, "%s: supercategory \"%s\" is in both 'dataset.groups.%s' and "
+                        return rs_errk(err, RS_EINVAL, "%s: supercategory \"%s\" is in both 'dataset.groups.%s' and "
                                             "'dataset.groups.%s' (groups must not overlap)",
                                        what, *sc, c->dataset.groups[h].name, cg->name);
         }
@@ -700,12 +700,12 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     c->dataset.frac_test = get(sp, "test")->valuedouble;
     double sum = c->dataset.frac_train + c->dataset.frac_val + c->dataset.frac_test;
     if (fabs(sum - 1) > 1e-6)
-        return rs_errf(err, "%s: 'dataset.split' fractions must sum to 1 (train %g + val %g + test %g = %g)", what,
+        return rs_errk(err, RS_EINVAL, "%s: 'dataset.split' fractions must sum to 1 (train %g + val %g + test %g = %g)", what,
                        c->dataset.frac_train, c->dataset.frac_val, c->dataset.frac_test, sum);
 
     const cJSON *edits = get(r, "edits");
     c->edits = calloc((size_t)cJSON_GetArraySize(edits) + 1, sizeof *c->edits);
-    if (!c->edits) return rs_errf(err, "%s: out of memory", what);
+    if (!c->edits) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
     const char *edit_names[RS_EDIT_COUNT];
     for (int k = 0; k < RS_EDIT_COUNT; k++) edit_names[k] = rs_edit_name((rs_edit_kind)k);
     i = 0;
@@ -713,11 +713,11 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
         rs_config_edit *ce = &c->edits[c->n_edits++];
         ce->name = sdup(cx, e, "name");
         ce->values = nums(get(e, "values"), &ce->n_values);
-        if (!ce->name || !ce->values) return rs_errf(err, "%s: out of memory", what);
+        if (!ce->name || !ce->values) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
         /* known: a canonical name or the alias redness_luma (rs_edit_parse decides) */
         char probe[160];
         rs_edit kind_i;
-        rs_err e0 = {{0}};
+        rs_err e0 = {0};
         snprintf(probe, sizeof probe, "%.100s=1", ce->name);
         int known = !strchr(ce->name, '=') && rs_edit_parse(probe, &kind_i, &e0) == 0;
         if (!known) {
@@ -728,24 +728,24 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
                 k2 += (size_t)snprintf(list + k2, sizeof list - k2, "%s%s", k ? ", " : "", edit_names[k]);
             if (k2 < sizeof list) snprintf(list + k2, sizeof list - k2, ", redness_luma (old name of redness)");
             if (near)
-                return rs_errf(err, "%s: 'edits[%d].name': unknown edit \"%s\" (did you mean \"%s\"?)", what, i,
+                return rs_errk(err, RS_EINVAL, "%s: 'edits[%d].name': unknown edit \"%s\" (did you mean \"%s\"?)", what, i,
                                ce->name, near);
-            return rs_errf(err, "%s: 'edits[%d].name': unknown edit \"%s\" (valid: %s)", what, i, ce->name, list);
+            return rs_errk(err, RS_EINVAL, "%s: 'edits[%d].name': unknown edit \"%s\" (valid: %s)", what, i, ce->name, list);
         }
         for (int j = 0; j < i; j++) {
             rs_edit kind_j;
             snprintf(probe, sizeof probe, "%.100s=1", c->edits[j].name);
             if (rs_edit_parse(probe, &kind_j, &e0) == 0 && kind_j.kind == kind_i.kind)
-                return rs_errf(err, "%s: 'edits[%d]': edit \"%s\" is listed twice (put all values in one list)", what,
+                return rs_errk(err, RS_EINVAL, "%s: 'edits[%d]': edit \"%s\" is listed twice (put all values in one list)", what,
                                i, ce->name);
         }
         for (int v = 0; v < ce->n_values; v++) {
             char spec[96];
             snprintf(spec, sizeof spec, "%s=%.17g", ce->name, ce->values[v]);
             rs_edit parsed;
-            rs_err e2 = {{0}};
+            rs_err e2 = {0};
             if (rs_edit_parse(spec, &parsed, &e2))
-                return rs_errf(err, "%s: 'edits[%d].values[%d]': %s", what, i, v, e2.msg);
+                return rs_errk(err, e2.kind, "%s: 'edits[%d].values[%d]': %s", what, i, v, e2.msg);
         }
     }
 
@@ -760,7 +760,7 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     c->probes.min_test_groups = (int)get(p, "min_test_groups")->valuedouble;
     if (cx->oom || !c->name || !c->output_dir || !c->prompt || !c->pool || !c->llm || !c->vlm || !c->dataset.exclude ||
         !c->probes.which || !c->probes.C)
-        return rs_errf(err, "%s: out of memory", what);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
     return 0;
 }
 
@@ -770,13 +770,13 @@ int rs_config_parse(const char *json, const char *base_dir, const char *what, rs
     if (rs_json_parse(json, strlen(json), what, &root, err)) return -1;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return rs_errf(err, "%s: a config must be a JSON object, got %s", what, type_name(root));
+        return rs_errk(err, RS_EINVAL, "%s: a config must be a JSON object, got %s", what, type_name(root));
     }
     ctx cx = {what, base_dir, err, 0};
     rs_config *c = calloc(1, sizeof *c);
     if (!c) {
         cJSON_Delete(root);
-        return rs_errf(err, "%s: out of memory", what);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
     }
     c->resolved = root;
     if (validate_obj(&cx, root, SCHEMA, "") || extract(c, root, &cx)) {
@@ -794,17 +794,17 @@ int rs_config_load(const char *path, rs_config **out, rs_err *err) {
     if (rs_read_file(path, CONFIG_MAX_BYTES, &buf, &len, err)) return -1;
     if (strlen(buf) != len) {
         free(buf);
-        return rs_errf(err, "%s: contains a NUL byte (not a JSON text file)", path);
+        return rs_errk(err, RS_EINVAL, "%s: contains a NUL byte (not a JSON text file)", path);
     }
     const char *slash = strrchr(path, '/');
     char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
-    int rc = dir ? rs_config_parse(buf, dir, path, out, err) : rs_errf(err, "%s: out of memory", path);
+    int rc = dir ? rs_config_parse(buf, dir, path, out, err) : rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
     free(dir);
     free(buf);
     if (!rc && !((*out)->path = strdup(path))) {
         rs_config_free(*out);
         *out = NULL;
-        return rs_errf(err, "%s: out of memory", path);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
     }
     return rc;
 }

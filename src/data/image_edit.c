@@ -143,7 +143,7 @@ int rs_image_gaussian_blur(rs_image *img, double radius, rs_err *err) {
     if (!a || !b) {
         free(a);
         free(b);
-        return rs_errf(err, "blur: out of memory for a %dx%d image", w, h);
+        return rs_errk(err, RS_ENOMEM, "blur: out of memory for a %dx%d image", w, h);
     }
     /* 3 horizontal passes, then 3 vertical passes on the transposed image. */
     box_blur_rows(a, img->rgb, w, h, br);

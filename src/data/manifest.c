@@ -72,7 +72,7 @@ int rs_manifest_add(rs_manifest *m, rs_modality modality, const char *input, con
     if (m->n_rows == m->cap) {
         size_t nc = m->cap ? m->cap * 2 : 64;
         rs_manifest_row *p = realloc(m->rows, nc * sizeof *p);
-        if (!p) return rs_errf(err, "manifest: out of memory");
+        if (!p) return rs_errk(err, RS_ENOMEM, "manifest: out of memory");
         m->rows = p;
         m->cap = nc;
     }
@@ -96,7 +96,7 @@ int rs_manifest_add(rs_manifest *m, rs_modality modality, const char *input, con
     }
     if (!ok) {
         row_free(r, m->n_extra);
-        return rs_errf(err, "manifest: out of memory");
+        return rs_errk(err, RS_ENOMEM, "manifest: out of memory");
     }
     m->n_rows++;
     return 0;
@@ -128,7 +128,7 @@ int rs_manifest_load(const char *path, rs_manifest **out, rs_err *err) {
             size_t k = 0;
             for (int c = 0; c < t->n_cols && k < sizeof hdr; c++)
                 k += (size_t)snprintf(hdr + k, sizeof hdr - k, "%s%s", c ? "," : "", t->header[c]);
-            rs_errf(err, "%s: missing required column '%s' (need modality,input,label; header is '%s')", path,
+            rs_errk(err, RS_EFORMAT, "%s: missing required column '%s' (need modality,input,label; header is '%s')", path,
                     STD_COLS[i], hdr);
             rs_csv_free(t);
             return -1;
@@ -166,12 +166,12 @@ int rs_manifest_load(const char *path, rs_manifest **out, rs_err *err) {
         if (!strcmp(mod, "text")) md = RS_MODALITY_TEXT;
         else if (!strcmp(mod, "image")) md = RS_MODALITY_IMAGE;
         else {
-            rs_errf(err, "%s: line %zu: modality '%.40s' is not \"text\" or \"image\"", path, line, mod);
+            rs_errk(err, RS_EFORMAT, "%s: line %zu: modality '%.40s' is not \"text\" or \"image\"", path, line, mod);
             goto fail_cols;
         }
         const char *input = rs_csv_cell(t, r, col[C_INPUT]);
         if (!*input) {
-            rs_errf(err, "%s: line %zu: empty input (need a caption or an image path)", path, line);
+            rs_errk(err, RS_EFORMAT, "%s: line %zu: empty input (need a caption or an image path)", path, line);
             goto fail_cols;
         }
         int64_t ids[2];
@@ -179,14 +179,14 @@ int rs_manifest_load(const char *path, rs_manifest **out, rs_err *err) {
             int c = col[k ? C_CAPTION_ID : C_IMAGE_ID];
             const char *s = c >= 0 ? rs_csv_cell(t, r, c) : "";
             if (parse_id(s, &ids[k])) {
-                rs_errf(err, "%s: line %zu: %s '%.40s' is not a non-negative integer", path, line,
+                rs_errk(err, RS_EFORMAT, "%s: line %zu: %s '%.40s' is not a non-negative integer", path, line,
                         STD_COLS[k ? C_CAPTION_ID : C_IMAGE_ID], s);
                 goto fail_cols;
             }
         }
         const char *split = col[C_SPLIT] >= 0 ? rs_csv_cell(t, r, col[C_SPLIT]) : "";
         if (*split && strcmp(split, "train") && strcmp(split, "val") && strcmp(split, "test")) {
-            rs_errf(err, "%s: line %zu: split '%.40s' is not train, val, test or empty", path, line, split);
+            rs_errk(err, RS_EFORMAT, "%s: line %zu: split '%.40s' is not train, val, test or empty", path, line, split);
             goto fail_cols;
         }
         for (int i = 0; i < m->n_extra; i++) extra[i] = rs_csv_cell(t, r, extra_col[i]);
@@ -212,7 +212,7 @@ fail_cols:
 oom:
     rs_csv_free(t);
     rs_manifest_free(m);
-    return rs_errf(err, "%s: out of memory", path);
+    return rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
 }
 
 int rs_manifest_check_images(const rs_manifest *m, size_t *n_missing, rs_err *err) {
@@ -236,7 +236,7 @@ int rs_manifest_check_images(const rs_manifest *m, size_t *n_missing, rs_err *er
     }
     if (n_missing) *n_missing = missing;
     if (missing)
-        return rs_errf(err, "%s: %zu of %zu image files missing or unreadable: %s%s", m->path ? m->path : "manifest",
+        return rs_errk(err, RS_EIO, "%s: %zu of %zu image files missing or unreadable: %s%s", m->path ? m->path : "manifest",
                        missing, n_images, list, missing > 3 ? "; ..." : "");
     return 0;
 }
@@ -279,7 +279,7 @@ int rs_manifest_write(const rs_manifest *m, const char *path, rs_err *err) {
     }
     if (ferror(f.fp)) {
         rs_atomic_abort(&f);
-        return rs_errf(err, "%s: write error", path);
+        return rs_errk(err, RS_EFORMAT, "%s: write error", path);
     }
     return rs_atomic_commit(&f, err);
 }

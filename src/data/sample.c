@@ -161,7 +161,7 @@ static int collect(const coco_data *d, const coco_sample_opts *o, size_t **lists
     st->n_groups = o->n_groups;
     for (int g = 0; g < o->n_groups; g++) {
         lists[g] = malloc((d->n_images ? d->n_images : 1) * sizeof **lists);
-        if (!lists[g]) return rs_errf(err, "sampling: out of memory");
+        if (!lists[g]) return rs_errk(err, RS_ENOMEM, "sampling: out of memory");
     }
     for (size_t i = 0; i < d->n_images; i++) {
         int g = coco_image_group(d, d->images[i].id, o);
@@ -236,7 +236,7 @@ int coco_sample(const coco_data *d, const coco_sample_opts *o, rs_manifest *m, c
             char **nn = realloc(m->extra_names, (size_t)(m->n_extra + 1) * sizeof *nn);
             if (nn) m->extra_names = nn;
             if (!nn || !(nn[m->n_extra] = strdup(o->type_column))) {
-                rs_errf(err, "sampling: out of memory");
+                rs_errk(err, RS_ENOMEM, "sampling: out of memory");
                 goto done;
             }
             tcol = m->n_extra++;
@@ -244,7 +244,7 @@ int coco_sample(const coco_data *d, const coco_sample_opts *o, rs_manifest *m, c
     }
     if (tcol >= 0) extra = calloc((size_t)m->n_extra, sizeof *extra);
     if (tcol >= 0 && !extra) {
-        rs_errf(err, "sampling: out of memory");
+        rs_errk(err, RS_ENOMEM, "sampling: out of memory");
         goto done;
     }
     uint64_t state = o->seed;
@@ -282,7 +282,7 @@ int coco_sample(const coco_data *d, const coco_sample_opts *o, rs_manifest *m, c
                 free(full);
                 free(input);
                 if (bad) {
-                    if (bad == 1) rs_errf(err, "sampling: out of memory");
+                    if (bad == 1) rs_errk(err, RS_ENOMEM, "sampling: out of memory");
                     goto done;
                 }
             }

@@ -75,7 +75,7 @@ static int parse_record(const char *buf, size_t n, size_t *pos, size_t *line, st
             for (;;) {
                 if (p >= n) {
                     free(f.buf);
-                    return rs_errf(err, "%s: line %zu: unterminated quoted field (the quote opened on this line "
+                    return rs_errk(err, RS_EFORMAT, "%s: line %zu: unterminated quoted field (the quote opened on this line "
                                    "is never closed before the end of the file)", what, open_line);
                 }
                 char c = buf[p];
@@ -94,14 +94,14 @@ static int parse_record(const char *buf, size_t n, size_t *pos, size_t *line, st
             }
             if (p < n && buf[p] != ',' && buf[p] != '\n' && !(buf[p] == '\r' && p + 1 < n && buf[p + 1] == '\n')) {
                 free(f.buf);
-                return rs_errf(err, "%s: line %zu: unexpected character '%c' after a closing quote", what, *line,
+                return rs_errk(err, RS_EFORMAT, "%s: line %zu: unexpected character '%c' after a closing quote", what, *line,
                                buf[p]);
             }
         } else {
             while (p < n && buf[p] != ',' && buf[p] != '\n' && buf[p] != '\r') {
                 if (buf[p] == '"') {
                     free(f.buf);
-                    return rs_errf(err, "%s: line %zu: quote inside an unquoted field (quote the whole field "
+                    return rs_errk(err, RS_EFORMAT, "%s: line %zu: quote inside an unquoted field (quote the whole field "
                                    "and double the inner quotes)", what, *line);
                 }
                 if (sb_put(&f, buf[p])) goto oom;
@@ -109,7 +109,7 @@ static int parse_record(const char *buf, size_t n, size_t *pos, size_t *line, st
             }
             if (p < n && buf[p] == '\r' && !(p + 1 < n && buf[p + 1] == '\n')) {
                 free(f.buf);
-                return rs_errf(err, "%s: line %zu: carriage return not followed by a line feed", what, *line);
+                return rs_errk(err, RS_EFORMAT, "%s: line %zu: carriage return not followed by a line feed", what, *line);
             }
         }
         if (sv_push(sv, sb_take(&f))) goto oom;
@@ -127,19 +127,19 @@ static int parse_record(const char *buf, size_t n, size_t *pos, size_t *line, st
     }
 oom:
     free(f.buf);
-    return rs_errf(err, "%s: out of memory", what);
+    return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
 }
 
 int rs_csv_parse(const char *buf, size_t n, const char *what, rs_csv **out, rs_err *err) {
     *out = NULL;
-    if (memchr(buf, 0, n)) return rs_errf(err, "%s: contains a NUL byte (not a text CSV file)", what);
-    if (!rs_utf8_valid(buf, n)) return rs_errf(err, "%s: not valid UTF-8", what);
+    if (memchr(buf, 0, n)) return rs_errk(err, RS_EFORMAT, "%s: contains a NUL byte (not a text CSV file)", what);
+    if (!rs_utf8_valid(buf, n)) return rs_errk(err, RS_EFORMAT, "%s: not valid UTF-8", what);
     size_t pos = 0, line = 1;
     if (n >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3)) pos = 3; /* byte-order mark written by spreadsheets */
     strvec cells = {0};
     size_t *lines = NULL, n_lines_cap = 0, n_rows = 0;
     rs_csv *t = calloc(1, sizeof *t);
-    if (!t) return rs_errf(err, "%s: out of memory", what);
+    if (!t) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
     int n_cols = -1;
     while (pos < n) {
         if (buf[pos] == '\n' || (buf[pos] == '\r' && pos + 1 < n && buf[pos + 1] == '\n')) {
@@ -152,28 +152,28 @@ int rs_csv_parse(const char *buf, size_t n, const char *what, rs_csv **out, rs_e
         size_t got = cells.n - before;
         if (n_cols < 0) {
             if (got > 100000) {
-                rs_errf(err, "%s: header has %zu columns (too many)", what, got);
+                rs_errk(err, RS_EFORMAT, "%s: header has %zu columns (too many)", what, got);
                 goto fail;
             }
             n_cols = (int)got;
             for (int i = 0; i < n_cols; i++)
                 for (int j = 0; j < i; j++)
                     if (!strcmp(cells.v[i], cells.v[j])) {
-                        rs_errf(err, "%s: line %zu: duplicate column name '%s' in the header", what, rec_line,
+                        rs_errk(err, RS_EFORMAT, "%s: line %zu: duplicate column name '%s' in the header", what, rec_line,
                                 cells.v[i]);
                         goto fail;
                     }
             continue;
         }
         if (got != (size_t)n_cols) {
-            rs_errf(err, "%s: line %zu: %zu fields, but the header has %d", what, rec_line, got, n_cols);
+            rs_errk(err, RS_EFORMAT, "%s: line %zu: %zu fields, but the header has %d", what, rec_line, got, n_cols);
             goto fail;
         }
         if (n_rows == n_lines_cap) {
             size_t nc = n_lines_cap ? n_lines_cap * 2 : 64;
             size_t *p = realloc(lines, nc * sizeof *p);
             if (!p) {
-                rs_errf(err, "%s: out of memory", what);
+                rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
                 goto fail;
             }
             lines = p;
@@ -182,7 +182,7 @@ int rs_csv_parse(const char *buf, size_t n, const char *what, rs_csv **out, rs_e
         lines[n_rows++] = rec_line;
     }
     if (n_cols < 0) {
-        rs_errf(err, "%s: empty CSV (no header row)", what);
+        rs_errk(err, RS_EFORMAT, "%s: empty CSV (no header row)", what);
         goto fail;
     }
     t->n_cols = n_cols;
@@ -190,7 +190,7 @@ int rs_csv_parse(const char *buf, size_t n, const char *what, rs_csv **out, rs_e
     t->header = malloc((size_t)n_cols * sizeof *t->header);
     t->cells = malloc((n_rows ? n_rows : 1) * (size_t)n_cols * sizeof *t->cells + 1);
     if (!t->header || !t->cells) {
-        rs_errf(err, "%s: out of memory", what);
+        rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
         goto fail;
     }
     memcpy(t->header, cells.v, (size_t)n_cols * sizeof *t->header);

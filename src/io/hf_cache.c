@@ -197,14 +197,14 @@ static void download_cmd(char *buf, size_t cap, const char *repo_id, const char 
  * checkpoints are flat, and an SAE file is checked by its own path. */
 static int check_links(const char *snap, const char *repo_id, const char *cmd, rs_err *err) {
     DIR *d = opendir(snap);
-    if (!d) return rs_errf(err, "%s: cannot open the cached snapshot %s: %s", repo_id, snap, strerror(errno));
+    if (!d) return rs_errk(err, RS_EIO, "%s: cannot open the cached snapshot %s: %s", repo_id, snap, strerror(errno));
     int rc = 0;
     struct dirent *e;
     while (!rc && (e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
         char *p = rs_path_join(snap, e->d_name);
         struct stat ls, st;
-        if (!p) rc = rs_errf(err, "out of memory");
+        if (!p) rc = rs_errk(err, RS_ENOMEM, "out of memory");
         else if (lstat(p, &ls) == 0 && S_ISLNK(ls.st_mode) && stat(p, &st) != 0)
             rc = rs_errf(err, "%s: the cached file %s is a broken link (its blob is missing: an interrupted download or "
                               "a cleaned cache): download it again with `%s`",
@@ -234,7 +234,7 @@ int rs_hf_snapshot_dir(const char *repo_id, const char *revision, const char *ca
     char *repo = cache ? rs_path_join(cache, folder) : NULL, *commit = NULL, *ref = NULL, *snap = NULL;
     int rc = -1;
     if (!repo) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
     }
     if (!rs_is_dir(repo)) {
@@ -250,7 +250,7 @@ int rs_hf_snapshot_dir(const char *repo_id, const char *revision, const char *ca
         snprintf(rel, sizeof rel, "refs/%s", revision);
         ref = rs_path_join(repo, rel);
         if (!ref) {
-            rs_errf(err, "out of memory");
+            rs_errk(err, RS_ENOMEM, "out of memory");
             goto done;
         }
         if (!rs_path_exists(ref) || rs_is_dir(ref)) {
@@ -259,9 +259,9 @@ int rs_hf_snapshot_dir(const char *repo_id, const char *revision, const char *ca
             goto done;
         }
         size_t len;
-        rs_err e2 = {{0}};
+        rs_err e2 = {0};
         if (rs_read_file(ref, REF_MAX_BYTES, &commit, &len, &e2)) {
-            rs_errf(err, "%s: cannot read the cached revision: %s", repo_id, e2.msg);
+            rs_errk(err, RS_EIO, "%s: cannot read the cached revision: %s", repo_id, e2.msg);
             goto done;
         }
         while (len && (commit[len - 1] == '\n' || commit[len - 1] == '\r' || commit[len - 1] == ' ')) commit[--len] = 0;
@@ -271,7 +271,7 @@ int rs_hf_snapshot_dir(const char *repo_id, const char *revision, const char *ca
         }
     }
     if (!commit) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
     }
     {
@@ -280,7 +280,7 @@ int rs_hf_snapshot_dir(const char *repo_id, const char *revision, const char *ca
         snap = rs_path_join(repo, rel);
     }
     if (!snap) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
     }
     if (!rs_is_dir(snap)) {
@@ -307,11 +307,11 @@ int rs_hf_resolve_model(const char *name, const char *revision, char **dir, rs_e
         if (revision)
             return rs_errf(err, "%s: --revision applies to a Hub name (ORG/NAME), not to a folder", name);
         *dir = strdup(name);
-        return *dir ? 0 : rs_errf(err, "out of memory");
+        return *dir ? 0 : rs_errk(err, RS_ENOMEM, "out of memory");
     }
     if (!rs_hf_is_repo_id(name)) {
         if (rs_path_exists(name)) return rs_errf(err, "%s: not a folder (a model is a Hugging Face checkpoint folder)", name);
-        return rs_errf(err, "%s: model folder not found (give a folder, or a Hub name such as google/gemma-2-2b)", name);
+        return rs_errk(err, RS_EIO, "%s: model folder not found (give a folder, or a Hub name such as google/gemma-2-2b)", name);
     }
     return rs_hf_snapshot_dir(name, revision, NULL, dir, err);
 }

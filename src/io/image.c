@@ -25,10 +25,10 @@
 
 static int check_dims(long long w, long long h, const char *name, rs_err *err) {
     if (w <= 0 || h <= 0)
-        return rs_errf(err, "%s: image has zero size (%lldx%lld)", name, w, h);
+        return rs_errk(err, RS_EFORMAT, "%s: image has zero size (%lldx%lld)", name, w, h);
     if (w > RS_IMAGE_MAX_SIDE || h > RS_IMAGE_MAX_SIDE ||
         (unsigned long long)w * (unsigned long long)h > RS_IMAGE_MAX_PIXELS)
-        return rs_errf(err, "%s: image is %lldx%lld, above the limit of %d per side and %llu pixels",
+        return rs_errk(err, RS_EFORMAT, "%s: image is %lldx%lld, above the limit of %d per side and %llu pixels",
                        name, w, h, RS_IMAGE_MAX_SIDE, (unsigned long long)RS_IMAGE_MAX_PIXELS);
     return 0;
 }
@@ -39,7 +39,7 @@ int rs_image_alloc(rs_image *img, int w, int h, rs_err *err) {
     if (check_dims(w, h, "image", err)) return -1;
     size_t n = (size_t)w * (size_t)h * 3;
     img->rgb = malloc(n);
-    if (!img->rgb) return rs_errf(err, "out of memory allocating a %dx%d image", w, h);
+    if (!img->rgb) return rs_errk(err, RS_ENOMEM, "out of memory allocating a %dx%d image", w, h);
     img->w = w;
     img->h = h;
     return 0;
@@ -99,7 +99,7 @@ static int decode_jpeg(const uint8_t *data, size_t len, const char *name, rs_ima
         jpeg_destroy_decompress(&cinfo);
         free(rgb);
         free(row);
-        return rs_errf(err, "%s: cannot decode JPEG: %s", name, jerr.msg);
+        return rs_errk(err, RS_EFORMAT, "%s: cannot decode JPEG: %s", name, jerr.msg);
     }
     jpeg_create_decompress(&cinfo);
     /* Bound libjpeg's own allocations (progressive coefficient buffers etc.). */
@@ -119,7 +119,7 @@ static int decode_jpeg(const uint8_t *data, size_t len, const char *name, rs_ima
         cinfo.out_color_space = JCS_CMYK; /* libjpeg converts YCCK to CMYK */
     } else {
         jpeg_destroy_decompress(&cinfo);
-        return rs_errf(err, "%s: unsupported JPEG with %d components", name, nc);
+        return rs_errk(err, RS_EFORMAT, "%s: unsupported JPEG with %d components", name, nc);
     }
     jpeg_start_decompress(&cinfo);
     int w = (int)cinfo.output_width, h = (int)cinfo.output_height;
@@ -130,7 +130,7 @@ static int decode_jpeg(const uint8_t *data, size_t len, const char *name, rs_ima
         jpeg_destroy_decompress(&cinfo);
         free(rgb);
         free(row);
-        return rs_errf(err, "%s: out of memory for a %dx%d image", name, w, h);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory for a %dx%d image", name, w, h);
     }
     while (cinfo.output_scanline < cinfo.output_height) {
         int y = (int)cinfo.output_scanline;
@@ -173,6 +173,7 @@ typedef struct {
     size_t len, pos;
     jmp_buf jmp;
     char msg[256];
+    volatile int oom; /* the error was an allocation of ours that failed */
 } png_ctx;
 
 static void png_err_fn(png_structp png, png_const_charp msg) {
@@ -207,21 +208,21 @@ static int decode_png(const uint8_t *data, size_t len, const char *name, rs_imag
     ctx.data = data;
     ctx.len = len;
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_err_fn, png_warn_fn);
-    if (!png) return rs_errf(err, "%s: cannot create PNG reader", name);
+    if (!png) return rs_errk(err, RS_ENOMEM, "%s: cannot create PNG reader", name);
     png_infop info = png_create_info_struct(png);
     uint8_t *volatile raw = NULL;
     png_bytep *volatile rows = NULL;
     uint8_t *volatile rgb = NULL;
     if (!info) {
         png_destroy_read_struct(&png, NULL, NULL);
-        return rs_errf(err, "%s: cannot create PNG reader", name);
+        return rs_errk(err, RS_ENOMEM, "%s: cannot create PNG reader", name);
     }
     if (setjmp(ctx.jmp)) {
         png_destroy_read_struct(&png, &info, NULL);
         free(raw);
         free(rows);
         free(rgb);
-        return rs_errf(err, "%s: cannot decode PNG: %s", name, ctx.msg);
+        return rs_errk(err, ctx.oom ? RS_ENOMEM : RS_EFORMAT, "%s: cannot decode PNG: %s", name, ctx.msg);
     }
     png_set_read_fn(png, &ctx, png_read_fn);
     /* libpng rejects larger headers itself, before we allocate. */
@@ -244,7 +245,10 @@ static int decode_png(const uint8_t *data, size_t len, const char *name, rs_imag
     raw = malloc(rowbytes * h);
     rows = malloc(h * sizeof *rows);
     rgb = malloc(w * h * 3);
-    if (!raw || !rows || !rgb) png_error(png, "out of memory");
+    if (!raw || !rows || !rgb) {
+        ctx.oom = 1;
+        png_error(png, "out of memory");
+    }
     for (size_t y = 0; y < h; y++) rows[y] = raw + y * rowbytes;
     png_read_image(png, rows);
     /* Not png_read_end: Pillow stops after the image data too. */
@@ -313,11 +317,11 @@ int rs_image_decode(const uint8_t *data, size_t len, const char *name, rs_image 
     img->w = img->h = 0;
     img->rgb = NULL;
     static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    if (len == 0) return rs_errf(err, "%s: empty file, not an image", name);
+    if (len == 0) return rs_errk(err, RS_EFORMAT, "%s: empty file, not an image", name);
     if (len >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF)
         return decode_jpeg(data, len, name, img, err);
     if (len >= 8 && !memcmp(data, png_sig, 8)) return decode_png(data, len, name, img, err);
-    return rs_errf(err, "%s: unsupported image format (only JPEG and PNG are read)", name);
+    return rs_errk(err, RS_EFORMAT, "%s: unsupported image format (only JPEG and PNG are read)", name);
 }
 
 int rs_image_load(const char *path, rs_image *img, rs_err *err) {

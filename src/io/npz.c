@@ -90,75 +90,75 @@ int npy_parse_header(const void *buf, size_t len, npy_array *a, size_t *data_off
                      const char *what, rs_err *err) {
     const unsigned char *b = buf;
     if (len < 10 || memcmp(b, "\x93NUMPY", 6))
-        return rs_errf(err, "%s: not an npy array (bad magic)", what);
+        return rs_errk(err, RS_EFORMAT, "%s: not an npy array (bad magic)", what);
     int major = b[6];
     size_t hlen, pre;
     if (major == 1) {
         hlen = (size_t)b[8] | (size_t)b[9] << 8;
         pre = 10;
     } else if (major == 2 || major == 3) {
-        if (len < 12) return rs_errf(err, "%s: truncated npy header", what);
+        if (len < 12) return rs_errk(err, RS_EFORMAT, "%s: truncated npy header", what);
         hlen = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)b[11] << 24;
         pre = 12;
     } else {
-        return rs_errf(err, "%s: unsupported npy version %d.%d", what, major, b[7]);
+        return rs_errk(err, RS_EFORMAT, "%s: unsupported npy version %d.%d", what, major, b[7]);
     }
-    if (hlen > NPY_MAX_HEADER_BYTES) return rs_errf(err, "%s: npy header too large (%zu bytes)", what, hlen);
-    if (pre + hlen > len) return rs_errf(err, "%s: truncated npy header", what);
+    if (hlen > NPY_MAX_HEADER_BYTES) return rs_errk(err, RS_EFORMAT, "%s: npy header too large (%zu bytes)", what, hlen);
+    if (pre + hlen > len) return rs_errk(err, RS_EFORMAT, "%s: truncated npy header", what);
 
     cursor c = {(const char *)b + pre, (const char *)b + pre + hlen};
     int have_descr = 0, have_fo = 0, have_shape = 0;
     char key[32], descr[32];
-    if (!eat(&c, '{')) return rs_errf(err, "%s: npy header is not a dict", what);
+    if (!eat(&c, '{')) return rs_errk(err, RS_EFORMAT, "%s: npy header is not a dict", what);
     for (;;) {
         if (eat(&c, '}')) break;
         if (parse_str(&c, key, sizeof key) || !eat(&c, ':'))
-            return rs_errf(err, "%s: malformed npy header", what);
+            return rs_errk(err, RS_EFORMAT, "%s: malformed npy header", what);
         if (!strcmp(key, "descr") && !have_descr) {
             if (parse_str(&c, descr, sizeof descr))
-                return rs_errf(err, "%s: npy descr is not a simple dtype string (structured/object dtypes unsupported)", what);
+                return rs_errk(err, RS_EFORMAT, "%s: npy descr is not a simple dtype string (structured/object dtypes unsupported)", what);
             int found = -1;
             for (int i = 0; i < 4; i++)
                 if (!strcmp(descr, DT_NAMES[i])) found = i;
             if (found < 0) {
                 if (descr[0] == '>')
-                    return rs_errf(err, "%s: big-endian dtype '%s' unsupported", what, descr);
+                    return rs_errk(err, RS_EFORMAT, "%s: big-endian dtype '%s' unsupported", what, descr);
                 if (strchr(descr, 'O'))
-                    return rs_errf(err, "%s: object dtype '%s' unsupported", what, descr);
-                return rs_errf(err, "%s: unsupported dtype '%s' (need <f4, <f8, <i4 or <i8)", what, descr);
+                    return rs_errk(err, RS_EFORMAT, "%s: object dtype '%s' unsupported", what, descr);
+                return rs_errk(err, RS_EFORMAT, "%s: unsupported dtype '%s' (need <f4, <f8, <i4 or <i8)", what, descr);
             }
             a->dtype = (npy_dtype)found;
             have_descr = 1;
         } else if (!strcmp(key, "fortran_order") && !have_fo) {
             if (!parse_word(&c, "True"))
-                return rs_errf(err, "%s: fortran_order True unsupported (save with C order)", what);
-            if (parse_word(&c, "False")) return rs_errf(err, "%s: malformed fortran_order", what);
+                return rs_errk(err, RS_EFORMAT, "%s: fortran_order True unsupported (save with C order)", what);
+            if (parse_word(&c, "False")) return rs_errk(err, RS_EFORMAT, "%s: malformed fortran_order", what);
             have_fo = 1;
         } else if (!strcmp(key, "shape") && !have_shape) {
             int r = parse_shape(&c, a);
-            if (r == -2) return rs_errf(err, "%s: npy shape dimension overflows", what);
-            if (r == -3) return rs_errf(err, "%s: npy shape has more than %d dims", what, NPY_MAX_DIMS);
-            if (r) return rs_errf(err, "%s: malformed npy shape", what);
+            if (r == -2) return rs_errk(err, RS_EFORMAT, "%s: npy shape dimension overflows", what);
+            if (r == -3) return rs_errk(err, RS_EFORMAT, "%s: npy shape has more than %d dims", what, NPY_MAX_DIMS);
+            if (r) return rs_errk(err, RS_EFORMAT, "%s: malformed npy shape", what);
             have_shape = 1;
         } else {
-            return rs_errf(err, "%s: unexpected or duplicate npy header key '%s'", what, key);
+            return rs_errk(err, RS_EFORMAT, "%s: unexpected or duplicate npy header key '%s'", what, key);
         }
         if (!eat(&c, ',')) {
             if (eat(&c, '}')) break;
-            return rs_errf(err, "%s: malformed npy header", what);
+            return rs_errk(err, RS_EFORMAT, "%s: malformed npy header", what);
         }
     }
     if (!have_descr || !have_fo || !have_shape)
-        return rs_errf(err, "%s: npy header lacks descr/fortran_order/shape", what);
+        return rs_errk(err, RS_EFORMAT, "%s: npy header lacks descr/fortran_order/shape", what);
 
     int64_t numel = 1;
     for (int i = 0; i < a->ndim; i++) {
         if (a->shape[i] != 0 && numel > INT64_MAX / 8 / a->shape[i])
-            return rs_errf(err, "%s: npy shape product overflows", what);
+            return rs_errk(err, RS_EFORMAT, "%s: npy shape product overflows", what);
         numel *= a->shape[i];
     }
     if ((uint64_t)numel * npy_itemsize(a->dtype) > (uint64_t)SIZE_MAX / 2)
-        return rs_errf(err, "%s: npy array too large", what);
+        return rs_errk(err, RS_EFORMAT, "%s: npy array too large", what);
     a->numel = numel;
     a->nbytes = (size_t)numel * npy_itemsize(a->dtype);
     *data_offset = pre + hlen;
@@ -179,16 +179,16 @@ int npy_load(const char *path, size_t max_bytes, npy_array *out, rs_err *err) {
     size_t off;
     if (npy_parse_header(m.data, m.size, out, &off, path, err)) goto fail;
     if (max_bytes && out->nbytes > max_bytes) {
-        rs_errf(err, "%s: array of %zu bytes exceeds the limit of %zu", path, out->nbytes, max_bytes);
+        rs_errk(err, RS_EFORMAT, "%s: array of %zu bytes exceeds the limit of %zu", path, out->nbytes, max_bytes);
         goto fail;
     }
     if (m.size - off != out->nbytes) {
-        rs_errf(err, "%s: data length %zu does not match header (%zu bytes)", path, m.size - off, out->nbytes);
+        rs_errk(err, RS_EFORMAT, "%s: data length %zu does not match header (%zu bytes)", path, m.size - off, out->nbytes);
         goto fail;
     }
     out->data = malloc(out->nbytes ? out->nbytes : 1);
     if (!out->data) {
-        rs_errf(err, "%s: out of memory", path);
+        rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
         goto fail;
     }
     memcpy(out->data, (const char *)m.data + off, out->nbytes);
@@ -217,27 +217,27 @@ static int read_member(zip_t *za, zip_uint64_t idx, const char *path, size_t *bu
     zip_stat_t st;
     zip_stat_init(&st);
     if (zip_stat_index(za, idx, 0, &st) || !(st.valid & ZIP_STAT_NAME))
-        return rs_errf(err, "%s: cannot stat member %llu", path, (unsigned long long)idx);
+        return rs_errk(err, RS_EFORMAT, "%s: cannot stat member %llu", path, (unsigned long long)idx);
     const char *nm = st.name;
     size_t nl = strlen(nm);
     char what[1200];
     snprintf(what, sizeof what, "%s[%s]", path, nm);
-    if (nl < 4 || strcmp(nm + nl - 4, ".npy")) return rs_errf(err, "%s: member is not a .npy file", what);
+    if (nl < 4 || strcmp(nm + nl - 4, ".npy")) return rs_errk(err, RS_EFORMAT, "%s: member is not a .npy file", what);
 
     zip_file_t *zf = zip_fopen_index(za, idx, 0);
-    if (!zf) return rs_errf(err, "%s: cannot open member: %s", what, zip_strerror(za));
+    if (!zf) return rs_errk(err, RS_EIO, "%s: cannot open member: %s", what, zip_strerror(za));
     unsigned char pre[12];
     unsigned char *hdr = NULL;
     int rc = -1;
     if (read_exact(zf, pre, 10)) {
-        rs_errf(err, "%s: truncated npy header", what);
+        rs_errk(err, RS_EFORMAT, "%s: truncated npy header", what);
         goto done;
     }
     size_t plen = 10, hlen;
     if (pre[6] == 1) hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
     else if (pre[6] == 2 || pre[6] == 3) {
         if (read_exact(zf, pre + 10, 2)) {
-            rs_errf(err, "%s: truncated npy header", what);
+            rs_errk(err, RS_EFORMAT, "%s: truncated npy header", what);
             goto done;
         }
         plen = 12;
@@ -246,17 +246,17 @@ static int read_member(zip_t *za, zip_uint64_t idx, const char *path, size_t *bu
         hlen = 0; /* npy_parse_header reports the bad magic/version */
     }
     if (hlen > NPY_MAX_HEADER_BYTES) {
-        rs_errf(err, "%s: npy header too large (%zu bytes)", what, hlen);
+        rs_errk(err, RS_EFORMAT, "%s: npy header too large (%zu bytes)", what, hlen);
         goto done;
     }
     hdr = malloc(plen + hlen + 1);
     if (!hdr) {
-        rs_errf(err, "%s: out of memory", what);
+        rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
         goto done;
     }
     memcpy(hdr, pre, plen);
     if (read_exact(zf, hdr + plen, hlen)) {
-        rs_errf(err, "%s: truncated npy header", what);
+        rs_errk(err, RS_EFORMAT, "%s: truncated npy header", what);
         goto done;
     }
     size_t off;
@@ -264,39 +264,39 @@ static int read_member(zip_t *za, zip_uint64_t idx, const char *path, size_t *bu
     /* The npy header fixes the member's size; the zip directory must agree, and the data
      * must fit the remaining budget, all before we allocate. */
     if ((st.valid & ZIP_STAT_SIZE) && st.size != (zip_uint64_t)(off + a->nbytes)) {
-        rs_errf(err, "%s: member size %llu does not match its npy header (%zu bytes)", what,
+        rs_errk(err, RS_EFORMAT, "%s: member size %llu does not match its npy header (%zu bytes)", what,
                 (unsigned long long)st.size, off + a->nbytes);
         goto done;
     }
     if (a->nbytes > *budget) {
-        rs_errf(err, "%s: decoded size exceeds the limit (%zu bytes needed, %zu left)", what, a->nbytes, *budget);
+        rs_errk(err, RS_EFORMAT, "%s: decoded size exceeds the limit (%zu bytes needed, %zu left)", what, a->nbytes, *budget);
         goto done;
     }
     a->data = malloc(a->nbytes ? a->nbytes : 1);
     if (!a->data) {
-        rs_errf(err, "%s: out of memory for %zu bytes", what, a->nbytes);
+        rs_errk(err, RS_ENOMEM, "%s: out of memory for %zu bytes", what, a->nbytes);
         goto done;
     }
     if (read_exact(zf, a->data, a->nbytes)) {
-        rs_errf(err, "%s: member data truncated or corrupt: %s", what, zip_file_strerror(zf));
+        rs_errk(err, RS_EIO, "%s: member data truncated or corrupt: %s", what, zip_file_strerror(zf));
         goto done;
     }
     unsigned char extra;
     zip_int64_t r = zip_fread(zf, &extra, 1); /* also makes libzip verify the CRC */
     if (r != 0) {
-        rs_errf(err, "%s: %s", what, r > 0 ? "more data than the npy header claims" : zip_file_strerror(zf));
+        rs_errk(err, RS_EIO, "%s: %s", what, r > 0 ? "more data than the npy header claims" : zip_file_strerror(zf));
         goto done;
     }
     a->name = strndup(nm, nl - 4);
     if (!a->name) {
-        rs_errf(err, "%s: out of memory", what);
+        rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
         goto done;
     }
     *budget -= a->nbytes;
     rc = 0;
 done:
     free(hdr);
-    if (zip_fclose(zf) && rc == 0) rc = rs_errf(err, "%s: checksum or read error", what);
+    if (zip_fclose(zf) && rc == 0) rc = rs_errk(err, RS_EFORMAT, "%s: checksum or read error", what);
     if (rc) npy_array_clear(a);
     return rc;
 }
@@ -308,14 +308,18 @@ int npz_open(npz_file **out, const char *path, size_t max_bytes, rs_err *err) {
     if (!za) {
         zip_error_t ze;
         zip_error_init_with_code(&ze, zerr);
-        rs_errf(err, "%s: cannot open as npz (zip): %s", path, zip_error_strerror(&ze));
+        rs_errk(err,
+                zerr == ZIP_ER_MEMORY                                                ? RS_ENOMEM
+                : zerr == ZIP_ER_OPEN || zerr == ZIP_ER_READ || zerr == ZIP_ER_NOENT ? RS_EIO
+                                                                                     : RS_EFORMAT,
+                "%s: cannot open as npz (zip): %s", path, zip_error_strerror(&ze));
         zip_error_fini(&ze);
         return -1;
     }
     zip_int64_t n = zip_get_num_entries(za, 0);
     if (n < 0 || n > 100000) {
         zip_close(za);
-        return rs_errf(err, "%s: bad number of npz members", path);
+        return rs_errk(err, RS_EFORMAT, "%s: bad number of npz members", path);
     }
     npz_file *z = calloc(1, sizeof *z);
     if (z) {
@@ -325,7 +329,7 @@ int npz_open(npz_file **out, const char *path, size_t max_bytes, rs_err *err) {
     if (!z || !z->path || !z->arrays) {
         zip_close(za);
         npz_close(z);
-        return rs_errf(err, "%s: out of memory", path);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
     }
     size_t budget = max_bytes ? max_bytes : NPZ_DEFAULT_MAX_BYTES;
     for (zip_int64_t i = 0; i < n; i++) {
@@ -336,7 +340,7 @@ int npz_open(npz_file **out, const char *path, size_t max_bytes, rs_err *err) {
         }
         for (int j = 0; j < z->n; j++)
             if (!strcmp(z->arrays[j].name, z->arrays[z->n].name)) {
-                rs_errf(err, "%s: duplicate member '%s'", path, z->arrays[j].name);
+                rs_errk(err, RS_EFORMAT, "%s: duplicate member '%s'", path, z->arrays[j].name);
                 z->n++;
                 zip_discard(za);
                 npz_close(z);

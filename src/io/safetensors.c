@@ -102,14 +102,14 @@ static int parse_shard(st_set *s, int shard, tensor_list *l, rs_err *err) {
     const char *path = s->paths[shard];
     const unsigned char *base = s->maps[shard].data;
     size_t size = s->maps[shard].size;
-    if (size < 8) return rs_errf(err, "%s: truncated safetensors file (%zu bytes, no header)", path, size);
+    if (size < 8) return rs_errk(err, RS_EFORMAT, "%s: truncated safetensors file (%zu bytes, no header)", path, size);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | base[i];
     if (hlen > ST_MAX_HEADER_BYTES)
-        return rs_errf(err, "%s: header length %llu exceeds the %u-byte limit (corrupt file?)", path,
+        return rs_errk(err, RS_EFORMAT, "%s: header length %llu exceeds the %u-byte limit (corrupt file?)", path,
                        (unsigned long long)hlen, ST_MAX_HEADER_BYTES);
     if (hlen > size - 8)
-        return rs_errf(err, "%s: header length %llu runs past the end of the %zu-byte file (truncated?)",
+        return rs_errk(err, RS_EFORMAT, "%s: header length %llu runs past the end of the %zu-byte file (truncated?)",
                        path, (unsigned long long)hlen, size);
     const unsigned char *data = base + 8 + hlen;
     size_t data_size = size - 8 - (size_t)hlen;
@@ -119,60 +119,60 @@ static int parse_shard(st_set *s, int shard, tensor_list *l, rs_err *err) {
     if (rs_json_parse((const char *)base + 8, (size_t)hlen, what, &root, err)) return -1;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return rs_errf(err, "%s: header is not a JSON object", path);
+        return rs_errk(err, RS_EFORMAT, "%s: header is not a JSON object", path);
     }
     int first = l->n, rc = -1;
     range *ranges = NULL;
     for (cJSON *e = root->child; e; e = e->next) {
         if (!strcmp(e->string, "__metadata__")) {
-            if (!cJSON_IsObject(e)) { rs_errf(err, "%s: __metadata__ is not an object", path); goto done; }
+            if (!cJSON_IsObject(e)) { rs_errk(err, RS_EFORMAT, "%s: __metadata__ is not an object", path); goto done; }
             if (shard != 0) continue;
             for (cJSON *m = e->child; m; m = m->next) {
-                if (!cJSON_IsString(m)) { rs_errf(err, "%s: __metadata__[\"%s\"] is not a string", path, m->string); goto done; }
+                if (!cJSON_IsString(m)) { rs_errk(err, RS_EFORMAT, "%s: __metadata__[\"%s\"] is not a string", path, m->string); goto done; }
                 char **nk = realloc(s->meta_keys, (size_t)(s->n_meta + 1) * sizeof *nk);
                 if (nk) s->meta_keys = nk;
                 char **nv = realloc(s->meta_vals, (size_t)(s->n_meta + 1) * sizeof *nv);
                 if (nv) s->meta_vals = nv;
-                if (!nk || !nv) { rs_errf(err, "%s: out of memory", path); goto done; }
+                if (!nk || !nv) { rs_errk(err, RS_ENOMEM, "%s: out of memory", path); goto done; }
                 s->meta_keys[s->n_meta] = strdup(m->string);
                 s->meta_vals[s->n_meta] = strdup(m->valuestring);
                 s->n_meta++; /* counted before the check: st_close frees what was copied */
                 if (!s->meta_keys[s->n_meta - 1] || !s->meta_vals[s->n_meta - 1]) {
-                    rs_errf(err, "%s: out of memory", path);
+                    rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
                     goto done;
                 }
             }
             continue;
         }
-        if (l->n >= ST_MAX_TENSORS) { rs_errf(err, "%s: more than %d tensors", path, ST_MAX_TENSORS); goto done; }
+        if (l->n >= ST_MAX_TENSORS) { rs_errk(err, RS_EFORMAT, "%s: more than %d tensors", path, ST_MAX_TENSORS); goto done; }
         const char *nm = e->string;
         cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
         cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
         cJSON *of = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
         if (!cJSON_IsObject(e) || !cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(of)) {
-            rs_errf(err, "%s: tensor \"%s\": entry needs dtype, shape and data_offsets", path, nm);
+            rs_errk(err, RS_EFORMAT, "%s: tensor \"%s\": entry needs dtype, shape and data_offsets", path, nm);
             goto done;
         }
         st_tensor t;
         memset(&t, 0, sizeof t);
         t.shard = shard;
         if (rs_dtype_parse(dt->valuestring, &t.dtype)) {
-            rs_errf(err, "%s: tensor \"%s\": unsupported dtype \"%s\"", path, nm, dt->valuestring);
+            rs_errk(err, RS_EFORMAT, "%s: tensor \"%s\": unsupported dtype \"%s\"", path, nm, dt->valuestring);
             goto done;
         }
         int nd = cJSON_GetArraySize(sh);
-        if (nd > ST_MAX_DIMS) { rs_errf(err, "%s: tensor \"%s\": %d dims (max %d)", path, nm, nd, ST_MAX_DIMS); goto done; }
+        if (nd > ST_MAX_DIMS) { rs_errk(err, RS_EFORMAT, "%s: tensor \"%s\": %d dims (max %d)", path, nm, nd, ST_MAX_DIMS); goto done; }
         t.ndim = nd;
         uint64_t numel = 1;
         int k = 0;
         for (cJSON *d = sh->child; d; d = d->next, k++) {
             if (!rs_json_is_int(d, 0, INT64_MAX / 2)) {
-                rs_errf(err, "%s: tensor \"%s\": shape entries must be non-negative integers", path, nm);
+                rs_errk(err, RS_EFORMAT, "%s: tensor \"%s\": shape entries must be non-negative integers", path, nm);
                 goto done;
             }
             t.shape[k] = (int64_t)d->valuedouble;
             if (t.shape[k] != 0 && numel > (uint64_t)SIZE_MAX / 8 / (uint64_t)t.shape[k]) {
-                rs_errf(err, "%s: tensor \"%s\": shape product overflows", path, nm);
+                rs_errk(err, RS_EFORMAT, "%s: tensor \"%s\": shape product overflows", path, nm);
                 goto done;
             }
             numel *= (uint64_t)t.shape[k];
@@ -180,17 +180,17 @@ static int parse_shard(st_set *s, int shard, tensor_list *l, rs_err *err) {
         t.numel = (int64_t)numel;
         if (cJSON_GetArraySize(of) != 2 || !rs_json_is_int(of->child, 0, INT64_MAX / 2) ||
             !rs_json_is_int(of->child->next, 0, INT64_MAX / 2)) {
-            rs_errf(err, "%s: tensor \"%s\": data_offsets must be two non-negative integers", path, nm);
+            rs_errk(err, RS_EFORMAT, "%s: tensor \"%s\": data_offsets must be two non-negative integers", path, nm);
             goto done;
         }
         uint64_t b = (uint64_t)of->child->valuedouble, en = (uint64_t)of->child->next->valuedouble;
         if (b > en || en > data_size) {
-            rs_errf(err, "%s: tensor \"%s\": data_offsets [%llu, %llu] outside the %zu-byte data section (truncated or corrupt)",
+            rs_errk(err, RS_EFORMAT, "%s: tensor \"%s\": data_offsets [%llu, %llu] outside the %zu-byte data section (truncated or corrupt)",
                     path, nm, (unsigned long long)b, (unsigned long long)en, data_size);
             goto done;
         }
         if (en - b != numel * rs_dtype_size(t.dtype)) {
-            rs_errf(err, "%s: tensor \"%s\": %llu bytes but shape x %s needs %llu", path, nm,
+            rs_errk(err, RS_EFORMAT, "%s: tensor \"%s\": %llu bytes but shape x %s needs %llu", path, nm,
                     (unsigned long long)(en - b), rs_dtype_name(t.dtype),
                     (unsigned long long)(numel * rs_dtype_size(t.dtype)));
             goto done;
@@ -198,12 +198,12 @@ static int parse_shard(st_set *s, int shard, tensor_list *l, rs_err *err) {
         t.data = data + b;
         t.nbytes = (size_t)(en - b);
         t.name = strdup(nm);
-        if (!t.name || tensor_push(l, &t)) { free(t.name); rs_errf(err, "%s: out of memory", path); goto done; }
+        if (!t.name || tensor_push(l, &t)) { free(t.name); rs_errk(err, RS_ENOMEM, "%s: out of memory", path); goto done; }
     }
     /* Overlap check within this shard (zero-length tensors may share an offset). */
     int cnt = l->n - first;
     ranges = malloc((size_t)(cnt ? cnt : 1) * sizeof *ranges);
-    if (!ranges) { rs_errf(err, "%s: out of memory", path); goto done; }
+    if (!ranges) { rs_errk(err, RS_ENOMEM, "%s: out of memory", path); goto done; }
     for (int i = 0; i < cnt; i++) {
         size_t b = (size_t)((const unsigned char *)l->v[first + i].data - data);
         ranges[i].begin = b;
@@ -212,7 +212,7 @@ static int parse_shard(st_set *s, int shard, tensor_list *l, rs_err *err) {
     qsort(ranges, (size_t)cnt, sizeof *ranges, cmp_range);
     for (int i = 1; i < cnt; i++)
         if (ranges[i].begin < ranges[i - 1].end) {
-            rs_errf(err, "%s: tensors overlap at data offset %zu", path, ranges[i].begin);
+            rs_errk(err, RS_EFORMAT, "%s: tensors overlap at data offset %zu", path, ranges[i].begin);
             goto done;
         }
     rc = 0;
@@ -227,11 +227,11 @@ static int add_shard(st_set *s, const char *path, rs_err *err) {
     if (np) s->paths = np;
     rs_mmap *nm = realloc(s->maps, (size_t)(s->n_shards + 1) * sizeof *nm);
     if (nm) s->maps = nm;
-    if (!np || !nm) return rs_errf(err, "%s: out of memory", path);
+    if (!np || !nm) return rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
     s->paths[s->n_shards] = strdup(path);
     memset(&s->maps[s->n_shards], 0, sizeof(rs_mmap));
     s->n_shards++;
-    if (!s->paths[s->n_shards - 1]) return rs_errf(err, "%s: out of memory", path);
+    if (!s->paths[s->n_shards - 1]) return rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
     return rs_mmap_open(&s->maps[s->n_shards - 1], path, err);
 }
 
@@ -255,14 +255,14 @@ static int open_index(st_set *s, const char *index_path, tensor_list *l, rs_err 
     char *dir = dir_of(index_path);
     cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(wm) || !wm->child) {
-        rs_errf(err, "%s: missing or empty \"weight_map\" object", index_path);
+        rs_errk(err, RS_EFORMAT, "%s: missing or empty \"weight_map\" object", index_path);
         goto done;
     }
     for (cJSON *e = wm->child; e; e = e->next) {
-        if (!cJSON_IsString(e)) { rs_errf(err, "%s: weight_map[\"%s\"] is not a file name", index_path, e->string); goto done; }
+        if (!cJSON_IsString(e)) { rs_errk(err, RS_EFORMAT, "%s: weight_map[\"%s\"] is not a file name", index_path, e->string); goto done; }
         const char *f = e->valuestring;
         if (strchr(f, '/') || !strcmp(f, "..") || !*f) {
-            rs_errf(err, "%s: weight_map[\"%s\"] = \"%s\" is not a plain file name", index_path, e->string, f);
+            rs_errk(err, RS_EFORMAT, "%s: weight_map[\"%s\"] = \"%s\" is not a plain file name", index_path, e->string, f);
             goto done;
         }
         int seen = 0;
@@ -272,7 +272,7 @@ static int open_index(st_set *s, const char *index_path, tensor_list *l, rs_err 
         }
         if (seen) continue;
         char *p = rs_path_join(dir, f);
-        if (!p) { rs_errf(err, "out of memory"); goto done; }
+        if (!p) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         int r = add_shard(s, p, err);
         if (r == 0) r = parse_shard(s, s->n_shards - 1, l, err);
         free(p);
@@ -284,10 +284,10 @@ static int open_index(st_set *s, const char *index_path, tensor_list *l, rs_err 
     for (cJSON *e = wm->child; e; e = e->next) {
         st_tensor key = {.name = e->string};
         st_tensor *t = l->n ? bsearch(&key, l->v, (size_t)l->n, sizeof *l->v, cmp_name) : NULL;
-        if (!t) { rs_errf(err, "%s: tensor \"%s\" is listed in weight_map but absent from %s", index_path, e->string, e->valuestring); goto done; }
+        if (!t) { rs_errk(err, RS_EFORMAT, "%s: tensor \"%s\" is listed in weight_map but absent from %s", index_path, e->string, e->valuestring); goto done; }
         const char *b = strrchr(s->paths[t->shard], '/');
         if (strcmp(b ? b + 1 : s->paths[t->shard], e->valuestring)) {
-            rs_errf(err, "%s: tensor \"%s\" is mapped to %s but found in %s", index_path, e->string, e->valuestring, s->paths[t->shard]);
+            rs_errk(err, RS_EFORMAT, "%s: tensor \"%s\" is mapped to %s but found in %s", index_path, e->string, e->valuestring, s->paths[t->shard]);
             goto done;
         }
     }
@@ -301,17 +301,17 @@ done:
 int st_open(st_set **out, const char *path, rs_err *err) {
     *out = NULL;
     st_set *s = calloc(1, sizeof *s);
-    if (!s) return rs_errf(err, "out of memory");
+    if (!s) return rs_errk(err, RS_ENOMEM, "out of memory");
     tensor_list l = {0};
     int rc = -1;
     char *idx = NULL, *single = NULL;
     if (rs_is_dir(path)) {
         idx = rs_path_join(path, "model.safetensors.index.json");
         single = rs_path_join(path, "model.safetensors");
-        if (!idx || !single) { rs_errf(err, "out of memory"); goto done; }
+        if (!idx || !single) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         if (rs_path_exists(idx)) rc = open_index(s, idx, &l, err);
         else if (rs_path_exists(single)) rc = add_shard(s, single, err) || parse_shard(s, 0, &l, err);
-        else rs_errf(err, "%s: no model.safetensors or model.safetensors.index.json in this directory", path);
+        else rs_errk(err, RS_EFORMAT, "%s: no model.safetensors or model.safetensors.index.json in this directory", path);
     } else if (rs_ends_with(path, ".json")) {
         rc = open_index(s, path, &l, err);
     } else {
@@ -322,10 +322,10 @@ int st_open(st_set **out, const char *path, rs_err *err) {
     if (l.n > 1) qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_name); /* a file may hold no tensors (v NULL) */
     for (int i = 1; i < l.n; i++)
         if (!strcmp(l.v[i].name, l.v[i - 1].name)) {
-            rc = rs_errf(err, "%s: duplicate tensor name \"%s\"", s->paths[l.v[i].shard], l.v[i].name);
+            rc = rs_errk(err, RS_EFORMAT, "%s: duplicate tensor name \"%s\"", s->paths[l.v[i].shard], l.v[i].name);
             goto done;
         }
-    if (!(s->claimed = calloc((size_t)(l.n ? l.n : 1), 1))) rc = rs_errf(err, "out of memory");
+    if (!(s->claimed = calloc((size_t)(l.n ? l.n : 1), 1))) rc = rs_errk(err, RS_ENOMEM, "out of memory");
 done:
     free(idx);
     free(single);
@@ -423,7 +423,7 @@ int st_expect(const st_set *s, const char *name, int ndim, const int64_t *shape,
               const st_tensor **out, rs_err *err) {
     const st_tensor *t = st_get(s, name);
     if (out) *out = t;
-    if (!t) return rs_errf(err, "%s: missing tensor \"%s\"", s->n_shards ? s->paths[0] : "?", name);
+    if (!t) return rs_errk(err, RS_EFORMAT, "%s: missing tensor \"%s\"", s->n_shards ? s->paths[0] : "?", name);
     if (s->claimed) s->claimed[t - s->tensors] = 1;
     int ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
@@ -431,7 +431,7 @@ int st_expect(const st_set *s, const char *name, int ndim, const int64_t *shape,
         char want[160], got[160];
         shape_str(want, sizeof want, ndim, shape);
         shape_str(got, sizeof got, t->ndim, t->shape);
-        return rs_errf(err, "%s: tensor \"%s\" has shape %s but the config implies %s",
+        return rs_errk(err, RS_EFORMAT, "%s: tensor \"%s\" has shape %s but the config implies %s",
                        s->paths[t->shard], name, got, want);
     }
     return 0;
@@ -459,16 +459,16 @@ st_writer *st_writer_new(void) { return calloc(1, sizeof(st_writer)); }
 
 int st_writer_add(st_writer *w, const char *name, rs_dtype dt, int ndim, const int64_t *shape,
                   const void *data, rs_err *err) {
-    if (ndim < 0 || ndim > ST_MAX_DIMS) return rs_errf(err, "tensor \"%s\": %d dims", name, ndim);
+    if (ndim < 0 || ndim > ST_MAX_DIMS) return rs_errk(err, RS_EINVAL, "tensor \"%s\": %d dims", name, ndim);
     /* Names land in the JSON header: readers (ours and the Rust one) reject non-UTF-8. */
-    if (!rs_utf8_valid(name, strlen(name))) return rs_errf(err, "tensor name is not valid UTF-8");
-    if (!strcmp(name, "__metadata__")) return rs_errf(err, "\"__metadata__\" is reserved, not a tensor name");
+    if (!rs_utf8_valid(name, strlen(name))) return rs_errk(err, RS_EINVAL, "tensor name is not valid UTF-8");
+    if (!strcmp(name, "__metadata__")) return rs_errk(err, RS_EINVAL, "\"__metadata__\" is reserved, not a tensor name");
     for (int i = 0; i < w->n; i++)
-        if (!strcmp(w->t[i].name, name)) return rs_errf(err, "duplicate tensor name \"%s\"", name);
+        if (!strcmp(w->t[i].name, name)) return rs_errk(err, RS_EINVAL, "duplicate tensor name \"%s\"", name);
     if (w->n == w->cap) {
         int nc = w->cap ? w->cap * 2 : 16;
         w_tensor *nt = realloc(w->t, (size_t)nc * sizeof *nt);
-        if (!nt) return rs_errf(err, "out of memory");
+        if (!nt) return rs_errk(err, RS_ENOMEM, "out of memory");
         w->t = nt;
         w->cap = nc;
     }
@@ -476,14 +476,14 @@ int st_writer_add(st_writer *w, const char *name, rs_dtype dt, int ndim, const i
     memset(t, 0, sizeof *t);
     size_t numel = 1;
     for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0) return rs_errf(err, "tensor \"%s\": negative dimension", name);
+        if (shape[i] < 0) return rs_errk(err, RS_EINVAL, "tensor \"%s\": negative dimension", name);
         if (shape[i] && numel > SIZE_MAX / 8 / (size_t)shape[i])
-            return rs_errf(err, "tensor \"%s\": shape product overflows", name);
+            return rs_errk(err, RS_EINVAL, "tensor \"%s\": shape product overflows", name);
         t->shape[i] = shape[i];
         numel *= (size_t)shape[i];
     }
     t->name = strdup(name);
-    if (!t->name) return rs_errf(err, "out of memory");
+    if (!t->name) return rs_errk(err, RS_ENOMEM, "out of memory");
     t->dtype = dt;
     t->ndim = ndim;
     t->data = data;
@@ -495,17 +495,17 @@ int st_writer_add(st_writer *w, const char *name, rs_dtype dt, int ndim, const i
 int st_writer_meta(st_writer *w, const char *key, const char *val, rs_err *err) {
     /* The header must stay valid UTF-8 JSON (e.g. labels read from a user's file). */
     if (!rs_utf8_valid(key, strlen(key)) || !rs_utf8_valid(val, strlen(val)))
-        return rs_errf(err, "__metadata__[\"%.60s\"]: key or value is not valid UTF-8", key);
+        return rs_errk(err, RS_EINVAL, "__metadata__[\"%.60s\"]: key or value is not valid UTF-8", key);
     char **nk = realloc(w->mk, (size_t)(w->nm + 1) * sizeof *nk);
     if (nk) w->mk = nk;
     char **nv = realloc(w->mv, (size_t)(w->nm + 1) * sizeof *nv);
     if (nv) w->mv = nv;
-    if (!nk || !nv) return rs_errf(err, "out of memory");
+    if (!nk || !nv) return rs_errk(err, RS_ENOMEM, "out of memory");
     char *k = strdup(key), *v = strdup(val);
     if (!k || !v) {
         free(k);
         free(v);
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     w->mk[w->nm] = k;
     w->mv[w->nm] = v;
@@ -557,7 +557,7 @@ int st_writer_save(st_writer *w, const char *path, rs_err *err) {
 #undef PUTS
     if (oom) {
         free(h);
-        return rs_errf(err, "%s: out of memory building header", path);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory building header", path);
     }
     rs_atomic_file f;
     if (rs_atomic_open(&f, path, err)) {

@@ -29,10 +29,10 @@ int rs_inputs_add(rs_inputs *in, const int32_t *ids, int64_t len, const char *te
     if (nl) in->lens = nl;
     char **nt = realloc(in->texts, (size_t)(in->n + 1) * sizeof *nt);
     if (nt) in->texts = nt;
-    if (!ni || !nl || !nt) return rs_errf(err, "out of memory");
+    if (!ni || !nl || !nt) return rs_errk(err, RS_ENOMEM, "out of memory");
     in->ids[in->n] = malloc((size_t)(len ? len : 1) * sizeof(int32_t));
     in->texts[in->n] = text ? strdup(text) : NULL;
-    if (!in->ids[in->n] || (text && !in->texts[in->n])) return rs_errf(err, "out of memory");
+    if (!in->ids[in->n] || (text && !in->texts[in->n])) return rs_errk(err, RS_ENOMEM, "out of memory");
     memcpy(in->ids[in->n], ids, (size_t)len * sizeof(int32_t));
     in->lens[in->n] = len;
     in->n++;
@@ -58,7 +58,7 @@ int rs_parse_ids(const char *s, int32_t **ids, int64_t *len, rs_err *err) {
         if (*len == cap) {
             cap = cap ? cap * 2 : 16;
             int32_t *n = realloc(*ids, (size_t)cap * sizeof *n);
-            if (!n) { free(*ids); *ids = NULL; return rs_errf(err, "out of memory"); }
+            if (!n) { free(*ids); *ids = NULL; return rs_errk(err, RS_ENOMEM, "out of memory"); }
             *ids = n;
         }
         (*ids)[(*len)++] = (int32_t)v;
@@ -182,7 +182,7 @@ int extract_gemma2(const gemma2_model *m, const rs_inputs *in, const extract_opt
     return 0;
 oom:
     extract_result_free(r);
-    return rs_errf(err, "out of memory for %lld tokens of activations", (long long)total);
+    return rs_errk(err, RS_ENOMEM, "out of memory for %lld tokens of activations", (long long)total);
 }
 
 /* ---- PaliGemma ---- */
@@ -223,7 +223,7 @@ int pg_inputs_add(pg_inputs *in, const int32_t *ids, const uint8_t *kinds, int64
         grow((void **)&in->image_paths, sizeof *in->image_paths, in->n) ||
         grow((void **)&in->texts, sizeof *in->texts, in->n) || grow((void **)&in->labels, sizeof *in->labels, in->n) ||
         grow((void **)&in->suffixes, sizeof *in->suffixes, in->n))
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     int i = in->n, fail = 0;
     in->suffixes[i] = NULL;
     in->ids[i] = malloc((size_t)(len ? len : 1) * sizeof(int32_t));
@@ -234,7 +234,7 @@ int pg_inputs_add(pg_inputs *in, const int32_t *ids, const uint8_t *kinds, int64
     in->lens[i] = len;
     in->prefix_len[i] = prefix_len;
     in->n++; /* counted even on failure so pg_inputs_free releases the parts */
-    if (!in->ids[i] || !in->kinds[i] || fail) return rs_errf(err, "out of memory");
+    if (!in->ids[i] || !in->kinds[i] || fail) return rs_errk(err, RS_ENOMEM, "out of memory");
     memcpy(in->ids[i], ids, (size_t)len * sizeof(int32_t));
     memcpy(in->kinds[i], kinds, (size_t)len);
     return 0;
@@ -244,7 +244,7 @@ int pg_inputs_set_suffix(pg_inputs *in, int i, const char *suffix, rs_err *err) 
     if (i < 0 || i >= in->n) return rs_errf(err, "no input %d", i);
     free(in->suffixes[i]);
     in->suffixes[i] = suffix ? strdup(suffix) : NULL;
-    if (suffix && !in->suffixes[i]) return rs_errf(err, "out of memory");
+    if (suffix && !in->suffixes[i]) return rs_errk(err, RS_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -267,7 +267,7 @@ int pg_prompt_ids(const paligemma_config *c, const rs_tokenizer *tok, const char
             free(t);
             if (!one) return rs_errf(err, "the tokenizer encodes \"\\n\" as %zu tokens, not one separator", nt);
         }
-        if (!(*ids = malloc((n_given + 1) * sizeof **ids))) return rs_errf(err, "out of memory");
+        if (!(*ids = malloc((n_given + 1) * sizeof **ids))) return rs_errk(err, RS_ENOMEM, "out of memory");
         if (n_given) memcpy(*ids, given, n_given * sizeof **ids);
         (*ids)[n_given] = nl;
         *n = n_given + 1;
@@ -275,7 +275,7 @@ int pg_prompt_ids(const paligemma_config *c, const rs_tokenizer *tok, const char
         if (!tok || !prompt) return rs_errf(err, "a prompt needs a tokenizer (or give its token ids)");
         size_t L = strlen(prompt);
         char *pt = malloc(L + 2);
-        if (!pt) return rs_errf(err, "out of memory");
+        if (!pt) return rs_errk(err, RS_ENOMEM, "out of memory");
         memcpy(pt, prompt, L);
         pt[L] = '\n';
         pt[L + 1] = '\0';
@@ -316,7 +316,7 @@ int pg_inputs_add_image(pg_inputs *in, const paligemma_model *m, const char *ima
 int pg_inputs_add_text(pg_inputs *in, const paligemma_model *m, const int32_t *ids, int64_t n, const char *text,
                        const char *label, rs_err *err) {
     uint8_t *kinds = malloc((size_t)(n > 0 ? n : 1));
-    if (!kinds) return rs_errf(err, "out of memory");
+    if (!kinds) return rs_errk(err, RS_ENOMEM, "out of memory");
     paligemma_text_kinds(m, ids, n, kinds);
     for (int64_t i = 0; i < n; i++)
         if (kinds[i] == PG_TOK_IMAGE) {
@@ -387,7 +387,7 @@ static int load_images(const paligemma_model *m, const pg_inputs *in, const extr
     size_t npix = (size_t)3 * S * S;
     int n = i1 - i0, T = o->image_threads > 1 ? o->image_threads : 1;
     int *slot = malloc(sizeof(int) * (n + 1)), k = 0;
-    if (!slot) return rs_errf(err, "out of memory");
+    if (!slot) return rs_errk(err, RS_ENOMEM, "out of memory");
     for (int i = i0; i < i1; i++) slot[i - i0] = in->image_paths[i] ? k++ : -1;
     if (T > k) T = k;
     int rc = 0;
@@ -401,7 +401,7 @@ static int load_images(const paligemma_model *m, const pg_inputs *in, const extr
     rs_err *ierr = calloc((size_t)n + 1, sizeof(rs_err));
     if (!irc || !ierr) {
         free(slot); free(irc); free(ierr);
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
 #pragma omp parallel for num_threads(T) schedule(dynamic)
     for (int i = i0; i < i1; i++)
@@ -542,7 +542,7 @@ int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extra
     free(slot); free(boff); free(bids); free(pix);
     return 0;
 oom:
-    rs_errf(err, "out of memory for %lld tokens of activations", (long long)total);
+    rs_errk(err, RS_ENOMEM, "out of memory for %lld tokens of activations", (long long)total);
 fail:
     hook_requests_free(o->hooks, o->n_hooks);
     free(slot); free(boff); free(bids); free(pix);

@@ -61,7 +61,7 @@ static const rs_wspec GEMMA2_FINAL_WEIGHTS[] = {
 int gemma2_from_weights(gemma2_model **out, const gemma2_config *cfg, st_set *st, const char *prefix, rs_err *err) {
     *out = NULL;
     gemma2_model *m = calloc(1, sizeof *m);
-    if (!m) return rs_errf(err, "out of memory");
+    if (!m) return rs_errk(err, RS_ENOMEM, "out of memory");
     m->cfg = *cfg;
     m->st = st;
     m->be = rs_backend_cpu();
@@ -72,7 +72,7 @@ int gemma2_from_weights(gemma2_model **out, const gemma2_config *cfg, st_set *st
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     m->inv_freq = malloc((size_t)c->head_dim / 2 * sizeof(float));
     if (!m->layers || !m->inv_freq) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto fail;
     }
     op_rope_inv_freq(m->inv_freq, c->head_dim, c->rope_theta);
@@ -208,7 +208,7 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
     const rs_backend *be = m->be;
     gemma2_workspace w;
     size_t TD = (size_t)T * D;
-    if (ws_alloc(&w, m, T, maxL, last_layer >= 0)) return rs_errf(err, "out of memory for a batch of %d tokens", T);
+    if (ws_alloc(&w, m, T, maxL, last_layer >= 0)) return rs_errk(err, RS_ENOMEM, "out of memory for a batch of %d tokens", T);
 
     /* 1. Embedding × √D (normalizer rounded to fp32 as HF does), or the given residual. */
     const float normalizer = (float)sqrt((double)D);
@@ -299,7 +299,7 @@ int gemma2_logits(const gemma2_model *m, const float *h, int T, float *logits, r
     const int BLK = 4096;
     float *buf = NULL;
     if (E->dtype != RS_DT_F32 && !(buf = malloc((size_t)BLK * D * sizeof(float))))
-        return rs_errf(err, "out of memory for the LM head (%d x %d block of the embedding as f32)", BLK, D);
+        return rs_errk(err, RS_ENOMEM, "out of memory for the LM head (%d x %d block of the embedding as f32)", BLK, D);
     for (int v0 = 0; v0 < V; v0 += BLK) {
         int nv = V - v0 < BLK ? V - v0 : BLK;
         const float *Eb;
@@ -348,7 +348,7 @@ int gemma2_next_token_ce(const gemma2_model *m, const gemma2_batch *b, const flo
     float *logits = malloc((size_t)ROWS * V * sizeof(float)), *hb = malloc((size_t)ROWS * D * sizeof(float));
     if (!logits || !hb) {
         free(logits); free(hb);
-        return rs_errf(err, "out of memory for logits");
+        return rs_errk(err, RS_ENOMEM, "out of memory for logits");
     }
     int tgt[ROWS], seq[ROWS], nr = 0;
     double row_ce[ROWS];

@@ -171,10 +171,10 @@ int rs_hook_parse(const rs_hook_space *s, const char *name, rs_hook *h, rs_err *
         else
             goto ok;
     }
-    if (!s) return rs_errf(err, "unknown hook \"%.100s\"", name);
+    if (!s) return rs_errk(err, RS_EINVAL, "unknown hook \"%.100s\"", name);
     char list[RS_ERR_MAX];
     rs_hook_valid_list(s, list, sizeof list);
-    return rs_errf(err, "unknown hook \"%.100s\"%s; valid hooks for this model: %s", name, why, list);
+    return rs_errk(err, RS_EINVAL, "unknown hook \"%.100s\"%s; valid hooks for this model: %s", name, why, list);
 ok:
     h->tower = (rs_tower)t;
     h->kind = kind;
@@ -235,7 +235,7 @@ int hook_request_parse(const rs_hook_space *s, const char *name, hook_request *r
     if (strlen(name) >= sizeof r->name) {
         char list[RS_ERR_MAX];
         rs_hook_valid_list(s, list, sizeof list);
-        return rs_errf(err, "unknown hook \"%.100s\" (too long); valid hooks for this model: %s", name, list);
+        return rs_errk(err, RS_EINVAL, "unknown hook \"%.100s\" (too long); valid hooks for this model: %s", name, list);
     }
     if (rs_hook_parse(s, name, &r->id, err)) return -1;
     snprintf(r->name, sizeof r->name, "%s", name);
@@ -267,7 +267,7 @@ int hook_fire(hook_request *hooks, int n, rs_tower tower, hook_kind kind, int la
         if (h->capture) {
             free(h->out);
             h->out = malloc(bytes ? bytes : 1);
-            if (!h->out) return rs_errf(err, "out of memory capturing %s", h->name);
+            if (!h->out) return rs_errk(err, RS_ENOMEM, "out of memory capturing %s", h->name);
             memcpy(h->out, x, bytes);
         }
         if (h->splice) h->splice(h->splice_ctx, x, T, h->width);

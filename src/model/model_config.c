@@ -23,7 +23,7 @@ static int get_cap(const cJSON *j, const char *k, double def, double *out, const
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, k);
     if (x && cJSON_IsNull(x)) { *out = 0; return 0; }
     if (rs_json_num(j, k, 1, def, out, what, err)) return -1;
-    if (*out < 0) return rs_errf(err, "%s: \"%s\" must be >= 0", what, k);
+    if (*out < 0) return rs_errk(err, RS_EFORMAT, "%s: \"%s\" must be >= 0", what, k);
     return 0;
 }
 
@@ -31,24 +31,24 @@ static int get_cap(const cJSON *j, const char *k, double def, double *out, const
 static int get_rope_theta(const cJSON *j, double *out, const char *what, rs_err *err) {
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rope_parameters");
     if (rp && !cJSON_IsNull(rp) && !cJSON_GetObjectItemCaseSensitive(j, "rope_theta")) {
-        if (!cJSON_IsObject(rp)) return rs_errf(err, "%s: \"rope_parameters\" must be an object", what);
+        if (!cJSON_IsObject(rp)) return rs_errk(err, RS_EFORMAT, "%s: \"rope_parameters\" must be an object", what);
         const cJSON *rt = cJSON_GetObjectItemCaseSensitive(rp, "rope_type");
         if (rt && (!cJSON_IsString(rt) || strcmp(rt->valuestring, "default")))
-            return rs_errf(err, "%s: rope_type \"%s\" is not supported (only default RoPE)", what,
+            return rs_errk(err, RS_EFORMAT, "%s: rope_type \"%s\" is not supported (only default RoPE)", what,
                            cJSON_IsString(rt) ? rt->valuestring : "?");
         return rs_json_num(rp, "rope_theta", 1, 10000.0, out, what, err);
     }
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "rope_scaling");
-    if (rs && !cJSON_IsNull(rs)) return rs_errf(err, "%s: rope_scaling is not supported", what);
+    if (rs && !cJSON_IsNull(rs)) return rs_errk(err, RS_EFORMAT, "%s: rope_scaling is not supported", what);
     return rs_json_num(j, "rope_theta", 1, 10000.0, out, what, err);
 }
 
 int gemma2_config_from_json(const cJSON *j, const char *what, gemma2_config *c, rs_err *err) {
     memset(c, 0, sizeof *c);
-    if (!cJSON_IsObject(j)) return rs_errf(err, "%s: config is not a JSON object", what);
+    if (!cJSON_IsObject(j)) return rs_errk(err, RS_EFORMAT, "%s: config is not a JSON object", what);
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
     if (mt && (!cJSON_IsString(mt) || strcmp(mt->valuestring, "gemma2")))
-        return rs_errf(err, "%s: model_type is \"%s\", expected \"gemma2\"", what,
+        return rs_errk(err, RS_EFORMAT, "%s: model_type is \"%s\", expected \"gemma2\"", what,
                        cJSON_IsString(mt) ? mt->valuestring : "?");
     if (geti(j, "vocab_size", 1, 1 << 24, 1, 256000, &c->vocab_size, what, err) ||
         geti(j, "hidden_size", 1, 1 << 16, 1, 2304, &c->hidden_size, what, err) ||
@@ -68,27 +68,27 @@ int gemma2_config_from_json(const cJSON *j, const char *what, gemma2_config *c, 
         get_cap(j, "final_logit_softcapping", 30.0, &c->final_softcap, what, err))
         return -1;
     if (c->n_heads % c->n_kv_heads)
-        return rs_errf(err, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+        return rs_errk(err, RS_EFORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
                        what, c->n_heads, c->n_kv_heads);
-    if (c->head_dim % 2) return rs_errf(err, "%s: head_dim %d must be even for RoPE", what, c->head_dim);
+    if (c->head_dim % 2) return rs_errk(err, RS_EFORMAT, "%s: head_dim %d must be even for RoPE", what, c->head_dim);
     if (c->query_pre_attn_scalar <= 0 || c->rope_theta <= 0 || c->rms_norm_eps < 0)
-        return rs_errf(err, "%s: query_pre_attn_scalar and rope_theta must be > 0", what);
+        return rs_errk(err, RS_EFORMAT, "%s: query_pre_attn_scalar and rope_theta must be > 0", what);
     const cJSON *hact = cJSON_GetObjectItemCaseSensitive(j, "hidden_activation");
     if (!hact || cJSON_IsNull(hact)) hact = cJSON_GetObjectItemCaseSensitive(j, "hidden_act");
     if (hact && !cJSON_IsNull(hact) &&
         (!cJSON_IsString(hact) || strcmp(hact->valuestring, "gelu_pytorch_tanh")))
-        return rs_errf(err, "%s: unsupported hidden activation \"%s\" (only gelu_pytorch_tanh)", what,
+        return rs_errk(err, RS_EFORMAT, "%s: unsupported hidden activation \"%s\" (only gelu_pytorch_tanh)", what,
                        cJSON_IsString(hact) ? hact->valuestring : "?");
     /* Sliding layers: "layer_types" when present (newer HF), else even layer indices. */
     const cJSON *lt = cJSON_GetObjectItemCaseSensitive(j, "layer_types");
     if (lt && !cJSON_IsNull(lt)) {
         if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != c->n_layers)
-            return rs_errf(err, "%s: \"layer_types\" must list %d entries", what, c->n_layers);
+            return rs_errk(err, RS_EFORMAT, "%s: \"layer_types\" must list %d entries", what, c->n_layers);
         int i = 0;
         for (const cJSON *e = lt->child; e; e = e->next, i++) {
             if (cJSON_IsString(e) && !strcmp(e->valuestring, "sliding_attention")) c->layer_sliding[i] = 1;
             else if (cJSON_IsString(e) && !strcmp(e->valuestring, "full_attention")) c->layer_sliding[i] = 0;
-            else return rs_errf(err, "%s: layer_types[%d] must be \"sliding_attention\" or \"full_attention\"", what, i);
+            else return rs_errk(err, RS_EFORMAT, "%s: layer_types[%d] must be \"sliding_attention\" or \"full_attention\"", what, i);
         }
     } else {
         for (int i = 0; i < c->n_layers; i++) c->layer_sliding[i] = (i % 2) == 0;
@@ -103,16 +103,16 @@ static char *config_path(const char *path) {
 }
 
 int model_config_type(const char *path, rs_model_type *out, rs_err *err) {
-    if (!rs_path_exists(path)) return rs_errf(err, "%s: model folder not found", path);
+    if (!rs_path_exists(path)) return rs_errk(err, RS_EIO, "%s: model folder not found", path);
     char *p = config_path(path);
     cJSON *j;
-    if (!p) return rs_errf(err, "out of memory");
+    if (!p) return rs_errk(err, RS_ENOMEM, "out of memory");
     int rc = rs_json_load(p, MAX_CONFIG_BYTES, &j, err);
     if (rc == 0) {
         const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
         if (cJSON_IsString(mt) && !strcmp(mt->valuestring, "gemma2")) *out = RS_MODEL_GEMMA2;
         else if (cJSON_IsString(mt) && !strcmp(mt->valuestring, "paligemma")) *out = RS_MODEL_PALIGEMMA;
-        else rc = rs_errf(err, "%s: model_type \"%s\" is not supported (gemma2, paligemma)", p,
+        else rc = rs_errk(err, RS_EFORMAT, "%s: model_type \"%s\" is not supported (gemma2, paligemma)", p,
                           cJSON_IsString(mt) ? mt->valuestring : "(missing)");
         cJSON_Delete(j);
     }
@@ -123,7 +123,7 @@ int model_config_type(const char *path, rs_model_type *out, rs_err *err) {
 int gemma2_config_load(const char *path, gemma2_config *c, rs_err *err) {
     char *p = config_path(path);
     cJSON *j;
-    if (!p) return rs_errf(err, "out of memory");
+    if (!p) return rs_errk(err, RS_ENOMEM, "out of memory");
     int rc = rs_json_load(p, MAX_CONFIG_BYTES, &j, err);
     if (rc == 0) {
         rc = gemma2_config_from_json(j, p, c, err);
@@ -131,7 +131,7 @@ int gemma2_config_load(const char *path, gemma2_config *c, rs_err *err) {
          * may set the flag, but PaliGemma builds its own masks, so only check here). */
         const cJSON *bi = cJSON_GetObjectItemCaseSensitive(j, "use_bidirectional_attention");
         if (rc == 0 && cJSON_IsTrue(bi))
-            rc = rs_errf(err, "%s: use_bidirectional_attention=true is not supported for a Gemma-2 LM", p);
+            rc = rs_errk(err, RS_EFORMAT, "%s: use_bidirectional_attention=true is not supported for a Gemma-2 LM", p);
         cJSON_Delete(j);
     }
     free(p);
@@ -140,7 +140,7 @@ int gemma2_config_load(const char *path, gemma2_config *c, rs_err *err) {
 
 int siglip_config_from_json(const cJSON *j, const char *what, siglip_config *c, rs_err *err) {
     memset(c, 0, sizeof *c);
-    if (!cJSON_IsObject(j)) return rs_errf(err, "%s: vision_config is not a JSON object", what);
+    if (!cJSON_IsObject(j)) return rs_errk(err, RS_EFORMAT, "%s: vision_config is not a JSON object", what);
     if (geti(j, "hidden_size", 1, 1 << 16, 1, 1152, &c->hidden_size, what, err) ||
         geti(j, "num_hidden_layers", 1, RS_MAX_LAYERS, 1, 27, &c->n_layers, what, err) ||
         geti(j, "num_attention_heads", 1, 1024, 1, 16, &c->n_heads, what, err) ||
@@ -151,26 +151,26 @@ int siglip_config_from_json(const cJSON *j, const char *what, siglip_config *c, 
         rs_json_num(j, "layer_norm_eps", 1, 1e-6, &c->layer_norm_eps, what, err))
         return -1;
     if (c->hidden_size % c->n_heads)
-        return rs_errf(err, "%s: vision hidden_size %d not divisible by heads %d", what, c->hidden_size, c->n_heads);
+        return rs_errk(err, RS_EFORMAT, "%s: vision hidden_size %d not divisible by heads %d", what, c->hidden_size, c->n_heads);
     if (c->image_size % c->patch_size)
-        return rs_errf(err, "%s: image_size %d not divisible by patch_size %d", what, c->image_size, c->patch_size);
+        return rs_errk(err, RS_EFORMAT, "%s: image_size %d not divisible by patch_size %d", what, c->image_size, c->patch_size);
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "hidden_act");
     if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "gelu_pytorch_tanh")))
-        return rs_errf(err, "%s: unsupported vision activation \"%s\"", what, cJSON_IsString(act) ? act->valuestring : "?");
+        return rs_errk(err, RS_EFORMAT, "%s: unsupported vision activation \"%s\"", what, cJSON_IsString(act) ? act->valuestring : "?");
     return 0;
 }
 
 int paligemma_config_load(const char *path, paligemma_config *c, rs_err *err) {
     char *p = config_path(path);
     cJSON *j;
-    if (!p) return rs_errf(err, "out of memory");
+    if (!p) return rs_errk(err, RS_ENOMEM, "out of memory");
     memset(c, 0, sizeof *c);
     int rc = rs_json_load(p, MAX_CONFIG_BYTES, &j, err);
     if (rc) { free(p); return -1; }
     char what[1200];
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
     if (!cJSON_IsString(mt) || strcmp(mt->valuestring, "paligemma")) {
-        rc = rs_errf(err, "%s: model_type must be \"paligemma\"", p);
+        rc = rs_errk(err, RS_EFORMAT, "%s: model_type must be \"paligemma\"", p);
         goto done;
     }
     snprintf(what, sizeof what, "%s: text_config", p);
@@ -187,12 +187,12 @@ int paligemma_config_load(const char *path, paligemma_config *c, rs_err *err) {
             int g = 0;
             while ((double)(g + 1) * (g + 1) <= nt->valuedouble && g < 1 << 14) g++;
             if (g < 1 || (double)g * g != nt->valuedouble) {
-                rc = rs_errf(err, "%s: num_image_tokens %g is not a square number of patches", p, nt->valuedouble);
+                rc = rs_errk(err, RS_EFORMAT, "%s: num_image_tokens %g is not a square number of patches", p, nt->valuedouble);
                 goto done;
             }
             c->vision.image_size = g * c->vision.patch_size;
             if (c->vision.image_size > 1 << 14) { /* the cap an explicit image_size has */
-                rc = rs_errf(err, "%s: num_image_tokens %g x patch_size %d implies image_size %d (max %d)", p,
+                rc = rs_errk(err, RS_EFORMAT, "%s: num_image_tokens %g x patch_size %d implies image_size %d (max %d)", p,
                              nt->valuedouble, c->vision.patch_size, c->vision.image_size, 1 << 14);
                 goto done;
             }
@@ -207,7 +207,7 @@ int paligemma_config_load(const char *path, paligemma_config *c, rs_err *err) {
     }
     if (rc == 0) rc = geti(j, "projection_dim", 1, 1 << 16, 1, c->text.hidden_size, &c->projection_dim, p, err);
     if (rc == 0 && c->image_token_index >= c->text.vocab_size)
-        rc = rs_errf(err, "%s: image_token_index %d is outside the text vocabulary (%d)", p, c->image_token_index, c->text.vocab_size);
+        rc = rs_errk(err, RS_EFORMAT, "%s: image_token_index %d is outside the text vocabulary (%d)", p, c->image_token_index, c->text.vocab_size);
 done:
     cJSON_Delete(j);
     free(p);

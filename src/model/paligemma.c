@@ -38,7 +38,7 @@ static const rs_wspec PROJ_WEIGHTS[] = {
 int paligemma_open(paligemma_model **out, const char *dir, rs_err *err) {
     *out = NULL;
     paligemma_model *m = calloc(1, sizeof *m);
-    if (!m) return rs_errf(err, "out of memory");
+    if (!m) return rs_errk(err, RS_ENOMEM, "out of memory");
     m->be = rs_backend_cpu();
     if (paligemma_config_load(dir, &m->cfg, err)) goto fail;
     const paligemma_config *c = &m->cfg;
@@ -118,7 +118,7 @@ int paligemma_build_input(const paligemma_model *m, int n_images, const int32_t 
         free(*kinds);
         *ids = NULL;
         *kinds = NULL;
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     int64_t t = 0;
     for (; t < ni; t++) { (*ids)[t] = m->cfg.image_token_index; (*kinds)[t] = PG_TOK_IMAGE; }
@@ -150,7 +150,7 @@ int paligemma_suffix_ids(const paligemma_model *m, const rs_tokenizer *tok, cons
                        (int)tok_eos_id(tok), (int)eos);
     size_t pl = strlen(piece);
     char *s = malloc(len + pl + 1);
-    if (!s) return rs_errf(err, "out of memory");
+    if (!s) return rs_errk(err, RS_ENOMEM, "out of memory");
     memcpy(s, caption, len);
     memcpy(s + len, piece, pl + 1);
     /* the processor's text_pair segment: caption + eos_token, no template (add_bos off) */
@@ -184,7 +184,7 @@ int paligemma_suffix_tokens(const int32_t *ids, const uint8_t *kinds, int64_t le
         free(*sids);
         *pos = NULL;
         *sids = NULL;
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     for (int64_t i = a; i < e; i++) {
         (*pos)[i - a] = i;
@@ -294,7 +294,7 @@ int paligemma_forward(const paligemma_model *m, const paligemma_batch *b, hook_r
         if (hooks[i].id.tower == RS_TOWER_DECODER) hooks[i] = dec[j++];
     goto done;
 oom:
-    rs_errf(err, "out of memory for a PaliGemma batch of %d tokens and %d image(s)", T, nI);
+    rs_errk(err, RS_ENOMEM, "out of memory for a PaliGemma batch of %d tokens and %d image(s)", T, nI);
     rc = -1;
 done:
     free(feats);

@@ -86,7 +86,7 @@ int siglip_from_weights(siglip_model **out, const siglip_config *cfg, st_set *st
     *out = NULL;
     if (strlen(prefix) >= sizeof((siglip_model *)0)->prefix) return rs_errf(err, "vision prefix \"%s\" too long", prefix);
     siglip_model *m = calloc(1, sizeof *m);
-    if (!m) return rs_errf(err, "out of memory");
+    if (!m) return rs_errk(err, RS_ENOMEM, "out of memory");
     m->cfg = *cfg;
     m->st = st;
     m->be = rs_backend_cpu();
@@ -101,7 +101,7 @@ int siglip_from_weights(siglip_model **out, const siglip_config *cfg, st_set *st
     char name[256];
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->layers) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto fail;
     }
     if (rs_weights_load(st, prefix, SIGLIP_EMBED_WEIGHTS, RS_W_COUNT(SIGLIP_EMBED_WEIGHTS), dims, m, &m->max_weight,
@@ -218,7 +218,7 @@ int siglip_forward(const siglip_model *m, const float *pixel_values, int n_image
     const rs_backend *be = m->be;
     siglip_workspace w;
     if (ws_alloc(&w, m, n_images, last_layer >= 0))
-        return rs_errf(err, "out of memory for %d image(s) in the vision tower", n_images);
+        return rs_errk(err, RS_ENOMEM, "out of memory for %d image(s) in the vision tower", n_images);
     /* bidirectional within each image; HF eager: (q·kᵀ)·scale, then softmax in fp32 */
     int hd = D / c->n_heads;
     op_attn_params attn = {.n_heads = c->n_heads, .n_kv_heads = c->n_heads, .head_dim = hd, .q_stride = D,

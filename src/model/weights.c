@@ -24,7 +24,7 @@ int rs_weights_load(const st_set *st, const char *prefix, const rs_wspec *tab, i
         void *field = (char *)base + w->offset;
         if (w->kind == RS_W_F32) {
             float *copy = st_to_f32_new(t);
-            if (!copy) return rs_errf(err, "out of memory");
+            if (!copy) return rs_errk(err, RS_ENOMEM, "out of memory");
             *(float **)field = copy;
         } else {
             *(const st_tensor **)field = t;

@@ -97,7 +97,7 @@ static int by_position(pl_ctx *c, int sa, int sb, const char *hook, int B, cJSON
     int64_t *cnt = NULL;
     int rc = -1;
     *out = NULL;
-    if (!da || !db) { rs_errf(err, "out of memory"); goto done; }
+    if (!da || !db) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     if (store_reader_open(&ra, da, err) || store_reader_open(&rb, db, err) ||
         store_read_f32(ra, hook, &A, &rows, &w, err) || store_read_f32(rb, hook, &Bm, &rows_b, &w_b, err) ||
         store_read_raw(ra, "token_ids", RS_DT_I32, (void **)&ids, &rr, &ww, err) ||
@@ -115,7 +115,7 @@ static int by_position(pl_ctx *c, int sa, int sb, const char *hook, int B, cJSON
     cs = malloc((size_t)(n_in * P + 1) * sizeof *cs);
     acc = calloc((size_t)P + 1, sizeof *acc);
     cnt = calloc((size_t)P + 1, sizeof *cnt);
-    if (!cs || !acc || !cnt) { rs_errf(err, "out of memory"); goto done; }
+    if (!cs || !acc || !cnt) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     for (int64_t i = 0; i < n_in; i++)
         for (int64_t p = 0; p < P; p++) {
             int64_t t = off[i] + p;
@@ -125,9 +125,9 @@ static int by_position(pl_ctx *c, int sa, int sb, const char *hook, int B, cJSON
         }
     const int min_n = 5;
     cJSON *arr = cJSON_CreateArray();
-    if (!arr) { rs_errf(err, "out of memory"); goto done; }
+    if (!arr) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     boot = malloc((size_t)(B > 0 ? B : 1) * (size_t)(P + 1) * sizeof *boot);
-    if (!boot) { cJSON_Delete(arr); rs_errf(err, "out of memory"); goto done; }
+    if (!boot) { cJSON_Delete(arr); rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     /* bootstrap: replicate b draws n_in captions with replacement */
     for (int b = 0; b < B; b++) {
         for (int64_t p = 0; p < P; p++) acc[p] = 0, cnt[p] = 0;
@@ -223,7 +223,7 @@ static int cond_ce_chunk(pl_ctx *c, const cond_models *m, int s, int nh, rs_sae 
     hook_request ph;
     memset(&ph, 0, sizeof ph);
     splice_ce r = {0};
-    if (!ids || !off || !plen || !splice || !count || (img && !emask)) { rs_errf(err, "out of memory"); goto done; }
+    if (!ids || !off || !plen || !splice || !count || (img && !emask)) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     off[0] = 0;
     for (int i = i0; i < i1; i++) {
         int64_t t = off[i - i0], nc = c->text_len[i] - 1; /* caption tokens after <bos> */
@@ -249,7 +249,7 @@ static int cond_ce_chunk(pl_ctx *c, const cond_models *m, int s, int nh, rs_sae 
         size_t npix = (size_t)3 * S * S;
         pix = malloc((size_t)n * npix * sizeof *pix);
         embeds = calloc((size_t)T * D, sizeof *embeds);
-        if (!pix || !embeds) { rs_errf(err, "out of memory"); goto done; }
+        if (!pix || !embeds) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         for (int i = i0; i < i1; i++)
             if (cond_pixels(c, m->vlm, s, i, pix + (size_t)(i - i0) * npix, err)) goto done;
         if (paligemma_hook_parse(m->vlm, "projector.hook_out", &ph, err)) goto done;
@@ -277,7 +277,7 @@ static int cond_ce_chunk(pl_ctx *c, const cond_models *m, int s, int nh, rs_sae 
         rs_err *kerr = calloc((size_t)nh, sizeof *kerr);
         if (!krc || !kerr) {
             free(krc), free(kerr);
-            rs_errf(err, "out of memory");
+            rs_errk(err, RS_ENOMEM, "out of memory");
             goto done;
         }
 #pragma omp parallel for num_threads(TK) schedule(dynamic)
@@ -327,11 +327,11 @@ static int cond_ce(pl_ctx *c, const cond_models *m, int s, int nh, rs_sae *const
     if (nh < 1 || B < 0) return rs_errf(err, "spliced CE: %d SAEs, %d bootstrap replicates", nh, B);
     ce_acc *acc = calloc((size_t)nh, sizeof *acc);
     double *boot = malloc(((size_t)B + 1) * sizeof(double));
-    if (!acc || !boot) { rs_errf(err, "out of memory"); goto done; }
+    if (!acc || !boot) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     for (int k = 0; k < nh; k++) {
         for (int q = 0; q < 3; q++) acc[k].seq[q] = calloc((size_t)n, sizeof(double));
         acc[k].w = calloc((size_t)n, sizeof(double));
-        if (!acc[k].seq[0] || !acc[k].seq[1] || !acc[k].seq[2] || !acc[k].w) { rs_errf(err, "out of memory"); goto done; }
+        if (!acc[k].seq[0] || !acc[k].seq[1] || !acc[k].seq[2] || !acc[k].w) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     }
     int per_img = PL_IS_COND(s) ? 300 : 1; /* rough tokens of an image prefix, for the batch size */
     for (int i0 = 0; i0 < n;) {
@@ -397,7 +397,7 @@ static int hook_sae(pl_ctx *c, const char *hook, char **sp, char **sh, int *use,
         if (cfg->layers[i] == L) {
             *sp = rs_config_sae_path(cfg, L);
             *sh = rs_config_sae_hook(cfg, L);
-            if (!*sp) return rs_errf(err, "out of memory");
+            if (!*sp) return rs_errk(err, RS_ENOMEM, "out of memory");
             rs_sae *sae = NULL;
             if (sae_load(&sae, *sp, *sh, err)) return -1;
             *use = sae->hook_name && !strcmp(sae->hook_name, hook);
@@ -437,7 +437,7 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
     size_t summ_n = 0;
     FILE *summary = NULL;
     int rc = -1;
-    if (!jp || !cp || !tokp) { rs_errf(err, "out of memory"); goto done; }
+    if (!jp || !cp || !tokp) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     int any = 0;
     for (int q = 0; q < N_PAIRS; q++) any |= PAIRS[q].b >= PL_VLM_CAPTION && pl_store_used(c, PAIRS[q].b);
     if (!any) {
@@ -471,12 +471,12 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
     hs_path = calloc((size_t)cfg->n_hooks + 1, sizeof *hs_path);
     hs_hook = calloc((size_t)cfg->n_hooks + 1, sizeof *hs_hook);
     hs_use = calloc((size_t)cfg->n_hooks + 1, sizeof *hs_use);
-    if (!hs_path || !hs_hook || !hs_use) { rs_errf(err, "out of memory"); goto done; }
+    if (!hs_path || !hs_hook || !hs_use) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     for (int h = 0; h < cfg->n_hooks; h++)
         if (hook_sae(c, cfg->hooks[h], &hs_path[h], &hs_hook[h], &hs_use[h], err)) goto done;
     root = cJSON_CreateObject();
     summary = open_memstream(&summ, &summ_n);
-    if (!root || !summary) { rs_errf(err, "out of memory"); goto done; }
+    if (!root || !summary) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     fputs("pair,layer,hook,metric,value,ci_lo,ci_hi,p_value,null_lo,null_hi,q_value\n", summary);
     rs_json_add_num(root, "n_inputs", c->n_text);
     char ci[256];
@@ -499,7 +499,7 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
        permutations): its layer entries are taken from results/shift.json, not recomputed */
     {
         char *sp = pl_join(c->results, "shift.json");
-        if (!sp) { rs_errf(err, "out of memory"); goto done; }
+        if (!sp) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         if (rs_path_exists(sp) && rs_json_load(sp, 1u << 30, &shift_j, err)) { free(sp); goto done; }
         free(sp);
     }
@@ -512,7 +512,7 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
             if (files[s]) continue;
             char name[96];
             snprintf(name, sizeof name, "cond_%s.safetensors", PL_STORE_NAME[s]);
-            if (!(files[s] = pl_join(c->work, name))) { rs_errf(err, "out of memory"); goto done; }
+            if (!(files[s] = pl_join(c->work, name))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
             if (pl_materialise(c, s, files[s], err)) goto done;
         }
         cJSON *pj = cJSON_CreateObject();
@@ -538,7 +538,7 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
             }
             char sub[48];
             snprintf(sub, sizeof sub, "cond_%s_%d", pd->id, h);
-            if (!lj && !(wd = pl_join(c->work, sub))) r = rs_errf(err, "out of memory");
+            if (!lj && !(wd = pl_join(c->work, sub))) r = rs_errk(err, RS_ENOMEM, "out of memory");
             if (!lj && !r) {
                 pl_remove_flat_dir(wd);
                 shift_run_opts so = {.acts_a = files[pd->a], .acts_b = files[pd->b], .sae = use_sae ? sp : NULL,
@@ -551,7 +551,7 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
                 r = shift_run(&so, err);
             }
             if (!lj && !r)
-                r = (rp = pl_join(wd, "results.json")) ? rs_json_load(rp, 1u << 30, &res, err) : rs_errf(err, "out of memory");
+                r = (rp = pl_join(wd, "results.json")) ? rs_json_load(rp, 1u << 30, &res, err) : rs_errk(err, RS_ENOMEM, "out of memory");
             if (wd) pl_remove_flat_dir(wd);
             free(wd), free(rp);
             if (r) {

@@ -22,7 +22,7 @@
 /* "path size mtime" of an input file, so that an edited annotation file redoes the stage. */
 static int file_stamp(FILE *fp, const char *path, rs_err *err) {
     struct stat st;
-    if (stat(path, &st)) return rs_errf(err, "%s: %s", path, strerror(errno));
+    if (stat(path, &st)) return rs_errk(err, RS_EIO, "%s: %s", path, strerror(errno));
     fprintf(fp, "%s %lld %lld.%09ld\n", path, (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
     return 0;
 }
@@ -32,7 +32,7 @@ static int dataset_fingerprint(pl_ctx *c, char fp[65], rs_err *err) {
     char *buf = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&buf, &n);
-    if (!f) return rs_errf(err, "out of memory");
+    if (!f) return rs_errk(err, RS_ENOMEM, "out of memory");
     int rc = 0;
     char *ds = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(cfg->resolved, "dataset"));
     fprintf(f, "dataset v2\n%s\n", ds ? ds : ""); /* v2: the manifest's category column */
@@ -87,7 +87,7 @@ static int load_coco(pl_ctx *c, coco_data **out, rs_err *err) {
         if (cfg->dataset.use_images && cfg->dataset.images && cfg->dataset.images[i]) {
             char abs[PATH_MAX];
             if (!realpath(cfg->dataset.images[i], abs) || !rs_is_dir(abs)) {
-                rs_errf(err, "images folder %s: %s", cfg->dataset.images[i], errno ? strerror(errno) : "not a folder");
+                rs_errk(err, RS_EIO, "images folder %s: %s", cfg->dataset.images[i], errno ? strerror(errno) : "not a folder");
                 coco_free(d);
                 goto fail;
             }
@@ -119,7 +119,7 @@ static int copy_manifest(pl_ctx *c, rs_manifest *dst, rs_err *err) {
     for (int i = 0; i < src->n_extra && !rc; i++) {
         /* keep the extra columns of the given manifest */
         char **nn = realloc(dst->extra_names, (size_t)(i + 1) * sizeof *nn);
-        if (!nn || !(nn[i] = strdup(src->extra_names[i]))) rc = rs_errf(err, "out of memory");
+        if (!nn || !(nn[i] = strdup(src->extra_names[i]))) rc = rs_errk(err, RS_ENOMEM, "out of memory");
         if (nn) dst->extra_names = nn;
         if (!rc) dst->n_extra = i + 1;
     }
@@ -132,7 +132,7 @@ static int copy_manifest(pl_ctx *c, rs_manifest *dst, rs_err *err) {
         const char *input = row->input;
         if (row->modality == RS_MODALITY_IMAGE) {
             if (!realpath(row->path, abs)) {
-                rc = rs_errf(err, "%s:%zu: image file %s not found", src->path, row->line, row->path);
+                rc = rs_errk(err, RS_EIO, "%s:%zu: image file %s not found", src->path, row->line, row->path);
                 break;
             }
             input = abs;
@@ -146,7 +146,7 @@ static int copy_manifest(pl_ctx *c, rs_manifest *dst, rs_err *err) {
 
 static int build_manifest(pl_ctx *c, const char *path, const char *dir, rs_err *err) {
     rs_manifest *m = rs_manifest_new(dir);
-    if (!m) return rs_errf(err, "out of memory");
+    if (!m) return rs_errk(err, RS_ENOMEM, "out of memory");
     int rc = -1;
     coco_data *d = NULL;
     if (c->cfg->dataset.manifest) {
@@ -241,7 +241,7 @@ static int load_dataset(pl_ctx *c, const char *path, rs_err *err) {
     int *row_group = malloc((n + 1) * sizeof *row_group), *row_label = malloc((n + 1) * sizeof *row_label);
     keyed *k = calloc(n + 1, sizeof *k);
     int rc = -1;
-    if (!row_group || !row_label || !k) { rs_errf(err, "out of memory"); goto done; }
+    if (!row_group || !row_label || !k) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     /* labels: distinct, byte order */
     for (size_t i = 0; i < n; i++) {
         k[i].key = m->rows[i].label;
@@ -249,10 +249,10 @@ static int load_dataset(pl_ctx *c, const char *path, rs_err *err) {
     }
     qsort(k, n, sizeof *k, cmp_keyed);
     c->labels = calloc(n + 1, sizeof *c->labels);
-    if (!c->labels) { rs_errf(err, "out of memory"); goto done; }
+    if (!c->labels) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     for (size_t i = 0; i < n; i++) {
         if (i == 0 || strcmp(k[i].key, k[i - 1].key))
-            if (!(c->labels[c->n_labels++] = strdup(k[i].key))) { rs_errf(err, "out of memory"); goto done; }
+            if (!(c->labels[c->n_labels++] = strdup(k[i].key))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         row_label[k[i].row] = c->n_labels - 1;
     }
     /* groups */
@@ -261,7 +261,7 @@ static int load_dataset(pl_ctx *c, const char *path, rs_err *err) {
         k[i].row = (int)i;
         if (!k[i].key) {
             for (size_t j = 0; j < i; j++) free(k[j].key);
-            rs_errf(err, "out of memory");
+            rs_errk(err, RS_ENOMEM, "out of memory");
             goto done;
         }
     }
@@ -281,7 +281,7 @@ static int load_dataset(pl_ctx *c, const char *path, rs_err *err) {
     c->image_caption = malloc((n + 1) * sizeof(int));
     if (!c->text_row || !c->image_row || !c->text_label || !c->image_label || !c->text_group || !c->image_group ||
         !c->image_caption) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
@@ -302,7 +302,7 @@ static int load_dataset(pl_ctx *c, const char *path, rs_err *err) {
     if (tcol >= 0) {
         c->text_ctype = malloc((n + 1) * sizeof(int));
         c->image_ctype = malloc((n + 1) * sizeof(int));
-        if (!c->text_ctype || !c->image_ctype) { rs_errf(err, "out of memory"); goto done; }
+        if (!c->text_ctype || !c->image_ctype) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         for (size_t i = 0; i < n; i++) {
             k[i].key = m->rows[i].extra[tcol];
             k[i].row = (int)i;
@@ -330,7 +330,7 @@ static int load_dataset(pl_ctx *c, const char *path, rs_err *err) {
     int nv = 0;
     for (int e = 0; e < c->cfg->n_edits; e++) nv += c->cfg->edits[e].n_values;
     c->variants = calloc((size_t)nv + 1, sizeof *c->variants);
-    if (!c->variants) { rs_errf(err, "out of memory"); goto done; }
+    if (!c->variants) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     for (int e = 0; e < c->cfg->n_edits; e++)
         for (int v = 0; v < c->cfg->edits[e].n_values; v++) {
             pl_variant *pv = &c->variants[c->n_variants];
@@ -356,7 +356,7 @@ done:
 int pl_stage_dataset(pl_ctx *c, rs_err *err) {
     char *dir = pl_join(c->out, "dataset"), *path = dir ? pl_join(dir, "manifest.csv") : NULL;
     int rc = -1;
-    if (!dir || !path) { rs_errf(err, "out of memory"); goto done; }
+    if (!dir || !path) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     if (pl_mkdir(dir, err) || dataset_fingerprint(c, c->dataset_fp, err)) goto done;
     if (pl_stage_done(c, "dataset", c->dataset_fp) && rs_path_exists(path)) {
         pl_log(c, "dataset", "complete (skipped): %s", path);
@@ -380,7 +380,7 @@ int pl_stage_dataset(pl_ctx *c, rs_err *err) {
     free(c->image_lum); /* luminance noted by the extract stage (pipeline_internal.h) */
     size_t nl = (size_t)c->n_image * (size_t)(c->n_variants + 1) * 2;
     if (!(c->image_lum = malloc((nl ? nl : 1) * sizeof *c->image_lum))) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
     }
     for (size_t i = 0; i < nl; i++) c->image_lum[i] = NAN;

@@ -68,7 +68,7 @@ int pl_digest_put(pl_digest_cache *dc, const char *real, const struct stat *st, 
     memcpy(e.sha, sha, 65);
     if (!(e.path = strdup(real)) || add_entry(dc, &e)) {
         free(e.path);
-        return rs_errf(err, "digest cache: out of memory");
+        return rs_errk(err, RS_ENOMEM, "digest cache: out of memory");
     }
     dc->added++;
     return 0;
@@ -78,7 +78,7 @@ int pl_digest_load(const char *file, pl_digest_cache *dc, int *n_bad, rs_err *er
     memset(dc, 0, sizeof *dc);
     *n_bad = 0;
     FILE *f = fopen(file, "r");
-    if (!f) return errno == ENOENT ? 0 : rs_errf(err, "%s: cannot read: %s", file, strerror(errno));
+    if (!f) return errno == ENOENT ? 0 : rs_errk(err, RS_EIO, "%s: cannot read: %s", file, strerror(errno));
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -102,7 +102,7 @@ int pl_digest_load(const char *file, pl_digest_cache *dc, int *n_bad, rs_err *er
         memcpy(e.sha, sha, 65);
         if (!path || add_entry(dc, &e)) {
             free(path);
-            rc = rs_errf(err, "digest cache: out of memory");
+            rc = rs_errk(err, RS_ENOMEM, "digest cache: out of memory");
         }
     }
     free(line);
@@ -140,25 +140,25 @@ int pl_digest_save(const char *file, const pl_digest_cache *dc, rs_err *err) {
         if (!(e.path = strdup(e.path)) || add_entry(&cur, &e)) {
             free(e.path);
             pl_digest_free(&cur);
-            return rs_errf(err, "digest cache: out of memory");
+            return rs_errk(err, RS_ENOMEM, "digest cache: out of memory");
         }
     }
     if (make_parent(file)) {
         pl_digest_free(&cur);
-        return rs_errf(err, "%s: cannot create its folder: %s", file, strerror(errno));
+        return rs_errk(err, RS_EIO, "%s: cannot create its folder: %s", file, strerror(errno));
     }
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", file, (long)getpid());
     FILE *f = fopen(tmp, "w");
     int rc = 0;
-    if (!f) rc = rs_errf(err, "%s: cannot write: %s", tmp, strerror(errno));
+    if (!f) rc = rs_errk(err, RS_EIO, "%s: cannot write: %s", tmp, strerror(errno));
     for (int i = 0; !rc && i < cur.n; i++)
         if (fprintf(f, "%s\t%lld\t%lld\t%llu\t%llu\t%s\n", cur.d[i].sha, (long long)cur.d[i].bytes,
                     (long long)cur.d[i].mtime_ns, (unsigned long long)cur.d[i].dev, (unsigned long long)cur.d[i].ino,
                     cur.d[i].path) < 0)
-            rc = rs_errf(err, "%s: write error: %s", tmp, strerror(errno));
-    if (f && fclose(f) && !rc) rc = rs_errf(err, "%s: write error: %s", tmp, strerror(errno));
-    if (!rc && rename(tmp, file)) rc = rs_errf(err, "%s: cannot replace: %s", file, strerror(errno));
+            rc = rs_errk(err, RS_EIO, "%s: write error: %s", tmp, strerror(errno));
+    if (f && fclose(f) && !rc) rc = rs_errk(err, RS_EIO, "%s: write error: %s", tmp, strerror(errno));
+    if (!rc && rename(tmp, file)) rc = rs_errk(err, RS_EIO, "%s: cannot replace: %s", file, strerror(errno));
     if (rc && f) unlink(tmp);
     pl_digest_free(&cur);
     return rc;

@@ -116,7 +116,7 @@ void pl_set_threads(pl_ctx *c) {
            busy machine each waits for a descheduled thread (measured: quickstart 46 s with
            2 threads on a loaded 2-core VM, 8 s with 1) */
         gemma2_config lc;
-        rs_err e = {{0}};
+        rs_err e = {0};
         if (gemma2_config_load(c->cfg->llm, &lc, &e) || lc.hidden_size >= 512) return;
         t = 1;
     }
@@ -178,7 +178,7 @@ int pl_validate_models(pl_ctx *c, rs_err *err) {
         int L = cfg->layers[i];
         char *sp = rs_config_sae_path(cfg, L), *sh = rs_config_sae_hook(cfg, L);
         rs_sae *s = NULL;
-        int rc = !sp ? rs_errf(err, "out of memory") : sae_load(&s, sp, sh, err);
+        int rc = !sp ? rs_errk(err, RS_ENOMEM, "out of memory") : sae_load(&s, sp, sh, err);
         if (!rc && !s->hook_name)
             rc = rs_errf(err, "saes: %s names no hook: set saes.hook (e.g. \"blocks.{layer}.hook_resid_post\")", sp);
         int found = 0;
@@ -203,7 +203,7 @@ int pl_validate_models(pl_ctx *c, rs_err *err) {
 
 static int load_tokenizer(const char *model_dir, const char *override, rs_tokenizer **tok, rs_err *err) {
     char *tp = override ? strdup(override) : rs_path_join(model_dir, "tokenizer.json");
-    if (!tp) return rs_errf(err, "out of memory");
+    if (!tp) return rs_errk(err, RS_ENOMEM, "out of memory");
     if (!rs_path_exists(tp)) {
         rs_errf(err, "%s: no tokenizer.json; set models.tokenizer in the config", override ? tp : model_dir);
         free(tp);
@@ -224,7 +224,7 @@ static int tokenize_captions(pl_ctx *c, rs_err *err) {
         return -1;
     c->text_ids = calloc((size_t)c->n_text, sizeof *c->text_ids);
     c->text_len = calloc((size_t)c->n_text, sizeof *c->text_len);
-    int rc = (!c->text_ids || !c->text_len) ? rs_errf(err, "out of memory") : 0;
+    int rc = (!c->text_ids || !c->text_len) ? rs_errk(err, RS_ENOMEM, "out of memory") : 0;
     for (int i = 0; i < c->n_text && !rc; i++) {
         const rs_manifest_row *row = &c->man->rows[c->text_row[i]];
         size_t n;
@@ -266,7 +266,7 @@ static int condition_images(pl_ctx *c, rs_err *err) {
     c->text_mismatch = malloc((size_t)c->n_text * sizeof *c->text_mismatch);
     int *cand = malloc((size_t)c->n_image * sizeof *cand);
     int rc = 0;
-    if (!c->text_image || !c->text_mismatch || !cand) rc = rs_errf(err, "out of memory");
+    if (!c->text_image || !c->text_mismatch || !cand) rc = rs_errk(err, RS_ENOMEM, "out of memory");
     for (int i = 0; !rc && i < c->n_text; i++) {
         c->text_image[i] = -1;
         for (int j = 0; j < c->n_image; j++)
@@ -380,7 +380,7 @@ int pl_load_variant(const pl_variant *v, const char *path, rs_image *img, rs_err
  * so the parallel loaders never share one). */
 static void note_luminance(pl_ctx *c, int64_t slot, const rs_image *img) {
     rs_luminance lu;
-    rs_err ignore = {{0}};
+    rs_err ignore = {0};
     if (!c->image_lum || rs_image_luminance(img, &lu, &ignore)) return;
     c->image_lum[slot * 2] = lu.luma_bt601;
     c->image_lum[slot * 2 + 1] = lu.linear_y;
@@ -485,7 +485,7 @@ static int cond_rows(const pl_ctx *c, int64_t first, int64_t count, pg_extract_r
     int64_t kept = 0;
     for (int64_t i = 0; i < count; i++) kept += c->text_len[first + i];
     int64_t *src = malloc((size_t)(kept ? kept : 1) * sizeof *src);
-    if (!src) return rs_errf(err, "out of memory");
+    if (!src) return rs_errk(err, RS_ENOMEM, "out of memory");
     int64_t k = 0;
     for (int64_t i = 0; i < count; i++) {
         int64_t t0 = r->offsets[i], t1 = r->offsets[i + 1], bos = -1;
@@ -513,7 +513,7 @@ static int cond_rows(const pl_ctx *c, int64_t first, int64_t count, pg_extract_r
     for (int q = 0; q < r->n_tensors; q++) {
         pg_tensor *t = &r->t[q];
         float *d = malloc((size_t)(kept ? kept : 1) * (size_t)t->width * sizeof *d);
-        if (!d) { free(src); return rs_errf(err, "out of memory"); }
+        if (!d) { free(src); return rs_errk(err, RS_ENOMEM, "out of memory"); }
         for (int64_t j = 0; j < kept; j++)
             memcpy(d + (size_t)j * t->width, t->data + (size_t)src[j] * t->width, (size_t)t->width * sizeof *d);
         free(t->data);
@@ -566,7 +566,7 @@ static int do_shard(pl_ctx *c, int s, const models *m, rs_store *st, int64_t k, 
                 /* image + <bos> prompt "\n" (prefix, bidirectional), then caption <eos> (suffix, causal) */
                 int64_t ns = c->text_len[i]; /* caption ids after <bos>, then <eos> */
                 int32_t *sfx = malloc((size_t)ns * sizeof *sfx);
-                if (!sfx) { rs_errf(err, "out of memory"); goto done; }
+                if (!sfx) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
                 memcpy(sfx, c->text_ids[i] + 1, (size_t)(ns - 1) * sizeof *sfx);
                 sfx[ns - 1] = m->eos;
                 path = c->man->rows[c->image_row[s == PL_VLM_BLANK ? c->text_image[i] : cond_image(c, s, i)]].path;
@@ -599,7 +599,7 @@ static int do_shard(pl_ctx *c, int s, const models *m, rs_store *st, int64_t k, 
         t[nt++] = (store_tensor){"token_kind", RS_DT_U8, 1, {pr.offsets[count]}, pr.token_kind};
     }
     rf = open_memstream(&rows, &rows_n);
-    if (!rf) { rs_errf(err, "out of memory"); goto done; }
+    if (!rf) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     const int64_t *off = s == PL_LLM_TEXT ? lr.offsets : pr.offsets;
     for (int64_t i = 0; i < count; i++) row_line(rf, c, s, first + i, off[i + 1] - off[i]);
     fclose(rf);
@@ -621,7 +621,7 @@ static void existing_fp(const char *dir, char out[80]) {
     out[0] = 0;
     char *p = pl_join(dir, "index.json");
     cJSON *j = NULL;
-    rs_err e = {{0}};
+    rs_err e = {0};
     if (p && rs_path_exists(p) && rs_json_load(p, STORE_INDEX_MAX_BYTES, &j, &e) == 0) {
         const cJSON *sp = cJSON_GetObjectItemCaseSensitive(j, "spec");
         const cJSON *h = sp ? cJSON_GetObjectItemCaseSensitive(sp, "manifest_hash") : NULL;
@@ -686,7 +686,7 @@ int pl_store_fp(pl_ctx *c, int s, char fp[65], rs_err *err) {
         int64_t b;
         rc = rs_sha256_file(p, fp, &b, err);
     } else {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
     }
     free(dir);
     free(p);
@@ -702,7 +702,7 @@ int pl_stage_extract(pl_ctx *c, rs_err *err) {
     rs_store *st = NULL;
     int rc = -1;
     char prompt_fp[65] = "-";
-    if (!hooks) { rs_errf(err, "out of memory"); goto done; }
+    if (!hooks) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     if (tokenize_captions(c, err)) goto done;
     paligemma_config pc;
     if (paligemma_config_load(cfg->vlm, &pc, err)) goto done;
@@ -722,7 +722,7 @@ int pl_stage_extract(pl_ctx *c, rs_err *err) {
         snprintf(name, sizeof name, "store_%s", PL_STORE_NAME[s]);
         free(dir);
         dir = pl_join(c->acts, PL_STORE_NAME[s]);
-        if (!dir) { rs_errf(err, "out of memory"); goto done; }
+        if (!dir) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         if (!pl_store_used(c, s)) {
             pl_stage_reset(c, name);
             pl_remove_store(dir);
@@ -730,7 +730,7 @@ int pl_stage_extract(pl_ctx *c, rs_err *err) {
         }
         int64_t shard = auto_shard(c, s, (int)m.n_prompt, n_patches);
         char fp[65], have[80];
-        if (store_fingerprint(c, s, shard, prompt_fp, fp)) { rs_errf(err, "out of memory"); goto done; }
+        if (store_fingerprint(c, s, shard, prompt_fp, fp)) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         existing_fp(dir, have);
         if (pl_stage_done(c, name, fp) && !strcmp(have, fp)) {
             pl_log(c, "extract", "%s: complete (skipped)", PL_STORE_NAME[s]);
@@ -747,7 +747,7 @@ int pl_stage_extract(pl_ctx *c, rs_err *err) {
         if (vlm && !m.vlm && paligemma_open(&m.vlm, cfg->vlm, err)) goto done;
         if (hooks_parse(c, &m, s, hooks, err)) goto done;
         free(hl);
-        if (!(hl = hooks_csv_n(cfg, store_n_hooks(c, s)))) { rs_errf(err, "out of memory"); goto done; }
+        if (!(hl = hooks_csv_n(cfg, store_n_hooks(c, s)))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         int64_t n = store_inputs(c, s);
         store_spec spec = {.model = vlm ? c->vlm_name : c->llm_name, .hooks = hl,
                            .pooling = rs_pool_name(store_pool(c, s)), .manifest_hash = fp, .n_inputs = n,
@@ -804,7 +804,7 @@ int pl_store_features(pl_ctx *c, int s, const char *hook, float **X, int *n, int
     int64_t *off = NULL, rows, w, n_in, rr, ww;
     int rc = -1;
     *X = NULL;
-    if (!dir) return rs_errf(err, "out of memory");
+    if (!dir) return rs_errk(err, RS_ENOMEM, "out of memory");
     if (store_reader_open(&r, dir, err) || store_read_f32(r, hook, &A, &rows, &w, err)) goto done;
     if (!PL_IS_CAPTION_STORE(s)) {
         *X = A;
@@ -818,7 +818,7 @@ int pl_store_features(pl_ctx *c, int s, const char *hook, float **X, int *n, int
         store_read_offsets(r, "offsets", &off, &n_in, err))
         goto done;
     float *out = calloc((size_t)(n_in ? n_in : 1) * (size_t)w, sizeof *out);
-    if (!out) { rs_errf(err, "out of memory"); goto done; }
+    if (!out) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     int last = !strcmp(c->cfg->pool, "last");
     for (int64_t i = 0; i < n_in; i++) {
         int64_t t0 = off[i], t1 = off[i + 1], cnt = 0;
@@ -829,7 +829,7 @@ int pl_store_features(pl_ctx *c, int s, const char *hook, float **X, int *n, int
         }
         /* mean over the included tokens (not pad 0, eos 1, bos 2, nor whitespace-only pieces) */
         double *acc = calloc((size_t)w, sizeof *acc);
-        if (!acc) { free(out); rs_errf(err, "out of memory"); goto done; }
+        if (!acc) { free(out); rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         for (int pass = 0; pass < 2 && cnt == 0; pass++)
             for (int64_t t = t0; t < t1; t++) {
                 if (pass == 0 && !pl_token_included(c, ids[t])) continue; /* second pass: no content token */

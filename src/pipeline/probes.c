@@ -101,16 +101,16 @@ static int eval_one(probe_run *p, const char *task, const char *kind, const char
                     const int *group, const int *ctype, int n, int d, int K, rs_err *err) {
     rs_eval_result r;
     memset(&r, 0, sizeof r);
-    rs_err e = {{0}};
+    rs_err e = {0};
     rs_eval_opts eo = p->eo;
     eo.control_type = ctype;
     eo.keep_tests = p->keep != NULL;
     if (p->C_dst)
         for (int s = 0; s < eo.n_seeds; s++) p->C_dst[s] = NAN;
     if (rs_probe_evaluate(X, y, group, n, d, K, &eo, &r, &e)) {
-        if (strstr(e.msg, "out of memory")) return rs_errf(err, "%s", e.msg);
-        if (strstr(e.msg, "fewer than the minimum"))
-            return rs_errf(err, "%s / %s: %s (probes.min_test_groups)", task, model, e.msg);
+        if (e.kind == RS_ENOMEM) return rs_errk(err, e.kind, "%s", e.msg);
+        if (e.kind == RS_EBELOWMIN)
+            return rs_errk(err, e.kind, "%s / %s: %s (probes.min_test_groups)", task, model, e.msg);
         pl_log(p->c, "probes", "%s / %s at %s: skipped (%s)", task, model, p->hook, e.msg);
         cJSON *s = cJSON_CreateObject();
         cJSON_AddStringToObject(s, "task", task);
@@ -132,7 +132,7 @@ static int eval_one(probe_run *p, const char *task, const char *kind, const char
     int *is_test = malloc((size_t)n * sizeof *is_test), n_test = 0;
     if (!is_test) {
         rs_eval_result_free(&r);
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     if (rs_split_stratified_groups(y, group, n, K, p->eo.test_frac, p->eo.seed + 7919u, is_test, &e) == 0)
         for (int i = 0; i < n; i++) n_test += is_test[i];
@@ -236,12 +236,12 @@ static cJSON *transfer_matrix(const probe_run *p, const rs_transfer_result *r, i
 
 static int write_json(const char *path, cJSON *j, rs_err *err) {
     char *s = cJSON_Print(j);
-    if (!s) return rs_errf(err, "out of memory");
+    if (!s) return rs_errk(err, RS_ENOMEM, "out of memory");
     size_t L = strlen(s);
     char *t = realloc(s, L + 2);
     if (!t) {
         free(s);
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     t[L] = '\n';
     t[L + 1] = 0;
@@ -258,7 +258,7 @@ static int attribute_probes(probe_run *p, const float *XI, const float *XE, int 
     const pl_ctx *c = p->c;
     int ni = c->n_image;
     int *ct = malloc((size_t)(2 * ni + 1) * sizeof *ct); /* control type: the image's concept label */
-    if (!ct) return rs_errf(err, "out of memory");
+    if (!ct) return rs_errk(err, RS_ENOMEM, "out of memory");
     for (int i = 0; i < ni; i++) ct[i] = ct[ni + i] = c->image_label[i];
     for (int k = 0; k < c->n_variants * p->eo.n_seeds; k++) p->attr_C[k] = NAN;
     for (int v = 0; v < c->n_variants; v++) {
@@ -291,7 +291,7 @@ static int edit_transfer(probe_run *p, const float *XI, const float *XE, int d, 
     int ni = c->n_image, V = 0, rc = 0;
     if (!XE || c->n_variants < 2) return 0;
     int *vi = malloc((size_t)c->n_variants * sizeof *vi);
-    if (!vi) return rs_errf(err, "out of memory");
+    if (!vi) return rs_errk(err, RS_ENOMEM, "out of memory");
     for (int v = 0; v < c->n_variants; v++)
         if (wants(c->cfg, edit_family(c->variants[v].name))) vi[V++] = v;
     if (V < 2) { free(vi); return 0; }
@@ -299,14 +299,14 @@ static int edit_transfer(probe_run *p, const float *XI, const float *XE, int d, 
     float *XS = malloc((size_t)V * ni * d * sizeof *XS);
     double *acc = malloc(sizeof(double) * V * V), *lo = malloc(sizeof(double) * V * V), *hi = malloc(sizeof(double) * V * V);
     double *Cg = malloc(sizeof(double) * V * S);
-    if (!XS || !acc || !lo || !hi || !Cg) { rc = rs_errf(err, "out of memory"); goto done; }
+    if (!XS || !acc || !lo || !hi || !Cg) { rc = rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     for (int k = 0; k < V; k++) {
         memcpy(XS + (size_t)k * ni * d, XE + (size_t)vi[k] * ni * d, (size_t)ni * d * sizeof *XS);
         memcpy(Cg + (size_t)k * S, p->attr_C + (size_t)vi[k] * S, sizeof(double) * S); /* the attribute probes' C */
     }
-    rs_err e = {{0}};
+    rs_err e = {0};
     if (rs_edit_transfer_evaluate(XI, XS, V, ni, d, c->image_group, &p->eo, Cg, acc, lo, hi, &e)) {
-        if (strstr(e.msg, "out of memory")) { rc = rs_errf(err, "%s", e.msg); goto done; }
+        if (e.kind == RS_ENOMEM) { rc = rs_errk(err, e.kind, "%s", e.msg); goto done; }
         pl_log(p->c, "probes", "edit transfer at %s: skipped (%s)", p->hook, e.msg);
         goto done;
     }
@@ -354,7 +354,7 @@ static int probe_vision_hook(probe_run *p, rs_err *err) {
     X = malloc((size_t)(2 * ni) * (size_t)d * sizeof *X);
     y = malloc((size_t)(2 * ni) * sizeof *y);
     g = malloc((size_t)(2 * ni) * sizeof *g);
-    if (!X || !y || !g) { rs_errf(err, "out of memory"); goto done; }
+    if (!X || !y || !g) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     if (wants(c->cfg, "concept") && K >= 2 &&
         eval_one(p, "concept", "concept", "VLM images", XI, c->image_label, c->image_group, concept_ctype(c, 1), ni, d, K,
                  err))
@@ -396,7 +396,7 @@ static int paired_concept(probe_run *p, const char *pair, const char *ma, const 
     int *g = malloc(sizeof(int) * ((size_t)tot + 1));
     if (!ca || !cb || !g) {
         free(ca), free(cb), free(g);
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     for (int k = 0; k < tot; k++) {
         int i = A->test_row[k];
@@ -405,11 +405,11 @@ static int paired_concept(probe_run *p, const char *pair, const char *ma, const 
         g[k] = group[i];
     }
     rs_paired_result r;
-    rs_err e = {{0}};
+    rs_err e = {0};
     int rc = rs_paired_probe_test(ca, cb, g, A->test_n, S, p->eo.n_boot > 0 ? p->eo.n_boot : 1, p->eo.seed + 0xB00Bu,
                                   p->paired_flips, p->eo.seed + 0x5A1F1Bu, &r, &e);
     free(ca), free(cb), free(g);
-    if (rc) return rs_errf(err, "paired probe test %s: %s", pair, e.msg);
+    if (rc) return rs_errk(err, e.kind, "paired probe test %s: %s", pair, e.msg);
     cJSON *list = cJSON_GetObjectItemCaseSensitive(p->root, "paired");
     if (!list) list = cJSON_AddArrayToObject(p->root, "paired");
     cJSON *o = cJSON_CreateObject();
@@ -458,7 +458,7 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
     X = malloc((size_t)nmax * (size_t)d * sizeof *X);
     y = malloc((size_t)nmax * sizeof *y);
     g = malloc((size_t)nmax * sizeof *g);
-    if (!X || !y || !g) { rs_errf(err, "out of memory"); goto done; }
+    if (!X || !y || !g) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     if (wants(cfg, "concept") && K >= 2) {
         if (nt) {
             snprintf(label, sizeof label, "LLM captions");
@@ -517,7 +517,7 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
         memcpy(X, XV, (size_t)nt * d * sizeof *X);
         memcpy(X + (size_t)nt * d, XI, (size_t)ni * d * sizeof *X);
         int *ct = malloc((size_t)(nt + ni + 1) * sizeof *ct); /* control type: the concept label */
-        if (!ct) { rs_errf(err, "out of memory"); goto done; }
+        if (!ct) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         for (int i = 0; i < nt; i++) y[i] = 0, g[i] = c->text_group[i], ct[i] = c->text_label[i];
         for (int i = 0; i < ni; i++) y[nt + i] = 1, g[nt + i] = c->image_group[i], ct[nt + i] = c->image_label[i];
         snprintf(label, sizeof label, "VLM");
@@ -547,9 +547,9 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
         to.seed = p->eo.seed;
         rs_transfer_result tr;
         memset(&tr, 0, sizeof tr);
-        rs_err e = {{0}};
+        rs_err e = {0};
         if (np < 4 || rs_transfer_evaluate(X, d, XB, d, y, y, g, np, K, &to, &tr, &e)) {
-            if (strstr(e.msg, "out of memory")) { rs_errf(err, "%s", e.msg); goto done; }
+            if (e.kind == RS_ENOMEM) { rs_errk(err, e.kind, "%s", e.msg); goto done; }
             pl_log(c, "probes", "cross-modal transfer at %s: skipped (%s)", p->hook, np < 4 ? "fewer than 4 pairs" : e.msg);
         } else {
             int *is_test = malloc((size_t)np * sizeof *is_test), n_test = 0;
@@ -599,7 +599,7 @@ done:
 static int test_groups(const pl_ctx *c, const int *label, int K, int *out, rs_err *err) {
     int ni = c->n_image, *t = malloc((size_t)(ni + 1) * sizeof *t), *seen = calloc((size_t)ni + 1, sizeof *seen);
     int *gid = malloc((size_t)(ni + 1) * sizeof *gid);
-    if (!t || !seen || !gid) { free(t); free(seen); free(gid); return rs_errf(err, "out of memory"); }
+    if (!t || !seen || !gid) { free(t); free(seen); free(gid); return rs_errk(err, RS_ENOMEM, "out of memory"); }
     int rc = rs_split_stratified_groups(label, c->image_group, ni, K, c->cfg->probes.test_frac, 7919u, t, err);
     *out = 0;
     if (rc == 0 && rs_group_dense(c->image_group, ni, gid) >= 0)
@@ -614,9 +614,9 @@ int pl_probes_check(pl_ctx *c, rs_err *err) {
     int ni = c->n_image, min = cfg->probes.min_test_groups, ng = 0, a = ni, b = ni;
     if (ni < 2 || cfg->probes.n_which == 0) return 0;
     int *zero = calloc((size_t)ni, sizeof *zero), *gid = malloc((size_t)ni * sizeof *gid);
-    if (!zero || !gid) { free(zero); free(gid); return rs_errf(err, "out of memory"); }
+    if (!zero || !gid) { free(zero); free(gid); return rs_errk(err, RS_ENOMEM, "out of memory"); }
     ng = rs_group_dense(c->image_group, ni, gid);
-    rs_err e = {{0}};
+    rs_err e = {0};
     if (c->n_labels >= 2 && test_groups(c, c->image_label, c->n_labels, &a, &e)) a = ni; /* the probe will report it */
     if (test_groups(c, zero, 1, &b, &e)) b = ni;
     free(zero); free(gid);
@@ -652,7 +652,7 @@ static int probes_bh(cJSON *probes, rs_err *err) {
             at = malloc(((size_t)n + 1) * sizeof *at);
             if (!p || !q || !at) {
                 free(p), free(q), free(at);
-                return rs_errf(err, "out of memory");
+                return rs_errk(err, RS_ENOMEM, "out of memory");
             }
         }
         int k = 0;
@@ -681,7 +681,7 @@ static int probes_bh(cJSON *probes, rs_err *err) {
             rs_json_add_num(at[i], "permutation_q", q[i]);
         }
         free(p), free(q), free(at);
-        if (bad) return rs_errf(err, "out of memory");
+        if (bad) return rs_errk(err, RS_ENOMEM, "out of memory");
         rs_json_add_num(probes, "n_tests", m);
         cJSON_AddStringToObject(probes, "multiple_comparisons",
                                 "permutation_q: Benjamini-Hochberg over the n_tests permutation p-values of this file "
@@ -699,7 +699,7 @@ static int paired_bh(cJSON *probes, int flips, rs_err *err) {
     double *p = malloc(sizeof(double) * ((size_t)n + 1)), *q = malloc(sizeof(double) * ((size_t)n + 1));
     if (!p || !q) {
         free(p), free(q);
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     cJSON *e;
     cJSON_ArrayForEach(e, list) {
@@ -714,7 +714,7 @@ static int paired_bh(cJSON *probes, int flips, rs_err *err) {
         k++;
     }
     free(p), free(q);
-    if (bad) return rs_errf(err, "out of memory");
+    if (bad) return rs_errk(err, RS_ENOMEM, "out of memory");
     char desc[900];
     snprintf(desc, sizeof desc,
              "concept probes compared on identical splits (same seeds, same test captions): a-b = VLM captions minus "
@@ -765,14 +765,14 @@ static int luminance_json(pl_ctx *c, cJSON *attr, rs_err *err) {
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)n);
     int rc = -1;
     if (!L || !dl || !dy || !bm || !idx) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
     }
     /* L[(v·n + j)·2 + {0: luma, 1: Y}], v = 0 the original, v = 1.. the variants; images
        in parallel on the coarse threads (each writes its own slots; the error reported is
        that of the first failing image, as a serial loop would report) */
     int first_bad = n, noted = c->image_lum != NULL;
-    rs_err bad_err = {{0}};
+    rs_err bad_err = {0};
     for (size_t i = 0; noted && i < (size_t)n * (size_t)(V + 1) * 2; i++) noted = isfinite(c->image_lum[i]);
     if (noted) /* every image was decoded by this process's extract stage: same functions, same values */
         memcpy(L, c->image_lum, sizeof(double) * (size_t)n * (size_t)(V + 1) * 2);
@@ -780,7 +780,7 @@ static int luminance_json(pl_ctx *c, cJSON *attr, rs_err *err) {
 #pragma omp parallel for schedule(dynamic) num_threads(c->coarse_threads > 0 ? c->coarse_threads : 1)
     for (int j = 0; j < n; j++) {
         const char *path = c->man->rows[c->image_row[j]].path;
-        rs_err le = {{0}};
+        rs_err le = {0};
         /* decoded once (pl_load_variant without an edit); each variant = the same edit
            function the extract stage applies (rs_edit_apply) on a copy */
         rs_image orig = {0, 0, NULL};
@@ -853,7 +853,7 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
     cJSON *probes = NULL, *transfer = NULL, *attr = NULL;
     double *attr_C = NULL;
     int rc = -1;
-    if (!pp || !tp || !ap) { rs_errf(err, "out of memory"); goto done; }
+    if (!pp || !tp || !ap) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     char fps[PL_N_STORES][65], fp[65];
     for (int s = 0; s < PL_N_STORES; s++) {
         if (!pl_store_used(c, s)) strcpy(fps[s], "-");
@@ -905,7 +905,7 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
                             "family: cross-edit control (near 0.5 unless the edits share a direction)");
     p.edit_matrices = cJSON_AddArrayToObject(attr, "matrices");
     p.attr_C = attr_C = malloc(sizeof(double) * ((size_t)(c->n_variants + 1) * (size_t)cfg->probes.seeds));
-    if (!attr_C) { rs_errf(err, "out of memory"); goto done; }
+    if (!attr_C) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     p.eo = rs_eval_defaults();
     p.eo.n_seeds = cfg->probes.seeds;
     p.eo.test_frac = cfg->probes.test_frac;

@@ -85,7 +85,7 @@ int pl_stage_done(pl_ctx *c, const char *name, const char *fp) {
     if (c->opt->force) return 0;
     char *p = marker_path(c, name), *buf = NULL;
     size_t n;
-    rs_err e = {{0}};
+    rs_err e = {0};
     int ok = p && rs_read_file(p, 4096, &buf, &n, &e) == 0 && n >= 64 && !memcmp(buf, fp, 64);
     free(p);
     free(buf);
@@ -110,7 +110,7 @@ int pl_write_text(const char *path, const char *text, rs_err *err) {
 char *pl_stage_read(pl_ctx *c, const char *name) {
     char *p = marker_path(c, name), *buf = NULL;
     size_t n;
-    rs_err e = {{0}};
+    rs_err e = {0};
     if (p && rs_read_file(p, 4096, &buf, &n, &e)) buf = NULL;
     free(p);
     return buf;
@@ -124,13 +124,13 @@ int pl_stage_mark_note(pl_ctx *c, const char *name, const char *fp, const char *
     char *p = marker_path(c, name);
     char line[400];
     snprintf(line, sizeof line, "%.64s\n%.300s%s", fp, note ? note : "", note ? "\n" : "");
-    int rc = p ? pl_write_text(p, line, err) : rs_errf(err, "out of memory");
+    int rc = p ? pl_write_text(p, line, err) : rs_errk(err, RS_ENOMEM, "out of memory");
     free(p);
     return rc;
 }
 
 int pl_mkdir(const char *path, rs_err *err) {
-    if (mkdir(path, 0777) && errno != EEXIST) return rs_errf(err, "%s: cannot create folder: %s", path, strerror(errno));
+    if (mkdir(path, 0777) && errno != EEXIST) return rs_errk(err, RS_EIO, "%s: cannot create folder: %s", path, strerror(errno));
     if (!rs_is_dir(path)) return rs_errf(err, "%s: exists and is not a folder", path);
     return 0;
 }
@@ -138,13 +138,13 @@ int pl_mkdir(const char *path, rs_err *err) {
 /* mkdir -p */
 static int mkdir_p(const char *path, rs_err *err) {
     char *p = strdup(path);
-    if (!p) return rs_errf(err, "out of memory");
+    if (!p) return rs_errk(err, RS_ENOMEM, "out of memory");
     for (char *s = p + 1; *s; s++)
         if (*s == '/') {
             *s = 0;
             if (mkdir(p, 0777) && errno != EEXIST) {
                 int e = errno;
-                rs_errf(err, "%s: cannot create folder: %s", p, strerror(e));
+                rs_errk(err, RS_EIO, "%s: cannot create folder: %s", p, strerror(e));
                 free(p);
                 return -1;
             }
@@ -214,12 +214,12 @@ static int prov_add(prov_list *l, const char *role, const char *path, rs_err *er
     if (l->n == l->cap) {
         int nc = l->cap ? 2 * l->cap : 16;
         prov_file *nf = realloc(l->f, (size_t)nc * sizeof *nf);
-        if (!nf) return rs_errf(err, "out of memory");
+        if (!nf) return rs_errk(err, RS_ENOMEM, "out of memory");
         l->f = nf;
         l->cap = nc;
     }
     struct stat st;
-    if (stat(path, &st)) return rs_errf(err, "%s: %s", path, strerror(errno));
+    if (stat(path, &st)) return rs_errk(err, RS_EIO, "%s: %s", path, strerror(errno));
     prov_file *f = &l->f[l->n];
     memset(f, 0, sizeof *f);
     f->role = strdup(role);
@@ -227,7 +227,7 @@ static int prov_add(prov_list *l, const char *role, const char *path, rs_err *er
     if (!f->role || !f->path) {
         free(f->role);
         free(f->path);
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     f->bytes = (int64_t)st.st_size;
     f->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
@@ -246,7 +246,7 @@ static int want_model_file(const char *n) {
 static int prov_add_dir(prov_list *l, const char *role, const char *path, int all_files, rs_err *err) {
     if (!rs_is_dir(path)) return prov_add(l, role, path, err);
     DIR *d = opendir(path);
-    if (!d) return rs_errf(err, "%s: cannot open folder: %s", path, strerror(errno));
+    if (!d) return rs_errk(err, RS_EIO, "%s: cannot open folder: %s", path, strerror(errno));
     char **names = NULL;
     int n = 0, cap = 0, rc = 0;
     struct dirent *e;
@@ -255,16 +255,16 @@ static int prov_add_dir(prov_list *l, const char *role, const char *path, int al
         if (n == cap) {
             cap = cap ? 2 * cap : 16;
             char **nn = realloc(names, (size_t)cap * sizeof *nn);
-            if (!nn) { rc = rs_errf(err, "out of memory"); break; }
+            if (!nn) { rc = rs_errk(err, RS_ENOMEM, "out of memory"); break; }
             names = nn;
         }
-        if (!(names[n++] = strdup(e->d_name))) rc = rs_errf(err, "out of memory");
+        if (!(names[n++] = strdup(e->d_name))) rc = rs_errk(err, RS_ENOMEM, "out of memory");
     }
     closedir(d);
     if (!rc) qsort(names, (size_t)n, sizeof *names, cmp_str);
     for (int i = 0; i < n && !rc; i++) {
         char *p = pl_join(path, names[i]);
-        if (!p) rc = rs_errf(err, "out of memory");
+        if (!p) rc = rs_errk(err, RS_ENOMEM, "out of memory");
         else if (!rs_is_dir(p)) rc = prov_add(l, role, p, err);
         free(p);
     }
@@ -282,7 +282,7 @@ static int prov_add_dir(prov_list *l, const char *role, const char *path, int al
  * Hashing ~10 GB of real checkpoints on every run would cost a minute. */
 static int prov_hash(pl_ctx *c, prov_list *l, const char *prov_path, rs_err *err) {
     cJSON *old = NULL;
-    rs_err ignore = {{0}};
+    rs_err ignore = {0};
     if (rs_path_exists(prov_path)) rs_json_load(prov_path, 64u << 20, &old, &ignore);
     const cJSON *files = old ? cJSON_GetObjectItemCaseSensitive(old, "files") : NULL;
     const char *cache_file = c->opt->digest_cache;
@@ -374,13 +374,13 @@ static int write_provenance(pl_ctx *c, const char *config_sha, rs_err *err) {
     cJSON *root = NULL;
     char *js = NULL, *path = pl_join(c->out, "provenance.json");
     const rs_config *cfg = c->cfg;
-    if (!path) { rs_errf(err, "out of memory"); goto done; }
+    if (!path) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     if (prov_add_dir(&l, "llm", cfg->llm, 0, err) || prov_add_dir(&l, "vlm", cfg->vlm, 0, err)) goto done;
     int n_model_files = l.n;
     if (cfg->tokenizer && prov_add(&l, "tokenizer", cfg->tokenizer, err)) goto done;
     for (int i = 0; cfg->has_saes && i < cfg->n_layers; i++) {
         char *sp = rs_config_sae_path(cfg, cfg->layers[i]);
-        if (!sp) { rs_errf(err, "out of memory"); goto done; }
+        if (!sp) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         char *file = NULL; /* an SAE name → its params.npz in the Hugging Face cache */
         const rs_sae_entry *named;
         int r = rs_sae_resolve(sp, &file, &named, err) ? rs_err_prefix(err, "saes.path")
@@ -442,10 +442,10 @@ static int write_provenance(pl_ctx *c, const char *config_sha, rs_err *err) {
         cJSON_AddItemToArray(files, e);
     }
     js = cJSON_Print(root);
-    if (!js) { rs_errf(err, "out of memory"); goto done; }
+    if (!js) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     size_t L = strlen(js);
     char *js2 = realloc(js, L + 2);
-    if (!js2) { rs_errf(err, "out of memory"); goto done; }
+    if (!js2) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     js = js2;
     js[L] = '\n';
     js[L + 1] = 0;
@@ -467,7 +467,7 @@ static int stage_report(pl_ctx *c, const char *upstream_fp, char **report_path, 
     pl_fp(fp, "report v1 %s name=%s", upstream_fp, c->cfg->name);
     char *out = pl_join(c->out, "report.html"), *runj = pl_join(c->results, "run.json");
     int rc = -1;
-    if (!out || !runj) { rs_errf(err, "out of memory"); goto done; }
+    if (!out || !runj) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     if (pl_stage_done(c, "report", fp) && rs_path_exists(out)) {
         pl_log(c, "report", "complete (skipped): %s", out);
     } else {
@@ -482,7 +482,7 @@ static int stage_report(pl_ctx *c, const char *upstream_fp, char **report_path, 
         cJSON_AddStringToObject(r, "description", desc);
         char *js = cJSON_Print(r);
         cJSON_Delete(r);
-        if (!js) { rs_errf(err, "out of memory"); goto done; }
+        if (!js) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         int w = pl_write_text(runj, js, err);
         free(js);
         if (w) goto done;
@@ -502,7 +502,7 @@ done:
 static int upstream_fp_of(pl_ctx *c, const char *name, char fp[65]) {
     char *p = marker_path(c, name), *buf = NULL;
     size_t n;
-    rs_err e = {{0}};
+    rs_err e = {0};
     int ok = p && rs_read_file(p, 4096, &buf, &n, &e) == 0 && n >= 64;
     if (ok) {
         memcpy(fp, buf, 64);
@@ -517,11 +517,11 @@ static int upstream_fp_of(pl_ctx *c, const char *name, char fp[65]) {
  * missing input leaves nothing behind (models and SAEs are opened, and checked, later). */
 static int check_dataset_inputs(const rs_config *cfg, rs_err *err) {
     if (cfg->dataset.manifest && access(cfg->dataset.manifest, R_OK))
-        return rs_errf(err, "%s: %s", cfg->dataset.manifest, strerror(errno));
+        return rs_errk(err, RS_EIO, "%s: %s", cfg->dataset.manifest, strerror(errno));
     for (int i = 0; i < cfg->dataset.n_instances; i++) {
         const char *p[3] = {cfg->dataset.instances[i], cfg->dataset.captions[i], cfg->dataset.images[i]};
         for (int k = 0; k < 3; k++)
-            if (p[k] && access(p[k], R_OK)) return rs_errf(err, "%s: %s", p[k], strerror(errno));
+            if (p[k] && access(p[k], R_OK)) return rs_errk(err, RS_EIO, "%s: %s", p[k], strerror(errno));
     }
     return 0;
 }
@@ -565,7 +565,7 @@ int rs_pipeline_run(const rs_pipeline_opts *o, char **report_path, rs_err *err) 
     c.stages = pl_join(outdir, "stages");
     c.acts = pl_join(outdir, "acts");
     c.work = pl_join(outdir, "work");
-    if (!c.out || !c.results || !c.stages || !c.acts || !c.work) { rs_errf(err, "out of memory"); goto done; }
+    if (!c.out || !c.results || !c.stages || !c.acts || !c.work) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     if (mkdir_p(c.out, err) || pl_mkdir(c.results, err) || pl_mkdir(c.stages, err) || pl_mkdir(c.acts, err) ||
         pl_mkdir(c.work, err))
         goto done;
@@ -592,7 +592,7 @@ int rs_pipeline_run(const rs_pipeline_opts *o, char **report_path, rs_err *err) 
         char *lp = pl_join(c.out, "run.log");
         c.log = lp ? fopen(lp, "a") : NULL;
         if (!c.log) {
-            rs_errf(err, "%s: cannot open for appending: %s", lp ? lp : "run.log", strerror(errno));
+            rs_errk(err, RS_EIO, "%s: cannot open for appending: %s", lp ? lp : "run.log", strerror(errno));
             free(lp);
             goto done;
         }
@@ -604,7 +604,7 @@ int rs_pipeline_run(const rs_pipeline_opts *o, char **report_path, rs_err *err) 
         cJSON *od = cJSON_CreateString(c.out);
         if (!od || !cJSON_ReplaceItemInObjectCaseSensitive(cfg->resolved, "output_dir", od)) {
             cJSON_Delete(od);
-            rs_errf(err, "out of memory");
+            rs_errk(err, RS_ENOMEM, "out of memory");
             goto done;
         }
         char *js = cJSON_Print(cfg->resolved);
@@ -617,7 +617,7 @@ int rs_pipeline_run(const rs_pipeline_opts *o, char **report_path, rs_err *err) 
             resolved[L + 1] = 0;
         }
         free(js);
-        int w = !resolved || !p ? rs_errf(err, "out of memory") : pl_write_text(p, resolved, err);
+        int w = !resolved || !p ? rs_errk(err, RS_ENOMEM, "out of memory") : pl_write_text(p, resolved, err);
         free(p);
         if (w) goto done;
     }
@@ -697,7 +697,7 @@ int pl_bh_family(cJSON *const *layer_arrays, int n_arrays, int *n_tests, rs_err 
     cJSON **items = malloc(((size_t)n + 1) * sizeof *items);
     int rc = 0;
     if (!p || !q || !items || (family_walk(layer_arrays, n_arrays, p, items, n), stats_bh_qvalues(p, n, q))) {
-        rc = rs_errf(err, "out of memory");
+        rc = rs_errk(err, RS_ENOMEM, "out of memory");
     } else {
         *n_tests = 0;
         for (int i = 0; i < n; i++) {
@@ -728,7 +728,7 @@ void pl_remove_flat_dir(const char *dir) {
 
 int pl_write_json(const char *path, const cJSON *j, rs_err *err) {
     char *s = cJSON_Print(j), *t = NULL;
-    int rc = !s || asprintf(&t, "%s\n", s) < 0 ? rs_errf(err, "out of memory") : pl_write_text(path, t, err);
+    int rc = !s || asprintf(&t, "%s\n", s) < 0 ? rs_errk(err, RS_ENOMEM, "out of memory") : pl_write_text(path, t, err);
     free(s);
     free(t);
     return rc;

@@ -33,13 +33,13 @@ void rs_sha256_hex(const void *data, size_t n, char hex[65]) {
 
 int rs_sha256_file(const char *path, char hex[65], int64_t *bytes, rs_err *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return rs_errf(err, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return rs_errk(err, RS_EIO, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = (size_t)1 << 20;
     uint8_t *buf = malloc(cap);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int rc = 0;
     if (!buf || !ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
-        rc = rs_errf(err, "%s: cannot start SHA-256 (out of memory)", path);
+        rc = rs_errk(err, RS_ENOMEM, "%s: cannot start SHA-256 (out of memory)", path);
         goto done;
     }
     int64_t total = 0;
@@ -47,7 +47,7 @@ int rs_sha256_file(const char *path, char hex[65], int64_t *bytes, rs_err *err) 
         ssize_t r = read(fd, buf, cap);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
-            rc = rs_errf(err, "%s: read error: %s", path, strerror(errno));
+            rc = rs_errk(err, RS_EIO, "%s: read error: %s", path, strerror(errno));
             goto done;
         }
         if (r == 0) break;

@@ -36,7 +36,7 @@ int pl_materialise(pl_ctx *c, int s, const char *path, rs_err *err) {
     int32_t *ids = NULL;
     int64_t *off = NULL, n_in = 0, rows, width, rr, ww;
     int rc = -1;
-    if (!dir || !w || !data) { rs_errf(err, "out of memory"); goto done; }
+    if (!dir || !w || !data) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     if (store_reader_open(&r, dir, err)) goto done;
     for (int h = 0; h < c->cfg->n_hooks; h++) {
         if (store_read_f32(r, c->cfg->hooks[h], &data[h], &rows, &width, err)) goto done;
@@ -66,14 +66,14 @@ done:
 /* Move every CSV but summary.csv from src into dst; append summary rows (layer fixed). */
 static int move_csvs(const char *src, const char *dst, int layer, FILE *summary, rs_err *err) {
     DIR *d = opendir(src);
-    if (!d) return rs_errf(err, "%s: cannot open folder", src);
+    if (!d) return rs_errk(err, RS_EIO, "%s: cannot open folder", src);
     struct dirent *e;
     int rc = 0;
     while (!rc && (e = readdir(d))) {
         size_t L = strlen(e->d_name);
         if (L < 5 || strcmp(e->d_name + L - 4, ".csv")) continue;
         char *from = pl_join(src, e->d_name), *to = pl_join(dst, e->d_name);
-        if (!from || !to) rc = rs_errf(err, "out of memory");
+        if (!from || !to) rc = rs_errk(err, RS_ENOMEM, "out of memory");
         else if (!strcmp(e->d_name, "summary.csv")) {
             char *buf;
             size_t n;
@@ -173,14 +173,14 @@ static int ce_eval(pl_ctx *c, const gemma2_model *dec, int pos_offset, const rs_
     double *w = calloc((size_t)n, sizeof(double)), *boot = NULL;
     int64_t *off = malloc(((size_t)n + 1) * sizeof *off);
     int32_t *ids = NULL;
-    if (!seq[0] || !seq[1] || !seq[2] || !w || !off) { rs_errf(err, "out of memory"); goto done; }
+    if (!seq[0] || !seq[1] || !seq[2] || !w || !off) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     for (int i0 = 0; i0 < n;) {
         int i1 = i0;
         int64_t bt = 0;
         while (i1 < n && (i1 == i0 || bt + c->text_len[i1] <= c->cfg->batch_tokens)) bt += c->text_len[i1++];
         free(ids);
         ids = malloc((size_t)bt * sizeof *ids);
-        if (!ids) { rs_errf(err, "out of memory"); goto done; }
+        if (!ids) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         off[0] = 0;
         for (int i = i0; i < i1; i++) {
             memcpy(ids + off[i - i0], c->text_ids[i], (size_t)c->text_len[i] * sizeof *ids);
@@ -214,7 +214,7 @@ static int ce_eval(pl_ctx *c, const gemma2_model *dec, int pos_offset, const rs_
     int B = c->cfg->probes.bootstrap;
     if (B > 0) {
         boot = malloc((size_t)B * sizeof *boot);
-        if (!boot) { rs_errf(err, "out of memory"); goto done; }
+        if (!boot) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         int nb = 0;
         for (int b = 0; b < B; b++) {
             double s[3] = {0, 0, 0};
@@ -267,7 +267,7 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
     paligemma_model *vlm = NULL;
     rs_sae *sae = NULL;
     int rc = -1;
-    if (!shift_path || !fit_path || !summ_path || !fa || !fb || !tokp) { rs_errf(err, "out of memory"); goto done; }
+    if (!shift_path || !fit_path || !summ_path || !fa || !fb || !tokp) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     if (!pl_store_used(c, PL_LLM_TEXT)) {
         pl_log(c, "shift", "skipped: the dataset has no captions");
         pl_stage_reset(c, "shift");
@@ -301,7 +301,7 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
         for (int t = 0; t < c->n_text; t++) gmax = c->text_group[t] > gmax ? c->text_group[t] : gmax;
         int64_t *img_of = malloc(((size_t)gmax + 1) * sizeof *img_of), n_img = 0;
         text_image = malloc(((size_t)c->n_text + 1) * sizeof *text_image);
-        if (!text_image || !img_of) { free(img_of); rs_errf(err, "out of memory"); goto done; }
+        if (!text_image || !img_of) { free(img_of); rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         for (int g = 0; g <= gmax; g++) img_of[g] = -1;
         for (int t = 0; t < c->n_text; t++) {
             if (img_of[c->text_group[t]] < 0) img_of[c->text_group[t]] = n_img++;
@@ -312,7 +312,7 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
     merged = cJSON_CreateObject();
     fit = cJSON_CreateObject();
     summary = open_memstream(&summ, &summ_n);
-    if (!merged || !fit || !summary) { rs_errf(err, "out of memory"); goto done; }
+    if (!merged || !fit || !summary) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     fputs("layer,hook,metric,value,ci_lo,ci_hi,p_value,null_lo,null_hi,q_value\n", summary);
     cJSON *layers = NULL;
     cJSON *fit_models = cJSON_AddArrayToObject(fit, "models");
@@ -325,14 +325,14 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
             if (cfg->layers[i] == L) {
                 sp = rs_config_sae_path(cfg, L);
                 sh = rs_config_sae_hook(cfg, L);
-                if (!sp) { rs_errf(err, "out of memory"); goto done; }
+                if (!sp) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
                 if (sae_load(&sae, sp, sh, err)) { free(sp); free(sh); goto done; }
                 use_sae = sae->hook_name && !strcmp(sae->hook_name, hook);
             }
         char sub[32];
         snprintf(sub, sizeof sub, "shift_%d", h);
         char *wd = pl_join(c->work, sub);
-        if (!wd) { free(sp); free(sh); rs_errf(err, "out of memory"); goto done; }
+        if (!wd) { free(sp); free(sh); rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         pl_remove_flat_dir(wd);
         shift_run_opts so = {.acts_a = fa, .acts_b = fb, .sae = use_sae ? sp : NULL, .hook = hook,
                              .sae_hook = use_sae ? sh : NULL, .n_boot = cfg->probes.bootstrap, .seed = 0,
@@ -343,7 +343,7 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
         int r = shift_run(&so, err);
         cJSON *res = NULL;
         char *rp = r ? NULL : pl_join(wd, "results.json");
-        if (!r) r = rp ? rs_json_load(rp, 1u << 30, &res, err) : rs_errf(err, "out of memory");
+        if (!r) r = rp ? rs_json_load(rp, 1u << 30, &res, err) : rs_errk(err, RS_ENOMEM, "out of memory");
         free(rp);
         if (!r) r = move_csvs(wd, c->results, L, summary, err);
         pl_remove_flat_dir(wd);
@@ -459,7 +459,7 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
     cJSON_AddStringToObject(merged, "multiple_comparisons",
                             "q_value: Benjamini-Hochberg over the n_tests p-values of this file (metric x layer)");
     char *summ_q = summary_family_q(summ ? summ : "", all_layers);
-    if (!summ_q) { rs_errf(err, "out of memory"); goto done; }
+    if (!summ_q) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     int wr = pl_write_text(summ_path, summ_q, err);
     free(summ_q);
     if (wr || pl_write_json(shift_path, merged, err)) goto done;

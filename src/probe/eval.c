@@ -37,7 +37,7 @@ int rs_stratified_kfold(const int *y, int n, int K, int k, int *fold, rs_err *er
     int *alloc = calloc((size_t)k * K, sizeof(int)), *next = calloc(K, sizeof(int));
     if (!enc || !cnt || !alloc || !next) {
         free(enc); free(cnt); free(alloc); free(next);
-        return rs_errf(err, "stratified k-fold: out of memory");
+        return rs_errk(err, RS_ENOMEM, "stratified k-fold: out of memory");
     }
     for (int c = 0; c < K; c++) enc[c] = -1;
     int nc = 0;
@@ -58,7 +58,7 @@ int rs_stratified_kfold(const int *y, int n, int K, int k, int *fold, rs_err *er
     int *f_of = calloc(K, sizeof(int)), *left = calloc(K, sizeof(int));
     if (!f_of || !left) {
         free(enc); free(cnt); free(alloc); free(next); free(f_of); free(left);
-        return rs_errf(err, "stratified k-fold: out of memory");
+        return rs_errk(err, RS_ENOMEM, "stratified k-fold: out of memory");
     }
     for (int c = 0; c < nc; c++) left[c] = alloc[c];
     for (int i = 0; i < n; i++) {
@@ -87,7 +87,7 @@ int rs_split_stratified_groups(const int *y, const int *group, int n, int K, dou
     if (!(test_frac > 0 && test_frac < 1)) return rs_errf(err, "split: test fraction must be in (0,1), got %g", test_frac);
     /* map group ids to dense 0..G-1 in order of first appearance (sort-free: ids via rows) */
     int *gid = malloc(sizeof(int) * n), *first = malloc(sizeof(int) * n);
-    if (!gid || !first) { free(gid); free(first); return rs_errf(err, "split: out of memory"); }
+    if (!gid || !first) { free(gid); free(first); return rs_errk(err, RS_ENOMEM, "split: out of memory"); }
     int G = 0;
     if (!group) {
         for (int i = 0; i < n; i++) { gid[i] = i; first[i] = i; }
@@ -95,13 +95,13 @@ int rs_split_stratified_groups(const int *y, const int *group, int n, int K, dou
     } else {
         /* group ids are arbitrary ints: dense-map through a sorted copy */
         int *ord = malloc(sizeof(int) * n);
-        if (!ord) { free(gid); free(first); return rs_errf(err, "split: out of memory"); }
+        if (!ord) { free(gid); free(first); return rs_errk(err, RS_ENOMEM, "split: out of memory"); }
         for (int i = 0; i < n; i++) ord[i] = i;
         /* insertion-free: qsort on (group, row) */
         const int *gg = group;
         for (int w = 1; w < n; w *= 2) { /* bottom-up merge sort, stable, no globals */
             int *tmp = malloc(sizeof(int) * n);
-            if (!tmp) { free(ord); free(gid); free(first); return rs_errf(err, "split: out of memory"); }
+            if (!tmp) { free(ord); free(gid); free(first); return rs_errk(err, RS_ENOMEM, "split: out of memory"); }
             for (int lo = 0; lo < n; lo += 2 * w) {
                 int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
                 int a = lo, b = mid, o = lo;
@@ -124,7 +124,7 @@ int rs_split_stratified_groups(const int *y, const int *group, int n, int K, dou
     int *members = malloc(sizeof(int) * nG);
     if (!gclass || !gtest || !members) {
         free(gid); free(first); free(gclass); free(gtest); free(members);
-        return rs_errf(err, "split: out of memory");
+        return rs_errk(err, RS_ENOMEM, "split: out of memory");
     }
     for (int g = 0; g < G; g++) gclass[g] = y[first[g]];
     int any_test = 0;
@@ -179,9 +179,9 @@ int rs_group_dense(const int *group, int n, int *gid) {
 int rs_group_kfold(const int *y, const int *group, int n, int K, int k, uint64_t seed, int *fold,
                    rs_err *err) {
     int *gid = malloc(sizeof(int) * (n + 1));
-    if (!gid) return rs_errf(err, "group k-fold: out of memory");
+    if (!gid) return rs_errk(err, RS_ENOMEM, "group k-fold: out of memory");
     int G = rs_group_dense(group, n, gid);
-    if (G < 0) { free(gid); return rs_errf(err, "group k-fold: out of memory"); }
+    if (G < 0) { free(gid); return rs_errk(err, RS_ENOMEM, "group k-fold: out of memory"); }
     if (k < 2 || k > G) {
         free(gid);
         return rs_errf(err, "group k-fold: need 2 <= folds <= number of groups (folds=%d, groups=%d)", k, G);
@@ -189,7 +189,7 @@ int rs_group_kfold(const int *y, const int *group, int n, int K, int k, uint64_t
     int *gclass = malloc(sizeof(int) * G), *gfold = malloc(sizeof(int) * G), *mem = malloc(sizeof(int) * G);
     if (!gclass || !gfold || !mem) {
         free(gid); free(gclass); free(gfold); free(mem);
-        return rs_errf(err, "group k-fold: out of memory");
+        return rs_errk(err, RS_ENOMEM, "group k-fold: out of memory");
     }
     for (int g = 0; g < G; g++) gclass[g] = -1;
     for (int i = 0; i < n; i++)
@@ -270,7 +270,7 @@ int rs_nested_group_bootstrap(const int *y, const int *pred, const int *gid, con
     if (S < 1 || B < 1) return rs_errf(err, "bootstrap: need at least one seed and one replicate");
     int *off = malloc(sizeof(int) * (S + 1)), *G = malloc(sizeof(int) * S), *gstart = malloc(sizeof(int) * (S + 1));
     int ntot = 0;
-    if (!off || !G || !gstart) { free(off); free(G); free(gstart); return rs_errf(err, "bootstrap: out of memory"); }
+    if (!off || !G || !gstart) { free(off); free(G); free(gstart); return rs_errk(err, RS_ENOMEM, "bootstrap: out of memory"); }
     off[0] = 0;
     for (int s = 0; s < S; s++) off[s + 1] = off[s] + n_rows[s];
     ntot = off[S];
@@ -292,7 +292,7 @@ int rs_nested_group_bootstrap(const int *y, const int *pred, const int *gid, con
     double *rep = malloc(sizeof(double) * 3 * B);
     int *cm = malloc(sizeof(int) * K * K);
     int rc = 0;
-    if (!rs || !rows || !fill || !by || !bp || !rep || !cm) { rc = rs_errf(err, "bootstrap: out of memory"); goto out; }
+    if (!rs || !rows || !fill || !by || !bp || !rep || !cm) { rc = rs_errk(err, RS_ENOMEM, "bootstrap: out of memory"); goto out; }
     for (int s = 0; s < S; s++)
         for (int i = off[s]; i < off[s + 1]; i++) rs[gstart[s] + gid[i] + 1]++;
     for (int g = 0; g < NG; g++)
@@ -369,7 +369,7 @@ int rs_logreg_fit_predict(const float *Xtr, const int *ytr, int ntr, const float
         if (rs_scaler_fit(&sc, Xtr, ntr, d, err)) return -1;
         A = malloc(sizeof(float) * ntr * d);
         B = malloc(sizeof(float) * ((size_t)nte * d + 1));
-        if (!A || !B) { free(A); free(B); rs_scaler_free(&sc); return rs_errf(err, "out of memory"); }
+        if (!A || !B) { free(A); free(B); rs_scaler_free(&sc); return rs_errk(err, RS_ENOMEM, "out of memory"); }
         rs_scaler_apply(&sc, Xtr, ntr, A);
         rs_scaler_apply(&sc, Xte, nte, B);
         rs_scaler_free(&sc);
@@ -427,7 +427,7 @@ int rs_logreg_cv(const float *X, const int *y, int n, int d, int K, const double
                  int folds, int standardize, const rs_logreg_opts *base, double *mean_acc,
                  double *best_C, rs_err *err) {
     int *fold = malloc(sizeof(int) * (n + 1));
-    if (!fold) return rs_errf(err, "cv: out of memory");
+    if (!fold) return rs_errk(err, RS_ENOMEM, "cv: out of memory");
     int rc = rs_stratified_kfold(y, n, K, folds, fold, err);
     if (rc == 0) rc = rs_logreg_cv_folds(X, y, n, d, K, fold, folds, Cs, n_Cs, standardize, base, mean_acc, best_C, err);
     free(fold);
@@ -443,15 +443,15 @@ static int cv_folds_serial(const float *X, const int *y, int n, int d, int K, co
         if (fold[i] < 0 || fold[i] >= folds) return rs_errf(err, "cv: row %d has fold %d outside 0..%d", i, fold[i], folds - 1);
     int *pred = malloc(sizeof(int) * (n + 1)), *other = malloc(sizeof(int) * (n + 1));
     double *acc = calloc(n_Cs, sizeof(double));
-    if (!pred || !acc || !other) { free(pred); free(acc); free(other); return rs_errf(err, "cv: out of memory"); }
+    if (!pred || !acc || !other) { free(pred); free(acc); free(other); return rs_errk(err, RS_ENOMEM, "cv: out of memory"); }
     int rc = 0;
     for (int f = 0; rc == 0 && f < folds; f++) {
         float *Xa, *Xb;
         int *ya, *yb, na, nb;
-        if (gather(X, y, fold, f, n, d, &Xb, &yb, &nb)) { rc = rs_errf(err, "cv: out of memory"); break; }
+        if (gather(X, y, fold, f, n, d, &Xb, &yb, &nb)) { rc = rs_errk(err, RS_ENOMEM, "cv: out of memory"); break; }
         for (int i = 0; i < n; i++) other[i] = fold[i] != f;
         if (gather(X, y, other, 1, n, d, &Xa, &ya, &na)) {
-            free(Xb); free(yb); rc = rs_errf(err, "cv: out of memory"); break;
+            free(Xb); free(yb); rc = rs_errk(err, RS_ENOMEM, "cv: out of memory"); break;
         }
         if (nb == 0) rc = rs_errf(err, "cv: fold %d is empty; use fewer folds", f);
         else if (!all_classes(ya, na, K))
@@ -492,11 +492,11 @@ static int cv_folds_threads(const float *X, const int *y, int n, int d, int K, c
     double *jacc = calloc(J, sizeof(double));
     rs_err *jerr = calloc(J, sizeof(rs_err));
     int rc = 0, serial = 0;
-    if (!Xa || !Xb || !ya || !yb || !na || !nb || !other || !jrc || !jacc || !jerr) rc = rs_errf(err, "cv: out of memory");
+    if (!Xa || !Xb || !ya || !yb || !na || !nb || !other || !jrc || !jacc || !jerr) rc = rs_errk(err, RS_ENOMEM, "cv: out of memory");
     for (int f = 0; rc == 0 && f < folds; f++) {
-        if (gather(X, y, fold, f, n, d, &Xb[f], &yb[f], &nb[f])) { rc = rs_errf(err, "cv: out of memory"); break; }
+        if (gather(X, y, fold, f, n, d, &Xb[f], &yb[f], &nb[f])) { rc = rs_errk(err, RS_ENOMEM, "cv: out of memory"); break; }
         for (int i = 0; i < n; i++) other[i] = fold[i] != f;
-        if (gather(X, y, other, 1, n, d, &Xa[f], &ya[f], &na[f])) { rc = rs_errf(err, "cv: out of memory"); break; }
+        if (gather(X, y, other, 1, n, d, &Xa[f], &ya[f], &na[f])) { rc = rs_errk(err, RS_ENOMEM, "cv: out of memory"); break; }
         if (nb[f] == 0 || !all_classes(ya[f], na[f], K)) serial = 1; /* refused: the serial loop words it */
     }
     if (rc == 0 && !serial) {
@@ -508,7 +508,7 @@ static int cv_folds_threads(const float *X, const int *y, int n, int d, int K, c
 #pragma omp for schedule(dynamic)
             for (int j = 0; j < J; j++) {
                 int f = j / n_Cs, c = j % n_Cs;
-                if (!pred) { jrc[j] = rs_errf(&jerr[j], "cv: out of memory"); continue; }
+                if (!pred) { jrc[j] = rs_errk(&jerr[j], RS_ENOMEM, "cv: out of memory"); continue; }
                 rs_logreg_opts o = o1;
                 o.C = Cs[c];
                 jrc[j] = rs_logreg_fit_predict(Xa[f], ya[f], na[f], Xb[f], nb[f], d, K, standardize, &o, pred, &jerr[j]);
@@ -523,7 +523,7 @@ static int cv_folds_threads(const float *X, const int *y, int n, int d, int K, c
             if (jrc[j]) { *err = jerr[j]; rc = -1; break; }
         if (rc == 0) {
             double *acc = calloc(n_Cs, sizeof(double));
-            if (!acc) rc = rs_errf(err, "cv: out of memory");
+            if (!acc) rc = rs_errk(err, RS_ENOMEM, "cv: out of memory");
             for (int f = 0; rc == 0 && f < folds; f++)
                 for (int c = 0; c < n_Cs; c++) acc[c] += jacc[f * n_Cs + c];
             if (rc == 0) pick_best_C(acc, n_Cs, folds, Cs, best_C, mean_acc);
@@ -587,7 +587,7 @@ static int perm_refit_one(const rs_eval_opts *o, const rs_logreg_opts *lo, uint6
                           const float *Xa, const int *ya, const int *ga, int na, const float *Xb, const int *yb,
                           int nb, int d, int K, int *yp, int *pp, double *acc, rs_err *err) {
     if (rs_permute_labels_grouped(ya, ga, na, rs_splitmix64_at(seed ^ 0xA5A5A5A5ull, (uint64_t)q), yp))
-        return rs_errf(err, "evaluate: out of memory");
+        return rs_errk(err, RS_ENOMEM, "evaluate: out of memory");
     if (probe_fit_predict(o, lo, seed + 1 + (uint64_t)q, Xa, yp, na, Xb, nb, d, K, pp, err)) {
         rs_err_prefix(err, "evaluate: seed %d: permutation %d", s, q);
         return -1;
@@ -613,11 +613,11 @@ static int perm_refits(const rs_eval_opts *o, const rs_logreg_opts *lo, uint64_t
     rs_err *qerr = T > 1 ? calloc(NP, sizeof(rs_err)) : NULL;
     if (!acc || !qrc || (T > 1 && !qerr)) {
         free(acc); free(qrc); free(qerr);
-        return rs_errf(err, "evaluate: out of memory");
+        return rs_errk(err, RS_ENOMEM, "evaluate: out of memory");
     }
     if (T == 1) {
         int *yp = malloc(sizeof(int) * (na + 1)), *pp = malloc(sizeof(int) * (nb + 1));
-        int rc = !yp || !pp ? rs_errf(err, "evaluate: out of memory") : 0;
+        int rc = !yp || !pp ? rs_errk(err, RS_ENOMEM, "evaluate: out of memory") : 0;
         for (int q = 0; rc == 0 && q < NP; q++) {
             rc = perm_refit_one(o, lo, seed, s, q, Xa, ya, ga, na, Xb, yb, nb, d, K, yp, pp, &acc[q], err);
             if (rc == 0) null_acc[q] += acc[q] / S;
@@ -637,7 +637,7 @@ static int perm_refits(const rs_eval_opts *o, const rs_logreg_opts *lo, uint64_t
 #pragma omp atomic read
             halt = stop;
             if (halt) { qrc[q] = -2; continue; } /* not run: a lower q failed (or will be reported) */
-            if (!yp || !pp) qrc[q] = rs_errf(&qerr[q], "evaluate: out of memory");
+            if (!yp || !pp) qrc[q] = rs_errk(&qerr[q], RS_ENOMEM, "evaluate: out of memory");
             else qrc[q] = perm_refit_one(o, &lo1, seed, s, q, Xa, ya, ga, na, Xb, yb, nb, d, K, yp, pp, &acc[q], &qerr[q]);
             if (qrc[q]) {
 #pragma omp atomic write
@@ -676,7 +676,7 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
         res->test_pred = malloc(sizeof(int) * ((size_t)n * S + 1));
         if (!res->test_n || !res->test_row || !res->test_pred) {
             rs_eval_result_free(res);
-            return rs_errf(err, "evaluate: out of memory");
+            return rs_errk(err, RS_ENOMEM, "evaluate: out of memory");
         }
     }
     int *is_test = malloc(sizeof(int) * n), *gid = malloc(sizeof(int) * n);
@@ -691,10 +691,10 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
         free(is_test); free(gid); free(tests_y); free(tests_p); free(tests_g); free(nte_s); free(ctrl); free(seen);
         free(cm); free(fold); free(yp); free(pp); free(accs); free(null_acc);
         rs_eval_result_free(res);
-        return rs_errf(err, "evaluate: out of memory");
+        return rs_errk(err, RS_ENOMEM, "evaluate: out of memory");
     }
     int G = rs_group_dense(group, n, gid), rc = 0, pos = 0;
-    if (G < 0) rc = rs_errf(err, "evaluate: out of memory");
+    if (G < 0) rc = rs_errk(err, RS_ENOMEM, "evaluate: out of memory");
     res->n_groups = G;
     double ctrl_sum = 0, overlap_sum = 0, t_perm = 0;
     int ctrl_runs = 0;
@@ -712,7 +712,7 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
             if (is_test[i] && !seen[gid[i]]) seen[gid[i]] = 1, ntg++;
         if (s == 0) res->n_test_groups = ntg;
         if (ntg < o.min_test_groups) {
-            rc = rs_errf(err,
+            rc = rs_errk(err, RS_EBELOWMIN,
                          "evaluate: the split leaves %d test group%s (%d groups, test fraction %g), fewer than the "
                          "minimum of %d; use more groups (e.g. more images per class), a larger test fraction, or "
                          "lower the minimum test groups",
@@ -721,12 +721,12 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
         }
         float *Xa, *Xb;
         int *ya, *yb, na, nb;
-        if (gather(X, y, is_test, 0, n, d, &Xa, &ya, &na)) { rc = rs_errf(err, "evaluate: out of memory"); break; }
+        if (gather(X, y, is_test, 0, n, d, &Xa, &ya, &na)) { rc = rs_errk(err, RS_ENOMEM, "evaluate: out of memory"); break; }
         if (gather(X, y, is_test, 1, n, d, &Xb, &yb, &nb)) {
-            free(Xa); free(ya); rc = rs_errf(err, "evaluate: out of memory"); break;
+            free(Xa); free(ya); rc = rs_errk(err, RS_ENOMEM, "evaluate: out of memory"); break;
         }
         int *ga = gather_ints(gid, is_test, 0, n), *gb = gather_ints(gid, is_test, 1, n);
-        if (!ga || !gb) rc = rs_errf(err, "evaluate: out of memory");
+        if (!ga || !gb) rc = rs_errk(err, RS_ENOMEM, "evaluate: out of memory");
         if (rc == 0 && !all_classes(ya, na, K)) rc = rs_errf(err, "evaluate: seed %d: a class has no training rows", s);
         double C = o.n_Cs > 0 ? o.Cs[0] : 1.0;
         if (rc == 0 && !o.mlp && o.cv_folds >= 2 && o.n_Cs > 1) {
@@ -749,7 +749,7 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
                 res->test_n[s] = nb;
             }
             memcpy(tests_y + pos, yb, sizeof(int) * nb);
-            if (rs_group_dense(gb, nb, tests_g + pos) < 0) rc = rs_errf(err, "evaluate: out of memory");
+            if (rs_group_dense(gb, nb, tests_g + pos) < 0) rc = rs_errk(err, RS_ENOMEM, "evaluate: out of memory");
             nte_s[s] = nb;
             pos += nb;
             rs_metrics m;
@@ -783,10 +783,10 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
             /* share of test rows whose type occurs among the training rows */
             int *ttr = gather_ints(type, is_test, 0, n), *tte = gather_ints(type, is_test, 1, n);
             int *cca = gather_ints(ctrl, is_test, 0, n), *ccb = gather_ints(ctrl, is_test, 1, n);
-            if (!ttr || !tte || !cca || !ccb) rc = rs_errf(err, "evaluate: out of memory");
+            if (!ttr || !tte || !cca || !ccb) rc = rs_errk(err, RS_ENOMEM, "evaluate: out of memory");
             if (rc == 0) {
                 vr_pair *tp = malloc(sizeof *tp * (na + 1));
-                if (!tp) rc = rs_errf(err, "evaluate: out of memory");
+                if (!tp) rc = rs_errk(err, RS_ENOMEM, "evaluate: out of memory");
                 else {
                     for (int i = 0; i < na; i++) tp[i] = (vr_pair){ttr[i], 0};
                     qsort(tp, na, sizeof *tp, cmp_vr);
@@ -801,7 +801,7 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
             }
             if (rc == 0) {
                 int *cnt = calloc(K, sizeof(int)), present = 0, best = 0, ok = 0;
-                if (!cnt) rc = rs_errf(err, "evaluate: out of memory");
+                if (!cnt) rc = rs_errk(err, RS_ENOMEM, "evaluate: out of memory");
                 else {
                     for (int i = 0; i < na; i++) cnt[cca[i]]++;
                     for (int c = 0; c < K; c++) {
@@ -875,7 +875,7 @@ int rs_edit_transfer_evaluate(const float *XI, const float *XE, int V, int n, in
     int *ya = malloc(sizeof(int) * N), *ga = malloc(sizeof(int) * N), *gb = malloc(sizeof(int) * N);
     if (!y || !g || !is_test || !gid || !seen || !fold || !trow || !pred || !ty || !tg || !tp || !nte || !Xa || !Xb ||
         !ya || !ga || !gb) {
-        rc = rs_errf(err, "edit transfer: out of memory");
+        rc = rs_errk(err, RS_ENOMEM, "edit transfer: out of memory");
         goto out;
     }
     for (int i = 0; i < n; i++) {
@@ -884,7 +884,7 @@ int rs_edit_transfer_evaluate(const float *XI, const float *XE, int V, int n, in
     }
     for (size_t k = 0; k < VV; k++) acc[k] = 0;
     int G = rs_group_dense(g, N, gid), pos = 0;
-    if (G < 0) { rc = rs_errf(err, "edit transfer: out of memory"); goto out; }
+    if (G < 0) { rc = rs_errk(err, RS_ENOMEM, "edit transfer: out of memory"); goto out; }
     rs_logreg_opts lo_ = rs_logreg_defaults();
     lo_.balanced = o.balanced;
     lo_.tol = o.tol;
@@ -896,7 +896,7 @@ int rs_edit_transfer_evaluate(const float *XI, const float *XE, int V, int n, in
         for (int i = 0; i < N; i++)
             if (is_test[i] && !seen[gid[i]]) seen[gid[i]] = 1, ntg++;
         if (ntg < o.min_test_groups) {
-            rc = rs_errf(err,
+            rc = rs_errk(err, RS_EBELOWMIN,
                          "edit transfer: the split leaves %d test group%s (%d groups, test fraction %g), fewer than the "
                          "minimum of %d; use more groups (e.g. more images per class), a larger test fraction, or "
                          "lower the minimum test groups",
@@ -907,7 +907,7 @@ int rs_edit_transfer_evaluate(const float *XI, const float *XE, int V, int n, in
             if (is_test[i]) { trow[nb] = i; ty[pos + nb] = y[i]; gb[nb++] = gid[i]; }
             else { ya[na] = y[i]; ga[na++] = gid[i]; }
         }
-        if (rs_group_dense(gb, nb, tg + pos) < 0) { rc = rs_errf(err, "edit transfer: out of memory"); break; }
+        if (rs_group_dense(gb, nb, tg + pos) < 0) { rc = rs_errk(err, RS_ENOMEM, "edit transfer: out of memory"); break; }
         nte[s] = nb;
         for (int v = 0; rc == 0 && v < V; v++) {
             /* probe v: training rows = XI / XE_v rows not in test */

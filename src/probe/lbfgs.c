@@ -100,7 +100,7 @@ int rs_lbfgs(int n, double *x, rs_lbfgs_fg fg, rs_lbfgs_gmeasure gm, void *ctx,
     int max_ls = opts->max_ls > 0 ? opts->max_ls : 50;
     size_t nn = (size_t)n;
     double *buf = malloc(sizeof(double) * (nn * (4 + 2 * (size_t)m) + 2 * (size_t)m));
-    if (!buf) return rs_errf(err, "lbfgs: out of memory (%d parameters, history %d)", n, m);
+    if (!buf) return rs_errk(err, RS_ENOMEM, "lbfgs: out of memory (%d parameters, history %d)", n, m);
     double *g = buf, *d = g + nn, *xt = d + nn, *gt = xt + nn;
     double *S = gt + nn, *Y = S + nn * m, *rho = Y + nn * m, *alpha = rho + m;
     memset(res, 0, sizeof *res);

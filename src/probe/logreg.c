@@ -462,7 +462,7 @@ static double warm_start_fg(const lr_ctx *c, const double *A, const float *X, co
 static int verify_warm_start(lr_ctx *c, const double *th, size_t np, rs_err *err) {
     const double *g0 = c->g0;
     double f0 = c->f0, *g = malloc(sizeof(double) * np);
-    if (!g) return rs_errf(err, "logreg: out of memory");
+    if (!g) return rs_errk(err, RS_ENOMEM, "logreg: out of memory");
     c->g0 = NULL;
     double f = lr_fg(th, g, c), dg = 0, sg = 0;
     c->g0 = g0;
@@ -511,7 +511,7 @@ int rs_logreg_fit(rs_logreg *m, const float *X, const int *y, int n, int d, int 
      * NaN/Inf makes its column sums non-finite); otherwise check here */
     if (!o.precondition && rs_check_finite(X, n, d, err)) return rs_err_prefix(err, "logreg");
     int *cnt = calloc((size_t)K, sizeof(int));
-    if (!cnt) return rs_errf(err, "logreg: out of memory");
+    if (!cnt) return rs_errk(err, RS_ENOMEM, "logreg: out of memory");
     for (int i = 0; i < n; i++) cnt[y[i]]++;
     for (int k = 0; k < K; k++)
         if (!cnt[k]) {
@@ -543,7 +543,7 @@ int rs_logreg_fit(rs_logreg *m, const float *X, const int *y, int n, int d, int 
     if (!sw || !mu || !r || !th || !c.scratch || !m->W || !m->b) {
         free(sw); free(mu); free(r); free(th); free(c.scratch);
         rs_logreg_free(m);
-        return rs_errf(err, "logreg: out of memory for %d x %d features", n, d);
+        return rs_errk(err, RS_ENOMEM, "logreg: out of memory for %d x %d features", n, d);
     }
     sample_weights(y, n, K, o.balanced, sw);
     double S = 0;

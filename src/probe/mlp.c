@@ -54,7 +54,7 @@ static int argmax_row(const float *z, int R) {
 
 int rs_mlp_predict(const rs_mlp *m, const float *X, int n, int *pred, rs_err *err) {
     float *H = malloc(sizeof(float) * CHUNK * m->hidden), *Z = malloc(sizeof(float) * CHUNK * m->n_out);
-    if (!H || !Z) { free(H); free(Z); return rs_errf(err, "mlp: out of memory"); }
+    if (!H || !Z) { free(H); free(Z); return rs_errk(err, RS_ENOMEM, "mlp: out of memory"); }
     for (int s = 0; s < n; s += CHUNK) {
         int c = n - s < CHUNK ? n - s : CHUNK;
         forward(m, X + (size_t)s * m->d, c, H, Z);
@@ -67,7 +67,7 @@ int rs_mlp_predict(const rs_mlp *m, const float *X, int n, int *pred, rs_err *er
 int rs_mlp_proba(const rs_mlp *m, const float *X, int n, double *P, rs_err *err) {
     int R = m->n_out, K = m->n_classes;
     float *H = malloc(sizeof(float) * CHUNK * m->hidden), *Z = malloc(sizeof(float) * CHUNK * R);
-    if (!H || !Z) { free(H); free(Z); return rs_errf(err, "mlp: out of memory"); }
+    if (!H || !Z) { free(H); free(Z); return rs_errk(err, RS_ENOMEM, "mlp: out of memory"); }
     for (int s = 0; s < n; s += CHUNK) {
         int c = n - s < CHUNK ? n - s : CHUNK;
         forward(m, X + (size_t)s * m->d, c, H, Z);
@@ -254,7 +254,7 @@ done:
     if (rc) { free(P); memset(m, 0, sizeof *m); }
     return rc;
 oom:
-    rc = rs_errf(err, "mlp: out of memory (%d x %d features, %d hidden)", n, d, o.hidden);
+    rc = rs_errk(err, RS_ENOMEM, "mlp: out of memory (%d x %d features, %d hidden)", n, d, o.hidden);
     goto done;
 }
 
@@ -267,7 +267,7 @@ int rs_mlp_fit_predict(const float *Xtr, const int *ytr, int ntr, const float *X
         if (rs_scaler_fit(&sc, Xtr, ntr, d, err)) return -1;
         A = malloc(sizeof(float) * (size_t)ntr * d);
         B = malloc(sizeof(float) * ((size_t)nte * d + 1));
-        if (!A || !B) { free(A); free(B); rs_scaler_free(&sc); return rs_errf(err, "mlp: out of memory"); }
+        if (!A || !B) { free(A); free(B); rs_scaler_free(&sc); return rs_errk(err, RS_ENOMEM, "mlp: out of memory"); }
         rs_scaler_apply(&sc, Xtr, ntr, A);
         rs_scaler_apply(&sc, Xte, nte, B);
         rs_scaler_free(&sc);

@@ -39,7 +39,7 @@ int rs_paired_probe_test(const int *correct_a, const int *correct_b, const int *
     int *gsum = NULL, *sflip = NULL, *cnt = NULL;
     res->seed_diff = calloc((size_t)S, sizeof(double));
     if (!off || !gall || !gseed || !G || !gstart || !dd || !rep || !res->seed_diff) {
-        rc = rs_errf(err, "paired test: out of memory");
+        rc = rs_errk(err, RS_ENOMEM, "paired test: out of memory");
         goto out;
     }
     off[0] = 0;
@@ -47,12 +47,12 @@ int rs_paired_probe_test(const int *correct_a, const int *correct_b, const int *
     for (int i = 0; i < ntot; i++) dd[i] = correct_b[i] - correct_a[i];
     /* groups over all rows (the flip units) and within each seed (the bootstrap units) */
     int GT = rs_group_dense(group, ntot, gall);
-    if (GT < 0) { rc = rs_errf(err, "paired test: out of memory"); goto out; }
+    if (GT < 0) { rc = rs_errk(err, RS_ENOMEM, "paired test: out of memory"); goto out; }
     res->n_groups_tested = GT;
     gstart[0] = 0;
     for (int s = 0; s < S; s++) {
         G[s] = rs_group_dense(group + off[s], n_rows[s], gseed + off[s]);
-        if (G[s] < 0) { rc = rs_errf(err, "paired test: out of memory"); goto out; }
+        if (G[s] < 0) { rc = rs_errk(err, RS_ENOMEM, "paired test: out of memory"); goto out; }
         gstart[s + 1] = gstart[s] + G[s];
     }
     res->n_seeds = S;
@@ -76,7 +76,7 @@ int rs_paired_probe_test(const int *correct_a, const int *correct_b, const int *
     gsum = calloc((size_t)NG + 1, sizeof(int));
     cnt = calloc((size_t)NG + 1, sizeof(int));
     sflip = malloc(sizeof(int) * (GT + 1));
-    if (!gsum || !cnt || !sflip) { rc = rs_errf(err, "paired test: out of memory"); goto out; }
+    if (!gsum || !cnt || !sflip) { rc = rs_errk(err, RS_ENOMEM, "paired test: out of memory"); goto out; }
     for (int s = 0; s < S; s++)
         for (int i = off[s]; i < off[s + 1]; i++) {
             gsum[gstart[s] + gseed[i]] += dd[i];

@@ -80,7 +80,7 @@ int rs_probe_save(const rs_probe *p, const char *path, rs_err *err) {
     const char *fmt = p->is_mlp ? PROBE_FORMAT_MLP : PROBE_FORMAT;
     int rc = -1;
     double *Wraw = NULL, *braw = NULL;
-    if (!w || !cj || !root || !cpath) { rs_errf(err, "probe save: out of memory"); goto done; }
+    if (!w || !cj || !root || !cpath) { rs_errk(err, RS_ENOMEM, "probe save: out of memory"); goto done; }
     cls = cJSON_PrintUnformatted(cj);
     int64_t sd[1] = {d};
     if (p->is_mlp) {
@@ -94,7 +94,7 @@ int rs_probe_save(const rs_probe *p, const char *path, rs_err *err) {
            act on raw activations: coef_raw · x + intercept_raw = the standardised logit */
         Wraw = malloc(sizeof(double) * ((size_t)m->n_rows * m->d + 1));
         braw = malloc(sizeof(double) * (m->n_rows + 1));
-        if (!Wraw || !braw) { rs_errf(err, "probe save: out of memory"); goto done; }
+        if (!Wraw || !braw) { rs_errk(err, RS_ENOMEM, "probe save: out of memory"); goto done; }
         rs_probe_raw_direction(p, Wraw, braw);
         if (st_writer_add(w, "coef", RS_DT_F64, 2, sw, m->W, err) ||
             st_writer_add(w, "intercept", RS_DT_F64, 1, sb, m->b, err) ||
@@ -156,7 +156,7 @@ int rs_probe_save(const rs_probe *p, const char *path, rs_err *err) {
         if (mj) cJSON_AddItemToObject(root, "metrics", mj);
     }
     card = cJSON_Print(root);
-    if (!card) { rs_errf(err, "probe save: out of memory"); goto done; }
+    if (!card) { rs_errk(err, RS_ENOMEM, "probe save: out of memory"); goto done; }
     rs_atomic_file f;
     if (rs_atomic_open(&f, cpath, err)) goto done;
     if (rs_atomic_write(&f, card, strlen(card), err) || rs_atomic_write(&f, "\n", 1, err)) {
@@ -193,7 +193,7 @@ static int copy_f64(const st_set *s, const char *name, int64_t numel, double **o
         return rs_errf(err, "%s: tensor '%s' is %s with %lld values, expected F64 with %lld", path, name,
                        rs_dtype_name(t->dtype), (long long)t->numel, (long long)numel);
     *out = malloc(sizeof(double) * (size_t)numel);
-    if (!*out) return rs_errf(err, "%s: out of memory", path);
+    if (!*out) return rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
     memcpy(*out, t->data, sizeof(double) * (size_t)numel);
     return 0;
 }
@@ -233,7 +233,7 @@ int rs_probe_load(rs_probe *p, const char *path, rs_err *err) {
     }
     p->hook = strdup(hook);
     p->classes = calloc(K, sizeof(char *));
-    if (!p->hook || !p->classes) { rs_errf(err, "%s: out of memory", path); goto done; }
+    if (!p->hook || !p->classes) { rs_errk(err, RS_ENOMEM, "%s: out of memory", path); goto done; }
     p->n_classes = K;
     for (int k = 0; k < K; k++) {
         cJSON *it = cJSON_GetArrayItem(cls, k);
@@ -254,7 +254,7 @@ int rs_probe_load(rs_probe *p, const char *path, rs_err *err) {
         }
         size_t np = (size_t)d * h + h + (size_t)h * R + R;
         float *P = malloc(sizeof(float) * np);
-        if (!P) { rs_errf(err, "%s: out of memory", path); goto done; }
+        if (!P) { rs_errk(err, RS_ENOMEM, "%s: out of memory", path); goto done; }
         q->d = d; q->hidden = h; q->n_classes = K; q->n_out = R;
         q->W1 = P; q->b1 = P + (size_t)d * h; q->W2 = q->b1 + h; q->b2 = q->W2 + (size_t)h * R;
         memcpy(q->W1, w1->data, sizeof(float) * (size_t)d * h);
@@ -291,7 +291,7 @@ int rs_probe_predict(const rs_probe *p, const float *X, int n, int d, int *pred,
     float *tmp = NULL;
     if (p->standardized) {
         tmp = malloc(sizeof(float) * (size_t)n * d + 1);
-        if (!tmp) return rs_errf(err, "out of memory for %d x %d features", n, d);
+        if (!tmp) return rs_errk(err, RS_ENOMEM, "out of memory for %d x %d features", n, d);
         rs_scaler_apply(&p->scaler, X, n, tmp);
         use = tmp;
     }
@@ -327,7 +327,7 @@ int rs_acts_load(const char *path, const char *hook, float **X, int *n, int *d, 
         return -1;
     }
     *X = st_to_f32_new(t);
-    if (!*X) { st_close(s); return rs_errf(err, "%s: out of memory for '%s'", path, hook); }
+    if (!*X) { st_close(s); return rs_errk(err, RS_ENOMEM, "%s: out of memory for '%s'", path, hook); }
     *n = (int)t->shape[0];
     *d = (int)t->shape[1];
     st_close(s);
@@ -366,7 +366,7 @@ int rs_labels_read(const char *path, const char *column, char ***labels, int *n,
     size_t cap = 1;
     for (size_t i = 0; i < len; i++) cap += buf[i] == '\n';
     char **out = calloc(cap, sizeof(char *));
-    if (!out) { free(buf); return rs_errf(err, "%s: out of memory", path); }
+    if (!out) { free(buf); return rs_errk(err, RS_ENOMEM, "%s: out of memory", path); }
     int col = -1, count = 0, lineno = 0, rc = 0;
     for (char *line = buf; line && rc == 0; lineno++) {
         char *nl = strchr(line, '\n');
@@ -424,7 +424,7 @@ static int cmp_num(const void *a, const void *b) {
 int rs_labels_encode(char **labels, int n, int **y, char ***classes, int *K, rs_err *err) {
     char **sorted = malloc(sizeof(char *) * n);
     *y = malloc(sizeof(int) * n);
-    if (!sorted || !*y) { free(sorted); free(*y); *y = NULL; return rs_errf(err, "out of memory for %d labels", n); }
+    if (!sorted || !*y) { free(sorted); free(*y); *y = NULL; return rs_errk(err, RS_ENOMEM, "out of memory for %d labels", n); }
     memcpy(sorted, labels, sizeof(char *) * n);
     int numeric = 1;
     for (int i = 0; i < n && numeric; i++) numeric = is_integer(labels[i]);
@@ -434,12 +434,12 @@ int rs_labels_encode(char **labels, int n, int **y, char ***classes, int *K, rs_
     for (int i = 0; i < n; i++)
         if (i == 0 || strcmp(sorted[i], sorted[i - 1])) sorted[k++] = sorted[i];
     char **cls = calloc(k, sizeof(char *));
-    if (!cls) { free(sorted); free(*y); *y = NULL; return rs_errf(err, "out of memory"); }
+    if (!cls) { free(sorted); free(*y); *y = NULL; return rs_errk(err, RS_ENOMEM, "out of memory"); }
     for (int i = 0; i < k; i++)
         if (!(cls[i] = strdup(sorted[i]))) {
             rs_labels_free(cls, k);
             free(sorted); free(*y); *y = NULL;
-            return rs_errf(err, "out of memory");
+            return rs_errk(err, RS_ENOMEM, "out of memory");
         }
     for (int i = 0; i < n; i++) {
         char **hit = bsearch(&labels[i], sorted, k, sizeof(char *), cmp);

@@ -36,7 +36,7 @@ int rs_scaler_fit(rs_scaler *s, const float *X, int n, int d, rs_err *err) {
     s->scale = calloc((size_t)d, sizeof(double));
     if (!s->mean || !s->scale) {
         rs_scaler_free(s);
-        return rs_errf(err, "scaler: out of memory (d=%d)", d);
+        return rs_errk(err, RS_ENOMEM, "scaler: out of memory (d=%d)", d);
     }
     s->d = d;
     for (size_t i = 0; i < (size_t)n; i++)

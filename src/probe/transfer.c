@@ -66,18 +66,18 @@ static int fit_procrustes(rs_linmap *m, const double *Sc, const double *Tc, int 
     return 0;
 oom:
     free(C); free(sv); free(u); free(vt); free(work); free(iwork);
-    return rs_errf(err, "procrustes: out of memory (%d x %d map)", ds, dt);
+    return rs_errk(err, RS_ENOMEM, "procrustes: out of memory (%d x %d map)", ds, dt);
 }
 
 static int fit_ridge(rs_linmap *m, const double *Sc, const double *Tc, int n, int ds, int dt,
                      double lambda, rs_err *err) {
     int info = 0;
     m->M = malloc(sizeof(double) * (size_t)ds * dt);
-    if (!m->M) return rs_errf(err, "ridge map: out of memory (%d x %d map)", ds, dt);
+    if (!m->M) return rs_errk(err, RS_ENOMEM, "ridge map: out of memory (%d x %d map)", ds, dt);
     if (ds <= n) {
         /* primal: (S_cᵀS_c + λI) M = S_cᵀT_c; the RHS in column-major is T_cᵀS_c row-major */
         double *G = malloc(sizeof(double) * (size_t)ds * ds), *B = malloc(sizeof(double) * (size_t)ds * dt);
-        if (!G || !B) { free(G); free(B); return rs_errf(err, "ridge map: out of memory (%d features)", ds); }
+        if (!G || !B) { free(G); free(B); return rs_errk(err, RS_ENOMEM, "ridge map: out of memory (%d features)", ds); }
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, ds, n, 1.0, Sc, ds, 0.0, G, ds);
         for (int j = 0; j < ds; j++) G[(size_t)j * ds + j] += lambda;
         cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, dt, ds, n, 1.0, Tc, dt, Sc, ds, 0.0, B, ds);
@@ -90,7 +90,7 @@ static int fit_ridge(rs_linmap *m, const double *Sc, const double *Tc, int n, in
     } else {
         /* dual (fewer pairs than features): M = S_cᵀ (S_c S_cᵀ + λI)⁻¹ T_c */
         double *G = malloc(sizeof(double) * (size_t)n * n), *At = malloc(sizeof(double) * (size_t)n * dt);
-        if (!G || !At) { free(G); free(At); return rs_errf(err, "ridge map: out of memory (%d pairs)", n); }
+        if (!G || !At) { free(G); free(At); return rs_errk(err, RS_ENOMEM, "ridge map: out of memory (%d pairs)", n); }
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, ds, 1.0, Sc, ds, 0.0, G, n);
         for (int i = 0; i < n; i++) G[(size_t)i * n + i] += lambda;
         for (int i = 0; i < n; i++)
@@ -122,13 +122,13 @@ int rs_linmap_fit(rs_linmap *m, rs_map_kind kind, const float *S, const float *T
     double *Sc = malloc(sizeof(double) * (size_t)n * ds), *Tc = malloc(sizeof(double) * (size_t)n * dt);
     int rc = 0;
     if (!m->mu_s || !m->mu_t || !Sc || !Tc) {
-        rc = rs_errf(err, "alignment map: out of memory (%d pairs, %d/%d features)", n, ds, dt);
+        rc = rs_errk(err, RS_ENOMEM, "alignment map: out of memory (%d pairs, %d/%d features)", n, ds, dt);
         goto done;
     }
     center(S, n, ds, m->mu_s, Sc);
     center(T, n, dt, m->mu_t, Tc);
     if (kind == RS_MAP_MOMENTS) {
-        if (!(m->diag = malloc(sizeof(double) * ds))) { rc = rs_errf(err, "alignment map: out of memory"); goto done; }
+        if (!(m->diag = malloc(sizeof(double) * ds))) { rc = rs_errk(err, RS_ENOMEM, "alignment map: out of memory"); goto done; }
         for (int j = 0; j < ds; j++) {
             double vs = 0, vt = 0;
             for (size_t i = 0; i < (size_t)n; i++) {
@@ -157,7 +157,7 @@ int rs_linmap_apply(const rs_linmap *m, const float *S, int n, float *out, rs_er
         return 0;
     }
     double *Xc = calloc((size_t)n * ds + 1, sizeof(double)), *Y = malloc(sizeof(double) * ((size_t)n * dt + 1));
-    if (!Xc || !Y) { free(Xc); free(Y); return rs_errf(err, "alignment map: out of memory for %d rows", n); }
+    if (!Xc || !Y) { free(Xc); free(Y); return rs_errk(err, RS_ENOMEM, "alignment map: out of memory for %d rows", n); }
     for (size_t i = 0; i < (size_t)n; i++)
         for (int j = 0; j < ds; j++) Xc[i * ds + j] = S[i * ds + j] - m->mu_s[j];
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, dt, ds, m->s, Xc, ds, m->M, dt, 0.0, Y, dt);
@@ -247,7 +247,7 @@ static int pipe_fit(pipe_t *p, const float *X, const int *y, const int *grp, int
     if (!p->is_mlp && o->cv_folds >= 2 && o->n_Cs > 1) {
         if (grp) { /* group-aware inner CV: no group on both sides of a fold */
             int *fold = malloc(sizeof(int) * ((size_t)n + 1)), rc;
-            if (!fold) return rs_errf(err, "out of memory");
+            if (!fold) return rs_errk(err, RS_ENOMEM, "out of memory");
             rc = rs_group_kfold(y, grp, n, K, o->cv_folds, o->seed, fold, err);
             if (rc == 0)
                 rc = rs_logreg_cv_folds(X, y, n, d, K, fold, o->cv_folds, o->Cs, o->n_Cs, o->standardize, &lo, NULL,
@@ -263,7 +263,7 @@ static int pipe_fit(pipe_t *p, const float *X, const int *y, const int *grp, int
     if (o->standardize) {
         if (rs_scaler_fit(&p->sc, X, n, d, err)) return -1;
         p->standardized = 1;
-        if (!(tmp = malloc(sizeof(float) * (size_t)n * d))) { pipe_free(p); return rs_errf(err, "out of memory"); }
+        if (!(tmp = malloc(sizeof(float) * (size_t)n * d))) { pipe_free(p); return rs_errk(err, RS_ENOMEM, "out of memory"); }
         rs_scaler_apply(&p->sc, X, n, tmp);
         use = tmp;
     }
@@ -277,7 +277,7 @@ static int pipe_fit(pipe_t *p, const float *X, const int *y, const int *grp, int
 static int pipe_predict(const pipe_t *p, const float *X, int n, int *pred, rs_err *err) {
     float *tmp = NULL;
     if (p->standardized) {
-        if (!(tmp = malloc(sizeof(float) * ((size_t)n * p->d + 1)))) return rs_errf(err, "out of memory");
+        if (!(tmp = malloc(sizeof(float) * ((size_t)n * p->d + 1)))) return rs_errk(err, RS_ENOMEM, "out of memory");
         rs_scaler_apply(&p->sc, X, n, tmp);
         X = tmp;
     }
@@ -337,10 +337,10 @@ int rs_transfer_split(const float *XA, int dA, const float *XB, int dB, const in
         tr[m] = rows_where(X[m], n, dim[m], is_test, 0, &ntr);
         te[m] = rows_where(X[m], n, dim[m], is_test, 1, &nte);
         ytr[m] = labels_where(Y[m], n, is_test, 0);
-        if (!tr[m] || !te[m] || !ytr[m]) { rc = rs_errf(err, "transfer: out of memory"); goto done; }
+        if (!tr[m] || !te[m] || !ytr[m]) { rc = rs_errk(err, RS_ENOMEM, "transfer: out of memory"); goto done; }
     }
     if (ntr < 2 || nte < 1) { rc = rs_errf(err, "transfer: split leaves %d training and %d test items", ntr, nte); goto done; }
-    if (o.cv_group && !(gtr = labels_where(o.cv_group, n, is_test, 0))) { rc = rs_errf(err, "transfer: out of memory"); goto done; }
+    if (o.cv_group && !(gtr = labels_where(o.cv_group, n, is_test, 0))) { rc = rs_errk(err, RS_ENOMEM, "transfer: out of memory"); goto done; }
     for (int m = 0; m < 2; m++)
         if (pipe_fit(&P[m], tr[m], ytr[m], gtr, ntr, dim[m], K, &o, &Cs[m], err)) {
             rc = rs_err_prefix(err, "transfer: probe on modality %c", "AB"[m]);
@@ -348,7 +348,7 @@ int rs_transfer_split(const float *XA, int dA, const float *XB, int dB, const in
         }
     if (C_out) { C_out[0] = Cs[0]; C_out[1] = Cs[1]; }
     int dmax = dA > dB ? dA : dB;
-    if (!(mapped = malloc(sizeof(float) * ((size_t)nte * dmax + 1)))) { rc = rs_errf(err, "transfer: out of memory"); goto done; }
+    if (!(mapped = malloc(sizeof(float) * ((size_t)nte * dmax + 1)))) { rc = rs_errk(err, RS_ENOMEM, "transfer: out of memory"); goto done; }
     for (int c = 0; c < RS_TRANSFER_CELLS; c++) {
         const rs_transfer_cell_def *cd = &CELLS[c];
         int t = cd->train, u = cd->test, *pc = pred ? pred + (size_t)c * nte : NULL;
@@ -407,7 +407,7 @@ int rs_transfer_evaluate(const float *XA, int dA, const float *XB, int dB, const
     int *tg = malloc(sizeof(int) * ((size_t)S * n + 1)), *gtmp = malloc(sizeof(int) * (n + 1)), pos = 0;
     int rc = 0;
     if (!is_test || !nte || !pred || !yt || !r2 || !by || !bp || !cnt || !tg || !gtmp) {
-        rc = rs_errf(err, "transfer: out of memory (%d items, %d seeds)", n, S);
+        rc = rs_errk(err, RS_ENOMEM, "transfer: out of memory (%d items, %d seeds)", n, S);
         goto done;
     }
     for (int c = 0; c < C; c++) res->cell[c].map_r2 = CELLS[c].map == RS_MAP_NONE ? NAN : 0;
@@ -425,11 +425,11 @@ int rs_transfer_evaluate(const float *XA, int dA, const float *XB, int dB, const
                 gtmp[k++] = group ? group[i] : i;
             }
         /* test groups of this seed, dense in order of first appearance (for the group bootstrap) */
-        if (rs_group_dense(gtmp, m, tg + pos) < 0) { rc = rs_errf(err, "transfer: out of memory"); goto done; }
+        if (rs_group_dense(gtmp, m, tg + pos) < 0) { rc = rs_errk(err, RS_ENOMEM, "transfer: out of memory"); goto done; }
         pos += m;
         int *ps = malloc(sizeof(int) * ((size_t)C * m + 1));
         double Cc[2];
-        if (!ps) { rc = rs_errf(err, "transfer: out of memory"); goto done; }
+        if (!ps) { rc = rs_errk(err, RS_ENOMEM, "transfer: out of memory"); goto done; }
         if (rs_transfer_split(XA, dA, XB, dB, yA, yB, n, K, is_test, &o, ps, r2, Cc, err)) {
             free(ps);
             rc = rs_err_prefix(err, "seed %d", s);

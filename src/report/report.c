@@ -180,7 +180,7 @@ static int shift_histogram(ctx *c, const char *hook, const char *label_a, const 
     double *v = malloc(((size_t)t->n_rows + 1) * sizeof *v);
     if (!v) {
         rs_csv_free(t);
-        return rs_errf(err, "%s: out of memory", path);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
     }
     for (size_t r = 0; r < t->n_rows; r++) {
         const char *s = rs_csv_cell(t, r, col);
@@ -261,7 +261,7 @@ static int shift_rankings(ctx *c, const cJSON *L, const char *hook, int64_t n_ro
                 }
                 snprintf(lab, sizeof lab, "#%lld%s%s", (long long)id->valuedouble, name ? " " : "", name ? name : "");
                 if (!(labels[n] = strdup(lab))) {
-                    rs_errf(err, "out of memory");
+                    rs_errk(err, RS_ENOMEM, "out of memory");
                     goto fail;
                 }
                 ids[n] = (int64_t)id->valuedouble;
@@ -332,7 +332,7 @@ static int shift_tokens(ctx *c, const cJSON *L, const char *hook, int64_t n_rows
             snprintf(lab, sizeof lab, "input %g", cJSON_IsNumber(in) ? in->valuedouble : NAN);
         if (!(labels[n] = strdup(lab))) {
             for (int i = 0; i < n; i++) free(labels[i]);
-            return rs_errf(err, "out of memory");
+            return rs_errk(err, RS_ENOMEM, "out of memory");
         }
         vals[n++] = cs.v;
     }
@@ -517,7 +517,7 @@ static int sec_shift(ctx *c, rs_err *err) {
     lo = calloc((size_t)nl, sizeof *lo), hi = calloc((size_t)nl, sizeof *hi);
     buf = calloc((size_t)nl * 9, sizeof *buf);
     if (!x || !y || !lo || !hi || !buf) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto out;
     }
     int li = 0;
@@ -671,7 +671,7 @@ static int sec_sae(ctx *c, rs_err *err) {
     }
     v = calloc((size_t)n, sizeof *v), lo = calloc((size_t)n, sizeof *lo), hi = calloc((size_t)n, sizeof *hi);
     if (!v || !lo || !hi) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto out;
     }
     char ntext[512] = "";
@@ -693,7 +693,7 @@ static int sec_sae(ctx *c, rs_err *err) {
         char lab[300];
         snprintf(lab, sizeof lab, "%s", name);
         if (!(labels[i] = strdup(lab))) {
-            rs_errf(err, "out of memory");
+            rs_errk(err, RS_ENOMEM, "out of memory");
             goto out;
         }
         if (nt < sizeof ntext)
@@ -882,7 +882,7 @@ static int probe_group(ctx *c, const cJSON *tasks, int attribute, const char *ci
             double *x = buf[ns * 4], *y = buf[ns * 4 + 1], *lo = buf[ns * 4 + 2], *hi = buf[ns * 4 + 3];
             if (!x || !y || !lo || !hi) {
                 ns++;
-                rs_errf(err, "out of memory");
+                rs_errk(err, RS_ENOMEM, "out of memory");
                 goto fail;
             }
             int li = 0;
@@ -1121,7 +1121,7 @@ static int attr_transfer(ctx *c, rs_err *err) {
     buf = calloc((size_t)ATTR_MAX_LINES * 4 * (size_t)(nv + 1), sizeof *buf);
     if (!sx || !buf) {
         free(sx);
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto out;
     }
     for (int k = 0; k < nv; k++) {
@@ -1263,7 +1263,7 @@ static int vbars_init(vbars *b, int n, rs_err *err) {
     b->labels = calloc((size_t)n, sizeof *b->labels);
     b->v = calloc((size_t)n, sizeof *b->v), b->lo = calloc((size_t)n, sizeof *b->lo);
     b->hi = calloc((size_t)n, sizeof *b->hi), b->group = calloc((size_t)n, sizeof *b->group);
-    return b->labels && b->v && b->lo && b->hi && b->group ? 0 : rs_errf(err, "out of memory");
+    return b->labels && b->v && b->lo && b->hi && b->group ? 0 : rs_errk(err, RS_ENOMEM, "out of memory");
 }
 
 static int n_points(const cJSON *T, const char *key) {
@@ -1291,7 +1291,7 @@ static int vbars_add(ctx *c, vbars *b, const cJSON *T, const char *key, int grou
         if (group == 0) snprintf(lab, sizeof lab, "%s", hook ? hook : "vision hook");
         else if (cJSON_IsNumber(lx)) snprintf(lab, sizeof lab, "decoder layer %g", lx->valuedouble);
         else snprintf(lab, sizeof lab, "decoder %s", hook ? hook : "layer");
-        if (!(b->labels[b->n] = strdup(lab))) return rs_errf(err, "out of memory");
+        if (!(b->labels[b->n] = strdup(lab))) return rs_errk(err, RS_ENOMEM, "out of memory");
         b->v[b->n] = a.v, b->lo[b->n] = a.lo, b->hi[b->n] = a.hi, b->group[b->n] = group;
         b->nmin = n < b->nmin ? n : b->nmin, b->nmax = n > b->nmax ? n : b->nmax;
         b->n++;
@@ -1450,7 +1450,7 @@ static int str_array(ctx *c, const cJSON *o, const char *key, const char *where,
     *n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
     if (*n < 1 || *n > max) return rs_errf(err, "%s: %s.%s: expected an array of 1..%d strings", c->path, where, key, max);
     *out = calloc((size_t)*n, sizeof **out);
-    if (!*out) return rs_errf(err, "out of memory");
+    if (!*out) return rs_errk(err, RS_ENOMEM, "out of memory");
     int i = 0;
     for (const cJSON *e = a->child; e; e = e->next, i++) {
         if (!cJSON_IsString(e)) return rs_errf(err, "%s: %s.%s[%d]: expected a string", c->path, where, key, i);
@@ -1480,7 +1480,7 @@ static int transfer_matrix(ctx *c, const cJSON *M, const char *where, const char
     }
     v = calloc((size_t)(nr * nc), sizeof *v), lo = calloc((size_t)(nr * nc), sizeof *lo), hi = calloc((size_t)(nr * nc), sizeof *hi);
     if (!v || !lo || !hi) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto out;
     }
     int r = 0;
@@ -1645,7 +1645,7 @@ static int sec_conditions(ctx *c, rs_err *err) {
     sb_puts(c->b, "</table>\n<div class=\"grid\">\n");
     int maxpos = 512;
     buf = calloc((size_t)(np + 1) * (size_t)(nl_max > maxpos ? nl_max : maxpos) * 4 + 4, sizeof *buf);
-    if (!buf) { rs_errf(err, "out of memory"); goto out; }
+    if (!buf) { rs_errk(err, RS_ENOMEM, "out of memory"); goto out; }
     snprintf(ntext, sizeof ntext, "%lld captions per condition", (long long)n_in);
     static const char *METRICS[] = {"cos_raw", "l2_raw", "cka_linear", "cos_feat", "jaccard_feature", "js_mass_bits"};
     for (int m = 0; m < 6; m++) {
@@ -1798,7 +1798,7 @@ out:
 int report_render(const char *results_dir, char **html, size_t *len, int *n_figures, rs_err *err) {
     *html = NULL;
     if (len) *len = 0;
-    if (!rs_is_dir(results_dir)) return rs_errf(err, "%s: results directory not found", results_dir);
+    if (!rs_is_dir(results_dir)) return rs_errk(err, RS_EIO, "%s: results directory not found", results_dir);
     rs_sbuf body = {0}, page = {0};
     unsigned long oom0 = sb_oom_events();
     ctx c = {.b = &body, .dir = results_dir};
@@ -1857,7 +1857,7 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     sb_free(&c.notes);
     if (page.oom || sb_oom_events() != oom0) { /* also a piece built in another buffer */
         sb_free(&page);
-        return rs_errf(err, "out of memory rendering the report");
+        return rs_errk(err, RS_ENOMEM, "out of memory rendering the report");
     }
     *html = page.buf;
     if (len) *len = page.len;

@@ -56,7 +56,7 @@ int sae_new(rs_sae **out, sae_arch arch, int d_in, int d_sae, const float *W_enc
     if (d_in <= 0 || d_sae <= 0) return rs_errf(err, "SAE: bad sizes d_in %d d_sae %d", d_in, d_sae);
     if (arch == SAE_ARCH_JUMPRELU && !threshold) return rs_errf(err, "SAE: jumprelu needs a threshold");
     rs_sae *s = calloc(1, sizeof *s);
-    if (!s) return rs_errf(err, "SAE: out of memory");
+    if (!s) return rs_errk(err, RS_ENOMEM, "SAE: out of memory");
     size_t nw = (size_t)d_in * (size_t)d_sae;
     s->arch = arch;
     s->d_in = d_in;
@@ -72,7 +72,7 @@ int sae_new(rs_sae **out, sae_arch arch, int d_in, int d_sae, const float *W_enc
     if (threshold) s->threshold = dup_f(threshold, (size_t)d_sae);
     if (!s->W_enc || !s->W_dec || !s->b_enc || !s->b_dec || !s->dec_norm || (threshold && !s->threshold)) {
         sae_free(s);
-        return rs_errf(err, "SAE: out of memory for d_in %d d_sae %d", d_in, d_sae);
+        return rs_errk(err, RS_ENOMEM, "SAE: out of memory for d_in %d d_sae %d", d_in, d_sae);
     }
     if (!b_enc) memset(s->b_enc, 0, (size_t)d_sae * sizeof(float));
     if (!b_dec) memset(s->b_dec, 0, (size_t)d_in * sizeof(float));
@@ -190,7 +190,7 @@ int sae_encode(const rs_sae *s, const float *x, int64_t n, float *acts, rs_err *
     if (!xp || (s->arch == SAE_ARCH_TOPK && !heap)) {
         free(xp);
         free(heap);
-        return rs_errf(err, "SAE encode: out of memory");
+        return rs_errk(err, RS_ENOMEM, "SAE encode: out of memory");
     }
     for (int64_t r0 = 0; r0 < n; r0 += CHUNK) {
         int nb = (int)(n - r0 < CHUNK ? n - r0 : CHUNK);
@@ -231,7 +231,7 @@ int sae_decode(const rs_sae *s, const float *acts, const float *x, int64_t n, fl
     if (needs_x && !x) return rs_errf(err, "SAE decode: normalisation '%s' needs the input rows", sae_norm_name(s->normalize));
     float *tmp = malloc((size_t)d * sizeof *tmp);
     float *scaled = NULL;
-    if (!tmp) return rs_errf(err, "SAE decode: out of memory");
+    if (!tmp) return rs_errk(err, RS_ENOMEM, "SAE decode: out of memory");
     for (int64_t r0 = 0; r0 < n; r0 += CHUNK) {
         int nb = (int)(n - r0 < CHUNK ? n - r0 : CHUNK);
         const float *ac = acts + (size_t)r0 * m;
@@ -256,7 +256,7 @@ int sae_decode(const rs_sae *s, const float *acts, const float *x, int64_t n, fl
                 if (!scaled) scaled = malloc((size_t)CHUNK * m * sizeof *scaled);
                 if (!scaled) {
                     free(tmp);
-                    return rs_errf(err, "SAE decode: out of memory");
+                    return rs_errk(err, RS_ENOMEM, "SAE decode: out of memory");
                 }
                 for (int r = 0; r < nb; r++)
                     for (int f = 0; f < m; f++)
@@ -287,7 +287,7 @@ int sae_forward(const rs_sae *s, const float *x, int64_t n, float *acts, float *
     if ((!acts && !a) || !xin) {
         free(a);
         free(xin);
-        return rs_errf(err, "SAE forward: out of memory");
+        return rs_errk(err, RS_ENOMEM, "SAE forward: out of memory");
     }
     int rc = 0;
     for (int64_t r0 = 0; r0 < n && !rc; r0 += CHUNK) {
@@ -350,7 +350,7 @@ int sae_sparse_from_dense(const float *f, int64_t n, int d_sae, sae_sparse *out,
     size_t cap = 0;
     if (!out->row_ptr || sparse_append(out, &cap, f, n, d_sae)) {
         sae_sparse_free(out);
-        return rs_errf(err, "sparse features: out of memory");
+        return rs_errk(err, RS_ENOMEM, "sparse features: out of memory");
     }
     return 0;
 }
@@ -362,13 +362,13 @@ int sae_encode_sparse(const rs_sae *s, const float *x, int64_t n, sae_sparse *ou
     float *f = malloc((size_t)CHUNK * s->d_sae * sizeof *f);
     size_t cap = 0;
     int rc = 0;
-    if (!out->row_ptr || !f) rc = rs_errf(err, "SAE encode: out of memory");
+    if (!out->row_ptr || !f) rc = rs_errk(err, RS_ENOMEM, "SAE encode: out of memory");
     for (int64_t r0 = 0; r0 < n && !rc; r0 += CHUNK) {
         int64_t nb = n - r0 < CHUNK ? n - r0 : CHUNK;
         if (sae_encode(s, x + (size_t)r0 * s->d_in, nb, f, err)) {
             rc = rs_err_prefix(err, "rows from %lld", (long long)r0);
         } else if (sparse_append(out, &cap, f, nb, s->d_sae)) {
-            rc = rs_errf(err, "SAE encode: out of memory");
+            rc = rs_errk(err, RS_ENOMEM, "SAE encode: out of memory");
         }
     }
     free(f);
@@ -384,7 +384,7 @@ int sae_sparse_pool_mean(const sae_sparse *in, const int64_t *offsets, int64_t n
     out->row_ptr = calloc((size_t)n_groups + 1, sizeof *out->row_ptr);
     size_t cap = 0;
     int rc = 0;
-    if (!acc || !out->row_ptr) rc = rs_errf(err, "pooling: out of memory");
+    if (!acc || !out->row_ptr) rc = rs_errk(err, RS_ENOMEM, "pooling: out of memory");
     for (int64_t g = 0; g < n_groups && !rc; g++) {
         int64_t a = offsets[g], b = offsets[g + 1];
         if (a < 0 || b < a || b > in->n) {
@@ -396,7 +396,7 @@ int sae_sparse_pool_mean(const sae_sparse *in, const int64_t *offsets, int64_t n
             for (int64_t z = in->row_ptr[r]; z < in->row_ptr[r + 1]; z++) acc[in->idx[z]] += in->val[z];
         if (b > a)
             for (int j = 0; j < m; j++) acc[j] /= (float)(b - a);
-        if (sparse_append(out, &cap, acc, 1, m)) rc = rs_errf(err, "pooling: out of memory");
+        if (sparse_append(out, &cap, acc, 1, m)) rc = rs_errk(err, RS_ENOMEM, "pooling: out of memory");
     }
     free(acc);
     if (rc) sae_sparse_free(out);

@@ -70,8 +70,8 @@ static const npy_array *npz_key(const npz_file *z, const char *name) {
 static int npz_expect(const npz_file *z, const char *path, const char *name, int ndim, const int64_t *shape,
                       const npy_array **out, rs_err *err) {
     const npy_array *a = npz_key(z, name);
-    if (!a) return rs_errf(err, "%s: missing array '%s'", path, name);
-    if (a->dtype != NPY_F4 && a->dtype != NPY_F8) return rs_errf(err, "%s: array '%s' is not floating point", path, name);
+    if (!a) return rs_errk(err, RS_EFORMAT, "%s: missing array '%s'", path, name);
+    if (a->dtype != NPY_F4 && a->dtype != NPY_F8) return rs_errk(err, RS_EFORMAT, "%s: array '%s' is not floating point", path, name);
     int ok = a->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = shape[i] < 0 || a->shape[i] == shape[i];
     if (!ok) {
@@ -81,7 +81,7 @@ static int npz_expect(const npz_file *z, const char *path, const char *name, int
             gl += (size_t)snprintf(got + gl, sizeof got - gl, "%s%lld", i ? "," : "", (long long)a->shape[i]);
         for (int i = 0; i < ndim && wl < 100; i++)
             wl += (size_t)snprintf(want + wl, sizeof want - wl, "%s%lld", i ? "," : "", (long long)shape[i]);
-        return rs_errf(err, "%s: array '%s' has shape [%s], expected [%s]", path, name, got, want);
+        return rs_errk(err, RS_EFORMAT, "%s: array '%s' has shape [%s], expected [%s]", path, name, got, want);
     }
     *out = a;
     return 0;
@@ -97,7 +97,7 @@ static int load_npz(rs_sae **out, const char *path, rs_err *err) {
     if (npz_expect(z, path, "W_enc", 2, any2, &we, err)) goto done;
     int64_t d_in = we->shape[0], d_sae = we->shape[1];
     if (d_in <= 0 || d_sae <= 0 || d_in > (1 << 20) || d_sae > (1 << 24)) {
-        rs_errf(err, "%s: implausible W_enc shape [%lld,%lld]", path, (long long)d_in, (long long)d_sae);
+        rs_errk(err, RS_EFORMAT, "%s: implausible W_enc shape [%lld,%lld]", path, (long long)d_in, (long long)d_sae);
         goto done;
     }
     int64_t sd[2] = {d_sae, d_in};
@@ -112,13 +112,13 @@ static int load_npz(rs_sae **out, const char *path, rs_err *err) {
         for (int64_t i = 0; ones && i < sf->numel; i++) ones = v[i] == 1.0f;
         free(v);
         if (!ones) {
-            rs_errf(err, "%s: scaling_factor other than 1 is not supported", path);
+            rs_errk(err, RS_EFORMAT, "%s: scaling_factor other than 1 is not supported", path);
             goto done;
         }
     }
     s = alloc_sae(SAE_ARCH_JUMPRELU, (int)d_in, (int)d_sae);
     if (!s) {
-        rs_errf(err, "%s: out of memory", path);
+        rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
         goto done;
     }
     npy_to_f32(we, s->W_enc);
@@ -178,7 +178,7 @@ static int parse_cfg(const cJSON *cfg, const char *what, rs_sae *s, int *d_in, i
     const cJSON *arch = field(cfg, meta, "architecture");
     const cJSON *act = field(cfg, meta, pre6 && field(cfg, meta, "activation_fn_str") ? "activation_fn_str" : "activation_fn");
     const char *a = cJSON_IsString(arch) ? arch->valuestring : "standard";
-    if (arch && !cJSON_IsString(arch)) return rs_errf(err, "%s: \"architecture\" must be a string", what);
+    if (arch && !cJSON_IsString(arch)) return rs_errk(err, RS_EFORMAT, "%s: \"architecture\" must be a string", what);
     int k = 100; /* TopKSAEConfig default */
     const cJSON *kj = field(cfg, meta, "k");
     if (pre6 && cJSON_IsString(act) && !strcmp(act->valuestring, "topk")) {
@@ -192,15 +192,15 @@ static int parse_cfg(const cJSON *cfg, const char *what, rs_sae *s, int *d_in, i
     if (!strcmp(a, "standard")) s->arch = SAE_ARCH_STANDARD;
     else if (!strcmp(a, "jumprelu")) s->arch = SAE_ARCH_JUMPRELU;
     else if (!strcmp(a, "topk")) s->arch = SAE_ARCH_TOPK;
-    else return rs_errf(err, "%s: unknown SAE architecture '%s' (supported: standard, jumprelu, topk)", what, a);
+    else return rs_errk(err, RS_EFORMAT, "%s: unknown SAE architecture '%s' (supported: standard, jumprelu, topk)", what, a);
     if (s->arch == SAE_ARCH_STANDARD && cJSON_IsString(act) && strcmp(act->valuestring, "relu"))
-        return rs_errf(err, "%s: unsupported activation_fn '%s' for a standard SAE", what, act->valuestring);
+        return rs_errk(err, RS_EFORMAT, "%s: unsupported activation_fn '%s' for a standard SAE", what, act->valuestring);
     if (s->arch == SAE_ARCH_TOPK) {
         if (kj) {
-            if (!rs_json_is_int(kj, 1, *d_sae)) return rs_errf(err, "%s: k must be an integer in [1, d_sae]", what);
+            if (!rs_json_is_int(kj, 1, *d_sae)) return rs_errk(err, RS_EFORMAT, "%s: k must be an integer in [1, d_sae]", what);
             k = (int)kj->valuedouble;
         }
-        if (k > *d_sae) return rs_errf(err, "%s: k %d exceeds d_sae %d", what, k, *d_sae);
+        if (k > *d_sae) return rs_errk(err, RS_EFORMAT, "%s: k %d exceeds d_sae %d", what, k, *d_sae);
         s->k = k;
         s->rescale_acts_by_decoder_norm = get_bool(field(cfg, meta, "rescale_acts_by_decoder_norm"), 0);
     }
@@ -214,18 +214,18 @@ static int parse_cfg(const cJSON *cfg, const char *what, rs_sae *s, int *d_in, i
         else if (!strcmp(n, "expected_average_only_in")) s->normalize = SAE_NORM_EXPECTED_AVERAGE_ONLY_IN;
         else if (!strcmp(n, "constant_norm_rescale")) s->normalize = SAE_NORM_CONSTANT_NORM_RESCALE;
         else if (!strcmp(n, "layer_norm")) s->normalize = SAE_NORM_LAYER_NORM;
-        else return rs_errf(err, "%s: unsupported normalize_activations '%s'", what, n);
-    } else if (nm) return rs_errf(err, "%s: bad normalize_activations", what);
+        else return rs_errk(err, RS_EFORMAT, "%s: unsupported normalize_activations '%s'", what, n);
+    } else if (nm) return rs_errk(err, RS_EFORMAT, "%s: bad normalize_activations", what);
     const cJSON *rs = field(cfg, meta, "reshape_activations");
     if (cJSON_IsString(rs) && strcmp(rs->valuestring, "none") && strcmp(rs->valuestring, "hook_z"))
-        return rs_errf(err, "%s: unsupported reshape_activations '%s'", what, rs->valuestring);
+        return rs_errk(err, RS_EFORMAT, "%s: unsupported reshape_activations '%s'", what, rs->valuestring);
     /* hook_z reshape flattens [.., heads, d_head] → heads·d_head, which is how we store it. */
     const cJSON *hk = field(cfg, meta, pre6 && field(cfg, meta, "hook_point") ? "hook_point" : "hook_name");
-    if (cJSON_IsString(hk) && !(s->hook_name = strdup(hk->valuestring))) return rs_errf(err, "%s: out of memory", what);
+    if (cJSON_IsString(hk) && !(s->hook_name = strdup(hk->valuestring))) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
     const cJSON *hi = field(cfg, meta, pre6 && field(cfg, meta, "hook_point_head_index") ? "hook_point_head_index" : "hook_head_index");
-    if (hi) return rs_errf(err, "%s: hook_head_index SAEs are not supported", what);
+    if (hi) return rs_errk(err, RS_EFORMAT, "%s: hook_head_index SAEs are not supported", what);
     const cJSON *mn = field(cfg, meta, "model_name");
-    if (cJSON_IsString(mn) && !(s->model_name = strdup(mn->valuestring))) return rs_errf(err, "%s: out of memory", what);
+    if (cJSON_IsString(mn) && !(s->model_name = strdup(mn->valuestring))) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
     return 0;
 }
 
@@ -234,7 +234,7 @@ static int load_tensor(const st_set *st, const char *wpath, const char *name, in
     const st_tensor *t;
     if (st_expect(st, name, ndim, shape, &t, err)) return rs_err_prefix(err, "%s", wpath);
     if (t->dtype != RS_DT_F32 && t->dtype != RS_DT_F16 && t->dtype != RS_DT_BF16 && t->dtype != RS_DT_F64)
-        return rs_errf(err, "%s: tensor '%s' is not floating point", wpath, name);
+        return rs_errk(err, RS_EFORMAT, "%s: tensor '%s' is not floating point", wpath, name);
     st_to_f32(t, dst);
     return 0;
 }
@@ -247,12 +247,12 @@ static int load_sae_lens(rs_sae **out, const char *dir, rs_err *err) {
     rs_sae tmp = {0}, *s = NULL;
     int rc = -1, d_in = 0, d_sae = 0;
     if (!cfg_path || !w_path) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
     }
     if (rs_json_load(cfg_path, 1 << 20, &cfg, err)) goto done;
     if (!cJSON_IsObject(cfg)) {
-        rs_errf(err, "%s: not a JSON object", cfg_path);
+        rs_errk(err, RS_EFORMAT, "%s: not a JSON object", cfg_path);
         goto done;
     }
     if (parse_cfg(cfg, cfg_path, &tmp, &d_in, &d_sae, err)) goto done;
@@ -267,7 +267,7 @@ static int load_sae_lens(rs_sae **out, const char *dir, rs_err *err) {
     }
     s = alloc_sae(tmp.arch, d_in, d_sae);
     if (!s) {
-        rs_errf(err, "%s: out of memory", w_path);
+        rs_errk(err, RS_ENOMEM, "%s: out of memory", w_path);
         goto done;
     }
     s->format = SAE_FORMAT_SAE_LENS;
@@ -288,7 +288,7 @@ static int load_sae_lens(rs_sae **out, const char *dir, rs_err *err) {
             if (load_tensor(st, w_path, "log_threshold", 1, &vs, s->threshold, err)) goto done;
             for (int f = 0; f < d_sae; f++) s->threshold[f] = expf(s->threshold[f]);
         } else {
-            rs_errf(err, "%s: jumprelu SAE lacks 'threshold'", w_path);
+            rs_errk(err, RS_EFORMAT, "%s: jumprelu SAE lacks 'threshold'", w_path);
             goto done;
         }
     }
@@ -301,7 +301,7 @@ static int load_sae_lens(rs_sae **out, const char *dir, rs_err *err) {
         for (int64_t j = 0; ones && j < t->numel; j++) ones = v[j] == 1.0f;
         free(v);
         if (!ones) {
-            rs_errf(err, "%s: %s other than 1 is not supported", w_path, sfn[i]);
+            rs_errk(err, RS_EFORMAT, "%s: %s other than 1 is not supported", w_path, sfn[i]);
             goto done;
         }
     }
@@ -333,7 +333,7 @@ int sae_load(rs_sae **out, const char *path, const char *hook_name, rs_err *err)
             if (!((*out)->sae_name = strdup(path))) {
                 sae_free(*out);
                 *out = NULL;
-                return rs_errf(err, "out of memory");
+                return rs_errk(err, RS_ENOMEM, "out of memory");
             }
             return 0;
         }
@@ -346,19 +346,19 @@ int sae_load(rs_sae **out, const char *path, const char *hook_name, rs_err *err)
         if (!cfg || !npz) {
             free(cfg);
             free(npz);
-            return rs_errf(err, "out of memory");
+            return rs_errk(err, RS_ENOMEM, "out of memory");
         }
         if (rs_path_exists(cfg)) rc = load_sae_lens(&s, path, err);
         else if (rs_path_exists(npz)) rc = load_npz(&s, npz, err);
-        else rc = rs_errf(err, "%s: neither cfg.json (sae-lens) nor params.npz (Gemma Scope) found", path);
+        else rc = rs_errk(err, RS_EFORMAT, "%s: neither cfg.json (sae-lens) nor params.npz (Gemma Scope) found", path);
         free(cfg);
         free(npz);
     } else if (rs_ends_with(path, ".npz")) {
         rc = load_npz(&s, path, err);
     } else if (!rs_path_exists(path)) {
-        rc = rs_errf(err, "%s: no such SAE file or folder", path);
+        rc = rs_errk(err, RS_EIO, "%s: no such SAE file or folder", path);
     } else {
-        rc = rs_errf(err, "%s: not an SAE (expected a sae-lens folder or a params.npz)", path);
+        rc = rs_errk(err, RS_EFORMAT, "%s: not an SAE (expected a sae-lens folder or a params.npz)", path);
     }
     if (rc) return -1;
     int oom = !(s->path = strdup(path));
@@ -375,7 +375,7 @@ int sae_load(rs_sae **out, const char *path, const char *hook_name, rs_err *err)
     }
     if (oom) {
         sae_free(s);
-        return rs_errf(err, "%s: out of memory", path);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
     }
     sae_update_dec_norm(s);
     *out = s;
@@ -385,12 +385,12 @@ int sae_load(rs_sae **out, const char *path, const char *hook_name, rs_err *err)
 /* ---- saving (sae-lens v6 folder) ---- */
 
 int sae_save_sae_lens(const rs_sae *s, const char *dir, rs_err *err) {
-    if (mkdir(dir, 0777) && errno != EEXIST) return rs_errf(err, "%s: cannot create folder: %s", dir, strerror(errno));
+    if (mkdir(dir, 0777) && errno != EEXIST) return rs_errk(err, RS_EIO, "%s: cannot create folder: %s", dir, strerror(errno));
     cJSON *cfg = cJSON_CreateObject(), *meta = cJSON_CreateObject();
     if (!cfg || !meta) {
         cJSON_Delete(cfg);
         cJSON_Delete(meta);
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     rs_json_add_num(cfg, "d_in", s->d_in);
     rs_json_add_num(cfg, "d_sae", s->d_sae);
@@ -412,13 +412,13 @@ int sae_save_sae_lens(const rs_sae *s, const char *dir, rs_err *err) {
     cJSON_AddItemToObject(cfg, "metadata", meta);
     char *js = cJSON_Print(cfg);
     cJSON_Delete(cfg);
-    if (!js) return rs_errf(err, "out of memory");
+    if (!js) return rs_errk(err, RS_ENOMEM, "out of memory");
     char *cfg_path = rs_path_join(dir, "cfg.json"), *w_path = rs_path_join(dir, "sae_weights.safetensors");
     int rc = -1;
     rs_atomic_file af = {0};
     st_writer *w = st_writer_new();
     if (!cfg_path || !w_path || !w) {
-        rs_errf(err, "out of memory");
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
     }
     int64_t se[2] = {s->d_in, s->d_sae}, sd[2] = {s->d_sae, s->d_in}, vs = s->d_sae, vi = s->d_in;

@@ -73,32 +73,32 @@ int rs_sae_resolve(const char *name, char **path, const rs_sae_entry **entry, rs
     *entry = NULL;
     if (rs_path_exists(name)) {
         *path = strdup(name);
-        return *path ? 0 : rs_errf(err, "out of memory");
+        return *path ? 0 : rs_errk(err, RS_ENOMEM, "out of memory");
     }
     size_t rl;
     char id[256], rel[128];
     if (split_name(name, &rl, id, sizeof id) || rl >= sizeof rel) {
         *path = strdup(name);
-        return *path ? 0 : rs_errf(err, "out of memory");
+        return *path ? 0 : rs_errk(err, RS_ENOMEM, "out of memory");
     }
     memcpy(rel, name, rl);
     rel[rl] = 0;
     if (!rs_sae_registry_has_release(rel)) {
         *path = strdup(name);
-        return *path ? 0 : rs_errf(err, "out of memory");
+        return *path ? 0 : rs_errk(err, RS_ENOMEM, "out of memory");
     }
     const rs_sae_entry *e = rs_sae_registry_find(name);
     if (!e) {
         char near[400];
         close_ids(name, rl, id, near, sizeof near);
         if (near[0])
-            return rs_errf(err, "%s: no such SAE id in release %s (like: %s; `reprshift sae list --release %s` lists "
+            return rs_errk(err, RS_EINVAL, "%s: no such SAE id in release %s (like: %s; `reprshift sae list --release %s` lists "
                                 "all)", name, rel, near, rel);
-        return rs_errf(err, "%s: no such SAE id in release %s (`reprshift sae list --release %s` lists all)", name,
+        return rs_errk(err, RS_EINVAL, "%s: no such SAE id in release %s (`reprshift sae list --release %s` lists all)", name,
                        rel, rel);
     }
     char *snap = NULL;
-    rs_err e2 = {{0}};
+    rs_err e2 = {0};
     char file[300];
     snprintf(file, sizeof file, "%s/params.npz", e->path);
     if (rs_hf_snapshot_dir(e->repo_id, NULL, NULL, &snap, &e2)) {
@@ -113,7 +113,7 @@ int rs_sae_resolve(const char *name, char **path, const rs_sae_entry **entry, rs
     }
     char *p = rs_path_join(snap, file);
     free(snap);
-    if (!p) return rs_errf(err, "out of memory");
+    if (!p) return rs_errk(err, RS_ENOMEM, "out of memory");
     if (!rs_path_exists(p)) {
         rs_errf(err, "%s: not in the Hugging Face cache (no %s): download it with `huggingface-cli download %s %s`",
                 name, p, e->repo_id, file);

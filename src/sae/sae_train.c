@@ -91,7 +91,7 @@ int sae_train_topk(const float *x, int64_t n, int d, const sae_train_opts *o, rs
     double *loss_hist = calloc((size_t)o->steps, sizeof *loss_hist);
     int rc = -1;
     if (!P || !Gr || !M1 || !M2 || !xb || !xp || !pre || !e || !ea || !idx || !last || !dead || !loss_hist) {
-        rs_errf(err, "SAE training: out of memory (d_in %d, d_sae %d)", d, m);
+        rs_errk(err, RS_ENOMEM, "SAE training: out of memory (d_in %d, d_sae %d)", d, m);
         goto done;
     }
     float *WeT = P, *Wd = P + md, *be = P + 2 * md, *bd = P + 2 * md + m;
@@ -112,7 +112,7 @@ int sae_train_topk(const float *x, int64_t n, int d, const sae_train_opts *o, rs
     {
         double *mu = calloc((size_t)d, sizeof *mu);
         if (!mu) {
-            rs_errf(err, "SAE training: out of memory");
+            rs_errk(err, RS_ENOMEM, "SAE training: out of memory");
             goto done;
         }
         for (int64_t r = 0; r < n; r++)
@@ -199,7 +199,7 @@ int sae_train_topk(const float *x, int64_t n, int d, const sae_train_opts *o, rs
     rs_sae *s;
     float *We = malloc(md * sizeof *We);
     if (!We) {
-        rs_errf(err, "SAE training: out of memory");
+        rs_errk(err, RS_ENOMEM, "SAE training: out of memory");
         goto done;
     }
     for (int f = 0; f < m; f++)

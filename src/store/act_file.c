@@ -37,7 +37,7 @@ static int write_index(const extract_result *r, const rs_inputs *in, const char 
 
 int extract_save(const extract_result *r, const rs_inputs *in, const char *path, const char *const *meta, rs_err *err) {
     st_writer *w = st_writer_new();
-    if (!w) return rs_errf(err, "out of memory");
+    if (!w) return rs_errk(err, RS_ENOMEM, "out of memory");
     int rc = 0;
     for (int h = 0; h < r->n_hooks && !rc; h++) {
         int64_t shape[2] = {r->rows, r->widths[h]};
@@ -51,7 +51,7 @@ int extract_save(const extract_result *r, const rs_inputs *in, const char *path,
     for (int i = 0; meta && meta[i] && !rc; i += 2) rc = st_writer_meta(w, meta[i], meta[i + 1], err);
     /* index first: a complete-looking .safetensors without its index never exists */
     char *ipath = malloc(strlen(path) + 16);
-    if (!ipath) rc = rs_errf(err, "out of memory");
+    if (!ipath) rc = rs_errk(err, RS_ENOMEM, "out of memory");
     if (!rc) {
         sprintf(ipath, "%s.rows.jsonl", path);
         rc = write_index(r, in, ipath, err);
@@ -109,7 +109,7 @@ static int write_pg_index(const pg_extract_result *r, const pg_inputs *in, const
 int extract_paligemma_save(const pg_extract_result *r, const pg_inputs *in, const char *path,
                            const char *const *meta, rs_err *err) {
     st_writer *w = st_writer_new();
-    if (!w) return rs_errf(err, "out of memory");
+    if (!w) return rs_errk(err, RS_ENOMEM, "out of memory");
     int rc = 0;
     for (int i = 0; i < r->n_tensors && !rc; i++) {
         int64_t shape[2] = {r->t[i].rows, r->t[i].width};
@@ -126,7 +126,7 @@ int extract_paligemma_save(const pg_extract_result *r, const pg_inputs *in, cons
     if (!rc) rc = st_writer_meta(w, "reprshift_version", RS_VERSION, err);
     for (int i = 0; meta && meta[i] && !rc; i += 2) rc = st_writer_meta(w, meta[i], meta[i + 1], err);
     char *ipath = malloc(strlen(path) + 16);
-    if (!ipath && !rc) rc = rs_errf(err, "out of memory");
+    if (!ipath && !rc) rc = rs_errk(err, RS_ENOMEM, "out of memory");
     if (!rc) {
         sprintf(ipath, "%s.rows.jsonl", path);
         rc = write_pg_index(r, in, ipath, err);

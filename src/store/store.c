@@ -49,21 +49,21 @@ int store_is_complete(const rs_store *s) { return s->idx.complete; }
 /* mkdir -p */
 static int make_dirs(const char *dir, rs_err *err) {
     char *p = strdup(dir);
-    if (!p) return rs_errf(err, "%s: out of memory", dir);
+    if (!p) return rs_errk(err, RS_ENOMEM, "%s: out of memory", dir);
     for (char *q = p + 1; *q; q++) {
         if (*q != '/') continue;
         *q = '\0';
         if (mkdir(p, 0777) != 0 && errno != EEXIST) {
             int e = errno;
             free(p);
-            return rs_errf(err, "%s: cannot create directory: %s", dir, strerror(e));
+            return rs_errk(err, RS_EIO, "%s: cannot create directory: %s", dir, strerror(e));
         }
         *q = '/';
     }
     int rc = 0;
-    if (mkdir(p, 0777) != 0 && errno != EEXIST) rc = rs_errf(err, "%s: cannot create directory: %s", dir, strerror(errno));
+    if (mkdir(p, 0777) != 0 && errno != EEXIST) rc = rs_errk(err, RS_EIO, "%s: cannot create directory: %s", dir, strerror(errno));
     free(p);
-    if (!rc && !rs_is_dir(dir)) rc = rs_errf(err, "%s: exists and is not a directory", dir);
+    if (!rc && !rs_is_dir(dir)) rc = rs_errk(err, RS_EIO, "%s: exists and is not a directory", dir);
     return rc;
 }
 
@@ -86,7 +86,7 @@ static int store_file_kind(const char *name, int64_t *k_out, int *is_tmp) {
  * >= below. Refuses a directory holding files a store never writes. */
 static int sweep_dir(const char *dir, int64_t below, rs_err *err) {
     DIR *d = opendir(dir);
-    if (!d) return rs_errf(err, "%s: cannot list: %s", dir, strerror(errno));
+    if (!d) return rs_errk(err, RS_EIO, "%s: cannot list: %s", dir, strerror(errno));
     struct dirent *e;
     int rc = 0;
     while ((e = readdir(d))) {
@@ -174,7 +174,7 @@ static int index_write(rs_store *s, rs_err *err) {
 #undef STR
     if (oom) {
         free(b);
-        return rs_errf(err, "%s: out of memory", s->index_path);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", s->index_path);
     }
     rs_atomic_file f;
     int rc = rs_atomic_open(&f, s->index_path, err);
@@ -221,7 +221,7 @@ int store_open(rs_store **out, const char *dir, const store_spec *spec, rs_err *
     if (spec_check(spec, err)) return -1;
     if (make_dirs(dir, err)) return -1;
     rs_store *s = calloc(1, sizeof *s);
-    if (!s) return rs_errf(err, "%s: out of memory", dir);
+    if (!s) return rs_errk(err, RS_ENOMEM, "%s: out of memory", dir);
     s->lock_fd = -1;
     s->dir = strdup(dir);
     s->index_path = rs_path_join(dir, STORE_INDEX_NAME);
@@ -229,12 +229,12 @@ int store_open(rs_store **out, const char *dir, const store_spec *spec, rs_err *
     if (!s->dir || !s->index_path || !lock) {
         free(lock);
         store_close(s);
-        return rs_errf(err, "%s: out of memory", dir);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", dir);
     }
     s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     free(lock);
     if (s->lock_fd < 0) {
-        rs_errf(err, "%s: cannot create lock file: %s", dir, strerror(errno));
+        rs_errk(err, RS_EIO, "%s: cannot create lock file: %s", dir, strerror(errno));
         store_close(s);
         return -1;
     }
@@ -280,7 +280,7 @@ int store_open(rs_store **out, const char *dir, const store_spec *spec, rs_err *
     x->shard_inputs = spec->shard_inputs;
     if (!x->model || !x->hooks || !x->pooling || !x->manifest_hash) {
         store_close(s);
-        return rs_errf(err, "%s: out of memory", dir);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", dir);
     }
     if (index_write(s, err)) {
         store_close(s);
@@ -323,11 +323,11 @@ static int check_tensors(rs_store *s, const store_tensor **sorted, int n, rs_err
            schema array: replace it, do not leak it */
         free(x->schema);
         x->schema = calloc((size_t)n, sizeof *x->schema);
-        if (!x->schema) return rs_errf(err, "%s: out of memory", s->dir);
+        if (!x->schema) return rs_errk(err, RS_ENOMEM, "%s: out of memory", s->dir);
         for (int i = 0; i < n; i++) {
             store_schema *c = &x->schema[i];
             c->name = strdup(sorted[i]->name);
-            if (!c->name) return rs_errf(err, "%s: out of memory", s->dir);
+            if (!c->name) return rs_errk(err, RS_ENOMEM, "%s: out of memory", s->dir);
             c->dtype = sorted[i]->dtype;
             c->ndim = sorted[i]->ndim;
             for (int d = 1; d < c->ndim; d++) c->shape[d] = sorted[i]->shape[d];
@@ -380,7 +380,7 @@ int store_append_shard(rs_store *s, int64_t shard, const store_tensor *t, int n_
     st_writer *w = NULL;
     int rc = -1, wrote = 0;
     if (!sorted || !rec.rows) {
-        rs_errf(err, "%s: out of memory", s->dir);
+        rs_errk(err, RS_ENOMEM, "%s: out of memory", s->dir);
         goto out;
     }
     for (int i = 0; i < n_tensors; i++) sorted[i] = &t[i];
@@ -395,7 +395,7 @@ int store_append_shard(rs_store *s, int64_t shard, const store_tensor *t, int n_
     rpath = rs_path_join(s->dir, name);
     w = st_writer_new();
     if (!path || !rpath || !w) {
-        rs_errf(err, "%s: out of memory", s->dir);
+        rs_errk(err, RS_ENOMEM, "%s: out of memory", s->dir);
         goto out;
     }
     char v[32];
@@ -427,7 +427,7 @@ int store_append_shard(rs_store *s, int64_t shard, const store_tensor *t, int n_
 
     store_shard_rec *ns = realloc(x->shards, (size_t)(x->n_shards + 1) * sizeof *ns);
     if (!ns) {
-        rs_errf(err, "%s: out of memory", s->dir);
+        rs_errk(err, RS_ENOMEM, "%s: out of memory", s->dir);
         goto out;
     }
     x->shards = ns;

@@ -29,7 +29,7 @@ static int get_str(const cJSON *o, const char *key, char **out, const char *what
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsString(x)) return rs_errf(err, "%s: field \"%s\" must be a string", what, key);
     *out = strdup(x->valuestring);
-    if (!*out) return rs_errf(err, "%s: out of memory", what);
+    if (!*out) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
     return 0;
 }
 
@@ -75,7 +75,7 @@ int store_index_load(const char *path, store_index *idx, rs_err *err) {
     int nt = cJSON_GetArraySize(ts);
     if (nt > STORE_MAX_TENSORS) { rs_errf(err, "%s: %d tensors, above the limit %d", path, nt, STORE_MAX_TENSORS); goto out; }
     idx->schema = calloc((size_t)nt + 1, sizeof *idx->schema);
-    if (!idx->schema) { rs_errf(err, "%s: out of memory", path); goto out; }
+    if (!idx->schema) { rs_errk(err, RS_ENOMEM, "%s: out of memory", path); goto out; }
     for (int i = 0; i < nt; i++) {
         const cJSON *t = cJSON_GetArrayItem(ts, i);
         snprintf(what, sizeof what, "%s: tensors[%d]", path, i);
@@ -114,14 +114,14 @@ int store_index_load(const char *path, store_index *idx, rs_err *err) {
     }
     if (ns && nt == 0) { rs_errf(err, "%s: shards listed but no tensors", path); goto out; }
     idx->shards = calloc((size_t)ns + 1, sizeof *idx->shards);
-    if (!idx->shards) { rs_errf(err, "%s: out of memory", path); goto out; }
+    if (!idx->shards) { rs_errk(err, RS_ENOMEM, "%s: out of memory", path); goto out; }
     int64_t k = 0;
     for (const cJSON *e = sh->child; e; e = e->next, k++) {
         snprintf(what, sizeof what, "%s: shards[%lld]", path, (long long)k);
         store_shard_rec *r = &idx->shards[k];
         idx->n_shards = k + 1;
         r->rows = calloc((size_t)nt + 1, sizeof *r->rows);
-        if (!r->rows) { rs_errf(err, "%s: out of memory", what); goto out; }
+        if (!r->rows) { rs_errk(err, RS_ENOMEM, "%s: out of memory", what); goto out; }
         if (!cJSON_IsObject(e)) { rs_errf(err, "%s: not an object", what); goto out; }
         char expect[64];
         store_shard_name(k, 0, expect, sizeof expect);
@@ -173,7 +173,7 @@ out:
 
 int store_file_crc32(const char *path, uint32_t *crc, int64_t *bytes, rs_err *err) {
     FILE *fp = fopen(path, "rb");
-    if (!fp) return rs_errf(err, "%s: cannot open", path);
+    if (!fp) return rs_errk(err, RS_EIO, "%s: cannot open", path);
     uLong c = crc32(0L, Z_NULL, 0);
     int64_t total = 0;
     unsigned char buf[1 << 16];

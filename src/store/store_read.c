@@ -37,7 +37,7 @@ static int alloc_shards(store_reader *r, int n, rs_err *err) {
     r->paths = calloc((size_t)n, sizeof *r->paths);
     r->rows_paths = calloc((size_t)n, sizeof *r->rows_paths);
     r->sets = calloc((size_t)n, sizeof *r->sets);
-    if (!r->paths || !r->rows_paths || !r->sets) return rs_errf(err, "%s: out of memory", r->where);
+    if (!r->paths || !r->rows_paths || !r->sets) return rs_errk(err, RS_ENOMEM, "%s: out of memory", r->where);
     return 0;
 }
 
@@ -65,12 +65,12 @@ static int open_dir(store_reader *r, const char *dir, const char *index_path, rs
         char name[64];
         store_shard_name(k, 0, name, sizeof name);
         r->paths[k] = rs_path_join(dir, name);
-        if (!r->paths[k]) { rs_errf(err, "%s: out of memory", dir); goto out; }
+        if (!r->paths[k]) { rs_errk(err, RS_ENOMEM, "%s: out of memory", dir); goto out; }
         if (verify(r->paths[k], x.shards[k].bytes, x.shards[k].crc, err)) goto out;
         if (x.shards[k].has_rows_file) {
             store_shard_name(k, 1, name, sizeof name);
             r->rows_paths[k] = rs_path_join(dir, name);
-            if (!r->rows_paths[k]) { rs_errf(err, "%s: out of memory", dir); goto out; }
+            if (!r->rows_paths[k]) { rs_errk(err, RS_ENOMEM, "%s: out of memory", dir); goto out; }
             if (verify(r->rows_paths[k], x.shards[k].rows_bytes, x.shards[k].rows_crc, err)) goto out;
         }
         if (st_open(&r->sets[k], r->paths[k], err)) goto out;
@@ -100,18 +100,18 @@ int store_reader_open(store_reader **out, const char *path, rs_err *err) {
     store_reader *r = calloc(1, sizeof *r);
     if (!r || !(r->where = strdup(path))) {
         free(r);
-        return rs_errf(err, "%s: out of memory", path);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
     }
     int rc;
     if (rs_is_dir(path)) {
         char *ip = rs_path_join(path, STORE_INDEX_NAME);
-        if (!ip) rc = rs_errf(err, "%s: out of memory", path);
+        if (!ip) rc = rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
         else if (!rs_path_exists(ip)) rc = rs_errf(err, "%s: not an activation store (no %s)", path, STORE_INDEX_NAME);
         else rc = open_dir(r, path, ip, err);
         free(ip);
     } else if (rs_ends_with(path, ".json")) {
         char *dir = strdup(path);
-        if (!dir) rc = rs_errf(err, "%s: out of memory", path);
+        if (!dir) rc = rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
         else {
             char *slash = strrchr(dir, '/');
             if (slash) *slash = '\0';
@@ -128,7 +128,7 @@ int store_reader_open(store_reader **out, const char *path, rs_err *err) {
             char *rp = malloc(n);
             if (!r->paths[0] || !rp) {
                 free(rp);
-                rc = rs_errf(err, "%s: out of memory", path);
+                rc = rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
             } else {
                 snprintf(rp, n, "%s.rows.jsonl", path);
                 if (rs_path_exists(rp)) r->rows_paths[0] = rp;
@@ -176,12 +176,12 @@ int store_read_f32(const store_reader *r, const char *name, float **data, int64_
                    rs_err *err) {
     *data = NULL;
     const st_tensor **ts = calloc((size_t)r->n, sizeof *ts);
-    if (!ts) return rs_errf(err, "%s: out of memory", r->where);
+    if (!ts) return rs_errk(err, RS_ENOMEM, "%s: out of memory", r->where);
     int rc = gather(r, name, ts, rows, row_elems, err);
     if (!rc) {
         size_t n = (size_t)(*rows * *row_elems);
         float *d = malloc((n ? n : 1) * sizeof *d);
-        if (!d) rc = rs_errf(err, "%s: out of memory for %zu floats of \"%s\"", r->where, n, name);
+        if (!d) rc = rs_errk(err, RS_ENOMEM, "%s: out of memory for %zu floats of \"%s\"", r->where, n, name);
         else {
             size_t off = 0;
             for (int k = 0; k < r->n; k++) {
@@ -199,7 +199,7 @@ int store_read_raw(const store_reader *r, const char *name, rs_dtype dt, void **
                    int64_t *row_elems, rs_err *err) {
     *data = NULL;
     const st_tensor **ts = calloc((size_t)r->n, sizeof *ts);
-    if (!ts) return rs_errf(err, "%s: out of memory", r->where);
+    if (!ts) return rs_errk(err, RS_ENOMEM, "%s: out of memory", r->where);
     int rc = gather(r, name, ts, rows, row_elems, err);
     if (!rc && ts[0]->dtype != dt)
         rc = rs_errf(err, "%s: tensor \"%s\" is %s, expected %s", r->paths[0], name, rs_dtype_name(ts[0]->dtype),
@@ -207,7 +207,7 @@ int store_read_raw(const store_reader *r, const char *name, rs_dtype dt, void **
     if (!rc) {
         size_t esz = rs_dtype_size(dt), n = (size_t)(*rows * *row_elems);
         unsigned char *d = malloc(n ? n * esz : 1);
-        if (!d) rc = rs_errf(err, "%s: out of memory for \"%s\"", r->where, name);
+        if (!d) rc = rs_errk(err, RS_ENOMEM, "%s: out of memory for \"%s\"", r->where, name);
         else {
             size_t off = 0;
             for (int k = 0; k < r->n; k++) {
@@ -232,7 +232,7 @@ int store_read_offsets(const store_reader *r, const char *offset_name, int64_t *
         total += t->shape[0] - 1;
     }
     int64_t *o = malloc((size_t)(total + 1) * sizeof *o);
-    if (!o) return rs_errf(err, "%s: out of memory", r->where);
+    if (!o) return rs_errk(err, RS_ENOMEM, "%s: out of memory", r->where);
     int64_t pos = 0, base = 0;
     o[0] = 0;
     for (int k = 0; k < r->n; k++) {

@@ -179,7 +179,7 @@ oom:
     free(kv);
     free(tmp);
     rs_image_free(dst);
-    return rs_errf(err, "resize: out of memory (%dx%d -> %dx%d)", src->w, src->h, out_w, out_h);
+    return rs_errk(err, RS_ENOMEM, "resize: out of memory (%dx%d -> %dx%d)", src->w, src->h, out_w, out_h);
 }
 
 int rs_image_resize_bicubic(const rs_image *src, int out_w, int out_h, rs_image *dst,
@@ -299,7 +299,7 @@ oom:
     free(kv);
     free(tmp);
     rs_image_free(dst);
-    return rs_errf(err, "resize: out of memory (%dx%d -> %dx%d)", src->w, src->h, out_w, out_h);
+    return rs_errk(err, RS_ENOMEM, "resize: out of memory (%dx%d -> %dx%d)", src->w, src->h, out_w, out_h);
 }
 
 /* ---- SigLIP preprocessing ---- */

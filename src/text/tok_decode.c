@@ -187,7 +187,7 @@ int tok_decode_ex(const rs_tokenizer *tok, const int32_t *ids, size_t n, int ski
 oom:
     sl_free(&cur);
     sl_free(&next);
-    return rs_errf(err, "decode: out of memory (%zu ids)", n);
+    return rs_errk(err, RS_ENOMEM, "decode: out of memory (%zu ids)", n);
 }
 
 int tok_decode(const rs_tokenizer *tok, const int32_t *ids, size_t n, char **out, rs_err *err) {

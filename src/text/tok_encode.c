@@ -445,7 +445,7 @@ int tok_encode(const rs_tokenizer *tok, const char *text, size_t len, int add_bo
     rc = 0;
     goto done;
 oom:
-    rs_errf(err, "tokenize: out of memory (input of %zu bytes)", len);
+    rs_errk(err, RS_ENOMEM, "tokenize: out of memory (input of %zu bytes)", len);
 done:
     free(seq.v);
     free(res.v);

@@ -246,17 +246,17 @@ static int add_one(rs_tokenizer *tok, const char *piece, const tok_added_flags *
         size_t next = tok->model_vocab_len;
         for (size_t i = tok->model_vocab_len; i < tok->n_ids; i++)
             if (tok->is_added[i] && i + 1 > next) next = i + 1;
-        if (next > TOK_MAX_ID) return rs_errf(err, "%s: too many added tokens", tok->path);
+        if (next > TOK_MAX_ID) return rs_errk(err, RS_EFORMAT, "%s: too many added tokens", tok->path);
         id = (int32_t)next;
     }
-    if (grow_ids(tok, (size_t)id + 1)) return rs_errf(err, "%s: out of memory", tok->path);
+    if (grow_ids(tok, (size_t)id + 1)) return rs_errk(err, RS_ENOMEM, "%s: out of memory", tok->path);
     if (!tok->pieces[id]) {
         tok->pieces[id] = strdup(piece);
-        if (!tok->pieces[id]) return rs_errf(err, "%s: out of memory", tok->path);
+        if (!tok->pieces[id]) return rs_errk(err, RS_ENOMEM, "%s: out of memory", tok->path);
         tok->owned[id] = 1;
     }
     char *content = strdup(piece);
-    if (!content) return rs_errf(err, "%s: out of memory", tok->path);
+    if (!content) return rs_errk(err, RS_ENOMEM, "%s: out of memory", tok->path);
     tok_added a = {content, id, *flags};
     /* Special-ness is sticky per content, as tokenizers' special_tokens_set is. */
     int in_special_set = tok->special[id];
@@ -271,12 +271,12 @@ static int add_one(rs_tokenizer *tok, const char *piece, const tok_added_flags *
     }
     if (rc) {
         free(content);
-        return rs_errf(err, "%s: out of memory", tok->path);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", tok->path);
     }
     tok->is_added[id] = 1;
     tok->flags_by_id[id] = *flags;
     if (tok_strmap_put(&tok->added_map, tok->pieces, id))
-        return rs_errf(err, "%s: out of memory", tok->path);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", tok->path);
     if (id_out) *id_out = id;
     return 1;
 }
@@ -284,7 +284,7 @@ static int add_one(rs_tokenizer *tok, const char *piece, const tok_added_flags *
 int tok_add_token_ex(rs_tokenizer *tok, const char *piece, const tok_added_flags *flags,
                      int32_t *id_out, rs_err *err) {
     if (add_one(tok, piece, flags, id_out, err) < 0) return -1;
-    if (tok_rebuild_tries(tok)) return rs_errf(err, "%s: out of memory", tok->path);
+    if (tok_rebuild_tries(tok)) return rs_errk(err, RS_ENOMEM, "%s: out of memory", tok->path);
     return 0;
 }
 
@@ -299,7 +299,7 @@ int tok_add_tokens(rs_tokenizer *tok, const char *const *pieces, size_t n, int s
         added += (size_t)rc;
     }
     if (n_added) *n_added = added;
-    if (tok_rebuild_tries(tok)) return rs_errf(err, "%s: out of memory", tok->path);
+    if (tok_rebuild_tries(tok)) return rs_errk(err, RS_ENOMEM, "%s: out of memory", tok->path);
     return 0;
 }
 
@@ -311,7 +311,7 @@ int tok_add_paligemma_tokens(rs_tokenizer *tok, rs_err *err) {
     if (!names || !ptrs) {
         free(names);
         free(ptrs);
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     for (int i = 0; i < N_EXTRA; i++) {
         char *p = names + W * i;
@@ -350,10 +350,10 @@ static int parse_pattern(const rs_tokenizer *tok, const cJSON *step, const char 
     const cJSON *pat = cJSON_GetObjectItemCaseSensitive(step, "pattern");
     const char *s = cJSON_IsObject(pat) ? jstr(pat, "String") : NULL;
     if (!s || !*s)
-        return rs_errf(err, "%s: %s Replace: only a non-empty {\"String\": ...} pattern is supported",
+        return rs_errk(err, RS_EFORMAT, "%s: %s Replace: only a non-empty {\"String\": ...} pattern is supported",
                        tok->path, what);
     *out = strdup(s);
-    return *out ? 0 : rs_errf(err, "out of memory");
+    return *out ? 0 : rs_errk(err, RS_ENOMEM, "out of memory");
 }
 
 static int push_step(tok_step **steps, size_t *n, const tok_step *s) {
@@ -367,10 +367,10 @@ static int push_step(tok_step **steps, size_t *n, const tok_step *s) {
 static int parse_normalizer(rs_tokenizer *tok, const cJSON *n, rs_err *err) {
     if (is_null_or_absent(n)) return 0;
     const char *type = jstr(n, "type");
-    if (!type) return rs_errf(err, "%s: normalizer has no \"type\"", tok->path);
+    if (!type) return rs_errk(err, RS_EFORMAT, "%s: normalizer has no \"type\"", tok->path);
     if (!strcmp(type, "Sequence")) {
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(n, "normalizers");
-        if (!cJSON_IsArray(list)) return rs_errf(err, "%s: normalizer Sequence without a \"normalizers\" array", tok->path);
+        if (!cJSON_IsArray(list)) return rs_errk(err, RS_EFORMAT, "%s: normalizer Sequence without a \"normalizers\" array", tok->path);
         const cJSON *it;
         cJSON_ArrayForEach(it, list) if (parse_normalizer(tok, it, err)) return -1;
         return 0;
@@ -378,24 +378,24 @@ static int parse_normalizer(rs_tokenizer *tok, const cJSON *n, rs_err *err) {
     tok_step s = {0};
     if (!strcmp(type, "Replace")) {
         const char *content = jstr(n, "content");
-        if (!content) return rs_errf(err, "%s: normalizer Replace without \"content\"", tok->path);
+        if (!content) return rs_errk(err, RS_EFORMAT, "%s: normalizer Replace without \"content\"", tok->path);
         if (parse_pattern(tok, n, "normalizer", &s.pattern, err)) return -1;
         s.kind = TOK_NORM_REPLACE;
         s.content = strdup(content);
     } else if (!strcmp(type, "Prepend")) {
         const char *p = jstr(n, "prepend");
-        if (!p) return rs_errf(err, "%s: normalizer Prepend without \"prepend\"", tok->path);
+        if (!p) return rs_errk(err, RS_EFORMAT, "%s: normalizer Prepend without \"prepend\"", tok->path);
         s.kind = TOK_NORM_PREPEND;
         s.pattern = strdup(p);
         s.content = strdup("");
     } else {
-        return rs_errf(err, "%s: unsupported normalizer type '%s' (supported: Replace, Prepend, Sequence)",
+        return rs_errk(err, RS_EFORMAT, "%s: unsupported normalizer type '%s' (supported: Replace, Prepend, Sequence)",
                        tok->path, type);
     }
     if (!s.pattern || !s.content || push_step(&tok->norm, &tok->n_norm, &s)) {
         free(s.pattern);
         free(s.content);
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     return 0;
 }
@@ -403,10 +403,10 @@ static int parse_normalizer(rs_tokenizer *tok, const cJSON *n, rs_err *err) {
 static int parse_decoder(rs_tokenizer *tok, const cJSON *d, rs_err *err) {
     if (is_null_or_absent(d)) return 0;
     const char *type = jstr(d, "type");
-    if (!type) return rs_errf(err, "%s: decoder has no \"type\"", tok->path);
+    if (!type) return rs_errk(err, RS_EFORMAT, "%s: decoder has no \"type\"", tok->path);
     if (!strcmp(type, "Sequence")) {
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(d, "decoders");
-        if (!cJSON_IsArray(list)) return rs_errf(err, "%s: decoder Sequence without a \"decoders\" array", tok->path);
+        if (!cJSON_IsArray(list)) return rs_errk(err, RS_EFORMAT, "%s: decoder Sequence without a \"decoders\" array", tok->path);
         const cJSON *it;
         cJSON_ArrayForEach(it, list) if (parse_decoder(tok, it, err)) return -1;
         return 0;
@@ -414,13 +414,13 @@ static int parse_decoder(rs_tokenizer *tok, const cJSON *d, rs_err *err) {
     tok_step s = {0};
     if (!strcmp(type, "Replace")) {
         const char *content = jstr(d, "content");
-        if (!content) return rs_errf(err, "%s: decoder Replace without \"content\"", tok->path);
+        if (!content) return rs_errk(err, RS_EFORMAT, "%s: decoder Replace without \"content\"", tok->path);
         if (parse_pattern(tok, d, "decoder", &s.pattern, err)) return -1;
         s.kind = TOK_DEC_REPLACE;
         s.content = strdup(content);
         if (!s.content) {
             free(s.pattern);
-            return rs_errf(err, "out of memory");
+            return rs_errk(err, RS_ENOMEM, "out of memory");
         }
     } else if (!strcmp(type, "ByteFallback")) {
         s.kind = TOK_DEC_BYTE_FALLBACK;
@@ -433,21 +433,21 @@ static int parse_decoder(rs_tokenizer *tok, const cJSON *d, rs_err *err) {
         /* bounded before the cast: a double outside int's range is undefined behaviour */
         if (!c || !cJSON_IsNumber(st) || !cJSON_IsNumber(sp) || !(st->valuedouble >= 0 && st->valuedouble <= 1e6) ||
             !(sp->valuedouble >= 0 && sp->valuedouble <= 1e6))
-            return rs_errf(err, "%s: decoder Strip needs \"content\" and integer \"start\", \"stop\" in [0, 1e6]",
+            return rs_errk(err, RS_EFORMAT, "%s: decoder Strip needs \"content\" and integer \"start\", \"stop\" in [0, 1e6]",
                            tok->path);
         s.kind = TOK_DEC_STRIP;
         s.pattern = strdup(c);
         s.start = (int)st->valuedouble;
         s.stop = (int)sp->valuedouble;
-        if (!s.pattern) return rs_errf(err, "out of memory");
+        if (!s.pattern) return rs_errk(err, RS_ENOMEM, "out of memory");
     } else {
-        return rs_errf(err, "%s: unsupported decoder type '%s' (supported: Replace, ByteFallback, Fuse, Strip, Sequence)",
+        return rs_errk(err, RS_EFORMAT, "%s: unsupported decoder type '%s' (supported: Replace, ByteFallback, Fuse, Strip, Sequence)",
                        tok->path, type);
     }
     if (push_step(&tok->dec, &tok->n_dec, &s)) {
         free(s.pattern);
         free(s.content);
-        return rs_errf(err, "out of memory");
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     return 0;
 }
@@ -459,7 +459,7 @@ static int parse_pre_tokenizer(rs_tokenizer *tok, const cJSON *p, rs_err *err) {
     const char *type = jstr(p, "type");
     if (type && !strcmp(type, "Sequence")) {
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers");
-        if (!cJSON_IsArray(list)) return rs_errf(err, "%s: pre_tokenizer Sequence without a \"pretokenizers\" array", tok->path);
+        if (!cJSON_IsArray(list)) return rs_errk(err, RS_EFORMAT, "%s: pre_tokenizer Sequence without a \"pretokenizers\" array", tok->path);
         const cJSON *it;
         cJSON_ArrayForEach(it, list) if (parse_pre_tokenizer(tok, it, err)) return -1;
         return 0;
@@ -476,7 +476,7 @@ static int parse_pre_tokenizer(rs_tokenizer *tok, const cJSON *p, rs_err *err) {
         }
         if (removed) return 0;
     }
-    return rs_errf(err, "%s: unsupported pre_tokenizer '%s' (only null, or a Split on a literal the "
+    return rs_errk(err, RS_EFORMAT, "%s: unsupported pre_tokenizer '%s' (only null, or a Split on a literal the "
                         "normalizer replaces, is supported)", tok->path, type ? type : "?");
 }
 
@@ -484,18 +484,18 @@ static int parse_post_processor(rs_tokenizer *tok, const cJSON *p, rs_err *err) 
     if (is_null_or_absent(p)) return 0;
     const char *type = jstr(p, "type");
     if (!type || strcmp(type, "TemplateProcessing"))
-        return rs_errf(err, "%s: unsupported post_processor type '%s' (supported: TemplateProcessing)",
+        return rs_errk(err, RS_EFORMAT, "%s: unsupported post_processor type '%s' (supported: TemplateProcessing)",
                        tok->path, type ? type : "?");
     const cJSON *single = cJSON_GetObjectItemCaseSensitive(p, "single");
     const cJSON *specials = cJSON_GetObjectItemCaseSensitive(p, "special_tokens");
-    if (!cJSON_IsArray(single)) return rs_errf(err, "%s: post_processor without a \"single\" template", tok->path);
+    if (!cJSON_IsArray(single)) return rs_errk(err, RS_EFORMAT, "%s: post_processor without a \"single\" template", tok->path);
     const cJSON *it;
     cJSON_ArrayForEach(it, single) {
         const cJSON *seq = cJSON_GetObjectItemCaseSensitive(it, "Sequence");
         const cJSON *sp = cJSON_GetObjectItemCaseSensitive(it, "SpecialToken");
         if (cJSON_IsObject(seq)) {
             int32_t *nt = realloc(tok->tmpl, (tok->n_tmpl + 1) * sizeof *nt);
-            if (!nt) return rs_errf(err, "out of memory");
+            if (!nt) return rs_errk(err, RS_ENOMEM, "out of memory");
             tok->tmpl = nt;
             tok->tmpl[tok->n_tmpl++] = TOK_TEMPLATE_SEQ;
         } else if (cJSON_IsObject(sp)) {
@@ -503,19 +503,19 @@ static int parse_post_processor(rs_tokenizer *tok, const cJSON *p, rs_err *err) 
             const cJSON *def = name ? cJSON_GetObjectItemCaseSensitive(specials, name) : NULL;
             const cJSON *ids = cJSON_GetObjectItemCaseSensitive(def, "ids");
             if (!cJSON_IsArray(ids))
-                return rs_errf(err, "%s: post_processor special token '%s' has no \"ids\" in special_tokens",
+                return rs_errk(err, RS_EFORMAT, "%s: post_processor special token '%s' has no \"ids\" in special_tokens",
                                tok->path, name ? name : "?");
             const cJSON *idv;
             cJSON_ArrayForEach(idv, ids) {
                 if (!cJSON_IsNumber(idv) || idv->valuedouble < 0 || idv->valuedouble > TOK_MAX_ID)
-                    return rs_errf(err, "%s: post_processor special token '%s' has a bad id", tok->path, name);
+                    return rs_errk(err, RS_EFORMAT, "%s: post_processor special token '%s' has a bad id", tok->path, name);
                 int32_t *nt = realloc(tok->tmpl, (tok->n_tmpl + 1) * sizeof *nt);
-                if (!nt) return rs_errf(err, "out of memory");
+                if (!nt) return rs_errk(err, RS_ENOMEM, "out of memory");
                 tok->tmpl = nt;
                 tok->tmpl[tok->n_tmpl++] = (int32_t)idv->valuedouble;
             }
         } else {
-            return rs_errf(err, "%s: post_processor template item is neither Sequence nor SpecialToken", tok->path);
+            return rs_errk(err, RS_EFORMAT, "%s: post_processor template item is neither Sequence nor SpecialToken", tok->path);
         }
     }
     tok->has_template = 1;
@@ -526,22 +526,22 @@ static int parse_post_processor(rs_tokenizer *tok, const cJSON *p, rs_err *err) 
 
 static int parse_bpe(rs_tokenizer *tok, const cJSON *model, rs_err *err) {
     const char *path = tok->path;
-    if (!cJSON_IsObject(model)) return rs_errf(err, "%s: no \"model\" object", path);
+    if (!cJSON_IsObject(model)) return rs_errk(err, RS_EFORMAT, "%s: no \"model\" object", path);
     const char *type = jstr(model, "type");
     if (type && strcmp(type, "BPE"))
-        return rs_errf(err, "%s: model type is '%s'; only BPE is supported", path, type);
+        return rs_errk(err, RS_EFORMAT, "%s: model type is '%s'; only BPE is supported", path, type);
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
-    if (!cJSON_IsObject(vocab)) return rs_errf(err, "%s: model.vocab is missing or not an object", path);
-    if (!cJSON_IsArray(merges)) return rs_errf(err, "%s: model.merges is missing or not an array", path);
+    if (!cJSON_IsObject(vocab)) return rs_errk(err, RS_EFORMAT, "%s: model.vocab is missing or not an object", path);
+    if (!cJSON_IsArray(merges)) return rs_errk(err, RS_EFORMAT, "%s: model.merges is missing or not an array", path);
     const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
     if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0)
-        return rs_errf(err, "%s: BPE dropout %g is not supported (encoding would be random)", path, dropout->valuedouble);
+        return rs_errk(err, RS_EFORMAT, "%s: BPE dropout %g is not supported (encoding would be random)", path, dropout->valuedouble);
     const char *csp = jstr(model, "continuing_subword_prefix"), *ews = jstr(model, "end_of_word_suffix");
     if ((csp && *csp) || (ews && *ews))
-        return rs_errf(err, "%s: continuing_subword_prefix / end_of_word_suffix are not supported", path);
+        return rs_errk(err, RS_EFORMAT, "%s: continuing_subword_prefix / end_of_word_suffix are not supported", path);
     if (jbool(model, "ignore_merges", 0))
-        return rs_errf(err, "%s: BPE ignore_merges=true is not supported", path);
+        return rs_errk(err, RS_EFORMAT, "%s: BPE ignore_merges=true is not supported", path);
     tok->byte_fallback = jbool(model, "byte_fallback", 0);
     tok->fuse_unk = jbool(model, "fuse_unk", 0);
 
@@ -552,24 +552,24 @@ static int parse_bpe(rs_tokenizer *tok, const cJSON *model, rs_err *err) {
     cJSON_ArrayForEach(it, vocab) {
         double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
         if (v < 0 || v > TOK_MAX_ID || v != floor(v))
-            return rs_errf(err, "%s: model.vocab entry \"%.60s\" has a bad id (want an integer 0..%d)",
+            return rs_errk(err, RS_EFORMAT, "%s: model.vocab entry \"%.60s\" has a bad id (want an integer 0..%d)",
                            path, it->string ? it->string : "", TOK_MAX_ID);
         if ((int32_t)v > max_id) max_id = (int32_t)v;
         n_vocab++;
         bytes += strlen(it->string) + 1;
     }
-    if (!n_vocab) return rs_errf(err, "%s: model.vocab is empty", path);
+    if (!n_vocab) return rs_errk(err, RS_EFORMAT, "%s: model.vocab is empty", path);
     if ((size_t)max_id >= 2 * n_vocab + 65536) /* bounds the id -> piece table by the file's size */
-        return rs_errf(err, "%s: model.vocab ids are too sparse (largest %d for %zu entries)", path, max_id, n_vocab);
+        return rs_errk(err, RS_EFORMAT, "%s: model.vocab ids are too sparse (largest %d for %zu entries)", path, max_id, n_vocab);
     tok->model_vocab_len = n_vocab;
     tok->strings = malloc(bytes);
     if (!tok->strings || grow_ids(tok, (size_t)max_id + 1) || strmap_init(&tok->vocab_map, n_vocab))
-        return rs_errf(err, "%s: out of memory for %zu vocab entries", path, n_vocab);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory for %zu vocab entries", path, n_vocab);
     char *w = tok->strings;
     cJSON_ArrayForEach(it, vocab) {
         int32_t id = (int32_t)it->valuedouble;
         if (tok->pieces[id])
-            return rs_errf(err, "%s: model.vocab gives id %d to both \"%.60s\" and \"%.60s\"", path, id,
+            return rs_errk(err, RS_EFORMAT, "%s: model.vocab gives id %d to both \"%.60s\" and \"%.60s\"", path, id,
                            tok->pieces[id], it->string);
         size_t l = strlen(it->string);
         memcpy(w, it->string, l + 1);
@@ -588,11 +588,11 @@ static int parse_bpe(rs_tokenizer *tok, const cJSON *model, rs_err *err) {
     }
     const char *unk = jstr(model, "unk_token");
     tok->unk_id = unk ? tok_strmap_get(&tok->vocab_map, tok->pieces, unk, strlen(unk)) : -1;
-    if (unk && tok->unk_id < 0) return rs_errf(err, "%s: model.unk_token \"%.60s\" is not in model.vocab", path, unk);
+    if (unk && tok->unk_id < 0) return rs_errk(err, RS_EFORMAT, "%s: model.unk_token \"%.60s\" is not in model.vocab", path, unk);
 
     /* Merges: rank = index; "a b" strings (exactly one space) or [a, b] arrays. */
     size_t n_merges = (size_t)cJSON_GetArraySize(merges);
-    if (pairmap_init(&tok->merges, n_merges)) return rs_errf(err, "%s: out of memory for %zu merges", path, n_merges);
+    if (pairmap_init(&tok->merges, n_merges)) return rs_errk(err, RS_ENOMEM, "%s: out of memory for %zu merges", path, n_merges);
     char *buf = NULL;
     size_t buf_cap = 0, rank = 0;
     int rc = 0;
@@ -602,7 +602,7 @@ static int parse_bpe(rs_tokenizer *tok, const cJSON *model, rs_err *err) {
         if (cJSON_IsString(it)) {
             const char *sp = strchr(it->valuestring, ' ');
             if (!sp || strchr(sp + 1, ' ')) {
-                rc = rs_errf(err, "%s: model.merges[%zu] \"%.60s\" is not two pieces separated by one space",
+                rc = rs_errk(err, RS_EFORMAT, "%s: model.merges[%zu] \"%.60s\" is not two pieces separated by one space",
                              path, rank, it->valuestring);
                 break;
             }
@@ -617,14 +617,14 @@ static int parse_bpe(rs_tokenizer *tok, const cJSON *model, rs_err *err) {
             b = it->child->next->valuestring;
             lb = strlen(b);
         } else {
-            rc = rs_errf(err, "%s: model.merges[%zu] is neither a \"a b\" string nor a [a, b] pair", path, rank);
+            rc = rs_errk(err, RS_EFORMAT, "%s: model.merges[%zu] is neither a \"a b\" string nor a [a, b] pair", path, rank);
             break;
         }
         if (la + lb + 1 > buf_cap) {
             buf_cap = 2 * (la + lb + 1);
             char *nb = realloc(buf, buf_cap);
             if (!nb) {
-                rc = rs_errf(err, "out of memory");
+                rc = rs_errk(err, RS_ENOMEM, "out of memory");
                 break;
             }
             buf = nb;
@@ -637,7 +637,7 @@ static int parse_bpe(rs_tokenizer *tok, const cJSON *model, rs_err *err) {
         if (ia < 0 || ib < 0 || im < 0) {
             const char *bad = ia < 0 ? a : ib < 0 ? b : buf;
             int bl = (int)(ia < 0 ? la : ib < 0 ? lb : la + lb);
-            rc = rs_errf(err, "%s: model.merges[%zu]: piece \"%.*s\" is not in model.vocab", path, rank,
+            rc = rs_errk(err, RS_EFORMAT, "%s: model.merges[%zu]: piece \"%.*s\" is not in model.vocab", path, rank,
                          bl > 60 ? 60 : bl, bad);
             break;
         }
@@ -650,12 +650,12 @@ static int parse_bpe(rs_tokenizer *tok, const cJSON *model, rs_err *err) {
 
 static int parse_added_tokens(rs_tokenizer *tok, const cJSON *list, rs_err *err) {
     if (is_null_or_absent(list)) return 0;
-    if (!cJSON_IsArray(list)) return rs_errf(err, "%s: \"added_tokens\" is not an array", tok->path);
+    if (!cJSON_IsArray(list)) return rs_errk(err, RS_EFORMAT, "%s: \"added_tokens\" is not an array", tok->path);
     const cJSON *it;
     size_t i = 0;
     cJSON_ArrayForEach(it, list) {
         const char *content = jstr(it, "content");
-        if (!content) return rs_errf(err, "%s: added_tokens[%zu] has no \"content\" string", tok->path, i);
+        if (!content) return rs_errk(err, RS_EFORMAT, "%s: added_tokens[%zu] has no \"content\" string", tok->path, i);
         tok_added_flags f = {jbool(it, "special", 0), jbool(it, "normalized", 1), jbool(it, "lstrip", 0),
                              jbool(it, "rstrip", 0), jbool(it, "single_word", 0)};
         if (add_one(tok, content, &f, NULL, err) < 0) return -1;
@@ -672,14 +672,14 @@ static int resolve_special_ids(rs_tokenizer *tok, rs_err *err) {
     int32_t *dst[3] = {&tok->bos_id, &tok->eos_id, &tok->pad_id};
     cJSON *cfg = NULL;
     char *dir = strdup(tok->path);
-    if (!dir) return rs_errf(err, "out of memory");
+    if (!dir) return rs_errk(err, RS_ENOMEM, "out of memory");
     {
         char *slash = strrchr(dir, '/');
         char *cfg_path = slash ? (*slash = '\0', rs_path_join(dir, "tokenizer_config.json"))
                                : strdup("tokenizer_config.json");
         if (!cfg_path) {
             free(dir);
-            return rs_errf(err, "out of memory");
+            return rs_errk(err, RS_ENOMEM, "out of memory");
         }
         char *text = NULL;
         size_t len;
@@ -713,12 +713,12 @@ int tok_load(rs_tokenizer **out, const char *path, rs_err *err) {
     if (!tok || !(tok->path = strdup(path))) {
         free(tok);
         cJSON_Delete(root);
-        return rs_errf(err, "%s: out of memory", path);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
     }
     tok->unk_id = tok->bos_id = tok->eos_id = tok->pad_id = -1;
     int rc = -1;
     if (!cJSON_IsObject(root)) {
-        rs_errf(err, "%s: top level is not a JSON object", path);
+        rs_errk(err, RS_EFORMAT, "%s: top level is not a JSON object", path);
     } else if (parse_normalizer(tok, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), err) == 0 &&
                parse_pre_tokenizer(tok, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), err) == 0 &&
                parse_decoder(tok, cJSON_GetObjectItemCaseSensitive(root, "decoder"), err) == 0 &&
@@ -728,8 +728,8 @@ int tok_load(rs_tokenizer **out, const char *path, rs_err *err) {
         rc = 0;
         for (size_t i = 0; i < tok->n_tmpl; i++)
             if (tok->tmpl[i] != TOK_TEMPLATE_SEQ && !tok_piece(tok, tok->tmpl[i]))
-                rc = rs_errf(err, "%s: post_processor uses id %d, which is not in the vocab", path, tok->tmpl[i]);
-        if (rc == 0 && tok_rebuild_tries(tok)) rc = rs_errf(err, "%s: out of memory", path);
+                rc = rs_errk(err, RS_EFORMAT, "%s: post_processor uses id %d, which is not in the vocab", path, tok->tmpl[i]);
+        if (rc == 0 && tok_rebuild_tries(tok)) rc = rs_errk(err, RS_ENOMEM, "%s: out of memory", path);
     }
     cJSON_Delete(root);
     if (rc) {
