@@ -35,6 +35,34 @@ static int write_index(const extract_result *r, const rs_inputs *in, const char 
     return rs_atomic_commit(&f, err);
 }
 
+typedef int (*index_writer)(const void *r, const void *in, const char *path, rs_err *err);
+
+/* The common end of both savers (rc: the status so far; the writer is freed either way): the
+ * version and caller metadata, then the row index, then the tensors — index first, so a
+ * complete-looking .safetensors without its index never exists. */
+static int finish_save(st_writer *w, int rc, const char *const *meta, const char *path, index_writer write_index,
+                       const void *r, const void *in, rs_err *err) {
+    if (!rc) rc = st_writer_meta(w, "reprshift_version", RS_VERSION, err);
+    for (int i = 0; meta && meta[i] && !rc; i += 2) rc = st_writer_meta(w, meta[i], meta[i + 1], err);
+    char *ipath = rc ? NULL : malloc(strlen(path) + 16);
+    if (!rc && !ipath) rc = rs_errk(err, RS_ENOMEM, "out of memory");
+    if (!rc) {
+        sprintf(ipath, "%s.rows.jsonl", path);
+        rc = write_index(r, in, ipath, err);
+    }
+    if (!rc) {
+        rc = st_writer_save(w, path, err);
+        if (rc) remove(ipath);
+    }
+    free(ipath);
+    st_writer_free(w);
+    return rc;
+}
+
+static int index_gemma2(const void *r, const void *in, const char *path, rs_err *err) {
+    return write_index(r, in, path, err);
+}
+
 int extract_save(const extract_result *r, const rs_inputs *in, const char *path, const char *const *meta, rs_err *err) {
     st_writer *w = st_writer_new();
     if (!w) return rs_errk(err, RS_ENOMEM, "out of memory");
@@ -47,22 +75,7 @@ int extract_save(const extract_result *r, const rs_inputs *in, const char *path,
     if (!rc) rc = st_writer_add(w, "token_ids", RS_DT_I32, 1, &ntok, r->token_ids, err);
     if (!rc) rc = st_writer_add(w, "offsets", RS_DT_I64, 1, &noff, r->offsets, err);
     if (!rc) rc = st_writer_meta(w, "pool", rs_pool_name(r->pool), err);
-    if (!rc) rc = st_writer_meta(w, "reprshift_version", RS_VERSION, err);
-    for (int i = 0; meta && meta[i] && !rc; i += 2) rc = st_writer_meta(w, meta[i], meta[i + 1], err);
-    /* index first: a complete-looking .safetensors without its index never exists */
-    char *ipath = malloc(strlen(path) + 16);
-    if (!ipath) rc = rs_errk(err, RS_ENOMEM, "out of memory");
-    if (!rc) {
-        sprintf(ipath, "%s.rows.jsonl", path);
-        rc = write_index(r, in, ipath, err);
-    }
-    if (!rc) {
-        rc = st_writer_save(w, path, err);
-        if (rc) remove(ipath);
-    }
-    free(ipath);
-    st_writer_free(w);
-    return rc;
+    return finish_save(w, rc, meta, path, index_gemma2, r, in, err);
 }
 
 void rs_special_ids_format(const gemma2_config *c, char *buf, size_t n) {
@@ -106,6 +119,10 @@ static int write_pg_index(const pg_extract_result *r, const pg_inputs *in, const
     return rs_atomic_commit(&f, err);
 }
 
+static int index_paligemma(const void *r, const void *in, const char *path, rs_err *err) {
+    return write_pg_index(r, in, path, err);
+}
+
 int extract_paligemma_save(const pg_extract_result *r, const pg_inputs *in, const char *path,
                            const char *const *meta, rs_err *err) {
     st_writer *w = st_writer_new();
@@ -123,19 +140,5 @@ int extract_paligemma_save(const pg_extract_result *r, const pg_inputs *in, cons
     if (!rc) rc = st_writer_meta(w, "pool", rs_pool_name(r->pool), err);
     if (!rc) rc = st_writer_meta(w, "token_kind", "0 text (text-only input), 1 image, 2 bos, 3 prompt, 4 sep (\\n), "
                                                   "5 suffix, 6 eos/pad (incl. the <eos> ending a suffix)", err);
-    if (!rc) rc = st_writer_meta(w, "reprshift_version", RS_VERSION, err);
-    for (int i = 0; meta && meta[i] && !rc; i += 2) rc = st_writer_meta(w, meta[i], meta[i + 1], err);
-    char *ipath = malloc(strlen(path) + 16);
-    if (!ipath && !rc) rc = rs_errk(err, RS_ENOMEM, "out of memory");
-    if (!rc) {
-        sprintf(ipath, "%s.rows.jsonl", path);
-        rc = write_pg_index(r, in, ipath, err);
-    }
-    if (!rc) {
-        rc = st_writer_save(w, path, err);
-        if (rc) remove(ipath);
-    }
-    free(ipath);
-    st_writer_free(w);
-    return rc;
+    return finish_save(w, rc, meta, path, index_paligemma, r, in, err);
 }
