@@ -23,7 +23,7 @@
 #include "reprshift/error.h"
 #include "reprshift/model_config.h"
 
-/* The decoder is 0 and the vision tower 1 (forward passes may pass these as literals). */
+/* The towers a hook can belong to. */
 typedef enum { RS_TOWER_DECODER = 0, RS_TOWER_VISION = 1, RS_TOWER_PROJECTOR = 2 } rs_tower;
 #define RS_N_TOWERS 3
 

@@ -3,6 +3,7 @@
  * configs without sae_lens_version (top level or metadata) or older than 6.0 get the
  * pre-6 renames (hook_point → hook_name, activation_fn_str → activation_fn) and defaults. */
 #include "reprshift/util.h"
+#include "reprshift/hooks.h"
 #include "reprshift/sae.h"
 #include "reprshift/sae_registry.h"
 
@@ -26,11 +27,12 @@ static char *hook_from_path(const char *path) {
     if (strstr(path, "embedding")) return strdup("hook_embed");
     const char *p = strstr(path, "layer_");
     if (!p || !isdigit((unsigned char)p[6])) return NULL;
-    int layer = atoi(p + 6);
-    if (strstr(path, "-mlp") || strstr(path, "_mlp")) snprintf(buf, sizeof buf, "blocks.%d.hook_mlp_out", layer);
-    else if (strstr(path, "-att") || strstr(path, "_att")) snprintf(buf, sizeof buf, "blocks.%d.attn.hook_z", layer);
-    else snprintf(buf, sizeof buf, "blocks.%d.hook_resid_post", layer);
-    return strdup(buf);
+    long layer = strtol(p + 6, NULL, 10);
+    if (layer > 4096) return NULL;
+    rs_hook h = {RS_TOWER_DECODER, HK_RESID_POST, (int)layer};
+    if (strstr(path, "-mlp") || strstr(path, "_mlp")) h.kind = HK_MLP_OUT;
+    else if (strstr(path, "-att") || strstr(path, "_att")) h.kind = HK_ATTN_Z;
+    return rs_hook_format(&h, buf, sizeof buf) ? NULL : strdup(buf);
 }
 
 static rs_sae *alloc_sae(sae_arch arch, int d_in, int d_sae) {
