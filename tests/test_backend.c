@@ -118,7 +118,7 @@ static void test_cpu_entries_are_the_ops(void **state) {
 
 /* ---- a backend that counts its calls and delegates to the CPU one ---- */
 
-enum { K_LINEAR, K_RMS, K_LN, K_ROPE, K_ATTN, K_SOFTMAX, K_GELU, K_GEGLU, K_ADD, K_N };
+enum { K_LINEAR, K_RMS, K_LN, K_ROPE, K_ATTN, K_SOFTMAX, K_GELU, K_GEGLU, K_ADD, K_EMBED, K_GEMM, K_SOFTCAP, K_N };
 static int g_calls[K_N];
 static int g_zero_geglu, g_zero_gelu;
 
@@ -161,7 +161,20 @@ static void c_add(float *d, const float *s, size_t n) {
     g_calls[K_ADD]++;
     rs_backend_cpu()->add(d, s, n);
 }
-static const rs_backend COUNTING = {"counting", c_linear, c_rms, c_ln, c_rope, c_attn, c_softmax, c_gelu, c_geglu, c_add};
+static void c_embed(float *y, const st_tensor *E, const int32_t *ids, const uint8_t *keep, int T, int D, float sc) {
+    g_calls[K_EMBED]++;
+    rs_backend_cpu()->embed(y, E, ids, keep, T, D, sc);
+}
+static void c_gemm(float *y, int ldy, const float *x, const float *W, int T, int IN, int OUT) {
+    g_calls[K_GEMM]++;
+    rs_backend_cpu()->gemm_nt(y, ldy, x, W, T, IN, OUT);
+}
+static void c_softcap(float *x, size_t n, float cap) {
+    g_calls[K_SOFTCAP]++;
+    rs_backend_cpu()->softcap(x, n, cap);
+}
+static const rs_backend COUNTING = {"counting", c_linear, c_rms,  c_ln,    c_rope, c_attn,   c_softmax,
+                                    c_gelu,     c_geglu,  c_add, c_embed, c_gemm, c_softcap};
 
 static void run_gemma2(gemma2_model *m, float *out) {
     int32_t ids[7] = {2, 651, 432, 9, 2, 17, 300};
@@ -191,7 +204,22 @@ static void test_gemma2_goes_through_the_table(void **state) {
     assert_int_equal(g_calls[K_ATTN], L);
     assert_int_equal(g_calls[K_GEGLU], L);
     assert_int_equal(g_calls[K_ADD], 2 * L);
-    assert_int_equal(g_calls[K_LN] + g_calls[K_GELU], 0);
+    assert_int_equal(g_calls[K_EMBED], 1);
+    assert_int_equal(g_calls[K_LN] + g_calls[K_GELU] + g_calls[K_GEMM] + g_calls[K_SOFTCAP], 0);
+    /* the LM head: one product per 4096-row block of the tied embedding, then the soft-cap */
+    int V = m->cfg.vocab_size;
+    float *l1 = malloc((size_t)7 * V * sizeof(float)), *l2 = malloc((size_t)7 * V * sizeof(float));
+    assert_true(l1 && l2);
+    memset(g_calls, 0, sizeof g_calls);
+    if (gemma2_logits(m, ref, 7, l2, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(g_calls[K_GEMM], (V + 4095) / 4096);
+    assert_int_equal(g_calls[K_SOFTCAP], m->cfg.final_softcap > 0);
+    m->be = rs_backend_cpu();
+    if (gemma2_logits(m, ref, 7, l1, &err)) fail_msg("%s", err.msg);
+    SAME(l1, l2, (size_t)7 * V);
+    free(l1);
+    free(l2);
+    m->be = &COUNTING;
     g_zero_geglu = 1; /* a different MLP kernel gives a different forward */
     run_gemma2(m, got);
     g_zero_geglu = 0;
@@ -240,6 +268,7 @@ static void test_paligemma_goes_through_the_table(void **state) {
     assert_int_equal(g_calls[K_ATTN], Lv + Lt);
     assert_int_equal(g_calls[K_ADD], 2 * Lv + 2 * Lt);
     assert_int_equal(g_calls[K_RMS], 4 * Lt + 2);
+    assert_int_equal(g_calls[K_EMBED], 1);
     g_zero_gelu = 1; /* a different vision MLP kernel changes what reaches the decoder */
     run_paligemma(m, pix, got);
     g_zero_gelu = 0;
@@ -250,9 +279,51 @@ static void test_paligemma_goes_through_the_table(void **state) {
     paligemma_close(m);
 }
 
+/* The model ends against naive loops: the LM-head product (with a row stride wider than
+ * the block), the soft-cap, and the embedding gather from bf16 rows with kept rows. */
+static void test_lm_ends(void **state) {
+    (void)state;
+    const rs_backend *be = rs_backend_cpu();
+    enum { T = 5, IN = 24, OUT = 9, LD = 13, V = 11, D = 6 };
+    float *x = rnd(T * IN), *W = rnd(OUT * IN);
+    float y[T * LD];
+    for (int i = 0; i < T * LD; i++) y[i] = -7.0f;
+    be->gemm_nt(y, LD, x, W, T, IN, OUT);
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < LD; o++) {
+            if (o >= OUT) { assert_true(y[t * LD + o] == -7.0f); continue; } /* outside the block: untouched */
+            double r = 0;
+            for (int i = 0; i < IN; i++) r += (double)x[t * IN + i] * W[o * IN + i];
+            assert_true(fabs(y[t * LD + o] - r) <= 1e-5 * (1 + fabs(r)));
+        }
+    float c[8] = {-100, -3, -0.5f, 0, 0.25f, 2, 29, 1e4f};
+    be->softcap(c, 8, 30.0f);
+    const double in[8] = {-100, -3, -0.5, 0, 0.25, 2, 29, 1e4};
+    for (int i = 0; i < 8; i++) assert_true(fabs(c[i] - tanh(in[i] / 30.0) * 30.0) <= 2e-5);
+    uint16_t Eb[V * D];
+    float *Ef = rnd(V * D);
+    for (int i = 0; i < V * D; i++) Eb[i] = rs_f32_to_bf16(Ef[i]);
+    st_tensor E = {.name = "embed", .dtype = RS_DT_BF16, .ndim = 2, .shape = {V, D}, .numel = V * D, .data = Eb,
+                   .nbytes = sizeof Eb};
+    int32_t ids[4] = {3, 0, 10, 3};
+    uint8_t keep[4] = {0, 1, 0, 0};
+    float e[4 * D];
+    for (int i = 0; i < 4 * D; i++) e[i] = (float)i;
+    be->embed(e, &E, ids, keep, 4, D, 2.5f);
+    for (int r = 0; r < 4; r++)
+        for (int d = 0; d < D; d++) {
+            float want = keep[r] ? (float)(r * D + d) * 2.5f : rs_bf16_to_f32(Eb[ids[r] * D + d]) * 2.5f;
+            assert_true(e[r * D + d] == want);
+        }
+    free(x);
+    free(W);
+    free(Ef);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cpu_entries_are_the_ops),
+        cmocka_unit_test(test_lm_ends),
         cmocka_unit_test(test_gemma2_goes_through_the_table),
         cmocka_unit_test(test_paligemma_goes_through_the_table),
     };

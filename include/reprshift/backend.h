@@ -36,6 +36,12 @@ typedef struct rs_backend {
     void (*geglu)(float *gate, const float *up, size_t n);
     /* op_add: dst += src */
     void (*add)(float *dst, const float *src, size_t n);
+    /* op_embed_rows: the token-embedding gather (× scale) */
+    void (*embed)(float *y, const st_tensor *E, const int32_t *ids, const uint8_t *keep, int T, int D, float scale);
+    /* op_gemm_nt: y (row stride ldy) = x·Wᵀ, f32 (the LM head) */
+    void (*gemm_nt)(float *y, int ldy, const float *x, const float *W, int T, int IN, int OUT);
+    /* op_softcap: x → tanh(x/cap)·cap */
+    void (*softcap)(float *x, size_t n, float cap);
 } rs_backend;
 
 /* The CPU backend: BLAS products and OpenMP loops (ops.c). */

@@ -59,4 +59,14 @@ void op_add(float *dst, const float *src, size_t n);
  * otherwise into `scratch` (which must hold numel floats) after conversion. */
 const float *op_weight_f32(const st_tensor *t, float *scratch);
 
+/* The model ends (src/tensor/ops_lm.c). Embedding: for each row i, y[i] = E[ids[i]]·scale
+ * with E [V, D] as mapped (F32/BF16/F16), except rows with keep[i] != 0 (keep may be NULL),
+ * which already hold their input and are only scaled. */
+void op_embed_rows(float *y, const st_tensor *E, const int32_t *ids, const uint8_t *keep, int T, int D, float scale);
+/* y[T, OUT] with row stride ldy = x[T, IN]·W[OUT, IN]ᵀ, all f32 (the LM head over an
+ * embedding block). */
+void op_gemm_nt(float *y, int ldy, const float *x, const float *W, int T, int IN, int OUT);
+/* x[i] = tanh(x[i]/cap)·cap (Gemma-2's final logit soft-cap). */
+void op_softcap(float *x, size_t n, float cap);
+
 #endif

@@ -5,7 +5,6 @@
  * projections run as single BLAS calls; attention runs per sequence and head. */
 #include "reprshift/gemma2.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -215,18 +214,10 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
     if (resid) {
         memcpy(w.h, resid, TD * sizeof(float));
     } else {
-#pragma omp parallel for schedule(static) if (T > 16)
-        for (int i = 0; i < T; i++) {
-            float *row = w.h + (size_t)i * D;
-            if (b->embeds_mask && b->embeds_mask[i]) memcpy(row, b->embeds + (size_t)i * D, (size_t)D * sizeof(float));
-            else {
-                st_tensor r = *m->embed_tokens;
-                r.numel = D;
-                r.data = (const char *)r.data + (size_t)b->ids[i] * D * rs_dtype_size(r.dtype);
-                st_to_f32(&r, row);
-            }
-            for (int d = 0; d < D; d++) row[d] *= normalizer;
-        }
+        if (b->embeds_mask)
+            for (int i = 0; i < T; i++)
+                if (b->embeds_mask[i]) memcpy(w.h + (size_t)i * D, b->embeds + (size_t)i * D, (size_t)D * sizeof(float));
+        be->embed(w.h, m->embed_tokens, b->ids, b->embeds_mask, T, D, normalizer);
     }
 
     /* 2. Decoder layers. */
@@ -311,13 +302,10 @@ int gemma2_logits(const gemma2_model *m, const float *h, int T, float *logits, r
             st_to_f32(&r, buf);
             Eb = buf;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nv, D, 1.0f, h, D, Eb, D, 0.0f, logits + v0, V);
+        m->be->gemm_nt(logits + v0, V, h, Eb, T, D, nv);
     }
     free(buf);
-    if (c->final_softcap > 0) {
-        float cap = (float)c->final_softcap;
-        for (size_t i = 0; i < (size_t)T * V; i++) logits[i] = tanhf(logits[i] / cap) * cap;
-    }
+    if (c->final_softcap > 0) m->be->softcap(logits, (size_t)T * V, (float)c->final_softcap);
     return 0;
 }
 

@@ -18,6 +18,9 @@ static const rs_backend CPU = {
     .gelu = op_gelu_tanh,
     .geglu = op_geglu,
     .add = op_add,
+    .embed = op_embed_rows,
+    .gemm_nt = op_gemm_nt,
+    .softcap = op_softcap,
 };
 
 const rs_backend *rs_backend_cpu(void) { return &CPU; }
