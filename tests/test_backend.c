@@ -118,7 +118,7 @@ static void test_cpu_entries_are_the_ops(void **state) {
 
 /* ---- a backend that counts its calls and delegates to the CPU one ---- */
 
-enum { K_LINEAR, K_RMS, K_LN, K_ROPE, K_ATTN, K_SOFTMAX, K_GELU, K_GEGLU, K_ADD, K_EMBED, K_GEMM, K_SOFTCAP, K_N };
+enum { K_LINEAR, K_RMS, K_LN, K_ROPE, K_ATTN, K_SOFTMAX, K_GELU, K_GEGLU, K_ADD, K_EMBED, K_GEMM, K_SOFTCAP, K_IM2COL, K_ADDP, K_N };
 static int g_calls[K_N];
 static int g_zero_geglu, g_zero_gelu;
 
@@ -173,8 +173,16 @@ static void c_softcap(float *x, size_t n, float cap) {
     g_calls[K_SOFTCAP]++;
     rs_backend_cpu()->softcap(x, n, cap);
 }
-static const rs_backend COUNTING = {"counting", c_linear, c_rms,  c_ln,    c_rope, c_attn,   c_softmax,
-                                    c_gelu,     c_geglu,  c_add, c_embed, c_gemm, c_softcap};
+static void c_im2col(float *x, const float *px, int n, int C, int S, int P) {
+    g_calls[K_IM2COL]++;
+    rs_backend_cpu()->im2col(x, px, n, C, S, P);
+}
+static void c_addp(float *h, const float *tab, int T, int N, int D) {
+    g_calls[K_ADDP]++;
+    rs_backend_cpu()->add_periodic(h, tab, T, N, D);
+}
+static const rs_backend COUNTING = {"counting", c_linear, c_rms,    c_ln,      c_rope,   c_attn,  c_softmax, c_gelu,
+                                    c_geglu,    c_add,    c_embed,  c_gemm,    c_softcap, c_im2col, c_addp};
 
 static void run_gemma2(gemma2_model *m, float *out) {
     int32_t ids[7] = {2, 651, 432, 9, 2, 17, 300};
@@ -269,6 +277,8 @@ static void test_paligemma_goes_through_the_table(void **state) {
     assert_int_equal(g_calls[K_ADD], 2 * Lv + 2 * Lt);
     assert_int_equal(g_calls[K_RMS], 4 * Lt + 2);
     assert_int_equal(g_calls[K_EMBED], 1);
+    assert_int_equal(g_calls[K_IM2COL], 1);
+    assert_int_equal(g_calls[K_ADDP], 1);
     g_zero_gelu = 1; /* a different vision MLP kernel changes what reaches the decoder */
     run_paligemma(m, pix, got);
     g_zero_gelu = 0;
@@ -320,10 +330,41 @@ static void test_lm_ends(void **state) {
     free(Ef);
 }
 
+/* The start of the vision tower against its definition: patch (gy, gx) of image n, channel
+ * ch, pixel (ky, kx) sits at row n·G² + gy·G + gx, column (ch·P + ky)·P + kx; position rows
+ * repeat every N rows. */
+static void test_vision_start(void **state) {
+    (void)state;
+    const rs_backend *be = rs_backend_cpu();
+    enum { NI = 2, C = 3, S = 6, P = 2, G = S / P, N = G * G, K = C * P * P, D = 4 };
+    float *px = rnd(NI * C * S * S);
+    float x[NI * N * K];
+    be->im2col(x, px, NI, C, S, P);
+    for (int n = 0; n < NI; n++)
+        for (int gy = 0; gy < G; gy++)
+            for (int gx = 0; gx < G; gx++)
+                for (int ch = 0; ch < C; ch++)
+                    for (int ky = 0; ky < P; ky++)
+                        for (int kx = 0; kx < P; kx++)
+                            assert_true(x[(size_t)(n * N + gy * G + gx) * K + (ch * P + ky) * P + kx] ==
+                                        px[(((size_t)n * C + ch) * S + gy * P + ky) * S + gx * P + kx]);
+    float *h = rnd(NI * N * D), *tab = rnd(N * D), *h0 = malloc(sizeof(float) * NI * N * D);
+    assert_non_null(h0);
+    memcpy(h0, h, sizeof(float) * NI * N * D);
+    be->add_periodic(h, tab, NI * N, N, D);
+    for (int t = 0; t < NI * N; t++)
+        for (int d = 0; d < D; d++) assert_true(h[t * D + d] == h0[t * D + d] + tab[(t % N) * D + d]);
+    free(px);
+    free(h);
+    free(h0);
+    free(tab);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cpu_entries_are_the_ops),
         cmocka_unit_test(test_lm_ends),
+        cmocka_unit_test(test_vision_start),
         cmocka_unit_test(test_gemma2_goes_through_the_table),
         cmocka_unit_test(test_paligemma_goes_through_the_table),
     };

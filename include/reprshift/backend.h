@@ -42,6 +42,10 @@ typedef struct rs_backend {
     void (*gemm_nt)(float *y, int ldy, const float *x, const float *W, int T, int IN, int OUT);
     /* op_softcap: x → tanh(x/cap)·cap */
     void (*softcap)(float *x, size_t n, float cap);
+    /* op_im2col: image patches as rows (SigLIP's patch embedding input) */
+    void (*im2col)(float *x, const float *pixels, int n_images, int C, int S, int P);
+    /* op_add_periodic: h[t] += table[t mod N] (position embeddings) */
+    void (*add_periodic)(float *h, const float *table, int T, int N, int D);
 } rs_backend;
 
 /* The CPU backend: BLAS products and OpenMP loops (ops.c). */

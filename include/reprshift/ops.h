@@ -69,4 +69,11 @@ void op_gemm_nt(float *y, int ldy, const float *x, const float *W, int T, int IN
 /* x[i] = tanh(x[i]/cap)·cap (Gemma-2's final logit soft-cap). */
 void op_softcap(float *x, size_t n, float cap);
 
+/* The start of the vision tower (src/tensor/ops_vision.c). Patch extraction: pixels
+ * [n_images, C, S, S] → x [n_images·(S/P)², C·P·P], patches in row-major grid order, each
+ * row ordered (channel, ky, kx) to match a conv weight [D, C, P, P]. */
+void op_im2col(float *x, const float *pixels, int n_images, int C, int S, int P);
+/* h[t] += table[t mod N] for rows t of h [T, D] (position embeddings per image). */
+void op_add_periodic(float *h, const float *table, int T, int N, int D);
+
 #endif

@@ -206,7 +206,7 @@ int siglip_forward(const siglip_model *m, const float *pixel_values, int n_image
                    int n_hooks, float *out, rs_err *err) {
     const siglip_config *c = &m->cfg;
     if (n_images < 1) return rs_errf(err, "no images to run through the vision tower");
-    int D = c->hidden_size, F = c->intermediate_size, N = m->n_patches, P = c->patch_size, G = m->grid;
+    int D = c->hidden_size, F = c->intermediate_size, N = m->n_patches, P = c->patch_size;
     int S = c->image_size, C = c->num_channels, K = m->patch_dim;
     if ((int64_t)n_images * N > (1 << 24)) return rs_errf(err, "too many images (%d) in one vision batch", n_images);
     int T = n_images * N;
@@ -224,22 +224,11 @@ int siglip_forward(const siglip_model *m, const float *pixel_values, int n_image
     op_attn_params attn = {.n_heads = c->n_heads, .n_kv_heads = c->n_heads, .head_dim = hd, .q_stride = D,
                            .kv_stride = D, .z_stride = D, .scale = (float)pow((double)hd, -0.5)};
 
-    /* 1. Patch embedding: im2col rows ordered (channel, ky, kx) to match W_conv [D, C, P, P]. */
-    for (int n = 0; n < n_images; n++) {
-        const float *img = pixel_values + (size_t)n * C * S * S;
-        for (int p = 0; p < N; p++) {
-            int r = p / G, cc = p % G;
-            float *row = w.x + ((size_t)n * N + p) * K;
-            for (int ch = 0; ch < C; ch++)
-                for (int ky = 0; ky < P; ky++)
-                    memcpy(row + ((size_t)ch * P + ky) * P,
-                           img + ((size_t)ch * S + (size_t)r * P + ky) * S + (size_t)cc * P, (size_t)P * sizeof(float));
-        }
-    }
+    /* 1. Patch embedding: im2col rows ordered (channel, ky, kx) to match W_conv [D, C, P, P],
+     * then the position embedding of each patch. */
+    be->im2col(w.x, pixel_values, n_images, C, S, P);
     be->linear(w.h, w.x, m->patch_w, m->patch_b, T, K, D, w.wscratch);
-#pragma omp parallel for schedule(static) if (T > 64)
-    for (int t = 0; t < T; t++)
-        for (int d = 0; d < D; d++) w.h[(size_t)t * D + d] += m->pos_emb[(size_t)(t % N) * D + d];
+    be->add_periodic(w.h, m->pos_emb, T, N, D);
 
     /* 2. Pre-LN encoder layers. */
     float eps = (float)c->layer_norm_eps;

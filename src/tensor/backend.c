@@ -21,6 +21,8 @@ static const rs_backend CPU = {
     .embed = op_embed_rows,
     .gemm_nt = op_gemm_nt,
     .softcap = op_softcap,
+    .im2col = op_im2col,
+    .add_periodic = op_add_periodic,
 };
 
 const rs_backend *rs_backend_cpu(void) { return &CPU; }
