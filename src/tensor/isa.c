@@ -5,6 +5,13 @@
 
 static const char *const NAMES[RS_ISA_COUNT] = {"default", "avx2", "avx512"};
 static int g_active = -1; /* -1: not yet detected */
+#if defined(__GNUC__)
+#define LOAD(p) __atomic_load_n(p, __ATOMIC_RELAXED)
+#define STORE(p, v) __atomic_store_n(p, v, __ATOMIC_RELAXED)
+#else
+#define LOAD(p) (*(p))
+#define STORE(p, v) (*(p) = (v))
+#endif
 
 const char *rs_isa_name(int isa) { return isa >= 0 && isa < RS_ISA_COUNT ? NAMES[isa] : "?"; }
 
@@ -35,16 +42,16 @@ int rs_isa_best(void) {
 }
 
 int rs_isa_active(void) {
-    int a = __atomic_load_n(&g_active, __ATOMIC_RELAXED);
+    int a = LOAD(&g_active);
     if (a < 0) {
         a = rs_isa_best();
-        __atomic_store_n(&g_active, a, __ATOMIC_RELAXED);
+        STORE(&g_active, a);
     }
     return a;
 }
 
 int rs_isa_force(int isa) {
     if (isa < 0 || isa >= RS_ISA_COUNT || !rs_isa_supported(isa)) return -1;
-    __atomic_store_n(&g_active, isa, __ATOMIC_RELAXED);
+    STORE(&g_active, isa);
     return 0;
 }
