@@ -15,7 +15,7 @@
  * in attention. Their output is checked equal to the default level's, and their speedup
  * column is legacy time / default time (>1: the new code is faster before any vector ISA).
  *
- * usage: bench_kernels [--reps N] [--threads N] [--quick]
+ * usage: bench_kernels [--reps N] [--threads N] [--quick] [--only NAME]  (NAME: a substring of the kernel names)
  * RS_ISA=default|avx2|avx512 in the environment: time only "default" and that level (the
  * library itself never reads it). Threads: 1 unless --threads (kernel throughput per core);
  * with 1 thread the times are the thread's CPU time (robust on a loaded machine). */
@@ -99,6 +99,13 @@ static void r_rope(kcase *k) {
 }
 static void r_bias(kcase *k) { op_linear(k->out, k->a, k->b, k->c, k->T, 1, k->D); }
 static void r_bf16(kcase *k) { st_to_f32(&k->st, k->out); }
+static void r_f16(kcase *k) {
+    if (!k->legacy) st_to_f32(&k->st, k->out);
+    else { /* the loop before: rs_f16_to_f32 per value */
+        const uint16_t *h = k->st.data;
+        for (int64_t i = 0; i < k->st.numel; i++) k->out[i] = rs_f16_to_f32(h[i]);
+    }
+}
 
 static void legacy_softmax(float *x, int n) {
     float m = -INFINITY;
@@ -216,6 +223,10 @@ static void setup(int quick) {
     uint16_t *h = malloc(nw * 2);
     for (size_t i = 0; i < nw; i++) h[i] = (uint16_t)((next64() >> 48) & 0xBFFF);
     k->st.dtype = RS_DT_BF16, k->st.numel = (int64_t)nw, k->st.data = h;
+    k = add_case("f16_to_f32", SHAPE("%zu", nw), (double)nw, (double)nw * 6, r_f16, nw);
+    h = malloc(nw * 2);
+    for (size_t i = 0; i < nw; i++) h[i] = (uint16_t)((next64() >> 48) & 0xBBFF); /* normals and a few subnormals */
+    k->st.dtype = RS_DT_F16, k->st.numel = (int64_t)nw, k->st.data = h, k->has_legacy = 1;
     /* SigLIP So400m/224 */
     k = add_case("layernorm", SHAPE("729x1152"), 729.0 * 1152, 729.0 * 1152 * 8, r_ln, (size_t)729 * 1152);
     k->a = rnd((size_t)729 * 1152, 3), k->b = rnd(1152, 1), k->c = rnd(1152, 1), k->T = 729, k->D = 1152;
@@ -263,12 +274,14 @@ static double time_once(kcase *k) {
 
 int main(int argc, char **argv) {
     int reps = 5, threads = 1, quick = 0;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) quick = 1, reps = 2;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_kernels [--reps N] [--threads N] [--quick]\n");
+            fprintf(stderr, "usage: bench_kernels [--reps N] [--threads N] [--quick] [--only NAME]\n");
             return 2;
         }
     }
@@ -297,6 +310,7 @@ int main(int argc, char **argv) {
     int bad = 0;
     for (int c = 0; c < n_cases; c++) {
         kcase *k = &cases[c];
+        if (only && !strstr(k->name, only)) continue;
         float *ref = malloc(k->n_out * 4);
         /* slots: the levels, then the replaced loops (at the default level) when the case has them */
         int nslot = nl + (k->has_legacy ? 1 : 0);

@@ -233,6 +233,27 @@ static void check_bf16(int isa, int64_t n) {
     free(h), free(a0), free(a1), free(s0);
 }
 
+/* f16: every bit pattern (sign, zeros, subnormals, normals, Inf, NaN payloads) at this level
+ * against rs_f16_to_f32, the scalar definition the conversion loop used before. */
+static void check_f16(int isa) {
+    int64_t n = 65536 + 3;
+    uint16_t *h = malloc((size_t)n * 2);
+    for (int64_t i = 0; i < n; i++) h[i] = (uint16_t)i;
+    float *a = malloc((size_t)n * 4);
+    st_tensor t;
+    memset(&t, 0, sizeof t);
+    t.dtype = RS_DT_F16;
+    t.numel = n;
+    t.data = h;
+    force(isa);
+    st_to_f32(&t, a);
+    for (int64_t i = 0; i < n; i++) {
+        float r = rs_f16_to_f32(h[i]);
+        if (memcmp(&r, a + i, 4)) fail_msg("f16 widening of %04x at level %s differs from rs_f16_to_f32", h[i], rs_isa_name(isa));
+    }
+    free(h), free(a);
+}
+
 static void check_resize(int isa, int w, int h, int ow, int oh) {
     rs_image src = {0}, d0 = {0}, d1 = {0};
     rs_err err = {0};
@@ -304,6 +325,8 @@ static void run_level(int isa) {
     check_elementwise(isa, (size_t)729 * 4304);
     check_linear_bias(isa, 729, 4, 4304);
     check_bf16(isa, (int64_t)2304 * 256 + 5);
+    check_f16(isa);
+    check_f16(RS_ISA_DEFAULT);
     check_resize(isa, 640, 480, 224, 224);
     check_resize(isa, 97, 301, 448, 448);
     check_resize(isa, 333, 250, 333, 120); /* vertical pass only */

@@ -60,7 +60,7 @@ void op_add(float *dst, const float *src, size_t n);
 const float *op_weight_f32(const st_tensor *t, float *scratch);
 
 /* ISA of the elementwise kernels (norms, RoPE, softmax, soft-cap and masking in attention,
- * GELU/GeGLU, add, bias, bf16 widening, SAE thresholds, the vertical resize pass): each is
+ * GELU/GeGLU, add, bias, bf16/f16 widening, SAE thresholds, the vertical resize pass): each is
  * compiled for baseline x86-64, AVX2 and AVX-512 from one scalar source and dispatched at
  * run time (never -march=native); every level gives bit-identical results (test_ops_isa).
  * The library picks the best level the CPU supports and reads no environment variable;
