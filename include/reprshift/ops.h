@@ -76,4 +76,18 @@ void op_im2col(float *x, const float *pixels, int n_images, int C, int S, int P)
 /* h[t] += table[t mod N] for rows t of h [T, D] (position embeddings per image). */
 void op_add_periodic(float *h, const float *table, int T, int N, int D);
 
+/* ISA of the elementwise kernels (norms, RoPE, softmax, soft-cap and masking in attention,
+ * GELU/GeGLU, add, bias, bf16/f16 widening, SAE thresholds, the vertical resize pass): each is
+ * compiled for baseline x86-64, AVX2 and AVX-512 from one scalar source and dispatched at
+ * run time (never -march=native); every level gives bit-identical results (test_ops_isa).
+ * The library picks the best level the CPU supports and reads no environment variable;
+ * callers (the bench, tests) may force a lower one. Non-x86 builds have only "default". */
+enum { RS_ISA_DEFAULT = 0, RS_ISA_AVX2 = 1, RS_ISA_AVX512 = 2, RS_ISA_COUNT = 3 };
+const char *rs_isa_name(int isa);       /* "default", "avx2", "avx512" */
+int rs_isa_parse(const char *name);     /* inverse of rs_isa_name; -1 if unknown */
+int rs_isa_supported(int isa);          /* compiled in and supported by this CPU and OS */
+int rs_isa_best(void);                  /* highest supported level */
+int rs_isa_active(void);                /* level the kernels use now */
+int rs_isa_force(int isa);              /* 0, or -1 (nothing changed) when not supported */
+
 #endif

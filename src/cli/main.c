@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "reprshift/blas.h"
 #include "reprshift/log.h"
+#include "reprshift/ops.h"
 #include "reprshift/version.h"
 
 typedef struct {
@@ -189,6 +190,32 @@ static void print_version(void) {
         printf("(OpenBLAS's own choice for this CPU)\n");
 }
 
+/* RS_ISA: the ISA level of the elementwise kernels (ops.h rs_isa_*). Read here, in the CLI,
+ * never by the library; unset means the best this CPU supports. */
+static int apply_isa_env(void) {
+    const char *e = getenv("RS_ISA");
+    if (!e || !*e) return 0;
+    int isa = rs_isa_parse(e);
+    if (isa < 0 || rs_isa_force(isa)) {
+        fprintf(stderr, "error: RS_ISA=%s: %s (use default, avx2 or avx512; best here: %s)\n", e,
+                isa < 0 ? "unknown ISA level" : "not supported by this CPU or build", rs_isa_name(rs_isa_best()));
+        return -1;
+    }
+    return 0;
+}
+
+static void print_isa(void) {
+    int a = rs_isa_active(), best = rs_isa_best();
+    printf("Kernels: %s (", rs_isa_name(a));
+    if (a == best)
+        printf("the best level this CPU supports");
+    else
+        printf("forced by RS_ISA; this CPU supports %s", rs_isa_name(best));
+    printf("; compiled levels:");
+    for (int i = 0; i < RS_ISA_COUNT; i++) printf(" %s%s", rs_isa_name(i), rs_isa_supported(i) ? "" : "(n/a)");
+    printf("; every level gives the same bits)\n");
+}
+
 int main(int argc, char **argv) {
     reexec_env(argv);
     static stderr_sink sink;
@@ -204,8 +231,10 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    if (apply_isa_env()) return 2;
     if (!strcmp(argv[1], "--version")) {
         print_version();
+        print_isa();
         return 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)

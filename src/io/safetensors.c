@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "reprshift/jsonutil.h"
+#include "tensor/isa.h"
 
 static const struct {
     const char *name;
@@ -371,20 +372,55 @@ const char *st_meta(const st_set *s, const char *key) {
     return NULL;
 }
 
+/* bf16 → f32 widening (a shift: vectorised per ISA level, the same bits at every level). */
+RS_KERNEL_BODY void bf16_widen_body(float *dst, const unsigned char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        uint32_t u = (uint32_t)h << 16;
+        memcpy(dst + i, &u, 4);
+    }
+}
+RS_ISA_KERNEL(bf16_widen, (float *dst, const unsigned char *p, size_t n), (dst, p, n))
+
+/* f16 → f32, the bits of rs_f16_to_f32 without its branches and renormalising loop (so it
+ * vectorises): a subnormal m·2⁻²⁴ is computed in float, which is exact (m < 2¹⁰, the result
+ * a normal f32); zero is the m = 0 case of it; Inf/NaN keep the payload like rs_f16_to_f32. */
+RS_KERNEL_BODY void f16_widen_body(float *dst, const unsigned char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1F, m = h & 0x3FFu;
+        float sub = (float)(int32_t)m * 0x1p-24f;
+        uint32_t su;
+        memcpy(&su, &sub, 4);
+        uint32_t zero_exp = 0u - (uint32_t)(e == 0), max_exp = 0u - (uint32_t)(e == 31); /* all-ones masks */
+        uint32_t u = (su & zero_exp) | ((0x7F800000u | (m << 13)) & max_exp) |
+                     ((((e + 112) << 23) | (m << 13)) & ~(zero_exp | max_exp));
+        u |= sign;
+        memcpy(dst + i, &u, 4);
+    }
+}
+RS_ISA_KERNEL(f16_widen, (float *dst, const unsigned char *p, size_t n), (dst, p, n))
+
 void st_to_f32(const st_tensor *t, float *dst) {
     const unsigned char *p = t->data;
     size_t n = (size_t)t->numel;
     /* memcpy per element: the mapping gives no alignment guarantee for every dtype. */
     switch (t->dtype) {
     case RS_DT_F32: memcpy(dst, p, n * 4); break;
-    case RS_DT_BF16: /* the hot path: bf16 weights widened per layer */
+    case RS_DT_BF16: { /* the hot path: bf16 weights widened per layer (op_weight_f32, 64k-value chunks) */
+        const size_t CH = 4096, nch = (n + CH - 1) / CH;
 #pragma omp parallel for schedule(static) if (n > (1u << 16))
-        for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = rs_bf16_to_f32(h); }
+        for (size_t c = 0; c < nch; c++) RS_ISA_CALL(bf16_widen)(dst + c * CH, p + 2 * c * CH, n - c * CH < CH ? n - c * CH : CH);
         break;
-    case RS_DT_F16:
+    }
+    case RS_DT_F16: {
+        const size_t CH = 4096, nch = (n + CH - 1) / CH;
 #pragma omp parallel for schedule(static) if (n > (1u << 16))
-        for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = rs_f16_to_f32(h); }
+        for (size_t c = 0; c < nch; c++) RS_ISA_CALL(f16_widen)(dst + c * CH, p + 2 * c * CH, n - c * CH < CH ? n - c * CH : CH);
         break;
+    }
     case RS_DT_F64:
         for (size_t i = 0; i < n; i++) { double d; memcpy(&d, p + 8 * i, 8); dst[i] = (float)d; }
         break;

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tensor/isa.h"
+
 #define CHUNK 512
 
 const char *sae_arch_name(sae_arch a) {
@@ -171,6 +173,16 @@ static void topk_row(float *row, int n, int k, kv *heap) {
     for (int j = 0; j < k; j++) row[heap[j].i] = heap[j].v > 0 ? heap[j].v : 0.0f;
 }
 
+/* The activation functions (elementwise: vectorised per ISA level with the same results). */
+RS_KERNEL_BODY void relu_row_body(float *a, int m) {
+    for (int f = 0; f < m; f++) a[f] = a[f] > 0 ? a[f] : 0.0f;
+}
+RS_ISA_KERNEL(relu_row, (float *a, int m), (a, m))
+RS_KERNEL_BODY void jumprelu_row_body(float *a, const float *t, int m) {
+    for (int f = 0; f < m; f++) a[f] = (a[f] > t[f] && a[f] > 0) ? a[f] : 0.0f;
+}
+RS_ISA_KERNEL(jumprelu_row, (float *a, const float *t, int m), (a, t, m))
+
 static int check_finite(const rs_sae *s, const float *x, int64_t row0, int64_t n, rs_err *err) {
     for (int64_t r = 0; r < n; r++) {
         const float *xr = x + (size_t)r * s->d_in;
@@ -209,10 +221,9 @@ int sae_encode(const rs_sae *s, const float *x, int64_t n, float *acts, rs_err *
         for (int r = 0; r < nb; r++) {
             float *a = ac + (size_t)r * m;
             if (s->arch == SAE_ARCH_STANDARD) {
-                for (int f = 0; f < m; f++) a[f] = a[f] > 0 ? a[f] : 0.0f;
+                RS_ISA_CALL(relu_row)(a, m);
             } else if (s->arch == SAE_ARCH_JUMPRELU) {
-                const float *t = s->threshold;
-                for (int f = 0; f < m; f++) a[f] = (a[f] > t[f] && a[f] > 0) ? a[f] : 0.0f;
+                RS_ISA_CALL(jumprelu_row)(a, s->threshold, m);
             } else {
                 if (s->rescale_acts_by_decoder_norm)
                     for (int f = 0; f < m; f++) a[f] *= s->dec_norm[f];

@@ -1,5 +1,8 @@
 /* Dense kernels. Big products go to BLAS; reductions accumulate in double so results
- * stay within rounding of PyTorch's fp32 reductions regardless of summation order. */
+ * stay within rounding of PyTorch's fp32 reductions regardless of summation order.
+ * The elementwise and per-row loops are NAME_body functions compiled once per ISA level
+ * and called through RS_ISA_CALL (tensor/isa.h); the OpenMP loops stay here, outside the
+ * dispatched code. Every level computes the same operations in the same order. */
 #include "reprshift/ops.h"
 
 #include <cblas.h>
@@ -7,45 +10,59 @@
 #include <omp.h>
 #include <string.h>
 
+#include "tensor/isa.h"
+
+/* Elementwise work is cut into chunks of this many values (any split gives the same bits). */
+#define EW_CHUNK 4096
+
+RS_KERNEL_BODY void bias_row_body(float *r, const float *bias, int n) {
+    for (int o = 0; o < n; o++) r[o] += bias[o];
+}
+RS_ISA_KERNEL(bias_row, (float *r, const float *bias, int n), (r, bias, n))
+
 void op_linear(float *y, const float *x, const float *W, const float *bias, int T, int IN, int OUT) {
     if (T <= 0) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OUT, IN, 1.0f, x, IN, W, IN, 0.0f, y, OUT);
     if (bias)
 #pragma omp parallel for schedule(static) if (T > 16)
-        for (int t = 0; t < T; t++) {
-            float *r = y + (size_t)t * OUT;
-            for (int o = 0; o < OUT; o++) r[o] += bias[o];
-        }
+        for (int t = 0; t < T; t++) RS_ISA_CALL(bias_row)(y + (size_t)t * OUT, bias, OUT);
 }
+
+/* The sums of squares / means are sequential double sums (scalar order at every ISA level);
+ * the scaling loops vectorise. */
+RS_KERNEL_BODY void rmsnorm_row_body(float *yr, const float *xr, const float *w, float eps, int D) {
+    double ss = 0;
+    for (int d = 0; d < D; d++) ss += (double)xr[d] * xr[d];
+    float r = 1.0f / sqrtf((float)(ss / D) + eps);
+    if (w)
+        for (int d = 0; d < D; d++) yr[d] = (xr[d] * r) * (1.0f + w[d]);
+    else
+        for (int d = 0; d < D; d++) yr[d] = xr[d] * r;
+}
+RS_ISA_KERNEL(rmsnorm_row, (float *yr, const float *xr, const float *w, float eps, int D), (yr, xr, w, eps, D))
 
 void op_rmsnorm_gemma(float *y, const float *x, const float *w, float eps, int T, int D) {
 #pragma omp parallel for schedule(static) if (T > 16)
-    for (int t = 0; t < T; t++) {
-        const float *xr = x + (size_t)t * D;
-        float *yr = y + (size_t)t * D;
-        double ss = 0;
-        for (int d = 0; d < D; d++) ss += (double)xr[d] * xr[d];
-        float r = 1.0f / sqrtf((float)(ss / D) + eps);
-        for (int d = 0; d < D; d++) {
-            float v = xr[d] * r;
-            yr[d] = w ? v * (1.0f + w[d]) : v;
-        }
-    }
+    for (int t = 0; t < T; t++) RS_ISA_CALL(rmsnorm_row)(y + (size_t)t * D, x + (size_t)t * D, w, eps, D);
 }
+
+RS_KERNEL_BODY void layernorm_row_body(float *yr, const float *xr, const float *gamma, const float *beta, float eps,
+                                       int D) {
+    double mu = 0, var = 0;
+    for (int d = 0; d < D; d++) mu += xr[d];
+    mu /= D;
+    for (int d = 0; d < D; d++) var += ((double)xr[d] - mu) * ((double)xr[d] - mu);
+    var /= D;
+    float r = 1.0f / sqrtf((float)var + eps), m = (float)mu;
+    for (int d = 0; d < D; d++) yr[d] = (xr[d] - m) * r * gamma[d] + beta[d];
+}
+RS_ISA_KERNEL(layernorm_row, (float *yr, const float *xr, const float *gamma, const float *beta, float eps, int D),
+              (yr, xr, gamma, beta, eps, D))
 
 void op_layernorm(float *y, const float *x, const float *gamma, const float *beta, float eps, int T, int D) {
 #pragma omp parallel for schedule(static) if (T > 16)
-    for (int t = 0; t < T; t++) {
-        const float *xr = x + (size_t)t * D;
-        float *yr = y + (size_t)t * D;
-        double mu = 0, var = 0;
-        for (int d = 0; d < D; d++) mu += xr[d];
-        mu /= D;
-        for (int d = 0; d < D; d++) var += ((double)xr[d] - mu) * ((double)xr[d] - mu);
-        var /= D;
-        float r = 1.0f / sqrtf((float)var + eps), m = (float)mu;
-        for (int d = 0; d < D; d++) yr[d] = (xr[d] - m) * r * gamma[d] + beta[d];
-    }
+    for (int t = 0; t < T; t++)
+        RS_ISA_CALL(layernorm_row)(y + (size_t)t * D, x + (size_t)t * D, gamma, beta, eps, D);
 }
 
 /* 0.5·x·(1 + tanh(u)) == x / (1 + exp(−2u)): the same function, but expf is much cheaper
@@ -56,14 +73,30 @@ static inline float gelu_tanh1(float x) {
     return x / (1.0f + expf(-2.0f * u));
 }
 
-void op_gelu_tanh(float *x, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+/* expf stays a call into glibc (no vector expf without -ffast-math), so these loops stay
+ * scalar at every level; glibc picks its own FMA expf at load time. */
+RS_KERNEL_BODY void gelu_body(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = gelu_tanh1(x[i]);
+}
+RS_ISA_KERNEL(gelu, (float *x, size_t n), (x, n))
+RS_KERNEL_BODY void geglu_body(float *gate, const float *up, size_t n) {
+    for (size_t i = 0; i < n; i++) gate[i] = gelu_tanh1(gate[i]) * up[i];
+}
+RS_ISA_KERNEL(geglu, (float *gate, const float *up, size_t n), (gate, up, n))
+
+void op_gelu_tanh(float *x, size_t n) {
+    size_t nch = (n + EW_CHUNK - 1) / EW_CHUNK;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t c = 0; c < nch; c++)
+        RS_ISA_CALL(gelu)(x + c * EW_CHUNK, n - c * EW_CHUNK < EW_CHUNK ? n - c * EW_CHUNK : EW_CHUNK);
 }
 
 void op_geglu(float *gate, const float *up, size_t n) {
+    size_t nch = (n + EW_CHUNK - 1) / EW_CHUNK;
 #pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) gate[i] = gelu_tanh1(gate[i]) * up[i];
+    for (size_t c = 0; c < nch; c++)
+        RS_ISA_CALL(geglu)(gate + c * EW_CHUNK, up + c * EW_CHUNK,
+                           n - c * EW_CHUNK < EW_CHUNK ? n - c * EW_CHUNK : EW_CHUNK);
 }
 
 void op_rope_inv_freq(float *inv_freq, int dim, double theta) {
@@ -84,35 +117,82 @@ void op_rope(float *x, int dim, const float *inv_freq, int pos) {
     }
 }
 
+/* The rotation of op_rope with the cos/sin of the row's angles precomputed. */
+RS_KERNEL_BODY void rope_rot_body(float *x, const float *c, const float *s, int half) {
+    for (int i = 0; i < half; i++) {
+        float a = x[i], b = x[i + half];
+        x[i] = a * c[i] - b * s[i];
+        x[i + half] = b * c[i] + a * s[i];
+    }
+}
+RS_ISA_KERNEL(rope_rot, (float *x, const float *c, const float *s, int half), (x, c, s, half))
+
+#define ROPE_MAX_HALF 512
 void op_rope_seqs(float *x, int stride, int n_heads, int head_dim, const int64_t *offsets, int n_seqs, int pos_offset,
                   const float *inv_freq) {
+    int half = head_dim / 2;
 #pragma omp parallel for schedule(dynamic, 1) if (n_seqs > 1)
-    for (int s = 0; s < n_seqs; s++)
+    for (int s = 0; s < n_seqs; s++) {
+        float cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
         for (int64_t i = offsets[s]; i < offsets[s + 1]; i++) {
             int pos = (int)(i - offsets[s]) + pos_offset;
-            for (int h = 0; h < n_heads; h++) op_rope(x + (size_t)i * stride + (size_t)h * head_dim, head_dim, inv_freq, pos);
+            if (half > ROPE_MAX_HALF) {
+                for (int h = 0; h < n_heads; h++)
+                    op_rope(x + (size_t)i * stride + (size_t)h * head_dim, head_dim, inv_freq, pos);
+                continue;
+            }
+            /* Every head of a row has the same angles: the same cosf/sinf values op_rope
+             * computes, once per row instead of once per head. */
+            for (int k = 0; k < half; k++) {
+                float ang = inv_freq[k] * (float)pos;
+                cs[k] = cosf(ang);
+                sn[k] = sinf(ang);
+            }
+            for (int h = 0; h < n_heads; h++)
+                RS_ISA_CALL(rope_rot)(x + (size_t)i * stride + (size_t)h * head_dim, cs, sn, half);
         }
+    }
 }
 
-void op_softmax(float *x, int n) {
+/* The row maximum is taken in 16 independent lanes (vectorisable; a maximum does not depend
+ * on the order it is taken in, except which of +0/−0 wins a tie, and x − (±0) gives the same
+ * expf). NaNs never win (x > m is false), as in a plain scan. The exp sum is a sequential
+ * double sum at every level. */
+RS_KERNEL_BODY void softmax_body(float *x, int n) {
+    float lane[16];
+    for (int k = 0; k < 16; k++) lane[k] = -INFINITY;
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) lane[k] = x[i + k] > lane[k] ? x[i + k] : lane[k];
     float m = -INFINITY;
-    for (int i = 0; i < n; i++) if (x[i] > m) m = x[i];
+    for (int k = 0; k < 16; k++) m = lane[k] > m ? lane[k] : m;
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
     if (m == -INFINITY) { /* fully masked row: cannot happen with a causal mask */
-        for (int i = 0; i < n; i++) x[i] = 0;
+        for (i = 0; i < n; i++) x[i] = 0;
         return;
     }
     double s = 0;
-    for (int i = 0; i < n; i++) {
+    for (i = 0; i < n; i++) {
         x[i] = expf(x[i] - m);
         s += x[i];
     }
     float inv = (float)(1.0 / s);
-    for (int i = 0; i < n; i++) x[i] *= inv;
+    for (i = 0; i < n; i++) x[i] *= inv;
 }
+RS_ISA_KERNEL(softmax, (float *x, int n), (x, n))
+
+void op_softmax(float *x, int n) { RS_ISA_CALL(softmax)(x, n); }
+
+RS_KERNEL_BODY void add_body(float *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+RS_ISA_KERNEL(add, (float *dst, const float *src, size_t n), (dst, src, n))
 
 void op_add(float *dst, const float *src, size_t n) {
+    size_t nch = (n + EW_CHUNK - 1) / EW_CHUNK;
 #pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+    for (size_t c = 0; c < nch; c++)
+        RS_ISA_CALL(add)(dst + c * EW_CHUNK, src + c * EW_CHUNK, n - c * EW_CHUNK < EW_CHUNK ? n - c * EW_CHUNK : EW_CHUNK);
 }
 
 const float *op_weight_f32(const st_tensor *t, float *scratch) {
@@ -130,6 +210,25 @@ const float *op_weight_f32(const st_tensor *t, float *scratch) {
     }
     return scratch;
 }
+
+/* One row of attention scores: the kept entries of a row are one contiguous range
+ * [j0, j1) (causal: [max(0, i−window+1), i], or [0, prefix) for a row inside the prefix;
+ * bidirectional: all). Those are scaled (and soft-capped) and softmaxed exactly as
+ * op_softmax would on the full row with the others at −∞: expf(−∞) adds +0 to the double
+ * sum, which leaves it unchanged, and those entries come out +0 either way. */
+RS_KERNEL_BODY void attn_row_body(float *row, int L, int j0, int j1, float scale, float softcap) {
+    for (int j = 0; j < j0; j++) row[j] = 0;
+    for (int j = j1; j < L; j++) row[j] = 0;
+    float *r = row + j0;
+    int n = j1 - j0;
+    if (softcap > 0)
+        for (int j = 0; j < n; j++) r[j] = tanhf((r[j] * scale) / softcap) * softcap;
+    else
+        for (int j = 0; j < n; j++) r[j] = r[j] * scale;
+    softmax_body(r, n);
+}
+RS_ISA_KERNEL(attn_row, (float *row, int L, int j0, int j1, float scale, float softcap),
+              (row, L, j0, j1, scale, softcap))
 
 void op_attention(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets, int n_seqs,
                   const int *prefix, const op_attn_params *p, float *scores, size_t scores_per_thread) {
@@ -149,19 +248,17 @@ void op_attention(float *Z, const float *Q, const float *K, const float *V, cons
         const float *Vh = V + (size_t)a * p->kv_stride + (size_t)kvh * hd;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hd, 1.0f, Qh, p->q_stride, Kh, p->kv_stride, 0.0f,
                     S, L);
+        /* entry (i, j) kept when !causal, or j ≤ i and (window ≤ 0 or i − j < window), or i, j < pre */
         for (int i = 0; i < L; i++) {
-            float *row = S + (size_t)i * L;
-            for (int j = 0; j < L; j++) {
-                int keep = !p->causal || (j <= i && (p->window <= 0 || i - j < p->window)) || (i < pre && j < pre);
-                if (!keep) {
-                    row[j] = -INFINITY;
-                    continue;
+            int j0 = 0, j1 = L;
+            if (p->causal) {
+                if (i < pre) j1 = pre < L ? pre : L; /* [lo, i] lies inside [0, pre) */
+                else {
+                    j1 = i + 1;
+                    j0 = p->window > 0 && i - p->window + 1 > 0 ? i - p->window + 1 : 0;
                 }
-                float x = row[j] * p->scale;
-                if (p->softcap > 0) x = tanhf(x / p->softcap) * p->softcap;
-                row[j] = x;
             }
-            op_softmax(row, L);
+            RS_ISA_CALL(attn_row)(S + (size_t)i * L, L, j0, j1, p->scale, p->softcap);
         }
         float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, 1.0f, S, L, Vh, p->kv_stride, 0.0f, Zh,

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "reprshift/image.h"
+#include "tensor/isa.h"
 
 #define PRECISION_BITS 22
 
@@ -101,21 +102,34 @@ static void resample_horizontal(uint8_t *out, int out_w, const uint8_t *in, int 
     }
 }
 
-static void resample_vertical(uint8_t *out, int out_h, const uint8_t *in, int w, int ksize,
-                              const int *bounds, const int32_t *kk, int prec) {
+/* Each output byte is 2^(prec−1) + Σ_y in[ymin+y][i]·k[y] summed over y in order, as a
+ * per-byte loop over y would; the sums run for a block of bytes at once (row by row), so
+ * the loop over bytes vectorises (integer sums: the same values at every ISA level). */
+#define VBLOCK 1024
+RS_KERNEL_BODY void resample_vertical_k_body(uint8_t *out, int out_h, const uint8_t *in, int w, int ksize,
+                                             const int *bounds, const int32_t *kk, int prec) {
     size_t stride = (size_t)w * 3;
+    int32_t acc[VBLOCK];
     for (int yy = 0; yy < out_h; yy++) {
         const int32_t *k = kk + (size_t)yy * ksize;
         int ymin = bounds[2 * yy], ymax = bounds[2 * yy + 1];
         uint8_t *o = out + (size_t)yy * stride;
-        for (size_t i = 0; i < stride; i++) {
-            int32_t s = 1 << (prec - 1);
-            const uint8_t *p = in + (size_t)ymin * stride + i;
-            for (int y = 0; y < ymax; y++, p += stride) s += *p * k[y];
-            o[i] = clip8(s, prec);
+        for (size_t i0 = 0; i0 < stride; i0 += VBLOCK) {
+            size_t nb = stride - i0 < VBLOCK ? stride - i0 : VBLOCK;
+            for (size_t i = 0; i < nb; i++) acc[i] = 1 << (prec - 1);
+            for (int y = 0; y < ymax; y++) {
+                const uint8_t *p = in + (size_t)(ymin + y) * stride + i0;
+                int32_t ky = k[y];
+                for (size_t i = 0; i < nb; i++) acc[i] += p[i] * ky;
+            }
+            for (size_t i = 0; i < nb; i++) o[i0 + i] = clip8(acc[i], prec);
         }
     }
 }
+RS_ISA_KERNEL(resample_vertical_k, (uint8_t *out, int out_h, const uint8_t *in, int w, int ksize, const int *bounds,
+                                    const int32_t *kk, int prec),
+              (out, out_h, in, w, ksize, bounds, kk, prec))
+#define resample_vertical RS_ISA_CALL(resample_vertical_k)
 
 int rs_image_resize_bicubic_order(const rs_image *src, int out_w, int out_h,
                                   rs_resize_order order, rs_image *dst, rs_err *err) {

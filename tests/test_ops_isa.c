@@ -1,0 +1,364 @@
+/* The ISA levels of the dispatched kernels (src/tensor/isa.h): every level this CPU supports
+ * gives bit-identical output to the baseline ("default") level on random inputs at Gemma-2 2B
+ * shapes (D 2304, F 9216, 8 heads × 256, T 64…512) and SigLIP shapes (1152, 4304, 729 tokens),
+ * plus odd lengths for the vector tails. And the restructured kernels (softmax's lane maximum,
+ * attention's kept range, RoPE's shared cos/sin, the blocked vertical resize) against the code
+ * they replaced, kept here verbatim, so the default level matches earlier builds bit for bit.
+ * A level the CPU (or the compiler/architecture) lacks is skipped by name: the program then
+ * exits 77 (skipped), never passed. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "reprshift/image.h"
+#include "reprshift/ops.h"
+#include "reprshift/sae.h"
+#include "reprshift/safetensors.h"
+
+static int g_skipped;
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint64_t next64(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+static float frand(void) { return (float)((next64() >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f; }
+static float *rand_buf(size_t n, float scale) {
+    float *p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) p[i] = frand() * scale;
+    return p;
+}
+static float *copy_buf(const float *a, size_t n) {
+    float *p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    memcpy(p, a, n * sizeof *p);
+    return p;
+}
+static void force(int isa) { assert_int_equal(rs_isa_force(isa), 0); }
+static void same_bits(const void *a, const void *b, size_t bytes, const char *what, int isa) {
+    if (memcmp(a, b, bytes)) {
+        const unsigned char *x = a, *y = b;
+        size_t i = 0;
+        while (x[i] == y[i]) i++;
+        fail_msg("%s: level %s differs from default at byte %zu of %zu", what, rs_isa_name(isa), i, bytes);
+    }
+}
+
+/* ---- the code before the dispatch, verbatim: the reference for earlier builds ---- */
+static void legacy_softmax(float *x, int n) {
+    float m = -INFINITY;
+    for (int i = 0; i < n; i++) if (x[i] > m) m = x[i];
+    if (m == -INFINITY) {
+        for (int i = 0; i < n; i++) x[i] = 0;
+        return;
+    }
+    double s = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        s += x[i];
+    }
+    float inv = (float)(1.0 / s);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+static void legacy_attention(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets,
+                             int n_seqs, const int *prefix, const op_attn_params *p, float *S) {
+    int H = p->n_heads, hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
+    for (int it = 0; it < n_seqs * H; it++) {
+        int s = it / H, h = it % H, kvh = h / group;
+        int64_t a = offsets[s];
+        int L = (int)(offsets[s + 1] - a), pre = prefix ? prefix[s] : 0;
+        const float *Qh = Q + (size_t)a * p->q_stride + (size_t)h * hd;
+        const float *Kh = K + (size_t)a * p->kv_stride + (size_t)kvh * hd;
+        const float *Vh = V + (size_t)a * p->kv_stride + (size_t)kvh * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hd, 1.0f, Qh, p->q_stride, Kh, p->kv_stride, 0.0f,
+                    S, L);
+        for (int i = 0; i < L; i++) {
+            float *row = S + (size_t)i * L;
+            for (int j = 0; j < L; j++) {
+                int keep = !p->causal || (j <= i && (p->window <= 0 || i - j < p->window)) || (i < pre && j < pre);
+                if (!keep) {
+                    row[j] = -INFINITY;
+                    continue;
+                }
+                float x = row[j] * p->scale;
+                if (p->softcap > 0) x = tanhf(x / p->softcap) * p->softcap;
+                row[j] = x;
+            }
+            legacy_softmax(row, L);
+        }
+        float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, 1.0f, S, L, Vh, p->kv_stride, 0.0f, Zh,
+                    p->z_stride);
+    }
+}
+
+/* ---- per-kernel checks: out_default vs out_isa ---- */
+static void check_norms(int isa, int T, int D) {
+    size_t n = (size_t)T * D;
+    float *x = rand_buf(n, 3.0f), *w = rand_buf((size_t)D, 0.5f), *b = rand_buf((size_t)D, 0.5f);
+    float *y0 = malloc(n * 4), *y1 = malloc(n * 4);
+    char what[64];
+    for (int k = 0; k < 3; k++) {
+        force(RS_ISA_DEFAULT);
+        if (k == 0) op_rmsnorm_gemma(y0, x, w, 1e-6f, T, D);
+        if (k == 1) op_rmsnorm_gemma(y0, x, NULL, 1e-6f, T, D);
+        if (k == 2) op_layernorm(y0, x, w, b, 1e-6f, T, D);
+        force(isa);
+        if (k == 0) op_rmsnorm_gemma(y1, x, w, 1e-6f, T, D);
+        if (k == 1) op_rmsnorm_gemma(y1, x, NULL, 1e-6f, T, D);
+        if (k == 2) op_layernorm(y1, x, w, b, 1e-6f, T, D);
+        snprintf(what, sizeof what, "%s T=%d D=%d", k == 2 ? "layernorm" : k ? "rmsnorm(no w)" : "rmsnorm", T, D);
+        same_bits(y0, y1, n * 4, what, isa);
+    }
+    free(x), free(w), free(b), free(y0), free(y1);
+}
+
+static void check_elementwise(int isa, size_t n) {
+    float *g = rand_buf(n, 6.0f), *u = rand_buf(n, 2.0f);
+    float *a0 = copy_buf(g, n), *a1 = copy_buf(g, n);
+    force(RS_ISA_DEFAULT); op_gelu_tanh(a0, n);
+    force(isa); op_gelu_tanh(a1, n);
+    same_bits(a0, a1, n * 4, "gelu_tanh", isa);
+    memcpy(a0, g, n * 4), memcpy(a1, g, n * 4);
+    force(RS_ISA_DEFAULT); op_geglu(a0, u, n);
+    force(isa); op_geglu(a1, u, n);
+    same_bits(a0, a1, n * 4, "geglu", isa);
+    memcpy(a0, g, n * 4), memcpy(a1, g, n * 4);
+    force(RS_ISA_DEFAULT); op_add(a0, u, n);
+    force(isa); op_add(a1, u, n);
+    same_bits(a0, a1, n * 4, "add", isa);
+    free(g), free(u), free(a0), free(a1);
+}
+
+static void check_linear_bias(int isa, int T, int IN, int OUT) {
+    float *x = rand_buf((size_t)T * IN, 1), *W = rand_buf((size_t)OUT * IN, 1), *b = rand_buf((size_t)OUT, 1);
+    float *y0 = malloc((size_t)T * OUT * 4), *y1 = malloc((size_t)T * OUT * 4);
+    force(RS_ISA_DEFAULT); op_linear(y0, x, W, b, T, IN, OUT);
+    force(isa); op_linear(y1, x, W, b, T, IN, OUT);
+    same_bits(y0, y1, (size_t)T * OUT * 4, "linear bias", isa);
+    free(x), free(W), free(b), free(y0), free(y1);
+}
+
+/* Rows of length n with −∞ entries, ±0 and equal maxima; the lane maximum vs the old scan too. */
+static void check_softmax(int isa, int n) {
+    float *x = rand_buf((size_t)n, 20.0f);
+    for (int i = 0; i < n; i += 7) x[i] = -INFINITY;
+    if (n > 40) x[3] = x[37] = 25.0f, x[5] = -0.0f, x[6] = 0.0f;
+    float *a0 = copy_buf(x, (size_t)n), *a1 = copy_buf(x, (size_t)n), *r = copy_buf(x, (size_t)n);
+    force(RS_ISA_DEFAULT); op_softmax(a0, n);
+    force(isa); op_softmax(a1, n);
+    legacy_softmax(r, n);
+    same_bits(a0, a1, (size_t)n * 4, "softmax", isa);
+    same_bits(r, a0, (size_t)n * 4, "softmax vs the old scan", RS_ISA_DEFAULT);
+    for (int i = 0; i < n; i++) x[i] = i % 2 ? 0.0f : -0.0f; /* all zeros of both signs */
+    memcpy(a1, x, (size_t)n * 4), memcpy(r, x, (size_t)n * 4);
+    op_softmax(a1, n);
+    legacy_softmax(r, n);
+    same_bits(r, a1, (size_t)n * 4, "softmax ±0 vs the old scan", isa);
+    free(x), free(a0), free(a1), free(r);
+}
+
+static void check_rope(int isa, int T, int n_heads, int hd) {
+    int stride = n_heads * hd + 3; /* a row pitch wider than the heads, as for a fused QKV */
+    size_t n = (size_t)T * stride;
+    float *x = rand_buf(n, 4.0f), *inv = malloc((size_t)hd / 2 * 4);
+    op_rope_inv_freq(inv, hd, 10000.0);
+    int64_t off[3] = {0, T / 3, T};
+    float *a0 = copy_buf(x, n), *a1 = copy_buf(x, n), *r = copy_buf(x, n);
+    force(RS_ISA_DEFAULT); op_rope_seqs(a0, stride, n_heads, hd, off, 2, 5, inv);
+    force(isa); op_rope_seqs(a1, stride, n_heads, hd, off, 2, 5, inv);
+    for (int s = 0; s < 2; s++) /* the old op_rope_seqs: op_rope per head */
+        for (int64_t i = off[s]; i < off[s + 1]; i++)
+            for (int h = 0; h < n_heads; h++)
+                op_rope(r + (size_t)i * stride + (size_t)h * hd, hd, inv, (int)(i - off[s]) + 5);
+    same_bits(a0, a1, n * 4, "rope_seqs", isa);
+    same_bits(r, a0, n * 4, "rope_seqs vs op_rope per head", RS_ISA_DEFAULT);
+    free(x), free(inv), free(a0), free(a1), free(r);
+}
+
+/* Two packed sequences of lengths L1, L2. */
+static void check_attention(int isa, const op_attn_params *p, int L1, int L2, const int *prefix, const char *label) {
+    int T = L1 + L2, Lmax = L1 > L2 ? L1 : L2;
+    int64_t off[3] = {0, L1, T};
+    float *Q = rand_buf((size_t)T * p->q_stride, 2), *K = rand_buf((size_t)T * p->kv_stride, 2),
+          *V = rand_buf((size_t)T * p->kv_stride, 1);
+    size_t nz = (size_t)T * p->z_stride;
+    float *Z0 = calloc(nz, 4), *Z1 = calloc(nz, 4), *Zr = calloc(nz, 4);
+    size_t per = (size_t)Lmax * Lmax;
+    float *S = malloc((size_t)omp_get_max_threads() * per * 4);
+    force(RS_ISA_DEFAULT); op_attention(Z0, Q, K, V, off, 2, prefix, p, S, per);
+    force(isa); op_attention(Z1, Q, K, V, off, 2, prefix, p, S, per);
+    char what[96];
+    snprintf(what, sizeof what, "attention %s", label);
+    same_bits(Z0, Z1, nz * 4, what, isa);
+    int nt = omp_get_max_threads(); /* the old kernel, serially: each (sequence, head) is independent */
+    omp_set_num_threads(1);
+    legacy_attention(Zr, Q, K, V, off, 2, prefix, p, S);
+    omp_set_num_threads(nt);
+    snprintf(what, sizeof what, "attention %s vs the old masking loop", label);
+    same_bits(Zr, Z0, nz * 4, what, RS_ISA_DEFAULT);
+    free(Q), free(K), free(V), free(Z0), free(Z1), free(Zr), free(S);
+}
+
+static void check_bf16(int isa, int64_t n) {
+    uint16_t *h = malloc((size_t)n * 2);
+    for (int64_t i = 0; i < n; i++) h[i] = (uint16_t)next64(); /* every bit pattern: NaNs, subnormals, ±0, ±∞ */
+    float *a0 = malloc((size_t)n * 4), *a1 = malloc((size_t)n * 4), *s0 = malloc((size_t)n * 4);
+    st_tensor t;
+    memset(&t, 0, sizeof t);
+    t.dtype = RS_DT_BF16;
+    t.numel = n;
+    t.data = h;
+    force(RS_ISA_DEFAULT); st_to_f32(&t, a0);
+    const float *w0 = op_weight_f32(&t, s0);
+    force(isa); st_to_f32(&t, a1);
+    same_bits(a0, a1, (size_t)n * 4, "bf16 widening", isa);
+    same_bits(a0, w0, (size_t)n * 4, "op_weight_f32 bf16", isa);
+    w0 = op_weight_f32(&t, a1);
+    same_bits(a0, w0, (size_t)n * 4, "op_weight_f32 bf16", isa);
+    for (int64_t i = 0; i < n; i++) { /* the definition */
+        uint32_t u = (uint32_t)h[i] << 16;
+        if (memcmp(&u, a0 + i, 4)) fail_msg("bf16 widening of %04x is wrong", h[i]);
+    }
+    free(h), free(a0), free(a1), free(s0);
+}
+
+/* f16: every bit pattern (sign, zeros, subnormals, normals, Inf, NaN payloads) at this level
+ * against rs_f16_to_f32, the scalar definition the conversion loop used before. */
+static void check_f16(int isa) {
+    int64_t n = 65536 + 3;
+    uint16_t *h = malloc((size_t)n * 2);
+    for (int64_t i = 0; i < n; i++) h[i] = (uint16_t)i;
+    float *a = malloc((size_t)n * 4);
+    st_tensor t;
+    memset(&t, 0, sizeof t);
+    t.dtype = RS_DT_F16;
+    t.numel = n;
+    t.data = h;
+    force(isa);
+    st_to_f32(&t, a);
+    for (int64_t i = 0; i < n; i++) {
+        float r = rs_f16_to_f32(h[i]);
+        if (memcmp(&r, a + i, 4)) fail_msg("f16 widening of %04x at level %s differs from rs_f16_to_f32", h[i], rs_isa_name(isa));
+    }
+    free(h), free(a);
+}
+
+static void check_resize(int isa, int w, int h, int ow, int oh) {
+    rs_image src = {0}, d0 = {0}, d1 = {0};
+    rs_err err = {0};
+    assert_int_equal(rs_image_alloc(&src, w, h, &err), 0);
+    for (size_t i = 0; i < (size_t)w * h * 3; i++) src.rgb[i] = (uint8_t)(next64() >> 56);
+    for (int k = 0; k < 3; k++) {
+        force(RS_ISA_DEFAULT);
+        assert_int_equal(k < 2 ? rs_image_resize_bicubic_order(&src, ow, oh, k ? RS_RESIZE_V_FIRST : RS_RESIZE_H_FIRST, &d0, &err)
+                               : rs_image_resize_bicubic_torch(&src, ow, oh, &d0, &err), 0);
+        force(isa);
+        assert_int_equal(k < 2 ? rs_image_resize_bicubic_order(&src, ow, oh, k ? RS_RESIZE_V_FIRST : RS_RESIZE_H_FIRST, &d1, &err)
+                               : rs_image_resize_bicubic_torch(&src, ow, oh, &d1, &err), 0);
+        same_bits(d0.rgb, d1.rgb, (size_t)ow * oh * 3, k == 2 ? "resize torch" : "resize pillow", isa);
+        rs_image_free(&d0), rs_image_free(&d1);
+    }
+    rs_image_free(&src);
+}
+
+static void check_sae(int isa, int d_in, int d_sae, int n) {
+    float *We = rand_buf((size_t)d_in * d_sae, 0.1f), *Wd = rand_buf((size_t)d_sae * d_in, 0.1f);
+    float *be = rand_buf((size_t)d_sae, 0.2f), *bd = rand_buf((size_t)d_in, 0.2f), *th = rand_buf((size_t)d_sae, 0.3f);
+    float *x = rand_buf((size_t)n * d_in, 1);
+    float *a0 = malloc((size_t)n * d_sae * 4), *a1 = malloc((size_t)n * d_sae * 4);
+    rs_err err = {0};
+    for (int k = 0; k < 2; k++) {
+        rs_sae *s = NULL;
+        assert_int_equal(sae_new(&s, k ? SAE_ARCH_JUMPRELU : SAE_ARCH_STANDARD, d_in, d_sae, We, Wd, be, bd,
+                                 k ? th : NULL, &err), 0);
+        force(RS_ISA_DEFAULT); assert_int_equal(sae_encode(s, x, n, a0, &err), 0);
+        force(isa); assert_int_equal(sae_encode(s, x, n, a1, &err), 0);
+        same_bits(a0, a1, (size_t)n * d_sae * 4, k ? "sae encode jumprelu" : "sae encode relu", isa);
+        sae_free(s);
+    }
+    free(We), free(Wd), free(be), free(bd), free(th), free(x), free(a0), free(a1);
+}
+
+static void run_level(int isa) {
+    if (!rs_isa_supported(isa)) {
+        printf("RS-SKIP: test_ops_isa: ISA level \"%s\" is not available on this CPU/build; its kernels were not checked\n",
+               rs_isa_name(isa));
+        g_skipped = 1;
+        skip();
+        return;
+    }
+    /* Gemma-2 2B */
+    check_norms(isa, 64, 2304);
+    check_norms(isa, 3, 2301); /* vector tails */
+    check_elementwise(isa, (size_t)64 * 9216);
+    check_elementwise(isa, 4099);
+    check_linear_bias(isa, 17, 8, 2304);
+    for (int n = 1; n <= 70; n += 23) check_softmax(isa, n);
+    check_softmax(isa, 512);
+    check_softmax(isa, 729);
+    check_rope(isa, 64, 8, 256);
+    check_rope(isa, 9, 3, 10);
+    op_attn_params g = {.n_heads = 8, .n_kv_heads = 4, .head_dim = 256, .q_stride = 8 * 256, .kv_stride = 4 * 256,
+                        .z_stride = 8 * 256, .scale = 1.0f / 16.0f, .softcap = 50.0f, .causal = 1, .window = 0};
+    check_attention(isa, &g, 64, 37, NULL, "gemma causal softcap");
+    g.window = 48;
+    int pre[2] = {20, 60};
+    check_attention(isa, &g, 256, 100, pre, "gemma window 48 + prefix");
+    g.softcap = 0, g.window = 0;
+    check_attention(isa, &g, 512, 5, NULL, "gemma T=512 no cap");
+    /* SigLIP so400m/224: 16 heads × 72, 729 tokens, bidirectional */
+    op_attn_params v = {.n_heads = 16, .n_kv_heads = 16, .head_dim = 72, .q_stride = 1152, .kv_stride = 1152,
+                        .z_stride = 1152, .scale = 1.0f / sqrtf(72.0f), .softcap = 0, .causal = 0, .window = 0};
+    check_attention(isa, &v, 729, 13, NULL, "siglip");
+    check_norms(isa, 729, 1152);
+    check_elementwise(isa, (size_t)729 * 4304);
+    check_linear_bias(isa, 729, 4, 4304);
+    check_bf16(isa, (int64_t)2304 * 256 + 5);
+    check_f16(isa);
+    check_f16(RS_ISA_DEFAULT);
+    check_resize(isa, 640, 480, 224, 224);
+    check_resize(isa, 97, 301, 448, 448);
+    check_resize(isa, 333, 250, 333, 120); /* vertical pass only */
+    check_sae(isa, 256, 2048, 37);
+    force(rs_isa_best());
+}
+
+static void test_avx2(void **state) { (void)state; run_level(RS_ISA_AVX2); }
+static void test_avx512(void **state) { (void)state; run_level(RS_ISA_AVX512); }
+
+static void test_api(void **state) {
+    (void)state;
+    assert_true(rs_isa_supported(RS_ISA_DEFAULT));
+    assert_int_equal(rs_isa_parse("avx2"), RS_ISA_AVX2);
+    assert_int_equal(rs_isa_parse("avx512"), RS_ISA_AVX512);
+    assert_int_equal(rs_isa_parse("default"), RS_ISA_DEFAULT);
+    assert_int_equal(rs_isa_parse("sse9"), -1);
+    assert_int_equal(rs_isa_force(RS_ISA_COUNT), -1);
+    assert_int_equal(rs_isa_force(-1), -1);
+    int best = rs_isa_best();
+    assert_true(rs_isa_supported(best));
+    assert_int_equal(rs_isa_active(), best); /* nothing forced yet: the best level */
+    printf("ISA levels: best %s; avx2 %s, avx512 %s\n", rs_isa_name(best),
+           rs_isa_supported(RS_ISA_AVX2) ? "yes" : "no", rs_isa_supported(RS_ISA_AVX512) ? "yes" : "no");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_api),
+        cmocka_unit_test(test_avx2),
+        cmocka_unit_test(test_avx512),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    return failed ? failed : g_skipped ? 77 : 0;
+}
