@@ -123,38 +123,53 @@ const float *op_weight_f32(const st_tensor *t, float *scratch) {
 
 void op_attention(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets, int n_seqs,
                   const int *prefix, const op_attn_params *p, float *scores, size_t scores_per_thread) {
+    op_attention_kv(Z, Q, offsets, K, V, offsets, NULL, n_seqs, prefix, p, scores, scores_per_thread);
+}
+
+void op_attention_kv(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
+                     const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
+                     const op_attn_params *p, float *scores, size_t scores_per_thread) {
     int H = p->n_heads, hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
     int64_t maxL = 0;
-    for (int s = 0; s < n_seqs; s++)
-        if (offsets[s + 1] - offsets[s] > maxL) maxL = offsets[s + 1] - offsets[s];
+    for (int s = 0; s < n_seqs; s++) {
+        int64_t lk = kv_len ? kv_len[s] : q_offsets[s + 1] - q_offsets[s];
+        if (lk > maxL) maxL = lk;
+    }
     int n_items = n_seqs * H;
 #pragma omp parallel for schedule(dynamic, 1) if (n_items > 1 && maxL > 8)
     for (int it = 0; it < n_items; it++) {
         int s = it / H, h = it % H, kvh = h / group;
-        int64_t a = offsets[s];
-        int L = (int)(offsets[s + 1] - a), pre = prefix ? prefix[s] : 0;
+        int64_t a = q_offsets[s];
+        int Lq = (int)(q_offsets[s + 1] - a), Lk = kv_len ? kv_len[s] : Lq, pre = prefix ? prefix[s] : 0;
+        int q0 = Lk - Lq; /* position of the first query among the keys */
+        /* keys before j0 are masked for every query of the block (the window has passed them) */
+        int j0 = 0;
+        if (p->causal && p->window > 0 && q0 >= pre && q0 - p->window + 1 > 0) j0 = q0 - p->window + 1;
+        int n = Lk - j0;
         float *S = scores + (size_t)omp_get_thread_num() * scores_per_thread;
         const float *Qh = Q + (size_t)a * p->q_stride + (size_t)h * hd;
-        const float *Kh = K + (size_t)a * p->kv_stride + (size_t)kvh * hd;
-        const float *Vh = V + (size_t)a * p->kv_stride + (size_t)kvh * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hd, 1.0f, Qh, p->q_stride, Kh, p->kv_stride, 0.0f,
-                    S, L);
-        for (int i = 0; i < L; i++) {
-            float *row = S + (size_t)i * L;
-            for (int j = 0; j < L; j++) {
+        const float *Kh = K + (size_t)(kv_start[s] + j0) * p->kv_stride + (size_t)kvh * hd;
+        const float *Vh = V + (size_t)(kv_start[s] + j0) * p->kv_stride + (size_t)kvh * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, n, hd, 1.0f, Qh, p->q_stride, Kh, p->kv_stride, 0.0f,
+                    S, n);
+        for (int r = 0; r < Lq; r++) {
+            float *row = S + (size_t)r * n;
+            int i = q0 + r;
+            for (int c = 0; c < n; c++) {
+                int j = j0 + c;
                 int keep = !p->causal || (j <= i && (p->window <= 0 || i - j < p->window)) || (i < pre && j < pre);
                 if (!keep) {
-                    row[j] = -INFINITY;
+                    row[c] = -INFINITY;
                     continue;
                 }
-                float x = row[j] * p->scale;
+                float x = row[c] * p->scale;
                 if (p->softcap > 0) x = tanhf(x / p->softcap) * p->softcap;
-                row[j] = x;
+                row[c] = x;
             }
-            op_softmax(row, L);
+            op_softmax(row, n);
         }
         float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, 1.0f, S, L, Vh, p->kv_stride, 0.0f, Zh,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, hd, n, 1.0f, S, n, Vh, p->kv_stride, 0.0f, Zh,
                     p->z_stride);
     }
 }
