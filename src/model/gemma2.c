@@ -166,6 +166,21 @@ static int check_batch(const gemma2_model *m, const gemma2_batch *b, rs_err *err
     return 0;
 }
 
+/* A KV cache must match the model and the batch and have room for the new tokens. */
+static int check_cache(const gemma2_model *m, const gemma2_batch *b, int first, rs_err *err) {
+    const gemma2_kv_cache *kc = b->cache;
+    if (first != 0) return rs_errf(err, "a KV cache needs the forward pass from the embedding (block 0)");
+    if (kc->n_seqs != b->n_seqs || kc->n_layers != m->cfg.n_layers || kc->kv_dim != m->cfg.n_kv_heads * m->cfg.head_dim)
+        return rs_errf(err, "KV cache for %d sequence(s), %d layers, key width %d does not fit a batch of %d sequence(s) "
+                       "on a model of %d layers, key width %d", kc->n_seqs, kc->n_layers, kc->kv_dim, b->n_seqs,
+                       m->cfg.n_layers, m->cfg.n_kv_heads * m->cfg.head_dim);
+    for (int s = 0; s < b->n_seqs; s++)
+        if (kc->len[s] + (b->offsets[s + 1] - b->offsets[s]) > kc->max_len)
+            return rs_errf(err, "sequence %d: %d cached + %lld new tokens exceed the KV cache length %d", s,
+                           kc->len[s], (long long)(b->offsets[s + 1] - b->offsets[s]), kc->max_len);
+    return 0;
+}
+
 /* The forward pass from block `first` on; resid (if non-NULL) replaces the embedding. */
 static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first, const float *resid,
                         hook_request *hooks, int n_hooks, float *final_hidden, rs_err *err) {
@@ -175,12 +190,30 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
     int D = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
     int QD = c->n_heads * hd, KD = c->n_kv_heads * hd;
     int depth = gemma2_hooks_depth(m, hooks, n_hooks);
-    if (final_hidden) depth = c->n_layers;
+    gemma2_kv_cache *cache = b->cache;
+    if (cache && check_cache(m, b, first, err)) return -1;
+    if (final_hidden || cache) depth = c->n_layers;
     int last_layer = depth >= c->n_layers ? c->n_layers - 1 : depth;
     int maxL = 0;
     for (int s = 0; s < b->n_seqs; s++) {
         int L = (int)(b->offsets[s + 1] - b->offsets[s]);
         if (L > maxL) maxL = L;
+    }
+    int maxK = maxL; /* longest key history */
+    int64_t *kv_start = NULL;
+    int *kv_len = NULL;
+    if (cache) {
+        kv_start = malloc((size_t)b->n_seqs * sizeof *kv_start);
+        kv_len = malloc((size_t)b->n_seqs * sizeof *kv_len);
+        if (!kv_start || !kv_len) {
+            free(kv_start); free(kv_len);
+            return rs_errf(err, "out of memory for a batch of %d tokens", T);
+        }
+        for (int s = 0; s < b->n_seqs; s++) {
+            kv_start[s] = (int64_t)s * cache->max_len;
+            kv_len[s] = cache->len[s] + (int)(b->offsets[s + 1] - b->offsets[s]);
+            if (kv_len[s] > maxK) maxK = kv_len[s];
+        }
     }
     workspace w = {0};
     size_t TD = (size_t)T * D;
@@ -194,7 +227,7 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
         w.z = malloc((size_t)T * QD * sizeof(float));
         w.gate = malloc((size_t)T * F * sizeof(float));
         w.up = malloc((size_t)T * F * sizeof(float));
-        w.scores = malloc((size_t)maxL * maxL * omp_get_max_threads() * sizeof(float));
+        w.scores = malloc((size_t)maxL * maxK * omp_get_max_threads() * sizeof(float));
         w.wscratch = malloc((m->max_weight ? m->max_weight : 1) * sizeof(float));
         if (!w.q || !w.k || !w.v || !w.z || !w.gate || !w.up || !w.scores || !w.wscratch) goto oom;
     }
@@ -233,12 +266,21 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
 #pragma omp parallel for schedule(dynamic, 1) if (b->n_seqs > 1)
         for (int s = 0; s < b->n_seqs; s++)
             for (int64_t i = b->offsets[s]; i < b->offsets[s + 1]; i++) {
-                int pos = (int)(i - b->offsets[s]) + b->pos_offset;
+                int pos = (int)(i - b->offsets[s]) + b->pos_offset + (cache ? cache->len[s] : 0);
                 for (int h = 0; h < c->n_heads; h++) op_rope(w.q + (size_t)i * QD + (size_t)h * hd, hd, m->inv_freq, pos);
                 for (int h = 0; h < c->n_kv_heads; h++) op_rope(w.k + (size_t)i * KD + (size_t)h * hd, hd, m->inv_freq, pos);
             }
         attn.window = c->layer_sliding[l] ? c->sliding_window : 0;
-        op_attention(w.z, w.q, w.k, w.v, b->offsets, b->n_seqs, b->prefix_len, &attn, w.scores, (size_t)maxL * maxL);
+        if (cache) { /* append this layer's keys/values, attend over the whole history */
+            for (int s = 0; s < b->n_seqs; s++) {
+                size_t row = (size_t)kv_start[s] + (size_t)cache->len[s], n = (size_t)(b->offsets[s + 1] - b->offsets[s]);
+                memcpy(cache->k[l] + row * KD, w.k + (size_t)b->offsets[s] * KD, n * KD * sizeof(float));
+                memcpy(cache->v[l] + row * KD, w.v + (size_t)b->offsets[s] * KD, n * KD * sizeof(float));
+            }
+            op_attention_kv(w.z, w.q, b->offsets, cache->k[l], cache->v[l], kv_start, kv_len, b->n_seqs,
+                            b->prefix_len, &attn, w.scores, (size_t)maxL * maxK);
+        } else
+            op_attention(w.z, w.q, w.k, w.v, b->offsets, b->n_seqs, b->prefix_len, &attn, w.scores, (size_t)maxL * maxL);
         if (hook_fire(hooks, n_hooks, 0, HK_ATTN_Z, l, w.z, T, err)) goto fail;
         linear_w(&w, w.a, w.z, L->o_proj, T, QD, D);
         op_rmsnorm_gemma(w.a, w.a, L->post_attention_layernorm, (float)c->rms_norm_eps, T, D);
@@ -255,6 +297,8 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
         op_add(w.h, w.a, TD);
         if (hook_fire(hooks, n_hooks, 0, HK_RESID_POST, l, w.h, T, err)) goto fail;
     }
+    if (cache)
+        for (int s = 0; s < b->n_seqs; s++) cache->len[s] = kv_len[s];
     /* resid_pre of a layer past the last one run (only layer 0 when last_layer = -1). */
     if (last_layer < 0 && hook_fire(hooks, n_hooks, 0, HK_RESID_PRE, 0, w.h, T, err)) goto fail;
 
@@ -267,11 +311,13 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
         if (final_hidden) memcpy(final_hidden, w.x, TD * sizeof(float));
     }
     ws_free(&w);
+    free(kv_start); free(kv_len);
     return 0;
 oom:
     rs_errf(err, "out of memory for a batch of %d tokens", T);
 fail:
     ws_free(&w);
+    free(kv_start); free(kv_len);
     return -1;
 }
 
