@@ -23,8 +23,9 @@ generate varied text.
 The metadata records the EOS ids, max_new_tokens, the smallest top-1/top-2 logit gap over
 every greedy step (how far each pick is from a tie), and max|logits - full_logits|.
 
-The quickstart runs also go to tests/fixtures/generate/cli_expected.json (ids + decoded text,
-tokenizer.decode with skip_special_tokens=False) for tests/cli_generate.sh.
+The quickstart runs (with EOS, 24 new tokens) also go to tests/fixtures/generate/cli_expected.json
+(ids + decoded text, tokenizer.decode with skip_special_tokens=False) for tests/cli_generate.sh,
+with the gemma2-tiny-f32 runs' prompt and generated ids (no tokenizer: --ids).
 
 Usage: /work/refenv/bin/python tools/reference/gen_generate_goldens.py [--out tests/fixtures/generate]
 """
@@ -154,6 +155,7 @@ def main():
                rng.integers(3, 512, 11).tolist()]
     n_new = 20
     m, t, runs = gemma2_runs(gdir, prompts, n_new)
+    tiny_cli = [{"ids_in": t[f"g{k}.prompt"].tolist(), "ids": t[f"g{k}.ids"].tolist()} for k in range(len(prompts))]
     save(t, os.path.join(a.out, "gemma2-tiny-f32.safetensors"),
          common_meta(m, n_new, runs, "tests/fixtures/models/gemma2-tiny-f32"))
     print("gemma2-tiny-f32", runs)
@@ -188,7 +190,7 @@ def main():
     print("qs-gemma2-tiny", runs)
     m, t, runs = gemma2_runs(qg, qprompts, n_cli)
     cli = {"generator": GENERATOR, "transformers": transformers.__version__, "max_new_tokens": n_cli,
-           "gemma2": [], "paligemma": []}
+           "gemma2": [], "paligemma": [], "gemma2_tiny_f32_ids": tiny_cli}
     for k, s in enumerate(texts):
         ids = t[f"g{k}.ids"].tolist()
         cli["gemma2"].append({"text_in": s, "ids": ids, "text": tok.decode(ids, skip_special_tokens=False),
