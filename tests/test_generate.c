@@ -194,6 +194,46 @@ static void test_quickstart_models_greedy(void **state) {
     paligemma_close(pm);
 }
 
+/* Half-precision checkpoints: decode steps take op_linear_st's row-by-row path (the weights
+ * read as BF16/F16), the no-cache forward of the whole sequence widens whole matrices for
+ * sgemm; the logits of every step agree within 1e-4 and so do the picks. */
+static void test_half_precision_decode(void **state) {
+    (void)state;
+    const char *dirs[2] = {"tests/fixtures/models/gemma2-tiny-bf16", "tests/fixtures/models/gemma2-tiny-f16"};
+    for (int d = 0; d < 2; d++) {
+        rs_err err = {0};
+        gemma2_model *m;
+        if (gemma2_open(&m, dirs[d], &err)) fail_msg("%s", err.msg);
+        int V = m->cfg.vocab_size, D = m->cfg.hidden_size, np = 6, n = 16;
+        const int32_t prompt[6] = {2, 17, 100, 5, 9, 30};
+        gen_params p = greedy(n, NULL, 0);
+        gen_output o;
+        if (gen_gemma2(m, prompt, np, &p, &o, &err)) fail_msg("%s", err.msg);
+        assert_int_equal(o.n, n);
+        int T = np + n - 1;
+        int32_t *seq = malloc((size_t)T * sizeof *seq);
+        float *h = malloc((size_t)T * D * sizeof *h), *lf = malloc((size_t)T * V * sizeof *lf);
+        memcpy(seq, prompt, sizeof prompt);
+        memcpy(seq + np, o.ids, (size_t)(n - 1) * sizeof *seq);
+        int64_t off[2] = {0, T};
+        gemma2_batch b = {.n_seqs = 1, .offsets = off, .ids = seq};
+        if (gemma2_forward(m, &b, NULL, 0, h, &err) || gemma2_logits(m, h, T, lf, &err)) fail_msg("%s", err.msg);
+        double e = tu_max_abs_diff(o.logits, lf + (size_t)(np - 1) * V, (size_t)n * V);
+        printf("%s: %d decode steps, max|cached - no-cache forward| = %.3g\n", dirs[d], n, e);
+        assert_true(e <= TOL);
+        for (int i = 0; i < n; i++) {
+            const float *r = lf + (size_t)(np - 1 + i) * V;
+            int best = 0;
+            for (int v = 1; v < V; v++)
+                if (r[v] > r[best]) best = v;
+            assert_int_equal(best, o.ids[i]);
+        }
+        free(seq); free(h); free(lf);
+        gen_output_free(&o);
+        gemma2_close(m);
+    }
+}
+
 /* Known answers: splitmix64 from 0 (its published first outputs), then xoshiro256**. */
 static void test_rng_known_answers(void **state) {
     (void)state;
@@ -393,7 +433,8 @@ static void test_batched_cache(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemma2_greedy),        cmocka_unit_test(test_paligemma_greedy),
-        cmocka_unit_test(test_quickstart_models_greedy), cmocka_unit_test(test_rng_known_answers),    cmocka_unit_test(test_pick_distribution),
+        cmocka_unit_test(test_quickstart_models_greedy), cmocka_unit_test(test_half_precision_decode),
+        cmocka_unit_test(test_rng_known_answers),    cmocka_unit_test(test_pick_distribution),
         cmocka_unit_test(test_sampling_seeded),      cmocka_unit_test(test_eos_and_errors),
         cmocka_unit_test(test_batched_cache),
     };

@@ -60,6 +60,14 @@ void op_attention_kv(float *Z, const float *Q, const int64_t *q_offsets, const f
 /* dst += src over n floats. */
 void op_add(float *dst, const float *src, size_t n);
 
+/* y[T,OUT] = x[T,IN] · Wᵀ for a weight tensor W [OUT, IN] (F32, BF16 or F16, no bias). At
+ * most OP_LINEAR_SMALL_T rows (a decode step) against a BF16/F16 matrix: each weight row is widened a chunk
+ * at a time and dotted directly (weights read once, scratch unused, may be NULL); otherwise
+ * the matrix is widened into scratch (numel floats) by op_weight_f32 and op_linear runs, as
+ * the prefill always did. */
+#define OP_LINEAR_SMALL_T 4
+void op_linear_st(float *y, const float *x, const st_tensor *W, float *scratch, int T, int IN, int OUT);
+
 /* A weight matrix as f32: points into the mapped file when it is already aligned f32,
  * otherwise into `scratch` (which must hold numel floats) after conversion. */
 const float *op_weight_f32(const st_tensor *t, float *scratch);

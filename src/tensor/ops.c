@@ -121,6 +121,46 @@ const float *op_weight_f32(const st_tensor *t, float *scratch) {
     return scratch;
 }
 
+/* Few rows against a half-precision matrix: each weight row is widened a chunk at a time
+ * into a stack buffer and dotted with every input row in 16 float lanes (summed in double at
+ * the end), so the weights are read once at 2 bytes a value and never written out whole. */
+enum { LIN_SMALL_T = OP_LINEAR_SMALL_T, LIN_CHUNK = 2048, LIN_LANES = 16 };
+
+static void linear_rows_widened(float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
+    size_t es = rs_dtype_size(W->dtype);
+#pragma omp parallel for schedule(static) if ((size_t)OUT * IN > 65536)
+    for (int o = 0; o < OUT; o++) {
+        float buf[LIN_CHUNK], acc[LIN_SMALL_T][LIN_LANES];
+        memset(acc, 0, sizeof acc);
+        for (int i0 = 0; i0 < IN; i0 += LIN_CHUNK) {
+            int n = IN - i0 < LIN_CHUNK ? IN - i0 : LIN_CHUNK;
+            st_tensor r = *W;
+            r.numel = n;
+            r.data = (const char *)W->data + ((size_t)o * IN + i0) * es;
+            st_to_f32(&r, buf);
+            for (int t = 0; t < T; t++) {
+                const float *xr = x + (size_t)t * IN + i0;
+                float *a = acc[t];
+                int i = 0;
+                for (; i + LIN_LANES <= n; i += LIN_LANES)
+                    for (int k = 0; k < LIN_LANES; k++) a[k] += xr[i + k] * buf[i + k];
+                for (; i < n; i++) a[i % LIN_LANES] += xr[i] * buf[i];
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            double sum = 0;
+            for (int k = 0; k < LIN_LANES; k++) sum += acc[t][k];
+            y[(size_t)t * OUT + o] = (float)sum;
+        }
+    }
+}
+
+void op_linear_st(float *y, const float *x, const st_tensor *W, float *scratch, int T, int IN, int OUT) {
+    if (T <= 0) return;
+    if (T <= LIN_SMALL_T && W->dtype != RS_DT_F32) linear_rows_widened(y, x, W, T, IN, OUT);
+    else op_linear(y, x, op_weight_f32(W, scratch), NULL, T, IN, OUT);
+}
+
 void op_attention(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets, int n_seqs,
                   const int *prefix, const op_attn_params *p, float *scores, size_t scores_per_thread) {
     op_attention_kv(Z, Q, offsets, K, V, offsets, NULL, n_seqs, prefix, p, scores, scores_per_thread);
