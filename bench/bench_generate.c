@@ -3,6 +3,9 @@
  * Run by bench/run_generate_bench.sh beside transformers' generate.
  *
  * usage: bench_generate --model DIR --ids-file F --new N
+ *        bench_generate --kernel   (one decode-step linear layer, 2304 -> 9216 BF16, T = 1:
+ *                                   op_linear_st's row path vs widen + sgemm, interleaved,
+ *                                   median of 15 each, so machine load hits both alike)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +15,7 @@
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "reprshift/generate.h"
+#include "reprshift/ops.h"
 
 static double peak_rss_gb(void) {
     struct rusage ru;
@@ -19,7 +23,41 @@ static double peak_rss_gb(void) {
     return ru.ru_maxrss / (1024.0 * 1024.0);
 }
 
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int kernel_bench(void) {
+    enum { IN = 2304, OUT = 9216, REPS = 15 };
+    size_t n = (size_t)IN * OUT;
+    uint16_t *w = malloc(n * 2);
+    float *x = malloc(IN * sizeof *x), *y = malloc(OUT * sizeof *y), *scratch = malloc(n * sizeof *scratch);
+    for (size_t i = 0; i < n; i++) w[i] = (uint16_t)(0x3c00 + (i * 2654435761u >> 20) % 512); /* bf16 about 0.008..0.03 */
+    for (int i = 0; i < IN; i++) x[i] = (float)(i % 13) * 0.1f - 0.6f;
+    st_tensor W = {.name = "w", .dtype = RS_DT_BF16, .ndim = 2, .shape = {OUT, IN}, .numel = (int64_t)n, .data = w,
+                   .nbytes = n * 2};
+    double a[REPS], b[REPS];
+    for (int r = 0; r < REPS; r++) {
+        double t0 = rs_now();
+        op_linear_st(y, x, &W, scratch, 1, IN, OUT);
+        double t1 = rs_now();
+        op_linear(y, x, op_weight_f32(&W, scratch), NULL, 1, IN, OUT);
+        double t2 = rs_now();
+        a[r] = t1 - t0;
+        b[r] = t2 - t1;
+    }
+    qsort(a, REPS, sizeof *a, cmp_d);
+    qsort(b, REPS, sizeof *b, cmp_d);
+    printf("{\"kernel\": \"bf16 %dx%d, T=1\", \"row_path_ms\": %.2f, \"widen_sgemm_ms\": %.2f, \"speedup\": %.2f, "
+           "\"row_path_GBps\": %.1f}\n", OUT, IN, a[REPS / 2] * 1e3, b[REPS / 2] * 1e3, b[REPS / 2] / a[REPS / 2],
+           n * 2 / a[REPS / 2] / 1e9);
+    free(w); free(x); free(y); free(scratch);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "--kernel")) return kernel_bench();
     const char *model = NULL, *ids_file = NULL;
     int n_new = 32;
     for (int i = 1; i + 1 < argc; i++) {

@@ -126,6 +126,17 @@ const float *op_weight_f32(const st_tensor *t, float *scratch) {
  * the end), so the weights are read once at 2 bytes a value and never written out whole. */
 enum { LIN_SMALL_T = OP_LINEAR_SMALL_T, LIN_CHUNK = 2048, LIN_LANES = 16 };
 
+/* acc[k] += Σ x[i]·w[i] over i ≡ k (mod LIN_LANES): independent lanes the compiler vectorises. */
+static inline void dot_lanes(float *restrict acc, const float *restrict x, const float *restrict w, int n) {
+    float l[LIN_LANES];
+    memcpy(l, acc, sizeof l);
+    int i = 0;
+    for (; i + LIN_LANES <= n; i += LIN_LANES)
+        for (int k = 0; k < LIN_LANES; k++) l[k] += x[i + k] * w[i + k];
+    for (; i < n; i++) l[i % LIN_LANES] += x[i] * w[i];
+    memcpy(acc, l, sizeof l);
+}
+
 static void linear_rows_widened(float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
     size_t es = rs_dtype_size(W->dtype);
 #pragma omp parallel for schedule(static) if ((size_t)OUT * IN > 65536)
@@ -134,18 +145,22 @@ static void linear_rows_widened(float *y, const float *x, const st_tensor *W, in
         memset(acc, 0, sizeof acc);
         for (int i0 = 0; i0 < IN; i0 += LIN_CHUNK) {
             int n = IN - i0 < LIN_CHUNK ? IN - i0 : LIN_CHUNK;
-            st_tensor r = *W;
-            r.numel = n;
-            r.data = (const char *)W->data + ((size_t)o * IN + i0) * es;
-            st_to_f32(&r, buf);
-            for (int t = 0; t < T; t++) {
-                const float *xr = x + (size_t)t * IN + i0;
-                float *a = acc[t];
-                int i = 0;
-                for (; i + LIN_LANES <= n; i += LIN_LANES)
-                    for (int k = 0; k < LIN_LANES; k++) a[k] += xr[i + k] * buf[i + k];
-                for (; i < n; i++) a[i % LIN_LANES] += xr[i] * buf[i];
+            const unsigned char *src = (const unsigned char *)W->data + ((size_t)o * IN + i0) * es;
+            if (W->dtype == RS_DT_BF16)
+                for (int i = 0; i < n; i++) { /* bf16 → f32: the high half of the float (inlined, vectorised) */
+                    uint16_t h;
+                    uint32_t u;
+                    memcpy(&h, src + 2 * (size_t)i, 2);
+                    u = (uint32_t)h << 16;
+                    memcpy(&buf[i], &u, 4);
+                }
+            else {
+                st_tensor r = *W;
+                r.numel = n;
+                r.data = src;
+                st_to_f32(&r, buf);
             }
+            for (int t = 0; t < T; t++) dot_lanes(acc[t], x + (size_t)t * IN + i0, buf, n);
         }
         for (int t = 0; t < T; t++) {
             double sum = 0;
