@@ -139,6 +139,7 @@ int gemma2_hooks_depth(const gemma2_model *m, const hook_request *hooks, int n_h
 
 typedef struct {
     float *h, *x, *q, *k, *v, *z, *a, *gate, *up, *scores, *wscratch;
+    int cached; /* a KV cache is attached: decode steps read half-precision weights row by row */
 } workspace;
 
 static void ws_free(workspace *w) {
@@ -147,7 +148,8 @@ static void ws_free(workspace *w) {
 }
 
 static void linear_w(const workspace *w, float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
-    op_linear_st(y, x, W, w->wscratch, T, IN, OUT);
+    if (w->cached) op_linear_st(y, x, W, w->wscratch, T, IN, OUT);
+    else op_linear(y, x, op_weight_f32(W, w->wscratch), NULL, T, IN, OUT);
 }
 
 static int check_batch(const gemma2_model *m, const gemma2_batch *b, rs_err *err) {
@@ -215,7 +217,7 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
             if (kv_len[s] > maxK) maxK = kv_len[s];
         }
     }
-    workspace w = {0};
+    workspace w = {.cached = cache != NULL};
     size_t TD = (size_t)T * D;
     w.h = malloc(TD * sizeof(float));
     w.x = malloc(TD * sizeof(float));
@@ -333,21 +335,10 @@ int gemma2_forward_from(const gemma2_model *m, const gemma2_batch *b, int layer,
     return forward_impl(m, b, layer, resid, hooks, n_hooks, final_hidden, err);
 }
 
-static void softcap_logits(const gemma2_config *c, float *logits, size_t n) {
-    if (c->final_softcap <= 0) return;
-    float cap = (float)c->final_softcap;
-    for (size_t i = 0; i < n; i++) logits[i] = tanhf(logits[i] / cap) * cap;
-}
-
 int gemma2_logits(const gemma2_model *m, const float *h, int T, float *logits, rs_err *err) {
     const gemma2_config *c = &m->cfg;
     int V = c->vocab_size, D = c->hidden_size;
     const st_tensor *E = m->embed_tokens;
-    if (T <= OP_LINEAR_SMALL_T && E->dtype != RS_DT_F32) { /* decode steps: rows widened on the fly */
-        op_linear_st(logits, h, E, NULL, T, D, V);
-        softcap_logits(c, logits, (size_t)T * V);
-        return 0;
-    }
     /* Convert the tied embedding in row blocks so bf16 weights never need a full f32 copy. */
     const int BLK = 4096;
     float *buf = NULL;
@@ -367,7 +358,10 @@ int gemma2_logits(const gemma2_model *m, const float *h, int T, float *logits, r
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nv, D, 1.0f, h, D, Eb, D, 0.0f, logits + v0, V);
     }
     free(buf);
-    softcap_logits(c, logits, (size_t)T * V);
+    if (c->final_softcap > 0) {
+        float cap = (float)c->final_softcap;
+        for (size_t i = 0; i < (size_t)T * V; i++) logits[i] = tanhf(logits[i] / cap) * cap;
+    }
     return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "reprshift/fileio.h"
 #include "reprshift/jsonutil.h"
+#include "reprshift/ops.h"
 
 /* ---- KV cache ---- */
 
@@ -243,19 +244,32 @@ static void bufs_free(gen_bufs *b) {
     free(b->work);
 }
 
+/* Logits of one row: gemma2_logits, except that a half-precision tied embedding is read row
+ * by row at 2 bytes a value (op_linear_st) instead of being widened in blocks for sgemm. */
+static int step_logits(const gemma2_model *m, const float *h, float *logits, rs_err *err) {
+    const gemma2_config *c = &m->cfg;
+    if (m->embed_tokens->dtype == RS_DT_F32) return gemma2_logits(m, h, 1, logits, err);
+    op_linear_st(logits, h, m->embed_tokens, NULL, 1, c->hidden_size, c->vocab_size);
+    if (c->final_softcap > 0) { /* as gemma2_logits */
+        float cap = (float)c->final_softcap;
+        for (int v = 0; v < c->vocab_size; v++) logits[v] = tanhf(logits[v] / cap) * cap;
+    }
+    return 0;
+}
+
 /* After the prefill (last hidden row at h): pick, then one cached forward per new token. */
 static int decode_loop(const gemma2_model *m, gemma2_kv_cache *kc, const int *prefix_len, int pos_offset,
                        const float *h_last, const gen_params *p, gen_bufs *b, gen_output *out, rs_err *err) {
     int V = m->cfg.vocab_size;
     gen_rng rng;
     gen_rng_seed(&rng, p->seed);
-    if (gemma2_logits(m, h_last, 1, b->logits, err)) return -1;
+    if (step_logits(m, h_last, b->logits, err)) return -1;
     int64_t off[2] = {0, 1};
     while (!step_pick(b->logits, V, p, &rng, b->work, out)) {
         gemma2_batch gb = {.n_seqs = 1, .offsets = off, .ids = &out->ids[out->n - 1], .prefix_len = prefix_len,
                            .pos_offset = pos_offset, .cache = kc};
         if (gemma2_forward(m, &gb, NULL, 0, b->h, err)) return -1;
-        if (gemma2_logits(m, b->h, 1, b->logits, err)) return -1;
+        if (step_logits(m, b->h, b->logits, err)) return -1;
     }
     return 0;
 }
