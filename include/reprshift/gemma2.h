@@ -1,5 +1,6 @@
-/* Gemma-2 decoder forward pass (prefill only) over a batch of variable-length sequences
- * packed without padding, fp32 math on f32/bf16/f16 weights kept memory-mapped. */
+/* Gemma-2 decoder forward pass over a batch of variable-length sequences packed without
+ * padding, fp32 math on f32/bf16/f16 weights kept memory-mapped; optionally continuing the
+ * sequences of a KV cache (generation, reprshift/generate.h). */
 #ifndef REPRSHIFT_GEMMA2_H
 #define REPRSHIFT_GEMMA2_H
 
