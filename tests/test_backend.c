@@ -181,8 +181,21 @@ static void c_addp(float *h, const float *tab, int T, int N, int D) {
     g_calls[K_ADDP]++;
     rs_backend_cpu()->add_periodic(h, tab, T, N, D);
 }
-static const rs_backend COUNTING = {"counting", c_linear, c_rms,    c_ln,      c_rope,   c_attn,  c_softmax, c_gelu,
-                                    c_geglu,    c_add,    c_embed,  c_gemm,    c_softcap, c_im2col, c_addp};
+static void c_attn_kv(float *Z, const float *Q, const int64_t *qo, const float *K, const float *V, const int64_t *ks,
+                      const int *kl, int ns, const int *pre, const op_attn_params *p, float *sc, size_t spt) {
+    g_calls[K_ATTN]++;
+    rs_backend_cpu()->attention_kv(Z, Q, qo, K, V, ks, kl, ns, pre, p, sc, spt);
+}
+static void c_lin_dec(float *y, const float *x, const st_tensor *W, float *s, int T, int IN, int OUT) {
+    g_calls[K_LINEAR]++;
+    rs_backend_cpu()->linear_decode(y, x, W, s, T, IN, OUT);
+}
+static const rs_backend COUNTING = {
+    .name = "counting", .linear = c_linear,   .rms_norm = c_rms,          .layer_norm = c_ln,   .rope = c_rope,
+    .attention = c_attn, .attention_kv = c_attn_kv, .linear_decode = c_lin_dec, .softmax = c_softmax,
+    .gelu = c_gelu,     .geglu = c_geglu,     .add = c_add,               .embed = c_embed,     .gemm_nt = c_gemm,
+    .softcap = c_softcap, .im2col = c_im2col, .add_periodic = c_addp,
+};
 
 static void run_gemma2(gemma2_model *m, float *out) {
     int32_t ids[7] = {2, 651, 432, 9, 2, 17, 300};

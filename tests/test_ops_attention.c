@@ -2,7 +2,9 @@
  * double-precision reference written from the definition in include/reprshift/ops.h (and
  * docs/model-spec.md): Gemma-2 style (causal, sliding window, soft-cap, grouped-query heads,
  * PaliGemma prefix block) and SigLIP style (bidirectional), ragged packed sequences, one-token
- * sequences, window 1, a prefix longer than the window; and the same bits with 1 and 2 threads. */
+ * sequences, window 1, a prefix longer than the window; and the same bits with 1 and 2 threads.
+ * op_attention_kv (a block of queries against a longer K/V history laid out as a KV cache)
+ * against the same reference rows. */
 #include <math.h>
 #include <omp.h>
 #include <setjmp.h>
@@ -169,11 +171,82 @@ static void test_first_token_is_own_value(void **state) {
     free(Z);
 }
 
+/* op_attention_kv: the last Lq tokens of each sequence as queries against the whole
+ * sequence's K/V copied into a cache layout (sequence s at row s·cap, rows past its length
+ * NaN so a read beyond kv_len shows), for Lq = 1, 3 and the whole sequence; every query row
+ * must match the naive full-sequence result at its position. */
+static void test_kv_block_against_naive(void **state) {
+    (void)state;
+    for (size_t k = 0; k < sizeof CASES / sizeof CASES[0]; k++) {
+        const acase *c = &CASES[k];
+        if (!c->causal) continue;
+        int64_t off[5] = {0};
+        for (int s = 0; s < c->n_seqs; s++) off[s + 1] = off[s] + c->lens[s];
+        int T = (int)off[c->n_seqs], maxL = 0;
+        for (int s = 0; s < c->n_seqs; s++) maxL = c->lens[s] > maxL ? c->lens[s] : maxL;
+        op_attn_params p = {c->n_heads, c->n_kv_heads, c->head_dim, c->n_heads * c->head_dim,
+                            c->n_kv_heads * c->head_dim, c->n_heads * c->head_dim, c->scale, c->softcap, c->causal,
+                            c->window};
+        size_t nq = (size_t)T * p.q_stride, nk = (size_t)T * p.kv_stride;
+        float *Q = malloc(nq * sizeof *Q), *K = malloc(nk * sizeof *K), *V = malloc(nk * sizeof *V);
+        double *R = malloc(nq * sizeof *R);
+        rng = 88172645463325252ull;
+        for (size_t i = 0; i < nq; i++) Q[i] = 3 * frand();
+        for (size_t i = 0; i < nk; i++) K[i] = 3 * frand();
+        for (size_t i = 0; i < nk; i++) V[i] = frand();
+        const int *prefix = c->use_prefix ? c->prefix : NULL;
+        naive(R, Q, K, V, off, c->n_seqs, prefix, &p);
+        int cap = maxL + 3;
+        size_t ncache = (size_t)c->n_seqs * cap * p.kv_stride;
+        float *Kc = malloc(ncache * sizeof *Kc), *Vc = malloc(ncache * sizeof *Vc);
+        for (size_t i = 0; i < ncache; i++) Kc[i] = Vc[i] = NAN;
+        int64_t start[4];
+        int len[4];
+        for (int s = 0; s < c->n_seqs; s++) {
+            start[s] = (int64_t)s * cap;
+            len[s] = c->lens[s];
+            memcpy(Kc + (size_t)start[s] * p.kv_stride, K + (size_t)off[s] * p.kv_stride,
+                   (size_t)len[s] * p.kv_stride * sizeof *K);
+            memcpy(Vc + (size_t)start[s] * p.kv_stride, V + (size_t)off[s] * p.kv_stride,
+                   (size_t)len[s] * p.kv_stride * sizeof *V);
+        }
+        const int BLOCKS[3] = {1, 3, 1 << 20};
+        for (int b = 0; b < 3; b++) {
+            int64_t qoff[5] = {0};
+            for (int s = 0; s < c->n_seqs; s++) qoff[s + 1] = qoff[s] + (BLOCKS[b] < len[s] ? BLOCKS[b] : len[s]);
+            int Tq = (int)qoff[c->n_seqs];
+            float *Qb = malloc((size_t)Tq * p.q_stride * sizeof *Qb), *Zb = malloc((size_t)Tq * p.q_stride * sizeof *Zb);
+            for (int s = 0; s < c->n_seqs; s++) {
+                int lq = (int)(qoff[s + 1] - qoff[s]);
+                memcpy(Qb + (size_t)qoff[s] * p.q_stride, Q + (size_t)(off[s + 1] - lq) * p.q_stride,
+                       (size_t)lq * p.q_stride * sizeof *Q);
+            }
+            float *S = malloc((size_t)omp_get_max_threads() * maxL * maxL * sizeof *S);
+            op_attention_kv(Zb, Qb, qoff, Kc, Vc, start, len, c->n_seqs, prefix, &p, S, (size_t)maxL * maxL);
+            double worst = 0;
+            for (int s = 0; s < c->n_seqs; s++) {
+                int lq = (int)(qoff[s + 1] - qoff[s]);
+                for (int r = 0; r < lq; r++)
+                    for (int d = 0; d < p.q_stride; d++) {
+                        double e = fabs(Zb[(size_t)(qoff[s] + r) * p.q_stride + d] -
+                                        R[(size_t)(off[s + 1] - lq + r) * p.q_stride + d]);
+                        if (!(e <= worst)) worst = e;
+                    }
+            }
+            printf("%-14s block %-7d max|op_attention_kv - naive| = %.3g\n", c->name, BLOCKS[b], worst);
+            assert_true(worst < 2e-6);
+            free(Qb); free(Zb); free(S);
+        }
+        free(Q); free(K); free(V); free(R); free(Kc); free(Vc);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_against_naive),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_first_token_is_own_value),
+        cmocka_unit_test(test_kv_block_against_naive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

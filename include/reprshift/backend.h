@@ -28,6 +28,12 @@ typedef struct rs_backend {
     /* op_attention */
     void (*attention)(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets, int n_seqs,
                       const int *prefix, const op_attn_params *p, float *scores, size_t scores_per_thread);
+    /* op_attention_kv: a block of queries against a longer key/value history (KV cache) */
+    void (*attention_kv)(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
+                         const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
+                         const op_attn_params *p, float *scores, size_t scores_per_thread);
+    /* op_linear_st: y = x·Wᵀ for a decode step (few rows read half-precision weights in place) */
+    void (*linear_decode)(float *y, const float *x, const st_tensor *W, float *scratch, int T, int IN, int OUT);
     /* op_softmax (one row) */
     void (*softmax)(float *x, int n);
     /* op_gelu_tanh, in place */

@@ -1,5 +1,6 @@
-/* Gemma-2 decoder forward pass (prefill only) over a batch of variable-length sequences
- * packed without padding, fp32 math on f32/bf16/f16 weights kept memory-mapped. */
+/* Gemma-2 decoder forward pass over a batch of variable-length sequences packed without
+ * padding, fp32 math on f32/bf16/f16 weights kept memory-mapped; optionally continuing the
+ * sequences of a KV cache (generation, reprshift/generate.h). */
 #ifndef REPRSHIFT_GEMMA2_H
 #define REPRSHIFT_GEMMA2_H
 
@@ -31,6 +32,15 @@ typedef struct {
     const rs_backend *be;  /* the kernels the forward pass calls (rs_backend_cpu() after loading) */
 } gemma2_model;
 
+/* Keys and values of every layer for n_seqs sequences of up to max_len tokens (after
+ * RoPE), for generation (reprshift/generate.h makes and frees one). Token t of sequence s is
+ * row s·max_len + t of k[l] / v[l], each row n_kv_heads·head_dim floats (kv_dim). */
+typedef struct {
+    int n_layers, n_seqs, max_len, kv_dim;
+    float **k, **v;  /* [n_layers] → [n_seqs·max_len, kv_dim] */
+    int *len;        /* [n_seqs]: tokens cached so far */
+} gemma2_kv_cache;
+
 /* One packed batch. Sequence s covers rows offsets[s]..offsets[s+1]-1. */
 typedef struct {
     int n_seqs;
@@ -40,6 +50,11 @@ typedef struct {
     const uint8_t *embeds_mask;    /* [T] */
     const int *prefix_len;         /* optional [n_seqs]: bidirectional attention within the first prefix_len tokens */
     int pos_offset;                /* position of a sequence's first token (0 Gemma-2, 1 PaliGemma) */
+    gemma2_kv_cache *cache;        /* optional: sequence s continues cached sequence s (its tokens
+                                      come after cache->len[s] cached ones, whose keys/values it
+                                      attends to; prefix_len counts from the first cached token);
+                                      the forward appends the batch's keys/values and advances len.
+                                      Every layer runs; gemma2_forward only. */
 } gemma2_batch;
 
 /* Open MODEL_DIR (config.json + safetensors). Caller closes with gemma2_close. */

@@ -52,8 +52,26 @@ typedef struct {
 } op_attn_params;
 void op_attention(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets, int n_seqs,
                   const int *prefix, const op_attn_params *p, float *scores, size_t scores_per_thread);
+/* The same attention for a block of queries against a longer key/value history (a KV
+ * cache): sequence s has Lq = q_offsets[s+1] − q_offsets[s] query rows of Q/Z and
+ * Lk = kv_len[s] ≥ Lq key/value rows of K/V starting at row kv_start[s]; query r sits at
+ * position Lk − Lq + r among the keys (the queries are the last Lq tokens), and the mask
+ * above applies with those positions (prefix[s] counts from key 0). kv_len NULL: Lk = Lq
+ * (op_attention is this call with kv_start = q_offsets). scores: ≥ Lq·Lk floats per thread.
+ * Keys that the sliding window has passed for every query of the block are skipped. */
+void op_attention_kv(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
+                     const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
+                     const op_attn_params *p, float *scores, size_t scores_per_thread);
 /* dst += src over n floats. */
 void op_add(float *dst, const float *src, size_t n);
+
+/* y[T,OUT] = x[T,IN] · Wᵀ for a weight tensor W [OUT, IN] (F32, BF16 or F16, no bias). At
+ * most OP_LINEAR_SMALL_T rows (a decode step) against a BF16/F16 matrix: each weight row is widened a chunk
+ * at a time and dotted directly (weights read once, scratch unused, may be NULL); otherwise
+ * the matrix is widened into scratch (numel floats) by op_weight_f32 and op_linear runs, as
+ * the prefill always did. */
+#define OP_LINEAR_SMALL_T 4
+void op_linear_st(float *y, const float *x, const st_tensor *W, float *scratch, int T, int IN, int OUT);
 
 /* A weight matrix as f32: points into the mapped file when it is already aligned f32,
  * otherwise into `scratch` (which must hold numel floats) after conversion. */

@@ -52,6 +52,7 @@ typedef struct {
     const int *prefix_len;      /* [n_seqs]: bidirectional prefix length; 0 = plain causal (text-only input) */
     int n_images;               /* images in pixel_values (all sequences together) */
     const float *pixel_values;  /* [n_images, C, S, S] */
+    gemma2_kv_cache *cache;     /* optional: handed to the decoder (gemma2_batch.cache) */
 } paligemma_batch;
 
 /* Open MODEL_DIR (config.json + safetensors in any of the three tensor-name layouts). */

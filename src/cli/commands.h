@@ -30,6 +30,7 @@ int cli_parse_double(const char *cmd, const char *opt, const char *s, double lo,
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
 int cmd_dataset(int argc, char **argv);

@@ -29,6 +29,7 @@ static const command COMMANDS[] = {
     {"dataset", cmd_dataset, "COCO -> balanced manifest; dataset stats; manifest check"},
     {"preprocess", cmd_preprocess, "image -> SigLIP pixels_u8 / pixel_values (for checking)"},
     {"extract", cmd_extract, "run a model and save activations at named hooks"},
+    {"generate", cmd_generate, "generate text with a KV cache (Gemma-2 prompt, PaliGemma image + prompt)"},
     {"shift", cmd_shift, "representation shift between two models' activations (SAE features, CKA, CIs)"},
     {"sae", cmd_sae, "SAE fit quality / spliced CE / train a TopK SAE on stored activations / list SAE names"},
     {"report", cmd_report, "write one self-contained HTML report from a results directory"},

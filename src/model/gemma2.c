@@ -133,8 +133,9 @@ typedef struct {
     float *k, *v;              /* [T, n_kv_heads·head_dim] */
     float *gate, *up;          /* [T, intermediate_size] */
     float *scores;             /* attention scores: omp_get_max_threads() blocks of scores_per_thread */
-    size_t scores_per_thread;  /* maxL² (maxL: the longest sequence) */
+    size_t scores_per_thread;  /* maxL·maxK (maxL: the longest sequence, maxK: its key history) */
     float *wscratch;           /* one weight matrix widened to f32 (max_weight floats) */
+    int cached;                /* a KV cache is attached: products go through linear_decode */
 } gemma2_workspace;
 
 static void ws_free(gemma2_workspace *w) {
@@ -143,9 +144,9 @@ static void ws_free(gemma2_workspace *w) {
     memset(w, 0, sizeof *w);
 }
 
-/* The buffers for T tokens (longest sequence maxL); the per-layer ones only when layers
- * run. −1 (all freed) when out of memory. */
-static int ws_alloc(gemma2_workspace *w, const gemma2_model *m, int T, int maxL, int layers) {
+/* The buffers for T tokens (longest sequence maxL, longest key history maxK); the per-layer
+ * ones only when layers run. −1 (all freed) when out of memory. */
+static int ws_alloc(gemma2_workspace *w, const gemma2_model *m, int T, int maxL, int maxK, int layers) {
     const gemma2_config *c = &m->cfg;
     size_t TD = (size_t)T * c->hidden_size, TQ = (size_t)T * c->n_heads * c->head_dim;
     size_t TK = (size_t)T * c->n_kv_heads * c->head_dim, TF = (size_t)T * c->intermediate_size;
@@ -160,7 +161,7 @@ static int ws_alloc(gemma2_workspace *w, const gemma2_model *m, int T, int maxL,
         w->z = malloc(TQ * sizeof(float));
         w->gate = malloc(TF * sizeof(float));
         w->up = malloc(TF * sizeof(float));
-        w->scores_per_thread = (size_t)maxL * maxL;
+        w->scores_per_thread = (size_t)maxL * maxK;
         w->scores = malloc(w->scores_per_thread * omp_get_max_threads() * sizeof(float));
         w->wscratch = malloc((m->max_weight ? m->max_weight : 1) * sizeof(float));
         if (!w->q || !w->k || !w->v || !w->z || !w->gate || !w->up || !w->scores || !w->wscratch) goto oom;
@@ -170,6 +171,14 @@ static int ws_alloc(gemma2_workspace *w, const gemma2_model *m, int T, int maxL,
 oom:
     ws_free(w);
     return -1;
+}
+
+/* y = x·Wᵀ through the backend: the prefill product, or with a KV cache attached the
+ * decode product (a few rows against half-precision weights read in place). */
+static void linear(const rs_backend *be, gemma2_workspace *w, float *y, const float *x, const st_tensor *W, int T,
+                   int IN, int OUT) {
+    if (w->cached) be->linear_decode(y, x, W, w->wscratch, T, IN, OUT);
+    else be->linear(y, x, W, NULL, T, IN, OUT, w->wscratch);
 }
 
 static int check_batch(const gemma2_model *m, const gemma2_batch *b, rs_err *err) {
@@ -188,6 +197,22 @@ static int check_batch(const gemma2_model *m, const gemma2_batch *b, rs_err *err
     return 0;
 }
 
+/* A KV cache must match the model and the batch and have room for the new tokens. */
+static int check_cache(const gemma2_model *m, const gemma2_batch *b, int first, rs_err *err) {
+    const gemma2_kv_cache *kc = b->cache;
+    if (first != 0) return rs_errk(err, RS_EINVAL, "a KV cache needs the forward pass from the embedding (block 0)");
+    if (kc->n_seqs != b->n_seqs || kc->n_layers != m->cfg.n_layers || kc->kv_dim != m->cfg.n_kv_heads * m->cfg.head_dim)
+        return rs_errk(err, RS_EINVAL,
+                       "KV cache for %d sequence(s), %d layers, key width %d does not fit a batch of %d sequence(s) "
+                       "on a model of %d layers, key width %d", kc->n_seqs, kc->n_layers, kc->kv_dim, b->n_seqs,
+                       m->cfg.n_layers, m->cfg.n_kv_heads * m->cfg.head_dim);
+    for (int s = 0; s < b->n_seqs; s++)
+        if (kc->len[s] + (b->offsets[s + 1] - b->offsets[s]) > kc->max_len)
+            return rs_errk(err, RS_EINVAL, "sequence %d: %d cached + %lld new tokens exceed the KV cache length %d", s,
+                           kc->len[s], (long long)(b->offsets[s + 1] - b->offsets[s]), kc->max_len);
+    return 0;
+}
+
 /* The forward pass from block `first` on; resid (if non-NULL) replaces the embedding. */
 static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first, const float *resid,
                         hook_request *hooks, int n_hooks, float *final_hidden, rs_err *err) {
@@ -197,17 +222,40 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
     int D = c->hidden_size, F = c->intermediate_size, hd = c->head_dim;
     int QD = c->n_heads * hd, KD = c->n_kv_heads * hd;
     int depth = gemma2_hooks_depth(m, hooks, n_hooks);
-    if (final_hidden) depth = c->n_layers;
+    gemma2_kv_cache *cache = b->cache;
+    if (cache && check_cache(m, b, first, err)) return -1;
+    if (final_hidden || cache) depth = c->n_layers;
     int last_layer = depth >= c->n_layers ? c->n_layers - 1 : depth;
     int maxL = 0;
     for (int s = 0; s < b->n_seqs; s++) {
         int L = (int)(b->offsets[s + 1] - b->offsets[s]);
         if (L > maxL) maxL = L;
     }
+    /* with a cache: sequence s's keys are rows kv_start[s] … + kv_len[s] of each layer's cache */
+    int maxK = maxL;
+    int64_t *kv_start = NULL;
+    int *kv_len = NULL;
+    if (cache) {
+        kv_start = malloc((size_t)b->n_seqs * sizeof *kv_start);
+        kv_len = malloc((size_t)b->n_seqs * sizeof *kv_len);
+        if (!kv_start || !kv_len) {
+            free(kv_start); free(kv_len);
+            return rs_errk(err, RS_ENOMEM, "out of memory for a batch of %d tokens", T);
+        }
+        for (int s = 0; s < b->n_seqs; s++) {
+            kv_start[s] = (int64_t)s * cache->max_len;
+            kv_len[s] = cache->len[s] + (int)(b->offsets[s + 1] - b->offsets[s]);
+            if (kv_len[s] > maxK) maxK = kv_len[s];
+        }
+    }
     const rs_backend *be = m->be;
     gemma2_workspace w;
     size_t TD = (size_t)T * D;
-    if (ws_alloc(&w, m, T, maxL, last_layer >= 0)) return rs_errk(err, RS_ENOMEM, "out of memory for a batch of %d tokens", T);
+    if (ws_alloc(&w, m, T, maxL, maxK, last_layer >= 0)) {
+        free(kv_start); free(kv_len);
+        return rs_errk(err, RS_ENOMEM, "out of memory for a batch of %d tokens", T);
+    }
+    w.cached = cache != NULL;
 
     /* 1. Embedding × √D (normalizer rounded to fp32 as HF does), or the given residual. */
     const float normalizer = (float)sqrt((double)D);
@@ -229,29 +277,46 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
         const gemma2_layer *L = &m->layers[l];
         if (hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_RESID_PRE, l, w.h, T, err)) goto fail;
         be->rms_norm(w.x, w.h, L->input_layernorm, eps, T, D);
-        be->linear(w.q, w.x, L->q_proj, NULL, T, D, QD, w.wscratch);
-        be->linear(w.k, w.x, L->k_proj, NULL, T, D, KD, w.wscratch);
-        be->linear(w.v, w.x, L->v_proj, NULL, T, D, KD, w.wscratch);
-        be->rope(w.q, QD, c->n_heads, hd, b->offsets, b->n_seqs, b->pos_offset, m->inv_freq);
-        be->rope(w.k, KD, c->n_kv_heads, hd, b->offsets, b->n_seqs, b->pos_offset, m->inv_freq);
+        linear(be, &w, w.q, w.x, L->q_proj, T, D, QD);
+        linear(be, &w, w.k, w.x, L->k_proj, T, D, KD);
+        linear(be, &w, w.v, w.x, L->v_proj, T, D, KD);
         attn.window = c->layer_sliding[l] ? c->sliding_window : 0;
-        be->attention(w.z, w.q, w.k, w.v, b->offsets, b->n_seqs, b->prefix_len, &attn, w.scores, w.scores_per_thread);
+        if (!cache) {
+            be->rope(w.q, QD, c->n_heads, hd, b->offsets, b->n_seqs, b->pos_offset, m->inv_freq);
+            be->rope(w.k, KD, c->n_kv_heads, hd, b->offsets, b->n_seqs, b->pos_offset, m->inv_freq);
+            be->attention(w.z, w.q, w.k, w.v, b->offsets, b->n_seqs, b->prefix_len, &attn, w.scores,
+                          w.scores_per_thread);
+        } else { /* positions continue after the cached tokens; append this layer's keys/values and
+                    attend over the whole history */
+            for (int s = 0; s < b->n_seqs; s++) {
+                int pos0 = b->pos_offset + cache->len[s];
+                be->rope(w.q, QD, c->n_heads, hd, b->offsets + s, 1, pos0, m->inv_freq);
+                be->rope(w.k, KD, c->n_kv_heads, hd, b->offsets + s, 1, pos0, m->inv_freq);
+                size_t row = (size_t)kv_start[s] + (size_t)cache->len[s], n = (size_t)(b->offsets[s + 1] - b->offsets[s]);
+                memcpy(cache->k[l] + row * KD, w.k + (size_t)b->offsets[s] * KD, n * KD * sizeof(float));
+                memcpy(cache->v[l] + row * KD, w.v + (size_t)b->offsets[s] * KD, n * KD * sizeof(float));
+            }
+            be->attention_kv(w.z, w.q, b->offsets, cache->k[l], cache->v[l], kv_start, kv_len, b->n_seqs, b->prefix_len,
+                             &attn, w.scores, w.scores_per_thread);
+        }
         if (hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_ATTN_Z, l, w.z, T, err)) goto fail;
-        be->linear(w.a, w.z, L->o_proj, NULL, T, QD, D, w.wscratch);
+        linear(be, &w, w.a, w.z, L->o_proj, T, QD, D);
         be->rms_norm(w.a, w.a, L->post_attention_layernorm, eps, T, D);
         if (hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_ATTN_OUT, l, w.a, T, err)) goto fail;
         be->add(w.h, w.a, TD);
         if (hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_RESID_MID, l, w.h, T, err)) goto fail;
         be->rms_norm(w.x, w.h, L->pre_feedforward_layernorm, eps, T, D);
-        be->linear(w.gate, w.x, L->gate_proj, NULL, T, D, F, w.wscratch);
-        be->linear(w.up, w.x, L->up_proj, NULL, T, D, F, w.wscratch);
+        linear(be, &w, w.gate, w.x, L->gate_proj, T, D, F);
+        linear(be, &w, w.up, w.x, L->up_proj, T, D, F);
         be->geglu(w.gate, w.up, (size_t)T * F);
-        be->linear(w.a, w.gate, L->down_proj, NULL, T, F, D, w.wscratch);
+        linear(be, &w, w.a, w.gate, L->down_proj, T, F, D);
         be->rms_norm(w.a, w.a, L->post_feedforward_layernorm, eps, T, D);
         if (hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_MLP_OUT, l, w.a, T, err)) goto fail;
         be->add(w.h, w.a, TD);
         if (hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_RESID_POST, l, w.h, T, err)) goto fail;
     }
+    if (cache)
+        for (int s = 0; s < b->n_seqs; s++) cache->len[s] = kv_len[s];
     /* resid_pre of a layer past the last one run (only layer 0 when last_layer = -1). */
     if (last_layer < 0 && hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_RESID_PRE, 0, w.h, T, err)) goto fail;
 
@@ -264,9 +329,11 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
         if (final_hidden) memcpy(final_hidden, w.x, TD * sizeof(float));
     }
     ws_free(&w);
+    free(kv_start); free(kv_len);
     return 0;
 fail:
     ws_free(&w);
+    free(kv_start); free(kv_len);
     return -1;
 }
 

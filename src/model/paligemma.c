@@ -245,7 +245,7 @@ int paligemma_forward(const paligemma_model *m, const paligemma_batch *b, hook_r
     int N = m->vision->n_patches, nI = b->n_images;
     int n_dec = 0;
     for (int i = 0; i < n_hooks; i++) n_dec += hooks[i].id.tower == RS_TOWER_DECODER;
-    int run_decoder = n_dec > 0 || final_hidden;
+    int run_decoder = n_dec > 0 || final_hidden || b->cache;
     int run_proj = nI > 0 && (run_decoder || needs_projector(hooks, n_hooks));
     float *feats = NULL, *z = NULL, *embeds = NULL, *wscratch = NULL;
     uint8_t *mask = NULL;
@@ -288,7 +288,8 @@ int paligemma_forward(const paligemma_model *m, const paligemma_batch *b, hook_r
     for (int i = 0, j = 0; i < n_hooks; i++)
         if (hooks[i].id.tower == RS_TOWER_DECODER) dec[j++] = hooks[i];
     gemma2_batch gb = {.n_seqs = b->n_seqs, .offsets = b->offsets, .ids = b->ids, .embeds = embeds,
-                       .embeds_mask = mask, .prefix_len = b->prefix_len, .pos_offset = 1};
+                       .embeds_mask = mask, .prefix_len = b->prefix_len, .pos_offset = 1,
+                       .cache = b->cache};
     rc = gemma2_forward(m->text, &gb, dec, n_dec, final_hidden, err);
     for (int i = 0, j = 0; i < n_hooks; i++)
         if (hooks[i].id.tower == RS_TOWER_DECODER) hooks[i] = dec[j++];

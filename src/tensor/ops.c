@@ -230,38 +230,109 @@ RS_KERNEL_BODY void attn_row_body(float *row, int L, int j0, int j1, float scale
 RS_ISA_KERNEL(attn_row, (float *row, int L, int j0, int j1, float scale, float softcap),
               (row, L, j0, j1, scale, softcap))
 
+/* Few rows against a half-precision matrix: each weight row is widened a chunk at a time
+ * into a stack buffer and dotted with every input row in 16 float lanes (summed in double at
+ * the end), so the weights are read once at 2 bytes a value and never written out whole. */
+enum { LIN_SMALL_T = OP_LINEAR_SMALL_T, LIN_CHUNK = 2048, LIN_LANES = 16 };
+
+/* acc[k] += Σ x[i]·w[i] over i ≡ k (mod LIN_LANES): independent lanes the compiler vectorises. */
+static inline void dot_lanes(float *restrict acc, const float *restrict x, const float *restrict w, int n) {
+    float l[LIN_LANES];
+    memcpy(l, acc, sizeof l);
+    int i = 0;
+    for (; i + LIN_LANES <= n; i += LIN_LANES)
+        for (int k = 0; k < LIN_LANES; k++) l[k] += x[i + k] * w[i + k];
+    for (; i < n; i++) l[i % LIN_LANES] += x[i] * w[i];
+    memcpy(acc, l, sizeof l);
+}
+
+static void linear_rows_widened(float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
+    size_t es = rs_dtype_size(W->dtype);
+#pragma omp parallel for schedule(static) if ((size_t)OUT * IN > 65536)
+    for (int o = 0; o < OUT; o++) {
+        float buf[LIN_CHUNK], acc[LIN_SMALL_T][LIN_LANES];
+        memset(acc, 0, sizeof acc);
+        for (int i0 = 0; i0 < IN; i0 += LIN_CHUNK) {
+            int n = IN - i0 < LIN_CHUNK ? IN - i0 : LIN_CHUNK;
+            const unsigned char *src = (const unsigned char *)W->data + ((size_t)o * IN + i0) * es;
+            if (W->dtype == RS_DT_BF16)
+                for (int i = 0; i < n; i++) { /* bf16 → f32: the high half of the float (inlined, vectorised) */
+                    uint16_t h;
+                    uint32_t u;
+                    memcpy(&h, src + 2 * (size_t)i, 2);
+                    u = (uint32_t)h << 16;
+                    memcpy(&buf[i], &u, 4);
+                }
+            else {
+                st_tensor r = *W;
+                r.numel = n;
+                r.data = src;
+                st_to_f32(&r, buf);
+            }
+            for (int t = 0; t < T; t++) dot_lanes(acc[t], x + (size_t)t * IN + i0, buf, n);
+        }
+        for (int t = 0; t < T; t++) {
+            double sum = 0;
+            for (int k = 0; k < LIN_LANES; k++) sum += acc[t][k];
+            y[(size_t)t * OUT + o] = (float)sum;
+        }
+    }
+}
+
+void op_linear_st(float *y, const float *x, const st_tensor *W, float *scratch, int T, int IN, int OUT) {
+    if (T <= 0) return;
+    if (T <= LIN_SMALL_T && W->dtype != RS_DT_F32) linear_rows_widened(y, x, W, T, IN, OUT);
+    else op_linear(y, x, op_weight_f32(W, scratch), NULL, T, IN, OUT);
+}
+
 void op_attention(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets, int n_seqs,
                   const int *prefix, const op_attn_params *p, float *scores, size_t scores_per_thread) {
+    op_attention_kv(Z, Q, offsets, K, V, offsets, NULL, n_seqs, prefix, p, scores, scores_per_thread);
+}
+
+void op_attention_kv(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
+                     const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
+                     const op_attn_params *p, float *scores, size_t scores_per_thread) {
     int H = p->n_heads, hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
     int64_t maxL = 0;
-    for (int s = 0; s < n_seqs; s++)
-        if (offsets[s + 1] - offsets[s] > maxL) maxL = offsets[s + 1] - offsets[s];
+    for (int s = 0; s < n_seqs; s++) {
+        int64_t lk = kv_len ? kv_len[s] : q_offsets[s + 1] - q_offsets[s];
+        if (lk > maxL) maxL = lk;
+    }
     int n_items = n_seqs * H;
 #pragma omp parallel for schedule(dynamic, 1) if (n_items > 1 && maxL > 8)
     for (int it = 0; it < n_items; it++) {
         int s = it / H, h = it % H, kvh = h / group;
-        int64_t a = offsets[s];
-        int L = (int)(offsets[s + 1] - a), pre = prefix ? prefix[s] : 0;
+        int64_t a = q_offsets[s];
+        int Lq = (int)(q_offsets[s + 1] - a), Lk = kv_len ? kv_len[s] : Lq, pre = prefix ? prefix[s] : 0;
+        int q0 = Lk - Lq; /* position of the first query among the keys */
+        /* keys before skip are masked for every query of the block (the window has passed them) */
+        int skip = 0;
+        if (p->causal && p->window > 0 && q0 >= pre && q0 - p->window + 1 > 0) skip = q0 - p->window + 1;
+        int n = Lk - skip;
         float *S = scores + (size_t)omp_get_thread_num() * scores_per_thread;
         const float *Qh = Q + (size_t)a * p->q_stride + (size_t)h * hd;
-        const float *Kh = K + (size_t)a * p->kv_stride + (size_t)kvh * hd;
-        const float *Vh = V + (size_t)a * p->kv_stride + (size_t)kvh * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hd, 1.0f, Qh, p->q_stride, Kh, p->kv_stride, 0.0f,
-                    S, L);
-        /* entry (i, j) kept when !causal, or j ≤ i and (window ≤ 0 or i − j < window), or i, j < pre */
-        for (int i = 0; i < L; i++) {
-            int j0 = 0, j1 = L;
+        const float *Kh = K + (size_t)(kv_start[s] + skip) * p->kv_stride + (size_t)kvh * hd;
+        const float *Vh = V + (size_t)(kv_start[s] + skip) * p->kv_stride + (size_t)kvh * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, n, hd, 1.0f, Qh, p->q_stride, Kh, p->kv_stride, 0.0f,
+                    S, n);
+        /* entry (i, j) kept when !causal, or j ≤ i and (window ≤ 0 or i − j < window), or i, j < pre;
+         * i = q0 + r is the query's position among the keys, columns start at key `skip` */
+        for (int r = 0; r < Lq; r++) {
+            int i = q0 + r, j0 = 0, j1 = Lk;
             if (p->causal) {
-                if (i < pre) j1 = pre < L ? pre : L; /* [lo, i] lies inside [0, pre) */
+                if (i < pre) j1 = pre < Lk ? pre : Lk; /* [lo, i] lies inside [0, pre) */
                 else {
                     j1 = i + 1;
                     j0 = p->window > 0 && i - p->window + 1 > 0 ? i - p->window + 1 : 0;
                 }
             }
-            RS_ISA_CALL(attn_row)(S + (size_t)i * L, L, j0, j1, p->scale, p->softcap);
+            j0 = j0 > skip ? j0 - skip : 0;
+            j1 -= skip;
+            RS_ISA_CALL(attn_row)(S + (size_t)r * n, n, j0, j1, p->scale, p->softcap);
         }
         float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, 1.0f, S, L, Vh, p->kv_stride, 0.0f, Zh,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, hd, n, 1.0f, S, n, Vh, p->kv_stride, 0.0f, Zh,
                     p->z_stride);
     }
 }
