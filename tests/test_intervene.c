@@ -121,6 +121,79 @@ static void test_lens_vs_transformers(void **state) {
     gemma2_close(m);
 }
 
+/* PaliGemma's decoder with an image input (rs_pg_image_rows), patching the image rows from
+ * another image's run, and the lens at the image rows too. */
+static void test_paligemma_vs_transformers(void **state) {
+    (void)state;
+    rs_err err = {{0}};
+    paligemma_model *pg;
+    st_set *g;
+    if (paligemma_open(&pg, "tests/fixtures/models/paligemma-tiny-f32", &err)) fail_msg("%s", err.msg);
+    if (st_open(&g, GOLD, &err)) fail_msg("%s", err.msg);
+    const st_tensor *ti = need(g, "pg.ids");
+    const int32_t *ids = ti->data;
+    int T = (int)ti->numel, V = pg->text->cfg.vocab_size, prefix = *(const int32_t *)need(g, "pg.prefix_len")->data;
+    rs_iv_input in[2];
+    float *emb[2];
+    uint8_t *mask[2];
+    const char *px[2] = {"pg.pixel_values", "pg.source_pixel_values"};
+    for (int i = 0; i < 2; i++) {
+        if (rs_pg_image_rows(pg, ids, T, prefix, need(g, px[i])->data, 1, &emb[i], &mask[i], &err)) fail_msg("%s", err.msg);
+        in[i] = (rs_iv_input){.ids = ids, .len = T, .embeds = emb[i], .embeds_mask = mask[i], .prefix_len = prefix};
+    }
+    cJSON *specs = cJSON_Parse(st_meta(g, "pg_specs"));
+    assert_non_null(specs);
+    int n_cases = cJSON_GetArraySize(specs);
+    assert_int_equal(n_cases, 3);
+    for (int k = 0; k < n_cases; k++) {
+        rs_intervention iv;
+        const char *s = cJSON_GetArrayItem(cJSON_GetArrayItem(specs, k), 0)->valuestring;
+        if (rs_intervention_parse(s, &iv, &err) || rs_intervention_resolve(&iv, pg->text, &err)) fail_msg("%s", err.msg);
+        rs_iv_result r;
+        if (rs_intervene_run(pg->text, in, 2, 1, &iv, 1, &r, &err)) fail_msg("pg case %d: %s", k, err.msg);
+        char name[64];
+        snprintf(name, sizeof name, "pg%d.logits", k);
+        double dl = tu_max_abs_diff(need(g, name)->data, r.logits_iv, (size_t)T * V);
+        double dc = tu_max_abs_diff(need(g, "pg.logits_clean")->data, r.logits_clean, (size_t)T * V);
+        snprintf(name, sizeof name, "pg%d.kl", k);
+        const double *kl = need(g, name)->data;
+        double dkl = 0;
+        for (int t = 0; t < T; t++) dkl = fmax(dkl, fabs(kl[t] - r.kl[t]));
+        printf("pg case %d (%s): max |dlogit| %.2e (clean %.2e), max |dKL| %.2e, KL last %.5f\n", k, s, dl, dc, dkl,
+               r.kl[T - 1]);
+        if (dl > 1e-4 || dc > 1e-4 || dkl > 1e-4) fail_msg("pg case %d beyond 1e-4", k);
+        assert_true(r.kl[T - 1] > 1e-5);
+        rs_iv_result_free(&r);
+        rs_intervention_free(&iv);
+    }
+    int layers[2] = {0, 1};
+    float *lg[2];
+    if (rs_logit_lens(pg->text, &in[0], 1, layers, 2, lg, &err)) fail_msg("%s", err.msg);
+    for (int l = 0; l < 2; l++) {
+        char name[64];
+        snprintf(name, sizeof name, "pglens.%d.logits", l);
+        double d = tu_max_abs_diff(need(g, name)->data, lg[l], (size_t)T * V);
+        printf("pg lens layer %d: max |dlogit| %.2e\n", l, d);
+        assert_true(d <= 1e-4);
+        snprintf(name, sizeof name, "pglens.%d.top5", l);
+        const int32_t *top = need(g, name)->data;
+        for (int t = 0; t < T; t++) {
+            int idx[5];
+            rs_topk(lg[l] + (size_t)t * V, V, 5, idx);
+            for (int j = 0; j < 5; j++)
+                if (idx[j] != top[t * 5 + j]) fail_msg("pg lens layer %d pos %d top-%d: %d vs %d", l, t, j, idx[j], top[t * 5 + j]);
+        }
+        free(lg[l]);
+    }
+    for (int i = 0; i < 2; i++) {
+        free(emb[i]);
+        free(mask[i]);
+    }
+    cJSON_Delete(specs);
+    st_close(g);
+    paligemma_close(pg);
+}
+
 /* A probe's direction is used in raw activation units: coef/scale normalised to unit norm
  * (the sign toward classes[1] of a binary probe, minus toward classes[0]). */
 static void test_probe_direction(void **state) {
@@ -226,6 +299,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases_vs_transformers),
         cmocka_unit_test(test_lens_vs_transformers),
+        cmocka_unit_test(test_paligemma_vs_transformers),
         cmocka_unit_test(test_probe_direction),
         cmocka_unit_test(test_bad_specs),
     };

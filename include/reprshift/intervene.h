@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include "reprshift/error.h"
 #include "reprshift/gemma2.h"
+#include "reprshift/paligemma.h"
 #include "reprshift/sae.h"
 
 typedef enum { IV_ADD, IV_PROJECT, IV_SAE, IV_PATCH } iv_kind;
@@ -100,6 +101,14 @@ double rs_kl_logits(const float *lp, const float *lq, int vocab);
  * apply_ln_to_stack + unembed. */
 int rs_logit_lens(const gemma2_model *m, const rs_iv_input *in, int pos_offset, const int *layers, int n_layers,
                   float **logits, rs_err *err);
+
+/* PaliGemma: the decoder rows of an image input as paligemma_forward builds them, so that
+ * rs_intervene_run / rs_logit_lens on m->text with pos_offset 1 and prefix_len reproduce
+ * paligemma_forward: runs the vision tower and projector on pixel_values [n_images, 3, S, S]
+ * and writes new embeds [len, D] (projector output ÷ √D at the <image> rows; the decoder
+ * multiplies by √D) and mask [len] (1 at <image> rows). */
+int rs_pg_image_rows(const paligemma_model *m, const int32_t *ids, int64_t len, int prefix_len, const float *pixel_values,
+                     int n_images, float **embeds, uint8_t **mask, rs_err *err);
 
 /* The k largest entries of row[n] (ids, descending; ties: lower id first) into idx[k]. */
 void rs_topk(const float *row, int n, int k, int *idx);

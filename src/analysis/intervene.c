@@ -636,3 +636,43 @@ void rs_topk(const float *row, int n, int k, int *idx) {
         idx[p] = v;
     }
 }
+
+int rs_pg_image_rows(const paligemma_model *m, const int32_t *ids, int64_t len, int prefix_len, const float *pixel_values,
+                     int n_images, float **embeds, uint8_t **mask, rs_err *err) {
+    const paligemma_config *c = &m->cfg;
+    int D = c->text.hidden_size;
+    *embeds = NULL;
+    *mask = NULL;
+    hook_request r;
+    if (paligemma_hook_parse(m, "projector.hook_out", &r, err)) return -1;
+    r.capture = 1;
+    r.out = NULL;
+    int64_t off[2] = {0, len};
+    paligemma_batch b = {.n_seqs = 1, .offsets = off, .ids = ids, .prefix_len = &prefix_len,
+                         .n_images = n_images, .pixel_values = pixel_values};
+    if (paligemma_forward(m, &b, &r, 1, NULL, err)) {
+        hook_requests_free(&r, 1);
+        return -1;
+    }
+    float *e = calloc((size_t)len * D, sizeof(float));
+    uint8_t *k8 = calloc((size_t)len, 1);
+    if (!e || !k8 || !r.out) {
+        free(e);
+        free(k8);
+        hook_requests_free(&r, 1);
+        return rs_errf(err, "out of memory");
+    }
+    /* as paligemma_forward merges them: z / float32(sqrt(D)), the decoder multiplies back */
+    const float normalizer = (float)sqrt((double)D);
+    int64_t k = 0;
+    for (int64_t t = 0; t < len; t++) {
+        if (ids[t] != c->image_token_index) continue;
+        k8[t] = 1;
+        for (int d = 0; d < D; d++) e[(size_t)t * D + d] = r.out[(size_t)k * D + d] / normalizer;
+        k++;
+    }
+    hook_requests_free(&r, 1);
+    *embeds = e;
+    *mask = k8;
+    return 0;
+}

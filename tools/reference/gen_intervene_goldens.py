@@ -57,7 +57,11 @@ ids = torch.tensor([2, 17, 300, 4, 9, 33, 120, 77])
 src = torch.tensor([2, 45, 46, 47, 250, 11, 400, 5])
 
 
+CUR = {"layers": layers, "fwd": lambda x_ids: model(input_ids=x_ids[None]).logits[0]}
+
+
 def module_for(hook):
+    layers = CUR["layers"]
     parts = hook.split(".")
     L, site = int(parts[1]), ".".join(parts[2:])
     if site == "hook_resid_post":
@@ -102,7 +106,7 @@ def run(x_ids, edits=()):
         else:
             handles.append(mod.register_forward_hook(make()))
     with torch.no_grad():
-        logits = model(input_ids=x_ids[None]).logits[0].double()
+        logits = CUR["fwd"](x_ids).double()
     for hd in handles:
         hd.remove()
     return logits, seen
@@ -209,7 +213,83 @@ with torch.no_grad():
     # the last layer's lens is the model's own logits
     assert (tensors[f"lens.{len(layers) - 1}.logits"].double() - clean).abs().max() < 1e-4
 
+# ---- PaliGemma (decoder hooks; image + prompt + suffix input, prefix-LM) --------------------
+# Input p1 of tests/fixtures/models/paligemma-tiny-f32/golden.safetensors; the source (from=1)
+# is the same token sequence with p0's image. Tags "pg{k}" and "pglens.{L}".
+from transformers import PaliGemmaForConditionalGeneration
+PG = "tests/fixtures/models/paligemma-tiny-f32"
+pgm = PaliGemmaForConditionalGeneration.from_pretrained(PG, dtype=torch.float32, attn_implementation="eager")
+pgm.eval()
+pg_gold = load_file(os.path.join(PG, "golden.safetensors"))
+pg_ids = pg_gold["p1.ids"].long()
+pg_tt = pg_gold["p1.token_type_ids"].long()
+pix = {k: pg_gold[f"{k}.pixel_values"].reshape(1, 3, pgm.config.vision_config.image_size, -1) for k in ("p1", "p0")}
+CUR["layers"] = pgm.model.language_model.layers
+IMG = {"which": "p1"}
+CUR["fwd"] = lambda x_ids: pgm(input_ids=x_ids[None], pixel_values=pix[IMG["which"]],
+                               token_type_ids=pg_tt[None]).logits[0]
+with torch.no_grad():
+    d = (CUR["fwd"](pg_ids) - pg_gold["p1.logits"].reshape(len(pg_ids), -1)).abs().max().item()
+assert d < 1e-4, f"PaliGemma logits differ from the model fixture's golden by {d}"
+
+
+def pg_capture(hook, which):
+    IMG["which"] = which
+    _, seen = run(pg_ids, [(hook, lambda x: x)])
+    IMG["which"] = "p1"
+    return seen[hook]
+
+
+def pg_patch(hook, pos):
+    s = pg_capture(hook, "p0")
+    def f(x):
+        for r in pos:
+            x[r] = s[r]
+        return x
+    return f
+
+
+n_img = int((pg_ids == pgm.config.image_token_index).sum())
+pg_cases = [
+    ([f"add@blocks.0.hook_resid_post:dir={DIR}:alpha=1"],
+     [("blocks.0.hook_resid_post", lambda x, s=pg_capture("blocks.0.hook_resid_post", "p1").norm(dim=-1).mean().item():
+       x + 1.0 * s * unit["direction"][None, :])]),
+    ([f"patch@blocks.1.hook_resid_pre:from=1:pos={','.join(str(i) for i in range(n_img))}"],
+     [("blocks.1.hook_resid_pre", pg_patch("blocks.1.hook_resid_pre", list(range(n_img))))]),
+    ([f"project@blocks.0.hook_mlp_out:dir={DIR}:dir_b"], [("blocks.0.hook_mlp_out", project_fn(unit["dir_b"]))]),
+]
+pg_clean, _ = run(pg_ids)
+tensors["pg.ids"] = pg_ids.to(torch.int32)
+tensors["pg.prefix_len"] = pg_gold["p1.prefix_len"].to(torch.int32)
+tensors["pg.pixel_values"] = pix["p1"].contiguous()
+tensors["pg.source_pixel_values"] = pix["p0"].contiguous()
+tensors["pg.logits_clean"] = pg_clean.float()
+pg_specs = []
+for k, (spec, edits) in enumerate(pg_cases):
+    lg, _ = run(pg_ids, edits)
+    lp_c, lp_i = torch.log_softmax(pg_clean, -1), torch.log_softmax(lg, -1)
+    tensors[f"pg{k}.logits"] = lg.float()
+    tensors[f"pg{k}.kl"] = (lp_c.exp() * (lp_c - lp_i)).sum(-1)
+    pg_specs.append(spec)
+    print("pg", k, spec, "KL last", tensors[f"pg{k}.kl"][-1].item())
+pres = {}
+pl = pgm.model.language_model.layers
+hs = [pl[L].register_forward_hook(lambda m, i, o, L=L: pres.__setitem__(L, (o[0] if isinstance(o, tuple) else o)[0].detach()))
+      for L in range(len(pl))]
+with torch.no_grad():
+    CUR["fwd"](pg_ids)
+    for h in hs:
+        h.remove()
+    pcap = pgm.config.text_config.final_logit_softcapping
+    for L in range(len(pl)):
+        lg = pgm.lm_head(pgm.model.language_model.norm(pres[L]))
+        if pcap:
+            lg = torch.tanh(lg / pcap) * pcap
+        tensors[f"pglens.{L}.logits"] = lg.float()
+        tensors[f"pglens.{L}.top5"] = torch.topk(lg, 5, dim=-1).indices.to(torch.int32)
+    assert (tensors[f"pglens.{len(pl) - 1}.logits"].double() - pg_clean).abs().max() < 1e-4
+
 meta = {"generator": "tools/reference/gen_intervene_goldens.py", "torch": torch.__version__,
         "transformers": transformers.__version__, "sae_lens": sae_lens.__version__, "model": a.model,
-        "sae": a.sae, "n_cases": str(len(cases)), "specs": json.dumps(specs), "sae_feature": str(feat)}
+        "sae": a.sae, "n_cases": str(len(cases)), "pg_model": PG, "pg_specs": json.dumps(pg_specs), "specs": json.dumps(specs), "sae_feature": str(feat)}
 save_file(tensors, os.path.join(a.out, "intervene_golden.safetensors"), metadata=meta)
