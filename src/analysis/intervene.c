@@ -307,7 +307,9 @@ int rs_intervention_resolve(rs_intervention *iv, const gemma2_model *m, rs_err *
         if (!iv->sae->hook_name)
             return rs_errf(err, "intervention '%s': %s names no hook, so it cannot be checked against %s", iv->spec,
                            iv->sae_path, iv->hook);
-        if (sae_check_hook(iv->sae, iv->hook, 0, err)) return rs_err_prefix(err, "intervention '%s'", iv->spec);
+        if (sae_check_hook(iv->sae, iv->hook, 0, err))
+            return rs_errf(err, "intervention '%s': %s was trained on hook '%s', not %s (an SAE is applied only at its "
+                                "own hook)", iv->spec, iv->sae_path, iv->sae->hook_name, iv->hook);
         if (iv->sae->d_in != w)
             return rs_errf(err, "intervention '%s': SAE d_in %d does not match the width %d of %s", iv->spec,
                            iv->sae->d_in, w, iv->hook);
