@@ -50,7 +50,6 @@ out=$("$CLI" lens --model $M --ids $IDS --top-k 3 --json) || fail "lens run"
 out=$("$CLI" lens --model $Q/paligemma-tiny --image $I1 --text "a" --layers -1 --positions 0,-1) || fail "paligemma lens"
 echo "$out" | grep -q "\[img\]" || fail "lens image rows: $out"
 
-# ---- bad input ----
 bad() { # expected-substring, then the command's arguments
   want=$1; shift
   "$CLI" "$@" > "$T/o" 2> "$T/e"; rc=$?
@@ -60,6 +59,33 @@ bad() { # expected-substring, then the command's arguments
   grep -qF -- "$want" "$T/e" || fail "message for '$*' lacks '$want': $(cat "$T/e")"
 }
 IV="intervene --model $M --ids $IDS"
+# a probe from `reprshift probe train` as the direction (raw activation units, docs/interventions.md)
+printf '2,17,300,4\n2,45,46,47\n2,9,33,120\n2,250,11,400\n2,17,9,5\n2,46,300,77\n' > "$T/ids.txt"
+printf 'a\nb\na\nb\na\nb\n' > "$T/labels.txt"
+"$CLI" extract --model $M --hook blocks.1.hook_resid_post --ids-file "$T/ids.txt" --pool mean --out "$T/acts.safetensors" \
+  >/dev/null 2>&1 || fail "extract for the probe"
+"$CLI" probe train --acts "$T/acts.safetensors" --hook blocks.1.hook_resid_post --labels "$T/labels.txt" --C 1 \
+  --out "$T/probe.safetensors" >/dev/null 2>&1 || fail "probe train"
+out=$("$CLI" intervene --model $M --ids $IDS --spec "add@blocks.1.hook_resid_post:dir=$T/probe.safetensors:alpha=1" --json) ||
+  fail "probe direction run"
+echo "$out" | grep -q '"kl": [0-9]' || fail "probe direction: $out"
+# toward classes[0] = minus toward classes[1]
+a=$("$CLI" intervene --model $M --ids $IDS --spec "add@blocks.1.hook_resid_post:dir=$T/probe.safetensors:a:alpha=1" --json) ||
+  fail "probe class a"
+b=$("$CLI" intervene --model $M --ids $IDS --spec "add@blocks.1.hook_resid_post:dir=$T/probe.safetensors:b:alpha=-1" --json) ||
+  fail "probe class b"
+[ "$(echo "$a" | sed 's/"spec": "[^"]*"//')" = "$(echo "$b" | sed 's/"spec": "[^"]*"//; s/"alpha": -1/"alpha": 1/')" ] ||
+  fail "class a with alpha 1 differs from class b with alpha -1: $a vs $b"
+bad "no class 'c'" $IV --spec "add@blocks.1.hook_resid_post:dir=$T/probe.safetensors:c:alpha=1"
+# specs from a file (one per line, # comments), as a config would list them
+printf '# steer\nadd@blocks.1.hook_resid_post:dir=%s:alpha=2\n\n' "$D" > "$T/specs.txt"
+out=$("$CLI" intervene --model $M --ids $IDS --specs-file "$T/specs.txt" --json) || fail "specs file"
+kl_is "$out" 2.609421867152473 "specs file"
+bad "$T/nospecs.txt" $IV --specs-file "$T/nospecs.txt"
+printf '# nothing\n' > "$T/empty.txt"
+bad "no specs" $IV --specs-file "$T/empty.txt"
+
+# ---- bad input ----
 bad "blocks.7.hook_resid_post" $IV --spec "add@blocks.7.hook_resid_post:dir=$D:alpha=1"
 bad "hook_resid_postt" $IV --spec "add@blocks.1.hook_resid_postt:dir=$D:alpha=1"
 bad "unknown kind 'steer'" $IV --spec "steer@blocks.1.hook_resid_post:dir=$D:alpha=1"

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/iv_input.h"
+#include "reprshift/fileio.h"
 #include "reprshift/jsonutil.h"
 
 static const char USAGE[] =
@@ -44,6 +45,7 @@ static const char USAGE[] =
     "  --source-image IMG     same prompt and text with another image\n"
     "  --spec SPEC          an intervention (repeatable; applied in forward order, in the given\n"
     "                       order at one hook)\n"
+    "  --specs-file FILE    specs one per line (blank lines and # comments skipped), after --spec\n"
     "  --targets LIST       comma-separated target strings, each one token (\" cat, dog\": the\n"
     "                       pieces are kept verbatim, leading spaces included)\n"
     "  --target-ids LIST    target token ids\n"
@@ -71,9 +73,10 @@ int cmd_intervene(int argc, char **argv) {
         {"spec", required_argument, 0, 'x'},        {"targets", required_argument, 0, 'g'},
         {"target-ids", required_argument, 0, 'G'},  {"positions", required_argument, 0, 'P'},
         {"top-k", required_argument, 0, 'k'},       {"json", no_argument, 0, 'j'},
+        {"specs-file", required_argument, 0, 'F'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     const char *model = NULL, *revision = NULL, *tokp = NULL, *text = NULL, *ids = NULL, *image = NULL;
-    const char *prompt = NULL, *targets = NULL, *target_ids = NULL, *positions = NULL;
+    const char *prompt = NULL, *targets = NULL, *target_ids = NULL, *positions = NULL, *specs_file = NULL;
     int json = 0, top_k = 5, c;
     int n_specs = 0, n_src = 0;
     const char **specs = calloc((size_t)argc + 1, sizeof *specs);
@@ -100,6 +103,7 @@ int cmd_intervene(int argc, char **argv) {
         case 'S': srcs[n_src++] = (src_arg){'i', optarg}; break;
         case 'J': srcs[n_src++] = (src_arg){'m', optarg}; break;
         case 'x': specs[n_specs++] = optarg; break;
+        case 'F': specs_file = optarg; break;
         case 'g': targets = optarg; break;
         case 'G': target_ids = optarg; break;
         case 'P': positions = optarg; break;
@@ -117,10 +121,11 @@ int cmd_intervene(int argc, char **argv) {
             usage_err = 1;
         }
     }
-    if (!usage_err && (!model || !!text + !!ids + !!image == 0 || (text && ids) || (ids && image) || !n_specs ||
+    if (!usage_err && (!model || !!text + !!ids + !!image == 0 || (text && ids) || (ids && image) ||
+                       (!n_specs && !specs_file) ||
                        (targets && target_ids) || optind != argc)) {
         fprintf(stderr, "reprshift intervene: need --model, an input (--text or --ids; --image for PaliGemma) and "
-                        "at least one --spec\n%s", USAGE);
+                        "at least one --spec or --specs-file\n%s", USAGE);
         usage_err = 1;
     }
     if (usage_err) {
@@ -130,14 +135,37 @@ int cmd_intervene(int argc, char **argv) {
     }
     rs_err err = {{0}};
     iv_model m;
+    memset(&m, 0, sizeof m);
     int status = 1, n_in = 1 + n_src, n_t = 0, n_pos = 0;
-    iv_in *in = calloc((size_t)n_in, sizeof *in);
-    rs_iv_input *view = calloc((size_t)n_in, sizeof *view);
-    rs_intervention *iv = calloc((size_t)n_specs, sizeof *iv);
+    char *spec_text = NULL;
+    const char **all = NULL;
+    rs_iv_result r = {0};
+    iv_in *in = NULL;
+    rs_iv_input *view = NULL;
+    rs_intervention *iv = NULL;
     int32_t *tgt = NULL;
     int *pos = NULL, *top = NULL;
     double *pc = NULL, *pi = NULL;
-    rs_iv_result r = {0};
+    if (specs_file) { /* one spec a line; blank lines and lines starting with # skipped */
+        if (rs_read_file(specs_file, (size_t)1 << 24, &spec_text, NULL, &err)) goto done;
+        size_t lines = 1;
+        for (const char *q = spec_text; *q; q++) lines += *q == '\n';
+        if (!(all = calloc((size_t)n_specs + lines, sizeof *all))) { rs_errf(&err, "out of memory"); goto done; }
+        memcpy(all, specs, (size_t)n_specs * sizeof *all);
+        for (char *save = NULL, *line = strtok_r(spec_text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            while (*line == ' ' || *line == '\t') line++;
+            size_t L = strlen(line);
+            while (L && (line[L - 1] == '\r' || line[L - 1] == ' ' || line[L - 1] == '\t')) line[--L] = '\0';
+            if (L && line[0] != '#') all[n_specs++] = line;
+        }
+        if (!n_specs) { rs_errf(&err, "%s: no specs (one per line; # starts a comment)", specs_file); goto done; }
+        free(specs);
+        specs = all;
+        all = NULL;
+    }
+    in = calloc((size_t)n_in, sizeof *in);
+    view = calloc((size_t)n_in, sizeof *view);
+    iv = calloc((size_t)n_specs, sizeof *iv);
     if (iv_model_open(&m, model, revision, tokp, &err)) goto done;
     if (!in || !view || !iv) { rs_errf(&err, "out of memory"); goto done; }
     for (int i = 0; i < n_specs; i++)
@@ -260,6 +288,8 @@ done:
     free(pc);
     free(pi);
     free(specs);
+    free(all);
+    free(spec_text);
     free(srcs);
     iv_model_close(&m);
     return status;
