@@ -249,6 +249,8 @@ static void expect_resolve_error(const gemma2_model *m, const char *spec, const 
 static void test_bad_specs(void **state) {
     (void)state;
     expect_parse_error("add:blocks.1.hook_resid_post", "KIND@HOOK");
+    expect_parse_error("add@:dir=x:alpha=1", "missing or too long hook name");
+    expect_parse_error("add@dir=x:alpha=1", "missing or too long hook name");
     expect_parse_error("steer@blocks.1.hook_resid_post:dir=x", "unknown kind 'steer'");
     expect_parse_error("add@blocks.1.hook_resid_post:dir=x:alpha=nan", "alpha must be a finite number");
     expect_parse_error("add@blocks.1.hook_resid_post:dir=x:alpha=inf", "finite");

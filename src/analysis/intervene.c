@@ -96,7 +96,7 @@ int rs_intervention_parse(const char *spec, rs_intervention *iv, rs_err *err) {
     }
     char *save = NULL, *prev_key = NULL;
     char *hook = strtok_r(at + 1, ":", &save);
-    if (!hook || strlen(hook) >= sizeof iv->hook) {
+    if (at[1] == ':' || !hook || strchr(hook, '=') || strlen(hook) >= sizeof iv->hook) {
         rs_errf(err, "intervention '%s': missing or too long hook name", spec);
         goto done;
     }
