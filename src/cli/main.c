@@ -34,6 +34,8 @@ static const command COMMANDS[] = {
     {"sae", cmd_sae, "SAE fit quality / spliced CE / train a TopK SAE on stored activations / list SAE names"},
     {"report", cmd_report, "write one self-contained HTML report from a results directory"},
     {"probe", cmd_probe, "train / evaluate / apply linear probes on extracted activations"},
+    {"intervene", cmd_intervene, "steer / ablate / patch at a hook; next-token logits, probabilities and KL"},
+    {"lens", cmd_lens, "logit lens: final norm + unembedding applied to each layer's residual stream"},
 };
 
 static void usage(FILE *f) {

@@ -317,8 +317,10 @@ static int forward_impl(const gemma2_model *m, const gemma2_batch *b, int first,
     }
     if (cache)
         for (int s = 0; s < b->n_seqs; s++) cache->len[s] = kv_len[s];
-    /* resid_pre of a layer past the last one run (only layer 0 when last_layer = -1). */
-    if (last_layer < 0 && hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_RESID_PRE, 0, w.h, T, err)) goto fail;
+    /* resid_pre of the block after the last one run (a lone blocks.L.hook_resid_pre request
+     * stops the pass after block L-1; layer 0 when last_layer = -1). */
+    if (last_layer + 1 >= first &&
+        hook_fire(hooks, n_hooks, RS_TOWER_DECODER, HK_RESID_PRE, last_layer + 1, w.h, T, err)) goto fail;
 
     /* 3. Final norm. */
     if (depth >= c->n_layers) {

@@ -252,7 +252,9 @@ int siglip_forward(const siglip_model *m, const float *pixel_values, int n_image
         be->add(w.h, w.a, TD);
         if (hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_RESID_POST, l, w.h, T, err)) goto fail;
     }
-    if (last_layer < 0 && hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_RESID_PRE, 0, w.h, T, err)) goto fail;
+    /* resid_pre of the block after the last one run (a lone vision.blocks.L.hook_resid_pre
+     * request stops the tower after block L-1) */
+    if (hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_RESID_PRE, last_layer + 1, w.h, T, err)) goto fail;
 
     /* 3. Post-LayerNorm (PaliGemma's image features). */
     if (depth >= c->n_layers) {
