@@ -13,6 +13,7 @@
 #include <string.h>
 #include "reprshift/backend.h"
 #include "reprshift/gemma2.h"
+#include "reprshift/generate.h"
 #include "reprshift/paligemma.h"
 
 static unsigned g_seed = 12345;
@@ -118,7 +119,7 @@ static void test_cpu_entries_are_the_ops(void **state) {
 
 /* ---- a backend that counts its calls and delegates to the CPU one ---- */
 
-enum { K_LINEAR, K_RMS, K_LN, K_ROPE, K_ATTN, K_SOFTMAX, K_GELU, K_GEGLU, K_ADD, K_EMBED, K_GEMM, K_SOFTCAP, K_IM2COL, K_ADDP, K_N };
+enum { K_LINEAR, K_RMS, K_LN, K_ROPE, K_ATTN, K_SOFTMAX, K_GELU, K_GEGLU, K_ADD, K_EMBED, K_GEMM, K_SOFTCAP, K_IM2COL, K_ADDP, K_ATTN_KV, K_LIN_DEC, K_N };
 static int g_calls[K_N];
 static int g_zero_geglu, g_zero_gelu;
 
@@ -183,11 +184,11 @@ static void c_addp(float *h, const float *tab, int T, int N, int D) {
 }
 static void c_attn_kv(float *Z, const float *Q, const int64_t *qo, const float *K, const float *V, const int64_t *ks,
                       const int *kl, int ns, const int *pre, const op_attn_params *p, float *sc, size_t spt) {
-    g_calls[K_ATTN]++;
+    g_calls[K_ATTN_KV]++;
     rs_backend_cpu()->attention_kv(Z, Q, qo, K, V, ks, kl, ns, pre, p, sc, spt);
 }
 static void c_lin_dec(float *y, const float *x, const st_tensor *W, float *s, int T, int IN, int OUT) {
-    g_calls[K_LINEAR]++;
+    g_calls[K_LIN_DEC]++;
     rs_backend_cpu()->linear_decode(y, x, W, s, T, IN, OUT);
 }
 static const rs_backend COUNTING = {
@@ -373,11 +374,39 @@ static void test_vision_start(void **state) {
     free(tab);
 }
 
+/* Generation with a KV cache goes through the table too: the same greedy tokens and logits
+ * through the counting backend, whose cache-path entries (attention over the history, the
+ * decode product) are the ones called, once per layer per forward. */
+static void test_generation_goes_through_the_table(void **state) {
+    (void)state;
+    rs_err err = {0};
+    gemma2_model *m;
+    if (gemma2_open(&m, "examples/quickstart/models/gemma2-tiny", &err)) fail_msg("%s", err.msg);
+    int32_t prompt[4] = {2, 651, 432, 9};
+    gen_params p = {.max_new_tokens = 5, .top_p = 1, .keep_logits = 1};
+    gen_output a = {0}, b = {0};
+    if (gen_gemma2(m, prompt, 4, &p, &a, &err)) fail_msg("%s", err.msg);
+    memset(g_calls, 0, sizeof g_calls);
+    m->be = &COUNTING;
+    if (gen_gemma2(m, prompt, 4, &p, &b, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(a.n, b.n);
+    assert_memory_equal(a.ids, b.ids, (size_t)a.n * sizeof *a.ids);
+    SAME(a.logits, b.logits, (size_t)a.n * m->cfg.vocab_size);
+    int L = m->cfg.n_layers, passes = b.n; /* the prefill and one step per token after the first */
+    assert_int_equal(g_calls[K_ATTN_KV], L * passes);
+    assert_int_equal(g_calls[K_LIN_DEC], 7 * L * passes);
+    assert_int_equal(g_calls[K_ATTN] + g_calls[K_LINEAR], 0);
+    gen_output_free(&a);
+    gen_output_free(&b);
+    gemma2_close(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cpu_entries_are_the_ops),
         cmocka_unit_test(test_lm_ends),
         cmocka_unit_test(test_vision_start),
+        cmocka_unit_test(test_generation_goes_through_the_table),
         cmocka_unit_test(test_gemma2_goes_through_the_table),
         cmocka_unit_test(test_paligemma_goes_through_the_table),
     };
