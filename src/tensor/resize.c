@@ -157,6 +157,7 @@ int rs_image_resize_bicubic_order(const rs_image *src, int out_w, int out_h,
     int *bh = NULL, *bv = NULL;
     int32_t *kh = NULL, *kv = NULL;
     uint8_t *tmp = NULL;
+    int rc;
     int ksh = precompute_coeffs(src->w, out_w, &bh, &kh);
     int ksv = precompute_coeffs(src->h, out_h, &bv, &kv);
     if (!ksh || !ksv) goto oom;
@@ -180,20 +181,18 @@ int rs_image_resize_bicubic_order(const rs_image *src, int out_w, int out_h,
         resample_vertical(tmp, out_h, src->rgb, src->w, ksv, bv, kv, PRECISION_BITS);
         resample_horizontal(dst->rgb, out_w, tmp, src->w, 0, out_h, ksh, bh, kh, PRECISION_BITS);
     }
-    free(bh);
-    free(bv);
-    free(kh);
-    free(kv);
-    free(tmp);
-    return 0;
+    rc = 0;
+    goto done;
 oom:
+    rs_image_free(dst);
+    rc = rs_errk(err, RS_ENOMEM, "resize: out of memory (%dx%d -> %dx%d)", src->w, src->h, out_w, out_h);
+done:
     free(bh);
     free(bv);
     free(kh);
     free(kv);
     free(tmp);
-    rs_image_free(dst);
-    return rs_errk(err, RS_ENOMEM, "resize: out of memory (%dx%d -> %dx%d)", src->w, src->h, out_w, out_h);
+    return rc;
 }
 
 int rs_image_resize_bicubic(const rs_image *src, int out_w, int out_h, rs_image *dst,
@@ -287,6 +286,7 @@ int rs_image_resize_bicubic_torch(const rs_image *src, int out_w, int out_h, rs_
     int *bh = NULL, *bv = NULL, ph = 0, pv = 0, ksh = 0, ksv = 0;
     int32_t *kh = NULL, *kv = NULL;
     uint8_t *tmp = NULL;
+    int rc;
     if (need_h && !(ksh = torch_coeffs(src->w, out_w, &bh, &kh, &ph))) goto oom;
     if (need_v && !(ksv = torch_coeffs(src->h, out_h, &bv, &kv, &pv))) goto oom;
     if (!need_v) {
@@ -300,20 +300,18 @@ int rs_image_resize_bicubic_torch(const rs_image *src, int out_w, int out_h, rs_
         resample_horizontal(tmp, out_w, src->rgb, src->w, 0, src->h, ksh, bh, kh, ph);
         resample_vertical(dst->rgb, out_h, tmp, out_w, ksv, bv, kv, pv);
     }
-    free(bh);
-    free(bv);
-    free(kh);
-    free(kv);
-    free(tmp);
-    return 0;
+    rc = 0;
+    goto done;
 oom:
+    rs_image_free(dst);
+    rc = rs_errk(err, RS_ENOMEM, "resize: out of memory (%dx%d -> %dx%d)", src->w, src->h, out_w, out_h);
+done:
     free(bh);
     free(bv);
     free(kh);
     free(kv);
     free(tmp);
-    rs_image_free(dst);
-    return rs_errk(err, RS_ENOMEM, "resize: out of memory (%dx%d -> %dx%d)", src->w, src->h, out_w, out_h);
+    return rc;
 }
 
 /* ---- SigLIP preprocessing ---- */
