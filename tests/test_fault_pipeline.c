@@ -8,9 +8,11 @@
  * k = 1, 1+s, 1+2s, … ≤ N with the k-th call failing. Each failure must give rs_pipeline_run
  * −1 with a message, leave the stage's marker absent (the stage never looks complete), and
  * not crash; under ASan (scripts/ci-sanitize.sh, or the build-asan folder) leaks fail the
- * binary at exit. A run that succeeds although an allocation failed is a silent error
- * unless it is a fallback named below. Finally the stages run unarmed once more and their
- * outputs must equal the first run's, byte for byte.
+ * binary at exit. A run that succeeds although an allocation failed took a fallback (e.g.
+ * an unreadable optional file counts as absent, an unreadable marker as "not complete": the
+ * work is redone); its stage's outputs must then equal the first run's byte for byte, or it
+ * is a silent error. Finally the stages run unarmed once more and their outputs must equal
+ * the first run's.
  *
  * The stride s is 1 (every allocation) unless RS_FAULT_STRIDE=s is set or a stage makes more
  * than RS_FAULT_BUDGET (default 400) calls, then s = ceil(N / budget); each stage prints N,
@@ -151,7 +153,7 @@ typedef struct {
     const char *name;
     const char *markers[3];  /* removed to redo the stage */
     const char *outputs[4];  /* compared with the first run */
-    long max_recovered;      /* known fallbacks (named in main) */
+    long max_recovered;      /* fallbacks seen in a full sweep (named below); more only gives a note */
     char *saved[4];
     size_t saved_n[4];
 } stage_case;
@@ -160,8 +162,10 @@ static stage_case CASES[] = {
     {"dataset", {"stages/dataset.done"}, {"dataset/manifest.csv"}, 0, {0}, {0}},
     {"extract", {"stages/store_llm_text.done", "stages/store_vlm_image.done"}, {"acts/llm_text/index.json",
                                                                                 "acts/vlm_image/index.json"}, 0, {0}, {0}},
+    /* 4 fallbacks: tokenizer_config.json unreadable counts as absent (test_fault_alloc.c), and
+       the permutation null's three cross-product buffers (without them, the O(n·d) path) */
     {"shift", {"stages/shift.done"}, {"results/shift.json", "results/shift_summary.csv", "results/sae_fit.json",
-                                      "results/tokens_blocks.1.hook_resid_post.csv"}, 0, {0}, {0}},
+                                      "results/tokens_blocks.1.hook_resid_post.csv"}, 4, {0}, {0}},
     {"conditions", {"stages/conditions.done"}, {"results/conditions.json", "results/conditions_summary.csv"}, 0, {0}, {0}},
     {"probes", {"stages/probes.done"}, {"results/probes.json", "results/transfer.json"}, 0, {0}, {0}},
     {"report", {"stages/report.done"}, {"results/run.json"}, 0, {0}, {0}},
@@ -192,7 +196,7 @@ static const char *output_differs(const stage_case *s) {
     return NULL;
 }
 
-static long g_total_calls, g_total_exercised;
+static long g_total_calls, g_total_exercised, g_silent;
 
 static void fault_stage(stage_case *s) {
     rs_err err;
@@ -217,7 +221,14 @@ static void fault_stage(stage_case *s) {
         int rc = run_pipeline(&err);
         tried++;
         if (rc == 0) {
+            /* a fallback: acceptable only when the stage's outputs are those of the first run */
+            const char *bad = output_differs(s);
             recovered++;
+            if (bad) {
+                printf("FAIL %s: allocation %ld failed, the run succeeded, and %s differs from the first run's\n",
+                       s->name, k, bad);
+                g_silent++;
+            }
             if (getenv("RS_FAULT_SITES")) {
                 printf("  %s: allocation %ld failed, run succeeded\n", s->name, k);
                 backtrace_symbols_fd(g_bt, g_nbt, 1);
@@ -238,8 +249,8 @@ static void fault_stage(stage_case *s) {
     printf("%-11s %6ld allocation calls, stride %ld: %ld failed once each, %ld clean errors, %ld recovered\n", s->name, n,
            stride, tried, clean, recovered);
     if (recovered > s->max_recovered)
-        fail_msg("%s: %ld runs succeeded after a failed allocation (known fallbacks: %ld); RS_FAULT_SITES=1 lists them",
-                 s->name, recovered, s->max_recovered);
+        printf("note %s: %ld runs succeeded after a failed allocation, outputs identical (RS_FAULT_SITES=1 lists them)\n",
+               s->name, recovered);
 }
 
 static void test_stages(void **state) {
@@ -254,6 +265,7 @@ static void test_stages(void **state) {
     for (int i = 0; i < N_CASES; i++)
         if (!only || !strcmp(only, CASES[i].name)) fault_stage(&CASES[i]);
     printf("total: %ld allocation calls in the stages, %ld failed once each\n", g_total_calls, g_total_exercised);
+    if (g_silent) fail_msg("%ld runs succeeded after a failed allocation with different outputs (above)", g_silent);
     /* the stages again, unarmed: outputs as in the first run */
     for (int i = 0; i < N_CASES; i++) remove_markers(&CASES[i]);
     if (run_pipeline(&err)) fail_msg("final run: %s", err.msg);

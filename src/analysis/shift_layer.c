@@ -522,16 +522,16 @@ static int floors(layer_work *w, rs_err *err) {
             ng = fx->n_in;
         }
         int64_t used = 0;
-        rs_err split_err = {{0}};
         char name[32];
         snprintf(name, sizeof name, "split_half_%c", side ? 'b' : 'a');
         shift_floor *f = new_floor(L, name);
         f->unit = "input: mean of its even-position vs odd-position included tokens, same model";
-        int rc = 0;
-        if (shift_split_half(xt, w->d, toff, ng, &L->so, &f->r, &used, &split_err)) {
-            shift_result_free(&f->r);
-            rc = floor_unavailable(w, f, split_err.msg, err);
-        }
+        int rc;
+        /* too few inputs is a fact to report; any other failure (out of memory) is an error */
+        if (shift_split_half_groups(toff, ng) < 2)
+            rc = floor_unavailable(w, f, "split-half floor: fewer than 2 inputs with at least 2 rows", err);
+        else
+            rc = shift_split_half(xt, w->d, toff, ng, &L->so, &f->r, &used, err);
         if (!rc && w->sae) rc = sae_misfit_floor(w, side, xt, poff, err);
         free(poff);
         if (rc) return -1;
