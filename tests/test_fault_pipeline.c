@@ -15,7 +15,7 @@
  * the first run's.
  *
  * The stride s is 1 (every allocation) unless RS_FAULT_STRIDE=s is set or a stage makes more
- * than RS_FAULT_BUDGET (default 400) calls, then s = ceil(N / budget); each stage prints N,
+ * than RS_FAULT_BUDGET (default 40) calls, then s = ceil(N / budget); each stage prints N,
  * s and the calls exercised. RS_FAULT_SITES=1 prints where recovered failures happened,
  * RS_FAULT_TRACE=1 each k before its run, RS_FAULT_STAGE=name runs one stage only,
  * RS_FAULT_FROM=k starts there. */
@@ -208,7 +208,7 @@ static void fault_stage(stage_case *s) {
     if (run_pipeline(&err)) fail_msg("%s: fails without injection: %s", s->name, err.msg);
     long n = g_calls;
     assert_true(n > 0);
-    long budget = getenv("RS_FAULT_BUDGET") ? atol(getenv("RS_FAULT_BUDGET")) : 400;
+    long budget = getenv("RS_FAULT_BUDGET") ? atol(getenv("RS_FAULT_BUDGET")) : 40;
     long stride = getenv("RS_FAULT_STRIDE") ? atol(getenv("RS_FAULT_STRIDE")) : (n + budget - 1) / budget;
     if (stride < 1) stride = 1;
     long clean = 0, recovered = 0, tried = 0;
@@ -286,6 +286,7 @@ static int setup(void **state) {
 }
 
 int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* the lines above a failure survive an abort */
     const struct CMUnitTest tests[] = {cmocka_unit_test_setup(test_stages, setup)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

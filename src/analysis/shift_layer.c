@@ -179,8 +179,7 @@ static int row_masks(layer_work *w, rs_err *err) {
     return 0;
 }
 
-static const char *hook_source(const shift_run_opts *o, const char *sae_hook, const rs_sae *sae) {
-    (void)o;
+static const char *hook_source(const char *sae_hook, const rs_sae *sae) {
     return sae_hook ? "command line" : sae->sae_name ? "SAE registry (sae-lens)" : sae->hook_from_path ? "derived from path"
                                                                                                         : "SAE config";
 }
@@ -207,7 +206,7 @@ static int sae_and_fit(layer_work *w, const shift_layer_spec *spec, rs_err *err)
     L->sae.d_sae = sae->d_sae;
     L->sae.is_topk = sae->arch == SAE_ARCH_TOPK;
     L->sae.k = sae->k;
-    L->sae.hook_source = hook_source(w->o, spec->sae_hook, sae);
+    L->sae.hook_source = hook_source(spec->sae_hook, sae);
     L->sae.hook_mismatch_allowed = w->o->allow_hook_mismatch;
     /* fit quality per model, special rows separately */
     if (sae_fit_eval(sae, w->A, w->fa->n_tok, w->inc_a, &L->fit_a, &L->fit_a_special, NULL, err)) {

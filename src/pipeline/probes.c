@@ -134,8 +134,13 @@ static int eval_one(probe_run *p, const char *task, const char *kind, const char
         rs_eval_result_free(&r);
         return rs_errf(err, "out of memory");
     }
-    if (rs_split_stratified_groups(y, group, n, K, p->eo.test_frac, p->eo.seed + 7919u, is_test, &e) == 0)
-        for (int i = 0; i < n; i++) n_test += is_test[i];
+    /* the evaluation made this split already: a failure here is out of memory, not a fact */
+    if (rs_split_stratified_groups(y, group, n, K, p->eo.test_frac, p->eo.seed + 7919u, is_test, err)) {
+        free(is_test);
+        rs_eval_result_free(&r);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) n_test += is_test[i];
     free(is_test);
     cJSON *layers = task_points(p->tasks, task, kind, model, p->vision ? "hooks" : "layers");
     cJSON *L = cJSON_CreateObject();
