@@ -41,6 +41,8 @@ int rs_linmap_apply(const rs_linmap *m, const float *S, int n, float *out, rs_er
 /* R² of the mapped rows against T [n, dt]: 1 − Σ‖T − map(S)‖² / Σ‖T − mean(T)‖² (sklearn
  * r2_score with multioutput="variance_weighted"). */
 double rs_linmap_r2(const rs_linmap *m, const float *S, const float *T, int n);
+/* Same, with out of memory an error (rs_linmap_r2 gives NaN then, as for an undefined R²). */
+int rs_linmap_r2_checked(const rs_linmap *m, const float *S, const float *T, int n, double *r2, rs_err *err);
 /* Free (safe on a zeroed struct). */
 void rs_linmap_free(rs_linmap *m);
 

@@ -96,7 +96,8 @@ double shift_cos_centred(const float *a, const float *b, int64_t n, int d);
 /* Within-model split-half noise floor: for every group g with at least 2 rows, h1_g = mean
  * of its rows at even positions (0, 2, …) and h2_g = mean at odd positions; r = every raw
  * metric between h1 and h2 (rows = kept groups, each its own bootstrap group). *n_used =
- * kept groups (fewer than 2 → error). */
+ * kept groups (fewer than 2 → error; shift_split_half_groups tells beforehand). */
+int64_t shift_split_half_groups(const int64_t *offsets, int64_t n_groups);
 int shift_split_half(const float *x, int d, const int64_t *offsets, int64_t n_groups, const shift_opts *o,
                      shift_result *r, int64_t *n_used, rs_err *err);
 

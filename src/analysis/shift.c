@@ -328,6 +328,7 @@ static void cka_free(cka_stats *c) {
     free(c->dL);
     free(c->Kf);
     free(c->Lf);
+    memset(c, 0, sizeof *c); /* cka_build frees on failure, and its caller frees again */
 }
 
 /* Build CKA sufficient statistics from globally centred rows (translation invariance keeps
@@ -774,196 +775,296 @@ done:
     return rc;
 }
 
-int shift_compare(const shift_input *in, const shift_opts *opt, shift_result *r, rs_err *err) {
-    shift_opts defo;
-    if (!opt) {
-        shift_opts_default(&defo);
-        opt = &defo;
-    }
-    memset(r, 0, sizeof *r);
+/* ---- shift_compare in steps: per-row values with per-group sums, per-feature counts and
+ * per-group sparse feature sums, the statistics of one weight vector per bootstrap
+ * replicate, intervals, then the permutation nulls ---- */
+
+typedef struct {
+    const shift_input *in;
+    const shift_opts *opt;
+    shift_result *r;
+    int64_t n, G;
+    int d, feats, m;
+    int64_t *grp, *gcount;  /* [n] group of each row, [G] rows per group */
+    double *gsum;           /* [G × NG] per-group sums of the NG per-row metrics */
+    double *mu_a, *mu_b;    /* [d] column means */
+    group_feats gf;
+    int32_t *compact, *alive_ids; /* [m] compact id of each alive feature (-1: dead); [n_alive] its inverse */
+    int64_t n_alive;
+    cka_stats cs;
+    int do_cka;
+    int B;                  /* bootstrap replicates */
+    double *boot;           /* [(B+1) × S_N]: replicate 0 = the point estimate */
+    double *w, *kbuf, *lbuf, *ta, *tb, *tboth, *tuni; /* scratch of one replicate */
+} cmp_ctx;
+
+static void cmp_free(cmp_ctx *x) {
+    free(x->grp);
+    free(x->gsum);
+    free(x->mu_a);
+    free(x->mu_b);
+    free(x->gcount);
+    free(x->compact);
+    free(x->alive_ids);
+    free(x->gf.ptr);
+    free(x->gf.fid);
+    free(x->gf.sa);
+    free(x->gf.sb);
+    free(x->gf.both);
+    free(x->gf.uni);
+    cka_free(&x->cs);
+    free(x->boot);
+    free(x->w);
+    free(x->kbuf);
+    free(x->lbuf);
+    free(x->ta);
+    free(x->tb);
+    free(x->tboth);
+    free(x->tuni);
+}
+
+static int check_input(const shift_input *in, rs_err *err) {
     int64_t n = in->n_rows, G = in->n_groups;
-    int d = in->d;
     if (n <= 0 || G <= 0 || !in->offsets || in->offsets[0] != 0 || in->offsets[G] != n)
         return rs_errf(err, "shift: offsets must run from 0 to the row count (%lld rows, %lld groups)",
                        (long long)n, (long long)G);
     for (int64_t g = 0; g < G; g++)
         if (in->offsets[g + 1] < in->offsets[g]) return rs_errf(err, "shift: offsets decrease at group %lld", (long long)g);
-    int feats = in->fa && in->fb;
-    if (feats && (in->fa->n != n || in->fb->n != n || in->fa->d_sae != in->fb->d_sae))
+    if (in->fa && in->fb && (in->fa->n != n || in->fb->n != n || in->fa->d_sae != in->fb->d_sae))
         return rs_errf(err, "shift: feature rows do not match activation rows");
-    int m = feats ? in->fa->d_sae : 0;
-    r->n_rows = n;
-    r->n_groups = G;
-    r->has_feats = feats;
-    r->d_sae = m;
+    return 0;
+}
 
-    int64_t *grp = malloc((size_t)n * sizeof *grp);
-    double *gsum = calloc((size_t)(G * NG), sizeof *gsum); /* per-group sums of the NG per-row metrics */
-    double *mu_a = malloc((size_t)d * sizeof *mu_a), *mu_b = malloc((size_t)d * sizeof *mu_b);
-    int64_t *gcount = calloc((size_t)G, sizeof *gcount);
+/* Raw per-row metrics (cos, l2, centred cos) and their per-group sums. */
+static int raw_rows(cmp_ctx *x) {
+    const shift_input *in = x->in;
+    shift_result *r = x->r;
+    int64_t n = x->n, G = x->G;
+    int d = x->d;
+    x->grp = malloc((size_t)n * sizeof *x->grp);
+    x->gsum = calloc((size_t)(G * NG), sizeof *x->gsum);
+    x->mu_a = malloc((size_t)d * sizeof *x->mu_a);
+    x->mu_b = malloc((size_t)d * sizeof *x->mu_b);
+    x->gcount = calloc((size_t)G, sizeof *x->gcount);
     r->row_cos_raw = malloc((size_t)n * sizeof(float));
     r->row_l2_raw = malloc((size_t)n * sizeof(float));
-    group_feats gf = {0};
-    int32_t *compact = NULL, *alive_ids = NULL;
-    cka_stats cs = {0};
-    double *boot = NULL, *w = NULL, *kbuf = NULL, *lbuf = NULL, *ta = NULL, *tb = NULL, *tboth = NULL, *tuni = NULL;
-    int rc = -1;
-    if (!grp || !gsum || !gcount || !r->row_cos_raw || !r->row_l2_raw || !mu_a || !mu_b) goto oom;
-    col_means(in->a, n, d, mu_a);
-    col_means(in->b, n, d, mu_b);
+    if (!x->grp || !x->gsum || !x->gcount || !r->row_cos_raw || !r->row_l2_raw || !x->mu_a || !x->mu_b) return -1;
+    col_means(in->a, n, d, x->mu_a);
+    col_means(in->b, n, d, x->mu_b);
     for (int64_t g = 0; g < G; g++)
-        for (int64_t t = in->offsets[g]; t < in->offsets[g + 1]; t++) grp[t] = g;
-    for (int64_t g = 0; g < G; g++) gcount[g] = in->offsets[g + 1] - in->offsets[g];
-
+        for (int64_t t = in->offsets[g]; t < in->offsets[g + 1]; t++) x->grp[t] = g;
+    for (int64_t g = 0; g < G; g++) x->gcount[g] = in->offsets[g + 1] - in->offsets[g];
     for (int64_t t = 0; t < n; t++) {
-        const float *x = in->a + (size_t)t * d, *y = in->b + (size_t)t * d;
+        const float *xa = in->a + (size_t)t * d, *yb = in->b + (size_t)t * d;
         double d2 = 0;
-        for (int i = 0; i < d; i++) d2 += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
-        double cs0 = shift_cosine(x, y, d);
+        for (int i = 0; i < d; i++) d2 += ((double)xa[i] - yb[i]) * ((double)xa[i] - yb[i]);
+        double cs0 = shift_cosine(xa, yb, d);
         r->row_cos_raw[t] = (float)cs0;
         r->row_l2_raw[t] = (float)sqrt(d2);
-        gsum[grp[t] * NG + 0] += cs0;
-        gsum[grp[t] * NG + 1] += sqrt(d2);
-        gsum[grp[t] * NG + 6] += cos_centred_row(x, y, mu_a, mu_b, d);
+        x->gsum[x->grp[t] * NG + 0] += cs0;
+        x->gsum[x->grp[t] * NG + 1] += sqrt(d2);
+        x->gsum[x->grp[t] * NG + 6] += cos_centred_row(xa, yb, x->mu_a, x->mu_b, d);
     }
+    return 0;
+}
 
-    int64_t n_alive = 0;
-    if (feats) {
-        const sae_sparse *fa = in->fa, *fb = in->fb;
-        r->row_cos_feat = malloc((size_t)n * sizeof(float));
-        r->row_l2_feat = malloc((size_t)n * sizeof(float));
-        r->row_jaccard = malloc((size_t)n * sizeof(float));
-        r->row_js = malloc((size_t)n * sizeof(float));
-        r->count_a = calloc((size_t)m, sizeof(int64_t));
-        r->count_b = calloc((size_t)m, sizeof(int64_t));
-        r->count_both = calloc((size_t)m, sizeof(int64_t));
-        r->sum_a = calloc((size_t)m, sizeof(double));
-        r->sum_b = calloc((size_t)m, sizeof(double));
-        compact = malloc((size_t)m * sizeof *compact);
-        if (!r->row_cos_feat || !r->row_l2_feat || !r->row_jaccard || !r->row_js || !r->count_a || !r->count_b ||
-            !r->count_both || !r->sum_a || !r->sum_b || !compact)
-            goto oom;
-        for (int64_t t = 0; t < n; t++) {
-            feat_row fr = compare_feat_rows(fa, fb, t);
-            r->row_cos_feat[t] = (float)fr.cos;
-            r->row_l2_feat[t] = (float)fr.l2;
-            r->row_jaccard[t] = (float)fr.jac;
-            r->row_js[t] = (float)fr.js;
-            double *gs = gsum + grp[t] * NG;
-            gs[2] += fr.cos;
-            gs[3] += fr.l2;
-            gs[4] += fr.jac;
-            gs[5] += fr.js;
-            for (int64_t z = fa->row_ptr[t]; z < fa->row_ptr[t + 1]; z++) {
-                r->count_a[fa->idx[z]]++;
-                r->sum_a[fa->idx[z]] += fa->val[z];
-            }
-            for (int64_t z = fb->row_ptr[t]; z < fb->row_ptr[t + 1]; z++) {
-                r->count_b[fb->idx[z]]++;
-                r->sum_b[fb->idx[z]] += fb->val[z];
-            }
+/* Feature per-row metrics and their per-group sums; per-feature counts and sums; the
+ * compact numbering of the features alive in either model. */
+static int feature_rows(cmp_ctx *x) {
+    const sae_sparse *fa = x->in->fa, *fb = x->in->fb;
+    shift_result *r = x->r;
+    int64_t n = x->n;
+    int m = x->m;
+    r->row_cos_feat = malloc((size_t)n * sizeof(float));
+    r->row_l2_feat = malloc((size_t)n * sizeof(float));
+    r->row_jaccard = malloc((size_t)n * sizeof(float));
+    r->row_js = malloc((size_t)n * sizeof(float));
+    r->count_a = calloc((size_t)m, sizeof(int64_t));
+    r->count_b = calloc((size_t)m, sizeof(int64_t));
+    r->count_both = calloc((size_t)m, sizeof(int64_t));
+    r->sum_a = calloc((size_t)m, sizeof(double));
+    r->sum_b = calloc((size_t)m, sizeof(double));
+    x->compact = malloc((size_t)m * sizeof *x->compact);
+    if (!r->row_cos_feat || !r->row_l2_feat || !r->row_jaccard || !r->row_js || !r->count_a || !r->count_b ||
+        !r->count_both || !r->sum_a || !r->sum_b || !x->compact)
+        return -1;
+    for (int64_t t = 0; t < n; t++) {
+        feat_row fr = compare_feat_rows(fa, fb, t);
+        r->row_cos_feat[t] = (float)fr.cos;
+        r->row_l2_feat[t] = (float)fr.l2;
+        r->row_jaccard[t] = (float)fr.jac;
+        r->row_js[t] = (float)fr.js;
+        double *gs = x->gsum + x->grp[t] * NG;
+        gs[2] += fr.cos;
+        gs[3] += fr.l2;
+        gs[4] += fr.jac;
+        gs[5] += fr.js;
+        for (int64_t z = fa->row_ptr[t]; z < fa->row_ptr[t + 1]; z++) {
+            r->count_a[fa->idx[z]]++;
+            r->sum_a[fa->idx[z]] += fa->val[z];
         }
-        for (int j = 0; j < m; j++) {
-            r->n_alive_a += r->count_a[j] > 0;
-            r->n_alive_b += r->count_b[j] > 0;
-            compact[j] = (r->count_a[j] || r->count_b[j]) ? (int32_t)n_alive++ : -1;
+        for (int64_t z = fb->row_ptr[t]; z < fb->row_ptr[t + 1]; z++) {
+            r->count_b[fb->idx[z]]++;
+            r->sum_b[fb->idx[z]] += fb->val[z];
         }
-        r->n_alive_either = n_alive;
-        /* per-group sparse sums over alive features (scratch dense over the alive set) */
-        alive_ids = malloc((size_t)(n_alive ? n_alive : 1) * sizeof *alive_ids);
-        double *dsa = calloc((size_t)(n_alive + 1), sizeof *dsa), *dsb = calloc((size_t)(n_alive + 1), sizeof *dsb);
-        int32_t *dboth = calloc((size_t)(n_alive + 1), sizeof *dboth), *duni = calloc((size_t)(n_alive + 1), sizeof *duni);
-        int32_t *touched = malloc((size_t)(n_alive + 1) * sizeof *touched);
-        uint8_t *mark = calloc((size_t)(n_alive + 1), 1);
-        size_t cap = (size_t)(fa->row_ptr[n] + fb->row_ptr[n]) + 1;
-        gf.ptr = calloc((size_t)G + 1, sizeof *gf.ptr);
-        gf.fid = malloc(cap * sizeof *gf.fid);
-        gf.sa = malloc(cap * sizeof *gf.sa);
-        gf.sb = malloc(cap * sizeof *gf.sb);
-        gf.both = malloc(cap * sizeof *gf.both);
-        gf.uni = malloc(cap * sizeof *gf.uni);
-        int bad = !alive_ids || !dsa || !dsb || !dboth || !duni || !touched || !mark || !gf.ptr || !gf.fid || !gf.sa ||
-                  !gf.sb || !gf.both || !gf.uni;
-        if (!bad) {
-            for (int j = 0; j < m; j++)
-                if (compact[j] >= 0) alive_ids[compact[j]] = j;
-            int64_t nz = 0;
-            for (int64_t g = 0; g < G; g++) {
-                int nt = 0;
-                for (int64_t t = in->offsets[g]; t < in->offsets[g + 1]; t++) {
-                    int64_t i = fa->row_ptr[t], ie = fa->row_ptr[t + 1], j = fb->row_ptr[t], je = fb->row_ptr[t + 1];
-                    while (i < ie || j < je) {
-                        int f;
-                        double x = 0, y = 0;
-                        if (j >= je || (i < ie && fa->idx[i] < fb->idx[j])) {
-                            f = fa->idx[i];
-                            x = fa->val[i++];
-                        } else if (i >= ie || fb->idx[j] < fa->idx[i]) {
-                            f = fb->idx[j];
-                            y = fb->val[j++];
-                        } else {
-                            f = fa->idx[i];
-                            x = fa->val[i++];
-                            y = fb->val[j++];
-                        }
-                        int c = compact[f];
-                        if (!mark[c]) {
-                            mark[c] = 1;
-                            touched[nt++] = c;
-                        }
-                        dsa[c] += x;
-                        dsb[c] += y;
-                        dboth[c] += x != 0 && y != 0;
-                        duni[c] += x != 0 || y != 0;
+    }
+    x->n_alive = 0;
+    for (int j = 0; j < m; j++) {
+        r->n_alive_a += r->count_a[j] > 0;
+        r->n_alive_b += r->count_b[j] > 0;
+        x->compact[j] = (r->count_a[j] || r->count_b[j]) ? (int32_t)x->n_alive++ : -1;
+    }
+    r->n_alive_either = x->n_alive;
+    return 0;
+}
+
+/* Per-group sparse sums over the alive features (scratch dense over the alive set), and
+ * from them the rows where a feature is active in both models. */
+static int group_feature_sums(cmp_ctx *x) {
+    const shift_input *in = x->in;
+    const sae_sparse *fa = in->fa, *fb = in->fb;
+    int64_t n = x->n, G = x->G, n_alive = x->n_alive;
+    group_feats *gf = &x->gf;
+    const int32_t *compact = x->compact;
+    x->alive_ids = malloc((size_t)(n_alive ? n_alive : 1) * sizeof *x->alive_ids);
+    double *dsa = calloc((size_t)(n_alive + 1), sizeof *dsa), *dsb = calloc((size_t)(n_alive + 1), sizeof *dsb);
+    int32_t *dboth = calloc((size_t)(n_alive + 1), sizeof *dboth), *duni = calloc((size_t)(n_alive + 1), sizeof *duni);
+    int32_t *touched = malloc((size_t)(n_alive + 1) * sizeof *touched);
+    uint8_t *mark = calloc((size_t)(n_alive + 1), 1);
+    size_t cap = (size_t)(fa->row_ptr[n] + fb->row_ptr[n]) + 1;
+    gf->ptr = calloc((size_t)G + 1, sizeof *gf->ptr);
+    gf->fid = malloc(cap * sizeof *gf->fid);
+    gf->sa = malloc(cap * sizeof *gf->sa);
+    gf->sb = malloc(cap * sizeof *gf->sb);
+    gf->both = malloc(cap * sizeof *gf->both);
+    gf->uni = malloc(cap * sizeof *gf->uni);
+    int bad = !x->alive_ids || !dsa || !dsb || !dboth || !duni || !touched || !mark || !gf->ptr || !gf->fid || !gf->sa ||
+              !gf->sb || !gf->both || !gf->uni;
+    if (!bad) {
+        for (int j = 0; j < x->m; j++)
+            if (compact[j] >= 0) x->alive_ids[compact[j]] = j;
+        int64_t nz = 0;
+        for (int64_t g = 0; g < G; g++) {
+            int nt = 0;
+            for (int64_t t = in->offsets[g]; t < in->offsets[g + 1]; t++) {
+                int64_t i = fa->row_ptr[t], ie = fa->row_ptr[t + 1], j = fb->row_ptr[t], je = fb->row_ptr[t + 1];
+                while (i < ie || j < je) {
+                    int f;
+                    double xv = 0, yv = 0;
+                    if (j >= je || (i < ie && fa->idx[i] < fb->idx[j])) {
+                        f = fa->idx[i];
+                        xv = fa->val[i++];
+                    } else if (i >= ie || fb->idx[j] < fa->idx[i]) {
+                        f = fb->idx[j];
+                        yv = fb->val[j++];
+                    } else {
+                        f = fa->idx[i];
+                        xv = fa->val[i++];
+                        yv = fb->val[j++];
                     }
+                    int c = compact[f];
+                    if (!mark[c]) {
+                        mark[c] = 1;
+                        touched[nt++] = c;
+                    }
+                    dsa[c] += xv;
+                    dsb[c] += yv;
+                    dboth[c] += xv != 0 && yv != 0;
+                    duni[c] += xv != 0 || yv != 0;
                 }
-                for (int q = 0; q < nt; q++) {
-                    int c = touched[q];
-                    gf.fid[nz] = c;
-                    gf.sa[nz] = (float)dsa[c];
-                    gf.sb[nz] = (float)dsb[c];
-                    gf.both[nz] = dboth[c];
-                    gf.uni[nz] = duni[c];
-                    nz++;
-                    dsa[c] = dsb[c] = 0;
-                    dboth[c] = duni[c] = 0;
-                    mark[c] = 0;
-                }
-                gf.ptr[g + 1] = nz;
             }
-            /* rows where a feature is active in both models, from the group sums */
-            for (int64_t z = 0; z < gf.ptr[G]; z++) r->count_both[alive_ids[gf.fid[z]]] += gf.both[z];
+            for (int q = 0; q < nt; q++) {
+                int c = touched[q];
+                gf->fid[nz] = c;
+                gf->sa[nz] = (float)dsa[c];
+                gf->sb[nz] = (float)dsb[c];
+                gf->both[nz] = dboth[c];
+                gf->uni[nz] = duni[c];
+                nz++;
+                dsa[c] = dsb[c] = 0;
+                dboth[c] = duni[c] = 0;
+                mark[c] = 0;
+            }
+            gf->ptr[g + 1] = nz;
         }
-        free(dsa);
-        free(dsb);
-        free(dboth);
-        free(duni);
-        free(touched);
-        free(mark);
-        if (bad) goto oom;
+        for (int64_t z = 0; z < gf->ptr[G]; z++) x->r->count_both[x->alive_ids[gf->fid[z]]] += gf->both[z];
     }
+    free(dsa);
+    free(dsb);
+    free(dboth);
+    free(duni);
+    free(touched);
+    free(mark);
+    return bad ? -1 : 0;
+}
 
-    int do_cka = n <= opt->cka_max_rows;
-    int keep_gram = opt->n_perm > 0 && n <= opt->perm_cka_max_rows; /* the null reuses the Gram matrices */
-    if (do_cka && cka_build(&cs, in->a, in->b, n, d, G, grp, keep_gram)) goto oom;
-
-    /* ---- statistics for a weight vector (all ones = point estimate) ---- */
-    int B = opt->n_boot > 0 ? opt->n_boot : 0;
-    boot = malloc((size_t)(B + 1) * S_N * sizeof *boot);
-    w = malloc((size_t)G * sizeof *w);
-    kbuf = malloc((size_t)n * sizeof *kbuf);
-    lbuf = malloc((size_t)n * sizeof *lbuf);
-    if (feats) {
-        ta = malloc((size_t)(n_alive + 1) * sizeof *ta);
-        tb = malloc((size_t)(n_alive + 1) * sizeof *tb);
-        tboth = malloc((size_t)(n_alive + 1) * sizeof *tboth);
-        tuni = malloc((size_t)(n_alive + 1) * sizeof *tuni);
-        if (!ta || !tb || !tboth || !tuni) goto oom;
+/* Every statistic for one weight vector w over groups (all ones = the point estimate). */
+static void weighted_stats(cmp_ctx *x, const double *w, double *st) {
+    int64_t G = x->G, n_alive = x->n_alive;
+    double W = 0, s6[NG] = {0};
+    for (int64_t g = 0; g < G; g++) {
+        if (w[g] == 0) continue;
+        W += w[g] * x->gcount[g];
+        for (int k = 0; k < NG; k++) s6[k] += w[g] * x->gsum[g * NG + k];
     }
-    if (!boot || !w || !kbuf || !lbuf) goto oom;
+    st[S_COS_CEN] = W > 0 ? s6[6] / W : NAN;
+    st[S_COS_RAW] = W > 0 ? s6[0] / W : NAN;
+    st[S_L2_RAW] = W > 0 ? s6[1] / W : NAN;
+    st[S_COS_FEAT] = W > 0 ? s6[2] / W : NAN;
+    st[S_L2_FEAT] = W > 0 ? s6[3] / W : NAN;
+    st[S_JAC_TOK] = W > 0 ? s6[4] / W : NAN;
+    st[S_JS_TOK] = W > 0 ? s6[5] / W : NAN;
+    st[S_JAC_FEAT] = st[S_JS_MASS] = st[S_PEARSON] = NAN;
+    if (x->feats) {
+        const group_feats *gf = &x->gf;
+        memset(x->ta, 0, (size_t)n_alive * sizeof *x->ta);
+        memset(x->tb, 0, (size_t)n_alive * sizeof *x->tb);
+        memset(x->tboth, 0, (size_t)n_alive * sizeof *x->tboth);
+        memset(x->tuni, 0, (size_t)n_alive * sizeof *x->tuni);
+        for (int64_t g = 0; g < G; g++) {
+            if (w[g] == 0) continue;
+            for (int64_t z = gf->ptr[g]; z < gf->ptr[g + 1]; z++) {
+                int c = gf->fid[z];
+                x->ta[c] += w[g] * gf->sa[z];
+                x->tb[c] += w[g] * gf->sb[z];
+                x->tboth[c] += w[g] * gf->both[z];
+                x->tuni[c] += w[g] * gf->uni[z];
+            }
+        }
+        double js = 0, nf = 0;
+        for (int64_t c = 0; c < n_alive; c++)
+            if (x->tuni[c] > 0) {
+                js += x->tboth[c] / x->tuni[c];
+                nf += 1;
+            }
+        st[S_JAC_FEAT] = nf > 0 ? js / nf : NAN;
+        st[S_JS_MASS] = shift_js_bits(x->ta, x->tb, n_alive);
+        st[S_PEARSON] = shift_pearson(x->ta, x->tb, n_alive);
+    }
+    st[S_CKA] = st[S_CKA_DEB] = NAN;
+    if (x->do_cka) st[S_CKA] = cka_weighted(&x->cs, w, x->grp, x->kbuf, x->lbuf, &st[S_CKA_DEB]);
+}
+
+/* The point estimate (replicate 0) and B bootstrap replicates into x->boot. */
+static int bootstrap(cmp_ctx *x) {
+    int64_t n = x->n, G = x->G;
+    const shift_opts *opt = x->opt;
+    x->B = opt->n_boot > 0 ? opt->n_boot : 0;
+    x->boot = malloc((size_t)(x->B + 1) * S_N * sizeof *x->boot);
+    x->w = malloc((size_t)G * sizeof *x->w);
+    x->kbuf = malloc((size_t)n * sizeof *x->kbuf);
+    x->lbuf = malloc((size_t)n * sizeof *x->lbuf);
+    if (x->feats) {
+        x->ta = malloc((size_t)(x->n_alive + 1) * sizeof *x->ta);
+        x->tb = malloc((size_t)(x->n_alive + 1) * sizeof *x->tb);
+        x->tboth = malloc((size_t)(x->n_alive + 1) * sizeof *x->tboth);
+        x->tuni = malloc((size_t)(x->n_alive + 1) * sizeof *x->tuni);
+        if (!x->ta || !x->tb || !x->tboth || !x->tuni) return -1;
+    }
+    if (!x->boot || !x->w || !x->kbuf || !x->lbuf) return -1;
+    double *w = x->w;
     uint64_t rng = opt->seed;
-    for (int rep = 0; rep <= B; rep++) {
-        double *st = boot + (size_t)rep * S_N;
+    for (int rep = 0; rep <= x->B; rep++) {
         if (rep == 0) {
             for (int64_t g = 0; g < G; g++) w[g] = 1;
         } else if (opt->boot_counts) {
@@ -973,93 +1074,63 @@ int shift_compare(const shift_input *in, const shift_opts *opt, shift_result *r,
             memset(w, 0, (size_t)G * sizeof *w);
             for (int64_t k = 0; k < G; k++) w[splitmix(&rng) % (uint64_t)G] += 1;
         }
-        double W = 0, s6[NG] = {0};
-        for (int64_t g = 0; g < G; g++) {
-            if (w[g] == 0) continue;
-            W += w[g] * gcount[g];
-            for (int k = 0; k < NG; k++) s6[k] += w[g] * gsum[g * NG + k];
-        }
-        st[S_COS_CEN] = W > 0 ? s6[6] / W : NAN;
-        st[S_COS_RAW] = W > 0 ? s6[0] / W : NAN;
-        st[S_L2_RAW] = W > 0 ? s6[1] / W : NAN;
-        st[S_COS_FEAT] = W > 0 ? s6[2] / W : NAN;
-        st[S_L2_FEAT] = W > 0 ? s6[3] / W : NAN;
-        st[S_JAC_TOK] = W > 0 ? s6[4] / W : NAN;
-        st[S_JS_TOK] = W > 0 ? s6[5] / W : NAN;
-        st[S_JAC_FEAT] = st[S_JS_MASS] = st[S_PEARSON] = NAN;
-        if (feats) {
-            memset(ta, 0, (size_t)n_alive * sizeof *ta);
-            memset(tb, 0, (size_t)n_alive * sizeof *tb);
-            memset(tboth, 0, (size_t)n_alive * sizeof *tboth);
-            memset(tuni, 0, (size_t)n_alive * sizeof *tuni);
-            for (int64_t g = 0; g < G; g++) {
-                if (w[g] == 0) continue;
-                for (int64_t z = gf.ptr[g]; z < gf.ptr[g + 1]; z++) {
-                    int c = gf.fid[z];
-                    ta[c] += w[g] * gf.sa[z];
-                    tb[c] += w[g] * gf.sb[z];
-                    tboth[c] += w[g] * gf.both[z];
-                    tuni[c] += w[g] * gf.uni[z];
-                }
-            }
-            double js = 0, nf = 0;
-            for (int64_t c = 0; c < n_alive; c++)
-                if (tuni[c] > 0) {
-                    js += tboth[c] / tuni[c];
-                    nf += 1;
-                }
-            st[S_JAC_FEAT] = nf > 0 ? js / nf : NAN;
-            st[S_JS_MASS] = shift_js_bits(ta, tb, n_alive);
-            st[S_PEARSON] = shift_pearson(ta, tb, n_alive);
-        }
-        st[S_CKA] = st[S_CKA_DEB] = NAN;
-        if (do_cka) st[S_CKA] = cka_weighted(&cs, w, grp, kbuf, lbuf, &st[S_CKA_DEB]);
+        weighted_stats(x, w, x->boot + (size_t)rep * S_N);
     }
-    if (!do_cka) boot[S_CKA_DEB] = stats_cka_debiased(in->a, in->b, n, d, &boot[S_CKA]);
+    if (!x->do_cka) x->boot[S_CKA_DEB] = stats_cka_debiased(x->in->a, x->in->b, n, x->d, &x->boot[S_CKA]);
+    return 0;
+}
 
+/* Values and 95% percentile intervals from the replicates. */
+static int intervals(cmp_ctx *x) {
+    int B = x->B;
+    const double *boot = x->boot;
     double *col = malloc((size_t)(B > 0 ? B : 1) * sizeof *col);
-    if (!col) goto oom;
+    if (!col) return -1;
     for (int k = 0; k < S_N; k++) {
-        rs_stat *dk = (rs_stat *)shift_metric_stat(r, k);
+        rs_stat *dk = (rs_stat *)shift_metric_stat(x->r, k);
         dk->value = boot[k];
         dk->lo = dk->hi = NAN;
-        if (B > 0 && isfinite(boot[k]) && !((k == S_CKA || k == S_CKA_DEB) && !do_cka)) {
+        if (B > 0 && isfinite(boot[k]) && !((k == S_CKA || k == S_CKA_DEB) && !x->do_cka)) {
             for (int rep = 0; rep < B; rep++) col[rep] = boot[(size_t)(rep + 1) * S_N + k];
             dk->lo = percentile(col, B, 0.025);
             for (int rep = 0; rep < B; rep++) col[rep] = boot[(size_t)(rep + 1) * S_N + k];
             dk->hi = percentile(col, B, 0.975);
         }
-        if (!feats && k >= S_COS_FEAT && k <= S_PEARSON) dk->value = dk->lo = dk->hi = NAN;
+        if (!x->feats && k >= S_COS_FEAT && k <= S_PEARSON) dk->value = dk->lo = dk->hi = NAN;
     }
     free(col);
-    if (perm_nulls(in, opt, cs.Kf, cs.Lf, mu_a, mu_b, compact, alive_ids, n_alive, boot, r)) goto oom;
+    return 0;
+}
+
+int shift_compare(const shift_input *in, const shift_opts *opt, shift_result *r, rs_err *err) {
+    shift_opts defo;
+    if (!opt) {
+        shift_opts_default(&defo);
+        opt = &defo;
+    }
+    memset(r, 0, sizeof *r);
+    if (check_input(in, err)) return -1;
+    cmp_ctx x = {.in = in, .opt = opt, .r = r, .n = in->n_rows, .G = in->n_groups, .d = in->d,
+                 .feats = in->fa && in->fb};
+    x.m = x.feats ? in->fa->d_sae : 0;
+    r->n_rows = x.n;
+    r->n_groups = x.G;
+    r->has_feats = x.feats;
+    r->d_sae = x.m;
+    int rc = -1;
+    if (raw_rows(&x)) goto oom;
+    if (x.feats && (feature_rows(&x) || group_feature_sums(&x))) goto oom;
+    x.do_cka = x.n <= opt->cka_max_rows;
+    int keep_gram = opt->n_perm > 0 && x.n <= opt->perm_cka_max_rows; /* the null reuses the Gram matrices */
+    if (x.do_cka && cka_build(&x.cs, in->a, in->b, x.n, x.d, x.G, x.grp, keep_gram)) goto oom;
+    if (bootstrap(&x) || intervals(&x)) goto oom;
+    if (perm_nulls(in, opt, x.cs.Kf, x.cs.Lf, x.mu_a, x.mu_b, x.compact, x.alive_ids, x.n_alive, x.boot, r)) goto oom;
     rc = 0;
     goto done;
 oom:
-    rs_errk(err, RS_ENOMEM, "shift: out of memory (%lld rows, %lld groups)", (long long)n, (long long)G);
+    rs_errk(err, RS_ENOMEM, "shift: out of memory (%lld rows, %lld groups)", (long long)x.n, (long long)x.G);
 done:
-    free(grp);
-    free(gsum);
-    free(mu_a);
-    free(mu_b);
-    free(gcount);
-    free(compact);
-    free(alive_ids);
-    free(gf.ptr);
-    free(gf.fid);
-    free(gf.sa);
-    free(gf.sb);
-    free(gf.both);
-    free(gf.uni);
-    cka_free(&cs);
-    free(boot);
-    free(w);
-    free(kbuf);
-    free(lbuf);
-    free(ta);
-    free(tb);
-    free(tboth);
-    free(tuni);
+    cmp_free(&x);
     if (rc) shift_result_free(r);
     return rc;
 }

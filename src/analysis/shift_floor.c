@@ -5,12 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+int64_t shift_split_half_groups(const int64_t *offsets, int64_t n_groups) {
+    int64_t k = 0;
+    for (int64_t g = 0; g < n_groups; g++) k += offsets[g + 1] - offsets[g] >= 2;
+    return k;
+}
+
 int shift_split_half(const float *x, int d, const int64_t *offsets, int64_t n_groups, const shift_opts *o,
                      shift_result *r, int64_t *n_used, rs_err *err) {
     memset(r, 0, sizeof *r);
     *n_used = 0;
-    int64_t k = 0;
-    for (int64_t g = 0; g < n_groups; g++) k += offsets[g + 1] - offsets[g] >= 2;
+    int64_t k = shift_split_half_groups(offsets, n_groups);
     if (k < 2) return rs_errf(err, "split-half floor: fewer than 2 inputs with at least 2 rows");
     float *h1 = calloc((size_t)k * d, sizeof *h1), *h2 = calloc((size_t)k * d, sizeof *h2);
     int64_t *off = malloc((size_t)(k + 1) * sizeof *off);

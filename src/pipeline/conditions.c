@@ -423,11 +423,55 @@ static void summary_rows(FILE *f, const char *pair, int layer, const char *hook,
     }
 }
 
-int pl_stage_conditions(pl_ctx *c, rs_err *err) {
+int pl_conditions_used(const pl_ctx *c) {
+    int any = 0;
+    for (int q = 0; q < N_PAIRS; q++) any |= PAIRS[q].b >= PL_VLM_CAPTION && pl_store_used(c, PAIRS[q].b);
+    return any;
+}
+
+int pl_conditions_fp(pl_ctx *c, char fp[65], rs_err *err) {
+    const rs_config *cfg = c->cfg;
+    char fps[PL_N_STORES][65];
+    for (int i = 0; i < N_CONDS; i++) {
+        int s = CONDS[i].store;
+        if (!pl_store_used(c, s)) strcpy(fps[s], "-");
+        else if (pl_store_fp(c, s, fps[s], err)) return -1;
+    }
+    pl_fp(fp, "conditions v3 %s %s %s %s %s %s sae=%s path=%s hook=%s boot=%d perm=%d", RS_VERSION, fps[PL_LLM_TEXT],
+          fps[PL_VLM_TEXT], fps[PL_VLM_CAPTION], fps[PL_VLM_MISMATCH], fps[PL_VLM_BLANK], c->sae_fp,
+          cfg->has_saes ? cfg->sae_path : "-", cfg->sae_hook ? cfg->sae_hook : "-", cfg->probes.bootstrap,
+          cfg->shift_permutations);
+    return 0;
+}
+
+/* One pair at one hook: shift_run's analysis of two stores (no floors: per-model facts,
+ * in shift.json): its results.json layer entry. */
+static int pair_layer(pl_ctx *c, const pair_def *pd, const shift_acts_src *src, const char *hook, int layer,
+                      const char *sp, const char *sh, const char *tokp, cJSON **out, rs_err *err) {
+    const rs_config *cfg = c->cfg;
+    shift_run_opts so = {.n_boot = cfg->probes.bootstrap, .n_perm = cfg->shift_permutations,
+                         .threads = c->coarse_threads, .no_floors = 1, .seed = 0, .top_k = 20,
+                         .tokenizer = rs_path_exists(tokp) ? tokp : NULL};
+    shift_layer_spec spec = {.layer = layer, .csv_layer = layer, .hook = hook, .sae = sp, .sae_hook = sh};
+    shift_run_result *res = NULL;
+    *out = NULL;
+    if (shift_run_begin(&so, &src[pd->a], &src[pd->b], &res, err) || shift_run_add_layer(res, &src[pd->a], &src[pd->b], &spec, err) ||
+        shift_run_finish(res, err)) {
+        shift_run_result_free(res);
+        return -1;
+    }
+    *out = shift_layer_json(res, &res->layers[0], 1);
+    shift_run_result_free(res);
+    return *out ? 0 : rs_errk(err, RS_ENOMEM, "out of memory");
+}
+
+int pl_conditions_run(pl_ctx *c, const char **note, rs_err *err) {
+    (void)note;
     const rs_config *cfg = c->cfg;
     char *jp = pl_join(c->results, "conditions.json"), *cp = pl_join(c->results, "conditions_summary.csv");
     char *tokp = cfg->tokenizer ? strdup(cfg->tokenizer) : rs_path_join(cfg->llm, "tokenizer.json");
-    char *files[PL_N_STORES] = {0};
+    pl_store_src *stores[PL_N_STORES] = {0};
+    shift_acts_src src[PL_N_STORES];
     cond_models cm = {0};
     char **hs_path = NULL, **hs_hook = NULL;
     cJSON *shift_j = NULL;
@@ -438,35 +482,6 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
     FILE *summary = NULL;
     int rc = -1;
     if (!jp || !cp || !tokp) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    int any = 0;
-    for (int q = 0; q < N_PAIRS; q++) any |= PAIRS[q].b >= PL_VLM_CAPTION && pl_store_used(c, PAIRS[q].b);
-    if (!any) {
-        pl_log(c, "conditions", "skipped: no caption is read with an image (needs captions, images and a vlm_* "
-                                "image condition in 'conditions')");
-        pl_stage_reset(c, "conditions");
-        unlink(jp);
-        unlink(cp);
-        rc = 0;
-        goto done;
-    }
-    char fps[PL_N_STORES][65], fp[65];
-    for (int i = 0; i < N_CONDS; i++) {
-        int s = CONDS[i].store;
-        if (!pl_store_used(c, s)) strcpy(fps[s], "-");
-        else if (pl_store_fp(c, s, fps[s], err)) goto done;
-    }
-    pl_fp(fp, "conditions v3 %s %s %s %s %s %s sae=%s path=%s hook=%s boot=%d perm=%d", RS_VERSION, fps[PL_LLM_TEXT],
-          fps[PL_VLM_TEXT], fps[PL_VLM_CAPTION], fps[PL_VLM_MISMATCH], fps[PL_VLM_BLANK], c->sae_fp,
-          cfg->has_saes ? cfg->sae_path : "-", cfg->sae_hook ? cfg->sae_hook : "-", cfg->probes.bootstrap,
-          cfg->shift_permutations);
-    if (pl_stage_done(c, "conditions", fp) && rs_path_exists(jp)) {
-        pl_log(c, "conditions", "complete (skipped)");
-        rc = 0;
-        goto done;
-    }
-    pl_stage_reset(c, "conditions");
-    unlink(jp);
-    unlink(cp);
     /* the SAE of each hook's layer, if it reads that hook (loaded once here to learn its hook) */
     hs_path = calloc((size_t)cfg->n_hooks + 1, sizeof *hs_path);
     hs_hook = calloc((size_t)cfg->n_hooks + 1, sizeof *hs_hook);
@@ -509,11 +524,7 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
         if (!pl_store_used(c, pd->a) || !pl_store_used(c, pd->b)) continue;
         for (int k = 0; k < 2; k++) {
             int s = k ? pd->b : pd->a;
-            if (files[s]) continue;
-            char name[96];
-            snprintf(name, sizeof name, "cond_%s.safetensors", PL_STORE_NAME[s]);
-            if (!(files[s] = pl_join(c->work, name))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-            if (pl_materialise(c, s, files[s], err)) goto done;
+            if (!stores[s] && pl_store_source(c, s, &stores[s], &src[s], err)) goto done;
         }
         cJSON *pj = cJSON_CreateObject();
         cJSON_AddItemToArray(pairs, pj);
@@ -526,9 +537,9 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
         for (int h = 0; h < cfg->n_hooks; h++) {
             const char *hook = cfg->hooks[h];
             int L = rs_hook_block_index(hook);
-            char *sp = hs_path[h], *sh = hs_hook[h], *wd = NULL, *rp = NULL;
-            int use_sae = hs_use[h], r = 0;
-            cJSON *res = NULL, *lj = NULL;
+            char *sp = hs_path[h], *sh = hs_hook[h];
+            int use_sae = hs_use[h];
+            cJSON *lj = NULL;
             if (pd->a == PL_LLM_TEXT && pd->b == PL_VLM_TEXT && shift_j) {
                 const cJSON *e;
                 cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(shift_j, "layers")) {
@@ -536,32 +547,15 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
                     if (eh && !strcmp(eh, hook)) lj = cJSON_Duplicate(e, 1);
                 }
             }
-            char sub[48];
-            snprintf(sub, sizeof sub, "cond_%s_%d", pd->id, h);
-            if (!lj && !(wd = pl_join(c->work, sub))) r = rs_errk(err, RS_ENOMEM, "out of memory");
-            if (!lj && !r) {
-                pl_remove_flat_dir(wd);
-                shift_run_opts so = {.acts_a = files[pd->a], .acts_b = files[pd->b], .sae = use_sae ? sp : NULL,
-                                     .hook = hook, .sae_hook = use_sae ? sh : NULL, .n_boot = cfg->probes.bootstrap,
-                                     .n_perm = cfg->shift_permutations, .threads = c->coarse_threads, .no_floors = 1,
-                                     .seed = 0, .top_k = 20, .tokenizer = rs_path_exists(tokp) ? tokp : NULL,
-                                     .out_dir = wd};
+            if (!lj) {
                 pl_log(c, "conditions", "%s: %s (%s) vs %s (%s)%s", hook, cond_letter(pd->a), PL_STORE_NAME[pd->a],
                        cond_letter(pd->b), PL_STORE_NAME[pd->b], use_sae ? " with SAE" : "");
-                r = shift_run(&so, err);
+                if (pair_layer(c, pd, src, hook, L >= 0 ? L : h, use_sae ? sp : NULL, use_sae ? sh : NULL, tokp, &lj,
+                               err)) {
+                    rs_err_prefix(err, "conditions %s, %s", pd->id, hook);
+                    goto done;
+                }
             }
-            if (!lj && !r)
-                r = (rp = pl_join(wd, "results.json")) ? rs_json_load(rp, 1u << 30, &res, err) : rs_errk(err, RS_ENOMEM, "out of memory");
-            if (wd) pl_remove_flat_dir(wd);
-            free(wd), free(rp);
-            if (r) {
-                cJSON_Delete(res);
-                rs_err_prefix(err, "conditions %s, %s", pd->id, hook);
-                goto done;
-            }
-            if (!lj) lj = cJSON_Duplicate(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res, "layers"), 0), 1);
-            cJSON_Delete(res);
-            if (!lj) { rs_errf(err, "conditions %s, %s: shift results without a layer", pd->id, hook); goto done; }
             cJSON_DeleteItemFromObjectCaseSensitive(lj, "layer");
             rs_json_add_num(lj, "layer", L >= 0 ? L : h);
             cJSON_DeleteItemFromObjectCaseSensitive(lj, "top_shifted_tokens");
@@ -661,7 +655,6 @@ int pl_stage_conditions(pl_ctx *c, rs_err *err) {
     fclose(summary);
     summary = NULL;
     if (pl_write_text(cp, summ ? summ : "", err) || pl_write_json(jp, root, err)) goto done;
-    if (pl_stage_mark(c, "conditions", fp, err)) goto done;
     pl_log(c, "conditions", "wrote %s", jp);
     rc = 0;
 done:
@@ -676,10 +669,7 @@ done:
     free(cm.prompt);
     if (summary) fclose(summary);
     free(summ);
-    for (int s = 0; s < PL_N_STORES; s++) {
-        if (files[s]) unlink(files[s]);
-        free(files[s]);
-    }
+    for (int s = 0; s < PL_N_STORES; s++) pl_store_source_close(stores[s]);
     cJSON_Delete(root);
     free(jp);
     free(cp);

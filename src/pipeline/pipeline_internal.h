@@ -13,6 +13,7 @@
 #include "reprshift/image_edit.h"
 #include "reprshift/manifest.h"
 #include "reprshift/pipeline.h"
+#include "reprshift/shift_run.h"
 
 /* One edited image variant kind (an entry of config edits × values). */
 typedef struct {
@@ -100,20 +101,48 @@ int pl_stage_extract(pl_ctx *c, rs_err *err);
 /* Decode the image at path and apply variant v's edit (v NULL: the original), exactly as
  * the extract stage builds the edited store's images. */
 int pl_load_variant(const pl_variant *v, const char *path, rs_image *img, rs_err *err);
-int pl_stage_shift(pl_ctx *c, rs_err *err);
-int pl_stage_probes(pl_ctx *c, rs_err *err);
+
+/* One stage of `reprshift run` (the table in run.c). With a fingerprint, pl_run_stage keeps
+ * the protocol: not used → its marker and outputs removed; marker with the same fingerprint
+ * and the first output present (or a note in the marker) → skipped; else marker removed,
+ * outputs removed, run, marker written last (with the note run set, if any). Without one,
+ * run is called as is (the stage keeps its own markers: dataset, extract). */
+typedef struct {
+    const char *name;                                     /* stages/NAME.done */
+    int (*used)(const pl_ctx *c);                         /* NULL: always used */
+    const char *unused_note;                              /* logged when not used */
+    int (*fingerprint)(pl_ctx *c, char fp[65], rs_err *err);
+    const char *const *outputs;                           /* paths under the run folder, NULL-terminated */
+    int log_output;                                       /* "complete (skipped): <first output>" */
+    int (*run)(pl_ctx *c, const char **note, rs_err *err);
+} pl_stage_def;
+int pl_run_stage(pl_ctx *c, const pl_stage_def *st, rs_err *err);
+/* Every stage in order. */
+int pl_run_stages(pl_ctx *c, rs_err *err);
+
+/* shift (shift.c), conditions (conditions.c), probes (probes.c): the parts of their table entries. */
+int pl_shift_used(const pl_ctx *c);
+int pl_shift_fp(pl_ctx *c, char fp[65], rs_err *err);
+int pl_shift_run(pl_ctx *c, const char **note, rs_err *err);
+int pl_conditions_used(const pl_ctx *c);
+int pl_conditions_fp(pl_ctx *c, char fp[65], rs_err *err);
+int pl_conditions_run(pl_ctx *c, const char **note, rs_err *err);
+int pl_probes_fp(pl_ctx *c, char fp[65], rs_err *err);
+int pl_probes_run(pl_ctx *c, const char **note, rs_err *err);
 /* Error unless each probe split leaves at least probes.min_test_groups test groups (images);
  * the message gives the numbers and how to raise them. Needs the dataset stage. */
 int pl_probes_check(pl_ctx *c, rs_err *err);
-int pl_stage_conditions(pl_ctx *c, rs_err *err);
 
 /* Benjamini–Hochberg over one family: every `shift.<metric>.p_value` in the given
  * `layers` arrays (each entry's `shift` object) gets its `q_value` replaced by the
  * family-wide one; *n_tests = the number of finite p-values. */
 int pl_bh_family(struct cJSON *const *layer_arrays, int n_arrays, int *n_tests, rs_err *err);
 
-/* A per-token store as one extract-format safetensors file (what shift_run reads). */
-int pl_materialise(pl_ctx *c, int store, const char *path, rs_err *err);
+/* A per-token store as a shift source (shift_run.h): token ids and offsets read now, a
+ * hook's rows when the analysis reads them. Close with pl_store_source_close. */
+typedef struct pl_store_src pl_store_src;
+int pl_store_source(pl_ctx *c, int store, pl_store_src **out, shift_acts_src *src, rs_err *err);
+void pl_store_source_close(pl_store_src *s);
 
 /* Validation before any work: hooks exist in both models, SAEs load and read a captured
  * hook, model widths agree. */

@@ -134,8 +134,13 @@ static int eval_one(probe_run *p, const char *task, const char *kind, const char
         rs_eval_result_free(&r);
         return rs_errk(err, RS_ENOMEM, "out of memory");
     }
-    if (rs_split_stratified_groups(y, group, n, K, p->eo.test_frac, p->eo.seed + 7919u, is_test, &e) == 0)
-        for (int i = 0; i < n; i++) n_test += is_test[i];
+    /* the evaluation made this split already: a failure here is out of memory, not a fact */
+    if (rs_split_stratified_groups(y, group, n, K, p->eo.test_frac, p->eo.seed + 7919u, is_test, err)) {
+        free(is_test);
+        rs_eval_result_free(&r);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) n_test += is_test[i];
     free(is_test);
     cJSON *layers = task_points(p->tasks, task, kind, model, p->vision ? "hooks" : "layers");
     cJSON *L = cJSON_CreateObject();
@@ -846,7 +851,20 @@ done:
     return rc;
 }
 
-int pl_stage_probes(pl_ctx *c, rs_err *err) {
+int pl_probes_fp(pl_ctx *c, char fp[65], rs_err *err) {
+    char fps[PL_N_STORES][65];
+    for (int s = 0; s < PL_N_STORES; s++) {
+        if (!pl_store_used(c, s)) strcpy(fps[s], "-");
+        else if (pl_store_fp(c, s, fps[s], err)) return -1;
+    }
+    char *pj = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(c->cfg->resolved, "probes"));
+    pl_fp(fp, "probes v3 %s %s %s %s %s %s %s %s %s pool=%s", RS_VERSION, fps[0], fps[1], fps[2], fps[3], fps[4], fps[5],
+          fps[6], pj ? pj : "-", c->cfg->pool);
+    free(pj);
+    return 0;
+}
+
+int pl_probes_run(pl_ctx *c, const char **note, rs_err *err) {
     const rs_config *cfg = c->cfg;
     char *pp = pl_join(c->results, "probes.json"), *tp = pl_join(c->results, "transfer.json");
     char *ap = pl_join(c->results, "attribute_transfer.json");
@@ -854,27 +872,6 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
     double *attr_C = NULL;
     int rc = -1;
     if (!pp || !tp || !ap) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    char fps[PL_N_STORES][65], fp[65];
-    for (int s = 0; s < PL_N_STORES; s++) {
-        if (!pl_store_used(c, s)) strcpy(fps[s], "-");
-        else if (pl_store_fp(c, s, fps[s], err)) goto done;
-    }
-    char *pj = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(cfg->resolved, "probes"));
-    pl_fp(fp, "probes v3 %s %s %s %s %s %s %s %s %s pool=%s", RS_VERSION, fps[0], fps[1], fps[2], fps[3], fps[4], fps[5],
-          fps[6], pj ? pj : "-", cfg->pool);
-    free(pj);
-    char *note = pl_stage_read(c, "probes");
-    int none_before = note && strstr(note, "\nno probe could be evaluated");
-    free(note);
-    if (pl_stage_done(c, "probes", fp) && (rs_path_exists(pp) || none_before)) {
-        pl_log(c, "probes", "complete (skipped)");
-        rc = 0;
-        goto done;
-    }
-    pl_stage_reset(c, "probes");
-    unlink(pp);
-    unlink(tp);
-    unlink(ap);
     probes = cJSON_CreateObject();
     transfer = cJSON_CreateObject();
     char ci[1024];
@@ -950,7 +947,7 @@ int pl_stage_probes(pl_ctx *c, rs_err *err) {
     /* the report needs at least one task in probes.json: with none, the file is not written */
     if (n_tasks > 0 && (probes_bh(probes, err) || paired_bh(probes, p.paired_flips, err) || write_json(pp, probes, err)))
         goto done;
-    if (pl_stage_mark_note(c, "probes", fp, n_tasks ? NULL : "no probe could be evaluated", err)) goto done;
+    *note = n_tasks ? NULL : "no probe could be evaluated";
     if (n_tasks) pl_log(c, "probes", "wrote %s%s", pp, cJSON_GetArraySize(matrices) > 0 ? " and transfer.json" : "");
     else pl_log(c, "probes", "no probe could be evaluated on this dataset (see the messages above)");
     rc = 0;

@@ -462,43 +462,6 @@ done:
 
 /* ---- report ---- */
 
-static int stage_report(pl_ctx *c, const char *upstream_fp, char **report_path, rs_err *err) {
-    char fp[65];
-    pl_fp(fp, "report v1 %s name=%s", upstream_fp, c->cfg->name);
-    char *out = pl_join(c->out, "report.html"), *runj = pl_join(c->results, "run.json");
-    int rc = -1;
-    if (!out || !runj) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    if (pl_stage_done(c, "report", fp) && rs_path_exists(out)) {
-        pl_log(c, "report", "complete (skipped): %s", out);
-    } else {
-        pl_stage_reset(c, "report");
-        unlink(out);
-        cJSON *r = cJSON_CreateObject();
-        cJSON_AddStringToObject(r, "title", c->cfg->name);
-        char desc[1024];
-        snprintf(desc, sizeof desc,
-                 "%s (LLM) vs %s (VLM): %d captions, %d images, %d edited variants per image; reprshift %s.",
-                 c->llm_name, c->vlm_name, c->n_text, c->n_image, c->n_variants, RS_VERSION);
-        cJSON_AddStringToObject(r, "description", desc);
-        char *js = cJSON_Print(r);
-        cJSON_Delete(r);
-        if (!js) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-        int w = pl_write_text(runj, js, err);
-        free(js);
-        if (w) goto done;
-        int nfig = 0;
-        if (report_write(c->results, out, &nfig, err)) goto done;
-        if (pl_stage_mark(c, "report", fp, err)) goto done;
-        pl_log(c, "report", "%d figures -> %s", nfig, out);
-    }
-    if (report_path) *report_path = out, out = NULL;
-    rc = 0;
-done:
-    free(out);
-    free(runj);
-    return rc;
-}
-
 static int upstream_fp_of(pl_ctx *c, const char *name, char fp[65]) {
     char *p = marker_path(c, name), *buf = NULL;
     size_t n;
@@ -511,6 +474,123 @@ static int upstream_fp_of(pl_ctx *c, const char *name, char fp[65]) {
     free(p);
     free(buf);
     return ok ? 0 : -1;
+}
+
+/* Its fingerprint chains those of the stages it reads (a stage without a marker: "none"). */
+static int report_fp(pl_ctx *c, char fp[65], rs_err *err) {
+    (void)err;
+    const char *names[4] = {"shift", "probes", "dataset", "conditions"};
+    char up[65], all[65 * 4 + 1] = "";
+    for (int k = 0; k < 4; k++) {
+        if (upstream_fp_of(c, names[k], up)) strcpy(up, "none");
+        strcat(all, up);
+    }
+    pl_fp(fp, "report v1 %s name=%s", all, c->cfg->name);
+    return 0;
+}
+
+static int report_run(pl_ctx *c, const char **note, rs_err *err) {
+    (void)note;
+    char *out = pl_join(c->out, "report.html"), *runj = pl_join(c->results, "run.json");
+    int rc = -1;
+    if (!out || !runj) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "title", c->cfg->name);
+    char desc[1024];
+    snprintf(desc, sizeof desc, "%s (LLM) vs %s (VLM): %d captions, %d images, %d edited variants per image; reprshift %s.",
+             c->llm_name, c->vlm_name, c->n_text, c->n_image, c->n_variants, RS_VERSION);
+    cJSON_AddStringToObject(r, "description", desc);
+    char *js = cJSON_Print(r);
+    cJSON_Delete(r);
+    if (!js) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    int w = pl_write_text(runj, js, err);
+    free(js);
+    if (w) goto done;
+    int nfig = 0;
+    if (report_write(c->results, out, &nfig, err)) goto done;
+    pl_log(c, "report", "%d figures -> %s", nfig, out);
+    rc = 0;
+done:
+    free(out);
+    free(runj);
+    return rc;
+}
+
+/* ---- the stage table ---- */
+
+/* Stages without a marker of their own in this table (dataset and extract keep theirs). */
+static int run_dataset(pl_ctx *c, const char **note, rs_err *err) { (void)note; return pl_stage_dataset(c, err); }
+static int run_probes_check(pl_ctx *c, const char **note, rs_err *err) { (void)note; return pl_probes_check(c, err); }
+static int run_extract(pl_ctx *c, const char **note, rs_err *err) { (void)note; return pl_stage_extract(c, err); }
+
+static const char *const SHIFT_OUT[] = {"results/shift.json", "results/sae_fit.json", "results/shift_summary.csv", NULL};
+static const char *const COND_OUT[] = {"results/conditions.json", "results/conditions_summary.csv", NULL};
+static const char *const PROBES_OUT[] = {"results/probes.json", "results/transfer.json", "results/attribute_transfer.json",
+                                         NULL};
+static const char *const REPORT_OUT[] = {"report.html", NULL};
+
+/* In order. The stage protocol (pl_run_stage) is written once, for every entry with a
+ * fingerprint; the others (dataset, extract: one marker per store) keep their own markers. */
+static const pl_stage_def STAGES[] = {
+    {"dataset", NULL, NULL, NULL, NULL, 0, run_dataset},
+    /* the probes' minimum test-set size, checked before any extraction */
+    {"probes-check", NULL, NULL, NULL, NULL, 0, run_probes_check},
+    {"extract", NULL, NULL, NULL, NULL, 0, run_extract},
+    {"shift", pl_shift_used, "skipped: the dataset has no captions", pl_shift_fp, SHIFT_OUT, 0, pl_shift_run},
+    {"conditions", pl_conditions_used,
+     "skipped: no caption is read with an image (needs captions, images and a vlm_* image condition in 'conditions')",
+     pl_conditions_fp, COND_OUT, 0, pl_conditions_run},
+    {"probes", NULL, NULL, pl_probes_fp, PROBES_OUT, 0, pl_probes_run},
+    {"report", NULL, NULL, report_fp, REPORT_OUT, 1, report_run},
+};
+
+static void remove_outputs(pl_ctx *c, const pl_stage_def *st) {
+    for (int i = 0; st->outputs && st->outputs[i]; i++) {
+        char *p = pl_join(c->out, st->outputs[i]);
+        if (p) unlink(p);
+        free(p);
+    }
+}
+
+/* A marker with a note line stands for a stage complete without its first output (e.g.
+ * "no probe could be evaluated"). */
+static int marker_has_note(pl_ctx *c, const char *name) {
+    char *m = pl_stage_read(c, name), *nl = m ? strchr(m, '\n') : NULL;
+    int has = nl && nl[1];
+    free(m);
+    return has;
+}
+
+int pl_run_stage(pl_ctx *c, const pl_stage_def *st, rs_err *err) {
+    if (!st->fingerprint) return st->run(c, NULL, err);
+    if (st->used && !st->used(c)) {
+        pl_log(c, st->name, "%s", st->unused_note);
+        pl_stage_reset(c, st->name);
+        remove_outputs(c, st);
+        return 0;
+    }
+    char fp[65];
+    if (st->fingerprint(c, fp, err)) return -1;
+    char *first = st->outputs && st->outputs[0] ? pl_join(c->out, st->outputs[0]) : NULL;
+    int complete = pl_stage_done(c, st->name, fp) && ((first && rs_path_exists(first)) || marker_has_note(c, st->name));
+    if (complete) {
+        if (st->log_output) pl_log(c, st->name, "complete (skipped): %s", first);
+        else pl_log(c, st->name, "complete (skipped)");
+        free(first);
+        return 0;
+    }
+    free(first);
+    pl_stage_reset(c, st->name);
+    remove_outputs(c, st);
+    const char *note = NULL;
+    if (st->run(c, &note, err)) return -1;
+    return pl_stage_mark_note(c, st->name, fp, note, err);
+}
+
+int pl_run_stages(pl_ctx *c, rs_err *err) {
+    for (size_t i = 0; i < sizeof STAGES / sizeof *STAGES; i++)
+        if (pl_run_stage(c, &STAGES[i], err)) return -1;
+    return 0;
 }
 
 /* The dataset inputs must exist before the run folder is made, so that a run refused for a
@@ -630,20 +710,8 @@ int rs_pipeline_run(const rs_pipeline_opts *o, char **report_path, rs_err *err) 
     }
     if (pl_validate_models(&c, err)) goto done;
     pl_set_threads(&c);
-    /* pl_probes_check: the probes' minimum test-set size, checked before any extraction */
-    if (pl_stage_dataset(&c, err) || pl_probes_check(&c, err) || pl_stage_extract(&c, err) || pl_stage_shift(&c, err) ||
-        pl_stage_conditions(&c, err) || pl_stage_probes(&c, err))
-        goto done;
-    {
-        char up[4][65];
-        const char *names[4] = {"shift", "probes", "dataset", "conditions"};
-        char all[65 * 4 + 1] = "";
-        for (int k = 0; k < 4; k++) {
-            if (upstream_fp_of(&c, names[k], up[k])) strcpy(up[k], "none");
-            strcat(all, up[k]);
-        }
-        if (stage_report(&c, all, report_path, err)) goto done;
-    }
+    if (pl_run_stages(&c, err)) goto done;
+    if (report_path && !(*report_path = pl_join(c.out, "report.html"))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     pl_log(&c, "run", "done");
     rc = 0;
 done:

@@ -27,122 +27,59 @@
 #include "reprshift/store.h"
 #include "reprshift/version.h"
 
-/* A token store as one extract-format safetensors file (what shift_run reads). */
-int pl_materialise(pl_ctx *c, int s, const char *path, rs_err *err) {
-    char *dir = pl_join(c->acts, PL_STORE_NAME[s]);
-    store_reader *r = NULL;
-    st_writer *w = st_writer_new();
-    float **data = calloc((size_t)c->cfg->n_hooks, sizeof *data);
-    int32_t *ids = NULL;
-    int64_t *off = NULL, n_in = 0, rows, width, rr, ww;
-    int rc = -1;
-    if (!dir || !w || !data) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    if (store_reader_open(&r, dir, err)) goto done;
-    for (int h = 0; h < c->cfg->n_hooks; h++) {
-        if (store_read_f32(r, c->cfg->hooks[h], &data[h], &rows, &width, err)) goto done;
-        int64_t shape[2] = {rows, width};
-        if (st_writer_add(w, c->cfg->hooks[h], RS_DT_F32, 2, shape, data[h], err)) goto done;
-    }
-    if (store_read_raw(r, "token_ids", RS_DT_I32, (void **)&ids, &rr, &ww, err) ||
-        store_read_offsets(r, "offsets", &off, &n_in, err))
-        goto done;
-    int64_t s1[1] = {rr}, s2[1] = {n_in + 1};
-    if (st_writer_add(w, "token_ids", RS_DT_I32, 1, s1, ids, err) || st_writer_add(w, "offsets", RS_DT_I64, 1, s2, off, err) ||
-        st_writer_meta(w, "pool", "none", err) ||
-        st_writer_meta(w, "model", s == PL_LLM_TEXT ? c->llm_name : c->vlm_name, err) || st_writer_save(w, path, err))
-        goto done;
-    rc = 0;
-done:
-    for (int h = 0; data && h < c->cfg->n_hooks; h++) free(data[h]);
-    free(data);
-    free(ids);
-    free(off);
-    st_writer_free(w);
-    store_reader_close(r);
-    free(dir);
-    return rc;
+/* A per-token store as a shift source (shift_run.h): token ids and offsets read once, each
+ * hook's rows read when the analysis asks for them. */
+struct pl_store_src {
+    store_reader *r;
+    int32_t *ids;
+    int64_t *off;
+    char *dir;
+};
+
+static int store_src_read(void *ctx, const char *hook, const float **data, float **owned, int64_t *rows, int *width,
+                          const char **name, rs_err *err) {
+    pl_store_src *s = ctx;
+    int64_t w = 0;
+    if (!hook) return rs_errf(err, "%s: no hook named", s->dir);
+    if (store_read_f32(s->r, hook, owned, rows, &w, err)) return -1;
+    *data = *owned;
+    *width = (int)w;
+    *name = hook;
+    return 0;
 }
 
-/* Move every CSV but summary.csv from src into dst; append summary rows (layer fixed). */
-static int move_csvs(const char *src, const char *dst, int layer, FILE *summary, rs_err *err) {
-    DIR *d = opendir(src);
-    if (!d) return rs_errk(err, RS_EIO, "%s: cannot open folder", src);
-    struct dirent *e;
-    int rc = 0;
-    while (!rc && (e = readdir(d))) {
-        size_t L = strlen(e->d_name);
-        if (L < 5 || strcmp(e->d_name + L - 4, ".csv")) continue;
-        char *from = pl_join(src, e->d_name), *to = pl_join(dst, e->d_name);
-        if (!from || !to) rc = rs_errk(err, RS_ENOMEM, "out of memory");
-        else if (!strcmp(e->d_name, "summary.csv")) {
-            char *buf;
-            size_t n;
-            if (rs_read_file(from, 1u << 30, &buf, &n, err)) rc = -1;
-            else {
-                char *line = strchr(buf, '\n'); /* skip the header */
-                while (line && line[1]) {
-                    line++;
-                    char *nl = strchr(line, '\n');
-                    char *comma = strchr(line, ',');
-                    if (comma && (!nl || comma < nl)) fprintf(summary, "%d%.*s\n", layer, (int)((nl ? nl : line + strlen(line)) - comma), comma);
-                    line = nl;
-                }
-                free(buf);
-            }
-        } else if (rename(from, to)) {
-            rc = rs_errf(err, "%s: cannot move to %s", from, to);
-        }
-        free(from);
-        free(to);
-    }
-    closedir(d);
-    return rc;
+void pl_store_source_close(pl_store_src *s) {
+    if (!s) return;
+    store_reader_close(s->r);
+    free(s->ids);
+    free(s->off);
+    free(s->dir);
+    free(s);
 }
 
-/* summary.csv text with the q_value column (the last) of every shift-metric row replaced
- * by the family-wide q in the merged layers (rows are "layer,hook,metric,...,q_value";
- * floor and fit rows have no test and keep their empty q). New string or NULL. */
-static char *summary_family_q(const char *summ, const cJSON *layers) {
-    char *out = NULL;
-    size_t on = 0;
-    FILE *f = open_memstream(&out, &on);
-    if (!f) return NULL;
-    const char *line = summ;
-    int first = 1;
-    while (line && *line) {
-        const char *nl = strchr(line, '\n'), *end = nl ? nl : line + strlen(line);
-        const char *c1 = memchr(line, ',', (size_t)(end - line)), *c2 = c1 ? memchr(c1 + 1, ',', (size_t)(end - c1 - 1)) : NULL;
-        const char *c3 = c2 ? memchr(c2 + 1, ',', (size_t)(end - c2 - 1)) : NULL, *last = end;
-        while (last > line && last[-1] != ',') last--;
-        const cJSON *q = NULL;
-        if (!first && c3 && last > line) {
-            int L = atoi(line);
-            const char *h0 = c1 + 1, *h1 = c2; /* the hook field, without the CSV quotes */
-            if (h1 - h0 >= 2 && *h0 == '"' && h1[-1] == '"') h0++, h1--;
-            const cJSON *e;
-            cJSON_ArrayForEach(e, layers) {
-                const cJSON *lj = cJSON_GetObjectItemCaseSensitive(e, "layer"), *hj = cJSON_GetObjectItemCaseSensitive(e, "hook");
-                if (!cJSON_IsNumber(lj) || (int)lj->valuedouble != L || !cJSON_IsString(hj) ||
-                    strlen(hj->valuestring) != (size_t)(h1 - h0) || strncmp(hj->valuestring, h0, (size_t)(h1 - h0)))
-                    continue;
-                char metric[96];
-                snprintf(metric, sizeof metric, "%.*s", (int)(c3 - c2 - 1), c2 + 1);
-                const cJSON *m = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "shift"), metric);
-                q = cJSON_GetObjectItemCaseSensitive(m, "q_value");
-            }
-        }
-        if (q) {
-            fprintf(f, "%.*s", (int)(last - line), line);
-            if (cJSON_IsNumber(q)) fprintf(f, "%.9g", q->valuedouble);
-            fputc('\n', f);
-        } else {
-            fprintf(f, "%.*s\n", (int)(end - line), line);
-        }
-        first = 0;
-        line = nl ? nl + 1 : NULL;
+int pl_store_source(pl_ctx *c, int store, pl_store_src **out, shift_acts_src *src, rs_err *err) {
+    pl_store_src *s = calloc(1, sizeof *s);
+    int64_t n_tok = 0, w = 0, n_in = 0;
+    *out = NULL;
+    if (!s || !(s->dir = pl_join(c->acts, PL_STORE_NAME[store]))) {
+        free(s);
+        return rs_errk(err, RS_ENOMEM, "out of memory");
     }
-    fclose(f);
-    return out;
+    if (store_reader_open(&s->r, s->dir, err) ||
+        store_read_raw(s->r, "token_ids", RS_DT_I32, (void **)&s->ids, &n_tok, &w, err) ||
+        store_read_offsets(s->r, "offsets", &s->off, &n_in, err)) {
+        pl_store_source_close(s);
+        return -1;
+    }
+    if (n_in < 1 || s->off[n_in] != n_tok) {
+        rs_errf(err, "%s: offsets do not cover the %lld token rows", s->dir, (long long)n_tok);
+        pl_store_source_close(s);
+        return -1;
+    }
+    *src = (shift_acts_src){.label = s->dir, .ids = s->ids, .off = s->off, .n_tok = n_tok, .n_in = n_in,
+                            .read = store_src_read, .ctx = s};
+    *out = s;
+    return 0;
 }
 
 /* numpy-style linear-interpolated percentile of sorted v[n] */
@@ -252,12 +189,105 @@ static cJSON *stat_json(double v, double lo, double hi) {
     return o;
 }
 
-int pl_stage_shift(pl_ctx *c, rs_err *err) {
+/* results/sae_fit.json entry of one model at one layer: the SAE's fit (from the shift
+ * analysis) and the spliced CE. */
+static cJSON *fit_entry(pl_ctx *c, int side, int L, const char *hook, const char *sp, const rs_sae *sae,
+                        const sae_fit_metrics *fm, const ce_stat *ce) {
+    cJSON *e = cJSON_CreateObject();
+    char label[300];
+    snprintf(label, sizeof label, "%s L%d", side ? c->vlm_name : c->llm_name, L);
+    cJSON_AddStringToObject(e, "model", label);
+    const char *sb = strrchr(sp, '/');
+    cJSON_AddStringToObject(e, "sae", sae->sae_name ? sae->sae_name : sb && sb[1] ? sb + 1 : sp);
+    cJSON_AddStringToObject(e, "sae_path", sae->path);
+    cJSON_AddStringToObject(e, "hook", hook);
+    rs_json_add_num(e, "layer", L);
+    rs_json_add_num(e, "n_rows", (double)fm->n_rows);
+    cJSON *met = cJSON_AddObjectToObject(e, "metrics");
+    cJSON_AddItemToObject(met, "ce_loss_recovered", stat_json(ce->recovered, ce->lo, ce->hi));
+    add_num(met, "explained_variance", fm->explained_variance);
+    add_num(met, "l0", fm->l0);
+    add_num(met, "cossim", fm->cossim);
+    add_num(met, "relative_mse", fm->relative_mse);
+    add_num(met, "frac_dead", fm->frac_dead);
+    cJSON *cj = cJSON_AddObjectToObject(e, "ce");
+    add_num(cj, "clean", ce->clean);
+    add_num(cj, "spliced", ce->spliced);
+    add_num(cj, "zero_ablated", ce->zero);
+    rs_json_add_num(cj, "n_predictions", (double)ce->n_pred);
+    rs_json_add_num(cj, "n_sequences", c->n_text);
+    cJSON_AddStringToObject(cj, "convention", splice_ce_convention_name(pl_ce_convention(c)));
+    add_num(cj, "delta_lm_loss", ce->spliced - ce->clean);
+    return e;
+}
+
+static void fit_notes(pl_ctx *c, cJSON *fit) {
+    char ci[256];
+    snprintf(ci, sizeof ci,
+             "ce_loss_recovered: 95%% percentile bootstrap over captions (%d replicates); other metrics: point values",
+             c->cfg->probes.bootstrap);
+    cJSON_AddStringToObject(fit, "ci", ci);
+    cJSON_AddStringToObject(fit, "ce_convention", splice_ce_convention_name(pl_ce_convention(c)));
+    cJSON_AddStringToObject(fit, "ce_definition",
+                            pl_ce_convention(c) == SPLICE_CE_SAE_LENS
+                                ? "(CE_zero_ablation - CE_spliced) / (CE_zero_ablation - CE_clean), next-token CE "
+                                  "on the captions, sae-lens convention: BOS/EOS/PAD rows keep their activation in "
+                                  "the spliced pass, every row is zeroed in the zero-ablated pass, predictions made "
+                                  "at BOS/EOS/PAD rows are not counted (docs/metrics.md, Spliced CE); delta_lm_loss "
+                                  "= CE_spliced - CE_clean"
+                                : "(CE_zero_ablation - CE_spliced) / (CE_zero_ablation - CE_clean), next-token CE "
+                                  "on the captions, reprshift-v1 convention: BOS rows keep their activation in the "
+                                  "spliced and zero-ablated passes, every prediction counted (docs/metrics.md, "
+                                  "Spliced CE); delta_lm_loss = CE_spliced - CE_clean");
+}
+
+/* The base image of each caption, numbered by its first caption in the manifest: the
+ * caption-to-caption floor pairs captions of one image, images in that order. New array. */
+static int64_t *caption_images(const pl_ctx *c) {
+    int gmax = 0;
+    for (int t = 0; t < c->n_text; t++) gmax = c->text_group[t] > gmax ? c->text_group[t] : gmax;
+    int64_t *img_of = malloc(((size_t)gmax + 1) * sizeof *img_of), n_img = 0;
+    int64_t *text_image = malloc(((size_t)c->n_text + 1) * sizeof *text_image);
+    if (!text_image || !img_of) {
+        free(img_of);
+        free(text_image);
+        return NULL;
+    }
+    for (int g = 0; g <= gmax; g++) img_of[g] = -1;
+    for (int t = 0; t < c->n_text; t++) {
+        if (img_of[c->text_group[t]] < 0) img_of[c->text_group[t]] = n_img++;
+        text_image[t] = img_of[c->text_group[t]];
+    }
+    free(img_of);
+    return text_image;
+}
+
+/* The shift stage's fingerprint (with SAEs, the spliced CE convention too: a run made
+ * before it existed, under what is now reprshift-v1, is redone; without, unchanged). */
+int pl_shift_fp(pl_ctx *c, char fp[65], rs_err *err) {
+    const rs_config *cfg = c->cfg;
+    char fa_fp[65], fb_fp[65];
+    if (pl_store_fp(c, PL_LLM_TEXT, fa_fp, err) || pl_store_fp(c, PL_VLM_TEXT, fb_fp, err)) return -1;
+    pl_fp(fp, "shift v3 %s a=%s b=%s sae=%s path=%s hook=%s boot=%d perm=%d%s%s", RS_VERSION, fa_fp, fb_fp,
+          c->sae_fp, cfg->has_saes ? cfg->sae_path : "-", cfg->sae_hook ? cfg->sae_hook : "-", cfg->probes.bootstrap,
+          cfg->shift_permutations, cfg->has_saes ? " ce=" : "",
+          cfg->has_saes ? splice_ce_convention_name(pl_ce_convention(c)) : "");
+    return 0;
+}
+
+int pl_shift_used(const pl_ctx *c) { return pl_store_used(c, PL_LLM_TEXT); }
+
+/* Compute every hook's comparison into one run (q-values over the whole file: metric x
+ * layer), then write shift.json, shift_summary.csv, the per-hook CSVs and sae_fit.json. */
+int pl_shift_run(pl_ctx *c, const char **note, rs_err *err) {
+    (void)note;
     const rs_config *cfg = c->cfg;
     char *shift_path = pl_join(c->results, "shift.json"), *fit_path = pl_join(c->results, "sae_fit.json"),
          *summ_path = pl_join(c->results, "shift_summary.csv");
-    char *fa = pl_join(c->work, "llm_text.safetensors"), *fb = pl_join(c->work, "vlm_text.safetensors");
     char *tokp = cfg->tokenizer ? strdup(cfg->tokenizer) : rs_path_join(cfg->llm, "tokenizer.json");
+    pl_store_src *store_a = NULL, *store_b = NULL;
+    shift_acts_src src_a, src_b;
+    shift_run_result *res = NULL;
     cJSON *merged = NULL, *fit = NULL;
     int64_t *text_image = NULL;
     char *summ = NULL;
@@ -266,221 +296,98 @@ int pl_stage_shift(pl_ctx *c, rs_err *err) {
     gemma2_model *llm = NULL;
     paligemma_model *vlm = NULL;
     rs_sae *sae = NULL;
+    char *sp = NULL, *sh = NULL;
     int rc = -1;
-    if (!shift_path || !fit_path || !summ_path || !fa || !fb || !tokp) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    if (!pl_store_used(c, PL_LLM_TEXT)) {
-        pl_log(c, "shift", "skipped: the dataset has no captions");
-        pl_stage_reset(c, "shift");
-        unlink(shift_path);
-        unlink(fit_path);
-        rc = 0;
+    if (!shift_path || !fit_path || !summ_path || !tokp || !(fit = cJSON_CreateObject()) ||
+        !(text_image = caption_images(c))) {
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
     }
-    char fa_fp[65], fb_fp[65], fp[65];
-    if (pl_store_fp(c, PL_LLM_TEXT, fa_fp, err) || pl_store_fp(c, PL_VLM_TEXT, fb_fp, err)) goto done;
-    /* with SAEs, the spliced CE convention too (a run made before it existed, under what is
-     * now reprshift-v1, is redone); without, the fingerprint is unchanged */
-    pl_fp(fp, "shift v3 %s a=%s b=%s sae=%s path=%s hook=%s boot=%d perm=%d%s%s", RS_VERSION, fa_fp, fb_fp,
-          c->sae_fp, cfg->has_saes ? cfg->sae_path : "-", cfg->sae_hook ? cfg->sae_hook : "-", cfg->probes.bootstrap,
-          cfg->shift_permutations, cfg->has_saes ? " ce=" : "",
-          cfg->has_saes ? splice_ce_convention_name(pl_ce_convention(c)) : "");
-    if (pl_stage_done(c, "shift", fp) && rs_path_exists(shift_path)) {
-        pl_log(c, "shift", "complete (skipped)");
-        rc = 0;
+    if (pl_store_source(c, PL_LLM_TEXT, &store_a, &src_a, err) || pl_store_source(c, PL_VLM_TEXT, &store_b, &src_b, err))
         goto done;
-    }
-    pl_stage_reset(c, "shift");
-    unlink(shift_path);
-    unlink(fit_path);
-    unlink(summ_path);
-    if (pl_materialise(c, PL_LLM_TEXT, fa, err) || pl_materialise(c, PL_VLM_TEXT, fb, err)) goto done;
-    /* the base image of each caption, numbered by its first caption in the manifest: the
-     * caption-to-caption floor pairs captions of one image, images in that order */
-    {
-        int gmax = 0;
-        for (int t = 0; t < c->n_text; t++) gmax = c->text_group[t] > gmax ? c->text_group[t] : gmax;
-        int64_t *img_of = malloc(((size_t)gmax + 1) * sizeof *img_of), n_img = 0;
-        text_image = malloc(((size_t)c->n_text + 1) * sizeof *text_image);
-        if (!text_image || !img_of) { free(img_of); rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-        for (int g = 0; g <= gmax; g++) img_of[g] = -1;
-        for (int t = 0; t < c->n_text; t++) {
-            if (img_of[c->text_group[t]] < 0) img_of[c->text_group[t]] = n_img++;
-            text_image[t] = img_of[c->text_group[t]];
-        }
-        free(img_of);
-    }
-    merged = cJSON_CreateObject();
-    fit = cJSON_CreateObject();
-    summary = open_memstream(&summ, &summ_n);
-    if (!merged || !fit || !summary) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    fputs("layer,hook,metric,value,ci_lo,ci_hi,p_value,null_lo,null_hi,q_value\n", summary);
-    cJSON *layers = NULL;
+    shift_run_opts so = {.n_boot = cfg->probes.bootstrap, .seed = 0, .n_perm = cfg->shift_permutations,
+                         .threads = c->coarse_threads, .top_k = 20, .tokenizer = rs_path_exists(tokp) ? tokp : NULL,
+                         .input_image = text_image, .n_input_image = c->n_text};
+    if (shift_run_begin(&so, &src_a, &src_b, &res, err)) goto done;
     cJSON *fit_models = cJSON_AddArrayToObject(fit, "models");
     for (int h = 0; h < cfg->n_hooks; h++) {
         const char *hook = cfg->hooks[h];
         int L = rs_hook_block_index(hook);
-        char *sp = NULL, *sh = NULL;
         int use_sae = 0;
         for (int i = 0; cfg->has_saes && L >= 0 && i < cfg->n_layers; i++)
             if (cfg->layers[i] == L) {
+                free(sp);
+                free(sh);
                 sp = rs_config_sae_path(cfg, L);
                 sh = rs_config_sae_hook(cfg, L);
                 if (!sp) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-                if (sae_load(&sae, sp, sh, err)) { free(sp); free(sh); goto done; }
+                sae_free(sae);
+                sae = NULL;
+                if (sae_load(&sae, sp, sh, err)) goto done;
                 use_sae = sae->hook_name && !strcmp(sae->hook_name, hook);
             }
-        char sub[32];
-        snprintf(sub, sizeof sub, "shift_%d", h);
-        char *wd = pl_join(c->work, sub);
-        if (!wd) { free(sp); free(sh); rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-        pl_remove_flat_dir(wd);
-        shift_run_opts so = {.acts_a = fa, .acts_b = fb, .sae = use_sae ? sp : NULL, .hook = hook,
-                             .sae_hook = use_sae ? sh : NULL, .n_boot = cfg->probes.bootstrap, .seed = 0,
-                             .n_perm = cfg->shift_permutations, .threads = c->coarse_threads,
-                             .top_k = 20, .tokenizer = rs_path_exists(tokp) ? tokp : NULL, .out_dir = wd,
-                             .input_image = text_image, .n_input_image = c->n_text};
         pl_log(c, "shift", "%s: LLM vs VLM decoder on %d captions%s", hook, c->n_text, use_sae ? " (with SAE)" : "");
-        int r = shift_run(&so, err);
-        cJSON *res = NULL;
-        char *rp = r ? NULL : pl_join(wd, "results.json");
-        if (!r) r = rp ? rs_json_load(rp, 1u << 30, &res, err) : rs_errk(err, RS_ENOMEM, "out of memory");
-        free(rp);
-        if (!r) r = move_csvs(wd, c->results, L, summary, err);
-        pl_remove_flat_dir(wd);
-        free(wd);
-        if (r) {
-            free(sp);
-            free(sh);
-            cJSON_Delete(res);
-            goto done;
-        }
-        cJSON *lj = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(res, "layers"), 0);
-        if (!layers) {
-            /* top-level fields from the first run, then our labels */
-            cJSON *it;
-            cJSON_ArrayForEach(it, res) {
-                if (!strcmp(it->string, "layers") || !strcmp(it->string, "acts_a") || !strcmp(it->string, "acts_b") ||
-                    !strcmp(it->string, "sae"))
-                    continue;
-                cJSON_AddItemToObject(merged, it->string, cJSON_Duplicate(it, 1));
-            }
-            char la[300], lb[300];
-            snprintf(la, sizeof la, "%s (LLM)", c->llm_name);
-            snprintf(lb, sizeof lb, "%s (VLM decoder, captions only)", c->vlm_name);
-            cJSON_AddStringToObject(merged, "model_a", la);
-            cJSON_AddStringToObject(merged, "model_b", lb);
-            rs_json_add_num(merged, "n_inputs", c->n_text);
-            layers = cJSON_AddArrayToObject(merged, "layers");
-        }
-        cJSON *lcopy = cJSON_Duplicate(lj, 1);
-        cJSON_DeleteItemFromObjectCaseSensitive(lcopy, "layer");
-        rs_json_add_num(lcopy, "layer", L >= 0 ? L : h);
-        cJSON_AddItemToArray(layers, lcopy);
+        shift_layer_spec spec = {.layer = L >= 0 ? L : h, .csv_layer = L, .hook = hook, .sae = use_sae ? sp : NULL,
+                                 .sae_hook = use_sae ? sh : NULL};
+        if (shift_run_add_layer(res, &src_a, &src_b, &spec, err)) goto done;
+        const shift_layer *lay = &res->layers[res->n_layers - 1];
         /* SAE fit + spliced CE per model */
-        if (use_sae) {
-            const cJSON *fj = cJSON_GetObjectItemCaseSensitive(lj, "fit");
-            for (int side = 0; side < 2; side++) {
-                if (side == 0 && !llm && gemma2_open(&llm, cfg->llm, err)) { free(sp); free(sh); cJSON_Delete(res); goto done; }
-                if (side == 1 && !vlm && paligemma_open(&vlm, cfg->vlm, err)) { free(sp); free(sh); cJSON_Delete(res); goto done; }
-                ce_stat ce = {0};
-                pl_log(c, "shift", "%s: spliced CE (%s)", hook, side ? "VLM decoder" : "LLM");
-                if (ce_eval(c, side ? vlm->text : llm, side ? 1 : 0, sae, hook, &ce, err)) {
-                    rs_err_prefix(err, "spliced CE, %s, %s", side ? c->vlm_name : c->llm_name, hook);
-                    free(sp);
-                    free(sh);
-                    cJSON_Delete(res);
-                    goto done;
-                }
-                const cJSON *fm = cJSON_GetObjectItemCaseSensitive(fj, side ? "b" : "a");
-                cJSON *e = cJSON_CreateObject();
-                char label[300];
-                snprintf(label, sizeof label, "%s L%d", side ? c->vlm_name : c->llm_name, L);
-                cJSON_AddStringToObject(e, "model", label);
-                const char *sb = strrchr(sp, '/');
-                cJSON_AddStringToObject(e, "sae", sae->sae_name ? sae->sae_name : sb && sb[1] ? sb + 1 : sp);
-                cJSON_AddStringToObject(e, "sae_path", sae->path);
-                cJSON_AddStringToObject(e, "hook", hook);
-                rs_json_add_num(e, "layer", L);
-                const cJSON *nr = cJSON_GetObjectItemCaseSensitive(fm, "n_rows");
-                rs_json_add_num(e, "n_rows", cJSON_IsNumber(nr) ? nr->valuedouble : 0);
-                cJSON *met = cJSON_AddObjectToObject(e, "metrics");
-                cJSON_AddItemToObject(met, "ce_loss_recovered", stat_json(ce.recovered, ce.lo, ce.hi));
-                static const char *keep[] = {"explained_variance", "l0", "cossim", "relative_mse", "frac_dead"};
-                for (int q = 0; q < 5; q++) {
-                    const cJSON *v = cJSON_GetObjectItemCaseSensitive(fm, keep[q]);
-                    if (v) cJSON_AddItemToObject(met, keep[q], cJSON_Duplicate(v, 1));
-                }
-                cJSON *cj = cJSON_AddObjectToObject(e, "ce");
-                add_num(cj, "clean", ce.clean);
-                add_num(cj, "spliced", ce.spliced);
-                add_num(cj, "zero_ablated", ce.zero);
-                rs_json_add_num(cj, "n_predictions", (double)ce.n_pred);
-                rs_json_add_num(cj, "n_sequences", c->n_text);
-                cJSON_AddStringToObject(cj, "convention", splice_ce_convention_name(pl_ce_convention(c)));
-                add_num(cj, "delta_lm_loss", ce.spliced - ce.clean);
-                cJSON_AddItemToArray(fit_models, e);
+        for (int side = 0; use_sae && side < 2; side++) {
+            if (side == 0 && !llm && gemma2_open(&llm, cfg->llm, err)) goto done;
+            if (side == 1 && !vlm && paligemma_open(&vlm, cfg->vlm, err)) goto done;
+            ce_stat ce = {0};
+            pl_log(c, "shift", "%s: spliced CE (%s)", hook, side ? "VLM decoder" : "LLM");
+            if (ce_eval(c, side ? vlm->text : llm, side ? 1 : 0, sae, hook, &ce, err)) {
+                rs_err_prefix(err, "spliced CE, %s, %s", side ? c->vlm_name : c->llm_name, hook);
+                goto done;
+            }
+            cJSON *e = fit_entry(c, side, L, hook, sp, sae, side ? &lay->fit_b : &lay->fit_a, &ce);
+            if (!e || !cJSON_AddItemToArray(fit_models, e)) {
+                cJSON_Delete(e);
+                rs_errk(err, RS_ENOMEM, "out of memory");
+                goto done;
             }
         }
-        cJSON_Delete(res);
         sae_free(sae);
         sae = NULL;
         free(sp);
         free(sh);
+        sp = sh = NULL;
     }
-    fclose(summary);
-    summary = NULL;
+    if (shift_run_finish(res, err)) goto done;
+    for (int i = 0; i < res->n_layers; i++)
+        if (shift_layer_write_csvs(res, &res->layers[i], c->results, err)) goto done;
     if (cJSON_GetArraySize(fit_models) > 0) {
-        char ci[256];
-        snprintf(ci, sizeof ci,
-                 "ce_loss_recovered: 95%% percentile bootstrap over captions (%d replicates); other metrics: point values",
-                 cfg->probes.bootstrap);
-        cJSON_AddStringToObject(fit, "ci", ci);
-        cJSON_AddStringToObject(fit, "ce_convention", splice_ce_convention_name(pl_ce_convention(c)));
-        cJSON_AddStringToObject(fit, "ce_definition",
-                                pl_ce_convention(c) == SPLICE_CE_SAE_LENS
-                                    ? "(CE_zero_ablation - CE_spliced) / (CE_zero_ablation - CE_clean), next-token CE "
-                                      "on the captions, sae-lens convention: BOS/EOS/PAD rows keep their activation in "
-                                      "the spliced pass, every row is zeroed in the zero-ablated pass, predictions made "
-                                      "at BOS/EOS/PAD rows are not counted (docs/metrics.md, Spliced CE); delta_lm_loss "
-                                      "= CE_spliced - CE_clean"
-                                    : "(CE_zero_ablation - CE_spliced) / (CE_zero_ablation - CE_clean), next-token CE "
-                                      "on the captions, reprshift-v1 convention: BOS rows keep their activation in the "
-                                      "spliced and zero-ablated passes, every prediction counted (docs/metrics.md, "
-                                      "Spliced CE); delta_lm_loss = CE_spliced - CE_clean");
+        fit_notes(c, fit);
         if (pl_write_json(fit_path, fit, err)) goto done;
     }
-    /* Benjamini–Hochberg over the whole file's family (metric × layer), not per hook run */
-    int n_tests = 0;
-    cJSON *all_layers = cJSON_GetObjectItemCaseSensitive(merged, "layers");
-    if (all_layers && pl_bh_family(&all_layers, 1, &n_tests, err)) goto done;
-    cJSON_DeleteItemFromObjectCaseSensitive(merged, "n_tests");
-    cJSON_DeleteItemFromObjectCaseSensitive(merged, "multiple_comparisons");
-    rs_json_add_num(merged, "n_tests", n_tests);
-    cJSON_AddStringToObject(merged, "multiple_comparisons",
-                            "q_value: Benjamini-Hochberg over the n_tests p-values of this file (metric x layer)");
-    char *summ_q = summary_family_q(summ ? summ : "", all_layers);
-    if (!summ_q) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    int wr = pl_write_text(summ_path, summ_q, err);
-    free(summ_q);
-    if (wr || pl_write_json(shift_path, merged, err)) goto done;
-    unlink(fa);
-    unlink(fb);
-    if (pl_stage_mark(c, "shift", fp, err)) goto done;
+    char la[300], lb[300];
+    snprintf(la, sizeof la, "%s (LLM)", c->llm_name);
+    snprintf(lb, sizeof lb, "%s (VLM decoder, captions only)", c->vlm_name);
+    shift_json_labels lab = {.model_a = la, .model_b = lb, .n_inputs = c->n_text, .layer_last = 1};
+    summary = open_memstream(&summ, &summ_n);
+    int sr = summary ? shift_run_summary_csv(res, summary) : -1;
+    if (summary && fclose(summary)) sr = -1;
+    summary = NULL;
+    if (sr || !(merged = shift_run_json(res, &lab))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    if (pl_write_text(summ_path, summ, err) || pl_write_json(shift_path, merged, err)) goto done;
     pl_log(c, "shift", "wrote %s%s", shift_path, cJSON_GetArraySize(fit_models) > 0 ? " and sae_fit.json" : "");
     rc = 0;
 done:
-    if (summary) fclose(summary);
     free(summ);
     cJSON_Delete(merged);
     cJSON_Delete(fit);
+    shift_run_result_free(res);
+    pl_store_source_close(store_a);
+    pl_store_source_close(store_b);
     sae_free(sae);
+    free(sp);
+    free(sh);
     gemma2_close(llm);
     paligemma_close(vlm);
     free(shift_path);
     free(fit_path);
     free(summ_path);
-    free(fa);
-    free(fb);
     free(tokp);
     free(text_image);
     return rc;

@@ -402,10 +402,10 @@ static int gather(const float *X, const int *y, const int *sel, int want, int n,
     return 0;
 }
 
-/* Does every class 0..K-1 occur in y? */
+/* Does every class 0..K-1 occur in y? 1 yes, 0 no, -1 out of memory. */
 static int all_classes(const int *y, int n, int K) {
     int *seen = calloc(K, sizeof(int)), ok = 1;
-    if (!seen) return 0;
+    if (!seen) return -1;
     for (int i = 0; i < n; i++) seen[y[i]] = 1;
     for (int c = 0; c < K; c++) ok &= seen[c];
     free(seen);
@@ -453,9 +453,10 @@ static int cv_folds_serial(const float *X, const int *y, int n, int d, int K, co
         if (gather(X, y, other, 1, n, d, &Xa, &ya, &na)) {
             free(Xb); free(yb); rc = rs_errk(err, RS_ENOMEM, "cv: out of memory"); break;
         }
+        int all = nb ? all_classes(ya, na, K) : 0;
         if (nb == 0) rc = rs_errf(err, "cv: fold %d is empty; use fewer folds", f);
-        else if (!all_classes(ya, na, K))
-            rc = rs_errf(err, "cv: fold %d leaves a class without training rows; use fewer folds", f);
+        else if (all < 0) rc = rs_errk(err, RS_ENOMEM, "cv: out of memory");
+        else if (!all) rc = rs_errf(err, "cv: fold %d leaves a class without training rows; use fewer folds", f);
         for (int c = 0; rc == 0 && c < n_Cs; c++) {
             rs_logreg_opts o = *base;
             o.C = Cs[c];
@@ -497,7 +498,7 @@ static int cv_folds_threads(const float *X, const int *y, int n, int d, int K, c
         if (gather(X, y, fold, f, n, d, &Xb[f], &yb[f], &nb[f])) { rc = rs_errk(err, RS_ENOMEM, "cv: out of memory"); break; }
         for (int i = 0; i < n; i++) other[i] = fold[i] != f;
         if (gather(X, y, other, 1, n, d, &Xa[f], &ya[f], &na[f])) { rc = rs_errk(err, RS_ENOMEM, "cv: out of memory"); break; }
-        if (nb[f] == 0 || !all_classes(ya[f], na[f], K)) serial = 1; /* refused: the serial loop words it */
+        if (nb[f] == 0 || all_classes(ya[f], na[f], K) != 1) serial = 1; /* refused: the serial loop words it */
     }
     if (rc == 0 && !serial) {
         rs_logreg_opts o1 = *base;
@@ -727,7 +728,9 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
         }
         int *ga = gather_ints(gid, is_test, 0, n), *gb = gather_ints(gid, is_test, 1, n);
         if (!ga || !gb) rc = rs_errk(err, RS_ENOMEM, "evaluate: out of memory");
-        if (rc == 0 && !all_classes(ya, na, K)) rc = rs_errf(err, "evaluate: seed %d: a class has no training rows", s);
+        int all = rc == 0 ? all_classes(ya, na, K) : 1;
+        if (all < 0) rc = rs_errk(err, RS_ENOMEM, "evaluate: out of memory");
+        else if (!all) rc = rs_errf(err, "evaluate: seed %d: a class has no training rows", s);
         double C = o.n_Cs > 0 ? o.Cs[0] : 1.0;
         if (rc == 0 && !o.mlp && o.cv_folds >= 2 && o.n_Cs > 1) {
             /* inner CV on the training side, group-aware: no group on both sides of a fold */
@@ -764,6 +767,8 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
                 for (int i = 0; i < nb; i++) cnt[yb[i]]++;
                 for (int c = 0; c < K; c++) mx = cnt[c] > mx ? cnt[c] : mx;
                 free(cnt);
+            } else if (rc == 0) {
+                rc = rs_errk(err, RS_ENOMEM, "evaluate: out of memory"); /* was: chance 0, silently */
             }
             res->chance += (double)mx / nb / S;
         }

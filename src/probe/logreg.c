@@ -492,12 +492,14 @@ static double lr_gmeasure(const double *th, const double *g, void *vctx) {
 }
 
 /* s_i: 1, or n / (K n_{y_i}) for "balanced" (sklearn's compute_class_weight). */
-static void sample_weights(const int *y, int n, int K, int balanced, double *sw) {
+static int sample_weights(const int *y, int n, int K, int balanced, double *sw) {
     int *cnt = calloc((size_t)K, sizeof(int));
+    if (!cnt) return -1;
     for (int i = 0; i < n; i++) cnt[y[i]]++;
     for (int i = 0; i < n; i++)
         sw[i] = balanced ? (double)n / ((double)K * cnt[y[i]]) : 1.0;
     free(cnt);
+    return 0;
 }
 
 int rs_logreg_fit(rs_logreg *m, const float *X, const int *y, int n, int d, int K,
@@ -540,12 +542,11 @@ int rs_logreg_fit(rs_logreg *m, const float *X, const int *y, int n, int d, int 
     }
     m->W = calloc((size_t)R * d, sizeof(double));
     m->b = calloc(R, sizeof(double));
-    if (!sw || !mu || !r || !th || !c.scratch || !m->W || !m->b) {
-        free(sw); free(mu); free(r); free(th); free(c.scratch);
+    if (!sw || !mu || !r || !th || !c.scratch || !m->W || !m->b || sample_weights(y, n, K, o.balanced, sw)) {
+        free(sw); free(mu); free(r); free(th); free(c.scratch); free(c.fscratch);
         rs_logreg_free(m);
         return rs_errk(err, RS_ENOMEM, "logreg: out of memory for %d x %d features", n, d);
     }
-    sample_weights(y, n, K, o.balanced, sw);
     double S = 0;
     for (int i = 0; i < n; i++) S += sw[i];
     for (int i = 0; i < n; i++) sw[i] /= S;
@@ -660,51 +661,51 @@ double rs_logreg_objective(const rs_logreg *m, const float *X, const int *y, int
     double *Z = malloc(sizeof(double) * (size_t)n * R), *sw = malloc(sizeof(double) * n);
     if (!Z || !sw) { free(Z); free(sw); return NAN; }
     rs_logreg_decision(m, X, n, Z);
-    sample_weights(y, n, m->n_classes, m->balanced, sw);
+    if (sample_weights(y, n, m->n_classes, m->balanced, sw)) { free(Z); free(sw); return NAN; }
     double f = m->C * loss_and_residual(n, R, y, sw, Z), pen = 0;
     for (size_t i = 0; i < (size_t)R * m->d; i++) pen += m->W[i] * m->W[i];
     free(Z); free(sw);
     return f + 0.5 * pen;
 }
 
+/* No allocation (these cannot fail): an unchecked scratch buffer here once left P and pred
+ * unset when memory ran out (tests/test_fault_pipeline.c). */
 void rs_logreg_proba(const rs_logreg *m, const float *X, int n, double *P) {
     int K = m->n_classes, R = m->n_rows;
-    double *Z = R == 1 ? P : P; /* decision values fit in P's first R columns per row */
-    double *tmp = malloc(sizeof(double) * R);
-    if (!tmp) return;
-    rs_logreg_decision(m, X, n, Z); /* rows of stride R packed at the front */
-    for (int i = n - 1; i >= 0; i--) { /* unpack back to front: stride R → stride K */
-        memcpy(tmp, Z + (size_t)i * R, sizeof(double) * R);
+    rs_logreg_decision(m, X, n, P); /* rows of stride R packed at the front */
+    for (int i = n - 1; i >= 0; i--) { /* unpack back to front: stride R → stride K (K ≥ R, rows < i untouched) */
         double *p = P + (size_t)i * K;
+        memmove(p, P + (size_t)i * R, sizeof(double) * R);
         if (R == 1) {
-            double z = tmp[0];
+            double z = p[0];
             p[1] = z >= 0 ? 1 / (1 + exp(-z)) : exp(z) / (1 + exp(z));
             p[0] = 1 - p[1];
         } else {
-            double mx = tmp[0], se = 0;
-            for (int k = 1; k < K; k++) mx = fmax(mx, tmp[k]);
-            for (int k = 0; k < K; k++) se += exp(tmp[k] - mx);
-            for (int k = 0; k < K; k++) p[k] = exp(tmp[k] - mx) / se;
+            double mx = p[0], se = 0;
+            for (int k = 1; k < K; k++) mx = fmax(mx, p[k]);
+            for (int k = 0; k < K; k++) se += exp(p[k] - mx);
+            for (int k = 0; k < K; k++) p[k] = exp(p[k] - mx) / se;
         }
     }
-    free(tmp);
 }
 
 void rs_logreg_predict(const rs_logreg *m, const float *X, int n, int *pred) {
-    int R = m->n_rows;
-    double *z = malloc(sizeof(double) * R);
-    if (!z) return;
+    int R = m->n_rows, d = m->d;
     for (int i = 0; i < n; i++) {
-        rs_logreg_decision(m, X + (size_t)i * m->d, 1, z);
-        if (R == 1) pred[i] = z[0] > 0;
-        else {
-            int best = 0;
-            for (int k = 1; k < R; k++)
-                if (z[k] > z[best]) best = k;
-            pred[i] = best;
+        const float *x = X + (size_t)i * d;
+        double zbest = 0;
+        int best = 0;
+        for (int k = 0; k < R; k++) { /* the decision value of rs_logreg_decision */
+            double z = m->b[k];
+            const double *w = m->W + (size_t)k * d;
+            for (int j = 0; j < d; j++) z += w[j] * x[j];
+            if (k == 0 || z > zbest) {
+                zbest = z;
+                best = k;
+            }
         }
+        pred[i] = R == 1 ? zbest > 0 : best;
     }
-    free(z);
 }
 
 void rs_logreg_free(rs_logreg *m) {

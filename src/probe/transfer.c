@@ -168,10 +168,21 @@ int rs_linmap_apply(const rs_linmap *m, const float *S, int n, float *out, rs_er
 }
 
 double rs_linmap_r2(const rs_linmap *m, const float *S, const float *T, int n) {
+    double r2;
+    rs_err e;
+    return rs_linmap_r2_checked(m, S, T, n, &r2, &e) ? NAN : r2;
+}
+
+int rs_linmap_r2_checked(const rs_linmap *m, const float *S, const float *T, int n, double *r2, rs_err *err) {
     int dt = m->dt;
     float *P = malloc(sizeof(float) * ((size_t)n * dt + 1));
     double *mu = calloc(dt, sizeof(double));
-    if (!P || !mu || rs_linmap_apply(m, S, n, P, NULL)) { free(P); free(mu); return NAN; }
+    int oom = !P || !mu;
+    if (oom || rs_linmap_apply(m, S, n, P, err)) {
+        free(P);
+        free(mu);
+        return oom ? rs_errk(err, RS_ENOMEM, "alignment map: out of memory for R^2 over %d rows", n) : -1;
+    }
     for (size_t i = 0; i < (size_t)n; i++)
         for (int a = 0; a < dt; a++) mu[a] += T[i * dt + a];
     for (int a = 0; a < dt; a++) mu[a] /= n;
@@ -183,7 +194,8 @@ double rs_linmap_r2(const rs_linmap *m, const float *S, const float *T, int n) {
             sst += c * c;
         }
     free(P); free(mu);
-    return sst > 0 ? 1 - sse / sst : NAN;
+    *r2 = sst > 0 ? 1 - sse / sst : NAN;
+    return 0;
 }
 
 /* ---- transfer matrix ---- */
@@ -373,8 +385,8 @@ int rs_transfer_split(const float *XA, int dA, const float *XB, int dB, const in
                 rc = rs_err_prefix(err, "transfer: %s", cd->name);
                 goto done;
             }
-            if (r2) r2[c] = rs_linmap_r2(&lm, te[u], te[t], nte);
-            rc = rs_linmap_apply(&lm, te[u], nte, mapped, err);
+            rc = r2 ? rs_linmap_r2_checked(&lm, te[u], te[t], nte, &r2[c], err) : 0;
+            if (!rc) rc = rs_linmap_apply(&lm, te[u], nte, mapped, err);
             rs_linmap_free(&lm);
             if (rc) goto done;
             if (pc && pipe_predict(&P[t], mapped, nte, pc, err)) { rc = -1; goto done; }
@@ -405,8 +417,9 @@ int rs_transfer_evaluate(const float *XA, int dA, const float *XB, int dB, const
     double *r2 = malloc(sizeof(double) * C);
     int *by = malloc(sizeof(int) * ((size_t)S * n + 1)), *bp = malloc(sizeof(int) * ((size_t)S * n + 1)), *cnt = malloc(sizeof(int) * K);
     int *tg = malloc(sizeof(int) * ((size_t)S * n + 1)), *gtmp = malloc(sizeof(int) * (n + 1)), pos = 0;
+    int *cm = malloc(sizeof(int) * (size_t)K * K); /* rs_metrics_compute's confusion (its own would be unchecked) */
     int rc = 0;
-    if (!is_test || !nte || !pred || !yt || !r2 || !by || !bp || !cnt || !tg || !gtmp) {
+    if (!is_test || !nte || !pred || !yt || !r2 || !by || !bp || !cnt || !tg || !gtmp || !cm) {
         rc = rs_errk(err, RS_ENOMEM, "transfer: out of memory (%d items, %d seeds)", n, S);
         goto done;
     }
@@ -465,7 +478,7 @@ int rs_transfer_evaluate(const float *XA, int dA, const float *XB, int dB, const
         int u = CELLS[c].test;
         for (int s = 0; s < S; s++) {
             rs_metrics mt;
-            rs_metrics_compute(yt + ((size_t)s * 2 + u) * n, pred + ((size_t)s * C + c) * n, nte[s], K, &mt, NULL);
+            rs_metrics_compute(yt + ((size_t)s * 2 + u) * n, pred + ((size_t)s * C + c) * n, nte[s], K, &mt, cm);
             cell->mean.accuracy += mt.accuracy / S;
             cell->mean.balanced_accuracy += mt.balanced_accuracy / S;
             cell->mean.macro_f1 += mt.macro_f1 / S;
@@ -485,7 +498,7 @@ int rs_transfer_evaluate(const float *XA, int dA, const float *XB, int dB, const
     }
 done:
     free(is_test); free(nte); free(pred); free(yt); free(r2); free(by); free(bp); free(cnt);
-    free(tg); free(gtmp);
+    free(tg); free(gtmp); free(cm);
     return rc;
 }
 

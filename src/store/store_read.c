@@ -33,11 +33,11 @@ void store_reader_close(store_reader *r) {
 }
 
 static int alloc_shards(store_reader *r, int n, rs_err *err) {
-    r->n = n;
     r->paths = calloc((size_t)n, sizeof *r->paths);
     r->rows_paths = calloc((size_t)n, sizeof *r->rows_paths);
     r->sets = calloc((size_t)n, sizeof *r->sets);
     if (!r->paths || !r->rows_paths || !r->sets) return rs_errk(err, RS_ENOMEM, "%s: out of memory", r->where);
+    r->n = n; /* only now: store_reader_close walks n entries of all three */
     return 0;
 }
 
