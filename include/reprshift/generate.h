@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include "reprshift/error.h"
 #include "reprshift/gemma2.h"
+#include "reprshift/intervene.h"
 #include "reprshift/paligemma.h"
 
 /* A cache for n_seqs sequences of up to max_len tokens each (all layers, allocated once). */
@@ -29,6 +30,16 @@ typedef struct {
     const int32_t *eos_ids;  /* stop after generating any of these (may be NULL) */
     int n_eos;
     int keep_logits;         /* record the logits each token was chosen from */
+    /* Steering (docs/generate.md "Generation with interventions"): resolved interventions
+     * (rs_intervention_resolve on the decoder) applied at their hooks on every forward pass,
+     * the prefill and every decode step; NULL / 0 for none. add, project and sae only (patch
+     * is refused). A spec with pos= names prompt rows (negative: from the prompt's end; the
+     * whole input PaliGemma's decoder reads, image rows included) and acts in the prefill
+     * only; without pos= it acts on every prompt row and on every generated token's row.
+     * alpha (relative) is in units of s = the mean L2 norm at the hook over the prompt rows
+     * of a clean (unsteered) prefill, computed once. */
+    rs_intervention *ivs;
+    int n_iv;
 } gen_params;
 
 typedef struct {
@@ -36,11 +47,14 @@ typedef struct {
     int n;
     int hit_eos;             /* 1 when an EOS id ended the run */
     float *logits;           /* keep_logits: [n, vocab] (after the final soft-cap), else NULL */
+    double *iv_scale;        /* n_iv > 0: [n_iv] each spec's s (add: mean norm or 1 with
+                                alpha_abs; 0 for the other kinds), else NULL */
 } gen_output;
 
 void gen_output_free(gen_output *o);
 
-/* Check p (max_new_tokens > 0, temperature finite ≥ 0, top_k ≥ 0, top_p in (0, 1]). */
+/* Check p (max_new_tokens > 0, temperature finite ≥ 0, top_k ≥ 0, top_p in (0, 1]; each
+ * intervention: not a patch, finite alpha, a decoder hook; RS_EINVAL otherwise). */
 int gen_params_check(const gen_params *p, rs_err *err);
 
 /* The stop ids of a checkpoint folder: generation_config.json "eos_token_id" (a number or a

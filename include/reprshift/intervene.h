@@ -66,6 +66,23 @@ void rs_intervention_free(rs_intervention *iv);
  * (new array). name may be NULL. */
 int rs_direction_load(const char *path, const char *name, int d, float **out, rs_err *err);
 
+/* Mean over the T rows of x [T, w] of the row's L2 norm (double): the s of a relative add. */
+double rs_mean_row_norm(const float *x, int T, int w);
+
+/* A hook splice (hook_request.splice = rs_iv_splice_fn, splice_ctx = an rs_iv_splice) that
+ * applies one resolved intervention in place: add (x += scale·d), project, SAE edit, or
+ * patch (rows copied from src). rows [T] picks the rows (NULL: every row). On a failure
+ * (SAE out of memory) it sets failed and *err, and does nothing more. */
+typedef struct {
+    rs_intervention *iv;
+    const uint8_t *rows;  /* [T] rows to edit, NULL = every row */
+    double scale;         /* add: alpha·s */
+    const float *src;     /* patch: source activation [T_src, width] */
+    int failed;
+    rs_err *err;
+} rs_iv_splice;
+void rs_iv_splice_fn(void *ctx, float *x, int T, int width);
+
 /* One input: a single sequence (ids, optional embeddings as gemma2_batch has them). */
 typedef struct {
     const int32_t *ids;

@@ -322,23 +322,25 @@ int rs_intervention_resolve(rs_intervention *iv, const gemma2_model *m, rs_err *
 
 /* ---- the forward passes ------------------------------------------------------------ */
 
-typedef struct {
-    rs_intervention *iv;
-    const uint8_t *rows;  /* [T] rows to edit */
-    double scale;         /* add: alpha·s */
-    const float *src;     /* patch: source activation [T_src, width] */
-    int failed;
-    rs_err *err;
-} iv_ctx;
+double rs_mean_row_norm(const float *x, int T, int w) {
+    double sum = 0;
+    for (int t = 0; t < T; t++) {
+        double n2 = 0;
+        for (int j = 0; j < w; j++) n2 += (double)x[(size_t)t * w + j] * x[(size_t)t * w + j];
+        sum += sqrt(n2);
+    }
+    return sum / T;
+}
 
-static void iv_apply(void *vctx, float *x, int T, int width) {
-    iv_ctx *c = vctx;
+#define ROW(t) (!c->rows || c->rows[t])
+void rs_iv_splice_fn(void *vctx, float *x, int T, int width) {
+    rs_iv_splice *c = vctx;
     rs_intervention *iv = c->iv;
     if (c->failed) return;
     if (iv->kind == IV_ADD || iv->kind == IV_PROJECT) {
         const float *d = iv->dir;
         for (int t = 0; t < T; t++) {
-            if (!c->rows[t]) continue;
+            if (!ROW(t)) continue;
             float *r = x + (size_t)t * width;
             if (iv->kind == IV_ADD) {
                 for (int j = 0; j < width; j++) r[j] += (float)(c->scale * d[j]);
@@ -350,11 +352,11 @@ static void iv_apply(void *vctx, float *x, int T, int width) {
         }
     } else if (iv->kind == IV_PATCH) {
         for (int t = 0; t < T; t++)
-            if (c->rows[t]) memcpy(x + (size_t)t * width, c->src + (size_t)t * width, (size_t)width * sizeof(float));
+            if (ROW(t)) memcpy(x + (size_t)t * width, c->src + (size_t)t * width, (size_t)width * sizeof(float));
     } else {
         const rs_sae *s = iv->sae;
         int n = 0;
-        for (int t = 0; t < T; t++) n += c->rows[t] != 0;
+        for (int t = 0; t < T; t++) n += ROW(t) != 0;
         if (!n) return;
         float *xr = malloc((size_t)n * width * sizeof(float));
         float *f = malloc((size_t)n * s->d_sae * sizeof(float));
@@ -367,7 +369,7 @@ static void iv_apply(void *vctx, float *x, int T, int width) {
         } else {
             int k = 0;
             for (int t = 0; t < T; t++)
-                if (c->rows[t]) memcpy(xr + (size_t)(k++) * width, x + (size_t)t * width, (size_t)width * sizeof(float));
+                if (ROW(t)) memcpy(xr + (size_t)(k++) * width, x + (size_t)t * width, (size_t)width * sizeof(float));
             if (sae_encode(s, xr, n, f, c->err)) c->failed = 1;
             else {
                 memcpy(fe, f, (size_t)n * s->d_sae * sizeof(float));
@@ -381,7 +383,7 @@ static void iv_apply(void *vctx, float *x, int T, int width) {
                 else {
                     k = 0;
                     for (int t = 0; t < T; t++) {
-                        if (!c->rows[t]) continue;
+                        if (!ROW(t)) continue;
                         float *r = x + (size_t)t * width;
                         const float *a = d0 + (size_t)k * width, *b = d1 + (size_t)k * width;
                         for (int j = 0; j < width; j++) r[j] += b[j] - a[j];
@@ -397,6 +399,7 @@ static void iv_apply(void *vctx, float *x, int T, int width) {
         free(d1);
     }
 }
+#undef ROW
 
 /* One forward pass of a single input with the given requests; final (may be NULL) [T, D]. */
 static int forward_one(const gemma2_model *m, const rs_iv_input *in, int pos_offset, hook_request *reqs, int n,
@@ -497,7 +500,7 @@ int rs_intervene_run(const gemma2_model *m, const rs_iv_input *inputs, int n_inp
     int rc = -1;
     float *final = malloc((size_t)T * D * sizeof(float));
     hook_request *reqs = calloc((size_t)n_iv + 1, sizeof *reqs);
-    iv_ctx *ctx = calloc((size_t)n_iv + 1, sizeof *ctx);
+    rs_iv_splice *ctx = calloc((size_t)n_iv + 1, sizeof *ctx);
     uint8_t *rows = calloc((size_t)(n_iv + 1) * T, 1);
     float **src = calloc((size_t)n_iv + 1, sizeof *src);
     out->T = T;
@@ -541,27 +544,19 @@ int rs_intervene_run(const gemma2_model *m, const rs_iv_input *inputs, int n_inp
         if (ivs[i].kind != IV_ADD) continue;
         double s = 1;
         if (!ivs[i].alpha_abs) {
-            const float *x = reqs[nc++].out;
-            int w = ivs[i].req.width;
-            double sum = 0;
-            for (int t = 0; t < T; t++) {
-                double n2 = 0;
-                for (int j = 0; j < w; j++) n2 += (double)x[(size_t)t * w + j] * x[(size_t)t * w + j];
-                sum += sqrt(n2);
-            }
-            s = sum / T;
+            s = rs_mean_row_norm(reqs[nc++].out, T, ivs[i].req.width);
         }
         out->scale[i] = s;
     }
     hook_requests_free(reqs, nc);
     /* 2. the intervened run */
     for (int i = 0; i < n_iv; i++) {
-        ctx[i] = (iv_ctx){.iv = &ivs[i], .rows = rows + (size_t)i * T, .scale = ivs[i].alpha * out->scale[i],
+        ctx[i] = (rs_iv_splice){.iv = &ivs[i], .rows = rows + (size_t)i * T, .scale = ivs[i].alpha * out->scale[i],
                           .src = src[i], .err = err};
         reqs[i] = ivs[i].req;
         reqs[i].capture = 0;
         reqs[i].out = NULL;
-        reqs[i].splice = iv_apply;
+        reqs[i].splice = rs_iv_splice_fn;
         reqs[i].splice_ctx = &ctx[i];
     }
     if (forward_one(m, &inputs[0], pos_offset, reqs, n_iv, final, err)) goto done;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/iv_input.h"
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "reprshift/generate.h"
@@ -27,7 +28,7 @@ static const char *USAGE =
     "usage: reprshift generate --model M (--text S | --ids 2,651,... | --image IMG [--prompt S])...\n"
     "                          --max-new-tokens N [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
     "                          [--json] [--no-bos] [--tokenizer FILE] [--prompt-ids IDS] [--revision REV]\n"
-    "                          [--image-processor pil|torchvision]\n";
+    "                          [--image-processor pil|torchvision] [--spec SPEC]... [--specs-file F]\n";
 
 static void help(void) {
     printf("%s\n"
@@ -58,13 +59,26 @@ static void help(void) {
            "                        after top-k; 0 < P <= 1 (default 1 = all)\n"
            "  --seed S              sampling: seed (unsigned 64-bit, default 0) of the portable\n"
            "                        generator (xoshiro256**): a seed gives the same tokens anywhere\n\n"
+           "Steering (docs/generate.md, spec grammar as `reprshift intervene`, docs/interventions.md):\n"
+           "  --spec SPEC           an intervention applied at its decoder hook on every forward pass,\n"
+           "                        the prompt's and every new token's (repeatable): add (alpha in units\n"
+           "                        of the clean prompt's mean L2 norm at the hook, alpha_abs absolute),\n"
+           "                        project, sae; pos=P,... names prompt rows (negative: from the\n"
+           "                        prompt's end; PaliGemma: the whole input, image rows first), steered\n"
+           "                        in the prompt pass only. patch cannot be used\n"
+           "  --specs-file FILE     specs one per line (blank lines and # comments skipped), after --spec\n"
+           "  With specs each input is generated twice, clean and steered (same decoding, same seed).\n\n"
            "Output (stdout, after every input is done):\n"
            "  default               the generated text of each input, one input after another, each\n"
            "                        followed by a newline (token ids when there is no tokenizer)\n"
            "  --json                one JSON object per input and line: {\"input\", [\"prompt\"], \"ids\"\n"
            "                        (generated ids, the EOS included when produced), \"text\" (the ids\n"
            "                        decoded, special tokens kept; null without a tokenizer),\n"
-           "                        \"stop\" (\"eos\" or \"max_new_tokens\")}\n\n"
+           "                        \"stop\" (\"eos\" or \"max_new_tokens\")}\n"
+           "  with --spec           text: \"  clean:      TEXT\" and \"  intervened: TEXT\" lines per\n"
+           "                        input; JSON: \"ids\", \"text\", \"stop\" are the steered run's, plus\n"
+           "                        \"interventions\" [{\"spec\", \"kind\", \"hook\", [\"alpha\", \"scale\"]}],\n"
+           "                        \"clean\" and \"intervened\" {\"ids\", \"text\", \"stop\"}\n\n"
            "Exit status: 0 ok, 1 error (message on stderr), 2 usage error.\n"
            "Examples:\n"
            "  reprshift generate --model google/gemma-2-2b --text 'The capital of France is' --max-new-tokens 8\n"
@@ -79,7 +93,8 @@ typedef struct {
     int32_t *ids;        /* Gemma-2 prompt ids */
     int n_ids;
     float *pixels;       /* PaliGemma [3, S, S] */
-    gen_output out;
+    gen_output out;      /* the steered run with --spec */
+    gen_output clean;    /* --spec: the clean run */
 } gen_input;
 
 static int usage_error(const char *msg, const char *arg) {
@@ -119,15 +134,21 @@ int cmd_generate(int argc, char **argv) {
         {"temperature", required_argument, 0, 'T'}, {"top-k", required_argument, 0, 'k'},
         {"top-p", required_argument, 0, 'p'},       {"seed", required_argument, 0, 's'},
         {"json", no_argument, 0, 'j'},              {"image-processor", required_argument, 0, 'G'},
+        {"spec", required_argument, 0, 'x'},        {"specs-file", required_argument, 0, 'F'},
         {0, 0, 0, 0}};
     const char *model = NULL, *revision = NULL, *prompt = "caption en", *prompt_ids = NULL, *tokenizer = NULL;
-    int no_bos = 0, json = 0, n_in = 0, have_max = 0;
+    const char *specs_file = NULL;
+    int no_bos = 0, json = 0, n_in = 0, have_max = 0, n_specs = 0;
     long max_new = 0, top_k = 0;
     double temperature = 0, top_p = 1;
     unsigned long long seed = 0;
     rs_image_processor proc = RS_IMAGE_PROCESSOR_PIL;
     gen_input *in = calloc((size_t)argc, sizeof *in);
-    if (!in) {
+    const char **specs = calloc((size_t)argc + 1, sizeof *specs);
+    rs_intervention *iv = NULL;
+    if (!in || !specs) {
+        free(in);
+        free(specs);
         fprintf(stderr, "reprshift generate: out of memory\n");
         return 1;
     }
@@ -152,6 +173,8 @@ int cmd_generate(int argc, char **argv) {
         case 'z': tokenizer = optarg; break;
         case 'B': no_bos = 1; break;
         case 'j': json = 1; break;
+        case 'x': specs[n_specs++] = optarg; break;
+        case 'F': specs_file = optarg; break;
         case 'n':
             if (cli_parse_long("generate", "--max-new-tokens", optarg, 1, 1L << 20, &max_new)) goto out;
             have_max = 1;
@@ -247,6 +270,8 @@ int cmd_generate(int argc, char **argv) {
         if (paligemma_open(&pm, model_dir, &err)) goto done;
     } else if (gemma2_open(&gm, model_dir, &err)) goto done;
     const gemma2_config *tc = is_pg ? &pm->cfg.text : &gm->cfg;
+    if ((n_specs || specs_file) &&
+        iv_specs_load(is_pg ? pm->text : gm, specs, n_specs, specs_file, &iv, &n_specs, &err)) goto done;
     if (gen_eos_ids(model_dir, tc, &eos, &n_eos, &err)) goto done;
     /* the PaliGemma prompt: prompt + "\n" as one segment without <bos>, as the processor does */
     if (is_pg && prompt_ids) {
@@ -300,17 +325,25 @@ int cmd_generate(int argc, char **argv) {
                      .top_p = top_p, .seed = (uint64_t)seed, .eos_ids = eos, .n_eos = n_eos};
     for (int i = 0; i < n_in; i++) {
         gen_input *x = &in[i];
-        int r = is_pg ? gen_paligemma(pm, x->pixels, pids, (int)n_pids, &gp, &x->out, &err)
-                      : gen_gemma2(gm, x->ids, x->n_ids, &gp, &x->out, &err);
-        if (r) { rs_err_prefix(&err, "input %d (%s)", i + 1, x->label); goto done; }
+        for (int w = n_specs ? 0 : 1; w < 2; w++) { /* with specs: the clean run, then the steered one */
+            gen_output *o = w ? &x->out : &x->clean;
+            gp.ivs = w ? iv : NULL;
+            gp.n_iv = w ? n_specs : 0;
+            int r = is_pg ? gen_paligemma(pm, x->pixels, pids, (int)n_pids, &gp, o, &err)
+                          : gen_gemma2(gm, x->ids, x->n_ids, &gp, o, &err);
+            if (r) { rs_err_prefix(&err, "input %d (%s)", i + 1, x->label); goto done; }
+        }
     }
     /* decode everything, then print */
-    char **texts = calloc((size_t)n_in, sizeof *texts);
+    char **texts = calloc((size_t)2 * n_in + 1, sizeof *texts), **ctexts = texts + n_in; /* steered, clean */
     if (!texts) { rs_errk(&err, RS_ENOMEM, "out of memory"); goto done; }
     int dec_fail = 0;
     for (int i = 0; tok && i < n_in && !dec_fail; i++) {
         size_t len;
         if (tok_decode_ex(tok, in[i].out.ids, (size_t)in[i].out.n, 0, &texts[i], &len, &err)) dec_fail = 1;
+        if (!dec_fail && n_specs &&
+            tok_decode_ex(tok, in[i].clean.ids, (size_t)in[i].clean.n, 0, &ctexts[i], &len, &err))
+            dec_fail = 1;
     }
     if (!dec_fail) {
         for (int i = 0; i < n_in; i++) {
@@ -327,7 +360,28 @@ int cmd_generate(int argc, char **argv) {
                 fputs(",\"text\":", stdout);
                 if (texts[i]) rs_json_write_string(stdout, texts[i]);
                 else fputs("null", stdout);
-                printf(",\"stop\":\"%s\"}\n", o->hit_eos ? "eos" : "max_new_tokens");
+                printf(",\"stop\":\"%s\"", o->hit_eos ? "eos" : "max_new_tokens");
+                if (n_specs) {
+                    fputs(",\"interventions\":[", stdout);
+                    for (int k = 0; k < n_specs; k++) {
+                        fputs(k ? ",{\"spec\":" : "{\"spec\":", stdout);
+                        rs_json_write_string(stdout, iv[k].spec);
+                        printf(",\"kind\":\"%s\",\"hook\":", rs_intervention_kind_name(iv[k].kind));
+                        rs_json_write_string(stdout, iv[k].req.name);
+                        if (iv[k].kind == IV_ADD)
+                            printf(",\"alpha\":%s,\"alpha_units\":\"%s\",\"scale\":%s", RS_JSON_NUM("%.9g", iv[k].alpha),
+                                   iv[k].alpha_abs ? "absolute" : "mean_l2_norm", RS_JSON_NUM("%.9g", o->iv_scale[k]));
+                        putchar('}');
+                    }
+                    fputs("],", stdout);
+                    iv_print_gen(1, "clean", &in[i].clean, ctexts[i]);
+                    fputs(", ", stdout);
+                    iv_print_gen(1, "intervened", o, texts[i]);
+                }
+                fputs("}\n", stdout);
+            } else if (n_specs) {
+                iv_print_gen(0, "clean:", &in[i].clean, ctexts[i]);
+                iv_print_gen(0, "intervened:", o, texts[i]);
             } else if (texts[i]) {
                 printf("%s\n", texts[i]);
             } else {
@@ -337,7 +391,7 @@ int cmd_generate(int argc, char **argv) {
         }
         status = 0;
     }
-    for (int i = 0; i < n_in; i++) free(texts[i]);
+    for (int i = 0; i < 2 * n_in; i++) free(texts[i]);
     free(texts);
 done:
     if (status) fprintf(stderr, "reprshift generate: %s\n", err.msg);
@@ -345,7 +399,9 @@ done:
         free(in[i].ids);
         free(in[i].pixels);
         gen_output_free(&in[i].out);
+        gen_output_free(&in[i].clean);
     }
+    iv_specs_free(iv, n_specs);
     free(eos);
     free(pids);
     tok_free(tok);
@@ -354,5 +410,6 @@ done:
     free(model_dir);
 out:
     free(in);
+    free(specs);
     return status;
 }

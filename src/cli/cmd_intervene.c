@@ -51,6 +51,11 @@ static const char USAGE[] =
     "  --target-ids LIST    target token ids\n"
     "  --positions LIST     read-out rows (default -1, the last)\n"
     "  --top-k K            top tokens listed per row (default 5, 0 for none)\n"
+    "  --generate N         also generate N tokens (greedy, stopping at the model's EOS) clean and\n"
+    "                       with the interventions on every forward pass (prefill and each decode\n"
+    "                       step; pos= rows are prompt rows, steered in the prefill only) and print\n"
+    "                       both texts; the input is the prompt (PaliGemma: --image and --prompt,\n"
+    "                       no --text). patch specs cannot be used (no source for new tokens)\n"
     "  --json               one JSON object on stdout\n";
 
 typedef struct {
@@ -73,11 +78,11 @@ int cmd_intervene(int argc, char **argv) {
         {"spec", required_argument, 0, 'x'},        {"targets", required_argument, 0, 'g'},
         {"target-ids", required_argument, 0, 'G'},  {"positions", required_argument, 0, 'P'},
         {"top-k", required_argument, 0, 'k'},       {"json", no_argument, 0, 'j'},
-        {"specs-file", required_argument, 0, 'F'},
+        {"specs-file", required_argument, 0, 'F'}, {"generate", required_argument, 0, 'N'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     const char *model = NULL, *revision = NULL, *tokp = NULL, *text = NULL, *ids = NULL, *image = NULL;
     const char *prompt = NULL, *targets = NULL, *target_ids = NULL, *positions = NULL, *specs_file = NULL;
-    int json = 0, top_k = 5, c;
+    int json = 0, top_k = 5, c, gen_n = 0;
     int n_specs = 0, n_src = 0;
     const char **specs = calloc((size_t)argc + 1, sizeof *specs);
     src_arg *srcs = calloc((size_t)argc + 1, sizeof *srcs);
@@ -111,6 +116,9 @@ int cmd_intervene(int argc, char **argv) {
             if (cli_parse_int("intervene", "--top-k", optarg, 0, 1000, &top_k)) usage_err = 1;
             break;
         case 'j': json = 1; break;
+        case 'N':
+            if (cli_parse_int("intervene", "--generate", optarg, 1, 1 << 20, &gen_n)) usage_err = 1;
+            break;
         case 'h':
             fputs(USAGE, stdout);
             free(specs);
@@ -137,39 +145,21 @@ int cmd_intervene(int argc, char **argv) {
     iv_model m;
     memset(&m, 0, sizeof m);
     int status = 1, n_in = 1 + n_src, n_t = 0, n_pos = 0;
-    char *spec_text = NULL;
-    const char **all = NULL;
     rs_iv_result r = {0};
     iv_in *in = NULL;
     rs_iv_input *view = NULL;
     rs_intervention *iv = NULL;
+    gen_output gc = {0}, gi = {0};
+    char *text_c = NULL, *text_i = NULL;
+    int32_t *eos = NULL;
     int32_t *tgt = NULL;
     int *pos = NULL, *top = NULL;
     double *pc = NULL, *pi = NULL;
-    if (specs_file) { /* one spec a line; blank lines and lines starting with # skipped */
-        if (rs_read_file(specs_file, (size_t)1 << 24, &spec_text, NULL, &err)) goto done;
-        size_t lines = 1;
-        for (const char *q = spec_text; *q; q++) lines += *q == '\n';
-        if (!(all = calloc((size_t)n_specs + lines, sizeof *all))) { rs_errk(&err, RS_ENOMEM, "out of memory"); goto done; }
-        memcpy(all, specs, (size_t)n_specs * sizeof *all);
-        for (char *save = NULL, *line = strtok_r(spec_text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-            while (*line == ' ' || *line == '\t') line++;
-            size_t L = strlen(line);
-            while (L && (line[L - 1] == '\r' || line[L - 1] == ' ' || line[L - 1] == '\t')) line[--L] = '\0';
-            if (L && line[0] != '#') all[n_specs++] = line;
-        }
-        if (!n_specs) { rs_errf(&err, "%s: no specs (one per line; # starts a comment)", specs_file); goto done; }
-        free(specs);
-        specs = all;
-        all = NULL;
-    }
     in = calloc((size_t)n_in, sizeof *in);
     view = calloc((size_t)n_in, sizeof *view);
-    iv = calloc((size_t)n_specs, sizeof *iv);
     if (iv_model_open(&m, model, revision, tokp, &err)) goto done;
-    if (!in || !view || !iv) { rs_errk(&err, RS_ENOMEM, "out of memory"); goto done; }
-    for (int i = 0; i < n_specs; i++)
-        if (rs_intervention_parse(specs[i], &iv[i], &err) || rs_intervention_resolve(&iv[i], m.dec, &err)) goto done;
+    if (!in || !view) { rs_errk(&err, RS_ENOMEM, "out of memory"); goto done; }
+    if (iv_specs_load(m.dec, specs, n_specs, specs_file, &iv, &n_specs, &err)) goto done;
     if (iv_build(&m, image, prompt, text, ids, &in[0], &err)) goto done;
     for (int s = 0; s < n_src; s++) {
         const src_arg *a = &srcs[s];
@@ -182,7 +172,27 @@ int cmd_intervene(int argc, char **argv) {
     if (iv_targets(&m, targets, target_ids, &tgt, &n_t, &err)) goto done;
     int T = (int)in[0].len;
     if (iv_positions(positions, -1, T, &pos, &n_pos, &err)) goto done;
+    if (gen_n && m.type == RS_MODEL_PALIGEMMA && (!image || in[0].n_text)) {
+        rs_errk(&err, RS_EINVAL, "--generate with PaliGemma continues the image + prompt prefix: give --image (and "
+                                 "--prompt), not --text / --ids");
+        goto done;
+    }
     if (rs_intervene_run(m.dec, view, n_in, m.pos_offset, iv, n_specs, &r, &err)) goto done;
+    if (gen_n) { /* clean, then steered; everything before any output */
+        int n_eos = 0;
+        if (gen_eos_ids(m.dir, &m.dec->cfg, &eos, &n_eos, &err)) goto done;
+        gen_params gp = {.max_new_tokens = gen_n, .top_p = 1, .eos_ids = eos, .n_eos = n_eos};
+        for (int w = 0; w < 2; w++) {
+            gen_output *o = w ? &gi : &gc;
+            gp.ivs = w ? iv : NULL;
+            gp.n_iv = w ? n_specs : 0;
+            int rc = m.pg ? gen_paligemma(m.pg, in[0].pixels, in[0].prompt_ids, in[0].n_prompt, &gp, o, &err)
+                          : gen_gemma2(m.g, in[0].ids, T, &gp, o, &err);
+            if (rc) { rs_err_prefix(&err, "--generate (%s)", w ? "intervened" : "clean"); goto done; }
+            size_t len;
+            if (m.tok && tok_decode_ex(m.tok, o->ids, (size_t)o->n, 0, w ? &text_i : &text_c, &len, &err)) goto done;
+        }
+    }
     int V = r.vocab;
     pc = malloc((size_t)V * sizeof(double));
     pi = malloc((size_t)V * sizeof(double));
@@ -272,24 +282,38 @@ int cmd_intervene(int argc, char **argv) {
         }
         if (json) printf("]}");
     }
-    if (json) printf("]}\n");
+    if (gen_n) {
+        if (json) {
+            printf("], \"generation\": {\"max_new_tokens\": %d, ", gen_n);
+            iv_print_gen(1, "clean", &gc, text_c);
+            printf(", ");
+            iv_print_gen(1, "intervened", &gi, text_i);
+            printf("}}\n");
+        } else {
+            printf("\ngenerated (greedy, at most %d new tokens):\n", gen_n);
+            iv_print_gen(0, "clean:", &gc, text_c);
+            iv_print_gen(0, "intervened:", &gi, text_i);
+        }
+    } else if (json) printf("]}\n");
     status = 0;
 done:
     if (status) fprintf(stderr, "reprshift intervene: %s\n", err.msg);
     rs_iv_result_free(&r);
-    for (int i = 0; iv && i < n_specs; i++) rs_intervention_free(&iv[i]);
+    iv_specs_free(iv, n_specs);
     for (int i = 0; in && i < n_in; i++) iv_in_free(&in[i]);
-    free(iv);
     free(in);
     free(view);
+    gen_output_free(&gc);
+    gen_output_free(&gi);
+    free(text_c);
+    free(text_i);
+    free(eos);
     free(tgt);
     free(pos);
     free(top);
     free(pc);
     free(pi);
     free(specs);
-    free(all);
-    free(spec_text);
     free(srcs);
     iv_model_close(&m);
     return status;

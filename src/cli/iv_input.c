@@ -11,6 +11,7 @@
 #include "reprshift/fileio.h"
 #include "reprshift/hf_cache.h"
 #include "reprshift/image.h"
+#include "reprshift/jsonutil.h"
 
 int iv_model_open(iv_model *m, const char *model, const char *revision, const char *tokp, rs_err *err) {
     memset(m, 0, sizeof *m);
@@ -44,6 +45,8 @@ void iv_in_free(iv_in *in) {
     free(in->ids);
     free(in->embeds);
     free(in->mask);
+    free(in->pixels);
+    free(in->prompt_ids);
     memset(in, 0, sizeof *in);
 }
 
@@ -68,6 +71,8 @@ static int image_rows(iv_model *m, const char *image, iv_in *in, rs_err *err) {
     if (rs_image_load(image, &img, err) || rs_siglip_preprocess(&img, S, NULL, px, err)) goto done;
     if (rs_pg_image_rows(m->pg, in->ids, in->len, in->prefix_len, px, 1, &in->embeds, &in->mask, err)) goto done;
     for (int64_t t = 0; t < in->len; t++) in->n_image += in->mask[t];
+    in->pixels = px;
+    px = NULL;
     rc = 0;
 done:
     if (rc) rs_err_prefix(err, "%s", image);
@@ -112,7 +117,9 @@ int iv_build(iv_model *m, const char *image, const char *prompt, const char *tex
     if (pg_prompt_ids(&m->pg->cfg, m->tok, prompt ? prompt : "caption en", NULL, 0, &pids, &np, err)) goto done;
     rc = paligemma_build_input(m->pg, 1, pids, (int)np, tids, (int)nt, &out->ids, &kinds, &out->len,
                                &out->prefix_len, err);
-    free(pids);
+    out->prompt_ids = pids;
+    out->n_prompt = (int)np;
+    out->n_text = (int)nt;
     free(kinds);
     if (!rc) rc = image_rows(m, image, out, err);
 done:
@@ -225,4 +232,72 @@ int iv_positions(const char *spec, int def, int T, int **out, int *n, rs_err *er
     *n = (int)k;
     free(v);
     return 0;
+}
+
+void iv_specs_free(rs_intervention *iv, int n) {
+    for (int i = 0; iv && i < n; i++) rs_intervention_free(&iv[i]);
+    free(iv);
+}
+
+int iv_specs_load(const gemma2_model *dec, const char *const *specs, int n_specs, const char *specs_file,
+                  rs_intervention **out, int *n, rs_err *err) {
+    *out = NULL;
+    *n = 0;
+    char *text = NULL;
+    const char **all = NULL;
+    rs_intervention *iv = NULL;
+    int k = 0, rc = -1;
+    size_t lines = 0;
+    if (specs_file) { /* one spec a line; blank lines and lines starting with # skipped */
+        if (rs_read_file(specs_file, (size_t)1 << 24, &text, NULL, err)) return -1;
+        lines = 1;
+        for (const char *q = text; *q; q++) lines += *q == '\n';
+    }
+    if (!(all = calloc((size_t)n_specs + lines + 1, sizeof *all))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    int total = 0;
+    for (int i = 0; i < n_specs; i++) all[total++] = specs[i];
+    if (specs_file) {
+        int before = total;
+        for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            while (*line == ' ' || *line == '\t') line++;
+            size_t L = strlen(line);
+            while (L && (line[L - 1] == '\r' || line[L - 1] == ' ' || line[L - 1] == '\t')) line[--L] = '\0';
+            if (L && line[0] != '#') all[total++] = line;
+        }
+        if (total == before) { rs_errf(err, "%s: no specs (one per line; # starts a comment)", specs_file); goto done; }
+    }
+    if (!(iv = calloc((size_t)total + 1, sizeof *iv))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    for (k = 0; k < total; k++)
+        if (rs_intervention_parse(all[k], &iv[k], err) || rs_intervention_resolve(&iv[k], dec, err)) {
+            k++; /* free the partly filled one too */
+            goto done;
+        }
+    rc = 0;
+done:
+    if (rc) iv_specs_free(iv, k);
+    else {
+        *out = iv;
+        *n = total;
+    }
+    free(all);
+    free(text);
+    return rc;
+}
+
+void iv_print_gen(int json, const char *key, const gen_output *o, const char *text) {
+    if (json) {
+        printf("\"%s\": {\"ids\": [", key);
+        for (int i = 0; i < o->n; i++) printf(i ? ", %d" : "%d", o->ids[i]);
+        printf("], \"text\": ");
+        if (text) rs_json_write_string(stdout, text);
+        else fputs("null", stdout);
+        printf(", \"stop\": \"%s\"}", o->hit_eos ? "eos" : "max_new_tokens");
+        return;
+    }
+    printf("  %-11s", key);
+    if (text) printf(" %s\n", text);
+    else {
+        for (int i = 0; i < o->n; i++) printf(" %d", o->ids[i]);
+        putchar('\n');
+    }
 }

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 #include "reprshift/gemma2.h"
+#include "reprshift/generate.h"
 #include "reprshift/intervene.h"
 #include "reprshift/model_config.h"
 #include "reprshift/paligemma.h"
@@ -32,6 +33,10 @@ typedef struct {
     uint8_t *mask;     /* [len] 1 = image row */
     int prefix_len;
     int n_image;       /* image-token rows */
+    float *pixels;     /* with an image: its pixel values [3, S, S] (for generation) */
+    int32_t *prompt_ids; /* with an image: the ids of prompt + "\n" (gen_paligemma's prompt) */
+    int n_prompt;
+    int n_text;        /* with an image: the continuation's tokens after the prefix */
 } iv_in;
 
 /* One input: text (tokenized with <bos>) or ids (comma-separated, as given); with image
@@ -40,6 +45,19 @@ int iv_build(iv_model *m, const char *image, const char *prompt, const char *tex
              rs_err *err);
 void iv_in_free(iv_in *in);
 rs_iv_input iv_view(const iv_in *in);
+
+/* The interventions of --spec (specs[n_specs], in order) then --specs-file FILE (one spec a
+ * line; blank lines and lines starting with # skipped; NULL: none), parsed and resolved
+ * against the decoder dec: new iv[*n] (free with iv_specs_free). Shared by `reprshift
+ * intervene` and `reprshift generate`. */
+int iv_specs_load(const gemma2_model *dec, const char *const *specs, int n_specs, const char *specs_file,
+                  rs_intervention **iv, int *n, rs_err *err);
+void iv_specs_free(rs_intervention *iv, int n);
+
+/* Steered-generation output (`generate --spec`, `intervene --generate`): print
+ * "key": {"ids": [...], "text": TEXT or null, "stop": "eos" | "max_new_tokens"} (JSON) or
+ * "  key: TEXT" (text; the ids when text is NULL). */
+void iv_print_gen(int json, const char *key, const gen_output *o, const char *text);
 
 /* A token's text (new string; "<id N>" without a tokenizer). */
 char *iv_token_text(const iv_model *m, int32_t id);

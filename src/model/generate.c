@@ -64,6 +64,7 @@ void gen_output_free(gen_output *o) {
     if (!o) return;
     free(o->ids);
     free(o->logits);
+    free(o->iv_scale);
     memset(o, 0, sizeof *o);
 }
 
@@ -74,6 +75,22 @@ int gen_params_check(const gen_params *p, rs_err *err) {
     if (p->top_k < 0) return rs_errk(err, RS_EINVAL, "top-k must be >= 0 (got %d; 0 = off)", p->top_k);
     if (!(p->top_p > 0 && p->top_p <= 1)) return rs_errk(err, RS_EINVAL, "top-p must be in (0, 1] (got %g)", p->top_p);
     if (p->n_eos < 0 || (p->n_eos > 0 && !p->eos_ids)) return rs_errf(err, "bad stop-id list");
+    if (p->n_iv < 0 || (p->n_iv > 0 && !p->ivs)) return rs_errk(err, RS_EINVAL, "bad intervention list");
+    for (int i = 0; i < p->n_iv; i++) {
+        const rs_intervention *iv = &p->ivs[i];
+        const char *spec = iv->spec ? iv->spec : rs_intervention_kind_name(iv->kind);
+        if (iv->kind == IV_PATCH)
+            return rs_errk(err, RS_EINVAL,
+                           "intervention '%s': patch cannot be used with generation (its source activations exist "
+                           "only for the source input's own tokens, not for generated ones); use add, project or sae",
+                           spec);
+        if (iv->kind == IV_ADD && !isfinite(iv->alpha))
+            return rs_errk(err, RS_EINVAL, "intervention '%s': alpha must be a finite number (got %g)", spec, iv->alpha);
+        if (iv->req.id.tower != RS_TOWER_DECODER)
+            return rs_errk(err, RS_EINVAL, "intervention '%s': generation steers decoder hooks only", spec);
+        if (((iv->kind == IV_ADD || iv->kind == IV_PROJECT) && !iv->dir) || (iv->kind == IV_SAE && !iv->sae))
+            return rs_errk(err, RS_EINVAL, "intervention '%s' is not resolved (rs_intervention_resolve)", spec);
+    }
     return 0;
 }
 
@@ -255,18 +272,122 @@ static int step_logits(const gemma2_model *m, const float *h, float *logits, rs_
     return 0;
 }
 
+/* ---- steering: interventions on every forward pass ---- */
+
+typedef struct {
+    int n;
+    hook_request *caps;    /* [nc] clean-prefill captures of the relative adds' hooks */
+    int nc;
+    hook_request *pre;     /* [n] prefill splices */
+    hook_request *dec;     /* [n_dec] decode-step splices (the specs without pos=) */
+    int n_dec;
+    rs_iv_splice *ctx;     /* [n] */
+    uint8_t *rows;         /* [n, P] prompt rows each spec edits in the prefill */
+} gen_steer;
+
+static void steer_free(gen_steer *st) {
+    if (st->caps) hook_requests_free(st->caps, st->nc);
+    free(st->caps);
+    free(st->pre);
+    free(st->dec);
+    free(st->ctx);
+    free(st->rows);
+    memset(st, 0, sizeof *st);
+}
+
+/* Rows of each spec in a prompt of P rows and the capture requests of the relative adds
+ * (to be filled by the caller's clean prefill, unless st->nc is 0). */
+static int steer_new(gen_steer *st, const gen_params *p, int P, rs_err *err) {
+    memset(st, 0, sizeof *st);
+    int n = st->n = p->n_iv;
+    if (!n) return 0;
+    st->caps = calloc((size_t)n, sizeof *st->caps);
+    st->pre = calloc((size_t)n, sizeof *st->pre);
+    st->dec = calloc((size_t)n, sizeof *st->dec);
+    st->ctx = calloc((size_t)n, sizeof *st->ctx);
+    st->rows = calloc((size_t)n * P, 1);
+    if (!st->caps || !st->pre || !st->dec || !st->ctx || !st->rows)
+        return rs_errk(err, RS_ENOMEM, "out of memory for the interventions");
+    for (int i = 0; i < n; i++) {
+        const rs_intervention *iv = &p->ivs[i];
+        uint8_t *r = st->rows + (size_t)i * P;
+        if (!iv->pos) memset(r, 1, (size_t)P);
+        for (int k = 0; iv->pos && k < iv->n_pos; k++) {
+            int q = iv->pos[k] < 0 ? P + iv->pos[k] : iv->pos[k];
+            if (q < 0 || q >= P)
+                return rs_errk(err, RS_EINVAL, "intervention '%s': position %d is outside the prompt (%d tokens; pos= "
+                                               "names prompt rows in generation)", iv->spec, iv->pos[k], P);
+            r[q] = 1;
+        }
+        if (iv->kind == IV_ADD && !iv->alpha_abs) {
+            hook_request *c = &st->caps[st->nc++];
+            *c = iv->req;
+            c->capture = 1;
+            c->out = NULL;
+            c->splice = NULL;
+            c->splice_ctx = NULL;
+        }
+    }
+    return 0;
+}
+
+/* After the clean prefill (when st->nc): the scales, then the splice requests. */
+static int steer_arm(gen_steer *st, const gen_params *p, int P, gen_output *out, rs_err *err) {
+    if (!st->n) return 0;
+    if (!(out->iv_scale = calloc((size_t)st->n, sizeof *out->iv_scale)))
+        return rs_errk(err, RS_ENOMEM, "out of memory for the interventions");
+    for (int i = 0, k = 0; i < st->n; i++) {
+        rs_intervention *iv = &p->ivs[i];
+        if (iv->kind != IV_ADD) continue;
+        double s = 1;
+        if (!iv->alpha_abs) {
+            const hook_request *c = &st->caps[k++];
+            if (!c->out) return rs_errf(err, "intervention '%s': %s was not reached by the prefill", iv->spec, c->name);
+            s = rs_mean_row_norm(c->out, P, iv->req.width);
+        }
+        out->iv_scale[i] = s;
+    }
+    hook_requests_free(st->caps, st->nc);
+    st->nc = 0;
+    for (int i = 0; i < st->n; i++) {
+        rs_intervention *iv = &p->ivs[i];
+        st->ctx[i] = (rs_iv_splice){.iv = iv, .rows = st->rows + (size_t)i * P, .scale = iv->alpha * out->iv_scale[i],
+                                    .err = err};
+        hook_request *r = &st->pre[i];
+        *r = iv->req;
+        r->capture = 0;
+        r->out = NULL;
+        r->splice = rs_iv_splice_fn;
+        r->splice_ctx = &st->ctx[i];
+        if (!iv->pos) st->dec[st->n_dec++] = *r;
+    }
+    return 0;
+}
+
+/* After a steered forward pass: an edit that failed (its message is in err). */
+static int steer_failed(const gen_steer *st, const gen_params *p, rs_err *err) {
+    for (int i = 0; i < st->n; i++)
+        if (st->ctx[i].failed) {
+            rs_err_prefix(err, "intervention '%s'", p->ivs[i].spec);
+            return -1;
+        }
+    return 0;
+}
+
 /* After the prefill (last hidden row at h): pick, then one cached forward per new token. */
 static int decode_loop(const gemma2_model *m, gemma2_kv_cache *kc, const int *prefix_len, int pos_offset,
-                       const float *h_last, const gen_params *p, gen_bufs *b, gen_output *out, rs_err *err) {
+                       const float *h_last, const gen_params *p, gen_steer *st, gen_bufs *b, gen_output *out,
+                       rs_err *err) {
     int V = m->cfg.vocab_size;
     gen_rng rng;
     gen_rng_seed(&rng, p->seed);
     if (step_logits(m, h_last, b->logits, err)) return -1;
+    for (int i = 0; i < st->n; i++) st->ctx[i].rows = NULL; /* decode steps: the one new row (specs without pos=) */
     int64_t off[2] = {0, 1};
     while (!step_pick(b->logits, V, p, &rng, b->work, out)) {
         gemma2_batch gb = {.n_seqs = 1, .offsets = off, .ids = &out->ids[out->n - 1], .prefix_len = prefix_len,
                            .pos_offset = pos_offset, .cache = kc};
-        if (gemma2_forward(m, &gb, NULL, 0, b->h, err)) return -1;
+        if (gemma2_forward(m, &gb, st->dec, st->n_dec, b->h, err) || steer_failed(st, p, err)) return -1;
         if (step_logits(m, b->h, b->logits, err)) return -1;
     }
     return 0;
@@ -280,14 +401,22 @@ int gen_gemma2(const gemma2_model *m, const int32_t *prompt, int n_prompt, const
     if (n_prompt > (1 << 24) - p->max_new_tokens) return rs_errf(err, "prompt of %d tokens is too long", n_prompt);
     gemma2_kv_cache *kc = NULL;
     gen_bufs b = {0};
+    gen_steer st = {0};
     int rc = -1;
     if (gemma2_kv_cache_new(&kc, &m->cfg, 1, n_prompt + p->max_new_tokens, err)) return -1;
     if (bufs_new(&b, &m->cfg, n_prompt, p, out, err)) goto done;
     int64_t off[2] = {0, n_prompt};
+    if (steer_new(&st, p, n_prompt, err)) goto done;
+    if (st.nc) { /* the clean prefill (no cache) for the relative adds' s */
+        gemma2_batch cb = {.n_seqs = 1, .offsets = off, .ids = prompt};
+        if (gemma2_forward(m, &cb, st.caps, st.nc, b.h, err)) goto done;
+    }
+    if (steer_arm(&st, p, n_prompt, out, err)) goto done;
     gemma2_batch gb = {.n_seqs = 1, .offsets = off, .ids = prompt, .cache = kc};
-    if (gemma2_forward(m, &gb, NULL, 0, b.h, err)) goto done;
-    rc = decode_loop(m, kc, NULL, 0, b.h + (size_t)(n_prompt - 1) * m->cfg.hidden_size, p, &b, out, err);
+    if (gemma2_forward(m, &gb, st.pre, st.n, b.h, err) || steer_failed(&st, p, err)) goto done;
+    rc = decode_loop(m, kc, NULL, 0, b.h + (size_t)(n_prompt - 1) * m->cfg.hidden_size, p, &st, &b, out, err);
 done:
+    steer_free(&st);
     bufs_free(&b);
     gemma2_kv_cache_free(kc);
     if (rc) gen_output_free(out);
@@ -304,6 +433,7 @@ int gen_paligemma(const paligemma_model *m, const float *pixel_values, const int
     int P = 0, n_img = pixel_values ? 1 : 0, rc = -1;
     gemma2_kv_cache *kc = NULL;
     gen_bufs b = {0};
+    gen_steer st = {0};
     for (int i = 0; i < n_prompt; i++)
         if (prompt_ids[i] < 0 || prompt_ids[i] >= m->cfg.text.vocab_size || prompt_ids[i] == m->cfg.image_token_index)
             return rs_errf(err, "prompt token id %d is not a text token of this model (vocabulary %d, <image> = %d)",
@@ -316,11 +446,19 @@ int gen_paligemma(const paligemma_model *m, const float *pixel_values, const int
     if (gemma2_kv_cache_new(&kc, &m->cfg.text, 1, (int)len + p->max_new_tokens, err)) goto done;
     if (bufs_new(&b, &m->cfg.text, (int)len, p, out, err)) goto done;
     int64_t off[2] = {0, len};
+    if (steer_new(&st, p, (int)len, err)) goto done;
+    if (st.nc) { /* the clean prefill (no cache) for the relative adds' s */
+        paligemma_batch cb = {.n_seqs = 1, .offsets = off, .ids = ids, .prefix_len = &P, .n_images = n_img,
+                              .pixel_values = pixel_values};
+        if (paligemma_forward(m, &cb, st.caps, st.nc, b.h, err)) goto done;
+    }
+    if (steer_arm(&st, p, (int)len, out, err)) goto done;
     paligemma_batch pb = {.n_seqs = 1, .offsets = off, .ids = ids, .prefix_len = &P, .n_images = n_img,
                           .pixel_values = pixel_values, .cache = kc};
-    if (paligemma_forward(m, &pb, NULL, 0, b.h, err)) goto done;
-    rc = decode_loop(m->text, kc, &P, 1, b.h + (size_t)(len - 1) * m->cfg.text.hidden_size, p, &b, out, err);
+    if (paligemma_forward(m, &pb, st.pre, st.n, b.h, err) || steer_failed(&st, p, err)) goto done;
+    rc = decode_loop(m->text, kc, &P, 1, b.h + (size_t)(len - 1) * m->cfg.text.hidden_size, p, &st, &b, out, err);
 done:
+    steer_free(&st);
     bufs_free(&b);
     gemma2_kv_cache_free(kc);
     free(ids);
