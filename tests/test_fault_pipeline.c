@@ -196,7 +196,7 @@ static const char *output_differs(const stage_case *s) {
     return NULL;
 }
 
-static long g_total_calls, g_total_exercised, g_silent;
+static long g_total_calls, g_total_exercised, g_silent, g_wrong_kind;
 
 static void fault_stage(stage_case *s) {
     rs_err err;
@@ -237,6 +237,11 @@ static void fault_stage(stage_case *s) {
         }
         if (rc != -1 || !err.msg[0])
             fail_msg("%s: allocation %ld of %ld failed: rc %d, message \"%s\"", s->name, k, n, rc, err.msg);
+        if (rc == -1 && err.kind != RS_ENOMEM) { /* the error says what happened, not what it caused */
+            printf("  %s: allocation %ld of %ld failed, error kind %s: %s\n", s->name, k, n, rs_err_kind_name(err.kind),
+                   err.msg);
+            g_wrong_kind++;
+        }
         /* a marker left in place must stand for complete outputs (the dataset stage marks its
            manifest before loading it: a failed load leaves a complete manifest, marked) */
         const char *bad = any_marker(s) ? output_differs(s) : NULL;
@@ -265,6 +270,7 @@ static void test_stages(void **state) {
     for (int i = 0; i < N_CASES; i++)
         if (!only || !strcmp(only, CASES[i].name)) fault_stage(&CASES[i]);
     printf("total: %ld allocation calls in the stages, %ld failed once each\n", g_total_calls, g_total_exercised);
+    if (g_wrong_kind) fail_msg("%ld failed allocations surfaced as another error kind than RS_ENOMEM (above)", g_wrong_kind);
     if (g_silent) fail_msg("%ld runs succeeded after a failed allocation with different outputs (above)", g_silent);
     /* the stages again, unarmed: outputs as in the first run */
     for (int i = 0; i < N_CASES; i++) remove_markers(&CASES[i]);
