@@ -671,11 +671,13 @@ static int perm_nulls(const shift_input *in, const shift_opts *opt, const float 
         if (!Lf) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, d, 1.0f, xb, d, xb, d, 0.0f, c.L, (int)n);
         if (Kf) c.K = (float *)Kf; /* borrowed: not freed below */
         if (Lf) c.L = (float *)Lf;
-        /* cross products for the per-row raw metrics (optional: without memory, the O(n·d) path) */
+        /* cross products for the per-row raw metrics (required: the O(n·d) path rounds
+         * differently, and results must not depend on how much memory was free) */
         c.C = malloc((size_t)n * n * sizeof *c.C);
         c.ua = malloc((size_t)n * sizeof *c.ua);
         c.vb = malloc((size_t)n * sizeof *c.vb);
-        if (c.C && c.ua && c.vb) {
+        if (!c.C || !c.ua || !c.vb) goto done;
+        {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, d, 1.0f, xa, d, xb, d, 0.0f, c.C, (int)n);
             c.mm = 0;
             for (int i = 0; i < d; i++) c.mm += mu_a[i] * mu_b[i];
@@ -688,9 +690,6 @@ static int perm_nulls(const shift_input *in, const shift_opts *opt, const float 
                 c.ua[t] = u;
                 c.vb[t] = v;
             }
-        } else {
-            free(c.C);
-            c.C = NULL;
         }
         double kk = 0, ll = 0, rkk = 0, rll = 0, dkk = 0, dll = 0, xkk = 0, xll = 0;
         for (int64_t s = 0; s < n; s++) {

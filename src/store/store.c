@@ -258,11 +258,15 @@ int store_open(rs_store **out, const char *dir, const store_spec *spec, rs_err *
             char name[64];
             store_shard_name(k, 0, name, sizeof name);
             char *p = rs_path_join(dir, name);
+            if (!p) {
+                store_close(s);
+                return rs_errk(err, RS_ENOMEM, "%s: out of memory", dir);
+            }
             struct stat st;
-            int bad = !p || stat(p, &st) != 0 || st.st_size != s->idx.shards[k].bytes;
+            int bad = stat(p, &st) != 0 || st.st_size != s->idx.shards[k].bytes;
             free(p);
             if (bad) {
-                rs_errf(err, "%s: shard %s is missing or changed size; the store is damaged, use a new directory",
+                rs_errk(err, RS_EFORMAT, "%s: shard %s is missing or changed size; the store is damaged, use a new directory",
                         dir, name);
                 store_close(s);
                 return -1;
