@@ -21,6 +21,8 @@
 #include "reprshift/config.h"
 #include "reprshift/coco.h"
 #include "reprshift/gemma2.h"
+#include "reprshift/generate.h"
+#include "reprshift/intervene.h"
 #include "reprshift/npz.h"
 #include "reprshift/paligemma.h"
 #include "reprshift/report.h"
@@ -115,6 +117,59 @@ static int op_gemma2(rs_err *err) {
     gemma2_close(m);
     return rc;
 }
+/* Generation with a KV cache, steered by an add and an SAE clamp on every step. */
+static int op_generate(rs_err *err) {
+    gemma2_model *m;
+    if (gemma2_open(&m, M "/gemma2-tiny", err)) return -1;
+    static const char *const SPECS[2] = {
+        "add@blocks.0.hook_resid_post:dir=tests/fixtures/intervene/dir.safetensors:alpha=2",
+        "sae@blocks.1.hook_resid_post:sae=" M "/sae/blocks.1.hook_resid_post:feature=3:clamp=5"};
+    rs_intervention iv[2];
+    memset(iv, 0, sizeof iv);
+    int n = 0, rc = 0;
+    for (; n < 2 && !rc; n++)
+        rc = rs_intervention_parse(SPECS[n], &iv[n], err) || rs_intervention_resolve(&iv[n], m, err) ? -1 : 0;
+    int32_t prompt[4] = {2, 651, 432, 9};
+    gen_params p = {.max_new_tokens = 4, .top_p = 1, .keep_logits = 1};
+    gen_output o = {0}, os = {0};
+    if (!rc) rc = gen_gemma2(m, prompt, 4, &p, &o, err);
+    p.ivs = iv;
+    p.n_iv = 2;
+    if (!rc) rc = gen_gemma2(m, prompt, 4, &p, &os, err);
+    gen_output_free(&o);
+    gen_output_free(&os);
+    for (int i = 0; i < n; i++) rs_intervention_free(&iv[i]);
+    gemma2_close(m);
+    return rc;
+}
+/* Interventions with read-outs (project, SAE zero, patch from a second input) and the logit lens. */
+static int op_intervene(rs_err *err) {
+    gemma2_model *m;
+    if (gemma2_open(&m, M "/gemma2-tiny", err)) return -1;
+    static const char *const SPECS[3] = {
+        "project@blocks.0.hook_resid_post:dir=tests/fixtures/intervene/dir.safetensors:dir_b",
+        "sae@blocks.1.hook_resid_post:sae=" M "/sae/blocks.1.hook_resid_post:feature=3:zero",
+        "patch@blocks.2.hook_resid_post:from=1:pos=1"};
+    rs_intervention iv[3];
+    memset(iv, 0, sizeof iv);
+    int n = 0, rc = 0;
+    for (; n < 3 && !rc; n++)
+        rc = rs_intervention_parse(SPECS[n], &iv[n], err) || rs_intervention_resolve(&iv[n], m, err) ? -1 : 0;
+    int32_t a[5] = {2, 651, 432, 9, 17}, b[5] = {2, 300, 17, 9, 651};
+    rs_iv_input in[2] = {{.ids = a, .len = 5}, {.ids = b, .len = 5}};
+    rs_iv_result r;
+    memset(&r, 0, sizeof r);
+    if (!rc) rc = rs_intervene_run(m, in, 2, 0, iv, 3, &r, err);
+    rs_iv_result_free(&r);
+    int layers[2] = {0, 3};
+    float *lens[2] = {NULL, NULL};
+    if (!rc) rc = rs_logit_lens(m, &in[0], 0, layers, 2, lens, err);
+    free(lens[0]);
+    free(lens[1]);
+    for (int i = 0; i < n; i++) rs_intervention_free(&iv[i]);
+    gemma2_close(m);
+    return rc;
+}
 static int op_paligemma(rs_err *err) {
     paligemma_model *m;
     if (paligemma_open(&m, M "/paligemma-tiny", err)) return -1;
@@ -187,6 +242,8 @@ static void test_loaders(void **state) {
 static void test_forward(void **state) {
     (void)state;
     run_op("gemma2_open + forward", op_gemma2, 0);
+    run_op("generate (KV cache, steered)", op_generate, 0);
+    run_op("intervene + logit lens", op_intervene, 0);
 }
 
 static void test_report(void **state) {
