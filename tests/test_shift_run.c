@@ -2,7 +2,8 @@
  * the `reprshift extract` layout built from the numpy shift golden, the sae-lens jumprelu
  * fixture SAE; results.json values must equal the numpy statistics (features recomputed by
  * our encoder, checked against sae-lens in test_sae). Bad inputs: hook mismatch, d_in
- * mismatch, NaN activations, missing hook, unknown architecture. */
+ * mismatch, NaN activations, missing hook, unknown architecture. The special ids come from
+ * the files' special_token_ids metadata. */
 #include "testutil.h"
 
 #include <limits.h>
@@ -36,9 +37,10 @@ static int teardown(void **st) {
     return 0;
 }
 
-/* Write an extract-style file: hook tensor, token_ids, offsets. */
-static void write_acts(const char *path, const char *hook, const float *x, int64_t n, int64_t d, const int32_t *ids,
-                       const int64_t *off, int64_t n_in) {
+/* Write an extract-style file: hook tensor, token_ids, offsets, and the special_token_ids
+ * metadata when special is non-NULL (as extract writes it; older files have none). */
+static void write_acts_sp(const char *path, const char *hook, const float *x, int64_t n, int64_t d, const int32_t *ids,
+                          const int64_t *off, int64_t n_in, const char *special) {
     rs_err err;
     st_writer *w = st_writer_new();
     int64_t sh[2] = {n, d}, nn = n, no = n_in + 1;
@@ -46,8 +48,14 @@ static void write_acts(const char *path, const char *hook, const float *x, int64
     assert_int_equal(st_writer_add(w, "token_ids", RS_DT_I32, 1, &nn, ids, &err), 0);
     assert_int_equal(st_writer_add(w, "offsets", RS_DT_I64, 1, &no, off, &err), 0);
     assert_int_equal(st_writer_meta(w, "pool", "none", &err), 0);
+    if (special) assert_int_equal(st_writer_meta(w, "special_token_ids", special, &err), 0);
     if (st_writer_save(w, path, &err)) fail_msg("%s", err.msg);
     st_writer_free(w);
+}
+
+static void write_acts(const char *path, const char *hook, const float *x, int64_t n, int64_t d, const int32_t *ids,
+                       const int64_t *off, int64_t n_in) {
+    write_acts_sp(path, hook, x, n, d, ids, off, n_in, NULL);
 }
 
 static void make_files(const char *pa, const char *pb, int differ_ids, const char *hook_b, float poison) {
@@ -344,6 +352,111 @@ static void test_width_mismatch(void **st) {
     free(x);
 }
 
+/* The rows a run excluded as special, read back from its outputs: fit.a_special_tokens.n_rows,
+ * fit.a.n_rows, the token ids of tokens_<hook>.csv, excluded_tokens. */
+typedef struct {
+    int n_special, n_kept, csv_rows;
+    int seen[16]; /* csv rows per token id < 16 */
+    char excluded[256];
+} special_seen;
+
+static void run_special(const char *pa, const char *pb, const char *out, special_seen *sv) {
+    shift_run_opts o = {.acts_a = pa, .acts_b = pb, .sae = FX "saelens_jumprelu", .n_boot = 0, .out_dir = out};
+    rs_err err = {0};
+    if (shift_run(&o, &err)) fail_msg("%s", err.msg);
+    cJSON *j = load_results(out);
+    memset(sv, 0, sizeof *sv);
+    snprintf(sv->excluded, sizeof sv->excluded, "%s", cJSON_GetObjectItem(j, "excluded_tokens")->valuestring);
+    cJSON *L = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "layers"), 0);
+    assert_string_equal(cJSON_GetObjectItem(L, "mode")->valuestring, "token_aligned");
+    cJSON *fit = cJSON_GetObjectItem(L, "fit");
+    sv->n_special = (int)jnum(cJSON_GetObjectItem(fit, "a_special_tokens"), "n_rows");
+    sv->n_kept = (int)jnum(cJSON_GetObjectItem(fit, "a"), "n_rows");
+    assert_int_equal((int)jnum(cJSON_GetObjectItem(fit, "b_special_tokens"), "n_rows"), sv->n_special);
+    cJSON_Delete(j);
+    char p[600], line[1024];
+    snprintf(p, sizeof p, "%s/tokens_%s.csv", out, HOOK);
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(line, sizeof line, f)); /* header: row,input,position,token_id,... */
+    while (fgets(line, sizeof line, f)) {
+        long row, input, pos, id;
+        assert_int_equal(sscanf(line, "%ld,%ld,%ld,%ld,", &row, &input, &pos, &id), 4);
+        if (id >= 0 && id < 16) sv->seen[id]++;
+        sv->csv_rows++;
+    }
+    fclose(f);
+}
+
+/* The special ids are data: an extract file's special_token_ids metadata decides which rows
+ * are excluded (here <bos> 7, <eos> 8, <pad> 9, so 0..2 are ordinary tokens); a file without
+ * the key gets Gemma's 2,1,0; aligned files exclude a row special in either; a malformed value
+ * is refused naming the file. */
+static void test_special_ids_from_metadata(void **st) {
+    (void)st;
+    const st_tensor *a = st_get(G, "a"), *b = st_get(G, "b"), *off = st_get(G, "offsets");
+    int64_t n = a->shape[0], d = a->shape[1], n_in = off->numel - 1;
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    /* per 4 rows: one of 7/8/9, one of 0/1/2, two ordinary ids */
+    int n_789 = 0, n_012 = 0;
+    for (int64_t t = 0; t < n; t++) {
+        int k = (int)(t % 4), r = (int)((t / 4) % 3);
+        ids[t] = k == 0 ? 7 + r : k == 1 ? r : 100 + (int32_t)t;
+        n_789 += k == 0;
+        n_012 += k == 1;
+    }
+    char pa[512], pb[512], pg[512], pgb[512], px[512], out[512];
+    snprintf(pa, sizeof pa, "%s/sa.safetensors", DIR_);
+    snprintf(pb, sizeof pb, "%s/sb.safetensors", DIR_);
+    snprintf(pg, sizeof pg, "%s/sg.safetensors", DIR_);
+    snprintf(pgb, sizeof pgb, "%s/sgb.safetensors", DIR_);
+    snprintf(px, sizeof px, "%s/sx.safetensors", DIR_);
+    write_acts_sp(pa, HOOK, a->data, n, d, ids, off->data, n_in, "7,8,9");
+    write_acts_sp(pb, HOOK, b->data, n, d, ids, off->data, n_in, "7,8,9");
+    write_acts_sp(pg, HOOK, a->data, n, d, ids, off->data, n_in, NULL);
+    write_acts_sp(pgb, HOOK, b->data, n, d, ids, off->data, n_in, NULL);
+    write_acts_sp(px, HOOK, b->data, n, d, ids, off->data, n_in, "7,8");
+    special_seen sv;
+
+    /* special_token_ids 7,8,9: exactly those rows are excluded, 0..2 are compared */
+    snprintf(out, sizeof out, "%s/out_sp1", DIR_);
+    run_special(pa, pb, out, &sv);
+    assert_int_equal(sv.n_special, n_789);
+    assert_int_equal(sv.n_kept, n - n_789);
+    assert_int_equal(sv.csv_rows, n - n_789);
+    for (int id = 7; id <= 9; id++) assert_int_equal(sv.seen[id], 0);
+    assert_int_equal(sv.seen[0] + sv.seen[1] + sv.seen[2], n_012);
+    assert_non_null(strstr(sv.excluded, "(ids 7-9)"));
+
+    /* no key (a file written before it): Gemma's 2,1,0 */
+    snprintf(out, sizeof out, "%s/out_sp2", DIR_);
+    run_special(pg, pgb, out, &sv);
+    assert_int_equal(sv.n_special, n_012);
+    assert_int_equal(sv.csv_rows, n - n_012);
+    for (int id = 0; id <= 2; id++) assert_int_equal(sv.seen[id], 0);
+    assert_int_equal(sv.seen[7] + sv.seen[8] + sv.seen[9], n_789);
+    assert_non_null(strstr(sv.excluded, "(ids 0-2)"));
+
+    /* aligned, 7,8,9 in A and Gemma's in B: a row special in either file is left out */
+    snprintf(out, sizeof out, "%s/out_sp3", DIR_);
+    run_special(pa, pgb, out, &sv);
+    assert_int_equal(sv.n_special, n_789 + n_012);
+    assert_int_equal(sv.csv_rows, n - n_789 - n_012);
+    assert_non_null(strstr(sv.excluded, "(ids 0, 1, 2, 7, 8, 9)"));
+
+    /* malformed value: refused, naming the file and the key */
+    shift_run_opts o = {.acts_a = pa, .acts_b = px, .n_boot = 0};
+    snprintf(out, sizeof out, "%s/out_sp4", DIR_);
+    o.out_dir = out;
+    rs_err err = {0};
+    assert_int_equal(shift_run(&o, &err), -1);
+    assert_int_equal(err.kind, RS_EFORMAT);
+    assert_non_null(strstr(err.msg, "sx.safetensors"));
+    assert_non_null(strstr(err.msg, "special_token_ids"));
+    assert_int_equal(tu_system("test ! -e %s", out), 0); /* nothing left behind */
+    free(ids);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_aligned_vs_numpy),
@@ -351,6 +464,7 @@ int main(void) {
         cmocka_unit_test(test_nulls_qvalues_floors),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_width_mismatch),
+        cmocka_unit_test(test_special_ids_from_metadata),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -19,11 +19,7 @@ int extract_save(const extract_result *r, const rs_inputs *in, const char *path,
 int extract_paligemma_save(const pg_extract_result *r, const pg_inputs *in, const char *path,
                            const char *const *meta, rs_err *err);
 
-/* The model's special tokens as extract writes them to an activations file's metadata
- * (key "special_token_ids"): "<bos>,<eos>,<pad>" from config.json. */
-#define RS_GEMMA_SPECIAL_IDS "2,1,0" /* Gemma's <bos>, <eos>, <pad>: files written before the key */
-void rs_special_ids_format(const gemma2_config *c, char *buf, size_t n);
-/* Parse that value (NULL: RS_GEMMA_SPECIAL_IDS) into ids[3]. */
-int rs_special_ids_parse(const char *s, int32_t ids[3], rs_err *err);
+/* The special_token_ids metadata (rs_special_ids_format / rs_special_ids_parse) is in
+ * reprshift/extract.h, where the analyses that read these files find it too. */
 
 #endif

@@ -63,6 +63,14 @@ int rs_inputs_add(rs_inputs *in, const int32_t *ids, int64_t len, const char *te
 /* Parse "2,651,18" (commas and/or spaces) into a new id array. */
 int rs_parse_ids(const char *s, int32_t **ids, int64_t *len, rs_err *err);
 
+/* The model's special tokens as extract writes them to an activations file's metadata
+ * (key "special_token_ids"): "<bos>,<eos>,<pad>" from config.json. `sae fit` and `shift`
+ * read them back from there. */
+#define RS_GEMMA_SPECIAL_IDS "2,1,0" /* Gemma's <bos>, <eos>, <pad>: files written before the key */
+void rs_special_ids_format(const gemma2_config *c, char *buf, size_t n);
+/* Parse that value (NULL: RS_GEMMA_SPECIAL_IDS) into ids[3]; a malformed value is RS_EFORMAT. */
+int rs_special_ids_parse(const char *s, int32_t ids[3], rs_err *err);
+
 /* Run a Gemma-2 model over all inputs. */
 int extract_gemma2(const gemma2_model *m, const rs_inputs *in, const extract_opts *o, extract_result *r,
                    rs_progress *prog, rs_err *err);

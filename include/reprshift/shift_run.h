@@ -52,12 +52,20 @@ int shift_run(const shift_run_opts *o, rs_err *err);
 
 /* ---- one model's activations ---- */
 
-/* Token ids and input offsets of one model, and a reader of one hook's activations. */
+enum { SHIFT_MAX_SPECIAL = 8 };
+
+/* Token ids and input offsets of one model, its special token ids, and a reader of one
+ * hook's activations. */
 typedef struct {
     const char *label;    /* file or store path, in messages */
     const int32_t *ids;   /* [n_tok] */
     const int64_t *off;   /* [n_in+1], 0 .. n_tok, non-decreasing */
     int64_t n_tok, n_in;
+    /* The model's special tokens (<bos>, <eos>, <pad>, …; from its config.json, or an extract
+     * file's special_token_ids): rows with these ids are excluded unless keep_special (in
+     * token-aligned runs, ids special in either source). n_special = 0: none. */
+    int n_special;
+    int32_t special[SHIFT_MAX_SPECIAL];
     /* Activations of hook (NULL: the source's only one) as f32 [rows, *width]: *data, and
      * *owned (to free, may be NULL) when the source made a copy; *name: the tensor name, valid
      * while the source is open. The caller checks rows == n_tok and finiteness. */
@@ -66,7 +74,9 @@ typedef struct {
     void *ctx;
 } shift_acts_src;
 
-/* An extract-format safetensors file as a source (pool "none", token_ids, offsets). */
+/* An extract-format safetensors file as a source (pool "none", token_ids, offsets; the
+ * special ids from its special_token_ids metadata, Gemma's 2,1,0 for files written before
+ * the key). */
 typedef struct shift_acts_file shift_acts_file;
 int shift_acts_file_open(shift_acts_file **out, const char *path, shift_acts_src *src, rs_err *err);
 void shift_acts_file_close(shift_acts_file *f);
@@ -141,6 +151,9 @@ typedef struct {
     int64_t *off, n_tok, n_in;
     struct rs_tokenizer *tok;     /* owned, may be NULL */
     struct rs_categories *cats;   /* owned, may be NULL */
+    /* the excluded special ids of both sources, sorted, without repeats (results.json) */
+    int n_special;
+    int32_t special[2 * SHIFT_MAX_SPECIAL];
     shift_layer *layers;
     int n_layers, cap_layers;
     int n_tests;           /* finite p-values (set by shift_run_finish) */

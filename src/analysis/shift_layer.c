@@ -1,8 +1,9 @@
 /* One layer of a shift run (shift_run.h): rows, SAE fit, the comparison, floors, feature and
  * token rankings, into a shift_layer. Nothing here writes files (shift_write.c does).
- * Row selection: rows whose token id is pad (0), eos (1) or bos (2) are excluded unless
- * keep_special — BOS has a norm orders of magnitude above other tokens and would dominate
- * every mean. Excluded rows still get fit metrics, reported separately. */
+ * Row selection: rows whose token id is one of the source's special ids (shift_acts_src:
+ * the model's <bos>, <eos>, <pad>) are excluded unless keep_special — BOS has a norm orders
+ * of magnitude above other tokens and would dominate every mean. Excluded rows still get
+ * fit metrics, reported separately. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,7 +165,15 @@ static int read_acts(const shift_acts_src *s, const char *hook, const float **da
     return 0;
 }
 
-/* Row masks: <pad>/<eos>/<bos> (ids 0-2) and, with a tokenizer, whitespace-only pieces are excluded. */
+static int is_special(const shift_acts_src *f, int32_t id) {
+    for (int k = 0; k < f->n_special; k++)
+        if (id == f->special[k]) return 1;
+    return 0;
+}
+
+/* Row masks: each source's special ids (shift_acts_src.special) and, with a tokenizer,
+ * whitespace-only pieces are excluded. Token-aligned rows are the same tokens in both
+ * sources: a row special in either is excluded from both. */
 static int row_masks(layer_work *w, rs_err *err) {
     const rs_tokenizer *tok = w->res->tok;
     w->inc_a = malloc((size_t)w->fa->n_tok + 1);
@@ -174,8 +183,10 @@ static int row_masks(layer_work *w, rs_err *err) {
         const shift_acts_src *f = side ? w->fb : w->fa;
         uint8_t *inc = side ? w->inc_b : w->inc_a;
         for (int64_t t = 0; t < f->n_tok; t++)
-            inc[t] = w->o->keep_special || (f->ids[t] > 2 && !(tok && tok_is_blank(tok, f->ids[t])));
+            inc[t] = w->o->keep_special || (!is_special(f, f->ids[t]) && !(tok && tok_is_blank(tok, f->ids[t])));
     }
+    if (w->res->aligned)
+        for (int64_t t = 0; t < w->fa->n_tok; t++) w->inc_a[t] = w->inc_b[t] = w->inc_a[t] && w->inc_b[t];
     return 0;
 }
 

@@ -15,6 +15,7 @@
 
 #include "analysis/shift_run_internal.h"
 #include "reprshift/categories.h"
+#include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "reprshift/safetensors.h"
 #include "reprshift/stats.h"
@@ -116,8 +117,13 @@ int shift_acts_file_open(shift_acts_file **out, const char *path, shift_acts_src
             rs_errf(err, "%s: offsets decrease at input %lld", path, (long long)i);
             goto fail;
         }
+    int32_t sp[3]; /* <bos>, <eos>, <pad> as extract recorded them (Gemma's for older files, as `sae fit`) */
+    if (rs_special_ids_parse(st_meta(f->st, "special_token_ids"), sp, err)) {
+        rs_err_prefix(err, "%s", path);
+        goto fail;
+    }
     *src = (shift_acts_src){.label = path, .ids = f->ids, .off = f->off, .n_tok = f->n_tok, .n_in = f->n_in,
-                            .read = file_read, .ctx = f};
+                            .n_special = 3, .special = {sp[0], sp[1], sp[2]}, .read = file_read, .ctx = f};
     *out = f;
     return 0;
 fail:
@@ -136,6 +142,29 @@ void shift_run_result_free(shift_run_result *res) {
     tok_free(res->tok);
     categories_free(res->cats);
     free(res);
+}
+
+static int cmp_i32(const void *x, const void *y) {
+    int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* res->special: the special ids of a and b, sorted, each once. */
+static int special_union(shift_run_result *res, const shift_acts_src *a, const shift_acts_src *b, rs_err *err) {
+    const shift_acts_src *src[2] = {a, b};
+    int n = 0;
+    for (int k = 0; k < 2; k++) {
+        if (src[k]->n_special < 0 || src[k]->n_special > SHIFT_MAX_SPECIAL)
+            return rs_errk(err, RS_EINVAL, "%s: %d special token ids (at most %d)", src[k]->label, src[k]->n_special,
+                           SHIFT_MAX_SPECIAL);
+        for (int i = 0; i < src[k]->n_special; i++) res->special[n++] = src[k]->special[i];
+    }
+    qsort(res->special, (size_t)n, sizeof *res->special, cmp_i32);
+    res->n_special = 0;
+    for (int i = 0; i < n; i++)
+        if (!res->n_special || res->special[res->n_special - 1] != res->special[i])
+            res->special[res->n_special++] = res->special[i];
+    return 0;
 }
 
 int shift_run_begin(const shift_run_opts *o, const shift_acts_src *a, const shift_acts_src *b,
@@ -162,6 +191,7 @@ int shift_run_begin(const shift_run_opts *o, const shift_acts_src *a, const shif
     }
     memcpy(res->ids, a->ids, (size_t)a->n_tok * sizeof *res->ids);
     memcpy(res->off, a->off, (size_t)(a->n_in + 1) * sizeof *res->off);
+    if (special_union(res, a, b, err)) goto fail;
     if (o->tokenizer && tok_load(&res->tok, o->tokenizer, err)) goto fail;
     if (res->tok) {
         if (o->categories ? categories_load(&res->cats, o->categories, err) : categories_builtin(&res->cats, err))

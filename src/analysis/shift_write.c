@@ -262,6 +262,24 @@ cJSON *shift_layer_json(const shift_run_result *res, const shift_layer *lay, int
     return L;
 }
 
+/* results.json "excluded_tokens": the rule that applied, with the special ids of the run
+ * (a run of consecutive ids as "0-2"). */
+static void excluded_text(const shift_run_result *res, char *buf, size_t n) {
+    char ids[160] = "";
+    size_t L = 0;
+    const int32_t *v = res->special;
+    int k = res->n_special;
+    if (k >= 3 && v[k - 1] - v[0] == k - 1) L = (size_t)snprintf(ids, sizeof ids, "%d-%d", v[0], v[k - 1]);
+    else
+        for (int i = 0; i < k && L < sizeof ids; i++)
+            L += (size_t)snprintf(ids + L, sizeof ids - L, "%s%d", i ? ", " : "", v[i]);
+    const char *blank = res->tok ? " and whitespace-only pieces (tokenizer given)"
+                                 : "; whitespace-only pieces are kept (no tokenizer given)";
+    if (res->o.keep_special) snprintf(buf, n, "none (--keep-special)");
+    else if (k == 0) snprintf(buf, n, "no special token ids given%s", blank);
+    else snprintf(buf, n, "<pad>, <eos>, <bos> (ids %s)%s", ids, blank);
+}
+
 cJSON *shift_run_json(const shift_run_result *res, const shift_json_labels *lab) {
     const shift_run_opts *o = &res->o;
     cJSON *root = cJSON_CreateObject();
@@ -272,10 +290,9 @@ cJSON *shift_run_json(const shift_run_result *res, const shift_json_labels *lab)
     if (lab->sae) cJSON_AddStringToObject(root, "sae", lab->sae);
     cJSON_AddStringToObject(root, "mode", res->aligned ? "token_aligned" : "pooled_per_input");
     cJSON_AddBoolToObject(root, "special_tokens_excluded", !o->keep_special);
-    cJSON_AddStringToObject(root, "excluded_tokens",
-                            o->keep_special ? "none (--keep-special)"
-                            : res->tok ? "<pad>, <eos>, <bos> (ids 0-2) and whitespace-only pieces (tokenizer given)"
-                                       : "<pad>, <eos>, <bos> (ids 0-2); whitespace-only pieces are kept (no tokenizer given)");
+    char ex[320];
+    excluded_text(res, ex, sizeof ex);
+    cJSON_AddStringToObject(root, "excluded_tokens", ex);
     rs_json_add_num(root, "bootstrap_replicates", o->n_boot);
     rs_json_add_num(root, "seed", (double)o->seed);
     cJSON_AddStringToObject(root, "ci", "95% percentile bootstrap over inputs");

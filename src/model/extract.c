@@ -68,6 +68,23 @@ int rs_parse_ids(const char *s, int32_t **ids, int64_t *len, rs_err *err) {
     return 0;
 }
 
+void rs_special_ids_format(const gemma2_config *c, char *buf, size_t n) {
+    snprintf(buf, n, "%d,%d,%d", c->bos_id, c->eos_id, c->pad_id);
+}
+
+int rs_special_ids_parse(const char *s, int32_t ids[3], rs_err *err) {
+    int32_t *v;
+    int64_t n;
+    if (rs_parse_ids(s ? s : RS_GEMMA_SPECIAL_IDS, &v, &n, err)) {
+        if (err && err->kind != RS_ENOMEM) err->kind = RS_EFORMAT;
+        return rs_err_prefix(err, "special_token_ids");
+    }
+    int ok = n == 3;
+    if (ok) memcpy(ids, v, 3 * sizeof *ids);
+    free(v);
+    return ok ? 0 : rs_errk(err, RS_EFORMAT, "special_token_ids \"%.40s\": expected <bos>,<eos>,<pad>", s);
+}
+
 const char *rs_pool_name(rs_pool p) { return p == POOL_MEAN ? "mean" : p == POOL_LAST ? "last" : "none"; }
 
 int rs_pool_parse(const char *s, rs_pool *out) {

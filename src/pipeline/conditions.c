@@ -22,6 +22,7 @@
 #include <cjson/cJSON.h>
 
 #include "pipeline/pipeline_internal.h"
+#include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "reprshift/gemma2.h"
 #include "reprshift/image.h"
@@ -179,8 +180,15 @@ typedef struct {
     int32_t eos;
 } cond_models;
 
-/* Pixel values [3, S, S] of the image caption i is read with in condition store s. */
-static int cond_pixels(pl_ctx *c, const paligemma_model *vlm, int s, int i, float *pix, rs_err *err) {
+/* The image caption i is read with in condition store s (its own, or the mismatched one;
+ * the blank condition records its own image's path but reads a grey image). */
+static const char *cond_image_path(const pl_ctx *c, int s, int i) {
+    int j = s == PL_VLM_MISMATCH ? c->text_mismatch[i] : c->text_image[i];
+    return c->man->rows[c->image_row[j]].path;
+}
+
+/* Pixel values [3, S, S] of an input of condition store s with image path. */
+static int cond_pixels(pl_ctx *c, const paligemma_model *vlm, int s, const char *path, float *pix, rs_err *err) {
     int S = vlm->cfg.vision.image_size;
     rs_image img = {0};
     int rc;
@@ -188,11 +196,34 @@ static int cond_pixels(pl_ctx *c, const paligemma_model *vlm, int s, int i, floa
         rc = rs_image_alloc(&img, 224, 224, err);
         if (!rc) memset(img.rgb, 128, (size_t)224 * 224 * 3); /* the extract stage's blank image */
     } else {
-        int j = s == PL_VLM_MISMATCH ? c->text_mismatch[i] : c->text_image[i];
-        rc = rs_image_load(c->man->rows[c->image_row[j]].path, &img, err);
+        rc = rs_image_load(path, &img, err);
     }
     if (!rc) rc = rs_siglip_preprocess_with(&img, S, c->cfg->image_processor, NULL, pix, err);
     rs_image_free(&img);
+    return rc;
+}
+
+/* The PaliGemma inputs of captions [i0, i1) in store s (vlm_text or a condition), built by
+ * the front door as the extract stage builds the stores: the caption alone
+ * (pg_inputs_add_text), or its image, <bos>, prompt + "\n" (prefix) and the caption after
+ * its <bos> + <eos> as the suffix (pg_inputs_add_image). */
+static int cond_inputs(pl_ctx *c, const cond_models *m, int s, int i0, int i1, pg_inputs *pi, rs_err *err) {
+    int64_t max_len = 1;
+    for (int i = i0; i < i1; i++) max_len = c->text_len[i] > max_len ? c->text_len[i] : max_len;
+    int32_t *sfx = malloc((size_t)max_len * sizeof *sfx);
+    int rc = sfx ? 0 : rs_errk(err, RS_ENOMEM, "out of memory");
+    for (int i = i0; !rc && i < i1; i++) {
+        if (!PL_IS_COND(s)) {
+            rc = pg_inputs_add_text(pi, m->vlm, c->text_ids[i], c->text_len[i], NULL, NULL, err);
+            continue;
+        }
+        int64_t ns = c->text_len[i]; /* caption ids after <bos>, then <eos> */
+        memcpy(sfx, c->text_ids[i] + 1, (size_t)(ns - 1) * sizeof *sfx);
+        sfx[ns - 1] = m->eos;
+        rc = pg_inputs_add_image(pi, m->vlm, cond_image_path(c, s, i), m->prompt, m->n_prompt, sfx, (size_t)ns, NULL,
+                                 NULL, NULL, err);
+    }
+    free(sfx);
     return rc;
 }
 
@@ -212,63 +243,63 @@ static int cond_ce_chunk(pl_ctx *c, const cond_models *m, int s, int nh, rs_sae 
                          int i0, int i1, ce_acc *acc, rs_err *err) {
     int img = PL_IS_COND(s), n = i1 - i0, rc = -1;
     const gemma2_model *dec = s == PL_LLM_TEXT ? m->llm : m->vlm->text;
-    int N = img ? m->vlm->vision->n_patches : 0, P = img ? N + 1 + (int)m->n_prompt : 0;
+    pg_inputs pi = {0};
     int64_t T = 0;
-    for (int i = i0; i < i1; i++) T += img ? P + c->text_len[i] : c->text_len[i]; /* caption + <eos> replaces <bos> */
+    /* Gemma-2 reads the LLM store's input (<bos> + caption) as is; PaliGemma the front
+       door's inputs */
+    if (s != PL_LLM_TEXT && cond_inputs(c, m, s, i0, i1, &pi, err)) {
+        pg_inputs_free(&pi);
+        return -1;
+    }
+    for (int i = i0; i < i1; i++) T += s == PL_LLM_TEXT ? c->text_len[i] : pi.lens[i - i0];
     int32_t *ids = malloc((size_t)T * sizeof *ids);
     int64_t *off = malloc(((size_t)n + 1) * sizeof *off);
-    int *plen = calloc((size_t)n, sizeof *plen);
     uint8_t *splice = calloc((size_t)T, 1), *count = calloc((size_t)T, 1), *emask = img ? calloc((size_t)T, 1) : NULL;
     float *embeds = NULL, *pix = NULL;
     hook_request ph;
     memset(&ph, 0, sizeof ph);
     splice_ce r = {0};
-    if (!ids || !off || !plen || !splice || !count || (img && !emask)) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    if (!ids || !off || !splice || !count || (img && !emask)) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     off[0] = 0;
     for (int i = i0; i < i1; i++) {
-        int64_t t = off[i - i0], nc = c->text_len[i] - 1; /* caption tokens after <bos> */
-        int64_t cap0 = img ? t + P : t + 1;              /* row of caption token 1 */
-        if (img) {
-            for (int k = 0; k < N; k++) ids[t + k] = m->vlm->cfg.image_token_index;
-            ids[t + N] = c->text_ids[i][0];
-            memcpy(ids + t + N + 1, m->prompt, m->n_prompt * sizeof *ids);
-            memcpy(ids + cap0, c->text_ids[i] + 1, (size_t)nc * sizeof *ids);
-            ids[cap0 + nc] = m->eos;
-            plen[i - i0] = P;
-            off[i - i0 + 1] = t + P + nc + 1;
-        } else {
-            memcpy(ids + t, c->text_ids[i], (size_t)c->text_len[i] * sizeof *ids);
-            off[i - i0 + 1] = t + c->text_len[i];
-        }
+        int k = i - i0;
+        int64_t t = off[k], len = s == PL_LLM_TEXT ? c->text_len[i] : pi.lens[k];
+        memcpy(ids + t, s == PL_LLM_TEXT ? c->text_ids[i] : pi.ids[k], (size_t)len * sizeof *ids);
+        off[k + 1] = t + len;
+        /* the caption's tokens after <bos>: after the prefix (image, <bos>, prompt, "\n") up
+           to the suffix's closing <eos>, or after the text's <bos> */
+        int64_t cap0 = img ? t + pi.prefix_len[k] : t + 1, nc = img ? len - pi.prefix_len[k] - 1 : len - 1;
         for (int64_t j = 0; j < nc; j++) splice[cap0 + j] = 1;
         for (int64_t j = 0; j + 1 < nc; j++) count[cap0 + j] = 1;
     }
     if (img) {
         /* the projector output of every image: the tower + projector only (no decoder hook) */
-        int S = m->vlm->cfg.vision.image_size, D = m->vlm->cfg.text.hidden_size;
+        int S = m->vlm->cfg.vision.image_size, D = m->vlm->cfg.text.hidden_size, N = m->vlm->vision->n_patches;
         size_t npix = (size_t)3 * S * S;
         pix = malloc((size_t)n * npix * sizeof *pix);
         embeds = calloc((size_t)T * D, sizeof *embeds);
         if (!pix || !embeds) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-        for (int i = i0; i < i1; i++)
-            if (cond_pixels(c, m->vlm, s, i, pix + (size_t)(i - i0) * npix, err)) goto done;
+        for (int k = 0; k < n; k++)
+            if (cond_pixels(c, m->vlm, s, pi.image_paths[k], pix + (size_t)k * npix, err)) goto done;
         if (paligemma_hook_parse(m->vlm, "projector.hook_out", &ph, err)) goto done;
         ph.capture = 1;
-        paligemma_batch pb = {.n_seqs = n, .offsets = off, .ids = ids, .prefix_len = plen, .n_images = n,
+        paligemma_batch pb = {.n_seqs = n, .offsets = off, .ids = ids, .prefix_len = pi.prefix_len, .n_images = n,
                               .pixel_values = pix};
         if (paligemma_forward(m->vlm, &pb, &ph, 1, NULL, err)) goto done;
-        /* image rows enter the decoder as the projector output (gemma2_forward scales by √D) */
+        /* image rows (the front door's <image> tokens, N per input) enter the decoder as the
+           projector output (gemma2_forward scales by √D) */
         const float norm = (float)sqrt((double)D);
-        for (int i = 0; i < n; i++)
-            for (int k = 0; k < N; k++) {
-                int64_t t = off[i] + k;
+        for (int k = 0; k < n; k++)
+            for (int64_t q = 0, row = 0; q < pi.lens[k]; q++) {
+                if (pi.kinds[k][q] != PG_TOK_IMAGE) continue;
+                int64_t t = off[k] + q;
                 emask[t] = 1;
-                const float *src = ph.out + ((size_t)i * N + k) * D;
+                const float *src = ph.out + ((size_t)k * N + (size_t)row++) * D;
                 for (int d = 0; d < D; d++) embeds[(size_t)t * D + d] = src[d] / norm;
             }
     }
     gemma2_batch b = {.n_seqs = n, .offsets = off, .ids = ids, .embeds = embeds, .embeds_mask = emask,
-                      .prefix_len = img ? plen : NULL, .pos_offset = s == PL_LLM_TEXT ? 0 : 1};
+                      .prefix_len = img ? pi.prefix_len : NULL, .pos_offset = s == PL_LLM_TEXT ? 0 : 1};
     /* the SAEs' passes are independent: with one thread per forward pass (tiny models) they
        run side by side on the coarse threads, each into its own acc[k] (the same numbers) */
     int TK = omp_get_max_threads() == 1 && c->coarse_threads > 1 ? (c->coarse_threads < nh ? c->coarse_threads : nh) : 1;
@@ -314,7 +345,8 @@ static int cond_ce_chunk(pl_ctx *c, const cond_models *m, int s, int nh, rs_sae 
 done:
     splice_ce_free(&r);
     free(ph.out);
-    free(ids), free(off), free(plen), free(splice), free(count), free(emask), free(embeds), free(pix);
+    free(ids), free(off), free(splice), free(count), free(emask), free(embeds), free(pix);
+    pg_inputs_free(&pi);
     return rc;
 }
 

@@ -76,8 +76,12 @@ int pl_store_source(pl_ctx *c, int store, pl_store_src **out, shift_acts_src *sr
         pl_store_source_close(s);
         return -1;
     }
+    /* the special ids of both models' config.json (pl_validate_models), as every caption
+       store's non-content tokens (pl_token_included) */
     *src = (shift_acts_src){.label = s->dir, .ids = s->ids, .off = s->off, .n_tok = n_tok, .n_in = n_in,
-                            .read = store_src_read, .ctx = s};
+                            .n_special = 6, .read = store_src_read, .ctx = s};
+    _Static_assert(sizeof c->special_ids <= sizeof src->special, "special ids");
+    memcpy(src->special, c->special_ids, sizeof c->special_ids);
     *out = s;
     return 0;
 }

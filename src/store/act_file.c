@@ -78,20 +78,6 @@ int extract_save(const extract_result *r, const rs_inputs *in, const char *path,
     return finish_save(w, rc, meta, path, index_gemma2, r, in, err);
 }
 
-void rs_special_ids_format(const gemma2_config *c, char *buf, size_t n) {
-    snprintf(buf, n, "%d,%d,%d", c->bos_id, c->eos_id, c->pad_id);
-}
-
-int rs_special_ids_parse(const char *s, int32_t ids[3], rs_err *err) {
-    int32_t *v;
-    int64_t n;
-    if (rs_parse_ids(s ? s : RS_GEMMA_SPECIAL_IDS, &v, &n, err)) return rs_err_prefix(err, "special_token_ids");
-    int ok = n == 3;
-    if (ok) memcpy(ids, v, 3 * sizeof *ids);
-    free(v);
-    return ok ? 0 : rs_errf(err, "special_token_ids \"%.40s\": expected <bos>,<eos>,<pad>", s);
-}
-
 static int write_pg_index(const pg_extract_result *r, const pg_inputs *in, const char *path, rs_err *err) {
     rs_atomic_file f;
     if (rs_atomic_open(&f, path, err)) return -1;
