@@ -99,7 +99,7 @@ int pl_load_variant(const pl_variant *v, const char *path, rs_image *img, rs_err
  * outputs may be resumable: `written` tells what a unit's outputs hold now, and outputs
  * written for the current fingerprint are kept (the unit's run resumes them); outputs for
  * other inputs (or any, under --force) are removed before the unit runs. arg is the stage's
- * shared state (pl_run_units). */
+ * shared state (pl_run_units; pl_run_stage passes NULL). Every function but used is required. */
 typedef struct {
     int n;                                                /* units 0..n-1 */
     const char *const *names;                             /* log label "NAME: ..." and marker name */
@@ -118,8 +118,9 @@ typedef struct {
  * (one-unit stage: the first output present, or a note in the marker; unit: `written` says
  * 1) → skipped; else marker removed, outputs removed (a unit's only when written for other
  * inputs, or under --force), run, marker written last (with the note run set, if any).
- * Without either, run is called as is (dataset and extract: their entry functions, which
- * run their own defs through the same protocol). */
+ * Without either, run is called as is: dataset and extract are such entries, calling their
+ * entry functions, which run their own defs through the same protocol (the dataset stage then
+ * loads the manifest, extract shares models and prompt among its units). */
 typedef struct {
     const char *name;                                     /* stages/NAME.done; the log tag */
     int (*used)(const pl_ctx *c);                         /* NULL: always used */
