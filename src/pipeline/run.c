@@ -95,10 +95,14 @@ static int stage_done(pl_ctx *c, const char *name, const char *fp) {
     return ok;
 }
 
-static void stage_reset(pl_ctx *c, const char *name) {
+/* Remove the marker before the stage is redone: a marker that cannot be removed is an error
+ * (left in place, it could stand for outputs about to be rewritten). */
+static int stage_reset(pl_ctx *c, const char *name, rs_err *err) {
     char *p = marker_path(c, name);
-    if (p) unlink(p);
+    if (!p) return rs_errk(err, RS_ENOMEM, "out of memory");
+    int rc = unlink(p) && errno != ENOENT ? rs_errk(err, RS_EIO, "%s: cannot remove: %s", p, strerror(errno)) : 0;
     free(p);
+    return rc;
 }
 
 int pl_write_text(const char *path, const char *text, rs_err *err) {
@@ -568,7 +572,7 @@ static int run_unit(pl_ctx *c, const pl_stage_def *st, void *arg, int u, rs_err 
     else snprintf(marker, sizeof marker, "%s", st->name);
     if (un ? un->used && !un->used(c, u) : st->used && !st->used(c)) {
         if (!un && st->unused_note) pl_log(c, st->name, "%s", st->unused_note);
-        stage_reset(c, marker);
+        if (stage_reset(c, marker, err)) return -1;
         if (un) un->remove(c, u);
         else remove_outputs(c, st);
         return 0;
@@ -593,7 +597,7 @@ static int run_unit(pl_ctx *c, const pl_stage_def *st, void *arg, int u, rs_err 
         return 0;
     }
     free(first);
-    stage_reset(c, marker);
+    if (stage_reset(c, marker, err)) return -1;
     if (!un) {
         remove_outputs(c, st);
     } else if (have < 0 || (have > 0 && c->opt->force)) {
