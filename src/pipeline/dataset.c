@@ -353,21 +353,33 @@ done:
     return rc;
 }
 
-int pl_stage_dataset(pl_ctx *c, rs_err *err) {
+/* The stage's one unit (run.c's protocol): fingerprint → c->dataset_fp (extended with the
+ * manifest's own checksum once it is loaded); output dataset/manifest.csv. */
+static int dataset_fp(pl_ctx *c, char fp[65], rs_err *err) {
+    if (dataset_fingerprint(c, fp, err)) return -1;
+    memcpy(c->dataset_fp, fp, 65);
+    return 0;
+}
+
+static int dataset_run(pl_ctx *c, const char **note, rs_err *err) {
+    (void)note;
     char *dir = pl_join(c->out, "dataset"), *path = dir ? pl_join(dir, "manifest.csv") : NULL;
+    int rc = !dir || !path ? rs_errk(err, RS_ENOMEM, "out of memory")
+             : pl_mkdir(dir, err) || build_manifest(c, path, dir, err) ? -1 : 0;
+    if (!rc) pl_log(c, "dataset", "wrote %s", path); /* the manifest's content is what later stages depend on */
+    free(dir);
+    free(path);
+    return rc;
+}
+
+static const char *const DATASET_OUT[] = {"dataset/manifest.csv", NULL};
+static const pl_stage_def DATASET_STAGE = {"dataset", NULL, NULL, dataset_fp, DATASET_OUT, 1, dataset_run, NULL};
+
+int pl_stage_dataset(pl_ctx *c, rs_err *err) {
+    char *path = pl_join(c->out, DATASET_OUT[0]);
     int rc = -1;
-    if (!dir || !path) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    if (pl_mkdir(dir, err) || dataset_fingerprint(c, c->dataset_fp, err)) goto done;
-    if (pl_stage_done(c, "dataset", c->dataset_fp) && rs_path_exists(path)) {
-        pl_log(c, "dataset", "complete (skipped): %s", path);
-    } else {
-        pl_stage_reset(c, "dataset");
-        unlink(path);
-        if (build_manifest(c, path, dir, err)) goto done;
-        /* the manifest's content is what later stages depend on */
-        if (pl_stage_mark(c, "dataset", c->dataset_fp, err)) goto done;
-        pl_log(c, "dataset", "wrote %s", path);
-    }
+    if (!path) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    if (pl_run_stage(c, &DATASET_STAGE, err)) goto done;
     if (load_dataset(c, path, err)) goto done;
     {
         char sha[65];
@@ -386,7 +398,6 @@ int pl_stage_dataset(pl_ctx *c, rs_err *err) {
     for (size_t i = 0; i < nl; i++) c->image_lum[i] = NAN;
     rc = 0;
 done:
-    free(dir);
     free(path);
     return rc;
 }

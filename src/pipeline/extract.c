@@ -693,104 +693,132 @@ int pl_store_fp(pl_ctx *c, int s, char fp[65], rs_err *err) {
     return rc;
 }
 
-int pl_stage_extract(pl_ctx *c, rs_err *err) {
+/* ---- the stage: one unit per store (run.c's protocol, stages/store_NAME.done) ---- */
+
+/* What the store units share: the models (opened when a store needs one), the prompt, the
+ * hook requests. */
+typedef struct {
+    models m;
+    hook_request *hooks;
+    int max_hooks;
+    int n_patches;
+    char prompt_fp[65];
+} extract_state;
+
+static int unit_fp(pl_ctx *c, void *arg, int s, char fp[65], rs_err *err) {
+    extract_state *x = arg;
+    int64_t shard = auto_shard(c, s, (int)x->m.n_prompt, x->n_patches);
+    if (store_fingerprint(c, s, shard, x->prompt_fp, fp)) return rs_errk(err, RS_ENOMEM, "out of memory");
+    return 0;
+}
+
+/* The store's spec.manifest_hash against fp: a store resumes (or is complete) only for its
+ * own fingerprint; an unreadable index.json counts as written for other inputs. */
+static int unit_written(pl_ctx *c, int s, const char *fp) {
+    char have[80];
+    char *dir = pl_join(c->acts, PL_STORE_NAME[s]);
+    if (!dir) return 0; /* out of memory: as if absent (not complete; the store's open checks its spec) */
+    existing_fp(dir, have);
+    free(dir);
+    return !have[0] ? 0 : !strcmp(have, fp) ? 1 : -1;
+}
+
+static void unit_remove(pl_ctx *c, int s) {
+    char *dir = pl_join(c->acts, PL_STORE_NAME[s]);
+    if (dir) pl_remove_store(dir);
+    free(dir);
+}
+
+/* Write store s with fingerprint fp (its spec.manifest_hash), resuming at its first missing
+ * shard. */
+static int unit_run(pl_ctx *c, void *arg, int s, const char *fp, rs_err *err) {
+    extract_state *x = arg;
     const rs_config *cfg = c->cfg;
-    models m = {0};
-    int max_hooks = cfg->n_hooks + cfg->n_vision_hooks;
-    hook_request *hooks = calloc((size_t)max_hooks + 1, sizeof *hooks);
-    char *hl = NULL, *dir = NULL;
+    models *m = &x->m;
+    char *hl = NULL, *dir = pl_join(c->acts, PL_STORE_NAME[s]);
     rs_store *st = NULL;
     int rc = -1;
-    char prompt_fp[65] = "-";
-    if (!hooks) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    if (!dir) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    int64_t shard = auto_shard(c, s, (int)m->n_prompt, x->n_patches);
+    if (pl_mkdir(dir, err)) goto done;
+    int vlm = s != PL_LLM_TEXT;
+    if (!vlm && !m->llm && gemma2_open(&m->llm, cfg->llm, err)) goto done;
+    if (vlm && !m->vlm && paligemma_open(&m->vlm, cfg->vlm, err)) goto done;
+    if (hooks_parse(c, m, s, x->hooks, err)) goto done;
+    if (!(hl = hooks_csv_n(cfg, store_n_hooks(c, s)))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    int64_t n = store_inputs(c, s);
+    store_spec spec = {.model = vlm ? c->vlm_name : c->llm_name, .hooks = hl,
+                       .pooling = rs_pool_name(store_pool(c, s)), .manifest_hash = fp, .n_inputs = n,
+                       .shard_inputs = shard};
+    if (store_open(&st, dir, &spec, err)) goto done;
+    int64_t n_shards = (n + shard - 1) / shard, k0 = store_next_shard(st);
+    if (k0 > 0 && k0 < n_shards)
+        pl_log(c, "extract", "%s: resuming at shard %lld of %lld", PL_STORE_NAME[s], (long long)k0 + 1,
+               (long long)n_shards);
+    else if (k0 == 0)
+        pl_log(c, "extract", "%s: %lld inputs in %lld shards of %lld (%s)", PL_STORE_NAME[s], (long long)n,
+               (long long)n_shards, (long long)shard, vlm ? c->vlm_name : c->llm_name);
+    rs_progress prog;
+    char label[64];
+    snprintf(label, sizeof label, "extract %s (inputs)", PL_STORE_NAME[s]);
+    rs_progress_start(&prog, label, n);
+    prog.quiet = c->opt->quiet;
+    for (int64_t k = k0; k < n_shards; k++) {
+        int64_t first, count;
+        store_shard_range(&spec, k, &first, &count);
+        if (do_shard(c, s, m, st, k, first, count, x->hooks, err)) {
+            rs_err_prefix(err, "extract %s shard %lld", PL_STORE_NAME[s], (long long)k);
+            goto done;
+        }
+        rs_progress_update(&prog, first + count);
+    }
+    rs_progress_finish(&prog);
+    if (!store_is_complete(st) && store_finalize(st, err)) goto done;
+    store_close(st);
+    st = NULL;
+    pl_log(c, "extract", "%s: complete (%s)", PL_STORE_NAME[s], dir);
+    rc = 0;
+done:
+    store_close(st);
+    free(hl);
+    free(dir);
+    return rc;
+}
+
+static const pl_units EXTRACT_UNITS = {PL_N_STORES, PL_STORE_NAME, "store_", pl_store_used, unit_fp,
+                                       unit_written, unit_remove, unit_run};
+static const pl_stage_def EXTRACT_STAGE = {"extract", NULL, NULL, NULL, NULL, 0, NULL, &EXTRACT_UNITS};
+
+int pl_stage_extract(pl_ctx *c, rs_err *err) {
+    const rs_config *cfg = c->cfg;
+    extract_state x;
+    memset(&x, 0, sizeof x);
+    strcpy(x.prompt_fp, "-");
+    x.max_hooks = cfg->n_hooks + cfg->n_vision_hooks;
+    x.hooks = calloc((size_t)x.max_hooks + 1, sizeof *x.hooks);
+    int rc = -1;
+    if (!x.hooks) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     if (tokenize_captions(c, err)) goto done;
     paligemma_config pc;
     if (paligemma_config_load(cfg->vlm, &pc, err)) goto done;
-    int n_patches = (pc.vision.image_size / pc.vision.patch_size) * (pc.vision.image_size / pc.vision.patch_size);
+    x.n_patches = (pc.vision.image_size / pc.vision.patch_size) * (pc.vision.image_size / pc.vision.patch_size);
     if (c->n_image) {
-        if (pl_prompt_ids(c, &m.prompt, &m.n_prompt, err)) goto done;
-        rs_sha256_hex(m.prompt, m.n_prompt * sizeof *m.prompt, prompt_fp);
+        if (pl_prompt_ids(c, &x.m.prompt, &x.m.n_prompt, err)) goto done;
+        rs_sha256_hex(x.m.prompt, x.m.n_prompt * sizeof *x.m.prompt, x.prompt_fp);
     }
     if (pl_store_used(c, PL_VLM_CAPTION) && rs_config_has_condition(cfg, "vlm_mismatch") &&
         !pl_store_used(c, PL_VLM_MISMATCH))
         pl_log(c, "extract", "vlm_mismatch: skipped, every image has the same label (no image of another group)");
     if (pl_store_used(c, PL_VLM_CAPTION) || pl_store_used(c, PL_VLM_MISMATCH) || pl_store_used(c, PL_VLM_BLANK)) {
-        if (condition_images(c, err) || check_suffix_alignment(c, err) || pl_eos_id(c, &m.eos, err)) goto done;
+        if (condition_images(c, err) || check_suffix_alignment(c, err) || pl_eos_id(c, &x.m.eos, err)) goto done;
     }
-    for (int s = 0; s < PL_N_STORES; s++) {
-        char name[64];
-        snprintf(name, sizeof name, "store_%s", PL_STORE_NAME[s]);
-        free(dir);
-        dir = pl_join(c->acts, PL_STORE_NAME[s]);
-        if (!dir) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-        if (!pl_store_used(c, s)) {
-            pl_stage_reset(c, name);
-            pl_remove_store(dir);
-            continue;
-        }
-        int64_t shard = auto_shard(c, s, (int)m.n_prompt, n_patches);
-        char fp[65], have[80];
-        if (store_fingerprint(c, s, shard, prompt_fp, fp)) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-        existing_fp(dir, have);
-        if (pl_stage_done(c, name, fp) && !strcmp(have, fp)) {
-            pl_log(c, "extract", "%s: complete (skipped)", PL_STORE_NAME[s]);
-            continue;
-        }
-        pl_stage_reset(c, name);
-        if (have[0] && (strcmp(have, fp) || c->opt->force)) {
-            pl_log(c, "extract", "%s: inputs changed since it was written; rebuilding", PL_STORE_NAME[s]);
-            pl_remove_store(dir);
-        }
-        if (pl_mkdir(dir, err)) goto done;
-        int vlm = s != PL_LLM_TEXT;
-        if (!vlm && !m.llm && gemma2_open(&m.llm, cfg->llm, err)) goto done;
-        if (vlm && !m.vlm && paligemma_open(&m.vlm, cfg->vlm, err)) goto done;
-        if (hooks_parse(c, &m, s, hooks, err)) goto done;
-        free(hl);
-        if (!(hl = hooks_csv_n(cfg, store_n_hooks(c, s)))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-        int64_t n = store_inputs(c, s);
-        store_spec spec = {.model = vlm ? c->vlm_name : c->llm_name, .hooks = hl,
-                           .pooling = rs_pool_name(store_pool(c, s)), .manifest_hash = fp, .n_inputs = n,
-                           .shard_inputs = shard};
-        if (store_open(&st, dir, &spec, err)) goto done;
-        int64_t n_shards = (n + shard - 1) / shard, k0 = store_next_shard(st);
-        if (k0 > 0 && k0 < n_shards)
-            pl_log(c, "extract", "%s: resuming at shard %lld of %lld", PL_STORE_NAME[s], (long long)k0 + 1,
-                   (long long)n_shards);
-        else if (k0 == 0)
-            pl_log(c, "extract", "%s: %lld inputs in %lld shards of %lld (%s)", PL_STORE_NAME[s], (long long)n,
-                   (long long)n_shards, (long long)shard, vlm ? c->vlm_name : c->llm_name);
-        rs_progress prog;
-        char label[64];
-        snprintf(label, sizeof label, "extract %s (inputs)", PL_STORE_NAME[s]);
-        rs_progress_start(&prog, label, n);
-        prog.quiet = c->opt->quiet;
-        for (int64_t k = k0; k < n_shards; k++) {
-            int64_t first, count;
-            store_shard_range(&spec, k, &first, &count);
-            if (do_shard(c, s, &m, st, k, first, count, hooks, err)) {
-                rs_err_prefix(err, "extract %s shard %lld", PL_STORE_NAME[s], (long long)k);
-                goto done;
-            }
-            rs_progress_update(&prog, first + count);
-        }
-        rs_progress_finish(&prog);
-        if (!store_is_complete(st) && store_finalize(st, err)) goto done;
-        store_close(st);
-        st = NULL;
-        if (pl_stage_mark(c, name, fp, err)) goto done;
-        pl_log(c, "extract", "%s: complete (%s)", PL_STORE_NAME[s], dir);
-    }
-    rc = 0;
+    rc = pl_run_units(c, &EXTRACT_STAGE, &x, err);
 done:
-    store_close(st);
-    if (hooks) hook_requests_free(hooks, max_hooks);
-    free(hooks);
-    free(hl);
-    free(dir);
-    free(m.prompt);
-    gemma2_close(m.llm);
-    paligemma_close(m.vlm);
+    if (x.hooks) hook_requests_free(x.hooks, x.max_hooks);
+    free(x.hooks);
+    free(x.m.prompt);
+    gemma2_close(x.m.llm);
+    paligemma_close(x.m.vlm);
     return rc;
 }
 

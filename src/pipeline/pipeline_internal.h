@@ -71,16 +71,6 @@ typedef struct {
 void pl_log(pl_ctx *c, const char *stage, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* SHA-256 hex of a formatted string (stage fingerprints). */
 void pl_fp(char out[65], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Is stage `name` complete with fingerprint fp? */
-int pl_stage_done(pl_ctx *c, const char *name, const char *fp);
-/* Forget stage `name` (remove its done-marker) before redoing it. */
-void pl_stage_reset(pl_ctx *c, const char *name);
-/* Mark stage `name` complete (atomic write of the marker, last). */
-int pl_stage_mark(pl_ctx *c, const char *name, const char *fp, rs_err *err);
-/* Same with a note line after the fingerprint (e.g. "no tasks"). */
-int pl_stage_mark_note(pl_ctx *c, const char *name, const char *fp, const char *note, rs_err *err);
-/* The marker's content (new string) or NULL. */
-char *pl_stage_read(pl_ctx *c, const char *name);
 /* mkdir -p of one level (existing is fine). */
 int pl_mkdir(const char *path, rs_err *err);
 /* Remove a store directory written by this pipeline (its files, then the folder). */
@@ -95,28 +85,55 @@ int pl_write_json(const char *path, const struct cJSON *j, rs_err *err);
 /* Path of a file/folder inside dir (new string). */
 char *pl_join(const char *dir, const char *name);
 
-/* Stages (each logs, skips itself when complete, returns 0 / -1). */
+/* Stages with their own entry functions (each logs, skips what is complete, returns 0 / -1):
+ * dataset runs its one-unit pl_stage_def, then loads the manifest into the context; extract
+ * prepares (caption tokens, prompt, condition images) and runs its units, one per store. */
 int pl_stage_dataset(pl_ctx *c, rs_err *err);
 int pl_stage_extract(pl_ctx *c, rs_err *err);
 /* Decode the image at path and apply variant v's edit (v NULL: the original), exactly as
  * the extract stage builds the edited store's images. */
 int pl_load_variant(const pl_variant *v, const char *path, rs_image *img, rs_err *err);
 
-/* One stage of `reprshift run` (the table in run.c). With a fingerprint, pl_run_stage keeps
- * the protocol: not used → its marker and outputs removed; marker with the same fingerprint
- * and the first output present (or a note in the marker) → skipped; else marker removed,
- * outputs removed, run, marker written last (with the note run set, if any). Without one,
- * run is called as is (the stage keeps its own markers: dataset, extract). */
+/* A stage made of several units, each with its own done-marker
+ * stages/<marker_prefix><names[u]>.done and fingerprint (extract: one unit per store). Its
+ * outputs may be resumable: `written` tells what a unit's outputs hold now, and outputs
+ * written for the current fingerprint are kept (the unit's run resumes them); outputs for
+ * other inputs (or any, under --force) are removed before the unit runs. arg is the stage's
+ * shared state (pl_run_units; pl_run_stage passes NULL). Every function but used is required. */
 typedef struct {
-    const char *name;                                     /* stages/NAME.done */
+    int n;                                                /* units 0..n-1 */
+    const char *const *names;                             /* log label "NAME: ..." and marker name */
+    const char *marker_prefix;                            /* "store_" */
+    int (*used)(const pl_ctx *c, int u);                  /* NULL: always used */
+    int (*fingerprint)(pl_ctx *c, void *arg, int u, char fp[65], rs_err *err);
+    /* 1: outputs written for fp (complete or partly), 0: none, -1: written for other inputs */
+    int (*written)(pl_ctx *c, int u, const char *fp);
+    void (*remove)(pl_ctx *c, int u);                     /* remove unit u's outputs */
+    int (*run)(pl_ctx *c, void *arg, int u, const char *fp, rs_err *err); /* fp: the unit's fingerprint */
+} pl_units;
+
+/* One stage of `reprshift run` (the table in run.c). With a fingerprint (or units), the
+ * protocol, written once in run.c for a stage and for each unit of a stage: not used → its
+ * marker and outputs removed; marker with the same fingerprint and the outputs complete
+ * (one-unit stage: the first output present, or a note in the marker; unit: `written` says
+ * 1) → skipped; else marker removed, outputs removed (a unit's only when written for other
+ * inputs, or under --force), run, marker written last (with the note run set, if any).
+ * Without either, run is called as is: dataset and extract are such entries, calling their
+ * entry functions, which run their own defs through the same protocol (the dataset stage then
+ * loads the manifest, extract shares models and prompt among its units). */
+typedef struct {
+    const char *name;                                     /* stages/NAME.done; the log tag */
     int (*used)(const pl_ctx *c);                         /* NULL: always used */
     const char *unused_note;                              /* logged when not used */
     int (*fingerprint)(pl_ctx *c, char fp[65], rs_err *err);
     const char *const *outputs;                           /* paths under the run folder, NULL-terminated */
     int log_output;                                       /* "complete (skipped): <first output>" */
     int (*run)(pl_ctx *c, const char **note, rs_err *err);
+    const pl_units *units;                                /* several units (then the fields above but name unused) */
 } pl_stage_def;
 int pl_run_stage(pl_ctx *c, const pl_stage_def *st, rs_err *err);
+/* Every unit of a stage with units, in order, with the stage's shared state arg. */
+int pl_run_units(pl_ctx *c, const pl_stage_def *st, void *arg, rs_err *err);
 /* Every stage in order. */
 int pl_run_stages(pl_ctx *c, rs_err *err);
 

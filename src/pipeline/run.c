@@ -6,9 +6,11 @@
  *   run.log                every stage's messages with UTC timestamps (appended)
  *   stages/NAME.done       done-markers: the fingerprint of the inputs the stage read
  *   dataset/manifest.csv   acts/<store>/   results/ (json, csv)   report.html
- * Invariant: a marker is written (atomically) only after all of its stage's outputs are in
- * place, and removed before the stage is redone, so a killed or failed stage never looks
- * complete. Fingerprints chain: each stage's includes those of the stages it reads. */
+ *   stages/store_NAME.done one per activation store (the extract stage's units)
+ * Invariant: a marker is written (atomically) only after all of its stage's (or unit's)
+ * outputs are in place, and removed before the stage is redone, so a killed or failed stage
+ * never looks complete; the protocol is written once (run_unit) for every stage and unit.
+ * Fingerprints chain: each stage's includes those of the stages it reads. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
@@ -76,12 +78,13 @@ void pl_fp(char out[65], const char *fmt, ...) {
 }
 
 static char *marker_path(pl_ctx *c, const char *name) {
-    char f[160];
+    char f[200];
     snprintf(f, sizeof f, "%s.done", name);
     return pl_join(c->stages, f);
 }
 
-int pl_stage_done(pl_ctx *c, const char *name, const char *fp) {
+/* The marker primitives: used only by the protocol below (pl_run_stage, pl_run_units). */
+static int stage_done(pl_ctx *c, const char *name, const char *fp) {
     if (c->opt->force) return 0;
     char *p = marker_path(c, name), *buf = NULL;
     size_t n;
@@ -92,10 +95,14 @@ int pl_stage_done(pl_ctx *c, const char *name, const char *fp) {
     return ok;
 }
 
-void pl_stage_reset(pl_ctx *c, const char *name) {
+/* Remove the marker before the stage is redone: a marker that cannot be removed is an error
+ * (left in place, it could stand for outputs about to be rewritten). */
+static int stage_reset(pl_ctx *c, const char *name, rs_err *err) {
     char *p = marker_path(c, name);
-    if (p) unlink(p);
+    if (!p) return rs_errk(err, RS_ENOMEM, "out of memory");
+    int rc = unlink(p) && errno != ENOENT ? rs_errk(err, RS_EIO, "%s: cannot remove: %s", p, strerror(errno)) : 0;
     free(p);
+    return rc;
 }
 
 int pl_write_text(const char *path, const char *text, rs_err *err) {
@@ -107,20 +114,8 @@ int pl_write_text(const char *path, const char *text, rs_err *err) {
     return 0;
 }
 
-char *pl_stage_read(pl_ctx *c, const char *name) {
-    char *p = marker_path(c, name), *buf = NULL;
-    size_t n;
-    rs_err e = {0};
-    if (p && rs_read_file(p, 4096, &buf, &n, &e)) buf = NULL;
-    free(p);
-    return buf;
-}
-
-int pl_stage_mark(pl_ctx *c, const char *name, const char *fp, rs_err *err) {
-    return pl_stage_mark_note(c, name, fp, NULL, err);
-}
-
-int pl_stage_mark_note(pl_ctx *c, const char *name, const char *fp, const char *note, rs_err *err) {
+/* Marker last: the fingerprint, then the note line (if any). */
+static int stage_mark(pl_ctx *c, const char *name, const char *fp, const char *note, rs_err *err) {
     char *p = marker_path(c, name);
     char line[400];
     snprintf(line, sizeof line, "%.64s\n%.300s%s", fp, note ? note : "", note ? "\n" : "");
@@ -518,7 +513,8 @@ done:
 
 /* ---- the stage table ---- */
 
-/* Stages without a marker of their own in this table (dataset and extract keep theirs). */
+/* Entries without a fingerprint, called as they are: the dataset and extract stages run their
+ * own defs through pl_run_stage / pl_run_units (dataset.c, extract.c). */
 static int run_dataset(pl_ctx *c, const char **note, rs_err *err) { (void)note; return pl_stage_dataset(c, err); }
 static int run_probes_check(pl_ctx *c, const char **note, rs_err *err) { (void)note; return pl_probes_check(c, err); }
 static int run_extract(pl_ctx *c, const char **note, rs_err *err) { (void)note; return pl_stage_extract(c, err); }
@@ -529,19 +525,18 @@ static const char *const PROBES_OUT[] = {"results/probes.json", "results/transfe
                                          NULL};
 static const char *const REPORT_OUT[] = {"report.html", NULL};
 
-/* In order. The stage protocol (pl_run_stage) is written once, for every entry with a
- * fingerprint; the others (dataset, extract: one marker per store) keep their own markers. */
+/* In order. */
 static const pl_stage_def STAGES[] = {
-    {"dataset", NULL, NULL, NULL, NULL, 0, run_dataset},
+    {"dataset", NULL, NULL, NULL, NULL, 0, run_dataset, NULL},
     /* the probes' minimum test-set size, checked before any extraction */
-    {"probes-check", NULL, NULL, NULL, NULL, 0, run_probes_check},
-    {"extract", NULL, NULL, NULL, NULL, 0, run_extract},
-    {"shift", pl_shift_used, "skipped: the dataset has no captions", pl_shift_fp, SHIFT_OUT, 0, pl_shift_run},
+    {"probes-check", NULL, NULL, NULL, NULL, 0, run_probes_check, NULL},
+    {"extract", NULL, NULL, NULL, NULL, 0, run_extract, NULL},
+    {"shift", pl_shift_used, "skipped: the dataset has no captions", pl_shift_fp, SHIFT_OUT, 0, pl_shift_run, NULL},
     {"conditions", pl_conditions_used,
      "skipped: no caption is read with an image (needs captions, images and a vlm_* image condition in 'conditions')",
-     pl_conditions_fp, COND_OUT, 0, pl_conditions_run},
-    {"probes", NULL, NULL, pl_probes_fp, PROBES_OUT, 0, pl_probes_run},
-    {"report", NULL, NULL, report_fp, REPORT_OUT, 1, report_run},
+     pl_conditions_fp, COND_OUT, 0, pl_conditions_run, NULL},
+    {"probes", NULL, NULL, pl_probes_fp, PROBES_OUT, 0, pl_probes_run, NULL},
+    {"report", NULL, NULL, report_fp, REPORT_OUT, 1, report_run, NULL},
 };
 
 static void remove_outputs(pl_ctx *c, const pl_stage_def *st) {
@@ -555,36 +550,77 @@ static void remove_outputs(pl_ctx *c, const pl_stage_def *st) {
 /* A marker with a note line stands for a stage complete without its first output (e.g.
  * "no probe could be evaluated"). */
 static int marker_has_note(pl_ctx *c, const char *name) {
-    char *m = pl_stage_read(c, name), *nl = m ? strchr(m, '\n') : NULL;
-    int has = nl && nl[1];
-    free(m);
+    char *p = marker_path(c, name), *buf = NULL;
+    size_t n = 0;
+    rs_err e = {0};
+    int has = 0;
+    if (p && rs_read_file(p, 4096, &buf, &n, &e) == 0) {
+        const char *nl = memchr(buf, '\n', n);
+        has = nl && nl + 1 < buf + n && nl[1];
+    }
+    free(p);
+    free(buf);
     return has;
 }
 
-int pl_run_stage(pl_ctx *c, const pl_stage_def *st, rs_err *err) {
-    if (!st->fingerprint) return st->run(c, NULL, err);
-    if (st->used && !st->used(c)) {
-        pl_log(c, st->name, "%s", st->unused_note);
-        pl_stage_reset(c, st->name);
-        remove_outputs(c, st);
+/* The protocol, once, for a one-unit stage (u = -1: the fields of st) and for unit u of
+ * st->units (docs/pipeline.md "When a stage is complete"). */
+static int run_unit(pl_ctx *c, const pl_stage_def *st, void *arg, int u, rs_err *err) {
+    const pl_units *un = u >= 0 ? st->units : NULL;
+    char marker[160];
+    if (un) snprintf(marker, sizeof marker, "%s%s", un->marker_prefix ? un->marker_prefix : "", un->names[u]);
+    else snprintf(marker, sizeof marker, "%s", st->name);
+    if (un ? un->used && !un->used(c, u) : st->used && !st->used(c)) {
+        if (!un && st->unused_note) pl_log(c, st->name, "%s", st->unused_note);
+        if (stage_reset(c, marker, err)) return -1;
+        if (un) un->remove(c, u);
+        else remove_outputs(c, st);
         return 0;
     }
     char fp[65];
-    if (st->fingerprint(c, fp, err)) return -1;
-    char *first = st->outputs && st->outputs[0] ? pl_join(c->out, st->outputs[0]) : NULL;
-    int complete = pl_stage_done(c, st->name, fp) && ((first && rs_path_exists(first)) || marker_has_note(c, st->name));
-    if (complete) {
-        if (st->log_output) pl_log(c, st->name, "complete (skipped): %s", first);
+    if (un ? un->fingerprint(c, arg, u, fp, err) : st->fingerprint(c, fp, err)) return -1;
+    /* what the outputs hold: 1 written for fp, 0 nothing, -1 written for other inputs */
+    int have;
+    char *first = NULL;
+    if (un) {
+        have = un->written(c, u, fp);
+    } else {
+        first = st->outputs && st->outputs[0] ? pl_join(c->out, st->outputs[0]) : NULL;
+        have = first && rs_path_exists(first);
+    }
+    int done = stage_done(c, marker, fp);
+    if (done && (have > 0 || (!un && marker_has_note(c, marker)))) {
+        if (un) pl_log(c, st->name, "%s: complete (skipped)", un->names[u]);
+        else if (st->log_output) pl_log(c, st->name, "complete (skipped): %s", first);
         else pl_log(c, st->name, "complete (skipped)");
         free(first);
         return 0;
     }
     free(first);
-    pl_stage_reset(c, st->name);
-    remove_outputs(c, st);
+    if (stage_reset(c, marker, err)) return -1;
+    if (!un) {
+        remove_outputs(c, st);
+    } else if (have < 0 || (have > 0 && c->opt->force)) {
+        /* outputs written for this fingerprint are resumed (an unfinished store at its first
+           missing shard), others rebuilt */
+        pl_log(c, st->name, "%s: inputs changed since it was written; rebuilding", un->names[u]);
+        un->remove(c, u);
+    }
     const char *note = NULL;
-    if (st->run(c, &note, err)) return -1;
-    return pl_stage_mark_note(c, st->name, fp, note, err);
+    if (un ? un->run(c, arg, u, fp, err) : st->run(c, &note, err)) return -1;
+    return stage_mark(c, marker, fp, note, err);
+}
+
+int pl_run_units(pl_ctx *c, const pl_stage_def *st, void *arg, rs_err *err) {
+    for (int u = 0; u < st->units->n; u++)
+        if (run_unit(c, st, arg, u, err)) return -1;
+    return 0;
+}
+
+int pl_run_stage(pl_ctx *c, const pl_stage_def *st, rs_err *err) {
+    if (st->units) return pl_run_units(c, st, NULL, err);
+    if (!st->fingerprint) return st->run(c, NULL, err);
+    return run_unit(c, st, NULL, -1, err);
 }
 
 int pl_run_stages(pl_ctx *c, rs_err *err) {
