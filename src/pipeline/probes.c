@@ -21,8 +21,6 @@
 
 #include "pipeline/pipeline_internal.h"
 #include "pipeline/probes_result.h"
-#include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
 #include "reprshift/probe.h"
 #include "reprshift/probe_eval.h"
 #include "reprshift/probe_transfer.h"
@@ -74,8 +72,8 @@ typedef struct {
 
 /* Evaluate one probe and append its point to the result (*at = its index); a probe the
  * data cannot support (e.g. a class with too few images for the folds) is logged and
- * listed as skipped (*at = -1; at may be NULL). keep_tests: keep the seeds' test rows and predictions in
- * the point's result (for the paired tests). */
+ * listed as skipped (*at = -1; at may be NULL). keep_tests: keep the seeds' test rows and
+ * predictions in the point's result (for the paired tests). */
 static int eval_one(probe_run *p, const char *task, const char *kind, const char *model, const float *X, const int *y,
                     const int *group, const int *ctype, int n, int d, int K, int keep_tests, int *at, rs_err *err) {
     pl_probes_result *R = p->res;
@@ -202,9 +200,9 @@ static int edit_transfer(probe_run *p, const float *XI, const float *XE, int d, 
     }
     pl_probes_result *R = p->res;
     void *t = reserve(R->em, R->n_em, &R->cap_em, sizeof *R->em);
+    if (t) R->em = t; /* (the old block is gone once realloc moved it) */
     const char **labels = t ? malloc(sizeof *labels * (size_t)V) : NULL;
     if (!labels) { rc = rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    R->em = t;
     for (int k = 0; k < V; k++) labels[k] = c->variants[vi[k]].label;
     R->em[R->n_em++] = (pl_probe_edit_matrix){.hook = p->hook, .layer = p->layer, .vision = p->vision, .V = V,
                                               .n_images = ni, .labels = labels, .acc = acc, .lo = lo, .hi = hi};
