@@ -10,7 +10,8 @@
  * "vision" (points per hook instead of per layer)
  * -> results/probes.json. Every split is group-aware: an image, its captions and its edited
  * variants are always on the same side (groups = base images). Features per input are
- * the mean over non-special tokens (caption stores) or the pooled image-token mean. */
+ * the mean over non-special tokens (caption stores) or the pooled image-token mean.
+ * The stage computes a pl_probes_result (probes_result.h) and probes_write.c writes it. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "pipeline/pipeline_internal.h"
-#include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "pipeline/probes_result.h"
 #include "reprshift/probe.h"
 #include "reprshift/probe_eval.h"
 #include "reprshift/probe_transfer.h"
@@ -45,135 +45,83 @@ static const char *edit_family(const char *name) {
     return name; /* brightness, contrast, saturation, blur */
 }
 
-static void add_num(cJSON *o, const char *k, double v) {
-    if (isfinite(v)) rs_json_add_num(o, k, v);
-    else cJSON_AddNullToObject(o, k);
+/* Room for one more element of a growable result array (cap doubles); NULL: out of memory. */
+static void *reserve(void *a, int n, int *cap, size_t size) {
+    if (n < *cap) return a;
+    int nc = *cap ? 2 * *cap : 8;
+    void *t = realloc(a, (size_t)nc * size);
+    if (t) *cap = nc;
+    return t;
 }
-
-static cJSON *stat_json(double v, double lo, double hi) {
-    cJSON *o = cJSON_CreateObject();
-    add_num(o, "value", v);
-    add_num(o, "ci_lo", lo);
-    add_num(o, "ci_hi", hi);
-    return o;
-}
-
-/* The point list `key` ("layers", or "hooks" for vision entries) of the task entry
- * (task, model) in tasks, created on first use. */
-static cJSON *task_points(cJSON *tasks, const char *task, const char *kind, const char *model, const char *key) {
-    cJSON *t;
-    cJSON_ArrayForEach(t, tasks) {
-        if (!strcmp(cJSON_GetObjectItemCaseSensitive(t, "task")->valuestring, task) &&
-            !strcmp(cJSON_GetObjectItemCaseSensitive(t, "model")->valuestring, model))
-            return cJSON_GetObjectItemCaseSensitive(t, key);
-    }
-    t = cJSON_CreateObject();
-    cJSON_AddStringToObject(t, "task", task);
-    cJSON_AddStringToObject(t, "kind", kind);
-    cJSON_AddStringToObject(t, "model", model);
-    cJSON_AddItemToArray(tasks, t);
-    return cJSON_AddArrayToObject(t, key);
-}
-
-static cJSON *task_layers(cJSON *tasks, const char *task, const char *kind, const char *model) {
-    return task_points(tasks, task, kind, model, "layers");
-}
+#define RESERVE(arr, n, cap, err)                                                        \
+    do {                                                                                 \
+        void *t_ = reserve((arr), (n), &(cap), sizeof *(arr));                           \
+        if (!t_) return rs_errk((err), RS_ENOMEM, "out of memory");                      \
+        (arr) = t_;                                                                      \
+    } while (0)
 
 typedef struct {
     pl_ctx *c;
-    cJSON *tasks, *skipped;
+    pl_probes_result *res; /* what the stage computes (probes_write.c writes it) */
     rs_eval_opts eo;
-    int hook_i;
     const char *hook;
     int layer;
-    int vision;     /* 1: a vision hook: entries go to "vision" with points under "hooks", no layer */
-    cJSON *edit_matrices; /* attribute_transfer.json: one edit-transfer matrix per hook */
-    double *C_dst;        /* non-NULL: eval_one stores the chosen C per seed there (NaN if skipped) */
-    double *attr_C;       /* [n_variants × seeds]: the attribute probes' C at the current hook */
-    rs_eval_result *keep; /* non-NULL: eval_one keeps the seeds' test rows and predictions there */
-    cJSON *root;          /* probes.json (the "paired" list is added on first use) */
-    int paired_flips;     /* sign flips of the paired test (0: no p-value) */
+    int vision;     /* 1: a vision hook: points go to "vision" with points under "hooks", no layer */
+    double *attr_C; /* [n_variants × seeds]: the attribute probes' C at the current hook */
 } probe_run;
 
-/* Evaluate one probe and append its layer entry; a probe the data cannot support (e.g. a
- * class with too few images for the folds) is logged and listed under "skipped". */
+/* Evaluate one probe and append its point to the result (*at = its index); a probe the
+ * data cannot support (e.g. a class with too few images for the folds) is logged and
+ * listed as skipped (*at = -1; at may be NULL). keep_tests: keep the seeds' test rows and
+ * predictions in the point's result (for the paired tests). */
 static int eval_one(probe_run *p, const char *task, const char *kind, const char *model, const float *X, const int *y,
-                    const int *group, const int *ctype, int n, int d, int K, rs_err *err) {
-    rs_eval_result r;
-    memset(&r, 0, sizeof r);
+                    const int *group, const int *ctype, int n, int d, int K, int keep_tests, int *at, rs_err *err) {
+    pl_probes_result *R = p->res;
+    if (at) *at = -1;
+    RESERVE(R->pt, R->n_pt, R->cap_pt, err);
+    pl_probe_point *P = &R->pt[R->n_pt];
+    memset(P, 0, sizeof *P);
+    rs_eval_result *r = &P->ev;
     rs_err e = {0};
     rs_eval_opts eo = p->eo;
     eo.control_type = ctype;
-    eo.keep_tests = p->keep != NULL;
-    if (p->C_dst)
-        for (int s = 0; s < eo.n_seeds; s++) p->C_dst[s] = NAN;
-    if (rs_probe_evaluate(X, y, group, n, d, K, &eo, &r, &e)) {
+    eo.keep_tests = keep_tests;
+    if (rs_probe_evaluate(X, y, group, n, d, K, &eo, r, &e)) {
+        rs_eval_result_free(r);
         if (e.kind == RS_ENOMEM) return rs_errk(err, e.kind, "%s", e.msg);
         if (e.kind == RS_EBELOWMIN)
             return rs_errk(err, e.kind, "%s / %s: %s (probes.min_test_groups)", task, model, e.msg);
         pl_log(p->c, "probes", "%s / %s at %s: skipped (%s)", task, model, p->hook, e.msg);
-        cJSON *s = cJSON_CreateObject();
-        cJSON_AddStringToObject(s, "task", task);
-        cJSON_AddStringToObject(s, "model", model);
-        cJSON_AddStringToObject(s, "hook", p->hook);
-        cJSON_AddStringToObject(s, "reason", e.msg);
-        cJSON_AddItemToArray(p->skipped, s);
-        rs_eval_result_free(&r);
+        RESERVE(R->skip, R->n_skip, R->cap_skip, err);
+        char *reason = strdup(e.msg);
+        if (!reason) return rs_errk(err, RS_ENOMEM, "out of memory");
+        R->skip[R->n_skip++] = (pl_probe_skip){.task = task, .model = model, .hook = p->hook, .reason = reason};
         return 0;
-    }
-    if (p->C_dst) memcpy(p->C_dst, r.C_chosen, sizeof(double) * (size_t)eo.n_seeds);
-    if (p->keep) { /* hand the test rows and predictions over (freed with the kept result) */
-        memset(p->keep, 0, sizeof *p->keep);
-        p->keep->n_seeds = r.n_seeds;
-        p->keep->test_n = r.test_n, p->keep->test_row = r.test_row, p->keep->test_pred = r.test_pred;
-        r.test_n = r.test_row = r.test_pred = NULL;
     }
     /* test rows of the first split (the evaluation's seed rule: seed + 7919·(s+1)) */
     int *is_test = malloc((size_t)n * sizeof *is_test), n_test = 0;
     if (!is_test) {
-        rs_eval_result_free(&r);
+        rs_eval_result_free(r);
         return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     /* the evaluation made this split already: a failure here is out of memory, not a fact */
     if (rs_split_stratified_groups(y, group, n, K, p->eo.test_frac, p->eo.seed + 7919u, is_test, err)) {
         free(is_test);
-        rs_eval_result_free(&r);
+        rs_eval_result_free(r);
         return -1;
     }
     for (int i = 0; i < n; i++) n_test += is_test[i];
     free(is_test);
-    cJSON *layers = task_points(p->tasks, task, kind, model, p->vision ? "hooks" : "layers");
-    cJSON *L = cJSON_CreateObject();
-    if (!p->vision) rs_json_add_num(L, "layer", p->layer);
-    cJSON_AddStringToObject(L, "hook", p->hook);
-    rs_json_add_num(L, "n", n);
-    rs_json_add_num(L, "n_test", n_test);
-    rs_json_add_num(L, "n_test_groups", r.n_test_groups);
-    cJSON_AddItemToObject(L, "accuracy", stat_json(r.mean.accuracy, r.ci_lo.accuracy, r.ci_hi.accuracy));
-    cJSON_AddItemToObject(L, "balanced_accuracy",
-                          stat_json(r.mean.balanced_accuracy, r.ci_lo.balanced_accuracy, r.ci_hi.balanced_accuracy));
-    cJSON_AddItemToObject(L, "macro_f1", stat_json(r.mean.macro_f1, r.ci_lo.macro_f1, r.ci_hi.macro_f1));
-    add_num(L, "accuracy_sd", r.acc_sd);
-    add_num(L, "chance", r.chance);
-    add_num(L, "permuted_label_accuracy", r.perm_accuracy);
-    add_num(L, "permutation_p", r.perm_p);
-    rs_json_add_num(L, "permutations", r.n_perm);
-    /* the permutation test's wall time goes to run.log only: results must be byte-reproducible */
-    add_num(L, "control_accuracy", r.control_accuracy);
-    add_num(L, "control_type_overlap", r.control_overlap);
-    add_num(L, "selectivity", r.selectivity);
-    cJSON_AddItemToArray(layers, L);
-    /* the task's chance line: majority share (the same for every layer) */
-    cJSON *t;
-    cJSON_ArrayForEach(t, p->tasks) {
-        if (cJSON_GetObjectItemCaseSensitive(t, p->vision ? "hooks" : "layers") == layers &&
-            !cJSON_GetObjectItemCaseSensitive(t, "chance"))
-            add_num(t, "chance", r.chance);
-    }
+    P->task = task, P->kind = kind, P->model = model, P->hook = p->hook;
+    P->layer = p->layer, P->vision = p->vision;
+    P->n = n, P->n_test = n_test;
+    P->xfer = -1, P->cell = -1;
+    P->q = NAN;
+    if (at) *at = R->n_pt;
+    R->n_pt++;
     pl_log(p->c, "probes", "%-12s %-28s %s: accuracy %.3f [%.3f, %.3f] (chance %.3f, permutation p %.3g: %d x %d fits in %.2f s)",
-           task, model, p->hook, r.mean.accuracy, r.ci_lo.accuracy, r.ci_hi.accuracy, r.chance, r.perm_p, r.n_perm,
-           r.n_seeds, r.perm_seconds);
-    rs_eval_result_free(&r);
+           task, model, p->hook, r->mean.accuracy, r->ci_lo.accuracy, r->ci_hi.accuracy, r->chance, r->perm_p, r->n_perm,
+           r->n_seeds, r->perm_seconds);
     return 0;
 }
 
@@ -188,71 +136,6 @@ static const int *concept_ctype(const pl_ctx *c, int images) {
     for (int i = 0; i < n; i++)
         if (t[i] < 0) return NULL;
     return t;
-}
-
-/* The transfer matrix of one hook: rows = training modality, cols = test condition. */
-static cJSON *transfer_matrix(const probe_run *p, const rs_transfer_result *r, int n_test) {
-    static const char *cols[5] = {"same", "direct", "moments", "Procrustes", "ridge"};
-    static const rs_map_kind maps[4] = {RS_MAP_NONE, RS_MAP_MOMENTS, RS_MAP_PROCRUSTES, RS_MAP_RIDGE};
-    const rs_transfer_cell_def *defs = rs_transfer_cells();
-    cJSON *m = cJSON_CreateObject();
-    char title[256];
-    snprintf(title, sizeof title, "Cross-modal concept transfer, %s (VLM)", p->hook);
-    cJSON_AddStringToObject(m, "title", title);
-    cJSON_AddStringToObject(m, "metric", "accuracy");
-    cJSON_AddStringToObject(m, "row_title", "probe trained on");
-    cJSON_AddStringToObject(m, "col_title", "tested on: same / other modality (+ map)");
-    cJSON_AddStringToObject(m, "hook", p->hook);
-    rs_json_add_num(m, "layer", p->layer);
-    cJSON *rows = cJSON_AddArrayToObject(m, "rows");
-    cJSON_AddItemToArray(rows, cJSON_CreateString("captions"));
-    cJSON_AddItemToArray(rows, cJSON_CreateString("images"));
-    cJSON *cj = cJSON_AddArrayToObject(m, "cols");
-    for (int k = 0; k < 5; k++) cJSON_AddItemToArray(cj, cJSON_CreateString(cols[k]));
-    cJSON *vals = cJSON_AddArrayToObject(m, "values"), *r2 = cJSON_AddArrayToObject(m, "map_r2");
-    for (int tr = 0; tr < 2; tr++) {
-        cJSON *row = cJSON_CreateArray(), *rr = cJSON_CreateArray();
-        for (int k = 0; k < 5; k++) {
-            int te = k == 0 ? tr : 1 - tr;
-            rs_map_kind mk = k == 0 ? RS_MAP_NONE : maps[k - 1];
-            int cell = -1;
-            for (int q = 0; q < RS_TRANSFER_CELLS; q++)
-                if (defs[q].train == tr && defs[q].test == te && defs[q].map == mk) cell = q;
-            const rs_transfer_cell *c = cell >= 0 ? &r->cell[cell] : NULL;
-            if (!c || !c->available) cJSON_AddItemToArray(row, cJSON_CreateNull());
-            else cJSON_AddItemToArray(row, stat_json(c->mean.accuracy, c->ci_lo.accuracy, c->ci_hi.accuracy));
-            if (c && c->available && isfinite(c->map_r2)) cJSON_AddItemToArray(rr, rs_json_number(c->map_r2));
-            else cJSON_AddItemToArray(rr, cJSON_CreateNull());
-        }
-        cJSON_AddItemToArray(vals, row);
-        cJSON_AddItemToArray(r2, rr);
-    }
-    rs_json_add_num(m, "n", n_test);
-    cJSON *range = cJSON_AddArrayToObject(m, "range");
-    cJSON_AddItemToArray(range, rs_json_number(0));
-    cJSON_AddItemToArray(range, rs_json_number(1));
-    cJSON *dg = cJSON_AddObjectToObject(m, "diagnosis");
-    cJSON_AddStringToObject(dg, "captions_to_images", rs_transfer_diagnosis(r, 0));
-    cJSON_AddStringToObject(dg, "images_to_captions", rs_transfer_diagnosis(r, 1));
-    add_num(m, "chance_captions", r->chance[0]);
-    add_num(m, "chance_images", r->chance[1]);
-    return m;
-}
-
-static int write_json(const char *path, cJSON *j, rs_err *err) {
-    char *s = cJSON_Print(j);
-    if (!s) return rs_errk(err, RS_ENOMEM, "out of memory");
-    size_t L = strlen(s);
-    char *t = realloc(s, L + 2);
-    if (!t) {
-        free(s);
-        return rs_errk(err, RS_ENOMEM, "out of memory");
-    }
-    t[L] = '\n';
-    t[L + 1] = 0;
-    int rc = pl_write_text(path, t, err);
-    free(t);
-    return rc;
 }
 
 /* Attribute probes at the current hook: original images XI [n_image, d] vs each edited
@@ -275,13 +158,13 @@ static int attribute_probes(probe_run *p, const float *XI, const float *XE, int 
             y[i] = 0, y[ni + i] = 1;
             g[i] = g[ni + i] = c->image_group[i];
         }
-        p->C_dst = p->attr_C + (size_t)v * p->eo.n_seeds;
-        int erc = eval_one(p, fam, "attribute", c->variants[v].label, X, y, g, ct, 2 * ni, d, 2, err);
-        p->C_dst = NULL;
-        if (erc) {
+        int at;
+        if (eval_one(p, fam, "attribute", c->variants[v].label, X, y, g, ct, 2 * ni, d, 2, 0, &at, err)) {
             free(ct);
             return -1;
         }
+        if (at >= 0) /* the C chosen per seed, for the edit-transfer matrix */
+            memcpy(p->attr_C + (size_t)v * p->eo.n_seeds, p->res->pt[at].ev.C_chosen, sizeof(double) * p->eo.n_seeds);
     }
     free(ct);
     return 0;
@@ -315,32 +198,15 @@ static int edit_transfer(probe_run *p, const float *XI, const float *XE, int d, 
         pl_log(p->c, "probes", "edit transfer at %s: skipped (%s)", p->hook, e.msg);
         goto done;
     }
-    cJSON *m = cJSON_CreateObject();
-    char title[300];
-    snprintf(title, sizeof title, "Attribute probes across edits, %s (VLM images)", p->hook);
-    cJSON_AddStringToObject(m, "title", title);
-    cJSON_AddStringToObject(m, "metric", "accuracy");
-    cJSON_AddStringToObject(m, "row_title", "probe trained on original vs");
-    cJSON_AddStringToObject(m, "col_title", "tested on original vs");
-    cJSON_AddStringToObject(m, "hook", p->hook);
-    if (!p->vision) rs_json_add_num(m, "layer", p->layer);
-    cJSON *rows = cJSON_AddArrayToObject(m, "rows"), *cols = cJSON_AddArrayToObject(m, "cols");
-    for (int k = 0; k < V; k++) {
-        cJSON_AddItemToArray(rows, cJSON_CreateString(c->variants[vi[k]].label));
-        cJSON_AddItemToArray(cols, cJSON_CreateString(c->variants[vi[k]].label));
-    }
-    cJSON *vals = cJSON_AddArrayToObject(m, "values");
-    for (int a = 0; a < V; a++) {
-        cJSON *row = cJSON_CreateArray();
-        for (int b = 0; b < V; b++)
-            cJSON_AddItemToArray(row, stat_json(acc[a * V + b], lo[a * V + b], hi[a * V + b]));
-        cJSON_AddItemToArray(vals, row);
-    }
-    rs_json_add_num(m, "n_images", ni);
-    cJSON *range = cJSON_AddArrayToObject(m, "range");
-    cJSON_AddItemToArray(range, rs_json_number(0));
-    cJSON_AddItemToArray(range, rs_json_number(1));
-    cJSON_AddItemToArray(p->edit_matrices, m);
+    pl_probes_result *R = p->res;
+    void *t = reserve(R->em, R->n_em, &R->cap_em, sizeof *R->em);
+    if (t) R->em = t; /* (the old block is gone once realloc moved it) */
+    const char **labels = t ? malloc(sizeof *labels * (size_t)V) : NULL;
+    if (!labels) { rc = rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    for (int k = 0; k < V; k++) labels[k] = c->variants[vi[k]].label;
+    R->em[R->n_em++] = (pl_probe_edit_matrix){.hook = p->hook, .layer = p->layer, .vision = p->vision, .V = V,
+                                              .n_images = ni, .labels = labels, .acc = acc, .lo = lo, .hi = hi};
+    acc = lo = hi = NULL; /* owned by the result */
 done:
     free(vi); free(XS); free(acc); free(lo); free(hi); free(Cg);
     return rc;
@@ -362,7 +228,7 @@ static int probe_vision_hook(probe_run *p, rs_err *err) {
     if (!X || !y || !g) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     if (wants(c->cfg, "concept") && K >= 2 &&
         eval_one(p, "concept", "concept", "VLM images", XI, c->image_label, c->image_group, concept_ctype(c, 1), ni, d, K,
-                 err))
+                 0, NULL, err))
         goto done;
     if (attribute_probes(p, XI, XE, d, X, y, g, err) || edit_transfer(p, XI, XE, d, err)) goto done;
     rc = 0;
@@ -376,15 +242,17 @@ done:
 }
 
 /* Paired comparison of concept probes A and B at the current hook (rs_paired_probe_test):
- * kept test rows and predictions of both (eval_one with p->keep); a probe that was skipped
- * leaves nothing to compare. The two must have been evaluated on identical splits (same
- * labels, groups, seeds): a difference in any seed's test rows is an error. */
-static int paired_concept(probe_run *p, const char *pair, const char *ma, const char *mb, const rs_eval_result *A,
-                          const rs_eval_result *B, const int *label, const int *group, rs_err *err) {
-    if (!A->test_n || !B->test_n) {
+ * the points ia and ib, evaluated with their test rows and predictions kept (-1: the probe
+ * was skipped, leaving nothing to compare). The two must have been evaluated on identical
+ * splits (same labels, groups, seeds): a difference in any seed's test rows is an error. */
+static int paired_concept(probe_run *p, const char *pair, const char *ma, const char *mb, int ia, int ib,
+                          const int *label, const int *group, rs_err *err) {
+    pl_probes_result *R = p->res;
+    if (ia < 0 || ib < 0 || !R->pt[ia].ev.test_n || !R->pt[ib].ev.test_n) {
         pl_log(p->c, "probes", "paired %s (%s vs %s) at %s: skipped (a probe was not evaluated)", pair, ma, mb, p->hook);
         return 0;
     }
+    const rs_eval_result *A = &R->pt[ia].ev, *B = &R->pt[ib].ev;
     int S = A->n_seeds, tot = 0;
     if (B->n_seeds != S)
         return rs_errf(err, "paired probe test %s (%s vs %s): %d vs %d seeds; the two probes must be evaluated on "
@@ -412,48 +280,67 @@ static int paired_concept(probe_run *p, const char *pair, const char *ma, const 
     rs_paired_result r;
     rs_err e = {0};
     int rc = rs_paired_probe_test(ca, cb, g, A->test_n, S, p->eo.n_boot > 0 ? p->eo.n_boot : 1, p->eo.seed + 0xB00Bu,
-                                  p->paired_flips, p->eo.seed + 0x5A1F1Bu, &r, &e);
+                                  R->paired_flips, p->eo.seed + 0x5A1F1Bu, &r, &e);
     free(ca), free(cb), free(g);
     if (rc) return rs_errk(err, e.kind, "paired probe test %s: %s", pair, e.msg);
-    cJSON *list = cJSON_GetObjectItemCaseSensitive(p->root, "paired");
-    if (!list) list = cJSON_AddArrayToObject(p->root, "paired");
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "task", "concept");
-    cJSON_AddStringToObject(o, "pair", pair);
-    cJSON_AddStringToObject(o, "model_a", ma);
-    cJSON_AddStringToObject(o, "model_b", mb);
-    if (!p->vision) rs_json_add_num(o, "layer", p->layer);
-    cJSON_AddStringToObject(o, "hook", p->hook);
-    rs_json_add_num(o, "n_seeds", r.n_seeds);
-    rs_json_add_num(o, "n_test_groups", r.n_test_groups);
-    rs_json_add_num(o, "n_test_items", r.n_test_items);
-    rs_json_add_num(o, "n_groups_tested", r.n_groups_tested);
-    add_num(o, "accuracy_a", r.acc_a);
-    add_num(o, "accuracy_b", r.acc_b);
-    cJSON_AddItemToObject(o, "difference", stat_json(r.diff, r.ci_lo, r.ci_hi));
-    cJSON *sd = cJSON_AddArrayToObject(o, "seed_differences");
-    for (int s = 0; s < S; s++) cJSON_AddItemToArray(sd, isfinite(r.seed_diff[s]) ? rs_json_number(r.seed_diff[s]) : cJSON_CreateNull());
-    add_num(o, "p", r.p);
-    rs_json_add_num(o, "permutations", r.n_perm);
-    cJSON_AddItemToArray(list, o);
+    void *t = reserve(R->pair, R->n_pair, &R->cap_pair, sizeof *R->pair);
+    if (!t) {
+        rs_paired_result_free(&r);
+        return rs_errk(err, RS_ENOMEM, "out of memory");
+    }
+    R->pair = t;
+    R->pair[R->n_pair++] = (pl_probe_paired){.pair = pair, .model_a = ma, .model_b = mb, .hook = p->hook,
+                                             .layer = p->layer, .vision = p->vision, .r = r, .q = NAN};
     pl_log(p->c, "probes", "paired %-4s %s: accuracy %s - %s = %+.3f [%+.3f, %+.3f], sign-flip p %.3g (%d flips)", pair,
            p->hook, mb, ma, r.diff, r.ci_lo, r.ci_hi, r.p, r.n_perm);
-    rs_paired_result_free(&r);
+    return 0;
+}
+
+/* Append the cross-modal transfer tr of the current hook (np caption-image pairs with labels
+ * y and groups g) and its points: caption->image and image->caption, direct and after
+ * Procrustes, as tasks "cross-modal transfer". */
+static int add_transfer(probe_run *p, const rs_transfer_result *tr, const int *y, const int *g, int np, int K,
+                        double test_frac, uint64_t seed, rs_err *err) {
+    static const char *const MODEL[2][2] = {{"cap\xe2\x86\x92" "img", "cap\xe2\x86\x92" "img Procrustes"},
+                                            {"img\xe2\x86\x92" "cap", "img\xe2\x86\x92" "cap Procrustes"}};
+    pl_probes_result *R = p->res;
+    /* test pairs of the first split (the evaluation's seed rule); it made this split already:
+       a failure here is out of memory */
+    int *is_test = malloc((size_t)np * sizeof *is_test), n_test = 0;
+    if (!is_test) return rs_errk(err, RS_ENOMEM, "out of memory");
+    if (rs_split_stratified_groups(y, g, np, K, test_frac, seed + 7919u, is_test, err)) {
+        free(is_test);
+        return -1;
+    }
+    for (int i = 0; i < np; i++) n_test += is_test[i];
+    free(is_test);
+    RESERVE(R->xf, R->n_xf, R->cap_xf, err);
+    int xi = R->n_xf++;
+    R->xf[xi] = (pl_probe_transfer){.hook = p->hook, .layer = p->layer, .n_test = n_test, .r = *tr};
+    const rs_transfer_cell_def *defs = rs_transfer_cells();
+    for (int q = 0; q < RS_TRANSFER_CELLS; q++) {
+        if (defs[q].train == defs[q].test || (defs[q].map != RS_MAP_NONE && defs[q].map != RS_MAP_PROCRUSTES)) continue;
+        if (!tr->cell[q].available) continue;
+        RESERVE(R->pt, R->n_pt, R->cap_pt, err);
+        R->pt[R->n_pt++] = (pl_probe_point){.task = "cross-modal transfer", .kind = "cross-modal",
+                                            .model = MODEL[defs[q].train][defs[q].map == RS_MAP_PROCRUSTES],
+                                            .hook = p->hook, .layer = p->layer, .vision = p->vision, .n = np,
+                                            .n_test = n_test, .xfer = xi, .cell = q, .q = NAN};
+    }
     return 0;
 }
 
 /* One hook: load the features of every store and run every probe family asked for. */
-static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
+static int probe_hook(probe_run *p, rs_err *err) {
     pl_ctx *c = p->c;
     const rs_config *cfg = c->cfg;
     float *XL = NULL, *XV = NULL, *XI = NULL, *XE = NULL, *X = NULL;
     int *y = NULL, *g = NULL, rc = -1, d = 0, n, dd;
     int K = c->n_labels;
     int nt = c->n_text, ni = c->n_image;
-    char label[300];
-    /* concept probes on caption rows, kept for the paired tests: a LLM, b VLM, c/d/e conditions */
-    rs_eval_result kept[5];
-    memset(kept, 0, sizeof kept);
+    /* concept probes on caption rows (points with their test rows kept, -1: not evaluated),
+       for the paired tests: a LLM, b VLM, c/d/e conditions */
+    int kept[5] = {-1, -1, -1, -1, -1};
     if (nt && (pl_store_features(c, PL_LLM_TEXT, p->hook, &XL, &n, &d, err) ||
                pl_store_features(c, PL_VLM_TEXT, p->hook, &XV, &n, &dd, err)))
         goto done;
@@ -465,24 +352,14 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
     g = malloc((size_t)nmax * sizeof *g);
     if (!X || !y || !g) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     if (wants(cfg, "concept") && K >= 2) {
-        if (nt) {
-            snprintf(label, sizeof label, "LLM captions");
-            p->keep = &kept[0];
-            int erc = eval_one(p, "concept", "concept", label, XL, c->text_label, c->text_group, concept_ctype(c, 0), nt, d, K,
-                               err);
-            snprintf(label, sizeof label, "VLM captions");
-            p->keep = &kept[1];
-            if (!erc)
-                erc = eval_one(p, "concept", "concept", label, XV, c->text_label, c->text_group, concept_ctype(c, 0), nt, d, K,
-                               err);
-            p->keep = NULL;
-            if (erc) goto done;
-        }
-        if (ni) {
-            snprintf(label, sizeof label, "VLM images");
-            if (eval_one(p, "concept", "concept", label, XI, c->image_label, c->image_group, concept_ctype(c, 1), ni, d, K, err))
-                goto done;
-        }
+        if (nt && (eval_one(p, "concept", "concept", "LLM captions", XL, c->text_label, c->text_group, concept_ctype(c, 0),
+                            nt, d, K, 1, &kept[0], err) ||
+                   eval_one(p, "concept", "concept", "VLM captions", XV, c->text_label, c->text_group, concept_ctype(c, 0),
+                            nt, d, K, 1, &kept[1], err)))
+            goto done;
+        if (ni && eval_one(p, "concept", "concept", "VLM images", XI, c->image_label, c->image_group, concept_ctype(c, 1), ni,
+                           d, K, 0, NULL, err))
+            goto done;
         /* the caption conditions (docs/pipeline.md): the same captions read after their own
            image, another group's image, a blank image; same labels, groups and splits */
         static const struct {
@@ -496,10 +373,8 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
             float *XC = NULL;
             int nc, dc;
             if (pl_store_features(c, COND[k].store, p->hook, &XC, &nc, &dc, err)) goto done;
-            p->keep = &kept[2 + k];
             int erc = eval_one(p, "concept", "concept", COND[k].model, XC, c->text_label, c->text_group, concept_ctype(c, 0),
-                               nt, d, K, err);
-            p->keep = NULL;
+                               nt, d, K, 1, &kept[2 + k], err);
             free(XC);
             if (erc) goto done;
         }
@@ -514,7 +389,7 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
             int a = PAIRS[k].a, b = PAIRS[k].b;
             if ((a >= 2 && !pl_store_used(c, COND[a - 2].store)) || (b >= 2 && !pl_store_used(c, COND[b - 2].store)))
                 continue;
-            if (paired_concept(p, PAIRS[k].pair, NAMES[a], NAMES[b], &kept[a], &kept[b], c->text_label, c->text_group, err))
+            if (paired_concept(p, PAIRS[k].pair, NAMES[a], NAMES[b], kept[a], kept[b], c->text_label, c->text_group, err))
                 goto done;
         }
     }
@@ -525,8 +400,7 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
         if (!ct) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         for (int i = 0; i < nt; i++) y[i] = 0, g[i] = c->text_group[i], ct[i] = c->text_label[i];
         for (int i = 0; i < ni; i++) y[nt + i] = 1, g[nt + i] = c->image_group[i], ct[nt + i] = c->image_label[i];
-        snprintf(label, sizeof label, "VLM");
-        int erc = eval_one(p, "modality", "modality", label, X, y, g, ct, nt + ni, d, 2, err);
+        int erc = eval_one(p, "modality", "modality", "VLM", X, y, g, ct, nt + ni, d, 2, 0, NULL, err);
         free(ct);
         if (erc) goto done;
     }
@@ -556,29 +430,9 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
         if (np < 4 || rs_transfer_evaluate(X, d, XB, d, y, y, g, np, K, &to, &tr, &e)) {
             if (e.kind == RS_ENOMEM) { rs_errk(err, e.kind, "%s", e.msg); goto done; }
             pl_log(c, "probes", "cross-modal transfer at %s: skipped (%s)", p->hook, np < 4 ? "fewer than 4 pairs" : e.msg);
-        } else {
-            int *is_test = malloc((size_t)np * sizeof *is_test), n_test = 0;
-            if (is_test && rs_split_stratified_groups(y, g, np, K, to.test_frac, to.seed + 7919u, is_test, &e) == 0)
-                for (int i = 0; i < np; i++) n_test += is_test[i];
-            free(is_test);
-            cJSON_AddItemToArray(matrices, transfer_matrix(p, &tr, n_test));
-            const rs_transfer_cell_def *defs = rs_transfer_cells();
-            for (int q = 0; q < RS_TRANSFER_CELLS; q++) {
-                if (defs[q].train == defs[q].test || (defs[q].map != RS_MAP_NONE && defs[q].map != RS_MAP_PROCRUSTES)) continue;
-                const rs_transfer_cell *cl = &tr.cell[q];
-                if (!cl->available) continue;
-                snprintf(label, sizeof label, "%s%s", defs[q].train ? "img\xe2\x86\x92" "cap" : "cap\xe2\x86\x92" "img",
-                         defs[q].map == RS_MAP_NONE ? "" : " Procrustes");
-                cJSON *layers = task_layers(p->tasks, "cross-modal transfer", "cross-modal", label);
-                cJSON *L = cJSON_CreateObject();
-                rs_json_add_num(L, "layer", p->layer);
-                cJSON_AddStringToObject(L, "hook", p->hook);
-                rs_json_add_num(L, "n", np);
-                rs_json_add_num(L, "n_test", n_test);
-                cJSON_AddItemToObject(L, "accuracy", stat_json(cl->mean.accuracy, cl->ci_lo.accuracy, cl->ci_hi.accuracy));
-                add_num(L, "chance", tr.chance[defs[q].test]);
-                cJSON_AddItemToArray(layers, L);
-            }
+        } else if (add_transfer(p, &tr, y, g, np, K, to.test_frac, to.seed, err))
+            goto done;
+        else {
             pl_log(c, "probes", "cross-modal %s: captions->images %.3f, images->captions %.3f (%s / %s)", p->hook,
                    tr.cell[2].mean.accuracy, tr.cell[3].mean.accuracy, rs_transfer_diagnosis(&tr, 0),
                    rs_transfer_diagnosis(&tr, 1));
@@ -587,8 +441,6 @@ static int probe_hook(probe_run *p, cJSON *matrices, rs_err *err) {
     if (ni && (attribute_probes(p, XI, XE, d, X, y, g, err) || edit_transfer(p, XI, XE, d, err))) goto done;
     rc = 0;
 done:
-    p->keep = NULL;
-    for (int k = 0; k < 5; k++) rs_eval_result_free(&kept[k]);
     free(XL);
     free(XV);
     free(XI);
@@ -643,98 +495,6 @@ int pl_probes_check(pl_ctx *c, rs_err *err) {
                    t, ng, K, tf, min, need, frac);
 }
 
-/* Benjamini–Hochberg over every probe permutation p-value of probes.json (task × model ×
- * layer, and the vision hooks): each point gets `permutation_q`; the top level gets
- * `n_tests` and `multiple_comparisons`. */
-static int probes_bh(cJSON *probes, rs_err *err) {
-    static const char *LISTS[2][2] = {{"tasks", "layers"}, {"vision", "hooks"}};
-    int n = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        double *p = NULL, *q = NULL;
-        cJSON **at = NULL;
-        if (pass == 1) {
-            p = malloc(((size_t)n + 1) * sizeof *p), q = malloc(((size_t)n + 1) * sizeof *q);
-            at = malloc(((size_t)n + 1) * sizeof *at);
-            if (!p || !q || !at) {
-                free(p), free(q), free(at);
-                return rs_errk(err, RS_ENOMEM, "out of memory");
-            }
-        }
-        int k = 0;
-        for (int l = 0; l < 2; l++) {
-            const cJSON *T;
-            cJSON_ArrayForEach(T, cJSON_GetObjectItemCaseSensitive(probes, LISTS[l][0])) {
-                cJSON *L;
-                cJSON_ArrayForEach(L, cJSON_GetObjectItemCaseSensitive(T, LISTS[l][1])) {
-                    const cJSON *pv = cJSON_GetObjectItemCaseSensitive(L, "permutation_p");
-                    if (!pv) continue;
-                    if (pass == 1) {
-                        p[k] = cJSON_IsNumber(pv) ? pv->valuedouble : NAN;
-                        at[k] = L;
-                    }
-                    k++;
-                }
-            }
-        }
-        if (pass == 0) {
-            n = k;
-            continue;
-        }
-        int bad = stats_bh_qvalues(p, n, q), m = 0;
-        for (int i = 0; !bad && i < n; i++) {
-            m += isfinite(p[i]) != 0;
-            rs_json_add_num(at[i], "permutation_q", q[i]);
-        }
-        free(p), free(q), free(at);
-        if (bad) return rs_errk(err, RS_ENOMEM, "out of memory");
-        rs_json_add_num(probes, "n_tests", m);
-        cJSON_AddStringToObject(probes, "multiple_comparisons",
-                                "permutation_q: Benjamini-Hochberg over the n_tests permutation p-values of this file "
-                                "(task x model x layer, and the vision hooks)");
-    }
-    return 0;
-}
-
-/* Benjamini–Hochberg over the paired tests of probes.json ("paired": pair × layer): each
- * entry gets `q`; the top level describes the test and the family (`paired_n_tests`). */
-static int paired_bh(cJSON *probes, int flips, rs_err *err) {
-    cJSON *list = cJSON_GetObjectItemCaseSensitive(probes, "paired");
-    int n = cJSON_GetArraySize(list), m = 0, k = 0;
-    if (!list || n == 0) return 0;
-    double *p = malloc(sizeof(double) * ((size_t)n + 1)), *q = malloc(sizeof(double) * ((size_t)n + 1));
-    if (!p || !q) {
-        free(p), free(q);
-        return rs_errk(err, RS_ENOMEM, "out of memory");
-    }
-    cJSON *e;
-    cJSON_ArrayForEach(e, list) {
-        const cJSON *pv = cJSON_GetObjectItemCaseSensitive(e, "p");
-        p[k++] = cJSON_IsNumber(pv) ? pv->valuedouble : NAN;
-    }
-    int bad = stats_bh_qvalues(p, n, q);
-    k = 0;
-    cJSON_ArrayForEach(e, list) {
-        if (!bad) add_num(e, "q", q[k]);
-        m += isfinite(p[k]) != 0;
-        k++;
-    }
-    free(p), free(q);
-    if (bad) return rs_errk(err, RS_ENOMEM, "out of memory");
-    char desc[900];
-    snprintf(desc, sizeof desc,
-             "concept probes compared on identical splits (same seeds, same test captions): a-b = VLM captions minus "
-             "LLM captions, b-c = after own image minus VLM captions, c-d = after other image minus after own image, "
-             "c-e = after blank image minus after own image; difference = mean over splits of accuracy B - A, 95%% "
-             "paired nested bootstrap (splits, then test images, the same draws for A and B); p: two-sided paired "
-             "permutation test with %d random sign-flip patterns (each test image's A and B correctness swapped with "
-             "probability 1/2 on all of its captions, the same flip in every split that tests the image), p = (1 + #{|null| >= |observed|}) "
-             "/ (1 + flips)%s; q: Benjamini-Hochberg over the paired_n_tests p-values of this list (docs/probes.md)",
-             flips, flips ? "" : " (probes.permutations = 0: not computed, p null)");
-    cJSON_AddStringToObject(probes, "paired_test", desc);
-    rs_json_add_num(probes, "paired_n_tests", m);
-    return 0;
-}
-
 /* Mean of v[idx[i]] over i < n (idx NULL: identity). */
 static double mean_of(const double *v, const int64_t *idx, int n) {
     double s = 0;
@@ -742,9 +502,9 @@ static double mean_of(const double *v, const int64_t *idx, int n) {
     return s / n;
 }
 
-/* {value, ci_lo, ci_hi}: the mean of d over n images with a 95% percentile bootstrap over
- * images (n_boot resamples with replacement, splitmix64 from seed; index = next % n). */
-static cJSON *boot_mean_json(const double *d, int n, int n_boot, uint64_t seed, double *bm, int64_t *idx) {
+/* The mean of d over n images with a 95% percentile bootstrap over images (n_boot resamples
+ * with replacement, splitmix64 from seed; index = next % n). */
+static rs_stat boot_mean(const double *d, int n, int n_boot, uint64_t seed, double *bm, int64_t *idx) {
     double lo = NAN, hi = NAN;
     if (n_boot > 0 && n > 1) {
         uint64_t st = seed;
@@ -755,13 +515,14 @@ static cJSON *boot_mean_json(const double *d, int n, int n_boot, uint64_t seed, 
         lo = stats_percentile(bm, n_boot, 0.025);
         hi = stats_percentile(bm, n_boot, 0.975);
     }
-    return stat_json(mean_of(d, NULL, n), lo, hi);
+    return (rs_stat){mean_of(d, NULL, n), lo, hi};
 }
 
-/* attribute_transfer.json "luminance": per edit variant, the mean change (edited - original)
- * over the base images of BT.601 luma and of linear-light luminance Y, with bootstrap CIs.
- * Images are decoded and edited by pl_load_variant, the extract stage's own path. */
-static int luminance_json(pl_ctx *c, cJSON *attr, rs_err *err) {
+/* attribute_transfer.json "luminance" (R->lum): per edit variant, the mean change (edited -
+ * original) over the base images of BT.601 luma and of linear-light luminance Y, with
+ * bootstrap CIs. Images are decoded and edited by pl_load_variant, the extract stage's own
+ * path. */
+static int luminance(pl_ctx *c, pl_probes_result *R, rs_err *err) {
     int n = c->n_image, V = c->n_variants, B = c->cfg->probes.bootstrap;
     if (n < 1 || V < 1) return 0;
     double *L = malloc(sizeof(double) * (size_t)n * (size_t)(V + 1) * 2);
@@ -819,27 +580,22 @@ static int luminance_json(pl_ctx *c, cJSON *attr, rs_err *err) {
         if (err) *err = bad_err;
         goto done;
     }
-    char def[512];
-    snprintf(def, sizeof def,
-             "per edit variant, mean over the %d base images of (edited - original) image-mean luminance on a 0..1 "
-             "scale: d_luma_bt601 of 0.299R+0.587G+0.114B on the gamma-encoded 8-bit values / 255; d_linear_Y of "
-             "0.2126R+0.7152G+0.0722B on linear light (sRGB EOTF); 95%% percentile bootstrap over images (%d "
-             "resamples, seed 0x1D5)",
-             n, B);
-    cJSON *arr = cJSON_AddArrayToObject(attr, "luminance");
+    R->lum = malloc(sizeof *R->lum * (size_t)V);
+    if (!R->lum) {
+        rs_errk(err, RS_ENOMEM, "out of memory");
+        goto done;
+    }
+    R->n_lum = V;
+    R->lum_images = n;
     for (int v = 1; v <= V; v++) {
         for (int j = 0; j < n; j++) {
             dl[j] = L[((size_t)v * n + j) * 2] - L[(size_t)j * 2];
             dy[j] = L[((size_t)v * n + j) * 2 + 1] - L[(size_t)j * 2 + 1];
         }
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "edit", c->variants[v - 1].name);
-        rs_json_add_num(o, "value", c->variants[v - 1].edit.value);
-        cJSON_AddItemToObject(o, "d_luma_bt601", boot_mean_json(dl, n, B, 0x1D5u, bm, idx));
-        cJSON_AddItemToObject(o, "d_linear_Y", boot_mean_json(dy, n, B, 0x1D5u, bm, idx));
-        rs_json_add_num(o, "n_images", n);
-        cJSON_AddStringToObject(o, "definition", def);
-        cJSON_AddItemToArray(arr, o);
+        R->lum[v - 1] = (pl_probe_lum){.edit = c->variants[v - 1].name,
+                                       .value = c->variants[v - 1].edit.value,
+                                       .d_luma = boot_mean(dl, n, B, 0x1D5u, bm, idx),
+                                       .d_linear_y = boot_mean(dy, n, B, 0x1D5u, bm, idx)};
     }
     rc = 0;
 done:
@@ -866,41 +622,19 @@ int pl_probes_fp(pl_ctx *c, char fp[65], rs_err *err) {
 
 int pl_probes_run(pl_ctx *c, const char **note, rs_err *err) {
     const rs_config *cfg = c->cfg;
-    char *pp = pl_join(c->results, "probes.json"), *tp = pl_join(c->results, "transfer.json");
-    char *ap = pl_join(c->results, "attribute_transfer.json");
-    cJSON *probes = NULL, *transfer = NULL, *attr = NULL;
+    pl_probes_result R;
+    memset(&R, 0, sizeof R);
+    R.n_seeds = cfg->probes.seeds;
+    R.n_boot = cfg->probes.bootstrap;
+    R.n_perm = cfg->probes.permutations;
+    R.paired_flips = cfg->probes.permutations > 0 ? 1000 : 0;
+    /* vision hooks: a separate list, absent without vision_hooks (then probes.json is as before) */
+    R.has_vision = cfg->n_vision_hooks && c->n_image;
+    char *pp = pl_join(c->results, "probes.json");
     double *attr_C = NULL;
     int rc = -1;
-    if (!pp || !tp || !ap) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    probes = cJSON_CreateObject();
-    transfer = cJSON_CreateObject();
-    char ci[1024];
-    snprintf(ci, sizeof ci,
-             "95%% nested bootstrap of the mean accuracy over %d group-aware splits (splits, then test images "
-             "resampled with replacement; %d replicates; the same resamples for every cell)",
-             cfg->probes.seeds, cfg->probes.bootstrap);
-    cJSON_AddStringToObject(transfer, "ci", ci);
-    snprintf(ci, sizeof ci,
-             "95%% nested bootstrap of the mean accuracy over %d group-aware splits (splits, then test images "
-             "resampled with replacement; %d replicates; docs/probes.md)",
-             cfg->probes.seeds, cfg->probes.bootstrap);
-    cJSON_AddStringToObject(probes, "ci", ci);
-    snprintf(ci, sizeof ci,
-             "%d group-level label permutations per split; p = (1 + #{null >= observed}) / (1 + n); control task "
-             "types: the image's concept label (attribute and modality probes), the image's COCO category (concept "
-             "probes: manifest column category, the most frequent instance category of the image's concept group, ties "
-             "to the smallest category id; null without that column); selectivity = accuracy - control accuracy",
-             cfg->probes.permutations);
-    cJSON_AddStringToObject(probes, "permutation_test", ci);
-    cJSON_AddStringToObject(probes, "split", "group-aware: an image, its captions and its edited variants are on one side");
-    probe_run p = {.c = c, .tasks = cJSON_AddArrayToObject(probes, "tasks"), .skipped = cJSON_AddArrayToObject(probes, "skipped")};
-    cJSON *matrices = cJSON_AddArrayToObject(transfer, "matrices");
-    attr = cJSON_CreateObject();
-    cJSON_AddStringToObject(attr, "ci", "95% nested bootstrap over splits and test images, the same resamples for every cell");
-    cJSON_AddStringToObject(attr, "reading",
-                            "diagonal: the attribute probe; same family at another strength: dose-response; another "
-                            "family: cross-edit control (near 0.5 unless the edits share a direction)");
-    p.edit_matrices = cJSON_AddArrayToObject(attr, "matrices");
+    if (!pp) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    probe_run p = {.c = c, .res = &R};
     p.attr_C = attr_C = malloc(sizeof(double) * ((size_t)(c->n_variants + 1) * (size_t)cfg->probes.seeds));
     if (!attr_C) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     p.eo = rs_eval_defaults();
@@ -913,26 +647,18 @@ int pl_probes_run(pl_ctx *c, const char **note, rs_err *err) {
     p.eo.n_perm = cfg->probes.permutations;
     p.eo.min_test_groups = cfg->probes.min_test_groups;
     p.eo.seed = 0;
-    p.root = probes;
-    p.paired_flips = cfg->probes.permutations > 0 ? 1000 : 0;
     p.eo.threads = c->coarse_threads;
     if (pl_probes_check(c, err)) goto done;
     for (int h = 0; h < cfg->n_hooks; h++) {
-        p.hook_i = h;
         p.hook = cfg->hooks[h];
         p.layer = hook_layer(p.hook, h);
-        if (probe_hook(&p, matrices, err)) {
+        if (probe_hook(&p, err)) {
             rs_err_prefix(err, "probes at %s", p.hook);
             goto done;
         }
     }
-    /* vision hooks: a separate list, absent without vision_hooks (then probes.json is as before) */
-    cJSON *vision = cfg->n_vision_hooks && c->n_image ? cJSON_AddArrayToObject(probes, "vision") : NULL;
-    int n_tasks = cJSON_GetArraySize(p.tasks);
-    p.tasks = vision;
     p.vision = 1;
-    for (int h = 0; vision && h < cfg->n_vision_hooks; h++) {
-        p.hook_i = h;
+    for (int h = 0; R.has_vision && h < cfg->n_vision_hooks; h++) {
         p.hook = cfg->vision_hooks[h];
         p.layer = -1;
         if (probe_vision_hook(&p, err)) {
@@ -940,24 +666,17 @@ int pl_probes_run(pl_ctx *c, const char **note, rs_err *err) {
             goto done;
         }
     }
-    n_tasks += cJSON_GetArraySize(vision);
-    if (cJSON_GetArraySize(matrices) > 0 && write_json(tp, transfer, err)) goto done;
-    if (cJSON_GetArraySize(p.edit_matrices) > 0 && (luminance_json(c, attr, err) || write_json(ap, attr, err)))
-        goto done;
     /* the report needs at least one task in probes.json: with none, the file is not written */
-    if (n_tasks > 0 && (probes_bh(probes, err) || paired_bh(probes, p.paired_flips, err) || write_json(pp, probes, err)))
+    if ((R.n_em > 0 && luminance(c, &R, err)) || (R.n_pt > 0 && pl_probes_bh(&R, err)) ||
+        pl_probes_write(&R, c->results, err))
         goto done;
-    *note = n_tasks ? NULL : "no probe could be evaluated";
-    if (n_tasks) pl_log(c, "probes", "wrote %s%s", pp, cJSON_GetArraySize(matrices) > 0 ? " and transfer.json" : "");
+    *note = R.n_pt ? NULL : "no probe could be evaluated";
+    if (R.n_pt) pl_log(c, "probes", "wrote %s%s", pp, R.n_xf > 0 ? " and transfer.json" : "");
     else pl_log(c, "probes", "no probe could be evaluated on this dataset (see the messages above)");
     rc = 0;
 done:
-    cJSON_Delete(probes);
-    cJSON_Delete(transfer);
-    cJSON_Delete(attr);
+    pl_probes_result_free(&R);
     free(attr_C);
     free(pp);
-    free(tp);
-    free(ap);
     return rc;
 }
