@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "reprshift/act_file.h"
+#include "store/act_file.h"
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 

@@ -7,7 +7,7 @@
 #include <string.h>
 #include "fuzz_util.h"
 #include "reprshift/config.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *s = malloc(size + 1);

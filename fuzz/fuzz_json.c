@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 
 static void walk(const cJSON *j, int depth) {
     rs_err err;

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fuzz_util.h"
-#include "reprshift/npz.h"
+#include "io/npz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rs_err err;

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "fuzz_util.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/tokenizer.h"
 
 static rs_tokenizer *tok[2];

@@ -12,7 +12,7 @@
 
 #include "reprshift/coco.h"
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/manifest.h"
 
 static char *dupshared(const char *rel) { return strdup(tu_shared(rel)); }

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "reprshift/csv.h"
+#include "io/csv.h"
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 
 #define CASES "tests/fixtures/data/csv_cases/"
 

@@ -6,7 +6,7 @@
 #include <cmocka.h>
 
 #include "reprshift/error.h"
-#include "reprshift/npz.h"
+#include "io/npz.h"
 
 static void test_kinds_and_prefix(void **state) {
     (void)state;

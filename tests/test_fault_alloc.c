@@ -23,7 +23,7 @@
 #include "reprshift/gemma2.h"
 #include "reprshift/generate.h"
 #include "reprshift/intervene.h"
-#include "reprshift/npz.h"
+#include "io/npz.h"
 #include "reprshift/paligemma.h"
 #include "reprshift/report.h"
 #include "reprshift/safetensors.h"

@@ -18,7 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 
 static const char *CLI;
 

@@ -9,11 +9,11 @@
 
 #include "testutil.h"
 #include "reprshift/coco.h"
-#include "reprshift/csv.h"
+#include "io/csv.h"
 #include "reprshift/image.h"
 #include "reprshift/manifest.h"
 #include "reprshift/model_config.h"
-#include "reprshift/npz.h"
+#include "io/npz.h"
 #include "reprshift/sae.h"
 #include "reprshift/safetensors.h"
 #include "reprshift/tokenizer.h"

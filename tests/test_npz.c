@@ -6,7 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "reprshift/npz.h"
+#include "io/npz.h"
 #include "reprshift/safetensors.h"
 
 #define FX "tests/fixtures/sae/"

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "reprshift/act_file.h"
+#include "store/act_file.h"
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "reprshift/paligemma.h"

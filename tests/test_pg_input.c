@@ -9,7 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include "reprshift/act_file.h"
+#include "store/act_file.h"
 #include "reprshift/extract.h"
 #include "reprshift/tokenizer.h"
 

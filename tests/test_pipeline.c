@@ -28,10 +28,10 @@
 #include <cjson/cJSON.h>
 
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/pipeline.h"
 #include "reprshift/store.h"
-#include "reprshift/svg.h"
+#include "report/svg.h"
 
 #define KILLS 12
 

@@ -23,7 +23,7 @@
 #include <cjson/cJSON.h>
 
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/manifest.h"
 #include "reprshift/pipeline.h"
 #include "reprshift/shift.h"

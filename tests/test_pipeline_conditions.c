@@ -17,7 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/pipeline.h"
 
 static char CWD[PATH_MAX];

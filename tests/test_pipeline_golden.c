@@ -28,7 +28,7 @@
 #include <cjson/cJSON.h>
 
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/pipeline.h"
 #include "reprshift/store.h"
 

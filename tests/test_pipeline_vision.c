@@ -25,7 +25,7 @@
 #include <cjson/cJSON.h>
 
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/model_config.h"
 #include "reprshift/pipeline.h"
 #include "reprshift/safetensors.h"

@@ -15,7 +15,7 @@
 #include "testutil.h"
 #include "pipeline/pipeline_internal.h"
 #include "pipeline/probes_result.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 
 static const char *H0 = "blocks.0.hook_resid_post", *H1 = "blocks.1.hook_resid_post", *HV = "vision.ln_post";
 

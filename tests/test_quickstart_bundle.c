@@ -8,7 +8,7 @@
 #include <string.h>
 #include "reprshift/fileio.h"
 #include "reprshift/gemma2.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/paligemma.h"
 #include "reprshift/tokenizer.h"
 

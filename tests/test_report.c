@@ -12,7 +12,7 @@
 
 #include "reprshift/fileio.h"
 #include "reprshift/report.h"
-#include "reprshift/svg.h"
+#include "report/svg.h"
 
 #define FULL "tests/fixtures/report/full"
 #define HOSTILE "tests/fixtures/report/hostile"

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/safetensors.h"
 #include "reprshift/shift_run.h"
 #include "reprshift/stats.h"

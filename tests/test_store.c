@@ -10,9 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "reprshift/act_file.h"
+#include "store/act_file.h"
 #include "reprshift/extract.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 
 #define N_IN 23
 #define SHARD 4

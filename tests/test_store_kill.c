@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 
 #define N_IN 600
 #define SHARD 2

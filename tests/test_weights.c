@@ -12,7 +12,7 @@
 #include <string.h>
 #include "reprshift/gemma2.h"
 #include "reprshift/paligemma.h"
-#include "reprshift/weights.h"
+#include "model/weights.h"
 
 typedef struct {
     const st_tensor *mat, *emb;

@@ -1,7 +1,7 @@
 /* Activation extraction: run a model over many inputs in token-bounded batches, capture
  * the requested hooks and pool per input. Writing the results to files (one f32 tensor per
  * hook, named exactly by the hook name, with a JSON-lines row index) is
- * reprshift/act_file.h. */
+ * src/store/act_file.h. */
 #ifndef REPRSHIFT_EXTRACT_H
 #define REPRSHIFT_EXTRACT_H
 

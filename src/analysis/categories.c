@@ -1,5 +1,5 @@
 /* Word-list token categories (see categories.h). Lists are small, so lookup is linear. */
-#include "reprshift/categories.h"
+#include "analysis/categories.h"
 
 #include <ctype.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "analysis/shift_run_internal.h"
-#include "reprshift/categories.h"
+#include "analysis/categories.h"
 #include "reprshift/sae.h"
 #include "reprshift/sae_fit.h"
 #include "reprshift/shift.h"

@@ -14,7 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "analysis/shift_run_internal.h"
-#include "reprshift/categories.h"
+#include "analysis/categories.h"
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "reprshift/safetensors.h"

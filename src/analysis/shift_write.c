@@ -7,9 +7,9 @@
 #include <cjson/cJSON.h>
 
 #include "analysis/shift_run_internal.h"
-#include "reprshift/categories.h"
+#include "analysis/categories.h"
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/sae_registry.h"
 #include "reprshift/tokenizer.h"
 #include "reprshift/version.h"

@@ -1,6 +1,6 @@
 /* Permutation nulls, percentiles, BH q-values, debiased linear CKA (see stats.h and
  * docs/metrics.md). */
-#include "reprshift/util.h"
+#include "base/util.h"
 #include "reprshift/stats.h"
 
 #include <cblas.h>

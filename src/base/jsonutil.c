@@ -1,5 +1,5 @@
 /* cJSON helpers: strict input checks before parsing, typed field access. */
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
-/* Small shared helpers (include/reprshift/util.h). */
-#include "reprshift/util.h"
+/* Small shared helpers (src/base/util.h). */
+#include "base/util.h"
 
 #include <math.h>
 #include <string.h>

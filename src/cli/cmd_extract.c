@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
-#include "reprshift/act_file.h"
+#include "store/act_file.h"
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "reprshift/hf_cache.h"

@@ -18,7 +18,7 @@
 #include "reprshift/generate.h"
 #include "reprshift/hf_cache.h"
 #include "reprshift/image.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/model_config.h"
 #include "reprshift/tokenizer.h"
 

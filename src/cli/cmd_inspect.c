@@ -6,7 +6,7 @@
 #include "cli/commands.h"
 #include "reprshift/fileio.h"
 #include "reprshift/hf_cache.h"
-#include "reprshift/model_check.h"
+#include "model/model_check.h"
 #include "reprshift/model_config.h"
 #include "reprshift/safetensors.h"
 

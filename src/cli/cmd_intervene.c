@@ -9,7 +9,7 @@
 #include "cli/commands.h"
 #include "cli/iv_input.h"
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 
 static const char USAGE[] =
     "usage: reprshift intervene --model MODEL (--text S | --ids LIST) --spec SPEC [--spec SPEC ...] [options]\n"

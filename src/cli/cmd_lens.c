@@ -7,7 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/iv_input.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 
 static const char USAGE[] =
     "usage: reprshift lens --model MODEL (--text S | --ids LIST) [options]\n"

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/probe.h"
 #include "reprshift/probe_eval.h"
 #include "reprshift/probe_mlp.h"

@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "cli/commands.h"
-#include "reprshift/act_file.h"
+#include "store/act_file.h"
 #include "reprshift/extract.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/sae.h"
 #include "reprshift/sae_fit.h"
 #include "reprshift/sae_registry.h"

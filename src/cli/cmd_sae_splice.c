@@ -11,7 +11,7 @@
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "reprshift/hf_cache.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/paligemma.h"
 #include "reprshift/splice.h"
 #include "reprshift/tokenizer.h"

@@ -11,7 +11,7 @@
 #include "reprshift/fileio.h"
 #include "reprshift/hf_cache.h"
 #include "reprshift/image.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 
 int iv_model_open(iv_model *m, const char *model, const char *revision, const char *tokp, rs_err *err) {
     memset(m, 0, sizeof *m);

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 
 #define COCO_MAX_DEPTH 64
 #define COCO_DROP_CHUNK ((size_t)64 << 20)

@@ -12,7 +12,7 @@
 #include "reprshift/fileio.h"
 #include "reprshift/hf_cache.h"
 #include "reprshift/image_edit.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/sae_registry.h"
 
 #define CONFIG_MAX_BYTES ((size_t)4 << 20)

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "reprshift/csv.h"
+#include "io/csv.h"
 #include "reprshift/fileio.h"
 
 #define MANIFEST_MAX_BYTES ((size_t)1 << 30)

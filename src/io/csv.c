@@ -2,14 +2,14 @@
  * invariant is that `line` is always the 1-based line of buf[pos], so every message can
  * point at the record (and, for an unterminated quote, at the line the quote opened).
  * Blank lines between records are skipped, as Python's csv.DictReader does. */
-#include "reprshift/csv.h"
+#include "io/csv.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 
 typedef struct {
     char *buf;

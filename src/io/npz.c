@@ -2,7 +2,7 @@
  * Invariants: an npy_array returned to the caller has nbytes == numel * itemsize and data
  * holding exactly that many bytes; no allocation happens before the size it is based on has
  * been checked against the npy header and the caller's byte cap. */
-#include "reprshift/npz.h"
+#include "io/npz.h"
 
 #include <ctype.h>
 #include <limits.h>

@@ -2,13 +2,13 @@
  * Invariants after st_open: every tensor's bytes lie inside its shard's data section, no two
  * tensors of a shard overlap, nbytes == numel * dtype size, names are unique across shards,
  * and the tensor array is sorted by name (binary search in st_get). */
-#include "reprshift/util.h"
+#include "base/util.h"
 #include "reprshift/safetensors.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "tensor/isa.h"
 
 static const struct {

@@ -12,7 +12,7 @@
 #include <string.h>
 #include "reprshift/fileio.h"
 #include "reprshift/ops.h"
-#include "reprshift/weights.h"
+#include "model/weights.h"
 
 #include <omp.h>
 

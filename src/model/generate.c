@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/ops.h"
 
 /* ---- KV cache ---- */

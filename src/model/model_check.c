@@ -1,5 +1,5 @@
 /* Whole-checkpoint validation: run the real loader, then refuse tensors it did not claim. */
-#include "reprshift/model_check.h"
+#include "model/model_check.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <stdlib.h>
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 
 #define MAX_CONFIG_BYTES (4u << 20)
 

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "reprshift/weights.h"
+#include "model/weights.h"
 
 const char *pg_token_kind_name(int kind) {
     static const char *NAMES[] = {"text", "image", "bos", "prompt", "sep", "suffix", "special"};

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "reprshift/ops.h"
-#include "reprshift/weights.h"
+#include "model/weights.h"
 
 /* ---- loading ---- */
 

@@ -1,5 +1,5 @@
 /* The weight-table loader (weights.h): find, validate and load the rows of a model's table. */
-#include "reprshift/weights.h"
+#include "model/weights.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -28,7 +28,7 @@
 #include "reprshift/image.h"
 #include "reprshift/paligemma.h"
 #include "reprshift/splice.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/probe.h"
 #include "reprshift/sae.h"
 #include "reprshift/shift.h"

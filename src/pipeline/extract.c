@@ -26,7 +26,7 @@
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "reprshift/gemma2.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/model_config.h"
 #include "reprshift/paligemma.h"
 #include "reprshift/probe.h"

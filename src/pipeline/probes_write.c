@@ -9,7 +9,7 @@
 
 #include "pipeline/pipeline_internal.h"
 #include "pipeline/probes_result.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/stats.h"
 
 void pl_probes_result_free(pl_probes_result *r) {

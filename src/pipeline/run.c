@@ -29,7 +29,7 @@
 #include "reprshift/blas.h"
 #include "reprshift/fileio.h"
 #include "reprshift/hf_cache.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/log.h"
 #include "reprshift/report.h"
 #include "reprshift/sae_registry.h"

@@ -13,10 +13,10 @@
 #include <cjson/cJSON.h>
 
 #include "pipeline/pipeline_internal.h"
-#include "reprshift/util.h"
+#include "base/util.h"
 #include "reprshift/fileio.h"
 #include "reprshift/gemma2.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/paligemma.h"
 #include "reprshift/probe.h"
 #include "reprshift/progress.h"

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "reprshift/util.h"
+#include "base/util.h"
 #include "reprshift/probe_eval.h"
 #include "reprshift/progress.h"
 

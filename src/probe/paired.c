@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "reprshift/util.h"
+#include "base/util.h"
 #include "reprshift/probe_eval.h"
 
 void rs_paired_result_free(rs_paired_result *res) {

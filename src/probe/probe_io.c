@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/fileio.h"
 #include "reprshift/probe_io.h"
 #include "reprshift/safetensors.h"

@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "reprshift/csv.h"
+#include "io/csv.h"
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
-#include "reprshift/svg.h"
+#include "base/jsonutil.h"
+#include "report/svg.h"
 #include "reprshift/version.h"
 
 #define MAX_LAYER_FIGS 4   /* histograms / rankings drawn for at most this many layers */

@@ -1,7 +1,7 @@
-/* SVG plot primitives for the report (see include/reprshift/svg.h). Coordinates are
+/* SVG plot primitives for the report (see src/report/svg.h). Coordinates are
  * written with one decimal; every string that can come from data goes through
  * sb_escape. No element ids are used, so any number of plots can share one HTML page. */
-#include "reprshift/svg.h"
+#include "report/svg.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -2,7 +2,7 @@
  * Config handling follows sae-lens handle_config_defaulting / handle_pre_6_0_config:
  * configs without sae_lens_version (top level or metadata) or older than 6.0 get the
  * pre-6 renames (hook_point → hook_name, activation_fn_str → activation_fn) and defaults. */
-#include "reprshift/util.h"
+#include "base/util.h"
 #include "reprshift/hooks.h"
 #include "reprshift/sae.h"
 #include "reprshift/sae_registry.h"
@@ -16,8 +16,8 @@
 #include <sys/stat.h>
 #include <cjson/cJSON.h>
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
-#include "reprshift/npz.h"
+#include "base/jsonutil.h"
+#include "io/npz.h"
 #include "reprshift/safetensors.h"
 #include "reprshift/version.h"
 

@@ -2,13 +2,13 @@
  * named by the hook), token_ids / offsets (and for PaliGemma token_kind / vision_offsets),
  * metadata, and the FILE.rows.jsonl row index beside it. Batching and pooling are in
  * src/model/extract.c; this file only writes. */
-#include "reprshift/act_file.h"
+#include "store/act_file.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/safetensors.h"
 #include "reprshift/version.h"
 

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "reprshift/fileio.h"
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 
 struct rs_store {
     char *dir;

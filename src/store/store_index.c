@@ -7,7 +7,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 
 void store_shard_name(int64_t k, int rows_file, char *buf, size_t n) {
     snprintf(buf, n, "shard-%05lld.%s", (long long)k, rows_file ? "rows.jsonl" : "safetensors");

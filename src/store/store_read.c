@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "reprshift/util.h"
+#include "base/util.h"
 #include "reprshift/fileio.h"
 
 struct store_reader {

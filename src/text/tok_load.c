@@ -12,7 +12,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "reprshift/jsonutil.h"
+#include "base/jsonutil.h"
 #include "reprshift/fileio.h"
 #include "text/tok_internal.h"
 
