@@ -14,16 +14,11 @@
 #include "reprshift/tokenizer.h"
 #include "reprshift/version.h"
 
-static void json_num(cJSON *o, const char *k, double v) {
-    if (isfinite(v)) rs_json_add_num(o, k, v);
-    else cJSON_AddNullToObject(o, k);
-}
-
 static cJSON *json_stat(const rs_stat *s) {
     cJSON *o = cJSON_CreateObject();
-    json_num(o, "value", s->value);
-    json_num(o, "ci_lo", s->lo);
-    json_num(o, "ci_hi", s->hi);
+    rs_json_add_num(o, "value", s->value);
+    rs_json_add_num(o, "ci_lo", s->lo);
+    rs_json_add_num(o, "ci_hi", s->hi);
     return o;
 }
 
@@ -33,28 +28,28 @@ static cJSON *json_metric(const shift_layer *L, int k) {
     const stats_null *z = &L->r.null[k];
     char tbuf[160];
     cJSON *o = json_stat(shift_metric_stat(&L->r, k));
-    json_num(o, "p_value", z->p);
-    json_num(o, "null_lo", z->lo);
-    json_num(o, "null_hi", z->hi);
-    json_num(o, "null_mean", z->mean);
+    rs_json_add_num(o, "p_value", z->p);
+    rs_json_add_num(o, "null_lo", z->lo);
+    rs_json_add_num(o, "null_hi", z->hi);
+    rs_json_add_num(o, "null_mean", z->mean);
     rs_json_add_num(o, "n_perm", z->n_perm);
     cJSON_AddStringToObject(o, "test", shift_test_text(k, L, tbuf, sizeof tbuf));
-    json_num(o, "q_value", L->q[k]);
+    rs_json_add_num(o, "q_value", L->q[k]);
     return o;
 }
 
 static cJSON *json_fit(const sae_fit_metrics *m) {
     cJSON *o = cJSON_CreateObject();
     rs_json_add_num(o, "n_rows", (double)m->n_rows);
-    json_num(o, "mse", m->mse);
-    json_num(o, "relative_mse", m->relative_mse);
-    json_num(o, "explained_variance", m->explained_variance);
-    json_num(o, "cossim", m->cossim);
-    json_num(o, "l0", m->l0);
-    json_num(o, "l1", m->l1);
-    json_num(o, "frac_alive", m->frac_alive);
-    json_num(o, "frac_dead", m->frac_dead);
-    json_num(o, "mean_max_act", m->mean_max_act);
+    rs_json_add_num(o, "mse", m->mse);
+    rs_json_add_num(o, "relative_mse", m->relative_mse);
+    rs_json_add_num(o, "explained_variance", m->explained_variance);
+    rs_json_add_num(o, "cossim", m->cossim);
+    rs_json_add_num(o, "l0", m->l0);
+    rs_json_add_num(o, "l1", m->l1);
+    rs_json_add_num(o, "frac_alive", m->frac_alive);
+    rs_json_add_num(o, "frac_dead", m->frac_dead);
+    rs_json_add_num(o, "mean_max_act", m->mean_max_act);
     return o;
 }
 
@@ -110,17 +105,17 @@ static void json_top_features(cJSON *L, const shift_layer *lay) {
             rs_json_add_num(e, "feature", f);
             if (lay->sae.neuronpedia)
                 cJSON_AddStringToObject(e, "neuronpedia_url", rs_neuronpedia_url(lay->sae.neuronpedia, f, url, sizeof url));
-            json_num(e, "freq_a", (double)r->count_a[f] / U);
-            json_num(e, "freq_b", (double)r->count_b[f] / U);
-            json_num(e, "mean_a", r->sum_a[f] / U);
-            json_num(e, "mean_b", r->sum_b[f] / U);
-            json_num(e, "delta_freq", lay->dfreq[f]);
-            json_num(e, "delta_freq_ci_lo", fl->ci[j * 4 + 0]);
-            json_num(e, "delta_freq_ci_hi", fl->ci[j * 4 + 1]);
-            json_num(e, "delta_mean", lay->dmean[f]);
-            json_num(e, "delta_mean_ci_lo", fl->ci[j * 4 + 2]);
-            json_num(e, "delta_mean_ci_hi", fl->ci[j * 4 + 3]);
-            json_num(e, "delta_freq_excess", lay->excess[f]);
+            rs_json_add_num(e, "freq_a", (double)r->count_a[f] / U);
+            rs_json_add_num(e, "freq_b", (double)r->count_b[f] / U);
+            rs_json_add_num(e, "mean_a", r->sum_a[f] / U);
+            rs_json_add_num(e, "mean_b", r->sum_b[f] / U);
+            rs_json_add_num(e, "delta_freq", lay->dfreq[f]);
+            rs_json_add_num(e, "delta_freq_ci_lo", fl->ci[j * 4 + 0]);
+            rs_json_add_num(e, "delta_freq_ci_hi", fl->ci[j * 4 + 1]);
+            rs_json_add_num(e, "delta_mean", lay->dmean[f]);
+            rs_json_add_num(e, "delta_mean_ci_lo", fl->ci[j * 4 + 2]);
+            rs_json_add_num(e, "delta_mean_ci_hi", fl->ci[j * 4 + 3]);
+            rs_json_add_num(e, "delta_freq_excess", lay->excess[f]);
             cJSON_AddItemToArray(arr, e);
         }
     }
@@ -149,11 +144,11 @@ static void json_top_units(cJSON *L, const shift_run_result *res, const shift_la
         } else {
             rs_json_add_num(e, "input", (double)t);
         }
-        json_num(e, "cos_raw", lay->r.row_cos_raw[u]);
-        json_num(e, "l2_raw", lay->r.row_l2_raw[u]);
+        rs_json_add_num(e, "cos_raw", lay->r.row_cos_raw[u]);
+        rs_json_add_num(e, "l2_raw", lay->r.row_l2_raw[u]);
         if (lay->has_sae) {
-            json_num(e, "cos_feat", lay->r.row_cos_feat[u]);
-            json_num(e, "jaccard", lay->r.row_jaccard[u]);
+            rs_json_add_num(e, "cos_feat", lay->r.row_cos_feat[u]);
+            rs_json_add_num(e, "jaccard", lay->r.row_jaccard[u]);
         }
         cJSON_AddItemToArray(tt, e);
     }
@@ -168,12 +163,12 @@ static void json_categories(cJSON *L, const shift_run_result *res, const shift_l
         cJSON *e = cJSON_AddObjectToObject(cj, c < ncat - 1 ? categories_name(res->cats, c) : "other");
         double nn = s[0];
         rs_json_add_num(e, "n_tokens", nn);
-        json_num(e, "cos_raw", s[1] / nn);
-        json_num(e, "l2_raw", s[2] / nn);
+        rs_json_add_num(e, "cos_raw", s[1] / nn);
+        rs_json_add_num(e, "l2_raw", s[2] / nn);
         if (lay->has_sae) {
-            json_num(e, "cos_feat", s[3] / nn);
-            json_num(e, "jaccard", s[4] / nn);
-            json_num(e, "js_bits", s[5] / nn);
+            rs_json_add_num(e, "cos_feat", s[3] / nn);
+            rs_json_add_num(e, "jaccard", s[4] / nn);
+            rs_json_add_num(e, "js_bits", s[5] / nn);
         }
     }
 }
@@ -210,10 +205,10 @@ static int json_token_types(cJSON *L, const shift_run_result *res, const shift_l
             const char *pc = res->tok ? tok_piece(res->tok, x->key) : NULL;
             if (pc) cJSON_AddStringToObject(e, "token", pc);
             cJSON_AddNumberToObject(e, "count", (double)x->count);
-            json_num(e, "mean", x->mean);
-            json_num(e, "ci_lo", x->lo);
-            json_num(e, "ci_hi", x->hi);
-            json_num(e, "excess", x->excess);
+            rs_json_add_num(e, "mean", x->mean);
+            rs_json_add_num(e, "ci_lo", x->lo);
+            rs_json_add_num(e, "ci_hi", x->hi);
+            rs_json_add_num(e, "excess", x->excess);
             cJSON_AddNumberToObject(e, "freq_bin", x->bin);
             cJSON_AddItemToArray(arr, e);
         }

@@ -183,6 +183,15 @@ cJSON *rs_json_number(double x) {
     return isfinite(x) ? cJSON_CreateNumber(x) : cJSON_CreateNull();
 }
 
+cJSON *rs_json_stat(double v, double lo, double hi) {
+    cJSON *o = cJSON_CreateObject();
+    if (o && (!rs_json_add_num(o, "value", v) || !rs_json_add_num(o, "ci_lo", lo) || !rs_json_add_num(o, "ci_hi", hi))) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    return o;
+}
+
 cJSON *rs_json_add_num(cJSON *obj, const char *key, double x) {
     cJSON *v = rs_json_number(x);
     if (v && !cJSON_AddItemToObject(obj, key, v)) {

@@ -47,6 +47,8 @@ int rs_json_append_num(char **buf, size_t *len, size_t *cap, const char *fmt, do
 cJSON *rs_json_number(double x);
 /* cJSON_AddItemToObject(obj, key, rs_json_number(x)); the item, or NULL on OOM. */
 cJSON *rs_json_add_num(cJSON *obj, const char *key, double x);
+/* {"value": v, "ci_lo": lo, "ci_hi": hi} (non-finite numbers as null); NULL on OOM. */
+cJSON *rs_json_stat(double v, double lo, double hi);
 /* Write s as a JSON string literal (with quotes) to fp. */
 void rs_json_write_string(FILE *fp, const char *s);
 /* Append s verbatim to a growing buffer (*buf, *len, *cap); -1 on OOM. */

@@ -78,11 +78,6 @@ static const char *cond_letter(int s) {
     return "?";
 }
 
-static void add_num(cJSON *o, const char *k, double v) {
-    if (isfinite(v)) rs_json_add_num(o, k, v);
-    else cJSON_AddNullToObject(o, k);
-}
-
 
 /* Raw cosine between the two stores' rows by caption token position p = 1.. (the <bos>
  * row 0 and special tokens are excluded): mean over the captions that have position p,
@@ -156,9 +151,9 @@ static int by_position(pl_ctx *c, int sa, int sb, const char *hook, int B, cJSON
         rs_json_add_num(e, "position", (double)p);
         rs_json_add_num(e, "n_captions", (double)n);
         cJSON *st = cJSON_AddObjectToObject(e, "cos_raw");
-        add_num(st, "value", s / (double)n);
-        add_num(st, "ci_lo", lo);
-        add_num(st, "ci_hi", hi);
+        rs_json_add_num(st, "value", s / (double)n);
+        rs_json_add_num(st, "ci_lo", lo);
+        rs_json_add_num(st, "ci_hi", hi);
         cJSON_AddItemToArray(arr, e);
     }
     *out = arr;
@@ -398,13 +393,13 @@ static int cond_ce(pl_ctx *c, const cond_models *m, int s, int nh, rs_sae *const
         }
         cJSON_AddStringToObject(out, "condition", PL_STORE_NAME[s]);
         cJSON *st = cJSON_AddObjectToObject(out, "ce_loss_recovered");
-        add_num(st, "value", rec);
-        add_num(st, "ci_lo", lo);
-        add_num(st, "ci_hi", hi);
-        add_num(out, "ce_clean", W > 0 ? S[0] / W : NAN);
-        add_num(out, "ce_spliced", W > 0 ? S[1] / W : NAN);
-        add_num(out, "ce_zero_ablated", W > 0 ? S[2] / W : NAN);
-        add_num(out, "delta_lm_loss", W > 0 ? (S[1] - S[0]) / W : NAN);
+        rs_json_add_num(st, "value", rec);
+        rs_json_add_num(st, "ci_lo", lo);
+        rs_json_add_num(st, "ci_hi", hi);
+        rs_json_add_num(out, "ce_clean", W > 0 ? S[0] / W : NAN);
+        rs_json_add_num(out, "ce_spliced", W > 0 ? S[1] / W : NAN);
+        rs_json_add_num(out, "ce_zero_ablated", W > 0 ? S[2] / W : NAN);
+        rs_json_add_num(out, "delta_lm_loss", W > 0 ? (S[1] - S[0]) / W : NAN);
         rs_json_add_num(out, "n_predictions", W);
         rs_json_add_num(out, "n_captions", n);
     }

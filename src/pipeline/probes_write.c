@@ -71,19 +71,6 @@ done:
     return rc;
 }
 
-static void add_num(cJSON *o, const char *k, double v) {
-    if (isfinite(v)) rs_json_add_num(o, k, v);
-    else cJSON_AddNullToObject(o, k);
-}
-
-static cJSON *stat_json(double v, double lo, double hi) {
-    cJSON *o = cJSON_CreateObject();
-    add_num(o, "value", v);
-    add_num(o, "ci_lo", lo);
-    add_num(o, "ci_hi", hi);
-    return o;
-}
-
 static void add_range01(cJSON *m) {
     cJSON *range = cJSON_AddArrayToObject(m, "range");
     cJSON_AddItemToArray(range, rs_json_number(0));
@@ -118,25 +105,25 @@ static cJSON *point_json(const pl_probes_result *r, const pl_probe_point *P) {
     if (P->xfer >= 0) {
         const pl_probe_transfer *X = &r->xf[P->xfer];
         const rs_transfer_cell *cl = &X->r.cell[P->cell];
-        cJSON_AddItemToObject(L, "accuracy", stat_json(cl->mean.accuracy, cl->ci_lo.accuracy, cl->ci_hi.accuracy));
-        add_num(L, "chance", X->r.chance[rs_transfer_cells()[P->cell].test]);
+        cJSON_AddItemToObject(L, "accuracy", rs_json_stat(cl->mean.accuracy, cl->ci_lo.accuracy, cl->ci_hi.accuracy));
+        rs_json_add_num(L, "chance", X->r.chance[rs_transfer_cells()[P->cell].test]);
         return L;
     }
     const rs_eval_result *e = &P->ev;
     rs_json_add_num(L, "n_test_groups", e->n_test_groups);
-    cJSON_AddItemToObject(L, "accuracy", stat_json(e->mean.accuracy, e->ci_lo.accuracy, e->ci_hi.accuracy));
+    cJSON_AddItemToObject(L, "accuracy", rs_json_stat(e->mean.accuracy, e->ci_lo.accuracy, e->ci_hi.accuracy));
     cJSON_AddItemToObject(L, "balanced_accuracy",
-                          stat_json(e->mean.balanced_accuracy, e->ci_lo.balanced_accuracy, e->ci_hi.balanced_accuracy));
-    cJSON_AddItemToObject(L, "macro_f1", stat_json(e->mean.macro_f1, e->ci_lo.macro_f1, e->ci_hi.macro_f1));
-    add_num(L, "accuracy_sd", e->acc_sd);
-    add_num(L, "chance", e->chance);
-    add_num(L, "permuted_label_accuracy", e->perm_accuracy);
-    add_num(L, "permutation_p", e->perm_p);
+                          rs_json_stat(e->mean.balanced_accuracy, e->ci_lo.balanced_accuracy, e->ci_hi.balanced_accuracy));
+    cJSON_AddItemToObject(L, "macro_f1", rs_json_stat(e->mean.macro_f1, e->ci_lo.macro_f1, e->ci_hi.macro_f1));
+    rs_json_add_num(L, "accuracy_sd", e->acc_sd);
+    rs_json_add_num(L, "chance", e->chance);
+    rs_json_add_num(L, "permuted_label_accuracy", e->perm_accuracy);
+    rs_json_add_num(L, "permutation_p", e->perm_p);
     rs_json_add_num(L, "permutations", e->n_perm);
     /* the permutation test's wall time goes to run.log only: results must be byte-reproducible */
-    add_num(L, "control_accuracy", e->control_accuracy);
-    add_num(L, "control_type_overlap", e->control_overlap);
-    add_num(L, "selectivity", e->selectivity);
+    rs_json_add_num(L, "control_accuracy", e->control_accuracy);
+    rs_json_add_num(L, "control_type_overlap", e->control_overlap);
+    rs_json_add_num(L, "selectivity", e->selectivity);
     rs_json_add_num(L, "permutation_q", P->q);
     return L;
 }
@@ -151,7 +138,7 @@ static void add_points(const pl_probes_result *r, cJSON *tasks, int vision) {
         cJSON *t = task_entry(tasks, P->task, P->kind, P->model, key);
         cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(t, key), point_json(r, P));
         /* the task's chance line: majority share (the same for every layer) */
-        if (P->xfer < 0 && !cJSON_GetObjectItemCaseSensitive(t, "chance")) add_num(t, "chance", P->ev.chance);
+        if (P->xfer < 0 && !cJSON_GetObjectItemCaseSensitive(t, "chance")) rs_json_add_num(t, "chance", P->ev.chance);
     }
 }
 
@@ -168,14 +155,14 @@ static cJSON *paired_json(const pl_probe_paired *Q) {
     rs_json_add_num(o, "n_test_groups", r->n_test_groups);
     rs_json_add_num(o, "n_test_items", r->n_test_items);
     rs_json_add_num(o, "n_groups_tested", r->n_groups_tested);
-    add_num(o, "accuracy_a", r->acc_a);
-    add_num(o, "accuracy_b", r->acc_b);
-    cJSON_AddItemToObject(o, "difference", stat_json(r->diff, r->ci_lo, r->ci_hi));
+    rs_json_add_num(o, "accuracy_a", r->acc_a);
+    rs_json_add_num(o, "accuracy_b", r->acc_b);
+    cJSON_AddItemToObject(o, "difference", rs_json_stat(r->diff, r->ci_lo, r->ci_hi));
     cJSON *sd = cJSON_AddArrayToObject(o, "seed_differences");
     for (int s = 0; s < r->n_seeds; s++) cJSON_AddItemToArray(sd, rs_json_number(r->seed_diff[s]));
-    add_num(o, "p", r->p);
+    rs_json_add_num(o, "p", r->p);
     rs_json_add_num(o, "permutations", r->n_perm);
-    add_num(o, "q", Q->q);
+    rs_json_add_num(o, "q", Q->q);
     return o;
 }
 
@@ -265,7 +252,7 @@ static cJSON *transfer_matrix(const pl_probe_transfer *X) {
                 if (defs[q].train == tr && defs[q].test == te && defs[q].map == mk) cell = q;
             const rs_transfer_cell *c = cell >= 0 ? &r->cell[cell] : NULL;
             if (!c || !c->available) cJSON_AddItemToArray(row, cJSON_CreateNull());
-            else cJSON_AddItemToArray(row, stat_json(c->mean.accuracy, c->ci_lo.accuracy, c->ci_hi.accuracy));
+            else cJSON_AddItemToArray(row, rs_json_stat(c->mean.accuracy, c->ci_lo.accuracy, c->ci_hi.accuracy));
             if (c && c->available && isfinite(c->map_r2)) cJSON_AddItemToArray(rr, rs_json_number(c->map_r2));
             else cJSON_AddItemToArray(rr, cJSON_CreateNull());
         }
@@ -277,8 +264,8 @@ static cJSON *transfer_matrix(const pl_probe_transfer *X) {
     cJSON *dg = cJSON_AddObjectToObject(m, "diagnosis");
     cJSON_AddStringToObject(dg, "captions_to_images", rs_transfer_diagnosis(r, 0));
     cJSON_AddStringToObject(dg, "images_to_captions", rs_transfer_diagnosis(r, 1));
-    add_num(m, "chance_captions", r->chance[0]);
-    add_num(m, "chance_images", r->chance[1]);
+    rs_json_add_num(m, "chance_captions", r->chance[0]);
+    rs_json_add_num(m, "chance_images", r->chance[1]);
     return m;
 }
 
@@ -317,7 +304,7 @@ static cJSON *edit_matrix(const pl_probe_edit_matrix *E) {
     for (int a = 0; a < V; a++) {
         cJSON *row = cJSON_CreateArray();
         for (int b = 0; b < V; b++)
-            cJSON_AddItemToArray(row, stat_json(E->acc[a * V + b], E->lo[a * V + b], E->hi[a * V + b]));
+            cJSON_AddItemToArray(row, rs_json_stat(E->acc[a * V + b], E->lo[a * V + b], E->hi[a * V + b]));
         cJSON_AddItemToArray(vals, row);
     }
     rs_json_add_num(m, "n_images", E->n_images);
@@ -349,8 +336,8 @@ cJSON *pl_probes_attribute_json(const pl_probes_result *r) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "edit", l->edit);
             rs_json_add_num(o, "value", l->value);
-            cJSON_AddItemToObject(o, "d_luma_bt601", stat_json(l->d_luma.value, l->d_luma.lo, l->d_luma.hi));
-            cJSON_AddItemToObject(o, "d_linear_Y", stat_json(l->d_linear_y.value, l->d_linear_y.lo, l->d_linear_y.hi));
+            cJSON_AddItemToObject(o, "d_luma_bt601", rs_json_stat(l->d_luma.value, l->d_luma.lo, l->d_luma.hi));
+            cJSON_AddItemToObject(o, "d_linear_Y", rs_json_stat(l->d_linear_y.value, l->d_linear_y.lo, l->d_linear_y.hi));
             rs_json_add_num(o, "n_images", r->lum_images);
             cJSON_AddStringToObject(o, "definition", def);
             cJSON_AddItemToArray(arr, o);

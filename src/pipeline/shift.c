@@ -180,19 +180,6 @@ done:
     return rc;
 }
 
-static void add_num(cJSON *o, const char *k, double v) {
-    if (isfinite(v)) rs_json_add_num(o, k, v);
-    else cJSON_AddNullToObject(o, k);
-}
-
-static cJSON *stat_json(double v, double lo, double hi) {
-    cJSON *o = cJSON_CreateObject();
-    add_num(o, "value", v);
-    add_num(o, "ci_lo", lo);
-    add_num(o, "ci_hi", hi);
-    return o;
-}
-
 /* results/sae_fit.json entry of one model at one layer: the SAE's fit (from the shift
  * analysis) and the spliced CE. */
 static cJSON *fit_entry(pl_ctx *c, int side, int L, const char *hook, const char *sp, const rs_sae *sae,
@@ -208,20 +195,20 @@ static cJSON *fit_entry(pl_ctx *c, int side, int L, const char *hook, const char
     rs_json_add_num(e, "layer", L);
     rs_json_add_num(e, "n_rows", (double)fm->n_rows);
     cJSON *met = cJSON_AddObjectToObject(e, "metrics");
-    cJSON_AddItemToObject(met, "ce_loss_recovered", stat_json(ce->recovered, ce->lo, ce->hi));
-    add_num(met, "explained_variance", fm->explained_variance);
-    add_num(met, "l0", fm->l0);
-    add_num(met, "cossim", fm->cossim);
-    add_num(met, "relative_mse", fm->relative_mse);
-    add_num(met, "frac_dead", fm->frac_dead);
+    cJSON_AddItemToObject(met, "ce_loss_recovered", rs_json_stat(ce->recovered, ce->lo, ce->hi));
+    rs_json_add_num(met, "explained_variance", fm->explained_variance);
+    rs_json_add_num(met, "l0", fm->l0);
+    rs_json_add_num(met, "cossim", fm->cossim);
+    rs_json_add_num(met, "relative_mse", fm->relative_mse);
+    rs_json_add_num(met, "frac_dead", fm->frac_dead);
     cJSON *cj = cJSON_AddObjectToObject(e, "ce");
-    add_num(cj, "clean", ce->clean);
-    add_num(cj, "spliced", ce->spliced);
-    add_num(cj, "zero_ablated", ce->zero);
+    rs_json_add_num(cj, "clean", ce->clean);
+    rs_json_add_num(cj, "spliced", ce->spliced);
+    rs_json_add_num(cj, "zero_ablated", ce->zero);
     rs_json_add_num(cj, "n_predictions", (double)ce->n_pred);
     rs_json_add_num(cj, "n_sequences", c->n_text);
     cJSON_AddStringToObject(cj, "convention", splice_ce_convention_name(pl_ce_convention(c)));
-    add_num(cj, "delta_lm_loss", ce->spliced - ce->clean);
+    rs_json_add_num(cj, "delta_lm_loss", ce->spliced - ce->clean);
     return e;
 }
 
