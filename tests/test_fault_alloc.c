@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+
+#include "fault_alloc.h"
 #include <execinfo.h>
 
 #include "reprshift/config.h"
@@ -30,29 +32,7 @@
 #include "reprshift/sae.h"
 #include "reprshift/tokenizer.h"
 
-/* ---- the wrapped allocator: the k-th counted call fails (k = 0: none) ---- */
-static long g_calls, g_fail_at;
-static int g_armed;
-static void *g_fail_site; /* return address of the failed call (diagnostics: RS_FAULT_SITES=1) */
-static void *g_bt[8];
-static int g_nbt;
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t a, size_t b);
-void *__real_realloc(void *p, size_t n);
-char *__real_strdup(const char *s);
-char *__real_strndup(const char *s, size_t n);
-
-static int should_fail(void) {
-    if (!g_armed) return 0;
-    return ++g_calls == g_fail_at;
-}
-#define FAILS() (should_fail() ? (g_fail_site = __builtin_return_address(0), g_nbt = getenv("RS_FAULT_SITES") ? backtrace(g_bt, 8) : 0, 1) : 0)
-void *__wrap_malloc(size_t n) { return FAILS() ? NULL : __real_malloc(n); }
-void *__wrap_calloc(size_t a, size_t b) { return FAILS() ? NULL : __real_calloc(a, b); }
-void *__wrap_realloc(void *p, size_t n) { return FAILS() ? NULL : __real_realloc(p, n); }
-char *__wrap_strdup(const char *s) { return FAILS() ? NULL : __real_strdup(s); }
-char *__wrap_strndup(const char *s, size_t n) { return FAILS() ? NULL : __real_strndup(s, n); }
+/* ---- the wrapped allocator (fault_alloc.c): the k-th counted call fails (k = 0: none) ---- */
 
 int main(void);
 typedef int (*op_fn)(rs_err *err); /* runs the operation and frees what it made */
@@ -192,24 +172,24 @@ static void run_op(const char *name, op_fn op, long max_recovered) {
     rs_err err;
     /* count */
     memset(&err, 0, sizeof err);
-    g_calls = 0;
-    g_fail_at = 0;
-    g_armed = 1;
+    fa_calls = 0;
+    fa_fail_at = 0;
+    fa_armed = 1;
     int rc = op(&err);
-    g_armed = 0;
+    fa_armed = 0;
     if (rc) fail_msg("%s: fails without injection: %s", name, err.msg);
-    long n = g_calls, clean = 0, recovered = 0;
+    long n = fa_calls, clean = 0, recovered = 0;
     for (long k = 1; k <= n; k++) {
         memset(&err, 0, sizeof err);
-        g_calls = 0;
-        g_fail_at = k;
-        g_armed = 1;
+        fa_calls = 0;
+        fa_fail_at = k;
+        fa_armed = 1;
         rc = op(&err);
-        g_armed = 0;
+        fa_armed = 0;
         if (rc == 0) {
             recovered++;
-            for (int q = 1; q < g_nbt && getenv("RS_FAULT_SITES"); q++) printf("    bt main%+ld\n", (long)((char *)g_bt[q] - (char *)&main));
-            if (getenv("RS_FAULT_SITES")) printf("  %s: allocation %ld failed, call succeeded: site main%+ld\n", name, k, (long)((char *)g_fail_site - (char *)&main));
+            for (int q = 1; q < fa_nbt && getenv("RS_FAULT_SITES"); q++) printf("    bt main%+ld\n", (long)((char *)fa_bt[q] - (char *)&main));
+            if (getenv("RS_FAULT_SITES")) printf("  %s: allocation %ld failed, call succeeded: site main%+ld\n", name, k, (long)((char *)fa_fail_site - (char *)&main));
             continue;
         }
         if (rc != -1 || !err.msg[0]) fail_msg("%s: allocation %ld of %ld failed: rc %d, message \"%s\"", name, k, n, rc, err.msg);

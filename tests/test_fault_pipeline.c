@@ -31,35 +31,13 @@
 #include <execinfo.h>
 
 #include "testutil.h"
+#include "fault_alloc.h"
 #include "pipeline/pipeline_internal.h"
 #include "reprshift/fileio.h"
 #include "reprshift/pipeline.h"
 #include "reprshift/report.h"
 
-/* ---- the wrapped allocator: the k-th counted call fails (k = 0: none) ---- */
-static long g_calls, g_fail_at;
-static int g_armed;
-static void *g_fail_site;
-static void *g_bt[10];
-static int g_nbt;
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t a, size_t b);
-void *__real_realloc(void *p, size_t n);
-char *__real_strdup(const char *s);
-char *__real_strndup(const char *s, size_t n);
-
-static int should_fail(void) {
-    if (!g_armed) return 0;
-    return ++g_calls == g_fail_at;
-}
-#define FAILS() \
-    (should_fail() ? (g_fail_site = __builtin_return_address(0), g_nbt = getenv("RS_FAULT_SITES") ? backtrace(g_bt, 10) : 0, 1) : 0)
-void *__wrap_malloc(size_t n) { return FAILS() ? NULL : __real_malloc(n); }
-void *__wrap_calloc(size_t a, size_t b) { return FAILS() ? NULL : __real_calloc(a, b); }
-void *__wrap_realloc(void *p, size_t n) { return FAILS() ? NULL : __real_realloc(p, n); }
-char *__wrap_strdup(const char *s) { return FAILS() ? NULL : __real_strdup(s); }
-char *__wrap_strndup(const char *s, size_t n) { return FAILS() ? NULL : __real_strndup(s, n); }
+/* ---- the wrapped allocator (fault_alloc.c): the k-th counted call fails (k = 0: none) ---- */
 
 /* ---- the stage functions, armed while the target stage runs ---- */
 static const char *g_target;
@@ -67,9 +45,9 @@ static const char *g_target;
 #define ARMED(name, call)                                            \
     do {                                                             \
         int arm_ = g_target && !strcmp(g_target, name);              \
-        if (arm_) g_armed = 1;                                       \
+        if (arm_) fa_armed = 1;                                       \
         int rc_ = call;                                              \
-        if (arm_) g_armed = 0;                                       \
+        if (arm_) fa_armed = 0;                                       \
         return rc_;                                                  \
     } while (0)
 
@@ -203,10 +181,10 @@ static void fault_stage(stage_case *s) {
     /* count */
     remove_markers(s);
     g_target = s->name;
-    g_calls = 0;
-    g_fail_at = 0;
+    fa_calls = 0;
+    fa_fail_at = 0;
     if (run_pipeline(&err)) fail_msg("%s: fails without injection: %s", s->name, err.msg);
-    long n = g_calls;
+    long n = fa_calls;
     assert_true(n > 0);
     long budget = getenv("RS_FAULT_BUDGET") ? atol(getenv("RS_FAULT_BUDGET")) : 40;
     long stride = getenv("RS_FAULT_STRIDE") ? atol(getenv("RS_FAULT_STRIDE")) : (n + budget - 1) / budget;
@@ -216,8 +194,8 @@ static void fault_stage(stage_case *s) {
     for (long k = from > 0 ? from : 1; k <= n; k += stride) {
         remove_markers(s);
         if (getenv("RS_FAULT_TRACE")) fprintf(stderr, "%s: failing allocation %ld\n", s->name, k);
-        g_calls = 0;
-        g_fail_at = k;
+        fa_calls = 0;
+        fa_fail_at = k;
         int rc = run_pipeline(&err);
         tried++;
         if (rc == 0) {
@@ -231,7 +209,7 @@ static void fault_stage(stage_case *s) {
             }
             if (getenv("RS_FAULT_SITES")) {
                 printf("  %s: allocation %ld failed, run succeeded\n", s->name, k);
-                backtrace_symbols_fd(g_bt, g_nbt, 1);
+                backtrace_symbols_fd(fa_bt, fa_nbt, 1);
             }
             continue;
         }
