@@ -70,18 +70,15 @@ static void json_str_or_null(const char *s) {
 
 int cmd_intervene(int argc, char **argv) {
     static const struct option LONG[] = {
-        {"model", required_argument, 0, 'm'},       {"revision", required_argument, 0, 'R'},
-        {"tokenizer", required_argument, 0, 'z'},   {"text", required_argument, 0, 't'},
-        {"ids", required_argument, 0, 'i'},         {"image", required_argument, 0, 'I'},
-        {"prompt", required_argument, 0, 'p'},      {"source", required_argument, 0, 's'},
+        IV_INPUT_LONG_OPTIONS,                      {"source", required_argument, 0, 's'},
         {"source-ids", required_argument, 0, 'S'},  {"source-image", required_argument, 0, 'J'},
         {"spec", required_argument, 0, 'x'},        {"targets", required_argument, 0, 'g'},
         {"target-ids", required_argument, 0, 'G'},  {"positions", required_argument, 0, 'P'},
         {"top-k", required_argument, 0, 'k'},       {"json", no_argument, 0, 'j'},
         {"specs-file", required_argument, 0, 'F'}, {"generate", required_argument, 0, 'N'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
-    const char *model = NULL, *revision = NULL, *tokp = NULL, *text = NULL, *ids = NULL, *image = NULL;
-    const char *prompt = NULL, *targets = NULL, *target_ids = NULL, *positions = NULL, *specs_file = NULL;
+    iv_input_opts io = {0};
+    const char *targets = NULL, *target_ids = NULL, *positions = NULL, *specs_file = NULL;
     int json = 0, top_k = 5, c, gen_n = 0;
     int n_specs = 0, n_src = 0;
     const char **specs = calloc((size_t)argc + 1, sizeof *specs);
@@ -96,14 +93,8 @@ int cmd_intervene(int argc, char **argv) {
     opterr = 0;
     int usage_err = 0;
     while (!usage_err && (c = getopt_long(argc, argv, "h", LONG, NULL)) != -1) {
+        if (iv_input_opt(&io, c, optarg)) continue;
         switch (c) {
-        case 'm': model = optarg; break;
-        case 'R': revision = optarg; break;
-        case 'z': tokp = optarg; break;
-        case 't': text = optarg; break;
-        case 'i': ids = optarg; break;
-        case 'I': image = optarg; break;
-        case 'p': prompt = optarg; break;
         case 's': srcs[n_src++] = (src_arg){'t', optarg}; break;
         case 'S': srcs[n_src++] = (src_arg){'i', optarg}; break;
         case 'J': srcs[n_src++] = (src_arg){'m', optarg}; break;
@@ -129,7 +120,7 @@ int cmd_intervene(int argc, char **argv) {
             usage_err = 1;
         }
     }
-    if (!usage_err && (!model || !!text + !!ids + !!image == 0 || (text && ids) || (ids && image) ||
+    if (!usage_err && (!iv_input_opts_ok(&io) ||
                        (!n_specs && !specs_file) ||
                        (targets && target_ids) || optind != argc)) {
         fprintf(stderr, "reprshift intervene: need --model, an input (--text or --ids; --image for PaliGemma) and "
@@ -157,22 +148,22 @@ int cmd_intervene(int argc, char **argv) {
     double *pc = NULL, *pi = NULL;
     in = calloc((size_t)n_in, sizeof *in);
     view = calloc((size_t)n_in, sizeof *view);
-    if (iv_model_open(&m, model, revision, tokp, &err)) goto done;
+    if (iv_model_open(&m, io.model, io.revision, io.tokenizer, &err)) goto done;
     if (!in || !view) { rs_errk(&err, RS_ENOMEM, "out of memory"); goto done; }
     if (iv_specs_load(m.dec, specs, n_specs, specs_file, &iv, &n_specs, &err)) goto done;
-    if (iv_build(&m, image, prompt, text, ids, &in[0], &err)) goto done;
+    if (iv_build(&m, io.image, io.prompt, io.text, io.ids, &in[0], &err)) goto done;
     for (int s = 0; s < n_src; s++) {
         const src_arg *a = &srcs[s];
-        int rc = a->kind == 'm' ? iv_build(&m, a->v, prompt, text, NULL, &in[s + 1], &err)
+        int rc = a->kind == 'm' ? iv_build(&m, a->v, io.prompt, io.text, NULL, &in[s + 1], &err)
                : a->kind == 'i' ? iv_build(&m, NULL, NULL, NULL, a->v, &in[s + 1], &err)
-                                : iv_build(&m, image, prompt, a->v, NULL, &in[s + 1], &err);
+                                : iv_build(&m, io.image, io.prompt, a->v, NULL, &in[s + 1], &err);
         if (rc) { rs_err_prefix(&err, "source input %d", s + 1); goto done; }
     }
     for (int i = 0; i < n_in; i++) view[i] = iv_view(&in[i]);
     if (iv_targets(&m, targets, target_ids, &tgt, &n_t, &err)) goto done;
     int T = (int)in[0].len;
     if (iv_positions(positions, -1, T, &pos, &n_pos, &err)) goto done;
-    if (gen_n && m.type == RS_MODEL_PALIGEMMA && (!image || in[0].n_text)) {
+    if (gen_n && m.type == RS_MODEL_PALIGEMMA && (!io.image || in[0].n_text)) {
         rs_errk(&err, RS_EINVAL, "--generate with PaliGemma continues the image + prompt prefix: give --image (and "
                                  "--prompt), not --text / --ids");
         goto done;
@@ -201,7 +192,7 @@ int cmd_intervene(int argc, char **argv) {
     /* ---- output ---- */
     if (json) {
         printf("{\"model\": ");
-        rs_json_write_string(stdout, model);
+        rs_json_write_string(stdout, io.model);
         printf(", \"n_tokens\": %d, \"n_image_tokens\": %d, \"ids\": [", T, in[0].n_image);
         for (int t = 0; t < T; t++) printf("%s%d", t ? ", " : "", in[0].ids[t]);
         printf("], \"interventions\": [");
@@ -217,7 +208,7 @@ int cmd_intervene(int argc, char **argv) {
         }
         printf("], \"positions\": [");
     } else {
-        printf("model %s: %d tokens%s", model, T, in[0].n_image ? "" : "\n");
+        printf("model %s: %d tokens%s", io.model, T, in[0].n_image ? "" : "\n");
         if (in[0].n_image) printf(" (%d image tokens)\n", in[0].n_image);
         for (int i = 0; i < n_specs; i++) {
             printf("intervention %d: %s", i, iv[i].spec);

@@ -33,27 +33,18 @@ static const char USAGE[] =
 
 int cmd_lens(int argc, char **argv) {
     static const struct option LONG[] = {
-        {"model", required_argument, 0, 'm'},     {"revision", required_argument, 0, 'R'},
-        {"tokenizer", required_argument, 0, 'z'}, {"text", required_argument, 0, 't'},
-        {"ids", required_argument, 0, 'i'},       {"image", required_argument, 0, 'I'},
-        {"prompt", required_argument, 0, 'p'},    {"layers", required_argument, 0, 'l'},
+        IV_INPUT_LONG_OPTIONS,                    {"layers", required_argument, 0, 'l'},
         {"positions", required_argument, 0, 'P'}, {"top-k", required_argument, 0, 'k'},
         {"json", no_argument, 0, 'j'},            {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    const char *model = NULL, *revision = NULL, *tokp = NULL, *text = NULL, *ids = NULL, *image = NULL;
-    const char *prompt = NULL, *layers_s = NULL, *positions = NULL;
+    iv_input_opts io = {0};
+    const char *layers_s = NULL, *positions = NULL;
     int json = 0, top_k = 5, c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", LONG, NULL)) != -1) {
+        if (iv_input_opt(&io, c, optarg)) continue;
         switch (c) {
-        case 'm': model = optarg; break;
-        case 'R': revision = optarg; break;
-        case 'z': tokp = optarg; break;
-        case 't': text = optarg; break;
-        case 'i': ids = optarg; break;
-        case 'I': image = optarg; break;
-        case 'p': prompt = optarg; break;
         case 'l': layers_s = optarg; break;
         case 'P': positions = optarg; break;
         case 'k':
@@ -64,7 +55,7 @@ int cmd_lens(int argc, char **argv) {
         default: fprintf(stderr, "reprshift lens: unknown option or missing value\n%s", USAGE); return 2;
         }
     }
-    if (!model || !!text + !!ids + !!image == 0 || (text && ids) || (ids && image) || optind != argc) {
+    if (!iv_input_opts_ok(&io) || optind != argc) {
         fprintf(stderr, "reprshift lens: need --model and an input (--text or --ids; --image for PaliGemma)\n%s", USAGE);
         return 2;
     }
@@ -74,7 +65,8 @@ int cmd_lens(int argc, char **argv) {
     int status = 1, n_l = 0, n_pos = 0, *layers = NULL, *pos = NULL, *top = NULL;
     float **lg = NULL;
     double *p = NULL;
-    if (iv_model_open(&m, model, revision, tokp, &err) || iv_build(&m, image, prompt, text, ids, &in, &err)) goto done;
+    if (iv_model_open(&m, io.model, io.revision, io.tokenizer, &err) ||
+        iv_build(&m, io.image, io.prompt, io.text, io.ids, &in, &err)) goto done;
     int L = m.dec->cfg.n_layers, T = (int)in.len, V = m.dec->cfg.vocab_size;
     if (layers_s) {
         if (iv_positions(layers_s, 0, L, &layers, &n_l, &err)) {
@@ -101,10 +93,10 @@ int cmd_lens(int argc, char **argv) {
     if (rs_logit_lens(m.dec, &v, m.pos_offset, layers, n_l, lg, &err)) goto done;
     if (json) {
         printf("{\"model\": ");
-        rs_json_write_string(stdout, model);
+        rs_json_write_string(stdout, io.model);
         printf(", \"final_norm\": \"ln_final (RMSNorm, gain 1+w)\", \"n_tokens\": %d, \"n_image_tokens\": %d, "
                "\"layers\": [", T, in.n_image);
-    } else printf("model %s: %d tokens, logit lens at blocks.L.hook_resid_post (final norm + unembedding)\n", model, T);
+    } else printf("model %s: %d tokens, logit lens at blocks.L.hook_resid_post (final norm + unembedding)\n", io.model, T);
     for (int a = 0; a < n_l; a++) {
         if (json) printf("%s{\"layer\": %d, \"hook\": \"blocks.%d.hook_resid_post\", \"positions\": [", a ? ", " : "",
                          layers[a], layers[a]);

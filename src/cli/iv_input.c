@@ -301,3 +301,20 @@ void iv_print_gen(int json, const char *key, const gen_output *o, const char *te
         putchar('\n');
     }
 }
+
+int iv_input_opt(iv_input_opts *o, int c, const char *arg) {
+    switch (c) {
+    case 'm': o->model = arg; return 1;
+    case 'R': o->revision = arg; return 1;
+    case 'z': o->tokenizer = arg; return 1;
+    case 't': o->text = arg; return 1;
+    case 'i': o->ids = arg; return 1;
+    case 'I': o->image = arg; return 1;
+    case 'p': o->prompt = arg; return 1;
+    default: return 0;
+    }
+}
+
+int iv_input_opts_ok(const iv_input_opts *o) {
+    return o->model && (o->text || o->ids || o->image) && !(o->text && o->ids) && !(o->ids && o->image);
+}

@@ -22,6 +22,22 @@ typedef struct {
     char *dir;
 } iv_model;
 
+/* The options `intervene` and `lens` share: the model and one input. IV_INPUT_LONG_OPTIONS
+ * are their getopt_long entries (letters m R z t i I p); iv_input_opt stores the value of one
+ * of them (1) or says it is not one of them (0). */
+typedef struct {
+    const char *model, *revision, *tokenizer, *text, *ids, *image, *prompt;
+} iv_input_opts;
+#define IV_INPUT_LONG_OPTIONS                                                        \
+    {"model", required_argument, 0, 'm'}, {"revision", required_argument, 0, 'R'},   \
+        {"tokenizer", required_argument, 0, 'z'}, {"text", required_argument, 0, 't'}, \
+        {"ids", required_argument, 0, 'i'}, {"image", required_argument, 0, 'I'},     \
+        {"prompt", required_argument, 0, 'p'}
+int iv_input_opt(iv_input_opts *o, int c, const char *arg);
+/* 1 when a model and one input are given: --text or --ids, or --image (with --text as its
+ * continuation, not with --ids). */
+int iv_input_opts_ok(const iv_input_opts *o);
+
 /* Open MODEL (folder or Hub name) and its tokenizer (tokp, else MODEL/tokenizer.json if present). */
 int iv_model_open(iv_model *m, const char *model, const char *revision, const char *tokp, rs_err *err);
 void iv_model_close(iv_model *m);
