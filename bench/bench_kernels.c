@@ -13,8 +13,8 @@
  *   kernels LEVEL NAME SHAPE ns_per_elem X gbps G speedup S
  * (GB/s from the bytes the kernel must read and write once; speedup = default time / this).
  * Rows "legacy" time the loops the dispatch replaced (copied here; interleaved with the
- * levels too): per-head cos/sin in RoPE and the per-entry mask test plus the full-row softmax
- * in attention. Their output is checked equal to the default level's, and their speedup
+ * levels too): per-head cos/sin in RoPE, the per-entry mask test plus the full-row softmax
+ * in attention, and the decode row product widening bf16 into a buffer first. Their output is checked equal to the default level's, and their speedup
  * column is legacy time / default time (>1: the new code is faster before any vector ISA).
  *
  * usage: bench_kernels [--reps N] [--threads N] [--quick] [--only NAME]  (NAME: a substring of the kernel names)
@@ -158,7 +158,43 @@ static void r_attn(kcase *k) {
     if (k->legacy) legacy_attention(k);
     else op_attention(k->out, k->a, k->b, k->c, k->off, 2, k->prefix, &k->p, k->scores, k->per);
 }
-static void r_linrows(kcase *k) { op_linear_st(k->out, k->a, &k->st, NULL, k->T, k->D, k->H); }
+/* op_linear_st's row path of the base commit (linear_rows_widened, serial here: one thread). */
+static void legacy_linrows(float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
+    for (int o = 0; o < OUT; o++) {
+        float buf[2048], acc[4][16];
+        memset(acc, 0, sizeof acc);
+        for (int i0 = 0; i0 < IN; i0 += 2048) {
+            int n = IN - i0 < 2048 ? IN - i0 : 2048;
+            const unsigned char *src = (const unsigned char *)W->data + ((size_t)o * IN + i0) * 2;
+            for (int i = 0; i < n; i++) {
+                uint16_t h;
+                uint32_t u;
+                memcpy(&h, src + 2 * (size_t)i, 2);
+                u = (uint32_t)h << 16;
+                memcpy(&buf[i], &u, 4);
+            }
+            for (int t = 0; t < T; t++) {
+                float l[16];
+                const float *xr = x + (size_t)t * IN + i0;
+                memcpy(l, acc[t], sizeof l);
+                int i = 0;
+                for (; i + 16 <= n; i += 16)
+                    for (int q = 0; q < 16; q++) l[q] += xr[i + q] * buf[i + q];
+                for (; i < n; i++) l[i % 16] += xr[i] * buf[i];
+                memcpy(acc[t], l, sizeof l);
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            double sum = 0;
+            for (int q = 0; q < 16; q++) sum += acc[t][q];
+            y[(size_t)t * OUT + o] = (float)sum;
+        }
+    }
+}
+static void r_linrows(kcase *k) {
+    if (k->legacy) legacy_linrows(k->out, k->a, &k->st, k->T, k->D, k->H);
+    else op_linear_st(k->out, k->a, &k->st, NULL, k->T, k->D, k->H);
+}
 /* The machine's read bandwidth: a sum over a buffer much larger than the last-level cache, in
  * 16 float lanes (vectorised even at the baseline level, far from compute-bound), the buffer
  * split across the threads. Not a dispatched kernel: every level runs this same code. */
@@ -264,7 +300,7 @@ static void setup(int quick) {
         for (size_t i = 0; i < nwl; i++) h[i] = (uint16_t)(0x3c00 + (next64() >> 55)); /* bf16 in [2^-7, 2^-6) ± */
         k->st.dtype = RS_DT_BF16, k->st.numel = (int64_t)nwl, k->st.data = h;
         k->st.ndim = 2, k->st.shape[0] = OUT, k->st.shape[1] = IN;
-        k->a = rnd((size_t)T * IN, 1), k->T = T, k->D = IN, k->H = OUT;
+        k->a = rnd((size_t)T * IN, 1), k->T = T, k->D = IN, k->H = OUT, k->has_legacy = 1;
     }
     k = add_case("memread_f32", SHAPE("%dMi floats", quick ? 64 : 256), (quick ? 64.0 : 256.0) * 1048576,
                  (quick ? 64.0 : 256.0) * 1048576 * 4, r_memread, 1);

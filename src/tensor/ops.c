@@ -255,9 +255,26 @@ static inline float lanes_sum(const float *l) {
     return (float)sum;
 }
 
+/* Output o for the T rows of x: each 16 weights widened once, then dotted with every row. */
+RS_KERNEL_BODY void lin_bf16_row(float *y, const float *x, const unsigned char *wr, int T, int IN, int OUT, int o) {
+    float acc[LIN_SMALL_T][LIN_LANES] = {{0}};
+    int i = 0;
+    for (; i + LIN_LANES <= IN; i += LIN_LANES) {
+        float wv[LIN_LANES];
+        for (int k = 0; k < LIN_LANES; k++) wv[k] = bf16_at(wr, i + k);
+        for (int t = 0; t < T; t++)
+            for (int k = 0; k < LIN_LANES; k++) acc[t][k] += x[(size_t)t * IN + i + k] * wv[k];
+    }
+    for (int k = 0; i < IN; i++, k++) {
+        float wv = bf16_at(wr, i);
+        for (int t = 0; t < T; t++) acc[t][k] += x[(size_t)t * IN + i] * wv;
+    }
+    for (int t = 0; t < T; t++) y[(size_t)t * OUT + o] = lanes_sum(acc[t]);
+}
+
 /* Rows [o0, o1) of y[T,OUT] = x[T,IN]·Wᵀ for a BF16 W, widened in registers. T = 1: four
- * weight rows at a time share each x load (four independent lane sets in flight); T > 1: one
- * weight row at a time against the T rows of x. */
+ * weight rows at a time share each x load (four independent lane sets in flight); T > 1 (and the
+ * rows left over): one weight row at a time against the T rows of x. */
 RS_KERNEL_BODY void lin_bf16_body(float *y, const float *x, const unsigned char *w, int T, int IN, int OUT, int o0,
                                   int o1) {
     int o = o0;
@@ -285,16 +302,11 @@ RS_KERNEL_BODY void lin_bf16_body(float *y, const float *x, const unsigned char 
         }
     for (; o < o1; o++) {
         const unsigned char *wr = w + (size_t)o * IN * 2;
-        float acc[LIN_SMALL_T][LIN_LANES];
-        memset(acc, 0, sizeof acc);
-        for (int t = 0; t < T; t++) {
-            const float *xr = x + (size_t)t * IN;
-            float *a = acc[t];
-            int i = 0;
-            for (; i + LIN_LANES <= IN; i += LIN_LANES)
-                for (int k = 0; k < LIN_LANES; k++) a[k] += xr[i + k] * bf16_at(wr, i + k);
-            for (int k = 0; i < IN; i++, k++) a[k] += xr[i] * bf16_at(wr, i);
-            y[(size_t)t * OUT + o] = lanes_sum(a);
+        switch (T) { /* a constant T for each copy of the inlined row loop */
+        case 1: lin_bf16_row(y, x, wr, 1, IN, OUT, o); break;
+        case 2: lin_bf16_row(y, x, wr, 2, IN, OUT, o); break;
+        case 3: lin_bf16_row(y, x, wr, 3, IN, OUT, o); break;
+        default: lin_bf16_row(y, x, wr, LIN_SMALL_T, IN, OUT, o); break;
         }
     }
 }
