@@ -144,15 +144,18 @@ static int kernel_bench(void) {
 enum { P_LIN, P_LIN_BIG, P_HEAD, P_SOFTCAP, P_ATTN, P_NORM, P_ROPE, P_GEGLU, P_ADD, P_EMBED, P_OTHER, P_N };
 static const char *const P_NAMES[P_N] = {"linear_decode T<=4", "linear_decode T>4 (prefill)", "lm_head", "softcap",
                                          "attention_kv", "rms_norm", "rope", "geglu", "add", "embed", "other"};
-static double g_pt[P_N];
+static double g_pt[P_N], g_dt[P_N]; /* all calls; calls inside decode steps */
 static long g_pn[P_N];
+static int g_dec; /* inside a decode step: the last rms_norm/embed had at most OP_LINEAR_SMALL_T rows */
 static int g_vocab;
 static const rs_backend *g_cpu;
 #define TIMED(slot, call)                                                                                          \
     do {                                                                                                           \
         double t0_ = rs_now();                                                                                     \
         call;                                                                                                      \
-        g_pt[slot] += rs_now() - t0_, g_pn[slot]++;                                                                \
+        double dt_ = rs_now() - t0_;                                                                               \
+        g_pt[slot] += dt_, g_pn[slot]++;                                                                           \
+        if (g_dec) g_dt[slot] += dt_;                                                                              \
     } while (0)
 static void p_lin(float *y, const float *x, const st_tensor *W, float *s, int T, int IN, int OUT) {
     TIMED(OUT == g_vocab ? P_HEAD : T <= OP_LINEAR_SMALL_T ? P_LIN : P_LIN_BIG, g_cpu->linear_decode(y, x, W, s, T, IN, OUT));
@@ -163,6 +166,7 @@ static void p_attn(float *Z, const float *Q, const int64_t *qo, const float *K, 
     TIMED(P_ATTN, g_cpu->attention_kv(Z, Q, qo, K, V, ks, kl, ns, pre, p, sc, spt));
 }
 static void p_norm(float *y, const float *x, const float *w, float eps, int T, int D) {
+    g_dec = T <= OP_LINEAR_SMALL_T;
     TIMED(P_NORM, g_cpu->rms_norm(y, x, w, eps, T, D));
 }
 static void p_rope(float *x, int st, int nh, int hd, const int64_t *off, int ns, int po, const float *inv) {
@@ -171,6 +175,7 @@ static void p_rope(float *x, int st, int nh, int hd, const int64_t *off, int ns,
 static void p_geglu(float *g, const float *u, size_t n) { TIMED(P_GEGLU, g_cpu->geglu(g, u, n)); }
 static void p_add(float *d, const float *s, size_t n) { TIMED(P_ADD, g_cpu->add(d, s, n)); }
 static void p_embed(float *y, const st_tensor *E, const int32_t *ids, const uint8_t *keep, int T, int D, float sc) {
+    g_dec = T <= OP_LINEAR_SMALL_T;
     TIMED(P_EMBED, g_cpu->embed(y, E, ids, keep, T, D, sc));
 }
 static rs_backend g_prof;
@@ -183,14 +188,17 @@ static void profile_attach(gemma2_model *m) {
     g_vocab = m->cfg.vocab_size;
     m->be = &g_prof;
 }
-static void profile_print(double total_s, int steps) {
-    double sum = 0;
-    printf("{\"profile\": \"the prompts after the first (prefills + %d tokens)\", \"total_s\": %.3f, \"entries\": {", steps, total_s);
+static void profile_print(double total_s, int n_layers) {
+    double sum = 0, dsum = 0;
+    long steps = g_pn[P_LIN] / (7L * n_layers); /* q, k, v, o, gate, up, down per layer */
+    printf("{\"profile\": \"the prompts after the first\", \"total_s\": %.3f, \"decode_steps\": %ld, \"entries\": {",
+           total_s, steps);
     for (int i = 0; i < P_N; i++) {
-        printf("%s\"%s\": {\"s\": %.3f, \"calls\": %ld}", i ? ", " : "", P_NAMES[i], g_pt[i], g_pn[i]);
-        sum += g_pt[i];
+        printf("%s\"%s\": {\"s\": %.3f, \"calls\": %ld, \"ms_per_decode_step\": %.2f}", i ? ", " : "", P_NAMES[i],
+               g_pt[i], g_pn[i], steps ? 1e3 * g_dt[i] / steps : 0.0);
+        sum += g_pt[i], dsum += g_dt[i];
     }
-    printf("}, \"untimed_s\": %.3f}\n", total_s - sum);
+    printf("}, \"untimed_s\": %.3f, \"timed_ms_per_decode_step\": %.2f}\n", total_s - sum, steps ? 1e3 * dsum / steps : 0.0);
 }
 
 int main(int argc, char **argv) {
@@ -259,7 +267,7 @@ int main(int argc, char **argv) {
         gen_output_free(&o);
         free(ids);
         if (profile && n_prompts == 1) { /* the first prompt pages the weights in: profile the others */
-            memset(g_pt, 0, sizeof g_pt), memset(g_pn, 0, sizeof g_pn);
+            memset(g_pt, 0, sizeof g_pt), memset(g_dt, 0, sizeof g_dt), memset(g_pn, 0, sizeof g_pn);
             prof_t0 = t_first + t_all;
         }
     }
@@ -267,7 +275,7 @@ int main(int argc, char **argv) {
     printf("], \"new_tokens\": %d, \"decode_tok_s\": %.3f, \"prefill_first_s\": %.3f, \"warmup_s\": %.3f, "
            "\"peak_rss_gb\": %.2f}\n", n_new, n_prompts * (n_new - 1) / (t_all - t_first), t_first / n_prompts, warmup_s,
            peak_rss_gb());
-    if (profile) profile_print(t_first + t_all - prof_t0, (n_prompts > 1 ? n_prompts - 1 : 1) * n_new);
+    if (profile) profile_print(t_first + t_all - prof_t0, m->cfg.n_layers);
     gemma2_close(m);
     return 0;
 }
