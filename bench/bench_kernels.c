@@ -3,7 +3,9 @@
  * softmax, RoPE, the bias add of a linear layer, bf16 → f32 widening, attention (the whole
  * op_attention: two BLAS products plus the masking/soft-cap/softmax rows), the bicubic resize,
  * and the SAE encode activation, at Gemma-2 2B shapes (D 2304, F 9216, 8 heads × 256, T 64…512)
- * and SigLIP So400m shapes (1152, 4304, 729 tokens). Every level is checked to give the same
+ * and SigLIP So400m shapes (1152, 4304, 729 tokens), the decode-step row product of few rows
+ * against a BF16 matrix (op_linear_st), and a plain read of 1 GiB (memread_f32: the machine's
+ * memory read bandwidth, the ceiling of the row product on matrices beyond the cache). Every level is checked to give the same
  * bytes as "default" before it is timed (a mismatch is reported and the program exits 1).
  *
  * Per kernel and level: best of --reps timed runs, each repeated until ≥ 20 ms, the levels
@@ -11,8 +13,8 @@
  *   kernels LEVEL NAME SHAPE ns_per_elem X gbps G speedup S
  * (GB/s from the bytes the kernel must read and write once; speedup = default time / this).
  * Rows "legacy" time the loops the dispatch replaced (copied here; interleaved with the
- * levels too): per-head cos/sin in RoPE and the per-entry mask test plus the full-row softmax
- * in attention. Their output is checked equal to the default level's, and their speedup
+ * levels too): per-head cos/sin in RoPE, the per-entry mask test plus the full-row softmax
+ * in attention, and the decode row product widening bf16 into a buffer first. Their output is checked equal to the default level's, and their speedup
  * column is legacy time / default time (>1: the new code is faster before any vector ISA).
  *
  * usage: bench_kernels [--reps N] [--threads N] [--quick] [--only NAME]  (NAME: a substring of the kernel names)
@@ -156,6 +158,63 @@ static void r_attn(kcase *k) {
     if (k->legacy) legacy_attention(k);
     else op_attention(k->out, k->a, k->b, k->c, k->off, 2, k->prefix, &k->p, k->scores, k->per);
 }
+/* op_linear_st's row path of the base commit (linear_rows_widened, serial here: one thread). */
+static void legacy_linrows(float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
+    for (int o = 0; o < OUT; o++) {
+        float buf[2048], acc[4][16];
+        memset(acc, 0, sizeof acc);
+        for (int i0 = 0; i0 < IN; i0 += 2048) {
+            int n = IN - i0 < 2048 ? IN - i0 : 2048;
+            const unsigned char *src = (const unsigned char *)W->data + ((size_t)o * IN + i0) * 2;
+            for (int i = 0; i < n; i++) {
+                uint16_t h;
+                uint32_t u;
+                memcpy(&h, src + 2 * (size_t)i, 2);
+                u = (uint32_t)h << 16;
+                memcpy(&buf[i], &u, 4);
+            }
+            for (int t = 0; t < T; t++) {
+                float l[16];
+                const float *xr = x + (size_t)t * IN + i0;
+                memcpy(l, acc[t], sizeof l);
+                int i = 0;
+                for (; i + 16 <= n; i += 16)
+                    for (int q = 0; q < 16; q++) l[q] += xr[i + q] * buf[i + q];
+                for (; i < n; i++) l[i % 16] += xr[i] * buf[i];
+                memcpy(acc[t], l, sizeof l);
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            double sum = 0;
+            for (int q = 0; q < 16; q++) sum += acc[t][q];
+            y[(size_t)t * OUT + o] = (float)sum;
+        }
+    }
+}
+static void r_linrows(kcase *k) {
+    if (k->legacy) legacy_linrows(k->out, k->a, &k->st, k->T, k->D, k->H);
+    else op_linear_st(k->out, k->a, &k->st, NULL, k->T, k->D, k->H);
+}
+/* The machine's read bandwidth: a sum over a buffer much larger than the last-level cache, in
+ * 16 float lanes (vectorised even at the baseline level, far from compute-bound), the buffer
+ * split across the threads. Not a dispatched kernel: every level runs this same code. */
+static void r_memread(kcase *k) {
+    size_t n = (size_t)k->L1 << 20; /* floats in k->b */
+    int nt = omp_get_max_threads() < 64 ? omp_get_max_threads() : 64;
+    float part[64][16];
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < nt; t++) {
+        size_t lo = n / nt * t, hi = t == nt - 1 ? n : n / nt * (t + 1);
+        float l[16] = {0};
+        for (size_t i = lo; i + 16 <= hi; i += 16)
+            for (int j = 0; j < 16; j++) l[j] += k->b[i + j];
+        memcpy(part[t], l, sizeof l);
+    }
+    float s = 0;
+    for (int t = 0; t < nt; t++)
+        for (int j = 0; j < 16; j++) s += part[t][j];
+    k->out[0] = s;
+}
 static void r_resize(kcase *k) {
     rs_image_free(&k->dst);
     rs_err e;
@@ -227,6 +286,25 @@ static void setup(int quick) {
     h = malloc(nw * 2);
     for (size_t i = 0; i < nw; i++) h[i] = (uint16_t)((next64() >> 48) & 0xBBFF); /* normals and a few subnormals */
     k->st.dtype = RS_DT_F16, k->st.numel = (int64_t)nw, k->st.data = h, k->has_legacy = 1;
+    /* the decode-step row path (op_linear_st, T <= 4 rows against a BF16 matrix): an MLP up
+     * projection, the down projection, a ragged IN, and a matrix larger than the last-level
+     * cache (as the 5 GB of weights of a decode step are); GB/s counts the bf16 weights read */
+    static const int lin[][3] = {{1, 2304, 9216}, {1, 9216, 2304}, {3, 2304, 9216}, {1, 2301, 517}, {1, 2304, 131072}};
+    for (int c = 0; c < 5; c++) {
+        int T = lin[c][0], IN = lin[c][1], OUT = lin[c][2];
+        if (quick && OUT > 65536) OUT /= 4;
+        size_t nwl = (size_t)IN * OUT;
+        k = add_case("linear_rows_bf16", SHAPE("%dx%d->%d", T, IN, OUT), (double)nwl * T, (double)nwl * 2, r_linrows,
+                     (size_t)T * OUT);
+        h = malloc(nwl * 2);
+        for (size_t i = 0; i < nwl; i++) h[i] = (uint16_t)(0x3c00 + (next64() >> 55)); /* bf16 in [2^-7, 2^-6) ± */
+        k->st.dtype = RS_DT_BF16, k->st.numel = (int64_t)nwl, k->st.data = h;
+        k->st.ndim = 2, k->st.shape[0] = OUT, k->st.shape[1] = IN;
+        k->a = rnd((size_t)T * IN, 1), k->T = T, k->D = IN, k->H = OUT, k->has_legacy = 1;
+    }
+    k = add_case("memread_f32", SHAPE("%dMi floats", quick ? 64 : 256), (quick ? 64.0 : 256.0) * 1048576,
+                 (quick ? 64.0 : 256.0) * 1048576 * 4, r_memread, 1);
+    k->L1 = quick ? 64 : 256, k->b = rnd((size_t)k->L1 << 20, 1);
     /* SigLIP So400m/224 */
     k = add_case("layernorm", SHAPE("729x1152"), 729.0 * 1152, 729.0 * 1152 * 8, r_ln, (size_t)729 * 1152);
     k->a = rnd((size_t)729 * 1152, 3), k->b = rnd(1152, 1), k->c = rnd(1152, 1), k->T = 729, k->D = 1152;

@@ -3,7 +3,8 @@
  * shapes (D 2304, F 9216, 8 heads × 256, T 64…512) and SigLIP shapes (1152, 4304, 729 tokens),
  * plus odd lengths for the vector tails. And the restructured kernels (softmax's lane maximum,
  * attention's kept range, RoPE's shared cos/sin, the blocked vertical resize) against the code
- * they replaced, kept here verbatim, so the default level matches earlier builds bit for bit.
+ * they replaced, kept here verbatim, so the default level matches earlier builds bit for bit
+ * (also the decode row product of op_linear_st, which is checked against a double reference).
  * A level the CPU (or the compiler/architecture) lacks is skipped by name: the program then
  * exits 77 (skipped), never passed. */
 #include <cblas.h>
@@ -99,6 +100,38 @@ static void legacy_attention(float *Z, const float *Q, const float *K, const flo
         float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, 1.0f, S, L, Vh, p->kv_stride, 0.0f, Zh,
                     p->z_stride);
+    }
+}
+
+/* op_linear_st's row path before the dispatch (linear_rows_widened of the base commit,
+ * serial): the decode results of earlier builds. */
+static void legacy_linear_rows(float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
+    size_t es = rs_dtype_size(W->dtype);
+    for (int o = 0; o < OUT; o++) {
+        float buf[2048], acc[4][16];
+        memset(acc, 0, sizeof acc);
+        for (int i0 = 0; i0 < IN; i0 += 2048) {
+            int n = IN - i0 < 2048 ? IN - i0 : 2048;
+            st_tensor r = *W;
+            r.numel = n;
+            r.data = (const unsigned char *)W->data + ((size_t)o * IN + i0) * es;
+            st_to_f32(&r, buf);
+            for (int t = 0; t < T; t++) {
+                float l[16];
+                const float *xr = x + (size_t)t * IN + i0;
+                memcpy(l, acc[t], sizeof l);
+                int i = 0;
+                for (; i + 16 <= n; i += 16)
+                    for (int k = 0; k < 16; k++) l[k] += xr[i + k] * buf[i + k];
+                for (; i < n; i++) l[i % 16] += xr[i] * buf[i];
+                memcpy(acc[t], l, sizeof l);
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            double sum = 0;
+            for (int k = 0; k < 16; k++) sum += acc[t][k];
+            y[(size_t)t * OUT + o] = (float)sum;
+        }
     }
 }
 
@@ -290,6 +323,55 @@ static void check_sae(int isa, int d_in, int d_sae, int n) {
     free(We), free(Wd), free(be), free(bd), free(th), free(x), free(a0), free(a1);
 }
 
+/* op_linear_st's decode row path (T ≤ OP_LINEAR_SMALL_T rows against a BF16 or F16 matrix):
+ * every level gives the default level's bytes, which are the base commit's (the same 16-lane
+ * order), on an odd-aligned copy of the weights too; and each output is within the stated
+ * bound of a double dot product: every lane sums m = ⌈IN/16⌉ products, each rounded once
+ * (x·w rounded to float) and added with one rounding, so |y − ref| ≤ (m + 1)·u·Σ|x_i·w_i|·1.01
+ * + u·|ref| (u = 2⁻²⁴; the final double sum of the 16 lanes adds far less than that slack). */
+static void check_linear_rows(int isa, int dtype, int T, int IN, int OUT) {
+    size_t nw = (size_t)IN * OUT;
+    uint16_t *h = malloc(nw * 2);
+    unsigned char *odd = malloc(nw * 2 + 1);
+    for (size_t i = 0; i < nw; i++) {
+        float v = frand() * 0.5f;
+        uint32_t u;
+        memcpy(&u, &v, 4);
+        h[i] = dtype == RS_DT_BF16 ? (uint16_t)(u >> 16) : (uint16_t)(next64() & 0x3bff) | (uint16_t)(u >> 31 << 15);
+    }
+    memcpy(odd + 1, h, nw * 2);
+    float *x = rand_buf((size_t)T * IN, 1);
+    size_t ny = (size_t)T * OUT;
+    float *y0 = malloc(ny * 4), *y1 = malloc(ny * 4), *y2 = malloc(ny * 4), *yl = malloc(ny * 4), *wf = malloc(nw * 4);
+    st_tensor W;
+    memset(&W, 0, sizeof W);
+    W.dtype = dtype, W.ndim = 2, W.shape[0] = OUT, W.shape[1] = IN, W.numel = (int64_t)nw, W.data = h;
+    force(RS_ISA_DEFAULT); op_linear_st(y0, x, &W, NULL, T, IN, OUT);
+    legacy_linear_rows(yl, x, &W, T, IN, OUT);
+    st_to_f32(&W, wf);
+    force(isa); op_linear_st(y1, x, &W, NULL, T, IN, OUT);
+    W.data = odd + 1;
+    op_linear_st(y2, x, &W, NULL, T, IN, OUT);
+    char what[96];
+    snprintf(what, sizeof what, "linear rows %s T=%d IN=%d OUT=%d", dtype == RS_DT_BF16 ? "bf16" : "f16", T, IN, OUT);
+    same_bits(y0, y1, ny * 4, what, isa);
+    same_bits(y0, y2, ny * 4, what, isa); /* weights at an odd address */
+    same_bits(yl, y0, ny * 4, what, RS_ISA_DEFAULT); /* vs the base commit's loop */
+    double u = ldexp(1.0, -24), m = (IN + 15) / 16;
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < OUT; o++) {
+            double ref = 0, mag = 0;
+            for (int i = 0; i < IN; i++) {
+                double p = (double)x[(size_t)t * IN + i] * wf[(size_t)o * IN + i];
+                ref += p, mag += fabs(p);
+            }
+            double got = y0[(size_t)t * OUT + o], bound = (m + 1) * u * mag * 1.01 + u * fabs(ref);
+            if (fabs(got - ref) > bound)
+                fail_msg("%s: y[%d][%d] = %.9g, double reference %.9g, bound %.3g", what, t, o, got, ref, bound);
+        }
+    free(h), free(odd), free(x), free(y0), free(y1), free(y2), free(yl), free(wf);
+}
+
 static void run_level(int isa) {
     if (!rs_isa_supported(isa)) {
         printf("RS-SKIP: test_ops_isa: ISA level \"%s\" is not available on this CPU/build; its kernels were not checked\n",
@@ -304,6 +386,14 @@ static void run_level(int isa) {
     check_elementwise(isa, (size_t)64 * 9216);
     check_elementwise(isa, 4099);
     check_linear_bias(isa, 17, 8, 2304);
+    check_linear_rows(isa, RS_DT_BF16, 1, 2304, 1031); /* a decode step: 4-row blocks and 3 left over */
+    check_linear_rows(isa, RS_DT_BF16, 1, 9216, 70);
+    check_linear_rows(isa, RS_DT_BF16, 2, 2301, 67);   /* ragged IN, T > 1 */
+    check_linear_rows(isa, RS_DT_BF16, 4, 4100, 9);    /* IN past the old 2048 chunks */
+    check_linear_rows(isa, RS_DT_BF16, 3, 15, 5);      /* IN shorter than the lanes */
+    check_linear_rows(isa, RS_DT_BF16, 1, 1, 1);
+    check_linear_rows(isa, RS_DT_F16, 1, 2301, 33);
+    check_linear_rows(isa, RS_DT_F16, 4, 4100, 6);
     for (int n = 1; n <= 70; n += 23) check_softmax(isa, n);
     check_softmax(isa, 512);
     check_softmax(isa, 729);

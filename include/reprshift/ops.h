@@ -66,8 +66,9 @@ void op_attention_kv(float *Z, const float *Q, const int64_t *q_offsets, const f
 void op_add(float *dst, const float *src, size_t n);
 
 /* y[T,OUT] = x[T,IN] · Wᵀ for a weight tensor W [OUT, IN] (F32, BF16 or F16, no bias). At
- * most OP_LINEAR_SMALL_T rows (a decode step) against a BF16/F16 matrix: each weight row is widened a chunk
- * at a time and dotted directly (weights read once, scratch unused, may be NULL); otherwise
+ * most OP_LINEAR_SMALL_T rows (a decode step) against a BF16/F16 matrix: each weight row is widened as it
+ * is dotted, in 16 float lanes in a fixed order, the same at every ISA level (weights read once, scratch
+ * unused, may be NULL; ops.c); otherwise
  * the matrix is widened into scratch (numel floats) by op_weight_f32 and op_linear runs, as
  * the prefill always did. */
 #define OP_LINEAR_SMALL_T 4

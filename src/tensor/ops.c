@@ -230,58 +230,129 @@ RS_KERNEL_BODY void attn_row_body(float *row, int L, int j0, int j1, float scale
 RS_ISA_KERNEL(attn_row, (float *row, int L, int j0, int j1, float scale, float softcap),
               (row, L, j0, j1, scale, softcap))
 
-/* Few rows against a half-precision matrix: each weight row is widened a chunk at a time
- * into a stack buffer and dotted with every input row in 16 float lanes (summed in double at
- * the end), so the weights are read once at 2 bytes a value and never written out whole. */
-enum { LIN_SMALL_T = OP_LINEAR_SMALL_T, LIN_CHUNK = 2048, LIN_LANES = 16 };
+/* Few rows (a decode step) against a half-precision matrix, the weights read once at 2 bytes
+ * a value. The summation order is fixed, the same at every ISA level and for every split of
+ * the rows across threads: y[t][o] accumulates in LIN_LANES = 16 float lanes, element i going
+ * to lane i mod 16 (lane += x[i]·w[i], product then sum, each rounded to float, i increasing,
+ * the ragged tail of IN included), and the 16 lanes are added in double, lane 0 to 15, then
+ * rounded to float once. The lanes are independent, so each level vectorises them across
+ * its registers (4 × SSE2, 2 × AVX2, 1 × AVX-512) without changing an operation. */
+enum { LIN_SMALL_T = OP_LINEAR_SMALL_T, LIN_CHUNK = 2048, LIN_LANES = 16, LIN_ROWS = 4, LIN_BLOCK = 64 };
 
-/* acc[k] += Σ x[i]·w[i] over i ≡ k (mod LIN_LANES): independent lanes the compiler vectorises. */
-static inline void dot_lanes(float *restrict acc, const float *restrict x, const float *restrict w, int n) {
-    float l[LIN_LANES];
-    memcpy(l, acc, sizeof l);
-    int i = 0;
-    for (; i + LIN_LANES <= n; i += LIN_LANES)
-        for (int k = 0; k < LIN_LANES; k++) l[k] += x[i + k] * w[i + k];
-    for (; i < n; i++) l[i % LIN_LANES] += x[i] * w[i];
-    memcpy(acc, l, sizeof l);
+/* The bf16 value at index i of p (any alignment: a mapped file's tensors need not be 2-byte aligned). */
+static inline float bf16_at(const unsigned char *p, size_t i) {
+    uint16_t h;
+    memcpy(&h, p + 2 * i, 2);
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
 }
 
-static void linear_rows_widened(float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
+static inline float lanes_sum(const float *l) {
+    double sum = 0;
+    for (int k = 0; k < LIN_LANES; k++) sum += l[k];
+    return (float)sum;
+}
+
+/* Output o for the T rows of x: each 16 weights widened once, then dotted with every row. */
+RS_KERNEL_BODY void lin_bf16_row(float *y, const float *x, const unsigned char *wr, int T, int IN, int OUT, int o) {
+    float acc[LIN_SMALL_T][LIN_LANES] = {{0}};
+    int i = 0;
+    for (; i + LIN_LANES <= IN; i += LIN_LANES) {
+        float wv[LIN_LANES];
+        for (int k = 0; k < LIN_LANES; k++) wv[k] = bf16_at(wr, i + k);
+        for (int t = 0; t < T; t++)
+            for (int k = 0; k < LIN_LANES; k++) acc[t][k] += x[(size_t)t * IN + i + k] * wv[k];
+    }
+    for (int k = 0; i < IN; i++, k++) {
+        float wv = bf16_at(wr, i);
+        for (int t = 0; t < T; t++) acc[t][k] += x[(size_t)t * IN + i] * wv;
+    }
+    for (int t = 0; t < T; t++) y[(size_t)t * OUT + o] = lanes_sum(acc[t]);
+}
+
+/* Rows [o0, o1) of y[T,OUT] = x[T,IN]·Wᵀ for a BF16 W, widened in registers. T = 1: four
+ * weight rows at a time share each x load (four independent lane sets in flight); T > 1 (and the
+ * rows left over): one weight row at a time against the T rows of x. */
+RS_KERNEL_BODY void lin_bf16_body(float *y, const float *x, const unsigned char *w, int T, int IN, int OUT, int o0,
+                                  int o1) {
+    int o = o0;
+    if (T == 1)
+        for (; o + LIN_ROWS <= o1; o += LIN_ROWS) {
+            const unsigned char *w0 = w + (size_t)o * IN * 2, *w1 = w0 + (size_t)IN * 2, *w2 = w1 + (size_t)IN * 2,
+                                *w3 = w2 + (size_t)IN * 2;
+            float a0[LIN_LANES] = {0}, a1[LIN_LANES] = {0}, a2[LIN_LANES] = {0}, a3[LIN_LANES] = {0};
+            int i = 0;
+            for (; i + LIN_LANES <= IN; i += LIN_LANES)
+                for (int k = 0; k < LIN_LANES; k++) {
+                    float xv = x[i + k];
+                    a0[k] += xv * bf16_at(w0, i + k);
+                    a1[k] += xv * bf16_at(w1, i + k);
+                    a2[k] += xv * bf16_at(w2, i + k);
+                    a3[k] += xv * bf16_at(w3, i + k);
+                }
+            for (int k = 0; i < IN; i++, k++) {
+                a0[k] += x[i] * bf16_at(w0, i);
+                a1[k] += x[i] * bf16_at(w1, i);
+                a2[k] += x[i] * bf16_at(w2, i);
+                a3[k] += x[i] * bf16_at(w3, i);
+            }
+            y[o] = lanes_sum(a0), y[o + 1] = lanes_sum(a1), y[o + 2] = lanes_sum(a2), y[o + 3] = lanes_sum(a3);
+        }
+    for (; o < o1; o++) {
+        const unsigned char *wr = w + (size_t)o * IN * 2;
+        switch (T) { /* a constant T for each copy of the inlined row loop */
+        case 1: lin_bf16_row(y, x, wr, 1, IN, OUT, o); break;
+        case 2: lin_bf16_row(y, x, wr, 2, IN, OUT, o); break;
+        case 3: lin_bf16_row(y, x, wr, 3, IN, OUT, o); break;
+        default: lin_bf16_row(y, x, wr, LIN_SMALL_T, IN, OUT, o); break;
+        }
+    }
+}
+RS_ISA_KERNEL(lin_bf16, (float *y, const float *x, const unsigned char *w, int T, int IN, int OUT, int o0, int o1),
+              (y, x, w, T, IN, OUT, o0, o1))
+
+/* The same order for other half-precision types (F16): each weight row widened a chunk at a
+ * time (LIN_CHUNK, a multiple of LIN_LANES, so lane i mod 16 holds across chunks) by
+ * st_to_f32 into a stack buffer, then dotted. */
+static void lin_widened_rows(float *y, const float *x, const st_tensor *W, int T, int IN, int OUT, int o0, int o1) {
     size_t es = rs_dtype_size(W->dtype);
-#pragma omp parallel for schedule(static) if ((size_t)OUT * IN > 65536)
-    for (int o = 0; o < OUT; o++) {
+    for (int o = o0; o < o1; o++) {
         float buf[LIN_CHUNK], acc[LIN_SMALL_T][LIN_LANES];
         memset(acc, 0, sizeof acc);
         for (int i0 = 0; i0 < IN; i0 += LIN_CHUNK) {
             int n = IN - i0 < LIN_CHUNK ? IN - i0 : LIN_CHUNK;
-            const unsigned char *src = (const unsigned char *)W->data + ((size_t)o * IN + i0) * es;
-            if (W->dtype == RS_DT_BF16)
-                for (int i = 0; i < n; i++) { /* bf16 → f32: the high half of the float (inlined, vectorised) */
-                    uint16_t h;
-                    uint32_t u;
-                    memcpy(&h, src + 2 * (size_t)i, 2);
-                    u = (uint32_t)h << 16;
-                    memcpy(&buf[i], &u, 4);
-                }
-            else {
-                st_tensor r = *W;
-                r.numel = n;
-                r.data = src;
-                st_to_f32(&r, buf);
+            st_tensor r = *W;
+            r.numel = n;
+            r.data = (const unsigned char *)W->data + ((size_t)o * IN + i0) * es;
+            st_to_f32(&r, buf);
+            for (int t = 0; t < T; t++) {
+                const float *xr = x + (size_t)t * IN + i0;
+                float *a = acc[t];
+                for (int i = 0; i < n; i++) a[i % LIN_LANES] += xr[i] * buf[i];
             }
-            for (int t = 0; t < T; t++) dot_lanes(acc[t], x + (size_t)t * IN + i0, buf, n);
         }
-        for (int t = 0; t < T; t++) {
-            double sum = 0;
-            for (int k = 0; k < LIN_LANES; k++) sum += acc[t][k];
-            y[(size_t)t * OUT + o] = (float)sum;
-        }
+        for (int t = 0; t < T; t++) y[(size_t)t * OUT + o] = lanes_sum(acc[t]);
+    }
+}
+
+/* Output rows in blocks of LIN_BLOCK (a multiple of LIN_ROWS) split statically across the
+ * threads: each thread streams its own contiguous part of W. */
+static void linear_rows_lp(float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
+    int nb = (OUT + LIN_BLOCK - 1) / LIN_BLOCK;
+    int bf16 = W->dtype == RS_DT_BF16;
+#pragma omp parallel for schedule(static) if ((size_t)OUT * IN > 65536)
+    for (int b = 0; b < nb; b++) {
+        int o0 = b * LIN_BLOCK, o1 = o0 + LIN_BLOCK < OUT ? o0 + LIN_BLOCK : OUT;
+        if (bf16) RS_ISA_CALL(lin_bf16)(y, x, (const unsigned char *)W->data, T, IN, OUT, o0, o1);
+        else lin_widened_rows(y, x, W, T, IN, OUT, o0, o1);
     }
 }
 
 void op_linear_st(float *y, const float *x, const st_tensor *W, float *scratch, int T, int IN, int OUT) {
     if (T <= 0) return;
-    if (T <= LIN_SMALL_T && W->dtype != RS_DT_F32) linear_rows_widened(y, x, W, T, IN, OUT);
+    if (T <= LIN_SMALL_T && W->dtype != RS_DT_F32) linear_rows_lp(y, x, W, T, IN, OUT);
     else op_linear(y, x, op_weight_f32(W, scratch), NULL, T, IN, OUT);
 }
 
