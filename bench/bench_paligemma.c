@@ -22,6 +22,7 @@
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "reprshift/progress.h"
+#include "gemm_now.h"
 
 typedef void (*sgemm_fn)(const enum CBLAS_ORDER, const enum CBLAS_TRANSPOSE, const enum CBLAS_TRANSPOSE, const blasint,
                          const blasint, const blasint, const float, const float *, const blasint, const float *,
@@ -30,15 +31,20 @@ static double lin_s, lin_flop;
 /* referencing it keeps libopenblas linked (see bench_gemma2.c) */
 extern char *openblas_get_corename(void);
 
-void cblas_sgemm(const enum CBLAS_ORDER o, const enum CBLAS_TRANSPOSE ta, const enum CBLAS_TRANSPOSE tb, const blasint M,
-                 const blasint N, const blasint K, const float alpha, const float *A, const blasint lda, const float *B,
-                 const blasint ldb, const float beta, float *C, const blasint ldc) {
+static sgemm_fn real_sgemm(void) {
     static sgemm_fn real;
     if (!real) real = (sgemm_fn)dlsym(RTLD_NEXT, "cblas_sgemm");
     if (!real) {
         fprintf(stderr, "bench_paligemma: no cblas_sgemm after this program (dlsym: %s)\n", dlerror());
         exit(1);
     }
+    return real;
+}
+
+void cblas_sgemm(const enum CBLAS_ORDER o, const enum CBLAS_TRANSPOSE ta, const enum CBLAS_TRANSPOSE tb, const blasint M,
+                 const blasint N, const blasint K, const float alpha, const float *A, const blasint lda, const float *B,
+                 const blasint ldb, const float beta, float *C, const blasint ldc) {
+    sgemm_fn real = real_sgemm();
     if (omp_in_parallel()) {
         real(o, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
@@ -156,13 +162,15 @@ int main(int argc, char **argv) {
         if (fsave && fclose(fsave)) { fprintf(stderr, "cannot write %s\n", save); return 1; }
         fsave = NULL;
     }
+    double g_now_s = gemm_now(real_sgemm(), 1), g_now_g = h.id.tower != RS_TOWER_DECODER ? 0 : gemm_now(real_sgemm(), 0);
     printf("{\"impl\": \"reprshift\", \"hook\": \"%s\", \"images\": %d, \"batch\": %d, \"image_size\": %d, "
            "\"tokens_per_image\": %lld, \"seconds\": %.3f, \"images_per_s\": %.3f, \"peak_rss_gb\": %.2f, "
            "\"load_s\": %.2f, \"preprocess_s\": %.3f, \"decoder_tokens\": %lld, \"linear_sgemm_s\": %.3f, "
-           "\"linear_sgemm_gflops\": %.1f, \"other_s\": %.3f, \"blas_kernel\": \"%s\"}\n",
+           "\"linear_sgemm_gflops\": %.1f, \"other_s\": %.3f, \"blas_kernel\": \"%s\", "
+           "\"gemm_now_siglip_gflops\": %.1f, \"gemm_now_gemma2_gflops\": %.1f}\n",
            hook, n_img, batch, S, (long long)(h.id.tower != RS_TOWER_DECODER ? N : tokens / n_img), best, n_img / best,
            peak_rss_gb(), load_s, prep_s, (long long)tokens, best_lin_s,
-           best_lin_s > 0 ? best_lin_flop / best_lin_s / 1e9 : 0.0, best - best_lin_s, openblas_get_corename());
+           best_lin_s > 0 ? best_lin_flop / best_lin_s / 1e9 : 0.0, best - best_lin_s, openblas_get_corename(), g_now_s, g_now_g);
     for (int i = 0; i < n_img; i++) free(one[i]), free(sfx[i]);
     free(one); free(sfx); free(prompt); free(nsfx); free(len); free(ids); free(off); free(pl); free(pix); free(paths);
     paligemma_close(m);

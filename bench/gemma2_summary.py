@@ -10,9 +10,12 @@ FLOPs of a row (useful work only, the same for every side; padding is not counte
   per layer, per sequence of T tokens, causal attention: QKᵀ and AV over the kept
       entries, 2·2·heads·head_dim·T(T+1)/2
   × the layers run (13 or 26). Norms, RoPE, soft-cap, GeGLU are not counted.
-fraction of the GEMM rate = (FLOPs / seconds) / G, G = the best correct candidate's rate
+fraction of the GEMM rate = (FLOPs / seconds) / G. G = the best correct candidate's rate
 over the Gemma-2 shapes of the run's survey (Σ flop / Σ time over gemma2.qkv, .o, .gate_up,
-.down at 512 rows; candidates: OpenBLAS kernels, BLIS, oneDNN, torch/MKL).
+.down at 512 rows; candidates: OpenBLAS kernels, BLIS, oneDNN, torch/MKL); and for each
+reprshift run, G_now = the same shapes' rate with its own BLAS measured in its process just
+after the run (bench/gemm_now.h), the denominator closest in time on a machine whose load
+swings within minutes.
 usage: gemma2_summary.py OUT_DIR CHECKPOINT_DIR"""
 import json, os, sys
 import numpy as np
@@ -62,14 +65,25 @@ for line in open(os.path.join(out, "results.jsonl")):
         row["ref"][r["mode"]] = r
 
 
+# a row "cap26p" holds only the padded reference of "cap26" (run_gemma2_bench.sh)
+for k in [k for k in rows if k.endswith("p")]:
+    if k[:-1] in rows:
+        for m, r in rows[k]["ref"].items():
+            rows[k[:-1]]["ref"][m] = dict(r, saved=f"ref_{k}_")
+    del rows[k]
+
+
 def best_rate(g):
-    best = (0.0, "?")
+    best = (float("nan"), "no survey")
+    if g is None:
+        return best
     for name, c in g["cand"].items():
         if not c["correct"] or not all(s in c["shapes"] for s in SHAPES):
             continue
         fl = [2.0 * c["shapes"][s]["T"] * c["shapes"][s]["IN"] * c["shapes"][s]["OUT"] for s in SHAPES]
         t = sum(f / (c["shapes"][s]["gflops"] * 1e9) for f, s in zip(fl, SHAPES))
-        best = max(best, (sum(fl) / t / 1e9, name))
+        if not best[0] >= sum(fl) / t / 1e9:
+            best = (sum(fl) / t / 1e9, name)
     return best
 
 
@@ -94,9 +108,9 @@ for k, row in rows.items():
         G, who = best_rate(g)
         print(f"  {g['utc']}: {G:.1f} ({who}); load average at start {g['loadavg']}")
 print("\n| row | tokens | reprshift tok/s (runs) | transformers used well tok/s | transformers padded tok/s "
-      "| ratio vs used well | ratio vs padded | fraction of best GEMM (G) ours / used well | linear sgemm share of our time "
+      "| ratio vs used well | ratio vs padded | fraction of best GEMM (G) ours / used well | ours vs GEMM right after each run | linear sgemm share of our time "
       "| peak RSS GB ours / ref | parity (max rel) | load avg start → end |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for k in sorted(rows, key=lambda k: (k.rstrip("0123456789") != "cap", int(k.lstrip("caplong")))):
     if not rows[k]["ours"]:
         continue
@@ -109,8 +123,12 @@ for k in sorted(rows, key=lambda k: (k.rstrip("0123456789") != "cap", int(k.lstr
     pd = row["ref"].get("padded:eager")
     G, who = best_rate(row["gemm"]) if row["gemm"] else (0.0, "?")
     fl = flops(w, L)
-    f_o = fl / (ours[0]["tokens"] / o) / 1e9 / G if G else float("nan")
-    f_r = fl / uw["seconds"] / 1e9 / G if uw and G else float("nan")
+    f_o = fl / (ours[0]["tokens"] / o) / 1e9 / G
+    f_r = fl / uw["seconds"] / 1e9 / G
+    # each reprshift run against the GEMM rate measured in its own process right after it
+    # (bench/gemm_now.h: the same BLAS and kernel, the Gemma-2 shapes)
+    now = ["%.0f%% of %.0f" % (100 * fl / r["seconds"] / 1e9 / r["gemm_now_gflops"], r["gemm_now_gflops"])
+           for r in ours if r.get("gemm_now_gflops")]
     lin = sum(r["linear_sgemm_s"] for r in ours) / sum(r["seconds"] for r in ours)
     lin_g = sum(r["linear_sgemm_gflops"] for r in ours) / len(ours)
     load = " → ".join(row["load"])
@@ -120,6 +138,6 @@ for k in sorted(rows, key=lambda k: (k.rstrip("0123456789") != "cap", int(k.lstr
     rpad = "%.2f×" % (o / pd["tokens_per_s"]) if pd else "—"
     print(f"| {names[w]}, {depth} | {ours[0]['tokens']} | {o:.1f} ({runs}) "
           f"| {uw['tokens_per_s']:.1f} ({uw['padded_tokens']} padded tokens) | {pad} | {o / uw['tokens_per_s']:.2f}× "
-          f"| {rpad} | {f_o:.0%} / {f_r:.0%} ({G:.0f} GFLOP/s, {who}) "
+          f"| {rpad} | {f_o:.0%} / {f_r:.0%} ({G:.0f} GFLOP/s, {who}) | {' / '.join(now) or '—'} "
           f"| {lin:.0%} (at {lin_g:.0f} GFLOP/s) | {max(r['peak_rss_gb'] for r in ours):.2f} / {uw['peak_rss_gb']:.2f} "
           f"| {parity(k)} | {load} |")

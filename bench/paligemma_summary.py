@@ -14,7 +14,8 @@ FLOPs per image (useful work only; padding not counted):
 fraction of the GEMM rate = t_ideal / t, t_ideal = F_vision / G_siglip + F_decoder / G_gemma,
 G = the best correct candidate's rate over that model's shapes in the run's survey
 (Σ flop / Σ time over siglip.qkv, .fc1, .fc2, resp. gemma2.qkv, .o, .gate_up, .down);
-for the tower alone this is achieved GFLOP/s ÷ G_siglip.
+for the tower alone this is achieved GFLOP/s ÷ G_siglip. "GEMM right after": the same with
+each reprshift run's own G_now (bench/gemm_now.h, measured in its process after the run).
 usage: paligemma_summary.py OUT_DIR CHECKPOINT_DIR"""
 import json, os, sys
 import numpy as np
@@ -87,9 +88,9 @@ def parity(row):
 
 print(f"\nFLOPs: SigLIP tower {f_vision / 1e9:.1f} GFLOP per image; decoder lin {lin / 1e6:.1f} MFLOP per token per layer")
 print("\n| row | images | reprshift img/s (runs) | transformers used well img/s (mode) | other reference modes img/s (vs eager) "
-      "| ratio vs used well | ratio vs padded | fraction of best GEMM ours / used well (G) | linear sgemm share of our time "
+      "| ratio vs used well | ratio vs padded | fraction of best GEMM ours / used well (G) | ours vs GEMM right after each run | linear sgemm share of our time "
       "| peak RSS GB ours / ref | parity (max rel) | load avg start → end |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for k, row in rows.items():
     if not row["ours"] or not row["ref"]:
         continue
@@ -112,11 +113,18 @@ for k, row in rows.items():
         what = f"image + prompt + caption through decoder layer {L - 1} (batch 4)"
         G = f"siglip {gs:.0f} {ws}, gemma2 {gg:.0f} {wg}"
     f_o = t_ideal / (n / o)
+    now = []
+    for r in ours:
+        if "gemm_now_siglip_gflops" in r:
+            ti = n * f_vision / (r["gemm_now_siglip_gflops"] * 1e9)
+            if k != "vision":
+                ti += f_decoder(L, n) / (r["gemm_now_gemma2_gflops"] * 1e9)
+            now.append("%.0f%%" % (100 * ti / r["seconds"]))
     f_r = t_ideal / uw["seconds"]
     lin_share = sum(r["linear_sgemm_s"] for r in ours) / sum(r["seconds"] for r in ours)
     lin_g = sum(r["linear_sgemm_gflops"] for r in ours) / len(ours)
     runs = " / ".join("%.3f" % r["images_per_s"] for r in ours)
     rpad = "%.2f×" % (o / pd["images_per_s"]) if pd else "—"
     print(f"| {what} | {n} | {o:.3f} ({runs}) | {uw['images_per_s']:.3f} ({uw['mode']}) | {others} "
-          f"| {o / uw['images_per_s']:.2f}× | {rpad} | {f_o:.0%} / {f_r:.0%} ({G}) | {lin_share:.0%} (at {lin_g:.0f} GFLOP/s) "
+          f"| {o / uw['images_per_s']:.2f}× | {rpad} | {f_o:.0%} / {f_r:.0%} ({G}) | {' / '.join(now) or '—'} | {lin_share:.0%} (at {lin_g:.0f} GFLOP/s) "
           f"| {max(r['peak_rss_gb'] for r in ours):.2f} / {uw['peak_rss_gb']:.2f} | {parity(k)} | {' → '.join(row['load'])} |")
