@@ -107,6 +107,11 @@ for k, row in rows.items():
         seen.add(id(g))
         G, who = best_rate(g)
         print(f"  {g['utc']}: {G:.1f} ({who}); load average at start {g['loadavg']}")
+        for name, c in sorted(g["cand"].items()):
+            if all(s_ in c["shapes"] for s_ in SHAPES):
+                fl = [2.0 * c["shapes"][s_]["T"] * c["shapes"][s_]["IN"] * c["shapes"][s_]["OUT"] for s_ in SHAPES]
+                t = sum(f / (c["shapes"][s_]["gflops"] * 1e9) for f, s_ in zip(fl, SHAPES))
+                print(f"    {name}: {sum(fl) / t / 1e9:.1f} (correct: {c['correct']})")
 print("\n| row | tokens | reprshift tok/s (runs) | transformers used well tok/s | transformers padded tok/s "
       "| ratio vs used well | ratio vs padded | fraction of best GEMM (G) ours / used well | ours vs GEMM right after each run | linear sgemm share of our time "
       "| peak RSS GB ours / ref | parity (max rel) | load avg start → end |")
@@ -133,7 +138,7 @@ for k in sorted(rows, key=lambda k: (k.rstrip("0123456789") != "cap", int(k.lstr
     lin_g = sum(r["linear_sgemm_gflops"] for r in ours) / len(ours)
     load = " → ".join(row["load"])
     depth = "all %d layers" % L if L == cfg["num_hidden_layers"] else "through layer %d" % (L - 1)
-    pad = "%.1f (%d padded tokens)" % (pd["tokens_per_s"], pd["padded_tokens"]) if pd else "— (one sequence: no padding)"
+    pad = "%.1f (%d padded tokens)" % (pd["tokens_per_s"], pd["padded_tokens"]) if pd else ("— (one sequence: no padding)" if w == "long" else "— (not run)")
     runs = " / ".join("%.1f" % r["tokens_per_s"] for r in ours)
     rpad = "%.2f×" % (o / pd["tokens_per_s"]) if pd else "—"
     print(f"| {names[w]}, {depth} | {ours[0]['tokens']} | {o:.1f} ({runs}) "
