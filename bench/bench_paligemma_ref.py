@@ -5,7 +5,10 @@ images); --through N runs the vision tower, projector and decoder layers 0..N-1
 (model.language_model.layers truncated, the fastest "through layer N-1" the reference
 allows) on <image>xN <bos> "caption en\\n" [+ the image's caption suffix: --suffix-ids, line i
 = caption ids + <eos>], token_type_ids 0 on the prefix and 1 on the suffix (prefix-LM), right
-padding with an attention mask. Pixels come from the slow (PIL) SiglipImageProcessor.
+padding with an attention mask. Pixels come from SiglipImageProcessorPil (Pillow resize, as
+reprshift's preprocessing: identical pixels, docs/images.md); transformers 5's
+SiglipImageProcessor is the torchvision one, whose resize differs (1.2e-2 on the tower's
+output).
 
 The model is loaded once; each --modes entry BATCHING:ATTN is timed on all images (after
 one untimed warm-up batch) and prints one JSON line:
@@ -23,7 +26,8 @@ import argparse, json, resource, time
 import torch
 from PIL import Image
 import transformers
-from transformers import PaliGemmaForConditionalGeneration, SiglipImageProcessor
+from transformers import PaliGemmaForConditionalGeneration
+from transformers import SiglipImageProcessorPil  # the Pillow one (SiglipImageProcessor is torchvision's in 5.x)
 
 p = argparse.ArgumentParser()
 p.add_argument("--model", required=True)
@@ -41,7 +45,7 @@ t0 = time.time()
 model = PaliGemmaForConditionalGeneration.from_pretrained(a.model, dtype=torch.float32, attn_implementation="eager")
 load_s = time.time() - t0
 model.eval()
-proc = SiglipImageProcessor.from_pretrained(a.model)
+proc = SiglipImageProcessorPil.from_pretrained(a.model)
 t0 = time.time()
 pix = proc([Image.open(f).convert("RGB") for f in a.images], return_tensors="pt")["pixel_values"]
 prep_s = time.time() - t0
