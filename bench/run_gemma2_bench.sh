@@ -15,6 +15,8 @@
 #                   its runs, so cap26 runs reprshift, the used-well reference, reprshift, and
 #                   cap26p the padded reference.
 #   RS_BENCH_GEMM=0 skips the GEMM survey (no fractions for the rows of that invocation)
+#   RS_BENCH_CAP26_MODES  reference modes of cap26 (default bucket:eager; e.g.
+#                   bucket:eager,padded:eager when the machine is quiet enough to fit)
 #   RS_BENCH_CAPTIONS  number of COCO captions (default 256)
 # Rows: capL = the first N captions of shared/data/text/coco_val2017_captions.txt; longL =
 # one 512-token text (the first 400 captions joined, cut at 512 ids); L = 13 (through layer
@@ -72,7 +74,7 @@ for row in $ROWS; do
   w=${row%%[0-9]*}; L=${row#"$w"}; only_padded=0
   case $L in *p) L=${L%p}; only_padded=1 ;; esac
   modes=$([ "$w" = cap ] && echo bucket:eager,padded:eager || echo bucket:eager)
-  [ "$row" = cap26 ] && modes=bucket:eager
+  [ "$row" = cap26 ] && modes=${RS_BENCH_CAP26_MODES:-bucket:eager}
   if [ $only_padded = 1 ]; then
     stamp "${row}_start"
     $REF_ENV "$REFENV/bin/python" bench/bench_gemma2_ref.py --model "$CKPT" --ids-file "$OUT/$w.ids" \
