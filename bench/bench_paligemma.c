@@ -2,14 +2,58 @@
  * vision.ln_post) or through a decoder layer (e.g. blocks.12.hook_resid_post, prompt
  * "caption en\n"), batches of B images. Run by bench/run_paligemma_bench.sh beside the
  * transformers reference (bench_paligemma_ref.py). Prints one JSON line.
- *   bench_paligemma --model DIR --hook H [--batch 8] [--repeat 1] IMAGE... */
+ *   bench_paligemma --model DIR --hook H [--batch 8] [--repeat 1] [--suffix-ids FILE] [--save OUT.f32]
+ *                   [--prompt-ids 21209,659,108] IMAGE...
+ * --suffix-ids: line i holds image i's caption suffix ids (caption tokens + <eos>, no <bos>),
+ * appended after the prompt as PaliGemmaProcessor(suffix=caption) does; --save writes the
+ * hook's rows of the last repetition as raw float32 (image order; decoder hooks: every token).
+ * Time split as in bench_gemma2.c: cblas_sgemm is defined here and forwards to the BLAS's;
+ * the calls outside a parallel region (the linear layers, the projector, the patch
+ * embedding) are timed, the rest (attention, norms, GELU, widening) is "other". */
+#include <cblas.h>
+#include <dlfcn.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include "reprshift/image.h"
 #include "reprshift/paligemma.h"
+#include "reprshift/extract.h"
+#include "reprshift/fileio.h"
 #include "reprshift/progress.h"
+#include "gemm_now.h"
+
+typedef void (*sgemm_fn)(const enum CBLAS_ORDER, const enum CBLAS_TRANSPOSE, const enum CBLAS_TRANSPOSE, const blasint,
+                         const blasint, const blasint, const float, const float *, const blasint, const float *,
+                         const blasint, const float, float *, const blasint);
+static double lin_s, lin_flop;
+/* referencing it keeps libopenblas linked (see bench_gemma2.c) */
+extern char *openblas_get_corename(void);
+
+static sgemm_fn real_sgemm(void) {
+    static sgemm_fn real;
+    if (!real) real = (sgemm_fn)dlsym(RTLD_NEXT, "cblas_sgemm");
+    if (!real) {
+        fprintf(stderr, "bench_paligemma: no cblas_sgemm after this program (dlsym: %s)\n", dlerror());
+        exit(1);
+    }
+    return real;
+}
+
+void cblas_sgemm(const enum CBLAS_ORDER o, const enum CBLAS_TRANSPOSE ta, const enum CBLAS_TRANSPOSE tb, const blasint M,
+                 const blasint N, const blasint K, const float alpha, const float *A, const blasint lda, const float *B,
+                 const blasint ldb, const float beta, float *C, const blasint ldc) {
+    sgemm_fn real = real_sgemm();
+    if (omp_in_parallel()) {
+        real(o, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    double t0 = rs_now();
+    real(o, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    lin_s += rs_now() - t0;
+    lin_flop += 2.0 * M * N * K;
+}
 
 static double peak_rss_gb(void) {
     struct rusage ru;
@@ -18,7 +62,8 @@ static double peak_rss_gb(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *hook = "vision.ln_post";
+    const char *model = NULL, *hook = "vision.ln_post", *suffix_file = NULL, *save = NULL,
+               *prompt_arg = "21209,659,108";
     int batch = 8, repeat = 1, n_img = 0;
     const char **paths = calloc((size_t)argc, sizeof *paths);
     for (int i = 1; i < argc; i++) {
@@ -26,6 +71,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--hook") && i + 1 < argc) hook = argv[++i];
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--suffix-ids") && i + 1 < argc) suffix_file = argv[++i];
+        else if (!strcmp(argv[i], "--save") && i + 1 < argc) save = argv[++i];
+        else if (!strcmp(argv[i], "--prompt-ids") && i + 1 < argc) prompt_arg = argv[++i];
         else paths[n_img++] = argv[i];
     }
     if (!model || n_img < 1 || batch < 1 || repeat < 1) {
@@ -52,44 +100,79 @@ int main(int argc, char **argv) {
     double prep_s = rs_now() - t0;
     hook_request h;
     if (paligemma_hook_parse(m, hook, &h, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
-    /* one input per image: <image>xN <bos> "caption en" "\n" (Gemma ids 21209 659 108) */
-    const int32_t prompt[3] = {21209, 659, 108};
-    int32_t *one;
-    uint8_t *kinds;
-    int64_t len;
-    int P;
-    if (paligemma_build_input(m, 1, prompt, 3, NULL, 0, &one, &kinds, &len, &P, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return 1;
+    /* one input per image: <image>xN <bos> "caption en" "\n" (Gemma ids 21209 659 108)
+       [+ that image's caption suffix] */
+    int32_t *prompt;
+    int64_t n_prompt;
+    if (rs_parse_ids(prompt_arg, &prompt, &n_prompt, &err)) { fprintf(stderr, "--prompt-ids: %s\n", err.msg); return 1; }
+    int32_t **sfx = calloc((size_t)n_img, sizeof *sfx);
+    int64_t *nsfx = calloc((size_t)n_img, sizeof *nsfx);
+    if (suffix_file) {
+        char *buf;
+        if (rs_read_file(suffix_file, 1 << 26, &buf, NULL, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
+        int k = 0;
+        for (char *sv = NULL, *line = strtok_r(buf, "\n", &sv); line && k < n_img; line = strtok_r(NULL, "\n", &sv), k++)
+            if (rs_parse_ids(line, &sfx[k], &nsfx[k], &err)) { fprintf(stderr, "%s: %s\n", suffix_file, err.msg); return 1; }
+        free(buf);
+        if (k < n_img) { fprintf(stderr, "%s: %d lines for %d images\n", suffix_file, k, n_img); return 1; }
     }
-    int32_t *ids = malloc((size_t)batch * len * sizeof *ids);
+    int64_t *len = malloc((size_t)n_img * sizeof *len), maxlen = 0, tokens = 0;
+    int32_t **one = malloc((size_t)n_img * sizeof *one);
+    int P = 0;
+    for (int i = 0; i < n_img; i++) {
+        uint8_t *kinds;
+        if (paligemma_build_input(m, 1, prompt, (int)n_prompt, sfx[i], (int)nsfx[i], &one[i], &kinds, &len[i], &P, &err)) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 1;
+        }
+        free(kinds);
+        if (len[i] > maxlen) maxlen = len[i];
+        tokens += len[i];
+    }
+    int32_t *ids = malloc((size_t)batch * maxlen * sizeof *ids);
     int64_t *off = malloc((size_t)(batch + 1) * sizeof *off);
     int *pl = malloc((size_t)batch * sizeof *pl);
-    for (int b = 0; b < batch; b++) {
-        memcpy(ids + (size_t)b * len, one, (size_t)len * sizeof *ids);
-        off[b] = (int64_t)b * len;
-        pl[b] = P;
-    }
-    double best = 1e30;
+    FILE *fsave = NULL;
+    double best = 1e30, best_lin_s = 0, best_lin_flop = 0;
     for (int r = 0; r < repeat; r++) {
+        if (save && r == repeat - 1 && !(fsave = fopen(save, "wb"))) { fprintf(stderr, "cannot write %s\n", save); return 1; }
+        lin_s = lin_flop = 0;
         t0 = rs_now();
         for (int i0 = 0; i0 < n_img; i0 += batch) {
             int nb = n_img - i0 < batch ? n_img - i0 : batch;
-            off[nb] = (int64_t)nb * len;
+            off[0] = 0;
+            for (int b = 0; b < nb; b++) {
+                memcpy(ids + off[b], one[i0 + b], (size_t)len[i0 + b] * sizeof *ids);
+                off[b + 1] = off[b] + len[i0 + b];
+                pl[b] = P;
+            }
             paligemma_batch b = {.n_seqs = nb, .offsets = off, .ids = ids, .prefix_len = pl, .n_images = nb,
                                  .pixel_values = pix + (size_t)i0 * npix};
             if (paligemma_forward(m, &b, &h, 1, NULL, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
+            if (fsave) {
+                double ts = rs_now(); /* not timed */
+                size_t rows = h.id.tower != RS_TOWER_DECODER ? (size_t)nb * N : (size_t)off[nb];
+                if (fwrite(h.out, sizeof(float) * h.width, rows, fsave) != rows) { fprintf(stderr, "cannot write %s\n", save); return 1; }
+                t0 += rs_now() - ts;
+            }
             hook_requests_free(&h, 1);
         }
         double dt = rs_now() - t0;
-        if (dt < best) best = dt;
+        if (dt < best) best = dt, best_lin_s = lin_s, best_lin_flop = lin_flop;
+        if (fsave && fclose(fsave)) { fprintf(stderr, "cannot write %s\n", save); return 1; }
+        fsave = NULL;
     }
+    double g_now_s = gemm_now(real_sgemm(), 1), g_now_g = h.id.tower != RS_TOWER_DECODER ? 0 : gemm_now(real_sgemm(), 0);
     printf("{\"impl\": \"reprshift\", \"hook\": \"%s\", \"images\": %d, \"batch\": %d, \"image_size\": %d, "
            "\"tokens_per_image\": %lld, \"seconds\": %.3f, \"images_per_s\": %.3f, \"peak_rss_gb\": %.2f, "
-           "\"load_s\": %.2f, \"preprocess_s\": %.3f}\n",
-           hook, n_img, batch, S, (long long)(h.id.tower != RS_TOWER_DECODER ? N : len), best, n_img / best, peak_rss_gb(),
-           load_s, prep_s);
-    free(one); free(kinds); free(ids); free(off); free(pl); free(pix); free(paths);
+           "\"load_s\": %.2f, \"preprocess_s\": %.3f, \"decoder_tokens\": %lld, \"linear_sgemm_s\": %.3f, "
+           "\"linear_sgemm_gflops\": %.1f, \"other_s\": %.3f, \"blas_kernel\": \"%s\", "
+           "\"gemm_now_siglip_gflops\": %.1f, \"gemm_now_gemma2_gflops\": %.1f}\n",
+           hook, n_img, batch, S, (long long)(h.id.tower != RS_TOWER_DECODER ? N : tokens / n_img), best, n_img / best,
+           peak_rss_gb(), load_s, prep_s, (long long)tokens, best_lin_s,
+           best_lin_s > 0 ? best_lin_flop / best_lin_s / 1e9 : 0.0, best - best_lin_s, openblas_get_corename(), g_now_s, g_now_g);
+    for (int i = 0; i < n_img; i++) free(one[i]), free(sfx[i]);
+    free(one); free(sfx); free(prompt); free(nsfx); free(len); free(ids); free(off); free(pl); free(pix); free(paths);
     paligemma_close(m);
     return 0;
 }

@@ -1,8 +1,29 @@
 #!/usr/bin/env bash
 # Gemma-2-2B-shaped prefill benchmark, reprshift vs transformers in the same run.
-# Needs: a built tree (build/), the reference venv (REFENV, default /work/refenv), and a
-# random bf16 checkpoint (made on first use with tools/reference/make_bench_checkpoint.py).
+# Needs: a built tree (build/), the reference venv (REFENV, default /work/refenv), a random
+# bf16 checkpoint (made on first use with tools/reference/make_bench_checkpoint.py) and the
+# shared data (../shared/data: COCO captions, tokenizer).
 # usage: bench/run_gemma2_bench.sh [CHECKPOINT_DIR]
+#   RS_BENCH_ROWS   rows to run, any of: cap13 cap26 cap26p long13 long26 (default all). Each
+#                   invocation first measures the fp32 GEMM survey (bench/out/gemm_run.txt),
+#                   so a long set of rows can be split over several invocations (e.g. to keep
+#                   each under a lock's time budget); results append to bench/out/results.jsonl
+#                   unless RS_BENCH_FRESH=1.
+#                   A row name ending in "p" (cap26p) runs only the reference's padded batch of
+#                   that row (the summary adds it to cap26): with the machine loaded, the
+#                   all-layers caption row does not fit in one ~15 min invocation with all
+#                   its runs, so cap26 runs reprshift, the used-well reference, reprshift, and
+#                   cap26p the padded reference.
+#   RS_BENCH_GEMM=0 skips the GEMM survey (no fractions for the rows of that invocation)
+#   RS_BENCH_CAP26_MODES  reference modes of cap26 (default bucket:eager; e.g.
+#                   bucket:eager,padded:eager when the machine is quiet enough to fit)
+#   RS_BENCH_CAPTIONS  number of COCO captions (default 256)
+# Rows: capL = the first N captions of shared/data/text/coco_val2017_captions.txt; longL =
+# one 512-token text (the first 400 captions joined, cut at 512 ids); L = 13 (through layer
+# 12) or 26 (all layers). Per row: reprshift, then the reference (bucketed "used well", then
+# padded: bench_gemma2_ref.py), then reprshift again (the two reprshift runs bracket the
+# reference in time; the table uses their mean). The summary (bench/gemma2_summary.py) prints
+# the table with ratios, fractions of the best GEMM rate and parity.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The reference's numpy/scipy bundle a current OpenBLAS: run it with the machine's
@@ -11,46 +32,65 @@ cd "$(dirname "$0")/.."
 REF_ENV="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
 REFENV=${REFENV:-/work/refenv}
 CKPT=${1:-${RS_BENCH_MODEL:-/work/benchmodels/gemma2-2b-rand}}
-TOKJSON=${RS_TOKENIZER_JSON:-../shared/data/tokenizer/tokenizer.json}
+DATA=../shared/data
+TOKJSON=${RS_TOKENIZER_JSON:-$DATA/tokenizer/tokenizer.json}
 BUILD=${RS_BUILD_DIR:-build}
+ROWS=${RS_BENCH_ROWS:-cap13 cap26 cap26p long13 long26}
+NCAP=${RS_BENCH_CAPTIONS:-256}
 OUT=bench/out; mkdir -p "$OUT"
+[ -f "$DATA/text/coco_val2017_captions.txt" ] || { echo "no $DATA/text/coco_val2017_captions.txt: the benchmark reads the shared data (../shared/data) beside the repository" >&2; exit 1; }
 [ -f "$CKPT/config.json" ] || "$REFENV/bin/python" tools/reference/make_bench_checkpoint.py "$CKPT"
-# Workloads: (a) 64 real COCO captions, (b) one 512-token text (captions joined), real tokenizer.
-head -n 64 ../shared/data/text/coco_val2017_captions.txt > "$OUT/captions64.txt"
-"$BUILD/reprshift" tokenize --tokenizer "$TOKJSON" --texts "$OUT/captions64.txt" | tr -d '[] ' > "$OUT/captions64.ids"
-head -n 400 ../shared/data/text/coco_val2017_captions.txt | tr '\n' ' ' > "$OUT/long.txt"
-"$BUILD/reprshift" tokenize --tokenizer "$TOKJSON" --texts "$OUT/long.txt" | tr -d '[] ' | cut -d, -f1-512 > "$OUT/long512.ids"
+# Workloads: N real COCO captions, and one 512-token text (captions joined); real tokenizer.
+head -n "$NCAP" "$DATA/text/coco_val2017_captions.txt" > "$OUT/cap.txt"
+"$BUILD/reprshift" tokenize --tokenizer "$TOKJSON" --texts "$OUT/cap.txt" | tr -d '[] ' > "$OUT/cap.ids"
+head -n 400 "$DATA/text/coco_val2017_captions.txt" | tr '\n' ' ' > "$OUT/long.txt"
+"$BUILD/reprshift" tokenize --tokenizer "$TOKJSON" --texts "$OUT/long.txt" | tr -d '[] ' | cut -d, -f1-512 > "$OUT/long.ids"
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 # reprshift's side runs the OpenBLAS kernel the CLI would run (docs/pipeline.md, "BLAS kernel";
 # the bench programs link the library directly and would get OpenBLAS's own choice)
 RS_KERNEL=$("$BUILD/reprshift" --version | sed -n 's/^BLAS kernel: \([^ ]*\) .*/\1/p')
-[ -n "$RS_KERNEL" ] && export OPENBLAS_CORETYPE=$RS_KERNEL && echo "# reprshift BLAS kernel: $RS_KERNEL" >&2
-"$BUILD/bench_gemma2" --sgemm | tee "$OUT/results.jsonl"
-for w in captions64 long512; do
-  for L in 13 26; do
-    hook=$([ $L = 26 ] && echo blocks.25.hook_resid_post || echo blocks.12.hook_resid_post)
-    "$BUILD/bench_gemma2" --model "$CKPT" --ids-file "$OUT/$w.ids" --hook "$hook" --repeat 2 --save "$OUT/c_${w}_$L.safetensors" | sed "s/^{/{\"workload\": \"$w\", /" | tee -a "$OUT/results.jsonl"
-    $REF_ENV "$REFENV/bin/python" bench/bench_gemma2_ref.py --model "$CKPT" --ids-file "$OUT/$w.ids" --layers $L --repeat 2 --save "$OUT/ref_${w}_$L.safetensors" | sed "s/^{/{\"workload\": \"$w\", /" | tee -a "$OUT/results.jsonl"
+[ -n "$RS_KERNEL" ] && echo "# reprshift BLAS kernel: $RS_KERNEL" >&2
+RS_ENV="env ${RS_KERNEL:+OPENBLAS_CORETYPE=$RS_KERNEL}"
+[ "${RS_BENCH_FRESH:-0}" = 1 ] && : > "$OUT/results.jsonl"
+touch "$OUT/results.jsonl"
+stamp() { echo "{\"event\": \"$1\", \"utc\": \"$(date -u +%FT%TZ)\", \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" | tee -a "$OUT/results.jsonl"; }
+tag() { sed "s/^{/{\"row\": \"$1\", /" | tee -a "$OUT/results.jsonl"; }
+# The fp32 GEMM survey of this run: OpenBLAS (the kernel reprshift runs and the other AVX-512
+# ones), BLIS, oneDNN (bench/run_gemm_survey.sh) and torch's MKL (bench_gemm_torch.py).
+stamp gemm_start
+[ "${RS_BENCH_GEMM:-1}" = 0 ] || {
+KERNELS=${KERNELS:-"SkylakeX SapphireRapids"} bench/run_gemm_survey.sh "$BUILD" > "$OUT/gemm_run.txt" 2>&1 || true
+$REF_ENV "$REFENV/bin/python" bench/bench_gemm_torch.py >> "$OUT/gemm_run.txt" 2>&1 || true
+grep '^gemm ' "$OUT/gemm_run.txt" | sed 's/^/# /'
+grep '^gemm ' "$OUT/gemm_run.txt" | "$REFENV/bin/python" -c '
+import json, sys
+for l in sys.stdin:
+    f = l.split()
+    if f[3] == "shape": print(json.dumps({"gemm": f[1] + " " + f[2], "shape": f[4], "T": int(f[6]), "IN": int(f[8]), "OUT": int(f[10]), "gflops": float(f[12])}))
+    elif f[3] == "correct": print(json.dumps({"gemm": f[1] + " " + f[2], "correct": f[4] == "yes", "worst_ratio": float(f[6])}))
+' >> "$OUT/results.jsonl"
+}
+for row in $ROWS; do
+  w=${row%%[0-9]*}; L=${row#"$w"}; only_padded=0
+  case $L in *p) L=${L%p}; only_padded=1 ;; esac
+  modes=$([ "$w" = cap ] && echo bucket:eager,padded:eager || echo bucket:eager)
+  [ "$row" = cap26 ] && modes=${RS_BENCH_CAP26_MODES:-bucket:eager}
+  if [ $only_padded = 1 ]; then
+    stamp "${row}_start"
+    $REF_ENV "$REFENV/bin/python" bench/bench_gemma2_ref.py --model "$CKPT" --ids-file "$OUT/$w.ids" \
+        --layers "$L" --modes padded:eager --save-prefix "$OUT/ref_${row}_" 2>/dev/null | tag "$row"
+    stamp "${row}_end"
+    continue
+  fi
+  hook=$([ "$L" = 26 ] && echo blocks.25.hook_resid_post || echo blocks.$((L - 1)).hook_resid_post)
+  stamp "${row}_start"
+  for pass in 1 2; do
+    [ $pass = 2 ] && $REF_ENV "$REFENV/bin/python" bench/bench_gemma2_ref.py --model "$CKPT" --ids-file "$OUT/$w.ids" \
+        --layers "$L" --modes "$modes" \
+        --save-prefix "$OUT/ref_${row}_" 2>/dev/null | tag "$row"
+    $RS_ENV "$BUILD/bench_gemma2" --model "$CKPT" --ids-file "$OUT/$w.ids" --hook "$hook" \
+        --save "$OUT/c_${row}.safetensors" | sed "s/^{/{\"pass\": $pass, /" | tag "$row"
   done
+  stamp "${row}_end"
 done
-"$REFENV/bin/python" - "$OUT" <<'PY'
-import json, sys, glob, os
-import numpy as np
-from safetensors.numpy import load_file
-out = sys.argv[1]
-print("\nparity on the benchmark checkpoint (max|diff| / max|ref|, hook output of the last layer run):")
-for c in sorted(glob.glob(os.path.join(out, "c_*.safetensors"))):
-    r = c.replace("/c_", "/ref_")
-    a = load_file(c); b = load_file(r)["resid_post"]
-    x = [v for k, v in a.items() if k.startswith("blocks.")][0]
-    print(f"  {os.path.basename(c)[2:-12]}: {np.abs(x - b).max() / np.abs(b).max():.2e}")
-sys.argv = [sys.argv[0], os.path.join(out, "results.jsonl")]
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("\n| workload | through | reprshift tok/s | transformers tok/s | ratio | reprshift RSS GB | transformers RSS GB |")
-print("|---|---|---|---|---|---|---|")
-ours = [r for r in rows if r.get("impl") == "reprshift"]
-refs = [r for r in rows if r.get("impl") == "transformers"]
-for o, r in zip(ours, refs):
-    depth = "layer 12" if "12" in o["hook"] else "all 26"
-    print(f"| {o['workload']} | {depth} | {o['tokens_per_s']:.1f} | {r['tokens_per_s']:.1f} | {o['tokens_per_s']/r['tokens_per_s']:.2f}x | {o['peak_rss_gb']:.2f} | {r['peak_rss_gb']:.2f} |")
-PY
+"$REFENV/bin/python" bench/gemma2_summary.py "$OUT" "$CKPT"

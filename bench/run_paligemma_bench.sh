@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # PaliGemma-2-3B-shaped benchmark at 224 px, reprshift vs transformers in the same run (CPU,
-# 2 threads): images/s and peak RSS through the vision tower only and through decoder layer 12.
+# 2 threads): images/s, fraction of the best fp32 GEMM rate and peak RSS through the SigLIP
+# tower (batch 8) and through decoder layer 12 on image + prompt + caption.
 # Needs: a built tree (build/ or RS_BUILD_DIR), the reference venv (REFENV, default
-# /work/refenv), and a random bf16 checkpoint (made on first use, ~4 GB, with
-# tools/reference/make_bench_paligemma.py).
+# /work/refenv), the shared data (../shared/data: COCO images and captions, tokenizer) and a
+# random bf16 checkpoint (made on first use, ~4 GB, with tools/reference/make_bench_paligemma.py).
 # usage: bench/run_paligemma_bench.sh [CHECKPOINT_DIR]
+#   RS_BENCH_ROWS  any of: vision dec13 (default both); results append to
+#                  bench/out/paligemma.jsonl unless RS_BENCH_FRESH=1
+#   RS_BENCH_GEMM=0 skips the GEMM survey (no fractions; for trying the script on a toy model
+#   with RS_BENCH_PROMPT_IDS and RS_TOKENIZER_JSON set to ids and a tokenizer it knows)
+#   RS_BENCH_IMAGES_VISION (8), RS_BENCH_IMAGES_DECODER (8): the first val2017 images of
+#                  shared/data/coco/mini/image_table.tsv; decoder inputs get that image's
+#                  caption0 as the suffix (caption tokens + <eos>), batches of 4
+# Per row: reprshift, the reference (bench_paligemma_ref.py: bucket:eager first, then the
+# other modes), reprshift again; the table uses the mean of the two reprshift runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The reference's numpy/scipy bundle a current OpenBLAS: run it with the machine's
@@ -13,29 +23,62 @@ cd "$(dirname "$0")/.."
 REF_ENV="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
 REFENV=${REFENV:-/work/refenv}
 CKPT=${1:-${RS_BENCH_PALIGEMMA:-/work/benchmodels/paligemma2-3b-224-rand}}
+DATA=../shared/data
+TOKJSON=${RS_TOKENIZER_JSON:-$DATA/tokenizer/tokenizer.json}
 BUILD=${RS_BUILD_DIR:-build}
-NV=${RS_BENCH_IMAGES_VISION:-8}   # images for the tower-only run
-ND=${RS_BENCH_IMAGES_DECODER:-4}  # images for the through-layer-12 run
+ROWS=${RS_BENCH_ROWS:-vision dec13}
+NV=${RS_BENCH_IMAGES_VISION:-8}
+ND=${RS_BENCH_IMAGES_DECODER:-8}
 OUT=bench/out; mkdir -p "$OUT"
+[ -f "$DATA/coco/mini/image_table.tsv" ] || { echo "no $DATA/coco/mini/image_table.tsv: the benchmark reads the shared data (../shared/data) beside the repository" >&2; exit 1; }
 [ -f "$CKPT/config.json" ] || "$REFENV/bin/python" tools/reference/make_bench_paligemma.py "$CKPT"
-mapfile -t IMGS < <(ls ../shared/data/coco/mini/val2017/*.jpg | head -n "$NV")
+# images and their first caption (columns file, caption0 of the val2017 rows)
+awk -F'\t' '$1 == "val2017" { print $3 "\t" $NF }' "$DATA/coco/mini/image_table.tsv" | head -n "$((NV > ND ? NV : ND))" > "$OUT/pg_images.tsv"
+mapfile -t IMGS < <(cut -f1 "$OUT/pg_images.tsv" | sed "s|^|$DATA/coco/|")
+cut -f2 "$OUT/pg_images.tsv" > "$OUT/pg_captions.txt"
+# suffix = caption tokens (no <bos>) + <eos> (id 1)
+"$BUILD/reprshift" tokenize --tokenizer "$TOKJSON" --no-bos --texts "$OUT/pg_captions.txt" | tr -d '[] ' | sed 's/$/,1/' > "$OUT/pg_suffix.ids"
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
 # reprshift's side runs the OpenBLAS kernel the CLI would run (docs/pipeline.md, "BLAS kernel";
 # the bench programs link the library directly and would get OpenBLAS's own choice)
 RS_KERNEL=$("$BUILD/reprshift" --version | sed -n 's/^BLAS kernel: \([^ ]*\) .*/\1/p')
-[ -n "$RS_KERNEL" ] && export OPENBLAS_CORETYPE=$RS_KERNEL && echo "# reprshift BLAS kernel: $RS_KERNEL" >&2
-: > "$OUT/paligemma.jsonl"
-"$BUILD/bench_paligemma" --model "$CKPT" --hook vision.ln_post --batch 8 "${IMGS[@]:0:$NV}" | tee -a "$OUT/paligemma.jsonl"
-$REF_ENV "$REFENV/bin/python" bench/bench_paligemma_ref.py --model "$CKPT" --through vision --batch 8 "${IMGS[@]:0:$NV}" | tee -a "$OUT/paligemma.jsonl"
-"$BUILD/bench_paligemma" --model "$CKPT" --hook blocks.12.hook_resid_post --batch 4 "${IMGS[@]:0:$ND}" | tee -a "$OUT/paligemma.jsonl"
-$REF_ENV "$REFENV/bin/python" bench/bench_paligemma_ref.py --model "$CKPT" --through 13 --batch 4 "${IMGS[@]:0:$ND}" | tee -a "$OUT/paligemma.jsonl"
-"$REFENV/bin/python" - "$OUT/paligemma.jsonl" <<'PY'
+[ -n "$RS_KERNEL" ] && echo "# reprshift BLAS kernel: $RS_KERNEL" >&2
+RS_ENV="env ${RS_KERNEL:+OPENBLAS_CORETYPE=$RS_KERNEL}"
+J=$OUT/paligemma.jsonl
+[ "${RS_BENCH_FRESH:-0}" = 1 ] && : > "$J"
+touch "$J"
+stamp() { echo "{\"event\": \"$1\", \"utc\": \"$(date -u +%FT%TZ)\", \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" | tee -a "$J"; }
+tag() { sed "s/^{/{\"row\": \"$1\", /" | tee -a "$J"; }
+# the fp32 GEMM survey of this run (as in run_gemma2_bench.sh)
+stamp gemm_start
+[ "${RS_BENCH_GEMM:-1}" = 0 ] || {
+KERNELS=${KERNELS:-"SkylakeX SapphireRapids"} bench/run_gemm_survey.sh "$BUILD" > "$OUT/gemm_run_pg.txt" 2>&1 || true
+$REF_ENV "$REFENV/bin/python" bench/bench_gemm_torch.py >> "$OUT/gemm_run_pg.txt" 2>&1 || true
+grep '^gemm ' "$OUT/gemm_run_pg.txt" | sed 's/^/# /'
+grep '^gemm ' "$OUT/gemm_run_pg.txt" | "$REFENV/bin/python" -c '
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("\n| through | images | reprshift img/s | transformers img/s | ratio | reprshift RSS GB | transformers RSS GB |")
-print("|---|---|---|---|---|---|---|")
-for o, r in zip(rows[0::2], rows[1::2]):
-    what = "vision tower (ln_post)" if o["hook"].startswith("vision") else "decoder layer 12"
-    print(f"| {what} | {o['images']} | {o['images_per_s']:.3f} | {r['images_per_s']:.3f} | "
-          f"{o['images_per_s'] / r['images_per_s']:.2f}x | {o['peak_rss_gb']:.2f} | {r['peak_rss_gb']:.2f} |")
-PY
+for l in sys.stdin:
+    f = l.split()
+    if f[3] == "shape": print(json.dumps({"gemm": f[1] + " " + f[2], "shape": f[4], "T": int(f[6]), "IN": int(f[8]), "OUT": int(f[10]), "gflops": float(f[12])}))
+    elif f[3] == "correct": print(json.dumps({"gemm": f[1] + " " + f[2], "correct": f[4] == "yes", "worst_ratio": float(f[6])}))
+' >> "$J"
+}
+PROMPT=(--prompt-ids "${RS_BENCH_PROMPT_IDS:-21209,659,108}")
+for row in $ROWS; do
+  stamp "${row}_start"
+  if [ "$row" = vision ]; then
+    ours=("${PROMPT[@]}" --hook vision.ln_post --batch 8 "${IMGS[@]:0:$NV}")
+    ref=("${PROMPT[@]}" --through vision --batch 8 --modes bucket:eager,bucket:vsdpa "${IMGS[@]:0:$NV}")
+  else
+    L=${row#dec}
+    ours=("${PROMPT[@]}" --hook "blocks.$((L - 1)).hook_resid_post" --batch 4 --suffix-ids "$OUT/pg_suffix.ids" "${IMGS[@]:0:$ND}")
+    ref=("${PROMPT[@]}" --through "$L" --batch 4 --suffix-ids "$OUT/pg_suffix.ids" --modes bucket:eager,bucket:vsdpa,padded:eager "${IMGS[@]:0:$ND}")
+  fi
+  for pass in 1 2; do
+    [ $pass = 2 ] && $REF_ENV "$REFENV/bin/python" bench/bench_paligemma_ref.py --model "$CKPT" "${ref[@]}" \
+        --save-prefix "$OUT/pgref_${row}_" 2>/dev/null | tag "$row"
+    $RS_ENV "$BUILD/bench_paligemma" --model "$CKPT" --save "$OUT/pg_${row}.f32" "${ours[@]}" | sed "s/^{/{\"pass\": $pass, /" | tag "$row"
+  done
+  stamp "${row}_end"
+done
+"$REFENV/bin/python" bench/paligemma_summary.py "$OUT" "$CKPT"
