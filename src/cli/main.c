@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "reprshift/ops_bf16.h"
 #include "reprshift/blas.h"
 #include "reprshift/log.h"
 #include "reprshift/ops.h"
@@ -238,6 +239,9 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--version")) {
         print_version();
         print_isa();
+        char bf[200];
+        op_bf16_describe(bf, sizeof bf);
+        printf("bf16 compute (--precision bf16): %s\n", bf);
         return 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
