@@ -64,7 +64,7 @@ static float urand(void) {
 
 /* y = bf16(x·Wᵀ): every output within one bf16 rounding of the exact (double) product plus
  * the fp32 accumulation bound K·2⁻²⁴·Σ|x·w|, and at least 99% equal to bf16(exact). */
-static void check_linear(int T, int IN, int OUT, int wdtype) {
+static void check_linear(int T, int IN, int OUT, int wdtype, int no_scratch) {
     size_t nx = (size_t)T * IN, nw = (size_t)OUT * IN;
     float *x = malloc(nx * sizeof(float)), *wf = malloc(nw * sizeof(float)), *y = malloc((size_t)T * OUT * sizeof(float));
     uint16_t *wb = malloc(nw * 2);
@@ -75,7 +75,7 @@ static void check_linear(int T, int IN, int OUT, int wdtype) {
         wb[i] = op_bf16_bits(wf[i]);
     }
     st_tensor W = {.dtype = wdtype, .numel = (int64_t)nw, .data = wdtype == RS_DT_BF16 ? (const void *)wb : wf};
-    op_linear_bf16(y, x, &W, NULL, T, IN, OUT, scratch);
+    op_linear_bf16(y, x, &W, NULL, T, IN, OUT, no_scratch ? NULL : scratch);
     size_t same = 0;
     for (int t = 0; t < T; t++)
         for (int o = 0; o < OUT; o++) {
@@ -89,8 +89,8 @@ static void check_linear(int T, int IN, int OUT, int wdtype) {
             same += got == r1;
             double bound = fabs(ref) * ldexp(1.0, -8) + IN * ldexp(1.0, -24) * mag * 1.01;
             if (!(fabs(got - ref) <= bound) || op_bf16_round1(got) != got)
-                fail_msg("%s T=%d IN=%d OUT=%d (%d,%d): %.9g vs exact %.9g (bound %.3g)", op_bf16_gemm_path(), T, IN,
-                         OUT, t, o, got, ref, bound);
+                fail_msg("%s%s T=%d IN=%d OUT=%d (%d,%d): %.9g vs exact %.9g (bound %.3g)", op_bf16_gemm_path(), no_scratch ? " (no scratch)" : "", T,
+                         IN, OUT, t, o, got, ref, bound);
         }
     if (same < 0.99 * T * OUT) fail_msg("%s: only %zu of %d outputs equal bf16(exact)", op_bf16_gemm_path(), same, T * OUT);
     free(x); free(wf); free(y); free(wb); free(scratch);
@@ -102,8 +102,12 @@ static void linear_shapes(void) {
     static const int os[] = {1, 3, 16, 31, 48, 129};
     for (int a = 0; a < 8; a++)
         for (int b = 0; b < 6; b++)
-            for (int c = (a + b) % 2; c < 6; c += 2) check_linear(ts[a], ks[b], os[c], (a + b + c) % 3 == 0 ? RS_DT_F32 : RS_DT_BF16);
-    check_linear(200, 2304, 96, RS_DT_BF16);
+            for (int c = (a + b) % 2; c < 6; c += 2) {
+                int dt = (a + b + c) % 3 == 0 ? RS_DT_F32 : RS_DT_BF16;
+                check_linear(ts[a], ks[b], os[c], dt, 0);
+                if (ts[a] <= 3) check_linear(ts[a], ks[b], os[c], dt, 1); /* no scratch: the row-by-row product */
+            }
+    check_linear(200, 2304, 96, RS_DT_BF16, 0);
 }
 
 static void test_linear_native(void **state) {

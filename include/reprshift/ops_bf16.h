@@ -46,8 +46,9 @@ void op_bf16_force_emulated(int on);
 /* A short description for --version: "oneDNN 2.6.3, AVX512-BF16" / "emulated (…why…)". */
 void op_bf16_describe(char *buf, size_t n);
 
-/* y[T,OUT] = bf16(bf16(x)·bf16(W)ᵀ + bias) with fp32 accumulation. scratch holds
- * W->numel + T·IN floats (see rs_backend.linear_act_scratch). */
+/* y[T,OUT] = bf16(bf16(x)·bf16(W)ᵀ + bf16(bias)) with fp32 accumulation. scratch holds
+ * W->numel + T·IN floats (rs_backend.bf16); NULL: a slower row-by-row product that needs none
+ * (a decode step's few rows). */
 void op_linear_bf16(float *y, const float *x, const st_tensor *W, const float *bias, int T, int IN, int OUT,
                     float *scratch);
 /* Gemma2RMSNorm in a bf16 run: fp32 x·rsqrt(mean(x²)+eps)·(1 + bf16(w)), rounded once. */

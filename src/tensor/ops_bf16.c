@@ -152,10 +152,43 @@ static void finish_rows(float *y, const float *bias, int T, int OUT) {
     }
 }
 
+/* Without a scratch (a decode step's LM head: generate.c passes none): each weight row
+ * widened a chunk at a time and dotted with every rounded input row in 16 fp32 lanes. */
+static void linear_rows(float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
+    size_t es = rs_dtype_size(W->dtype);
+#pragma omp parallel for schedule(static) if ((size_t)OUT * IN > 65536)
+    for (int o = 0; o < OUT; o++) {
+        float wb[256], xb[256];
+        for (int t = 0; t < T; t++) {
+            float lane[16] = {0};
+            for (int i0 = 0; i0 < IN; i0 += 256) {
+                int n = IN - i0 < 256 ? IN - i0 : 256;
+                st_tensor r = *W;
+                r.numel = n;
+                r.data = (const char *)W->data + ((size_t)o * IN + i0) * es;
+                st_to_f32(&r, wb);
+                for (int i = 0; i < n; i++) {
+                    wb[i] = op_bf16_round1(wb[i]);
+                    xb[i] = op_bf16_round1(x[(size_t)t * IN + i0 + i]);
+                }
+                for (int i = 0; i < n; i++) lane[i % 16] += xb[i] * wb[i];
+            }
+            double sum = 0;
+            for (int k = 0; k < 16; k++) sum += lane[k];
+            y[(size_t)t * OUT + o] = (float)sum;
+        }
+    }
+}
+
 void op_linear_bf16(float *y, const float *x, const st_tensor *W, const float *bias, int T, int IN, int OUT,
                     float *scratch) {
     if (T <= 0) return;
     size_t nx = (size_t)T * IN;
+    if (!scratch) {
+        linear_rows(y, x, W, T, IN, OUT);
+        finish_rows(y, bias, T, OUT);
+        return;
+    }
 #ifdef RS_HAVE_DNNL
     if (use_native()) {
         /* scratch: [x as bf16: T·IN halves][W as bf16 when not stored so: numel halves] */
