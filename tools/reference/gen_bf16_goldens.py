@@ -11,7 +11,8 @@ defined here as Gemma2RMSNorm without the gain, i.e. x.float() normalised in fp3
 rounded to bf16 once. The fp32 run of the same prompts is the existing fp32 golden.
 
 Also written: round.in / round.out, float32 values and torch's .to(bfloat16) of them
-(round-to-nearest-even, ties, subnormals, overflow to Inf, Inf), for the rounding unit test.
+(round-to-nearest-even, ties, subnormals, overflow to Inf, Inf), for the rounding unit test;
+and (first model's file only) gelu.out, torch's bf16 tanh-GELU of all 65536 bf16 bit patterns.
 
 Usage:
     /work/refenv/bin/python tools/reference/gen_bf16_goldens.py --out tests/fixtures/bf16
@@ -116,6 +117,10 @@ def run(name, out):
     xin, xout = round_vectors()
     tensors["round.in"] = xin
     tensors["round.out"] = xout
+    if name == MODELS[0]:
+        # torch's bf16 GELU (tanh approximation) of every bf16 bit pattern 0x0000 … 0xFFFF
+        allb = torch.arange(65536, dtype=torch.int32).to(torch.int16).view(torch.bfloat16)
+        tensors["gelu.out"] = torch.nn.functional.gelu(allb, approximate="tanh")
     meta = dict(versions())
     meta.update({
         "generator": GENERATOR,
