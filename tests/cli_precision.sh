@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# --precision on reprshift extract (docs/precision.md): fp32 is the default and the explicit
+# --precision on reprshift extract and generate (docs/precision.md): fp32 is the default and the explicit
 # fp32 file is byte-identical to it; bf16 gives different values, every one a bf16 value,
 # and records "precision" in the file; PaliGemma runs its decoder in bf16; a bad value is
 # refused with exit status 2 and no file. Parity of the bf16 values with transformers is
@@ -39,5 +39,10 @@ err=$("$CLI" extract --model $M --hook "$H" --ids 2,5 --out "$T/bad.st" --precis
 [ $rc -eq 2 ] || fail "--precision fp16: exit status $rc, want 2"
 echo "$err" | grep -q -- '--precision must be fp32 or bf16 (got "fp16")' || fail "--precision fp16: message was: $err"
 [ -e "$T/bad.st" ] && fail "--precision fp16 left a file"
+# generate: bf16 runs (its parity with transformers' bf16 generate is in test_bf16); a bad value is refused
+"$CLI" generate --model $M --ids 2,17,99,5 --max-new-tokens 3 --precision bf16 >/dev/null 2>&1 || fail "generate --precision bf16"
+err=$("$CLI" generate --model $M --ids 2,17 --max-new-tokens 3 --precision half 2>&1); rc=$?
+[ $rc -eq 2 ] || fail "generate --precision half: exit status $rc, want 2"
+echo "$err" | grep -q -- '--precision must be fp32 or bf16' || fail "generate --precision half: message was: $err"
 "$CLI" --version | grep -q '^bf16 compute (--precision bf16): \(native\|emulated\) (' || fail "no bf16 line in --version"
 echo "cli_precision: ok"

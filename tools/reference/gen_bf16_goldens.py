@@ -12,7 +12,8 @@ rounded to bf16 once. The fp32 run of the same prompts is the existing fp32 gold
 
 Also written: round.in / round.out, float32 values and torch's .to(bfloat16) of them
 (round-to-nearest-even, ties, subnormals, overflow to Inf, Inf), for the rounding unit test;
-and (first model's file only) gelu.out, torch's bf16 tanh-GELU of all 65536 bf16 bit patterns.
+gen.prompt / gen.bf16 / gen.fp32: 16 greedy tokens (model.generate, KV cache) after prompt p2 in bf16
+and fp32, gen.logits the bf16 run's logits at each step; and (first model's file only) gelu.out, torch's bf16 tanh-GELU of all 65536 bf16 bit patterns.
 
 Usage:
     /work/refenv/bin/python tools/reference/gen_bf16_goldens.py --out tests/fixtures/bf16
@@ -117,6 +118,21 @@ def run(name, out):
     xin, xout = round_vectors()
     tensors["round.in"] = xin
     tensors["round.out"] = xout
+    # greedy generation (KV cache) in bf16 and fp32 after prompt p2
+    prompt = fp32["p2.ids"].long()[None]
+    with torch.no_grad():
+        ob = model.generate(prompt, max_new_tokens=16, do_sample=False, return_dict_in_generate=True,
+                            output_logits=True)
+        gb = ob.sequences[0, prompt.shape[1]:]
+        lgs = torch.stack([lg[0] for lg in ob.logits])  # generate hands them out as float32 copies
+        assert torch.equal(lgs.to(torch.bfloat16).float(), lgs.float())  # of bf16 values
+        tensors["gen.logits"] = lgs.to(torch.bfloat16)
+        m32 = Gemma2ForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
+        gf = m32.generate(prompt, max_new_tokens=16, do_sample=False)[0, prompt.shape[1]:]
+    tensors["gen.prompt"] = prompt[0].to(torch.int32)
+    tensors["gen.bf16"] = gb.to(torch.int32)
+    tensors["gen.fp32"] = gf.to(torch.int32)
+    print(name, "greedy bf16:", gb.tolist(), "fp32:", gf.tolist())
     if name == MODELS[0]:
         # torch's bf16 GELU (tanh approximation) of every bf16 bit pattern 0x0000 … 0xFFFF
         allb = torch.arange(65536, dtype=torch.int32).to(torch.int16).view(torch.bfloat16)
