@@ -126,6 +126,43 @@ static void test_isa_levels(void **state) {
     free(g0); free(u); free(w);
 }
 
+/* The bf16 table: the decoder entries are the bf16 kernels, the vision-only ones the f32
+ * kernels; rs_precision_parse / rs_backend_for. */
+static void test_backend_table(void **state) {
+    (void)state;
+    const rs_backend *b = rs_backend_cpu_bf16(), *f = rs_backend_cpu();
+    assert_int_equal(b->bf16, 1);
+    assert_int_equal(f->bf16, 0);
+    assert_ptr_equal(b->linear, op_linear_bf16);
+    assert_ptr_equal(b->rms_norm, op_rmsnorm_gemma_bf16);
+    assert_ptr_equal(b->rope, op_rope_seqs_bf16);
+    assert_ptr_equal(b->attention, op_attention_bf16);
+    assert_ptr_equal(b->attention_kv, op_attention_kv_bf16);
+    assert_ptr_equal(b->geglu, op_geglu_bf16);
+    assert_ptr_equal(b->gelu, op_gelu_tanh_bf16);
+    assert_ptr_equal(b->add, op_add_bf16);
+    assert_ptr_equal(b->softmax, op_softmax_bf16);
+    assert_ptr_equal(b->embed, op_embed_rows_bf16);
+    assert_ptr_equal(b->gemm_nt, op_gemm_nt_bf16);
+    assert_ptr_equal(b->softcap, op_softcap_bf16);
+    assert_ptr_equal(b->layer_norm, f->layer_norm);
+    assert_ptr_equal(b->im2col, f->im2col);
+    assert_ptr_equal(b->add_periodic, f->add_periodic);
+    assert_non_null(b->linear_decode);
+    rs_precision p = RS_PREC_BF16;
+    assert_int_equal(rs_precision_parse("fp32", &p), 0);
+    assert_int_equal(p, RS_PREC_FP32);
+    assert_int_equal(rs_precision_parse("bf16", &p), 0);
+    assert_int_equal(p, RS_PREC_BF16);
+    assert_int_equal(rs_precision_parse("BF16", &p), -1);
+    assert_int_equal(rs_precision_parse("fp16", &p), -1);
+    assert_int_equal(rs_precision_parse(NULL, &p), -1);
+    assert_ptr_equal(rs_backend_for(RS_PREC_BF16), b);
+    assert_ptr_equal(rs_backend_for(RS_PREC_FP32), f);
+    assert_string_equal(rs_precision_name(RS_PREC_BF16), "bf16");
+    assert_string_equal(rs_precision_name(RS_PREC_FP32), "fp32");
+}
+
 /* ---- products ---- */
 
 /* y = bf16(x·Wᵀ): every output within one bf16 rounding of the exact (double) product plus
@@ -366,6 +403,7 @@ int main(void) {
         cmocka_unit_test(test_round_vs_torch),
         cmocka_unit_test(test_gelu_vs_torch),
         cmocka_unit_test(test_isa_levels),
+        cmocka_unit_test(test_backend_table),
         cmocka_unit_test(test_linear_emulated),
         cmocka_unit_test(test_linear_native),
         cmocka_unit_test(test_parity_emulated),
