@@ -2,7 +2,7 @@
  * sgemm GFLOP/s. Run by bench/run_gemma2_bench.sh beside the transformers reference.
  *
  * usage: bench_gemma2 --model DIR --ids-file F --hook HOOK [--repeat N] [--save OUT.safetensors]
- *                     [--precision fp32|bf16]
+ *                     [--precision fp32|bf16] [--bf16-route auto|native|emulated]
  *        bench_gemma2 --sgemm
  *        bench_gemma2 --gemm-bf16 T   (one 2304 → 9216 linear layer on T rows, BF16 weights:
  *                                      fp32 path, bf16 native, bf16 emulated; interleaved)
@@ -57,7 +57,7 @@ static int gemm_bf16_bench(int T) {
             double t0 = rs_now();
             if (mode == 0) op_linear_st(y, x, &W, sc, T, IN, OUT);
             else {
-                op_bf16_force_emulated(mode == 2);
+                op_bf16_set_route(mode == 2 ? OP_BF16_EMULATED : OP_BF16_NATIVE);
                 op_linear_bf16(y, x, &W, NULL, T, IN, OUT, sc);
             }
             double dt = rs_now() - t0;
@@ -85,7 +85,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--hook")) hook = argv[++i];
         else if (!strcmp(argv[i], "--repeat")) repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--save")) save = argv[++i];
-        else if (!strcmp(argv[i], "--precision")) {
+        else if (!strcmp(argv[i], "--bf16-route")) {
+            const char *r = argv[++i];
+            if (op_bf16_set_route(!strcmp(r, "native") ? OP_BF16_NATIVE : !strcmp(r, "emulated") ? OP_BF16_EMULATED
+                                  : !strcmp(r, "auto") ? OP_BF16_AUTO : -1)) {
+                fprintf(stderr, "--bf16-route: auto, native (where supported) or emulated\n");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--precision")) {
             if (rs_precision_parse(argv[++i], &prec)) { fprintf(stderr, "--precision: fp32 or bf16\n"); return 2; }
         }
     }

@@ -26,6 +26,12 @@ bad=$(od -An -v -tx4 -j $((8 + hl)) "$T/b16.st" | tr -s ' ' '\n' | grep -v '^$' 
 [ "$bad" -le 11 ] || fail "$bad words of the bf16 file are not bf16 values"
 x $M "$T/b16b.st" --precision bf16 || fail "extract --precision bf16 (again)"
 cmp -s "$T/b16.st" "$T/b16b.st" || fail "bf16 extract is not deterministic"
+# the product route (RS_BF16_GEMM): emulated always works; an unknown route is refused
+RS_BF16_GEMM=emulated x $M "$T/b16e.st" --precision bf16 || fail "RS_BF16_GEMM=emulated extract"
+RS_BF16_GEMM=emulated "$CLI" --version | grep -q '^bf16 compute (--precision bf16): emulated (forced' || fail "RS_BF16_GEMM=emulated not applied"
+err=$(RS_BF16_GEMM=fast "$CLI" --version 2>&1 >/dev/null); rc=$?
+[ $rc -eq 2 ] || fail "RS_BF16_GEMM=fast: exit status $rc, want 2"
+echo "$err" | grep -q 'RS_BF16_GEMM=fast: unknown route' || fail "RS_BF16_GEMM=fast: message was: $err"
 # PaliGemma: the decoder in bf16
 P=tests/fixtures/models/paligemma-tiny-bf16
 "$CLI" extract --model $P --hook blocks.1.hook_resid_post --image tests/fixtures/images/resize_chelsea_224.png \

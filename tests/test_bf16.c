@@ -222,9 +222,10 @@ static void test_linear_native(void **state) {
         skip();
         return;
     }
-    op_bf16_force_emulated(0);
+    assert_int_equal(op_bf16_set_route(OP_BF16_NATIVE), 0);
     assert_string_equal(op_bf16_gemm_path(), "native");
     linear_shapes();
+    op_bf16_set_route(OP_BF16_AUTO);
 }
 
 static void test_linear_emulated(void **state) {
@@ -375,7 +376,7 @@ static void test_generate(void **state) {
     (void)state;
     for (int path = 0; path < 2; path++) {
         if (path == 0 && !op_bf16_native_supported()) continue;
-        op_bf16_force_emulated(path);
+        assert_int_equal(op_bf16_set_route(path ? OP_BF16_EMULATED : OP_BF16_NATIVE), 0);
         run_generate("gemma2-tiny-bf16");
         run_generate("gemma2-tiny-f32");
     }
@@ -385,9 +386,10 @@ static void test_generate(void **state) {
 static void test_parity_native(void **state) {
     (void)state;
     if (!op_bf16_native_supported()) { skip(); return; }
-    op_bf16_force_emulated(0);
+    assert_int_equal(op_bf16_set_route(OP_BF16_NATIVE), 0);
     run_parity("gemma2-tiny-bf16");
     run_parity("gemma2-tiny-f32");
+    op_bf16_set_route(OP_BF16_AUTO);
 }
 
 static void test_parity_emulated(void **state) {

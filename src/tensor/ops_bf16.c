@@ -41,17 +41,23 @@ void op_bf16_round(float *x, size_t n) { EW_LOOP(n, RS_ISA_CALL(round)(x + o_, m
 
 /* ---- the product path ---- */
 
-static int force_emulated;
+static int route; /* OP_BF16_AUTO / _EMULATED / _NATIVE */
+
+static int cpu_has_amx_bf16(void) {
+#if defined(__x86_64__) && defined(__GNUC__) && __GNUC__ >= 11
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("amx-bf16") != 0;
+#else
+    return 0;
+#endif
+}
 
 static int cpu_has_bf16(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512bf16")) return 1;
-#if defined(__GNUC__) && __GNUC__ >= 11
-    if (__builtin_cpu_supports("amx-bf16")) return 1;
 #endif
-#endif
-    return 0;
+    return cpu_has_amx_bf16();
 }
 
 #ifdef RS_HAVE_DNNL
@@ -114,9 +120,23 @@ int op_bf16_native_supported(void) {
 #endif
 }
 
-void op_bf16_force_emulated(int on) { force_emulated = on != 0; }
+int op_bf16_set_route(int r) {
+    if (r == OP_BF16_NATIVE && !op_bf16_native_supported()) return -1;
+    if (r < OP_BF16_AUTO || r > OP_BF16_NATIVE) return -1;
+    route = r;
+    return 0;
+}
 
-static int use_native(void) { return !force_emulated && op_bf16_native_supported(); }
+void op_bf16_force_emulated(int on) { route = on ? OP_BF16_EMULATED : OP_BF16_AUTO; }
+
+/* Automatic choice: native only with AMX-BF16. With AVX512-BF16 alone, vdpbf16ps does 32
+ * multiply-adds once per cycle where vfmadd does 16 twice, and oneDNN 2.6's bf16 matmul measured
+ * no faster than OpenBLAS sgemm on the bf16 values (slower at 700 rows; bench/README.md). */
+static int use_native(void) {
+    if (route == OP_BF16_EMULATED) return 0;
+    if (route == OP_BF16_NATIVE) return op_bf16_native_supported();
+    return op_bf16_native_supported() && cpu_has_amx_bf16();
+}
 
 const char *op_bf16_gemm_path(void) { return use_native() ? "native" : "emulated"; }
 
@@ -124,12 +144,16 @@ void op_bf16_describe(char *buf, size_t n) {
 #ifdef RS_HAVE_DNNL
     const dnnl_version_t *v = dnnl_version();
     if (use_native())
-        snprintf(buf, n, "native (oneDNN %d.%d.%d matmul, CPU has bf16 dot-product instructions)", v->major,
-                 v->minor, v->patch);
-    else if (force_emulated)
-        snprintf(buf, n, "emulated (forced; oneDNN %d.%d.%d available)", v->major, v->minor, v->patch);
+        snprintf(buf, n, "native (oneDNN %d.%d.%d bf16 matmul, %s%s)", v->major, v->minor, v->patch,
+                 cpu_has_amx_bf16() ? "AMX-BF16" : "AVX512-BF16", route == OP_BF16_NATIVE ? "; forced" : "");
+    else if (route == OP_BF16_EMULATED)
+        snprintf(buf, n, "emulated (forced; f32 sgemm on bf16 values)");
+    else if (op_bf16_native_supported())
+        snprintf(buf, n, "emulated (f32 sgemm on bf16 values: this CPU has AVX512-BF16 but no AMX-BF16, where "
+                 "oneDNN %d.%d.%d's bf16 matmul is no faster; RS_BF16_GEMM=native uses it)", v->major, v->minor,
+                 v->patch);
     else
-        snprintf(buf, n, "emulated (this CPU lacks AVX512-BF16/AMX-BF16; f32 products on bf16 values)");
+        snprintf(buf, n, "emulated (f32 sgemm on bf16 values; this CPU lacks AVX512-BF16/AMX-BF16)");
 #else
     snprintf(buf, n, "emulated (built without oneDNN; f32 products on bf16 values)%s",
              cpu_has_bf16() ? "" : ", CPU lacks AVX512-BF16/AMX-BF16");
