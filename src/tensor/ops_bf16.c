@@ -162,6 +162,7 @@ void op_bf16_describe(char *buf, size_t n) {
 
 /* ---- linear ---- */
 
+#ifdef RS_HAVE_DNNL
 /* dst[i] = bf16 bits of W's value i (W F32/BF16/F16), in parallel chunks. */
 static void weight_bf16(uint16_t *dst, const st_tensor *W) {
     const int64_t CH = 1 << 16;
@@ -181,6 +182,8 @@ static void weight_bf16(uint16_t *dst, const st_tensor *W) {
         }
     }
 }
+
+#endif
 
 static void finish_rows(float *y, const float *bias, int T, int OUT) {
     if (!bias) {
