@@ -2,7 +2,10 @@
  * sgemm GFLOP/s. Run by bench/run_gemma2_bench.sh beside the transformers reference.
  *
  * usage: bench_gemma2 --model DIR --ids-file F --hook HOOK [--repeat N] [--save OUT.safetensors]
+ *                     [--precision fp32|bf16] [--bf16-route auto|native|emulated]
  *        bench_gemma2 --sgemm
+ *        bench_gemma2 --gemm-bf16 T   (one 2304 → 9216 linear layer on T rows, BF16 weights:
+ *                                      fp32 path, bf16 native, bf16 emulated; interleaved)
  *
  * Time split: this program defines cblas_sgemm itself (the static library's calls bind to
  * it; it forwards to the BLAS's via dlsym(RTLD_NEXT)) and adds up the wall time and FLOPs of
@@ -23,6 +26,7 @@
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "gemm_now.h"
+#include "reprshift/ops_bf16.h"
 
 static double peak_rss_gb(void) {
     struct rusage ru;
@@ -77,17 +81,62 @@ static int sgemm_bench(void) {
     return 0;
 }
 
+/* One Gemma-2 2B gate_proj-shaped product (BF16 weights as mapped) on T rows: the fp32 path
+ * (widen the weights, sgemm) against the bf16 path on each product route, interleaved. */
+static int gemm_bf16_bench(int T) {
+    int IN = 2304, OUT = 9216;
+    size_t nw = (size_t)IN * OUT, nx = (size_t)T * IN;
+    uint16_t *wb = malloc(nw * 2);
+    float *x = malloc(nx * 4), *y = malloc((size_t)T * OUT * 4), *sc = malloc((nw + nx) * 4);
+    if (!wb || !x || !y || !sc) return 1;
+    for (size_t i = 0; i < nw; i++) wb[i] = op_bf16_bits((float)((i * 2654435761u) % 1000) / 1000.f - 0.5f);
+    for (size_t i = 0; i < nx; i++) x[i] = op_bf16_round1((float)(i % 13) * 0.1f);
+    st_tensor W = {.dtype = RS_DT_BF16, .numel = (int64_t)nw, .data = wb};
+    double best[3] = {1e30, 1e30, 1e30};
+    for (int r = 0; r < 5; r++)
+        for (int mode = 0; mode < 3; mode++) {
+            if (mode == 1 && !op_bf16_native_supported()) continue;
+            double t0 = rs_now();
+            if (mode == 0) op_linear_st(y, x, &W, sc, T, IN, OUT);
+            else {
+                op_bf16_set_route(mode == 2 ? OP_BF16_EMULATED : OP_BF16_NATIVE);
+                op_linear_bf16(y, x, &W, NULL, T, IN, OUT, sc);
+            }
+            double dt = rs_now() - t0;
+            if (dt < best[mode]) best[mode] = dt;
+        }
+    op_bf16_force_emulated(0);
+    double f = 2.0 * T * nw / 1e9;
+    printf("{\"gemm_bf16\": [%d, %d, %d], \"fp32_widen_sgemm_gflops\": %.1f, \"bf16_native_gflops\": %.1f, "
+           "\"bf16_emulated_gflops\": %.1f}\n", T, IN, OUT, f / best[0], best[1] < 1e30 ? f / best[1] : 0.0,
+           f / best[2]);
+    free(wb); free(x); free(y); free(sc);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *model = NULL, *ids_file = NULL, *hook = NULL, *save = NULL;
     int repeat = 1;
+    rs_precision prec = RS_PREC_FP32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--sgemm")) return sgemm_bench();
+        if (!strcmp(argv[i], "--gemm-bf16") && i + 1 < argc) return gemm_bf16_bench(atoi(argv[i + 1]));
         if (i + 1 >= argc) break;
         if (!strcmp(argv[i], "--model")) model = argv[++i];
         else if (!strcmp(argv[i], "--ids-file")) ids_file = argv[++i];
         else if (!strcmp(argv[i], "--hook")) hook = argv[++i];
         else if (!strcmp(argv[i], "--repeat")) repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--save")) save = argv[++i];
+        else if (!strcmp(argv[i], "--bf16-route")) {
+            const char *r = argv[++i];
+            if (op_bf16_set_route(!strcmp(r, "native") ? OP_BF16_NATIVE : !strcmp(r, "emulated") ? OP_BF16_EMULATED
+                                  : !strcmp(r, "auto") ? OP_BF16_AUTO : -1)) {
+                fprintf(stderr, "--bf16-route: auto, native (where supported) or emulated\n");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--precision")) {
+            if (rs_precision_parse(argv[++i], &prec)) { fprintf(stderr, "--precision: fp32 or bf16\n"); return 2; }
+        }
     }
     if (!model || !ids_file || !hook) {
         fprintf(stderr, "usage: bench_gemma2 --model DIR --ids-file F --hook HOOK [--repeat N] | --sgemm\n");
@@ -98,6 +147,7 @@ int main(int argc, char **argv) {
     double t_load = rs_now();
     if (gemma2_open(&m, model, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
     t_load = rs_now() - t_load;
+    m->be = rs_backend_for(prec);
     rs_inputs in = {0};
     char *buf;
     if (rs_read_file(ids_file, 1 << 26, &buf, NULL, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
@@ -129,9 +179,10 @@ int main(int argc, char **argv) {
     printf("{\"impl\": \"reprshift\", \"hook\": \"%s\", \"inputs\": %d, \"tokens\": %lld, \"seconds\": %.3f, "
            "\"tokens_per_s\": %.2f, \"peak_rss_gb\": %.2f, \"load_s\": %.2f, \"linear_sgemm_s\": %.3f, "
            "\"linear_sgemm_gflops\": %.1f, \"other_s\": %.3f, \"blas_kernel\": \"%s\", "
-           "\"gemm_now_gflops\": %.1f}\n",
+           "\"gemm_now_gflops\": %.1f, \"precision\": \"%s\", \"bf16_products\": \"%s\"}\n",
            hook, in.n, (long long)tokens, best, tokens / best, peak_rss_gb(), t_load, best_lin_s,
-           best_lin_s > 0 ? best_lin_flop / best_lin_s / 1e9 : 0.0, best - best_lin_s, openblas_get_corename(), g_now);
+           best_lin_s > 0 ? best_lin_flop / best_lin_s / 1e9 : 0.0, best - best_lin_s, openblas_get_corename(), g_now,
+           rs_precision_name(prec), prec == RS_PREC_BF16 ? op_bf16_gemm_path() : "-");
     rs_inputs_free(&in);
     gemma2_close(m);
     return 0;

@@ -286,6 +286,28 @@ static void test_redness_names(void **st) {
     rs_config_free(c);
 }
 
+/* models.precision: absent = fp32 (the resolved dump gains no key), "bf16" parses, anything
+ * else is refused naming the choices. */
+static void test_precision(void **st) {
+    (void)st;
+    rs_config *c = parse_ok(BASE DS "}");
+    assert_int_equal(c->precision, RS_PREC_FP32);
+    char *dump = cJSON_Print(c->resolved);
+    assert_null(strstr(dump, "precision"));
+    free(dump);
+    rs_config_free(c);
+    c = parse_ok("{\"output_dir\": \"out\", \"models\": {\"llm\": \"m/llm\", \"vlm\": \"/abs/vlm\", "
+                 "\"precision\": \"bf16\"}, " DS "}");
+    assert_int_equal(c->precision, RS_PREC_BF16);
+    rs_config_free(c);
+    c = parse_ok("{\"output_dir\": \"out\", \"models\": {\"llm\": \"m/llm\", \"vlm\": \"/abs/vlm\", "
+                 "\"precision\": \"fp32\"}, " DS "}");
+    assert_int_equal(c->precision, RS_PREC_FP32);
+    rs_config_free(c);
+    expect_error("{\"output_dir\": \"out\", \"models\": {\"llm\": \"m/llm\", \"vlm\": \"/abs/vlm\", "
+                 "\"precision\": \"fp16\"}, " DS "}", "models.precision", "bf16");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_resolution),
@@ -298,6 +320,7 @@ int main(void) {
         cmocka_unit_test(test_examples_load),
         cmocka_unit_test(test_suggestion_helper),
         cmocka_unit_test(test_docs_match_schema),
+        cmocka_unit_test(test_precision),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

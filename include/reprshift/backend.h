@@ -52,9 +52,25 @@ typedef struct rs_backend {
     void (*im2col)(float *x, const float *pixels, int n_images, int C, int S, int P);
     /* op_add_periodic: h[t] += table[t mod N] (position embeddings) */
     void (*add_periodic)(float *h, const float *table, int T, int N, int D);
+    /* bf16 compute (rs_backend_cpu_bf16): the activations hold bf16 values, weights are used
+     * rounded to bf16, and linear/linear_decode's scratch holds W->numel + T·IN floats (the
+     * rounded input beside the weight). 0 in the f32 backends. */
+    int bf16;
 } rs_backend;
 
 /* The CPU backend: BLAS products and OpenMP loops (ops.c). */
 const rs_backend *rs_backend_cpu(void);
+/* The CPU backend in bf16 (ops_bf16.h, docs/precision.md): the decoder kernels round like a
+ * transformers bfloat16 run; layer_norm, im2col and add_periodic are the f32 ones. */
+const rs_backend *rs_backend_cpu_bf16(void);
+
+/* The compute precision a user picks (--precision, config key "precision"): "fp32" (the
+ * default) or "bf16". */
+typedef enum { RS_PREC_FP32 = 0, RS_PREC_BF16 = 1 } rs_precision;
+/* 0 and *out set, or -1 when name is neither "fp32" nor "bf16". */
+int rs_precision_parse(const char *name, rs_precision *out);
+const char *rs_precision_name(rs_precision p);
+/* The decoder backend of a precision (rs_backend_cpu or rs_backend_cpu_bf16). */
+const rs_backend *rs_backend_for(rs_precision p);
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <cjson/cJSON.h>
+#include "reprshift/backend.h"
 #include "reprshift/coco.h"
 #include "reprshift/error.h"
 #include "reprshift/image.h"
@@ -31,6 +32,7 @@ typedef struct {
     char *llm, *vlm;    /* model directories (Hugging Face layout) */
     char *tokenizer;    /* NULL: each model's own tokenizer.json */
     int64_t batch_tokens;
+    rs_precision precision; /* "models.precision": the decoders' compute precision (fp32 default) */
 
     int n_layers;
     int *layers;

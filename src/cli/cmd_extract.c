@@ -44,6 +44,10 @@ static const char USAGE[] =
     "  --no-bos           do not prepend <bos> when tokenizing text\n"
     "  --tokenizer FILE   tokenizer.json (default: MODEL/tokenizer.json)\n"
     "  --batch-tokens N   tokens per forward batch (default 2048)\n"
+    "  --precision P      fp32 (default) or bf16: the decoder computes like transformers run in\n"
+    "                     bfloat16 (every activation rounded to bf16 where torch rounds it;\n"
+    "                     docs/precision.md); the file records \"precision\": \"bf16\". PaliGemma:\n"
+    "                     the decoder only (vision tower and projector stay fp32)\n"
     "\n"
     "PaliGemma image inputs are <image>xN, <bos>, PROMPT, \"\\n\" (the processor's format) with\n"
     "prefix-LM attention; text inputs (--text, manifest text rows) run through the decoder\n"
@@ -82,6 +86,7 @@ typedef struct {
     rs_pool pool;
     long batch_tokens;
     rs_image_processor image_processor; /* PaliGemma images (default PIL) */
+    rs_precision precision;             /* the decoder's (--precision; fp32 default) */
 } extract_args;
 
 static int read_lines_inputs(const char *path, int as_ids, const rs_tokenizer *tok, int add_bos, rs_inputs *in,
@@ -226,6 +231,7 @@ static int run_paligemma(const extract_args *a, rs_err *err) {
         goto done;
     }
     c.m = m;
+    m->text->be = rs_backend_for(a->precision); /* the decoder only: SigLIP has no bf16 path */
     /* hooks */
     {
         char *list = strdup(a->hooks);
@@ -332,7 +338,11 @@ static int run_paligemma(const extract_args *a, rs_err *err) {
     const char *meta[] = {"model", a->model_name, "hooks", a->hooks, "prompt", ptext ? ptext : a->prompt_ids,
                           "bos", a->no_bos ? "no" : "yes", "special_token_ids", special, "image_processor",
                           rs_image_processor_name(a->image_processor), "image_processor_class",
-                          rs_image_processor_class(a->image_processor), NULL};
+                          rs_image_processor_class(a->image_processor), NULL, NULL, NULL};
+    if (a->precision == RS_PREC_BF16) { /* fp32 files keep their metadata unchanged */
+        meta[14] = "precision";
+        meta[15] = "bf16 (decoder; vision tower and projector fp32)";
+    }
     if (extract_paligemma_save(&res, &c.in, a->out, meta, err)) goto done;
     fprintf(stderr, "wrote %s: %d tensor(s), %lld input(s), %lld token(s)\n", a->out, res.n_tensors,
             (long long)res.n_inputs, (long long)res.offsets[res.n_inputs]);
@@ -367,6 +377,7 @@ int cmd_extract(int argc, char **argv) {
         {"revision", required_argument, 0, 'R'},  {"suffix", required_argument, 0, 'X'},
         {"suffix-ids", required_argument, 0, 'Y'},  {"help", no_argument, 0, 'h'},
         {"image-processor", required_argument, 0, 'G'},
+        {"precision", required_argument, 0, 'E'},
         {0, 0, 0, 0}};
     int c, status = 1;
     char *model_dir = NULL;
@@ -407,6 +418,15 @@ int cmd_extract(int argc, char **argv) {
             if (rs_image_processor_parse(optarg, &a.image_processor)) {
                 fprintf(stderr, "reprshift extract: --image-processor must be pil or torchvision (got \"%s\")\n",
                         optarg);
+                free(a.texts);
+                free(a.images);
+                free(a.suffixes);
+                return 2;
+            }
+            break;
+        case 'E':
+            if (rs_precision_parse(optarg, &a.precision)) {
+                fprintf(stderr, "reprshift extract: --precision must be fp32 or bf16 (got \"%s\")\n", optarg);
                 free(a.texts);
                 free(a.images);
                 free(a.suffixes);
@@ -461,6 +481,7 @@ int cmd_extract(int argc, char **argv) {
         return 2;
     }
     if (gemma2_open(&m, a.model, &err)) goto done;
+    m->be = rs_backend_for(a.precision);
     /* hooks */
     {
         char *list = strdup(a.hooks);
@@ -516,7 +537,11 @@ int cmd_extract(int argc, char **argv) {
     char special[48];
     rs_special_ids_format(&m->cfg, special, sizeof special);
     const char *meta[] = {"model", a.model_name, "hooks", a.hooks, "bos", a.no_bos ? "no" : "yes",
-                          "special_token_ids", special, NULL};
+                          "special_token_ids", special, NULL, NULL, NULL};
+    if (a.precision == RS_PREC_BF16) { /* fp32 files keep their metadata unchanged */
+        meta[8] = "precision";
+        meta[9] = "bf16";
+    }
     if (extract_save(&res, &in, a.out, meta, &err)) goto done;
     fprintf(stderr, "wrote %s: %d hook(s), %lld row(s), %lld input(s), %lld token(s)\n", a.out, n_hooks,
             (long long)res.rows, (long long)res.n_inputs, (long long)res.offsets[res.n_inputs]);

@@ -28,7 +28,8 @@ static const char *USAGE =
     "usage: reprshift generate --model M (--text S | --ids 2,651,... | --image IMG [--prompt S])...\n"
     "                          --max-new-tokens N [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
     "                          [--json] [--no-bos] [--tokenizer FILE] [--prompt-ids IDS] [--revision REV]\n"
-    "                          [--image-processor pil|torchvision] [--spec SPEC]... [--specs-file F]\n";
+    "                          [--image-processor pil|torchvision] [--spec SPEC]... [--specs-file F]\n"
+    "                          [--precision fp32|bf16]\n";
 
 static void help(void) {
     printf("%s\n"
@@ -49,7 +50,9 @@ static void help(void) {
            "                        checkpoints without a tokenizer\n"
            "  --image-processor P   pil (default, transformers' SiglipImageProcessorPil) or torchvision\n"
            "  --tokenizer FILE      tokenizer.json (default MODEL/tokenizer.json; without one, --text\n"
-           "                        and --prompt cannot be used and the output has no text)\n\n"
+           "                        and --prompt cannot be used and the output has no text)\n"
+           "  --precision P         fp32 (default) or bf16: the decoder computes like transformers in\n"
+           "                        bfloat16 (docs/precision.md; PaliGemma: the decoder only)\n\n"
            "Decoding:\n"
            "  --max-new-tokens N    tokens to generate at most (N >= 1; required)\n"
            "  --temperature T       0 (default): greedy, the most likely token (lowest id on a tie);\n"
@@ -135,6 +138,7 @@ int cmd_generate(int argc, char **argv) {
         {"top-p", required_argument, 0, 'p'},       {"seed", required_argument, 0, 's'},
         {"json", no_argument, 0, 'j'},              {"image-processor", required_argument, 0, 'G'},
         {"spec", required_argument, 0, 'x'},        {"specs-file", required_argument, 0, 'F'},
+        {"precision", required_argument, 0, 'E'},
         {0, 0, 0, 0}};
     const char *model = NULL, *revision = NULL, *prompt = "caption en", *prompt_ids = NULL, *tokenizer = NULL;
     const char *specs_file = NULL;
@@ -143,6 +147,7 @@ int cmd_generate(int argc, char **argv) {
     double temperature = 0, top_p = 1;
     unsigned long long seed = 0;
     rs_image_processor proc = RS_IMAGE_PROCESSOR_PIL;
+    rs_precision prec = RS_PREC_FP32;
     gen_input *in = calloc((size_t)argc, sizeof *in);
     const char **specs = calloc((size_t)argc + 1, sizeof *specs);
     rs_intervention *iv = NULL;
@@ -213,6 +218,12 @@ int cmd_generate(int argc, char **argv) {
                 goto out;
             }
             break;
+        case 'E':
+            if (rs_precision_parse(optarg, &prec)) {
+                fprintf(stderr, "reprshift generate: --precision must be fp32 or bf16 (got \"%s\")\n", optarg);
+                goto out;
+            }
+            break;
         default:
             status = usage_error("unknown option or missing value:", argv[optind - 1]);
             goto out;
@@ -268,7 +279,11 @@ int cmd_generate(int argc, char **argv) {
     }
     if (is_pg) {
         if (paligemma_open(&pm, model_dir, &err)) goto done;
-    } else if (gemma2_open(&gm, model_dir, &err)) goto done;
+        pm->text->be = rs_backend_for(prec); /* the decoder only */
+    } else {
+        if (gemma2_open(&gm, model_dir, &err)) goto done;
+        gm->be = rs_backend_for(prec);
+    }
     const gemma2_config *tc = is_pg ? &pm->cfg.text : &gm->cfg;
     if ((n_specs || specs_file) &&
         iv_specs_load(is_pg ? pm->text : gm, specs, n_specs, specs_file, &iv, &n_specs, &err)) goto done;

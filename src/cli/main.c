@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "reprshift/ops_bf16.h"
 #include "reprshift/blas.h"
 #include "reprshift/log.h"
 #include "reprshift/ops.h"
@@ -207,6 +208,21 @@ static int apply_isa_env(void) {
     return 0;
 }
 
+/* RS_BF16_GEMM=auto|native|emulated: the route of --precision bf16's products (docs/precision.md). */
+static int apply_bf16_env(void) {
+    const char *e = getenv("RS_BF16_GEMM");
+    if (!e || !*e) return 0;
+    int r = !strcmp(e, "auto") ? OP_BF16_AUTO : !strcmp(e, "emulated") ? OP_BF16_EMULATED
+          : !strcmp(e, "native") ? OP_BF16_NATIVE : -1;
+    if (r < 0 || op_bf16_set_route(r)) {
+        fprintf(stderr, "error: RS_BF16_GEMM=%s: %s\n", e,
+                r < 0 ? "unknown route (use auto, native or emulated)"
+                      : "native needs a build with oneDNN and a CPU with AVX512-BF16 or AMX-BF16");
+        return -1;
+    }
+    return 0;
+}
+
 static void print_isa(void) {
     int a = rs_isa_active(), best = rs_isa_best();
     printf("Kernels: %s (", rs_isa_name(a));
@@ -234,10 +250,13 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    if (apply_isa_env()) return 2;
+    if (apply_isa_env() || apply_bf16_env()) return 2;
     if (!strcmp(argv[1], "--version")) {
         print_version();
         print_isa();
+        char bf[200];
+        op_bf16_describe(bf, sizeof bf);
+        printf("bf16 compute (--precision bf16): %s\n", bf);
         return 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)

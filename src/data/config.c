@@ -39,6 +39,7 @@ typedef struct field {
 
 static const char *const POOLS[] = {"none", "mean", "last", NULL};
 static const char *const IMAGE_PROCESSORS[] = {"pil", "torchvision", NULL};
+static const char *const PRECISIONS[] = {"fp32", "bf16", NULL};
 static const char *const MODALITIES[] = {"text", "image", NULL};
 static const char *const CE_CONVENTIONS[] = {"sae-lens", "reprshift-v1", NULL};
 static const char *const CONDITIONS[] = {"llm", "vlm_text", "vlm_caption", "vlm_mismatch", "vlm_blank", NULL};
@@ -57,6 +58,9 @@ static const field MODELS[] = {
      "branch, tag or commit of a Hub-named vlm (default: main)"},
     {"tokenizer", K_STR, 0, NULL, 0, 0, 0, NULL, 1, NULL, "tokenizer.json for both (default: each model's own)"},
     {"batch_tokens", K_INT, 0, "2048", 1, 1e9, 0, NULL, 0, NULL, "tokens per forward batch"},
+    {"precision", K_STR, 0, NULL, 0, 0, 0, PRECISIONS, 0, NULL,
+     "decoder compute precision: fp32 (default) or bf16, as transformers run in bfloat16 (docs/precision.md; "
+     "PaliGemma's vision tower and projector stay fp32)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -584,6 +588,8 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     c->tokenizer = sdup(cx, m, "tokenizer");
     if (cx->oom) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
     c->batch_tokens = (int64_t)get(m, "batch_tokens")->valuedouble;
+    c->precision = RS_PREC_FP32; /* absent: fp32 (the value was validated against PRECISIONS) */
+    if (get(m, "precision")) rs_precision_parse(cJSON_GetStringValue(get(m, "precision")), &c->precision);
 
     const cJSON *layers = get(r, "layers");
     c->n_layers = cJSON_GetArraySize(layers);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include "reprshift/fileio.h"
 #include "reprshift/ops.h"
+#include "reprshift/ops_bf16.h"
 #include "model/weights.h"
 
 #include <omp.h>
@@ -163,7 +164,14 @@ static int ws_alloc(gemma2_workspace *w, const gemma2_model *m, int T, int maxL,
         w->up = malloc(TF * sizeof(float));
         w->scores_per_thread = (size_t)maxL * maxK;
         w->scores = malloc(w->scores_per_thread * omp_get_max_threads() * sizeof(float));
-        w->wscratch = malloc((m->max_weight ? m->max_weight : 1) * sizeof(float));
+        /* a bf16 backend also keeps the rounded input of each product beside the weight */
+        size_t wfl = m->max_weight ? m->max_weight : 1;
+        if (m->be->bf16) {
+            int maxin = c->hidden_size > c->intermediate_size ? c->hidden_size : c->intermediate_size;
+            if (c->n_heads * c->head_dim > maxin) maxin = c->n_heads * c->head_dim;
+            wfl += (size_t)T * maxin;
+        }
+        w->wscratch = malloc(wfl * sizeof(float));
         if (!w->q || !w->k || !w->v || !w->z || !w->gate || !w->up || !w->scores || !w->wscratch) goto oom;
     }
     if (!w->h || !w->x || !w->a) goto oom;
@@ -358,7 +366,8 @@ int gemma2_logits(const gemma2_model *m, const float *h, int T, float *logits, r
     /* Convert the tied embedding in row blocks so bf16 weights never need a full f32 copy. */
     const int BLK = 4096;
     float *buf = NULL;
-    if (E->dtype != RS_DT_F32 && !(buf = malloc((size_t)BLK * D * sizeof(float))))
+    int bf16 = m->be->bf16; /* a bf16 run uses the embedding rounded to bf16 */
+    if ((E->dtype != RS_DT_F32 || bf16) && !(buf = malloc((size_t)BLK * D * sizeof(float))))
         return rs_errk(err, RS_ENOMEM, "out of memory for the LM head (%d x %d block of the embedding as f32)", BLK, D);
     for (int v0 = 0; v0 < V; v0 += BLK) {
         int nv = V - v0 < BLK ? V - v0 : BLK;
@@ -369,6 +378,7 @@ int gemma2_logits(const gemma2_model *m, const float *h, int T, float *logits, r
             r.numel = (int64_t)nv * D;
             r.data = (const char *)E->data + (size_t)v0 * D * rs_dtype_size(E->dtype);
             st_to_f32(&r, buf);
+            if (bf16 && E->dtype != RS_DT_BF16) op_bf16_round(buf, (size_t)nv * D);
             Eb = buf;
         }
         m->be->gemm_nt(logits + v0, V, h, Eb, T, D, nv);

@@ -637,6 +637,10 @@ int pl_conditions_run(pl_ctx *c, const char **note, rs_err *err) {
             if (!r && ng && !cm.llm && !(r = gemma2_open(&cm.llm, cfg->llm, err)) &&
                 !(r = paligemma_open(&cm.vlm, cfg->vlm, err)) && pl_store_used(c, PL_VLM_CAPTION))
                 r = pl_prompt_ids(c, &cm.prompt, &cm.n_prompt, err) || pl_eos_id(c, &cm.eos, err) ? -1 : 0;
+            if (!r && cm.llm && cm.vlm) { /* the decoders at the configured precision */
+                cm.llm->be = rs_backend_for(cfg->precision);
+                cm.vlm->text->be = rs_backend_for(cfg->precision);
+            }
             for (int i = 0; !r && ng && i < N_CONDS; i++) {
                 int st = CONDS[i].store;
                 if (!pl_store_used(c, st)) continue;

@@ -324,8 +324,14 @@ int pl_shift_run(pl_ctx *c, const char **note, rs_err *err) {
         const shift_layer *lay = &res->layers[res->n_layers - 1];
         /* SAE fit + spliced CE per model */
         for (int side = 0; use_sae && side < 2; side++) {
-            if (side == 0 && !llm && gemma2_open(&llm, cfg->llm, err)) goto done;
-            if (side == 1 && !vlm && paligemma_open(&vlm, cfg->vlm, err)) goto done;
+            if (side == 0 && !llm) {
+                if (gemma2_open(&llm, cfg->llm, err)) goto done;
+                llm->be = rs_backend_for(cfg->precision);
+            }
+            if (side == 1 && !vlm) {
+                if (paligemma_open(&vlm, cfg->vlm, err)) goto done;
+                vlm->text->be = rs_backend_for(cfg->precision); /* the decoder only */
+            }
             ce_stat ce = {0};
             pl_log(c, "shift", "%s: spliced CE (%s)", hook, side ? "VLM decoder" : "LLM");
             if (ce_eval(c, side ? vlm->text : llm, side ? 1 : 0, sae, hook, &ce, err)) {

@@ -1,0 +1,45 @@
+/* The CPU backend in bf16: the decoder's kernels from ops_bf16.c (SigLIP's layer norm and
+ * patch/position entries stay the f32 ones: the vision tower has no bf16 path yet). */
+#include "reprshift/backend.h"
+#include "reprshift/ops_bf16.h"
+
+#include <string.h>
+
+static void bf16_linear_decode(float *y, const float *x, const st_tensor *W, float *scratch, int T, int IN, int OUT) {
+    op_linear_bf16(y, x, W, NULL, T, IN, OUT, scratch);
+}
+
+static const rs_backend CPU_BF16 = {
+    .name = "cpu-bf16",
+    .linear = op_linear_bf16,
+    .rms_norm = op_rmsnorm_gemma_bf16,
+    .layer_norm = op_layernorm,
+    .rope = op_rope_seqs_bf16,
+    .attention = op_attention_bf16,
+    .attention_kv = op_attention_kv_bf16,
+    .linear_decode = bf16_linear_decode,
+    .softmax = op_softmax_bf16,
+    .gelu = op_gelu_tanh_bf16,
+    .geglu = op_geglu_bf16,
+    .add = op_add_bf16,
+    .embed = op_embed_rows_bf16,
+    .gemm_nt = op_gemm_nt_bf16,
+    .softcap = op_softcap_bf16,
+    .im2col = op_im2col,
+    .add_periodic = op_add_periodic,
+    .bf16 = 1,
+};
+
+const rs_backend *rs_backend_cpu_bf16(void) { return &CPU_BF16; }
+
+int rs_precision_parse(const char *name, rs_precision *out) {
+    if (!name) return -1;
+    if (!strcmp(name, "fp32")) *out = RS_PREC_FP32;
+    else if (!strcmp(name, "bf16")) *out = RS_PREC_BF16;
+    else return -1;
+    return 0;
+}
+
+const char *rs_precision_name(rs_precision p) { return p == RS_PREC_BF16 ? "bf16" : "fp32"; }
+
+const rs_backend *rs_backend_for(rs_precision p) { return p == RS_PREC_BF16 ? &CPU_BF16 : rs_backend_cpu(); }

@@ -1,0 +1,447 @@
+/* bf16 compute kernels (include/reprshift/ops_bf16.h, docs/precision.md). Each mirrors what
+ * torch does on CPU for the same op on bfloat16 tensors in transformers' Gemma-2 code: the
+ * arithmetic in fp32 and one round-to-nearest-even to bf16 where torch writes a bf16 tensor.
+ * Products: oneDNN's bf16 matmul (bf16 × bf16 → f32) when available, else f32 sgemm on the
+ * bf16 values; both accumulate in fp32 and round the output once. */
+#include "reprshift/ops_bf16.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#ifdef RS_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
+#include "tensor/isa.h"
+
+/* Elementwise loops are compiled per ISA level (tensor/isa.h; same bits at every level) and cut
+ * into chunks of this many values for the OpenMP loops. */
+#define EW_CHUNK 4096
+#define EW_LOOP(n, call)                                                                     \
+    do {                                                                                     \
+        size_t nch_ = ((n) + EW_CHUNK - 1) / EW_CHUNK;                                       \
+        _Pragma("omp parallel for schedule(static) if (nch_ > 16)")                          \
+        for (size_t c_ = 0; c_ < nch_; c_++) {                                               \
+            size_t o_ = c_ * EW_CHUNK, m_ = (n) - o_ < EW_CHUNK ? (n) - o_ : EW_CHUNK;       \
+            call;                                                                            \
+        }                                                                                    \
+    } while (0)
+
+RS_KERNEL_BODY void round_body(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = op_bf16_round1(x[i]);
+}
+RS_ISA_KERNEL(round, (float *x, size_t n), (x, n))
+
+
+void op_bf16_round(float *x, size_t n) { EW_LOOP(n, RS_ISA_CALL(round)(x + o_, m_)); }
+
+/* ---- the product path ---- */
+
+static int route; /* OP_BF16_AUTO / _EMULATED / _NATIVE */
+
+static int cpu_has_amx_bf16(void) {
+#if defined(__x86_64__) && defined(__GNUC__) && __GNUC__ >= 11
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("amx-bf16") != 0;
+#else
+    return 0;
+#endif
+}
+
+static int cpu_has_bf16(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512bf16")) return 1;
+#endif
+    return cpu_has_amx_bf16();
+}
+
+#ifdef RS_HAVE_DNNL
+static dnnl_engine_t dn_engine;
+static dnnl_stream_t dn_stream;
+static int dn_ok;
+static pthread_once_t dn_once = PTHREAD_ONCE_INIT;
+
+static void dn_init(void) {
+    if (dnnl_engine_create(&dn_engine, dnnl_cpu, 0) != dnnl_success) return;
+    if (dnnl_stream_create(&dn_stream, dn_engine, dnnl_stream_default_flags) != dnnl_success) {
+        dnnl_engine_destroy(dn_engine);
+        return;
+    }
+    dn_ok = 1;
+}
+
+/* C[M,N] (f32, row stride ldc) = A[M,K]·B where B is bf16 stored [N,K] (row stride K). 0 on
+ * success, -1 when oneDNN refuses (the caller falls back to the emulated product). */
+static int dn_matmul(float *C, int ldc, const uint16_t *A, const uint16_t *B, int M, int K, int N) {
+    pthread_once(&dn_once, dn_init);
+    if (!dn_ok) return -1;
+    dnnl_memory_desc_t a_md, b_md, c_md;
+    dnnl_dims_t ad = {M, K}, bd = {K, N}, cd = {M, N}, cs = {ldc, 1};
+    if (dnnl_memory_desc_init_by_tag(&a_md, 2, ad, dnnl_bf16, dnnl_ab) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&b_md, 2, bd, dnnl_bf16, dnnl_ba) != dnnl_success ||
+        dnnl_memory_desc_init_by_strides(&c_md, 2, cd, dnnl_f32, cs) != dnnl_success)
+        return -1;
+    dnnl_matmul_desc_t md;
+    if (dnnl_matmul_desc_init(&md, &a_md, &b_md, NULL, &c_md) != dnnl_success) return -1;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = NULL;
+    dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
+    int rc = -1;
+    if (dnnl_primitive_desc_create(&pd, &md, NULL, dn_engine, NULL) != dnnl_success) goto out;
+    if (dnnl_primitive_create(&prim, pd) != dnnl_success) goto out;
+    if (dnnl_memory_create(&ma, &a_md, dn_engine, (void *)A) != dnnl_success ||
+        dnnl_memory_create(&mb, &b_md, dn_engine, (void *)B) != dnnl_success ||
+        dnnl_memory_create(&mc, &c_md, dn_engine, C) != dnnl_success)
+        goto out;
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
+    if (dnnl_primitive_execute(prim, dn_stream, 3, args) != dnnl_success) goto out;
+    if (dnnl_stream_wait(dn_stream) != dnnl_success) goto out;
+    rc = 0;
+out:
+    if (ma) dnnl_memory_destroy(ma);
+    if (mb) dnnl_memory_destroy(mb);
+    if (mc) dnnl_memory_destroy(mc);
+    if (prim) dnnl_primitive_destroy(prim);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    return rc;
+}
+#endif
+
+int op_bf16_native_supported(void) {
+#ifdef RS_HAVE_DNNL
+    return cpu_has_bf16();
+#else
+    return 0;
+#endif
+}
+
+int op_bf16_set_route(int r) {
+    if (r == OP_BF16_NATIVE && !op_bf16_native_supported()) return -1;
+    if (r < OP_BF16_AUTO || r > OP_BF16_NATIVE) return -1;
+    route = r;
+    return 0;
+}
+
+void op_bf16_force_emulated(int on) { route = on ? OP_BF16_EMULATED : OP_BF16_AUTO; }
+
+/* Automatic choice: native only with AMX-BF16. With AVX512-BF16 alone, vdpbf16ps does 32
+ * multiply-adds once per cycle where vfmadd does 16 twice, and oneDNN 2.6's bf16 matmul measured
+ * no faster than OpenBLAS sgemm on the bf16 values (slower at 700 rows; bench/README.md). */
+static int use_native(void) {
+    if (route == OP_BF16_EMULATED) return 0;
+    if (route == OP_BF16_NATIVE) return op_bf16_native_supported();
+    return op_bf16_native_supported() && cpu_has_amx_bf16();
+}
+
+const char *op_bf16_gemm_path(void) { return use_native() ? "native" : "emulated"; }
+
+void op_bf16_describe(char *buf, size_t n) {
+#ifdef RS_HAVE_DNNL
+    const dnnl_version_t *v = dnnl_version();
+    if (use_native())
+        snprintf(buf, n, "native (oneDNN %d.%d.%d bf16 matmul, %s%s)", v->major, v->minor, v->patch,
+                 cpu_has_amx_bf16() ? "AMX-BF16" : "AVX512-BF16", route == OP_BF16_NATIVE ? "; forced" : "");
+    else if (route == OP_BF16_EMULATED)
+        snprintf(buf, n, "emulated (forced; f32 sgemm on bf16 values)");
+    else if (op_bf16_native_supported())
+        snprintf(buf, n, "emulated (f32 sgemm on bf16 values: this CPU has AVX512-BF16 but no AMX-BF16, where "
+                 "oneDNN %d.%d.%d's bf16 matmul is no faster; RS_BF16_GEMM=native uses it)", v->major, v->minor,
+                 v->patch);
+    else
+        snprintf(buf, n, "emulated (f32 sgemm on bf16 values; this CPU lacks AVX512-BF16/AMX-BF16)");
+#else
+    snprintf(buf, n, "emulated (built without oneDNN; f32 products on bf16 values)%s",
+             cpu_has_bf16() ? "" : ", CPU lacks AVX512-BF16/AMX-BF16");
+#endif
+}
+
+/* ---- linear ---- */
+
+#ifdef RS_HAVE_DNNL
+/* dst[i] = bf16 bits of W's value i (W F32/BF16/F16), in parallel chunks. */
+static void weight_bf16(uint16_t *dst, const st_tensor *W) {
+    const int64_t CH = 1 << 16;
+    int64_t nch = (W->numel + CH - 1) / CH;
+    size_t es = rs_dtype_size(W->dtype);
+#pragma omp parallel for schedule(static) if (nch > 4)
+    for (int64_t c = 0; c < nch; c++) {
+        float buf[1024];
+        int64_t n = W->numel - c * CH < CH ? W->numel - c * CH : CH;
+        for (int64_t i0 = 0; i0 < n; i0 += 1024) {
+            int64_t m = n - i0 < 1024 ? n - i0 : 1024;
+            st_tensor v = *W;
+            v.numel = m;
+            v.data = (const char *)W->data + (size_t)(c * CH + i0) * es;
+            st_to_f32(&v, buf);
+            for (int64_t i = 0; i < m; i++) dst[c * CH + i0 + i] = op_bf16_bits(buf[i]);
+        }
+    }
+}
+
+#endif
+
+static void finish_rows(float *y, const float *bias, int T, int OUT) {
+    if (!bias) {
+        op_bf16_round(y, (size_t)T * OUT);
+        return;
+    }
+#pragma omp parallel for schedule(static) if ((size_t)T * OUT > 65536)
+    for (int t = 0; t < T; t++) {
+        float *r = y + (size_t)t * OUT;
+        for (int o = 0; o < OUT; o++) r[o] = op_bf16_round1(r[o] + op_bf16_round1(bias[o]));
+    }
+}
+
+/* Without a scratch (a decode step's LM head: generate.c passes none): each weight row
+ * widened a chunk at a time and dotted with every rounded input row in 16 fp32 lanes. */
+static void linear_rows(float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
+    size_t es = rs_dtype_size(W->dtype);
+#pragma omp parallel for schedule(static) if ((size_t)OUT * IN > 65536)
+    for (int o = 0; o < OUT; o++) {
+        float wb[256], xb[256];
+        for (int t = 0; t < T; t++) {
+            float lane[16] = {0};
+            for (int i0 = 0; i0 < IN; i0 += 256) {
+                int n = IN - i0 < 256 ? IN - i0 : 256;
+                st_tensor r = *W;
+                r.numel = n;
+                r.data = (const char *)W->data + ((size_t)o * IN + i0) * es;
+                st_to_f32(&r, wb);
+                for (int i = 0; i < n; i++) {
+                    wb[i] = op_bf16_round1(wb[i]);
+                    xb[i] = op_bf16_round1(x[(size_t)t * IN + i0 + i]);
+                }
+                for (int i = 0; i < n; i++) lane[i % 16] += xb[i] * wb[i];
+            }
+            double sum = 0;
+            for (int k = 0; k < 16; k++) sum += lane[k];
+            y[(size_t)t * OUT + o] = (float)sum;
+        }
+    }
+}
+
+void op_linear_bf16(float *y, const float *x, const st_tensor *W, const float *bias, int T, int IN, int OUT,
+                    float *scratch) {
+    if (T <= 0) return;
+    size_t nx = (size_t)T * IN;
+    if (!scratch) {
+        linear_rows(y, x, W, T, IN, OUT);
+        finish_rows(y, bias, T, OUT);
+        return;
+    }
+#ifdef RS_HAVE_DNNL
+    if (use_native()) {
+        /* scratch: [x as bf16: T·IN halves][W as bf16 when not stored so: numel halves] */
+        uint16_t *xb = (uint16_t *)scratch;
+        const uint16_t *wb;
+        if (W->dtype == RS_DT_BF16 && ((uintptr_t)W->data % 2) == 0) wb = W->data;
+        else {
+            uint16_t *wc = xb + nx + (nx & 1);
+            weight_bf16(wc, W);
+            wb = wc;
+        }
+#pragma omp parallel for schedule(static) if (nx > 65536)
+        for (size_t i = 0; i < nx; i++) xb[i] = op_bf16_bits(x[i]);
+        if (dn_matmul(y, OUT, xb, wb, T, IN, OUT) == 0) {
+            finish_rows(y, bias, T, OUT);
+            return;
+        }
+    }
+#endif
+    /* emulated: the bf16 values as f32 (exact), f32 products (exact) summed in fp32 */
+    float *xf = scratch, *wf = scratch + nx;
+    const float *wsrc = op_weight_f32(W, wf);
+    if (W->dtype != RS_DT_BF16) {
+        if (wsrc != wf) {
+            memcpy(wf, wsrc, (size_t)W->numel * sizeof(float));
+            wsrc = wf;
+        }
+        op_bf16_round(wf, (size_t)W->numel);
+    }
+#pragma omp parallel for schedule(static) if (nx > 65536)
+    for (size_t i = 0; i < nx; i++) xf[i] = op_bf16_round1(x[i]);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OUT, IN, 1.0f, xf, IN, wsrc, IN, 0.0f, y, OUT);
+    finish_rows(y, bias, T, OUT);
+}
+
+/* ---- elementwise and per-row ---- */
+
+RS_KERNEL_BODY void rmsnorm_row_body(float *yr, const float *xr, const float *w, float eps, int D) {
+    double ss = 0;
+    for (int d = 0; d < D; d++) ss += (double)xr[d] * xr[d];
+    float r = 1.0f / sqrtf((float)(ss / D) + eps);
+    if (w)
+        for (int d = 0; d < D; d++) yr[d] = op_bf16_round1((xr[d] * r) * (1.0f + op_bf16_round1(w[d])));
+    else
+        for (int d = 0; d < D; d++) yr[d] = op_bf16_round1(xr[d] * r);
+}
+RS_ISA_KERNEL(rmsnorm_row, (float *yr, const float *xr, const float *w, float eps, int D), (yr, xr, w, eps, D))
+
+void op_rmsnorm_gemma_bf16(float *y, const float *x, const float *w, float eps, int T, int D) {
+#pragma omp parallel for schedule(static) if (T > 16)
+    for (int t = 0; t < T; t++) RS_ISA_CALL(rmsnorm_row)(y + (size_t)t * D, x + (size_t)t * D, w, eps, D);
+}
+
+#define ROPE_MAX_HALF 512
+void op_rope_seqs_bf16(float *x, int stride, int n_heads, int head_dim, const int64_t *offsets, int n_seqs,
+                       int pos_offset, const float *inv_freq) {
+    int half = head_dim / 2;
+    if (half > ROPE_MAX_HALF) return; /* no such model; the loaders cap head_dim */
+#pragma omp parallel for schedule(dynamic, 1) if (n_seqs > 1)
+    for (int s = 0; s < n_seqs; s++) {
+        float cs[ROPE_MAX_HALF], sn[ROPE_MAX_HALF];
+        for (int64_t i = offsets[s]; i < offsets[s + 1]; i++) {
+            int pos = (int)(i - offsets[s]) + pos_offset;
+            for (int k = 0; k < half; k++) { /* fp32 angle and cos/sin, then cast to bf16 */
+                float ang = inv_freq[k] * (float)pos;
+                cs[k] = op_bf16_round1(cosf(ang));
+                sn[k] = op_bf16_round1(sinf(ang));
+            }
+            for (int h = 0; h < n_heads; h++) {
+                float *v = x + (size_t)i * stride + (size_t)h * head_dim;
+                for (int k = 0; k < half; k++) {
+                    float a = v[k], b = v[k + half];
+                    /* q·cos + rotate_half(q)·sin, rotate_half(q) = (−b, a) */
+                    v[k] = op_bf16_round1(op_bf16_round1(a * cs[k]) + op_bf16_round1(-b * sn[k]));
+                    v[k + half] = op_bf16_round1(op_bf16_round1(b * cs[k]) + op_bf16_round1(a * sn[k]));
+                }
+            }
+        }
+    }
+}
+
+void op_softmax_bf16(float *x, int n) {
+    op_softmax(x, n);
+    for (int i = 0; i < n; i++) x[i] = op_bf16_round1(x[i]);
+}
+
+/* One row of scores in a bf16 run: kept range [j0, j1), the rest 0 after the softmax (as
+ * the finite bf16 mask minimum gives: exp underflows to 0). */
+static void attn_row_bf16(float *row, int L, int j0, int j1, float scale, float softcap) {
+    for (int j = 0; j < j0; j++) row[j] = 0;
+    for (int j = j1; j < L; j++) row[j] = 0;
+    float *r = row + j0;
+    int n = j1 - j0;
+    for (int j = 0; j < n; j++) {
+        float v = op_bf16_round1(op_bf16_round1(r[j]) * scale); /* bf16(QKᵀ), then bf16(·scaling) */
+        if (softcap > 0) v = op_bf16_round1(op_bf16_round1(tanhf(op_bf16_round1(v / softcap))) * softcap);
+        r[j] = v;
+    }
+    op_softmax_bf16(r, n);
+}
+
+void op_attention_kv_bf16(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
+                          const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
+                          const op_attn_params *p, float *scores, size_t scores_per_thread) {
+    int H = p->n_heads, hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
+    int64_t maxL = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        int64_t lk = kv_len ? kv_len[s] : q_offsets[s + 1] - q_offsets[s];
+        if (lk > maxL) maxL = lk;
+    }
+    int n_items = n_seqs * H;
+#pragma omp parallel for schedule(dynamic, 1) if (n_items > 1 && maxL > 8)
+    for (int it = 0; it < n_items; it++) {
+        int s = it / H, h = it % H, kvh = h / group;
+        int64_t a = q_offsets[s];
+        int Lq = (int)(q_offsets[s + 1] - a), Lk = kv_len ? kv_len[s] : Lq, pre = prefix ? prefix[s] : 0;
+        int q0 = Lk - Lq;
+        int skip = 0;
+        if (p->causal && p->window > 0 && q0 >= pre && q0 - p->window + 1 > 0) skip = q0 - p->window + 1;
+        int n = Lk - skip;
+        float *S = scores + (size_t)omp_get_thread_num() * scores_per_thread;
+        const float *Qh = Q + (size_t)a * p->q_stride + (size_t)h * hd;
+        const float *Kh = K + (size_t)(kv_start[s] + skip) * p->kv_stride + (size_t)kvh * hd;
+        const float *Vh = V + (size_t)(kv_start[s] + skip) * p->kv_stride + (size_t)kvh * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, n, hd, 1.0f, Qh, p->q_stride, Kh, p->kv_stride, 0.0f,
+                    S, n);
+        for (int r = 0; r < Lq; r++) {
+            int i = q0 + r, j0 = 0, j1 = Lk;
+            if (p->causal) {
+                if (i < pre) j1 = pre < Lk ? pre : Lk;
+                else {
+                    j1 = i + 1;
+                    j0 = p->window > 0 && i - p->window + 1 > 0 ? i - p->window + 1 : 0;
+                }
+            }
+            j0 = j0 > skip ? j0 - skip : 0;
+            j1 -= skip;
+            attn_row_bf16(S + (size_t)r * n, n, j0, j1, p->scale, p->softcap);
+        }
+        float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, hd, n, 1.0f, S, n, Vh, p->kv_stride, 0.0f, Zh,
+                    p->z_stride);
+        for (int r = 0; r < Lq; r++)
+            for (int d = 0; d < hd; d++) Zh[(size_t)r * p->z_stride + d] = op_bf16_round1(Zh[(size_t)r * p->z_stride + d]);
+    }
+}
+
+void op_attention_bf16(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets, int n_seqs,
+                       const int *prefix, const op_attn_params *p, float *scores, size_t scores_per_thread) {
+    op_attention_kv_bf16(Z, Q, offsets, K, V, offsets, NULL, n_seqs, prefix, p, scores, scores_per_thread);
+}
+
+/* torch's tanh-approximate GELU, 0.5·x·(1 + tanh(u)) in fp32, rounded to bf16 by the caller.
+ * For x > −2.5 the same function as x/(1 + exp(−2u)), which is 4× cheaper here (glibc's expf
+ * against its tanhf) and gives the same bf16 result as torch for every bf16 input in that range
+ * (checked exhaustively against torch, test_bf16 test_gelu_vs_torch). Below, 1 + tanh(u)
+ * cancels, and torch's result is that cancellation's: the tanh form is kept there. */
+static inline float gelu_tanh_torch(float x) {
+    const float kBeta = 0.7978845608028654f, kKappa = 0.044715f;
+    float inner = kBeta * (x + kKappa * x * x * x);
+    if (x > -2.5f) return x / (1.0f + expf(-2.0f * inner));
+    return 0.5f * x * (1.0f + tanhf(inner));
+}
+
+RS_KERNEL_BODY void gelu_body(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = op_bf16_round1(gelu_tanh_torch(x[i]));
+}
+RS_ISA_KERNEL(gelu, (float *x, size_t n), (x, n))
+RS_KERNEL_BODY void geglu_body(float *gate, const float *up, size_t n) {
+    for (size_t i = 0; i < n; i++) gate[i] = op_bf16_round1(op_bf16_round1(gelu_tanh_torch(gate[i])) * up[i]);
+}
+RS_ISA_KERNEL(geglu, (float *gate, const float *up, size_t n), (gate, up, n))
+RS_KERNEL_BODY void add_body(float *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = op_bf16_round1(dst[i] + src[i]);
+}
+RS_ISA_KERNEL(add, (float *dst, const float *src, size_t n), (dst, src, n))
+
+void op_gelu_tanh_bf16(float *x, size_t n) { EW_LOOP(n, RS_ISA_CALL(gelu)(x + o_, m_)); }
+
+void op_geglu_bf16(float *gate, const float *up, size_t n) { EW_LOOP(n, RS_ISA_CALL(geglu)(gate + o_, up + o_, m_)); }
+
+void op_add_bf16(float *dst, const float *src, size_t n) { EW_LOOP(n, RS_ISA_CALL(add)(dst + o_, src + o_, m_)); }
+
+void op_embed_rows_bf16(float *y, const st_tensor *E, const int32_t *ids, const uint8_t *keep, int T, int D,
+                        float scale) {
+    float sc = op_bf16_round1(scale); /* embed_scale.to(weight.dtype) */
+#pragma omp parallel for schedule(static) if (T > 16)
+    for (int i = 0; i < T; i++) {
+        float *row = y + (size_t)i * D;
+        if (!keep || !keep[i]) {
+            st_tensor r = *E;
+            r.numel = D;
+            r.data = (const char *)r.data + (size_t)ids[i] * D * rs_dtype_size(r.dtype);
+            st_to_f32(&r, row);
+        }
+        for (int d = 0; d < D; d++) row[d] = op_bf16_round1(op_bf16_round1(row[d]) * sc);
+    }
+}
+
+void op_gemm_nt_bf16(float *y, int ldy, const float *x, const float *W, int T, int IN, int OUT) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OUT, IN, 1.0f, x, IN, W, IN, 0.0f, y, ldy);
+#pragma omp parallel for schedule(static) if ((size_t)T * OUT > 65536)
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < OUT; o++) y[(size_t)t * ldy + o] = op_bf16_round1(y[(size_t)t * ldy + o]);
+}
+
+void op_softcap_bf16(float *x, size_t n, float cap) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++)
+        x[i] = op_bf16_round1(op_bf16_round1(tanhf(op_bf16_round1(x[i] / cap))) * cap);
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# --precision on reprshift extract and generate (docs/precision.md): fp32 is the default and the explicit
+# fp32 file is byte-identical to it; bf16 gives different values, every one a bf16 value,
+# and records "precision" in the file; PaliGemma runs its decoder in bf16; a bad value is
+# refused with exit status 2 and no file. Parity of the bf16 values with transformers is
+# tested in test_bf16.
+set -u
+CLI=${RS_CLI:?}
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+export RS_QUIET=1
+M=tests/fixtures/models/gemma2-tiny-bf16
+H=blocks.0.hook_resid_pre,blocks.4.attn.hook_z,blocks.4.hook_resid_post,ln_final.hook_out
+x() { "$CLI" extract --model "$1" --hook "$H" --ids 2,17,99,5,300,7,8 --out "$2" "${@:3}" 2>/dev/null; }
+x $M "$T/def.st" || fail "extract (default)"
+x $M "$T/f32.st" --precision fp32 || fail "extract --precision fp32"
+x $M "$T/b16.st" --precision bf16 || fail "extract --precision bf16"
+cmp -s "$T/def.st" "$T/f32.st" || fail "--precision fp32 differs from the default"
+cmp -s "$T/def.st" "$T/b16.st" && fail "--precision bf16 gave the fp32 values"
+grep -aq '"precision":"bf16"' "$T/b16.st" || fail "bf16 file does not record its precision"
+grep -aq '"precision"' "$T/def.st" && fail "fp32 file records a precision key (fp32 files must stay unchanged)"
+# every F32 value of the bf16 file is a bf16 value: its low 16 bits are zero
+hl=$(od -An -tu8 -N8 "$T/b16.st" | tr -d ' ')
+bad=$(od -An -v -tx4 -j $((8 + hl)) "$T/b16.st" | tr -s ' ' '\n' | grep -v '^$' | head -c 100000000 | grep -c -v '0000$')
+# the I32/I64 token ids and offsets hold small integers (low halves non-zero): 7 ids + 2×2 offset words
+[ "$bad" -le 11 ] || fail "$bad words of the bf16 file are not bf16 values"
+x $M "$T/b16b.st" --precision bf16 || fail "extract --precision bf16 (again)"
+cmp -s "$T/b16.st" "$T/b16b.st" || fail "bf16 extract is not deterministic"
+# the product route (RS_BF16_GEMM): emulated always works; an unknown route is refused
+RS_BF16_GEMM=emulated x $M "$T/b16e.st" --precision bf16 || fail "RS_BF16_GEMM=emulated extract"
+RS_BF16_GEMM=emulated "$CLI" --version | grep -q '^bf16 compute (--precision bf16): emulated (forced' || fail "RS_BF16_GEMM=emulated not applied"
+err=$(RS_BF16_GEMM=fast "$CLI" --version 2>&1 >/dev/null); rc=$?
+[ $rc -eq 2 ] || fail "RS_BF16_GEMM=fast: exit status $rc, want 2"
+echo "$err" | grep -q 'RS_BF16_GEMM=fast: unknown route' || fail "RS_BF16_GEMM=fast: message was: $err"
+# PaliGemma: the decoder in bf16
+P=tests/fixtures/models/paligemma-tiny-bf16
+"$CLI" extract --model $P --hook blocks.1.hook_resid_post --image tests/fixtures/images/resize_chelsea_224.png \
+  --prompt-ids 207,9,100 --out "$T/p16.st" --precision bf16 2>/dev/null || fail "PaliGemma extract --precision bf16"
+"$CLI" extract --model $P --hook blocks.1.hook_resid_post --image tests/fixtures/images/resize_chelsea_224.png \
+  --prompt-ids 207,9,100 --out "$T/p32.st" 2>/dev/null || fail "PaliGemma extract"
+cmp -s "$T/p16.st" "$T/p32.st" && fail "PaliGemma --precision bf16 gave the fp32 values"
+grep -aq '"precision":"bf16 (decoder' "$T/p16.st" || fail "PaliGemma bf16 file does not record its precision"
+# refusals
+err=$("$CLI" extract --model $M --hook "$H" --ids 2,5 --out "$T/bad.st" --precision fp16 2>&1); rc=$?
+[ $rc -eq 2 ] || fail "--precision fp16: exit status $rc, want 2"
+echo "$err" | grep -q -- '--precision must be fp32 or bf16 (got "fp16")' || fail "--precision fp16: message was: $err"
+[ -e "$T/bad.st" ] && fail "--precision fp16 left a file"
+# generate: bf16 runs (its parity with transformers' bf16 generate is in test_bf16); a bad value is refused
+"$CLI" generate --model $M --ids 2,17,99,5 --max-new-tokens 3 --precision bf16 >/dev/null 2>&1 || fail "generate --precision bf16"
+err=$("$CLI" generate --model $M --ids 2,17 --max-new-tokens 3 --precision half 2>&1); rc=$?
+[ $rc -eq 2 ] || fail "generate --precision half: exit status $rc, want 2"
+echo "$err" | grep -q -- '--precision must be fp32 or bf16' || fail "generate --precision half: message was: $err"
+"$CLI" --version | grep -q '^bf16 compute (--precision bf16): \(native\|emulated\) (' || fail "no bf16 line in --version"
+echo "cli_precision: ok"
