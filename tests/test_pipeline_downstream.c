@@ -22,6 +22,7 @@
 #include <cjson/cJSON.h>
 
 #include "reprshift/config.h"
+#include "reprshift/report.h"
 #include "reprshift/fileio.h"
 #include "base/jsonutil.h"
 #include "reprshift/stats.h"
@@ -277,6 +278,42 @@ static void test_json_rho_matches_scipy(void **state) {
     assert_int_equal(k, 2);
     assert_non_null(strstr(cJSON_GetStringValue(cJSON_GetObjectItem(j, "ce_definition")), "<eos> included"));
     cJSON_Delete(j);
+    /* the report's section: the table with one row per hook */
+    snprintf(p, sizeof p, "%s/report.html", OUT);
+    char *html;
+    size_t len;
+    if (rs_read_file(p, 1 << 26, &html, &len, &err)) fail_msg("%s", err.msg);
+    const char *sec = strstr(html, "<section id=\"downstream\">");
+    assert_non_null(sec);
+    assert_non_null(strstr(sec, "<h2>Shift and caption quality</h2>"));
+    assert_non_null(strstr(sec, "shift &harr; caption-CE correlation"));
+    assert_non_null(strstr(sec, "<tr><td><code>blocks.1.hook_resid_post</code></td><td>1</td>"));
+    assert_non_null(strstr(sec, "<tr><td><code>blocks.3.hook_resid_post</code></td><td>3</td>"));
+    assert_non_null(strstr(html, "<a href=\"#downstream\">"));
+    free(html);
+}
+
+/* a malformed downstream.json is an error naming the file; an absent one leaves no section */
+static void test_report_bad_file(void **state) {
+    (void)state;
+    char d[PATH_MAX], p[PATH_MAX + 32];
+    snprintf(d, sizeof d, "%s", tu_tmpdir());
+    char *html = NULL;
+    rs_err err = {0};
+    assert_int_equal(report_render(d, &html, NULL, NULL, &err), 0);
+    assert_null(strstr(html, "id=\"downstream\""));
+    free(html);
+    snprintf(p, sizeof p, "%s/downstream.json", d);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("{\"ci\": \"x\", \"n_captions\": 3, \"n_images\": 3, \"layers\": 7}\n", f);
+    fclose(f);
+    html = NULL;
+    assert_int_equal(report_render(d, &html, NULL, NULL, &err), -1);
+    assert_null(html);
+    assert_non_null(strstr(err.msg, "downstream.json"));
+    assert_non_null(strstr(err.msg, "layers"));
+    printf("  %s\n", err.msg);
 }
 
 static int exists_in(const char *dir, const char *rel) {
@@ -370,6 +407,7 @@ int main(void) {
         cmocka_unit_test(test_items_match_transformers),
         cmocka_unit_test(test_json_rho_matches_scipy),
         cmocka_unit_test(test_rerun_off_and_no_ablation),
+        cmocka_unit_test(test_report_bad_file),
     };
     return tu_exit(cmocka_run_group_tests(tests, setup, teardown));
 }
