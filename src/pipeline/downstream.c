@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cjson/cJSON.h>
 
 #include "pipeline/pipeline_internal.h"
@@ -378,6 +379,8 @@ int pl_downstream_run(pl_ctx *c, const char **note, rs_err *err) {
     if (paligemma_open(&cm.vlm, cfg->vlm, err) || pl_prompt_ids(c, &cm.prompt, &cm.n_prompt, err) ||
         pl_eos_id(c, &cm.eos, err))
         goto done;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     pl_log(c, "downstream", "caption CE with the own image for %d captions (%d images)%s", n, u.G,
            abl ? ", and with each hook's caption rows patched from Gemma-2" : "");
     /* hooks in groups: the shift from the stores, and the patched passes sharing the chunks'
@@ -544,7 +547,9 @@ int pl_downstream_run(pl_ctx *c, const char **note, rs_err *err) {
     fclose(f);
     f = NULL;
     if (pl_write_text(cp, csv ? csv : "", err) || pl_write_json(jp, root, err)) goto done;
-    pl_log(c, "downstream", "mean caption CE %.4f nats/token -> %s", mean_finite(ce, n), jp);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    pl_log(c, "downstream", "mean caption CE %.4f nats/token (%.2f s) -> %s", mean_finite(ce, n),
+           (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), jp);
     rc = 0;
 done:
     if (f) fclose(f);
