@@ -259,6 +259,7 @@ typedef struct {
 static int ds_spearman(const ds_units *u, const double *x, const double *y, int B, int P, int threads, ds_stat *st,
                        rs_err *err) {
     int n = u->n;
+    if (threads < 1) threads = 1;
     st->rho = stats_spearman(x, y, n, &st->n);
     st->lo = st->hi = st->p = NAN;
     st->n_perm = 0;
