@@ -167,7 +167,6 @@ done:
 
 /* ---- spliced CE of the layer's SAE over the caption, in each condition ---- */
 
-
 /* The image caption i is read with in condition store s (its own, or the mismatched one;
  * the blank condition records its own image's path but reads a grey image). */
 static const char *cond_image_path(const pl_ctx *c, int s, int i) {
