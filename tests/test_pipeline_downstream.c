@@ -7,7 +7,9 @@
  *    token and <eos>), the shift (1 − cos of the pooled a vs c rows) and the CE with the
  *    caption rows patched from Gemma-2 at layers 1 and 3 equal transformers' (≤ 1e-4
  *    relative), n_tokens exactly; ρ in downstream.json = scipy's on the reference vectors;
- *    the CI, p-value and q-value are well formed; 5 images (the bootstrap unit);
+ *    the p-value within 0.05 of the exact permutation p of the same null (whole images
+ *    permuted among images with as many captions: all 24 enumerated by the reference); the
+ *    CI and q-value are well formed; 5 images (the bootstrap unit);
  *  - a second run is skipped; downstream.enabled = false leaves no downstream files and
  *    downstream.ablation = false no patched columns;
  *  - bad config: an unknown key or a wrong type under "downstream" is a clear error. */
@@ -86,7 +88,7 @@ static int setup(void **state) {
     fclose(f);
     char cfg[PATH_MAX + 16];
     snprintf(cfg, sizeof cfg, "%s/c.json", DIR_);
-    write_config(cfg, "\"bootstrap\": 200, \"permutations\": 200");
+    write_config(cfg, "\"bootstrap\": 200, \"permutations\": 2000");
     char *msg = NULL;
     int rc = tu_run_pipeline(cfg, OUT, 0, &msg);
     if (rc) fprintf(stderr, "run failed: %s\n", msg ? msg : "");
@@ -234,10 +236,14 @@ static void test_items_match_transformers(void **state) {
     csv_free(&t);
 }
 
-static void check_stat(const cJSON *s, double ref, int n, int P) {
+/* rho = scipy's; p within 0.05 of the exact permutation p-value of the same null (the
+ * reference enumerates all 24 permutations; ours draws P = 2000: Monte Carlo sd ≤ 0.011) */
+static void check_stat(const cJSON *s, double ref, double p_exact, int n, int P) {
     assert_non_null(s);
     double v = num(s, "value"), lo = num(s, "ci_lo"), hi = num(s, "ci_hi"), p = num(s, "p_value"), q = num(s, "q_value");
     if (fabs(v - ref) > 1e-12) fail_msg("rho %.17g, scipy on the reference vectors %.17g", v, ref);
+    printf("  rho %.4f [%.4f, %.4f], p %.4f (exact %.4f), q %.4f\n", v, lo, hi, p, p_exact, q);
+    if (!(fabs(p - p_exact) <= 0.05)) fail_msg("p %.4f, exact permutation p %.4f", p, p_exact);
     assert_int_equal((int)num(s, "n"), n);
     assert_true(lo <= hi && lo >= -1 && hi <= 1);
     assert_true(p >= 1.0 / (1 + P) && p <= 1);
@@ -255,7 +261,7 @@ static void test_json_rho_matches_scipy(void **state) {
     int n = cJSON_GetArraySize(cJSON_GetObjectItem(G, "ce"));
     assert_int_equal((int)num(j, "n_captions"), n);
     assert_int_equal((int)num(j, "n_images"), cJSON_GetArraySize(cJSON_GetObjectItem(G, "images")));
-    assert_int_equal((int)num(j, "permutations"), 200);
+    assert_int_equal((int)num(j, "permutations"), 2000);
     assert_int_equal((int)num(j, "bootstrap"), 200);
     assert_int_equal((int)num(j, "n_tests"), 4);
     const cJSON *cm = cJSON_GetObjectItem(j, "ce_mean");
@@ -270,8 +276,9 @@ static void test_json_rho_matches_scipy(void **state) {
         snprintf(key, sizeof key, "%d", (int)num(L, "layer"));
         const cJSON *r = cJSON_GetObjectItem(cJSON_GetObjectItem(G, "rho"), key);
         assert_non_null(r);
-        check_stat(cJSON_GetObjectItem(L, "rho_shift_ce"), num(r, "shift_ce"), n, 200);
-        check_stat(cJSON_GetObjectItem(L, "rho_shift_delta_ce"), num(r, "shift_delta_ce"), n, 200);
+        check_stat(cJSON_GetObjectItem(L, "rho_shift_ce"), num(r, "shift_ce"), num(r, "p_exact_shift_ce"), n, 2000);
+        check_stat(cJSON_GetObjectItem(L, "rho_shift_delta_ce"), num(r, "shift_delta_ce"), num(r, "p_exact_shift_delta_ce"),
+                   n, 2000);
         assert_true(num(L, "shift_mean") > 0 && num(L, "shift_mean") < 2);
         k++;
     }

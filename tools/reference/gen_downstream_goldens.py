@@ -17,12 +17,15 @@ images), through the quickstart bundle (examples/quickstart/models), fp32, eager
   * ce_patched[L][i]: ce with PaliGemma's layer-L output at the caption's suffix rows (not
     the <eos>) replaced by Gemma-2's layer-L output at the same caption tokens (rows 1..n
     of <bos> caption), by a forward hook;
-  * rho[L]: scipy.stats.spearmanr(shift[L], ce) and (shift[L], ce_patched[L] - ce);
+  * rho[L]: scipy.stats.spearmanr(shift[L], ce) and (shift[L], ce_patched[L] - ce), and their
+    exact two-sided permutation p-values under the stage's null (the second variable permuted
+    between images with the same number of captions; all 4! permutations enumerated);
   * spearman_cases: scipy.stats.spearmanr on fixed vectors (ties, reversed, n = 3, constant).
 Layers 1 and 3. Writes tests/fixtures/downstream/golden.json (versions recorded inside).
 
     /work/refenv/bin/python tools/reference/gen_downstream_goldens.py
 """
+import itertools
 import json
 import os
 import sys
@@ -154,6 +157,34 @@ def main():
     out["rho"] = {str(L): {"shift_ce": spearman(out["shift"][str(L)], ce),
                            "shift_delta_ce": spearman(out["shift"][str(L)], np.array(out["ce_patched"][str(L)]) - ce)}
                   for L in LAYERS}
+    # exact permutation p-values of the stage's null: the second variable permuted between images
+    # with the same number of captions (whole images, caption order kept), every such permutation
+    # enumerated; two-sided, ties within 1e-12 counted as at least as extreme
+    units = [inp["image"] for inp in out["inputs"]]
+    imgs = sorted(set(units))
+    members = {g: [i for i, u in enumerate(units) if u == g] for g in imgs}
+    classes = {}
+    for g in imgs:
+        classes.setdefault(len(members[g]), []).append(g)
+
+    def exact_p(x, y):
+        obs = abs(spearman(x, y))
+        per_class = [list(itertools.permutations(gs)) for gs in classes.values()]
+        ge = tot = 0
+        for combo in itertools.product(*per_class):
+            yp = np.array(y, dtype=float).copy()
+            for gs, perm in zip(classes.values(), combo):
+                for g, h in zip(gs, perm):
+                    for a, b in zip(members[g], members[h]):
+                        yp[a] = y[b]
+            tot += 1
+            ge += abs(spearman(x, yp)) >= obs - 1e-12
+        return ge / tot, tot
+    for L in LAYERS:
+        sh = out["shift"][str(L)]
+        out["rho"][str(L)]["p_exact_shift_ce"], n_perm = exact_p(sh, ce)
+        out["rho"][str(L)]["p_exact_shift_delta_ce"], _ = exact_p(sh, np.array(out["ce_patched"][str(L)]) - ce)
+        out["rho"][str(L)]["n_exact_permutations"] = n_perm
     cases = [
         ([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]),
         ([0.3, -1.2, 4.5, 2.2, 2.2, 0.0, 7.1], [1, 1, 2, 3, 5, 8, 13]),
