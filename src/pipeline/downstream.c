@@ -104,7 +104,11 @@ static void patch_rows(void *vctx, float *x, int T, int width) {
 static int ds_chunk(pl_ctx *c, const pl_cond_models *m, int i0, int i1, const int64_t *llm_off, double *ce,
                     int64_t *n_tok, int ng, const char *const *hooks, const hook_rows *llm, double *const *cep,
                     rs_err *err) {
+    hook_request hq[DS_GROUP], cap[DS_GROUP];
+    int capk[DS_GROUP], nc = 0;
+    memset(cap, 0, sizeof cap);
     pl_cond_batch cb;
+    if (ng > DS_GROUP) return rs_errf(err, "%d hooks in one group (at most %d)", ng, DS_GROUP);
     if (pl_cond_batch_build(c, m, PL_VLM_CAPTION, i0, i1, &cb, err)) return -1;
     int n = cb.n, rc = -1;
     int64_t T = cb.T;
@@ -124,9 +128,28 @@ static int ds_chunk(pl_ctx *c, const pl_cond_models *m, int i0, int i1, const in
         for (int64_t j = -1; j < cb.n_cap[k]; j++) count[cb.cap0[k] + j] = 1;
         for (int64_t j = 0; j < cb.n_cap[k]; j++) prow[cb.cap0[k] + j] = 1;
     }
+    /* the hooks, parsed; residual hooks (resid_pre / resid_post) are captured in the clean
+       pass, and their patched passes continue from the patched residual (gemma2_forward_from:
+       bit-identical to patching inside a full pass, and the blocks before the hook run once) */
+    for (int g = 0; g < ng; g++) {
+        if (gemma2_hook_parse(&cb.dec->cfg, hooks[g], &hq[g], err)) goto done;
+        if (hq[g].width != llm[g].w) {
+            rs_errf(err, "%s: width %d in the VLM decoder but %lld in llm_text", hooks[g], hq[g].width,
+                    (long long)llm[g].w);
+            goto done;
+        }
+        capk[g] = -1;
+        if (hq[g].id.kind == HK_RESID_POST || hq[g].id.kind == HK_RESID_PRE) {
+            capk[g] = nc;
+            cap[nc] = hq[g];
+            cap[nc++].capture = 1;
+        }
+    }
     if (ce) {
-        if (splice_pass_ce(cb.dec, &cb.b, NULL, 0, count, seq, sn, err)) goto done;
+        if (splice_pass_ce(cb.dec, &cb.b, cap, nc, count, seq, sn, err)) goto done;
         for (int k = 0; k < n; k++) ce[i0 + k] = seq[k], n_tok[i0 + k] = sn[k];
+    } else if (nc && gemma2_forward(cb.dec, &cb.b, cap, nc, NULL, err)) {
+        goto done;
     }
     if (ng > 0) {
         int64_t w = llm[0].w;
@@ -150,27 +173,32 @@ static int ds_chunk(pl_ctx *c, const pl_cond_models *m, int i0, int i1, const in
 #pragma omp parallel for num_threads(TK) schedule(dynamic)
         for (int g = 0; g < ng; g++) {
             double *sq = malloc(((size_t)n + 1) * sizeof *sq);
-            hook_request h;
-            if (!sq) { krc[g] = rs_errk(&kerr[g], RS_ENOMEM, "out of memory"); continue; }
-            if (gemma2_hook_parse(&cb.dec->cfg, hooks[g], &h, &kerr[g])) {
-                krc[g] = -1;
-                free(sq);
-                continue;
-            }
-            if (h.width != llm[g].w) {
-                krc[g] = rs_errf(&kerr[g], "%s: width %d in the VLM decoder but %lld in llm_text", hooks[g], h.width,
-                                 (long long)llm[g].w);
-                free(sq);
-                continue;
-            }
             patch_ctx pc = {.rows = prow, .src = src + (size_t)g * T * w};
-            h.capture = 0;
-            h.out = NULL;
-            h.splice = patch_rows;
-            h.splice_ctx = &pc;
-            krc[g] = splice_pass_ce(cb.dec, &cb.b, &h, 1, count, sq, NULL, &kerr[g]);
+            float *x = NULL;
+            if (!sq) {
+                krc[g] = rs_errk(&kerr[g], RS_ENOMEM, "out of memory");
+            } else if (capk[g] >= 0) {
+                const hook_request *h = &cap[capk[g]];
+                x = malloc((size_t)T * (size_t)h->width * sizeof *x);
+                if (!x) {
+                    krc[g] = rs_errk(&kerr[g], RS_ENOMEM, "out of memory");
+                } else {
+                    memcpy(x, h->out, (size_t)T * (size_t)h->width * sizeof *x);
+                    patch_rows(&pc, x, (int)T, h->width);
+                    int from = h->id.kind == HK_RESID_POST ? h->id.layer + 1 : h->id.layer;
+                    krc[g] = splice_pass_ce_from(cb.dec, &cb.b, from, x, count, sq, NULL, &kerr[g]);
+                }
+            } else {
+                hook_request h = hq[g];
+                h.capture = 0;
+                h.out = NULL;
+                h.splice = patch_rows;
+                h.splice_ctx = &pc;
+                krc[g] = splice_pass_ce(cb.dec, &cb.b, &h, 1, count, sq, NULL, &kerr[g]);
+            }
             for (int k = 0; !krc[g] && k < n; k++) cep[g][i0 + k] = sq[k];
             free(sq);
+            free(x);
         }
         for (int g = 0; g < ng; g++)
             if (krc[g]) {
@@ -181,6 +209,7 @@ static int ds_chunk(pl_ctx *c, const pl_cond_models *m, int i0, int i1, const in
     }
     rc = 0;
 done:
+    for (int k = 0; k < nc; k++) free(cap[k].out);
     free(count), free(prow), free(seq), free(sn), free(src);
     pl_cond_batch_free(&cb);
     return rc;
