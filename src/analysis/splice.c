@@ -118,15 +118,13 @@ static int run_ce(const gemma2_model *m, const gemma2_batch *b, hook_request *h,
     return 0;
 }
 
-/* splice_pass_ce (resid NULL) or splice_pass_ce_from. */
-static int pass_ce(const gemma2_model *m, const gemma2_batch *b, hook_request *hooks, int n_hooks, int from,
-                   const float *resid, const uint8_t *count, double *seq_ce, int64_t *seq_n, rs_err *err) {
+int splice_pass_ce(const gemma2_model *m, const gemma2_batch *b, hook_request *hooks, int n_hooks,
+                   const uint8_t *count, double *seq_ce, int64_t *seq_n, rs_err *err) {
     int T = (int)b->offsets[b->n_seqs];
     float *final = malloc(((size_t)T + 1) * m->cfg.hidden_size * sizeof(float));
     double *pc = malloc(((size_t)T + 1) * sizeof(double));
     int rc = final && pc ? 0 : rs_errk(err, RS_ENOMEM, "out of memory");
-    if (!rc) rc = resid ? gemma2_forward_from(m, b, from, resid, NULL, 0, final, err)
-                        : gemma2_forward(m, b, hooks, n_hooks, final, err);
+    if (!rc) rc = gemma2_forward(m, b, hooks, n_hooks, final, err);
     if (!rc) rc = prediction_ce(m, b, final, count, pc, err);
     for (int s = 0, k = 0; !rc && s < b->n_seqs; s++) {
         double ss = 0;
@@ -139,16 +137,6 @@ static int pass_ce(const gemma2_model *m, const gemma2_batch *b, hook_request *h
     free(final);
     free(pc);
     return rc;
-}
-
-int splice_pass_ce(const gemma2_model *m, const gemma2_batch *b, hook_request *hooks, int n_hooks,
-                   const uint8_t *count, double *seq_ce, int64_t *seq_n, rs_err *err) {
-    return pass_ce(m, b, hooks, n_hooks, 0, NULL, count, seq_ce, seq_n, err);
-}
-
-int splice_pass_ce_from(const gemma2_model *m, const gemma2_batch *b, int from, const float *resid,
-                        const uint8_t *count, double *seq_ce, int64_t *seq_n, rs_err *err) {
-    return pass_ce(m, b, NULL, 0, from, resid, count, seq_ce, seq_n, err);
 }
 
 static int splice_core(const gemma2_model *m, const rs_sae *sae, hook_request *hp, const gemma2_batch *b,

@@ -23,6 +23,7 @@
 #include "pipeline/pipeline_internal.h"
 #include "base/jsonutil.h"
 #include "reprshift/fileio.h"
+#include "reprshift/generate.h"
 #include "reprshift/probe.h"
 #include "reprshift/splice.h"
 #include "reprshift/stats.h"
@@ -99,118 +100,143 @@ static void patch_rows(void *vctx, float *x, int T, int width) {
         if (p->rows[r]) memcpy(x + (size_t)r * width, p->src + (size_t)r * width, (size_t)width * sizeof *x);
 }
 
+/* CE of one prediction per sequence: hidden row h[k] (final-norm output) predicting target[k]
+ * (each scored as a two-row sequence, as splice.c scores counted rows). */
+static int row_ce(const gemma2_model *m, int n, const float *h, const int32_t *target, double *ce, rs_err *err) {
+    int D = m->cfg.hidden_size;
+    float *hh = malloc((size_t)n * 2 * D * sizeof *hh);
+    int32_t *ids = malloc((size_t)n * 2 * sizeof *ids);
+    int64_t *off = malloc(((size_t)n + 1) * sizeof *off);
+    int rc = hh && ids && off ? 0 : rs_errk(err, RS_ENOMEM, "out of memory");
+    for (int k = 0; !rc && k < n; k++) {
+        memcpy(hh + (size_t)2 * k * D, h + (size_t)k * D, (size_t)D * sizeof *hh);
+        memcpy(hh + (size_t)(2 * k + 1) * D, h + (size_t)k * D, (size_t)D * sizeof *hh);
+        ids[2 * k] = target[k];
+        ids[2 * k + 1] = target[k];
+        off[k] = 2 * k;
+    }
+    if (!rc) {
+        off[n] = 2 * n;
+        gemma2_batch pb = {.n_seqs = n, .offsets = off, .ids = ids, .pos_offset = 1};
+        rc = gemma2_next_token_ce(m, &pb, hh, ce, err);
+    }
+    free(hh), free(ids), free(off);
+    return rc;
+}
+
 /* Captions [i0, i1) in condition c: the clean CE (ce != NULL) and, for the ng hooks of the
- * group, the CE with the caption rows patched from llm[k] (Gemma-2's rows, llm_text). */
+ * group, the CE with the caption rows patched from llm[g] (Gemma-2's rows, llm_text).
+ * Patching the caption rows cannot change the prefix (it is causal with respect to the
+ * suffix), so the prefix (image rows, <bos>, prompt, "\n") runs once into a KV cache, whose
+ * "\n" row gives the first prediction (of the first caption token), and every pass (clean,
+ * and one per hook with the patch as a hook splice) runs only the suffix (caption + <eos>)
+ * over the cache: the suffix rows predict the next caption token and finally <eos>. */
 static int ds_chunk(pl_ctx *c, const pl_cond_models *m, int i0, int i1, const int64_t *llm_off, double *ce,
                     int64_t *n_tok, int ng, const char *const *hooks, const hook_rows *llm, double *const *cep,
                     rs_err *err) {
-    hook_request hq[DS_GROUP], cap[DS_GROUP];
-    int capk[DS_GROUP], nc = 0;
-    memset(cap, 0, sizeof cap);
+    (void)c;
     pl_cond_batch cb;
     if (ng > DS_GROUP) return rs_errf(err, "%d hooks in one group (at most %d)", ng, DS_GROUP);
     if (pl_cond_batch_build(c, m, PL_VLM_CAPTION, i0, i1, &cb, err)) return -1;
-    int n = cb.n, rc = -1;
-    int64_t T = cb.T;
-    uint8_t *count = calloc((size_t)T + 1, 1), *prow = calloc((size_t)T + 1, 1);
-    double *seq = malloc(((size_t)n + 1) * sizeof *seq);
+    const gemma2_model *dec = cb.dec;
+    int n = cb.n, rc = -1, D = dec->cfg.hidden_size, maxlen = 1;
+    gemma2_kv_cache *kc = NULL;
+    int *plen = malloc(((size_t)n + 1) * sizeof *plen);
+    int64_t *poff = malloc(((size_t)n + 1) * sizeof *poff), *soff = malloc(((size_t)n + 1) * sizeof *soff);
     int64_t *sn = malloc(((size_t)n + 1) * sizeof *sn);
-    float *src = NULL;
-    if (!count || !prow || !seq || !sn) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    int32_t *target = malloc(((size_t)n + 1) * sizeof *target);
+    double *first = malloc(((size_t)n + 1) * sizeof *first), *seq = malloc(((size_t)n + 1) * sizeof *seq);
+    int32_t *pids = NULL, *sids = NULL;
+    uint8_t *pmask = NULL, *count = NULL, *prow = NULL;
+    float *pemb = NULL, *pfinal = NULL, *hrow = NULL, *src = NULL;
+    if (!plen || !poff || !soff || !sn || !target || !first || !seq) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    /* rows of caption k in cb: prefix [off, off + P), suffix [off + P, off + len) = caption + <eos> */
+    poff[0] = soff[0] = 0;
     for (int k = 0; k < n; k++) {
         int i = i0 + k;
-        if (cb.n_cap[k] != llm_off[i + 1] - llm_off[i] - 1) {
+        int64_t P = cb.cap0[k] - cb.off[k], len = cb.off[k + 1] - cb.off[k];
+        if (cb.n_cap[k] != llm_off[i + 1] - llm_off[i] - 1 || len - P != cb.n_cap[k] + 1) {
             rs_errf(err, "caption %d: %lld caption tokens in vlm_caption but %lld in llm_text", i,
                     (long long)cb.n_cap[k], (long long)(llm_off[i + 1] - llm_off[i] - 1));
             goto done;
         }
-        /* the suffix's predictions: "\n" → first caption token, ..., last caption token → <eos> */
-        for (int64_t j = -1; j < cb.n_cap[k]; j++) count[cb.cap0[k] + j] = 1;
-        for (int64_t j = 0; j < cb.n_cap[k]; j++) prow[cb.cap0[k] + j] = 1;
+        plen[k] = (int)P;
+        poff[k + 1] = poff[k] + P;
+        soff[k + 1] = soff[k] + (len - P);
+        target[k] = cb.ids[cb.cap0[k]];
+        if (len > maxlen) maxlen = (int)len;
     }
-    /* the hooks, parsed; residual hooks (resid_pre / resid_post) are captured in the clean
-       pass, and their patched passes continue from the patched residual (gemma2_forward_from:
-       bit-identical to patching inside a full pass, and the blocks before the hook run once) */
-    for (int g = 0; g < ng; g++) {
-        if (gemma2_hook_parse(&cb.dec->cfg, hooks[g], &hq[g], err)) goto done;
-        if (hq[g].width != llm[g].w) {
-            rs_errf(err, "%s: width %d in the VLM decoder but %lld in llm_text", hooks[g], hq[g].width,
-                    (long long)llm[g].w);
-            goto done;
-        }
-        capk[g] = -1;
-        if (hq[g].id.kind == HK_RESID_POST || hq[g].id.kind == HK_RESID_PRE) {
-            capk[g] = nc;
-            cap[nc] = hq[g];
-            cap[nc++].capture = 1;
-        }
-    }
-    if (ce) {
-        if (splice_pass_ce(cb.dec, &cb.b, cap, nc, count, seq, sn, err)) goto done;
-        for (int k = 0; k < n; k++) ce[i0 + k] = seq[k], n_tok[i0 + k] = sn[k];
-    } else if (nc && gemma2_forward(cb.dec, &cb.b, cap, nc, NULL, err)) {
+    int64_t TP = poff[n], TS = soff[n];
+    pids = malloc((size_t)TP * sizeof *pids);
+    pmask = calloc((size_t)TP, 1);
+    pemb = malloc((size_t)TP * D * sizeof *pemb);
+    pfinal = malloc((size_t)TP * D * sizeof *pfinal);
+    hrow = malloc((size_t)n * D * sizeof *hrow);
+    sids = malloc((size_t)TS * sizeof *sids);
+    count = calloc((size_t)TS + 1, 1);
+    prow = calloc((size_t)TS + 1, 1);
+    if (!pids || !pmask || !pemb || !pfinal || !hrow || !sids || !count || !prow) {
+        rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
     }
-    if (ng > 0) {
-        int64_t w = llm[0].w;
-        for (int g = 1; g < ng; g++) w = llm[g].w > w ? llm[g].w : w;
-        src = calloc((size_t)T * (size_t)w * (size_t)ng, sizeof *src);
-        if (!src) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-        for (int g = 0; g < ng; g++) {
-            float *sg = src + (size_t)g * T * w;
-            for (int k = 0; k < n; k++)
-                for (int64_t j = 0; j < cb.n_cap[k]; j++)
-                    memcpy(sg + (size_t)(cb.cap0[k] + j) * llm[g].w,
-                           llm[g].A + (size_t)(llm_off[i0 + k] + 1 + j) * llm[g].w, (size_t)llm[g].w * sizeof *sg);
-        }
-        /* the hooks' passes are independent: with one thread per forward pass (tiny models)
-           they run side by side on the coarse threads, each into its own slots */
-        int TK = omp_get_max_threads() == 1 && c->coarse_threads > 1 ? (c->coarse_threads < ng ? c->coarse_threads : ng)
-                                                                      : 1;
-        int krc[DS_GROUP] = {0};
-        rs_err kerr[DS_GROUP];
-        memset(kerr, 0, sizeof kerr);
-#pragma omp parallel for num_threads(TK) schedule(dynamic)
-        for (int g = 0; g < ng; g++) {
-            double *sq = malloc(((size_t)n + 1) * sizeof *sq);
-            patch_ctx pc = {.rows = prow, .src = src + (size_t)g * T * w};
-            float *x = NULL;
-            if (!sq) {
-                krc[g] = rs_errk(&kerr[g], RS_ENOMEM, "out of memory");
-            } else if (capk[g] >= 0) {
-                const hook_request *h = &cap[capk[g]];
-                x = malloc((size_t)T * (size_t)h->width * sizeof *x);
-                if (!x) {
-                    krc[g] = rs_errk(&kerr[g], RS_ENOMEM, "out of memory");
-                } else {
-                    memcpy(x, h->out, (size_t)T * (size_t)h->width * sizeof *x);
-                    patch_rows(&pc, x, (int)T, h->width);
-                    int from = h->id.kind == HK_RESID_POST ? h->id.layer + 1 : h->id.layer;
-                    krc[g] = splice_pass_ce_from(cb.dec, &cb.b, from, x, count, sq, NULL, &kerr[g]);
-                }
-            } else {
-                hook_request h = hq[g];
-                h.capture = 0;
-                h.out = NULL;
-                h.splice = patch_rows;
-                h.splice_ctx = &pc;
-                krc[g] = splice_pass_ce(cb.dec, &cb.b, &h, 1, count, sq, NULL, &kerr[g]);
-            }
-            for (int k = 0; !krc[g] && k < n; k++) cep[g][i0 + k] = sq[k];
-            free(sq);
-            free(x);
-        }
-        for (int g = 0; g < ng; g++)
-            if (krc[g]) {
-                *err = kerr[g];
-                rs_err_prefix(err, "%s", hooks[g]);
+    for (int k = 0; k < n; k++) {
+        int64_t P = plen[k], S = soff[k + 1] - soff[k];
+        memcpy(pids + poff[k], cb.ids + cb.off[k], (size_t)P * sizeof *pids);
+        memcpy(pmask + poff[k], cb.emask + cb.off[k], (size_t)P);
+        memcpy(pemb + (size_t)poff[k] * D, cb.embeds + (size_t)cb.off[k] * D, (size_t)P * D * sizeof *pemb);
+        memcpy(sids + soff[k], cb.ids + cb.off[k] + P, (size_t)S * sizeof *sids);
+        /* the suffix's rows predict the next caption token, the last caption token <eos>; the
+           <eos> row predicts nothing. The caption rows (not <eos>) are the ones patched. */
+        for (int64_t j = 0; j + 1 < S; j++) count[soff[k] + j] = prow[soff[k] + j] = 1;
+    }
+    /* the prefix, once, into the cache; its "\n" rows predict the first caption tokens */
+    if (gemma2_kv_cache_new(&kc, &dec->cfg, n, maxlen, err)) goto done;
+    gemma2_batch pb = {.n_seqs = n, .offsets = poff, .ids = pids, .embeds = pemb, .embeds_mask = pmask,
+                       .prefix_len = plen, .pos_offset = 1, .cache = kc};
+    if (gemma2_forward(dec, &pb, NULL, 0, pfinal, err)) goto done;
+    for (int k = 0; k < n; k++) memcpy(hrow + (size_t)k * D, pfinal + (size_t)(poff[k + 1] - 1) * D, (size_t)D * sizeof *hrow);
+    if (row_ce(dec, n, hrow, target, first, err)) goto done;
+    /* the suffix over the cache (prefix_len counts from the first cached token: the suffix
+       rows are causal), clean and with each hook's caption rows patched from Gemma-2 */
+    gemma2_batch sb = {.n_seqs = n, .offsets = soff, .ids = sids, .prefix_len = plen, .pos_offset = 1, .cache = kc};
+    int64_t w = 1;
+    for (int g = 0; g < ng; g++) w = llm[g].w > w ? llm[g].w : w;
+    if (ng > 0 && !(src = malloc((size_t)TS * (size_t)w * sizeof *src))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    for (int pass = ce ? -1 : 0; pass < ng; pass++) {
+        hook_request h;
+        patch_ctx pc = {.rows = prow, .src = src};
+        if (pass >= 0) {
+            const hook_rows *l = &llm[pass];
+            if (gemma2_hook_parse(&dec->cfg, hooks[pass], &h, err)) goto done;
+            if (h.width != l->w) {
+                rs_errf(err, "%s: width %d in the VLM decoder but %lld in llm_text", hooks[pass], h.width, (long long)l->w);
                 goto done;
             }
+            for (int k = 0; k < n; k++)
+                memcpy(src + (size_t)soff[k] * l->w, l->A + (size_t)(llm_off[i0 + k] + 1) * l->w,
+                       (size_t)cb.n_cap[k] * l->w * sizeof *src);
+            h.capture = 0;
+            h.out = NULL;
+            h.splice = patch_rows;
+            h.splice_ctx = &pc;
+        }
+        for (int k = 0; k < n; k++) kc->len[k] = plen[k]; /* forget the previous pass's suffix */
+        if (splice_pass_ce(dec, &sb, pass >= 0 ? &h : NULL, pass >= 0, count, seq, sn, err)) {
+            if (pass >= 0) rs_err_prefix(err, "%s", hooks[pass]);
+            goto done;
+        }
+        /* mean over the n_cap + 1 predictions: the "\n" row's, then the suffix's */
+        for (int k = 0; k < n; k++) {
+            double v = (first[k] + (sn[k] ? seq[k] * (double)sn[k] : 0.0)) / (double)(sn[k] + 1);
+            if (pass < 0) ce[i0 + k] = v, n_tok[i0 + k] = sn[k] + 1;
+            else cep[pass][i0 + k] = v;
+        }
     }
     rc = 0;
 done:
-    for (int k = 0; k < nc; k++) free(cap[k].out);
-    free(count), free(prow), free(seq), free(sn), free(src);
+    gemma2_kv_cache_free(kc);
+    free(plen), free(poff), free(soff), free(sn), free(target), free(first), free(seq);
+    free(pids), free(sids), free(pmask), free(count), free(prow), free(pemb), free(pfinal), free(hrow), free(src);
     pl_cond_batch_free(&cb);
     return rc;
 }
