@@ -79,6 +79,11 @@ typedef struct {
         int permutations, min_test_groups;
     } probes;
 
+    struct {
+        int enabled, ablation;  /* "downstream": the stage; the patch ablation (docs/pipeline.md) */
+        int bootstrap, permutations;
+    } downstream;
+
     cJSON *resolved;    /* the validated tree with defaults filled and paths resolved */
 } rs_config;
 

@@ -48,6 +48,13 @@ int splice_ce_eval(const gemma2_model *m, const rs_sae *sae, const char *hook, c
  * splice only the caption and count only its own next-token predictions. */
 int splice_ce_eval_masked(const gemma2_model *m, const rs_sae *sae, const char *hook, const gemma2_batch *b,
                           const uint8_t *splice, const uint8_t *count, splice_ce *out, rs_err *err);
+/* One forward pass of b (hooks: captures / splices, may be NULL with n_hooks 0) and the mean
+ * next-token CE (nats) of each sequence over its counted predictions (count[r] = 1: the
+ * prediction row r makes of row r+1 of its sequence) into seq_ce[n_seqs] (NaN where none is
+ * counted) and their number into seq_n (may be NULL). b may carry a KV cache. The downstream
+ * stage's per-caption CE. */
+int splice_pass_ce(const gemma2_model *m, const gemma2_batch *b, hook_request *hooks, int n_hooks,
+                   const uint8_t *count, double *seq_ce, int64_t *seq_n, rs_err *err);
 /* Free the per-sequence arrays. */
 void splice_ce_free(splice_ce *r);
 

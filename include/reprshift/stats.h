@@ -43,6 +43,12 @@ stats_null stats_null_summary(double observed, double *null, int n, int directio
  * (no test) → NaN q and not counted in m. Returns 0, or -1 when out of memory. */
 int stats_bh_qvalues(const double *p, int n, double *q);
 
+/* Spearman's rank correlation of x and y [n] = scipy.stats.spearmanr: the Pearson
+ * correlation of the ranks, ties given their average rank. Pairs where either value is not
+ * finite are left out (*n_used, may be NULL, counts the rest). NaN when fewer than 3 pairs
+ * remain or one side is constant; NaN also when out of memory. */
+double stats_spearman(const double *x, const double *y, int n, int *n_used);
+
 /* Debiased linear CKA: the unbiased HSIC estimator (Song et al. 2012) with linear kernels,
  *   HSIC_u(K,L) = [tr(K̃L̃) + 1ᵀK̃1·1ᵀL̃1/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3)),
  * K̃ = K with zero diagonal, CKA_u = HSIC_u(K,L)/√(HSIC_u(K,K)·HSIC_u(L,L)), computed from

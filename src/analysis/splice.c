@@ -118,6 +118,27 @@ static int run_ce(const gemma2_model *m, const gemma2_batch *b, hook_request *h,
     return 0;
 }
 
+int splice_pass_ce(const gemma2_model *m, const gemma2_batch *b, hook_request *hooks, int n_hooks,
+                   const uint8_t *count, double *seq_ce, int64_t *seq_n, rs_err *err) {
+    int T = (int)b->offsets[b->n_seqs];
+    float *final = malloc(((size_t)T + 1) * m->cfg.hidden_size * sizeof(float));
+    double *pc = malloc(((size_t)T + 1) * sizeof(double));
+    int rc = final && pc ? 0 : rs_errk(err, RS_ENOMEM, "out of memory");
+    if (!rc) rc = gemma2_forward(m, b, hooks, n_hooks, final, err);
+    if (!rc) rc = prediction_ce(m, b, final, count, pc, err);
+    for (int s = 0, k = 0; !rc && s < b->n_seqs; s++) {
+        double ss = 0;
+        int64_t ns = 0;
+        for (int64_t r = b->offsets[s]; r + 1 < b->offsets[s + 1]; r++)
+            if (count[r]) ss += pc[k++], ns++;
+        seq_ce[s] = ns ? ss / (double)ns : NAN;
+        if (seq_n) seq_n[s] = ns;
+    }
+    free(final);
+    free(pc);
+    return rc;
+}
+
 static int splice_core(const gemma2_model *m, const rs_sae *sae, hook_request *hp, const gemma2_batch *b,
                        const uint8_t *keep_splice, const uint8_t *keep_zero, const uint8_t *count, splice_ce *out,
                        rs_err *err);

@@ -147,3 +147,59 @@ done:
     free(c);
     return r;
 }
+
+/* idx[0..n) sorted by v[idx] (stable merge sort; tmp has n entries). Thread-safe. */
+static void sort_idx(const double *v, int *idx, int *tmp, int n) {
+    for (int w = 1; w < n; w *= 2) {
+        for (int lo = 0; lo < n; lo += 2 * w) {
+            int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n, a = lo, b = mid, k = lo;
+            while (a < mid && b < hi) tmp[k++] = v[idx[b]] < v[idx[a]] ? idx[b++] : idx[a++];
+            while (a < mid) tmp[k++] = idx[a++];
+            while (b < hi) tmp[k++] = idx[b++];
+        }
+        memcpy(idx, tmp, (size_t)n * sizeof *idx);
+    }
+}
+
+/* Average ranks (1-based) of v[n] into r (scipy.stats.rankdata, method "average"). */
+static void avg_ranks(const double *v, int n, int *idx, int *tmp, double *r) {
+    for (int i = 0; i < n; i++) idx[i] = i;
+    sort_idx(v, idx, tmp, n);
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j + 1 < n && v[idx[j + 1]] == v[idx[i]]) j++;
+        double avg = 0.5 * (double)(i + j) + 1.0;
+        for (int k = i; k <= j; k++) r[idx[k]] = avg;
+        i = j + 1;
+    }
+}
+
+double stats_spearman(const double *x, const double *y, int n, int *n_used) {
+    if (n_used) *n_used = 0;
+    if (n < 0) return NAN;
+    double *a = malloc(((size_t)n + 1) * 4 * sizeof *a);
+    int *idx = malloc(((size_t)n + 1) * 2 * sizeof *idx);
+    if (!a || !idx) {
+        free(a), free(idx);
+        return NAN;
+    }
+    double *xs = a, *ys = a + n + 1, *rx = a + 2 * (n + 1), *ry = a + 3 * (n + 1);
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(x[i]) && isfinite(y[i])) xs[m] = x[i], ys[m] = y[i], m++;
+    if (n_used) *n_used = m;
+    double rho = NAN;
+    if (m >= 3) {
+        avg_ranks(xs, m, idx, idx + n + 1, rx);
+        avg_ranks(ys, m, idx, idx + n + 1, ry);
+        double mx = 0.5 * (double)(m + 1), sxy = 0, sxx = 0, syy = 0; /* mean rank (m+1)/2 */
+        for (int i = 0; i < m; i++) {
+            double dx = rx[i] - mx, dy = ry[i] - mx;
+            sxy += dx * dy, sxx += dx * dx, syy += dy * dy;
+        }
+        if (sxx > 0 && syy > 0) rho = sxy / sqrt(sxx * syy);
+    }
+    free(a);
+    free(idx);
+    return rho;
+}

@@ -131,6 +131,19 @@ static const field PROBES[] = {
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
+static const field DOWNSTREAM[] = {
+    {"enabled", K_BOOL, 0, "true", 0, 0, 0, NULL, 0, NULL,
+     "run the downstream stage: PaliGemma's per-caption CE with its own image (condition vlm_caption), joined "
+     "with each caption's shift (docs/pipeline.md, Stage 3c)"},
+    {"ablation", K_BOOL, 0, "true", 0, 0, 0, NULL, 0, NULL,
+     "also the CE with the caption rows at each hook patched with Gemma-2's activation (undo the adaptation there)"},
+    {"bootstrap", K_INT, 0, "1000", 0, 1000000, 0, NULL, 0, NULL,
+     "bootstrap resamples of images for the Spearman CIs"},
+    {"permutations", K_INT, 0, "1000", 0, 1000000, 0, NULL, 0, NULL,
+     "permutations of images for the Spearman p-values (0: none)"},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
 static const field SCHEMA[] = {
     {"name", K_STR, 0, "\"experiment\"", 0, 0, 0, NULL, 0, NULL, "experiment name (report title)"},
     {"output_dir", K_STR, 1, NULL, 0, 0, 0, NULL, 1, NULL, "run directory (created; re-runs resume there)"},
@@ -159,6 +172,8 @@ static const field SCHEMA[] = {
     {"dataset", K_OBJ, 1, NULL, 0, 0, 0, NULL, 0, DATASET, "inputs: COCO sampling or a manifest"},
     {"edits", K_OBJS, 0, "[]", 0, 0, 0, NULL, 0, EDIT, "image edits for the attribute probes"},
     {"probes", K_OBJ, 0, "{}", 0, 0, 0, NULL, 0, PROBES, "probe settings"},
+    {"downstream", K_OBJ, 0, "{}", 0, 0, 0, NULL, 0, DOWNSTREAM,
+     "per-caption CE of PaliGemma joined with the shift (downstream stage)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -764,6 +779,11 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     c->probes.test_frac = get(p, "test_frac")->valuedouble;
     c->probes.permutations = (int)get(p, "permutations")->valuedouble;
     c->probes.min_test_groups = (int)get(p, "min_test_groups")->valuedouble;
+    const cJSON *ds = get(r, "downstream");
+    c->downstream.enabled = cJSON_IsTrue(get(ds, "enabled"));
+    c->downstream.ablation = cJSON_IsTrue(get(ds, "ablation"));
+    c->downstream.bootstrap = (int)get(ds, "bootstrap")->valuedouble;
+    c->downstream.permutations = (int)get(ds, "permutations")->valuedouble;
     if (cx->oom || !c->name || !c->output_dir || !c->prompt || !c->pool || !c->llm || !c->vlm || !c->dataset.exclude ||
         !c->probes.which || !c->probes.C)
         return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);

@@ -167,14 +167,6 @@ done:
 
 /* ---- spliced CE of the layer's SAE over the caption, in each condition ---- */
 
-typedef struct {
-    gemma2_model *llm;
-    paligemma_model *vlm;
-    int32_t *prompt;
-    size_t n_prompt;
-    int32_t eos;
-} cond_models;
-
 /* The image caption i is read with in condition store s (its own, or the mismatched one;
  * the blank condition records its own image's path but reads a grey image). */
 static const char *cond_image_path(const pl_ctx *c, int s, int i) {
@@ -202,7 +194,7 @@ static int cond_pixels(pl_ctx *c, const paligemma_model *vlm, int s, const char 
  * the front door as the extract stage builds the stores: the caption alone
  * (pg_inputs_add_text), or its image, <bos>, prompt + "\n" (prefix) and the caption after
  * its <bos> + <eos> as the suffix (pg_inputs_add_image). */
-static int cond_inputs(pl_ctx *c, const cond_models *m, int s, int i0, int i1, pg_inputs *pi, rs_err *err) {
+static int cond_inputs(pl_ctx *c, const pl_cond_models *m, int s, int i0, int i1, pg_inputs *pi, rs_err *err) {
     int64_t max_len = 1;
     for (int i = i0; i < i1; i++) max_len = c->text_len[i] > max_len ? c->text_len[i] : max_len;
     int32_t *sfx = malloc((size_t)max_len * sizeof *sfx);
@@ -222,6 +214,83 @@ static int cond_inputs(pl_ctx *c, const cond_models *m, int s, int i0, int i1, p
     return rc;
 }
 
+void pl_cond_batch_free(pl_cond_batch *cb) {
+    free(cb->ids), free(cb->off), free(cb->cap0), free(cb->n_cap), free(cb->emask), free(cb->embeds);
+    pg_inputs_free(&cb->pi);
+    memset(cb, 0, sizeof *cb);
+}
+
+int pl_cond_batch_build(pl_ctx *c, const pl_cond_models *m, int s, int i0, int i1, pl_cond_batch *cb, rs_err *err) {
+    int img = PL_IS_COND(s), n = i1 - i0, rc = -1;
+    memset(cb, 0, sizeof *cb);
+    int64_t T = 0;
+    /* Gemma-2 reads the LLM store's input (<bos> + caption) as is; PaliGemma the front
+       door's inputs */
+    if (s != PL_LLM_TEXT && cond_inputs(c, m, s, i0, i1, &cb->pi, err)) {
+        pl_cond_batch_free(cb);
+        return -1;
+    }
+    for (int i = i0; i < i1; i++) T += s == PL_LLM_TEXT ? c->text_len[i] : cb->pi.lens[i - i0];
+    int32_t *ids = cb->ids = malloc((size_t)T * sizeof *ids);
+    int64_t *off = cb->off = malloc(((size_t)n + 1) * sizeof *off);
+    cb->cap0 = malloc(((size_t)n + 1) * sizeof *cb->cap0);
+    cb->n_cap = malloc(((size_t)n + 1) * sizeof *cb->n_cap);
+    uint8_t *emask = cb->emask = img ? calloc((size_t)T, 1) : NULL;
+    float *embeds = NULL, *pix = NULL;
+    pg_inputs *pi = &cb->pi;
+    hook_request ph;
+    memset(&ph, 0, sizeof ph);
+    if (!ids || !off || !cb->cap0 || !cb->n_cap || (img && !emask)) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    off[0] = 0;
+    for (int i = i0; i < i1; i++) {
+        int k = i - i0;
+        int64_t t = off[k], len = s == PL_LLM_TEXT ? c->text_len[i] : pi->lens[k];
+        memcpy(ids + t, s == PL_LLM_TEXT ? c->text_ids[i] : pi->ids[k], (size_t)len * sizeof *ids);
+        off[k + 1] = t + len;
+        /* the caption's tokens after <bos>: after the prefix (image, <bos>, prompt, "\n") up
+           to the suffix's closing <eos>, or after the text's <bos> */
+        cb->cap0[k] = img ? t + pi->prefix_len[k] : t + 1;
+        cb->n_cap[k] = img ? len - pi->prefix_len[k] - 1 : len - 1;
+    }
+    if (img) {
+        /* the projector output of every image: the tower + projector only (no decoder hook) */
+        int S = m->vlm->cfg.vision.image_size, D = m->vlm->cfg.text.hidden_size, N = m->vlm->vision->n_patches;
+        size_t npix = (size_t)3 * S * S;
+        pix = malloc((size_t)n * npix * sizeof *pix);
+        embeds = cb->embeds = calloc((size_t)T * D, sizeof *embeds);
+        if (!pix || !embeds) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+        for (int k = 0; k < n; k++)
+            if (cond_pixels(c, m->vlm, s, pi->image_paths[k], pix + (size_t)k * npix, err)) goto done;
+        if (paligemma_hook_parse(m->vlm, "projector.hook_out", &ph, err)) goto done;
+        ph.capture = 1;
+        paligemma_batch pb = {.n_seqs = n, .offsets = off, .ids = ids, .prefix_len = pi->prefix_len, .n_images = n,
+                              .pixel_values = pix};
+        if (paligemma_forward(m->vlm, &pb, &ph, 1, NULL, err)) goto done;
+        /* image rows (the front door's <image> tokens, N per input) enter the decoder as the
+           projector output (gemma2_forward scales by √D) */
+        const float norm = (float)sqrt((double)D);
+        for (int k = 0; k < n; k++)
+            for (int64_t q = 0, row = 0; q < pi->lens[k]; q++) {
+                if (pi->kinds[k][q] != PG_TOK_IMAGE) continue;
+                int64_t t = off[k] + q;
+                emask[t] = 1;
+                const float *src = ph.out + ((size_t)k * N + (size_t)row++) * D;
+                for (int d = 0; d < D; d++) embeds[(size_t)t * D + d] = src[d] / norm;
+            }
+    }
+    cb->n = n;
+    cb->T = T;
+    cb->b = (gemma2_batch){.n_seqs = n, .offsets = off, .ids = ids, .embeds = embeds, .embeds_mask = emask,
+                           .prefix_len = img ? pi->prefix_len : NULL, .pos_offset = s == PL_LLM_TEXT ? 0 : 1};
+    cb->dec = s == PL_LLM_TEXT ? m->llm : m->vlm->text;
+    rc = 0;
+done:
+    free(ph.out);
+    free(pix);
+    if (rc) pl_cond_batch_free(cb);
+    return rc;
+}
+
 /* CE with the SAE spliced at `hook` over captions [i0, i1) in condition store s: the rows of
  * the caption's tokens are replaced (spliced pass) or zeroed (zero-ablated pass), and the
  * predictions the caption makes of its own next tokens (at caption token j of tokens
@@ -234,67 +303,21 @@ typedef struct {
     double *seq[3], *w;
 } ce_acc;
 
-static int cond_ce_chunk(pl_ctx *c, const cond_models *m, int s, int nh, rs_sae *const *saes, const char *const *hooks,
+static int cond_ce_chunk(pl_ctx *c, const pl_cond_models *m, int s, int nh, rs_sae *const *saes, const char *const *hooks,
                          int i0, int i1, ce_acc *acc, rs_err *err) {
-    int img = PL_IS_COND(s), n = i1 - i0, rc = -1;
-    const gemma2_model *dec = s == PL_LLM_TEXT ? m->llm : m->vlm->text;
-    pg_inputs pi = {0};
-    int64_t T = 0;
-    /* Gemma-2 reads the LLM store's input (<bos> + caption) as is; PaliGemma the front
-       door's inputs */
-    if (s != PL_LLM_TEXT && cond_inputs(c, m, s, i0, i1, &pi, err)) {
-        pg_inputs_free(&pi);
-        return -1;
-    }
-    for (int i = i0; i < i1; i++) T += s == PL_LLM_TEXT ? c->text_len[i] : pi.lens[i - i0];
-    int32_t *ids = malloc((size_t)T * sizeof *ids);
-    int64_t *off = malloc(((size_t)n + 1) * sizeof *off);
-    uint8_t *splice = calloc((size_t)T, 1), *count = calloc((size_t)T, 1), *emask = img ? calloc((size_t)T, 1) : NULL;
-    float *embeds = NULL, *pix = NULL;
-    hook_request ph;
-    memset(&ph, 0, sizeof ph);
+    int n = i1 - i0, rc = -1;
+    pl_cond_batch cb;
+    if (pl_cond_batch_build(c, m, s, i0, i1, &cb, err)) return -1;
+    const gemma2_model *dec = cb.dec;
+    int64_t T = cb.T;
+    uint8_t *splice = calloc((size_t)T, 1), *count = calloc((size_t)T, 1);
     splice_ce r = {0};
-    if (!ids || !off || !splice || !count || (img && !emask)) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    off[0] = 0;
-    for (int i = i0; i < i1; i++) {
-        int k = i - i0;
-        int64_t t = off[k], len = s == PL_LLM_TEXT ? c->text_len[i] : pi.lens[k];
-        memcpy(ids + t, s == PL_LLM_TEXT ? c->text_ids[i] : pi.ids[k], (size_t)len * sizeof *ids);
-        off[k + 1] = t + len;
-        /* the caption's tokens after <bos>: after the prefix (image, <bos>, prompt, "\n") up
-           to the suffix's closing <eos>, or after the text's <bos> */
-        int64_t cap0 = img ? t + pi.prefix_len[k] : t + 1, nc = img ? len - pi.prefix_len[k] - 1 : len - 1;
-        for (int64_t j = 0; j < nc; j++) splice[cap0 + j] = 1;
-        for (int64_t j = 0; j + 1 < nc; j++) count[cap0 + j] = 1;
+    if (!splice || !count) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    for (int k = 0; k < n; k++) {
+        for (int64_t j = 0; j < cb.n_cap[k]; j++) splice[cb.cap0[k] + j] = 1;
+        for (int64_t j = 0; j + 1 < cb.n_cap[k]; j++) count[cb.cap0[k] + j] = 1;
     }
-    if (img) {
-        /* the projector output of every image: the tower + projector only (no decoder hook) */
-        int S = m->vlm->cfg.vision.image_size, D = m->vlm->cfg.text.hidden_size, N = m->vlm->vision->n_patches;
-        size_t npix = (size_t)3 * S * S;
-        pix = malloc((size_t)n * npix * sizeof *pix);
-        embeds = calloc((size_t)T * D, sizeof *embeds);
-        if (!pix || !embeds) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-        for (int k = 0; k < n; k++)
-            if (cond_pixels(c, m->vlm, s, pi.image_paths[k], pix + (size_t)k * npix, err)) goto done;
-        if (paligemma_hook_parse(m->vlm, "projector.hook_out", &ph, err)) goto done;
-        ph.capture = 1;
-        paligemma_batch pb = {.n_seqs = n, .offsets = off, .ids = ids, .prefix_len = pi.prefix_len, .n_images = n,
-                              .pixel_values = pix};
-        if (paligemma_forward(m->vlm, &pb, &ph, 1, NULL, err)) goto done;
-        /* image rows (the front door's <image> tokens, N per input) enter the decoder as the
-           projector output (gemma2_forward scales by √D) */
-        const float norm = (float)sqrt((double)D);
-        for (int k = 0; k < n; k++)
-            for (int64_t q = 0, row = 0; q < pi.lens[k]; q++) {
-                if (pi.kinds[k][q] != PG_TOK_IMAGE) continue;
-                int64_t t = off[k] + q;
-                emask[t] = 1;
-                const float *src = ph.out + ((size_t)k * N + (size_t)row++) * D;
-                for (int d = 0; d < D; d++) embeds[(size_t)t * D + d] = src[d] / norm;
-            }
-    }
-    gemma2_batch b = {.n_seqs = n, .offsets = off, .ids = ids, .embeds = embeds, .embeds_mask = emask,
-                      .prefix_len = img ? pi.prefix_len : NULL, .pos_offset = s == PL_LLM_TEXT ? 0 : 1};
+    const gemma2_batch b = cb.b;
     /* the SAEs' passes are independent: with one thread per forward pass (tiny models) they
        run side by side on the coarse threads, each into its own acc[k] (the same numbers) */
     int TK = omp_get_max_threads() == 1 && c->coarse_threads > 1 ? (c->coarse_threads < nh ? c->coarse_threads : nh) : 1;
@@ -339,16 +362,15 @@ static int cond_ce_chunk(pl_ctx *c, const cond_models *m, int s, int nh, rs_sae 
     rc = 0;
 done:
     splice_ce_free(&r);
-    free(ph.out);
-    free(ids), free(off), free(splice), free(count), free(emask), free(embeds), free(pix);
-    pg_inputs_free(&pi);
+    free(splice), free(count);
+    pl_cond_batch_free(&cb);
     return rc;
 }
 
 /* CE loss recovered of the nh SAEs (hooks[k]) in condition store s, over all captions, each
  * with a percentile bootstrap over captions (the ratio recomputed from resampled sums), into
  * outs[k]. */
-static int cond_ce(pl_ctx *c, const cond_models *m, int s, int nh, rs_sae *const *saes, const char *const *hooks,
+static int cond_ce(pl_ctx *c, const pl_cond_models *m, int s, int nh, rs_sae *const *saes, const char *const *hooks,
                    cJSON *const *outs, rs_err *err) {
     int n = c->n_text, rc = -1, B = c->cfg->probes.bootstrap;
     if (nh < 1 || B < 0) return rs_errf(err, "spliced CE: %d SAEs, %d bootstrap replicates", nh, B);
@@ -499,7 +521,7 @@ int pl_conditions_run(pl_ctx *c, const char **note, rs_err *err) {
     char *tokp = cfg->tokenizer ? strdup(cfg->tokenizer) : rs_path_join(cfg->llm, "tokenizer.json");
     pl_store_src *stores[PL_N_STORES] = {0};
     shift_acts_src src[PL_N_STORES];
-    cond_models cm = {0};
+    pl_cond_models cm = {0};
     char **hs_path = NULL, **hs_hook = NULL;
     cJSON *shift_j = NULL;
     int *hs_use = NULL;

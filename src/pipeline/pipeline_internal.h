@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include "reprshift/config.h"
+#include "reprshift/extract.h"
+#include "reprshift/gemma2.h"
+#include "reprshift/paligemma.h"
 #include "reprshift/error.h"
 #include "reprshift/hooks.h" /* rs_hook_block_index: the layer of a "blocks.L.…" name */
 #include "reprshift/image_edit.h"
@@ -144,6 +147,9 @@ int pl_shift_run(pl_ctx *c, const char **note, rs_err *err);
 int pl_conditions_used(const pl_ctx *c);
 int pl_conditions_fp(pl_ctx *c, char fp[65], rs_err *err);
 int pl_conditions_run(pl_ctx *c, const char **note, rs_err *err);
+int pl_downstream_used(const pl_ctx *c);
+int pl_downstream_fp(pl_ctx *c, char fp[65], rs_err *err);
+int pl_downstream_run(pl_ctx *c, const char **note, rs_err *err);
 int pl_probes_fp(pl_ctx *c, char fp[65], rs_err *err);
 int pl_probes_run(pl_ctx *c, const char **note, rs_err *err);
 /* Error unless each probe split leaves at least probes.min_test_groups test groups (images);
@@ -183,6 +189,36 @@ int pl_store_fp(pl_ctx *c, int store, char fp[65], rs_err *err);
 int pl_store_features(pl_ctx *c, int store, const char *hook, float **X, int *n, int *d, rs_err *err);
 /* Is this store used by the config (text / image / edits present)? */
 int pl_store_used(const pl_ctx *c, int store);
+
+/* Re-running captions in a condition (conditions.c; the downstream stage too): both models,
+ * the prompt + "\n" ids and the VLM's <eos>. */
+typedef struct {
+    gemma2_model *llm;
+    paligemma_model *vlm;
+    int32_t *prompt;
+    size_t n_prompt;
+    int32_t eos;
+} pl_cond_models;
+/* One decoder batch of captions [i0, i1) in caption store s, built as the extract stage
+ * builds the store's inputs: llm_text = <bos> caption (Gemma-2), vlm_text = the caption alone
+ * (PaliGemma's decoder), a condition = image rows (the projector output, as embeddings),
+ * <bos>, prompt, "\n" (prefix) then caption + <eos> (suffix). cap0[k] is the row of
+ * caption k's first token after <bos>, n_cap[k] its caption tokens (not <bos>, not the
+ * suffix's <eos>); dec the decoder to run b with. Free with pl_cond_batch_free. */
+typedef struct {
+    gemma2_batch b;
+    const gemma2_model *dec;
+    int n;
+    int64_t T;
+    int64_t *cap0, *n_cap;
+    int32_t *ids;
+    int64_t *off;
+    uint8_t *emask;
+    float *embeds;
+    pg_inputs pi;
+} pl_cond_batch;
+int pl_cond_batch_build(pl_ctx *c, const pl_cond_models *m, int s, int i0, int i1, pl_cond_batch *cb, rs_err *err);
+void pl_cond_batch_free(pl_cond_batch *cb);
 
 /* prompt + "\n" as token ids (no <bos>), as PaliGemmaProcessor builds it (new array). */
 int pl_prompt_ids(pl_ctx *c, int32_t **ids, size_t *n, rs_err *err);

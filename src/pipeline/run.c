@@ -474,9 +474,10 @@ static int upstream_fp_of(pl_ctx *c, const char *name, char fp[65]) {
 /* Its fingerprint chains those of the stages it reads (a stage without a marker: "none"). */
 static int report_fp(pl_ctx *c, char fp[65], rs_err *err) {
     (void)err;
-    const char *names[4] = {"shift", "probes", "dataset", "conditions"};
-    char up[65], all[65 * 4 + 1] = "";
-    for (int k = 0; k < 4; k++) {
+    const char *names[] = {"shift", "probes", "dataset", "conditions", "downstream"};
+    enum { NU = sizeof names / sizeof *names };
+    char up[65], all[65 * NU + 1] = "";
+    for (int k = 0; k < NU; k++) {
         if (upstream_fp_of(c, names[k], up)) strcpy(up, "none");
         strcat(all, up);
     }
@@ -521,6 +522,7 @@ static int run_extract(pl_ctx *c, const char **note, rs_err *err) { (void)note; 
 
 static const char *const SHIFT_OUT[] = {"results/shift.json", "results/sae_fit.json", "results/shift_summary.csv", NULL};
 static const char *const COND_OUT[] = {"results/conditions.json", "results/conditions_summary.csv", NULL};
+static const char *const DOWNSTREAM_OUT[] = {"results/downstream.json", "results/downstream_items.csv", NULL};
 static const char *const PROBES_OUT[] = {"results/probes.json", "results/transfer.json", "results/attribute_transfer.json",
                                          NULL};
 static const char *const REPORT_OUT[] = {"report.html", NULL};
@@ -535,6 +537,8 @@ static const pl_stage_def STAGES[] = {
     {"conditions", pl_conditions_used,
      "skipped: no caption is read with an image (needs captions, images and a vlm_* image condition in 'conditions')",
      pl_conditions_fp, COND_OUT, 0, pl_conditions_run, NULL},
+    {"downstream", pl_downstream_used, "skipped: off, or no caption is read with its own image (vlm_caption)",
+     pl_downstream_fp, DOWNSTREAM_OUT, 0, pl_downstream_run, NULL},
     {"probes", NULL, NULL, pl_probes_fp, PROBES_OUT, 0, pl_probes_run, NULL},
     {"report", NULL, NULL, report_fp, REPORT_OUT, 1, report_run, NULL},
 };

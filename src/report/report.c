@@ -1795,6 +1795,104 @@ out:
     return rc;
 }
 
+/* ---- Shift and caption quality (downstream.json) ---- */
+
+#define DS_MAX_LAYERS 512
+
+static void ds_cell(rs_sbuf *b, const cJSON *st) {
+    char v[32], lo[32], hi[32], p[32], q[32];
+    double x = num_or_nan(st, "value");
+    if (!st || !isfinite(x)) {
+        sb_puts(b, "<td>&mdash;</td><td></td><td></td>");
+        return;
+    }
+    sb_printf(b, "<td>%s [%s, %s]</td><td>%s</td><td>%s</td>", svg_fmt(x, v, sizeof v),
+              svg_fmt(num_or_nan(st, "ci_lo"), lo, sizeof lo), svg_fmt(num_or_nan(st, "ci_hi"), hi, sizeof hi),
+              svg_fmt(num_or_nan(st, "p_value"), p, sizeof p), svg_fmt(num_or_nan(st, "q_value"), q, sizeof q));
+}
+
+/* The table (hook, layer, mean shift, ρ with CI, p, q, n) and a figure of ρ over the layers.
+ * Absent downstream.json: no section and no note (the stage is optional). */
+static int sec_downstream(ctx *c, rs_err *err) {
+    snprintf(c->path, sizeof c->path, "%s/downstream.json", c->dir);
+    if (!rs_path_exists(c->path)) return 0;
+    cJSON *j;
+    if (load(c, "downstream.json", "Shift and caption quality", &j, err)) return -1;
+    int rc = -1;
+    char ci[512], buf[64], ntext[128];
+    if (get_ci(c, j, ci, sizeof ci, err)) goto out;
+    int64_t n_cap = 0, n_img = 0;
+    if (get_n(c, j, "n_captions", "top level", &n_cap, err) || get_n(c, j, "n_images", "top level", &n_img, err)) goto out;
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(j, "layers");
+    int nl = cJSON_IsArray(layers) ? cJSON_GetArraySize(layers) : -1;
+    if (nl < 0 || nl > DS_MAX_LAYERS) {
+        rs_errf(err, "%s: \"layers\" must be an array of at most %d entries", c->path, DS_MAX_LAYERS);
+        goto out;
+    }
+    h2(c, "downstream", "Shift and caption quality");
+    sb_puts(c->b, "<p>Does a caption's representation shift go with how well PaliGemma models that caption given its "
+                  "image? Per caption: <b>CE</b> = ");
+    sb_escape(c->b, get_str(j, "ce_definition") ? get_str(j, "ce_definition") : "?");
+    sb_puts(c->b, ". <b>Shift</b> = ");
+    sb_escape(c->b, get_str(j, "shift_definition") ? get_str(j, "shift_definition") : "?");
+    sb_puts(c->b, ". <b>&Delta;CE</b>: ");
+    sb_escape(c->b, get_str(j, "ablation_definition") ? get_str(j, "ablation_definition") : "?");
+    rstat m;
+    if (get_stat(c, j, "ce_mean", "top level", &m, err) < 0) goto out;
+    char lo[32], hi[32];
+    sb_printf(c->b, ". Mean CE %s nats/token [%s, %s]. Spearman &rho; per hook; p: ", svg_fmt(m.v, buf, sizeof buf),
+              svg_fmt(m.lo, lo, sizeof lo), svg_fmt(m.hi, hi, sizeof hi));
+    sb_escape(c->b, get_str(j, "p_value") ? get_str(j, "p_value") : "?");
+    sb_puts(c->b, "; q: ");
+    sb_escape(c->b, get_str(j, "multiple_comparisons") ? get_str(j, "multiple_comparisons") : "?");
+    sb_printf(c->b, "; %lld captions of %lld images. Per-caption values: <code>downstream_items.csv</code>.</p>\n",
+              (long long)n_cap, (long long)n_img);
+    sb_puts(c->b, "<h3>shift &harr; caption-CE correlation</h3>\n");
+    sb_puts(c->b, "<table><tr><th>hook</th><th>layer</th><th>mean shift</th><th>&rho;(shift, CE) [95% CI]</th>"
+                  "<th>p</th><th>q</th><th>mean &Delta;CE</th><th>&rho;(shift, &Delta;CE) [95% CI]</th><th>p</th>"
+                  "<th>q</th><th>n</th></tr>\n");
+    double x[DS_MAX_LAYERS], y[2][DS_MAX_LAYERS], ylo[2][DS_MAX_LAYERS], yhi[2][DS_MAX_LAYERS];
+    int k = 0, has_d = 0;
+    for (const cJSON *e = layers->child; e; e = e->next, k++) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(e, "rho_shift_ce"), *d = cJSON_GetObjectItemCaseSensitive(e, "rho_shift_delta_ce");
+        if ((a && !cJSON_IsObject(a)) || (d && !cJSON_IsObject(d))) {
+            rs_errf(err, "%s: layers[%d]: rho_shift_ce / rho_shift_delta_ce must be objects", c->path, k);
+            goto out;
+        }
+        has_d |= d != NULL;
+        sb_puts(c->b, "<tr><td><code>");
+        sb_escape(c->b, get_str(e, "hook") ? get_str(e, "hook") : "?");
+        sb_printf(c->b, "</code></td><td>%s</td>", svg_fmt(num_or_nan(e, "layer"), buf, sizeof buf));
+        sb_printf(c->b, "<td>%s</td>", svg_fmt(num_or_nan(e, "shift_mean"), buf, sizeof buf));
+        ds_cell(c->b, a);
+        sb_printf(c->b, "<td>%s</td>", d ? svg_fmt(num_or_nan(e, "delta_ce_mean"), buf, sizeof buf) : "&mdash;");
+        ds_cell(c->b, d);
+        sb_printf(c->b, "<td>%s</td></tr>\n", svg_fmt(num_or_nan(a, "n"), buf, sizeof buf));
+        x[k] = num_or_nan(e, "layer");
+        y[0][k] = num_or_nan(a, "value"), ylo[0][k] = num_or_nan(a, "ci_lo"), yhi[0][k] = num_or_nan(a, "ci_hi");
+        y[1][k] = num_or_nan(d, "value"), ylo[1][k] = num_or_nan(d, "ci_lo"), yhi[1][k] = num_or_nan(d, "ci_hi");
+    }
+    sb_puts(c->b, "</table>\n");
+    if (nl > 0) {
+        svg_series S[2] = {{.name = "with CE", .n = nl, .x = x, .y = y[0], .lo = ylo[0], .hi = yhi[0]},
+                           {.name = "with delta CE", .n = nl, .x = x, .y = y[1], .lo = ylo[1], .hi = yhi[1]}};
+        svg_line_opts o = {.title = "Spearman rho of the shift with caption CE", .xlabel = "layer",
+                           .ylabel = "Spearman rho",
+                           .n_series = has_d ? 2 : 1, .series = S, .fixed_y = 1, .ymin = -1, .ymax = 1,
+                           .has_hline = 1, .hline = 0, .hline_label = "0", .integer_x = 1, .width = 440, .height = 280};
+        fig_open(c);
+        svg_line_plot(c->b, &o);
+        snprintf(ntext, sizeof ntext, "%lld captions, %lld images", (long long)n_cap, (long long)n_img);
+        fig_close(c, "Spearman rho between each caption's shift and its CE (and the CE change when the hook's caption "
+                     "rows are patched from Gemma-2), by layer.", ntext, ci);
+    }
+    sb_puts(c->b, "</section>\n");
+    rc = 0;
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
 int report_render(const char *results_dir, char **html, size_t *len, int *n_figures, rs_err *err) {
     *html = NULL;
     if (len) *len = 0;
@@ -1815,6 +1913,7 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     if (!rc) rc = sec_sae(&c, err);
     if (!rc) rc = sec_probes(&c, err);
     if (!rc) rc = sec_transfer(&c, err);
+    if (!rc) rc = sec_downstream(&c, err);
     if (rc) {
         cJSON_Delete(run);
         sb_free(&body);
@@ -1837,8 +1936,8 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     sb_puts(&page, "<nav>");
     const char *secs[][2] = {{"conditions", "Conditions"}, {"shift", "Shift"}, {"sae", "SAE fit"}, {"probes", "Probes"},
                              {"paired", "Paired probes"}, {"attributes", "Attribute probes"}, {"vision", "Vision tower"},
-                             {"transfer", "Transfer"}};
-    for (int i = 0; i < 8; i++) {
+                             {"transfer", "Transfer"}, {"downstream", "Shift and caption quality"}};
+    for (size_t i = 0; i < sizeof secs / sizeof *secs; i++) {
         char needle[64];
         snprintf(needle, sizeof needle, "<section id=\"%s\">", secs[i][0]);
         if (body.buf && strstr(body.buf, needle)) sb_printf(&page, "<a href=\"#%s\">%s</a>", secs[i][0], secs[i][1]);
