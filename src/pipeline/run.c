@@ -474,9 +474,9 @@ static int upstream_fp_of(pl_ctx *c, const char *name, char fp[65]) {
 /* Its fingerprint chains those of the stages it reads (a stage without a marker: "none"). */
 static int report_fp(pl_ctx *c, char fp[65], rs_err *err) {
     (void)err;
-    const char *names[4] = {"shift", "probes", "dataset", "conditions"};
-    char up[65], all[65 * 4 + 1] = "";
-    for (int k = 0; k < 4; k++) {
+    const char *names[5] = {"shift", "probes", "dataset", "conditions", "steer"};
+    char up[65], all[65 * 5 + 1] = "";
+    for (int k = 0; k < 5; k++) {
         if (upstream_fp_of(c, names[k], up)) strcpy(up, "none");
         strcat(all, up);
     }
@@ -523,6 +523,7 @@ static const char *const SHIFT_OUT[] = {"results/shift.json", "results/sae_fit.j
 static const char *const COND_OUT[] = {"results/conditions.json", "results/conditions_summary.csv", NULL};
 static const char *const PROBES_OUT[] = {"results/probes.json", "results/transfer.json", "results/attribute_transfer.json",
                                          NULL};
+static const char *const STEER_OUT[] = {"results/steer.json", "results/steer.csv", NULL};
 static const char *const REPORT_OUT[] = {"report.html", NULL};
 
 /* In order. */
@@ -536,6 +537,7 @@ static const pl_stage_def STAGES[] = {
      "skipped: no caption is read with an image (needs captions, images and a vlm_* image condition in 'conditions')",
      pl_conditions_fp, COND_OUT, 0, pl_conditions_run, NULL},
     {"probes", NULL, NULL, pl_probes_fp, PROBES_OUT, 0, pl_probes_run, NULL},
+    {"steer", pl_steer_used, NULL, pl_steer_fp, STEER_OUT, 0, pl_steer_run, NULL},
     {"report", NULL, NULL, report_fp, REPORT_OUT, 1, report_run, NULL},
 };
 
