@@ -505,6 +505,22 @@ done:
     return rc;
 }
 
+/* Tokenize every target word before anything is written (a word that tokenizes to nothing
+ * is a config error). */
+static int check_targets(pl_ctx *c, const rs_tokenizer *tok, rs_err *err) {
+    for (int k = 0; k < c->n_labels + c->n_variants; k++) {
+        steer_dir sd;
+        memset(&sd, 0, sizeof sd);
+        sd.target_key = k < c->n_labels ? c->labels[k] : edit_family(c->variants[k - c->n_labels].name);
+        int rc = dir_targets(c, tok, &sd, err);
+        free(sd.targets);
+        for (int q = 0; q < sd.n_targets; q++) free(sd.words[q]);
+        free(sd.words);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
 static int load_vlm_tokenizer(const rs_config *cfg, rs_tokenizer **tok, rs_err *err) {
     char *tp = cfg->tokenizer ? strdup(cfg->tokenizer) : rs_path_join(cfg->vlm, "tokenizer.json");
     if (!tp) return rs_errk(err, RS_ENOMEM, "out of memory");
@@ -539,9 +555,10 @@ int pl_steer_run(pl_ctx *c, const char **note, rs_err *err) {
         rc = 0;
         goto done;
     }
+    if (load_vlm_tokenizer(cfg, &tok, err) || check_targets(c, tok, err)) goto done;
     pl_remove_flat_dir(pdir);
     if (pl_mkdir(pdir, err)) goto done;
-    if (paligemma_open(&m, cfg->vlm, err) || load_vlm_tokenizer(cfg, &tok, err)) goto done;
+    if (paligemma_open(&m, cfg->vlm, err)) goto done;
     if (pl_prompt_ids(c, &prompt, &np, err)) goto done;
     int32_t eos;
     if (pl_eos_id(c, &eos, err)) goto done;
