@@ -101,4 +101,12 @@ config "$T/b5.json" '{"hooks": ["blocks.2.hook_resid_post"], "targets": {"animal
 expect 1 "'steer.targets.animals': \"\" tokenizes to no token" -- "$CLI" run "$T/b5.json" --out "$T/r" --threads 1 --quiet
 one_line_err
 [ -e "$T/r/results/steer.json" ] && fail "a failed steer stage left steer.json"
+# the report: a malformed steer.json is an error naming the file and the field, no output
+mkdir -p "$T/res"
+jq 'del(.n_items)' "$T/first.json" >"$T/res/steer.json"
+expect 1 "steer.json: (top level): \"n_items\"" -- "$CLI" report --results "$T/res" --out "$T/res/r.html"
+one_line_err
+[ -e "$T/res/r.html" ] && fail "a malformed steer.json wrote a report"
+jq '.hooks[0].directions[0].points[1].target_logprob.probe = "x"' "$T/first.json" >"$T/res/steer.json"
+expect 1 "hooks[0].directions[0].points[1].target_logprob.probe: expected a number" -- "$CLI" report --results "$T/res" --out "$T/res/r.html"
 echo "cli_steer: ok"

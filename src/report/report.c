@@ -1640,7 +1640,7 @@ static int sec_steer(ctx *c, rs_err *err) {
                 rs_errf(err, "%s: %s: needs \"name\", \"kind\" and 1 to %d \"points\"", c->path, where, STEER_MAX_ALPHAS);
                 goto out;
             }
-            double x[STEER_MAX_ALPHAS], v[6][3][STEER_MAX_ALPHAS];
+            double x[STEER_MAX_ALPHAS], v[6][3][STEER_MAX_ALPHAS], rband[2][STEER_MAX_ALPHAS];
             int pi = 0;
             for (const cJSON *P = pts->child; P; P = P->next, pi++) {
                 const cJSON *a = cJSON_GetObjectItemCaseSensitive(P, "alpha");
@@ -1654,13 +1654,21 @@ static int sec_steer(ctx *c, rs_err *err) {
                 rstat st[6];
                 for (int m = 0; m < 2; m++)
                     for (int q = 0; q < 3; q++) {
-                        if (get_stat(c, cJSON_GetObjectItemCaseSensitive(P, meas[m]), ser[q], where, &st[m * 3 + q], err) < 0) {
+                        char pw[128];
+                        snprintf(pw, sizeof pw, "%s.points[%d].%s", where, pi, meas[m]);
+                        if (get_stat(c, cJSON_GetObjectItemCaseSensitive(P, meas[m]), ser[q], pw, &st[m * 3 + q], err) < 0) {
                             sb_free(&tab);
                             goto out;
                         }
                         v[m * 3 + q][0][pi] = st[m * 3 + q].v, v[m * 3 + q][1][pi] = st[m * 3 + q].lo;
                         v[m * 3 + q][2][pi] = st[m * 3 + q].hi;
                     }
+                /* the random control's band in the figure: min..max over the random directions */
+                const cJSON *rnd = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(P, meas[0]), "random");
+                const cJSON *mn = cJSON_GetObjectItemCaseSensitive(rnd, "min_over_directions"),
+                            *mx = cJSON_GetObjectItemCaseSensitive(rnd, "max_over_directions");
+                rband[0][pi] = cJSON_IsNumber(mn) ? mn->valuedouble : NAN;
+                rband[1][pi] = cJSON_IsNumber(mx) ? mx->valuedouble : NAN;
                 char ab[32];
                 sb_puts(&tab, "<tr><td>");
                 sb_escape(&tab, kind);
@@ -1681,9 +1689,8 @@ static int sec_steer(ctx *c, rs_err *err) {
                     wl += (size_t)snprintf(words + wl, sizeof words - wl, "%s\"%s\"", wl ? ", " : "", get_str(t, "word"));
             char title[160];
             snprintf(title, sizeof title, "%s: %s", kind, name);
-            svg_series S[2] = {{.name = "probe direction", .n = np, .x = x, .y = v[0][0], .lo = v[0][1], .hi = v[0][2]},
-                               {.name = "random directions (mean)", .n = np, .x = x, .y = v[1][0], .lo = v[1][1],
-                                .hi = v[1][2]}};
+            svg_series S[2] = {{.name = "probe", .n = np, .x = x, .y = v[0][0], .lo = v[0][1], .hi = v[0][2]},
+                               {.name = "random", .n = np, .x = x, .y = v[1][0], .lo = rband[0], .hi = rband[1]}};
             svg_line_opts o = {.title = title, .xlabel = "\xCE\xB1 (units of the mean activation norm)",
                                .ylabel = "\xCE\x94 log p(targets)", .n_series = 2, .series = S, .has_hline = 1,
                                .hline = 0, .hline_label = "unsteered", .width = 360, .height = 240};
@@ -1691,7 +1698,8 @@ static int sec_steer(ctx *c, rs_err *err) {
             svg_line_plot(c->b, &o);
             char what[400];
             snprintf(what, sizeof what, "Steering along %s at %s: change of log p(%s) at the first generated position, "
-                                        "probe direction vs random directions of the same norm.", name, hook, words);
+                                        "probe direction (band: CI) vs the mean of random directions of the same norm (band: "
+                                        "min\xE2\x80\x93max over the directions).", name, hook, words);
             fig_close(c, what, ntext, ci);
         }
         sb_puts(c->b, "</div>\n");
