@@ -95,19 +95,23 @@ static int dir_targets(pl_ctx *c, const rs_tokenizer *tok, steer_dir *sd, rs_err
         char *s = malloc(len);
         if (!s) return rs_errk(err, RS_ENOMEM, "out of memory");
         snprintf(s, len, " %s", w);
-        sd->words[sd->n_targets] = s;
         int32_t *ids = NULL;
         size_t ni = 0;
-        if (tok_encode(tok, s, strlen(s), 0, &ids, &ni, err)) return rs_err_prefix(err, "steer.targets: \"%s\"", w);
+        if (tok_encode(tok, s, strlen(s), 0, &ids, &ni, err)) {
+            free(s);
+            return rs_err_prefix(err, "steer.targets: \"%s\"", w);
+        }
         while (ni > 0 && tok_is_blank(tok, ids[0])) { /* a lone-space piece is no target */
             memmove(ids, ids + 1, (ni - 1) * sizeof *ids);
             ni--;
         }
         if (ni == 0) {
             free(ids);
+            free(s);
             return rs_errk(err, RS_EINVAL, "%s: 'steer.targets.%s': \"%s\" tokenizes to no token", c->cfg->path,
                            sd->target_key, w);
         }
+        sd->words[sd->n_targets] = s;
         sd->targets[sd->n_targets++] = ids[0];
         free(ids);
     }
@@ -212,13 +216,14 @@ static int hook_dirs(pl_ctx *c, const char *hook, const rs_tokenizer *tok, steer
         } else {
             float **dd = calloc((size_t)c->n_labels, sizeof *dd);
             if (!dd) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-            snprintf(v[0].file, sizeof v[0].file, "steer_probes/%s.concept.safetensors", hs);
-            int r = fit_direction(c, hook, Xt, y, m, d, c->n_labels, c->labels, v[0].file, c->labels, c->n_labels, dd, err);
+            char cf[sizeof v[0].file];
+            snprintf(cf, sizeof cf, "steer_probes/%s.concept.safetensors", hs);
+            int r = fit_direction(c, hook, Xt, y, m, d, c->n_labels, c->labels, cf, c->labels, c->n_labels, dd, err);
             for (int k = 0; k < c->n_labels; k++) {
                 v[nd + k].kind = "concept";
                 snprintf(v[nd + k].name, sizeof v[nd + k].name, "%s", c->labels[k]);
                 v[nd + k].target_key = c->labels[k];
-                snprintf(v[nd + k].file, sizeof v[nd + k].file, "%s", v[0].file);
+                snprintf(v[nd + k].file, sizeof v[nd + k].file, "%s", cf);
                 v[nd + k].dir = dd[k];
             }
             free(dd);
