@@ -319,7 +319,10 @@ static cJSON *stat_json(const double *x, int n, const int *boot, int B, double *
         hi = stats_percentile(tmp, B, 0.975);
     }
     cJSON *o = rs_json_stat(v, lo, hi);
-    if (o) cJSON_AddNumberToObject(o, "n", m);
+    if (o && !cJSON_AddNumberToObject(o, "n", m)) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
     return o;
 }
 
@@ -356,10 +359,27 @@ static void csv_row(FILE *f, const steer_hook *h, const steer_dir *sd, double a,
     fprintf(f, ",%d\n", (int)cJSON_GetObjectItem(st, "n")->valuedouble);
 }
 
+/* Tree building with out-of-memory tracking: a failed node sets oom (the file is then not
+ * written); an item that could not be attached is freed. */
+static int push_item(cJSON *arr, cJSON *item) {
+    if (item && arr && cJSON_AddItemToArray(arr, item)) return 1;
+    cJSON_Delete(item);
+    return 0;
+}
+static int put_item(cJSON *obj, const char *key, cJSON *item) {
+    if (item && obj && cJSON_AddItemToObject(obj, key, item)) return 1;
+    cJSON_Delete(item);
+    return 0;
+}
+#define CHK(x) (oom |= !(x))
+#define PUSH(arr, item) do { if (!push_item((arr), (item))) { oom = 1; goto nomem; } } while (0)
+#define PUT(obj, key, item) do { if (!put_item((obj), (key), (item))) { oom = 1; goto nomem; } } while (0)
+
 /* The steer.json tree and the CSV text. */
 static int write_results(pl_ctx *c, steer_hook *H, int nh, const int *items, int n, const int *boot, int B, rs_err *err) {
     const rs_config *cfg = c->cfg;
     const int A = cfg->steer.n_alphas, K = cfg->steer.random_directions;
+    int oom = 0;
     double *tmp = malloc((size_t)(B ? B : 1) * sizeof *tmp), *x = malloc((size_t)n * sizeof *x);
     cJSON *root = cJSON_CreateObject();
     char *csv = NULL;
@@ -369,7 +389,7 @@ static int write_results(pl_ctx *c, steer_hook *H, int nh, const int *items, int
     int rc = -1;
     if (!tmp || !x || !root || !f || !jp || !cp) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     fprintf(f, "hook,layer,direction_kind,direction,alpha,measure,series,value,ci_lo,ci_hi,n\n");
-    cJSON_AddStringToObject(root, "definition",
+    CHK(cJSON_AddStringToObject(root, "definition",
                             "At each steered hook, x <- x + alpha*s*d on every decoder row (image, <bos>, prompt, \\n and "
                             "the caption suffix) of PaliGemma reading a held-out image; s = mean L2 norm of the clean "
                             "activation at the hook over the prefix rows of that item; d = the probe's unit direction in raw "
@@ -379,63 +399,71 @@ static int write_results(pl_ctx *c, steer_hook *H, int nh, const int *items, int
                             "cross-entropy of the item's first caption + <eos> as the suffix (teacher-forced). Each is "
                             "reported as the mean over items of steered - unsteered; random = the mean over the random "
                             "directions; probe_minus_random = per item probe - random; 95% percentile bootstrap over "
-                            "items.");
+                            "items."));
     cJSON *al = cJSON_AddArrayToObject(root, "alphas");
-    for (int a = 0; a < A; a++) cJSON_AddItemToArray(al, rs_json_number(cfg->steer.alphas[a]));
-    cJSON_AddNumberToObject(root, "n_items", n);
-    cJSON_AddNumberToObject(root, "random_directions", K);
-    cJSON_AddNumberToObject(root, "seed", (double)cfg->steer.seed);
-    cJSON_AddNumberToObject(root, "bootstrap", B);
-    cJSON_AddNumberToObject(root, "ci", 0.95);
-    cJSON_AddNumberToObject(root, "C", cfg->steer.C);
+    CHK(al);
+    for (int a = 0; a < A; a++) PUSH(al, rs_json_number(cfg->steer.alphas[a]));
+    CHK(cJSON_AddNumberToObject(root, "n_items", n));
+    CHK(cJSON_AddNumberToObject(root, "random_directions", K));
+    CHK(cJSON_AddNumberToObject(root, "seed", (double)cfg->steer.seed));
+    CHK(cJSON_AddNumberToObject(root, "bootstrap", B));
+    CHK(cJSON_AddNumberToObject(root, "ci", 0.95));
+    CHK(cJSON_AddNumberToObject(root, "C", cfg->steer.C));
     cJSON *it = cJSON_AddArrayToObject(root, "items");
+    CHK(it);
     for (int i = 0; i < n; i++) {
         const rs_manifest_row *r = &c->man->rows[c->image_row[items[i]]];
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "image_id", (double)r->image_id);
-        cJSON_AddStringToObject(o, "label", r->label);
-        cJSON_AddStringToObject(o, "file_name", r->file_name ? r->file_name : "");
-        cJSON_AddBoolToObject(o, "has_caption", c->image_caption && c->image_caption[items[i]] >= 0 && c->text_ids);
-        cJSON_AddItemToArray(it, o);
+        CHK(cJSON_AddNumberToObject(o, "image_id", (double)r->image_id));
+        CHK(cJSON_AddStringToObject(o, "label", r->label));
+        CHK(cJSON_AddStringToObject(o, "file_name", r->file_name ? r->file_name : ""));
+        CHK(cJSON_AddBoolToObject(o, "has_caption", c->image_caption && c->image_caption[items[i]] >= 0 && c->text_ids));
+        PUSH(it, o);
     }
     cJSON *hooks = cJSON_AddArrayToObject(root, "hooks");
+    CHK(hooks);
     for (int hi = 0; hi < nh; hi++) {
         steer_hook *h = &H[hi];
         cJSON *ho = cJSON_CreateObject();
-        cJSON_AddItemToArray(hooks, ho);
-        cJSON_AddStringToObject(ho, "hook", h->hook);
-        if (h->layer >= 0) cJSON_AddNumberToObject(ho, "layer", h->layer);
+        PUSH(hooks, ho);
+        CHK(cJSON_AddStringToObject(ho, "hook", h->hook));
+        if (h->layer >= 0) CHK(cJSON_AddNumberToObject(ho, "layer", h->layer));
         cJSON *sc = cJSON_AddArrayToObject(ho, "scale");
-        for (int i = 0; i < n; i++) cJSON_AddItemToArray(sc, rs_json_number(h->s[i]));
+        CHK(sc);
+        for (int i = 0; i < n; i++) PUSH(sc, rs_json_number(h->s[i]));
         cJSON *rn = cJSON_AddArrayToObject(ho, "random_direction_norms");
+        CHK(rn);
         for (int k = 0; k < K; k++) {
             double n2 = 0;
             for (int j = 0; j < h->D; j++) n2 += (double)h->rand_dirs[(size_t)k * h->D + j] * h->rand_dirs[(size_t)k * h->D + j];
-            cJSON_AddItemToArray(rn, rs_json_number(sqrt(n2)));
+            PUSH(rn, rs_json_number(sqrt(n2)));
         }
         cJSON *ds = cJSON_AddArrayToObject(ho, "directions");
+        CHK(ds);
         for (int p = 0; p < h->nd; p++) {
             steer_dir *sd = &h->dirs[p];
             cJSON *dobj = cJSON_CreateObject();
-            cJSON_AddItemToArray(ds, dobj);
-            cJSON_AddStringToObject(dobj, "kind", sd->kind);
-            cJSON_AddStringToObject(dobj, "name", sd->name);
-            cJSON_AddStringToObject(dobj, "probe_file", sd->file);
+            PUSH(ds, dobj);
+            CHK(cJSON_AddStringToObject(dobj, "kind", sd->kind));
+            CHK(cJSON_AddStringToObject(dobj, "name", sd->name));
+            CHK(cJSON_AddStringToObject(dobj, "probe_file", sd->file));
             double n2 = 0;
             for (int j = 0; j < h->D; j++) n2 += (double)sd->dir[j] * sd->dir[j];
-            rs_json_add_num(dobj, "direction_norm", sqrt(n2));
+            CHK(rs_json_add_num(dobj, "direction_norm", sqrt(n2)));
             cJSON *tg = cJSON_AddArrayToObject(dobj, "targets");
+            CHK(tg);
             for (int k = 0; k < sd->n_targets; k++) {
                 cJSON *t = cJSON_CreateObject();
-                cJSON_AddStringToObject(t, "word", sd->words[k]);
-                cJSON_AddNumberToObject(t, "token_id", sd->targets[k]);
-                cJSON_AddItemToArray(tg, t);
+                CHK(cJSON_AddStringToObject(t, "word", sd->words[k]));
+                CHK(cJSON_AddNumberToObject(t, "token_id", sd->targets[k]));
+                PUSH(tg, t);
             }
             cJSON *pts = cJSON_AddArrayToObject(dobj, "points");
+            CHK(pts);
             for (int a = 0; a < A; a++) {
                 cJSON *pt = cJSON_CreateObject();
-                cJSON_AddItemToArray(pts, pt);
-                cJSON_AddItemToObject(pt, "alpha", rs_json_number(cfg->steer.alphas[a]));
+                PUSH(pts, pt);
+                PUT(pt, "alpha", rs_json_number(cfg->steer.alphas[a]));
                 for (int meas = 0; meas < 2; meas++) {
                     const char *mname = meas ? "caption_ce" : "target_logprob";
                     const double *pr = (meas ? h->ce_probe : h->lp_probe) + ((size_t)p * A + a) * n;
@@ -456,7 +484,7 @@ static int write_results(pl_ctx *c, steer_hook *H, int nh, const int *items, int
                         kmean[k] = mean_idx(meas ? h->ce_rand + ((size_t)a * K + k) * n
                                                  : h->lp_rand + (((size_t)p * A + a) * K + k) * n, NULL, n, NULL);
                     cJSON *mo = cJSON_CreateObject();
-                    cJSON_AddItemToObject(pt, mname, mo);
+                    PUT(pt, mname, mo);
                     cJSON *ps = stat_json(pr, n, boot, B, tmp), *rs = stat_json(x, n, boot, B, tmp);
                     double lo = INFINITY, hi2 = -INFINITY, mu = 0, ss = 0;
                     int km = 0;
@@ -471,9 +499,9 @@ static int write_results(pl_ctx *c, steer_hook *H, int nh, const int *items, int
                     for (int k = 0; k < Kc; k++)
                         if (isfinite(kmean[k])) ss += (kmean[k] - mu) * (kmean[k] - mu);
                     if (rs) {
-                        rs_json_add_num(rs, "sd_over_directions", km > 1 ? sqrt(ss / (km - 1)) : NAN);
-                        rs_json_add_num(rs, "min_over_directions", km ? lo : NAN);
-                        rs_json_add_num(rs, "max_over_directions", km ? hi2 : NAN);
+                        CHK(rs_json_add_num(rs, "sd_over_directions", km > 1 ? sqrt(ss / (km - 1)) : NAN));
+                        CHK(rs_json_add_num(rs, "min_over_directions", km ? lo : NAN));
+                        CHK(rs_json_add_num(rs, "max_over_directions", km ? hi2 : NAN));
                     }
                     for (int i = 0; i < n; i++) x[i] = pr[i] - x[i];
                     cJSON *ds2 = stat_json(x, n, boot, B, tmp);
@@ -484,9 +512,9 @@ static int write_results(pl_ctx *c, steer_hook *H, int nh, const int *items, int
                         rs_errk(err, RS_ENOMEM, "out of memory");
                         goto done;
                     }
-                    cJSON_AddItemToObject(mo, "probe", ps);
-                    cJSON_AddItemToObject(mo, "random", rs);
-                    cJSON_AddItemToObject(mo, "probe_minus_random", ds2);
+                    int okp = put_item(mo, "probe", ps), okr = put_item(mo, "random", rs),
+                        okd = put_item(mo, "probe_minus_random", ds2);
+                    if (!okp || !okr || !okd) goto nomem;
                     csv_row(f, h, sd, cfg->steer.alphas[a], mname, "probe", ps);
                     csv_row(f, h, sd, cfg->steer.alphas[a], mname, "random", rs);
                     csv_row(f, h, sd, cfg->steer.alphas[a], mname, "probe_minus_random", ds2);
@@ -496,7 +524,11 @@ static int write_results(pl_ctx *c, steer_hook *H, int nh, const int *items, int
     }
     fclose(f);
     f = NULL;
-    if (!csv) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    if (oom || !csv) {
+    nomem:
+        rs_errk(err, RS_ENOMEM, "out of memory");
+        goto done;
+    }
     if (pl_write_text(cp, csv, err) || pl_write_json(jp, root, err)) goto done;
     rc = 0;
 done:
