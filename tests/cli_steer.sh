@@ -71,7 +71,16 @@ J=$T/r/results/steer.json
 [ "$(jq '[.hooks[0].directions[].direction_norm | select(. > 1 - 1e-6 and . < 1 + 1e-6)] | length' "$J")" = 3 ] || fail "probe norms"
 [ "$(jq '[.hooks[0].scale[] | select(. > 0)] | length' "$J")" = 4 ] || fail "scale"
 # the probes used are saved (reprshift probe files, raw units via coef_raw)
-for f in $(jq -r '.hooks[0].directions[].probe_file' "$J"); do [ -s "$T/r/results/$f" ] || fail "missing $f"; done
+[ "$(jq '[.hooks[0].directions[].probe_file | select(endswith(".safetensors"))] | length' "$J")" = 3 ] || fail "probe_file"
+for f in $(jq -r '.hooks[0].directions[].probe_file' "$J"); do [ -f "$T/r/results/$f" ] && [ -s "$T/r/results/$f" ] || fail "missing $f"; done
+# ... and `reprshift intervene` steers with them (the same file, a class row by name)
+IMG=$(ls "$C"/val2017/*.jpg | head -1)
+PF=$T/r/results/$(jq -r '.hooks[0].directions[0].probe_file' "$J")
+expect 0 "kl" -- "$CLI" intervene --model "$M/paligemma-tiny" --image "$IMG" \
+  --spec "add@blocks.2.hook_resid_post:dir=$PF:animals:alpha=2" --json
+PA=$T/r/results/$(jq -r '.hooks[0].directions[2].probe_file' "$J")
+expect 0 "kl" -- "$CLI" intervene --model "$M/paligemma-tiny" --image "$IMG" \
+  --spec "add@blocks.2.hook_resid_post:dir=$PA:edited:alpha=2" --json
 # the CSV: header + 3 directions x 3 alphas x 2 measures x 3 series
 head -1 "$T/r/results/steer.csv" | grep -qx 'hook,layer,direction_kind,direction,alpha,measure,series,value,ci_lo,ci_hi,n' \
   || fail "csv header"
