@@ -157,6 +157,9 @@ static int fit_direction(pl_ctx *c, const char *hook, const float *X, const int 
     rs_logreg_opts o = rs_logreg_defaults();
     o.C = c->cfg->steer.C;
     o.threads = 1;
+    /* start from b = 0: the warm start's optional class-sum buffer would make the fit's last
+       bits depend on whether that allocation succeeded (same optimum either way) */
+    o.warm_intercept = 0;
     if (rs_logreg_fit(&p.model, Z, y, n, d, K, &o, err)) goto done;
     p.hook = (char *)hook;
     p.n_classes = K;
