@@ -51,7 +51,8 @@ int pl_steer_fp(pl_ctx *c, char fp[65], rs_err *err) {
     if (pl_store_used(c, PL_VLM_EDITS) && pl_store_fp(c, PL_VLM_EDITS, fe, err)) return -1;
     char *sj = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(c->cfg->resolved, "steer"));
     char *wj = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(c->cfg->resolved, "probes"));
-    pl_fp(fp, "steer v1 %s %s %s %s %s %s %s prompt=%s proc=%d boot=%d", RS_VERSION, c->dataset_fp, c->vlm_fp, fi, fe,
+    /* llm_fp: the caption tokenizer (models.tokenizer or the LLM's) made the suffix ids */
+    pl_fp(fp, "steer v1 %s %s %s %s %s %s %s %s prompt=%s proc=%d boot=%d", RS_VERSION, c->dataset_fp, c->vlm_fp, c->llm_fp, fi, fe,
           sj ? sj : "-", wj ? wj : "-", c->cfg->prompt, (int)c->cfg->image_processor, c->cfg->probes.bootstrap);
     free(sj);
     free(wj);
