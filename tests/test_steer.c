@@ -6,7 +6,9 @@
  *   - s within 1e-4 (relative) of the reference's clean mean norm over the prefix rows;
  *   - the random directions are the reference's (splitmix64 + Box–Muller, unit norm);
  *   - log p(target set) at the first generated position and the suffix CE within 1e-4;
- *   - α = 0 reproduces the clean pass bit for bit. */
+ *   - α = 0 reproduces the clean pass bit for bit;
+ *   - the pass resumed at the hook from the clean activation (rs_steer_pass_from) is bit-identical
+ *     to the full steered pass. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,7 +86,8 @@ static void test_dose_golden(void **state) {
     }
     if (rs_direction_load(DIRF, "direction", D, &dprobe, &err)) fail_msg("%s", err.msg);
 
-    float *lg = malloc((size_t)V * sizeof *lg), *lg0 = malloc((size_t)V * sizeof *lg0);
+    float *lg = malloc((size_t)V * sizeof *lg), *lg0 = malloc((size_t)V * sizeof *lg0), *lgf = malloc((size_t)V * sizeof *lgf);
+    float *act = malloc((size_t)T * D * sizeof *act);
     double worst = 0;
     int n_cases = 0;
     char last_hook[96] = "";
@@ -96,14 +99,20 @@ static void test_dose_golden(void **state) {
         if (strcmp(hook, last_hook)) {
             snprintf(last_hook, sizeof last_hook, "%s", hook);
             if (paligemma_hook_parse(m, hook, &h, &err)) fail_msg("%s", err.msg);
-            if (rs_steer_pass(m->text, &in, 1, &h, NULL, 0, P - 1, lg0, P - 1, &ce0, P, &s, &err)) fail_msg("%s", err.msg);
+            if (rs_steer_pass(m->text, &in, 1, &h, NULL, 0, P - 1, lg0, P - 1, &ce0, P, &s, act, &err)) fail_msg("%s", err.msg);
+            assert_true(rs_steer_resumable(&h));
             double sref = cJSON_GetObjectItem(c, "scale")->valuedouble;
             printf("%s: s %.6f (ref %.6f)\n", hook, s, sref);
             assert_true(fabs(s - sref) <= TOL * sref);
         }
         const float *d = !strcmp(dn, "probe") ? dprobe : rnd + (size_t)atoi(dn + 6) * D;
         double ce;
-        if (rs_steer_pass(m->text, &in, 1, &h, d, a * s, P - 1, lg, P - 1, &ce, 0, NULL, &err)) fail_msg("%s", err.msg);
+        if (rs_steer_pass(m->text, &in, 1, &h, d, a * s, P - 1, lg, P - 1, &ce, 0, NULL, NULL, &err)) fail_msg("%s", err.msg);
+        /* resumed at the hook from the clean activation: bit-identical to the full pass */
+        double cef;
+        if (rs_steer_pass_from(m->text, &in, 1, &h, act, d, a * s, P - 1, lgf, P - 1, &cef, &err)) fail_msg("%s", err.msg);
+        assert_memory_equal(lgf, lg, (size_t)V * sizeof *lg);
+        assert_true(cef == ce);
         double got[3] = {rs_log_prob_set(lg, V, ta, na), rs_log_prob_set(lg, V, tb, nb), ce};
         const char *key[3] = {"logp.a", "logp.b", "ce"};
         for (int q = 0; q < 3; q++) {
@@ -120,6 +129,8 @@ static void test_dose_golden(void **state) {
     assert_int_equal(n_cases, 2 * 3 * 4);
     free(lg);
     free(lg0);
+    free(lgf);
+    free(act);
     free(rnd);
     free(dprobe);
     free(emb);

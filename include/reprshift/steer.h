@@ -17,10 +17,23 @@
  *   ce                  mean over t = ce_from .. len−2 of −log softmax(logits[t])[ids[t+1]]
  *                       (double; NULL or ce_from ≥ len−1: skip, *ce = NAN);
  *   norm                if non-NULL: mean over rows 0..norm_rows−1 of ‖x‖₂ at the hook
- *                       before the edit (rs_mean_row_norm; the s of a relative α). */
+ *                       before the edit (rs_mean_row_norm; the s of a relative α);
+ *   act_out             if non-NULL: [len, width] copy of the hook's activation before the edit
+ *                       (for rs_steer_pass_from). */
 int rs_steer_pass(const gemma2_model *m, const rs_iv_input *in, int pos_offset, const hook_request *hook,
                   const float *dir, double scale, int read_row, float *logits_row, int ce_from, double *ce,
-                  int norm_rows, double *norm, rs_err *err);
+                  int norm_rows, double *norm, float *act_out, rs_err *err);
+
+/* Can a steered pass at hook resume from its clean activation (blocks.L.hook_resid_pre /
+ * hook_resid_post of the decoder)? */
+int rs_steer_resumable(const hook_request *hook);
+/* The same steered pass, resumed at the hook: clean [len, D] is the hook's activation in the
+ * clean pass (act_out of rs_steer_pass); x = clean + scale·dir on every row continues through
+ * the blocks after the hook (gemma2_forward_from, bit-identical to splicing in a full pass),
+ * so the blocks before it are not recomputed. Read-outs as rs_steer_pass. */
+int rs_steer_pass_from(const gemma2_model *m, const rs_iv_input *in, int pos_offset, const hook_request *hook,
+                       const float *clean, const float *dir, double scale, int read_row, float *logits_row,
+                       int ce_from, double *ce, rs_err *err);
 
 /* log Σ_{k} p(targets[k]) with p = softmax(logits) over the vocabulary (double; duplicates
  * counted once). */

@@ -12,11 +12,13 @@ typedef struct {
     double scale;
     int norm_rows;
     double *norm;
+    float *act_out;
 } steer_ctx;
 
 static void steer_splice(void *vctx, float *x, int T, int width) {
     steer_ctx *c = vctx;
     if (c->norm) *c->norm = rs_mean_row_norm(x, c->norm_rows < T ? c->norm_rows : T, width);
+    if (c->act_out) memcpy(c->act_out, x, (size_t)T * width * sizeof *x);
     if (!c->dir) return;
     for (int t = 0; t < T; t++) {
         float *r = x + (size_t)t * width;
@@ -32,31 +34,14 @@ static double log_sum_exp(const float *z, int n) {
     return mx + log(s);
 }
 
-int rs_steer_pass(const gemma2_model *m, const rs_iv_input *in, int pos_offset, const hook_request *hook,
-                  const float *dir, double scale, int read_row, float *logits_row, int ce_from, double *ce,
-                  int norm_rows, double *norm, rs_err *err) {
+/* Logits of read_row and the suffix CE from the final hidden states (rs_steer_pass). */
+static int readout(const gemma2_model *m, const rs_iv_input *in, const float *final, int read_row, float *logits_row,
+                   int ce_from, double *ce, rs_err *err) {
     const int T = (int)in->len, D = m->cfg.hidden_size, V = m->cfg.vocab_size;
-    if (ce) *ce = NAN;
-    if (norm) *norm = NAN;
-    if (T < 1 || (logits_row && (read_row < 0 || read_row >= T)) || (norm && (norm_rows < 1 || norm_rows > T)))
-        return rs_errk(err, RS_EINVAL, "steer: rows out of range (input of %d tokens)", T);
-    steer_ctx sc = {dir, scale, norm_rows, norm};
-    hook_request r = *hook;
-    r.capture = 0;
-    r.out = NULL;
-    r.splice = steer_splice;
-    r.splice_ctx = &sc;
-    int64_t off[2] = {0, in->len};
-    int prefix = in->prefix_len;
-    gemma2_batch b = {.n_seqs = 1, .offsets = off, .ids = in->ids, .embeds = in->embeds,
-                      .embeds_mask = in->embeds_mask, .prefix_len = prefix > 0 ? &prefix : NULL,
-                      .pos_offset = pos_offset};
     int nce = ce && ce_from >= 0 && ce_from < T - 1 ? T - 1 - ce_from : 0;
-    float *final = malloc((size_t)T * D * sizeof *final);
     float *lg = nce ? malloc((size_t)nce * V * sizeof *lg) : NULL;
     int rc = -1;
-    if (!final || (nce && !lg)) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    if (gemma2_forward(m, &b, &r, 1, final, err)) goto done;
+    if (nce && !lg) return rs_errk(err, RS_ENOMEM, "out of memory");
     if (logits_row && gemma2_logits(m, final + (size_t)read_row * D, 1, logits_row, err)) goto done;
     if (nce) {
         if (gemma2_logits(m, final + (size_t)ce_from * D, nce, lg, err)) goto done;
@@ -71,8 +56,75 @@ int rs_steer_pass(const gemma2_model *m, const rs_iv_input *in, int pos_offset, 
     }
     rc = 0;
 done:
-    free(final);
     free(lg);
+    return rc;
+}
+
+static gemma2_batch one_batch(const rs_iv_input *in, int pos_offset, int64_t off[2], int *prefix) {
+    off[0] = 0;
+    off[1] = in->len;
+    *prefix = in->prefix_len;
+    return (gemma2_batch){.n_seqs = 1, .offsets = off, .ids = in->ids, .embeds = in->embeds,
+                          .embeds_mask = in->embeds_mask, .prefix_len = *prefix > 0 ? prefix : NULL,
+                          .pos_offset = pos_offset};
+}
+
+int rs_steer_pass(const gemma2_model *m, const rs_iv_input *in, int pos_offset, const hook_request *hook,
+                  const float *dir, double scale, int read_row, float *logits_row, int ce_from, double *ce,
+                  int norm_rows, double *norm, float *act_out, rs_err *err) {
+    const int T = (int)in->len, D = m->cfg.hidden_size;
+    if (ce) *ce = NAN;
+    if (norm) *norm = NAN;
+    if (T < 1 || (logits_row && (read_row < 0 || read_row >= T)) || (norm && (norm_rows < 1 || norm_rows > T)))
+        return rs_errk(err, RS_EINVAL, "steer: rows out of range (input of %d tokens)", T);
+    steer_ctx sc = {dir, scale, norm_rows, norm, act_out};
+    hook_request r = *hook;
+    r.capture = 0;
+    r.out = NULL;
+    r.splice = steer_splice;
+    r.splice_ctx = &sc;
+    int64_t off[2];
+    int prefix;
+    gemma2_batch b = one_batch(in, pos_offset, off, &prefix);
+    float *final = malloc((size_t)T * D * sizeof *final);
+    if (!final) return rs_errk(err, RS_ENOMEM, "out of memory");
+    int rc = gemma2_forward(m, &b, &r, 1, final, err) || readout(m, in, final, read_row, logits_row, ce_from, ce, err) ? -1 : 0;
+    free(final);
+    return rc;
+}
+
+int rs_steer_resumable(const hook_request *hook) {
+    return hook->id.tower == RS_TOWER_DECODER && (hook->id.kind == HK_RESID_PRE || hook->id.kind == HK_RESID_POST);
+}
+
+int rs_steer_pass_from(const gemma2_model *m, const rs_iv_input *in, int pos_offset, const hook_request *hook,
+                       const float *clean, const float *dir, double scale, int read_row, float *logits_row,
+                       int ce_from, double *ce, rs_err *err) {
+    const int T = (int)in->len, D = m->cfg.hidden_size;
+    if (ce) *ce = NAN;
+    if (!rs_steer_resumable(hook) || hook->width != D)
+        return rs_errk(err, RS_EINVAL, "steer: %s is not a residual-stream hook (resume needs hook_resid_pre/post)",
+                       hook->name);
+    if (T < 1 || (logits_row && (read_row < 0 || read_row >= T)))
+        return rs_errk(err, RS_EINVAL, "steer: rows out of range (input of %d tokens)", T);
+    /* the residual entering the next block: blocks.L.hook_resid_pre enters block L, hook_resid_post block L+1 */
+    const int layer = hook->id.kind == HK_RESID_PRE ? hook->id.layer : hook->id.layer + 1;
+    int64_t off[2];
+    int prefix;
+    gemma2_batch b = one_batch(in, pos_offset, off, &prefix);
+    float *x = malloc((size_t)T * D * sizeof *x), *final = malloc((size_t)T * D * sizeof *final);
+    int rc = -1;
+    if (!x || !final) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    memcpy(x, clean, (size_t)T * D * sizeof *x);
+    steer_ctx sc = {dir, scale, T, NULL, NULL};
+    steer_splice(&sc, x, T, D);
+    if (gemma2_forward_from(m, &b, layer, x, NULL, 0, final, err) ||
+        readout(m, in, final, read_row, logits_row, ce_from, ce, err))
+        goto done;
+    rc = 0;
+done:
+    free(x);
+    free(final);
     return rc;
 }
 

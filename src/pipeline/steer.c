@@ -581,7 +581,7 @@ int pl_steer_run(pl_ctx *c, const char **note, rs_err *err) {
     int *items = malloc((size_t)c->n_image * sizeof *items), *boot = NULL, n = 0, rc = -1;
     int32_t *prompt = NULL, *ids = NULL, *sfx = NULL;
     uint8_t *kinds = NULL, *mask = NULL;
-    float *px = NULL, *emb = NULL, *lg0 = NULL, *lg = NULL;
+    float *px = NULL, *emb = NULL, *lg0 = NULL, *lg = NULL, *act = NULL;
     double *lp0 = NULL;
     size_t np = 0;
     rs_image img = {0};
@@ -678,7 +678,11 @@ int pl_steer_run(pl_ctx *c, const char **note, rs_err *err) {
             hook_request hr;
             if (paligemma_hook_parse(m, h->hook, &hr, err)) goto done;
             double ce0, s;
-            if (rs_steer_pass(m->text, &in, 1, &hr, NULL, 0, P - 1, lg0, ce_from, &ce0, P, &s, err)) goto done;
+            const int resume = rs_steer_resumable(&hr);
+            free(act);
+            act = NULL;
+            if (resume && !(act = malloc((size_t)T * D * sizeof *act))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+            if (rs_steer_pass(m->text, &in, 1, &hr, NULL, 0, P - 1, lg0, ce_from, &ce0, P, &s, act, err)) goto done;
             h->s[i] = s;
             for (int p = 0; p < h->nd; p++) lp0[p] = rs_log_prob_set(lg0, V, h->dirs[p].targets, h->dirs[p].n_targets);
             for (int a = 0; a < A; a++) {
@@ -689,7 +693,11 @@ int pl_steer_run(pl_ctx *c, const char **note, rs_err *err) {
                     double ce = ce0;
                     /* α = 0 is the clean pass (x + 0·d = x exactly; tests/test_steer.c checks it): Δ = 0 */
                     if (al != 0) {
-                        if (rs_steer_pass(m->text, &in, 1, &hr, d, al * s, P - 1, lg, ce_from, &ce, 0, NULL, err))
+                        /* a residual hook: resume from the clean activation (the blocks before it are
+                           not recomputed; bit-identical, test_steer) */
+                        if (resume ? rs_steer_pass_from(m->text, &in, 1, &hr, act, d, al * s, P - 1, lg, ce_from, &ce, err)
+                                   : rs_steer_pass(m->text, &in, 1, &hr, d, al * s, P - 1, lg, ce_from, &ce, 0, NULL, NULL,
+                                                   err))
                             goto done;
                         passes++;
                     }
@@ -748,6 +756,7 @@ done:
     free(px);
     free(lg0);
     free(lg);
+    free(act);
     free(lp0);
     free(pdir);
     rs_image_free(&img);
