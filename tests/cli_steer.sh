@@ -22,7 +22,9 @@ one_line_err() { [ "$(wc -l <"$T/err")" -eq 1 ] || { cat "$T/err"; fail "error i
 
 M=$PWD/examples/quickstart/models
 C=$PWD/examples/data/coco-sample
-config() { # $1 = file, $2 = the steer section
+config() { # $1 = file, $2 = the steer section, $3 = the split (optional)
+  local split='{"train": 0.6, "val": 0.1, "test": 0.3}'
+  [ $# -ge 3 ] && split=$3
   cat >"$1" <<JSON
 {"output_dir": "unused",
  "models": {"llm": "$M/gemma2-tiny", "vlm": "$M/paligemma-tiny"},
@@ -31,7 +33,7 @@ config() { # $1 = file, $2 = the steer section
  "dataset": {"instances": ["$C/annotations/instances_train2017.json", "$C/annotations/instances_val2017.json"],
              "captions": ["$C/annotations/captions_train2017.json", "$C/annotations/captions_val2017.json"],
              "images": ["$C/train2017", "$C/val2017"], "groups": {"animals": ["animal"], "vehicles": ["vehicle"]},
-             "n_per_group": 8, "split": {"train": 0.6, "val": 0.1, "test": 0.3}},
+             "n_per_group": 8, "split": $split},
  "edits": [{"name": "contrast", "values": [0.5]}],
  "probes": {"which": ["concept", "contrast"], "seeds": 2, "folds": 2, "bootstrap": 20, "min_test_groups": 1,
             "permutations": 0},
@@ -110,6 +112,12 @@ config "$T/b5.json" '{"hooks": ["blocks.2.hook_resid_post"], "targets": {"animal
 expect 1 "'steer.targets.animals': \"\" tokenizes to no token" -- "$CLI" run "$T/b5.json" --out "$T/r" --threads 1 --quiet
 one_line_err
 [ -e "$T/r/results/steer.json" ] && fail "a failed steer stage left steer.json"
+# no test-split image: the stage is skipped with a note, nothing written, the run succeeds
+config "$T/nt.json" '{"hooks": ["blocks.2.hook_resid_post"]}' '{"train": 0.8, "val": 0.2, "test": 0}'
+expect 0 "report.html" -- "$CLI" run "$T/nt.json" --out "$T/nt" --threads 1 --quiet
+grep -qF "[steer] skipped: the manifest has no test-split image to steer" "$T/nt/run.log" || fail "no skip line"
+[ -e "$T/nt/results/steer.json" ] && fail "steer.json without test images"
+grep -qF '<section id="steer">' "$T/nt/report.html" && fail "a steering section without steer.json"
 # the report: a malformed steer.json is an error naming the file and the field, no output
 mkdir -p "$T/res"
 jq 'del(.n_items)' "$T/first.json" >"$T/res/steer.json"

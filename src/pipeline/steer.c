@@ -597,18 +597,12 @@ int pl_steer_run(pl_ctx *c, const char **note, rs_err *err) {
         goto done;
     }
     if (load_vlm_tokenizer(cfg, &tok, err) || check_targets(c, tok, err)) goto done;
-    pl_remove_flat_dir(pdir);
-    if (pl_mkdir(pdir, err)) goto done;
     if (paligemma_open(&m, cfg->vlm, err)) goto done;
     if (pl_prompt_ids(c, &prompt, &np, err)) goto done;
     int32_t eos;
     if (pl_eos_id(c, &eos, err)) goto done;
     const int D = m->text->cfg.hidden_size, V = m->text->cfg.vocab_size, S = m->cfg.vision.image_size;
-    int nd_max = 0;
-    for (int hi = 0; hi < nh; hi++) {
-        steer_hook *h = &H[hi];
-        h->hook = hooks[hi];
-        h->layer = rs_hook_block_index(hooks[hi]);
+    for (int hi = 0; hi < nh; hi++) { /* every hook checked before anything is written */
         hook_request hr;
         if (paligemma_hook_parse(m, hooks[hi], &hr, err)) goto done;
         if (hr.id.tower != RS_TOWER_DECODER || hr.width != D || !strcmp(hooks[hi], "ln_final.hook_normalized")) {
@@ -616,6 +610,14 @@ int pl_steer_run(pl_ctx *c, const char **note, rs_err *err) {
                          "needed, not ln_final.hook_normalized)", cfg->path, hooks[hi]);
             goto done;
         }
+    }
+    pl_remove_flat_dir(pdir);
+    if (pl_mkdir(pdir, err)) goto done;
+    int nd_max = 0;
+    for (int hi = 0; hi < nh; hi++) {
+        steer_hook *h = &H[hi];
+        h->hook = hooks[hi];
+        h->layer = rs_hook_block_index(hooks[hi]);
         if (hook_dirs(c, hooks[hi], tok, &h->dirs, &h->nd, err)) goto done;
         h->D = D;
         if (h->nd > nd_max) nd_max = h->nd;
