@@ -84,6 +84,18 @@ typedef struct {
         int bootstrap, permutations;
     } downstream;
 
+    struct {
+        int on;         /* the config has a "steer" section (else the stage is skipped) */
+        int n_alphas;
+        double *alphas; /* in units of the mean prefix-row norm at the hook */
+        int n_items, random_directions;
+        int n_hooks;
+        char **hooks;   /* NULL: every captured decoder hook */
+        const cJSON *targets; /* NULL or {name: [words]} inside resolved */
+        double C;
+        uint64_t seed;
+    } steer;
+
     cJSON *resolved;    /* the validated tree with defaults filled and paths resolved */
 } rs_config;
 

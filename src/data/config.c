@@ -17,7 +17,7 @@
 
 #define CONFIG_MAX_BYTES ((size_t)4 << 20)
 
-typedef enum { K_OBJ, K_STR, K_INT, K_NUM, K_BOOL, K_STRS, K_INTS, K_NUMS, K_OBJS, K_GROUPS } kind;
+typedef enum { K_OBJ, K_STR, K_INT, K_NUM, K_BOOL, K_STRS, K_INTS, K_NUMS, K_OBJS, K_GROUPS, K_STRMAP } kind;
 
 typedef struct field {
     const char *key;
@@ -144,6 +144,22 @@ static const field DOWNSTREAM[] = {
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
+static const field STEER[] = {
+    {"alphas", K_NUMS, 0, "[-4,-2,-1,0,1,2,4]", -1000, 1000, 1, NULL, 0, NULL,
+     "steering strengths alpha, in units of the mean L2 norm of the clean activation at the hook over the prefix rows "
+     "(image, <bos>, prompt, \\n) of each item (docs/pipeline.md, steer)"},
+    {"n_items", K_INT, 0, "16", 1, 1000000, 0, NULL, 0, NULL,
+     "held-out (manifest split \"test\") images steered, the first n_items in manifest order"},
+    {"random_directions", K_INT, 0, "8", 1, 1000, 0, NULL, 0, NULL,
+     "seeded random unit directions per hook (the control), added with the same norm alpha*s as the probe direction"},
+    {"hooks", K_STRS, 0, NULL, 0, 0, 1, NULL, 0, NULL, "captured decoder hooks to steer at (default: every one in hooks)"},
+    {"targets", K_STRMAP, 0, NULL, 0, 0, 0, NULL, 0, NULL,
+     "class or edit family -> target words (default: the name itself); each word's first token, with a leading space"},
+    {"C", K_NUM, 0, "1", 1e-12, 1e12, 0, NULL, 0, NULL, "inverse L2 strength of the probes fitted for steering"},
+    {"seed", K_INT, 0, "0", 0, 9007199254740991.0, 0, NULL, 0, NULL, "seed of the random directions and the bootstrap"},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
 static const field SCHEMA[] = {
     {"name", K_STR, 0, "\"experiment\"", 0, 0, 0, NULL, 0, NULL, "experiment name (report title)"},
     {"output_dir", K_STR, 1, NULL, 0, 0, 0, NULL, 1, NULL, "run directory (created; re-runs resume there)"},
@@ -174,6 +190,7 @@ static const field SCHEMA[] = {
     {"probes", K_OBJ, 0, "{}", 0, 0, 0, NULL, 0, PROBES, "probe settings"},
     {"downstream", K_OBJ, 0, "{}", 0, 0, 0, NULL, 0, DOWNSTREAM,
      "per-caption CE of PaliGemma joined with the shift (downstream stage)"},
+    {"steer", K_OBJ, 0, NULL, 0, 0, 0, NULL, 0, STEER, "steering dose-response with a random-direction control (omit to skip)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -249,6 +266,7 @@ static const char *kind_name(kind k) {
     case K_NUMS: return "a list of numbers";
     case K_OBJS: return "a list of objects";
     case K_GROUPS: return "an object mapping each label to a list of supercategories";
+    case K_STRMAP: return "an object mapping each name to a list of strings";
     }
     return "?";
 }
@@ -394,6 +412,20 @@ static int check_groups(ctx *c, cJSON *item, const char *path) {
     return 0;
 }
 
+/* An object whose every value is a non-empty list of strings (steer.targets). */
+static int check_strmap(ctx *c, cJSON *item, const char *path) {
+    if (!cJSON_IsObject(item))
+        return rs_errk(c->err, RS_EINVAL, "%s: '%s' must be %s, got %s", c->what, path, kind_name(K_STRMAP), type_name(item));
+    static const field list = {"", K_STRS, 0, NULL, 0, 0, 1, NULL, 0, NULL, NULL};
+    for (cJSON *g = item->child, *next; g; g = next) {
+        next = g->next;
+        char gp[300];
+        join_path(gp, sizeof gp, path, g->string);
+        if (check_list(c, item, g, &list, gp)) return -1;
+    }
+    return 0;
+}
+
 static int check_value(ctx *c, cJSON *parent, cJSON *item, const field *f, const char *path) {
     switch (f->k) {
     case K_OBJ:
@@ -427,6 +459,8 @@ static int check_value(ctx *c, cJSON *parent, cJSON *item, const field *f, const
         return cJSON_IsBool(item) ? 0 : wrong_type(c, path, f, item, NULL);
     case K_GROUPS:
         return check_groups(c, item, path);
+    case K_STRMAP:
+        return check_strmap(c, item, path);
     default:
         return check_list(c, parent, item, f, path);
     }
@@ -563,6 +597,8 @@ void rs_config_free(rs_config *c) {
     free(c->edits);
     free_strs(c->probes.which);
     free(c->probes.C);
+    free(c->steer.alphas);
+    free_strs(c->steer.hooks);
     cJSON_Delete(c->resolved);
     free(c);
 }
@@ -784,6 +820,25 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     c->downstream.ablation = cJSON_IsTrue(get(ds, "ablation"));
     c->downstream.bootstrap = (int)get(ds, "bootstrap")->valuedouble;
     c->downstream.permutations = (int)get(ds, "permutations")->valuedouble;
+    const cJSON *st = get(r, "steer");
+    if (st) {
+        c->steer.on = 1;
+        if (!(c->steer.alphas = nums(get(st, "alphas"), &c->steer.n_alphas))) cx->oom = 1;
+        c->steer.n_items = (int)get(st, "n_items")->valuedouble;
+        c->steer.random_directions = (int)get(st, "random_directions")->valuedouble;
+        c->steer.C = get(st, "C")->valuedouble;
+        c->steer.seed = (uint64_t)get(st, "seed")->valuedouble;
+        c->steer.targets = get(st, "targets");
+        const cJSON *sh = get(st, "hooks");
+        c->steer.hooks = sh ? strs(cx, sh, &c->steer.n_hooks) : NULL;
+        for (int k = 0; k < c->steer.n_hooks && c->steer.hooks; k++) {
+            int found = 0;
+            for (int j = 0; j < c->n_hooks && !found; j++) found = !strcmp(c->hooks[j], c->steer.hooks[k]);
+            if (!found)
+                return rs_errk(err, RS_EINVAL, "%s: 'steer.hooks[%d]': \"%s\" is not a captured hook (the probes need its "
+                                               "activations; add it to 'hooks')", what, k, c->steer.hooks[k]);
+        }
+    }
     if (cx->oom || !c->name || !c->output_dir || !c->prompt || !c->pool || !c->llm || !c->vlm || !c->dataset.exclude ||
         !c->probes.which || !c->probes.C)
         return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);

@@ -152,6 +152,10 @@ int pl_downstream_fp(pl_ctx *c, char fp[65], rs_err *err);
 int pl_downstream_run(pl_ctx *c, const char **note, rs_err *err);
 int pl_probes_fp(pl_ctx *c, char fp[65], rs_err *err);
 int pl_probes_run(pl_ctx *c, const char **note, rs_err *err);
+/* steer (steer.c): steering dose-response of the probe directions with a random control */
+int pl_steer_used(const pl_ctx *c);
+int pl_steer_fp(pl_ctx *c, char fp[65], rs_err *err);
+int pl_steer_run(pl_ctx *c, const char **note, rs_err *err);
 /* Error unless each probe split leaves at least probes.min_test_groups test groups (images);
  * the message gives the numbers and how to raise them. Needs the dataset stage. */
 int pl_probes_check(pl_ctx *c, rs_err *err);

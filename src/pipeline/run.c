@@ -474,7 +474,7 @@ static int upstream_fp_of(pl_ctx *c, const char *name, char fp[65]) {
 /* Its fingerprint chains those of the stages it reads (a stage without a marker: "none"). */
 static int report_fp(pl_ctx *c, char fp[65], rs_err *err) {
     (void)err;
-    const char *names[] = {"shift", "probes", "dataset", "conditions", "downstream"};
+    const char *names[] = {"shift", "probes", "dataset", "conditions", "downstream", "steer"};
     enum { NU = sizeof names / sizeof *names };
     char up[65], all[65 * NU + 1] = "";
     for (int k = 0; k < NU; k++) {
@@ -525,6 +525,7 @@ static const char *const COND_OUT[] = {"results/conditions.json", "results/condi
 static const char *const DOWNSTREAM_OUT[] = {"results/downstream.json", "results/downstream_items.csv", NULL};
 static const char *const PROBES_OUT[] = {"results/probes.json", "results/transfer.json", "results/attribute_transfer.json",
                                          NULL};
+static const char *const STEER_OUT[] = {"results/steer.json", "results/steer.csv", NULL};
 static const char *const REPORT_OUT[] = {"report.html", NULL};
 
 /* In order. */
@@ -540,6 +541,7 @@ static const pl_stage_def STAGES[] = {
     {"downstream", pl_downstream_used, "skipped: off, or no caption is read with its own image (vlm_caption)",
      pl_downstream_fp, DOWNSTREAM_OUT, 0, pl_downstream_run, NULL},
     {"probes", NULL, NULL, pl_probes_fp, PROBES_OUT, 0, pl_probes_run, NULL},
+    {"steer", pl_steer_used, NULL, pl_steer_fp, STEER_OUT, 0, pl_steer_run, NULL},
     {"report", NULL, NULL, report_fp, REPORT_OUT, 1, report_run, NULL},
 };
 

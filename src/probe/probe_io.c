@@ -48,7 +48,14 @@ static char *card_path(const char *path) {
 
 static cJSON *classes_json(const rs_probe *p) {
     cJSON *a = cJSON_CreateArray();
-    for (int k = 0; a && k < p->n_classes; k++) cJSON_AddItemToArray(a, cJSON_CreateString(p->classes[k]));
+    for (int k = 0; a && k < p->n_classes; k++) {
+        cJSON *s = cJSON_CreateString(p->classes[k]);
+        if (!s || !cJSON_AddItemToArray(a, s)) { /* out of memory: never a shorter class list */
+            cJSON_Delete(s);
+            cJSON_Delete(a);
+            return NULL;
+        }
+    }
     return a;
 }
 
@@ -237,10 +244,11 @@ int rs_probe_load(rs_probe *p, const char *path, rs_err *err) {
     p->n_classes = K;
     for (int k = 0; k < K; k++) {
         cJSON *it = cJSON_GetArrayItem(cls, k);
-        if (!cJSON_IsString(it) || !(p->classes[k] = strdup(it->valuestring))) {
+        if (!cJSON_IsString(it)) {
             rs_errf(err, "%s: class %d is not a string", path, k);
             goto done;
         }
+        if (!(p->classes[k] = strdup(it->valuestring))) { rs_errk(err, RS_ENOMEM, "%s: out of memory", path); goto done; }
     }
     p->is_mlp = is_mlp;
     if (is_mlp) {

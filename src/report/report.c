@@ -1573,6 +1573,147 @@ out:
     return rc;
 }
 
+/* ---- steer.json ---- */
+
+#define STEER_MAX_ALPHAS 64
+
+/* One table cell "v [lo, hi]". */
+static void steer_cell(ctx *c, const rstat *s) {
+    char a[32], b[32], d[32];
+    sb_printf(c->b, "<td>%s [%s, %s]</td>", svg_fmt(s->v, a, sizeof a), svg_fmt(s->lo, b, sizeof b), svg_fmt(s->hi, d, sizeof d));
+}
+
+/* Per steered hook and probe direction: Δ log p(targets) against α, probe vs the random
+ * control (figure), and a table of both measures. Absent steer.json: no section (the config
+ * has no "steer" section), and no note. */
+static int sec_steer(ctx *c, rs_err *err) {
+    snprintf(c->path, sizeof c->path, "%s/steer.json", c->dir);
+    if (!rs_path_exists(c->path)) return 0;
+    cJSON *j;
+    int r = load(c, "steer.json", "Steering dose-response", &j, err);
+    if (r) return r > 0 ? 0 : -1;
+    int rc = -1;
+    int64_t n = 0, K = 0, B = 0;
+    const cJSON *hooks = cJSON_GetObjectItemCaseSensitive(j, "hooks");
+    if (get_n(c, j, "n_items", "(top level)", &n, err) || get_n(c, j, "random_directions", "(top level)", &K, err) ||
+        get_n(c, j, "bootstrap", "(top level)", &B, err))
+        goto out;
+    if (!cJSON_IsArray(hooks)) {
+        rs_errf(err, "%s: \"hooks\" must be an array", c->path);
+        goto out;
+    }
+    h2(c, "steer", "Steering dose\xE2\x80\x93response");
+    sb_puts(c->b, "<p>Each probe direction d (a concept class, or original \xE2\x86\x92 edited for an edit) added at its "
+                  "hook as x + \xCE\xB1\xC2\xB7s\xC2\xB7" "d on every decoder row of PaliGemma reading a held-out image "
+                  "(s = the mean norm of the clean activation over the prefix rows), against random unit directions added "
+                  "with the same norm. Shown: the change (steered \xE2\x88\x92 unsteered) of the log-probability of the "
+                  "direction's target tokens at the first generated position, and of the caption's teacher-forced CE. "
+                  "Source: <code>steer.json</code>, <code>steer.csv</code>.</p>\n");
+    char ntext[96], ci[160];
+    snprintf(ntext, sizeof ntext, "%lld held-out images; random control: mean of %lld directions", (long long)n,
+             (long long)K);
+    snprintf(ci, sizeof ci, "95%% percentile bootstrap over images, %lld resamples", (long long)B);
+    int hi = 0;
+    for (const cJSON *H = hooks->child; H; H = H->next, hi++) {
+        const char *hook = get_str(H, "hook");
+        const cJSON *dirs = cJSON_GetObjectItemCaseSensitive(H, "directions");
+        if (!hook || !cJSON_IsArray(dirs)) {
+            rs_errf(err, "%s: hooks[%d]: needs \"hook\" and \"directions\"", c->path, hi);
+            goto out;
+        }
+        sb_puts(c->b, "<h3>");
+        sb_escape(c->b, hook);
+        sb_puts(c->b, "</h3>\n<div class=\"grid\">\n");
+        rs_sbuf tab = {0};
+        sb_puts(&tab, "<table class=\"fdr\"><tr><th>direction</th><th>\xCE\xB1</th><th>\xCE\x94 log p target: probe</th>"
+                      "<th>random</th><th>probe \xE2\x88\x92 random</th><th>\xCE\x94 caption CE: probe</th><th>random</th>"
+                      "<th>probe \xE2\x88\x92 random</th></tr>\n");
+        int di = 0;
+        for (const cJSON *D = dirs->child; D; D = D->next, di++) {
+            char where[64];
+            snprintf(where, sizeof where, "hooks[%d].directions[%d]", hi, di);
+            const char *name = get_str(D, "name"), *kind = get_str(D, "kind");
+            const cJSON *pts = cJSON_GetObjectItemCaseSensitive(D, "points");
+            int np = cJSON_GetArraySize(pts);
+            if (!name || !kind || !cJSON_IsArray(pts) || np < 1 || np > STEER_MAX_ALPHAS) {
+                sb_free(&tab);
+                rs_errf(err, "%s: %s: needs \"name\", \"kind\" and 1 to %d \"points\"", c->path, where, STEER_MAX_ALPHAS);
+                goto out;
+            }
+            double x[STEER_MAX_ALPHAS], v[6][3][STEER_MAX_ALPHAS], rband[2][STEER_MAX_ALPHAS];
+            int pi = 0;
+            for (const cJSON *P = pts->child; P; P = P->next, pi++) {
+                const cJSON *a = cJSON_GetObjectItemCaseSensitive(P, "alpha");
+                if (!cJSON_IsNumber(a)) {
+                    sb_free(&tab);
+                    rs_errf(err, "%s: %s.points[%d]: \"alpha\" must be a number", c->path, where, pi);
+                    goto out;
+                }
+                x[pi] = a->valuedouble;
+                const char *meas[2] = {"target_logprob", "caption_ce"}, *ser[3] = {"probe", "random", "probe_minus_random"};
+                rstat st[6];
+                for (int m = 0; m < 2; m++)
+                    for (int q = 0; q < 3; q++) {
+                        char pw[128];
+                        snprintf(pw, sizeof pw, "%s.points[%d].%s", where, pi, meas[m]);
+                        if (get_stat(c, cJSON_GetObjectItemCaseSensitive(P, meas[m]), ser[q], pw, &st[m * 3 + q], err) < 0) {
+                            sb_free(&tab);
+                            goto out;
+                        }
+                        v[m * 3 + q][0][pi] = st[m * 3 + q].v, v[m * 3 + q][1][pi] = st[m * 3 + q].lo;
+                        v[m * 3 + q][2][pi] = st[m * 3 + q].hi;
+                    }
+                /* the random control's band in the figure: min..max over the random directions */
+                const cJSON *rnd = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(P, meas[0]), "random");
+                const cJSON *mn = cJSON_GetObjectItemCaseSensitive(rnd, "min_over_directions"),
+                            *mx = cJSON_GetObjectItemCaseSensitive(rnd, "max_over_directions");
+                rband[0][pi] = cJSON_IsNumber(mn) ? mn->valuedouble : NAN;
+                rband[1][pi] = cJSON_IsNumber(mx) ? mx->valuedouble : NAN;
+                char ab[32];
+                sb_puts(&tab, "<tr><td>");
+                sb_escape(&tab, kind);
+                sb_puts(&tab, ": ");
+                sb_escape(&tab, name);
+                sb_printf(&tab, "</td><td>%s</td>", svg_fmt(x[pi], ab, sizeof ab));
+                rs_sbuf *keep = c->b;
+                c->b = &tab;
+                for (int q = 0; q < 6; q++) steer_cell(c, &st[q]);
+                c->b = keep;
+                sb_puts(&tab, "</tr>\n");
+            }
+            char words[160] = "";
+            size_t wl = 0;
+            const cJSON *tg = cJSON_GetObjectItemCaseSensitive(D, "targets");
+            for (const cJSON *t = cJSON_IsArray(tg) ? tg->child : NULL; t && wl < sizeof words; t = t->next)
+                if (get_str(t, "word"))
+                    wl += (size_t)snprintf(words + wl, sizeof words - wl, "%s\"%s\"", wl ? ", " : "", get_str(t, "word"));
+            char title[160];
+            snprintf(title, sizeof title, "%s: %s", kind, name);
+            svg_series S[2] = {{.name = "probe", .n = np, .x = x, .y = v[0][0], .lo = v[0][1], .hi = v[0][2]},
+                               {.name = "random", .n = np, .x = x, .y = v[1][0], .lo = rband[0], .hi = rband[1]}};
+            svg_line_opts o = {.title = title, .xlabel = "\xCE\xB1 (units of the mean activation norm)",
+                               .ylabel = "\xCE\x94 log p(targets)", .n_series = 2, .series = S, .has_hline = 1,
+                               .hline = 0, .hline_label = "unsteered", .width = 360, .height = 240};
+            fig_open(c);
+            svg_line_plot(c->b, &o);
+            char what[400];
+            snprintf(what, sizeof what, "Steering along %s at %s: change of log p(%s) at the first generated position, "
+                                        "probe direction (band: CI) vs the mean of random directions of the same norm (band: "
+                                        "min\xE2\x80\x93max over the directions).", name, hook, words);
+            fig_close(c, what, ntext, ci);
+        }
+        sb_puts(c->b, "</div>\n");
+        sb_puts(&tab, "</table>\n");
+        if (tab.buf) sb_puts(c->b, tab.buf);
+        sb_free(&tab);
+    }
+    sb_puts(c->b, "</section>\n");
+    rc = 0;
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
 /* ---- page ---- */
 
 static const char *CSS =
@@ -1914,6 +2055,7 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     if (!rc) rc = sec_probes(&c, err);
     if (!rc) rc = sec_transfer(&c, err);
     if (!rc) rc = sec_downstream(&c, err);
+    if (!rc) rc = sec_steer(&c, err);
     if (rc) {
         cJSON_Delete(run);
         sb_free(&body);
@@ -1936,7 +2078,8 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     sb_puts(&page, "<nav>");
     const char *secs[][2] = {{"conditions", "Conditions"}, {"shift", "Shift"}, {"sae", "SAE fit"}, {"probes", "Probes"},
                              {"paired", "Paired probes"}, {"attributes", "Attribute probes"}, {"vision", "Vision tower"},
-                             {"transfer", "Transfer"}, {"downstream", "Shift and caption quality"}};
+                             {"transfer", "Transfer"}, {"downstream", "Shift and caption quality"},
+                             {"steer", "Steering"}};
     for (size_t i = 0; i < sizeof secs / sizeof *secs; i++) {
         char needle[64];
         snprintf(needle, sizeof needle, "<section id=\"%s\">", secs[i][0]);
