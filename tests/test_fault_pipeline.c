@@ -72,6 +72,8 @@ WRAP_FP(pl_conditions_fp, "conditions")
 WRAP_RUN(pl_conditions_run, "conditions")
 WRAP_FP(pl_probes_fp, "probes")
 WRAP_RUN(pl_probes_run, "probes")
+WRAP_FP(pl_downstream_fp, "downstream")
+WRAP_RUN(pl_downstream_run, "downstream")
 WRAP_FP(pl_steer_fp, "steer")
 WRAP_RUN(pl_steer_run, "steer")
 int __real_report_write(const char *results_dir, const char *out_html, int *n_figures, rs_err *err);
@@ -104,6 +106,7 @@ static void write_config(const char *path, const char *dir) {
             "             \"n_per_group\": 3, \"seed\": 3},\n"
             " \"edits\": [{\"name\": \"brightness\", \"values\": [0.6]}],\n"
             " \"probes\": {\"seeds\": 1, \"folds\": 2, \"bootstrap\": 4, \"min_test_groups\": 1, \"permutations\": 2},\n"
+            " \"downstream\": {\"bootstrap\": 4, \"permutations\": 4},\n"
             " \"steer\": {\"alphas\": [-1, 0, 2], \"n_items\": 2, \"random_directions\": 2}}\n",
             dir, cwd, cwd, cwd, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco);
     fclose(f);
@@ -148,6 +151,7 @@ static stage_case CASES[] = {
     {"shift", {"stages/shift.done"}, {"results/shift.json", "results/shift_summary.csv", "results/sae_fit.json",
                                       "results/tokens_blocks.1.hook_resid_post.csv"}, 4, {0}, {0}},
     {"conditions", {"stages/conditions.done"}, {"results/conditions.json", "results/conditions_summary.csv"}, 0, {0}, {0}},
+    {"downstream", {"stages/downstream.done"}, {"results/downstream.json", "results/downstream_items.csv"}, 0, {0}, {0}},
     {"probes", {"stages/probes.done"}, {"results/probes.json", "results/transfer.json"}, 0, {0}, {0}},
     {"steer", {"stages/steer.done"}, {"results/steer.json", "results/steer.csv"}, 0, {0}, {0}},
     {"report", {"stages/report.done"}, {"results/run.json"}, 0, {0}, {0}},

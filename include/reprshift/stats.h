@@ -48,6 +48,9 @@ int stats_bh_qvalues(const double *p, int n, double *q);
  * finite are left out (*n_used, may be NULL, counts the rest). NaN when fewer than 3 pairs
  * remain or one side is constant; NaN also when out of memory. */
 double stats_spearman(const double *x, const double *y, int n, int *n_used);
+/* The same with the caller's workspace: work [4(n+1)] doubles, iwork [2(n+1)] ints; it never
+ * allocates (for loops that must not fail part-way). */
+double stats_spearman_ws(const double *x, const double *y, int n, int *n_used, double *work, int *iwork);
 
 /* Debiased linear CKA: the unbiased HSIC estimator (Song et al. 2012) with linear kernels,
  *   HSIC_u(K,L) = [tr(K̃L̃) + 1ᵀK̃1·1ᵀL̃1/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3)),

@@ -174,24 +174,18 @@ static void avg_ranks(const double *v, int n, int *idx, int *tmp, double *r) {
     }
 }
 
-double stats_spearman(const double *x, const double *y, int n, int *n_used) {
+double stats_spearman_ws(const double *x, const double *y, int n, int *n_used, double *work, int *iwork) {
     if (n_used) *n_used = 0;
     if (n < 0) return NAN;
-    double *a = malloc(((size_t)n + 1) * 4 * sizeof *a);
-    int *idx = malloc(((size_t)n + 1) * 2 * sizeof *idx);
-    if (!a || !idx) {
-        free(a), free(idx);
-        return NAN;
-    }
-    double *xs = a, *ys = a + n + 1, *rx = a + 2 * (n + 1), *ry = a + 3 * (n + 1);
+    double *xs = work, *ys = work + n + 1, *rx = work + 2 * (n + 1), *ry = work + 3 * (n + 1);
     int m = 0;
     for (int i = 0; i < n; i++)
         if (isfinite(x[i]) && isfinite(y[i])) xs[m] = x[i], ys[m] = y[i], m++;
     if (n_used) *n_used = m;
     double rho = NAN;
     if (m >= 3) {
-        avg_ranks(xs, m, idx, idx + n + 1, rx);
-        avg_ranks(ys, m, idx, idx + n + 1, ry);
+        avg_ranks(xs, m, iwork, iwork + n + 1, rx);
+        avg_ranks(ys, m, iwork, iwork + n + 1, ry);
         double mx = 0.5 * (double)(m + 1), sxy = 0, sxx = 0, syy = 0; /* mean rank (m+1)/2 */
         for (int i = 0; i < m; i++) {
             double dx = rx[i] - mx, dy = ry[i] - mx;
@@ -199,6 +193,15 @@ double stats_spearman(const double *x, const double *y, int n, int *n_used) {
         }
         if (sxx > 0 && syy > 0) rho = sxy / sqrt(sxx * syy);
     }
+    return rho;
+}
+
+double stats_spearman(const double *x, const double *y, int n, int *n_used) {
+    if (n_used) *n_used = 0;
+    if (n < 0) return NAN;
+    double *a = malloc(((size_t)n + 1) * 4 * sizeof *a);
+    int *idx = malloc(((size_t)n + 1) * 2 * sizeof *idx);
+    double rho = a && idx ? stats_spearman_ws(x, y, n, n_used, a, idx) : NAN;
     free(a);
     free(idx);
     return rho;

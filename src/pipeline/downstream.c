@@ -315,27 +315,30 @@ static int ds_spearman(const ds_units *u, const double *x, const double *y, int 
                        rs_err *err) {
     int n = u->n;
     if (threads < 1) threads = 1;
-    st->rho = stats_spearman(x, y, n, &st->n);
-    st->lo = st->hi = st->p = NAN;
-    st->n_perm = 0;
+    st->rho = st->lo = st->hi = st->p = NAN;
+    st->n = st->n_perm = 0;
+    /* every buffer the loops need, one set per thread, allocated here: a loop iteration
+       never allocates, so a failed allocation is an error, never a replicate left out */
+    size_t cap = (size_t)u->G * (size_t)u->max_size + 1, W = cap > (size_t)n + 1 ? cap : (size_t)n + 1;
+    size_t per_d = 2 * cap + ((size_t)n + 1) + 4 * W, per_i = 2 * W;
     double *boot = malloc(((size_t)B + 1) * sizeof *boot), *null = malloc(((size_t)P + 1) * sizeof *null);
+    double *dws = malloc((size_t)threads * per_d * sizeof *dws);
+    int *iws = malloc((size_t)threads * per_i * sizeof *iws);
+    int64_t *pws = malloc((size_t)threads * ((size_t)u->G + 1) * sizeof *pws);
     int rc = 0;
-    if (!boot || !null) { rc = rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    if (!boot || !null || !dws || !iws || !pws) { rc = rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    st->rho = stats_spearman_ws(x, y, n, &st->n, dws + 2 * cap + (size_t)n + 1, iws);
 #pragma omp parallel for num_threads(threads) schedule(dynamic)
     for (int b = 0; b < B; b++) {
-        size_t cap = (size_t)u->G * (size_t)u->max_size + 1;
-        double *xs = malloc(cap * 2 * sizeof *xs);
-        boot[b] = NAN;
-        if (!xs) continue;
-        double *ys = xs + cap;
+        int t = omp_get_thread_num();
+        double *xs = dws + (size_t)t * per_d, *ys = xs + cap, *w = xs + 2 * cap + (size_t)n + 1;
         int m = 0;
         for (int j = 0; j < u->G; j++) {
             int g = (int)(rs_uniform_at(0xd0e57ea3, (uint64_t)b * (uint64_t)u->G + (uint64_t)j) * u->G);
             if (g >= u->G) g = u->G - 1;
             for (int q = u->start[g]; q < u->start[g + 1]; q++) xs[m] = x[u->members[q]], ys[m++] = y[u->members[q]];
         }
-        boot[b] = stats_spearman(xs, ys, m, NULL);
-        free(xs);
+        boot[b] = stats_spearman_ws(xs, ys, m, NULL, w, iws + (size_t)t * per_i);
     }
     if (B > 0) {
         st->lo = stats_percentile(boot, B, 0.025);
@@ -344,13 +347,9 @@ static int ds_spearman(const ds_units *u, const double *x, const double *y, int 
     if (P > 0 && isfinite(st->rho)) {
 #pragma omp parallel for num_threads(threads) schedule(dynamic)
         for (int r = 0; r < P; r++) {
-            double *yp = malloc(((size_t)n + 1) * sizeof *yp);
-            int64_t *perm = malloc(((size_t)u->G + 1) * sizeof *perm);
-            null[r] = NAN;
-            if (!yp || !perm) {
-                free(yp), free(perm);
-                continue;
-            }
+            int t = omp_get_thread_num();
+            double *yp = dws + (size_t)t * per_d + 2 * cap, *w = yp + (size_t)n + 1;
+            int64_t *perm = pws + (size_t)t * ((size_t)u->G + 1);
             for (int s = 1; s <= n; s++) {
                 int m = u->cls_n[s];
                 if (!m) continue;
@@ -361,8 +360,7 @@ static int ds_spearman(const ds_units *u, const double *x, const double *y, int 
                     for (int q = 0; q < s; q++) yp[u->members[u->start[g] + q]] = y[u->members[u->start[h] + q]];
                 }
             }
-            null[r] = fabs(stats_spearman(x, yp, n, NULL));
-            free(yp), free(perm);
+            null[r] = fabs(stats_spearman_ws(x, yp, n, NULL, w, iws + (size_t)t * per_i));
         }
         /* two-sided, add-one; a null value equal to the observed one up to rounding (1e-12:
            the same rank pairs summed in another order) counts as at least as extreme */
@@ -374,7 +372,7 @@ static int ds_spearman(const ds_units *u, const double *x, const double *y, int 
         st->n_perm = nf;
     }
 done:
-    free(boot), free(null);
+    free(boot), free(null), free(dws), free(iws), free(pws);
     return rc;
 }
 
