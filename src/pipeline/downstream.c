@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "pipeline/pipeline_internal.h"
+#include "io/csv.h"
 #include "base/jsonutil.h"
 #include "reprshift/fileio.h"
 #include "reprshift/generate.h"
@@ -385,21 +386,6 @@ static cJSON *stat_json(const ds_stat *s) {
     return o;
 }
 
-/* A CSV field from the manifest: quoted when it holds a comma, quote or line break. */
-static void csv_field(FILE *f, const char *s) {
-    if (!s) s = "";
-    if (!strpbrk(s, ",\"\r\n")) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 static double mean_finite(const double *v, int n) {
     double s = 0;
     int k = 0;
@@ -593,9 +579,9 @@ int pl_downstream_run(pl_ctx *c, const char **note, rs_err *err) {
         const rs_manifest_row *mr = &c->man->rows[c->text_row[i]];
         const rs_manifest_row *ir = &c->man->rows[c->image_row[c->text_image[i]]];
         fprintf(f, "%d,%lld,%lld,", i, (long long)mr->caption_id, (long long)ir->image_id);
-        csv_field(f, ir->file_name);
+        rs_csv_write_field(f, ir->file_name);
         fputc(',', f);
-        csv_field(f, c->labels[c->text_label[i]]);
+        rs_csv_write_field(f, c->labels[c->text_label[i]]);
         fprintf(f, ",%lld,%.9g", (long long)ntok[i], ce[i]);
         for (int h = 0; h < H; h++) {
             fprintf(f, ",%.9g", shift[(size_t)h * n + i]);

@@ -13,6 +13,7 @@
 
 #include "base/jsonutil.h"
 #include "pipeline/pipeline_internal.h"
+#include "io/csv.h"
 #include "reprshift/fileio.h"
 #include "reprshift/image.h"
 #include "reprshift/intervene.h"
@@ -330,19 +331,6 @@ static cJSON *stat_json(const double *x, int n, const int *boot, int B, double *
     return o;
 }
 
-static void csv_field(FILE *f, const char *s) {
-    if (!strpbrk(s, ",\"\n\r")) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 /* A number of a stat object (empty when null). */
 static void csv_num(FILE *f, const cJSON *st, const char *key) {
     const cJSON *x = cJSON_GetObjectItem(st, key);
@@ -351,9 +339,9 @@ static void csv_num(FILE *f, const cJSON *st, const char *key) {
 
 static void csv_row(FILE *f, const steer_hook *h, const steer_dir *sd, double a, const char *measure, const char *series,
                     const cJSON *st) {
-    csv_field(f, h->hook);
+    rs_csv_write_field(f, h->hook);
     fprintf(f, ",%d,%s,", h->layer, sd->kind);
-    csv_field(f, sd->name);
+    rs_csv_write_field(f, sd->name);
     fprintf(f, ",%.17g,%s,%s,", a, measure, series);
     csv_num(f, st, "value");
     fputc(',', f);
