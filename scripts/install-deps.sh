@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages reprshift needs, if any is missing (needs root for apt-get).
 # usage: scripts/install-deps.sh [--tests]
-#   build: compiler, CMake, OpenBLAS, cJSON, cmocka, libjpeg-turbo, libpng, zlib, libzip, OpenSSL
+#   build: compiler, CMake, OpenBLAS, cJSON, cmocka, libjpeg-turbo, libpng, zlib, libzip, OpenSSL,
+#          oneDNN (bf16 products on CPUs with AMX-BF16: docs/precision.md; the build works without it)
 #   --tests: also chromium (test_report_chromium renders the report; only the tests need it)
 set -euo pipefail
 PKGS="build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libcjson-dev libcmocka-dev
-      libjpeg62-turbo-dev libpng-dev zlib1g-dev libzip-dev libssl-dev"
+      libjpeg62-turbo-dev libpng-dev zlib1g-dev libzip-dev libssl-dev libdnnl-dev"
 case "${1:-}" in
   --tests) PKGS="$PKGS chromium" ;;
   "") ;;
