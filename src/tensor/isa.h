@@ -9,8 +9,9 @@
  * Why results stay bit-identical across the copies: the build has no -ffast-math and
  * passes -ffp-contract=off (no FMA contraction even where the target has FMA), so the
  * vectoriser may only vectorise loops whose lanes are independent; a floating-point
- * reduction (a running sum) keeps its scalar order in every copy. libm calls (expf, tanhf,
- * cosf, sinf) stay calls to the same glibc functions (no libmvec without -ffast-math).
+ * reduction (a running sum) keeps its scalar order in every copy. libm calls (tanhf, cosf,
+ * sinf, expf) stay calls to the same glibc functions (no libmvec without -ffast-math); the
+ * fp32 GELU and softmax use rs_vexpf (tensor/vexp.h), plain C that vectorises.
  *
  * Why not target_clones on the op_* functions: an OpenMP parallel region is outlined into
  * its own function before the clones are made, so the loop inside it would stay baseline

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "tensor/isa.h"
+#include "tensor/vexp.h"
 
 /* Elementwise work is cut into chunks of this many values (any split gives the same bits). */
 #define EW_CHUNK 4096
@@ -65,16 +66,15 @@ void op_layernorm(float *y, const float *x, const float *gamma, const float *bet
         RS_ISA_CALL(layernorm_row)(y + (size_t)t * D, x + (size_t)t * D, gamma, beta, eps, D);
 }
 
-/* 0.5·x·(1 + tanh(u)) == x / (1 + exp(−2u)): the same function, but expf is much cheaper
- * than glibc's tanhf on the MLP's hot path (parity with torch unchanged, see test_gemma2). */
+/* 0.5·x·(1 + tanh(u)) == x / (1 + exp(−2u)): the same function with one exp, here rs_vexpf
+ * (tensor/vexp.h, ≤ 1 ulp), so the GeGLU loops vectorise at the AVX2/AVX-512 levels with the
+ * same bits at every level (parity with torch unchanged, see test_gemma2; docs/precision.md). */
 static inline float gelu_tanh1(float x) {
     const float k = 0.7978845608028654f; /* sqrt(2/pi) */
     float u = k * (x + 0.044715f * x * x * x);
-    return x / (1.0f + expf(-2.0f * u));
+    return x / (1.0f + rs_vexpf(-2.0f * u));
 }
 
-/* expf stays a call into glibc (no vector expf without -ffast-math), so these loops stay
- * scalar at every level; glibc picks its own FMA expf at load time. */
 RS_KERNEL_BODY void gelu_body(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = gelu_tanh1(x[i]);
 }
@@ -156,8 +156,8 @@ void op_rope_seqs(float *x, int stride, int n_heads, int head_dim, const int64_t
 
 /* The row maximum is taken in 16 independent lanes (vectorisable; a maximum does not depend
  * on the order it is taken in, except which of +0/−0 wins a tie, and x − (±0) gives the same
- * expf). NaNs never win (x > m is false), as in a plain scan. The exp sum is a sequential
- * double sum at every level. */
+ * exp). NaNs never win (x > m is false), as in a plain scan. The exps are rs_vexpf (≤ 1 ulp,
+ * vectorised); their sum is a sequential double sum at every level. */
 RS_KERNEL_BODY void softmax_body(float *x, int n) {
     float lane[16];
     for (int k = 0; k < 16; k++) lane[k] = -INFINITY;
@@ -171,11 +171,9 @@ RS_KERNEL_BODY void softmax_body(float *x, int n) {
         for (i = 0; i < n; i++) x[i] = 0;
         return;
     }
+    for (i = 0; i < n; i++) x[i] = rs_vexpf(x[i] - m); /* vectorises; the sum below stays sequential */
     double s = 0;
-    for (i = 0; i < n; i++) {
-        x[i] = expf(x[i] - m);
-        s += x[i];
-    }
+    for (i = 0; i < n; i++) s += x[i];
     float inv = (float)(1.0 / s);
     for (i = 0; i < n; i++) x[i] *= inv;
 }
@@ -214,7 +212,7 @@ const float *op_weight_f32(const st_tensor *t, float *scratch) {
 /* One row of attention scores: the kept entries of a row are one contiguous range
  * [j0, j1) (causal: [max(0, i−window+1), i], or [0, prefix) for a row inside the prefix;
  * bidirectional: all). Those are scaled (and soft-capped) and softmaxed exactly as
- * op_softmax would on the full row with the others at −∞: expf(−∞) adds +0 to the double
+ * op_softmax would on the full row with the others at −∞: exp(−∞) adds +0 to the double
  * sum, which leaves it unchanged, and those entries come out +0 either way. */
 RS_KERNEL_BODY void attn_row_body(float *row, int L, int j0, int j1, float scale, float softcap) {
     for (int j = 0; j < j0; j++) row[j] = 0;
