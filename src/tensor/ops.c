@@ -10,6 +10,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "tensor/attention_impl.h"
 #include "tensor/isa.h"
 #include "tensor/vexp.h"
 
@@ -359,9 +360,22 @@ void op_attention(float *Z, const float *Q, const float *K, const float *V, cons
     op_attention_kv(Z, Q, offsets, K, V, offsets, NULL, n_seqs, prefix, p, scores, scores_per_thread);
 }
 
+/* One row of op_attention_kv at the active ISA level. */
+static void attn_row_fp32(float *row, int n, int j0, int j1, float scale, float softcap) {
+    RS_ISA_CALL(attn_row)(row, n, j0, j1, scale, softcap);
+}
+
 void op_attention_kv(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
                      const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
                      const op_attn_params *p, float *scores, size_t scores_per_thread) {
+    rs_attention_kv_loop(Z, Q, q_offsets, K, V, kv_start, kv_len, n_seqs, prefix, p, scores, scores_per_thread,
+                         attn_row_fp32, NULL);
+}
+
+void rs_attention_kv_loop(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
+                          const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
+                          const op_attn_params *p, float *scores, size_t scores_per_thread, attn_row_fn row,
+                          attn_finish_fn finish) {
     int H = p->n_heads, hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
     int64_t maxL = 0;
     for (int s = 0; s < n_seqs; s++) {
@@ -398,10 +412,11 @@ void op_attention_kv(float *Z, const float *Q, const int64_t *q_offsets, const f
             }
             j0 = j0 > skip ? j0 - skip : 0;
             j1 -= skip;
-            RS_ISA_CALL(attn_row)(S + (size_t)r * n, n, j0, j1, p->scale, p->softcap);
+            row(S + (size_t)r * n, n, j0, j1, p->scale, p->softcap);
         }
         float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, hd, n, 1.0f, S, n, Vh, p->kv_stride, 0.0f, Zh,
                     p->z_stride);
+        if (finish) finish(Zh, Lq, hd, p->z_stride);
     }
 }

@@ -16,6 +16,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #endif
 
+#include "tensor/attention_impl.h"
 #include "tensor/isa.h"
 
 /* Elementwise loops are compiled per ISA level (tensor/isa.h; same bits at every level) and cut
@@ -335,50 +336,17 @@ static void attn_row_bf16(float *row, int L, int j0, int j1, float scale, float 
     op_softmax_bf16(r, n);
 }
 
+/* The attention output, rounded to bf16 (torch's bf16 matmul writes a bf16 tensor). */
+static void round_head_bf16(float *Zh, int Lq, int hd, int z_stride) {
+    for (int r = 0; r < Lq; r++)
+        for (int d = 0; d < hd; d++) Zh[(size_t)r * z_stride + d] = op_bf16_round1(Zh[(size_t)r * z_stride + d]);
+}
+
 void op_attention_kv_bf16(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
                           const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
                           const op_attn_params *p, float *scores, size_t scores_per_thread) {
-    int H = p->n_heads, hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
-    int64_t maxL = 0;
-    for (int s = 0; s < n_seqs; s++) {
-        int64_t lk = kv_len ? kv_len[s] : q_offsets[s + 1] - q_offsets[s];
-        if (lk > maxL) maxL = lk;
-    }
-    int n_items = n_seqs * H;
-#pragma omp parallel for schedule(dynamic, 1) if (n_items > 1 && maxL > 8)
-    for (int it = 0; it < n_items; it++) {
-        int s = it / H, h = it % H, kvh = h / group;
-        int64_t a = q_offsets[s];
-        int Lq = (int)(q_offsets[s + 1] - a), Lk = kv_len ? kv_len[s] : Lq, pre = prefix ? prefix[s] : 0;
-        int q0 = Lk - Lq;
-        int skip = 0;
-        if (p->causal && p->window > 0 && q0 >= pre && q0 - p->window + 1 > 0) skip = q0 - p->window + 1;
-        int n = Lk - skip;
-        float *S = scores + (size_t)omp_get_thread_num() * scores_per_thread;
-        const float *Qh = Q + (size_t)a * p->q_stride + (size_t)h * hd;
-        const float *Kh = K + (size_t)(kv_start[s] + skip) * p->kv_stride + (size_t)kvh * hd;
-        const float *Vh = V + (size_t)(kv_start[s] + skip) * p->kv_stride + (size_t)kvh * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, n, hd, 1.0f, Qh, p->q_stride, Kh, p->kv_stride, 0.0f,
-                    S, n);
-        for (int r = 0; r < Lq; r++) {
-            int i = q0 + r, j0 = 0, j1 = Lk;
-            if (p->causal) {
-                if (i < pre) j1 = pre < Lk ? pre : Lk;
-                else {
-                    j1 = i + 1;
-                    j0 = p->window > 0 && i - p->window + 1 > 0 ? i - p->window + 1 : 0;
-                }
-            }
-            j0 = j0 > skip ? j0 - skip : 0;
-            j1 -= skip;
-            attn_row_bf16(S + (size_t)r * n, n, j0, j1, p->scale, p->softcap);
-        }
-        float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, hd, n, 1.0f, S, n, Vh, p->kv_stride, 0.0f, Zh,
-                    p->z_stride);
-        for (int r = 0; r < Lq; r++)
-            for (int d = 0; d < hd; d++) Zh[(size_t)r * p->z_stride + d] = op_bf16_round1(Zh[(size_t)r * p->z_stride + d]);
-    }
+    rs_attention_kv_loop(Z, Q, q_offsets, K, V, kv_start, kv_len, n_seqs, prefix, p, scores, scores_per_thread,
+                         attn_row_bf16, round_head_bf16);
 }
 
 void op_attention_bf16(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets, int n_seqs,
