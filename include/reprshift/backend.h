@@ -60,8 +60,8 @@ typedef struct rs_backend {
 
 /* The CPU backend: BLAS products and OpenMP loops (ops.c). */
 const rs_backend *rs_backend_cpu(void);
-/* The CPU backend in bf16 (ops_bf16.h, docs/precision.md): the decoder kernels round like a
- * transformers bfloat16 run; layer_norm, im2col and add_periodic are the f32 ones. */
+/* The CPU backend in bf16 (ops_bf16.h, docs/precision.md): every kernel rounds like a
+ * transformers bfloat16 run (the Gemma-2 decoder and the SigLIP tower). */
 const rs_backend *rs_backend_cpu_bf16(void);
 
 /* The compute precision a user picks (--precision, config key "precision"): "fp32" (the

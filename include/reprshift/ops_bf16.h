@@ -77,13 +77,22 @@ void op_geglu_bf16(float *gate, const float *up, size_t n);
 void op_add_bf16(float *dst, const float *src, size_t n);
 /* softmax in fp32 over bf16 input, rounded (one row). */
 void op_softmax_bf16(float *x, int n);
-/* Embedding in a bf16 run: y[i] = bf16(bf16(E[ids[i]])·bf16(scale)); kept rows
- * bf16(bf16(y[i])·bf16(scale)). */
+/* Embedding in a bf16 run: y[i] = bf16(bf16(E[ids[i]])·bf16(scale)); kept rows, given as
+ * row/scale by the caller (PaliGemma's image rows z/√D), become bf16(y[i]·scale) = z: transformers
+ * 5 scales inside the embedding module and inserts the image features unscaled. */
 void op_embed_rows_bf16(float *y, const st_tensor *E, const int32_t *ids, const uint8_t *keep, int T, int D,
                         float scale);
 /* y = bf16(x·Wᵀ), x and W holding bf16 values (the LM head over a rounded embedding block). */
 void op_gemm_nt_bf16(float *y, int ldy, const float *x, const float *W, int T, int IN, int OUT);
 /* x = bf16(bf16(tanh(bf16(x/cap)))·cap). */
 void op_softcap_bf16(float *x, size_t n, float cap);
+/* The SigLIP vision tower in bf16 (as transformers runs it with dtype=torch.bfloat16):
+ * LayerNorm statistics and affine map in fp32 with bf16(gamma), bf16(beta), rounded once; the
+ * position-embedding add bf16(h + bf16(table)). Arguments as op_layernorm, op_add_periodic.
+ * The patch embedding and every linear layer with a bias are op_linear_bf16, bf16(bf16(x)·Wᵀ +
+ * bf16(bias)) with one rounding, so the patches (op_im2col) need no rounding of their own: the
+ * product rounds its input as pixel_values.to(bfloat16) does. */
+void op_layernorm_bf16(float *y, const float *x, const float *gamma, const float *beta, float eps, int T, int D);
+void op_add_periodic_bf16(float *h, const float *table, int T, int N, int D);
 
 #endif

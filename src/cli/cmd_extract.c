@@ -47,7 +47,7 @@ static const char USAGE[] =
     "  --precision P      fp32 (default) or bf16: the decoder computes like transformers run in\n"
     "                     bfloat16 (every activation rounded to bf16 where torch rounds it;\n"
     "                     docs/precision.md); the file records \"precision\": \"bf16\". PaliGemma:\n"
-    "                     the decoder only (vision tower and projector stay fp32)\n"
+    "                     the vision tower, projector and decoder, as transformers in bfloat16\n"
     "\n"
     "PaliGemma image inputs are <image>xN, <bos>, PROMPT, \"\\n\" (the processor's format) with\n"
     "prefix-LM attention; text inputs (--text, manifest text rows) run through the decoder\n"
@@ -231,7 +231,7 @@ static int run_paligemma(const extract_args *a, rs_err *err) {
         goto done;
     }
     c.m = m;
-    m->text->be = rs_backend_for(a->precision); /* the decoder only: SigLIP has no bf16 path */
+    paligemma_set_backend(m, rs_backend_for(a->precision)); /* tower, projector and decoder */
     /* hooks */
     {
         char *list = strdup(a->hooks);
@@ -341,7 +341,7 @@ static int run_paligemma(const extract_args *a, rs_err *err) {
                           rs_image_processor_class(a->image_processor), NULL, NULL, NULL};
     if (a->precision == RS_PREC_BF16) { /* fp32 files keep their metadata unchanged */
         meta[14] = "precision";
-        meta[15] = "bf16 (decoder; vision tower and projector fp32)";
+        meta[15] = "bf16";
     }
     if (extract_paligemma_save(&res, &c.in, a->out, meta, err)) goto done;
     fprintf(stderr, "wrote %s: %d tensor(s), %lld input(s), %lld token(s)\n", a->out, res.n_tensors,

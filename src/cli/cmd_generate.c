@@ -52,7 +52,7 @@ static void help(void) {
            "  --tokenizer FILE      tokenizer.json (default MODEL/tokenizer.json; without one, --text\n"
            "                        and --prompt cannot be used and the output has no text)\n"
            "  --precision P         fp32 (default) or bf16: the decoder computes like transformers in\n"
-           "                        bfloat16 (docs/precision.md; PaliGemma: the decoder only)\n\n"
+           "                        bfloat16 (docs/precision.md; PaliGemma: tower, projector, decoder)\n\n"
            "Decoding:\n"
            "  --max-new-tokens N    tokens to generate at most (N >= 1; required)\n"
            "  --temperature T       0 (default): greedy, the most likely token (lowest id on a tie);\n"
@@ -279,7 +279,7 @@ int cmd_generate(int argc, char **argv) {
     }
     if (is_pg) {
         if (paligemma_open(&pm, model_dir, &err)) goto done;
-        pm->text->be = rs_backend_for(prec); /* the decoder only */
+        paligemma_set_backend(pm, rs_backend_for(prec)); /* tower, projector and decoder */
     } else {
         if (gemma2_open(&gm, model_dir, &err)) goto done;
         gm->be = rs_backend_for(prec);

@@ -59,8 +59,8 @@ static const field MODELS[] = {
     {"tokenizer", K_STR, 0, NULL, 0, 0, 0, NULL, 1, NULL, "tokenizer.json for both (default: each model's own)"},
     {"batch_tokens", K_INT, 0, "2048", 1, 1e9, 0, NULL, 0, NULL, "tokens per forward batch"},
     {"precision", K_STR, 0, NULL, 0, 0, 0, PRECISIONS, 0, NULL,
-     "decoder compute precision: fp32 (default) or bf16, as transformers run in bfloat16 (docs/precision.md; "
-     "PaliGemma's vision tower and projector stay fp32)"},
+     "compute precision: fp32 (default) or bf16, as transformers run in bfloat16 (docs/precision.md; "
+     "PaliGemma: vision tower, projector and decoder)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 

@@ -260,7 +260,8 @@ int paligemma_forward(const paligemma_model *m, const paligemma_batch *b, hook_r
     /* 2. Projector: z = y·Wpᵀ + b (projector.hook_out, no 1/√D). */
     if (run_proj) {
         z = malloc((size_t)nI * N * D * sizeof(float));
-        wscratch = malloc(m->proj_numel * sizeof(float));
+        /* a bf16 backend also keeps the rounded input beside the weight */
+        wscratch = malloc(((size_t)m->proj_numel + (m->be->bf16 ? (size_t)nI * N * Dv : 0)) * sizeof(float));
         if (!z || !wscratch) goto oom;
         m->be->linear(z, feats, m->proj_w, m->proj_b, nI * N, Dv, D, wscratch);
         if (hook_fire(hooks, n_hooks, RS_TOWER_PROJECTOR, HK_PROJECTOR_OUT, -1, z, nI * N, err)) goto done;

@@ -164,7 +164,7 @@ typedef struct {
     float *q, *k, *v, *z, *a;  /* [T, D] */
     float *mlp;                /* [T, intermediate_size] */
     float *scores;             /* attention scores: omp_get_max_threads() blocks of N² */
-    float *wscratch;           /* one weight matrix widened to f32 (max_weight floats) */
+    float *wscratch;           /* one weight matrix widened to f32 (max_weight floats; a bf16 backend: + T·max IN) */
     int64_t *img_off;          /* [n_images+1] row offsets of the images (attention) */
 } siglip_workspace;
 
@@ -182,7 +182,10 @@ static int ws_alloc(siglip_workspace *w, const siglip_model *m, int n_images, in
     memset(w, 0, sizeof *w);
     w->h = malloc(TD * sizeof(float));
     w->x = malloc(T * (K > D ? K : D) * sizeof(float));
-    w->wscratch = malloc(m->max_weight * sizeof(float));
+    size_t in_max = (size_t)(K > D ? K : D);
+    if ((size_t)m->cfg.intermediate_size > in_max) in_max = (size_t)m->cfg.intermediate_size;
+    /* a bf16 backend also keeps the rounded input of each product beside the weight */
+    w->wscratch = malloc(((size_t)m->max_weight + (m->be->bf16 ? T * in_max : 0)) * sizeof(float));
     if (!w->h || !w->x || !w->wscratch) goto oom;
     if (layers) {
         w->q = malloc(TD * sizeof(float));

@@ -661,7 +661,7 @@ int pl_conditions_run(pl_ctx *c, const char **note, rs_err *err) {
                 r = pl_prompt_ids(c, &cm.prompt, &cm.n_prompt, err) || pl_eos_id(c, &cm.eos, err) ? -1 : 0;
             if (!r && cm.llm && cm.vlm) { /* the decoders at the configured precision */
                 cm.llm->be = rs_backend_for(cfg->precision);
-                cm.vlm->text->be = rs_backend_for(cfg->precision);
+                paligemma_set_backend(cm.vlm, rs_backend_for(cfg->precision));
             }
             for (int i = 0; !r && ng && i < N_CONDS; i++) {
                 int st = CONDS[i].store;

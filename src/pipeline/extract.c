@@ -670,8 +670,11 @@ static int store_fingerprint(pl_ctx *c, int s, int64_t shard, const char *prompt
      * adds nothing, so stores written before the option existed stay valid.) */
     if (s >= PL_VLM_IMAGE && c->cfg->image_processor != RS_IMAGE_PROCESSOR_PIL)
         fprintf(f, " image_processor=%s", rs_image_processor_name(c->cfg->image_processor));
-    /* bf16 compute changes every activation (fp32, the default, adds nothing: older stores stay valid) */
-    if (c->cfg->precision != RS_PREC_FP32) fprintf(f, " precision=%s", rs_precision_name(c->cfg->precision));
+    /* bf16 compute changes every activation (fp32, the default, adds nothing: older stores stay valid);
+     * PaliGemma stores say "+tower" since the vision tower and projector run in bf16 too (stores
+     * of the decoder-only bf16 path are redone) */
+    if (c->cfg->precision != RS_PREC_FP32)
+        fprintf(f, " precision=%s%s", rs_precision_name(c->cfg->precision), s >= PL_VLM_IMAGE ? "+tower" : "");
     fclose(f);
     pl_fp(fp, "store v1 %s %s dataset=%s llm=%s vlm=%s hooks=%s pool=%s prompt=%s shard=%lld edits=%s", RS_VERSION,
           PL_STORE_NAME[s], c->dataset_fp, c->llm_fp, s == PL_LLM_TEXT ? "-" : c->vlm_fp, hl,
@@ -750,7 +753,7 @@ static int unit_run(pl_ctx *c, void *arg, int s, const char *fp, rs_err *err) {
     }
     if (vlm && !m->vlm) {
         if (paligemma_open(&m->vlm, cfg->vlm, err)) goto done;
-        m->vlm->text->be = rs_backend_for(cfg->precision); /* the decoder only */
+        paligemma_set_backend(m->vlm, rs_backend_for(cfg->precision)); /* tower, projector and decoder */
     }
     if (hooks_parse(c, m, s, x->hooks, err)) goto done;
     if (!(hl = hooks_csv_n(cfg, store_n_hooks(c, s)))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }

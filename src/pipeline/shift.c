@@ -330,7 +330,7 @@ int pl_shift_run(pl_ctx *c, const char **note, rs_err *err) {
             }
             if (side == 1 && !vlm) {
                 if (paligemma_open(&vlm, cfg->vlm, err)) goto done;
-                vlm->text->be = rs_backend_for(cfg->precision); /* the decoder only */
+                paligemma_set_backend(vlm, rs_backend_for(cfg->precision)); /* tower, projector and decoder */
             }
             ce_stat ce = {0};
             pl_log(c, "shift", "%s: spliced CE (%s)", hook, side ? "VLM decoder" : "LLM");

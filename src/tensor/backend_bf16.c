@@ -1,5 +1,5 @@
-/* The CPU backend in bf16: the decoder's kernels from ops_bf16.c (SigLIP's layer norm and
- * patch/position entries stay the f32 ones: the vision tower has no bf16 path yet). */
+/* The CPU backend in bf16: the kernels of ops_bf16.c, for the Gemma-2 decoder and the SigLIP
+ * vision tower (layer norm, patches, position embeddings) alike. */
 #include "reprshift/backend.h"
 #include "reprshift/ops_bf16.h"
 
@@ -13,7 +13,7 @@ static const rs_backend CPU_BF16 = {
     .name = "cpu-bf16",
     .linear = op_linear_bf16,
     .rms_norm = op_rmsnorm_gemma_bf16,
-    .layer_norm = op_layernorm,
+    .layer_norm = op_layernorm_bf16,
     .rope = op_rope_seqs_bf16,
     .attention = op_attention_bf16,
     .attention_kv = op_attention_kv_bf16,
@@ -25,8 +25,8 @@ static const rs_backend CPU_BF16 = {
     .embed = op_embed_rows_bf16,
     .gemm_nt = op_gemm_nt_bf16,
     .softcap = op_softcap_bf16,
-    .im2col = op_im2col,
-    .add_periodic = op_add_periodic,
+    .im2col = op_im2col, /* linear rounds the patches (ops_bf16.h) */
+    .add_periodic = op_add_periodic_bf16,
     .bf16 = 1,
 };
 

@@ -397,7 +397,10 @@ void op_embed_rows_bf16(float *y, const st_tensor *E, const int32_t *ids, const 
             r.data = (const char *)r.data + (size_t)ids[i] * D * rs_dtype_size(r.dtype);
             st_to_f32(&r, row);
         }
-        for (int d = 0; d < D; d++) row[d] = op_bf16_round1(op_bf16_round1(row[d]) * sc);
+        if (!keep || !keep[i])
+            for (int d = 0; d < D; d++) row[d] = op_bf16_round1(op_bf16_round1(row[d]) * sc);
+        else /* a row given as embedding/scale (an image row z/√D): z itself, rounded once */
+            for (int d = 0; d < D; d++) row[d] = op_bf16_round1(row[d] * scale);
     }
 }
 
@@ -412,4 +415,32 @@ void op_softcap_bf16(float *x, size_t n, float cap) {
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++)
         x[i] = op_bf16_round1(op_bf16_round1(tanhf(op_bf16_round1(x[i] / cap))) * cap);
+}
+
+/* ---- the SigLIP vision tower in bf16 ---- */
+
+/* nn.LayerNorm on a bf16 tensor: statistics and the affine map in fp32 with the bf16 weight
+ * and bias, rounded once (the statistics as op_layernorm computes them). */
+void op_layernorm_bf16(float *y, const float *x, const float *gamma, const float *beta, float eps, int T, int D) {
+#pragma omp parallel for schedule(static) if (T > 16)
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (size_t)t * D;
+        float *yr = y + (size_t)t * D;
+        double mu = 0, var = 0;
+        for (int d = 0; d < D; d++) mu += xr[d];
+        mu /= D;
+        for (int d = 0; d < D; d++) var += ((double)xr[d] - mu) * ((double)xr[d] - mu);
+        var /= D;
+        float r = 1.0f / sqrtf((float)var + eps), m = (float)mu;
+        for (int d = 0; d < D; d++)
+            yr[d] = op_bf16_round1((xr[d] - m) * r * op_bf16_round1(gamma[d]) + op_bf16_round1(beta[d]));
+    }
+}
+
+/* h[t] = bf16(h[t] + bf16(table[t mod N])): the position-embedding add of a bf16 run. */
+void op_add_periodic_bf16(float *h, const float *table, int T, int N, int D) {
+#pragma omp parallel for schedule(static) if (T > 64)
+    for (int t = 0; t < T; t++)
+        for (int d = 0; d < D; d++)
+            h[(size_t)t * D + d] = op_bf16_round1(h[(size_t)t * D + d] + op_bf16_round1(table[(size_t)(t % N) * D + d]));
 }

@@ -15,6 +15,11 @@ Also written: round.in / round.out, float32 values and torch's .to(bfloat16) of 
 gen.prompt / gen.bf16 / gen.fp32: 16 greedy tokens (model.generate, KV cache) after prompt p2 in bf16
 and fp32, gen.logits the bf16 run's logits at each step; and (first model's file only) gelu.out, torch's bf16 tanh-GELU of all 65536 bf16 bit patterns.
 
+PaliGemma (PALIGEMMA below): PaliGemmaForConditionalGeneration in bfloat16 (vision tower,
+projector and decoder), eager, on the image runs of the fp32 golden (same pixel_values, ids and
+token_type_ids): every vision hook, projector.hook_out, every decoder hook and the logits, as
+BF16. The residual "mid" hooks are the layers' own bf16 adds (resid_pre + attn_out rounded).
+
 Usage:
     /work/refenv/bin/python tools/reference/gen_bf16_goldens.py --out tests/fixtures/bf16
 """
@@ -30,11 +35,12 @@ import torch
 from safetensors.torch import load_file, save
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_model_fixtures import DecoderHooks, versions  # noqa: E402
+from gen_model_fixtures import DecoderHooks, VisionHooks, versions  # noqa: E402
 from transformers import Gemma2ForCausalLM  # noqa: E402
 
 GENERATOR = "tools/reference/gen_bf16_goldens.py"
 MODELS = ["gemma2-tiny-bf16", "gemma2-tiny-f32"]
+PALIGEMMA = ["paligemma-tiny-bf16", "paligemma-tiny-f32"]
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "fixtures", "models")
 
 
@@ -153,6 +159,96 @@ def run(name, out):
     print(name, k, "prompts; max rel gap tf-bf16 vs tf-fp32 per hook:", f"{max(gaps.values()):.4f}")
 
 
+def run_paligemma(name, out):
+    from transformers import PaliGemmaForConditionalGeneration
+    bf = torch.bfloat16
+    path = os.path.join(FIXTURES, name)
+    fp32 = load_file(os.path.join(path, "golden.safetensors"))
+    m = PaliGemmaForConditionalGeneration.from_pretrained(path, dtype=bf, attn_implementation="eager").eval()
+    for p in m.parameters():
+        assert p.dtype == bf
+    c = m.config.text_config
+    nv = m.config.vision_config.num_hidden_layers
+    dec = DecoderHooks(m.model.language_model)
+    vh = VisionHooks(m.model.vision_tower)
+    proj = {}
+    hp = m.model.multi_modal_projector.register_forward_hook(
+        lambda mod, a, o: proj.__setitem__("out", o.detach().clone()))
+    tensors, gaps = {}, {}
+    k = 0
+    try:
+        while f"p{k}.ids" in fp32:
+            pre = f"p{k}."
+            ids = fp32[pre + "ids"].long()
+            tt = fp32[pre + "token_type_ids"].long()
+            pv = fp32[pre + "pixel_values"]
+            dec.reset()
+            vh.acts = {}
+            with torch.no_grad():
+                o = m(input_ids=ids[None], pixel_values=pv[None].to(bf), token_type_ids=tt[None], use_cache=False)
+            tensors[pre + "ids"] = ids.to(torch.int32)
+            tensors[pre + "token_type_ids"] = tt.to(torch.int32)
+            tensors[pre + "prefix_len"] = fp32[pre + "prefix_len"]
+            tensors[pre + "pixel_values"] = pv
+            va = vh.acts
+            prev = va["vision.hook_embed"].to(bf)
+            tensors[pre + "vision.hook_embed"] = prev
+            for L in range(nv):
+                attn = va[f"vision.blocks.{L}.hook_attn_out"].to(bf)
+                mlp = va[f"vision.blocks.{L}.hook_mlp_out"].to(bf)
+                post = va[f"vision.blocks.{L}.hook_resid_post"].to(bf)
+                mid = prev + attn  # the encoder layer's bf16 residual add
+                assert torch.equal(mid + mlp, post)
+                for hk, v in (("hook_resid_pre", prev), ("hook_attn_out", attn), ("hook_resid_mid", mid),
+                              ("hook_mlp_out", mlp), ("hook_resid_post", post)):
+                    tensors[f"{pre}vision.blocks.{L}.{hk}"] = v
+                prev = post
+            tensors[pre + "vision.ln_post"] = va["vision.ln_post"].to(bf)
+            assert proj["out"].dtype == bf
+            tensors[pre + "projector.hook_out"] = proj["out"][0]
+            a = dec.acts
+            for L in range(c.num_hidden_layers):
+                rp = a[f"blocks.{L}.hook_resid_pre"].to(bf)
+                at = a[f"blocks.{L}.hook_attn_out"].to(bf)
+                mid = rp + at
+                post = a[f"blocks.{L}.hook_resid_post"].to(bf)
+                assert torch.equal(mid + a[f"blocks.{L}.hook_mlp_out"].to(bf), post)
+                for hk, v in (("hook_resid_pre", rp), ("attn.hook_z", a[f"blocks.{L}.attn.hook_z"]),
+                              ("hook_attn_out", at), ("hook_resid_mid", mid),
+                              ("hook_mlp_out", a[f"blocks.{L}.hook_mlp_out"]), ("hook_resid_post", post)):
+                    tensors[f"{pre}blocks.{L}.{hk}"] = v.to(bf)
+            x = a["ln_final.hook_in"]
+            tensors[pre + "ln_final.hook_normalized"] = (
+                x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + c.rms_norm_eps)).to(bf)
+            tensors[pre + "ln_final.hook_out"] = a["ln_final.hook_out"].to(bf)
+            assert o.logits.dtype == bf
+            tensors[pre + "logits"] = o.logits[0]
+            for key, v in tensors.items():
+                if key.startswith(pre) and v.dtype == bf:
+                    ref = fp32[key].float()
+                    gaps[key] = (v.float() - ref).abs().max().item() / max(ref.abs().max().item(), 1e-30)
+            k += 1
+    finally:
+        dec.remove()
+        vh.remove()
+        hp.remove()
+    meta = dict(versions())
+    meta.update({
+        "generator": GENERATOR,
+        "model": name,
+        "model_class": "PaliGemmaForConditionalGeneration",
+        "attn_implementation": "eager",
+        "math_dtype": "bfloat16 (vision tower, projector and decoder)",
+        "n_prompts": str(k),
+        "fp32_golden": f"tests/fixtures/models/{name}/golden.safetensors (same pixel_values, ids, token_type_ids)",
+        "max_rel_gap_bf16_vs_fp32": f"{max(gaps.values()):.5f}",
+        "hook_conventions": "as the fp32 golden; resid_mid hooks = bf16(resid_pre + attn_out); "
+                            "ln_final.hook_normalized = bf16(fp32 RMS-normalised x), no gain",
+    })
+    save_sorted(tensors, os.path.join(out, f"{name}.safetensors"), meta)
+    print(name, k, "image runs; max rel gap tf-bf16 vs tf-fp32 per hook:", f"{max(gaps.values()):.4f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -161,6 +257,8 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     for name in MODELS:
         run(name, args.out)
+    for name in PALIGEMMA:
+        run_paligemma(name, args.out)
 
 
 if __name__ == "__main__":
