@@ -145,7 +145,9 @@ static int check_target_keys(pl_ctx *c, rs_err *err) {
 }
 
 /* Fit a logistic-regression probe (standardised, C = steer.C) on X [n, d] with labels y,
- * save it as results/<file> and load direction NAME from it in raw activation units. */
+ * save it as results/<file> and load direction NAME from it in raw activation units. (The
+ * probes stage fits on its own seeded splits at a cross-validated C, never on these rows at
+ * steer.C, so it has no fit to lend: docs/pipeline.md "Stage 4b: steer".) */
 static int fit_direction(pl_ctx *c, const char *hook, const float *X, const int *y, int n, int d, int K,
                          char **classes, const char *file, char *const *names, int n_names, float **dirs, rs_err *err) {
     rs_probe p;
