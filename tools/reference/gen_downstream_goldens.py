@@ -13,7 +13,8 @@ images), through the quickstart bundle (examples/quickstart/models), fp32, eager
   * shift[L][i]: 1 - cos (float64) of the mean over the caption's content tokens (id > 2 and
     not a whitespace-only piece such as "\u2581", docs/metrics.md "Excluded tokens") of
     Gemma2ForCausalLM's layer-L output (blocks.L.hook_resid_post, forward hook) and of
-    PaliGemma's layer-L output at the same caption tokens in the suffix;
+    PaliGemma's layer-L output at the same caption tokens in the suffix; shift_last[L][i] the
+    same with `pool: "last"`: the two rows of the caption's last token (before the <eos>);
   * ce_patched[L][i]: ce with PaliGemma's layer-L output at the caption's suffix rows (not
     the <eos>) replaced by Gemma-2's layer-L output at the same caption tokens (rows 1..n
     of <bos> caption), by a forward hook;
@@ -67,7 +68,8 @@ def main():
            "generator": "tools/reference/gen_downstream_goldens.py", "layers": LAYERS,
            "images": [{"file": os.path.basename(r["file"]), "label": "ab"[j % 2]} for j, r in enumerate(picked)],
            "inputs": [], "ce": [], "hf_loss": [], "n_tokens": [],
-           "shift": {str(L): [] for L in LAYERS}, "ce_patched": {str(L): [] for L in LAYERS}}
+           "shift": {str(L): [] for L in LAYERS}, "shift_last": {str(L): [] for L in LAYERS},
+           "ce_patched": {str(L): [] for L in LAYERS}}
 
     def suffix_ce(enc, cap0, n_pred):
         with torch.no_grad():
@@ -104,6 +106,9 @@ def main():
             a = hl[L][1:][m].double().mean(0)
             b = hv[L][cap0:cap0 + n_cap][m].double().mean(0)
             out["shift"][str(L)].append(float(1 - torch.dot(a, b) / (a.norm() * b.norm())))
+            # pool "last": the caption's last token (row n_cap of <bos> caption; before the suffix's <eos>)
+            a, b = hl[L][n_cap].double(), hv[L][cap0 + n_cap - 1].double()
+            out["shift_last"][str(L)].append(float(1 - torch.dot(a, b) / (a.norm() * b.norm())))
             sv["patch"] = (L, list(range(cap0, cap0 + n_cap)), hl[L][1:1 + n_cap])
             cp, _ = suffix_ce(enc, cap0, n_pred)
             sv["patch"] = None
