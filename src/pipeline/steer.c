@@ -642,10 +642,11 @@ int pl_steer_run(pl_ctx *c, const char **note, rs_err *err) {
         free(sfx);
         sfx = NULL;
         if (ti >= 0) { /* the caption as PaliGemma's suffix: caption ids (after <bos>) + <eos> */
-            ns = c->text_len[ti];
-            if (!(sfx = malloc((size_t)ns * sizeof *sfx))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-            memcpy(sfx, c->text_ids[ti] + 1, (size_t)(ns - 1) * sizeof *sfx);
-            sfx[ns - 1] = eos;
+            if (!(sfx = malloc((size_t)c->text_len[ti] * sizeof *sfx))) {
+                rs_errk(err, RS_ENOMEM, "out of memory");
+                goto done;
+            }
+            ns = pl_caption_suffix(c, ti, eos, sfx);
         }
         rs_image_free(&img);
         if (rs_image_load(row->path, &img, err) ||
