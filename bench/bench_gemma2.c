@@ -15,56 +15,19 @@
  */
 
 #include <cblas.h>
-#include <dlfcn.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "store/act_file.h"
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "gemm_now.h"
+#include "bench_util.h"
+#define BENCH_PROG "bench_gemma2"
+#include "sgemm_timed.h"
 #include "reprshift/ops_bf16.h"
-
-static double peak_rss_gb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / (1024.0 * 1024.0);
-}
-
-typedef void (*sgemm_fn)(const enum CBLAS_ORDER, const enum CBLAS_TRANSPOSE, const enum CBLAS_TRANSPOSE, const blasint,
-                         const blasint, const blasint, const float, const float *, const blasint, const float *,
-                         const blasint, const float, float *, const blasint);
-static double lin_s, lin_flop;
-/* OpenBLAS's kernel name; referencing it also keeps libopenblas linked (with --as-needed the
- * linker would drop it, cblas_sgemm being defined here) so that RTLD_NEXT finds its sgemm. */
-extern char *openblas_get_corename(void);
-
-static sgemm_fn real_sgemm(void) {
-    static sgemm_fn real;
-    if (!real) real = (sgemm_fn)dlsym(RTLD_NEXT, "cblas_sgemm");
-    if (!real) {
-        fprintf(stderr, "bench_gemma2: no cblas_sgemm after this program (dlsym: %s)\n", dlerror());
-        exit(1);
-    }
-    return real;
-}
-
-void cblas_sgemm(const enum CBLAS_ORDER o, const enum CBLAS_TRANSPOSE ta, const enum CBLAS_TRANSPOSE tb, const blasint M,
-                 const blasint N, const blasint K, const float alpha, const float *A, const blasint lda, const float *B,
-                 const blasint ldb, const float beta, float *C, const blasint ldc) {
-    sgemm_fn real = real_sgemm();
-    if (omp_in_parallel()) {
-        real(o, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    double t0 = rs_now();
-    real(o, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    lin_s += rs_now() - t0;
-    lin_flop += 2.0 * M * N * K;
-}
 
 static int sgemm_bench(void) {
     int M = 1024, N = 9216, K = 2304;

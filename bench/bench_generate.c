@@ -17,64 +17,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "reprshift/gemma2.h"
 #include "reprshift/generate.h"
 #include "reprshift/ops.h"
-
-static double peak_rss_gb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / (1024.0 * 1024.0);
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* op_linear_st's row path of the base commit (linear_rows_widened, baseline x86-64 code,
- * OpenMP over the output rows): the "before" of --kernel. */
-static void before_rows(float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
-#pragma omp parallel for schedule(static) if ((size_t)OUT * IN > 65536)
-    for (int o = 0; o < OUT; o++) {
-        float buf[2048], acc[4][16];
-        memset(acc, 0, sizeof acc);
-        for (int i0 = 0; i0 < IN; i0 += 2048) {
-            int n = IN - i0 < 2048 ? IN - i0 : 2048;
-            const unsigned char *src = (const unsigned char *)W->data + ((size_t)o * IN + i0) * 2;
-            for (int i = 0; i < n; i++) {
-                uint16_t h;
-                uint32_t u;
-                memcpy(&h, src + 2 * (size_t)i, 2);
-                u = (uint32_t)h << 16;
-                memcpy(&buf[i], &u, 4);
-            }
-            for (int t = 0; t < T; t++) {
-                float l[16];
-                const float *xr = x + (size_t)t * IN + i0;
-                memcpy(l, acc[t], sizeof l);
-                int i = 0;
-                for (; i + 16 <= n; i += 16)
-                    for (int k = 0; k < 16; k++) l[k] += xr[i + k] * buf[i + k];
-                for (; i < n; i++) l[i % 16] += xr[i] * buf[i];
-                memcpy(acc[t], l, sizeof l);
-            }
-        }
-        for (int t = 0; t < T; t++) {
-            double sum = 0;
-            for (int k = 0; k < 16; k++) sum += acc[t][k];
-            y[(size_t)t * OUT + o] = (float)sum;
-        }
-    }
-}
+#include "bench_util.h"
+#include "legacy_kernels.h"
 
 /* One decode-step layer, 2304 → 9216 BF16, T = 1, on NM different matrices in turn (352 MB,
  * more than the last-level cache, so the weights come from memory as in a real decode step):
- * the row path before (the base commit's loop), op_linear_st now (at the RS_ISA level), and
+ * the row path before (the base commit's loop: legacy_linear_rows of bench/legacy_kernels.h,
+ * baseline x86-64 code, OpenMP over the output rows), op_linear_st now (at the RS_ISA level), and
  * widen + sgemm, interleaved matrix by matrix; median per product of REPS rounds. Also a plain
  * read of the same matrices (16 float lanes over the bf16 bits, both threads): the machine's
  * read bandwidth in this run. */
@@ -93,7 +48,7 @@ static int kernel_bench(void) {
                            .data = w[m], .nbytes = n * 2};
     }
     for (int i = 0; i < IN; i++) x[i] = (float)(i % 13) * 0.1f - 0.6f;
-    before_rows(y2, x, &W[0], 1, IN, OUT);
+    legacy_linear_rows(y2, x, &W[0], 1, IN, OUT, 1);
     op_linear_st(y, x, &W[0], scratch, 1, IN, OUT);
     int same = !memcmp(y, y2, OUT * sizeof *y);
     double a[REPS], b[REPS], c[REPS], d[REPS];
@@ -102,7 +57,7 @@ static int kernel_bench(void) {
         a[r] = b[r] = c[r] = d[r] = 0;
         for (int m = 0; m < NM; m++) {
             double t0 = rs_now();
-            before_rows(y, x, &W[m], 1, IN, OUT);
+            legacy_linear_rows(y, x, &W[m], 1, IN, OUT, 1);
             double t1 = rs_now();
             op_linear_st(y, x, &W[(m + 3) % NM], scratch, 1, IN, OUT);
             double t2 = rs_now();

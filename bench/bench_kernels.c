@@ -34,6 +34,7 @@
 #include "reprshift/ops.h"
 #include "reprshift/sae.h"
 #include "reprshift/safetensors.h"
+#include "legacy_kernels.h"
 
 /* With one thread the clock is the thread's CPU time, so time the scheduler gives other
  * processes on a shared machine does not count; with more, wall time. */
@@ -43,14 +44,6 @@ static double now(void) {
     clock_gettime(g_clock, &t);
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint64_t next64(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-static float frand(void) { return (float)((next64() >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f; }
 static float *rnd(size_t n, float sc) {
     float *p = malloc(n * sizeof *p);
     if (!p) exit(3);
@@ -109,90 +102,17 @@ static void r_f16(kcase *k) {
     }
 }
 
-static void legacy_softmax(float *x, int n) {
-    float m = -INFINITY;
-    for (int i = 0; i < n; i++) if (x[i] > m) m = x[i];
-    if (m == -INFINITY) {
-        for (int i = 0; i < n; i++) x[i] = 0;
-        return;
-    }
-    double s = 0;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - m);
-        s += x[i];
-    }
-    float inv = (float)(1.0 / s);
-    for (int i = 0; i < n; i++) x[i] *= inv;
-}
 /* The op_attention of the base commit (single thread), for the "legacy" rows. */
-static void legacy_attention(kcase *k) {
-    const op_attn_params *p = &k->p;
-    int H = p->n_heads, hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
-    for (int it = 0; it < 2 * H; it++) {
-        int s = it / H, h = it % H, kvh = h / group;
-        int64_t a = k->off[s];
-        int L = (int)(k->off[s + 1] - a), pre = k->prefix ? k->prefix[s] : 0;
-        float *S = k->scores;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hd, 1.0f, k->a + (size_t)a * p->q_stride + h * hd,
-                    p->q_stride, k->b + (size_t)a * p->kv_stride + kvh * hd, p->kv_stride, 0.0f, S, L);
-        for (int i = 0; i < L; i++) {
-            float *row = S + (size_t)i * L;
-            for (int j = 0; j < L; j++) {
-                int keep = !p->causal || (j <= i && (p->window <= 0 || i - j < p->window)) || (i < pre && j < pre);
-                if (!keep) {
-                    row[j] = -INFINITY;
-                    continue;
-                }
-                float x = row[j] * p->scale;
-                if (p->softcap > 0) x = tanhf(x / p->softcap) * p->softcap;
-                row[j] = x;
-            }
-            legacy_softmax(row, L);
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, 1.0f, S, L,
-                    k->c + (size_t)a * p->kv_stride + kvh * hd, p->kv_stride, 0.0f,
-                    k->out + (size_t)a * p->z_stride + h * hd, p->z_stride);
-    }
+static void legacy_attention_k(kcase *k) {
+    legacy_attention(k->out, k->a, k->b, k->c, k->off, 2, k->prefix, &k->p, k->scores);
 }
 static void r_attn(kcase *k) {
-    if (k->legacy) legacy_attention(k);
+    if (k->legacy) legacy_attention_k(k);
     else op_attention(k->out, k->a, k->b, k->c, k->off, 2, k->prefix, &k->p, k->scores, k->per);
 }
-/* op_linear_st's row path of the base commit (linear_rows_widened, serial here: one thread). */
-static void legacy_linrows(float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
-    for (int o = 0; o < OUT; o++) {
-        float buf[2048], acc[4][16];
-        memset(acc, 0, sizeof acc);
-        for (int i0 = 0; i0 < IN; i0 += 2048) {
-            int n = IN - i0 < 2048 ? IN - i0 : 2048;
-            const unsigned char *src = (const unsigned char *)W->data + ((size_t)o * IN + i0) * 2;
-            for (int i = 0; i < n; i++) {
-                uint16_t h;
-                uint32_t u;
-                memcpy(&h, src + 2 * (size_t)i, 2);
-                u = (uint32_t)h << 16;
-                memcpy(&buf[i], &u, 4);
-            }
-            for (int t = 0; t < T; t++) {
-                float l[16];
-                const float *xr = x + (size_t)t * IN + i0;
-                memcpy(l, acc[t], sizeof l);
-                int i = 0;
-                for (; i + 16 <= n; i += 16)
-                    for (int q = 0; q < 16; q++) l[q] += xr[i + q] * buf[i + q];
-                for (; i < n; i++) l[i % 16] += xr[i] * buf[i];
-                memcpy(acc[t], l, sizeof l);
-            }
-        }
-        for (int t = 0; t < T; t++) {
-            double sum = 0;
-            for (int q = 0; q < 16; q++) sum += acc[t][q];
-            y[(size_t)t * OUT + o] = (float)sum;
-        }
-    }
-}
+/* op_linear_st's row path of the base commit: legacy_linear_rows, serial here (one thread). */
 static void r_linrows(kcase *k) {
-    if (k->legacy) legacy_linrows(k->out, k->a, &k->st, k->T, k->D, k->H);
+    if (k->legacy) legacy_linear_rows(k->out, k->a, &k->st, k->T, k->D, k->H, 0);
     else op_linear_st(k->out, k->a, &k->st, NULL, k->T, k->D, k->H);
 }
 /* The machine's read bandwidth: a sum over a buffer much larger than the last-level cache, in

@@ -11,55 +11,19 @@
  * the calls outside a parallel region (the linear layers, the projector, the patch
  * embedding) are timed, the rest (attention, norms, GELU, widening) is "other". */
 #include <cblas.h>
-#include <dlfcn.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include "reprshift/image.h"
 #include "reprshift/paligemma.h"
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "reprshift/progress.h"
 #include "gemm_now.h"
-
-typedef void (*sgemm_fn)(const enum CBLAS_ORDER, const enum CBLAS_TRANSPOSE, const enum CBLAS_TRANSPOSE, const blasint,
-                         const blasint, const blasint, const float, const float *, const blasint, const float *,
-                         const blasint, const float, float *, const blasint);
-static double lin_s, lin_flop;
-/* referencing it keeps libopenblas linked (see bench_gemma2.c) */
-extern char *openblas_get_corename(void);
-
-static sgemm_fn real_sgemm(void) {
-    static sgemm_fn real;
-    if (!real) real = (sgemm_fn)dlsym(RTLD_NEXT, "cblas_sgemm");
-    if (!real) {
-        fprintf(stderr, "bench_paligemma: no cblas_sgemm after this program (dlsym: %s)\n", dlerror());
-        exit(1);
-    }
-    return real;
-}
-
-void cblas_sgemm(const enum CBLAS_ORDER o, const enum CBLAS_TRANSPOSE ta, const enum CBLAS_TRANSPOSE tb, const blasint M,
-                 const blasint N, const blasint K, const float alpha, const float *A, const blasint lda, const float *B,
-                 const blasint ldb, const float beta, float *C, const blasint ldc) {
-    sgemm_fn real = real_sgemm();
-    if (omp_in_parallel()) {
-        real(o, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    double t0 = rs_now();
-    real(o, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    lin_s += rs_now() - t0;
-    lin_flop += 2.0 * M * N * K;
-}
-
-static double peak_rss_gb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / (1024.0 * 1024.0);
-}
+#include "bench_util.h"
+#define BENCH_PROG "bench_paligemma"
+#include "sgemm_timed.h"
 
 int main(int argc, char **argv) {
     const char *model = NULL, *hook = "vision.ln_post", *suffix_file = NULL, *save = NULL,

@@ -26,18 +26,10 @@
 # the table with ratios, fractions of the best GEMM rate and parity.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The reference's numpy/scipy bundle a current OpenBLAS: run it with the machine's
-# OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE overrides removed (they exist for older OpenBLAS
-# builds, like the Debian one reprshift links, and would force slower kernels on it).
-REF_ENV="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
-REFENV=${REFENV:-/work/refenv}
+. bench/bench_common.sh   # REF_ENV REFENV DATA TOKJSON BUILD OUT, stamp/tag, the GEMM survey
 CKPT=${1:-${RS_BENCH_MODEL:-/work/benchmodels/gemma2-2b-rand}}
-DATA=../shared/data
-TOKJSON=${RS_TOKENIZER_JSON:-$DATA/tokenizer/tokenizer.json}
-BUILD=${RS_BUILD_DIR:-build}
 ROWS=${RS_BENCH_ROWS:-cap13 cap26 cap26p long13 long26}
 NCAP=${RS_BENCH_CAPTIONS:-256}
-OUT=bench/out; mkdir -p "$OUT"
 [ -f "$DATA/text/coco_val2017_captions.txt" ] || { echo "no $DATA/text/coco_val2017_captions.txt: the benchmark reads the shared data (../shared/data) beside the repository" >&2; exit 1; }
 [ -f "$CKPT/config.json" ] || "$REFENV/bin/python" tools/reference/make_bench_checkpoint.py "$CKPT"
 # Workloads: N real COCO captions, and one 512-token text (captions joined); real tokenizer.
@@ -45,31 +37,9 @@ head -n "$NCAP" "$DATA/text/coco_val2017_captions.txt" > "$OUT/cap.txt"
 "$BUILD/reprshift" tokenize --tokenizer "$TOKJSON" --texts "$OUT/cap.txt" | tr -d '[] ' > "$OUT/cap.ids"
 head -n 400 "$DATA/text/coco_val2017_captions.txt" | tr '\n' ' ' > "$OUT/long.txt"
 "$BUILD/reprshift" tokenize --tokenizer "$TOKJSON" --texts "$OUT/long.txt" | tr -d '[] ' | cut -d, -f1-512 > "$OUT/long.ids"
-export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
-# reprshift's side runs the OpenBLAS kernel the CLI would run (docs/pipeline.md, "BLAS kernel";
-# the bench programs link the library directly and would get OpenBLAS's own choice)
-RS_KERNEL=$("$BUILD/reprshift" --version | sed -n 's/^BLAS kernel: \([^ ]*\) .*/\1/p')
-[ -n "$RS_KERNEL" ] && echo "# reprshift BLAS kernel: $RS_KERNEL" >&2
-RS_ENV="env ${RS_KERNEL:+OPENBLAS_CORETYPE=$RS_KERNEL}"
-[ "${RS_BENCH_FRESH:-0}" = 1 ] && : > "$OUT/results.jsonl"
-touch "$OUT/results.jsonl"
-stamp() { echo "{\"event\": \"$1\", \"utc\": \"$(date -u +%FT%TZ)\", \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" | tee -a "$OUT/results.jsonl"; }
-tag() { sed "s/^{/{\"row\": \"$1\", /" | tee -a "$OUT/results.jsonl"; }
-# The fp32 GEMM survey of this run: OpenBLAS (the kernel reprshift runs and the other AVX-512
-# ones), BLIS, oneDNN (bench/run_gemm_survey.sh) and torch's MKL (bench_gemm_torch.py).
-stamp gemm_start
-[ "${RS_BENCH_GEMM:-1}" = 0 ] || {
-KERNELS=${KERNELS:-"SkylakeX SapphireRapids"} bench/run_gemm_survey.sh "$BUILD" > "$OUT/gemm_run.txt" 2>&1 || true
-$REF_ENV "$REFENV/bin/python" bench/bench_gemm_torch.py >> "$OUT/gemm_run.txt" 2>&1 || true
-grep '^gemm ' "$OUT/gemm_run.txt" | sed 's/^/# /'
-grep '^gemm ' "$OUT/gemm_run.txt" | "$REFENV/bin/python" -c '
-import json, sys
-for l in sys.stdin:
-    f = l.split()
-    if f[3] == "shape": print(json.dumps({"gemm": f[1] + " " + f[2], "shape": f[4], "T": int(f[6]), "IN": int(f[8]), "OUT": int(f[10]), "gflops": float(f[12])}))
-    elif f[3] == "correct": print(json.dumps({"gemm": f[1] + " " + f[2], "correct": f[4] == "yes", "worst_ratio": float(f[6])}))
-' >> "$OUT/results.jsonl"
-}
+bench_rs_env
+bench_results "$OUT/results.jsonl"
+bench_gemm_survey "$OUT/gemm_run.txt"
 for row in $ROWS; do
   w=${row%%[0-9]*}; L=${row#"$w"}; only_padded=0
   case $L in *p) L=${L%p}; only_padded=1 ;; esac

@@ -17,19 +17,11 @@
 # other modes), reprshift again; the table uses the mean of the two reprshift runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The reference's numpy/scipy bundle a current OpenBLAS: run it with the machine's
-# OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE overrides removed (they exist for older OpenBLAS
-# builds, like the Debian one reprshift links, and would force slower kernels on it).
-REF_ENV="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
-REFENV=${REFENV:-/work/refenv}
+. bench/bench_common.sh   # REF_ENV REFENV DATA TOKJSON BUILD OUT, stamp/tag, the GEMM survey
 CKPT=${1:-${RS_BENCH_PALIGEMMA:-/work/benchmodels/paligemma2-3b-224-rand}}
-DATA=../shared/data
-TOKJSON=${RS_TOKENIZER_JSON:-$DATA/tokenizer/tokenizer.json}
-BUILD=${RS_BUILD_DIR:-build}
 ROWS=${RS_BENCH_ROWS:-vision dec13}
 NV=${RS_BENCH_IMAGES_VISION:-8}
 ND=${RS_BENCH_IMAGES_DECODER:-8}
-OUT=bench/out; mkdir -p "$OUT"
 [ -f "$DATA/coco/mini/image_table.tsv" ] || { echo "no $DATA/coco/mini/image_table.tsv: the benchmark reads the shared data (../shared/data) beside the repository" >&2; exit 1; }
 [ -f "$CKPT/config.json" ] || "$REFENV/bin/python" tools/reference/make_bench_paligemma.py "$CKPT"
 # images and their first caption (columns file, caption0 of the val2017 rows)
@@ -38,31 +30,9 @@ mapfile -t IMGS < <(cut -f1 "$OUT/pg_images.tsv" | sed "s|^|$DATA/coco/|")
 cut -f2 "$OUT/pg_images.tsv" > "$OUT/pg_captions.txt"
 # suffix = caption tokens (no <bos>) + <eos> (id 1)
 "$BUILD/reprshift" tokenize --tokenizer "$TOKJSON" --no-bos --texts "$OUT/pg_captions.txt" | tr -d '[] ' | sed 's/$/,1/' > "$OUT/pg_suffix.ids"
-export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
-# reprshift's side runs the OpenBLAS kernel the CLI would run (docs/pipeline.md, "BLAS kernel";
-# the bench programs link the library directly and would get OpenBLAS's own choice)
-RS_KERNEL=$("$BUILD/reprshift" --version | sed -n 's/^BLAS kernel: \([^ ]*\) .*/\1/p')
-[ -n "$RS_KERNEL" ] && echo "# reprshift BLAS kernel: $RS_KERNEL" >&2
-RS_ENV="env ${RS_KERNEL:+OPENBLAS_CORETYPE=$RS_KERNEL}"
-J=$OUT/paligemma.jsonl
-[ "${RS_BENCH_FRESH:-0}" = 1 ] && : > "$J"
-touch "$J"
-stamp() { echo "{\"event\": \"$1\", \"utc\": \"$(date -u +%FT%TZ)\", \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" | tee -a "$J"; }
-tag() { sed "s/^{/{\"row\": \"$1\", /" | tee -a "$J"; }
-# the fp32 GEMM survey of this run (as in run_gemma2_bench.sh)
-stamp gemm_start
-[ "${RS_BENCH_GEMM:-1}" = 0 ] || {
-KERNELS=${KERNELS:-"SkylakeX SapphireRapids"} bench/run_gemm_survey.sh "$BUILD" > "$OUT/gemm_run_pg.txt" 2>&1 || true
-$REF_ENV "$REFENV/bin/python" bench/bench_gemm_torch.py >> "$OUT/gemm_run_pg.txt" 2>&1 || true
-grep '^gemm ' "$OUT/gemm_run_pg.txt" | sed 's/^/# /'
-grep '^gemm ' "$OUT/gemm_run_pg.txt" | "$REFENV/bin/python" -c '
-import json, sys
-for l in sys.stdin:
-    f = l.split()
-    if f[3] == "shape": print(json.dumps({"gemm": f[1] + " " + f[2], "shape": f[4], "T": int(f[6]), "IN": int(f[8]), "OUT": int(f[10]), "gflops": float(f[12])}))
-    elif f[3] == "correct": print(json.dumps({"gemm": f[1] + " " + f[2], "correct": f[4] == "yes", "worst_ratio": float(f[6])}))
-' >> "$J"
-}
+bench_rs_env
+bench_results "$OUT/paligemma.jsonl"
+bench_gemm_survey "$OUT/gemm_run_pg.txt"
 PROMPT=(--prompt-ids "${RS_BENCH_PROMPT_IDS:-21209,659,108}")
 for row in $ROWS; do
   stamp "${row}_start"

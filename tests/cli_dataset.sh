@@ -2,18 +2,8 @@
 # reprshift config / dataset: exit codes, messages and no partial output on bad input;
 # the dataset part on the real COCO mini set (counts from ../shared/data/PROVENANCE.md).
 set -u
-CLI=${RS_CLI:?RS_CLI not set}
 . "$(dirname "$0")/shared.sh"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-# expect CODE NEEDLE -- command...: exit status and a stderr substring
-expect() {
-  local code=$1 needle=$2; shift 3
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  [ $rc -eq "$code" ] || { cat "$T/err"; fail "exit $rc (want $code): $*"; }
-  grep -qF -- "$needle" "$T/err" "$T/out" || { cat "$T/err"; fail "no '$needle' in output of: $*"; }
-}
+cli_init
 # config check: resolved defaults; typo suggestion
 expect 0 "ok (4 hook(s), 4 layer(s)" -- "$CLI" config check examples/quickstart.json
 grep -q '"n_per_group":	8' "$T/out" || fail "resolved config lacks n_per_group"

@@ -4,16 +4,8 @@
 # same checkpoint as its folder; a named SAE gives Neuronpedia links in the CSV, results and
 # report, an SAE given by path none; not-cached names fail with the download command and no output.
 set -u
-CLI=${RS_CLI:?RS_CLI not set}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-expect() {
-  local code=$1 needle=$2; shift 3
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  [ $rc -eq "$code" ] || { cat "$T/err"; fail "exit $rc (want $code): $*"; }
-  grep -qF -- "$needle" "$T/err" "$T/out" || { cat "$T/err"; fail "no '$needle' in output of: $*"; }
-}
+. "$(dirname "$0")/shared.sh"
+cli_init
 export HF_HUB_CACHE=$PWD/tests/fixtures/hf_cache
 unset HF_HOME HUGGINGFACE_HUB_CACHE
 M=tests/fixtures/models

@@ -4,17 +4,8 @@
 # results, markers) to an uninterrupted run. Values are checked in test_pipeline_golden
 # (against transformers/Pillow) and test_pipeline (kill chains, disk full, schemas).
 set -u
-CLI=${RS_CLI:?RS_CLI not set}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-expect() {
-  local code=$1 needle=$2; shift 3
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  [ $rc -eq "$code" ] || { cat "$T/err"; fail "exit $rc (want $code): $*"; }
-  grep -qF -- "$needle" "$T/err" "$T/out" || { cat "$T/err"; fail "no '$needle' in output of: $*"; }
-}
-one_line_err() { [ "$(wc -l <"$T/err")" -eq 1 ] || { cat "$T/err"; fail "error is not one line"; }; }
+. "$(dirname "$0")/shared.sh"
+cli_init
 
 expect 0 "byte-identical" -- "$CLI" run --help
 expect 2 "missing CONFIG" -- "$CLI" run

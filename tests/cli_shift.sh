@@ -3,17 +3,9 @@
 # tools/reference/gen_sae_goldens.py: extract-layout activation files, sae-lens and Gemma
 # Scope SAEs). Metric values themselves are checked in test_shift / test_shift_run.
 set -u
-CLI=${RS_CLI:?RS_CLI not set}
+. "$(dirname "$0")/shared.sh"
+cli_init
 F=tests/fixtures/sae
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-expect() {
-  local code=$1 needle=$2; shift 3
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  [ $rc -eq "$code" ] || { cat "$T/err"; fail "exit $rc (want $code): $*"; }
-  grep -qF -- "$needle" "$T/err" "$T/out" || { cat "$T/err"; fail "no '$needle' in output of: $*"; }
-}
 GS=$F/gemma-scope-2b-pt-res/layer_3/width_128/average_l0_5
 A=$F/acts_a.safetensors
 B=$F/acts_b.safetensors

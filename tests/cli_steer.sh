@@ -7,18 +7,9 @@
 # tokenizes to nothing, a hook that is not captured) is one clear error. The steering passes
 # themselves are matched to transformers in test_steer.
 set -u
-CLI=${RS_CLI:?RS_CLI not set}
+. "$(dirname "$0")/shared.sh"
+cli_init
 command -v jq >/dev/null || { echo "RS-SKIP: cli_steer: needs jq (to read the JSON output)"; exit 77; }
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-expect() {
-  local code=$1 needle=$2; shift 3
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  [ $rc -eq "$code" ] || { cat "$T/err"; fail "exit $rc (want $code): $*"; }
-  grep -qF -- "$needle" "$T/err" "$T/out" || { cat "$T/err"; fail "no '$needle' in output of: $*"; }
-}
-one_line_err() { [ "$(wc -l <"$T/err")" -eq 1 ] || { cat "$T/err"; fail "error is not one line"; }; }
 
 M=$PWD/examples/quickstart/models
 C=$PWD/examples/data/coco-sample

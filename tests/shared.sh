@@ -17,3 +17,21 @@ have_shared() {
 need_shared() { have_shared "$@" || exit 77; }
 # skip_exit: last line of a script that used have_shared: exit 77 if anything was skipped.
 skip_exit() { [ -z "$RS_SKIPPED" ] || exit 77; }
+
+# cli_init: the usual start of a CLI test: CLI = $RS_CLI (required), T = a temporary folder
+# removed on exit. The helpers below write the command's output to $T/out and $T/err.
+cli_init() {
+  CLI=${RS_CLI:?RS_CLI not set}
+  T=$(mktemp -d)
+  trap 'rm -rf "$T"' EXIT
+}
+fail() { echo "FAIL: $*"; exit 1; }
+# expect CODE NEEDLE -- command...: the exit status, and NEEDLE in stderr or stdout
+expect() {
+  local code=$1 needle=$2; shift 3
+  "$@" >"$T/out" 2>"$T/err"; local rc=$?
+  [ $rc -eq "$code" ] || { cat "$T/err"; fail "exit $rc (want $code): $*"; }
+  grep -qF -- "$needle" "$T/err" "$T/out" || { cat "$T/err"; fail "no '$needle' in output of: $*"; }
+}
+# one_line_err: the last command's error is exactly one line
+one_line_err() { [ "$(wc -l <"$T/err")" -eq 1 ] || { cat "$T/err"; fail "error is not one line"; }; }

@@ -24,16 +24,11 @@
 #include "reprshift/sae.h"
 #include "reprshift/safetensors.h"
 #include "tensor/vexp.h"
+/* the legacy kernels' exp: the one op_softmax uses now (the restructuring is what is checked) */
+#define LEGACY_EXPF rs_vexpf
+#include "../bench/legacy_kernels.h"
 
 static int g_skipped;
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static uint64_t next64(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-static float frand(void) { return (float)((next64() >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f; }
 static float *rand_buf(size_t n, float scale) {
     float *p = malloc(n * sizeof *p);
     assert_non_null(p);
@@ -56,86 +51,9 @@ static void same_bits(const void *a, const void *b, size_t bytes, const char *wh
     }
 }
 
-/* ---- the code before the dispatch, verbatim (its expf now rs_vexpf, as op_softmax's): the
- * reference for earlier builds ---- */
-static void legacy_softmax(float *x, int n) {
-    float m = -INFINITY;
-    for (int i = 0; i < n; i++) if (x[i] > m) m = x[i];
-    if (m == -INFINITY) {
-        for (int i = 0; i < n; i++) x[i] = 0;
-        return;
-    }
-    double s = 0;
-    for (int i = 0; i < n; i++) {
-        x[i] = rs_vexpf(x[i] - m);
-        s += x[i];
-    }
-    float inv = (float)(1.0 / s);
-    for (int i = 0; i < n; i++) x[i] *= inv;
-}
-static void legacy_attention(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets,
-                             int n_seqs, const int *prefix, const op_attn_params *p, float *S) {
-    int H = p->n_heads, hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
-    for (int it = 0; it < n_seqs * H; it++) {
-        int s = it / H, h = it % H, kvh = h / group;
-        int64_t a = offsets[s];
-        int L = (int)(offsets[s + 1] - a), pre = prefix ? prefix[s] : 0;
-        const float *Qh = Q + (size_t)a * p->q_stride + (size_t)h * hd;
-        const float *Kh = K + (size_t)a * p->kv_stride + (size_t)kvh * hd;
-        const float *Vh = V + (size_t)a * p->kv_stride + (size_t)kvh * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hd, 1.0f, Qh, p->q_stride, Kh, p->kv_stride, 0.0f,
-                    S, L);
-        for (int i = 0; i < L; i++) {
-            float *row = S + (size_t)i * L;
-            for (int j = 0; j < L; j++) {
-                int keep = !p->causal || (j <= i && (p->window <= 0 || i - j < p->window)) || (i < pre && j < pre);
-                if (!keep) {
-                    row[j] = -INFINITY;
-                    continue;
-                }
-                float x = row[j] * p->scale;
-                if (p->softcap > 0) x = tanhf(x / p->softcap) * p->softcap;
-                row[j] = x;
-            }
-            legacy_softmax(row, L);
-        }
-        float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, 1.0f, S, L, Vh, p->kv_stride, 0.0f, Zh,
-                    p->z_stride);
-    }
-}
-
-/* op_linear_st's row path before the dispatch (linear_rows_widened of the base commit,
- * serial): the decode results of earlier builds. */
-static void legacy_linear_rows(float *y, const float *x, const st_tensor *W, int T, int IN, int OUT) {
-    size_t es = rs_dtype_size(W->dtype);
-    for (int o = 0; o < OUT; o++) {
-        float buf[2048], acc[4][16];
-        memset(acc, 0, sizeof acc);
-        for (int i0 = 0; i0 < IN; i0 += 2048) {
-            int n = IN - i0 < 2048 ? IN - i0 : 2048;
-            st_tensor r = *W;
-            r.numel = n;
-            r.data = (const unsigned char *)W->data + ((size_t)o * IN + i0) * es;
-            st_to_f32(&r, buf);
-            for (int t = 0; t < T; t++) {
-                float l[16];
-                const float *xr = x + (size_t)t * IN + i0;
-                memcpy(l, acc[t], sizeof l);
-                int i = 0;
-                for (; i + 16 <= n; i += 16)
-                    for (int k = 0; k < 16; k++) l[k] += xr[i + k] * buf[i + k];
-                for (; i < n; i++) l[i % 16] += xr[i] * buf[i];
-                memcpy(acc[t], l, sizeof l);
-            }
-        }
-        for (int t = 0; t < T; t++) {
-            double sum = 0;
-            for (int k = 0; k < 16; k++) sum += acc[t][k];
-            y[(size_t)t * OUT + o] = (float)sum;
-        }
-    }
-}
+/* The code before the dispatch (legacy_softmax, legacy_attention, legacy_linear_rows: the
+ * reference for earlier builds) and the random inputs' generator are shared with the
+ * benchmarks: bench/legacy_kernels.h. */
 
 /* ---- per-kernel checks: out_default vs out_isa ---- */
 static void check_norms(int isa, int T, int D) {
@@ -349,7 +267,7 @@ static void check_linear_rows(int isa, int dtype, int T, int IN, int OUT) {
     memset(&W, 0, sizeof W);
     W.dtype = dtype, W.ndim = 2, W.shape[0] = OUT, W.shape[1] = IN, W.numel = (int64_t)nw, W.data = h;
     force(RS_ISA_DEFAULT); op_linear_st(y0, x, &W, NULL, T, IN, OUT);
-    legacy_linear_rows(yl, x, &W, T, IN, OUT);
+    legacy_linear_rows(yl, x, &W, T, IN, OUT, 0);
     st_to_f32(&W, wf);
     force(isa); op_linear_st(y1, x, &W, NULL, T, IN, OUT);
     W.data = odd + 1;

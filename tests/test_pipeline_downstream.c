@@ -10,6 +10,7 @@
  *    the p-value within 0.05 of the exact permutation p of the same null (whole images
  *    permuted among images with as many captions: all 24 enumerated by the reference); the
  *    CI and q-value are well formed; 5 images (the bootstrap unit);
+ *  - with `pool: "last"` the shift compares the caption's last-token rows (shift_last);
  *  - a second run is skipped; downstream.enabled = false leaves no downstream files and
  *    downstream.ablation = false no patched columns;
  *  - bad config: an unknown key or a wrong type under "downstream" is a clear error. */
@@ -38,14 +39,15 @@ static double num(const cJSON *o, const char *k) {
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
-/* the config of the test run, with extra text inside "downstream": {...} */
-static void write_config(const char *path, const char *downstream) {
+/* the config of the test run, with extra top-level keys (top: "" or "\"key\": value, ") and
+ * extra text inside "downstream": {...} */
+static void write_config_top(const char *path, const char *top, const char *downstream) {
     char cwd[PATH_MAX];
     if (!getcwd(cwd, sizeof cwd)) fail_msg("getcwd");
     FILE *f = fopen(path, "w");
     if (!f) fail_msg("cannot write %s", path);
     fprintf(f,
-            "{\"output_dir\": \"unused\",\n"
+            "{%s\"output_dir\": \"unused\",\n"
             " \"models\": {\"llm\": \"%s/examples/quickstart/models/gemma2-tiny\",\n"
             "            \"vlm\": \"%s/examples/quickstart/models/paligemma-tiny\"},\n"
             " \"layers\": [1, 3], \"dataset\": {\"manifest\": \"%s\"},\n"
@@ -53,9 +55,10 @@ static void write_config(const char *path, const char *downstream) {
             " \"downstream\": {%s},\n"
             " \"probes\": {\"which\": [\"concept\"], \"seeds\": 1, \"folds\": 2, \"bootstrap\": 10, \"min_test_groups\": 1, "
             "\"permutations\": 0}}\n",
-            cwd, cwd, MAN, downstream);
+            top, cwd, cwd, MAN, downstream);
     fclose(f);
 }
+static void write_config(const char *path, const char *downstream) { write_config_top(path, "", downstream); }
 
 static int setup(void **state) {
     (void)state;
@@ -201,6 +204,14 @@ static void check_col(const csv_t *t, const char *col, const cJSON *ref, double 
     if (!(md <= rel * mx)) fail_msg("%s: max |diff| %.3g > %.3g × %.3g", label, md, rel, mx);
 }
 
+/* column NAME@blocks.L.hook_resid_post against the reference's G[key]["L"] */
+static void check_layer_col(const csv_t *t, const char *name, int L, const char *key, const char *label) {
+    char col[96], k[8];
+    snprintf(col, sizeof col, "%s@blocks.%d.hook_resid_post", name, L);
+    snprintf(k, sizeof k, "%d", L);
+    check_col(t, col, cJSON_GetObjectItem(cJSON_GetObjectItem(G, key), k), 1e-4, label);
+}
+
 static void test_items_match_transformers(void **state) {
     (void)state;
     if (!HAVE) skip();
@@ -217,14 +228,12 @@ static void test_items_match_transformers(void **state) {
     const cJSON *lv;
     cJSON_ArrayForEach(lv, cJSON_GetObjectItem(G, "layers")) {
         int L = (int)lv->valuedouble;
-        char col[96], key[8], label[96];
-        snprintf(key, sizeof key, "%d", L);
-        snprintf(col, sizeof col, "shift@blocks.%d.hook_resid_post", L);
+        char col[96], label[96];
         snprintf(label, sizeof label, "shift layer %d", L);
-        check_col(&t, col, cJSON_GetObjectItem(cJSON_GetObjectItem(G, "shift"), key), 1e-4, label);
-        snprintf(col, sizeof col, "ce_patched@blocks.%d.hook_resid_post", L);
+        check_layer_col(&t, "shift", L, "shift", label);
         snprintf(label, sizeof label, "ce patched from Gemma-2 at layer %d", L);
-        check_col(&t, col, cJSON_GetObjectItem(cJSON_GetObjectItem(G, "ce_patched"), key), 1e-4, label);
+        check_layer_col(&t, "ce_patched", L, "ce_patched", label);
+        snprintf(col, sizeof col, "ce_patched@blocks.%d.hook_resid_post", L);
         /* delta_ce = ce_patched − ce */
         int kc = csv_col(&t, "ce"), kp = csv_col(&t, col), kd;
         snprintf(col, sizeof col, "delta_ce@blocks.%d.hook_resid_post", L);
@@ -329,6 +338,39 @@ static int exists_in(const char *dir, const char *rel) {
     return access(p, F_OK) == 0;
 }
 
+/* pool "last": the per-item shift compares the caption's last-token rows (shift_last of the
+ * reference), not the means; downstream.json says so */
+static void test_pool_last(void **state) {
+    (void)state;
+    if (!HAVE) skip();
+    char cfg[PATH_MAX + 16], out[PATH_MAX + 16], p[PATH_MAX + 64], *msg = NULL;
+    snprintf(cfg, sizeof cfg, "%s/c_last.json", DIR_);
+    snprintf(out, sizeof out, "%s/run_last", DIR_);
+    write_config_top(cfg, "\"pool\": \"last\", ", "\"ablation\": false, \"bootstrap\": 20, \"permutations\": 20");
+    int rc = tu_run_pipeline(cfg, out, 0, &msg);
+    if (rc) fail_msg("run failed: %s", msg ? msg : "");
+    free(msg);
+    snprintf(p, sizeof p, "%s/results/downstream_items.csv", out);
+    csv_t t;
+    csv_load(p, &t);
+    check_col(&t, "ce", cJSON_GetObjectItem(G, "ce"), 1e-4, "ce (pool last)");
+    const cJSON *lv;
+    cJSON_ArrayForEach(lv, cJSON_GetObjectItem(G, "layers")) {
+        char label[96];
+        snprintf(label, sizeof label, "shift (pool last) layer %d", (int)lv->valuedouble);
+        check_layer_col(&t, "shift", (int)lv->valuedouble, "shift_last", label);
+    }
+    csv_free(&t);
+    snprintf(p, sizeof p, "%s/results/downstream.json", out);
+    cJSON *j;
+    rs_err err;
+    if (rs_json_load(p, 1 << 24, &j, &err)) fail_msg("%s", err.msg);
+    const cJSON *def = cJSON_GetObjectItem(j, "shift_definition");
+    assert_true(cJSON_IsString(def));
+    assert_non_null(strstr(def->valuestring, "last-token"));
+    cJSON_Delete(j);
+}
+
 /* a second run skips the stage; off removes its outputs; no ablation: no patched columns */
 static void test_rerun_off_and_no_ablation(void **state) {
     (void)state;
@@ -414,6 +456,7 @@ int main(void) {
         cmocka_unit_test(test_items_match_transformers),
         cmocka_unit_test(test_json_rho_matches_scipy),
         cmocka_unit_test(test_rerun_off_and_no_ablation),
+        cmocka_unit_test(test_pool_last),
         cmocka_unit_test(test_report_bad_file),
     };
     return tu_exit(cmocka_run_group_tests(tests, setup, teardown));

@@ -59,4 +59,9 @@ double stats_spearman_ws(const double *x, const double *y, int n, int *n_used, d
  * biased linear CKA in *biased (may be NULL). NaN when n < 4 or a self term is ≤ 0. */
 double stats_cka_debiased(const float *a, const float *b, int64_t n, int d, double *biased);
 
+/* Column-centre x [n, d]: out = x − the column's mean (summed in double over the rows in
+ * order, divided by n), into xf (rounded to float) when xf is not NULL, else into xd. For the
+ * CKA variants (shift_cka_linear, shift.c's cka_build, stats_cka_debiased). */
+void stats_center_cols(const float *x, int64_t n, int d, float *xf, double *xd);
+
 #endif

@@ -128,19 +128,8 @@ double shift_cka_linear(const float *a, const float *b, int64_t n, int d) {
     float *c = malloc((size_t)d * d * sizeof *c);
     double r = NAN;
     if (!xa || !xb || !c) goto done;
-    for (int i = 0; i < d; i++) {
-        double ma = 0, mb = 0;
-        for (int64_t t = 0; t < n; t++) {
-            ma += a[(size_t)t * d + i];
-            mb += b[(size_t)t * d + i];
-        }
-        ma /= n;
-        mb /= n;
-        for (int64_t t = 0; t < n; t++) {
-            xa[(size_t)t * d + i] = (float)(a[(size_t)t * d + i] - ma);
-            xb[(size_t)t * d + i] = (float)(b[(size_t)t * d + i] - mb);
-        }
-    }
+    stats_center_cols(a, n, d, xa, NULL);
+    stats_center_cols(b, n, d, xb, NULL);
     double f[3];
     const float *P[3][2] = {{xa, xb}, {xa, xa}, {xb, xb}};
     for (int k = 0; k < 3; k++) {
@@ -349,19 +338,8 @@ static int cka_build(cka_stats *c, const float *a, const float *b, int64_t n, in
     c->dL = calloc((size_t)n, sizeof(double));
     int rc = -1;
     if (!xa || !xb || !ka || !kb || !c->P[0] || !c->P[1] || !c->P[2] || !c->RK || !c->RL || !c->dK || !c->dL) goto done;
-    for (int i = 0; i < d; i++) {
-        double ma = 0, mb = 0;
-        for (int64_t t = 0; t < n; t++) {
-            ma += a[(size_t)t * d + i];
-            mb += b[(size_t)t * d + i];
-        }
-        ma /= n;
-        mb /= n;
-        for (int64_t t = 0; t < n; t++) {
-            xa[(size_t)t * d + i] = (float)(a[(size_t)t * d + i] - ma);
-            xb[(size_t)t * d + i] = (float)(b[(size_t)t * d + i] - mb);
-        }
-    }
+    stats_center_cols(a, n, d, xa, NULL);
+    stats_center_cols(b, n, d, xb, NULL);
     for (int64_t s0 = 0; s0 < n; s0 += BL) {
         int nb = (int)(n - s0 < BL ? n - s0 : BL);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int)n, d, 1.0f, xa + (size_t)s0 * d, d, xa, d, 0.0f, ka, (int)n);

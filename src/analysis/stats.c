@@ -87,6 +87,18 @@ int stats_bh_qvalues(const double *p, int n, double *q) {
     return 0;
 }
 
+void stats_center_cols(const float *x, int64_t n, int d, float *xf, double *xd) {
+    for (int i = 0; i < d; i++) {
+        double m = 0;
+        for (int64_t t = 0; t < n; t++) m += x[(size_t)t * d + i];
+        m /= n;
+        if (xf)
+            for (int64_t t = 0; t < n; t++) xf[(size_t)t * d + i] = (float)(x[(size_t)t * d + i] - m);
+        else
+            for (int64_t t = 0; t < n; t++) xd[(size_t)t * d + i] = x[(size_t)t * d + i] - m;
+    }
+}
+
 /* HSIC_u from its three sufficient quantities (see stats.h). */
 static double hsic_u(double trKL, double sK, double sL, double sKL, double n) {
     return (trKL + sK * sL / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * sKL) / (n * (n - 3));
@@ -99,19 +111,8 @@ double stats_cka_debiased(const float *a, const float *b, int64_t n, int d, doub
     double *c = malloc((size_t)d * d * sizeof *c);
     double r = NAN;
     if (!xa || !xb || !c) goto done;
-    for (int i = 0; i < d; i++) {
-        double ma = 0, mb = 0;
-        for (int64_t t = 0; t < n; t++) {
-            ma += a[(size_t)t * d + i];
-            mb += b[(size_t)t * d + i];
-        }
-        ma /= n;
-        mb /= n;
-        for (int64_t t = 0; t < n; t++) {
-            xa[(size_t)t * d + i] = a[(size_t)t * d + i] - ma;
-            xb[(size_t)t * d + i] = b[(size_t)t * d + i] - mb;
-        }
-    }
+    stats_center_cols(a, n, d, NULL, xa);
+    stats_center_cols(b, n, d, NULL, xb);
     /* Centred data: row sums of K and L vanish, so 1ᵀK̃1 = −Σ K_ss and 1ᵀK̃L̃1 = Σ K_ss L_ss. */
     double dkk = 0, dll = 0, dkl = 0, tk = 0, tl = 0;
     for (int64_t t = 0; t < n; t++) {

@@ -204,9 +204,7 @@ static int cond_inputs(pl_ctx *c, const pl_cond_models *m, int s, int i0, int i1
             rc = pg_inputs_add_text(pi, m->vlm, c->text_ids[i], c->text_len[i], NULL, NULL, err);
             continue;
         }
-        int64_t ns = c->text_len[i]; /* caption ids after <bos>, then <eos> */
-        memcpy(sfx, c->text_ids[i] + 1, (size_t)(ns - 1) * sizeof *sfx);
-        sfx[ns - 1] = m->eos;
+        int64_t ns = pl_caption_suffix(c, i, m->eos, sfx);
         rc = pg_inputs_add_image(pi, m->vlm, cond_image_path(c, s, i), m->prompt, m->n_prompt, sfx, (size_t)ns, NULL,
                                  NULL, NULL, err);
     }

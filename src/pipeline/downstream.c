@@ -3,9 +3,9 @@
  *   ce            PaliGemma's teacher-forced CE of the caption given its own image and the
  *                 prompt (condition c, vlm_caption): mean nats per suffix prediction, each
  *                 caption token and the closing <eos> (the training loss of the suffix);
- *   shift@hook    1 − cosine of the caption's mean-pooled representation at the hook,
- *                 Gemma-2 (condition a, llm_text) vs PaliGemma with its image (c), from the
- *                 stores;
+ *   shift@hook    1 − cosine of the caption's pooled representation at the hook (the mean
+ *                 over its content tokens; its last token with pool "last"), Gemma-2
+ *                 (condition a, llm_text) vs PaliGemma with its image (c), from the stores;
  *   ce_patched    (ablation) the same CE with the caption's rows at the hook replaced by
  *                 Gemma-2's activation for the same caption tokens (llm_text: identical
  *                 ids): "undo the adaptation at that hook"; delta_ce = ce_patched − ce.
@@ -41,8 +41,10 @@ int pl_downstream_fp(pl_ctx *c, char fp[65], rs_err *err) {
     const rs_config *cfg = c->cfg;
     char fa[65], fc[65];
     if (pl_store_fp(c, PL_LLM_TEXT, fa, err) || pl_store_fp(c, PL_VLM_CAPTION, fc, err)) return -1;
-    pl_fp(fp, "downstream v1 %s %s %s ablation=%d boot=%d perm=%d", RS_VERSION, fa, fc, cfg->downstream.ablation,
-          cfg->downstream.bootstrap, cfg->downstream.permutations);
+    /* the caption stores are per token whatever the pool, so the pool enters here (only when
+       "last": the mean-pooled fingerprint is the one earlier versions wrote) */
+    pl_fp(fp, "downstream v1 %s %s %s ablation=%d boot=%d perm=%d%s", RS_VERSION, fa, fc, cfg->downstream.ablation,
+          cfg->downstream.bootstrap, cfg->downstream.permutations, strcmp(cfg->pool, "last") ? "" : " pool=last");
     return 0;
 }
 
@@ -63,10 +65,13 @@ static int read_hook(pl_ctx *c, int s, const char *hook, hook_rows *h, rs_err *e
     return rc;
 }
 
-/* 1 − cos of the means over the caption's included tokens (the same rows in both stores). */
+/* 1 − cos of the caption's pooled rows (the same rows in both stores), pooled as the config's
+ * pool says (as pl_store_features pools captions): "last", the caption's last row; otherwise
+ * the mean over its included tokens. */
 static void item_shift(pl_ctx *c, const int32_t *ids, const int64_t *off, int n, const hook_rows *a,
                        const hook_rows *b, double *out) {
     int64_t w = a->w;
+    int last = !strcmp(c->cfg->pool, "last");
     double *ma = malloc((size_t)w * 2 * sizeof *ma);
     if (!ma) {
         for (int i = 0; i < n; i++) out[i] = NAN;
@@ -77,7 +82,7 @@ static void item_shift(pl_ctx *c, const int32_t *ids, const int64_t *off, int n,
         memset(ma, 0, (size_t)w * 2 * sizeof *ma);
         int64_t cnt = 0;
         for (int64_t t = off[i]; t < off[i + 1]; t++) {
-            if (!pl_token_included(c, ids[t])) continue;
+            if (last ? t != off[i + 1] - 1 : !pl_token_included(c, ids[t])) continue;
             for (int64_t d = 0; d < w; d++) ma[d] += a->A[t * w + d], mb[d] += b->A[t * w + d];
             cnt++;
         }
@@ -482,10 +487,16 @@ int pl_downstream_run(pl_ctx *c, const char **note, rs_err *err) {
                             "n_tokens = caption tokens + 1); = transformers' PaliGemmaForConditionalGeneration loss with "
                             "the processor's suffix labels");
     cJSON_AddStringToObject(root, "shift_definition",
-                            "1 - cosine (dimensionless, 0..2) of the caption's mean-pooled representation at the hook: "
-                            "Gemma-2 reading <bos> caption (condition a, acts/llm_text) vs PaliGemma reading it after "
-                            "its own image (condition c, acts/vlm_caption); the mean over the caption's content tokens "
-                            "(not <bos>/<eos>/<pad> nor whitespace-only pieces), the same rows in both");
+                            strcmp(cfg->pool, "last")
+                                ? "1 - cosine (dimensionless, 0..2) of the caption's mean-pooled representation at the "
+                                  "hook: Gemma-2 reading <bos> caption (condition a, acts/llm_text) vs PaliGemma reading "
+                                  "it after its own image (condition c, acts/vlm_caption); the mean over the caption's "
+                                  "content tokens (not <bos>/<eos>/<pad> nor whitespace-only pieces), the same rows in "
+                                  "both"
+                                : "1 - cosine (dimensionless, 0..2) of the caption's last-token representation at the "
+                                  "hook (pool: last): Gemma-2 reading <bos> caption (condition a, acts/llm_text) vs "
+                                  "PaliGemma reading it after its own image (condition c, acts/vlm_caption); the row of "
+                                  "the caption's last token (before the suffix's <eos>) in both");
     cJSON_AddStringToObject(root, "ablation_definition",
                             abl ? "ce_patched: the same CE with the caption's token rows (after the prefix, not the "
                                   "suffix's <eos>) at the hook replaced by Gemma-2's activation at that hook for the "

@@ -346,6 +346,13 @@ int pl_eos_id(pl_ctx *c, int32_t *eos, rs_err *err) {
     return rc;
 }
 
+int64_t pl_caption_suffix(const pl_ctx *c, int64_t i, int32_t eos, int32_t *sfx) {
+    int64_t ns = c->text_len[i]; /* caption ids after <bos>, then <eos> */
+    memcpy(sfx, c->text_ids[i] + 1, (size_t)(ns - 1) * sizeof *sfx);
+    sfx[ns - 1] = eos;
+    return ns;
+}
+
 /* prompt + "\n" as token ids (no <bos>), as PaliGemmaProcessor builds it (pg_prompt_ids) */
 int pl_prompt_ids(pl_ctx *c, int32_t **ids, size_t *n, rs_err *err) {
     rs_tokenizer *tok = NULL;
@@ -564,11 +571,9 @@ static int do_shard(pl_ctx *c, int s, const models *m, rs_store *st, int64_t k, 
                 r = pg_inputs_add_text(&pi, m->vlm, c->text_ids[i], c->text_len[i], NULL, NULL, err);
             } else if (PL_IS_COND(s)) {
                 /* image + <bos> prompt "\n" (prefix, bidirectional), then caption <eos> (suffix, causal) */
-                int64_t ns = c->text_len[i]; /* caption ids after <bos>, then <eos> */
-                int32_t *sfx = malloc((size_t)ns * sizeof *sfx);
+                int32_t *sfx = malloc((size_t)c->text_len[i] * sizeof *sfx);
                 if (!sfx) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-                memcpy(sfx, c->text_ids[i] + 1, (size_t)(ns - 1) * sizeof *sfx);
-                sfx[ns - 1] = m->eos;
+                int64_t ns = pl_caption_suffix(c, i, m->eos, sfx);
                 path = c->man->rows[c->image_row[s == PL_VLM_BLANK ? c->text_image[i] : cond_image(c, s, i)]].path;
                 r = pg_inputs_add_image(&pi, m->vlm, path, m->prompt, m->n_prompt, sfx, (size_t)ns, NULL, NULL, NULL, err);
                 free(sfx);

@@ -228,6 +228,9 @@ void pl_cond_batch_free(pl_cond_batch *cb);
 int pl_prompt_ids(pl_ctx *c, int32_t **ids, size_t *n, rs_err *err);
 /* The VLM tokenizer's <eos> id. */
 int pl_eos_id(pl_ctx *c, int32_t *eos, rs_err *err);
+/* Caption i as PaliGemma's suffix (PaliGemmaProcessor's suffix=caption): its ids after the
+ * <bos>, then eos, into sfx (room for text_len[i] ids). Returns the length, text_len[i]. */
+int64_t pl_caption_suffix(const pl_ctx *c, int64_t i, int32_t eos, int32_t *sfx);
 
 /* Is caption token id counted by the metrics and pooling (not the models' <pad>/<eos>/<bos>,
  * nor a whitespace-only piece of the caption tokenizer)? docs/metrics.md "Excluded tokens". */

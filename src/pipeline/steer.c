@@ -145,7 +145,9 @@ static int check_target_keys(pl_ctx *c, rs_err *err) {
 }
 
 /* Fit a logistic-regression probe (standardised, C = steer.C) on X [n, d] with labels y,
- * save it as results/<file> and load direction NAME from it in raw activation units. */
+ * save it as results/<file> and load direction NAME from it in raw activation units. (The
+ * probes stage fits on its own seeded splits at a cross-validated C, never on these rows at
+ * steer.C, so it has no fit to lend: docs/pipeline.md "Stage 4b: steer".) */
 static int fit_direction(pl_ctx *c, const char *hook, const float *X, const int *y, int n, int d, int K,
                          char **classes, const char *file, char *const *names, int n_names, float **dirs, rs_err *err) {
     rs_probe p;
@@ -640,10 +642,11 @@ int pl_steer_run(pl_ctx *c, const char **note, rs_err *err) {
         free(sfx);
         sfx = NULL;
         if (ti >= 0) { /* the caption as PaliGemma's suffix: caption ids (after <bos>) + <eos> */
-            ns = c->text_len[ti];
-            if (!(sfx = malloc((size_t)ns * sizeof *sfx))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-            memcpy(sfx, c->text_ids[ti] + 1, (size_t)(ns - 1) * sizeof *sfx);
-            sfx[ns - 1] = eos;
+            if (!(sfx = malloc((size_t)c->text_len[ti] * sizeof *sfx))) {
+                rs_errk(err, RS_ENOMEM, "out of memory");
+                goto done;
+            }
+            ns = pl_caption_suffix(c, ti, eos, sfx);
         }
         rs_image_free(&img);
         if (rs_image_load(row->path, &img, err) ||

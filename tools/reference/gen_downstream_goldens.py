@@ -13,7 +13,8 @@ images), through the quickstart bundle (examples/quickstart/models), fp32, eager
   * shift[L][i]: 1 - cos (float64) of the mean over the caption's content tokens (id > 2 and
     not a whitespace-only piece such as "\u2581", docs/metrics.md "Excluded tokens") of
     Gemma2ForCausalLM's layer-L output (blocks.L.hook_resid_post, forward hook) and of
-    PaliGemma's layer-L output at the same caption tokens in the suffix;
+    PaliGemma's layer-L output at the same caption tokens in the suffix; shift_last[L][i] the
+    same with `pool: "last"`: the two rows of the caption's last token (before the <eos>);
   * ce_patched[L][i]: ce with PaliGemma's layer-L output at the caption's suffix rows (not
     the <eos>) replaced by Gemma-2's layer-L output at the same caption tokens (rows 1..n
     of <bos> caption), by a forward hook;
@@ -26,50 +27,20 @@ Layers 1 and 3. Writes tests/fixtures/downstream/golden.json (versions recorded 
     /work/refenv/bin/python tools/reference/gen_downstream_goldens.py
 """
 import itertools
-import json
 import os
 import sys
 import warnings
 
 import numpy as np
-import PIL
 import scipy
 import scipy.stats
-import tokenizers
 import torch
 import torch.nn.functional as F
-import transformers
-from PIL import Image
-from transformers import (AutoImageProcessor, AutoTokenizer, Gemma2ForCausalLM, PaliGemmaForConditionalGeneration,
-                          PaliGemmaProcessor)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SHARED = os.environ.get("RS_SHARED_DIR", os.path.join(ROOT, "..", "shared"))
-MODELS = os.path.join(ROOT, "examples", "quickstart", "models")
+from tiny_run import ROOT, layer_hooks, load_tiny, open_rgb, val_rows, versions, write_json
+
 OUT = os.path.join(ROOT, "tests", "fixtures", "downstream", "golden.json")
 LAYERS = [1, 3]
-
-
-def layer_hooks(model, state):
-    """Forward hooks on the decoder layers: state["out"][L] = blocks.L.hook_resid_post [T, D]
-    of the last call; when state["patch"] = (L, rows, src), those rows of layer L's output are
-    replaced by src."""
-    for name, mod in model.named_modules():
-        parts = name.split(".")
-        if len(parts) >= 2 and parts[-2] == "layers" and parts[-1].isdigit() and "vision" not in name:
-            L = int(parts[-1])
-
-            def hook(m, a, o, L=L):
-                h = o[0] if isinstance(o, tuple) else o
-                p = state.get("patch")
-                if p is not None and p[0] == L:
-                    h = h.clone()
-                    h[0, p[1]] = p[2]
-                state["out"][L] = h[0].detach()
-                if p is not None and p[0] == L:
-                    return (h,) + tuple(o[1:]) if isinstance(o, tuple) else h
-                return None
-            mod.register_forward_hook(hook)
 
 
 def spearman(x, y):
@@ -80,39 +51,25 @@ def spearman(x, y):
 
 
 def main():
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    rows = [json.loads(l) for l in open(os.path.join(SHARED, "data", "coco", "mini", "image_table.jsonl"))]
-    picked = [r for r in rows if r["split"] == "val2017"][:5]
-    tok = tokenizers.Tokenizer.from_file(os.path.join(MODELS, "gemma2-tiny", "tokenizer.json"))
-    llm = Gemma2ForCausalLM.from_pretrained(os.path.join(MODELS, "gemma2-tiny"), dtype=torch.float32,
-                                            attn_implementation="eager").eval()
-    vlm = PaliGemmaForConditionalGeneration.from_pretrained(os.path.join(MODELS, "paligemma-tiny"),
-                                                            dtype=torch.float32, attn_implementation="eager").eval()
+    picked = val_rows(5)
+    tok, llm, vlm, proc, pproc = load_tiny()
     sl, sv = {"out": {}}, {"out": {}}
     layer_hooks(llm, sl)
     layer_hooks(vlm, sv)
-    proc = AutoImageProcessor.from_pretrained(os.path.join(MODELS, "paligemma-tiny"), backend="pil")
-    pproc = PaliGemmaProcessor(image_processor=proc, tokenizer=AutoTokenizer.from_pretrained(
-        os.path.join(MODELS, "paligemma-tiny")))
 
     items = []  # (image index, caption)
     for j, r in enumerate(picked):
         items.append((j, r["captions"][0]))
         if j == 0:
             items.append((j, r["captions"][1]))
-    images = []
-    for r in picked:
-        with Image.open(os.path.join(SHARED, "data", "coco", r["file"])) as im:
-            images.append(im.convert("RGB"))
+    images = [open_rgb(r) for r in picked]
 
-    out = {"versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                        "tokenizers": tokenizers.__version__, "pillow": PIL.__version__, "numpy": np.__version__,
-                        "scipy": scipy.__version__},
+    out = {"versions": versions(scipy=scipy.__version__),
            "generator": "tools/reference/gen_downstream_goldens.py", "layers": LAYERS,
            "images": [{"file": os.path.basename(r["file"]), "label": "ab"[j % 2]} for j, r in enumerate(picked)],
            "inputs": [], "ce": [], "hf_loss": [], "n_tokens": [],
-           "shift": {str(L): [] for L in LAYERS}, "ce_patched": {str(L): [] for L in LAYERS}}
+           "shift": {str(L): [] for L in LAYERS}, "shift_last": {str(L): [] for L in LAYERS},
+           "ce_patched": {str(L): [] for L in LAYERS}}
 
     def suffix_ce(enc, cap0, n_pred):
         with torch.no_grad():
@@ -149,6 +106,9 @@ def main():
             a = hl[L][1:][m].double().mean(0)
             b = hv[L][cap0:cap0 + n_cap][m].double().mean(0)
             out["shift"][str(L)].append(float(1 - torch.dot(a, b) / (a.norm() * b.norm())))
+            # pool "last": the caption's last token (row n_cap of <bos> caption; before the suffix's <eos>)
+            a, b = hl[L][n_cap].double(), hv[L][cap0 + n_cap - 1].double()
+            out["shift_last"][str(L)].append(float(1 - torch.dot(a, b) / (a.norm() * b.norm())))
             sv["patch"] = (L, list(range(cap0, cap0 + n_cap)), hl[L][1:1 + n_cap])
             cp, _ = suffix_ce(enc, cap0, n_pred)
             sv["patch"] = None
@@ -198,10 +158,7 @@ def main():
     cases.append((list(np.round(x, 6)), list(np.round(0.3 * x + rng.normal(size=40), 6))))
     out["spearman_cases"] = [{"x": [float(v) for v in a], "y": [float(v) for v in b], "rho": spearman(a, b)}
                              for a, b in cases]
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT, "w") as fp:
-        json.dump(out, fp, indent=1, sort_keys=True)
-        fp.write("\n")
+    write_json(out, OUT)
     print(f"wrote {OUT}: {len(items)} captions of {len(picked)} images, layers {LAYERS}", file=sys.stderr)
 
 

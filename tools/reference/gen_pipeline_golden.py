@@ -30,22 +30,15 @@ Layers 1 and 3. Writes tests/fixtures/pipeline/golden.json (versions recorded in
 
     /work/refenv/bin/python tools/reference/gen_pipeline_golden.py
 """
-import json
 import os
 import sys
 
-import numpy as np
-import PIL
 import tokenizers
 import torch
-import transformers
 from PIL import Image, ImageEnhance, ImageFilter
-from transformers import (AutoImageProcessor, AutoTokenizer, Gemma2ForCausalLM, PaliGemmaForConditionalGeneration,
-                          PaliGemmaProcessor)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SHARED = os.environ.get("RS_SHARED_DIR", os.path.join(ROOT, "..", "shared"))
-MODELS = os.path.join(ROOT, "examples", "quickstart", "models")
+from tiny_run import MODELS, ROOT, decoder_layers, layer_hooks, load_tiny, open_rgb, val_rows, versions, write_json
+
 OUT = os.path.join(ROOT, "tests", "fixtures", "pipeline", "golden.json")
 LAYERS = [1, 3]
 IMAGE_TOKEN = 1024
@@ -55,39 +48,14 @@ def pooled(hs, mask):
     return [float(v) for v in hs[mask].double().mean(0).float().numpy()]
 
 
-def resid_post_hooks(model):
-    """Forward hooks on the decoder layers: out[L] = blocks.L.hook_resid_post [T, D] of the last
-    call. (hidden_states[L+1] is the same except for the last layer, where transformers
-    returns the final-norm output instead.)"""
-    out = {}
-    for name, mod in model.named_modules():
-        parts = name.split(".")
-        if len(parts) >= 2 and parts[-2] == "layers" and parts[-1].isdigit() and "vision" not in name:
-            L = int(parts[-1])
-
-            def hook(m, a, o, L=L):
-                out[L] = (o[0] if isinstance(o, tuple) else o)[0].detach()
-            mod.register_forward_hook(hook)
-    return out
-
-
 def main():
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    rows = [json.loads(l) for l in open(os.path.join(SHARED, "data", "coco", "mini", "image_table.jsonl"))]
-    picked = [r for r in rows if r["split"] == "val2017"][:3]
-    tok = tokenizers.Tokenizer.from_file(os.path.join(MODELS, "gemma2-tiny", "tokenizer.json"))
+    picked = val_rows(3)
+    tok, llm, vlm, proc, pproc = load_tiny()
     ptok = tokenizers.Tokenizer.from_file(os.path.join(MODELS, "paligemma-tiny", "tokenizer.json"))
-    llm = Gemma2ForCausalLM.from_pretrained(os.path.join(MODELS, "gemma2-tiny"), dtype=torch.float32,
-                                            attn_implementation="eager").eval()
-    vlm = PaliGemmaForConditionalGeneration.from_pretrained(os.path.join(MODELS, "paligemma-tiny"),
-                                                            dtype=torch.float32, attn_implementation="eager").eval()
-    hl_out, hv_out = resid_post_hooks(llm), resid_post_hooks(vlm)
-    proc = AutoImageProcessor.from_pretrained(os.path.join(MODELS, "paligemma-tiny"), backend="pil")
+    hl_out, hv_out = layer_hooks(llm), layer_hooks(vlm)
     prompt = ptok.encode("caption en\n", add_special_tokens=False).ids
     prefix = [IMAGE_TOKEN] * 16 + [2] + prompt
-    out = {"versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                        "tokenizers": tokenizers.__version__, "pillow": PIL.__version__, "numpy": np.__version__},
+    out = {"versions": versions(),
            "layers": LAYERS, "prompt_ids": prompt, "inputs": [], "edits": ["brightness=0.6", "blur=2"]}
     feats = {k: {str(L): [] for L in LAYERS} for k in ("llm_text", "vlm_text", "vlm_image", "vlm_edits")}
     images = []
@@ -104,8 +72,7 @@ def main():
         for L in LAYERS:
             feats["llm_text"][str(L)].append(pooled(hl_out[L], m))
             feats["vlm_text"][str(L)].append(pooled(hv_out[L], m))
-        with Image.open(os.path.join(SHARED, "data", "coco", r["file"])) as im:
-            images.append(im.convert("RGB"))
+        images.append(open_rgb(r))
 
     def vlm_image_feats(img):
         pv = proc(images=img, return_tensors="pt")["pixel_values"]
@@ -127,9 +94,6 @@ def main():
     out["features"] = feats
 
     # captions read with an image (the run's condition stores)
-    pproc = PaliGemmaProcessor(image_processor=proc, tokenizer=AutoTokenizer.from_pretrained(
-        os.path.join(MODELS, "paligemma-tiny")))
-
     def suffix_rows(img, cap):
         enc = pproc(images=img, text="caption en", suffix=cap, return_tensors="pt")
         ids, tt = enc["input_ids"], enc["token_type_ids"]
@@ -163,23 +127,19 @@ def main():
     state = {"L": None, "rows": None, "mode": None}
 
     def splice_hooks(model):
-        for name, mod in model.named_modules():
-            parts = name.split(".")
-            if len(parts) >= 2 and parts[-2] == "layers" and parts[-1].isdigit() and "vision" not in name:
-                L = int(parts[-1])
-
-                def hook(m, a, o, L=L):
-                    if state["L"] != L or state["mode"] is None:
-                        return None
-                    h = (o[0] if isinstance(o, tuple) else o).clone()
-                    r = state["rows"]
-                    if state["mode"] == "zero":
-                        h[0, r] = 0
-                    else:
-                        sae = saes[L]
-                        h[0, r] = sae.decode(sae.encode(h[0, r]))
-                    return (h,) + tuple(o[1:]) if isinstance(o, tuple) else h
-                mod.register_forward_hook(hook)
+        for L, mod in decoder_layers(model):
+            def hook(m, a, o, L=L):
+                if state["L"] != L or state["mode"] is None:
+                    return None
+                h = (o[0] if isinstance(o, tuple) else o).clone()
+                r = state["rows"]
+                if state["mode"] == "zero":
+                    h[0, r] = 0
+                else:
+                    sae = saes[L]
+                    h[0, r] = sae.decode(sae.encode(h[0, r]))
+                return (h,) + tuple(o[1:]) if isinstance(o, tuple) else h
+            mod.register_forward_hook(hook)
     splice_hooks(llm)
     splice_hooks(vlm)
 
@@ -218,10 +178,7 @@ def main():
         ce["with_image"].append(row[:-1])
         ce["blank"].append(row[-1])
     out["conditions_ce"] = ce
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT, "w") as fp:
-        json.dump(out, fp, indent=1, sort_keys=True)
-        fp.write("\n")
+    write_json(out, OUT)
     print(f"wrote {OUT}: {len(picked)} inputs, layers {LAYERS}", file=sys.stderr)
 
 
