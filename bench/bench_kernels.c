@@ -34,6 +34,10 @@
 #include "reprshift/ops.h"
 #include "reprshift/sae.h"
 #include "reprshift/safetensors.h"
+#include "tensor/vexp.h"
+/* the legacy rows: the loop structure before the dispatch, with the exp op_softmax uses now
+ * (rs_vexpf), so their outputs can still be checked bit for bit */
+#define LEGACY_EXPF rs_vexpf
 #include "legacy_kernels.h"
 
 /* With one thread the clock is the thread's CPU time, so time the scheduler gives other
