@@ -45,6 +45,17 @@ void rsc_set_progress(rsc_progress_fn fn, void *ctx);
 typedef void (*rsc_log_fn)(void *ctx, int kind, const char *text);
 void rsc_set_log(rsc_log_fn fn, void *ctx);
 
+/* ---- BLAS kernel (reprshift/blas.h; what the CLI does before it starts, src/cli/main.c) ----
+ * OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded; a binding that wants the
+ * kernel the CLI would use asks a helper process (rsc_blas_preferred_kernel) and sets the
+ * variable before loading this library (python/reprshift/_lib.py). */
+/* OpenBLAS's kernel in this process ("" when unknown). */
+const char *rsc_blas_kernel(void);
+/* The kernel the CLI would set in OPENBLAS_CORETYPE here, or NULL (keep OpenBLAS's choice). */
+const char *rsc_blas_preferred_kernel(void);
+/* Check this process's sgemm against a double reference (rs_blas_check): 0 when it passes. */
+int rsc_blas_check(void);
+
 /* ---- models ---- */
 
 /* Open a checkpoint folder or a Hugging Face Hub name found in the local cache (revision may

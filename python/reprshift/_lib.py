@@ -6,6 +6,8 @@ build folder of a source checkout (``build/libreprshift.so`` two levels above th
 """
 import ctypes
 import os
+import subprocess
+import sys
 from ctypes import POINTER, c_char_p, c_float, c_int, c_int32, c_int64, c_uint8, c_void_p
 
 ABI_VERSION = 1
@@ -87,8 +89,41 @@ def _find_library():
                       "REPRSHIFT_LIB" % ", ".join(os.path.abspath(c) for c in cands))
 
 
+_PROBE = ("import ctypes, sys; l = ctypes.CDLL(sys.argv[1]); l.rsc_blas_preferred_kernel.restype = ctypes.c_char_p; "
+          "k = l.rsc_blas_preferred_kernel(); print(k.decode() if k else '')")
+_CHECK = "import ctypes, sys; l = ctypes.CDLL(sys.argv[1]); sys.exit(l.rsc_blas_check())"
+
+
+def _set_environment(path):
+    """What the reprshift CLI sets before it starts (src/cli/main.c), read by libgomp and
+    OpenBLAS once, when they are loaded, so set here before loading the library (only where
+    the user set nothing; REPRSHIFT_NO_ENV=1 turns this off):
+      OMP_WAIT_POLICY=PASSIVE  idle OpenMP threads sleep instead of spinning;
+      OPENBLAS_CORETYPE        the kernel the CPU supports when OpenBLAS's own detection
+                               falls back to a generic one (checked in a helper process
+                               against a double-precision reference before it is used).
+    The numbers then equal the CLI's bit for bit."""
+    if os.environ.get("REPRSHIFT_NO_ENV"):
+        return
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    if os.environ.get("OPENBLAS_CORETYPE") or os.environ.get("RS_BLAS_KERNEL") == "auto":
+        return
+    try:
+        env = dict(os.environ, REPRSHIFT_NO_ENV="1")
+        k = subprocess.run([sys.executable, "-c", _PROBE, path], capture_output=True, text=True, env=env,
+                           timeout=60).stdout.strip()
+        if k and subprocess.run([sys.executable, "-c", _CHECK, path], env=dict(env, OPENBLAS_CORETYPE=k),
+                                capture_output=True, timeout=60).returncode == 0:
+            os.environ["OPENBLAS_CORETYPE"] = k
+    except (OSError, subprocess.SubprocessError):
+        pass  # keep OpenBLAS's own choice
+
+
 def _load():
-    lib = ctypes.CDLL(_find_library())
+    path = _find_library()
+    _set_environment(path)
+    lib = ctypes.CDLL(path)
     sig = {
         "rsc_abi_version": (c_int, []),
         "rsc_version": (c_char_p, []),
@@ -96,6 +131,7 @@ def _load():
         "rsc_last_error_kind": (c_int, []),
         "rsc_error_kind_name": (c_char_p, [c_int]),
         "rsc_free": (None, [c_void_p]),
+        "rsc_blas_kernel": (c_char_p, []),
         "rsc_set_progress": (None, [PROGRESS_FN, c_void_p]),
         "rsc_set_log": (None, [LOG_FN, c_void_p]),
         "rsc_model_open": (c_int, [c_char_p, c_char_p, c_char_p, c_char_p, POINTER(c_void_p)]),

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "reprshift/backend.h"
+#include "reprshift/blas.h"
 #include "reprshift/error.h"
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
@@ -64,6 +65,27 @@ void rsc_set_log(rsc_log_fn fn, void *ctx) {
     log_fn = fn;
     log_ctx = ctx;
     rs_log_set(fn ? log_tramp : NULL, NULL);
+}
+
+/* ---- BLAS kernel ---- */
+
+static rs_blas_info blas_info;
+
+const char *rsc_blas_kernel(void) {
+    rs_blas_info_get(&blas_info);
+    return blas_info.kernel;
+}
+
+const char *rsc_blas_preferred_kernel(void) {
+    rs_blas_info_get(&blas_info);
+    if (strcmp(blas_info.library, "OpenBLAS")) return NULL;
+    return rs_blas_preferred_kernel(blas_info.kernel);
+}
+
+int rsc_blas_check(void) {
+    double worst = rs_blas_check(NULL);
+    if (worst <= rs_blas_check_bound()) return 0;
+    FAILK(RS_EFAIL, "sgemm check failed: worst error %.3g x the rounding unit (bound %g)", worst, rs_blas_check_bound());
 }
 
 /* ---- models ---- */
