@@ -95,3 +95,23 @@ def test_load_run_errors(tmp_path):
         reprshift.load_run(str(tmp_path / "missing"))
     with pytest.raises(reprshift.FormatError):
         reprshift.load_run(str(tmp_path))
+
+
+def test_bad_precision_and_closed_model():
+    with pytest.raises(reprshift.InvalidArgumentError) as e:
+        reprshift.Model(fixture_model("gemma2-tiny-f32"), precision="fp8")
+    assert "fp8" in str(e.value)
+    m = reprshift.Model(fixture_model("gemma2-tiny-f32"))
+    m.close()
+    with pytest.raises(ValueError):
+        m.run_with_cache(ids=[[2, 3]], hooks=["blocks.0.hook_resid_post"])
+
+
+def test_bf16_decoder_runs_close_to_fp32():
+    ids = [[2, 17, 99, 4, 250, 31, 8]]
+    h = "blocks.3.hook_resid_post"
+    a = reprshift.Model(fixture_model("gemma2-tiny-f32")).run_with_cache(ids=ids, hooks=[h], progress=False)[h]
+    b = reprshift.Model(fixture_model("gemma2-tiny-f32"), precision="bf16").run_with_cache(ids=ids, hooks=[h],
+                                                                                          progress=False)[h]
+    rel = np.abs(a - b).max() / np.abs(a).max()
+    assert 0 < rel < 0.05, rel  # bf16 rounding: different, but close
