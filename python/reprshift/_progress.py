@@ -35,8 +35,8 @@ class _Call:
                     if self.bar is not None:
                         self.bar.close()
                     self.bar = _tqdm(total=int(total), desc=(label or b"").decode("utf-8", "replace"), leave=False)
-                self.bar.n = int(done)
-                self.bar.refresh()
+                if done > self.bar.n:
+                    self.bar.update(int(done) - self.bar.n)  # tqdm limits the redraws
         except KeyboardInterrupt:  # an interrupt raised by a handler installed by someone else
             self.interrupted = True
         except Exception:  # a broken progress bar must not break the computation
