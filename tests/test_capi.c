@@ -132,7 +132,22 @@ static void test_cancel(void **s) {
     assert_non_null(strstr(rsc_last_error(), "cancelled after 1 of 6"));
     assert_null(r);
     rsc_set_progress(NULL, NULL);
+    assert_int_equal(rsc_request_set(q, "hooks", "blocks.0.hook_resid_post,blocks.1.hook_resid_post,"
+                                                 "blocks.2.hook_resid_post"), 0);
     assert_int_equal(rsc_run(q, &r), 0); /* usable again */
+    /* a layer sweep of shift stops between layers */
+    char *js = NULL;
+    calls = 0;
+    rsc_set_progress(stop_at_second, NULL);
+    assert_int_equal(rsc_shift_results(r, r, "layers=0,1,2\nhook=blocks.{layer}.hook_resid_post\nn_boot=5\nn_perm=0",
+                                       &js), -1);
+    rsc_set_progress(NULL, NULL);
+    assert_int_equal(rsc_last_error_kind(), RS_ECANCELLED);
+    assert_non_null(strstr(rsc_last_error(), "cancelled after 1 of 3 layers"));
+    assert_null(js);
+    assert_int_equal(rsc_shift_results(r, r, "layers=0,1,2\nn_boot=5\nn_perm=0", &js), 0);
+    assert_non_null(strstr(js, "\"blocks.2.hook_resid_post\""));
+    rsc_free(js);
     int64_t n;
     rsc_result_offsets(r, &n);
     assert_int_equal(n, 7);

@@ -113,6 +113,8 @@ def shift(a, b, sae=None, hook=None, layers=None, sae_hook=None, allow_hook_mism
         sae_hook, tokenizer, categories: as the CLI's options (``reprshift shift --help``).
         threads: threads for the permutation nulls (results do not depend on it).
         out: a folder: also write every file ``reprshift shift --out`` writes (files only).
+        progress: a tqdm bar over the layers of a sweep (default off). Ctrl-C stops a sweep
+            between layers (KeyboardInterrupt).
     """
     opts = {"n_boot": n_boot, "n_perm": n_perm, "seed": seed, "top_k": top_k,
             "keep_special": int(bool(keep_special)), "pooled": int(bool(pooled)),
