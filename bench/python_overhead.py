@@ -12,6 +12,9 @@ sample, one hook, unpooled. Timed, interleaved, REPEAT times each:
           printed for short runs, so: cli minus a 1-input run of the same command = start,
           load and write costs subtracted)
 usage: PYTHONPATH=python python bench/python_overhead.py [--n 2000] [--repeat 7] [--model DIR] [--hook H]
+       [--ids LEN]   (token ids instead of captions: N sequences of LEN random ids, for checkpoints
+                      without a tokenizer such as the real-size random ones; wrap those in
+                      flock /work/notes/bigmem.lock)
 """
 import argparse
 import json
@@ -32,6 +35,9 @@ ap.add_argument("--repeat", type=int, default=7)
 ap.add_argument("--model", default=os.path.join(ROOT, "examples", "quickstart", "models", "gemma2-tiny"))
 ap.add_argument("--hook", default="blocks.3.hook_resid_post")
 ap.add_argument("--cli", default=os.path.join(ROOT, "build", "reprshift"))
+ap.add_argument("--whole-only", action="store_true",
+                help="only cli vs py (no resident model: one checkpoint in memory at a time; for real-size models)")
+ap.add_argument("--ids", type=int, default=0, help="LEN: random id sequences of this length instead of captions")
 a = ap.parse_args()
 
 with open(os.path.join(ROOT, "examples", "data", "coco-sample", "annotations", "captions_val2017.json")) as f:
@@ -39,15 +45,27 @@ with open(os.path.join(ROOT, "examples", "data", "coco-sample", "annotations", "
 texts = [caps[i % len(caps)] for i in range(a.n)]
 tmp = tempfile.mkdtemp()
 tfile, one = os.path.join(tmp, "texts.txt"), os.path.join(tmp, "one.txt")
+ids = None
+if a.ids:
+    import random
+    rng = random.Random(1)
+    with open(os.path.join(a.model, "config.json")) as f:
+        cfg = json.load(f)
+    vocab = cfg.get("vocab_size") or cfg.get("text_config", {}).get("vocab_size", 256000)
+    ids = [[2] + [rng.randrange(3, min(vocab, 30000)) for _ in range(a.ids - 1)] for _ in range(a.n)]
+    lines = [",".join(map(str, x)) for x in ids]
+else:
+    lines = texts
 with open(tfile, "w") as f:
-    f.write("\n".join(texts) + "\n")
+    f.write("\n".join(lines) + "\n")
 with open(one, "w") as f:
-    f.write(texts[0] + "\n")
+    f.write(lines[0] + "\n")
+KW = dict(ids=ids) if ids else dict(texts=texts)
 
 
 def cli(path):
     t = time.perf_counter()
-    subprocess.run([a.cli, "extract", "--model", a.model, "--hook", a.hook, "--texts", path, "--out",
+    subprocess.run([a.cli, "extract", "--model", a.model, "--hook", a.hook, "--ids-file" if ids else "--texts", path, "--out",
                     os.path.join(tmp, "x.safetensors")], check=True, capture_output=True)
     return time.perf_counter() - t
 
@@ -55,19 +73,19 @@ def cli(path):
 def py():
     t = time.perf_counter()
     m = reprshift.Model(a.model)
-    c = m.run_with_cache(texts=texts, hooks=[a.hook], progress=False)
+    c = m.run_with_cache(hooks=[a.hook], progress=False, **KW)
     dt = time.perf_counter() - t
     del c
     m.close()
     return dt
 
 
-model = reprshift.Model(a.model)
+model = None if a.whole_only else reprshift.Model(a.model)
 
 
 def py_run():
     t = time.perf_counter()
-    model.run_with_cache(texts=texts, hooks=[a.hook], progress=False)
+    model.run_with_cache(hooks=[a.hook], progress=False, **KW)
     return time.perf_counter() - t
 
 
@@ -97,7 +115,7 @@ def py_layer():
     _model.lib = timed
     try:
         t = time.perf_counter()
-        model.run_with_cache(texts=texts, hooks=[a.hook], progress=False)
+        model.run_with_cache(hooks=[a.hook], progress=False, **KW)
         total = time.perf_counter() - t
     finally:
         _model.lib = timed._lib
@@ -105,24 +123,32 @@ def py_layer():
 
 
 r = {"cli": [], "cli_one": [], "py": [], "py_run": []}
-cli(tfile), py(), py_run()  # warm the page cache
+cli(tfile), py()  # warm the page cache
+if not a.whole_only:
+    py_run()
 for _ in range(a.repeat):
     r["cli"].append(cli(tfile))
     r["py"].append(py())
     r["cli_one"].append(cli(one))
-    r["py_run"].append(py_run())
+    if not a.whole_only:
+        r["py_run"].append(py_run())
+if a.whole_only:
+    del r["py_run"]
 med = {k: statistics.median(v) for k, v in r.items()}
 cli_fwd = med["cli"] - med["cli_one"]
-tokens = sum(len(model.tokenize(t)) for t in texts)
-print("work: %d texts, %d tokens, %s, hook %s; load average %s" % (a.n, tokens, os.path.basename(a.model), a.hook,
+if model is None:
+    model = reprshift.Model(os.path.join(ROOT, "examples", "quickstart", "models", "gemma2-tiny"))  # tokenizer only
+tokens = sum(map(len, ids)) if ids else sum(len(model.tokenize(t)) for t in texts)
+print("work: %d inputs, %d tokens, %s, hook %s; load average %s" % (a.n, tokens, os.path.basename(a.model), a.hook,
                                                                   " ".join("%.2f" % x for x in os.getloadavg())))
 print("OPENBLAS_CORETYPE=%s OMP_WAIT_POLICY=%s" % (os.environ.get("OPENBLAS_CORETYPE"),
                                                    os.environ.get("OMP_WAIT_POLICY")))
-for k in ("cli", "py", "cli_one", "py_run"):
+for k in [k for k in ("cli", "py", "cli_one", "py_run") if k in r]:
     print("%-8s median %.4f s  (min %.4f, max %.4f, n=%d)" % (k, med[k], min(r[k]), max(r[k]), len(r[k])))
-lay = [py_layer() for _ in range(a.repeat)]
-ov = statistics.median(x for x, _ in lay)
-tot = statistics.median(y for _, y in lay)
-print("py_layer median %.5f s outside rsc_run of %.4f s per run_with_cache (%.2f%%)" % (ov, tot, 100 * ov / tot))
 print("py / cli (whole work, model load included): %.3f" % (med["py"] / med["cli"]))
-print("py_run / cli_fwd (forward passes alone):    %.3f" % (med["py_run"] / cli_fwd))
+if not a.whole_only:
+    lay = [py_layer() for _ in range(a.repeat)]
+    ov = statistics.median(x for x, _ in lay)
+    tot = statistics.median(y for _, y in lay)
+    print("py_layer median %.5f s outside rsc_run of %.4f s per run_with_cache (%.2f%%)" % (ov, tot, 100 * ov / tot))
+    print("py_run / cli_fwd (forward passes alone):    %.3f" % (med["py_run"] / cli_fwd))
