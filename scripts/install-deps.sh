@@ -3,12 +3,14 @@
 # usage: scripts/install-deps.sh [--tests]
 #   build: compiler, CMake, OpenBLAS, cJSON, cmocka, libjpeg-turbo, libpng, zlib, libzip, OpenSSL,
 #          oneDNN (bf16 products on CPUs with AMX-BF16: docs/precision.md; the build works without it)
-#   --tests: also chromium (test_report_chromium renders the report; only the tests need it)
+#   --tests: also chromium (test_report_chromium renders the report; only the tests need it) and
+#            python3 + python3-venv (tests/cli_python.sh: the Python package's tests in a venv;
+#            `pip install .` of the Python package needs them too: docs/python.md)
 set -euo pipefail
 PKGS="build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libcjson-dev libcmocka-dev
       libjpeg62-turbo-dev libpng-dev zlib1g-dev libzip-dev libssl-dev libdnnl-dev"
 case "${1:-}" in
-  --tests) PKGS="$PKGS chromium" ;;
+  --tests) PKGS="$PKGS chromium python3 python3-venv" ;;
   "") ;;
   *) echo "usage: scripts/install-deps.sh [--tests]" >&2; exit 2 ;;
 esac

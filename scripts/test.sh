@@ -39,4 +39,11 @@ if [ "$nskip" -gt 0 ] || [ -n "$skips" ]; then
     rc=1
   fi
 fi
+# pytest's own skips inside tests/cli_python.sh (optional packages such as torch): listed, never counted as passed
+pyskips=$(grep -h '^SKIPPED \[' "$BUILD/Testing/Temporary/LastTest.log" 2>/dev/null | sort -u || true)
+if [ -n "$pyskips" ]; then
+  echo
+  echo "== Python tests skipped for want of optional packages (python/tests; not counted as passed) =="
+  printf '%s\n' "$pyskips" | sed 's/^SKIPPED \[[0-9]*\] /  /'
+fi
 exit $rc

@@ -43,8 +43,8 @@ static void test_prefix_truncates(void **state) {
 
 static void test_names(void **state) {
     (void)state;
-    const rs_err_kind k[] = {RS_EOK, RS_EFAIL, RS_ENOMEM, RS_EIO, RS_EFORMAT, RS_EINVAL, RS_EDATA, RS_EBELOWMIN};
-    const char *n[] = {"OK", "EFAIL", "ENOMEM", "EIO", "EFORMAT", "EINVAL", "EDATA", "EBELOWMIN"};
+    const rs_err_kind k[] = {RS_EOK, RS_EFAIL, RS_ENOMEM, RS_EIO, RS_EFORMAT, RS_EINVAL, RS_EDATA, RS_EBELOWMIN, RS_ECANCELLED};
+    const char *n[] = {"OK", "EFAIL", "ENOMEM", "EIO", "EFORMAT", "EINVAL", "EDATA", "EBELOWMIN", "ECANCELLED"};
     for (size_t i = 0; i < sizeof k / sizeof *k; i++) assert_string_equal(rs_err_kind_name(k[i]), n[i]);
 }
 

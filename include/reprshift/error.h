@@ -20,6 +20,7 @@ typedef enum {
     RS_EINVAL,     /* an argument, option or configuration value is invalid */
     RS_EDATA,      /* the data cannot support the analysis asked (one class, too few rows) */
     RS_EBELOWMIN,  /* the data fall below a configured minimum the user can lower */
+    RS_ECANCELLED, /* the caller asked the work to stop (progress hook, reprshift/progress.h) */
 } rs_err_kind;
 
 typedef struct {

@@ -17,6 +17,7 @@
 #include "analysis/categories.h"
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
+#include "reprshift/progress.h"
 #include "reprshift/safetensors.h"
 #include "reprshift/stats.h"
 #include "reprshift/tokenizer.h"
@@ -251,6 +252,11 @@ int shift_run_compute(const shift_run_opts *o, const shift_acts_src *a, const sh
     shift_run_result *res = NULL;
     if (shift_run_begin(o, a, b, &res, err)) return -1;
     int nl = o->n_layers > 0 ? o->n_layers : 1;
+    /* quiet: no progress lines (the output is unchanged); a thread's progress hook
+     * (reprshift/progress.h, e.g. Ctrl-C in the Python package) can stop a sweep between layers */
+    rs_progress prog;
+    rs_progress_start(&prog, "shift (layers)", nl);
+    prog.quiet = 1;
     for (int i = 0; i < nl; i++) {
         int layer = o->n_layers > 0 ? o->layers[i] : -1;
         char *hook = shift_subst_layer(o->hook, layer), *sae = shift_subst_layer(o->sae, layer);
@@ -267,7 +273,13 @@ int shift_run_compute(const shift_run_opts *o, const shift_acts_src *a, const sh
             shift_run_result_free(res);
             return -1;
         }
+        rs_progress_update(&prog, i + 1);
+        if (rs_progress_cancelled(&prog) && i + 1 < nl) {
+            shift_run_result_free(res);
+            return rs_errk(err, RS_ECANCELLED, "shift cancelled after %d of %d layers", i + 1, nl);
+        }
     }
+    rs_progress_finish(&prog);
     if (shift_run_finish(res, err)) {
         shift_run_result_free(res);
         return -1;

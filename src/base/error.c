@@ -64,6 +64,7 @@ const char *rs_err_kind_name(rs_err_kind kind) {
     case RS_EINVAL: return "EINVAL";
     case RS_EDATA: return "EDATA";
     case RS_EBELOWMIN: return "EBELOWMIN";
+    case RS_ECANCELLED: return "ECANCELLED";
     }
     return "?";
 }

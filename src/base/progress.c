@@ -12,15 +12,32 @@ double rs_now(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static _Thread_local rs_progress_hook hook_fn;
+static _Thread_local void *hook_ctx;
+
+void rs_progress_set_hook(rs_progress_hook fn, void *ctx) {
+    hook_fn = fn;
+    hook_ctx = fn ? ctx : NULL;
+}
+
+int rs_progress_cancelled(const rs_progress *p) { return p && p->cancelled; }
+
+static void call_hook(rs_progress *p, int64_t done) {
+    if (hook_fn && hook_fn(hook_ctx, p->label, done, p->total)) p->cancelled = 1;
+}
+
 void rs_progress_start(rs_progress *p, const char *label, int64_t total) {
     p->label = label;
     p->total = total;
     p->t0 = p->last = rs_now();
     p->shown = 0;
     p->quiet = 0;
+    p->cancelled = 0;
+    call_hook(p, 0);
 }
 
 void rs_progress_update(rs_progress *p, int64_t done) {
+    call_hook(p, done);
     if (p->quiet) return;
     double now = rs_now(), el = now - p->t0;
     if (el < 1.0 || now - p->last < 0.25) return;
@@ -33,6 +50,7 @@ void rs_progress_update(rs_progress *p, int64_t done) {
 }
 
 void rs_progress_finish(rs_progress *p) {
+    call_hook(p, p->total);
     if (p->quiet || !p->shown) return;
     rs_log_emit(RS_LOG_PROGRESS_END, "%s: %lld/%lld done in %.1fs", p->label, (long long)p->total,
                 (long long)p->total, rs_now() - p->t0);

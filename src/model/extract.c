@@ -192,6 +192,11 @@ int extract_gemma2(const gemma2_model *m, const rs_inputs *in, const extract_opt
         }
         hook_requests_free(o->hooks, o->n_hooks);
         if (prog) rs_progress_update(prog, r->offsets[i1]);
+        if (rs_progress_cancelled(prog) && i1 < in->n) {
+            free(boff);
+            extract_result_free(r);
+            return rs_errk(err, RS_ECANCELLED, "extract cancelled after %d of %d inputs", i1, in->n);
+        }
         i0 = i1;
     }
     free(boff);
@@ -553,6 +558,10 @@ int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extra
         }
         hook_requests_free(o->hooks, o->n_hooks);
         if (prog) rs_progress_update(prog, i1);
+        if (rs_progress_cancelled(prog) && i1 < in->n) {
+            rs_errk(err, RS_ECANCELLED, "extract cancelled after %d of %d inputs", i1, in->n);
+            goto fail;
+        }
         i0 = i1;
     }
     if (prog) rs_progress_finish(prog);
