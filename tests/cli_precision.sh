@@ -51,4 +51,25 @@ err=$("$CLI" generate --model $M --ids 2,17 --max-new-tokens 3 --precision half 
 [ $rc -eq 2 ] || fail "generate --precision half: exit status $rc, want 2"
 echo "$err" | grep -q -- '--precision must be fp32 or bf16' || fail "generate --precision half: message was: $err"
 "$CLI" --version | grep -q '^bf16 compute (--precision bf16): \(native\|emulated\) (' || fail "no bf16 line in --version"
+
+# reprshift run with models.precision bf16: the quickstart config (paths made absolute) runs every
+# stage in bf16 (extract, shift, conditions, downstream, steer open their models with it), and its
+# results differ from the fp32 run's
+EX="$(pwd)/examples"
+for prec in fp32 bf16; do
+  sed -e "s#\"quickstart/#\"$EX/quickstart/#g" -e "s#\"data/#\"$EX/data/#g" \
+      -e "s#\"output_dir\": \"[^\"]*\"#\"output_dir\": \"$T/run-$prec\"#" \
+      -e "s#\"vlm\": \"\([^\"]*\)\"\$#\"vlm\": \"\1\", \"precision\": \"$prec\"#" \
+      "$EX/quickstart.json" > "$T/qs-$prec.json"
+  grep -q "\"precision\": \"$prec\"" "$T/qs-$prec.json" || fail "could not set models.precision in the quickstart config"
+  "$CLI" run "$T/qs-$prec.json" --quiet >"$T/run-$prec.log" 2>&1 || { cat "$T/run-$prec.log"; fail "run with models.precision $prec"; }
+  for f in shift.json conditions.json downstream.json steer.json; do
+    [ -s "$T/run-$prec/results/$f" ] || fail "run ($prec): results/$f missing"
+  done
+done
+cmp -s "$T/run-fp32/acts/vlm_image/shard-00000.safetensors" "$T/run-bf16/acts/vlm_image/shard-00000.safetensors" \
+  && fail "run: the image store is the same in fp32 and bf16"
+for f in shift.json downstream.json steer.json; do
+  cmp -s "$T/run-fp32/results/$f" "$T/run-bf16/results/$f" && fail "run: results/$f equal in fp32 and bf16"
+done
 echo "cli_precision: ok"

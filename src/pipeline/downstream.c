@@ -429,6 +429,8 @@ int pl_downstream_run(pl_ctx *c, const char **note, rs_err *err) {
     if (paligemma_open(&cm.vlm, cfg->vlm, err) || pl_prompt_ids(c, &cm.prompt, &cm.n_prompt, err) ||
         pl_eos_id(c, &cm.eos, err))
         goto done;
+    /* models.precision, as the stores it reads (their fingerprints, part of this stage's, say it) */
+    paligemma_set_backend(cm.vlm, rs_backend_for(cfg->precision));
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     pl_log(c, "downstream", "caption CE with the own image for %d captions (%d images)%s", n, u.G,

@@ -588,6 +588,8 @@ int pl_steer_run(pl_ctx *c, const char **note, rs_err *err) {
     }
     if (load_vlm_tokenizer(cfg, &tok, err) || check_targets(c, tok, err)) goto done;
     if (paligemma_open(&m, cfg->vlm, err)) goto done;
+    /* models.precision, as the image store (its fingerprint, part of this stage's, says it) */
+    paligemma_set_backend(m, rs_backend_for(cfg->precision));
     if (pl_prompt_ids(c, &prompt, &np, err)) goto done;
     int32_t eos;
     if (pl_eos_id(c, &eos, err)) goto done;
