@@ -444,15 +444,20 @@ static void run_parity_paligemma(const char *model) {
     paligemma_close(m);
 }
 
-static void test_paligemma_parity(void **state) {
-    (void)state;
+/* run(a), run(b) on the native product route (where supported), then the emulated one. */
+static void each_route(void (*run)(const char *), const char *a, const char *b) {
     for (int path = 0; path < 2; path++) {
         if (path == 0 && !op_bf16_native_supported()) continue;
         assert_int_equal(op_bf16_set_route(path ? OP_BF16_EMULATED : OP_BF16_NATIVE), 0);
-        run_parity_paligemma("paligemma-tiny-bf16");
-        run_parity_paligemma("paligemma-tiny-f32");
+        run(a);
+        run(b);
     }
     op_bf16_force_emulated(0);
+}
+
+static void test_paligemma_parity(void **state) {
+    (void)state;
+    each_route(run_parity_paligemma, "paligemma-tiny-bf16", "paligemma-tiny-f32");
 }
 
 /* Greedy generation with the KV cache (prefill, then one token at a time through
@@ -498,13 +503,7 @@ static void run_generate(const char *model) {
 
 static void test_generate(void **state) {
     (void)state;
-    for (int path = 0; path < 2; path++) {
-        if (path == 0 && !op_bf16_native_supported()) continue;
-        assert_int_equal(op_bf16_set_route(path ? OP_BF16_EMULATED : OP_BF16_NATIVE), 0);
-        run_generate("gemma2-tiny-bf16");
-        run_generate("gemma2-tiny-f32");
-    }
-    op_bf16_force_emulated(0);
+    each_route(run_generate, "gemma2-tiny-bf16", "gemma2-tiny-f32");
 }
 
 static void test_parity_native(void **state) {

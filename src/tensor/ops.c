@@ -12,6 +12,7 @@
 
 #include "tensor/attention_impl.h"
 #include "tensor/isa.h"
+#include "tensor/norm_stats.h"
 #include "tensor/vexp.h"
 
 /* Elementwise work is cut into chunks of this many values (any split gives the same bits). */
@@ -50,12 +51,8 @@ void op_rmsnorm_gemma(float *y, const float *x, const float *w, float eps, int T
 
 RS_KERNEL_BODY void layernorm_row_body(float *yr, const float *xr, const float *gamma, const float *beta, float eps,
                                        int D) {
-    double mu = 0, var = 0;
-    for (int d = 0; d < D; d++) mu += xr[d];
-    mu /= D;
-    for (int d = 0; d < D; d++) var += ((double)xr[d] - mu) * ((double)xr[d] - mu);
-    var /= D;
-    float r = 1.0f / sqrtf((float)var + eps), m = (float)mu;
+    float m, r;
+    rs_layernorm_stats(xr, D, eps, &m, &r);
     for (int d = 0; d < D; d++) yr[d] = (xr[d] - m) * r * gamma[d] + beta[d];
 }
 RS_ISA_KERNEL(layernorm_row, (float *yr, const float *xr, const float *gamma, const float *beta, float eps, int D),

@@ -18,6 +18,7 @@
 
 #include "tensor/attention_impl.h"
 #include "tensor/isa.h"
+#include "tensor/norm_stats.h"
 
 /* Elementwise loops are compiled per ISA level (tensor/isa.h; same bits at every level) and cut
  * into chunks of this many values for the OpenMP loops. */
@@ -426,12 +427,8 @@ void op_layernorm_bf16(float *y, const float *x, const float *gamma, const float
     for (int t = 0; t < T; t++) {
         const float *xr = x + (size_t)t * D;
         float *yr = y + (size_t)t * D;
-        double mu = 0, var = 0;
-        for (int d = 0; d < D; d++) mu += xr[d];
-        mu /= D;
-        for (int d = 0; d < D; d++) var += ((double)xr[d] - mu) * ((double)xr[d] - mu);
-        var /= D;
-        float r = 1.0f / sqrtf((float)var + eps), m = (float)mu;
+        float m, r;
+        rs_layernorm_stats(xr, D, eps, &m, &r);
         for (int d = 0; d < D; d++)
             yr[d] = op_bf16_round1((xr[d] - m) * r * op_bf16_round1(gamma[d]) + op_bf16_round1(beta[d]));
     }
