@@ -54,6 +54,24 @@ char *pl_task_log_path(pl_ctx *c) {
     return pl_join(c->stages, name);
 }
 
+/* Does any store folder under acts/ hold a part file? */
+static int any_parts(const char *acts) {
+    DIR *d = opendir(acts);
+    struct dirent *e;
+    int found = 0;
+    while (d && !found && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char *p = pl_join(acts, e->d_name);
+        DIR *s = p ? opendir(p) : NULL;
+        struct dirent *f;
+        while (s && !found && (f = readdir(s))) found = !strncmp(f->d_name, "part-", 5);
+        if (s) closedir(s);
+        free(p);
+    }
+    if (d) closedir(d);
+    return found;
+}
+
 int pl_tasks_write(pl_ctx *c, rs_err *err) {
     char *cwd = getcwd(NULL, 0), *p = pl_join(c->stages, "tasks.json");
     cJSON *j = cJSON_CreateObject();
@@ -61,6 +79,26 @@ int pl_tasks_write(pl_ctx *c, rs_err *err) {
     if (!cwd || !p || !j) {
         rc = rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
+    }
+    /* Tasks given another config, run folder or --shard-inputs (or the same paths from another
+       folder) compute other fingerprints and would each remove the others' parts as stale:
+       refused while parts exist. (A config whose content changed is a new run: its tasks
+       replace the old parts.) */
+    rs_pipeline_tasks old;
+    rs_err ignore = {0};
+    if (rs_pipeline_tasks_read(c->out, &old, &ignore) == 0) {
+        int differs = strcmp(old.config, c->opt->config_path) || strcmp(old.out, c->out) || strcmp(old.cwd, cwd) ||
+                      old.shard_inputs != c->opt->shard_inputs;
+        if (differs && any_parts(c->acts))
+            rs_errf(err, "%s: its tasks were started with config %s, --out %s, --shard-inputs %lld in %s "
+                         "(stages/tasks.json), this task with %s, --out %s, --shard-inputs %lld in %s: every task of an "
+                         "array needs the same config, run folder and --shard-inputs, spelled alike and from the same "
+                         "folder (the paths take part in the fingerprints); finish the run with its own tasks, or remove "
+                         "its parts (acts/*/part-*) to start over",
+                    c->out, old.config, old.out, (long long)old.shard_inputs, old.cwd, c->opt->config_path, c->out,
+                    (long long)c->opt->shard_inputs, cwd);
+        rs_pipeline_tasks_free(&old);
+        if (differs && err->msg[0]) goto done;
     }
     cJSON_AddStringToObject(j, "config", c->opt->config_path);
     cJSON_AddStringToObject(j, "out", c->out);

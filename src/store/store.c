@@ -799,41 +799,36 @@ int store_merge_parts(const char *dir, const store_spec *spec, const int *owner,
     memset(&w, 0, sizeof w);
     w.lock_fd = -1;
     if (!lock || !ip) { rs_errk(err, RS_ENOMEM, "%s: out of memory", dir); goto out; }
-    if (!rs_is_dir(dir)) {
-        rs_errf(err, "%s: missing: no task of the sharded run (--shard I/N) wrote this store", dir);
-        goto out;
-    }
-    lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        rs_errf(err, "%s: %s", dir, lock_fd < 0 ? "cannot create the lock file" : "store is in use by another process");
-        goto out;
-    }
-    /* merged before (a merge killed before it removed the parts): nothing to check */
-    if (rs_path_exists(ip)) {
-        store_index x;
-        rs_err e = {0};
-        if (store_index_load(ip, &x, &e) == 0) {
-            int done = x.complete && spec_matches(&x, spec, ip, &e) == 0;
-            store_index_free(&x);
-            if (done) {
-                if (!check_only) each_part(dir, part_unlink, (void *)dir, err);
-                rc = 0;
-                goto out;
+    int exists = rs_is_dir(dir);
+    if (exists) lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (exists) {
+        if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            rs_errf(err, "%s: %s", dir, lock_fd < 0 ? "cannot create the lock file" : "store is in use by another process");
+            goto out;
+        }
+        /* merged before (a merge killed before it removed the parts): nothing to check */
+        if (rs_path_exists(ip)) {
+            store_index x;
+            rs_err e = {0};
+            if (store_index_load(ip, &x, &e) == 0) {
+                int done = x.complete && spec_matches(&x, spec, ip, &e) == 0;
+                store_index_free(&x);
+                if (done) {
+                    if (!check_only) each_part(dir, part_unlink, (void *)dir, err);
+                    rc = 0;
+                    goto out;
+                }
             }
         }
-    }
-    if (each_part(dir, part_collect, &l, err)) { rs_errk(err, RS_ENOMEM, "%s: out of memory", dir); goto out; }
-    if (l.n == 0) {
-        rs_errf(err, "%s: no part files: no task of the sharded run (--shard I/N) wrote this store", dir);
-        goto out;
-    }
-    qsort(l.p, (size_t)l.n, sizeof *l.p, cmp_part);
-    if (l.p[0].n_parts != l.p[l.n - 1].n_parts) {
+        if (each_part(dir, part_collect, &l, err)) { rs_errk(err, RS_ENOMEM, "%s: out of memory", dir); goto out; }
+    } /* exists */
+    if (l.n) qsort(l.p, (size_t)l.n, sizeof *l.p, cmp_part);
+    if (l.n && l.p[0].n_parts != l.p[l.n - 1].n_parts) {
         rs_errf(err, "%s: parts of two splits: %s and %s; N changed between tasks: rerun every task with one N", dir,
                 l.p[0].name, l.p[l.n - 1].name);
         goto out;
     }
-    if (n_parts > 0 && l.p[0].n_parts != n_parts) {
+    if (l.n && n_parts > 0 && l.p[0].n_parts != n_parts) {
         rs_errf(err, "%s: %s is a part of a split into %d tasks, the run's tasks were %d", dir, l.p[0].name,
                 l.p[0].n_parts, n_parts);
         goto out;
@@ -912,7 +907,7 @@ int store_merge_parts(const char *dir, const store_spec *spec, const int *owner,
     for (int64_t k = 0; k < total; k++) n_missing += !by_k[k];
     if (n_missing) {
         /* name them by owning task: "task 2 of 3: shards 3, 5" */
-        int np = l.p[0].n_parts, shown = 0;
+        int np = l.n ? l.p[0].n_parts : n_parts, shown = 0;
         for (int t = -1; t < np && strlen(msg) < sizeof msg - 64; t++) {
             int any = 0;
             for (int64_t k = 0; k < total; k++) {
@@ -923,7 +918,8 @@ int store_merge_parts(const char *dir, const store_spec *spec, const int *owner,
                 any = shown = 1;
             }
         }
-        rs_errf(err, "%s: %lld of %lld shards not written: %s", dir, (long long)n_missing, (long long)total, msg);
+        rs_errf(err, "%s: %lld of %lld shards not written%s: %s", dir, (long long)n_missing, (long long)total,
+                !exists ? " (the store folder is missing)" : !l.n ? " (no task wrote a part of this store)" : "", msg);
         goto out;
     }
     if (check_only) {
