@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Job arrays without a scheduler (docs/cluster.md): `run --shard I/N` tasks of the quickstart,
+# Job arrays without a scheduler (docs/cluster.md): `run --shard I/N` tasks of a small experiment,
 # one SIGKILLed mid-run and resumed, then `merge`; the merged run folder must be byte-identical
 # to a single-process run (stores, indexes, manifest, results, markers, report). Bad input:
 # malformed --shard and Slurm variables, --force, N changed between tasks, two tasks with the
@@ -16,9 +16,24 @@ expect() {
   [ $rc -eq "$code" ] || { cat "$T/err"; fail "exit $rc (want $code): $*"; }
   grep -qF -- "$needle" "$T/err" "$T/out" || { cat "$T/err"; fail "no '$needle' in output of: $*"; }
 }
-Q=examples/quickstart.json
+# a small experiment on the bundled COCO sample (as tests/cli_run.sh): 2 groups x 5 images, layers 1-2
+M=$PWD/examples/quickstart/models
+C=$PWD/examples/data/coco-sample
+cat >"$T/small.json" <<JSON
+{"output_dir": "unused",
+ "models": {"llm": "$M/gemma2-tiny", "vlm": "$M/paligemma-tiny"},
+ "layers": [1, 2],
+ "saes": {"path": "$M/sae/blocks.{layer}.hook_resid_post"},
+ "dataset": {"instances": ["$C/annotations/instances_train2017.json", "$C/annotations/instances_val2017.json"],
+             "captions": ["$C/annotations/captions_train2017.json", "$C/annotations/captions_val2017.json"],
+             "images": ["$C/train2017", "$C/val2017"], "groups": {"animals": ["animal"], "vehicles": ["vehicle"]}, "n_per_group": 5},
+ "edits": [{"name": "contrast", "values": [0.5]}],
+ "probes": {"seeds": 2, "folds": 2, "bootstrap": 20, "min_test_groups": 1, "permutations": 10}}
+JSON
+ln -s small.json "$T/alias.json"
+Q=$T/small.json
 R=$T/run
-S="--shard-inputs 8 --quiet" # several shards per store, so that a task can be killed between two
+S="--shard-inputs 1 --threads 1 --quiet" # one input per shard, so that a task can be killed between two
 
 # ---- bad input: nothing is written ----
 for bad in 3/3 1/0 -1/3 x 1/ /3 1/3x 0/100000; do
@@ -51,7 +66,7 @@ wait $k 2>/dev/null
 SLURM_ARRAY_TASK_ID=7 SLURM_ARRAY_TASK_COUNT=9 "$CLI" run $Q --out "$R" $S --shard 1/3 & a=$!
 wait $a || fail "task 1"
 # a task given the config spelled otherwise (other fingerprints) is refused while parts exist
-expect 1 "every task of an array needs the same config" -- "$CLI" run "$PWD/$Q" --out "$R" $S --shard 2/3
+expect 1 "every task of an array needs the same config" -- "$CLI" run "$T/alias.json" --out "$R" $S --shard 2/3
 expect 1 "every task of an array needs the same config" -- "$CLI" run $Q --out "$R" --quiet --shard 2/3
 if [ -n "$killed" ]; then
   expect 1 "task 0 of 3 (rerun it)" -- "$CLI" merge "$R"
@@ -91,7 +106,7 @@ grep -q "^---- task-00000-of-00003.log ----" "$T/array/run.log" || fail "task lo
 # merged again, with the config given: every stage complete, nothing changes
 mv "$T/array" "$R"
 expect 1 "give the config with --config" -- "$CLI" merge "$R"
-"$CLI" merge "$R" --config $Q --shard-inputs 8 --quiet >/dev/null || fail "second merge"
+"$CLI" merge "$R" --config $Q --shard-inputs 1 --quiet >/dev/null || fail "second merge"
 mv "$R" "$T/array"
 diff -r -x provenance.json -x run.log "$T/single" "$T/array" || fail "second merge changed the run"
 echo "ok"
