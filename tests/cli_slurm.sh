@@ -28,9 +28,10 @@ fi
 
 T=$(mktemp -d /tmp/rs-slurm.XXXXXX)
 chmod 755 "$T"
-MUNGED= CTLD= SLURMD=
+MUNGED= CTLD= SLURMD= WATCHDOG=
 stop_all() {
   set +e
+  [ -n "$WATCHDOG" ] && kill -9 "$WATCHDOG" 2>/dev/null
   if [ -n "$CTLD" ] && kill -0 "$CTLD" 2>/dev/null; then # no job outlives the test
     ids=$(squeue -h -o %A 2>/dev/null | sort -u)
     [ -n "$ids" ] && scancel $ids 2>/dev/null
@@ -64,12 +65,13 @@ munged -F -f --socket="$T/munge/munge.socket" --key-file="$T/munge/munge.key" --
 MUNGED=$!
 for _ in $(seq 50); do [ -S "$T/munge/munge.socket" ] && break; sleep 0.1; done
 [ -S "$T/munge/munge.socket" ] || { cat "$T/munged.out"; skip "munged did not start (log above)"; }
-H=$(hostname -s)
+H=$(uname -n)
+H=${H%%.*} # the short host name, as slurmctld and slurmd see it
 NCPU=$(nproc)
 MEM=$(($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 512))
-PORT=$((20000 + RANDOM % 20000))
 export SLURM_CONF=$T/slurm.conf
-cat >"$SLURM_CONF" <<EOF
+write_conf() {
+  cat >"$SLURM_CONF" <<EOF
 ClusterName=rstest
 SlurmctldHost=$H(127.0.0.1)
 SlurmctldPort=$PORT
@@ -101,16 +103,30 @@ JobRequeue=1
 NodeName=$H NodeAddr=127.0.0.1 CPUs=$NCPU RealMemory=$MEM State=UNKNOWN
 PartitionName=test Nodes=$H Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 EOF
-slurmctld -D -i -f "$SLURM_CONF" >"$T/slurmctld.out" 2>&1 &
-CTLD=$!
-for _ in $(seq 100); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.1; done
-slurmd -D -N "$H" -f "$SLURM_CONF" >"$T/slurmd.out" 2>&1 &
-SLURMD=$!
-for _ in $(seq 150); do [ "$(sinfo -h -o %T 2>/dev/null)" = idle ] && break; sleep 0.2; done
-if [ "$(sinfo -h -o %T 2>/dev/null)" != idle ]; then
+}
+# up to three tries on random ports (one may be taken)
+for try in 1 2 3; do
+  PORT=$((20000 + RANDOM % 20000))
+  write_conf
+  slurmctld -D -i -f "$SLURM_CONF" >"$T/slurmctld.out" 2>&1 &
+  CTLD=$!
+  for _ in $(seq 100); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.1; done
+  if scontrol ping 2>/dev/null | grep -q UP; then
+    slurmd -D -N "$H" -f "$SLURM_CONF" >"$T/slurmd.out" 2>&1 &
+    SLURMD=$!
+    for _ in $(seq 150); do [ "$(sinfo -h -o %T 2>/dev/null)" = idle ] && break; sleep 0.2; done
+    [ "$(sinfo -h -o %T 2>/dev/null)" = idle ] && break
+    kill "$SLURMD" 2>/dev/null; wait "$SLURMD" 2>/dev/null; SLURMD=
+  fi
+  kill "$CTLD" 2>/dev/null; wait "$CTLD" 2>/dev/null; CTLD=
+done
+if [ -z "$CTLD" ]; then
   tail -n 20 "$T"/slurmctld.out "$T"/slurmd.out "$T"/slurmctld.log "$T"/slurmd.log 2>/dev/null
   skip "the one-node Slurm did not come up (logs above)"
 fi
+# a watchdog stops the daemons if this shell is killed without running its EXIT trap (SIGKILL)
+( trap '' INT TERM; while kill -0 $$ 2>/dev/null; do sleep 1; done; kill $SLURMD $CTLD $MUNGED 2>/dev/null ) &
+WATCHDOG=$!
 echo "slurm up after $((SECONDS - START)) s: node $H, $NCPU CPUs, ports $PORT-$((PORT + 1))"
 
 # ---- helpers ----
