@@ -183,7 +183,7 @@ void pl_tasks_fold_logs(pl_ctx *c) {
         n++;
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, cmp_name); /* zero-padded: task order */
+    if (n) qsort(names, (size_t)n, sizeof *names, cmp_name); /* zero-padded: task order */
     for (int i = 0; i < n; i++) {
         char *p = pl_join(c->stages, names[i]), *buf = NULL;
         size_t len = 0;
