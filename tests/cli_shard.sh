@@ -81,7 +81,7 @@ expect 1 "being written by another process (two tasks with the same --shard 1/3?
 exec 9>&-
 # a task still running: the merge is refused (the run folder's lock is shared by the tasks)
 exec 9>>"$R/.lock"; flock -s 9
-expect 1 "another \`reprshift run\` (or a task of a job array) is using this run folder" -- "$CLI" merge "$R"
+expect 1 "another \`reprshift run\` is using this run folder (or a task of a job array is)" -- "$CLI" merge "$R"
 exec 9>&-
 # the killed task resumes; a complete task exits at once
 "$CLI" run $Q --out "$R" $S --shard 0/3 || fail "task 0 rerun"

@@ -726,7 +726,7 @@ int rs_pipeline_run(const rs_pipeline_opts *opts, char **report_path, rs_err *er
             rs_errf(err, "%s: %s", c.out,
                     lock_fd < 0 ? "cannot create the lock file"
                     : task ? "a `reprshift run` without --shard or a `reprshift merge` is using this run folder"
-                           : "another `reprshift run` (or a task of a job array) is using this run folder");
+                           : "another `reprshift run` is using this run folder (or a task of a job array is)");
             free(kp);
             goto done;
         }
