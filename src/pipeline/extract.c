@@ -874,8 +874,8 @@ static int store_complete(pl_ctx *c, int s, const char *fp) {
 }
 
 /* Task opt->task of opt->n_tasks: claim a part of every unfinished store it owns shards of
- * (under the setup lock, so that two tasks with the same --shard or another N are refused
- * before anything is written), release the setup lock, then write the shards. */
+ * (under the setup lock, taken again here, so that two tasks with the same --shard or another
+ * N are refused before anything is written), release the setup lock, then write the shards. */
 static int extract_task(pl_ctx *c, extract_state *x, rs_err *err) {
     const int me = c->opt->task, N = c->opt->n_tasks;
     rs_store *part[PL_N_STORES] = {0};
@@ -885,7 +885,7 @@ static int extract_task(pl_ctx *c, extract_state *x, rs_err *err) {
     int rc = -1, n_complete = 0;
     char *hl = NULL;
     int64_t *ks = NULL;
-    if (assign_shards(c, x, N, err)) goto done;
+    if (assign_shards(c, x, N, err) || pl_task_setup_lock(c, err)) goto done;
     for (int s = 0; s < PL_N_STORES; s++) {
         if (!pl_store_used(c, s)) continue;
         if (unit_fp(c, x, s, fp[s], err)) goto done;
@@ -1022,6 +1022,9 @@ int pl_stage_extract(pl_ctx *c, rs_err *err) {
     x.hooks = calloc((size_t)x.max_hooks + 1, sizeof *x.hooks);
     int rc = -1;
     if (!x.hooks) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    /* a task: the tokenization below writes nothing shared, so other tasks may set up
+       meanwhile; it takes the setup lock again to claim its parts (extract_task) */
+    if (c->opt->n_tasks > 0) pl_task_setup_done(c);
     if (tokenize_captions(c, err)) goto done;
     paligemma_config pc;
     if (paligemma_config_load(cfg->vlm, &pc, err)) goto done;
