@@ -189,7 +189,9 @@ static const char MERGE_USAGE[] =
     "config. Prints the report's path.\n"
     "\n"
     "options:\n"
-    "  --config CONFIG    the config (default: the one the tasks recorded in DIR/stages/tasks.json)\n"
+    "  --config CONFIG    the config (default: the one the tasks recorded in DIR/stages/tasks.json;\n"
+    "                     the merge then runs in the folder the tasks ran in, with the config and\n"
+    "                     DIR spelled as they were: the paths take part in the fingerprints)\n"
     "  --shard-inputs N   as given to the tasks (default: the tasks' own, from stages/tasks.json)\n"
     "  --threads N, --quiet, --no-digest-cache   as for `reprshift run`\n";
 
