@@ -15,7 +15,9 @@ cmake --build "$BUILD" -j"$JOBS"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-RS_QUIET=1 ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS" "$@" | tee "$BUILD/ctest-summary.txt"
+# cli_slurm starts a Slurm cluster to check the scheduler integration: run once, in the main
+# suite (scripts/test.sh); the sharding code it drives runs here in cli_shard.
+RS_QUIET=1 ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS" -E '^cli_slurm$' "$@" | tee "$BUILD/ctest-summary.txt"
 # CI has the shared data: a test skipped for want of it has not been checked under the sanitizers
 if grep -q '(Skipped)$' "$BUILD/ctest-summary.txt"; then
   echo "skipped tests under the sanitizers (the shared data folder is missing?); see scripts/test.sh" >&2

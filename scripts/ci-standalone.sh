@@ -23,6 +23,7 @@ report=$(sed -n 's/^report: //p' ../quickstart.out)
 case "$report" in /*) ;; *) fail "report path is not absolute: '$report'" ;; esac
 [ -s "$report" ] || fail "no report at '$report'"
 echo "== standalone clone: scripts/test.sh =="
+export RS_SLURM_TEST=0 # the main suite has started Slurm once already (tests/cli_slurm.sh)
 scripts/test.sh >../test.out 2>&1 || { tail -n 60 ../test.out; fail "scripts/test.sh failed"; }
 sed -n '/tests passed/,$p' ../test.out
 grep -q '^== .* skipped in whole or in part' ../test.out || fail "no list of skipped tests (expected some without ../shared)"

@@ -30,6 +30,14 @@ typedef struct {
     const char *digest_cache;  /* file of SHA-256s shared by runs (docs/pipeline.md, "Provenance");
                                   NULL: none (files not named by the Hugging Face cache are hashed
                                   unless an earlier provenance.json of this run folder has them) */
+    /* Job arrays (docs/cluster.md). n_tasks > 0: this process is task `task` (0-based) of
+     * n_tasks: it runs the dataset stage (serialised between tasks) and writes only the store
+     * shards assigned to it (store parts), then stops. merge: check that the tasks wrote every
+     * shard, write the stores' indexes (no data copied), then run the analysis stages; without
+     * config_path the config the tasks recorded (DIR/stages/tasks.json) is used. Neither goes
+     * with force. */
+    int task, n_tasks;
+    int merge;
 } rs_pipeline_opts;
 
 /* Defaults: everything zero / NULL. */
@@ -39,6 +47,19 @@ rs_pipeline_opts rs_pipeline_defaults(void);
  * path of report.html (caller frees). On error nothing complete-looking is left for the
  * failed stage; running again continues from the last complete stage / shard. */
 int rs_pipeline_run(const rs_pipeline_opts *o, char **report_path, rs_err *err);
+
+/* What the tasks of a job array recorded in DIR/stages/tasks.json (written by every task,
+ * removed by a successful merge): the config and run folder as they were given, the working
+ * folder they were given in, N and --shard-inputs (0: automatic). A merge must use the same
+ * spellings: the paths take part in the fingerprints (and config.resolved.json). */
+typedef struct {
+    char *config, *out, *cwd;
+    int n_tasks;
+    int64_t shard_inputs;
+} rs_pipeline_tasks;
+/* Errors: the file is missing (kind RS_EIO: no task ran there) or malformed. */
+int rs_pipeline_tasks_read(const char *dir, rs_pipeline_tasks *t, rs_err *err);
+void rs_pipeline_tasks_free(rs_pipeline_tasks *t);
 
 /* SHA-256 of a file as 64 lowercase hex digits into hex[65]; *bytes receives its size. */
 int rs_sha256_file(const char *path, char hex[65], int64_t *bytes, rs_err *err);

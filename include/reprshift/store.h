@@ -68,6 +68,39 @@ void store_close(rs_store *s);
 /* Input range [*first, *first + *count) of shard k under spec. */
 void store_shard_range(const store_spec *spec, int64_t k, int64_t *first, int64_t *count);
 
+/* ---- parts: the tasks of a job array write one store together (docs/store.md "Parts") ----
+ * Part p of n writes the shards assigned to it (any subset, disjoint from the other parts')
+ * into DIR itself, shard k always as DIR/shard-k.* with the bytes a single writer would
+ * write, and lists them in its own DIR/part-PPPPP-of-NNNNN.json (atomically rewritten after
+ * each shard, like index.json), under its own lock DIR/part-PPPPP-of-NNNNN.lock. No part
+ * writes index.json: store_merge_parts checks every part and writes it, without copying. */
+
+/* Open (creating) part `part` of n_parts for writing the given shards (ascending or not).
+ * An existing part file must have the same spec; its listed shards are kept. Errors: another
+ * process holds the part (two tasks with the same --shard), parts of another n_parts in DIR
+ * (N changed between tasks). Write with store_append_shard (any owned shard not yet written),
+ * never store_finalize. */
+int store_open_part(rs_store **out, const char *dir, const store_spec *spec, int part, int n_parts,
+                    const int64_t *assigned, int64_t n_assigned, rs_err *err);
+/* Has this part written shard k? */
+int store_part_has(const rs_store *s, int64_t shard);
+/* Owned shards not written yet (0: the part is complete). */
+int64_t store_part_remaining(const rs_store *s);
+/* 0 if DIR holds no part file of a split other than into n_parts (a missing DIR is fine). */
+int store_parts_check(const char *dir, int n_parts, rs_err *err);
+/* Remove the part files and index.json of DIR written for a manifest_hash other than the
+ * given one (a config changed since they were written). Returns how many were removed. */
+int store_parts_remove_stale(const char *dir, const char *manifest_hash);
+/* Check the parts of DIR against spec and write the complete index.json, listing every shard
+ * as the parts recorded it (no data is copied or read; sizes are checked), then remove the
+ * part files. Errors name what is wrong: no part, parts of two splits (or other than n_parts
+ * when > 0), a part for another spec, a task still writing, a shard listed twice, a shard
+ * file missing or resized, and the shards no part lists, grouped by owner[k] (the task that
+ * should have written shard k; NULL: unknown). A complete index.json for spec: parts removed,
+ * 0. check_only: the checks only, nothing written or removed. */
+int store_merge_parts(const char *dir, const store_spec *spec, const int *owner, int n_parts, int check_only,
+                      rs_err *err);
+
 /* ---- reading ---- */
 typedef struct store_reader store_reader;
 

@@ -41,6 +41,7 @@ int cmd_sae(int argc, char **argv);
 int cmd_sae_splice(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 int cmd_intervene(int argc, char **argv); /* cmd_intervene.c */
 int cmd_lens(int argc, char **argv);      /* cmd_lens.c */
 

@@ -24,6 +24,7 @@ typedef struct {
 /* One row per subcommand; keep in the order a user meets them. */
 static const command COMMANDS[] = {
     {"run", cmd_run, "run a whole experiment from a config: extract -> shift -> probes -> report"},
+    {"merge", cmd_merge, "finish a run extracted by a job array (run --shard I/N): stores, then analyses"},
     {"inspect", cmd_inspect, "show a checkpoint's config and tensor table"},
     {"tokenize", cmd_tokenize, "text -> token ids (one JSON array per line)"},
     {"config", cmd_config, "validate an experiment config and print it resolved"},

@@ -621,9 +621,10 @@ done:
     return rc;
 }
 
-/* spec.manifest_hash of an existing store, or "" */
-static void existing_fp(const char *dir, char out[80]) {
+/* spec.manifest_hash of an existing store, or ""; *complete (may be NULL): its "complete" */
+static void existing_fp_c(const char *dir, char out[80], int *complete) {
     out[0] = 0;
+    if (complete) *complete = 0;
     char *p = pl_join(dir, "index.json");
     cJSON *j = NULL;
     rs_err e = {0};
@@ -632,10 +633,13 @@ static void existing_fp(const char *dir, char out[80]) {
         const cJSON *h = sp ? cJSON_GetObjectItemCaseSensitive(sp, "manifest_hash") : NULL;
         if (cJSON_IsString(h)) snprintf(out, 80, "%s", h->valuestring);
         else snprintf(out, 80, "?");
+        if (complete) *complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "complete"));
     }
     cJSON_Delete(j);
     free(p);
 }
+
+static void existing_fp(const char *dir, char out[80]) { existing_fp_c(dir, out, NULL); }
 
 static int64_t auto_shard(const pl_ctx *c, int s, int n_prompt, int n_patches) {
     if (c->opt->shard_inputs > 0) return c->opt->shard_inputs;
@@ -713,6 +717,7 @@ typedef struct {
     int max_hooks;
     int n_patches;
     char prompt_fp[65];
+    int *owner[PL_N_STORES]; /* job arrays: the task of each shard of each used store (NULL: none) */
 } extract_state;
 
 static int unit_fp(pl_ctx *c, void *arg, int s, char fp[65], rs_err *err) {
@@ -741,9 +746,34 @@ static void unit_remove(pl_ctx *c, int s) {
 
 /* Write store s with fingerprint fp (its spec.manifest_hash), resuming at its first missing
  * shard. */
+/* The spec of store s for fingerprint fp; *hl receives its hook list (the spec's hooks; to free). */
+static int store_spec_of(pl_ctx *c, const extract_state *x, int s, const char *fp, store_spec *spec, char **hl,
+                         rs_err *err) {
+    if (!(*hl = hooks_csv_n(c->cfg, store_n_hooks(c, s)))) return rs_errk(err, RS_ENOMEM, "out of memory");
+    *spec = (store_spec){.model = s != PL_LLM_TEXT ? c->vlm_name : c->llm_name, .hooks = *hl,
+                         .pooling = rs_pool_name(store_pool(c, s)), .manifest_hash = fp, .n_inputs = store_inputs(c, s),
+                         .shard_inputs = auto_shard(c, s, (int)x->m.n_prompt, x->n_patches)};
+    return 0;
+}
+
+/* Open the model store s reads (once) and parse its hooks into x->hooks. */
+static int store_models(pl_ctx *c, extract_state *x, int s, rs_err *err) {
+    const rs_config *cfg = c->cfg;
+    models *m = &x->m;
+    int vlm = s != PL_LLM_TEXT;
+    if (!vlm && !m->llm) {
+        if (gemma2_open(&m->llm, cfg->llm, err)) return -1;
+        m->llm->be = rs_backend_for(cfg->precision);
+    }
+    if (vlm && !m->vlm) {
+        if (paligemma_open(&m->vlm, cfg->vlm, err)) return -1;
+        paligemma_set_backend(m->vlm, rs_backend_for(cfg->precision)); /* tower, projector and decoder */
+    }
+    return hooks_parse(c, m, s, x->hooks, err);
+}
+
 static int unit_run(pl_ctx *c, void *arg, int s, const char *fp, rs_err *err) {
     extract_state *x = arg;
-    const rs_config *cfg = c->cfg;
     models *m = &x->m;
     char *hl = NULL, *dir = pl_join(c->acts, PL_STORE_NAME[s]);
     rs_store *st = NULL;
@@ -752,20 +782,9 @@ static int unit_run(pl_ctx *c, void *arg, int s, const char *fp, rs_err *err) {
     int64_t shard = auto_shard(c, s, (int)m->n_prompt, x->n_patches);
     if (pl_mkdir(dir, err)) goto done;
     int vlm = s != PL_LLM_TEXT;
-    if (!vlm && !m->llm) {
-        if (gemma2_open(&m->llm, cfg->llm, err)) goto done;
-        m->llm->be = rs_backend_for(cfg->precision);
-    }
-    if (vlm && !m->vlm) {
-        if (paligemma_open(&m->vlm, cfg->vlm, err)) goto done;
-        paligemma_set_backend(m->vlm, rs_backend_for(cfg->precision)); /* tower, projector and decoder */
-    }
-    if (hooks_parse(c, m, s, x->hooks, err)) goto done;
-    if (!(hl = hooks_csv_n(cfg, store_n_hooks(c, s)))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    int64_t n = store_inputs(c, s);
-    store_spec spec = {.model = vlm ? c->vlm_name : c->llm_name, .hooks = hl,
-                       .pooling = rs_pool_name(store_pool(c, s)), .manifest_hash = fp, .n_inputs = n,
-                       .shard_inputs = shard};
+    store_spec spec;
+    if (store_models(c, x, s, err) || store_spec_of(c, x, s, fp, &spec, &hl, err)) goto done;
+    int64_t n = spec.n_inputs;
     if (store_open(&st, dir, &spec, err)) goto done;
     int64_t n_shards = (n + shard - 1) / shard, k0 = store_next_shard(st);
     if (k0 > 0 && k0 < n_shards)
@@ -801,6 +820,203 @@ done:
     return rc;
 }
 
+
+/* ---- job arrays: tasks write store parts, the merge writes the indexes (docs/cluster.md) ---- */
+
+/* Cost of shard k of store s, in tokens read: the caption's tokens, the prefix (image
+ * patches, <bos>, prompt, "\n") of every image input. */
+static double shard_cost(const pl_ctx *c, const extract_state *x, int s, int64_t first, int64_t count) {
+    double prefix = (double)x->n_patches + (double)x->m.n_prompt + 1, t = 0;
+    if (!PL_IS_CAPTION_STORE(s)) return prefix * (double)count;
+    for (int64_t i = first; i < first + count; i++) t += (double)c->text_len[i] + (PL_IS_COND(s) ? prefix : 0);
+    return t;
+}
+
+/* x->owner[s][k]: the task of n_tasks that writes shard k of store s. Every shard of every
+ * store the config uses is one item (whether written already or not, so that every task and
+ * the merge compute the same assignment), balanced by shard_cost (pl_assign). */
+static int assign_shards(pl_ctx *c, extract_state *x, int n_tasks, rs_err *err) {
+    int64_t n_items = 0, base[PL_N_STORES], nsh[PL_N_STORES];
+    for (int s = 0; s < PL_N_STORES; s++) {
+        base[s] = n_items;
+        nsh[s] = 0;
+        if (!pl_store_used(c, s)) continue;
+        int64_t S = auto_shard(c, s, (int)x->m.n_prompt, x->n_patches);
+        nsh[s] = (store_inputs(c, s) + S - 1) / S;
+        n_items += nsh[s];
+    }
+    double *cost = malloc((size_t)(n_items + 1) * sizeof *cost);
+    int *owner = malloc((size_t)(n_items + 1) * sizeof *owner), rc = -1;
+    if (!cost || !owner) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    for (int s = 0; s < PL_N_STORES; s++) {
+        int64_t S = nsh[s] ? auto_shard(c, s, (int)x->m.n_prompt, x->n_patches) : 1;
+        for (int64_t k = 0; k < nsh[s]; k++) {
+            int64_t first = k * S, count = store_inputs(c, s) - first < S ? store_inputs(c, s) - first : S;
+            cost[base[s] + k] = shard_cost(c, x, s, first, count);
+        }
+    }
+    if (pl_assign(cost, n_items, n_tasks, owner, err)) goto done;
+    for (int s = 0; s < PL_N_STORES; s++) {
+        if (!nsh[s]) continue;
+        if (!(x->owner[s] = malloc((size_t)nsh[s] * sizeof *x->owner[s]))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+        memcpy(x->owner[s], owner + base[s], (size_t)nsh[s] * sizeof *owner);
+    }
+    rc = 0;
+done:
+    free(cost);
+    free(owner);
+    return rc;
+}
+
+/* Is store s complete for fp (its marker and a complete index.json, e.g. merged before)? */
+static int store_complete(pl_ctx *c, int s, const char *fp) {
+    char m[160], have[80];
+    int complete;
+    snprintf(m, sizeof m, "store_%s", PL_STORE_NAME[s]);
+    if (!pl_marker_matches(c, m, fp)) return 0;
+    char *dir = pl_join(c->acts, PL_STORE_NAME[s]);
+    if (!dir) return 0;
+    existing_fp_c(dir, have, &complete);
+    free(dir);
+    return complete && !strcmp(have, fp);
+}
+
+/* Task opt->task of opt->n_tasks: claim a part of every unfinished store it owns shards of
+ * (under the setup lock, taken again here, so that two tasks with the same --shard or another
+ * N are refused before anything is written), release the setup lock, then write the shards. */
+static int extract_task(pl_ctx *c, extract_state *x, rs_err *err) {
+    const int me = c->opt->task, N = c->opt->n_tasks;
+    rs_store *part[PL_N_STORES] = {0};
+    char fp[PL_N_STORES][65];
+    int64_t mine = 0, todo = 0, done_before = 0;
+    double my_cost = 0, all_cost = 0;
+    int rc = -1, n_complete = 0;
+    char *hl = NULL;
+    int64_t *ks = NULL;
+    if (assign_shards(c, x, N, err) || pl_task_setup_lock(c, err)) goto done;
+    for (int s = 0; s < PL_N_STORES; s++) {
+        if (!pl_store_used(c, s)) continue;
+        if (unit_fp(c, x, s, fp[s], err)) goto done;
+        store_spec spec;
+        free(hl);
+        if (store_spec_of(c, x, s, fp[s], &spec, &hl, err)) goto done;
+        int64_t nsh = (spec.n_inputs + spec.shard_inputs - 1) / spec.shard_inputs, n_mine = 0;
+        for (int64_t k = 0; k < nsh; k++) {
+            int64_t first, count;
+            store_shard_range(&spec, k, &first, &count);
+            double cst = shard_cost(c, x, s, first, count);
+            all_cost += cst;
+            if (x->owner[s][k] == me) my_cost += cst, n_mine++;
+        }
+        mine += n_mine;
+        if (store_complete(c, s, fp[s])) {
+            n_complete++;
+            done_before += n_mine;
+            continue;
+        }
+        char *dir = pl_join(c->acts, PL_STORE_NAME[s]);
+        if (!dir) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+        int removed = rs_is_dir(dir) ? store_parts_remove_stale(dir, fp[s]) : 0;
+        if (removed) pl_log(c, "extract", "%s: inputs changed since it was written; %d stale part/index files removed",
+                            PL_STORE_NAME[s], removed);
+        int r = store_parts_check(dir, N, err);
+        if (!r && n_mine) {
+            free(ks);
+            if (!(ks = malloc((size_t)n_mine * sizeof *ks))) r = rs_errk(err, RS_ENOMEM, "out of memory");
+            int64_t q = 0;
+            for (int64_t k = 0; !r && k < nsh; k++)
+                if (x->owner[s][k] == me) ks[q++] = k;
+            if (!r) r = store_open_part(&part[s], dir, &spec, me, N, ks, n_mine, err);
+            if (!r) {
+                todo += store_part_remaining(part[s]);
+                done_before += n_mine - store_part_remaining(part[s]);
+            }
+        }
+        free(dir);
+        if (r) goto done;
+    }
+    pl_task_setup_done(c); /* the other tasks may set up now */
+    pl_log(c, "extract", "task %d of %d: %lld shard%s (%.1f%% of the tokens), %lld already written, %d complete store%s",
+           me, N, (long long)mine, mine == 1 ? "" : "s", all_cost > 0 ? 100 * my_cost / all_cost : 0.0,
+           (long long)done_before, n_complete, n_complete == 1 ? "" : "s");
+    for (int s = 0; s < PL_N_STORES; s++) {
+        if (!part[s] || !store_part_remaining(part[s])) continue;
+        store_spec spec;
+        free(hl);
+        if (store_models(c, x, s, err) || store_spec_of(c, x, s, fp[s], &spec, &hl, err)) goto done;
+        int64_t nsh = (spec.n_inputs + spec.shard_inputs - 1) / spec.shard_inputs;
+        for (int64_t k = 0; k < nsh; k++) {
+            if (x->owner[s][k] != me || store_part_has(part[s], k)) continue;
+            int64_t first, count;
+            store_shard_range(&spec, k, &first, &count);
+            pl_log(c, "extract", "%s: shard %lld of %lld (inputs %lld..%lld)", PL_STORE_NAME[s], (long long)k + 1,
+                   (long long)nsh, (long long)first, (long long)(first + count - 1));
+            if (do_shard(c, s, &x->m, part[s], k, first, count, x->hooks, err)) {
+                rs_err_prefix(err, "extract %s shard %lld", PL_STORE_NAME[s], (long long)k);
+                goto done;
+            }
+        }
+    }
+    pl_log(c, "extract", "task %d of %d: %s; merge with `reprshift merge %s` when every task is done", me, N,
+           todo ? "its shards are written" : "its shards were complete already", c->out);
+    rc = 0;
+done:
+    for (int s = 0; s < PL_N_STORES; s++) store_close(part[s]);
+    free(hl);
+    free(ks);
+    return rc;
+}
+
+/* The merge, for store s: every shard written by some task, then index.json (unit_run of
+ * the merge: the protocol of run.c writes the marker after it). */
+static int unit_merge(pl_ctx *c, void *arg, int s, const char *fp, rs_err *err) {
+    extract_state *x = arg;
+    store_spec spec;
+    char *hl = NULL, *dir = pl_join(c->acts, PL_STORE_NAME[s]);
+    int rc = !dir ? rs_errk(err, RS_ENOMEM, "out of memory") : store_spec_of(c, x, s, fp, &spec, &hl, err);
+    if (!rc) rc = store_merge_parts(dir, &spec, x->owner[s], c->merge_tasks, 0, err);
+    if (!rc)
+        pl_log(c, "extract", "%s: merged, %lld shard%s", PL_STORE_NAME[s],
+               (long long)((spec.n_inputs + spec.shard_inputs - 1) / spec.shard_inputs),
+               spec.n_inputs > spec.shard_inputs ? "s" : "");
+    free(hl);
+    free(dir);
+    return rc;
+}
+
+static const pl_units MERGE_UNITS = {PL_N_STORES, PL_STORE_NAME, "store_", pl_store_used, unit_fp,
+                                     unit_written, unit_remove, unit_merge};
+static const pl_stage_def MERGE_STAGE = {"extract", NULL, NULL, NULL, NULL, 0, NULL, &MERGE_UNITS};
+
+/* Check every unfinished store before merging any: one error naming all that is missing. */
+static int merge_check(pl_ctx *c, extract_state *x, rs_err *err) {
+    char msg[RS_ERR_MAX] = "";
+    int bad = 0, n = 0;
+    if (c->merge_tasks > 0 && assign_shards(c, x, c->merge_tasks, err)) return -1;
+    for (int s = 0; s < PL_N_STORES; s++) {
+        if (!pl_store_used(c, s)) continue;
+        n++;
+        char fp[65], *hl = NULL, *dir = pl_join(c->acts, PL_STORE_NAME[s]);
+        store_spec spec;
+        rs_err e = {0};
+        int r = !dir ? rs_errk(err, RS_ENOMEM, "out of memory") : unit_fp(c, x, s, fp, err);
+        if (!r && !store_complete(c, s, fp) && !(r = store_spec_of(c, x, s, fp, &spec, &hl, err)) &&
+            store_merge_parts(dir, &spec, x->owner[s], c->merge_tasks, 1, &e)) {
+            size_t L = strlen(msg), m = strlen(e.msg);
+            if (bad && L + 2 < sizeof msg) memcpy(msg + L, "; ", 3), L += 2;
+            if (L + m >= sizeof msg) m = sizeof msg - 1 - L;
+            memcpy(msg + L, e.msg, m);
+            msg[L + m] = 0;
+            bad++;
+        }
+        free(hl);
+        free(dir);
+        if (r) return -1;
+    }
+    if (bad) return rs_errf(err, "merge: %d of %d stores cannot be merged: %s", bad, n, msg);
+    return 0;
+}
+
 static const pl_units EXTRACT_UNITS = {PL_N_STORES, PL_STORE_NAME, "store_", pl_store_used, unit_fp,
                                        unit_written, unit_remove, unit_run};
 static const pl_stage_def EXTRACT_STAGE = {"extract", NULL, NULL, NULL, NULL, 0, NULL, &EXTRACT_UNITS};
@@ -814,6 +1030,9 @@ int pl_stage_extract(pl_ctx *c, rs_err *err) {
     x.hooks = calloc((size_t)x.max_hooks + 1, sizeof *x.hooks);
     int rc = -1;
     if (!x.hooks) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    /* a task: the tokenization below writes nothing shared, so other tasks may set up
+       meanwhile; it takes the setup lock again to claim its parts (extract_task) */
+    if (c->opt->n_tasks > 0) pl_task_setup_done(c);
     if (tokenize_captions(c, err)) goto done;
     paligemma_config pc;
     if (paligemma_config_load(cfg->vlm, &pc, err)) goto done;
@@ -828,8 +1047,11 @@ int pl_stage_extract(pl_ctx *c, rs_err *err) {
     if (pl_store_used(c, PL_VLM_CAPTION) || pl_store_used(c, PL_VLM_MISMATCH) || pl_store_used(c, PL_VLM_BLANK)) {
         if (condition_images(c, err) || check_suffix_alignment(c, err) || pl_eos_id(c, &x.m.eos, err)) goto done;
     }
-    rc = pl_run_units(c, &EXTRACT_STAGE, &x, err);
+    if (c->opt->n_tasks > 0) rc = extract_task(c, &x, err);
+    else if (c->opt->merge) rc = merge_check(c, &x, err) ? -1 : pl_run_units(c, &MERGE_STAGE, &x, err);
+    else rc = pl_run_units(c, &EXTRACT_STAGE, &x, err);
 done:
+    for (int s = 0; s < PL_N_STORES; s++) free(x.owner[s]);
     if (x.hooks) hook_requests_free(x.hooks, x.max_hooks);
     free(x.hooks);
     free(x.m.prompt);

@@ -68,6 +68,10 @@ typedef struct {
        variants; NaN where not seen, e.g. a store complete from an earlier run): the probes
        stage's luminance table reads it instead of decoding and editing every image again */
     double *image_lum;
+    /* a task of a job array (opt->n_tasks > 0): the lock serialising the tasks' setup
+       (work/.setup.lock) until the task has claimed its store parts; -1 when not held */
+    int setup_lock_fd;
+    int merge_tasks; /* a merge: N of the tasks (stages/tasks.json; 0: unknown) */
 } pl_ctx;
 
 /* Log a line to run.log (with a UTC timestamp) and, unless quiet, to stderr. */
@@ -135,10 +139,28 @@ typedef struct {
     const pl_units *units;                                /* several units (then the fields above but name unused) */
 } pl_stage_def;
 int pl_run_stage(pl_ctx *c, const pl_stage_def *st, rs_err *err);
+/* Does the marker stages/NAME.done hold fp (and no --force)? */
+int pl_marker_matches(pl_ctx *c, const char *name, const char *fp);
 /* Every unit of a stage with units, in order, with the stage's shared state arg. */
 int pl_run_units(pl_ctx *c, const pl_stage_def *st, void *arg, rs_err *err);
 /* Every stage in order. */
 int pl_run_stages(pl_ctx *c, rs_err *err);
+
+/* Job arrays (shard.c, docs/cluster.md). */
+/* The setup lock of a task (work/.setup.lock, exclusive, waits): the tasks run the dataset
+ * stage and claim their store parts one at a time. pl_task_setup_done releases it. */
+int pl_task_setup_lock(pl_ctx *c, rs_err *err);
+void pl_task_setup_done(pl_ctx *c);
+/* Record the task's config, N and --shard-inputs in stages/tasks.json (for `reprshift merge`). */
+int pl_tasks_write(pl_ctx *c, rs_err *err);
+/* Append the tasks' logs (stages/task-*.log) to run.log, in task order, and remove them. */
+void pl_tasks_fold_logs(pl_ctx *c);
+/* The task's log file stages/task-IIIII-of-NNNNN.log (new string). */
+char *pl_task_log_path(pl_ctx *c);
+/* Deterministic assignment of n items with costs cost[] to n_tasks tasks, balanced by cost:
+ * largest first (ties by index), each to the least-loaded task (ties: the lowest). owner[i]
+ * receives the task of item i. */
+int pl_assign(const double *cost, int64_t n, int n_tasks, int *owner, rs_err *err);
 
 /* shift (shift.c), conditions (conditions.c), probes (probes.c): the parts of their table entries. */
 int pl_shift_used(const pl_ctx *c);

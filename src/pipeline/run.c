@@ -95,6 +95,8 @@ static int stage_done(pl_ctx *c, const char *name, const char *fp) {
     return ok;
 }
 
+int pl_marker_matches(pl_ctx *c, const char *name, const char *fp) { return stage_done(c, name, fp); }
+
 /* Remove the marker before the stage is redone: a marker that cannot be removed is an error
  * (left in place, it could stand for outputs about to be rewritten). */
 static int stage_reset(pl_ctx *c, const char *name, rs_err *err) {
@@ -149,9 +151,9 @@ static int mkdir_p(const char *path, rs_err *err) {
     return pl_mkdir(path, err);
 }
 
-/* Files a store writes: index.json, shard-*, .lock and temp files of those. */
+/* Files a store writes: index.json, shard-*, .lock, part-* and temp files of those. */
 static int store_file(const char *n) {
-    return !strncmp(n, "index.json", 10) || !strncmp(n, "shard-", 6) || !strcmp(n, ".lock");
+    return !strncmp(n, "index.json", 10) || !strncmp(n, "shard-", 6) || !strcmp(n, ".lock") || !strncmp(n, "part-", 5);
 }
 
 void pl_remove_store(const char *dir) {
@@ -630,8 +632,10 @@ int pl_run_stage(pl_ctx *c, const pl_stage_def *st, rs_err *err) {
 }
 
 int pl_run_stages(pl_ctx *c, rs_err *err) {
-    for (size_t i = 0; i < sizeof STAGES / sizeof *STAGES; i++)
+    for (size_t i = 0; i < sizeof STAGES / sizeof *STAGES; i++) {
         if (pl_run_stage(c, &STAGES[i], err)) return -1;
+        if (c->opt->n_tasks > 0 && STAGES[i].run == run_extract) break; /* a task: the merge does the rest */
+    }
     return 0;
 }
 
@@ -669,15 +673,37 @@ static int resolve_models(pl_ctx *c, rs_err *err) {
     return 0;
 }
 
-int rs_pipeline_run(const rs_pipeline_opts *o, char **report_path, rs_err *err) {
+int rs_pipeline_run(const rs_pipeline_opts *opts, char **report_path, rs_err *err) {
     pl_ctx c;
     memset(&c, 0, sizeof c);
+    rs_pipeline_opts oo = *opts, *o = &oo;
     c.opt = o;
-    int rc = -1, lock_fd = -1;
-    char *resolved = NULL, *cfgbuf = NULL;
+    c.setup_lock_fd = -1;
+    int rc = -1, lock_fd = -1, task = o->n_tasks > 0;
+    char *resolved = NULL, *cfgbuf = NULL, *tasks_cfg = NULL;
     if (report_path) *report_path = NULL;
+    if ((task || o->merge) && o->force) return rs_errf(err, "%s: not with --force (run without --shard to redo everything)",
+                                                       task ? "--shard" : "merge");
+    if (task && (o->merge || o->task < 0 || o->task >= o->n_tasks))
+        return rs_errf(err, "--shard %d/%d: the task must be 0..%d", o->task, o->n_tasks, o->n_tasks - 1);
+    if (o->merge) { /* the config, --shard-inputs and N the tasks recorded */
+        rs_pipeline_tasks t;
+        if (!o->output_dir) return rs_errf(err, "merge: no run folder given");
+        if (rs_pipeline_tasks_read(o->output_dir, &t, err)) {
+            if (!o->config_path || err->kind != RS_EIO) return -1;
+            rs_err_clear(err); /* none recorded: the given config */
+        } else {
+            c.merge_tasks = t.n_tasks;
+            if (!o->shard_inputs) o->shard_inputs = t.shard_inputs;
+            if (!o->config_path) o->config_path = tasks_cfg = t.config, t.config = NULL;
+            rs_pipeline_tasks_free(&t);
+        }
+    }
     if (!o->config_path) return rs_errf(err, "run: no config file given");
-    if (rs_config_load(o->config_path, &c.cfg, err)) return -1;
+    if (rs_config_load(o->config_path, &c.cfg, err)) {
+        free(tasks_cfg);
+        return -1;
+    }
     rs_config *cfg = c.cfg;
     if (resolve_models(&c, err)) goto done;
     if (check_dataset_inputs(cfg, err)) goto done;
@@ -692,26 +718,30 @@ int rs_pipeline_run(const rs_pipeline_opts *o, char **report_path, rs_err *err) 
         pl_mkdir(c.work, err))
         goto done;
     {
-        /* one run per folder at a time */
+        /* one run per folder at a time; the tasks of a job array share it (and take turns
+           for their setup, pl_task_setup_lock) */
         char *kp = pl_join(c.out, ".lock");
         lock_fd = kp ? open(kp, O_RDWR | O_CREAT | O_CLOEXEC, 0666) : -1;
-        if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB)) {
+        if (lock_fd < 0 || flock(lock_fd, (task ? LOCK_SH : LOCK_EX) | LOCK_NB)) {
             rs_errf(err, "%s: %s", c.out,
-                    lock_fd < 0 ? "cannot create the lock file" : "another `reprshift run` is using this run folder");
+                    lock_fd < 0 ? "cannot create the lock file"
+                    : task ? "a `reprshift run` without --shard or a `reprshift merge` is using this run folder"
+                           : "another `reprshift run` is using this run folder (or a task of a job array is)");
             free(kp);
             goto done;
         }
         free(kp);
+        if (task && pl_task_setup_lock(&c, err)) goto done;
         remove_tmp_files(c.out, 0);
         remove_tmp_files(c.results, 0);
         remove_tmp_files(c.stages, 0);
-        remove_tmp_files(c.work, 1);
+        if (!task) remove_tmp_files(c.work, 1); /* other tasks may hold work/.setup.lock */
         char *dd = pl_join(c.out, "dataset");
         if (dd) remove_tmp_files(dd, 0);
         free(dd);
     }
     {
-        char *lp = pl_join(c.out, "run.log");
+        char *lp = task ? pl_task_log_path(&c) : pl_join(c.out, "run.log"); /* a task: its own log */
         c.log = lp ? fopen(lp, "a") : NULL;
         if (!c.log) {
             rs_errk(err, RS_EIO, "%s: cannot open for appending: %s", lp ? lp : "run.log", strerror(errno));
@@ -720,7 +750,10 @@ int rs_pipeline_run(const rs_pipeline_opts *o, char **report_path, rs_err *err) 
         }
         free(lp);
     }
+    if (o->merge) pl_tasks_fold_logs(&c);
     pl_log(&c, "run", "reprshift %s: %s -> %s", RS_VERSION, o->config_path, c.out);
+    if (task) pl_log(&c, "run", "task %d of %d (--shard %d/%d)", o->task, o->n_tasks, o->task, o->n_tasks);
+    if (task && pl_tasks_write(&c, err)) goto done;
     /* config.resolved.json (output_dir as actually used) */
     {
         cJSON *od = cJSON_CreateString(c.out);
@@ -753,7 +786,15 @@ int rs_pipeline_run(const rs_pipeline_opts *o, char **report_path, rs_err *err) 
     if (pl_validate_models(&c, err)) goto done;
     pl_set_threads(&c);
     if (pl_run_stages(&c, err)) goto done;
-    if (report_path && !(*report_path = pl_join(c.out, "report.html"))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    if (report_path && !task && !(*report_path = pl_join(c.out, "report.html"))) {
+        rs_errk(err, RS_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (o->merge) { /* merged: the folder is that of a single-process run */
+        char *tp = pl_join(c.stages, "tasks.json");
+        if (tp) unlink(tp);
+        free(tp);
+    }
     pl_log(&c, "run", "done");
     rc = 0;
 done:
@@ -767,7 +808,9 @@ done:
         fprintf(c.log, "%s [error] %s\n", ts, err->msg);
     }
     if (c.log) fclose(c.log);
+    pl_task_setup_done(&c);
     if (lock_fd >= 0) close(lock_fd); /* releases the lock */
+    free(tasks_cfg);
     pl_dataset_free(&c);
     free(resolved);
     free(cfgbuf);

@@ -5,6 +5,7 @@
 #include "store/store_internal.h"
 
 #include <dirent.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,12 +17,15 @@
 
 #include "reprshift/fileio.h"
 #include "base/jsonutil.h"
+#include <cjson/cJSON.h>
 
 struct rs_store {
     char *dir;
-    char *index_path;
+    char *index_path;           /* index.json, or the part file of a part */
     int lock_fd;
-    store_index idx;
+    store_index idx;            /* a part: its written shards (ascending k) */
+    int part, n_parts;          /* n_parts > 0: a part (store_open_part) */
+    int64_t *assigned, n_assigned;
 };
 
 void store_shard_range(const store_spec *spec, int64_t k, int64_t *first, int64_t *count) {
@@ -67,12 +71,29 @@ static int make_dirs(const char *dir, rs_err *err) {
     return rc;
 }
 
+/* "part-IIIII-of-NNNNN.json" / ".lock" (and temp files of those): a part's index and lock. */
+static int part_file_name(const char *name, int *part, int *n_parts, int *lock) {
+    int a = -1, b = -1, n = -1;
+    if (sscanf(name, "part-%d-of-%d%n", &a, &b, &n) != 2 || n < 0 || a < 0 || b < 1 || a >= b) return 0;
+    const char *rest = name + n;
+    *part = a;
+    *n_parts = b;
+    *lock = !strncmp(rest, ".lock", 5);
+    return !strncmp(rest, ".json", 5) || *lock;
+}
+
+static void part_name(int part, int n_parts, int lock, char *buf, size_t n) {
+    snprintf(buf, n, "part-%05d-of-%05d.%s", part, n_parts, lock ? "lock" : "json");
+}
+
 /* Is name one of the files a store may hold? k_out receives the shard number (or -1). */
 static int store_file_kind(const char *name, int64_t *k_out, int *is_tmp) {
     *k_out = -1;
     *is_tmp = strstr(name, ".tmp.") != NULL;
     if (!strcmp(name, ".lock") || !strcmp(name, STORE_INDEX_NAME)) return 1;
     if (!strncmp(name, STORE_INDEX_NAME ".tmp.", strlen(STORE_INDEX_NAME) + 5)) return 1;
+    int part, n_parts, lock;
+    if (part_file_name(name, &part, &n_parts, &lock)) return 1;
     if (strncmp(name, "shard-", 6)) return 0;
     char *end;
     long long k = strtoll(name + 6, &end, 10);
@@ -83,8 +104,8 @@ static int store_file_kind(const char *name, int64_t *k_out, int *is_tmp) {
 }
 
 /* Remove temp files (any pid: we hold the lock) and, if below >= 0, shard files numbered
- * >= below. Refuses a directory holding files a store never writes. */
-static int sweep_dir(const char *dir, int64_t below, rs_err *err) {
+ * >= below and part files (the complete index replaces them). Refuses a directory holding files a store never writes. */
+static int sweep_dir(const char *dir, int64_t below, int parts, rs_err *err) {
     DIR *d = opendir(dir);
     if (!d) return rs_errk(err, RS_EIO, "%s: cannot list: %s", dir, strerror(errno));
     struct dirent *e;
@@ -98,7 +119,9 @@ static int sweep_dir(const char *dir, int64_t below, rs_err *err) {
                          dir, e->d_name);
             break;
         }
-        if (tmp || (below >= 0 && k >= below)) {
+        int pa, pn, pl;
+        int part = part_file_name(e->d_name, &pa, &pn, &pl);
+        if (tmp || (below >= 0 && k >= below) || (parts && part)) {
             char *p = rs_path_join(dir, e->d_name);
             if (p) unlink(p);
             free(p);
@@ -117,10 +140,20 @@ static int index_write(rs_store *s, rs_err *err) {
 #define RAW(str) (oom |= rs_json_append_raw(&b, &len, &cap, (str)))
 #define STR(str) (oom |= rs_json_append_string(&b, &len, &cap, (str)))
     RAW("{\n  \"format\": ");
-    STR(STORE_FORMAT);
-    snprintf(num, sizeof num, ",\n  \"version\": %d,\n  \"complete\": %s,\n  \"spec\": {\"model\": ",
-             STORE_VERSION, x->complete ? "true" : "false");
+    STR(s->n_parts ? STORE_PART_FORMAT : STORE_FORMAT);
+    snprintf(num, sizeof num, ",\n  \"version\": %d,\n  \"complete\": %s,\n  ", STORE_VERSION,
+             x->complete ? "true" : "false");
     RAW(num);
+    if (s->n_parts) { /* a part: which task of how many, and the shards it owns */
+        snprintf(num, sizeof num, "\"part\": %d, \"n_parts\": %d,\n  \"assigned\": [", s->part, s->n_parts);
+        RAW(num);
+        for (int64_t i = 0; i < s->n_assigned; i++) {
+            snprintf(num, sizeof num, "%s%lld", i ? ", " : "", (long long)s->assigned[i]);
+            RAW(num);
+        }
+        RAW("],\n  ");
+    }
+    RAW("\"spec\": {\"model\": ");
     STR(x->model);
     RAW(", \"hooks\": ");
     STR(x->hooks);
@@ -145,11 +178,12 @@ static int index_write(rs_store *s, rs_err *err) {
         RAW("]}");
     }
     RAW(x->n_schema ? "\n  ],\n  \"shards\": [" : "],\n  \"shards\": [");
-    for (int64_t k = 0; k < x->n_shards; k++) {
-        store_shard_rec *r = &x->shards[k];
+    for (int64_t q = 0; q < x->n_shards; q++) {
+        store_shard_rec *r = &x->shards[q];
+        int64_t k = r->k;
         char name[64];
         store_shard_name(k, 0, name, sizeof name);
-        RAW(k ? ",\n    {\"file\": " : "\n    {\"file\": ");
+        RAW(q ? ",\n    {\"file\": " : "\n    {\"file\": ");
         STR(name);
         snprintf(num, sizeof num, ", \"first_input\": %lld, \"n_inputs\": %lld, \"bytes\": %lld, \"crc32\": \"%08x\", \"tensor_rows\": [",
                  (long long)r->first_input, (long long)r->n_inputs, (long long)r->bytes, (unsigned)r->crc);
@@ -243,7 +277,7 @@ int store_open(rs_store **out, const char *dir, const store_spec *spec, rs_err *
         store_close(s);
         return -1;
     }
-    if (sweep_dir(dir, -1, err)) {
+    if (sweep_dir(dir, -1, 0, err)) {
         store_close(s);
         return -1;
     }
@@ -298,6 +332,7 @@ void store_close(rs_store *s) {
     if (!s) return;
     if (s->lock_fd >= 0) close(s->lock_fd); /* releases the flock */
     store_index_free(&s->idx);
+    free(s->assigned);
     free(s->dir);
     free(s->index_path);
     free(s);
@@ -368,9 +403,16 @@ int store_append_shard(rs_store *s, int64_t shard, const store_tensor *t, int n_
                        const char *rows_jsonl, rs_err *err) {
     store_index *x = &s->idx;
     if (x->complete) return rs_errf(err, "%s: store is already complete", s->dir);
-    if (shard != x->n_shards)
+    if (s->n_parts) {
+        int own = 0;
+        for (int64_t i = 0; i < s->n_assigned; i++) own |= s->assigned[i] == shard;
+        if (!own || store_part_has(s, shard))
+            return rs_errf(err, "%s: shard %lld is not a shard part %d of %d still has to write", s->dir,
+                           (long long)shard, s->part, s->n_parts);
+    } else if (shard != x->n_shards) {
         return rs_errf(err, "%s: shard %lld written out of order (next is %lld)", s->dir, (long long)shard,
                        (long long)x->n_shards);
+    }
     if (shard >= n_shards_total(x))
         return rs_errf(err, "%s: shard %lld is past the last shard (%lld inputs)", s->dir, (long long)shard,
                        (long long)x->n_inputs);
@@ -435,12 +477,20 @@ int store_append_shard(rs_store *s, int64_t shard, const store_tensor *t, int n_
         goto out;
     }
     x->shards = ns;
-    x->shards[x->n_shards++] = rec;
+    rec.k = shard;
+    int64_t at = x->n_shards; /* a part keeps its records ascending */
+    while (at > 0 && x->shards[at - 1].k > shard) at--;
+    memmove(&x->shards[at + 1], &x->shards[at], (size_t)(x->n_shards - at) * sizeof *ns);
+    x->shards[at] = rec;
+    x->n_shards++;
     rec.rows = NULL;
+    if (s->n_parts) x->complete = store_part_remaining(s) == 0;
     if (index_write(s, err)) {
         /* Not listed on disk: forget it in memory too so a retry rewrites it. */
+        free(x->shards[at].rows);
+        memmove(&x->shards[at], &x->shards[at + 1], (size_t)(x->n_shards - at - 1) * sizeof *ns);
         x->n_shards--;
-        free(x->shards[x->n_shards].rows);
+        x->complete = 0;
         goto out;
     }
     rc = 0;
@@ -458,10 +508,11 @@ out:
 
 int store_finalize(rs_store *s, rs_err *err) {
     store_index *x = &s->idx;
+    if (s->n_parts) return rs_errf(err, "%s: a part is not finalized: merge the parts (store_merge_parts)", s->dir);
     if (x->n_shards != n_shards_total(x))
         return rs_errf(err, "%s: cannot finalize: %lld of %lld shards written", s->dir, (long long)x->n_shards,
                        (long long)n_shards_total(x));
-    if (sweep_dir(s->dir, x->n_shards, err)) return -1;
+    if (sweep_dir(s->dir, x->n_shards, 1, err)) return -1;
     /* A rows file left by an earlier run for a shard now written without one is an orphan. */
     for (int64_t k = 0; k < x->n_shards; k++)
         if (!x->shards[k].has_rows_file) {
@@ -477,4 +528,437 @@ int store_finalize(rs_store *s, rs_err *err) {
         return -1;
     }
     return 0;
+}
+
+/* ---- parts (docs/store.md "Parts") ---- */
+
+int store_part_has(const rs_store *s, int64_t shard) {
+    for (int64_t i = 0; i < s->idx.n_shards; i++)
+        if (s->idx.shards[i].k == shard) return 1;
+    return 0;
+}
+
+int64_t store_part_remaining(const rs_store *s) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < s->n_assigned; i++) n += !store_part_has(s, s->assigned[i]);
+    return n;
+}
+
+/* Visit the part files (not locks, not temp files) of dir: fn(name, part, n_parts, ctx);
+ * a non-zero return stops. */
+static int each_part(const char *dir, int (*fn)(const char *, int, int, void *), void *ctx, rs_err *err) {
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? 0 : rs_errk(err, RS_EIO, "%s: cannot list: %s", dir, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d))) {
+        int a, b, lock;
+        if (strstr(e->d_name, ".tmp.") || !part_file_name(e->d_name, &a, &b, &lock) || lock) continue;
+        rc = fn(e->d_name, a, b, ctx);
+    }
+    closedir(d);
+    return rc;
+}
+
+typedef struct {
+    const char *dir;
+    int n_parts;
+    rs_err *err;
+} other_split;
+
+static int part_other_split(const char *name, int part, int n_parts, void *vctx) {
+    (void)part;
+    other_split *o = vctx;
+    if (n_parts == o->n_parts) return 0;
+    return rs_errf(o->err, "%s: holds %s, a part of a split into %d tasks, but this task is one of %d: every task of a "
+                           "run must use the same N (--shard I/N); to split anew, remove the part-* files of the "
+                           "run's stores first",
+                   o->dir, name, n_parts, o->n_parts);
+}
+
+int store_parts_check(const char *dir, int n_parts, rs_err *err) {
+    other_split o = {dir, n_parts, err};
+    return each_part(dir, part_other_split, &o, err);
+}
+
+/* The spec.manifest_hash of an index or part file (new string), NULL if unreadable. */
+static char *file_manifest_hash(const char *path, int part) {
+    store_index x;
+    rs_err e = {0};
+    cJSON *j = NULL;
+    if (part ? store_part_load(path, &x, &j, &e) : store_index_load(path, &x, &e)) return NULL;
+    cJSON_Delete(j);
+    char *h = x.manifest_hash;
+    x.manifest_hash = NULL;
+    store_index_free(&x);
+    return h;
+}
+
+typedef struct {
+    const char *dir, *hash;
+    int removed;
+} stale_ctx;
+
+static int part_remove_stale(const char *name, int part, int n_parts, void *vctx) {
+    stale_ctx *s = vctx;
+    char *p = rs_path_join(s->dir, name), *h = p ? file_manifest_hash(p, 1) : NULL;
+    if (p && (!h || strcmp(h, s->hash))) {
+        char lk[64];
+        part_name(part, n_parts, 1, lk, sizeof lk);
+        char *lp = rs_path_join(s->dir, lk);
+        unlink(p);
+        if (lp) unlink(lp);
+        free(lp);
+        s->removed++;
+    }
+    free(p);
+    free(h);
+    return 0;
+}
+
+int store_parts_remove_stale(const char *dir, const char *manifest_hash) {
+    stale_ctx s = {dir, manifest_hash, 0};
+    rs_err ignore = {0};
+    each_part(dir, part_remove_stale, &s, &ignore);
+    char *ip = rs_path_join(dir, STORE_INDEX_NAME), *h = ip && rs_path_exists(ip) ? file_manifest_hash(ip, 0) : NULL;
+    if (ip && rs_path_exists(ip) && (!h || strcmp(h, manifest_hash))) {
+        unlink(ip);
+        s.removed++;
+    }
+    free(ip);
+    free(h);
+    return s.removed;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int store_open_part(rs_store **out, const char *dir, const store_spec *spec, int part, int n_parts,
+                    const int64_t *assigned, int64_t n_assigned, rs_err *err) {
+    *out = NULL;
+    if (spec_check(spec, err)) return -1;
+    int64_t total = (spec->n_inputs + spec->shard_inputs - 1) / spec->shard_inputs;
+    if (n_parts < 1 || part < 0 || part >= n_parts || n_parts > 99999)
+        return rs_errf(err, "%s: part %d of %d: need 0 <= part < n_parts <= 99999", dir, part, n_parts);
+    if (n_assigned < 1 || n_assigned > total) return rs_errf(err, "%s: part %d of %d owns no shard", dir, part, n_parts);
+    if (make_dirs(dir, err) || store_parts_check(dir, n_parts, err)) return -1;
+    rs_store *s = calloc(1, sizeof *s);
+    char name[64];
+    if (!s) return rs_errk(err, RS_ENOMEM, "%s: out of memory", dir);
+    s->lock_fd = -1;
+    s->part = part;
+    s->n_parts = n_parts;
+    s->n_assigned = n_assigned;
+    s->assigned = malloc((size_t)n_assigned * sizeof *s->assigned);
+    s->dir = strdup(dir);
+    part_name(part, n_parts, 0, name, sizeof name);
+    s->index_path = rs_path_join(dir, name);
+    part_name(part, n_parts, 1, name, sizeof name);
+    char *lock = rs_path_join(dir, name);
+    if (!s->assigned || !s->dir || !s->index_path || !lock) {
+        free(lock);
+        store_close(s);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", dir);
+    }
+    memcpy(s->assigned, assigned, (size_t)n_assigned * sizeof *assigned);
+    qsort(s->assigned, (size_t)n_assigned, sizeof *s->assigned, cmp_i64);
+    for (int64_t i = 0; i < n_assigned; i++)
+        if (s->assigned[i] < 0 || s->assigned[i] >= total || (i && s->assigned[i] == s->assigned[i - 1])) {
+            rs_errf(err, "%s: part %d of %d: assigned shard %lld repeated or outside 0..%lld", dir, part, n_parts,
+                    (long long)s->assigned[i], (long long)total - 1);
+            store_close(s);
+            free(lock);
+            return -1;
+        }
+    s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    free(lock);
+    if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (s->lock_fd < 0) rs_errk(err, RS_EIO, "%s: cannot create lock file %s: %s", dir, name, strerror(errno));
+        else rs_errf(err, "%s: part %d of %d is being written by another process (two tasks with the same --shard "
+                          "%d/%d?)", dir, part, n_parts, part, n_parts);
+        store_close(s);
+        return -1;
+    }
+    store_index *x = &s->idx;
+    if (rs_path_exists(s->index_path)) {
+        cJSON *j = NULL;
+        if (store_part_load(s->index_path, x, &j, err) || spec_matches(x, spec, s->index_path, err)) {
+            cJSON_Delete(j);
+            store_close(s);
+            return -1;
+        }
+        cJSON_Delete(j);
+        for (int64_t q = 0; q < x->n_shards; q++) {
+            int own = 0;
+            for (int64_t i = 0; i < n_assigned; i++) own |= s->assigned[i] == x->shards[q].k;
+            char *p = NULL;
+            struct stat st;
+            store_shard_name(x->shards[q].k, 0, name, sizeof name);
+            int bad = !own || !(p = rs_path_join(dir, name)) || stat(p, &st) != 0 || st.st_size != x->shards[q].bytes;
+            free(p);
+            if (bad) {
+                rs_errk(err, RS_EFORMAT, "%s: %s lists %s, which is %s; remove the part file to rewrite the part", dir,
+                        s->index_path, name, own ? "missing or changed size" : "not a shard this part owns");
+                store_close(s);
+                return -1;
+            }
+        }
+        x->complete = store_part_remaining(s) == 0;
+        *out = s;
+        return 0;
+    }
+    x->model = strdup(spec->model);
+    x->hooks = strdup(spec->hooks);
+    x->pooling = strdup(spec->pooling);
+    x->manifest_hash = strdup(spec->manifest_hash);
+    x->n_inputs = spec->n_inputs;
+    x->shard_inputs = spec->shard_inputs;
+    if (!x->model || !x->hooks || !x->pooling || !x->manifest_hash) {
+        store_close(s);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", dir);
+    }
+    if (index_write(s, err)) {
+        store_close(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+/* ---- merging the parts ---- */
+
+typedef struct {
+    char name[300];
+    int part, n_parts;
+} part_ref;
+
+typedef struct {
+    part_ref *p;
+    int n, cap;
+} part_list;
+
+static int part_collect(const char *name, int part, int n_parts, void *vctx) {
+    part_list *l = vctx;
+    if (l->n == l->cap) {
+        int nc = l->cap ? 2 * l->cap : 16;
+        part_ref *np = realloc(l->p, (size_t)nc * sizeof *np);
+        if (!np) return -1;
+        l->p = np;
+        l->cap = nc;
+    }
+    snprintf(l->p[l->n].name, sizeof l->p[l->n].name, "%s", name);
+    l->p[l->n].part = part;
+    l->p[l->n].n_parts = n_parts;
+    l->n++;
+    return 0;
+}
+
+static int cmp_part(const void *a, const void *b) {
+    const part_ref *x = a, *y = b;
+    return x->n_parts != y->n_parts ? (x->n_parts > y->n_parts) - (x->n_parts < y->n_parts)
+                                    : (x->part > y->part) - (x->part < y->part);
+}
+
+/* Append ", " + text to a bounded message. */
+static void msg_add(char *m, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void msg_add(char *m, size_t cap, const char *fmt, ...) {
+    size_t L = strlen(m);
+    if (L + 1 >= cap) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m + L, cap - L, fmt, ap);
+    va_end(ap);
+}
+
+/* Remove the part files (and their locks) of dir. */
+static int part_unlink(const char *name, int part, int n_parts, void *vctx) {
+    const char *dir = vctx;
+    char lk[64];
+    part_name(part, n_parts, 1, lk, sizeof lk);
+    char *p = rs_path_join(dir, name), *lp = rs_path_join(dir, lk);
+    if (p) unlink(p);
+    if (lp) unlink(lp);
+    free(p);
+    free(lp);
+    return 0;
+}
+
+int store_merge_parts(const char *dir, const store_spec *spec, const int *owner, int n_parts, int check_only,
+                      rs_err *err) {
+    if (spec_check(spec, err)) return -1;
+    int64_t total = (spec->n_inputs + spec->shard_inputs - 1) / spec->shard_inputs;
+    part_list l = {0};
+    store_index *px = NULL;
+    store_shard_rec **by_k = NULL;
+    int *from = NULL, lock_fd = -1, rc = -1;
+    char *lock = rs_path_join(dir, ".lock"), *ip = rs_path_join(dir, STORE_INDEX_NAME);
+    char msg[RS_ERR_MAX] = "";
+    rs_store w;
+    memset(&w, 0, sizeof w);
+    w.lock_fd = -1;
+    if (!lock || !ip) { rs_errk(err, RS_ENOMEM, "%s: out of memory", dir); goto out; }
+    int exists = rs_is_dir(dir);
+    if (exists) lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (exists) {
+        if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            rs_errf(err, "%s: %s", dir, lock_fd < 0 ? "cannot create the lock file" : "store is in use by another process");
+            goto out;
+        }
+        /* merged before (a merge killed before it removed the parts): nothing to check */
+        if (rs_path_exists(ip)) {
+            store_index x;
+            rs_err e = {0};
+            if (store_index_load(ip, &x, &e) == 0) {
+                int done = x.complete && spec_matches(&x, spec, ip, &e) == 0;
+                store_index_free(&x);
+                if (done) {
+                    if (!check_only) each_part(dir, part_unlink, (void *)dir, err);
+                    rc = 0;
+                    goto out;
+                }
+            }
+        }
+        if (each_part(dir, part_collect, &l, err)) { rs_errk(err, RS_ENOMEM, "%s: out of memory", dir); goto out; }
+    } /* exists */
+    if (l.n) qsort(l.p, (size_t)l.n, sizeof *l.p, cmp_part);
+    if (l.n && l.p[0].n_parts != l.p[l.n - 1].n_parts) {
+        rs_errf(err, "%s: parts of two splits: %s and %s; N changed between tasks: rerun every task with one N", dir,
+                l.p[0].name, l.p[l.n - 1].name);
+        goto out;
+    }
+    if (l.n && n_parts > 0 && l.p[0].n_parts != n_parts) {
+        rs_errf(err, "%s: %s is a part of a split into %d tasks, the run's tasks were %d", dir, l.p[0].name,
+                l.p[0].n_parts, n_parts);
+        goto out;
+    }
+    px = calloc((size_t)l.n, sizeof *px);
+    by_k = calloc((size_t)total, sizeof *by_k);
+    from = calloc((size_t)total, sizeof *from);
+    if (!px || !by_k || !from) { rs_errk(err, RS_ENOMEM, "%s: out of memory", dir); goto out; }
+    int first_schema = -1;
+    for (int i = 0; i < l.n; i++) {
+        char *pp = rs_path_join(dir, l.p[i].name), lk[64];
+        part_name(l.p[i].part, l.p[i].n_parts, 1, lk, sizeof lk);
+        char *lp = rs_path_join(dir, lk);
+        cJSON *j = NULL;
+        int r = !pp || !lp ? rs_errk(err, RS_ENOMEM, "%s: out of memory", dir) : 0;
+        if (!r) { /* a task still writing holds its part's lock */
+            int fd = open(lp, O_RDWR | O_CLOEXEC);
+            if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0)
+                r = rs_errf(err, "%s: task %d of %d is still writing its part (%s is locked)", dir, l.p[i].part,
+                            l.p[i].n_parts, lk);
+            if (fd >= 0) close(fd);
+        }
+        if (!r) r = store_part_load(pp, &px[i], &j, err);
+        cJSON_Delete(j);
+        if (!r && strcmp(px[i].manifest_hash, spec->manifest_hash))
+            r = rs_errf(err, "%s: %s (task %d of %d) was written for other inputs (fingerprint %.12s..., this merge "
+                             "%.12s...): the config, models or --shard-inputs differ between that task and this merge; "
+                             "rerun the task with the merge's config",
+                        dir, l.p[i].name, l.p[i].part, l.p[i].n_parts, px[i].manifest_hash, spec->manifest_hash);
+        if (!r) r = spec_matches(&px[i], spec, pp, err);
+        free(pp);
+        free(lp);
+        if (r) goto out;
+        if (px[i].n_schema && first_schema < 0) first_schema = i;
+        if (px[i].n_schema && first_schema != i) {
+            const store_index *a = &px[first_schema], *b = &px[i];
+            int same = a->n_schema == b->n_schema;
+            for (int t = 0; same && t < a->n_schema; t++) {
+                same = !strcmp(a->schema[t].name, b->schema[t].name) && a->schema[t].dtype == b->schema[t].dtype &&
+                       a->schema[t].ndim == b->schema[t].ndim;
+                for (int d = 1; same && d < a->schema[t].ndim; d++) same = a->schema[t].shape[d] == b->schema[t].shape[d];
+            }
+            if (!same) {
+                rs_errf(err, "%s: %s and %s differ in their tensors (names, dtypes or row shapes)", dir,
+                        l.p[first_schema].name, l.p[i].name);
+                goto out;
+            }
+        }
+        for (int64_t q = 0; q < px[i].n_shards; q++) {
+            store_shard_rec *r2 = &px[i].shards[q];
+            char sn[64];
+            store_shard_name(r2->k, 0, sn, sizeof sn);
+            if (by_k[r2->k]) {
+                rs_errf(err, "%s: %s is listed by two parts, %s and %s (overlapping --shard specs)", dir, sn,
+                        l.p[from[r2->k]].name, l.p[i].name);
+                goto out;
+            }
+            by_k[r2->k] = r2;
+            from[r2->k] = i;
+            for (int rf = 0; rf < 2; rf++) {
+                if (rf && !r2->has_rows_file) break;
+                store_shard_name(r2->k, rf, sn, sizeof sn);
+                char *p = rs_path_join(dir, sn);
+                struct stat st;
+                int bad = !p || stat(p, &st) != 0 || st.st_size != (rf ? r2->rows_bytes : r2->bytes);
+                free(p);
+                if (bad) {
+                    rs_errf(err, "%s: %s is missing or changed size since task %d of %d wrote it: rerun that task", dir,
+                            sn, l.p[i].part, l.p[i].n_parts);
+                    goto out;
+                }
+            }
+        }
+    }
+    int64_t n_missing = 0;
+    for (int64_t k = 0; k < total; k++) n_missing += !by_k[k];
+    if (n_missing) {
+        /* name them by owning task: "task 2 of 3: shards 3, 5" */
+        int np = l.n ? l.p[0].n_parts : n_parts, shown = 0;
+        for (int t = -1; t < np && strlen(msg) < sizeof msg - 64; t++) {
+            int any = 0;
+            for (int64_t k = 0; k < total; k++) {
+                if (by_k[k] || (owner ? owner[k] : -1) != t) continue;
+                if (!any) msg_add(msg, sizeof msg, "%s%s", shown ? "; " : "", t >= 0 ? "" : "shards ");
+                if (!any && t >= 0) msg_add(msg, sizeof msg, "task %d of %d (rerun it): shard ", t, np);
+                msg_add(msg, sizeof msg, "%s%lld", any ? ", " : "", (long long)k);
+                any = shown = 1;
+            }
+        }
+        rs_errf(err, "%s: %lld of %lld shards not written%s: %s", dir, (long long)n_missing, (long long)total,
+                !exists ? " (the store folder is missing)" : !l.n ? " (no task wrote a part of this store)" : "", msg);
+        goto out;
+    }
+    if (check_only) {
+        rc = 0;
+        goto out;
+    }
+    /* the index of a single-process run: the same spec, schema and records, in order */
+    w.dir = (char *)dir;
+    w.index_path = ip;
+    store_index *x = &w.idx;
+    x->model = (char *)spec->model;
+    x->hooks = (char *)spec->hooks;
+    x->pooling = (char *)spec->pooling;
+    x->manifest_hash = (char *)spec->manifest_hash;
+    x->n_inputs = spec->n_inputs;
+    x->shard_inputs = spec->shard_inputs;
+    x->n_schema = px[first_schema].n_schema;
+    x->schema = px[first_schema].schema;
+    x->n_shards = total;
+    x->shards = malloc((size_t)total * sizeof *x->shards);
+    if (!x->shards) { rs_errk(err, RS_ENOMEM, "%s: out of memory", dir); goto out; }
+    for (int64_t k = 0; k < total; k++) x->shards[k] = *by_k[k];
+    x->complete = 1;
+    /* stale files first (temp files of killed tasks, shards past the end), then the index,
+       then the parts: a merge killed in between finds the index complete and only removes them */
+    int wr = sweep_dir(dir, total, 0, err) || index_write(&w, err);
+    free(x->shards);
+    if (wr) goto out;
+    each_part(dir, part_unlink, (void *)dir, err);
+    rc = 0;
+out:
+    if (px)
+        for (int i = 0; i < l.n; i++) store_index_free(&px[i]);
+    free(px);
+    free(by_k);
+    free(from);
+    free(l.p);
+    if (lock_fd >= 0) close(lock_fd);
+    free(lock);
+    free(ip);
+    return rc;
 }

@@ -42,16 +42,20 @@ static int get_crc(const cJSON *o, const char *key, uint32_t *out, const char *w
     return 0;
 }
 
-int store_index_load(const char *path, store_index *idx, rs_err *err) {
+/* Parse an index (sparse 0) or a part file (sparse 1: shards any ascending subset). */
+static int index_parse(const char *path, store_index *idx, int sparse, cJSON **json, rs_err *err) {
     memset(idx, 0, sizeof *idx);
+    if (json) *json = NULL;
     cJSON *j;
     if (rs_json_load(path, STORE_INDEX_MAX_BYTES, &j, err)) return -1;
+    const char *format = sparse ? STORE_PART_FORMAT : STORE_FORMAT;
     char what[600];
     int rc = -1;
     if (!cJSON_IsObject(j)) { rs_errf(err, "%s: not a JSON object", path); goto out; }
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(j, "format");
-    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, STORE_FORMAT)) {
-        rs_errf(err, "%s: not an activation store index (\"format\" is not \"%s\")", path, STORE_FORMAT);
+    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, format)) {
+        rs_errf(err, "%s: not an activation store %s (\"format\" is not \"%s\")", path, sparse ? "part" : "index",
+                format);
         goto out;
     }
     int64_t ver;
@@ -115,17 +119,33 @@ int store_index_load(const char *path, store_index *idx, rs_err *err) {
     if (ns && nt == 0) { rs_errf(err, "%s: shards listed but no tensors", path); goto out; }
     idx->shards = calloc((size_t)ns + 1, sizeof *idx->shards);
     if (!idx->shards) { rs_errk(err, RS_ENOMEM, "%s: out of memory", path); goto out; }
-    int64_t k = 0;
-    for (const cJSON *e = sh->child; e; e = e->next, k++) {
-        snprintf(what, sizeof what, "%s: shards[%lld]", path, (long long)k);
-        store_shard_rec *r = &idx->shards[k];
-        idx->n_shards = k + 1;
+    int64_t pos = 0, k = 0;
+    for (const cJSON *e = sh->child; e; e = e->next, pos++) {
+        snprintf(what, sizeof what, "%s: shards[%lld]", path, (long long)pos);
+        store_shard_rec *r = &idx->shards[pos];
+        idx->n_shards = pos + 1;
         r->rows = calloc((size_t)nt + 1, sizeof *r->rows);
         if (!r->rows) { rs_errk(err, RS_ENOMEM, "%s: out of memory", what); goto out; }
         if (!cJSON_IsObject(e)) { rs_errf(err, "%s: not an object", what); goto out; }
         char expect[64];
-        store_shard_name(k, 0, expect, sizeof expect);
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(e, "file");
+        if (sparse) {
+            /* "shard-NNNNN.safetensors", ascending, within the spec */
+            char *end = NULL;
+            long long kk = cJSON_IsString(f) && !strncmp(f->valuestring, "shard-", 6)
+                               ? strtoll(f->valuestring + 6, &end, 10) : -1;
+            int64_t prev = pos ? idx->shards[pos - 1].k : -1;
+            if (kk < 0 || kk >= max_shards || kk <= prev || !end || strcmp(end, ".safetensors")) {
+                rs_errf(err, "%s: \"file\" must name a shard of the spec (shard-NNNNN.safetensors, below %lld, "
+                             "ascending)", what, (long long)max_shards);
+                goto out;
+            }
+            k = kk;
+        } else {
+            k = pos;
+        }
+        r->k = k;
+        store_shard_name(k, 0, expect, sizeof expect);
         if (!cJSON_IsString(f) || strcmp(f->valuestring, expect)) {
             rs_errf(err, "%s: \"file\" must be \"%s\"", what, expect);
             goto out;
@@ -160,15 +180,22 @@ int store_index_load(const char *path, store_index *idx, rs_err *err) {
                 goto out;
         }
     }
-    if (idx->complete && ns != max_shards) {
+    if (!sparse && idx->complete && ns != max_shards) {
         rs_errf(err, "%s: marked complete but lists %lld of %lld shards", path, (long long)ns, (long long)max_shards);
         goto out;
     }
     rc = 0;
 out:
-    cJSON_Delete(j);
+    if (!rc && json) *json = j;
+    else cJSON_Delete(j);
     if (rc) store_index_free(idx);
     return rc;
+}
+
+int store_index_load(const char *path, store_index *idx, rs_err *err) { return index_parse(path, idx, 0, NULL, err); }
+
+int store_part_load(const char *path, store_index *idx, cJSON **json, rs_err *err) {
+    return index_parse(path, idx, 1, json, err);
 }
 
 int store_file_crc32(const char *path, uint32_t *crc, int64_t *bytes, rs_err *err) {

@@ -5,9 +5,12 @@
 #include <stdint.h>
 #include "reprshift/store.h"
 
+struct cJSON;
+
 #define STORE_FORMAT "reprshift-activation-store"
 #define STORE_VERSION 1
 #define STORE_INDEX_NAME "index.json"
+#define STORE_PART_FORMAT "reprshift-activation-store-part"
 
 typedef struct {
     char *name;
@@ -17,6 +20,7 @@ typedef struct {
 } store_schema;
 
 typedef struct {
+    int64_t k;                  /* shard number (= position in an index; any order-preserving subset in a part) */
     int64_t first_input, n_inputs;
     int64_t *rows;              /* [n_schema] dim 0 of each tensor */
     int64_t bytes;
@@ -38,6 +42,10 @@ typedef struct {
 
 /* Parse DIR/index.json into idx (zeroed first); errors name the file. */
 int store_index_load(const char *path, store_index *idx, rs_err *err);
+/* The same for a part file (format STORE_PART_FORMAT): its shards are any ascending subset,
+ * each record's k taken from its file name. *json receives the parsed document (caller
+ * deletes) for the part's own fields. */
+int store_part_load(const char *path, store_index *idx, struct cJSON **json, rs_err *err);
 /* Free the arrays and strings of an index. */
 void store_index_free(store_index *idx);
 /* "shard-00012.safetensors" / "shard-00012.rows.jsonl" into buf. */
