@@ -150,6 +150,10 @@ int pl_conditions_run(pl_ctx *c, const char **note, rs_err *err);
 int pl_downstream_used(const pl_ctx *c);
 int pl_downstream_fp(pl_ctx *c, char fp[65], rs_err *err);
 int pl_downstream_run(pl_ctx *c, const char **note, rs_err *err);
+/* crosscoder (crosscoder.c): one crosscoder per hook on llm_text × vlm_caption (docs/crosscoder.md) */
+int pl_crosscoder_used(const pl_ctx *c);
+int pl_crosscoder_fp(pl_ctx *c, char fp[65], rs_err *err);
+int pl_crosscoder_run(pl_ctx *c, const char **note, rs_err *err);
 int pl_probes_fp(pl_ctx *c, char fp[65], rs_err *err);
 int pl_probes_run(pl_ctx *c, const char **note, rs_err *err);
 /* steer (steer.c): steering dose-response of the probe directions with a random control */

@@ -76,10 +76,11 @@ typedef struct {
     float *wsum;             /* [m] Σ_s‖W_dec,s,i‖ */
     float *nrm;              /* [2m] ‖W_dec,s,i‖ */
     float *sel;              /* [cap·m] scratch for the BatchTopK selection */
+    double *acc;             /* [max(m, 2d)] column sums */
 } xc_ws;
 
 static void ws_free(xc_ws *w) {
-    free(w->pre), free(w->f), free(w->xhat), free(w->wsum), free(w->nrm), free(w->sel);
+    free(w->pre), free(w->f), free(w->xhat), free(w->wsum), free(w->nrm), free(w->sel), free(w->acc);
     memset(w, 0, sizeof *w);
 }
 
@@ -93,7 +94,8 @@ static int ws_init(xc_ws *w, const rs_crosscoder *c, int rows, rs_err *err) {
     w->wsum = malloc(m * sizeof *w->wsum);
     w->nrm = malloc(2 * m * sizeof *w->nrm);
     w->sel = c->sparsity == XC_BATCHTOPK ? malloc((size_t)rows * m * sizeof *w->sel) : NULL;
-    if (!w->pre || !w->f || !w->xhat || !w->wsum || !w->nrm || (c->sparsity == XC_BATCHTOPK && !w->sel)) {
+    w->acc = malloc((m > D2 ? m : D2) * sizeof *w->acc);
+    if (!w->pre || !w->f || !w->xhat || !w->wsum || !w->nrm || (c->sparsity == XC_BATCHTOPK && !w->sel) || !w->acc) {
         ws_free(w);
         return rs_errk(err, RS_ENOMEM, "crosscoder: out of memory (%d rows × %zu latents)", rows, m);
     }
@@ -144,16 +146,18 @@ static void xc_forward(const rs_crosscoder *c, const float *X, int B, xc_ws *w, 
     if (c->sparsity == XC_L1) {
         for (size_t t = 0; t < Bm; t++) w->f[t] = w->pre[t] > 0 ? w->pre[t] : 0;
     } else if (!train) {
-        for (size_t t = 0; t < Bm; t++) {
-            float a = w->pre[t] > 0 ? w->pre[t] : 0;
-            w->f[t] = a * w->wsum[t % (size_t)m] > c->threshold ? a : 0;
-        }
+        for (int r = 0; r < B; r++)
+            for (int i = 0; i < m; i++) {
+                size_t t = (size_t)r * m + i;
+                float a = w->pre[t] > 0 ? w->pre[t] : 0;
+                w->f[t] = a * w->wsum[i] > c->threshold ? a : 0;
+            }
     } else {
         /* keep the K = B·k largest positive scores f_i·Σ_s‖W_dec,s,i‖; ties at the K-th
            value go to the lowest (row, latent) index */
         size_t K = (size_t)B * (size_t)c->k, npos = 0;
-        for (size_t t = 0; t < Bm; t++) {
-            float a = w->pre[t] > 0 ? w->pre[t] : 0, s = a * w->wsum[t % (size_t)m];
+        for (size_t t = 0, i = 0; t < Bm; t++, i = i + 1 == (size_t)m ? 0 : i + 1) {
+            float a = w->pre[t] > 0 ? w->pre[t] : 0, s = a * w->wsum[i];
             if (s > 0) w->sel[npos++] = s;
         }
         float thr = 0;
@@ -166,8 +170,8 @@ static void xc_forward(const rs_crosscoder *c, const float *X, int B, xc_ws *w, 
             take_eq = K - gt;
         }
         float smallest = INFINITY;
-        for (size_t t = 0; t < Bm; t++) {
-            float a = w->pre[t] > 0 ? w->pre[t] : 0, s = a * w->wsum[t % (size_t)m];
+        for (size_t t = 0, i = 0; t < Bm; t++, i = i + 1 == (size_t)m ? 0 : i + 1) {
+            float a = w->pre[t] > 0 ? w->pre[t] : 0, s = a * w->wsum[i];
             int keep = s > 0 && K > 0 && (take_eq == (size_t)-1 ? 1 : s > thr || (s == thr && take_eq > 0 && take_eq--));
             w->f[t] = keep ? a : 0;
             if (keep && s < smallest) smallest = s;
@@ -188,7 +192,7 @@ static void xc_decode(const rs_crosscoder *c, int B, xc_ws *w) {
 static void xc_backward(const rs_crosscoder *c, const float *X, int B, xc_ws *w, float *grad, double *mse,
                         double *sparsity) {
     int m = c->n_latents, d = c->d_in, D2 = 2 * d;
-    size_t Bm = (size_t)B * m, BD = (size_t)B * D2;
+    size_t BD = (size_t)B * D2;
     double se = 0;
     for (size_t t = 0; t < BD; t++) {
         float e = w->xhat[t] - X[t];
@@ -214,10 +218,17 @@ static void xc_backward(const rs_crosscoder *c, const float *X, int B, xc_ws *w,
     const float *G = w->xhat;
     /* gW_dec = fᵀ·G (+ the penalty's λ/B Σ_b f_bi · W_dec,s,i / ‖W_dec,s,i‖) */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, D2, B, 1.0f, w->f, m, G, D2, 0.0f, gWd, D2);
+    double *fsum = w->acc;
+    if (lam != 0) {
+        for (int i = 0; i < m; i++) fsum[i] = 0;
+        for (int r = 0; r < B; r++) {
+            const float *fr = w->f + (size_t)r * m;
+            for (int i = 0; i < m; i++) fsum[i] += fr[i];
+        }
+    }
     if (lam != 0)
         for (int i = 0; i < m; i++) {
-            double fs = 0;
-            for (int r = 0; r < B; r++) fs += w->f[(size_t)r * m + i];
+            double fs = fsum[i];
             for (int s = 0; s < 2; s++) {
                 float nr = w->nrm[(size_t)s * m + i];
                 if (nr <= 0) continue;
@@ -227,15 +238,21 @@ static void xc_backward(const rs_crosscoder *c, const float *X, int B, xc_ws *w,
                 for (int j = 0; j < d; j++) gr[j] += coef * wr[j];
             }
         }
-    for (int j = 0; j < D2; j++) {
-        double s = 0;
-        for (int r = 0; r < B; r++) s += G[(size_t)r * D2 + j];
-        gbd[j] = (float)s;
+    double *cs = w->acc;
+    for (int j = 0; j < D2; j++) cs[j] = 0;
+    for (int r = 0; r < B; r++) {
+        const float *gr = G + (size_t)r * D2;
+        for (int j = 0; j < D2; j++) cs[j] += gr[j];
     }
+    for (int j = 0; j < D2; j++) gbd[j] = (float)cs[j];
     /* df = G·W_decᵀ + λ/B·Σ_s‖W_dec,s,i‖, through the ReLU / selection mask (into w->pre) */
     float *dp = w->pre;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, m, D2, 1.0f, G, D2, c->W_dec, D2, 0.0f, dp, m);
-    for (size_t t = 0; t < Bm; t++) dp[t] = w->f[t] > 0 ? dp[t] + gl * w->wsum[t % (size_t)m] : 0;
+    for (int r = 0; r < B; r++) {
+        float *dr = dp + (size_t)r * m;
+        const float *fr = w->f + (size_t)r * m;
+        for (int i = 0; i < m; i++) dr[i] = fr[i] > 0 ? dr[i] + gl * w->wsum[i] : 0;
+    }
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D2, m, B, 1.0f, X, D2, dp, m, 0.0f, gWe, m);
     for (int i = 0; i < m; i++) gbe[i] = 0;
     for (int r = 0; r < B; r++) {
@@ -590,8 +607,7 @@ int xc_train(const float *x0, const float *x1, int64_t n, int d, const xc_train_
             goto done;
         }
         if (step >= end - tail) tail_sum += mse, tail_n++;
-        double c1 = 1 - pow(o->beta1, (double)(step + 1)), c2 = 1 - pow(o->beta2, (double)(step + 1));
-        rs_adam_update(c->params, s.G, s.M1, s.M2, np, o->lr, o->beta1, o->beta2, o->eps, c1, c2);
+        rs_adam_update_f32(c->params, s.G, s.M1, s.M2, np, o->lr, o->beta1, o->beta2, o->eps, step + 1);
         s.step = step + 1;
         if (o->resample_every > 0 && s.step % o->resample_every == 0 && s.step <= until) {
             /* residuals of this batch with the updated parameters */

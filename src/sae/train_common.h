@@ -11,4 +11,10 @@
 void rs_adam_update(float *w, const float *g, float *m1, float *m2, size_t n, float lr, float beta1, float beta2,
                     float eps, double c1, double c2);
 
+/* The same update as torch.optim.Adam computes it in float32 (its single-tensor and foreach
+ * paths): m1 ← lerp(m1, g, 1−β1), m2 ← β2·m2 + (1−β2)·g², w ← w − (lr/c1)·m1 / (√m2/√c2 + ε),
+ * c1 = 1 − β1^t, c2 = 1 − β2^t (t = step, from 1). Vectorisable; elementwise like the above. */
+void rs_adam_update_f32(float *w, const float *g, float *m1, float *m2, size_t n, float lr, float beta1, float beta2,
+                        float eps, long long step);
+
 #endif
