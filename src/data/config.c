@@ -165,8 +165,8 @@ static const field CROSSCODER[] = {
     {"hooks", K_STRS, 0, NULL, 0, 0, 1, NULL, 0, NULL,
      "captured decoder hooks to train a crosscoder at, one each (default: every one in hooks)"},
     {"sparsity", K_STR, 0, "\"l1\"", 0, 0, 0, XC_SPARSITY, 0, NULL,
-     "l1 = penalty lambda * sum_i f_i * sum_s ||W_dec,s,i|| (Anthropic's crosscoder note); batchtopk = the k*batch "
-     "largest f_i * sum_s ||W_dec,s,i|| of each batch (docs/crosscoder.md)"},
+     "l1 = penalty lambda * sum_i f_i * sum_s norm(W_dec,s,i) (Anthropic's crosscoder note); batchtopk = the k*batch "
+     "largest f_i * sum_s norm(W_dec,s,i) of each batch (docs/crosscoder.md)"},
     {"n_latents", K_INT, 0, "0", 0, 16777216, 0, NULL, 0, NULL, "dictionary size; 0: 8 x the hidden size"},
     {"l1", K_NUM, 0, "0.1", 0, 1e6, 0, NULL, 0, NULL,
      "lambda of the l1 objective (inputs scaled to mean norm sqrt(d) per side; tune it by the L0 it gives)"},
@@ -181,8 +181,8 @@ static const field CROSSCODER[] = {
      "save the training state every this many steps; a killed run resumes there (0: never)"},
     {"seed", K_INT, 0, "0", 0, 9007199254740991.0, 0, NULL, 0, NULL, "initialisation, shuffling and resampling seed"},
     {"exclusive", K_NUM, 0, "0.1", 0, 0.5, 0, NULL, 0, NULL,
-     "class bounds on r = ||d_vlm|| / (||d_llm|| + ||d_vlm||): LLM-only r < exclusive, VLM-only r > 1 - exclusive"},
-    {"shared", K_NUM, 0, "0.2", 0, 0.5, 0, NULL, 0, NULL, "shared: |r - 0.5| <= shared"},
+     "class bounds on r = norm(d_vlm) / (norm(d_llm) + norm(d_vlm)): LLM-only r < exclusive, VLM-only r > 1 - exclusive"},
+    {"shared", K_NUM, 0, "0.2", 0, 0.5, 0, NULL, 0, NULL, "shared: abs(r - 0.5) <= shared"},
     {"bootstrap", K_INT, 0, "1000", 0, 1000000, 0, NULL, 0, NULL,
      "bootstrap resamples of images for the CIs of the fit metrics"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
