@@ -3,7 +3,8 @@
  * bench/run_crosscoder_bench.sh). The data: n rows per side, each side a random mixture of
  * sparse directions (so the latents fire sparsely as on real activations), side 1 scaled
  * ×3 as PaliGemma's activations are larger.
- * usage: bench_crosscoder [--d D] [--m M] [--batch B] [--steps S] [--rows N] [--sparsity l1|batchtopk] [--k K] */
+ * usage: bench_crosscoder [--d D] [--m M] [--batch B] [--steps S] [--rows N] [--sparsity l1|batchtopk] [--k K]
+ *                         [--l1 LAMBDA] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@ static float urand(void) { /* xorshift64*, uniform in [-1, 1) */
 
 int main(int argc, char **argv) {
     int d = 256, m = 4096, B = 512, k = 32;
+    float l1 = 1e-3f;
     int64_t steps = 40, n = 8192;
     xc_sparsity sp = XC_L1;
     for (int i = 1; i < argc; i++) {
@@ -37,10 +39,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--rows") && i + 1 < argc) n = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--k") && i + 1 < argc) k = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--l1") && i + 1 < argc) l1 = (float)atof(argv[++i]);
         else if (!strcmp(argv[i], "--sparsity") && i + 1 < argc) sp = !strcmp(argv[++i], "batchtopk") ? XC_BATCHTOPK : XC_L1;
         else {
             fprintf(stderr, "usage: bench_crosscoder [--d D] [--m M] [--batch B] [--steps S] [--rows N] "
-                            "[--sparsity l1|batchtopk] [--k K]\n");
+                            "[--sparsity l1|batchtopk] [--k K] [--l1 LAMBDA]\n");
             return 2;
         }
     }
@@ -64,6 +67,7 @@ int main(int argc, char **argv) {
     o.n_latents = m;
     o.sparsity = sp;
     o.k = k;
+    o.l1 = l1;
     o.batch = B;
     o.lr = 1e-3f;
     o.resample_every = 0;
@@ -87,8 +91,14 @@ int main(int argc, char **argv) {
         return 1;
     }
     double t = now() - t0 - t_init;
-    printf("reprshift crosscoder %s d=%d m=%d batch=%d: %lld steps in %.3f s = %.2f steps/s (final mse %.4g)\n",
-           sp == XC_L1 ? "l1" : "batchtopk", d, m, B, (long long)steps, t, steps / t, rep.final_mse);
+    /* L0 at the end on the first batch of rows (inference form), the sparsity the last steps ran at */
+    int64_t ne = n < B ? n : B;
+    double *l0 = malloc((size_t)ne * sizeof *l0), L = 0;
+    if (!l0 || xc_eval_rows(c, x0, x1, ne, NULL, NULL, l0, NULL, &err)) return 1;
+    for (int64_t r = 0; r < ne; r++) L += l0[r] / ne;
+    free(l0);
+    printf("reprshift crosscoder %s d=%d m=%d batch=%d l1=%g: %lld steps in %.3f s = %.2f steps/s (final mse %.4g, L0 %.1f)\n",
+           sp == XC_L1 ? "l1" : "batchtopk", d, m, B, l1, (long long)steps, t, steps / t, rep.final_mse, L);
     xc_free(c);
     free(x0), free(x1), free(D);
     return 0;

@@ -101,13 +101,26 @@ static void golden(const char *file, xc_sparsity sp) {
     st_close(s);
 }
 
+/* both the dense path (sgemm) and the sparse path (active entries only) of a step */
 static void test_golden_l1(void **st) {
     (void)st;
+    xc_set_sparse_max(0);
+    fprintf(stderr, "dense path:\n");
     golden("tests/fixtures/crosscoder/l1.safetensors", XC_L1);
+    xc_set_sparse_max(1);
+    fprintf(stderr, "sparse path:\n");
+    golden("tests/fixtures/crosscoder/l1.safetensors", XC_L1);
+    xc_set_sparse_max(0.125);
 }
 static void test_golden_batchtopk(void **st) {
     (void)st;
+    xc_set_sparse_max(0);
+    fprintf(stderr, "dense path:\n");
     golden("tests/fixtures/crosscoder/batchtopk.safetensors", XC_BATCHTOPK);
+    xc_set_sparse_max(1);
+    fprintf(stderr, "sparse path:\n");
+    golden("tests/fixtures/crosscoder/batchtopk.safetensors", XC_BATCHTOPK);
+    xc_set_sparse_max(0.125);
 }
 
 /* ---- planted structure ---- */

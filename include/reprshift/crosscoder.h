@@ -108,6 +108,12 @@ void xc_train_opts_default(xc_train_opts *o);
 int xc_train(const float *x0, const float *x1, int64_t n, int d_in, const xc_train_opts *o, rs_crosscoder **out,
              xc_train_report *rep, rs_err *err);
 
+/* A training step takes the sparse path (decoder products and gradients over the active
+ * entries only; the encoder product stays an sgemm) when at most this fraction of the batch's
+ * f entries is active; default 0.125. Process-wide; tests set 0 (always dense) or 1 (always
+ * sparse) to check both paths against the reference. */
+void xc_set_sparse_max(double frac);
+
 /* Safetensors layout (docs/crosscoder.md): W_enc [2, d_in, n_latents], b_enc [n_latents],
  * W_dec [n_latents, 2, d_in], b_dec [2, d_in], scale [2] (F32); metadata format
  * "reprshift-crosscoder-v1", sparsity "l1"|"batchtopk", l1, k, threshold, sides "llm,vlm". */

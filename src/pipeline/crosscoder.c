@@ -220,16 +220,6 @@ static int gather_rows(pl_ctx *c, const int32_t *ids, const int64_t *off, const 
     return 0;
 }
 
-static int read_hook(pl_ctx *c, int s, const char *hook, float **A, int64_t *rows, int64_t *w, rs_err *err) {
-    char *dir = pl_join(c->acts, PL_STORE_NAME[s]);
-    store_reader *r = NULL;
-    int rc = !dir ? rs_errk(err, RS_ENOMEM, "out of memory")
-                  : store_reader_open(&r, dir, err) || store_read_f32(r, hook, A, rows, w, err) ? -1 : 0;
-    store_reader_close(r);
-    free(dir);
-    return rc;
-}
-
 /* One hook: train (resuming a checkpoint), save, evaluate → its JSON entry and CSV rows. */
 static int one_hook(pl_ctx *c, const char *hook, const int32_t *ids, const int64_t *off, const char *fp, FILE *csv,
                     cJSON *arr, rs_err *err) {
@@ -248,7 +238,8 @@ static int one_hook(pl_ctx *c, const char *hook, const int32_t *ids, const int64
     if (!ckdir || !mdir || !(ck = pl_join(ckdir, name))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     snprintf(name, sizeof name, "%s.safetensors", safe);
     if (!(mpath = pl_join(mdir, name))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    if (read_hook(c, PL_LLM_TEXT, hook, &A, &ra, &wa, err) || read_hook(c, PL_VLM_CAPTION, hook, &C, &rb, &wb, err)) goto done;
+    if (pl_store_read_hook(c, PL_LLM_TEXT, hook, &A, &ra, &wa, err) || pl_store_read_hook(c, PL_VLM_CAPTION, hook, &C, &rb, &wb, err))
+        goto done;
     if (ra != rb || wa != wb || ra != off[c->n_text]) {
         rs_errf(err, "%s: llm_text has %lld×%lld rows, vlm_caption %lld×%lld", hook, (long long)ra, (long long)wa,
                 (long long)rb, (long long)wb);

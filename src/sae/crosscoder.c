@@ -6,6 +6,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -77,10 +78,28 @@ typedef struct {
     float *nrm;              /* [2m] ‖W_dec,s,i‖ */
     float *sel;              /* [cap·m] scratch for the BatchTopK selection */
     double *acc;             /* [max(m, 2d)] column sums */
+    /* the active (f > 0) entries when they are few (sparse path, XC_SPARSE_MAX):
+       by row (CSR: roff, ridx, rval, rdp = the gradient at each) and by latent (CSC: coff,
+       crow, cpos = the entry's CSR position) */
+    int *roff, *ridx, *coff, *crow, *cpos, *cfill;
+    float *rval, *rdp, *tmp; /* tmp: [threads, 2d] */
+    int tmp_threads;
+    size_t cap_nnz;
+    int64_t nnz;
 } xc_ws;
+
+/* Below this fraction of active entries the step uses the sparse path: the decoder products
+ * and both decoder-side gradients touch only the active entries (the encoder product stays
+ * an sgemm). Same objective, other rounding; which path runs depends only on the data. */
+static double xc_sparse_max = 0.125;
+#define XC_SPARSE_MAX xc_sparse_max
+
+void xc_set_sparse_max(double frac) { xc_sparse_max = frac < 0 ? 0 : frac > 1 ? 1 : frac; }
 
 static void ws_free(xc_ws *w) {
     free(w->pre), free(w->f), free(w->xhat), free(w->wsum), free(w->nrm), free(w->sel), free(w->acc);
+    free(w->roff), free(w->ridx), free(w->coff), free(w->crow), free(w->cpos), free(w->cfill);
+    free(w->rval), free(w->rdp), free(w->tmp);
     memset(w, 0, sizeof *w);
 }
 
@@ -95,7 +114,20 @@ static int ws_init(xc_ws *w, const rs_crosscoder *c, int rows, rs_err *err) {
     w->nrm = malloc(2 * m * sizeof *w->nrm);
     w->sel = c->sparsity == XC_BATCHTOPK ? malloc((size_t)rows * m * sizeof *w->sel) : NULL;
     w->acc = malloc((m > D2 ? m : D2) * sizeof *w->acc);
-    if (!w->pre || !w->f || !w->xhat || !w->wsum || !w->nrm || (c->sparsity == XC_BATCHTOPK && !w->sel) || !w->acc) {
+    size_t cap_nnz = (size_t)((double)rows * m * XC_SPARSE_MAX) + 1;
+    w->tmp_threads = omp_get_max_threads();
+    w->cap_nnz = cap_nnz;
+    w->roff = malloc(((size_t)rows + 1) * sizeof *w->roff);
+    w->ridx = malloc(cap_nnz * sizeof *w->ridx);
+    w->rval = malloc(cap_nnz * sizeof *w->rval);
+    w->rdp = malloc(cap_nnz * sizeof *w->rdp);
+    w->coff = malloc((m + 1) * sizeof *w->coff);
+    w->cfill = malloc((m + 1) * sizeof *w->cfill);
+    w->crow = malloc(cap_nnz * sizeof *w->crow);
+    w->cpos = malloc(cap_nnz * sizeof *w->cpos);
+    w->tmp = malloc((size_t)w->tmp_threads * D2 * sizeof *w->tmp);
+    if (!w->pre || !w->f || !w->xhat || !w->wsum || !w->nrm || (c->sparsity == XC_BATCHTOPK && !w->sel) || !w->acc ||
+        !w->roff || !w->ridx || !w->rval || !w->rdp || !w->coff || !w->cfill || !w->crow || !w->cpos || !w->tmp) {
         ws_free(w);
         return rs_errk(err, RS_ENOMEM, "crosscoder: out of memory (%d rows × %zu latents)", rows, m);
     }
@@ -144,7 +176,9 @@ static void xc_forward(const rs_crosscoder *c, const float *X, int B, xc_ws *w, 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, m, D2, 1.0f, X, D2, c->W_enc, m, 1.0f, w->pre, m);
     dec_norms(c, w);
     if (c->sparsity == XC_L1) {
-        for (size_t t = 0; t < Bm; t++) w->f[t] = w->pre[t] > 0 ? w->pre[t] : 0;
+        long long n = (long long)Bm;
+#pragma omp parallel for schedule(static) if (n > (1LL << 16))
+        for (long long t = 0; t < n; t++) w->f[t] = w->pre[t] > 0 ? w->pre[t] : 0;
     } else if (!train) {
         for (int r = 0; r < B; r++)
             for (int i = 0; i < m; i++) {
@@ -180,11 +214,105 @@ static void xc_forward(const rs_crosscoder *c, const float *X, int B, xc_ws *w, 
     }
 }
 
+/* out[i] = Σ_r a[r·m + i] (double, rows in order), OpenMP over blocks of columns. */
+static void col_sums(const float *a, int B, int m, double *out) {
+#pragma omp parallel for schedule(static) if ((size_t)B * m > (1u << 16))
+    for (int i0 = 0; i0 < m; i0 += 256) {
+        int i1 = i0 + 256 < m ? i0 + 256 : m;
+        for (int i = i0; i < i1; i++) out[i] = 0;
+        for (int r = 0; r < B; r++) {
+            const float *ar = a + (size_t)r * m;
+            for (int i = i0; i < i1; i++) out[i] += ar[i];
+        }
+    }
+}
+
+/* The active entries of f by row and by latent when they are at most XC_SPARSE_MAX of them
+ * (w->nnz; -1: too many, the dense path runs). */
+static void build_sparse(const rs_crosscoder *c, int B, xc_ws *w) {
+    int m = c->n_latents;
+    int64_t cap = (int64_t)((double)B * m * XC_SPARSE_MAX), n = 0;
+    if (cap > (int64_t)w->cap_nnz) cap = (int64_t)w->cap_nnz; /* the setting grew after ws_init */
+    w->roff[0] = 0;
+    for (int r = 0; r < B; r++) {
+        const float *fr = w->f + (size_t)r * m;
+        for (int i = 0; i < m; i++)
+            if (fr[i] > 0) {
+                if (n >= cap) {
+                    w->nnz = -1;
+                    return;
+                }
+                w->ridx[n] = i, w->rval[n++] = fr[i];
+            }
+        w->roff[r + 1] = (int)n;
+    }
+    w->nnz = n;
+    memset(w->coff, 0, (size_t)(m + 1) * sizeof *w->coff);
+    for (int64_t t = 0; t < n; t++) w->coff[w->ridx[t] + 1]++;
+    for (int i = 0; i < m; i++) w->coff[i + 1] += w->coff[i];
+    memcpy(w->cfill, w->coff, (size_t)m * sizeof *w->cfill);
+    for (int r = 0; r < B; r++) /* rows in order within each latent */
+        for (int t = w->roff[r]; t < w->roff[r + 1]; t++) {
+            int q = w->cfill[w->ridx[t]]++;
+            w->crow[q] = r, w->cpos[q] = t;
+        }
+}
+
 /* x̂ = f·W_dec + b_dec */
 static void xc_decode(const rs_crosscoder *c, int B, xc_ws *w) {
     int m = c->n_latents, D2 = 2 * c->d_in;
+    build_sparse(c, B, w);
     for (int r = 0; r < B; r++) memcpy(w->xhat + (size_t)r * D2, c->b_dec, (size_t)D2 * sizeof *w->xhat);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D2, m, 1.0f, w->f, m, c->W_dec, D2, 1.0f, w->xhat, D2);
+    if (w->nnz < 0) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D2, m, 1.0f, w->f, m, c->W_dec, D2, 1.0f, w->xhat, D2);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < B; r++) {
+        float *xr = w->xhat + (size_t)r * D2;
+        for (int t = w->roff[r]; t < w->roff[r + 1]; t++) {
+            const float v = w->rval[t], *wd = c->W_dec + (size_t)w->ridx[t] * D2;
+            for (int j = 0; j < D2; j++) xr[j] += v * wd[j];
+        }
+    }
+}
+
+/* The sparse path's gradients (G = (2/B)·e in w->xhat): gW_dec[i] = Σ_b f_bi G_b, df at the
+ * active entries (G_b·W_dec,i + λ/B Σ_s‖W_dec,s,i‖), gW_enc[:, i] = Σ_b df_bi X_b, gb_enc. Each latent's sums run over its rows in
+ * order, so the result does not depend on the thread count. */
+static void sparse_grads(const rs_crosscoder *c, const float *X, int B, xc_ws *w, float lam, float *gWe, float *gbe,
+                         float *gWd) {
+    int m = c->n_latents, D2 = 2 * c->d_in;
+    const float *G = w->xhat, gl = lam / (float)B;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < B; r++) {
+        const float *gr = G + (size_t)r * D2;
+        for (int t = w->roff[r]; t < w->roff[r + 1]; t++) {
+            const float *wd = c->W_dec + (size_t)w->ridx[t] * D2;
+            float dot = 0;
+            for (int j = 0; j < D2; j++) dot += gr[j] * wd[j];
+            w->rdp[t] = dot + gl * w->wsum[w->ridx[t]];
+        }
+    }
+#pragma omp parallel num_threads(w->tmp_threads)
+    {
+        float *tmp = w->tmp + (size_t)omp_get_thread_num() * D2;
+#pragma omp for schedule(dynamic, 16)
+        for (int i = 0; i < m; i++) {
+            float *gd = gWd + (size_t)i * D2;
+            memset(gd, 0, (size_t)D2 * sizeof *gd);
+            memset(tmp, 0, (size_t)D2 * sizeof *tmp);
+            double bs = 0;
+            for (int q = w->coff[i]; q < w->coff[i + 1]; q++) {
+                int r = w->crow[q], t = w->cpos[q];
+                const float v = w->rval[t], g = w->rdp[t], *gr = G + (size_t)r * D2, *xr = X + (size_t)r * D2;
+                for (int j = 0; j < D2; j++) gd[j] += v * gr[j], tmp[j] += g * xr[j];
+                bs += g;
+            }
+            for (int j = 0; j < D2; j++) gWe[(size_t)j * m + i] = tmp[j];
+            gbe[i] = (float)bs;
+        }
+    }
 }
 
 /* Loss (and gradient into grad when not NULL) of the batch whose forward pass is in w; the
@@ -201,13 +329,16 @@ static void xc_backward(const rs_crosscoder *c, const float *X, int B, xc_ws *w,
     }
     double sp = 0;
     float lam = c->sparsity == XC_L1 ? c->l1 : 0;
-    if (lam != 0)
-        for (int r = 0; r < B; r++) {
-            const float *fr = w->f + (size_t)r * m;
-            double s = 0;
-            for (int i = 0; i < m; i++) s += (double)fr[i] * w->wsum[i];
-            sp += s;
+    if (lam != 0) { /* Σ_i (Σ_r f_ri)·wsum_i: the column sums, reused for the gradient */
+        if (w->nnz >= 0) {
+            for (int i = 0; i < m; i++) w->acc[i] = 0;
+            for (int r = 0; r < B; r++)
+                for (int t = w->roff[r]; t < w->roff[r + 1]; t++) w->acc[w->ridx[t]] += w->rval[t];
+        } else {
+            col_sums(w->f, B, m, w->acc);
         }
+        for (int i = 0; i < m; i++) sp += w->acc[i] * w->wsum[i];
+    }
     *mse = se / B;
     *sparsity = lam * sp / B;
     if (!grad) return;
@@ -216,16 +347,14 @@ static void xc_backward(const rs_crosscoder *c, const float *X, int B, xc_ws *w,
     /* G = (2/B)·e, in place */
     for (size_t t = 0; t < BD; t++) w->xhat[t] *= g2;
     const float *G = w->xhat;
-    /* gW_dec = fᵀ·G (+ the penalty's λ/B Σ_b f_bi · W_dec,s,i / ‖W_dec,s,i‖) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, D2, B, 1.0f, w->f, m, G, D2, 0.0f, gWd, D2);
-    double *fsum = w->acc;
-    if (lam != 0) {
-        for (int i = 0; i < m; i++) fsum[i] = 0;
-        for (int r = 0; r < B; r++) {
-            const float *fr = w->f + (size_t)r * m;
-            for (int i = 0; i < m; i++) fsum[i] += fr[i];
-        }
+    if (w->nnz >= 0) {
+        sparse_grads(c, X, B, w, lam, gWe, gbe, gWd);
+    } else {
+        /* gW_dec = fᵀ·G */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, D2, B, 1.0f, w->f, m, G, D2, 0.0f, gWd, D2);
     }
+    double *fsum = w->acc; /* Σ_b f_bi, from the loss above */
+    /* the penalty's λ/B Σ_b f_bi · W_dec,s,i / ‖W_dec,s,i‖ */
     if (lam != 0)
         for (int i = 0; i < m; i++) {
             double fs = fsum[i];
@@ -245,20 +374,19 @@ static void xc_backward(const rs_crosscoder *c, const float *X, int B, xc_ws *w,
         for (int j = 0; j < D2; j++) cs[j] += gr[j];
     }
     for (int j = 0; j < D2; j++) gbd[j] = (float)cs[j];
+    if (w->nnz >= 0) return; /* the encoder side came from sparse_grads */
     /* df = G·W_decᵀ + λ/B·Σ_s‖W_dec,s,i‖, through the ReLU / selection mask (into w->pre) */
     float *dp = w->pre;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, m, D2, 1.0f, G, D2, c->W_dec, D2, 0.0f, dp, m);
+#pragma omp parallel for schedule(static) if ((size_t)B * m > (1u << 16))
     for (int r = 0; r < B; r++) {
         float *dr = dp + (size_t)r * m;
         const float *fr = w->f + (size_t)r * m;
         for (int i = 0; i < m; i++) dr[i] = fr[i] > 0 ? dr[i] + gl * w->wsum[i] : 0;
     }
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D2, m, B, 1.0f, X, D2, dp, m, 0.0f, gWe, m);
-    for (int i = 0; i < m; i++) gbe[i] = 0;
-    for (int r = 0; r < B; r++) {
-        const float *row = dp + (size_t)r * m;
-        for (int i = 0; i < m; i++) gbe[i] += row[i];
-    }
+    col_sums(dp, B, m, w->acc);
+    for (int i = 0; i < m; i++) gbe[i] = (float)w->acc[i];
 }
 
 int xc_loss_grad(const rs_crosscoder *c, const float *X, int B, float *grad, double *mse, double *sparsity,
@@ -591,15 +719,21 @@ int xc_train(const float *x0, const float *x1, int64_t n, int d, const xc_train_
         }
         float thr = 0;
         xc_forward(c, X, B, &w, 1, &thr);
-        for (int r = 0; r < B; r++)
-            for (int i = 0; i < m; i++)
-                if (w.f[(size_t)r * m + i] > 0) s.last[i] = s.seen + B;
         s.seen += B;
         if (o->sparsity == XC_BATCHTOPK && isfinite(thr)) {
             c->threshold = s.has_thr ? 0.99f * c->threshold + 0.01f * thr : thr;
             s.has_thr = 1;
         }
         xc_decode(c, B, &w);
+        /* latents that fired in this batch (the sparse lists, or a scan of f) */
+        if (w.nnz >= 0) {
+            for (int i = 0; i < m; i++)
+                if (w.coff[i + 1] > w.coff[i]) s.last[i] = s.seen;
+        } else {
+            col_sums(w.f, B, m, w.acc);
+            for (int i = 0; i < m; i++)
+                if (w.acc[i] > 0) s.last[i] = s.seen;
+        }
         double mse, spl;
         xc_backward(c, X, B, &w, s.G, &mse, &spl);
         if (!isfinite(mse) || !isfinite(spl)) {
