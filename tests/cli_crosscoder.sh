@@ -121,4 +121,7 @@ config "$T/b2.json" '{"sparsity": "topk"}'
 expect 1 "crosscoder.sparsity" -- "$CLI" run "$T/b2.json" --out "$T/b2" --quiet
 config "$T/b3.json" '{"n_latnets": 5}'
 expect 1 "n_latents" -- "$CLI" run "$T/b3.json" --out "$T/b3" --quiet
+config "$T/b4.json" '{"sparsity": "batchtopk", "n_latents": 16, "k": 32}'
+expect 1 "'crosscoder.k' = 32 is more than 'crosscoder.n_latents' = 16" -- "$CLI" run "$T/b4.json" --out "$T/b4" --quiet
+[ ! -e "$T/b4" ] || fail "a refused config left a run folder"
 echo "cli_crosscoder: ok"

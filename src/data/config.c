@@ -888,6 +888,9 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
         c->crosscoder.exclusive = get(xc, "exclusive")->valuedouble;
         c->crosscoder.shared = get(xc, "shared")->valuedouble;
         c->crosscoder.bootstrap = (int)get(xc, "bootstrap")->valuedouble;
+        if (c->crosscoder.batchtopk && c->crosscoder.n_latents > 0 && c->crosscoder.k > c->crosscoder.n_latents)
+            return rs_errk(err, RS_EINVAL, "%s: 'crosscoder.k' = %d is more than 'crosscoder.n_latents' = %d", what,
+                           c->crosscoder.k, c->crosscoder.n_latents);
         const cJSON *xh = get(xc, "hooks");
         c->crosscoder.hooks = xh ? strs(cx, xh, &c->crosscoder.n_hooks) : NULL;
         for (int k = 0; k < c->crosscoder.n_hooks && c->crosscoder.hooks; k++) {
