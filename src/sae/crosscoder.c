@@ -91,6 +91,7 @@ typedef struct {
 /* Below this fraction of active entries the step uses the sparse path: the decoder products
  * and both decoder-side gradients touch only the active entries (the encoder product stays
  * an sgemm). Same objective, other rounding; which path runs depends only on the data. */
+#define XC_BLK 16 /* latents per block of the sparse encoder gradient */
 static double xc_sparse_max = 0.125;
 #define XC_SPARSE_MAX xc_sparse_max
 
@@ -125,7 +126,7 @@ static int ws_init(xc_ws *w, const rs_crosscoder *c, int rows, rs_err *err) {
     w->cfill = malloc((m + 1) * sizeof *w->cfill);
     w->crow = malloc(cap_nnz * sizeof *w->crow);
     w->cpos = malloc(cap_nnz * sizeof *w->cpos);
-    w->tmp = malloc((size_t)w->tmp_threads * D2 * sizeof *w->tmp);
+    w->tmp = malloc((size_t)w->tmp_threads * XC_BLK * D2 * sizeof *w->tmp);
     if (!w->pre || !w->f || !w->xhat || !w->wsum || !w->nrm || (c->sparsity == XC_BATCHTOPK && !w->sel) || !w->acc ||
         !w->roff || !w->ridx || !w->rval || !w->rdp || !w->coff || !w->cfill || !w->crow || !w->cpos || !w->tmp) {
         ws_free(w);
@@ -289,28 +290,36 @@ static void sparse_grads(const rs_crosscoder *c, const float *X, int B, xc_ws *w
         const float *gr = G + (size_t)r * D2;
         for (int t = w->roff[r]; t < w->roff[r + 1]; t++) {
             const float *wd = c->W_dec + (size_t)w->ridx[t] * D2;
-            float dot = 0;
-            for (int j = 0; j < D2; j++) dot += gr[j] * wd[j];
-            w->rdp[t] = dot + gl * w->wsum[w->ridx[t]];
+            w->rdp[t] = cblas_sdot(D2, gr, 1, wd, 1) + gl * w->wsum[w->ridx[t]];
         }
     }
+    /* latents in blocks of XC_BLK: the encoder gradient of a block is gathered in tmp
+       [XC_BLK, 2d] and written to gW_enc [2d, m] XC_BLK contiguous floats at a time */
+    int nblk = (m + XC_BLK - 1) / XC_BLK;
 #pragma omp parallel num_threads(w->tmp_threads)
     {
-        float *tmp = w->tmp + (size_t)omp_get_thread_num() * D2;
-#pragma omp for schedule(dynamic, 16)
-        for (int i = 0; i < m; i++) {
-            float *gd = gWd + (size_t)i * D2;
-            memset(gd, 0, (size_t)D2 * sizeof *gd);
-            memset(tmp, 0, (size_t)D2 * sizeof *tmp);
-            double bs = 0;
-            for (int q = w->coff[i]; q < w->coff[i + 1]; q++) {
-                int r = w->crow[q], t = w->cpos[q];
-                const float v = w->rval[t], g = w->rdp[t], *gr = G + (size_t)r * D2, *xr = X + (size_t)r * D2;
-                for (int j = 0; j < D2; j++) gd[j] += v * gr[j], tmp[j] += g * xr[j];
-                bs += g;
+        float *tmp = w->tmp + (size_t)omp_get_thread_num() * XC_BLK * D2;
+#pragma omp for schedule(dynamic, 4)
+        for (int b = 0; b < nblk; b++) {
+            int i0 = b * XC_BLK, nb = m - i0 < XC_BLK ? m - i0 : XC_BLK;
+            memset(tmp, 0, (size_t)nb * D2 * sizeof *tmp);
+            for (int ii = 0; ii < nb; ii++) {
+                int i = i0 + ii;
+                float *gd = gWd + (size_t)i * D2, *te = tmp + (size_t)ii * D2;
+                memset(gd, 0, (size_t)D2 * sizeof *gd);
+                double bs = 0;
+                for (int q = w->coff[i]; q < w->coff[i + 1]; q++) {
+                    int r = w->crow[q], t = w->cpos[q];
+                    const float v = w->rval[t], g = w->rdp[t], *gr = G + (size_t)r * D2, *xr = X + (size_t)r * D2;
+                    for (int j = 0; j < D2; j++) gd[j] += v * gr[j], te[j] += g * xr[j];
+                    bs += g;
+                }
+                gbe[i] = (float)bs;
             }
-            for (int j = 0; j < D2; j++) gWe[(size_t)j * m + i] = tmp[j];
-            gbe[i] = (float)bs;
+            for (int j = 0; j < D2; j++) {
+                float *ge = gWe + (size_t)j * m + i0;
+                for (int ii = 0; ii < nb; ii++) ge[ii] = tmp[(size_t)ii * D2 + j];
+            }
         }
     }
 }
