@@ -96,6 +96,18 @@ typedef struct {
         uint64_t seed;
     } steer;
 
+    struct {
+        int on;         /* the config has a "crosscoder" section (else the stage is skipped) */
+        int batchtopk;  /* sparsity "batchtopk" (else "l1") */
+        int n_latents;  /* 0: 8 × the hidden size */
+        double l1, lr, exclusive, shared;
+        int k, batch, bootstrap;
+        int64_t steps, resample_every, dead_after, checkpoint_every;
+        uint64_t seed;
+        int n_hooks;
+        char **hooks;   /* NULL: every captured decoder hook */
+    } crosscoder;       /* docs/crosscoder.md */
+
     cJSON *resolved;    /* the validated tree with defaults filled and paths resolved */
 } rs_config;
 

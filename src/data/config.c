@@ -43,6 +43,7 @@ static const char *const PRECISIONS[] = {"fp32", "bf16", NULL};
 static const char *const MODALITIES[] = {"text", "image", NULL};
 static const char *const CE_CONVENTIONS[] = {"sae-lens", "reprshift-v1", NULL};
 static const char *const CONDITIONS[] = {"llm", "vlm_text", "vlm_caption", "vlm_mismatch", "vlm_blank", NULL};
+static const char *const XC_SPARSITY[] = {"l1", "batchtopk", NULL};
 static const char *const PROBE_KINDS[] = {"concept", "cross_modal", "modality", "brightness", "redness", "saturation",
                                           "contrast", "blur", "rotation", NULL};
 
@@ -160,6 +161,33 @@ static const field STEER[] = {
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
+static const field CROSSCODER[] = {
+    {"hooks", K_STRS, 0, NULL, 0, 0, 1, NULL, 0, NULL,
+     "captured decoder hooks to train a crosscoder at, one each (default: every one in hooks)"},
+    {"sparsity", K_STR, 0, "\"l1\"", 0, 0, 0, XC_SPARSITY, 0, NULL,
+     "l1 = penalty lambda * sum_i f_i * sum_s norm(W_dec,s,i) (Anthropic's crosscoder note); batchtopk = the k*batch "
+     "largest f_i * sum_s norm(W_dec,s,i) of each batch (docs/crosscoder.md)"},
+    {"n_latents", K_INT, 0, "0", 0, 16777216, 0, NULL, 0, NULL, "dictionary size; 0: 8 x the hidden size"},
+    {"l1", K_NUM, 0, "0.1", 0, 1e6, 0, NULL, 0, NULL,
+     "lambda of the l1 objective (inputs scaled to mean norm sqrt(d) per side; tune it by the L0 it gives)"},
+    {"k", K_INT, 0, "32", 1, 1000000, 0, NULL, 0, NULL, "batchtopk: mean active latents per token"},
+    {"steps", K_INT, 0, "2000", 1, 1e9, 0, NULL, 0, NULL, "Adam steps"},
+    {"batch", K_INT, 0, "256", 1, 1000000, 0, NULL, 0, NULL, "token rows per step (shuffled epochs over the rows)"},
+    {"lr", K_NUM, 0, "0.001", 1e-9, 10, 0, NULL, 0, NULL, "Adam learning rate (betas 0.9, 0.999; eps 1e-8)"},
+    {"resample_every", K_INT, 0, "500", 0, 1e9, 0, NULL, 0, NULL,
+     "resample dead latents every this many steps, during the first half of training (0: never)"},
+    {"dead_after", K_INT, 0, "100000", 1, 1e12, 0, NULL, 0, NULL, "rows without firing after which a latent is dead"},
+    {"checkpoint_every", K_INT, 0, "500", 0, 1e9, 0, NULL, 0, NULL,
+     "save the training state every this many steps; a killed run resumes there (0: never)"},
+    {"seed", K_INT, 0, "0", 0, 9007199254740991.0, 0, NULL, 0, NULL, "initialisation, shuffling and resampling seed"},
+    {"exclusive", K_NUM, 0, "0.1", 0, 0.5, 0, NULL, 0, NULL,
+     "class bounds on r = norm(d_vlm) / (norm(d_llm) + norm(d_vlm)): LLM-only r < exclusive, VLM-only r > 1 - exclusive"},
+    {"shared", K_NUM, 0, "0.2", 0, 0.5, 0, NULL, 0, NULL, "shared: abs(r - 0.5) <= shared"},
+    {"bootstrap", K_INT, 0, "1000", 0, 1000000, 0, NULL, 0, NULL,
+     "bootstrap resamples of images for the CIs of the fit metrics"},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
 static const field SCHEMA[] = {
     {"name", K_STR, 0, "\"experiment\"", 0, 0, 0, NULL, 0, NULL, "experiment name (report title)"},
     {"output_dir", K_STR, 1, NULL, 0, 0, 0, NULL, 1, NULL, "run directory (created; re-runs resume there)"},
@@ -191,6 +219,9 @@ static const field SCHEMA[] = {
     {"downstream", K_OBJ, 0, "{}", 0, 0, 0, NULL, 0, DOWNSTREAM,
      "per-caption CE of PaliGemma joined with the shift (downstream stage)"},
     {"steer", K_OBJ, 0, NULL, 0, 0, 0, NULL, 0, STEER, "steering dose-response with a random-direction control (omit to skip)"},
+    {"crosscoder", K_OBJ, 0, NULL, 0, 0, 0, NULL, 0, CROSSCODER,
+     "crosscoder on paired caption activations, Gemma-2 (llm) vs PaliGemma with its image (vlm_caption); omit to skip "
+     "(docs/crosscoder.md)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -599,6 +630,7 @@ void rs_config_free(rs_config *c) {
     free(c->probes.C);
     free(c->steer.alphas);
     free_strs(c->steer.hooks);
+    free_strs(c->crosscoder.hooks);
     cJSON_Delete(c->resolved);
     free(c);
 }
@@ -837,6 +869,36 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
             if (!found)
                 return rs_errk(err, RS_EINVAL, "%s: 'steer.hooks[%d]': \"%s\" is not a captured hook (the probes need its "
                                                "activations; add it to 'hooks')", what, k, c->steer.hooks[k]);
+        }
+    }
+    const cJSON *xc = get(r, "crosscoder");
+    if (xc) {
+        c->crosscoder.on = 1;
+        c->crosscoder.batchtopk = !strcmp(get(xc, "sparsity")->valuestring, "batchtopk");
+        c->crosscoder.n_latents = (int)get(xc, "n_latents")->valuedouble;
+        c->crosscoder.l1 = get(xc, "l1")->valuedouble;
+        c->crosscoder.k = (int)get(xc, "k")->valuedouble;
+        c->crosscoder.steps = (int64_t)get(xc, "steps")->valuedouble;
+        c->crosscoder.batch = (int)get(xc, "batch")->valuedouble;
+        c->crosscoder.lr = get(xc, "lr")->valuedouble;
+        c->crosscoder.resample_every = (int64_t)get(xc, "resample_every")->valuedouble;
+        c->crosscoder.dead_after = (int64_t)get(xc, "dead_after")->valuedouble;
+        c->crosscoder.checkpoint_every = (int64_t)get(xc, "checkpoint_every")->valuedouble;
+        c->crosscoder.seed = (uint64_t)get(xc, "seed")->valuedouble;
+        c->crosscoder.exclusive = get(xc, "exclusive")->valuedouble;
+        c->crosscoder.shared = get(xc, "shared")->valuedouble;
+        c->crosscoder.bootstrap = (int)get(xc, "bootstrap")->valuedouble;
+        if (c->crosscoder.batchtopk && c->crosscoder.n_latents > 0 && c->crosscoder.k > c->crosscoder.n_latents)
+            return rs_errk(err, RS_EINVAL, "%s: 'crosscoder.k' = %d is more than 'crosscoder.n_latents' = %d", what,
+                           c->crosscoder.k, c->crosscoder.n_latents);
+        const cJSON *xh = get(xc, "hooks");
+        c->crosscoder.hooks = xh ? strs(cx, xh, &c->crosscoder.n_hooks) : NULL;
+        for (int k = 0; k < c->crosscoder.n_hooks && c->crosscoder.hooks; k++) {
+            int found = 0;
+            for (int j = 0; j < c->n_hooks && !found; j++) found = !strcmp(c->hooks[j], c->crosscoder.hooks[k]);
+            if (!found)
+                return rs_errk(err, RS_EINVAL, "%s: 'crosscoder.hooks[%d]': \"%s\" is not a captured hook (add it to "
+                                               "'hooks')", what, k, c->crosscoder.hooks[k]);
         }
     }
     if (cx->oom || !c->name || !c->output_dir || !c->prompt || !c->pool || !c->llm || !c->vlm || !c->dataset.exclude ||

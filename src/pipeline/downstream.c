@@ -56,13 +56,7 @@ typedef struct {
 } hook_rows;
 
 static int read_hook(pl_ctx *c, int s, const char *hook, hook_rows *h, rs_err *err) {
-    char *dir = pl_join(c->acts, PL_STORE_NAME[s]);
-    store_reader *r = NULL;
-    int rc = !dir ? rs_errk(err, RS_ENOMEM, "out of memory")
-                  : store_reader_open(&r, dir, err) || store_read_f32(r, hook, &h->A, &h->rows, &h->w, err) ? -1 : 0;
-    store_reader_close(r);
-    free(dir);
-    return rc;
+    return pl_store_read_hook(c, s, hook, &h->A, &h->rows, &h->w, err);
 }
 
 /* 1 − cos of the caption's pooled rows (the same rows in both stores), pooled as the config's

@@ -707,6 +707,16 @@ int pl_store_fp(pl_ctx *c, int s, char fp[65], rs_err *err) {
     return rc;
 }
 
+int pl_store_read_hook(pl_ctx *c, int s, const char *hook, float **A, int64_t *rows, int64_t *w, rs_err *err) {
+    char *dir = pl_join(c->acts, PL_STORE_NAME[s]);
+    store_reader *r = NULL;
+    int rc = !dir ? rs_errk(err, RS_ENOMEM, "out of memory")
+                  : store_reader_open(&r, dir, err) || store_read_f32(r, hook, A, rows, w, err) ? -1 : 0;
+    store_reader_close(r);
+    free(dir);
+    return rc;
+}
+
 /* ---- the stage: one unit per store (run.c's protocol, stages/store_NAME.done) ---- */
 
 /* What the store units share: the models (opened when a store needs one), the prompt, the

@@ -172,6 +172,10 @@ int pl_conditions_run(pl_ctx *c, const char **note, rs_err *err);
 int pl_downstream_used(const pl_ctx *c);
 int pl_downstream_fp(pl_ctx *c, char fp[65], rs_err *err);
 int pl_downstream_run(pl_ctx *c, const char **note, rs_err *err);
+/* crosscoder (crosscoder.c): one crosscoder per hook on llm_text × vlm_caption (docs/crosscoder.md) */
+int pl_crosscoder_used(const pl_ctx *c);
+int pl_crosscoder_fp(pl_ctx *c, char fp[65], rs_err *err);
+int pl_crosscoder_run(pl_ctx *c, const char **note, rs_err *err);
 int pl_probes_fp(pl_ctx *c, char fp[65], rs_err *err);
 int pl_probes_run(pl_ctx *c, const char **note, rs_err *err);
 /* steer (steer.c): steering dose-response of the probe directions with a random control */
@@ -209,6 +213,8 @@ enum { PL_LLM_TEXT, PL_VLM_TEXT, PL_VLM_IMAGE, PL_VLM_EDITS, PL_VLM_CAPTION, PL_
 extern const char *const PL_STORE_NAME[PL_N_STORES];
 /* Fingerprint of a finished store (sha256 of its index.json), for downstream stages. */
 int pl_store_fp(pl_ctx *c, int store, char fp[65], rs_err *err);
+/* All rows of one hook's tensor of a store: new array [*rows, *w]. */
+int pl_store_read_hook(pl_ctx *c, int store, const char *hook, float **A, int64_t *rows, int64_t *w, rs_err *err);
 /* Per-input feature rows of one hook from a store: token stores are mean-pooled over
  * non-special tokens (or the last token for pool "last"); pooled stores are read as is.
  * New array [*n, *d]. */

@@ -478,11 +478,14 @@ static int report_fp(pl_ctx *c, char fp[65], rs_err *err) {
     (void)err;
     const char *names[] = {"shift", "probes", "dataset", "conditions", "downstream", "steer"};
     enum { NU = sizeof names / sizeof *names };
-    char up[65], all[65 * NU + 1] = "";
+    char up[65], all[65 * (NU + 1) + 16] = "";
     for (int k = 0; k < NU; k++) {
         if (upstream_fp_of(c, names[k], up)) strcpy(up, "none");
         strcat(all, up);
     }
+    /* the crosscoder stage (optional, newer) chains in only when it has run, so the report of
+       a run without it keeps its fingerprint */
+    if (!upstream_fp_of(c, "crosscoder", up)) strcat(strcat(all, " crosscoder "), up);
     pl_fp(fp, "report v1 %s name=%s", all, c->cfg->name);
     return 0;
 }
@@ -525,6 +528,7 @@ static int run_extract(pl_ctx *c, const char **note, rs_err *err) { (void)note; 
 static const char *const SHIFT_OUT[] = {"results/shift.json", "results/sae_fit.json", "results/shift_summary.csv", NULL};
 static const char *const COND_OUT[] = {"results/conditions.json", "results/conditions_summary.csv", NULL};
 static const char *const DOWNSTREAM_OUT[] = {"results/downstream.json", "results/downstream_items.csv", NULL};
+static const char *const CROSSCODER_OUT[] = {"results/crosscoder.json", "results/crosscoder_latents.csv", NULL};
 static const char *const PROBES_OUT[] = {"results/probes.json", "results/transfer.json", "results/attribute_transfer.json",
                                          NULL};
 static const char *const STEER_OUT[] = {"results/steer.json", "results/steer.csv", NULL};
@@ -542,6 +546,7 @@ static const pl_stage_def STAGES[] = {
      pl_conditions_fp, COND_OUT, 0, pl_conditions_run, NULL},
     {"downstream", pl_downstream_used, "skipped: off, or no caption is read with its own image (vlm_caption)",
      pl_downstream_fp, DOWNSTREAM_OUT, 0, pl_downstream_run, NULL},
+    {"crosscoder", pl_crosscoder_used, NULL, pl_crosscoder_fp, CROSSCODER_OUT, 0, pl_crosscoder_run, NULL},
     {"probes", NULL, NULL, pl_probes_fp, PROBES_OUT, 0, pl_probes_run, NULL},
     {"steer", pl_steer_used, NULL, pl_steer_fp, STEER_OUT, 0, pl_steer_run, NULL},
     {"report", NULL, NULL, report_fp, REPORT_OUT, 1, report_run, NULL},

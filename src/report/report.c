@@ -2034,6 +2034,132 @@ out:
     return rc;
 }
 
+/* ---- Crosscoder (crosscoder.json) ---- */
+
+#define XC_MAX_HOOKS 256
+#define XC_MAX_BINS 1000
+
+/* Per hook: the histogram of relative decoder norms, the class table (count, fraction with
+ * its CI, n) and the fit per side. Absent crosscoder.json: no section and no note (the stage
+ * is optional). */
+static int sec_crosscoder(ctx *c, rs_err *err) {
+    snprintf(c->path, sizeof c->path, "%s/crosscoder.json", c->dir);
+    if (!rs_path_exists(c->path)) return 0;
+    cJSON *j;
+    if (load(c, "crosscoder.json", "Crosscoder", &j, err)) return -1;
+    int rc = -1;
+    char ci[512], buf[64], lo[32], hi[32], ntext[160], what[1024];
+    double *edges = NULL, *counts = NULL;
+    if (get_ci(c, j, ci, sizeof ci, err)) goto out;
+    const char *class_ci = get_str(j, "class_ci");
+    const cJSON *hooks = cJSON_GetObjectItemCaseSensitive(j, "hooks");
+    int nh = cJSON_IsArray(hooks) ? cJSON_GetArraySize(hooks) : -1;
+    if (nh < 0 || nh > XC_MAX_HOOKS || !class_ci) {
+        rs_errf(err, "%s: needs \"hooks\" (an array of at most %d entries) and \"class_ci\"", c->path, XC_MAX_HOOKS);
+        goto out;
+    }
+    h2(c, "crosscoder", "Crosscoder: shared and model-specific latents");
+    sb_puts(c->b, "<p>");
+    sb_escape(c->b, get_str(j, "definition") ? get_str(j, "definition") : "?");
+    sb_puts(c->b, ". Rows: ");
+    sb_escape(c->b, get_str(j, "rows") ? get_str(j, "rows") : "?");
+    sb_puts(c->b, ". ");
+    sb_escape(c->b, get_str(j, "rel_norm") ? get_str(j, "rel_norm") : "");
+    sb_puts(c->b, "; ");
+    sb_escape(c->b, get_str(j, "alive") ? get_str(j, "alive") : "");
+    sb_puts(c->b, ". Per-latent values: <code>crosscoder_latents.csv</code>.</p>\n");
+    int k = 0;
+    for (const cJSON *e = hooks->child; e; e = e->next, k++) {
+        const char *hook = get_str(e, "hook");
+        const cJSON *H = cJSON_GetObjectItemCaseSensitive(e, "rel_norm_hist"), *cls = cJSON_GetObjectItemCaseSensitive(e, "classes");
+        const cJSON *fit = cJSON_GetObjectItemCaseSensitive(e, "fit"), *lat = cJSON_GetObjectItemCaseSensitive(e, "latents");
+        const cJSON *ed = cJSON_GetObjectItemCaseSensitive(H, "edges"), *ct = cJSON_GetObjectItemCaseSensitive(H, "counts");
+        int nb = cJSON_IsArray(ct) ? cJSON_GetArraySize(ct) : -1;
+        int64_t alive = 0, nlat = 0, nrows = 0, nimg = 0;
+        if (!hook || !cJSON_IsObject(cls) || !cJSON_IsObject(fit) || nb < 1 || nb > XC_MAX_BINS || !cJSON_IsArray(ed) ||
+            cJSON_GetArraySize(ed) != nb + 1) {
+            rs_errf(err, "%s: hooks[%d]: needs hook, classes, fit and rel_norm_hist {edges[n+1], counts[n]}", c->path, k);
+            goto out;
+        }
+        if (get_n(c, H, "n", "rel_norm_hist", &alive, err) || get_n(c, lat, "n", "latents", &nlat, err) ||
+            get_n(c, fit, "n_rows", "fit", &nrows, err) || get_n(c, fit, "n_images", "fit", &nimg, err))
+            goto out;
+        free(edges), free(counts);
+        edges = malloc((size_t)(nb + 1) * sizeof *edges), counts = malloc((size_t)nb * sizeof *counts);
+        if (!edges || !counts) { rs_errk(err, RS_ENOMEM, "out of memory"); goto out; }
+        for (int b = 0; b <= nb; b++) {
+            const cJSON *v = cJSON_GetArrayItem(ed, b);
+            edges[b] = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+        }
+        for (int b = 0; b < nb; b++) {
+            const cJSON *v = cJSON_GetArrayItem(ct, b);
+            counts[b] = cJSON_IsNumber(v) && v->valuedouble >= 0 ? v->valuedouble : 0;
+        }
+        sb_puts(c->b, "<h3><code>");
+        sb_escape(c->b, hook);
+        sb_printf(c->b, "</code>: %lld latents (%lld alive), ", (long long)nlat, (long long)alive);
+        sb_escape(c->b, get_str(e, "sparsity") ? get_str(e, "sparsity") : "?");
+        sb_printf(c->b, ", %s training token rows</h3>\n", svg_fmt(num_or_nan(e, "n_train_rows"), buf, sizeof buf));
+        fig_open(c);
+        char title[400];
+        snprintf(title, sizeof title, "Relative decoder norm, %s", hook);
+        svg_histogram(c->b, title, "||d_vlm|| / (||d_llm|| + ||d_vlm||)", "latents", edges, counts, nb, 460, 280);
+        snprintf(ntext, sizeof ntext, "%lld alive latents", (long long)alive);
+        snprintf(what, sizeof what, "Per-latent relative decoder norm of the crosscoder at %s: 0 = only Gemma-2 (LLM) "
+                 "decodes it, 1 = only PaliGemma (VLM), 0.5 = both equally.", hook);
+        fig_close(c, what, ntext, "none (a distribution over latents)");
+        sb_puts(c->b, "<table><tr><th>class</th><th>definition</th><th>count</th><th>fraction [95% CI]</th><th>n</th></tr>\n");
+        const char *cn[4] = {"llm_only", "shared", "vlm_only", "other"};
+        const char *label[4] = {"LLM-only", "shared", "VLM-only", "other"};
+        for (int q = 0; q < 4; q++) {
+            const cJSON *o = cJSON_GetObjectItemCaseSensitive(cls, cn[q]);
+            rstat f;
+            if (!cJSON_IsObject(o)) {
+                rs_errf(err, "%s: hooks[%d].classes.%s is missing", c->path, k, cn[q]);
+                goto out;
+            }
+            if (get_stat(c, o, "fraction", cn[q], &f, err) < 0) goto out;
+            sb_printf(c->b, "<tr><td>%s</td><td>", label[q]);
+            sb_escape(c->b, get_str(o, "definition") ? get_str(o, "definition") : "");
+            sb_printf(c->b, "</td><td>%s</td>", svg_fmt(num_or_nan(o, "count"), buf, sizeof buf));
+            sb_printf(c->b, "<td>%s [%s, %s]</td><td>%lld</td></tr>\n", svg_fmt(f.v, ntext, sizeof ntext),
+                      svg_fmt(f.lo, lo, sizeof lo), svg_fmt(f.hi, hi, sizeof hi), (long long)alive);
+        }
+        sb_puts(c->b, "</table>\n<p class=\"note\">Class CI: ");
+        sb_escape(c->b, class_ci);
+        sb_puts(c->b, ".</p>\n");
+        sb_puts(c->b, "<table><tr><th>side</th><th>FVU [95% CI]</th><th>explained variance [95% CI]</th><th>n rows</th>"
+                      "</tr>\n");
+        const char *side[2] = {"llm", "vlm"}, *sl[2] = {"Gemma-2 (LLM)", "PaliGemma (VLM)"};
+        for (int s2 = 0; s2 < 2; s2++) {
+            const cJSON *so = cJSON_GetObjectItemCaseSensitive(fit, side[s2]);
+            rstat fv, ev;
+            if (get_stat(c, so, "fvu", side[s2], &fv, err) < 0 || get_stat(c, so, "explained_variance", side[s2], &ev, err) < 0)
+                goto out;
+            char a1[32], a2[32], a3[32];
+            sb_printf(c->b, "<tr><td>%s</td><td>%s [%s, %s]</td>", sl[s2], svg_fmt(fv.v, a1, sizeof a1),
+                      svg_fmt(fv.lo, a2, sizeof a2), svg_fmt(fv.hi, a3, sizeof a3));
+            sb_printf(c->b, "<td>%s [%s, %s]</td><td>%lld</td></tr>\n", svg_fmt(ev.v, a1, sizeof a1),
+                      svg_fmt(ev.lo, a2, sizeof a2), svg_fmt(ev.hi, a3, sizeof a3), (long long)nrows);
+        }
+        rstat l0;
+        if (get_stat(c, fit, "l0", "fit", &l0, err) < 0) goto out;
+        sb_printf(c->b, "</table>\n<p class=\"note\">L0 (mean active latents per token) %s [%s, %s]; ",
+                  svg_fmt(l0.v, buf, sizeof buf), svg_fmt(l0.lo, lo, sizeof lo), svg_fmt(l0.hi, hi, sizeof hi));
+        sb_printf(c->b, "fit evaluated on %lld token rows of %lld images: ", (long long)nrows, (long long)nimg);
+        sb_escape(c->b, get_str(e, "eval") ? get_str(e, "eval") : "?");
+        sb_puts(c->b, ". CI: ");
+        sb_escape(c->b, ci);
+        sb_puts(c->b, ".</p>\n");
+    }
+    sb_puts(c->b, "</section>\n");
+    rc = 0;
+out:
+    free(edges), free(counts);
+    cJSON_Delete(j);
+    return rc;
+}
+
 int report_render(const char *results_dir, char **html, size_t *len, int *n_figures, rs_err *err) {
     *html = NULL;
     if (len) *len = 0;
@@ -2055,6 +2181,7 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     if (!rc) rc = sec_probes(&c, err);
     if (!rc) rc = sec_transfer(&c, err);
     if (!rc) rc = sec_downstream(&c, err);
+    if (!rc) rc = sec_crosscoder(&c, err);
     if (!rc) rc = sec_steer(&c, err);
     if (rc) {
         cJSON_Delete(run);
@@ -2079,7 +2206,7 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     const char *secs[][2] = {{"conditions", "Conditions"}, {"shift", "Shift"}, {"sae", "SAE fit"}, {"probes", "Probes"},
                              {"paired", "Paired probes"}, {"attributes", "Attribute probes"}, {"vision", "Vision tower"},
                              {"transfer", "Transfer"}, {"downstream", "Shift and caption quality"},
-                             {"steer", "Steering"}};
+                             {"crosscoder", "Crosscoder"}, {"steer", "Steering"}};
     for (size_t i = 0; i < sizeof secs / sizeof *secs; i++) {
         char needle[64];
         snprintf(needle, sizeof needle, "<section id=\"%s\">", secs[i][0]);

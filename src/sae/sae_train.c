@@ -3,6 +3,7 @@
  * backward pass only touches the k active rows per sample. Gradients are accumulated into
  * dense buffers and Adam updates every parameter each step (simple and exact). */
 #include "reprshift/sae_train.h"
+#include "sae/train_common.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -59,15 +60,6 @@ static int top_indices(const float *v, int m, int kk, const uint8_t *allow, int 
         }
     }
     return n;
-}
-
-static void adam(float *w, float *g, float *m1, float *m2, size_t n, const sae_train_opts *o, double c1, double c2) {
-    for (size_t i = 0; i < n; i++) {
-        m1[i] = o->beta1 * m1[i] + (1 - o->beta1) * g[i];
-        m2[i] = o->beta2 * m2[i] + (1 - o->beta2) * g[i] * g[i];
-        double mh = m1[i] / c1, vh = m2[i] / c2;
-        w[i] -= (float)(o->lr * mh / (sqrt(vh) + o->eps));
-    }
 }
 
 int sae_train_topk(const float *x, int64_t n, int d, const sae_train_opts *o, rs_sae **out, sae_train_report *rep,
@@ -186,7 +178,7 @@ int sae_train_topk(const float *x, int64_t n, int d, const sae_train_opts *o, rs
         seen += B;
         loss_hist[step] = loss / B;
         double c1 = 1 - pow(o->beta1, (double)(step + 1)), c2 = 1 - pow(o->beta2, (double)(step + 1));
-        adam(P, Gr, M1, M2, np, o, c1, c2);
+        rs_adam_update(P, Gr, M1, M2, np, o->lr, o->beta1, o->beta2, o->eps, c1, c2);
         for (int f = 0; f < m; f++) { /* unit-norm decoder rows */
             float *w = Wd + (size_t)f * d;
             float nr = cblas_snrm2(d, w, 1);

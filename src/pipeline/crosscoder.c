@@ -1,0 +1,452 @@
+/* Crosscoder stage (docs/crosscoder.md): per hook, one crosscoder trained on the paired
+ * caption-token activations of Gemma-2 (condition a, acts/llm_text) and PaliGemma reading
+ * the caption after its own image (condition c, acts/vlm_caption): the same caption token
+ * ids, row for row. Training rows: the content tokens (pl_token_included) of the captions
+ * of images outside the test split; fit metrics on the test split's captions (held out), or
+ * in-sample when the manifest has no test split. Per latent the relative decoder norm
+ * r = ‖d_vlm‖ / (‖d_llm‖ + ‖d_vlm‖) and its class. Writes results/crosscoder.json,
+ * results/crosscoder_latents.csv and the models results/crosscoder/<hook>.safetensors;
+ * training state for resuming goes to crosscoder_state/ in the run folder. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+
+#include "pipeline/pipeline_internal.h"
+#include "base/jsonutil.h"
+#include "reprshift/crosscoder.h"
+#include "reprshift/fileio.h"
+#include "reprshift/probe.h"
+#include "reprshift/stats.h"
+#include "reprshift/store.h"
+#include "reprshift/version.h"
+
+#define XC_HIST_BINS 20
+
+int pl_crosscoder_used(const pl_ctx *c) {
+    return c->cfg->crosscoder.on && pl_store_used(c, PL_LLM_TEXT) && pl_store_used(c, PL_VLM_CAPTION);
+}
+
+int pl_crosscoder_fp(pl_ctx *c, char fp[65], rs_err *err) {
+    char fa[65], fc[65];
+    if (pl_store_fp(c, PL_LLM_TEXT, fa, err) || pl_store_fp(c, PL_VLM_CAPTION, fc, err)) return -1;
+    char *sec = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(c->cfg->resolved, "crosscoder"));
+    if (!sec) return rs_errk(err, RS_ENOMEM, "out of memory");
+    /* the hooks when the section names none: every captured one */
+    size_t hl = 1;
+    for (int h = 0; h < c->cfg->n_hooks; h++) hl += strlen(c->cfg->hooks[h]) + 1;
+    char *hooks = malloc(hl);
+    if (!hooks) {
+        cJSON_free(sec);
+        return rs_errk(err, RS_ENOMEM, "out of memory");
+    }
+    hooks[0] = 0;
+    for (int h = 0; h < c->cfg->n_hooks; h++) strcat(strcat(hooks, c->cfg->hooks[h]), ",");
+    pl_fp(fp, "crosscoder v1 %s %s %s %s %s", RS_VERSION, fa, fc, sec, hooks);
+    cJSON_free(sec);
+    free(hooks);
+    return 0;
+}
+
+/* hook name → a file name part ("blocks.2.hook_resid_post" is one already) */
+static void safe_name(const char *hook, char *out, size_t n) {
+    size_t j = 0;
+    for (size_t i = 0; hook[i] && j + 1 < n; i++) {
+        char ch = hook[i];
+        out[j++] = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ? ch : '_';
+    }
+    out[j] = 0;
+}
+
+/* Wilson score interval (95%) for x successes of n. */
+static void wilson(int64_t x, int64_t n, double *lo, double *hi) {
+    if (n <= 0) {
+        *lo = *hi = NAN;
+        return;
+    }
+    const double z = 1.959963984540054;
+    double p = (double)x / n, z2 = z * z, den = 1 + z2 / n, mid = (p + z2 / (2.0 * n)) / den;
+    double half = z * sqrt(p * (1 - p) / n + z2 / (4.0 * n * n)) / den;
+    *lo = mid - half > 0 ? mid - half : 0;
+    *hi = mid + half < 1 ? mid + half : 1;
+}
+
+typedef struct {
+    int64_t n;        /* rows */
+    int G;            /* images */
+    int *img;         /* [n] image index 0..G-1 of each row */
+    float *x0, *x1;   /* [n, d] */
+} row_set;
+
+static void row_set_free(row_set *r) { free(r->img), free(r->x0), free(r->x1); }
+
+/* Per-image sums for the fit-metric bootstrap: err per side, l0, rows, Σx and Σ‖x‖² per side. */
+typedef struct {
+    double *e0, *e1, *l0, *n, *s2;  /* [G] (s2: [2G]) */
+    double *s1;                     /* [2G, d] */
+} img_sums;
+
+/* FVU of side s over the images in w[g] multiplicities (w NULL: each once). */
+static double fvu_of(const img_sums *S, int G, int d, int s, const int *w, double *tmp) {
+    double e = 0, n = 0, s2 = 0;
+    for (int j = 0; j < d; j++) tmp[j] = 0;
+    for (int g = 0; g < G; g++) {
+        int m = w ? w[g] : 1;
+        if (!m) continue;
+        e += m * (s ? S->e1[g] : S->e0[g]);
+        n += m * S->n[g];
+        s2 += m * S->s2[2 * g + s];
+        const double *v = S->s1 + ((size_t)2 * g + s) * d;
+        for (int j = 0; j < d; j++) tmp[j] += m * v[j];
+    }
+    double c = 0;
+    for (int j = 0; j < d; j++) c += tmp[j] * tmp[j];
+    double tv = n > 0 ? s2 - c / n : 0;
+    return tv > 0 ? e / tv : NAN;
+}
+
+static cJSON *stat_n(double v, double lo, double hi, int64_t n) {
+    cJSON *o = rs_json_stat(v, lo, hi);
+    if (o) rs_json_add_num(o, "n", (double)n);
+    return o;
+}
+
+/* Fit metrics of rows r with a percentile bootstrap over its images → "fit" object. */
+static cJSON *fit_json(const rs_crosscoder *x, const row_set *r, int B, double fvu[2], rs_err *err) {
+    int d = x->d_in, G = r->G;
+    int64_t n = r->n;
+    double *e0 = malloc((size_t)n * sizeof *e0), *e1 = malloc((size_t)n * sizeof *e1), *l0 = malloc((size_t)n * sizeof *l0);
+    img_sums S = {calloc((size_t)G, sizeof(double)), calloc((size_t)G, sizeof(double)), calloc((size_t)G, sizeof(double)),
+                  calloc((size_t)G, sizeof(double)), calloc((size_t)2 * G, sizeof(double)),
+                  calloc((size_t)2 * G * d, sizeof(double))};
+    double *tmp = malloc((size_t)d * sizeof *tmp), *bf[3] = {NULL, NULL, NULL};
+    int *w = calloc((size_t)G, sizeof *w);
+    cJSON *o = NULL;
+    for (int q = 0; q < 3; q++) bf[q] = malloc(((size_t)B + 1) * sizeof(double));
+    if (!e0 || !e1 || !l0 || !S.e0 || !S.e1 || !S.l0 || !S.n || !S.s2 || !S.s1 || !tmp || !w || !bf[0] || !bf[1] || !bf[2]) {
+        rs_errk(err, RS_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (xc_eval_rows(x, r->x0, r->x1, n, e0, e1, l0, NULL, err)) goto done;
+    for (int64_t t = 0; t < n; t++) {
+        int g = r->img[t];
+        S.e0[g] += e0[t], S.e1[g] += e1[t], S.l0[g] += l0[t], S.n[g] += 1;
+        for (int s = 0; s < 2; s++) {
+            const float *v = (s ? r->x1 : r->x0) + (size_t)t * d;
+            double *acc = S.s1 + ((size_t)2 * g + s) * d, q = 0;
+            for (int j = 0; j < d; j++) acc[j] += v[j], q += (double)v[j] * v[j];
+            S.s2[2 * g + s] += q;
+        }
+    }
+    double f0 = fvu_of(&S, G, d, 0, NULL, tmp), f1 = fvu_of(&S, G, d, 1, NULL, tmp), L = 0, N = 0;
+    fvu[0] = f0, fvu[1] = f1;
+    for (int g = 0; g < G; g++) L += S.l0[g], N += S.n[g];
+    L = N > 0 ? L / N : NAN;
+    for (int b = 0; b < B; b++) {
+        memset(w, 0, (size_t)G * sizeof *w);
+        for (int j = 0; j < G; j++) {
+            int g = (int)(rs_uniform_at(0xc0ffee5c, (uint64_t)b * (uint64_t)G + (uint64_t)j) * G);
+            w[g < G ? g : G - 1]++;
+        }
+        double ll = 0, nn = 0;
+        for (int g = 0; g < G; g++) ll += w[g] * S.l0[g], nn += w[g] * S.n[g];
+        bf[0][b] = fvu_of(&S, G, d, 0, w, tmp);
+        bf[1][b] = fvu_of(&S, G, d, 1, w, tmp);
+        bf[2][b] = nn > 0 ? ll / nn : NAN;
+    }
+    double lo[3] = {NAN, NAN, NAN}, hi[3] = {NAN, NAN, NAN};
+    for (int q = 0; q < 3 && B > 0; q++) lo[q] = stats_percentile(bf[q], B, 0.025), hi[q] = stats_percentile(bf[q], B, 0.975);
+    o = cJSON_CreateObject();
+    if (!o) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    const char *side[2] = {"llm", "vlm"};
+    double fv[2] = {f0, f1};
+    for (int s = 0; s < 2; s++) {
+        cJSON *so = cJSON_AddObjectToObject(o, side[s]);
+        cJSON_AddItemToObject(so, "fvu", stat_n(fv[s], lo[s], hi[s], n));
+        cJSON_AddItemToObject(so, "explained_variance", stat_n(1 - fv[s], 1 - hi[s], 1 - lo[s], n));
+    }
+    cJSON_AddItemToObject(o, "l0", stat_n(L, lo[2], hi[2], n));
+    rs_json_add_num(o, "n_rows", (double)n);
+    rs_json_add_num(o, "n_images", G);
+done:
+    free(e0), free(e1), free(l0), free(S.e0), free(S.e1), free(S.l0), free(S.n), free(S.s2), free(S.s1), free(tmp), free(w);
+    for (int q = 0; q < 3; q++) free(bf[q]);
+    return o;
+}
+
+/* The content-token rows of the captions whose image is (test = 1) or is not (0) in the
+ * test split; test = -1: every caption. */
+static int gather_rows(pl_ctx *c, const int32_t *ids, const int64_t *off, const float *A, const float *C, int64_t w,
+                       int test, row_set *r, rs_err *err) {
+    memset(r, 0, sizeof *r);
+    int n = c->n_text;
+    int *map = malloc(((size_t)c->n_image + 1) * sizeof *map);
+    if (!map) return rs_errk(err, RS_ENOMEM, "out of memory");
+    for (int j = 0; j < c->n_image; j++) map[j] = -1;
+    int64_t cnt = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        cnt = 0;
+        for (int i = 0; i < n; i++) {
+            int j = c->text_image[i];
+            int is_test = !strcmp(c->man->rows[c->image_row[j]].split, "test");
+            if (test >= 0 && is_test != test) continue;
+            for (int64_t t = off[i]; t < off[i + 1]; t++) {
+                if (!pl_token_included(c, ids[t])) continue;
+                if (pass) {
+                    if (map[j] < 0) map[j] = r->G++;
+                    r->img[cnt] = map[j];
+                    memcpy(r->x0 + (size_t)cnt * w, A + (size_t)t * w, (size_t)w * sizeof *A);
+                    memcpy(r->x1 + (size_t)cnt * w, C + (size_t)t * w, (size_t)w * sizeof *C);
+                }
+                cnt++;
+            }
+        }
+        if (!pass) {
+            r->n = cnt;
+            r->img = malloc(((size_t)cnt + 1) * sizeof *r->img);
+            r->x0 = malloc(((size_t)cnt * w + 1) * sizeof *r->x0);
+            r->x1 = malloc(((size_t)cnt * w + 1) * sizeof *r->x1);
+            if (!r->img || !r->x0 || !r->x1) {
+                free(map);
+                row_set_free(r);
+                return rs_errk(err, RS_ENOMEM, "out of memory (%lld rows × %lld)", (long long)cnt, (long long)w);
+            }
+        }
+    }
+    free(map);
+    return 0;
+}
+
+/* One hook: train (resuming a checkpoint), save, evaluate → its JSON entry and CSV rows. */
+static int one_hook(pl_ctx *c, const char *hook, const int32_t *ids, const int64_t *off, const char *fp, FILE *csv,
+                    cJSON *arr, rs_err *err) {
+    const rs_config *cfg = c->cfg;
+    float *A = NULL, *C = NULL;
+    int64_t ra, wa, rb, wb;
+    row_set tr = {0}, ev = {0};
+    rs_crosscoder *x = NULL;
+    char safe[200], name[256], *ckdir = pl_join(c->out, "crosscoder_state"), *ck = NULL, *mdir = pl_join(c->results, "crosscoder");
+    char *mpath = NULL;
+    double *n0 = NULL, *n1 = NULL, *rel = NULL;
+    int64_t *fires = NULL;
+    int rc = -1;
+    safe_name(hook, safe, sizeof safe);
+    snprintf(name, sizeof name, "%s.state.safetensors", safe);
+    if (!ckdir || !mdir || !(ck = pl_join(ckdir, name))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    snprintf(name, sizeof name, "%s.safetensors", safe);
+    if (!(mpath = pl_join(mdir, name))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    if (pl_store_read_hook(c, PL_LLM_TEXT, hook, &A, &ra, &wa, err) || pl_store_read_hook(c, PL_VLM_CAPTION, hook, &C, &rb, &wb, err))
+        goto done;
+    if (ra != rb || wa != wb || ra != off[c->n_text]) {
+        rs_errf(err, "%s: llm_text has %lld×%lld rows, vlm_caption %lld×%lld", hook, (long long)ra, (long long)wa,
+                (long long)rb, (long long)wb);
+        goto done;
+    }
+    if (gather_rows(c, ids, off, A, C, wa, 0, &tr, err) || gather_rows(c, ids, off, A, C, wa, 1, &ev, err)) goto done;
+    int held_out = ev.n > 0 && tr.n > 0;
+    if (!held_out) { /* no test split: train and evaluate on every caption */
+        row_set_free(&tr), row_set_free(&ev);
+        if (gather_rows(c, ids, off, A, C, wa, -1, &tr, err) || gather_rows(c, ids, off, A, C, wa, -1, &ev, err)) goto done;
+    }
+    free(A), free(C);
+    A = C = NULL;
+    if (tr.n < 1) { rs_errf(err, "%s: no caption content token to train the crosscoder on", hook); goto done; }
+    xc_train_opts o;
+    xc_train_opts_default(&o);
+    o.n_latents = cfg->crosscoder.n_latents > 0 ? cfg->crosscoder.n_latents : 8 * (int)wa;
+    o.sparsity = cfg->crosscoder.batchtopk ? XC_BATCHTOPK : XC_L1;
+    o.l1 = (float)cfg->crosscoder.l1;
+    o.k = cfg->crosscoder.k;
+    o.steps = cfg->crosscoder.steps;
+    o.batch = cfg->crosscoder.batch;
+    o.lr = (float)cfg->crosscoder.lr;
+    o.resample_every = cfg->crosscoder.resample_every;
+    o.dead_after = cfg->crosscoder.dead_after;
+    o.seed = cfg->crosscoder.seed;
+    o.checkpoint = ck;
+    char tag[300];
+    snprintf(tag, sizeof tag, "%s %s", fp, hook);
+    o.checkpoint_tag = tag;
+    o.checkpoint_every = cfg->crosscoder.checkpoint_every;
+    if (o.sparsity == XC_BATCHTOPK && o.k > o.n_latents) {
+        rs_errf(err, "crosscoder.k = %d is more than the %d latents", o.k, o.n_latents);
+        goto done;
+    }
+    if (pl_mkdir(ckdir, err)) goto done;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    xc_train_report rep;
+    if (xc_train(tr.x0, tr.x1, tr.n, (int)wa, &o, &x, &rep, err)) {
+        rs_err_prefix(err, "crosscoder at %s", hook);
+        goto done;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    rmdir(ckdir); /* when empty */
+    char ntr[32], lay[32];
+    snprintf(ntr, sizeof ntr, "%lld", (long long)tr.n);
+    int L = rs_hook_block_index(hook);
+    snprintf(lay, sizeof lay, "%d", L);
+    const char *kv[] = {"hook", hook, "llm", c->llm_name, "vlm", c->vlm_name, "train_rows", ntr, "layer", lay, NULL};
+    if (pl_mkdir(mdir, err) || xc_save(x, mpath, kv, err)) goto done;
+    int m = x->n_latents;
+    n0 = malloc((size_t)m * sizeof *n0), n1 = malloc((size_t)m * sizeof *n1), rel = malloc((size_t)m * sizeof *rel);
+    fires = malloc((size_t)m * sizeof *fires);
+    if (!n0 || !n1 || !rel || !fires) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    xc_decoder_norms(x, n0, n1, rel);
+    if (xc_eval_rows(x, tr.x0, tr.x1, tr.n, NULL, NULL, NULL, fires, err)) goto done;
+    double fvu[2] = {NAN, NAN};
+    cJSON *fit = fit_json(x, &ev, cfg->crosscoder.bootstrap, fvu, err);
+    if (!fit) goto done;
+    /* classes over the alive latents (fired on at least one training row) */
+    double ex = cfg->crosscoder.exclusive, sh = cfg->crosscoder.shared;
+    int64_t cls[4] = {0, 0, 0, 0}, alive = 0; /* llm_only, shared, vlm_only, other */
+    double hist[XC_HIST_BINS] = {0};
+    for (int i = 0; i < m; i++) {
+        const char *cn = "dead";
+        if (fires[i] > 0 && isfinite(rel[i])) {
+            alive++;
+            int k = rel[i] < ex ? 0 : rel[i] > 1 - ex ? 2 : fabs(rel[i] - 0.5) <= sh ? 1 : 3;
+            cls[k]++;
+            cn = k == 0 ? "llm_only" : k == 1 ? "shared" : k == 2 ? "vlm_only" : "other";
+            int b = (int)(rel[i] * XC_HIST_BINS);
+            hist[b < 0 ? 0 : b >= XC_HIST_BINS ? XC_HIST_BINS - 1 : b] += 1;
+        }
+        fprintf(csv, "%s,%d,%.9g,%.9g,%.9g,%lld,%.9g,%s\n", hook, i, n0[i], n1[i], rel[i], (long long)fires[i],
+                (double)fires[i] / (double)tr.n, cn);
+    }
+    cJSON *e = cJSON_CreateObject();
+    if (!e) { cJSON_Delete(fit); rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    cJSON_AddItemToArray(arr, e);
+    cJSON_AddStringToObject(e, "hook", hook);
+    rs_json_add_num(e, "layer", L);
+    char rel_path[300];
+    snprintf(rel_path, sizeof rel_path, "crosscoder/%s", name);
+    cJSON_AddStringToObject(e, "file", rel_path);
+    cJSON_AddStringToObject(e, "sparsity", o.sparsity == XC_L1 ? "l1" : "batchtopk");
+    rs_json_add_num(e, "n_latents", m);
+    rs_json_add_num(e, "d_in", (double)wa);
+    if (o.sparsity == XC_L1) rs_json_add_num(e, "l1", o.l1);
+    else rs_json_add_num(e, "k", o.k), rs_json_add_num(e, "threshold", x->threshold);
+    rs_json_add_num(e, "steps", (double)o.steps);
+    rs_json_add_num(e, "batch", o.batch);
+    rs_json_add_num(e, "lr", o.lr);
+    rs_json_add_num(e, "seed", (double)o.seed);
+    cJSON *sc = cJSON_AddArrayToObject(e, "scale");
+    cJSON_AddItemToArray(sc, rs_json_number(x->scale[0]));
+    cJSON_AddItemToArray(sc, rs_json_number(x->scale[1]));
+    rs_json_add_num(e, "n_train_rows", (double)tr.n);
+    rs_json_add_num(e, "n_train_images", tr.G);
+    cJSON_AddStringToObject(e, "eval", held_out ? "held out: the captions of the test-split images"
+                                                : "in-sample: the manifest has no test split, so the training rows");
+    cJSON *tj = cJSON_AddObjectToObject(e, "training");
+    rs_json_add_num(tj, "final_mse_scaled", rep.final_mse);
+    rs_json_add_num(tj, "epochs", (double)rep.epochs);
+    rs_json_add_num(tj, "resampled", (double)rep.resampled);
+    rs_json_add_num(tj, "dead_at_end", (double)rep.dead_at_end);
+    cJSON_AddItemToObject(e, "fit", fit);
+    cJSON *lj = cJSON_AddObjectToObject(e, "latents");
+    rs_json_add_num(lj, "n", m);
+    rs_json_add_num(lj, "alive", (double)alive);
+    rs_json_add_num(lj, "dead", (double)(m - alive));
+    cJSON *cj = cJSON_AddObjectToObject(e, "classes");
+    const char *cname[4] = {"llm_only", "shared", "vlm_only", "other"};
+    char defs[4][96];
+    snprintf(defs[0], sizeof defs[0], "r < %g", ex);
+    snprintf(defs[1], sizeof defs[1], "|r - 0.5| <= %g", sh);
+    snprintf(defs[2], sizeof defs[2], "r > %g", 1 - ex);
+    snprintf(defs[3], sizeof defs[3], "none of the above");
+    for (int k = 0; k < 4; k++) {
+        double lo, hi;
+        wilson(cls[k], alive, &lo, &hi);
+        cJSON *k1 = cJSON_AddObjectToObject(cj, cname[k]);
+        cJSON_AddStringToObject(k1, "definition", defs[k]);
+        rs_json_add_num(k1, "count", (double)cls[k]);
+        cJSON_AddItemToObject(k1, "fraction", stat_n(alive ? (double)cls[k] / alive : NAN, lo, hi, alive));
+    }
+    cJSON *hj = cJSON_AddObjectToObject(e, "rel_norm_hist");
+    cJSON *ed = cJSON_AddArrayToObject(hj, "edges"), *ct = cJSON_AddArrayToObject(hj, "counts");
+    for (int b = 0; b <= XC_HIST_BINS; b++) cJSON_AddItemToArray(ed, rs_json_number((double)b / XC_HIST_BINS));
+    for (int b = 0; b < XC_HIST_BINS; b++) cJSON_AddItemToArray(ct, rs_json_number(hist[b]));
+    rs_json_add_num(hj, "n", (double)alive);
+    pl_log(c, "crosscoder", "%s: %d latents, %lld training rows, %lld steps in %.2f s (%.0f steps/s%s); alive %lld: "
+           "LLM-only %lld, shared %lld, VLM-only %lld; FVU llm %.3f vlm %.3f (%s)", hook, m, (long long)tr.n,
+           (long long)(rep.steps_done - rep.resumed_from), secs, (double)(rep.steps_done - rep.resumed_from) / (secs > 0 ? secs : 1e-9),
+           rep.resumed_from ? ", resumed" : "", (long long)alive, (long long)cls[0], (long long)cls[1], (long long)cls[2],
+           fvu[0], fvu[1],
+           held_out ? "held-out captions" : "in-sample");
+    rc = 0;
+done:
+    free(A), free(C), free(n0), free(n1), free(rel), free(fires);
+    row_set_free(&tr), row_set_free(&ev);
+    xc_free(x);
+    free(ckdir), free(ck), free(mdir), free(mpath);
+    return rc;
+}
+
+int pl_crosscoder_run(pl_ctx *c, const char **note, rs_err *err) {
+    (void)note;
+    const rs_config *cfg = c->cfg;
+    char *jp = pl_join(c->results, "crosscoder.json"), *cp = pl_join(c->results, "crosscoder_latents.csv");
+    char *mdir = pl_join(c->results, "crosscoder"), *llm_dir = pl_join(c->acts, PL_STORE_NAME[PL_LLM_TEXT]);
+    store_reader *lr = NULL;
+    int32_t *ids = NULL;
+    int64_t *off = NULL, n_in = 0, rr, ww;
+    cJSON *root = NULL;
+    char *csv = NULL;
+    size_t csv_n = 0;
+    FILE *f = NULL;
+    int rc = -1;
+    char fp[65];
+    if (!jp || !cp || !mdir || !llm_dir) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    if (pl_crosscoder_fp(c, fp, err)) goto done;
+    pl_remove_flat_dir(mdir); /* models of an earlier run */
+    if (store_reader_open(&lr, llm_dir, err) || store_read_raw(lr, "token_ids", RS_DT_I32, (void **)&ids, &rr, &ww, err) ||
+        store_read_offsets(lr, "offsets", &off, &n_in, err))
+        goto done;
+    if (n_in != c->n_text) { rs_errf(err, "llm_text holds %lld captions, the dataset %d", (long long)n_in, c->n_text); goto done; }
+    root = cJSON_CreateObject();
+    f = open_memstream(&csv, &csv_n);
+    if (!root || !f) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    fputs("hook,latent,norm_llm,norm_vlm,rel_norm,fires_train,freq_train,class\n", f);
+    cJSON_AddStringToObject(root, "definition",
+                            "one crosscoder per hook on paired activations of the same caption tokens: side llm = "
+                            "Gemma-2 reading <bos> caption (condition a, acts/llm_text), side vlm = PaliGemma reading the "
+                            "caption after its own image and the prompt (condition c, acts/vlm_caption); f = ReLU(sum_s "
+                            "x_s W_enc,s + b_enc), x_hat_s = f W_dec,s + b_dec,s; each side scaled so its mean norm is "
+                            "sqrt(d) (scale); docs/crosscoder.md");
+    cJSON_AddStringToObject(root, "rows",
+                            "the caption content tokens (not <bos>/<eos>/<pad> nor whitespace-only pieces), one row per "
+                            "token with both sides");
+    cJSON_AddStringToObject(root, "rel_norm", "r = ||W_dec,vlm,i|| / (||W_dec,llm,i|| + ||W_dec,vlm,i||) per latent");
+    cJSON_AddStringToObject(root, "alive", "a latent is alive when it fires on at least one training row; only alive "
+                                           "latents are classified and drawn");
+    char txt[512];
+    snprintf(txt, sizeof txt, "fit metrics (fvu = sum of squared errors / total variance per side, in the original "
+             "units; l0 = mean active latents per token): 95%% percentile bootstrap over images (%d resamples, each "
+             "image with all its caption tokens); n = token rows", cfg->crosscoder.bootstrap);
+    cJSON_AddStringToObject(root, "ci", txt);
+    cJSON_AddStringToObject(root, "class_ci",
+                            "class fractions: Wilson score 95% interval for a binomial proportion over the n alive latents "
+                            "(latents as independent draws); it does not include the variation between retrainings "
+                            "(seeds) or between image samples");
+    rs_json_add_num(root, "bootstrap", cfg->crosscoder.bootstrap);
+    cJSON *arr = cJSON_AddArrayToObject(root, "hooks");
+    int nh = cfg->crosscoder.hooks ? cfg->crosscoder.n_hooks : cfg->n_hooks;
+    for (int h = 0; h < nh; h++)
+        if (one_hook(c, cfg->crosscoder.hooks ? cfg->crosscoder.hooks[h] : cfg->hooks[h], ids, off, fp, f, arr, err)) goto done;
+    fclose(f);
+    f = NULL;
+    if (pl_write_text(cp, csv ? csv : "", err) || pl_write_json(jp, root, err)) goto done;
+    rc = 0;
+done:
+    if (f) fclose(f);
+    free(csv);
+    cJSON_Delete(root);
+    store_reader_close(lr);
+    free(ids), free(off), free(jp), free(cp), free(mdir), free(llm_dir);
+    return rc;
+}

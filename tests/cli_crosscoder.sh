@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# reprshift run, crosscoder stage (docs/crosscoder.md): on the bundled tiny models and COCO
+# sample, crosscoder.json has every field with its n and CI (class fractions with Wilson
+# intervals that contain them, counts that add up to the alive latents, the histogram over
+# the alive latents), the per-latent CSV matches it, the saved model has the documented
+# layout; a rerun skips the stage; a killed run resumes from its checkpoint and gives the same
+# model bit for bit; the report has the section; bad config is one clear error. The training
+# itself is checked against torch in test_crosscoder.
+set -u
+CLI=${RS_CLI:?RS_CLI not set}
+command -v jq >/dev/null || { echo "RS-SKIP: cli_crosscoder: needs jq (to read the JSON output)"; exit 77; }
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+expect() {
+  local code=$1 needle=$2; shift 3
+  "$@" >"$T/out" 2>"$T/err"; local rc=$?
+  [ $rc -eq "$code" ] || { cat "$T/err"; fail "exit $rc (want $code): $*"; }
+  grep -qF -- "$needle" "$T/err" "$T/out" || { cat "$T/err"; fail "no '$needle' in output of: $*"; }
+}
+
+M=$PWD/examples/quickstart/models
+C=$PWD/examples/data/coco-sample
+config() { # $1 = file, $2 = the crosscoder section
+  cat >"$1" <<JSON
+{"output_dir": "unused",
+ "models": {"llm": "$M/gemma2-tiny", "vlm": "$M/paligemma-tiny"},
+ "layers": [1, 2],
+ "conditions": ["llm", "vlm_text", "vlm_caption"],
+ "permutations": 0,
+ "downstream": {"enabled": false},
+ "dataset": {"instances": ["$C/annotations/instances_train2017.json", "$C/annotations/instances_val2017.json"],
+             "captions": ["$C/annotations/captions_train2017.json", "$C/annotations/captions_val2017.json"],
+             "images": ["$C/train2017", "$C/val2017"], "groups": {"animals": ["animal"], "vehicles": ["vehicle"]},
+             "n_per_group": 8, "split": {"train": 0.6, "val": 0.1, "test": 0.3}, "modalities": ["text", "image"]},
+ "probes": {"which": ["concept"], "seeds": 1, "folds": 2, "bootstrap": 10, "min_test_groups": 1, "permutations": 0},
+ "crosscoder": $2}
+JSON
+}
+XC='{"hooks": ["blocks.2.hook_resid_post"], "n_latents": 128, "steps": 300, "batch": 32, "lr": 0.003,
+     "resample_every": 100, "dead_after": 3200, "checkpoint_every": 50, "bootstrap": 50}'
+config "$T/x.json" "$XC"
+expect 0 "report.html" -- "$CLI" run "$T/x.json" --out "$T/r" --threads 1 --quiet
+J=$T/r/results/crosscoder.json
+[ -s "$J" ] && [ -s "$T/r/results/crosscoder_latents.csv" ] || fail "no crosscoder.json / crosscoder_latents.csv"
+[ "$(jq '.hooks | length' "$J")" = 1 ] || fail "hooks"
+H='.hooks[0]'
+[ "$(jq -r "$H.hook" "$J")" = blocks.2.hook_resid_post ] || fail "hook name"
+[ "$(jq "$H.n_latents" "$J")" = 128 ] || fail "n_latents"
+[ "$(jq -r "$H.sparsity" "$J")" = l1 ] || fail "sparsity"
+jq -e '.ci | test("bootstrap over images")' "$J" >/dev/null || fail "ci"
+jq -e '.class_ci | test("Wilson")' "$J" >/dev/null || fail "class_ci"
+jq -e "$H.eval | test(\"held out\")" "$J" >/dev/null || fail "eval is not held out"
+# fit: both sides with fvu and explained variance {value, ci_lo, ci_hi, n}, ev = 1 - fvu, l0
+for s in llm vlm; do
+  jq -e "$H.fit.$s.fvu | (.value|type==\"number\") and .ci_lo <= .value and .value <= .ci_hi and .n > 0" "$J" >/dev/null ||
+    fail "fit.$s.fvu $(jq -c "$H.fit.$s" "$J")"
+  jq -e "$H.fit.$s | ((.fvu.value + .explained_variance.value - 1) | fabs) < 1e-12" "$J" >/dev/null || fail "ev != 1 - fvu"
+done
+jq -e "$H.fit.l0 | .value > 0 and .n == $(jq "$H.fit.n_rows" "$J")" "$J" >/dev/null || fail "l0"
+# classes: counts add up to the alive latents; each fraction = count / alive inside its interval, n = alive
+ALIVE=$(jq "$H.latents.alive" "$J")
+[ "$(jq "[$H.classes[].count] | add" "$J")" = "$ALIVE" ] || fail "class counts do not add up to $ALIVE"
+[ "$(jq "$H.latents.alive + $H.latents.dead" "$J")" = 128 ] || fail "alive + dead"
+jq -e "[$H.classes[] | (.fraction.value - .count / $ALIVE | fabs) < 1e-12 and .fraction.ci_lo <= .fraction.value
+        and .fraction.value <= .fraction.ci_hi and .fraction.n == $ALIVE] | all" "$J" >/dev/null || fail "class fractions"
+[ "$(jq "[$H.rel_norm_hist.counts[]] | add" "$J")" = "$ALIVE" ] || fail "histogram total"
+[ "$(jq "$H.rel_norm_hist.edges | length" "$J")" = 21 ] || fail "histogram edges"
+# CSV: one line per latent, classes as in the JSON
+CSV=$T/r/results/crosscoder_latents.csv
+[ "$(head -1 "$CSV")" = "hook,latent,norm_llm,norm_vlm,rel_norm,fires_train,freq_train,class" ] || fail "CSV header"
+[ "$(tail -n +2 "$CSV" | wc -l)" = 128 ] || fail "CSV rows"
+[ "$(grep -c ',shared$' "$CSV")" = "$(jq "$H.classes.shared.count" "$J")" ] || fail "CSV shared count"
+[ "$(grep -c ',dead$' "$CSV")" = "$(jq "$H.latents.dead" "$J")" ] || fail "CSV dead count"
+# the model file: documented tensors and metadata
+MF=$T/r/results/$(jq -r "$H.file" "$J")
+[ -s "$MF" ] || fail "no model file $MF"
+HDR=$(python3 - "$MF" <<'PY' 2>/dev/null || true
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+print(json.dumps({k: v["shape"] for k, v in h.items() if k != "__metadata__"}, sort_keys=True), h["__metadata__"]["format"],
+      h["__metadata__"]["hook"], h["__metadata__"]["sparsity"])
+PY
+)
+if [ -n "$HDR" ]; then
+  [ "$HDR" = '{"W_dec": [128, 2, 64], "W_enc": [2, 64, 128], "b_dec": [2, 64], "b_enc": [128], "scale": [2]} reprshift-crosscoder-v1 blocks.2.hook_resid_post l1' ] ||
+    fail "model file layout: $HDR"
+fi
+[ ! -e "$T/r/crosscoder_state" ] || fail "training state left behind"
+# report section
+grep -q '<section id="crosscoder">' "$T/r/report.html" || fail "no crosscoder section in the report"
+grep -q 'Relative decoder norm' "$T/r/report.html" || fail "no histogram in the report"
+grep -q "alive latents" "$T/r/report.html" || fail "no n in the figure caption"
+# rerun: skipped, outputs unchanged
+cp "$MF" "$T/model1"
+"$CLI" run "$T/x.json" --out "$T/r" --threads 1 --quiet >/dev/null 2>&1 || fail "rerun"
+grep -q "\[crosscoder\] complete (skipped)" "$T/r/run.log" || fail "rerun did not skip the stage"
+# kill during training, then resume: the same model bit for bit (the stage trains 3000 steps)
+XCL='{"hooks": ["blocks.2.hook_resid_post"], "n_latents": 128, "steps": 3000, "batch": 32, "lr": 0.003,
+      "resample_every": 100, "dead_after": 3200, "checkpoint_every": 50, "bootstrap": 50}'
+config "$T/k.json" "$XCL"
+"$CLI" run "$T/k.json" --out "$T/k" --threads 1 --quiet >/dev/null 2>&1 || fail "long run"
+cp "$T/k/results/crosscoder/blocks.2.hook_resid_post.safetensors" "$T/model_full"
+rm -f "$T/k/stages/crosscoder.done"
+"$CLI" run "$T/k.json" --out "$T/k" --threads 1 --quiet >/dev/null 2>&1 &
+PID=$!
+for _ in $(seq 200); do [ -e "$T/k/crosscoder_state/blocks.2.hook_resid_post.state.safetensors" ] && break; sleep 0.05; done
+sleep 0.3
+kill -9 $PID 2>/dev/null
+wait $PID 2>/dev/null
+[ -e "$T/k/crosscoder_state/blocks.2.hook_resid_post.state.safetensors" ] || fail "no checkpoint after the kill"
+"$CLI" run "$T/k.json" --out "$T/k" --threads 1 --quiet >/dev/null 2>&1 || fail "resumed run"
+grep -q "resumed" "$T/k/run.log" || fail "the stage did not resume"
+cmp -s "$T/model_full" "$T/k/results/crosscoder/blocks.2.hook_resid_post.safetensors" || fail "resumed model differs"
+# bad config: one clear error, nothing run
+config "$T/b1.json" '{"hooks": ["blocks.3.hook_resid_post"]}'
+expect 1 "'crosscoder.hooks[0]'" -- "$CLI" run "$T/b1.json" --out "$T/b1" --quiet
+config "$T/b2.json" '{"sparsity": "topk"}'
+expect 1 "crosscoder.sparsity" -- "$CLI" run "$T/b2.json" --out "$T/b2" --quiet
+config "$T/b3.json" '{"n_latnets": 5}'
+expect 1 "n_latents" -- "$CLI" run "$T/b3.json" --out "$T/b3" --quiet
+config "$T/b4.json" '{"sparsity": "batchtopk", "n_latents": 16, "k": 32}'
+expect 1 "'crosscoder.k' = 32 is more than 'crosscoder.n_latents' = 16" -- "$CLI" run "$T/b4.json" --out "$T/b4" --quiet
+[ ! -e "$T/b4" ] || fail "a refused config left a run folder"
+echo "cli_crosscoder: ok"
