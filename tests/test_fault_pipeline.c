@@ -76,6 +76,8 @@ WRAP_FP(pl_downstream_fp, "downstream")
 WRAP_RUN(pl_downstream_run, "downstream")
 WRAP_FP(pl_steer_fp, "steer")
 WRAP_RUN(pl_steer_run, "steer")
+WRAP_FP(pl_crosscoder_fp, "crosscoder")
+WRAP_RUN(pl_crosscoder_run, "crosscoder")
 int __real_report_write(const char *results_dir, const char *out_html, int *n_figures, rs_err *err);
 int __wrap_report_write(const char *results_dir, const char *out_html, int *n_figures, rs_err *err);
 int __wrap_report_write(const char *results_dir, const char *out_html, int *n_figures, rs_err *err) {
@@ -107,7 +109,8 @@ static void write_config(const char *path, const char *dir) {
             " \"edits\": [{\"name\": \"brightness\", \"values\": [0.6]}],\n"
             " \"probes\": {\"seeds\": 1, \"folds\": 2, \"bootstrap\": 4, \"min_test_groups\": 1, \"permutations\": 2},\n"
             " \"downstream\": {\"bootstrap\": 4, \"permutations\": 4},\n"
-            " \"steer\": {\"alphas\": [-1, 0, 2], \"n_items\": 2, \"random_directions\": 2}}\n",
+            " \"steer\": {\"alphas\": [-1, 0, 2], \"n_items\": 2, \"random_directions\": 2},\n"
+            " \"crosscoder\": {\"hooks\": [\"blocks.1.hook_resid_post\"], \"n_latents\": 32, \"steps\": 40, \"batch\": 16}}\n",
             dir, cwd, cwd, cwd, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco);
     fclose(f);
 }
@@ -154,6 +157,8 @@ static stage_case CASES[] = {
     {"downstream", {"stages/downstream.done"}, {"results/downstream.json", "results/downstream_items.csv"}, 0, {0}, {0}},
     {"probes", {"stages/probes.done"}, {"results/probes.json", "results/transfer.json"}, 0, {0}, {0}},
     {"steer", {"stages/steer.done"}, {"results/steer.json", "results/steer.csv"}, 0, {0}, {0}},
+    {"crosscoder", {"stages/crosscoder.done"}, {"results/crosscoder.json", "results/crosscoder_latents.csv",
+                                                "results/crosscoder/blocks.1.hook_resid_post.safetensors"}, 0, {0}, {0}},
     {"report", {"stages/report.done"}, {"results/run.json"}, 0, {0}, {0}},
 };
 enum { N_CASES = sizeof CASES / sizeof *CASES };
