@@ -13,19 +13,7 @@
 
 #include "reprshift/crosscoder.h"
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static uint64_t rng = 0x1234567;
-static float urand(void) { /* xorshift64*, uniform in [-1, 1) */
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return (float)((rng * 2685821657736338717ull) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
-}
+#include "bench_util.h"
 
 int main(int argc, char **argv) {
     int d = 256, m = 4096, B = 512, k = 32;
@@ -54,11 +42,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_crosscoder: out of memory\n");
         return 1;
     }
-    for (size_t i = 0; i < (size_t)nd * 2 * d; i++) D[i] = urand();
+    for (size_t i = 0; i < (size_t)nd * 2 * d; i++) D[i] = bench_urand();
     for (int64_t r = 0; r < n; r++)
         for (int j = 0; j < 6; j++) {
-            int f = (int)((urand() + 1) * 0.5f * nd) % nd;
-            float a = urand() + 1.5f;
+            int f = (int)((bench_urand() + 1) * 0.5f * nd) % nd;
+            float a = bench_urand() + 1.5f;
             for (int t = 0; t < d; t++)
                 x0[(size_t)r * d + t] += a * D[(size_t)f * 2 * d + t], x1[(size_t)r * d + t] += 3 * a * D[(size_t)f * 2 * d + d + t];
         }
@@ -77,20 +65,20 @@ int main(int argc, char **argv) {
     /* warm-up (3 steps), then the timed run; each run includes the initialisation, which the
        timed one subtracts by running 3 steps first */
     o.steps = 3;
-    double t0 = now();
+    double t0 = bench_now();
     if (xc_train(x0, x1, n, d, &o, &c, &rep, &err)) {
         fprintf(stderr, "bench_crosscoder: %s\n", err.msg);
         return 1;
     }
-    double t_init = now() - t0;
+    double t_init = bench_now() - t0;
     xc_free(c);
     o.steps = steps + 3;
-    t0 = now();
+    t0 = bench_now();
     if (xc_train(x0, x1, n, d, &o, &c, &rep, &err)) {
         fprintf(stderr, "bench_crosscoder: %s\n", err.msg);
         return 1;
     }
-    double t = now() - t0 - t_init;
+    double t = bench_now() - t0 - t_init;
     /* L0 at the end on the first batch of rows (inference form), the sparsity the last steps ran at */
     int64_t ne = n < B ? n : B;
     double *l0 = malloc((size_t)ne * sizeof *l0), L = 0;

@@ -9,19 +9,7 @@
 
 #include "reprshift/sae.h"
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static uint64_t rng = 0x1234567;
-static float urand(void) { /* xorshift64*, uniform in [-1, 1) */
-    rng ^= rng >> 12;
-    rng ^= rng << 25;
-    rng ^= rng >> 27;
-    return (float)((rng * 2685821657736338717ull) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
-}
+#include "bench_util.h"
 
 int main(int argc, char **argv) {
     int n = 2048, repeat = 5, d = 2304, m = 16384;
@@ -45,12 +33,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_sae: out of memory\n");
         return 1;
     }
-    for (size_t i = 0; i < nw; i++) we[i] = urand() * 0.03f;
-    for (size_t i = 0; i < nw; i++) wd[i] = urand() * 0.03f;
-    for (int i = 0; i < m; i++) be[i] = urand() * 0.1f;
-    for (int i = 0; i < d; i++) bd[i] = urand() * 0.1f;
-    for (int i = 0; i < m; i++) th[i] = 0.5f + 0.5f * urand();
-    for (size_t i = 0; i < (size_t)n * d; i++) x[i] = urand() * 3.0f;
+    for (size_t i = 0; i < nw; i++) we[i] = bench_urand() * 0.03f;
+    for (size_t i = 0; i < nw; i++) wd[i] = bench_urand() * 0.03f;
+    for (int i = 0; i < m; i++) be[i] = bench_urand() * 0.1f;
+    for (int i = 0; i < d; i++) bd[i] = bench_urand() * 0.1f;
+    for (int i = 0; i < m; i++) th[i] = 0.5f + 0.5f * bench_urand();
+    for (size_t i = 0; i < (size_t)n * d; i++) x[i] = bench_urand() * 3.0f;
     rs_sae *s;
     rs_err err;
     if (sae_new(&s, arch, d, m, we, wd, be, bd, arch == SAE_ARCH_JUMPRELU ? th : NULL, &err)) {
@@ -65,9 +53,9 @@ int main(int argc, char **argv) {
     }
     double best = 1e30;
     for (int r = 0; r < repeat; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         sae_encode(s, x, n, acts, &err);
-        double t = now() - t0;
+        double t = bench_now() - t0;
         if (t < best) best = t;
     }
     size_t nnz = 0;

@@ -1,8 +1,27 @@
 /* Helpers shared by the benchmark programs under bench/ (header only, as CMake makes each C
- * file there an executable): peak RSS and a qsort comparator for medians. */
+ * file there an executable): peak RSS, a qsort comparator for medians, a monotonic clock and
+ * a seeded uniform generator. */
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
+#include <stdint.h>
 #include <sys/resource.h>
+#include <time.h>
+
+/* Monotonic wall clock, seconds. */
+static inline double bench_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* xorshift64* from a fixed seed, uniform in [-1, 1): the same inputs in every run. */
+static uint64_t bench_rng = 0x1234567;
+static inline float bench_urand(void) {
+    bench_rng ^= bench_rng >> 12;
+    bench_rng ^= bench_rng << 25;
+    bench_rng ^= bench_rng >> 27;
+    return (float)((bench_rng * 2685821657736338717ull) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
+}
 
 /* Peak resident set size of this process so far, in GiB (getrusage: ru_maxrss is in KiB). */
 static inline double peak_rss_gb(void) {

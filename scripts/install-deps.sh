@@ -3,7 +3,8 @@
 # usage: scripts/install-deps.sh [--tests | --slurm]
 #   build: compiler, CMake, OpenBLAS, cJSON, cmocka, libjpeg-turbo, libpng, zlib, libzip, OpenSSL,
 #          oneDNN (bf16 products on CPUs with AMX-BF16: docs/precision.md; the build works without it)
-#   --tests: also chromium (test_report_chromium renders the report; only the tests need it) and
+#   --tests: also chromium (test_report_chromium renders the report; only the tests need it), jq
+#            (cli_steer.sh, cli_crosscoder.sh read JSON with it) and
 #            python3 + python3-venv (tests/cli_python.sh: the Python package's tests in a venv;
 #            `pip install .` of the Python package needs them too: docs/python.md),
 #            slurm-wlm + munge (tests/cli_slurm.sh starts a one-node Slurm: docs/cluster.md)
@@ -12,7 +13,7 @@ set -euo pipefail
 PKGS="build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libcjson-dev libcmocka-dev
       libjpeg62-turbo-dev libpng-dev zlib1g-dev libzip-dev libssl-dev libdnnl-dev"
 case "${1:-}" in
-  --tests) PKGS="$PKGS chromium python3 python3-venv slurm-wlm munge" ;;
+  --tests) PKGS="$PKGS chromium jq python3 python3-venv slurm-wlm munge" ;;
   --slurm) PKGS="slurm-wlm munge" ;;
   "") ;;
   *) echo "usage: scripts/install-deps.sh [--tests | --slurm]" >&2; exit 2 ;;

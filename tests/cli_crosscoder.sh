@@ -7,17 +7,9 @@
 # model bit for bit; the report has the section; bad config is one clear error. The training
 # itself is checked against torch in test_crosscoder.
 set -u
-CLI=${RS_CLI:?RS_CLI not set}
+. "$(dirname "$0")/shared.sh"
 command -v jq >/dev/null || { echo "RS-SKIP: cli_crosscoder: needs jq (to read the JSON output)"; exit 77; }
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-expect() {
-  local code=$1 needle=$2; shift 3
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  [ $rc -eq "$code" ] || { cat "$T/err"; fail "exit $rc (want $code): $*"; }
-  grep -qF -- "$needle" "$T/err" "$T/out" || { cat "$T/err"; fail "no '$needle' in output of: $*"; }
-}
+cli_init
 
 M=$PWD/examples/quickstart/models
 C=$PWD/examples/data/coco-sample

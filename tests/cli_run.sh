@@ -29,18 +29,7 @@ one_line_err
 [ -e "$T/o2" ] && fail "a missing dataset input created the run folder"
 
 # a small experiment on the bundled COCO sample: 2 groups x 5 images, layers 1-2, one edit
-C=$PWD/examples/data/coco-sample
-cat >"$T/small.json" <<JSON
-{"output_dir": "unused",
- "models": {"llm": "$M/gemma2-tiny", "vlm": "$M/paligemma-tiny"},
- "layers": [1, 2],
- "saes": {"path": "$M/sae/blocks.{layer}.hook_resid_post"},
- "dataset": {"instances": ["$C/annotations/instances_train2017.json", "$C/annotations/instances_val2017.json"],
-             "captions": ["$C/annotations/captions_train2017.json", "$C/annotations/captions_val2017.json"],
-             "images": ["$C/train2017", "$C/val2017"], "groups": {"animals": ["animal"], "vehicles": ["vehicle"]}, "n_per_group": 5},
- "edits": [{"name": "contrast", "values": [0.5]}],
- "probes": {"seeds": 2, "folds": 2, "bootstrap": 20, "min_test_groups": 1, "permutations": 10}}
-JSON
+small_config "$T/small.json"
 expect 0 "report.html" -- "$CLI" run "$T/small.json" --out "$T/ref" --shard-inputs 2 --threads 1 --quiet
 [ "$(cat "$T/out")" = "$T/ref/report.html" ] || fail "stdout is not the report path: $(cat "$T/out")"
 [ -s "$T/err" ] && { cat "$T/err"; fail "--quiet printed on stderr"; }

@@ -6,30 +6,11 @@
 # same --shard, merge with a missing task / a part written for another config, merge while a
 # task runs. tests/cli_slurm.sh runs the same through a real Slurm.
 set -u
-CLI=${RS_CLI:?RS_CLI not set}
-T=$(mktemp -d)
+. "$(dirname "$0")/shared.sh"
+cli_init
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-expect() {
-  local code=$1 needle=$2; shift 3
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  [ $rc -eq "$code" ] || { cat "$T/err"; fail "exit $rc (want $code): $*"; }
-  grep -qF -- "$needle" "$T/err" "$T/out" || { cat "$T/err"; fail "no '$needle' in output of: $*"; }
-}
-# a small experiment on the bundled COCO sample (as tests/cli_run.sh): 2 groups x 5 images, layers 1-2
-M=$PWD/examples/quickstart/models
-C=$PWD/examples/data/coco-sample
-cat >"$T/small.json" <<JSON
-{"output_dir": "unused",
- "models": {"llm": "$M/gemma2-tiny", "vlm": "$M/paligemma-tiny"},
- "layers": [1, 2],
- "saes": {"path": "$M/sae/blocks.{layer}.hook_resid_post"},
- "dataset": {"instances": ["$C/annotations/instances_train2017.json", "$C/annotations/instances_val2017.json"],
-             "captions": ["$C/annotations/captions_train2017.json", "$C/annotations/captions_val2017.json"],
-             "images": ["$C/train2017", "$C/val2017"], "groups": {"animals": ["animal"], "vehicles": ["vehicle"]}, "n_per_group": 5},
- "edits": [{"name": "contrast", "values": [0.5]}],
- "probes": {"seeds": 2, "folds": 2, "bootstrap": 20, "min_test_groups": 1, "permutations": 10}}
-JSON
+# a small experiment on the bundled COCO sample (shared.sh small_config): 2 groups x 5 images, layers 1-2
+small_config "$T/small.json"
 ln -s small.json "$T/alias.json"
 Q=$T/small.json
 R=$T/run

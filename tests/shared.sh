@@ -35,3 +35,20 @@ expect() {
 }
 # one_line_err: the last command's error is exactly one line
 one_line_err() { [ "$(wc -l <"$T/err")" -eq 1 ] || { cat "$T/err"; fail "error is not one line"; }; }
+
+# small_config FILE: a small experiment on the bundled tiny models and COCO sample (2 groups x 5
+# images, layers 1-2, one edit, cheap probes), every path absolute; used by cli_run and cli_shard.
+small_config() {
+  local M=$PWD/examples/quickstart/models C=$PWD/examples/data/coco-sample
+  cat >"$1" <<JSON
+{"output_dir": "unused",
+ "models": {"llm": "$M/gemma2-tiny", "vlm": "$M/paligemma-tiny"},
+ "layers": [1, 2],
+ "saes": {"path": "$M/sae/blocks.{layer}.hook_resid_post"},
+ "dataset": {"instances": ["$C/annotations/instances_train2017.json", "$C/annotations/instances_val2017.json"],
+             "captions": ["$C/annotations/captions_train2017.json", "$C/annotations/captions_val2017.json"],
+             "images": ["$C/train2017", "$C/val2017"], "groups": {"animals": ["animal"], "vehicles": ["vehicle"]}, "n_per_group": 5},
+ "edits": [{"name": "contrast", "values": [0.5]}],
+ "probes": {"seeds": 2, "folds": 2, "bootstrap": 20, "min_test_groups": 1, "permutations": 10}}
+JSON
+}

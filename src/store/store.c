@@ -250,6 +250,27 @@ static int spec_matches(const store_index *x, const store_spec *sp, const char *
                    path, what, have, want);
 }
 
+/* A new store's index: the spec's fields, written to index.json. On failure the store is closed. */
+static int index_start(rs_store *s, const store_spec *spec, const char *dir, rs_store **out, rs_err *err) {
+    store_index *x = &s->idx;
+    x->model = strdup(spec->model);
+    x->hooks = strdup(spec->hooks);
+    x->pooling = strdup(spec->pooling);
+    x->manifest_hash = strdup(spec->manifest_hash);
+    x->n_inputs = spec->n_inputs;
+    x->shard_inputs = spec->shard_inputs;
+    if (!x->model || !x->hooks || !x->pooling || !x->manifest_hash) {
+        store_close(s);
+        return rs_errk(err, RS_ENOMEM, "%s: out of memory", dir);
+    }
+    if (index_write(s, err)) {
+        store_close(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
 int store_open(rs_store **out, const char *dir, const store_spec *spec, rs_err *err) {
     *out = NULL;
     if (spec_check(spec, err)) return -1;
@@ -309,23 +330,7 @@ int store_open(rs_store **out, const char *dir, const store_spec *spec, rs_err *
         *out = s;
         return 0;
     }
-    store_index *x = &s->idx;
-    x->model = strdup(spec->model);
-    x->hooks = strdup(spec->hooks);
-    x->pooling = strdup(spec->pooling);
-    x->manifest_hash = strdup(spec->manifest_hash);
-    x->n_inputs = spec->n_inputs;
-    x->shard_inputs = spec->shard_inputs;
-    if (!x->model || !x->hooks || !x->pooling || !x->manifest_hash) {
-        store_close(s);
-        return rs_errk(err, RS_ENOMEM, "%s: out of memory", dir);
-    }
-    if (index_write(s, err)) {
-        store_close(s);
-        return -1;
-    }
-    *out = s;
-    return 0;
+    return index_start(s, spec, dir, out, err);
 }
 
 void store_close(rs_store *s) {
@@ -709,22 +714,7 @@ int store_open_part(rs_store **out, const char *dir, const store_spec *spec, int
         *out = s;
         return 0;
     }
-    x->model = strdup(spec->model);
-    x->hooks = strdup(spec->hooks);
-    x->pooling = strdup(spec->pooling);
-    x->manifest_hash = strdup(spec->manifest_hash);
-    x->n_inputs = spec->n_inputs;
-    x->shard_inputs = spec->shard_inputs;
-    if (!x->model || !x->hooks || !x->pooling || !x->manifest_hash) {
-        store_close(s);
-        return rs_errk(err, RS_ENOMEM, "%s: out of memory", dir);
-    }
-    if (index_write(s, err)) {
-        store_close(s);
-        return -1;
-    }
-    *out = s;
-    return 0;
+    return index_start(s, spec, dir, out, err);
 }
 
 /* ---- merging the parts ---- */
