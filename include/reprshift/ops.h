@@ -82,6 +82,8 @@ const float *op_weight_f32(const st_tensor *t, float *scratch);
  * with E [V, D] as mapped (F32/BF16/F16), except rows with keep[i] != 0 (keep may be NULL),
  * which already hold their input and are only scaled. */
 void op_embed_rows(float *y, const st_tensor *E, const int32_t *ids, const uint8_t *keep, int T, int D, float scale);
+/* row[0..D) = row id of the embedding E, as f32 (the gather of op_embed_rows and its bf16 twin). */
+void op_embed_gather(float *row, const st_tensor *E, int32_t id, int D);
 /* y[T, OUT] with row stride ldy = x[T, IN]·W[OUT, IN]ᵀ, all f32 (the LM head over an
  * embedding block). */
 void op_gemm_nt(float *y, int ldy, const float *x, const float *W, int T, int IN, int OUT);

@@ -178,6 +178,11 @@ int pl_crosscoder_fp(pl_ctx *c, char fp[65], rs_err *err);
 int pl_crosscoder_run(pl_ctx *c, const char **note, rs_err *err);
 int pl_probes_fp(pl_ctx *c, char fp[65], rs_err *err);
 int pl_probes_run(pl_ctx *c, const char **note, rs_err *err);
+/* 1 when probes.which names the probe family (probes.c; the steer stage uses it too). */
+int pl_probes_wants(const rs_config *cfg, const char *family);
+/* The probe family of an edit name, as the probes stage names them ("redness_luma" → "redness",
+ * "rotate" → "rotation", others themselves). */
+const char *pl_edit_family(const char *name);
 /* steer (steer.c): steering dose-response of the probe directions with a random control */
 int pl_steer_used(const pl_ctx *c);
 int pl_steer_fp(pl_ctx *c, char fp[65], rs_err *err);

@@ -32,14 +32,13 @@ static int hook_layer(const char *h, int fallback) {
     return L >= 0 ? L : fallback;
 }
 
-static int wants(const rs_config *cfg, const char *family) {
+int pl_probes_wants(const rs_config *cfg, const char *family) {
     for (int i = 0; i < cfg->probes.n_which; i++)
         if (!strcmp(cfg->probes.which[i], family)) return 1;
     return 0;
 }
 
-/* Probe family of an edit name. */
-static const char *edit_family(const char *name) {
+const char *pl_edit_family(const char *name) {
     if (!strcmp(name, "redness") || !strcmp(name, "redness_plain") || !strcmp(name, "redness_luma")) return "redness";
     if (!strcmp(name, "rotate")) return "rotation";
     return name; /* brightness, contrast, saturation, blur */
@@ -150,8 +149,8 @@ static int attribute_probes(probe_run *p, const float *XI, const float *XE, int 
     for (int i = 0; i < ni; i++) ct[i] = ct[ni + i] = c->image_label[i];
     for (int k = 0; k < c->n_variants * p->eo.n_seeds; k++) p->attr_C[k] = NAN;
     for (int v = 0; v < c->n_variants; v++) {
-        const char *fam = edit_family(c->variants[v].name);
-        if (!wants(c->cfg, fam)) continue;
+        const char *fam = pl_edit_family(c->variants[v].name);
+        if (!pl_probes_wants(c->cfg, fam)) continue;
         memcpy(X, XI, (size_t)ni * d * sizeof *X);
         memcpy(X + (size_t)ni * d, XE + (size_t)v * ni * d, (size_t)ni * d * sizeof *X);
         for (int i = 0; i < ni; i++) {
@@ -181,7 +180,7 @@ static int edit_transfer(probe_run *p, const float *XI, const float *XE, int d, 
     int *vi = malloc((size_t)c->n_variants * sizeof *vi);
     if (!vi) return rs_errk(err, RS_ENOMEM, "out of memory");
     for (int v = 0; v < c->n_variants; v++)
-        if (wants(c->cfg, edit_family(c->variants[v].name))) vi[V++] = v;
+        if (pl_probes_wants(c->cfg, pl_edit_family(c->variants[v].name))) vi[V++] = v;
     if (V < 2) { free(vi); return 0; }
     int S = p->eo.n_seeds;
     float *XS = malloc((size_t)V * ni * d * sizeof *XS);
@@ -226,7 +225,7 @@ static int probe_vision_hook(probe_run *p, rs_err *err) {
     y = malloc((size_t)(2 * ni) * sizeof *y);
     g = malloc((size_t)(2 * ni) * sizeof *g);
     if (!X || !y || !g) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    if (wants(c->cfg, "concept") && K >= 2 &&
+    if (pl_probes_wants(c->cfg, "concept") && K >= 2 &&
         eval_one(p, "concept", "concept", "VLM images", XI, c->image_label, c->image_group, concept_ctype(c, 1), ni, d, K,
                  0, NULL, err))
         goto done;
@@ -351,7 +350,7 @@ static int probe_hook(probe_run *p, rs_err *err) {
     y = malloc((size_t)nmax * sizeof *y);
     g = malloc((size_t)nmax * sizeof *g);
     if (!X || !y || !g) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    if (wants(cfg, "concept") && K >= 2) {
+    if (pl_probes_wants(cfg, "concept") && K >= 2) {
         if (nt && (eval_one(p, "concept", "concept", "LLM captions", XL, c->text_label, c->text_group, concept_ctype(c, 0),
                             nt, d, K, 1, &kept[0], err) ||
                    eval_one(p, "concept", "concept", "VLM captions", XV, c->text_label, c->text_group, concept_ctype(c, 0),
@@ -393,7 +392,7 @@ static int probe_hook(probe_run *p, rs_err *err) {
                 goto done;
         }
     }
-    if (wants(cfg, "modality") && nt && ni) {
+    if (pl_probes_wants(cfg, "modality") && nt && ni) {
         memcpy(X, XV, (size_t)nt * d * sizeof *X);
         memcpy(X + (size_t)nt * d, XI, (size_t)ni * d * sizeof *X);
         int *ct = malloc((size_t)(nt + ni + 1) * sizeof *ct); /* control type: the concept label */
@@ -404,7 +403,7 @@ static int probe_hook(probe_run *p, rs_err *err) {
         free(ct);
         if (erc) goto done;
     }
-    if (wants(cfg, "cross_modal") && nt && ni && K >= 2) {
+    if (pl_probes_wants(cfg, "cross_modal") && nt && ni && K >= 2) {
         int np = 0;
         float *XB = X + (size_t)ni * d; /* X holds [A rows | B rows] */
         for (int j = 0; j < ni; j++) {

@@ -29,19 +29,6 @@
 #define STEER_BOOT_STREAM 0x73746565722d6273ULL /* "steer-bs" */
 #define STEER_RAND_STREAM 0x73746565722d7264ULL /* "steer-rd" */
 
-static int wants(const rs_config *cfg, const char *family) {
-    for (int i = 0; i < cfg->probes.n_which; i++)
-        if (!strcmp(cfg->probes.which[i], family)) return 1;
-    return 0;
-}
-
-/* Probe family of an edit name (as the probes stage names them). */
-static const char *edit_family(const char *name) {
-    if (!strcmp(name, "redness") || !strcmp(name, "redness_plain") || !strcmp(name, "redness_luma")) return "redness";
-    if (!strcmp(name, "rotate")) return "rotation";
-    return name;
-}
-
 static int is_test(const pl_ctx *c, int j) { return !strcmp(c->man->rows[c->image_row[j]].split, "test"); }
 
 int pl_steer_used(const pl_ctx *c) { return c->cfg->steer.on && c->n_image > 0; }
@@ -127,14 +114,14 @@ static int check_target_keys(pl_ctx *c, rs_err *err) {
         if (x->string[0] == '_') continue;
         int ok = 0;
         for (int k = 0; k < c->n_labels && !ok; k++) ok = !strcmp(c->labels[k], x->string);
-        for (int v = 0; v < c->n_variants && !ok; v++) ok = !strcmp(edit_family(c->variants[v].name), x->string);
+        for (int v = 0; v < c->n_variants && !ok; v++) ok = !strcmp(pl_edit_family(c->variants[v].name), x->string);
         if (!ok) {
             char list[512] = "";
             size_t k2 = 0;
             for (int k = 0; k < c->n_labels && k2 < sizeof list; k++)
                 k2 += (size_t)snprintf(list + k2, sizeof list - k2, "%s%s", k2 ? ", " : "", c->labels[k]);
             for (int v = 0; v < c->n_variants && k2 < sizeof list; v++) {
-                const char *f = edit_family(c->variants[v].name);
+                const char *f = pl_edit_family(c->variants[v].name);
                 if (!strstr(list, f)) k2 += (size_t)snprintf(list + k2, sizeof list - k2, "%s%s", k2 ? ", " : "", f);
             }
             return rs_errk(err, RS_EINVAL, "%s: 'steer.targets.%s': no class or edit family of this run is called that "
@@ -206,7 +193,7 @@ static int hook_dirs(pl_ctx *c, const char *hook, const rs_tokenizer *tok, steer
     Xt = malloc((size_t)2 * (ntr ? ntr : 1) * d * sizeof *Xt);
     y = malloc((size_t)2 * (ntr ? ntr : 1) * sizeof *y);
     if (!Xt || !y) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
-    if (wants(c->cfg, "concept") && c->n_labels >= 2) {
+    if (pl_probes_wants(c->cfg, "concept") && c->n_labels >= 2) {
         int m = 0, *seen = calloc((size_t)c->n_labels, sizeof *seen);
         if (!seen) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
         for (int j = 0; j < c->n_image; j++)
@@ -239,7 +226,7 @@ static int hook_dirs(pl_ctx *c, const char *hook, const rs_tokenizer *tok, steer
         }
     }
     int any_attr = 0;
-    for (int q = 0; q < c->n_variants; q++) any_attr |= wants(c->cfg, edit_family(c->variants[q].name));
+    for (int q = 0; q < c->n_variants; q++) any_attr |= pl_probes_wants(c->cfg, pl_edit_family(c->variants[q].name));
     if (any_attr && pl_store_used(c, PL_VLM_EDITS)) {
         if (pl_store_features(c, PL_VLM_EDITS, hook, &E, &ne, &de, err)) goto done;
         if (de != d || ne != c->n_variants * c->n_image) {
@@ -249,7 +236,7 @@ static int hook_dirs(pl_ctx *c, const char *hook, const rs_tokenizer *tok, steer
         }
         static char *cls[2] = {"edited", "original"};
         for (int q = 0; q < c->n_variants; q++) {
-            if (!wants(c->cfg, edit_family(c->variants[q].name))) continue;
+            if (!pl_probes_wants(c->cfg, pl_edit_family(c->variants[q].name))) continue;
             int m = 0;
             for (int j = 0; j < c->n_image; j++)
                 if (!is_test(c, j)) {
@@ -264,7 +251,7 @@ static int hook_dirs(pl_ctx *c, const char *hook, const rs_tokenizer *tok, steer
             safe_name(vs, sizeof vs, c->variants[q].label);
             sd->kind = "attribute";
             snprintf(sd->name, sizeof sd->name, "%s", c->variants[q].label);
-            sd->target_key = edit_family(c->variants[q].name);
+            sd->target_key = pl_edit_family(c->variants[q].name);
             snprintf(sd->file, sizeof sd->file, "steer_probes/%s.%s.safetensors", hs, vs);
             nd++;
             if (fit_direction(c, hook, Xt, y, m, d, 2, cls, sd->file, cls, 1, &sd->dir, err)) goto done;
@@ -542,7 +529,7 @@ static int check_targets(pl_ctx *c, const rs_tokenizer *tok, rs_err *err) {
     for (int k = 0; k < c->n_labels + c->n_variants; k++) {
         steer_dir sd;
         memset(&sd, 0, sizeof sd);
-        sd.target_key = k < c->n_labels ? c->labels[k] : edit_family(c->variants[k - c->n_labels].name);
+        sd.target_key = k < c->n_labels ? c->labels[k] : pl_edit_family(c->variants[k - c->n_labels].name);
         int rc = dir_targets(c, tok, &sd, err);
         free(sd.targets);
         for (int q = 0; q < sd.n_targets; q++) free(sd.words[q]);

@@ -393,14 +393,9 @@ void op_embed_rows_bf16(float *y, const st_tensor *E, const int32_t *ids, const 
     for (int i = 0; i < T; i++) {
         float *row = y + (size_t)i * D;
         if (!keep || !keep[i]) {
-            st_tensor r = *E;
-            r.numel = D;
-            r.data = (const char *)r.data + (size_t)ids[i] * D * rs_dtype_size(r.dtype);
-            st_to_f32(&r, row);
-        }
-        if (!keep || !keep[i])
+            op_embed_gather(row, E, ids[i], D);
             for (int d = 0; d < D; d++) row[d] = op_bf16_round1(op_bf16_round1(row[d]) * sc);
-        else /* a row given as embedding/scale (an image row z/√D): z itself, rounded once */
+        } else /* a row given as embedding/scale (an image row z/√D): z itself, rounded once */
             for (int d = 0; d < D; d++) row[d] = op_bf16_round1(row[d] * scale);
     }
 }

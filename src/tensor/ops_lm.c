@@ -6,16 +6,18 @@
 #include <stdint.h>
 #include <string.h>
 
+void op_embed_gather(float *row, const st_tensor *E, int32_t id, int D) {
+    st_tensor r = *E;
+    r.numel = D;
+    r.data = (const char *)r.data + (size_t)id * D * rs_dtype_size(r.dtype);
+    st_to_f32(&r, row);
+}
+
 void op_embed_rows(float *y, const st_tensor *E, const int32_t *ids, const uint8_t *keep, int T, int D, float scale) {
 #pragma omp parallel for schedule(static) if (T > 16)
     for (int i = 0; i < T; i++) {
         float *row = y + (size_t)i * D;
-        if (!keep || !keep[i]) {
-            st_tensor r = *E;
-            r.numel = D;
-            r.data = (const char *)r.data + (size_t)ids[i] * D * rs_dtype_size(r.dtype);
-            st_to_f32(&r, row);
-        }
+        if (!keep || !keep[i]) op_embed_gather(row, E, ids[i], D);
         for (int d = 0; d < D; d++) row[d] *= scale;
     }
 }
