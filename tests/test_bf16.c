@@ -262,6 +262,33 @@ static float *golden_f32(st_set *g, int p, const char *hook) {
 #define GAP_FRAC 0.25
 #define MIN_SAME 0.99
 
+/* Running totals of a parity run. */
+typedef struct {
+    double worst, worst_frac;
+    size_t n_same, n_all;
+} parity_acc;
+
+/* One hook (or the logits) of run p against the bf16 golden rb and the fp32 golden rf: every
+ * value a bf16 value, max|diff| ≤ REL_TOL·max|ref| and, when gap_check, ≤ GAP_FRAC·max|rb − rf|.
+ * Returns the number of values equal to rb. */
+static size_t check_hook(parity_acc *a, const char *model, int p, const char *hn, const float *got, const float *rb,
+                         const float *rf, size_t n, int gap_check) {
+    double d = tu_max_abs_diff(rb, got, n), mx = tu_max_abs(rb, n), gap = tu_max_abs_diff(rb, rf, n);
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++) {
+        same += got[i] == rb[i];
+        if (op_bf16_round1(got[i]) != got[i]) fail_msg("%s p%d %s[%zu] = %.9g is not a bf16 value", model, p, hn, i, got[i]);
+    }
+    a->n_same += same;
+    a->n_all += n;
+    if (d / mx > a->worst) a->worst = d / mx;
+    if (gap > 0 && d / gap > a->worst_frac) a->worst_frac = d / gap;
+    if (d > REL_TOL * mx || (gap_check && d > GAP_FRAC * gap))
+        fail_msg("%s (%s products) p%d %s: max|ours - tf-bf16| = %.4g, max|tf-bf16| = %.4g, "
+                 "max|tf-bf16 - tf-fp32| = %.4g", model, op_bf16_gemm_path(), p, hn, d, mx, gap);
+    return same;
+}
+
 static void run_parity(const char *model) {
     char dir[256], gp[256], fp[300];
     snprintf(dir, sizeof dir, "tests/fixtures/models/%s", model);
@@ -286,8 +313,7 @@ static void run_parity(const char *model) {
         }
     if (gemma2_hook_parse(c, "ln_final.hook_normalized", &h[nh++], &err)) fail_msg("%s", err.msg);
     if (gemma2_hook_parse(c, "ln_final.hook_out", &h[nh++], &err)) fail_msg("%s", err.msg);
-    double worst = 0, worst_frac = 0;
-    size_t n_same = 0, n_all = 0;
+    parity_acc acc = {0};
     for (int p = 0; p < np; p++) {
         char idn[32];
         snprintf(idn, sizeof idn, "p%d.ids", p);
@@ -308,27 +334,18 @@ static void run_parity(const char *model) {
             const float *got = k < nh ? h[k].out : logits;
             size_t n = k < nh ? (size_t)T * h[k].width : (size_t)T * c->vocab_size;
             float *rb = golden_f32(gb, p, hn), *rf = golden_f32(gf, p, hn);
-            double d = tu_max_abs_diff(rb, got, n), mx = tu_max_abs(rb, n), gap = tu_max_abs_diff(rb, rf, n);
-            for (size_t i = 0; i < n; i++) {
-                n_same += got[i] == rb[i];
-                if (op_bf16_round1(got[i]) != got[i]) fail_msg("%s p%d %s[%zu] = %.9g is not a bf16 value", model, p, hn, i, got[i]);
-            }
-            n_all += n;
-            if (d / mx > worst) worst = d / mx;
-            if (gap > 0 && d / gap > worst_frac) worst_frac = d / gap;
-            if (d > REL_TOL * mx || d > GAP_FRAC * gap)
-                fail_msg("%s (%s products) p%d %s: max|ours - tf-bf16| = %.4g, max|tf-bf16| = %.4g, "
-                         "max|tf-bf16 - tf-fp32| = %.4g", model, op_bf16_gemm_path(), p, hn, d, mx, gap);
+            check_hook(&acc, model, p, hn, got, rb, rf, n, 1);
             free(rb); free(rf);
         }
         free(final); free(logits);
         hook_requests_free(h, nh);
     }
-    if (n_same < MIN_SAME * n_all)
-        fail_msg("%s (%s products): only %zu of %zu values equal transformers bf16", model, op_bf16_gemm_path(), n_same,
-                 n_all);
+    if (acc.n_same < MIN_SAME * acc.n_all)
+        fail_msg("%s (%s products): only %zu of %zu values equal transformers bf16", model, op_bf16_gemm_path(),
+                 acc.n_same, acc.n_all);
     print_message("%s (%s products): worst max|diff|/max|ref| %.5f, worst diff/gap %.3f, %.2f%% of values equal to "
-                  "transformers bf16\n", model, op_bf16_gemm_path(), worst, worst_frac, 100.0 * n_same / n_all);
+                  "transformers bf16\n", model, op_bf16_gemm_path(), acc.worst, acc.worst_frac,
+                  100.0 * acc.n_same / acc.n_all);
     st_close(gb); st_close(gf);
     gemma2_close(m);
 }
@@ -379,8 +396,8 @@ static void run_parity_paligemma(const char *model) {
     snprintf(names[nh++], 96, "ln_final.hook_normalized");
     snprintf(names[nh++], 96, "ln_final.hook_out");
     int n_vis = 2 + 5 * nv + 2; /* vision hooks, projector.hook_out, blocks.0.hook_resid_pre come first */
-    double worst = 0, worst_frac = 0;
-    size_t n_same = 0, n_all = 0, v_same = 0, v_all = 0;
+    parity_acc acc = {0};
+    size_t v_same = 0, v_all = 0;
     for (int p = 0; p < np; p++) {
         hook_request *h = calloc((size_t)nh, sizeof *h);
         for (int k = 0; k < nh; k++)
@@ -409,20 +426,9 @@ static void run_parity_paligemma(const char *model) {
             snprintf(key, sizeof key, "p%d.%.40s", p, hn);
             size_t n = (size_t)st_get(gb, key)->numel;
             assert_int_equal((int64_t)n, st_get(gf, key)->numel);
-            double d = tu_max_abs_diff(rb, got, n), mx = tu_max_abs(rb, n), gap = tu_max_abs_diff(rb, rf, n);
             int vision = k < n_vis;
-            for (size_t i = 0; i < n; i++) {
-                n_same += got[i] == rb[i];
-                if (vision) v_same += got[i] == rb[i];
-                if (op_bf16_round1(got[i]) != got[i]) fail_msg("%s p%d %s[%zu] = %.9g is not a bf16 value", model, p, hn, i, got[i]);
-            }
-            n_all += n;
-            if (vision) v_all += n;
-            if (d / mx > worst) worst = d / mx;
-            if (gap > 0 && d / gap > worst_frac) worst_frac = d / gap;
-            if (d > REL_TOL * mx || (vision && d > GAP_FRAC * gap))
-                fail_msg("%s (%s products) p%d %s: max|ours - tf-bf16| = %.4g, max|tf-bf16| = %.4g, "
-                         "max|tf-bf16 - tf-fp32| = %.4g", model, op_bf16_gemm_path(), p, hn, d, mx, gap);
+            size_t same = check_hook(&acc, model, p, hn, got, rb, rf, n, vision);
+            if (vision) v_same += same, v_all += n;
             free(rb); free(rf);
         }
         free(pix); free(final); free(logits);
@@ -432,13 +438,13 @@ static void run_parity_paligemma(const char *model) {
     if (v_same < MIN_SAME * v_all)
         fail_msg("%s (%s products): only %zu of %zu vision/projector/merge values equal transformers bf16", model,
                  op_bf16_gemm_path(), v_same, v_all);
-    if (n_same < PG_DEC_MIN_SAME * n_all)
-        fail_msg("%s (%s products): only %zu of %zu values equal transformers bf16", model, op_bf16_gemm_path(), n_same,
-                 n_all);
+    if (acc.n_same < PG_DEC_MIN_SAME * acc.n_all)
+        fail_msg("%s (%s products): only %zu of %zu values equal transformers bf16", model, op_bf16_gemm_path(),
+                 acc.n_same, acc.n_all);
     print_message("%s (%s products): vision tower + projector + merge %.2f%% of %zu values equal to transformers bf16; "
                   "with the decoder %.2f%% of %zu; worst max|diff|/max|ref| %.5f, worst diff/gap %.3f\n", model,
-                  op_bf16_gemm_path(), 100.0 * v_same / v_all, v_all, 100.0 * n_same / n_all, n_all, worst,
-                  worst_frac);
+                  op_bf16_gemm_path(), 100.0 * v_same / v_all, v_all, 100.0 * acc.n_same / acc.n_all, acc.n_all,
+                  acc.worst, acc.worst_frac);
     free(names);
     st_close(gb); st_close(gf);
     paligemma_close(m);
