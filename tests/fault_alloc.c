@@ -22,7 +22,8 @@ void *__wrap_realloc(void *p, size_t n);
 char *__wrap_strdup(const char *s);
 char *__wrap_strndup(const char *s, size_t n);
 
-static int should_fail(void) { return fa_armed && ++fa_calls == fa_fail_at; }
+/* atomic: the library allocates from several threads (image decoding, the image prefetch) */
+static int should_fail(void) { return fa_armed && __atomic_add_fetch(&fa_calls, 1, __ATOMIC_SEQ_CST) == fa_fail_at; }
 /* in the wrapper itself, so that the return address is the library's call site */
 #define FAILS()                                                                                 \
     (should_fail() ? (fa_fail_site = __builtin_return_address(0),                              \

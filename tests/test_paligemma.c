@@ -516,6 +516,72 @@ static void test_extract(void **s) {
     close_fixture(&f);
 }
 
+/* Batches after the first have their images decoded and preprocessed on a thread of their
+ * own while the previous batch runs (extract_paligemma's prefetch). One input per batch, with
+ * and without image threads, gives the same bits as one batch of all; a corrupt image in a
+ * later batch is one error naming its input and file, and no result. Bundled tiny model and
+ * images only. */
+static void test_extract_prefetch(void **s) {
+    (void)s;
+    static const char *IMGS[4] = {"examples/data/coco-sample/val2017/000000062554.jpg",
+                                  "examples/data/coco-sample/val2017/000000099053.jpg",
+                                  "examples/data/coco-sample/val2017/000000165518.jpg",
+                                  "examples/data/coco-sample/val2017/000000183709.jpg"};
+    rs_err err = {0};
+    paligemma_model *m;
+    if (paligemma_open(&m, "examples/quickstart/models/paligemma-tiny", &err)) fail_msg("%s", err.msg);
+    char bad[700];
+    snprintf(bad, sizeof bad, "%s/corrupt.jpg", tu_tmpdir());
+    FILE *f = fopen(bad, "wb");
+    assert_non_null(f);
+    fputs("\xff\xd8\xff this is not a JPEG stream", f);
+    fclose(f);
+    const int32_t prompt[3] = {5, 6, 7};
+    pg_extract_result res[3];
+    for (int run = 0; run < 4; run++) {
+        pg_inputs in = {0};
+        for (int i = 0; i < 4; i++) {
+            int32_t *ids;
+            uint8_t *kinds;
+            int64_t len;
+            int P;
+            assert_int_equal(paligemma_build_input(m, 1, prompt, 3, NULL, 0, &ids, &kinds, &len, &P, &err), 0);
+            const char *path = run == 3 && i == 2 ? bad : IMGS[i];
+            assert_int_equal(pg_inputs_add(&in, ids, kinds, len, P, path, "prompt", NULL, &err), 0);
+            free(ids);
+            free(kinds);
+        }
+        hook_request h[2];
+        assert_int_equal(paligemma_hook_parse(m, "vision.ln_post", &h[0], &err), 0);
+        assert_int_equal(paligemma_hook_parse(m, "blocks.1.hook_resid_post", &h[1], &err), 0);
+        /* run 0: one batch; 1: one input per batch; 2: same on 2 image threads; 3: corrupt 3rd image */
+        extract_opts o = {.n_hooks = 2, .hooks = h, .pool = POOL_NONE, .batch_tokens = run == 0 ? 1 << 20 : 1,
+                          .image_threads = run == 2 ? 2 : 0};
+        pg_extract_result r;
+        int rc = extract_paligemma(m, &in, &o, &r, NULL, &err);
+        pg_inputs_free(&in);
+        if (run == 3) {
+            assert_int_equal(rc, -1);
+            if (!strstr(err.msg, "input 2") || !strstr(err.msg, "corrupt.jpg")) fail_msg("error: %s", err.msg);
+            assert_int_equal(r.n_tensors, 0);
+            continue;
+        }
+        if (rc) fail_msg("%s", err.msg);
+        res[run] = r;
+    }
+    for (int run = 1; run < 3; run++) {
+        assert_int_equal(res[run].n_tensors, res[0].n_tensors);
+        for (int t = 0; t < res[0].n_tensors; t++) {
+            size_t n = (size_t)res[0].t[t].rows * res[0].t[t].width;
+            assert_int_equal(res[run].t[t].rows, res[0].t[t].rows);
+            if (memcmp(res[run].t[t].data, res[0].t[t].data, n * sizeof(float)))
+                fail_msg("run %d: %s differs from one batch", run, res[0].t[t].name);
+        }
+    }
+    for (int run = 0; run < 3; run++) pg_extract_result_free(&res[run]);
+    paligemma_close(m);
+}
+
 /* A sparse Hub-style config without vision_config.image_size: derived from num_image_tokens. */
 static void edit_sparse(cJSON *j) { cJSON_DeleteItemFromObject(cJSON_GetObjectItem(j, "vision_config"), "image_size"); }
 
@@ -533,7 +599,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_run_alone),  cmocka_unit_test(test_packed_batch),
         cmocka_unit_test(test_build_input),     cmocka_unit_test(test_bad_image_count),
-        cmocka_unit_test(test_config_mismatch), cmocka_unit_test(test_extract),
+        cmocka_unit_test(test_config_mismatch), cmocka_unit_test(test_extract), cmocka_unit_test(test_extract_prefetch),
         cmocka_unit_test(test_sparse_config),
     };
     return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));

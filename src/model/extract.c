@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -438,6 +439,53 @@ static int load_images(const paligemma_model *m, const pg_inputs *in, const extr
     return rc;
 }
 
+/* The greedy batch that starts at input i0: [i0, *i1) bounded by o->batch_tokens and by the
+ * image buffer (pix_cap images); its image count in *nb_img. */
+static void next_batch(const pg_inputs *in, const extract_opts *o, int pix_cap, int i0, int *i1, int *nb_img) {
+    int64_t bt = 0;
+    int e = i0, nb = 0;
+    while (e < in->n && (e == i0 || (bt + in->lens[e] <= o->batch_tokens && nb + (in->image_paths[e] != NULL) <= pix_cap))) {
+        bt += in->lens[e];
+        nb += in->image_paths[e] != NULL;
+        e++;
+    }
+    *i1 = e, *nb_img = nb;
+}
+
+/* The next batch's images, decoded and preprocessed on a thread of their own while the
+ * current batch runs through the model (the pixels are the same as loading them in turn). */
+typedef struct {
+    const paligemma_model *m;
+    const pg_inputs *in;
+    const extract_opts *o;
+    int i0, i1, rc;
+    float *pix;
+    rs_err err;
+    pthread_t thread;
+    int running;
+} pg_prefetch;
+
+static void *prefetch_main(void *arg) {
+    pg_prefetch *p = arg;
+    p->rc = load_images(p->m, p->in, p->o, p->i0, p->i1, p->pix, &p->err);
+    return NULL;
+}
+
+/* Start loading [i0, i1) into pix; without a thread (creation failed) it loads now. */
+static void prefetch_start(pg_prefetch *p, int i0, int i1, float *pix) {
+    p->i0 = i0, p->i1 = i1, p->pix = pix, p->rc = 0;
+    memset(&p->err, 0, sizeof p->err);
+    p->running = pthread_create(&p->thread, NULL, prefetch_main, p) == 0;
+    if (!p->running) prefetch_main(p);
+}
+
+/* Wait for the prefetch; its result (0, or -1 with its error in p->err). */
+static int prefetch_join(pg_prefetch *p) {
+    if (p->running) pthread_join(p->thread, NULL);
+    p->running = 0;
+    return p->rc;
+}
+
 int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extract_opts *o, pg_extract_result *r,
                       rs_progress *prog, rs_err *err) {
     memset(r, 0, sizeof *r);
@@ -463,7 +511,8 @@ int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extra
     r->vision_offsets = malloc((size_t)(in->n + 1) * sizeof(int64_t));
     int64_t *boff = malloc((size_t)(in->n + 1) * sizeof *boff);
     int32_t *bids = malloc((size_t)total * sizeof *bids);
-    float *pix = NULL;
+    float *pix = NULL, *pix_next = NULL;
+    pg_prefetch pf = {.m = m, .in = in, .o = o};
     if (!slot || !r->t || !r->token_ids || !r->token_kind || !r->offsets || !r->vision_offsets || !boff || !bids) goto oom;
     r->offsets[0] = r->vision_offsets[0] = 0;
     for (int i = 0; i < in->n; i++) {
@@ -496,25 +545,26 @@ int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extra
             for (size_t k = 0; k < (size_t)rows * hk->width; k++) t->data[k] = NAN;
         }
     }
-    if (n_img && !(pix = malloc((size_t)(n_img < 64 ? n_img : 64) * npix * sizeof(float)))) goto oom;
     int pix_cap = n_img < 64 ? (int)n_img : 64;
+    if (n_img && !(pix = malloc((size_t)pix_cap * npix * sizeof(float)))) goto oom;
+    /* a second image buffer when there is more than one batch: batch k+1's images are
+     * prepared while batch k runs */
+    int i1_first, nb_first;
+    next_batch(in, o, pix_cap, 0, &i1_first, &nb_first);
+    if (n_img && i1_first < in->n && !(pix_next = malloc((size_t)pix_cap * npix * sizeof(float)))) goto oom;
     if (prog) rs_progress_start(prog, "extract (inputs)", in->n);
+    if (nb_first && load_images(m, in, o, 0, i1_first, pix, err)) goto fail;
     for (int i0 = 0; i0 < in->n;) {
-        /* greedy batch [i0, i1): bounded by tokens and by the image buffer */
-        int i1 = i0, nb_img = 0;
-        int64_t bt = 0;
-        while (i1 < in->n && (i1 == i0 || (bt + in->lens[i1] <= o->batch_tokens &&
-                                           nb_img + (in->image_paths[i1] != NULL) <= pix_cap))) {
-            bt += in->lens[i1];
-            nb_img += in->image_paths[i1] != NULL;
-            i1++;
-        }
+        /* greedy batch [i0, i1), its images already in pix */
+        int i1, nb_img, i2 = 0, nb_next = 0;
+        next_batch(in, o, pix_cap, i0, &i1, &nb_img);
+        if (i1 < in->n) next_batch(in, o, pix_cap, i1, &i2, &nb_next);
+        if (nb_next) prefetch_start(&pf, i1, i2, pix_next);
         boff[0] = 0;
         for (int i = i0; i < i1; i++) {
             boff[i - i0 + 1] = boff[i - i0] + in->lens[i];
             memcpy(bids + boff[i - i0], in->ids[i], (size_t)in->lens[i] * sizeof(int32_t));
         }
-        if (nb_img && load_images(m, in, o, i0, i1, pix, err)) goto fail;
         paligemma_batch b = {.n_seqs = i1 - i0, .offsets = boff, .ids = bids, .prefix_len = in->prefix_len + i0,
                              .n_images = nb_img, .pixel_values = pix};
         if (paligemma_forward(m, &b, o->hooks, o->n_hooks, NULL, err)) goto fail;
@@ -562,16 +612,25 @@ int extract_paligemma(const paligemma_model *m, const pg_inputs *in, const extra
             rs_errk(err, RS_ECANCELLED, "extract cancelled after %d of %d inputs", i1, in->n);
             goto fail;
         }
+        if (nb_next) {
+            if (prefetch_join(&pf)) {
+                *err = pf.err;
+                goto fail;
+            }
+            float *t = pix;
+            pix = pix_next, pix_next = t;
+        }
         i0 = i1;
     }
     if (prog) rs_progress_finish(prog);
-    free(slot); free(boff); free(bids); free(pix);
+    free(slot); free(boff); free(bids); free(pix); free(pix_next);
     return 0;
 oom:
     rs_errk(err, RS_ENOMEM, "out of memory for %lld tokens of activations", (long long)total);
 fail:
+    prefetch_join(&pf); /* a prefetch still running: its error is not this one */
     hook_requests_free(o->hooks, o->n_hooks);
-    free(slot); free(boff); free(bids); free(pix);
+    free(slot); free(boff); free(bids); free(pix); free(pix_next);
     pg_extract_result_free(r);
     return -1;
 }
