@@ -21,6 +21,9 @@ bench_rs_env() {
   RS_KERNEL=$("$BUILD/reprshift" --version | sed -n 's/^BLAS kernel: \([^ ]*\) .*/\1/p')
   if [ -n "$RS_KERNEL" ]; then echo "# reprshift BLAS kernel: $RS_KERNEL" >&2; fi
   RS_ENV="env ${RS_KERNEL:+OPENBLAS_CORETYPE=$RS_KERNEL}"
+  # RS_BENCH_PROFILE=1: reprshift's runs also time every backend entry (--profile; the
+  # summary prints a per-entry table). The timers cost a few calls per layer: negligible.
+  PROFILE_ARG=$([ "${RS_BENCH_PROFILE:-0}" = 1 ] && echo --profile || true)
 }
 
 # bench_results FILE: the JSON-lines file stamp and tag append to (J); emptied first when

@@ -3,6 +3,7 @@
  *
  * usage: bench_gemma2 --model DIR --ids-file F --hook HOOK [--repeat N] [--save OUT.safetensors]
  *                     [--precision fp32|bf16] [--bf16-route auto|native|emulated]
+ *                     [--profile]
  *        bench_gemma2 --sgemm
  *        bench_gemma2 --gemm-bf16 T   (one 2304 → 9216 linear layer on T rows, BF16 weights:
  *                                      fp32 path, bf16 native, bf16 emulated; interleaved)
@@ -12,6 +13,8 @@
  * the calls made outside a parallel region: the linear layers (op_linear). The attention's
  * per-head products run inside a parallel region and count as "other" with the norms, RoPE,
  * soft-cap, softmax, GeGLU and the bf16 -> f32 widening of the weights.
+ * --profile splits it further: every backend entry timed (backend_profile.h), printed as a
+ * {"profile": ...} line for the fastest repetition before the result line.
  */
 
 #include <cblas.h>
@@ -28,6 +31,7 @@
 #define BENCH_PROG "bench_gemma2"
 #include "sgemm_timed.h"
 #include "reprshift/ops_bf16.h"
+#include "backend_profile.h"
 
 static int sgemm_bench(void) {
     int M = 1024, N = 9216, K = 2304;
@@ -79,11 +83,12 @@ static int gemm_bf16_bench(int T) {
 
 int main(int argc, char **argv) {
     const char *model = NULL, *ids_file = NULL, *hook = NULL, *save = NULL;
-    int repeat = 1;
+    int repeat = 1, profile = 0;
     rs_precision prec = RS_PREC_FP32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--sgemm")) return sgemm_bench();
         if (!strcmp(argv[i], "--gemm-bf16") && i + 1 < argc) return gemm_bf16_bench(atoi(argv[i + 1]));
+        if (!strcmp(argv[i], "--profile")) { profile = 1; continue; }
         if (i + 1 >= argc) break;
         if (!strcmp(argv[i], "--model")) model = argv[++i];
         else if (!strcmp(argv[i], "--ids-file")) ids_file = argv[++i];
@@ -102,7 +107,7 @@ int main(int argc, char **argv) {
         }
     }
     if (!model || !ids_file || !hook) {
-        fprintf(stderr, "usage: bench_gemma2 --model DIR --ids-file F --hook HOOK [--repeat N] | --sgemm\n");
+        fprintf(stderr, "usage: bench_gemma2 --model DIR --ids-file F --hook HOOK [--repeat N] [--profile] | --sgemm\n");
         return 2;
     }
     rs_err err = {0};
@@ -110,7 +115,7 @@ int main(int argc, char **argv) {
     double t_load = rs_now();
     if (gemma2_open(&m, model, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
     t_load = rs_now() - t_load;
-    m->be = rs_backend_for(prec);
+    m->be = profile ? prof_attach(rs_backend_for(prec)) : rs_backend_for(prec);
     rs_inputs in = {0};
     char *buf;
     if (rs_read_file(ids_file, 1 << 26, &buf, NULL, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
@@ -126,19 +131,28 @@ int main(int argc, char **argv) {
     extract_opts o = {.n_hooks = 1, .hooks = &h, .pool = POOL_NONE, .batch_tokens = 1 << 20};
     int64_t tokens = 0;
     for (int i = 0; i < in.n; i++) tokens += in.lens[i];
-    double best = 1e30, best_lin_s = 0, best_lin_flop = 0;
+    double best = 1e30, best_lin_s = 0, best_lin_flop = 0, best_pf_s[PF_N], best_pf_lin = 0;
+    long best_pf_n[PF_N];
     for (int r = 0; r < repeat; r++) {
         extract_result res;
         lin_s = lin_flop = 0;
+        prof_reset();
         double t0 = rs_now();
         if (extract_gemma2(m, &in, &o, &res, NULL, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
         double dt = rs_now() - t0;
-        if (dt < best) best = dt, best_lin_s = lin_s, best_lin_flop = lin_flop;
+        if (dt < best) {
+            best = dt, best_lin_s = lin_s, best_lin_flop = lin_flop;
+            memcpy(best_pf_s, pf_s, sizeof pf_s), memcpy(best_pf_n, pf_n, sizeof pf_n), best_pf_lin = pf_lin_sgemm_s;
+        }
         /* the last repetition's activations, for a parity check against the reference */
         if (save && r == repeat - 1 && extract_save(&res, &in, save, NULL, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
         extract_result_free(&res);
     }
     double g_now = gemm_now(real_sgemm(), 0);
+    if (profile) {
+        memcpy(pf_s, best_pf_s, sizeof pf_s), memcpy(pf_n, best_pf_n, sizeof pf_n), pf_lin_sgemm_s = best_pf_lin;
+        prof_print_json(best);
+    }
     printf("{\"impl\": \"reprshift\", \"hook\": \"%s\", \"inputs\": %d, \"tokens\": %lld, \"seconds\": %.3f, "
            "\"tokens_per_s\": %.2f, \"peak_rss_gb\": %.2f, \"load_s\": %.2f, \"linear_sgemm_s\": %.3f, "
            "\"linear_sgemm_gflops\": %.1f, \"other_s\": %.3f, \"blas_kernel\": \"%s\", "

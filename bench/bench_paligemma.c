@@ -3,13 +3,15 @@
  * "caption en\n"), batches of B images. Run by bench/run_paligemma_bench.sh beside the
  * transformers reference (bench_paligemma_ref.py). Prints one JSON line.
  *   bench_paligemma --model DIR --hook H [--batch 8] [--repeat 1] [--suffix-ids FILE] [--save OUT.f32]
- *                   [--prompt-ids 21209,659,108] IMAGE...
+ *                   [--prompt-ids 21209,659,108] [--profile] IMAGE...
  * --suffix-ids: line i holds image i's caption suffix ids (caption tokens + <eos>, no <bos>),
  * appended after the prompt as PaliGemmaProcessor(suffix=caption) does; --save writes the
  * hook's rows of the last repetition as raw float32 (image order; decoder hooks: every token).
  * Time split as in bench_gemma2.c: cblas_sgemm is defined here and forwards to the BLAS's;
  * the calls outside a parallel region (the linear layers, the projector, the patch
- * embedding) are timed, the rest (attention, norms, GELU, widening) is "other". */
+ * embedding) are timed, the rest (attention, norms, GELU, widening) is "other". --profile
+ * splits it further: every backend entry timed (backend_profile.h), printed as a
+ * {"profile": ...} line for the fastest repetition before the result line. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -24,11 +26,12 @@
 #include "bench_util.h"
 #define BENCH_PROG "bench_paligemma"
 #include "sgemm_timed.h"
+#include "backend_profile.h"
 
 int main(int argc, char **argv) {
     const char *model = NULL, *hook = "vision.ln_post", *suffix_file = NULL, *save = NULL,
                *prompt_arg = "21209,659,108";
-    int batch = 8, repeat = 1, n_img = 0;
+    int batch = 8, repeat = 1, n_img = 0, profile = 0;
     const char **paths = calloc((size_t)argc, sizeof *paths);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
@@ -38,10 +41,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--suffix-ids") && i + 1 < argc) suffix_file = argv[++i];
         else if (!strcmp(argv[i], "--save") && i + 1 < argc) save = argv[++i];
         else if (!strcmp(argv[i], "--prompt-ids") && i + 1 < argc) prompt_arg = argv[++i];
+        else if (!strcmp(argv[i], "--profile")) profile = 1;
         else paths[n_img++] = argv[i];
     }
     if (!model || n_img < 1 || batch < 1 || repeat < 1) {
-        fprintf(stderr, "usage: bench_paligemma --model DIR --hook H [--batch B] [--repeat R] IMAGE...\n");
+        fprintf(stderr, "usage: bench_paligemma --model DIR --hook H [--batch B] [--repeat R] [--profile] IMAGE...\n");
         return 2;
     }
     rs_err err = {0};
@@ -49,6 +53,7 @@ int main(int argc, char **argv) {
     paligemma_model *m;
     if (paligemma_open(&m, model, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
     double load_s = rs_now() - t0;
+    if (profile) paligemma_set_backend(m, prof_attach(m->be));
     int S = m->cfg.vision.image_size, N = m->vision->n_patches;
     size_t npix = (size_t)3 * S * S;
     float *pix = malloc((size_t)n_img * npix * sizeof(float));
@@ -97,8 +102,10 @@ int main(int argc, char **argv) {
     int64_t *off = malloc((size_t)(batch + 1) * sizeof *off);
     int *pl = malloc((size_t)batch * sizeof *pl);
     FILE *fsave = NULL;
-    double best = 1e30, best_lin_s = 0, best_lin_flop = 0;
+    double best = 1e30, best_lin_s = 0, best_lin_flop = 0, best_pf_s[PF_N], best_pf_lin = 0;
+    long best_pf_n[PF_N];
     for (int r = 0; r < repeat; r++) {
+        prof_reset();
         if (save && r == repeat - 1 && !(fsave = fopen(save, "wb"))) { fprintf(stderr, "cannot write %s\n", save); return 1; }
         lin_s = lin_flop = 0;
         t0 = rs_now();
@@ -122,11 +129,18 @@ int main(int argc, char **argv) {
             hook_requests_free(&h, 1);
         }
         double dt = rs_now() - t0;
-        if (dt < best) best = dt, best_lin_s = lin_s, best_lin_flop = lin_flop;
+        if (dt < best) {
+            best = dt, best_lin_s = lin_s, best_lin_flop = lin_flop;
+            memcpy(best_pf_s, pf_s, sizeof pf_s), memcpy(best_pf_n, pf_n, sizeof pf_n), best_pf_lin = pf_lin_sgemm_s;
+        }
         if (fsave && fclose(fsave)) { fprintf(stderr, "cannot write %s\n", save); return 1; }
         fsave = NULL;
     }
     double g_now_s = gemm_now(real_sgemm(), 1), g_now_g = h.id.tower != RS_TOWER_DECODER ? 0 : gemm_now(real_sgemm(), 0);
+    if (profile) {
+        memcpy(pf_s, best_pf_s, sizeof pf_s), memcpy(pf_n, best_pf_n, sizeof pf_n), pf_lin_sgemm_s = best_pf_lin;
+        prof_print_json(best);
+    }
     printf("{\"impl\": \"reprshift\", \"hook\": \"%s\", \"images\": %d, \"batch\": %d, \"image_size\": %d, "
            "\"tokens_per_image\": %lld, \"seconds\": %.3f, \"images_per_s\": %.3f, \"peak_rss_gb\": %.2f, "
            "\"load_s\": %.2f, \"preprocess_s\": %.3f, \"decoder_tokens\": %lld, \"linear_sgemm_s\": %.3f, "

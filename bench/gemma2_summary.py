@@ -19,6 +19,7 @@ swings within minutes.
 usage: gemma2_summary.py OUT_DIR CHECKPOINT_DIR"""
 import json, os, sys
 import numpy as np
+from profile_summary import print_profiles
 
 out, ckpt = sys.argv[1], sys.argv[2]
 cfg = json.load(open(os.path.join(ckpt, "config.json")))
@@ -58,6 +59,9 @@ for line in open(os.path.join(out, "results.jsonl")):
         continue
     row = rows.get(r.get("row"))
     if row is None:
+        continue
+    if "profile" in r:
+        row.setdefault("profile", []).append(r["profile"])
         continue
     if r["impl"] == "reprshift":
         row["ours"].append(r)
@@ -146,3 +150,4 @@ for k in sorted(rows, key=lambda k: (k.rstrip("0123456789") != "cap", int(k.lstr
           f"| {rpad} | {f_o:.0%} / {f_r:.0%} ({G:.0f} GFLOP/s, {who}) | {' / '.join(now) or '—'} "
           f"| {lin:.0%} (at {lin_g:.0f} GFLOP/s) | {max(r['peak_rss_gb'] for r in ours):.2f} / {uw['peak_rss_gb']:.2f} "
           f"| {parity(k)} | {load} |")
+print_profiles(rows, lambda k: f"{names[k.rstrip('0123456789')]}, {k.lstrip('caplong')} layers")

@@ -19,6 +19,7 @@ each reprshift run's own G_now (bench/gemm_now.h, measured in its process after 
 usage: paligemma_summary.py OUT_DIR CHECKPOINT_DIR"""
 import json, os, sys
 import numpy as np
+from profile_summary import print_profiles
 
 out, ckpt = sys.argv[1], sys.argv[2]
 cfg = json.load(open(os.path.join(ckpt, "config.json")))
@@ -57,7 +58,9 @@ for line in open(os.path.join(out, "paligemma.jsonl")):
             c["shapes"][r["shape"]] = r
     elif r.get("row") in rows:
         row = rows[r["row"]]
-        if r["impl"] == "reprshift":
+        if "profile" in r:
+            row.setdefault("profile", []).append(r["profile"])
+        elif r["impl"] == "reprshift":
             row["ours"].append(r)
         else:
             row["ref"][r["mode"]] = r
@@ -128,3 +131,4 @@ for k, row in rows.items():
     print(f"| {what} | {n} | {o:.3f} ({runs}) | {uw['images_per_s']:.3f} ({uw['mode']}) | {others} "
           f"| {o / uw['images_per_s']:.2f}× | {rpad} | {f_o:.0%} / {f_r:.0%} ({G}) | {' / '.join(now) or '—'} | {lin_share:.0%} (at {lin_g:.0f} GFLOP/s) "
           f"| {max(r['peak_rss_gb'] for r in ours):.2f} / {uw['peak_rss_gb']:.2f} | {parity(k)} | {' → '.join(row['load'])} |")
+print_profiles(rows, lambda k: "SigLIP tower (batch 8)" if k == "vision" else f"through decoder layer {int(k[3:]) - 1}")
