@@ -85,6 +85,33 @@ fi
 grep -q '<section id="crosscoder">' "$T/r/report.html" || fail "no crosscoder section in the report"
 grep -q 'Relative decoder norm' "$T/r/report.html" || fail "no histogram in the report"
 grep -q "alive latents" "$T/r/report.html" || fail "no n in the figure caption"
+jq -e "$H | has(\"null_side_swap\") | not" "$J" >/dev/null || fail "a null without null_runs"
+# side-swap null (null_runs 2): per run the class counts add up to its alive latents; per class
+# the null's mean / min / max fractions are those of the runs, p = (1 + runs at least as extreme) / 3
+XCN='{"hooks": ["blocks.2.hook_resid_post"], "n_latents": 128, "steps": 300, "batch": 32, "lr": 0.003,
+      "resample_every": 100, "dead_after": 3200, "checkpoint_every": 50, "bootstrap": 50, "null_runs": 2}'
+config "$T/n.json" "$XCN"
+expect 0 "report.html" -- "$CLI" run "$T/n.json" --out "$T/n" --threads 1 --quiet
+JN=$T/n/results/crosscoder.json
+jq -e "$H.null_side_swap | .runs == 2 and (.alive | length) == 2 and (.definition | test(\"swapped\"))" "$JN" >/dev/null ||
+  fail "null_side_swap: $(jq -c "$H.null_side_swap" "$JN")"
+for q in 0 1; do
+  [ "$(jq "[$H.null_side_swap.counts[][$q]] | add" "$JN")" = "$(jq "$H.null_side_swap.alive[$q]" "$JN")" ] ||
+    fail "null run $q: counts do not add up to its alive latents"
+done
+for k in llm_only shared vlm_only other; do
+  jq -e "$H as \$h | (\$h.null_side_swap) as \$n | (\$h.classes.$k) as \$c | [range(2)] | map(\$n.counts.$k[.] / \$n.alive[.]) as \$f |
+         ((\$f | add / 2) - \$c.null_side_swap.fraction_mean | fabs) < 1e-12 and \$c.null_side_swap.fraction_min == (\$f | min)
+         and \$c.null_side_swap.fraction_max == (\$f | max) and \$c.null_side_swap.runs == 2
+         and ((\$c.null_side_swap.p - (1 + (\$f | map(if \"$k\" == \"shared\" then . <= \$c.fraction.value else . >= \$c.fraction.value end)
+                                              | map(select(.)) | length)) / 3) | fabs) < 1e-12" "$JN" >/dev/null ||
+    fail "null class $k: $(jq -c "$H.classes.$k" "$JN")"
+done
+# the real crosscoder is the same as without the null (same seed, same rows)
+cmp -s "$T/r/results/crosscoder/blocks.2.hook_resid_post.safetensors" "$T/n/results/crosscoder/blocks.2.hook_resid_post.safetensors" ||
+  fail "the null runs changed the real crosscoder"
+grep -q "side-swap null" "$T/n/report.html" || fail "no null column in the report"
+[ ! -e "$T/n/crosscoder_state" ] || fail "null training state left behind"
 # rerun: skipped, outputs unchanged
 cp "$MF" "$T/model1"
 "$CLI" run "$T/x.json" --out "$T/r" --threads 1 --quiet >/dev/null 2>&1 || fail "rerun"

@@ -15,6 +15,7 @@
 #include <string.h>
 #include "reprshift/crosscoder.h"
 #include "reprshift/fileio.h"
+#include "reprshift/probe.h" /* rs_uniform_at */
 #include "reprshift/safetensors.h"
 #include "sae/train_common.h"
 
@@ -252,6 +253,66 @@ static void test_planted_batchtopk(void **st) {
     planted(XC_BATCHTOPK);
 }
 
+/* The side-swap null (xc_swap_sides, the pipeline's crosscoder.null_runs): data with 8 shared
+ * and 8 VLM-only planted latents and no LLM-only one. Trained as is, the crosscoder finds
+ * VLM-only latents and no LLM-only ones; trained on the side-swapped rows, where neither
+ * side is special, the exclusive latents come out on both sides in about equal numbers. */
+static void alive_classes(const rs_crosscoder *c, const float *x0, const float *x1, int *n_llm, int *n_vlm) {
+    int m = c->n_latents;
+    double *rel = malloc(m * sizeof *rel);
+    int64_t *fires = malloc(m * sizeof *fires);
+    rs_err err;
+    xc_decoder_norms(c, NULL, NULL, rel);
+    assert_int_equal(xc_eval_rows(c, x0, x1, PN, NULL, NULL, NULL, fires, &err), 0);
+    *n_llm = *n_vlm = 0;
+    for (int i = 0; i < m; i++)
+        if (fires[i] > 0) *n_llm += rel[i] < 0.1, *n_vlm += rel[i] > 0.9;
+    free(rel), free(fires);
+}
+
+static void test_side_swap_null(void **st) {
+    (void)st;
+    make_planted();
+    float *a0 = calloc((size_t)PN * PD, sizeof *a0), *a1 = calloc((size_t)PN * PD, sizeof *a1);
+    float *y0 = malloc((size_t)PN * PD * sizeof *y0), *y1 = malloc((size_t)PN * PD * sizeof *y1);
+    S = 11;
+    for (int r = 0; r < PN; r++)
+        for (int p = 0; p < NP; p++) {
+            if (unif() >= 0.1 || (p >= PER && p < 2 * PER)) continue; /* no LLM-only latent */
+            float a = (float)(0.5 + unif());
+            const float *v = planted_D + (size_t)p * 2 * PD;
+            for (int j = 0; j < PD; j++) a0[(size_t)r * PD + j] += a * v[j], a1[(size_t)r * PD + j] += a * v[PD + j];
+        }
+    int64_t k = xc_swap_sides(a0, a1, PN, PD, 42, y0, y1);
+    /* about half the rows, each exactly exchanged or kept by the rule */
+    assert_true(llabs(2 * k - PN) < 4 * 91);
+    for (int r = 0; r < PN; r++) {
+        int sw = rs_uniform_at(42, (uint64_t)r) < 0.5;
+        assert_memory_equal(y0 + (size_t)r * PD, (sw ? a1 : a0) + (size_t)r * PD, PD * sizeof(float));
+        assert_memory_equal(y1 + (size_t)r * PD, (sw ? a0 : a1) + (size_t)r * PD, PD * sizeof(float));
+    }
+    xc_train_opts o;
+    xc_train_opts_default(&o);
+    o.n_latents = 48, o.sparsity = XC_L1, o.l1 = 0.1f, o.steps = 3000, o.batch = 128, o.lr = 3e-3f;
+    o.dead_after = 4096, o.resample_every = 250;
+    rs_crosscoder *c;
+    xc_train_report rep;
+    rs_err err;
+    int rl, rv, nl, nv;
+    if (xc_train(a0, a1, PN, PD, &o, &c, &rep, &err)) fail_msg("%s", err.msg);
+    alive_classes(c, a0, a1, &rl, &rv);
+    xc_free(c);
+    o.seed = 1;
+    if (xc_train(y0, y1, PN, PD, &o, &c, &rep, &err)) fail_msg("%s", err.msg);
+    alive_classes(c, y0, y1, &nl, &nv);
+    xc_free(c);
+    fprintf(stderr, "side-swap null: real LLM-only %d VLM-only %d; swapped LLM-only %d VLM-only %d\n", rl, rv, nl, nv);
+    /* measured: real LLM-only 1, VLM-only 19; swapped 11 and 14 */
+    assert_true(rv >= 8 && rl <= 2 && rv - rl >= 12);
+    assert_true(nl >= 5 && nv >= 5 && abs(nl - nv) <= 5);
+    free(a0), free(a1), free(y0), free(y1);
+}
+
 /* ---- resume, determinism, files ---- */
 
 static void test_resume_and_files(void **st) {
@@ -343,6 +404,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_l1),        cmocka_unit_test(test_golden_batchtopk),
         cmocka_unit_test(test_planted_l1),       cmocka_unit_test(test_planted_batchtopk),
+        cmocka_unit_test(test_side_swap_null),
         cmocka_unit_test(test_resume_and_files), cmocka_unit_test(test_bad_input),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

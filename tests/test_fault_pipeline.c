@@ -110,7 +110,7 @@ static void write_config(const char *path, const char *dir) {
             " \"probes\": {\"seeds\": 1, \"folds\": 2, \"bootstrap\": 4, \"min_test_groups\": 1, \"permutations\": 2},\n"
             " \"downstream\": {\"bootstrap\": 4, \"permutations\": 4},\n"
             " \"steer\": {\"alphas\": [-1, 0, 2], \"n_items\": 2, \"random_directions\": 2},\n"
-            " \"crosscoder\": {\"hooks\": [\"blocks.1.hook_resid_post\"], \"n_latents\": 32, \"steps\": 40, \"batch\": 16}}\n",
+            " \"crosscoder\": {\"hooks\": [\"blocks.1.hook_resid_post\"], \"n_latents\": 32, \"steps\": 40, \"batch\": 16, \"null_runs\": 1}}\n",
             dir, cwd, cwd, cwd, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco);
     fclose(f);
 }

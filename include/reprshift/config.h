@@ -102,6 +102,7 @@ typedef struct {
         int n_latents;  /* 0: 8 × the hidden size */
         double l1, lr, exclusive, shared;
         int k, batch, bootstrap;
+        int null_runs;  /* side-swap null retrainings (0: none) */
         int64_t steps, resample_every, dead_after, checkpoint_every;
         uint64_t seed;
         int n_hooks;

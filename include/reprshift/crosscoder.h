@@ -60,6 +60,11 @@ int xc_encode(const rs_crosscoder *c, const float *x0, const float *x1, int64_t 
  * NULL), rel[i] = norm1 / (norm0 + norm1) (NaN when both are 0). */
 void xc_decoder_norms(const rs_crosscoder *c, double *norm0, double *norm1, double *rel);
 
+/* The side-swap null's data: y0, y1 [n, d] = x0, x1 with row t's two sides exchanged where
+ * rs_uniform_at(seed, t) < 0.5 (so that neither side is special: a crosscoder trained on it
+ * gives the class fractions of exchangeable models). Returns the number of swapped rows. */
+int64_t xc_swap_sides(const float *x0, const float *x1, int64_t n, int d, uint64_t seed, float *y0, float *y1);
+
 /* Fit of rows x0, x1 [n, d_in] in the original units, per row (arrays of n, any may be NULL):
  * err_s[r] = ‖x_s − x̂_s/scale_s‖², l0[r] = active latents; fires[i] (n_latents, may be NULL)
  * = rows where latent i is active. */

@@ -185,6 +185,9 @@ static const field CROSSCODER[] = {
     {"shared", K_NUM, 0, "0.2", 0, 0.5, 0, NULL, 0, NULL, "shared: abs(r - 0.5) <= shared"},
     {"bootstrap", K_INT, 0, "1000", 0, 1000000, 0, NULL, 0, NULL,
      "bootstrap resamples of images for the CIs of the fit metrics"},
+    {"null_runs", K_INT, 0, "0", 0, 1000, 0, NULL, 0, NULL,
+     "side-swap null: retrain this many crosscoders on the same rows with each token's two sides swapped at random "
+     "(the models made exchangeable) and report their class counts beside the real ones (0: none)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -888,6 +891,7 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
         c->crosscoder.exclusive = get(xc, "exclusive")->valuedouble;
         c->crosscoder.shared = get(xc, "shared")->valuedouble;
         c->crosscoder.bootstrap = (int)get(xc, "bootstrap")->valuedouble;
+        c->crosscoder.null_runs = (int)get(xc, "null_runs")->valuedouble;
         if (c->crosscoder.batchtopk && c->crosscoder.n_latents > 0 && c->crosscoder.k > c->crosscoder.n_latents)
             return rs_errk(err, RS_EINVAL, "%s: 'crosscoder.k' = %d is more than 'crosscoder.n_latents' = %d", what,
                            c->crosscoder.k, c->crosscoder.n_latents);

@@ -220,6 +220,56 @@ static int gather_rows(pl_ctx *c, const int32_t *ids, const int64_t *off, const 
     return 0;
 }
 
+/* Latent class by its relative decoder norm r: -1 dead (never fired on a training row, or r
+ * undefined), 0 LLM-only, 1 shared, 2 VLM-only, 3 other. */
+static int latent_class(double r, int64_t fires, double ex, double sh) {
+    if (fires <= 0 || !isfinite(r)) return -1;
+    return r < ex ? 0 : r > 1 - ex ? 2 : fabs(r - 0.5) <= sh ? 1 : 3;
+}
+
+/* The side-swap null, run q: the same training rows with each token's two sides swapped with
+ * probability 1/2 (so that neither side is special), trained with the same options but seed
+ * o->seed + 1 + q (its own checkpoint file and tag) → class counts cls[4] of its alive
+ * latents and *alive. */
+static int null_run(const row_set *tr, int d, const xc_train_opts *o0, int q, const char *ck0, const char *tag0,
+                    double ex, double sh, int64_t cls[4], int64_t *alive, rs_err *err) {
+    int64_t n = tr->n;
+    size_t nd = (size_t)n * d;
+    float *x0 = malloc((nd + 1) * sizeof *x0), *x1 = malloc((nd + 1) * sizeof *x1);
+    char ck[1100], tag[400];
+    rs_crosscoder *x = NULL;
+    double *n0 = NULL, *n1 = NULL, *rel = NULL;
+    int64_t *fires = NULL;
+    int rc = -1;
+    if (!x0 || !x1) { rs_errk(err, RS_ENOMEM, "out of memory (side-swap null: %lld rows)", (long long)n); goto done; }
+    xc_swap_sides(tr->x0, tr->x1, n, d, (o0->seed ^ 0x5a5bd1e995ULL) + (uint64_t)q, x0, x1);
+    xc_train_opts o = *o0;
+    o.seed = o0->seed + 1 + (uint64_t)q;
+    snprintf(ck, sizeof ck, "%s.null%d", ck0, q);
+    snprintf(tag, sizeof tag, "%s null %d", tag0, q);
+    o.checkpoint = o0->checkpoint ? ck : NULL;
+    o.checkpoint_tag = tag;
+    xc_train_report rep;
+    if (xc_train(x0, x1, n, d, &o, &x, &rep, err)) { rs_err_prefix(err, "side-swap null %d", q); goto done; }
+    int m = x->n_latents;
+    n0 = malloc((size_t)m * sizeof *n0), n1 = malloc((size_t)m * sizeof *n1), rel = malloc((size_t)m * sizeof *rel);
+    fires = malloc((size_t)m * sizeof *fires);
+    if (!n0 || !n1 || !rel || !fires) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    xc_decoder_norms(x, n0, n1, rel);
+    if (xc_eval_rows(x, x0, x1, n, NULL, NULL, NULL, fires, err)) goto done;
+    *alive = 0;
+    for (int k = 0; k < 4; k++) cls[k] = 0;
+    for (int i = 0; i < m; i++) {
+        int k = latent_class(rel[i], fires[i], ex, sh);
+        if (k >= 0) cls[k]++, (*alive)++;
+    }
+    rc = 0;
+done:
+    free(x0), free(x1), free(n0), free(n1), free(rel), free(fires);
+    xc_free(x);
+    return rc;
+}
+
 /* One hook: train (resuming a checkpoint), save, evaluate → its JSON entry and CSV rows. */
 static int one_hook(pl_ctx *c, const char *hook, const int32_t *ids, const int64_t *off, const char *fp, FILE *csv,
                     cJSON *arr, rs_err *err) {
@@ -231,7 +281,7 @@ static int one_hook(pl_ctx *c, const char *hook, const int32_t *ids, const int64
     char safe[200], name[256], *ckdir = pl_join(c->out, "crosscoder_state"), *ck = NULL, *mdir = pl_join(c->results, "crosscoder");
     char *mpath = NULL;
     double *n0 = NULL, *n1 = NULL, *rel = NULL;
-    int64_t *fires = NULL;
+    int64_t *fires = NULL, (*ncls)[5] = NULL; /* per null run: 4 class counts, alive */
     int rc = -1;
     safe_name(hook, safe, sizeof safe);
     snprintf(name, sizeof name, "%s.state.safetensors", safe);
@@ -285,6 +335,14 @@ static int one_hook(pl_ctx *c, const char *hook, const int32_t *ids, const int64
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    int R = cfg->crosscoder.null_runs;
+    double ex = cfg->crosscoder.exclusive, sh = cfg->crosscoder.shared;
+    if (R > 0 && !(ncls = calloc((size_t)R, sizeof *ncls))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    for (int q = 0; q < R; q++)
+        if (null_run(&tr, (int)wa, &o, q, ck, tag, ex, sh, ncls[q], &ncls[q][4], err)) {
+            rs_err_prefix(err, "crosscoder at %s", hook);
+            goto done;
+        }
     rmdir(ckdir); /* when empty */
     char ntr[32], lay[32];
     snprintf(ntr, sizeof ntr, "%lld", (long long)tr.n);
@@ -302,14 +360,13 @@ static int one_hook(pl_ctx *c, const char *hook, const int32_t *ids, const int64
     cJSON *fit = fit_json(x, &ev, cfg->crosscoder.bootstrap, fvu, err);
     if (!fit) goto done;
     /* classes over the alive latents (fired on at least one training row) */
-    double ex = cfg->crosscoder.exclusive, sh = cfg->crosscoder.shared;
     int64_t cls[4] = {0, 0, 0, 0}, alive = 0; /* llm_only, shared, vlm_only, other */
     double hist[XC_HIST_BINS] = {0};
     for (int i = 0; i < m; i++) {
         const char *cn = "dead";
-        if (fires[i] > 0 && isfinite(rel[i])) {
+        int k = latent_class(rel[i], fires[i], ex, sh);
+        if (k >= 0) {
             alive++;
-            int k = rel[i] < ex ? 0 : rel[i] > 1 - ex ? 2 : fabs(rel[i] - 0.5) <= sh ? 1 : 3;
             cls[k]++;
             cn = k == 0 ? "llm_only" : k == 1 ? "shared" : k == 2 ? "vlm_only" : "other";
             int b = (int)(rel[i] * XC_HIST_BINS);
@@ -366,6 +423,41 @@ static int one_hook(pl_ctx *c, const char *hook, const int32_t *ids, const int64
         cJSON_AddStringToObject(k1, "definition", defs[k]);
         rs_json_add_num(k1, "count", (double)cls[k]);
         cJSON_AddItemToObject(k1, "fraction", stat_n(alive ? (double)cls[k] / alive : NAN, lo, hi, alive));
+        if (R > 0) { /* the side-swap null's fractions: mean and range over its runs; p one-sided, by the rule */
+            double fs = 0, fmin = INFINITY, fmax = -INFINITY, real = alive ? (double)cls[k] / alive : NAN;
+            int ge = 0, le = 0;
+            for (int q = 0; q < R; q++) {
+                double fq = ncls[q][4] ? (double)ncls[q][k] / (double)ncls[q][4] : NAN;
+                fs += fq;
+                if (fq < fmin) fmin = fq;
+                if (fq > fmax) fmax = fq;
+                ge += fq >= real, le += fq <= real;
+            }
+            cJSON *nj = cJSON_AddObjectToObject(k1, "null_side_swap");
+            rs_json_add_num(nj, "fraction_mean", fs / R);
+            rs_json_add_num(nj, "fraction_min", fmin);
+            rs_json_add_num(nj, "fraction_max", fmax);
+            rs_json_add_num(nj, "runs", R);
+            /* exclusive classes: is the real fraction larger than under exchangeable sides? shared:
+             * smaller? (p = (1 + #null runs at least as extreme) / (1 + runs)) */
+            rs_json_add_num(nj, "p", (1.0 + (k == 1 ? le : ge)) / (1.0 + R));
+            cJSON_AddStringToObject(nj, "alternative", k == 1 ? "real fraction below the null" : "real fraction above the null");
+        }
+    }
+    if (R > 0) {
+        cJSON *nj = cJSON_AddObjectToObject(e, "null_side_swap");
+        cJSON_AddStringToObject(nj, "definition",
+                                "the same crosscoder retrained on the same training rows with each token's two sides "
+                                "swapped with probability 1/2 (seed + 1 + run), so that neither model is special: the "
+                                "class fractions a crosscoder produces when the two sides are exchangeable");
+        rs_json_add_num(nj, "runs", R);
+        cJSON *al = cJSON_AddArrayToObject(nj, "alive");
+        for (int q = 0; q < R; q++) cJSON_AddItemToArray(al, rs_json_number((double)ncls[q][4]));
+        cJSON *cc = cJSON_AddObjectToObject(nj, "counts");
+        for (int k = 0; k < 4; k++) {
+            cJSON *a = cJSON_AddArrayToObject(cc, cname[k]);
+            for (int q = 0; q < R; q++) cJSON_AddItemToArray(a, rs_json_number((double)ncls[q][k]));
+        }
     }
     cJSON *hj = cJSON_AddObjectToObject(e, "rel_norm_hist");
     cJSON *ed = cJSON_AddArrayToObject(hj, "edges"), *ct = cJSON_AddArrayToObject(hj, "counts");
@@ -380,7 +472,7 @@ static int one_hook(pl_ctx *c, const char *hook, const int32_t *ids, const int64
            held_out ? "held-out captions" : "in-sample");
     rc = 0;
 done:
-    free(A), free(C), free(n0), free(n1), free(rel), free(fires);
+    free(A), free(C), free(n0), free(n1), free(rel), free(fires), free(ncls);
     row_set_free(&tr), row_set_free(&ev);
     xc_free(x);
     free(ckdir), free(ck), free(mdir), free(mpath);

@@ -2108,7 +2108,10 @@ static int sec_crosscoder(ctx *c, rs_err *err) {
         snprintf(what, sizeof what, "Per-latent relative decoder norm of the crosscoder at %s: 0 = only Gemma-2 (LLM) "
                  "decodes it, 1 = only PaliGemma (VLM), 0.5 = both equally.", hook);
         fig_close(c, what, ntext, "none (a distribution over latents)");
-        sb_puts(c->b, "<table><tr><th>class</th><th>definition</th><th>count</th><th>fraction [95% CI]</th><th>n</th></tr>\n");
+        const cJSON *nul = cJSON_GetObjectItemCaseSensitive(e, "null_side_swap");
+        sb_puts(c->b, "<table><tr><th>class</th><th>definition</th><th>count</th><th>fraction [95% CI]</th><th>n</th>");
+        if (nul) sb_puts(c->b, "<th>side-swap null: mean fraction (range)</th><th>p</th>");
+        sb_puts(c->b, "</tr>\n");
         const char *cn[4] = {"llm_only", "shared", "vlm_only", "other"};
         const char *label[4] = {"LLM-only", "shared", "VLM-only", "other"};
         for (int q = 0; q < 4; q++) {
@@ -2122,12 +2125,27 @@ static int sec_crosscoder(ctx *c, rs_err *err) {
             sb_printf(c->b, "<tr><td>%s</td><td>", label[q]);
             sb_escape(c->b, get_str(o, "definition") ? get_str(o, "definition") : "");
             sb_printf(c->b, "</td><td>%s</td>", svg_fmt(num_or_nan(o, "count"), buf, sizeof buf));
-            sb_printf(c->b, "<td>%s [%s, %s]</td><td>%lld</td></tr>\n", svg_fmt(f.v, ntext, sizeof ntext),
+            sb_printf(c->b, "<td>%s [%s, %s]</td><td>%lld</td>", svg_fmt(f.v, ntext, sizeof ntext),
                       svg_fmt(f.lo, lo, sizeof lo), svg_fmt(f.hi, hi, sizeof hi), (long long)alive);
+            if (nul) {
+                const cJSON *nq = cJSON_GetObjectItemCaseSensitive(o, "null_side_swap");
+                char a1[32], a2[32], a3[32], a4[32];
+                sb_printf(c->b, "<td>%s (%s – %s)</td><td>%s</td>", svg_fmt(num_or_nan(nq, "fraction_mean"), a1, sizeof a1),
+                          svg_fmt(num_or_nan(nq, "fraction_min"), a2, sizeof a2),
+                          svg_fmt(num_or_nan(nq, "fraction_max"), a3, sizeof a3), svg_fmt(num_or_nan(nq, "p"), a4, sizeof a4));
+            }
+            sb_puts(c->b, "</tr>\n");
         }
         sb_puts(c->b, "</table>\n<p class=\"note\">Class CI: ");
         sb_escape(c->b, class_ci);
-        sb_puts(c->b, ".</p>\n");
+        sb_puts(c->b, ".");
+        if (nul) {
+            sb_printf(c->b, " Null (%s runs): ", svg_fmt(num_or_nan(nul, "runs"), buf, sizeof buf));
+            sb_escape(c->b, get_str(nul, "definition") ? get_str(nul, "definition") : "");
+            sb_puts(c->b, "; p = (1 + null runs at least as extreme) / (1 + runs), one-sided: exclusive and other classes "
+                          "above the null, shared below it; its smallest value is 1 / (1 + runs).");
+        }
+        sb_puts(c->b, "</p>\n");
         sb_puts(c->b, "<table><tr><th>side</th><th>FVU [95% CI]</th><th>explained variance [95% CI]</th><th>n rows</th>"
                       "</tr>\n");
         const char *side[2] = {"llm", "vlm"}, *sl[2] = {"Gemma-2 (LLM)", "PaliGemma (VLM)"};

@@ -56,6 +56,17 @@ void xc_free(rs_crosscoder *c) {
     free(c);
 }
 
+int64_t xc_swap_sides(const float *x0, const float *x1, int64_t n, int d, uint64_t seed, float *y0, float *y1) {
+    int64_t k = 0;
+    for (int64_t t = 0; t < n; t++) {
+        int sw = rs_uniform_at(seed, (uint64_t)t) < 0.5;
+        k += sw;
+        memcpy(y0 + (size_t)t * d, (sw ? x1 : x0) + (size_t)t * d, (size_t)d * sizeof *y0);
+        memcpy(y1 + (size_t)t * d, (sw ? x0 : x1) + (size_t)t * d, (size_t)d * sizeof *y1);
+    }
+    return k;
+}
+
 void xc_decoder_norms(const rs_crosscoder *c, double *norm0, double *norm1, double *rel) {
     int d = c->d_in;
     for (int i = 0; i < c->n_latents; i++) {
