@@ -55,6 +55,10 @@ C=$T/r/results/probe_targets.csv
 [ "$(($(wc -l <"$C") - 1))" -eq $((np + nt)) ] || fail "probe_targets.csv rows"
 head -1 "$C" | grep -q '^kind,target,model,hook,layer,n_images,n_test_images,positives_test,balanced_accuracy,' || fail "csv header"
 
+# the report's compact table
+grep -q '<section id="targets">' "$T/r/report.html" || fail "no target section in the report"
+grep -q 'target &times; modality pairs skipped' "$T/r/report.html" || fail "the report does not count the skipped targets"
+
 # the same folder again: nothing redone
 expect 0 "complete (skipped)" -- "$CLI" run "$T/tg.json" --out "$T/r" --threads 1
 grep -q "\[probes\] complete (skipped)" "$T/err" || fail "the probes stage ran again"
@@ -64,6 +68,7 @@ expect 0 "report.html" -- "$CLI" run "$T/base.json" --out "$T/b" --threads 1 --q
 [ -e "$T/b/dataset/targets.csv" ] && fail "targets.csv without probes.targets"
 jq -e 'has("targets") | not' "$T/b/results/probes.json" >/dev/null || fail "targets key without probes.targets"
 [ -e "$T/b/results/probe_targets.csv" ] && fail "probe_targets.csv without probes.targets"
+grep -q 'id="targets"' "$T/b/report.html" && fail "a target section without probes.targets"
 
 jq '.probes.targets = ["colors"]' "$T/base.json" >"$T/bad.json"
 expect 1 "probes.targets" -- "$CLI" run "$T/bad.json" --out "$T/bad" --quiet
