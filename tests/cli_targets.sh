@@ -51,6 +51,19 @@ jq -e '[.targets.transfer[] | ((.gap.value - (.within.value - .transfer.value)) 
 jq -e '.targets as $t | [$t.transfer[] | select(.direction == "text->image") | . as $x |
         ($t.probes[] | select(.model == "VLM images" and .target == $x.target and .hook == $x.hook) |
          .balanced_accuracy.value) == $x.within.value] | all' "$J" >/dev/null || fail "within != the image probe"
+# the image probes' test images are the VLM-image concept probe's (the same splits)
+jq -e '(.tasks[] | select(.task == "concept" and .model == "VLM images") | .layers | map({(.layer | tostring): .n_test}) | add)
+       as $nt | [.targets.probes[] | select(.model == "VLM images") | .n_test_images == $nt[.layer | tostring]] | all' \
+  "$J" >/dev/null || fail "image target probes do not test the concept probe's test images"
+# prevalence x n_images = the positive image rows of targets.csv (counted here with awk)
+jq -r '.targets.probes[] | select(.model == "VLM images" and .layer == 1) |
+       "\(.kind | sub("ies$"; "y") | sub("s$"; "")):\(.target) \(.prevalence * .n_images | round)"' "$J" >"$T/prev"
+[ -s "$T/prev" ] || fail "no image probe at layer 1"
+while read -r col want; do
+  got=$(awk -F, -v c="$col" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == c) k = i; next }
+                               $2 == "image" && $k == 1 { n++ } END { print n + 0 }' "$D")
+  [ "$got" = "$want" ] || fail "$col: $got positive images in targets.csv, probes.json says $want"
+done <"$T/prev"
 C=$T/r/results/probe_targets.csv
 [ "$(($(wc -l <"$C") - 1))" -eq $((np + nt)) ] || fail "probe_targets.csv rows"
 head -1 "$C" | grep -q '^kind,target,model,hook,layer,n_images,n_test_images,positives_test,balanced_accuracy,' || fail "csv header"
