@@ -169,6 +169,65 @@ static void fit_out_free(fit_out *f) {
     memset(f, 0, sizeof *f);
 }
 
+/* The permutation refits of one split: refit q (0..NP−1) trains on the labels permuted with
+ * stream seed ^ 0x7A26E7·(q+1) and adds its balanced accuracies on the own (no rows) and other
+ * (nx rows) test images, divided by S, to null_own[q] / null_oth[q]. The refits are independent
+ * and run on eo->threads threads (one thread when a single fit would use several); every value
+ * is added in q order after the loop, so the result does not depend on the thread count. */
+static int perm_null(const pl_tgt_result *t, const rs_eval_opts *eo, const rs_logreg_opts *lo, uint64_t seed,
+                     const float *Xtr, const int *ytr, const int *gtr, int ntr, const float *Xte, int no, int nx, int d,
+                     const int *y_own, const int *y_oth, int S, double *null_own, double *null_oth, rs_err *err) {
+    int NP = t->n_perm, T = eo->threads > 1 ? eo->threads : 1;
+    if (T > NP) T = NP;
+    if (rs_logreg_fit_threads(ntr, d, 2, lo) > 1) T = 1;
+    double *a = malloc(sizeof(double) * 2 * (size_t)NP);
+    int *qrc = calloc((size_t)NP, sizeof(int));
+    rs_err *qerr = calloc((size_t)NP, sizeof(rs_err));
+    if (!a || !qrc || !qerr) {
+        free(a); free(qrc); free(qerr);
+        return rs_errk(err, RS_ENOMEM, "out of memory");
+    }
+    rs_logreg_opts lo1 = *lo;
+    if (T > 1) lo1.threads = 1; /* no nested parallel region inside a fit */
+    int stop = 0;
+#pragma omp parallel num_threads(T)
+    {
+        int *yp = malloc(sizeof(int) * ((size_t)ntr + 1)), *pred = malloc(sizeof(int) * ((size_t)no + nx + 1));
+#pragma omp for schedule(dynamic)
+        for (int q = 0; q < NP; q++) {
+            int halt;
+#pragma omp atomic read
+            halt = stop;
+            if (halt) { qrc[q] = -2; continue; }
+            if (!yp || !pred) qrc[q] = rs_errk(&qerr[q], RS_ENOMEM, "out of memory");
+            else if (rs_permute_labels_grouped(ytr, gtr, ntr, seed ^ (0x7A26E7ull * (uint64_t)(q + 1)), yp))
+                qrc[q] = rs_errk(&qerr[q], RS_ENOMEM, "out of memory");
+            else qrc[q] = rs_logreg_fit_predict(Xtr, yp, ntr, Xte, no + nx, d, 2, 1, &lo1, pred, &qerr[q]);
+            if (!qrc[q]) {
+                a[2 * q] = bal_acc(y_own, pred, no);
+                a[2 * q + 1] = nx ? bal_acc(y_oth, pred + no, nx) : 0;
+            } else {
+#pragma omp atomic write
+                stop = 1;
+            }
+        }
+        free(yp);
+        free(pred);
+    }
+    int rc = 0;
+    for (int q = 0; q < NP && !rc; q++)
+        if (qrc[q] && qrc[q] != -2) {
+            if (err) *err = qerr[q];
+            rc = -1;
+        }
+    for (int q = 0; q < NP && !rc; q++) {
+        null_own[q] += a[2 * q] / S;
+        if (nx) null_oth[q] += a[2 * q + 1] / S;
+    }
+    free(a); free(qrc); free(qerr);
+    return rc;
+}
+
 static int fit_target(pl_ctx *c, pl_tgt_result *t, const rs_eval_opts *eo, const float *Xm, const float *Xo, int d,
                       const signed char *ym, const signed char *yo, fit_out *f, rs_err *err) {
     int ni = t->ni, S = t->n_seeds, NP = t->n_perm, rc = -1;
@@ -180,10 +239,10 @@ static int fit_target(pl_ctx *c, pl_tgt_result *t, const rs_eval_opts *eo, const
     f->null_own = calloc((size_t)NP + 1, sizeof(double)), f->null_oth = calloc((size_t)NP + 1, sizeof(double));
     float *Xtr = malloc(((size_t)ni * d + 1) * sizeof *Xtr), *Xte = malloc(((size_t)2 * ni * d + 1) * sizeof *Xte);
     int *ytr = malloc(((size_t)ni + 1) * sizeof(int)), *gtr = malloc(((size_t)ni + 1) * sizeof(int));
-    int *yp = malloc(((size_t)ni + 1) * sizeof(int)), *fold = malloc(((size_t)ni + 1) * sizeof(int));
+    int *fold = malloc(((size_t)ni + 1) * sizeof(int));
     int *pred = malloc(((size_t)2 * ni + 1) * sizeof(int));
     if (!f->y_own || !f->p_own || !f->g_own || !f->y_oth || !f->p_oth || !f->g_oth || !f->n_own || !f->n_oth ||
-        !f->null_own || !f->null_oth || !Xtr || !Xte || !ytr || !gtr || !yp || !fold || !pred) {
+        !f->null_own || !f->null_oth || !Xtr || !Xte || !ytr || !gtr || !fold || !pred) {
         rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
     }
@@ -238,22 +297,16 @@ static int fit_target(pl_ctx *c, pl_tgt_result *t, const rs_eval_opts *eo, const
         f->acc_own += (double)ok / no / S;
         f->maj_own += (double)(pt > no - pt ? pt : no - pt) / no / S;
         /* permutation null: training labels permuted over the images (each image one row) */
-        for (int q = 0; q < NP; q++) {
-            if (rs_permute_labels_grouped(ytr, gtr, ntr, seed ^ (0x7A26E7ull * (uint64_t)(q + 1)), yp)) {
-                rs_errk(err, RS_ENOMEM, "out of memory");
-                goto done;
-            }
-            if (rs_logreg_fit_predict(Xtr, yp, ntr, Xte, no + nx, d, 2, 1, &lo, pred, err)) goto done;
-            f->null_own[q] += bal_acc(f->y_own + po, pred, no) / S;
-            if (nx) f->null_oth[q] += bal_acc(f->y_oth + px, pred + no, nx) / S;
-        }
+        if (NP > 0 && perm_null(t, eo, &lo, seed, Xtr, ytr, gtr, ntr, Xte, no, nx, d, f->y_own + po, f->y_oth + px, S,
+                                f->null_own, f->null_oth, err))
+            goto done;
         f->n_own[s] = no, f->n_oth[s] = nx;
         po += (size_t)no, px += (size_t)nx;
     }
     for (int j = 0; j < ni; j++) f->n_known += ym[j] >= 0;
     rc = 0;
 done:
-    free(Xtr); free(Xte); free(ytr); free(gtr); free(yp); free(fold); free(pred);
+    free(Xtr); free(Xte); free(ytr); free(gtr); free(fold); free(pred);
     if (rc) fit_out_free(f);
     return rc;
 }
