@@ -122,6 +122,10 @@ typedef struct pl_tgt_result {
 int pl_targets_prepare(pl_ctx *c, const rs_eval_opts *eo, pl_tgt_result **out, rs_err *err);
 /* Every eligible target at one decoder hook. */
 int pl_targets_hook(pl_ctx *c, pl_tgt_result *t, const rs_eval_opts *eo, const char *hook, int layer, rs_err *err);
+/* The same on given features, one row per image: XT [ni, dT] text (the image's first
+ * caption; NULL: none), XI [ni, dI] image (pl_targets_hook loads them; tests call this). */
+int pl_targets_eval(pl_ctx *c, pl_tgt_result *t, const rs_eval_opts *eo, const float *XT, int dT, const float *XI,
+                    int dI, const char *hook, int layer, rs_err *err);
 /* Benjamini–Hochberg q over the target probes, and over the transfer cells. */
 int pl_targets_bh(pl_tgt_result *t, rs_err *err);
 struct cJSON *pl_targets_json(const pl_tgt_result *t);

@@ -369,15 +369,12 @@ static int boot_gap(const int *y, const int *pa, const int *pb, const int *n_row
 }
 
 int pl_targets_hook(pl_ctx *c, pl_tgt_result *t, const rs_eval_opts *eo, const char *hook, int layer, rs_err *err) {
-    const rs_targets *T = c->targets;
-    int ni = t->ni, C = t->n_cols, S = t->n_seeds, NP = t->n_perm, rc = -1;
+    int ni = t->ni, C = t->n_cols, rc = -1;
     int any = 0;
     for (int k = 0; k < 2 * C; k++) any |= t->elig[k];
     if (!any) return 0;
     float *XL = NULL, *XI = NULL, *XT = NULL;
     int nl = 0, dl = 0, nim = 0, di = 0;
-    fit_out fo[2];
-    memset(fo, 0, sizeof fo);
     if (c->n_text && pl_store_features(c, PL_LLM_TEXT, hook, &XL, &nl, &dl, err)) goto done;
     if (pl_store_features(c, PL_VLM_IMAGE, hook, &XI, &nim, &di, err)) goto done;
     /* the text side, one row per image: its first caption (zeros where it has none; those
@@ -388,6 +385,20 @@ int pl_targets_hook(pl_ctx *c, pl_tgt_result *t, const rs_eval_opts *eo, const c
         for (int j = 0; j < ni; j++)
             if (t->cap[j] >= 0) memcpy(XT + (size_t)j * dl, XL + (size_t)t->cap[j] * dl, sizeof(float) * dl);
     }
+    rc = pl_targets_eval(c, t, eo, XT, dl, XI, di, hook, layer, err);
+done:
+    free(XL);
+    free(XI);
+    free(XT);
+    return rc;
+}
+
+int pl_targets_eval(pl_ctx *c, pl_tgt_result *t, const rs_eval_opts *eo, const float *XT, int dl, const float *XI,
+                    int di, const char *hook, int layer, rs_err *err) {
+    const rs_targets *T = c->targets;
+    int ni = t->ni, C = t->n_cols, S = t->n_seeds, NP = t->n_perm, rc = -1;
+    fit_out fo[2];
+    memset(fo, 0, sizeof fo);
     int same_d = XT && dl == di;
     for (int k = 0; k < C; k++) {
         int e[2] = {t->elig[k], t->elig[C + k]};
@@ -471,9 +482,6 @@ int pl_targets_hook(pl_ctx *c, pl_tgt_result *t, const rs_eval_opts *eo, const c
 done:
     fit_out_free(&fo[0]);
     fit_out_free(&fo[1]);
-    free(XL);
-    free(XI);
-    free(XT);
     return rc;
 }
 
