@@ -76,6 +76,12 @@ grep -q 'target &times; modality pairs skipped' "$T/r/report.html" || fail "the 
 expect 0 "complete (skipped)" -- "$CLI" run "$T/tg.json" --out "$T/r" --threads 1
 grep -q "\[probes\] complete (skipped)" "$T/err" || fail "the probes stage ran again"
 
+# the option turned off in the same folder: the targets files are gone
+expect 0 "report.html" -- "$CLI" run "$T/base.json" --out "$T/r" --threads 1 --quiet
+[ -e "$T/r/dataset/targets.csv" ] && fail "targets.csv left after turning the targets off"
+[ -e "$T/r/results/probe_targets.csv" ] && fail "probe_targets.csv left after turning the targets off"
+jq -e 'has("targets") | not' "$T/r/results/probes.json" >/dev/null || fail "targets key left after turning them off"
+
 # without the option: no targets file, no targets key
 expect 0 "report.html" -- "$CLI" run "$T/base.json" --out "$T/b" --threads 1 --quiet
 [ -e "$T/b/dataset/targets.csv" ] && fail "targets.csv without probes.targets"

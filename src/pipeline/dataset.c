@@ -392,10 +392,14 @@ int pl_targets_wanted(const rs_config *cfg, int k) {
  * turning the targets on does not redo the stores; the probes stage's fingerprint includes
  * the file's checksum. */
 static int dataset_targets(pl_ctx *c, const char *manifest_path, rs_err *err) {
-    if (!pl_targets_wanted(c->cfg, -1)) return 0;
     coco_data *d = NULL;
     char *path = pl_join(c->out, "dataset/targets.csv");
     int rc = -1;
+    if (!pl_targets_wanted(c->cfg, -1)) { /* none asked: no file (nor one left by an earlier run) */
+        if (path) unlink(path);
+        free(path);
+        return 0;
+    }
     c->targets = calloc(1, sizeof *c->targets);
     if (!path || !c->targets) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     if (!c->cfg->dataset.manifest && load_coco(c, &d, err)) goto done;
