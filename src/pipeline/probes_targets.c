@@ -27,6 +27,7 @@
 #include "reprshift/fileio.h"
 #include "reprshift/probe.h"
 #include "reprshift/probe_eval.h"
+#include "reprshift/progress.h"
 #include "reprshift/stats.h"
 
 static const char *const MODEL[2] = {"LLM captions", "VLM images"};
@@ -385,7 +386,12 @@ int pl_targets_hook(pl_ctx *c, pl_tgt_result *t, const rs_eval_opts *eo, const c
         for (int j = 0; j < ni; j++)
             if (t->cap[j] >= 0) memcpy(XT + (size_t)j * dl, XL + (size_t)t->cap[j] * dl, sizeof(float) * dl);
     }
+    double t0 = rs_now();
+    int np0 = t->n_pr, nx0 = t->n_tr;
     rc = pl_targets_eval(c, t, eo, XT, dl, XI, di, hook, layer, err);
+    if (!rc)
+        pl_log(c, "probes", "targets at %s: %d probes, %d transfer cells (%d permutations each, %d splits) in %.2f s", hook,
+               t->n_pr - np0, t->n_tr - nx0, t->n_perm, t->n_seeds, rs_now() - t0);
 done:
     free(XL);
     free(XI);
