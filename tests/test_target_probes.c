@@ -192,8 +192,104 @@ static void test_permutation(void **state) {
     fx_free(&f);
 }
 
+/* pl_targets_prepare: the splits are the group probes' (rs_split_stratified_groups on the image
+ * rows' group labels, seed 7919·(s+1)), labels come from the right manifest rows (text: the
+ * image's first caption row), and a target × modality is eligible exactly when every split has
+ * at least min_positives positive and negative images with a known label on both sides; the
+ * others are skipped once with a reason naming the split, the side and the count. */
+static void test_prepare(void **state) {
+    (void)state;
+    enum { NI = 16, C = 3, S = 2 };
+    /* manifest rows: image j at 2j, its caption at 2j + 1 */
+    rs_targets T;
+    memset(&T, 0, sizeof T);
+    static char *NAMES[C] = {"category:many", "colour:rare", "action:textonly"};
+    static rs_target_kind KINDS[C] = {RS_TGT_CATEGORY, RS_TGT_COLOUR, RS_TGT_ACTION};
+    T.n_cols = C, T.names = NAMES, T.kind = KINDS, T.n_rows = 2 * NI;
+    signed char v[2 * NI * C];
+    int label[NI], group[NI], cap[NI], trow[NI], irow[NI];
+    for (int j = 0; j < NI; j++) {
+        label[j] = j % 2, group[j] = j, cap[j] = j, trow[j] = 2 * j + 1, irow[j] = 2 * j;
+        signed char many = (signed char)(j % 4 < 2), rare = (signed char)(j == 3);
+        v[(2 * j) * C + 0] = many, v[(2 * j + 1) * C + 0] = many;
+        v[(2 * j) * C + 1] = rare, v[(2 * j + 1) * C + 1] = rare;
+        v[(2 * j) * C + 2] = -1, v[(2 * j + 1) * C + 2] = (signed char)(j % 3 == 0); /* unknown on images */
+    }
+    T.v = v;
+    char *tg[4] = {"groups", "categories", "colours", "actions"};
+    rs_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.probes.targets = tg, cfg.probes.n_targets = 4, cfg.probes.min_positives = 2;
+    rs_pipeline_opts po;
+    memset(&po, 0, sizeof po);
+    po.quiet = 1;
+    pl_ctx c;
+    memset(&c, 0, sizeof c);
+    c.cfg = &cfg, c.opt = &po, c.targets = &T;
+    c.n_image = NI, c.n_text = NI, c.n_labels = 2;
+    c.image_label = label, c.image_group = group, c.image_caption = cap, c.text_row = trow, c.image_row = irow;
+    rs_eval_opts eo = opts(1);
+    eo.n_seeds = S, eo.test_frac = 0.5;
+    pl_tgt_result *t;
+    rs_err err = {0};
+    assert_int_equal(pl_targets_prepare(&c, &eo, &t, &err), 0);
+    /* the concept probe's splits */
+    int it[NI];
+    for (int s = 0; s < S; s++) {
+        assert_int_equal(rs_split_stratified_groups(label, group, NI, 2, 0.5, 7919u * (uint64_t)(s + 1), it, &err), 0);
+        assert_memory_equal(it, t->is_test + s * NI, sizeof it);
+    }
+    /* labels and eligibility, counted here */
+    int n_skip = 0;
+    for (int m = 0; m < 2; m++)
+        for (int k = 0; k < C; k++) {
+            int ok = 1;
+            for (int j = 0; j < NI; j++)
+                assert_int_equal(t->y[((size_t)m * C + k) * NI + j], v[(m == 0 ? trow[j] : irow[j]) * C + k]);
+            for (int s = 0; s < S; s++) {
+                int cnt[2][2] = {{0, 0}, {0, 0}};
+                for (int j = 0; j < NI; j++) {
+                    signed char y = v[(m == 0 ? trow[j] : irow[j]) * C + k];
+                    if (y >= 0) cnt[t->is_test[s * NI + j]][y]++;
+                }
+                ok &= cnt[0][0] >= 2 && cnt[0][1] >= 2 && cnt[1][0] >= 2 && cnt[1][1] >= 2;
+            }
+            assert_int_equal(t->elig[m * C + k], ok);
+            n_skip += !ok;
+        }
+    /* many: eligible on both; rare (one positive image) and textonly on images: skipped */
+    assert_int_equal(t->elig[0], 1);
+    assert_int_equal(t->elig[C + 0], 1);
+    assert_int_equal(t->elig[1], 0);
+    assert_int_equal(t->elig[C + 2], 0);
+    assert_int_equal(t->n_sk, n_skip);
+    int seen_rare = 0, seen_unknown = 0;
+    for (int i = 0; i < t->n_sk; i++) {
+        if (!strcmp(t->sk[i].target, "colour:rare") && !strcmp(t->sk[i].model, "LLM captions")) {
+            seen_rare = 1;
+            assert_non_null(strstr(t->sk[i].reason, "split 0: "));
+            assert_non_null(strstr(t->sk[i].reason, "positive"));
+            assert_non_null(strstr(t->sk[i].reason, "probes.min_positives = 2; 1 of 16 images positive"));
+        }
+        if (!strcmp(t->sk[i].target, "action:textonly") && !strcmp(t->sk[i].model, "VLM images")) {
+            seen_unknown = 1;
+            assert_non_null(strstr(t->sk[i].reason, "no image with a known label"));
+        }
+    }
+    assert_true(seen_rare && seen_unknown);
+    pl_targets_result_free(t);
+    /* only colours asked: the other kinds are neither evaluated nor listed */
+    char *only[1] = {"colours"};
+    cfg.probes.targets = only, cfg.probes.n_targets = 1;
+    assert_int_equal(pl_targets_prepare(&c, &eo, &t, &err), 0);
+    assert_int_equal(t->elig[0] + t->elig[C + 0] + t->elig[2] + t->elig[C + 2], 0);
+    for (int i = 0; i < t->n_sk; i++) assert_string_equal(t->sk[i].target, "colour:rare");
+    pl_targets_result_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_prepare),
         cmocka_unit_test(test_against_sklearn),
         cmocka_unit_test(test_permutation),
     };
