@@ -4,8 +4,9 @@
  * carried by the same direction in both modalities, one by different directions, one with
  * unknown text labels). Per target and modality: the seed-mean balanced accuracy, accuracy,
  * majority accuracy and the counts; per direction the transfer, the within-modality value and
- * the gap; a target skipped for one modality gets no transfer. Also: the permutation null with
- * a planted signal (p at its minimum 1/(1+n)) and thread invariance. */
+ * the gap; a target skipped for one modality gets no transfer. Also: the permutation p (on
+ * its 1/(1+n) grid, small with signal, large at chance), thread invariance, BH, and
+ * pl_targets_prepare (splits, labels, the min_positives rule, skip reasons). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
