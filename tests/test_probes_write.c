@@ -16,6 +16,7 @@
 #include "pipeline/pipeline_internal.h"
 #include "pipeline/probes_result.h"
 #include "base/jsonutil.h"
+#include "reprshift/fileio.h"
 
 static const char *H0 = "blocks.0.hook_resid_post", *H1 = "blocks.1.hook_resid_post", *HV = "vision.ln_post";
 
@@ -260,7 +261,10 @@ static void test_write_files(void **state) {
     assert_null(cJSON_GetObjectItemCaseSensitive(j, "vision"));
     assert_null(cJSON_GetObjectItemCaseSensitive(j, "paired_test"));
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "tasks")), 2);
+    assert_null(cJSON_GetObjectItemCaseSensitive(j, "targets"));
     cJSON_Delete(j);
+    snprintf(path, sizeof path, "%s/probe_targets.csv", dir);
+    assert_int_not_equal(access(path, F_OK), 0);
     pl_probes_result_free(&R);
 
     /* nothing evaluated: no file at all */
@@ -271,10 +275,97 @@ static void test_write_files(void **state) {
     assert_int_not_equal(access(path, F_OK), 0);
 }
 
+/* The target probes' block (probes_targets.c): both BH families (scipy
+ * false_discovery_control: p = [0.01, 0.04, 0.03] -> [0.03, 0.04, 0.04], p = [0.2, 0.5] ->
+ * [0.4, 0.5]), probes.json "targets" and results/probe_targets.csv, absent without targets
+ * (test_write_files). */
+static void test_targets_block(void **state) {
+    (void)state;
+    pl_probes_result R;
+    build(&R, 0);
+    pl_tgt_result *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    R.tg = t;
+    t->min_pos = 2, t->n_perm = 9, t->n_seeds = 2, t->n_boot = 10;
+    t->pr = calloc(3, sizeof *t->pr);
+    t->tr = calloc(2, sizeof *t->tr);
+    t->sk = calloc(1, sizeof *t->sk);
+    assert_true(t->pr && t->tr && t->sk);
+    static const char *const NAME[3] = {"category:dog", "supercategory:animal", "colour:red"};
+    static const rs_target_kind KIND[3] = {RS_TGT_CATEGORY, RS_TGT_SUPERCATEGORY, RS_TGT_COLOUR};
+    const double P[3] = {0.01, 0.04, 0.03};
+    for (int i = 0; i < 3; i++)
+        t->pr[t->n_pr++] = (pl_tgt_probe){.target = NAME[i], .kind = KIND[i], .model = "VLM images", .hook = H0,
+                                          .n_images = 24, .n_test = 6, .pos_train = 5, .pos_test = 2,
+                                          .prevalence = 7.0 / 24, .bal = 0.75, .lo = 0.5, .hi = 1, .acc = 0.8,
+                                          .majority = 2.0 / 3, .null_mean = 0.5, .p = P[i], .n_perm = 9};
+    for (int i = 0; i < 2; i++)
+        t->tr[t->n_tr++] = (pl_tgt_transfer){.target = "category:dog", .kind = RS_TGT_CATEGORY, .hook = H0, .dir = i,
+                                             .n_images = 24, .n_test = 6, .within = 0.75, .within_lo = 0.5,
+                                             .within_hi = 1, .xfer = 0.5, .xfer_lo = 0.25, .xfer_hi = 0.75,
+                                             .gap = 0.25, .gap_lo = -0.125, .gap_hi = 0.5, .null_mean = 0.5,
+                                             .p = i ? 0.5 : 0.2};
+    t->sk[t->n_sk++] = (pl_tgt_skip){.target = "action:eating", .model = "LLM captions", .reason = strdup("too few")};
+    rs_err err = {0};
+    assert_int_equal(pl_targets_bh(t, &err), 0);
+    assert_int_equal(t->n_tests, 3);
+    assert_int_equal(t->n_tr_tests, 2);
+    const double Q[3] = {0.03, 0.04, 0.04};
+    for (int i = 0; i < 3; i++) assert_true(fabs(t->pr[i].q - Q[i]) < 1e-15);
+    assert_true(fabs(t->tr[0].q - 0.4) < 1e-15);
+    assert_true(fabs(t->tr[1].q - 0.5) < 1e-15);
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir());
+    assert_int_equal(pl_probes_bh(&R, &err), 0);
+    assert_int_equal(pl_probes_write(&R, dir, &err), 0);
+    snprintf(path, sizeof path, "%s/probes.json", dir);
+    cJSON *j = NULL;
+    assert_int_equal(rs_json_load(path, 1 << 20, &j, &err), 0);
+    const cJSON *tg = cJSON_GetObjectItemCaseSensitive(j, "targets");
+    assert_non_null(tg);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(tg, "metric")->valuestring, "balanced_accuracy");
+    assert_true(cJSON_GetObjectItemCaseSensitive(tg, "chance")->valuedouble == 0.5);
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(tg, "probes");
+    assert_int_equal(cJSON_GetArraySize(pr), 3);
+    const cJSON *e = cJSON_GetArrayItem(pr, 1);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(e, "target")->valuestring, "animal");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(e, "kind")->valuestring, "supercategories");
+    assert_true(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "balanced_accuracy"), "ci_lo")
+                    ->valuedouble == 0.5);
+    assert_true(fabs(cJSON_GetObjectItemCaseSensitive(e, "q")->valuedouble - 0.04) < 1e-9);
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(e, "n_test_images")->valueint, 6);
+    const cJSON *tr = cJSON_GetObjectItemCaseSensitive(tg, "transfer");
+    assert_int_equal(cJSON_GetArraySize(tr), 2);
+    e = cJSON_GetArrayItem(tr, 1);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(e, "direction")->valuestring, "image->text");
+    assert_true(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "gap"), "ci_lo")->valuedouble ==
+                -0.125);
+    const cJSON *sk = cJSON_GetObjectItemCaseSensitive(tg, "skipped");
+    assert_int_equal(cJSON_GetArraySize(sk), 1);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(sk, 0), "reason")->valuestring, "too few");
+    cJSON_Delete(j);
+    /* the CSV: header, 3 probe rows, 2 transfer rows */
+    snprintf(path, sizeof path, "%s/probe_targets.csv", dir);
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(rs_read_file(path, 1 << 20, &buf, &len, &err), 0);
+    assert_non_null(strstr(buf, "\ncategories,dog,VLM images,blocks.0.hook_resid_post,0,24,6,2,0.750000,0.500000,1.000000,"
+                                "0.5,0.500000,0.01,0.03,,,,,,\n"));
+    assert_non_null(strstr(buf, "\ncategories,dog,VLM images -> LLM captions,blocks.0.hook_resid_post,0,24,6,,0.500000,"
+                                "0.250000,0.750000,0.5,0.500000,0.5,0.5,0.750000,0.500000,1.000000,0.250000,-0.125000,"
+                                "0.500000\n"));
+    int lines = 0;
+    for (char *q = buf; *q; q++) lines += *q == '\n';
+    assert_int_equal(lines, 6);
+    free(buf);
+    pl_probes_result_free(&R);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_probes_json),
         cmocka_unit_test(test_write_files),
+        cmocka_unit_test(test_targets_block),
     };
     return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

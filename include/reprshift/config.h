@@ -77,6 +77,9 @@ typedef struct {
         int folds, seeds, bootstrap;
         double test_frac;
         int permutations, min_test_groups;
+        int n_targets;
+        char **targets;    /* probes.targets (NULL when absent: the group probes only) */
+        int min_positives; /* target probes: fewest positives and negatives per side (default 5) */
     } probes;
 
     struct {

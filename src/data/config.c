@@ -46,6 +46,7 @@ static const char *const CONDITIONS[] = {"llm", "vlm_text", "vlm_caption", "vlm_
 static const char *const XC_SPARSITY[] = {"l1", "batchtopk", NULL};
 static const char *const PROBE_KINDS[] = {"concept", "cross_modal", "modality", "brightness", "redness", "saturation",
                                           "contrast", "blur", "rotation", NULL};
+static const char *const TARGET_KINDS[] = {"groups", "categories", "supercategories", "colours", "actions", NULL};
 
 static const field MODELS[] = {
     {"llm", K_STR, 1, NULL, 0, 0, 0, NULL, PATH_OR_NAME, NULL,
@@ -129,6 +130,13 @@ static const field PROBES[] = {
      "label permutations per seed for the permutation test (group level; 0 = none)"},
     {"min_test_groups", K_INT, 0, "50", 1, 1000000000, 0, NULL, 0, NULL,
      "fewest test groups (images) a split may leave; fewer is an error"},
+    {"targets", K_STRS, 0, NULL, 0, 0, 1, TARGET_KINDS, 0, NULL,
+     "probe targets (absent: [\"groups\"], the group probes only): \"categories\" (80 COCO categories, multi-label), "
+     "\"supercategories\", \"colours\", \"actions\" (parsed from captions) add one-vs-rest probes per target "
+     "and their text<->image transfer (docs/probes.md, Target probes; rules in docs/datasets.md, Targets)"},
+    {"min_positives", K_INT, 0, NULL, 1, 1000000000, 0, NULL, 0, NULL,
+     "target probes: fewest positive AND negative images a target needs in the training and in the test side "
+     "of every split (absent: 5); others are listed as skipped"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -630,6 +638,7 @@ void rs_config_free(rs_config *c) {
     }
     free(c->edits);
     free_strs(c->probes.which);
+    free_strs(c->probes.targets);
     free(c->probes.C);
     free(c->steer.alphas);
     free_strs(c->steer.hooks);
@@ -850,6 +859,8 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     c->probes.test_frac = get(p, "test_frac")->valuedouble;
     c->probes.permutations = (int)get(p, "permutations")->valuedouble;
     c->probes.min_test_groups = (int)get(p, "min_test_groups")->valuedouble;
+    c->probes.targets = get(p, "targets") ? strs(cx, get(p, "targets"), &c->probes.n_targets) : NULL;
+    c->probes.min_positives = get(p, "min_positives") ? (int)get(p, "min_positives")->valuedouble : 5;
     const cJSON *ds = get(r, "downstream");
     c->downstream.enabled = cJSON_IsTrue(get(ds, "enabled"));
     c->downstream.ablation = cJSON_IsTrue(get(ds, "ablation"));

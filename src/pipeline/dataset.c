@@ -198,6 +198,9 @@ void pl_dataset_free(pl_ctx *c) {
     c->text_ctype = c->image_ctype = NULL;
     c->n_ctypes = 0;
     free(c->variants);
+    rs_targets_free(c->targets);
+    free(c->targets);
+    c->targets = NULL;
     free(c->image_lum);
     c->image_lum = NULL;
     for (int i = 0; c->text_ids && i < c->n_text; i++) free(c->text_ids[i]);
@@ -375,12 +378,55 @@ static int dataset_run(pl_ctx *c, const char **note, rs_err *err) {
 static const char *const DATASET_OUT[] = {"dataset/manifest.csv", NULL};
 static const pl_stage_def DATASET_STAGE = {"dataset", NULL, NULL, dataset_fp, DATASET_OUT, 1, dataset_run, NULL};
 
+int pl_targets_wanted(const rs_config *cfg, int k) {
+    for (int i = 0; i < cfg->probes.n_targets; i++) {
+        const char *t = cfg->probes.targets[i];
+        if (k < 0 ? strcmp(t, "groups") != 0 : !strcmp(t, rs_target_kind_name((rs_target_kind)k))) return 1;
+    }
+    return 0;
+}
+
+/* dataset/targets.csv (docs/datasets.md, Targets), rebuilt on every run when probes.targets
+ * asks for it: from the run's manifest and, for the category columns, the COCO instance files
+ * (a given manifest: colours and actions only). It is not an output of the dataset unit, so
+ * turning the targets on does not redo the stores; the probes stage's fingerprint includes
+ * the file's checksum. */
+static int dataset_targets(pl_ctx *c, const char *manifest_path, rs_err *err) {
+    coco_data *d = NULL;
+    char *path = pl_join(c->out, "dataset/targets.csv");
+    int rc = -1;
+    if (!pl_targets_wanted(c->cfg, -1)) { /* none asked: no file (nor one left by an earlier run) */
+        if (path) unlink(path);
+        free(path);
+        return 0;
+    }
+    c->targets = calloc(1, sizeof *c->targets);
+    if (!path || !c->targets) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    if (!c->cfg->dataset.manifest && load_coco(c, &d, err)) goto done;
+    if (rs_targets_build(c->man, d, c->targets, err) || rs_targets_write(c->targets, c->man, path, err)) {
+        rs_err_prefix(err, "targets of %s", manifest_path);
+        goto done;
+    }
+    pl_log(c, "dataset", "wrote %s (%d targets: %s)", path, c->targets->n_cols,
+           d ? "categories, supercategories, colours, actions" : "colours, actions; no COCO instances for categories");
+    rc = 0;
+done:
+    if (rc) {
+        rs_targets_free(c->targets);
+        free(c->targets);
+        c->targets = NULL;
+    }
+    coco_free(d);
+    free(path);
+    return rc;
+}
+
 int pl_stage_dataset(pl_ctx *c, rs_err *err) {
     char *path = pl_join(c->out, DATASET_OUT[0]);
     int rc = -1;
     if (!path) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     if (pl_run_stage(c, &DATASET_STAGE, err)) goto done;
-    if (load_dataset(c, path, err)) goto done;
+    if (load_dataset(c, path, err) || dataset_targets(c, path, err)) goto done;
     {
         char sha[65];
         int64_t b;

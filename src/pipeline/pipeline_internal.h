@@ -17,6 +17,7 @@
 #include "reprshift/manifest.h"
 #include "reprshift/pipeline.h"
 #include "reprshift/shift_run.h"
+#include "reprshift/targets.h"
 
 /* One edited image variant kind (an entry of config edits × values). */
 typedef struct {
@@ -47,6 +48,8 @@ typedef struct {
     int *text_ctype, *image_ctype; /* concept control-task type (manifest column "category", dense
                                       ids, -1 where empty); NULL without that column */
     int n_ctypes;             /* distinct types */
+    rs_targets *targets;      /* per manifest row (dataset/targets.csv); NULL unless probes.targets
+                                 asks for more than "groups" (pl_targets_wanted) */
     int n_variants;
     pl_variant *variants;
 
@@ -96,6 +99,8 @@ char *pl_join(const char *dir, const char *name);
  * dataset runs its one-unit pl_stage_def, then loads the manifest into the context; extract
  * prepares (caption tokens, prompt, condition images) and runs its units, one per store. */
 int pl_stage_dataset(pl_ctx *c, rs_err *err);
+/* Does probes.targets ask for target kind k (RS_TGT_*), or (k < 0) for any beyond "groups"? */
+int pl_targets_wanted(const rs_config *cfg, int k);
 int pl_stage_extract(pl_ctx *c, rs_err *err);
 /* Decode the image at path and apply variant v's edit (v NULL: the original), exactly as
  * the extract stage builds the edited store's images. */

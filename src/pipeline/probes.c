@@ -616,6 +616,14 @@ int pl_probes_fp(pl_ctx *c, char fp[65], rs_err *err) {
     pl_fp(fp, "probes v3 %s %s %s %s %s %s %s %s %s pool=%s", RS_VERSION, fps[0], fps[1], fps[2], fps[3], fps[4], fps[5],
           fps[6], pj ? pj : "-", c->cfg->pool);
     free(pj);
+    if (c->targets) { /* the target probes' labels (absent: the fingerprint is as before) */
+        char *tp = pl_join(c->out, "dataset/targets.csv"), sha[65];
+        int64_t b;
+        int rc = !tp ? rs_errk(err, RS_ENOMEM, "out of memory") : rs_sha256_file(tp, sha, &b, err);
+        free(tp);
+        if (rc) return -1;
+        pl_fp(fp, "%s targets v1 %s", fp, sha);
+    }
     return 0;
 }
 
@@ -648,10 +656,11 @@ int pl_probes_run(pl_ctx *c, const char **note, rs_err *err) {
     p.eo.seed = 0;
     p.eo.threads = c->coarse_threads;
     if (pl_probes_check(c, err)) goto done;
+    if (c->targets && pl_targets_prepare(c, &p.eo, &R.tg, err)) goto done;
     for (int h = 0; h < cfg->n_hooks; h++) {
         p.hook = cfg->hooks[h];
         p.layer = hook_layer(p.hook, h);
-        if (probe_hook(&p, err)) {
+        if (probe_hook(&p, err) || (R.tg && pl_targets_hook(c, R.tg, &p.eo, p.hook, p.layer, err))) {
             rs_err_prefix(err, "probes at %s", p.hook);
             goto done;
         }
@@ -667,6 +676,7 @@ int pl_probes_run(pl_ctx *c, const char **note, rs_err *err) {
     }
     /* the report needs at least one task in probes.json: with none, the file is not written */
     if ((R.n_em > 0 && luminance(c, &R, err)) || (R.n_pt > 0 && pl_probes_bh(&R, err)) ||
+        (R.tg && pl_targets_bh(R.tg, err)) ||
         pl_probes_write(&R, c->results, err))
         goto done;
     *note = R.n_pt ? NULL : "no probe could be evaluated";

@@ -9,6 +9,8 @@
 #include "reprshift/probe_eval.h"
 #include "reprshift/probe_transfer.h"
 #include "reprshift/shift.h" /* rs_stat */
+#include "reprshift/targets.h"
+#include "pipeline/pipeline_internal.h" /* pl_ctx */
 
 struct cJSON;
 
@@ -69,6 +71,68 @@ typedef struct {
     rs_stat d_luma, d_linear_y;
 } pl_probe_lum;
 
+/* Target probes (probes_targets.c; docs/probes.md, Target probes): one-vs-rest probes per
+ * target column of dataset/targets.csv and modality, and the text<->image transfer. */
+typedef struct {
+    const char *target, *model, *hook; /* target: the column name ("category:dog") */
+    rs_target_kind kind;
+    int layer;
+    int n_images, n_test, pos_train, pos_test; /* images with a known label; test images, positives (split 0) */
+    double prevalence;
+    double bal, lo, hi;     /* seed-mean balanced accuracy, 95% nested bootstrap CI */
+    double acc, majority;   /* seed-mean accuracy and majority-class test accuracy (context only) */
+    double null_mean, p, q; /* permutation null mean, p, BH q over the target probes */
+    int n_perm;
+} pl_tgt_probe;
+
+typedef struct {
+    const char *target, *hook;
+    rs_target_kind kind;
+    int layer, dir;         /* dir 0: trained on text, scored on images; 1: the reverse */
+    int n_images, n_test;   /* of the scored modality */
+    double within, within_lo, within_hi; /* the scored modality's own probe on the same test images */
+    double xfer, xfer_lo, xfer_hi;       /* the other modality's probe */
+    double gap, gap_lo, gap_hi;          /* within − transfer, paired bootstrap CI */
+    double null_mean, p, q;              /* permutation null of the transfer; BH q over transfer cells */
+} pl_tgt_transfer;
+
+typedef struct {
+    const char *target, *model;
+    char *reason; /* owned */
+} pl_tgt_skip;
+
+typedef struct pl_tgt_result {
+    int min_pos, n_perm, n_seeds, n_boot;
+    pl_tgt_probe *pr;
+    int n_pr, cap_pr;
+    pl_tgt_transfer *tr;
+    int n_tr, cap_tr;
+    pl_tgt_skip *sk;
+    int n_sk, cap_sk;
+    int n_tests, n_tr_tests; /* finite p-values in each BH family */
+    /* prepared once (pl_targets_prepare) */
+    int ni, n_cols;
+    signed char *y;          /* [2][n_cols][ni] label per modality (0 text, 1 image), target, image */
+    int *is_test;            /* [n_seeds][ni] */
+    unsigned char *elig;     /* [2][n_cols] */
+    int *cap;                /* [ni] the image's first caption (text input index) or -1 */
+} pl_tgt_result;
+
+/* Labels, splits and the min_positives check (skips listed); *out NULL on error. */
+int pl_targets_prepare(pl_ctx *c, const rs_eval_opts *eo, pl_tgt_result **out, rs_err *err);
+/* Every eligible target at one decoder hook. */
+int pl_targets_hook(pl_ctx *c, pl_tgt_result *t, const rs_eval_opts *eo, const char *hook, int layer, rs_err *err);
+/* The same on given features, one row per image: XT [ni, dT] text (the image's first
+ * caption; NULL: none), XI [ni, dI] image (pl_targets_hook loads them; tests call this). */
+int pl_targets_eval(pl_ctx *c, pl_tgt_result *t, const rs_eval_opts *eo, const float *XT, int dT, const float *XI,
+                    int dI, const char *hook, int layer, rs_err *err);
+/* Benjamini–Hochberg q over the target probes, and over the transfer cells. */
+int pl_targets_bh(pl_tgt_result *t, rs_err *err);
+struct cJSON *pl_targets_json(const pl_tgt_result *t);
+/* results/probe_targets.csv */
+int pl_targets_write_csv(const pl_tgt_result *t, const char *results_dir, rs_err *err);
+void pl_targets_result_free(pl_tgt_result *t);
+
 typedef struct {
     /* the protocol as configured (the descriptions in the files) */
     int n_seeds, n_boot, n_perm;
@@ -88,6 +152,7 @@ typedef struct {
     int n_lum, lum_images;
     int n_tests, paired_n_tests;      /* finite p-values in each BH family */
     int cap_pt, cap_skip, cap_xf, cap_pair, cap_em;
+    pl_tgt_result *tg;                /* target probes; NULL unless probes.targets asks (owned) */
 } pl_probes_result;
 
 void pl_probes_result_free(pl_probes_result *r);

@@ -29,6 +29,7 @@ void pl_probes_result_free(pl_probes_result *r) {
     free(r->pair);
     free(r->em);
     free(r->lum);
+    pl_targets_result_free(r->tg);
     memset(r, 0, sizeof *r);
 }
 
@@ -199,6 +200,15 @@ cJSON *pl_probes_json(const pl_probes_result *r) {
     }
     /* vision hooks: a separate list, absent without vision_hooks (then probes.json is as before) */
     if (r->has_vision) add_points(r, cJSON_AddArrayToObject(probes, "vision"), 1);
+    /* target probes: absent unless probes.targets asks (then probes.json is as before) */
+    if (r->tg) {
+        cJSON *tg = pl_targets_json(r->tg);
+        if (!tg) {
+            cJSON_Delete(probes);
+            return NULL;
+        }
+        cJSON_AddItemToObject(probes, "targets", tg);
+    }
     rs_json_add_num(probes, "n_tests", r->n_tests);
     cJSON_AddStringToObject(probes, "multiple_comparisons",
                             "permutation_q: Benjamini-Hochberg over the n_tests permutation p-values of this file "
@@ -359,5 +369,6 @@ int pl_probes_write(const pl_probes_result *r, const char *results_dir, rs_err *
     if (r->n_xf > 0 && write_tree(pl_probes_transfer_json(r), results_dir, "transfer.json", err)) return -1;
     if (r->n_em > 0 && write_tree(pl_probes_attribute_json(r), results_dir, "attribute_transfer.json", err)) return -1;
     if (r->n_pt > 0 && write_tree(pl_probes_json(r), results_dir, "probes.json", err)) return -1;
+    if (r->tg && pl_targets_write_csv(r->tg, results_dir, err)) return -1;
     return 0;
 }

@@ -530,7 +530,7 @@ static const char *const COND_OUT[] = {"results/conditions.json", "results/condi
 static const char *const DOWNSTREAM_OUT[] = {"results/downstream.json", "results/downstream_items.csv", NULL};
 static const char *const CROSSCODER_OUT[] = {"results/crosscoder.json", "results/crosscoder_latents.csv", NULL};
 static const char *const PROBES_OUT[] = {"results/probes.json", "results/transfer.json", "results/attribute_transfer.json",
-                                         NULL};
+                                         "results/probe_targets.csv", NULL};
 static const char *const STEER_OUT[] = {"results/steer.json", "results/steer.csv", NULL};
 static const char *const REPORT_OUT[] = {"report.html", NULL};
 

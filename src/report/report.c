@@ -1411,6 +1411,101 @@ static int sec_paired(ctx *c, const cJSON *paired, rs_err *err) {
     return 0;
 }
 
+/* probes.json "targets" (docs/probes.md, Target probes): one compact table at the deepest
+ * decoder hook (the last hook of the list) — per evaluated target, the text and image probes'
+ * balanced accuracy [CI] with q, and the text->image transfer with its gap [CI] and q — and a
+ * line counting the BH survivors over every hook and the skipped targets. */
+static const cJSON *tg_find(const cJSON *arr, const char *target, const char *hook, const char *key, const char *val) {
+    for (const cJSON *E = arr ? arr->child : NULL; E; E = E->next) {
+        const char *t = get_str(E, "target"), *h = get_str(E, "hook"), *v = get_str(E, key);
+        if (t && h && v && !strcmp(t, target) && !strcmp(h, hook) && !strcmp(v, val)) return E;
+    }
+    return NULL;
+}
+
+static void tg_cell(rs_sbuf *b, const cJSON *E, const char *stat) {
+    const cJSON *s = E ? cJSON_GetObjectItemCaseSensitive(E, stat) : NULL;
+    double v = num_or_nan(s, "value"), lo = num_or_nan(s, "ci_lo"), hi = num_or_nan(s, "ci_hi"), q = num_or_nan(E, "q");
+    if (!E || !isfinite(v)) {
+        sb_puts(b, "<td>&ndash;</td><td></td>");
+        return;
+    }
+    int sig = isfinite(q) && q < 0.05;
+    sb_printf(b, "<td>%s%.3f [%.3f, %.3f]%s</td>", sig ? "<b>" : "", v, lo, hi, sig ? "</b>" : "");
+    if (isfinite(q)) sb_printf(b, "<td>%s%.3g%s</td>", sig ? "<b>" : "", q, sig ? " *</b>" : "");
+    else sb_puts(b, "<td>&ndash;</td>");
+}
+
+static int sec_targets(ctx *c, const cJSON *tg, rs_err *err) {
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(tg, "probes"), *tr = cJSON_GetObjectItemCaseSensitive(tg, "transfer");
+    const cJSON *sk = cJSON_GetObjectItemCaseSensitive(tg, "skipped");
+    if (!cJSON_IsObject(tg) || !cJSON_IsArray(pr) || !cJSON_IsArray(tr) || !cJSON_IsArray(sk))
+        return rs_errf(err, "%s: \"targets\" needs the arrays probes, transfer and skipped", c->path);
+    h2(c, "targets", "Target probes (categories, colours, actions)");
+    int n_pr = cJSON_GetArraySize(pr), n_sk = cJSON_GetArraySize(sk), sig = 0, n_p = 0, xsig = 0, n_x = 0;
+    for (const cJSON *E = pr->child; E; E = E->next) {
+        double q = num_or_nan(E, "q");
+        sig += isfinite(q) && q < 0.05, n_p += isfinite(num_or_nan(E, "p")) != 0;
+    }
+    for (const cJSON *E = tr->child; E; E = E->next) {
+        double q = num_or_nan(E, "q");
+        xsig += isfinite(q) && q < 0.05, n_x += isfinite(num_or_nan(E, "p")) != 0;
+    }
+    sb_printf(c->b,
+              "<p>One-vs-rest probes per target (COCO categories and supercategories of the image, colour and action "
+              "words of its caption; rules in docs/datasets.md), on the LLM's caption activations (text) and the VLM's "
+              "image activations (image), on the group probes' splits. Balanced accuracy (chance 0.5 whatever the "
+              "prevalence), seed mean with a 95%% nested bootstrap CI over splits and test images; q: "
+              "Benjamini&ndash;Hochberg over all target probes (permutation p). Transfer: the text probe scored on "
+              "the same test images' image activations; gap = image probe &minus; transfer, paired bootstrap CI. "
+              "Target probes with q &lt; 0.05 (marked *): <b>%d of %d</b> over every hook; transfer cells: <b>%d of "
+              "%d</b>. <b>%d</b> target &times; modality pairs skipped for too few positive or negative images "
+              "(min_positives %g; listed in <code>probes.json</code> <code>targets.skipped</code>).</p>\n",
+              sig, n_p, xsig, n_x, n_sk, num_or_nan(tg, "min_positives"));
+    if (n_pr < 1) {
+        sb_puts(c->b, "<p class=\"note\">No target had enough positive and negative images on both sides of every "
+                      "split.</p>\n</section>\n");
+        return 0;
+    }
+    const char *hook = get_str(cJSON_GetArrayItem(pr, n_pr - 1), "hook");
+    if (!hook) return rs_errf(err, "%s: targets.probes[%d]: needs \"hook\"", c->path, n_pr - 1);
+    sb_puts(c->b, "<p>At ");
+    sb_escape(c->b, hook);
+    sb_puts(c->b, " (the deepest decoder hook; every hook is in <code>probes.json</code> and "
+                  "<code>probe_targets.csv</code>):</p>\n<table class=\"fdr\"><tr><th>target</th><th>kind</th>"
+                  "<th>n images (test / split)</th><th>text [95% CI]</th><th>q</th><th>image [95% CI]</th><th>q</th>"
+                  "<th>text&rarr;image [95% CI]</th><th>q</th><th>gap [95% CI]</th></tr>\n");
+    for (const cJSON *E = pr->child; E; E = E->next) {
+        const char *t = get_str(E, "target"), *h = get_str(E, "hook"), *m = get_str(E, "model");
+        if (!t || !h || !m || strcmp(h, hook)) continue;
+        /* one row per target: at its first entry at this hook */
+        const cJSON *first = NULL;
+        for (const cJSON *F = pr->child; F && !first; F = F->next) {
+            const char *ft = get_str(F, "target"), *fh = get_str(F, "hook");
+            if (ft && fh && !strcmp(ft, t) && !strcmp(fh, hook)) first = F;
+        }
+        if (first != E) continue;
+        const cJSON *tx = tg_find(pr, t, hook, "model", "LLM captions"), *im = tg_find(pr, t, hook, "model", "VLM images");
+        const cJSON *x = tg_find(tr, t, hook, "direction", "text->image");
+        const cJSON *any = im ? im : tx;
+        sb_puts(c->b, "<tr><td>");
+        sb_escape(c->b, t);
+        sb_puts(c->b, "</td><td>");
+        sb_escape(c->b, get_str(E, "kind") ? get_str(E, "kind") : "");
+        sb_printf(c->b, "</td><td>%g (%g)</td>", num_or_nan(any, "n_images"), num_or_nan(any, "n_test_images"));
+        tg_cell(c->b, tx, "balanced_accuracy");
+        tg_cell(c->b, im, "balanced_accuracy");
+        tg_cell(c->b, x, "transfer");
+        const cJSON *g = x ? cJSON_GetObjectItemCaseSensitive(x, "gap") : NULL;
+        if (g && isfinite(num_or_nan(g, "value")))
+            sb_printf(c->b, "<td>%+.3f [%+.3f, %+.3f]</td></tr>\n", num_or_nan(g, "value"), num_or_nan(g, "ci_lo"),
+                      num_or_nan(g, "ci_hi"));
+        else sb_puts(c->b, "<td>&ndash;</td></tr>\n");
+    }
+    sb_puts(c->b, "</table>\n</section>\n");
+    return 0;
+}
+
 static int sec_probes(ctx *c, rs_err *err) {
     cJSON *j;
     int r = load(c, "probes.json", "Probes", &j, err);
@@ -1436,6 +1531,8 @@ static int sec_probes(ctx *c, rs_err *err) {
     if (probe_group(c, tasks, 0, ci, err) || (paired && sec_paired(c, paired, err)) || probe_group(c, tasks, 1, ci, err))
         goto out;
     if (vision && sec_vision(c, vision, tasks, ci, err)) goto out;
+    const cJSON *targets = cJSON_GetObjectItemCaseSensitive(j, "targets");
+    if (targets && sec_targets(c, targets, err)) goto out;
     rc = 0;
 out:
     cJSON_Delete(j);
@@ -2224,7 +2321,8 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     const char *secs[][2] = {{"conditions", "Conditions"}, {"shift", "Shift"}, {"sae", "SAE fit"}, {"probes", "Probes"},
                              {"paired", "Paired probes"}, {"attributes", "Attribute probes"}, {"vision", "Vision tower"},
                              {"transfer", "Transfer"}, {"downstream", "Shift and caption quality"},
-                             {"crosscoder", "Crosscoder"}, {"steer", "Steering"}};
+                             {"crosscoder", "Crosscoder"}, {"steer", "Steering"},
+                             {"targets", "Target probes"}};
     for (size_t i = 0; i < sizeof secs / sizeof *secs; i++) {
         char needle[64];
         snprintf(needle, sizeof needle, "<section id=\"%s\">", secs[i][0]);
