@@ -77,6 +77,13 @@ typedef struct {
         int folds, seeds, bootstrap;
         double test_frac;
         int permutations, min_test_groups;
+        struct {
+            int on;          /* "probes.alignment" is present (else not computed) */
+            int text_llm;    /* text side: 1 Gemma-2 captions, 0 PaliGemma captions */
+            int dim, steps, batch, learn_temperature;
+            double lr, temperature_init, ridge_alpha;
+            uint64_t seed;
+        } align;
     } probes;
 
     struct {
