@@ -3,8 +3,8 @@
 # tiny models and COCO sample, alignment.json has, per decoder hook, recall@1/5/10 in both
 # directions for InfoNCE, Procrustes and ridge, each with n = the held-out pairs, a bootstrap CI
 # that contains it, the shuffled-pair null and the chance k/n; the same config twice gives the
-# same file; text "llm" pairs Gemma-2 captions; the report has the section; a bad key is one
-# clear error. The learner itself is checked against torch in test_align.
+# same file; text "llm" pairs Gemma-2 captions; the report has the section; without the key
+# there is no file (a rerun removes a stale one) and no section; a bad key is one clear error. The learner itself is checked against torch in test_align.
 set -u
 . "$(dirname "$0")/shared.sh"
 command -v jq >/dev/null || { echo "RS-SKIP: cli_alignment: needs jq (to read the JSON output)"; exit 77; }
@@ -60,12 +60,15 @@ cmp -s "$J" "$T/r2/results/alignment.json" || fail "alignment.json differs betwe
 config "$T/l.json" '{"text": "llm", "infonce": {"dim": 8, "steps": 20}}'
 expect 0 "report.html" -- "$CLI" run "$T/l.json" --out "$T/l" --threads 1 --quiet
 [ "$(jq -r '.hooks[0].text' "$T/l/results/alignment.json")" = "LLM captions" ] || fail "text llm"
-# without probes.alignment: no file, no section
+# without probes.alignment: no file, no section (also when rerun in a directory that had them)
 config "$T/n.json" 'null'
 sed -i 's/, "alignment": null//' "$T/n.json"
-expect 0 "report.html" -- "$CLI" run "$T/n.json" --out "$T/n" --threads 1 --quiet
-[ ! -e "$T/n/results/alignment.json" ] || fail "alignment.json written without probes.alignment"
-! grep -q 'id="alignment"' "$T/n/report.html" || fail "alignment section without alignment.json"
+grep -q alignment "$T/n.json" && fail "test config still has alignment"
+for out in "$T/n" "$T/r"; do
+  expect 0 "report.html" -- "$CLI" run "$T/n.json" --out "$out" --threads 1 --quiet
+  [ ! -e "$out/results/alignment.json" ] || fail "alignment.json in $out without probes.alignment"
+  ! grep -q 'id="alignment"' "$out/report.html" || fail "alignment section without alignment.json ($out)"
+done
 # bad config: one clear error, nothing run
 config "$T/b1.json" '{"infonce": {"dimm": 8}}'
 expect 1 "did you mean 'probes.alignment.infonce.dim'" -- "$CLI" run "$T/b1.json" --out "$T/b1" --quiet

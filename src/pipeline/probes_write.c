@@ -445,6 +445,12 @@ int pl_probes_write(const pl_probes_result *r, const char *results_dir, rs_err *
     if (r->n_xf > 0 && write_tree(pl_probes_transfer_json(r), results_dir, "transfer.json", err)) return -1;
     if (r->n_em > 0 && write_tree(pl_probes_attribute_json(r), results_dir, "attribute_transfer.json", err)) return -1;
     if (r->n_al > 0 && write_tree(pl_probes_align_json(r), results_dir, "alignment.json", err)) return -1;
+    if (r->n_al == 0) { /* a rerun without probes.alignment: no stale file for the report to show */
+        char *path = pl_join(results_dir, "alignment.json");
+        if (!path) return rs_errk(err, RS_ENOMEM, "out of memory");
+        if (rs_path_exists(path)) remove(path);
+        free(path);
+    }
     if (r->n_pt > 0 && write_tree(pl_probes_json(r), results_dir, "probes.json", err)) return -1;
     return 0;
 }
