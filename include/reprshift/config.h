@@ -80,6 +80,13 @@ typedef struct {
         int n_targets;
         char **targets;    /* probes.targets (NULL when absent: the group probes only) */
         int min_positives; /* target probes: fewest positives and negatives per side (default 5) */
+        struct {
+            int on;          /* "probes.alignment" is present (else not computed) */
+            int text_llm;    /* text side: 1 Gemma-2 captions, 0 PaliGemma captions */
+            int dim, steps, batch, learn_temperature;
+            double lr, temperature_init, ridge_alpha;
+            uint64_t seed;
+        } align;
     } probes;
 
     struct {

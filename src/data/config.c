@@ -115,6 +115,31 @@ static const field EDIT[] = {
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
+static const char *const ALIGN_TEXT[] = {"vlm", "llm", NULL};
+
+static const field INFONCE[] = {
+    {"dim", K_INT, 0, "64", 1, 65536, 0, NULL, 0, NULL, "embedding size e of the two projections"},
+    {"steps", K_INT, 0, "500", 1, 1e9, 0, NULL, 0, NULL, "Adam steps"},
+    {"batch", K_INT, 0, "128", 2, 1000000, 0, NULL, 0, NULL,
+     "pairs per step (shuffled epochs over the training pairs; at least the pair count: all of them every step)"},
+    {"lr", K_NUM, 0, "0.001", 1e-9, 10, 0, NULL, 0, NULL, "Adam learning rate (betas 0.9, 0.999; eps 1e-8)"},
+    {"temperature_init", K_NUM, 0, "0.07", 0.01, 1, 0, NULL, 0, NULL,
+     "initial temperature T (logit scale 1/T, clamped to [1, 100] as CLIP does)"},
+    {"learn_temperature", K_BOOL, 0, "true", 0, 0, 0, NULL, 0, NULL, "train the logit scale (false: fixed at 1/temperature_init)"},
+    {"seed", K_INT, 0, "0", 0, 9007199254740991.0, 0, NULL, 0, NULL, "initialisation and minibatch-order seed"},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
+static const field ALIGNMENT[] = {
+    {"text", K_STR, 0, "\"vlm\"", 0, 0, 0, ALIGN_TEXT, 0, NULL,
+     "caption activations paired with each image's VLM image activation: vlm = PaliGemma reading the caption alone "
+     "(the cross_modal probes' pairing), llm = Gemma-2"},
+    {"infonce", K_OBJ, 0, "{}", 0, 0, 0, NULL, 0, INFONCE, "the contrastive learner (docs/probes.md)"},
+    {"ridge_alpha", K_NUM, 0, "0.1", 1e-12, 1e12, 0, NULL, 0, NULL,
+     "ridge baseline: lambda = ridge_alpha * sum of squared centred training text rows / d"},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
 static const field PROBES[] = {
     {"which", K_STRS, 0,
      "[\"concept\",\"cross_modal\",\"modality\",\"brightness\",\"redness\",\"saturation\",\"contrast\",\"blur\","
@@ -137,6 +162,9 @@ static const field PROBES[] = {
     {"min_positives", K_INT, 0, NULL, 1, 1000000000, 0, NULL, 0, NULL,
      "target probes: fewest positive AND negative images a target needs in the training and in the test side "
      "of every split (absent: 5); others are listed as skipped"},
+    {"alignment", K_OBJ, 0, NULL, 0, 0, 0, NULL, 0, ALIGNMENT,
+     "contrastive (InfoNCE) text-image alignment with held-out retrieval recall@k beside Procrustes and ridge, per "
+     "decoder hook -> results/alignment.json (omit to skip; docs/probes.md)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -861,6 +889,20 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
     c->probes.min_test_groups = (int)get(p, "min_test_groups")->valuedouble;
     c->probes.targets = get(p, "targets") ? strs(cx, get(p, "targets"), &c->probes.n_targets) : NULL;
     c->probes.min_positives = get(p, "min_positives") ? (int)get(p, "min_positives")->valuedouble : 5;
+    const cJSON *al = get(p, "alignment");
+    if (al) {
+        const cJSON *in = get(al, "infonce");
+        c->probes.align.on = 1;
+        c->probes.align.text_llm = !strcmp(get(al, "text")->valuestring, "llm");
+        c->probes.align.ridge_alpha = get(al, "ridge_alpha")->valuedouble;
+        c->probes.align.dim = (int)get(in, "dim")->valuedouble;
+        c->probes.align.steps = (int)get(in, "steps")->valuedouble;
+        c->probes.align.batch = (int)get(in, "batch")->valuedouble;
+        c->probes.align.lr = get(in, "lr")->valuedouble;
+        c->probes.align.temperature_init = get(in, "temperature_init")->valuedouble;
+        c->probes.align.learn_temperature = cJSON_IsTrue(get(in, "learn_temperature"));
+        c->probes.align.seed = (uint64_t)get(in, "seed")->valuedouble;
+    }
     const cJSON *ds = get(r, "downstream");
     c->downstream.enabled = cJSON_IsTrue(get(ds, "enabled"));
     c->downstream.ablation = cJSON_IsTrue(get(ds, "ablation"));

@@ -329,6 +329,51 @@ static int add_transfer(probe_run *p, const rs_transfer_result *tr, const int *y
     return 0;
 }
 
+/* probes.alignment at the current hook: caption (VLM or LLM, config text) ↔ VLM image pairs,
+ * one per image with a caption, split as the cross-modal transfer's first split (group-aware,
+ * stratified by concept, seed + 7919); rs_align_evaluate fits InfoNCE, Procrustes and ridge on
+ * the training pairs and their shuffled-pair nulls, and retrieves among the test pairs.
+ * X, y, g: scratch of at least 2 · n_image rows. */
+static int align_hook(probe_run *p, const float *XL, const float *XV, const float *XI, int d, float *X, int *y, int *g,
+                      rs_err *err) {
+    pl_ctx *c = p->c;
+    const rs_config *cfg = c->cfg;
+    const float *XT = cfg->probes.align.text_llm ? XL : XV;
+    int np = 0, K = c->n_labels >= 1 ? c->n_labels : 1;
+    float *XB = X + (size_t)c->n_image * d;
+    for (int j = 0; j < c->n_image; j++) {
+        int t = c->image_caption[j];
+        if (t < 0) continue;
+        memcpy(X + (size_t)np * d, XT + (size_t)t * d, (size_t)d * sizeof *X);
+        memcpy(XB + (size_t)np * d, XI + (size_t)j * d, (size_t)d * sizeof *X);
+        y[np] = c->n_labels >= 1 ? c->image_label[j] : 0;
+        g[np] = c->image_group[j];
+        np++;
+    }
+    int *is_test = malloc((size_t)(np + 1) * sizeof *is_test);
+    if (!is_test) return rs_errk(err, RS_ENOMEM, "out of memory");
+    pl_probes_result *R = p->res;
+    rs_align_result ar;
+    rs_err e = {0};
+    if (np < 4 || rs_split_stratified_groups(y, g, np, K, p->eo.test_frac, p->eo.seed + 7919u, is_test, &e) ||
+        rs_align_evaluate(X, d, XB, d, np, is_test, &R->al_opts, &ar, &e)) {
+        free(is_test);
+        if (e.kind == RS_ENOMEM) return rs_errk(err, e.kind, "%s", e.msg);
+        pl_log(c, "probes", "alignment at %s: skipped (%s)", p->hook, np < 4 ? "fewer than 4 pairs" : e.msg);
+        return 0;
+    }
+    free(is_test);
+    RESERVE(R->al, R->n_al, R->cap_al, err);
+    R->al[R->n_al++] = (pl_probe_align){.hook = p->hook, .layer = p->layer,
+                                        .text = cfg->probes.align.text_llm ? "LLM captions" : "VLM captions", .r = ar};
+    pl_log(c, "probes",
+           "alignment %s (%d test pairs, chance R@1 %.3f): text->image R@1 InfoNCE %.3f (shuffled %.3f), Procrustes %.3f, "
+           "ridge %.3f",
+           p->hook, ar.n_test, ar.chance[0], ar.m[0].recall[0][0].value, ar.m[0].null_recall[0][0].value,
+           ar.m[1].available ? ar.m[1].recall[0][0].value : NAN, ar.m[2].recall[0][0].value);
+    return 0;
+}
+
 /* One hook: load the features of every store and run every probe family asked for. */
 static int probe_hook(probe_run *p, rs_err *err) {
     pl_ctx *c = p->c;
@@ -437,6 +482,7 @@ static int probe_hook(probe_run *p, rs_err *err) {
                    rs_transfer_diagnosis(&tr, 1));
         }
     }
+    if (cfg->probes.align.on && nt && ni && align_hook(p, XL, XV, XI, d, X, y, g, err)) goto done;
     if (ni && (attribute_probes(p, XI, XE, d, X, y, g, err) || edit_transfer(p, XI, XE, d, err))) goto done;
     rc = 0;
 done:
@@ -655,6 +701,20 @@ int pl_probes_run(pl_ctx *c, const char **note, rs_err *err) {
     p.eo.min_test_groups = cfg->probes.min_test_groups;
     p.eo.seed = 0;
     p.eo.threads = c->coarse_threads;
+    if (cfg->probes.align.on) {
+        rs_align_opts *ao = &R.al_opts;
+        *ao = rs_align_defaults();
+        ao->infonce.dim = cfg->probes.align.dim;
+        ao->infonce.steps = cfg->probes.align.steps;
+        ao->infonce.batch = cfg->probes.align.batch;
+        ao->infonce.lr = cfg->probes.align.lr;
+        ao->infonce.temperature_init = cfg->probes.align.temperature_init;
+        ao->infonce.learn_temperature = cfg->probes.align.learn_temperature;
+        ao->infonce.seed = cfg->probes.align.seed;
+        ao->ridge_alpha = cfg->probes.align.ridge_alpha;
+        ao->n_boot = cfg->probes.bootstrap;
+        ao->seed = 0;
+    }
     if (pl_probes_check(c, err)) goto done;
     if (c->targets && pl_targets_prepare(c, &p.eo, &R.tg, err)) goto done;
     for (int h = 0; h < cfg->n_hooks; h++) {
@@ -680,7 +740,7 @@ int pl_probes_run(pl_ctx *c, const char **note, rs_err *err) {
         pl_probes_write(&R, c->results, err))
         goto done;
     *note = R.n_pt ? NULL : "no probe could be evaluated";
-    if (R.n_pt) pl_log(c, "probes", "wrote %s%s", pp, R.n_xf > 0 ? " and transfer.json" : "");
+    if (R.n_pt) pl_log(c, "probes", "wrote %s%s%s", pp, R.n_xf > 0 ? " and transfer.json" : "", R.n_al > 0 ? " and alignment.json" : "");
     else pl_log(c, "probes", "no probe could be evaluated on this dataset (see the messages above)");
     rc = 0;
 done:

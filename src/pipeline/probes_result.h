@@ -7,6 +7,7 @@
 
 #include "reprshift/error.h"
 #include "reprshift/probe_eval.h"
+#include "reprshift/probe_align.h"
 #include "reprshift/probe_transfer.h"
 #include "reprshift/shift.h" /* rs_stat */
 #include "reprshift/targets.h"
@@ -63,6 +64,15 @@ typedef struct {
     const char **labels;   /* [V] owned array of the variants' labels */
     double *acc, *lo, *hi; /* [V·V] owned, row-major */
 } pl_probe_edit_matrix;
+
+/* The contrastive alignment of one hook (alignment.json, probes.alignment): InfoNCE,
+ * Procrustes and ridge retrieval on the held-out caption-image pairs. */
+typedef struct {
+    const char *hook;
+    int layer;
+    const char *text;     /* "VLM captions" or "LLM captions" (static) */
+    rs_align_result r;
+} pl_probe_align;
 
 /* Mean change (edited − original) of image-mean luminance for one edit variant. */
 typedef struct {
@@ -153,6 +163,9 @@ typedef struct {
     int n_tests, paired_n_tests;      /* finite p-values in each BH family */
     int cap_pt, cap_skip, cap_xf, cap_pair, cap_em;
     pl_tgt_result *tg;                /* target probes; NULL unless probes.targets asks (owned) */
+    pl_probe_align *al;               /* probes.alignment: one per decoder hook with caption-image pairs */
+    int n_al, cap_al;
+    rs_align_opts al_opts;            /* as run (the description in alignment.json) */
 } pl_probes_result;
 
 void pl_probes_result_free(pl_probes_result *r);
@@ -166,8 +179,10 @@ int pl_probes_bh(pl_probes_result *r, rs_err *err);
 struct cJSON *pl_probes_json(const pl_probes_result *r);
 struct cJSON *pl_probes_transfer_json(const pl_probes_result *r);
 struct cJSON *pl_probes_attribute_json(const pl_probes_result *r);
+struct cJSON *pl_probes_align_json(const pl_probes_result *r);
 
-/* Write them into results_dir: transfer.json when a hook has a transfer matrix,
+/* Write them into results_dir: transfer.json when a hook has a transfer matrix, alignment.json
+ * when a hook has an alignment result,
  * attribute_transfer.json when a hook has an edit-transfer matrix, probes.json when any
  * point was evaluated (the report needs one). */
 int pl_probes_write(const pl_probes_result *r, const char *results_dir, rs_err *err);

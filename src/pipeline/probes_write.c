@@ -30,6 +30,7 @@ void pl_probes_result_free(pl_probes_result *r) {
     free(r->em);
     free(r->lum);
     pl_targets_result_free(r->tg);
+    free(r->al);
     memset(r, 0, sizeof *r);
 }
 
@@ -356,6 +357,91 @@ cJSON *pl_probes_attribute_json(const pl_probes_result *r) {
     return attr;
 }
 
+/* One direction of one method: recall@k with CIs, the shuffled-pair null, median ranks. */
+static cJSON *align_stat(const rs_stat *a, int n) {
+    cJSON *o = rs_json_stat(a->value, a->lo, a->hi);
+    if (o) rs_json_add_num(o, "n", n);
+    return o;
+}
+
+static cJSON *align_dir(const rs_align_method *M, int dir, int n) {
+    cJSON *o = cJSON_CreateObject(), *rec = cJSON_AddObjectToObject(o, "recall"), *nul = cJSON_AddObjectToObject(o, "shuffled_recall");
+    for (int k = 0; k < RS_ALIGN_NK; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "%d", rs_align_ks[k]);
+        const rs_stat *a = &M->recall[dir][k], *b = &M->null_recall[dir][k];
+        cJSON_AddItemToObject(rec, key, align_stat(a, n));
+        cJSON_AddItemToObject(nul, key, align_stat(b, n));
+    }
+    rs_json_add_num(o, "median_rank", M->median_rank[dir]);
+    rs_json_add_num(o, "shuffled_median_rank", M->null_median_rank[dir]);
+    return o;
+}
+
+static cJSON *align_hook_json(const pl_probe_align *A) {
+    const rs_align_result *r = &A->r;
+    cJSON *h = cJSON_CreateObject();
+    cJSON_AddStringToObject(h, "hook", A->hook);
+    rs_json_add_num(h, "layer", A->layer);
+    cJSON_AddStringToObject(h, "text", A->text);
+    cJSON_AddStringToObject(h, "image", "VLM images");
+    rs_json_add_num(h, "n_train", r->n_train);
+    rs_json_add_num(h, "n_test", r->n_test);
+    cJSON *ch = cJSON_AddObjectToObject(h, "chance");
+    for (int k = 0; k < RS_ALIGN_NK; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "%d", rs_align_ks[k]);
+        rs_json_add_num(ch, key, r->chance[k]);
+    }
+    cJSON *in = cJSON_AddObjectToObject(h, "infonce_fit");
+    rs_json_add_num(in, "loss_first_step", r->loss_first);
+    rs_json_add_num(in, "loss_last_step", r->loss_last);
+    rs_json_add_num(in, "shuffled_loss_last_step", r->null_loss_last);
+    rs_json_add_num(in, "temperature", r->temperature);
+    cJSON *ms = cJSON_AddObjectToObject(h, "methods");
+    for (int m = 0; m < RS_ALIGN_METHODS; m++) {
+        if (!r->m[m].available) {
+            cJSON_AddNullToObject(ms, rs_align_method_names[m]);
+            continue;
+        }
+        cJSON *o = cJSON_AddObjectToObject(ms, rs_align_method_names[m]);
+        cJSON_AddItemToObject(o, "text_to_image", align_dir(&r->m[m], 0, r->n_test));
+        cJSON_AddItemToObject(o, "image_to_text", align_dir(&r->m[m], 1, r->n_test));
+    }
+    return h;
+}
+
+cJSON *pl_probes_align_json(const pl_probes_result *r) {
+    cJSON *a = cJSON_CreateObject();
+    if (!a) return NULL;
+    const rs_align_opts *o = &r->al_opts;
+    char desc[1400];
+    snprintf(desc, sizeof desc,
+             "held-out caption-image retrieval after a map fitted on the training pairs of the cross-modal transfer's "
+             "first split (group-aware, stratified by concept): infonce = two linear projections to %d dims with a "
+             "learnable logit scale, L2-normalised, symmetric InfoNCE, Adam (lr %g, %d steps, batch %d, seed %llu, "
+             "inputs standardised with the training pairs' mean and sd); procrustes and ridge (lambda = %g x the "
+             "training text rows' centred sum of squares / d) map text into the image space (both sides centred on "
+             "the training image mean); all three are scored by the same cosine retrieval. recall@k: share of test "
+             "items whose partner ranks among the top k of the n_test candidates (ties count against it); "
+             "text_to_image ranks the images for each caption, image_to_text the captions for each image",
+             o->infonce.dim, o->infonce.lr, o->infonce.steps, o->infonce.batch, (unsigned long long)o->infonce.seed,
+             o->ridge_alpha);
+    cJSON_AddStringToObject(a, "description", desc);
+    snprintf(desc, sizeof desc,
+             "95%% percentile bootstrap over the held-out pairs (images; %d resamples, the same draws for every method "
+             "and direction); the candidate set stays the n_test items",
+             o->n_boot);
+    cJSON_AddStringToObject(a, "ci", desc);
+    cJSON_AddStringToObject(a, "null",
+                            "chance = k / n_test (a random ranking); shuffled_recall = the same method fitted the same "
+                            "way on the training pairs with the images permuted (one seeded permutation), scored on the "
+                            "true test pairs");
+    cJSON *hooks = cJSON_AddArrayToObject(a, "hooks");
+    for (int i = 0; i < r->n_al; i++) cJSON_AddItemToArray(hooks, align_hook_json(&r->al[i]));
+    return a;
+}
+
 /* Write tree j (NULL: out of memory) to results_dir/name and free it. */
 static int write_tree(cJSON *j, const char *results_dir, const char *name, rs_err *err) {
     char *path = pl_join(results_dir, name);
@@ -368,6 +454,13 @@ static int write_tree(cJSON *j, const char *results_dir, const char *name, rs_er
 int pl_probes_write(const pl_probes_result *r, const char *results_dir, rs_err *err) {
     if (r->n_xf > 0 && write_tree(pl_probes_transfer_json(r), results_dir, "transfer.json", err)) return -1;
     if (r->n_em > 0 && write_tree(pl_probes_attribute_json(r), results_dir, "attribute_transfer.json", err)) return -1;
+    if (r->n_al > 0 && write_tree(pl_probes_align_json(r), results_dir, "alignment.json", err)) return -1;
+    if (r->n_al == 0) { /* a rerun without probes.alignment: no stale file for the report to show */
+        char *path = pl_join(results_dir, "alignment.json");
+        if (!path) return rs_errk(err, RS_ENOMEM, "out of memory");
+        if (rs_path_exists(path)) remove(path);
+        free(path);
+    }
     if (r->n_pt > 0 && write_tree(pl_probes_json(r), results_dir, "probes.json", err)) return -1;
     if (r->tg && pl_targets_write_csv(r->tg, results_dir, err)) return -1;
     return 0;

@@ -2275,6 +2275,93 @@ out:
     return rc;
 }
 
+/* ---- alignment.json (probes.alignment) ---- */
+
+/* Per hook: held-out retrieval recall@k of the InfoNCE map beside Procrustes and ridge, each
+ * with its shuffled-pair null, and the chance row k/n. Absent alignment.json: no section and
+ * no note (the config has no probes.alignment). */
+static int sec_alignment(ctx *c, rs_err *err) {
+    static const char *const METH[3][2] = {{"infonce", "InfoNCE"}, {"procrustes", "Procrustes"}, {"ridge", "ridge"}};
+    static const char *const DIRS[2] = {"text_to_image", "image_to_text"};
+    static const char *const KS[3] = {"1", "5", "10"};
+    snprintf(c->path, sizeof c->path, "%s/alignment.json", c->dir);
+    if (!rs_path_exists(c->path)) return 0;
+    cJSON *j;
+    if (load(c, "alignment.json", "Alignment", &j, err)) return -1;
+    int rc = -1, k = 0;
+    char ci[512], ntext[160], what[1024];
+    if (get_ci(c, j, ci, sizeof ci, err)) goto out;
+    const cJSON *hooks = cJSON_GetObjectItemCaseSensitive(j, "hooks");
+    if (!cJSON_IsArray(hooks)) {
+        rs_errf(err, "%s: needs \"hooks\" (an array)", c->path);
+        goto out;
+    }
+    h2(c, "alignment", "Contrastive text-image alignment: held-out retrieval");
+    sb_puts(c->b, "<p>");
+    sb_escape(c->b, get_str(j, "description") ? get_str(j, "description") : "?");
+    sb_puts(c->b, ". Null: ");
+    sb_escape(c->b, get_str(j, "null") ? get_str(j, "null") : "?");
+    sb_puts(c->b, ". Source: <code>alignment.json</code>.</p>\n");
+    for (const cJSON *e = hooks->child; e; e = e->next, k++) {
+        const char *hook = get_str(e, "hook"), *text = get_str(e, "text");
+        const cJSON *ms = cJSON_GetObjectItemCaseSensitive(e, "methods"), *ch = cJSON_GetObjectItemCaseSensitive(e, "chance");
+        int64_t ntest = 0, ntrain = 0;
+        char where[64];
+        snprintf(where, sizeof where, "hooks[%d]", k);
+        if (!hook || !text || !cJSON_IsObject(ms) || !cJSON_IsObject(ch)) {
+            rs_errf(err, "%s: %s: needs hook, text, methods and chance", c->path, where);
+            goto out;
+        }
+        if (get_n(c, e, "n_test", where, &ntest, err) || get_n(c, e, "n_train", where, &ntrain, err)) goto out;
+        fig_open(c);
+        sb_puts(c->b, "<table>\n<tr><th rowspan=\"2\">map</th><th colspan=\"3\">text \xE2\x86\x92 image recall@k</th>"
+                      "<th colspan=\"3\">image \xE2\x86\x92 text recall@k</th></tr>\n<tr>");
+        for (int d = 0; d < 2; d++)
+            for (int q = 0; q < 3; q++) sb_printf(c->b, "<th>k = %s</th>", KS[q]);
+        sb_puts(c->b, "</tr>\n");
+        for (int m = 0; m < 3; m++) {
+            const cJSON *M = cJSON_GetObjectItemCaseSensitive(ms, METH[m][0]);
+            if (!cJSON_IsObject(M)) continue; /* null: not available (Procrustes needs equal sizes) */
+            for (int shuf = 0; shuf < 2; shuf++) {
+                sb_printf(c->b, "<tr><td>%s%s</td>", METH[m][1], shuf ? ", shuffled pairs" : "");
+                for (int d = 0; d < 2; d++) {
+                    const cJSON *D = cJSON_GetObjectItemCaseSensitive(M, DIRS[d]);
+                    const cJSON *R = cJSON_GetObjectItemCaseSensitive(D, shuf ? "shuffled_recall" : "recall");
+                    for (int q = 0; q < 3; q++) {
+                        rstat st;
+                        char w2[160];
+                        snprintf(w2, sizeof w2, "%s.methods.%s.%s.%s", where, METH[m][0], DIRS[d],
+                                 shuf ? "shuffled_recall" : "recall");
+                        if (get_stat(c, R, KS[q], w2, &st, err) < 0) goto out;
+                        steer_cell(c, &st);
+                    }
+                }
+                sb_puts(c->b, "</tr>\n");
+            }
+        }
+        sb_puts(c->b, "<tr><td>chance k/n</td>");
+        for (int d = 0; d < 2; d++)
+            for (int q = 0; q < 3; q++) {
+                char a[32];
+                const cJSON *v = cJSON_GetObjectItemCaseSensitive(ch, KS[q]);
+                sb_printf(c->b, "<td>%s</td>", svg_fmt(cJSON_IsNumber(v) ? v->valuedouble : NAN, a, sizeof a));
+            }
+        sb_puts(c->b, "</tr>\n</table>\n");
+        snprintf(what, sizeof what,
+                 "%s vs VLM images at %s: share of held-out pairs whose partner ranks in the top k of the %lld test "
+                 "candidates, maps fitted on %lld training pairs; a method beats its nulls when its CI lies above "
+                 "both the chance row and its shuffled-pair row.",
+                 text, hook, (long long)ntest, (long long)ntrain);
+        snprintf(ntext, sizeof ntext, "%lld held-out pairs (images)", (long long)ntest);
+        fig_close(c, what, ntext, ci);
+    }
+    sb_puts(c->b, "</section>\n");
+    rc = 0;
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
 int report_render(const char *results_dir, char **html, size_t *len, int *n_figures, rs_err *err) {
     *html = NULL;
     if (len) *len = 0;
@@ -2295,6 +2382,7 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     if (!rc) rc = sec_sae(&c, err);
     if (!rc) rc = sec_probes(&c, err);
     if (!rc) rc = sec_transfer(&c, err);
+    if (!rc) rc = sec_alignment(&c, err);
     if (!rc) rc = sec_downstream(&c, err);
     if (!rc) rc = sec_crosscoder(&c, err);
     if (!rc) rc = sec_steer(&c, err);
@@ -2320,7 +2408,7 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     sb_puts(&page, "<nav>");
     const char *secs[][2] = {{"conditions", "Conditions"}, {"shift", "Shift"}, {"sae", "SAE fit"}, {"probes", "Probes"},
                              {"paired", "Paired probes"}, {"attributes", "Attribute probes"}, {"vision", "Vision tower"},
-                             {"transfer", "Transfer"}, {"downstream", "Shift and caption quality"},
+                             {"transfer", "Transfer"}, {"alignment", "Alignment"}, {"downstream", "Shift and caption quality"},
                              {"crosscoder", "Crosscoder"}, {"steer", "Steering"},
                              {"targets", "Target probes"}};
     for (size_t i = 0; i < sizeof secs / sizeof *secs; i++) {

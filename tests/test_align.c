@@ -1,0 +1,257 @@
+/* Contrastive alignment (include/reprshift/probe_align.h, docs/probes.md "Contrastive alignment"):
+ *  - the symmetric InfoNCE loss and its gradients against torch autograd (float64), five
+ *    full-batch Adam steps (with the logit-scale clamp) against torch.optim.Adam (float32), and
+ *    the embeddings of the trained map against numpy
+ *    (tools/reference/gen_align_goldens.py → tests/fixtures/align/infonce.safetensors);
+ *  - planted pairs (image = rotation of text + noise): held-out recall@1 near 1 for InfoNCE,
+ *    Procrustes and ridge, the shuffled-pair nulls near chance k/n; deterministic per seed;
+ *    a partial-signal case (a shared 4-dim latent under unit noise) where every map sits
+ *    between its nulls and 1;
+ *  - retrieval ranks on a hand-made case (ties count against the true partner). */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "reprshift/probe_align.h"
+#include "reprshift/safetensors.h"
+#include "reprshift/stats.h"
+#include "sae/train_common.h"
+
+static const st_tensor *need(const st_set *s, const char *name) {
+    const st_tensor *t = st_get(s, name);
+    if (!t) fail_msg("fixture tensor %s missing", name);
+    return t;
+}
+
+/* max |a − b| / max(max|b|, floor) over a float tensor vs a float64/float32 golden */
+static double rel_err(const float *a, const st_tensor *t, double floor) {
+    double mx = floor, e = 0;
+    for (int64_t i = 0; i < t->numel; i++) {
+        double b = t->dtype == RS_DT_F64 ? ((const double *)t->data)[i] : ((const float *)t->data)[i];
+        mx = fabs(b) > mx ? fabs(b) : mx;
+        e = fabs(a[i] - b) > e ? fabs(a[i] - b) : e;
+    }
+    return e / mx;
+}
+
+static void test_reference(void **state) {
+    (void)state;
+    st_set *s;
+    rs_err err;
+    if (st_open(&s, "tests/fixtures/align/infonce.safetensors", &err)) fail_msg("%s", err.msg);
+    const st_tensor *Wt = need(s, "Wt"), *Wi = need(s, "Wi");
+    int dt = (int)Wt->shape[0], e = (int)Wt->shape[1], di = (int)Wi->shape[0], B = (int)need(s, "Xt")->shape[0];
+    rs_infonce m;
+    assert_int_equal(rs_infonce_init(&m, dt, di, e, 0.07, 0, &err), 0);
+    st_to_f32(Wt, m.Wt);
+    st_to_f32(Wi, m.Wi);
+    st_to_f32(need(s, "tau"), m.log_scale);
+    float *St = st_to_f32_new(need(s, "St")), *Si = st_to_f32_new(need(s, "Si"));
+    float *g = calloc(m.n_params, sizeof *g);
+    double loss, ref = ((const double *)need(s, "loss")->data)[0];
+    assert_int_equal(rs_infonce_loss_grad(&m, St, Si, B, g, &loss, &err), 0);
+    double el = fabs(loss - ref) / ref, eg[3] = {rel_err(g, need(s, "g_Wt"), 1e-6),
+                                                 rel_err(g + (size_t)dt * e, need(s, "g_Wi"), 1e-6),
+                                                 rel_err(g + m.n_params - 1, need(s, "g_tau"), 1e-6)};
+    fprintf(stderr, "infonce: loss %.9g (torch %.9g) rel err %.2e; grads W_t %.2e W_i %.2e tau %.2e\n", loss, ref, el,
+            eg[0], eg[1], eg[2]);
+    /* float32 parameters and inputs, float64 arithmetic on both sides: agreement to ~1e-7 */
+    assert_true(el < 1e-6);
+    for (int i = 0; i < 3; i++) assert_true(eg[i] < 1e-5);
+    /* the training loop from the same start: full batch (batch ≥ n), standardised here from the raw rows */
+    float *Xt = st_to_f32_new(need(s, "Xt")), *Xi = st_to_f32_new(need(s, "Xi"));
+    rs_infonce_opts o = rs_infonce_defaults();
+    o.steps = atoi(st_meta(s, "steps"));
+    o.lr = atof(st_meta(s, "lr"));
+    o.batch = 1000;
+    assert_int_equal(rs_infonce_train(&m, Xt, Xi, B, &o, &err), 0);
+    double ea[3] = {rel_err(m.Wt, need(s, "after_Wt"), 1e-3), rel_err(m.Wi, need(s, "after_Wi"), 1e-3),
+                    rel_err(m.log_scale, need(s, "after_tau"), 1e-3)};
+    double rl = ((const double *)need(s, "after_loss")->data)[0];
+    fprintf(stderr, "infonce: after %d Adam steps rel err W_t %.2e W_i %.2e tau %.2e; last loss %.7g (torch %.7g)\n",
+            o.steps, ea[0], ea[1], ea[2], m.loss_last, rl);
+    for (int i = 0; i < 3; i++) assert_true(ea[i] < 1e-5);
+    assert_true(fabs(m.loss_last - rl) / rl < 1e-5);
+    /* embeddings of the raw rows with the trained map */
+    float *Z = malloc(sizeof(float) * (size_t)B * e);
+    assert_int_equal(rs_infonce_embed(&m, 0, Xt, B, Z, &err), 0);
+    double ez0 = rel_err(Z, need(s, "Zt"), 1e-3);
+    assert_int_equal(rs_infonce_embed(&m, 1, Xi, B, Z, &err), 0);
+    double ez1 = rel_err(Z, need(s, "Zi"), 1e-3);
+    fprintf(stderr, "infonce: embeddings rel err text %.2e image %.2e\n", ez0, ez1);
+    assert_true(ez0 < 1e-5 && ez1 < 1e-5);
+    free(Z); free(Xt); free(Xi); free(St); free(Si); free(g);
+    rs_infonce_free(&m);
+    st_close(s);
+}
+
+static void test_ranks(void **state) {
+    (void)state;
+    /* 3 items in 2-d: A0 matches B0, A1 is as close to B2 as to B1 (tie: rank 1), A2 matches B2 */
+    const float A[] = {1, 0, 0, 1, 0.6f, 0.8f}, B[] = {1, 0, 0, 1, 0, 1};
+    int ra[3], rb[3];
+    rs_err err;
+    assert_int_equal(rs_retrieval_ranks(A, B, 3, 2, ra, rb, &err), 0);
+    assert_int_equal(ra[0], 0);
+    assert_int_equal(ra[1], 1); /* B2 ties with B1 */
+    assert_int_equal(ra[2], 1); /* B1 = B2: tie */
+    assert_int_equal(rb[0], 0);
+    assert_int_equal(rb[1], 0); /* column 1: A1 (1.0) beats A2 (0.8) */
+    assert_int_equal(rb[2], 1); /* column 2: A1 scores 1.0 > A2's 0.8 */
+    rs_stat r1 = rs_recall_at_k(ra, 3, 1, 0, 0);
+    assert_true(fabs(r1.value - 1.0 / 3) < 1e-12 && isnan(r1.lo));
+    rs_stat r2 = rs_recall_at_k(ra, 3, 2, 200, 1);
+    assert_true(r2.value == 1.0 && r2.lo == 1.0 && r2.hi == 1.0);
+}
+
+/* n pairs: text t ~ N(0, I_d), image = R t + noise (R a random rotation); every 5th pair held out */
+static void planted(int n, int d, double noise, float **Xt, float **Xi, int **is_test) {
+    uint64_t st = 42;
+    double *R = malloc(sizeof(double) * d * d);
+    /* random orthogonal R: Gram–Schmidt of a Gaussian matrix */
+    for (int i = 0; i < d * d; i++) R[i] = (double)(stats_splitmix(&st) >> 11) * 0x1.0p-53 - 0.5;
+    for (int i = 0; i < d; i++) {
+        for (int j = 0; j < i; j++) {
+            double dot = 0;
+            for (int k = 0; k < d; k++) dot += R[i * d + k] * R[j * d + k];
+            for (int k = 0; k < d; k++) R[i * d + k] -= dot * R[j * d + k];
+        }
+        double nn = 0;
+        for (int k = 0; k < d; k++) nn += R[i * d + k] * R[i * d + k];
+        for (int k = 0; k < d; k++) R[i * d + k] /= sqrt(nn);
+    }
+    *Xt = malloc(sizeof(float) * n * d);
+    *Xi = malloc(sizeof(float) * n * d);
+    *is_test = malloc(sizeof(int) * n);
+    for (int i = 0; i < n * d; i++) {
+        double u1 = ((stats_splitmix(&st) >> 11) + 1.0) * 0x1.0p-53, u2 = (stats_splitmix(&st) >> 11) * 0x1.0p-53;
+        (*Xt)[i] = (float)(sqrt(-2 * log(u1)) * cos(2 * M_PI * u2) + 3.0); /* off-centre */
+    }
+    for (int i = 0; i < n; i++) {
+        (*is_test)[i] = i % 5 == 0;
+        for (int a = 0; a < d; a++) {
+            double v = 0;
+            for (int k = 0; k < d; k++) v += R[a * d + k] * ((*Xt)[i * d + k] - 3.0);
+            double u1 = ((stats_splitmix(&st) >> 11) + 1.0) * 0x1.0p-53, u2 = (stats_splitmix(&st) >> 11) * 0x1.0p-53;
+            (*Xi)[i * d + a] = (float)(2.0 * v + noise * sqrt(-2 * log(u1)) * cos(2 * M_PI * u2) - 1.0);
+        }
+    }
+    free(R);
+}
+
+static void test_planted(void **state) {
+    (void)state;
+    int n = 400, d = 16;
+    float *Xt, *Xi;
+    int *is_test;
+    planted(n, d, 0.3, &Xt, &Xi, &is_test);
+    rs_align_opts o = rs_align_defaults();
+    o.infonce.dim = 16;
+    o.infonce.steps = 400;
+    o.infonce.lr = 0.01;
+    o.n_boot = 500;
+    rs_align_result r, r2;
+    rs_err err;
+    assert_int_equal(rs_align_evaluate(Xt, d, Xi, d, n, is_test, &o, &r, &err), 0);
+    assert_int_equal(r.n_test, 80);
+    assert_int_equal(r.n_train, 320);
+    assert_true(fabs(r.chance[0] - 1.0 / 80) < 1e-12 && fabs(r.chance[2] - 10.0 / 80) < 1e-12);
+    fprintf(stderr, "planted (n_test %d, chance %.4f/%.4f/%.4f): InfoNCE loss %.3f -> %.3f (shuffled %.3f), T %.4f\n",
+            r.n_test, r.chance[0], r.chance[1], r.chance[2], r.loss_first, r.loss_last, r.null_loss_last, r.temperature);
+    for (int m = 0; m < RS_ALIGN_METHODS; m++) {
+        assert_true(r.m[m].available);
+        for (int dir = 0; dir < 2; dir++) {
+            fprintf(stderr, "  %-10s %s R@1 %.3f [%.3f, %.3f] R@5 %.3f R@10 %.3f | shuffled R@1 %.3f R@10 %.3f [%.3f, %.3f]\n",
+                    rs_align_method_names[m], dir ? "img->txt" : "txt->img", r.m[m].recall[dir][0].value,
+                    r.m[m].recall[dir][0].lo, r.m[m].recall[dir][0].hi, r.m[m].recall[dir][1].value,
+                    r.m[m].recall[dir][2].value, r.m[m].null_recall[dir][0].value, r.m[m].null_recall[dir][2].value,
+                    r.m[m].null_recall[dir][2].lo, r.m[m].null_recall[dir][2].hi);
+            assert_true(r.m[m].recall[dir][0].value >= 0.95);
+            assert_true(r.m[m].recall[dir][2].value == 1.0);
+            assert_true(r.m[m].recall[dir][0].lo <= r.m[m].recall[dir][0].value &&
+                        r.m[m].recall[dir][0].value <= r.m[m].recall[dir][0].hi);
+            /* shuffled pairs: chance (1/80 at k = 1, 1/8 at k = 10) within sampling noise */
+            assert_true(r.m[m].null_recall[dir][0].value <= 0.08);
+            assert_true(r.m[m].null_recall[dir][2].value <= 0.3);
+            assert_true(r.m[m].null_recall[dir][2].lo <= r.chance[2] + 0.05);
+        }
+    }
+    assert_true(r.loss_last < 0.5 * r.loss_first && r.null_loss_last > r.loss_last);
+    /* deterministic: the same seed gives the same numbers */
+    assert_int_equal(rs_align_evaluate(Xt, d, Xi, d, n, is_test, &o, &r2, &err), 0);
+    assert_memory_equal(&r, &r2, sizeof r);
+    /* different sizes: no Procrustes, the others still run */
+    float *Xs = malloc(sizeof(float) * n * (d - 4));
+    for (int i = 0; i < n; i++) memcpy(Xs + (size_t)i * (d - 4), Xi + (size_t)i * d, sizeof(float) * (d - 4));
+    o.n_boot = 0;
+    assert_int_equal(rs_align_evaluate(Xt, d, Xs, d - 4, n, is_test, &o, &r2, &err), 0);
+    assert_true(r2.m[0].available && !r2.m[1].available && r2.m[2].available);
+    assert_true(isnan(r2.m[0].recall[0][0].lo));
+    free(Xs); free(Xt); free(Xi); free(is_test);
+}
+
+static double gauss(uint64_t *st) {
+    double u1 = ((stats_splitmix(st) >> 11) + 1.0) * 0x1.0p-53, u2 = (stats_splitmix(st) >> 11) * 0x1.0p-53;
+    return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+}
+
+/* Partial signal: a 4-dim latent s shared by both sides through random 32 × 4 loadings (text
+ * = A s + 5 + N(0, 1), image = B s − 2 + N(0, 1)), 500 pairs, every 5th held out. Nothing
+ * retrieves perfectly, every map must still beat chance (1/100) and its shuffled-pair null. */
+static void test_planted_partial(void **state) {
+    (void)state;
+    int n = 500, d = 32, r = 4;
+    uint64_t st = 7;
+    float *Xt = malloc(sizeof(float) * n * d), *Xi = malloc(sizeof(float) * n * d);
+    int *te = malloc(sizeof(int) * n);
+    double A[32 * 4], B[32 * 4];
+    for (int i = 0; i < d * r; i++) A[i] = gauss(&st), B[i] = gauss(&st);
+    for (int i = 0; i < n; i++) {
+        double s[4];
+        for (int k = 0; k < r; k++) s[k] = gauss(&st);
+        te[i] = i % 5 == 0;
+        for (int j = 0; j < d; j++) {
+            double a = 0, b = 0;
+            for (int k = 0; k < r; k++) a += A[j * r + k] * s[k], b += B[j * r + k] * s[k];
+            Xt[i * d + j] = (float)(a + gauss(&st) + 5);
+            Xi[i * d + j] = (float)(b + gauss(&st) - 2);
+        }
+    }
+    rs_align_opts o = rs_align_defaults();
+    o.infonce.dim = 4;
+    o.infonce.steps = 400;
+    o.infonce.lr = 0.01;
+    o.n_boot = 200;
+    rs_align_result res;
+    rs_err err;
+    assert_int_equal(rs_align_evaluate(Xt, d, Xi, d, n, te, &o, &res, &err), 0);
+    assert_int_equal(res.n_test, 100);
+    fprintf(stderr, "partial (n_test 100, chance R@1 0.01, R@10 0.10): InfoNCE loss %.3f -> %.3f (shuffled %.3f), T %.4f\n",
+            res.loss_first, res.loss_last, res.null_loss_last, res.temperature);
+    for (int m = 0; m < RS_ALIGN_METHODS; m++)
+        for (int dir = 0; dir < 2; dir++) {
+            const rs_stat *r1 = &res.m[m].recall[dir][0], *r10 = &res.m[m].recall[dir][2];
+            fprintf(stderr, "  %-10s %s R@1 %.3f [%.3f, %.3f] R@10 %.3f [%.3f, %.3f] | shuffled R@1 %.3f R@10 %.3f\n",
+                    rs_align_method_names[m], dir ? "img->txt" : "txt->img", r1->value, r1->lo, r1->hi, r10->value, r10->lo,
+                    r10->hi, res.m[m].null_recall[dir][0].value, res.m[m].null_recall[dir][2].value);
+            assert_true(r1->value < 0.9);                              /* noise: not solvable exactly */
+            assert_true(r1->lo > 10 * res.chance[0]);                  /* far above chance 0.01 */
+            assert_true(r1->lo > res.m[m].null_recall[dir][0].value);  /* and above its shuffled-pair null */
+            assert_true(r10->lo > res.m[m].null_recall[dir][2].value);
+            assert_true(res.m[m].null_recall[dir][2].value <= 0.25);
+            assert_true(res.m[m].median_rank[dir] < res.m[m].null_median_rank[dir]);
+        }
+    free(Xt); free(Xi); free(te);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reference),
+        cmocka_unit_test(test_ranks),
+        cmocka_unit_test(test_planted),
+        cmocka_unit_test(test_planted_partial),
+    };
+    return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
+}
