@@ -172,7 +172,9 @@ static void test_planted_recovery(void **st) {
     rs_sae *sae;
     sae_train_report rep;
     rs_err err;
-    if (sae_train_jumprelu(x, PN, PD, &o, &sae, &rep, NULL, NULL, &err)) fail_msg("%s", err.msg);
+    sae_jr_model *M;
+    float scale;
+    if (sae_train_jumprelu(x, PN, PD, &o, &sae, &rep, &M, &scale, &err)) fail_msg("%s", err.msg);
     double mean_max, frac = planted_recovered(D, sae, &mean_max);
     /* Wilson 95% interval of the recovered fraction over the NP planted latents */
     double z = 1.959964, ph = frac, den = 1 + z * z / NP, ctr = (ph + z * z / (2 * NP)) / den,
@@ -186,6 +188,34 @@ static void test_planted_recovery(void **st) {
             (long long)rep.dead_at_end, th_mean);
     assert_true(frac >= 0.9);
     assert_true(rep.final_fvu < 0.1);
+    /* the folded SAE on raw rows = the trained model on scaled rows (same active set, same x̂/s) */
+    enum { NR = 256 };
+    float *acts = malloc((size_t)NR * o.d_sae * sizeof *acts), *xs = malloc((size_t)NR * PD * sizeof *xs),
+          *g = malloc(M->n_params * sizeof *g);
+    assert_int_equal(sae_encode(sae, x, NR, acts, &err), 0);
+    for (size_t j = 0; j < (size_t)NR * PD; j++) xs[j] = x[j] * scale;
+    int64_t *cnt = calloc(o.d_sae, sizeof *cnt), on = 0;
+    double mse, l0;
+    assert_int_equal(sae_jr_loss_grad(M, xs, NR, 0, 1, g, &mse, &l0, cnt, &err), 0);
+    for (size_t j = 0; j < (size_t)NR * o.d_sae; j++) on += acts[j] > 0;
+    fprintf(stderr, "folded SAE: L0 on %d rows %.4f, trained model %.4f\n", NR, (double)on / NR, l0);
+    assert_true(fabs((double)on / NR - l0) < 0.05); /* float rounding at the threshold only */
+    /* saved in sae-lens format, reloaded by sae_load: identical features */
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/jumprelu", tu_tmpdir());
+    sae->hook_name = strdup("blocks.0.hook_resid_post");
+    assert_int_equal(sae_save_sae_lens(sae, dir, &err), 0);
+    rs_sae *back;
+    if (sae_load(&back, dir, NULL, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(back->arch, SAE_ARCH_JUMPRELU);
+    assert_int_equal(back->apply_b_dec_to_input, 0);
+    assert_string_equal(back->hook_name, "blocks.0.hook_resid_post");
+    float *acts2 = malloc((size_t)NR * o.d_sae * sizeof *acts2);
+    assert_int_equal(sae_encode(back, x, NR, acts2, &err), 0);
+    assert_memory_equal(acts, acts2, (size_t)NR * o.d_sae * sizeof *acts);
+    sae_free(back);
+    free(acts), free(acts2), free(xs), free(g), free(cnt);
+    sae_jr_free(M);
     sae_free(sae);
     free(D), free(x);
 }

@@ -83,7 +83,8 @@ typedef struct {
 } sae_jr_opts;
 
 /* Defaults: steps 2000, batch 256, lr 1e-3, Adam β1 0 (Gemma Scope), β2 0.999, eps 1e-8,
- * λ 1e-3, ε 1e-3, θ0 1e-3, no warm-up, seed 1; d_sae set by the caller. */
+ * λ 0.01, ε 0.05, θ0 0.05 (sized for short runs; Gemma Scope's long runs use ε = θ0 = 0.001,
+ * docs/sae-training.md), no warm-up, seed 1; d_sae set by the caller. */
 void sae_jr_opts_default(sae_jr_opts *o);
 
 /* Train on x [n, d_in] (rows drawn uniformly with replacement). The result is an rs_sae of

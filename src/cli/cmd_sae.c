@@ -1,4 +1,5 @@
-/* reprshift sae: train a TopK SAE on stored activations, or report an SAE's fit quality. */
+/* reprshift sae: train a TopK or JumpReLU SAE on stored activations, report an SAE's fit
+ * quality, or match two SAEs' decoder directions. */
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -17,8 +18,10 @@
 #include "reprshift/safetensors.h"
 
 static const char USAGE[] =
-    "usage: reprshift sae train --acts FILE.safetensors --hook H --out DIR [--d-sae M] [--k K]\n"
-    "                           [--steps N] [--batch B] [--lr LR] [--seed S] [--keep-special]\n"
+    "usage: reprshift sae train --acts FILE.safetensors --hook H --out DIR [--arch topk|jumprelu]\n"
+    "                           [--d-sae M] [--k K] [--steps N] [--batch B] [--lr LR] [--seed S]\n"
+    "                           [--l0-coef L] [--bandwidth E] [--init-threshold T] [--l0-warmup N]\n"
+    "                           [--keep-special]\n"
     "       reprshift sae fit --acts FILE.safetensors --sae PATH [--hook H] [--sae-hook H]\n"
     "                         [--allow-hook-mismatch] [--keep-special]\n"
     "       reprshift sae splice --model DIR --sae PATH (--texts FILE | --ids-file FILE) [...]\n"
@@ -29,9 +32,15 @@ static const char USAGE[] =
     "RELEASE/SAE_ID from `sae list`, e.g. gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical,\n"
     "found in the Hugging Face cache (HF_HUB_CACHE / HF_HOME / ~/.cache/huggingface/hub).\n"
     "\n"
-    "train: TopK SAE (Adam, AuxK for dead features, unit-norm decoder) on the rows of tensor H,\n"
-    "       saved as a sae-lens folder (cfg.json + sae_weights.safetensors). Defaults: d_sae 4·d_in,\n"
-    "       k 32, 2000 steps of 256 rows, lr 1e-3.\n"
+    "train: an SAE on the rows of tensor H, saved as a sae-lens folder (cfg.json +\n"
+    "       sae_weights.safetensors). Defaults: d_sae 4·d_in, 2000 steps of 256 rows, lr 1e-3.\n"
+    "       --arch topk (default): TopK (Adam, AuxK for dead features, unit-norm decoder), k 32.\n"
+    "       --arch jumprelu: Gemma Scope's JumpReLU SAE (docs/sae-training.md): rows scaled to unit\n"
+    "       mean squared norm, loss ||x - x^||^2 + L * L0, straight-through threshold gradient with a\n"
+    "       rectangle kernel of bandwidth E, thresholds trained as log(theta) from T, Adam beta1 0,\n"
+    "       unit-norm decoder rows. --l0-coef L (default 0.01), --bandwidth E (0.05),\n"
+    "       --init-threshold T (0.05), --l0-warmup N (L ramps up linearly over N steps; default 0).\n"
+    "       The saved SAE has architecture jumprelu in the original units (sae fit / shift load it).\n"
     "fit:   MSE, relative MSE, explained variance, cosine, L0, L1, alive/dead fraction, mean max\n"
     "       activation, as JSON on stdout; BOS/EOS/pad rows (ids 0-2) reported separately.\n"
     "list:  the SAE names reprshift knows (Gemma Scope residual SAEs of Gemma-2 2B, widths 16k and\n"
@@ -91,9 +100,9 @@ static int sae_list(int argc, char **argv) {
 
 typedef struct {
     const char *acts, *hook, *out, *sae, *sae_hook;
-    int d_sae, k, batch, keep_special, allow_mismatch;
-    long steps;
-    double lr;
+    int d_sae, k, batch, keep_special, allow_mismatch, jumprelu;
+    long steps, l0_warmup;
+    double lr, l0_coef, bandwidth, init_threshold;
     unsigned long long seed;
 } sae_args;
 
@@ -150,13 +159,19 @@ int cmd_sae(int argc, char **argv) {
         {"k", required_argument, 0, 'k'},     {"steps", required_argument, 0, 'n'},
         {"batch", required_argument, 0, 'b'}, {"lr", required_argument, 0, 'l'},
         {"seed", required_argument, 0, 'r'},  {"keep-special", no_argument, 0, 'K'},
-        {"allow-hook-mismatch", no_argument, 0, 'M'}, {0, 0, 0, 0}};
+        {"allow-hook-mismatch", no_argument, 0, 'M'}, {"arch", required_argument, 0, 'A'},
+        {"l0-coef", required_argument, 0, 'L'}, {"bandwidth", required_argument, 0, 'E'},
+        {"init-threshold", required_argument, 0, 'T'}, {"l0-warmup", required_argument, 0, 'W'}, {0, 0, 0, 0}};
     sae_args a = {0};
     a.k = 32;
     a.batch = 256;
     a.steps = 2000;
     a.lr = 1e-3;
     a.seed = 1;
+    a.l0_coef = 0.01;
+    a.bandwidth = 0.05;
+    a.init_threshold = 0.05;
+    int jr_opt = 0, topk_opt = 0;
     optind = 1;
     opterr = 0;
     int c;
@@ -172,7 +187,21 @@ int cmd_sae(int argc, char **argv) {
         case 'K': a.keep_special = 1; break;
         case 'M': a.allow_mismatch = 1; break;
         case 'm': if (cli_parse_int(sub, "--d-sae", optarg, 1, INT_MAX, &a.d_sae)) return 2; break;
-        case 'k': if (cli_parse_int(sub, "--k", optarg, 1, INT_MAX, &a.k)) return 2; break;
+        case 'k': if (cli_parse_int(sub, "--k", optarg, 1, INT_MAX, &a.k)) return 2; topk_opt = 1; break;
+        case 'A':
+            if (!strcmp(optarg, "jumprelu")) a.jumprelu = 1;
+            else if (strcmp(optarg, "topk")) {
+                fprintf(stderr, "reprshift %s: --arch must be topk or jumprelu (got \"%s\")\n", sub, optarg);
+                return 2;
+            }
+            break;
+        case 'L': if (cli_parse_double(sub, "--l0-coef", optarg, 0, INFINITY, 0, &a.l0_coef)) return 2; jr_opt = 1; break;
+        case 'E': if (cli_parse_double(sub, "--bandwidth", optarg, 0, INFINITY, 1, &a.bandwidth)) return 2; jr_opt = 1; break;
+        case 'T':
+            if (cli_parse_double(sub, "--init-threshold", optarg, 0, INFINITY, 1, &a.init_threshold)) return 2;
+            jr_opt = 1;
+            break;
+        case 'W': if (cli_parse_long(sub, "--l0-warmup", optarg, 0, LONG_MAX, &a.l0_warmup)) return 2; jr_opt = 1; break;
         case 'n': if (cli_parse_long(sub, "--steps", optarg, 1, LONG_MAX, &a.steps)) return 2; break;
         case 'b': if (cli_parse_int(sub, "--batch", optarg, 1, INT_MAX, &a.batch)) return 2; break;
         case 'l': if (cli_parse_double(sub, "--lr", optarg, 0, INFINITY, 1, &a.lr)) return 2; break;
@@ -184,6 +213,14 @@ int cmd_sae(int argc, char **argv) {
     }
     if (!a.acts || (train && (!a.hook || !a.out)) || (fit && !a.sae)) {
         fprintf(stderr, "reprshift sae %s: missing required options\n%s", argv[1], USAGE);
+        return 2;
+    }
+    if (train && a.jumprelu && topk_opt) {
+        fprintf(stderr, "reprshift sae train: --k is a TopK option; a JumpReLU SAE sets its sparsity with --l0-coef\n");
+        return 2;
+    }
+    if (train && !a.jumprelu && jr_opt) {
+        fprintf(stderr, "reprshift sae train: --l0-coef, --bandwidth, --init-threshold and --l0-warmup need --arch jumprelu\n");
         return 2;
     }
     rs_err err = {0};
@@ -226,6 +263,30 @@ int cmd_sae(int argc, char **argv) {
         int64_t w = 0; /* keep included rows only */
         for (int64_t r = 0; r < n; r++)
             if (inc[r]) memmove(x + (size_t)w++ * d, x + (size_t)r * d, (size_t)d * sizeof *x);
+        if (a.jumprelu) {
+            sae_jr_opts o;
+            sae_jr_opts_default(&o);
+            o.d_sae = a.d_sae ? a.d_sae : 4 * d;
+            o.steps = a.steps;
+            o.batch = a.batch;
+            o.lr = (float)a.lr;
+            o.seed = a.seed;
+            o.lambda = (float)a.l0_coef;
+            o.bandwidth = (float)a.bandwidth;
+            o.init_threshold = (float)a.init_threshold;
+            o.lambda_warmup = a.l0_warmup;
+            o.log = stderr;
+            o.log_every = a.steps / 10 > 0 ? a.steps / 10 : 1;
+            sae_train_report rep;
+            if (sae_train_jumprelu(x, w, d, &o, &sae, &rep, NULL, NULL, &err)) goto done;
+            sae->hook_name = strdup(a.hook);
+            if (sae_save_sae_lens(sae, a.out, &err)) goto done;
+            fprintf(stderr, "sae train: jumprelu, %lld rows, d_sae %d, l0 coef %g: final mse %.6g, FVU %.4f, L0 %.2f, "
+                            "%lld dead -> %s\n", (long long)w, o.d_sae, a.l0_coef, rep.final_mse, rep.final_fvu,
+                    rep.final_l0, (long long)rep.dead_at_end, a.out);
+            rc = 0;
+            goto done;
+        }
         sae_train_opts o;
         sae_train_opts_default(&o);
         o.d_sae = a.d_sae ? a.d_sae : 4 * d;

@@ -131,9 +131,9 @@ void sae_jr_opts_default(sae_jr_opts *o) {
     o->beta1 = 0.0f;
     o->beta2 = 0.999f;
     o->eps = 1e-8f;
-    o->lambda = 1e-3f;
-    o->bandwidth = 1e-3f;
-    o->init_threshold = 1e-3f;
+    o->lambda = 1e-2f;
+    o->bandwidth = 0.05f;
+    o->init_threshold = 0.05f;
     o->lambda_warmup = 0;
     o->seed = 1;
 }
