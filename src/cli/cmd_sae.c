@@ -13,6 +13,9 @@
 #include "base/jsonutil.h"
 #include "reprshift/sae.h"
 #include "reprshift/sae_fit.h"
+#include "reprshift/sae_match.h"
+#include "reprshift/fileio.h"
+#include <cjson/cJSON.h>
 #include "reprshift/sae_registry.h"
 #include "reprshift/sae_train.h"
 #include "reprshift/safetensors.h"
@@ -27,6 +30,9 @@ static const char USAGE[] =
     "       reprshift sae splice --model DIR --sae PATH (--texts FILE | --ids-file FILE) [...]\n"
     "                            (spliced CE: reprshift sae splice --help)\n"
     "       reprshift sae list [--release R] [--layer L] [--width 16k|65k]\n"
+    "       reprshift sae match --a PATH --b PATH --out FILE.json [--pairs FILE.csv] [--threshold T]\n"
+    "                           [--bootstrap N] [--null-reps N] [--max-width N] [--seed S]\n"
+    "                           [--allow-hook-mismatch]\n"
     "\n"
     "--sae takes a path (sae-lens folder, Gemma Scope params.npz or its folder) or a name\n"
     "RELEASE/SAE_ID from `sae list`, e.g. gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical,\n"
@@ -46,7 +52,15 @@ static const char USAGE[] =
     "list:  the SAE names reprshift knows (Gemma Scope residual SAEs of Gemma-2 2B, widths 16k and\n"
     "       65k, canonical and per-L0 ids, from the sae-lens registry) as a tab-separated table:\n"
     "       name, hook, d_sae, l0, Hub repo, file in the repo, Neuronpedia id (- if none), cached\n"
-    "       (yes/no in the local Hugging Face cache).\n";
+    "       (yes/no in the local Hugging Face cache).\n"
+    "match: pair the latents of SAE A and SAE B (e.g. one trained on the VLM and Gemma Scope's at the\n"
+    "       same hook) one-to-one by decoder cosine, with the exact assignment maximising the summed\n"
+    "       cosine (Hungarian, O(n^3); widths above --max-width, default 4096, are refused). JSON: the\n"
+    "       fraction of pairs with cosine > T (default 0.7) and the mean cosine, each with a percentile\n"
+    "       bootstrap 95% CI over the pairs (--bootstrap, default 1000), and the nulls the real match\n"
+    "       must beat: B replaced by random unit directions, and B with its coordinates permuted\n"
+    "       (--null-reps replicates each, default 3). --pairs writes a_latent,b_latent,cos. Refuses\n"
+    "       SAEs of different d_in, or recorded hooks that differ unless --allow-hook-mismatch.\n";
 
 static int sae_list(int argc, char **argv) {
     const char *release = NULL, *width = NULL;
@@ -140,7 +154,141 @@ static void print_fit(const char *name, const sae_fit_metrics *m, int last) {
 #undef N9
 }
 
+static int write_text(const char *path, const char *text, rs_err *err) {
+    rs_atomic_file af = {0};
+    if (rs_atomic_open(&af, path, err) || rs_atomic_write(&af, text, strlen(text), err) || rs_atomic_commit(&af, err)) {
+        rs_atomic_abort(&af);
+        return -1;
+    }
+    return 0;
+}
+
+static cJSON *null_json(const sae_match_null *n, int reps) {
+    cJSON *o = cJSON_CreateObject();
+    rs_json_add_num(o, "replicates", reps);
+    rs_json_add_num(o, "frac_matched_mean", n->frac_mean);
+    rs_json_add_num(o, "frac_matched_max", n->frac_max);
+    rs_json_add_num(o, "mean_cos", n->cos_mean);
+    return o;
+}
+
+static int sae_match_cmd(int argc, char **argv) {
+    static const struct option LONG[] = {
+        {"a", required_argument, 0, 'a'},         {"b", required_argument, 0, 'b'},
+        {"out", required_argument, 0, 'o'},       {"pairs", required_argument, 0, 'p'},
+        {"threshold", required_argument, 0, 't'}, {"bootstrap", required_argument, 0, 'B'},
+        {"null-reps", required_argument, 0, 'n'}, {"max-width", required_argument, 0, 'w'},
+        {"seed", required_argument, 0, 'r'},      {"allow-hook-mismatch", no_argument, 0, 'M'},
+        {0, 0, 0, 0}};
+    const char *pa = NULL, *pb = NULL, *out = NULL, *pairs = NULL;
+    int allow = 0;
+    sae_match_opts o;
+    sae_match_opts_default(&o);
+    unsigned long long seed = 1;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc - 1, argv + 1, "", LONG, NULL)) != -1) {
+        switch (c) {
+        case 'a': pa = optarg; break;
+        case 'b': pb = optarg; break;
+        case 'o': out = optarg; break;
+        case 'p': pairs = optarg; break;
+        case 'M': allow = 1; break;
+        case 't': if (cli_parse_double("sae match", "--threshold", optarg, -1, 1, 0, &o.threshold)) return 2; break;
+        case 'B': if (cli_parse_int("sae match", "--bootstrap", optarg, 0, 1000000, &o.n_boot)) return 2; break;
+        case 'n': if (cli_parse_int("sae match", "--null-reps", optarg, 0, 1000, &o.n_null)) return 2; break;
+        case 'w': if (cli_parse_int("sae match", "--max-width", optarg, 1, 1 << 20, &o.max_width)) return 2; break;
+        case 'r': if (cli_parse_u64("sae match", "--seed", optarg, &seed)) return 2; break;
+        default:
+            fprintf(stderr, "reprshift sae match: unknown option or missing value\n%s", USAGE);
+            return 2;
+        }
+    }
+    if (!pa || !pb || !out) {
+        fprintf(stderr, "reprshift sae match: missing required options (--a, --b, --out)\n%s", USAGE);
+        return 2;
+    }
+    o.seed = seed;
+    rs_err err = {0};
+    rs_sae *A = NULL, *B = NULL;
+    sae_match_result r = {0};
+    cJSON *js = NULL;
+    char *txt = NULL, *csv = NULL;
+    int rc = 1;
+    if (sae_load(&A, pa, NULL, &err) || sae_load(&B, pb, NULL, &err)) goto done;
+    if (A->d_in != B->d_in) {
+        rs_errf(&err, "%s has d_in %d but %s has d_in %d: decoders of different widths cannot be matched", pa, A->d_in, pb,
+                B->d_in);
+        goto done;
+    }
+    if (A->hook_name && B->hook_name && strcmp(A->hook_name, B->hook_name) && !allow) {
+        rs_errf(&err, "%s was trained on hook '%s' but %s on '%s' (--allow-hook-mismatch to match anyway)", pa,
+                A->hook_name, pb, B->hook_name);
+        goto done;
+    }
+    if (sae_match_decoders(A->W_dec, A->d_sae, B->W_dec, B->d_sae, A->d_in, &o, &r, &err)) goto done;
+    js = cJSON_CreateObject();
+    cJSON_AddStringToObject(js, "a", pa);
+    cJSON_AddStringToObject(js, "b", pb);
+    if (A->hook_name) cJSON_AddStringToObject(js, "hook_a", A->hook_name);
+    else cJSON_AddNullToObject(js, "hook_a");
+    if (B->hook_name) cJSON_AddStringToObject(js, "hook_b", B->hook_name);
+    else cJSON_AddNullToObject(js, "hook_b");
+    cJSON_AddStringToObject(js, "architecture_a", sae_arch_name(A->arch));
+    cJSON_AddStringToObject(js, "architecture_b", sae_arch_name(B->arch));
+    rs_json_add_num(js, "d_in", r.d);
+    rs_json_add_num(js, "d_sae_a", r.n_a);
+    rs_json_add_num(js, "d_sae_b", r.n_b);
+    rs_json_add_num(js, "n_pairs", r.n_pairs);
+    cJSON_AddStringToObject(js, "assignment", "exact one-to-one, maximising the summed decoder cosine");
+    rs_json_add_num(js, "cos_threshold", o.threshold);
+    cJSON *fm = rs_json_stat(r.frac, r.frac_lo, r.frac_hi), *mc = rs_json_stat(r.mean_cos, r.mean_cos_lo, r.mean_cos_hi);
+    rs_json_add_num(fm, "n", r.n_pairs);
+    cJSON_AddItemToObject(js, "frac_matched", fm);
+    cJSON_AddItemToObject(js, "mean_cos", mc);
+    cJSON_AddStringToObject(js, "ci", "percentile bootstrap 95% over the matched pairs");
+    rs_json_add_num(js, "bootstrap", o.n_boot);
+    cJSON_AddItemToObject(js, "null_random", null_json(&r.null_random, o.n_null));
+    cJSON_AddItemToObject(js, "null_permuted", null_json(&r.null_permuted, o.n_null));
+    if (o.n_null > 0 && o.n_boot > 0) cJSON_AddBoolToObject(js, "beats_null", r.beats_null);
+    else cJSON_AddNullToObject(js, "beats_null");
+    rs_json_add_num(js, "seed", (double)seed);
+    txt = cJSON_Print(js);
+    if (!txt) {
+        rs_errk(&err, RS_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (pairs) {
+        size_t cap = 32 + (size_t)r.n_pairs * 48, len = 0;
+        csv = malloc(cap);
+        if (!csv) {
+            rs_errk(&err, RS_ENOMEM, "out of memory");
+            goto done;
+        }
+        len += (size_t)snprintf(csv, cap, "a_latent,b_latent,cos\n");
+        for (int i = 0; i < r.n_pairs; i++)
+            len += (size_t)snprintf(csv + len, cap - len, "%d,%d,%.6f\n", r.a_idx[i], r.b_idx[i], r.cos[i]);
+        if (write_text(pairs, csv, &err)) goto done;
+    }
+    if (write_text(out, txt, &err)) goto done;
+    fprintf(stderr, "sae match: %d pairs, frac cos > %g = %.3f [%.3f, %.3f], mean cos %.3f; null random %.3f, permuted "
+                    "%.3f -> %s\n", r.n_pairs, o.threshold, r.frac, r.frac_lo, r.frac_hi, r.mean_cos,
+            r.null_random.frac_max, r.null_permuted.frac_max, out);
+    rc = 0;
+done:
+    if (rc) fprintf(stderr, "reprshift sae match: %s\n", err.msg);
+    cJSON_Delete(js);
+    free(txt);
+    free(csv);
+    sae_match_result_free(&r);
+    sae_free(A);
+    sae_free(B);
+    return rc;
+}
+
 int cmd_sae(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "match") && !cli_wants_help(argc, argv, 2)) return sae_match_cmd(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "splice")) return cmd_sae_splice(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "list") && !cli_wants_help(argc, argv, 2)) return sae_list(argc, argv);
     if (argc < 2 || cli_wants_help(argc, argv, 1)) {
@@ -149,7 +297,7 @@ int cmd_sae(int argc, char **argv) {
     }
     int train = !strcmp(argv[1], "train"), fit = !strcmp(argv[1], "fit");
     if (!train && !fit) {
-        fprintf(stderr, "reprshift sae: unknown action '%s' (train, fit, splice, list)\n", argv[1]);
+        fprintf(stderr, "reprshift sae: unknown action '%s' (train, fit, splice, list, match)\n", argv[1]);
         return 2;
     }
     static const struct option LONG[] = {
