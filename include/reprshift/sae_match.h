@@ -45,4 +45,11 @@ int sae_match_decoders(const float *W_a, int n_a, const float *W_b, int n_b, int
                        sae_match_result *r, rs_err *err);
 void sae_match_result_free(sae_match_result *r);
 
+/* The result as a JSON object (cJSON *, the caller deletes; NULL on OOM): d_in, d_sae_a,
+ * d_sae_b, n_pairs, assignment, cos_threshold, frac_matched {value, ci_lo, ci_hi, n},
+ * mean_cos {value, ci_lo, ci_hi}, ci, bootstrap, null_random / null_permuted {replicates,
+ * frac_matched_mean, frac_matched_max, mean_cos}, beats_null (null when a null or the CI is
+ * off), seed. The pairs are not included. */
+struct cJSON *sae_match_json(const sae_match_result *r, const sae_match_opts *o);
+
 #endif

@@ -163,15 +163,6 @@ static int write_text(const char *path, const char *text, rs_err *err) {
     return 0;
 }
 
-static cJSON *null_json(const sae_match_null *n, int reps) {
-    cJSON *o = cJSON_CreateObject();
-    rs_json_add_num(o, "replicates", reps);
-    rs_json_add_num(o, "frac_matched_mean", n->frac_mean);
-    rs_json_add_num(o, "frac_matched_max", n->frac_max);
-    rs_json_add_num(o, "mean_cos", n->cos_mean);
-    return o;
-}
-
 static int sae_match_cmd(int argc, char **argv) {
     static const struct option LONG[] = {
         {"a", required_argument, 0, 'a'},         {"b", required_argument, 0, 'b'},
@@ -228,7 +219,19 @@ static int sae_match_cmd(int argc, char **argv) {
         goto done;
     }
     if (sae_match_decoders(A->W_dec, A->d_sae, B->W_dec, B->d_sae, A->d_in, &o, &r, &err)) goto done;
+    js = sae_match_json(&r, &o);
+    if (!js) {
+        rs_errk(&err, RS_ENOMEM, "out of memory");
+        goto done;
+    }
+    /* the inputs first, then the result's fields */
+    cJSON *res = js;
     js = cJSON_CreateObject();
+    if (!js) {
+        cJSON_Delete(res);
+        rs_errk(&err, RS_ENOMEM, "out of memory");
+        goto done;
+    }
     cJSON_AddStringToObject(js, "a", pa);
     cJSON_AddStringToObject(js, "b", pb);
     if (A->hook_name) cJSON_AddStringToObject(js, "hook_a", A->hook_name);
@@ -237,23 +240,11 @@ static int sae_match_cmd(int argc, char **argv) {
     else cJSON_AddNullToObject(js, "hook_b");
     cJSON_AddStringToObject(js, "architecture_a", sae_arch_name(A->arch));
     cJSON_AddStringToObject(js, "architecture_b", sae_arch_name(B->arch));
-    rs_json_add_num(js, "d_in", r.d);
-    rs_json_add_num(js, "d_sae_a", r.n_a);
-    rs_json_add_num(js, "d_sae_b", r.n_b);
-    rs_json_add_num(js, "n_pairs", r.n_pairs);
-    cJSON_AddStringToObject(js, "assignment", "exact one-to-one, maximising the summed decoder cosine");
-    rs_json_add_num(js, "cos_threshold", o.threshold);
-    cJSON *fm = rs_json_stat(r.frac, r.frac_lo, r.frac_hi), *mc = rs_json_stat(r.mean_cos, r.mean_cos_lo, r.mean_cos_hi);
-    rs_json_add_num(fm, "n", r.n_pairs);
-    cJSON_AddItemToObject(js, "frac_matched", fm);
-    cJSON_AddItemToObject(js, "mean_cos", mc);
-    cJSON_AddStringToObject(js, "ci", "percentile bootstrap 95% over the matched pairs");
-    rs_json_add_num(js, "bootstrap", o.n_boot);
-    cJSON_AddItemToObject(js, "null_random", null_json(&r.null_random, o.n_null));
-    cJSON_AddItemToObject(js, "null_permuted", null_json(&r.null_permuted, o.n_null));
-    if (o.n_null > 0 && o.n_boot > 0) cJSON_AddBoolToObject(js, "beats_null", r.beats_null);
-    else cJSON_AddNullToObject(js, "beats_null");
-    rs_json_add_num(js, "seed", (double)seed);
+    while (res->child) {
+        cJSON *it = cJSON_DetachItemViaPointer(res, res->child);
+        cJSON_AddItemToObject(js, it->string, it);
+    }
+    cJSON_Delete(res);
     txt = cJSON_Print(js);
     if (!txt) {
         rs_errk(&err, RS_ENOMEM, "out of memory");

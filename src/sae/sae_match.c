@@ -6,6 +6,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cjson/cJSON.h>
+#include "base/jsonutil.h"
 
 /* Shortest augmenting path with row/column potentials (Kuhn-Munkres in the Jonker-Volgenant
  * form): rows are added one at a time; for each, a Dijkstra-like scan over reduced costs
@@ -228,4 +230,37 @@ done:
     free(Ua), free(Ub), free(Un), free(C), free(ncs), free(nai), free(nbi), free(perm), free(bs_f), free(bs_m);
     if (rc) sae_match_result_free(r);
     return rc;
+}
+
+static cJSON *null_json(const sae_match_null *n, int reps) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    rs_json_add_num(o, "replicates", reps);
+    rs_json_add_num(o, "frac_matched_mean", n->frac_mean);
+    rs_json_add_num(o, "frac_matched_max", n->frac_max);
+    rs_json_add_num(o, "mean_cos", n->cos_mean);
+    return o;
+}
+
+cJSON *sae_match_json(const sae_match_result *r, const sae_match_opts *o) {
+    cJSON *js = cJSON_CreateObject();
+    if (!js) return NULL;
+    rs_json_add_num(js, "d_in", r->d);
+    rs_json_add_num(js, "d_sae_a", r->n_a);
+    rs_json_add_num(js, "d_sae_b", r->n_b);
+    rs_json_add_num(js, "n_pairs", r->n_pairs);
+    cJSON_AddStringToObject(js, "assignment", "exact one-to-one, maximising the summed decoder cosine");
+    rs_json_add_num(js, "cos_threshold", o->threshold);
+    cJSON *fm = rs_json_stat(r->frac, r->frac_lo, r->frac_hi);
+    if (fm) rs_json_add_num(fm, "n", r->n_pairs);
+    cJSON_AddItemToObject(js, "frac_matched", fm);
+    cJSON_AddItemToObject(js, "mean_cos", rs_json_stat(r->mean_cos, r->mean_cos_lo, r->mean_cos_hi));
+    cJSON_AddStringToObject(js, "ci", "percentile bootstrap 95% over the matched pairs");
+    rs_json_add_num(js, "bootstrap", o->n_boot);
+    cJSON_AddItemToObject(js, "null_random", null_json(&r->null_random, o->n_null));
+    cJSON_AddItemToObject(js, "null_permuted", null_json(&r->null_permuted, o->n_null));
+    if (o->n_null > 0 && o->n_boot > 0) cJSON_AddBoolToObject(js, "beats_null", r->beats_null);
+    else cJSON_AddNullToObject(js, "beats_null");
+    rs_json_add_num(js, "seed", (double)o->seed);
+    return js;
 }
