@@ -174,7 +174,9 @@ int sae_match_decoders(const float *Wa, int na, const float *Wb, int nb, int d, 
     r->n_a = na, r->n_b = nb, r->d = d, r->n_pairs = np;
     if (match_units(Ua, na, Ub, nb, d, C, r->a_idx, r->b_idx, r->cos, err)) goto done;
     summarise(r->cos, np, o->threshold, &r->frac, &r->mean_cos);
-    uint64_t rng = o->seed;
+    /* a stream of its own: the trainers draw their initial decoders from splitmix64 started at
+     * the seed, and a null drawn from the same stream would reproduce those rows */
+    uint64_t rng = o->seed * 0xD1B54A32D192ED03ull + 0x8CB92BA72F3D8DD7ull;
     r->frac_lo = r->frac_hi = r->mean_cos_lo = r->mean_cos_hi = NAN;
     if (o->n_boot > 0) { /* percentile bootstrap over the matched pairs */
         for (int b = 0; b < o->n_boot; b++) {
