@@ -2,7 +2,7 @@
  *  - loss, L0 and every gradient (straight-through θ terms included) against torch autograd in
  *    float64, and three full update steps (projected W_dec gradient, Adam, renormalised rows)
  *    against torch.optim.Adam (tools/reference/gen_jumprelu_goldens.py →
- *    tests/fixtures/jumprelu/step.safetensors);
+ *    tests/fixtures/jumprelu/step.safetensors), on the dense and the sparse path;
  *  - recovery of a planted sparse dictionary whose latents fire above per-latent thresholds;
  *  - the trained SAE saved in sae-lens format loads with sae_load and encodes identically. */
 #include "testutil.h"
@@ -40,8 +40,7 @@ static void load_params(const st_set *s, sae_jr_model *M) {
     for (int i = 0; i < 5; i++) st_to_f32(need(s, NAMES[i]), dst[i]);
 }
 
-static void test_golden(void **st) {
-    (void)st;
+static void golden(void) {
     st_set *s;
     rs_err err;
     if (st_open(&s, "tests/fixtures/jumprelu/step.safetensors", &err)) fail_msg("%s", err.msg);
@@ -100,6 +99,18 @@ static void test_golden(void **st) {
     free(M1), free(M2), free(X), free(g);
     sae_jr_free(M);
     st_close(s);
+}
+
+/* both the dense path (sgemm) and the sparse path (active / in-kernel entries only) */
+static void test_golden(void **st) {
+    (void)st;
+    sae_jr_set_sparse_max(0);
+    fprintf(stderr, "dense path:\n");
+    golden();
+    sae_jr_set_sparse_max(1);
+    fprintf(stderr, "sparse path:\n");
+    golden();
+    sae_jr_set_sparse_max(0.125);
 }
 
 /* ---- planted structure ---- */

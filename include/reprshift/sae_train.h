@@ -63,6 +63,10 @@ void sae_jr_free(sae_jr_model *m);
  * is overwritten. active (may be NULL) gets per-latent counts of rows with pre > θ. */
 int sae_jr_loss_grad(const sae_jr_model *m, const float *x, int B, float lambda, float bandwidth, float *grad,
                      double *mse, double *l0, int64_t *active, rs_err *err);
+/* The step takes a sparse path (only active and in-kernel entries touch W_dec / W_enc rows)
+ * when those entries are at most this fraction of B·d_sae (default 0.125; 0: always dense,
+ * 1: always sparse). Both give the same gradients up to float summation order. */
+void sae_jr_set_sparse_max(double f);
 /* Remove from each W_dec row's gradient its component along that row. */
 void sae_jr_project_grad(const sae_jr_model *m, float *grad);
 /* Scale every W_dec row to unit norm (zero rows stay zero). */

@@ -35,6 +35,16 @@ void sae_jr_free(sae_jr_model *m) {
     free(m);
 }
 
+static double sparse_max = 0.125;
+void sae_jr_set_sparse_max(double f) { sparse_max = f; }
+
+/* Per entry after pre: the straight-through θ terms (rectangle kernel) and ∂pre = ∂f·H. */
+static inline void theta_terms(float pre, float th, float gf, float inv_eps, float lam_b, float *glt, float *gpre) {
+    float u = (pre - th) * inv_eps;
+    if (u > -0.5f && u < 0.5f) *glt += -(th * inv_eps) * gf - lam_b * inv_eps;
+    *gpre = pre > th ? gf : 0.0f; /* the L0 step passes nothing to pre */
+}
+
 int sae_jr_loss_grad(const sae_jr_model *M, const float *x, int B, float lambda, float eps, float *grad, double *mse,
                      double *l0, int64_t *active, rs_err *err) {
     int d = M->d_in, m = M->d_sae;
@@ -50,19 +60,39 @@ int sae_jr_loss_grad(const sae_jr_model *M, const float *x, int B, float lambda,
     for (int i = 0; i < m; i++) th[i] = expf(M->log_threshold[i]);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, m, d, 1.0f, x, d, M->W_enc, m, 0.0f, pre, m);
     double l0s = 0;
+    int64_t n_on = 0, n_ker = 0;
+    const float inv_eps = 1.0f / eps, lam_b = lambda / B;
     for (int r = 0; r < B; r++)
         for (int i = 0; i < m; i++) {
             size_t j = (size_t)r * m + i;
             pre[j] += M->b_enc[i];
             int on = pre[j] > th[i];
+            float u = (pre[j] - th[i]) * inv_eps;
             F[j] = on ? pre[j] : 0.0f;
             l0s += on;
+            n_on += on;
+            n_ker += !on && u > -0.5f && u < 0.5f;
             if (active && on) active[i]++;
         }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, d, m, 1.0f, F, m, M->W_dec, d, 0.0f, Ge, d);
+    *l0 = l0s / B;
+    /* sparse path: only the active and in-kernel entries touch W_dec / W_enc rows */
+    int sparse = (double)(n_on + n_ker) <= sparse_max * (double)B * m;
     double se = 0;
     const float g2 = 2.0f / B;
     memset(gbd, 0, (size_t)d * sizeof *gbd);
+    memset(gbe, 0, (size_t)m * sizeof *gbe);
+    memset(glt, 0, (size_t)m * sizeof *glt);
+    if (!sparse) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, d, m, 1.0f, F, m, M->W_dec, d, 0.0f, Ge, d);
+    } else {
+        for (int r = 0; r < B; r++) {
+            float *e = Ge + (size_t)r * d;
+            memset(e, 0, (size_t)d * sizeof *e);
+            for (int i = 0; i < m; i++)
+                if (pre[(size_t)r * m + i] > th[i])
+                    cblas_saxpy(d, F[(size_t)r * m + i], M->W_dec + (size_t)i * d, 1, e, 1);
+        }
+    }
     for (int r = 0; r < B; r++)
         for (int k = 0; k < d; k++) {
             size_t j = (size_t)r * d + k;
@@ -72,30 +102,45 @@ int sae_jr_loss_grad(const sae_jr_model *M, const float *x, int B, float lambda,
             gbd[k] += Ge[j];
         }
     *mse = se / B;
-    *l0 = l0s / B;
-    /* ∂W_dec = Fᵀ·∂x̂ ; ∂f = ∂x̂·W_decᵀ (into pre's buffer after the kernel terms are read) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, d, B, 1.0f, F, m, Ge, d, 0.0f, gWd, d);
-    float *gF = malloc((size_t)B * m * sizeof *gF);
-    if (!gF) {
-        free(pre), free(F), free(Ge), free(th);
-        return rs_errk(err, RS_ENOMEM, "JumpReLU SAE: out of memory");
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, m, d, 1.0f, Ge, d, M->W_dec, d, 0.0f, gF, m);
-    memset(gbe, 0, (size_t)m * sizeof *gbe);
-    memset(glt, 0, (size_t)m * sizeof *glt);
-    const float inv_eps = 1.0f / eps, lam_b = lambda / B;
-    for (int r = 0; r < B; r++)
-        for (int i = 0; i < m; i++) {
-            size_t j = (size_t)r * m + i;
-            float u = (pre[j] - th[i]) * inv_eps;
-            if (u > -0.5f && u < 0.5f) /* rectangle kernel: θ's pseudo-derivatives */
-                glt[i] += -(th[i] * inv_eps) * gF[j] - lam_b * inv_eps;
-            gF[j] = pre[j] > th[i] ? gF[j] : 0.0f; /* ∂pre = ∂f·H(pre − θ); the L0 step passes none */
-            gbe[i] += gF[j];
+    if (!sparse) {
+        /* ∂W_dec = Fᵀ·∂x̂ ; ∂f = ∂x̂·W_decᵀ ; ∂W_enc = xᵀ·∂pre */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, d, B, 1.0f, F, m, Ge, d, 0.0f, gWd, d);
+        float *gF = malloc((size_t)B * m * sizeof *gF);
+        if (!gF) {
+            free(pre), free(F), free(Ge), free(th);
+            return rs_errk(err, RS_ENOMEM, "JumpReLU SAE: out of memory");
         }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, m, d, 1.0f, Ge, d, M->W_dec, d, 0.0f, gF, m);
+        for (int r = 0; r < B; r++)
+            for (int i = 0; i < m; i++) {
+                size_t j = (size_t)r * m + i;
+                theta_terms(pre[j], th[i], gF[j], inv_eps, lam_b, &glt[i], &gF[j]);
+                gbe[i] += gF[j];
+            }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, m, B, 1.0f, x, d, gF, m, 0.0f, gWe, m);
+        free(gF);
+    } else {
+        memset(gWd, 0, md * sizeof *gWd);
+        memset(gWe, 0, md * sizeof *gWe);
+        for (int r = 0; r < B; r++) {
+            const float *e = Ge + (size_t)r * d, *xr = x + (size_t)r * d;
+            for (int i = 0; i < m; i++) {
+                size_t j = (size_t)r * m + i;
+                float u = (pre[j] - th[i]) * inv_eps;
+                int on = pre[j] > th[i], ker = u > -0.5f && u < 0.5f;
+                if (!on && !ker) continue; /* ∂pre and the θ terms are 0 there */
+                const float *wd = M->W_dec + (size_t)i * d;
+                float gf = cblas_sdot(d, e, 1, wd, 1), gp;
+                theta_terms(pre[j], th[i], gf, inv_eps, lam_b, &glt[i], &gp);
+                if (!on) continue;
+                cblas_saxpy(d, F[j], e, 1, gWd + (size_t)i * d, 1);
+                gbe[i] += gp;
+                cblas_saxpy(d, gp, xr, 1, gWe + i, m);
+            }
+        }
+    }
     for (int i = 0; i < m; i++) glt[i] *= th[i]; /* θ = exp(log_threshold) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, m, B, 1.0f, x, d, gF, m, 0.0f, gWe, m);
-    free(pre), free(F), free(Ge), free(th), free(gF);
+    free(pre), free(F), free(Ge), free(th);
     return 0;
 }
 
