@@ -119,6 +119,19 @@ typedef struct {
         char **hooks;   /* NULL: every captured decoder hook */
     } crosscoder;       /* docs/crosscoder.md */
 
+    struct {
+        int on;         /* the config has a "sae_train" section (else the stage is skipped) */
+        int vlm_text;   /* store "vlm_text" (else "vlm_caption") */
+        int topk;       /* arch "topk" (else "jumprelu") */
+        int d_sae;      /* 0: the configured SAE's width at the hook, else 4 × the hidden size */
+        int batch, k, bootstrap, null_reps, max_width;
+        int64_t steps, l0_warmup;
+        double lr, l0_coef, bandwidth, init_threshold, match_threshold;
+        uint64_t seed;
+        int n_hooks;
+        char **hooks;   /* NULL: every captured decoder hook */
+    } sae_train;        /* docs/sae-training.md */
+
     cJSON *resolved;    /* the validated tree with defaults filled and paths resolved */
 } rs_config;
 

@@ -44,6 +44,8 @@ static const char *const MODALITIES[] = {"text", "image", NULL};
 static const char *const CE_CONVENTIONS[] = {"sae-lens", "reprshift-v1", NULL};
 static const char *const CONDITIONS[] = {"llm", "vlm_text", "vlm_caption", "vlm_mismatch", "vlm_blank", NULL};
 static const char *const XC_SPARSITY[] = {"l1", "batchtopk", NULL};
+static const char *const ST_ARCH[] = {"jumprelu", "topk", NULL};
+static const char *const ST_STORE[] = {"vlm_caption", "vlm_text", NULL};
 static const char *const PROBE_KINDS[] = {"concept", "cross_modal", "modality", "brightness", "redness", "saturation",
                                           "contrast", "blur", "rotation", NULL};
 static const char *const TARGET_KINDS[] = {"groups", "categories", "supercategories", "colours", "actions", NULL};
@@ -227,6 +229,37 @@ static const field CROSSCODER[] = {
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
+static const field SAE_TRAIN[] = {
+    {"hooks", K_STRS, 0, NULL, 0, 0, 1, NULL, 0, NULL,
+     "captured decoder hooks to train an SAE at, one each (default: every one in hooks)"},
+    {"store", K_STR, 0, "\"vlm_caption\"", 0, 0, 0, ST_STORE, 0, NULL,
+     "the VLM activations trained on: vlm_caption = PaliGemma reading each caption after its own image; vlm_text = "
+     "the caption alone; their content tokens (docs/sae-training.md)"},
+    {"arch", K_STR, 0, "\"jumprelu\"", 0, 0, 0, ST_ARCH, 0, NULL,
+     "jumprelu = Gemma Scope's JumpReLU SAE (L0 penalty, straight-through threshold gradient); topk = the TopK trainer"},
+    {"d_sae", K_INT, 0, "0", 0, 16777216, 0, NULL, 0, NULL,
+     "latents; 0: the configured SAE's width at that hook, else 4 x the hidden size"},
+    {"steps", K_INT, 0, "2000", 1, 1e9, 0, NULL, 0, NULL, "Adam steps"},
+    {"batch", K_INT, 0, "256", 1, 1000000, 0, NULL, 0, NULL, "token rows per step (drawn with replacement)"},
+    {"lr", K_NUM, 0, "0.001", 1e-9, 10, 0, NULL, 0, NULL, "Adam learning rate"},
+    {"l0_coef", K_NUM, 0, "0.01", 0, 1e6, 0, NULL, 0, NULL,
+     "jumprelu: lambda of the L0 penalty (rows scaled to unit mean squared norm)"},
+    {"bandwidth", K_NUM, 0, "0.05", 1e-9, 1e6, 0, NULL, 0, NULL, "jumprelu: width epsilon of the rectangle kernel"},
+    {"init_threshold", K_NUM, 0, "0.05", 1e-9, 1e6, 0, NULL, 0, NULL, "jumprelu: initial threshold"},
+    {"l0_warmup", K_INT, 0, "0", 0, 1e9, 0, NULL, 0, NULL, "jumprelu: lambda ramps up linearly over this many steps"},
+    {"k", K_INT, 0, "32", 1, 1000000, 0, NULL, 0, NULL, "topk: active latents per token"},
+    {"seed", K_INT, 0, "1", 0, 9007199254740991.0, 0, NULL, 0, NULL,
+     "initialisation, row sampling, bootstrap and null seed"},
+    {"match_threshold", K_NUM, 0, "0.7", -1, 1, 0, NULL, 0, NULL,
+     "a matched pair counts when its decoder cosine exceeds this (matching against the configured SAE)"},
+    {"bootstrap", K_INT, 0, "1000", 0, 1000000, 0, NULL, 0, NULL, "bootstrap resamples of the matched pairs"},
+    {"null_reps", K_INT, 0, "3", 0, 1000, 0, NULL, 0, NULL,
+     "replicates of each matching null (random directions, permuted dimensions)"},
+    {"max_width", K_INT, 0, "16384", 1, 1048576, 0, NULL, 0, NULL,
+     "refuse to match dictionaries wider than this (dense cost matrix, O(n^3) exact assignment)"},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
 static const field SCHEMA[] = {
     {"name", K_STR, 0, "\"experiment\"", 0, 0, 0, NULL, 0, NULL, "experiment name (report title)"},
     {"output_dir", K_STR, 1, NULL, 0, 0, 0, NULL, 1, NULL, "run directory (created; re-runs resume there)"},
@@ -261,6 +294,9 @@ static const field SCHEMA[] = {
     {"crosscoder", K_OBJ, 0, NULL, 0, 0, 0, NULL, 0, CROSSCODER,
      "crosscoder on paired caption activations, Gemma-2 (llm) vs PaliGemma with its image (vlm_caption); omit to skip "
      "(docs/crosscoder.md)"},
+    {"sae_train", K_OBJ, 0, NULL, 0, 0, 0, NULL, 0, SAE_TRAIN,
+     "an SAE trained on the VLM's own activations per hook, matched against the configured SAE there by decoder "
+     "cosine; omit to skip (docs/sae-training.md)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -671,6 +707,7 @@ void rs_config_free(rs_config *c) {
     free(c->steer.alphas);
     free_strs(c->steer.hooks);
     free_strs(c->crosscoder.hooks);
+    free_strs(c->sae_train.hooks);
     cJSON_Delete(c->resolved);
     free(c);
 }
@@ -956,6 +993,35 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
             if (!found)
                 return rs_errk(err, RS_EINVAL, "%s: 'crosscoder.hooks[%d]': \"%s\" is not a captured hook (add it to "
                                                "'hooks')", what, k, c->crosscoder.hooks[k]);
+        }
+    }
+    const cJSON *stc = get(r, "sae_train");
+    if (stc) {
+        c->sae_train.on = 1;
+        c->sae_train.vlm_text = !strcmp(get(stc, "store")->valuestring, "vlm_text");
+        c->sae_train.topk = !strcmp(get(stc, "arch")->valuestring, "topk");
+        c->sae_train.d_sae = (int)get(stc, "d_sae")->valuedouble;
+        c->sae_train.steps = (int64_t)get(stc, "steps")->valuedouble;
+        c->sae_train.batch = (int)get(stc, "batch")->valuedouble;
+        c->sae_train.lr = get(stc, "lr")->valuedouble;
+        c->sae_train.l0_coef = get(stc, "l0_coef")->valuedouble;
+        c->sae_train.bandwidth = get(stc, "bandwidth")->valuedouble;
+        c->sae_train.init_threshold = get(stc, "init_threshold")->valuedouble;
+        c->sae_train.l0_warmup = (int64_t)get(stc, "l0_warmup")->valuedouble;
+        c->sae_train.k = (int)get(stc, "k")->valuedouble;
+        c->sae_train.seed = (uint64_t)get(stc, "seed")->valuedouble;
+        c->sae_train.match_threshold = get(stc, "match_threshold")->valuedouble;
+        c->sae_train.bootstrap = (int)get(stc, "bootstrap")->valuedouble;
+        c->sae_train.null_reps = (int)get(stc, "null_reps")->valuedouble;
+        c->sae_train.max_width = (int)get(stc, "max_width")->valuedouble;
+        const cJSON *sh = get(stc, "hooks");
+        c->sae_train.hooks = sh ? strs(cx, sh, &c->sae_train.n_hooks) : NULL;
+        for (int k = 0; k < c->sae_train.n_hooks && c->sae_train.hooks; k++) {
+            int found = 0;
+            for (int j = 0; j < c->n_hooks && !found; j++) found = !strcmp(c->hooks[j], c->sae_train.hooks[k]);
+            if (!found)
+                return rs_errk(err, RS_EINVAL, "%s: 'sae_train.hooks[%d]': \"%s\" is not a captured hook (add it to "
+                                               "'hooks')", what, k, c->sae_train.hooks[k]);
         }
     }
     if (cx->oom || !c->name || !c->output_dir || !c->prompt || !c->pool || !c->llm || !c->vlm || !c->dataset.exclude ||

@@ -181,6 +181,10 @@ int pl_downstream_run(pl_ctx *c, const char **note, rs_err *err);
 int pl_crosscoder_used(const pl_ctx *c);
 int pl_crosscoder_fp(pl_ctx *c, char fp[65], rs_err *err);
 int pl_crosscoder_run(pl_ctx *c, const char **note, rs_err *err);
+/* SAE training on the VLM's activations + matching with the configured SAE (sae_train.c, docs/sae-training.md) */
+int pl_sae_train_used(const pl_ctx *c);
+int pl_sae_train_fp(pl_ctx *c, char fp[65], rs_err *err);
+int pl_sae_train_run(pl_ctx *c, const char **note, rs_err *err);
 int pl_probes_fp(pl_ctx *c, char fp[65], rs_err *err);
 int pl_probes_run(pl_ctx *c, const char **note, rs_err *err);
 /* 1 when probes.which names the probe family (probes.c; the steer stage uses it too). */

@@ -529,6 +529,7 @@ static const char *const SHIFT_OUT[] = {"results/shift.json", "results/sae_fit.j
 static const char *const COND_OUT[] = {"results/conditions.json", "results/conditions_summary.csv", NULL};
 static const char *const DOWNSTREAM_OUT[] = {"results/downstream.json", "results/downstream_items.csv", NULL};
 static const char *const CROSSCODER_OUT[] = {"results/crosscoder.json", "results/crosscoder_latents.csv", NULL};
+static const char *const SAE_TRAIN_OUT[] = {"results/sae_train.json", NULL};
 static const char *const PROBES_OUT[] = {"results/probes.json", "results/transfer.json", "results/attribute_transfer.json",
                                          "results/probe_targets.csv", NULL};
 static const char *const STEER_OUT[] = {"results/steer.json", "results/steer.csv", NULL};
@@ -547,6 +548,7 @@ static const pl_stage_def STAGES[] = {
     {"downstream", pl_downstream_used, "skipped: off, or no caption is read with its own image (vlm_caption)",
      pl_downstream_fp, DOWNSTREAM_OUT, 0, pl_downstream_run, NULL},
     {"crosscoder", pl_crosscoder_used, NULL, pl_crosscoder_fp, CROSSCODER_OUT, 0, pl_crosscoder_run, NULL},
+    {"sae_train", pl_sae_train_used, NULL, pl_sae_train_fp, SAE_TRAIN_OUT, 0, pl_sae_train_run, NULL},
     {"probes", NULL, NULL, pl_probes_fp, PROBES_OUT, 0, pl_probes_run, NULL},
     {"steer", pl_steer_used, NULL, pl_steer_fp, STEER_OUT, 0, pl_steer_run, NULL},
     {"report", NULL, NULL, report_fp, REPORT_OUT, 1, report_run, NULL},

@@ -207,6 +207,7 @@ int sae_train_topk(const float *x, int64_t n, int d, const sae_train_opts *o, rs
         for (int64_t i = o->steps - tail; i < o->steps; i++) sum += loss_hist[i];
         rep->final_mse = sum / tail;
         rep->final_fvu = tv > 0 ? rep->final_mse / tv : NAN;
+        rep->final_l0 = NAN; /* at most k by construction */
         rep->dead_at_end = 0;
         for (int f = 0; f < m; f++) rep->dead_at_end += seen - last[f] > o->dead_after;
     }
