@@ -55,6 +55,10 @@ for h in 0 1; do
     [ "$(jq -c ".$k" "$T/m.json")" = "$(jq -c "$H.match.$k" "$J")" ] || fail "$hook: sae match .$k differs from the stage"
   done
 done
+# the report's section: one row per hook with the fraction, its CI and n pairs
+grep -q '<section id="sae_train">' "$T/r/report.html" || fail "no sae_train section in the report"
+grep -q "<tr><td><code>$(jq -r '.hooks[0].hook' "$J")</code></td><td>256</td><td>$(jq '.hooks[0].n_rows' "$J")</td>" "$T/r/report.html" ||
+  fail "report row of hooks[0]"
 # rerun: skipped
 "$CLI" run "$T/x.json" --out "$T/r" --threads 1 --quiet >/dev/null 2>&1 || fail "rerun"
 grep -q "\[sae_train\] complete (skipped)" "$T/r/run.log" || fail "rerun did not skip the stage"

@@ -78,6 +78,8 @@ WRAP_FP(pl_steer_fp, "steer")
 WRAP_RUN(pl_steer_run, "steer")
 WRAP_FP(pl_crosscoder_fp, "crosscoder")
 WRAP_RUN(pl_crosscoder_run, "crosscoder")
+WRAP_FP(pl_sae_train_fp, "sae_train")
+WRAP_RUN(pl_sae_train_run, "sae_train")
 int __real_report_write(const char *results_dir, const char *out_html, int *n_figures, rs_err *err);
 int __wrap_report_write(const char *results_dir, const char *out_html, int *n_figures, rs_err *err);
 int __wrap_report_write(const char *results_dir, const char *out_html, int *n_figures, rs_err *err) {
@@ -107,10 +109,14 @@ static void write_config(const char *path, const char *dir) {
             "             \"groups\": {\"animals\": [\"animal\"], \"vehicles\": [\"vehicle\"], \"food\": [\"food\"]},\n"
             "             \"n_per_group\": 3, \"seed\": 3},\n"
             " \"edits\": [{\"name\": \"brightness\", \"values\": [0.6]}],\n"
-            " \"probes\": {\"seeds\": 1, \"folds\": 2, \"bootstrap\": 4, \"min_test_groups\": 1, \"permutations\": 2},\n"
+            " \"probes\": {\"seeds\": 1, \"folds\": 2, \"bootstrap\": 4, \"min_test_groups\": 1, \"permutations\": 2,\n"
+            "            \"targets\": [\"groups\", \"supercategories\", \"colours\"], \"min_positives\": 1,\n"
+            "            \"alignment\": {\"infonce\": {\"dim\": 4, \"steps\": 10, \"batch\": 8}}},\n"
             " \"downstream\": {\"bootstrap\": 4, \"permutations\": 4},\n"
             " \"steer\": {\"alphas\": [-1, 0, 2], \"n_items\": 2, \"random_directions\": 2},\n"
-            " \"crosscoder\": {\"hooks\": [\"blocks.1.hook_resid_post\"], \"n_latents\": 32, \"steps\": 40, \"batch\": 16, \"null_runs\": 1}}\n",
+            " \"crosscoder\": {\"hooks\": [\"blocks.1.hook_resid_post\"], \"n_latents\": 32, \"steps\": 40, \"batch\": 16, \"null_runs\": 1},\n"
+            " \"sae_train\": {\"hooks\": [\"blocks.1.hook_resid_post\"], \"d_sae\": 32, \"steps\": 20, \"batch\": 16,\n"
+            "               \"bootstrap\": 4, \"null_reps\": 1}}\n",
             dir, cwd, cwd, cwd, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco);
     fclose(f);
 }
@@ -155,10 +161,13 @@ static stage_case CASES[] = {
                                       "results/tokens_blocks.1.hook_resid_post.csv"}, 4, {0}, {0}},
     {"conditions", {"stages/conditions.done"}, {"results/conditions.json", "results/conditions_summary.csv"}, 0, {0}, {0}},
     {"downstream", {"stages/downstream.done"}, {"results/downstream.json", "results/downstream_items.csv"}, 0, {0}, {0}},
-    {"probes", {"stages/probes.done"}, {"results/probes.json", "results/transfer.json"}, 0, {0}, {0}},
+    {"probes", {"stages/probes.done"}, {"results/probes.json", "results/transfer.json", "results/probe_targets.csv",
+                                        "results/alignment.json"}, 0, {0}, {0}},
     {"steer", {"stages/steer.done"}, {"results/steer.json", "results/steer.csv"}, 0, {0}, {0}},
     {"crosscoder", {"stages/crosscoder.done"}, {"results/crosscoder.json", "results/crosscoder_latents.csv",
                                                 "results/crosscoder/blocks.1.hook_resid_post.safetensors"}, 0, {0}, {0}},
+    {"sae_train", {"stages/sae_train.done"}, {"results/sae_train.json",
+                                              "results/sae_train/blocks.1.hook_resid_post/sae_weights.safetensors"}, 0, {0}, {0}},
     {"report", {"stages/report.done"}, {"results/run.json"}, 0, {0}, {0}},
 };
 enum { N_CASES = sizeof CASES / sizeof *CASES };

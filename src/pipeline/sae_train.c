@@ -155,8 +155,10 @@ static int one_hook(pl_ctx *c, int store, const char *hook, const int32_t *ids, 
     rs_json_add_num(tr, "final_fvu", rep.final_fvu);
     rs_json_add_num(tr, "final_l0", cfg->sae_train.topk ? NAN : rep.final_l0);
     rs_json_add_num(tr, "dead_latents", (double)rep.dead_at_end);
-    rs_json_add_num(tr, "seconds", (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
     cJSON_AddStringToObject(tr, "note", "in-sample: mean over the last 10% of training steps (no held-out rows)");
+    /* the time goes to run.log, not the results (which a rerun must reproduce byte for byte) */
+    pl_log(c, "sae_train", "%s: %d latents trained on %lld rows in %.2f s, in-sample FVU %.3f", hook, d_sae, (long long)n,
+           (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), rep.final_fvu);
     if (!ref || ref->d_in != w) {
         cJSON_AddNullToObject(e, "reference_sae");
         cJSON_AddNullToObject(e, "match");

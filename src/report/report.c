@@ -2131,6 +2131,91 @@ out:
     return rc;
 }
 
+/* ---- The VLM's own SAE (sae_train.json) ---- */
+
+/* Per hook: the trained SAE (architecture, width, in-sample fit) and its one-to-one match with
+ * the configured SAE (fraction matched with its CI and n, mean cosine, both nulls, the verdict),
+ * or the reason the match was skipped. Absent sae_train.json: no section and no note (the
+ * stage is optional). */
+static int sec_sae_train(ctx *c, rs_err *err) {
+    snprintf(c->path, sizeof c->path, "%s/sae_train.json", c->dir);
+    if (!rs_path_exists(c->path)) return 0;
+    cJSON *j;
+    if (load(c, "sae_train.json", "The VLM's own SAE", &j, err)) return -1;
+    int rc = -1;
+    const cJSON *hooks = cJSON_GetObjectItemCaseSensitive(j, "hooks");
+    if (!cJSON_IsArray(hooks)) {
+        rs_errf(err, "%s: needs \"hooks\" (an array)", c->path);
+        goto out;
+    }
+    h2(c, "sae_train", "The VLM's own SAE against the configured one");
+    sb_puts(c->b, "<p>");
+    sb_escape(c->b, get_str(j, "definition") ? get_str(j, "definition") : "?");
+    sb_puts(c->b, ". Architecture: ");
+    sb_escape(c->b, get_str(j, "arch") ? get_str(j, "arch") : "?");
+    sb_puts(c->b, "; rows: store <code>");
+    sb_escape(c->b, get_str(j, "store") ? get_str(j, "store") : "?");
+    sb_puts(c->b, "</code>. The fit is in-sample (the training rows). A latent pair is matched when its decoder "
+                  "cosine reaches the threshold; the nulls match the trained SAE against random unit directions and "
+                  "against a dimension-permuted copy of the configured SAE, and the match beats them when the CI's "
+                  "lower end exceeds the largest null fraction.</p>\n");
+    sb_puts(c->b, "<table><tr><th>hook</th><th>width</th><th>n rows</th><th>FVU (in-sample)</th><th>L0</th>"
+                  "<th>dead</th><th>matched fraction [95% CI]</th><th>n pairs</th><th>mean cosine [95% CI]</th>"
+                  "<th>null: random (max)</th><th>null: permuted (max)</th><th>beats the nulls</th></tr>\n");
+    int k = 0;
+    const char *ci_text = NULL;
+    for (const cJSON *e = hooks->child; e; e = e->next, k++) {
+        const char *hook = get_str(e, "hook");
+        const cJSON *tr = cJSON_GetObjectItemCaseSensitive(e, "train"), *m = cJSON_GetObjectItemCaseSensitive(e, "match");
+        int64_t nrows = 0;
+        char a1[32], a2[32], a3[32], a4[32];
+        if (!hook || !cJSON_IsObject(tr)) {
+            rs_errf(err, "%s: hooks[%d]: needs hook and train", c->path, k);
+            goto out;
+        }
+        if (get_n(c, e, "n_rows", "hooks[]", &nrows, err)) goto out;
+        sb_puts(c->b, "<tr><td><code>");
+        sb_escape(c->b, hook);
+        sb_printf(c->b, "</code></td><td>%s</td><td>%lld</td><td>%s</td><td>%s</td><td>%s</td>",
+                  svg_fmt(num_or_nan(e, "d_sae"), a1, sizeof a1), (long long)nrows,
+                  svg_fmt(num_or_nan(tr, "final_fvu"), a2, sizeof a2), svg_fmt(num_or_nan(tr, "final_l0"), a3, sizeof a3),
+                  svg_fmt(num_or_nan(tr, "dead_latents"), a4, sizeof a4));
+        if (!cJSON_IsObject(m)) {
+            sb_puts(c->b, "<td colspan=\"6\">not matched: ");
+            sb_escape(c->b, get_str(e, "match_skipped") ? get_str(e, "match_skipped") : "no match in the file");
+            sb_puts(c->b, "</td></tr>\n");
+            continue;
+        }
+        rstat f, mc;
+        int64_t np = 0;
+        if (get_stat(c, m, "frac_matched", "match", &f, err) < 0 || get_stat(c, m, "mean_cos", "match", &mc, err) < 0 ||
+            get_n(c, m, "n_pairs", "match", &np, err))
+            goto out;
+        if (!ci_text) ci_text = get_str(m, "ci");
+        const cJSON *nr = cJSON_GetObjectItemCaseSensitive(m, "null_random"), *npm = cJSON_GetObjectItemCaseSensitive(m, "null_permuted");
+        const cJSON *bn = cJSON_GetObjectItemCaseSensitive(m, "beats_null");
+        sb_printf(c->b, "<td>%s [%s, %s] (cos &ge; %s)</td><td>%lld</td>", svg_fmt(f.v, a1, sizeof a1),
+                  svg_fmt(f.lo, a2, sizeof a2), svg_fmt(f.hi, a3, sizeof a3),
+                  svg_fmt(num_or_nan(m, "cos_threshold"), a4, sizeof a4), (long long)np);
+        sb_printf(c->b, "<td>%s [%s, %s]</td>", svg_fmt(mc.v, a1, sizeof a1), svg_fmt(mc.lo, a2, sizeof a2),
+                  svg_fmt(mc.hi, a3, sizeof a3));
+        sb_printf(c->b, "<td>%s (%s)</td><td>%s (%s)</td><td>%s</td></tr>\n",
+                  svg_fmt(num_or_nan(nr, "frac_matched_mean"), a1, sizeof a1),
+                  svg_fmt(num_or_nan(nr, "frac_matched_max"), a2, sizeof a2),
+                  svg_fmt(num_or_nan(npm, "frac_matched_mean"), a3, sizeof a3),
+                  svg_fmt(num_or_nan(npm, "frac_matched_max"), a4, sizeof a4),
+                  cJSON_IsBool(bn) ? (cJSON_IsTrue(bn) ? "yes" : "no") : "?");
+    }
+    sb_puts(c->b, "</table>\n<p class=\"note\">CI: ");
+    sb_escape(c->b, ci_text ? ci_text : "none (no hook was matched)");
+    sb_puts(c->b, "; n = matched pairs (treated as independent draws, docs/sae-training.md). Trained SAEs: "
+                  "<code>sae_train/&lt;hook&gt;/</code> (sae-lens folders, with <code>pairs.csv</code>).</p>\n");
+    rc = 0;
+out:
+    cJSON_Delete(j);
+    return rc;
+}
+
 /* ---- Crosscoder (crosscoder.json) ---- */
 
 #define XC_MAX_HOOKS 256
@@ -2385,6 +2470,7 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     if (!rc) rc = sec_alignment(&c, err);
     if (!rc) rc = sec_downstream(&c, err);
     if (!rc) rc = sec_crosscoder(&c, err);
+    if (!rc) rc = sec_sae_train(&c, err);
     if (!rc) rc = sec_steer(&c, err);
     if (rc) {
         cJSON_Delete(run);
@@ -2409,7 +2495,7 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     const char *secs[][2] = {{"conditions", "Conditions"}, {"shift", "Shift"}, {"sae", "SAE fit"}, {"probes", "Probes"},
                              {"paired", "Paired probes"}, {"attributes", "Attribute probes"}, {"vision", "Vision tower"},
                              {"transfer", "Transfer"}, {"alignment", "Alignment"}, {"downstream", "Shift and caption quality"},
-                             {"crosscoder", "Crosscoder"}, {"steer", "Steering"},
+                             {"crosscoder", "Crosscoder"}, {"sae_train", "The VLM's own SAE"}, {"steer", "Steering"},
                              {"targets", "Target probes"}};
     for (size_t i = 0; i < sizeof secs / sizeof *secs; i++) {
         char needle[64];
