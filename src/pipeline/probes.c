@@ -392,6 +392,10 @@ static int probe_hook(probe_run *p, rs_err *err) {
                 goto done;
         }
     }
+    /* the caption concept probes again on the SAE's features (probes.features "sae"; probes_sae.c) */
+    if (pl_probes_wants(cfg, "concept") && K >= 2 && nt &&
+        pl_probes_sae_hook(c, p->res, &p->eo, p->hook, p->layer, concept_ctype(c, 0), kept[0], kept[1], err))
+        goto done;
     if (pl_probes_wants(cfg, "modality") && nt && ni) {
         memcpy(X, XV, (size_t)nt * d * sizeof *X);
         memcpy(X + (size_t)nt * d, XI, (size_t)ni * d * sizeof *X);
@@ -647,6 +651,15 @@ int pl_probes_run(pl_ctx *c, const char **note, rs_err *err) {
     p.eo.min_test_groups = cfg->probes.min_test_groups;
     p.eo.seed = 0;
     p.eo.threads = c->coarse_threads;
+    /* probes.penalty applies to every evaluated probe; l1 takes its own C grid (probes.l1_C) */
+    p.eo.penalty = cfg->probes.penalty ? RS_PENALTY_L1 : RS_PENALTY_L2;
+    if (cfg->probes.penalty && cfg->probes.l1_C) p.eo.Cs = cfg->probes.l1_C, p.eo.n_Cs = cfg->probes.n_l1_C;
+    R.penalty = p.eo.penalty;
+    R.sae_on = cfg->probes.feat_sae;
+    if (cfg->probes.feat_sae && !cfg->has_saes) {
+        rs_errf(err, "probes.features has \"sae\" but the config has no saes (set saes.path)");
+        goto done;
+    }
     if (pl_probes_check(c, err)) goto done;
     for (int h = 0; h < cfg->n_hooks; h++) {
         p.hook = cfg->hooks[h];
@@ -666,7 +679,7 @@ int pl_probes_run(pl_ctx *c, const char **note, rs_err *err) {
         }
     }
     /* the report needs at least one task in probes.json: with none, the file is not written */
-    if ((R.n_em > 0 && luminance(c, &R, err)) || (R.n_pt > 0 && pl_probes_bh(&R, err)) ||
+    if ((R.n_em > 0 && luminance(c, &R, err)) || (R.n_pt > 0 && pl_probes_bh(&R, err)) || pl_probes_sae_bh(&R, err) ||
         pl_probes_write(&R, c->results, err))
         goto done;
     *note = R.n_pt ? NULL : "no probe could be evaluated";
