@@ -65,7 +65,7 @@ def case(name, data, C, max_iter=2_000_000):
     K = int(ytr.max()) + 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        lr = LogisticRegression(C=C, l1_ratio=1.0, solver="saga", tol=1e-14, max_iter=max_iter)
+        lr = LogisticRegression(C=C, l1_ratio=1.0, solver="saga", tol=1e-14, max_iter=max_iter, random_state=0)
         lr.fit(Xs, ytr)
     coef, b = lr.coef_.astype(np.float64), lr.intercept_.astype(np.float64)
     # saga leaves weights that should be zero at ~1e-17: exact zeros below 1e-12
@@ -85,7 +85,30 @@ def case(name, data, C, max_iter=2_000_000):
           f"kkt={res:.2e} n_iter={meta['sklearn_n_iter']} {os.path.getsize(path)} bytes", flush=True)
 
 
+def cli_case(C=0.05):
+    """`reprshift probe train --penalty l1 --C 0.05` on tests/fixtures/probe/cli_acts.safetensors
+    (every row, standardised): sklearn's objective -> tests/fixtures/probe/l1_cli_expected.txt."""
+    d = load_file(os.path.join(FIX, "cli_acts.safetensors"))
+    X = d["blocks.1.hook_resid_post"].astype(np.float64)
+    names = [l.strip() for l in open(os.path.join(FIX, "cli_labels.txt")) if l.strip()]
+    classes = sorted(set(names))
+    y = np.array([classes.index(v) for v in names])
+    sc = StandardScaler().fit(X)
+    Xs = ((X - sc.mean_) / sc.scale_).astype(np.float32).astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        lr = LogisticRegression(C=C, l1_ratio=1.0, solver="saga", tol=1e-14, max_iter=2_000_000, random_state=0).fit(Xs, y)
+    coef = np.where(np.abs(lr.coef_) < 1e-12, 0.0, lr.coef_)
+    loss, _, _ = loss_grad(coef, lr.intercept_, Xs, y)
+    obj = float(np.abs(coef).sum()) + C * loss
+    with open(os.path.join(FIX, "l1_cli_expected.txt"), "w") as f:
+        f.write(f"{obj:.15g} {int((coef != 0).sum())}\n")
+    print(f"l1_cli_expected.txt: objective {obj:.15g}, nonzero {int((coef != 0).sum())}/{coef.size}, "
+          f"kkt {kkt(coef, lr.intercept_, Xs, y, C):.2e}")
+
+
 if __name__ == "__main__":
+    cli_case()
     case("bc_C0.02", "breast_cancer", 0.02)   # the lasso path: most weights exactly zero
     case("bc_C1", "breast_cancer", 1.0)
     case("wine_C0.1", "wine", 0.1)            # multinomial, K = 3
