@@ -617,8 +617,19 @@ int pl_probes_fp(pl_ctx *c, char fp[65], rs_err *err) {
         else if (pl_store_fp(c, s, fps[s], err)) return -1;
     }
     char *pj = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(c->cfg->resolved, "probes"));
-    pl_fp(fp, "probes v3 %s %s %s %s %s %s %s %s %s pool=%s", RS_VERSION, fps[0], fps[1], fps[2], fps[3], fps[4], fps[5],
-          fps[6], pj ? pj : "-", c->cfg->pool);
+    /* SAE-feature probes also depend on the SAE files and hooks (appended only then: the
+       fingerprint of a run without them is as before) */
+    const rs_config *cfg = c->cfg;
+    int sae = cfg->probes.feat_sae;
+    char *tail = NULL;
+    if (sae && asprintf(&tail, " sae=%s %s %s", c->sae_fp, cfg->sae_path ? cfg->sae_path : "-",
+                        cfg->sae_hook ? cfg->sae_hook : "-") < 0) {
+        free(pj);
+        return rs_errk(err, RS_ENOMEM, "out of memory");
+    }
+    pl_fp(fp, "probes v3 %s %s %s %s %s %s %s %s %s pool=%s%s", RS_VERSION, fps[0], fps[1], fps[2], fps[3], fps[4], fps[5],
+          fps[6], pj ? pj : "-", cfg->pool, tail ? tail : "");
+    free(tail);
     free(pj);
     return 0;
 }
