@@ -87,6 +87,13 @@ typedef struct {
             double lr, temperature_init, ridge_alpha;
             uint64_t seed;
         } align;
+        /* SAE-feature probes (docs/probes.md): features "raw" / "sae" (absent: raw only),
+           penalty 0 = l2 (default), 1 = l1 (every probe of the stage), l1_C the grid used
+           with l1 (absent: C), top_features listed per SAE probe */
+        int feat_raw, feat_sae, penalty;
+        int n_l1_C;
+        double *l1_C;   /* NULL: use C */
+        int top_features;
     } probes;
 
     struct {

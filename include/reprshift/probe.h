@@ -73,6 +73,12 @@ int rs_lbfgs(int n, double *x, rs_lbfgs_fg fg, rs_lbfgs_gmeasure gm, void *ctx,
              const rs_lbfgs_opts *opts, rs_lbfgs_result *res, rs_err *err);
 
 /* ---- logistic regression ---- */
+/* Penalty of rs_logreg_opts / rs_logreg: L2 (½‖W‖², the default) or L1 (‖W‖₁, lasso):
+ *     L1: f(W, b) = ‖W‖₁ + C · Σ_i s_i ℓ_i   (intercept not penalised; sklearn's l1 with saga)
+ * solved by accelerated proximal gradient (FISTA) in the same preconditioned coordinates;
+ * see docs/probes.md. */
+enum { RS_PENALTY_L2 = 0, RS_PENALTY_L1 = 1 };
+
 typedef struct {
     double C;          /* inverse regularisation strength (sklearn C), default 1 */
     int balanced;      /* class_weight="balanced" */
@@ -85,6 +91,9 @@ typedef struct {
     int threads;       /* 0 (default): OpenMP threads (omp_get_max_threads) on large problems, one on
                           small ones; k ≥ 1: at most k (still one on small problems). The thread
                           count fixes the order of the gradient's partial sums */
+    int penalty;       /* RS_PENALTY_L2 (default) or RS_PENALTY_L1. With L1, tol bounds the
+                          minimum-norm subgradient of the scaled objective (original coordinates)
+                          and max_iter counts proximal-gradient iterations */
 } rs_logreg_opts;
 
 /* Defaults above. */
@@ -102,15 +111,16 @@ typedef struct {
     double *b;       /* [n_rows] */
     double C;
     int balanced;
-    double objective; /* ½‖W‖² + C Σ s_i ℓ_i at the solution */
+    double objective; /* ½‖W‖² (L1: ‖W‖₁) + C Σ s_i ℓ_i at the solution */
     int n_iter;
     int converged;
+    int penalty;      /* RS_PENALTY_L2 or RS_PENALTY_L1 */
 } rs_logreg;
 
 /* Fit on X [n, d], y [n] in 0..K-1 (every class present). Frees with rs_logreg_free. */
 int rs_logreg_fit(rs_logreg *m, const float *X, const int *y, int n, int d, int K,
                   const rs_logreg_opts *opts, rs_err *err);
-/* Objective ½‖W‖² + C Σ s_i ℓ_i of the model on (X, y) with the model's C and weighting. */
+/* Objective ½‖W‖² (L1: ‖W‖₁) + C Σ s_i ℓ_i of the model on (X, y) with its C, weighting, penalty. */
 double rs_logreg_objective(const rs_logreg *m, const float *X, const int *y, int n);
 /* Decision values [n, n_rows] (z = X Wᵀ + b). */
 void rs_logreg_decision(const rs_logreg *m, const float *X, int n, double *Z);

@@ -78,6 +78,8 @@ typedef struct {
                               permutation; default 0 = 1: serial). Used for logistic probes small
                               enough to be fitted on one thread (rs_logreg_fit_threads); results
                               are identical for any value */
+    int penalty;           /* logistic regression: RS_PENALTY_L2 (default) or RS_PENALTY_L1 (every fit:
+                              inner CV, final, permutation and control refits) */
 } rs_eval_opts;
 
 /* Defaults above. */

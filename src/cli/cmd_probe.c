@@ -18,11 +18,12 @@ static void probe_usage(FILE *f) {
     fprintf(f,
         "usage: reprshift probe train   --acts A.safetensors --hook NAME --labels FILE --out P.safetensors\n"
         "                               [--label-column COL] [--C X | --Cs X,Y,.. --cv K] [--balanced]\n"
-        "                               [--no-standardize] [--tol T] [MLP options]\n"
+        "                               [--no-standardize] [--tol T] [--penalty l2|l1] [MLP options]\n"
         "       reprshift probe eval    --acts A.safetensors --hook NAME --labels FILE [--groups FILE]\n"
         "                               [--control-types FILE] [--seeds N] [--test-frac F] [--C X | --Cs ..]\n"
         "                               [--cv K] [--balanced] [--no-standardize] [--boot B] [--json OUT]\n"
-        "                               [--permutations N] [--min-test-groups M] [MLP options]\n"
+        "                               [--permutations N] [--min-test-groups M] [--penalty l2|l1]\n"
+        "                               [MLP options]\n"
         "       reprshift probe predict --probe P.safetensors --acts A.safetensors [--hook NAME]\n"
         "                               [--labels FILE] [--out FILE]\n"
         "       reprshift probe transfer --a A.safetensors --b B.safetensors --hook NAME [--hook-b NAME]\n"
@@ -32,6 +33,8 @@ static void probe_usage(FILE *f) {
         "                               [--no-procrustes-scale] [--balanced] [--no-standardize]\n"
         "                               [--boot B] [--json OUT] [MLP options]\n"
         "--seed S: base seed of the splits (eval, transfer) and of the MLP (default 0).\n"
+        "--penalty l1 (train, eval): lasso, ||W||_1 + C sum_i l_i (intercept not penalised; sparse\n"
+        "weights; solved by FISTA); default l2. transfer fits l2 probes only.\n"
         "eval: C by group-aware inner CV; CIs by a nested bootstrap (seeds, then test groups);\n"
         "permutation test with N (100) group-level label permutations per seed; control task\n"
         "only with --control-types (types must recur between train and test); fewer test groups\n"
@@ -59,7 +62,7 @@ typedef struct {
     const char *acts_b, *hook_b, *labels_a, *labels_b, *ids_a, *ids_b;
     double C, test_frac, tol, ridge_alpha, alpha;
     int have_C, cv, seeds, balanced, standardize, boot, no_pscale, mlp, hidden, epochs, seed;
-    int perms, min_test_groups;
+    int perms, min_test_groups, penalty;
     double Cs[32];
     int n_Cs;
 } probe_args;
@@ -122,6 +125,14 @@ static int parse_args(int argc, char **argv, probe_args *a) {
         }
         if (!strcmp(o, "--Cs")) {
             if (!v || parse_Cs(v, a)) goto bad;
+            i++;
+            continue;
+        }
+        if (!strcmp(o, "--penalty")) {
+            if (!v) goto missing;
+            if (!strcmp(v, "l1")) a->penalty = RS_PENALTY_L1;
+            else if (!strcmp(v, "l2")) a->penalty = RS_PENALTY_L2;
+            else goto bad;
             i++;
             continue;
         }
@@ -195,6 +206,7 @@ static int probe_train(const probe_args *a) {
     rs_logreg_opts o = rs_logreg_defaults();
     o.balanced = a->balanced;
     o.tol = a->tol;
+    o.penalty = a->penalty;
     double C = a->C, cv_acc[32];
     int did_cv = !a->mlp && !a->have_C && a->cv >= 2 && a->n_Cs > 1;
     if (did_cv && rs_logreg_cv(X, y, n, d, K, a->Cs, a->n_Cs, a->cv, a->standardize, &o, cv_acc, &C, &err)) goto out;
@@ -296,6 +308,7 @@ static int probe_eval(const probe_args *a) {
     o.n_boot = a->boot;
     o.control_type = ct;
     o.tol = a->tol;
+    o.penalty = a->penalty;
     o.seed = (uint64_t)a->seed;
     o.n_perm = a->perms;
     o.min_test_groups = a->min_test_groups;
@@ -320,7 +333,7 @@ static int probe_eval(const probe_args *a) {
     if (a->mlp)
         fprintf(f, "  \"model\": {\"kind\": \"mlp\", \"hidden\": %d, \"alpha\": %s, \"max_epochs\": %d},\n", a->hidden,
                 RS_JSON_NUM("%g", a->alpha), a->epochs);
-    else fprintf(f, "  \"model\": {\"kind\": \"logreg\"},\n");
+    else fprintf(f, "  \"model\": {\"kind\": \"logreg\"%s},\n", a->penalty == RS_PENALTY_L1 ? ", \"penalty\": \"l1\"" : "");
 #define N6(x) RS_JSON_NUM("%.6f", x)
     fprintf(f, "  \"accuracy\": {\"mean\": %s, \"ci95\": [%s, %s], \"sd_over_seeds\": %s},\n",
             N6(r.mean.accuracy), N6(r.ci_lo.accuracy), N6(r.ci_hi.accuracy), N6(r.acc_sd));
@@ -468,6 +481,10 @@ static int probe_transfer(const probe_args *a) {
     rs_err err;
     if (!a->acts || !a->acts_b || !a->hook || (!a->labels && !(a->labels_a && a->labels_b))) {
         fprintf(stderr, "reprshift probe transfer: --a, --b, --hook and --labels (or --labels-a and --labels-b) are required\n");
+        return 2;
+    }
+    if (a->penalty == RS_PENALTY_L1) {
+        fprintf(stderr, "reprshift probe transfer: --penalty l1 is not supported (the transfer probes are l2)\n");
         return 2;
     }
     const char *hook_b = a->hook_b ? a->hook_b : a->hook;

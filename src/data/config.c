@@ -49,6 +49,8 @@ static const char *const ST_STORE[] = {"vlm_caption", "vlm_text", NULL};
 static const char *const PROBE_KINDS[] = {"concept", "cross_modal", "modality", "brightness", "redness", "saturation",
                                           "contrast", "blur", "rotation", NULL};
 static const char *const TARGET_KINDS[] = {"groups", "categories", "supercategories", "colours", "actions", NULL};
+static const char *const PROBE_FEATURES[] = {"raw", "sae", NULL};
+static const char *const PROBE_PENALTIES[] = {"l2", "l1", NULL};
 
 static const field MODELS[] = {
     {"llm", K_STR, 1, NULL, 0, 0, 0, NULL, PATH_OR_NAME, NULL,
@@ -167,6 +169,15 @@ static const field PROBES[] = {
     {"alignment", K_OBJ, 0, NULL, 0, 0, 0, NULL, 0, ALIGNMENT,
      "contrastive (InfoNCE) text-image alignment with held-out retrieval recall@k beside Procrustes and ridge, per "
      "decoder hook -> results/alignment.json (omit to skip; docs/probes.md)"},
+    {"features", K_STRS, 0, NULL, 0, 0, 1, PROBE_FEATURES, 0, NULL,
+     "features the probes read: \"raw\" (the activations) and/or \"sae\" (the SAE's features at hooks that have an "
+     "SAE, encoded per token then pooled; concept probes on captions); absent: [\"raw\"] (docs/probes.md)"},
+    {"penalty", K_STR, 0, NULL, 0, 0, 0, PROBE_PENALTIES, 0, NULL,
+     "logistic-regression penalty of the evaluated probes: \"l2\" (absent) or \"l1\" (lasso; sparse weights)"},
+    {"l1_C", K_NUMS, 0, NULL, 1e-12, 1e12, 1, NULL, 0, NULL,
+     "C grid used with penalty \"l1\" (absent: C)"},
+    {"top_features", K_INT, 0, NULL, 1, 1000, 0, NULL, 0, NULL,
+     "SAE features listed per SAE-feature probe, by absolute standardised weight (absent: 10)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -704,6 +715,7 @@ void rs_config_free(rs_config *c) {
     free_strs(c->probes.which);
     free_strs(c->probes.targets);
     free(c->probes.C);
+    free(c->probes.l1_C);
     free(c->steer.alphas);
     free_strs(c->steer.hooks);
     free_strs(c->crosscoder.hooks);
@@ -940,6 +952,23 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
         c->probes.align.learn_temperature = cJSON_IsTrue(get(in, "learn_temperature"));
         c->probes.align.seed = (uint64_t)get(in, "seed")->valuedouble;
     }
+    c->probes.feat_raw = 1;
+    if (get(p, "features")) {
+        c->probes.feat_raw = c->probes.feat_sae = 0;
+        const cJSON *f;
+        cJSON_ArrayForEach(f, get(p, "features")) {
+            if (!strcmp(f->valuestring, "raw")) c->probes.feat_raw = 1;
+            if (!strcmp(f->valuestring, "sae")) c->probes.feat_sae = 1;
+        }
+    }
+    if (c->probes.feat_sae && !c->has_saes)
+        return rs_errk(err, RS_EINVAL, "%s: 'probes.features': \"sae\" needs an SAE per layer: set saes.path", what);
+    if (!c->probes.feat_raw)
+        return rs_errk(err, RS_EINVAL, "%s: 'probes.features': must include \"raw\" (SAE-feature probes are fitted "
+                       "beside the raw-activation probes, e.g. [\"raw\", \"sae\"])", what);
+    c->probes.penalty = get(p, "penalty") && !strcmp(get(p, "penalty")->valuestring, "l1");
+    if (get(p, "l1_C") && !(c->probes.l1_C = nums(get(p, "l1_C"), &c->probes.n_l1_C))) cx->oom = 1;
+    c->probes.top_features = get(p, "top_features") ? (int)get(p, "top_features")->valuedouble : 10;
     const cJSON *ds = get(r, "downstream");
     c->downstream.enabled = cJSON_IsTrue(get(ds, "enabled"));
     c->downstream.ablation = cJSON_IsTrue(get(ds, "ablation"));

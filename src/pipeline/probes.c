@@ -437,6 +437,10 @@ static int probe_hook(probe_run *p, rs_err *err) {
                 goto done;
         }
     }
+    /* the caption concept probes again on the SAE's features (probes.features "sae"; probes_sae.c) */
+    if (pl_probes_wants(cfg, "concept") && K >= 2 && nt &&
+        pl_probes_sae_hook(c, p->res, &p->eo, p->hook, p->layer, concept_ctype(c, 0), kept[0], kept[1], err))
+        goto done;
     if (pl_probes_wants(cfg, "modality") && nt && ni) {
         memcpy(X, XV, (size_t)nt * d * sizeof *X);
         memcpy(X + (size_t)nt * d, XI, (size_t)ni * d * sizeof *X);
@@ -659,8 +663,19 @@ int pl_probes_fp(pl_ctx *c, char fp[65], rs_err *err) {
         else if (pl_store_fp(c, s, fps[s], err)) return -1;
     }
     char *pj = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(c->cfg->resolved, "probes"));
-    pl_fp(fp, "probes v3 %s %s %s %s %s %s %s %s %s pool=%s", RS_VERSION, fps[0], fps[1], fps[2], fps[3], fps[4], fps[5],
-          fps[6], pj ? pj : "-", c->cfg->pool);
+    /* SAE-feature probes also depend on the SAE files and hooks (appended only then: the
+       fingerprint of a run without them is as before) */
+    const rs_config *cfg = c->cfg;
+    int sae = cfg->probes.feat_sae;
+    char *tail = NULL;
+    if (sae && asprintf(&tail, " sae=%s %s %s", c->sae_fp, cfg->sae_path ? cfg->sae_path : "-",
+                        cfg->sae_hook ? cfg->sae_hook : "-") < 0) {
+        free(pj);
+        return rs_errk(err, RS_ENOMEM, "out of memory");
+    }
+    pl_fp(fp, "probes v3 %s %s %s %s %s %s %s %s %s pool=%s%s", RS_VERSION, fps[0], fps[1], fps[2], fps[3], fps[4], fps[5],
+          fps[6], pj ? pj : "-", cfg->pool, tail ? tail : "");
+    free(tail);
     free(pj);
     if (c->targets) { /* the target probes' labels (absent: the fingerprint is as before) */
         char *tp = pl_join(c->out, "dataset/targets.csv"), sha[65];
@@ -715,6 +730,15 @@ int pl_probes_run(pl_ctx *c, const char **note, rs_err *err) {
         ao->n_boot = cfg->probes.bootstrap;
         ao->seed = 0;
     }
+    /* probes.penalty applies to every evaluated probe; l1 takes its own C grid (probes.l1_C) */
+    p.eo.penalty = cfg->probes.penalty ? RS_PENALTY_L1 : RS_PENALTY_L2;
+    if (cfg->probes.penalty && cfg->probes.l1_C) p.eo.Cs = cfg->probes.l1_C, p.eo.n_Cs = cfg->probes.n_l1_C;
+    R.penalty = p.eo.penalty;
+    R.sae_on = cfg->probes.feat_sae;
+    if (cfg->probes.feat_sae && !cfg->has_saes) {
+        rs_errf(err, "probes.features has \"sae\" but the config has no saes (set saes.path)");
+        goto done;
+    }
     if (pl_probes_check(c, err)) goto done;
     if (c->targets && pl_targets_prepare(c, &p.eo, &R.tg, err)) goto done;
     for (int h = 0; h < cfg->n_hooks; h++) {
@@ -736,7 +760,7 @@ int pl_probes_run(pl_ctx *c, const char **note, rs_err *err) {
     }
     /* the report needs at least one task in probes.json: with none, the file is not written */
     if ((R.n_em > 0 && luminance(c, &R, err)) || (R.n_pt > 0 && pl_probes_bh(&R, err)) ||
-        (R.tg && pl_targets_bh(R.tg, err)) ||
+        (R.tg && pl_targets_bh(R.tg, err)) || pl_probes_sae_bh(&R, err) ||
         pl_probes_write(&R, c->results, err))
         goto done;
     *note = R.n_pt ? NULL : "no probe could be evaluated";

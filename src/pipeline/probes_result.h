@@ -5,6 +5,7 @@
 #ifndef RS_PIPELINE_PROBES_RESULT_H
 #define RS_PIPELINE_PROBES_RESULT_H
 
+#include "pipeline/pipeline_internal.h" /* pl_ctx */
 #include "reprshift/error.h"
 #include "reprshift/probe_eval.h"
 #include "reprshift/probe_align.h"
@@ -142,6 +143,37 @@ struct cJSON *pl_targets_json(const pl_tgt_result *t);
 /* results/probe_targets.csv */
 int pl_targets_write_csv(const pl_tgt_result *t, const char *results_dir, rs_err *err);
 void pl_targets_result_free(pl_tgt_result *t);
+/* One SAE feature of an SAE-feature probe's top list: the final fit's standardised weight. */
+typedef struct {
+    int feature;   /* SAE feature index */
+    int cls;       /* class whose weight is largest in magnitude (K > 2), else 1 (the positive class) */
+    double coef;   /* that weight, on the standardised feature (= raw weight × feature std) */
+    double score;  /* |coef| (K > 2: max over classes) */
+    double mean;   /* mean activation of the feature over the probe's rows */
+    double active; /* share of the probe's rows where the pooled feature is > 0 */
+} pl_sae_top;
+
+/* A concept probe on an SAE's features (probes.features has "sae"), beside the raw probe of the
+ * same rows at the same hook (probes.json "sae_features", probes_sae.csv, probes_sae_features.csv). */
+typedef struct {
+    const char *model, *hook;  /* "LLM captions" / "VLM captions"; the config's hook */
+    int layer;
+    char *sae;                 /* owned: the SAE (registry name or path) */
+    const char *neuronpedia;   /* Neuronpedia SAE id from the registry (static), or NULL */
+    int d_sae;
+    const char *const *labels; /* class names (the context's; outlive the result) */
+    int n, n_test;             /* rows (captions); test rows of the first split */
+    rs_eval_result ev;         /* owned: the protocol on the pooled SAE features */
+    int raw;                   /* index into pt of the raw-activation probe (same rows and splits), -1: none */
+    int has_diff;
+    rs_paired_result diff;     /* owned when has_diff: SAE minus raw on identical splits */
+    double C_final;            /* C of the all-rows fit behind the top list (the most frequent chosen C) */
+    int n_nonzero;             /* features with a non-zero weight in that fit */
+    int n_dead;                /* features that are 0 on every row */
+    pl_sae_top *top;           /* owned [n_top] */
+    int n_top;
+    double q;                  /* Benjamini-Hochberg over the SAE-feature probes' permutation p-values */
+} pl_probe_sae;
 
 typedef struct {
     /* the protocol as configured (the descriptions in the files) */
@@ -161,6 +193,10 @@ typedef struct {
     pl_probe_lum *lum;                /* [n_lum], NULL: not computed (no edit matrix) */
     int n_lum, lum_images;
     int n_tests, paired_n_tests;      /* finite p-values in each BH family */
+    int penalty;                      /* RS_PENALTY_L2 / RS_PENALTY_L1 (probes.penalty) */
+    int sae_on;                       /* probes.features has "sae": probes.json gets "sae_features" */
+    pl_probe_sae *sae;                /* SAE-feature probes (probes_sae.c) */
+    int n_sae, cap_sae, sae_n_tests;
     int cap_pt, cap_skip, cap_xf, cap_pair, cap_em;
     pl_tgt_result *tg;                /* target probes; NULL unless probes.targets asks (owned) */
     pl_probe_align *al;               /* probes.alignment: one per decoder hook with caption-image pairs */
@@ -169,6 +205,23 @@ typedef struct {
 } pl_probes_result;
 
 void pl_probes_result_free(pl_probes_result *r);
+
+/* SAE-feature probes at one hook (probes_sae.c): when the config has an SAE for `hook`, the
+ * caption concept probes refitted on the SAE's features (encoded per token, then pooled as the
+ * raw features are), with the evaluation options eo (the raw probes' own: splits, seeds, C grid,
+ * CIs, nulls), control types ctype (may be NULL); raw_llm / raw_vlm: indices into r->pt of the
+ * raw probes of the same rows (kept test rows; -1: none) for the paired SAE-minus-raw test.
+ * Nothing happens without an SAE for the hook. */
+int pl_probes_sae_hook(pl_ctx *c, pl_probes_result *r, const rs_eval_opts *eo, const char *hook, int layer,
+                       const int *ctype, int raw_llm, int raw_vlm, rs_err *err);
+/* Benjamini-Hochberg over the SAE-feature probes' permutation p-values (q, sae_n_tests). */
+int pl_probes_sae_bh(pl_probes_result *r, rs_err *err);
+/* Free the SAE-feature probes of r (pl_probes_result_free calls it). */
+void pl_probes_sae_free(pl_probes_result *r);
+/* The "sae_features" list of probes.json (NULL: out of memory). */
+struct cJSON *pl_probes_sae_json(const pl_probes_result *r);
+/* results/probes_sae.csv and probes_sae_features.csv (only when r->n_sae > 0). */
+int pl_probes_sae_write_csv(const pl_probes_result *r, const char *results_dir, rs_err *err);
 
 /* Benjamini–Hochberg over the evaluated points' permutation p-values (q, n_tests) and over
  * the paired tests' p-values (q, paired_n_tests). */

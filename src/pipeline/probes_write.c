@@ -10,6 +10,7 @@
 #include "pipeline/pipeline_internal.h"
 #include "pipeline/probes_result.h"
 #include "base/jsonutil.h"
+#include "reprshift/probe.h" /* RS_PENALTY_L1 */
 #include "reprshift/stats.h"
 
 void pl_probes_result_free(pl_probes_result *r) {
@@ -17,6 +18,7 @@ void pl_probes_result_free(pl_probes_result *r) {
     for (int i = 0; i < r->n_pt; i++) rs_eval_result_free(&r->pt[i].ev);
     for (int i = 0; i < r->n_skip; i++) free(r->skip[i].reason);
     for (int i = 0; i < r->n_pair; i++) rs_paired_result_free(&r->pair[i].r);
+    pl_probes_sae_free(r);
     for (int i = 0; i < r->n_em; i++) {
         free(r->em[i].labels);
         free(r->em[i].acc);
@@ -228,6 +230,25 @@ cJSON *pl_probes_json(const pl_probes_result *r) {
                  r->paired_flips, r->paired_flips ? "" : " (probes.permutations = 0: not computed, p null)");
         cJSON_AddStringToObject(probes, "paired_test", desc);
         rs_json_add_num(probes, "paired_n_tests", r->paired_n_tests);
+    }
+    /* only when configured (probes.penalty "l1", probes.features "sae"): otherwise the file is as before */
+    if (r->penalty == RS_PENALTY_L1)
+        cJSON_AddStringToObject(probes, "penalty",
+                                "l1: every evaluated probe minimises ||W||_1 + C sum_i l_i (intercept not penalised; "
+                                "C grid probes.l1_C, else probes.C); the cross-modal transfer probes stay l2");
+    if (r->sae_on) {
+        cJSON_AddItemToObject(probes, "sae_features", pl_probes_sae_json(r));
+        cJSON_AddStringToObject(
+            probes, "sae_features_note",
+            "concept probes on captions refitted on the SAE's features (each token encoded, then pooled as the raw "
+            "activations are) with the raw probes' splits, seeds, C grid, penalty, CIs, permutation test and control "
+            "task; raw: the raw-activation probe of the same rows; sae_minus_raw: paired difference on identical "
+            "splits (paired nested bootstrap, sign-flip p); permutation_q: Benjamini-Hochberg over the sae_n_tests "
+            "p-values of this list (a family apart from the raw probes'); top_features: the all-rows fit "
+            "(StandardScaler, C_final = the most frequently chosen C), features ranked by |coef| on the standardised "
+            "feature (= |raw weight| x feature std; K > 2: the largest over classes, class = that class), zero "
+            "weights not listed; neuronpedia_url where the SAE registry knows a Neuronpedia id (docs/probes.md)");
+        rs_json_add_num(probes, "sae_n_tests", r->sae_n_tests);
     }
     return probes;
 }
@@ -463,5 +484,6 @@ int pl_probes_write(const pl_probes_result *r, const char *results_dir, rs_err *
     }
     if (r->n_pt > 0 && write_tree(pl_probes_json(r), results_dir, "probes.json", err)) return -1;
     if (r->tg && pl_targets_write_csv(r->tg, results_dir, err)) return -1;
+    if (r->n_sae > 0 && pl_probes_sae_write_csv(r, results_dir, err)) return -1;
     return 0;
 }

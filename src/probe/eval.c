@@ -702,6 +702,7 @@ int rs_probe_evaluate(const float *X, const int *y, const int *group, int n, int
     rs_logreg_opts lo = rs_logreg_defaults();
     lo.balanced = o.balanced;
     lo.tol = o.tol;
+    lo.penalty = o.penalty;
     for (int s = 0; rc == 0 && s < S; s++) {
         uint64_t seed = o.seed + 7919u * (uint64_t)(s + 1);
         rc = rs_split_stratified_groups(y, group, n, K, o.test_frac, seed, is_test, err);
@@ -893,6 +894,7 @@ int rs_edit_transfer_evaluate(const float *XI, const float *XE, int V, int n, in
     rs_logreg_opts lo_ = rs_logreg_defaults();
     lo_.balanced = o.balanced;
     lo_.tol = o.tol;
+    lo_.penalty = o.penalty;
     for (int s = 0; rc == 0 && s < S; s++) {
         uint64_t seed = o.seed + 7919u * (uint64_t)(s + 1);
         if ((rc = rs_split_stratified_groups(y, g, N, 2, o.test_frac, seed, is_test, err))) break;

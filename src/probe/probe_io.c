@@ -117,6 +117,7 @@ int rs_probe_save(const rs_probe *p, const char *path, rs_err *err) {
         st_writer_meta(w, "standardized", p->standardized ? "1" : "0", err) ||
         (!p->is_mlp && st_writer_meta(w, "coef_space", p->standardized ? "standardized" : "raw", err)) ||
         (!p->is_mlp && st_writer_meta(w, "balanced", m->balanced ? "1" : "0", err)) ||
+        (!p->is_mlp && m->penalty == RS_PENALTY_L1 && st_writer_meta(w, "penalty", "l1", err)) ||
         st_writer_meta(w, "data_hash", p->data_hash, err) ||
         st_writer_meta(w, "reprshift_version", RS_VERSION, err)) goto done;
     if (st_writer_save(w, path, err)) goto done;
@@ -137,6 +138,8 @@ int rs_probe_save(const rs_probe *p, const char *path, rs_err *err) {
         cJSON_AddStringToObject(root, "model", m->n_rows == 1 ? "binary logistic regression (sklearn convention)"
                                                               : "multinomial logistic regression (sklearn convention)");
         rs_json_add_num(root, "C", m->C);
+        if (m->penalty == RS_PENALTY_L1) /* absent: l2 (cards of l2 probes are as before) */
+            cJSON_AddStringToObject(root, "penalty", "l1: ||W||_1 + C sum_i l_i (intercept not penalised)");
         cJSON_AddStringToObject(root, "class_weight", m->balanced ? "balanced" : "none");
         cJSON_AddStringToObject(root, "coef_space", p->standardized ? "standardized" : "raw");
         cJSON_AddStringToObject(root, "coef_note",
@@ -274,6 +277,8 @@ int rs_probe_load(rs_probe *p, const char *path, rs_err *err) {
         rs_logreg *m = &p->model;
         m->d = d; m->n_classes = K; m->n_rows = R;
         m->C = atof(C); m->balanced = bal && !strcmp(bal, "1");
+        const char *pen = st_meta(s, "penalty");
+        m->penalty = pen && !strcmp(pen, "l1") ? RS_PENALTY_L1 : RS_PENALTY_L2;
         if (copy_f64(s, "coef", (int64_t)R * d, &m->W, path, err) || copy_f64(s, "intercept", R, &m->b, path, err)) goto done;
     }
     p->standardized = !strcmp(std, "1");

@@ -1506,6 +1506,88 @@ static int sec_targets(ctx *c, const cJSON *tg, rs_err *err) {
     return 0;
 }
 
+/* probes.json "sae_features": the caption concept probes refitted on SAE features, one row per
+ * hook and model, beside the raw-activation probe of the same rows (docs/probes.md). */
+static int sec_sae_probes(ctx *c, const cJSON *list, rs_err *err) {
+    if (!cJSON_IsArray(list)) return rs_errf(err, "%s: \"sae_features\" must be an array", c->path);
+    if (cJSON_GetArraySize(list) < 1) return 0;
+    h2(c, "sae-probes", "Concept probes on SAE features");
+    sb_puts(c->b, "<p>The caption concept probes fitted a second time on the SAE's features (each token encoded, then "
+                  "pooled as the raw activations are) with the raw probes' splits, seeds, C grid and penalty. Accuracy: "
+                  "mean over splits with a 95% nested bootstrap CI over splits and test images; null: mean accuracy with "
+                  "permuted training labels, permutation p, Benjamini&ndash;Hochberg q over this table; SAE &minus; raw: "
+                  "paired difference on identical splits (paired bootstrap CI, sign-flip p). A sparse basis that matches "
+                  "the raw probe says the concept is linearly available in the SAE's features; it does not say that the "
+                  "listed features <i>are</i> the concept (correlated features share weight). Top features: largest "
+                  "|weight| on the standardised feature in one fit on all rows. Source: <code>probes.json</code> "
+                  "(<code>sae_features</code>).</p>\n");
+    sb_puts(c->b, "<table class=\"fdr\"><tr><th>layer</th><th>captions</th><th>SAE features: accuracy [95% CI]</th>"
+                  "<th>null (p, q)</th><th>raw: accuracy [95% CI] (p)</th><th>SAE &minus; raw [95% CI] (p)</th>"
+                  "<th>n (images / test images per split / splits)</th><th>top features (weight)</th></tr>\n");
+    int i = 0;
+    for (const cJSON *E = list->child; E; E = E->next, i++) {
+        char where[64];
+        snprintf(where, sizeof where, "sae_features[%d]", i);
+        const char *model = get_str(E, "model"), *hook = get_str(E, "hook");
+        int64_t ni = 0, ng = 0, ns = 0, d = 0;
+        rstat acc;
+        if (!cJSON_IsObject(E) || !model)
+            return rs_errf(err, "%s: %s: needs \"model\" (string)", c->path, where);
+        if (get_n(c, E, "n_images", where, &ni, err) || get_n(c, E, "n_test_groups", where, &ng, err) ||
+            get_n(c, E, "n_seeds", where, &ns, err) || get_n(c, E, "d_sae", where, &d, err) ||
+            get_stat(c, E, "accuracy", where, &acc, err) < 0)
+            return -1;
+        double pv = num_or_nan(E, "permutation_p"), qv = num_or_nan(E, "permutation_q");
+        double nul = num_or_nan(E, "permuted_label_accuracy");
+        int sig = isfinite(qv) && qv < 0.05;
+        const cJSON *lx = cJSON_GetObjectItemCaseSensitive(E, "layer");
+        sb_puts(c->b, sig ? "<tr class=\"sig\"><td>" : "<tr><td>");
+        if (cJSON_IsNumber(lx)) sb_printf(c->b, "%g", lx->valuedouble);
+        else sb_escape(c->b, hook ? hook : "?");
+        sb_puts(c->b, "</td><td>");
+        sb_escape(c->b, model);
+        sb_printf(c->b, "</td><td>%.3f [%.3f, %.3f] on %lld features</td><td>%.3f (p %.3g, q %.3g%s)</td>", acc.v, acc.lo,
+                  acc.hi, (long long)d, nul, pv, qv, sig ? " *" : "");
+        const cJSON *raw = cJSON_GetObjectItemCaseSensitive(E, "raw");
+        rstat ra, dd;
+        int gr = cJSON_IsObject(raw) ? get_stat(c, raw, "accuracy", where, &ra, err) : 0;
+        const cJSON *df = cJSON_GetObjectItemCaseSensitive(E, "sae_minus_raw");
+        int gd = cJSON_IsObject(df) ? get_stat(c, df, "difference", where, &dd, err) : 0;
+        if (gr < 0 || gd < 0) return -1;
+        if (gr > 0)
+            sb_printf(c->b, "<td>%.3f [%.3f, %.3f] (p %.3g)</td>", ra.v, ra.lo, ra.hi, num_or_nan(raw, "permutation_p"));
+        else sb_puts(c->b, "<td>&ndash;</td>");
+        if (gd > 0)
+            sb_printf(c->b, "<td>%+.3f [%+.3f, %+.3f] (p %.3g)</td>", dd.v, dd.lo, dd.hi, num_or_nan(df, "p"));
+        else sb_puts(c->b, "<td>&ndash;</td>");
+        sb_printf(c->b, "<td>%lld / %lld / %lld</td><td>", (long long)ni, (long long)ng, (long long)ns);
+        const cJSON *top = cJSON_GetObjectItemCaseSensitive(E, "top_features");
+        int k = 0;
+        for (const cJSON *F = cJSON_IsArray(top) ? top->child : NULL; F && k < 5; F = F->next, k++) {
+            double f = num_or_nan(F, "feature"), w = num_or_nan(F, "coef");
+            const char *u = neuronpedia_url(get_str(F, "neuronpedia_url")), *cl = get_str(F, "class");
+            if (k) sb_puts(c->b, ", ");
+            if (u) {
+                sb_puts(c->b, "<a href=\"");
+                sb_escape(c->b, u);
+                sb_puts(c->b, "\">");
+            }
+            sb_printf(c->b, "#%.0f", f);
+            if (u) sb_puts(c->b, "</a>");
+            sb_printf(c->b, " (%+.2g", w);
+            if (cl) {
+                sb_puts(c->b, " ");
+                sb_escape(c->b, cl);
+            }
+            sb_puts(c->b, ")");
+        }
+        if (!k) sb_puts(c->b, "none (every weight 0)");
+        sb_puts(c->b, "</td></tr>\n");
+    }
+    sb_puts(c->b, "</table>\n</section>\n");
+    return 0;
+}
+
 static int sec_probes(ctx *c, rs_err *err) {
     cJSON *j;
     int r = load(c, "probes.json", "Probes", &j, err);
@@ -1533,6 +1615,8 @@ static int sec_probes(ctx *c, rs_err *err) {
     if (vision && sec_vision(c, vision, tasks, ci, err)) goto out;
     const cJSON *targets = cJSON_GetObjectItemCaseSensitive(j, "targets");
     if (targets && sec_targets(c, targets, err)) goto out;
+    const cJSON *sae = cJSON_GetObjectItemCaseSensitive(j, "sae_features");
+    if (sae && sec_sae_probes(c, sae, err)) goto out;
     rc = 0;
 out:
     cJSON_Delete(j);
@@ -2496,7 +2580,7 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
                              {"paired", "Paired probes"}, {"attributes", "Attribute probes"}, {"vision", "Vision tower"},
                              {"transfer", "Transfer"}, {"alignment", "Alignment"}, {"downstream", "Shift and caption quality"},
                              {"crosscoder", "Crosscoder"}, {"sae_train", "The VLM's own SAE"}, {"steer", "Steering"},
-                             {"targets", "Target probes"}};
+                             {"targets", "Target probes"}, {"sae-probes", "SAE-feature probes"}};
     for (size_t i = 0; i < sizeof secs / sizeof *secs; i++) {
         char needle[64];
         snprintf(needle, sizeof needle, "<section id=\"%s\">", secs[i][0]);
