@@ -110,7 +110,7 @@ static void write_config(const char *path, const char *dir) {
             "             \"n_per_group\": 3, \"seed\": 3},\n"
             " \"edits\": [{\"name\": \"brightness\", \"values\": [0.6]}],\n"
             " \"probes\": {\"seeds\": 1, \"folds\": 2, \"bootstrap\": 4, \"min_test_groups\": 1, \"permutations\": 2,\n"
-            "            \"targets\": [\"groups\", \"supercategories\", \"colours\"], \"min_positives\": 1,\n"
+            "            \"targets\": [\"groups\", \"supercategories\", \"colours\"], \"min_positives\": 1, \"features\": [\"raw\", \"sae\"],\n"
             "            \"alignment\": {\"infonce\": {\"dim\": 4, \"steps\": 10, \"batch\": 8}}},\n"
             " \"downstream\": {\"bootstrap\": 4, \"permutations\": 4},\n"
             " \"steer\": {\"alphas\": [-1, 0, 2], \"n_items\": 2, \"random_directions\": 2},\n"
@@ -161,7 +161,7 @@ static stage_case CASES[] = {
                                       "results/tokens_blocks.1.hook_resid_post.csv"}, 4, {0}, {0}},
     {"conditions", {"stages/conditions.done"}, {"results/conditions.json", "results/conditions_summary.csv"}, 0, {0}, {0}},
     {"downstream", {"stages/downstream.done"}, {"results/downstream.json", "results/downstream_items.csv"}, 0, {0}, {0}},
-    {"probes", {"stages/probes.done"}, {"results/probes.json", "results/transfer.json", "results/probe_targets.csv",
+    {"probes", {"stages/probes.done"}, {"results/probes.json", "results/probes_sae_features.csv", "results/probe_targets.csv",
                                         "results/alignment.json"}, 0, {0}, {0}},
     {"steer", {"stages/steer.done"}, {"results/steer.json", "results/steer.csv"}, 0, {0}, {0}},
     {"crosscoder", {"stages/crosscoder.done"}, {"results/crosscoder.json", "results/crosscoder_latents.csv",
