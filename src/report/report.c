@@ -2578,9 +2578,9 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     sb_puts(&page, "<nav>");
     const char *secs[][2] = {{"conditions", "Conditions"}, {"shift", "Shift"}, {"sae", "SAE fit"}, {"probes", "Probes"},
                              {"paired", "Paired probes"}, {"attributes", "Attribute probes"}, {"vision", "Vision tower"},
-                             {"transfer", "Transfer"}, {"alignment", "Alignment"}, {"downstream", "Shift and caption quality"},
-                             {"crosscoder", "Crosscoder"}, {"sae_train", "The VLM's own SAE"}, {"steer", "Steering"},
-                             {"targets", "Target probes"}, {"sae-probes", "SAE-feature probes"}};
+                             {"targets", "Target probes"}, {"sae-probes", "SAE-feature probes"}, {"transfer", "Transfer"},
+                             {"alignment", "Alignment"}, {"downstream", "Shift and caption quality"},
+                             {"crosscoder", "Crosscoder"}, {"sae_train", "The VLM's own SAE"}, {"steer", "Steering"}};
     for (size_t i = 0; i < sizeof secs / sizeof *secs; i++) {
         char needle[64];
         snprintf(needle, sizeof needle, "<section id=\"%s\">", secs[i][0]);
