@@ -12,23 +12,7 @@ command -v jq >/dev/null || { echo "RS-SKIP: cli_crosscoder: needs jq (to read t
 cli_init
 
 M=$PWD/examples/quickstart/models
-C=$PWD/examples/data/coco-sample
-config() { # $1 = file, $2 = the crosscoder section
-  cat >"$1" <<JSON
-{"output_dir": "unused",
- "models": {"llm": "$M/gemma2-tiny", "vlm": "$M/paligemma-tiny"},
- "layers": [1, 2],
- "conditions": ["llm", "vlm_text", "vlm_caption"],
- "permutations": 0,
- "downstream": {"enabled": false},
- "dataset": {"instances": ["$C/annotations/instances_train2017.json", "$C/annotations/instances_val2017.json"],
-             "captions": ["$C/annotations/captions_train2017.json", "$C/annotations/captions_val2017.json"],
-             "images": ["$C/train2017", "$C/val2017"], "groups": {"animals": ["animal"], "vehicles": ["vehicle"]},
-             "n_per_group": 8, "split": {"train": 0.6, "val": 0.1, "test": 0.3}, "modalities": ["text", "image"]},
- "probes": {"which": ["concept"], "seeds": 1, "folds": 2, "bootstrap": 10, "min_test_groups": 1, "permutations": 0},
- "crosscoder": $2}
-JSON
-}
+config() { stage_config "$1" crosscoder "$2"; } # $1 = file, $2 = the crosscoder section
 XC='{"hooks": ["blocks.2.hook_resid_post"], "n_latents": 128, "steps": 300, "batch": 32, "lr": 0.003,
      "resample_every": 100, "dead_after": 3200, "checkpoint_every": 50, "bootstrap": 50}'
 config "$T/x.json" "$XC"

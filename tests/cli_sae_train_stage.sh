@@ -10,24 +10,7 @@ command -v jq >/dev/null || { echo "RS-SKIP: cli_sae_train_stage: needs jq (to r
 cli_init
 
 M=$PWD/examples/quickstart/models
-C=$PWD/examples/data/coco-sample
-config() { # $1 = file, $2 = the sae_train section, $3 = the layers
-  cat >"$1" <<JSON
-{"output_dir": "unused",
- "models": {"llm": "$M/gemma2-tiny", "vlm": "$M/paligemma-tiny"},
- "layers": ${3:-[1, 2]},
- "saes": {"path": "$M/sae/blocks.{layer}.hook_resid_post"},
- "conditions": ["llm", "vlm_text", "vlm_caption"],
- "permutations": 0,
- "downstream": {"enabled": false},
- "dataset": {"instances": ["$C/annotations/instances_train2017.json", "$C/annotations/instances_val2017.json"],
-             "captions": ["$C/annotations/captions_train2017.json", "$C/annotations/captions_val2017.json"],
-             "images": ["$C/train2017", "$C/val2017"], "groups": {"animals": ["animal"], "vehicles": ["vehicle"]},
-             "n_per_group": 8, "split": {"train": 0.6, "val": 0.1, "test": 0.3}, "modalities": ["text", "image"]},
- "probes": {"which": ["concept"], "seeds": 1, "folds": 2, "bootstrap": 10, "min_test_groups": 1, "permutations": 0},
- "sae_train": $2}
-JSON
-}
+config() { stage_config "$1" sae_train "$2" "${3:-[1, 2]}" 1; } # $1 = file, $2 = the sae_train section, $3 = the layers
 config "$T/x.json" '{"steps": 200, "batch": 32, "bootstrap": 100, "null_reps": 2}'
 expect 0 "report.html" -- "$CLI" run "$T/x.json" --out "$T/r" --threads 1 --quiet
 J=$T/r/results/sae_train.json

@@ -52,3 +52,26 @@ small_config() {
  "probes": {"seeds": 2, "folds": 2, "bootstrap": 20, "min_test_groups": 1, "permutations": 10}}
 JSON
 }
+
+# stage_config FILE KEY SECTION [LAYERS] [SAES]: the bundled tiny models and COCO sample with
+# the caption conditions an optional stage reads (llm, vlm_text, vlm_caption), cheap probes, no
+# downstream, and "KEY": SECTION; LAYERS default [1, 2]; SAES = 1 adds the bundled SAEs. Used by
+# cli_crosscoder and cli_sae_train_stage.
+stage_config() {
+  local M=$PWD/examples/quickstart/models C=$PWD/examples/data/coco-sample saes=
+  [ "${5:-0}" = 1 ] && saes=$'\n'" \"saes\": {\"path\": \"$M/sae/blocks.{layer}.hook_resid_post\"},"
+  cat >"$1" <<JSON
+{"output_dir": "unused",
+ "models": {"llm": "$M/gemma2-tiny", "vlm": "$M/paligemma-tiny"},
+ "layers": ${4:-[1, 2]},$saes
+ "conditions": ["llm", "vlm_text", "vlm_caption"],
+ "permutations": 0,
+ "downstream": {"enabled": false},
+ "dataset": {"instances": ["$C/annotations/instances_train2017.json", "$C/annotations/instances_val2017.json"],
+             "captions": ["$C/annotations/captions_train2017.json", "$C/annotations/captions_val2017.json"],
+             "images": ["$C/train2017", "$C/val2017"], "groups": {"animals": ["animal"], "vehicles": ["vehicle"]},
+             "n_per_group": 8, "split": {"train": 0.6, "val": 0.1, "test": 0.3}, "modalities": ["text", "image"]},
+ "probes": {"which": ["concept"], "seeds": 1, "folds": 2, "bootstrap": 10, "min_test_groups": 1, "permutations": 0},
+ "$2": $3}
+JSON
+}

@@ -19,57 +19,42 @@
 #include "reprshift/stats.h"
 #include "sae/train_common.h"
 
-static const st_tensor *need(const st_set *s, const char *name) {
-    const st_tensor *t = st_get(s, name);
-    if (!t) fail_msg("fixture tensor %s missing", name);
-    return t;
-}
 
-/* max |a − b| / max(max|b|, floor) over a float tensor vs a float64/float32 golden */
-static double rel_err(const float *a, const st_tensor *t, double floor) {
-    double mx = floor, e = 0;
-    for (int64_t i = 0; i < t->numel; i++) {
-        double b = t->dtype == RS_DT_F64 ? ((const double *)t->data)[i] : ((const float *)t->data)[i];
-        mx = fabs(b) > mx ? fabs(b) : mx;
-        e = fabs(a[i] - b) > e ? fabs(a[i] - b) : e;
-    }
-    return e / mx;
-}
 
 static void test_reference(void **state) {
     (void)state;
     st_set *s;
     rs_err err;
     if (st_open(&s, "tests/fixtures/align/infonce.safetensors", &err)) fail_msg("%s", err.msg);
-    const st_tensor *Wt = need(s, "Wt"), *Wi = need(s, "Wi");
-    int dt = (int)Wt->shape[0], e = (int)Wt->shape[1], di = (int)Wi->shape[0], B = (int)need(s, "Xt")->shape[0];
+    const st_tensor *Wt = tu_need(s, "Wt"), *Wi = tu_need(s, "Wi");
+    int dt = (int)Wt->shape[0], e = (int)Wt->shape[1], di = (int)Wi->shape[0], B = (int)tu_need(s, "Xt")->shape[0];
     rs_infonce m;
     assert_int_equal(rs_infonce_init(&m, dt, di, e, 0.07, 0, &err), 0);
     st_to_f32(Wt, m.Wt);
     st_to_f32(Wi, m.Wi);
-    st_to_f32(need(s, "tau"), m.log_scale);
-    float *St = st_to_f32_new(need(s, "St")), *Si = st_to_f32_new(need(s, "Si"));
+    st_to_f32(tu_need(s, "tau"), m.log_scale);
+    float *St = st_to_f32_new(tu_need(s, "St")), *Si = st_to_f32_new(tu_need(s, "Si"));
     float *g = calloc(m.n_params, sizeof *g);
-    double loss, ref = ((const double *)need(s, "loss")->data)[0];
+    double loss, ref = ((const double *)tu_need(s, "loss")->data)[0];
     assert_int_equal(rs_infonce_loss_grad(&m, St, Si, B, g, &loss, &err), 0);
-    double el = fabs(loss - ref) / ref, eg[3] = {rel_err(g, need(s, "g_Wt"), 1e-6),
-                                                 rel_err(g + (size_t)dt * e, need(s, "g_Wi"), 1e-6),
-                                                 rel_err(g + m.n_params - 1, need(s, "g_tau"), 1e-6)};
+    double el = fabs(loss - ref) / ref, eg[3] = {tu_rel_err(g, tu_need(s, "g_Wt"), 1e-6),
+                                                 tu_rel_err(g + (size_t)dt * e, tu_need(s, "g_Wi"), 1e-6),
+                                                 tu_rel_err(g + m.n_params - 1, tu_need(s, "g_tau"), 1e-6)};
     fprintf(stderr, "infonce: loss %.9g (torch %.9g) rel err %.2e; grads W_t %.2e W_i %.2e tau %.2e\n", loss, ref, el,
             eg[0], eg[1], eg[2]);
     /* float32 parameters and inputs, float64 arithmetic on both sides: agreement to ~1e-7 */
     assert_true(el < 1e-6);
     for (int i = 0; i < 3; i++) assert_true(eg[i] < 1e-5);
     /* the training loop from the same start: full batch (batch ≥ n), standardised here from the raw rows */
-    float *Xt = st_to_f32_new(need(s, "Xt")), *Xi = st_to_f32_new(need(s, "Xi"));
+    float *Xt = st_to_f32_new(tu_need(s, "Xt")), *Xi = st_to_f32_new(tu_need(s, "Xi"));
     rs_infonce_opts o = rs_infonce_defaults();
     o.steps = atoi(st_meta(s, "steps"));
     o.lr = atof(st_meta(s, "lr"));
     o.batch = 1000;
     assert_int_equal(rs_infonce_train(&m, Xt, Xi, B, &o, &err), 0);
-    double ea[3] = {rel_err(m.Wt, need(s, "after_Wt"), 1e-3), rel_err(m.Wi, need(s, "after_Wi"), 1e-3),
-                    rel_err(m.log_scale, need(s, "after_tau"), 1e-3)};
-    double rl = ((const double *)need(s, "after_loss")->data)[0];
+    double ea[3] = {tu_rel_err(m.Wt, tu_need(s, "after_Wt"), 1e-3), tu_rel_err(m.Wi, tu_need(s, "after_Wi"), 1e-3),
+                    tu_rel_err(m.log_scale, tu_need(s, "after_tau"), 1e-3)};
+    double rl = ((const double *)tu_need(s, "after_loss")->data)[0];
     fprintf(stderr, "infonce: after %d Adam steps rel err W_t %.2e W_i %.2e tau %.2e; last loss %.7g (torch %.7g)\n",
             o.steps, ea[0], ea[1], ea[2], m.loss_last, rl);
     for (int i = 0; i < 3; i++) assert_true(ea[i] < 1e-5);
@@ -77,9 +62,9 @@ static void test_reference(void **state) {
     /* embeddings of the raw rows with the trained map */
     float *Z = malloc(sizeof(float) * (size_t)B * e);
     assert_int_equal(rs_infonce_embed(&m, 0, Xt, B, Z, &err), 0);
-    double ez0 = rel_err(Z, need(s, "Zt"), 1e-3);
+    double ez0 = tu_rel_err(Z, tu_need(s, "Zt"), 1e-3);
     assert_int_equal(rs_infonce_embed(&m, 1, Xi, B, Z, &err), 0);
-    double ez1 = rel_err(Z, need(s, "Zi"), 1e-3);
+    double ez1 = tu_rel_err(Z, tu_need(s, "Zi"), 1e-3);
     fprintf(stderr, "infonce: embeddings rel err text %.2e image %.2e\n", ez0, ez1);
     assert_true(ez0 < 1e-5 && ez1 < 1e-5);
     free(Z); free(Xt); free(Xi); free(St); free(Si); free(g);

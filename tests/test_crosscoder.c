@@ -19,48 +19,31 @@
 #include "reprshift/safetensors.h"
 #include "sae/train_common.h"
 
-static const st_tensor *need(const st_set *s, const char *name) {
-    const st_tensor *t = st_get(s, name);
-    if (!t) fail_msg("fixture tensor %s missing", name);
-    return t;
-}
 
-/* max |a − b| / max(max|b|, floor) over a float tensor vs a float64/float32 golden */
-static double rel_err(const float *a, const st_tensor *t, double floor) {
-    double *b = malloc((size_t)t->numel * sizeof *b);
-    for (int64_t i = 0; i < t->numel; i++)
-        b[i] = t->dtype == RS_DT_F64 ? ((const double *)t->data)[i] : ((const float *)t->data)[i];
-    double mx = floor, e = 0;
-    for (int64_t i = 0; i < t->numel; i++) mx = fabs(b[i]) > mx ? fabs(b[i]) : mx;
-    for (int64_t i = 0; i < t->numel; i++) e = fabs(a[i] - b[i]) > e ? fabs(a[i] - b[i]) : e;
-    free(b);
-    return e / mx;
-}
-
-static double scalar(const st_set *s, const char *name) { return ((const double *)need(s, name)->data)[0]; }
+static double scalar(const st_set *s, const char *name) { return ((const double *)tu_need(s, name)->data)[0]; }
 
 static void golden(const char *file, xc_sparsity sp) {
     st_set *s;
     rs_err err;
     if (st_open(&s, file, &err)) fail_msg("%s", err.msg);
-    const st_tensor *We = need(s, "W_enc");
-    int d = (int)We->shape[0] / 2, m = (int)We->shape[1], B = (int)need(s, "X")->shape[0];
+    const st_tensor *We = tu_need(s, "W_enc");
+    int d = (int)We->shape[0] / 2, m = (int)We->shape[1], B = (int)tu_need(s, "X")->shape[0];
     rs_crosscoder *c;
     assert_int_equal(xc_new(&c, d, m, sp, &err), 0);
     c->l1 = (float)atof(st_meta(s, "l1"));
     c->k = atoi(st_meta(s, "k"));
     st_to_f32(We, c->W_enc);
-    st_to_f32(need(s, "b_enc"), c->b_enc);
-    st_to_f32(need(s, "W_dec"), c->W_dec);
-    st_to_f32(need(s, "b_dec"), c->b_dec);
-    float *X = st_to_f32_new(need(s, "X")), *g = calloc(c->n_params, sizeof *g);
+    st_to_f32(tu_need(s, "b_enc"), c->b_enc);
+    st_to_f32(tu_need(s, "W_dec"), c->W_dec);
+    st_to_f32(tu_need(s, "b_dec"), c->b_dec);
+    float *X = st_to_f32_new(tu_need(s, "X")), *g = calloc(c->n_params, sizeof *g);
     double mse, spl;
     assert_int_equal(xc_loss_grad(c, X, B, g, &mse, &spl, NULL, &err), 0);
     double e_mse = fabs(mse - scalar(s, "mse")) / scalar(s, "mse");
     double e_sp = fabs(spl - scalar(s, "sparsity")) / (scalar(s, "sparsity") > 0 ? scalar(s, "sparsity") : 1);
     size_t D2m = (size_t)2 * d * m;
-    double eg[4] = {rel_err(g, need(s, "g_W_enc"), 1e-6), rel_err(g + D2m, need(s, "g_b_enc"), 1e-6),
-                    rel_err(g + D2m + m, need(s, "g_W_dec"), 1e-6), rel_err(g + 2 * D2m + m, need(s, "g_b_dec"), 1e-6)};
+    double eg[4] = {tu_rel_err(g, tu_need(s, "g_W_enc"), 1e-6), tu_rel_err(g + D2m, tu_need(s, "g_b_enc"), 1e-6),
+                    tu_rel_err(g + D2m + m, tu_need(s, "g_W_dec"), 1e-6), tu_rel_err(g + 2 * D2m + m, tu_need(s, "g_b_dec"), 1e-6)};
     fprintf(stderr, "%s: rel err mse %.2e sparsity %.2e grads W_enc %.2e b_enc %.2e W_dec %.2e b_dec %.2e\n", file, e_mse,
             e_sp, eg[0], eg[1], eg[2], eg[3]);
     assert_true(e_mse < 1e-5 && e_sp < 1e-5);
@@ -71,19 +54,19 @@ static void golden(const char *file, xc_sparsity sp) {
         assert_int_equal(xc_loss_grad(c, X, B, g, &mse, &spl, NULL, &err), 0);
         rs_adam_update_f32(c->params, g, M1, M2, c->n_params, 0.01f, 0.9f, 0.999f, 1e-8f, t);
     }
-    double ea[4] = {rel_err(c->W_enc, need(s, "after3_W_enc"), 1e-3), rel_err(c->b_enc, need(s, "after3_b_enc"), 1e-3),
-                    rel_err(c->W_dec, need(s, "after3_W_dec"), 1e-3), rel_err(c->b_dec, need(s, "after3_b_dec"), 1e-3)};
+    double ea[4] = {tu_rel_err(c->W_enc, tu_need(s, "after3_W_enc"), 1e-3), tu_rel_err(c->b_enc, tu_need(s, "after3_b_enc"), 1e-3),
+                    tu_rel_err(c->W_dec, tu_need(s, "after3_W_dec"), 1e-3), tu_rel_err(c->b_dec, tu_need(s, "after3_b_dec"), 1e-3)};
     fprintf(stderr, "%s: after 3 Adam steps, rel err W_enc %.2e b_enc %.2e W_dec %.2e b_dec %.2e\n", file, ea[0], ea[1],
             ea[2], ea[3]);
     for (int i = 0; i < 4; i++) assert_true(ea[i] < 1e-5);
     /* the per-row fit in the original units, inference form, and the relative norms */
     st_to_f32(We, c->W_enc);
-    st_to_f32(need(s, "b_enc"), c->b_enc);
-    st_to_f32(need(s, "W_dec"), c->W_dec);
-    st_to_f32(need(s, "b_dec"), c->b_dec);
-    st_to_f32(need(s, "scale"), c->scale);
+    st_to_f32(tu_need(s, "b_enc"), c->b_enc);
+    st_to_f32(tu_need(s, "W_dec"), c->W_dec);
+    st_to_f32(tu_need(s, "b_dec"), c->b_dec);
+    st_to_f32(tu_need(s, "scale"), c->scale);
     c->threshold = (float)atof(st_meta(s, "threshold"));
-    float *x0 = st_to_f32_new(need(s, "x0")), *x1 = st_to_f32_new(need(s, "x1"));
+    float *x0 = st_to_f32_new(tu_need(s, "x0")), *x1 = st_to_f32_new(tu_need(s, "x1"));
     double *e0 = malloc(B * sizeof *e0), *e1 = malloc(B * sizeof *e1), *l0 = malloc(B * sizeof *l0),
            *rel = malloc(m * sizeof *rel);
     assert_int_equal(xc_eval_rows(c, x0, x1, B, e0, e1, l0, NULL, &err), 0);
@@ -92,8 +75,8 @@ static void golden(const char *file, xc_sparsity sp) {
           *frel = malloc(m * sizeof *frel);
     for (int r = 0; r < B; r++) fe0[r] = (float)e0[r], fe1[r] = (float)e1[r], fl0[r] = (float)l0[r];
     for (int i = 0; i < m; i++) frel[i] = (float)rel[i];
-    double ee[4] = {rel_err(fe0, need(s, "err0"), 1e-6), rel_err(fe1, need(s, "err1"), 1e-6),
-                    rel_err(fl0, need(s, "l0"), 1), rel_err(frel, need(s, "rel"), 1e-6)};
+    double ee[4] = {tu_rel_err(fe0, tu_need(s, "err0"), 1e-6), tu_rel_err(fe1, tu_need(s, "err1"), 1e-6),
+                    tu_rel_err(fl0, tu_need(s, "l0"), 1), tu_rel_err(frel, tu_need(s, "rel"), 1e-6)};
     fprintf(stderr, "%s: eval rel err err0 %.2e err1 %.2e l0 %.2e rel_norm %.2e\n", file, ee[0], ee[1], ee[2], ee[3]);
     for (int i = 0; i < 4; i++) assert_true(ee[i] < 1e-5);
     free(e0), free(e1), free(l0), free(rel), free(fe0), free(fe1), free(fl0), free(frel), free(x0), free(x1);
@@ -127,13 +110,8 @@ static void test_golden_batchtopk(void **st) {
 /* ---- planted structure ---- */
 
 static uint64_t S = 7;
-static double unif(void) {
-    S ^= S << 13;
-    S ^= S >> 7;
-    S ^= S << 17;
-    return (double)(S >> 11) / 9007199254740992.0;
-}
-static double gauss(void) { return sqrt(-2 * log(unif() + 1e-300)) * cos(2 * M_PI * unif()); }
+static double unif(void) { return tu_xs_unif(&S); }
+static double gauss(void) { return tu_xs_gauss(&S); }
 
 enum { PD = 16, PER = 8, NP = 3 * PER, PN = 8192 };
 /* planted latent p: 0..7 shared (a direction on each side), 8..15 LLM-only, 16..23 VLM-only;

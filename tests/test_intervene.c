@@ -19,11 +19,6 @@
 #define MODEL "tests/fixtures/models/gemma2-tiny-f32"
 #define GOLD "tests/fixtures/intervene/intervene_golden.safetensors"
 
-static const st_tensor *need(const st_set *g, const char *name) {
-    const st_tensor *t = st_get(g, name);
-    if (!t) fail_msg("golden %s missing", name);
-    return t;
-}
 
 static void test_cases_vs_transformers(void **state) {
     (void)state;
@@ -32,7 +27,7 @@ static void test_cases_vs_transformers(void **state) {
     st_set *g;
     if (gemma2_open(&m, MODEL, &err)) fail_msg("%s", err.msg);
     if (st_open(&g, GOLD, &err)) fail_msg("%s", err.msg);
-    const st_tensor *ti = need(g, "ids"), *ts = need(g, "source_ids");
+    const st_tensor *ti = tu_need(g, "ids"), *ts = tu_need(g, "source_ids");
     rs_iv_input in[2] = {{.ids = ti->data, .len = ti->numel}, {.ids = ts->data, .len = ts->numel}};
     int T = (int)ti->numel, V = m->cfg.vocab_size;
     cJSON *specs = cJSON_Parse(st_meta(g, "specs"));
@@ -40,7 +35,7 @@ static void test_cases_vs_transformers(void **state) {
     int n_cases = cJSON_GetArraySize(specs);
     assert_int_equal(n_cases, atoi(st_meta(g, "n_cases")));
     assert_true(n_cases >= 11);
-    const float *clean_ref = need(g, "logits_clean")->data;
+    const float *clean_ref = tu_need(g, "logits_clean")->data;
     double *p = malloc(sizeof(double) * V), *q = malloc(sizeof(double) * V);
     for (int k = 0; k < n_cases; k++) {
         cJSON *list = cJSON_GetArrayItem(specs, k);
@@ -56,11 +51,11 @@ static void test_cases_vs_transformers(void **state) {
         if (rs_intervene_run(m, in, 2, 0, iv, n, &r, &err)) fail_msg("case %d: %s", k, err.msg);
         char name[64];
         snprintf(name, sizeof name, "c%d.logits", k);
-        const float *ref = need(g, name)->data;
+        const float *ref = tu_need(g, name)->data;
         double dl = tu_max_abs_diff(ref, r.logits_iv, (size_t)T * V);
         double dc = tu_max_abs_diff(clean_ref, r.logits_clean, (size_t)T * V);
         snprintf(name, sizeof name, "c%d.kl", k);
-        const double *kl = need(g, name)->data;
+        const double *kl = tu_need(g, name)->data;
         double dkl = 0, dp = 0;
         for (int t = 0; t < T; t++) {
             double d = fabs(kl[t] - r.kl[t]);
@@ -91,7 +86,7 @@ static void test_lens_vs_transformers(void **state) {
     st_set *g;
     if (gemma2_open(&m, MODEL, &err)) fail_msg("%s", err.msg);
     if (st_open(&g, GOLD, &err)) fail_msg("%s", err.msg);
-    const st_tensor *ti = need(g, "ids");
+    const st_tensor *ti = tu_need(g, "ids");
     rs_iv_input in = {.ids = ti->data, .len = ti->numel};
     int T = (int)ti->numel, V = m->cfg.vocab_size, L = m->cfg.n_layers;
     int layers[8];
@@ -101,9 +96,9 @@ static void test_lens_vs_transformers(void **state) {
     for (int l = 0; l < L; l++) {
         char name[64];
         snprintf(name, sizeof name, "lens.%d.logits", l);
-        double d = tu_max_abs_diff(need(g, name)->data, lg[l], (size_t)T * V);
+        double d = tu_max_abs_diff(tu_need(g, name)->data, lg[l], (size_t)T * V);
         snprintf(name, sizeof name, "lens.%d.top5", l);
-        const int32_t *top = need(g, name)->data;
+        const int32_t *top = tu_need(g, name)->data;
         printf("lens layer %d: max |dlogit| %.2e\n", l, d);
         assert_true(d <= 1e-4);
         for (int t = 0; t < T; t++) {
@@ -130,15 +125,15 @@ static void test_paligemma_vs_transformers(void **state) {
     st_set *g;
     if (paligemma_open(&pg, "tests/fixtures/models/paligemma-tiny-f32", &err)) fail_msg("%s", err.msg);
     if (st_open(&g, GOLD, &err)) fail_msg("%s", err.msg);
-    const st_tensor *ti = need(g, "pg.ids");
+    const st_tensor *ti = tu_need(g, "pg.ids");
     const int32_t *ids = ti->data;
-    int T = (int)ti->numel, V = pg->text->cfg.vocab_size, prefix = *(const int32_t *)need(g, "pg.prefix_len")->data;
+    int T = (int)ti->numel, V = pg->text->cfg.vocab_size, prefix = *(const int32_t *)tu_need(g, "pg.prefix_len")->data;
     rs_iv_input in[2];
     float *emb[2];
     uint8_t *mask[2];
     const char *px[2] = {"pg.pixel_values", "pg.source_pixel_values"};
     for (int i = 0; i < 2; i++) {
-        if (rs_pg_image_rows(pg, ids, T, prefix, need(g, px[i])->data, 1, &emb[i], &mask[i], &err)) fail_msg("%s", err.msg);
+        if (rs_pg_image_rows(pg, ids, T, prefix, tu_need(g, px[i])->data, 1, &emb[i], &mask[i], &err)) fail_msg("%s", err.msg);
         in[i] = (rs_iv_input){.ids = ids, .len = T, .embeds = emb[i], .embeds_mask = mask[i], .prefix_len = prefix};
     }
     cJSON *specs = cJSON_Parse(st_meta(g, "pg_specs"));
@@ -153,10 +148,10 @@ static void test_paligemma_vs_transformers(void **state) {
         if (rs_intervene_run(pg->text, in, 2, 1, &iv, 1, &r, &err)) fail_msg("pg case %d: %s", k, err.msg);
         char name[64];
         snprintf(name, sizeof name, "pg%d.logits", k);
-        double dl = tu_max_abs_diff(need(g, name)->data, r.logits_iv, (size_t)T * V);
-        double dc = tu_max_abs_diff(need(g, "pg.logits_clean")->data, r.logits_clean, (size_t)T * V);
+        double dl = tu_max_abs_diff(tu_need(g, name)->data, r.logits_iv, (size_t)T * V);
+        double dc = tu_max_abs_diff(tu_need(g, "pg.logits_clean")->data, r.logits_clean, (size_t)T * V);
         snprintf(name, sizeof name, "pg%d.kl", k);
-        const double *kl = need(g, name)->data;
+        const double *kl = tu_need(g, name)->data;
         double dkl = 0;
         for (int t = 0; t < T; t++) dkl = fmax(dkl, fabs(kl[t] - r.kl[t]));
         printf("pg case %d (%s): max |dlogit| %.2e (clean %.2e), max |dKL| %.2e, KL last %.5f\n", k, s, dl, dc, dkl,
@@ -172,11 +167,11 @@ static void test_paligemma_vs_transformers(void **state) {
     for (int l = 0; l < 2; l++) {
         char name[64];
         snprintf(name, sizeof name, "pglens.%d.logits", l);
-        double d = tu_max_abs_diff(need(g, name)->data, lg[l], (size_t)T * V);
+        double d = tu_max_abs_diff(tu_need(g, name)->data, lg[l], (size_t)T * V);
         printf("pg lens layer %d: max |dlogit| %.2e\n", l, d);
         assert_true(d <= 1e-4);
         snprintf(name, sizeof name, "pglens.%d.top5", l);
-        const int32_t *top = need(g, name)->data;
+        const int32_t *top = tu_need(g, name)->data;
         for (int t = 0; t < T; t++) {
             int idx[5];
             rs_topk(lg[l] + (size_t)t * V, V, 5, idx);

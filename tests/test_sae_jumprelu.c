@@ -16,46 +16,31 @@
 #include "reprshift/safetensors.h"
 #include "sae/train_common.h"
 
-static const st_tensor *need(const st_set *s, const char *name) {
-    const st_tensor *t = st_get(s, name);
-    if (!t) fail_msg("fixture tensor %s missing", name);
-    return t;
-}
 
-/* max |a − b| / max(max|b|, floor) */
-static double rel_err(const float *a, const st_tensor *t, double floor) {
-    double mx = floor, e = 0;
-    for (int64_t i = 0; i < t->numel; i++) {
-        double b = t->dtype == RS_DT_F64 ? ((const double *)t->data)[i] : ((const float *)t->data)[i];
-        mx = fabs(b) > mx ? fabs(b) : mx;
-        e = fabs(a[i] - b) > e ? fabs(a[i] - b) : e;
-    }
-    return e / mx;
-}
 
 static const char *NAMES[5] = {"W_enc", "b_enc", "W_dec", "b_dec", "log_threshold"};
 
 static void load_params(const st_set *s, sae_jr_model *M) {
     float *dst[5] = {M->W_enc, M->b_enc, M->W_dec, M->b_dec, M->log_threshold};
-    for (int i = 0; i < 5; i++) st_to_f32(need(s, NAMES[i]), dst[i]);
+    for (int i = 0; i < 5; i++) st_to_f32(tu_need(s, NAMES[i]), dst[i]);
 }
 
 static void golden(void) {
     st_set *s;
     rs_err err;
     if (st_open(&s, "tests/fixtures/jumprelu/step.safetensors", &err)) fail_msg("%s", err.msg);
-    const st_tensor *We = need(s, "W_enc");
-    int d = (int)We->shape[0], m = (int)We->shape[1], B = (int)need(s, "X")->shape[0];
+    const st_tensor *We = tu_need(s, "W_enc");
+    int d = (int)We->shape[0], m = (int)We->shape[1], B = (int)tu_need(s, "X")->shape[0];
     float lam = (float)atof(st_meta(s, "lambda")), eps = (float)atof(st_meta(s, "bandwidth")),
           lr = (float)atof(st_meta(s, "lr")), b1 = (float)atof(st_meta(s, "beta1")), b2 = (float)atof(st_meta(s, "beta2"));
     sae_jr_model *M;
     assert_int_equal(sae_jr_new(&M, d, m, &err), 0);
     load_params(s, M);
-    float *X = st_to_f32_new(need(s, "X")), *g = calloc(M->n_params, sizeof *g);
+    float *X = st_to_f32_new(tu_need(s, "X")), *g = calloc(M->n_params, sizeof *g);
     double mse, l0;
     assert_int_equal(sae_jr_loss_grad(M, X, B, lam, eps, g, &mse, &l0, NULL, &err), 0);
-    double e_mse = fabs(mse - ((const double *)need(s, "mse")->data)[0]) / ((const double *)need(s, "mse")->data)[0];
-    double e_l0 = fabs(l0 - ((const double *)need(s, "l0")->data)[0]);
+    double e_mse = fabs(mse - ((const double *)tu_need(s, "mse")->data)[0]) / ((const double *)tu_need(s, "mse")->data)[0];
+    double e_l0 = fabs(l0 - ((const double *)tu_need(s, "l0")->data)[0]);
     fprintf(stderr, "fixture: d %d m %d B %d, lambda %g eps %g, %s kernel entries, min margin %s\n", d, m, B, lam, eps,
             st_meta(s, "kernel_entries"), st_meta(s, "min_margin"));
     fprintf(stderr, "rel err mse %.2e, abs err l0 %.2e\n", e_mse, e_l0);
@@ -66,8 +51,8 @@ static void golden(void) {
     for (int i = 0; i < 5; i++) {
         char nm[64];
         snprintf(nm, sizeof nm, "g_%s", NAMES[i]);
-        const st_tensor *t = need(s, nm);
-        double e = rel_err(g + off, t, 1e-6);
+        const st_tensor *t = tu_need(s, nm);
+        double e = tu_rel_err(g + off, t, 1e-6);
         fprintf(stderr, "grad %-13s rel err %.2e\n", NAMES[i], e);
         assert_true(e < 1e-5);
         off += (size_t)t->numel;
@@ -85,12 +70,12 @@ static void golden(void) {
     for (int i = 0; i < 5; i++) {
         char nm[64];
         snprintf(nm, sizeof nm, "after3_%s", NAMES[i]);
-        double e = rel_err(parts[i], need(s, nm), 1e-3);
+        double e = tu_rel_err(parts[i], tu_need(s, nm), 1e-3);
         fprintf(stderr, "after 3 steps %-13s rel err %.2e\n", NAMES[i], e);
         assert_true(e < 1e-5);
     }
     /* the thresholds did move (the straight-through θ gradient is not zero) */
-    float *lt0 = st_to_f32_new(need(s, "log_threshold"));
+    float *lt0 = st_to_f32_new(tu_need(s, "log_threshold"));
     double moved = 0;
     for (int i = 0; i < m; i++) moved = fmax(moved, fabs(M->log_threshold[i] - lt0[i]));
     fprintf(stderr, "largest log_threshold change over 3 steps %.3g\n", moved);
@@ -116,13 +101,8 @@ static void test_golden(void **st) {
 /* ---- planted structure ---- */
 
 static uint64_t S = 11;
-static double unif(void) {
-    S ^= S << 13;
-    S ^= S >> 7;
-    S ^= S << 17;
-    return (double)(S >> 11) / 9007199254740992.0;
-}
-static double gauss(void) { return sqrt(-2 * log(unif() + 1e-300)) * cos(2 * M_PI * unif()); }
+static double unif(void) { return tu_xs_unif(&S); }
+static double gauss(void) { return tu_xs_gauss(&S); }
 
 enum { PD = 32, NP = 48, PN = 16384 };
 

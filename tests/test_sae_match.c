@@ -15,12 +15,7 @@
 #include "reprshift/sae_match.h"
 #include "reprshift/safetensors.h"
 
-static const st_tensor *need(const st_set *s, const char *name) {
-    const st_tensor *t = st_get(s, name);
-    if (!t) fail_msg("fixture tensor %s missing", name);
-    return t;
-}
-static double f64(const st_set *s, const char *name, int i) { return ((const double *)need(s, name)->data)[i]; }
+static double f64(const st_set *s, const char *name, int i) { return ((const double *)tu_need(s, name)->data)[i]; }
 
 static void test_lsa_vs_scipy(void **st) {
     (void)st;
@@ -29,7 +24,7 @@ static void test_lsa_vs_scipy(void **st) {
     if (st_open(&s, "tests/fixtures/sae_match/lsa.safetensors", &err)) fail_msg("%s", err.msg);
     const char *names[3] = {"cost_rect", "cost_sq", "cost_wide_int"};
     for (int k = 0; k < 3; k++) {
-        const st_tensor *t = need(s, names[k]);
+        const st_tensor *t = tu_need(s, names[k]);
         int nr = (int)t->shape[0], nc = (int)t->shape[1];
         int col[16];
         double total;
@@ -46,7 +41,7 @@ static void test_lsa_vs_scipy(void **st) {
         }
     }
     /* decoder matching (cosine, maximised) */
-    const st_tensor *A = need(s, "dec_a"), *B = need(s, "dec_b");
+    const st_tensor *A = tu_need(s, "dec_a"), *B = tu_need(s, "dec_b");
     sae_match_opts o;
     sae_match_opts_default(&o);
     o.n_boot = 0, o.n_null = 0;
@@ -72,13 +67,8 @@ static void test_lsa_vs_scipy(void **st) {
 }
 
 static uint64_t S = 3;
-static double unif(void) {
-    S ^= S << 13;
-    S ^= S >> 7;
-    S ^= S << 17;
-    return (double)(S >> 11) / 9007199254740992.0;
-}
-static double gauss(void) { return sqrt(-2 * log(unif() + 1e-300)) * cos(2 * M_PI * unif()); }
+static double unif(void) { return tu_xs_unif(&S); }
+static double gauss(void) { return tu_xs_gauss(&S); }
 
 static void brute(const float *c, int n, int k, int *perm, int *used, double acc, double *best) {
     if (k == n) {

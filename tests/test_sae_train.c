@@ -13,13 +13,8 @@
 #include "reprshift/sae_train.h"
 
 static uint64_t S = 99;
-static double unif(void) {
-    S ^= S << 13;
-    S ^= S >> 7;
-    S ^= S << 17;
-    return (double)(S >> 11) / 9007199254740992.0;
-}
-static double gauss(void) { return sqrt(-2 * log(unif() + 1e-300)) * cos(2 * M_PI * unif()); }
+static double unif(void) { return tu_xs_unif(&S); }
+static double gauss(void) { return tu_xs_gauss(&S); }
 
 static void test_recovers_dictionary(void **st) {
     (void)st;

@@ -122,3 +122,28 @@ int tu_count_done(const char *out) {
     if (d) closedir(d);
     return n;
 }
+
+const st_tensor *tu_need(const st_set *s, const char *name) {
+    const st_tensor *t = st_get(s, name);
+    if (!t) fail_msg("fixture tensor %s missing", name);
+    return t;
+}
+
+double tu_rel_err(const float *a, const st_tensor *t, double floor) {
+    double mx = floor, e = 0;
+    for (int64_t i = 0; i < t->numel; i++) {
+        double b = t->dtype == RS_DT_F64 ? ((const double *)t->data)[i] : ((const float *)t->data)[i];
+        mx = fabs(b) > mx ? fabs(b) : mx;
+        e = fabs(a[i] - b) > e ? fabs(a[i] - b) : e;
+    }
+    return e / mx;
+}
+
+double tu_xs_unif(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return (double)(*s >> 11) / 9007199254740992.0;
+}
+
+double tu_xs_gauss(uint64_t *s) { return sqrt(-2 * log(tu_xs_unif(s) + 1e-300)) * cos(2 * M_PI * tu_xs_unif(s)); }

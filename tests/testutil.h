@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "reprshift/safetensors.h"
 
 /* Path under the shared data folder (large real assets that are not in the repository: the
  * 17 MB Gemma tokenizer, the COCO mini set, the full caption file, real images). Where it is:
@@ -43,4 +44,12 @@ int tu_run_pipeline(const char *cfg, const char *out, int shard_inputs, char **m
 /* Number of done-markers (stages/NAME.done) in the run folder out. */
 int tu_count_done(const char *out);
 
+/* Tensor name of a fixture, or the test fails naming it. */
+const st_tensor *tu_need(const st_set *s, const char *name);
+/* max |a − b| / max(max|b|, floor) over a float array a and an F32 or F64 golden tensor b. */
+double tu_rel_err(const float *a, const st_tensor *t, double floor);
+/* The synthetic-data streams of the trainer tests: xorshift64 uniform in [0, 1) (advances *s)
+ * and a normal from two of its draws (Box-Muller). */
+double tu_xs_unif(uint64_t *s);
+double tu_xs_gauss(uint64_t *s);
 #endif

@@ -51,16 +51,6 @@ int pl_crosscoder_fp(pl_ctx *c, char fp[65], rs_err *err) {
     return 0;
 }
 
-/* hook name → a file name part ("blocks.2.hook_resid_post" is one already) */
-static void safe_name(const char *hook, char *out, size_t n) {
-    size_t j = 0;
-    for (size_t i = 0; hook[i] && j + 1 < n; i++) {
-        char ch = hook[i];
-        out[j++] = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ? ch : '_';
-    }
-    out[j] = 0;
-}
-
 /* Wilson score interval (95%) for x successes of n. */
 static void wilson(int64_t x, int64_t n, double *lo, double *hi) {
     if (n <= 0) {
@@ -283,7 +273,7 @@ static int one_hook(pl_ctx *c, const char *hook, const int32_t *ids, const int64
     double *n0 = NULL, *n1 = NULL, *rel = NULL;
     int64_t *fires = NULL, (*ncls)[5] = NULL; /* per null run: 4 class counts, alive */
     int rc = -1;
-    safe_name(hook, safe, sizeof safe);
+    pl_safe_name(hook, safe, sizeof safe);
     snprintf(name, sizeof name, "%s.state.safetensors", safe);
     if (!ckdir || !mdir || !(ck = pl_join(ckdir, name))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     snprintf(name, sizeof name, "%s.safetensors", safe);

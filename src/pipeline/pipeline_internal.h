@@ -89,6 +89,9 @@ void pl_remove_store(const char *dir);
 int pl_write_text(const char *path, const char *text, rs_err *err);
 /* Remove a flat folder of scratch files (its files, then the folder; missing is fine). */
 void pl_remove_flat_dir(const char *dir);
+/* A hook name as a file-name part: letters, digits, '.' and '_' kept, anything else '_'
+ * ("blocks.2.hook_resid_post" is one already); at most n − 1 characters. */
+void pl_safe_name(const char *hook, char *out, size_t n);
 /* Write a cJSON tree, pretty-printed + newline, atomically. */
 struct cJSON;
 int pl_write_json(const char *path, const struct cJSON *j, rs_err *err);

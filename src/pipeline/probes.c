@@ -240,6 +240,26 @@ done:
     return rc;
 }
 
+int pl_paired_test_rows(const rs_eval_result *A, const rs_eval_result *B, const int *label, const int *group, int tot,
+                        const rs_eval_opts *eo, int flips, rs_paired_result *out, rs_err *err) {
+    int *ca = malloc(sizeof(int) * ((size_t)tot + 1)), *cb = malloc(sizeof(int) * ((size_t)tot + 1));
+    int *g = malloc(sizeof(int) * ((size_t)tot + 1));
+    if (!ca || !cb || !g) {
+        free(ca), free(cb), free(g);
+        return rs_errk(err, RS_ENOMEM, "out of memory");
+    }
+    for (int k = 0; k < tot; k++) {
+        int i = A->test_row[k];
+        ca[k] = A->test_pred[k] == label[i];
+        cb[k] = B->test_pred[k] == label[i];
+        g[k] = group[i];
+    }
+    int rc = rs_paired_probe_test(ca, cb, g, A->test_n, A->n_seeds, eo->n_boot > 0 ? eo->n_boot : 1, eo->seed + 0xB00Bu,
+                                  flips, eo->seed + 0x5A1F1Bu, out, err);
+    free(ca), free(cb), free(g);
+    return rc;
+}
+
 /* Paired comparison of concept probes A and B at the current hook (rs_paired_probe_test):
  * the points ia and ib, evaluated with their test rows and predictions kept (-1: the probe
  * was skipped, leaving nothing to compare). The two must have been evaluated on identical
@@ -264,24 +284,10 @@ static int paired_concept(probe_run *p, const char *pair, const char *ma, const 
                            B->test_n[s]);
         tot += A->test_n[s];
     }
-    int *ca = malloc(sizeof(int) * ((size_t)tot + 1)), *cb = malloc(sizeof(int) * ((size_t)tot + 1));
-    int *g = malloc(sizeof(int) * ((size_t)tot + 1));
-    if (!ca || !cb || !g) {
-        free(ca), free(cb), free(g);
-        return rs_errk(err, RS_ENOMEM, "out of memory");
-    }
-    for (int k = 0; k < tot; k++) {
-        int i = A->test_row[k];
-        ca[k] = A->test_pred[k] == label[i];
-        cb[k] = B->test_pred[k] == label[i];
-        g[k] = group[i];
-    }
     rs_paired_result r;
     rs_err e = {0};
-    int rc = rs_paired_probe_test(ca, cb, g, A->test_n, S, p->eo.n_boot > 0 ? p->eo.n_boot : 1, p->eo.seed + 0xB00Bu,
-                                  R->paired_flips, p->eo.seed + 0x5A1F1Bu, &r, &e);
-    free(ca), free(cb), free(g);
-    if (rc) return rs_errk(err, e.kind, "paired probe test %s: %s", pair, e.msg);
+    if (pl_paired_test_rows(A, B, label, group, tot, &p->eo, R->paired_flips, &r, &e))
+        return rs_errk(err, e.kind, "paired probe test %s: %s", pair, e.msg);
     void *t = reserve(R->pair, R->n_pair, &R->cap_pair, sizeof *R->pair);
     if (!t) {
         rs_paired_result_free(&r);

@@ -205,6 +205,11 @@ typedef struct {
 } pl_probes_result;
 
 void pl_probes_result_free(pl_probes_result *r);
+/* rs_paired_probe_test of probes A and B over their tot test rows (the two evaluated on
+ * identical splits: the caller checks), correct = prediction == label[row], groups group[row],
+ * with the probes stage's bootstrap (eo->n_boot) and seeds (eo->seed + 0xB00B, + 0x5A1F1B). */
+int pl_paired_test_rows(const rs_eval_result *A, const rs_eval_result *B, const int *label, const int *group, int tot,
+                        const rs_eval_opts *eo, int flips, rs_paired_result *out, rs_err *err);
 
 /* SAE-feature probes at one hook (probes_sae.c): when the config has an SAE for `hook`, the
  * caption concept probes refitted on the SAE's features (encoded per token, then pooled as the

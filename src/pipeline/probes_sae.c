@@ -109,23 +109,9 @@ static int paired_vs_raw(const rs_eval_result *A, const rs_eval_result *B, const
             return rs_errf(err, "SAE-feature probe: split %d has other test rows than the raw probe's", s);
         tot += A->test_n[s];
     }
-    int *ca = malloc(sizeof(int) * ((size_t)tot + 1)), *cb = malloc(sizeof(int) * ((size_t)tot + 1));
-    int *g = malloc(sizeof(int) * ((size_t)tot + 1));
-    if (!ca || !cb || !g) {
-        free(ca), free(cb), free(g);
-        return rs_errk(err, RS_ENOMEM, "out of memory");
-    }
-    for (int k = 0; k < tot; k++) {
-        int i = A->test_row[k];
-        ca[k] = A->test_pred[k] == label[i];
-        cb[k] = B->test_pred[k] == label[i];
-        g[k] = group[i];
-    }
     rs_err e = {0};
-    int rc = rs_paired_probe_test(ca, cb, g, A->test_n, S, eo->n_boot > 0 ? eo->n_boot : 1, eo->seed + 0xB00Bu, flips,
-                                  eo->seed + 0x5A1F1Bu, out, &e);
-    free(ca), free(cb), free(g);
-    if (rc) return rs_errk(err, e.kind, "SAE-minus-raw paired test: %s", e.msg);
+    if (pl_paired_test_rows(A, B, label, group, tot, eo, flips, out, &e))
+        return rs_errk(err, e.kind, "SAE-minus-raw paired test: %s", e.msg);
     *has = 1;
     return 0;
 }

@@ -872,6 +872,15 @@ int pl_bh_family(cJSON *const *layer_arrays, int n_arrays, int *n_tests, rs_err 
     return rc;
 }
 
+void pl_safe_name(const char *hook, char *out, size_t n) {
+    size_t j = 0;
+    for (size_t i = 0; hook[i] && j + 1 < n; i++) {
+        char ch = hook[i];
+        out[j++] = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ? ch : '_';
+    }
+    out[j] = 0;
+}
+
 void pl_remove_flat_dir(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return;

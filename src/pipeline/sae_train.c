@@ -44,15 +44,6 @@ int pl_sae_train_fp(pl_ctx *c, char fp[65], rs_err *err) {
     return 0;
 }
 
-static void safe_name(const char *hook, char *out, size_t n) {
-    size_t j = 0;
-    for (size_t i = 0; hook[i] && j + 1 < n; i++) {
-        char ch = hook[i];
-        out[j++] = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ? ch : '_';
-    }
-    out[j] = 0;
-}
-
 /* The configured SAE at the hook's layer when it reads this hook (else *out = NULL, *why set). */
 static int reference_sae(pl_ctx *c, const char *hook, rs_sae **out, const char **why, rs_err *err) {
     const rs_config *cfg = c->cfg;
@@ -98,7 +89,7 @@ static int one_hook(pl_ctx *c, int store, const char *hook, const int32_t *ids, 
     sae_match_result mr = {0};
     char safe[200], *dir = NULL, *pairs = NULL, *csv = NULL;
     int rc = -1;
-    safe_name(hook, safe, sizeof safe);
+    pl_safe_name(hook, safe, sizeof safe);
     if (!(dir = pl_join(root, safe)) || !(pairs = pl_join(dir, "pairs.csv"))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     if (pl_store_read_hook(c, store, hook, &X, &rows, &w, err)) goto done;
     if (rows != n_ids) {

@@ -26,18 +26,6 @@ void sae_train_opts_default(sae_train_opts *o) {
     o->log_every = 0;
 }
 
-static uint64_t next_u64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static float gauss(uint64_t *s) {
-    double u1 = ((next_u64(s) >> 11) + 1.0) / 9007199254740993.0, u2 = (next_u64(s) >> 11) / 9007199254740992.0;
-    return (float)(sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
-}
-
 /* Indices of the top kk entries of v[0..m) restricted to allow (NULL = all); returns count. */
 static int top_indices(const float *v, int m, int kk, const uint8_t *allow, int *idx) {
     int n = 0;
@@ -93,7 +81,7 @@ int sae_train_topk(const float *x, int64_t n, int d, const sae_train_opts *o, rs
         float *w = Wd + (size_t)f * d;
         double s = 0;
         for (int i = 0; i < d; i++) {
-            w[i] = gauss(&rng);
+            w[i] = rs_train_gauss(&rng);
             s += (double)w[i] * w[i];
         }
         for (int i = 0; i < d; i++) w[i] = (float)(w[i] / sqrt(s));
@@ -121,7 +109,7 @@ int sae_train_topk(const float *x, int64_t n, int d, const sae_train_opts *o, rs
     int64_t seen = 0;
     for (int64_t step = 0; step < o->steps; step++) {
         for (int r = 0; r < B; r++) {
-            int64_t row = (int64_t)(next_u64(&rng) % (uint64_t)n);
+            int64_t row = (int64_t)(rs_train_next_u64(&rng) % (uint64_t)n);
             memcpy(xb + (size_t)r * d, x + (size_t)row * d, (size_t)d * sizeof *xb);
             for (int i = 0; i < d; i++) xp[(size_t)r * d + i] = xb[(size_t)r * d + i] - bd[i];
         }

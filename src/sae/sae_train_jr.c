@@ -183,18 +183,6 @@ void sae_jr_opts_default(sae_jr_opts *o) {
     o->seed = 1;
 }
 
-static uint64_t next_u64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static float gauss(uint64_t *s) {
-    double u1 = ((next_u64(s) >> 11) + 1.0) / 9007199254740993.0, u2 = (next_u64(s) >> 11) / 9007199254740992.0;
-    return (float)(sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
-}
-
 int sae_train_jumprelu(const float *x, int64_t n, int d, const sae_jr_opts *o, rs_sae **out, sae_train_report *rep,
                        sae_jr_model **model_out, float *scale_out, rs_err *err) {
     *out = NULL;
@@ -245,7 +233,7 @@ int sae_train_jumprelu(const float *x, int64_t n, int d, const sae_jr_opts *o, r
     }
     uint64_t rng = o->seed;
     for (int i = 0; i < m; i++) /* unit-norm random decoder rows, W_enc = W_decᵀ, b_enc 0 */
-        for (int k = 0; k < d; k++) M->W_dec[(size_t)i * d + k] = gauss(&rng);
+        for (int k = 0; k < d; k++) M->W_dec[(size_t)i * d + k] = rs_train_gauss(&rng);
     sae_jr_renorm(M);
     for (int i = 0; i < m; i++)
         for (int k = 0; k < d; k++) M->W_enc[(size_t)k * m + i] = M->W_dec[(size_t)i * d + k];
@@ -254,7 +242,7 @@ int sae_train_jumprelu(const float *x, int64_t n, int d, const sae_jr_opts *o, r
     int64_t tail = o->steps / 10 > 0 ? o->steps / 10 : 1;
     for (int64_t step = 0; step < o->steps; step++) {
         for (int r = 0; r < B; r++) {
-            int64_t row = (int64_t)(next_u64(&rng) % (uint64_t)n);
+            int64_t row = (int64_t)(rs_train_next_u64(&rng) % (uint64_t)n);
             for (int k = 0; k < d; k++) xb[(size_t)r * d + k] = s * x[(size_t)row * d + k];
         }
         float lam = o->lambda;

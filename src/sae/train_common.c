@@ -41,3 +41,16 @@ void rs_adam_update_f32(float *w, const float *g, float *m1, float *m2, size_t n
         if (i0 < i1) adam_f32_range(w, g, m1, m2, i0, i1, step_size, c2s, beta2, w1, w2, eps);
     }
 }
+
+uint64_t rs_train_next_u64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+float rs_train_gauss(uint64_t *s) {
+    double u1 = ((rs_train_next_u64(s) >> 11) + 1.0) / 9007199254740993.0,
+           u2 = (rs_train_next_u64(s) >> 11) / 9007199254740992.0;
+    return (float)(sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
+}

@@ -3,6 +3,7 @@
 #define RS_SAE_TRAIN_COMMON_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* One Adam update of w[0..n) with gradient g and moments m1, m2 (PyTorch's torch.optim.Adam
  * without weight decay): m1 ← β1·m1 + (1−β1)·g, m2 ← β2·m2 + (1−β2)·g², w ← w − lr·(m1/c1) /
@@ -16,5 +17,10 @@ void rs_adam_update(float *w, const float *g, float *m1, float *m2, size_t n, fl
  * c1 = 1 − β1^t, c2 = 1 − β2^t (t = step, from 1). Vectorisable; elementwise like the above. */
 void rs_adam_update_f32(float *w, const float *g, float *m1, float *m2, size_t n, float lr, float beta1, float beta2,
                         float eps, long long step);
+
+/* The trainers' initialisation stream: splitmix64 (advances *s), and a standard normal from
+ * two draws of it (Box-Muller, cosine branch). */
+uint64_t rs_train_next_u64(uint64_t *s);
+float rs_train_gauss(uint64_t *s);
 
 #endif
