@@ -18,7 +18,7 @@ def shares(p):
 
 def print_profiles(rows, label):
     """rows: {row name: {"profile": [profile lines], ...}}; label(row name) names a row."""
-    prof = {k: [shares(r["profile"]) for r in row.get("profile", [])] for k, row in rows.items()}
+    prof = {k: [shares(p) for p in row.get("profile", [])] for k, row in rows.items()}
     prof = {k: v for k, v in prof.items() if v}
     if not prof:
         return

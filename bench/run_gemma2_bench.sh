@@ -19,6 +19,7 @@
 #                   bucket:eager,padded:eager when the machine is quiet enough to fit)
 #   RS_BENCH_CAPTIONS  number of COCO captions (default 256)
 #   RS_BENCH_PROFILE=1 also times every backend entry of reprshift's runs (per-entry table)
+#   RS_BENCH_REPEAT  reprshift forward passes per process, fastest reported (default 2: one warm pass)
 # Rows: capL = the first N captions of shared/data/text/coco_val2017_captions.txt; longL =
 # one 512-token text (the first 400 captions joined, cut at 512 ids); L = 13 (through layer
 # 12) or 26 (all layers). Per row: reprshift, then the reference (bucketed "used well", then
@@ -60,7 +61,7 @@ for row in $ROWS; do
         --layers "$L" --modes "$modes" \
         --save-prefix "$OUT/ref_${row}_" 2>/dev/null | tag "$row"
     $RS_ENV "$BUILD/bench_gemma2" --model "$CKPT" --ids-file "$OUT/$w.ids" --hook "$hook" \
-        --save "$OUT/c_${row}.safetensors" $PROFILE_ARG | sed "s/^{/{\"pass\": $pass, /" | tag "$row"
+        --save "$OUT/c_${row}.safetensors" --repeat "$RS_REPEAT" $PROFILE_ARG | sed "s/^{/{\"pass\": $pass, /" | tag "$row"
   done
   stamp "${row}_end"
 done
