@@ -27,7 +27,7 @@ for h in 0 1; do
          and .train.final_l0 > 0" "$J" >/dev/null || fail "$hook: train fields $(jq -c "$H" "$J")"
   jq -e "$H.match | .n_pairs == 256 and .frac_matched.n == 256 and .frac_matched.ci_lo <= .frac_matched.value
          and .frac_matched.value <= .frac_matched.ci_hi and .mean_cos.ci_lo <= .mean_cos.value
-         and .mean_cos.value <= .mean_cos.ci_hi and .null_random.replicates == 2 and .null_permuted.replicates == 2
+         and .mean_cos.value <= .mean_cos.ci_hi and .mean_cos.n == 256 and .null_random.replicates == 2 and .null_permuted.replicates == 2
          and (.beats_null | type == \"boolean\")" "$J" >/dev/null || fail "$hook: match fields $(jq -c "$H.match" "$J")"
   # a null that reused the trainer's random stream would reproduce its initial rows (frac ≫ 0)
   jq -e "$H.match.null_random.frac_matched_max < 0.05" "$J" >/dev/null || fail "$hook: random null too high"

@@ -256,7 +256,9 @@ cJSON *sae_match_json(const sae_match_result *r, const sae_match_opts *o) {
     cJSON *fm = rs_json_stat(r->frac, r->frac_lo, r->frac_hi);
     if (fm) rs_json_add_num(fm, "n", r->n_pairs);
     cJSON_AddItemToObject(js, "frac_matched", fm);
-    cJSON_AddItemToObject(js, "mean_cos", rs_json_stat(r->mean_cos, r->mean_cos_lo, r->mean_cos_hi));
+    cJSON *mc = rs_json_stat(r->mean_cos, r->mean_cos_lo, r->mean_cos_hi);
+    if (mc) rs_json_add_num(mc, "n", r->n_pairs);
+    cJSON_AddItemToObject(js, "mean_cos", mc);
     cJSON_AddStringToObject(js, "ci", "percentile bootstrap 95% over the matched pairs");
     rs_json_add_num(js, "bootstrap", o->n_boot);
     cJSON_AddItemToObject(js, "null_random", null_json(&r->null_random, o->n_null));
