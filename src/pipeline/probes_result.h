@@ -235,6 +235,9 @@ int pl_probes_bh(pl_probes_result *r, rs_err *err);
 /* The three files as cJSON trees (NULL: out of memory). Tasks are listed by (task, model)
  * in order of their first point; a task's chance is that of its first evaluated point. */
 struct cJSON *pl_probes_json(const pl_probes_result *r);
+/* The metrics of one evaluated probe (accuracy, balanced accuracy, macro F1 with CIs, chance,
+ * permutation null and p, control task, selectivity) added to o. */
+void pl_eval_metrics_json(struct cJSON *o, const rs_eval_result *e);
 struct cJSON *pl_probes_transfer_json(const pl_probes_result *r);
 struct cJSON *pl_probes_attribute_json(const pl_probes_result *r);
 struct cJSON *pl_probes_align_json(const pl_probes_result *r);

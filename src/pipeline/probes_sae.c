@@ -364,18 +364,7 @@ cJSON *pl_probes_sae_json(const pl_probes_result *r) {
         rs_json_add_num(o, "n_test", P->n_test);
         rs_json_add_num(o, "n_test_groups", e->n_test_groups);
         rs_json_add_num(o, "n_seeds", e->n_seeds);
-        cJSON_AddItemToObject(o, "accuracy", rs_json_stat(e->mean.accuracy, e->ci_lo.accuracy, e->ci_hi.accuracy));
-        cJSON_AddItemToObject(o, "balanced_accuracy",
-                              rs_json_stat(e->mean.balanced_accuracy, e->ci_lo.balanced_accuracy, e->ci_hi.balanced_accuracy));
-        cJSON_AddItemToObject(o, "macro_f1", rs_json_stat(e->mean.macro_f1, e->ci_lo.macro_f1, e->ci_hi.macro_f1));
-        rs_json_add_num(o, "accuracy_sd", e->acc_sd);
-        rs_json_add_num(o, "chance", e->chance);
-        rs_json_add_num(o, "permuted_label_accuracy", e->perm_accuracy);
-        rs_json_add_num(o, "permutation_p", e->perm_p);
-        rs_json_add_num(o, "permutations", e->n_perm);
-        rs_json_add_num(o, "control_accuracy", e->control_accuracy);
-        rs_json_add_num(o, "control_type_overlap", e->control_overlap);
-        rs_json_add_num(o, "selectivity", e->selectivity);
+        pl_eval_metrics_json(o, e);
         rs_json_add_num(o, "permutation_q", P->q);
         if (P->raw >= 0) {
             const rs_eval_result *w = &r->pt[P->raw].ev;

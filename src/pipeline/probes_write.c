@@ -99,6 +99,24 @@ static cJSON *task_entry(cJSON *tasks, const char *task, const char *kind, const
     return t;
 }
 
+/* The evaluation metrics of one probe into o: accuracy, balanced accuracy and macro F1 with
+ * their CIs, the seed sd, chance, the permutation null and p, the control task and selectivity
+ * (the permutation test's wall time goes to run.log only: results must be byte-reproducible). */
+void pl_eval_metrics_json(cJSON *o, const rs_eval_result *e) {
+    cJSON_AddItemToObject(o, "accuracy", rs_json_stat(e->mean.accuracy, e->ci_lo.accuracy, e->ci_hi.accuracy));
+    cJSON_AddItemToObject(o, "balanced_accuracy",
+                          rs_json_stat(e->mean.balanced_accuracy, e->ci_lo.balanced_accuracy, e->ci_hi.balanced_accuracy));
+    cJSON_AddItemToObject(o, "macro_f1", rs_json_stat(e->mean.macro_f1, e->ci_lo.macro_f1, e->ci_hi.macro_f1));
+    rs_json_add_num(o, "accuracy_sd", e->acc_sd);
+    rs_json_add_num(o, "chance", e->chance);
+    rs_json_add_num(o, "permuted_label_accuracy", e->perm_accuracy);
+    rs_json_add_num(o, "permutation_p", e->perm_p);
+    rs_json_add_num(o, "permutations", e->n_perm);
+    rs_json_add_num(o, "control_accuracy", e->control_accuracy);
+    rs_json_add_num(o, "control_type_overlap", e->control_overlap);
+    rs_json_add_num(o, "selectivity", e->selectivity);
+}
+
 /* One point of a task's curve: an evaluated probe or a cross-modal transfer cell. */
 static cJSON *point_json(const pl_probes_result *r, const pl_probe_point *P) {
     cJSON *L = cJSON_CreateObject();
@@ -115,19 +133,7 @@ static cJSON *point_json(const pl_probes_result *r, const pl_probe_point *P) {
     }
     const rs_eval_result *e = &P->ev;
     rs_json_add_num(L, "n_test_groups", e->n_test_groups);
-    cJSON_AddItemToObject(L, "accuracy", rs_json_stat(e->mean.accuracy, e->ci_lo.accuracy, e->ci_hi.accuracy));
-    cJSON_AddItemToObject(L, "balanced_accuracy",
-                          rs_json_stat(e->mean.balanced_accuracy, e->ci_lo.balanced_accuracy, e->ci_hi.balanced_accuracy));
-    cJSON_AddItemToObject(L, "macro_f1", rs_json_stat(e->mean.macro_f1, e->ci_lo.macro_f1, e->ci_hi.macro_f1));
-    rs_json_add_num(L, "accuracy_sd", e->acc_sd);
-    rs_json_add_num(L, "chance", e->chance);
-    rs_json_add_num(L, "permuted_label_accuracy", e->perm_accuracy);
-    rs_json_add_num(L, "permutation_p", e->perm_p);
-    rs_json_add_num(L, "permutations", e->n_perm);
-    /* the permutation test's wall time goes to run.log only: results must be byte-reproducible */
-    rs_json_add_num(L, "control_accuracy", e->control_accuracy);
-    rs_json_add_num(L, "control_type_overlap", e->control_overlap);
-    rs_json_add_num(L, "selectivity", e->selectivity);
+    pl_eval_metrics_json(L, e);
     rs_json_add_num(L, "permutation_q", P->q);
     return L;
 }
