@@ -9,7 +9,8 @@ redistribution without a non-commercial clause (COCO licence ids 4 = CC BY 2.0 a
 N smallest JPEGs of each group. The JPEGs are copied byte for byte; the instances and
 captions files keep the original records of those images (all fields, including
 segmentations), the full 80-entry category list, `info` and `licenses`.
-ATTRIBUTION.md lists every image with its licence and source URLs.
+ATTRIBUTION.md lists every image with its licence and source URLs. The hand-written
+translations annotations/captions_translated.csv (not made here) are kept across a rewrite.
 
 Standard library only:  python3 tools/make_coco_sample.py [--shared ../shared] [--per-group 8]
 """
@@ -51,9 +52,14 @@ def main():
             raise SystemExit(f"only {len(chosen)} redistributable '{g}' images")
         for _, iid, sp in chosen:
             keep[iid] = (sp, g)
+    translated = os.path.join(OUT, "annotations", "captions_translated.csv")
+    kept_translations = open(translated, "rb").read() if os.path.isfile(translated) else None
     if os.path.isdir(OUT):
         shutil.rmtree(OUT)
     os.makedirs(os.path.join(OUT, "annotations"))
+    if kept_translations is not None:  # written by hand, not derivable: keep it
+        with open(translated, "wb") as f:
+            f.write(kept_translations)
     rows = []
     for sp in SPLITS:
         ins, cap = data[sp]
@@ -77,7 +83,8 @@ def main():
             rows.append(f"| `{sp}/{im['file_name']}` | {keep[im['id']][1]} | [{SHORT[im['license']]}]({l['url']}) "
                         f"| {im['flickr_url']} | {im['coco_url']} | {first} | `{sha[:16]}` |")
     with open(os.path.join(OUT, "ATTRIBUTION.md"), "w", encoding="utf-8") as f:
-        f.write(ATTRIBUTION.format(n=len(keep), per=a.per_group, rows="\n".join(rows)))
+        f.write(ATTRIBUTION.format(n=len(keep), per=a.per_group, rows="\n".join(rows),
+                                   translations=TRANSLATIONS if kept_translations is not None else ""))
 
 
 ATTRIBUTION = """# COCO 2017 sample: sources, licences, attribution
@@ -96,10 +103,20 @@ images, the JSON files keep the original COCO records of these images, unchanged
   the sample may be redistributed, also commercially, with attribution (and, for CC BY-SA,
   under the same licence). COCO records no author names; the photo is credited here by its
   Flickr URL as recorded by COCO. No image was modified.
-
+{translations}
 | file | group | licence | Flickr URL (as in COCO) | COCO URL | first caption | sha256 (16 hex) |
 |---|---|---|---|---|---|---|
 {rows}
+"""
+
+TRANSLATIONS = """- **Translations** (`annotations/captions_translated.csv`): a Spanish (`es`) and a German (`de`)
+  translation of every one of the 120 COCO captions of the sample, written by hand for reprshift
+  by its developers (no machine translation), for the `languages` config section. They are
+  derived from the COCO captions above (CC BY 4.0, © COCO Consortium) and are licensed under
+  [CC BY 4.0](https://creativecommons.org/licenses/by/4.0/) as well; changes: translated, one
+  sentence each, COCO's plain style kept, obvious typos of the original read as meant (e.g. "tog"
+  → dog, "fried" → fries). Keys: the COCO caption (annotation) id and image id; the `en` column
+  repeats the original caption verbatim. Checked by `tools/reference/check_translations.py`.
 """
 
 if __name__ == "__main__":
