@@ -66,6 +66,7 @@ static const char *g_target;
 
 WRAP_STAGE(pl_stage_dataset, "dataset")
 WRAP_STAGE(pl_stage_extract, "extract")
+WRAP_STAGE(pl_languages_prepare, "extract")
 WRAP_FP(pl_shift_fp, "shift")
 WRAP_RUN(pl_shift_run, "shift")
 WRAP_FP(pl_conditions_fp, "conditions")
@@ -80,6 +81,8 @@ WRAP_FP(pl_crosscoder_fp, "crosscoder")
 WRAP_RUN(pl_crosscoder_run, "crosscoder")
 WRAP_FP(pl_sae_train_fp, "sae_train")
 WRAP_RUN(pl_sae_train_run, "sae_train")
+WRAP_FP(pl_languages_fp, "languages")
+WRAP_RUN(pl_languages_run, "languages")
 int __real_report_write(const char *results_dir, const char *out_html, int *n_figures, rs_err *err);
 int __wrap_report_write(const char *results_dir, const char *out_html, int *n_figures, rs_err *err);
 int __wrap_report_write(const char *results_dir, const char *out_html, int *n_figures, rs_err *err) {
@@ -116,8 +119,10 @@ static void write_config(const char *path, const char *dir) {
             " \"steer\": {\"alphas\": [-1, 0, 2], \"n_items\": 2, \"random_directions\": 2},\n"
             " \"crosscoder\": {\"hooks\": [\"blocks.1.hook_resid_post\"], \"n_latents\": 32, \"steps\": 40, \"batch\": 16, \"null_runs\": 1},\n"
             " \"sae_train\": {\"hooks\": [\"blocks.1.hook_resid_post\"], \"d_sae\": 32, \"steps\": 20, \"batch\": 16,\n"
-            "               \"bootstrap\": 4, \"null_reps\": 1}}\n",
-            dir, cwd, cwd, cwd, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco);
+            "               \"bootstrap\": 4, \"null_reps\": 1},\n"
+            " \"languages\": {\"codes\": [\"es\"], \"translations\": \"%s/%s/annotations/captions_translated.csv\",\n"
+            "               \"bootstrap\": 4, \"permutations\": 4, \"transfer_seeds\": 1}}\n",
+            dir, cwd, cwd, cwd, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco);
     fclose(f);
 }
 
@@ -153,8 +158,9 @@ typedef struct {
 
 static stage_case CASES[] = {
     {"dataset", {"stages/dataset.done"}, {"dataset/manifest.csv"}, 0, {0}, {0}},
-    {"extract", {"stages/store_llm_text.done", "stages/store_vlm_image.done"}, {"acts/llm_text/index.json",
-                                                                                "acts/vlm_image/index.json"}, 0, {0}, {0}},
+    {"extract", {"stages/store_llm_text.done", "stages/store_vlm_image.done", "stages/lang_es/store_vlm_caption.done"},
+     {"acts/llm_text/index.json", "acts/vlm_image/index.json", "acts/lang_es/vlm_caption/index.json",
+      "dataset/manifest_es.csv"}, 0, {0}, {0}},
     /* 4 fallbacks: tokenizer_config.json unreadable counts as absent (test_fault_alloc.c), and
        the permutation null's three cross-product buffers (without them, the O(n·d) path) */
     {"shift", {"stages/shift.done"}, {"results/shift.json", "results/shift_summary.csv", "results/sae_fit.json",
@@ -168,6 +174,7 @@ static stage_case CASES[] = {
                                                 "results/crosscoder/blocks.1.hook_resid_post.safetensors"}, 0, {0}, {0}},
     {"sae_train", {"stages/sae_train.done"}, {"results/sae_train.json",
                                               "results/sae_train/blocks.1.hook_resid_post/sae_weights.safetensors"}, 0, {0}, {0}},
+    {"languages", {"stages/languages.done"}, {"results/languages.json", "results/languages_summary.csv"}, 0, {0}, {0}},
     {"report", {"stages/report.done"}, {"results/run.json"}, 0, {0}, {0}},
 };
 enum { N_CASES = sizeof CASES / sizeof *CASES };

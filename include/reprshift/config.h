@@ -139,6 +139,16 @@ typedef struct {
         char **hooks;   /* NULL: every captured decoder hook */
     } sae_train;        /* docs/sae-training.md */
 
+#define RS_CONFIG_MAX_LANGUAGES 8
+    struct {
+        int on;         /* the config has a "languages" section (else the stage is skipped) */
+        int n;          /* languages (codes) */
+        char **codes;   /* "es", "de", ... (folder-safe: letters, digits, '-', '_') */
+        char **prompts; /* PaliGemma prompt per code ("caption <code>" unless languages.prompts says) */
+        char *translations; /* CSV caption_id + one column per code, or NULL: the manifest's caption_<code> columns */
+        int bootstrap, permutations, transfer_seeds;
+    } languages;        /* docs/languages.md */
+
     cJSON *resolved;    /* the validated tree with defaults filled and paths resolved */
 } rs_config;
 

@@ -271,6 +271,24 @@ static const field SAE_TRAIN[] = {
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
+static const field LANGUAGES[] = {
+    {"codes", K_STRS, 1, NULL, 0, 0, 1, NULL, 0, NULL,
+     "language codes of the translations read beside the captions (PaliGemma's prompt languages: es, de, fr, ...); "
+     "each names a column of languages.translations (or the manifest's caption_<code> column), at most 8"},
+    {"translations", K_STR, 0, NULL, 0, 0, 0, NULL, 1, NULL,
+     "CSV with a caption_id column and one column per code: the translation of each caption of the run "
+     "(docs/languages.md); absent: the manifest's caption_<code> columns (dataset.manifest)"},
+    {"prompts", K_STRS, 0, NULL, 0, 0, 1, NULL, 0, NULL,
+     "the PaliGemma prompt of each code, in the order of codes (default \"caption <code>\" for each)"},
+    {"bootstrap", K_INT, 0, "1000", 0, 1000000, 0, NULL, 0, NULL,
+     "bootstrap resamples of images for the CIs of the cross-language similarities and shift differences"},
+    {"permutations", K_INT, 0, "1000", 0, 1000000, 0, NULL, 0, NULL,
+     "permutations for the pairing null and the sign-flip tests (0: no p-values)"},
+    {"transfer_seeds", K_INT, 0, "5", 1, 1000, 0, NULL, 0, NULL,
+     "group-aware splits of the English -> translation probe transfer"},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
+};
+
 static const field SCHEMA[] = {
     {"name", K_STR, 0, "\"experiment\"", 0, 0, 0, NULL, 0, NULL, "experiment name (report title)"},
     {"output_dir", K_STR, 1, NULL, 0, 0, 0, NULL, 1, NULL, "run directory (created; re-runs resume there)"},
@@ -308,6 +326,9 @@ static const field SCHEMA[] = {
     {"sae_train", K_OBJ, 0, NULL, 0, 0, 0, NULL, 0, SAE_TRAIN,
      "an SAE trained on the VLM's own activations per hook, matched against the configured SAE there by decoder "
      "cosine; omit to skip (docs/sae-training.md)"},
+    {"languages", K_OBJ, 0, NULL, 0, 0, 0, NULL, 0, LANGUAGES,
+     "every caption also read in translation (PaliGemma prompt \"caption <code>\"), by both models; cross-language "
+     "similarity, shift per language and English -> translation probe transfer; omit to skip (docs/languages.md)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -720,6 +741,9 @@ void rs_config_free(rs_config *c) {
     free_strs(c->steer.hooks);
     free_strs(c->crosscoder.hooks);
     free_strs(c->sae_train.hooks);
+    free_strs(c->languages.codes);
+    free_strs(c->languages.prompts);
+    free(c->languages.translations);
     cJSON_Delete(c->resolved);
     free(c);
 }
@@ -1052,6 +1076,48 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
                 return rs_errk(err, RS_EINVAL, "%s: 'sae_train.hooks[%d]': \"%s\" is not a captured hook (add it to "
                                                "'hooks')", what, k, c->sae_train.hooks[k]);
         }
+    }
+    const cJSON *lg = get(r, "languages");
+    if (lg) {
+        c->languages.on = 1;
+        c->languages.codes = strs(cx, get(lg, "codes"), &c->languages.n);
+        c->languages.translations = sdup(cx, lg, "translations");
+        c->languages.bootstrap = (int)get(lg, "bootstrap")->valuedouble;
+        c->languages.permutations = (int)get(lg, "permutations")->valuedouble;
+        c->languages.transfer_seeds = (int)get(lg, "transfer_seeds")->valuedouble;
+        if (!c->languages.codes) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
+        if (c->languages.n > RS_CONFIG_MAX_LANGUAGES)
+            return rs_errk(err, RS_EINVAL, "%s: 'languages.codes' lists %d languages; at most %d", what, c->languages.n,
+                           RS_CONFIG_MAX_LANGUAGES);
+        for (int k = 0; k < c->languages.n; k++) {
+            const char *code = c->languages.codes[k];
+            size_t L = strlen(code), ok = L >= 1 && L <= 15 && code[0] != '-' && code[0] != '_';
+            for (size_t q = 0; q < L && ok; q++)
+                ok = (code[q] >= 'a' && code[q] <= 'z') || (code[q] >= 'A' && code[q] <= 'Z') ||
+                     (code[q] >= '0' && code[q] <= '9') || code[q] == '-' || code[q] == '_';
+            if (!ok)
+                return rs_errk(err, RS_EINVAL, "%s: 'languages.codes[%d]': \"%s\" is not a language code (1-15 letters, "
+                                               "digits, '-' or '_', e.g. \"es\", \"pt-BR\")", what, k, code);
+        }
+        const cJSON *pr = get(lg, "prompts");
+        int np = 0;
+        if (pr) {
+            c->languages.prompts = strs(cx, pr, &np);
+            if (c->languages.prompts && np != c->languages.n)
+                return rs_errk(err, RS_EINVAL, "%s: 'languages.prompts' has %d entries but 'languages.codes' %d (one "
+                                               "prompt per code, in the same order)", what, np, c->languages.n);
+        } else if ((c->languages.prompts = calloc((size_t)c->languages.n + 1, sizeof *c->languages.prompts))) {
+            for (int k = 0; k < c->languages.n; k++)
+                if (asprintf(&c->languages.prompts[k], "caption %s", c->languages.codes[k]) < 0) {
+                    c->languages.prompts[k] = NULL;
+                    free_strs(c->languages.prompts);
+                    c->languages.prompts = NULL;
+                    break;
+                }
+        }
+        if (!c->languages.prompts) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
+        if (!rs_config_has_condition(c, "llm") || !rs_config_has_condition(c, "vlm_text"))
+            return rs_errk(err, RS_EINVAL, "%s: 'languages' needs the conditions llm and vlm_text", what);
     }
     if (cx->oom || !c->name || !c->output_dir || !c->prompt || !c->pool || !c->llm || !c->vlm || !c->dataset.exclude ||
         !c->probes.which || !c->probes.C)

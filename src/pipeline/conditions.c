@@ -512,6 +512,32 @@ static int pair_layer(pl_ctx *c, const pair_def *pd, const shift_acts_src *src, 
     return *out ? 0 : rs_errk(err, RS_ENOMEM, "out of memory");
 }
 
+int pl_pair_shift(pl_ctx *c, int store_a, int store_b, const char *hook, cJSON **out, rs_err *err) {
+    const rs_config *cfg = c->cfg;
+    pair_def pd = {"", store_a, store_b, ""};
+    pl_store_src *st[2] = {0};
+    shift_acts_src src[PL_N_STORES];
+    char *sp = NULL, *sh = NULL;
+    char *tokp = cfg->tokenizer ? strdup(cfg->tokenizer) : rs_path_join(cfg->llm, "tokenizer.json");
+    int use = 0, L = rs_hook_block_index(hook), rc = -1;
+    *out = NULL;
+    if (!tokp) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    if (hook_sae(c, hook, &sp, &sh, &use, err) || pl_store_source(c, store_a, &st[0], &src[store_a], err) ||
+        pl_store_source(c, store_b, &st[1], &src[store_b], err))
+        goto done;
+    if (pair_layer(c, &pd, src, hook, L >= 0 ? L : 0, use ? sp : NULL, use ? sh : NULL, tokp, out, err)) goto done;
+    cJSON_DeleteItemFromObjectCaseSensitive(*out, "top_shifted_tokens");
+    cJSON_DeleteItemFromObjectCaseSensitive(*out, "floors");
+    rc = 0;
+done:
+    pl_store_source_close(st[0]);
+    pl_store_source_close(st[1]);
+    free(sp);
+    free(sh);
+    free(tokp);
+    return rc;
+}
+
 int pl_conditions_run(pl_ctx *c, const char **note, rs_err *err) {
     (void)note;
     const rs_config *cfg = c->cfg;

@@ -183,6 +183,7 @@ done:
 }
 
 void pl_dataset_free(pl_ctx *c) {
+    pl_languages_free(c);
     rs_manifest_free(c->man);
     for (int i = 0; i < c->n_labels; i++) free(c->labels[i]);
     free(c->labels);

@@ -48,6 +48,8 @@ static int has_two_labels(const pl_ctx *c) {
 }
 
 int pl_store_used(const pl_ctx *c, int s) {
+    /* a language's sub-run: the captions read by Gemma-2, the decoder alone and after their image */
+    if (c->lang && s != PL_LLM_TEXT && s != PL_VLM_TEXT && s != PL_VLM_CAPTION) return 0;
     switch (s) {
     case PL_LLM_TEXT:
     case PL_VLM_TEXT: return c->n_text > 0;

@@ -75,6 +75,11 @@ typedef struct {
        (work/.setup.lock) until the task has claimed its store parts; -1 when not held */
     int setup_lock_fd;
     int merge_tasks; /* a merge: N of the tasks (stages/tasks.json; 0: unknown) */
+    /* languages (lang_prepare.c, docs/languages.md): one sub-run context per language code,
+       made by pl_languages_prepare; in a sub-context lang is its code (else NULL) */
+    struct pl_lang *langs;
+    int n_langs;
+    const char *lang;
 } pl_ctx;
 
 /* Log a line to run.log (with a UTC timestamp) and, unless quiet, to stderr. */
@@ -219,6 +224,23 @@ void pl_store_source_close(pl_store_src *s);
 int pl_validate_models(pl_ctx *c, rs_err *err);
 /* Thread count for this run (option, OMP_NUM_THREADS, or 1 for tiny models). */
 void pl_set_threads(pl_ctx *c);
+
+/* Languages (lang_prepare.c): the derived manifests dataset/manifest_<code>.csv and a sub-run
+ * context per language (its stores in acts/lang_<code>/, markers in stages/lang_<code>/);
+ * extract runs the store units of each (llm_text, vlm_text, vlm_caption); free with the dataset. */
+int pl_languages_prepare(pl_ctx *c, rs_err *err);
+int pl_languages_extract(pl_ctx *c, rs_err *err);
+void pl_languages_free(pl_ctx *c);
+/* The sub-run context of language k (NULL when out of range). */
+pl_ctx *pl_language_ctx(pl_ctx *c, int k);
+/* The shift analysis (shift_run, no floors) of two caption stores of c at one hook, with the
+ * SAE of the hook's layer when it reads that hook: a shift.json layer entry, as each pair of
+ * conditions.json has (conditions.c). New object in *out. */
+int pl_pair_shift(pl_ctx *c, int store_a, int store_b, const char *hook, struct cJSON **out, rs_err *err);
+/* the languages stage (languages.c) */
+int pl_languages_used(const pl_ctx *c);
+int pl_languages_fp(pl_ctx *c, char fp[65], rs_err *err);
+int pl_languages_run(pl_ctx *c, const char **note, rs_err *err);
 
 /* Stores (src/pipeline/extract.c). The last three are the caption conditions read with an
  * image (docs/pipeline.md): per caption token, rows aligned with llm_text (same ids). */

@@ -50,6 +50,11 @@ void pl_log(pl_ctx *c, const char *stage, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    char tag[64];
+    if (c->lang) { /* a language's sub-run: "[extract es] llm_text: ..." */
+        snprintf(tag, sizeof tag, "%s %s", stage, c->lang);
+        stage = tag;
+    }
     if (c->log) {
         time_t t = time(NULL);
         struct tm tm;
@@ -478,7 +483,7 @@ static int report_fp(pl_ctx *c, char fp[65], rs_err *err) {
     (void)err;
     const char *names[] = {"shift", "probes", "dataset", "conditions", "downstream", "steer"};
     enum { NU = sizeof names / sizeof *names };
-    char up[65], all[65 * (NU + 1) + 16] = "";
+    char up[65], all[65 * (NU + 4) + 64] = "";
     for (int k = 0; k < NU; k++) {
         if (upstream_fp_of(c, names[k], up)) strcpy(up, "none");
         strcat(all, up);
@@ -486,6 +491,8 @@ static int report_fp(pl_ctx *c, char fp[65], rs_err *err) {
     /* the crosscoder stage (optional, newer) chains in only when it has run, so the report of
        a run without it keeps its fingerprint */
     if (!upstream_fp_of(c, "crosscoder", up)) strcat(strcat(all, " crosscoder "), up);
+    if (!upstream_fp_of(c, "sae_train", up)) strcat(strcat(all, " sae_train "), up);
+    if (!upstream_fp_of(c, "languages", up)) strcat(strcat(all, " languages "), up);
     pl_fp(fp, "report v1 %s name=%s", all, c->cfg->name);
     return 0;
 }
@@ -523,13 +530,17 @@ done:
  * own defs through pl_run_stage / pl_run_units (dataset.c, extract.c). */
 static int run_dataset(pl_ctx *c, const char **note, rs_err *err) { (void)note; return pl_stage_dataset(c, err); }
 static int run_probes_check(pl_ctx *c, const char **note, rs_err *err) { (void)note; return pl_probes_check(c, err); }
-static int run_extract(pl_ctx *c, const char **note, rs_err *err) { (void)note; return pl_stage_extract(c, err); }
+static int run_extract(pl_ctx *c, const char **note, rs_err *err) {
+    (void)note;
+    return pl_stage_extract(c, err) || pl_languages_prepare(c, err) || pl_languages_extract(c, err) ? -1 : 0;
+}
 
 static const char *const SHIFT_OUT[] = {"results/shift.json", "results/sae_fit.json", "results/shift_summary.csv", NULL};
 static const char *const COND_OUT[] = {"results/conditions.json", "results/conditions_summary.csv", NULL};
 static const char *const DOWNSTREAM_OUT[] = {"results/downstream.json", "results/downstream_items.csv", NULL};
 static const char *const CROSSCODER_OUT[] = {"results/crosscoder.json", "results/crosscoder_latents.csv", NULL};
 static const char *const SAE_TRAIN_OUT[] = {"results/sae_train.json", NULL};
+static const char *const LANG_OUT[] = {"results/languages.json", "results/languages_summary.csv", NULL};
 static const char *const PROBES_OUT[] = {"results/probes.json", "results/transfer.json", "results/attribute_transfer.json",
                                          "results/probe_targets.csv", NULL};
 static const char *const STEER_OUT[] = {"results/steer.json", "results/steer.csv", NULL};
@@ -549,6 +560,7 @@ static const pl_stage_def STAGES[] = {
      pl_downstream_fp, DOWNSTREAM_OUT, 0, pl_downstream_run, NULL},
     {"crosscoder", pl_crosscoder_used, NULL, pl_crosscoder_fp, CROSSCODER_OUT, 0, pl_crosscoder_run, NULL},
     {"sae_train", pl_sae_train_used, NULL, pl_sae_train_fp, SAE_TRAIN_OUT, 0, pl_sae_train_run, NULL},
+    {"languages", pl_languages_used, NULL, pl_languages_fp, LANG_OUT, 0, pl_languages_run, NULL},
     {"probes", NULL, NULL, pl_probes_fp, PROBES_OUT, 0, pl_probes_run, NULL},
     {"steer", pl_steer_used, NULL, pl_steer_fp, STEER_OUT, 0, pl_steer_run, NULL},
     {"report", NULL, NULL, report_fp, REPORT_OUT, 1, report_run, NULL},

@@ -2215,6 +2215,223 @@ out:
     return rc;
 }
 
+/* ---- Languages (languages.json) ---- */
+
+/* "v [lo, hi]" of a {value, ci_lo, ci_hi} object (or "–"). */
+static void cell_ci(ctx *c, const cJSON *o, const char *key) {
+    rstat s;
+    rs_err e = {0};
+    char a[32], b[32], d[32];
+    if (get_stat(c, o, key, "", &s, &e) <= 0 || !isfinite(s.v)) {
+        sb_puts(c->b, "<td>&ndash;</td>");
+        return;
+    }
+    sb_printf(c->b, "<td>%s [%s, %s]</td>", svg_fmt(s.v, a, sizeof a), svg_fmt(s.lo, b, sizeof b), svg_fmt(s.hi, d, sizeof d));
+}
+
+static void cell_pq(ctx *c, const cJSON *o) {
+    char a[32], b[32];
+    sb_printf(c->b, "<td>%s</td><td>%s</td>", svg_fmt(num_or_nan(o, "p_value"), a, sizeof a),
+              svg_fmt(num_or_nan(o, "q_value"), b, sizeof b));
+}
+
+/* Per language: the cross-language similarity by layer (figure: the gap per condition), a
+ * table per hook of similarity, retrieval and the English -> language probe transfer, and the
+ * shift in English against the language. Absent languages.json: no section (optional stage). */
+static int sec_languages(ctx *c, rs_err *err) {
+    snprintf(c->path, sizeof c->path, "%s/languages.json", c->dir);
+    if (!rs_path_exists(c->path)) return 0;
+    cJSON *j;
+    if (load(c, "languages.json", "Languages", &j, err)) return -1;
+    int rc = -1;
+    double *buf = NULL;
+    const cJSON *langs = cJSON_GetObjectItemCaseSensitive(j, "languages");
+    if (!cJSON_IsArray(langs)) {
+        rs_errf(err, "%s: needs \"languages\" (an array)", c->path);
+        goto out;
+    }
+    int64_t ncap = 0, nimg = 0;
+    if (get_n(c, j, "n_captions", "top level", &ncap, err) || get_n(c, j, "n_images", "top level", &nimg, err)) goto out;
+    const char *ci_text = get_str(j, "ci") ? get_str(j, "ci") : "?";
+    h2(c, "languages", "Languages: the captions against their translations");
+    sb_printf(c->b, "<p>Every caption (%lld captions of %lld images) read again in translation by the same models "
+                    "(PaliGemma with the language's prompt). <b>Similarity</b>: per caption, the cosine of its pooled "
+                    "representation (each language centred by its own mean) with its own translation minus the mean "
+                    "cosine with the translations of other images' captions (the gap; 0 when the pairing does not "
+                    "matter), with its pairing-permutation null; recall@1: the translation nearest to the caption is "
+                    "one of its image's. <b>VLM &minus; LLM</b>: the gap's paired difference (sign-flip test over "
+                    "images). <b>Shift</b>: 1 &minus; cos of the caption's pooled representation in Gemma-2 and in "
+                    "the VLM, in English and in the language, and their paired difference. <b>Transfer</b>: the "
+                    "concept probe fitted on the English captions scored on their translations. q: Benjamini&ndash;"
+                    "Hochberg over every p-value of the file.</p>\n",
+              (long long)ncap, (long long)nimg);
+    int li = 0;
+    for (const cJSON *L = langs->child; L; L = L->next, li++) {
+        const char *code = get_str(L, "code");
+        const cJSON *layers = cJSON_GetObjectItemCaseSensitive(L, "layers");
+        if (!code || !cJSON_IsArray(layers)) {
+            rs_errf(err, "%s: languages[%d]: needs code and layers", c->path, li);
+            goto out;
+        }
+        sb_puts(c->b, "<h3>");
+        sb_escape(c->b, code);
+        sb_puts(c->b, " (prompt &ldquo;");
+        sb_escape(c->b, get_str(L, "prompt") ? get_str(L, "prompt") : "?");
+        sb_puts(c->b, "&rdquo;)</h3>\n");
+        /* figure: the gap by layer, one line per condition */
+        int nl = cJSON_GetArraySize(layers);
+        static const char *const CONDS[] = {"llm", "vlm_text", "vlm_caption"};
+        free(buf);
+        if (!(buf = malloc(sizeof *buf * (size_t)(nl ? nl : 1) * 13))) {
+            rs_errk(err, RS_ENOMEM, "out of memory");
+            goto out;
+        }
+        double *x = buf;
+        svg_series S[4];
+        int ns = 0;
+        for (int q = 0; q < 3; q++) {
+            double *y = buf + (size_t)nl * (1 + 3 * q), *lo = y + nl, *hi = lo + nl;
+            int any = 0, k = 0;
+            for (const cJSON *H = layers->child; H; H = H->next, k++) {
+                x[k] = num_or_nan(H, "layer");
+                y[k] = lo[k] = hi[k] = NAN;
+                const cJSON *e;
+                cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(H, "similarity")) {
+                    if (!get_str(e, "condition") || strcmp(get_str(e, "condition"), CONDS[q])) continue;
+                    rstat s;
+                    if (get_stat(c, e, "gap", "similarity[]", &s, err) < 0) goto out;
+                    y[k] = s.v, lo[k] = s.lo, hi[k] = s.hi, any = 1;
+                }
+            }
+            if (any) S[ns++] = (svg_series){.name = CONDS[q], .n = nl, .x = x, .y = y, .lo = lo, .hi = hi};
+        }
+        if (ns) {
+            char title[64], ntext[96];
+            snprintf(title, sizeof title, "English vs %.16s: similarity gap", code);
+            svg_line_opts o = {.title = title, .xlabel = "layer", .ylabel = "gap (cosine)", .n_series = ns, .series = S,
+                               .integer_x = 1, .width = 400, .height = 260, .has_hline = 1, .hline = 0,
+                               .hline_label = "no pairing effect"};
+            fig_open(c);
+            svg_line_plot(c->b, &o);
+            snprintf(ntext, sizeof ntext, "%lld captions, %lld images per point", (long long)ncap, (long long)nimg);
+            fig_close(c, "Cosine of a caption with its own translation minus with other images' translations, by layer, "
+                         "per condition (llm: Gemma-2; vlm_text: PaliGemma's decoder, caption alone; vlm_caption: "
+                         "PaliGemma after the image). Band and bars: CI.", ntext, ci_text);
+        }
+        sb_puts(c->b, "<table><tr><th>hook</th><th>condition</th><th>cos own translation</th><th>cos others</th>"
+                      "<th>gap [95% CI]</th><th>null (95th pct)</th><th>p</th><th>q</th><th>R@1 en&rarr;lang</th>"
+                      "<th>chance</th><th>probe en&rarr;en</th><th>probe en&rarr;lang</th><th>majority</th></tr>\n");
+        for (const cJSON *H = layers->child; H; H = H->next) {
+            const cJSON *e;
+            cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(H, "similarity")) {
+                const char *cond = get_str(e, "condition") ? get_str(e, "condition") : "?";
+                char a[32], b[32];
+                sb_puts(c->b, "<tr><td><code>");
+                sb_escape(c->b, get_str(H, "hook") ? get_str(H, "hook") : "?");
+                sb_puts(c->b, "</code></td><td>");
+                sb_escape(c->b, cond);
+                sb_puts(c->b, "</td>");
+                cell_ci(c, e, "cos_matched");
+                cell_ci(c, e, "cos_other");
+                cell_ci(c, e, "gap");
+                sb_printf(c->b, "<td>%s</td>", svg_fmt(num_or_nan(e, "gap_null_hi"), a, sizeof a));
+                cell_pq(c, e);
+                cell_ci(c, e, "recall1_en_to_lang");
+                sb_printf(c->b, "<td>%s</td>", svg_fmt(num_or_nan(e, "recall1_chance"), b, sizeof b));
+                const cJSON *t = NULL, *tt;
+                cJSON_ArrayForEach(tt, cJSON_GetObjectItemCaseSensitive(H, "transfer"))
+                    if (get_str(tt, "condition") && !strcmp(get_str(tt, "condition"), cond)) t = tt;
+                if (t) {
+                    const cJSON *ee = cJSON_GetObjectItemCaseSensitive(t, "en_to_en"), *el = cJSON_GetObjectItemCaseSensitive(t, "en_to_lang");
+                    char v1[32], l1[32], h1[32];
+                    sb_printf(c->b, "<td>%s [%s, %s]</td>", svg_fmt(num_or_nan(ee, "accuracy"), v1, sizeof v1),
+                              svg_fmt(num_or_nan(ee, "ci_lo"), l1, sizeof l1), svg_fmt(num_or_nan(ee, "ci_hi"), h1, sizeof h1));
+                    sb_printf(c->b, "<td>%s [%s, %s]</td>", svg_fmt(num_or_nan(el, "accuracy"), v1, sizeof v1),
+                              svg_fmt(num_or_nan(el, "ci_lo"), l1, sizeof l1), svg_fmt(num_or_nan(el, "ci_hi"), h1, sizeof h1));
+                    sb_printf(c->b, "<td>%s</td></tr>\n", svg_fmt(num_or_nan(t, "majority"), a, sizeof a));
+                } else {
+                    sb_puts(c->b, "<td colspan=\"3\">no probe transfer (one label)</td></tr>\n");
+                }
+            }
+        }
+        sb_puts(c->b, "</table>\n<table><tr><th>hook</th><th>VLM &minus; LLM gap</th><th>difference [95% CI]</th><th>p</th>"
+                      "<th>q</th><th>shift pair</th><th>English</th><th>language</th><th>language &minus; English</th>"
+                      "<th>p</th><th>q</th></tr>\n");
+        for (const cJSON *H = layers->child; H; H = H->next) {
+            const cJSON *cmp = cJSON_GetObjectItemCaseSensitive(H, "similarity_vs_llm"), *shf = cJSON_GetObjectItemCaseSensitive(H, "shift");
+            int n = cJSON_GetArraySize(cmp) > cJSON_GetArraySize(shf) ? cJSON_GetArraySize(cmp) : cJSON_GetArraySize(shf);
+            for (int k = 0; k < n; k++) {
+                const cJSON *a = cJSON_GetArrayItem(cmp, k), *b = cJSON_GetArrayItem(shf, k);
+                sb_puts(c->b, "<tr><td><code>");
+                sb_escape(c->b, get_str(H, "hook") ? get_str(H, "hook") : "?");
+                sb_puts(c->b, "</code></td>");
+                if (a) {
+                    sb_puts(c->b, "<td>");
+                    sb_escape(c->b, get_str(a, "condition") ? get_str(a, "condition") : "?");
+                    sb_puts(c->b, " &minus; llm</td>");
+                    cell_ci(c, a, "gap_difference");
+                    cell_pq(c, a);
+                } else {
+                    sb_puts(c->b, "<td colspan=\"4\"></td>");
+                }
+                if (b) {
+                    sb_puts(c->b, "<td>");
+                    sb_escape(c->b, get_str(b, "pair") ? get_str(b, "pair") : "?");
+                    sb_puts(c->b, "</td>");
+                    cell_ci(c, b, "shift_en");
+                    cell_ci(c, b, "shift_lang");
+                    cell_ci(c, b, "difference");
+                    cell_pq(c, b);
+                } else {
+                    sb_puts(c->b, "<td colspan=\"6\"></td>");
+                }
+                sb_puts(c->b, "</tr>\n");
+            }
+        }
+        sb_puts(c->b, "</table>\n");
+        /* the token-aligned shift (shift stage's metrics) within each language */
+        int any = 0;
+        for (const cJSON *H = layers->child; H; H = H->next) {
+            const cJSON *st = cJSON_GetObjectItemCaseSensitive(H, "shift_tokens");
+            if (!cJSON_IsObject(st)) continue;
+            const cJSON *en = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(st, "en"), "shift");
+            const cJSON *lg = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(st, "lang"), "shift");
+            if (!any++)
+                sb_puts(c->b, "<table><tr><th>hook</th><th>pair</th><th>metric (token-aligned)</th><th>English [95% CI]</th>"
+                              "<th>q</th><th>language [95% CI]</th><th>q</th></tr>\n");
+            static const char *const MET[] = {"cos_raw", "cos_feat", "jaccard_feature", "js_mass_bits", "cka_debiased"};
+            for (int m = 0; m < 5; m++) {
+                if (!cJSON_GetObjectItemCaseSensitive(en, MET[m]) && !cJSON_GetObjectItemCaseSensitive(lg, MET[m])) continue;
+                char a[32];
+                sb_puts(c->b, "<tr><td><code>");
+                sb_escape(c->b, get_str(H, "hook") ? get_str(H, "hook") : "?");
+                sb_puts(c->b, "</code></td><td>");
+                sb_escape(c->b, get_str(st, "pair") ? get_str(st, "pair") : "?");
+                sb_printf(c->b, "</td><td>%s</td>", MET[m]);
+                cell_ci(c, en, MET[m]);
+                sb_printf(c->b, "<td>%s</td>", svg_fmt(num_or_nan(cJSON_GetObjectItemCaseSensitive(en, MET[m]), "q_value"), a, sizeof a));
+                cell_ci(c, lg, MET[m]);
+                sb_printf(c->b, "<td>%s</td></tr>\n", svg_fmt(num_or_nan(cJSON_GetObjectItemCaseSensitive(lg, MET[m]), "q_value"), a, sizeof a));
+            }
+        }
+        if (any)
+            sb_puts(c->b, "</table>\n<p class=\"note\">Token-aligned: the shift stage's metrics (docs/metrics.md) between "
+                          "Gemma-2 and the VLM on the same tokens, computed within each language (its own tokens), side "
+                          "by side; q over these entries of the file (metric &times; hook &times; language). CI: 95% "
+                          "percentile bootstrap over captions.</p>\n");
+    }
+    sb_printf(c->b, "<p class=\"note\">n = %lld captions of %lld images in every cell; CI: ", (long long)ncap, (long long)nimg);
+    sb_escape(c->b, ci_text);
+    sb_puts(c->b, ". Shift pairs: a-b = Gemma-2 vs PaliGemma's decoder on the caption alone (weights only), a-c = vs "
+                  "PaliGemma after the caption's image. Files: <code>languages.json</code>, <code>languages_summary.csv"
+                  "</code>; stores <code>acts/lang_&lt;code&gt;/</code> (docs/languages.md).</p>\n</section>\n");
+    rc = 0;
+out:
+    free(buf);
+    cJSON_Delete(j);
+    return rc;
+}
+
 /* ---- The VLM's own SAE (sae_train.json) ---- */
 
 /* Per hook: the trained SAE (architecture, width, in-sample fit) and its one-to-one match with
@@ -2555,6 +2772,7 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
     if (!rc) rc = sec_downstream(&c, err);
     if (!rc) rc = sec_crosscoder(&c, err);
     if (!rc) rc = sec_sae_train(&c, err);
+    if (!rc) rc = sec_languages(&c, err);
     if (!rc) rc = sec_steer(&c, err);
     if (rc) {
         cJSON_Delete(run);
@@ -2580,7 +2798,8 @@ int report_render(const char *results_dir, char **html, size_t *len, int *n_figu
                              {"paired", "Paired probes"}, {"attributes", "Attribute probes"}, {"vision", "Vision tower"},
                              {"targets", "Target probes"}, {"sae-probes", "SAE-feature probes"}, {"transfer", "Transfer"},
                              {"alignment", "Alignment"}, {"downstream", "Shift and caption quality"},
-                             {"crosscoder", "Crosscoder"}, {"sae_train", "The VLM's own SAE"}, {"steer", "Steering"}};
+                             {"crosscoder", "Crosscoder"}, {"sae_train", "The VLM's own SAE"},
+                             {"languages", "Languages"}, {"steer", "Steering"}};
     for (size_t i = 0; i < sizeof secs / sizeof *secs; i++) {
         char needle[64];
         snprintf(needle, sizeof needle, "<section id=\"%s\">", secs[i][0]);
