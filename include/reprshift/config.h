@@ -147,6 +147,7 @@ typedef struct {
         char **prompts; /* PaliGemma prompt per code ("caption <code>" unless languages.prompts says) */
         char *translations; /* CSV caption_id + one column per code, or NULL: the manifest's caption_<code> columns */
         int bootstrap, permutations, transfer_seeds;
+        int transfer;   /* the English -> translation probe transfer (default on) */
     } languages;        /* docs/languages.md */
 
     cJSON *resolved;    /* the validated tree with defaults filled and paths resolved */

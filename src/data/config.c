@@ -284,6 +284,9 @@ static const field LANGUAGES[] = {
      "bootstrap resamples of images for the CIs of the cross-language similarities and shift differences"},
     {"permutations", K_INT, 0, "1000", 0, 1000000, 0, NULL, 0, NULL,
      "permutations for the pairing null and the sign-flip tests (0: no p-values)"},
+    {"transfer", K_BOOL, 0, "true", 0, 0, 0, NULL, 0, NULL,
+     "the English -> translation concept-probe transfer (the stage's slowest part at full width: its linear maps "
+     "cost ~30-45 s per condition and hook at d = 2304 on 2 cores)"},
     {"transfer_seeds", K_INT, 0, "5", 1, 1000, 0, NULL, 0, NULL,
      "group-aware splits of the English -> translation probe transfer"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
@@ -1085,6 +1088,7 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
         c->languages.bootstrap = (int)get(lg, "bootstrap")->valuedouble;
         c->languages.permutations = (int)get(lg, "permutations")->valuedouble;
         c->languages.transfer_seeds = (int)get(lg, "transfer_seeds")->valuedouble;
+        c->languages.transfer = cJSON_IsTrue(get(lg, "transfer"));
         if (!c->languages.codes) return rs_errk(err, RS_ENOMEM, "%s: out of memory", what);
         if (c->languages.n > RS_CONFIG_MAX_LANGUAGES)
             return rs_errk(err, RS_EINVAL, "%s: 'languages.codes' lists %d languages; at most %d", what, c->languages.n,

@@ -342,7 +342,7 @@ static int lang_hook(lrun *R, pl_ctx *s, const char *hook, int layer, cJSON *lay
         int cell;
         const char *name;
     } CELLS[] = {{0, "en_to_en"}, {1, "lang_to_lang"}, {2, "en_to_lang"}, {3, "lang_to_en"}, {6, "en_to_lang_procrustes"}};
-    for (int q = 0; q < NLC && K >= 2 && !O->oom; q++) {
+    for (int q = 0; q < NLC && K >= 2 && c->cfg->languages.transfer && !O->oom; q++) {
         if (!have[q]) continue;
         rs_transfer_result tr;
         rs_err e = {0};
