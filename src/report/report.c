@@ -2594,6 +2594,11 @@ static int sec_crosscoder(ctx *c, rs_err *err) {
         const cJSON *nul = cJSON_GetObjectItemCaseSensitive(e, "null_side_swap");
         sb_puts(c->b, "<table><tr><th>class</th><th>definition</th><th>count</th><th>fraction [95% CI]</th><th>n</th>");
         if (nul) sb_puts(c->b, "<th>side-swap null: mean fraction (range)</th><th>p</th>");
+        /* crosscoder.seeds > 1: the fraction over the retrainings (absent with one seed) */
+        const cJSON *xs = cJSON_GetObjectItemCaseSensitive(e, "across_seeds");
+        int64_t n_seeds = 0;
+        if (xs && get_n(c, xs, "n_seeds", "across_seeds", &n_seeds, err)) goto out;
+        if (xs) sb_printf(c->b, "<th>across %lld seeds: mean [95%% CI]%s</th>", (long long)n_seeds, nul ? "; beats the null" : "");
         sb_puts(c->b, "</tr>\n");
         const char *cn[4] = {"llm_only", "shared", "vlm_only", "other"};
         const char *label[4] = {"LLM-only", "shared", "VLM-only", "other"};
@@ -2617,6 +2622,14 @@ static int sec_crosscoder(ctx *c, rs_err *err) {
                           svg_fmt(num_or_nan(nq, "fraction_min"), a2, sizeof a2),
                           svg_fmt(num_or_nan(nq, "fraction_max"), a3, sizeof a3), svg_fmt(num_or_nan(nq, "p"), a4, sizeof a4));
             }
+            if (xs) {
+                const cJSON *aq = cJSON_GetObjectItemCaseSensitive(o, "across_seeds"), *bn = cJSON_GetObjectItemCaseSensitive(aq, "beats_null");
+                char a1[32], a2[32], a3[32];
+                sb_printf(c->b, "<td>%s [%s, %s]", svg_fmt(num_or_nan(aq, "mean"), a1, sizeof a1),
+                          svg_fmt(num_or_nan(aq, "ci_lo"), a2, sizeof a2), svg_fmt(num_or_nan(aq, "ci_hi"), a3, sizeof a3));
+                if (nul) sb_printf(c->b, "; %s", cJSON_IsBool(bn) ? (cJSON_IsTrue(bn) ? "yes" : "no") : "?");
+                sb_puts(c->b, "</td>");
+            }
             sb_puts(c->b, "</tr>\n");
         }
         sb_puts(c->b, "</table>\n<p class=\"note\">Class CI: ");
@@ -2627,6 +2640,15 @@ static int sec_crosscoder(ctx *c, rs_err *err) {
             sb_escape(c->b, get_str(nul, "definition") ? get_str(nul, "definition") : "");
             sb_puts(c->b, "; p = (1 + null runs at least as extreme) / (1 + runs), one-sided: exclusive and other classes "
                           "above the null, shared below it; its smallest value is 1 / (1 + runs).");
+        }
+        if (xs) {
+            sb_printf(c->b, " Across seeds (n = %lld trainings on the same rows): ", (long long)n_seeds);
+            sb_escape(c->b, get_str(xs, "ci") ? get_str(xs, "ci") : "?");
+            if (nul) {
+                sb_puts(c->b, "; beats the null: ");
+                sb_escape(c->b, get_str(xs, "beats_null") ? get_str(xs, "beats_null") : "?");
+            }
+            sb_puts(c->b, ".");
         }
         sb_puts(c->b, "</p>\n");
         sb_puts(c->b, "<table><tr><th>side</th><th>FVU [95% CI]</th><th>explained variance [95% CI]</th><th>n rows</th>"
