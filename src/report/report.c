@@ -2456,12 +2456,21 @@ static int sec_sae_train(ctx *c, rs_err *err) {
     sb_escape(c->b, get_str(j, "arch") ? get_str(j, "arch") : "?");
     sb_puts(c->b, "; rows: store <code>");
     sb_escape(c->b, get_str(j, "store") ? get_str(j, "store") : "?");
+    /* sae_train.held_out: a column with the fit on the test images' captions (absent: the table as before) */
+    int held = 0;
+    const char *held_ci = NULL;
+    for (const cJSON *e = hooks->child; e; e = e->next) {
+        const cJSON *ho = cJSON_GetObjectItemCaseSensitive(e, "eval_held_out");
+        if (cJSON_IsObject(ho)) held = 1, held_ci = held_ci ? held_ci : get_str(ho, "ci");
+    }
     sb_puts(c->b, "</code>. The fit is in-sample (the training rows). A latent pair is matched when its decoder "
                   "cosine reaches the threshold; the nulls match the trained SAE against random unit directions and "
                   "against a dimension-permuted copy of the configured SAE, and the match beats them when the CI's "
                   "lower end exceeds the largest null fraction.</p>\n");
     sb_puts(c->b, "<table><tr><th>hook</th><th>width</th><th>n rows</th><th>FVU (in-sample)</th><th>L0</th>"
-                  "<th>dead</th><th>matched fraction [95% CI]</th><th>n pairs</th><th>mean cosine [95% CI]</th>"
+                  "<th>dead</th>");
+    if (held) sb_puts(c->b, "<th>held-out FVU [95% CI] (n images)</th>");
+    sb_puts(c->b, "<th>matched fraction [95% CI]</th><th>n pairs</th><th>mean cosine [95% CI]</th>"
                   "<th>null: random (max)</th><th>null: permuted (max)</th><th>beats the nulls</th></tr>\n");
     int k = 0;
     const char *ci_text = NULL;
@@ -2481,6 +2490,17 @@ static int sec_sae_train(ctx *c, rs_err *err) {
                   svg_fmt(num_or_nan(e, "d_sae"), a1, sizeof a1), (long long)nrows,
                   svg_fmt(num_or_nan(tr, "final_fvu"), a2, sizeof a2), svg_fmt(num_or_nan(tr, "final_l0"), a3, sizeof a3),
                   svg_fmt(num_or_nan(tr, "dead_latents"), a4, sizeof a4));
+        if (held) {
+            const cJSON *ho = cJSON_GetObjectItemCaseSensitive(e, "eval_held_out");
+            rstat hf;
+            int64_t ni = 0;
+            if (!cJSON_IsObject(ho)) sb_puts(c->b, "<td>&ndash;</td>");
+            else if (get_stat(c, ho, "fvu", "eval_held_out", &hf, err) < 0 || get_n(c, ho, "n_images", "eval_held_out", &ni, err))
+                goto out;
+            else
+                sb_printf(c->b, "<td>%s [%s, %s] (%lld)</td>", svg_fmt(hf.v, a1, sizeof a1), svg_fmt(hf.lo, a2, sizeof a2),
+                          svg_fmt(hf.hi, a3, sizeof a3), (long long)ni);
+        }
         if (!cJSON_IsObject(m)) {
             sb_puts(c->b, "<td colspan=\"6\">not matched: ");
             sb_escape(c->b, get_str(e, "match_skipped") ? get_str(e, "match_skipped") : "no match in the file");
@@ -2510,7 +2530,14 @@ static int sec_sae_train(ctx *c, rs_err *err) {
     sb_puts(c->b, "</table>\n<p class=\"note\">CI: ");
     sb_escape(c->b, ci_text ? ci_text : "none (no hook was matched)");
     sb_puts(c->b, "; n = matched pairs (treated as independent draws, docs/sae-training.md). Trained SAEs: "
-                  "<code>sae_train/&lt;hook&gt;/</code> (sae-lens folders, with <code>pairs.csv</code>).</p>\n");
+                  "<code>sae_train/&lt;hook&gt;/</code> (sae-lens folders, with <code>pairs.csv</code>).");
+    if (held) {
+        sb_puts(c->b, " Held out (<code>sae_train.held_out</code>): trained on the captions of the images outside the "
+                      "manifest's test split (n rows, the in-sample columns), FVU on the test images' captions; CI: ");
+        sb_escape(c->b, held_ci ? held_ci : "?");
+        sb_puts(c->b, "; L0 and dead latents on them in <code>sae_train.json</code> (eval_held_out).");
+    }
+    sb_puts(c->b, "</p>\n");
     rc = 0;
 out:
     cJSON_Delete(j);
