@@ -83,9 +83,10 @@ static void remove_old(const char *root) {
 }
 
 /* sae_train.held_out: per caption, the dense index of its image among the held-out (test-split)
- * images, -1 for a training caption, -2 for a test caption without content tokens. A caption's image is the image input of its group (the
- * image it is read with, c->text_image when the extract stage built it); its split is that
- * image's manifest split (the caption row's own when the group has no image row). */
+ * images, -1 for a training caption, -2 for a test caption without content tokens. A caption's
+ * image is the image input of its group (the image it is read with, c->text_image when the
+ * extract stage built it); its split is that image's manifest split (the caption row's own
+ * when the group has no image row). */
 typedef struct {
     int *img;     /* [n_text] */
     int G;        /* held-out images with at least one content token */
@@ -165,7 +166,8 @@ static cJSON *held_out_json(const rs_sae *s, const float *H, const int *hi, int6
             e[g] += se, s2[g] += q, l0[g] += a, cnt[g] += 1;
         }
     }
-    /* statistic q of the images with multiplicities wt (NULL: each once) */
+    /* b = -1: the point estimates (each image once); b >= 0: bootstrap replicate b (image g
+     * wt[g] times) */
     double val[3];
     for (int b = -1; b < B; b++) {
         if (b >= 0) {
@@ -190,7 +192,8 @@ static cJSON *held_out_json(const rs_sae *s, const float *H, const int *hi, int6
         for (int j = 0; j < w; j++) c2 += tmp[j] * tmp[j];
         double tv = N > 0 ? S2 - c2 / N : 0;
         int64_t alive = 0;
-        for (int k = 0; k < nw; k++) alive += __builtin_popcountll(any[k]);
+        for (int k = 0; k < nw; k++)
+            for (uint64_t v = any[k]; v; v &= v - 1) alive++; /* set bits */
         double r[3] = {tv > 0 ? E / tv : NAN, N > 0 ? L / N : NAN, (double)(m - alive) / m};
         for (int q = 0; q < 3; q++) {
             if (b < 0) val[q] = r[q];
