@@ -96,6 +96,41 @@ cmp -s "$T/r/results/crosscoder/blocks.2.hook_resid_post.safetensors" "$T/n/resu
   fail "the null runs changed the real crosscoder"
 grep -q "side-swap null" "$T/n/report.html" || fail "no null column in the report"
 [ ! -e "$T/n/crosscoder_state" ] || fail "null training state left behind"
+# across seeds (seeds 3, with the side-swap null): three fractions per class; mean, min, max and the 95%
+# t-interval (t(2, 0.975) = 4.302652729749462, scipy.stats.t.ppf) recomputed from them; the first seed's
+# fractions, counts and model are the single-seed run's; the other two use seed + 1001 and seed + 2002
+XCS='{"hooks": ["blocks.2.hook_resid_post"], "n_latents": 128, "steps": 300, "batch": 32, "lr": 0.003,
+      "resample_every": 100, "dead_after": 3200, "checkpoint_every": 50, "bootstrap": 50, "null_runs": 2, "seeds": 3}'
+config "$T/s.json" "$XCS"
+expect 0 "report.html" -- "$CLI" run "$T/s.json" --out "$T/s" --threads 1 --quiet
+JS=$T/s/results/crosscoder.json
+jq -e "$H.across_seeds | .n_seeds == 3 and .seeds == [0, 1001, 2002] and (.alive | length) == 3
+       and (.ci | contains(\"t(S-1, 0.975)\"))" "$JS" >/dev/null || fail "across_seeds: $(jq -c "$H.across_seeds" "$JS")"
+[ "$(jq -c "$H.across_seeds.alive[0]" "$JS")" = "$ALIVE" ] || fail "seed 0 alive differs from the single-seed run"
+for k in llm_only shared vlm_only other; do
+  jq -e --argjson one "$(jq "$H.classes.$k" "$J")" "$H as \$h | \$h.classes.$k.across_seeds as \$a |
+         [range(3)] | map(\$h.across_seeds.counts.$k[.] / \$h.across_seeds.alive[.]) as \$f |
+         (\$a.fractions | length) == 3 and \$a.n_seeds == 3
+         and ([range(3)] | map((\$a.fractions[.] - \$f[.]) | fabs < 1e-12) | all)
+         and \$a.fractions[0] == \$one.fraction.value and \$h.across_seeds.counts.$k[0] == \$one.count
+         and ((\$f | add / 3) as \$m | (\$f | map((. - \$m) * (. - \$m)) | add / 2 | sqrt) as \$sd |
+              (4.302652729749462 * \$sd / (3 | sqrt)) as \$h2 |
+              ((\$a.mean - \$m) | fabs) < 1e-12 and \$a.min == (\$f | min) and \$a.max == (\$f | max)
+              and ((\$a.ci_lo - ([\$m - \$h2, 0] | max)) | fabs) < 1e-9 and ((\$a.ci_hi - ([\$m + \$h2, 1] | min)) | fabs) < 1e-9)
+         and \$a.ci_lo <= \$a.mean and \$a.mean <= \$a.ci_hi
+         and (\$a.beats_null == (if \"$k\" == \"shared\" then \$a.ci_hi < \$h.classes.$k.null_side_swap.fraction_min
+                                 else \$a.ci_lo > \$h.classes.$k.null_side_swap.fraction_max end))" "$JS" >/dev/null ||
+    fail "across_seeds $k: $(jq -c "$H.classes.$k.across_seeds" "$JS") counts $(jq -c "$H.across_seeds.counts" "$JS")"
+done
+# the saved model and the CSV are the first seed's: the single-seed run's bytes
+cmp -s "$T/r/results/crosscoder/blocks.2.hook_resid_post.safetensors" "$T/s/results/crosscoder/blocks.2.hook_resid_post.safetensors" ||
+  fail "seeds 3 changed the saved crosscoder"
+cmp -s "$T/r/results/crosscoder_latents.csv" "$T/s/results/crosscoder_latents.csv" || fail "seeds 3 changed the latents CSV"
+jq -e "$H.classes | del(.[].across_seeds) == $(jq -c "$H.classes" "$JN")" "$JS" >/dev/null ||
+  fail "seeds 3 changed the single-seed class entries"
+grep -q "across 3 seeds: mean \[95% CI\]; beats the null" "$T/s/report.html" || fail "no across-seeds column in the report"
+[ ! -e "$T/s/crosscoder_state" ] || fail "seed training state left behind"
+jq -e "$H | has(\"across_seeds\") | not" "$J" >/dev/null || fail "across_seeds with one seed"
 # rerun: skipped, outputs unchanged
 cp "$MF" "$T/model1"
 "$CLI" run "$T/x.json" --out "$T/r" --threads 1 --quiet >/dev/null 2>&1 || fail "rerun"

@@ -42,6 +42,42 @@ done
 grep -q '<section id="sae_train">' "$T/r/report.html" || fail "no sae_train section in the report"
 grep -q "<tr><td><code>$(jq -r '.hooks[0].hook' "$J")</code></td><td>256</td><td>$(jq '.hooks[0].n_rows' "$J")</td>" "$T/r/report.html" ||
   fail "report row of hooks[0]"
+# held out (sae_train.held_out): trained on the captions of the images outside the test split, the fit
+# also on the test images' captions: n_images = the test-split images with a caption in the manifest
+# (counted here from dataset/manifest.csv: image rows of split test whose image_id has a text row;
+# fields counted from the end because captions may hold commas), n_rows + the training rows = all
+# rows, CIs bracket the values, FVU >= 0; held_out false leaves sae_train.json byte-identical
+config "$T/h.json" '{"steps": 200, "batch": 32, "bootstrap": 100, "null_reps": 2, "held_out": true}'
+expect 0 "report.html" -- "$CLI" run "$T/h.json" --out "$T/h" --threads 1 --quiet
+JH=$T/h/results/sae_train.json
+NTEST=$(awk -F, '$1 == "image" && $(NF-1) == "test" { img[$(NF-3)] = 1 } $1 == "text" { cap[$(NF-3)] = 1 }
+                 END { n = 0; for (k in img) if (k in cap) n++; print n }' "$T/h/dataset/manifest.csv")
+[ "$NTEST" -ge 2 ] || fail "the test setup has $NTEST test images"
+for h in 0 1; do
+  H=".hooks[$h]"
+  jq -e --argjson nt "$NTEST" --argjson all "$(jq "$H.n_rows" "$J")" "$H | .eval_held_out as \$e |
+         \$e.n_images == \$nt and \$e.n_rows > 0 and .n_rows + \$e.n_rows == \$all
+         and ([\$e.fvu, \$e.l0, \$e.dead_fraction] | map(.ci_lo <= .value and .value <= .ci_hi) | all)
+         and \$e.fvu.value >= 0 and \$e.fvu.n == \$e.n_rows and \$e.l0.n == \$e.n_rows and \$e.l0.value > 0
+         and \$e.dead_fraction.n == 256 and \$e.dead_fraction.value >= 0 and \$e.dead_fraction.value <= 1
+         and \$e.dead_latents == (\$e.dead_fraction.value * 256 | round)
+         and (\$e.ci | test(\"bootstrap over the held-out images\")) and (.train.note | test(\"outside the test split\"))" "$JH" >/dev/null ||
+    fail "hooks[$h].eval_held_out: $(jq -c "$H | {n_rows, eval_held_out}" "$JH") (test images: $NTEST)"
+done
+grep -q "held-out FVU \[95% CI\] (n images)" "$T/h/report.html" || fail "no held-out column in the report"
+grep -q "<td>[0-9.e-]* \[[0-9.e-]*, [0-9.e-]*\] ($NTEST)</td>" "$T/h/report.html" || fail "held-out report cell"
+jq -e '.hooks[0] | has("eval_held_out") | not' "$J" >/dev/null || fail "eval_held_out without held_out"
+config "$T/f.json" '{"steps": 200, "batch": 32, "bootstrap": 100, "null_reps": 2, "held_out": false}'
+expect 0 "report.html" -- "$CLI" run "$T/f.json" --out "$T/f" --threads 1 --quiet
+cmp -s "$J" "$T/f/results/sae_train.json" || fail "held_out false changed sae_train.json"
+# no test image: one clear error naming the manifest, nothing written
+config "$T/e.json" '{"steps": 20, "batch": 16, "d_sae": 32, "held_out": true}' '[1]'
+sed -i 's/"split": {"train": 0.6, "val": 0.1, "test": 0.3}/"split": {"train": 0.85, "val": 0.15, "test": 0}/' "$T/e.json"
+grep -q '"test": 0}' "$T/e.json" || fail "test setup: split not replaced"
+expect 1 "manifest.csv: sae_train.held_out needs at least 2 images with captions in the test split" -- \
+  "$CLI" run "$T/e.json" --out "$T/e" --threads 1 --quiet
+one_line_err
+[ ! -e "$T/e/results/sae_train.json" ] && [ ! -e "$T/e/results/sae_train" ] || fail "a refused held-out run wrote results"
 # rerun: skipped
 "$CLI" run "$T/x.json" --out "$T/r" --threads 1 --quiet >/dev/null 2>&1 || fail "rerun"
 grep -q "\[sae_train\] complete (skipped)" "$T/r/run.log" || fail "rerun did not skip the stage"

@@ -117,9 +117,10 @@ static void write_config(const char *path, const char *dir) {
             "            \"alignment\": {\"infonce\": {\"dim\": 4, \"steps\": 10, \"batch\": 8}}},\n"
             " \"downstream\": {\"bootstrap\": 4, \"permutations\": 4},\n"
             " \"steer\": {\"alphas\": [-1, 0, 2], \"n_items\": 2, \"random_directions\": 2},\n"
-            " \"crosscoder\": {\"hooks\": [\"blocks.1.hook_resid_post\"], \"n_latents\": 32, \"steps\": 40, \"batch\": 16, \"null_runs\": 1},\n"
+            " \"crosscoder\": {\"hooks\": [\"blocks.1.hook_resid_post\"], \"n_latents\": 32, \"steps\": 40, \"batch\": 16, \"null_runs\": 1,\n"
+            "                \"seeds\": 2},\n"
             " \"sae_train\": {\"hooks\": [\"blocks.1.hook_resid_post\"], \"d_sae\": 32, \"steps\": 20, \"batch\": 16,\n"
-            "               \"bootstrap\": 4, \"null_reps\": 1},\n"
+            "               \"bootstrap\": 4, \"null_reps\": 1, \"held_out\": true},\n"
             " \"languages\": {\"codes\": [\"es\"], \"translations\": \"%s/%s/annotations/captions_translated.csv\",\n"
             "               \"bootstrap\": 4, \"permutations\": 4, \"transfer_seeds\": 1}}\n",
             dir, cwd, cwd, cwd, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco, cwd, coco);

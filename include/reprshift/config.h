@@ -120,6 +120,7 @@ typedef struct {
         double l1, lr, exclusive, shared;
         int k, batch, bootstrap;
         int null_runs;  /* side-swap null retrainings (0: none) */
+        int seeds;      /* trainings with seeds seed + 1001·s, s < seeds (1: one, no across-seed interval) */
         int64_t steps, resample_every, dead_after, checkpoint_every;
         uint64_t seed;
         int n_hooks;
@@ -132,6 +133,7 @@ typedef struct {
         int topk;       /* arch "topk" (else "jumprelu") */
         int d_sae;      /* 0: the configured SAE's width at the hook, else 4 × the hidden size */
         int batch, k, bootstrap, null_reps, max_width;
+        int held_out;   /* train outside the test split, fit also on the test images' captions */
         int64_t steps, l0_warmup;
         double lr, l0_coef, bandwidth, init_threshold, match_threshold;
         uint64_t seed;

@@ -29,6 +29,8 @@ static const char USAGE[] =
     "  3d crosscoder  (with a \"crosscoder\" section) one crosscoder per hook on the paired caption\n"
     "             tokens of Gemma-2 and of PaliGemma with its image; shared / LLM-only / VLM-only\n"
     "             latents -> DIR/results/crosscoder.json, crosscoder_latents.csv, crosscoder/\n"
+    "             (crosscoder.seeds S: trained S times, S x the cost, the class fractions with a\n"
+    "             t-interval over the seeds)\n"
     "  4 probes   concept (group label), modality (captions vs images), cross-modal transfer\n"
     "             (train on captions, test on images and back, with Procrustes/ridge baselines),\n"
     "             attribute probes (original vs edited) -> DIR/results/probes.json, transfer.json;\n"

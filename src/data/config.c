@@ -237,6 +237,10 @@ static const field CROSSCODER[] = {
     {"null_runs", K_INT, 0, "0", 0, 1000, 0, NULL, 0, NULL,
      "side-swap null: retrain this many crosscoders on the same rows with each token's two sides swapped at random "
      "(the models made exchangeable) and report their class counts beside the real ones (0: none)"},
+    {"seeds", K_INT, 0, "1", 1, 1000, 0, NULL, 0, NULL,
+     "train the crosscoder this many times on the same rows, seeds seed + 1001*s (s = 0 .. seeds-1; the side-swap "
+     "null's seed + 1 .. seed + 1000 never collide), and give each class fraction's mean and 95% t-interval over "
+     "them; the first seed's model is the saved one; costs seeds x the training (1: one training, no interval)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -268,6 +272,10 @@ static const field SAE_TRAIN[] = {
      "replicates of each matching null (random directions, permuted dimensions)"},
     {"max_width", K_INT, 0, "16384", 1, 1048576, 0, NULL, 0, NULL,
      "refuse to match dictionaries wider than this (dense cost matrix, O(n^3) exact assignment)"},
+    {"held_out", K_BOOL, 0, "false", 0, 0, 0, NULL, 0, NULL,
+     "train on the captions of the images outside the manifest's test split and report the fit (FVU, L0, dead "
+     "latents) on the test images' captions with bootstrap CIs over them (needs at least 2 test images; false: "
+     "train on every caption, in-sample fit only)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -1038,6 +1046,7 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
         c->crosscoder.shared = get(xc, "shared")->valuedouble;
         c->crosscoder.bootstrap = (int)get(xc, "bootstrap")->valuedouble;
         c->crosscoder.null_runs = (int)get(xc, "null_runs")->valuedouble;
+        c->crosscoder.seeds = (int)get(xc, "seeds")->valuedouble;
         if (c->crosscoder.batchtopk && c->crosscoder.n_latents > 0 && c->crosscoder.k > c->crosscoder.n_latents)
             return rs_errk(err, RS_EINVAL, "%s: 'crosscoder.k' = %d is more than 'crosscoder.n_latents' = %d", what,
                            c->crosscoder.k, c->crosscoder.n_latents);
@@ -1070,6 +1079,7 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
         c->sae_train.bootstrap = (int)get(stc, "bootstrap")->valuedouble;
         c->sae_train.null_reps = (int)get(stc, "null_reps")->valuedouble;
         c->sae_train.max_width = (int)get(stc, "max_width")->valuedouble;
+        c->sae_train.held_out = cJSON_IsTrue(get(stc, "held_out"));
         const cJSON *sh = get(stc, "hooks");
         c->sae_train.hooks = sh ? strs(cx, sh, &c->sae_train.n_hooks) : NULL;
         for (int k = 0; k < c->sae_train.n_hooks && c->sae_train.hooks; k++) {

@@ -64,6 +64,36 @@ static void wilson(int64_t x, int64_t n, double *lo, double *hi) {
     *hi = mid + half < 1 ? mid + half : 1;
 }
 
+/* Seeds of the retrainings across seeds (crosscoder.seeds = S): seed + XC_SEED_STRIDE·s,
+ * s = 0 .. S−1. The side-swap null trains with seed + 1 + run, run < null_runs ≤ 1000 (the
+ * schema's bound), so a stride of 1001 keeps the two sets apart. */
+#define XC_SEED_STRIDE 1001
+
+/* P(|T| ≤ t) for Student's t with nu ≥ 1 degrees of freedom, exact for integer nu
+ * (Abramowitz & Stegun 26.7.3–4: finite sums in cos θ, θ = atan(t/√nu)). */
+static double t_central(double t, int nu) {
+    double th = atan(t / sqrt((double)nu)), cs = cos(th), c2 = cs * cs, sn = sin(th), term = 1, sum = 1;
+    if (nu % 2 == 0) {
+        for (int k = 2; k <= nu - 2; k += 2) term *= (double)(k - 1) / k * c2, sum += term;
+        return sn * sum;
+    }
+    if (nu == 1) return 2 * th / 3.14159265358979323846;
+    for (int k = 3; k <= nu - 2; k += 2) term *= (double)(k - 1) / k * c2, sum += term;
+    return 2 / 3.14159265358979323846 * (th + sn * cs * sum);
+}
+
+/* The 0.975 quantile of Student's t with nu ≥ 1 degrees of freedom (bisection on t_central). */
+static double t975(int nu) {
+    double lo = 0, hi = 16;
+    while (t_central(hi, nu) < 0.95) hi *= 2;
+    for (int i = 0; i < 200 && hi - lo > 1e-15 * hi; i++) {
+        double mid = 0.5 * (lo + hi);
+        if (t_central(mid, nu) < 0.95) lo = mid;
+        else hi = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
 typedef struct {
     int64_t n;        /* rows */
     int G;            /* images */
@@ -217,33 +247,12 @@ static int latent_class(double r, int64_t fires, double ex, double sh) {
     return r < ex ? 0 : r > 1 - ex ? 2 : fabs(r - 0.5) <= sh ? 1 : 3;
 }
 
-/* The side-swap null, run q: the same training rows with each token's two sides swapped with
- * probability 1/2 (so that neither side is special), trained with the same options but seed
- * o->seed + 1 + q (its own checkpoint file and tag) → class counts cls[4] of its alive
- * latents and *alive. */
-static int null_run(const row_set *tr, int d, const xc_train_opts *o0, int q, const char *ck0, const char *tag0,
-                    double ex, double sh, int64_t cls[4], int64_t *alive, rs_err *err) {
-    int64_t n = tr->n;
-    size_t nd = (size_t)n * d;
-    float *x0 = malloc((nd + 1) * sizeof *x0), *x1 = malloc((nd + 1) * sizeof *x1);
-    char ck[1100], tag[400];
-    rs_crosscoder *x = NULL;
-    double *n0 = NULL, *n1 = NULL, *rel = NULL;
-    int64_t *fires = NULL;
-    int rc = -1;
-    if (!x0 || !x1) { rs_errk(err, RS_ENOMEM, "out of memory (side-swap null: %lld rows)", (long long)n); goto done; }
-    xc_swap_sides(tr->x0, tr->x1, n, d, (o0->seed ^ 0x5a5bd1e995ULL) + (uint64_t)q, x0, x1);
-    xc_train_opts o = *o0;
-    o.seed = o0->seed + 1 + (uint64_t)q;
-    snprintf(ck, sizeof ck, "%s.null%d", ck0, q);
-    snprintf(tag, sizeof tag, "%s null %d", tag0, q);
-    o.checkpoint = o0->checkpoint ? ck : NULL;
-    o.checkpoint_tag = tag;
-    xc_train_report rep;
-    if (xc_train(x0, x1, n, d, &o, &x, &rep, err)) { rs_err_prefix(err, "side-swap null %d", q); goto done; }
-    int m = x->n_latents;
-    n0 = malloc((size_t)m * sizeof *n0), n1 = malloc((size_t)m * sizeof *n1), rel = malloc((size_t)m * sizeof *rel);
-    fires = malloc((size_t)m * sizeof *fires);
+/* Class counts cls[4] and *alive of crosscoder x, firing counted on the rows x0, x1 [n, d]. */
+static int count_classes(const rs_crosscoder *x, const float *x0, const float *x1, int64_t n, double ex, double sh,
+                         int64_t cls[4], int64_t *alive, rs_err *err) {
+    int m = x->n_latents, rc = -1;
+    double *n0 = malloc((size_t)m * sizeof *n0), *n1 = malloc((size_t)m * sizeof *n1), *rel = malloc((size_t)m * sizeof *rel);
+    int64_t *fires = malloc((size_t)m * sizeof *fires);
     if (!n0 || !n1 || !rel || !fires) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
     xc_decoder_norms(x, n0, n1, rel);
     if (xc_eval_rows(x, x0, x1, n, NULL, NULL, NULL, fires, err)) goto done;
@@ -255,7 +264,59 @@ static int null_run(const row_set *tr, int d, const xc_train_opts *o0, int q, co
     }
     rc = 0;
 done:
-    free(x0), free(x1), free(n0), free(n1), free(rel), free(fires);
+    free(n0), free(n1), free(rel), free(fires);
+    return rc;
+}
+
+/* Retraining s ≥ 1 across seeds: the same rows and options with seed o->seed + XC_SEED_STRIDE·s
+ * (its own checkpoint file and tag) → class counts cls[4] of its alive latents and *alive. */
+static int seed_run(const row_set *tr, int d, const xc_train_opts *o0, int s, const char *ck0, const char *tag0,
+                    double ex, double sh, int64_t cls[4], int64_t *alive, rs_err *err) {
+    char ck[1100], tag[400];
+    rs_crosscoder *x = NULL;
+    xc_train_opts o = *o0;
+    o.seed = o0->seed + (uint64_t)XC_SEED_STRIDE * (uint64_t)s;
+    snprintf(ck, sizeof ck, "%s.seed%d", ck0, s);
+    snprintf(tag, sizeof tag, "%s seed %d", tag0, s);
+    o.checkpoint = o0->checkpoint ? ck : NULL;
+    o.checkpoint_tag = tag;
+    xc_train_report rep;
+    int rc = -1;
+    if (xc_train(tr->x0, tr->x1, tr->n, d, &o, &x, &rep, err)) {
+        rs_err_prefix(err, "retraining %d of crosscoder.seeds (seed %llu)", s, (unsigned long long)o.seed);
+        goto done;
+    }
+    rc = count_classes(x, tr->x0, tr->x1, tr->n, ex, sh, cls, alive, err);
+done:
+    xc_free(x);
+    return rc;
+}
+
+/* The side-swap null, run q: the same training rows with each token's two sides swapped with
+ * probability 1/2 (so that neither side is special), trained with the same options but seed
+ * o->seed + 1 + q (its own checkpoint file and tag) → class counts cls[4] of its alive
+ * latents and *alive. */
+static int null_run(const row_set *tr, int d, const xc_train_opts *o0, int q, const char *ck0, const char *tag0,
+                    double ex, double sh, int64_t cls[4], int64_t *alive, rs_err *err) {
+    int64_t n = tr->n;
+    size_t nd = (size_t)n * d;
+    float *x0 = malloc((nd + 1) * sizeof *x0), *x1 = malloc((nd + 1) * sizeof *x1);
+    char ck[1100], tag[400];
+    rs_crosscoder *x = NULL;
+    int rc = -1;
+    if (!x0 || !x1) { rs_errk(err, RS_ENOMEM, "out of memory (side-swap null: %lld rows)", (long long)n); goto done; }
+    xc_swap_sides(tr->x0, tr->x1, n, d, (o0->seed ^ 0x5a5bd1e995ULL) + (uint64_t)q, x0, x1);
+    xc_train_opts o = *o0;
+    o.seed = o0->seed + 1 + (uint64_t)q;
+    snprintf(ck, sizeof ck, "%s.null%d", ck0, q);
+    snprintf(tag, sizeof tag, "%s null %d", tag0, q);
+    o.checkpoint = o0->checkpoint ? ck : NULL;
+    o.checkpoint_tag = tag;
+    xc_train_report rep;
+    if (xc_train(x0, x1, n, d, &o, &x, &rep, err)) { rs_err_prefix(err, "side-swap null %d", q); goto done; }
+    rc = count_classes(x, x0, x1, n, ex, sh, cls, alive, err);
+done:
+    free(x0), free(x1);
     xc_free(x);
     return rc;
 }
@@ -272,6 +333,7 @@ static int one_hook(pl_ctx *c, const char *hook, const int32_t *ids, const int64
     char *mpath = NULL;
     double *n0 = NULL, *n1 = NULL, *rel = NULL;
     int64_t *fires = NULL, (*ncls)[5] = NULL; /* per null run: 4 class counts, alive */
+    int64_t (*scls)[5] = NULL;                /* per retraining seed s ≥ 1: 4 class counts, alive */
     int rc = -1;
     pl_safe_name(hook, safe, sizeof safe);
     snprintf(name, sizeof name, "%s.state.safetensors", safe);
@@ -327,7 +389,14 @@ static int one_hook(pl_ctx *c, const char *hook, const int32_t *ids, const int64
     double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     int R = cfg->crosscoder.null_runs;
     double ex = cfg->crosscoder.exclusive, sh = cfg->crosscoder.shared;
+    int S = cfg->crosscoder.seeds > 1 ? cfg->crosscoder.seeds : 1;
     if (R > 0 && !(ncls = calloc((size_t)R, sizeof *ncls))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    if (S > 1 && !(scls = calloc((size_t)S, sizeof *scls))) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+    for (int q = 1; q < S; q++)
+        if (seed_run(&tr, (int)wa, &o, q, ck, tag, ex, sh, scls[q], &scls[q][4], err)) {
+            rs_err_prefix(err, "crosscoder at %s", hook);
+            goto done;
+        }
     for (int q = 0; q < R; q++)
         if (null_run(&tr, (int)wa, &o, q, ck, tag, ex, sh, ncls[q], &ncls[q][4], err)) {
             rs_err_prefix(err, "crosscoder at %s", hook);
@@ -406,6 +475,10 @@ static int one_hook(pl_ctx *c, const char *hook, const int32_t *ids, const int64
     snprintf(defs[1], sizeof defs[1], "|r - 0.5| <= %g", sh);
     snprintf(defs[2], sizeof defs[2], "r > %g", 1 - ex);
     snprintf(defs[3], sizeof defs[3], "none of the above");
+    if (S > 1) { /* seed 0 is the saved model */
+        for (int k = 0; k < 4; k++) scls[0][k] = cls[k];
+        scls[0][4] = alive;
+    }
     for (int k = 0; k < 4; k++) {
         double lo, hi;
         wilson(cls[k], alive, &lo, &hi);
@@ -433,6 +506,71 @@ static int one_hook(pl_ctx *c, const char *hook, const int32_t *ids, const int64
             rs_json_add_num(nj, "p", (1.0 + (k == 1 ? le : ge)) / (1.0 + R));
             cJSON_AddStringToObject(nj, "alternative", k == 1 ? "real fraction below the null" : "real fraction above the null");
         }
+        if (S > 1) { /* the fraction over the S trainings: mean, range and a 95% t-interval over seeds */
+            double *fr = malloc((size_t)S * sizeof *fr), sum = 0, ss = 0, fmin = INFINITY, fmax = -INFINITY;
+            if (!fr) { rs_errk(err, RS_ENOMEM, "out of memory"); goto done; }
+            for (int q = 0; q < S; q++) {
+                fr[q] = scls[q][4] ? (double)scls[q][k] / (double)scls[q][4] : NAN;
+                sum += fr[q];
+                if (fr[q] < fmin) fmin = fr[q];
+                if (fr[q] > fmax) fmax = fr[q];
+            }
+            double mean = sum / S;
+            for (int q = 0; q < S; q++) ss += (fr[q] - mean) * (fr[q] - mean);
+            double half = t975(S - 1) * sqrt(ss / (S - 1)) / sqrt((double)S);
+            double lo = mean - half < 0 ? 0 : mean - half, hi = mean + half > 1 ? 1 : mean + half;
+            cJSON *aj = cJSON_AddObjectToObject(k1, "across_seeds");
+            rs_json_add_num(aj, "n_seeds", S);
+            cJSON *fa = cJSON_AddArrayToObject(aj, "fractions");
+            for (int q = 0; q < S; q++) cJSON_AddItemToArray(fa, rs_json_number(fr[q]));
+            free(fr);
+            rs_json_add_num(aj, "mean", mean);
+            rs_json_add_num(aj, "min", fmin);
+            rs_json_add_num(aj, "max", fmax);
+            rs_json_add_num(aj, "ci_lo", lo);
+            rs_json_add_num(aj, "ci_hi", hi);
+            if (R > 0 && k != 1) { /* exclusive and other classes: does the whole seed interval lie above the null? */
+                double nmax = -INFINITY;
+                for (int q = 0; q < R; q++) {
+                    double fq = ncls[q][4] ? (double)ncls[q][k] / (double)ncls[q][4] : NAN;
+                    if (fq > nmax) nmax = fq;
+                }
+                cJSON_AddItemToObject(aj, "beats_null", isfinite(lo) && isfinite(nmax) ? cJSON_CreateBool(lo > nmax)
+                                                                                         : cJSON_CreateNull());
+            } else if (R > 0) { /* shared: below the null's min */
+                double nmin = INFINITY;
+                for (int q = 0; q < R; q++) {
+                    double fq = ncls[q][4] ? (double)ncls[q][k] / (double)ncls[q][4] : NAN;
+                    if (fq < nmin) nmin = fq;
+                }
+                cJSON_AddItemToObject(aj, "beats_null", isfinite(hi) && isfinite(nmin) ? cJSON_CreateBool(hi < nmin)
+                                                                                        : cJSON_CreateNull());
+            }
+        }
+    }
+    if (S > 1) {
+        cJSON *sj = cJSON_AddObjectToObject(e, "across_seeds");
+        char sd[400];
+        snprintf(sd, sizeof sd, "the same crosscoder trained %d times on the same rows with seeds seed + %d*s (s = 0 .. "
+                 "%d); the first is the saved model, whose latents the file and the CSV describe", S, XC_SEED_STRIDE, S - 1);
+        cJSON_AddStringToObject(sj, "definition", sd);
+        rs_json_add_num(sj, "n_seeds", S);
+        cJSON *sa = cJSON_AddArrayToObject(sj, "seeds"), *al = cJSON_AddArrayToObject(sj, "alive");
+        for (int q = 0; q < S; q++) {
+            cJSON_AddItemToArray(sa, rs_json_number((double)(o.seed + (uint64_t)XC_SEED_STRIDE * (uint64_t)q)));
+            cJSON_AddItemToArray(al, rs_json_number((double)scls[q][4]));
+        }
+        cJSON *cc = cJSON_AddObjectToObject(sj, "counts");
+        for (int k = 0; k < 4; k++) {
+            cJSON *a = cJSON_AddArrayToObject(cc, cname[k]);
+            for (int q = 0; q < S; q++) cJSON_AddItemToArray(a, rs_json_number((double)scls[q][k]));
+        }
+        cJSON_AddStringToObject(sj, "ci", "per class: mean of the S fractions +- t(S-1, 0.975) * sd / sqrt(S) (sd with "
+                                          "S - 1 in the denominator), clipped to [0, 1]; n = seeds");
+        if (R > 0)
+            cJSON_AddStringToObject(sj, "beats_null", "per class: LLM-only, VLM-only and other: the interval's lower end "
+                                                      "above the largest side-swap null fraction; shared: its upper end "
+                                                      "below the smallest");
     }
     if (R > 0) {
         cJSON *nj = cJSON_AddObjectToObject(e, "null_side_swap");
@@ -460,9 +598,11 @@ static int one_hook(pl_ctx *c, const char *hook, const int32_t *ids, const int64
            rep.resumed_from ? ", resumed" : "", (long long)alive, (long long)cls[0], (long long)cls[1], (long long)cls[2],
            fvu[0], fvu[1],
            held_out ? "held-out captions" : "in-sample");
+    if (S > 1)
+        pl_log(c, "crosscoder", "%s: class counts over %d seeds in results/crosscoder.json (across_seeds)", hook, S);
     rc = 0;
 done:
-    free(A), free(C), free(n0), free(n1), free(rel), free(fires), free(ncls);
+    free(A), free(C), free(n0), free(n1), free(rel), free(fires), free(ncls), free(scls);
     row_set_free(&tr), row_set_free(&ev);
     xc_free(x);
     free(ckdir), free(ck), free(mdir), free(mpath);
@@ -512,9 +652,14 @@ int pl_crosscoder_run(pl_ctx *c, const char **note, rs_err *err) {
              "image with all its caption tokens); n = token rows", cfg->crosscoder.bootstrap);
     cJSON_AddStringToObject(root, "ci", txt);
     cJSON_AddStringToObject(root, "class_ci",
-                            "class fractions: Wilson score 95% interval for a binomial proportion over the n alive latents "
-                            "(latents as independent draws); it does not include the variation between retrainings "
-                            "(seeds) or between image samples");
+                            cfg->crosscoder.seeds > 1
+                                ? "class fractions: Wilson score 95% interval for a binomial proportion over the n alive "
+                                  "latents of the saved model (latents as independent draws); across_seeds: a 95% "
+                                  "t-interval over the retrainings (seeds), which includes the training variation but "
+                                  "not that between image samples"
+                                : "class fractions: Wilson score 95% interval for a binomial proportion over the n alive latents "
+                                  "(latents as independent draws); it does not include the variation between retrainings "
+                                  "(seeds) or between image samples");
     rs_json_add_num(root, "bootstrap", cfg->crosscoder.bootstrap);
     cJSON *arr = cJSON_AddArrayToObject(root, "hooks");
     int nh = cfg->crosscoder.hooks ? cfg->crosscoder.n_hooks : cfg->n_hooks;

@@ -2456,12 +2456,21 @@ static int sec_sae_train(ctx *c, rs_err *err) {
     sb_escape(c->b, get_str(j, "arch") ? get_str(j, "arch") : "?");
     sb_puts(c->b, "; rows: store <code>");
     sb_escape(c->b, get_str(j, "store") ? get_str(j, "store") : "?");
+    /* sae_train.held_out: a column with the fit on the test images' captions (absent: the table as before) */
+    int held = 0;
+    const char *held_ci = NULL;
+    for (const cJSON *e = hooks->child; e; e = e->next) {
+        const cJSON *ho = cJSON_GetObjectItemCaseSensitive(e, "eval_held_out");
+        if (cJSON_IsObject(ho)) held = 1, held_ci = held_ci ? held_ci : get_str(ho, "ci");
+    }
     sb_puts(c->b, "</code>. The fit is in-sample (the training rows). A latent pair is matched when its decoder "
                   "cosine reaches the threshold; the nulls match the trained SAE against random unit directions and "
                   "against a dimension-permuted copy of the configured SAE, and the match beats them when the CI's "
                   "lower end exceeds the largest null fraction.</p>\n");
     sb_puts(c->b, "<table><tr><th>hook</th><th>width</th><th>n rows</th><th>FVU (in-sample)</th><th>L0</th>"
-                  "<th>dead</th><th>matched fraction [95% CI]</th><th>n pairs</th><th>mean cosine [95% CI]</th>"
+                  "<th>dead</th>");
+    if (held) sb_puts(c->b, "<th>held-out FVU [95% CI] (n images)</th>");
+    sb_puts(c->b, "<th>matched fraction [95% CI]</th><th>n pairs</th><th>mean cosine [95% CI]</th>"
                   "<th>null: random (max)</th><th>null: permuted (max)</th><th>beats the nulls</th></tr>\n");
     int k = 0;
     const char *ci_text = NULL;
@@ -2481,6 +2490,17 @@ static int sec_sae_train(ctx *c, rs_err *err) {
                   svg_fmt(num_or_nan(e, "d_sae"), a1, sizeof a1), (long long)nrows,
                   svg_fmt(num_or_nan(tr, "final_fvu"), a2, sizeof a2), svg_fmt(num_or_nan(tr, "final_l0"), a3, sizeof a3),
                   svg_fmt(num_or_nan(tr, "dead_latents"), a4, sizeof a4));
+        if (held) {
+            const cJSON *ho = cJSON_GetObjectItemCaseSensitive(e, "eval_held_out");
+            rstat hf;
+            int64_t ni = 0;
+            if (!cJSON_IsObject(ho)) sb_puts(c->b, "<td>&ndash;</td>");
+            else if (get_stat(c, ho, "fvu", "eval_held_out", &hf, err) < 0 || get_n(c, ho, "n_images", "eval_held_out", &ni, err))
+                goto out;
+            else
+                sb_printf(c->b, "<td>%s [%s, %s] (%lld)</td>", svg_fmt(hf.v, a1, sizeof a1), svg_fmt(hf.lo, a2, sizeof a2),
+                          svg_fmt(hf.hi, a3, sizeof a3), (long long)ni);
+        }
         if (!cJSON_IsObject(m)) {
             sb_puts(c->b, "<td colspan=\"6\">not matched: ");
             sb_escape(c->b, get_str(e, "match_skipped") ? get_str(e, "match_skipped") : "no match in the file");
@@ -2510,7 +2530,14 @@ static int sec_sae_train(ctx *c, rs_err *err) {
     sb_puts(c->b, "</table>\n<p class=\"note\">CI: ");
     sb_escape(c->b, ci_text ? ci_text : "none (no hook was matched)");
     sb_puts(c->b, "; n = matched pairs (treated as independent draws, docs/sae-training.md). Trained SAEs: "
-                  "<code>sae_train/&lt;hook&gt;/</code> (sae-lens folders, with <code>pairs.csv</code>).</p>\n");
+                  "<code>sae_train/&lt;hook&gt;/</code> (sae-lens folders, with <code>pairs.csv</code>).");
+    if (held) {
+        sb_puts(c->b, " Held out (<code>sae_train.held_out</code>): trained on the captions of the images outside the "
+                      "manifest's test split (n rows, the in-sample columns), FVU on the test images' captions; CI: ");
+        sb_escape(c->b, held_ci ? held_ci : "?");
+        sb_puts(c->b, "; L0 and dead latents on them in <code>sae_train.json</code> (eval_held_out).");
+    }
+    sb_puts(c->b, "</p>\n");
     rc = 0;
 out:
     cJSON_Delete(j);
@@ -2594,6 +2621,11 @@ static int sec_crosscoder(ctx *c, rs_err *err) {
         const cJSON *nul = cJSON_GetObjectItemCaseSensitive(e, "null_side_swap");
         sb_puts(c->b, "<table><tr><th>class</th><th>definition</th><th>count</th><th>fraction [95% CI]</th><th>n</th>");
         if (nul) sb_puts(c->b, "<th>side-swap null: mean fraction (range)</th><th>p</th>");
+        /* crosscoder.seeds > 1: the fraction over the retrainings (absent with one seed) */
+        const cJSON *xs = cJSON_GetObjectItemCaseSensitive(e, "across_seeds");
+        int64_t n_seeds = 0;
+        if (xs && get_n(c, xs, "n_seeds", "across_seeds", &n_seeds, err)) goto out;
+        if (xs) sb_printf(c->b, "<th>across %lld seeds: mean [95%% CI]%s</th>", (long long)n_seeds, nul ? "; beats the null" : "");
         sb_puts(c->b, "</tr>\n");
         const char *cn[4] = {"llm_only", "shared", "vlm_only", "other"};
         const char *label[4] = {"LLM-only", "shared", "VLM-only", "other"};
@@ -2617,6 +2649,14 @@ static int sec_crosscoder(ctx *c, rs_err *err) {
                           svg_fmt(num_or_nan(nq, "fraction_min"), a2, sizeof a2),
                           svg_fmt(num_or_nan(nq, "fraction_max"), a3, sizeof a3), svg_fmt(num_or_nan(nq, "p"), a4, sizeof a4));
             }
+            if (xs) {
+                const cJSON *aq = cJSON_GetObjectItemCaseSensitive(o, "across_seeds"), *bn = cJSON_GetObjectItemCaseSensitive(aq, "beats_null");
+                char a1[32], a2[32], a3[32];
+                sb_printf(c->b, "<td>%s [%s, %s]", svg_fmt(num_or_nan(aq, "mean"), a1, sizeof a1),
+                          svg_fmt(num_or_nan(aq, "ci_lo"), a2, sizeof a2), svg_fmt(num_or_nan(aq, "ci_hi"), a3, sizeof a3));
+                if (nul) sb_printf(c->b, "; %s", cJSON_IsBool(bn) ? (cJSON_IsTrue(bn) ? "yes" : "no") : "?");
+                sb_puts(c->b, "</td>");
+            }
             sb_puts(c->b, "</tr>\n");
         }
         sb_puts(c->b, "</table>\n<p class=\"note\">Class CI: ");
@@ -2627,6 +2667,15 @@ static int sec_crosscoder(ctx *c, rs_err *err) {
             sb_escape(c->b, get_str(nul, "definition") ? get_str(nul, "definition") : "");
             sb_puts(c->b, "; p = (1 + null runs at least as extreme) / (1 + runs), one-sided: exclusive and other classes "
                           "above the null, shared below it; its smallest value is 1 / (1 + runs).");
+        }
+        if (xs) {
+            sb_printf(c->b, " Across seeds (n = %lld trainings on the same rows): ", (long long)n_seeds);
+            sb_escape(c->b, get_str(xs, "ci") ? get_str(xs, "ci") : "?");
+            if (nul) {
+                sb_puts(c->b, "; beats the null: ");
+                sb_escape(c->b, get_str(xs, "beats_null") ? get_str(xs, "beats_null") : "?");
+            }
+            sb_puts(c->b, ".");
         }
         sb_puts(c->b, "</p>\n");
         sb_puts(c->b, "<table><tr><th>side</th><th>FVU [95% CI]</th><th>explained variance [95% CI]</th><th>n rows</th>"
