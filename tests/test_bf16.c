@@ -167,7 +167,11 @@ static void test_backend_table(void **state) {
 /* ---- products ---- */
 
 /* y = bf16(x·Wᵀ): every output within one bf16 rounding of the exact (double) product plus
- * the fp32 accumulation bound K·2⁻²⁴·Σ|x·w|, and at least 99% equal to bf16(exact). */
+ * the fp32 accumulation bound K·2⁻²⁴·Σ|x·w|, and at least 99% equal to bf16(exact), less one:
+ * where the fp32 sum lands across a bf16 rounding boundary from the exact one the two round
+ * apart, which depends on the BLAS kernel's order of summation (one of 64 outputs at one shape
+ * with OpenBLAS's SkylakeX/Cooperlake kernels on an AMX CPU), and a shape of under 100 outputs
+ * could not have that one. */
 static void check_linear(int T, int IN, int OUT, int wdtype, int no_scratch) {
     size_t nx = (size_t)T * IN, nw = (size_t)OUT * IN;
     float *x = malloc(nx * sizeof(float)), *wf = malloc(nw * sizeof(float)), *y = malloc((size_t)T * OUT * sizeof(float));
@@ -196,7 +200,7 @@ static void check_linear(int T, int IN, int OUT, int wdtype, int no_scratch) {
                 fail_msg("%s%s T=%d IN=%d OUT=%d (%d,%d): %.9g vs exact %.9g (bound %.3g)", op_bf16_gemm_path(), no_scratch ? " (no scratch)" : "", T,
                          IN, OUT, t, o, got, ref, bound);
         }
-    if (same < 0.99 * T * OUT) fail_msg("%s: only %zu of %d outputs equal bf16(exact)", op_bf16_gemm_path(), same, T * OUT);
+    if (same + 1 < 0.99 * T * OUT) fail_msg("%s: only %zu of %d outputs equal bf16(exact)", op_bf16_gemm_path(), same, T * OUT);
     free(x); free(wf); free(y); free(wb); free(scratch);
 }
 
