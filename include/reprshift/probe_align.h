@@ -133,7 +133,7 @@ int rs_align_evaluate_splits(const float *Xt, int dt, const float *Xi, int di, i
                              const rs_align_opts *o, rs_align_result *r, rs_err *err);
 
 /* Benjamini–Hochberg q (stats_bh_qvalues) over the p of every available method and direction
- * of r[0..n_r−1] (one family, e.g. every hook of alignment.json); sets m[].q. 0, or -1 (memory). */
-int rs_align_bh(rs_align_result *r, int n_r, rs_err *err);
+ * of *r[0..n_r−1] (one family, e.g. every hook of alignment.json); sets m[].q. 0, or -1 (memory). */
+int rs_align_bh(rs_align_result *const *r, int n_r, rs_err *err);
 
 #endif

@@ -278,14 +278,18 @@ int rs_retrieval_ranks(const float *A, const float *B, int n, int e, int *rank_a
     return 0;
 }
 
-rs_stat rs_recall_at_k(const int *rank, int n, int k, int n_boot, uint64_t seed) {
+/* rs_recall_at_k; -1 when the bootstrap buffer cannot be allocated (*r then has a NaN CI). */
+static int recall_at_k(const int *rank, int n, int k, int n_boot, uint64_t seed, rs_stat *out) {
     rs_stat r = {NAN, NAN, NAN};
-    if (n < 1) return r;
+    *out = r;
+    if (n < 1) return 0;
     int hits = 0;
     for (int i = 0; i < n; i++) hits += rank[i] < k;
     r.value = (double)hits / n;
-    double *bm = n_boot > 0 ? malloc(sizeof(double) * n_boot) : NULL;
-    if (!bm) return r;
+    *out = r;
+    if (n_boot <= 0) return 0;
+    double *bm = malloc(sizeof(double) * n_boot);
+    if (!bm) return -1;
     uint64_t st = seed;
     for (int b = 0; b < n_boot; b++) {
         int h = 0;
@@ -295,6 +299,13 @@ rs_stat rs_recall_at_k(const int *rank, int n, int k, int n_boot, uint64_t seed)
     r.lo = stats_percentile(bm, n_boot, 0.025);
     r.hi = stats_percentile(bm, n_boot, 0.975);
     free(bm);
+    *out = r;
+    return 0;
+}
+
+rs_stat rs_recall_at_k(const int *rank, int n, int k, int n_boot, uint64_t seed) {
+    rs_stat r;
+    recall_at_k(rank, n, k, n_boot, seed, &r);
     return r;
 }
 
@@ -368,10 +379,8 @@ int rs_align_evaluate(const float *Xt, int dt, const float *Xi, int di, int n, c
  * The value is Σ_k recall_k / S in split order (the null statistic is summed the same way). */
 static int split_mean_stat(const int *rank, const int *nte, int S, int k, int n_boot, uint64_t seed, const double *per_split,
                            rs_stat *out, rs_err *err) {
-    if (S == 1) {
-        *out = rs_recall_at_k(rank, nte[0], k, n_boot, seed);
-        return 0;
-    }
+    if (S == 1)
+        return recall_at_k(rank, nte[0], k, n_boot, seed, out) ? rs_errk(err, RS_ENOMEM, "out of memory") : 0;
     double sum = 0;
     for (int s = 0; s < S; s++) sum += per_split[s];
     *out = (rs_stat){sum / S, NAN, NAN};
@@ -541,7 +550,7 @@ done:
     return rc;
 }
 
-int rs_align_bh(rs_align_result *r, int n_r, rs_err *err) {
+int rs_align_bh(rs_align_result *const *r, int n_r, rs_err *err) {
     int n = n_r * RS_ALIGN_METHODS * 2;
     double *p = calloc((size_t)n + 1, sizeof(double)), *q = calloc((size_t)n + 1, sizeof(double));
     if (!p || !q) {
@@ -550,14 +559,14 @@ int rs_align_bh(rs_align_result *r, int n_r, rs_err *err) {
     }
     for (int h = 0, a = 0; h < n_r; h++)
         for (int m = 0; m < RS_ALIGN_METHODS; m++)
-            for (int d = 0; d < 2; d++, a++) p[a] = r[h].m[m].available ? r[h].m[m].p[d] : NAN;
+            for (int d = 0; d < 2; d++, a++) p[a] = r[h]->m[m].available ? r[h]->m[m].p[d] : NAN;
     if (stats_bh_qvalues(p, n, q)) {
         free(p); free(q);
         return rs_errk(err, RS_ENOMEM, "out of memory");
     }
     for (int h = 0, a = 0; h < n_r; h++)
         for (int m = 0; m < RS_ALIGN_METHODS; m++)
-            for (int d = 0; d < 2; d++, a++) r[h].m[m].q[d] = q[a];
+            for (int d = 0; d < 2; d++, a++) r[h]->m[m].q[d] = q[a];
     free(p); free(q);
     return 0;
 }
