@@ -3,7 +3,7 @@
 # tiny models and COCO sample, alignment.json has, per decoder hook, recall@1/5/10 in both
 # directions for InfoNCE, Procrustes and ridge, each with n = the held-out pairs, a bootstrap CI
 # that contains it, the shuffled-pair null and the chance k/n; the same config twice gives the
-# same file; text "llm" pairs Gemma-2 captions; the report has the section; without the key
+# same file; with splits 3 / null_draws 4 the split mean, its nested CI, the null distribution and p, q; text "llm" pairs Gemma-2 captions; the report has the section; without the key
 # there is no file (a rerun removes a stale one) and no section; a bad key is one clear error. The learner itself is checked against torch in test_align.
 set -u
 . "$(dirname "$0")/shared.sh"
@@ -51,6 +51,29 @@ jq -e --argjson n "$NT" '[.hooks[].methods[] | select(. != null) | .text_to_imag
 jq -e '[.hooks[].methods[] | .text_to_image.recall | .["1"].value <= .["5"].value and .["5"].value <= .["10"].value] | all' \
   "$J" >/dev/null || fail "recall not monotone in k"
 jq -e '.hooks[0].infonce_fit | .loss_last_step < .loss_first_step and .temperature > 0' "$J" >/dev/null || fail "infonce_fit"
+# defaults splits 1, null_draws 1: one split, one null draw (p is 1/2 or 1), q >= p
+jq -e '[.hooks[] | .splits == 1 and .null_draws == 1 and (.n_test_per_split | length == 1)] | all' "$J" >/dev/null ||
+  fail "splits/null_draws defaults"
+jq -e '[.hooks[].methods[] | select(. != null) | .text_to_image, .image_to_text
+      | (.null.p == 0.5 or .null.p == 1) and .null.q >= .null.p and .null.draws == 1
+      and .null.mean["1"] == .shuffled_recall["1"].value and .recall_per_split["1"][0] == .recall["1"].value] | all' \
+  "$J" >/dev/null || fail "null with one draw: $(jq -c '.hooks[0].methods.infonce.text_to_image.null' "$J")"
+# splits 3, null_draws 4: split-mean recall with a nested CI around it, the null distribution, p in {1..5}/5
+config "$T/s.json" '{"infonce": {"dim": 8, "steps": 40, "batch": 16, "lr": 0.01}, "splits": 3, "null_draws": 4}'
+expect 0 "report.html" -- "$CLI" run "$T/s.json" --out "$T/s" --threads 1 --quiet
+JS=$T/s/results/alignment.json
+[ "$(jq "[.hooks[].methods[] | select(. != null)] | length" "$JS")" = 6 ] || fail "splits 3: hooks/methods"
+jq -e '[.hooks[] | .splits == 3 and .null_draws == 4 and (.n_test_per_split | length == 3)
+        and (.n_train_per_split | add) + (.n_test_per_split | add) == 72] | all' "$JS" >/dev/null || fail "splits 3"
+jq -e '.ci | test("nested")' "$JS" >/dev/null || fail "ci with splits"
+jq -e '[.hooks[].methods[] | select(. != null) | .text_to_image, .image_to_text
+      | (.recall_per_split["1"] | length == 3) and ((.recall_per_split["1"] | add / 3) - .recall["1"].value | fabs) < 1e-12
+      and .recall["1"].ci_lo <= .recall["1"].value and .recall["1"].value <= .recall["1"].ci_hi
+      and .null.draws == 4 and .null.mean["1"] <= .null.p95["1"] + 1e-12 and .null.q >= .null.p - 1e-15 and .null.q <= 1] | all' \
+  "$JS" >/dev/null || fail "split-mean entries: $(jq -c '.hooks[0].methods.ridge.text_to_image' "$JS")"
+jq -e '[.hooks[].methods[] | select(. != null) | .text_to_image, .image_to_text | .null.p as $p
+      | [0.2, 0.4, 0.6, 0.8, 1] | any(. - $p | fabs < 1e-12)] | all' "$JS" >/dev/null || fail "p not in {1..5}/5"
+grep -q 'null 95th pct' "$T/s/report.html" || fail "report has no null table"
 grep -q '<section id="alignment">' "$T/r/report.html" || fail "report has no alignment section"
 grep -q 'InfoNCE, shuffled pairs' "$T/r/report.html" || fail "report has no null row"
 # deterministic: the same config in a fresh directory gives the same file
@@ -77,5 +100,9 @@ config "$T/b2.json" '{"text": "siglip"}'
 expect 1 "probes.alignment.text" -- "$CLI" run "$T/b2.json" --out "$T/b2" --quiet
 config "$T/b3.json" '{"infonce": {"batch": 1}}'
 expect 1 "probes.alignment.infonce.batch" -- "$CLI" run "$T/b3.json" --out "$T/b3" --quiet
+config "$T/b4.json" '{"splits": 0}'
+expect 1 "probes.alignment.splits" -- "$CLI" run "$T/b4.json" --out "$T/b4" --quiet
+config "$T/b5.json" '{"null_draws": 0}'
+expect 1 "probes.alignment.null_draws" -- "$CLI" run "$T/b5.json" --out "$T/b5" --quiet
 [ ! -e "$T/b1/results" ] || fail "partial output after a config error"
 echo OK

@@ -231,12 +231,182 @@ static void test_planted_partial(void **state) {
     free(Xt); free(Xi); free(te);
 }
 
+/* Low-rank shared latent (3 dims through random 16 × 3 loadings, unit noise), n pairs, seed 11:
+ * the data of the S = 1, R = 1 regression check below. */
+static void partial16(int n, float **Xt, float **Xi) {
+    int d = 16, r = 3;
+    uint64_t st = 11;
+    *Xt = malloc(sizeof(float) * n * d), *Xi = malloc(sizeof(float) * n * d);
+    double A[16 * 3], B[16 * 3];
+    for (int i = 0; i < d * r; i++) A[i] = gauss(&st), B[i] = gauss(&st);
+    for (int i = 0; i < n; i++) {
+        double s[3];
+        for (int k = 0; k < r; k++) s[k] = gauss(&st);
+        for (int j = 0; j < d; j++) {
+            double a = 0, b = 0;
+            for (int k = 0; k < r; k++) a += A[j * r + k] * s[k], b += B[j * r + k] * s[k];
+            (*Xt)[i * d + j] = (float)(a + gauss(&st) + 1);
+            (*Xi)[i * d + j] = (float)(b + gauss(&st) - 1);
+        }
+    }
+}
+
+/* splits = 1, null_draws = 1 reproduces the single-split evaluation of earlier versions exactly.
+ * The expected numbers are a REGRESSION pin, not a reference: they were printed by
+ * rs_align_evaluate of the base commit ecc8fa9 (before splits / null_draws existed) on this data
+ * (recall value, CI low, CI high for k = 1, 5, 10, then the same for the shuffled-pair null,
+ * then median rank and shuffled median rank; per method, text→image then image→text). */
+static void test_s1r1_regression(void **state) {
+    (void)state;
+    static const double want[6][20] = {
+        {0.32000000000000001, 0.17999999999999999, 0.44, 0.73999999999999999, 0.59950000000000003, 0.83999999999999997, 0.92000000000000004, 0.83950000000000002, 0.97999999999999998, 0, 0, 0, 0.040000000000000001, 0, 0.10000000000000001, 0.059999999999999998, 0, 0.12050000000000011, 3, 34},
+        {0.34000000000000002, 0.2195, 0.46000000000000002, 0.68000000000000005, 0.53950000000000009, 0.78000000000000003, 0.92000000000000004, 0.81999999999999995, 0.97999999999999998, 0, 0, 0, 0, 0, 0, 0.02, 0, 0.060500000000000109, 3, 35},
+        {0.32000000000000001, 0.20000000000000001, 0.4205000000000001, 0.69999999999999996, 0.54000000000000004, 0.83999999999999997, 0.83999999999999997, 0.71999999999999997, 0.93999999999999995, 0.02, 0, 0.059999999999999998, 0.10000000000000001, 0.02, 0.17999999999999999, 0.10000000000000001, 0.02, 0.17999999999999999, 3, 31.5},
+        {0.28000000000000003, 0.16, 0.38050000000000012, 0.73999999999999999, 0.59950000000000003, 0.85999999999999999, 0.83999999999999997, 0.71999999999999997, 0.93999999999999995, 0.02, 0, 0.059999999999999998, 0.059999999999999998, 0, 0.12050000000000011, 0.10000000000000001, 0.02, 0.1805000000000001, 3.5, 32},
+        {0.35999999999999999, 0.22, 0.47999999999999998, 0.73999999999999999, 0.59999999999999998, 0.83999999999999997, 0.90000000000000002, 0.81950000000000001, 0.95999999999999996, 0.02, 0, 0.080000000000000002, 0.10000000000000001, 0.040000000000000001, 0.17999999999999999, 0.17999999999999999, 0.080000000000000002, 0.28000000000000003, 2, 28.5},
+        {0.32000000000000001, 0.17949999999999999, 0.44, 0.78000000000000003, 0.64000000000000001, 0.88050000000000017, 0.92000000000000004, 0.81999999999999995, 0.97999999999999998, 0, 0, 0, 0.080000000000000002, 0.02, 0.16, 0.16, 0.080000000000000002, 0.26000000000000001, 3, 29},
+    };
+    int n = 200, d = 16;
+    float *Xt, *Xi;
+    partial16(n, &Xt, &Xi);
+    int *te = malloc(sizeof(int) * n);
+    for (int i = 0; i < n; i++) te[i] = i % 4 == 0;
+    rs_align_opts o = rs_align_defaults();
+    assert_int_equal(o.null_draws, 1);
+    o.infonce.dim = 3, o.infonce.steps = 150, o.infonce.lr = 0.01, o.infonce.batch = 64, o.n_boot = 200;
+    rs_align_result r, r2;
+    rs_err err;
+    assert_int_equal(rs_align_evaluate_splits(Xt, d, Xi, d, n, te, 1, &o, &r, &err), 0);
+    assert_int_equal(r.n_test, 50);
+    assert_int_equal(r.n_splits, 1);
+    assert_int_equal(r.n_null, 1);
+    assert_true(fabs(r.loss_first - 15.490799204232641) < 1e-9 && fabs(r.loss_last - 2.2167195456460851) < 1e-9);
+    assert_true(fabs(r.null_loss_last - 3.9094961434494291) < 1e-9 && fabs(r.temperature - 0.09559547568286425) < 1e-9);
+    for (int m = 0; m < 3; m++)
+        for (int dir = 0; dir < 2; dir++) {
+            const double *w = want[m * 2 + dir];
+            const rs_align_method *M = &r.m[m];
+            for (int k = 0; k < 3; k++) {
+                assert_true(M->recall[dir][k].value == w[3 * k] && M->recall[dir][k].lo == w[3 * k + 1] &&
+                            M->recall[dir][k].hi == w[3 * k + 2]);
+                assert_true(M->null_recall[dir][k].value == w[9 + 3 * k] && M->null_recall[dir][k].lo == w[10 + 3 * k] &&
+                            M->null_recall[dir][k].hi == w[11 + 3 * k]);
+                /* one draw: the null's mean and 95th percentile are that draw */
+                assert_true(M->null_mean[dir][k] == w[9 + 3 * k] && M->null_p95[dir][k] == w[9 + 3 * k]);
+                assert_true(M->split_recall[0][dir][k] == w[3 * k]);
+            }
+            assert_true(M->median_rank[dir] == w[18] && M->null_median_rank[dir] == w[19]);
+            assert_true(M->p[dir] == (w[9] >= w[0] ? 1.0 : 0.5));
+            assert_true(isnan(M->q[dir]));
+        }
+    /* rs_align_evaluate is the S = 1 case */
+    assert_int_equal(rs_align_evaluate(Xt, d, Xi, d, n, te, &o, &r2, &err), 0);
+    assert_memory_equal(&r, &r2, sizeof r);
+    free(Xt); free(Xi); free(te);
+}
+
+/* S splits of n pairs: split s holds out the pairs with i % 5 == s */
+static int *five_splits(int n, int S) {
+    int *te = malloc(sizeof(int) * n * S);
+    for (int s = 0; s < S; s++)
+        for (int i = 0; i < n; i++) te[s * n + i] = i % 5 == s;
+    return te;
+}
+
+/* Planted rotation + noise over S = 3 splits with R = 9 null draws: every method and direction
+ * beats all 9 null draws (p = 1/10), the null's recall@1 sits at chance, the nested CI contains
+ * the split mean, and BH q ≥ p. An unrelated pairing: no small p. */
+static void test_splits_null(void **state) {
+    (void)state;
+    int n = 200, d = 8, S = 3, R = 9;
+    float *Xt, *Xi, *Xu;
+    int *one;
+    planted(n, d, 0.3, &Xt, &Xi, &one);
+    int *te = five_splits(n, S);
+    rs_align_opts o = rs_align_defaults();
+    o.infonce.dim = 8, o.infonce.steps = 200, o.infonce.lr = 0.01, o.infonce.batch = 64, o.n_boot = 300;
+    o.null_draws = R;
+    rs_align_result res[2], *both[2] = {&res[0], &res[1]};
+    rs_err err;
+    assert_int_equal(rs_align_evaluate_splits(Xt, d, Xi, d, n, te, S, &o, &res[0], &err), 0);
+    const rs_align_result *r = &res[0];
+    assert_int_equal(r->n_splits, S);
+    assert_int_equal(r->n_null, R);
+    assert_int_equal(r->n_test, 40);
+    assert_true(fabs(r->chance[0] - 1.0 / 40) < 1e-12);
+    for (int m = 0; m < RS_ALIGN_METHODS; m++)
+        for (int dir = 0; dir < 2; dir++) {
+            const rs_align_method *M = &r->m[m];
+            fprintf(stderr, "  S=3 R=9 %-10s %s R@1 %.3f [%.3f, %.3f] splits %.3f %.3f %.3f | null mean %.4f p95 %.4f p %.3f\n",
+                    rs_align_method_names[m], dir ? "img->txt" : "txt->img", M->recall[dir][0].value,
+                    M->recall[dir][0].lo, M->recall[dir][0].hi, M->split_recall[0][dir][0], M->split_recall[1][dir][0],
+                    M->split_recall[2][dir][0], M->null_mean[dir][0], M->null_p95[dir][0], M->p[dir]);
+            assert_true(M->recall[dir][0].value >= 0.95);
+            assert_true(fabs(M->p[dir] - 0.1) < 1e-15); /* (1 + 0) / (1 + 9) */
+            /* the null at chance 1/40: mean within 0.03, 95th percentile below 0.1 */
+            assert_true(fabs(M->null_mean[dir][0] - r->chance[0]) < 0.03);
+            assert_true(M->null_p95[dir][0] < 0.1 && M->null_p95[dir][0] >= M->null_mean[dir][0] - 1e-12);
+            assert_true(fabs(M->null_mean[dir][2] - r->chance[2]) < 0.08);
+            for (int k = 0; k < RS_ALIGN_NK; k++) {
+                double mean = 0;
+                for (int s = 0; s < S; s++) mean += M->split_recall[s][dir][k];
+                assert_true(fabs(M->recall[dir][k].value - mean / S) < 1e-15);
+                /* nested CI (splits, then test pairs) contains the split mean */
+                assert_true(M->recall[dir][k].lo <= M->recall[dir][k].value && M->recall[dir][k].value <= M->recall[dir][k].hi);
+                assert_true(M->null_recall[dir][k].lo <= M->null_recall[dir][k].value &&
+                            M->null_recall[dir][k].value <= M->null_recall[dir][k].hi);
+            }
+        }
+    /* unrelated: images independent of the captions */
+    Xu = malloc(sizeof(float) * n * d);
+    uint64_t st = 99;
+    for (int i = 0; i < n * d; i++) Xu[i] = (float)gauss(&st);
+    assert_int_equal(rs_align_evaluate_splits(Xt, d, Xu, d, n, te, S, &o, &res[1], &err), 0);
+    double psum = 0;
+    for (int m = 0; m < RS_ALIGN_METHODS; m++)
+        for (int dir = 0; dir < 2; dir++) {
+            const rs_align_method *M = &res[1].m[m];
+            fprintf(stderr, "  unrelated %-10s %s R@1 %.4f [%.4f, %.4f] | null mean %.4f p95 %.4f p %.3f\n",
+                    rs_align_method_names[m], dir ? "img->txt" : "txt->img", M->recall[dir][0].value,
+                    M->recall[dir][0].lo, M->recall[dir][0].hi, M->null_mean[dir][0], M->null_p95[dir][0], M->p[dir]);
+            assert_true(M->recall[dir][0].value < 0.1);
+            psum += M->p[dir];
+        }
+    fprintf(stderr, "  unrelated: mean p %.3f\n", psum / 6);
+    assert_true(psum / 6 > 0.3); /* ~0.55 expected under the null; planted: 0.1 */
+    /* BH over both results (12 p): q ≥ p; planted q small, unrelated q large */
+    assert_int_equal(rs_align_bh(both, 2, &err), 0);
+    for (int h = 0; h < 2; h++)
+        for (int m = 0; m < RS_ALIGN_METHODS; m++)
+            for (int dir = 0; dir < 2; dir++) {
+                const rs_align_method *M = &res[h].m[m];
+                assert_true(M->q[dir] >= M->p[dir] && M->q[dir] <= 1);
+                if (h == 0) assert_true(M->q[dir] <= 0.2 + 1e-12); /* 12 · 0.1 / 6 */
+            }
+    /* Procrustes unavailable (d_t ≠ d_i): its q stays NaN and it is not counted */
+    o.null_draws = 2;
+    assert_int_equal(rs_align_evaluate_splits(Xt, d, Xu, d - 2, n, te, S, &o, &res[1], &err), 0);
+    assert_false(res[1].m[1].available);
+    assert_int_equal(rs_align_bh(both, 2, &err), 0);
+    assert_true(isnan(res[1].m[1].q[0]) && isnan(res[1].m[1].q[1]) && res[1].m[0].q[0] >= res[1].m[0].p[0]);
+    /* bad arguments */
+    o.null_draws = 0;
+    assert_int_equal(rs_align_evaluate_splits(Xt, d, Xi, d, n, te, S, &o, &res[1], &err), -1);
+    assert_non_null(strstr(err.msg, "null_draws"));
+    o.null_draws = 1;
+    assert_int_equal(rs_align_evaluate_splits(Xt, d, Xi, d, n, te, 0, &o, &res[1], &err), -1);
+    assert_non_null(strstr(err.msg, "splits"));
+    free(Xt); free(Xi); free(Xu); free(one); free(te);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference),
         cmocka_unit_test(test_ranks),
         cmocka_unit_test(test_planted),
         cmocka_unit_test(test_planted_partial),
+        cmocka_unit_test(test_s1r1_regression),
+        cmocka_unit_test(test_splits_null),
     };
     return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -84,6 +84,7 @@ typedef struct {
             int on;          /* "probes.alignment" is present (else not computed) */
             int text_llm;    /* text side: 1 Gemma-2 captions, 0 PaliGemma captions */
             int dim, steps, batch, learn_temperature;
+            int splits, null_draws; /* repeated splits S, shuffled-pair null draws R (default 1, 1) */
             double lr, temperature_init, ridge_alpha;
             uint64_t seed;
         } align;

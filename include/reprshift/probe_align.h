@@ -80,30 +80,60 @@ typedef struct {
     int procrustes_scale; /* default 1 (no effect on cosine retrieval) */
     int n_boot;           /* default 1000 */
     uint64_t seed;        /* bootstrap and shuffled-pair seed (default 0) */
+    int null_draws;       /* R: shuffled-pair refits per split and method (default 1; cost S·(1 + R) fits) */
 } rs_align_opts;
 
 rs_align_opts rs_align_defaults(void);
 
+#define RS_ALIGN_MAX_SPLITS 64
+
+/* With S splits every value below is the mean over the splits ("split mean"); with S = 1 it is
+ * the one split's value. */
 typedef struct {
     int available;                        /* procrustes needs d_t = d_i */
-    rs_stat recall[2][RS_ALIGN_NK];       /* [0 text→image, 1 image→text][k] */
-    rs_stat null_recall[2][RS_ALIGN_NK];  /* the same learner fitted on shuffled training pairs */
-    double median_rank[2], null_median_rank[2]; /* median rank + 1 (1 = first) */
+    rs_stat recall[2][RS_ALIGN_NK];       /* [0 text→image, 1 image→text][k]: split mean; CI: S = 1 the
+                                             bootstrap over the test pairs (rs_recall_at_k), S > 1 the nested
+                                             bootstrap (splits, then test pairs; rs_nested_group_bootstrap) */
+    rs_stat null_recall[2][RS_ALIGN_NK];  /* null draw 0 (the learner fitted on shuffled training pairs), the same way */
+    double median_rank[2], null_median_rank[2]; /* median rank + 1 (1 = first), split mean; null: draw 0 */
+    double split_recall[RS_ALIGN_MAX_SPLITS][2][RS_ALIGN_NK]; /* per split (first n_splits entries) */
+    double null_mean[2][RS_ALIGN_NK];     /* mean over the R null draws of the split-mean recall */
+    double null_p95[2][RS_ALIGN_NK];      /* their 95th percentile (numpy linear) */
+    double p[2];                          /* (1 + #{null split-mean recall@1 ≥ observed}) / (1 + R) */
+    double q[2];                          /* BH q of p over a family (rs_align_bh; NaN until then) */
 } rs_align_method;
 
 typedef struct {
-    int n_train, n_test;
-    double chance[RS_ALIGN_NK];           /* min(k, n_test) / n_test */
+    int n_train, n_test;                  /* split 0 */
+    int n_splits, n_null;                 /* S, R */
+    int n_test_split[RS_ALIGN_MAX_SPLITS], n_train_split[RS_ALIGN_MAX_SPLITS];
+    double chance[RS_ALIGN_NK];           /* min(k, n_test) / n_test (split mean) */
     rs_align_method m[RS_ALIGN_METHODS];
-    double loss_first, loss_last;         /* InfoNCE batch loss, first and last step (real pairs) */
-    double null_loss_last;                /* last-step loss on the shuffled pairs */
-    double temperature;                   /* learned 1/s */
+    double loss_first, loss_last;         /* InfoNCE batch loss, first and last step (real pairs; split mean) */
+    double null_loss_last;                /* last-step loss on the shuffled pairs (draw 0; split mean) */
+    double temperature;                   /* learned 1/s (split mean) */
 } rs_align_result;
 
-/* Fit every method on the pairs with is_test = 0 (and on the same rows with the image side
+/* One split, o->null_draws null draws (rs_align_evaluate_splits with S = 1).
+ * Fit every method on the pairs with is_test = 0 (and on the same rows with the image side
  * permuted by stats_permutation(seed ^ 0xA11647, 0, n_train): the shuffled-pair null),
  * retrieve among the is_test = 1 pairs. Bootstrap resamples are the same for every method. */
 int rs_align_evaluate(const float *Xt, int dt, const float *Xi, int di, int n, const int *is_test, const rs_align_opts *o,
                       rs_align_result *r, rs_err *err);
+
+/* The same over S splits (is_test [S × n], split k's mask at is_test + k·n; 1 ≤ S ≤
+ * RS_ALIGN_MAX_SPLITS) with o->null_draws = R shuffled-pair refits per split and method:
+ * null draw r of split k permutes split k's training images by
+ * stats_permutation((seed ^ 0xA11647) + 0xD1B54A32D192ED03·k, r, n_train_k) (split 0, draw 0 =
+ * rs_align_evaluate's one draw). The null statistic is the split-mean recall (each draw
+ * shuffles every split); p (recall@1) = (1 + #{null ≥ observed}) / (1 + R). Nested bootstrap
+ * (S > 1): rs_nested_group_bootstrap with every test pair its own group, seed seed ^ 0xB0075.
+ * S = 1, R = 1 gives rs_align_evaluate's numbers exactly. Cost: S · (1 + R) fits per method. */
+int rs_align_evaluate_splits(const float *Xt, int dt, const float *Xi, int di, int n, const int *is_test, int S,
+                             const rs_align_opts *o, rs_align_result *r, rs_err *err);
+
+/* Benjamini–Hochberg q (stats_bh_qvalues) over the p of every available method and direction
+ * of *r[0..n_r−1] (one family, e.g. every hook of alignment.json); sets m[].q. 0, or -1 (memory). */
+int rs_align_bh(rs_align_result *const *r, int n_r, rs_err *err);
 
 #endif

@@ -141,6 +141,13 @@ static const field ALIGNMENT[] = {
     {"infonce", K_OBJ, 0, "{}", 0, 0, 0, NULL, 0, INFONCE, "the contrastive learner (docs/probes.md)"},
     {"ridge_alpha", K_NUM, 0, "0.1", 1e-12, 1e12, 0, NULL, 0, NULL,
      "ridge baseline: lambda = ridge_alpha * sum of squared centred training text rows / d"},
+    {"splits", K_INT, 0, "1", 1, 64, 0, NULL, 0, NULL,
+     "group-aware splits (split seeds 7919 + k; split 0 = the cross-modal transfer's first split): recall is the mean "
+     "over the splits with a nested bootstrap CI (splits, then test pairs); cost grows splits * (1 + null_draws) fits "
+     "per method and hook"},
+    {"null_draws", K_INT, 0, "1", 1, 100000, 0, NULL, 0, NULL,
+     "shuffled-pair null: independent shufflings of the training pairing, each refitted on every split -> null mean, "
+     "95th percentile and permutation p of recall@1 (p >= 1 / (1 + null_draws)); cost grows splits * (1 + null_draws)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, NULL, NULL},
 };
 
@@ -979,6 +986,8 @@ static int extract(rs_config *c, const cJSON *r, ctx *cx) {
         c->probes.align.on = 1;
         c->probes.align.text_llm = !strcmp(get(al, "text")->valuestring, "llm");
         c->probes.align.ridge_alpha = get(al, "ridge_alpha")->valuedouble;
+        c->probes.align.splits = (int)get(al, "splits")->valuedouble;
+        c->probes.align.null_draws = (int)get(al, "null_draws")->valuedouble;
         c->probes.align.dim = (int)get(in, "dim")->valuedouble;
         c->probes.align.steps = (int)get(in, "steps")->valuedouble;
         c->probes.align.batch = (int)get(in, "batch")->valuedouble;

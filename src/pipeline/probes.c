@@ -336,9 +336,10 @@ static int add_transfer(probe_run *p, const rs_transfer_result *tr, const int *y
 }
 
 /* probes.alignment at the current hook: caption (VLM or LLM, config text) ↔ VLM image pairs,
- * one per image with a caption, split as the cross-modal transfer's first split (group-aware,
- * stratified by concept, seed + 7919); rs_align_evaluate fits InfoNCE, Procrustes and ridge on
- * the training pairs and their shuffled-pair nulls, and retrieves among the test pairs.
+ * one per image with a caption, split probes.alignment.splits times (group-aware, stratified by
+ * concept, seed + 7919 + k; split 0 = the cross-modal transfer's first split);
+ * rs_align_evaluate_splits fits InfoNCE, Procrustes and ridge on each split's training pairs and
+ * on null_draws shufflings of them, and retrieves among the test pairs.
  * X, y, g: scratch of at least 2 · n_image rows. */
 static int align_hook(probe_run *p, const float *XL, const float *XV, const float *XI, int d, float *X, int *y, int *g,
                       rs_err *err) {
@@ -356,13 +357,18 @@ static int align_hook(probe_run *p, const float *XL, const float *XV, const floa
         g[np] = c->image_group[j];
         np++;
     }
-    int *is_test = malloc((size_t)(np + 1) * sizeof *is_test);
+    int S = cfg->probes.align.splits > 0 ? cfg->probes.align.splits : 1, sp = 0;
+    int *is_test = malloc((size_t)S * (np + 1) * sizeof *is_test);
     if (!is_test) return rs_errk(err, RS_ENOMEM, "out of memory");
     pl_probes_result *R = p->res;
     rs_align_result ar;
     rs_err e = {0};
-    if (np < 4 || rs_split_stratified_groups(y, g, np, K, p->eo.test_frac, p->eo.seed + 7919u, is_test, &e) ||
-        rs_align_evaluate(X, d, XB, d, np, is_test, &R->al_opts, &ar, &e)) {
+    /* split k: seed + 7919 + k (split 0 = the cross-modal transfer's first split) */
+    for (; np >= 4 && sp < S; sp++)
+        if (rs_split_stratified_groups(y, g, np, K, p->eo.test_frac, p->eo.seed + 7919u + (uint64_t)sp,
+                                       is_test + (size_t)sp * np, &e))
+            break;
+    if (np < 4 || sp < S || rs_align_evaluate_splits(X, d, XB, d, np, is_test, S, &R->al_opts, &ar, &e)) {
         free(is_test);
         if (e.kind == RS_ENOMEM) return rs_errk(err, e.kind, "%s", e.msg);
         pl_log(c, "probes", "alignment at %s: skipped (%s)", p->hook, np < 4 ? "fewer than 4 pairs" : e.msg);
@@ -377,7 +383,21 @@ static int align_hook(probe_run *p, const float *XL, const float *XV, const floa
            "ridge %.3f",
            p->hook, ar.n_test, ar.chance[0], ar.m[0].recall[0][0].value, ar.m[0].null_recall[0][0].value,
            ar.m[1].available ? ar.m[1].recall[0][0].value : NAN, ar.m[2].recall[0][0].value);
+    if (S > 1 || ar.n_null > 1)
+        pl_log(c, "probes", "alignment %s: %d splits, %d null draws: InfoNCE text->image null R@1 mean %.3f, p %.3g", p->hook,
+               S, ar.n_null, ar.m[0].null_mean[0][0], ar.m[0].p[0]);
     return 0;
+}
+
+/* BH q of the alignment permutation p over methods × directions × hooks (one family: alignment.json). */
+static int align_bh(pl_probes_result *R, rs_err *err) {
+    if (R->n_al == 0) return 0;
+    rs_align_result **rp = malloc(sizeof *rp * (size_t)R->n_al);
+    if (!rp) return rs_errk(err, RS_ENOMEM, "out of memory");
+    for (int i = 0; i < R->n_al; i++) rp[i] = &R->al[i].r;
+    int rc = rs_align_bh(rp, R->n_al, err);
+    free(rp);
+    return rc;
 }
 
 /* One hook: load the features of every store and run every probe family asked for. */
@@ -735,6 +755,7 @@ int pl_probes_run(pl_ctx *c, const char **note, rs_err *err) {
         ao->ridge_alpha = cfg->probes.align.ridge_alpha;
         ao->n_boot = cfg->probes.bootstrap;
         ao->seed = 0;
+        ao->null_draws = cfg->probes.align.null_draws > 0 ? cfg->probes.align.null_draws : 1;
     }
     /* probes.penalty applies to every evaluated probe; l1 takes its own C grid (probes.l1_C) */
     p.eo.penalty = cfg->probes.penalty ? RS_PENALTY_L1 : RS_PENALTY_L2;
@@ -765,7 +786,7 @@ int pl_probes_run(pl_ctx *c, const char **note, rs_err *err) {
         }
     }
     /* the report needs at least one task in probes.json: with none, the file is not written */
-    if ((R.n_em > 0 && luminance(c, &R, err)) || (R.n_pt > 0 && pl_probes_bh(&R, err)) ||
+    if ((R.n_em > 0 && luminance(c, &R, err)) || (R.n_pt > 0 && pl_probes_bh(&R, err)) || align_bh(&R, err) ||
         (R.tg && pl_targets_bh(R.tg, err)) || pl_probes_sae_bh(&R, err) ||
         pl_probes_write(&R, c->results, err))
         goto done;

@@ -391,7 +391,7 @@ static cJSON *align_stat(const rs_stat *a, int n) {
     return o;
 }
 
-static cJSON *align_dir(const rs_align_method *M, int dir, int n) {
+static cJSON *align_dir(const rs_align_method *M, int dir, int n, int S, int R) {
     cJSON *o = cJSON_CreateObject(), *rec = cJSON_AddObjectToObject(o, "recall"), *nul = cJSON_AddObjectToObject(o, "shuffled_recall");
     for (int k = 0; k < RS_ALIGN_NK; k++) {
         char key[16];
@@ -402,6 +402,24 @@ static cJSON *align_dir(const rs_align_method *M, int dir, int n) {
     }
     rs_json_add_num(o, "median_rank", M->median_rank[dir]);
     rs_json_add_num(o, "shuffled_median_rank", M->null_median_rank[dir]);
+    cJSON *ps = cJSON_AddObjectToObject(o, "recall_per_split");
+    for (int k = 0; k < RS_ALIGN_NK; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "%d", rs_align_ks[k]);
+        cJSON *arr = cJSON_AddArrayToObject(ps, key);
+        for (int s = 0; s < S; s++) cJSON_AddItemToArray(arr, rs_json_number(M->split_recall[s][dir][k]));
+    }
+    cJSON *nl = cJSON_AddObjectToObject(o, "null"), *mean = cJSON_AddObjectToObject(nl, "mean");
+    cJSON *p95 = cJSON_AddObjectToObject(nl, "p95");
+    rs_json_add_num(nl, "draws", R);
+    for (int k = 0; k < RS_ALIGN_NK; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "%d", rs_align_ks[k]);
+        rs_json_add_num(mean, key, M->null_mean[dir][k]);
+        rs_json_add_num(p95, key, M->null_p95[dir][k]);
+    }
+    rs_json_add_num(nl, "p", M->p[dir]);
+    rs_json_add_num(nl, "q", M->q[dir]);
     return o;
 }
 
@@ -414,6 +432,13 @@ static cJSON *align_hook_json(const pl_probe_align *A) {
     cJSON_AddStringToObject(h, "image", "VLM images");
     rs_json_add_num(h, "n_train", r->n_train);
     rs_json_add_num(h, "n_test", r->n_test);
+    rs_json_add_num(h, "splits", r->n_splits);
+    rs_json_add_num(h, "null_draws", r->n_null);
+    cJSON *tr = cJSON_AddArrayToObject(h, "n_train_per_split"), *te = cJSON_AddArrayToObject(h, "n_test_per_split");
+    for (int s = 0; s < r->n_splits; s++) {
+        cJSON_AddItemToArray(tr, rs_json_number(r->n_train_split[s]));
+        cJSON_AddItemToArray(te, rs_json_number(r->n_test_split[s]));
+    }
     cJSON *ch = cJSON_AddObjectToObject(h, "chance");
     for (int k = 0; k < RS_ALIGN_NK; k++) {
         char key[16];
@@ -432,8 +457,8 @@ static cJSON *align_hook_json(const pl_probe_align *A) {
             continue;
         }
         cJSON *o = cJSON_AddObjectToObject(ms, rs_align_method_names[m]);
-        cJSON_AddItemToObject(o, "text_to_image", align_dir(&r->m[m], 0, r->n_test));
-        cJSON_AddItemToObject(o, "image_to_text", align_dir(&r->m[m], 1, r->n_test));
+        cJSON_AddItemToObject(o, "text_to_image", align_dir(&r->m[m], 0, r->n_test, r->n_splits, r->n_null));
+        cJSON_AddItemToObject(o, "image_to_text", align_dir(&r->m[m], 1, r->n_test, r->n_splits, r->n_null));
     }
     return h;
 }
@@ -442,28 +467,41 @@ cJSON *pl_probes_align_json(const pl_probes_result *r) {
     cJSON *a = cJSON_CreateObject();
     if (!a) return NULL;
     const rs_align_opts *o = &r->al_opts;
+    int S = r->n_al > 0 ? r->al[0].r.n_splits : 1, R = o->null_draws;
     char desc[1400];
     snprintf(desc, sizeof desc,
-             "held-out caption-image retrieval after a map fitted on the training pairs of the cross-modal transfer's "
-             "first split (group-aware, stratified by concept): infonce = two linear projections to %d dims with a "
+             "held-out caption-image retrieval after a map fitted on the training pairs of %d group-aware split%s "
+             "(stratified by concept, seeds 7919 + k; split 0 = the cross-modal transfer's first split; every value "
+             "is the mean over the splits, recall_per_split lists them): infonce = two linear projections to %d dims with a "
              "learnable logit scale, L2-normalised, symmetric InfoNCE, Adam (lr %g, %d steps, batch %d, seed %llu, "
              "inputs standardised with the training pairs' mean and sd); procrustes and ridge (lambda = %g x the "
              "training text rows' centred sum of squares / d) map text into the image space (both sides centred on "
              "the training image mean); all three are scored by the same cosine retrieval. recall@k: share of test "
              "items whose partner ranks among the top k of the n_test candidates (ties count against it); "
              "text_to_image ranks the images for each caption, image_to_text the captions for each image",
-             o->infonce.dim, o->infonce.lr, o->infonce.steps, o->infonce.batch, (unsigned long long)o->infonce.seed,
-             o->ridge_alpha);
+             S, S == 1 ? "" : "s", o->infonce.dim, o->infonce.lr, o->infonce.steps, o->infonce.batch,
+             (unsigned long long)o->infonce.seed, o->ridge_alpha);
     cJSON_AddStringToObject(a, "description", desc);
-    snprintf(desc, sizeof desc,
-             "95%% percentile bootstrap over the held-out pairs (images; %d resamples, the same draws for every method "
-             "and direction); the candidate set stays the n_test items",
-             o->n_boot);
+    if (S == 1)
+        snprintf(desc, sizeof desc,
+                 "95%% percentile bootstrap over the held-out pairs (images; %d resamples, the same draws for every "
+                 "method and direction); the candidate set stays the n_test items",
+                 o->n_boot);
+    else
+        snprintf(desc, sizeof desc,
+                 "95%% nested percentile bootstrap of the split mean: splits, then the bootstrap over the held-out "
+                 "pairs (images) of each drawn split (%d resamples, the same draws for every method and direction); "
+                 "the candidate set stays each split's n_test items",
+                 o->n_boot);
     cJSON_AddStringToObject(a, "ci", desc);
-    cJSON_AddStringToObject(a, "null",
-                            "chance = k / n_test (a random ranking); shuffled_recall = the same method fitted the same "
-                            "way on the training pairs with the images permuted (one seeded permutation), scored on the "
-                            "true test pairs");
+    snprintf(desc, sizeof desc,
+             "chance = k / n_test (a random ranking); shuffled_recall = the same method fitted the same way on the "
+             "training pairs with the images permuted (null draw 0), scored on the true test pairs; null = %d "
+             "independent shufflings of every split's training pairing, each refitted: mean and 95th percentile of "
+             "the split-mean recall, p = (1 + #{null recall@1 >= observed}) / (1 + %d) (one-sided; at least %.3g), "
+             "q = Benjamini-Hochberg over methods x directions x hooks of this file",
+             R, R, 1.0 / (1 + R));
+    cJSON_AddStringToObject(a, "null", desc);
     cJSON *hooks = cJSON_AddArrayToObject(a, "hooks");
     for (int i = 0; i < r->n_al; i++) cJSON_AddItemToArray(hooks, align_hook_json(&r->al[i]));
     return a;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "reprshift/probe_align.h"
+#include "reprshift/probe_eval.h"
 #include "reprshift/probe_transfer.h"
 #include "reprshift/stats.h"
 #include "sae/train_common.h"
@@ -21,7 +22,7 @@ rs_infonce_opts rs_infonce_defaults(void) {
 
 rs_align_opts rs_align_defaults(void) {
     return (rs_align_opts){.infonce = rs_infonce_defaults(), .ridge_alpha = 0.1, .procrustes_scale = 1, .n_boot = 1000,
-                           .seed = 0};
+                           .seed = 0, .null_draws = 1};
 }
 
 void rs_infonce_free(rs_infonce *m) {
@@ -277,14 +278,18 @@ int rs_retrieval_ranks(const float *A, const float *B, int n, int e, int *rank_a
     return 0;
 }
 
-rs_stat rs_recall_at_k(const int *rank, int n, int k, int n_boot, uint64_t seed) {
+/* rs_recall_at_k; -1 when the bootstrap buffer cannot be allocated (*r then has a NaN CI). */
+static int recall_at_k(const int *rank, int n, int k, int n_boot, uint64_t seed, rs_stat *out) {
     rs_stat r = {NAN, NAN, NAN};
-    if (n < 1) return r;
+    *out = r;
+    if (n < 1) return 0;
     int hits = 0;
     for (int i = 0; i < n; i++) hits += rank[i] < k;
     r.value = (double)hits / n;
-    double *bm = n_boot > 0 ? malloc(sizeof(double) * n_boot) : NULL;
-    if (!bm) return r;
+    *out = r;
+    if (n_boot <= 0) return 0;
+    double *bm = malloc(sizeof(double) * n_boot);
+    if (!bm) return -1;
     uint64_t st = seed;
     for (int b = 0; b < n_boot; b++) {
         int h = 0;
@@ -294,6 +299,13 @@ rs_stat rs_recall_at_k(const int *rank, int n, int k, int n_boot, uint64_t seed)
     r.lo = stats_percentile(bm, n_boot, 0.025);
     r.hi = stats_percentile(bm, n_boot, 0.975);
     free(bm);
+    *out = r;
+    return 0;
+}
+
+rs_stat rs_recall_at_k(const int *rank, int n, int k, int n_boot, uint64_t seed) {
+    rs_stat r;
+    recall_at_k(rank, n, k, n_boot, seed, &r);
     return r;
 }
 
@@ -358,74 +370,203 @@ static int embed_method(int method, const float *Tt, const float *Ti, int ntr, c
 
 int rs_align_evaluate(const float *Xt, int dt, const float *Xi, int di, int n, const int *is_test, const rs_align_opts *o,
                       rs_align_result *r, rs_err *err) {
+    return rs_align_evaluate_splits(Xt, dt, Xi, di, n, is_test, 1, o, r, err);
+}
+
+/* Split-mean recall@k with its CI from the concatenated ranks of S splits (split k: nte[k]
+ * entries): S = 1 → rs_recall_at_k (the bootstrap over the test pairs); S > 1 → the nested
+ * bootstrap (splits, then test pairs, each pair its own group) of rs_nested_group_bootstrap.
+ * The value is Σ_k recall_k / S in split order (the null statistic is summed the same way). */
+static int split_mean_stat(const int *rank, const int *nte, int S, int k, int n_boot, uint64_t seed, const double *per_split,
+                           rs_stat *out, rs_err *err) {
+    if (S == 1)
+        return recall_at_k(rank, nte[0], k, n_boot, seed, out) ? rs_errk(err, RS_ENOMEM, "out of memory") : 0;
+    double sum = 0;
+    for (int s = 0; s < S; s++) sum += per_split[s];
+    *out = (rs_stat){sum / S, NAN, NAN};
+    if (n_boot < 1) return 0;
+    int tot = 0;
+    for (int s = 0; s < S; s++) tot += nte[s];
+    int *y = malloc(sizeof(int) * tot), *pred = malloc(sizeof(int) * tot), *gid = malloc(sizeof(int) * tot);
+    if (!y || !pred || !gid) {
+        free(y); free(pred); free(gid);
+        return rs_errk(err, RS_ENOMEM, "out of memory");
+    }
+    for (int s = 0, a = 0; s < S; s++)
+        for (int i = 0; i < nte[s]; i++, a++) y[a] = 1, pred[a] = rank[a] < k, gid[a] = i;
+    rs_metrics lo, hi;
+    int rc = rs_nested_group_bootstrap(y, pred, gid, nte, S, 2, n_boot, seed, &lo, &hi, NULL, err);
+    if (!rc) out->lo = lo.accuracy, out->hi = hi.accuracy;
+    free(y); free(pred); free(gid);
+    return rc;
+}
+
+int rs_align_evaluate_splits(const float *Xt, int dt, const float *Xi, int di, int n, const int *is_test, int S,
+                             const rs_align_opts *o, rs_align_result *r, rs_err *err) {
     memset(r, 0, sizeof *r);
-    int ntr = 0, nte = 0, rc = -1;
-    for (int i = 0; i < n; i++) is_test[i] ? nte++ : ntr++;
-    if (ntr < 2 || nte < 2) return rs_errf(err, "alignment: need at least 2 training and 2 test pairs (got %d and %d)", ntr, nte);
-    r->n_train = ntr, r->n_test = nte;
-    for (int k = 0; k < RS_ALIGN_NK; k++) r->chance[k] = (double)(rs_align_ks[k] < nte ? rs_align_ks[k] : nte) / nte;
+    int R = o->null_draws, rc = -1, tot = 0;
+    if (S < 1 || S > RS_ALIGN_MAX_SPLITS)
+        return rs_errf(err, "alignment: splits must be 1..%d (got %d)", RS_ALIGN_MAX_SPLITS, S);
+    if (R < 1) return rs_errf(err, "alignment: null_draws must be >= 1 (got %d)", R);
+    for (int s = 0; s < S; s++) {
+        int ntr = 0, nte = 0;
+        for (int i = 0; i < n; i++) is_test[(size_t)s * n + i] ? nte++ : ntr++;
+        if (ntr < 2 || nte < 2)
+            return rs_errf(err, "alignment: need at least 2 training and 2 test pairs (got %d and %d%s)", ntr, nte,
+                           S > 1 ? " in a split" : "");
+        r->n_train_split[s] = ntr, r->n_test_split[s] = nte;
+        tot += nte;
+    }
+    r->n_splits = S, r->n_null = R;
+    r->n_train = r->n_train_split[0], r->n_test = r->n_test_split[0];
+    for (int k = 0; k < RS_ALIGN_NK; k++) {
+        double c = 0;
+        for (int s = 0; s < S; s++) {
+            int nte = r->n_test_split[s];
+            c += (double)(rs_align_ks[k] < nte ? rs_align_ks[k] : nte) / nte;
+        }
+        r->chance[k] = c / S;
+    }
     r->loss_first = r->loss_last = r->null_loss_last = r->temperature = NAN;
-    float *Tt = malloc(sizeof(float) * (size_t)ntr * dt), *Ti = malloc(sizeof(float) * (size_t)ntr * di);
-    float *Ts = malloc(sizeof(float) * (size_t)ntr * di);
-    float *Et = malloc(sizeof(float) * (size_t)nte * dt), *Ei = malloc(sizeof(float) * (size_t)nte * di);
-    int *rk = malloc(sizeof(int) * (size_t)nte * 3);
-    int64_t *perm = malloc(sizeof(int64_t) * (size_t)ntr);
+    double lf = 0, ll = 0, nl = 0, tp = 0;
+    float *Tt = malloc(sizeof(float) * (size_t)n * dt), *Ti = malloc(sizeof(float) * (size_t)n * di);
+    float *Ts = malloc(sizeof(float) * (size_t)n * di);
+    float *Et = malloc(sizeof(float) * (size_t)n * dt), *Ei = malloc(sizeof(float) * (size_t)n * di);
+    int *rk = malloc(sizeof(int) * (size_t)n * 3);
+    /* ranks of the real fit and of null draw 0, concatenated over splits: [2 real/null][method][dir][tot] */
+    int *allrk = malloc(sizeof(int) * (size_t)2 * RS_ALIGN_METHODS * 2 * tot);
+    double *nullv = calloc((size_t)R * RS_ALIGN_METHODS * 2 * RS_ALIGN_NK, sizeof(double)); /* split-mean sums */
+    double *tmp = malloc(sizeof(double) * ((size_t)R + S));
+    int64_t *perm = malloc(sizeof(int64_t) * (size_t)n);
     float *A = NULL, *B = NULL;
-    if (!Tt || !Ti || !Ts || !Et || !Ei || !rk || !perm) {
+    if (!Tt || !Ti || !Ts || !Et || !Ei || !rk || !allrk || !nullv || !tmp || !perm) {
         rs_errk(err, RS_ENOMEM, "out of memory");
         goto done;
     }
-    for (int i = 0, a = 0, b = 0; i < n; i++) {
-        if (is_test[i]) {
-            memcpy(Et + (size_t)b * dt, Xt + (size_t)i * dt, sizeof(float) * dt);
-            memcpy(Ei + (size_t)b * di, Xi + (size_t)i * di, sizeof(float) * di);
-            b++;
-        } else {
-            memcpy(Tt + (size_t)a * dt, Xt + (size_t)i * dt, sizeof(float) * dt);
-            memcpy(Ti + (size_t)a * di, Xi + (size_t)i * di, sizeof(float) * di);
-            a++;
+#define ALLRK(shuf, meth, dir) (allrk + ((size_t)((shuf) * RS_ALIGN_METHODS + (meth)) * 2 + (dir)) * tot)
+#define NULLV(rr, meth, dir, k) nullv[(((size_t)(rr) * RS_ALIGN_METHODS + (meth)) * 2 + (dir)) * RS_ALIGN_NK + (k)]
+    for (int s = 0, off = 0; s < S; off += r->n_test_split[s], s++) {
+        const int *te = is_test + (size_t)s * n;
+        int ntr = r->n_train_split[s], nte = r->n_test_split[s];
+        for (int i = 0, a = 0, b = 0; i < n; i++) {
+            if (te[i]) {
+                memcpy(Et + (size_t)b * dt, Xt + (size_t)i * dt, sizeof(float) * dt);
+                memcpy(Ei + (size_t)b * di, Xi + (size_t)i * di, sizeof(float) * di);
+                b++;
+            } else {
+                memcpy(Tt + (size_t)a * dt, Xt + (size_t)i * dt, sizeof(float) * dt);
+                memcpy(Ti + (size_t)a * di, Xi + (size_t)i * di, sizeof(float) * di);
+                a++;
+            }
+        }
+        for (int meth = 0; meth < RS_ALIGN_METHODS; meth++) {
+            rs_align_method *M = &r->m[meth];
+            if (meth == 1 && dt != di) continue;
+            M->available = 1;
+            for (int draw = -1; draw < R; draw++) { /* -1: the real pairs; 0..R-1: shuffled */
+                int shuf = draw >= 0;
+                if (shuf) {
+                    stats_permutation((o->seed ^ 0xA11647u) + 0xD1B54A32D192ED03ULL * (uint64_t)s, draw, ntr, perm);
+                    for (int a = 0; a < ntr; a++)
+                        memcpy(Ts + (size_t)a * di, Ti + (size_t)perm[a] * di, sizeof(float) * di);
+                }
+                rs_infonce keep;
+                memset(&keep, 0, sizeof keep);
+                int e = 0;
+                if (embed_method(meth, Tt, shuf ? Ts : Ti, ntr, Et, Ei, nte, dt, di, o, &A, &B, &e,
+                                 meth == 0 ? &keep : NULL, err)) {
+                    if (S > 1)
+                        rs_err_prefix(err, "alignment %s%s, split %d", rs_align_method_names[meth],
+                                      shuf ? " (shuffled pairs)" : "", s + 1);
+                    else rs_err_prefix(err, "alignment %s%s", rs_align_method_names[meth], shuf ? " (shuffled pairs)" : "");
+                    goto done;
+                }
+                if (meth == 0) {
+                    if (draw == 0) nl += keep.loss_last;
+                    else if (!shuf) {
+                        lf += keep.loss_first, ll += keep.loss_last;
+                        tp += exp(-(double)keep.log_scale[0]);
+                    }
+                    rs_infonce_free(&keep);
+                }
+                if (rs_retrieval_ranks(A, B, nte, e, rk, rk + nte, err)) goto done;
+                free(A), free(B), A = B = NULL;
+                for (int dir = 0; dir < 2; dir++) {
+                    const int *rd = rk + (size_t)dir * nte;
+                    for (int k = 0; k < RS_ALIGN_NK; k++) {
+                        int hits = 0;
+                        for (int i = 0; i < nte; i++) hits += rd[i] < rs_align_ks[k];
+                        double v = (double)hits / nte;
+                        if (!shuf) M->split_recall[s][dir][k] = v;
+                        else NULLV(draw, meth, dir, k) += v;
+                    }
+                    if (draw <= 0) {
+                        memcpy(ALLRK(shuf, meth, dir) + off, rd, sizeof(int) * nte);
+                        double med = median_rank1(rd, nte, rk + 2 * (size_t)nte);
+                        if (shuf) M->null_median_rank[dir] += med;
+                        else M->median_rank[dir] += med;
+                    }
+                }
+            }
         }
     }
-    stats_permutation(o->seed ^ 0xA11647u, 0, ntr, perm);
-    for (int a = 0; a < ntr; a++) memcpy(Ts + (size_t)a * di, Ti + (size_t)perm[a] * di, sizeof(float) * di);
+    if (r->m[0].available) r->loss_first = lf / S, r->loss_last = ll / S, r->null_loss_last = nl / S, r->temperature = tp / S;
     for (int meth = 0; meth < RS_ALIGN_METHODS; meth++) {
         rs_align_method *M = &r->m[meth];
-        if (meth == 1 && dt != di) continue;
-        M->available = 1;
-        for (int shuf = 0; shuf < 2; shuf++) {
-            rs_infonce keep;
-            memset(&keep, 0, sizeof keep);
-            int e = 0;
-            if (embed_method(meth, Tt, shuf ? Ts : Ti, ntr, Et, Ei, nte, dt, di, o, &A, &B, &e, meth == 0 ? &keep : NULL,
-                             err)) {
-                rs_err_prefix(err, "alignment %s%s", rs_align_method_names[meth], shuf ? " (shuffled pairs)" : "");
-                goto done;
-            }
-            if (meth == 0) {
-                if (shuf) r->null_loss_last = keep.loss_last;
-                else {
-                    r->loss_first = keep.loss_first, r->loss_last = keep.loss_last;
-                    r->temperature = exp(-(double)keep.log_scale[0]);
+        M->q[0] = M->q[1] = NAN;
+        if (!M->available) continue;
+        for (int dir = 0; dir < 2; dir++) {
+            M->median_rank[dir] /= S, M->null_median_rank[dir] /= S;
+            for (int k = 0; k < RS_ALIGN_NK; k++) {
+                double *ps = tmp + R;
+                for (int s = 0; s < S; s++) ps[s] = M->split_recall[s][dir][k];
+                /* the same bootstrap draws for every method and direction */
+                if (split_mean_stat(ALLRK(0, meth, dir), r->n_test_split, S, rs_align_ks[k], o->n_boot,
+                                    o->seed ^ 0xB0075u, ps, &M->recall[dir][k], err))
+                    goto done;
+                /* null draw 0's per-split values are not kept: recompute them from its ranks */
+                for (int s = 0, off = 0; s < S; off += r->n_test_split[s], s++) {
+                    int hits = 0;
+                    for (int i = 0; i < r->n_test_split[s]; i++) hits += ALLRK(1, meth, dir)[off + i] < rs_align_ks[k];
+                    ps[s] = (double)hits / r->n_test_split[s];
                 }
-                rs_infonce_free(&keep);
-            }
-            if (rs_retrieval_ranks(A, B, nte, e, rk, rk + nte, err)) goto done;
-            free(A), free(B), A = B = NULL;
-            for (int dir = 0; dir < 2; dir++) {
-                for (int k = 0; k < RS_ALIGN_NK; k++) {
-                    /* the same bootstrap draws for every method and direction */
-                    rs_stat s = rs_recall_at_k(rk + (size_t)dir * nte, nte, rs_align_ks[k], o->n_boot, o->seed ^ 0xB0075u);
-                    if (shuf) M->null_recall[dir][k] = s;
-                    else M->recall[dir][k] = s;
-                }
-                double med = median_rank1(rk + (size_t)dir * nte, nte, rk + 2 * (size_t)nte);
-                if (shuf) M->null_median_rank[dir] = med;
-                else M->median_rank[dir] = med;
+                if (split_mean_stat(ALLRK(1, meth, dir), r->n_test_split, S, rs_align_ks[k], o->n_boot,
+                                    o->seed ^ 0xB0075u, ps, &M->null_recall[dir][k], err))
+                    goto done;
+                double mean = 0;
+                for (int q = 0; q < R; q++) tmp[q] = NULLV(q, meth, dir, k) / S, mean += tmp[q];
+                M->null_mean[dir][k] = mean / R;
+                if (k == 0) M->p[dir] = rs_permutation_pvalue(M->recall[dir][0].value, tmp, R);
+                M->null_p95[dir][k] = stats_percentile(tmp, R, 0.95);
             }
         }
     }
+#undef ALLRK
+#undef NULLV
     rc = 0;
 done:
-    free(Tt); free(Ti); free(Ts); free(Et); free(Ei); free(rk); free(perm); free(A); free(B);
+    free(Tt); free(Ti); free(Ts); free(Et); free(Ei); free(rk); free(allrk); free(nullv); free(tmp); free(perm);
+    free(A); free(B);
     return rc;
+}
+
+int rs_align_bh(rs_align_result *const *r, int n_r, rs_err *err) {
+    int n = n_r * RS_ALIGN_METHODS * 2;
+    double *p = calloc((size_t)n + 1, sizeof(double)), *q = calloc((size_t)n + 1, sizeof(double));
+    if (!p || !q) {
+        free(p); free(q);
+        return rs_errk(err, RS_ENOMEM, "out of memory");
+    }
+    for (int h = 0, a = 0; h < n_r; h++)
+        for (int m = 0; m < RS_ALIGN_METHODS; m++)
+            for (int d = 0; d < 2; d++, a++) p[a] = r[h]->m[m].available ? r[h]->m[m].p[d] : NAN;
+    if (stats_bh_qvalues(p, n, q)) {
+        free(p); free(q);
+        return rs_errk(err, RS_ENOMEM, "out of memory");
+    }
+    for (int h = 0, a = 0; h < n_r; h++)
+        for (int m = 0; m < RS_ALIGN_METHODS; m++)
+            for (int d = 0; d < 2; d++, a++) r[h]->m[m].q[d] = q[a];
+    free(p); free(q);
+    return 0;
 }

@@ -2724,7 +2724,7 @@ static int sec_alignment(ctx *c, rs_err *err) {
     cJSON *j;
     if (load(c, "alignment.json", "Alignment", &j, err)) return -1;
     int rc = -1, k = 0;
-    char ci[512], ntext[160], what[1024];
+    char ci[512], ntext[160], what[1600];
     if (get_ci(c, j, ci, sizeof ci, err)) goto out;
     const cJSON *hooks = cJSON_GetObjectItemCaseSensitive(j, "hooks");
     if (!cJSON_IsArray(hooks)) {
@@ -2782,11 +2782,50 @@ static int sec_alignment(ctx *c, rs_err *err) {
                 sb_printf(c->b, "<td>%s</td>", svg_fmt(cJSON_IsNumber(v) ? v->valuedouble : NAN, a, sizeof a));
             }
         sb_puts(c->b, "</tr>\n</table>\n");
+        /* the permutation null of recall@1 (files with "null" per direction; older files have none) */
+        const cJSON *M0 = cJSON_GetObjectItemCaseSensitive(ms, "infonce");
+        const cJSON *N0 = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(M0, DIRS[0]), "null");
+        int has_null = cJSON_IsObject(N0);
+        double S = num_or_nan(e, "splits"), R = num_or_nan(N0, "draws");
+        if (has_null) {
+            sb_puts(c->b, "<table>\n<tr><th rowspan=\"2\">map</th><th colspan=\"5\">text \xE2\x86\x92 image recall@1</th>"
+                          "<th colspan=\"5\">image \xE2\x86\x92 text recall@1</th></tr>\n<tr>");
+            for (int d = 0; d < 2; d++)
+                sb_puts(c->b, "<th>split mean [CI]</th><th>null mean</th><th>null 95th pct</th><th>p</th><th>q</th>");
+            sb_puts(c->b, "</tr>\n");
+            for (int m = 0; m < 3; m++) {
+                const cJSON *M = cJSON_GetObjectItemCaseSensitive(ms, METH[m][0]);
+                if (!cJSON_IsObject(M)) continue;
+                sb_printf(c->b, "<tr><td>%s</td>", METH[m][1]);
+                for (int d = 0; d < 2; d++) {
+                    const cJSON *D = cJSON_GetObjectItemCaseSensitive(M, DIRS[d]);
+                    const cJSON *N = cJSON_GetObjectItemCaseSensitive(D, "null");
+                    rstat st;
+                    char w2[160], a[32], b2[32], p1[32], q1[32];
+                    snprintf(w2, sizeof w2, "%s.methods.%s.%s.recall", where, METH[m][0], DIRS[d]);
+                    if (get_stat(c, cJSON_GetObjectItemCaseSensitive(D, "recall"), "1", w2, &st, err) < 0) goto out;
+                    steer_cell(c, &st);
+                    sb_printf(c->b, "<td>%s</td><td>%s</td><td>%s</td><td>%s</td>",
+                              svg_fmt(num_or_nan(cJSON_GetObjectItemCaseSensitive(N, "mean"), "1"), a, sizeof a),
+                              svg_fmt(num_or_nan(cJSON_GetObjectItemCaseSensitive(N, "p95"), "1"), b2, sizeof b2),
+                              svg_fmt(num_or_nan(N, "p"), p1, sizeof p1), svg_fmt(num_or_nan(N, "q"), q1, sizeof q1));
+                }
+                sb_puts(c->b, "</tr>\n");
+            }
+            sb_puts(c->b, "</table>\n");
+        }
+        char nulls[400] = "";
+        if (has_null)
+            snprintf(nulls, sizeof nulls,
+                     " Second table: recall@1 (mean over %g split%s) against %g shuffled-pair refits of every split "
+                     "(null mean, 95th percentile), one-sided permutation p = (1 + #null >= observed) / (1 + %g), "
+                     "q = Benjamini-Hochberg over maps, directions and hooks.",
+                     S, S == 1 ? "" : "s", R, R);
         snprintf(what, sizeof what,
                  "%s vs VLM images at %s: share of held-out pairs whose partner ranks in the top k of the %lld test "
                  "candidates, maps fitted on %lld training pairs; a method beats its nulls when its CI lies above "
-                 "both the chance row and its shuffled-pair row.",
-                 text, hook, (long long)ntest, (long long)ntrain);
+                 "both the chance row and its shuffled-pair row.%s",
+                 text, hook, (long long)ntest, (long long)ntrain, nulls);
         snprintf(ntext, sizeof ntext, "%lld held-out pairs (images)", (long long)ntest);
         fig_close(c, what, ntext, ci);
     }
