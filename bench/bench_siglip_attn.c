@@ -14,6 +14,7 @@
  *             rows in an OpenMP loop
  *   qblk64    each item cut into blocks of 64 queries (4× the items, S blocks of 64×256)
  *   packed    Q, K, V of a head copied to contiguous 256×72 blocks first
+ *   dnnl      as base, both products with oneDNN's dnnl_sgemm (where the build has oneDNN)
  * --split: one thread, the thread's CPU time of each part of the base loop (QKᵀ, rows, PV)
  * and the sgemm rate of a linear-layer product (256×1152 · 1152×1152) for scale.
  * Prints one line per variant: median ms, GFLOP/s (4·N²·hd per head), ratio to lib, max|diff|. */
@@ -26,6 +27,12 @@
 #include <time.h>
 
 #include "bench_util.h"
+#if defined(__has_include)
+#if __has_include(<oneapi/dnnl/dnnl.h>)
+#include <oneapi/dnnl/dnnl.h>
+#define HAVE_DNNL 1
+#endif
+#endif
 #include "reprshift/ops.h"
 
 enum { N = 256, H = 16, HD = 72, D = H * HD };
@@ -111,6 +118,22 @@ static void v_packed(void) {
     }
 }
 
+#ifdef HAVE_DNNL
+/* both products with oneDNN's sgemm (row-major; one thread inside the parallel loop) */
+static void v_dnnl(void) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int it = 0; it < g_img * H; it++) {
+        int s = it / H, h = it % H;
+        float *Sh = S + (size_t)omp_get_thread_num() * N * N;
+        const float *Qh = Q + (size_t)s * N * D + h * HD, *Kh = K + (size_t)s * N * D + h * HD,
+                    *Vh = V + (size_t)s * N * D + h * HD;
+        dnnl_sgemm('N', 'T', N, N, HD, 1.0f, Qh, D, Kh, D, 0.0f, Sh, N);
+        rows_base(Sh, N, N, P.scale);
+        dnnl_sgemm('N', 'N', N, HD, N, 1.0f, Sh, N, Vh, D, 0.0f, Z + (size_t)s * N * D + h * HD, D);
+    }
+}
+#endif
+
 typedef struct {
     const char *name;
     void (*fn)(void);
@@ -192,7 +215,11 @@ int main(int argc, char **argv) {
     if (do_split) split();
     omp_set_num_threads(nthr);
     variant vs[] = {{.name = "lib", .fn = v_lib}, {.name = "base", .fn = v_base}, {.name = "blasthr", .fn = v_blasthr},
-                   {.name = "qblk64", .fn = v_qblk64}, {.name = "packed", .fn = v_packed}};
+                   {.name = "qblk64", .fn = v_qblk64}, {.name = "packed", .fn = v_packed},
+#ifdef HAVE_DNNL
+                   {.name = "dnnl", .fn = v_dnnl},
+#endif
+    };
     int nv = sizeof vs / sizeof vs[0];
     v_base();
     memcpy(Zref, Z, T * D * sizeof(float));
