@@ -49,19 +49,46 @@ void op_rmsnorm_gemma(float *y, const float *x, const float *w, float eps, int T
     for (int t = 0; t < T; t++) RS_ISA_CALL(rmsnorm_row)(y + (size_t)t * D, x + (size_t)t * D, w, eps, D);
 }
 
-RS_KERNEL_BODY void layernorm_row_body(float *yr, const float *xr, const float *gamma, const float *beta, float eps,
-                                       int D) {
-    float m, r;
-    rs_layernorm_stats(xr, D, eps, &m, &r);
-    for (int d = 0; d < D; d++) yr[d] = (xr[d] - m) * r * gamma[d] + beta[d];
+/* LayerNorm of nr ≤ NORM_RB consecutive rows. Each row's statistics are rs_layernorm_stats'
+ * sequential double sums, operation for operation; with a full block the NORM_RB rows' sums run
+ * side by side (independent chains: one row's sum is a chain of D dependent additions, which
+ * is what bounded this kernel), so every output bit is the per-row kernel's. */
+enum { NORM_RB = 8 };
+RS_KERNEL_BODY void layernorm_rows_body(float *y, const float *x, const float *gamma, const float *beta, float eps,
+                                        int nr, int D) {
+    float m[NORM_RB], r[NORM_RB];
+    if (nr == NORM_RB) {
+        double mu[NORM_RB] = {0}, var[NORM_RB] = {0};
+        for (int d = 0; d < D; d++)
+            for (int k = 0; k < NORM_RB; k++) mu[k] += x[(size_t)k * D + d];
+        for (int k = 0; k < NORM_RB; k++) mu[k] /= D;
+        for (int d = 0; d < D; d++)
+            for (int k = 0; k < NORM_RB; k++)
+                var[k] += ((double)x[(size_t)k * D + d] - mu[k]) * ((double)x[(size_t)k * D + d] - mu[k]);
+        for (int k = 0; k < NORM_RB; k++) {
+            var[k] /= D;
+            r[k] = 1.0f / sqrtf((float)var[k] + eps);
+            m[k] = (float)mu[k];
+        }
+    } else
+        for (int k = 0; k < nr; k++) rs_layernorm_stats(x + (size_t)k * D, D, eps, &m[k], &r[k]);
+    for (int k = 0; k < nr; k++) {
+        const float *xr = x + (size_t)k * D;
+        float *yr = y + (size_t)k * D, mk = m[k], rk = r[k];
+        for (int d = 0; d < D; d++) yr[d] = (xr[d] - mk) * rk * gamma[d] + beta[d];
+    }
 }
-RS_ISA_KERNEL(layernorm_row, (float *yr, const float *xr, const float *gamma, const float *beta, float eps, int D),
-              (yr, xr, gamma, beta, eps, D))
+RS_ISA_KERNEL(layernorm_rows,
+              (float *y, const float *x, const float *gamma, const float *beta, float eps, int nr, int D),
+              (y, x, gamma, beta, eps, nr, D))
 
 void op_layernorm(float *y, const float *x, const float *gamma, const float *beta, float eps, int T, int D) {
+    int nb = (T + NORM_RB - 1) / NORM_RB;
 #pragma omp parallel for schedule(static) if (T > 16)
-    for (int t = 0; t < T; t++)
-        RS_ISA_CALL(layernorm_row)(y + (size_t)t * D, x + (size_t)t * D, gamma, beta, eps, D);
+    for (int b = 0; b < nb; b++) {
+        int t0 = b * NORM_RB, nr = T - t0 < NORM_RB ? T - t0 : NORM_RB;
+        RS_ISA_CALL(layernorm_rows)(y + (size_t)t0 * D, x + (size_t)t0 * D, gamma, beta, eps, nr, D);
+    }
 }
 
 /* 0.5·x·(1 + tanh(u)) == x / (1 + exp(−2u)): the same function with one exp, here rs_vexpf
