@@ -33,27 +33,42 @@ void op_linear(float *y, const float *x, const float *W, const float *bias, int 
 
 /* The sums of squares / means are sequential double sums (scalar order at every ISA level);
  * the scaling loops vectorise. */
-RS_KERNEL_BODY void rmsnorm_row_body(float *yr, const float *xr, const float *w, float eps, int D) {
-    double ss = 0;
-    for (int d = 0; d < D; d++) ss += (double)xr[d] * xr[d];
-    float r = 1.0f / sqrtf((float)(ss / D) + eps);
-    if (w)
-        for (int d = 0; d < D; d++) yr[d] = (xr[d] * r) * (1.0f + w[d]);
+/* NORM_RB rows at a time: one row's sum of squares is a chain of D dependent additions, so a
+ * full block runs its rows' chains side by side; each row's sum keeps its order, and so every
+ * output bit is the per-row kernel's (also for LayerNorm below). */
+enum { NORM_RB = 8 };
+RS_KERNEL_BODY void rmsnorm_rows_body(float *y, const float *x, const float *w, float eps, int nr, int D) {
+    double ss[NORM_RB] = {0};
+    if (nr == NORM_RB)
+        for (int d = 0; d < D; d++)
+            for (int k = 0; k < NORM_RB; k++) ss[k] += (double)x[(size_t)k * D + d] * x[(size_t)k * D + d];
     else
-        for (int d = 0; d < D; d++) yr[d] = xr[d] * r;
+        for (int k = 0; k < nr; k++)
+            for (int d = 0; d < D; d++) ss[k] += (double)x[(size_t)k * D + d] * x[(size_t)k * D + d];
+    for (int k = 0; k < nr; k++) {
+        const float *xr = x + (size_t)k * D;
+        float *yr = y + (size_t)k * D, r = 1.0f / sqrtf((float)(ss[k] / D) + eps);
+        if (w)
+            for (int d = 0; d < D; d++) yr[d] = (xr[d] * r) * (1.0f + w[d]);
+        else
+            for (int d = 0; d < D; d++) yr[d] = xr[d] * r;
+    }
 }
-RS_ISA_KERNEL(rmsnorm_row, (float *yr, const float *xr, const float *w, float eps, int D), (yr, xr, w, eps, D))
+RS_ISA_KERNEL(rmsnorm_rows, (float *y, const float *x, const float *w, float eps, int nr, int D), (y, x, w, eps, nr, D))
 
 void op_rmsnorm_gemma(float *y, const float *x, const float *w, float eps, int T, int D) {
+    int nb = (T + NORM_RB - 1) / NORM_RB;
 #pragma omp parallel for schedule(static) if (T > 16)
-    for (int t = 0; t < T; t++) RS_ISA_CALL(rmsnorm_row)(y + (size_t)t * D, x + (size_t)t * D, w, eps, D);
+    for (int b = 0; b < nb; b++) {
+        int t0 = b * NORM_RB, nr = T - t0 < NORM_RB ? T - t0 : NORM_RB;
+        RS_ISA_CALL(rmsnorm_rows)(y + (size_t)t0 * D, x + (size_t)t0 * D, w, eps, nr, D);
+    }
 }
 
 /* LayerNorm of nr ≤ NORM_RB consecutive rows. Each row's statistics are rs_layernorm_stats'
  * sequential double sums, operation for operation; with a full block the NORM_RB rows' sums run
  * side by side (independent chains: one row's sum is a chain of D dependent additions, which
  * is what bounded this kernel), so every output bit is the per-row kernel's. */
-enum { NORM_RB = 8 };
 RS_KERNEL_BODY void layernorm_rows_body(float *y, const float *x, const float *gamma, const float *beta, float eps,
                                         int nr, int D) {
     float m[NORM_RB], r[NORM_RB];
