@@ -14,7 +14,7 @@
  * (GB/s from the bytes the kernel must read and write once; speedup = default time / this).
  * Rows "legacy" time the loops the dispatch replaced (copied here; interleaved with the
  * levels too): per-head cos/sin in RoPE, the per-entry mask test plus the full-row softmax
- * in attention, and the decode row product widening bf16 into a buffer first. Their output is checked equal to the default level's, and their speedup
+ * in attention, RMSNorm and LayerNorm one row at a time, and the decode row product widening bf16 into a buffer first. Their output is checked equal to the default level's, and their speedup
  * column is legacy time / default time (>1: the new code is faster before any vector ISA).
  *
  * usage: bench_kernels [--reps N] [--threads N] [--quick] [--only NAME]  (NAME: a substring of the kernel names)
@@ -76,8 +76,14 @@ struct kcase {
     int legacy, has_legacy; /* legacy: run the replaced loops now; has_legacy: this case has them */
 };
 
-static void r_rms(kcase *k) { op_rmsnorm_gemma(k->out, k->a, k->b, 1e-6f, k->T, k->D); }
-static void r_ln(kcase *k) { op_layernorm(k->out, k->a, k->b, k->c, 1e-6f, k->T, k->D); }
+static void r_rms(kcase *k) {
+    if (k->legacy) legacy_rmsnorm(k->out, k->a, k->b, 1e-6f, k->T, k->D);
+    else op_rmsnorm_gemma(k->out, k->a, k->b, 1e-6f, k->T, k->D);
+}
+static void r_ln(kcase *k) {
+    if (k->legacy) legacy_layernorm(k->out, k->a, k->b, k->c, 1e-6f, k->T, k->D);
+    else op_layernorm(k->out, k->a, k->b, k->c, 1e-6f, k->T, k->D);
+}
 static void reset_out(kcase *k) { memcpy(k->out, k->in0, k->n_out * 4); }
 static void r_gelu(kcase *k) { op_gelu_tanh(k->out, k->n_out); }
 static void r_geglu(kcase *k) { op_geglu(k->out, k->a, k->n_out); }
@@ -175,7 +181,7 @@ static void setup(int quick) {
     for (int i = 0; i < 2; i++) {
         int T = Ts[i];
         kcase *k = add_case("rmsnorm", SHAPE("%dx2304", T), (double)T * 2304, (double)T * 2304 * 8, r_rms, (size_t)T * 2304);
-        k->a = rnd((size_t)T * 2304, 3), k->b = rnd(2304, 0.5f), k->T = T, k->D = 2304;
+        k->a = rnd((size_t)T * 2304, 3), k->b = rnd(2304, 0.5f), k->T = T, k->D = 2304, k->has_legacy = 1;
         k = inplace(add_case("gelu_tanh", SHAPE("%dx9216", T), (double)T * 9216, (double)T * 9216 * 8, r_gelu,
                              (size_t)T * 9216), 4);
         k = inplace(add_case("geglu", SHAPE("%dx9216", T), (double)T * 9216, (double)T * 9216 * 12, r_geglu,
@@ -231,7 +237,7 @@ static void setup(int quick) {
     k->L1 = quick ? 64 : 256, k->b = rnd((size_t)k->L1 << 20, 1);
     /* SigLIP So400m/224 */
     k = add_case("layernorm", SHAPE("729x1152"), 729.0 * 1152, 729.0 * 1152 * 8, r_ln, (size_t)729 * 1152);
-    k->a = rnd((size_t)729 * 1152, 3), k->b = rnd(1152, 1), k->c = rnd(1152, 1), k->T = 729, k->D = 1152;
+    k->a = rnd((size_t)729 * 1152, 3), k->b = rnd(1152, 1), k->c = rnd(1152, 1), k->T = 729, k->D = 1152, k->has_legacy = 1;
     k = inplace(add_case("gelu_tanh", SHAPE("729x4304"), 729.0 * 4304, 729.0 * 4304 * 8, r_gelu, (size_t)729 * 4304), 4);
     k = inplace(add_case("add", SHAPE("729x1152"), 729.0 * 1152, 729.0 * 1152 * 12, r_add, (size_t)729 * 1152), 4);
     k->a = rnd((size_t)729 * 1152, 2);

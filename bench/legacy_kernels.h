@@ -25,6 +25,37 @@ static inline uint64_t next64(void) {
 /* Uniform in [-1, 1). */
 static inline float frand(void) { return (float)((next64() >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f; }
 
+/* op_rmsnorm_gemma before its rows were blocked (w may be NULL: no gain). */
+static inline void legacy_rmsnorm(float *y, const float *x, const float *w, float eps, int T, int D) {
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (size_t)t * D;
+        float *yr = y + (size_t)t * D;
+        double ss = 0;
+        for (int d = 0; d < D; d++) ss += (double)xr[d] * xr[d];
+        float r = 1.0f / sqrtf((float)(ss / D) + eps);
+        if (w)
+            for (int d = 0; d < D; d++) yr[d] = (xr[d] * r) * (1.0f + w[d]);
+        else
+            for (int d = 0; d < D; d++) yr[d] = xr[d] * r;
+    }
+}
+
+/* op_layernorm before its rows were blocked (one row at a time, rs_layernorm_stats' sums). */
+static inline void legacy_layernorm(float *y, const float *x, const float *gamma, const float *beta, float eps, int T,
+                                    int D) {
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (size_t)t * D;
+        float *yr = y + (size_t)t * D;
+        double mu = 0, var = 0;
+        for (int d = 0; d < D; d++) mu += xr[d];
+        mu /= D;
+        for (int d = 0; d < D; d++) var += ((double)xr[d] - mu) * ((double)xr[d] - mu);
+        var /= D;
+        float r = 1.0f / sqrtf((float)var + eps), m = (float)mu;
+        for (int d = 0; d < D; d++) yr[d] = (xr[d] - m) * r * gamma[d] + beta[d];
+    }
+}
+
 /* op_softmax before the lane maximum. Its exp is glibc's expf unless the includer defines
  * LEGACY_EXPF (tests/test_ops_isa.c: rs_vexpf, the exp op_softmax has used since, so that the
  * restructured loops are compared bit for bit). */

@@ -2,7 +2,7 @@
  * gives bit-identical output to the baseline ("default") level on random inputs at Gemma-2 2B
  * shapes (D 2304, F 9216, 8 heads × 256, T 64…512) and SigLIP shapes (1152, 4304, 729 tokens),
  * plus odd lengths for the vector tails. And the restructured kernels (softmax's lane maximum,
- * attention's kept range, RoPE's shared cos/sin, the blocked vertical resize) against the code
+ * attention's kept range, the norms' blocked rows, RoPE's shared cos/sin, the blocked vertical resize) against the code
  * they replaced, kept here verbatim, so the default level matches earlier builds bit for bit
  * (also the decode row product of op_linear_st, which is checked against a double reference).
  * A level the CPU (or the compiler/architecture) lacks is skipped by name: the program then
@@ -71,6 +71,12 @@ static void check_norms(int isa, int T, int D) {
         if (k == 1) op_rmsnorm_gemma(y1, x, NULL, 1e-6f, T, D);
         if (k == 2) op_layernorm(y1, x, w, b, 1e-6f, T, D);
         snprintf(what, sizeof what, "%s T=%d D=%d", k == 2 ? "layernorm" : k ? "rmsnorm(no w)" : "rmsnorm", T, D);
+        same_bits(y0, y1, n * 4, what, isa);
+        /* the blocked rows against the per-row loops they replaced */
+        if (k == 2) legacy_layernorm(y1, x, w, b, 1e-6f, T, D);
+        else legacy_rmsnorm(y1, x, k ? NULL : w, 1e-6f, T, D);
+        snprintf(what, sizeof what, "%s T=%d D=%d vs the per-row loop", k == 2 ? "layernorm" : k ? "rmsnorm(no w)" : "rmsnorm",
+                 T, D);
         same_bits(y0, y1, n * 4, what, isa);
     }
     free(x), free(w), free(b), free(y0), free(y1);
@@ -303,6 +309,7 @@ static void run_level(int isa) {
     /* Gemma-2 2B */
     check_norms(isa, 64, 2304);
     check_norms(isa, 3, 2301); /* vector tails */
+    check_norms(isa, 21, 37);  /* two blocks of 8 rows and a partial one, across the threads */
     check_elementwise(isa, (size_t)64 * 9216);
     check_elementwise(isa, 4099);
     check_linear_bias(isa, 17, 8, 2304);

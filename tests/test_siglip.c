@@ -270,11 +270,57 @@ static void test_shape_mismatch(void **s) {
     st_close(g);
 }
 
+/* siglip_keep_f32_weights: the BF16 tower's seven kinds of matrix become F32 copies and every
+ * output stays bit-identical, on the fp32 and the bf16 backend; a second call changes nothing. */
+static void test_keep_f32(void **s) {
+    (void)s;
+    for (int mi = 0; mi < 2; mi++) {
+        fixture f;
+        open_fixture(&f, mi);
+        int N = f.m->n_patches, D = f.cfg.vision.hidden_size, L = f.cfg.vision.n_layers;
+        size_t npix = (size_t)3 * f.cfg.vision.image_size * f.cfg.vision.image_size, no = (size_t)f.n_runs * N * D;
+        float *pix = malloc(npix * f.n_runs * sizeof(float));
+        for (int k = 0; k < f.n_runs; k++) st_to_f32(golden(&f, k, "pixel_values"), pix + k * npix);
+        float *o[2][2];
+        rs_err err = {0};
+        const st_tensor *q0 = f.m->layers[0].q_proj;
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 1) {
+                assert_int_equal(siglip_keep_f32_weights(f.m, &err), 0);
+                int nv = f.m->n_f32_views;
+                assert_int_equal(siglip_keep_f32_weights(f.m, &err), 0); /* idempotent */
+                assert_int_equal(f.m->n_f32_views, nv);
+                if (mi == 1) { /* paligemma-tiny-bf16: every matrix was BF16 */
+                    assert_int_equal(nv, 1 + 6 * L);
+                    assert_int_equal(q0->dtype, RS_DT_BF16);
+                }
+                for (int l = 0; l < L; l++) {
+                    const siglip_layer *ly = &f.m->layers[l];
+                    const st_tensor *mats[] = {ly->q_proj, ly->k_proj, ly->v_proj, ly->out_proj, ly->fc1, ly->fc2};
+                    for (int i = 0; i < 6; i++) assert_int_equal(mats[i]->dtype, RS_DT_F32);
+                }
+                assert_int_equal(f.m->patch_w->dtype, RS_DT_F32);
+            }
+            for (int bf = 0; bf < 2; bf++) {
+                f.m->be = bf ? rs_backend_cpu_bf16() : rs_backend_cpu();
+                o[pass][bf] = malloc(no * sizeof(float));
+                if (siglip_forward(f.m, pix, f.n_runs, NULL, 0, o[pass][bf], &err)) fail_msg("%s", err.msg);
+            }
+        }
+        for (int bf = 0; bf < 2; bf++) {
+            assert_memory_equal(o[0][bf], o[1][bf], no * sizeof(float));
+            free(o[0][bf]), free(o[1][bf]);
+        }
+        free(pix);
+        close_fixture(&f);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vision_hooks), cmocka_unit_test(test_preprocess_vs_processor),
         cmocka_unit_test(test_early_exit),   cmocka_unit_test(test_hook_names),
-        cmocka_unit_test(test_shape_mismatch),
+        cmocka_unit_test(test_shape_mismatch), cmocka_unit_test(test_keep_f32),
     };
     return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -33,6 +33,8 @@ typedef struct {
     float *post_w, *post_b;     /* post_layernorm */
     size_t max_weight;          /* largest matrix numel (conversion scratch size) */
     const rs_backend *be;       /* the kernels the forward pass calls (rs_backend_cpu() after loading) */
+    st_tensor *f32_views;       /* siglip_keep_f32_weights: the widened matrices (data owned), or NULL */
+    int n_f32_views;
 } siglip_model;
 
 /* Find the vision tower's tensor-name prefix in a weight set: "vision_tower.vision_model."
@@ -44,6 +46,13 @@ int siglip_find_prefix(const st_set *st, char *prefix, size_t n, rs_err *err);
 int siglip_from_weights(siglip_model **out, const siglip_config *cfg, st_set *st, const char *prefix, rs_err *err);
 /* Free the tower (not the weight set). */
 void siglip_close(siglip_model *m);
+/* Opt-in: keep an f32 copy of each weight matrix of the tower that is not already aligned
+ * f32 (the patch embedding and the six matrices of every layer; BF16/F16 checkpoints), so
+ * that a forward pass stops widening every matrix into the scratch on every call. Costs
+ * 4 bytes per weight resident beside the mapped file (SigLIP So400m: 1.6 GB). The widening
+ * is exact, so every output is unchanged (either precision). Idempotent; −1 (tower
+ * unchanged) when out of memory. */
+int siglip_keep_f32_weights(siglip_model *m, rs_err *err);
 
 /* Parse a vision-side hook name (vision.*, projector.hook_out of width projection_dim; see
  * reprshift/hooks.h). Errors list the valid names. */

@@ -131,8 +131,60 @@ fail:
     return -1;
 }
 
+/* The matrix fields of the tower: the patch embedding, then six per layer. */
+static int matrix_slots(siglip_model *m, const st_tensor ***slot) {
+    int n = 0;
+    slot[n++] = &m->patch_w;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        siglip_layer *L = &m->layers[l];
+        slot[n++] = &L->q_proj, slot[n++] = &L->k_proj, slot[n++] = &L->v_proj;
+        slot[n++] = &L->out_proj, slot[n++] = &L->fc1, slot[n++] = &L->fc2;
+    }
+    return n;
+}
+
+static int needs_widening(const st_tensor *t) {
+    return t->dtype != RS_DT_F32 || ((uintptr_t)t->data % sizeof(float)) != 0;
+}
+
+int siglip_keep_f32_weights(siglip_model *m, rs_err *err) {
+    if (m->f32_views) return 0;
+    int cap = 1 + 6 * m->cfg.n_layers;
+    const st_tensor ***slot = malloc((size_t)cap * sizeof *slot);
+    st_tensor *views = calloc((size_t)cap, sizeof *views);
+    if (!slot || !views) goto oom;
+    int n = matrix_slots(m, slot), nv = 0;
+    /* every buffer first, so that running out of memory leaves the tower as it was */
+    for (int i = 0; i < n; i++) {
+        const st_tensor *t = *slot[i];
+        if (!needs_widening(t)) continue;
+        views[nv] = *t;
+        views[nv].dtype = RS_DT_F32;
+        views[nv].nbytes = (size_t)t->numel * sizeof(float);
+        float *buf = malloc(views[nv].nbytes);
+        if (!buf) {
+            for (int k = 0; k < nv; k++) free((void *)views[k].data);
+            goto oom;
+        }
+        op_weight_f32(t, buf);
+        views[nv++].data = buf;
+    }
+    for (int i = 0, k = 0; i < n; i++)
+        if (needs_widening(*slot[i])) *slot[i] = &views[k++];
+    free(slot);
+    m->f32_views = views;
+    m->n_f32_views = nv;
+    return 0;
+oom:
+    free(slot);
+    free(views);
+    return rs_errk(err, RS_ENOMEM, "out of memory for the f32 copy of the vision tower's weights");
+}
+
 void siglip_close(siglip_model *m) {
     if (!m) return;
+    for (int i = 0; i < m->n_f32_views; i++) free((void *)m->f32_views[i].data);
+    free(m->f32_views);
     if (m->layers)
         for (int l = 0; l < m->cfg.n_layers; l++)
             rs_weights_free(SIGLIP_LAYER_WEIGHTS, RS_W_COUNT(SIGLIP_LAYER_WEIGHTS), &m->layers[l]);

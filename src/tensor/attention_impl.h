@@ -8,15 +8,16 @@
 
 #include "reprshift/ops.h"
 
-/* row(S_row, n, j0, j1, scale, softcap): the scores of one query against n keys, of which
- * [j0, j1) are kept, into probabilities (the others set to 0). finish(Zh, Lq, hd, z_stride):
- * applied to each head's output block after the second product, or NULL. */
-typedef void (*attn_row_fn)(float *row, int n, int j0, int j1, float scale, float softcap);
+/* rows(S, n, nr, j0, j1, scale, softcap): the scores of nr ≤ 8 consecutive queries (rows of S,
+ * n keys each), row k keeping [j0[k], j1[k]), into probabilities (the others set to 0); a
+ * block, so that a kernel can interleave the rows' sequential sums. finish(Zh, Lq, hd,
+ * z_stride): applied to each head's output block after the second product, or NULL. */
+typedef void (*attn_rows_fn)(float *S, int n, int nr, const int *j0, const int *j1, float scale, float softcap);
 typedef void (*attn_finish_fn)(float *Zh, int Lq, int hd, int z_stride);
 
 void rs_attention_kv_loop(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
                           const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
-                          const op_attn_params *p, float *scores, size_t scores_per_thread, attn_row_fn row,
+                          const op_attn_params *p, float *scores, size_t scores_per_thread, attn_rows_fn rows,
                           attn_finish_fn finish);
 
 #endif

@@ -33,35 +33,77 @@ void op_linear(float *y, const float *x, const float *W, const float *bias, int 
 
 /* The sums of squares / means are sequential double sums (scalar order at every ISA level);
  * the scaling loops vectorise. */
-RS_KERNEL_BODY void rmsnorm_row_body(float *yr, const float *xr, const float *w, float eps, int D) {
-    double ss = 0;
-    for (int d = 0; d < D; d++) ss += (double)xr[d] * xr[d];
-    float r = 1.0f / sqrtf((float)(ss / D) + eps);
-    if (w)
-        for (int d = 0; d < D; d++) yr[d] = (xr[d] * r) * (1.0f + w[d]);
+/* NORM_RB rows at a time: one row's sum of squares is a chain of D dependent additions, so a
+ * full block runs its rows' chains side by side; each row's sum keeps its order, and so every
+ * output bit is the per-row kernel's (also for LayerNorm below). */
+enum { NORM_RB = 8 };
+RS_KERNEL_BODY void rmsnorm_rows_body(float *y, const float *x, const float *w, float eps, int nr, int D) {
+    double ss[NORM_RB] = {0};
+    if (nr == NORM_RB)
+        for (int d = 0; d < D; d++)
+            for (int k = 0; k < NORM_RB; k++) ss[k] += (double)x[(size_t)k * D + d] * x[(size_t)k * D + d];
     else
-        for (int d = 0; d < D; d++) yr[d] = xr[d] * r;
+        for (int k = 0; k < nr; k++)
+            for (int d = 0; d < D; d++) ss[k] += (double)x[(size_t)k * D + d] * x[(size_t)k * D + d];
+    for (int k = 0; k < nr; k++) {
+        const float *xr = x + (size_t)k * D;
+        float *yr = y + (size_t)k * D, r = 1.0f / sqrtf((float)(ss[k] / D) + eps);
+        if (w)
+            for (int d = 0; d < D; d++) yr[d] = (xr[d] * r) * (1.0f + w[d]);
+        else
+            for (int d = 0; d < D; d++) yr[d] = xr[d] * r;
+    }
 }
-RS_ISA_KERNEL(rmsnorm_row, (float *yr, const float *xr, const float *w, float eps, int D), (yr, xr, w, eps, D))
+RS_ISA_KERNEL(rmsnorm_rows, (float *y, const float *x, const float *w, float eps, int nr, int D), (y, x, w, eps, nr, D))
 
 void op_rmsnorm_gemma(float *y, const float *x, const float *w, float eps, int T, int D) {
+    int nb = (T + NORM_RB - 1) / NORM_RB;
 #pragma omp parallel for schedule(static) if (T > 16)
-    for (int t = 0; t < T; t++) RS_ISA_CALL(rmsnorm_row)(y + (size_t)t * D, x + (size_t)t * D, w, eps, D);
+    for (int b = 0; b < nb; b++) {
+        int t0 = b * NORM_RB, nr = T - t0 < NORM_RB ? T - t0 : NORM_RB;
+        RS_ISA_CALL(rmsnorm_rows)(y + (size_t)t0 * D, x + (size_t)t0 * D, w, eps, nr, D);
+    }
 }
 
-RS_KERNEL_BODY void layernorm_row_body(float *yr, const float *xr, const float *gamma, const float *beta, float eps,
-                                       int D) {
-    float m, r;
-    rs_layernorm_stats(xr, D, eps, &m, &r);
-    for (int d = 0; d < D; d++) yr[d] = (xr[d] - m) * r * gamma[d] + beta[d];
+/* LayerNorm of nr ≤ NORM_RB consecutive rows. Each row's statistics are rs_layernorm_stats'
+ * sequential double sums, operation for operation; with a full block the NORM_RB rows' sums run
+ * side by side (independent chains: one row's sum is a chain of D dependent additions, which
+ * is what bounded this kernel), so every output bit is the per-row kernel's. */
+RS_KERNEL_BODY void layernorm_rows_body(float *y, const float *x, const float *gamma, const float *beta, float eps,
+                                        int nr, int D) {
+    float m[NORM_RB], r[NORM_RB];
+    if (nr == NORM_RB) {
+        double mu[NORM_RB] = {0}, var[NORM_RB] = {0};
+        for (int d = 0; d < D; d++)
+            for (int k = 0; k < NORM_RB; k++) mu[k] += x[(size_t)k * D + d];
+        for (int k = 0; k < NORM_RB; k++) mu[k] /= D;
+        for (int d = 0; d < D; d++)
+            for (int k = 0; k < NORM_RB; k++)
+                var[k] += ((double)x[(size_t)k * D + d] - mu[k]) * ((double)x[(size_t)k * D + d] - mu[k]);
+        for (int k = 0; k < NORM_RB; k++) {
+            var[k] /= D;
+            r[k] = 1.0f / sqrtf((float)var[k] + eps);
+            m[k] = (float)mu[k];
+        }
+    } else
+        for (int k = 0; k < nr; k++) rs_layernorm_stats(x + (size_t)k * D, D, eps, &m[k], &r[k]);
+    for (int k = 0; k < nr; k++) {
+        const float *xr = x + (size_t)k * D;
+        float *yr = y + (size_t)k * D, mk = m[k], rk = r[k];
+        for (int d = 0; d < D; d++) yr[d] = (xr[d] - mk) * rk * gamma[d] + beta[d];
+    }
 }
-RS_ISA_KERNEL(layernorm_row, (float *yr, const float *xr, const float *gamma, const float *beta, float eps, int D),
-              (yr, xr, gamma, beta, eps, D))
+RS_ISA_KERNEL(layernorm_rows,
+              (float *y, const float *x, const float *gamma, const float *beta, float eps, int nr, int D),
+              (y, x, gamma, beta, eps, nr, D))
 
 void op_layernorm(float *y, const float *x, const float *gamma, const float *beta, float eps, int T, int D) {
+    int nb = (T + NORM_RB - 1) / NORM_RB;
 #pragma omp parallel for schedule(static) if (T > 16)
-    for (int t = 0; t < T; t++)
-        RS_ISA_CALL(layernorm_row)(y + (size_t)t * D, x + (size_t)t * D, gamma, beta, eps, D);
+    for (int b = 0; b < nb; b++) {
+        int t0 = b * NORM_RB, nr = T - t0 < NORM_RB ? T - t0 : NORM_RB;
+        RS_ISA_CALL(layernorm_rows)(y + (size_t)t0 * D, x + (size_t)t0 * D, gamma, beta, eps, nr, D);
+    }
 }
 
 /* 0.5·x·(1 + tanh(u)) == x / (1 + exp(−2u)): the same function with one exp, here rs_vexpf
@@ -207,24 +249,63 @@ const float *op_weight_f32(const st_tensor *t, float *scratch) {
     return scratch;
 }
 
-/* One row of attention scores: the kept entries of a row are one contiguous range
- * [j0, j1) (causal: [max(0, i−window+1), i], or [0, prefix) for a row inside the prefix;
- * bidirectional: all). Those are scaled (and soft-capped) and softmaxed exactly as
- * op_softmax would on the full row with the others at −∞: exp(−∞) adds +0 to the double
- * sum, which leaves it unchanged, and those entries come out +0 either way. */
-RS_KERNEL_BODY void attn_row_body(float *row, int L, int j0, int j1, float scale, float softcap) {
-    for (int j = 0; j < j0; j++) row[j] = 0;
-    for (int j = j1; j < L; j++) row[j] = 0;
-    float *r = row + j0;
-    int n = j1 - j0;
-    if (softcap > 0)
-        for (int j = 0; j < n; j++) r[j] = tanhf((r[j] * scale) / softcap) * softcap;
-    else
-        for (int j = 0; j < n; j++) r[j] = r[j] * scale;
-    softmax_body(r, n);
+/* A block of at most ATTN_RB rows of attention scores, row k of S (n columns) keeping the
+ * contiguous range [j0[k], j1[k]) (causal: [max(0, i−window+1), i], or [0, prefix) for a row
+ * inside the prefix; bidirectional: all). The kept entries are scaled (and soft-capped) and
+ * softmaxed exactly as op_softmax would on the full row with the others at −∞: exp(−∞) adds
+ * +0 to the double sum, which leaves it unchanged, and those entries come out +0 either way.
+ * Every operation on a row is softmax_body's, in its order; only the rows' sequential double
+ * sums run side by side (ATTN_RB independent chains instead of one at a time: the sum of one
+ * row is a chain of dependent additions, so interleaving them is what makes it fast), which
+ * leaves each row's sum, and so every output bit, unchanged. */
+enum { ATTN_RB = 8 };
+RS_KERNEL_BODY void attn_rows_body(float *S, int n, int nr, const int *j0, const int *j1, float scale, float softcap) {
+    float *rp[ATTN_RB];
+    int len[ATTN_RB];
+    double sum[ATTN_RB];
+    int common = n; /* the length every row of the block has */
+    for (int k = 0; k < nr; k++) {
+        float *row = S + (size_t)k * n;
+        for (int j = 0; j < j0[k]; j++) row[j] = 0;
+        for (int j = j1[k]; j < n; j++) row[j] = 0;
+        float *r = row + j0[k];
+        int m_n = j1[k] - j0[k];
+        if (softcap > 0)
+            for (int j = 0; j < m_n; j++) r[j] = tanhf((r[j] * scale) / softcap) * softcap;
+        else
+            for (int j = 0; j < m_n; j++) r[j] = r[j] * scale;
+        /* softmax_body's maximum and exps */
+        float lane[16];
+        for (int q = 0; q < 16; q++) lane[q] = -INFINITY;
+        int i = 0;
+        for (; i + 16 <= m_n; i += 16)
+            for (int q = 0; q < 16; q++) lane[q] = r[i + q] > lane[q] ? r[i + q] : lane[q];
+        float m = -INFINITY;
+        for (int q = 0; q < 16; q++) m = lane[q] > m ? lane[q] : m;
+        for (; i < m_n; i++) m = r[i] > m ? r[i] : m;
+        if (m == -INFINITY) { /* fully masked row: cannot happen with a causal mask */
+            for (i = 0; i < m_n; i++) r[i] = 0;
+            m_n = 0;
+        }
+        for (i = 0; i < m_n; i++) r[i] = rs_vexpf(r[i] - m);
+        rp[k] = r, len[k] = m_n, sum[k] = 0;
+        if (m_n < common) common = m_n;
+    }
+    int i = 0;
+    if (nr == ATTN_RB)
+        for (; i < common; i++)
+            for (int k = 0; k < ATTN_RB; k++) sum[k] += rp[k][i];
+    for (int k = 0; k < nr; k++) {
+        float *r = rp[k];
+        double s = sum[k];
+        for (int j = i; j < len[k]; j++) s += r[j];
+        if (len[k] == 0) continue;
+        float inv = (float)(1.0 / s);
+        for (int j = 0; j < len[k]; j++) r[j] *= inv;
+    }
 }
-RS_ISA_KERNEL(attn_row, (float *row, int L, int j0, int j1, float scale, float softcap),
-              (row, L, j0, j1, scale, softcap))
+RS_ISA_KERNEL(attn_rows, (float *S, int n, int nr, const int *j0, const int *j1, float scale, float softcap),
+              (S, n, nr, j0, j1, scale, softcap))
 
 /* Few rows (a decode step) against a half-precision matrix, the weights read once at 2 bytes
  * a value. The summation order is fixed, the same at every ISA level and for every split of
@@ -357,21 +438,21 @@ void op_attention(float *Z, const float *Q, const float *K, const float *V, cons
     op_attention_kv(Z, Q, offsets, K, V, offsets, NULL, n_seqs, prefix, p, scores, scores_per_thread);
 }
 
-/* One row of op_attention_kv at the active ISA level. */
-static void attn_row_fp32(float *row, int n, int j0, int j1, float scale, float softcap) {
-    RS_ISA_CALL(attn_row)(row, n, j0, j1, scale, softcap);
+/* A block of rows of op_attention_kv at the active ISA level. */
+static void attn_rows_fp32(float *S, int n, int nr, const int *j0, const int *j1, float scale, float softcap) {
+    RS_ISA_CALL(attn_rows)(S, n, nr, j0, j1, scale, softcap);
 }
 
 void op_attention_kv(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
                      const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
                      const op_attn_params *p, float *scores, size_t scores_per_thread) {
     rs_attention_kv_loop(Z, Q, q_offsets, K, V, kv_start, kv_len, n_seqs, prefix, p, scores, scores_per_thread,
-                         attn_row_fp32, NULL);
+                         attn_rows_fp32, NULL);
 }
 
 void rs_attention_kv_loop(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
                           const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
-                          const op_attn_params *p, float *scores, size_t scores_per_thread, attn_row_fn row,
+                          const op_attn_params *p, float *scores, size_t scores_per_thread, attn_rows_fn rows,
                           attn_finish_fn finish) {
     int H = p->n_heads, hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
     int64_t maxL = 0;
@@ -398,18 +479,21 @@ void rs_attention_kv_loop(float *Z, const float *Q, const int64_t *q_offsets, co
                     S, n);
         /* entry (i, j) kept when !causal, or j ≤ i and (window ≤ 0 or i − j < window), or i, j < pre;
          * i = q0 + r is the query's position among the keys, columns start at key `skip` */
-        for (int r = 0; r < Lq; r++) {
-            int i = q0 + r, j0 = 0, j1 = Lk;
-            if (p->causal) {
-                if (i < pre) j1 = pre < Lk ? pre : Lk; /* [lo, i] lies inside [0, pre) */
-                else {
-                    j1 = i + 1;
-                    j0 = p->window > 0 && i - p->window + 1 > 0 ? i - p->window + 1 : 0;
+        for (int r0 = 0; r0 < Lq; r0 += ATTN_RB) {
+            int nr = Lq - r0 < ATTN_RB ? Lq - r0 : ATTN_RB, j0s[ATTN_RB], j1s[ATTN_RB];
+            for (int k = 0; k < nr; k++) {
+                int i = q0 + r0 + k, j0 = 0, j1 = Lk;
+                if (p->causal) {
+                    if (i < pre) j1 = pre < Lk ? pre : Lk; /* [lo, i] lies inside [0, pre) */
+                    else {
+                        j1 = i + 1;
+                        j0 = p->window > 0 && i - p->window + 1 > 0 ? i - p->window + 1 : 0;
+                    }
                 }
+                j0s[k] = j0 > skip ? j0 - skip : 0;
+                j1s[k] = j1 - skip;
             }
-            j0 = j0 > skip ? j0 - skip : 0;
-            j1 -= skip;
-            row(S + (size_t)r * n, n, j0, j1, p->scale, p->softcap);
+            rows(S + (size_t)r0 * n, n, nr, j0s, j1s, p->scale, p->softcap);
         }
         float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, hd, n, 1.0f, S, n, Vh, p->kv_stride, 0.0f, Zh,

@@ -337,6 +337,10 @@ static void attn_row_bf16(float *row, int L, int j0, int j1, float scale, float 
     op_softmax_bf16(r, n);
 }
 
+static void attn_rows_bf16(float *S, int n, int nr, const int *j0, const int *j1, float scale, float softcap) {
+    for (int k = 0; k < nr; k++) attn_row_bf16(S + (size_t)k * n, n, j0[k], j1[k], scale, softcap);
+}
+
 /* The attention output, rounded to bf16 (torch's bf16 matmul writes a bf16 tensor). */
 static void round_head_bf16(float *Zh, int Lq, int hd, int z_stride) {
     for (int r = 0; r < Lq; r++)
@@ -347,7 +351,7 @@ void op_attention_kv_bf16(float *Z, const float *Q, const int64_t *q_offsets, co
                           const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
                           const op_attn_params *p, float *scores, size_t scores_per_thread) {
     rs_attention_kv_loop(Z, Q, q_offsets, K, V, kv_start, kv_len, n_seqs, prefix, p, scores, scores_per_thread,
-                         attn_row_bf16, round_head_bf16);
+                         attn_rows_bf16, round_head_bf16);
 }
 
 void op_attention_bf16(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets, int n_seqs,

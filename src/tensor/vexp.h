@@ -17,13 +17,25 @@
 #include <stdint.h>
 #include <string.h>
 
+/* c ? a : b for floats as a bitwise blend: the same value, but no branch for the vectoriser to
+ * if-convert. GCC 12 vectorises a loop over rs_vexpf at the AVX-512 level with the ternary
+ * form (masked moves) and not at the baseline and AVX2 levels ("control flow in loop"). */
+static inline __attribute__((always_inline)) float rs_fsel(int c, float a, float b) {
+    uint32_t m = (uint32_t)0 - (uint32_t)(c != 0), ab, bb;
+    memcpy(&ab, &a, 4);
+    memcpy(&bb, &b, 4);
+    bb = (ab & m) | (bb & ~m);
+    memcpy(&b, &bb, 4);
+    return b;
+}
+
 static inline __attribute__((always_inline)) float rs_vexpf(float x) {
     const float LOG2E = 1.44269504088896341f, LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f;
     const float MAGIC = 12582912.0f; /* 1.5·2^23: adding it rounds to an integer, kept in the low bits */
     const float P0 = 5.000000000e-01f, P1 = 1.666666567e-01f, P2 = 4.166629538e-02f, P3 = 8.333496749e-03f,
                 P4 = 1.394464867e-03f, P5 = 1.979035296e-04f;
-    float xc = x > 89.0f ? 89.0f : x; /* NaN passes both comparisons unchanged */
-    xc = xc < -104.0f ? -104.0f : xc;
+    float xc = rs_fsel(x > 89.0f, 89.0f, x); /* NaN passes both comparisons unchanged */
+    xc = rs_fsel(xc < -104.0f, -104.0f, xc);
     float t = xc * LOG2E + MAGIC;
     float kf = t - MAGIC;
     float r = (xc - kf * LN2_HI) - kf * LN2_LO;
@@ -39,7 +51,7 @@ static inline __attribute__((always_inline)) float rs_vexpf(float x) {
     memcpy(&s1, &b1, 4);
     memcpy(&s2, &b2, 4);
     float y = (e * s1) * s2;
-    return x != x ? x : y;
+    return rs_fsel(x != x, x, y);
 }
 
 #endif
