@@ -3,7 +3,7 @@
  * "caption en\n"), batches of B images. Run by bench/run_paligemma_bench.sh beside the
  * transformers reference (bench_paligemma_ref.py). Prints one JSON line.
  *   bench_paligemma --model DIR --hook H [--batch 8] [--repeat 1] [--suffix-ids FILE] [--save OUT.f32]
- *                   [--prompt-ids 21209,659,108] [--profile] [--tower-f32] IMAGE...
+ *                   [--prompt-ids 21209,659,108] [--profile] [--tower-f32] [--precision fp32|bf16] IMAGE...
  * --suffix-ids: line i holds image i's caption suffix ids (caption tokens + <eos>, no <bos>),
  * appended after the prompt as PaliGemmaProcessor(suffix=caption) does; --save writes the
  * hook's rows of the last repetition as raw float32 (image order; decoder hooks: every token).
@@ -13,7 +13,9 @@
  * splits it further: every backend entry timed (backend_profile.h), printed as a
  * {"profile": ...} line for the fastest repetition before the result line. --tower-f32: keep
  * an f32 copy of the vision tower's weight matrices (siglip_keep_f32_weights, after loading;
- * its time is "tower_f32_s", not in "load_s"), so the tower no longer widens them per call. */
+ * its time is "tower_f32_s", not in "load_s"), so the tower no longer widens them per call.
+ * --precision bf16: tower, projector and decoder on the bf16 backend (as `extract --precision
+ * bf16`; docs/precision.md); "bf16_products" says which product route ran. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "reprshift/progress.h"
+#include "reprshift/ops_bf16.h"
 #include "gemm_now.h"
 #include "bench_util.h"
 #define BENCH_PROG "bench_paligemma"
@@ -34,6 +37,7 @@ int main(int argc, char **argv) {
     const char *model = NULL, *hook = "vision.ln_post", *suffix_file = NULL, *save = NULL,
                *prompt_arg = "21209,659,108";
     int batch = 8, repeat = 1, n_img = 0, profile = 0, tower_f32 = 0;
+    rs_precision prec = RS_PREC_FP32;
     const char **paths = calloc((size_t)argc, sizeof *paths);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
@@ -45,6 +49,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--prompt-ids") && i + 1 < argc) prompt_arg = argv[++i];
         else if (!strcmp(argv[i], "--profile")) profile = 1;
         else if (!strcmp(argv[i], "--tower-f32")) tower_f32 = 1;
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
+            if (rs_precision_parse(argv[++i], &prec)) { fprintf(stderr, "--precision: fp32 or bf16\n"); return 2; }
+        }
         else paths[n_img++] = argv[i];
     }
     if (!model || n_img < 1 || batch < 1 || repeat < 1) {
@@ -61,6 +68,7 @@ int main(int argc, char **argv) {
         if (siglip_keep_f32_weights(m->vision, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
         f32_s = rs_now() - t0;
     }
+    paligemma_set_backend(m, rs_backend_for(prec));
     if (profile) paligemma_set_backend(m, prof_attach(m->be));
     int S = m->cfg.vision.image_size, N = m->vision->n_patches;
     size_t npix = (size_t)3 * S * S;
@@ -153,10 +161,12 @@ int main(int argc, char **argv) {
            "\"tokens_per_image\": %lld, \"seconds\": %.3f, \"images_per_s\": %.3f, \"peak_rss_gb\": %.2f, "
            "\"load_s\": %.2f, \"preprocess_s\": %.3f, \"decoder_tokens\": %lld, \"linear_sgemm_s\": %.3f, "
            "\"linear_sgemm_gflops\": %.1f, \"other_s\": %.3f, \"blas_kernel\": \"%s\", "
-           "\"gemm_now_siglip_gflops\": %.1f, \"gemm_now_gemma2_gflops\": %.1f, \"tower_f32\": %d, \"tower_f32_s\": %.2f}\n",
+           "\"gemm_now_siglip_gflops\": %.1f, \"gemm_now_gemma2_gflops\": %.1f, \"tower_f32\": %d, \"tower_f32_s\": %.2f, "
+           "\"precision\": \"%s\", \"bf16_products\": \"%s\"}\n",
            hook, n_img, batch, S, (long long)(h.id.tower != RS_TOWER_DECODER ? N : tokens / n_img), best, n_img / best,
            peak_rss_gb(), load_s, prep_s, (long long)tokens, best_lin_s,
-           best_lin_s > 0 ? best_lin_flop / best_lin_s / 1e9 : 0.0, best - best_lin_s, openblas_get_corename(), g_now_s, g_now_g, tower_f32, f32_s);
+           best_lin_s > 0 ? best_lin_flop / best_lin_s / 1e9 : 0.0, best - best_lin_s, openblas_get_corename(), g_now_s, g_now_g, tower_f32, f32_s,
+           rs_precision_name(prec), prec == RS_PREC_BF16 ? op_bf16_gemm_path() : "-");
     for (int i = 0; i < n_img; i++) free(one[i]), free(sfx[i]);
     free(one); free(sfx); free(prompt); free(nsfx); free(len); free(ids); free(off); free(pl); free(pix); free(paths);
     paligemma_close(m);

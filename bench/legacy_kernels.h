@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "reprshift/ops.h"
+#include "reprshift/ops_bf16.h"
 #include "reprshift/safetensors.h"
 
 /* xorshift64 with a fixed seed: the same inputs in every run. */
@@ -109,6 +110,47 @@ static inline void legacy_attention(float *Z, const float *Q, const float *K, co
         float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, 1.0f, S, L, Vh, p->kv_stride, 0.0f, Zh,
                     p->z_stride);
+    }
+}
+
+/* The bf16 attention before its rows ran in blocks (ops_bf16.c's per-row attn_row_bf16 of the
+ * base commit), over full rows with the masked entries at −∞ (exp gives +0 there, as the kept
+ * range gives): bf16(QKᵀ), bf16(·scale), the soft-cap's steps each rounded, op_softmax, each
+ * probability rounded, then bf16(PV). */
+static inline void legacy_attention_bf16(float *Z, const float *Q, const float *K, const float *V,
+                                         const int64_t *offsets, int n_seqs, const int *prefix,
+                                         const op_attn_params *p, float *S) {
+    int H = p->n_heads, hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
+    for (int it = 0; it < n_seqs * H; it++) {
+        int s = it / H, h = it % H, kvh = h / group;
+        int64_t a = offsets[s];
+        int L = (int)(offsets[s + 1] - a), pre = prefix ? prefix[s] : 0;
+        const float *Qh = Q + (size_t)a * p->q_stride + (size_t)h * hd;
+        const float *Kh = K + (size_t)a * p->kv_stride + (size_t)kvh * hd;
+        const float *Vh = V + (size_t)a * p->kv_stride + (size_t)kvh * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hd, 1.0f, Qh, p->q_stride, Kh, p->kv_stride, 0.0f,
+                    S, L);
+        for (int i = 0; i < L; i++) {
+            float *row = S + (size_t)i * L;
+            for (int j = 0; j < L; j++) {
+                int keep = !p->causal || (j <= i && (p->window <= 0 || i - j < p->window)) || (i < pre && j < pre);
+                if (!keep) {
+                    row[j] = -INFINITY;
+                    continue;
+                }
+                float x = op_bf16_round1(op_bf16_round1(row[j]) * p->scale);
+                if (p->softcap > 0)
+                    x = op_bf16_round1(op_bf16_round1(tanhf(op_bf16_round1(x / p->softcap))) * p->softcap);
+                row[j] = x;
+            }
+            op_softmax(row, L);
+            for (int j = 0; j < L; j++) row[j] = op_bf16_round1(row[j]);
+        }
+        float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, 1.0f, S, L, Vh, p->kv_stride, 0.0f, Zh,
+                    p->z_stride);
+        for (int i = 0; i < L; i++)
+            for (int d = 0; d < hd; d++) Zh[(size_t)i * p->z_stride + d] = op_bf16_round1(Zh[(size_t)i * p->z_stride + d]);
     }
 }
 

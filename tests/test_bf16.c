@@ -91,12 +91,44 @@ static void test_gelu_vs_torch(void **state) {
     st_close(g);
 }
 
+/* The bf16 GELU looks its result up for bf16 inputs (a table of all 65536, ops_bf16.c) and
+ * computes it for other inputs. Both give a bf16 value within one bf16 step of the
+ * double-precision tanh GELU, on the bf16 grid and just off it (the next float up). */
+static void test_gelu_table(void **state) {
+    (void)state;
+    enum { N = 65536 };
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+    int checked = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < N; i++) {
+            float v = op_bf16_float((uint16_t)i);
+            x[i] = pass ? nextafterf(v, INFINITY) : v; /* pass 1: off the bf16 grid */
+        }
+        memcpy(y, x, N * sizeof(float));
+        op_gelu_tanh_bf16(y, N);
+        for (int i = 0; i < N; i++) {
+            double v = x[i];
+            if (!isfinite(v) || fabs(v) > 1e4 || fabs(v) < 1e-3) continue;
+            double u = 0.7978845608028654 * (v + 0.044715 * v * v * v);
+            double ref = 0.5 * v * (1.0 + tanh(u));
+            if (op_bf16_round1(y[i]) != y[i]) fail_msg("gelu(%.9g) = %.9g is not a bf16 value", v, (double)y[i]);
+            /* below x = -2.5 the fp32 form 1 + tanh(u) cancels (as torch's does): an absolute bound there */
+            double tol = fabs(ref) * ldexp(1.0, -7) + (v > -2.5 ? 0.0 : 1e-6);
+            if (fabs(y[i] - ref) > tol) fail_msg("pass %d: gelu(%.9g) = %.9g, double %.9g", pass, v, (double)y[i], ref);
+            checked++;
+        }
+    }
+    print_message("gelu: %d inputs on and off the bf16 grid within one bf16 step of the double GELU\n", checked);
+    assert_true(checked > 10000); /* 2 x 128 mantissas x 23 binades of [1e-3, 1e4] */
+    free(x); free(y);
+}
+
 /* The elementwise bf16 kernels give the same bits at every ISA level (tensor/isa.h). */
 static void test_isa_levels(void **state) {
     (void)state;
     enum { N = 20000, D = 200 };
     float *g0 = malloc(N * sizeof(float)), *u = malloc(N * sizeof(float)), *w = malloc(D * sizeof(float));
-    float *ref[4], *got[4];
+    float *ref[5], *got[5];
     for (int i = 0; i < N; i++) {
         g0[i] = op_bf16_round1(urand_signed(8));
         u[i] = op_bf16_round1(urand_signed(2));
@@ -107,7 +139,7 @@ static void test_isa_levels(void **state) {
         if (!rs_isa_supported(lvl)) continue;
         assert_int_equal(rs_isa_force(lvl), 0);
         float **o = lvl == 0 ? ref : got;
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 5; k++) {
             o[k] = malloc(N * sizeof(float));
             memcpy(o[k], g0, N * sizeof(float));
         }
@@ -116,14 +148,16 @@ static void test_isa_levels(void **state) {
         op_rmsnorm_gemma_bf16(o[2], g0, w, 1e-6f, N / D, D);
         for (int i = 0; i < N; i++) o[3][i] = g0[i] * 1.001f;
         op_bf16_round(o[3], N);
+        for (int i = 0; i < N; i++) o[4][i] = g0[i] * 1.001f; /* not bf16 values: GELU computed, not looked up */
+        op_gelu_tanh_bf16(o[4], N);
         if (lvl)
-            for (int k = 0; k < 4; k++) {
+            for (int k = 0; k < 5; k++) {
                 assert_memory_equal(ref[k], got[k], N * sizeof(float));
                 free(got[k]);
             }
     }
     rs_isa_force(best);
-    for (int k = 0; k < 4; k++) free(ref[k]);
+    for (int k = 0; k < 5; k++) free(ref[k]);
     free(g0); free(u); free(w);
 }
 
@@ -540,6 +574,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_vs_torch),
         cmocka_unit_test(test_gelu_vs_torch),
+        cmocka_unit_test(test_gelu_table),
         cmocka_unit_test(test_isa_levels),
         cmocka_unit_test(test_backend_table),
         cmocka_unit_test(test_linear_emulated),

@@ -166,6 +166,17 @@ static void check_attention(int isa, const op_attn_params *p, int L1, int L2, co
     omp_set_num_threads(nt);
     snprintf(what, sizeof what, "attention %s vs the old masking loop", label);
     same_bits(Zr, Z0, nz * 4, what, RS_ISA_DEFAULT);
+    /* the bf16 run's attention (rows in blocks, rounded as torch's bf16): every level against
+     * the default, and the default against the old per-row bf16 loop */
+    force(RS_ISA_DEFAULT); op_attention_bf16(Z0, Q, K, V, off, 2, prefix, p, S, per);
+    force(isa); op_attention_bf16(Z1, Q, K, V, off, 2, prefix, p, S, per);
+    snprintf(what, sizeof what, "bf16 attention %s", label);
+    same_bits(Z0, Z1, nz * 4, what, isa);
+    omp_set_num_threads(1);
+    legacy_attention_bf16(Zr, Q, K, V, off, 2, prefix, p, S);
+    omp_set_num_threads(nt);
+    snprintf(what, sizeof what, "bf16 attention %s vs the old per-row loop", label);
+    same_bits(Zr, Z0, nz * 4, what, RS_ISA_DEFAULT);
     free(Q), free(K), free(V), free(Z0), free(Z1), free(Zr), free(S);
 }
 

@@ -15,6 +15,10 @@
 typedef void (*attn_rows_fn)(float *S, int n, int nr, const int *j0, const int *j1, float scale, float softcap);
 typedef void (*attn_finish_fn)(float *Zh, int Lq, int hd, int z_stride);
 
+/* The bf16 run's rows (ops.c, dispatched by ISA level): in blocks of up to 8 rows like the fp32
+ * rows, each row's bits those of the per-row bf16 computation. */
+void rs_attn_rows_bf16(float *S, int n, int nr, const int *j0, const int *j1, float scale, float softcap);
+
 void rs_attention_kv_loop(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
                           const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
                           const op_attn_params *p, float *scores, size_t scores_per_thread, attn_rows_fn rows,

@@ -10,6 +10,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "reprshift/ops_bf16.h"
 #include "tensor/attention_impl.h"
 #include "tensor/isa.h"
 #include "tensor/norm_stats.h"
@@ -259,7 +260,13 @@ const float *op_weight_f32(const st_tensor *t, float *scratch) {
  * row is a chain of dependent additions, so interleaving them is what makes it fast), which
  * leaves each row's sum, and so every output bit, unchanged. */
 enum { ATTN_RB = 8 };
-RS_KERNEL_BODY void attn_rows_body(float *S, int n, int nr, const int *j0, const int *j1, float scale, float softcap) {
+/* bf16 = 1 (a constant at each kernel below, so each is compiled for its case): the bf16 run's
+ * row, as torch computes it on bf16 tensors: bf16(QKᵀ), bf16(·scaling), the soft-cap's
+ * divisions, tanh and product each rounded, the softmax in fp32 (softmax_body's operations) and
+ * its output rounded to bf16. The roundings are exact integer operations: the same bits at
+ * every ISA level and as the per-row loop they replace (ops_bf16.c). */
+RS_KERNEL_BODY void attn_rows_any(float *S, int n, int nr, const int *j0, const int *j1, float scale, float softcap,
+                                  int bf16) {
     float *rp[ATTN_RB];
     int len[ATTN_RB];
     double sum[ATTN_RB];
@@ -270,7 +277,12 @@ RS_KERNEL_BODY void attn_rows_body(float *S, int n, int nr, const int *j0, const
         for (int j = j1[k]; j < n; j++) row[j] = 0;
         float *r = row + j0[k];
         int m_n = j1[k] - j0[k];
-        if (softcap > 0)
+        if (bf16) {
+            for (int j = 0; j < m_n; j++) r[j] = op_bf16_round1(op_bf16_round1(r[j]) * scale);
+            if (softcap > 0)
+                for (int j = 0; j < m_n; j++)
+                    r[j] = op_bf16_round1(op_bf16_round1(tanhf(op_bf16_round1(r[j] / softcap))) * softcap);
+        } else if (softcap > 0)
             for (int j = 0; j < m_n; j++) r[j] = tanhf((r[j] * scale) / softcap) * softcap;
         else
             for (int j = 0; j < m_n; j++) r[j] = r[j] * scale;
@@ -302,10 +314,24 @@ RS_KERNEL_BODY void attn_rows_body(float *S, int n, int nr, const int *j0, const
         if (len[k] == 0) continue;
         float inv = (float)(1.0 / s);
         for (int j = 0; j < len[k]; j++) r[j] *= inv;
+        if (bf16)
+            for (int j = 0; j < len[k]; j++) r[j] = op_bf16_round1(r[j]);
     }
+}
+RS_KERNEL_BODY void attn_rows_body(float *S, int n, int nr, const int *j0, const int *j1, float scale, float softcap) {
+    attn_rows_any(S, n, nr, j0, j1, scale, softcap, 0);
 }
 RS_ISA_KERNEL(attn_rows, (float *S, int n, int nr, const int *j0, const int *j1, float scale, float softcap),
               (S, n, nr, j0, j1, scale, softcap))
+RS_KERNEL_BODY void attn_rows_bf16_body(float *S, int n, int nr, const int *j0, const int *j1, float scale,
+                                        float softcap) {
+    attn_rows_any(S, n, nr, j0, j1, scale, softcap, 1);
+}
+RS_ISA_KERNEL(attn_rows_bf16, (float *S, int n, int nr, const int *j0, const int *j1, float scale, float softcap),
+              (S, n, nr, j0, j1, scale, softcap))
+void rs_attn_rows_bf16(float *S, int n, int nr, const int *j0, const int *j1, float scale, float softcap) {
+    RS_ISA_CALL(attn_rows_bf16)(S, n, nr, j0, j1, scale, softcap);
+}
 
 /* Few rows (a decode step) against a half-precision matrix, the weights read once at 2 bytes
  * a value. The summation order is fixed, the same at every ISA level and for every split of

@@ -322,24 +322,10 @@ void op_softmax_bf16(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] = op_bf16_round1(x[i]);
 }
 
-/* One row of scores in a bf16 run: kept range [j0, j1), the rest 0 after the softmax (as
- * the finite bf16 mask minimum gives: exp underflows to 0). */
-static void attn_row_bf16(float *row, int L, int j0, int j1, float scale, float softcap) {
-    for (int j = 0; j < j0; j++) row[j] = 0;
-    for (int j = j1; j < L; j++) row[j] = 0;
-    float *r = row + j0;
-    int n = j1 - j0;
-    for (int j = 0; j < n; j++) {
-        float v = op_bf16_round1(op_bf16_round1(r[j]) * scale); /* bf16(QKᵀ), then bf16(·scaling) */
-        if (softcap > 0) v = op_bf16_round1(op_bf16_round1(tanhf(op_bf16_round1(v / softcap))) * softcap);
-        r[j] = v;
-    }
-    op_softmax_bf16(r, n);
-}
-
-static void attn_rows_bf16(float *S, int n, int nr, const int *j0, const int *j1, float scale, float softcap) {
-    for (int k = 0; k < nr; k++) attn_row_bf16(S + (size_t)k * n, n, j0[k], j1[k], scale, softcap);
-}
+/* The rows of scores in a bf16 run: rs_attn_rows_bf16 (ops.c), blocks of 8 rows whose softmax
+ * sums run side by side, each row's operations those of the per-row loop it replaced (bf16(QKᵀ),
+ * bf16(·scaling), the soft-cap's roundings, the fp32 softmax of the kept range, the others 0,
+ * each probability rounded); tests/test_ops_isa.c checks the bits against that loop. */
 
 /* The attention output, rounded to bf16 (torch's bf16 matmul writes a bf16 tensor). */
 static void round_head_bf16(float *Zh, int Lq, int hd, int z_stride) {
@@ -351,7 +337,7 @@ void op_attention_kv_bf16(float *Z, const float *Q, const int64_t *q_offsets, co
                           const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
                           const op_attn_params *p, float *scores, size_t scores_per_thread) {
     rs_attention_kv_loop(Z, Q, q_offsets, K, V, kv_start, kv_len, n_seqs, prefix, p, scores, scores_per_thread,
-                         attn_rows_bf16, round_head_bf16);
+                         rs_attn_rows_bf16, round_head_bf16);
 }
 
 void op_attention_bf16(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets, int n_seqs,
@@ -371,12 +357,28 @@ static inline float gelu_tanh_torch(float x) {
     return 0.5f * x * (1.0f + tanhf(inner));
 }
 
+/* bf16(gelu(x)) for every bf16 x, indexed by x's 16 bits: in a bf16 run the GELU's input is a
+ * bf16 value (the output of a bf16 product), so its result is a function of 16 bits. The table
+ * is built once from gelu_tanh_torch itself (fp-contract off, libm's expf/tanhf: the same bits
+ * at every ISA level), so a lookup gives exactly the bits the computation gives; an input with
+ * other low bits (not a bf16 value) is computed. 128 KB, ~2 ms to build, on first use. */
+static uint16_t g_gelu_tab[65536];
+static pthread_once_t g_gelu_once = PTHREAD_ONCE_INIT;
+static void gelu_tab_init(void) {
+    for (uint32_t b = 0; b < 65536; b++) g_gelu_tab[b] = op_bf16_bits(gelu_tanh_torch(op_bf16_float((uint16_t)b)));
+}
+static inline float gelu_bf16_one(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if (u & 0xFFFFu) return op_bf16_round1(gelu_tanh_torch(x));
+    return op_bf16_float(g_gelu_tab[u >> 16]);
+}
 RS_KERNEL_BODY void gelu_body(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = op_bf16_round1(gelu_tanh_torch(x[i]));
+    for (size_t i = 0; i < n; i++) x[i] = gelu_bf16_one(x[i]);
 }
 RS_ISA_KERNEL(gelu, (float *x, size_t n), (x, n))
 RS_KERNEL_BODY void geglu_body(float *gate, const float *up, size_t n) {
-    for (size_t i = 0; i < n; i++) gate[i] = op_bf16_round1(op_bf16_round1(gelu_tanh_torch(gate[i])) * up[i]);
+    for (size_t i = 0; i < n; i++) gate[i] = op_bf16_round1(gelu_bf16_one(gate[i]) * up[i]);
 }
 RS_ISA_KERNEL(geglu, (float *gate, const float *up, size_t n), (gate, up, n))
 RS_KERNEL_BODY void add_body(float *dst, const float *src, size_t n) {
@@ -384,9 +386,15 @@ RS_KERNEL_BODY void add_body(float *dst, const float *src, size_t n) {
 }
 RS_ISA_KERNEL(add, (float *dst, const float *src, size_t n), (dst, src, n))
 
-void op_gelu_tanh_bf16(float *x, size_t n) { EW_LOOP(n, RS_ISA_CALL(gelu)(x + o_, m_)); }
+void op_gelu_tanh_bf16(float *x, size_t n) {
+    pthread_once(&g_gelu_once, gelu_tab_init);
+    EW_LOOP(n, RS_ISA_CALL(gelu)(x + o_, m_));
+}
 
-void op_geglu_bf16(float *gate, const float *up, size_t n) { EW_LOOP(n, RS_ISA_CALL(geglu)(gate + o_, up + o_, m_)); }
+void op_geglu_bf16(float *gate, const float *up, size_t n) {
+    pthread_once(&g_gelu_once, gelu_tab_init);
+    EW_LOOP(n, RS_ISA_CALL(geglu)(gate + o_, up + o_, m_));
+}
 
 void op_add_bf16(float *dst, const float *src, size_t n) { EW_LOOP(n, RS_ISA_CALL(add)(dst + o_, src + o_, m_)); }
 
