@@ -128,7 +128,7 @@ static void test_isa_levels(void **state) {
     (void)state;
     enum { N = 20000, D = 200 };
     float *g0 = malloc(N * sizeof(float)), *u = malloc(N * sizeof(float)), *w = malloc(D * sizeof(float));
-    float *ref[5], *got[5];
+    float *ref[6], *got[6];
     for (int i = 0; i < N; i++) {
         g0[i] = op_bf16_round1(urand_signed(8));
         u[i] = op_bf16_round1(urand_signed(2));
@@ -139,7 +139,7 @@ static void test_isa_levels(void **state) {
         if (!rs_isa_supported(lvl)) continue;
         assert_int_equal(rs_isa_force(lvl), 0);
         float **o = lvl == 0 ? ref : got;
-        for (int k = 0; k < 5; k++) {
+        for (int k = 0; k < 6; k++) {
             o[k] = malloc(N * sizeof(float));
             memcpy(o[k], g0, N * sizeof(float));
         }
@@ -150,14 +150,23 @@ static void test_isa_levels(void **state) {
         op_bf16_round(o[3], N);
         for (int i = 0; i < N; i++) o[4][i] = g0[i] * 1.001f; /* not bf16 values: GELU computed, not looked up */
         op_gelu_tanh_bf16(o[4], N);
+        /* a product with a bias (the bias add and the input conversion are per-level kernels):
+         * x = g0 as [N / D, D], W = the first (D / 2)·D values of u as [D / 2, D], bias w */
+        {
+            st_tensor W = {.dtype = RS_DT_F32, .numel = (int64_t)(D / 2) * D, .data = u};
+            float *scr = malloc(((size_t)N + (size_t)(D / 2) * D + 2) * sizeof(float));
+            memset(o[5], 0, N * sizeof(float));
+            op_linear_bf16(o[5], g0, &W, w, N / D, D, D / 2, scr);
+            free(scr);
+        }
         if (lvl)
-            for (int k = 0; k < 5; k++) {
+            for (int k = 0; k < 6; k++) {
                 assert_memory_equal(ref[k], got[k], N * sizeof(float));
                 free(got[k]);
             }
     }
     rs_isa_force(best);
-    for (int k = 0; k < 5; k++) free(ref[k]);
+    for (int k = 0; k < 6; k++) free(ref[k]);
     free(g0); free(u); free(w);
 }
 
