@@ -80,9 +80,11 @@ static inline void legacy_softmax(float *x, int n) {
 }
 
 /* op_attention of the base commit, single thread (S: one L×L score buffer): the per-entry mask
- * test and the full-row softmax. */
-static inline void legacy_attention(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets,
-                                    int n_seqs, const int *prefix, const op_attn_params *p, float *S) {
+ * test and the full-row softmax (bf16 = 0: legacy_attention), and the bf16 run's per-row loop
+ * it was paired with (bf16 = 1: legacy_attention_bf16, below). */
+static inline void legacy_attention_any(float *Z, const float *Q, const float *K, const float *V,
+                                        const int64_t *offsets, int n_seqs, const int *prefix,
+                                        const op_attn_params *p, float *S, int bf16) {
     int H = p->n_heads, hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
     for (int it = 0; it < n_seqs * H; it++) {
         int s = it / H, h = it % H, kvh = h / group;
@@ -101,16 +103,35 @@ static inline void legacy_attention(float *Z, const float *Q, const float *K, co
                     row[j] = -INFINITY;
                     continue;
                 }
-                float x = row[j] * p->scale;
-                if (p->softcap > 0) x = tanhf(x / p->softcap) * p->softcap;
+                float x;
+                if (bf16) {
+                    x = op_bf16_round1(op_bf16_round1(row[j]) * p->scale);
+                    if (p->softcap > 0)
+                        x = op_bf16_round1(op_bf16_round1(tanhf(op_bf16_round1(x / p->softcap))) * p->softcap);
+                } else {
+                    x = row[j] * p->scale;
+                    if (p->softcap > 0) x = tanhf(x / p->softcap) * p->softcap;
+                }
                 row[j] = x;
             }
-            legacy_softmax(row, L);
+            if (bf16) {
+                op_softmax(row, L);
+                for (int j = 0; j < L; j++) row[j] = op_bf16_round1(row[j]);
+            } else
+                legacy_softmax(row, L);
         }
         float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, 1.0f, S, L, Vh, p->kv_stride, 0.0f, Zh,
                     p->z_stride);
+        if (bf16)
+            for (int i = 0; i < L; i++)
+                for (int d = 0; d < hd; d++)
+                    Zh[(size_t)i * p->z_stride + d] = op_bf16_round1(Zh[(size_t)i * p->z_stride + d]);
     }
+}
+static inline void legacy_attention(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets,
+                                    int n_seqs, const int *prefix, const op_attn_params *p, float *S) {
+    legacy_attention_any(Z, Q, K, V, offsets, n_seqs, prefix, p, S, 0);
 }
 
 /* The bf16 attention before its rows ran in blocks (ops_bf16.c's per-row attn_row_bf16 of the
@@ -120,38 +141,7 @@ static inline void legacy_attention(float *Z, const float *Q, const float *K, co
 static inline void legacy_attention_bf16(float *Z, const float *Q, const float *K, const float *V,
                                          const int64_t *offsets, int n_seqs, const int *prefix,
                                          const op_attn_params *p, float *S) {
-    int H = p->n_heads, hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
-    for (int it = 0; it < n_seqs * H; it++) {
-        int s = it / H, h = it % H, kvh = h / group;
-        int64_t a = offsets[s];
-        int L = (int)(offsets[s + 1] - a), pre = prefix ? prefix[s] : 0;
-        const float *Qh = Q + (size_t)a * p->q_stride + (size_t)h * hd;
-        const float *Kh = K + (size_t)a * p->kv_stride + (size_t)kvh * hd;
-        const float *Vh = V + (size_t)a * p->kv_stride + (size_t)kvh * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, hd, 1.0f, Qh, p->q_stride, Kh, p->kv_stride, 0.0f,
-                    S, L);
-        for (int i = 0; i < L; i++) {
-            float *row = S + (size_t)i * L;
-            for (int j = 0; j < L; j++) {
-                int keep = !p->causal || (j <= i && (p->window <= 0 || i - j < p->window)) || (i < pre && j < pre);
-                if (!keep) {
-                    row[j] = -INFINITY;
-                    continue;
-                }
-                float x = op_bf16_round1(op_bf16_round1(row[j]) * p->scale);
-                if (p->softcap > 0)
-                    x = op_bf16_round1(op_bf16_round1(tanhf(op_bf16_round1(x / p->softcap))) * p->softcap);
-                row[j] = x;
-            }
-            op_softmax(row, L);
-            for (int j = 0; j < L; j++) row[j] = op_bf16_round1(row[j]);
-        }
-        float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, hd, L, 1.0f, S, L, Vh, p->kv_stride, 0.0f, Zh,
-                    p->z_stride);
-        for (int i = 0; i < L; i++)
-            for (int d = 0; d < hd; d++) Zh[(size_t)i * p->z_stride + d] = op_bf16_round1(Zh[(size_t)i * p->z_stride + d]);
-    }
+    legacy_attention_any(Z, Q, K, V, offsets, n_seqs, prefix, p, S, 1);
 }
 
 /* One output row o of op_linear_st's row path before the dispatch (linear_rows_widened of the
