@@ -21,13 +21,18 @@ SCRIPT = textwrap.dedent(r"""
     m = reprshift.Model(sys.argv[2])
     ids = [[2] + [(7 * i + k) % 500 + 3 for k in range(60)] for i in range(20000)]
     t0 = time.perf_counter()
-    threading.Timer(0.3, _thread.interrupt_main).start()
+    fired = []
+    def fire():  # when the interrupt is actually sent: the timer thread may wait for the GIL
+        fired.append(time.perf_counter())
+        _thread.interrupt_main()
+    threading.Timer(0.3, fire).start()
     try:
         m.run_with_cache(ids=ids, hooks=["blocks.3.hook_resid_post"], pool="last", batch_tokens=64,
                          progress=False)
         print("NOT INTERRUPTED after %.2f s" % (time.perf_counter() - t0))
     except KeyboardInterrupt:
-        print("interrupted after %.2f s" % (time.perf_counter() - t0))
+        t1 = time.perf_counter()
+        print("interrupted after %.2f s, %.2f s after the interrupt was sent" % (t1 - t0, t1 - fired[0]))
     c = m.run_with_cache(ids=ids[:2], hooks=["blocks.3.hook_resid_post"], progress=False)
     print("after:", c["blocks.3.hook_resid_post"].shape)
 """)
@@ -39,7 +44,12 @@ def test_ctrl_c_stops_a_long_call_cleanly():
     assert p.returncode == 0, p.stderr
     out = p.stdout
     assert "interrupted after" in out, out
-    assert float(out.split("interrupted after ")[1].split()[0]) < 5.0, out
+    # The latency from the interrupt to the return, not from the start (the timer thread can fire
+    # late while the main thread holds the GIL). It includes the call's set-up before its first
+    # batch (the 20000 inputs copied and checked): 0.0 s in a release build, 2-4 s under ASan
+    # (tests/cli_python.sh preloads it; 8 s from the start seen there on a loaded CI machine).
+    bound = 30.0 if "libasan" in os.environ.get("LD_PRELOAD", "") else 5.0
+    assert float(out.split(" s after the interrupt")[0].split()[-1]) < bound, out
     assert "after: (122, 64)" in out, out
     assert "Exception ignored" not in p.stderr, p.stderr
 
