@@ -199,7 +199,7 @@ void op_rope_seqs(float *x, int stride, int n_heads, int head_dim, const int64_t
  * on the order it is taken in, except which of +0/−0 wins a tie, and x − (±0) gives the same
  * exp). NaNs never win (x > m is false), as in a plain scan. The exps are rs_vexpf (≤ 1 ulp,
  * vectorised); their sum is a sequential double sum at every level. */
-RS_KERNEL_BODY void softmax_body(float *x, int n) {
+RS_KERNEL_BODY float row_max16(const float *x, int n) {
     float lane[16];
     for (int k = 0; k < 16; k++) lane[k] = -INFINITY;
     int i = 0;
@@ -208,6 +208,11 @@ RS_KERNEL_BODY void softmax_body(float *x, int n) {
     float m = -INFINITY;
     for (int k = 0; k < 16; k++) m = lane[k] > m ? lane[k] : m;
     for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+RS_KERNEL_BODY void softmax_body(float *x, int n) {
+    int i;
+    float m = row_max16(x, n);
     if (m == -INFINITY) { /* fully masked row: cannot happen with a causal mask */
         for (i = 0; i < n; i++) x[i] = 0;
         return;
@@ -287,14 +292,8 @@ RS_KERNEL_BODY void attn_rows_any(float *S, int n, int nr, const int *j0, const 
         else
             for (int j = 0; j < m_n; j++) r[j] = r[j] * scale;
         /* softmax_body's maximum and exps */
-        float lane[16];
-        for (int q = 0; q < 16; q++) lane[q] = -INFINITY;
-        int i = 0;
-        for (; i + 16 <= m_n; i += 16)
-            for (int q = 0; q < 16; q++) lane[q] = r[i + q] > lane[q] ? r[i + q] : lane[q];
-        float m = -INFINITY;
-        for (int q = 0; q < 16; q++) m = lane[q] > m ? lane[q] : m;
-        for (; i < m_n; i++) m = r[i] > m ? r[i] : m;
+        int i;
+        float m = row_max16(r, m_n);
         if (m == -INFINITY) { /* fully masked row: cannot happen with a causal mask */
             for (i = 0; i < m_n; i++) r[i] = 0;
             m_n = 0;

@@ -187,37 +187,25 @@ static void weight_bf16(uint16_t *dst, const st_tensor *W) {
 
 #endif
 
-/* r[o] = bf16(r[o] + bb[o]) over one row, bb the bias already rounded to bf16 (exact integer
- * roundings and one fp32 add: the same bits at every ISA level). */
-RS_KERNEL_BODY void bias_round_body(float *r, const float *bb, int n) {
-    for (int o = 0; o < n; o++) r[o] = op_bf16_round1(r[o] + bb[o]);
+/* r[o] = bf16(r[o] + bf16(bias[o])) over one row (exact integer roundings and one fp32 add: the
+ * same bits at every ISA level). */
+RS_KERNEL_BODY void bias_round_body(float *r, const float *bias, int n) {
+    for (int o = 0; o < n; o++) r[o] = op_bf16_round1(r[o] + op_bf16_round1(bias[o]));
 }
-RS_ISA_KERNEL(bias_round, (float *r, const float *bb, int n), (r, bb, n))
+RS_ISA_KERNEL(bias_round, (float *r, const float *bias, int n), (r, bias, n))
 /* dst[i] = bf16 bits of src[i] */
 RS_KERNEL_BODY void to_bits_body(uint16_t *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = op_bf16_bits(src[i]);
 }
 RS_ISA_KERNEL(to_bits, (uint16_t *dst, const float *src, size_t n), (dst, src, n))
 
-enum { BIAS_MAX = 16384 }; /* widths up to this take the rounded bias from the stack (64 KB) */
 static void finish_rows(float *y, const float *bias, int T, int OUT) {
     if (!bias) {
         op_bf16_round(y, (size_t)T * OUT);
         return;
     }
-    float bb_stack[BIAS_MAX];
-    if (OUT > BIAS_MAX) { /* no such layer in the supported models: the per-element form */
 #pragma omp parallel for schedule(static) if ((size_t)T * OUT > 65536)
-        for (int t = 0; t < T; t++) {
-            float *r = y + (size_t)t * OUT;
-            for (int o = 0; o < OUT; o++) r[o] = op_bf16_round1(r[o] + op_bf16_round1(bias[o]));
-        }
-        return;
-    }
-    for (int o = 0; o < OUT; o++) bb_stack[o] = op_bf16_round1(bias[o]);
-    const float *bb = bb_stack;
-#pragma omp parallel for schedule(static) if ((size_t)T * OUT > 65536)
-    for (int t = 0; t < T; t++) RS_ISA_CALL(bias_round)(y + (size_t)t * OUT, bb, OUT);
+    for (int t = 0; t < T; t++) RS_ISA_CALL(bias_round)(y + (size_t)t * OUT, bias, OUT);
 }
 
 /* Without a scratch (a decode step's LM head: generate.c passes none): each weight row
