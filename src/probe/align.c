@@ -278,14 +278,19 @@ int rs_retrieval_ranks(const float *A, const float *B, int n, int e, int *rank_a
     return 0;
 }
 
+/* The share of the n ranks below k (0-based ranks: rank < k is a hit at k). */
+static double recall_of(const int *rank, int n, int k) {
+    int hits = 0;
+    for (int i = 0; i < n; i++) hits += rank[i] < k;
+    return (double)hits / n;
+}
+
 /* rs_recall_at_k; -1 when the bootstrap buffer cannot be allocated (*r then has a NaN CI). */
 static int recall_at_k(const int *rank, int n, int k, int n_boot, uint64_t seed, rs_stat *out) {
     rs_stat r = {NAN, NAN, NAN};
     *out = r;
     if (n < 1) return 0;
-    int hits = 0;
-    for (int i = 0; i < n; i++) hits += rank[i] < k;
-    r.value = (double)hits / n;
+    r.value = recall_of(rank, n, k);
     *out = r;
     if (n_boot <= 0) return 0;
     double *bm = malloc(sizeof(double) * n_boot);
@@ -494,9 +499,7 @@ int rs_align_evaluate_splits(const float *Xt, int dt, const float *Xi, int di, i
                 for (int dir = 0; dir < 2; dir++) {
                     const int *rd = rk + (size_t)dir * nte;
                     for (int k = 0; k < RS_ALIGN_NK; k++) {
-                        int hits = 0;
-                        for (int i = 0; i < nte; i++) hits += rd[i] < rs_align_ks[k];
-                        double v = (double)hits / nte;
+                        double v = recall_of(rd, nte, rs_align_ks[k]);
                         if (!shuf) M->split_recall[s][dir][k] = v;
                         else NULLV(draw, meth, dir, k) += v;
                     }
@@ -526,9 +529,7 @@ int rs_align_evaluate_splits(const float *Xt, int dt, const float *Xi, int di, i
                     goto done;
                 /* null draw 0's per-split values are not kept: recompute them from its ranks */
                 for (int s = 0, off = 0; s < S; off += r->n_test_split[s], s++) {
-                    int hits = 0;
-                    for (int i = 0; i < r->n_test_split[s]; i++) hits += ALLRK(1, meth, dir)[off + i] < rs_align_ks[k];
-                    ps[s] = (double)hits / r->n_test_split[s];
+                    ps[s] = recall_of(ALLRK(1, meth, dir) + off, r->n_test_split[s], rs_align_ks[k]);
                 }
                 if (split_mean_stat(ALLRK(1, meth, dir), r->n_test_split, S, rs_align_ks[k], o->n_boot,
                                     o->seed ^ 0xB0075u, ps, &M->null_recall[dir][k], err))
