@@ -162,8 +162,11 @@ same_as_single() {
   echo "$1: byte-identical to the single-process run ($(find "$R" -type f | wc -l) files)"
 }
 
-# ---- the reference: one process, the same config and --shard-inputs ----
-"$CLI" run $Q --out "$R" "${ARGS[@]}" >/dev/null || fail "single-process run"
+# ---- the reference: one process, the same config, --shard-inputs and thread count as the
+# tasks (--cpus-per-task=1). Not the caller's OMP_NUM_THREADS: with more threads the tiny VLM's
+# stores move in their 7th digit on CPUs where OpenBLAS's small-matrix kernels make a product's
+# bits depend on its row count (docs/cluster.md, "Threads per task") ----
+"$CLI" run $Q --out "$R" "${ARGS[@]}" --threads 1 >/dev/null || fail "single-process run"
 mv "$R" "$T/single"
 t0=$SECONDS
 

@@ -120,6 +120,11 @@ static const acase CASES[] = {
     {"prefix-LM", 4, 1, 16, 1, 3, 0.0625f, 50.0f, 3, {12, 30, 6}, {8, 10, 6}, 1},
     /* SigLIP: bidirectional, no cap, equal-length images */
     {"siglip", 4, 4, 16, 0, 0, 0.25f, 0.0f, 3, {16, 16, 16}, {0}, 0},
+    /* longer than a query block (OP_ATTN_QUERY_BLOCK): causal blocks against the keys they keep,
+     * ragged last block; with a window that passes whole blocks; with a prefix longer than a block */
+    {"long causal", 2, 1, 16, 1, 0, 0.25f, 50.0f, 2, {300, 129}, {0}, 0},
+    {"long window", 2, 1, 16, 1, 40, 0.25f, 0.0f, 1, {333}, {0}, 0},
+    {"long prefix-LM", 2, 2, 16, 1, 64, 0.25f, 50.0f, 2, {290, 150}, {200, 20}, 1},
 };
 
 static void test_against_naive(void **state) {
@@ -210,8 +215,9 @@ static void test_kv_block_against_naive(void **state) {
             memcpy(Vc + (size_t)start[s] * p.kv_stride, V + (size_t)off[s] * p.kv_stride,
                    (size_t)len[s] * p.kv_stride * sizeof *V);
         }
-        const int BLOCKS[3] = {1, 3, 1 << 20};
-        for (int b = 0; b < 3; b++) {
+        /* 200: more queries than a query block (OP_ATTN_QUERY_BLOCK), fewer than the keys */
+        const int BLOCKS[4] = {1, 3, 200, 1 << 20};
+        for (int b = 0; b < 4; b++) {
             int64_t qoff[5] = {0};
             for (int s = 0; s < c->n_seqs; s++) qoff[s + 1] = qoff[s] + (BLOCKS[b] < len[s] ? BLOCKS[b] : len[s]);
             int Tq = (int)qoff[c->n_seqs];

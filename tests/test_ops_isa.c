@@ -145,6 +145,23 @@ static void check_rope(int isa, int T, int n_heads, int hd) {
     free(x), free(inv), free(a0), free(a1), free(r);
 }
 
+/* a and b agree within rel·max|a| everywhere, and differ at all in at most a share `share` of
+ * the n values (0: any share). */
+static void near(const float *a, const float *b, size_t n, double rel, double share, const char *what) {
+    double amax = 0, worst = 0;
+    size_t ndiff = 0;
+    for (size_t i = 0; i < n; i++) amax = fabs(a[i]) > amax ? fabs(a[i]) : amax;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        if (!(e <= worst)) worst = e;
+        ndiff += a[i] != b[i];
+    }
+    printf("%s: max|diff| %.3g of max|value| %.3g, %zu of %zu values differ\n", what, worst, amax, ndiff, n);
+    if (!(worst <= rel * amax) || (share > 0 && (double)ndiff > share * (double)n))
+        fail_msg("%s: max|diff| %.3g of max|value| %.3g (bound %.3g), %zu of %zu values differ", what, worst, amax, rel,
+                 ndiff, n);
+}
+
 /* Two packed sequences of lengths L1, L2. */
 static void check_attention(int isa, const op_attn_params *p, int L1, int L2, const int *prefix, const char *label) {
     int T = L1 + L2, Lmax = L1 > L2 ? L1 : L2;
@@ -165,7 +182,11 @@ static void check_attention(int isa, const op_attn_params *p, int L1, int L2, co
     legacy_attention(Zr, Q, K, V, off, 2, prefix, p, S);
     omp_set_num_threads(nt);
     snprintf(what, sizeof what, "attention %s vs the old masking loop", label);
-    same_bits(Zr, Z0, nz * 4, what, RS_ISA_DEFAULT);
+    /* a causal sequence longer than a query block skips the masked keys, and its second
+     * product's sums can then split differently: equal within fp32 rounding */
+    int blocked = p->causal && Lmax > OP_ATTN_QUERY_BLOCK;
+    if (blocked) near(Zr, Z0, nz, 1e-6, 0, what);
+    else same_bits(Zr, Z0, nz * 4, what, RS_ISA_DEFAULT);
     /* the bf16 run's attention (rows in blocks, rounded as torch's bf16): every level against
      * the default, and the default against the old per-row bf16 loop */
     force(RS_ISA_DEFAULT); op_attention_bf16(Z0, Q, K, V, off, 2, prefix, p, S, per);
@@ -176,7 +197,10 @@ static void check_attention(int isa, const op_attn_params *p, int L1, int L2, co
     legacy_attention_bf16(Zr, Q, K, V, off, 2, prefix, p, S);
     omp_set_num_threads(nt);
     snprintf(what, sizeof what, "bf16 attention %s vs the old per-row loop", label);
-    same_bits(Zr, Z0, nz * 4, what, RS_ISA_DEFAULT);
+    /* blocked: the fp32 sum before the output's bf16 rounding can differ by rounding, which
+     * moves an output across a bf16 rounding boundary now and then (one bf16 step) */
+    if (blocked) near(Zr, Z0, nz, 1.0 / 128, 0.001, what);
+    else same_bits(Zr, Z0, nz * 4, what, RS_ISA_DEFAULT);
     free(Q), free(K), free(V), free(Z0), free(Z1), free(Zr), free(S);
 }
 
@@ -196,6 +220,18 @@ static void check_bf16(int isa, int64_t n) {
     same_bits(a0, w0, (size_t)n * 4, "op_weight_f32 bf16", isa);
     w0 = op_weight_f32(&t, a1);
     same_bits(a0, w0, (size_t)n * 4, "op_weight_f32 bf16", isa);
+    /* a large matrix is widened with streaming stores from the first 64-byte boundary of the
+     * scratch on: every offset of the scratch from that boundary, and the tail */
+    if (n >= (1 << 20))
+        for (int off = 1; off < 16; off += 2) {
+            float *b = malloc((size_t)(n + 32) * 4);
+            float *d = (float *)((uintptr_t)(b + 16) & ~(uintptr_t)63) + off;
+            w0 = op_weight_f32(&t, d);
+            char what[64];
+            snprintf(what, sizeof what, "op_weight_f32 bf16, scratch 64-byte boundary + %d floats", off);
+            same_bits(a0, w0, (size_t)n * 4, what, isa);
+            free(b);
+        }
     for (int64_t i = 0; i < n; i++) { /* the definition */
         uint32_t u = (uint32_t)h[i] << 16;
         if (memcmp(&u, a0 + i, 4)) fail_msg("bf16 widening of %04x is wrong", h[i]);
@@ -353,6 +389,7 @@ static void run_level(int isa) {
     check_elementwise(isa, (size_t)729 * 4304);
     check_linear_bias(isa, 729, 4, 4304);
     check_bf16(isa, (int64_t)2304 * 256 + 5);
+    check_bf16(isa, (int64_t)1152 * 1152 + 11); /* above the streaming-store size */
     check_f16(isa);
     check_f16(RS_ISA_DEFAULT);
     check_resize(isa, 640, 480, 224, 224);

@@ -43,7 +43,12 @@ void op_softmax(float *x, int n);
  * Rows of Q/Z hold n_heads·head_dim values at stride q_stride/z_stride, rows of K/V
  * n_kv_heads·head_dim at kv_stride. scores: workspace of omp_get_max_threads() blocks of
  * scores_per_thread ≥ Lmax² floats (Lmax the longest sequence). (Sequence, head) pairs run
- * in parallel; the products inside run on one BLAS thread. */
+ * in parallel; the products inside run on one BLAS thread. A causal sequence of more than
+ * OP_ATTN_QUERY_BLOCK queries runs in blocks of that many queries, each multiplied only with
+ * the keys one of its rows keeps (the masked keys above the diagonal are skipped); the second
+ * product's sums then have fewer terms, so its results can differ from the one-block
+ * computation's by rounding. */
+enum { OP_ATTN_QUERY_BLOCK = 128 };
 typedef struct {
     int n_heads, n_kv_heads, head_dim;
     int q_stride, kv_stride, z_stride;

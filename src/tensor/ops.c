@@ -239,17 +239,72 @@ void op_add(float *dst, const float *src, size_t n) {
         RS_ISA_CALL(add)(dst + c * EW_CHUNK, src + c * EW_CHUNK, n - c * EW_CHUNK < EW_CHUNK ? n - c * EW_CHUNK : EW_CHUNK);
 }
 
+/* bf16 → f32 with non-temporal (streaming) stores, for a matrix widened just before a product
+ * reads it: the widened copy is larger than the caches, so an ordinary store first reads every
+ * line it writes; a streaming store does not, which halves the widening's memory traffic
+ * (bench/README.md, "Widening with streaming stores"). The values are the same shift as
+ * st_to_f32's (exact). The head up to the first 64-byte boundary of dst and the tail use the
+ * ordinary kernel; the sfence orders the stores before the product (another thread) reads them. */
+#if defined(RS_ISA_X86)
+#include <immintrin.h>
+RS_TARGET_AVX512 static size_t widen_stream_avx512(float *dst, const unsigned char *p, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i v = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const void *)(p + 2 * i))), 16);
+        _mm512_stream_ps(dst + i, _mm512_castsi512_ps(v));
+    }
+    _mm_sfence();
+    return i;
+}
+RS_TARGET_AVX2 static size_t widen_stream_avx2(float *dst, const unsigned char *p, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i v = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const void *)(p + 2 * i))), 16);
+        _mm256_stream_ps(dst + i, _mm256_castsi256_ps(v));
+    }
+    _mm_sfence();
+    return i;
+}
+#endif
+
+/* Widens n bf16 values at p into dst; returns how many leading values it did not write
+ * (0: all written), which the caller converts with st_to_f32. */
+static size_t widen_bf16_stream(float *dst, const unsigned char *p, size_t n) {
+#if defined(RS_ISA_X86)
+    int isa = rs_isa_active();
+    if (isa == RS_ISA_DEFAULT) return n;
+    size_t head = (size_t)((64 - (uintptr_t)dst % 64) % 64);
+    if (head % sizeof(float) || head / sizeof(float) >= n) return n;
+    head /= sizeof(float);
+    size_t body = n - head;
+    body = isa == RS_ISA_AVX512 ? widen_stream_avx512(dst + head, p + 2 * head, body)
+                                : widen_stream_avx2(dst + head, p + 2 * head, body);
+    st_tensor v = {.dtype = RS_DT_BF16, .numel = (int64_t)(n - head - body), .data = p + 2 * (head + body)};
+    st_to_f32(&v, dst + head + body);
+    return head;
+#else
+    (void)dst, (void)p;
+    return n;
+#endif
+}
+
+/* A weight this large (values) is widened with streaming stores; a smaller one stays in the
+ * cache for the product that follows. */
+#define WIDEN_STREAM_MIN (1 << 20)
+
 const float *op_weight_f32(const st_tensor *t, float *scratch) {
     if (t->dtype == RS_DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) return t->data;
     /* converted in parallel chunks of 64k values (an elementwise widening: any split gives the same bits) */
     const int64_t CH = 1 << 16;
     int64_t nch = (t->numel + CH - 1) / CH;
     size_t es = rs_dtype_size(t->dtype);
+    int stream = t->dtype == RS_DT_BF16 && t->numel >= WIDEN_STREAM_MIN;
 #pragma omp parallel for schedule(static) if (nch > 4)
     for (int64_t c = 0; c < nch; c++) {
         st_tensor v = *t;
         v.numel = t->numel - c * CH < CH ? t->numel - c * CH : CH;
         v.data = (const char *)t->data + (size_t)(c * CH) * es;
+        if (stream) v.numel = (int64_t)widen_bf16_stream(scratch + c * CH, v.data, (size_t)v.numel);
         st_to_f32(&v, scratch + c * CH);
     }
     return scratch;
@@ -475,6 +530,33 @@ void op_attention_kv(float *Z, const float *Q, const int64_t *q_offsets, const f
                          attn_rows_fp32, NULL);
 }
 
+/* The keys [*j0, *j1) that the query at position i (among the Lk keys) keeps, counted from
+ * key `skip`: (i, j) is kept when !causal, or j ≤ i and (window ≤ 0 or i − j < window), or
+ * i, j < pre. */
+static inline void attn_row_keys(const op_attn_params *p, int i, int pre, int Lk, int skip, int *j0, int *j1) {
+    int a = 0, b = Lk;
+    if (p->causal) {
+        if (i < pre) b = pre < Lk ? pre : Lk; /* [lo, i] lies inside [0, pre) */
+        else {
+            b = i + 1;
+            a = p->window > 0 && i - p->window + 1 > 0 ? i - p->window + 1 : 0;
+        }
+    }
+    *j0 = a > skip ? a - skip : 0;
+    *j1 = b - skip;
+}
+
+/* The keys [*lo, *hi) that any of the nq queries from position i0 on keeps. */
+static void attn_block_keys(const op_attn_params *p, int i0, int nq, int pre, int Lk, int skip, int *lo, int *hi) {
+    *lo = Lk, *hi = 0;
+    for (int i = i0; i < i0 + nq; i++) {
+        int j0, j1;
+        attn_row_keys(p, i, pre, Lk, skip, &j0, &j1);
+        *lo = j0 < *lo ? j0 : *lo;
+        *hi = j1 > *hi ? j1 : *hi;
+    }
+}
+
 void rs_attention_kv_loop(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
                           const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
                           const op_attn_params *p, float *scores, size_t scores_per_thread, attn_rows_fn rows,
@@ -500,29 +582,40 @@ void rs_attention_kv_loop(float *Z, const float *Q, const int64_t *q_offsets, co
         const float *Qh = Q + (size_t)a * p->q_stride + (size_t)h * hd;
         const float *Kh = K + (size_t)(kv_start[s] + skip) * p->kv_stride + (size_t)kvh * hd;
         const float *Vh = V + (size_t)(kv_start[s] + skip) * p->kv_stride + (size_t)kvh * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, n, hd, 1.0f, Qh, p->q_stride, Kh, p->kv_stride, 0.0f,
-                    S, n);
-        /* entry (i, j) kept when !causal, or j ≤ i and (window ≤ 0 or i − j < window), or i, j < pre;
-         * i = q0 + r is the query's position among the keys, columns start at key `skip` */
-        for (int r0 = 0; r0 < Lq; r0 += ATTN_RB) {
-            int nr = Lq - r0 < ATTN_RB ? Lq - r0 : ATTN_RB, j0s[ATTN_RB], j1s[ATTN_RB];
-            for (int k = 0; k < nr; k++) {
-                int i = q0 + r0 + k, j0 = 0, j1 = Lk;
-                if (p->causal) {
-                    if (i < pre) j1 = pre < Lk ? pre : Lk; /* [lo, i] lies inside [0, pre) */
-                    else {
-                        j1 = i + 1;
-                        j0 = p->window > 0 && i - p->window + 1 > 0 ? i - p->window + 1 : 0;
-                    }
-                }
-                j0s[k] = j0 > skip ? j0 - skip : 0;
-                j1s[k] = j1 - skip;
-            }
-            rows(S + (size_t)r0 * n, n, nr, j0s, j1s, p->scale, p->softcap);
-        }
         float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, hd, n, 1.0f, S, n, Vh, p->kv_stride, 0.0f, Zh,
-                    p->z_stride);
-        if (finish) finish(Zh, Lq, hd, p->z_stride);
+        /* A causal sequence of more than OP_ATTN_QUERY_BLOCK queries runs in blocks of that many, each
+         * against the keys [lo, hi) that its rows keep: the masked keys above the diagonal (and
+         * left of the window) are not multiplied. Otherwise one block of all queries against all
+         * n keys. */
+        int qb = p->causal && Lq > OP_ATTN_QUERY_BLOCK ? OP_ATTN_QUERY_BLOCK : Lq, lo, hi;
+        if (qb < Lq) { /* blocks only where they skip a fifth of the scores or more (not for a
+                          sequence that is mostly a bidirectional prefix) */
+            int64_t kept = 0;
+            for (int b0 = 0; b0 < Lq; b0 += qb) {
+                int bq = Lq - b0 < qb ? Lq - b0 : qb;
+                attn_block_keys(p, q0 + b0, bq, pre, Lk, skip, &lo, &hi);
+                kept += (int64_t)bq * (hi - lo);
+            }
+            if (kept * 5 > (int64_t)Lq * n * 4) qb = Lq;
+        }
+        for (int b0 = 0; b0 < Lq; b0 += qb) {
+            int bq = Lq - b0 < qb ? Lq - b0 : qb;
+            lo = 0, hi = n;
+            if (qb < Lq) attn_block_keys(p, q0 + b0, bq, pre, Lk, skip, &lo, &hi);
+            int nb = hi - lo;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bq, nb, hd, 1.0f, Qh + (size_t)b0 * p->q_stride,
+                        p->q_stride, Kh + (size_t)lo * p->kv_stride, p->kv_stride, 0.0f, S, nb);
+            for (int r0 = 0; r0 < bq; r0 += ATTN_RB) {
+                int nr = bq - r0 < ATTN_RB ? bq - r0 : ATTN_RB, j0s[ATTN_RB], j1s[ATTN_RB];
+                for (int k = 0; k < nr; k++) {
+                    attn_row_keys(p, q0 + b0 + r0 + k, pre, Lk, skip, &j0s[k], &j1s[k]);
+                    j0s[k] -= lo, j1s[k] -= lo;
+                }
+                rows(S + (size_t)r0 * nb, nb, nr, j0s, j1s, p->scale, p->softcap);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, hd, nb, 1.0f, S, nb,
+                        Vh + (size_t)lo * p->kv_stride, p->kv_stride, 0.0f, Zh + (size_t)b0 * p->z_stride, p->z_stride);
+            if (finish) finish(Zh + (size_t)b0 * p->z_stride, bq, hd, p->z_stride);
+        }
     }
 }
