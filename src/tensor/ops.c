@@ -343,7 +343,7 @@ RS_KERNEL_BODY void attn_rows_any(float *S, int n, int nr, const int *j0, const 
                 for (int j = 0; j < m_n; j++)
                     r[j] = op_bf16_round1(op_bf16_round1(tanhf(op_bf16_round1(r[j] / softcap))) * softcap);
         } else if (softcap > 0)
-            for (int j = 0; j < m_n; j++) r[j] = tanhf((r[j] * scale) / softcap) * softcap;
+            for (int j = 0; j < m_n; j++) r[j] = rs_vtanhf((r[j] * scale) / softcap) * softcap;
         else
             for (int j = 0; j < m_n; j++) r[j] = r[j] * scale;
         /* softmax_body's maximum and exps */

@@ -54,4 +54,32 @@ static inline __attribute__((always_inline)) float rs_vexpf(float x) {
     return rs_fsel(x != x, x, y);
 }
 
+/* tanh(x) for float x, vectorisable like rs_vexpf, for the attention soft-cap. For |x| < 0.625:
+ * x + x³·Q(x²), Q of degree 4 fitted here (tools/reference/fit_vtanh.py, the method of
+ * fit_vexp.py); above: 1 − 2/(exp(2|x|) + 1) with rs_vexpf (no cancellation there: the result
+ * is ≥ 0.55); the sign is x's (so tanh(−0) = −0). Accuracy against the correctly rounded tanh,
+ * measured on every 61st float (test_ops_isa, test_vtanh_accuracy): see the test's bound; ±1
+ * beyond |x| ≈ 9.01, NaN in, NaN out. glibc's tanhf, which it replaces in the fp32 attention
+ * rows, is a libm call the loop cannot vectorise (about 5 ns a value here). */
+static inline __attribute__((always_inline)) float rs_vtanhf(float x) {
+    const float Q0 = -3.333328068e-01f, Q1 = 1.333144158e-01f, Q2 = -5.373971537e-02f, Q3 = 2.063908800e-02f,
+                Q4 = -5.704987328e-03f;
+    uint32_t xb, ab, sign;
+    memcpy(&xb, &x, 4);
+    sign = xb & 0x80000000u;
+    ab = xb & 0x7fffffffu;
+    float a;
+    memcpy(&a, &ab, 4);
+    float z = a * a;
+    float p = (((Q4 * z + Q3) * z + Q2) * z + Q1) * z + Q0;
+    float small = a + (a * z) * p;
+    float big = 1.0f - 2.0f / (rs_vexpf(2.0f * a) + 1.0f);
+    float y = rs_fsel(a < 0.625f, small, big); /* NaN: not < 0.625, and big is NaN */
+    uint32_t yb;
+    memcpy(&yb, &y, 4);
+    yb |= sign;
+    memcpy(&y, &yb, 4);
+    return y;
+}
+
 #endif
