@@ -6,18 +6,14 @@ float32. Only numpy is needed. The accuracy of the resulting function is measure
 (tests/test_ops_isa.c, test_vexp_accuracy) against exp in double."""
 import numpy as np
 
+from lawson_fit import lawson_fit
+
 half = np.log(2.0) / 2
 r = np.cos(np.pi * (np.arange(4000) + 0.5) / 4000) * half
 target = (np.exp(r) - 1 - r) / r**2
 w = r**2 / np.exp(r)  # an error in P, times r^2 / exp(r), is the relative error of exp
 V = np.vstack([r**k for k in range(6)]).T
-u = np.ones_like(r)
-for _ in range(200):
-    s = w * np.sqrt(u)
-    c, *_ = np.linalg.lstsq(V * s[:, None], target * s, rcond=None)
-    e = np.abs((V @ c - target) * w)
-    u = u * e
-    u /= u.sum()
-print("max relative error of exp in double: %.3g" % e.max())
+c, err = lawson_fit(V, target, w)
+print("max relative error of exp in double: %.3g" % err)
 for k, x in enumerate(c):
     print("P%d = %.9ef" % (k, np.float32(x)))
