@@ -3,9 +3,12 @@
  * Gemma-2 2B and the SigLIP So400m tower, plus a correctness sweep over small and ragged
  * shapes in all four transpose combinations against a double-precision reference.
  *
- * One source, three builds (bench/run_gemm_survey.sh): against the library reprshift links
+ * One source, four builds (bench/run_gemm_survey.sh): against the library reprshift links
  * (Debian OpenBLAS, any OPENBLAS_CORETYPE), against BLIS (its CBLAS layer) and against
- * oneDNN (-DRS_GEMM_DNNL: dnnl_sgemm). It prints one line per shape and a summary line:
+ * oneDNN twice: its BLAS-like dnnl_sgemm (-DRS_GEMM_DNNL) and its matmul primitive
+ * (-DRS_GEMM_DNNL_MATMUL; a primitive per call, which oneDNN's primitive cache makes cheap
+ * for a repeated shape; its kernel is named by the implementation oneDNN picks, e.g.
+ * brg:avx512_core). It prints one line per shape and a summary line:
  *   gemm LIB KERNEL shape T IN OUT gflops G
  *   gemm LIB KERNEL correct yes|NO worst_ratio R cases N
  * worst_ratio = max over all entries of |C − C_ref| / (u · Σ_k |a_ik||b_kj|), u = 2⁻²⁴:
@@ -13,7 +16,14 @@
  * kernel stays far below it (blocked sums give about √K); "correct" means ≤ 4·K_max at every
  * entry. A kernel that computes a wrong product gives ratios of 10⁶ and more.
  *
- * usage: bench_gemm [--quick] [--reps N]   (threads: OMP_NUM_THREADS / the library's own) */
+ * Timing: by default the best of --reps products on the same operands (weights warm in the
+ * caches). --rows N sets every shape's row count (a forward pass's products have as many
+ * rows as the batch has tokens: 512 for one 512-token text, 3113 for 256 packed captions,
+ * 2048 for 8 images). --cold rotates through 6 copies of the weights (more than any cache)
+ * and reports the mean rate, as in a forward pass, which reads each layer's weights once.
+ *
+ * usage: bench_gemm [--quick] [--reps N] [--rows N] [--cold]
+ *        (threads: OMP_NUM_THREADS / the library's own) */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,9 +31,13 @@
 #include <string.h>
 #include <time.h>
 
-#ifdef RS_GEMM_DNNL
+#if defined(RS_GEMM_DNNL) || defined(RS_GEMM_DNNL_MATMUL)
 #include <dnnl.h>
+#ifdef RS_GEMM_DNNL_MATMUL
+#define LIB "oneDNN-matmul"
+#else
 #define LIB "oneDNN"
+#endif
 #else
 #include <cblas.h>
 #endif
@@ -49,9 +63,60 @@ static float frand(void) {
     return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) - 0.5f;
 }
 
+#ifdef RS_GEMM_DNNL_MATMUL
+static dnnl_engine_t dn_engine;
+static dnnl_stream_t dn_stream;
+
+static void dn_fail(const char *what) {
+    fprintf(stderr, "bench_gemm: oneDNN %s failed\n", what);
+    exit(1);
+}
+
+/* The matmul primitive descriptor of C[M×N] = op(A)·op(B) with the given row strides. */
+static dnnl_primitive_desc_t matmul_pd(int ta, int tb, int M, int N, int K, int lda, int ldb, int ldc,
+                                       dnnl_memory_desc_t *a, dnnl_memory_desc_t *b, dnnl_memory_desc_t *c) {
+    if (!dn_engine && (dnnl_engine_create(&dn_engine, dnnl_cpu, 0) != dnnl_success ||
+                       dnnl_stream_create(&dn_stream, dn_engine, dnnl_stream_default_flags) != dnnl_success))
+        dn_fail("engine");
+    dnnl_dims_t ad = {M, K}, bd = {K, N}, cd = {M, N};
+    dnnl_dims_t as = {ta ? 1 : lda, ta ? lda : 1}, bs = {tb ? 1 : ldb, tb ? ldb : 1}, cs = {ldc, 1};
+    dnnl_matmul_desc_t md;
+    dnnl_primitive_desc_t pd;
+    if (dnnl_memory_desc_init_by_strides(a, 2, ad, dnnl_f32, as) != dnnl_success ||
+        dnnl_memory_desc_init_by_strides(b, 2, bd, dnnl_f32, bs) != dnnl_success ||
+        dnnl_memory_desc_init_by_strides(c, 2, cd, dnnl_f32, cs) != dnnl_success ||
+        dnnl_matmul_desc_init(&md, a, b, NULL, c) != dnnl_success ||
+        dnnl_primitive_desc_create(&pd, &md, NULL, dn_engine, NULL) != dnnl_success)
+        dn_fail("matmul descriptor");
+    return pd;
+}
+
+static void matmul(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+                   int ldc) {
+    dnnl_memory_desc_t a, b, c;
+    dnnl_primitive_desc_t pd = matmul_pd(ta, tb, M, N, K, lda, ldb, ldc, &a, &b, &c);
+    dnnl_primitive_t p;
+    dnnl_memory_t ma, mb, mc;
+    if (dnnl_primitive_create(&p, pd) != dnnl_success || dnnl_memory_create(&ma, &a, dn_engine, (void *)A) != dnnl_success ||
+        dnnl_memory_create(&mb, &b, dn_engine, (void *)B) != dnnl_success ||
+        dnnl_memory_create(&mc, &c, dn_engine, C) != dnnl_success)
+        dn_fail("matmul primitive");
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
+    if (dnnl_primitive_execute(p, dn_stream, 3, args) != dnnl_success || dnnl_stream_wait(dn_stream) != dnnl_success)
+        dn_fail("matmul execution");
+    dnnl_memory_destroy(ma);
+    dnnl_memory_destroy(mb);
+    dnnl_memory_destroy(mc);
+    dnnl_primitive_destroy(p);
+    dnnl_primitive_desc_destroy(pd);
+}
+#endif
+
 /* C = op(A)·op(B), row-major; ta/tb: 1 = transposed. */
 static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc) {
-#ifdef RS_GEMM_DNNL
+#if defined(RS_GEMM_DNNL_MATMUL)
+    matmul(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+#elif defined(RS_GEMM_DNNL)
     dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
 #else
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A, lda,
@@ -60,9 +125,22 @@ static void gemm(int ta, int tb, int M, int N, int K, const float *A, int lda, c
 }
 
 static const char *lib_name(char *kernel, size_t cap) {
-#ifdef RS_GEMM_DNNL
+#if defined(RS_GEMM_DNNL) || defined(RS_GEMM_DNNL_MATMUL)
     const dnnl_version_t *v = dnnl_version();
-    snprintf(kernel, cap, "v%d.%d.%d(%s)", v->major, v->minor, v->patch, v->cpu_runtime == DNNL_RUNTIME_OMP ? "omp" : "seq/tbb");
+    int n = snprintf(kernel, cap, "v%d.%d.%d(%s)", v->major, v->minor, v->patch,
+                     v->cpu_runtime == DNNL_RUNTIME_OMP ? "omp" : "seq/tbb");
+#ifdef RS_GEMM_DNNL_MATMUL
+    { /* the implementation oneDNN picks for a linear layer's product (Gemma-2's down projection) */
+        dnnl_memory_desc_t a, b, c;
+        dnnl_primitive_desc_t pd = matmul_pd(0, 1, 512, 2304, 9216, 9216, 9216, 2304, &a, &b, &c);
+        const char *impl = NULL;
+        if (n > 0 && (size_t)n < cap && dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
+            snprintf(kernel + n, cap - (size_t)n, ":%s", impl);
+        dnnl_primitive_desc_destroy(pd);
+    }
+#else
+    (void)n;
+#endif
     return LIB;
 #else
     if (openblas_get_corename) {
@@ -118,14 +196,20 @@ static double check_case(int ta, int tb, int M, int N, int K) {
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, reps = 5;
+    int quick = 0, reps = 5, rows = 0, cold = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cold")) cold = 1;
         else {
-            fprintf(stderr, "usage: bench_gemm [--quick] [--reps N]\n");
+            fprintf(stderr, "usage: bench_gemm [--quick] [--reps N] [--rows N] [--cold]\n");
             return 2;
         }
+    }
+    if (reps < 1 || rows < 0 || rows > 65536) {
+        fprintf(stderr, "bench_gemm: --reps must be >= 1 and --rows in 1..65536\n");
+        return 2;
     }
     char kernel[128];
     const char *lib = lib_name(kernel, sizeof kernel);
@@ -167,34 +251,45 @@ int main(int argc, char **argv) {
         {"siglip.fc1", 256, 1152, 4304}, {"siglip.fc2", 256, 4304, 1152},
     };
     int ns = (int)(sizeof shapes / sizeof shapes[0]);
+    enum { NCOLD = 6 };
+    int nw = cold ? NCOLD : 1;
     double best = 0, flop_all = 0, t_all = 0;
     for (int s = 0; s < ns; s++) {
         const shape *p = &shapes[s];
-        int T = quick ? p->T / 4 : p->T;
-        float *x = malloc(sizeof(float) * (size_t)T * p->IN), *w = malloc(sizeof(float) * (size_t)p->OUT * p->IN);
-        float *y = malloc(sizeof(float) * (size_t)T * p->OUT);
-        if (!x || !w || !y) {
+        if (rows && p->T != 512 && p->T != 256) continue; /* --rows: one row count, the layer shapes once each */
+        int T = rows ? rows : quick ? p->T / 4 : p->T;
+        float *x = malloc(sizeof(float) * (size_t)T * p->IN), *y = malloc(sizeof(float) * (size_t)T * p->OUT);
+        float *w[NCOLD] = {0};
+        int ok = x && y;
+        for (int j = 0; j < nw; j++) ok = ok && (w[j] = malloc(sizeof(float) * (size_t)p->OUT * p->IN));
+        if (!ok) {
             fprintf(stderr, "bench_gemm: out of memory\n");
             return 1;
         }
         for (size_t i = 0; i < (size_t)T * p->IN; i++) x[i] = frand();
-        for (size_t i = 0; i < (size_t)p->OUT * p->IN; i++) w[i] = frand();
-        gemm(0, 1, T, p->OUT, p->IN, x, p->IN, w, p->IN, y, p->OUT); /* warm-up */
-        double tb = 1e30;
-        for (int r = 0; r < reps; r++) {
+        for (int j = 0; j < nw; j++)
+            for (size_t i = 0; i < (size_t)p->OUT * p->IN; i++) w[j][i] = frand();
+        gemm(0, 1, T, p->OUT, p->IN, x, p->IN, w[0], p->IN, y, p->OUT); /* warm-up */
+        double tb = 1e30, tsum = 0;
+        int nrun = cold ? reps * nw : reps;
+        for (int r = 0; r < nrun; r++) {
+            const float *wr = w[(r + 1) % nw]; /* cold: never the copy the previous product read */
             double t0 = now();
-            gemm(0, 1, T, p->OUT, p->IN, x, p->IN, w, p->IN, y, p->OUT);
+            gemm(0, 1, T, p->OUT, p->IN, x, p->IN, wr, p->IN, y, p->OUT);
             double dt = now() - t0;
             if (dt < tb) tb = dt;
+            tsum += dt;
         }
-        double flop = 2.0 * T * p->IN * p->OUT, g = flop / tb / 1e9;
+        double t = cold ? tsum / nrun : tb;
+        double flop = 2.0 * T * p->IN * p->OUT, g = flop / t / 1e9;
         flop_all += flop;
-        t_all += tb;
+        t_all += t;
         if (g > best) best = g;
-        printf("gemm %s %s shape %s T %d IN %d OUT %d gflops %.1f\n", lib, kernel, p->name, T, p->IN, p->OUT, g);
+        printf("gemm %s %s shape %s T %d IN %d OUT %d gflops %.1f%s\n", lib, kernel, p->name, T, p->IN, p->OUT, g,
+               cold ? " cold" : "");
         fflush(stdout);
         free(x);
-        free(w);
+        for (int j = 0; j < nw; j++) free(w[j]);
         free(y);
     }
     printf("gemm %s %s summary best_gflops %.1f overall_gflops %.1f correct %s\n", lib, kernel, best, flop_all / t_all / 1e9,

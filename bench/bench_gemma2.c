@@ -3,6 +3,7 @@
  *
  * usage: bench_gemma2 --model DIR --ids-file F --hook HOOK [--repeat N] [--save OUT.safetensors]
  *                     [--precision fp32|bf16] [--bf16-route auto|native|emulated]
+ *                     [--sgemm-route blas|onednn]   (the fp32 linear layers' route, RS_SGEMM)
  *                     [--profile]
  *        bench_gemma2 --sgemm
  *        bench_gemma2 --gemm-bf16 T   (one 2304 → 9216 linear layer on T rows, BF16 weights:
@@ -27,6 +28,7 @@
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "gemm_now.h"
+#include "reprshift/blas.h"
 #include "bench_util.h"
 #define BENCH_PROG "bench_gemma2"
 #include "sgemm_timed.h"
@@ -95,7 +97,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--hook")) hook = argv[++i];
         else if (!strcmp(argv[i], "--repeat")) repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--save")) save = argv[++i];
-        else if (!strcmp(argv[i], "--bf16-route")) {
+        else if (!strcmp(argv[i], "--sgemm-route")) {
+            if (bench_sgemm_route(argv[++i])) return 2;
+        } else if (!strcmp(argv[i], "--bf16-route")) {
             const char *r = argv[++i];
             if (op_bf16_set_route(!strcmp(r, "native") ? OP_BF16_NATIVE : !strcmp(r, "emulated") ? OP_BF16_EMULATED
                                   : !strcmp(r, "auto") ? OP_BF16_AUTO : -1)) {
@@ -148,17 +152,17 @@ int main(int argc, char **argv) {
         if (save && r == repeat - 1 && extract_save(&res, &in, save, NULL, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
         extract_result_free(&res);
     }
-    double g_now = gemm_now(real_sgemm(), 0);
+    double g_now = gemm_now(0);
     if (profile) {
         memcpy(pf_s, best_pf_s, sizeof pf_s), memcpy(pf_n, best_pf_n, sizeof pf_n), pf_lin_sgemm_s = best_pf_lin;
         prof_print_json(best);
     }
     printf("{\"impl\": \"reprshift\", \"hook\": \"%s\", \"inputs\": %d, \"tokens\": %lld, \"seconds\": %.3f, "
            "\"tokens_per_s\": %.2f, \"peak_rss_gb\": %.2f, \"load_s\": %.2f, \"linear_sgemm_s\": %.3f, "
-           "\"linear_sgemm_gflops\": %.1f, \"other_s\": %.3f, \"blas_kernel\": \"%s\", "
+           "\"linear_sgemm_gflops\": %.1f, \"other_s\": %.3f, \"blas_kernel\": \"%s\", \"linear_route\": \"%s\", "
            "\"gemm_now_gflops\": %.1f, \"precision\": \"%s\", \"bf16_products\": \"%s\"}\n",
            hook, in.n, (long long)tokens, best, tokens / best, peak_rss_gb(), t_load, best_lin_s,
-           best_lin_s > 0 ? best_lin_flop / best_lin_s / 1e9 : 0.0, best - best_lin_s, openblas_get_corename(), g_now,
+           best_lin_s > 0 ? best_lin_flop / best_lin_s / 1e9 : 0.0, best - best_lin_s, openblas_get_corename(), rs_sgemm_path(), g_now,
            rs_precision_name(prec), prec == RS_PREC_BF16 ? op_bf16_gemm_path() : "-");
     rs_inputs_free(&in);
     gemma2_close(m);

@@ -1,11 +1,15 @@
 /* Helpers shared by the benchmark programs under bench/ (header only, as CMake makes each C
  * file there an executable): peak RSS, a qsort comparator for medians, a monotonic clock and
- * a seeded uniform generator. */
+ * a seeded uniform generator, the --sgemm-route option. */
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+
+#include "reprshift/blas.h"
 
 /* Monotonic wall clock, seconds. */
 static inline double bench_now(void) {
@@ -28,6 +32,15 @@ static inline double peak_rss_gb(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss / (1024.0 * 1024.0);
+}
+
+/* --sgemm-route blas|onednn: the fp32 linear layers' route (rs_sgemm_set_route, the CLI's
+ * RS_SGEMM). 0, or -1 after a message (also when oneDNN fails its check). */
+static inline int bench_sgemm_route(const char *r) {
+    int v = !strcmp(r, "blas") ? RS_SGEMM_BLAS : !strcmp(r, "onednn") ? RS_SGEMM_ONEDNN : -1;
+    if (v >= 0 && !rs_sgemm_set_route(v) && (v == RS_SGEMM_BLAS || rs_sgemm_use_onednn())) return 0;
+    fprintf(stderr, "--sgemm-route: blas or onednn (onednn needs a build with oneDNN whose check passes), not \"%s\"\n", r);
+    return -1;
 }
 
 /* qsort comparator for doubles, ascending (medians of timed rounds). */

@@ -1,21 +1,18 @@
 /* The fp32 GEMM rate right now, for bench_gemma2.c / bench_paligemma.c: the linear-layer
  * products y = x·Wᵀ at the model's shapes (bench_gemm.c's list: Gemma-2 2B at 512 rows,
- * SigLIP So400m at 256 rows), best of 3 after a warm-up, with the BLAS (and kernel) the
- * model ran on, measured in the same process just after the model's runs. The machine is
+ * SigLIP So400m at 256 rows), best of 3 after a warm-up, through op_linear: the route (BLAS
+ * and kernel, or oneDNN; rs_sgemm_path) the model ran on, measured in the same process just
+ * after the model's runs. The machine is
  * shared and its load swings within minutes, so this is the denominator of "fraction of
  * the GEMM rate" taken closest in time to the model run (the survey at the start of a run
- * gives the best candidate, minutes earlier). Returns Σ flop / Σ time in GFLOP/s.
- * real: the BLAS's cblas_sgemm (not the timing wrapper). */
+ * gives the best candidate, minutes earlier). Returns Σ flop / Σ time in GFLOP/s. */
 #ifndef BENCH_GEMM_NOW_H
 #define BENCH_GEMM_NOW_H
 #include <stdlib.h>
+#include "reprshift/ops.h"
 #include "reprshift/progress.h"
 
-typedef void (*gemm_now_fn)(const enum CBLAS_ORDER, const enum CBLAS_TRANSPOSE, const enum CBLAS_TRANSPOSE, const blasint,
-                            const blasint, const blasint, const float, const float *, const blasint, const float *,
-                            const blasint, const float, float *, const blasint);
-
-static double gemm_now(gemm_now_fn real, int siglip) {
+static double gemm_now(int siglip) {
     static const int g[][3] = {{512, 2304, 4096}, {512, 2048, 2304}, {512, 2304, 18432}, {512, 9216, 2304}};
     static const int s[][3] = {{256, 1152, 3456}, {256, 1152, 4304}, {256, 4304, 1152}};
     const int(*sh)[3] = siglip ? s : g;
@@ -28,11 +25,11 @@ static double gemm_now(gemm_now_fn real, int siglip) {
         if (!x || !w || !y) return 0;
         for (size_t k = 0; k < (size_t)T * IN; k++) x[k] = (float)(k % 7) * 0.1f;
         for (size_t k = 0; k < (size_t)OUT * IN; k++) w[k] = (float)(k % 5) * 0.1f;
-        real(CblasRowMajor, CblasNoTrans, CblasTrans, T, OUT, IN, 1, x, IN, w, IN, 0, y, OUT);
+        op_linear(y, x, w, NULL, T, IN, OUT);
         double best = 1e30;
         for (int r = 0; r < 3; r++) {
             double t0 = rs_now();
-            real(CblasRowMajor, CblasNoTrans, CblasTrans, T, OUT, IN, 1, x, IN, w, IN, 0, y, OUT);
+            op_linear(y, x, w, NULL, T, IN, OUT);
             double dt = rs_now() - t0;
             if (dt < best) best = dt;
         }

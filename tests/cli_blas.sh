@@ -4,10 +4,38 @@
 # RS_BLAS_KERNEL=auto are obeyed; where OpenBLAS falls back to a generic kernel on this CPU,
 # reprshift's choice passes the sgemm check, and a failed check (fault injection) goes back
 # to OpenBLAS's own choice and says so. On a CPU OpenBLAS recognises, only the first three
-# apply (printed).
+# apply (printed). The fp32 linear layers' route (RS_SGEMM, include/reprshift/blas.h): BLAS
+# by default and said so; an unknown route is an error; RS_SGEMM=onednn (builds with oneDNN)
+# reports its passed check and runs a command, and a failed check (fault injection) is an
+# error naming it, not a silent fallback.
 set -u
 CLI=${RS_CLI:?RS_CLI not set}
 fail() { echo "FAIL: $*"; exit 1; }
+sg=$(env -u RS_SGEMM "$CLI" --version | sed -n 's/^fp32 linear layers: //p')
+echo "fp32 linear layers: $sg"
+echo "$sg" | grep -q '^BLAS (the default' || fail "default route line: $sg"
+out=$(RS_SGEMM=fast "$CLI" --version 2>&1); rc=$?
+[ $rc = 2 ] || fail "RS_SGEMM=fast: exit $rc"
+echo "$out" | grep -q 'error: RS_SGEMM=fast: unknown route (use blas or onednn)' || fail "RS_SGEMM=fast: $out"
+if echo "$sg" | grep -q 'RS_SGEMM=onednn runs them'; then
+  on=$(RS_SGEMM=onednn "$CLI" --version | sed -n 's/^fp32 linear layers: //p')
+  echo "RS_SGEMM=onednn: $on"
+  echo "$on" | grep -Eq '^oneDNN [0-9.]+ f32 matmul, .*its check passed: worst error [0-9.e+-]+ x the rounding unit over [0-9]+ products' \
+    || fail "RS_SGEMM=onednn line: $on"
+  out=$(RS_SGEMM=onednn RS_TEST_SGEMM_CHECK_FAIL=1 "$CLI" --version 2>&1); rc=$?
+  [ $rc = 2 ] || fail "failed oneDNN check: exit $rc"
+  echo "$out" | grep -q 'error: RS_SGEMM=onednn: BLAS (RS_SGEMM=onednn refused: .* failed its check, worst error inf' \
+    || fail "failed oneDNN check: $out"
+  [ "$(echo "$out" | wc -l)" = 1 ] || fail "failed oneDNN check printed more than its error: $out"
+  # a command runs on the route (its parity with transformers: test_gemma2, test_paligemma)
+  T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+  RS_SGEMM=onednn "$CLI" extract --model tests/fixtures/models/gemma2-tiny-f32 --hook blocks.1.hook_resid_post \
+    --ids 2,17,300,4 --out "$T/a.safetensors" > "$T/log" 2>&1 || { cat "$T/log"; fail "extract with RS_SGEMM=onednn"; }
+  [ -s "$T/a.safetensors" ] || fail "extract with RS_SGEMM=onednn wrote nothing"
+else
+  echo "this build has no oneDNN: RS_SGEMM=onednn not applicable"
+  out=$(RS_SGEMM=onednn "$CLI" --version 2>&1); [ $? = 2 ] || fail "RS_SGEMM=onednn without oneDNN accepted"
+fi
 v=$(env -u OPENBLAS_CORETYPE -u RS_BLAS_KERNEL "$CLI" --version) || fail "--version exited non-zero"
 echo "$v"
 echo "$v" | head -1 | grep -q '^reprshift [0-9]' || fail "no version line"

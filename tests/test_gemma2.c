@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "reprshift/blas.h"
 #include "reprshift/gemma2.h"
 
 static const char *MODELS[] = {"gemma2-tiny-f32", "gemma2-tiny-bf16", "gemma2-tiny-f16"};
@@ -153,6 +154,21 @@ static void test_each_model_packed_batch(void **s) {
     for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++) run_model(MODELS[i], 1);
 }
 
+/* The same parity on the oneDNN route of the fp32 linear layers (include/reprshift/blas.h,
+ * RS_SGEMM=onednn): the tolerance does not change with the GEMM. */
+static void test_packed_batch_on_onednn(void **s) {
+    (void)s;
+#ifdef RS_TEST_BUILD_HAS_DNNL
+    assert_int_equal(rs_sgemm_set_route(RS_SGEMM_ONEDNN), 0);
+    assert_int_equal(rs_sgemm_use_onednn(), 1);
+    for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++) run_model(MODELS[i], 1);
+    assert_int_equal(rs_sgemm_set_route(RS_SGEMM_BLAS), 0);
+#else
+    assert_int_equal(rs_sgemm_set_route(RS_SGEMM_ONEDNN), -1);
+    printf("# this build has no oneDNN: its route is refused (nothing else to compare)\n");
+#endif
+}
+
 /* Stopping after the deepest requested hook gives the same values as the full pass. */
 static void test_early_exit_matches(void **s) {
     (void)s;
@@ -257,6 +273,7 @@ static void test_bad_token_id(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_model_one_at_a_time), cmocka_unit_test(test_each_model_packed_batch),
+        cmocka_unit_test(test_packed_batch_on_onednn),
         cmocka_unit_test(test_early_exit_matches),       cmocka_unit_test(test_resid_identity),
         cmocka_unit_test(test_forward_from_is_exact),
         cmocka_unit_test(test_unknown_hook_lists_valid), cmocka_unit_test(test_bad_token_id),

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "store/act_file.h"
+#include "reprshift/blas.h"
 #include "reprshift/extract.h"
 #include "reprshift/fileio.h"
 #include "reprshift/paligemma.h"
@@ -251,6 +252,21 @@ static void test_packed_batch(void **s) {
         free_runs(r, n);
         close_fixture(&f);
     }
+}
+
+/* The packed batch again with the fp32 linear layers on oneDNN (RS_SGEMM=onednn): the SigLIP
+ * tower, the projector and the decoder keep the same tolerance. */
+static void test_packed_batch_on_onednn(void **s) {
+#ifdef RS_TEST_BUILD_HAS_DNNL
+    assert_int_equal(rs_sgemm_set_route(RS_SGEMM_ONEDNN), 0);
+    assert_int_equal(rs_sgemm_use_onednn(), 1);
+    test_packed_batch(s);
+    assert_int_equal(rs_sgemm_set_route(RS_SGEMM_BLAS), 0);
+#else
+    (void)s;
+    assert_int_equal(rs_sgemm_set_route(RS_SGEMM_ONEDNN), -1);
+    printf("# this build has no oneDNN: its route is refused (nothing else to compare)\n");
+#endif
 }
 
 /* paligemma_build_input reproduces the processor's ids and prefix length. */
@@ -617,6 +633,7 @@ static void test_sparse_config(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_run_alone),  cmocka_unit_test(test_packed_batch),
+        cmocka_unit_test(test_packed_batch_on_onednn),
         cmocka_unit_test(test_build_input),     cmocka_unit_test(test_bad_image_count),
         cmocka_unit_test(test_config_mismatch), cmocka_unit_test(test_extract), cmocka_unit_test(test_extract_prefetch),
         cmocka_unit_test(test_sparse_config),

@@ -259,6 +259,10 @@ static void test_run_outputs_and_skip(void **state) {
     if (rs_json_load(path_in(REF, "provenance.json"), 1 << 24, &j, &err)) fail_msg("%s", err.msg);
     assert_string_equal(cJSON_GetObjectItem(j, "version")->valuestring, "0.1.0");
     assert_int_equal(strlen(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "config"), "sha256")->valuestring), 64);
+    /* the GEMM the linear layers ran on: the BLAS by default (include/reprshift/blas.h) */
+    cJSON *bl = cJSON_GetObjectItem(j, "blas");
+    assert_string_equal(cJSON_GetObjectItem(bl, "linear_layers_path")->valuestring, "BLAS");
+    assert_non_null(strstr(cJSON_GetObjectItem(bl, "linear_layers")->valuestring, "BLAS (the default"));
     int n_files = 0, n_sae = 0;
     cJSON *f;
     cJSON_ArrayForEach(f, cJSON_GetObjectItem(j, "files")) {

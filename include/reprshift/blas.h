@@ -5,6 +5,8 @@
 #ifndef REPRSHIFT_BLAS_H
 #define REPRSHIFT_BLAS_H
 
+#include <stddef.h>
+
 typedef struct {
     char library[32]; /* "OpenBLAS" or "cblas" (another CBLAS) */
     char kernel[64];  /* OpenBLAS's kernel (core) name, e.g. "Cooperlake"; "" when unknown */
@@ -28,5 +30,28 @@ double rs_blas_check_bound(void);
  * with AVX512F/BW/VL, "Haswell" with AVX2+FMA). Only pre-AVX2 fallbacks (Prescott, Core2,
  * Nehalem, Sandybridge, …) are replaced: a recognised CPU keeps OpenBLAS's own choice. */
 const char *rs_blas_preferred_kernel(const char *detected);
+
+/* The route of the models' fp32 linear layers (op_linear: y = x·Wᵀ + b). RS_SGEMM_BLAS (the
+ * default) runs them on the BLAS; RS_SGEMM_ONEDNN on oneDNN's f32 matmul (builds with oneDNN).
+ * Neither is faster at every shape on the machines measured (bench/README.md, "fp32 linear
+ * layers on oneDNN"), so oneDNN is an option, not an automatic choice. Before its first
+ * product the oneDNN route passes the same kind of check as rs_blas_check (x·Wᵀ + b only,
+ * with and without the bias); a failed check keeps the BLAS, rs_sgemm_use_onednn() says 0
+ * and rs_sgemm_describe says why. The library reads no environment: the CLI maps RS_SGEMM. */
+enum { RS_SGEMM_BLAS = 0, RS_SGEMM_ONEDNN = 1 };
+/* 0, or -1 (nothing changed) for an unknown route or RS_SGEMM_ONEDNN without oneDNN. */
+int rs_sgemm_set_route(int route);
+/* The route asked for (RS_SGEMM_BLAS unless rs_sgemm_set_route changed it). */
+int rs_sgemm_route(void);
+/* 1 when op_linear runs on oneDNN (checks oneDNN on the first call after the route is set). */
+int rs_sgemm_use_onednn(void);
+/* "oneDNN" or "BLAS". */
+const char *rs_sgemm_path(void);
+/* One line for --version / inspect / provenance: the route, the kernel and why. */
+void rs_sgemm_describe(char *buf, size_t n);
+/* rs_blas_check's measure for oneDNN's f32 matmul as op_linear calls it; Inf without oneDNN. */
+double rs_sgemm_check(int *n_cases);
+/* Tests: make the oneDNN route's check fail (fault injection); the route is checked again. */
+void rs_sgemm_inject_check_failure(int on);
 
 #endif

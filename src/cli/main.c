@@ -224,6 +224,28 @@ static int apply_bf16_env(void) {
     return 0;
 }
 
+/* RS_SGEMM=blas|onednn: the route of the fp32 linear layers (include/reprshift/blas.h). A
+ * route asked for and refused (oneDNN missing or failing its check) is an error, not a
+ * silent fallback. */
+static int apply_sgemm_env(void) {
+    if (getenv("RS_TEST_SGEMM_CHECK_FAIL")) rs_sgemm_inject_check_failure(1); /* fault injection (tests/cli_blas.sh) */
+    const char *e = getenv("RS_SGEMM");
+    if (!e || !*e) return 0;
+    int r = !strcmp(e, "blas") ? RS_SGEMM_BLAS : !strcmp(e, "onednn") ? RS_SGEMM_ONEDNN : -1;
+    if (r < 0 || rs_sgemm_set_route(r)) {
+        fprintf(stderr, "error: RS_SGEMM=%s: %s\n", e,
+                r < 0 ? "unknown route (use blas or onednn)" : "onednn needs a build with oneDNN");
+        return -1;
+    }
+    if (r == RS_SGEMM_ONEDNN && !rs_sgemm_use_onednn()) {
+        char d[400];
+        rs_sgemm_describe(d, sizeof d);
+        fprintf(stderr, "error: RS_SGEMM=onednn: %s\n", d);
+        return -1;
+    }
+    return 0;
+}
+
 static void print_isa(void) {
     int a = rs_isa_active(), best = rs_isa_best();
     printf("Kernels: %s (", rs_isa_name(a));
@@ -251,9 +273,12 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    if (apply_isa_env() || apply_bf16_env()) return 2;
+    if (apply_isa_env() || apply_bf16_env() || apply_sgemm_env()) return 2;
     if (!strcmp(argv[1], "--version")) {
         print_version();
+        char sg[400];
+        rs_sgemm_describe(sg, sizeof sg);
+        printf("fp32 linear layers: %s\n", sg);
         print_isa();
         char bf[200];
         op_bf16_describe(bf, sizeof bf);

@@ -430,6 +430,10 @@ static int write_provenance(pl_ctx *c, const char *config_sha, rs_err *err) {
     cJSON_AddStringToObject(bj, "library", bi.library);
     cJSON_AddStringToObject(bj, "kernel", bi.kernel);
     cJSON_AddStringToObject(bj, "config", bi.config);
+    char sg[400]; /* the fp32 linear layers' route: the BLAS or oneDNN (RS_SGEMM) */
+    rs_sgemm_describe(sg, sizeof sg);
+    cJSON_AddStringToObject(bj, "linear_layers_path", rs_sgemm_path());
+    cJSON_AddStringToObject(bj, "linear_layers", sg);
     cJSON *files = cJSON_AddArrayToObject(root, "files");
     for (int i = 0; i < l.n; i++) {
         cJSON *e = cJSON_CreateObject();

@@ -1,8 +1,11 @@
 /* BLAS identification, sgemm check and OpenBLAS kernel preference (include/reprshift/blas.h). */
 #include "reprshift/blas.h"
 
+#include "tensor/dnnl_mm.h"
+
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,18 +34,41 @@ static uint64_t xorshift(uint64_t *s) {
     return *s;
 }
 
-/* One product C = op(A)·op(B) (row-major, M×N, inner K) against the double reference. */
-static double check_one(int ta, int tb, int M, int N, int K, uint64_t *s, float *A, float *B, float *C) {
+/* A product under check: C[M,N] = op(A)·op(B) (+ bias[j] when bias is non-NULL), row-major;
+ * 0 on success. */
+typedef int (*check_gemm_fn)(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                             const float *bias, float *C);
+
+static int gemm_blas(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                     const float *bias, float *C) {
+    (void)bias; /* the BLAS check runs without one */
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A, lda,
+                B, ldb, 0.0f, C, N);
+    return 0;
+}
+
+/* oneDNN's f32 matmul as op_linear calls it: x[M,K]·W[N,K]ᵀ (+ bias), no other transposes */
+static int gemm_dnnl(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                     const float *bias, float *C) {
+    (void)lda, (void)ldb;
+    if (ta || !tb) return -1;
+    return rs_dnnl_matmul(C, N, A, B, bias, M, K, N, 0);
+}
+
+/* One product C = op(A)·op(B) (+ bias) (row-major, M×N, inner K) against the double
+ * reference: the worst |C − C_ref| / (u·(Σ|ab| + |bias|)); Inf when the product failed. */
+static double check_one(check_gemm_fn gemm, int ta, int tb, int with_bias, int M, int N, int K, uint64_t *s, float *A,
+                        float *B, float *C, float *bias) {
     int lda = ta ? M : K, ldb = tb ? K : N;
     for (int i = 0; i < M * K; i++) A[i] = (float)((xorshift(s) >> 11) * (1.0 / 9007199254740992.0)) - 0.5f;
     for (int i = 0; i < K * N; i++) B[i] = (float)((xorshift(s) >> 11) * (1.0 / 9007199254740992.0)) - 0.5f;
+    for (int j = 0; j < N; j++) bias[j] = with_bias ? (float)((xorshift(s) >> 11) * (1.0 / 9007199254740992.0)) : 0;
     for (int i = 0; i < M * N; i++) C[i] = NAN;
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A, lda, B,
-                ldb, 0.0f, C, N);
+    if (gemm(ta, tb, M, N, K, A, lda, B, ldb, with_bias ? bias : NULL, C)) return INFINITY;
     double worst = 0, u = ldexp(1.0, -24);
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
-            double ref = 0, mag = 0;
+            double ref = bias[j], mag = fabs(bias[j]);
             for (int k = 0; k < K; k++) {
                 double a = ta ? A[k * lda + i] : A[i * lda + k], b = tb ? B[j * ldb + k] : B[k * ldb + j];
                 ref += a * b;
@@ -61,37 +87,45 @@ static double check_one(int ta, int tb, int M, int N, int K, uint64_t *s, float 
 
 double rs_blas_check_bound(void) { return 4.0 * CHECK_KMAX; }
 
-double rs_blas_check(int *n_cases) {
-    /* sizes around the kernels' register blocks (4, 8, 16, 24, 32, 48 rows/columns) */
+/* The sweep of rs_blas_check / rs_sgemm_check: sizes around the kernels' register blocks (4,
+ * 8, 16, 24, 32, 48 rows/columns), K up to CHECK_KMAX; transposes: all four, or only the
+ * linear layers' A·Bᵀ (nt_only, then every other product has a bias). */
+static double check_sweep(check_gemm_fn gemm, int nt_only, int *n_cases) {
     static const int mn[] = {1, 2, 3, 5, 8, 15, 16, 17, 24, 31, 33, 48};
     static const int kk[] = {1, 7, 16, 33, 64, CHECK_KMAX};
     int nmn = (int)(sizeof mn / sizeof mn[0]), nk = (int)(sizeof kk / sizeof kk[0]), cases = 0;
     size_t cap = (size_t)65 * CHECK_KMAX;
     float *A = malloc(cap * sizeof *A), *B = malloc(cap * sizeof *B), *C = malloc((size_t)65 * 65 * sizeof *C);
+    float *bias = malloc(65 * sizeof *bias);
     double worst = 0;
     uint64_t s = 0x2545F4914F6CDD1Dull;
-    if (!A || !B || !C) worst = NAN;
-    for (int t = 0; !isnan(worst) && t < 4; t++)
+    if (!A || !B || !C || !bias) worst = NAN;
+    int t0 = nt_only ? 2 : 0, t1 = nt_only ? 3 : 4; /* t = ta | tb << 1: NT is t = 2 */
+    for (int t = t0; !isnan(worst) && t < t1; t++)
         for (int a = 0; a < nmn; a++)
-            for (int b = (a + t) % 3; b < nmn; b += 3)
+            for (int b = nt_only ? a % 2 : (a + t) % 3; b < nmn; b += nt_only ? 2 : 3)
                 for (int k = (a + b) % 2; k < nk; k += 2) {
-                    double r = check_one(t & 1, t >> 1, mn[a], mn[b], kk[k], &s, A, B, C);
+                    double r = check_one(gemm, t & 1, t >> 1, nt_only && cases % 2, mn[a], mn[b], kk[k], &s, A, B, C,
+                                         bias);
                     if (!(r <= worst)) worst = r;
                     cases++;
                 }
     /* every K on the largest blocks */
-    for (int t = 0; !isnan(worst) && t < 4; t++)
+    for (int t = t0; !isnan(worst) && t < t1; t++)
         for (int k = 0; k < nk; k++) {
-            double r = check_one(t & 1, t >> 1, 65, 48, kk[k], &s, A, B, C);
+            double r = check_one(gemm, t & 1, t >> 1, nt_only && k % 2, 65, 48, kk[k], &s, A, B, C, bias);
             if (!(r <= worst)) worst = r;
             cases++;
         }
     free(A);
     free(B);
     free(C);
+    free(bias);
     if (n_cases) *n_cases = cases;
     return worst;
 }
+
+double rs_blas_check(int *n_cases) { return check_sweep(gemm_blas, 0, n_cases); }
 
 /* ISA class of an OpenBLAS x86-64 kernel name: 1 SSE, 2 AVX, 3 AVX2, 4 AVX-512, 5 AVX-512 +
  * BF16; 0 unknown (not x86, or a name this table does not know: left alone). */
@@ -123,4 +157,96 @@ const char *rs_blas_preferred_kernel(const char *detected) {
     (void)detected;
     return NULL;
 #endif
+}
+
+/* ---- the fp32 linear layers' route (op_linear) ---- */
+
+static pthread_mutex_t sg_mu = PTHREAD_MUTEX_INITIALIZER;
+static int sg_route = RS_SGEMM_BLAS;
+static int sg_use = -1; /* -1 not yet decided, 0 the BLAS, 1 oneDNN (atomic reads) */
+static int sg_inject_fail;
+static double sg_worst = -1; /* the oneDNN check's result; -1 not run */
+static int sg_cases;
+static char sg_impl[64];
+
+/* The shape whose oneDNN implementation is reported (Gemma-2's down projection on 512 rows;
+ * oneDNN picks the same kernel family at every model shape measured). */
+enum { SG_PROBE_M = 512, SG_PROBE_K = 9216, SG_PROBE_N = 2304 };
+
+static void sg_decide(void) {
+    int use = 0;
+    sg_worst = -1;
+    sg_cases = 0;
+    sg_impl[0] = '\0';
+    if (sg_route == RS_SGEMM_ONEDNN && rs_dnnl_available()) {
+        rs_dnnl_f32_impl(sg_impl, sizeof sg_impl, SG_PROBE_M, SG_PROBE_K, SG_PROBE_N);
+        sg_worst = sg_inject_fail ? INFINITY : check_sweep(gemm_dnnl, 1, &sg_cases);
+        use = sg_worst <= rs_blas_check_bound();
+    }
+    __atomic_store_n(&sg_use, use, __ATOMIC_RELEASE);
+}
+
+int rs_sgemm_use_onednn(void) {
+    int u = __atomic_load_n(&sg_use, __ATOMIC_ACQUIRE);
+    if (u >= 0) return u;
+    pthread_mutex_lock(&sg_mu);
+    if (__atomic_load_n(&sg_use, __ATOMIC_ACQUIRE) < 0) sg_decide();
+    u = sg_use;
+    pthread_mutex_unlock(&sg_mu);
+    return u;
+}
+
+int rs_sgemm_set_route(int route) {
+    if (route != RS_SGEMM_BLAS && route != RS_SGEMM_ONEDNN) return -1;
+    if (route == RS_SGEMM_ONEDNN && !rs_dnnl_available()) return -1;
+    pthread_mutex_lock(&sg_mu);
+    sg_route = route;
+    __atomic_store_n(&sg_use, -1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&sg_mu);
+    return 0;
+}
+
+void rs_sgemm_inject_check_failure(int on) {
+    pthread_mutex_lock(&sg_mu);
+    sg_inject_fail = on != 0;
+    __atomic_store_n(&sg_use, -1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&sg_mu);
+}
+
+double rs_sgemm_check(int *n_cases) {
+    if (!rs_dnnl_available()) {
+        if (n_cases) *n_cases = 0;
+        return INFINITY;
+    }
+    return check_sweep(gemm_dnnl, 1, n_cases);
+}
+
+int rs_sgemm_route(void) {
+    pthread_mutex_lock(&sg_mu);
+    int r = sg_route;
+    pthread_mutex_unlock(&sg_mu);
+    return r;
+}
+
+const char *rs_sgemm_path(void) { return rs_sgemm_use_onednn() ? "oneDNN" : "BLAS"; }
+
+void rs_sgemm_describe(char *buf, size_t n) {
+    int use = rs_sgemm_use_onednn();
+    char v[32];
+    rs_dnnl_version_str(v, sizeof v);
+    pthread_mutex_lock(&sg_mu);
+    if (use)
+        snprintf(buf, n, "%s f32 matmul, %s (RS_SGEMM=onednn; its check passed: worst error %.3g x the rounding unit "
+                 "over %d products, bound %g)", v, sg_impl, sg_worst, sg_cases, rs_blas_check_bound());
+    else if (sg_route == RS_SGEMM_ONEDNN && sg_worst >= 0)
+        snprintf(buf, n, "BLAS (RS_SGEMM=onednn refused: %s f32 matmul %s failed its check, worst error %.3g x the "
+                 "rounding unit, bound %g)", v, sg_impl, sg_worst, rs_blas_check_bound());
+    else if (sg_route == RS_SGEMM_ONEDNN)
+        snprintf(buf, n, "BLAS (RS_SGEMM=onednn refused: %s did not start its CPU engine)", v);
+    else if (!v[0])
+        snprintf(buf, n, "BLAS (the default; this build has no oneDNN)");
+    else
+        snprintf(buf, n, "BLAS (the default; RS_SGEMM=onednn runs them on %s's f32 matmul, not faster at every "
+                 "model shape: bench/README.md)", v);
+    pthread_mutex_unlock(&sg_mu);
 }

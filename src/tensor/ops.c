@@ -10,8 +10,10 @@
 #include <omp.h>
 #include <string.h>
 
+#include "reprshift/blas.h"
 #include "reprshift/ops_bf16.h"
 #include "tensor/attention_impl.h"
+#include "tensor/dnnl_mm.h"
 #include "tensor/isa.h"
 #include "tensor/norm_stats.h"
 #include "tensor/vexp.h"
@@ -26,6 +28,10 @@ RS_ISA_KERNEL(bias_row, (float *r, const float *bias, int n), (r, bias, n))
 
 void op_linear(float *y, const float *x, const float *W, const float *bias, int T, int IN, int OUT) {
     if (T <= 0) return;
+    /* RS_SGEMM_ONEDNN (include/reprshift/blas.h): oneDNN adds the bias to each fp32 sum as the
+     * loop below does (one rounding). A product oneDNN cannot run (out of memory) is done by
+     * the BLAS: the same product, so no different result, only a different speed. */
+    if (rs_sgemm_use_onednn() && rs_dnnl_matmul(y, OUT, x, W, bias, T, IN, OUT, 0) == 0) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OUT, IN, 1.0f, x, IN, W, IN, 0.0f, y, OUT);
     if (bias)
 #pragma omp parallel for schedule(static) if (T > 16)

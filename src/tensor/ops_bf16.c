@@ -12,11 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#ifdef RS_HAVE_DNNL
-#include <oneapi/dnnl/dnnl.h>
-#endif
-
 #include "tensor/attention_impl.h"
+#include "tensor/dnnl_mm.h"
 #include "tensor/isa.h"
 #include "tensor/norm_stats.h"
 
@@ -62,57 +59,6 @@ static int cpu_has_bf16(void) {
     return cpu_has_amx_bf16();
 }
 
-#ifdef RS_HAVE_DNNL
-static dnnl_engine_t dn_engine;
-static dnnl_stream_t dn_stream;
-static int dn_ok;
-static pthread_once_t dn_once = PTHREAD_ONCE_INIT;
-
-static void dn_init(void) {
-    if (dnnl_engine_create(&dn_engine, dnnl_cpu, 0) != dnnl_success) return;
-    if (dnnl_stream_create(&dn_stream, dn_engine, dnnl_stream_default_flags) != dnnl_success) {
-        dnnl_engine_destroy(dn_engine);
-        return;
-    }
-    dn_ok = 1;
-}
-
-/* C[M,N] (f32, row stride ldc) = A[M,K]·B where B is bf16 stored [N,K] (row stride K). 0 on
- * success, -1 when oneDNN refuses (the caller falls back to the emulated product). */
-static int dn_matmul(float *C, int ldc, const uint16_t *A, const uint16_t *B, int M, int K, int N) {
-    pthread_once(&dn_once, dn_init);
-    if (!dn_ok) return -1;
-    dnnl_memory_desc_t a_md, b_md, c_md;
-    dnnl_dims_t ad = {M, K}, bd = {K, N}, cd = {M, N}, cs = {ldc, 1};
-    if (dnnl_memory_desc_init_by_tag(&a_md, 2, ad, dnnl_bf16, dnnl_ab) != dnnl_success ||
-        dnnl_memory_desc_init_by_tag(&b_md, 2, bd, dnnl_bf16, dnnl_ba) != dnnl_success ||
-        dnnl_memory_desc_init_by_strides(&c_md, 2, cd, dnnl_f32, cs) != dnnl_success)
-        return -1;
-    dnnl_matmul_desc_t md;
-    if (dnnl_matmul_desc_init(&md, &a_md, &b_md, NULL, &c_md) != dnnl_success) return -1;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_primitive_t prim = NULL;
-    dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
-    int rc = -1;
-    if (dnnl_primitive_desc_create(&pd, &md, NULL, dn_engine, NULL) != dnnl_success) goto out;
-    if (dnnl_primitive_create(&prim, pd) != dnnl_success) goto out;
-    if (dnnl_memory_create(&ma, &a_md, dn_engine, (void *)A) != dnnl_success ||
-        dnnl_memory_create(&mb, &b_md, dn_engine, (void *)B) != dnnl_success ||
-        dnnl_memory_create(&mc, &c_md, dn_engine, C) != dnnl_success)
-        goto out;
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
-    if (dnnl_primitive_execute(prim, dn_stream, 3, args) != dnnl_success) goto out;
-    if (dnnl_stream_wait(dn_stream) != dnnl_success) goto out;
-    rc = 0;
-out:
-    if (ma) dnnl_memory_destroy(ma);
-    if (mb) dnnl_memory_destroy(mb);
-    if (mc) dnnl_memory_destroy(mc);
-    if (prim) dnnl_primitive_destroy(prim);
-    if (pd) dnnl_primitive_desc_destroy(pd);
-    return rc;
-}
-#endif
 
 int op_bf16_native_supported(void) {
 #ifdef RS_HAVE_DNNL
@@ -144,16 +90,16 @@ const char *op_bf16_gemm_path(void) { return use_native() ? "native" : "emulated
 
 void op_bf16_describe(char *buf, size_t n) {
 #ifdef RS_HAVE_DNNL
-    const dnnl_version_t *v = dnnl_version();
+    char v[32];
+    rs_dnnl_version_str(v, sizeof v);
     if (use_native())
-        snprintf(buf, n, "native (oneDNN %d.%d.%d bf16 matmul, %s%s)", v->major, v->minor, v->patch,
-                 cpu_has_amx_bf16() ? "AMX-BF16" : "AVX512-BF16", route == OP_BF16_NATIVE ? "; forced" : "");
+        snprintf(buf, n, "native (%s bf16 matmul, %s%s)", v, cpu_has_amx_bf16() ? "AMX-BF16" : "AVX512-BF16",
+                 route == OP_BF16_NATIVE ? "; forced" : "");
     else if (route == OP_BF16_EMULATED)
         snprintf(buf, n, "emulated (forced; f32 sgemm on bf16 values)");
     else if (op_bf16_native_supported())
         snprintf(buf, n, "emulated (f32 sgemm on bf16 values: this CPU has AVX512-BF16 but no AMX-BF16, where "
-                 "oneDNN %d.%d.%d's bf16 matmul is no faster; RS_BF16_GEMM=native uses it)", v->major, v->minor,
-                 v->patch);
+                 "%s's bf16 matmul is no faster; RS_BF16_GEMM=native uses it)", v);
     else
         snprintf(buf, n, "emulated (f32 sgemm on bf16 values; this CPU lacks AVX512-BF16/AMX-BF16)");
 #else
@@ -257,7 +203,7 @@ void op_linear_bf16(float *y, const float *x, const st_tensor *W, const float *b
             wb = wc;
         }
         EW_LOOP(nx, RS_ISA_CALL(to_bits)(xb + o_, x + o_, m_));
-        if (dn_matmul(y, OUT, xb, wb, T, IN, OUT) == 0) {
+        if (rs_dnnl_matmul(y, OUT, xb, wb, NULL, T, IN, OUT, 1) == 0) {
             finish_rows(y, bias, T, OUT);
             return;
         }
