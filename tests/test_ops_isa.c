@@ -228,7 +228,7 @@ static void check_bf16(int isa, int64_t n) {
             float *b = malloc((size_t)(n + 32) * 4);
             float *d = (float *)((uintptr_t)(b + 16) & ~(uintptr_t)63) + off;
             w0 = op_weight_f32(&t, d);
-            char what[64];
+            char what[96];
             snprintf(what, sizeof what, "op_weight_f32 bf16, scratch 64-byte boundary + %d floats", off);
             same_bits(a0, w0, (size_t)n * 4, what, isa);
             free(b);

@@ -139,11 +139,13 @@ RS_KERNEL_BODY void bias_round_body(float *r, const float *bias, int n) {
     for (int o = 0; o < n; o++) r[o] = op_bf16_round1(r[o] + op_bf16_round1(bias[o]));
 }
 RS_ISA_KERNEL(bias_round, (float *r, const float *bias, int n), (r, bias, n))
+#ifdef RS_HAVE_DNNL /* used by the native route only */
 /* dst[i] = bf16 bits of src[i] */
 RS_KERNEL_BODY void to_bits_body(uint16_t *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = op_bf16_bits(src[i]);
 }
 RS_ISA_KERNEL(to_bits, (uint16_t *dst, const float *src, size_t n), (dst, src, n))
+#endif
 
 static void finish_rows(float *y, const float *bias, int T, int OUT) {
     if (!bias) {
