@@ -47,7 +47,7 @@ int rs_sgemm_route(void);
 int rs_sgemm_use_onednn(void);
 /* "oneDNN" or "BLAS". */
 const char *rs_sgemm_path(void);
-/* One line for --version / inspect / provenance: the route, the kernel and why. */
+/* One line for --version and provenance.json: the route, the kernel and why. */
 void rs_sgemm_describe(char *buf, size_t n);
 /* rs_blas_check's measure for oneDNN's f32 matmul as op_linear calls it; Inf without oneDNN. */
 double rs_sgemm_check(int *n_cases);

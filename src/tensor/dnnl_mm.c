@@ -1,7 +1,6 @@
 /* oneDNN's matmul for the CPU kernels (tensor/dnnl_mm.h). A primitive is created per call:
  * oneDNN caches primitives by their description (its primitive cache, 1024 entries by
- * default), so a repeated shape costs a few microseconds and a new one a fraction of a
- * millisecond (bench/README.md, "fp32 products on oneDNN"). */
+ * default), so a repeated shape does not generate its kernel again. */
 #include "tensor/dnnl_mm.h"
 
 #include <stdio.h>
@@ -14,6 +13,9 @@ static dnnl_engine_t dn_engine;
 static dnnl_stream_t dn_stream;
 static int dn_ok;
 static pthread_once_t dn_once = PTHREAD_ONCE_INIT;
+/* One stream serves every caller, and a oneDNN stream must not run two primitives at once:
+ * concurrent callers (two models' passes on two threads) take turns. */
+static pthread_mutex_t dn_exec_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void dn_init(void) {
     if (dnnl_engine_create(&dn_engine, dnnl_cpu, 0) != dnnl_success) return;
@@ -72,9 +74,11 @@ int rs_dnnl_matmul(float *C, int ldc, const void *A, const void *B, const float 
         (bias && dnnl_memory_create(&mbias, &bias_md, dn_engine, (void *)bias) != dnnl_success))
         goto out;
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}, {DNNL_ARG_BIAS, mbias}};
-    if (dnnl_primitive_execute(prim, dn_stream, bias ? 4 : 3, args) != dnnl_success) goto out;
-    if (dnnl_stream_wait(dn_stream) != dnnl_success) goto out;
-    rc = 0;
+    pthread_mutex_lock(&dn_exec_mu);
+    if (dnnl_primitive_execute(prim, dn_stream, bias ? 4 : 3, args) == dnnl_success &&
+        dnnl_stream_wait(dn_stream) == dnnl_success)
+        rc = 0;
+    pthread_mutex_unlock(&dn_exec_mu);
 out:
     if (ma) dnnl_memory_destroy(ma);
     if (mb) dnnl_memory_destroy(mb);

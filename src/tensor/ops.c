@@ -30,7 +30,7 @@ void op_linear(float *y, const float *x, const float *W, const float *bias, int 
     if (T <= 0) return;
     /* RS_SGEMM_ONEDNN (include/reprshift/blas.h): oneDNN adds the bias to each fp32 sum as the
      * loop below does (one rounding). A product oneDNN cannot run (out of memory) is done by
-     * the BLAS: the same product, so no different result, only a different speed. */
+     * the BLAS instead: both pass the same accuracy check, though their last bits differ. */
     if (rs_sgemm_use_onednn() && rs_dnnl_matmul(y, OUT, x, W, bias, T, IN, OUT, 0) == 0) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OUT, IN, 1.0f, x, IN, W, IN, 0.0f, y, OUT);
     if (bias)
