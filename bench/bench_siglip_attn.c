@@ -27,11 +27,9 @@
 #include <time.h>
 
 #include "bench_util.h"
-#if defined(__has_include)
-#if __has_include(<oneapi/dnnl/dnnl.h>)
+#ifdef RS_BUILD_HAS_DNNL /* the library links oneDNN (CMakeLists.txt) */
 #include <oneapi/dnnl/dnnl.h>
 #define HAVE_DNNL 1
-#endif
 #endif
 #include "reprshift/ops.h"
 

@@ -5,7 +5,6 @@
 #define BENCH_UTIL_H
 #include <stdint.h>
 #include <stdio.h>
-#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -37,7 +36,7 @@ static inline double peak_rss_gb(void) {
 /* --sgemm-route blas|onednn: the fp32 linear layers' route (rs_sgemm_set_route, the CLI's
  * RS_SGEMM). 0, or -1 after a message (also when oneDNN fails its check). */
 static inline int bench_sgemm_route(const char *r) {
-    int v = !strcmp(r, "blas") ? RS_SGEMM_BLAS : !strcmp(r, "onednn") ? RS_SGEMM_ONEDNN : -1;
+    int v = rs_sgemm_route_parse(r);
     if (v >= 0 && !rs_sgemm_set_route(v) && (v == RS_SGEMM_BLAS || rs_sgemm_use_onednn())) return 0;
     fprintf(stderr, "--sgemm-route: blas or onednn (onednn needs a build with oneDNN whose check passes), not \"%s\"\n", r);
     return -1;

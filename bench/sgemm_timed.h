@@ -50,7 +50,7 @@ void cblas_sgemm(const enum CBLAS_ORDER o, const enum CBLAS_TRANSPOSE ta, const 
     lin_flop += 2.0 * M * N * K;
 }
 
-#if __has_include(<oneapi/dnnl/dnnl.h>)
+#ifdef RS_BUILD_HAS_DNNL /* the library links oneDNN (CMakeLists.txt) */
 #include <oneapi/dnnl/dnnl.h>
 typedef dnnl_status_t (*dnnl_exec_fn)(const_dnnl_primitive_t, dnnl_stream_t, int, const dnnl_exec_arg_t *);
 dnnl_status_t dnnl_primitive_execute(const_dnnl_primitive_t p, dnnl_stream_t st, int nargs, const dnnl_exec_arg_t *args) {

@@ -111,6 +111,10 @@ static void test_sgemm_route(void **state) {
     double wb = linear_worst(37, 300, 129, 11);
     printf("op_linear on the BLAS: worst %.3g x u\n", wb);
     assert_true(wb <= 300);
+    assert_int_equal(rs_sgemm_route_parse("blas"), RS_SGEMM_BLAS);
+    assert_int_equal(rs_sgemm_route_parse("onednn"), RS_SGEMM_ONEDNN);
+    assert_int_equal(rs_sgemm_route_parse("auto"), -1);
+    assert_int_equal(rs_sgemm_route_parse(NULL), -1);
     assert_int_equal(rs_sgemm_set_route(7), -1);
     assert_int_equal(rs_sgemm_route(), RS_SGEMM_BLAS);
     if (rs_sgemm_set_route(RS_SGEMM_ONEDNN)) {

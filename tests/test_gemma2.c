@@ -158,7 +158,7 @@ static void test_each_model_packed_batch(void **s) {
  * RS_SGEMM=onednn): the tolerance does not change with the GEMM. */
 static void test_packed_batch_on_onednn(void **s) {
     (void)s;
-#ifdef RS_TEST_BUILD_HAS_DNNL
+#ifdef RS_BUILD_HAS_DNNL
     assert_int_equal(rs_sgemm_set_route(RS_SGEMM_ONEDNN), 0);
     assert_int_equal(rs_sgemm_use_onednn(), 1);
     for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++) run_model(MODELS[i], 1);

@@ -257,7 +257,7 @@ static void test_packed_batch(void **s) {
 /* The packed batch again with the fp32 linear layers on oneDNN (RS_SGEMM=onednn): the SigLIP
  * tower, the projector and the decoder keep the same tolerance. */
 static void test_packed_batch_on_onednn(void **s) {
-#ifdef RS_TEST_BUILD_HAS_DNNL
+#ifdef RS_BUILD_HAS_DNNL
     assert_int_equal(rs_sgemm_set_route(RS_SGEMM_ONEDNN), 0);
     assert_int_equal(rs_sgemm_use_onednn(), 1);
     test_packed_batch(s);

@@ -39,6 +39,8 @@ const char *rs_blas_preferred_kernel(const char *detected);
  * with and without the bias); a failed check keeps the BLAS, rs_sgemm_use_onednn() says 0
  * and rs_sgemm_describe says why. The library reads no environment: the CLI maps RS_SGEMM. */
 enum { RS_SGEMM_BLAS = 0, RS_SGEMM_ONEDNN = 1 };
+/* The route named "blas" or "onednn" (RS_SGEMM, --sgemm-route); -1 for any other name. */
+int rs_sgemm_route_parse(const char *name);
 /* 0, or -1 (nothing changed) for an unknown route or RS_SGEMM_ONEDNN without oneDNN. */
 int rs_sgemm_set_route(int route);
 /* The route asked for (RS_SGEMM_BLAS unless rs_sgemm_set_route changed it). */

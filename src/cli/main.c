@@ -231,7 +231,7 @@ static int apply_sgemm_env(void) {
     if (getenv("RS_TEST_SGEMM_CHECK_FAIL")) rs_sgemm_inject_check_failure(1); /* fault injection (tests/cli_blas.sh) */
     const char *e = getenv("RS_SGEMM");
     if (!e || !*e) return 0;
-    int r = !strcmp(e, "blas") ? RS_SGEMM_BLAS : !strcmp(e, "onednn") ? RS_SGEMM_ONEDNN : -1;
+    int r = rs_sgemm_route_parse(e);
     if (r < 0 || rs_sgemm_set_route(r)) {
         fprintf(stderr, "error: RS_SGEMM=%s: %s\n", e,
                 r < 0 ? "unknown route (use blas or onednn)" : "onednn needs a build with oneDNN");

@@ -196,6 +196,10 @@ int rs_sgemm_use_onednn(void) {
     return u;
 }
 
+int rs_sgemm_route_parse(const char *name) {
+    return !name ? -1 : !strcmp(name, "blas") ? RS_SGEMM_BLAS : !strcmp(name, "onednn") ? RS_SGEMM_ONEDNN : -1;
+}
+
 int rs_sgemm_set_route(int route) {
     if (route != RS_SGEMM_BLAS && route != RS_SGEMM_ONEDNN) return -1;
     if (route == RS_SGEMM_ONEDNN && !rs_dnnl_available()) return -1;

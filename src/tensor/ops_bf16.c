@@ -103,8 +103,8 @@ void op_bf16_describe(char *buf, size_t n) {
     else
         snprintf(buf, n, "emulated (f32 sgemm on bf16 values; this CPU lacks AVX512-BF16/AMX-BF16)");
 #else
-    snprintf(buf, n, "emulated (built without oneDNN; f32 products on bf16 values)%s",
-             cpu_has_bf16() ? "" : ", CPU lacks AVX512-BF16/AMX-BF16");
+    snprintf(buf, n, "emulated (%sbuilt without oneDNN; f32 products on bf16 values)%s",
+             route == OP_BF16_EMULATED ? "forced; " : "", cpu_has_bf16() ? "" : ", CPU lacks AVX512-BF16/AMX-BF16");
 #endif
 }
 
