@@ -4,6 +4,7 @@
  * usage: bench_gemma2 --model DIR --ids-file F --hook HOOK [--repeat N] [--save OUT.safetensors]
  *                     [--precision fp32|bf16] [--bf16-route auto|native|emulated]
  *                     [--sgemm-route blas|onednn]   (the fp32 linear layers' route, RS_SGEMM)
+ *                     [--attn-route auto|blas|fused] (the fp32 attention's products, RS_ATTN)
  *                     [--profile]
  *        bench_gemma2 --sgemm
  *        bench_gemma2 --gemm-bf16 T   (one 2304 → 9216 linear layer on T rows, BF16 weights:
@@ -97,6 +98,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--hook")) hook = argv[++i];
         else if (!strcmp(argv[i], "--repeat")) repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--save")) save = argv[++i];
+        else if (!strcmp(argv[i], "--attn-route") && i + 1 < argc) {
+            if (bench_attn_route(argv[++i])) return 2;
+        }
         else if (!strcmp(argv[i], "--sgemm-route")) {
             if (bench_sgemm_route(argv[++i])) return 2;
         } else if (!strcmp(argv[i], "--bf16-route")) {
@@ -159,10 +163,10 @@ int main(int argc, char **argv) {
     }
     printf("{\"impl\": \"reprshift\", \"hook\": \"%s\", \"inputs\": %d, \"tokens\": %lld, \"seconds\": %.3f, "
            "\"tokens_per_s\": %.2f, \"peak_rss_gb\": %.2f, \"load_s\": %.2f, \"linear_sgemm_s\": %.3f, "
-           "\"linear_sgemm_gflops\": %.1f, \"other_s\": %.3f, \"blas_kernel\": \"%s\", \"linear_route\": \"%s\", "
+           "\"linear_sgemm_gflops\": %.1f, \"other_s\": %.3f, \"blas_kernel\": \"%s\", \"linear_route\": \"%s\", \"attention_route\": \"%s\", "
            "\"gemm_now_gflops\": %.1f, \"precision\": \"%s\", \"bf16_products\": \"%s\"}\n",
            hook, in.n, (long long)tokens, best, tokens / best, peak_rss_gb(), t_load, best_lin_s,
-           best_lin_s > 0 ? best_lin_flop / best_lin_s / 1e9 : 0.0, best - best_lin_s, openblas_get_corename(), rs_sgemm_path(), g_now,
+           best_lin_s > 0 ? best_lin_flop / best_lin_s / 1e9 : 0.0, best - best_lin_s, openblas_get_corename(), rs_sgemm_path(), op_attn_route_name(op_attn_route()), g_now,
            rs_precision_name(prec), prec == RS_PREC_BF16 ? op_bf16_gemm_path() : "-");
     rs_inputs_free(&in);
     gemma2_close(m);

@@ -4,7 +4,7 @@
  * transformers reference (bench_paligemma_ref.py). Prints one JSON line.
  *   bench_paligemma --model DIR --hook H [--batch 8] [--repeat 1] [--suffix-ids FILE] [--save OUT.f32]
  *                   [--prompt-ids 21209,659,108] [--profile] [--tower-f32] [--precision fp32|bf16]
- *                   [--sgemm-route blas|onednn] IMAGE...
+ *                   [--sgemm-route blas|onednn] [--attn-route auto|blas|fused] IMAGE...
  * --suffix-ids: line i holds image i's caption suffix ids (caption tokens + <eos>, no <bos>),
  * appended after the prompt as PaliGemmaProcessor(suffix=caption) does; --save writes the
  * hook's rows of the last repetition as raw float32 (image order; decoder hooks: every token).
@@ -51,6 +51,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--prompt-ids") && i + 1 < argc) prompt_arg = argv[++i];
         else if (!strcmp(argv[i], "--profile")) profile = 1;
         else if (!strcmp(argv[i], "--tower-f32")) tower_f32 = 1;
+        else if (!strcmp(argv[i], "--attn-route") && i + 1 < argc) {
+            if (bench_attn_route(argv[++i])) return 2;
+        }
         else if (!strcmp(argv[i], "--sgemm-route") && i + 1 < argc) {
             if (bench_sgemm_route(argv[++i])) return 2;
         }
@@ -165,12 +168,12 @@ int main(int argc, char **argv) {
     printf("{\"impl\": \"reprshift\", \"hook\": \"%s\", \"images\": %d, \"batch\": %d, \"image_size\": %d, "
            "\"tokens_per_image\": %lld, \"seconds\": %.3f, \"images_per_s\": %.3f, \"peak_rss_gb\": %.2f, "
            "\"load_s\": %.2f, \"preprocess_s\": %.3f, \"decoder_tokens\": %lld, \"linear_sgemm_s\": %.3f, "
-           "\"linear_sgemm_gflops\": %.1f, \"other_s\": %.3f, \"blas_kernel\": \"%s\", \"linear_route\": \"%s\", "
+           "\"linear_sgemm_gflops\": %.1f, \"other_s\": %.3f, \"blas_kernel\": \"%s\", \"linear_route\": \"%s\", \"attention_route\": \"%s\", "
            "\"gemm_now_siglip_gflops\": %.1f, \"gemm_now_gemma2_gflops\": %.1f, \"tower_f32\": %d, \"tower_f32_s\": %.2f, "
            "\"precision\": \"%s\", \"bf16_products\": \"%s\"}\n",
            hook, n_img, batch, S, (long long)(h.id.tower != RS_TOWER_DECODER ? N : tokens / n_img), best, n_img / best,
            peak_rss_gb(), load_s, prep_s, (long long)tokens, best_lin_s,
-           best_lin_s > 0 ? best_lin_flop / best_lin_s / 1e9 : 0.0, best - best_lin_s, openblas_get_corename(), rs_sgemm_path(), g_now_s, g_now_g, tower_f32, f32_s,
+           best_lin_s > 0 ? best_lin_flop / best_lin_s / 1e9 : 0.0, best - best_lin_s, openblas_get_corename(), rs_sgemm_path(), op_attn_route_name(op_attn_route()), g_now_s, g_now_g, tower_f32, f32_s,
            rs_precision_name(prec), prec == RS_PREC_BF16 ? op_bf16_gemm_path() : "-");
     for (int i = 0; i < n_img; i++) free(one[i]), free(sfx[i]);
     free(one); free(sfx); free(prompt); free(nsfx); free(len); free(ids); free(off); free(pl); free(pix); free(paths);

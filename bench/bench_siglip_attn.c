@@ -7,7 +7,9 @@
  *   bench_siglip_attn [--rounds N] [--images N] [--split] [--only NAME]
  *
  * Variants (wall time with the OpenMP threads, OMP_NUM_THREADS):
- *   lib       op_attention as built (the tower's call)
+ *   lib       op_attention as built (the tower's call; its route: RS_ATTN's default, printed)
+ *   blas      op_attention on the BLAS route (op_attn_route_set: two sgemm per head, rows between)
+ *   fused     op_attention on the fused AVX-512 kernel (src/tensor/attn_fused.c), where available
  *   base      the loop of the base commit: per (image, head) QKᵀ sgemm, scale + softmax row by
  *             row (op_softmax: sequential double sum), PV sgemm
  *   blasthr   the (image, head) items one after another, each sgemm threaded by OpenBLAS, the
@@ -54,6 +56,14 @@ static void rows_base(float *Sh, int lq, int n, float scale) {
 }
 
 static void v_lib(void) { op_attention(Z, Q, K, V, off, g_img, NULL, &P, S, (size_t)N * N); }
+/* the library's op_attention on each route (op_attn_route_set), then back to the default */
+static void v_route(int route) {
+    op_attn_route_set(route);
+    v_lib();
+    op_attn_route_set(OP_ATTN_ROUTE_AUTO);
+}
+static void v_blasroute(void) { v_route(OP_ATTN_ROUTE_BLAS); }
+static void v_fused(void) { v_route(OP_ATTN_ROUTE_FUSED); }
 
 static void item(int it, float *Sh) {
     int s = it / H, h = it % H;
@@ -212,13 +222,20 @@ int main(int argc, char **argv) {
     int nthr = omp_get_max_threads();
     if (do_split) split();
     omp_set_num_threads(nthr);
-    variant vs[] = {{.name = "lib", .fn = v_lib}, {.name = "base", .fn = v_base}, {.name = "blasthr", .fn = v_blasthr},
+    printf("library attention route: %s (fused kernel %s)\n", op_attn_route_name(op_attn_route()),
+           op_attn_fused_available() ? "available" : "not available here");
+    variant vs[] = {{.name = "lib", .fn = v_lib}, {.name = "base", .fn = v_base}, {.name = "blas", .fn = v_blasroute},
+                   {.name = "fused", .fn = v_fused}, {.name = "blasthr", .fn = v_blasthr},
                    {.name = "qblk64", .fn = v_qblk64}, {.name = "packed", .fn = v_packed},
 #ifdef HAVE_DNNL
                    {.name = "dnnl", .fn = v_dnnl},
 #endif
     };
     int nv = sizeof vs / sizeof vs[0];
+    if (!op_attn_fused_available()) { /* no fused route here: drop the variant rather than time BLAS under its name */
+        memmove(&vs[3], &vs[4], (size_t)(nv - 4) * sizeof vs[0]);
+        nv--;
+    }
     v_base();
     memcpy(Zref, Z, T * D * sizeof(float));
     for (int v = 0; v < nv; v++) {

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "reprshift/blas.h"
+#include "reprshift/ops.h"
 
 /* Monotonic wall clock, seconds. */
 static inline double bench_now(void) {
@@ -39,6 +40,14 @@ static inline int bench_sgemm_route(const char *r) {
     int v = rs_sgemm_route_parse(r);
     if (v >= 0 && !rs_sgemm_set_route(v) && (v == RS_SGEMM_BLAS || rs_sgemm_use_onednn())) return 0;
     fprintf(stderr, "--sgemm-route: blas or onednn (onednn needs a build with oneDNN whose check passes), not \"%s\"\n", r);
+    return -1;
+}
+
+/* --attn-route: the fp32 attention's products (op_attn_route_set; the CLI's RS_ATTN). */
+static inline int bench_attn_route(const char *r) {
+    int v = op_attn_route_parse(r);
+    if (v >= 0 && !op_attn_route_set(v)) return 0;
+    fprintf(stderr, "--attn-route: auto, blas or fused (fused needs AVX-512), not \"%s\"\n", r ? r : "");
     return -1;
 }
 

@@ -7,7 +7,10 @@
 # apply (printed). The fp32 linear layers' route (RS_SGEMM, include/reprshift/blas.h): BLAS
 # by default and said so; an unknown route is an error; RS_SGEMM=onednn (builds with oneDNN)
 # reports its passed check and runs a command, and a failed check (fault injection) is an
-# error naming it, not a silent fallback.
+# error naming it, not a silent fallback. The fp32 attention's route (RS_ATTN, ops.h
+# op_attn_route_*): --version names it; an unknown route is an error; RS_ATTN=blas and
+# RS_ATTN=fused (where the CPU has AVX-512; an error naming the reason elsewhere) give the same
+# hook values to rounding (|diff| <= 1e-5 of max).
 set -u
 CLI=${RS_CLI:?RS_CLI not set}
 fail() { echo "FAIL: $*"; exit 1; }
@@ -61,5 +64,32 @@ if echo "$v" | grep -q "chosen by reprshift"; then
   env -u OPENBLAS_CORETYPE -u RS_BLAS_KERNEL RS_TEST_BLAS_CHECK_FAIL=1 "$CLI" tokenize --help >/dev/null || fail "command after refusal"
 else
   echo "OpenBLAS's own kernel ($k) kept on this CPU: no choice made, refusal path not applicable"
+fi
+# RS_ATTN
+T=${T:-$(mktemp -d)}; trap 'rm -rf "$T"' EXIT
+at=$(env -u RS_ATTN -u RS_ISA "$CLI" --version | sed -n 's/^fp32 attention: //p')
+echo "fp32 attention: $at"
+[ -n "$at" ] || fail "--version has no 'fp32 attention:' line"
+out=$(RS_ATTN=gpu "$CLI" --version 2>&1); rc=$?
+[ $rc = 2 ] || fail "RS_ATTN=gpu: exit $rc"
+echo "$out" | grep -q 'error: RS_ATTN=gpu: unknown route (use auto, blas or fused)' || fail "RS_ATTN=gpu: $out"
+RS_ATTN=blas "$CLI" --version | grep -q '^fp32 attention: two BLAS sgemm per (sequence, head), the softmax rows between them (.*)$' \
+  || fail "RS_ATTN=blas not reported"
+run_attn() { # route, output: 40 tokens (the fused kernel takes blocks of 32 queries)
+  RS_ATTN=$1 "$CLI" extract --model tests/fixtures/models/gemma2-tiny-f32 --hook blocks.1.hook_resid_post \
+    --ids $(seq -s, 2 41) --out "$2" > "$T/log" 2>&1 || { cat "$T/log"; fail "extract with RS_ATTN=$1"; }
+}
+if grep -q avx512f /proc/cpuinfo; then
+  echo "$at" | grep -q '^the fused AVX-512 kernel' || fail "AVX-512 CPU, default route not fused: $at"
+  RS_ISA=avx2 "$CLI" --version | grep -q '^fp32 attention: two BLAS sgemm .*(the fused kernel follows RS_ISA=avx512)' \
+    || fail "RS_ISA=avx2 should take the BLAS route"
+  run_attn blas "$T/ab.safetensors"
+  run_attn fused "$T/af.safetensors"
+  [ -s "$T/ab.safetensors" ] && [ -s "$T/af.safetensors" ] || fail "RS_ATTN extract wrote nothing"
+  # the values: test_ops_isa (test_attention_fused), test_gemma2 / test_siglip (both routes vs transformers)
+else
+  out=$(RS_ATTN=fused "$CLI" --version 2>&1); rc=$?
+  [ $rc = 2 ] || fail "RS_ATTN=fused without AVX-512 accepted"
+  echo "$out" | grep -q 'error: RS_ATTN=fused: the fused kernel needs a CPU with AVX-512' || fail "RS_ATTN=fused: $out"
 fi
 echo ok

@@ -24,6 +24,7 @@
 #include "reprshift/sae.h"
 #include "reprshift/safetensors.h"
 #include "tensor/vexp.h"
+#define RS_ATTN_FUSED_QB_TEST 32 /* the fused kernel's query block (src/tensor/attention_impl.h) */
 /* the legacy kernels' exp: the one op_softmax uses now (the restructuring is what is checked) */
 #define LEGACY_EXPF rs_vexpf
 #include "../bench/legacy_kernels.h"
@@ -172,6 +173,7 @@ static void check_attention(int isa, const op_attn_params *p, int L1, int L2, co
     float *Z0 = calloc(nz, 4), *Z1 = calloc(nz, 4), *Zr = calloc(nz, 4);
     size_t per = (size_t)Lmax * Lmax;
     float *S = malloc((size_t)omp_get_max_threads() * per * 4);
+    assert_int_equal(op_attn_route_set(OP_ATTN_ROUTE_BLAS), 0); /* the fused route: check_attention_fused */
     force(RS_ISA_DEFAULT); op_attention(Z0, Q, K, V, off, 2, prefix, p, S, per);
     force(isa); op_attention(Z1, Q, K, V, off, 2, prefix, p, S, per);
     char what[96];
@@ -202,7 +204,122 @@ static void check_attention(int isa, const op_attn_params *p, int L1, int L2, co
      * moves an output across a bf16 rounding boundary now and then (one bf16 step) */
     if (blocked) near(Zr, Z0, nz, 1.0 / 128, 0.001, what);
     else same_bits(Zr, Z0, nz * 4, what, RS_ISA_DEFAULT);
+    assert_int_equal(op_attn_route_set(OP_ATTN_ROUTE_AUTO), 0);
     free(Q), free(K), free(V), free(Z0), free(Z1), free(Zr), free(S);
+}
+
+/* attention in double, one (sequence, head) at a time, the mask of op_attention_kv: the
+ * reference both fp32 routes are held to */
+static void attention_double(float *Z, const float *Q, const int64_t *q_off, const float *K, const float *V,
+                             const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
+                             const op_attn_params *p) {
+    int group = p->n_heads / p->n_kv_heads, hd = p->head_dim;
+    for (int s = 0; s < n_seqs; s++) {
+        int Lq = (int)(q_off[s + 1] - q_off[s]), Lk = kv_len ? kv_len[s] : Lq, pre = prefix ? prefix[s] : 0;
+        double *w = malloc((size_t)Lk * sizeof *w);
+        for (int h = 0; h < p->n_heads; h++)
+            for (int r = 0; r < Lq; r++) {
+                int i = Lk - Lq + r;
+                const float *q = Q + (size_t)(q_off[s] + r) * p->q_stride + (size_t)h * hd;
+                double m = -INFINITY, sum = 0;
+                for (int j = 0; j < Lk; j++) {
+                    int keep = !p->causal || (j <= i && (p->window <= 0 || i - j < p->window)) || (i < pre && j < pre);
+                    if (!keep) { w[j] = -INFINITY; continue; }
+                    const float *k = K + (size_t)(kv_start[s] + j) * p->kv_stride + (size_t)(h / group) * hd;
+                    double d = 0;
+                    for (int c = 0; c < hd; c++) d += (double)q[c] * k[c];
+                    d *= p->scale;
+                    if (p->softcap > 0) d = tanh(d / p->softcap) * p->softcap;
+                    w[j] = d, m = d > m ? d : m;
+                }
+                for (int j = 0; j < Lk; j++) sum += w[j] = w[j] == -INFINITY ? 0 : exp(w[j] - m);
+                for (int c = 0; c < hd; c++) {
+                    double z = 0;
+                    for (int j = 0; j < Lk; j++)
+                        if (w[j] != 0)
+                            z += w[j] / sum * V[(size_t)(kv_start[s] + j) * p->kv_stride + (size_t)(h / group) * hd + c];
+                    Z[(size_t)(q_off[s] + r) * p->z_stride + (size_t)h * hd + c] = (float)z;
+                }
+            }
+        free(w);
+    }
+}
+
+/* The fused AVX-512 route (op_attn_route FUSED) against the BLAS route and a double reference:
+ * two packed sequences of Lq1, Lq2 queries, each against Lk1, Lk2 ≥ Lq keys (a KV history when
+ * larger); within 2e-6 of max|value| of the BLAS route (fp32 rounding of two summation
+ * orders; on OpenBLAS's AVX-512 kernels the two agree bit for bit, which is printed, not
+ * required), and both routes within 1e-5 of the double reference. Sequences of fewer than 32
+ * queries take the BLAS route on both: equal bits. */
+static void check_attention_fused(const op_attn_params *p, int Lq1, int Lk1, int Lq2, int Lk2, const int *prefix,
+                                  const char *label) {
+    int Tq = Lq1 + Lq2, Tk = Lk1 + Lk2, Lmax = Lk1 > Lk2 ? Lk1 : Lk2;
+    int64_t qoff[3] = {0, Lq1, Tq}, kstart[2] = {0, Lk1};
+    int klen[2] = {Lk1, Lk2};
+    float *Q = rand_buf((size_t)Tq * p->q_stride, 2), *K = rand_buf((size_t)Tk * p->kv_stride, 2),
+          *V = rand_buf((size_t)Tk * p->kv_stride, 1);
+    size_t nz = (size_t)Tq * p->z_stride, per = (size_t)Lmax * Lmax;
+    float *Zb = calloc(nz, 4), *Zf = calloc(nz, 4), *Zd = calloc(nz, 4), *S = malloc((size_t)omp_get_max_threads() * per * 4);
+    assert_int_equal(op_attn_route_set(OP_ATTN_ROUTE_BLAS), 0);
+    assert_int_equal(op_attn_route(), OP_ATTN_ROUTE_BLAS);
+    op_attention_kv(Zb, Q, qoff, K, V, kstart, klen, 2, prefix, p, S, per);
+    assert_int_equal(op_attn_route_set(OP_ATTN_ROUTE_FUSED), 0);
+    assert_int_equal(op_attn_route(), OP_ATTN_ROUTE_FUSED);
+    op_attention_kv(Zf, Q, qoff, K, V, kstart, klen, 2, prefix, p, S, per);
+    assert_int_equal(op_attn_route_set(OP_ATTN_ROUTE_AUTO), 0);
+    attention_double(Zd, Q, qoff, K, V, kstart, klen, 2, prefix, p);
+    char what[128];
+    snprintf(what, sizeof what, "fused attention %s vs the BLAS route", label);
+    near(Zb, Zf, nz, 2e-6, 0, what);
+    if (Lq1 < RS_ATTN_FUSED_QB_TEST && Lq2 < RS_ATTN_FUSED_QB_TEST) same_bits(Zb, Zf, nz * 4, what, RS_ISA_AVX512);
+    snprintf(what, sizeof what, "fused attention %s vs double", label);
+    near(Zd, Zf, nz, 1e-5, 0, what);
+    snprintf(what, sizeof what, "BLAS attention %s vs double", label);
+    near(Zd, Zb, nz, 1e-5, 0, what);
+    free(Q), free(K), free(V), free(Zb), free(Zf), free(Zd), free(S);
+}
+
+static void test_attention_fused(void **state) {
+    (void)state;
+    if (!op_attn_fused_available()) {
+        assert_int_equal(op_attn_route_set(OP_ATTN_ROUTE_FUSED), -1);
+        assert_int_equal(op_attn_route(), OP_ATTN_ROUTE_BLAS);
+        printf("SKIPPED: the fused attention kernel needs AVX-512 (compiled in: %s)\n", "see op_attn_fused_available");
+        g_skipped = 1;
+        return;
+    }
+    assert_int_equal(op_attn_route_parse("fused"), OP_ATTN_ROUTE_FUSED);
+    assert_int_equal(op_attn_route_parse("blas"), OP_ATTN_ROUTE_BLAS);
+    assert_int_equal(op_attn_route_parse("auto"), OP_ATTN_ROUTE_AUTO);
+    assert_int_equal(op_attn_route_parse("gpu"), -1);
+    assert_int_equal(op_attn_route_set(7), -1);
+    /* AUTO follows the ISA level: fused only at avx512 */
+    force(RS_ISA_DEFAULT);
+    assert_int_equal(op_attn_route(), OP_ATTN_ROUTE_BLAS);
+    force(RS_ISA_AVX512);
+    assert_int_equal(op_attn_route(), OP_ATTN_ROUTE_FUSED);
+    op_attn_params v = {.n_heads = 16, .n_kv_heads = 16, .head_dim = 72, .q_stride = 1152, .kv_stride = 1152,
+                        .z_stride = 1152, .scale = 1.0f / sqrtf(72.0f)};
+    check_attention_fused(&v, 256, 256, 256, 256, NULL, "siglip 224 (256 patches)");
+    check_attention_fused(&v, 729, 729, 45, 45, NULL, "siglip 448-like 729 + ragged 45");
+    op_attn_params g = {.n_heads = 8, .n_kv_heads = 4, .head_dim = 256, .q_stride = 8 * 256, .kv_stride = 4 * 256,
+                        .z_stride = 8 * 256, .scale = 1.0f / 16.0f, .softcap = 50.0f, .causal = 1};
+    check_attention_fused(&g, 77, 77, 33, 33, NULL, "gemma causal softcap");
+    g.window = 48;
+    int pre[2] = {20, 60};
+    check_attention_fused(&g, 300, 300, 100, 100, pre, "gemma window 48 + prefix");
+    g.window = 0, g.softcap = 0;
+    check_attention_fused(&g, 40, 140, 64, 64, NULL, "gemma KV history (40 queries after 100 keys)");
+    check_attention_fused(&g, 1, 90, 31, 31, NULL, "decode step and 31 queries (BLAS on both routes)");
+    op_attn_params o = {.n_heads = 3, .n_kv_heads = 1, .head_dim = 37, .q_stride = 3 * 37 + 5, .kv_stride = 37 + 3,
+                        .z_stride = 3 * 37 + 1, .scale = 0.2f, .causal = 1, .window = 7};
+    check_attention_fused(&o, 70, 70, 35, 35, NULL, "head dim 37, window 7, odd strides");
+    o.head_dim = 9, o.causal = 0;
+    check_attention_fused(&o, 33, 33, 100, 100, NULL, "head dim 9, bidirectional");
+    op_attn_params b = {.n_heads = 2, .n_kv_heads = 2, .head_dim = 200, .q_stride = 400, .kv_stride = 400,
+                        .z_stride = 400, .scale = 0.05f};
+    check_attention_fused(&b, 50, 50, 13, 13, NULL, "head dim 200 (chunks of 64 + 72)");
+    force(rs_isa_best());
 }
 
 static void check_bf16(int isa, int64_t n) {
@@ -506,6 +623,7 @@ int main(void) {
         cmocka_unit_test(test_vtanh_accuracy),
         cmocka_unit_test(test_avx2),
         cmocka_unit_test(test_avx512),
+        cmocka_unit_test(test_attention_fused),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     return failed ? failed : g_skipped ? 77 : 0;

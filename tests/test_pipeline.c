@@ -28,6 +28,7 @@
 #include <cjson/cJSON.h>
 
 #include "reprshift/fileio.h"
+#include "reprshift/ops.h"
 #include "base/jsonutil.h"
 #include "reprshift/pipeline.h"
 #include "reprshift/store.h"
@@ -263,6 +264,8 @@ static void test_run_outputs_and_skip(void **state) {
     cJSON *bl = cJSON_GetObjectItem(j, "blas");
     assert_string_equal(cJSON_GetObjectItem(bl, "linear_layers_path")->valuestring, "BLAS");
     assert_non_null(strstr(cJSON_GetObjectItem(bl, "linear_layers")->valuestring, "BLAS (the default"));
+    /* and the attention's products: the route in force in this process (ops.h op_attn_route) */
+    assert_string_equal(cJSON_GetObjectItem(bl, "attention_path")->valuestring, op_attn_route_name(op_attn_route()));
     int n_files = 0, n_sae = 0;
     cJSON *f;
     cJSON_ArrayForEach(f, cJSON_GetObjectItem(j, "files")) {

@@ -67,6 +67,22 @@ void op_attention(float *Z, const float *Q, const float *K, const float *V, cons
 void op_attention_kv(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
                      const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
                      const op_attn_params *p, float *scores, size_t scores_per_thread);
+/* How the fp32 op_attention / op_attention_kv multiply (the bf16 ones always use the BLAS):
+ * BLAS: per (sequence, head) one sgemm QKᵀ, the softmax rows (ISA-dispatched, bit-identical at
+ *   every level), one sgemm PV;
+ * FUSED: a hand-written AVX-512 kernel per block of 32 queries (scores kept in L1/L2, no
+ *   packing, the softmax vectorised across queries); equal to the BLAS route to rounding,
+ *   not bit for bit (test_ops_isa bounds it); sequences of fewer than 32 queries (a decode
+ *   step) and head dims above 256 take the BLAS route;
+ * AUTO (the default): FUSED where it is compiled in, the CPU has AVX-512 and the active ISA
+ *   level (rs_isa_active) is avx512; otherwise BLAS.
+ * The library reads no environment variable (the CLI reads RS_ATTN). */
+enum { OP_ATTN_ROUTE_AUTO = 0, OP_ATTN_ROUTE_BLAS = 1, OP_ATTN_ROUTE_FUSED = 2 };
+const char *op_attn_route_name(int route); /* "auto", "blas", "fused" */
+int op_attn_route_parse(const char *name); /* -1 if unknown */
+int op_attn_fused_available(void);         /* compiled in and the CPU has AVX-512 */
+int op_attn_route_set(int route);          /* 0, or -1 (nothing changed): unknown, or FUSED unavailable */
+int op_attn_route(void);                   /* the route now in force: BLAS or FUSED */
 /* dst += src over n floats. */
 void op_add(float *dst, const float *src, size_t n);
 

@@ -246,6 +246,31 @@ static int apply_sgemm_env(void) {
     return 0;
 }
 
+/* RS_ATTN=auto|blas|fused: the products of the fp32 attention (include/reprshift/ops.h
+ * op_attn_route_*). Asking for the fused kernel where it cannot run is an error. */
+static int apply_attn_env(void) {
+    const char *e = getenv("RS_ATTN");
+    if (!e || !*e) return 0;
+    int r = op_attn_route_parse(e);
+    if (r < 0 || op_attn_route_set(r)) {
+        fprintf(stderr, "error: RS_ATTN=%s: %s\n", e,
+                r < 0 ? "unknown route (use auto, blas or fused)" : "the fused kernel needs a CPU with AVX-512");
+        return -1;
+    }
+    return 0;
+}
+
+static void print_attn(void) {
+    if (op_attn_route() == OP_ATTN_ROUTE_FUSED)
+        printf("fp32 attention: the fused AVX-512 kernel (blocks of 32 queries; equal to the BLAS route to rounding; "
+               "RS_ATTN=blas: two sgemm per head)\n");
+    else
+        printf("fp32 attention: two BLAS sgemm per (sequence, head), the softmax rows between them (%s)\n",
+               !op_attn_fused_available() ? "the fused kernel needs AVX-512"
+               : rs_isa_active() != RS_ISA_AVX512 ? "the fused kernel follows RS_ISA=avx512"
+                                                   : "RS_ATTN=blas");
+}
+
 static void print_isa(void) {
     int a = rs_isa_active(), best = rs_isa_best();
     printf("Kernels: %s (", rs_isa_name(a));
@@ -273,12 +298,13 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    if (apply_isa_env() || apply_bf16_env() || apply_sgemm_env()) return 2;
+    if (apply_isa_env() || apply_bf16_env() || apply_sgemm_env() || apply_attn_env()) return 2;
     if (!strcmp(argv[1], "--version")) {
         print_version();
         char sg[400];
         rs_sgemm_describe(sg, sizeof sg);
         printf("fp32 linear layers: %s\n", sg);
+        print_attn();
         print_isa();
         char bf[200];
         op_bf16_describe(bf, sizeof bf);

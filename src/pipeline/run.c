@@ -31,6 +31,7 @@
 #include "reprshift/hf_cache.h"
 #include "base/jsonutil.h"
 #include "reprshift/log.h"
+#include "reprshift/ops.h"
 #include "reprshift/report.h"
 #include "reprshift/sae_registry.h"
 #include "reprshift/stats.h"
@@ -434,6 +435,8 @@ static int write_provenance(pl_ctx *c, const char *config_sha, rs_err *err) {
     rs_sgemm_describe(sg, sizeof sg);
     cJSON_AddStringToObject(bj, "linear_layers_path", rs_sgemm_path());
     cJSON_AddStringToObject(bj, "linear_layers", sg);
+    /* the fp32 attention's products: "blas" or "fused" (RS_ATTN, include/reprshift/ops.h) */
+    cJSON_AddStringToObject(bj, "attention_path", op_attn_route_name(op_attn_route()));
     cJSON *files = cJSON_AddArrayToObject(root, "files");
     for (int i = 0; i < l.n; i++) {
         cJSON *e = cJSON_CreateObject();

@@ -19,9 +19,24 @@ typedef void (*attn_finish_fn)(float *Zh, int Lq, int hd, int z_stride);
  * rows, each row's bits those of the per-row bf16 computation. */
 void rs_attn_rows_bf16(float *S, int n, int nr, const int *j0, const int *j1, float scale, float softcap);
 
+/* The fused fp32 kernel (attn_fused.c, AVX-512): one block of bq ≤ RS_ATTN_FUSED_QB queries
+ * (rows of Q, q_stride apart; output rows of Z) against nb keys/values (rows of K and V,
+ * kv_stride apart), head_dim hd ≤ RS_ATTN_FUSED_MAX_HD; query l keeps the keys [j0[l], j1[l])
+ * (arrays of RS_ATTN_FUSED_QB entries, lanes ≥ bq included; j0 NULL: all). St: scratch of
+ * nb · RS_ATTN_FUSED_QB floats. Only where rs_attn_fused_compiled() and the CPU has AVX-512
+ * (rs_isa_supported(RS_ISA_AVX512)). */
+enum { RS_ATTN_FUSED_QB = 32, RS_ATTN_FUSED_MAX_HD = 256 };
+int rs_attn_fused_compiled(void);
+void rs_attn_fused_block(float *Z, int z_stride, const float *Q, int q_stride, const float *K, const float *V,
+                         int kv_stride, int bq, int nb, int hd, const int *j0, const int *j1, float scale,
+                         float softcap, float *St);
+
+/* fused: run each (sequence, head) through rs_attn_fused_block in blocks of RS_ATTN_FUSED_QB
+ * queries (the caller checked it may; sequences of fewer queries, and head dims above the
+ * kernel's, take the BLAS products); rows and finish are then unused for those. */
 void rs_attention_kv_loop(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
                           const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
                           const op_attn_params *p, float *scores, size_t scores_per_thread, attn_rows_fn rows,
-                          attn_finish_fn finish);
+                          attn_finish_fn finish, int fused);
 
 #endif

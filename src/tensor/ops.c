@@ -529,11 +529,41 @@ static void attn_rows_fp32(float *S, int n, int nr, const int *j0, const int *j1
     RS_ISA_CALL(attn_rows)(S, n, nr, j0, j1, scale, softcap);
 }
 
+/* The fp32 attention's products: the BLAS, or the fused AVX-512 kernel (attn_fused.c). */
+static int g_attn_route = OP_ATTN_ROUTE_AUTO;
+static const char *const ATTN_ROUTE_NAMES[] = {"auto", "blas", "fused"};
+
+const char *op_attn_route_name(int route) {
+    return route >= 0 && route <= OP_ATTN_ROUTE_FUSED ? ATTN_ROUTE_NAMES[route] : "?";
+}
+
+int op_attn_route_parse(const char *name) {
+    for (int i = 0; name && i <= OP_ATTN_ROUTE_FUSED; i++)
+        if (!strcmp(name, ATTN_ROUTE_NAMES[i])) return i;
+    return -1;
+}
+
+int op_attn_fused_available(void) { return rs_attn_fused_compiled() && rs_isa_supported(RS_ISA_AVX512); }
+
+int op_attn_route_set(int route) {
+    if (route < 0 || route > OP_ATTN_ROUTE_FUSED || (route == OP_ATTN_ROUTE_FUSED && !op_attn_fused_available()))
+        return -1;
+    __atomic_store_n(&g_attn_route, route, __ATOMIC_RELAXED);
+    return 0;
+}
+
+int op_attn_route(void) {
+    int r = __atomic_load_n(&g_attn_route, __ATOMIC_RELAXED);
+    if (r == OP_ATTN_ROUTE_AUTO)
+        r = op_attn_fused_available() && rs_isa_active() == RS_ISA_AVX512 ? OP_ATTN_ROUTE_FUSED : OP_ATTN_ROUTE_BLAS;
+    return r;
+}
+
 void op_attention_kv(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
                      const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
                      const op_attn_params *p, float *scores, size_t scores_per_thread) {
     rs_attention_kv_loop(Z, Q, q_offsets, K, V, kv_start, kv_len, n_seqs, prefix, p, scores, scores_per_thread,
-                         attn_rows_fp32, NULL);
+                         attn_rows_fp32, NULL, op_attn_route() == OP_ATTN_ROUTE_FUSED);
 }
 
 /* The keys [*j0, *j1) that the query at position i (among the Lk keys) keeps, counted from
@@ -566,7 +596,7 @@ static void attn_block_keys(const op_attn_params *p, int i0, int nq, int pre, in
 void rs_attention_kv_loop(float *Z, const float *Q, const int64_t *q_offsets, const float *K, const float *V,
                           const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
                           const op_attn_params *p, float *scores, size_t scores_per_thread, attn_rows_fn rows,
-                          attn_finish_fn finish) {
+                          attn_finish_fn finish, int fused) {
     int H = p->n_heads, hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
     int64_t maxL = 0;
     for (int s = 0; s < n_seqs; s++) {
@@ -589,6 +619,29 @@ void rs_attention_kv_loop(float *Z, const float *Q, const int64_t *q_offsets, co
         const float *Kh = K + (size_t)(kv_start[s] + skip) * p->kv_stride + (size_t)kvh * hd;
         const float *Vh = V + (size_t)(kv_start[s] + skip) * p->kv_stride + (size_t)kvh * hd;
         float *Zh = Z + (size_t)a * p->z_stride + (size_t)h * hd;
+        if (fused && Lq >= RS_ATTN_FUSED_QB && hd <= RS_ATTN_FUSED_MAX_HD) {
+            /* blocks of RS_ATTN_FUSED_QB queries, each against the keys [lo, hi) its queries keep
+             * (scores: ≥ Lq·Lk ≥ RS_ATTN_FUSED_QB·n floats) */
+            int lane0[RS_ATTN_FUSED_QB], lane1[RS_ATTN_FUSED_QB];
+            int masked = p->causal;
+            for (int b0 = 0; b0 < Lq; b0 += RS_ATTN_FUSED_QB) {
+                int bq = Lq - b0 < RS_ATTN_FUSED_QB ? Lq - b0 : RS_ATTN_FUSED_QB, lo = 0, hi = n;
+                if (masked) {
+                    attn_block_keys(p, q0 + b0, bq, pre, Lk, skip, &lo, &hi);
+                    for (int l = 0; l < RS_ATTN_FUSED_QB; l++) {
+                        if (l < bq) {
+                            attn_row_keys(p, q0 + b0 + l, pre, Lk, skip, &lane0[l], &lane1[l]);
+                            lane0[l] -= lo, lane1[l] -= lo;
+                        } else lane0[l] = 0, lane1[l] = hi - lo;
+                    }
+                }
+                rs_attn_fused_block(Zh + (size_t)b0 * p->z_stride, p->z_stride, Qh + (size_t)b0 * p->q_stride,
+                                    p->q_stride, Kh + (size_t)lo * p->kv_stride, Vh + (size_t)lo * p->kv_stride,
+                                    p->kv_stride, bq, hi - lo, hd, masked ? lane0 : NULL, masked ? lane1 : NULL,
+                                    p->scale, p->softcap, S);
+            }
+            continue;
+        }
         /* A causal sequence of more than OP_ATTN_QUERY_BLOCK queries runs in blocks of that many, each
          * against the keys [lo, hi) that its rows keep: the masked keys above the diagonal (and
          * left of the window) are not multiplied. Otherwise one block of all queries against all

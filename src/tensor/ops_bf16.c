@@ -293,7 +293,7 @@ void op_attention_kv_bf16(float *Z, const float *Q, const int64_t *q_offsets, co
                           const int64_t *kv_start, const int *kv_len, int n_seqs, const int *prefix,
                           const op_attn_params *p, float *scores, size_t scores_per_thread) {
     rs_attention_kv_loop(Z, Q, q_offsets, K, V, kv_start, kv_len, n_seqs, prefix, p, scores, scores_per_thread,
-                         rs_attn_rows_bf16, round_head_bf16);
+                         rs_attn_rows_bf16, round_head_bf16, 0);
 }
 
 void op_attention_bf16(float *Z, const float *Q, const float *K, const float *V, const int64_t *offsets, int n_seqs,
