@@ -5,7 +5,10 @@
 #     (--sgemm-route blas | onednn; the CLI's RS_SGEMM, docs/pipeline.md);
 #   AB=ckpt: the benchmark checkpoint as made (bf16 weights, widened to f32 before each
 #     product) vs its F32 copy (tools/reference/bench_checkpoint_f32.py; the layout the Hub's
-#     Gemma-2 2B ships in): the same values, read as they are.
+#     Gemma-2 2B ships in): the same values, read as they are;
+#   AB=attn: the fp32 attention's products on the BLAS vs the fused AVX-512 kernel
+#     (--attn-route blas | fused; the CLI's RS_ATTN), on G2_CKPT / PG_CKPT as given (point
+#     them at the F32 copies to leave the widening out).
 # One line per run: the pass rate, where its time went, the in-pass sgemm rate (linear layers
 # only), the GEMM rate measured right after through the same route (G), our rate as a
 # fraction of both, the parity of the hook with transformers (max|ours - ref| / max|ref|,
@@ -14,7 +17,7 @@
 # Needs the inputs the side-by-side benchmarks write (bench/run_gemma2_bench.sh: cap.ids,
 # long.ids; bench/run_paligemma_bench.sh: pg_images.tsv, pg_suffix.ids) and their random
 # real-size checkpoints.
-# usage: [AB=route|ckpt] bench/run_pass_ab.sh ROW...     ROW: cap26 | long26 | tower | dec13
+# usage: [AB=route|ckpt|attn] bench/run_pass_ab.sh ROW...     ROW: cap26 | long26 | tower | dec13
 #   ROUNDS (default 2); G2_CKPT / PG_CKPT (default /work/benchmodels/gemma2-2b-rand and
 #   /work/benchmodels/paligemma2-3b-224-rand) and their F32 copies G2_CKPT_F32 / PG_CKPT_F32
 #   (default: the same path + "-f32"); RS_BUILD_DIR (default build); REFENV (/work/refenv)
@@ -29,11 +32,12 @@ AB=${AB:-route}
 DATA=../shared/data
 PY=${REFENV:-/work/refenv}/bin/python
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
-[ $# -gt 0 ] || { sed -n 2,21p "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n 2,24p "$0"; exit 2; }
 case $AB in
   route) SIDES="blas onednn" ;;
   ckpt) SIDES="bf16 f32"; for d in "$G2F" "$PGF"; do [ -f "$d/config.json" ] || { echo "no $d: make it with tools/reference/bench_checkpoint_f32.py" >&2; exit 1; }; done ;;
-  *) echo "AB=$AB: route or ckpt" >&2; exit 2 ;;
+  attn) SIDES="blas fused" ;;
+  *) echo "AB=$AB: route, ckpt or attn" >&2; exit 2 ;;
 esac
 for f in "$B/bench_gemma2" "$B/bench_paligemma"; do [ -x "$f" ] || { echo "no $f: build first" >&2; exit 1; }; done
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -54,7 +58,8 @@ for row in "$@"; do
   esac
   for r in $(seq 1 "${ROUNDS:-2}"); do first=; for side in $SIDES; do
     case $side in
-      blas|onednn) extra=(--model "$m16" --sgemm-route $side) ;;
+      blas|onednn) if [ $AB = attn ]; then extra=(--model "$m16" --attn-route $side); else extra=(--model "$m16" --sgemm-route $side); fi ;;
+      fused) extra=(--model "$m16" --attn-route fused) ;;
       bf16) extra=(--model "$m16") ;;
       f32) extra=(--model "$m32") ;;
     esac
@@ -93,7 +98,7 @@ for l in sys.stdin:
     rate = d.get("images_per_s", d.get("tokens_per_s"))
     unit = "img/s" if "images_per_s" in d else "tok/s"
     g = d.get("gemm_now_gflops") or d.get("gemm_now_siglip_gflops" if row == "tower" else "gemm_now_gemma2_gflops")
-    s = "%s %.3f, in-pass sgemm %.0f GFLOP/s, G %.0f, route %s, peak RSS %.2f GB" % (unit, rate, d["linear_sgemm_gflops"], g, d["linear_route"], d["peak_rss_gb"])
+    s = "%s %.3f, in-pass sgemm %.0f GFLOP/s, G %.0f, route %s, attention %s, peak RSS %.2f GB" % (unit, rate, d["linear_sgemm_gflops"], g, d["linear_route"], d.get("attention_route", "?"), d["peak_rss_gb"])
     if fl: s += ", of own sgemm %.1f%%, of G %.1f%%" % (100 * rate * fl / d["linear_sgemm_gflops"], 100 * rate * fl / g)
     out.append(s)
 out.append("parity vs transformers " + os.environ["PARITY"])
