@@ -9,7 +9,7 @@
  *     head_dim × 32, zero beyond the block's queries);
  *   - the softmax of a query runs down a column: 32 queries' maxima, exps and sums side by
  *     side in vector lanes (each query's sum still a sequential double sum over its keys, in
- *     key order, as in the rows of the BLAS route);
+ *     key order, as in the rows of the BLAS route; the exp with FMA and vscalefps, exp16);
  *   - PV reads V's rows where they are: a tile of 4 queries × up to 5 vectors of the head
  *     dimension (masked at its end) accumulates over the keys, P's values broadcast from Sᵀ.
  * The products accumulate with FMA in key/dimension order: the same values as the BLAS route
@@ -178,15 +178,38 @@ FUSED_TARGET static void transpose_q(float *Qt, const float *Q, int q_stride, in
         }
 }
 
+/* exp(x) on 16 lanes with FMA: x = k·ln2 + r (k = rint(x·log2 e), Cody–Waite ln2 as in
+ * rs_vexpf), exp(r) = 1 + r + r²·P(r) with rs_vexpf's polynomial, 2^k applied by vscalefps
+ * (exact scaling, one rounding into the subnormals, 0 below). x is clamped below at −120 (a
+ * result of exactly 0, as exp(−∞) = 0 for a masked score); NaN passes through (vmaxps returns
+ * its second operand when either is NaN). Within 2 ulp of the correctly rounded exp like
+ * rs_vexpf (test_ops_isa bounds the attention it is part of), not its bits: the polynomial's
+ * products are fused. */
+FUSED_INLINE __m512 exp16(__m512 x) {
+    const __m512 log2e = _mm512_set1_ps(1.44269504088896341f), ln2hi = _mm512_set1_ps(0.693359375f),
+                 ln2lo = _mm512_set1_ps(-2.12194440e-4f);
+    x = _mm512_max_ps(_mm512_set1_ps(-120.0f), x);
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, ln2hi, x);
+    r = _mm512_fnmadd_ps(k, ln2lo, r);
+    __m512 p = _mm512_set1_ps(1.979035296e-04f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.394464867e-03f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.333496749e-03f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.166629538e-02f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.666666567e-01f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.000000000e-01f));
+    __m512 e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(e, k);
+}
+
 /* The softmax of each query (a column of Sᵀ, nb keys) in place, keeping for query l the keys
  * [j0[l], j1[l]) (all when j0 is NULL), with the soft-cap (cap > 0) applied to the scaled
  * scores first. Per query, as the BLAS route's rows: the maximum, exp(s − max), the sequential
  * double sum over the kept keys in key order, the reciprocal in double rounded to float, the
  * products; masked keys come out +0. */
 FUSED_TARGET static void softmax_cols(float *St, int nb, const int *j0, const int *j1, float cap) {
-    float m[QB];
-    double sum[QB];
-    for (int l = 0; l < QB; l++) m[l] = -INFINITY, sum[l] = 0;
+    float m[QB] __attribute__((aligned(64)));
+    for (int l = 0; l < QB; l++) m[l] = -INFINITY;
     for (int j = 0; j < nb; j++) {
         float *s = St + (size_t)j * QB;
         if (cap > 0)
@@ -196,13 +219,20 @@ FUSED_TARGET static void softmax_cols(float *St, int nb, const int *j0, const in
         for (int l = 0; l < QB; l++) m[l] = s[l] > m[l] ? s[l] : m[l];
     }
     for (int l = 0; l < QB; l++) m[l] = m[l] == -INFINITY ? 0.0f : m[l];
+    __m512 m0 = _mm512_load_ps(m), m1 = _mm512_load_ps(m + 16);
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd(), s2 = _mm512_setzero_pd(), s3 = _mm512_setzero_pd();
     for (int j = 0; j < nb; j++) {
         float *s = St + (size_t)j * QB;
-        for (int l = 0; l < QB; l++) {
-            s[l] = rs_vexpf(s[l] - m[l]);
-            sum[l] += s[l];
-        }
+        __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(s), m0)), e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(s + 16), m1));
+        _mm512_storeu_ps(s, e0);
+        _mm512_storeu_ps(s + 16, e1);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e0)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e0), 1))));
+        s2 = _mm512_add_pd(s2, _mm512_cvtps_pd(_mm512_castps512_ps256(e1)));
+        s3 = _mm512_add_pd(s3, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e1), 1))));
     }
+    double sum[QB] __attribute__((aligned(64)));
+    _mm512_store_pd(sum, s0), _mm512_store_pd(sum + 8, s1), _mm512_store_pd(sum + 16, s2), _mm512_store_pd(sum + 24, s3);
     float inv[QB];
     for (int l = 0; l < QB; l++) inv[l] = sum[l] > 0 ? (float)(1.0 / sum[l]) : 0.0f;
     for (int j = 0; j < nb; j++) {
