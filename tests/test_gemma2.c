@@ -9,6 +9,7 @@
 #include <string.h>
 #include "reprshift/blas.h"
 #include "reprshift/gemma2.h"
+#include "reprshift/ops.h"
 
 static const char *MODELS[] = {"gemma2-tiny-f32", "gemma2-tiny-bf16", "gemma2-tiny-f16"};
 static const char *SUFFIXES[] = {"hook_resid_pre", "attn.hook_z", "hook_attn_out", "hook_resid_mid",
@@ -21,11 +22,15 @@ typedef struct {
     int n_prompts;
 } fixture;
 
+/* the goldens' file in the model's folder: golden.safetensors (gen_model_fixtures.py), or
+ * golden_long.safetensors (gen_long_goldens.py: prompts of 33, 77 and 150 tokens) */
+static const char *g_golden = "golden.safetensors";
+
 static void open_fixture(fixture *f, const char *name) {
     char dir[512], gpath[600];
     rs_err err = {0};
     snprintf(dir, sizeof dir, "tests/fixtures/models/%s", name);
-    snprintf(gpath, sizeof gpath, "%s/golden.safetensors", dir);
+    snprintf(gpath, sizeof gpath, "%s/%s", dir, g_golden);
     if (gemma2_open(&f->m, dir, &err)) fail_msg("%s", err.msg);
     if (st_open(&f->g, gpath, &err)) fail_msg("%s", err.msg);
     f->n_prompts = atoi(st_meta(f->g, "n_prompts"));
@@ -169,6 +174,29 @@ static void test_packed_batch_on_onednn(void **s) {
 #endif
 }
 
+/* Prompts of 33, 77 and 150 tokens (golden_long.safetensors): long enough for the fused fp32
+ * attention kernel (blocks of 32 queries; include/reprshift/ops.h op_attn_route) and the
+ * causal query blocks of 128, one at a time and packed, on each attention route (the fused one
+ * where the CPU has AVX-512): the same tolerance against transformers on both. */
+static void test_long_prompts_on_both_attention_routes(void **s) {
+    (void)s;
+    g_golden = "golden_long.safetensors";
+    int routes[2] = {OP_ATTN_ROUTE_BLAS, OP_ATTN_ROUTE_FUSED};
+    for (int r = 0; r < 2; r++) {
+        if (routes[r] == OP_ATTN_ROUTE_FUSED && !op_attn_fused_available()) {
+            assert_int_equal(op_attn_route_set(OP_ATTN_ROUTE_FUSED), -1);
+            printf("# the fused attention kernel needs AVX-512: its route is refused here (BLAS route checked)\n");
+            continue;
+        }
+        assert_int_equal(op_attn_route_set(routes[r]), 0);
+        printf("# attention route %s\n", op_attn_route_name(op_attn_route()));
+        run_model("gemma2-tiny-f32", 0);
+        run_model("gemma2-tiny-f32", 1);
+    }
+    assert_int_equal(op_attn_route_set(OP_ATTN_ROUTE_AUTO), 0);
+    g_golden = "golden.safetensors";
+}
+
 /* Stopping after the deepest requested hook gives the same values as the full pass. */
 static void test_early_exit_matches(void **s) {
     (void)s;
@@ -274,6 +302,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_model_one_at_a_time), cmocka_unit_test(test_each_model_packed_batch),
         cmocka_unit_test(test_packed_batch_on_onednn),
+        cmocka_unit_test(test_long_prompts_on_both_attention_routes),
         cmocka_unit_test(test_early_exit_matches),       cmocka_unit_test(test_resid_identity),
         cmocka_unit_test(test_forward_from_is_exact),
         cmocka_unit_test(test_unknown_hook_lists_valid), cmocka_unit_test(test_bad_token_id),
