@@ -21,7 +21,6 @@
 /* Elementwise work is cut into chunks of this many values (any split gives the same bits). */
 #define EW_CHUNK 4096
 
-
 void op_linear(float *y, const float *x, const float *W, const float *bias, int T, int IN, int OUT) {
     if (T <= 0) return;
     /* RS_SGEMM_ONEDNN (include/reprshift/blas.h): oneDNN adds the bias to each fp32 sum as the
