@@ -27,7 +27,9 @@ ND=${RS_BENCH_IMAGES_DECODER:-8}
 [ -f "$DATA/coco/mini/image_table.tsv" ] || { echo "no $DATA/coco/mini/image_table.tsv: the benchmark reads the shared data (../shared/data) beside the repository" >&2; exit 1; }
 [ -f "$CKPT/config.json" ] || "$REFENV/bin/python" tools/reference/make_bench_paligemma.py "$CKPT"
 # images and their first caption (columns file, caption0 of the val2017 rows)
-awk -F'\t' '$1 == "val2017" { print $3 "\t" $NF }' "$DATA/coco/mini/image_table.tsv" | head -n "$((NV > ND ? NV : ND))" > "$OUT/pg_images.tsv"
+# (awk stops by itself: `| head` would end it with SIGPIPE, which pipefail turns into a failed run)
+awk -F'\t' -v n="$((NV > ND ? NV : ND))" '$1 == "val2017" && c++ < n { print $3 "\t" $NF }' \
+    "$DATA/coco/mini/image_table.tsv" > "$OUT/pg_images.tsv"
 mapfile -t IMGS < <(cut -f1 "$OUT/pg_images.tsv" | sed "s|^|$DATA/coco/|")
 cut -f2 "$OUT/pg_images.tsv" > "$OUT/pg_captions.txt"
 # suffix = caption tokens (no <bos>) + <eos> (id 1)

@@ -21,22 +21,25 @@
 /* Elementwise work is cut into chunks of this many values (any split gives the same bits). */
 #define EW_CHUNK 4096
 
+RS_KERNEL_BODY void bias_row_body(float *r, const float *bias, int n) {
+    for (int o = 0; o < n; o++) r[o] += bias[o];
+}
+RS_ISA_KERNEL(bias_row, (float *r, const float *bias, int n), (r, bias, n))
+
 void op_linear(float *y, const float *x, const float *W, const float *bias, int T, int IN, int OUT) {
     if (T <= 0) return;
     /* RS_SGEMM_ONEDNN (include/reprshift/blas.h): oneDNN adds the bias to each fp32 sum as the
      * loop below does (one rounding). A product oneDNN cannot run (out of memory) is done by
      * the BLAS instead: both pass the same accuracy check, though their last bits differ. */
     if (rs_sgemm_use_onednn() && rs_dnnl_matmul(y, OUT, x, W, bias, T, IN, OUT, 0) == 0) return;
-    /* With a bias, y starts as the bias in every row and the product is added to it (β = 1):
-     * the BLAS passes over y once either way (with β = 0 OpenBLAS first zeroes it), so the
-     * separate pass that added the bias afterwards is saved. Each output is the bias plus the
-     * product's sum, one rounding per partial sum the BLAS adds into y (its K blocks), within
-     * fp32 rounding of the earlier order (the product, then + bias). */
-    if (bias) {
+    /* The bias is added after the product. Filling y with it first and adding the product
+     * (β = 1) saves that pass but not time: OpenBLAS zeroes y inside the call for β = 0, block
+     * by block while it is in cache, and the fill is a separate pass over y (bench/README.md,
+     * "Fused fp32 attention": equal within 0.5% on the tower, A/B). */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OUT, IN, 1.0f, x, IN, W, IN, 0.0f, y, OUT);
+    if (bias)
 #pragma omp parallel for schedule(static) if (T > 16)
-        for (int t = 0; t < T; t++) memcpy(y + (size_t)t * OUT, bias, (size_t)OUT * sizeof *y);
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OUT, IN, 1.0f, x, IN, W, IN, bias ? 1.0f : 0.0f, y, OUT);
+        for (int t = 0; t < T; t++) RS_ISA_CALL(bias_row)(y + (size_t)t * OUT, bias, OUT);
 }
 
 /* The sums of squares / means are sequential double sums (scalar order at every ISA level);
