@@ -5,6 +5,8 @@
  * attention's kept range, the norms' blocked rows, RoPE's shared cos/sin, the blocked vertical resize) against the code
  * they replaced, kept here verbatim, so the default level matches earlier builds bit for bit
  * (also the decode row product of op_linear_st, which is checked against a double reference).
+ * The fused fp32 attention route (ops.h op_attn_route, AVX-512) is held to the BLAS route and
+ * to attention in double (test_attention_fused).
  * A level the CPU (or the compiler/architecture) lacks is skipped by name: the program then
  * exits 77 (skipped), never passed. */
 #include <cblas.h>
