@@ -63,6 +63,12 @@ static inline void legacy_layernorm(float *y, const float *x, const float *gamma
 #ifndef LEGACY_EXPF
 #define LEGACY_EXPF expf
 #endif
+/* The fp32 soft-cap's tanh in legacy_attention, glibc's tanhf unless the includer defines
+ * LEGACY_TANHF (bench_kernels: rs_vtanhf, the soft-cap's tanh since febeb0f, for the same
+ * reason). */
+#ifndef LEGACY_TANHF
+#define LEGACY_TANHF tanhf
+#endif
 static inline void legacy_softmax(float *x, int n) {
     float m = -INFINITY;
     for (int i = 0; i < n; i++) if (x[i] > m) m = x[i];
@@ -110,7 +116,7 @@ static inline void legacy_attention_any(float *Z, const float *Q, const float *K
                         x = op_bf16_round1(op_bf16_round1(tanhf(op_bf16_round1(x / p->softcap))) * p->softcap);
                 } else {
                     x = row[j] * p->scale;
-                    if (p->softcap > 0) x = tanhf(x / p->softcap) * p->softcap;
+                    if (p->softcap > 0) x = LEGACY_TANHF(x / p->softcap) * p->softcap;
                 }
                 row[j] = x;
             }

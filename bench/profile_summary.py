@@ -2,16 +2,18 @@
 shared by gemma2_summary.py and paligemma_summary.py. A row's "profile" list holds the
 {"profile": ...} lines of its reprshift runs; shares are averaged over them."""
 
-ORDER = ("linear_sgemm", "linear_widen_bias", "attention", "attention_kv", "geglu", "gelu", "rms_norm",
+ORDER = ("linear_sgemm", "linear_widen_bias", "attention", "attention_kv", "geglu", "gelu", "linear_gelu_rest", "rms_norm",
          "layer_norm", "rope", "add", "embed", "softcap", "softmax", "im2col", "add_periodic", "gemm_nt",
          "linear_decode", "untimed")
 
 
 def shares(p):
-    """One profile line's shares of the run's time, the linear entry split into its sgemm and the rest."""
-    s = {k: v["share"] for k, v in p["entries"].items() if k != "linear"}
+    """One profile line's shares of the run's time, the linear and linear_gelu entries split into
+    their sgemm (together) and the rest (widening and bias; widening, bias and GELU)."""
+    s = {k: v["share"] for k, v in p["entries"].items() if k not in ("linear", "linear_gelu")}
     s["linear_sgemm"] = p["linear_sgemm_share"]
     s["linear_widen_bias"] = p["linear_widen_bias_share"]
+    s["linear_gelu_rest"] = p.get("linear_gelu_rest_share", 0.0)
     s["untimed"] = p["untimed_share"]
     return s
 

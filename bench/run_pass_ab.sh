@@ -17,7 +17,9 @@
 # Needs the inputs the side-by-side benchmarks write (bench/run_gemma2_bench.sh: cap.ids,
 # long.ids; bench/run_paligemma_bench.sh: pg_images.tsv, pg_suffix.ids) and their random
 # real-size checkpoints.
-# usage: [AB=route|ckpt|attn] bench/run_pass_ab.sh ROW...     ROW: cap26 | long26 | tower | dec13
+# usage: [AB=route|ckpt|attn|build] bench/run_pass_ab.sh ROW...     ROW: cap26 | long26 | tower | dec13
+#   AB=build: two builds of the benchmarks, BASE_BUILD_DIR (side "base", e.g. a worktree of the
+#   commit before a change, built in Release) against RS_BUILD_DIR (side "new"), each as built
 #   ROUNDS (default 2); G2_CKPT / PG_CKPT (default /work/benchmodels/gemma2-2b-rand and
 #   /work/benchmodels/paligemma2-3b-224-rand) and their F32 copies G2_CKPT_F32 / PG_CKPT_F32
 #   (default: the same path + "-f32"); RS_BUILD_DIR (default build); REFENV (/work/refenv)
@@ -37,7 +39,8 @@ case $AB in
   route) SIDES="blas onednn" ;;
   ckpt) SIDES="bf16 f32"; for d in "$G2F" "$PGF"; do [ -f "$d/config.json" ] || { echo "no $d: make it with tools/reference/bench_checkpoint_f32.py" >&2; exit 1; }; done ;;
   attn) SIDES="blas fused" ;;
-  *) echo "AB=$AB: route, ckpt or attn" >&2; exit 2 ;;
+  build) SIDES="base new"; [ -x "${BASE_BUILD_DIR:-}/bench_paligemma" ] || { echo "AB=build needs BASE_BUILD_DIR with bench_gemma2/bench_paligemma built" >&2; exit 1; } ;;
+  *) echo "AB=$AB: route, ckpt, attn or build" >&2; exit 2 ;;
 esac
 for f in "$B/bench_gemma2" "$B/bench_paligemma"; do [ -x "$f" ] || { echo "no $f: build first" >&2; exit 1; }; done
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -62,8 +65,10 @@ for row in "$@"; do
       fused) extra=(--model "$m16" --attn-route fused) ;;
       bf16) extra=(--model "$m16") ;;
       f32) extra=(--model "$m32") ;;
+      base|new) extra=(--model "$m16") ;;
     esac
-    "$prog" "${extra[@]}" "${args[@]}" --save "$T/$side.$ext" > "$T/out" 2> "$T/err" || { cat "$T/err" >&2; exit 1; }
+    run=$prog; [ $side = base ] && run=$BASE_BUILD_DIR/$(basename "$prog")
+    "$run" "${extra[@]}" "${args[@]}" --save "$T/$side.$ext" > "$T/out" 2> "$T/err" || { cat "$T/err" >&2; exit 1; }
     par="no reference output in bench/out" other=""
     if [ -x "$PY" ]; then
       cmp() { "$PY" - "$1" "$2" "$3" <<'EOP'
@@ -93,7 +98,7 @@ for l in sys.stdin:
     d = json.loads(l)
     if "profile" in d:
         p = d["profile"]
-        out.append("total %.3f s, linear sgemm %.3f s, widen+bias %.3f s, attention %.3f s" % (p["total_s"], p["linear_sgemm_s"], p["linear_widen_bias_s"], p["entries"]["attention"]["s"]))
+        out.append("total %.3f s, linear sgemm %.3f s, widen+bias %.3f s, fc1 bias+GELU %.3f s, attention %.3f s" % (p["total_s"], p["linear_sgemm_s"], p["linear_widen_bias_s"], p.get("linear_gelu_rest_s", 0.0), p["entries"]["attention"]["s"]))
         continue
     rate = d.get("images_per_s", d.get("tokens_per_s"))
     unit = "img/s" if "images_per_s" in d else "tok/s"

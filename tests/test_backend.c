@@ -60,6 +60,16 @@ static void test_cpu_entries_are_the_ops(void **state) {
     op_linear(y2, x, Wbf, NULL, T, IN, OUT);
     SAME(y1, y2, T * OUT);
     SAME(scratch, Wbf, OUT * IN);
+    /* linear_gelu: linear then gelu, bit for bit, with and without the bias, f32 and bf16 weights */
+    for (int wb = 0; wb < 2; wb++)
+        for (int nb = 0; nb < 2; nb++) {
+            be->linear_gelu(y1, x, wb ? &tb : &tw, nb ? NULL : bias, T, IN, OUT, scratch);
+            op_linear(y2, x, wb ? Wbf : W, nb ? NULL : bias, T, IN, OUT);
+            op_gelu_tanh(y2, T * OUT);
+            SAME(y1, y2, T * OUT);
+            op_linear_gelu(y1, x, wb ? Wbf : W, nb ? NULL : bias, T, IN, OUT);
+            SAME(y1, y2, T * OUT);
+        }
 
     /* norms */
     enum { D = 16 };
@@ -119,13 +129,19 @@ static void test_cpu_entries_are_the_ops(void **state) {
 
 /* ---- a backend that counts its calls and delegates to the CPU one ---- */
 
-enum { K_LINEAR, K_RMS, K_LN, K_ROPE, K_ATTN, K_SOFTMAX, K_GELU, K_GEGLU, K_ADD, K_EMBED, K_GEMM, K_SOFTCAP, K_IM2COL, K_ADDP, K_ATTN_KV, K_LIN_DEC, K_N };
+enum { K_LINEAR, K_RMS, K_LN, K_ROPE, K_ATTN, K_SOFTMAX, K_GELU, K_GEGLU, K_ADD, K_EMBED, K_GEMM, K_SOFTCAP, K_IM2COL, K_ADDP, K_ATTN_KV, K_LIN_DEC, K_LIN_GELU, K_N };
 static int g_calls[K_N];
 static int g_zero_geglu, g_zero_gelu;
 
 static void c_linear(float *y, const float *x, const st_tensor *W, const float *b, int T, int IN, int OUT, float *s) {
     g_calls[K_LINEAR]++;
     rs_backend_cpu()->linear(y, x, W, b, T, IN, OUT, s);
+}
+static void c_linear_gelu(float *y, const float *x, const st_tensor *W, const float *b, int T, int IN, int OUT,
+                          float *s) {
+    g_calls[K_LIN_GELU]++;
+    if (g_zero_gelu) memset(y, 0, (size_t)T * OUT * sizeof *y);
+    else rs_backend_cpu()->linear_gelu(y, x, W, b, T, IN, OUT, s);
 }
 static void c_rms(float *y, const float *x, const float *w, float eps, int T, int D) {
     g_calls[K_RMS]++;
@@ -192,7 +208,7 @@ static void c_lin_dec(float *y, const float *x, const st_tensor *W, float *s, in
     rs_backend_cpu()->linear_decode(y, x, W, s, T, IN, OUT);
 }
 static const rs_backend COUNTING = {
-    .name = "counting", .linear = c_linear,   .rms_norm = c_rms,          .layer_norm = c_ln,   .rope = c_rope,
+    .name = "counting", .linear = c_linear, .linear_gelu = c_linear_gelu,   .rms_norm = c_rms,          .layer_norm = c_ln,   .rope = c_rope,
     .attention = c_attn, .attention_kv = c_attn_kv, .linear_decode = c_lin_dec, .softmax = c_softmax,
     .gelu = c_gelu,     .geglu = c_geglu,     .add = c_add,               .embed = c_embed,     .gemm_nt = c_gemm,
     .softcap = c_softcap, .im2col = c_im2col, .add_periodic = c_addp,
@@ -227,7 +243,7 @@ static void test_gemma2_goes_through_the_table(void **state) {
     assert_int_equal(g_calls[K_GEGLU], L);
     assert_int_equal(g_calls[K_ADD], 2 * L);
     assert_int_equal(g_calls[K_EMBED], 1);
-    assert_int_equal(g_calls[K_LN] + g_calls[K_GELU] + g_calls[K_GEMM] + g_calls[K_SOFTCAP], 0);
+    assert_int_equal(g_calls[K_LN] + g_calls[K_GELU] + g_calls[K_LIN_GELU] + g_calls[K_GEMM] + g_calls[K_SOFTCAP], 0);
     /* the LM head: one product per 4096-row block of the tied embedding, then the soft-cap */
     int V = m->cfg.vocab_size;
     float *l1 = malloc((size_t)7 * V * sizeof(float)), *l2 = malloc((size_t)7 * V * sizeof(float));
@@ -283,10 +299,11 @@ static void test_paligemma_goes_through_the_table(void **state) {
     paligemma_set_backend(m, &COUNTING);
     run_paligemma(m, pix, got);
     SAME(ref, got, (size_t)T * D);
-    /* tower: patch embedding + 6 per layer; projector: 1; decoder: 7 per layer */
-    assert_int_equal(g_calls[K_LINEAR], 1 + 6 * Lv + 1 + 7 * Lt);
+    /* tower: patch embedding + 5 per layer and fc1 + GELU; projector: 1; decoder: 7 per layer */
+    assert_int_equal(g_calls[K_LINEAR], 1 + 5 * Lv + 1 + 7 * Lt);
+    assert_int_equal(g_calls[K_LIN_GELU], Lv);
     assert_int_equal(g_calls[K_LN], 2 * Lv + 1);
-    assert_int_equal(g_calls[K_GELU], Lv);
+    assert_int_equal(g_calls[K_GELU], 0);
     assert_int_equal(g_calls[K_ATTN], Lv + Lt);
     assert_int_equal(g_calls[K_ADD], 2 * Lv + 2 * Lt);
     assert_int_equal(g_calls[K_RMS], 4 * Lt + 2);

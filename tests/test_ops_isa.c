@@ -75,7 +75,8 @@ static void check_norms(int isa, int T, int D) {
         if (k == 2) op_layernorm(y1, x, w, b, 1e-6f, T, D);
         snprintf(what, sizeof what, "%s T=%d D=%d", k == 2 ? "layernorm" : k ? "rmsnorm(no w)" : "rmsnorm", T, D);
         same_bits(y0, y1, n * 4, what, isa);
-        /* the blocked rows against the per-row loops they replaced */
+        /* against the per-row loops of sequential double sums they replaced: the 32-lane sums
+         * (tensor/norm_stats.h) round to the same floats on these rows (ragged D included) */
         if (k == 2) legacy_layernorm(y1, x, w, b, 1e-6f, T, D);
         else legacy_rmsnorm(y1, x, k ? NULL : w, 1e-6f, T, D);
         snprintf(what, sizeof what, "%s T=%d D=%d vs the per-row loop", k == 2 ? "layernorm" : k ? "rmsnorm(no w)" : "rmsnorm",

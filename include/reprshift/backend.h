@@ -18,6 +18,10 @@ typedef struct rs_backend {
      * for the widening (op_weight_f32, then op_linear). */
     void (*linear)(float *y, const float *x, const st_tensor *W, const float *bias, int T, int IN, int OUT,
                    float *scratch);
+    /* linear, then gelu over y: y = gelu_tanh(x·Wᵀ + bias) (op_linear_gelu: the bias added in
+     * the GELU's pass; the bf16 backend rounds as its linear and gelu entries do) */
+    void (*linear_gelu)(float *y, const float *x, const st_tensor *W, const float *bias, int T, int IN, int OUT,
+                        float *scratch);
     /* op_rmsnorm_gemma */
     void (*rms_norm)(float *y, const float *x, const float *w, float eps, int T, int D);
     /* op_layernorm */

@@ -10,6 +10,9 @@
 
 /* y[T,OUT] = x[T,IN] · W[OUT,IN]ᵀ (+ bias[OUT] if non-NULL). */
 void op_linear(float *y, const float *x, const float *W, const float *bias, int T, int IN, int OUT);
+/* y[T,OUT] = gelu_tanh(x·Wᵀ + bias) (bias may be NULL): op_linear then op_gelu_tanh, with the
+ * bias added in the GELU's pass over y (the same bits as the two calls, one pass fewer). */
+void op_linear_gelu(float *y, const float *x, const float *W, const float *bias, int T, int IN, int OUT);
 /* Gemma RMSNorm: y = x / sqrt(mean(x²) + eps) · (1 + w); w NULL means gain 1 (no weight). y may alias x. */
 void op_rmsnorm_gemma(float *y, const float *x, const float *w, float eps, int T, int D);
 /* LayerNorm with biased variance: y = (x − μ)/sqrt(σ² + eps)·γ + β. y may alias x. */

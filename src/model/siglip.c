@@ -300,8 +300,7 @@ int siglip_forward(const siglip_model *m, const float *pixel_values, int n_image
         be->add(w.h, w.a, TD);
         if (hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_RESID_MID, l, w.h, T, err)) goto fail;
         be->layer_norm(w.x, w.h, L->ln2_w, L->ln2_b, eps, T, D);
-        be->linear(w.mlp, w.x, L->fc1, L->fc1_bias, T, D, F, w.wscratch);
-        be->gelu(w.mlp, (size_t)T * F);
+        be->linear_gelu(w.mlp, w.x, L->fc1, L->fc1_bias, T, D, F, w.wscratch);
         be->linear(w.a, w.mlp, L->fc2, L->fc2_bias, T, F, D, w.wscratch);
         if (hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_MLP_OUT, l, w.a, T, err)) goto fail;
         be->add(w.h, w.a, TD);

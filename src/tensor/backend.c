@@ -7,9 +7,15 @@ static void cpu_linear(float *y, const float *x, const st_tensor *W, const float
     op_linear(y, x, op_weight_f32(W, scratch), bias, T, IN, OUT);
 }
 
+static void cpu_linear_gelu(float *y, const float *x, const st_tensor *W, const float *bias, int T, int IN, int OUT,
+                            float *scratch) {
+    op_linear_gelu(y, x, op_weight_f32(W, scratch), bias, T, IN, OUT);
+}
+
 static const rs_backend CPU = {
     .name = "cpu",
     .linear = cpu_linear,
+    .linear_gelu = cpu_linear_gelu,
     .rms_norm = op_rmsnorm_gemma,
     .layer_norm = op_layernorm,
     .rope = op_rope_seqs,

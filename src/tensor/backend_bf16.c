@@ -9,9 +9,17 @@ static void bf16_linear_decode(float *y, const float *x, const st_tensor *W, flo
     op_linear_bf16(y, x, W, NULL, T, IN, OUT, scratch);
 }
 
+/* bf16(gelu(bf16(x·Wᵀ + b))): the two entries one after the other */
+static void bf16_linear_gelu(float *y, const float *x, const st_tensor *W, const float *bias, int T, int IN, int OUT,
+                             float *scratch) {
+    op_linear_bf16(y, x, W, bias, T, IN, OUT, scratch);
+    op_gelu_tanh_bf16(y, (size_t)T * OUT);
+}
+
 static const rs_backend CPU_BF16 = {
     .name = "cpu-bf16",
     .linear = op_linear_bf16,
+    .linear_gelu = bf16_linear_gelu,
     .rms_norm = op_rmsnorm_gemma_bf16,
     .layer_norm = op_layernorm_bf16,
     .rope = op_rope_seqs_bf16,

@@ -42,23 +42,14 @@ void op_linear(float *y, const float *x, const float *W, const float *bias, int 
         for (int t = 0; t < T; t++) RS_ISA_CALL(bias_row)(y + (size_t)t * OUT, bias, OUT);
 }
 
-/* The sums of squares / means are sequential double sums (scalar order at every ISA level);
- * the scaling loops vectorise. */
-/* NORM_RB rows at a time: one row's sum of squares is a chain of D dependent additions, so a
- * full block runs its rows' chains side by side; each row's sum keeps its order, and so every
- * output bit is the per-row kernel's (also for LayerNorm below). */
+/* The row statistics are tensor/norm_stats.h's sums (32 double lanes, a fixed tree: the same
+ * bits at every ISA level); the scaling loops vectorise. The OpenMP loops hand out blocks of
+ * NORM_RB rows. */
 enum { NORM_RB = 8 };
 RS_KERNEL_BODY void rmsnorm_rows_body(float *y, const float *x, const float *w, float eps, int nr, int D) {
-    double ss[NORM_RB] = {0};
-    if (nr == NORM_RB)
-        for (int d = 0; d < D; d++)
-            for (int k = 0; k < NORM_RB; k++) ss[k] += (double)x[(size_t)k * D + d] * x[(size_t)k * D + d];
-    else
-        for (int k = 0; k < nr; k++)
-            for (int d = 0; d < D; d++) ss[k] += (double)x[(size_t)k * D + d] * x[(size_t)k * D + d];
     for (int k = 0; k < nr; k++) {
         const float *xr = x + (size_t)k * D;
-        float *yr = y + (size_t)k * D, r = 1.0f / sqrtf((float)(ss[k] / D) + eps);
+        float *yr = y + (size_t)k * D, r = rs_rms_inv(xr, D, eps);
         if (w)
             for (int d = 0; d < D; d++) yr[d] = (xr[d] * r) * (1.0f + w[d]);
         else
@@ -76,31 +67,13 @@ void op_rmsnorm_gemma(float *y, const float *x, const float *w, float eps, int T
     }
 }
 
-/* LayerNorm of nr ≤ NORM_RB consecutive rows. Each row's statistics are rs_layernorm_stats'
- * sequential double sums, operation for operation; with a full block the NORM_RB rows' sums run
- * side by side (independent chains: one row's sum is a chain of D dependent additions, which
- * is what bounded this kernel), so every output bit is the per-row kernel's. */
+/* LayerNorm of nr consecutive rows (rs_layernorm_stats, then the affine map). */
 RS_KERNEL_BODY void layernorm_rows_body(float *y, const float *x, const float *gamma, const float *beta, float eps,
                                         int nr, int D) {
-    float m[NORM_RB], r[NORM_RB];
-    if (nr == NORM_RB) {
-        double mu[NORM_RB] = {0}, var[NORM_RB] = {0};
-        for (int d = 0; d < D; d++)
-            for (int k = 0; k < NORM_RB; k++) mu[k] += x[(size_t)k * D + d];
-        for (int k = 0; k < NORM_RB; k++) mu[k] /= D;
-        for (int d = 0; d < D; d++)
-            for (int k = 0; k < NORM_RB; k++)
-                var[k] += ((double)x[(size_t)k * D + d] - mu[k]) * ((double)x[(size_t)k * D + d] - mu[k]);
-        for (int k = 0; k < NORM_RB; k++) {
-            var[k] /= D;
-            r[k] = 1.0f / sqrtf((float)var[k] + eps);
-            m[k] = (float)mu[k];
-        }
-    } else
-        for (int k = 0; k < nr; k++) rs_layernorm_stats(x + (size_t)k * D, D, eps, &m[k], &r[k]);
     for (int k = 0; k < nr; k++) {
         const float *xr = x + (size_t)k * D;
-        float *yr = y + (size_t)k * D, mk = m[k], rk = r[k];
+        float *yr = y + (size_t)k * D, mk, rk;
+        rs_layernorm_stats(xr, D, eps, &mk, &rk);
         for (int d = 0; d < D; d++) yr[d] = (xr[d] - mk) * rk * gamma[d] + beta[d];
     }
 }
@@ -140,6 +113,26 @@ void op_gelu_tanh(float *x, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t c = 0; c < nch; c++)
         RS_ISA_CALL(gelu)(x + c * EW_CHUNK, n - c * EW_CHUNK < EW_CHUNK ? n - c * EW_CHUNK : EW_CHUNK);
+}
+
+/* fc1 of the SigLIP MLP: the bias add and the GELU in one pass over the product (y + b is
+ * rounded to float before the GELU, as the two passes did). On the oneDNN route the bias stays
+ * inside the product, as op_linear has it there. */
+RS_KERNEL_BODY void bias_gelu_row_body(float *r, const float *bias, int n) {
+    for (int o = 0; o < n; o++) r[o] = gelu_tanh1(r[o] + bias[o]);
+}
+RS_ISA_KERNEL(bias_gelu_row, (float *r, const float *bias, int n), (r, bias, n))
+
+void op_linear_gelu(float *y, const float *x, const float *W, const float *bias, int T, int IN, int OUT) {
+    if (T <= 0) return;
+    if (!bias || rs_sgemm_use_onednn()) {
+        op_linear(y, x, W, bias, T, IN, OUT);
+        op_gelu_tanh(y, (size_t)T * OUT);
+        return;
+    }
+    op_linear(y, x, W, NULL, T, IN, OUT);
+#pragma omp parallel for schedule(static) if (T > 16)
+    for (int t = 0; t < T; t++) RS_ISA_CALL(bias_gelu_row)(y + (size_t)t * OUT, bias, OUT);
 }
 
 void op_geglu(float *gate, const float *up, size_t n) {

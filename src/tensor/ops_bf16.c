@@ -230,9 +230,7 @@ void op_linear_bf16(float *y, const float *x, const st_tensor *W, const float *b
 /* ---- elementwise and per-row ---- */
 
 RS_KERNEL_BODY void rmsnorm_row_body(float *yr, const float *xr, const float *w, float eps, int D) {
-    double ss = 0;
-    for (int d = 0; d < D; d++) ss += (double)xr[d] * xr[d];
-    float r = 1.0f / sqrtf((float)(ss / D) + eps);
+    float r = rs_rms_inv(xr, D, eps);
     if (w)
         for (int d = 0; d < D; d++) yr[d] = op_bf16_round1((xr[d] * r) * (1.0f + op_bf16_round1(w[d])));
     else
