@@ -22,12 +22,12 @@
 
 enum {
     PF_LINEAR, PF_RMSNORM, PF_LAYERNORM, PF_ROPE, PF_ATTN, PF_ATTN_KV, PF_LINEAR_DECODE, PF_SOFTMAX, PF_GELU, PF_GEGLU,
-    PF_ADD, PF_EMBED, PF_GEMM_NT, PF_SOFTCAP, PF_IM2COL, PF_ADD_PERIODIC, PF_LINEAR_GELU, PF_N
+    PF_ADD, PF_EMBED, PF_GEMM_NT, PF_SOFTCAP, PF_IM2COL, PF_ADD_PERIODIC, PF_LINEAR_GELU, PF_ADD_LN, PF_N
 };
 static const char *const PF_NAMES[PF_N] = {"linear",  "rms_norm", "layer_norm", "rope",    "attention",
                                            "attention_kv", "linear_decode", "softmax", "gelu", "geglu",
                                            "add",     "embed",    "gemm_nt",    "softcap", "im2col",
-                                           "add_periodic", "linear_gelu"};
+                                           "add_periodic", "linear_gelu", "add_layer_norm"};
 static double pf_s[PF_N], pf_lin_sgemm_s, pf_lg_sgemm_s; /* the sgemm time inside linear, linear_gelu */
 static long pf_n[PF_N];
 static const rs_backend *pf_inner;
@@ -50,6 +50,9 @@ static void pf_linear_gelu(float *y, const float *x, const st_tensor *W, const f
     double l0 = lin_s;
     PF_TIMED(PF_LINEAR_GELU, pf_inner->linear_gelu(y, x, W, b, T, IN, OUT, s));
     pf_lg_sgemm_s += lin_s - l0;
+}
+static void pf_add_ln(float *h, const float *a, float *y, const float *g, const float *b, float eps, int T, int D) {
+    PF_TIMED(PF_ADD_LN, pf_inner->add_layer_norm(h, a, y, g, b, eps, T, D));
 }
 static void pf_rms(float *y, const float *x, const float *w, float eps, int T, int D) {
     PF_TIMED(PF_RMSNORM, pf_inner->rms_norm(y, x, w, eps, T, D));
@@ -93,7 +96,7 @@ static const rs_backend *prof_attach(const rs_backend *inner) {
     pf_inner = inner;
     pf_be = *inner;
     pf_be.name = "profile";
-    pf_be.linear = pf_linear, pf_be.linear_gelu = pf_linear_gelu, pf_be.rms_norm = pf_rms, pf_be.layer_norm = pf_ln, pf_be.rope = pf_rope;
+    pf_be.linear = pf_linear, pf_be.linear_gelu = pf_linear_gelu, pf_be.add_layer_norm = pf_add_ln, pf_be.rms_norm = pf_rms, pf_be.layer_norm = pf_ln, pf_be.rope = pf_rope;
     pf_be.attention = pf_attn, pf_be.attention_kv = pf_attn_kv, pf_be.linear_decode = pf_lin_dec;
     pf_be.softmax = pf_softmax, pf_be.gelu = pf_gelu, pf_be.geglu = pf_geglu, pf_be.add = pf_add;
     pf_be.embed = pf_embed, pf_be.gemm_nt = pf_gemm_nt, pf_be.softcap = pf_softcap, pf_be.im2col = pf_im2col;

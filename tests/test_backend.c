@@ -83,6 +83,16 @@ static void test_cpu_entries_are_the_ops(void **state) {
     be->layer_norm(a1, h, g, bb, 1e-6f, T, D);
     op_layernorm(a2, h, g, bb, 1e-6f, T, D);
     SAME(a1, a2, T * D);
+    /* add_layer_norm = add, then layer_norm, bit for bit */
+    {
+        float *hs1 = dup(h, T * D), *hs2 = dup(h, T * D), *ad = rnd(T * D);
+        be->add_layer_norm(hs1, ad, a1, g, bb, 1e-6f, T, D);
+        op_add(hs2, ad, T * D);
+        op_layernorm(a2, hs2, g, bb, 1e-6f, T, D);
+        SAME(hs1, hs2, T * D);
+        SAME(a1, a2, T * D);
+        free(hs1), free(hs2), free(ad);
+    }
 
     /* elementwise */
     float *e1 = dup(h, T * D), *e2 = dup(h, T * D);
@@ -129,7 +139,7 @@ static void test_cpu_entries_are_the_ops(void **state) {
 
 /* ---- a backend that counts its calls and delegates to the CPU one ---- */
 
-enum { K_LINEAR, K_RMS, K_LN, K_ROPE, K_ATTN, K_SOFTMAX, K_GELU, K_GEGLU, K_ADD, K_EMBED, K_GEMM, K_SOFTCAP, K_IM2COL, K_ADDP, K_ATTN_KV, K_LIN_DEC, K_LIN_GELU, K_N };
+enum { K_LINEAR, K_RMS, K_LN, K_ROPE, K_ATTN, K_SOFTMAX, K_GELU, K_GEGLU, K_ADD, K_EMBED, K_GEMM, K_SOFTCAP, K_IM2COL, K_ADDP, K_ATTN_KV, K_LIN_DEC, K_LIN_GELU, K_ADD_LN, K_N };
 static int g_calls[K_N];
 static int g_zero_geglu, g_zero_gelu;
 
@@ -142,6 +152,10 @@ static void c_linear_gelu(float *y, const float *x, const st_tensor *W, const fl
     g_calls[K_LIN_GELU]++;
     if (g_zero_gelu) memset(y, 0, (size_t)T * OUT * sizeof *y);
     else rs_backend_cpu()->linear_gelu(y, x, W, b, T, IN, OUT, s);
+}
+static void c_add_ln(float *h, const float *a, float *y, const float *g, const float *b, float eps, int T, int D) {
+    g_calls[K_ADD_LN]++;
+    rs_backend_cpu()->add_layer_norm(h, a, y, g, b, eps, T, D);
 }
 static void c_rms(float *y, const float *x, const float *w, float eps, int T, int D) {
     g_calls[K_RMS]++;
@@ -208,7 +222,7 @@ static void c_lin_dec(float *y, const float *x, const st_tensor *W, float *s, in
     rs_backend_cpu()->linear_decode(y, x, W, s, T, IN, OUT);
 }
 static const rs_backend COUNTING = {
-    .name = "counting", .linear = c_linear, .linear_gelu = c_linear_gelu,   .rms_norm = c_rms,          .layer_norm = c_ln,   .rope = c_rope,
+    .name = "counting", .linear = c_linear, .linear_gelu = c_linear_gelu, .add_layer_norm = c_add_ln,   .rms_norm = c_rms,          .layer_norm = c_ln,   .rope = c_rope,
     .attention = c_attn, .attention_kv = c_attn_kv, .linear_decode = c_lin_dec, .softmax = c_softmax,
     .gelu = c_gelu,     .geglu = c_geglu,     .add = c_add,               .embed = c_embed,     .gemm_nt = c_gemm,
     .softcap = c_softcap, .im2col = c_im2col, .add_periodic = c_addp,
@@ -243,7 +257,9 @@ static void test_gemma2_goes_through_the_table(void **state) {
     assert_int_equal(g_calls[K_GEGLU], L);
     assert_int_equal(g_calls[K_ADD], 2 * L);
     assert_int_equal(g_calls[K_EMBED], 1);
-    assert_int_equal(g_calls[K_LN] + g_calls[K_GELU] + g_calls[K_LIN_GELU] + g_calls[K_GEMM] + g_calls[K_SOFTCAP], 0);
+    assert_int_equal(g_calls[K_LN] + g_calls[K_GELU] + g_calls[K_LIN_GELU] + g_calls[K_ADD_LN] + g_calls[K_GEMM] +
+                         g_calls[K_SOFTCAP],
+                     0);
     /* the LM head: one product per 4096-row block of the tied embedding, then the soft-cap */
     int V = m->cfg.vocab_size;
     float *l1 = malloc((size_t)7 * V * sizeof(float)), *l2 = malloc((size_t)7 * V * sizeof(float));
@@ -302,10 +318,12 @@ static void test_paligemma_goes_through_the_table(void **state) {
     /* tower: patch embedding + 5 per layer and fc1 + GELU; projector: 1; decoder: 7 per layer */
     assert_int_equal(g_calls[K_LINEAR], 1 + 5 * Lv + 1 + 7 * Lt);
     assert_int_equal(g_calls[K_LIN_GELU], Lv);
-    assert_int_equal(g_calls[K_LN], 2 * Lv + 1);
+    /* the tower's LayerNorms: the first, then each residual add with the norm after it */
+    assert_int_equal(g_calls[K_LN], 1);
+    assert_int_equal(g_calls[K_ADD_LN], 2 * Lv);
     assert_int_equal(g_calls[K_GELU], 0);
     assert_int_equal(g_calls[K_ATTN], Lv + Lt);
-    assert_int_equal(g_calls[K_ADD], 2 * Lv + 2 * Lt);
+    assert_int_equal(g_calls[K_ADD], 2 * Lt);
     assert_int_equal(g_calls[K_RMS], 4 * Lt + 2);
     assert_int_equal(g_calls[K_EMBED], 1);
     assert_int_equal(g_calls[K_IM2COL], 1);

@@ -1,7 +1,8 @@
 /* SigLIP vision tower vs transformers 5.24 goldens (tools/reference/gen_model_fixtures.py):
  * every vision hook from the golden pixel_values, one image at a time and all images packed
  * into one call; the C preprocessing (decode + Pillow bicubic + rescale/normalise) vs the
- * processor's pixels; tensor-name layout detection; config/tensor shape mismatches.
+ * processor's pixels; splices between a residual add and the next LayerNorm (the fused
+ * add_layer_norm); tensor-name layout detection; config/tensor shape mismatches.
  * Tolerance: max|diff| <= 1e-4 * max|ref| per hook. */
 #include "testutil.h"
 
@@ -211,6 +212,68 @@ static void test_early_exit(void **s) {
     close_fixture(&f);
 }
 
+/* A splice between a residual add and the LayerNorm after it (resid_mid; resid_post of the last
+ * block, before the post-LayerNorm) must reach that LayerNorm: the tower runs the add and the
+ * norm as one kernel (add_layer_norm) only where no splice sits between them. The splice here
+ * overwrites the stream with Z, and what follows it is recomputed from Z with the kernels
+ * themselves, so the captures must match bit for bit. A no-op splice at every such point takes
+ * the unfused path everywhere: the output must be the fused run's, bit for bit. */
+static void set_stream(void *ctx, float *x, int T, int width) { memcpy(x, ctx, (size_t)T * width * sizeof(float)); }
+static void no_op(void *ctx, float *x, int T, int width) { (void)ctx, (void)x, (void)T, (void)width; }
+
+static void test_splice_reaches_the_next_norm(void **s) {
+    (void)s;
+    fixture f;
+    open_fixture(&f, 0);
+    const siglip_config *c = &f.cfg.vision;
+    int N = f.m->n_patches, D = c->hidden_size, F = c->intermediate_size, L = c->n_layers;
+    float eps = (float)c->layer_norm_eps;
+    const rs_backend *be = f.m->be;
+    rs_err err = {0};
+    float *pv = st_to_f32_new(golden(&f, 0, "pixel_values"));
+    float *Z = malloc((size_t)N * D * sizeof(float)), *x = malloc((size_t)N * D * sizeof(float));
+    float *mlp = malloc((size_t)N * F * sizeof(float)), *want = malloc((size_t)N * D * sizeof(float));
+    float *scratch = malloc((size_t)D * F * sizeof(float));
+    assert_true(pv && Z && x && mlp && want && scratch);
+    for (size_t i = 0; i < (size_t)N * D; i++) Z[i] = (float)((i * 2654435761u) % 2001) / 500.0f - 2.0f;
+    char name[96];
+    hook_request h[2];
+    /* 1. Z at blocks.0.hook_resid_mid: blocks.0.hook_mlp_out = fc2(gelu(fc1(LN2(Z)))) */
+    assert_int_equal(siglip_hook_parse(c, f.cfg.projection_dim, "vision.blocks.0.hook_resid_mid", &h[0], &err), 0);
+    assert_int_equal(siglip_hook_parse(c, f.cfg.projection_dim, "vision.blocks.0.hook_mlp_out", &h[1], &err), 0);
+    h[0].capture = 0, h[0].splice = set_stream, h[0].splice_ctx = Z;
+    if (siglip_forward(f.m, pv, 1, h, 2, NULL, &err)) fail_msg("%s", err.msg);
+    const siglip_layer *l0 = &f.m->layers[0];
+    be->layer_norm(x, Z, l0->ln2_w, l0->ln2_b, eps, N, D);
+    be->linear_gelu(mlp, x, l0->fc1, l0->fc1_bias, N, D, F, scratch);
+    be->linear(want, mlp, l0->fc2, l0->fc2_bias, N, F, D, scratch);
+    assert_memory_equal(h[1].out, want, (size_t)N * D * sizeof(float));
+    hook_requests_free(h, 2);
+    /* 2. Z at the last block's hook_resid_post: vision.ln_post = post-LayerNorm(Z) */
+    snprintf(name, sizeof name, "vision.blocks.%d.hook_resid_post", L - 1);
+    assert_int_equal(siglip_hook_parse(c, f.cfg.projection_dim, name, &h[0], &err), 0);
+    assert_int_equal(siglip_hook_parse(c, f.cfg.projection_dim, "vision.ln_post", &h[1], &err), 0);
+    h[0].capture = 0, h[0].splice = set_stream, h[0].splice_ctx = Z;
+    if (siglip_forward(f.m, pv, 1, h, 2, NULL, &err)) fail_msg("%s", err.msg);
+    be->layer_norm(want, Z, f.m->post_w, f.m->post_b, eps, N, D);
+    assert_memory_equal(h[1].out, want, (size_t)N * D * sizeof(float));
+    hook_requests_free(h, 2);
+    /* 3. no-op splices at every resid_mid and resid_post: the same output as the fused run */
+    hook_request *hs = calloc((size_t)2 * L, sizeof *hs);
+    assert_non_null(hs);
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < 2; k++) {
+            snprintf(name, sizeof name, "vision.blocks.%d.hook_resid_%s", l, k ? "post" : "mid");
+            assert_int_equal(siglip_hook_parse(c, f.cfg.projection_dim, name, &hs[2 * l + k], &err), 0);
+            hs[2 * l + k].capture = 0, hs[2 * l + k].splice = no_op;
+        }
+    if (siglip_forward(f.m, pv, 1, NULL, 0, want, &err)) fail_msg("%s", err.msg);
+    if (siglip_forward(f.m, pv, 1, hs, 2 * L, x, &err)) fail_msg("%s", err.msg);
+    assert_memory_equal(x, want, (size_t)N * D * sizeof(float));
+    free(hs), free(pv), free(Z), free(x), free(mlp), free(want), free(scratch);
+    close_fixture(&f);
+}
+
 static void test_hook_names(void **s) {
     (void)s;
     fixture f;
@@ -319,7 +382,8 @@ static void test_keep_f32(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vision_hooks), cmocka_unit_test(test_preprocess_vs_processor),
-        cmocka_unit_test(test_early_exit),   cmocka_unit_test(test_hook_names),
+        cmocka_unit_test(test_early_exit),   cmocka_unit_test(test_splice_reaches_the_next_norm),
+        cmocka_unit_test(test_hook_names),
         cmocka_unit_test(test_shape_mismatch), cmocka_unit_test(test_keep_f32),
     };
     return tu_exit(cmocka_run_group_tests(tests, NULL, NULL));

@@ -26,6 +26,9 @@ typedef struct rs_backend {
     void (*rms_norm)(float *y, const float *x, const float *w, float eps, int T, int D);
     /* op_layernorm */
     void (*layer_norm)(float *y, const float *x, const float *gamma, const float *beta, float eps, int T, int D);
+    /* add then layer_norm: h += a, y = LayerNorm(h) (op_add_layernorm; y aliases neither) */
+    void (*add_layer_norm)(float *h, const float *a, float *y, const float *gamma, const float *beta, float eps, int T,
+                           int D);
     /* op_rope_seqs: RoPE on every head of every row of packed sequences */
     void (*rope)(float *x, int stride, int n_heads, int head_dim, const int64_t *offsets, int n_seqs,
                  int pos_offset, const float *inv_freq);

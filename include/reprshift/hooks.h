@@ -103,6 +103,9 @@ int hook_depth(const hook_request *hooks, int n, rs_tower tower, int n_layers);
 /* Fire every request on (tower, kind, layer): capture a copy of x [T, width] (allocating
  * out) and then apply its splice. */
 int hook_fire(hook_request *hooks, int n, rs_tower tower, hook_kind kind, int layer, float *x, int T, rs_err *err);
+/* 1 when a request on (tower, kind, layer) has a splice (it may change x), else 0: a forward
+ * pass may fuse the kernels on either side of a hook point that nothing changes. */
+int hook_splices(const hook_request *hooks, int n, rs_tower tower, hook_kind kind, int layer);
 /* Free every captured output and zero the pointers. */
 void hook_requests_free(hook_request *h, int n);
 

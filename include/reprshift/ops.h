@@ -17,6 +17,10 @@ void op_linear_gelu(float *y, const float *x, const float *W, const float *bias,
 void op_rmsnorm_gemma(float *y, const float *x, const float *w, float eps, int T, int D);
 /* LayerNorm with biased variance: y = (x − μ)/sqrt(σ² + eps)·γ + β. y may alias x. */
 void op_layernorm(float *y, const float *x, const float *gamma, const float *beta, float eps, int T, int D);
+/* h += a, then y = LayerNorm(h) (op_add then op_layernorm, the same bits, one pass over each
+ * row while it is in L1). y must not alias h or a. */
+void op_add_layernorm(float *h, const float *a, float *y, const float *gamma, const float *beta, float eps, int T,
+                      int D);
 /* tanh-approximated GELU (PyTorch approximate="tanh"), in place over n values. */
 void op_gelu_tanh(float *x, size_t n);
 /* x[i] = gelu_tanh(gate[i]) * up[i] over n values, written into gate. */

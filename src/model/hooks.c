@@ -275,6 +275,13 @@ int hook_fire(hook_request *hooks, int n, rs_tower tower, hook_kind kind, int la
     return 0;
 }
 
+int hook_splices(const hook_request *hooks, int n, rs_tower tower, hook_kind kind, int layer) {
+    for (int i = 0; i < n; i++)
+        if (hooks[i].splice && hooks[i].id.tower == tower && hooks[i].id.kind == kind && hooks[i].id.layer == layer)
+            return 1;
+    return 0;
+}
+
 void hook_requests_free(hook_request *h, int n) {
     for (int i = 0; i < n; i++) {
         free(h[i].out);

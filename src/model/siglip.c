@@ -285,25 +285,36 @@ int siglip_forward(const siglip_model *m, const float *pixel_values, int n_image
     be->linear(w.h, w.x, m->patch_w, m->patch_b, T, K, D, w.wscratch);
     be->add_periodic(w.h, m->pos_emb, T, N, D);
 
-    /* 2. Pre-LN encoder layers. */
+    /* 2. Pre-LN encoder layers. A residual add and the LayerNorm after it run as one kernel
+     * (add_layer_norm) unless a splice at a hook point between them may change the stream. */
     float eps = (float)c->layer_norm_eps;
+    int normed = 0; /* w.x already holds the LayerNorm that comes next */
     for (int l = 0; l <= last_layer; l++) {
         const siglip_layer *L = &m->layers[l];
         if (hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_RESID_PRE, l, w.h, T, err)) goto fail;
-        be->layer_norm(w.x, w.h, L->ln1_w, L->ln1_b, eps, T, D);
+        if (!normed) be->layer_norm(w.x, w.h, L->ln1_w, L->ln1_b, eps, T, D);
         be->linear(w.q, w.x, L->q_proj, L->q_bias, T, D, D, w.wscratch);
         be->linear(w.k, w.x, L->k_proj, L->k_bias, T, D, D, w.wscratch);
         be->linear(w.v, w.x, L->v_proj, L->v_bias, T, D, D, w.wscratch);
         be->attention(w.z, w.q, w.k, w.v, w.img_off, n_images, NULL, &attn, w.scores, (size_t)N * N);
         be->linear(w.a, w.z, L->out_proj, L->out_bias, T, D, D, w.wscratch);
         if (hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_ATTN_OUT, l, w.a, T, err)) goto fail;
-        be->add(w.h, w.a, TD);
+        normed = !hook_splices(hooks, n_hooks, RS_TOWER_VISION, HK_RESID_MID, l);
+        if (normed) be->add_layer_norm(w.h, w.a, w.x, L->ln2_w, L->ln2_b, eps, T, D);
+        else be->add(w.h, w.a, TD);
         if (hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_RESID_MID, l, w.h, T, err)) goto fail;
-        be->layer_norm(w.x, w.h, L->ln2_w, L->ln2_b, eps, T, D);
+        if (!normed) be->layer_norm(w.x, w.h, L->ln2_w, L->ln2_b, eps, T, D);
         be->linear_gelu(w.mlp, w.x, L->fc1, L->fc1_bias, T, D, F, w.wscratch);
         be->linear(w.a, w.mlp, L->fc2, L->fc2_bias, T, F, D, w.wscratch);
         if (hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_MLP_OUT, l, w.a, T, err)) goto fail;
-        be->add(w.h, w.a, TD);
+        /* the next LayerNorm: the next block's ln1, or the post-LayerNorm after the last block */
+        const float *nw = NULL, *nb = NULL;
+        if (l < last_layer) nw = m->layers[l + 1].ln1_w, nb = m->layers[l + 1].ln1_b;
+        else if (depth >= c->n_layers) nw = m->post_w, nb = m->post_b;
+        normed = nw && !hook_splices(hooks, n_hooks, RS_TOWER_VISION, HK_RESID_POST, l) &&
+                 !hook_splices(hooks, n_hooks, RS_TOWER_VISION, HK_RESID_PRE, l + 1);
+        if (normed) be->add_layer_norm(w.h, w.a, w.x, nw, nb, eps, T, D);
+        else be->add(w.h, w.a, TD);
         if (hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_RESID_POST, l, w.h, T, err)) goto fail;
     }
     /* resid_pre of the block after the last one run (a lone vision.blocks.L.hook_resid_pre
@@ -312,7 +323,7 @@ int siglip_forward(const siglip_model *m, const float *pixel_values, int n_image
 
     /* 3. Post-LayerNorm (PaliGemma's image features). */
     if (depth >= c->n_layers) {
-        be->layer_norm(w.x, w.h, m->post_w, m->post_b, eps, T, D);
+        if (!normed) be->layer_norm(w.x, w.h, m->post_w, m->post_b, eps, T, D);
         if (hook_fire(hooks, n_hooks, RS_TOWER_VISION, HK_VISION_LN_POST, -1, w.x, T, err)) goto fail;
         if (out) memcpy(out, w.x, TD * sizeof(float));
     }

@@ -18,6 +18,7 @@ static const rs_backend CPU = {
     .linear_gelu = cpu_linear_gelu,
     .rms_norm = op_rmsnorm_gemma,
     .layer_norm = op_layernorm,
+    .add_layer_norm = op_add_layernorm,
     .rope = op_rope_seqs,
     .attention = op_attention,
     .attention_kv = op_attention_kv,

@@ -16,12 +16,20 @@ static void bf16_linear_gelu(float *y, const float *x, const st_tensor *W, const
     op_gelu_tanh_bf16(y, (size_t)T * OUT);
 }
 
+/* the residual add and the LayerNorm after it, one entry after the other */
+static void bf16_add_layer_norm(float *h, const float *a, float *y, const float *gamma, const float *beta, float eps,
+                                int T, int D) {
+    op_add_bf16(h, a, (size_t)T * D);
+    op_layernorm_bf16(y, h, gamma, beta, eps, T, D);
+}
+
 static const rs_backend CPU_BF16 = {
     .name = "cpu-bf16",
     .linear = op_linear_bf16,
     .linear_gelu = bf16_linear_gelu,
     .rms_norm = op_rmsnorm_gemma_bf16,
     .layer_norm = op_layernorm_bf16,
+    .add_layer_norm = bf16_add_layer_norm,
     .rope = op_rope_seqs_bf16,
     .attention = op_attention_bf16,
     .attention_kv = op_attention_kv_bf16,

@@ -90,6 +90,32 @@ void op_layernorm(float *y, const float *x, const float *gamma, const float *bet
     }
 }
 
+/* The residual add and the LayerNorm after it, row by row: h's row is summed, then normed while
+ * it is still in L1 (the add and layernorm_rows_body's operations, in their order). */
+RS_KERNEL_BODY void add_layernorm_rows_body(float *h, const float *a, float *y, const float *gamma,
+                                            const float *beta, float eps, int nr, int D) {
+    for (int k = 0; k < nr; k++) {
+        float *hr = h + (size_t)k * D;
+        const float *ar = a + (size_t)k * D;
+        for (int d = 0; d < D; d++) hr[d] += ar[d];
+        layernorm_rows_body(y + (size_t)k * D, hr, gamma, beta, eps, 1, D);
+    }
+}
+RS_ISA_KERNEL(add_layernorm_rows,
+              (float *h, const float *a, float *y, const float *gamma, const float *beta, float eps, int nr, int D),
+              (h, a, y, gamma, beta, eps, nr, D))
+
+void op_add_layernorm(float *h, const float *a, float *y, const float *gamma, const float *beta, float eps, int T,
+                      int D) {
+    int nb = (T + NORM_RB - 1) / NORM_RB;
+#pragma omp parallel for schedule(static) if (T > 16)
+    for (int b = 0; b < nb; b++) {
+        int t0 = b * NORM_RB, nr = T - t0 < NORM_RB ? T - t0 : NORM_RB;
+        size_t o = (size_t)t0 * D;
+        RS_ISA_CALL(add_layernorm_rows)(h + o, a + o, y + o, gamma, beta, eps, nr, D);
+    }
+}
+
 /* 0.5·x·(1 + tanh(u)) == x / (1 + exp(−2u)): the same function with one exp, here rs_vexpf
  * (tensor/vexp.h, ≤ 1 ulp), so the GeGLU loops vectorise at the AVX2/AVX-512 levels with the
  * same bits at every level (parity with torch unchanged, see test_gemma2; docs/precision.md). */
