@@ -62,6 +62,7 @@ static void same_bits(const void *a, const void *b, size_t bytes, const char *wh
 static void check_norms(int isa, int T, int D) {
     size_t n = (size_t)T * D;
     float *x = rand_buf(n, 3.0f), *w = rand_buf((size_t)D, 0.5f), *b = rand_buf((size_t)D, 0.5f);
+    float *b0 = rand_buf(n, 2.0f); /* the residual branch added by op_add_layernorm */
     float *y0 = malloc(n * 4), *y1 = malloc(n * 4);
     char what[64];
     for (int k = 0; k < 3; k++) {
@@ -75,6 +76,19 @@ static void check_norms(int isa, int T, int D) {
         if (k == 2) op_layernorm(y1, x, w, b, 1e-6f, T, D);
         snprintf(what, sizeof what, "%s T=%d D=%d", k == 2 ? "layernorm" : k ? "rmsnorm(no w)" : "rmsnorm", T, D);
         same_bits(y0, y1, n * 4, what, isa);
+        if (k == 2) { /* the residual add and the LayerNorm after it, fused: each level, and the two calls */
+            float *h0 = copy_buf(x, n), *h1 = copy_buf(x, n), *y2 = malloc(n * 4);
+            force(RS_ISA_DEFAULT); op_add_layernorm(h0, b0, y2, w, b, 1e-6f, T, D);
+            force(isa); op_add_layernorm(h1, b0, y1, w, b, 1e-6f, T, D);
+            same_bits(h0, h1, n * 4, "add_layernorm (stream)", isa);
+            same_bits(y2, y1, n * 4, "add_layernorm", isa);
+            memcpy(h1, x, n * 4);
+            op_add(h1, b0, n);
+            op_layernorm(y1, h1, w, b, 1e-6f, T, D);
+            same_bits(h0, h1, n * 4, "add_layernorm (stream) vs add", isa);
+            same_bits(y2, y1, n * 4, "add_layernorm vs add + layernorm", isa);
+            free(h0), free(h1), free(y2);
+        }
         /* against the per-row loops of sequential double sums they replaced: the 32-lane sums
          * (tensor/norm_stats.h) round to the same floats on these rows (ragged D included) */
         if (k == 2) legacy_layernorm(y1, x, w, b, 1e-6f, T, D);
@@ -83,7 +97,7 @@ static void check_norms(int isa, int T, int D) {
                  T, D);
         same_bits(y0, y1, n * 4, what, isa);
     }
-    free(x), free(w), free(b), free(y0), free(y1);
+    free(x), free(w), free(b), free(b0), free(y0), free(y1);
 }
 
 static void check_elementwise(int isa, size_t n) {
@@ -109,6 +123,13 @@ static void check_linear_bias(int isa, int T, int IN, int OUT) {
     force(RS_ISA_DEFAULT); op_linear(y0, x, W, b, T, IN, OUT);
     force(isa); op_linear(y1, x, W, b, T, IN, OUT);
     same_bits(y0, y1, (size_t)T * OUT * 4, "linear bias", isa);
+    /* fc1 + GELU: the bias in the GELU's pass, at each level, and equal to the two calls */
+    force(RS_ISA_DEFAULT); op_linear_gelu(y0, x, W, b, T, IN, OUT);
+    force(isa); op_linear_gelu(y1, x, W, b, T, IN, OUT);
+    same_bits(y0, y1, (size_t)T * OUT * 4, "linear_gelu", isa);
+    op_linear(y1, x, W, b, T, IN, OUT);
+    op_gelu_tanh(y1, (size_t)T * OUT);
+    same_bits(y0, y1, (size_t)T * OUT * 4, "linear_gelu vs linear + gelu", isa);
     free(x), free(W), free(b), free(y0), free(y1);
 }
 
