@@ -1,6 +1,7 @@
 /* The elementwise and attention kernels at each ISA level (issue "CPU throughput at the
  * machine's limit", item 2; src/tensor/isa.h): rmsnorm, layernorm, GELU-tanh, GeGLU, add,
- * softmax, RoPE, the bias add of a linear layer, SigLIP's fc1 bias + GELU pass, bf16 → f32
+ * softmax, RoPE, the bias add of a linear layer, SigLIP's fc1 bias + GELU pass and its residual
+ * add + LayerNorm, bf16 → f32
  * widening, attention (the whole op_attention on its BLAS route: two BLAS products plus the
  * masking/soft-cap/softmax rows), the bicubic resize,
  * and the SAE encode activation, at Gemma-2 2B shapes (D 2304, F 9216, 8 heads × 256, T 64…512)
@@ -117,6 +118,15 @@ static void r_bias_gelu(kcase *k) {
         op_gelu_tanh(k->out, (size_t)k->T * k->D);
     } else op_linear_gelu(k->out, k->a, k->b, k->c, k->T, 1, k->D);
 }
+/* the tower's residual add and the LayerNorm after it: op_add_layernorm, one pass per row;
+ * legacy: op_add then op_layernorm (the stream is restored before each run: reset) */
+static void r_add_ln(kcase *k) {
+    if (k->legacy) {
+        op_add(k->d, k->a, (size_t)k->T * k->D);
+        op_layernorm(k->out, k->d, k->b, k->c, 1e-6f, k->T, k->D);
+    } else op_add_layernorm(k->d, k->a, k->out, k->b, k->c, 1e-6f, k->T, k->D);
+}
+static void reset_stream(kcase *k) { memcpy(k->d, k->in0, (size_t)k->T * k->D * 4); }
 static void r_bf16(kcase *k) { st_to_f32(&k->st, k->out); }
 static void r_f16(kcase *k) {
     if (!k->legacy) st_to_f32(&k->st, k->out);
@@ -255,6 +265,9 @@ static void setup(int quick) {
     k = add_case("layernorm", SHAPE("729x1152"), 729.0 * 1152, 729.0 * 1152 * 8, r_ln, (size_t)729 * 1152);
     k->a = rnd((size_t)729 * 1152, 3), k->b = rnd(1152, 1), k->c = rnd(1152, 1), k->T = 729, k->D = 1152, k->has_legacy = 1;
     k = inplace(add_case("gelu_tanh", SHAPE("729x4304"), 729.0 * 4304, 729.0 * 4304 * 8, r_gelu, (size_t)729 * 4304), 4);
+    k = add_case("add_layernorm", SHAPE("729x1152"), 729.0 * 1152, 729.0 * 1152 * 16, r_add_ln, (size_t)729 * 1152);
+    k->a = rnd((size_t)729 * 1152, 2), k->b = rnd(1152, 1), k->c = rnd(1152, 1), k->T = 729, k->D = 1152;
+    k->in0 = rnd((size_t)729 * 1152, 3), k->d = malloc((size_t)729 * 1152 * 4), k->reset = reset_stream, k->has_legacy = 1;
     k = add_case("bias_gelu", SHAPE("729x4304"), 729.0 * 4304, 729.0 * 4304 * 8, r_bias_gelu, (size_t)729 * 4304);
     k->a = rnd(729, 1), k->b = rnd(4304, 1), k->c = rnd(4304, 1), k->T = 729, k->D = 4304, k->has_legacy = 1;
     k = inplace(add_case("add", SHAPE("729x1152"), 729.0 * 1152, 729.0 * 1152 * 12, r_add, (size_t)729 * 1152), 4);

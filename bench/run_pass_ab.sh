@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A/B of two ways to run the same forward passes, in real passes: the same bench binary, the
-# two sides alternating ROUNDS times, so load drifts hit both alike.
+# A/B of two ways to run the same forward passes, in real passes: the same bench binary (AB=build:
+# two builds), the two sides alternating ROUNDS times, so load drifts hit both alike.
 #   AB=route (default): the fp32 linear layers on the BLAS vs on oneDNN's f32 matmul
 #     (--sgemm-route blas | onednn; the CLI's RS_SGEMM, docs/pipeline.md);
 #   AB=ckpt: the benchmark checkpoint as made (bf16 weights, widened to f32 before each
