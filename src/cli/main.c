@@ -195,67 +195,64 @@ static void print_version(void) {
         printf("(OpenBLAS's own choice for this CPU)\n");
 }
 
-/* RS_ISA: the ISA level of the elementwise kernels (ops.h rs_isa_*). Read here, in the CLI,
- * never by the library; unset means the best this CPU supports. */
-static int apply_isa_env(void) {
-    const char *e = getenv("RS_ISA");
+/* The CLI's routing variables (never read by the library): each names a choice among a few
+ * words; unset or empty leaves the library's own choice. A word it does not know, or a
+ * route the build or CPU refuses, is an error naming the variable, not a silent fallback. */
+typedef struct {
+    const char *var;
+    int (*parse)(const char *); /* the word → a route, or -1 */
+    int (*set)(int);            /* 0, or -1: refused, nothing changed */
+    const char *unknown;        /* the error for a word parse does not know */
+    const char *refused;        /* the error when set refuses */
+} env_route;
+
+static int apply_env_route(const env_route *r, int *route) {
+    const char *e = getenv(r->var);
+    *route = -1;
     if (!e || !*e) return 0;
-    int isa = rs_isa_parse(e);
-    if (isa < 0 || rs_isa_force(isa)) {
-        fprintf(stderr, "error: RS_ISA=%s: %s (use default, avx2 or avx512; best here: %s)\n", e,
-                isa < 0 ? "unknown ISA level" : "not supported by this CPU or build", rs_isa_name(rs_isa_best()));
+    int v = r->parse(e);
+    if (v < 0 || r->set(v)) {
+        fprintf(stderr, "error: %s=%s: %s\n", r->var, e, v < 0 ? r->unknown : r->refused);
         return -1;
     }
+    *route = v;
     return 0;
 }
 
-/* RS_BF16_GEMM=auto|native|emulated: the route of --precision bf16's products (docs/precision.md). */
-static int apply_bf16_env(void) {
-    const char *e = getenv("RS_BF16_GEMM");
-    if (!e || !*e) return 0;
-    int r = !strcmp(e, "auto") ? OP_BF16_AUTO : !strcmp(e, "emulated") ? OP_BF16_EMULATED
-          : !strcmp(e, "native") ? OP_BF16_NATIVE : -1;
-    if (r < 0 || op_bf16_set_route(r)) {
-        fprintf(stderr, "error: RS_BF16_GEMM=%s: %s\n", e,
-                r < 0 ? "unknown route (use auto, native or emulated)"
-                      : "native needs a build with oneDNN and a CPU with AVX512-BF16 or AMX-BF16");
-        return -1;
-    }
-    return 0;
+static int bf16_route_parse(const char *e) {
+    return !strcmp(e, "auto") ? OP_BF16_AUTO : !strcmp(e, "emulated") ? OP_BF16_EMULATED
+         : !strcmp(e, "native") ? OP_BF16_NATIVE : -1;
 }
 
-/* RS_SGEMM=blas|onednn: the route of the fp32 linear layers (include/reprshift/blas.h). A
- * route asked for and refused (oneDNN missing or failing its check) is an error, not a
- * silent fallback. */
-static int apply_sgemm_env(void) {
+/* RS_ISA: the ISA level of the elementwise kernels (ops.h rs_isa_*); RS_BF16_GEMM: the route of
+ * --precision bf16's products (docs/precision.md); RS_SGEMM: the route of the fp32 linear layers
+ * (include/reprshift/blas.h; oneDNN asked for and failing its check is an error too); RS_ATTN:
+ * the products of the fp32 attention (ops.h op_attn_route_*). */
+static int apply_route_envs(void) {
+    char isa_unknown[160], isa_refused[160];
+    snprintf(isa_unknown, sizeof isa_unknown, "unknown ISA level (use default, avx2 or avx512; best here: %s)",
+             rs_isa_name(rs_isa_best()));
+    snprintf(isa_refused, sizeof isa_refused, "not supported by this CPU or build (best here: %s)",
+             rs_isa_name(rs_isa_best()));
+    const env_route routes[] = {
+        {"RS_ISA", rs_isa_parse, rs_isa_force, isa_unknown, isa_refused},
+        {"RS_BF16_GEMM", bf16_route_parse, op_bf16_set_route, "unknown route (use auto, native or emulated)",
+         "native needs a build with oneDNN and a CPU with AVX512-BF16 or AMX-BF16"},
+        {"RS_SGEMM", rs_sgemm_route_parse, rs_sgemm_set_route, "unknown route (use blas or onednn)",
+         "onednn needs a build with oneDNN"},
+        {"RS_ATTN", op_attn_route_parse, op_attn_route_set, "unknown route (use auto, blas or fused)",
+         "the fused kernel needs a CPU with AVX-512"},
+    };
     if (getenv("RS_TEST_SGEMM_CHECK_FAIL")) rs_sgemm_inject_check_failure(1); /* fault injection (tests/cli_blas.sh) */
-    const char *e = getenv("RS_SGEMM");
-    if (!e || !*e) return 0;
-    int r = rs_sgemm_route_parse(e);
-    if (r < 0 || rs_sgemm_set_route(r)) {
-        fprintf(stderr, "error: RS_SGEMM=%s: %s\n", e,
-                r < 0 ? "unknown route (use blas or onednn)" : "onednn needs a build with oneDNN");
-        return -1;
-    }
-    if (r == RS_SGEMM_ONEDNN && !rs_sgemm_use_onednn()) {
-        char d[400];
-        rs_sgemm_describe(d, sizeof d);
-        fprintf(stderr, "error: RS_SGEMM=onednn: %s\n", d);
-        return -1;
-    }
-    return 0;
-}
-
-/* RS_ATTN=auto|blas|fused: the products of the fp32 attention (include/reprshift/ops.h
- * op_attn_route_*). Asking for the fused kernel where it cannot run is an error. */
-static int apply_attn_env(void) {
-    const char *e = getenv("RS_ATTN");
-    if (!e || !*e) return 0;
-    int r = op_attn_route_parse(e);
-    if (r < 0 || op_attn_route_set(r)) {
-        fprintf(stderr, "error: RS_ATTN=%s: %s\n", e,
-                r < 0 ? "unknown route (use auto, blas or fused)" : "the fused kernel needs a CPU with AVX-512");
-        return -1;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        int v;
+        if (apply_env_route(&routes[i], &v)) return -1;
+        if (!strcmp(routes[i].var, "RS_SGEMM") && v == RS_SGEMM_ONEDNN && !rs_sgemm_use_onednn()) {
+            char d[400];
+            rs_sgemm_describe(d, sizeof d);
+            fprintf(stderr, "error: RS_SGEMM=onednn: %s\n", d);
+            return -1;
+        }
     }
     return 0;
 }
@@ -298,7 +295,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    if (apply_isa_env() || apply_bf16_env() || apply_sgemm_env() || apply_attn_env()) return 2;
+    if (apply_route_envs()) return 2;
     if (!strcmp(argv[1], "--version")) {
         print_version();
         char sg[400];
