@@ -22,8 +22,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_model_fixtures import (DecoderHooks, check_hidden_states, load_eager,  # noqa: E402
-                                next_token_ce, save_golden, versions)
+from gen_model_fixtures import DecoderHooks, load_eager, save_golden, text_prompt, versions  # noqa: E402
 from transformers import Gemma2ForCausalLM  # noqa: E402
 
 LENGTHS = [33, 77, 150]
@@ -42,19 +41,7 @@ def main():
         for k, T in enumerate(LENGTHS):
             ids = torch.randint(3, c.vocab_size, (T,), generator=gen)
             ids[0] = c.bos_token_id
-            hooks.reset()
-            with torch.no_grad():
-                out = model(input_ids=ids[None], labels=ids[None], output_hidden_states=True, use_cache=False)
-            acts = hooks.finish(c.num_hidden_layers, c.rms_norm_eps)
-            check_hidden_states(out.hidden_states, acts, c.num_hidden_layers, f"long p{k}")
-            logits = out.logits[0].float()
-            tensors[f"p{k}.ids"] = ids.to(torch.int32)
-            for hk, v in acts.items():
-                tensors[f"p{k}.{hk}"] = v
-            tensors[f"p{k}.logits"] = logits
-            ce = next_token_ce(logits, ids)
-            assert abs(ce.item() - out.loss.item()) < 1e-5, (ce.item(), out.loss.item())
-            tensors[f"p{k}.ce"] = ce.reshape(1)
+            text_prompt(model, hooks, c, ids, f"long p{k}", tensors, f"p{k}.")
     finally:
         hooks.remove()
     meta = dict(versions())

@@ -244,6 +244,30 @@ def next_token_ce(logits, ids):
     return -lp.gather(1, ids[1:, None]).mean()
 
 
+def text_prompt(model, hooks, c, ids, label, tensors, pre):
+    """One text prompt through a causal LM with DecoderHooks on its decoder: the hooks checked
+    against output_hidden_states, then stored under `pre` in the golden keys: ids (int32), every
+    hook, logits, and (T > 1) the next-token CE, checked against transformers' loss. Returns
+    (the model output, the hooks' activations, the fp32 logits)."""
+    T = len(ids)
+    hooks.reset()
+    with torch.no_grad():
+        out = model(input_ids=ids[None], labels=ids[None] if T > 1 else None,
+                    output_hidden_states=True, use_cache=False)
+    acts = hooks.finish(c.num_hidden_layers, c.rms_norm_eps)
+    check_hidden_states(out.hidden_states, acts, c.num_hidden_layers, label)
+    logits = out.logits[0].float()
+    tensors[pre + "ids"] = ids.to(torch.int32)
+    for hk, v in acts.items():
+        tensors[pre + hk] = v
+    tensors[pre + "logits"] = logits
+    if T > 1:
+        ce = next_token_ce(logits, ids)
+        assert abs(ce.item() - out.loss.item()) < 1e-5, (ce.item(), out.loss.item())
+        tensors[pre + "ce"] = ce.reshape(1)
+    return out, acts, logits
+
+
 def hub_style_gemma2_config(path):
     """Rewrite config.json the way Hub gemma-2 files look (transformers 4.42-4.4x era):
     top-level rope_theta, no rope_parameters/layer_types, torch_dtype instead of dtype."""
@@ -343,26 +367,12 @@ def gen_gemma2(spec, outdir):
             ids = torch.randint(3, c.vocab_size, (T,), generator=gen)
             if bos:
                 ids[0] = c.bos_token_id
-            hooks.reset()
-            with torch.no_grad():
-                out = model(input_ids=ids[None], labels=ids[None] if T > 1 else None,
-                            output_hidden_states=True, use_cache=False)
-            acts = hooks.finish(c.num_hidden_layers, c.rms_norm_eps)
-            check_hidden_states(out.hidden_states, acts, c.num_hidden_layers, f"{name} p{k}")
-            logits = out.logits[0].float()
+            out, acts, logits = text_prompt(model, hooks, c, ids, f"{name} p{k}", tensors, f"p{k}.")
             # logits = softcap(ln_final.hook_out @ E^T) recomputed as a sanity check
             ref = acts["ln_final.hook_out"] @ model.model.embed_tokens.weight.float().T
             if c.final_logit_softcapping:
                 ref = torch.tanh(ref / c.final_logit_softcapping) * c.final_logit_softcapping
             assert torch.allclose(ref, logits, rtol=1e-5, atol=1e-5)
-            tensors[f"p{k}.ids"] = ids.to(torch.int32)
-            for hk, v in acts.items():
-                tensors[f"p{k}.{hk}"] = v
-            tensors[f"p{k}.logits"] = logits
-            if T > 1:
-                ce = next_token_ce(logits, ids)
-                assert abs(ce.item() - out.loss.item()) < 1e-5, (ce.item(), out.loss.item())
-                tensors[f"p{k}.ce"] = ce.reshape(1)
             summary.append(dict(T=T, bos=bos, ce=(float(tensors[f"p{k}.ce"]) if T > 1 else None)))
     finally:
         mg2.eager_attention_forward = orig_eager
@@ -880,19 +890,7 @@ def gen_paligemma(spec, outdir):
         for k, n in enumerate(spec["text_only"]):
             ids = torch.randint(3, 256, (n,), generator=gen)
             ids[0] = c.bos_token_id
-            hooks.reset()
-            with torch.no_grad():
-                out = m(input_ids=ids[None], labels=ids[None], output_hidden_states=True, use_cache=False)
-            acts = hooks.finish(c.num_hidden_layers, c.rms_norm_eps)
-            check_hidden_states(out.hidden_states, acts, c.num_hidden_layers, f"{name} t{k}")
-            logits = out.logits[0].float()
-            ce = next_token_ce(logits, ids)
-            assert abs(ce.item() - out.loss.item()) < 1e-5
-            tensors[f"t{k}.ids"] = ids.to(torch.int32)
-            for hk, v in acts.items():
-                tensors[f"t{k}.{hk}"] = v
-            tensors[f"t{k}.logits"] = logits
-            tensors[f"t{k}.ce"] = ce.reshape(1)
+            text_prompt(m, hooks, c, ids, f"{name} t{k}", tensors, f"t{k}.")
     finally:
         hooks.remove()
         vhooks.remove()
