@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""transformers/torch reference for bench_gemma2: same checkpoint, same token ids, fp32,
+"""transformers/torch reference for bench_gemma2: same checkpoint, same token ids, fp32 (--dtype
+bfloat16: a bf16 run, the comparison for bench_gemma2 --precision bf16),
 forward stopped after the hooked layer by truncating model.layers (as fast as the reference
 can be made for "through layer L"). The model is loaded once; each --modes entry is then
 timed on all inputs and prints one JSON line:
@@ -35,12 +36,14 @@ p.add_argument("--layers", type=int, required=True, help="run layers 0..L-1")
 p.add_argument("--modes", default="bucket:eager,padded:eager")
 p.add_argument("--bucket", type=int, default=64, help="sequences per batch")
 p.add_argument("--repeat", type=int, default=1)
+p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+               help="the model's dtype (bfloat16: the reference of --precision bf16)")
 p.add_argument("--save-prefix", help="write each mode's last-layer rows (packed, no padding)")
 a = p.parse_args()
 torch.set_num_threads(2)
 seqs = [[int(x) for x in line.replace(",", " ").split()] for line in open(a.ids_file) if line.strip()]
 t0 = time.time()
-model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32, attn_implementation="eager")
+model = AutoModelForCausalLM.from_pretrained(a.model, dtype=getattr(torch, a.dtype), attn_implementation="eager")
 load_s = time.time() - t0
 model.eval()
 model.model.layers = model.model.layers[: a.layers]
@@ -106,7 +109,7 @@ with torch.inference_mode():
             save_file({"resid_post": rows.float().contiguous()}, f"{a.save_prefix}{kind}_{attn}.safetensors")
         print(json.dumps({"impl": "transformers", "mode": mode, "batching": kind, "attn": attn, "layers": a.layers,
                           "inputs": len(seqs), "tokens": tokens, "padded_tokens": padded, "bucket": a.bucket,
-                          "seconds": round(best, 3), "tokens_per_s": round(tokens / best, 2),
+                          "dtype": a.dtype, "seconds": round(best, 3), "tokens_per_s": round(tokens / best, 2),
                           "vs_first": vs_first,
                           "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024, 2),
                           "load_s": round(load_s, 2), "torch": torch.__version__}), flush=True)
