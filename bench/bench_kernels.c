@@ -1,10 +1,9 @@
 /* The elementwise and attention kernels at each ISA level (issue "CPU throughput at the
  * machine's limit", item 2; src/tensor/isa.h): rmsnorm, layernorm, GELU-tanh, GeGLU, add,
  * softmax, RoPE, the bias add of a linear layer, SigLIP's fc1 bias + GELU pass and its residual
- * add + LayerNorm, bf16 → f32
- * widening, attention (the whole op_attention on its BLAS route: two BLAS products plus the
- * masking/soft-cap/softmax rows), the bicubic resize,
- * and the SAE encode activation, at Gemma-2 2B shapes (D 2304, F 9216, 8 heads × 256, T 64…512)
+ * add + LayerNorm, bf16 → f32 widening, attention (the whole op_attention on its BLAS route:
+ * two BLAS products plus the masking/soft-cap/softmax rows), the bicubic resize, and the SAE
+ * encode activation, at Gemma-2 2B shapes (D 2304, F 9216, 8 heads × 256, T 64…512)
  * and SigLIP So400m shapes (1152, 4304, 729 tokens), the decode-step row product of few rows
  * against a BF16 matrix (op_linear_st), and a plain read of 1 GiB (memread_f32: the machine's
  * memory read bandwidth, the ceiling of the row product on matrices beyond the cache). Every level is checked to give the same
