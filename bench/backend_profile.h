@@ -96,7 +96,8 @@ static const rs_backend *prof_attach(const rs_backend *inner) {
     pf_inner = inner;
     pf_be = *inner;
     pf_be.name = "profile";
-    pf_be.linear = pf_linear, pf_be.linear_gelu = pf_linear_gelu, pf_be.add_layer_norm = pf_add_ln, pf_be.rms_norm = pf_rms, pf_be.layer_norm = pf_ln, pf_be.rope = pf_rope;
+    pf_be.linear = pf_linear, pf_be.linear_gelu = pf_linear_gelu, pf_be.add_layer_norm = pf_add_ln;
+    pf_be.rms_norm = pf_rms, pf_be.layer_norm = pf_ln, pf_be.rope = pf_rope;
     pf_be.attention = pf_attn, pf_be.attention_kv = pf_attn_kv, pf_be.linear_decode = pf_lin_dec;
     pf_be.softmax = pf_softmax, pf_be.gelu = pf_gelu, pf_be.geglu = pf_geglu, pf_be.add = pf_add;
     pf_be.embed = pf_embed, pf_be.gemm_nt = pf_gemm_nt, pf_be.softcap = pf_softcap, pf_be.im2col = pf_im2col;

@@ -150,7 +150,8 @@ int main(int argc, char **argv) {
         double dt = rs_now() - t0;
         if (dt < best) {
             best = dt, best_lin_s = lin_s, best_lin_flop = lin_flop;
-            memcpy(best_pf_s, pf_s, sizeof pf_s), memcpy(best_pf_n, pf_n, sizeof pf_n), best_pf_lin = pf_lin_sgemm_s, best_pf_lg = pf_lg_sgemm_s;
+            memcpy(best_pf_s, pf_s, sizeof pf_s), memcpy(best_pf_n, pf_n, sizeof pf_n);
+            best_pf_lin = pf_lin_sgemm_s, best_pf_lg = pf_lg_sgemm_s;
         }
         /* the last repetition's activations, for a parity check against the reference */
         if (save && r == repeat - 1 && extract_save(&res, &in, save, NULL, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
@@ -158,7 +159,8 @@ int main(int argc, char **argv) {
     }
     double g_now = gemm_now(0);
     if (profile) {
-        memcpy(pf_s, best_pf_s, sizeof pf_s), memcpy(pf_n, best_pf_n, sizeof pf_n), pf_lin_sgemm_s = best_pf_lin, pf_lg_sgemm_s = best_pf_lg;
+        memcpy(pf_s, best_pf_s, sizeof pf_s), memcpy(pf_n, best_pf_n, sizeof pf_n);
+        pf_lin_sgemm_s = best_pf_lin, pf_lg_sgemm_s = best_pf_lg;
         prof_print_json(best);
     }
     printf("{\"impl\": \"reprshift\", \"hook\": \"%s\", \"inputs\": %d, \"tokens\": %lld, \"seconds\": %.3f, "

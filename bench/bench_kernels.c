@@ -266,7 +266,8 @@ static void setup(int quick) {
     k = inplace(add_case("gelu_tanh", SHAPE("729x4304"), 729.0 * 4304, 729.0 * 4304 * 8, r_gelu, (size_t)729 * 4304), 4);
     k = add_case("add_layernorm", SHAPE("729x1152"), 729.0 * 1152, 729.0 * 1152 * 16, r_add_ln, (size_t)729 * 1152);
     k->a = rnd((size_t)729 * 1152, 2), k->b = rnd(1152, 1), k->c = rnd(1152, 1), k->T = 729, k->D = 1152;
-    k->in0 = rnd((size_t)729 * 1152, 3), k->d = malloc((size_t)729 * 1152 * 4), k->reset = reset_stream, k->has_legacy = 1;
+    k->in0 = rnd((size_t)729 * 1152, 3), k->d = malloc((size_t)729 * 1152 * 4);
+    k->reset = reset_stream, k->has_legacy = 1;
     k = add_case("bias_gelu", SHAPE("729x4304"), 729.0 * 4304, 729.0 * 4304 * 8, r_bias_gelu, (size_t)729 * 4304);
     k->a = rnd(729, 1), k->b = rnd(4304, 1), k->c = rnd(4304, 1), k->T = 729, k->D = 4304, k->has_legacy = 1;
     k = inplace(add_case("add", SHAPE("729x1152"), 729.0 * 1152, 729.0 * 1152 * 12, r_add, (size_t)729 * 1152), 4);

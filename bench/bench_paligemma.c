@@ -155,14 +155,16 @@ int main(int argc, char **argv) {
         double dt = rs_now() - t0;
         if (dt < best) {
             best = dt, best_lin_s = lin_s, best_lin_flop = lin_flop;
-            memcpy(best_pf_s, pf_s, sizeof pf_s), memcpy(best_pf_n, pf_n, sizeof pf_n), best_pf_lin = pf_lin_sgemm_s, best_pf_lg = pf_lg_sgemm_s;
+            memcpy(best_pf_s, pf_s, sizeof pf_s), memcpy(best_pf_n, pf_n, sizeof pf_n);
+            best_pf_lin = pf_lin_sgemm_s, best_pf_lg = pf_lg_sgemm_s;
         }
         if (fsave && fclose(fsave)) { fprintf(stderr, "cannot write %s\n", save); return 1; }
         fsave = NULL;
     }
     double g_now_s = gemm_now(1), g_now_g = h.id.tower != RS_TOWER_DECODER ? 0 : gemm_now(0);
     if (profile) {
-        memcpy(pf_s, best_pf_s, sizeof pf_s), memcpy(pf_n, best_pf_n, sizeof pf_n), pf_lin_sgemm_s = best_pf_lin, pf_lg_sgemm_s = best_pf_lg;
+        memcpy(pf_s, best_pf_s, sizeof pf_s), memcpy(pf_n, best_pf_n, sizeof pf_n);
+        pf_lin_sgemm_s = best_pf_lin, pf_lg_sgemm_s = best_pf_lg;
         prof_print_json(best);
     }
     printf("{\"impl\": \"reprshift\", \"hook\": \"%s\", \"images\": %d, \"batch\": %d, \"image_size\": %d, "

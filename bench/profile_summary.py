@@ -2,9 +2,9 @@
 shared by gemma2_summary.py and paligemma_summary.py. A row's "profile" list holds the
 {"profile": ...} lines of its reprshift runs; shares are averaged over them."""
 
-ORDER = ("linear_sgemm", "linear_widen_bias", "attention", "attention_kv", "geglu", "gelu", "linear_gelu_rest", "rms_norm",
-         "layer_norm", "add_layer_norm", "rope", "add", "embed", "softcap", "softmax", "im2col", "add_periodic", "gemm_nt",
-         "linear_decode", "untimed")
+ORDER = ("linear_sgemm", "linear_widen_bias", "attention", "attention_kv", "geglu", "gelu", "linear_gelu_rest",
+         "rms_norm", "layer_norm", "add_layer_norm", "rope", "add", "embed", "softcap", "softmax", "im2col",
+         "add_periodic", "gemm_nt", "linear_decode", "untimed")
 
 
 def shares(p):

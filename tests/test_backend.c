@@ -139,7 +139,10 @@ static void test_cpu_entries_are_the_ops(void **state) {
 
 /* ---- a backend that counts its calls and delegates to the CPU one ---- */
 
-enum { K_LINEAR, K_RMS, K_LN, K_ROPE, K_ATTN, K_SOFTMAX, K_GELU, K_GEGLU, K_ADD, K_EMBED, K_GEMM, K_SOFTCAP, K_IM2COL, K_ADDP, K_ATTN_KV, K_LIN_DEC, K_LIN_GELU, K_ADD_LN, K_N };
+enum {
+    K_LINEAR, K_RMS, K_LN, K_ROPE, K_ATTN, K_SOFTMAX, K_GELU, K_GEGLU, K_ADD, K_EMBED, K_GEMM, K_SOFTCAP, K_IM2COL,
+    K_ADDP, K_ATTN_KV, K_LIN_DEC, K_LIN_GELU, K_ADD_LN, K_N
+};
 static int g_calls[K_N];
 static int g_zero_geglu, g_zero_gelu;
 
@@ -222,7 +225,8 @@ static void c_lin_dec(float *y, const float *x, const st_tensor *W, float *s, in
     rs_backend_cpu()->linear_decode(y, x, W, s, T, IN, OUT);
 }
 static const rs_backend COUNTING = {
-    .name = "counting", .linear = c_linear, .linear_gelu = c_linear_gelu, .add_layer_norm = c_add_ln,   .rms_norm = c_rms,          .layer_norm = c_ln,   .rope = c_rope,
+    .name = "counting", .linear = c_linear, .linear_gelu = c_linear_gelu, .add_layer_norm = c_add_ln,
+    .rms_norm = c_rms, .layer_norm = c_ln, .rope = c_rope,
     .attention = c_attn, .attention_kv = c_attn_kv, .linear_decode = c_lin_dec, .softmax = c_softmax,
     .gelu = c_gelu,     .geglu = c_geglu,     .add = c_add,               .embed = c_embed,     .gemm_nt = c_gemm,
     .softcap = c_softcap, .im2col = c_im2col, .add_periodic = c_addp,

@@ -139,9 +139,11 @@ static void test_gelu_table(void **state) {
     op_geglu_bf16(g, up, N);
     for (int i = 0; i < N; i++) {
         float want = i % 7 ? on[i] : off[i];
-        if (memcmp(&y[i], &want, sizeof want)) fail_msg("mixed block: gelu(%.9g) = %.9g, alone %.9g", (double)x[i], (double)y[i], (double)want);
+        if (memcmp(&y[i], &want, sizeof want))
+            fail_msg("mixed block: gelu(%.9g) = %.9g, alone %.9g", (double)x[i], (double)y[i], (double)want);
         float wg = op_bf16_round1(want * up[i]);
-        if (memcmp(&g[i], &wg, sizeof wg)) fail_msg("mixed block: geglu(%.9g) = %.9g, want %.9g", (double)x[i], (double)g[i], (double)wg);
+        if (memcmp(&g[i], &wg, sizeof wg))
+            fail_msg("mixed block: geglu(%.9g) = %.9g, want %.9g", (double)x[i], (double)g[i], (double)wg);
     }
     free(on); free(off); free(up); free(g);
     free(x); free(y);
