@@ -204,19 +204,27 @@ typedef struct {
     int (*set)(int);            /* 0, or -1: refused, nothing changed */
     const char *unknown;        /* the error for a word parse does not know */
     const char *refused;        /* the error when set refuses */
+    int (*confirm)(int);        /* NULL, or a check after set: 0, or -1 with its error printed */
 } env_route;
 
-static int apply_env_route(const env_route *r, int *route) {
+static int apply_env_route(const env_route *r) {
     const char *e = getenv(r->var);
-    *route = -1;
     if (!e || !*e) return 0;
     int v = r->parse(e);
     if (v < 0 || r->set(v)) {
         fprintf(stderr, "error: %s=%s: %s\n", r->var, e, v < 0 ? r->unknown : r->refused);
         return -1;
     }
-    *route = v;
-    return 0;
+    return r->confirm ? r->confirm(v) : 0;
+}
+
+/* RS_SGEMM=onednn set, but oneDNN failed its accuracy check (blas.h): an error, not the BLAS */
+static int sgemm_confirm(int route) {
+    if (route != RS_SGEMM_ONEDNN || rs_sgemm_use_onednn()) return 0;
+    char d[400];
+    rs_sgemm_describe(d, sizeof d);
+    fprintf(stderr, "error: RS_SGEMM=onednn: %s\n", d);
+    return -1;
 }
 
 static int bf16_route_parse(const char *e) {
@@ -235,25 +243,17 @@ static int apply_route_envs(void) {
     snprintf(isa_refused, sizeof isa_refused, "not supported by this CPU or build (best here: %s)",
              rs_isa_name(rs_isa_best()));
     const env_route routes[] = {
-        {"RS_ISA", rs_isa_parse, rs_isa_force, isa_unknown, isa_refused},
+        {"RS_ISA", rs_isa_parse, rs_isa_force, isa_unknown, isa_refused, NULL},
         {"RS_BF16_GEMM", bf16_route_parse, op_bf16_set_route, "unknown route (use auto, native or emulated)",
-         "native needs a build with oneDNN and a CPU with AVX512-BF16 or AMX-BF16"},
+         "native needs a build with oneDNN and a CPU with AVX512-BF16 or AMX-BF16", NULL},
         {"RS_SGEMM", rs_sgemm_route_parse, rs_sgemm_set_route, "unknown route (use blas or onednn)",
-         "onednn needs a build with oneDNN"},
+         "onednn needs a build with oneDNN", sgemm_confirm},
         {"RS_ATTN", op_attn_route_parse, op_attn_route_set, "unknown route (use auto, blas or fused)",
-         "the fused kernel needs a CPU with AVX-512"},
+         "the fused kernel needs a CPU with AVX-512", NULL},
     };
     if (getenv("RS_TEST_SGEMM_CHECK_FAIL")) rs_sgemm_inject_check_failure(1); /* fault injection (tests/cli_blas.sh) */
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        int v;
-        if (apply_env_route(&routes[i], &v)) return -1;
-        if (!strcmp(routes[i].var, "RS_SGEMM") && v == RS_SGEMM_ONEDNN && !rs_sgemm_use_onednn()) {
-            char d[400];
-            rs_sgemm_describe(d, sizeof d);
-            fprintf(stderr, "error: RS_SGEMM=onednn: %s\n", d);
-            return -1;
-        }
-    }
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (apply_env_route(&routes[i])) return -1;
     return 0;
 }
 

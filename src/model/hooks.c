@@ -259,10 +259,15 @@ int hook_depth(const hook_request *hooks, int n, rs_tower tower, int n_layers) {
     return depth;
 }
 
+/* the request sits on this hook point */
+static int hook_at(const hook_request *h, rs_tower tower, hook_kind kind, int layer) {
+    return h->id.tower == tower && h->id.kind == kind && h->id.layer == layer;
+}
+
 int hook_fire(hook_request *hooks, int n, rs_tower tower, hook_kind kind, int layer, float *x, int T, rs_err *err) {
     for (int i = 0; i < n; i++) {
         hook_request *h = &hooks[i];
-        if (h->id.tower != tower || h->id.kind != kind || h->id.layer != layer) continue;
+        if (!hook_at(h, tower, kind, layer)) continue;
         size_t bytes = (size_t)T * h->width * sizeof(float);
         if (h->capture) {
             free(h->out);
@@ -277,8 +282,7 @@ int hook_fire(hook_request *hooks, int n, rs_tower tower, hook_kind kind, int la
 
 int hook_splices(const hook_request *hooks, int n, rs_tower tower, hook_kind kind, int layer) {
     for (int i = 0; i < n; i++)
-        if (hooks[i].splice && hooks[i].id.tower == tower && hooks[i].id.kind == kind && hooks[i].id.layer == layer)
-            return 1;
+        if (hooks[i].splice && hook_at(&hooks[i], tower, kind, layer)) return 1;
     return 0;
 }
 

@@ -23,33 +23,19 @@ static inline __attribute__((always_inline)) double rs_lanes_total(double *a) {
     return a[0];
 }
 
-/* Σ x[d] */
-static inline __attribute__((always_inline)) double rs_row_sum(const float *x, int D) {
-    double a[RS_NSUM] = {0};
-    int d = 0;
-    for (; d + RS_NSUM <= D; d += RS_NSUM)
-        for (int j = 0; j < RS_NSUM; j++) a[j] += x[d + j];
-    for (int j = 0; d + j < D; j++) a[j] += x[d + j];
-    return rs_lanes_total(a);
+/* Σ term(x[d]) over the row in RS_NSUM lanes, then the tree: term is x (RS_SUM_X), x²
+ * (RS_SUM_SQ) or (x − mu)² (RS_SUM_DEV), in double. Inlined with a constant `what`, each use
+ * compiles to its own loop. */
+enum { RS_SUM_X, RS_SUM_SQ, RS_SUM_DEV };
+static inline __attribute__((always_inline)) double rs_term(float x, int what, double mu) {
+    return what == RS_SUM_X ? (double)x : what == RS_SUM_SQ ? (double)x * x : ((double)x - mu) * ((double)x - mu);
 }
-
-/* Σ x[d]² */
-static inline __attribute__((always_inline)) double rs_row_sumsq(const float *x, int D) {
+static inline __attribute__((always_inline)) double rs_row_lanes(const float *x, int D, int what, double mu) {
     double a[RS_NSUM] = {0};
     int d = 0;
     for (; d + RS_NSUM <= D; d += RS_NSUM)
-        for (int j = 0; j < RS_NSUM; j++) a[j] += (double)x[d + j] * x[d + j];
-    for (int j = 0; d + j < D; j++) a[j] += (double)x[d + j] * x[d + j];
-    return rs_lanes_total(a);
-}
-
-/* Σ (x[d] − mu)² */
-static inline __attribute__((always_inline)) double rs_row_sqdev(const float *x, int D, double mu) {
-    double a[RS_NSUM] = {0};
-    int d = 0;
-    for (; d + RS_NSUM <= D; d += RS_NSUM)
-        for (int j = 0; j < RS_NSUM; j++) a[j] += ((double)x[d + j] - mu) * ((double)x[d + j] - mu);
-    for (int j = 0; d + j < D; j++) a[j] += ((double)x[d + j] - mu) * ((double)x[d + j] - mu);
+        for (int j = 0; j < RS_NSUM; j++) a[j] += rs_term(x[d + j], what, mu);
+    for (int j = 0; d + j < D; j++) a[j] += rs_term(x[d + j], what, mu);
     return rs_lanes_total(a);
 }
 
@@ -57,15 +43,15 @@ static inline __attribute__((always_inline)) double rs_row_sqdev(const float *x,
  * about the double mean (two passes). */
 static inline __attribute__((always_inline)) void rs_layernorm_stats(const float *xr, int D, float eps, float *m,
                                                                      float *r) {
-    double mu = rs_row_sum(xr, D) / D;
-    double var = rs_row_sqdev(xr, D, mu) / D;
+    double mu = rs_row_lanes(xr, D, RS_SUM_X, 0.0) / D;
+    double var = rs_row_lanes(xr, D, RS_SUM_DEV, mu) / D;
     *r = 1.0f / sqrtf((float)var + eps);
     *m = (float)mu;
 }
 
 /* RMSNorm's 1/sqrt(mean(x²) + eps) */
 static inline __attribute__((always_inline)) float rs_rms_inv(const float *xr, int D, float eps) {
-    return 1.0f / sqrtf((float)(rs_row_sumsq(xr, D) / D) + eps);
+    return 1.0f / sqrtf((float)(rs_row_lanes(xr, D, RS_SUM_SQ, 0.0) / D) + eps);
 }
 
 #endif
