@@ -4,23 +4,41 @@
 # RS_BLAS_KERNEL=auto are obeyed; where OpenBLAS falls back to a generic kernel on this CPU,
 # reprshift's choice passes the sgemm check, and a failed check (fault injection) goes back
 # to OpenBLAS's own choice and says so. On a CPU OpenBLAS recognises, only the first three
-# apply (printed). The fp32 linear layers' route (RS_SGEMM, include/reprshift/blas.h): BLAS
-# by default and said so; an unknown route is an error; RS_SGEMM=onednn (builds with oneDNN)
-# reports its passed check and runs a command, and a failed check (fault injection) is an
-# error naming it, not a silent fallback. The fp32 attention's route (RS_ATTN, ops.h
-# op_attn_route_*): --version names it; an unknown route is an error; RS_ATTN=blas and
-# RS_ATTN=fused (where the CPU has AVX-512; an error naming the reason elsewhere) give the same
-# hook values to rounding (|diff| <= 1e-5 of max).
+# apply (printed). The fp32 linear layers' route (RS_SGEMM, include/reprshift/blas.h): automatic
+# by default (oneDNN on AMD CPUs with AVX-512 in builds with oneDNN, the BLAS elsewhere; both
+# branches forced by RS_TEST_SGEMM_AUTO_RULE) and said so, an automatic oneDNN failing its check
+# keeps the BLAS and says why; RS_SGEMM=blas is obeyed; an unknown route is an error;
+# RS_SGEMM=onednn (builds with oneDNN) reports its passed check and runs a command, and a failed
+# check (fault injection) is an error naming it, not a silent fallback. The fp32 attention's
+# route (RS_ATTN, ops.h op_attn_route_*): --version names it; an unknown route is an error;
+# RS_ATTN=blas and RS_ATTN=fused (where the CPU has AVX-512; an error naming the reason
+# elsewhere) give the same hook values to rounding (|diff| <= 1e-5 of max).
 set -u
 CLI=${RS_CLI:?RS_CLI not set}
 fail() { echo "FAIL: $*"; exit 1; }
 sg=$(env -u RS_SGEMM "$CLI" --version | sed -n 's/^fp32 linear layers: //p')
 echo "fp32 linear layers: $sg"
-echo "$sg" | grep -q '^BLAS (the default' || fail "default route line: $sg"
-out=$(RS_SGEMM=fast "$CLI" --version 2>&1); rc=$?
-[ $rc = 2 ] || fail "RS_SGEMM=fast: exit $rc"
-echo "$out" | grep -q 'error: RS_SGEMM=fast: unknown route (use blas or onednn)' || fail "RS_SGEMM=fast: $out"
-if echo "$sg" | grep -q 'RS_SGEMM=onednn runs them'; then
+line() { env -u RS_SGEMM "$@" "$CLI" --version | sed -n 's/^fp32 linear layers: //p'; }
+dnnl=1; echo "$sg" | grep -q 'this build has no oneDNN' && dnnl=0
+amd512=0; grep -q AuthenticAMD /proc/cpuinfo && grep -qw avx512f /proc/cpuinfo && amd512=1
+auto_on='^oneDNN [0-9.]+ f32 matmul, .*\(the automatic choice on AMD CPUs with AVX-512, .*its check passed'
+auto_off='^BLAS \(the automatic choice on this CPU; RS_SGEMM=onednn runs them'
+if [ $dnnl = 0 ]; then echo "$sg" | grep -q '^BLAS (the default; this build has no oneDNN)' || fail "default route line: $sg"
+elif [ $amd512 = 1 ]; then echo "$sg" | grep -Eq "$auto_on" || fail "default route on an AMD CPU with AVX-512: $sg"
+else echo "$sg" | grep -Eq "$auto_off" || fail "default route: $sg"; fi
+[ "$(line RS_SGEMM=auto)" = "$sg" ] || fail "RS_SGEMM=auto differs from the default: $(line RS_SGEMM=auto)"
+[ "$(line RS_SGEMM=blas)" = "BLAS (asked for: RS_SGEMM=blas)" ] || fail "RS_SGEMM=blas: $(line RS_SGEMM=blas)"
+if [ $dnnl = 1 ]; then
+  on=$(line RS_TEST_SGEMM_AUTO_RULE=1); off=$(line RS_TEST_SGEMM_AUTO_RULE=0)
+  echo "automatic rule forced: on \"$on\", off \"$off\""
+  echo "$on" | grep -Eq "$auto_on" || fail "automatic rule forced on: $on"
+  echo "$off" | grep -Eq "$auto_off" || fail "automatic rule forced off: $off"
+  out=$(env -u RS_SGEMM RS_TEST_SGEMM_AUTO_RULE=1 RS_TEST_SGEMM_CHECK_FAIL=1 "$CLI" --version 2>&1); rc=$?
+  [ $rc = 0 ] || fail "automatic oneDNN failing its check: exit $rc ($out)"
+  echo "$out" | grep -q '^fp32 linear layers: BLAS (the automatic choice on this CPU would be oneDNN .* failed its check, worst error inf' \
+    || fail "automatic oneDNN failing its check: $out"
+fi
+if [ $dnnl = 1 ]; then
   on=$(RS_SGEMM=onednn "$CLI" --version | sed -n 's/^fp32 linear layers: //p')
   echo "RS_SGEMM=onednn: $on"
   echo "$on" | grep -Eq '^oneDNN [0-9.]+ f32 matmul, .*its check passed: worst error [0-9.e+-]+ x the rounding unit over [0-9]+ products' \

@@ -50,7 +50,19 @@ echo "$err" | grep -q -- '--precision must be fp32 or bf16 (got "fp16")' || fail
 err=$("$CLI" generate --model $M --ids 2,17 --max-new-tokens 3 --precision half 2>&1); rc=$?
 [ $rc -eq 2 ] || fail "generate --precision half: exit status $rc, want 2"
 echo "$err" | grep -q -- '--precision must be fp32 or bf16' || fail "generate --precision half: message was: $err"
-"$CLI" --version | grep -q '^bf16 compute (--precision bf16): \(native\|emulated\) (' || fail "no bf16 line in --version"
+# the automatic product route follows the CPU (/proc/cpuinfo read here, independently of the
+# library's cpuid): native with AMX-BF16, or with AVX512-BF16 on AMD; emulated on other CPUs
+# with AVX512-BF16 and without bf16 instructions; always emulated in a build without oneDNN
+bl=$("$CLI" --version | sed -n 's/^bf16 compute (--precision bf16): //p')
+echo "bf16 compute: $bl"
+flags=$(grep -m1 '^flags' /proc/cpuinfo)
+if echo "$bl" | grep -q 'built without oneDNN'; then want='^emulated ('
+elif [[ " $flags " == *" amx_bf16 "* ]]; then want='^native (oneDNN [0-9.]* bf16 matmul, AMX-BF16)'
+elif [[ " $flags " == *" avx512_bf16 "* ]] && grep -q AuthenticAMD /proc/cpuinfo; then
+  want="^native (oneDNN [0-9.]* bf16 matmul, AVX512-BF16, whose vdpbf16ps outruns this CPU's fp32 FMAs)"
+elif [[ " $flags " == *" avx512_bf16 "* ]]; then want='^emulated (f32 sgemm on bf16 values: this CPU has AVX512-BF16 but no AMX-BF16'
+else want='^emulated (f32 sgemm on bf16 values; this CPU lacks AVX512-BF16/AMX-BF16)'; fi
+echo "$bl" | grep -q "$want" || fail "automatic bf16 route: \"$bl\", want /$want/"
 
 # reprshift run with models.precision bf16: the quickstart config (paths made absolute; 6 images a
 # group instead of 8, to keep the test short under the sanitizers) runs every

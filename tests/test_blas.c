@@ -101,19 +101,49 @@ static double linear_worst(int T, int IN, int OUT, uint64_t seed) {
 static void test_sgemm_route(void **state) {
     (void)state;
     char d[400];
-    /* the default: the BLAS, and --version's line says so */
-    assert_int_equal(rs_sgemm_route(), RS_SGEMM_BLAS);
+    /* the default: automatic, oneDNN where the CPU rule says so (its check passed), else the
+     * BLAS; --version's line says which and why */
+    assert_int_equal(rs_sgemm_route(), RS_SGEMM_AUTO);
+    int rule = rs_sgemm_auto_onednn();
+    assert_int_equal(rs_sgemm_use_onednn(), rule);
+    rs_sgemm_describe(d, sizeof d);
+    printf("default (rule %d): %s\n", rule, d);
+    assert_non_null(strstr(d, rule ? "(the automatic choice on AMD CPUs with AVX-512" : "BLAS (the "));
+    /* both answers of the rule, forced */
+    rs_sgemm_inject_auto_rule(0);
+    assert_int_equal(rs_sgemm_auto_onednn(), 0);
+    assert_int_equal(rs_sgemm_use_onednn(), 0);
+    rs_sgemm_describe(d, sizeof d);
+    assert_true(strstr(d, "BLAS (the automatic choice on this CPU;") || strstr(d, "BLAS (the default; this build has no oneDNN)"));
+    rs_sgemm_inject_auto_rule(1);
+    if (rs_sgemm_auto_onednn()) { /* a build with oneDNN */
+        assert_int_equal(rs_sgemm_use_onednn(), 1);
+        assert_string_equal(rs_sgemm_path(), "oneDNN");
+        rs_sgemm_inject_check_failure(1); /* an automatic oneDNN failing its check keeps the BLAS and says why */
+        assert_int_equal(rs_sgemm_use_onednn(), 0);
+        rs_sgemm_describe(d, sizeof d);
+        printf("automatic, check failed: %s\n", d);
+        assert_non_null(strstr(d, "BLAS (the automatic choice on this CPU would be oneDNN"));
+        assert_non_null(strstr(d, "worst error inf"));
+        rs_sgemm_inject_check_failure(0);
+    } else {
+        assert_int_equal(rs_sgemm_use_onednn(), 0);
+    }
+    rs_sgemm_inject_auto_rule(-1);
+    assert_int_equal(rs_sgemm_auto_onednn(), rule);
+    /* the BLAS asked for */
+    assert_int_equal(rs_sgemm_set_route(RS_SGEMM_BLAS), 0);
     assert_int_equal(rs_sgemm_use_onednn(), 0);
     assert_string_equal(rs_sgemm_path(), "BLAS");
     rs_sgemm_describe(d, sizeof d);
-    printf("default: %s\n", d);
-    assert_non_null(strstr(d, "BLAS (the default"));
+    assert_string_equal(d, "BLAS (asked for: RS_SGEMM=blas)");
     double wb = linear_worst(37, 300, 129, 11);
     printf("op_linear on the BLAS: worst %.3g x u\n", wb);
     assert_true(wb <= 300);
     assert_int_equal(rs_sgemm_route_parse("blas"), RS_SGEMM_BLAS);
     assert_int_equal(rs_sgemm_route_parse("onednn"), RS_SGEMM_ONEDNN);
-    assert_int_equal(rs_sgemm_route_parse("auto"), -1);
+    assert_int_equal(rs_sgemm_route_parse("auto"), RS_SGEMM_AUTO);
+    assert_int_equal(rs_sgemm_route_parse("fast"), -1);
     assert_int_equal(rs_sgemm_route_parse(NULL), -1);
     assert_int_equal(rs_sgemm_set_route(7), -1);
     assert_int_equal(rs_sgemm_route(), RS_SGEMM_BLAS);

@@ -20,6 +20,7 @@
 #include "fault_alloc.h"
 #include <execinfo.h>
 
+#include "reprshift/blas.h"
 #include "reprshift/config.h"
 #include "reprshift/coco.h"
 #include "reprshift/gemma2.h"
@@ -221,6 +222,11 @@ static void test_loaders(void **state) {
 
 static void test_forward(void **state) {
     (void)state;
+    /* The fp32 linear layers' route is decided once per process, on the first product: where it
+     * is oneDNN (RS_SGEMM_AUTO on AMD with AVX-512) its accuracy check allocates, and an
+     * allocation failing there keeps the BLAS, which rs_sgemm_describe reports. Decide it before
+     * counting, so that every counted run allocates alike. */
+    printf("fp32 linear layers: %s\n", rs_sgemm_path());
     run_op("gemma2_open + forward", op_gemma2, 0);
     run_op("generate (KV cache, steered)", op_generate, 0);
     run_op("intervene + logit lens", op_intervene, 0);

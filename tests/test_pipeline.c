@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 
+#include "reprshift/blas.h"
 #include "reprshift/fileio.h"
 #include "reprshift/ops.h"
 #include "base/jsonutil.h"
@@ -260,10 +261,13 @@ static void test_run_outputs_and_skip(void **state) {
     if (rs_json_load(path_in(REF, "provenance.json"), 1 << 24, &j, &err)) fail_msg("%s", err.msg);
     assert_string_equal(cJSON_GetObjectItem(j, "version")->valuestring, "0.1.0");
     assert_int_equal(strlen(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "config"), "sha256")->valuestring), 64);
-    /* the GEMM the linear layers ran on: the BLAS by default (include/reprshift/blas.h) */
+    /* the GEMM the linear layers ran on: the automatic route's choice for this CPU
+     * (include/reprshift/blas.h: oneDNN on AMD with AVX-512 in builds with oneDNN, else the BLAS) */
     cJSON *bl = cJSON_GetObjectItem(j, "blas");
-    assert_string_equal(cJSON_GetObjectItem(bl, "linear_layers_path")->valuestring, "BLAS");
-    assert_non_null(strstr(cJSON_GetObjectItem(bl, "linear_layers")->valuestring, "BLAS (the default"));
+    int dnnl = rs_sgemm_auto_onednn();
+    assert_string_equal(cJSON_GetObjectItem(bl, "linear_layers_path")->valuestring, dnnl ? "oneDNN" : "BLAS");
+    assert_non_null(strstr(cJSON_GetObjectItem(bl, "linear_layers")->valuestring,
+                           dnnl ? "(the automatic choice on AMD CPUs with AVX-512" : "BLAS (the "));
     /* and the attention's products: the route in force in this process (ops.h op_attn_route) */
     assert_string_equal(cJSON_GetObjectItem(bl, "attention_path")->valuestring, op_attn_route_name(op_attn_route()));
     int n_files = 0, n_sae = 0;

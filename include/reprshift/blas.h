@@ -31,20 +31,25 @@ double rs_blas_check_bound(void);
  * Nehalem, Sandybridge, …) are replaced: a recognised CPU keeps OpenBLAS's own choice. */
 const char *rs_blas_preferred_kernel(const char *detected);
 
-/* The route of the models' fp32 linear layers (op_linear: y = x·Wᵀ + b). RS_SGEMM_BLAS (the
- * default) runs them on the BLAS; RS_SGEMM_ONEDNN on oneDNN's f32 matmul (builds with oneDNN).
- * Neither is faster at every shape on the machines measured (bench/README.md, "fp32 linear
- * layers on oneDNN"), so oneDNN is an option, not an automatic choice. Before its first
- * product the oneDNN route passes the same kind of check as rs_blas_check (x·Wᵀ + b only,
- * with and without the bias); a failed check keeps the BLAS, rs_sgemm_use_onednn() says 0
- * and rs_sgemm_describe says why. The library reads no environment: the CLI maps RS_SGEMM. */
-enum { RS_SGEMM_BLAS = 0, RS_SGEMM_ONEDNN = 1 };
-/* The route named "blas" or "onednn" (RS_SGEMM, --sgemm-route); -1 for any other name. */
+/* The route of the models' fp32 linear layers (op_linear: y = x·Wᵀ + b). RS_SGEMM_BLAS runs
+ * them on the BLAS; RS_SGEMM_ONEDNN on oneDNN's f32 matmul (builds with oneDNN); RS_SGEMM_AUTO
+ * (the default) picks oneDNN where rs_sgemm_auto_onednn() says so (AMD CPUs with AVX-512, where
+ * it ran every real pass measured faster) and the BLAS elsewhere (on an AVX-512 + AMX Xeon it
+ * was slower at some model shapes; bench/README.md, "fp32 linear layers on oneDNN" and "A third
+ * machine kind"). Before its first product the oneDNN route passes the same kind of check as
+ * rs_blas_check (x·Wᵀ + b only, with and without the bias); a failed check keeps the BLAS,
+ * rs_sgemm_use_onednn() says 0 and rs_sgemm_describe says why. The library reads no
+ * environment: the CLI maps RS_SGEMM. */
+enum { RS_SGEMM_BLAS = 0, RS_SGEMM_ONEDNN = 1, RS_SGEMM_AUTO = 2 };
+/* The route named "auto", "blas" or "onednn" (RS_SGEMM, --sgemm-route); -1 for any other name. */
 int rs_sgemm_route_parse(const char *name);
 /* 0, or -1 (nothing changed) for an unknown route or RS_SGEMM_ONEDNN without oneDNN. */
 int rs_sgemm_set_route(int route);
-/* The route asked for (RS_SGEMM_BLAS unless rs_sgemm_set_route changed it). */
+/* The route asked for (RS_SGEMM_AUTO unless rs_sgemm_set_route changed it). */
 int rs_sgemm_route(void);
+/* 1 where RS_SGEMM_AUTO picks oneDNN (before its check): a build with oneDNN on an AMD CPU with
+ * AVX-512. */
+int rs_sgemm_auto_onednn(void);
 /* 1 when op_linear runs on oneDNN (checks oneDNN on the first call after the route is set). */
 int rs_sgemm_use_onednn(void);
 /* "oneDNN" or "BLAS". */
@@ -55,5 +60,8 @@ void rs_sgemm_describe(char *buf, size_t n);
 double rs_sgemm_check(int *n_cases);
 /* Tests: make the oneDNN route's check fail (fault injection); the route is checked again. */
 void rs_sgemm_inject_check_failure(int on);
+/* Tests: force rs_sgemm_auto_onednn()'s CPU rule to 0 or 1 (still 0 without oneDNN); -1 gives
+ * the CPU's own answer back. The route is decided again. */
+void rs_sgemm_inject_auto_rule(int v);
 
 #endif

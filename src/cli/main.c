@@ -246,12 +246,14 @@ static int apply_route_envs(void) {
         {"RS_ISA", rs_isa_parse, rs_isa_force, isa_unknown, isa_refused, NULL},
         {"RS_BF16_GEMM", bf16_route_parse, op_bf16_set_route, "unknown route (use auto, native or emulated)",
          "native needs a build with oneDNN and a CPU with AVX512-BF16 or AMX-BF16", NULL},
-        {"RS_SGEMM", rs_sgemm_route_parse, rs_sgemm_set_route, "unknown route (use blas or onednn)",
+        {"RS_SGEMM", rs_sgemm_route_parse, rs_sgemm_set_route, "unknown route (use auto, blas or onednn)",
          "onednn needs a build with oneDNN", sgemm_confirm},
         {"RS_ATTN", op_attn_route_parse, op_attn_route_set, "unknown route (use auto, blas or fused)",
          "the fused kernel needs a CPU with AVX-512", NULL},
     };
     if (getenv("RS_TEST_SGEMM_CHECK_FAIL")) rs_sgemm_inject_check_failure(1); /* fault injection (tests/cli_blas.sh) */
+    const char *rule = getenv("RS_TEST_SGEMM_AUTO_RULE"); /* tests/cli_blas.sh: the automatic rule's answer, 0 or 1 */
+    if (rule) rs_sgemm_inject_auto_rule(!strcmp(rule, "1"));
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (apply_env_route(&routes[i])) return -1;
     return 0;

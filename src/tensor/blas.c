@@ -162,9 +162,10 @@ const char *rs_blas_preferred_kernel(const char *detected) {
 /* ---- the fp32 linear layers' route (op_linear) ---- */
 
 static pthread_mutex_t sg_mu = PTHREAD_MUTEX_INITIALIZER;
-static int sg_route = RS_SGEMM_BLAS;
+static int sg_route = RS_SGEMM_AUTO;
 static int sg_use = -1; /* -1 not yet decided, 0 the BLAS, 1 oneDNN (atomic reads) */
 static int sg_inject_fail;
+static int sg_rule_forced = -1; /* tests: the automatic rule's answer forced (0/1); -1 the CPU's */
 static double sg_worst = -1; /* the oneDNN check's result; -1 not run */
 static int sg_cases;
 static char sg_impl[64];
@@ -173,17 +174,49 @@ static char sg_impl[64];
  * oneDNN picks the same kernel family at every model shape measured). */
 enum { SG_PROBE_M = 512, SG_PROBE_K = 9216, SG_PROBE_N = 2304 };
 
+/* The automatic rule (caller holds sg_mu): oneDNN on AMD CPUs with AVX-512 (Zen 4), where its
+ * f32 matmul ran every real pass measured faster than OpenBLAS 0.3.21's Cooperlake kernel; the
+ * BLAS elsewhere (on the AVX-512 + AMX Xeon oneDNN was slower on packed captions and the image
+ * path). bench/README.md, "A third machine kind". */
+static int sg_rule(void) {
+    int cpu = sg_rule_forced;
+    if (cpu < 0) {
+#if defined(__x86_64__) && defined(__GNUC__)
+        __builtin_cpu_init();
+        cpu = __builtin_cpu_is("amd") && __builtin_cpu_supports("avx512f");
+#else
+        cpu = 0;
+#endif
+    }
+    return cpu && rs_dnnl_available(); /* the CPU first: no oneDNN engine started where it is not wanted */
+}
+
 static void sg_decide(void) {
     int use = 0;
     sg_worst = -1;
     sg_cases = 0;
     sg_impl[0] = '\0';
-    if (sg_route == RS_SGEMM_ONEDNN && rs_dnnl_available()) {
+    int want = sg_route == RS_SGEMM_ONEDNN || (sg_route == RS_SGEMM_AUTO && sg_rule());
+    if (want && rs_dnnl_available()) {
         rs_dnnl_f32_impl(sg_impl, sizeof sg_impl, SG_PROBE_M, SG_PROBE_K, SG_PROBE_N);
         sg_worst = sg_inject_fail ? INFINITY : check_sweep(gemm_dnnl, 1, &sg_cases);
         use = sg_worst <= rs_blas_check_bound();
     }
     __atomic_store_n(&sg_use, use, __ATOMIC_RELEASE);
+}
+
+int rs_sgemm_auto_onednn(void) {
+    pthread_mutex_lock(&sg_mu);
+    int r = sg_rule();
+    pthread_mutex_unlock(&sg_mu);
+    return r;
+}
+
+void rs_sgemm_inject_auto_rule(int v) {
+    pthread_mutex_lock(&sg_mu);
+    sg_rule_forced = v < 0 ? -1 : v != 0;
+    __atomic_store_n(&sg_use, -1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&sg_mu);
 }
 
 int rs_sgemm_use_onednn(void) {
@@ -197,11 +230,12 @@ int rs_sgemm_use_onednn(void) {
 }
 
 int rs_sgemm_route_parse(const char *name) {
-    return !name ? -1 : !strcmp(name, "blas") ? RS_SGEMM_BLAS : !strcmp(name, "onednn") ? RS_SGEMM_ONEDNN : -1;
+    return !name ? -1 : !strcmp(name, "auto") ? RS_SGEMM_AUTO : !strcmp(name, "blas") ? RS_SGEMM_BLAS
+         : !strcmp(name, "onednn") ? RS_SGEMM_ONEDNN : -1;
 }
 
 int rs_sgemm_set_route(int route) {
-    if (route != RS_SGEMM_BLAS && route != RS_SGEMM_ONEDNN) return -1;
+    if (route != RS_SGEMM_BLAS && route != RS_SGEMM_ONEDNN && route != RS_SGEMM_AUTO) return -1;
     if (route == RS_SGEMM_ONEDNN && !rs_dnnl_available()) return -1;
     pthread_mutex_lock(&sg_mu);
     sg_route = route;
@@ -239,18 +273,30 @@ void rs_sgemm_describe(char *buf, size_t n) {
     char v[32];
     rs_dnnl_version_str(v, sizeof v);
     pthread_mutex_lock(&sg_mu);
+    int rule = sg_rule();
+    const char *why = sg_route == RS_SGEMM_ONEDNN ? "RS_SGEMM=onednn"
+                    : "the automatic choice on AMD CPUs with AVX-512, where it ran faster than the BLAS "
+                      "in every pass measured; RS_SGEMM=blas for the BLAS";
     if (use)
-        snprintf(buf, n, "%s f32 matmul, %s (RS_SGEMM=onednn; its check passed: worst error %.3g x the rounding unit "
-                 "over %d products, bound %g)", v, sg_impl, sg_worst, sg_cases, rs_blas_check_bound());
+        snprintf(buf, n, "%s f32 matmul, %s (%s; its check passed: worst error %.3g x the rounding unit over %d "
+                 "products, bound %g)", v, sg_impl, why, sg_worst, sg_cases, rs_blas_check_bound());
+    else if (sg_worst != sg_worst) /* NaN: the check's buffers could not be allocated */
+        snprintf(buf, n, "BLAS (%s: %s f32 matmul could not run its check: out of memory)",
+                 sg_route == RS_SGEMM_ONEDNN ? "RS_SGEMM=onednn refused" : "the automatic choice would be oneDNN", v);
     else if (sg_route == RS_SGEMM_ONEDNN && sg_worst >= 0)
         snprintf(buf, n, "BLAS (RS_SGEMM=onednn refused: %s f32 matmul %s failed its check, worst error %.3g x the "
                  "rounding unit, bound %g)", v, sg_impl, sg_worst, rs_blas_check_bound());
     else if (sg_route == RS_SGEMM_ONEDNN)
         snprintf(buf, n, "BLAS (RS_SGEMM=onednn refused: %s did not start its CPU engine)", v);
+    else if (sg_route == RS_SGEMM_AUTO && rule && sg_worst >= 0)
+        snprintf(buf, n, "BLAS (the automatic choice on this CPU would be %s f32 matmul, but %s failed its check, "
+                 "worst error %.3g x the rounding unit, bound %g)", v, sg_impl, sg_worst, rs_blas_check_bound());
+    else if (sg_route == RS_SGEMM_BLAS)
+        snprintf(buf, n, "BLAS (asked for: RS_SGEMM=blas)");
     else if (!v[0])
         snprintf(buf, n, "BLAS (the default; this build has no oneDNN)");
     else
-        snprintf(buf, n, "BLAS (the default; RS_SGEMM=onednn runs them on %s's f32 matmul, not faster at every "
-                 "model shape: bench/README.md)", v);
+        snprintf(buf, n, "BLAS (the automatic choice on this CPU; RS_SGEMM=onednn runs them on %s's f32 matmul, "
+                 "faster on AMD with AVX-512 but not at every model shape on Intel: bench/README.md)", v);
     pthread_mutex_unlock(&sg_mu);
 }

@@ -77,13 +77,27 @@ int op_bf16_set_route(int r) {
 
 void op_bf16_force_emulated(int on) { route = on ? OP_BF16_EMULATED : OP_BF16_AUTO; }
 
-/* Automatic choice: native only with AMX-BF16. With AVX512-BF16 alone, vdpbf16ps does 32
- * multiply-adds once per cycle where vfmadd does 16 twice, and oneDNN 2.6's bf16 matmul measured
- * no faster than OpenBLAS sgemm on the bf16 values (slower at 700 rows; bench/README.md). */
+/* Does this CPU's bf16 arithmetic outrun its fp32 FMAs? With AMX-BF16, yes. With AVX512-BF16
+ * alone it depends on the core: on AMD Zen 4 vdpbf16ps does its 32 multiply-adds at the rate
+ * vfmadd does 16 (112 vs 57 G multiply-adds/s on one thread) and oneDNN 2.6's bf16 matmul ran
+ * at 1.9-2x OpenBLAS sgemm; on Intel cores without AMX (Xeon family 6 model 207 as a VM exposes
+ * it) vdpbf16ps issues once per cycle where vfmadd issues twice, and the bf16 matmul measured
+ * no faster than sgemm on the bf16 values (slower at 700 rows). bench/README.md, "bf16 compute". */
+static int cpu_bf16_fast(void) {
+    if (cpu_has_amx_bf16()) return 1;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") && __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
+/* Automatic choice: native where the CPU's bf16 arithmetic is the faster (cpu_bf16_fast). */
 static int use_native(void) {
     if (route == OP_BF16_EMULATED) return 0;
     if (route == OP_BF16_NATIVE) return op_bf16_native_supported();
-    return op_bf16_native_supported() && cpu_has_amx_bf16();
+    return op_bf16_native_supported() && cpu_bf16_fast();
 }
 
 const char *op_bf16_gemm_path(void) { return use_native() ? "native" : "emulated"; }
@@ -93,13 +107,17 @@ void op_bf16_describe(char *buf, size_t n) {
     char v[32];
     rs_dnnl_version_str(v, sizeof v);
     if (use_native())
-        snprintf(buf, n, "native (%s bf16 matmul, %s%s)", v, cpu_has_amx_bf16() ? "AMX-BF16" : "AVX512-BF16",
+        snprintf(buf, n, "native (%s bf16 matmul, %s%s)", v,
+                 cpu_has_amx_bf16() ? "AMX-BF16"
+                 : cpu_bf16_fast()  ? "AVX512-BF16, whose vdpbf16ps outruns this CPU's fp32 FMAs"
+                                    : "AVX512-BF16",
                  route == OP_BF16_NATIVE ? "; forced" : "");
     else if (route == OP_BF16_EMULATED)
         snprintf(buf, n, "emulated (forced; f32 sgemm on bf16 values)");
     else if (op_bf16_native_supported())
-        snprintf(buf, n, "emulated (f32 sgemm on bf16 values: this CPU has AVX512-BF16 but no AMX-BF16, where "
-                 "%s's bf16 matmul is no faster; RS_BF16_GEMM=native uses it)", v);
+        snprintf(buf, n, "emulated (f32 sgemm on bf16 values: this CPU has AVX512-BF16 but no AMX-BF16, and its "
+                 "vdpbf16ps is no faster than its fp32 FMAs, so %s's bf16 matmul is no faster either; "
+                 "RS_BF16_GEMM=native uses it)", v);
     else
         snprintf(buf, n, "emulated (f32 sgemm on bf16 values; this CPU lacks AVX512-BF16/AMX-BF16)");
 #else
