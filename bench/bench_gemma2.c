@@ -3,7 +3,7 @@
  *
  * usage: bench_gemma2 --model DIR --ids-file F --hook HOOK [--repeat N] [--save OUT.safetensors]
  *                     [--precision fp32|bf16] [--bf16-route auto|native|emulated]
- *                     [--sgemm-route blas|onednn]   (the fp32 linear layers' route, RS_SGEMM)
+ *                     [--sgemm-route auto|blas|onednn]   (the fp32 linear layers' route, RS_SGEMM)
  *                     [--attn-route auto|blas|fused] (the fp32 attention's products, RS_ATTN)
  *                     [--profile]
  *        bench_gemma2 --sgemm
@@ -104,12 +104,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--sgemm-route")) {
             if (bench_sgemm_route(argv[++i])) return 2;
         } else if (!strcmp(argv[i], "--bf16-route")) {
-            const char *r = argv[++i];
-            if (op_bf16_set_route(!strcmp(r, "native") ? OP_BF16_NATIVE : !strcmp(r, "emulated") ? OP_BF16_EMULATED
-                                  : !strcmp(r, "auto") ? OP_BF16_AUTO : -1)) {
-                fprintf(stderr, "--bf16-route: auto, native (where supported) or emulated\n");
-                return 2;
-            }
+            if (bench_bf16_route(argv[++i])) return 2;
         } else if (!strcmp(argv[i], "--precision")) {
             if (rs_precision_parse(argv[++i], &prec)) { fprintf(stderr, "--precision: fp32 or bf16\n"); return 2; }
         }

@@ -4,7 +4,8 @@
  * transformers reference (bench_paligemma_ref.py). Prints one JSON line.
  *   bench_paligemma --model DIR --hook H [--batch 8] [--repeat 1] [--suffix-ids FILE] [--save OUT.f32]
  *                   [--prompt-ids 21209,659,108] [--profile] [--tower-f32] [--precision fp32|bf16]
- *                   [--sgemm-route blas|onednn] [--attn-route auto|blas|fused] IMAGE...
+ *                   [--sgemm-route auto|blas|onednn] [--attn-route auto|blas|fused]
+ *                   [--bf16-route auto|native|emulated] IMAGE...
  * --suffix-ids: line i holds image i's caption suffix ids (caption tokens + <eos>, no <bos>),
  * appended after the prompt as PaliGemmaProcessor(suffix=caption) does; --save writes the
  * hook's rows of the last repetition as raw float32 (image order; decoder hooks: every token).
@@ -56,6 +57,9 @@ int main(int argc, char **argv) {
         }
         else if (!strcmp(argv[i], "--sgemm-route") && i + 1 < argc) {
             if (bench_sgemm_route(argv[++i])) return 2;
+        }
+        else if (!strcmp(argv[i], "--bf16-route") && i + 1 < argc) {
+            if (bench_bf16_route(argv[++i])) return 2;
         }
         else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
             if (rs_precision_parse(argv[++i], &prec)) { fprintf(stderr, "--precision: fp32 or bf16\n"); return 2; }

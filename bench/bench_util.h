@@ -5,11 +5,13 @@
 #define BENCH_UTIL_H
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
 #include "reprshift/blas.h"
 #include "reprshift/ops.h"
+#include "reprshift/ops_bf16.h"
 
 /* Monotonic wall clock, seconds. */
 static inline double bench_now(void) {
@@ -34,12 +36,23 @@ static inline double peak_rss_gb(void) {
     return ru.ru_maxrss / (1024.0 * 1024.0);
 }
 
-/* --sgemm-route blas|onednn: the fp32 linear layers' route (rs_sgemm_set_route, the CLI's
- * RS_SGEMM). 0, or -1 after a message (also when oneDNN fails its check). */
+/* --bf16-route auto|native|emulated: the route of --precision bf16's products
+ * (op_bf16_set_route, the CLI's RS_BF16_GEMM). 0, or -1 after a message. */
+static inline int bench_bf16_route(const char *r) {
+    int v = !strcmp(r, "native") ? OP_BF16_NATIVE : !strcmp(r, "emulated") ? OP_BF16_EMULATED
+          : !strcmp(r, "auto")   ? OP_BF16_AUTO : -1;
+    if (v >= 0 && !op_bf16_set_route(v)) return 0;
+    fprintf(stderr, "--bf16-route: auto, native (where supported) or emulated, not \"%s\"\n", r);
+    return -1;
+}
+
+/* --sgemm-route auto|blas|onednn: the fp32 linear layers' route (rs_sgemm_set_route, the CLI's
+ * RS_SGEMM; auto, the default, as rs_sgemm_auto_onednn says). 0, or -1 after a message (also
+ * when oneDNN, asked for by name, fails its check). */
 static inline int bench_sgemm_route(const char *r) {
     int v = rs_sgemm_route_parse(r);
-    if (v >= 0 && !rs_sgemm_set_route(v) && (v == RS_SGEMM_BLAS || rs_sgemm_use_onednn())) return 0;
-    fprintf(stderr, "--sgemm-route: blas or onednn (onednn needs a build with oneDNN whose check passes), not \"%s\"\n", r);
+    if (v >= 0 && !rs_sgemm_set_route(v) && (v != RS_SGEMM_ONEDNN || rs_sgemm_use_onednn())) return 0;
+    fprintf(stderr, "--sgemm-route: auto, blas or onednn (onednn needs a build with oneDNN whose check passes), not \"%s\"\n", r);
     return -1;
 }
 

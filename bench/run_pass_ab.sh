@@ -9,6 +9,10 @@
 #   AB=attn: the fp32 attention's products on the BLAS vs the fused AVX-512 kernel
 #     (--attn-route blas | fused; the CLI's RS_ATTN), on G2_CKPT / PG_CKPT as given (point
 #     them at the F32 copies to leave the widening out).
+#   AB=precision: fp32 on the F32 copy (the fastest fp32 pass) vs --precision bf16 on the bf16
+#     checkpoint with each product route (--bf16-route native | emulated; the CLI's
+#     RS_BF16_GEMM; native only where the build and CPU have it): three sides, the parity
+#     column showing what bf16 costs against the fp32 reference.
 # One line per run: the pass rate, where its time went, the in-pass sgemm rate (linear layers
 # only), the GEMM rate measured right after through the same route (G), our rate as a
 # fraction of both, the parity of the hook with transformers (max|ours - ref| / max|ref|,
@@ -17,7 +21,7 @@
 # Needs the inputs the side-by-side benchmarks write (bench/run_gemma2_bench.sh: cap.ids,
 # long.ids; bench/run_paligemma_bench.sh: pg_images.tsv, pg_suffix.ids) and their random
 # real-size checkpoints.
-# usage: [AB=route|ckpt|attn|build] bench/run_pass_ab.sh ROW...     ROW: cap26 | long26 | tower | dec13
+# usage: [AB=route|ckpt|attn|precision|build] bench/run_pass_ab.sh ROW...     ROW: cap26 | long26 | tower | dec13
 #   AB=build: two builds of the benchmarks, BASE_BUILD_DIR (side "base", e.g. a worktree of the
 #   commit before a change, built in Release) against RS_BUILD_DIR (side "new"), each as built
 #   ROUNDS (default 2); G2_CKPT / PG_CKPT (default /work/benchmodels/gemma2-2b-rand and
@@ -34,13 +38,14 @@ AB=${AB:-route}
 DATA=../shared/data
 PY=${REFENV:-/work/refenv}/bin/python
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
-[ $# -gt 0 ] || { sed -n 2,24p "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,/^set -e/{/^set -e/!p}' "$0"; exit 2; }
 case $AB in
   route) SIDES="blas onednn" ;;
   ckpt) SIDES="bf16 f32"; for d in "$G2F" "$PGF"; do [ -f "$d/config.json" ] || { echo "no $d: make it with tools/reference/bench_checkpoint_f32.py" >&2; exit 1; }; done ;;
   attn) SIDES="blas fused" ;;
+  precision) SIDES="fp32 bf16.native bf16.emulated"; [ -f "$G2F/config.json" ] || { echo "no $G2F: make it with tools/reference/bench_checkpoint_f32.py" >&2; exit 1; } ;;
   build) SIDES="base new"; [ -x "${BASE_BUILD_DIR:-}/bench_paligemma" ] || { echo "AB=build needs BASE_BUILD_DIR with bench_gemma2/bench_paligemma built" >&2; exit 1; } ;;
-  *) echo "AB=$AB: route, ckpt, attn or build" >&2; exit 2 ;;
+  *) echo "AB=$AB: route, ckpt, attn, precision or build" >&2; exit 2 ;;
 esac
 for f in "$B/bench_gemma2" "$B/bench_paligemma"; do [ -x "$f" ] || { echo "no $f: build first" >&2; exit 1; }; done
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -64,7 +69,8 @@ for row in "$@"; do
       blas|onednn) if [ $AB = attn ]; then extra=(--model "$m16" --attn-route $side); else extra=(--model "$m16" --sgemm-route $side); fi ;;
       fused) extra=(--model "$m16" --attn-route fused) ;;
       bf16) extra=(--model "$m16") ;;
-      f32) extra=(--model "$m32") ;;
+      f32|fp32) extra=(--model "$m32") ;;
+      bf16.*) extra=(--model "$m16" --precision bf16 --bf16-route "${side#bf16.}") ;;
       base|new) extra=(--model "$m16") ;;
     esac
     run=$prog; [ $side = base ] && run=$BASE_BUILD_DIR/$(basename "$prog")
@@ -98,13 +104,15 @@ for l in sys.stdin:
     d = json.loads(l)
     if "profile" in d:
         p = d["profile"]
-        out.append("total %.3f s, linear sgemm %.3f s, widen+bias %.3f s, fc1 bias+GELU %.3f s, attention %.3f s" % (p["total_s"], p["linear_sgemm_s"], p["linear_widen_bias_s"], p.get("linear_gelu_rest_s", 0.0), p["entries"]["attention"]["s"]))
+        out.append("total %.3f s, linear sgemm %.3f s, widen+bias %.3f s, fc1 bias+GELU %.3f s, attention %.3f s" % (p["total_s"], p.get("linear_sgemm_s", 0.0), p.get("linear_widen_bias_s", 0.0), p.get("linear_gelu_rest_s", 0.0), p["entries"].get("attention", {}).get("s", 0.0)))
         continue
     rate = d.get("images_per_s", d.get("tokens_per_s"))
     unit = "img/s" if "images_per_s" in d else "tok/s"
     g = d.get("gemm_now_gflops") or d.get("gemm_now_siglip_gflops" if row == "tower" else "gemm_now_gemma2_gflops")
-    s = "%s %.3f, in-pass sgemm %.0f GFLOP/s, G %.0f, route %s, attention %s, peak RSS %.2f GB" % (unit, rate, d["linear_sgemm_gflops"], g, d["linear_route"], d.get("attention_route", "?"), d["peak_rss_gb"])
-    if fl: s += ", of own sgemm %.1f%%, of G %.1f%%" % (100 * rate * fl / d["linear_sgemm_gflops"], 100 * rate * fl / g)
+    lin = d["linear_sgemm_gflops"]
+    s = "%s %.3f, in-pass sgemm %.0f GFLOP/s, G %.0f, route %s, attention %s, peak RSS %.2f GB" % (unit, rate, lin, g, d["linear_route"], d.get("attention_route", "?"), d["peak_rss_gb"])
+    if d.get("precision") == "bf16": s += ", bf16 products %s" % d.get("bf16_products", "?")
+    if fl and lin > 0 and g: s += ", of own sgemm %.1f%%, of G %.1f%%" % (100 * rate * fl / lin, 100 * rate * fl / g)
     out.append(s)
 out.append("parity vs transformers " + os.environ["PARITY"])
 print(" | ".join(out), flush=True)
