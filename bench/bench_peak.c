@@ -5,7 +5,9 @@
  * outrun fp32 on this core (docs/precision.md, "Speed"; the automatic bf16 route of
  * src/tensor/ops_bf16.c). One JSON line:
  *   {"fp32_fma_gmadd_s": …, "fp32_width_bits": 512|256, "bf16_dot_gmadd_s": …|null, "ratio": …}
- * usage: bench_peak [--rounds N] [--iters N]   (iters: loop trips per round, default 20000000) */
+ * usage: bench_peak [--rounds N] [--iters N] [--fp32-width 256]
+ *   (iters: loop trips per round, default 20000000; --fp32-width 256: the 256-bit FMA loop even
+ *   where AVX-512 is there, as an AVX2-only CPU runs it) */
 #include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,72 +15,64 @@
 
 #include "bench_util.h"
 
-/* The asm statement keeps the ten accumulators live in registers without adding work. */
-#define KEEP10(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9)                                         \
-    __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6), \
-                     "+v"(a7), "+v"(a8), "+v"(a9))
+/* Ten independent accumulators a0…a9, each updated by OP(a) per trip; the asm statement keeps
+ * them live in registers without adding work. T gets the loop's seconds. */
+#define TEN_ACC_LOOP(T, iters, OP)                                                                \
+    do {                                                                                          \
+        double t0_ = bench_now();                                                                 \
+        for (long n_ = 0; n_ < (iters); n_++) {                                                   \
+            a0 = OP(a0), a1 = OP(a1), a2 = OP(a2), a3 = OP(a3), a4 = OP(a4);                      \
+            a5 = OP(a5), a6 = OP(a6), a7 = OP(a7), a8 = OP(a8), a9 = OP(a9);                      \
+            __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5),     \
+                             "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9));                             \
+        }                                                                                         \
+        (T) = bench_now() - t0_;                                                                  \
+    } while (0)
 
+static volatile float sink; /* the accumulators' result goes somewhere */
+
+/* G multiply-adds per second: 16 lanes (512-bit fp32 FMA), 8 (256-bit), 32 (vdpbf16ps: two bf16
+ * products per fp32 lane). */
 __attribute__((target("avx512f"))) static double fma512(long iters) {
-    __m512 a0 = _mm512_set1_ps(0.f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
     __m512 x = _mm512_set1_ps(1.f), y = _mm512_set1_ps(1e-9f);
-    double t = bench_now();
-    for (long n = 0; n < iters; n++) {
-        a0 = _mm512_fmadd_ps(a0, x, y), a1 = _mm512_fmadd_ps(a1, x, y), a2 = _mm512_fmadd_ps(a2, x, y);
-        a3 = _mm512_fmadd_ps(a3, x, y), a4 = _mm512_fmadd_ps(a4, x, y), a5 = _mm512_fmadd_ps(a5, x, y);
-        a6 = _mm512_fmadd_ps(a6, x, y), a7 = _mm512_fmadd_ps(a7, x, y), a8 = _mm512_fmadd_ps(a8, x, y);
-        a9 = _mm512_fmadd_ps(a9, x, y);
-        KEEP10(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9);
-    }
-    t = bench_now() - t;
-    volatile float sink = _mm512_reduce_add_ps(a0) + _mm512_reduce_add_ps(a9);
-    (void)sink;
+#define FMA512(a) _mm512_fmadd_ps(a, x, y)
+    double t;
+    TEN_ACC_LOOP(t, iters, FMA512);
+    sink = _mm512_reduce_add_ps(_mm512_add_ps(a0, a9));
     return (double)iters * 10 * 16 / t / 1e9;
 }
 
 __attribute__((target("avx2,fma"))) static double fma256(long iters) {
-    __m256 a0 = _mm256_set1_ps(0.f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
     __m256 x = _mm256_set1_ps(1.f), y = _mm256_set1_ps(1e-9f);
-    double t = bench_now();
-    for (long n = 0; n < iters; n++) {
-        a0 = _mm256_fmadd_ps(a0, x, y), a1 = _mm256_fmadd_ps(a1, x, y), a2 = _mm256_fmadd_ps(a2, x, y);
-        a3 = _mm256_fmadd_ps(a3, x, y), a4 = _mm256_fmadd_ps(a4, x, y), a5 = _mm256_fmadd_ps(a5, x, y);
-        a6 = _mm256_fmadd_ps(a6, x, y), a7 = _mm256_fmadd_ps(a7, x, y), a8 = _mm256_fmadd_ps(a8, x, y);
-        a9 = _mm256_fmadd_ps(a9, x, y);
-        KEEP10(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9);
-    }
-    t = bench_now() - t;
-    float o[8];
-    _mm256_storeu_ps(o, _mm256_add_ps(a0, a9));
-    volatile float sink = o[0];
-    (void)sink;
+#define FMA256(a) _mm256_fmadd_ps(a, x, y)
+    double t;
+    TEN_ACC_LOOP(t, iters, FMA256);
+    sink = _mm256_cvtss_f32(_mm256_add_ps(a0, a9));
     return (double)iters * 10 * 8 / t / 1e9;
 }
 
 __attribute__((target("avx512f,avx512bf16"))) static double dot_bf16(long iters) {
-    __m512 a0 = _mm512_set1_ps(0.f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
     __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x0001); /* 1.0, tiny */
-    double t = bench_now();
-    for (long n = 0; n < iters; n++) {
-        a0 = _mm512_dpbf16_ps(a0, x, y), a1 = _mm512_dpbf16_ps(a1, x, y), a2 = _mm512_dpbf16_ps(a2, x, y);
-        a3 = _mm512_dpbf16_ps(a3, x, y), a4 = _mm512_dpbf16_ps(a4, x, y), a5 = _mm512_dpbf16_ps(a5, x, y);
-        a6 = _mm512_dpbf16_ps(a6, x, y), a7 = _mm512_dpbf16_ps(a7, x, y), a8 = _mm512_dpbf16_ps(a8, x, y);
-        a9 = _mm512_dpbf16_ps(a9, x, y);
-        KEEP10(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9);
-    }
-    t = bench_now() - t;
-    volatile float sink = _mm512_reduce_add_ps(a0) + _mm512_reduce_add_ps(a9);
-    (void)sink;
+#define DOT_BF16(a) _mm512_dpbf16_ps(a, x, y)
+    double t;
+    TEN_ACC_LOOP(t, iters, DOT_BF16);
+    sink = _mm512_reduce_add_ps(_mm512_add_ps(a0, a9));
     return (double)iters * 10 * 32 / t / 1e9;
 }
 
 int main(int argc, char **argv) {
     int rounds = 5;
     long iters = 20000000;
+    int force256 = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--fp32-width") && i + 1 < argc && !strcmp(argv[i + 1], "256")) force256 = 1, i++;
         else {
-            fprintf(stderr, "usage: bench_peak [--rounds N] [--iters N]\n");
+            fprintf(stderr, "usage: bench_peak [--rounds N] [--iters N] [--fp32-width 256]\n");
             return 2;
         }
     }
@@ -88,6 +82,7 @@ int main(int argc, char **argv) {
     }
     __builtin_cpu_init();
     int w512 = __builtin_cpu_supports("avx512f"), bf16 = w512 && __builtin_cpu_supports("avx512bf16");
+    if (force256) w512 = 0;
     if (!w512 && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
         fprintf(stderr, "bench_peak: this CPU has neither AVX-512 nor AVX2+FMA\n");
         return 1;
