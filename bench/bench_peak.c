@@ -15,53 +15,38 @@
 
 #include "bench_util.h"
 
-/* Ten independent accumulators a0…a9, each updated by OP(a) per trip; the asm statement keeps
- * them live in registers without adding work. T gets the loop's seconds. */
-#define TEN_ACC_LOOP(T, iters, OP)                                                                \
-    do {                                                                                          \
-        double t0_ = bench_now();                                                                 \
-        for (long n_ = 0; n_ < (iters); n_++) {                                                   \
-            a0 = OP(a0), a1 = OP(a1), a2 = OP(a2), a3 = OP(a3), a4 = OP(a4);                      \
-            a5 = OP(a5), a6 = OP(a6), a7 = OP(a7), a8 = OP(a8), a9 = OP(a9);                      \
-            __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5),     \
-                             "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9));                             \
-        }                                                                                         \
-        (T) = bench_now() - t0_;                                                                  \
-    } while (0)
-
 static volatile float sink; /* the accumulators' result goes somewhere */
 
-/* G multiply-adds per second: 16 lanes (512-bit fp32 FMA), 8 (256-bit), 32 (vdpbf16ps: two bf16
- * products per fp32 lane). */
-__attribute__((target("avx512f"))) static double fma512(long iters) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
-    __m512 x = _mm512_set1_ps(1.f), y = _mm512_set1_ps(1e-9f);
-#define FMA512(a) _mm512_fmadd_ps(a, x, y)
-    double t;
-    TEN_ACC_LOOP(t, iters, FMA512);
-    sink = _mm512_reduce_add_ps(_mm512_add_ps(a0, a9));
-    return (double)iters * 10 * 16 / t / 1e9;
-}
+/* static double NAME(long iters): G multiply-adds per second of OP over ten independent
+ * accumulators a0…a9 of type ACC (from ZERO), operands x and y of type XT; MADDS multiply-adds
+ * per OP (16 for a 512-bit fp32 FMA, 8 for 256-bit, 32 for vdpbf16ps: two bf16 products per
+ * fp32 lane). The asm statement keeps the accumulators live in registers without adding work;
+ * LANE0 takes one lane of a0 + a9 so the loop's result is used. */
+#define PEAK_FN(NAME, TARGET, ACC, ZERO, XT, X, Y, OP, ADD, LANE0, MADDS)                        \
+    __attribute__((target(TARGET))) static double NAME(long iters) {                            \
+        ACC a0 = ZERO, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0; \
+        XT x = X, y = Y;                                                                        \
+        double t = bench_now();                                                                 \
+        for (long n = 0; n < iters; n++) {                                                      \
+            a0 = OP(a0, x, y), a1 = OP(a1, x, y), a2 = OP(a2, x, y), a3 = OP(a3, x, y);         \
+            a4 = OP(a4, x, y), a5 = OP(a5, x, y), a6 = OP(a6, x, y), a7 = OP(a7, x, y);         \
+            a8 = OP(a8, x, y), a9 = OP(a9, x, y);                                               \
+            __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5),   \
+                             "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9));                           \
+        }                                                                                       \
+        t = bench_now() - t;                                                                    \
+        sink = LANE0(ADD(a0, a9));                                                              \
+        return (double)iters * 10 * (MADDS) / t / 1e9;                                          \
+    }
 
-__attribute__((target("avx2,fma"))) static double fma256(long iters) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
-    __m256 x = _mm256_set1_ps(1.f), y = _mm256_set1_ps(1e-9f);
-#define FMA256(a) _mm256_fmadd_ps(a, x, y)
-    double t;
-    TEN_ACC_LOOP(t, iters, FMA256);
-    sink = _mm256_cvtss_f32(_mm256_add_ps(a0, a9));
-    return (double)iters * 10 * 8 / t / 1e9;
-}
-
-__attribute__((target("avx512f,avx512bf16"))) static double dot_bf16(long iters) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
-    __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x0001); /* 1.0, tiny */
-#define DOT_BF16(a) _mm512_dpbf16_ps(a, x, y)
-    double t;
-    TEN_ACC_LOOP(t, iters, DOT_BF16);
-    sink = _mm512_reduce_add_ps(_mm512_add_ps(a0, a9));
-    return (double)iters * 10 * 32 / t / 1e9;
-}
+PEAK_FN(fma512, "avx512f", __m512, _mm512_setzero_ps(), __m512, _mm512_set1_ps(1.f), _mm512_set1_ps(1e-9f),
+        _mm512_fmadd_ps, _mm512_add_ps, _mm512_reduce_add_ps, 16)
+PEAK_FN(fma256, "avx2,fma", __m256, _mm256_setzero_ps(), __m256, _mm256_set1_ps(1.f), _mm256_set1_ps(1e-9f),
+        _mm256_fmadd_ps, _mm256_add_ps, _mm256_cvtss_f32, 8)
+/* x = 1.0 and y = the smallest bf16 subnormal in every half */
+PEAK_FN(dot_bf16, "avx512f,avx512bf16", __m512, _mm512_setzero_ps(), __m512bh,
+        (__m512bh)_mm512_set1_epi16(0x3f80), (__m512bh)_mm512_set1_epi16(0x0001), _mm512_dpbf16_ps, _mm512_add_ps,
+        _mm512_reduce_add_ps, 32)
 
 int main(int argc, char **argv) {
     int rounds = 5;

@@ -5,7 +5,6 @@
 #define BENCH_UTIL_H
 #include <stdint.h>
 #include <stdio.h>
-#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -39,8 +38,7 @@ static inline double peak_rss_gb(void) {
 /* --bf16-route auto|native|emulated: the route of --precision bf16's products
  * (op_bf16_set_route, the CLI's RS_BF16_GEMM). 0, or -1 after a message. */
 static inline int bench_bf16_route(const char *r) {
-    int v = !strcmp(r, "native") ? OP_BF16_NATIVE : !strcmp(r, "emulated") ? OP_BF16_EMULATED
-          : !strcmp(r, "auto")   ? OP_BF16_AUTO : -1;
+    int v = op_bf16_route_parse(r);
     if (v >= 0 && !op_bf16_set_route(v)) return 0;
     fprintf(stderr, "--bf16-route: auto, native (where supported) or emulated, not \"%s\"\n", r);
     return -1;

@@ -2,7 +2,8 @@
 # Install the Debian packages reprshift needs, if any is missing (needs root for apt-get).
 # usage: scripts/install-deps.sh [--tests | --slurm]
 #   build: compiler, CMake, OpenBLAS, cJSON, cmocka, libjpeg-turbo, libpng, zlib, libzip, OpenSSL,
-#          oneDNN (bf16 products on CPUs with AMX-BF16: docs/precision.md; the build works without it)
+#          oneDNN (bf16 products on AMX-BF16 and AMD AVX512-BF16 CPUs, fp32 linear layers on AMD AVX-512:
+#          docs/precision.md, docs/pipeline.md; the build works without it)
 #   --tests: also chromium (test_report_chromium renders the report; only the tests need it), jq
 #            (cli_steer.sh, cli_crosscoder.sh read JSON with it) and
 #            python3 + python3-venv (tests/cli_python.sh: the Python package's tests in a venv;

@@ -305,6 +305,12 @@ static void test_linear_native(void **state) {
 
 static void test_linear_emulated(void **state) {
     (void)state;
+    /* the route names (RS_BF16_GEMM, --bf16-route) */
+    assert_int_equal(op_bf16_route_parse("auto"), OP_BF16_AUTO);
+    assert_int_equal(op_bf16_route_parse("emulated"), OP_BF16_EMULATED);
+    assert_int_equal(op_bf16_route_parse("native"), OP_BF16_NATIVE);
+    assert_int_equal(op_bf16_route_parse("fast"), -1);
+    assert_int_equal(op_bf16_route_parse(NULL), -1);
     op_bf16_force_emulated(1);
     assert_string_equal(op_bf16_gemm_path(), "emulated");
     linear_shapes();

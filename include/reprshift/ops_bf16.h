@@ -37,8 +37,9 @@ static inline float op_bf16_round1(float f) { return op_bf16_float(op_bf16_bits(
 void op_bf16_round(float *x, size_t n);
 
 /* "native" when products run on oneDNN with the CPU's bf16 instructions, "emulated"
- * otherwise. The automatic choice is native only where the CPU has AMX-BF16 (with AVX512-BF16
- * alone the emulated route measured as fast or faster: docs/precision.md). */
+ * otherwise. The automatic choice is native where the CPU's bf16 arithmetic outruns its fp32
+ * FMAs: with AMX-BF16, and with AVX512-BF16 on AMD (Zen 4); on Intel CPUs with AVX512-BF16
+ * alone the emulated route measured as fast or faster (docs/precision.md). */
 const char *op_bf16_gemm_path(void);
 /* 1 when the native path is possible here (oneDNN in the build, AVX512-BF16 or AMX-BF16). */
 int op_bf16_native_supported(void);
@@ -46,6 +47,9 @@ enum { OP_BF16_AUTO = 0, OP_BF16_EMULATED = 1, OP_BF16_NATIVE = 2 };
 /* Pick the product route (the library reads no environment; the CLI maps RS_BF16_GEMM here).
  * 0, or -1 (nothing changed) for NATIVE where it is not supported. */
 int op_bf16_set_route(int route);
+/* The route named "auto", "emulated" or "native" (RS_BF16_GEMM, --bf16-route); -1 for any other
+ * name or NULL. */
+int op_bf16_route_parse(const char *name);
 /* op_bf16_set_route(on ? OP_BF16_EMULATED : OP_BF16_AUTO). */
 void op_bf16_force_emulated(int on);
 /* A short description for --version: "oneDNN 2.6.3, AVX512-BF16" / "emulated (…why…)". */

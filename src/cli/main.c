@@ -227,11 +227,6 @@ static int sgemm_confirm(int route) {
     return -1;
 }
 
-static int bf16_route_parse(const char *e) {
-    return !strcmp(e, "auto") ? OP_BF16_AUTO : !strcmp(e, "emulated") ? OP_BF16_EMULATED
-         : !strcmp(e, "native") ? OP_BF16_NATIVE : -1;
-}
-
 /* RS_ISA: the ISA level of the elementwise kernels (ops.h rs_isa_*); RS_BF16_GEMM: the route of
  * --precision bf16's products (docs/precision.md); RS_SGEMM: the route of the fp32 linear layers
  * (include/reprshift/blas.h; oneDNN asked for and failing its check is an error too); RS_ATTN:
@@ -244,7 +239,7 @@ static int apply_route_envs(void) {
              rs_isa_name(rs_isa_best()));
     const env_route routes[] = {
         {"RS_ISA", rs_isa_parse, rs_isa_force, isa_unknown, isa_refused, NULL},
-        {"RS_BF16_GEMM", bf16_route_parse, op_bf16_set_route, "unknown route (use auto, native or emulated)",
+        {"RS_BF16_GEMM", op_bf16_route_parse, op_bf16_set_route, "unknown route (use auto, native or emulated)",
          "native needs a build with oneDNN and a CPU with AVX512-BF16 or AMX-BF16", NULL},
         {"RS_SGEMM", rs_sgemm_route_parse, rs_sgemm_set_route, "unknown route (use auto, blas or onednn)",
          "onednn needs a build with oneDNN", sgemm_confirm},

@@ -75,6 +75,11 @@ int op_bf16_set_route(int r) {
     return 0;
 }
 
+int op_bf16_route_parse(const char *name) {
+    return !name ? -1 : !strcmp(name, "auto") ? OP_BF16_AUTO : !strcmp(name, "emulated") ? OP_BF16_EMULATED
+         : !strcmp(name, "native") ? OP_BF16_NATIVE : -1;
+}
+
 void op_bf16_force_emulated(int on) { route = on ? OP_BF16_EMULATED : OP_BF16_AUTO; }
 
 /* Does this CPU's bf16 arithmetic outrun its fp32 FMAs? With AMX-BF16, yes. With AVX512-BF16
