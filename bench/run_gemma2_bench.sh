@@ -20,6 +20,8 @@
 #   RS_BENCH_CAPTIONS  number of COCO captions (default 256)
 #   RS_BENCH_PROFILE=1 also times every backend entry of reprshift's runs (per-entry table)
 #   RS_BENCH_REPEAT  reprshift forward passes per process, fastest reported (default 2: one warm pass)
+#   RS_BENCH_REF_REPEAT  the reference's timed passes per mode after its warm-up, fastest
+#                   reported, all listed (default 2)
 # Rows: capL = the first N captions of shared/data/text/coco_val2017_captions.txt; longL =
 # one 512-token text (the first 400 captions joined, cut at 512 ids); L = 13 (through layer
 # 12) or 26 (all layers). Per row: reprshift, then the reference (bucketed "used well", then
@@ -50,7 +52,7 @@ for row in $ROWS; do
   if [ $only_padded = 1 ]; then
     stamp "${row}_start"
     $REF_ENV "$REFENV/bin/python" bench/bench_gemma2_ref.py --model "$CKPT" --ids-file "$OUT/$w.ids" \
-        --layers "$L" --modes padded:eager --save-prefix "$OUT/ref_${row}_" 2>/dev/null | tag "$row"
+        --layers "$L" --modes padded:eager --repeat "$REF_REPEAT" --save-prefix "$OUT/ref_${row}_" 2>/dev/null | tag "$row"
     stamp "${row}_end"
     continue
   fi
@@ -58,7 +60,7 @@ for row in $ROWS; do
   stamp "${row}_start"
   for pass in 1 2; do
     [ $pass = 2 ] && $REF_ENV "$REFENV/bin/python" bench/bench_gemma2_ref.py --model "$CKPT" --ids-file "$OUT/$w.ids" \
-        --layers "$L" --modes "$modes" \
+        --layers "$L" --modes "$modes" --repeat "$REF_REPEAT" \
         --save-prefix "$OUT/ref_${row}_" 2>/dev/null | tag "$row"
     $RS_ENV "$BUILD/bench_gemma2" --model "$CKPT" --ids-file "$OUT/$w.ids" --hook "$hook" \
         --save "$OUT/c_${row}.safetensors" --repeat "$RS_REPEAT" $PROFILE_ARG | sed "s/^{/{\"pass\": $pass, /" | tag "$row"

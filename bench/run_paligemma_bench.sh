@@ -12,6 +12,8 @@
 #   with RS_BENCH_PROMPT_IDS and RS_TOKENIZER_JSON set to ids and a tokenizer it knows)
 #   RS_BENCH_PROFILE=1 also times every backend entry of reprshift's runs (per-entry table)
 #   RS_BENCH_REPEAT  reprshift forward passes per process, fastest reported (default 2: one warm pass)
+#   RS_BENCH_REF_REPEAT  the reference's timed passes per mode after its warm-up, fastest
+#                  reported, all listed (default 2)
 #   RS_BENCH_IMAGES_VISION (8), RS_BENCH_IMAGES_DECODER (8): the first val2017 images of
 #                  shared/data/coco/mini/image_table.tsv; decoder inputs get that image's
 #                  caption0 as the suffix (caption tokens + <eos>), batches of 4
@@ -49,7 +51,7 @@ for row in $ROWS; do
     ref=("${PROMPT[@]}" --through "$L" --batch 4 --suffix-ids "$OUT/pg_suffix.ids" --modes bucket:eager,bucket:vsdpa,padded:eager "${IMGS[@]:0:$ND}")
   fi
   for pass in 1 2; do
-    [ $pass = 2 ] && $REF_ENV "$REFENV/bin/python" bench/bench_paligemma_ref.py --model "$CKPT" "${ref[@]}" \
+    [ $pass = 2 ] && $REF_ENV "$REFENV/bin/python" bench/bench_paligemma_ref.py --model "$CKPT" "${ref[@]}" --repeat "$REF_REPEAT" \
         --save-prefix "$OUT/pgref_${row}_" 2>/dev/null | tag "$row"
     $RS_ENV "$BUILD/bench_paligemma" --model "$CKPT" --save "$OUT/pg_${row}.f32" --repeat "$RS_REPEAT" $PROFILE_ARG "${ours[@]}" | sed "s/^{/{\"pass\": $pass, /" | tag "$row"
   done
