@@ -27,12 +27,14 @@ bench_rs_env() {
   # RS_BENCH_REPEAT (default 2): reprshift's forward passes per process, the fastest reported.
   # The first pass pays the page-in of the memory-mapped weights (7.6 s of 72 s for the
   # 256 captions through 26 layers, 2026-12-03); the reference loads its weights before timing
-  # and runs an untimed warm-up forward, so one warm pass on each side is the like-for-like.
+  # and runs an untimed warm-up forward, so its passes are all warm.
   RS_REPEAT=${RS_BENCH_REPEAT:-2}
-  # RS_BENCH_REF_REPEAT (default 2): the reference's timed passes per mode, the fastest
-  # reported and every one listed in the summary. Its run-to-run swing on this kind of VM is
-  # 10-25% (256 captions: 31.8, 32.6, 26.1 tok/s in three single-pass runs, 2026-12-04), so a
-  # single pass against our best of two would flatter the ratio.
+  # RS_BENCH_REF_REPEAT (default 2): the reference's timed passes per mode after its warm-up,
+  # the fastest reported and every one listed in the summary, so each side gets the faster of
+  # two passes. One reference pass against our best of two would flatter the ratio: its speed
+  # moves by 6-32% between processes on these VMs (256 captions, 26 layers: 26.1 tok/s in one
+  # single-pass run, 32.8 and 34.4 in the next run's two passes; bench/README.md, "The
+  # reference timed as best of two passes").
   REF_REPEAT=${RS_BENCH_REF_REPEAT:-2}
 }
 
