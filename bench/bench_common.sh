@@ -36,6 +36,10 @@ bench_rs_env() {
   # single-pass run, 32.8 and 34.4 in the next run's two passes; bench/README.md, "The
   # reference timed as best of two passes").
   REF_REPEAT=${RS_BENCH_REF_REPEAT:-2}
+  # RS_BENCH_REF_PROCS (default 2): reference processes per row (1 or 2), run after each of our
+  # two runs, for the same reason: the swing between its processes is the larger one.
+  REF_PROCS=${RS_BENCH_REF_PROCS:-2}
+  case $REF_PROCS in 1|2) ;; *) echo "RS_BENCH_REF_PROCS must be 1 or 2 (got '$REF_PROCS')" >&2; exit 2 ;; esac
 }
 
 # bench_results FILE: the JSON-lines file stamp and tag append to (J); emptied first when

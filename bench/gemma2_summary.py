@@ -20,6 +20,7 @@ usage: gemma2_summary.py OUT_DIR CHECKPOINT_DIR"""
 import json, os, sys
 import numpy as np
 from profile_summary import print_profiles
+from ref_runs import add_ref, passes
 
 out, ckpt = sys.argv[1], sys.argv[2]
 cfg = json.load(open(os.path.join(ckpt, "config.json")))
@@ -66,7 +67,7 @@ for line in open(os.path.join(out, "results.jsonl")):
     if r["impl"] == "reprshift":
         row["ours"].append(r)
     else:
-        row["ref"][r["mode"]] = r
+        add_ref(row["ref"], r, "tokens")
 
 
 # a row "cap26p" holds only the padded reference of "cap26" (run_gemma2_bench.sh)
@@ -144,9 +145,9 @@ for k in sorted(rows, key=lambda k: (k.rstrip("0123456789") != "cap", int(k.lstr
     depth = "all %d layers" % L if L == cfg["num_hidden_layers"] else "through layer %d" % (L - 1)
     pad = "%.1f (%d padded tokens)" % (pd["tokens_per_s"], pd["padded_tokens"]) if pd else ("— (one sequence: no padding)" if w == "long" else "— (not run)")
     runs = " / ".join("%.1f" % r["tokens_per_s"] for r in ours)
-    # the reference's timed passes (RS_BENCH_REF_REPEAT): the fastest is the figure used
-    rr = uw.get("runs_tokens_per_s", [])
-    uw_runs = "best of %d: %s; " % (len(rr), " / ".join("%.1f" % v for v in rr)) if len(rr) > 1 else ""
+    # the reference's timed passes (RS_BENCH_REF_REPEAT, _PROCS): the fastest is the figure used
+    uw_runs = passes(uw, "%.1f")
+    uw_runs += "; " if uw_runs else ""
     rpad = "%.2f×" % (o / pd["tokens_per_s"]) if pd else "—"
     print(f"| {names[w]}, {depth} | {ours[0]['tokens']} | {o:.1f} ({runs}) "
           f"| {uw['tokens_per_s']:.1f} ({uw_runs}{uw['padded_tokens']} padded tokens) | {pad} | {o / uw['tokens_per_s']:.2f}× "

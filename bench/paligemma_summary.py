@@ -20,6 +20,7 @@ usage: paligemma_summary.py OUT_DIR CHECKPOINT_DIR"""
 import json, os, sys
 import numpy as np
 from profile_summary import print_profiles
+from ref_runs import add_ref, passes
 
 out, ckpt = sys.argv[1], sys.argv[2]
 cfg = json.load(open(os.path.join(ckpt, "config.json")))
@@ -63,7 +64,7 @@ for line in open(os.path.join(out, "paligemma.jsonl")):
         elif r["impl"] == "reprshift":
             row["ours"].append(r)
         else:
-            row["ref"][r["mode"]] = r
+            add_ref(row["ref"], r, "images")
 
 
 def best_rate(g, which):
@@ -127,9 +128,9 @@ for k, row in rows.items():
     lin_share = sum(r["linear_sgemm_s"] for r in ours) / sum(r["seconds"] for r in ours)
     lin_g = sum(r["linear_sgemm_gflops"] for r in ours) / len(ours)
     runs = " / ".join("%.3f" % r["images_per_s"] for r in ours)
-    # the reference's timed passes (RS_BENCH_REF_REPEAT): the fastest is the figure used
-    rr = uw.get("runs_images_per_s", [])
-    uw_runs = "; best of %d: %s" % (len(rr), " / ".join("%.3f" % v for v in rr)) if len(rr) > 1 else ""
+    # the reference's timed passes (RS_BENCH_REF_REPEAT, _PROCS): the fastest is the figure used
+    uw_runs = passes(uw, "%.3f")
+    uw_runs = "; " + uw_runs if uw_runs else ""
     rpad = "%.2f×" % (o / pd["images_per_s"]) if pd else "—"
     print(f"| {what} | {n} | {o:.3f} ({runs}) | {uw['images_per_s']:.3f} ({uw['mode']}{uw_runs}) | {others} "
           f"| {o / uw['images_per_s']:.2f}× | {rpad} | {f_o:.0%} / {f_r:.0%} ({G}) | {' / '.join(now) or '—'} | {lin_share:.0%} (at {lin_g:.0f} GFLOP/s) "
