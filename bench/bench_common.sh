@@ -32,9 +32,9 @@ bench_rs_env() {
   # RS_BENCH_REF_REPEAT (default 2): the reference's timed passes per mode after its warm-up,
   # the fastest reported and every one listed in the summary, so each side gets the faster of
   # two passes. One reference pass against our best of two would flatter the ratio: its speed
-  # moves by 6-32% between processes on these VMs (256 captions, 26 layers: 26.1 tok/s in one
-  # single-pass run, 32.8 and 34.4 in the next run's two passes; bench/README.md, "The
-  # reference timed as best of two passes").
+  # moves by up to 11% between passes and 32% between processes on these VMs (256 captions,
+  # 26 layers: 26.1 tok/s in one single-pass run, 30.2-34.4 in later ones; bench/README.md,
+  # "The reference timed at its best").
   REF_REPEAT=${RS_BENCH_REF_REPEAT:-2}
   # RS_BENCH_REF_PROCS (default 2): reference processes per row (1 or 2), run after each of our
   # two runs, for the same reason: the swing between its processes is the larger one.
